@@ -1,0 +1,2 @@
+//! The `unchoke` command line.
+fn main() {}
