@@ -1,0 +1,1507 @@
+//! `.torrent` files (BEP 3 v1 metainfo), with BEP 12 tracker tiers, BEP 19 web seeds,
+//! BEP 27 private flag and BEP 47 file attributes (padding files of hybrid v1+v2 torrents).
+//!
+//! Decoding is lenient about bencode form (real files have unsorted keys), but the
+//! info-hash is SHA-1 over the `info` dictionary's bytes *exactly as they appear in the
+//! file*, so a non-canonical file still gets the hash every other client computes.
+//!
+//! Validation: everything under `info` defines the content and is checked strictly —
+//! required keys, types, lengths, the piece hash count, and every path component (see
+//! [`check_component`]); each error names the key (`info.files[3].length`). Outside `info`:
+//! `announce`, `announce-list` and `url-list` must have the right types (a tier given as a
+//! bare string is taken as a one-tracker tier, empty URLs and empty tiers are dropped);
+//! `comment` and `created by` are human text, decoded lossily when not UTF-8 (their
+//! `.utf-8` variants preferred); `creation date` must be an integer.
+//!
+//! Hybrid v1+v2 torrents (libtorrent 2.0's default): the v1 part is read — `files` with its
+//! BEP 47 padding files, `pieces` — and the v2 parts (`file tree`, `piece layers`, `meta
+//! version`) are ignored. Padding files stay in [`Info::files`] because they occupy torrent
+//! offsets, flagged [`FileEntry::padding`]: storage must never create them and treats their
+//! bytes as zeros. A v2-only torrent is refused with [`MetainfoError::V2Only`].
+//!
+//! Not supported: symlink entries (BEP 47 `l`; they are read as ordinary files of their
+//! declared length), per-file `sha1`, a torrent with no data (total length 0).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+use crate::bencode::{self, DecodeError, Dict, List, Value};
+use crate::info_hash::InfoHash;
+use crate::storage::Layout;
+
+/// The largest piece length accepted: 256 MiB.
+pub const MAX_PIECE_LENGTH: u32 = 256 << 20;
+
+/// The longest path component accepted, in bytes (the common file-system limit).
+pub const MAX_COMPONENT_LEN: usize = 255;
+
+/// Why a `.torrent` file (or a bare info dictionary) was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MetainfoError {
+    /// The bytes are not valid bencode (the error carries the byte offset).
+    #[error(transparent)]
+    Bencode(#[from] DecodeError),
+    /// The top-level value (of the file, or of a bare info dictionary) is not a dictionary.
+    #[error("{what} is not a bencoded dictionary (found {found})")]
+    NotADictionary {
+        /// "the torrent file" or "the info dictionary".
+        what: &'static str,
+        /// What was found instead, with its article ("a list").
+        found: &'static str,
+    },
+    /// A required key is absent.
+    #[error("missing key `{key}`")]
+    MissingKey {
+        /// Dotted path of the key, e.g. `info.files[3].length`.
+        key: String,
+    },
+    /// A key holds a value of the wrong type.
+    #[error("`{key}` should be {expected}, found {found}")]
+    WrongType {
+        /// Dotted path of the key.
+        key: String,
+        /// The type wanted ("an integer").
+        expected: &'static str,
+        /// The type found ("a byte string").
+        found: &'static str,
+    },
+    /// A string that must be UTF-8 (a tracker URL) is not.
+    #[error("`{key}` is not valid UTF-8")]
+    NotUtf8 {
+        /// Dotted path of the key.
+        key: String,
+    },
+    /// `piece length` is 0, negative or above [`MAX_PIECE_LENGTH`].
+    #[error(
+        "`info.piece length` is {value}; it must be between 1 and {MAX_PIECE_LENGTH} (256 MiB)"
+    )]
+    BadPieceLength {
+        /// The value found.
+        value: i64,
+    },
+    /// `pieces` is not a whole number of 20-byte SHA-1 hashes.
+    #[error("`info.pieces` is {len} bytes long, not a multiple of 20")]
+    PiecesNotMultipleOf20 {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// `pieces` holds a different number of hashes than the content needs.
+    #[error(
+        "`info.pieces` holds {found} hashes, but {total_length} bytes in pieces of \
+         {piece_length} bytes need {expected}"
+    )]
+    PieceCountMismatch {
+        /// Hashes present.
+        found: u64,
+        /// Hashes needed: `ceil(total_length / piece_length)`.
+        expected: u64,
+        /// The content's total length.
+        total_length: u64,
+        /// The piece length.
+        piece_length: u32,
+    },
+    /// The content needs more pieces than a `u32` can count.
+    #[error(
+        "the content needs {pieces} pieces, more than {} a piece index can hold",
+        u32::MAX
+    )]
+    TooManyPieces {
+        /// Pieces needed.
+        pieces: u64,
+    },
+    /// A file length is negative.
+    #[error("`{key}` is negative ({value})")]
+    NegativeLength {
+        /// Dotted path of the key.
+        key: String,
+        /// The value found.
+        value: i64,
+    },
+    /// The file lengths add up past `u64::MAX`.
+    #[error("the total length overflows 64 bits at `{key}`")]
+    TotalOverflow {
+        /// The length that made the sum overflow.
+        key: String,
+    },
+    /// `info.files` is an empty list.
+    #[error("`info.files` is empty")]
+    NoFiles,
+    /// Every file is empty: there is nothing to share.
+    #[error("the torrent holds no data (total length 0)")]
+    NoData,
+    /// Neither `length` nor `files` is in the info dictionary.
+    #[error("missing key `info.length` (single file) or `info.files` (several files)")]
+    NoLengthOrFiles,
+    /// A v2-only torrent (BEP 52 without the v1 keys).
+    #[error(
+        "v2-only torrent (`meta version` 2 without `info.pieces`): only v1 and hybrid torrents are supported"
+    )]
+    V2Only,
+    /// A file's path is an empty list.
+    #[error("`{key}` is an empty path")]
+    EmptyPath {
+        /// Dotted path of the key, e.g. `info.files[3].path`.
+        key: String,
+    },
+    /// A path component (or the torrent's name) is not acceptable as a file name.
+    #[error("`{key}` ({component:?}) is not allowed as a file name: {reason}")]
+    BadPathComponent {
+        /// Where: `info.name` or `info.files[3].path[1]`.
+        key: String,
+        /// The component, lossily decoded.
+        component: String,
+        /// What is wrong with it.
+        reason: ComponentError,
+    },
+    /// Two files have the same path.
+    #[error("`info.files[{index}]` has the same path ({path}) as `info.files[{first}]`")]
+    DuplicatePath {
+        /// The later file.
+        index: usize,
+        /// The earlier file.
+        first: usize,
+        /// The path, components joined by `/`.
+        path: String,
+    },
+    /// A file's path is also used as a directory by another file.
+    #[error("`info.files[{file}]` ({path}) is used as a directory by `info.files[{inside}]`")]
+    FileIsDirectory {
+        /// The file whose path is another's directory.
+        file: usize,
+        /// A file inside that "directory".
+        inside: usize,
+        /// The path, components joined by `/`.
+        path: String,
+    },
+}
+
+/// Why a single path component is not an acceptable file name (see [`check_component`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ComponentError {
+    /// An empty component (`a//b`).
+    #[error("empty name")]
+    Empty,
+    /// `.`
+    #[error("\".\" refers to the directory itself")]
+    CurrentDir,
+    /// `..`
+    #[error("\"..\" would leave the download directory")]
+    ParentDir,
+    /// Starts with `/` or `\` (or a drive letter on Windows).
+    #[error("absolute path")]
+    Absolute,
+    /// Holds `/` or `\`.
+    #[error("contains the path separator {0:?}")]
+    Separator(char),
+    /// Holds a NUL byte.
+    #[error("contains a NUL byte")]
+    Nul,
+    /// Longer than [`MAX_COMPONENT_LEN`] bytes.
+    #[error("{0} bytes long, more than the {MAX_COMPONENT_LEN} file systems allow")]
+    TooLong(usize),
+    /// A name Windows reserves for devices (`CON`, `NUL`, `COM1`, `lpt2.txt`, …): refused on
+    /// every system so torrents stay portable.
+    #[error("a device name reserved on Windows")]
+    Reserved,
+    /// A character this operating system forbids in file names (only on Windows:
+    /// `< > : " | ? *` and control characters).
+    #[error("contains {0:?}, not allowed in file names on this system")]
+    InvalidChar(char),
+    /// Not UTF-8, and no valid `.utf-8` variant was given.
+    #[error("not valid UTF-8")]
+    NotUtf8,
+}
+
+/// Checks that `component` is acceptable as one file or directory name on any common file
+/// system, and safe: it cannot name anything outside the download directory.
+///
+/// Refused: empty, `.`, `..`, a leading `/` or `\`, `/` or `\` inside, NUL, more than
+/// [`MAX_COMPONENT_LEN`] bytes, Windows device names (`CON`, `PRN`, `AUX`, `NUL`,
+/// `COM1`–`COM9`, `LPT1`–`LPT9`, in any case and with any extension) and, on Windows only,
+/// the characters Windows forbids and a trailing dot or space.
+pub fn check_component(component: &str) -> Result<(), ComponentError> {
+    match component {
+        "" => return Err(ComponentError::Empty),
+        "." => return Err(ComponentError::CurrentDir),
+        ".." => return Err(ComponentError::ParentDir),
+        _ => {}
+    }
+    if component.starts_with(['/', '\\']) {
+        return Err(ComponentError::Absolute);
+    }
+    if let Some(sep) = component.chars().find(|&c| c == '/' || c == '\\') {
+        return Err(ComponentError::Separator(sep));
+    }
+    if component.contains('\0') {
+        return Err(ComponentError::Nul);
+    }
+    if component.len() > MAX_COMPONENT_LEN {
+        return Err(ComponentError::TooLong(component.len()));
+    }
+    if is_windows_reserved(component) {
+        return Err(ComponentError::Reserved);
+    }
+    if cfg!(windows) {
+        let b = component.as_bytes();
+        if b.len() >= 2 && b[1] == b':' && b[0].is_ascii_alphabetic() {
+            return Err(ComponentError::Absolute);
+        }
+        if let Some(c) = component
+            .chars()
+            .find(|&c| matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') || c < ' ')
+        {
+            return Err(ComponentError::InvalidChar(c));
+        }
+        if let Some(c) = component.chars().last().filter(|&c| c == '.' || c == ' ') {
+            return Err(ComponentError::InvalidChar(c));
+        }
+    }
+    Ok(())
+}
+
+/// `CON`, `con.txt`, `Com1.tar.gz`, `NUL ` …: the part before the first dot, trailing
+/// spaces removed, compared without case.
+fn is_windows_reserved(component: &str) -> bool {
+    let stem = component
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .trim_end_matches(' ');
+    let upper = stem.to_ascii_uppercase();
+    match upper.as_str() {
+        "CON" | "PRN" | "AUX" | "NUL" => true,
+        s if s.len() == 4 && (s.starts_with("COM") || s.starts_with("LPT")) => {
+            matches!(s.as_bytes()[3], b'1'..=b'9')
+        }
+        _ => false,
+    }
+}
+
+/// A parsed `.torrent` file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metainfo {
+    /// SHA-1 of the raw `info` dictionary: the torrent's v1 identity.
+    pub info_hash: InfoHash,
+    /// The `info` dictionary's bytes exactly as in the file (BEP 9 serves them to peers).
+    pub info_bytes: Bytes,
+    /// The parsed `info` dictionary.
+    pub info: Info,
+    /// `announce`: the single tracker URL (absent or empty: `None`).
+    pub announce: Option<String>,
+    /// `announce-list` (BEP 12): tracker tiers in file order; empty if absent.
+    pub announce_list: Vec<Vec<String>>,
+    /// `url-list` (BEP 19): web seed URLs.
+    pub url_list: Vec<String>,
+    /// `comment` (`comment.utf-8` preferred).
+    pub comment: Option<String>,
+    /// `created by` (`created by.utf-8` preferred).
+    pub created_by: Option<String>,
+    /// `creation date`: seconds since the Unix epoch.
+    pub creation_date: Option<i64>,
+}
+
+/// The parsed `info` dictionary: what the content is and how it is cut into pieces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Info {
+    /// `name`: the file name (single-file) or the top directory's name (multi-file);
+    /// `name.utf-8` preferred. Checked with [`check_component`].
+    pub name: String,
+    /// `piece length`, 1 ..= [`MAX_PIECE_LENGTH`].
+    pub piece_length: u32,
+    /// `pieces`: one SHA-1 per piece.
+    pub piece_hashes: Vec<[u8; 20]>,
+    /// `private` (BEP 27): only the torrent's trackers may be used to find peers.
+    pub private: bool,
+    /// True when the `files` key was used (the content lives in a directory `name`).
+    pub multi_file: bool,
+    /// The files in content order; a single-file torrent has one entry with `path = [name]`.
+    pub files: Vec<FileEntry>,
+    /// Sum of all file lengths, padding files included.
+    pub total_length: u64,
+}
+
+/// One file of a torrent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Path components; for a multi-file torrent relative to the `name` directory.
+    pub path: Vec<String>,
+    /// Length in bytes.
+    pub length: u64,
+    /// Offset of the file's first byte in the torrent's concatenated content.
+    pub offset: u64,
+    /// A BEP 47 padding file (`attr` holds `p`): never written to disk, its bytes are zeros.
+    pub padding: bool,
+    /// BEP 47 `x`: the file should be executable.
+    pub executable: bool,
+    /// BEP 47 `h`: the file should be hidden.
+    pub hidden: bool,
+}
+
+impl Metainfo {
+    /// Parses a `.torrent` file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        let root = bencode::decode(bytes)?;
+        let root = root.as_dict().ok_or(MetainfoError::NotADictionary {
+            what: "the torrent file",
+            found: with_article(&root),
+        })?;
+        let info_value = root
+            .get(b"info")
+            .ok_or_else(|| missing(Loc::Root, "info"))?;
+        let info_dict = info_value
+            .as_dict()
+            .ok_or_else(|| wrong_type(Loc::Root, "info", "a dictionary", info_value))?;
+        // Always present for a decoded dictionary; the fallback only keeps this panic-free.
+        let raw = info_dict
+            .raw()
+            .ok_or_else(|| wrong_type(Loc::Root, "info", "a dictionary", info_value))?;
+        let info = Info::from_dict(info_dict)?;
+
+        let announce = match get_bytes(root, Loc::Root, "announce")? {
+            Some(b) => Some(utf8(b, Loc::Root, "announce")?).filter(|s| !s.is_empty()),
+            None => None,
+        };
+        let announce_list = parse_announce_list(root)?;
+        let url_list = parse_url_list(root)?;
+        let comment = get_text(root, "comment")?;
+        let created_by = get_text(root, "created by")?;
+        let creation_date = get_int(root, Loc::Root, "creation date")?;
+
+        Ok(Metainfo {
+            info_hash: InfoHash::of_info_bytes(raw),
+            info_bytes: Bytes::copy_from_slice(raw),
+            info,
+            announce,
+            announce_list,
+            url_list,
+            comment,
+            created_by,
+            creation_date,
+        })
+    }
+
+    /// A metainfo made from a bare info dictionary (as fetched with BEP 9 for a magnet
+    /// link): no trackers, no comment. The info-hash is SHA-1 of `raw_info`.
+    pub fn from_info_bytes(raw_info: &[u8]) -> Result<Metainfo, MetainfoError> {
+        let info = Info::from_bytes(raw_info)?;
+        Ok(Metainfo {
+            info_hash: InfoHash::of_info_bytes(raw_info),
+            info_bytes: Bytes::copy_from_slice(raw_info),
+            info,
+            announce: None,
+            announce_list: Vec::new(),
+            url_list: Vec::new(),
+            comment: None,
+            created_by: None,
+            creation_date: None,
+        })
+    }
+
+    /// The trackers to use, as BEP 12 tiers: `announce-list` if it has any tracker, else
+    /// `[[announce]]` if present, else nothing.
+    pub fn tracker_tiers(&self) -> Vec<Vec<String>> {
+        if !self.announce_list.is_empty() {
+            self.announce_list.clone()
+        } else if let Some(a) = &self.announce {
+            vec![vec![a.clone()]]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Where file `file_index` goes, relative to the download directory (see
+    /// [`Info::file_path`]); `None` for an index past the end.
+    pub fn save_path_of(&self, file_index: usize) -> Option<PathBuf> {
+        self.info.file_path(file_index)
+    }
+}
+
+impl Info {
+    /// Parses a bare bencoded info dictionary (e.g. metadata fetched for a magnet link).
+    pub fn from_bytes(raw_info: &[u8]) -> Result<Info, MetainfoError> {
+        let v = bencode::decode(raw_info)?;
+        let d = v.as_dict().ok_or(MetainfoError::NotADictionary {
+            what: "the info dictionary",
+            found: with_article(&v),
+        })?;
+        Info::from_dict(d)
+    }
+
+    /// How many pieces (one per hash).
+    pub fn piece_count(&self) -> u32 {
+        // Checked against u32::MAX when parsed.
+        u32::try_from(self.piece_hashes.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The SHA-1 of `piece`, or `None` past the end.
+    pub fn piece_hash(&self, piece: u32) -> Option<&[u8; 20]> {
+        self.piece_hashes.get(piece as usize)
+    }
+
+    /// The piece/file geometry (padding files included, as they occupy offsets).
+    ///
+    /// Always exact for an `Info` from [`Info::from_bytes`] or [`Metainfo::from_bytes`]; if
+    /// the public fields were later changed into something invalid (zero piece length,
+    /// overflowing lengths), the layout is empty.
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.piece_length, self.files.iter().map(|f| f.length))
+            .unwrap_or_else(|_| Layout::empty(self.piece_length))
+    }
+
+    /// Where file `index` goes relative to the download directory: `name` for a
+    /// single-file torrent, `name/a/b` for a multi-file one; `None` past the end.
+    pub fn file_path(&self, index: usize) -> Option<PathBuf> {
+        let file = self.files.get(index)?;
+        if !self.multi_file {
+            return Some(PathBuf::from(&self.name));
+        }
+        let mut p = PathBuf::from(&self.name);
+        p.extend(&file.path);
+        Some(p)
+    }
+
+    fn from_dict(d: &Dict<'_>) -> Result<Info, MetainfoError> {
+        let loc = Loc::Info;
+        let pieces = match get_bytes(d, loc, "pieces")? {
+            Some(p) => p,
+            None if get_int(d, loc, "meta version").ok().flatten() == Some(2) => {
+                return Err(MetainfoError::V2Only);
+            }
+            None => return Err(missing(loc, "pieces")),
+        };
+        let name = name_of(d)?;
+        let piece_length = require(get_int(d, loc, "piece length")?, loc, "piece length")?;
+        let piece_length = u32::try_from(piece_length)
+            .ok()
+            .filter(|p| (1..=MAX_PIECE_LENGTH).contains(p))
+            .ok_or(MetainfoError::BadPieceLength {
+                value: piece_length,
+            })?;
+        if pieces.len() % 20 != 0 {
+            return Err(MetainfoError::PiecesNotMultipleOf20 { len: pieces.len() });
+        }
+        let private = get_int(d, loc, "private")?.is_some_and(|p| p != 0);
+
+        let (multi_file, files, total_length) = match d.get(b"files") {
+            Some(v) => {
+                let list = v
+                    .as_list()
+                    .ok_or_else(|| wrong_type(loc, "files", "a list", v))?;
+                let (files, total) = parse_files(list)?;
+                (true, files, total)
+            }
+            None => {
+                let length = get_int(d, loc, "length")?.ok_or(MetainfoError::NoLengthOrFiles)?;
+                let length = non_negative(length, || loc.key("length"))?;
+                let file = FileEntry {
+                    path: vec![name.clone()],
+                    length,
+                    offset: 0,
+                    padding: false,
+                    executable: false,
+                    hidden: false,
+                };
+                let file = apply_attr(file, d, loc)?;
+                (false, vec![file], length)
+            }
+        };
+        if total_length == 0 {
+            return Err(MetainfoError::NoData);
+        }
+        let expected = total_length.div_ceil(u64::from(piece_length));
+        let found = (pieces.len() / 20) as u64;
+        if found != expected {
+            if expected > u64::from(u32::MAX) {
+                return Err(MetainfoError::TooManyPieces { pieces: expected });
+            }
+            return Err(MetainfoError::PieceCountMismatch {
+                found,
+                expected,
+                total_length,
+                piece_length,
+            });
+        }
+        if expected > u64::from(u32::MAX) {
+            return Err(MetainfoError::TooManyPieces { pieces: expected });
+        }
+        let piece_hashes = pieces
+            .chunks_exact(20)
+            .map(|c| {
+                let mut h = [0u8; 20];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        if multi_file {
+            check_unique_paths(&files)?;
+        }
+        Ok(Info {
+            name,
+            piece_length,
+            piece_hashes,
+            private,
+            multi_file,
+            files,
+            total_length,
+        })
+    }
+}
+
+/// `name` (`name.utf-8` preferred when it is valid UTF-8), checked as a path component.
+fn name_of(d: &Dict<'_>) -> Result<String, MetainfoError> {
+    let utf8_variant = d.get(b"name.utf-8").and_then(Value::as_str);
+    let raw = require(get_bytes(d, Loc::Info, "name")?, Loc::Info, "name")?;
+    let name = match utf8_variant {
+        Some(s) => s,
+        None => std::str::from_utf8(raw).map_err(|_| MetainfoError::BadPathComponent {
+            key: "info.name".into(),
+            component: String::from_utf8_lossy(raw).into_owned(),
+            reason: ComponentError::NotUtf8,
+        })?,
+    };
+    check_component(name).map_err(|reason| MetainfoError::BadPathComponent {
+        key: "info.name".into(),
+        component: name.to_owned(),
+        reason,
+    })?;
+    Ok(name.to_owned())
+}
+
+/// The entries of `info.files`, with their offsets, and the total length.
+fn parse_files(list: &List<'_>) -> Result<(Vec<FileEntry>, u64), MetainfoError> {
+    if list.items().is_empty() {
+        return Err(MetainfoError::NoFiles);
+    }
+    let mut files = Vec::with_capacity(list.items().len());
+    let mut total: u64 = 0;
+    for (i, item) in list.items().iter().enumerate() {
+        let loc = Loc::File(i);
+        let d = item.as_dict().ok_or_else(|| MetainfoError::WrongType {
+            key: format!("info.files[{i}]"),
+            expected: "a dictionary",
+            found: with_article(item),
+        })?;
+        let length = require(get_int(d, loc, "length")?, loc, "length")?;
+        let length = non_negative(length, || loc.key("length"))?;
+        let path = file_path(d, i)?;
+        let entry = FileEntry {
+            path,
+            length,
+            offset: total,
+            padding: false,
+            executable: false,
+            hidden: false,
+        };
+        files.push(apply_attr(entry, d, loc)?);
+        total = total
+            .checked_add(length)
+            .ok_or_else(|| MetainfoError::TotalOverflow {
+                key: loc.key("length"),
+            })?;
+    }
+    Ok((files, total))
+}
+
+/// A file's `path` (`path.utf-8` preferred when it is a list of UTF-8 strings), checked.
+fn file_path(d: &Dict<'_>, i: usize) -> Result<Vec<String>, MetainfoError> {
+    let loc = Loc::File(i);
+    let utf8_variant: Option<Vec<&str>> = d
+        .get(b"path.utf-8")
+        .and_then(Value::as_list)
+        .and_then(|l| l.items().iter().map(Value::as_str).collect());
+    let list = require(get_list(d, loc, "path")?, loc, "path")?;
+    let components: Vec<&str> = match utf8_variant {
+        Some(c) => c,
+        None => {
+            let mut out = Vec::with_capacity(list.items().len());
+            for (j, c) in list.items().iter().enumerate() {
+                let bytes = c.as_bytes().ok_or_else(|| MetainfoError::WrongType {
+                    key: format!("info.files[{i}].path[{j}]"),
+                    expected: "a byte string",
+                    found: with_article(c),
+                })?;
+                let s =
+                    std::str::from_utf8(bytes).map_err(|_| MetainfoError::BadPathComponent {
+                        key: format!("info.files[{i}].path[{j}]"),
+                        component: String::from_utf8_lossy(bytes).into_owned(),
+                        reason: ComponentError::NotUtf8,
+                    })?;
+                out.push(s);
+            }
+            out
+        }
+    };
+    if components.is_empty() {
+        return Err(MetainfoError::EmptyPath {
+            key: loc.key("path"),
+        });
+    }
+    for (j, c) in components.iter().enumerate() {
+        check_component(c).map_err(|reason| MetainfoError::BadPathComponent {
+            key: format!("info.files[{i}].path[{j}]"),
+            component: (*c).to_owned(),
+            reason,
+        })?;
+    }
+    Ok(components.into_iter().map(str::to_owned).collect())
+}
+
+/// Reads the BEP 47 `attr` string into the entry's flags.
+fn apply_attr(mut f: FileEntry, d: &Dict<'_>, loc: Loc) -> Result<FileEntry, MetainfoError> {
+    if let Some(attr) = get_bytes(d, loc, "attr")? {
+        f.padding = attr.contains(&b'p');
+        f.executable = attr.contains(&b'x');
+        f.hidden = attr.contains(&b'h');
+    }
+    Ok(f)
+}
+
+/// Refuses two non-padding files with the same path, or a file whose path is another
+/// file's directory. (Padding files may repeat: libtorrent names them `.pad/<size>`.)
+fn check_unique_paths(files: &[FileEntry]) -> Result<(), MetainfoError> {
+    let mut order: Vec<usize> = (0..files.len()).filter(|&i| !files[i].padding).collect();
+    order.sort_by(|&a, &b| files[a].path.cmp(&files[b].path).then(a.cmp(&b)));
+    // Sorted by components, a path that is a prefix of others comes right before the
+    // first of them, so comparing neighbours finds every clash.
+    for pair in order.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let (pa, pb) = (&files[a].path, &files[b].path);
+        if pa == pb {
+            return Err(MetainfoError::DuplicatePath {
+                index: b,
+                first: a,
+                path: pa.join("/"),
+            });
+        }
+        if pb.starts_with(pa) {
+            return Err(MetainfoError::FileIsDirectory {
+                file: a,
+                inside: b,
+                path: pa.join("/"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn parse_announce_list(root: &Dict<'_>) -> Result<Vec<Vec<String>>, MetainfoError> {
+    let Some(list) = get_list(root, Loc::Root, "announce-list")? else {
+        return Ok(Vec::new());
+    };
+    let mut tiers = Vec::new();
+    for (i, tier) in list.items().iter().enumerate() {
+        let mut urls = Vec::new();
+        match tier {
+            // Some creators write a flat list of URLs: each is then a tier of its own.
+            Value::Bytes(b) => urls.push(utf8_at(b, || format!("announce-list[{i}]"))?),
+            Value::List(l) => {
+                for (j, u) in l.items().iter().enumerate() {
+                    let key = || format!("announce-list[{i}][{j}]");
+                    let b = u.as_bytes().ok_or_else(|| MetainfoError::WrongType {
+                        key: key(),
+                        expected: "a byte string",
+                        found: with_article(u),
+                    })?;
+                    urls.push(utf8_at(b, key)?);
+                }
+            }
+            other => {
+                return Err(MetainfoError::WrongType {
+                    key: format!("announce-list[{i}]"),
+                    expected: "a list",
+                    found: with_article(other),
+                });
+            }
+        }
+        urls.retain(|u| !u.is_empty());
+        if !urls.is_empty() {
+            tiers.push(urls);
+        }
+    }
+    Ok(tiers)
+}
+
+fn parse_url_list(root: &Dict<'_>) -> Result<Vec<String>, MetainfoError> {
+    let mut urls = Vec::new();
+    match root.get(b"url-list") {
+        None => {}
+        Some(Value::Bytes(b)) => urls.push(utf8_at(b, || "url-list".to_owned())?),
+        Some(Value::List(l)) => {
+            for (i, u) in l.items().iter().enumerate() {
+                let key = || format!("url-list[{i}]");
+                let b = u.as_bytes().ok_or_else(|| MetainfoError::WrongType {
+                    key: key(),
+                    expected: "a byte string",
+                    found: with_article(u),
+                })?;
+                urls.push(utf8_at(b, key)?);
+            }
+        }
+        Some(other) => {
+            return Err(wrong_type(
+                Loc::Root,
+                "url-list",
+                "a byte string or a list",
+                other,
+            ));
+        }
+    }
+    urls.retain(|u| !u.is_empty());
+    Ok(urls)
+}
+
+/// Human text at the top level: `<key>.utf-8` preferred, else `<key>` decoded lossily.
+fn get_text(root: &Dict<'_>, key: &str) -> Result<Option<String>, MetainfoError> {
+    let utf8_key = format!("{key}.utf-8");
+    if let Some(s) = root.get(utf8_key.as_bytes()).and_then(Value::as_str) {
+        return Ok(Some(s.to_owned()));
+    }
+    Ok(get_bytes(root, Loc::Root, key)?.map(|b| String::from_utf8_lossy(b).into_owned()))
+}
+
+/// Where a key lives, for error messages (formatted only when an error is made).
+#[derive(Clone, Copy)]
+enum Loc {
+    Root,
+    Info,
+    File(usize),
+}
+
+impl Loc {
+    fn key(self, key: &str) -> String {
+        self.to_string() + key
+    }
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Loc::Root => Ok(()),
+            Loc::Info => f.write_str("info."),
+            Loc::File(i) => write!(f, "info.files[{i}]."),
+        }
+    }
+}
+
+fn with_article(v: &Value<'_>) -> &'static str {
+    match v {
+        Value::Int(_) => "an integer",
+        Value::Bytes(_) => "a byte string",
+        Value::List(_) => "a list",
+        Value::Dict(_) => "a dictionary",
+    }
+}
+
+fn missing(loc: Loc, key: &str) -> MetainfoError {
+    MetainfoError::MissingKey { key: loc.key(key) }
+}
+
+fn wrong_type(loc: Loc, key: &str, expected: &'static str, found: &Value<'_>) -> MetainfoError {
+    MetainfoError::WrongType {
+        key: loc.key(key),
+        expected,
+        found: with_article(found),
+    }
+}
+
+fn require<T>(v: Option<T>, loc: Loc, key: &str) -> Result<T, MetainfoError> {
+    v.ok_or_else(|| missing(loc, key))
+}
+
+fn get_int(d: &Dict<'_>, loc: Loc, key: &str) -> Result<Option<i64>, MetainfoError> {
+    match d.get(key.as_bytes()) {
+        None => Ok(None),
+        Some(Value::Int(i)) => Ok(Some(*i)),
+        Some(other) => Err(wrong_type(loc, key, "an integer", other)),
+    }
+}
+
+fn get_bytes<'a>(d: &Dict<'a>, loc: Loc, key: &str) -> Result<Option<&'a [u8]>, MetainfoError> {
+    match d.get(key.as_bytes()) {
+        None => Ok(None),
+        Some(Value::Bytes(b)) => Ok(Some(b)),
+        Some(other) => Err(wrong_type(loc, key, "a byte string", other)),
+    }
+}
+
+fn get_list<'d, 'a>(
+    d: &'d Dict<'a>,
+    loc: Loc,
+    key: &str,
+) -> Result<Option<&'d List<'a>>, MetainfoError> {
+    match d.get(key.as_bytes()) {
+        None => Ok(None),
+        Some(Value::List(l)) => Ok(Some(l)),
+        Some(other) => Err(wrong_type(loc, key, "a list", other)),
+    }
+}
+
+fn utf8(b: &[u8], loc: Loc, key: &str) -> Result<String, MetainfoError> {
+    utf8_at(b, || loc.key(key))
+}
+
+fn utf8_at(b: &[u8], key: impl FnOnce() -> String) -> Result<String, MetainfoError> {
+    std::str::from_utf8(b)
+        .map(str::to_owned)
+        .map_err(|_| MetainfoError::NotUtf8 { key: key() })
+}
+
+fn non_negative(value: i64, key: impl FnOnce() -> String) -> Result<u64, MetainfoError> {
+    u64::try_from(value).map_err(|_| MetainfoError::NegativeLength { key: key(), value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bencode::encode;
+
+    fn bs(s: &[u8]) -> Value<'_> {
+        Value::Bytes(s)
+    }
+
+    fn list(items: Vec<Value<'_>>) -> Value<'_> {
+        Value::List(List::new(items))
+    }
+
+    fn dict<'a>(entries: Vec<(&'a [u8], Value<'a>)>) -> Value<'a> {
+        Value::Dict(Dict::new(entries))
+    }
+
+    fn path(components: &[&'static str]) -> Value<'static> {
+        list(components.iter().map(|c| bs(c.as_bytes())).collect())
+    }
+
+    fn file(len: i64, components: &[&'static str]) -> Value<'static> {
+        dict(vec![
+            (b"length", Value::Int(len)),
+            (b"path", path(components)),
+        ])
+    }
+
+    /// A whole torrent around `info`, with an announce URL.
+    fn torrent(info: Value<'_>) -> Vec<u8> {
+        encode(&dict(vec![
+            (b"announce", bs(b"http://t.example/announce")),
+            (b"info", info),
+        ]))
+    }
+
+    /// A valid multi-file info dict: files of 5, 0 and 20 bytes in 16-byte pieces.
+    fn multi_info<'a>(files: Value<'a>, pieces: &'a [u8]) -> Value<'a> {
+        dict(vec![
+            (b"name", bs(b"dir")),
+            (b"piece length", Value::Int(16)),
+            (b"pieces", bs(pieces)),
+            (b"files", files),
+        ])
+    }
+
+    type Entries<'a> = Vec<(&'a [u8], Value<'a>)>;
+
+    const TWO_HASHES: &[u8; 40] = &[7u8; 40];
+
+    fn good_files() -> Value<'static> {
+        list(vec![
+            file(5, &["a.txt"]),
+            file(0, &["empty"]),
+            file(20, &["sub", "b.bin"]),
+        ])
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        Metainfo::from_bytes(bytes)
+    }
+
+    fn err_of(info: Value<'_>) -> MetainfoError {
+        parse(&torrent(info)).unwrap_err()
+    }
+
+    /// An info dict for one file with the given files list, replacing `path` of the last.
+    fn with_path(components: &[&'static str]) -> MetainfoError {
+        err_of(multi_info(
+            list(vec![file(5, &["ok"]), file(20, components)]),
+            TWO_HASHES,
+        ))
+    }
+
+    fn bad_component(e: MetainfoError) -> (String, ComponentError) {
+        match e {
+            MetainfoError::BadPathComponent { key, reason, .. } => (key, reason),
+            other => panic!("expected a bad path component, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_multi_file_torrent() {
+        let bytes = torrent(multi_info(good_files(), TWO_HASHES));
+        let m = parse(&bytes).unwrap();
+        assert_eq!(m.info.name, "dir");
+        assert!(m.info.multi_file);
+        assert_eq!(m.info.total_length, 25);
+        assert_eq!(m.info.piece_length, 16);
+        assert_eq!(m.info.piece_count(), 2);
+        assert_eq!(m.info.piece_hash(1), Some(&[7u8; 20]));
+        assert_eq!(m.info.piece_hash(2), None);
+        let offsets: Vec<_> = m.info.files.iter().map(|f| (f.offset, f.length)).collect();
+        assert_eq!(offsets, vec![(0, 5), (5, 0), (5, 20)]);
+        assert_eq!(m.info.files[2].path, vec!["sub", "b.bin"]);
+        assert_eq!(
+            m.save_path_of(2),
+            Some(PathBuf::from("dir").join("sub").join("b.bin"))
+        );
+        assert_eq!(m.save_path_of(3), None);
+        assert_eq!(m.announce.as_deref(), Some("http://t.example/announce"));
+        assert_eq!(
+            m.tracker_tiers(),
+            vec![vec!["http://t.example/announce".to_owned()]]
+        );
+        let layout = m.info.layout();
+        assert_eq!((layout.piece_count(), layout.file_count()), (2, 3));
+        assert_eq!(layout.file_pieces(2), 0..2);
+        // The info-hash is over the raw info bytes.
+        let info_start = bytes.windows(6).position(|w| w == b"4:info").unwrap() + 6;
+        let raw = &bytes[info_start..bytes.len() - 1];
+        assert_eq!(&m.info_bytes[..], raw);
+        assert_eq!(m.info_hash, InfoHash::of_info_bytes(raw));
+        // A bare info dict parses to the same Info and hash.
+        assert_eq!(Info::from_bytes(raw).unwrap(), m.info);
+        let bare = Metainfo::from_info_bytes(raw).unwrap();
+        assert_eq!(bare.info_hash, m.info_hash);
+        assert!(bare.tracker_tiers().is_empty());
+    }
+
+    #[test]
+    fn parses_a_single_file_torrent_with_all_the_extras() {
+        let info = dict(vec![
+            (b"name", bs(b"file.iso")),
+            (b"piece length", Value::Int(16384)),
+            (b"pieces", bs(&[1u8; 20])),
+            (b"length", Value::Int(100)),
+            (b"private", Value::Int(1)),
+        ]);
+        let bytes = encode(&dict(vec![
+            (b"info", info),
+            (b"announce", bs(b"http://a/ann")),
+            (
+                b"announce-list",
+                list(vec![
+                    list(vec![bs(b"http://t1/a"), bs(b"udp://t2:80")]),
+                    list(vec![]),
+                    list(vec![bs(b""), bs(b"http://t3/a")]),
+                    // A flat URL instead of a tier: a tier of its own.
+                    bs(b"http://t4/a"),
+                ]),
+            ),
+            (b"url-list", bs(b"http://seed/")),
+            (b"comment", bs(b"caf\xe9")),
+            (b"created by", bs(b"mktorrent 1.1")),
+            (b"creation date", Value::Int(1_700_000_000)),
+        ]));
+        let m = parse(&bytes).unwrap();
+        assert!(!m.info.multi_file);
+        assert!(m.info.private);
+        assert_eq!(m.info.files.len(), 1);
+        assert_eq!(m.info.files[0].path, vec!["file.iso"]);
+        assert_eq!(m.info.files[0].length, 100);
+        assert_eq!(m.save_path_of(0), Some(PathBuf::from("file.iso")));
+        assert_eq!(
+            m.announce_list,
+            vec![
+                vec!["http://t1/a".to_owned(), "udp://t2:80".to_owned()],
+                vec!["http://t3/a".to_owned()],
+                vec!["http://t4/a".to_owned()],
+            ]
+        );
+        assert_eq!(m.tracker_tiers(), m.announce_list);
+        assert_eq!(m.url_list, vec!["http://seed/"]);
+        // Non-UTF-8 human text is decoded lossily.
+        assert_eq!(m.comment.as_deref(), Some("caf\u{fffd}"));
+        assert_eq!(m.created_by.as_deref(), Some("mktorrent 1.1"));
+        assert_eq!(m.creation_date, Some(1_700_000_000));
+    }
+
+    #[test]
+    fn unsorted_keys_hash_as_in_the_file() {
+        // Keys out of order (a lenient file): the hash is over these exact bytes.
+        let raw: &[u8] = b"d6:lengthi3e4:name1:x12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let unsorted: &[u8] =
+            b"d4:name1:x6:lengthi3e12:piece lengthi4e6:pieces20:aaaaaaaaaaaaaaaaaaaae";
+        let file = [&b"d4:info"[..], unsorted, b"e"].concat();
+        let m = parse(&file).unwrap();
+        assert_eq!(m.info_hash, InfoHash::of_info_bytes(unsorted));
+        assert_ne!(m.info_hash, InfoHash::of_info_bytes(raw));
+        assert_eq!(m.info.total_length, 3);
+        assert_eq!(m.announce, None);
+        assert!(m.tracker_tiers().is_empty());
+    }
+
+    #[test]
+    fn url_list_as_list_and_utf8_variants_preferred() {
+        let info = dict(vec![
+            (b"name", bs(b"n\xff")),
+            (b"name.utf-8", bs("név".as_bytes())),
+            (b"piece length", Value::Int(16)),
+            (b"pieces", bs(&[0u8; 20])),
+            (
+                b"files",
+                list(vec![dict(vec![
+                    (b"length", Value::Int(3)),
+                    (b"path", list(vec![bs(b"\xfe\xfd")])),
+                    (b"path.utf-8", list(vec![bs("fájl".as_bytes())])),
+                ])]),
+            ),
+        ]);
+        let bytes = encode(&dict(vec![
+            (b"info", info),
+            (
+                b"url-list",
+                list(vec![bs(b"http://a/"), bs(b""), bs(b"http://b/")]),
+            ),
+            (b"comment", bs(b"x")),
+            (b"comment.utf-8", bs("ü".as_bytes())),
+        ]));
+        let m = parse(&bytes).unwrap();
+        assert_eq!(m.info.name, "név");
+        assert_eq!(m.info.files[0].path, vec!["fájl"]);
+        assert_eq!(m.url_list, vec!["http://a/", "http://b/"]);
+        assert_eq!(m.comment.as_deref(), Some("ü"));
+    }
+
+    #[test]
+    fn non_utf8_names_without_a_variant_are_refused() {
+        let info = multi_info(
+            list(vec![dict(vec![
+                (b"length", Value::Int(20)),
+                (b"path", list(vec![bs(b"a"), bs(b"\xff")])),
+            ])]),
+            TWO_HASHES,
+        );
+        let e = err_of(info);
+        assert_eq!(
+            bad_component(e.clone()),
+            ("info.files[0].path[1]".to_owned(), ComponentError::NotUtf8)
+        );
+        assert_eq!(
+            e.to_string(),
+            "`info.files[0].path[1]` (\"\u{fffd}\") is not allowed as a file name: not valid UTF-8"
+        );
+        let e = err_of(dict(vec![
+            (b"name", bs(b"\xff")),
+            (b"piece length", Value::Int(16)),
+            (b"pieces", bs(&[0u8; 20])),
+            (b"length", Value::Int(1)),
+        ]));
+        assert_eq!(
+            bad_component(e),
+            ("info.name".to_owned(), ComponentError::NotUtf8)
+        );
+    }
+
+    #[test]
+    fn padding_files_and_attributes() {
+        // A hybrid-style file list: pad files (duplicate `.pad/N` paths allowed) in between.
+        let info = dict(vec![
+            (b"name", bs(b"h")),
+            (b"piece length", Value::Int(16)),
+            (b"pieces", bs(&[0u8; 60])),
+            (
+                b"files",
+                list(vec![
+                    dict(vec![
+                        (b"attr", bs(b"x")),
+                        (b"length", Value::Int(10)),
+                        (b"path", path(&["run.sh"])),
+                    ]),
+                    dict(vec![
+                        (b"attr", bs(b"p")),
+                        (b"length", Value::Int(6)),
+                        (b"path", path(&[".pad", "6"])),
+                    ]),
+                    dict(vec![
+                        (b"attr", bs(b"h")),
+                        (b"length", Value::Int(10)),
+                        (b"path", path(&[".hidden"])),
+                    ]),
+                    dict(vec![
+                        (b"attr", bs(b"p")),
+                        (b"length", Value::Int(6)),
+                        (b"path", path(&[".pad", "6"])),
+                    ]),
+                    file(3, &["last"]),
+                ]),
+            ),
+            (b"file tree", dict(vec![])),
+            (b"meta version", Value::Int(2)),
+        ]);
+        let m = parse(&torrent(info)).unwrap();
+        let f = &m.info.files;
+        assert_eq!(m.info.total_length, 35);
+        assert!(f[0].executable && !f[0].padding && !f[0].hidden);
+        assert!(f[1].padding && f[3].padding);
+        assert!(f[2].hidden && !f[2].padding);
+        assert!(!f[4].padding && !f[4].executable);
+        assert_eq!(f[2].offset, 16);
+        assert_eq!(f[4].offset, 32);
+    }
+
+    #[test]
+    fn v2_only_torrents_are_refused() {
+        let e = err_of(dict(vec![
+            (b"name", bs(b"x")),
+            (b"piece length", Value::Int(16384)),
+            (b"file tree", dict(vec![])),
+            (b"meta version", Value::Int(2)),
+        ]));
+        assert_eq!(e, MetainfoError::V2Only);
+    }
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        let cases: &[(&[&'static str], ComponentError)] = &[
+            (&["..", "etc", "passwd"], ComponentError::ParentDir),
+            (&["a", ".."], ComponentError::ParentDir),
+            (&["."], ComponentError::CurrentDir),
+            (&["/etc", "passwd"], ComponentError::Absolute),
+            (&["\\windows"], ComponentError::Absolute),
+            (&["a", "", "b"], ComponentError::Empty),
+            (&[""], ComponentError::Empty),
+            (&["a/b"], ComponentError::Separator('/')),
+            (&["..\\..\\x"], ComponentError::Separator('\\')),
+            (&["nul\0byte"], ComponentError::Nul),
+            (&["CON"], ComponentError::Reserved),
+            (&["dir", "nul.txt"], ComponentError::Reserved),
+            (&["Com1.tar.gz"], ComponentError::Reserved),
+            (&["lpt9"], ComponentError::Reserved),
+        ];
+        for (components, reason) in cases {
+            let (key, got) = bad_component(with_path(components));
+            assert_eq!(got, *reason, "{components:?}");
+            assert!(key.starts_with("info.files[1].path["), "{key}");
+        }
+        let (key, _) = bad_component(with_path(&["a", "..", "b"]));
+        assert_eq!(key, "info.files[1].path[1]");
+        let long: &'static str = "x".repeat(256).leak();
+        assert_eq!(
+            bad_component(with_path(&[long])).1,
+            ComponentError::TooLong(256)
+        );
+        // 255 bytes and names that merely resemble reserved ones are fine.
+        for ok in [
+            "x".repeat(255),
+            "COM0".into(),
+            "CONSOLE".into(),
+            "com10".into(),
+            "...".into(),
+            ".pad".into(),
+        ] {
+            assert_eq!(check_component(&ok), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            with_path(&[]),
+            MetainfoError::EmptyPath {
+                key: "info.files[1].path".into()
+            }
+        );
+        // The name is checked too.
+        for bad in [&b".."[..], b"", b"/abs", b"a/b"] {
+            let e = err_of(dict(vec![
+                (b"name", bs(bad)),
+                (b"piece length", Value::Int(16)),
+                (b"pieces", bs(&[0u8; 20])),
+                (b"length", Value::Int(1)),
+            ]));
+            assert_eq!(bad_component(e).0, "info.name");
+        }
+        let e = with_path(&["..", "x"]);
+        assert_eq!(
+            e.to_string(),
+            "`info.files[1].path[0]` (\"..\") is not allowed as a file name: \
+             \"..\" would leave the download directory"
+        );
+    }
+
+    #[test]
+    fn duplicate_and_clashing_paths_are_refused() {
+        let e = err_of(multi_info(
+            list(vec![file(5, &["a"]), file(20, &["a"])]),
+            TWO_HASHES,
+        ));
+        assert_eq!(
+            e,
+            MetainfoError::DuplicatePath {
+                index: 1,
+                first: 0,
+                path: "a".into()
+            }
+        );
+        let e = err_of(multi_info(
+            list(vec![
+                file(5, &["d", "x"]),
+                file(10, &["d"]),
+                file(10, &["e"]),
+            ]),
+            TWO_HASHES,
+        ));
+        assert_eq!(
+            e,
+            MetainfoError::FileIsDirectory {
+                file: 1,
+                inside: 0,
+                path: "d".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_pieces_and_piece_lengths() {
+        let e = err_of(multi_info(good_files(), &[0u8; 39]));
+        assert_eq!(e, MetainfoError::PiecesNotMultipleOf20 { len: 39 });
+        let e = err_of(multi_info(good_files(), &[0u8; 60]));
+        assert_eq!(
+            e,
+            MetainfoError::PieceCountMismatch {
+                found: 3,
+                expected: 2,
+                total_length: 25,
+                piece_length: 16
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "`info.pieces` holds 3 hashes, but 25 bytes in pieces of 16 bytes need 2"
+        );
+        for pl in [0, -16, 1 << 30, i64::MAX, i64::from(MAX_PIECE_LENGTH) + 1] {
+            let e = err_of(dict(vec![
+                (b"name", bs(b"x")),
+                (b"piece length", Value::Int(pl)),
+                (b"pieces", bs(&[0u8; 20])),
+                (b"length", Value::Int(1)),
+            ]));
+            assert_eq!(e, MetainfoError::BadPieceLength { value: pl }, "{pl}");
+        }
+        // 256 MiB itself is accepted.
+        let m = parse(&torrent(dict(vec![
+            (b"name", bs(b"x")),
+            (b"piece length", Value::Int(i64::from(MAX_PIECE_LENGTH))),
+            (b"pieces", bs(&[0u8; 20])),
+            (b"length", Value::Int(1)),
+        ])))
+        .unwrap();
+        assert_eq!(m.info.piece_length, MAX_PIECE_LENGTH);
+    }
+
+    #[test]
+    fn lengths_negative_huge_and_overflowing() {
+        let e = err_of(multi_info(
+            list(vec![file(5, &["a"]), file(-1, &["b"])]),
+            TWO_HASHES,
+        ));
+        assert_eq!(
+            e,
+            MetainfoError::NegativeLength {
+                key: "info.files[1].length".into(),
+                value: -1
+            }
+        );
+        assert_eq!(e.to_string(), "`info.files[1].length` is negative (-1)");
+        // A huge declared length: refused by the hash count, nothing is allocated for it.
+        let e = err_of(dict(vec![
+            (b"name", bs(b"x")),
+            (b"piece length", Value::Int(16384)),
+            (b"pieces", bs(&[0u8; 20])),
+            (b"length", Value::Int(i64::MAX)),
+        ]));
+        assert!(matches!(e, MetainfoError::TooManyPieces { .. }), "{e:?}");
+        let e = err_of(dict(vec![
+            (b"name", bs(b"x")),
+            (b"piece length", Value::Int(i64::from(MAX_PIECE_LENGTH))),
+            (b"pieces", bs(&[0u8; 20])),
+            (b"length", Value::Int(1 << 40)),
+        ]));
+        assert!(
+            matches!(e, MetainfoError::PieceCountMismatch { expected: 4096, .. }),
+            "{e:?}"
+        );
+        // Three files of i64::MAX bytes sum past u64::MAX.
+        let e = err_of(multi_info(
+            list(vec![
+                file(i64::MAX, &["a"]),
+                file(i64::MAX, &["b"]),
+                file(i64::MAX, &["c"]),
+            ]),
+            TWO_HASHES,
+        ));
+        assert_eq!(
+            e,
+            MetainfoError::TotalOverflow {
+                key: "info.files[2].length".into()
+            }
+        );
+        // All files empty: no data.
+        let e = err_of(multi_info(list(vec![file(0, &["a"])]), b""));
+        assert_eq!(e, MetainfoError::NoData);
+        let e = err_of(multi_info(list(vec![]), b""));
+        assert_eq!(e, MetainfoError::NoFiles);
+    }
+
+    #[test]
+    fn missing_and_wrong_typed_keys_are_named() {
+        assert_eq!(
+            parse(b"li1ee").unwrap_err().to_string(),
+            "the torrent file is not a bencoded dictionary (found a list)"
+        );
+        assert_eq!(
+            Info::from_bytes(b"i3e").unwrap_err().to_string(),
+            "the info dictionary is not a bencoded dictionary (found an integer)"
+        );
+        assert_eq!(
+            parse(b"de").unwrap_err(),
+            MetainfoError::MissingKey { key: "info".into() }
+        );
+        assert_eq!(
+            parse(b"d4:infoi1ee").unwrap_err().to_string(),
+            "`info` should be a dictionary, found an integer"
+        );
+        let e = err_of(multi_info(
+            list(vec![
+                file(5, &["a"]),
+                dict(vec![(b"length", bs(b"20")), (b"path", path(&["b"]))]),
+            ]),
+            TWO_HASHES,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "`info.files[1].length` should be an integer, found a byte string"
+        );
+        let e = err_of(multi_info(
+            list(vec![file(5, &["a"]), dict(vec![(b"path", path(&["b"]))])]),
+            TWO_HASHES,
+        ));
+        assert_eq!(e.to_string(), "missing key `info.files[1].length`");
+        let e = err_of(multi_info(
+            list(vec![
+                file(5, &["a"]),
+                dict(vec![(b"length", Value::Int(20))]),
+            ]),
+            TWO_HASHES,
+        ));
+        assert_eq!(e.to_string(), "missing key `info.files[1].path`");
+        let e = err_of(multi_info(list(vec![Value::Int(1)]), TWO_HASHES));
+        assert_eq!(
+            e.to_string(),
+            "`info.files[0]` should be a dictionary, found an integer"
+        );
+        let e = err_of(multi_info(
+            list(vec![dict(vec![
+                (b"length", Value::Int(25)),
+                (b"path", list(vec![Value::Int(3)])),
+            ])]),
+            TWO_HASHES,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "`info.files[0].path[0]` should be a byte string, found an integer"
+        );
+        let e = err_of(dict(vec![
+            (b"name", bs(b"x")),
+            (b"piece length", Value::Int(16)),
+            (b"pieces", bs(&[0u8; 20])),
+        ]));
+        assert_eq!(e, MetainfoError::NoLengthOrFiles);
+        let e = err_of(dict(vec![
+            (b"piece length", Value::Int(16)),
+            (b"pieces", bs(&[0u8; 20])),
+            (b"length", Value::Int(1)),
+        ]));
+        assert_eq!(e.to_string(), "missing key `info.name`");
+        let e = err_of(dict(vec![
+            (b"name", bs(b"x")),
+            (b"pieces", bs(&[0u8; 20])),
+            (b"length", Value::Int(1)),
+        ]));
+        assert_eq!(e.to_string(), "missing key `info.piece length`");
+        let e = err_of(dict(vec![
+            (b"name", bs(b"x")),
+            (b"piece length", Value::Int(16)),
+            (b"length", Value::Int(1)),
+        ]));
+        assert_eq!(e.to_string(), "missing key `info.pieces`");
+        let e = err_of(dict(vec![
+            (b"name", bs(b"x")),
+            (b"piece length", Value::Int(16)),
+            (b"pieces", bs(&[0u8; 20])),
+            (b"length", Value::Int(1)),
+            (b"private", bs(b"yes")),
+        ]));
+        assert_eq!(
+            e.to_string(),
+            "`info.private` should be an integer, found a byte string"
+        );
+        // Top-level keys.
+        let info = || multi_info(good_files(), TWO_HASHES);
+        let cases: Vec<(Entries<'_>, &str)> = vec![
+            (
+                vec![(b"announce", Value::Int(1))],
+                "`announce` should be a byte string, found an integer",
+            ),
+            (
+                vec![(b"announce", bs(b"\xff"))],
+                "`announce` is not valid UTF-8",
+            ),
+            (
+                vec![(b"announce-list", list(vec![list(vec![Value::Int(1)])]))],
+                "`announce-list[0][0]` should be a byte string, found an integer",
+            ),
+            (
+                vec![(b"announce-list", list(vec![Value::Int(1)]))],
+                "`announce-list[0]` should be a list, found an integer",
+            ),
+            (
+                vec![(b"url-list", Value::Int(1))],
+                "`url-list` should be a byte string or a list, found an integer",
+            ),
+            (
+                vec![(b"creation date", bs(b"today"))],
+                "`creation date` should be an integer, found a byte string",
+            ),
+        ];
+        for (mut entries, msg) in cases {
+            entries.push((b"info", info()));
+            let e = parse(&encode(&dict(entries))).unwrap_err();
+            assert_eq!(e.to_string(), msg);
+        }
+    }
+
+    #[test]
+    fn bencode_errors_carry_the_offset() {
+        let e = parse(b"d4:infod4:name1:xe").unwrap_err();
+        assert!(
+            matches!(e, MetainfoError::Bencode(DecodeError { offset: 18, .. })),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("at byte 18"), "{e}");
+    }
+
+    #[test]
+    fn every_prefix_of_a_valid_torrent_is_an_error() {
+        let bytes = encode(&dict(vec![
+            (b"announce", bs(b"http://t/a")),
+            (b"comment", bs(b"c")),
+            (b"info", multi_info(good_files(), TWO_HASHES)),
+        ]));
+        assert!(parse(&bytes).is_ok());
+        for end in 0..bytes.len() {
+            assert!(parse(&bytes[..end]).is_err(), "prefix of {end} bytes");
+        }
+        // And flipping any single byte never panics.
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            let _ = parse(&b);
+            b[i] = b'0';
+            let _ = parse(&b);
+        }
+    }
+}
