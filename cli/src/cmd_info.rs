@@ -1,0 +1,251 @@
+//! `unchoke info`: what a .torrent file or a magnet link holds, for people or (`--json`)
+//! for scripts.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use unchoke_core::magnet::Magnet;
+use unchoke_core::metainfo::Metainfo;
+
+use crate::human;
+use crate::output::{print, printable};
+
+/// Torrent files larger than this are refused before reading them whole: the largest real
+/// ones (millions of pieces) are a few hundred MiB at worst.
+const MAX_TORRENT_FILE: u64 = 256 << 20;
+
+/// Arguments of `unchoke info`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct InfoArgs {
+    /// A .torrent file, or a magnet link (magnet:?xt=urn:btih:...).
+    #[arg(value_name = "TORRENT_FILE|MAGNET")]
+    target: std::ffi::OsString,
+
+    /// Print one JSON object instead of text. Keys (snake_case, stable): kind ("torrent" or
+    /// "magnet"), name, info_hash, total_size, piece_length, piece_count, private,
+    /// trackers (list of tiers), url_list, comment, created_by, creation_date, files
+    /// ([{path, size, padding}]), peers (magnet only), magnet. Unknown values are null.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `unchoke info`; the error is the one line to print.
+pub(crate) fn run(args: &InfoArgs) -> Result<(), String> {
+    if let Some(text) = args.target.to_str().filter(|t| t.starts_with("magnet:")) {
+        let magnet = Magnet::parse(text).map_err(|e| e.to_string())?;
+        let out = if args.json {
+            json_line(&magnet_json(&magnet))
+        } else {
+            magnet_text(&magnet)
+        };
+        return print(&out);
+    }
+    let path = Path::new(&args.target);
+    let shown = path.display();
+    let bytes = read_limited(path).map_err(|e| format!("{shown}: {e}"))?;
+    let metainfo = Metainfo::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))?;
+    let out = if args.json {
+        json_line(&torrent_json(&metainfo))
+    } else {
+        torrent_text(&metainfo)
+    };
+    print(&out)
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err("is a directory, not a torrent file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TORRENT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_TORRENT_FILE {
+        return Err(format!(
+            "larger than {}: not a torrent file",
+            human::size(MAX_TORRENT_FILE)
+        ));
+    }
+    Ok(bytes)
+}
+
+fn json_line(value: &Value) -> String {
+    format!("{value}\n")
+}
+
+/// Where each file lands below the download directory, components joined by `/`.
+fn file_path(m: &Metainfo, components: &[String]) -> String {
+    if m.info.multi_file {
+        let mut p = m.info.name.clone();
+        for c in components {
+            p.push('/');
+            p.push_str(c);
+        }
+        p
+    } else {
+        m.info.name.clone()
+    }
+}
+
+fn torrent_json(m: &Metainfo) -> Value {
+    let files: Vec<Value> = m
+        .info
+        .files
+        .iter()
+        .map(|f| {
+            json!({
+                "path": file_path(m, &f.path),
+                "size": f.length,
+                "padding": f.padding,
+            })
+        })
+        .collect();
+    json!({
+        "kind": "torrent",
+        "name": m.info.name,
+        "info_hash": m.info_hash.to_hex(),
+        "total_size": m.info.total_length,
+        "piece_length": m.info.piece_length,
+        "piece_count": m.info.piece_count(),
+        "private": m.info.private,
+        "trackers": m.tracker_tiers(),
+        "url_list": m.url_list,
+        "comment": m.comment,
+        "created_by": m.created_by,
+        "creation_date": m.creation_date,
+        "files": files,
+        "peers": [],
+        "magnet": Magnet::from_metainfo(m).to_uri(),
+    })
+}
+
+fn magnet_json(magnet: &Magnet) -> Value {
+    json!({
+        "kind": "magnet",
+        "name": magnet.display_name,
+        "info_hash": magnet.info_hash.to_hex(),
+        "total_size": null,
+        "piece_length": null,
+        "piece_count": null,
+        "private": null,
+        "trackers": magnet_tiers(magnet),
+        "url_list": [],
+        "comment": null,
+        "created_by": null,
+        "creation_date": null,
+        "files": null,
+        "peers": magnet.peers,
+        "magnet": magnet.to_uri(),
+    })
+}
+
+/// A magnet link's trackers carry no tiers: each gets its own, in link order (as
+/// libtorrent does), so they are tried in the order given.
+fn magnet_tiers(magnet: &Magnet) -> Vec<Vec<String>> {
+    magnet.trackers.iter().map(|t| vec![t.clone()]).collect()
+}
+
+fn push_field(out: &mut String, label: &str, value: &str) {
+    let _ = writeln!(out, "{:<14} {}", format!("{label}:"), printable(value));
+}
+
+fn push_tiers(out: &mut String, tiers: &[Vec<String>]) {
+    if tiers.iter().all(Vec::is_empty) {
+        push_field(out, "trackers", "none");
+        return;
+    }
+    out.push_str("trackers:\n");
+    for (i, tier) in tiers.iter().filter(|t| !t.is_empty()).enumerate() {
+        for (j, url) in tier.iter().enumerate() {
+            let label = if j == 0 {
+                format!("tier {}:", i + 1)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  {label:<8} {}", printable(url));
+        }
+    }
+}
+
+fn torrent_text(m: &Metainfo) -> String {
+    let mut out = String::new();
+    let info = &m.info;
+    push_field(&mut out, "name", &info.name);
+    push_field(&mut out, "info-hash", &m.info_hash.to_hex());
+    push_field(
+        &mut out,
+        "total size",
+        &format!(
+            "{} ({} bytes)",
+            human::size(info.total_length),
+            info.total_length
+        ),
+    );
+    push_field(
+        &mut out,
+        "piece length",
+        &format!(
+            "{} ({} bytes)",
+            human::size(u64::from(info.piece_length)),
+            info.piece_length
+        ),
+    );
+    push_field(&mut out, "pieces", &info.piece_count().to_string());
+    push_field(&mut out, "private", if info.private { "yes" } else { "no" });
+    if let Some(by) = &m.created_by {
+        push_field(&mut out, "created by", by);
+    }
+    if let Some(date) = m.creation_date {
+        push_field(&mut out, "creation date", &human::unix_time(date));
+    }
+    if let Some(comment) = &m.comment {
+        push_field(&mut out, "comment", comment);
+    }
+    push_tiers(&mut out, &m.tracker_tiers());
+    for url in &m.url_list {
+        push_field(&mut out, "web seed", url);
+    }
+    let pads = info.files.iter().filter(|f| f.padding).count();
+    let real = info.files.len() - pads;
+    let mut header = format!("files ({real})");
+    if pads > 0 {
+        let _ = write!(
+            header,
+            ", {pads} padding file{} not shown",
+            if pads == 1 { "" } else { "s" }
+        );
+    }
+    let _ = writeln!(out, "{header}:");
+    for f in info.files.iter().filter(|f| !f.padding) {
+        let _ = writeln!(
+            out,
+            "  {:>11}  {}",
+            human::size(f.length),
+            printable(&file_path(m, &f.path))
+        );
+    }
+    push_field(&mut out, "magnet", &Magnet::from_metainfo(m).to_uri());
+    out
+}
+
+fn magnet_text(magnet: &Magnet) -> String {
+    let mut out = String::new();
+    push_field(
+        &mut out,
+        "name",
+        magnet.display_name.as_deref().unwrap_or("(not given)"),
+    );
+    push_field(&mut out, "info-hash", &magnet.info_hash.to_hex());
+    push_tiers(&mut out, &magnet_tiers(magnet));
+    for peer in &magnet.peers {
+        push_field(&mut out, "peer", peer);
+    }
+    push_field(&mut out, "magnet", &magnet.to_uri());
+    out.push_str(
+        "(a magnet link carries no sizes, pieces or files: they come with the metadata)\n",
+    );
+    out
+}

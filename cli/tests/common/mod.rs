@@ -1,0 +1,89 @@
+//! Helpers shared by the CLI integration tests: run the built binary, make test data, and
+//! find the external tools (mktorrent, libtorrent's Python binding) the interop tests need.
+#![allow(dead_code, unreachable_pub)] // each test crate uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `unchoke` binary cargo built for these tests.
+pub fn unchoke() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_unchoke"))
+}
+
+/// Runs `unchoke ARGS...` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    unchoke().args(args).output().expect("run unchoke")
+}
+
+/// Runs `unchoke ARGS...`, asserting success; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "unchoke {args:?} failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// `len` pseudo-random bytes (a fixed xorshift stream per seed): incompressible, and
+/// different per file so a piece hashed from the wrong file would not match.
+pub fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Writes `bytes` at `root/rel`, creating parent directories.
+pub fn write(root: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, bytes).expect("write");
+    path
+}
+
+/// A directory tree whose file boundaries fall inside pieces of any power-of-two length,
+/// with an empty file, a hidden file and nested directories.
+pub fn make_tree(root: &Path) {
+    write(root, "a.bin", &data(1, 100_000));
+    write(root, "sub/b.bin", &data(2, 70_001));
+    write(root, "sub/deeper/c.bin", &data(3, 5));
+    write(root, "sub/empty", &[]);
+    write(root, ".hidden", &data(4, 40_000));
+    write(root, "z.bin", &data(5, 33_333));
+}
+
+/// Parses `unchoke info --json FILE`.
+pub fn info_json(torrent: &Path) -> serde_json::Value {
+    let out = run_ok(&["info", "--json", torrent.to_str().expect("utf-8 path")]);
+    serde_json::from_str(&out).expect("info --json prints JSON")
+}
+
+/// Panics with a clear message when an external tool the test needs is missing (CI
+/// installs them; a silently skipped interop test would prove nothing).
+pub fn require_tool(program: &str, probe: &[&str], package: &str) {
+    let ok = Command::new(program)
+        .args(probe)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs `{program}` (Debian package {package}); install it or run .ci/run"
+    );
+}
+
+/// The Python interpreter that has libtorrent (the Debian package's, not a venv's).
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Path of the libtorrent check script.
+pub fn lt_check_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/lt_check.py")
+}
