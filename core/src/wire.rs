@@ -1,0 +1,48 @@
+//! The BitTorrent peer wire protocol codec: handshake, framed messages and the BEP 10
+//! extension handshake. Pure byte-in / byte-out code: no sockets, no clocks.
+//!
+//! A connection's life on the wire:
+//! 1. Both sides send a [`Handshake`] (BEP 3): protocol name, 8 [`Reserved`] bytes whose bits
+//!    announce extensions (BEP 10 extension protocol, BEP 6 fast, BEP 5 DHT), the torrent's
+//!    info-hash and the sender's [`PeerId`]. [`Handshake::decode`] parses it incrementally.
+//! 2. Then a stream of length-prefixed [`Message`]s. A [`Decoder`], configured with the
+//!    torrent's [`PieceGeometry`] (when known) and [`Limits`], frames and validates them one at
+//!    a time from the connection's receive `BytesMut`, giving the same messages for any way
+//!    the stream is split into reads.
+//! 3. Extended messages (id 20, BEP 10) carry an extension id and an opaque payload; id 0 is
+//!    the [`ExtensionHandshake`] dictionary, which is typed here. Other extensions (BEP 9
+//!    metadata, BEP 11 PEX) interpret their own payloads elsewhere.
+//!
+//! Invariants worth keeping:
+//! - Every length read from the wire is checked against [`Decoder::max_message_len`] and the
+//!   message id's own bound *before* the decoder reserves buffer space for it, so a hostile
+//!   length prefix costs nothing but an error.
+//! - Block data (`piece`) and other large payloads are split out of the receive buffer as
+//!   [`bytes::Bytes`] without copying; uploads are sent as a 13-byte header from
+//!   [`encode_piece_header`] followed by the block's `Bytes`.
+//! - Any decoding failure is a [`WireError`]; the session answers every one of them by
+//!   dropping the peer (a peer that sends an unknown message id, a malformed message or an
+//!   out-of-range request is either broken or hostile, and the stream cannot be resynchronised
+//!   reliably after a framing error anyway).
+//! - Negotiation is the session's job: the decoder accepts BEP 6 and BEP 10 messages whether
+//!   or not the handshakes announced them; the session compares them with both sides'
+//!   [`Reserved`] bits.
+
+mod decoder;
+mod error;
+mod extension;
+mod handshake;
+mod message;
+mod peer_id;
+#[cfg(test)]
+mod tests;
+
+pub use decoder::{Decoder, Limits, PieceGeometry, validate_bitfield};
+pub use error::WireError;
+pub use extension::ExtensionHandshake;
+pub use handshake::{HANDSHAKE_LEN, Handshake, PROTOCOL, Reserved};
+pub use message::{
+    BlockRequest, EXTENDED_HANDSHAKE_ID, MAX_BLOCK_LEN, Message, PIECE_HEADER_LEN,
+    encode_piece_header,
+};
+pub use peer_id::PeerId;

@@ -1,0 +1,236 @@
+//! Peer messages (BEP 3, BEP 6 fast, BEP 10 extended) and their encoders.
+//!
+//! Frame: a 4-byte big-endian length, then (unless the length is 0, a keep-alive) a one-byte
+//! id and the payload. Decoding, which needs the torrent's limits, is in [`super::Decoder`].
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The largest block we request or serve, and the default limit on blocks we accept:
+/// 16 KiB, which every client uses.
+pub const MAX_BLOCK_LEN: u32 = 16 * 1024;
+
+/// Size of a `piece` message's header: length (4) + id (1) + index (4) + begin (4).
+pub const PIECE_HEADER_LEN: usize = 13;
+
+/// The extension id of the BEP 10 extension handshake inside an `extended` message.
+pub const EXTENDED_HANDSHAKE_ID: u8 = 0;
+
+/// Message ids (BEP 3, BEP 5 `port`, BEP 6, BEP 10).
+pub(super) mod id {
+    pub(in crate::wire) const CHOKE: u8 = 0;
+    pub(in crate::wire) const UNCHOKE: u8 = 1;
+    pub(in crate::wire) const INTERESTED: u8 = 2;
+    pub(in crate::wire) const NOT_INTERESTED: u8 = 3;
+    pub(in crate::wire) const HAVE: u8 = 4;
+    pub(in crate::wire) const BITFIELD: u8 = 5;
+    pub(in crate::wire) const REQUEST: u8 = 6;
+    pub(in crate::wire) const PIECE: u8 = 7;
+    pub(in crate::wire) const CANCEL: u8 = 8;
+    pub(in crate::wire) const PORT: u8 = 9;
+    pub(in crate::wire) const SUGGEST_PIECE: u8 = 0x0d;
+    pub(in crate::wire) const HAVE_ALL: u8 = 0x0e;
+    pub(in crate::wire) const HAVE_NONE: u8 = 0x0f;
+    pub(in crate::wire) const REJECT_REQUEST: u8 = 0x10;
+    pub(in crate::wire) const ALLOWED_FAST: u8 = 0x11;
+    pub(in crate::wire) const EXTENDED: u8 = 20;
+}
+
+/// A block of a piece: what `request`, `cancel` and `reject request` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BlockRequest {
+    /// The piece index.
+    pub index: u32,
+    /// Offset of the block's first byte in the piece.
+    pub begin: u32,
+    /// The block's length in bytes.
+    pub length: u32,
+}
+
+/// One peer wire message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// An empty frame that only keeps the connection alive.
+    KeepAlive,
+    /// The sender will not serve our requests.
+    Choke,
+    /// The sender will serve our requests.
+    Unchoke,
+    /// The sender wants data from us.
+    Interested,
+    /// The sender wants nothing from us.
+    NotInterested,
+    /// The sender now has piece `index`.
+    Have {
+        /// The piece index.
+        index: u32,
+    },
+    /// The pieces the sender has, one bit per piece, high bit of byte 0 first. Validated by
+    /// the decoder (size and spare bits) when the torrent's geometry is known.
+    Bitfield(Bytes),
+    /// Please send this block.
+    Request(BlockRequest),
+    /// A block of data. `data` shares the receive buffer's memory.
+    Piece {
+        /// The piece index.
+        index: u32,
+        /// Offset of `data` in the piece.
+        begin: u32,
+        /// The block's bytes.
+        data: Bytes,
+    },
+    /// Never mind an earlier request.
+    Cancel(BlockRequest),
+    /// BEP 5: the sender's DHT node listens on this UDP port.
+    Port(u16),
+    /// BEP 6: the sender will send this piece's blocks if asked, maybe soon.
+    SuggestPiece {
+        /// The piece index.
+        index: u32,
+    },
+    /// BEP 6: the sender has every piece (instead of a bitfield).
+    HaveAll,
+    /// BEP 6: the sender has no piece (instead of a bitfield).
+    HaveNone,
+    /// BEP 6: the sender will not serve this request.
+    RejectRequest(BlockRequest),
+    /// BEP 6: the sender will serve requests for this piece even while choking us.
+    AllowedFast {
+        /// The piece index.
+        index: u32,
+    },
+    /// BEP 10: an extension message. `id` 0 is the extension handshake (see
+    /// [`super::ExtensionHandshake`]); other ids are those the receiver assigned in its own
+    /// handshake's `m` dictionary.
+    Extended {
+        /// The extension message id.
+        id: u8,
+        /// The payload after the extension id.
+        payload: Bytes,
+    },
+}
+
+impl Message {
+    /// The message's name as the BEPs spell it, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::KeepAlive => "keep-alive",
+            Message::Choke => "choke",
+            Message::Unchoke => "unchoke",
+            Message::Interested => "interested",
+            Message::NotInterested => "not interested",
+            Message::Have { .. } => "have",
+            Message::Bitfield(_) => "bitfield",
+            Message::Request(_) => "request",
+            Message::Piece { .. } => "piece",
+            Message::Cancel(_) => "cancel",
+            Message::Port(_) => "port",
+            Message::SuggestPiece { .. } => "suggest piece",
+            Message::HaveAll => "have all",
+            Message::HaveNone => "have none",
+            Message::RejectRequest(_) => "reject request",
+            Message::AllowedFast { .. } => "allowed fast",
+            Message::Extended { .. } => "extended",
+        }
+    }
+
+    /// The message id byte; `None` for a keep-alive, which has none.
+    pub fn id(&self) -> Option<u8> {
+        Some(match self {
+            Message::KeepAlive => return None,
+            Message::Choke => id::CHOKE,
+            Message::Unchoke => id::UNCHOKE,
+            Message::Interested => id::INTERESTED,
+            Message::NotInterested => id::NOT_INTERESTED,
+            Message::Have { .. } => id::HAVE,
+            Message::Bitfield(_) => id::BITFIELD,
+            Message::Request(_) => id::REQUEST,
+            Message::Piece { .. } => id::PIECE,
+            Message::Cancel(_) => id::CANCEL,
+            Message::Port(_) => id::PORT,
+            Message::SuggestPiece { .. } => id::SUGGEST_PIECE,
+            Message::HaveAll => id::HAVE_ALL,
+            Message::HaveNone => id::HAVE_NONE,
+            Message::RejectRequest(_) => id::REJECT_REQUEST,
+            Message::AllowedFast { .. } => id::ALLOWED_FAST,
+            Message::Extended { .. } => id::EXTENDED,
+        })
+    }
+
+    /// The frame's size on the wire, length prefix included.
+    pub fn encoded_len(&self) -> usize {
+        4 + match self {
+            Message::KeepAlive => 0,
+            Message::Choke
+            | Message::Unchoke
+            | Message::Interested
+            | Message::NotInterested
+            | Message::HaveAll
+            | Message::HaveNone => 1,
+            Message::Port(_) => 3,
+            Message::Have { .. } | Message::SuggestPiece { .. } | Message::AllowedFast { .. } => 5,
+            Message::Request(_) | Message::Cancel(_) | Message::RejectRequest(_) => 13,
+            Message::Bitfield(bits) => 1 + bits.len(),
+            Message::Piece { data, .. } => 9 + data.len(),
+            Message::Extended { payload, .. } => 2 + payload.len(),
+        }
+    }
+
+    /// Appends the whole frame to `out`.
+    ///
+    /// For a `piece` this copies the block; the upload path should instead send
+    /// [`encode_piece_header`] followed by the block's `Bytes` (a vectored write).
+    ///
+    /// # Panics
+    /// If a payload is 4 GiB or more, which no frame can carry (a bug in the caller: every
+    /// payload we build is far smaller).
+    pub fn encode(&self, out: &mut BytesMut) {
+        let total = self.encoded_len();
+        out.reserve(total);
+        let len = u32::try_from(total - 4).expect("peer message payload must be under 4 GiB");
+        out.put_u32(len);
+        if let Some(id) = self.id() {
+            out.put_u8(id);
+        }
+        match self {
+            Message::KeepAlive
+            | Message::Choke
+            | Message::Unchoke
+            | Message::Interested
+            | Message::NotInterested
+            | Message::HaveAll
+            | Message::HaveNone => {}
+            Message::Have { index }
+            | Message::SuggestPiece { index }
+            | Message::AllowedFast { index } => out.put_u32(*index),
+            Message::Bitfield(bits) => out.put_slice(bits),
+            Message::Request(block) | Message::Cancel(block) | Message::RejectRequest(block) => {
+                out.put_u32(block.index);
+                out.put_u32(block.begin);
+                out.put_u32(block.length);
+            }
+            Message::Piece { index, begin, data } => {
+                out.put_u32(*index);
+                out.put_u32(*begin);
+                out.put_slice(data);
+            }
+            Message::Port(port) => out.put_u16(*port),
+            Message::Extended { id, payload } => {
+                out.put_u8(*id);
+                out.put_slice(payload);
+            }
+        }
+    }
+}
+
+/// Appends only the 13-byte header of a `piece` message carrying `len` bytes of piece
+/// `index` from offset `begin`; the driver sends the block's `Bytes` right after it.
+pub fn encode_piece_header(index: u32, begin: u32, len: u32, out: &mut BytesMut) {
+    out.reserve(PIECE_HEADER_LEN);
+    // The length prefix counts the id, index and begin (9 bytes) plus the data. A block
+    // near 4 GiB cannot exist (blocks are at most a piece, and pieces are u32-sized), so
+    // saturating only guards against nonsense input without panicking.
+    out.put_u32(len.saturating_add(9));
+    out.put_u8(id::PIECE);
+    out.put_u32(index);
+    out.put_u32(begin);
+}
