@@ -1,19 +1,41 @@
 //! # unchoke-core
 //!
 //! The sans-IO heart of unchoke, a BitTorrent engine. Nothing in this crate touches a socket,
-//! a clock, a thread, a file (outside the optional `fs` feature) or global randomness: it
-//! parses and produces bytes, and (in later modules) takes time and input as arguments and
-//! answers with actions for a driver to carry out.
+//! a clock, a thread, a file or global randomness: it parses and produces bytes, takes time
+//! and input as arguments, and answers with actions for a driver to carry out (see
+//! [`session`]).
 //!
-//! Modules present today:
-//! - [`bencode`]: zero-copy decoder and canonical encoder.
+//! Modules:
+//! - [`bencode`]: zero-copy decoder (byte offsets in every error, depth and length limits,
+//!   strict canonical mode) and canonical encoder.
 //! - [`info_hash`]: the v1 info-hash and its hex / base32 forms.
+//! - [`metainfo`]: `.torrent` files (v1, and hybrid v1+v2 read as v1), validated and with
+//!   sanitised paths; [`magnet`]: magnet links; [`create`]: torrent creation (pure).
+//! - [`storage`]: piece ↔ file-span layout math.
+//! - [`wire`]: the peer wire protocol (BEP 3, 6, 10): handshake, messages, an incremental
+//!   decoder that checks every limit before allocating.
+//! - [`bitfield`], [`picker`] (rarest first, random first pieces, endgame, priorities),
+//!   [`rate`] (rate meters), [`choker`] (tit-for-tat: 4 regular slots every 10 s, one
+//!   optimistic every 30 s, anti-snubbing).
+//! - [`session`] (many torrents, routing, handshakes; the API a driver calls) and
+//!   [`torrent`] (one torrent's swarm state).
 //! - [`time`]: the injected monotonic [`time::Instant`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod bencode;
+pub mod bitfield;
+pub mod choker;
+pub mod create;
 pub mod info_hash;
+pub mod magnet;
+pub mod metainfo;
+pub mod picker;
+pub mod rate;
+pub mod session;
+pub mod storage;
 pub mod time;
+pub mod torrent;
+pub mod wire;
 
 pub use info_hash::InfoHash;

@@ -1,0 +1,200 @@
+//! What the session asks its driver to do ([`Action`]) and tells it ([`Event`]).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::wire::{BlockRequest, WireError};
+
+/// Identifies one torrent inside a [`super::Session`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TorrentId(pub u32);
+
+/// Identifies one peer connection inside a [`super::Session`]. Never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// Who opened a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// The peer dialled us; the torrent is learnt from its handshake.
+    Inbound,
+    /// We dialled the peer (after an [`Action::Connect`]) for this torrent.
+    Outbound(TorrentId),
+}
+
+/// Something the driver must do. Actions for one connection must be carried out in the
+/// order they are polled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// One or more encoded messages.
+        data: Bytes,
+    },
+    /// Write a `piece` message: the 13-byte header then the block read from disk. Two
+    /// buffers so the driver can write them vectored, never concatenated.
+    SendBlock {
+        /// The connection.
+        conn: ConnId,
+        /// Length prefix, id, index and begin.
+        header: Bytes,
+        /// The block's bytes, as given to [`super::Session::disk_read_done`].
+        data: Bytes,
+    },
+    /// Open a TCP connection to `addr` for `torrent`; then call
+    /// [`super::Session::connection_opened`] with [`Direction::Outbound`], or
+    /// [`super::Session::connect_failed`].
+    Connect {
+        /// The torrent the connection is for.
+        torrent: TorrentId,
+        /// The peer's address.
+        addr: SocketAddr,
+    },
+    /// Close the connection. The session has already forgotten it; any later input for it
+    /// is ignored.
+    Disconnect {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// Write a downloaded block to storage; then call [`super::Session::disk_write_done`].
+    WriteBlock {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The piece.
+        piece: u32,
+        /// Offset of `data` in the piece.
+        offset: u32,
+        /// The block (shares the receive buffer's memory).
+        data: Bytes,
+    },
+    /// Read a block from storage to upload it; then call [`super::Session::disk_read_done`].
+    ReadBlock {
+        /// The connection that asked for it.
+        conn: ConnId,
+        /// The torrent.
+        torrent: TorrentId,
+        /// The block.
+        block: BlockRequest,
+    },
+    /// Hash a complete piece from the blocks held in memory (no re-read) and compare with
+    /// `expected`; then call [`super::Session::piece_hashed`].
+    VerifyPiece {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The piece.
+        piece: u32,
+        /// The SHA-1 the metainfo gives for it.
+        expected: [u8; 20],
+        /// The piece's blocks in order; their concatenation is the piece.
+        blocks: Vec<Bytes>,
+    },
+    /// Something the user may want to know.
+    Event(Event),
+}
+
+/// A notification for the driver's user; nothing needs doing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A piece passed its hash check and is stored.
+    PieceVerified {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The piece.
+        piece: u32,
+    },
+    /// A piece failed its hash check; it will be downloaded again.
+    HashFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The piece.
+        piece: u32,
+    },
+    /// Every wanted piece of the torrent is verified and stored.
+    TorrentComplete {
+        /// The torrent.
+        torrent: TorrentId,
+    },
+    /// A peer sent data that failed verification too often and will not be reconnected.
+    PeerBanned {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The peer's address.
+        addr: SocketAddr,
+    },
+    /// A choking round ran (every 10 s; every third one also moves the optimistic unchoke).
+    ChokeRound {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The round's number, counting from 1.
+        round: u64,
+        /// Connections holding regular upload slots after the round.
+        regular: Vec<ConnId>,
+        /// The connection holding the optimistic slot, if any.
+        optimistic: Option<ConnId>,
+        /// Whether this round moved the optimistic unchoke.
+        optimistic_rotated: bool,
+    },
+    /// A block could not be written or read; the piece is downloaded again (writes) or the
+    /// request refused (reads).
+    StorageError {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The piece concerned.
+        piece: u32,
+        /// What the driver reported.
+        message: String,
+    },
+}
+
+/// Why the session closed a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The peer broke the wire protocol.
+    Protocol(WireError),
+    /// The peer broke a rule the codec cannot see (e.g. a second bitfield).
+    Misbehaved(&'static str),
+    /// No complete handshake in time.
+    HandshakeTimeout,
+    /// Nothing received for too long.
+    Idle,
+    /// The handshake named a torrent this session does not have.
+    UnknownTorrent,
+    /// The handshake's info-hash differs from the torrent we dialled for.
+    WrongTorrent,
+    /// We connected to ourselves.
+    SelfConnection,
+    /// Already connected to this peer id on this torrent.
+    Duplicate,
+    /// The peer's address is banned for sending corrupt data.
+    Banned,
+    /// The connection limit is reached.
+    TooManyConnections,
+    /// Both sides have every piece: nothing left to trade.
+    BothSeeds,
+    /// The torrent was removed from the session.
+    TorrentRemoved,
+}
+
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::Protocol(e) => write!(f, "protocol error: {e}"),
+            DisconnectReason::Misbehaved(what) => write!(f, "misbehaved: {what}"),
+            DisconnectReason::HandshakeTimeout => f.write_str("handshake timed out"),
+            DisconnectReason::Idle => f.write_str("peer silent for too long"),
+            DisconnectReason::UnknownTorrent => f.write_str("handshake for an unknown torrent"),
+            DisconnectReason::WrongTorrent => f.write_str("handshake for a different torrent"),
+            DisconnectReason::SelfConnection => f.write_str("connected to ourselves"),
+            DisconnectReason::Duplicate => f.write_str("duplicate connection to the same peer"),
+            DisconnectReason::Banned => f.write_str("peer banned for corrupt data"),
+            DisconnectReason::TooManyConnections => f.write_str("connection limit reached"),
+            DisconnectReason::BothSeeds => f.write_str("both sides are seeds"),
+            DisconnectReason::TorrentRemoved => f.write_str("torrent removed"),
+        }
+    }
+}

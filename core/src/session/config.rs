@@ -1,0 +1,73 @@
+//! Tunables of a [`super::Session`], with the defaults the mission and BEPs call for.
+
+use std::time::Duration;
+
+use crate::choker::ChokerConfig;
+
+/// Session-wide settings. `Default` gives the values documented on each field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Port we accept connections on, told to peers in the extension handshake (`p`).
+    /// 0: not listening / unknown.
+    pub listen_port: u16,
+    /// Client name and version for the extension handshake (`v`).
+    pub client_name: String,
+    /// Most established peer connections per torrent (inbound and outbound together).
+    pub max_peers_per_torrent: usize,
+    /// Most connection attempts per torrent in flight at once.
+    pub max_connecting: usize,
+    /// A connection must complete its handshake within this time (default 20 s).
+    pub handshake_timeout: Duration,
+    /// Send a keep-alive after this long without sending anything (default 2 min, BEP 3).
+    pub keepalive_interval: Duration,
+    /// Drop a peer from which nothing arrived for this long (default 3 min: a keep-alive
+    /// interval plus a margin).
+    pub idle_timeout: Duration,
+    /// If a peer has sent no block for this long while we had requests outstanding to it,
+    /// its requests are cancelled and given to other peers (default 30 s).
+    pub request_timeout: Duration,
+    /// Requests we queue per peer for upload; also advertised as our `reqq` (default 250).
+    pub max_queued_uploads: usize,
+    /// Seconds of a peer's measured download rate to keep requested ahead (pipeline depth =
+    /// rate × this / 16 KiB), so a fast link never idles on round trips (default 0.5 s).
+    pub pipeline_seconds_millis: u64,
+    /// Fewest requests kept outstanding to an unchoked peer with something we want
+    /// (default 16 blocks = 256 KiB; also the depth before any rate is measured).
+    pub min_pipeline: usize,
+    /// Most requests kept outstanding to one peer, further bounded by its `reqq`
+    /// (default 500 blocks = 8 MiB).
+    pub max_pipeline: usize,
+    /// Hash failures a peer may contribute to before it is banned (default 3).
+    pub max_strikes: u32,
+    /// Delay before redialling an address that refused or dropped us; doubles per failure
+    /// (default 5 s).
+    pub reconnect_delay: Duration,
+    /// Failed dials after which an address is forgotten (default 6).
+    pub max_connect_failures: u32,
+    /// Choking rounds (default: 4 regular slots every 10 s, optimistic every 30 s,
+    /// snubbed after 60 s).
+    pub choker: ChokerConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            listen_port: 0,
+            client_name: concat!("unchoke ", env!("CARGO_PKG_VERSION")).to_string(),
+            max_peers_per_torrent: 50,
+            max_connecting: 8,
+            handshake_timeout: Duration::from_secs(20),
+            keepalive_interval: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(180),
+            request_timeout: Duration::from_secs(30),
+            max_queued_uploads: 250,
+            pipeline_seconds_millis: 500,
+            min_pipeline: 16,
+            max_pipeline: 500,
+            max_strikes: 3,
+            reconnect_delay: Duration::from_secs(5),
+            max_connect_failures: 6,
+            choker: ChokerConfig::default(),
+        }
+    }
+}

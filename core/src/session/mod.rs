@@ -1,0 +1,555 @@
+//! The session: many torrents, every peer connection, one output queue.
+//!
+//! Shaped like `quinn-proto`: inputs are method calls that carry `now`; outputs are pulled.
+//!
+//! ```text
+//! let mut s = Session::new(config, seed, now);
+//! let t = s.add_torrent(&metainfo, None, now)?;
+//! s.add_peers(t, &[addr], now);                       // → Action::Connect
+//! let c = s.connection_opened(addr, Direction::Outbound(t), now);
+//! s.handle_bytes(c, &mut recv_buf, now);              // bytes read from the socket
+//! s.handle_timeout(now);                              // when poll_timeout's deadline passed
+//! s.disk_write_done(t, piece, Ok(()), now);           // a WriteBlock finished
+//! s.disk_read_done(c, block, Ok(data), now);          // a ReadBlock finished
+//! s.piece_hashed(t, piece, ok, now);                  // a VerifyPiece finished
+//! while let Some(action) = s.poll_action() { /* carry it out */ }
+//! let deadline = s.poll_timeout();
+//! ```
+//!
+//! Rules the session keeps:
+//! - **Determinism.** One RNG seeded by the caller; every map is ordered. The same seed and
+//!   the same inputs give the same actions, byte for byte.
+//! - **No panics on input.** Every byte from a peer goes through the wire decoder's limits;
+//!   any violation ends that connection with [`DisconnectReason::Protocol`].
+//! - **Spurious calls are harmless.** `handle_timeout` early, input for a connection already
+//!   closed, completions for forgotten requests: all are ignored.
+
+mod action;
+mod config;
+pub(crate) mod outbox;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+pub use action::{Action, ConnId, Direction, DisconnectReason, Event, TorrentId};
+pub use config::SessionConfig;
+
+use crate::bitfield::Bitfield;
+use crate::choker::Choker;
+use crate::info_hash::InfoHash;
+use crate::metainfo::Metainfo;
+use crate::picker::Priority;
+use crate::time::Instant;
+use crate::torrent::{Ctx, Torrent, TorrentStats, picker_for};
+use crate::wire::{Handshake, PeerId, Reserved};
+use outbox::Outbox;
+
+/// Housekeeping period: keep-alives, idle checks, request time-outs and dialling are looked
+/// at this often (choking rounds have their own exact deadlines).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Why a torrent could not be added.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddTorrentError {
+    /// The session already has a torrent with this info-hash.
+    #[error("torrent {0} is already in the session")]
+    Duplicate(InfoHash),
+    /// The `have` bitfield does not match the torrent's piece count.
+    #[error("resume bitfield has {got} pieces, the torrent has {expected}")]
+    HaveMismatch {
+        /// Pieces in the bitfield given.
+        got: u32,
+        /// Pieces in the torrent.
+        expected: u32,
+    },
+    /// The torrent's geometry is unusable (no pieces, or too many).
+    #[error("torrent geometry unusable: {0}")]
+    Geometry(String),
+}
+
+/// A connection that has not completed its handshake yet.
+#[derive(Debug)]
+struct Handshaking {
+    addr: SocketAddr,
+    direction: Direction,
+    opened_at: Instant,
+}
+
+/// Many torrents and their peer connections, as a pure state machine. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    rng: fastrand::Rng,
+    peer_id: PeerId,
+    reserved: Reserved,
+    torrents: Vec<Torrent>,
+    by_hash: BTreeMap<InfoHash, TorrentId>,
+    handshaking: BTreeMap<ConnId, Handshaking>,
+    routes: BTreeMap<ConnId, TorrentId>,
+    next_conn: u64,
+    out: Outbox,
+    next_tick: Instant,
+}
+
+impl Session {
+    /// A session with no torrents. `seed` seeds the only RNG the session uses.
+    pub fn new(config: SessionConfig, seed: u64, now: Instant) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let peer_id = PeerId::generate(&mut rng);
+        Session {
+            config,
+            rng,
+            peer_id,
+            // We speak BEP 6 (fast) and BEP 10 (extension protocol).
+            reserved: Reserved::NONE.with_fast().with_extension_protocol(),
+            torrents: Vec::new(),
+            by_hash: BTreeMap::new(),
+            handshaking: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            next_conn: 0,
+            out: Outbox::default(),
+            next_tick: now + TICK,
+        }
+    }
+
+    /// Our peer id (`-UC0001-` and 12 random characters).
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Adds a torrent. `have` lists pieces already verified on disk (from a resume file or a
+    /// check); `None` means none.
+    pub fn add_torrent(
+        &mut self,
+        metainfo: &Metainfo,
+        have: Option<Bitfield>,
+        now: Instant,
+    ) -> Result<TorrentId, AddTorrentError> {
+        if self.by_hash.contains_key(&metainfo.info_hash) {
+            return Err(AddTorrentError::Duplicate(metainfo.info_hash));
+        }
+        let layout = metainfo.info.layout();
+        let piece_count = layout.piece_count();
+        if let Some(h) = &have {
+            if h.len() != piece_count {
+                return Err(AddTorrentError::HaveMismatch {
+                    got: h.len(),
+                    expected: piece_count,
+                });
+            }
+        }
+        let picker =
+            picker_for(&layout, have).map_err(|e| AddTorrentError::Geometry(e.to_string()))?;
+        let id = TorrentId(self.torrents.len() as u32);
+        let torrent = Torrent::new(
+            id,
+            metainfo.info_hash,
+            metainfo.info.piece_hashes.clone(),
+            layout,
+            picker,
+            Choker::new(self.config.choker.clone(), now),
+        )
+        .ok_or_else(|| AddTorrentError::Geometry("no pieces".into()))?;
+        self.torrents.push(torrent);
+        self.by_hash.insert(metainfo.info_hash, id);
+        Ok(id)
+    }
+
+    /// The torrent with this info-hash, if present.
+    pub fn torrent_by_hash(&self, info_hash: &InfoHash) -> Option<TorrentId> {
+        self.by_hash.get(info_hash).copied()
+    }
+
+    /// A progress snapshot of `torrent`.
+    pub fn stats(&self, torrent: TorrentId, now: Instant) -> Option<TorrentStats> {
+        self.torrents.get(torrent.0 as usize).map(|t| t.stats(now))
+    }
+
+    /// The pieces of `torrent` that are verified and stored.
+    pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
+        self.torrents.get(torrent.0 as usize).map(|t| t.have())
+    }
+
+    /// Sets per-file priorities (index = file index in the metainfo; missing entries mean
+    /// `Normal`). Skipped files are not downloaded, except pieces they share with wanted
+    /// files.
+    pub fn set_file_priorities(
+        &mut self,
+        torrent: TorrentId,
+        priorities: &[Priority],
+        now: Instant,
+    ) {
+        let Some(t) = self.torrents.get_mut(torrent.0 as usize) else {
+            return;
+        };
+        let mut closed = Vec::new();
+        let mut ctx = Ctx {
+            out: &mut self.out,
+            rng: &mut self.rng,
+            config: &self.config,
+            closed: &mut closed,
+        };
+        t.set_file_priorities(priorities, &mut ctx, now);
+        self.forget_routes(closed);
+    }
+
+    /// The priority the picker gives `piece` of `torrent`.
+    pub fn piece_priority(&self, torrent: TorrentId, piece: u32) -> Option<Priority> {
+        self.torrents
+            .get(torrent.0 as usize)
+            .map(|t| t.piece_priority(piece))
+    }
+
+    /// Adds addresses to dial for `torrent` (from the user, a tracker, PEX or the DHT).
+    pub fn add_peers(&mut self, torrent: TorrentId, addrs: &[SocketAddr], now: Instant) {
+        let Some(t) = self.torrents.get_mut(torrent.0 as usize) else {
+            return;
+        };
+        t.add_candidates(addrs, now);
+        let mut closed = Vec::new();
+        let mut ctx = Ctx {
+            out: &mut self.out,
+            rng: &mut self.rng,
+            config: &self.config,
+            closed: &mut closed,
+        };
+        t.maybe_connect(&mut ctx, now);
+    }
+
+    /// The driver opened a TCP connection (accepted, or dialled after `Connect`).
+    pub fn connection_opened(
+        &mut self,
+        addr: SocketAddr,
+        direction: Direction,
+        now: Instant,
+    ) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        if let Direction::Outbound(t) = direction {
+            // The dialler speaks first (BEP 3): our handshake names the torrent.
+            if let Some(torrent) = self.torrents.get(t.0 as usize) {
+                let mut buf = BytesMut::with_capacity(68);
+                Handshake {
+                    reserved: self.reserved,
+                    info_hash: torrent.info_hash,
+                    peer_id: self.peer_id,
+                }
+                .encode(&mut buf);
+                self.out.send_raw(conn, &buf);
+            }
+        }
+        self.handshaking.insert(
+            conn,
+            Handshaking {
+                addr,
+                direction,
+                opened_at: now,
+            },
+        );
+        conn
+    }
+
+    /// A dial after `Connect` failed.
+    pub fn connect_failed(&mut self, torrent: TorrentId, addr: SocketAddr, now: Instant) {
+        if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+            t.connect_failed(addr, &self.config, now);
+        }
+    }
+
+    /// The connection closed (peer hung up or a socket error). Idempotent.
+    pub fn connection_closed(&mut self, conn: ConnId, now: Instant) {
+        if let Some(h) = self.handshaking.remove(&conn) {
+            self.out.discard(conn);
+            if let Direction::Outbound(t) = h.direction {
+                if let Some(t) = self.torrents.get_mut(t.0 as usize) {
+                    t.connect_failed(h.addr, &self.config, now);
+                }
+            }
+            return;
+        }
+        let Some(tid) = self.routes.remove(&conn) else {
+            return;
+        };
+        let mut closed = Vec::new();
+        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
+            let mut ctx = Ctx {
+                out: &mut self.out,
+                rng: &mut self.rng,
+                config: &self.config,
+                closed: &mut closed,
+            };
+            t.connection_closed(conn, &mut ctx, now);
+        }
+        self.forget_routes(closed);
+    }
+
+    /// Bytes arrived on `conn`. Complete messages are consumed from `buf`; a partial message
+    /// stays for the next call.
+    pub fn handle_bytes(&mut self, conn: ConnId, buf: &mut BytesMut, now: Instant) {
+        if self.handshaking.contains_key(&conn) && !self.handle_handshake(conn, buf, now) {
+            return;
+        }
+        let Some(&tid) = self.routes.get(&conn) else {
+            return;
+        };
+        let mut closed = Vec::new();
+        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
+            let mut ctx = Ctx {
+                out: &mut self.out,
+                rng: &mut self.rng,
+                config: &self.config,
+                closed: &mut closed,
+            };
+            t.handle_bytes(conn, buf, &mut ctx, now);
+        }
+        self.forget_routes(closed);
+    }
+
+    /// Parses the peer's handshake; returns whether the connection is now established.
+    fn handle_handshake(&mut self, conn: ConnId, buf: &mut BytesMut, now: Instant) -> bool {
+        let theirs = match Handshake::decode(buf) {
+            Ok(Some(h)) => h,
+            Ok(None) => return false,
+            Err(e) => {
+                self.close_handshaking(conn, DisconnectReason::Protocol(e), now);
+                return false;
+            }
+        };
+        let Some(pending) = self.handshaking.get(&conn) else {
+            return false;
+        };
+        let (addr, direction) = (pending.addr, pending.direction);
+        let tid = match direction {
+            Direction::Outbound(t) => {
+                let matches = self
+                    .torrents
+                    .get(t.0 as usize)
+                    .is_some_and(|tor| tor.info_hash == theirs.info_hash);
+                if !matches {
+                    self.close_handshaking(conn, DisconnectReason::WrongTorrent, now);
+                    return false;
+                }
+                t
+            }
+            Direction::Inbound => match self.by_hash.get(&theirs.info_hash) {
+                Some(&t) => t,
+                None => {
+                    self.close_handshaking(conn, DisconnectReason::UnknownTorrent, now);
+                    return false;
+                }
+            },
+        };
+        let Some(torrent) = self.torrents.get(tid.0 as usize) else {
+            return false;
+        };
+        // Two peers that dial each other at once end up with two connections, and each
+        // sees the other's as the duplicate. Both ends must drop the *same* one: keep the
+        // connection opened by the peer with the higher peer id.
+        let mut replace = None;
+        if let Some((existing, existing_dir)) = torrent.conn_of_peer_id(&theirs.peer_id) {
+            let we_win = self.peer_id > theirs.peer_id;
+            let new_is_preferred = match direction {
+                Direction::Outbound(_) => we_win,
+                Direction::Inbound => !we_win,
+            };
+            let existing_is_preferred = match existing_dir {
+                Direction::Outbound(_) => we_win,
+                Direction::Inbound => !we_win,
+            };
+            if new_is_preferred && !existing_is_preferred {
+                replace = Some(existing);
+            }
+        }
+        let refusal = if theirs.peer_id == self.peer_id {
+            Some(DisconnectReason::SelfConnection)
+        } else if torrent.is_banned(addr.ip()) {
+            Some(DisconnectReason::Banned)
+        } else if torrent.conn_of_peer_id(&theirs.peer_id).is_some() && replace.is_none() {
+            Some(DisconnectReason::Duplicate)
+        } else if replace.is_none() && torrent.peer_count() >= self.config.max_peers_per_torrent {
+            Some(DisconnectReason::TooManyConnections)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            self.close_handshaking(conn, reason, now);
+            return false;
+        }
+        self.handshaking.remove(&conn);
+        if direction == Direction::Inbound {
+            let mut hs = BytesMut::with_capacity(68);
+            Handshake {
+                reserved: self.reserved,
+                info_hash: theirs.info_hash,
+                peer_id: self.peer_id,
+            }
+            .encode(&mut hs);
+            self.out.send_raw(conn, &hs);
+        }
+        self.routes.insert(conn, tid);
+        let mut closed = Vec::new();
+        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
+            let mut ctx = Ctx {
+                out: &mut self.out,
+                rng: &mut self.rng,
+                config: &self.config,
+                closed: &mut closed,
+            };
+            if let Some(old) = replace {
+                t.disconnect(old, DisconnectReason::Duplicate, &mut ctx, now);
+            }
+            t.add_peer(conn, addr, direction, self.reserved, &theirs, &mut ctx, now);
+        }
+        self.forget_routes(closed);
+        self.routes.contains_key(&conn)
+    }
+
+    fn close_handshaking(&mut self, conn: ConnId, reason: DisconnectReason, now: Instant) {
+        if let Some(h) = self.handshaking.remove(&conn) {
+            if let Direction::Outbound(t) = h.direction {
+                if let Some(t) = self.torrents.get_mut(t.0 as usize) {
+                    t.connect_failed(h.addr, &self.config, now);
+                }
+            }
+        }
+        self.out.discard(conn);
+        self.out.push(Action::Disconnect { conn, reason });
+    }
+
+    fn forget_routes(&mut self, closed: Vec<ConnId>) {
+        for conn in closed {
+            self.routes.remove(&conn);
+        }
+    }
+
+    /// A `WriteBlock` finished (`Err` carries the driver's description, e.g. "disk full").
+    pub fn disk_write_done(
+        &mut self,
+        torrent: TorrentId,
+        piece: u32,
+        result: Result<(), String>,
+        now: Instant,
+    ) {
+        let mut closed = Vec::new();
+        if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+            let mut ctx = Ctx {
+                out: &mut self.out,
+                rng: &mut self.rng,
+                config: &self.config,
+                closed: &mut closed,
+            };
+            t.disk_write_done(piece, result, &mut ctx, now);
+        }
+        self.forget_routes(closed);
+    }
+
+    /// A `ReadBlock` finished.
+    pub fn disk_read_done(
+        &mut self,
+        conn: ConnId,
+        block: crate::wire::BlockRequest,
+        result: Result<Bytes, String>,
+        now: Instant,
+    ) {
+        let Some(&tid) = self.routes.get(&conn) else {
+            return;
+        };
+        let mut closed = Vec::new();
+        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
+            let mut ctx = Ctx {
+                out: &mut self.out,
+                rng: &mut self.rng,
+                config: &self.config,
+                closed: &mut closed,
+            };
+            t.disk_read_done(conn, block, result, &mut ctx, now);
+        }
+        self.forget_routes(closed);
+    }
+
+    /// A `VerifyPiece` finished: `ok` is whether the SHA-1 matched.
+    pub fn piece_hashed(&mut self, torrent: TorrentId, piece: u32, ok: bool, now: Instant) {
+        let mut closed = Vec::new();
+        if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+            let mut ctx = Ctx {
+                out: &mut self.out,
+                rng: &mut self.rng,
+                config: &self.config,
+                closed: &mut closed,
+            };
+            t.piece_hashed(piece, ok, &mut ctx, now);
+        }
+        self.forget_routes(closed);
+    }
+
+    /// Timers: handshake time-outs, choking rounds, keep-alives, idle peers, request
+    /// time-outs, dialling. Calling it early or twice is harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<ConnId> = self
+            .handshaking
+            .iter()
+            .filter(|(_, h)| now - h.opened_at >= self.config.handshake_timeout)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in expired {
+            self.close_handshaking(conn, DisconnectReason::HandshakeTimeout, now);
+        }
+        let tick_due = now >= self.next_tick;
+        // Connections we wrote to since the last tick are not idle (keep-alive timing).
+        for conn in self.out.take_touched() {
+            if let Some(t) = self
+                .routes
+                .get(&conn)
+                .and_then(|tid| self.torrents.get_mut(tid.0 as usize))
+            {
+                t.note_sent(conn, now);
+            }
+        }
+        let mut closed = Vec::new();
+        for t in &mut self.torrents {
+            if tick_due || now >= t.next_deadline() {
+                let mut ctx = Ctx {
+                    out: &mut self.out,
+                    rng: &mut self.rng,
+                    config: &self.config,
+                    closed: &mut closed,
+                };
+                t.tick(&mut ctx, now);
+            }
+        }
+        if tick_due {
+            self.next_tick = now + TICK;
+        }
+        self.forget_routes(closed);
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let choke = self.torrents.iter().map(|t| t.next_deadline()).min();
+        Some(match choke {
+            Some(c) => c.min(self.next_tick),
+            None => self.next_tick,
+        })
+    }
+
+    /// The next action for the driver, or `None` when there is nothing to do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.out.pop()
+    }
+
+    /// Connections established on `torrent` (for tests and status displays).
+    pub fn connections(&self, torrent: TorrentId) -> Vec<ConnId> {
+        self.torrents
+            .get(torrent.0 as usize)
+            .map(|t| t.conns().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,1130 @@
+//! One torrent's swarm state: its peers, what we have and want (the [`Picker`]), who we
+//! upload to (the [`Choker`]), pieces awaiting verification, and where new peers come from.
+//!
+//! The [`crate::session::Session`] owns torrents, routes each established connection to
+//! one, and hands it the output queue. Everything here is driven by method calls carrying
+//! `now`; nothing reads a clock.
+//!
+//! Invariants:
+//! - A piece counts as ours only after its hash matched **and** every block write of it
+//!   completed without error; only then is `have` broadcast.
+//! - A piece's in-memory blocks stay until its verdict and its writes are all in, so a
+//!   failed piece is never re-requested while an old (bad) write could still land after a
+//!   new (good) one.
+//! - Peer state and picker state change together: a request recorded in the picker for a
+//!   peer is in that peer's `outstanding` list and vice versa.
+
+mod peer;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::bitfield::Bitfield;
+use crate::choker::{ChokeDecision, Choker, PeerChokeInfo, RoundKind};
+use crate::info_hash::InfoHash;
+use crate::picker::{self, PeerKey, Picker, Priority, Receipt};
+use crate::session::outbox::Outbox;
+use crate::session::{
+    Action, ConnId, Direction, DisconnectReason, Event, SessionConfig, TorrentId,
+};
+use crate::storage::Layout;
+use crate::time::Instant;
+use crate::wire::{self, Decoder, ExtensionHandshake, Handshake, Limits, Message, PieceGeometry};
+
+pub(crate) use peer::Peer;
+
+/// A snapshot of one torrent's progress, for progress bars and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TorrentStats {
+    /// The torrent.
+    pub info_hash: InfoHash,
+    /// Number of pieces.
+    pub piece_count: u32,
+    /// Pieces verified and stored.
+    pub pieces_have: u32,
+    /// Pieces wanted (not skipped) and not yet verified.
+    pub pieces_missing: u32,
+    /// Bytes of verified pieces.
+    pub bytes_have: u64,
+    /// Total size.
+    pub total_length: u64,
+    /// Payload bytes received (including duplicates and data that failed verification).
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Payload bytes received that were thrown away (duplicates, failed pieces).
+    pub wasted: u64,
+    /// Bytes per second received (20 s average over all peers).
+    pub download_rate: u64,
+    /// Bytes per second sent.
+    pub upload_rate: u64,
+    /// Established connections.
+    pub peers: usize,
+    /// Connections we are currently unchoking.
+    pub unchoked: usize,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+    /// Every wanted piece is verified and stored.
+    pub complete: bool,
+    /// Endgame mode: every missing block is requested.
+    pub endgame: bool,
+}
+
+/// Blocks of a piece being downloaded and the bookkeeping of its verification.
+#[derive(Debug)]
+struct PieceBuffer {
+    blocks: Vec<Option<Bytes>>,
+    writes_pending: u32,
+    write_failed: bool,
+    /// `Some(ok)` once the driver reported the hash result.
+    hashed: Option<bool>,
+}
+
+/// An address we may dial.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    failures: u32,
+    not_before: Instant,
+}
+
+/// Shared mutable context a torrent needs from its session for one call.
+pub(crate) struct Ctx<'a> {
+    pub(crate) out: &'a mut Outbox,
+    pub(crate) rng: &'a mut fastrand::Rng,
+    pub(crate) config: &'a SessionConfig,
+    /// Connections this call closed (the session forgets their routes).
+    pub(crate) closed: &'a mut Vec<ConnId>,
+}
+
+/// One torrent's swarm state. See the module docs.
+#[derive(Debug)]
+pub(crate) struct Torrent {
+    pub(crate) id: TorrentId,
+    pub(crate) info_hash: InfoHash,
+    piece_hashes: Vec<[u8; 20]>,
+    geometry: PieceGeometry,
+    layout: Layout,
+    picker: Picker,
+    choker: Choker,
+    peers: BTreeMap<ConnId, Peer>,
+    by_key: BTreeMap<PeerKey, ConnId>,
+    next_key: PeerKey,
+    buffers: BTreeMap<u32, PieceBuffer>,
+    candidates: BTreeMap<SocketAddr, Candidate>,
+    connecting: BTreeSet<SocketAddr>,
+    strikes: BTreeMap<IpAddr, u32>,
+    banned: BTreeSet<IpAddr>,
+    downloaded: u64,
+    uploaded: u64,
+    wasted: u64,
+    hash_failures: u64,
+    completion_announced: bool,
+}
+
+impl Torrent {
+    pub(crate) fn new(
+        id: TorrentId,
+        info_hash: InfoHash,
+        piece_hashes: Vec<[u8; 20]>,
+        layout: Layout,
+        picker: Picker,
+        choker: Choker,
+    ) -> Option<Self> {
+        let geometry = PieceGeometry::new(layout.total_length(), layout.piece_length())?;
+        let completion_announced = picker.is_complete();
+        Some(Torrent {
+            id,
+            info_hash,
+            piece_hashes,
+            geometry,
+            layout,
+            picker,
+            choker,
+            peers: BTreeMap::new(),
+            by_key: BTreeMap::new(),
+            next_key: 0,
+            buffers: BTreeMap::new(),
+            candidates: BTreeMap::new(),
+            connecting: BTreeSet::new(),
+            strikes: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            downloaded: 0,
+            uploaded: 0,
+            wasted: 0,
+            hash_failures: 0,
+            completion_announced,
+        })
+    }
+
+    pub(crate) fn piece_count(&self) -> u32 {
+        self.geometry.piece_count()
+    }
+
+    pub(crate) fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// The established connection to the peer with this id, and who opened it.
+    pub(crate) fn conn_of_peer_id(&self, id: &wire::PeerId) -> Option<(ConnId, Direction)> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.peer_id == *id)
+            .map(|(c, p)| (*c, p.direction))
+    }
+
+    pub(crate) fn is_banned(&self, ip: IpAddr) -> bool {
+        self.banned.contains(&ip)
+    }
+
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub(crate) fn conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    pub(crate) fn next_deadline(&self) -> Instant {
+        self.choker.next_deadline()
+    }
+
+    pub(crate) fn stats(&self, now: Instant) -> TorrentStats {
+        let have = self.picker.have();
+        let bytes_have = have
+            .ones()
+            .map(|p| u64::from(self.layout.piece_len(p)))
+            .sum();
+        TorrentStats {
+            info_hash: self.info_hash,
+            piece_count: self.piece_count(),
+            pieces_have: have.count_ones(),
+            pieces_missing: self.picker.wanted().count_ones(),
+            bytes_have,
+            total_length: self.layout.total_length(),
+            downloaded: self.downloaded,
+            uploaded: self.uploaded,
+            wasted: self.wasted,
+            download_rate: self.peers.values().map(|p| p.download.rate(now)).sum(),
+            upload_rate: self.peers.values().map(|p| p.upload.rate(now)).sum(),
+            peers: self.peers.len(),
+            unchoked: self.peers.values().filter(|p| !p.am_choking).count(),
+            hash_failures: self.hash_failures,
+            complete: self.picker.is_complete(),
+            endgame: self.picker.in_endgame(),
+        }
+    }
+
+    // ----- file priorities ------------------------------------------------------------
+
+    /// Sets each file's priority; a piece takes the highest priority of the files it
+    /// overlaps (a piece shared by a skipped and a wanted file must still be downloaded).
+    pub(crate) fn set_file_priorities(
+        &mut self,
+        priorities: &[Priority],
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let mut per_piece = vec![Priority::Skip; self.piece_count() as usize];
+        for file in 0..self.layout.file_count() {
+            let prio = priorities.get(file).copied().unwrap_or(Priority::Normal);
+            for piece in self.layout.file_pieces(file) {
+                if let Some(p) = per_piece.get_mut(piece as usize) {
+                    *p = (*p).max(prio);
+                }
+            }
+        }
+        // Runs of equal priority become one range each.
+        let mut start = 0u32;
+        for i in 1..=per_piece.len() {
+            if i == per_piece.len() || per_piece[i] != per_piece[start as usize] {
+                self.picker
+                    .set_piece_priority(start..i as u32, per_piece[start as usize]);
+                start = i as u32;
+            }
+        }
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.update_interest(conn, ctx);
+            self.fill_pipeline(conn, ctx, now);
+        }
+        self.check_complete(ctx);
+    }
+
+    // ----- peers joining and leaving ----------------------------------------------------
+
+    /// Adds addresses to dial (from the user, a tracker, PEX or the DHT).
+    pub(crate) fn add_candidates(&mut self, addrs: &[SocketAddr], now: Instant) {
+        for &addr in addrs {
+            if self.banned.contains(&addr.ip())
+                || self.peers.values().any(|p| p.addr == addr)
+                || self.connecting.contains(&addr)
+            {
+                continue;
+            }
+            self.candidates.entry(addr).or_insert(Candidate {
+                failures: 0,
+                not_before: now,
+            });
+        }
+    }
+
+    /// Emits `Connect` actions while below the connection limits. Only an incomplete
+    /// torrent dials out: a seed waits for peers that want something from it.
+    pub(crate) fn maybe_connect(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        if self.picker.is_complete() {
+            return;
+        }
+        let due: Vec<SocketAddr> = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| c.not_before <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            if self.connecting.len() >= ctx.config.max_connecting
+                || self.peers.len() + self.connecting.len() >= ctx.config.max_peers_per_torrent
+            {
+                break;
+            }
+            self.connecting.insert(addr);
+            ctx.out.push(Action::Connect {
+                torrent: self.id,
+                addr,
+            });
+        }
+    }
+
+    /// A dial for `addr` failed: try again later with back-off, or forget it.
+    pub(crate) fn connect_failed(
+        &mut self,
+        addr: SocketAddr,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        self.connecting.remove(&addr);
+        self.note_failure(addr, config, now);
+    }
+
+    fn note_failure(&mut self, addr: SocketAddr, config: &SessionConfig, now: Instant) {
+        let entry = self.candidates.entry(addr).or_insert(Candidate {
+            failures: 0,
+            not_before: now,
+        });
+        entry.failures += 1;
+        if entry.failures >= config.max_connect_failures {
+            self.candidates.remove(&addr);
+            return;
+        }
+        let backoff = config
+            .reconnect_delay
+            .saturating_mul(1u32 << (entry.failures - 1).min(10));
+        entry.not_before = now + backoff;
+    }
+
+    /// A handshake for this torrent completed on `conn`: start the peer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_peer(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        direction: Direction,
+        ours: wire::Reserved,
+        theirs: &Handshake,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        if let Direction::Outbound(_) = direction {
+            self.connecting.remove(&addr);
+        }
+        self.candidates.remove(&addr);
+        let key = self.next_key;
+        self.next_key = self.next_key.wrapping_add(1);
+        let fast = ours.fast() && theirs.reserved.fast();
+        let extensions = ours.extension_protocol() && theirs.reserved.extension_protocol();
+        let decoder = Decoder::new(Some(self.geometry), Limits::default());
+        let peer = Peer::new(
+            key,
+            addr,
+            theirs.peer_id,
+            direction,
+            fast,
+            extensions,
+            decoder,
+            self.piece_count(),
+            now,
+        );
+        self.by_key.insert(key, conn);
+        self.peers.insert(conn, peer);
+
+        // BEP 3: bitfield (or BEP 6 have all / have none) is the first message.
+        let have = self.picker.have();
+        if fast && have.is_full() {
+            ctx.out.send(conn, &Message::HaveAll);
+        } else if fast && have.is_empty() {
+            ctx.out.send(conn, &Message::HaveNone);
+        } else if !have.is_empty() {
+            ctx.out
+                .send(conn, &Message::Bitfield(Bytes::from(have.to_bytes())));
+        }
+        if extensions {
+            let hs = ExtensionHandshake {
+                v: Some(ctx.config.client_name.clone()),
+                p: (ctx.config.listen_port != 0).then_some(ctx.config.listen_port),
+                reqq: u32::try_from(ctx.config.max_queued_uploads).ok(),
+                yourip: Some(addr.ip()),
+                ..ExtensionHandshake::default()
+            };
+            ctx.out.send(conn, &hs.to_message());
+        }
+    }
+
+    /// Removes a peer: its availability, requests and slots go; its verified data stays.
+    /// Does not emit `Disconnect` (see [`Self::disconnect`]).
+    pub(crate) fn remove_peer(
+        &mut self,
+        conn: ConnId,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) -> Option<Peer> {
+        let peer = self.peers.remove(&conn)?;
+        self.by_key.remove(&peer.key);
+        self.picker.peer_left(&peer.has);
+        self.picker.peer_requests_dropped(peer.key);
+        self.choker.peer_left(peer.key);
+        ctx.out.discard(conn);
+        // Its blocks are free again: other peers may take them now.
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            self.fill_pipeline(c, ctx, now);
+        }
+        self.refill_slots(ctx, now);
+        Some(peer)
+    }
+
+    /// Closes `conn` for `reason`: forget it and tell the driver.
+    pub(crate) fn disconnect(
+        &mut self,
+        conn: ConnId,
+        reason: DisconnectReason,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        if let Some(peer) = self.remove_peer(conn, ctx, now) {
+            // Peers we dialled that went quiet may be dialled again later (an inbound peer's
+            // address is an ephemeral port, not worth dialling).
+            if matches!(reason, DisconnectReason::Idle)
+                && peer.direction != Direction::Inbound
+                && !self.banned.contains(&peer.addr.ip())
+            {
+                self.note_failure(peer.addr, ctx.config, now);
+            }
+        }
+        ctx.closed.push(conn);
+        ctx.out.push(Action::Disconnect { conn, reason });
+    }
+
+    /// The driver reports the connection closed (by the peer or by a socket error).
+    pub(crate) fn connection_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        if let Some(peer) = self.remove_peer(conn, ctx, now) {
+            if peer.direction != Direction::Inbound && !self.banned.contains(&peer.addr.ip()) {
+                self.note_failure(peer.addr, ctx.config, now);
+            }
+        }
+    }
+
+    // ----- bytes in -----------------------------------------------------------------------
+
+    /// Decodes and handles every complete message in `buf` from `conn`.
+    pub(crate) fn handle_bytes(
+        &mut self,
+        conn: ConnId,
+        buf: &mut BytesMut,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return;
+            };
+            peer.last_received = now;
+            match peer.decoder.decode(buf) {
+                Ok(Some(message)) => self.handle_message(conn, message, ctx, now),
+                Ok(None) => return,
+                Err(e) => {
+                    self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_message(&mut self, conn: ConnId, message: Message, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let first = !peer.got_first_message;
+        peer.got_first_message = true;
+        match message {
+            Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
+            Message::AllowedFast { .. } => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                if !peer.fast {
+                    // Without BEP 6 a choke silently discards our requests.
+                    self.drop_requests(conn);
+                }
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                peer.timed_out = false;
+                self.fill_pipeline(conn, ctx, now);
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                self.refill_slots(ctx, now);
+            }
+            Message::NotInterested => {
+                peer.peer_interested = false;
+                self.refill_slots(ctx, now);
+            }
+            Message::Have { index } => {
+                if peer.has.set(index) {
+                    self.picker.peer_have(index);
+                    self.after_peer_gained(conn, ctx, now);
+                }
+            }
+            Message::Bitfield(bits) => {
+                if !first {
+                    return self.disconnect(
+                        conn,
+                        DisconnectReason::Misbehaved("bitfield after the first message"),
+                        ctx,
+                        now,
+                    );
+                }
+                match Bitfield::from_bytes(&bits, self.geometry.piece_count()) {
+                    Ok(has) => {
+                        self.picker.peer_bitfield(&has);
+                        peer.has = has;
+                        self.after_peer_gained(conn, ctx, now);
+                    }
+                    Err(_) => {
+                        self.disconnect(
+                            conn,
+                            DisconnectReason::Misbehaved("malformed bitfield"),
+                            ctx,
+                            now,
+                        );
+                    }
+                }
+            }
+            Message::HaveAll | Message::HaveNone => {
+                if !peer.fast || !first {
+                    return self.disconnect(
+                        conn,
+                        DisconnectReason::Misbehaved("have all/none out of place"),
+                        ctx,
+                        now,
+                    );
+                }
+                if matches!(message, Message::HaveAll) {
+                    let has = Bitfield::full(self.geometry.piece_count());
+                    self.picker.peer_bitfield(&has);
+                    peer.has = has;
+                    self.after_peer_gained(conn, ctx, now);
+                }
+            }
+            Message::Request(req) => self.on_request(conn, req, ctx),
+            Message::Cancel(req) => {
+                let before = peer.uploads.len();
+                peer.uploads.retain(|r| *r != req);
+                if peer.fast && peer.uploads.len() != before {
+                    // BEP 6: every request gets exactly one answer, a piece or a reject.
+                    ctx.out.send(conn, &Message::RejectRequest(req));
+                }
+            }
+            Message::RejectRequest(req) => {
+                if !peer.fast {
+                    return self.disconnect(
+                        conn,
+                        DisconnectReason::Misbehaved("reject without the fast extension"),
+                        ctx,
+                        now,
+                    );
+                }
+                if peer.take_outstanding(req.index, req.begin) {
+                    self.picker
+                        .request_cancelled(req.index, req.begin, peer.key);
+                }
+                if !peer.peer_choking {
+                    self.fill_pipeline(conn, ctx, now);
+                }
+            }
+            Message::Piece { index, begin, data } => {
+                self.on_block(conn, index, begin, data, ctx, now)
+            }
+            Message::Extended { id, payload } => {
+                if peer.extensions && id == wire::EXTENDED_HANDSHAKE_ID {
+                    match ExtensionHandshake::decode(&payload) {
+                        Ok(hs) => {
+                            if let Some(reqq) = hs.reqq {
+                                // Bounded on our side too: a huge reqq must not make us
+                                // queue without limit.
+                                peer.reqq = (reqq as usize).clamp(1, ctx.config.max_pipeline);
+                            }
+                        }
+                        Err(e) => self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now),
+                    }
+                }
+                // Other extensions (metadata, PEX) are not supported yet and are ignored, as are
+                // extended messages from a peer that did not announce BEP 10.
+            }
+        }
+    }
+
+    /// The peer announced new pieces: update interest, requests, and the seed-to-seed check.
+    fn after_peer_gained(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        if self.picker.is_complete() && peer.has.is_full() {
+            return self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
+        }
+        self.update_interest(conn, ctx);
+        self.fill_pipeline(conn, ctx, now);
+    }
+
+    /// Sends `interested` / `not interested` when our interest in the peer changed.
+    fn update_interest(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let want = self.picker.is_interesting(&peer.has);
+        if want != peer.am_interested {
+            peer.am_interested = want;
+            ctx.out.send(
+                conn,
+                if want {
+                    &Message::Interested
+                } else {
+                    &Message::NotInterested
+                },
+            );
+        }
+    }
+
+    /// Tops up our requests to `conn` to its pipeline target.
+    fn fill_pipeline(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if peer.peer_choking || !peer.am_interested {
+            return;
+        }
+        let target = peer.pipeline_target(
+            now,
+            ctx.config.pipeline_seconds_millis,
+            ctx.config.min_pipeline,
+            ctx.config.max_pipeline,
+        );
+        if peer.outstanding.len() >= target {
+            return;
+        }
+        let mut picked = Vec::new();
+        self.picker.pick_blocks(
+            peer.key,
+            &peer.has,
+            target - peer.outstanding.len(),
+            ctx.rng,
+            &mut picked,
+        );
+        for b in picked {
+            ctx.out.send(
+                conn,
+                &Message::Request(wire::BlockRequest {
+                    index: b.piece,
+                    begin: b.offset,
+                    length: b.len,
+                }),
+            );
+            peer.outstanding.push((b, now));
+            peer.requests_since.get_or_insert(now);
+            peer.snub_clock.get_or_insert(now);
+        }
+    }
+
+    /// Forgets every request outstanding at `conn` (choked without fast, or timed out).
+    fn drop_requests(&mut self, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            self.picker.peer_requests_dropped(peer.key);
+            peer.outstanding.clear();
+            peer.requests_since = None;
+            peer.snub_clock = None;
+        }
+    }
+
+    // ----- uploading ------------------------------------------------------------------------
+
+    fn on_request(&mut self, conn: ConnId, req: wire::BlockRequest, ctx: &mut Ctx<'_>) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let servable = !peer.am_choking
+            && self.picker.have().get(req.index)
+            && peer.uploads.len() < ctx.config.max_queued_uploads
+            && !peer.uploads.contains(&req);
+        if servable {
+            peer.uploads.push(req);
+            ctx.out.push(Action::ReadBlock {
+                conn,
+                torrent: self.id,
+                block: req,
+            });
+        } else if peer.fast {
+            ctx.out.send(conn, &Message::RejectRequest(req));
+        }
+        // Without fast, an unservable request is dropped silently (BEP 3 behaviour).
+    }
+
+    /// A `ReadBlock` finished: send the block if the peer still wants it.
+    pub(crate) fn disk_read_done(
+        &mut self,
+        conn: ConnId,
+        block: wire::BlockRequest,
+        result: Result<Bytes, String>,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let Some(pos) = peer.uploads.iter().position(|r| *r == block) else {
+            return; // cancelled or choked meanwhile
+        };
+        peer.uploads.remove(pos);
+        match result {
+            Ok(data) if data.len() == block.length as usize && !peer.am_choking => {
+                let n = data.len() as u64;
+                peer.upload.record(now, n);
+                peer.last_sent = now;
+                self.uploaded += n;
+                ctx.out.send_block(conn, block.index, block.begin, data);
+            }
+            Ok(_) => {
+                if peer.fast {
+                    ctx.out.send(conn, &Message::RejectRequest(block));
+                }
+            }
+            Err(message) => {
+                if peer.fast {
+                    ctx.out.send(conn, &Message::RejectRequest(block));
+                }
+                ctx.out.push(Action::Event(Event::StorageError {
+                    torrent: self.id,
+                    piece: block.index,
+                    message,
+                }));
+            }
+        }
+    }
+
+    // ----- downloading ----------------------------------------------------------------------
+
+    fn on_block(
+        &mut self,
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let n = data.len() as u64;
+        self.downloaded += n;
+        peer.download.record(now, n);
+        peer.download_fast.record(now, n);
+        peer.last_block = Some(now);
+        peer.timed_out = false;
+        let requested = peer.take_outstanding(piece, offset);
+        peer.snub_clock = (!peer.outstanding.is_empty()).then_some(now);
+        if !requested && !self.buffers.contains_key(&piece) {
+            // Unrequested data is only taken for a piece already in progress (a late copy
+            // after a cancel or time-out). Otherwise a peer could make us buffer pieces we
+            // never asked for, without bound.
+            self.wasted += n;
+            return;
+        }
+        let key = peer.key;
+        let valid = self
+            .picker
+            .block_at(piece, offset)
+            .is_some_and(|b| b.len as usize == data.len());
+        if !valid {
+            return self.disconnect(
+                conn,
+                DisconnectReason::Misbehaved("block of the wrong size or place"),
+                ctx,
+                now,
+            );
+        }
+        let outcome = self.picker.block_received(piece, offset, key);
+        match outcome.receipt {
+            Receipt::Invalid => {
+                return self.disconnect(
+                    conn,
+                    DisconnectReason::Misbehaved("block outside the torrent"),
+                    ctx,
+                    now,
+                );
+            }
+            Receipt::Duplicate => {
+                self.wasted += n;
+            }
+            Receipt::Requested | Receipt::Unrequested => {
+                for &other in outcome.cancel.as_slice() {
+                    self.cancel_at(other, piece, offset, ctx);
+                }
+                let blocks = self.picker.blocks_in_piece(piece).unwrap_or(0) as usize;
+                let buffer = self.buffers.entry(piece).or_insert_with(|| PieceBuffer {
+                    blocks: vec![None; blocks],
+                    writes_pending: 0,
+                    write_failed: false,
+                    hashed: None,
+                });
+                let index = (offset / wire::MAX_BLOCK_LEN) as usize;
+                if let Some(slot) = buffer.blocks.get_mut(index) {
+                    *slot = Some(data.clone());
+                }
+                buffer.writes_pending += 1;
+                ctx.out.push(Action::WriteBlock {
+                    torrent: self.id,
+                    piece,
+                    offset,
+                    data,
+                });
+                if outcome.piece_complete {
+                    let blocks: Vec<Bytes> = buffer.blocks.iter().flatten().cloned().collect();
+                    if let Some(expected) = self.piece_hashes.get(piece as usize) {
+                        ctx.out.push(Action::VerifyPiece {
+                            torrent: self.id,
+                            piece,
+                            expected: *expected,
+                            blocks,
+                        });
+                    }
+                }
+            }
+        }
+        self.fill_pipeline(conn, ctx, now);
+    }
+
+    /// Sends `cancel` for a block to the peer with key `key` (endgame duplicate arrived).
+    fn cancel_at(&mut self, key: PeerKey, piece: u32, offset: u32, ctx: &mut Ctx<'_>) {
+        let Some(&conn) = self.by_key.get(&key) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if let Some((b, _)) = peer
+            .outstanding
+            .iter()
+            .find(|(b, _)| b.piece == piece && b.offset == offset)
+            .copied()
+        {
+            peer.take_outstanding(piece, offset);
+            ctx.out.send(
+                conn,
+                &Message::Cancel(wire::BlockRequest {
+                    index: b.piece,
+                    begin: b.offset,
+                    length: b.len,
+                }),
+            );
+        }
+    }
+
+    /// The driver finished writing a block.
+    pub(crate) fn disk_write_done(
+        &mut self,
+        piece: u32,
+        result: Result<(), String>,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(buffer) = self.buffers.get_mut(&piece) else {
+            return;
+        };
+        buffer.writes_pending = buffer.writes_pending.saturating_sub(1);
+        if let Err(message) = result {
+            buffer.write_failed = true;
+            ctx.out.push(Action::Event(Event::StorageError {
+                torrent: self.id,
+                piece,
+                message,
+            }));
+        }
+        self.try_finish_piece(piece, ctx, now);
+    }
+
+    /// The driver hashed a piece.
+    pub(crate) fn piece_hashed(&mut self, piece: u32, ok: bool, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(buffer) = self.buffers.get_mut(&piece) else {
+            return;
+        };
+        buffer.hashed = Some(ok);
+        if !ok {
+            self.hash_failures += 1;
+            ctx.out.push(Action::Event(Event::HashFailed {
+                torrent: self.id,
+                piece,
+            }));
+        }
+        self.try_finish_piece(piece, ctx, now);
+    }
+
+    /// Settles a piece once both its hash verdict and all its writes are in.
+    fn try_finish_piece(&mut self, piece: u32, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(buffer) = self.buffers.get(&piece) else {
+            return;
+        };
+        let Some(hash_ok) = buffer.hashed else {
+            return;
+        };
+        if buffer.writes_pending > 0 {
+            return;
+        }
+        let write_failed = buffer.write_failed;
+        let piece_len = buffer
+            .blocks
+            .iter()
+            .flatten()
+            .map(|b| b.len() as u64)
+            .sum::<u64>();
+        self.buffers.remove(&piece);
+        if hash_ok && !write_failed {
+            self.picker.piece_verified(piece);
+            ctx.out.push(Action::Event(Event::PieceVerified {
+                torrent: self.id,
+                piece,
+            }));
+            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            for &conn in &conns {
+                ctx.out.send(conn, &Message::Have { index: piece });
+            }
+            for conn in conns {
+                self.update_interest(conn, ctx);
+            }
+            self.check_complete(ctx);
+            if self.picker.is_complete() {
+                let seeds: Vec<ConnId> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.has.is_full())
+                    .map(|(c, _)| *c)
+                    .collect();
+                for conn in seeds {
+                    self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
+                }
+            }
+        } else {
+            let contributors = self.picker.piece_failed(piece);
+            self.wasted += piece_len;
+            if !hash_ok {
+                for key in contributors {
+                    self.strike(key, ctx, now);
+                }
+            }
+            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            for conn in conns {
+                self.fill_pipeline(conn, ctx, now);
+            }
+        }
+    }
+
+    /// Counts a hash failure against the peer with `key`; bans it after too many.
+    fn strike(&mut self, key: PeerKey, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(&conn) = self.by_key.get(&key) else {
+            return;
+        };
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        let ip = peer.addr.ip();
+        let addr = peer.addr;
+        let strikes = self.strikes.entry(ip).or_insert(0);
+        *strikes += 1;
+        if *strikes >= ctx.config.max_strikes {
+            self.banned.insert(ip);
+            self.candidates.retain(|a, _| a.ip() != ip);
+            ctx.out.push(Action::Event(Event::PeerBanned {
+                torrent: self.id,
+                addr,
+            }));
+            let same_ip: Vec<ConnId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.addr.ip() == ip)
+                .map(|(c, _)| *c)
+                .collect();
+            for c in same_ip {
+                self.disconnect(c, DisconnectReason::Banned, ctx, now);
+            }
+        }
+    }
+
+    fn check_complete(&mut self, ctx: &mut Ctx<'_>) {
+        if self.picker.is_complete() && !self.completion_announced {
+            self.completion_announced = true;
+            ctx.out
+                .push(Action::Event(Event::TorrentComplete { torrent: self.id }));
+        } else if !self.picker.is_complete() {
+            // A priority change can make a complete torrent incomplete again.
+            self.completion_announced = false;
+        }
+    }
+
+    // ----- choking ------------------------------------------------------------------------
+
+    fn choke_infos(&self) -> Vec<PeerChokeInfo> {
+        self.peers
+            .values()
+            .map(|p| PeerChokeInfo {
+                key: p.key,
+                interested: p.peer_interested,
+                download_rate: 0,
+                upload_rate: 0,
+                connected_at: p.connected_at,
+                last_block_received: p.last_block,
+                requests_outstanding_since: p.snub_clock,
+            })
+            .collect()
+    }
+
+    fn choke_infos_at(&self, now: Instant) -> Vec<PeerChokeInfo> {
+        let mut infos = self.choke_infos();
+        for (info, p) in infos.iter_mut().zip(self.peers.values()) {
+            info.download_rate = p.download.rate(now);
+            info.upload_rate = p.upload.rate(now);
+        }
+        infos
+    }
+
+    /// Gives free upload slots to eligible peers between rounds.
+    fn refill_slots(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let infos = self.choke_infos_at(now);
+        let seeding = self.picker.is_complete();
+        if let Some(decision) = self.choker.refill(now, seeding, &infos, ctx.rng) {
+            self.apply_choke(&decision, ctx);
+        }
+    }
+
+    fn apply_choke(&mut self, decision: &ChokeDecision, ctx: &mut Ctx<'_>) {
+        for (&conn, peer) in self.peers.iter_mut() {
+            let unchoke = decision.unchokes(peer.key);
+            if unchoke && peer.am_choking {
+                peer.am_choking = false;
+                ctx.out.send(conn, &Message::Unchoke);
+            } else if !unchoke && !peer.am_choking {
+                peer.am_choking = true;
+                ctx.out.send(conn, &Message::Choke);
+                // Choking drops the peer's queued requests; with fast each is rejected.
+                for req in peer.uploads.drain(..) {
+                    if peer.fast {
+                        ctx.out.send(conn, &Message::RejectRequest(req));
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- timers -------------------------------------------------------------------------
+
+    /// Periodic work: choking rounds, keep-alives, idle peers, request time-outs, dialling.
+    pub(crate) fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let infos = self.choke_infos_at(now);
+        let seeding = self.picker.is_complete();
+        if let Some(decision) = self.choker.on_timeout(now, seeding, &infos, ctx.rng) {
+            self.apply_choke(&decision, ctx);
+            let conn_of = |k: &PeerKey| self.by_key.get(k).copied();
+            ctx.out.push(Action::Event(Event::ChokeRound {
+                torrent: self.id,
+                round: decision.round,
+                regular: decision.regular.iter().filter_map(conn_of).collect(),
+                optimistic: decision.optimistic.as_ref().and_then(conn_of),
+                optimistic_rotated: decision.kind == RoundKind::RegularAndOptimistic,
+            }));
+        }
+
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            if now - peer.last_received >= ctx.config.idle_timeout {
+                self.disconnect(conn, DisconnectReason::Idle, ctx, now);
+                continue;
+            }
+            if now - peer.last_sent >= ctx.config.keepalive_interval {
+                peer.last_sent = now;
+                ctx.out.send(conn, &Message::KeepAlive);
+            }
+            let stalled_since = match (peer.requests_since, peer.last_block) {
+                (Some(since), Some(block)) => Some(since.max(block)),
+                (Some(since), None) => Some(since),
+                (None, _) => None,
+            };
+            if stalled_since.is_some_and(|t| now - t >= ctx.config.request_timeout) {
+                // Give its blocks to others; keep the peer with a one-block pipeline.
+                for (b, _) in std::mem::take(&mut peer.outstanding) {
+                    ctx.out.send(
+                        conn,
+                        &Message::Cancel(wire::BlockRequest {
+                            index: b.piece,
+                            begin: b.offset,
+                            length: b.len,
+                        }),
+                    );
+                }
+                peer.requests_since = None;
+                peer.timed_out = true;
+                self.picker.peer_requests_dropped(peer.key);
+                let others: Vec<ConnId> =
+                    self.peers.keys().copied().filter(|c| *c != conn).collect();
+                for other in others {
+                    self.fill_pipeline(other, ctx, now);
+                }
+                self.fill_pipeline(conn, ctx, now);
+            }
+        }
+        self.maybe_connect(ctx, now);
+    }
+
+    /// Notes that we sent something to `conn` (for keep-alive timing).
+    pub(crate) fn note_sent(&mut self, conn: ConnId, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            peer.last_sent = now;
+        }
+    }
+
+    /// The priority of a piece (for tests and the session's API).
+    pub(crate) fn piece_priority(&self, piece: u32) -> Priority {
+        self.picker.priority(piece)
+    }
+}
+
+/// Builds a picker whose verified pieces are `have`.
+pub(crate) fn picker_for(
+    layout: &Layout,
+    have: Option<Bitfield>,
+) -> Result<Picker, picker::PickerError> {
+    match have {
+        Some(have) => Picker::with_have(layout.piece_length(), layout.total_length(), have),
+        None => Picker::new(layout.piece_length(), layout.total_length()),
+    }
+}
