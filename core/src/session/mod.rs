@@ -187,18 +187,9 @@ impl Session {
         priorities: &[Priority],
         now: Instant,
     ) {
-        let Some(t) = self.torrents.get_mut(torrent.0 as usize) else {
-            return;
-        };
-        let mut closed = Vec::new();
-        let mut ctx = Ctx {
-            out: &mut self.out,
-            rng: &mut self.rng,
-            config: &self.config,
-            closed: &mut closed,
-        };
-        t.set_file_priorities(priorities, &mut ctx, now);
-        self.forget_routes(closed);
+        self.with_torrent(torrent, |t, ctx| {
+            t.set_file_priorities(priorities, ctx, now)
+        });
     }
 
     /// The priority the picker gives `piece` of `torrent`.
@@ -210,18 +201,10 @@ impl Session {
 
     /// Adds addresses to dial for `torrent` (from the user, a tracker, PEX or the DHT).
     pub fn add_peers(&mut self, torrent: TorrentId, addrs: &[SocketAddr], now: Instant) {
-        let Some(t) = self.torrents.get_mut(torrent.0 as usize) else {
-            return;
-        };
-        t.add_candidates(addrs, now);
-        let mut closed = Vec::new();
-        let mut ctx = Ctx {
-            out: &mut self.out,
-            rng: &mut self.rng,
-            config: &self.config,
-            closed: &mut closed,
-        };
-        t.maybe_connect(&mut ctx, now);
+        self.with_torrent(torrent, |t, ctx| {
+            t.add_candidates(addrs, now);
+            t.maybe_connect(ctx, now);
+        });
     }
 
     /// The driver opened a TCP connection (accepted, or dialled after `Connect`).
@@ -278,17 +261,9 @@ impl Session {
         let Some(tid) = self.routes.remove(&conn) else {
             return;
         };
-        let mut closed = Vec::new();
-        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
-            let mut ctx = Ctx {
-                out: &mut self.out,
-                rng: &mut self.rng,
-                config: &self.config,
-                closed: &mut closed,
-            };
-            t.connection_closed(conn, &mut ctx, now);
-        }
-        self.forget_routes(closed);
+        self.with_torrent(tid, |t, ctx| {
+            t.connection_closed(conn, ctx, now);
+        });
     }
 
     /// Bytes arrived on `conn`. Complete messages are consumed from `buf`; a partial message
@@ -300,17 +275,9 @@ impl Session {
         let Some(&tid) = self.routes.get(&conn) else {
             return;
         };
-        let mut closed = Vec::new();
-        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
-            let mut ctx = Ctx {
-                out: &mut self.out,
-                rng: &mut self.rng,
-                config: &self.config,
-                closed: &mut closed,
-            };
-            t.handle_bytes(conn, buf, &mut ctx, now);
-        }
-        self.forget_routes(closed);
+        self.with_torrent(tid, |t, ctx| {
+            t.handle_bytes(conn, buf, ctx, now);
+        });
     }
 
     /// Parses the peer's handshake; returns whether the connection is now established.
@@ -395,20 +362,13 @@ impl Session {
             self.out.send_raw(conn, &hs);
         }
         self.routes.insert(conn, tid);
-        let mut closed = Vec::new();
-        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
-            let mut ctx = Ctx {
-                out: &mut self.out,
-                rng: &mut self.rng,
-                config: &self.config,
-                closed: &mut closed,
-            };
+        let ours = self.reserved;
+        self.with_torrent(tid, |t, ctx| {
             if let Some(old) = replace {
-                t.disconnect(old, DisconnectReason::Duplicate, &mut ctx, now);
+                t.disconnect(old, DisconnectReason::Duplicate, ctx, now);
             }
-            t.add_peer(conn, addr, direction, self.reserved, &theirs, &mut ctx, now);
-        }
-        self.forget_routes(closed);
+            t.add_peer(conn, addr, direction, ours, &theirs, ctx, now);
+        });
         self.routes.contains_key(&conn)
     }
 
@@ -424,10 +384,26 @@ impl Session {
         self.out.push(Action::Disconnect { conn, reason });
     }
 
-    fn forget_routes(&mut self, closed: Vec<ConnId>) {
+    /// Runs `f` on torrent `tid` with the session's output queue, RNG and settings, then
+    /// forgets the routes of any connection it closed. `None` if there is no such torrent.
+    fn with_torrent<R>(
+        &mut self,
+        tid: TorrentId,
+        f: impl FnOnce(&mut Torrent, &mut Ctx<'_>) -> R,
+    ) -> Option<R> {
+        let t = self.torrents.get_mut(tid.0 as usize)?;
+        let mut closed = Vec::new();
+        let mut ctx = Ctx {
+            out: &mut self.out,
+            rng: &mut self.rng,
+            config: &self.config,
+            closed: &mut closed,
+        };
+        let result = f(t, &mut ctx);
         for conn in closed {
             self.routes.remove(&conn);
         }
+        Some(result)
     }
 
     /// A `WriteBlock` finished (`Err` carries the driver's description, e.g. "disk full").
@@ -438,17 +414,9 @@ impl Session {
         result: Result<(), String>,
         now: Instant,
     ) {
-        let mut closed = Vec::new();
-        if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
-            let mut ctx = Ctx {
-                out: &mut self.out,
-                rng: &mut self.rng,
-                config: &self.config,
-                closed: &mut closed,
-            };
-            t.disk_write_done(piece, result, &mut ctx, now);
-        }
-        self.forget_routes(closed);
+        self.with_torrent(torrent, |t, ctx| {
+            t.disk_write_done(piece, result, ctx, now);
+        });
     }
 
     /// A `ReadBlock` finished.
@@ -462,32 +430,16 @@ impl Session {
         let Some(&tid) = self.routes.get(&conn) else {
             return;
         };
-        let mut closed = Vec::new();
-        if let Some(t) = self.torrents.get_mut(tid.0 as usize) {
-            let mut ctx = Ctx {
-                out: &mut self.out,
-                rng: &mut self.rng,
-                config: &self.config,
-                closed: &mut closed,
-            };
-            t.disk_read_done(conn, block, result, &mut ctx, now);
-        }
-        self.forget_routes(closed);
+        self.with_torrent(tid, |t, ctx| {
+            t.disk_read_done(conn, block, result, ctx, now);
+        });
     }
 
     /// A `VerifyPiece` finished: `ok` is whether the SHA-1 matched.
     pub fn piece_hashed(&mut self, torrent: TorrentId, piece: u32, ok: bool, now: Instant) {
-        let mut closed = Vec::new();
-        if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
-            let mut ctx = Ctx {
-                out: &mut self.out,
-                rng: &mut self.rng,
-                config: &self.config,
-                closed: &mut closed,
-            };
-            t.piece_hashed(piece, ok, &mut ctx, now);
-        }
-        self.forget_routes(closed);
+        self.with_torrent(torrent, |t, ctx| {
+            t.piece_hashed(piece, ok, ctx, now);
+        });
     }
 
     /// Timers: handshake time-outs, choking rounds, keep-alives, idle peers, request
@@ -513,22 +465,15 @@ impl Session {
                 t.note_sent(conn, now);
             }
         }
-        let mut closed = Vec::new();
-        for t in &mut self.torrents {
-            if tick_due || now >= t.next_deadline() {
-                let mut ctx = Ctx {
-                    out: &mut self.out,
-                    rng: &mut self.rng,
-                    config: &self.config,
-                    closed: &mut closed,
-                };
-                t.tick(&mut ctx, now);
+        for i in 0..self.torrents.len() {
+            let due = self.torrents[i].next_deadline() <= now;
+            if tick_due || due {
+                self.with_torrent(TorrentId(i as u32), |t, ctx| t.tick(ctx, now));
             }
         }
         if tick_due {
             self.next_tick = now + TICK;
         }
-        self.forget_routes(closed);
     }
 
     /// When `handle_timeout` should next be called.

@@ -641,14 +641,7 @@ impl Torrent {
             &mut picked,
         );
         for b in picked {
-            ctx.out.send(
-                conn,
-                &Message::Request(wire::BlockRequest {
-                    index: b.piece,
-                    begin: b.offset,
-                    length: b.len,
-                }),
-            );
+            ctx.out.send(conn, &Message::Request(to_wire(b)));
             peer.outstanding.push((b, now));
             peer.requests_since.get_or_insert(now);
             peer.snub_clock.get_or_insert(now);
@@ -838,14 +831,7 @@ impl Torrent {
             .copied()
         {
             peer.take_outstanding(piece, offset);
-            ctx.out.send(
-                conn,
-                &Message::Cancel(wire::BlockRequest {
-                    index: b.piece,
-                    begin: b.offset,
-                    length: b.len,
-                }),
-            );
+            ctx.out.send(conn, &Message::Cancel(to_wire(b)));
         }
     }
 
@@ -1082,14 +1068,7 @@ impl Torrent {
             if stalled_since.is_some_and(|t| now - t >= ctx.config.request_timeout) {
                 // Give its blocks to others; keep the peer with a one-block pipeline.
                 for (b, _) in std::mem::take(&mut peer.outstanding) {
-                    ctx.out.send(
-                        conn,
-                        &Message::Cancel(wire::BlockRequest {
-                            index: b.piece,
-                            begin: b.offset,
-                            length: b.len,
-                        }),
-                    );
+                    ctx.out.send(conn, &Message::Cancel(to_wire(b)));
                 }
                 peer.requests_since = None;
                 peer.timed_out = true;
@@ -1126,5 +1105,14 @@ pub(crate) fn picker_for(
     match have {
         Some(have) => Picker::with_have(layout.piece_length(), layout.total_length(), have),
         None => Picker::new(layout.piece_length(), layout.total_length()),
+    }
+}
+
+/// The wire's name for a block the picker chose.
+fn to_wire(b: picker::BlockRequest) -> wire::BlockRequest {
+    wire::BlockRequest {
+        index: b.piece,
+        begin: b.offset,
+        length: b.len,
     }
 }
