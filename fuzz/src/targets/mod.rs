@@ -1,0 +1,33 @@
+//! One module per fuzz target. Each target is a `pub fn(&[u8])` that panics when an
+//! invariant fails; the cargo-fuzz binaries in `fuzz_targets/` and the replay harness in
+//! `tests/replay.rs` both call these.
+
+mod bencode;
+mod magnet;
+mod metainfo;
+mod session_peer;
+mod wire;
+
+pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
+pub use self::magnet::magnet;
+pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
+pub use self::session_peer::session_peer;
+pub use self::wire::wire;
+
+/// A fuzz target: checks its invariants on one input, panicking on a finding.
+pub type Target = fn(&[u8]);
+
+/// Every target by name (the name of its binary and of its `corpus/` directory).
+pub const ALL: &[(&str, Target)] = &[
+    ("bencode", bencode),
+    ("metainfo", metainfo),
+    ("metainfo_structured", metainfo_structured),
+    ("magnet", magnet),
+    ("wire", wire),
+    ("session_peer", session_peer),
+];
+
+/// The target called `name`.
+pub fn by_name(name: &str) -> Option<Target> {
+    ALL.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}

@@ -1,0 +1,134 @@
+//! Replays every fuzz target on the stable toolchain, as part of `cargo test --workspace`:
+//! each committed corpus file, then `UNCHOKE_FUZZ_ITERS` (default
+//! `unchoke_fuzz::replay::DEFAULT_ITERS`) inputs generated from a fixed seed. A failed
+//! invariant fails the test, names the input's origin and saves it under the target
+//! directory so it can be replayed with `cargo run -p unchoke-fuzz --bin replay`.
+
+use unchoke_fuzz::replay::{self, Summary};
+use unchoke_fuzz::targets;
+
+fn run(name: &str) {
+    run_scaled(name, 1);
+}
+
+/// Like `run`, with `1/divisor` of the generated inputs (for targets whose one input costs
+/// a whole session).
+fn run_scaled(name: &str, divisor: usize) {
+    let index = targets::ALL
+        .iter()
+        .position(|(n, _)| *n == name)
+        .expect("a known target");
+    let target = targets::ALL[index].1;
+    let seed = replay::SEED + index as u64;
+    let iters = (replay::iterations() / divisor).max(1);
+    let Summary {
+        corpus,
+        generated,
+        findings,
+    } = replay::replay(name, target, seed, iters).expect("the corpus is readable");
+    if let Some(f) = findings.first() {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-findings");
+        std::fs::create_dir_all(&dir).expect("can create the findings directory");
+        let path = dir.join(format!("{name}-finding"));
+        std::fs::write(&path, &f.input).expect("can save the finding");
+        panic!(
+            "{name}: invariant failed on {}: {}\ninput saved to {}\n\
+             replay: cargo run -p unchoke-fuzz --bin replay -- {name} {}",
+            f.origin,
+            f.message,
+            path.display(),
+            path.display()
+        );
+    }
+    // The committed corpus must be there: an empty one means the replay lost its seeds.
+    assert!(corpus > 0, "{name}: no corpus files in fuzz/corpus/{name}");
+    assert_eq!(generated, iters);
+    eprintln!("{name}: {corpus} corpus files and {generated} generated inputs, no finding");
+}
+
+#[test]
+fn bencode() {
+    run("bencode");
+}
+
+#[test]
+fn metainfo() {
+    run("metainfo");
+}
+
+#[test]
+fn metainfo_structured() {
+    run("metainfo_structured");
+}
+
+#[test]
+fn magnet() {
+    run("magnet");
+}
+
+#[test]
+fn wire() {
+    run("wire");
+}
+
+#[test]
+fn session_peer() {
+    run_scaled("session_peer", 20);
+}
+
+#[test]
+fn every_target_is_replayed() {
+    // A new target added to `targets::ALL` needs a test above and a corpus directory.
+    let names: Vec<&str> = targets::ALL.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "bencode",
+            "metainfo",
+            "metainfo_structured",
+            "magnet",
+            "wire",
+            "session_peer"
+        ]
+    );
+}
+
+#[test]
+fn a_failing_invariant_is_caught_and_reported() {
+    // The harness itself must notice a panic rather than abort or pass.
+    fn broken(data: &[u8]) {
+        assert!(data.len() < 3, "too long");
+    }
+    assert!(replay::run_one(broken, b"ab").is_ok());
+    let err = replay::run_one(broken, b"abcd").unwrap_err();
+    assert!(err.contains("too long"), "{err}");
+}
+
+#[test]
+fn the_structured_generator_reaches_accepted_torrents() {
+    // The point of `metainfo_structured` is to get past the parser's first checks: a fair
+    // share of generated specs must be clean and accepted, else the generator has rotted.
+    use unchoke_core::metainfo::Metainfo;
+    use unchoke_fuzz::torrent::TorrentSpec;
+    let mut rng = fastrand::Rng::with_seed(replay::SEED);
+    let (mut clean, mut accepted, mut multi) = (0, 0, 0);
+    for _ in 0..2000 {
+        let raw: Vec<u8> = (0..rng.usize(16..800)).map(|_| rng.u8(..)).collect();
+        let Ok(spec) = arbitrary::Unstructured::new(&raw).arbitrary::<TorrentSpec>() else {
+            continue;
+        };
+        clean += usize::from(spec.is_clean());
+        if let Ok(m) = Metainfo::from_bytes(&spec.to_bytes()) {
+            accepted += 1;
+            multi += usize::from(m.info.files.len() > 1);
+        }
+        targets::check_spec(&spec);
+    }
+    eprintln!("of 2000 specs: {clean} clean, {accepted} accepted, {multi} multi-file accepted");
+    assert!(clean >= 100, "only {clean} of 2000 specs were clean");
+    assert!(accepted >= clean, "{accepted} accepted < {clean} clean");
+    assert!(
+        multi >= 20,
+        "only {multi} accepted torrents had several files"
+    );
+}
