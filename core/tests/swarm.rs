@@ -309,3 +309,38 @@ fn snubbed_peer_loses_its_regular_slot() {
     }
     let _ = staller;
 }
+
+#[test]
+fn skipped_files_are_not_downloaded_until_wanted() {
+    use unchoke_core::picker::Priority;
+    let mut s = Swarm::new(make_content(MIB, 8), 32 * KIB as u32, MIB);
+    s.add_seed(Behaviour::Honest);
+    let l = s.add_node(None, Behaviour::Honest);
+    let (t, now) = (s.nodes[l].torrent, s.now);
+    s.nodes[l]
+        .session
+        .set_file_priorities(t, &[Priority::Skip], now);
+    assert_eq!(
+        s.nodes[l].session.piece_priority(t, 0),
+        Some(Priority::Skip)
+    );
+    s.introduce(l);
+    s.run_until(Duration::from_secs(20), |_| false);
+    let requests = |s: &Swarm| {
+        s.sniffed
+            .iter()
+            .filter(|m| m.from == l && matches!(m.message, Some(Message::Request(_))))
+            .count()
+    };
+    assert_eq!(requests(&s), 0, "a skipped file was requested");
+    let stats = s.nodes[l].session.stats(t, s.now).unwrap();
+    assert_eq!((stats.pieces_have, stats.pieces_missing), (0, 0));
+    // Wanted again: it downloads.
+    let now = s.now;
+    s.nodes[l]
+        .session
+        .set_file_priorities(t, &[Priority::High], now);
+    assert!(s.run_until(Duration::from_secs(60), |s| s.is_complete(l)
+        && s.disk_matches(l)));
+    assert!(requests(&s) > 0);
+}
