@@ -68,6 +68,9 @@ struct World {
     hashes: VecDeque<(u32, bool)>,
     /// What the peer announced, decoded from the stream we fed the session.
     peer_has: Bitfield,
+    /// The connection's receive buffer: like a driver's, it keeps a partial message
+    /// between calls.
+    recv: BytesMut,
     fed: BytesMut,
     fed_decoder: Decoder,
     fed_handshake_done: bool,
@@ -133,6 +136,7 @@ pub fn session_peer(data: &[u8]) {
         writes: VecDeque::new(),
         hashes: VecDeque::new(),
         peer_has: Bitfield::new(PIECES),
+        recv: BytesMut::new(),
         fed: BytesMut::new(),
         fed_decoder: Decoder::new(
             wire::PieceGeometry::new(u64::from(PIECES * PIECE_LEN), PIECE_LEN),
@@ -151,6 +155,9 @@ pub fn session_peer(data: &[u8]) {
     .encode(&mut hs);
     world.feed(&hs);
     for step in steps {
+        if std::env::var_os("UNCHOKE_FUZZ_DEBUG").is_some() {
+            eprintln!("step: {step:?}");
+        }
         world.step(step);
         world.drain();
         world.check();
@@ -184,15 +191,16 @@ impl World {
                 }
             }
         }
-        let mut buf = BytesMut::from(bytes);
-        self.session.handle_bytes(self.conn, &mut buf, self.now);
+        self.recv.extend_from_slice(bytes);
+        self.session
+            .handle_bytes(self.conn, &mut self.recv, self.now);
         self.drain();
         if self.open {
             let max = Decoder::new(None, Limits::default()).max_message_len() as usize + 4;
+            let left = self.recv.len();
             assert!(
-                buf.len() < max.max(wire::HANDSHAKE_LEN),
-                "{} bytes left unconsumed",
-                buf.len()
+                left < max.max(wire::HANDSHAKE_LEN),
+                "{left} bytes left unconsumed"
             );
         }
     }
@@ -299,6 +307,9 @@ impl World {
     fn drain(&mut self) {
         let our_decoder = Decoder::new(None, Limits::default());
         while let Some(action) = self.session.poll_action() {
+            if std::env::var_os("UNCHOKE_FUZZ_DEBUG").is_some() {
+                eprintln!("  action: {action:?}");
+            }
             match action {
                 Action::Send { conn, data } => {
                     assert_eq!(conn, self.conn);
