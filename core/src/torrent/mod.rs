@@ -977,28 +977,20 @@ impl Torrent {
 
     // ----- choking ------------------------------------------------------------------------
 
-    fn choke_infos(&self) -> Vec<PeerChokeInfo> {
+    /// What the choker needs to know about every peer, with rates as of `now`.
+    fn choke_infos_at(&self, now: Instant) -> Vec<PeerChokeInfo> {
         self.peers
             .values()
             .map(|p| PeerChokeInfo {
                 key: p.key,
                 interested: p.peer_interested,
-                download_rate: 0,
-                upload_rate: 0,
+                download_rate: p.download.rate(now),
+                upload_rate: p.upload.rate(now),
                 connected_at: p.connected_at,
                 last_block_received: p.last_block,
                 requests_outstanding_since: p.snub_clock,
             })
             .collect()
-    }
-
-    fn choke_infos_at(&self, now: Instant) -> Vec<PeerChokeInfo> {
-        let mut infos = self.choke_infos();
-        for (info, p) in infos.iter_mut().zip(self.peers.values()) {
-            info.download_rate = p.download.rate(now);
-            info.upload_rate = p.upload.rate(now);
-        }
-        infos
     }
 
     /// Gives free upload slots to eligible peers between rounds.
