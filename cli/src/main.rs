@@ -1,18 +1,20 @@
-//! The `unchoke` command line: `unchoke info` and `unchoke create`.
+//! The `unchoke` command line: `info`, `create`, `download` and `seed`.
 //!
 //! Exit status: 0 on success, 1 when the input or the work failed (one line on stderr,
 //! `unchoke: <what>: <why>`), 2 for a usage error (from clap).
 
 mod cmd_create;
 mod cmd_info;
+mod cmd_transfer;
 mod human;
 mod output;
+mod progress;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// unchoke: a BitTorrent engine. Inspect and create torrents.
+/// unchoke: a BitTorrent engine. Inspect, create, download and seed torrents.
 #[derive(Parser, Debug)]
 #[command(
     name = "unchoke",
@@ -32,6 +34,10 @@ enum Command {
     Info(cmd_info::InfoArgs),
     /// Make a .torrent file from a file or a directory, hashing on all cores.
     Create(cmd_create::CreateArgs),
+    /// Download a torrent from the peers given (exit 0 once every piece is verified).
+    Download(cmd_transfer::DownloadArgs),
+    /// Serve a torrent's data (checked first) until interrupted.
+    Seed(cmd_transfer::SeedArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info(args) => cmd_info::run(&args),
         Command::Create(args) => cmd_create::run(&args),
+        Command::Download(args) => cmd_transfer::download(&args),
+        Command::Seed(args) => cmd_transfer::seed(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,11 @@
 //! - [`metainfo`]: `.torrent` files (v1, and hybrid v1+v2 read as v1), validated and with
 //!   sanitised paths; [`magnet`]: magnet links; [`create`]: torrent creation (pure).
 //! - [`storage`]: piece ↔ file-span layout math.
+#![cfg_attr(
+    feature = "fs",
+    doc = "  With the `fs` feature, [`storage::FileStorage`]: blocking positional file IO."
+)]
+//! - [`resume`]: resume data (verified pieces and file states), encoded as bencode.
 //! - [`wire`]: the peer wire protocol (BEP 3, 6, 10): handshake, messages, an incremental
 //!   decoder that checks every limit before allocating.
 //! - [`bitfield`], [`picker`] (rarest first, random first pieces, endgame, priorities),
@@ -32,6 +37,7 @@ pub mod magnet;
 pub mod metainfo;
 pub mod picker;
 pub mod rate;
+pub mod resume;
 pub mod session;
 pub mod storage;
 pub mod time;

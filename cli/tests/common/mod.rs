@@ -2,6 +2,8 @@
 //! find the external tools (mktorrent, libtorrent's Python binding) the interop tests need.
 #![allow(dead_code, unreachable_pub)] // each test crate uses a different subset
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

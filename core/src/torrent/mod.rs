@@ -62,6 +62,8 @@ pub struct TorrentStats {
     pub upload_rate: u64,
     /// Established connections.
     pub peers: usize,
+    /// Addresses known and not given up on: waiting to be dialled or being dialled.
+    pub known_peers: usize,
     /// Connections we are currently unchoking.
     pub unchoked: usize,
     /// Pieces that failed their hash check.
@@ -209,6 +211,12 @@ impl Torrent {
             download_rate: self.peers.values().map(|p| p.download.rate(now)).sum(),
             upload_rate: self.peers.values().map(|p| p.upload.rate(now)).sum(),
             peers: self.peers.len(),
+            known_peers: self
+                .candidates
+                .keys()
+                .filter(|a| !self.connecting.contains(a))
+                .count()
+                + self.connecting.len(),
             unchoked: self.peers.values().filter(|p| !p.am_choking).count(),
             hash_failures: self.hash_failures,
             complete: self.picker.is_complete(),
@@ -279,7 +287,9 @@ impl Torrent {
         let due: Vec<SocketAddr> = self
             .candidates
             .iter()
-            .filter(|(_, c)| c.not_before <= now)
+            // An address being dialled stays a candidate (its failures count) but must not
+            // be dialled twice at once.
+            .filter(|(a, c)| c.not_before <= now && !self.connecting.contains(a))
             .map(|(a, _)| *a)
             .collect();
         for addr in due {

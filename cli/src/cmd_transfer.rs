@@ -1,0 +1,263 @@
+//! `unchoke download` and `unchoke seed`: run one torrent on a driver until it is done (or
+//! interrupted), reporting progress as a bar, plain lines or JSON.
+//!
+//! Exit status: `download` exits 0 only once every piece is verified; `seed` exits 0 when
+//! interrupted after serving. Ctrl-C (or SIGTERM) stops cleanly: pending writes finish and
+//! resume data is saved, so the next run starts where this one stopped.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use unchoke_core::metainfo::Metainfo;
+use unchoke_core::session::Event;
+use unchoke_mio::{AddTorrent, Client, ClientConfig, ClientEvent};
+
+use crate::progress::Reporter;
+
+/// The drivers `--runtime` can pick.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// One `mio` event-loop thread plus disk worker threads.
+    Mio,
+}
+
+/// Options shared by `download` and `seed`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct CommonArgs {
+    /// Address and port to accept peers on (port 0: any free port; the chosen one is
+    /// printed). Outgoing connections use the same address.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:6881")]
+    listen: SocketAddr,
+
+    /// The driver to run on.
+    #[arg(long, value_enum, default_value = "mio")]
+    runtime: Runtime,
+
+    /// One JSON object per line on stdout instead of human output.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+
+    /// No progress output; errors still go to stderr.
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Hash all existing data, ignoring the resume file.
+    #[arg(long)]
+    recheck: bool,
+
+    /// A peer to connect to; may be repeated.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+}
+
+/// Arguments of `unchoke download`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DownloadArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+
+    /// The save path: a single-file torrent's file becomes DIR/<name>, a multi-file
+    /// torrent's tree DIR/<name>/...
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+
+    /// Keep seeding once complete, until interrupted.
+    #[arg(long)]
+    seed: bool,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Arguments of `unchoke seed`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct SeedArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+
+    /// The save path holding the data (as given to `download -o`).
+    data_dir: PathBuf,
+
+    /// Serve the pieces present even if the data is incomplete.
+    #[arg(long)]
+    partial: bool,
+
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// What the run is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Goal {
+    /// Exit when complete.
+    Download,
+    /// Serve until interrupted.
+    Seed,
+}
+
+/// `unchoke download`.
+pub(crate) fn download(args: &DownloadArgs) -> Result<(), String> {
+    let goal = if args.seed {
+        Goal::Seed
+    } else {
+        Goal::Download
+    };
+    run(&args.torrent, &args.output, &args.common, goal, false)
+}
+
+/// `unchoke seed`.
+pub(crate) fn seed(args: &SeedArgs) -> Result<(), String> {
+    run(
+        &args.torrent,
+        &args.data_dir,
+        &args.common,
+        Goal::Seed,
+        !args.partial,
+    )
+}
+
+fn run(
+    torrent: &Path,
+    save_path: &Path,
+    common: &CommonArgs,
+    goal: Goal,
+    require_complete: bool,
+) -> Result<(), String> {
+    let Runtime::Mio = common.runtime;
+    let bytes = std::fs::read(torrent).map_err(|e| format!("{}: {e}", torrent.display()))?;
+    let metainfo =
+        Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", torrent.display()))?;
+    let peers = resolve_peers(&common.peers)?;
+    let interrupted = interrupt_flag()?;
+
+    let mut report = Reporter::new(common.json, common.quiet, &metainfo);
+    let config = ClientConfig {
+        listen: Some(common.listen),
+        ..ClientConfig::default()
+    };
+    let mut client = Client::new(config).map_err(|e| e.to_string())?;
+    let mut add = AddTorrent::new(metainfo.clone(), save_path);
+    add.peers = peers;
+    add.recheck = common.recheck;
+    let handle = {
+        let checking = report.checking();
+        client
+            .add_torrent(add, &|n| checking.set(n))
+            .map_err(|e| format!("{}: {e}", save_path.display()))?
+    };
+    report.checked(&handle.check);
+    if require_complete && handle.check.pieces_have < handle.check.piece_count {
+        let _ = client.shutdown();
+        return Err(format!(
+            "{}: the data is incomplete ({} of {} pieces verified); use --partial to seed it \
+             anyway, or `unchoke download` to complete it",
+            save_path.display(),
+            handle.check.pieces_have,
+            handle.check.piece_count
+        ));
+    }
+    if let Some(addr) = client.local_addr() {
+        report.listening(addr);
+    }
+
+    let started = Instant::now();
+    let mut last_report = Instant::now() - Duration::from_secs(60);
+    let mut failure: Option<String> = None;
+    let mut complete = handle.check.pieces_have == handle.check.piece_count;
+    if complete {
+        if let Ok(Some(stats)) = client.stats(handle.id) {
+            report.complete(&stats, started.elapsed());
+        }
+    }
+    while !(interrupted.load(Ordering::SeqCst) || complete && goal == Goal::Download) {
+        match client.events().recv_timeout(Duration::from_millis(100)) {
+            Ok(ClientEvent::Session(Event::TorrentComplete { torrent }))
+                if torrent == handle.id =>
+            {
+                complete = true;
+                if let Ok(Some(stats)) = client.stats(handle.id) {
+                    report.complete(&stats, started.elapsed());
+                }
+            }
+            Ok(ClientEvent::Session(Event::PeerBanned { addr, .. })) => report.banned(addr),
+            Ok(ClientEvent::Session(Event::StorageError { piece, message, .. })) => {
+                // The core re-downloads a piece whose write failed, but the disk will not
+                // get better by itself: stop and keep what is verified.
+                failure = Some(format!(
+                    "{}: writing piece {piece} failed: {message}; verified pieces are kept \
+                     and the next run resumes from them",
+                    save_path.display()
+                ));
+                break;
+            }
+            Ok(ClientEvent::ResumeSaveFailed { message, .. }) => report.warn(&format!(
+                "could not save resume data (a restart will recheck the files): {message}"
+            )),
+            Ok(_) | Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                failure = Some("the client stopped unexpectedly".into());
+                break;
+            }
+        }
+        if last_report.elapsed() >= report.interval() {
+            last_report = Instant::now();
+            match client.stats(handle.id) {
+                Ok(Some(stats)) => report.progress(&stats),
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    let reports = client.shutdown().map_err(|e| e.to_string())?;
+    let end = reports.into_iter().find(|r| r.torrent == handle.id);
+    if let Some(end) = &end {
+        if let Some(stats) = &end.stats {
+            report.stopped(stats);
+            complete = stats.complete;
+        }
+        if let Err(e) = &end.saved {
+            report.warn(&format!("could not save resume data: {e}"));
+        }
+    }
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    match goal {
+        Goal::Download if !complete => Err(format!(
+            "{}: interrupted before the download completed; run the same command again to \
+             resume",
+            torrent.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `HOST:PORT` strings to addresses, with a clear error for each that does not resolve.
+fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for p in peers {
+        let mut addrs = p
+            .to_socket_addrs()
+            .map_err(|e| format!("--peer {p}: {e} (expected HOST:PORT)"))?;
+        let addr = addrs
+            .next()
+            .ok_or_else(|| format!("--peer {p}: the name has no address"))?;
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+/// A flag raised by Ctrl-C or SIGTERM.
+fn interrupt_flag() -> Result<Arc<AtomicBool>, String> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    Ok(flag)
+}

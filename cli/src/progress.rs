@@ -1,0 +1,306 @@
+//! How `download` and `seed` report: a progress bar on a terminal, plain lines otherwise,
+//! one JSON object per line with `--json`, nothing but errors with `--quiet`.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use unchoke_core::metainfo::Metainfo;
+use unchoke_core::torrent::TorrentStats;
+use unchoke_mio::CheckReport;
+
+use crate::human;
+use crate::output::{print, printable};
+
+enum Mode {
+    Json,
+    Bar(indicatif::ProgressBar),
+    Plain,
+    Quiet,
+}
+
+/// The reporter of one run.
+pub(crate) struct Reporter {
+    mode: Mode,
+    name: String,
+    piece_count: u32,
+}
+
+/// Progress of the start-up check; called from the checking threads.
+pub(crate) struct Checking<'a> {
+    reporter: &'a Reporter,
+    last_tenth: AtomicU32,
+}
+
+impl Checking<'_> {
+    /// `n` pieces checked so far.
+    pub(crate) fn set(&self, n: u32) {
+        let total = self.reporter.piece_count.max(1);
+        match &self.reporter.mode {
+            Mode::Bar(bar) => bar.set_position(u64::from(n)),
+            Mode::Plain => {
+                let tenth = n.saturating_mul(10) / total;
+                if tenth > self.last_tenth.fetch_max(tenth, Ordering::Relaxed) && tenth < 10 {
+                    eprintln!("checking: {}%", tenth * 10);
+                }
+            }
+            Mode::Json | Mode::Quiet => {}
+        }
+    }
+}
+
+impl Reporter {
+    /// Picks the mode from the flags and whether stderr is a terminal.
+    pub(crate) fn new(json: bool, quiet: bool, metainfo: &Metainfo) -> Self {
+        let mode = if json {
+            Mode::Json
+        } else if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar(indicatif::ProgressBar::hidden())
+        } else {
+            Mode::Plain
+        };
+        Reporter {
+            mode,
+            name: printable(&metainfo.info.name),
+            piece_count: metainfo.info.piece_count(),
+        }
+    }
+
+    /// How often [`Reporter::progress`] wants fresh counters.
+    pub(crate) fn interval(&self) -> Duration {
+        match self.mode {
+            Mode::Bar(_) => Duration::from_millis(250),
+            Mode::Json => Duration::from_secs(1),
+            Mode::Plain | Mode::Quiet => Duration::from_secs(5),
+        }
+    }
+
+    /// Start of the check of existing data.
+    pub(crate) fn checking(&mut self) -> Checking<'_> {
+        if let Mode::Bar(_) = self.mode {
+            let bar = indicatif::ProgressBar::new(u64::from(self.piece_count));
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("checking [{bar:40}] {pos}/{len} pieces")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            self.mode = Mode::Bar(bar);
+        }
+        Checking {
+            reporter: self,
+            last_tenth: AtomicU32::new(0),
+        }
+    }
+
+    /// The check is done.
+    pub(crate) fn checked(&mut self, c: &CheckReport) {
+        match &self.mode {
+            Mode::Json => emit(&json!({
+                "event": "checked",
+                "pieces_have": c.pieces_have,
+                "piece_count": c.piece_count,
+                "trusted": c.trusted,
+                "hashed": c.hashed,
+                "resumed": c.resumed,
+                "seconds": c.elapsed.as_secs_f64(),
+            })),
+            Mode::Bar(bar) => {
+                bar.finish_and_clear();
+                eprintln!(
+                    "{}: {} of {} pieces present ({} from resume data, {} hashed in {:.1} s)",
+                    self.name,
+                    c.pieces_have,
+                    c.piece_count,
+                    c.trusted,
+                    c.hashed,
+                    c.elapsed.as_secs_f64()
+                );
+                let bar = indicatif::ProgressBar::new(u64::from(c.piece_count));
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("[{bar:30}] {percent:>3}% {msg}")
+                {
+                    bar.set_style(style.progress_chars("=> "));
+                }
+                bar.set_position(u64::from(c.pieces_have));
+                self.mode = Mode::Bar(bar);
+            }
+            Mode::Plain => println_safe(&format!(
+                "{}: {} of {} pieces present ({} from resume data, {} hashed in {:.1} s)",
+                self.name,
+                c.pieces_have,
+                c.piece_count,
+                c.trusted,
+                c.hashed,
+                c.elapsed.as_secs_f64()
+            )),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// Accepting peers on `addr`.
+    pub(crate) fn listening(&self, addr: SocketAddr) {
+        match &self.mode {
+            Mode::Json => emit(&json!({"event": "listening", "addr": addr.to_string()})),
+            Mode::Bar(bar) => bar.println(format!("listening on {addr}")),
+            Mode::Plain => println_safe(&format!("listening on {addr}")),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// Periodic counters.
+    pub(crate) fn progress(&self, s: &TorrentStats) {
+        match &self.mode {
+            Mode::Json => emit(&with_event("progress", s, None)),
+            Mode::Bar(bar) => {
+                bar.set_position(u64::from(s.pieces_have));
+                bar.set_message(summary(s));
+            }
+            Mode::Plain => println_safe(&format!("{:5.1}% {}", percent(s), summary(s))),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// Every piece is verified.
+    pub(crate) fn complete(&self, s: &TorrentStats, elapsed: Duration) {
+        match &self.mode {
+            Mode::Json => emit(&with_event("complete", s, Some(elapsed))),
+            Mode::Bar(bar) => {
+                bar.set_position(u64::from(s.pieces_have));
+                bar.println(format!(
+                    "{}: complete, {} verified in {:.1} s",
+                    self.name,
+                    human::size(s.total_length),
+                    elapsed.as_secs_f64()
+                ));
+            }
+            Mode::Plain => println_safe(&format!(
+                "{}: complete, {} verified in {:.1} s",
+                self.name,
+                human::size(s.total_length),
+                elapsed.as_secs_f64()
+            )),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// A peer was banned for corrupt data.
+    pub(crate) fn banned(&self, addr: SocketAddr) {
+        match &self.mode {
+            Mode::Json => emit(&json!({"event": "banned", "addr": addr.to_string()})),
+            Mode::Bar(bar) => bar.println(format!("banned {addr}: it sent corrupt data")),
+            Mode::Plain => println_safe(&format!("banned {addr}: it sent corrupt data")),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// Something worth knowing that does not stop the run.
+    pub(crate) fn warn(&self, message: &str) {
+        match &self.mode {
+            Mode::Json => emit(&json!({"event": "warning", "message": message})),
+            Mode::Bar(bar) => bar.println(format!("warning: {}", printable(message))),
+            Mode::Plain | Mode::Quiet => eprintln!("unchoke: warning: {}", printable(message)),
+        }
+    }
+
+    /// The final counters, after shutdown.
+    pub(crate) fn stopped(&self, s: &TorrentStats) {
+        match &self.mode {
+            Mode::Json => emit(&with_event("stopped", s, None)),
+            Mode::Bar(bar) => {
+                bar.finish_and_clear();
+                eprintln!(
+                    "{}: stopped at {:.1}%: {}",
+                    self.name,
+                    percent(s),
+                    totals(s)
+                );
+            }
+            Mode::Plain => println_safe(&format!(
+                "{}: stopped at {:.1}%: {}",
+                self.name,
+                percent(s),
+                totals(s)
+            )),
+            Mode::Quiet => {}
+        }
+    }
+}
+
+fn percent(s: &TorrentStats) -> f64 {
+    if s.total_length == 0 {
+        return 100.0;
+    }
+    s.bytes_have as f64 * 100.0 / s.total_length as f64
+}
+
+/// `↓ 12.0 MiB/s ↑ 1.0 MiB/s, 3 peers, ETA 0:42`.
+fn summary(s: &TorrentStats) -> String {
+    let eta = match eta_seconds(s) {
+        Some(secs) => format!("ETA {}:{:02}", secs / 60, secs % 60),
+        None if s.complete => "seeding".to_string(),
+        None => "ETA -".to_string(),
+    };
+    format!(
+        "down {}/s up {}/s, {} peer{}, {eta}",
+        human::size(s.download_rate),
+        human::size(s.upload_rate),
+        s.peers,
+        if s.peers == 1 { "" } else { "s" }
+    )
+}
+
+fn totals(s: &TorrentStats) -> String {
+    format!(
+        "{} downloaded, {} uploaded, {} wasted, {} hash failure{}",
+        human::size(s.downloaded),
+        human::size(s.uploaded),
+        human::size(s.wasted),
+        s.hash_failures,
+        if s.hash_failures == 1 { "" } else { "s" }
+    )
+}
+
+fn eta_seconds(s: &TorrentStats) -> Option<u64> {
+    if s.complete || s.download_rate == 0 {
+        return None;
+    }
+    Some(s.total_length.saturating_sub(s.bytes_have) / s.download_rate)
+}
+
+fn with_event(event: &str, s: &TorrentStats, elapsed: Option<Duration>) -> Value {
+    let mut v = json!({
+        "event": event,
+        "info_hash": s.info_hash.to_hex(),
+        "pieces_have": s.pieces_have,
+        "piece_count": s.piece_count,
+        "bytes_have": s.bytes_have,
+        "total_length": s.total_length,
+        "downloaded": s.downloaded,
+        "uploaded": s.uploaded,
+        "wasted": s.wasted,
+        "download_rate": s.download_rate,
+        "upload_rate": s.upload_rate,
+        "peers": s.peers,
+        "unchoked": s.unchoked,
+        "hash_failures": s.hash_failures,
+        "complete": s.complete,
+        "eta_seconds": eta_seconds(s),
+    });
+    if let (Some(e), Some(map)) = (elapsed, v.as_object_mut()) {
+        map.insert("seconds".into(), json!(e.as_secs_f64()));
+    }
+    v
+}
+
+fn emit(v: &Value) {
+    // A closed stdout (the reader went away) is not worth stopping a transfer for.
+    let _ = print(&format!("{v}\n"));
+}
+
+fn println_safe(line: &str) {
+    let _ = print(&format!("{line}\n"));
+}

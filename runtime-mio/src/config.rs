@@ -1,0 +1,50 @@
+//! Settings of a [`crate::Client`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use unchoke_core::session::SessionConfig;
+
+/// Everything a [`crate::Client`] can be told at start. `Default` gives the documented values.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Address to accept peers on; port 0 picks a free port ([`crate::Client::local_addr`]
+    /// says which). `None`: do not listen. Outgoing connections are bound to the same IP
+    /// so peers see one address for us (default `0.0.0.0:0`).
+    pub listen: Option<SocketAddr>,
+    /// The core's settings. `listen_port` is filled in from the bound listener.
+    pub session: SessionConfig,
+    /// Seed of the core's RNG; `None` takes one from the OS-seeded `fastrand`.
+    pub rng_seed: Option<u64>,
+    /// Most inbound connections held at once (before and after their handshake); further
+    /// ones are closed as soon as accepted (default 200).
+    pub max_inbound: usize,
+    /// Give up on an outgoing TCP connect after this long (default 10 s).
+    pub connect_timeout: Duration,
+    /// Worker threads for disk reads, writes and SHA-1 (default: available cores, 2 to 4).
+    pub disk_threads: usize,
+    /// Stop reading from peers while this many downloaded bytes wait to be written or
+    /// hashed: the bound on the driver's memory whatever the torrent's size (default 32 MiB).
+    pub max_pending_disk_bytes: usize,
+    /// Most files held open at once per torrent (default 64).
+    pub max_open_files: usize,
+    /// Save resume data this often while running (default 15 s), and on shutdown.
+    pub resume_interval: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        ClientConfig {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            session: SessionConfig::default(),
+            rng_seed: None,
+            max_inbound: 200,
+            connect_timeout: Duration::from_secs(10),
+            disk_threads: cores.clamp(2, 4),
+            max_pending_disk_bytes: 32 << 20,
+            max_open_files: 64,
+            resume_interval: Duration::from_secs(15),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! One peer socket: its receive buffer (kept between reads, as the core asks) and its queue
+//! of outgoing buffers written vectored.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant as StdInstant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use mio::net::TcpStream;
+use unchoke_core::session::{ConnId, TorrentId};
+
+/// A read asks the kernel for at most this much. Blocks split out of the buffer keep its
+/// allocation alive until they are written and hashed, so this is also the granularity at
+/// which receive memory is held (128 KiB ≈ 8 blocks).
+const READ_CHUNK: usize = 128 * 1024;
+/// Below this much free space the buffer gets a fresh allocation before reading.
+const MIN_SPARE: usize = 32 * 1024;
+/// Most buffers handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// Where a socket is in its life.
+#[derive(Debug)]
+pub(crate) enum ConnState {
+    /// Our non-blocking connect is in progress.
+    Connecting {
+        torrent: TorrentId,
+        deadline: StdInstant,
+    },
+    /// Known to the session.
+    Open(ConnId),
+}
+
+/// A peer socket and its buffers.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: ConnState,
+    pub(crate) inbound: bool,
+    /// The socket may have more to read (mio is edge-triggered: we read until `WouldBlock`).
+    pub(crate) read_ready: bool,
+    recv: BytesMut,
+    send: VecDeque<Bytes>,
+    send_bytes: usize,
+}
+
+/// What a read attempt found.
+pub(crate) enum ReadOutcome {
+    /// This many bytes were appended to the receive buffer.
+    Data(usize),
+    /// Nothing now; wait for the next readable event.
+    WouldBlock,
+    /// The peer closed its side, or the socket failed (the session needs no detail).
+    Closed,
+}
+
+impl Conn {
+    /// A socket, not yet reading.
+    pub(crate) fn new(
+        stream: TcpStream,
+        addr: SocketAddr,
+        state: ConnState,
+        inbound: bool,
+    ) -> Self {
+        Conn {
+            stream,
+            addr,
+            state,
+            inbound,
+            read_ready: false,
+            recv: BytesMut::new(),
+            send: VecDeque::new(),
+            send_bytes: 0,
+        }
+    }
+
+    /// The session's id for this connection, once open.
+    pub(crate) fn conn_id(&self) -> Option<ConnId> {
+        match self.state {
+            ConnState::Open(id) => Some(id),
+            ConnState::Connecting { .. } => None,
+        }
+    }
+
+    /// The buffer the session consumes messages from.
+    pub(crate) fn recv_buf(&mut self) -> &mut BytesMut {
+        &mut self.recv
+    }
+
+    /// Bytes queued and not yet accepted by the kernel.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.send_bytes
+    }
+
+    /// One `read` into the receive buffer.
+    pub(crate) fn read_once(&mut self) -> ReadOutcome {
+        let start = self.recv.len();
+        if self.recv.capacity() - start < MIN_SPARE {
+            // When blocks split from the old allocation are still alive, this allocates
+            // anew and moves only the unconsumed tail (a partial message).
+            self.recv.reserve(READ_CHUNK);
+        }
+        let room = (self.recv.capacity() - start).min(READ_CHUNK);
+        // Zero-filled rather than read into uninitialised memory: safe code, and a memset
+        // of the chunk costs far less than the copy out of the kernel that follows.
+        self.recv.resize(start + room, 0);
+        let result = self.stream.read(&mut self.recv[start..]);
+        match result {
+            Ok(0) => {
+                self.recv.truncate(start);
+                ReadOutcome::Closed
+            }
+            Ok(n) => {
+                self.recv.truncate(start + n);
+                ReadOutcome::Data(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.recv.truncate(start);
+                ReadOutcome::WouldBlock
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.recv.truncate(start);
+                ReadOutcome::Data(0)
+            }
+            Err(_) => {
+                self.recv.truncate(start);
+                ReadOutcome::Closed
+            }
+        }
+    }
+
+    /// Queues a buffer; call [`Conn::flush`] to write.
+    pub(crate) fn queue(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.send_bytes += data.len();
+            self.send.push_back(data);
+        }
+    }
+
+    /// Writes as much of the queue as the kernel takes, vectored. `Ok(())` also when the
+    /// kernel is full (the writable event will bring us back).
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        while !self.send.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, buf) in slices.iter_mut().zip(self.send.iter()) {
+                *slot = IoSlice::new(buf);
+                count += 1;
+            }
+            match self.stream.write_vectored(&slices[..count]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops `n` written bytes from the front of the queue.
+    fn consume(&mut self, mut n: usize) {
+        self.send_bytes -= n.min(self.send_bytes);
+        while n > 0 {
+            let Some(front) = self.send.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.send.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
