@@ -78,17 +78,24 @@ pub(crate) enum Completion {
 /// The pool: dropping its sender ends the threads once the queue is empty.
 pub(crate) struct DiskPool {
     jobs: Option<Sender<Job>>,
+    /// Block writes go to one thread of their own: writers to one file serialise on its
+    /// inode lock anyway, and one thread can merge neighbouring blocks into one `pwritev`
+    /// (on this kind of VM a 16 KiB buffered write costs ~3 µs of kernel time per KiB,
+    /// a 1 MiB one ~0.5).
+    writes: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl DiskPool {
-    /// Starts `threads` workers that report to `done`.
+    /// Starts `threads` workers for reads, hashing and resume saves, plus one writer thread
+    /// for block writes, all reporting to `done`.
     pub(crate) fn start<W: Wake + Send + Sync + 'static>(
         threads: usize,
         done: Arc<Handoff<Completion, W>>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
-        let mut handles = Vec::with_capacity(threads);
+        let (write_tx, write_rx) = crossbeam_channel::unbounded::<Job>();
+        let mut handles = Vec::with_capacity(threads + 1);
         for i in 0..threads.max(1) {
             let rx: Receiver<Job> = rx.clone();
             let done = done.clone();
@@ -101,15 +108,24 @@ impl DiskPool {
                 })?;
             handles.push(handle);
         }
+        let handle = std::thread::Builder::new()
+            .name("unchoke-writer".into())
+            .spawn(move || write_loop(&write_rx, &*done))?;
+        handles.push(handle);
         Ok(DiskPool {
             jobs: Some(tx),
+            writes: Some(write_tx),
             threads: handles,
         })
     }
 
     /// Queues a job.
     pub(crate) fn submit(&self, job: Job) {
-        if let Some(tx) = &self.jobs {
+        let queue = match job {
+            Job::Write { .. } => &self.writes,
+            _ => &self.jobs,
+        };
+        if let Some(tx) = queue {
             // Send fails only when every worker is gone, i.e. during teardown.
             let _ = tx.send(job);
         }
@@ -118,6 +134,7 @@ impl DiskPool {
     /// Lets the workers finish what is queued, then joins them.
     pub(crate) fn stop(&mut self) {
         self.jobs = None;
+        self.writes = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -127,6 +144,72 @@ impl DiskPool {
 impl Drop for DiskPool {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Most block writes merged into one batch.
+const MAX_WRITE_BATCH: usize = 512;
+
+/// The writer thread: takes every write queued (up to a batch), merges blocks that follow
+/// each other in a piece, and writes each run with one vectored write. Under load the
+/// queue fills while a batch is written, so batches grow exactly when it pays.
+fn write_loop<W: Wake>(rx: &Receiver<Job>, done: &Handoff<Completion, W>) {
+    struct Block {
+        torrent: TorrentId,
+        storage: Arc<FileStorage>,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    }
+    let mut batch: Vec<Block> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        for job in std::iter::once(first).chain(rx.try_iter().take(MAX_WRITE_BATCH)) {
+            match job {
+                Job::Write {
+                    torrent,
+                    storage,
+                    piece,
+                    offset,
+                    data,
+                } => batch.push(Block {
+                    torrent,
+                    storage,
+                    piece,
+                    offset,
+                    data,
+                }),
+                other => done.push(run(other)),
+            }
+        }
+        batch.sort_by_key(|b| (b.torrent, b.piece, b.offset));
+        let mut i = 0;
+        while i < batch.len() {
+            let mut j = i + 1;
+            let mut end = batch[i].offset as usize + batch[i].data.len();
+            while j < batch.len()
+                && batch[j].torrent == batch[i].torrent
+                && batch[j].piece == batch[i].piece
+                && batch[j].offset as usize == end
+            {
+                end += batch[j].data.len();
+                j += 1;
+            }
+            let run_blocks: Vec<Bytes> = batch[i..j].iter().map(|b| b.data.clone()).collect();
+            let result = batch[i]
+                .storage
+                .write_blocks(batch[i].piece, batch[i].offset, &run_blocks)
+                .map_err(|e| describe(&e));
+            for b in &batch[i..j] {
+                done.push(Completion::Written {
+                    torrent: b.torrent,
+                    piece: b.piece,
+                    len: b.data.len(),
+                    result: result.clone(),
+                });
+            }
+            i = j;
+        }
+        batch.clear();
     }
 }
 

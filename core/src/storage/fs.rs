@@ -466,6 +466,51 @@ impl FileStorage {
         Ok(())
     }
 
+    /// Writes a run of blocks that follow each other in `piece`, starting at `offset`, with
+    /// one vectored positional write per file touched (`pwritev` on Unix): a 1 MiB piece
+    /// costs one system call, not 64. Same checks and guarantees as
+    /// [`FileStorage::write_block`].
+    pub fn write_blocks(
+        &self,
+        piece: u32,
+        offset: u32,
+        blocks: &[Bytes],
+    ) -> Result<(), StorageError> {
+        let total: usize = blocks.iter().map(Bytes::len).sum();
+        let len = u32::try_from(total).unwrap_or(u32::MAX);
+        if !self.layout.range_in_piece(piece, offset, len) {
+            return Err(StorageError::OutOfRange { piece, offset, len });
+        }
+        let start = self.layout.piece_offset(piece) + u64::from(offset);
+        for span in self.layout.spans(piece, offset, len) {
+            let slot = self.slot(span.file)?;
+            let lo = (span.torrent_offset - start) as usize;
+            let parts = slices_of(blocks, lo, span.len as usize);
+            if slot.padding && parts.iter().any(|p| p.iter().any(|&b| b != 0)) {
+                return Err(StorageError::NonZeroPadding {
+                    piece,
+                    offset,
+                    path: slot.path.clone(),
+                });
+            }
+        }
+        for span in self.layout.spans(piece, offset, len) {
+            let slot = self.slot(span.file)?;
+            if slot.padding {
+                continue;
+            }
+            let lo = (span.torrent_offset - start) as usize;
+            let parts = slices_of(blocks, lo, span.len as usize);
+            let file = self.handle(span.file, true)?;
+            write_all_vectored_at(&file, &parts, span.file_offset)
+                .map_err(io_err(StorageOp::Write, &slot.path))?;
+            if let Some(d) = self.dirty.get(span.file) {
+                d.store(true, Ordering::Release);
+            }
+        }
+        Ok(())
+    }
+
     /// Reads `len` bytes at `offset` inside `piece` into one freshly allocated buffer. A file
     /// missing or shorter than the torrent says is an error (never zeros); padding reads as
     /// zeros.
@@ -930,6 +975,68 @@ fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(windows)]
     let write_at = |b: &[u8], o: u64| std::os::windows::fs::FileExt::seek_write(file, b, o);
     write_full(buf, offset, write_at)
+}
+
+/// The bytes `lo..lo + len` of the concatenation of `blocks`, as slices of the blocks
+/// themselves (no copy).
+fn slices_of(blocks: &[Bytes], lo: usize, len: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut at, end) = (0usize, lo + len);
+    for b in blocks {
+        let (b_lo, b_hi) = (at, at + b.len());
+        at = b_hi;
+        if b_hi <= lo || b_lo >= end {
+            continue;
+        }
+        let from = lo.max(b_lo) - b_lo;
+        let to = end.min(b_hi) - b_lo;
+        out.push(&b[from..to]);
+    }
+    out
+}
+
+/// Writes every byte of `parts`, in order, at `offset`: `pwritev` where there is one,
+/// repeated after short writes; one positional write per part elsewhere.
+fn write_all_vectored_at(file: &File, parts: &[&[u8]], mut offset: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        let mut first = 0;
+        while first < parts.len() {
+            // The kernel takes at most IOV_MAX (1024) buffers per call.
+            let batch: Vec<io::IoSlice<'_>> = parts[first..]
+                .iter()
+                .take(1024)
+                .map(|p| io::IoSlice::new(p))
+                .collect();
+            let mut n = match rustix::io::pwritev(file, &batch, offset) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e == rustix::io::Errno::INTR => continue,
+                Err(e) => return Err(e.into()),
+            };
+            offset += n as u64;
+            while n > 0 && first < parts.len() {
+                let p = parts[first];
+                if p.len() <= n {
+                    n -= p.len();
+                    first += 1;
+                } else {
+                    parts[first] = &p[n..];
+                    n = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        for p in parts {
+            write_all_at(file, p, offset)?;
+            offset += p.len() as u64;
+        }
+        Ok(())
+    }
 }
 
 /// Repeats a positional read until `buf` is full (reads may be short), retrying on EINTR.

@@ -889,3 +889,44 @@ fn positional_loops_handle_short_and_interrupted_calls() {
     let e = write_full(&src[..5], 0, |_, _| Ok(0)).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::WriteZero);
 }
+
+#[test]
+fn vectored_runs_of_blocks_span_files_and_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = multi(
+        16,
+        &[
+            F::File("a", 7),
+            F::Pad(9),
+            F::File("sub/b", 13),
+            F::File("c", 19),
+        ],
+    );
+    let s = t.storage(dir.path(), 1);
+    // Each piece written as one run of blocks of 3 bytes (the last shorter).
+    for piece in 0..t.info.piece_count() {
+        let len = t.info.layout().piece_len(piece);
+        let blocks: Vec<Bytes> = (0..len)
+            .step_by(3)
+            .map(|off| Bytes::copy_from_slice(t.range(piece, off, 3.min(len - off))))
+            .collect();
+        s.write_blocks(piece, 0, &blocks).unwrap();
+    }
+    assert_eq!(check(&s, 1), all_pieces(&t));
+    let root = dir.path().join("multi");
+    assert!(!root.join(".pad").exists(), "padding is never written");
+    assert_eq!(fs::read(root.join("c")).unwrap(), &t.content[29..48]);
+    // A run starting mid-piece; and non-zero bytes over padding are refused whole.
+    s.write_blocks(1, 2, &[Bytes::copy_from_slice(t.range(1, 2, 5))])
+        .unwrap();
+    let err = s
+        .write_blocks(0, 6, &[Bytes::from_static(&[1, 1, 1])])
+        .unwrap_err();
+    assert!(matches!(err, StorageError::NonZeroPadding { .. }), "{err}");
+    assert_eq!(fs::read(root.join("a")).unwrap(), &t.content[0..7]);
+    // Out of range is an error, not a panic.
+    assert!(
+        s.write_blocks(2, 15, &[Bytes::from_static(&[0; 8])])
+            .is_err()
+    );
+}
