@@ -44,6 +44,10 @@ pub(crate) struct CommonArgs {
     #[arg(short, long)]
     quiet: bool,
 
+    /// Also report each peer connection, failed dial and disconnection (with the reason).
+    #[arg(short, long)]
+    verbose: bool,
+
     /// Hash all existing data, ignoring the resume file.
     #[arg(long)]
     recheck: bool,
@@ -183,6 +187,19 @@ fn run(
                 }
             }
             Ok(ClientEvent::Session(Event::PeerBanned { addr, .. })) => report.banned(addr),
+            Ok(ClientEvent::PeerConnected { addr, inbound }) if common.verbose => {
+                report.peer(
+                    "peer_connected",
+                    addr,
+                    if inbound { "inbound" } else { "outbound" },
+                );
+            }
+            Ok(ClientEvent::ConnectFailed { addr, reason }) if common.verbose => {
+                report.peer("connect_failed", addr, &reason);
+            }
+            Ok(ClientEvent::PeerDisconnected { addr, reason }) if common.verbose => {
+                report.peer("peer_disconnected", addr, &reason);
+            }
             Ok(ClientEvent::Session(Event::StorageError { piece, message, .. })) => {
                 // The core re-downloads a piece whose write failed, but the disk will not
                 // get better by itself: stop and keep what is verified.

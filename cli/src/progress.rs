@@ -197,6 +197,19 @@ impl Reporter {
         }
     }
 
+    /// A peer connection came, went or failed (`--verbose`).
+    pub(crate) fn peer(&self, event: &str, addr: SocketAddr, detail: &str) {
+        let line = format!("{event} {addr}: {}", printable(detail));
+        match &self.mode {
+            Mode::Json => {
+                emit(&json!({"event": event, "addr": addr.to_string(), "detail": detail}))
+            }
+            Mode::Bar(bar) => bar.println(line),
+            Mode::Plain => println_safe(&line),
+            Mode::Quiet => {}
+        }
+    }
+
     /// Something worth knowing that does not stop the run.
     pub(crate) fn warn(&self, message: &str) {
         match &self.mode {

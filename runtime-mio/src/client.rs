@@ -118,6 +118,27 @@ pub enum ClientEvent {
     /// An event from the core (piece verified, torrent complete, peer banned, storage
     /// error, choking round…).
     Session(Event),
+    /// A TCP connection to or from a peer is up (its handshake follows).
+    PeerConnected {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Whether the peer dialled us.
+        inbound: bool,
+    },
+    /// A dial failed (refused, unreachable, timed out).
+    ConnectFailed {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Why, as the OS or the driver said it.
+        reason: String,
+    },
+    /// A peer connection ended.
+    PeerDisconnected {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Who ended it and why.
+        reason: String,
+    },
     /// Resume data could not be saved (the download goes on).
     ResumeSaveFailed {
         /// The torrent.

@@ -266,6 +266,10 @@ impl EventLoop {
                     self.inbound += 1;
                     self.tokens.insert(id, token);
                     self.conns.insert(token, conn);
+                    self.emit(ClientEvent::PeerConnected {
+                        addr,
+                        inbound: true,
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // A connection reset before accept, or out of descriptors: skip it; the
@@ -296,7 +300,12 @@ impl EventLoop {
                     return; // spurious wake-up: still connecting
                 }
                 let addr = conn.addr;
+                let reason = match conn.stream.take_error() {
+                    Ok(Some(e)) => e.to_string(),
+                    _ => "connection failed".to_string(),
+                };
                 self.drop_socket(token);
+                self.emit(ClientEvent::ConnectFailed { addr, reason });
                 self.session.connect_failed(torrent, addr, self.clock.now());
                 self.pump();
                 return;
@@ -311,6 +320,10 @@ impl EventLoop {
             conn.state = ConnState::Open(id);
             conn.read_ready = true;
             self.tokens.insert(id, token);
+            self.emit(ClientEvent::PeerConnected {
+                addr,
+                inbound: false,
+            });
             self.pump();
             return;
         }
@@ -319,7 +332,7 @@ impl EventLoop {
             conn.read_ready = true;
         }
         if ready.writable && conn.flush().is_err() {
-            self.close_socket(token);
+            self.close_socket(token, "write failed");
         }
     }
 
@@ -363,7 +376,7 @@ impl EventLoop {
                     return;
                 }
                 ReadOutcome::Closed => {
-                    self.close_socket(token);
+                    self.close_socket(token, "closed by the peer");
                     return;
                 }
             }
@@ -371,8 +384,14 @@ impl EventLoop {
     }
 
     /// The peer went away (or broke): tell the session and forget the socket.
-    fn close_socket(&mut self, token: Token) {
+    fn close_socket(&mut self, token: Token, reason: &str) {
         if let Some(id) = self.conns.get(&token).and_then(Conn::conn_id) {
+            if let Some(addr) = self.conns.get(&token).map(|c| c.addr) {
+                self.emit(ClientEvent::PeerDisconnected {
+                    addr,
+                    reason: reason.to_string(),
+                });
+            }
             self.drop_socket(token);
             self.session.connection_closed(id, self.clock.now());
             self.pump();
@@ -408,6 +427,10 @@ impl EventLoop {
             .collect();
         for (token, torrent, addr) in expired {
             self.drop_socket(token);
+            self.emit(ClientEvent::ConnectFailed {
+                addr,
+                reason: "connect timed out".into(),
+            });
             self.session.connect_failed(torrent, addr, self.clock.now());
         }
         let now = self.clock.now();
@@ -429,8 +452,14 @@ impl EventLoop {
                 Action::Send { conn, data } => self.send(conn, data, None),
                 Action::SendBlock { conn, header, data } => self.send(conn, header, Some(data)),
                 Action::Connect { torrent, addr } => self.connect(torrent, addr),
-                Action::Disconnect { conn, .. } => {
+                Action::Disconnect { conn, reason } => {
                     if let Some(token) = self.tokens.get(&conn).copied() {
+                        if let Some(addr) = self.conns.get(&token).map(|c| c.addr) {
+                            self.emit(ClientEvent::PeerDisconnected {
+                                addr,
+                                reason: reason.to_string(),
+                            });
+                        }
                         // Best effort: whatever is queued (e.g. a final message) goes out.
                         if let Some(c) = self.conns.get_mut(&token) {
                             let _ = c.flush();
@@ -509,17 +538,25 @@ impl EventLoop {
         if let Some(second) = second {
             c.queue(second);
         }
-        let failed = c.flush().is_err() || c.queued_bytes() > MAX_QUEUED_SEND;
-        if failed {
-            self.close_socket(token);
+        if c.flush().is_err() {
+            self.close_socket(token, "write failed");
+        } else if c.queued_bytes() > MAX_QUEUED_SEND {
+            self.close_socket(token, "the peer does not read what it asked for");
         }
     }
 
     fn connect(&mut self, torrent: TorrentId, addr: SocketAddr) {
         let now = self.clock.now();
-        let Ok(std_stream) = net::connect_nonblocking(addr, self.bind_ip) else {
-            self.session.connect_failed(torrent, addr, now);
-            return;
+        let std_stream = match net::connect_nonblocking(addr, self.bind_ip) {
+            Ok(s) => s,
+            Err(e) => {
+                self.emit(ClientEvent::ConnectFailed {
+                    addr,
+                    reason: e.to_string(),
+                });
+                self.session.connect_failed(torrent, addr, now);
+                return;
+            }
         };
         let mut stream = TcpStream::from_std(std_stream);
         let token = self.new_token();

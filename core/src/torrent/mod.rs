@@ -474,8 +474,13 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        let first = !peer.got_first_message;
-        peer.got_first_message = true;
+        let first_availability = !peer.availability_known;
+        if matches!(
+            message,
+            Message::Have { .. } | Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
+        ) {
+            peer.availability_known = true;
+        }
         match message {
             Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
             Message::AllowedFast { .. } => {}
@@ -506,10 +511,12 @@ impl Torrent {
                 }
             }
             Message::Bitfield(bits) => {
-                if !first {
+                if !first_availability {
                     return self.disconnect(
                         conn,
-                        DisconnectReason::Misbehaved("bitfield after the first message"),
+                        DisconnectReason::Misbehaved(
+                            "bitfield after have, bitfield or have all/none",
+                        ),
                         ctx,
                         now,
                     );
@@ -531,7 +538,7 @@ impl Torrent {
                 }
             }
             Message::HaveAll | Message::HaveNone => {
-                if !peer.fast || !first {
+                if !peer.fast || !first_availability {
                     return self.disconnect(
                         conn,
                         DisconnectReason::Misbehaved("have all/none out of place"),

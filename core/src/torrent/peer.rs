@@ -32,9 +32,11 @@ pub(crate) struct Peer {
     pub(crate) peer_interested: bool,
 
     pub(crate) has: Bitfield,
-    /// Whether any message arrived yet: `bitfield`, `have all` and `have none` are only
-    /// allowed first.
-    pub(crate) got_first_message: bool,
+    /// Whether the peer already told us what it has (`bitfield`, `have all`, `have none`
+    /// or a `have`). Those three may come once, before any `have`. Other messages may
+    /// precede them: libtorrent sends its extension handshake first, which BEP 6's
+    /// "first message" wording does not foresee.
+    pub(crate) availability_known: bool,
 
     /// Our requests to the peer, with when they were sent.
     pub(crate) outstanding: Vec<(BlockRequest, Instant)>,
@@ -86,7 +88,7 @@ impl Peer {
             peer_choking: true,
             peer_interested: false,
             has: Bitfield::new(piece_count),
-            got_first_message: false,
+            availability_known: false,
             outstanding: Vec::new(),
             requests_since: None,
             snub_clock: None,
