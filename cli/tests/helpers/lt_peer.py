@@ -3,6 +3,7 @@
 
   lt_peer.py seed  TORRENT SAVE_DIR --listen 127.0.0.x [--port P] [--seed-mode]
                    [--connect HOST:PORT]... [--timeout SECS] [--high-performance]
+                   [--upload-limit BYTES_PER_SEC]
   lt_peer.py leech TORRENT SAVE_DIR --listen 127.0.0.x [--port P] --connect HOST:PORT [...]
                    [--timeout SECS] [--keep-seeding SECS] [--high-performance]
 
@@ -258,11 +259,22 @@ def make_session(args):
         settings["alert_mask"] |= (lt.alert.category_t.block_progress_notification
                                    | lt.alert.category_t.upload_notification)
         settings["alert_queue_size"] = 500000
+    if args.upload_limit:
+        # Session-wide cap in bytes per second: makes a download slow enough to interrupt
+        # half-way, or a seed slow enough that leechers trade with each other.
+        settings["upload_rate_limit"] = args.upload_limit
     if getattr(args, "seed_mode", False):
         # seed_mode alone verifies each piece on its first request and drops out of seed
         # mode on a mismatch; turning hash checks off makes it serve the data as it is.
         settings["disable_hash_checks"] = True
-    return lt.session(settings)
+    session = lt.session(settings)
+    if args.upload_limit:
+        # Loopback peers fall in libtorrent's "local" peer class, which rate limits do not
+        # apply to: put every address in the global class instead.
+        f = lt.ip_filter()
+        f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        session.set_peer_class_filter(f)
+    return session
 
 
 def wait_listening(session, args):
@@ -484,6 +496,8 @@ def main():
         p.add_argument("--timeout", type=float, default=600.0, help="give up after SECS")
         p.add_argument("--high-performance", action="store_true",
                        help="apply lt.high_performance_seed() settings")
+        p.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_SEC",
+                       help="cap the upload rate (0 = unlimited)")
         p.add_argument("--accounting", choices=("blocks", "poll"), default="blocks",
                        help="per-peer byte counts from block alerts (exact) or polling only")
         if mode == "seed":

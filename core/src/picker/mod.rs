@@ -765,6 +765,29 @@ impl Picker {
         dropped
     }
 
+    /// The peers that delivered blocks of `piece` so far (ascending, each once); empty if
+    /// the piece is not in progress.
+    pub fn contributors(&self, piece: u32) -> Vec<PeerKey> {
+        let mut out: Vec<PeerKey> = self
+            .slot
+            .get(piece as usize)
+            .filter(|&&d| d != NONE)
+            .and_then(|&d| self.downloads.get(d as usize))
+            .map(|dl| {
+                dl.blocks
+                    .iter()
+                    .filter_map(|b| match b {
+                        BlockState::Received { from } => Some(*from),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Marks `piece` verified: it joins [`have`](Self::have) and its in-progress state is
     /// dropped. Returns `false` if it was already verified or is out of range.
     pub fn piece_verified(&mut self, piece: u32) -> bool {

@@ -37,7 +37,10 @@ pub struct SessionConfig {
     /// Most requests kept outstanding to one peer, further bounded by its `reqq`
     /// (default 500 blocks = 8 MiB).
     pub max_pipeline: usize,
-    /// Hash failures a peer may contribute to before it is banned (default 3).
+    /// Hash failures a peer may be responsible for, net of the good pieces it sent, before
+    /// it is banned (default 3). A failure counts whole against a peer that sent the piece
+    /// alone and half against each peer of a shared piece; a verified piece earns half back
+    /// (at most 4 failures' worth banked).
     pub max_strikes: u32,
     /// Delay before redialling an address that refused or dropped us; doubles per failure
     /// (default 5 s).

@@ -116,7 +116,11 @@ pub(crate) struct Torrent {
     buffers: BTreeMap<u32, PieceBuffer>,
     candidates: BTreeMap<SocketAddr, Candidate>,
     connecting: BTreeSet<SocketAddr>,
-    strikes: BTreeMap<IpAddr, u32>,
+    /// Trust per IP, in half-strikes: +1 per verified piece it contributed to (capped), −1
+    /// per failed piece it shared with others, −2 per failed piece it sent alone. Banned at
+    /// −2 × `max_strikes`. An honest peer caught in pieces a liar also touched earns its
+    /// trust back with every good piece; a liar never does.
+    trust: BTreeMap<IpAddr, i32>,
     banned: BTreeSet<IpAddr>,
     downloaded: u64,
     uploaded: u64,
@@ -150,7 +154,7 @@ impl Torrent {
             buffers: BTreeMap::new(),
             candidates: BTreeMap::new(),
             connecting: BTreeSet::new(),
-            strikes: BTreeMap::new(),
+            trust: BTreeMap::new(),
             banned: BTreeSet::new(),
             downloaded: 0,
             uploaded: 0,
@@ -911,6 +915,9 @@ impl Torrent {
             .sum::<u64>();
         self.buffers.remove(&piece);
         if hash_ok && !write_failed {
+            for key in self.picker.contributors(piece) {
+                self.adjust_trust(key, 1, ctx, now);
+            }
             self.picker.piece_verified(piece);
             ctx.out.push(Action::Event(Event::PieceVerified {
                 torrent: self.id,
@@ -939,8 +946,9 @@ impl Torrent {
             let contributors = self.picker.piece_failed(piece);
             self.wasted += piece_len;
             if !hash_ok {
+                let penalty = if contributors.len() == 1 { -2 } else { -1 };
                 for key in contributors {
-                    self.strike(key, ctx, now);
+                    self.adjust_trust(key, penalty, ctx, now);
                 }
             }
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();
@@ -950,8 +958,9 @@ impl Torrent {
         }
     }
 
-    /// Counts a hash failure against the peer with `key`; bans it after too many.
-    fn strike(&mut self, key: PeerKey, ctx: &mut Ctx<'_>, now: Instant) {
+    /// Adds `delta` to the trust of the peer with `key`'s IP; bans the IP when it falls to
+    /// −2 × `max_strikes`.
+    fn adjust_trust(&mut self, key: PeerKey, delta: i32, ctx: &mut Ctx<'_>, now: Instant) {
         let Some(&conn) = self.by_key.get(&key) else {
             return;
         };
@@ -960,9 +969,13 @@ impl Torrent {
         };
         let ip = peer.addr.ip();
         let addr = peer.addr;
-        let strikes = self.strikes.entry(ip).or_insert(0);
-        *strikes += 1;
-        if *strikes >= ctx.config.max_strikes {
+        /// Credit a peer can bank: enough to absorb a few shared failures, too little
+        /// for a liar to buy many bad pieces with good ones.
+        const MAX_TRUST: i32 = 8;
+        let trust = self.trust.entry(ip).or_insert(0);
+        *trust = (*trust + delta).min(MAX_TRUST);
+        let limit = -2 * i32::try_from(ctx.config.max_strikes).unwrap_or(i32::MAX / 4);
+        if delta < 0 && *trust <= limit {
             self.banned.insert(ip);
             self.candidates.retain(|a, _| a.ip() != ip);
             ctx.out.push(Action::Event(Event::PeerBanned {
