@@ -17,6 +17,10 @@ use unchoke_mio::{AddTorrent, Client, ClientConfig, ClientEvent};
 
 use crate::progress::Reporter;
 
+/// How long a download waits with no peer connected or left to dial before giving up
+/// (peers may still dial us meanwhile).
+const NO_PEERS_GRACE: Duration = Duration::from_secs(10);
+
 /// The drivers `--runtime` can pick.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Runtime {
@@ -47,6 +51,12 @@ pub(crate) struct CommonArgs {
     /// Also report each peer connection, failed dial and disconnection (with the reason).
     #[arg(short, long)]
     verbose: bool,
+
+    /// Failed dials (refused, unreachable, dropped) after which a peer is given up; the
+    /// wait between dials starts at 5 s and doubles. A download with no peer connected or
+    /// left to try stops with an error.
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20))]
+    peer_retries: u32,
 
     /// Hash all existing data, ignoring the resume file.
     #[arg(long)]
@@ -138,10 +148,11 @@ fn run(
     let interrupted = interrupt_flag()?;
 
     let mut report = Reporter::new(common.json, common.quiet, &metainfo);
-    let config = ClientConfig {
+    let mut config = ClientConfig {
         listen: Some(common.listen),
         ..ClientConfig::default()
     };
+    config.session.max_connect_failures = common.peer_retries;
     let mut client = Client::new(config).map_err(|e| e.to_string())?;
     let mut add = AddTorrent::new(metainfo.clone(), save_path);
     add.peers = peers;
@@ -168,6 +179,8 @@ fn run(
     }
 
     let started = Instant::now();
+    // Since when no peer has been connected, known or being dialled (download only).
+    let mut alone_since: Option<Instant> = None;
     let mut last_report = Instant::now() - Duration::from_secs(60);
     let mut failure: Option<String> = None;
     let mut complete = handle.check.pieces_have == handle.check.piece_count;
@@ -194,7 +207,8 @@ fn run(
                     if inbound { "inbound" } else { "outbound" },
                 );
             }
-            Ok(ClientEvent::ConnectFailed { addr, reason }) if common.verbose => {
+            Ok(ClientEvent::ConnectFailed { addr, reason }) => {
+                // Always shown: an unreachable peer is what a stalled download needs explained.
                 report.peer("connect_failed", addr, &reason);
             }
             Ok(ClientEvent::PeerDisconnected { addr, reason }) if common.verbose => {
@@ -222,7 +236,30 @@ fn run(
         if last_report.elapsed() >= report.interval() {
             last_report = Instant::now();
             match client.stats(handle.id) {
-                Ok(Some(stats)) => report.progress(&stats),
+                Ok(Some(stats)) => {
+                    report.progress(&stats);
+                    if goal == Goal::Download
+                        && !stats.complete
+                        && stats.peers == 0
+                        && stats.known_peers == 0
+                    {
+                        let since = *alone_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= NO_PEERS_GRACE {
+                            failure = Some(format!(
+                                "{}: no peers left: every peer given was unreachable or went away, and \
+                                 none connected to us for {} s ({} of {} pieces verified; run again \
+                                 with a reachable --peer to resume)",
+                                torrent.display(),
+                                NO_PEERS_GRACE.as_secs(),
+                                stats.pieces_have,
+                                stats.piece_count
+                            ));
+                            break;
+                        }
+                    } else {
+                        alone_since = None;
+                    }
+                }
                 Ok(None) => {}
                 Err(e) => {
                     failure = Some(e.to_string());

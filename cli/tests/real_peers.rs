@@ -393,3 +393,70 @@ fn a_download_killed_at_half_resumes_without_fetching_verified_pieces_again() {
     );
     assert_same_file(&src.join("r.bin"), &out.join("r.bin"));
 }
+
+#[test]
+fn an_unreachable_peer_is_reported_and_the_download_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("seed");
+    random_file(&src.join("u.bin"), MIB);
+    let torrent = dir.path().join("u.torrent");
+    mktorrent(&src.join("u.bin"), &torrent, 16);
+    // Nothing listens on port 1 of 127.0.0.12.
+    let mut dl = unchoke_download(
+        &torrent,
+        &dir.path().join("out"),
+        "127.0.0.12",
+        &["127.0.0.12:1"],
+        &["--peer-retries", "1"],
+    );
+    let failed = dl.wait_event("connect_failed", LONG);
+    assert_eq!(failed["addr"], "127.0.0.12:1");
+    let status = dl.wait_exit(LONG);
+    assert_eq!(status.code(), Some(1), "{}", dl.dump());
+    assert!(dl.dump().contains("no peers left"), "{}", dl.dump());
+}
+
+#[test]
+fn a_seed_vanishing_mid_download_stops_it_cleanly_and_a_rerun_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("seed");
+    random_file(&src.join("v.bin"), 24 * MIB);
+    let torrent = dir.path().join("v.torrent");
+    mktorrent(&src.join("v.bin"), &torrent, 18);
+    let out = dir.path().join("out");
+
+    let (seed, addr) = lt_seed(&torrent, &src, "127.0.0.13", &["--upload-limit", "4000000"]);
+    let mut dl = unchoke_download(
+        &torrent,
+        &out,
+        "127.0.0.14",
+        &[&addr],
+        &["--peer-retries", "1"],
+    );
+    loop {
+        let p = dl.wait_event("progress", LONG);
+        if p["pieces_have"].as_u64().unwrap() >= 8 {
+            break;
+        }
+    }
+    drop(seed); // kills the libtorrent seed
+    let status = dl.wait_exit(LONG);
+    assert_eq!(status.code(), Some(1), "{}", dl.dump());
+    assert!(dl.dump().contains("no peers left"), "{}", dl.dump());
+    let kept = dl.last("stopped").unwrap()["pieces_have"].as_u64().unwrap();
+    assert!(kept >= 8, "{}", dl.dump());
+
+    // A clean stop saved resume data: the rerun trusts it and fetches only the rest.
+    let (_seed, addr) = lt_seed(&torrent, &src, "127.0.0.13", &[]);
+    let mut again = unchoke_download(&torrent, &out, "127.0.0.14", &[&addr], &[]);
+    let checked = again.wait_event("checked", LONG);
+    assert_eq!(checked["resumed"], true, "{checked}");
+    assert_eq!(checked["pieces_have"].as_u64().unwrap(), kept, "{checked}");
+    let done = completes(&mut again);
+    let remainder = (96 - kept) * 256 * 1024;
+    assert!(
+        done["downloaded"].as_u64().unwrap() <= remainder + MIB as u64,
+        "{done}"
+    );
+    assert_same_file(&src.join("v.bin"), &out.join("v.bin"));
+}
