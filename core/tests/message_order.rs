@@ -13,8 +13,8 @@ fn feed_after_handshake(first_messages: &[Message]) -> Vec<Action> {
     let metainfo = support::make_metainfo(&support::make_content(100_000, 3), 16_384);
     let now = Instant::from_secs(1);
     let mut s = Session::new(SessionConfig::default(), 7, now);
-    let t = s.add_torrent(&metainfo, None, now).unwrap();
-    let addr = "127.0.0.1:6881".parse().unwrap();
+    let t = s.add_torrent(&metainfo, None, now).expect("add torrent");
+    let addr = "127.0.0.1:6881".parse().expect("address");
     let c = s.connection_opened(addr, Direction::Outbound(t), now);
     let mut buf = BytesMut::new();
     Handshake {
