@@ -12,10 +12,11 @@ use unchoke_core::session::{ConnId, TorrentId};
 
 /// A read asks the kernel for at most this much. Blocks split out of the buffer keep its
 /// allocation alive until they are written and hashed, so this is also the granularity at
-/// which receive memory is held (128 KiB ≈ 8 blocks).
-const READ_CHUNK: usize = 128 * 1024;
+/// which receive memory is held (64 KiB ≈ 4 blocks; below glibc's mmap threshold, so
+/// buffers come from the heap instead of fresh zeroed pages).
+const READ_CHUNK: usize = 64 * 1024;
 /// Below this much free space the buffer gets a fresh allocation before reading.
-const MIN_SPARE: usize = 32 * 1024;
+const MIN_SPARE: usize = 16 * 1024;
 /// Most buffers handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 

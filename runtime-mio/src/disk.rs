@@ -1,8 +1,9 @@
 //! The worker pool: disk writes, disk reads, SHA-1 checks and resume saves run here, off
 //! the event-loop thread, and their results go back through the [`Handoff`].
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ pub(crate) enum Job {
     /// Read a block to upload.
     Read {
         conn: ConnId,
+        torrent: TorrentId,
         storage: Arc<FileStorage>,
         block: BlockRequest,
     },
@@ -96,14 +98,16 @@ impl DiskPool {
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (write_tx, write_rx) = crossbeam_channel::unbounded::<Job>();
         let mut handles = Vec::with_capacity(threads + 1);
+        let cache = Arc::new(ReadCache::default());
         for i in 0..threads.max(1) {
             let rx: Receiver<Job> = rx.clone();
             let done = done.clone();
+            let cache = cache.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("unchoke-disk-{i}"))
                 .spawn(move || {
                     for job in rx.iter() {
-                        done.push(run(job));
+                        done.push(run(job, &cache));
                     }
                 })?;
             handles.push(handle);
@@ -178,7 +182,7 @@ fn write_loop<W: Wake>(rx: &Receiver<Job>, done: &Handoff<Completion, W>) {
                     offset,
                     data,
                 }),
-                other => done.push(run(other)),
+                other => done.push(run(other, &ReadCache::default())),
             }
         }
         batch.sort_by_key(|b| (b.torrent, b.piece, b.offset));
@@ -213,8 +217,68 @@ fn write_loop<W: Wake>(rx: &Receiver<Job>, done: &Handoff<Completion, W>) {
     }
 }
 
+/// Pieces up to this size are read whole for uploads and kept a while: peers ask for a
+/// piece's blocks one after another, and one 1 MiB read costs far less than 64 of 16 KiB.
+const CACHED_PIECE_MAX: u32 = 4 << 20;
+/// Bytes of whole pieces kept for uploads.
+const READ_CACHE_BYTES: usize = 16 << 20;
+
+/// Recently read pieces, shared by the disk threads; blocks are served as slices of them
+/// (no copy). Bounded by [`READ_CACHE_BYTES`], oldest evicted first.
+#[derive(Default)]
+pub(crate) struct ReadCache {
+    pieces: Mutex<VecDeque<(TorrentId, u32, Bytes)>>,
+}
+
+impl ReadCache {
+    fn read(
+        &self,
+        torrent: TorrentId,
+        storage: &FileStorage,
+        block: BlockRequest,
+    ) -> Result<Bytes, String> {
+        let piece_len = storage.layout().piece_len(block.index);
+        let end = block.begin.checked_add(block.length);
+        if piece_len > CACHED_PIECE_MAX || end.is_none_or(|e| e > piece_len) {
+            return storage
+                .read_block(block.index, block.begin, block.length)
+                .map_err(|e| describe(&e));
+        }
+        let slice = |piece: &Bytes| {
+            piece.slice(block.begin as usize..(block.begin + block.length) as usize)
+        };
+        if let Some(hit) = self
+            .lock()
+            .iter()
+            .find(|(t, p, _)| *t == torrent && *p == block.index)
+            .map(|(_, _, data)| slice(data))
+        {
+            return Ok(hit);
+        }
+        let data = storage
+            .read_block(block.index, 0, piece_len)
+            .map_err(|e| describe(&e))?;
+        let out = slice(&data);
+        let mut pieces = self.lock();
+        pieces.push_back((torrent, block.index, data));
+        let mut total: usize = pieces.iter().map(|(_, _, d)| d.len()).sum();
+        while total > READ_CACHE_BYTES {
+            match pieces.pop_front() {
+                Some((_, _, d)) => total -= d.len(),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(TorrentId, u32, Bytes)>> {
+        // The deque stays valid even if a holder panicked.
+        self.pieces.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Carries out one job.
-fn run(job: Job) -> Completion {
+fn run(job: Job, cache: &ReadCache) -> Completion {
     match job {
         Job::Write {
             torrent,
@@ -232,14 +296,13 @@ fn run(job: Job) -> Completion {
         },
         Job::Read {
             conn,
+            torrent,
             storage,
             block,
         } => Completion::Read {
             conn,
             block,
-            result: storage
-                .read_block(block.index, block.begin, block.length)
-                .map_err(|e| describe(&e)),
+            result: cache.read(torrent, &storage, block),
         },
         Job::Verify {
             torrent,

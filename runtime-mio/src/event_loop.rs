@@ -494,6 +494,7 @@ impl EventLoop {
                         self.jobs_in_flight += 1;
                         self.disk.submit(Job::Read {
                             conn,
+                            torrent,
                             storage: slot.storage.clone(),
                             block,
                         });
