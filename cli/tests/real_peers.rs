@@ -460,3 +460,79 @@ fn a_seed_vanishing_mid_download_stops_it_cleanly_and_a_rerun_resumes() {
     );
     assert_same_file(&src.join("v.bin"), &out.join("v.bin"));
 }
+
+/// A full disk mid-download: runs inside a private mount namespace (`unshare -m`, root)
+/// on an 8 MiB tmpfs, so the disk really fills. The download stops with a clear "disk
+/// full" error; after the tmpfs is grown, a rerun keeps every piece verified before.
+#[test]
+fn a_full_disk_stops_the_download_clearly_and_verified_pieces_survive() {
+    require_tool("unshare", &["--version"], "util-linux");
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("seed");
+    random_file(&src.join("d.bin"), 12 * MIB);
+    let torrent = dir.path().join("d.torrent");
+    mktorrent(&src.join("d.bin"), &torrent, 18);
+    let (_seed, addr) = lt_seed(&torrent, &src, "127.0.0.15", &["--upload-limit", "8000000"]);
+    let mnt = dir.path().join("small-disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let bin = env!("CARGO_BIN_EXE_unchoke");
+    let run = format!(
+        "{bin} download {t} -o {m}/out --peer {addr} --listen 127.0.0.16:0 --json",
+        t = torrent.display(),
+        m = mnt.display()
+    );
+    let script = format!(
+        "set -u; mount -t tmpfs -o size=8m tmpfs {m} || exit 99; \
+         {run}; echo \"{{\\\"event\\\":\\\"exit\\\",\\\"code\\\":$?}}\"; \
+         mount -o remount,size=64m {m} || exit 98; \
+         {run}; echo \"{{\\\"event\\\":\\\"exit\\\",\\\"code\\\":$?}}\"; \
+         cmp {m}/out/d.bin {src}/d.bin && echo '{{\"event\":\"same\"}}'",
+        m = mnt.display(),
+        src = src.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]);
+    let mut p = JsonProcess::spawn("download on a small tmpfs", cmd);
+    let status = p.wait_exit(LONG);
+    assert!(
+        status.success(),
+        "the namespace script failed ({status:?}; 99/98: mount not permitted — this test \
+         needs root, as .ci/run has)\n{}",
+        p.dump()
+    );
+    let exits: Vec<i64> = p
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "exit")
+        .map(|v| v["code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        exits,
+        [1, 0],
+        "first run fails on the full disk, the rerun completes\n{}",
+        p.dump()
+    );
+    assert!(
+        p.dump().contains("disk full"),
+        "the error names the cause\n{}",
+        p.dump()
+    );
+    let stopped = p.seen.iter().find(|v| v["event"] == "stopped").unwrap();
+    let kept = stopped["pieces_have"].as_u64().unwrap();
+    let checked = p
+        .seen
+        .iter()
+        .rev()
+        .find(|v| v["event"] == "checked")
+        .unwrap();
+    assert!(
+        kept > 0 && checked["pieces_have"].as_u64().unwrap() >= kept,
+        "{}",
+        p.dump()
+    );
+    assert!(
+        p.last("same").is_some(),
+        "the completed file matches\n{}",
+        p.dump()
+    );
+}
