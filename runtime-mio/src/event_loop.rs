@@ -20,13 +20,12 @@ use unchoke_core::session::{Action, AddTorrentError, ConnId, Direction, Session,
 use unchoke_core::storage::FileStorage;
 use unchoke_core::torrent::TorrentStats;
 
-use crate::client::{ClientError, ClientEvent, ShutdownReport};
-use crate::clock::Clock;
-use crate::config::ClientConfig;
+use unchoke_driver::disk::{Completion, Job, save_resume_now};
+use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Clock, ShutdownReport};
+
 use crate::conn::{Conn, ConnState, ReadOutcome};
-use crate::disk::{Completion, DiskPool, Job};
+use crate::disk::DiskPool;
 use crate::handoff::Handoff;
-use crate::net;
 
 /// The listener's token.
 const LISTENER: Token = Token(0);
@@ -548,7 +547,7 @@ impl EventLoop {
 
     fn connect(&mut self, torrent: TorrentId, addr: SocketAddr) {
         let now = self.clock.now();
-        let std_stream = match net::connect_nonblocking(addr, self.bind_ip) {
+        let std_stream = match unchoke_driver::connect_nonblocking(addr, self.bind_ip) {
             Ok(s) => s,
             Err(e) => {
                 self.emit(ClientEvent::ConnectFailed {
@@ -717,7 +716,13 @@ impl EventLoop {
             let Some(slot) = self.torrents.get(&id) else {
                 continue;
             };
-            let saved = save_now(&self.session, id, slot);
+            let saved = save_resume_now(
+                &self.session,
+                id,
+                &slot.storage,
+                slot.info_hash,
+                &slot.resume_path,
+            );
             reports.push(ShutdownReport {
                 torrent: id,
                 stats: self.session.stats(id, now),
@@ -732,22 +737,6 @@ impl EventLoop {
             let _ = reply.send(reports);
         }
     }
-}
-
-/// Flushes a torrent's files and writes its resume data, on this thread.
-fn save_now(session: &Session, id: TorrentId, slot: &TorrentSlot) -> Result<(), String> {
-    let have = session
-        .have(id)
-        .cloned()
-        .ok_or_else(|| "torrent vanished from the session".to_string())?;
-    slot.storage.flush().map_err(|e| e.to_string())?;
-    let data = unchoke_core::resume::ResumeData {
-        info_hash: slot.info_hash,
-        piece_count: have.len(),
-        have,
-        files: slot.storage.file_states(),
-    };
-    FileStorage::save_resume(&slot.resume_path, &data).map_err(|e| e.to_string())
 }
 
 /// The waker shared between the client handle (commands) and the disk workers.

@@ -30,16 +30,14 @@
 #![warn(missing_docs)]
 
 mod client;
-mod clock;
-mod config;
 mod conn;
 mod disk;
 mod event_loop;
 mod handoff;
-mod net;
 
-pub use client::{
-    AddTorrent, CheckReport, Client, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
+pub use client::Client;
+// The configuration and the types of the public surface are shared with the smol driver.
+pub use unchoke_driver::{
+    AddTorrent, CheckReport, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
     default_resume_path,
 };
-pub use config::ClientConfig;

@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Starts a non-blocking TCP connect to `addr`, bound first to `bind_ip` (port chosen by
 /// the OS) when given and of the same family. The connect completes later: the socket
 /// turns writable.
-pub(crate) fn connect_nonblocking(
+pub fn connect_nonblocking(
     addr: SocketAddr,
     bind_ip: Option<IpAddr>,
 ) -> io::Result<std::net::TcpStream> {

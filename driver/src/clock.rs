@@ -7,26 +7,26 @@ use unchoke_core::time::Instant;
 
 /// Converts real time into core time and back, from a fixed origin.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock {
+pub struct Clock {
     origin: StdInstant,
 }
 
 impl Clock {
     /// A clock whose zero is now.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Clock {
             origin: StdInstant::now(),
         }
     }
 
     /// The core's "now".
-    pub(crate) fn now(&self) -> Instant {
+    pub fn now(&self) -> Instant {
         let micros = self.origin.elapsed().as_micros();
         Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
     }
 
     /// The real instant at which core time `at` falls.
-    pub(crate) fn to_std(self, at: Instant) -> StdInstant {
+    pub fn to_std(self, at: Instant) -> StdInstant {
         self.origin + std::time::Duration::from_micros(at.as_micros())
     }
 }

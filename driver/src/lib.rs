@@ -1,0 +1,248 @@
+//! # unchoke-driver
+//!
+//! What unchoke's two drivers (`unchoke-mio`, `unchoke-smol`) share that is not protocol
+//! logic: their configuration ([`ClientConfig`]), the types of their public surface
+//! ([`AddTorrent`], [`TorrentHandle`], [`ClientEvent`], …), the start-up check of existing
+//! data ([`prepare_torrent`]), the disk jobs run off the event loop ([`disk`]), the clock
+//! conversion and the bound non-blocking connect. Rules about peers, pieces and choking
+//! live in `unchoke-core`; how sockets and threads are driven lives in each driver.
+#![warn(missing_docs)]
+
+mod clock;
+mod config;
+pub mod disk;
+mod net;
+
+pub use clock::Clock;
+pub use config::ClientConfig;
+pub use net::connect_nonblocking;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant as StdInstant};
+
+use unchoke_core::bitfield::Bitfield;
+use unchoke_core::metainfo::Metainfo;
+use unchoke_core::resume::ResumeData;
+use unchoke_core::session::{AddTorrentError, Event, TorrentId};
+use unchoke_core::storage::{FileStorage, StorageError, StorageOptions};
+use unchoke_core::torrent::TorrentStats;
+
+/// What can go wrong when driving a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The listener or the poller could not be set up.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An OS resource (poller, thread) could not be created.
+    #[error("cannot start the client: {0}")]
+    Start(std::io::Error),
+    /// The save path or the data in it could not be used.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The save directory could not be created.
+    #[error("cannot create the save directory {path}: {source}")]
+    SaveDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The session refused the torrent.
+    #[error(transparent)]
+    Add(#[from] AddTorrentError),
+    /// The event loop has stopped (after `shutdown`, or a failure).
+    #[error("the client's event loop is not running")]
+    Stopped,
+}
+
+/// A torrent to add.
+#[derive(Clone, Debug)]
+pub struct AddTorrent {
+    /// The torrent.
+    pub metainfo: Metainfo,
+    /// The save path: a single-file torrent's file is `save_path/<name>`, a multi-file
+    /// torrent's tree `save_path/<name>/…` (as in libtorrent and Transmission).
+    pub save_path: PathBuf,
+    /// Peers to dial at once.
+    pub peers: Vec<SocketAddr>,
+    /// Ignore the resume file and hash everything on disk.
+    pub recheck: bool,
+    /// Where resume data lives; `None`: `save_path/.unchoke/<info-hash>.resume`.
+    pub resume_path: Option<PathBuf>,
+}
+
+impl AddTorrent {
+    /// A torrent saved under `save_path`, with no peers given.
+    pub fn new(metainfo: Metainfo, save_path: impl Into<PathBuf>) -> Self {
+        AddTorrent {
+            metainfo,
+            save_path: save_path.into(),
+            peers: Vec::new(),
+            recheck: false,
+            resume_path: None,
+        }
+    }
+}
+
+/// What the start-up check of existing data found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Pieces verified present (trusted from resume data or hashed).
+    pub pieces_have: u32,
+    /// Pieces in the torrent.
+    pub piece_count: u32,
+    /// Of `pieces_have`, how many the resume file vouched for without hashing.
+    pub trusted: u32,
+    /// Pieces hashed.
+    pub hashed: u32,
+    /// Whether a usable resume file was found.
+    pub resumed: bool,
+    /// How long the check took.
+    pub elapsed: Duration,
+}
+
+/// A torrent inside a client.
+#[derive(Clone, Debug)]
+pub struct TorrentHandle {
+    /// The session's id for it.
+    pub id: TorrentId,
+    /// Its info-hash.
+    pub info_hash: unchoke_core::InfoHash,
+    /// What the check at start found.
+    pub check: CheckReport,
+}
+
+/// Something the client reports while it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// An event from the core (piece verified, torrent complete, peer banned, storage
+    /// error, choking round…).
+    Session(Event),
+    /// A TCP connection to or from a peer is up (its handshake follows).
+    PeerConnected {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Whether the peer dialled us.
+        inbound: bool,
+    },
+    /// A dial failed (refused, unreachable, timed out).
+    ConnectFailed {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Why, as the OS or the driver said it.
+        reason: String,
+    },
+    /// A peer connection ended.
+    PeerDisconnected {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Who ended it and why.
+        reason: String,
+    },
+    /// Resume data could not be saved (the download goes on).
+    ResumeSaveFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What a client's `shutdown` reports per torrent.
+#[derive(Clone, Debug)]
+pub struct ShutdownReport {
+    /// The torrent.
+    pub torrent: TorrentId,
+    /// Its counters at the end.
+    pub stats: Option<TorrentStats>,
+    /// Whether resume data and file contents were saved.
+    pub saved: Result<(), String>,
+}
+
+/// A torrent checked and ready to hand to a session.
+#[derive(Debug)]
+pub struct PreparedTorrent {
+    /// Its storage, files created unless the data was already complete.
+    pub storage: FileStorage,
+    /// Pieces verified on disk.
+    pub have: Bitfield,
+    /// Where its resume data goes.
+    pub resume_path: PathBuf,
+    /// What the check found.
+    pub check: CheckReport,
+}
+
+/// Checks existing data (trusting the resume file where the files did not change since it
+/// was written; `progress` gets the number of pieces checked so far, from the checking
+/// threads) and creates the files. Blocks during the check.
+pub fn prepare_torrent(
+    config: &ClientConfig,
+    add: &AddTorrent,
+    progress: &(dyn Fn(u32) + Sync),
+) -> Result<PreparedTorrent, ClientError> {
+    let started = StdInstant::now();
+    let info = &add.metainfo.info;
+    let resume_path = add
+        .resume_path
+        .clone()
+        .unwrap_or_else(|| default_resume_path(&add.save_path, &add.metainfo));
+    std::fs::create_dir_all(&add.save_path).map_err(|source| ClientError::SaveDir {
+        path: add.save_path.clone(),
+        source,
+    })?;
+    let storage = FileStorage::open(
+        info,
+        &add.save_path,
+        StorageOptions {
+            max_open_files: config.max_open_files,
+        },
+    )?;
+    let resume = if add.recheck {
+        None
+    } else {
+        // An unreadable or mismatched resume file only costs a full check.
+        FileStorage::load_resume(&resume_path)
+            .ok()
+            .flatten()
+            .filter(|r| usable_resume(r, &add.metainfo))
+    };
+    let outcome = storage.verify_existing(resume.as_ref(), config.disk_threads, progress)?;
+    if !outcome.have.is_full() {
+        // A complete torrent may be read-only data being seeded: only a download needs its
+        // files created (and writable).
+        storage.create_files()?;
+    }
+    let check = CheckReport {
+        pieces_have: outcome.have.count_ones(),
+        piece_count: info.piece_count(),
+        trusted: outcome.trusted,
+        hashed: outcome.checked,
+        resumed: resume.is_some(),
+        elapsed: started.elapsed(),
+    };
+    Ok(PreparedTorrent {
+        storage,
+        have: outcome.have,
+        resume_path,
+        check,
+    })
+}
+
+/// `save_path/.unchoke/<info-hash>.resume`.
+pub fn default_resume_path(save_path: &Path, metainfo: &Metainfo) -> PathBuf {
+    save_path
+        .join(".unchoke")
+        .join(format!("{}.resume", metainfo.info_hash.to_hex()))
+}
+
+fn usable_resume(r: &ResumeData, m: &Metainfo) -> bool {
+    r.info_hash == m.info_hash
+        && r.piece_count == m.info.piece_count()
+        && r.files.len() == m.info.files.len()
+}
