@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::Event;
-use unchoke_mio::{AddTorrent, Client, ClientConfig, ClientEvent};
+use unchoke_core::session::TorrentId;
+use unchoke_core::torrent::TorrentStats;
+use unchoke_driver::{
+    AddTorrent, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
+};
 
 use crate::progress::Reporter;
 
@@ -26,6 +30,57 @@ const NO_PEERS_GRACE: Duration = Duration::from_secs(10);
 pub(crate) enum Runtime {
     /// One `mio` event-loop thread plus disk worker threads.
     Mio,
+    /// A `smol` session task, socket tasks, disk work on smol's blocking pool.
+    Smol,
+}
+
+/// The client of whichever runtime was picked: both have the same surface.
+enum Client {
+    Mio(unchoke_mio::Client),
+    Smol(unchoke_smol::Client),
+}
+
+/// Calls the same method on either runtime's client.
+macro_rules! on_client {
+    ($c:expr, $cl:ident => $e:expr) => {
+        match $c {
+            Client::Mio($cl) => $e,
+            Client::Smol($cl) => $e,
+        }
+    };
+}
+
+impl Client {
+    fn new(runtime: Runtime, config: ClientConfig) -> Result<Client, ClientError> {
+        Ok(match runtime {
+            Runtime::Mio => Client::Mio(unchoke_mio::Client::new(config)?),
+            Runtime::Smol => Client::Smol(unchoke_smol::Client::new(config)?),
+        })
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        on_client!(self, c => c.local_addr())
+    }
+
+    fn events(&self) -> &crossbeam_channel::Receiver<ClientEvent> {
+        on_client!(self, c => c.events())
+    }
+
+    fn add_torrent(
+        &self,
+        add: AddTorrent,
+        progress: &(dyn Fn(u32) + Sync),
+    ) -> Result<TorrentHandle, ClientError> {
+        on_client!(self, c => c.add_torrent(add, progress))
+    }
+
+    fn stats(&self, torrent: TorrentId) -> Result<Option<TorrentStats>, ClientError> {
+        on_client!(self, c => c.stats(torrent))
+    }
+
+    fn shutdown(&mut self) -> Result<Vec<ShutdownReport>, ClientError> {
+        on_client!(self, c => c.shutdown())
+    }
 }
 
 /// Options shared by `download` and `seed`.
@@ -140,7 +195,6 @@ fn run(
     goal: Goal,
     require_complete: bool,
 ) -> Result<(), String> {
-    let Runtime::Mio = common.runtime;
     let bytes = std::fs::read(torrent).map_err(|e| format!("{}: {e}", torrent.display()))?;
     let metainfo =
         Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", torrent.display()))?;
@@ -153,7 +207,7 @@ fn run(
         ..ClientConfig::default()
     };
     config.session.max_connect_failures = common.peer_retries;
-    let mut client = Client::new(config).map_err(|e| e.to_string())?;
+    let mut client = Client::new(common.runtime, config).map_err(|e| e.to_string())?;
     let mut add = AddTorrent::new(metainfo.clone(), save_path);
     add.peers = peers;
     add.recheck = common.recheck;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::torrent::TorrentStats;
-use unchoke_mio::CheckReport;
+use unchoke_driver::CheckReport;
 
 use crate::human;
 use crate::output::{print, printable};

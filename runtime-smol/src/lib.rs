@@ -1,8 +1,26 @@
 //! # unchoke-smol
 //!
-//! The `smol` driver of unchoke: async tasks over `Async` sockets, blocking disk and hashing
-//! work on smol's pool, running the sans-IO core of `unchoke-core`.
+//! The `smol` driver of unchoke: the same core and the same public surface as
+//! `unchoke-mio`, on async tasks.
 //!
-//! Not built yet: this crate holds no code until the runtime-smol issue lands. Nothing here
-//! pretends to work.
+//! - One session task, on a thread of its own, owns the core's `Session`. Per peer socket
+//!   (`Async<TcpStream>`) a reader task hands filled chunks of its receive buffer to the
+//!   session task (no copy) over a bounded channel, and a writer task drains a queue of
+//!   buffers with vectored writes (uploads: header + block, never concatenated).
+//! - The core's deadline is a `smol::Timer`; disk reads, SHA-1 and resume saves run through
+//!   `smol::unblock`; block writes go in merged batches, one batch in flight at a time.
+//! - Memory is bounded: the session task stops taking socket events while 32 MiB of
+//!   downloaded data waits for the disk, which stops the readers.
+//! - Configuration, the start-up check, disk jobs and the public types are shared with the
+//!   mio driver through `unchoke-driver`.
 #![warn(missing_docs)]
+
+mod client;
+mod peer_io;
+mod session_task;
+
+pub use client::Client;
+pub use unchoke_driver::{
+    AddTorrent, CheckReport, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
+    default_resume_path,
+};

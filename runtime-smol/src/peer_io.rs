@@ -1,0 +1,173 @@
+//! The tasks that move bytes for one peer socket: a reader that hands filled chunks of its
+//! receive buffer to the session task (blocking when the session stops taking them, which
+//! is how memory stays bounded), a writer that drains a queue of buffers with vectored
+//! writes, and the non-blocking connect.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use smol::channel::{Receiver, Sender};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::{Async, Timer};
+
+/// A read asks the kernel for at most this much (same reasoning as the mio driver: blocks
+/// split from a chunk keep it alive until written and hashed).
+const READ_CHUNK: usize = 64 * 1024;
+/// Below this much free space the reader takes a fresh allocation.
+const MIN_SPARE: usize = 16 * 1024;
+/// Most buffers handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// Identifies a socket inside the session task (also before the session knows it).
+pub(crate) type Token = u64;
+
+/// What the socket tasks tell the session task.
+pub(crate) enum NetEvent {
+    /// A peer dialled us.
+    Accepted {
+        stream: Async<TcpStream>,
+        addr: SocketAddr,
+    },
+    /// Our dial finished.
+    Connected {
+        token: Token,
+        result: io::Result<Async<TcpStream>>,
+    },
+    /// Bytes arrived (a chunk split off the reader's buffer: no copy).
+    Data { token: Token, data: BytesMut },
+    /// The socket is finished.
+    Closed { token: Token, reason: String },
+}
+
+/// Reads until the socket ends, sending each chunk to the session task.
+pub(crate) async fn read_loop(token: Token, stream: Arc<Async<TcpStream>>, net: Sender<NetEvent>) {
+    let mut buf = BytesMut::new();
+    let reason = loop {
+        if buf.capacity() - buf.len() < MIN_SPARE {
+            buf.reserve(READ_CHUNK);
+        }
+        let start = buf.len();
+        let room = (buf.capacity() - start).min(READ_CHUNK);
+        // Zero-filled, as in the mio driver: safe code, cheaper than the copy that follows.
+        buf.resize(start + room, 0);
+        match (&*stream).read(&mut buf[start..]).await {
+            Ok(0) => break "closed by the peer".to_string(),
+            Ok(n) => {
+                buf.truncate(start + n);
+                let data = buf.split();
+                if net.send(NetEvent::Data { token, data }).await.is_err() {
+                    return; // the session task is gone
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => break e.to_string(),
+        }
+    };
+    let _ = net.send(NetEvent::Closed { token, reason }).await;
+}
+
+/// Writes everything queued, vectored, until the queue is closed (then the socket is
+/// dropped) or a write fails (reported as `Closed`).
+pub(crate) async fn write_loop(
+    token: Token,
+    stream: Arc<Async<TcpStream>>,
+    queue: Receiver<Bytes>,
+    queued_bytes: Arc<AtomicUsize>,
+    net: Sender<NetEvent>,
+) {
+    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    loop {
+        if pending.is_empty() {
+            match queue.recv().await {
+                Ok(b) => pending.push_back(b),
+                Err(_) => return, // closed: we are told to go
+            }
+        }
+        while pending.len() < MAX_IOVECS {
+            match queue.try_recv() {
+                Ok(b) => pending.push_back(b),
+                Err(_) => break,
+            }
+        }
+        let slices: Vec<IoSlice<'_>> = pending.iter().map(|b| IoSlice::new(b)).collect();
+        let written = (&*stream).write_vectored(&slices).await;
+        drop(slices);
+        match written {
+            Ok(0) => break,
+            Ok(mut n) => {
+                queued_bytes.fetch_sub(n, Ordering::Relaxed);
+                while n > 0 {
+                    let Some(front) = pending.front_mut() else {
+                        break;
+                    };
+                    if front.len() <= n {
+                        n -= front.len();
+                        pending.pop_front();
+                    } else {
+                        front.advance(n);
+                        n = 0;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let _ = net
+        .send(NetEvent::Closed {
+            token,
+            reason: "write failed".into(),
+        })
+        .await;
+}
+
+/// Dials `addr` from `bind_ip` and reports the outcome (or a time-out).
+pub(crate) async fn connect(
+    token: Token,
+    addr: SocketAddr,
+    bind_ip: Option<IpAddr>,
+    timeout: Duration,
+    net: Sender<NetEvent>,
+) {
+    let attempt = async {
+        let stream = Async::new(unchoke_driver::connect_nonblocking(addr, bind_ip)?)?;
+        // A non-blocking connect completes when the socket turns writable.
+        stream.writable().await?;
+        if let Some(e) = stream.get_ref().take_error()? {
+            return Err(e);
+        }
+        stream.get_ref().peer_addr()?;
+        let _ = stream.get_ref().set_nodelay(true);
+        Ok(stream)
+    };
+    let timed_out = async {
+        Timer::after(timeout).await;
+        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+    };
+    let result = smol::future::or(attempt, timed_out).await;
+    let _ = net.send(NetEvent::Connected { token, result }).await;
+}
+
+/// Accepts connections until the listener fails or the session task goes away.
+pub(crate) async fn accept_loop(listener: Async<std::net::TcpListener>, net: Sender<NetEvent>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let _ = stream.get_ref().set_nodelay(true);
+                if net.send(NetEvent::Accepted { stream, addr }).await.is_err() {
+                    return;
+                }
+            }
+            // A connection reset before accept, or out of descriptors: keep listening, but
+            // not in a hot loop.
+            Err(_) => {
+                Timer::after(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
