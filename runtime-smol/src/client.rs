@@ -21,9 +21,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events kept for a user who does not read them.
 const EVENT_BACKLOG: usize = 4096;
 
-/// A BitTorrent client on `smol`: one session task (on a thread of its own) owns the core's
-/// `Session`; socket tasks run on smol's executor and disk work on its blocking pool. The
-/// methods block the caller, like `unchoke-mio`'s.
+/// A BitTorrent client on `smol`: one session task owns the core's `Session`, with the
+/// socket tasks on the same thread (a `LocalExecutor`) and disk work on smol's blocking
+/// pool. The methods block the caller, like `unchoke-mio`'s.
 pub struct Client {
     commands: smol::channel::Sender<Command>,
     events: Receiver<ClientEvent>,
@@ -62,7 +62,9 @@ impl Client {
         let thread = std::thread::Builder::new()
             .name("unchoke-smol".into())
             .spawn(move || {
-                smol::block_on(SessionTask::new(cfg, listener, port, command_rx, event_tx).run());
+                let ex = std::rc::Rc::new(smol::LocalExecutor::new());
+                let task = SessionTask::new(ex.clone(), cfg, listener, port, command_rx, event_tx);
+                smol::block_on(ex.run(task.run()));
             })
             .map_err(ClientError::Start)?;
         Ok(Client {

@@ -3,12 +3,14 @@
 //! The `smol` driver of unchoke: the same core and the same public surface as
 //! `unchoke-mio`, on async tasks.
 //!
-//! - One session task, on a thread of its own, owns the core's `Session`. Per peer socket
+//! - One session task, on a thread of its own, owns the core's `Session`; the socket tasks
+//!   run on the same thread (a `LocalExecutor`), so no hand-off crosses threads. Per peer socket
 //!   (`Async<TcpStream>`) a reader task hands filled chunks of its receive buffer to the
 //!   session task (no copy) over a bounded channel, and a writer task drains a queue of
 //!   buffers with vectored writes (uploads: header + block, never concatenated).
-//! - The core's deadline is a `smol::Timer`; disk reads, SHA-1 and resume saves run through
-//!   `smol::unblock`; block writes go in merged batches, one batch in flight at a time.
+//! - The core's deadline is a `smol::Timer`; SHA-1 and resume saves run through
+//!   `smol::unblock`; block reads go in batches, block writes in merged batches with one
+//!   batch in flight at a time.
 //! - Memory is bounded: the session task stops taking socket events while 32 MiB of
 //!   downloaded data waits for the disk, which stops the readers.
 //! - Configuration, the start-up check, disk jobs and the public types are shared with the

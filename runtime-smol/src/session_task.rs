@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant as StdInstant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant as StdInstant};
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 use smol::channel::{Receiver, Sender};
-use smol::{Async, Task, Timer};
+use smol::{Async, LocalExecutor, Task, Timer};
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
@@ -89,7 +90,13 @@ enum Input {
 }
 
 pub(crate) struct SessionTask {
+    /// Socket and disk-completion tasks run on this executor, on the session task's own
+    /// thread: handing a chunk from a reader to the session is then a same-thread channel
+    /// send, not a cross-thread wake-up (which cost a futex call per 64 KiB).
+    ex: Rc<LocalExecutor<'static>>,
     session: Session,
+    /// Block reads for uploads queued since the last batch went to the blocking pool.
+    reads: Vec<Job>,
     clock: Clock,
     cfg: ClientConfig,
     bind_ip: Option<IpAddr>,
@@ -118,6 +125,7 @@ pub(crate) struct SessionTask {
 
 impl SessionTask {
     pub(crate) fn new(
+        ex: Rc<LocalExecutor<'static>>,
         cfg: ClientConfig,
         listener: Option<Async<std::net::TcpListener>>,
         listen_port: u16,
@@ -130,8 +138,10 @@ impl SessionTask {
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
         let (net_tx, net_rx) = smol::channel::bounded(NET_QUEUE);
         let (done_tx, done_rx) = smol::channel::unbounded();
-        let listener = listener.map(|l| smol::spawn(peer_io::accept_loop(l, net_tx.clone())));
+        let listener = listener.map(|l| ex.spawn(peer_io::accept_loop(l, net_tx.clone())));
         SessionTask {
+            ex,
+            reads: Vec::new(),
             session: Session::new(session_cfg, seed, clock.now()),
             clock,
             bind_ip: cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
@@ -332,12 +342,12 @@ impl SessionTask {
         let (writer, queue) = smol::channel::unbounded();
         let queued = Arc::new(AtomicUsize::new(0));
         let tasks = vec![
-            smol::spawn(peer_io::read_loop(
+            self.ex.spawn(peer_io::read_loop(
                 token,
                 stream.clone(),
                 self.net_tx.clone(),
             )),
-            smol::spawn(peer_io::write_loop(
+            self.ex.spawn(peer_io::write_loop(
                 token,
                 stream,
                 queue,
@@ -412,7 +422,10 @@ impl SessionTask {
         let len = first.len() + second.as_ref().map_or(0, Bytes::len);
         // Counted before the writer can see the buffers, so its subtraction never comes
         // first.
-        let queued = p.queued.fetch_add(len, Ordering::Relaxed).saturating_add(len);
+        let queued = p
+            .queued
+            .fetch_add(len, Ordering::Relaxed)
+            .saturating_add(len);
         let mut ok = writer.try_send(first).is_ok();
         if let Some(second) = second {
             ok &= writer.try_send(second).is_ok();
@@ -426,7 +439,7 @@ impl SessionTask {
 
     fn connect(&mut self, torrent: TorrentId, addr: SocketAddr) {
         let token = self.new_token();
-        let task = smol::spawn(peer_io::connect(
+        let task = self.ex.spawn(peer_io::connect(
             token,
             addr,
             self.bind_ip,
@@ -488,13 +501,13 @@ impl SessionTask {
                     block,
                 } => {
                     if let Some(slot) = self.torrents.get(&torrent) {
-                        let job = Job::Read {
+                        self.jobs_in_flight += 1;
+                        self.reads.push(Job::Read {
                             conn,
                             torrent,
                             storage: slot.storage.clone(),
                             block,
-                        };
-                        self.run_job(job);
+                        });
                     }
                 }
                 Action::VerifyPiece {
@@ -512,17 +525,44 @@ impl SessionTask {
             }
         }
         self.start_write_batch();
+        self.start_read_batch();
+    }
+
+    /// Block reads queued by one round of actions go to the blocking pool together: one
+    /// hand-off per batch instead of one per 16 KiB block (most are slices of a cached
+    /// piece, so the hand-off would dominate).
+    fn start_read_batch(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.reads);
+        let (cache, done) = (self.cache.clone(), self.done_tx.clone());
+        self.ex
+            .spawn(async move {
+                let results = smol::unblock(move || {
+                    batch
+                        .into_iter()
+                        .map(|job| run(job, &cache))
+                        .collect::<Vec<_>>()
+                })
+                .await;
+                for c in results {
+                    let _ = done.send(c).await;
+                }
+            })
+            .detach();
     }
 
     /// One job on smol's blocking pool; its completion comes back on `done`.
     fn run_job(&mut self, job: Job) {
         self.jobs_in_flight += 1;
         let (cache, done) = (self.cache.clone(), self.done_tx.clone());
-        smol::spawn(async move {
-            let c = smol::unblock(move || run(job, &cache)).await;
-            let _ = done.send(c).await;
-        })
-        .detach();
+        self.ex
+            .spawn(async move {
+                let c = smol::unblock(move || run(job, &cache)).await;
+                let _ = done.send(c).await;
+            })
+            .detach();
     }
 
     /// Every write queued so far goes to the blocking pool as one merged batch, unless a
@@ -535,18 +575,19 @@ impl SessionTask {
         self.writing = self.writes.len();
         let batch = std::mem::take(&mut self.writes);
         let (cache, done) = (self.cache.clone(), self.done_tx.clone());
-        smol::spawn(async move {
-            let results = smol::unblock(move || {
-                let mut out = Vec::new();
-                write_merged(batch, &cache, |c| out.push(c));
-                out
+        self.ex
+            .spawn(async move {
+                let results = smol::unblock(move || {
+                    let mut out = Vec::new();
+                    write_merged(batch, &cache, |c| out.push(c));
+                    out
+                })
+                .await;
+                for c in results {
+                    let _ = done.send(c).await;
+                }
             })
-            .await;
-            for c in results {
-                let _ = done.send(c).await;
-            }
-        })
-        .detach();
+            .detach();
     }
 
     fn completion(&mut self, c: Completion) {
@@ -667,11 +708,12 @@ impl SessionTask {
         for job in jobs {
             let (cache, done) = (self.cache.clone(), self.done_tx.clone());
             // Not counted in `jobs_in_flight`: the session does not wait for it.
-            smol::spawn(async move {
-                let c = smol::unblock(move || run(job, &cache)).await;
-                let _ = done.send(c).await;
-            })
-            .detach();
+            self.ex
+                .spawn(async move {
+                    let c = smol::unblock(move || run(job, &cache)).await;
+                    let _ = done.send(c).await;
+                })
+                .detach();
         }
     }
 
