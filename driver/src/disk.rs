@@ -18,6 +18,7 @@ use unchoke_core::wire::BlockRequest;
 
 /// Work for a disk thread.
 #[allow(missing_docs)] // the fields are the core action's fields
+#[derive(Debug)]
 pub enum Job {
     /// Write a downloaded block.
     Write {
@@ -54,6 +55,7 @@ pub enum Job {
 
 /// What a finished [`Job`] reports.
 #[allow(missing_docs)] // the fields are what the session's `*_done` calls take
+#[derive(Debug)]
 pub enum Completion {
     Written {
         torrent: TorrentId,

@@ -8,13 +8,17 @@
 //! live in `unchoke-core`; how sockets and threads are driven lives in each driver.
 #![warn(missing_docs)]
 
+mod client;
 mod clock;
 mod config;
 pub mod disk;
+mod host;
 mod net;
 
+pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};
 pub use clock::Clock;
 pub use config::ClientConfig;
+pub use host::{Command, IoAction, SessionHost};
 pub use net::connect_nonblocking;
 
 use std::net::SocketAddr;

@@ -1,0 +1,140 @@
+//! [`ClientCore`]: the blocking client handle both drivers hand to users. Only how a
+//! [`Command`] reaches the loop differs per runtime (a channel plus `mio::Waker`, or a smol
+//! channel), so that is the one thing a driver passes in.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use unchoke_core::session::TorrentId;
+use unchoke_core::torrent::TorrentStats;
+
+use crate::host::Command;
+use crate::{
+    AddTorrent, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
+    prepare_torrent,
+};
+
+/// How long a query to the loop may take before the client reports it gone.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Events kept for a user who does not read them; beyond this new ones are dropped.
+pub const EVENT_BACKLOG: usize = 4096;
+
+/// Delivers a command to the driver's loop (and wakes it).
+pub type CommandSink = Box<dyn Fn(Command) -> Result<(), ClientError> + Send + Sync>;
+
+/// A running client: add torrents, read counters and events, shut down. Every method
+/// blocks the caller until the loop answered.
+pub struct ClientCore {
+    send: CommandSink,
+    events: Receiver<ClientEvent>,
+    local_addr: Option<SocketAddr>,
+    config: ClientConfig,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ClientCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCore {
+    /// Wraps a started loop: `send` reaches it, `thread` runs it.
+    pub fn new(
+        send: CommandSink,
+        events: Receiver<ClientEvent>,
+        local_addr: Option<SocketAddr>,
+        config: ClientConfig,
+        thread: JoinHandle<()>,
+    ) -> Self {
+        ClientCore {
+            send,
+            events,
+            local_addr,
+            config,
+            thread: Some(thread),
+        }
+    }
+
+    /// The address peers can reach us on (the bound port when 0 was asked for).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Events as they happen. Reading them is optional: beyond a backlog of
+    /// [`EVENT_BACKLOG`] new ones are dropped (counters in [`ClientCore::stats`] are never
+    /// lost).
+    pub fn events(&self) -> &Receiver<ClientEvent> {
+        &self.events
+    }
+
+    /// Checks existing data (trusting the resume file where the files did not change since
+    /// it was written; `progress` gets the number of pieces checked so far), creates the
+    /// files, then adds the torrent and dials `add.peers`. Blocks during the check.
+    pub fn add_torrent(
+        &self,
+        add: AddTorrent,
+        progress: &(dyn Fn(u32) + Sync),
+    ) -> Result<TorrentHandle, ClientError> {
+        let prepared = prepare_torrent(&self.config, &add, progress)?;
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::AddTorrent {
+            metainfo: Box::new(add.metainfo.clone()),
+            storage: Arc::new(prepared.storage),
+            have: prepared.have,
+            resume_path: prepared.resume_path,
+            peers: add.peers,
+            reply,
+        })?;
+        let id = rx
+            .recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)??;
+        Ok(TorrentHandle {
+            id,
+            info_hash: add.metainfo.info_hash,
+            check: prepared.check,
+        })
+    }
+
+    /// Gives the session more peers to dial for `torrent`.
+    pub fn add_peers(&self, torrent: TorrentId, peers: Vec<SocketAddr>) -> Result<(), ClientError> {
+        (self.send)(Command::AddPeers { torrent, peers })
+    }
+
+    /// The torrent's counters now.
+    pub fn stats(&self, torrent: TorrentId) -> Result<Option<TorrentStats>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Stats { torrent, reply })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Stops: no new input is taken, pending disk writes and hashes finish, resume data is
+    /// saved and files are flushed; then the loop's thread ends. Later calls report
+    /// [`ClientError::Stopped`].
+    pub fn shutdown(&mut self) -> Result<Vec<ShutdownReport>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Shutdown { reply })?;
+        // Finishing queued disk work can take a while on a slow disk: allow for it.
+        let reports = rx
+            .recv_timeout(REPLY_TIMEOUT * 6)
+            .map_err(|_| ClientError::Stopped);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        reports
+    }
+}
+
+impl Drop for ClientCore {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.shutdown();
+        }
+    }
+}

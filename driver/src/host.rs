@@ -1,0 +1,427 @@
+//! [`SessionHost`]: the part of a driver's loop that is the same whatever moves the bytes.
+//! It owns the core's `Session` and the bookkeeping around it — torrents' storage and
+//! resume files, disk jobs in flight, the memory bound, commands from the client handle,
+//! shutdown — and turns the session's actions into [`IoAction`]s: what only the runtime can
+//! do (write to a socket, dial, close, run a disk job). Both drivers run their loop around
+//! one of these, so none of this is written twice.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use unchoke_core::InfoHash;
+use unchoke_core::bitfield::Bitfield;
+use unchoke_core::metainfo::Metainfo;
+use unchoke_core::session::{
+    Action, AddTorrentError, ConnId, DisconnectReason, Session, TorrentId,
+};
+use unchoke_core::storage::FileStorage;
+use unchoke_core::time::Instant;
+use unchoke_core::torrent::TorrentStats;
+
+use crate::disk::{Completion, Job, save_resume_now};
+use crate::{Clock, ClientConfig, ClientEvent, ShutdownReport};
+
+/// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
+const MAX_SLEEP: Duration = Duration::from_millis(500);
+/// How long shutdown waits for queued disk work.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
+
+/// Requests from a client handle to its loop; replies go back on channels the blocking
+/// caller waits on.
+#[allow(missing_docs)] // the fields are the arguments of the client method of that name
+pub enum Command {
+    AddTorrent {
+        metainfo: Box<Metainfo>,
+        storage: Arc<FileStorage>,
+        have: Bitfield,
+        resume_path: PathBuf,
+        peers: Vec<SocketAddr>,
+        reply: Sender<Result<TorrentId, AddTorrentError>>,
+    },
+    AddPeers {
+        torrent: TorrentId,
+        peers: Vec<SocketAddr>,
+    },
+    Stats {
+        torrent: TorrentId,
+        reply: Sender<Option<TorrentStats>>,
+    },
+    Shutdown {
+        reply: Sender<Vec<ShutdownReport>>,
+    },
+}
+
+/// What the runtime must do for the session.
+#[derive(Debug)]
+pub enum IoAction {
+    /// Queue these buffers on the connection, in order (write them vectored).
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The first buffer (a message, or a piece header).
+        first: Bytes,
+        /// The block after a piece header.
+        second: Option<Bytes>,
+    },
+    /// Dial `addr` for `torrent`; then [`SessionHost::session`]`.connection_opened` or
+    /// `connect_failed`.
+    Connect {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The peer.
+        addr: SocketAddr,
+    },
+    /// Close the connection (the session has forgotten it already).
+    Disconnect {
+        /// The connection.
+        conn: ConnId,
+        /// Why, for the user.
+        reason: DisconnectReason,
+    },
+    /// Run this job off the loop and hand its completion to [`SessionHost::completion`].
+    Disk(Job),
+}
+
+struct TorrentSlot {
+    storage: Arc<FileStorage>,
+    info_hash: InfoHash,
+    resume_path: PathBuf,
+    /// Pieces we had at the last resume save; a save happens only when this changed.
+    saved_have: u32,
+    saving: bool,
+}
+
+/// The session and its bookkeeping; see the module docs.
+pub struct SessionHost {
+    session: Session,
+    clock: Clock,
+    torrents: Vec<(TorrentId, TorrentSlot)>,
+    events: Sender<ClientEvent>,
+    /// Downloaded bytes handed to the disk and not yet written.
+    pending_write_bytes: usize,
+    /// Disk jobs whose completion the session is waiting for.
+    jobs_in_flight: usize,
+    max_pending_write_bytes: usize,
+    resume_interval: Duration,
+    next_resume_save: StdInstant,
+    shutdown: Option<(Sender<Vec<ShutdownReport>>, StdInstant)>,
+}
+
+impl std::fmt::Debug for SessionHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHost")
+            .field("pending_write_bytes", &self.pending_write_bytes)
+            .field("jobs_in_flight", &self.jobs_in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionHost {
+    /// A session configured from `cfg`, announcing `listen_port` to peers; events go to
+    /// `events` (dropped when its backlog is full: counters stay available via `stats`).
+    pub fn new(cfg: &ClientConfig, listen_port: u16, events: Sender<ClientEvent>) -> Self {
+        let mut session_cfg = cfg.session.clone();
+        session_cfg.listen_port = listen_port;
+        let clock = Clock::start();
+        let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
+        SessionHost {
+            session: Session::new(session_cfg, seed, clock.now()),
+            clock,
+            torrents: Vec::new(),
+            events,
+            pending_write_bytes: 0,
+            jobs_in_flight: 0,
+            max_pending_write_bytes: cfg.max_pending_disk_bytes,
+            resume_interval: cfg.resume_interval,
+            next_resume_save: StdInstant::now() + cfg.resume_interval,
+            shutdown: None,
+        }
+    }
+
+    /// The core's session, for socket input (`connection_opened`, `handle_bytes`,
+    /// `connection_closed`, `connect_failed`). Call [`SessionHost::poll_io`] afterwards.
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// The core's "now".
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Tells the user something (dropped if they do not read their events).
+    pub fn emit(&self, event: ClientEvent) {
+        let _ = self.events.try_send(event);
+    }
+
+    /// Too many downloaded bytes wait for the disk: stop reading from peers until
+    /// completions bring it down. This is what bounds the driver's memory.
+    pub fn backpressured(&self) -> bool {
+        self.pending_write_bytes >= self.max_pending_write_bytes
+    }
+
+    /// Whether shutdown was asked for (stop accepting and reading).
+    pub fn shutting_down(&self) -> bool {
+        self.shutdown.is_some()
+    }
+
+    /// When the loop must next call [`SessionHost::timers`] at the latest.
+    pub fn deadline(&self) -> StdInstant {
+        let mut d = (StdInstant::now() + MAX_SLEEP).min(self.next_resume_save);
+        if let Some(t) = self.session.poll_timeout() {
+            d = d.min(self.clock.to_std(t));
+        }
+        d
+    }
+
+    /// The next thing the runtime must do, translated from the session's actions (events
+    /// go straight to the user; disk actions become jobs, counted).
+    pub fn poll_io(&mut self) -> Option<IoAction> {
+        loop {
+            let action = self.session.poll_action()?;
+            let io = match action {
+                Action::Send { conn, data } => IoAction::Send {
+                    conn,
+                    first: data,
+                    second: None,
+                },
+                Action::SendBlock { conn, header, data } => IoAction::Send {
+                    conn,
+                    first: header,
+                    second: Some(data),
+                },
+                Action::Connect { torrent, addr } => IoAction::Connect { torrent, addr },
+                Action::Disconnect { conn, reason } => IoAction::Disconnect { conn, reason },
+                Action::WriteBlock {
+                    torrent,
+                    piece,
+                    offset,
+                    data,
+                } => {
+                    let Some(storage) = self.storage(torrent) else {
+                        continue;
+                    };
+                    self.pending_write_bytes += data.len();
+                    self.jobs_in_flight += 1;
+                    IoAction::Disk(Job::Write {
+                        torrent,
+                        storage,
+                        piece,
+                        offset,
+                        data,
+                    })
+                }
+                Action::ReadBlock {
+                    conn,
+                    torrent,
+                    block,
+                } => {
+                    let Some(storage) = self.storage(torrent) else {
+                        continue;
+                    };
+                    self.jobs_in_flight += 1;
+                    IoAction::Disk(Job::Read {
+                        conn,
+                        torrent,
+                        storage,
+                        block,
+                    })
+                }
+                Action::VerifyPiece {
+                    torrent,
+                    piece,
+                    expected,
+                    blocks,
+                } => {
+                    self.jobs_in_flight += 1;
+                    IoAction::Disk(Job::Verify {
+                        torrent,
+                        piece,
+                        expected,
+                        blocks,
+                    })
+                }
+                Action::Event(event) => {
+                    self.emit(ClientEvent::Session(event));
+                    continue;
+                }
+            };
+            return Some(io);
+        }
+    }
+
+    fn storage(&self, torrent: TorrentId) -> Option<Arc<FileStorage>> {
+        self.slot(torrent).map(|s| s.storage.clone())
+    }
+
+    fn slot(&self, torrent: TorrentId) -> Option<&TorrentSlot> {
+        self.torrents
+            .iter()
+            .find(|(id, _)| *id == torrent)
+            .map(|(_, s)| s)
+    }
+
+    /// A disk job finished: update the bookkeeping and tell the session.
+    pub fn completion(&mut self, c: Completion) {
+        let now = self.clock.now();
+        match c {
+            Completion::Written {
+                torrent,
+                piece,
+                len,
+                result,
+            } => {
+                self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+                self.pending_write_bytes = self.pending_write_bytes.saturating_sub(len);
+                self.session.disk_write_done(torrent, piece, result, now);
+            }
+            Completion::Read {
+                conn,
+                block,
+                result,
+            } => {
+                self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+                self.session.disk_read_done(conn, block, result, now);
+            }
+            Completion::Hashed { torrent, piece, ok } => {
+                self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+                self.session.piece_hashed(torrent, piece, ok, now);
+            }
+            Completion::ResumeSaved { torrent, result } => {
+                if let Some((_, slot)) = self.torrents.iter_mut().find(|(id, _)| *id == torrent)
+                {
+                    slot.saving = false;
+                }
+                if let Err(message) = result {
+                    self.emit(ClientEvent::ResumeSaveFailed { torrent, message });
+                }
+            }
+        }
+    }
+
+    /// A request from the client handle. Returns `true` when it was the request to shut
+    /// down (the runtime then stops accepting connections).
+    pub fn command(&mut self, c: Command) -> bool {
+        match c {
+            Command::AddTorrent {
+                metainfo,
+                storage,
+                have,
+                resume_path,
+                peers,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let have_count = have.count_ones();
+                let result = self.session.add_torrent(&metainfo, Some(have), now);
+                if let Ok(id) = result {
+                    self.torrents.push((
+                        id,
+                        TorrentSlot {
+                            storage,
+                            info_hash: metainfo.info_hash,
+                            resume_path,
+                            saved_have: have_count,
+                            saving: false,
+                        },
+                    ));
+                    self.session.add_peers(id, &peers, now);
+                }
+                let _ = reply.send(result);
+                false
+            }
+            Command::AddPeers { torrent, peers } => {
+                let now = self.clock.now();
+                self.session.add_peers(torrent, &peers, now);
+                false
+            }
+            Command::Stats { torrent, reply } => {
+                let _ = reply.send(self.session.stats(torrent, self.clock.now()));
+                false
+            }
+            Command::Shutdown { reply } => self.begin_shutdown(reply),
+        }
+    }
+
+    /// Starts shutting down (also when the client handle vanished without asking: then
+    /// `reply` goes nowhere). Returns `true` the first time.
+    pub fn begin_shutdown(&mut self, reply: Sender<Vec<ShutdownReport>>) -> bool {
+        if self.shutdown.is_some() {
+            return false;
+        }
+        self.shutdown = Some((reply, StdInstant::now() + SHUTDOWN_DRAIN));
+        true
+    }
+
+    /// The session's timers when due, and the periodic resume saves: returns the save
+    /// jobs to run (not counted as in flight: the session does not wait for them).
+    pub fn timers(&mut self) -> Vec<Job> {
+        let now = self.clock.now();
+        if self.session.poll_timeout().is_some_and(|t| t <= now) {
+            self.session.handle_timeout(now);
+        }
+        let now_std = StdInstant::now();
+        if now_std < self.next_resume_save || self.shutdown.is_some() {
+            return Vec::new();
+        }
+        self.next_resume_save = now_std + self.resume_interval;
+        let mut jobs = Vec::new();
+        for (id, slot) in self.torrents.iter_mut() {
+            let Some(have) = self.session.have(*id) else {
+                continue;
+            };
+            if slot.saving || have.count_ones() == slot.saved_have {
+                continue;
+            }
+            slot.saving = true;
+            slot.saved_have = have.count_ones();
+            jobs.push(Job::SaveResume {
+                torrent: *id,
+                storage: slot.storage.clone(),
+                path: slot.resume_path.clone(),
+                info_hash: slot.info_hash,
+                have: have.clone(),
+            });
+        }
+        jobs
+    }
+
+    /// During shutdown: whether disk work is still out (writes the session waits for, or
+    /// background resume saves that must not land after the final one). Past the drain
+    /// deadline it answers `false` so shutdown cannot hang on a stuck disk.
+    pub fn draining(&self) -> bool {
+        let busy = self.jobs_in_flight > 0 || self.torrents.iter().any(|(_, s)| s.saving);
+        busy && self
+            .shutdown
+            .as_ref()
+            .is_some_and(|(_, deadline)| StdInstant::now() < *deadline)
+    }
+
+    /// Ends shutdown: flushes every torrent's files, writes its resume data (on this
+    /// thread: no job is out any more) and answers the client with the final counters.
+    pub fn finish_shutdown(&mut self) {
+        let now = self.clock.now();
+        let mut reports = Vec::new();
+        for (id, slot) in &self.torrents {
+            let saved = save_resume_now(
+                &self.session,
+                *id,
+                &slot.storage,
+                slot.info_hash,
+                &slot.resume_path,
+            );
+            reports.push(ShutdownReport {
+                torrent: *id,
+                stats: self.session.stats(*id, now),
+                saved,
+            });
+        }
+        if let Some((reply, _)) = self.shutdown.take() {
+            let _ = reply.send(reports);
+        }
+    }
+}
