@@ -1,14 +1,18 @@
 #!/usr/bin/python3
 """Loopback transfer benchmark: one seeder on 127.0.0.1, one leecher on 127.0.0.2.
 
-  benches/loopback.py [--size-mib 1024] [--unchoke PATH] [--skip-unchoke]
-                      [--skip-libtorrent] [--lt-profiles default,hp] [--runs N]
-                      [--workdir DIR] [--piece-kib 1024] [--timeout SECS] [--json]
+  benches/loopback.py [--size-mib 1024] [--unchoke PATH] [--runtimes mio,smol]
+                      [--skip-unchoke] [--skip-libtorrent] [--lt-profiles default,hp]
+                      [--runs N] [--workdir DIR] [--piece-kib 1024] [--timeout SECS] [--json]
 
 Contenders, each run as a seeder process and a leecher process of the same program:
   libtorrent      cli/tests/helpers/lt_peer.py (libtorrent-rasterbar 2.0.8), default settings
   libtorrent-hp   the same with lt.high_performance_seed() settings on both sides
-  unchoke         `unchoke seed` / `unchoke download` (a release build, see --unchoke)
+  unchoke-mio     `unchoke seed` / `unchoke download`, both `--runtime mio` (a release
+                  build, see --unchoke)
+  unchoke-smol    the same, both `--runtime smol`
+--runtimes picks which unchoke runtimes run (default both); each is compared with every
+libtorrent profile that ran.
 
 For every run the seeder is started first and must report that it has checked its data and
 is listening; the clock starts just before the leecher process is spawned and stops when it
@@ -37,6 +41,7 @@ LT_PYTHON = "/usr/bin/python3"
 SEED_ADDR = "127.0.0.1"
 LEECH_ADDR = "127.0.0.2"
 SAMPLE_SECONDS = 0.1
+RUNTIMES = ("mio", "smol")
 SEED_READY_SECONDS = 300.0
 EXIT_WAIT_SECONDS = 30.0
 STOP_WAIT_SECONDS = 15.0
@@ -304,13 +309,16 @@ def lt_contender(name, args, torrent, seed_dir, leech_dir, file_name, extra):
         os.path.join(leech_dir, file_name))
 
 
-def unchoke_contender(args, torrent, seed_dir, leech_dir, file_name):
+def unchoke_contender(args, runtime, torrent, seed_dir, leech_dir, file_name):
+    """`unchoke-RUNTIME`: seeder and leecher both on `--runtime RUNTIME`."""
     binary = args.unchoke
+    rt = ["--runtime", runtime]
     return Contender(
-        "unchoke",
-        lambda: [binary, "seed", torrent, seed_dir, "--listen", SEED_ADDR + ":0", "--json"],
-        lambda seed_addr: [binary, "download", torrent, "-o", leech_dir, "--peer", seed_addr,
-                           "--listen", LEECH_ADDR + ":0", "--json"],
+        "unchoke-" + runtime,
+        lambda: [binary, "seed", torrent, seed_dir] + rt
+        + ["--listen", SEED_ADDR + ":0", "--json"],
+        lambda seed_addr: [binary, "download", torrent, "-o", leech_dir] + rt
+        + ["--peer", seed_addr, "--listen", LEECH_ADDR + ":0", "--json"],
         "complete",
         os.path.join(leech_dir, file_name))
 
@@ -419,18 +427,21 @@ def median_row(name, rows):
 
 
 def summarize(results, names):
-    """Median row per contender (all its runs good) and the unchoke/libtorrent ratios."""
+    """Median row per contender (all its runs good) and, for every unchoke runtime, its
+    throughput ratio against every libtorrent profile (e.g. "unchoke-smol/libtorrent-hp")."""
     medians = {}
     for name in names:
         rows = [r for r in results if r["contender"] == name]
         if rows and all(r["ok"] for r in rows):
             medians[name] = median_row(name, rows)
     ratios = {}
-    if "unchoke" in medians:
-        for name in names:
-            if name.startswith("libtorrent") and name in medians:
-                ratios["unchoke/" + name] = round(
-                    medians["unchoke"]["mb_per_s"] / medians[name]["mb_per_s"], 2)
+    for ours in names:
+        if not ours.startswith("unchoke-") or ours not in medians:
+            continue
+        for theirs in names:
+            if theirs.startswith("libtorrent") and theirs in medians:
+                ratios["%s/%s" % (ours, theirs)] = round(
+                    medians[ours]["mb_per_s"] / medians[theirs]["mb_per_s"], 2)
     return medians, ratios
 
 
@@ -441,7 +452,9 @@ def markdown(results, medians, ratios, runs):
         if r["ok"]:
             cells = ["" if r.get(key) is None else str(r[key]) for _, key in COLUMNS]
         else:
-            cells = [r["contender"], str(r["run"]), "FAILED: " + r["error"]] + [""] * (
+            # One table row: the error (often a multi-line stderr tail) on one line.
+            error = " ".join(r["error"].split()).replace("|", "\\|")
+            cells = [r["contender"], str(r["run"]), "FAILED: " + error] + [""] * (
                 len(COLUMNS) - 3)
         lines.append("| " + " | ".join(cells) + " |")
     if runs > 1:
@@ -460,7 +473,11 @@ def main():
     parser.add_argument("--piece-kib", type=int, default=1024, help="piece size (default 1024)")
     parser.add_argument("--unchoke", default=os.path.join(REPO, "target", "release", "unchoke"),
                         help="the unchoke binary, a release build (default: target/release)")
-    parser.add_argument("--skip-unchoke", action="store_true")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES),
+                        help="unchoke runtimes to run: mio, smol or both (comma list; "
+                        "default both)")
+    parser.add_argument("--skip-unchoke", action="store_true",
+                        help="run no unchoke contender (whatever --runtimes says)")
     parser.add_argument("--skip-libtorrent", action="store_true")
     parser.add_argument("--lt-profiles", default="default,hp",
                         help="libtorrent settings to run: default, hp or both (comma list)")
@@ -477,6 +494,14 @@ def main():
     profiles = [p.strip() for p in args.lt_profiles.split(",") if p.strip()]
     if any(p not in ("default", "hp") for p in profiles):
         parser.error("--lt-profiles takes default and/or hp")
+    runtimes = []
+    for r in (r.strip() for r in args.runtimes.split(",")):
+        if r and r not in runtimes:
+            runtimes.append(r)
+    if any(r not in RUNTIMES for r in runtimes):
+        parser.error("--runtimes takes %s (comma list)" % " and/or ".join(RUNTIMES))
+    if not runtimes and not args.skip_unchoke:
+        parser.error("--runtimes is empty: name mio and/or smol, or pass --skip-unchoke")
     if not args.skip_unchoke:
         args.unchoke = os.path.abspath(args.unchoke)
         if not os.access(args.unchoke, os.X_OK):
@@ -509,7 +534,9 @@ def main():
                 contenders.append(lt_contender("libtorrent-hp", args, torrent, seed_dir,
                                                leech_dir, file_name, ["--high-performance"]))
     if not args.skip_unchoke:
-        contenders.append(unchoke_contender(args, torrent, seed_dir, leech_dir, file_name))
+        for runtime in runtimes:
+            contenders.append(unchoke_contender(args, runtime, torrent, seed_dir, leech_dir,
+                                                file_name))
     if not contenders:
         parser.error("nothing to run")
 

@@ -23,7 +23,7 @@ use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
 
 use crate::disk::{Completion, Job, save_resume_now};
-use crate::{Clock, ClientConfig, ClientEvent, ShutdownReport};
+use crate::{ClientConfig, ClientEvent, Clock, ShutdownReport};
 
 /// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -292,8 +292,7 @@ impl SessionHost {
                 self.session.piece_hashed(torrent, piece, ok, now);
             }
             Completion::ResumeSaved { torrent, result } => {
-                if let Some((_, slot)) = self.torrents.iter_mut().find(|(id, _)| *id == torrent)
-                {
+                if let Some((_, slot)) = self.torrents.iter_mut().find(|(id, _)| *id == torrent) {
                     slot.saving = false;
                 }
                 if let Err(message) = result {

@@ -1,8 +1,11 @@
-//! Helpers shared by the CLI integration tests: run the built binary, make test data, and
-//! find the external tools (mktorrent, libtorrent's Python binding) the interop tests need.
+//! Helpers shared by the CLI integration tests: run the built binary, make test data, find
+//! the external tools (mktorrent, libtorrent's Python binding) the interop tests need, and
+//! run a transfer suite once per `--runtime` (`runtime`).
 #![allow(dead_code, unreachable_pub)] // each test crate uses a different subset
 
 pub mod process;
+#[macro_use]
+pub mod runtime;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -61,6 +61,7 @@ before finishing; 2 bad arguments, listen failure or (seed) data not complete.
 import argparse
 import json
 import os
+import select
 import signal
 import stat
 import sys
@@ -277,11 +278,33 @@ def make_session(args):
     return session
 
 
+_alert_pipe = None
+
+
+def wait_alerts(session, ms):
+    """Sleep up to `ms` or until libtorrent posts an alert. Not session.wait_for_alert: it
+    returns a pointer into the alert queue that the binding converts after the queue may
+    have grown (and moved) on the network thread: an intermittent SIGSEGV."""
+    global _alert_pipe
+    if _alert_pipe is None:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        session.set_alert_fd(w)
+        _alert_pipe = r
+    ready, _, _ = select.select([_alert_pipe], [], [], ms / 1000.0)
+    if ready:
+        try:
+            os.read(_alert_pipe, 4096)
+        except BlockingIOError:
+            pass
+
+
 def wait_listening(session, args):
     """Wait for the TCP listen socket and return its port."""
     deadline = time.monotonic() + LISTEN_WAIT_SECONDS
     while time.monotonic() < deadline:
-        session.wait_for_alert(100)
+        wait_alerts(session, 100)
         for alert in session.pop_alerts():
             if isinstance(alert, lt.listen_failed_alert):
                 fail("cannot listen on %s:%d: %s" % (args.listen, args.port, alert.message()))
@@ -400,7 +423,7 @@ class Peer:
             status = self.pump(now)
             if done is not None and done(status):
                 return status
-            self.session.wait_for_alert(int(POLL_SECONDS * 1000))
+            wait_alerts(self.session, int(POLL_SECONDS * 1000))
         return status
 
     def finish(self, reason):
@@ -415,7 +438,7 @@ class Peer:
         while time.monotonic() < deadline:
             if any(isinstance(a, lt.torrent_removed_alert) for a in self.session.pop_alerts()):
                 break
-            self.session.wait_for_alert(100)
+            wait_alerts(self.session, 100)
 
 
 def is_complete(status, info):
