@@ -29,10 +29,13 @@ pub struct SessionConfig {
     /// Requests we queue per peer for upload; also advertised as our `reqq` (default 250).
     pub max_queued_uploads: usize,
     /// Seconds of a peer's measured download rate to keep requested ahead (pipeline depth =
-    /// rate × this / 16 KiB), so a fast link never idles on round trips (default 0.5 s).
+    /// rate × this / 16 KiB), so a fast link never idles on round trips (default 2 s;
+    /// libtorrent uses 3). It must cover the peer's answer latency, not only the network's:
+    /// Transmission answers requests in bursts about 0.5 s apart, and at 0.5 s of rate the
+    /// depth and the rate held each other down at ~0.5 MB/s.
     pub pipeline_seconds_millis: u64,
     /// Fewest requests kept outstanding to an unchoked peer with something we want
-    /// (default 16 blocks = 256 KiB; also the depth before any rate is measured).
+    /// (default 32 blocks = 512 KiB; also the depth before any rate is measured).
     pub min_pipeline: usize,
     /// Most requests kept outstanding to one peer, further bounded by its `reqq`
     /// (default 500 blocks = 8 MiB).
@@ -64,8 +67,8 @@ impl Default for SessionConfig {
             idle_timeout: Duration::from_secs(180),
             request_timeout: Duration::from_secs(30),
             max_queued_uploads: 250,
-            pipeline_seconds_millis: 500,
-            min_pipeline: 16,
+            pipeline_seconds_millis: 2000,
+            min_pipeline: 32,
             max_pipeline: 500,
             max_strikes: 3,
             reconnect_delay: Duration::from_secs(5),
