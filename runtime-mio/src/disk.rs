@@ -19,39 +19,62 @@ const MAX_WRITE_BATCH: usize = 512;
 /// taken from the loop and the hashing on a 2-core machine.)
 #[derive(Default)]
 struct JobQueue {
-    state: Mutex<(VecDeque<Job>, bool)>,
+    state: Mutex<QueueState>,
     ready: Condvar,
 }
 
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    /// Consumers asleep in `pop`: only then is a wake-up (a futex call) worth making.
+    sleeping: usize,
+}
+
 impl JobQueue {
-    fn push(&self, job: Job) {
+    /// Queues every job of `jobs` with one lock and at most one wake-up.
+    fn push_all(&self, jobs: &mut Vec<Job>) {
+        if jobs.is_empty() {
+            return;
+        }
         let mut s = self.lock();
-        if !s.1 {
-            s.0.push_back(job);
-            self.ready.notify_one();
+        if s.closed {
+            jobs.clear();
+            return;
+        }
+        let n = jobs.len();
+        s.jobs.extend(jobs.drain(..));
+        if s.sleeping > 0 {
+            if n == 1 {
+                self.ready.notify_one();
+            } else {
+                self.ready.notify_all();
+            }
         }
     }
 
     /// Up to `max` jobs, waiting while there are none; `None` once closed and empty.
     fn pop(&self, max: usize) -> Option<Vec<Job>> {
         let mut s = self.lock();
-        while s.0.is_empty() && !s.1 {
+        while s.jobs.is_empty() && !s.closed {
+            s.sleeping += 1;
             s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.sleeping -= 1;
         }
-        if s.0.is_empty() {
+        if s.jobs.is_empty() {
             return None;
         }
-        let n = s.0.len().min(max);
-        Some(s.0.drain(..n).collect())
+        let n = s.jobs.len().min(max);
+        Some(s.jobs.drain(..n).collect())
     }
 
     /// No more jobs: consumers finish what is queued, then `pop` returns `None`.
     fn close(&self) {
-        self.lock().1 = true;
+        self.lock().closed = true;
         self.ready.notify_all();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<Job>, bool)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
         // The queue stays valid even if a holder panicked.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -59,6 +82,9 @@ impl JobQueue {
 
 /// The pool: closing its queues ends the threads once they are empty.
 pub(crate) struct DiskPool {
+    /// Jobs submitted during the current round of actions, handed over by `flush`.
+    pending_jobs: Vec<Job>,
+    pending_writes: Vec<Job>,
     jobs: Arc<JobQueue>,
     /// Block writes go to one thread of their own: writers to one file serialise on its
     /// inode lock anyway, and one thread can merge neighbouring blocks into one `pwritev`
@@ -100,23 +126,33 @@ impl DiskPool {
             .spawn(move || write_loop(&queue, &*done))?;
         handles.push(handle);
         Ok(DiskPool {
+            pending_jobs: Vec::new(),
+            pending_writes: Vec::new(),
             jobs,
             writes,
             threads: handles,
         })
     }
 
-    /// Queues a job.
-    pub(crate) fn submit(&self, job: Job) {
-        // After `stop`, jobs are dropped: the session is not waiting any more.
+    /// Queues a job; it reaches the threads at the next [`DiskPool::flush`].
+    pub(crate) fn submit(&mut self, job: Job) {
         match job {
-            Job::Write { .. } => self.writes.push(job),
-            _ => self.jobs.push(job),
+            Job::Write { .. } => self.pending_writes.push(job),
+            _ => self.pending_jobs.push(job),
         }
+    }
+
+    /// Hands the jobs submitted since the last call to the threads: one lock and at most
+    /// one wake-up per queue, however many blocks one round of actions produced. After
+    /// `stop`, jobs are dropped: the session is not waiting any more.
+    pub(crate) fn flush(&mut self) {
+        self.writes.push_all(&mut self.pending_writes);
+        self.jobs.push_all(&mut self.pending_jobs);
     }
 
     /// Lets the workers finish what is queued, then joins them.
     pub(crate) fn stop(&mut self) {
+        self.flush();
         self.jobs.close();
         self.writes.close();
         for t in self.threads.drain(..) {

@@ -55,6 +55,8 @@ pub(crate) struct EventLoop {
     disk: DiskPool,
     done: Arc<Handoff<Completion, WakerRef>>,
     completions: VecDeque<Completion>,
+    /// Sockets with buffers queued by the current round of actions.
+    unflushed: Vec<Token>,
     commands: Receiver<Command>,
     cfg: ClientConfig,
 }
@@ -97,6 +99,7 @@ impl EventLoop {
             disk,
             done,
             completions: VecDeque::new(),
+            unflushed: Vec::new(),
             commands,
             cfg: cfg.clone(),
         })
@@ -365,6 +368,7 @@ impl EventLoop {
         for job in self.host.timers() {
             self.disk.submit(job);
         }
+        self.disk.flush();
     }
 
     /// Carries out everything the session asked for.
@@ -394,8 +398,12 @@ impl EventLoop {
                 IoAction::Disk(job) => self.disk.submit(job),
             }
         }
+        self.flush_sends();
+        self.disk.flush();
     }
 
+    /// Queues buffers; they are written when the round of actions ends ([`Self::flush_sends`]),
+    /// so everything one input produced for a peer goes out in one `writev`.
     fn send(&mut self, conn: ConnId, first: bytes::Bytes, second: Option<bytes::Bytes>) {
         let Some(&token) = self.tokens.get(&conn) else {
             return;
@@ -407,10 +415,20 @@ impl EventLoop {
         if let Some(second) = second {
             c.queue(second);
         }
-        if c.flush().is_err() {
-            self.close_socket(token, "write failed");
-        } else if c.queued_bytes() > MAX_QUEUED_SEND {
-            self.close_socket(token, "the peer does not read what it asked for");
+        self.unflushed.push(token);
+    }
+
+    /// Writes what the last round of actions queued.
+    fn flush_sends(&mut self) {
+        while let Some(token) = self.unflushed.pop() {
+            let Some(c) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            if c.flush().is_err() {
+                self.close_socket(token, "write failed");
+            } else if c.queued_bytes() > MAX_QUEUED_SEND {
+                self.close_socket(token, "the peer does not read what it asked for");
+            }
         }
     }
 
