@@ -106,6 +106,10 @@ pub struct SessionHost {
     /// Disk jobs whose completion the session is waiting for.
     jobs_in_flight: usize,
     max_pending_write_bytes: usize,
+    /// Reading is paused: set when the pending bytes reach the limit, cleared only when
+    /// they fall to half of it, so the loop does not flap between reading one chunk and
+    /// pausing again for every 16 KiB block written.
+    paused: bool,
     resume_interval: Duration,
     next_resume_save: StdInstant,
     shutdown: Option<(Sender<Vec<ShutdownReport>>, StdInstant)>,
@@ -136,6 +140,7 @@ impl SessionHost {
             pending_write_bytes: 0,
             jobs_in_flight: 0,
             max_pending_write_bytes: cfg.max_pending_disk_bytes,
+            paused: false,
             resume_interval: cfg.resume_interval,
             next_resume_save: StdInstant::now() + cfg.resume_interval,
             shutdown: None,
@@ -161,7 +166,7 @@ impl SessionHost {
     /// Too many downloaded bytes wait for the disk: stop reading from peers until
     /// completions bring it down. This is what bounds the driver's memory.
     pub fn backpressured(&self) -> bool {
-        self.pending_write_bytes >= self.max_pending_write_bytes
+        self.paused || self.pending_write_bytes >= self.max_pending_write_bytes
     }
 
     /// Whether shutdown was asked for (stop accepting and reading).
@@ -206,6 +211,9 @@ impl SessionHost {
                         continue;
                     };
                     self.pending_write_bytes += data.len();
+                    if self.pending_write_bytes >= self.max_pending_write_bytes {
+                        self.paused = true;
+                    }
                     self.jobs_in_flight += 1;
                     IoAction::Disk(Job::Write {
                         torrent,
@@ -277,6 +285,9 @@ impl SessionHost {
             } => {
                 self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
                 self.pending_write_bytes = self.pending_write_bytes.saturating_sub(len);
+                if self.pending_write_bytes <= self.max_pending_write_bytes / 2 {
+                    self.paused = false;
+                }
                 self.session.disk_write_done(torrent, piece, result, now);
             }
             Completion::Read {
