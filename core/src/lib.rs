@@ -24,6 +24,8 @@
 //!   optimistic every 30 s, anti-snubbing).
 //! - [`session`] (many torrents, routing, handshakes; the API a driver calls) and
 //!   [`torrent`] (one torrent's swarm state).
+//! - [`tracker`]: trackers, sans-IO: the HTTP and UDP (BEP 15) announce exchanges and the
+//!   tracker server (random peer subsets, expiry, HTTP and UDP fronts).
 //! - [`time`]: the injected monotonic [`time::Instant`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -42,6 +44,7 @@ pub mod session;
 pub mod storage;
 pub mod time;
 pub mod torrent;
+pub mod tracker;
 pub mod wire;
 
 pub use info_hash::InfoHash;

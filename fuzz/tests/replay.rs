@@ -77,6 +77,22 @@ fn session_peer() {
 }
 
 #[test]
+fn tracker_http() {
+    run("tracker_http");
+}
+
+#[test]
+fn tracker_udp() {
+    run("tracker_udp");
+}
+
+/// About 0.2 ms an input in a debug build (a whole server per input): a tenth of the count.
+#[test]
+fn tracker_server() {
+    run_scaled("tracker_server", 10);
+}
+
+#[test]
 fn every_target_is_replayed() {
     // A new target added to `targets::ALL` needs a test above and a corpus directory.
     let names: Vec<&str> = targets::ALL.iter().map(|(n, _)| *n).collect();
@@ -88,7 +104,10 @@ fn every_target_is_replayed() {
             "metainfo_structured",
             "magnet",
             "wire",
-            "session_peer"
+            "session_peer",
+            "tracker_http",
+            "tracker_udp",
+            "tracker_server"
         ]
     );
 }

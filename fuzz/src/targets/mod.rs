@@ -6,12 +6,18 @@ mod bencode;
 mod magnet;
 mod metainfo;
 mod session_peer;
+mod tracker_http;
+mod tracker_server;
+mod tracker_udp;
 mod wire;
 
 pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
 pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
 pub use self::session_peer::session_peer;
+pub use self::tracker_http::tracker_http;
+pub use self::tracker_server::tracker_server;
+pub use self::tracker_udp::tracker_udp;
 pub use self::wire::wire;
 
 /// A fuzz target: checks its invariants on one input, panicking on a finding.
@@ -25,6 +31,9 @@ pub const ALL: &[(&str, Target)] = &[
     ("magnet", magnet),
     ("wire", wire),
     ("session_peer", session_peer),
+    ("tracker_http", tracker_http),
+    ("tracker_udp", tracker_udp),
+    ("tracker_server", tracker_server),
 ];
 
 /// The target called `name`.
