@@ -59,29 +59,23 @@ Exit codes: 0 finished (leech) or stopped by signal/stdin (seed); 1 timeout, or 
 before finishing; 2 bad arguments, listen failure or (seed) data not complete.
 """
 import argparse
-import json
 import os
 import select
 import signal
-import stat
 import sys
-import threading
 import time
 
 import libtorrent as lt
+
+from peer_proc import emit, request_stop, watch_stdin
+from peer_proc import stop as _stop
+from peer_proc import stop_reason as _stop_reason
 
 POLL_SECONDS = 0.2
 STATUS_SECONDS = 1.0
 REDIAL_SECONDS = 2.0
 LISTEN_WAIT_SECONDS = 10.0
 
-_stop = threading.Event()
-_stop_reason = ["timeout"]
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
 
 
 def fail(message, code=2):
@@ -89,32 +83,6 @@ def fail(message, code=2):
     sys.stderr.write("lt_peer: %s\n" % message)
     sys.stderr.flush()
     sys.exit(code)
-
-
-def request_stop(reason):
-    if not _stop.is_set():
-        _stop_reason[0] = reason
-        _stop.set()
-
-
-def watch_stdin():
-    """Stop when stdin reaches end of file, but only if it is a pipe or a socket."""
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return
-
-    def reader():
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        request_stop("stdin")
-
-    threading.Thread(target=reader, daemon=True).start()
 
 
 def parse_hostport(text):

@@ -43,13 +43,15 @@ import json
 import os
 import signal
 import socket
-import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
+
+from peer_proc import emit, request_stop, watch_stdin
+from peer_proc import stop as _stop
+from peer_proc import stop_reason as _stop_reason
 
 STATUS_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
@@ -62,44 +64,11 @@ RPC_TIMEOUT_SECONDS = 10.0
 STATES = {0: "stopped", 1: "check_wait", 2: "checking", 3: "download_wait", 4: "downloading",
           5: "seed_wait", 6: "seeding"}
 
-_stop = threading.Event()
-_stop_reason = ["timeout"]
 _daemon = [None]
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
 
 
 class SetupError(Exception):
     """Something that keeps the seeder from starting."""
-
-
-def request_stop(reason):
-    if not _stop.is_set():
-        _stop_reason[0] = reason
-        _stop.set()
-
-
-def watch_stdin():
-    """Stop when stdin reaches end of file, but only if it is a pipe or a socket."""
-    try:
-        mode = os.fstat(0).st_mode
-    except OSError:
-        return
-    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        return
-
-    def reader():
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        request_stop("stdin")
-
-    threading.Thread(target=reader, daemon=True).start()
 
 
 def free_port(address):
