@@ -13,11 +13,7 @@ use std::time::{Duration, Instant};
 
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::Event;
-use unchoke_core::session::TorrentId;
-use unchoke_core::torrent::TorrentStats;
-use unchoke_driver::{
-    AddTorrent, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
-};
+use unchoke_driver::{AddTorrent, ClientConfig, ClientCore, ClientError, ClientEvent};
 
 use crate::progress::Reporter;
 
@@ -34,20 +30,11 @@ pub(crate) enum Runtime {
     Smol,
 }
 
-/// The client of whichever runtime was picked: both have the same surface.
+/// The client of whichever runtime was picked. Both deref to the same
+/// [`ClientCore`](unchoke_driver::ClientCore), so the rest of the command does not care.
 enum Client {
     Mio(unchoke_mio::Client),
     Smol(unchoke_smol::Client),
-}
-
-/// Calls the same method on either runtime's client.
-macro_rules! on_client {
-    ($c:expr, $cl:ident => $e:expr) => {
-        match $c {
-            Client::Mio($cl) => $e,
-            Client::Smol($cl) => $e,
-        }
-    };
 }
 
 impl Client {
@@ -57,29 +44,24 @@ impl Client {
             Runtime::Smol => Client::Smol(unchoke_smol::Client::new(config)?),
         })
     }
+}
 
-    fn local_addr(&self) -> Option<SocketAddr> {
-        on_client!(self, c => c.local_addr())
+impl std::ops::Deref for Client {
+    type Target = ClientCore;
+    fn deref(&self) -> &ClientCore {
+        match self {
+            Client::Mio(c) => c,
+            Client::Smol(c) => c,
+        }
     }
+}
 
-    fn events(&self) -> &crossbeam_channel::Receiver<ClientEvent> {
-        on_client!(self, c => c.events())
-    }
-
-    fn add_torrent(
-        &self,
-        add: AddTorrent,
-        progress: &(dyn Fn(u32) + Sync),
-    ) -> Result<TorrentHandle, ClientError> {
-        on_client!(self, c => c.add_torrent(add, progress))
-    }
-
-    fn stats(&self, torrent: TorrentId) -> Result<Option<TorrentStats>, ClientError> {
-        on_client!(self, c => c.stats(torrent))
-    }
-
-    fn shutdown(&mut self) -> Result<Vec<ShutdownReport>, ClientError> {
-        on_client!(self, c => c.shutdown())
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut ClientCore {
+        match self {
+            Client::Mio(c) => c,
+            Client::Smol(c) => c,
+        }
     }
 }
 
