@@ -5,6 +5,7 @@
 //! do (write to a socket, dial, close, run a disk job). Both drivers run their loop around
 //! one of these, so none of this is written twice.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -99,7 +100,7 @@ struct TorrentSlot {
 pub struct SessionHost {
     session: Session,
     clock: Clock,
-    torrents: Vec<(TorrentId, TorrentSlot)>,
+    torrents: BTreeMap<TorrentId, TorrentSlot>,
     events: Sender<ClientEvent>,
     /// Downloaded bytes handed to the disk and not yet written.
     pending_write_bytes: usize,
@@ -135,7 +136,7 @@ impl SessionHost {
         SessionHost {
             session: Session::new(session_cfg, seed, clock.now()),
             clock,
-            torrents: Vec::new(),
+            torrents: BTreeMap::new(),
             events,
             pending_write_bytes: 0,
             jobs_in_flight: 0,
@@ -263,14 +264,7 @@ impl SessionHost {
     }
 
     fn storage(&self, torrent: TorrentId) -> Option<Arc<FileStorage>> {
-        self.slot(torrent).map(|s| s.storage.clone())
-    }
-
-    fn slot(&self, torrent: TorrentId) -> Option<&TorrentSlot> {
-        self.torrents
-            .iter()
-            .find(|(id, _)| *id == torrent)
-            .map(|(_, s)| s)
+        self.torrents.get(&torrent).map(|s| s.storage.clone())
     }
 
     /// A disk job finished: update the bookkeeping and tell the session.
@@ -303,7 +297,7 @@ impl SessionHost {
                 self.session.piece_hashed(torrent, piece, ok, now);
             }
             Completion::ResumeSaved { torrent, result } => {
-                if let Some((_, slot)) = self.torrents.iter_mut().find(|(id, _)| *id == torrent) {
+                if let Some(slot) = self.torrents.get_mut(&torrent) {
                     slot.saving = false;
                 }
                 if let Err(message) = result {
@@ -329,7 +323,7 @@ impl SessionHost {
                 let have_count = have.count_ones();
                 let result = self.session.add_torrent(&metainfo, Some(have), now);
                 if let Ok(id) = result {
-                    self.torrents.push((
+                    self.torrents.insert(
                         id,
                         TorrentSlot {
                             storage,
@@ -338,7 +332,7 @@ impl SessionHost {
                             saved_have: have_count,
                             saving: false,
                         },
-                    ));
+                    );
                     self.session.add_peers(id, &peers, now);
                 }
                 let _ = reply.send(result);
@@ -404,7 +398,7 @@ impl SessionHost {
     /// background resume saves that must not land after the final one). Past the drain
     /// deadline it answers `false` so shutdown cannot hang on a stuck disk.
     pub fn draining(&self) -> bool {
-        let busy = self.jobs_in_flight > 0 || self.torrents.iter().any(|(_, s)| s.saving);
+        let busy = self.jobs_in_flight > 0 || self.torrents.values().any(|s| s.saving);
         busy && self
             .shutdown
             .as_ref()
