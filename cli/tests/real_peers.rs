@@ -55,6 +55,22 @@ fn random_file(path: &Path, len: usize) {
     std::fs::write(path, buf).unwrap();
 }
 
+/// `DIR/SUBDIR/NAME` of `len` random bytes and `DIR/NAME.torrent` for it (mktorrent,
+/// pieces of 2^log2_piece): the data directory and the torrent.
+fn one_file_torrent(
+    dir: &Path,
+    subdir: &str,
+    name: &str,
+    len: usize,
+    log2_piece: u32,
+) -> (PathBuf, PathBuf) {
+    let data_dir = dir.join(subdir);
+    random_file(&data_dir.join(name), len);
+    let torrent = dir.join(format!("{name}.torrent"));
+    mktorrent(&data_dir.join(name), &torrent, log2_piece);
+    (data_dir, torrent)
+}
+
 /// A v1 torrent by mktorrent (piece length 2^log2).
 fn mktorrent(target: &Path, out: &Path, log2_piece: u32) {
     require_tool("mktorrent", &["-h"], "mktorrent");
@@ -183,10 +199,7 @@ per_runtime!(
 
 fn libtorrent_seeds_a_64_mib_file_to_unchoke(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("big.bin"), 64 * MIB + 4321);
-    let torrent = dir.path().join("big.torrent");
-    mktorrent(&src.join("big.bin"), &torrent, 18);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "big.bin", 64 * MIB + 4321, 18);
 
     let (_seed, addr) = lt_seed(&torrent, &src, &rt.ip(1), &[]);
     let out = dir.path().join("out");
@@ -233,10 +246,7 @@ fn libtorrent_seeds_a_multi_file_hybrid_torrent_with_padding_to_unchoke(rt: Runt
 
 fn unchoke_seeds_to_libtorrent(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("big.bin"), 64 * MIB + 77);
-    let torrent = dir.path().join("big.torrent");
-    mktorrent(&src.join("big.bin"), &torrent, 20);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "big.bin", 64 * MIB + 77, 20);
 
     let (_seed, addr) = unchoke_seed(rt, &torrent, &src, &rt.ip(5));
     let out = dir.path().join("out");
@@ -250,10 +260,7 @@ fn transmission_seeds_to_unchoke(rt: Runtime) {
     require_tool("transmission-daemon", &["--version"], "transmission-daemon");
     require_tool("transmission-remote", &["--version"], "transmission-cli");
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("t.bin"), 12 * MIB + 5);
-    let torrent = dir.path().join("t.torrent");
-    mktorrent(&src.join("t.bin"), &torrent, 18);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "t.bin", 12 * MIB + 5, 18);
 
     let tr_ip = rt.ip(7);
     let port = free_port(&tr_ip);
@@ -291,10 +298,7 @@ fn free_port(ip: &str) -> u16 {
 
 fn mixed_swarm_unchoke_trades_both_ways_with_a_libtorrent_leecher(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("m.bin"), 48 * MIB);
-    let torrent = dir.path().join("m.torrent");
-    mktorrent(&src.join("m.bin"), &torrent, 18);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "m.bin", 48 * MIB, 18);
 
     // A slow seed, so the two leechers have pieces to trade while it serves them.
     let (_seed, seed_addr) = lt_seed(&torrent, &src, &rt.ip(9), &["--upload-limit", "4000000"]);
@@ -345,10 +349,7 @@ fn mixed_swarm_unchoke_trades_both_ways_with_a_libtorrent_leecher(rt: Runtime) {
 
 fn a_peer_sending_corrupt_data_is_banned_and_the_download_completes(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("good");
-    random_file(&good.join("c.bin"), 24 * MIB);
-    let torrent = dir.path().join("c.torrent");
-    mktorrent(&good.join("c.bin"), &torrent, 18);
+    let (good, torrent) = one_file_torrent(dir.path(), "good", "c.bin", 24 * MIB, 18);
     // A copy with one byte flipped in every piece, served without checking.
     let bad = dir.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
@@ -386,10 +387,7 @@ fn a_peer_sending_corrupt_data_is_banned_and_the_download_completes(rt: Runtime)
 
 fn a_download_killed_at_half_resumes_without_fetching_verified_pieces_again(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("r.bin"), 64 * MIB);
-    let torrent = dir.path().join("r.torrent");
-    mktorrent(&src.join("r.bin"), &torrent, 18);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "r.bin", 64 * MIB, 18);
     let total = 64 * MIB as u64;
 
     // Throttled so the download is still going when we kill it.
@@ -426,10 +424,7 @@ fn a_download_killed_at_half_resumes_without_fetching_verified_pieces_again(rt: 
 
 fn an_unreachable_peer_is_reported_and_the_download_gives_up(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("u.bin"), MIB);
-    let torrent = dir.path().join("u.torrent");
-    mktorrent(&src.join("u.bin"), &torrent, 16);
+    let (_, torrent) = one_file_torrent(dir.path(), "seed", "u.bin", MIB, 16);
     // Nothing listens on port 1 of our own address.
     let ip = rt.ip(17);
     let nobody = format!("{ip}:1");
@@ -450,10 +445,7 @@ fn an_unreachable_peer_is_reported_and_the_download_gives_up(rt: Runtime) {
 
 fn a_seed_vanishing_mid_download_stops_it_cleanly_and_a_rerun_resumes(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("v.bin"), 24 * MIB);
-    let torrent = dir.path().join("v.torrent");
-    mktorrent(&src.join("v.bin"), &torrent, 18);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "v.bin", 24 * MIB, 18);
     let out = dir.path().join("out");
 
     let seed_ip = rt.ip(18);
@@ -500,10 +492,7 @@ fn a_seed_vanishing_mid_download_stops_it_cleanly_and_a_rerun_resumes(rt: Runtim
 fn a_full_disk_stops_the_download_clearly_and_verified_pieces_survive(rt: Runtime) {
     require_tool("unshare", &["--version"], "util-linux");
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
-    random_file(&src.join("d.bin"), 12 * MIB);
-    let torrent = dir.path().join("d.torrent");
-    mktorrent(&src.join("d.bin"), &torrent, 18);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "d.bin", 12 * MIB, 18);
     let (_seed, addr) = lt_seed(&torrent, &src, &rt.ip(20), &["--upload-limit", "8000000"]);
     let mnt = dir.path().join("small-disk");
     std::fs::create_dir_all(&mnt).unwrap();
@@ -577,11 +566,8 @@ fn a_full_disk_stops_the_download_clearly_and_verified_pieces_survive(rt: Runtim
 fn seed_and_two_leechers_on_different_runtimes(seed_rt: Runtime, leech_rt: Runtime, first: u8) {
     assert_ne!(seed_rt, leech_rt, "a mixed swarm needs two runtimes");
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("seed");
     let len = 24 * MIB + 333;
-    random_file(&src.join("x.bin"), len);
-    let torrent = dir.path().join("x.torrent");
-    mktorrent(&src.join("x.bin"), &torrent, 18);
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "x.bin", len, 18);
 
     let (_seed, seed_addr) = unchoke_seed(seed_rt, &torrent, &src, &mixed_ip(first));
     let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
