@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::tracker::AnnounceRequest;
 use crate::wire::{BlockRequest, WireError};
 
 /// Identifies one torrent inside a [`super::Session`].
@@ -93,6 +94,17 @@ pub enum Action {
         /// The piece's blocks in order; their concatenation is the piece.
         blocks: Vec<Bytes>,
     },
+    /// Announce to a tracker (HTTP or UDP, by the URL's scheme); then call
+    /// [`super::Session::announce_done`] with the same `url`. A `stopped` announce (from
+    /// [`super::Session::stop_announces`]) needs no answer.
+    Announce {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker's announce URL.
+        url: String,
+        /// What to tell it.
+        request: AnnounceRequest,
+    },
     /// Something the user may want to know.
     Event(Event),
 }
@@ -138,6 +150,31 @@ pub enum Event {
         optimistic: Option<ConnId>,
         /// Whether this round moved the optimistic unchoke.
         optimistic_rotated: bool,
+    },
+    /// A tracker answered an announce.
+    TrackerReply {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker.
+        url: String,
+        /// Peers it gave (before removing ones already known).
+        peers: usize,
+        /// Seeders it counts, if it said.
+        seeders: Option<u32>,
+        /// Leechers it counts, if it said.
+        leechers: Option<u32>,
+        /// Its `warning message`, if any.
+        warning: Option<String>,
+    },
+    /// An announce failed (unreachable, time-out, `failure reason`); another tracker or a
+    /// later retry takes over.
+    TrackerError {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker.
+        url: String,
+        /// Why.
+        message: String,
     },
     /// A block could not be written or read; the piece is downloaded again (writes) or the
     /// request refused (reads).

@@ -27,6 +27,7 @@
 mod action;
 mod config;
 pub(crate) mod outbox;
+mod trackers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +37,7 @@ use bytes::{Bytes, BytesMut};
 
 pub use action::{Action, ConnId, Direction, DisconnectReason, Event, TorrentId};
 pub use config::SessionConfig;
+pub use trackers::metainfo_tiers;
 
 use crate::bitfield::Bitfield;
 use crate::choker::Choker;
@@ -46,6 +48,7 @@ use crate::time::Instant;
 use crate::torrent::{Ctx, Torrent, TorrentStats, picker_for};
 use crate::wire::{Handshake, PeerId, Reserved};
 use outbox::Outbox;
+use trackers::Trackers;
 
 /// Housekeeping period: keep-alives, idle checks, request time-outs and dialling are looked
 /// at this often (choking rounds have their own exact deadlines).
@@ -92,6 +95,7 @@ pub struct Session {
     next_conn: u64,
     out: Outbox,
     next_tick: Instant,
+    trackers: Trackers,
 }
 
 impl Session {
@@ -99,6 +103,7 @@ impl Session {
     pub fn new(config: SessionConfig, seed: u64, now: Instant) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
         let peer_id = PeerId::generate(&mut rng);
+        let trackers = Trackers::new(rng.u32(..));
         Session {
             config,
             rng,
@@ -112,6 +117,7 @@ impl Session {
             next_conn: 0,
             out: Outbox::default(),
             next_tick: now + TICK,
+            trackers,
         }
     }
 
@@ -126,7 +132,8 @@ impl Session {
     }
 
     /// Adds a torrent. `have` lists pieces already verified on disk (from a resume file or a
-    /// check); `None` means none.
+    /// check); `None` means none. The torrent announces to the metainfo's trackers
+    /// ([`metainfo_tiers`]; change them with [`Session::set_trackers`]), starting at once.
     pub fn add_torrent(
         &mut self,
         metainfo: &Metainfo,
@@ -160,6 +167,7 @@ impl Session {
         .ok_or_else(|| AddTorrentError::Geometry("no pieces".into()))?;
         self.torrents.push(torrent);
         self.by_hash.insert(metainfo.info_hash, id);
+        self.set_trackers(id, metainfo_tiers(metainfo), now);
         Ok(id)
     }
 
@@ -201,8 +209,13 @@ impl Session {
 
     /// Adds addresses to dial for `torrent` (from the user, a tracker, PEX or the DHT).
     pub fn add_peers(&mut self, torrent: TorrentId, addrs: &[SocketAddr], now: Instant) {
+        let addrs: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| !self.trackers.is_own(a))
+            .collect();
         self.with_torrent(torrent, |t, ctx| {
-            t.add_candidates(addrs, now);
+            t.add_candidates(&addrs, now);
             t.maybe_connect(ctx, now);
         });
     }
@@ -376,7 +389,13 @@ impl Session {
         if let Some(h) = self.handshaking.remove(&conn) {
             if let Direction::Outbound(t) = h.direction {
                 if let Some(t) = self.torrents.get_mut(t.0 as usize) {
-                    t.connect_failed(h.addr, &self.config, now);
+                    if reason == DisconnectReason::SelfConnection {
+                        // Our own address (a tracker listed us): never dial it again.
+                        t.forget_candidate(h.addr);
+                        self.trackers.add_own(h.addr);
+                    } else {
+                        t.connect_failed(h.addr, &self.config, now);
+                    }
                 }
             }
         }
@@ -473,6 +492,7 @@ impl Session {
         }
         if tick_due {
             self.next_tick = now + TICK;
+            self.pump_announces(now);
         }
     }
 

@@ -188,6 +188,21 @@ impl Torrent {
         self.peers.len()
     }
 
+    pub(crate) fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    /// Whether any address is waiting to be dialled or being dialled.
+    pub(crate) fn has_candidates(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
+    /// Drops `addr` from the addresses to dial (it turned out to be ourselves).
+    pub(crate) fn forget_candidate(&mut self, addr: SocketAddr) {
+        self.connecting.remove(&addr);
+        self.candidates.remove(&addr);
+    }
+
     pub(crate) fn conns(&self) -> impl Iterator<Item = ConnId> + '_ {
         self.peers.keys().copied()
     }

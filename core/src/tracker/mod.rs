@@ -6,8 +6,11 @@
 //!   `httparse`, chunked bodies, bencoded body, compact/dictionary/IPv6 peers).
 //! - [`udp`]: the BEP 15 exchange (connect / announce / scrape packets, transaction ids,
 //!   connection-id expiry, retransmission schedule).
+//! - [`announcer`]: when to announce to which tracker with which event (BEP 12 tiers,
+//!   back-off on failure).
 //! - [`server`]: swarms per info-hash answering announces with a random subset of peers.
 
+pub mod announcer;
 pub mod http;
 pub mod server;
 pub mod udp;

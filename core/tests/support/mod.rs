@@ -20,6 +20,8 @@ use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{Action, ConnId, Direction, Event, Session, SessionConfig, TorrentId};
 use unchoke_core::time::Instant;
+use unchoke_core::tracker::server::TrackerServer;
+use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
 use unchoke_core::wire::{self, Decoder, Limits, Message};
 
 /// How a node's disk behaves.
@@ -84,6 +86,12 @@ enum Completion {
         torrent: TorrentId,
         addr: SocketAddr,
     },
+    Announced {
+        node: usize,
+        torrent: TorrentId,
+        url: String,
+        result: Result<AnnounceResponse, String>,
+    },
 }
 
 type End = (usize, ConnId);
@@ -108,6 +116,19 @@ pub struct Swarm {
     /// A running hash of every action every node emitted, with its time (determinism).
     pub action_digest: std::collections::hash_map::DefaultHasher,
     pub action_count: u64,
+    /// When set, announces are answered by this tracker (one step later); otherwise they
+    /// are only recorded.
+    pub tracker: Option<TrackerServer>,
+    /// Every announce a node made: when, which node, to where, and what it said.
+    pub announces: Vec<(Instant, usize, String, AnnounceRequest)>,
+}
+
+/// A node's session settings: the defaults, listening on the port nodes' addresses use.
+fn node_config() -> SessionConfig {
+    SessionConfig {
+        listen_port: 6881,
+        ..SessionConfig::default()
+    }
 }
 
 /// A single-file torrent over `content`.
@@ -157,6 +178,8 @@ impl Swarm {
             disconnects: Vec::new(),
             action_digest: Default::default(),
             action_count: 0,
+            tracker: None,
+            announces: Vec::new(),
         }
     }
 
@@ -178,7 +201,7 @@ impl Swarm {
             b
         });
         let seed = 1000 + index as u64;
-        let mut session = Session::new(SessionConfig::default(), seed, self.now);
+        let mut session = Session::new(node_config(), seed, self.now);
         let torrent = session
             .add_torrent(&self.metainfo, have_bits, self.now)
             .expect("add torrent");
@@ -237,7 +260,8 @@ impl Swarm {
             | Completion::Read { node, .. }
             | Completion::Hashed { node, .. }
             | Completion::Closed { node, .. }
-            | Completion::ConnectFailed { node, .. } => *node != i,
+            | Completion::ConnectFailed { node, .. }
+            | Completion::Announced { node, .. } => *node != i,
         });
     }
 
@@ -246,7 +270,7 @@ impl Swarm {
         let node = &mut self.nodes[i];
         let have = node.session.have(node.torrent).cloned();
         node.seed += 7919;
-        let mut session = Session::new(SessionConfig::default(), node.seed, self.now);
+        let mut session = Session::new(node_config(), node.seed, self.now);
         node.torrent = session
             .add_torrent(&self.metainfo, have, self.now)
             .expect("re-add torrent");
@@ -416,6 +440,35 @@ impl Swarm {
                     ok,
                 });
             }
+            Action::Announce {
+                torrent,
+                url,
+                request,
+            } => {
+                self.announces.push((now, i, url.clone(), request.clone()));
+                let source = self.nodes[i].addr;
+                if let Some(server) = self.tracker.as_mut() {
+                    let result = server
+                        .announce(&request, source, now)
+                        .map(|reply| AnnounceResponse {
+                            interval: reply.interval,
+                            min_interval: Some(reply.min_interval),
+                            complete: Some(reply.complete),
+                            incomplete: Some(reply.incomplete),
+                            peers: reply.peers.iter().map(|p| p.addr).collect(),
+                            ..AnnounceResponse::default()
+                        })
+                        .map_err(|e| e.to_string());
+                    if request.event != AnnounceEvent::Stopped {
+                        self.completions.push_back(Completion::Announced {
+                            node: i,
+                            torrent,
+                            url,
+                            result,
+                        });
+                    }
+                }
+            }
             Action::Event(e) => self.nodes[i].events.push((now, e)),
         }
     }
@@ -467,6 +520,14 @@ impl Swarm {
                     torrent,
                     addr,
                 } => self.nodes[node].session.connect_failed(torrent, addr, now),
+                Completion::Announced {
+                    node,
+                    torrent,
+                    url,
+                    result,
+                } => self.nodes[node]
+                    .session
+                    .announce_done(torrent, &url, result, now),
             }
         }
         let ends: Vec<End> = self.inflight.keys().copied().collect();

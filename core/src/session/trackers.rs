@@ -1,0 +1,227 @@
+//! The session's side of trackers: one [`Announcer`] per torrent, turned into
+//! [`Action::Announce`]s carrying the torrent's counters, and answers turned into peers to
+//! dial. The exchange itself (HTTP or UDP, name resolution) is the driver's, with the
+//! sans-IO codecs of [`crate::tracker::http`] and [`crate::tracker::udp`].
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use super::{Action, Event, Session, TorrentId};
+use crate::metainfo::Metainfo;
+use crate::time::Instant;
+use crate::tracker::announcer::{AnnounceDue, Announcer};
+use crate::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
+
+/// Peers asked for per announce: enough to fill `max_peers_per_torrent` (50 by default)
+/// with spares for the ones that do not answer.
+const NUMWANT: u32 = 80;
+
+/// One torrent's announcer and what it needs to notice completion.
+#[derive(Debug)]
+pub(super) struct TorrentTrackers {
+    announcer: Announcer,
+    was_complete: bool,
+}
+
+/// Session-wide tracker state.
+#[derive(Debug, Default)]
+pub(super) struct Trackers {
+    per_torrent: Vec<(TorrentId, TorrentTrackers)>,
+    /// Addresses that turned out to be this session (a tracker lists us among the peers;
+    /// the handshake showed our own peer id): never dialled again.
+    own_addrs: BTreeSet<SocketAddr>,
+    /// The `key` sent on every announce, fixed for the session.
+    key: u32,
+    stopped: bool,
+}
+
+impl Trackers {
+    pub(super) fn new(key: u32) -> Self {
+        Trackers {
+            key,
+            ..Trackers::default()
+        }
+    }
+
+    pub(super) fn is_own(&self, addr: &SocketAddr) -> bool {
+        self.own_addrs.contains(addr)
+    }
+
+    pub(super) fn add_own(&mut self, addr: SocketAddr) {
+        self.own_addrs.insert(addr);
+    }
+
+    fn get_mut(&mut self, torrent: TorrentId) -> Option<&mut TorrentTrackers> {
+        self.per_torrent
+            .iter_mut()
+            .find(|(t, _)| *t == torrent)
+            .map(|(_, s)| s)
+    }
+}
+
+/// The tracker tiers a torrent names: `announce-list` when present (BEP 12 says to ignore
+/// `announce` then), else `announce` alone.
+pub fn metainfo_tiers(metainfo: &Metainfo) -> Vec<Vec<String>> {
+    if !metainfo.announce_list.is_empty() {
+        metainfo.announce_list.clone()
+    } else {
+        metainfo.announce.iter().map(|a| vec![a.clone()]).collect()
+    }
+}
+
+impl Session {
+    /// Sets the trackers `torrent` announces to (tiers in BEP 12 order; empty: none),
+    /// replacing any earlier list. [`Session::add_torrent`] starts with the metainfo's.
+    /// The first announce is due at once.
+    pub fn set_trackers(&mut self, torrent: TorrentId, tiers: Vec<Vec<String>>, now: Instant) {
+        let Some(t) = self.torrents.get(torrent.0 as usize) else {
+            return;
+        };
+        let was_complete = t.is_complete();
+        let announcer = Announcer::new(tiers, &mut self.rng, now);
+        self.trackers.per_torrent.retain(|(t, _)| *t != torrent);
+        if !announcer.is_empty() {
+            self.trackers.per_torrent.push((
+                torrent,
+                TorrentTrackers {
+                    announcer,
+                    was_complete,
+                },
+            ));
+        }
+        self.pump_announces(now);
+    }
+
+    /// The trackers of `torrent`, in the order they are tried.
+    pub fn trackers(&self, torrent: TorrentId) -> Vec<Vec<String>> {
+        self.trackers
+            .per_torrent
+            .iter()
+            .find(|(t, _)| *t == torrent)
+            .map(|(_, s)| s.announcer.tiers().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Tells the session an address at which peers reach it (its listen address), so a
+    /// tracker listing it is not dialled.
+    pub fn add_own_address(&mut self, addr: SocketAddr) {
+        self.trackers.add_own(addr);
+    }
+
+    /// The answer to an [`Action::Announce`]: `Ok` with the tracker's response, or `Err`
+    /// with why it failed (unreachable, timed out, `failure reason`…). Peers it lists are
+    /// dialled as the connection limits allow. Answers nobody waits for are ignored.
+    pub fn announce_done(
+        &mut self,
+        torrent: TorrentId,
+        url: &str,
+        result: Result<AnnounceResponse, String>,
+        now: Instant,
+    ) {
+        let Some(state) = self.trackers.get_mut(torrent) else {
+            return;
+        };
+        match result {
+            Ok(response) => {
+                state.announcer.handle_response(url, &response, now);
+                let peers: Vec<SocketAddr> = response
+                    .peers
+                    .iter()
+                    .copied()
+                    .filter(|a| !self.trackers.is_own(a))
+                    .collect();
+                self.out.push(Action::Event(Event::TrackerReply {
+                    torrent,
+                    url: url.to_string(),
+                    peers: response.peers.len(),
+                    seeders: response.complete,
+                    leechers: response.incomplete,
+                    warning: response.warning.clone(),
+                }));
+                self.add_peers(torrent, &peers, now);
+            }
+            Err(message) => {
+                state.announcer.handle_failure(url, now);
+                self.out.push(Action::Event(Event::TrackerError {
+                    torrent,
+                    url: url.to_string(),
+                    message,
+                }));
+            }
+        }
+        self.pump_announces(now);
+    }
+
+    /// Leaves every swarm: queues the `stopped` announces owed (to trackers that accepted
+    /// us) and announces nothing after. Call it when shutting down; the driver may give
+    /// these a short time-out, as nobody waits for their answers.
+    pub fn stop_announces(&mut self, now: Instant) {
+        if self.trackers.stopped {
+            return;
+        }
+        self.trackers.stopped = true;
+        let dues: Vec<(TorrentId, AnnounceDue)> = self
+            .trackers
+            .per_torrent
+            .iter_mut()
+            .filter_map(|(t, s)| s.announcer.stop().map(|d| (*t, d)))
+            .collect();
+        for (torrent, due) in dues {
+            self.push_announce(torrent, due, now);
+        }
+    }
+
+    /// Starts every announce that is due, and notices torrents that just completed (their
+    /// trackers are owed a `completed`). Runs on every timer tick and tracker answer.
+    pub(super) fn pump_announces(&mut self, now: Instant) {
+        if self.trackers.stopped {
+            return;
+        }
+        let mut dues = Vec::new();
+        for (tid, state) in self.trackers.per_torrent.iter_mut() {
+            let Some(t) = self.torrents.get(tid.0 as usize) else {
+                continue;
+            };
+            let complete = t.is_complete();
+            if complete && !state.was_complete {
+                state.announcer.completed(now);
+            }
+            state.was_complete = complete;
+            let starving = !complete && t.peer_count() == 0 && !t.has_candidates();
+            if let Some(due) = state.announcer.poll(now, starving) {
+                dues.push((*tid, due));
+            }
+        }
+        for (torrent, due) in dues {
+            self.push_announce(torrent, due, now);
+        }
+    }
+
+    fn push_announce(&mut self, torrent: TorrentId, due: AnnounceDue, now: Instant) {
+        let Some(stats) = self.stats(torrent, now) else {
+            return;
+        };
+        let request = AnnounceRequest {
+            info_hash: stats.info_hash,
+            peer_id: self.peer_id,
+            port: self.config.listen_port,
+            uploaded: stats.uploaded,
+            downloaded: stats.downloaded,
+            left: stats.total_length.saturating_sub(stats.bytes_have),
+            event: due.event,
+            numwant: match due.event {
+                // A leaving peer wants nobody.
+                AnnounceEvent::Stopped => Some(0),
+                _ => Some(NUMWANT),
+            },
+            key: self.trackers.key,
+            ip: None,
+            tracker_id: due.tracker_id,
+        };
+        self.out.push(Action::Announce {
+            torrent,
+            url: due.url,
+            request,
+        });
+    }
+}

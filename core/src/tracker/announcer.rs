@@ -1,0 +1,499 @@
+//! The announce lifecycle of one torrent over its trackers (BEP 3 events, BEP 12 tiers), as
+//! a sans-IO state machine: it says *when* to announce, to *which* URL and with which
+//! `event`; the session fills in the counters and the driver carries the exchange out.
+//!
+//! Rules it keeps:
+//! - **One exchange at a time.** While an announce is out, nothing else is started; a
+//!   result for any other URL (late, or spurious) is ignored.
+//! - **Tiers (BEP 12).** Each tier is shuffled once; trackers are tried in order, tier by
+//!   tier. A tracker that answers moves to the front of its tier and the next announce
+//!   starts again from the first tier.
+//! - **Events.** `started` until a tracker accepts one; `completed` once, when the download
+//!   finishes after a `started` went through; otherwise none. `stopped` is owed only to a
+//!   tracker that accepted us, and is sent once, on [`Announcer::stop`].
+//! - **Timing.** The next regular announce is due after the tracker's `interval` (clamped
+//!   to [`MIN_INTERVAL`]..=[`MAX_INTERVAL`]). A torrent that has no peer at all may ask again
+//!   early, but never before the tracker's `min interval`.
+//! - **Failures never stop a download.** A failed tracker passes the turn to the next one at
+//!   once; when every tracker has failed in a row, the round starts over after a back-off
+//!   doubling from [`RETRY_BASE`] up to [`RETRY_MAX`].
+
+use std::time::Duration;
+
+use crate::time::Instant;
+use crate::tracker::{AnnounceEvent, AnnounceResponse};
+
+/// Shortest regular interval honoured, whatever a tracker says (a hostile or broken
+/// `interval: 0` must not make us hammer it).
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest regular interval honoured: a tracker cannot make us go silent for a day.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// `min interval` assumed when a tracker gives none, for early announces of a torrent
+/// without peers.
+pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(30);
+/// Wait after the first round in which every tracker failed.
+pub const RETRY_BASE: Duration = Duration::from_secs(15);
+/// The longest wait between rounds of failing trackers.
+pub const RETRY_MAX: Duration = Duration::from_secs(30 * 60);
+
+/// An announce that is due: where, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnounceDue {
+    /// The tracker's announce URL.
+    pub url: String,
+    /// The event to send.
+    pub event: AnnounceEvent,
+    /// The `tracker id` this tracker gave us before, to send back.
+    pub tracker_id: Option<String>,
+}
+
+/// Where in the tier list the exchange in flight is.
+#[derive(Clone, Debug)]
+struct InFlight {
+    tier: usize,
+    index: usize,
+    url: String,
+    event: AnnounceEvent,
+}
+
+/// One torrent's trackers and announce schedule. See the module docs.
+#[derive(Clone, Debug)]
+pub struct Announcer {
+    tiers: Vec<Vec<String>>,
+    /// The tracker to try next: (tier, index in tier).
+    cursor: (usize, usize),
+    in_flight: Option<InFlight>,
+    next_at: Instant,
+    /// A tracker accepted `started` (so later announces carry no event, and `stopped` is
+    /// owed).
+    started: bool,
+    /// The download finished and no tracker has been told yet.
+    completed_owed: bool,
+    stopped: bool,
+    /// Rounds in a row in which every tracker failed.
+    failed_rounds: u32,
+    last_success: Option<Instant>,
+    min_interval: Duration,
+    /// The tracker that last answered, owed the `stopped`.
+    last_working: Option<String>,
+    tracker_ids: Vec<(String, String)>,
+}
+
+impl Announcer {
+    /// An announcer over `tiers` (BEP 12 `announce-list`, or one tier holding `announce`).
+    /// Empty URLs and URLs repeated in an earlier place are dropped, as are tiers left
+    /// empty; each tier is shuffled with `rng`. The first announce is due at `now`.
+    pub fn new(tiers: Vec<Vec<String>>, rng: &mut fastrand::Rng, now: Instant) -> Self {
+        let mut seen: Vec<String> = Vec::new();
+        let mut clean: Vec<Vec<String>> = Vec::new();
+        for tier in tiers {
+            let mut kept = Vec::new();
+            for url in tier {
+                let url = url.trim().to_string();
+                if url.is_empty() || seen.contains(&url) {
+                    continue;
+                }
+                seen.push(url.clone());
+                kept.push(url);
+            }
+            if !kept.is_empty() {
+                rng.shuffle(&mut kept);
+                clean.push(kept);
+            }
+        }
+        Announcer {
+            tiers: clean,
+            cursor: (0, 0),
+            in_flight: None,
+            next_at: now,
+            started: false,
+            completed_owed: false,
+            stopped: false,
+            failed_rounds: 0,
+            last_success: None,
+            min_interval: DEFAULT_MIN_INTERVAL,
+            last_working: None,
+            tracker_ids: Vec::new(),
+        }
+    }
+
+    /// Whether there is no tracker at all.
+    pub fn is_empty(&self) -> bool {
+        self.tiers.is_empty()
+    }
+
+    /// The tiers in their current order (successful trackers first in their tier).
+    pub fn tiers(&self) -> &[Vec<String>] {
+        &self.tiers
+    }
+
+    /// Whether an exchange is out.
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The announce to start now, if one is due. `starving`: the torrent has no peer and
+    /// no address left to try, so an early announce is allowed (after `min interval`).
+    pub fn poll(&mut self, now: Instant, starving: bool) -> Option<AnnounceDue> {
+        if self.stopped || self.in_flight.is_some() || self.tiers.is_empty() {
+            return None;
+        }
+        let early_ok = starving
+            && self.started
+            && self
+                .last_success
+                .is_some_and(|at| now - at >= self.min_interval);
+        if now < self.next_at && !early_ok {
+            return None;
+        }
+        let (tier, index) = self.cursor;
+        let url = self.tiers.get(tier)?.get(index)?.clone();
+        let event = if !self.started {
+            AnnounceEvent::Started
+        } else if self.completed_owed {
+            AnnounceEvent::Completed
+        } else {
+            AnnounceEvent::None
+        };
+        self.in_flight = Some(InFlight {
+            tier,
+            index,
+            url: url.clone(),
+            event,
+        });
+        Some(AnnounceDue {
+            tracker_id: self.tracker_id(&url),
+            url,
+            event,
+        })
+    }
+
+    /// The tracker at `url` answered the exchange in flight.
+    pub fn handle_response(&mut self, url: &str, response: &AnnounceResponse, now: Instant) {
+        let Some(flight) = self.take_flight(url) else {
+            return;
+        };
+        match flight.event {
+            AnnounceEvent::Started => self.started = true,
+            AnnounceEvent::Completed => self.completed_owed = false,
+            AnnounceEvent::None | AnnounceEvent::Stopped => {}
+        }
+        if let Some(id) = &response.tracker_id {
+            self.tracker_ids.retain(|(u, _)| u != url);
+            self.tracker_ids.push((url.to_string(), id.clone()));
+        }
+        // BEP 12: the tracker that answered goes to the front of its tier.
+        if let Some(tier) = self.tiers.get_mut(flight.tier) {
+            if flight.index < tier.len() {
+                let t = tier.remove(flight.index);
+                tier.insert(0, t);
+            }
+        }
+        self.cursor = (0, 0);
+        self.failed_rounds = 0;
+        self.last_success = Some(now);
+        self.last_working = Some(flight.url);
+        self.min_interval = response
+            .min_interval
+            .map_or(DEFAULT_MIN_INTERVAL, |s| Duration::from_secs(u64::from(s)))
+            .clamp(MIN_INTERVAL, MAX_INTERVAL);
+        let interval = Duration::from_secs(u64::from(response.interval))
+            .max(self.min_interval)
+            .clamp(MIN_INTERVAL, MAX_INTERVAL);
+        self.next_at = if self.completed_owed {
+            // The download finished while this announce was out: tell the tracker now.
+            now
+        } else {
+            now + interval
+        };
+    }
+
+    /// The exchange in flight with `url` failed (unreachable, time-out, `failure reason`):
+    /// the next tracker gets the turn at once; after a whole round of failures, back off.
+    pub fn handle_failure(&mut self, url: &str, now: Instant) {
+        let Some(flight) = self.take_flight(url) else {
+            return;
+        };
+        let (mut tier, mut index) = (flight.tier, flight.index + 1);
+        if self.tiers.get(tier).is_none_or(|t| index >= t.len()) {
+            tier += 1;
+            index = 0;
+        }
+        if tier >= self.tiers.len() {
+            self.cursor = (0, 0);
+            self.failed_rounds = self.failed_rounds.saturating_add(1);
+            let backoff = RETRY_BASE
+                .saturating_mul(1u32 << (self.failed_rounds - 1).min(16))
+                .min(RETRY_MAX);
+            self.next_at = now + backoff;
+        } else {
+            self.cursor = (tier, index);
+            self.next_at = now;
+        }
+    }
+
+    /// The download just finished: owe the trackers a `completed`, sent at once if a
+    /// `started` went through or is out (a tracker heard `left > 0` from us). Before any
+    /// `started`, nothing is owed: the `started` itself will say `left = 0`.
+    pub fn completed(&mut self, now: Instant) {
+        let started_in_flight = self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.event == AnnounceEvent::Started);
+        if !self.started && !started_in_flight {
+            return;
+        }
+        self.completed_owed = true;
+        if self.in_flight.is_none() {
+            self.next_at = now;
+        }
+    }
+
+    /// Leaves the swarm: no announce after this one. Returns the `stopped` announce owed to
+    /// the tracker that last accepted us, if any.
+    pub fn stop(&mut self) -> Option<AnnounceDue> {
+        if self.stopped {
+            return None;
+        }
+        self.stopped = true;
+        self.in_flight = None;
+        if !self.started {
+            return None;
+        }
+        let url = self.last_working.clone()?;
+        Some(AnnounceDue {
+            tracker_id: self.tracker_id(&url),
+            url,
+            event: AnnounceEvent::Stopped,
+        })
+    }
+
+    /// When [`Announcer::poll`] will next have something (ignoring early announces),
+    /// or `None` while an exchange is out or after `stop`.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.stopped || self.in_flight.is_some() || self.tiers.is_empty() {
+            None
+        } else {
+            Some(self.next_at)
+        }
+    }
+
+    fn tracker_id(&self, url: &str) -> Option<String> {
+        self.tracker_ids
+            .iter()
+            .find(|(u, _)| u == url)
+            .map(|(_, id)| id.clone())
+    }
+
+    fn take_flight(&mut self, url: &str) -> Option<InFlight> {
+        if self.in_flight.as_ref().is_some_and(|f| f.url == url) {
+            self.in_flight.take()
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: u64) -> Instant {
+        Instant::from_micros(s * 1_000_000)
+    }
+
+    fn ok(interval: u32) -> AnnounceResponse {
+        AnnounceResponse {
+            interval,
+            ..AnnounceResponse::default()
+        }
+    }
+
+    fn tiers(list: &[&[&str]]) -> Vec<Vec<String>> {
+        list.iter()
+            .map(|tier| tier.iter().map(|s| s.to_string()).collect())
+            .collect()
+    }
+
+    fn announcer(list: &[&[&str]]) -> Announcer {
+        Announcer::new(tiers(list), &mut fastrand::Rng::with_seed(7), t(0))
+    }
+
+    #[test]
+    fn started_then_regular_then_completed_then_stopped() {
+        let mut a = announcer(&[&["http://a/announce"]]);
+        let first = a.poll(t(0), false).expect("due at once");
+        assert_eq!(first.event, AnnounceEvent::Started);
+        assert!(a.poll(t(0), false).is_none(), "one exchange at a time");
+        a.handle_response(&first.url, &ok(120), t(1));
+        assert_eq!(a.next_deadline(), Some(t(121)));
+        assert!(a.poll(t(100), false).is_none());
+        let regular = a.poll(t(121), false).expect("due after interval");
+        assert_eq!(regular.event, AnnounceEvent::None);
+        a.handle_response(&regular.url, &ok(120), t(122));
+        a.completed(t(130));
+        let done = a.poll(t(130), false).expect("completed is sent at once");
+        assert_eq!(done.event, AnnounceEvent::Completed);
+        a.handle_response(&done.url, &ok(120), t(131));
+        let next = a.poll(t(251), false).expect("regular again");
+        assert_eq!(next.event, AnnounceEvent::None, "completed is sent once");
+        a.handle_failure(&next.url, t(252));
+        let stop = a.stop().expect("stopped is owed");
+        assert_eq!(stop.event, AnnounceEvent::Stopped);
+        assert_eq!(stop.url, "http://a/announce");
+        assert!(a.stop().is_none(), "stopped is sent once");
+        assert!(a.poll(t(10_000), false).is_none(), "silent after stop");
+    }
+
+    #[test]
+    fn no_stopped_owed_without_a_successful_started() {
+        let mut a = announcer(&[&["udp://a:1"]]);
+        let first = a.poll(t(0), false).expect("due");
+        a.handle_failure(&first.url, t(1));
+        assert!(a.stop().is_none());
+    }
+
+    #[test]
+    fn completion_before_any_started_is_not_a_completed_event() {
+        let mut a = announcer(&[&["http://a/announce"]]);
+        a.completed(t(0));
+        let first = a.poll(t(0), false).expect("due");
+        assert_eq!(first.event, AnnounceEvent::Started);
+        a.handle_response(&first.url, &ok(60), t(1));
+        let next = a.poll(t(61), false).expect("due");
+        assert_eq!(next.event, AnnounceEvent::None);
+    }
+
+    #[test]
+    fn completion_while_started_is_out_sends_completed_right_after() {
+        let mut a = announcer(&[&["http://a/announce"]]);
+        let first = a.poll(t(0), false).expect("due");
+        a.completed(t(0));
+        a.handle_response(&first.url, &ok(1800), t(1));
+        assert_eq!(a.next_deadline(), Some(t(1)));
+        let done = a.poll(t(1), false).expect("due at once");
+        assert_eq!(done.event, AnnounceEvent::Completed);
+    }
+
+    #[test]
+    fn failures_walk_the_tiers_then_back_off_doubling() {
+        let mut a = announcer(&[&["http://a1/", "http://a2/"], &["udp://b:1"]]);
+        let mut tried = Vec::new();
+        for _ in 0..3 {
+            let due = a.poll(t(0), false).expect("next tracker at once");
+            tried.push(due.url.clone());
+            a.handle_failure(&due.url, t(0));
+        }
+        let mut first_tier = tried[..2].to_vec();
+        first_tier.sort();
+        assert_eq!(first_tier, ["http://a1/", "http://a2/"]);
+        assert_eq!(tried[2], "udp://b:1", "second tier only after the first");
+        assert_eq!(a.next_deadline(), Some(t(15)), "round failed: back off");
+        for round in 1..=3u64 {
+            let now = a.next_deadline().expect("scheduled");
+            for _ in 0..3 {
+                let due = a.poll(now, false).expect("due");
+                a.handle_failure(&due.url, now);
+            }
+            let wait = a.next_deadline().expect("scheduled") - now;
+            assert_eq!(wait, Duration::from_secs(15 << round));
+        }
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let mut a = announcer(&[&["http://a/"]]);
+        let mut now = t(0);
+        for _ in 0..40 {
+            now = a.next_deadline().expect("scheduled").max(now);
+            let due = a.poll(now, false).expect("due");
+            a.handle_failure(&due.url, now);
+        }
+        assert_eq!(a.next_deadline().expect("scheduled") - now, RETRY_MAX);
+    }
+
+    #[test]
+    fn a_tracker_that_answers_moves_to_the_front_of_its_tier() {
+        let mut a = announcer(&[&["http://a1/", "http://a2/", "http://a3/"]]);
+        let first = a.poll(t(0), false).expect("due");
+        a.handle_failure(&first.url, t(0));
+        let second = a.poll(t(0), false).expect("due");
+        a.handle_response(&second.url, &ok(60), t(0));
+        assert_eq!(a.tiers()[0][0], second.url);
+        let again = a.poll(t(60), false).expect("due");
+        assert_eq!(again.url, second.url, "the working tracker is asked first");
+    }
+
+    #[test]
+    fn a_late_or_unknown_result_is_ignored() {
+        let mut a = announcer(&[&["http://a/", "http://b/"]]);
+        let due = a.poll(t(0), false).expect("due");
+        a.handle_response("http://elsewhere/", &ok(60), t(1));
+        assert!(a.in_flight(), "unknown url does not end the exchange");
+        a.handle_failure(&due.url, t(1));
+        a.handle_response(&due.url, &ok(60), t(2));
+        assert!(!a.in_flight());
+        let next = a.poll(t(2), false).expect("the other tracker, at once");
+        assert_ne!(next.url, due.url);
+        assert_eq!(next.event, AnnounceEvent::Started);
+    }
+
+    #[test]
+    fn hostile_intervals_are_clamped() {
+        let mut a = announcer(&[&["http://a/"]]);
+        let due = a.poll(t(0), false).expect("due");
+        a.handle_response(&due.url, &ok(0), t(0));
+        assert_eq!(
+            a.next_deadline(),
+            Some(t(30)),
+            "0 → the default min interval"
+        );
+        let due = a.poll(t(30), false).expect("due");
+        a.handle_response(&due.url, &ok(u32::MAX), t(30));
+        assert_eq!(a.next_deadline(), Some(t(30) + MAX_INTERVAL));
+    }
+
+    #[test]
+    fn starving_torrent_announces_early_but_not_before_min_interval() {
+        let mut a = announcer(&[&["http://a/"]]);
+        let due = a.poll(t(0), false).expect("due");
+        let resp = AnnounceResponse {
+            interval: 1800,
+            min_interval: Some(60),
+            ..AnnounceResponse::default()
+        };
+        a.handle_response(&due.url, &resp, t(0));
+        assert!(a.poll(t(59), true).is_none());
+        assert!(
+            a.poll(t(60), false).is_none(),
+            "not starving: wait the interval"
+        );
+        assert!(a.poll(t(60), true).is_some());
+    }
+
+    #[test]
+    fn tracker_id_is_sent_back() {
+        let mut a = announcer(&[&["http://a/"]]);
+        let due = a.poll(t(0), false).expect("due");
+        assert_eq!(due.tracker_id, None);
+        let resp = AnnounceResponse {
+            interval: 60,
+            tracker_id: Some("xyz".into()),
+            ..AnnounceResponse::default()
+        };
+        a.handle_response(&due.url, &resp, t(0));
+        let due = a.poll(t(60), false).expect("due");
+        assert_eq!(due.tracker_id.as_deref(), Some("xyz"));
+    }
+
+    #[test]
+    fn duplicates_and_empty_entries_are_dropped() {
+        let a = announcer(&[&["", "http://a/"], &["http://a/", " "], &["udp://b:1"]]);
+        assert_eq!(
+            a.tiers(),
+            tiers(&[&["http://a/"], &["udp://b:1"]]).as_slice()
+        );
+        assert!(announcer(&[&[""]]).is_empty());
+        assert!(announcer(&[]).poll(t(0), false).is_none());
+    }
+}
