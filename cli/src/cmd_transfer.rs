@@ -12,58 +12,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::Event;
-use unchoke_driver::{AddTorrent, ClientConfig, ClientCore, ClientError, ClientEvent};
+use unchoke_core::session::{Event, metainfo_tiers};
+use unchoke_driver::{AddTorrent, ClientConfig, ClientEvent};
 
 use crate::progress::Reporter;
+use crate::runtime::{Client, Runtime};
 
 /// How long a download waits with no peer connected or left to dial before giving up
 /// (peers may still dial us meanwhile).
 const NO_PEERS_GRACE: Duration = Duration::from_secs(10);
-
-/// The drivers `--runtime` can pick.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Runtime {
-    /// One `mio` event-loop thread plus disk worker threads.
-    Mio,
-    /// A `smol` session task, socket tasks, disk work on smol's blocking pool.
-    Smol,
-}
-
-/// The client of whichever runtime was picked. Both deref to the same
-/// [`ClientCore`](unchoke_driver::ClientCore), so the rest of the command does not care.
-enum Client {
-    Mio(unchoke_mio::Client),
-    Smol(unchoke_smol::Client),
-}
-
-impl Client {
-    fn new(runtime: Runtime, config: ClientConfig) -> Result<Client, ClientError> {
-        Ok(match runtime {
-            Runtime::Mio => Client::Mio(unchoke_mio::Client::new(config)?),
-            Runtime::Smol => Client::Smol(unchoke_smol::Client::new(config)?),
-        })
-    }
-}
-
-impl std::ops::Deref for Client {
-    type Target = ClientCore;
-    fn deref(&self) -> &ClientCore {
-        match self {
-            Client::Mio(c) => c,
-            Client::Smol(c) => c,
-        }
-    }
-}
-
-impl std::ops::DerefMut for Client {
-    fn deref_mut(&mut self) -> &mut ClientCore {
-        match self {
-            Client::Mio(c) => c,
-            Client::Smol(c) => c,
-        }
-    }
-}
 
 /// Options shared by `download` and `seed`.
 #[derive(clap::Args, Debug)]
@@ -102,6 +59,28 @@ pub(crate) struct CommonArgs {
     /// A peer to connect to; may be repeated.
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
+
+    /// A tracker to announce to (http:// or udp://) besides the torrent's own; may be
+    /// repeated (each is a tier of its own, tried after the torrent's).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+
+    /// Do not announce to the torrent's trackers (`--tracker` ones are still used).
+    #[arg(long)]
+    no_trackers: bool,
+}
+
+impl CommonArgs {
+    /// The tracker tiers to announce to.
+    fn tracker_tiers(&self, metainfo: &Metainfo) -> Vec<Vec<String>> {
+        let mut tiers = if self.no_trackers {
+            Vec::new()
+        } else {
+            metainfo_tiers(metainfo)
+        };
+        tiers.extend(self.trackers.iter().map(|t| vec![t.clone()]));
+        tiers
+    }
 }
 
 /// Arguments of `unchoke download`.
@@ -193,6 +172,9 @@ fn run(
     let mut add = AddTorrent::new(metainfo.clone(), save_path);
     add.peers = peers;
     add.recheck = common.recheck;
+    let tiers = common.tracker_tiers(&metainfo);
+    let has_trackers = !tiers.is_empty();
+    add.trackers = Some(tiers);
     let handle = {
         let checking = report.checking();
         client
@@ -236,6 +218,22 @@ fn run(
                 }
             }
             Ok(ClientEvent::Session(Event::PeerBanned { addr, .. })) => report.banned(addr),
+            Ok(ClientEvent::Session(Event::TrackerReply {
+                url,
+                peers,
+                seeders,
+                leechers,
+                warning,
+                ..
+            })) => {
+                report.tracker_reply(&url, peers, seeders, leechers, common.verbose);
+                if let Some(w) = warning {
+                    report.warn(&format!("tracker {url}: {w}"));
+                }
+            }
+            Ok(ClientEvent::Session(Event::TrackerError { url, message, .. })) => {
+                report.tracker_error(&url, &message);
+            }
             Ok(ClientEvent::PeerConnected { addr, inbound }) if common.verbose => {
                 report.peer(
                     "peer_connected",
@@ -274,7 +272,10 @@ fn run(
             match client.stats(handle.id) {
                 Ok(Some(stats)) => {
                     report.progress(&stats);
+                    // With trackers, more peers may come at the next announce: only a
+                    // download from given peers alone can run out of them for good.
                     if goal == Goal::Download
+                        && !has_trackers
                         && !stats.complete
                         && stats.peers == 0
                         && stats.known_peers == 0
@@ -344,7 +345,7 @@ fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, String> {
 }
 
 /// A flag raised by Ctrl-C or SIGTERM.
-fn interrupt_flag() -> Result<Arc<AtomicBool>, String> {
+pub(crate) fn interrupt_flag() -> Result<Arc<AtomicBool>, String> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))

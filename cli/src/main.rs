@@ -1,20 +1,24 @@
-//! The `unchoke` command line: `info`, `create`, `download` and `seed`.
+//! The `unchoke` command line: `info`, `create`, `download`, `seed`, `tracker` and `swarm`.
 //!
 //! Exit status: 0 on success, 1 when the input or the work failed (one line on stderr,
 //! `unchoke: <what>: <why>`), 2 for a usage error (from clap).
 
 mod cmd_create;
 mod cmd_info;
+mod cmd_swarm;
+mod cmd_tracker;
 mod cmd_transfer;
 mod human;
 mod output;
 mod progress;
+mod runtime;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// unchoke: a BitTorrent engine. Inspect, create, download and seed torrents.
+/// unchoke: a BitTorrent engine. Inspect, create, download and seed torrents; run a
+/// tracker, or a whole local swarm.
 #[derive(Parser, Debug)]
 #[command(
     name = "unchoke",
@@ -38,6 +42,11 @@ enum Command {
     Download(cmd_transfer::DownloadArgs),
     /// Serve a torrent's data (checked first) until interrupted.
     Seed(cmd_transfer::SeedArgs),
+    /// Run a tracker over HTTP and UDP until interrupted.
+    Tracker(cmd_tracker::TrackerArgs),
+    /// Run a whole swarm on 127.0.0.1: a tracker, one seed and N leechers that find each
+    /// other through it; verify every copy and summarise who uploaded what.
+    Swarm(cmd_swarm::SwarmArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +56,8 @@ fn main() -> ExitCode {
         Command::Create(args) => cmd_create::run(&args),
         Command::Download(args) => cmd_transfer::download(&args),
         Command::Seed(args) => cmd_transfer::seed(&args),
+        Command::Tracker(args) => cmd_tracker::run(&args),
+        Command::Swarm(args) => cmd_swarm::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

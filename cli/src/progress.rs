@@ -210,6 +210,46 @@ impl Reporter {
         }
     }
 
+    /// A tracker answered (shown with `--verbose`, always in JSON).
+    pub(crate) fn tracker_reply(
+        &self,
+        url: &str,
+        peers: usize,
+        seeders: Option<u32>,
+        leechers: Option<u32>,
+        verbose: bool,
+    ) {
+        match &self.mode {
+            Mode::Json => emit(&json!({
+                "event": "tracker",
+                "url": url,
+                "peers": peers,
+                "seeders": seeders,
+                "leechers": leechers,
+            })),
+            Mode::Bar(_) | Mode::Plain if verbose => {
+                let counts = match (seeders, leechers) {
+                    (Some(s), Some(l)) => format!(" (swarm: {s} seeders, {l} leechers)"),
+                    _ => String::new(),
+                };
+                let line = format!("tracker {}: {peers} peers{counts}", printable(url));
+                match &self.mode {
+                    Mode::Bar(bar) => bar.println(line),
+                    _ => println_safe(&line),
+                }
+            }
+            Mode::Bar(_) | Mode::Plain | Mode::Quiet => {}
+        }
+    }
+
+    /// A tracker could not be reached or refused us (the download goes on).
+    pub(crate) fn tracker_error(&self, url: &str, message: &str) {
+        match &self.mode {
+            Mode::Json => emit(&json!({"event": "tracker_error", "url": url, "message": message})),
+            _ => self.warn(&format!("tracker {url}: {message}")),
+        }
+    }
+
     /// Something worth knowing that does not stop the run.
     pub(crate) fn warn(&self, message: &str) {
         match &self.mode {

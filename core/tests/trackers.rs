@@ -98,11 +98,11 @@ fn peers_from_the_tracker_are_dialled_and_the_next_announce_waits_for_the_interv
     );
     let mut now = Instant::ZERO;
     for _ in 0..119 {
-        now = now + Duration::from_secs(1);
+        now += Duration::from_secs(1);
         s.handle_timeout(now);
     }
     assert!(announces(&drain(&mut s)).is_empty(), "nothing before 120 s");
-    now = now + Duration::from_secs(1);
+    now += Duration::from_secs(1);
     s.handle_timeout(now);
     let next = announces(&drain(&mut s));
     assert_eq!(next.len(), 1);

@@ -89,6 +89,7 @@ impl ClientCore {
             have: prepared.have,
             resume_path: prepared.resume_path,
             peers: add.peers,
+            trackers: add.trackers,
             reply,
         })?;
         let id = rx

@@ -14,6 +14,7 @@ use unchoke_core::bitfield::Bitfield;
 use unchoke_core::resume::ResumeData;
 use unchoke_core::session::{ConnId, Session, TorrentId};
 use unchoke_core::storage::FileStorage;
+use unchoke_core::tracker::AnnounceResponse;
 use unchoke_core::wire::BlockRequest;
 
 /// Work for a disk thread.
@@ -76,6 +77,15 @@ pub enum Completion {
     ResumeSaved {
         torrent: TorrentId,
         result: Result<(), String>,
+    },
+    /// Not disk work: a tracker announce ([`crate::announce::AnnounceJob`]) comes back to
+    /// the loop the same way.
+    Announced {
+        torrent: TorrentId,
+        url: String,
+        /// It was a `stopped` announce (whose answer nobody waits for).
+        stopped: bool,
+        result: Result<AnnounceResponse, String>,
     },
 }
 

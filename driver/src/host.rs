@@ -23,7 +23,9 @@ use unchoke_core::storage::FileStorage;
 use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
 
+use crate::announce::{AnnounceJob, STOPPED_TIMEOUT};
 use crate::disk::{Completion, Job, save_resume_now};
+use crate::tracker_client::TrackerClient;
 use crate::{ClientConfig, ClientEvent, Clock, ShutdownReport};
 
 /// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
@@ -41,6 +43,7 @@ pub enum Command {
         have: Bitfield,
         resume_path: PathBuf,
         peers: Vec<SocketAddr>,
+        trackers: Option<Vec<Vec<String>>>,
         reply: Sender<Result<TorrentId, AddTorrentError>>,
     },
     AddPeers {
@@ -85,6 +88,9 @@ pub enum IoAction {
     },
     /// Run this job off the loop and hand its completion to [`SessionHost::completion`].
     Disk(Job),
+    /// Run this tracker announce off the loop (it blocks, name resolution included) and
+    /// hand its completion to [`SessionHost::completion`].
+    Announce(AnnounceJob),
 }
 
 struct TorrentSlot {
@@ -114,6 +120,10 @@ pub struct SessionHost {
     resume_interval: Duration,
     next_resume_save: StdInstant,
     shutdown: Option<(Sender<Vec<ShutdownReport>>, StdInstant)>,
+    trackers: Arc<TrackerClient>,
+    /// `stopped` announces out during shutdown, and when shutdown stops waiting for them.
+    stops_in_flight: usize,
+    stops_deadline: Option<StdInstant>,
 }
 
 impl std::fmt::Debug for SessionHost {
@@ -126,15 +136,26 @@ impl std::fmt::Debug for SessionHost {
 }
 
 impl SessionHost {
-    /// A session configured from `cfg`, announcing `listen_port` to peers; events go to
-    /// `events` (dropped when its backlog is full: counters stay available via `stats`).
-    pub fn new(cfg: &ClientConfig, listen_port: u16, events: Sender<ClientEvent>) -> Self {
+    /// A session configured from `cfg`, telling peers and trackers the port of `listen`
+    /// (the bound listener, if any); events go to `events` (dropped when its backlog is
+    /// full: counters stay available via `stats`). Tracker sockets are bound to the listen
+    /// IP, so trackers register us under the address we accept peers on.
+    pub fn new(
+        cfg: &ClientConfig,
+        listen: Option<SocketAddr>,
+        events: Sender<ClientEvent>,
+    ) -> Self {
         let mut session_cfg = cfg.session.clone();
-        session_cfg.listen_port = listen_port;
+        session_cfg.listen_port = listen.map_or(0, |a| a.port());
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
+        let mut session = Session::new(session_cfg, seed, clock.now());
+        let bind_ip = listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+        if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {
+            session.add_own_address(addr);
+        }
         SessionHost {
-            session: Session::new(session_cfg, seed, clock.now()),
+            session,
             clock,
             torrents: BTreeMap::new(),
             events,
@@ -145,6 +166,9 @@ impl SessionHost {
             resume_interval: cfg.resume_interval,
             next_resume_save: StdInstant::now() + cfg.resume_interval,
             shutdown: None,
+            trackers: Arc::new(TrackerClient::new(bind_ip)),
+            stops_in_flight: 0,
+            stops_deadline: None,
         }
     }
 
@@ -254,6 +278,17 @@ impl SessionHost {
                         blocks,
                     })
                 }
+                Action::Announce {
+                    torrent,
+                    url,
+                    request,
+                } => {
+                    let job = AnnounceJob::new(self.trackers.clone(), torrent, url, request);
+                    if job.is_stopped() {
+                        self.stops_in_flight += 1;
+                    }
+                    IoAction::Announce(job)
+                }
                 Action::Event(event) => {
                     self.emit(ClientEvent::Session(event));
                     continue;
@@ -296,6 +331,19 @@ impl SessionHost {
                 self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
                 self.session.piece_hashed(torrent, piece, ok, now);
             }
+            Completion::Announced {
+                torrent,
+                url,
+                stopped,
+                result,
+            } => {
+                if stopped {
+                    // Nobody waits for the answer to a `stopped`.
+                    self.stops_in_flight = self.stops_in_flight.saturating_sub(1);
+                } else if self.shutdown.is_none() {
+                    self.session.announce_done(torrent, &url, result, now);
+                }
+            }
             Completion::ResumeSaved { torrent, result } => {
                 if let Some(slot) = self.torrents.get_mut(&torrent) {
                     slot.saving = false;
@@ -317,12 +365,16 @@ impl SessionHost {
                 have,
                 resume_path,
                 peers,
+                trackers,
                 reply,
             } => {
                 let now = self.clock.now();
                 let have_count = have.count_ones();
                 let result = self.session.add_torrent(&metainfo, Some(have), now);
                 if let Ok(id) = result {
+                    if let Some(tiers) = trackers {
+                        self.session.set_trackers(id, tiers, now);
+                    }
                     self.torrents.insert(
                         id,
                         TorrentSlot {
@@ -358,6 +410,11 @@ impl SessionHost {
             return false;
         }
         self.shutdown = Some((reply, StdInstant::now() + SHUTDOWN_DRAIN));
+        // Leave the swarms: the `stopped` announces go out with the last disk work, and
+        // shutdown waits for them only briefly.
+        self.stops_deadline = Some(StdInstant::now() + STOPPED_TIMEOUT);
+        let now = self.clock.now();
+        self.session.stop_announces(now);
         true
     }
 
@@ -395,14 +452,19 @@ impl SessionHost {
     }
 
     /// During shutdown: whether disk work is still out (writes the session waits for, or
-    /// background resume saves that must not land after the final one). Past the drain
-    /// deadline it answers `false` so shutdown cannot hang on a stuck disk.
+    /// background resume saves that must not land after the final one), or a `stopped`
+    /// announce. Past their deadlines (disk: 30 s, announces: 3 s) it answers `false`, so
+    /// shutdown cannot hang on a stuck disk or a silent tracker.
     pub fn draining(&self) -> bool {
-        let busy = self.jobs_in_flight > 0 || self.torrents.values().any(|s| s.saving);
-        busy && self
-            .shutdown
-            .as_ref()
-            .is_some_and(|(_, deadline)| StdInstant::now() < *deadline)
+        let now = StdInstant::now();
+        let stops_out = self.stops_in_flight > 0 && self.stops_deadline.is_some_and(|d| now < d);
+        let disk_busy = self.jobs_in_flight > 0 || self.torrents.values().any(|s| s.saving);
+        let disk_out = disk_busy
+            && self
+                .shutdown
+                .as_ref()
+                .is_some_and(|(_, deadline)| now < *deadline);
+        stops_out || disk_out
     }
 
     /// Ends shutdown: flushes every torrent's files, writes its resume data (on this

@@ -8,12 +8,15 @@
 //! live in `unchoke-core`; how sockets and threads are driven lives in each driver.
 #![warn(missing_docs)]
 
+pub mod announce;
 mod client;
 mod clock;
 mod config;
 pub mod disk;
 mod host;
 mod net;
+pub mod tracker_client;
+pub mod tracker_service;
 
 pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};
 pub use clock::Clock;
@@ -79,6 +82,9 @@ pub struct AddTorrent {
     pub recheck: bool,
     /// Where resume data lives; `None`: `save_path/.unchoke/<info-hash>.resume`.
     pub resume_path: Option<PathBuf>,
+    /// Trackers to announce to, in BEP 12 tiers; `None`: the torrent's own (`announce-list`,
+    /// else `announce`). `Some(vec![])` announces to none.
+    pub trackers: Option<Vec<Vec<String>>>,
 }
 
 impl AddTorrent {
@@ -90,6 +96,7 @@ impl AddTorrent {
             peers: Vec::new(),
             recheck: false,
             resume_path: None,
+            trackers: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use hashbrown::HashMap;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use unchoke_core::session::{ConnId, Direction, TorrentId};
+use unchoke_driver::announce::AnnounceJob;
 use unchoke_driver::disk::Completion;
 use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Command, IoAction, SessionHost};
 
@@ -91,7 +92,7 @@ impl EventLoop {
             listener,
             local_addr,
             bind_ip: cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
-            host: SessionHost::new(cfg, local_addr.map_or(0, |a| a.port()), events),
+            host: SessionHost::new(cfg, local_addr, events),
             conns: HashMap::new(),
             tokens: HashMap::new(),
             next_token: FIRST_PEER,
@@ -396,10 +397,25 @@ impl EventLoop {
                     }
                 }
                 IoAction::Disk(job) => self.disk.submit(job),
+                IoAction::Announce(job) => self.announce(job),
             }
         }
         self.flush_sends();
         self.disk.flush();
+    }
+
+    /// Runs a tracker announce on a thread of its own: announces are rare (one per torrent
+    /// per interval) but can block for a minute on a silent tracker or slow DNS, which
+    /// must hold up neither this loop nor the disk workers.
+    fn announce(&mut self, job: AnnounceJob) {
+        let fallback = job.failure("cannot start a thread for the announce");
+        let done = self.done.clone();
+        let spawned = std::thread::Builder::new()
+            .name("unchoke-announce".into())
+            .spawn(move || done.push(job.run()));
+        if spawned.is_err() {
+            self.completions.push_back(fallback);
+        }
     }
 
     /// Queues buffers; they are written when the round of actions ends ([`Self::flush_sends`]),

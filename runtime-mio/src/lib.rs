@@ -34,10 +34,16 @@ mod conn;
 mod disk;
 mod event_loop;
 mod handoff;
+mod tracker_server;
 
 pub use client::Client;
+pub use tracker_server::TrackerService;
 // The configuration and the types of the public surface are shared with the smol driver.
 pub use unchoke_driver::{
     AddTorrent, CheckReport, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
     default_resume_path,
+};
+// The tracker service's settings, counters and errors are shared with the smol driver.
+pub use unchoke_driver::tracker_service::{
+    TrackerServiceConfig, TrackerServiceError, TrackerServiceStats,
 };

@@ -13,6 +13,7 @@ use hashbrown::HashMap;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor, Task, Timer};
 use unchoke_core::session::{ConnId, Direction, TorrentId};
+use unchoke_driver::announce::AnnounceJob;
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
 use unchoke_driver::{ClientConfig, ClientEvent, Command, IoAction, SessionHost};
 
@@ -81,16 +82,15 @@ impl SessionTask {
         commands: Receiver<Command>,
         events: crossbeam_channel::Sender<ClientEvent>,
     ) -> Self {
-        let port = listener
+        let local_addr = listener
             .as_ref()
-            .and_then(|l| l.get_ref().local_addr().ok())
-            .map_or(0, |a| a.port());
+            .and_then(|l| l.get_ref().local_addr().ok());
         let (net_tx, net_rx) = smol::channel::bounded(NET_QUEUE);
         let (done_tx, done_rx) = smol::channel::unbounded();
         let listener = listener.map(|l| ex.spawn(peer_io::accept_loop(l, net_tx.clone())));
         SessionTask {
             ex,
-            host: SessionHost::new(&cfg, port, events),
+            host: SessionHost::new(&cfg, local_addr, events),
             bind_ip: cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
             cfg,
             peers: HashMap::new(),
@@ -408,6 +408,7 @@ impl SessionTask {
                 IoAction::Disk(job @ Job::Write { .. }) => self.writes.push(job),
                 IoAction::Disk(job @ Job::Read { .. }) => self.reads.push(job),
                 IoAction::Disk(job) => self.spawn_job(job),
+                IoAction::Announce(job) => self.spawn_announce(job),
             }
         }
         self.start_write_batch();
@@ -420,6 +421,18 @@ impl SessionTask {
         self.ex
             .spawn(async move {
                 let c = smol::unblock(move || run(job, &cache)).await;
+                let _ = done.send(c).await;
+            })
+            .detach();
+    }
+
+    /// A tracker announce on smol's blocking pool (it blocks on name resolution and on the
+    /// tracker); its completion comes back on `done`.
+    fn spawn_announce(&self, job: AnnounceJob) {
+        let done = self.done_tx.clone();
+        self.ex
+            .spawn(async move {
+                let c = smol::unblock(move || job.run()).await;
                 let _ = done.send(c).await;
             })
             .detach();

@@ -369,7 +369,7 @@ impl World {
                     self.hashes
                         .push_back((piece, h.finalize()[..] == expected[..]));
                 }
-                Action::Connect { .. } | Action::Event(_) => {}
+                Action::Connect { .. } | Action::Announce { .. } | Action::Event(_) => {}
             }
         }
     }

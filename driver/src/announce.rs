@@ -1,0 +1,86 @@
+//! Tracker announces as jobs a driver runs off its loop: the session's
+//! [`unchoke_core::session::Action::Announce`] becomes an [`AnnounceJob`] that carries
+//! everything it needs (the shared [`TrackerClient`], the URL, the request and a time
+//! limit); running it blocks (name resolution included) and yields a [`Completion`] for
+//! the loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use unchoke_core::session::TorrentId;
+use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest};
+
+use crate::disk::Completion;
+use crate::tracker_client::TrackerClient;
+
+/// Time allowed for a regular announce. Over UDP this covers the first transmission and
+/// BEP 15's retransmissions at 15 s and 45 s; a tracker slower than that has failed, and
+/// the session's announcer moves on to the next one.
+pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for a `stopped` announce at shutdown: nobody waits for its answer, so it
+/// must not hold the exit up.
+pub const STOPPED_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One announce to carry out.
+#[derive(Debug)]
+pub struct AnnounceJob {
+    /// The torrent.
+    pub torrent: TorrentId,
+    /// The tracker's URL.
+    pub url: String,
+    /// What to tell it.
+    pub request: AnnounceRequest,
+    client: Arc<TrackerClient>,
+}
+
+impl AnnounceJob {
+    pub(crate) fn new(
+        client: Arc<TrackerClient>,
+        torrent: TorrentId,
+        url: String,
+        request: AnnounceRequest,
+    ) -> Self {
+        AnnounceJob {
+            torrent,
+            url,
+            request,
+            client,
+        }
+    }
+
+    /// Whether this is the `stopped` announce of a shutdown.
+    pub fn is_stopped(&self) -> bool {
+        self.request.event == AnnounceEvent::Stopped
+    }
+
+    /// Runs the exchange (blocking: call it on a worker thread or through
+    /// `smol::unblock`) and reports it for [`crate::SessionHost::completion`].
+    pub fn run(self) -> Completion {
+        let stopped = self.is_stopped();
+        let timeout = if stopped {
+            STOPPED_TIMEOUT
+        } else {
+            ANNOUNCE_TIMEOUT
+        };
+        let result = self
+            .client
+            .announce(&self.url, &self.request, timeout)
+            .map_err(|e| e.to_string());
+        Completion::Announced {
+            torrent: self.torrent,
+            url: self.url,
+            stopped,
+            result,
+        }
+    }
+
+    /// The completion to report if the job cannot even be started (no thread for it).
+    pub fn failure(&self, why: &str) -> Completion {
+        Completion::Announced {
+            stopped: self.is_stopped(),
+            torrent: self.torrent,
+            url: self.url.clone(),
+            result: Err(why.to_string()),
+        }
+    }
+}
