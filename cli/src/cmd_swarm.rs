@@ -542,6 +542,9 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
             }
         }
     }
+    // Every client has left (its shutdown waits for its `stopped` announce): a tracker
+    // that still lists peers missed a `stopped`.
+    let peers_left = tracker.stats().peers;
     let tracker_stats = tracker.shutdown().map_err(|e| e.to_string())?;
     if let Some(f) = failure {
         return Err(f);
@@ -555,8 +558,11 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
         &leechers,
         distribution,
         verified,
-        tracker_stats.http_requests,
-        tracker_stats.udp_packets,
+        TrackerCounts {
+            http_requests: tracker_stats.http_requests,
+            udp_packets: tracker_stats.udp_packets,
+            peers_left,
+        },
     );
     Ok(())
 }
@@ -624,15 +630,27 @@ fn verify_copies(leechers: &[Member], expected: [u8; 20]) -> Result<usize, Strin
     Ok(ok)
 }
 
+/// What the tracker saw, for the summary.
+struct TrackerCounts {
+    http_requests: u64,
+    udp_packets: u64,
+    /// Peers still registered after every client shut down.
+    peers_left: usize,
+}
+
 fn summarise(
     args: &SwarmArgs,
     seed: &Member,
     leechers: &[Member],
     distribution: Duration,
     verified: usize,
-    http_requests: u64,
-    udp_packets: u64,
+    tracker: TrackerCounts,
 ) {
+    let TrackerCounts {
+        http_requests,
+        udp_packets,
+        peers_left,
+    } = tracker;
     let n = leechers.len() as u64;
     let secs = distribution.as_secs_f64().max(1e-3);
     let delivered = args.size * n;
@@ -674,6 +692,7 @@ fn summarise(
             "server_equivalent_seconds": server_secs,
             "tracker_http_requests": http_requests,
             "tracker_udp_packets": udp_packets,
+            "tracker_peers_left": peers_left,
             "per_leecher": leechers.iter().map(|m| json!({
                 "name": m.name,
                 "seconds": m.completed_after.map(|d| d.as_secs_f64()),

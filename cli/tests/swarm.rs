@@ -65,6 +65,11 @@ fn eight_leechers_redistribute(runtime: Runtime) {
     assert!(
         u64_of(&summary, "tracker_http_requests") + u64_of(&summary, "tracker_udp_packets") >= 9
     );
+    assert_eq!(
+        u64_of(&summary, "tracker_peers_left"),
+        0,
+        "every client told the tracker `stopped` when it shut down"
+    );
     let setup = p.last("setup").expect("setup event");
     let trackers = setup["trackers"].as_array().expect("trackers");
     assert!(trackers.iter().any(|t| {
