@@ -58,6 +58,7 @@ fn leecher_session(content_len: usize) -> (Session, TorrentId) {
     let t = s
         .add_torrent(&metainfo, None, Instant::ZERO)
         .expect("add torrent");
+    s.handle_timeout(Instant::ZERO);
     (s, t)
 }
 
@@ -81,6 +82,27 @@ fn adding_a_torrent_announces_started_with_its_counters() {
     assert_eq!(req.port, 7000);
     assert_eq!(req.peer_id, s.peer_id());
     assert_eq!(req.numwant, Some(80));
+}
+
+#[test]
+fn trackers_set_right_after_adding_replace_the_metainfo_ones() {
+    let metainfo = make_metainfo(&make_content(50_000, 3), 16 * KIB as u32);
+    let mut s = Session::new(SessionConfig::default(), 1, Instant::ZERO);
+    let t = s
+        .add_torrent(&metainfo, None, Instant::ZERO)
+        .expect("add torrent");
+    s.set_trackers(t, Vec::new(), Instant::ZERO);
+    s.handle_timeout(Instant::ZERO + Duration::from_secs(5));
+    assert!(
+        announces(&drain(&mut s)).is_empty(),
+        "no trackers: no announce"
+    );
+    let elsewhere = "udp://127.0.0.1:7000".to_string();
+    s.set_trackers(t, vec![vec![elsewhere.clone()]], Instant::ZERO);
+    let sent = announces(&drain(&mut s));
+    assert_eq!(sent.len(), 1, "announced at once: {sent:?}");
+    assert_eq!(sent[0].0, elsewhere);
+    assert_eq!(s.trackers(t), vec![vec![elsewhere]]);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    Action, AddTorrentError, ConnId, DisconnectReason, Session, TorrentId,
+    Action, AddTorrentError, ConnId, DisconnectReason, Session, TorrentId, metainfo_tiers,
 };
 use unchoke_core::storage::FileStorage;
 use unchoke_core::time::Instant;
@@ -372,9 +372,8 @@ impl SessionHost {
                 let have_count = have.count_ones();
                 let result = self.session.add_torrent(&metainfo, Some(have), now);
                 if let Ok(id) = result {
-                    if let Some(tiers) = trackers {
-                        self.session.set_trackers(id, tiers, now);
-                    }
+                    let tiers = trackers.unwrap_or_else(|| metainfo_tiers(&metainfo));
+                    self.session.set_trackers(id, tiers, now);
                     self.torrents.insert(
                         id,
                         TorrentSlot {

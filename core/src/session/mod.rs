@@ -133,7 +133,8 @@ impl Session {
 
     /// Adds a torrent. `have` lists pieces already verified on disk (from a resume file or a
     /// check); `None` means none. The torrent announces to the metainfo's trackers
-    /// ([`metainfo_tiers`]; change them with [`Session::set_trackers`]), starting at once.
+    /// ([`metainfo_tiers`]) from the next [`Session::handle_timeout`]; call
+    /// [`Session::set_trackers`] before that to announce elsewhere (or nowhere).
     pub fn add_torrent(
         &mut self,
         metainfo: &Metainfo,
@@ -167,7 +168,7 @@ impl Session {
         .ok_or_else(|| AddTorrentError::Geometry("no pieces".into()))?;
         self.torrents.push(torrent);
         self.by_hash.insert(metainfo.info_hash, id);
-        self.set_trackers(id, metainfo_tiers(metainfo), now);
+        self.install_trackers(id, metainfo_tiers(metainfo), now);
         Ok(id)
     }
 
@@ -492,17 +493,20 @@ impl Session {
         }
         if tick_due {
             self.next_tick = now + TICK;
-            self.pump_announces(now);
         }
+        self.pump_announces(now);
     }
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let choke = self.torrents.iter().map(|t| t.next_deadline()).min();
-        Some(match choke {
-            Some(c) => c.min(self.next_tick),
-            None => self.next_tick,
-        })
+        let announce = self.trackers.next_deadline();
+        Some(
+            [choke, announce]
+                .into_iter()
+                .flatten()
+                .fold(self.next_tick, Instant::min),
+        )
     }
 
     /// The next action for the driver, or `None` when there is nothing to do.

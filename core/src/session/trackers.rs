@@ -51,6 +51,17 @@ impl Trackers {
         self.own_addrs.insert(addr);
     }
 
+    /// The earliest regular announce due (`None` after `stop_announces`).
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
+        self.per_torrent
+            .iter()
+            .filter_map(|(_, s)| s.announcer.next_deadline())
+            .min()
+    }
+
     fn get_mut(&mut self, torrent: TorrentId) -> Option<&mut TorrentTrackers> {
         self.per_torrent
             .iter_mut()
@@ -71,9 +82,20 @@ pub fn metainfo_tiers(metainfo: &Metainfo) -> Vec<Vec<String>> {
 
 impl Session {
     /// Sets the trackers `torrent` announces to (tiers in BEP 12 order; empty: none),
-    /// replacing any earlier list. [`Session::add_torrent`] starts with the metainfo's.
-    /// The first announce is due at once.
+    /// replacing any earlier list ([`Session::add_torrent`] starts with the metainfo's).
+    /// The first announce goes out at once.
     pub fn set_trackers(&mut self, torrent: TorrentId, tiers: Vec<Vec<String>>, now: Instant) {
+        self.install_trackers(torrent, tiers, now);
+        self.pump_announces(now);
+    }
+
+    /// Sets `torrent`'s trackers without starting any announce yet.
+    pub(super) fn install_trackers(
+        &mut self,
+        torrent: TorrentId,
+        tiers: Vec<Vec<String>>,
+        now: Instant,
+    ) {
         let Some(t) = self.torrents.get(torrent.0 as usize) else {
             return;
         };
@@ -89,7 +111,6 @@ impl Session {
                 },
             ));
         }
-        self.pump_announces(now);
     }
 
     /// The trackers of `torrent`, in the order they are tried.
@@ -172,7 +193,7 @@ impl Session {
     }
 
     /// Starts every announce that is due, and notices torrents that just completed (their
-    /// trackers are owed a `completed`). Runs on every timer tick and tracker answer.
+    /// trackers are owed a `completed`). Runs on every `handle_timeout` and tracker answer.
     pub(super) fn pump_announces(&mut self, now: Instant) {
         if self.trackers.stopped {
             return;
