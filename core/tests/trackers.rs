@@ -271,3 +271,16 @@ fn a_swarm_finds_itself_through_the_tracker_alone() {
         "peers found each other only via the seed?"
     );
 }
+
+#[test]
+fn a_tracker_flooding_peers_cannot_grow_memory() {
+    let (mut s, t) = leecher_session(100_000);
+    drain(&mut s);
+    let flood: Vec<SocketAddr> = (0..100_000u32)
+        .map(|i| SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881)))
+        .collect();
+    s.announce_done(t, URL, Ok(reply(&flood)), Instant::ZERO);
+    drain(&mut s);
+    let stats = s.stats(t, Instant::ZERO).expect("stats");
+    assert_eq!(stats.known_peers, SessionConfig::default().max_candidates);
+}

@@ -50,6 +50,10 @@ pub struct SessionConfig {
     pub reconnect_delay: Duration,
     /// Failed dials after which an address is forgotten (default 6).
     pub max_connect_failures: u32,
+    /// Most addresses kept per torrent waiting to be dialled (default 1,000); further ones
+    /// from a tracker or the user are ignored until some are used up, so a hostile tracker
+    /// answering with a million peers cannot grow memory.
+    pub max_candidates: usize,
     /// Choking rounds (default: 4 regular slots every 10 s, optimistic every 30 s,
     /// snubbed after 60 s).
     pub choker: ChokerConfig,
@@ -73,6 +77,7 @@ impl Default for SessionConfig {
             max_strikes: 3,
             reconnect_delay: Duration::from_secs(5),
             max_connect_failures: 6,
+            max_candidates: 1000,
             choker: ChokerConfig::default(),
         }
     }

@@ -216,7 +216,7 @@ impl Session {
             .filter(|a| !self.trackers.is_own(a))
             .collect();
         self.with_torrent(torrent, |t, ctx| {
-            t.add_candidates(&addrs, now);
+            t.add_candidates(&addrs, ctx.config.max_candidates, now);
             t.maybe_connect(ctx, now);
         });
     }

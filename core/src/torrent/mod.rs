@@ -282,8 +282,11 @@ impl Torrent {
     // ----- peers joining and leaving ----------------------------------------------------
 
     /// Adds addresses to dial (from the user, a tracker, PEX or the DHT).
-    pub(crate) fn add_candidates(&mut self, addrs: &[SocketAddr], now: Instant) {
+    pub(crate) fn add_candidates(&mut self, addrs: &[SocketAddr], max: usize, now: Instant) {
         for &addr in addrs {
+            if self.candidates.len() >= max {
+                break;
+            }
             if self.banned.contains(&addr.ip())
                 || self.peers.values().any(|p| p.addr == addr)
                 || self.connecting.contains(&addr)
