@@ -24,10 +24,10 @@ mod tracker_server;
 
 pub use client::Client;
 pub use tracker_server::TrackerService;
+pub use unchoke_driver::tracker_service::{
+    TrackerServiceConfig, TrackerServiceError, TrackerServiceStats,
+};
 pub use unchoke_driver::{
     AddTorrent, CheckReport, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
     default_resume_path,
-};
-pub use unchoke_driver::tracker_service::{
-    TrackerServiceConfig, TrackerServiceError, TrackerServiceStats,
 };

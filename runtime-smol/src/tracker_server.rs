@@ -130,9 +130,7 @@ impl TrackerService {
             return Ok(self.stats.get());
         };
         self.stop.close();
-        thread
-            .join()
-            .map_err(|_| TrackerServiceError::Panicked)?;
+        thread.join().map_err(|_| TrackerServiceError::Panicked)?;
         Ok(self.stats.get())
     }
 }
@@ -318,13 +316,17 @@ async fn udp_loop(host: SharedHost, socket: Async<UdpSocket>) {
     let mut buf = vec![0u8; UDP_BUFFER];
     let mut burst = 0;
     loop {
-        // Errors queued on the socket (ICMP reports of earlier replies) concern one
-        // datagram each: skip them.
-        if let Ok((n, source)) = socket.recv_from(&mut buf).await {
-            let reply = host.borrow_mut().handle_udp(&buf[..n], source);
-            if let Some(reply) = reply {
-                let _ = socket.get_ref().send_to(&reply, source);
+        let received = socket.recv_from(&mut buf).await;
+        match received {
+            Ok((n, source)) => {
+                let reply = host.borrow_mut().handle_udp(&buf[..n], source);
+                if let Some(reply) = reply {
+                    let _ = socket.get_ref().send_to(&reply, source);
+                }
             }
+            // Errors queued on the socket (ICMP reports of earlier replies) concern one
+            // datagram each: skip them, but let the other tasks run in case they repeat.
+            Err(_) => burst = BURST,
         }
         // A socket that is always readable never yields: let the other tasks run.
         burst += 1;

@@ -532,13 +532,21 @@ fn udp_connection_id_checks() {
         t(720)
     )));
     assert_eq!(s.peer_count(), 0);
+    // Another port of the same IP may use the id (libtorrent shares ids between sessions).
+    let same_ip_other_port = SocketAddr::new(a.ip(), a.port().wrapping_add(1));
+    assert!(!is_error(s.handle_udp_packet(
+        &udp_announce(cid, hash(1), 2, 2, 1),
+        same_ip_other_port,
+        t(600)
+    )));
+    assert_eq!(s.peer_count(), 1);
     // Valid through the next window (up to ~2 minutes).
     assert!(!is_error(s.handle_udp_packet(
         &udp_announce(cid, hash(1), 1, 1, 1),
         a,
         t(719)
     )));
-    assert_eq!(s.peer_count(), 1);
+    assert_eq!(s.peer_count(), 2);
     // Short, truncated and unknown packets.
     assert_eq!(s.handle_udp_packet(&[0; 15], a, t(600)), None);
     let mut bad_magic = 7u64.to_be_bytes().to_vec();

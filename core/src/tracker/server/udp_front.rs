@@ -1,9 +1,11 @@
 //! The UDP front of the tracker server (BEP 15): connect, announce and scrape packets.
 //!
 //! Connection ids carry no per-client state: an id is a keyed hash (SHA-1 over the
-//! server's secret, the source address and the current 60-second window). An id is
-//! accepted in its own window and the next one, so it stays valid between 60 and 120 s
-//! — the two minutes BEP 15 allows — and a spoofed source cannot obtain one.
+//! server's secret, the source IP and the current 60-second window). An id is accepted in
+//! its own window and the next one, so it stays valid between 60 and 120 s — the two
+//! minutes BEP 15 allows — and a spoofed source cannot obtain one. The port is left out
+//! (as opentracker does): libtorrent caches connection ids per tracker for the whole
+//! process, so a second session in it sends from another port with the first one's id.
 //!
 //! Replies: packets shorter than 16 bytes, and connect packets without the protocol magic,
 //! are dropped (`None`): they cannot be BEP 15 and answering them would let anyone bounce
@@ -72,7 +74,7 @@ impl TrackerServer {
         })
     }
 
-    /// The connection id `source` gets in time window `w`.
+    /// The connection id `source`'s IP gets in time window `w`.
     pub(crate) fn connection_id(&self, source: SocketAddr, w: u64) -> u64 {
         let mut h = Sha1::new();
         h.update(self.secret);
@@ -80,7 +82,6 @@ impl TrackerServer {
             IpAddr::V4(ip) => h.update(ip.octets()),
             IpAddr::V6(ip) => h.update(ip.octets()),
         }
-        h.update(source.port().to_be_bytes());
         h.update(w.to_be_bytes());
         let digest = h.finalize();
         let mut first = [0u8; 8];
