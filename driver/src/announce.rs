@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use unchoke_core::session::TorrentId;
-use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest};
+use unchoke_core::tracker::AnnounceRequest;
 
 use crate::disk::Completion;
 use crate::tracker_client::TrackerClient;
@@ -17,8 +17,8 @@ use crate::tracker_client::TrackerClient;
 /// BEP 15's retransmissions at 15 s and 45 s; a tracker slower than that has failed, and
 /// the session's announcer moves on to the next one.
 pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time allowed for a `stopped` announce at shutdown: nobody waits for its answer, so it
-/// must not hold the exit up.
+/// Time allowed for an announce made while shutting down (`completed`, `stopped`): it must
+/// not hold the exit up.
 pub const STOPPED_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One announce to carry out.
@@ -30,6 +30,8 @@ pub struct AnnounceJob {
     pub url: String,
     /// What to tell it.
     pub request: AnnounceRequest,
+    /// Started while the client shuts down: a short time-out, and shutdown waits for it.
+    pub during_shutdown: bool,
     client: Arc<TrackerClient>,
 }
 
@@ -39,37 +41,37 @@ impl AnnounceJob {
         torrent: TorrentId,
         url: String,
         request: AnnounceRequest,
+        during_shutdown: bool,
     ) -> Self {
         AnnounceJob {
             torrent,
             url,
             request,
+            during_shutdown,
             client,
         }
     }
 
-    /// Whether this is the `stopped` announce of a shutdown.
-    pub fn is_stopped(&self) -> bool {
-        self.request.event == AnnounceEvent::Stopped
+    /// How long the exchange may take in all.
+    pub fn timeout(&self) -> Duration {
+        if self.during_shutdown {
+            STOPPED_TIMEOUT
+        } else {
+            ANNOUNCE_TIMEOUT
+        }
     }
 
     /// Runs the exchange (blocking: call it on a worker thread or through
     /// `smol::unblock`) and reports it for [`crate::SessionHost::completion`].
     pub fn run(self) -> Completion {
-        let stopped = self.is_stopped();
-        let timeout = if stopped {
-            STOPPED_TIMEOUT
-        } else {
-            ANNOUNCE_TIMEOUT
-        };
         let result = self
             .client
-            .announce(&self.url, &self.request, timeout)
+            .announce(&self.url, &self.request, self.timeout())
             .map_err(|e| e.to_string());
         Completion::Announced {
             torrent: self.torrent,
             url: self.url,
-            stopped,
+            during_shutdown: self.during_shutdown,
             result,
         }
     }
@@ -77,7 +79,7 @@ impl AnnounceJob {
     /// The completion to report if the job cannot even be started (no thread for it).
     pub fn failure(&self, why: &str) -> Completion {
         Completion::Announced {
-            stopped: self.is_stopped(),
+            during_shutdown: self.during_shutdown,
             torrent: self.torrent,
             url: self.url.clone(),
             result: Err(why.to_string()),

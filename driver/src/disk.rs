@@ -83,8 +83,8 @@ pub enum Completion {
     Announced {
         torrent: TorrentId,
         url: String,
-        /// It was a `stopped` announce (whose answer nobody waits for).
-        stopped: bool,
+        /// It was started during shutdown (shutdown waits for it, briefly).
+        during_shutdown: bool,
         result: Result<AnnounceResponse, String>,
     },
 }

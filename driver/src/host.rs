@@ -121,7 +121,8 @@ pub struct SessionHost {
     next_resume_save: StdInstant,
     shutdown: Option<(Sender<Vec<ShutdownReport>>, StdInstant)>,
     trackers: Arc<TrackerClient>,
-    /// `stopped` announces out during shutdown, and when shutdown stops waiting for them.
+    /// Announces (`completed`, `stopped`) started during shutdown and not finished, and when
+    /// shutdown stops waiting for them.
     stops_in_flight: usize,
     stops_deadline: Option<StdInstant>,
 }
@@ -283,11 +284,18 @@ impl SessionHost {
                     url,
                     request,
                 } => {
-                    let job = AnnounceJob::new(self.trackers.clone(), torrent, url, request);
-                    if job.is_stopped() {
+                    // Leaving (`completed`, `stopped`): a short time-out, and shutdown waits.
+                    let during_shutdown = self.shutdown.is_some();
+                    if during_shutdown {
                         self.stops_in_flight += 1;
                     }
-                    IoAction::Announce(job)
+                    IoAction::Announce(AnnounceJob::new(
+                        self.trackers.clone(),
+                        torrent,
+                        url,
+                        request,
+                        during_shutdown,
+                    ))
                 }
                 Action::Event(event) => {
                     self.emit(ClientEvent::Session(event));
@@ -334,15 +342,14 @@ impl SessionHost {
             Completion::Announced {
                 torrent,
                 url,
-                stopped,
+                during_shutdown,
                 result,
             } => {
-                if stopped {
-                    // Nobody waits for the answer to a `stopped`.
+                if during_shutdown {
                     self.stops_in_flight = self.stops_in_flight.saturating_sub(1);
-                } else if self.shutdown.is_none() {
-                    self.session.announce_done(torrent, &url, result, now);
                 }
+                // Also during shutdown: a `completed`'s answer releases the `stopped`.
+                self.session.announce_done(torrent, &url, result, now);
             }
             Completion::ResumeSaved { torrent, result } => {
                 if let Some(slot) = self.torrents.get_mut(&torrent) {
@@ -409,9 +416,9 @@ impl SessionHost {
             return false;
         }
         self.shutdown = Some((reply, StdInstant::now() + SHUTDOWN_DRAIN));
-        // Leave the swarms: the `stopped` announces go out with the last disk work, and
-        // shutdown waits for them only briefly.
-        self.stops_deadline = Some(StdInstant::now() + STOPPED_TIMEOUT);
+        // Leave the swarms: the `completed`/`stopped` announces go out with the last disk
+        // work, and shutdown waits for them only briefly (a `completed` then a `stopped`).
+        self.stops_deadline = Some(StdInstant::now() + STOPPED_TIMEOUT * 2);
         let now = self.clock.now();
         self.session.stop_announces(now);
         true
@@ -451,8 +458,8 @@ impl SessionHost {
     }
 
     /// During shutdown: whether disk work is still out (writes the session waits for, or
-    /// background resume saves that must not land after the final one), or a `stopped`
-    /// announce. Past their deadlines (disk: 30 s, announces: 3 s) it answers `false`, so
+    /// background resume saves that must not land after the final one), or a leaving
+    /// announce. Past their deadlines (disk: 30 s, announces: 6 s) it answers `false`, so
     /// shutdown cannot hang on a stuck disk or a silent tracker.
     pub fn draining(&self) -> bool {
         let now = StdInstant::now();

@@ -1,11 +1,13 @@
 //! Helpers shared by the CLI integration tests: run the built binary, make test data, find
 //! the external tools (mktorrent, libtorrent's Python binding) the interop tests need, and
-//! run a transfer suite once per `--runtime` (`runtime`).
+//! run a transfer suite once per `--runtime` (`runtime`), and run or query trackers
+//! (`tracker`: opentracker, scrapes).
 #![allow(dead_code, unreachable_pub)] // each test crate uses a different subset
 
 pub mod process;
 #[macro_use]
 pub mod runtime;
+pub mod tracker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -6,6 +6,8 @@
                    [--upload-limit BYTES_PER_SEC]
   lt_peer.py leech TORRENT SAVE_DIR --listen 127.0.0.x [--port P] --connect HOST:PORT [...]
                    [--timeout SECS] [--keep-seeding SECS] [--high-performance]
+  either mode also takes [--tracker URL]... [--tracker-events]; a leech with --tracker or
+  --tracker-events may omit --connect (its peers then come from trackers alone)
 
 Run with /usr/bin/python3: Debian's libtorrent module is not visible to other pythons.
 
@@ -24,6 +26,16 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
    "unattributed_uploaded":B,"alerts_dropped":N}     per-peer payload totals (see below)
   {"event":"stopped", ...same counters as status..., "reason":"signal|stdin|timeout|done"}
   {"event":"error","message":"..."}                      also written to stderr
+  with --tracker-events, one line per announce outcome (libtorrent's tracker alerts):
+  {"event":"tracker_reply","url":...,"peers":N}           an announce was accepted; N peers
+  {"event":"tracker_error","url":...,"message":...,"times_in_row":N}
+  {"event":"tracker_warning","url":...,"message":...}
+
+Trackers: like any libtorrent client, the peer announces to the trackers named in the
+torrent (and, with --tracker, to every tier: the torrent's and each --tracker URL as a tier
+of its own) from its --listen address; the tracker sees that address as the peer's.
+--tracker-events only makes the outcomes visible, so a test can wait until a tracker has
+registered this peer before starting the next one.
 
 Which addresses: the session listens on, and dials from, --listen only. `--connect` peers
 are dialled at start and re-dialled every few seconds while no connection to that IP exists
@@ -228,6 +240,12 @@ def make_session(args):
         settings["alert_mask"] |= (lt.alert.category_t.block_progress_notification
                                    | lt.alert.category_t.upload_notification)
         settings["alert_queue_size"] = 500000
+    if args.tracker_events:
+        settings["alert_mask"] |= lt.alert.category_t.tracker_notification
+    if args.tracker:
+        # libtorrent would only try a later tier once the earlier ones fail: announce to
+        # every tier, so a --tracker URL is used alongside the torrent's own.
+        settings["announce_to_all_tiers"] = True
     if args.upload_limit:
         # Session-wide cap in bytes per second: makes a download slow enough to interrupt
         # half-way, or a seed slow enough that leechers trade with each other.
@@ -332,6 +350,10 @@ class Peer:
             params.flags |= lt.torrent_flags.seed_mode
         self.added_at = time.monotonic()
         self.handle = self.session.add_torrent(params)
+        # Each --tracker URL is a tier of its own, after the torrent's tiers.
+        tier = 1 + max([t.tier for t in self.info.trackers()], default=-1)
+        for n, url in enumerate(self.args.tracker):
+            self.handle.add_tracker({"url": url, "tier": tier + n})
 
     def listening(self):
         emit({"event": "listening", "addr": "%s:%d" % (self.args.listen, self.port)})
@@ -370,6 +392,15 @@ class Peer:
                       "reason": alert.error.message()})
             elif isinstance(alert, (lt.file_error_alert, lt.torrent_error_alert)):
                 emit({"event": "torrent_error", "message": alert.message()})
+            elif isinstance(alert, lt.tracker_reply_alert):
+                emit({"event": "tracker_reply", "url": alert.tracker_url(),
+                      "peers": alert.num_peers})
+            elif isinstance(alert, lt.tracker_error_alert):
+                emit({"event": "tracker_error", "url": alert.tracker_url(),
+                      "message": alert.message(), "times_in_row": alert.times_in_row})
+            elif isinstance(alert, lt.tracker_warning_alert):
+                emit({"event": "tracker_warning", "url": alert.tracker_url(),
+                      "message": alert.message()})
         self.book.observe(self.handle.get_peer_info())
         status = self.handle.status()
         if now - self.last_status >= STATUS_SECONDS:
@@ -489,6 +520,10 @@ def main():
                        help="apply lt.high_performance_seed() settings")
         p.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_SEC",
                        help="cap the upload rate (0 = unlimited)")
+        p.add_argument("--tracker", action="append", default=[], metavar="URL",
+                       help="announce to this tracker too, after the torrent's (repeatable)")
+        p.add_argument("--tracker-events", action="store_true",
+                       help="print tracker_reply / tracker_error / tracker_warning events")
         p.add_argument("--accounting", choices=("blocks", "poll"), default="blocks",
                        help="per-peer byte counts from block alerts (exact) or polling only")
         if mode == "seed":
@@ -498,8 +533,9 @@ def main():
             p.add_argument("--keep-seeding", type=float, default=0.0, metavar="SECS",
                            help="keep seeding this long after finishing")
     args = parser.parse_args()
-    if args.mode == "leech" and not args.connect:
-        parser.error("leech needs at least one --connect HOST:PORT")
+    if args.mode == "leech" and not (args.connect or args.tracker or args.tracker_events):
+        parser.error("leech needs a peer source: --connect HOST:PORT, or --tracker URL / "
+                     "--tracker-events to rely on trackers")
     if not 0 <= args.port < 65536:
         parser.error("--port out of range")
 

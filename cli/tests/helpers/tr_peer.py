@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Transmission 3.00 as a seeder that a test can spawn and read.
+"""Transmission 3.00 as a seeder or leecher that a test can spawn and read.
 
-  tr_peer.py seed TORRENT SAVE_DIR --listen 127.0.0.x --port P --rpc-port R --config-dir DIR
-                  [--timeout SECS]
+  tr_peer.py seed  TORRENT SAVE_DIR --listen 127.0.0.x --port P --rpc-port R --config-dir DIR
+                   [--timeout SECS] [--tracker-events]
+  tr_peer.py leech TORRENT SAVE_DIR --listen 127.0.0.x --port P --rpc-port R --config-dir DIR
+                   [--timeout SECS] [--keep-seeding SECS] [--tracker-events]
 
 Writes DIR/settings.json (peer port P bound to 127.0.0.x, DHT/LPD/PEX/uTP/port mapping off,
 RPC on 127.0.0.1:R without authentication, download-dir SAVE_DIR, no speed/ratio/queue
@@ -13,28 +15,40 @@ and waits until every piece is valid. `--port 0` / `--rpc-port 0` pick free port
 and resume files left in DIR by an earlier run are deleted first, so the data is always
 verified afresh.
 
+Leech: adds TORRENT to download into SAVE_DIR (which must exist), prints "listening" at
+once and "finished" when every piece is valid, then seeds --keep-seeding SECS more (default
+0) and exits. Its peers come from the torrent's trackers, or from peers that dial it.
+
 stdout carries one JSON object per line (flushed at once), each with an "event" key:
 
   {"event":"checked","pieces_have":N,"piece_count":M,"seconds":S}
   {"event":"listening","addr":"127.0.0.x:P"}
   {"event":"status","state":"seeding","percent_done":1.0,"uploaded":B,"upload_rate":B/s,
-   "peers":N,"peer_addrs":["ip:port",...]}             about once a second
-  {"event":"stopped","reason":"signal|stdin|timeout","uploaded":B}
+   "downloaded":B,"download_rate":B/s,"peers":N,"peer_addrs":["ip:port",...]}
+                                                       about once a second
+  {"event":"finished","seconds":S}                     leech: every piece verified
+  {"event":"stopped","reason":"signal|stdin|timeout|done","uploaded":B,"downloaded":B}
   {"event":"error","message":"..."}                    also written to stderr
+  with --tracker-events, once per announce (from the RPC's trackerStats, polled each second):
+  {"event":"tracker_reply","url":...,"peers":N}        the announce succeeded; N peers
+  {"event":"tracker_error","url":...,"message":...}    it failed ("message": Transmission's)
 
 Transmission 3.00 takes v1 torrents only: it rejects libtorrent's default hybrid v1+v2
 torrents as "invalid or corrupt" (make them with lt.py create --v1-only, mktorrent or unchoke
 create). A tracker named in the torrent may be unreachable: tracker errors are ignored.
 
-Transmission never dials loopback peers: the test's downloader must dial 127.0.0.x:P. It
-keys peers by IP, so give every other client its own 127.0.0.x address. It sends its first
+Transmission never dials loopback peers, not even those a tracker names: the other side
+must dial 127.0.0.x:P (a Transmission leecher in a loopback swarm gets its data only from
+peers that dial it). It announces from --listen (the tracker sees that address). It keys
+peers by IP, so give every other client its own 127.0.0.x address. It sends its first
 `interested`/unchoke decisions from a 10 s timer and seeds at only 4-11 MB/s on loopback.
 
 Stops on SIGTERM/SIGINT, on --timeout (default 600 s), and on end of stdin when stdin is a
 pipe or socket; then it stops the daemon it started (SIGTERM to that pid, SIGKILL after
 10 s) and exits. If this script is killed outright (SIGKILL), the kernel sends the daemon
-SIGTERM (PR_SET_PDEATHSIG), so no daemon outlives its test. Exit codes: 0 stopped by signal/stdin; 1 timeout; 2 setup failure (bad
-arguments, daemon died, RPC unreachable, data incomplete).
+SIGTERM (PR_SET_PDEATHSIG), so no daemon outlives its test. Exit codes: 0 stopped by
+signal/stdin (seed) or finished (leech); 1 timeout, or leech stopped before finishing; 2
+setup failure (bad arguments, daemon died, RPC unreachable, seed data incomplete).
 """
 import argparse
 import base64
@@ -219,7 +233,7 @@ def wait_rpc(rpc, deadline):
 
 FIELDS = ["id", "status", "percentDone", "recheckProgress", "haveValid", "sizeWhenDone",
           "pieceCount", "error", "errorString", "uploadedEver", "rateUpload",
-          "peersConnected", "peers"]
+          "downloadedEver", "rateDownload", "peersConnected", "peers", "trackerStats"]
 
 
 def torrent_get(rpc, torrent_id):
@@ -229,7 +243,8 @@ def torrent_get(rpc, torrent_id):
     return torrents[0]
 
 
-def add_and_verify(rpc, args, deadline):
+def add_torrent(rpc, args):
+    """Adds TORRENT (started, saving into SAVE_DIR); returns its RPC id."""
     with open(args.torrent, "rb") as f:
         metainfo = base64.b64encode(f.read()).decode("ascii")
     added = rpc.call("torrent-add", {"metainfo": metainfo,
@@ -238,7 +253,35 @@ def add_and_verify(rpc, args, deadline):
     entry = added.get("torrent-added") or added.get("torrent-duplicate")
     if not entry:
         raise SetupError("torrent-add returned no torrent: %s" % added)
-    torrent_id = entry["id"]
+    return entry["id"]
+
+
+class TrackerWatch:
+    """Turns trackerStats polls into one event per announce (--tracker-events)."""
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.last = {}
+
+    def observe(self, t):
+        if not self.enabled:
+            return
+        for stat in t.get("trackerStats", []):
+            url = stat.get("announce", "")
+            when = stat.get("lastAnnounceTime", 0)
+            if not stat.get("hasAnnounced") or when == self.last.get(url):
+                continue
+            self.last[url] = when
+            if stat.get("lastAnnounceSucceeded"):
+                emit({"event": "tracker_reply", "url": url,
+                      "peers": stat.get("lastAnnouncePeerCount", 0)})
+            else:
+                emit({"event": "tracker_error", "url": url,
+                      "message": stat.get("lastAnnounceResult", "")})
+
+
+def add_and_verify(rpc, args, deadline):
+    torrent_id = add_torrent(rpc, args)
     started = time.monotonic()
     verify_asked = None
     seen_checking = False
@@ -284,9 +327,82 @@ def status_line(t):
         "percent_done": t["percentDone"],
         "uploaded": t["uploadedEver"],
         "upload_rate": t["rateUpload"],
+        "downloaded": t["downloadedEver"],
+        "download_rate": t["rateDownload"],
         "peers": t["peersConnected"],
         "peer_addrs": ["%s:%d" % (p["address"], p["port"]) for p in t.get("peers", [])],
     }
+
+
+def final_counts(rpc, torrent_id, counts):
+    """The torrent's last totals, if the daemon still answers (else the last polled)."""
+    try:
+        t = torrent_get(rpc, torrent_id)
+        counts["uploaded"], counts["downloaded"] = t["uploadedEver"], t["downloadedEver"]
+    except (SetupError, urllib.error.URLError, ConnectionError, socket.timeout):
+        pass
+
+
+def seed(rpc, args, deadline, counts):
+    """Verifies the data, then serves it until stopped. Returns the exit code."""
+    watch = TrackerWatch(args.tracker_events)
+    torrent_id = add_and_verify(rpc, args, deadline)
+    if torrent_id is not None:
+        emit({"event": "listening", "addr": "%s:%d" % (args.listen, args.port)})
+        last_status = 0.0
+        while not _stop.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                request_stop("timeout")
+                break
+            check_daemon()
+            if now - last_status >= STATUS_SECONDS:
+                last_status = now
+                t = torrent_get(rpc, torrent_id)
+                counts["uploaded"], counts["downloaded"] = t["uploadedEver"], t["downloadedEver"]
+                watch.observe(t)
+                emit(status_line(t))
+            _stop.wait(0.1)
+        final_counts(rpc, torrent_id, counts)
+    return 1 if _stop_reason[0] == "timeout" else 0
+
+
+def leech(rpc, args, deadline, counts):
+    """Downloads until every piece is valid, seeds --keep-seeding SECS, returns the exit
+    code: 0 finished, 1 stopped (timeout, signal, stdin) before that."""
+    watch = TrackerWatch(args.tracker_events)
+    torrent_id = add_torrent(rpc, args)
+    started = time.monotonic()
+    emit({"event": "listening", "addr": "%s:%d" % (args.listen, args.port)})
+    last_status = 0.0
+    finished_at = None
+    while not _stop.is_set():
+        now = time.monotonic()
+        if finished_at is not None and now - finished_at >= args.keep_seeding:
+            break
+        if now >= deadline:
+            request_stop("timeout")
+            break
+        check_daemon()
+        t = torrent_get(rpc, torrent_id)
+        if t.get("error") == 3:
+            raise SetupError("transmission: %s" % t.get("errorString"))
+        counts["uploaded"], counts["downloaded"] = t["uploadedEver"], t["downloadedEver"]
+        watch.observe(t)
+        if now - last_status >= STATUS_SECONDS:
+            last_status = now
+            emit(status_line(t))
+        if finished_at is None and 0 < t["sizeWhenDone"] == t["haveValid"]:
+            finished_at = now
+            emit({"event": "finished", "seconds": round(now - started, 3)})
+            continue
+        _stop.wait(0.2)
+    final_counts(rpc, torrent_id, counts)
+    if finished_at is None:
+        if _stop_reason[0] == "timeout":
+            sys.stderr.write("tr_peer: leech timed out after %.0f s\n" % args.timeout)
+        return 1
+    return 0
 
 
 def run(args):
@@ -301,47 +417,39 @@ def run(args):
     _daemon[0] = start_daemon(args)
     rpc = Rpc(args.rpc_port)
     wait_rpc(rpc, min(deadline, time.monotonic() + RPC_WAIT_SECONDS))
-    torrent_id = add_and_verify(rpc, args, deadline)
-    uploaded = 0
-    if torrent_id is not None:
-        emit({"event": "listening", "addr": "%s:%d" % (args.listen, args.port)})
-        last_status = 0.0
-        while not _stop.is_set():
-            now = time.monotonic()
-            if now >= deadline:
-                request_stop("timeout")
-                break
-            check_daemon()
-            if now - last_status >= STATUS_SECONDS:
-                last_status = now
-                t = torrent_get(rpc, torrent_id)
-                uploaded = t["uploadedEver"]
-                emit(status_line(t))
-            _stop.wait(0.1)
-        try:
-            uploaded = torrent_get(rpc, torrent_id)["uploadedEver"]
-        except (SetupError, urllib.error.URLError, ConnectionError, socket.timeout):
-            pass
-    reason = _stop_reason[0]
-    emit({"event": "stopped", "reason": reason, "uploaded": uploaded})
-    if reason == "timeout":
+    counts = {"uploaded": 0, "downloaded": 0}
+    if args.mode == "seed":
+        code = seed(rpc, args, deadline, counts)
+        reason = _stop_reason[0]
+    else:
+        code = leech(rpc, args, deadline, counts)
+        reason = _stop_reason[0] if _stop.is_set() else "done"
+    emit({"event": "stopped", "reason": reason, "uploaded": counts["uploaded"],
+          "downloaded": counts["downloaded"]})
+    if args.mode == "seed" and reason == "timeout":
         sys.stderr.write("tr_peer: timed out after %.0f s\n" % args.timeout)
-        return 1
-    return 0
+    return code
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="mode", required=True)
-    p = sub.add_parser("seed")
-    p.add_argument("torrent")
-    p.add_argument("save_dir")
-    p.add_argument("--listen", required=True, help="IPv4 address for the peer port")
-    p.add_argument("--port", type=int, required=True, help="peer port (0 = pick a free one)")
-    p.add_argument("--rpc-port", type=int, required=True,
-                   help="RPC port on 127.0.0.1 (0 = pick a free one)")
-    p.add_argument("--config-dir", required=True, help="Transmission's config directory")
-    p.add_argument("--timeout", type=float, default=600.0, help="give up after SECS")
+    for mode in ("seed", "leech"):
+        p = sub.add_parser(mode)
+        p.add_argument("torrent")
+        p.add_argument("save_dir")
+        p.add_argument("--listen", required=True, help="IPv4 address for the peer port")
+        p.add_argument("--port", type=int, required=True,
+                       help="peer port (0 = pick a free one)")
+        p.add_argument("--rpc-port", type=int, required=True,
+                       help="RPC port on 127.0.0.1 (0 = pick a free one)")
+        p.add_argument("--config-dir", required=True, help="Transmission's config directory")
+        p.add_argument("--timeout", type=float, default=600.0, help="give up after SECS")
+        p.add_argument("--tracker-events", action="store_true",
+                       help="print tracker_reply / tracker_error events")
+        if mode == "leech":
+            p.add_argument("--keep-seeding", type=float, default=0.0, metavar="SECS",
+                           help="keep seeding this long after finishing")
     args = parser.parse_args()
     for name in ("port", "rpc_port"):
         if not 0 <= getattr(args, name) < 65536:

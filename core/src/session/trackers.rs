@@ -53,9 +53,6 @@ impl Trackers {
 
     /// The earliest regular announce due (`None` after `stop_announces`).
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        if self.stopped {
-            return None;
-        }
         self.per_torrent
             .iter()
             .filter_map(|(_, s)| s.announcer.next_deadline())
@@ -174,13 +171,17 @@ impl Session {
     }
 
     /// Leaves every swarm: queues the `stopped` announces owed (to trackers that accepted
-    /// us) and announces nothing after. Call it when shutting down; the driver may give
-    /// these a short time-out, as nobody waits for their answers.
+    /// us) and no regular announce after. A torrent that finished and has not told its
+    /// tracker yet sends `completed` first and its `stopped` once that is answered, so the
+    /// driver should keep feeding [`Session::announce_done`] for a moment; it may give
+    /// these exchanges a short time-out.
     pub fn stop_announces(&mut self, now: Instant) {
         if self.trackers.stopped {
             return;
         }
         self.trackers.stopped = true;
+        // A download that finished since the last tick still owes its `completed`.
+        self.notice_completions(now);
         let dues: Vec<(TorrentId, AnnounceDue)> = self
             .trackers
             .per_torrent
@@ -195,10 +196,27 @@ impl Session {
     /// Starts every announce that is due, and notices torrents that just completed (their
     /// trackers are owed a `completed`). Runs on every `handle_timeout` and tracker answer.
     pub(super) fn pump_announces(&mut self, now: Instant) {
-        if self.trackers.stopped {
-            return;
-        }
+        // After `stop_announces` the announcers only release the `stopped` that follows a
+        // shutdown's `completed`.
+        self.notice_completions(now);
         let mut dues = Vec::new();
+        for (tid, state) in self.trackers.per_torrent.iter_mut() {
+            let Some(t) = self.torrents.get(tid.0 as usize) else {
+                continue;
+            };
+            let complete = t.is_complete();
+            let starving = !complete && t.peer_count() == 0 && !t.has_candidates();
+            if let Some(due) = state.announcer.poll(now, starving) {
+                dues.push((*tid, due));
+            }
+        }
+        for (torrent, due) in dues {
+            self.push_announce(torrent, due, now);
+        }
+    }
+
+    /// Tells the announcers of torrents that completed since the last look.
+    fn notice_completions(&mut self, now: Instant) {
         for (tid, state) in self.trackers.per_torrent.iter_mut() {
             let Some(t) = self.torrents.get(tid.0 as usize) else {
                 continue;
@@ -208,13 +226,6 @@ impl Session {
                 state.announcer.completed(now);
             }
             state.was_complete = complete;
-            let starving = !complete && t.peer_count() == 0 && !t.has_candidates();
-            if let Some(due) = state.announcer.poll(now, starving) {
-                dues.push((*tid, due));
-            }
-        }
-        for (torrent, due) in dues {
-            self.push_announce(torrent, due, now);
         }
     }
 

@@ -10,7 +10,10 @@
 //!   starts again from the first tier.
 //! - **Events.** `started` until a tracker accepts one; `completed` once, when the download
 //!   finishes after a `started` went through; otherwise none. `stopped` is owed only to a
-//!   tracker that accepted us, and is sent once, on [`Announcer::stop`].
+//!   tracker that accepted us, and is sent once, on [`Announcer::stop`]. A download that
+//!   stops right after finishing first tells the tracker `completed` (so it counts the
+//!   download), then `stopped`, in that order: the `stopped` waits for the `completed`'s
+//!   answer or failure.
 //! - **Timing.** The next regular announce is due after the tracker's `interval` (clamped
 //!   to [`MIN_INTERVAL`]..=[`MAX_INTERVAL`]). A torrent that has no peer at all may ask again
 //!   early, but never before the tracker's `min interval`.
@@ -70,6 +73,8 @@ pub struct Announcer {
     /// The download finished and no tracker has been told yet.
     completed_owed: bool,
     stopped: bool,
+    /// After `stop`: a `stopped` is still to be sent once the `completed` out is answered.
+    stop_owed: bool,
     /// Rounds in a row in which every tracker failed.
     failed_rounds: u32,
     last_success: Option<Instant>,
@@ -109,6 +114,7 @@ impl Announcer {
             started: false,
             completed_owed: false,
             stopped: false,
+            stop_owed: false,
             failed_rounds: 0,
             last_success: None,
             min_interval: DEFAULT_MIN_INTERVAL,
@@ -135,6 +141,10 @@ impl Announcer {
     /// The announce to start now, if one is due. `starving`: the torrent has no peer and
     /// no address left to try, so an early announce is allowed (after `min interval`).
     pub fn poll(&mut self, now: Instant, starving: bool) -> Option<AnnounceDue> {
+        if self.stopped && self.stop_owed && self.in_flight.is_none() {
+            self.stop_owed = false;
+            return self.stopped_due();
+        }
         if self.stopped || self.in_flight.is_some() || self.tiers.is_empty() {
             return None;
         }
@@ -173,6 +183,12 @@ impl Announcer {
         let Some(flight) = self.take_flight(url) else {
             return;
         };
+        if self.stopped {
+            // The `completed` of a shutdown went through: the `stopped` follows at once.
+            self.completed_owed = false;
+            self.next_at = now;
+            return;
+        }
         match flight.event {
             AnnounceEvent::Started => self.started = true,
             AnnounceEvent::Completed => self.completed_owed = false,
@@ -214,6 +230,11 @@ impl Announcer {
         let Some(flight) = self.take_flight(url) else {
             return;
         };
+        if self.stopped {
+            // The `completed` of a shutdown: the `stopped` follows at once regardless.
+            self.next_at = now;
+            return;
+        }
         let (mut tier, mut index) = (flight.tier, flight.index + 1);
         if self.tiers.get(tier).is_none_or(|t| index >= t.len()) {
             tier += 1;
@@ -249,8 +270,10 @@ impl Announcer {
         }
     }
 
-    /// Leaves the swarm: no announce after this one. Returns the `stopped` announce owed to
-    /// the tracker that last accepted us, if any.
+    /// Leaves the swarm: no regular announce after this. Returns the announce to send now,
+    /// if any: the `stopped` owed to the tracker that last accepted us or, when the
+    /// download finished and no tracker was told yet, a `completed` first (then
+    /// [`Announcer::poll`] yields the `stopped` once the `completed` is answered or failed).
     pub fn stop(&mut self) -> Option<AnnounceDue> {
         if self.stopped {
             return None;
@@ -260,6 +283,25 @@ impl Announcer {
         if !self.started {
             return None;
         }
+        let url = self.last_working.clone()?;
+        if self.completed_owed {
+            self.stop_owed = true;
+            self.in_flight = Some(InFlight {
+                tier: usize::MAX,
+                index: usize::MAX,
+                url: url.clone(),
+                event: AnnounceEvent::Completed,
+            });
+            return Some(AnnounceDue {
+                tracker_id: self.tracker_id(&url),
+                url,
+                event: AnnounceEvent::Completed,
+            });
+        }
+        self.stopped_due()
+    }
+
+    fn stopped_due(&self) -> Option<AnnounceDue> {
         let url = self.last_working.clone()?;
         Some(AnnounceDue {
             tracker_id: self.tracker_id(&url),
@@ -271,6 +313,9 @@ impl Announcer {
     /// When [`Announcer::poll`] will next have something (ignoring early announces),
     /// or `None` while an exchange is out or after `stop`.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.stopped && self.stop_owed && self.in_flight.is_none() {
+            return Some(self.next_at);
+        }
         if self.stopped || self.in_flight.is_some() || self.tiers.is_empty() {
             None
         } else {
@@ -343,6 +388,35 @@ mod tests {
         assert_eq!(stop.url, "http://a/announce");
         assert!(a.stop().is_none(), "stopped is sent once");
         assert!(a.poll(t(10_000), false).is_none(), "silent after stop");
+    }
+
+    #[test]
+    fn stopping_right_after_finishing_sends_completed_then_stopped() {
+        let mut a = announcer(&[&["http://a/announce"]]);
+        let first = a.poll(t(0), false).expect("due");
+        a.handle_response(&first.url, &ok(1800), t(1));
+        a.completed(t(5));
+        let done = a.stop().expect("completed first");
+        assert_eq!(done.event, AnnounceEvent::Completed);
+        assert!(
+            a.poll(t(5), false).is_none(),
+            "stopped waits for the completed"
+        );
+        a.handle_response(&done.url, &ok(1800), t(6));
+        let stop = a.poll(t(6), false).expect("then stopped");
+        assert_eq!(stop.event, AnnounceEvent::Stopped);
+        assert!(a.poll(t(7), false).is_none(), "stopped is sent once");
+        // A failed `completed` still lets the `stopped` go.
+        let mut b = announcer(&[&["http://a/announce"]]);
+        let first = b.poll(t(0), false).expect("due");
+        b.handle_response(&first.url, &ok(1800), t(1));
+        b.completed(t(5));
+        let done = b.stop().expect("completed first");
+        b.handle_failure(&done.url, t(6));
+        assert_eq!(
+            b.poll(t(6), false).map(|d| d.event),
+            Some(AnnounceEvent::Stopped)
+        );
     }
 
     #[test]
