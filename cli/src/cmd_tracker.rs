@@ -32,6 +32,8 @@ pub(crate) struct TrackerArgs {
     udp: Option<SocketAddr>,
 
     /// Seconds between a client's announces (peers silent for twice this long expire).
+    /// libtorrent re-announces at most every 300 s whatever it is told, so below 150 its
+    /// peers expire between announces.
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(10..=86_400))]
     interval: u64,
 
