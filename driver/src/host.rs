@@ -17,7 +17,7 @@ use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    Action, AddTorrentError, ConnId, DisconnectReason, Session, TorrentId, metainfo_tiers,
+    Action, AddTorrentError, ConnId, DisconnectReason, Session, TorrentId,
 };
 use unchoke_core::storage::FileStorage;
 use unchoke_core::time::Instant;
@@ -123,8 +123,8 @@ pub struct SessionHost {
     trackers: Arc<TrackerClient>,
     /// Announces (`completed`, `stopped`) started during shutdown and not finished, and when
     /// shutdown stops waiting for them.
-    stops_in_flight: usize,
-    stops_deadline: Option<StdInstant>,
+    leaving_announces: usize,
+    leaving_deadline: Option<StdInstant>,
 }
 
 impl std::fmt::Debug for SessionHost {
@@ -168,8 +168,8 @@ impl SessionHost {
             next_resume_save: StdInstant::now() + cfg.resume_interval,
             shutdown: None,
             trackers: Arc::new(TrackerClient::new(bind_ip)),
-            stops_in_flight: 0,
-            stops_deadline: None,
+            leaving_announces: 0,
+            leaving_deadline: None,
         }
     }
 
@@ -287,7 +287,7 @@ impl SessionHost {
                     // Leaving (`completed`, `stopped`): a short time-out, and shutdown waits.
                     let during_shutdown = self.shutdown.is_some();
                     if during_shutdown {
-                        self.stops_in_flight += 1;
+                        self.leaving_announces += 1;
                     }
                     IoAction::Announce(AnnounceJob::new(
                         self.trackers.clone(),
@@ -346,7 +346,7 @@ impl SessionHost {
                 result,
             } => {
                 if during_shutdown {
-                    self.stops_in_flight = self.stops_in_flight.saturating_sub(1);
+                    self.leaving_announces = self.leaving_announces.saturating_sub(1);
                 }
                 // Also during shutdown: a `completed`'s answer releases the `stopped`.
                 self.session.announce_done(torrent, &url, result, now);
@@ -379,8 +379,11 @@ impl SessionHost {
                 let have_count = have.count_ones();
                 let result = self.session.add_torrent(&metainfo, Some(have), now);
                 if let Ok(id) = result {
-                    let tiers = trackers.unwrap_or_else(|| metainfo_tiers(&metainfo));
-                    self.session.set_trackers(id, tiers, now);
+                    // Without an override the session announces to the metainfo's trackers
+                    // from its next timer call (its deadline is now).
+                    if let Some(tiers) = trackers {
+                        self.session.set_trackers(id, tiers, now);
+                    }
                     self.torrents.insert(
                         id,
                         TorrentSlot {
@@ -418,7 +421,7 @@ impl SessionHost {
         self.shutdown = Some((reply, StdInstant::now() + SHUTDOWN_DRAIN));
         // Leave the swarms: the `completed`/`stopped` announces go out with the last disk
         // work, and shutdown waits for them only briefly (a `completed` then a `stopped`).
-        self.stops_deadline = Some(StdInstant::now() + STOPPED_TIMEOUT * 2);
+        self.leaving_deadline = Some(StdInstant::now() + STOPPED_TIMEOUT * 2);
         let now = self.clock.now();
         self.session.stop_announces(now);
         true
@@ -463,7 +466,8 @@ impl SessionHost {
     /// shutdown cannot hang on a stuck disk or a silent tracker.
     pub fn draining(&self) -> bool {
         let now = StdInstant::now();
-        let stops_out = self.stops_in_flight > 0 && self.stops_deadline.is_some_and(|d| now < d);
+        let stops_out =
+            self.leaving_announces > 0 && self.leaving_deadline.is_some_and(|d| now < d);
         let disk_busy = self.jobs_in_flight > 0 || self.torrents.values().any(|s| s.saving);
         let disk_out = disk_busy
             && self

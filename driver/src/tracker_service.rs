@@ -309,6 +309,88 @@ pub fn http_read_room(buffered: usize) -> usize {
     MAX_HTTP_REQUEST.saturating_sub(buffered).max(1)
 }
 
+/// What the mio and smol tracker services share once started: the bound addresses, the
+/// counters, and the thread serving, with how to ask it to stop. Each runtime's
+/// `TrackerService` derefs to it; dropping it stops and joins the thread.
+pub struct ServiceHandle {
+    http_addr: Option<SocketAddr>,
+    udp_addr: Option<SocketAddr>,
+    stats: StatsHandle,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+    stop: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackerService")
+            .field("http_addr", &self.http_addr)
+            .field("udp_addr", &self.udp_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceHandle {
+    /// Wraps a started service: `thread` serves until `stop` is called (and returns the
+    /// loop's own failure, if it stopped on one).
+    pub fn new(
+        http_addr: Option<SocketAddr>,
+        udp_addr: Option<SocketAddr>,
+        stats: StatsHandle,
+        thread: std::thread::JoinHandle<io::Result<()>>,
+        stop: Box<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        ServiceHandle {
+            http_addr,
+            udp_addr,
+            stats,
+            thread: Some(thread),
+            stop,
+        }
+    }
+
+    /// The address the HTTP front is bound to (the actual port when 0 was asked for).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The address the UDP front is bound to (the actual port when 0 was asked for).
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> TrackerServiceStats {
+        self.stats.get()
+    }
+
+    /// Whether the service's thread still runs (it stops on shutdown, or when its loop
+    /// failed; `stop_and_join` then reports why).
+    pub fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops serving, closes every socket and waits for the thread; returns the final
+    /// counters, or why the loop had stopped on its own. Later calls return the counters.
+    pub fn stop_and_join(&mut self) -> Result<TrackerServiceStats, TrackerServiceError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(self.stats.get());
+        };
+        (self.stop)();
+        match thread.join() {
+            Ok(Ok(())) => Ok(self.stats.get()),
+            Ok(Err(e)) => Err(TrackerServiceError::Loop(e)),
+            Err(_) => Err(TrackerServiceError::Panicked),
+        }
+    }
+}
+
+impl Drop for ServiceHandle {
+    fn drop(&mut self) {
+        // Nobody is left to hear about a failure.
+        let _ = self.stop_and_join();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

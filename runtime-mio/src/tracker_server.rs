@@ -8,14 +8,13 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant as StdInstant};
 
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use unchoke_core::tracker::server::HttpOutcome;
 use unchoke_driver::tracker_service::{
-    BURST, BoundSockets, HTTP_LINGER, HTTP_LINGER_MAX_BYTES, StatsHandle, TrackerHost,
+    BURST, BoundSockets, HTTP_LINGER, HTTP_LINGER_MAX_BYTES, ServiceHandle, TrackerHost,
     TrackerServiceConfig, TrackerServiceError, TrackerServiceStats, UDP_BUFFER, http_read_room,
 };
 
@@ -42,14 +41,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct TrackerService {
-    http_addr: Option<SocketAddr>,
-    udp_addr: Option<SocketAddr>,
-    stats: StatsHandle,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-    thread: Option<JoinHandle<io::Result<()>>>,
-}
+pub struct TrackerService(ServiceHandle);
 
 impl TrackerService {
     /// Binds the configured sockets and starts serving on a new thread. Address and
@@ -70,62 +62,31 @@ impl TrackerService {
             .name("unchoke-tracker".into())
             .spawn(move || event_loop.run(&thread_stop))
             .map_err(TrackerServiceError::Start)?;
-        Ok(TrackerService {
+        let ask_stop = move || {
+            stop.store(true, Ordering::Release);
+            // If waking fails the loop still sees the flag within its longest sleep.
+            let _ = waker.wake();
+        };
+        Ok(TrackerService(ServiceHandle::new(
             http_addr,
             udp_addr,
             stats,
-            stop,
-            waker,
-            thread: Some(thread),
-        })
-    }
-
-    /// The address the HTTP front is bound to (the actual port when 0 was asked for).
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_addr
-    }
-
-    /// The address the UDP front is bound to (the actual port when 0 was asked for).
-    pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.udp_addr
-    }
-
-    /// The counters now.
-    pub fn stats(&self) -> TrackerServiceStats {
-        self.stats.get()
-    }
-
-    /// Whether the event loop still runs (it stops only on shutdown or an I/O failure of
-    /// the poller; [`TrackerService::shutdown`] then reports the failure).
-    pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+            thread,
+            Box::new(ask_stop),
+        )))
     }
 
     /// Stops serving, closes every socket and waits for the loop's thread; returns the
     /// final counters, or why the loop had stopped on its own.
     pub fn shutdown(mut self) -> Result<TrackerServiceStats, TrackerServiceError> {
-        self.stop_and_join()
-    }
-
-    fn stop_and_join(&mut self) -> Result<TrackerServiceStats, TrackerServiceError> {
-        let Some(thread) = self.thread.take() else {
-            return Ok(self.stats.get());
-        };
-        self.stop.store(true, Ordering::Release);
-        // If waking fails the loop still sees the flag within its longest sleep.
-        let _ = self.waker.wake();
-        match thread.join() {
-            Ok(Ok(())) => Ok(self.stats.get()),
-            Ok(Err(e)) => Err(TrackerServiceError::Loop(e)),
-            Err(_) => Err(TrackerServiceError::Panicked),
-        }
+        self.0.stop_and_join()
     }
 }
 
-impl Drop for TrackerService {
-    fn drop(&mut self) {
-        // Nobody is left to hear about a failure.
-        let _ = self.stop_and_join();
+impl std::ops::Deref for TrackerService {
+    type Target = ServiceHandle;
+    fn deref(&self) -> &ServiceHandle {
+        &self.0
     }
 }
 

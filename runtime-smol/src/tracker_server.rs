@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::io::ErrorKind;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::rc::{Rc, Weak};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use smol::future::FutureExt;
@@ -17,7 +16,7 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, LocalExecutor, Task, Timer};
 use unchoke_core::tracker::server::HttpOutcome;
 use unchoke_driver::tracker_service::{
-    BURST, BoundSockets, HTTP_LINGER, HTTP_LINGER_MAX_BYTES, StatsHandle, TrackerHost,
+    BURST, BoundSockets, HTTP_LINGER, HTTP_LINGER_MAX_BYTES, ServiceHandle, TrackerHost,
     TrackerServiceConfig, TrackerServiceError, TrackerServiceStats, UDP_BUFFER, http_read_room,
 };
 
@@ -38,14 +37,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct TrackerService {
-    http_addr: Option<SocketAddr>,
-    udp_addr: Option<SocketAddr>,
-    stats: StatsHandle,
-    /// Closing it ends the executor's main future.
-    stop: smol::channel::Sender<()>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct TrackerService(ServiceHandle);
 
 impl TrackerService {
     /// Binds the configured sockets and starts serving on a new thread. Address and
@@ -88,57 +80,33 @@ impl TrackerService {
                 smol::block_on(ex.run(serve(ex.clone(), host, listener, udp, limits, stopped)));
                 // Dropping the executor drops every task still pending, closing their
                 // sockets before the thread (and so `shutdown`) ends.
+                Ok(())
             })
             .map_err(TrackerServiceError::Start)?;
-        Ok(TrackerService {
+        // Closing the channel ends the executor's main future.
+        let ask_stop = move || {
+            stop.close();
+        };
+        Ok(TrackerService(ServiceHandle::new(
             http_addr,
             udp_addr,
             stats,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// The address the HTTP front is bound to (the actual port when 0 was asked for).
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_addr
-    }
-
-    /// The address the UDP front is bound to (the actual port when 0 was asked for).
-    pub fn udp_addr(&self) -> Option<SocketAddr> {
-        self.udp_addr
-    }
-
-    /// The counters now.
-    pub fn stats(&self) -> TrackerServiceStats {
-        self.stats.get()
-    }
-
-    /// Whether the service's thread still runs (it stops only on shutdown).
-    pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+            thread,
+            Box::new(ask_stop),
+        )))
     }
 
     /// Stops serving, closes every socket and waits for the service's thread; returns the
     /// final counters.
     pub fn shutdown(mut self) -> Result<TrackerServiceStats, TrackerServiceError> {
-        self.stop_and_join()
-    }
-
-    fn stop_and_join(&mut self) -> Result<TrackerServiceStats, TrackerServiceError> {
-        let Some(thread) = self.thread.take() else {
-            return Ok(self.stats.get());
-        };
-        self.stop.close();
-        thread.join().map_err(|_| TrackerServiceError::Panicked)?;
-        Ok(self.stats.get())
+        self.0.stop_and_join()
     }
 }
 
-impl Drop for TrackerService {
-    fn drop(&mut self) {
-        // Nobody is left to hear about a failure.
-        let _ = self.stop_and_join();
+impl std::ops::Deref for TrackerService {
+    type Target = ServiceHandle;
+    fn deref(&self) -> &ServiceHandle {
+        &self.0
     }
 }
 
