@@ -27,6 +27,10 @@
 //! - [`tracker`]: trackers, sans-IO: the HTTP and UDP (BEP 15) announce exchanges and the
 //!   tracker server (random peer subsets, expiry, HTTP and UDP fronts).
 //! - [`time`]: the injected monotonic [`time::Instant`].
+#![cfg_attr(
+    feature = "sim",
+    doc = "- [`sim`]: the deterministic swarm simulator (many sessions over a virtual network) and the distribution-time study."
+)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -41,6 +45,8 @@ pub mod picker;
 pub mod rate;
 pub mod resume;
 pub mod session;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod storage;
 pub mod time;
 pub mod torrent;

@@ -34,8 +34,9 @@ pub struct SessionConfig {
     /// Transmission answers requests in bursts about 0.5 s apart, and at 0.5 s of rate the
     /// depth and the rate held each other down at ~0.5 MB/s.
     pub pipeline_seconds_millis: u64,
-    /// Fewest requests kept outstanding to an unchoked peer with something we want
-    /// (default 32 blocks = 512 KiB; also the depth before any rate is measured).
+    /// Requests kept outstanding to an unchoked peer with something we want until it has
+    /// sent that many blocks and its rate is known (default 32 blocks = 512 KiB). After
+    /// that the depth follows its rate (`pipeline_seconds_millis`), at least 2 blocks.
     pub min_pipeline: usize,
     /// Most requests kept outstanding to one peer, further bounded by its `reqq`
     /// (default 500 blocks = 8 MiB).

@@ -1,0 +1,200 @@
+//! A deterministic swarm simulator: many real [`Session`](crate::session::Session)s over a virtual network.
+//!
+//! Every host runs the same `Session` the drivers run; the simulator plays the driver's
+//! part for all of them at once. It carries their bytes over a fluid network model
+//! ([`network`]: upload and download capacities shared fairly, a latency per host), answers
+//! their disk actions from one canonical copy of the file ([`payload`]), and answers their
+//! announces with the core's own [`TrackerServer`](crate::tracker::server::TrackerServer) over the real HTTP encoding. Time is
+//! virtual and jumps from event to event, so an hour-long swarm of a thousand peers runs in
+//! seconds to minutes of wall time. Same [`SimConfig`] (seed included) ⇒ same result.
+//!
+//! It exists to check the mission's claim with our own picker and choker: the time to get a
+//! file to N peers stays bounded as N grows ([`study`] has the theory's bounds). Hosts may
+//! also leave mid-download with part of the file and come back later ([`Churn`]), and the
+//! server may leave once the peers hold a full copy between them.
+//!
+//! ```
+//! use std::time::Duration;
+//! use unchoke_core::sim::{SimConfig, Simulation};
+//!
+//! let mut config = SimConfig::study(3, 1024 * 1024);
+//! config.piece_length = 64 * 1024;
+//! let report = Simulation::new(config).expect("valid").run();
+//! assert!(report.complete);
+//! let ratio = report.ratio.expect("complete");
+//! assert!(ratio >= 1.0, "never faster than the lower bound");
+//! ```
+
+mod engine;
+mod network;
+mod payload;
+pub mod study;
+
+use std::time::Duration;
+
+use crate::session::SessionConfig;
+
+pub use engine::Simulation;
+pub use study::Bounds;
+
+/// Hosts that leave once in the middle of their download and come back later.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Churn {
+    /// Share of the peers that leave (0 to 1). Each leaving peer leaves after verifying a
+    /// random number of pieces (at least one, never all), so it takes a subset with it.
+    pub fraction: f64,
+    /// How long a leaving peer stays away before it rejoins with the pieces it had.
+    pub away: Duration,
+}
+
+/// What to simulate. [`SimConfig::study`] gives the defaults of the distribution-time study.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Size of the one file, in bytes.
+    pub file_size: u64,
+    /// Piece length (a power of two, at least 16 KiB).
+    pub piece_length: u32,
+    /// Number of downloading peers (the server comes on top).
+    pub peers: usize,
+    /// The server's upload capacity, bytes per second.
+    pub server_upload: f64,
+    /// Each peer's upload capacity, bytes per second.
+    pub peer_upload: f64,
+    /// Each peer's download capacity, bytes per second.
+    pub peer_download: f64,
+    /// One-way latency of each host's link; a message between two hosts takes the sum of
+    /// theirs.
+    pub latency: Duration,
+    /// Peers leaving and rejoining, if any.
+    pub churn: Option<Churn>,
+    /// Whether the server leaves for good once the online peers hold every piece between
+    /// them (the swarm must then finish on its own).
+    pub server_departs: bool,
+    /// Seed of every random choice (content, sessions, tracker, churn).
+    pub seed: u64,
+    /// Virtual time after which the simulation stops, complete or not.
+    pub time_limit: Duration,
+    /// Settings of every host's session (the drivers' defaults unless changed).
+    pub session: SessionConfig,
+}
+
+impl SimConfig {
+    /// The distribution-time study for `peers` peers and a file of `file_size` bytes:
+    /// `F/u` = 1 hour, `u_s = 10·u`, `d = u_s`, 256 KiB pieces, 10 ms latency per host, no
+    /// churn, seed 1, and a limit of 10 hours of virtual time.
+    pub fn study(peers: usize, file_size: u64) -> SimConfig {
+        let (server_upload, peer_upload, peer_download) = study::default_rates(file_size);
+        SimConfig {
+            file_size,
+            piece_length: study::DEFAULT_PIECE_LENGTH,
+            peers,
+            server_upload,
+            peer_upload,
+            peer_download,
+            latency: Duration::from_millis(10),
+            churn: None,
+            server_departs: false,
+            seed: 1,
+            time_limit: Duration::from_secs(10 * 3600),
+            session: SessionConfig::default(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), SimError> {
+        let rate_ok = |r: f64| r.is_finite() && r > 0.0;
+        if !rate_ok(self.server_upload) || !rate_ok(self.peer_upload) {
+            return Err(SimError::Invalid(
+                "upload capacities must be positive and finite".into(),
+            ));
+        }
+        if !rate_ok(self.peer_download) {
+            return Err(SimError::Invalid(
+                "the peers' download capacity must be positive and finite".into(),
+            ));
+        }
+        if self.peers > MAX_PEERS {
+            return Err(SimError::Invalid(format!(
+                "{} peers: at most {MAX_PEERS} are simulated",
+                self.peers
+            )));
+        }
+        if let Some(churn) = &self.churn {
+            if !(0.0..=1.0).contains(&churn.fraction) {
+                return Err(SimError::Invalid(format!(
+                    "churn fraction {} is not between 0 and 1",
+                    churn.fraction
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The most peers one simulation runs (addresses are 127.x.y.z).
+pub const MAX_PEERS: usize = 1 << 20;
+
+/// Why a simulation cannot start.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// A parameter is out of range.
+    #[error("invalid simulation: {0}")]
+    Invalid(String),
+}
+
+/// Where a running simulation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Virtual time.
+    pub now: Duration,
+    /// Peers that completed.
+    pub completed: usize,
+    /// Peers in all.
+    pub peers: usize,
+    /// Blocks delivered so far.
+    pub blocks: u64,
+    /// Events processed so far.
+    pub events: u64,
+}
+
+/// The outcome of a simulation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimReport {
+    /// Number of downloading peers.
+    pub peers: usize,
+    /// Every peer completed, with every piece verified, and no rule was broken.
+    pub complete: bool,
+    /// When the last peer completed (`None` unless `complete`).
+    pub distribution_time: Option<Duration>,
+    /// When each peer completed, if it did.
+    pub completion_times: Vec<Option<Duration>>,
+    /// The theory's bounds for this swarm.
+    pub bounds: Bounds,
+    /// Measured distribution time over the P2P lower bound (`None` unless complete and the
+    /// bound is positive).
+    pub ratio: Option<f64>,
+    /// Payload bytes uploaded over what the whole swarm's upload capacity could have sent
+    /// in the distribution time.
+    pub utilisation: f64,
+    /// Payload bytes the server uploaded.
+    pub server_uploaded: u64,
+    /// Payload bytes the peers uploaded.
+    pub peers_uploaded: u64,
+    /// Payload bytes received and thrown away (endgame duplicates, late copies).
+    pub wasted: u64,
+    /// Blocks delivered.
+    pub blocks: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Departures (churn and the server's).
+    pub leaves: u64,
+    /// Returns after a departure.
+    pub rejoins: u64,
+    /// Broken rules (a block served that the host lacked, a piece verified twice, a peer
+    /// banned in a swarm without corruption, more than 4 + 1 unchoked…). Empty when sound.
+    pub violations: Vec<String>,
+    /// A fingerprint of the run (completion times, bytes per host, events): equal for equal
+    /// configurations.
+    pub digest: u64,
+    /// Virtual time when the simulation stopped.
+    pub end: Duration,
+}

@@ -1,0 +1,477 @@
+//! The virtual network: hosts with an upload and a download capacity, and one-way flows
+//! (the two directions of every TCP connection) that share them.
+//!
+//! The model is fluid. A flow is *active* while it holds bytes that take bandwidth; each
+//! active flow gets a rate, and its head unit finishes when its bytes have flowed at that
+//! rate. Rates are shared fairly:
+//! - a receiver's download capacity is split equally among the flows coming into it, which
+//!   caps each of them;
+//! - a sender's upload capacity is water-filled over its active flows: every flow gets the
+//!   same share, except flows capped lower by their receiver, whose unused share goes to the
+//!   others. So no upload capacity idles while a flow could take more.
+//!
+//! Rates change only when a flow starts or stops, and then only for the flows of the sender
+//! and of the other senders into the same receiver; the rest of the network is untouched.
+//! That keeps the cost of a change independent of the swarm's size.
+//!
+//! Small control messages (`have`, `request`, `choke`…) are not paced: on an idle flow they
+//! arrive after the link latency alone, since their few bytes take no measurable time.
+//! Behind queued blocks they wait their turn, as on a TCP stream. Every block is paced,
+//! so every payload byte costs upload and download time: that is what makes the measured
+//! distribution time a true upper bound of the theory's lower bound.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+
+use bytes::Bytes;
+
+/// Index of a host in the network.
+pub(crate) type HostId = usize;
+/// Index of a flow; never reused.
+pub(crate) type FlowId = usize;
+
+/// One send: the buffers of one action, delivered together.
+#[derive(Debug)]
+pub(crate) struct Unit {
+    pub(crate) chunks: Vec<Bytes>,
+    /// Whether it takes bandwidth (blocks, and anything large).
+    pub(crate) paced: bool,
+    /// Payload (block data) bytes in it, for the accounting.
+    pub(crate) payload: u64,
+}
+
+impl Unit {
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+}
+
+/// Where a flow's bytes go: the receiving host, its incarnation and its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dest {
+    pub(crate) host: HostId,
+    pub(crate) incarnation: u32,
+    pub(crate) conn: u64,
+}
+
+#[derive(Debug)]
+struct Flow {
+    from: HostId,
+    to: HostId,
+    dest: Dest,
+    queue: VecDeque<Unit>,
+    /// Bytes of the head unit still to flow, as of `updated`.
+    remaining: f64,
+    /// Bytes per second while active.
+    rate: f64,
+    /// Microseconds.
+    updated: u64,
+    /// Bumped whenever the scheduled completion changes; older heap entries are stale.
+    generation: u64,
+    active: bool,
+    open: bool,
+}
+
+#[derive(Debug)]
+struct HostLink {
+    up: f64,
+    down: f64,
+    out_active: Vec<FlowId>,
+    in_active: Vec<FlowId>,
+}
+
+/// A scheduled head-unit completion: `(time, sequence)` orders the heap (earliest first,
+/// then first scheduled), which keeps the simulation deterministic.
+#[derive(Debug, PartialEq, Eq)]
+struct Due {
+    at: u64,
+    seq: u64,
+    flow: FlowId,
+    generation: u64,
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// What finished flowing: the units to hand to the receiver after the link latency.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    pub(crate) from: HostId,
+    pub(crate) dest: Dest,
+    pub(crate) chunks: Vec<Bytes>,
+    pub(crate) payload: u64,
+}
+
+/// The hosts' capacities and every flow between them. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Network {
+    hosts: Vec<HostLink>,
+    flows: Vec<Flow>,
+    due: BinaryHeap<Due>,
+    seq: u64,
+    /// Scratch list of senders whose rates need recomputing.
+    touched: Vec<HostId>,
+}
+
+impl Network {
+    /// Adds a host with these capacities (bytes per second).
+    pub(crate) fn add_host(&mut self, up: f64, down: f64) -> HostId {
+        self.hosts.push(HostLink {
+            up,
+            down,
+            out_active: Vec::new(),
+            in_active: Vec::new(),
+        });
+        self.hosts.len() - 1
+    }
+
+    /// Opens a flow from `from` to `to`.
+    pub(crate) fn open_flow(&mut self, from: HostId, to: HostId, dest: Dest) -> FlowId {
+        self.flows.push(Flow {
+            from,
+            to,
+            dest,
+            queue: VecDeque::new(),
+            remaining: 0.0,
+            rate: 0.0,
+            updated: 0,
+            generation: 0,
+            active: false,
+            open: true,
+        });
+        self.flows.len() - 1
+    }
+
+    /// Closes a flow: bytes still queued are lost (the connection is gone). Idempotent.
+    pub(crate) fn close_flow(&mut self, id: FlowId, now: u64) {
+        let Some(flow) = self.flows.get_mut(id) else {
+            return;
+        };
+        if !flow.open {
+            return;
+        }
+        flow.open = false;
+        flow.queue.clear();
+        flow.generation += 1;
+        if flow.active {
+            self.deactivate(id, now);
+        }
+    }
+
+    /// Queues `unit` on the flow. An unpaced unit on an idle flow is returned at once: it
+    /// arrives after the latency alone. Anything else waits its turn.
+    pub(crate) fn send(&mut self, id: FlowId, unit: Unit, now: u64) -> Option<Arrival> {
+        let flow = self.flows.get_mut(id)?;
+        if !flow.open {
+            return None;
+        }
+        if flow.queue.is_empty() && !unit.paced {
+            return Some(Arrival {
+                from: flow.from,
+                dest: flow.dest,
+                chunks: unit.chunks,
+                payload: unit.payload,
+            });
+        }
+        let starts = flow.queue.is_empty();
+        if starts {
+            flow.remaining = unit.len() as f64;
+        }
+        flow.queue.push_back(unit);
+        if starts {
+            self.activate(id, now);
+        }
+        None
+    }
+
+    /// When the next unit finishes flowing, if any flow is active.
+    pub(crate) fn next_due(&mut self) -> Option<u64> {
+        while let Some(top) = self.due.peek() {
+            let live = self
+                .flows
+                .get(top.flow)
+                .is_some_and(|f| f.open && f.active && f.generation == top.generation);
+            if live {
+                return Some(top.at);
+            }
+            self.due.pop();
+        }
+        None
+    }
+
+    /// Finishes the unit due at `now` (the time [`Network::next_due`] gave), with any
+    /// unpaced units queued right behind it.
+    pub(crate) fn finish_due(&mut self, now: u64) -> Option<Arrival> {
+        let due = self.due.pop()?;
+        let flow = self.flows.get_mut(due.flow)?;
+        let head = flow.queue.pop_front()?;
+        let mut arrival = Arrival {
+            from: flow.from,
+            dest: flow.dest,
+            chunks: head.chunks,
+            payload: head.payload,
+        };
+        while flow.queue.front().is_some_and(|u| !u.paced) {
+            if let Some(unit) = flow.queue.pop_front() {
+                arrival.chunks.extend(unit.chunks);
+                arrival.payload += unit.payload;
+            }
+        }
+        flow.updated = now;
+        match flow.queue.front() {
+            Some(next) => {
+                flow.remaining = next.len() as f64;
+                self.schedule(due.flow, now);
+            }
+            None => {
+                flow.remaining = 0.0;
+                self.deactivate(due.flow, now);
+            }
+        }
+        Some(arrival)
+    }
+
+    /// The current rate of a flow (bytes per second; 0 while idle).
+    #[cfg(test)]
+    pub(crate) fn rate(&self, id: FlowId) -> f64 {
+        self.flows
+            .get(id)
+            .filter(|f| f.active)
+            .map_or(0.0, |f| f.rate)
+    }
+
+    fn activate(&mut self, id: FlowId, now: u64) {
+        let (from, to) = {
+            let flow = &mut self.flows[id];
+            flow.active = true;
+            flow.updated = now;
+            flow.rate = 0.0;
+            (flow.from, flow.to)
+        };
+        self.hosts[from].out_active.push(id);
+        self.hosts[to].in_active.push(id);
+        self.reshare(from, to, now);
+    }
+
+    fn deactivate(&mut self, id: FlowId, now: u64) {
+        let (from, to) = {
+            let flow = &mut self.flows[id];
+            flow.active = false;
+            flow.rate = 0.0;
+            flow.generation += 1;
+            (flow.from, flow.to)
+        };
+        remove(&mut self.hosts[from].out_active, id);
+        remove(&mut self.hosts[to].in_active, id);
+        self.reshare(from, to, now);
+    }
+
+    /// A flow from `from` to `to` started or stopped: `from`'s share changed, and so did the
+    /// download cap of every flow into `to`, hence the shares of their senders.
+    fn reshare(&mut self, from: HostId, to: HostId, now: u64) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
+        touched.push(from);
+        for &f in &self.hosts[to].in_active {
+            touched.push(self.flows[f].from);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for &sender in &touched {
+            self.water_fill(sender, now);
+        }
+        self.touched = touched;
+    }
+
+    /// Shares `sender`'s upload among its active flows (see the module docs).
+    fn water_fill(&mut self, sender: HostId, now: u64) {
+        let host = &self.hosts[sender];
+        let mut caps: Vec<(f64, FlowId)> = host
+            .out_active
+            .iter()
+            .map(|&f| {
+                let to = &self.hosts[self.flows[f].to];
+                (to.down / to.in_active.len().max(1) as f64, f)
+            })
+            .collect();
+        caps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut left = host.up;
+        let mut count = caps.len();
+        for (cap, f) in caps {
+            let share = left / count as f64;
+            let rate = cap.min(share);
+            left -= rate;
+            count -= 1;
+            self.set_rate(f, rate, now);
+        }
+    }
+
+    fn set_rate(&mut self, id: FlowId, rate: f64, now: u64) {
+        let flow = &mut self.flows[id];
+        // Bytes already flowed at the old rate.
+        let elapsed = now.saturating_sub(flow.updated) as f64 / 1e6;
+        flow.remaining = (flow.remaining - flow.rate * elapsed).max(0.0);
+        flow.updated = now;
+        // An active flow with a positive rate always has a live completion scheduled; at an
+        // unchanged rate that completion time still holds.
+        if flow.rate == rate && rate > 0.0 && flow.active {
+            return;
+        }
+        flow.rate = rate;
+        self.schedule(id, now);
+    }
+
+    fn schedule(&mut self, id: FlowId, now: u64) {
+        let flow = &mut self.flows[id];
+        flow.generation += 1;
+        if flow.rate <= 0.0 {
+            return;
+        }
+        // Rounded up: a unit never finishes before its bytes could have flowed.
+        let micros = (flow.remaining / flow.rate * 1e6).ceil();
+        let at = now.saturating_add(if micros.is_finite() {
+            micros as u64
+        } else {
+            u64::MAX / 2
+        });
+        self.seq += 1;
+        self.due.push(Due {
+            at,
+            seq: self.seq,
+            flow: id,
+            generation: flow.generation,
+        });
+    }
+}
+
+fn remove(list: &mut Vec<FlowId>, id: FlowId) {
+    if let Some(pos) = list.iter().position(|&f| f == id) {
+        list.swap_remove(pos);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(host: HostId) -> Dest {
+        Dest {
+            host,
+            incarnation: 0,
+            conn: 0,
+        }
+    }
+
+    fn block(len: usize) -> Unit {
+        Unit {
+            chunks: vec![Bytes::from(vec![0u8; len])],
+            paced: true,
+            payload: len as u64,
+        }
+    }
+
+    /// Runs the network until idle; returns (time, flow source) per arrival.
+    fn drain(net: &mut Network) -> Vec<(u64, HostId)> {
+        let mut out = Vec::new();
+        while let Some(at) = net.next_due() {
+            if let Some(a) = net.finish_due(at) {
+                out.push((at, a.from));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_flow_runs_at_the_slower_end() {
+        let mut net = Network::default();
+        let a = net.add_host(1000.0, 0.0);
+        let b = net.add_host(0.0, 500.0);
+        let f = net.open_flow(a, b, dest(b));
+        assert!(net.send(f, block(1000), 0).is_none());
+        assert_eq!(net.rate(f), 500.0);
+        assert_eq!(drain(&mut net), vec![(2_000_000, a)]);
+    }
+
+    #[test]
+    fn upload_is_shared_and_leftover_goes_to_uncapped_flows() {
+        let mut net = Network::default();
+        let s = net.add_host(900.0, 0.0);
+        let slow = net.add_host(0.0, 100.0);
+        let fast1 = net.add_host(0.0, 10_000.0);
+        let fast2 = net.add_host(0.0, 10_000.0);
+        let f0 = net.open_flow(s, slow, dest(slow));
+        let f1 = net.open_flow(s, fast1, dest(fast1));
+        let f2 = net.open_flow(s, fast2, dest(fast2));
+        net.send(f0, block(100_000), 0);
+        net.send(f1, block(100_000), 0);
+        net.send(f2, block(100_000), 0);
+        assert_eq!(net.rate(f0), 100.0);
+        assert_eq!(net.rate(f1), 400.0);
+        assert_eq!(net.rate(f2), 400.0);
+    }
+
+    #[test]
+    fn download_is_split_among_incoming_flows() {
+        let mut net = Network::default();
+        let a = net.add_host(1000.0, 0.0);
+        let b = net.add_host(1000.0, 0.0);
+        let r = net.add_host(0.0, 1000.0);
+        let fa = net.open_flow(a, r, dest(r));
+        let fb = net.open_flow(b, r, dest(r));
+        net.send(fa, block(1000), 0);
+        assert_eq!(net.rate(fa), 1000.0);
+        net.send(fb, block(1000), 500_000);
+        assert_eq!(net.rate(fa), 500.0);
+        assert_eq!(net.rate(fb), 500.0);
+        // a had 500 bytes left at 0.5 s, at 500 B/s: done at 1.5 s; then b alone at full
+        // speed: it had 500 left at 1.5 s, done at 2.0 s.
+        assert_eq!(drain(&mut net), vec![(1_500_000, a), (2_000_000, b)]);
+    }
+
+    #[test]
+    fn unpaced_units_skip_an_idle_flow_but_wait_behind_blocks() {
+        let mut net = Network::default();
+        let a = net.add_host(1000.0, 1000.0);
+        let b = net.add_host(1000.0, 1000.0);
+        let f = net.open_flow(a, b, dest(b));
+        let small = || Unit {
+            chunks: vec![Bytes::from_static(b"have")],
+            paced: false,
+            payload: 0,
+        };
+        assert!(net.send(f, small(), 0).is_some());
+        assert!(net.send(f, block(1000), 0).is_none());
+        assert!(net.send(f, small(), 0).is_none());
+        let at = net.next_due();
+        assert_eq!(at, Some(1_000_000));
+        let arrival = net.finish_due(1_000_000).expect("arrival");
+        assert_eq!(arrival.chunks.len(), 2, "the have rides behind the block");
+        assert_eq!(net.next_due(), None);
+    }
+
+    #[test]
+    fn closing_a_flow_frees_its_share() {
+        let mut net = Network::default();
+        let s = net.add_host(1000.0, 0.0);
+        let r1 = net.add_host(0.0, 1e9);
+        let r2 = net.add_host(0.0, 1e9);
+        let f1 = net.open_flow(s, r1, dest(r1));
+        let f2 = net.open_flow(s, r2, dest(r2));
+        net.send(f1, block(1000), 0);
+        net.send(f2, block(1000), 0);
+        assert_eq!(net.rate(f2), 500.0);
+        net.close_flow(f1, 1_000_000);
+        assert_eq!(net.rate(f2), 1000.0);
+        // 500 bytes left at 1 s, then 0.5 s at 1000 B/s.
+        assert_eq!(drain(&mut net), vec![(1_500_000, s)]);
+    }
+}
