@@ -318,6 +318,7 @@ impl Simulation {
             peers: self.config.peers,
             blocks: self.blocks,
             events: self.events,
+            uploaded: self.hosts.iter().map(|h| h.uploaded).sum(),
         }
     }
 
@@ -365,6 +366,25 @@ impl Simulation {
         } else {
             0.0
         };
+        // Capacity-time during which hosts had something to upload.
+        let busy_capacity: f64 = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let up = match h.role {
+                    Role::Server => self.config.server_upload,
+                    Role::Peer => self.config.peer_upload,
+                };
+                let busy = self.net.busy_time(i, self.now) as f64 / 1e6;
+                up * busy.min(span)
+            })
+            .sum();
+        let upload_busy = if span > 0.0 {
+            busy_capacity / (capacity * span)
+        } else {
+            0.0
+        };
         let mut violations = self.violations.clone();
         if self.violation_count > violations.len() {
             violations.push(format!(
@@ -388,6 +408,7 @@ impl Simulation {
             bounds,
             ratio,
             utilisation,
+            upload_busy,
             server_uploaded,
             peers_uploaded,
             wasted: downloaded.saturating_sub(useful),

@@ -80,7 +80,7 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// The distribution-time study for `peers` peers and a file of `file_size` bytes:
-    /// `F/u` = 1 hour, `u_s = 10·u`, `d = u_s`, 256 KiB pieces, 10 ms latency per host, no
+    /// `F/u` = 1 hour, `u_s = 10·u`, `d = u_s`, 64 KiB pieces, 10 ms latency per host, no
     /// churn, seed 1, and a limit of 10 hours of virtual time.
     pub fn study(peers: usize, file_size: u64) -> SimConfig {
         let (server_upload, peer_upload, peer_download) = study::default_rates(file_size);
@@ -154,6 +154,8 @@ pub struct Progress {
     pub blocks: u64,
     /// Events processed so far.
     pub events: u64,
+    /// Payload bytes uploaded so far, by every host.
+    pub uploaded: u64,
 }
 
 /// The outcome of a simulation.
@@ -175,6 +177,10 @@ pub struct SimReport {
     /// Payload bytes uploaded over what the whole swarm's upload capacity could have sent
     /// in the distribution time.
     pub utilisation: f64,
+    /// Share of the swarm's upload capacity-time during which its hosts had something to
+    /// send (at least one block queued on a connection). `utilisation / upload_busy` is how
+    /// much of that the receivers' download shares let through.
+    pub upload_busy: f64,
     /// Payload bytes the server uploaded.
     pub server_uploaded: u64,
     /// Payload bytes the peers uploaded.

@@ -78,6 +78,10 @@ struct HostLink {
     down: f64,
     out_active: Vec<FlowId>,
     in_active: Vec<FlowId>,
+    /// Microseconds spent with at least one active outgoing flow, up to `busy_since`.
+    busy: u64,
+    /// Since when the host has been uploading, while it is.
+    busy_since: Option<u64>,
 }
 
 /// A scheduled head-unit completion: `(time, sequence)` orders the heap (earliest first,
@@ -130,6 +134,8 @@ impl Network {
             down,
             out_active: Vec::new(),
             in_active: Vec::new(),
+            busy: 0,
+            busy_since: None,
         });
         self.hosts.len() - 1
     }
@@ -240,6 +246,13 @@ impl Network {
         Some(arrival)
     }
 
+    /// Microseconds `host` has spent uploading (with at least one active flow) up to `now`.
+    pub(crate) fn busy_time(&self, host: HostId, now: u64) -> u64 {
+        self.hosts.get(host).map_or(0, |h| {
+            h.busy + h.busy_since.map_or(0, |since| now.saturating_sub(since))
+        })
+    }
+
     /// The current rate of a flow (bytes per second; 0 while idle).
     #[cfg(test)]
     pub(crate) fn rate(&self, id: FlowId) -> f64 {
@@ -257,7 +270,9 @@ impl Network {
             flow.rate = 0.0;
             (flow.from, flow.to)
         };
-        self.hosts[from].out_active.push(id);
+        let sender = &mut self.hosts[from];
+        sender.out_active.push(id);
+        sender.busy_since.get_or_insert(now);
         self.hosts[to].in_active.push(id);
         self.reshare(from, to, now);
     }
@@ -270,7 +285,13 @@ impl Network {
             flow.generation += 1;
             (flow.from, flow.to)
         };
-        remove(&mut self.hosts[from].out_active, id);
+        let sender = &mut self.hosts[from];
+        remove(&mut sender.out_active, id);
+        if sender.out_active.is_empty() {
+            if let Some(since) = sender.busy_since.take() {
+                sender.busy += now.saturating_sub(since);
+            }
+        }
         remove(&mut self.hosts[to].in_active, id);
         self.reshare(from, to, now);
     }

@@ -61,10 +61,10 @@ impl SimConfig {
     }
 }
 
-/// The default study's file: 64 MiB in 256 KiB pieces.
+/// The default study's file: 64 MiB in 64 KiB pieces (1,024 pieces).
 pub const DEFAULT_FILE_SIZE: u64 = 64 * 1024 * 1024;
 /// The default study's piece length.
-pub const DEFAULT_PIECE_LENGTH: u32 = 256 * 1024;
+pub const DEFAULT_PIECE_LENGTH: u32 = 64 * 1024;
 /// `F/u` in the default study: one peer alone needs one hour to upload the file.
 pub const DEFAULT_PEER_UPLOAD_TIME: Duration = Duration::from_secs(3600);
 /// `u_s = 10·u` in the default study.

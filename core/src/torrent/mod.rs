@@ -306,6 +306,20 @@ impl Torrent {
         if self.picker.is_complete() {
             return;
         }
+        // Runs every tick: with the connection limits reached (the usual case in a big
+        // swarm) it must not walk the up to `max_candidates` addresses.
+        let slots = ctx
+            .config
+            .max_connecting
+            .saturating_sub(self.connecting.len())
+            .min(
+                ctx.config
+                    .max_peers_per_torrent
+                    .saturating_sub(self.peers.len() + self.connecting.len()),
+            );
+        if slots == 0 {
+            return;
+        }
         let due: Vec<SocketAddr> = self
             .candidates
             .iter()
@@ -313,13 +327,9 @@ impl Torrent {
             // be dialled twice at once.
             .filter(|(a, c)| c.not_before <= now && !self.connecting.contains(a))
             .map(|(a, _)| *a)
+            .take(slots)
             .collect();
         for addr in due {
-            if self.connecting.len() >= ctx.config.max_connecting
-                || self.peers.len() + self.connecting.len() >= ctx.config.max_peers_per_torrent
-            {
-                break;
-            }
             self.connecting.insert(addr);
             ctx.out.push(Action::Connect {
                 torrent: self.id,

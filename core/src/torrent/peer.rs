@@ -9,10 +9,6 @@ use crate::session::Direction;
 use crate::time::Instant;
 use crate::wire::{self, Decoder, PeerId};
 
-/// Fewest requests kept outstanding to a peer whose rate is known: two, so the next block
-/// is always requested while one is on its way.
-pub(crate) const MEASURED_MIN_PIPELINE: usize = 2;
-
 /// Everything the torrent knows about one established connection.
 ///
 /// Invariants: `outstanding` holds exactly the blocks the picker records as requested by
@@ -124,20 +120,9 @@ impl Peer {
         let rate = self.download_fast.rate(now);
         let ahead = rate.saturating_mul(lookahead_millis) / 1000 / u64::from(wire::MAX_BLOCK_LEN);
         let cap = max.min(self.reqq).max(1);
-        // `min` is the depth while the peer's rate is unknown: until it has sent `min`
-        // blocks. After that the depth follows its rate. Keeping `min` for good would queue
-        // minutes of data at a slow peer: its blocks would keep coming long after it choked
-        // us, and every endgame duplicate sent to it would be wasted.
-        let warmed_up =
-            self.download_fast.total() >= (min as u64).saturating_mul(wire::MAX_BLOCK_LEN.into());
-        let floor = if warmed_up {
-            MEASURED_MIN_PIPELINE
-        } else {
-            min
-        };
         usize::try_from(ahead)
             .unwrap_or(usize::MAX)
-            .clamp(floor.min(cap), cap)
+            .clamp(min.min(cap), cap)
     }
 
     /// Forgets our outstanding request for `block`; returns whether it was there.

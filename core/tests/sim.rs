@@ -1,0 +1,167 @@
+//! The swarm simulator's guarantees: never faster than the theory allows, everyone
+//! completes with every piece verified, same seed ⇒ same run, and churn loses nothing.
+#![cfg(feature = "sim")]
+
+use std::time::Duration;
+
+use unchoke_core::sim::{Churn, SimConfig, SimReport, Simulation};
+
+/// A small study that runs quickly in a debug build: 2 MiB in 64 KiB pieces, peers that
+/// upload 16 KiB/s (F/u = 128 s), a server ten times faster, downloads as fast as the server.
+///
+/// (The study's `F/u = 1 h` on a 2 MiB file would mean links of 580 B/s, where a block
+/// shared among a few flows takes longer than the 30 s request time-out.)
+fn small(peers: usize) -> SimConfig {
+    let mut c = SimConfig::study(peers, 2 * 1024 * 1024);
+    c.piece_length = 64 * 1024;
+    c.peer_upload = 16.0 * 1024.0;
+    c.server_upload = 10.0 * c.peer_upload;
+    c.peer_download = c.server_upload;
+    c
+}
+
+fn run(config: SimConfig) -> SimReport {
+    Simulation::new(config).expect("valid configuration").run()
+}
+
+fn assert_sound(r: &SimReport) {
+    assert!(r.violations.is_empty(), "violations: {:#?}", r.violations);
+    assert!(r.complete, "not complete: {r:#?}");
+    assert_eq!(r.completion_times.len(), r.peers);
+    assert!(r.completion_times.iter().all(Option::is_some), "{r:#?}");
+}
+
+fn assert_not_below_bound(r: &SimReport) {
+    let measured = r
+        .distribution_time
+        .expect("complete run has a time")
+        .as_secs_f64();
+    assert!(
+        measured >= r.bounds.p2p,
+        "measured {measured} s beats the lower bound {} s: the simulator is wrong",
+        r.bounds.p2p
+    );
+}
+
+#[test]
+fn measured_time_never_beats_the_lower_bound() {
+    for peers in [1, 2, 5, 8] {
+        let r = run(small(peers));
+        assert_sound(&r);
+        assert_not_below_bound(&r);
+        // Everyone holds a full copy, so at least N copies crossed the network.
+        let sent = r.server_uploaded + r.peers_uploaded;
+        assert!(sent >= peers as u64 * 2 * 1024 * 1024, "{r:#?}");
+        assert!(r.utilisation <= 1.0 + 1e-9, "{r:#?}");
+    }
+}
+
+#[test]
+fn a_slow_download_link_binds_and_is_respected() {
+    // d = u: the slowest download dominates the bound (F/d = 128 s); P2P cannot beat it.
+    let mut c = small(4);
+    c.peer_download = c.peer_upload;
+    let r = run(c);
+    assert_sound(&r);
+    assert_not_below_bound(&r);
+    assert!((r.bounds.p2p - 128.0).abs() < 1e-6, "{:?}", r.bounds);
+}
+
+#[test]
+fn the_swarm_shares_the_load_as_it_grows() {
+    // With 8 peers the server alone would need 8 × F/u_s; the peers' uploads cut that,
+    // and they carry a good share of the copies although the server is ten times faster.
+    let r = run(small(8));
+    assert_sound(&r);
+    let measured = r.distribution_time.expect("complete").as_secs_f64();
+    assert!(
+        measured < r.bounds.client_server,
+        "P2P {measured} s is no better than client-server {} s",
+        r.bounds.client_server
+    );
+    assert!(
+        r.peers_uploaded * 3 > r.server_uploaded,
+        "peers {} vs server {}",
+        r.peers_uploaded,
+        r.server_uploaded
+    );
+}
+
+#[test]
+fn same_seed_same_numbers_other_seed_other_run() {
+    let a = run(small(6));
+    let b = run(small(6));
+    assert_sound(&a);
+    assert_eq!(a, b, "same configuration, different outcome");
+    let mut c = small(6);
+    c.seed = 2;
+    let c = run(c);
+    assert_sound(&c);
+    assert_ne!(a.digest, c.digest, "the seed changed nothing");
+}
+
+#[test]
+fn churn_loses_nothing_and_everyone_completes() {
+    let mut c = small(8);
+    c.churn = Some(Churn {
+        fraction: 0.5,
+        away: Duration::from_secs(120),
+    });
+    // The server leaves as soon as the online peers hold a full copy between them: from
+    // then on, every piece lives only on peers that come and go.
+    c.server_departs = true;
+    c.seed = 7;
+    let r = run(c);
+    // A peer that came back and downloaded a piece it already had would be reported as a
+    // piece verified twice; a block served by a host that lacks it, as a violation too.
+    assert_sound(&r);
+    assert!(r.leaves >= 2, "the server and at least one peer left: {r:#?}");
+    assert!(r.rejoins >= 1, "{r:#?}");
+    assert!(r.rejoins + 1 >= r.leaves, "every churned peer came back: {r:#?}");
+    assert_not_below_bound(&r);
+}
+
+#[test]
+fn the_swarm_finishes_after_the_server_left() {
+    let mut c = small(6);
+    c.server_departs = true;
+    let r = run(c);
+    assert_sound(&r);
+    assert_eq!(r.leaves, 1, "only the server left");
+    // The server sent less than it would have had it stayed to the end: the peers finished
+    // the job among themselves.
+    let full = run(small(6));
+    assert!(r.server_uploaded < full.server_uploaded, "{r:#?}\n{full:#?}");
+}
+
+#[test]
+fn no_peers_no_time_and_bad_parameters_refused() {
+    let r = run(small(0));
+    assert!(r.complete);
+    assert_eq!(r.distribution_time, Some(Duration::ZERO));
+    let mut c = small(2);
+    c.peer_upload = 0.0;
+    assert!(Simulation::new(c).is_err());
+    let mut c = small(2);
+    c.churn = Some(Churn {
+        fraction: 1.5,
+        away: Duration::from_secs(1),
+    });
+    assert!(Simulation::new(c).is_err());
+    let mut c = small(2);
+    c.piece_length = 1000;
+    assert!(Simulation::new(c).is_err());
+}
+
+#[test]
+fn an_unreachable_goal_stops_at_the_time_limit() {
+    let mut c = small(3);
+    c.time_limit = Duration::from_secs(10);
+    let mut sim = Simulation::new(c).expect("valid");
+    while !sim.run_for(10_000) {}
+    let r = sim.report();
+    assert!(!r.complete);
+    assert_eq!(r.distribution_time, None);
+    assert_eq!(r.end, Duration::from_secs(10));
+    assert!(sim.progress().completed < 3);
+}
