@@ -5,6 +5,7 @@
 
 mod cmd_create;
 mod cmd_info;
+mod cmd_simulate;
 mod cmd_swarm;
 mod cmd_tracker;
 mod cmd_transfer;
@@ -12,6 +13,7 @@ mod human;
 mod output;
 mod progress;
 mod runtime;
+mod sim_chart;
 
 use std::process::ExitCode;
 
@@ -47,6 +49,10 @@ enum Command {
     /// Run a whole swarm on 127.0.0.1: a tracker, one seed and N leechers that find each
     /// other through it; verify every copy and summarise who uploaded what.
     Swarm(cmd_swarm::SwarmArgs),
+    /// Simulate the distribution-time study: for each swarm size N, the P2P time the real
+    /// protocol takes on a virtual network against the client-server and P2P lower bounds;
+    /// writes a table, study.csv and a study.svg chart.
+    Simulate(cmd_simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => cmd_transfer::seed(&args),
         Command::Tracker(args) => cmd_tracker::run(&args),
         Command::Swarm(args) => cmd_swarm::run(&args),
+        Command::Simulate(args) => cmd_simulate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -115,9 +115,15 @@ fn churn_loses_nothing_and_everyone_completes() {
     // A peer that came back and downloaded a piece it already had would be reported as a
     // piece verified twice; a block served by a host that lacks it, as a violation too.
     assert_sound(&r);
-    assert!(r.leaves >= 2, "the server and at least one peer left: {r:#?}");
+    assert!(
+        r.leaves >= 2,
+        "the server and at least one peer left: {r:#?}"
+    );
     assert!(r.rejoins >= 1, "{r:#?}");
-    assert!(r.rejoins + 1 >= r.leaves, "every churned peer came back: {r:#?}");
+    assert!(
+        r.rejoins + 1 >= r.leaves,
+        "every churned peer came back: {r:#?}"
+    );
     assert_not_below_bound(&r);
 }
 
@@ -131,7 +137,10 @@ fn the_swarm_finishes_after_the_server_left() {
     // The server sent less than it would have had it stayed to the end: the peers finished
     // the job among themselves.
     let full = run(small(6));
-    assert!(r.server_uploaded < full.server_uploaded, "{r:#?}\n{full:#?}");
+    assert!(
+        r.server_uploaded < full.server_uploaded,
+        "{r:#?}\n{full:#?}"
+    );
 }
 
 #[test]
