@@ -49,7 +49,7 @@ pub(crate) struct SwarmArgs {
     size: u64,
 
     /// Piece length (a power of two, at least 16K); default: chosen from the size.
-    #[arg(long, value_name = "SIZE", value_parser = parse_piece_length)]
+    #[arg(long, value_name = "SIZE", value_parser = human::parse_piece_length)]
     piece_length: Option<u32>,
 
     /// The driver every client and the tracker run on.
@@ -75,19 +75,7 @@ pub(crate) struct SwarmArgs {
 }
 
 fn parse_payload_size(text: &str) -> Result<u64, String> {
-    let n = human::parse_size(text)?;
-    if n == 0 {
-        return Err("the payload must not be empty".into());
-    }
-    Ok(n)
-}
-
-fn parse_piece_length(text: &str) -> Result<u32, String> {
-    let n = human::parse_size(text)?;
-    u32::try_from(n)
-        .ok()
-        .filter(|n| n.is_power_of_two() && *n >= 16 * 1024)
-        .ok_or_else(|| format!("{text}: a piece length must be a power of two of at least 16K"))
+    human::parse_nonzero_size(text, "the payload")
 }
 
 /// One client of the swarm and what is known about it.

@@ -42,6 +42,24 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// Parses a size that must not be zero; `what` names it in the error ("the payload").
+pub(crate) fn parse_nonzero_size(text: &str, what: &str) -> Result<u64, String> {
+    let n = parse_size(text)?;
+    if n == 0 {
+        return Err(format!("{what} must not be empty"));
+    }
+    Ok(n)
+}
+
+/// Parses a piece length: a power of two of at least 16 KiB (one block).
+pub(crate) fn parse_piece_length(text: &str) -> Result<u32, String> {
+    let n = parse_size(text)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|n| n.is_power_of_two() && *n >= 16 * 1024)
+        .ok_or_else(|| format!("{text}: a piece length must be a power of two of at least 16K"))
+}
+
 /// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`.
 pub(crate) fn unix_time(secs: i64) -> String {
     let days = secs.div_euclid(86_400);

@@ -1,4 +1,5 @@
-//! The `unchoke` command line: `info`, `create`, `download`, `seed`, `tracker` and `swarm`.
+//! The `unchoke` command line: `info`, `create`, `download`, `seed`, `tracker`, `swarm` and
+//! `simulate`.
 //!
 //! Exit status: 0 on success, 1 when the input or the work failed (one line on stderr,
 //! `unchoke: <what>: <why>`), 2 for a usage error (from clap).

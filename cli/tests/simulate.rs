@@ -355,3 +355,36 @@ fn bad_arguments_are_refused_clearly() {
     }
     assert!(!out.exists(), "a refused run created its output directory");
 }
+
+#[test]
+fn links_too_slow_for_the_request_timeout_are_warned_about() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("out");
+    let out_str = out.to_str().expect("utf-8 path");
+    // F/u = 1 h on 2 MiB: 582 B/s per peer, 116 B/s per unchoke slot, 140 s per block.
+    let mut args = vec!["simulate", "--peers", "1", "--out", out_str];
+    args.extend(SMALL);
+    let slow = unchoke(work.path(), &args);
+    let both = format!("{}{}", slow.stdout, slow.stderr);
+    assert!(
+        both.contains("longer than the 30 s request time-out"),
+        "no warning:\n{both}"
+    );
+    let mut args = vec![
+        "simulate",
+        "--peers",
+        "1",
+        "--peer-upload",
+        "64KiB/s",
+        "--out",
+        out_str,
+    ];
+    args.extend(SMALL);
+    let fast = unchoke(work.path(), &args);
+    assert!(fast.status.success(), "{}\n{}", fast.stdout, fast.stderr);
+    let both = format!("{}{}", fast.stdout, fast.stderr);
+    assert!(
+        !both.contains("request time-out"),
+        "needless warning:\n{both}"
+    );
+}
