@@ -1,0 +1,279 @@
+//! Carrying out a session's actions, as a driver would, and watching its events.
+
+use super::{Ev, PACED_MIN, Role, Simulation};
+use crate::session::{Action, ConnId, Event};
+use crate::sim::network::{HostId, Unit};
+use crate::time::Instant;
+use crate::tracker::AnnounceEvent;
+use crate::tracker::http::{announce_url, request_bytes};
+
+impl Simulation {
+    /// Carries out every action `host`'s session has queued, then re-arms its timer.
+    pub(super) fn drain(&mut self, host: HostId) {
+        loop {
+            let action = match self.hosts[host].online.as_mut() {
+                Some(on) => on.session.poll_action(),
+                None => None,
+            };
+            let Some(action) = action else {
+                break;
+            };
+            self.act(host, action);
+        }
+        self.rearm(host);
+    }
+
+    pub(super) fn rearm(&mut self, host: HostId) {
+        let now = self.now;
+        let h = &mut self.hosts[host];
+        let Some(on) = h.online.as_ref() else {
+            return;
+        };
+        let Some(wanted) = on.session.poll_timeout() else {
+            return;
+        };
+        // A deadline already passed means "now"; a millisecond later keeps a session that
+        // keeps asking for the past from spinning the loop.
+        let at = if wanted.as_micros() <= now {
+            now + 1000
+        } else {
+            wanted.as_micros()
+        };
+        if h.timer_at == Some(at) {
+            return;
+        }
+        h.timer_generation += 1;
+        h.timer_at = Some(at);
+        let generation = h.timer_generation;
+        self.push(at, Ev::Timer { host, generation });
+    }
+
+    pub(super) fn act(&mut self, host: HostId, action: Action) {
+        let now = Instant::from_micros(self.now);
+        match action {
+            Action::Send { conn, data } => {
+                let paced = data.len() >= PACED_MIN;
+                self.transmit(
+                    host,
+                    conn,
+                    Unit {
+                        chunks: vec![data],
+                        paced,
+                        payload: 0,
+                    },
+                );
+            }
+            Action::SendBlock { conn, header, data } => {
+                let payload = data.len() as u64;
+                self.transmit(
+                    host,
+                    conn,
+                    Unit {
+                        chunks: vec![header, data],
+                        paced: true,
+                        payload,
+                    },
+                );
+            }
+            Action::Connect { torrent, addr } => {
+                let incarnation = self.hosts[host].incarnation;
+                match self.host_at(addr).filter(|&t| t != host) {
+                    Some(target) => {
+                        let at = self.now + self.one_way(host, target);
+                        self.push(
+                            at,
+                            Ev::Accept {
+                                host: target,
+                                from: host,
+                                from_incarnation: incarnation,
+                                torrent,
+                            },
+                        );
+                    }
+                    None => {
+                        let at = self.now + 2 * self.hosts[host].latency;
+                        self.push(
+                            at,
+                            Ev::Refused {
+                                host,
+                                incarnation,
+                                torrent,
+                                addr,
+                            },
+                        );
+                    }
+                }
+            }
+            Action::Disconnect { conn, .. } => {
+                let link = self.hosts[host]
+                    .online
+                    .as_mut()
+                    .and_then(|on| on.links.remove(&conn));
+                if let Some(link) = link {
+                    self.unlink(host, link);
+                }
+            }
+            Action::WriteBlock { torrent, piece, .. } => {
+                if let Some(session) = self.session_mut(host) {
+                    session.disk_write_done(torrent, piece, Ok(()), now);
+                }
+            }
+            Action::ReadBlock { conn, block, .. } => {
+                let data = if self.hosts[host].have.get(block.index) {
+                    self.payload.block(block.index, block.begin, block.length)
+                } else {
+                    None
+                };
+                let result = match data {
+                    Some(d) => Ok(d),
+                    None => {
+                        self.violation(format!(
+                            "host {host} asked to upload piece {} it does not hold",
+                            block.index
+                        ));
+                        Err("block not stored".to_string())
+                    }
+                };
+                if let Some(session) = self.session_mut(host) {
+                    session.disk_read_done(conn, block, result, now);
+                }
+            }
+            Action::VerifyPiece {
+                torrent,
+                piece,
+                expected,
+                blocks,
+            } => {
+                let ok = self.payload.verifies(piece, &expected, &blocks);
+                if ok {
+                    self.piece_verified(host, piece);
+                } else {
+                    self.violation(format!(
+                        "host {host}: piece {piece} failed verification in a swarm without corruption"
+                    ));
+                }
+                if let Some(session) = self.session_mut(host) {
+                    session.piece_hashed(torrent, piece, ok, now);
+                }
+            }
+            Action::Announce {
+                torrent,
+                url,
+                request,
+            } => {
+                let wants_reply = request.event != AnnounceEvent::Stopped;
+                match announce_url(&url, &request).and_then(|full| request_bytes(&full)) {
+                    Ok((_, bytes)) => {
+                        let incarnation = self.hosts[host].incarnation;
+                        let at = self.now + self.tracker_way(host);
+                        self.push(
+                            at,
+                            Ev::TrackerRequest {
+                                host,
+                                incarnation,
+                                torrent,
+                                url,
+                                request: bytes,
+                                wants_reply,
+                            },
+                        );
+                    }
+                    Err(e) => {
+                        if let Some(on) = self.hosts[host].online.as_mut() {
+                            on.session
+                                .announce_done(torrent, &url, Err(e.to_string()), now);
+                        }
+                    }
+                }
+            }
+            Action::Event(event) => self.on_event(host, event),
+        }
+    }
+
+    pub(super) fn transmit(&mut self, host: HostId, conn: ConnId, unit: Unit) {
+        let flow = self.hosts[host]
+            .online
+            .as_ref()
+            .and_then(|on| on.links.get(&conn))
+            .and_then(|l| l.out);
+        let Some(flow) = flow else {
+            return;
+        };
+        if let Some(arrival) = self.net.send(flow, unit, self.now) {
+            let at = self.now + self.one_way(host, arrival.dest.host);
+            self.push(
+                at,
+                Ev::Deliver {
+                    dest: arrival.dest,
+                    chunks: arrival.chunks,
+                    payload: arrival.payload,
+                },
+            );
+        }
+    }
+
+    pub(super) fn piece_verified(&mut self, host: HostId, piece: u32) {
+        let h = &mut self.hosts[host];
+        if !h.have.set(piece) {
+            self.violation(format!("host {host} verified piece {piece} a second time"));
+            return;
+        }
+        if h.role == Role::Peer {
+            self.availability[piece as usize] += 1;
+            if self.availability[piece as usize] == 1 {
+                self.covered += 1;
+            }
+            if h.leave_after.is_some_and(|k| h.have.count_ones() >= k) {
+                h.leave_after = None;
+                self.push(self.now, Ev::Leave { host });
+            }
+        }
+        if self.config.server_departs
+            && !self.server_left
+            && self.covered == self.payload.piece_count()
+        {
+            self.server_left = true;
+            self.push(self.now, Ev::Leave { host: 0 });
+        }
+    }
+
+    pub(super) fn on_event(&mut self, host: HostId, event: Event) {
+        match event {
+            Event::TorrentComplete { .. } => {
+                let h = &mut self.hosts[host];
+                if h.role != Role::Peer || h.completed_at.is_some() {
+                    return;
+                }
+                if !h.have.is_full() {
+                    self.violation(format!("host {host} says complete without every piece"));
+                    return;
+                }
+                h.completed_at = Some(self.now);
+                self.completed += 1;
+                if self.completed == self.config.peers {
+                    self.finished = true;
+                }
+            }
+            Event::PeerBanned { addr, .. } => {
+                self.violation(format!("host {host} banned {addr} without corruption"));
+            }
+            Event::StorageError { piece, message, .. } => {
+                self.violation(format!("host {host} storage error on {piece}: {message}"));
+            }
+            Event::ChokeRound {
+                regular,
+                optimistic,
+                ..
+            } => {
+                let slots = self.config.session.choker.regular_slots;
+                if regular.len() > slots || optimistic.is_some_and(|o| regular.contains(&o)) {
+                    self.violation(format!(
+                        "host {host} unchoked {} regular peers (limit {slots})",
+                        regular.len()
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}

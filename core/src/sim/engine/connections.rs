@@ -1,0 +1,193 @@
+//! Connections between hosts: dials reaching their target, both ends opening, closes, and
+//! bytes flowing and arriving.
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Ev, LinkEnd, Online, Simulation};
+use crate::session::{ConnId, Direction, TorrentId};
+use crate::sim::network::{Dest, HostId};
+use crate::time::Instant;
+
+impl Simulation {
+    pub(super) fn accept(
+        &mut self,
+        host: HostId,
+        from: HostId,
+        from_incarnation: u32,
+        torrent: TorrentId,
+    ) {
+        let now = Instant::from_micros(self.now);
+        let back = self.now + self.one_way(host, from);
+        if self.hosts[host].online.is_none() {
+            let addr = self.hosts[host].addr;
+            self.push(
+                back,
+                Ev::Refused {
+                    host: from,
+                    incarnation: from_incarnation,
+                    torrent,
+                    addr,
+                },
+            );
+            return;
+        }
+        let source = self.hosts[from].ephemeral();
+        let incarnation = self.hosts[host].incarnation;
+        let Some(on) = self.hosts[host].online.as_mut() else {
+            return;
+        };
+        let conn = on
+            .session
+            .connection_opened(source, Direction::Inbound, now);
+        on.links.insert(
+            conn,
+            LinkEnd {
+                remote: None,
+                out: None,
+                recv: BytesMut::new(),
+            },
+        );
+        self.push(
+            back,
+            Ev::Opened {
+                host: from,
+                incarnation: from_incarnation,
+                torrent,
+                remote: host,
+                remote_incarnation: incarnation,
+                remote_conn: conn,
+            },
+        );
+        self.drain(host);
+    }
+
+    pub(super) fn opened(
+        &mut self,
+        host: HostId,
+        incarnation: u32,
+        torrent: TorrentId,
+        (remote, remote_incarnation, remote_conn): (HostId, u32, ConnId),
+    ) {
+        let now = Instant::from_micros(self.now);
+        let remote_alive = self.is_live(remote, remote_incarnation)
+            && self.hosts[remote]
+                .online
+                .as_ref()
+                .is_some_and(|on| on.links.contains_key(&remote_conn));
+        if !self.is_live(host, incarnation) {
+            if remote_alive {
+                let at = self.now + self.one_way(host, remote);
+                self.push(
+                    at,
+                    Ev::Closed {
+                        host: remote,
+                        incarnation: remote_incarnation,
+                        conn: remote_conn,
+                    },
+                );
+            }
+            return;
+        }
+        let remote_addr = self.hosts[remote].addr;
+        if !remote_alive {
+            if let Some(session) = self.session_mut(host) {
+                session.connect_failed(torrent, remote_addr, now);
+            }
+            self.drain(host);
+            return;
+        }
+        let Some(on) = self.hosts[host].online.as_mut() else {
+            return;
+        };
+        let conn = on
+            .session
+            .connection_opened(remote_addr, Direction::Outbound(torrent), now);
+        let to_remote = self.net.open_flow(
+            host,
+            remote,
+            Dest {
+                host: remote,
+                incarnation: remote_incarnation,
+                conn: remote_conn.0,
+            },
+        );
+        let to_us = self.net.open_flow(
+            remote,
+            host,
+            Dest {
+                host,
+                incarnation,
+                conn: conn.0,
+            },
+        );
+        on.links.insert(
+            conn,
+            LinkEnd {
+                remote: Some((remote, remote_incarnation, remote_conn)),
+                out: Some(to_remote),
+                recv: BytesMut::new(),
+            },
+        );
+        if let Some(end) = self.hosts[remote]
+            .online
+            .as_mut()
+            .and_then(|on| on.links.get_mut(&remote_conn))
+        {
+            end.remote = Some((host, incarnation, conn));
+            end.out = Some(to_us);
+        }
+        self.drain(host);
+    }
+
+    /// Tears down one end's link: both directions' flows stop and the other end hears of
+    /// the close after the latency.
+    pub(super) fn unlink(&mut self, host: HostId, link: LinkEnd) {
+        if let Some(f) = link.out {
+            self.net.close_flow(f, self.now);
+        }
+        let Some((remote, remote_incarnation, remote_conn)) = link.remote else {
+            return;
+        };
+        if let Some(back) = self.hosts[remote]
+            .online
+            .as_ref()
+            .filter(|_| self.hosts[remote].incarnation == remote_incarnation)
+            .and_then(|on| on.links.get(&remote_conn))
+            .and_then(|end| end.out)
+        {
+            self.net.close_flow(back, self.now);
+        }
+        let at = self.now + self.one_way(host, remote);
+        self.push(
+            at,
+            Ev::Closed {
+                host: remote,
+                incarnation: remote_incarnation,
+                conn: remote_conn,
+            },
+        );
+    }
+
+    pub(super) fn deliver(&mut self, dest: Dest, chunks: Vec<Bytes>, payload: u64) {
+        if !self.is_live(dest.host, dest.incarnation) {
+            return;
+        }
+        let now = Instant::from_micros(self.now);
+        let conn = ConnId(dest.conn);
+        {
+            let Some(on) = self.hosts[dest.host].online.as_mut() else {
+                return;
+            };
+            let Online { session, links, .. } = on;
+            let Some(link) = links.get_mut(&conn) else {
+                return;
+            };
+            for c in &chunks {
+                link.recv.extend_from_slice(c);
+            }
+            session.handle_bytes(conn, &mut link.recv, now);
+        }
+        self.hosts[dest.host].downloaded += payload;
+        self.drain(dest.host);
+    }
+}

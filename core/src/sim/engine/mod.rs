@@ -1,0 +1,632 @@
+//! The simulation's event loop: it plays the driver for every host.
+//!
+//! Each event touches one host's session, then that session's actions are carried out at
+//! once: bytes go into the network, disk actions are answered from the payload, dials and
+//! closes become events for the other end after the link latency. A session is never called
+//! while another's actions are being carried out, so every cross-host effect goes through
+//! the event queue, in `(time, sequence)` order.
+
+mod actions;
+mod connections;
+mod report;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+
+use super::network::{Dest, FlowId, HostId, Network};
+use super::payload::Payload;
+use super::{Progress, SimConfig, SimError, SimReport};
+use crate::bitfield::Bitfield;
+use crate::session::{ConnId, Session, TorrentId};
+use crate::time::Instant;
+use crate::tracker::http::{HttpResponseReader, parse_announce_response};
+use crate::tracker::server::{HttpOutcome, ServerConfig, TrackerServer};
+
+/// Port every simulated host listens on.
+const LISTEN_PORT: u16 = 6881;
+/// Sends at least this long take bandwidth even when they are not blocks.
+const PACED_MIN: usize = 1024;
+/// How often the tracker forgets silent peers.
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+/// Violations kept in the report (the count beyond is summarised).
+const MAX_VIOLATIONS: usize = 100;
+/// The first host's address; host `i` is this plus `i`.
+const FIRST_HOST: u32 = 0x7f00_0001;
+
+#[derive(Debug)]
+enum Ev {
+    /// The host's session asked to be woken now.
+    Timer { host: HostId, generation: u64 },
+    /// A dial reaches its target.
+    Accept {
+        host: HostId,
+        from: HostId,
+        from_incarnation: u32,
+        torrent: TorrentId,
+    },
+    /// The target accepted: the dialler's connection opens.
+    Opened {
+        host: HostId,
+        incarnation: u32,
+        torrent: TorrentId,
+        remote: HostId,
+        remote_incarnation: u32,
+        remote_conn: ConnId,
+    },
+    /// Nobody listens at the dialled address.
+    Refused {
+        host: HostId,
+        incarnation: u32,
+        torrent: TorrentId,
+        addr: SocketAddr,
+    },
+    /// Bytes arrive (`payload` of them block data).
+    Deliver {
+        dest: Dest,
+        chunks: Vec<Bytes>,
+        payload: u64,
+    },
+    /// The other end closed the connection.
+    Closed {
+        host: HostId,
+        incarnation: u32,
+        conn: ConnId,
+    },
+    /// An announce reaches the tracker.
+    TrackerRequest {
+        host: HostId,
+        incarnation: u32,
+        torrent: TorrentId,
+        url: String,
+        request: Vec<u8>,
+        wants_reply: bool,
+    },
+    /// The tracker's answer arrives.
+    TrackerReply {
+        host: HostId,
+        incarnation: u32,
+        torrent: TorrentId,
+        url: String,
+        response: Vec<u8>,
+    },
+    /// A host leaves (churn, or the server once the peers hold a full copy).
+    Leave { host: HostId },
+    /// A host that left comes back with the pieces it had.
+    Rejoin { host: HostId },
+    /// The tracker's expiry round.
+    Expire,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Server,
+    Peer,
+}
+
+/// One end of an established (or half-established) connection.
+#[derive(Debug)]
+struct LinkEnd {
+    /// The other end: host, its incarnation, its connection. `None` on the accepting side
+    /// until the dialler's side opens.
+    remote: Option<(HostId, u32, ConnId)>,
+    /// The flow carrying our bytes to the other end.
+    out: Option<FlowId>,
+    /// Bytes received and not yet consumed by the session.
+    recv: BytesMut,
+}
+
+/// A host while it is in the swarm.
+#[derive(Debug)]
+struct Online {
+    session: Session,
+    links: BTreeMap<ConnId, LinkEnd>,
+}
+
+#[derive(Debug)]
+struct Host {
+    role: Role,
+    addr: SocketAddr,
+    /// One-way latency of its link, microseconds.
+    latency: u64,
+    /// Bumped on every departure, so events for an earlier stay are dropped.
+    incarnation: u32,
+    online: Option<Online>,
+    /// Pieces verified (kept across departures: they are on the host's disk).
+    have: Bitfield,
+    completed_at: Option<u64>,
+    /// Churn: leave once this many pieces are verified (once).
+    leave_after: Option<u32>,
+    uploaded: u64,
+    downloaded: u64,
+    timer_generation: u64,
+    timer_at: Option<u64>,
+    next_port: u16,
+}
+
+impl Host {
+    fn ephemeral(&mut self) -> SocketAddr {
+        self.next_port = if self.next_port >= 60_000 {
+            40_000
+        } else {
+            self.next_port + 1
+        };
+        SocketAddr::new(self.addr.ip(), self.next_port)
+    }
+}
+
+/// A running simulation. See the [module docs](super).
+#[derive(Debug)]
+pub struct Simulation {
+    config: super::SimConfig,
+    payload: Payload,
+    net: Network,
+    hosts: Vec<Host>,
+    tracker: TrackerServer,
+    queue: BinaryHeap<Scheduled>,
+    seq: u64,
+    now: u64,
+    limit: u64,
+    events: u64,
+    blocks: u64,
+    completed: usize,
+    finished: bool,
+    violations: Vec<String>,
+    violation_count: usize,
+    leaves: u64,
+    rejoins: u64,
+    /// Online peers (not the server) holding each piece, and how many pieces have any.
+    availability: Vec<u32>,
+    covered: u32,
+    server_left: bool,
+}
+
+impl Simulation {
+    /// Sets up the swarm: the payload and its torrent, the tracker, the server (holding the
+    /// whole file) and the peers, all joining at time zero.
+    pub fn new(config: SimConfig) -> Result<Simulation, SimError> {
+        config.validate()?;
+        let payload = Payload::new(config.file_size, config.piece_length, config.seed)
+            .map_err(SimError::Invalid)?;
+        let pieces = payload.piece_count();
+        let mut rng = fastrand::Rng::with_seed(config.seed);
+        let tracker = TrackerServer::new(ServerConfig::default(), rng.u64(..));
+        let mut sim = Simulation {
+            limit: u64::try_from(config.time_limit.as_micros()).unwrap_or(u64::MAX),
+            payload,
+            net: Network::default(),
+            hosts: Vec::with_capacity(config.peers + 1),
+            tracker,
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            events: 0,
+            blocks: 0,
+            completed: 0,
+            finished: false,
+            violations: Vec::new(),
+            violation_count: 0,
+            leaves: 0,
+            rejoins: 0,
+            availability: vec![0; pieces as usize],
+            covered: 0,
+            server_left: false,
+            config,
+        };
+        let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
+        for i in 0..=sim.config.peers {
+            let role = if i == 0 { Role::Server } else { Role::Peer };
+            let (up, down, have) = match role {
+                Role::Server => (
+                    sim.config.server_upload,
+                    sim.config.server_upload,
+                    Bitfield::full(pieces),
+                ),
+                Role::Peer => (
+                    sim.config.peer_upload,
+                    sim.config.peer_download,
+                    Bitfield::new(pieces),
+                ),
+            };
+            let leave_after = match &sim.config.churn {
+                Some(c) if role == Role::Peer && pieces >= 2 && rng.f64() < c.fraction => {
+                    Some(rng.u32(1..pieces))
+                }
+                _ => None,
+            };
+            let id = sim.net.add_host(up, down);
+            debug_assert_eq!(id, i);
+            sim.hosts.push(Host {
+                role,
+                addr: SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(FIRST_HOST + i as u32)),
+                    LISTEN_PORT,
+                ),
+                latency,
+                incarnation: 0,
+                online: None,
+                have,
+                completed_at: None,
+                leave_after,
+                uploaded: 0,
+                downloaded: 0,
+                timer_generation: 0,
+                timer_at: None,
+                next_port: 40_000,
+            });
+        }
+        if sim.config.peers == 0 {
+            sim.finished = true;
+            return Ok(sim);
+        }
+        for i in 0..sim.hosts.len() {
+            sim.start_session(i);
+        }
+        sim.push(EXPIRE_EVERY.as_micros() as u64, Ev::Expire);
+        Ok(sim)
+    }
+
+    /// Processes up to `max_events` events; returns whether the simulation is over (every
+    /// peer complete, the time limit reached, or nothing left to happen).
+    pub fn run_for(&mut self, max_events: u64) -> bool {
+        for _ in 0..max_events {
+            if self.finished {
+                break;
+            }
+            self.step();
+        }
+        self.finished
+    }
+
+    /// Runs to the end and reports.
+    pub fn run(mut self) -> SimReport {
+        while !self.run_for(1 << 20) {}
+        self.report()
+    }
+
+    /// Where the simulation is.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            now: Duration::from_micros(self.now),
+            completed: self.completed,
+            peers: self.config.peers,
+            blocks: self.blocks,
+            events: self.events,
+            uploaded: self.hosts.iter().map(|h| h.uploaded).sum(),
+        }
+    }
+
+    // ----- the loop -------------------------------------------------------------------------
+
+    fn step(&mut self) {
+        let net_at = self.net.next_due();
+        let ev_at = self.queue.peek().map(|s| s.at);
+        let at = match (net_at, ev_at) {
+            (Some(n), Some(e)) => n.min(e),
+            (Some(n), None) => n,
+            (None, Some(e)) => e,
+            (None, None) => {
+                self.finished = true;
+                return;
+            }
+        };
+        if at > self.limit {
+            self.now = self.limit;
+            self.finished = true;
+            return;
+        }
+        self.now = at;
+        self.events += 1;
+        if net_at == Some(at) {
+            if let Some(arrival) = self.net.finish_due(at) {
+                self.hosts[arrival.from].uploaded += arrival.payload;
+                if arrival.payload > 0 {
+                    self.blocks += 1;
+                }
+                let to = arrival.dest.host;
+                let when = at + self.one_way(arrival.from, to);
+                self.push(
+                    when,
+                    Ev::Deliver {
+                        dest: arrival.dest,
+                        chunks: arrival.chunks,
+                        payload: arrival.payload,
+                    },
+                );
+            }
+            return;
+        }
+        if let Some(s) = self.queue.pop() {
+            self.dispatch(s.ev);
+        }
+    }
+
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    fn one_way(&self, a: HostId, b: HostId) -> u64 {
+        self.hosts[a].latency + self.hosts[b].latency
+    }
+
+    fn tracker_way(&self, h: HostId) -> u64 {
+        self.hosts[h].latency + self.hosts[0].latency
+    }
+
+    fn host_at(&self, addr: SocketAddr) -> Option<HostId> {
+        let IpAddr::V4(ip) = addr.ip() else {
+            return None;
+        };
+        let index = u32::from(ip).checked_sub(FIRST_HOST)? as usize;
+        (addr.port() == LISTEN_PORT && index < self.hosts.len()).then_some(index)
+    }
+
+    /// The session of `host`, while it is in the swarm.
+    fn session_mut(&mut self, host: HostId) -> Option<&mut Session> {
+        self.hosts[host].online.as_mut().map(|on| &mut on.session)
+    }
+
+    /// Whether `host` is in the swarm in this `incarnation`.
+    fn is_live(&self, host: HostId, incarnation: u32) -> bool {
+        let h = &self.hosts[host];
+        h.incarnation == incarnation && h.online.is_some()
+    }
+
+    fn violation(&mut self, what: String) {
+        self.violation_count += 1;
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations
+                .push(format!("at {:.3} s: {what}", self.now as f64 / 1e6));
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        let now = Instant::from_micros(self.now);
+        match ev {
+            Ev::Timer { host, generation } => {
+                let h = &mut self.hosts[host];
+                if h.timer_generation != generation {
+                    return;
+                }
+                h.timer_at = None;
+                let Some(on) = h.online.as_mut() else {
+                    return;
+                };
+                on.session.handle_timeout(now);
+                self.drain(host);
+            }
+            Ev::Accept {
+                host,
+                from,
+                from_incarnation,
+                torrent,
+            } => self.accept(host, from, from_incarnation, torrent),
+            Ev::Opened {
+                host,
+                incarnation,
+                torrent,
+                remote,
+                remote_incarnation,
+                remote_conn,
+            } => self.opened(
+                host,
+                incarnation,
+                torrent,
+                (remote, remote_incarnation, remote_conn),
+            ),
+            Ev::Refused {
+                host,
+                incarnation,
+                torrent,
+                addr,
+            } => {
+                if !self.is_live(host, incarnation) {
+                    return;
+                }
+                if let Some(session) = self.session_mut(host) {
+                    session.connect_failed(torrent, addr, now);
+                }
+                self.drain(host);
+            }
+            Ev::Deliver {
+                dest,
+                chunks,
+                payload,
+            } => self.deliver(dest, chunks, payload),
+            Ev::Closed {
+                host,
+                incarnation,
+                conn,
+            } => {
+                if !self.is_live(host, incarnation) {
+                    return;
+                }
+                let link = self.hosts[host]
+                    .online
+                    .as_mut()
+                    .and_then(|on| on.links.remove(&conn));
+                if let Some(link) = link {
+                    if let Some(f) = link.out {
+                        self.net.close_flow(f, self.now);
+                    }
+                    if let Some(session) = self.session_mut(host) {
+                        session.connection_closed(conn, now);
+                    }
+                    self.drain(host);
+                }
+            }
+            Ev::TrackerRequest {
+                host,
+                incarnation,
+                torrent,
+                url,
+                request,
+                wants_reply,
+            } => {
+                let source = self.hosts[host].ephemeral();
+                let response = match self.tracker.handle_http_request(&request, source, now) {
+                    HttpOutcome::Respond(bytes) => bytes,
+                    HttpOutcome::NeedMore => Vec::new(),
+                };
+                if wants_reply {
+                    let at = self.now + self.tracker_way(host);
+                    self.push(
+                        at,
+                        Ev::TrackerReply {
+                            host,
+                            incarnation,
+                            torrent,
+                            url,
+                            response,
+                        },
+                    );
+                }
+            }
+            Ev::TrackerReply {
+                host,
+                incarnation,
+                torrent,
+                url,
+                response,
+            } => {
+                if !self.is_live(host, incarnation) {
+                    return;
+                }
+                let mut reader = HttpResponseReader::new();
+                let body = match reader.push(&response) {
+                    Ok(Some(body)) => Ok(body),
+                    Ok(None) => reader.finish(),
+                    Err(e) => Err(e),
+                };
+                let result = body
+                    .and_then(|b| parse_announce_response(&b))
+                    .map_err(|e| e.to_string());
+                if let Some(session) = self.session_mut(host) {
+                    session.announce_done(torrent, &url, result, now);
+                }
+                self.drain(host);
+            }
+            Ev::Leave { host } => self.leave(host),
+            Ev::Rejoin { host } => {
+                self.rejoins += 1;
+                self.start_session(host);
+            }
+            Ev::Expire => {
+                self.tracker.expire(now);
+                let at = self.now + EXPIRE_EVERY.as_micros() as u64;
+                self.push(at, Ev::Expire);
+            }
+        }
+    }
+
+    // ----- hosts joining and leaving ---------------------------------------------------------
+
+    fn start_session(&mut self, host: HostId) {
+        let now = Instant::from_micros(self.now);
+        let h = &mut self.hosts[host];
+        let mut config = self.config.session.clone();
+        config.listen_port = LISTEN_PORT;
+        let seed = mix(self.config.seed, host as u64, u64::from(h.incarnation));
+        let mut session = Session::new(config, seed, now);
+        session.add_own_address(h.addr);
+        match session.add_torrent(&self.payload.metainfo, Some(h.have.clone()), now) {
+            Ok(_) => {
+                h.online = Some(Online {
+                    session,
+                    links: BTreeMap::new(),
+                });
+            }
+            Err(e) => {
+                self.violation(format!("host {host} cannot add the torrent: {e}"));
+                return;
+            }
+        }
+        if h.role == Role::Peer {
+            for p in h.have.ones() {
+                self.availability[p as usize] += 1;
+                if self.availability[p as usize] == 1 {
+                    self.covered += 1;
+                }
+            }
+        }
+        if let Some(session) = self.session_mut(host) {
+            session.handle_timeout(now);
+        }
+        self.drain(host);
+    }
+
+    fn leave(&mut self, host: HostId) {
+        let now = Instant::from_micros(self.now);
+        let Some(on) = self.hosts[host].online.as_mut() else {
+            return;
+        };
+        // A graceful departure: the tracker hears `stopped`.
+        on.session.stop_announces(now);
+        self.drain(host);
+        let Some(on) = self.hosts[host].online.take() else {
+            return;
+        };
+        for (_, link) in on.links {
+            self.unlink(host, link);
+        }
+        let h = &mut self.hosts[host];
+        h.incarnation += 1;
+        h.timer_at = None;
+        h.timer_generation += 1;
+        self.leaves += 1;
+        if h.role == Role::Peer {
+            for p in h.have.ones() {
+                self.availability[p as usize] -= 1;
+                if self.availability[p as usize] == 0 {
+                    self.covered -= 1;
+                }
+            }
+            if let Some(churn) = &self.config.churn {
+                let at = self.now + u64::try_from(churn.away.as_micros()).unwrap_or(u64::MAX / 4);
+                self.push(at, Ev::Rejoin { host });
+            }
+        }
+    }
+}
+
+/// Derives one session's seed from the simulation's, the host and its incarnation.
+fn mix(seed: u64, host: u64, incarnation: u64) -> u64 {
+    let mut x = seed ^ host.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (incarnation << 48);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
