@@ -174,3 +174,67 @@ fn an_unreachable_goal_stops_at_the_time_limit() {
     assert_eq!(r.end, Duration::from_secs(10));
     assert!(sim.progress().completed < 3);
 }
+
+#[test]
+fn a_corrupt_peer_is_caught_and_the_others_still_complete() {
+    use unchoke_core::sim::{Disruption, DisruptionKind};
+    let mut c = small(5);
+    c.disruptions = vec![Disruption {
+        at: Duration::ZERO,
+        host: 1,
+        kind: DisruptionKind::Corrupt,
+    }];
+    let r = run(c);
+    // Hash failures and bans are expected now, so they are not violations; everything
+    // else still is, and every piece anyone keeps was compared with the original.
+    assert_sound(&r);
+    assert!(
+        r.hash_failures > 0,
+        "the corrupt peer's data was never caught: {r:#?}"
+    );
+    assert_not_below_bound(&r);
+}
+
+#[test]
+fn stalls_and_a_server_that_leaves_and_returns_delay_but_lose_nothing() {
+    use unchoke_core::sim::{Disruption, DisruptionKind};
+    let at = Duration::from_secs;
+    let mut c = small(4);
+    c.disruptions = vec![
+        Disruption {
+            at: at(20),
+            host: 0,
+            kind: DisruptionKind::Leave,
+        },
+        Disruption {
+            at: at(50),
+            host: 2,
+            kind: DisruptionKind::Stall(at(30)),
+        },
+        Disruption {
+            at: at(90),
+            host: 0,
+            kind: DisruptionKind::Rejoin,
+        },
+        Disruption {
+            at: at(95),
+            host: 0,
+            kind: DisruptionKind::Rejoin,
+        },
+    ];
+    let r = run(c);
+    assert_sound(&r);
+    assert_eq!((r.leaves, r.rejoins), (1, 1), "a second rejoin is ignored");
+    let undisturbed = run(small(4));
+    assert!(
+        r.distribution_time > undisturbed.distribution_time,
+        "the disruptions cost nothing? {r:#?}"
+    );
+    let mut bad = small(2);
+    bad.disruptions = vec![Disruption {
+        at: Duration::ZERO,
+        host: 3,
+        kind: DisruptionKind::Leave,
+    }];
+    assert!(Simulation::new(bad).is_err(), "host 3 of 2 peers");
+}

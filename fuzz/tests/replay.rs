@@ -107,7 +107,8 @@ fn every_target_is_replayed() {
             "session_peer",
             "tracker_http",
             "tracker_udp",
-            "tracker_server"
+            "tracker_server",
+            "swarm"
         ]
     );
 }
@@ -150,4 +151,10 @@ fn the_structured_generator_reaches_accepted_torrents() {
         multi >= 20,
         "only {multi} accepted torrents had several files"
     );
+}
+
+#[test]
+fn swarm() {
+    // One input is a whole simulated swarm (a few milliseconds in a debug build).
+    run_scaled("swarm", 200);
 }

@@ -47,6 +47,31 @@ pub struct Churn {
     pub away: Duration,
 }
 
+/// Something that happens to one host at a given virtual time (for adversarial schedules:
+/// tests and the `swarm` fuzz target).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Disruption {
+    /// When, from the start.
+    pub at: Duration,
+    /// Which host: 0 is the server, `1..=peers` the peers.
+    pub host: usize,
+    /// What happens.
+    pub kind: DisruptionKind,
+}
+
+/// What a [`Disruption`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisruptionKind {
+    /// The host leaves (gracefully: the tracker hears `stopped`). Ignored while away.
+    Leave,
+    /// The host comes back with the pieces it had verified. Ignored while present.
+    Rejoin,
+    /// From now on the host serves every block with its first byte flipped.
+    Corrupt,
+    /// The host's link carries nothing for this long (both directions), then recovers.
+    Stall(Duration),
+}
+
 /// What to simulate. [`SimConfig::study`] gives the defaults of the distribution-time study.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -76,6 +101,8 @@ pub struct SimConfig {
     pub time_limit: Duration,
     /// Settings of every host's session (the drivers' defaults unless changed).
     pub session: SessionConfig,
+    /// Scheduled departures, returns, corruption and stalls (none by default).
+    pub disruptions: Vec<Disruption>,
 }
 
 impl SimConfig {
@@ -97,6 +124,7 @@ impl SimConfig {
             seed: 1,
             time_limit: Duration::from_secs(10 * 3600),
             session: SessionConfig::default(),
+            disruptions: Vec::new(),
         }
     }
 
@@ -116,6 +144,12 @@ impl SimConfig {
             return Err(SimError::Invalid(format!(
                 "{} peers: at most {MAX_PEERS} are simulated",
                 self.peers
+            )));
+        }
+        if let Some(d) = self.disruptions.iter().find(|d| d.host > self.peers) {
+            return Err(SimError::Invalid(format!(
+                "a disruption names host {} but there are only {} peers",
+                d.host, self.peers
             )));
         }
         if let Some(churn) = &self.churn {
@@ -195,8 +229,13 @@ pub struct SimReport {
     pub leaves: u64,
     /// Returns after a departure.
     pub rejoins: u64,
-    /// Broken rules (a block served that the host lacked, a piece verified twice, a peer
-    /// banned in a swarm without corruption, more than 4 + 1 unchoked…). Empty when sound.
+    /// Pieces that failed verification (only expected from corrupt hosts).
+    pub hash_failures: u64,
+    /// Peers banned for corrupt data (only expected from corrupt hosts).
+    pub bans: u64,
+    /// Broken rules (a block served that the host lacked, a piece verified twice, a hash
+    /// failure or a ban when no host corrupts data, more than 4 + 1 unchoked, a receive
+    /// buffer holding a complete message after the session read it…). Empty when sound.
     pub violations: Vec<String>,
     /// A fingerprint of the run (completion times, bytes per host, events): equal for equal
     /// configurations.

@@ -199,6 +199,17 @@ impl Network {
         None
     }
 
+    /// Changes a host's capacities (a stall sets both to zero); every flow it sends or
+    /// receives is reshared at once.
+    pub(crate) fn set_capacity(&mut self, host: HostId, up: f64, down: f64, now: u64) {
+        let Some(h) = self.hosts.get_mut(host) else {
+            return;
+        };
+        h.up = up;
+        h.down = down;
+        self.reshare(host, host, now);
+    }
+
     /// When the next unit finishes flowing, if any flow is active.
     pub(crate) fn next_due(&mut self) -> Option<u64> {
         while let Some(top) = self.due.peek() {
@@ -296,8 +307,9 @@ impl Network {
         self.reshare(from, to, now);
     }
 
-    /// A flow from `from` to `to` started or stopped: `from`'s share changed, and so did the
-    /// download cap of every flow into `to`, hence the shares of their senders.
+    /// A flow from `from` to `to` started or stopped (or a capacity changed, `from == to`):
+    /// `from`'s share changed, and so did the download cap of every flow into `to`, hence the
+    /// shares of their senders.
     fn reshare(&mut self, from: HostId, to: HostId, now: u64) {
         let mut touched = std::mem::take(&mut self.touched);
         touched.clear();
@@ -477,6 +489,21 @@ mod tests {
         let arrival = net.finish_due(1_000_000).expect("arrival");
         assert_eq!(arrival.chunks.len(), 2, "the have rides behind the block");
         assert_eq!(net.next_due(), None);
+    }
+
+    #[test]
+    fn a_stalled_host_moves_nothing_until_it_recovers() {
+        let mut net = Network::default();
+        let a = net.add_host(1000.0, 1000.0);
+        let b = net.add_host(1000.0, 1000.0);
+        let f = net.open_flow(a, b, dest(b));
+        net.send(f, block(1000), 0);
+        net.set_capacity(b, 1000.0, 0.0, 500_000);
+        assert_eq!(net.rate(f), 0.0);
+        assert_eq!(net.next_due(), None, "nothing can finish while stalled");
+        net.set_capacity(b, 1000.0, 1000.0, 2_000_000);
+        // 500 bytes before the stall, 500 after it.
+        assert_eq!(drain(&mut net), vec![(2_500_000, a)]);
     }
 
     #[test]

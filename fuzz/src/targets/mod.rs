@@ -6,6 +6,7 @@ mod bencode;
 mod magnet;
 mod metainfo;
 mod session_peer;
+mod swarm;
 mod tracker_http;
 mod tracker_server;
 mod tracker_udp;
@@ -15,6 +16,7 @@ pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
 pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
 pub use self::session_peer::session_peer;
+pub use self::swarm::swarm;
 pub use self::tracker_http::tracker_http;
 pub use self::tracker_server::tracker_server;
 pub use self::tracker_udp::tracker_udp;
@@ -34,6 +36,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("tracker_http", tracker_http),
     ("tracker_udp", tracker_udp),
     ("tracker_server", tracker_server),
+    ("swarm", swarm),
 ];
 
 /// The target called `name`.

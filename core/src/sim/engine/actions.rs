@@ -1,5 +1,7 @@
 //! Carrying out a session's actions, as a driver would, and watching its events.
 
+use bytes::BytesMut;
+
 use super::{Ev, PACED_MIN, Role, Simulation};
 use crate::session::{Action, ConnId, Event};
 use crate::sim::network::{HostId, Unit};
@@ -125,6 +127,11 @@ impl Simulation {
                     None
                 };
                 let result = match data {
+                    Some(d) if self.hosts[host].corrupt && !d.is_empty() => {
+                        let mut bad = BytesMut::from(&d[..]);
+                        bad[0] ^= 0xff;
+                        Ok(bad.freeze())
+                    }
                     Some(d) => Ok(d),
                     None => {
                         self.violation(format!(
@@ -148,9 +155,12 @@ impl Simulation {
                 if ok {
                     self.piece_verified(host, piece);
                 } else {
-                    self.violation(format!(
-                        "host {host}: piece {piece} failed verification in a swarm without corruption"
-                    ));
+                    self.hash_failures += 1;
+                    if !self.corruption {
+                        self.violation(format!(
+                            "host {host}: piece {piece} failed verification in a swarm without corruption"
+                        ));
+                    }
                 }
                 if let Some(session) = self.session_mut(host) {
                     session.piece_hashed(torrent, piece, ok, now);
@@ -225,7 +235,18 @@ impl Simulation {
             }
             if h.leave_after.is_some_and(|k| h.have.count_ones() >= k) {
                 h.leave_after = None;
-                self.push(self.now, Ev::Leave { host });
+                let away = self
+                    .config
+                    .churn
+                    .as_ref()
+                    .map(|c| u64::try_from(c.away.as_micros()).unwrap_or(u64::MAX / 4));
+                self.push(
+                    self.now,
+                    Ev::Leave {
+                        host,
+                        return_after: away,
+                    },
+                );
             }
         }
         if self.config.server_departs
@@ -233,7 +254,13 @@ impl Simulation {
             && self.covered == self.payload.piece_count()
         {
             self.server_left = true;
-            self.push(self.now, Ev::Leave { host: 0 });
+            self.push(
+                self.now,
+                Ev::Leave {
+                    host: 0,
+                    return_after: None,
+                },
+            );
         }
     }
 
@@ -255,7 +282,10 @@ impl Simulation {
                 }
             }
             Event::PeerBanned { addr, .. } => {
-                self.violation(format!("host {host} banned {addr} without corruption"));
+                self.bans += 1;
+                if !self.corruption {
+                    self.violation(format!("host {host} banned {addr} without corruption"));
+                }
             }
             Event::StorageError { piece, message, .. } => {
                 self.violation(format!("host {host} storage error on {piece}: {message}"));

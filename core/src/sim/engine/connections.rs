@@ -189,5 +189,18 @@ impl Simulation {
         }
         self.hosts[dest.host].downloaded += payload;
         self.drain(dest.host);
+        // Complete messages must have been consumed (a connection the session closed is
+        // gone from `links` by now).
+        let left = self.hosts[dest.host]
+            .online
+            .as_ref()
+            .and_then(|on| on.links.get(&conn))
+            .map_or(0, |l| l.recv.len());
+        if left >= self.max_buffered {
+            self.violation(format!(
+                "host {}: {left} bytes left unread on a connection",
+                dest.host
+            ));
+        }
     }
 }

@@ -19,12 +19,13 @@ use bytes::{Bytes, BytesMut};
 
 use super::network::{Dest, FlowId, HostId, Network};
 use super::payload::Payload;
-use super::{Progress, SimConfig, SimError, SimReport};
+use super::{DisruptionKind, Progress, SimConfig, SimError, SimReport};
 use crate::bitfield::Bitfield;
 use crate::session::{ConnId, Session, TorrentId};
 use crate::time::Instant;
 use crate::tracker::http::{HttpResponseReader, parse_announce_response};
 use crate::tracker::server::{HttpOutcome, ServerConfig, TrackerServer};
+use crate::wire::{Decoder, Limits};
 
 /// Port every simulated host listens on.
 const LISTEN_PORT: u16 = 6881;
@@ -93,10 +94,18 @@ enum Ev {
         url: String,
         response: Vec<u8>,
     },
-    /// A host leaves (churn, or the server once the peers hold a full copy).
-    Leave { host: HostId },
+    /// A host leaves (churn, a disruption, or the server once the peers hold a full copy);
+    /// it comes back after `return_after` microseconds, if given.
+    Leave {
+        host: HostId,
+        return_after: Option<u64>,
+    },
     /// A host that left comes back with the pieces it had.
     Rejoin { host: HostId },
+    /// A scheduled disruption strikes.
+    Disrupt { host: HostId, kind: DisruptionKind },
+    /// A stalled host's link works again.
+    Recover { host: HostId },
     /// The tracker's expiry round.
     Expire,
 }
@@ -164,6 +173,11 @@ struct Host {
     completed_at: Option<u64>,
     /// Churn: leave once this many pieces are verified (once).
     leave_after: Option<u32>,
+    /// Its capacities, bytes per second (restored after a stall).
+    up: f64,
+    down: f64,
+    /// Serves corrupted blocks (a disruption).
+    corrupt: bool,
     uploaded: u64,
     downloaded: u64,
     timer_generation: u64,
@@ -206,6 +220,13 @@ pub struct Simulation {
     availability: Vec<u32>,
     covered: u32,
     server_left: bool,
+    /// Whether any host has served corrupt data: hash failures and bans are then expected.
+    corruption: bool,
+    hash_failures: u64,
+    bans: u64,
+    /// The most bytes a receive buffer may hold after the session read it: less than one
+    /// maximal message.
+    max_buffered: usize,
 }
 
 impl Simulation {
@@ -238,6 +259,10 @@ impl Simulation {
             availability: vec![0; pieces as usize],
             covered: 0,
             server_left: false,
+            corruption: false,
+            hash_failures: 0,
+            bans: 0,
+            max_buffered: Decoder::new(None, Limits::default()).max_message_len() as usize + 4,
             config,
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
@@ -275,6 +300,9 @@ impl Simulation {
                 have,
                 completed_at: None,
                 leave_after,
+                up,
+                down,
+                corrupt: false,
                 uploaded: 0,
                 downloaded: 0,
                 timer_generation: 0,
@@ -290,6 +318,16 @@ impl Simulation {
             sim.start_session(i);
         }
         sim.push(EXPIRE_EVERY.as_micros() as u64, Ev::Expire);
+        for d in sim.config.disruptions.clone() {
+            let at = u64::try_from(d.at.as_micros()).unwrap_or(u64::MAX / 4);
+            sim.push(
+                at,
+                Ev::Disrupt {
+                    host: d.host,
+                    kind: d.kind,
+                },
+            );
+        }
         Ok(sim)
     }
 
@@ -538,10 +576,24 @@ impl Simulation {
                 }
                 self.drain(host);
             }
-            Ev::Leave { host } => self.leave(host),
-            Ev::Rejoin { host } => {
-                self.rejoins += 1;
-                self.start_session(host);
+            Ev::Leave { host, return_after } => self.leave(host, return_after),
+            Ev::Rejoin { host } => self.rejoin(host),
+            Ev::Disrupt { host, kind } => match kind {
+                DisruptionKind::Leave => self.leave(host, None),
+                DisruptionKind::Rejoin => self.rejoin(host),
+                DisruptionKind::Corrupt => {
+                    self.hosts[host].corrupt = true;
+                    self.corruption = true;
+                }
+                DisruptionKind::Stall(d) => {
+                    self.net.set_capacity(host, 0.0, 0.0, self.now);
+                    let at = self.now + u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4);
+                    self.push(at, Ev::Recover { host });
+                }
+            },
+            Ev::Recover { host } => {
+                let (up, down) = (self.hosts[host].up, self.hosts[host].down);
+                self.net.set_capacity(host, up, down, self.now);
             }
             Ev::Expire => {
                 self.tracker.expire(now);
@@ -587,7 +639,15 @@ impl Simulation {
         self.drain(host);
     }
 
-    fn leave(&mut self, host: HostId) {
+    fn rejoin(&mut self, host: HostId) {
+        if self.hosts[host].online.is_some() {
+            return;
+        }
+        self.rejoins += 1;
+        self.start_session(host);
+    }
+
+    fn leave(&mut self, host: HostId, return_after: Option<u64>) {
         let now = Instant::from_micros(self.now);
         let Some(on) = self.hosts[host].online.as_mut() else {
             return;
@@ -613,10 +673,9 @@ impl Simulation {
                     self.covered -= 1;
                 }
             }
-            if let Some(churn) = &self.config.churn {
-                let at = self.now + u64::try_from(churn.away.as_micros()).unwrap_or(u64::MAX / 4);
-                self.push(at, Ev::Rejoin { host });
-            }
+        }
+        if let Some(away) = return_after {
+            self.push(self.now + away, Ev::Rejoin { host });
         }
     }
 }

@@ -99,6 +99,8 @@ impl Simulation {
             wasted: downloaded.saturating_sub(useful),
             blocks: self.blocks,
             events: self.events,
+            hash_failures: self.hash_failures,
+            bans: self.bans,
             leaves: self.leaves,
             rejoins: self.rejoins,
             violations,
