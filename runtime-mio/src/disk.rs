@@ -3,94 +3,28 @@
 //! event loop through the [`Handoff`]. What a job does is shared with the smol driver
 //! (`unchoke_driver::disk`).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
 
 use crate::handoff::{Handoff, Wake};
+use crate::job_queue::JobQueue;
 
 /// Most block writes merged into one batch.
 const MAX_WRITE_BATCH: usize = 512;
-
-/// A job queue whose idle consumers sleep on a condition variable. (A channel that spins
-/// before parking — crossbeam's does — cost ~8,000 `sched_yield`s per GiB downloaded: CPU
-/// taken from the loop and the hashing on a 2-core machine.)
-#[derive(Default)]
-struct JobQueue {
-    state: Mutex<QueueState>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct QueueState {
-    jobs: VecDeque<Job>,
-    closed: bool,
-    /// Consumers asleep in `pop`: only then is a wake-up (a futex call) worth making.
-    sleeping: usize,
-}
-
-impl JobQueue {
-    /// Queues every job of `jobs` with one lock and at most one wake-up.
-    fn push_all(&self, jobs: &mut Vec<Job>) {
-        if jobs.is_empty() {
-            return;
-        }
-        let mut s = self.lock();
-        if s.closed {
-            jobs.clear();
-            return;
-        }
-        let n = jobs.len();
-        s.jobs.extend(jobs.drain(..));
-        if s.sleeping > 0 {
-            if n == 1 {
-                self.ready.notify_one();
-            } else {
-                self.ready.notify_all();
-            }
-        }
-    }
-
-    /// Up to `max` jobs, waiting while there are none; `None` once closed and empty.
-    fn pop(&self, max: usize) -> Option<Vec<Job>> {
-        let mut s = self.lock();
-        while s.jobs.is_empty() && !s.closed {
-            s.sleeping += 1;
-            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
-            s.sleeping -= 1;
-        }
-        if s.jobs.is_empty() {
-            return None;
-        }
-        let n = s.jobs.len().min(max);
-        Some(s.jobs.drain(..n).collect())
-    }
-
-    /// No more jobs: consumers finish what is queued, then `pop` returns `None`.
-    fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_all();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        // The queue stays valid even if a holder panicked.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// The pool: closing its queues ends the threads once they are empty.
 pub(crate) struct DiskPool {
     /// Jobs submitted during the current round of actions, handed over by `flush`.
     pending_jobs: Vec<Job>,
     pending_writes: Vec<Job>,
-    jobs: Arc<JobQueue>,
+    jobs: Arc<JobQueue<Job>>,
     /// Block writes go to one thread of their own: writers to one file serialise on its
     /// inode lock anyway, and one thread can merge neighbouring blocks into one `pwritev`
     /// (on this kind of VM a 16 KiB buffered write costs ~3 µs of kernel time per KiB,
     /// a 1 MiB one ~0.5).
-    writes: Arc<JobQueue>,
+    writes: Arc<JobQueue<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -170,7 +104,7 @@ impl Drop for DiskPool {
 /// The writer thread: takes every write queued (up to a batch) and writes it merged.
 /// Under load the queue fills while a batch is written, so batches grow exactly when it
 /// pays.
-fn write_loop<W: Wake>(queue: &JobQueue, done: &Handoff<Completion, W>) {
+fn write_loop<W: Wake>(queue: &JobQueue<Job>, done: &Handoff<Completion, W>) {
     let cache = ReadCache::default();
     while let Some(batch) = queue.pop(MAX_WRITE_BATCH) {
         write_merged(batch, &cache, |c| done.push(c));

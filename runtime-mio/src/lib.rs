@@ -34,6 +34,7 @@ mod conn;
 mod disk;
 mod event_loop;
 mod handoff;
+mod job_queue;
 mod tracker_server;
 
 pub use client::Client;
