@@ -138,36 +138,47 @@ mod tests {
 mod loom_model {
     use super::*;
     use loom::sync::Arc;
+    use loom::sync::mpsc::{Receiver, Sender, channel};
 
-    fn worker(q: Arc<JobQueue<u32>>) -> loom::thread::JoinHandle<Vec<u32>> {
+    /// A worker that reports every job it takes on `done`, until the queue closes.
+    fn worker(q: Arc<JobQueue<u32>>, done: Sender<u32>) -> loom::thread::JoinHandle<()> {
         loom::thread::spawn(move || {
-            let mut got = Vec::new();
             while let Some(batch) = q.pop(1) {
-                got.extend(batch);
+                for job in batch {
+                    let _ = done.send(job);
+                }
             }
-            got
         })
     }
 
-    fn collect(workers: Vec<loom::thread::JoinHandle<Vec<u32>>>) -> Vec<u32> {
-        let mut all: Vec<u32> = workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("worker"))
-            .collect();
-        all.sort_unstable();
-        all
+    /// Waits for `n` jobs to be taken. The queue is still open, so only a wake-up can get a
+    /// sleeping worker to them: a lost one leaves every thread blocked, which loom reports
+    /// as a deadlock.
+    fn taken(done: &Receiver<u32>, n: usize) -> Vec<u32> {
+        let mut got: Vec<u32> = (0..n).map(|_| done.recv().expect("a worker")).collect();
+        got.sort_unstable();
+        got
     }
 
     #[test]
     fn loom_single_jobs_reach_one_of_two_sleeping_workers() {
         // One job per push: `notify_one`, while either worker may or may not be asleep.
-        loom::model(|| {
+        // Bounded to three preemptions, so the model runs in a second instead of minutes;
+        // that bound still finds the deadlock of a dropped `notify_one` (checked by removing
+        // it).
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
             let q = Arc::new(JobQueue::default());
-            let workers = vec![worker(q.clone()), worker(q.clone())];
+            let (tx, rx) = channel();
+            let workers = [worker(q.clone(), tx.clone()), worker(q.clone(), tx)];
             q.push_all(&mut vec![1]);
             q.push_all(&mut vec![2]);
+            assert_eq!(taken(&rx, 2), [1, 2]);
             q.close();
-            assert_eq!(collect(workers), [1, 2]);
+            for w in workers {
+                w.join().expect("worker ends after close");
+            }
         });
     }
 
@@ -176,15 +187,17 @@ mod loom_model {
         // A batch (`notify_all`) from one thread, a single job from another, one worker.
         loom::model(|| {
             let q = Arc::new(JobQueue::default());
-            let workers = vec![worker(q.clone())];
+            let (tx, rx) = channel();
+            let w = worker(q.clone(), tx);
             let producer = {
                 let q = q.clone();
                 loom::thread::spawn(move || q.push_all(&mut vec![3]))
             };
             q.push_all(&mut vec![1, 2]);
             producer.join().expect("producer");
+            assert_eq!(taken(&rx, 3), [1, 2, 3]);
             q.close();
-            assert_eq!(collect(workers), [1, 2, 3]);
+            w.join().expect("worker ends after close");
         });
     }
 }
