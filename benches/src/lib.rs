@@ -1,7 +1,19 @@
 //! Inputs shared by the benchmarks in `benches/benches/` (results in `RESULTS.md`).
 //!
-//! Generators here are deterministic and write bencode by hand, so a benchmark measures
-//! only the code under test.
+//! Generators here are deterministic (seeded) and built outside the timed code, so a
+//! benchmark measures only the code under test. Each module's unit tests check that the
+//! input really has the shape the benchmark's text claims.
+//!
+//! - [`multi_file_torrent`]: a large `.torrent` (bench `bencode`).
+//! - [`wire_mix`]: a download's peer-message stream (bench `wire`).
+//! - [`picker_state`]: a picker mid-download with many peers (bench `picker`).
+//! - [`choker_peers`]: a torrent's peers as the choker sees them (bench `choker`).
+//! - [`loopback`]: an in-process seed and leech over 127.0.0.x (bench `loopback`).
+
+pub mod choker_peers;
+pub mod loopback;
+pub mod picker_state;
+pub mod wire_mix;
 
 /// A canonical (keys sorted) multi-file `.torrent` with `files` files spread over nested
 /// directories (`d<i % 50>/s<i % 7>/file-<i>.dat`), lengths between 1 byte and 100 kB, and
