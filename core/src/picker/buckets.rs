@@ -49,6 +49,28 @@ impl Buckets {
         }
     }
 
+    /// The non-empty buckets, rarest first, found by jumping from bucket to bucket through
+    /// `order` rather than stepping over every empty one: O(non-empty buckets). With
+    /// thousands of peers the rarest piece may sit in bucket 500, above hundreds of empty
+    /// ones. `availability` gives a piece's bucket.
+    pub(super) fn non_empty<'a>(
+        &'a self,
+        availability: impl Fn(u32) -> u32 + 'a,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let mut i = 0usize;
+        std::iter::from_fn(move || {
+            let &piece = self.order.get(i)?;
+            let a = availability(piece) as usize;
+            // The bucket's end; past the last bucket means the end of `order`.
+            i = self
+                .starts
+                .get(a + 1)
+                .map_or(self.order.len(), |&e| e as usize)
+                .max(i + 1);
+            Some(a)
+        })
+    }
+
     /// All pieces, rarest bucket first.
     pub(super) fn as_slice(&self) -> &[u32] {
         &self.order
@@ -214,6 +236,11 @@ mod tests {
                 }
             }
             b.check(&avail, &pos);
+            let expected: Vec<usize> = (0..b.bucket_count())
+                .filter(|&a| !b.bucket(a).is_empty())
+                .collect();
+            let jumped: Vec<usize> = b.non_empty(|p| avail[p as usize]).collect();
+            assert_eq!(jumped, expected, "non-empty buckets");
         }
         let listed: Vec<u32> = (0..n as u32).filter(|&p| pos[p as usize] != NONE).collect();
         assert_eq!(b.as_slice().len(), listed.len());

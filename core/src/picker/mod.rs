@@ -621,7 +621,7 @@ impl Picker {
             let found = if random_phase {
                 scan_from_random(list.as_slice(), peer_has, rng)
             } else {
-                (0..list.bucket_count())
+                list.non_empty(|p| self.availability(p))
                     .find_map(|a| scan_from_random(list.bucket(a), peer_has, rng))
             };
             if found.is_some() {
