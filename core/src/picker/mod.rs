@@ -51,7 +51,7 @@
 //! | `peer_have` | O(1) |
 //! | `peer_bitfield`, `peer_left` | O(n / 64 + pieces set) |
 //! | `pick_blocks`, phase 1 | O(D · B) |
-//! | `pick_blocks`, phases 2–3, per new piece | O(P + n) worst case; typically O(P) because the scan of the rarest non-empty bucket stops at the first piece the peer has |
+//! | `pick_blocks`, phases 2–3, per new piece | O(n) worst case (a peer with few pieces); typically the size of the rarest non-empty bucket, whose scan stops at the first piece the peer has — empty buckets are jumped over, not visited — plus O(P) to take the piece out of its list |
 //! | `pick_blocks`, phase 4 | O(D · B · `MAX_REQUESTS_PER_BLOCK`) |
 //! | `block_received`, `request_cancelled` | O(1) (O(B + P) when a piece starts or is abandoned) |
 //! | `peer_requests_dropped` | O(D · B) |
