@@ -10,8 +10,9 @@
 //!    a time from the connection's receive `BytesMut`, giving the same messages for any way
 //!    the stream is split into reads.
 //! 3. Extended messages (id 20, BEP 10) carry an extension id and an opaque payload; id 0 is
-//!    the [`ExtensionHandshake`] dictionary, which is typed here. Other extensions (BEP 9
-//!    metadata, BEP 11 PEX) interpret their own payloads elsewhere.
+//!    the [`ExtensionHandshake`] dictionary, which is typed here, as are the payloads of the
+//!    two extensions we speak: [`MetadataMessage`] (BEP 9 `ut_metadata`) and [`PexMessage`]
+//!    (BEP 11 `ut_pex`).
 //!
 //! Invariants worth keeping:
 //! - Every length read from the wire is checked against [`Decoder::max_message_len`] and the
@@ -36,6 +37,8 @@ mod message;
 mod peer_id;
 #[cfg(test)]
 mod tests;
+mod ut_metadata;
+mod ut_pex;
 
 pub use decoder::{Decoder, Limits, PieceGeometry, validate_bitfield};
 pub use error::WireError;
@@ -46,3 +49,8 @@ pub use message::{
     encode_piece_header,
 };
 pub use peer_id::PeerId;
+pub use ut_metadata::{
+    METADATA_PIECE_LEN, MetadataMessage, MetadataMessageError, UT_METADATA, metadata_piece_count,
+    metadata_piece_len,
+};
+pub use ut_pex::{MAX_PEX_PEERS, PexMessage, PexMessageError, UT_PEX, is_dialable, pex_flags};
