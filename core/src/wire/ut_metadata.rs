@@ -266,9 +266,12 @@ mod tests {
 
     #[test]
     fn hostile_payloads_are_errors() {
-        let cases: &[(&[u8], fn(&MetadataMessageError) -> bool)] = &[
+        type Check = fn(&MetadataMessageError) -> bool;
+        let cases: &[(&[u8], Check)] = &[
             (b"", |e| matches!(e, MetadataMessageError::Bencode(_))),
-            (b"li1ee", |e| matches!(e, MetadataMessageError::NotDict("list"))),
+            (b"li1ee", |e| {
+                matches!(e, MetadataMessageError::NotDict("list"))
+            }),
             (b"d5:piecei0ee", |e| *e == MetadataMessageError::MissingType),
             (b"d8:msg_typei0ee", |e| *e == MetadataMessageError::BadPiece),
             (b"d8:msg_typei0e5:piecei-1ee", |e| {
@@ -312,7 +315,11 @@ mod tests {
         for (payload, check) in cases {
             let err = MetadataMessage::decode(&Bytes::copy_from_slice(payload))
                 .expect_err("must be refused");
-            assert!(check(&err), "{:?}: {err:?}", String::from_utf8_lossy(payload));
+            assert!(
+                check(&err),
+                "{:?}: {err:?}",
+                String::from_utf8_lossy(payload)
+            );
         }
     }
 

@@ -198,7 +198,10 @@ mod tests {
     fn round_trip_both_families() {
         let m = PexMessage {
             added: vec![
-                (addr("10.0.0.1:6881"), pex_flags::REACHABLE | pex_flags::SEED),
+                (
+                    addr("10.0.0.1:6881"),
+                    pex_flags::REACHABLE | pex_flags::SEED,
+                ),
                 (addr("10.0.0.2:51413"), 0),
                 (addr("[2001:db8::1]:6882"), pex_flags::REACHABLE),
             ],
@@ -243,7 +246,12 @@ mod tests {
     #[test]
     fn at_most_fifty_added_and_fifty_dropped_are_read() {
         let many: Vec<(SocketAddr, u8)> = (0..200u16)
-            .map(|i| (SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), 1000 + i), 0))
+            .map(|i| {
+                (
+                    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)), 1000 + i),
+                    0,
+                )
+            })
             .collect();
         let m = PexMessage {
             added: many.clone(),
