@@ -26,6 +26,8 @@
 //!   [`torrent`] (one torrent's swarm state).
 //! - [`tracker`]: trackers, sans-IO: the HTTP and UDP (BEP 15) announce exchanges and the
 //!   tracker server (random peer subsets, expiry, HTTP and UDP fronts).
+//! - [`dht`]: a sans-IO Mainline DHT node (BEP 5): KRPC codec, routing table, iterative
+//!   `get_peers`/announce lookups, write tokens, peer store, per-IP rate limiting.
 //! - [`time`]: the injected monotonic [`time::Instant`].
 #![cfg_attr(
     feature = "sim",
@@ -38,6 +40,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod create;
+pub mod dht;
 pub mod info_hash;
 pub mod magnet;
 pub mod metainfo;

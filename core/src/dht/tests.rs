@@ -1,0 +1,815 @@
+//! Unit tests of the DHT's parts and of one node driven by hand.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use super::krpc::{
+    Body, CompactNode, ERROR_METHOD_UNKNOWN, ERROR_PROTOCOL, ErrorMessage, KrpcErrorKind, Message,
+    Query, Response,
+};
+use super::peer_store::{PeerStore, PeerStoreLimits, StoreError};
+use super::rate_limit::{RateLimit, RateLimiter};
+use super::routing::{Insert, K, NodeState, REPLACEMENTS, RoutingConfig, RoutingTable};
+use super::token::TokenSecrets;
+use super::*;
+use crate::time::Instant;
+
+const MAX: usize = krpc::DEFAULT_MAX_PACKET;
+
+fn id(b: u8) -> NodeId {
+    NodeId([b; 20])
+}
+
+fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port)
+}
+
+fn addr(n: u32) -> SocketAddr {
+    let [a, b, c, d] = (0x0a00_0000u32 + n + 1).to_be_bytes();
+    SocketAddr::V4(v4(a, b, c, d, 6881))
+}
+
+fn roundtrip(m: &Message) {
+    let bytes = m.encode();
+    let back = Message::decode(&bytes, MAX).expect("our own encoding decodes");
+    assert_eq!(&back, m);
+    assert_eq!(back.encode(), bytes, "encoding is canonical");
+}
+
+// ---------------------------------------------------------------- codec
+
+#[test]
+fn every_message_kind_round_trips() {
+    let t = b"aa".to_vec();
+    let queries = [
+        Query::Ping { id: id(1) },
+        Query::FindNode {
+            id: id(1),
+            target: id(2),
+        },
+        Query::GetPeers {
+            id: id(1),
+            info_hash: id(3),
+        },
+        Query::AnnouncePeer {
+            id: id(1),
+            info_hash: id(3),
+            port: 6881,
+            implied_port: false,
+            token: b"tok".to_vec(),
+        },
+        Query::AnnouncePeer {
+            id: id(1),
+            info_hash: id(3),
+            port: 0,
+            implied_port: true,
+            token: vec![0; 8],
+        },
+    ];
+    for q in queries {
+        roundtrip(&Message {
+            transaction: t.clone(),
+            body: Body::Query(q),
+        });
+    }
+    let full = Response {
+        id: id(9),
+        nodes: vec![
+            CompactNode {
+                id: id(4),
+                addr: v4(1, 2, 3, 4, 5),
+            },
+            CompactNode {
+                id: id(5),
+                addr: v4(255, 255, 255, 254, 65535),
+            },
+        ],
+        values: vec![v4(9, 8, 7, 6, 1), v4(1, 1, 1, 1, 2)],
+        token: Some(b"secret".to_vec()),
+    };
+    for r in [Response::id_only(id(9)), full] {
+        roundtrip(&Message {
+            transaction: vec![0xff, 0x00],
+            body: Body::Response(r),
+        });
+    }
+    roundtrip(&Message {
+        transaction: b"x".to_vec(),
+        body: Body::Error(ErrorMessage {
+            code: 201,
+            message: b"A Generic Error Ocurred".to_vec(),
+        }),
+    });
+}
+
+#[test]
+fn bep5_examples_decode_and_reencode_identically() {
+    let examples: [&[u8]; 4] = [
+        b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe",
+        b"d1:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:re",
+        b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz123456e1:q9:get_peers1:t2:aa1:y1:qe",
+        b"d1:eli201e23:A Generic Error Ocurrede1:t2:aa1:y1:ee",
+    ];
+    for bytes in examples {
+        let m = Message::decode(bytes, MAX).expect("BEP 5 example decodes");
+        assert_eq!(m.encode(), bytes);
+    }
+    let announce = b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe";
+    match Message::decode(announce, MAX).expect("decodes").body {
+        Body::Query(Query::AnnouncePeer {
+            port,
+            implied_port,
+            token,
+            ..
+        }) => {
+            assert_eq!((port, implied_port), (6881, true));
+            assert_eq!(token, b"aoeusnth");
+        }
+        other => panic!("not an announce: {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_inputs_are_errors_not_panics() {
+    let valid = Message {
+        transaction: b"aa".to_vec(),
+        body: Body::Response(Response {
+            id: id(1),
+            nodes: vec![CompactNode {
+                id: id(2),
+                addr: v4(1, 2, 3, 4, 5),
+            }],
+            values: vec![v4(1, 2, 3, 4, 5)],
+            token: Some(b"tk".to_vec()),
+        }),
+    }
+    .encode();
+    // Every truncation of a valid message fails cleanly.
+    for n in 0..valid.len() {
+        assert!(Message::decode(&valid[..n], MAX).is_err(), "prefix {n}");
+    }
+    let cases: Vec<Vec<u8>> = vec![
+        b"d1:t2:aa1:y1:q1:q4:ping1:ad2:id99999999999999999999:xee".to_vec(),
+        b"d1:t18446744073709551616:aae".to_vec(),
+        b"d1:ti5e1:y1:re".to_vec(),
+        b"d1:t2:aa1:yi1ee".to_vec(),
+        b"d1:t2:aa1:y1:r1:rd2:idi5eee".to_vec(),
+        b"d1:t2:aa1:y1:r1:rd2:id20:abcdefghij01234567895:nodes3:abcee".to_vec(),
+        b"d1:t2:aa1:y1:r1:rd2:id20:abcdefghij01234567896:valuesi1eee".to_vec(),
+        b"d1:t2:aa1:y1:r1:rd2:id20:abcdefghij01234567896:valuesli1eeee".to_vec(),
+        b"d1:t2:aa1:y1:e1:eli201eee".to_vec(),
+        b"d1:t2:aa1:y1:x1:rd2:id20:abcdefghij0123456789ee".to_vec(),
+        b"l1:t2:aae".to_vec(),
+        b"d1:t17:aaaaaaaaaaaaaaaaa1:y1:qe".to_vec(),
+        [b"l".repeat(10_000), b"e".repeat(10_000)].concat(),
+        [b"d1:ad2:id".as_slice(), b"l".repeat(300).as_slice()].concat(),
+    ];
+    for case in &cases {
+        assert!(
+            Message::decode(case, usize::MAX).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(case)
+        );
+    }
+    let big = vec![b'd'; 64 * 1024];
+    let err = Message::decode(&big, MAX).expect_err("64 KiB is over the limit");
+    assert_eq!(
+        err.kind,
+        KrpcErrorKind::TooLarge {
+            len: 64 * 1024,
+            limit: MAX
+        }
+    );
+    // Random bytes never panic.
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..2000 {
+        let mut b = valid.clone();
+        for _ in 0..rng.usize(1..4) {
+            let i = rng.usize(..b.len());
+            b[i] = rng.u8(..);
+        }
+        if let Ok(m) = Message::decode(&b, MAX) {
+            roundtrip(&m);
+        }
+    }
+}
+
+#[test]
+fn malformed_queries_say_which_error_to_answer() {
+    let missing_target = b"d1:ad2:id20:abcdefghij0123456789e1:q9:find_node1:t2:xy1:y1:qe";
+    let e = Message::decode(missing_target, MAX).expect_err("no target");
+    assert_eq!(e.kind, KrpcErrorKind::Missing("target"));
+    assert_eq!(e.reply_to.as_deref(), Some(&b"xy"[..]));
+    assert_eq!(e.code(), ERROR_PROTOCOL);
+
+    let short_id = b"d1:ad2:id3:abce1:q4:ping1:t2:xy1:y1:qe";
+    let e = Message::decode(short_id, MAX).expect_err("short id");
+    assert_eq!(e.kind, KrpcErrorKind::BadLength { key: "id", len: 3 });
+    assert_eq!(e.code(), ERROR_PROTOCOL);
+
+    let unknown = b"d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:xy1:y1:qe";
+    let e = Message::decode(unknown, MAX).expect_err("unknown method");
+    assert_eq!(e.code(), ERROR_METHOD_UNKNOWN);
+    assert!(e.reply_to.is_some());
+
+    let bad_port = b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234564:porti70000e5:token1:xe1:q13:announce_peer1:t2:xy1:y1:qe";
+    let e = Message::decode(bad_port, MAX).expect_err("port out of range");
+    assert_eq!(e.kind, KrpcErrorKind::OutOfRange("port"));
+
+    // A broken response is no query: nothing to answer.
+    let e = Message::decode(b"d1:t2:xy1:y1:r1:ri1ee", MAX).expect_err("r not a dict");
+    assert_eq!(e.reply_to, None);
+}
+
+// ---------------------------------------------------------------- node ids
+
+#[test]
+fn xor_distance_orders_ids() {
+    let a = id(0);
+    assert_eq!(a.distance(&a), NodeId([0; 20]));
+    assert_eq!(a.distance(&a).leading_zeros(), 160);
+    let mut near = [0u8; 20];
+    near[19] = 1;
+    let mut far = [0u8; 20];
+    far[0] = 0x80;
+    assert!(a.distance(&NodeId(near)) < a.distance(&NodeId(far)));
+    assert_eq!(a.distance(&NodeId(far)).leading_zeros(), 0);
+    assert_eq!(a.distance(&NodeId(near)).leading_zeros(), 159);
+    let mut rng = fastrand::Rng::with_seed(1);
+    let own = NodeId::random(&mut rng);
+    for prefix in [0, 1, 7, 8, 63, 159] {
+        for _ in 0..20 {
+            let r = own.random_with_prefix(prefix, true, &mut rng);
+            assert_eq!(own.distance(&r).leading_zeros(), prefix);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- routing table
+
+/// An id whose distance to the zero id has exactly `lz` leading zeros, distinguished by `n`.
+fn id_at(lz: u32, n: u8) -> NodeId {
+    let mut rng = fastrand::Rng::with_seed(u64::from(lz) << 8 | u64::from(n));
+    NodeId([0; 20]).random_with_prefix(lz, true, &mut rng)
+}
+
+#[test]
+fn only_the_bucket_holding_our_id_splits() {
+    let t0 = Instant::from_secs(100);
+    let mut rt = RoutingTable::new(NodeId([0; 20]), RoutingConfig::default(), t0);
+    // Sixteen far nodes (first bit differs from ours): the first 8 fill bucket 0 after a
+    // split, the others cannot get in because bucket 0 no longer holds our id.
+    for n in 0..16 {
+        rt.heard_from(id_at(0, n), addr(u32::from(n)), t0);
+    }
+    assert_eq!(rt.bucket(0).len(), K);
+    assert_eq!(rt.len(), K);
+    let buckets = rt.bucket_count();
+    assert_eq!(
+        buckets, 2,
+        "one split made room, then the far bucket is full"
+    );
+    // Closer nodes keep splitting the last bucket.
+    for lz in 1..6 {
+        for n in 0..3 {
+            let r = rt.heard_from(id_at(lz, n), addr(100 + lz * 10 + u32::from(n)), t0);
+            assert_eq!(r, Insert::Added);
+        }
+    }
+    assert_eq!(rt.len(), K + 15);
+    assert!(rt.bucket_count() > buckets);
+    for i in 0..rt.bucket_count() {
+        assert!(rt.bucket(i).len() <= K);
+    }
+    // Our own id is never inserted.
+    assert_eq!(
+        rt.heard_from(NodeId([0; 20]), addr(999), t0),
+        Insert::Ignored
+    );
+    // A known id from another address does not move.
+    assert_eq!(rt.heard_from(id_at(0, 0), addr(998), t0), Insert::Ignored);
+}
+
+#[test]
+fn full_bucket_keeps_good_nodes_pings_questionable_and_replaces_bad() {
+    let t0 = Instant::from_secs(100);
+    let config = RoutingConfig::default();
+    let mut rt = RoutingTable::new(NodeId([0; 20]), config, t0);
+    // Fill bucket 0 (force the first split with a close node).
+    rt.heard_from(id_at(10, 0), addr(500), t0);
+    for n in 0..8 {
+        rt.heard_from(id_at(0, n), addr(u32::from(n)), t0);
+    }
+    let far: Vec<NodeId> = rt.bucket(0).iter().map(|e| e.id).collect();
+    assert_eq!(far.len(), K);
+    // All good: a newcomer is only a standby.
+    assert_eq!(rt.heard_from(id_at(0, 100), addr(100), t0), Insert::Full);
+    assert_eq!(rt.replacement_count(), 1);
+    assert!(!rt.has_room_for(&id_at(0, 101), t0));
+
+    // 15 minutes of silence: all questionable; a newcomer asks for pings.
+    let t1 = t0 + Duration::from_secs(15 * 60);
+    let e = *rt.get(&far[0]).expect("present");
+    let just_before = t0 + Duration::from_secs(15 * 60 - 1);
+    assert_eq!(e.state(just_before, &config), NodeState::Good);
+    assert_eq!(e.state(t1, &config), NodeState::Questionable);
+    match rt.heard_from(id_at(0, 101), addr(101), t1) {
+        Insert::PingQuestionable(list) => assert_eq!(list.len(), K),
+        other => panic!("expected pings, got {other:?}"),
+    }
+    // BEP 5: a node that has answered us before and now queries us is good again.
+    assert!(rt.queried_by(far[1], addr(1), t1));
+    assert_eq!(
+        rt.get(&far[1]).expect("present").state(t1, &config),
+        NodeState::Good
+    );
+
+    // One failure: still questionable; two: bad, and replaced by the freshest standby.
+    rt.failed(far[0], addr(0), t1);
+    assert_eq!(
+        rt.get(&far[0]).expect("still there").state(t1, &config),
+        NodeState::Questionable
+    );
+    rt.failed(far[0], addr(0), t1);
+    assert!(rt.get(&far[0]).is_none(), "bad node replaced");
+    assert!(rt.get(&id_at(0, 101)).is_some(), "by the freshest standby");
+    assert_eq!(rt.bucket(0).len(), K);
+    // An answer resets failures.
+    rt.failed(far[2], addr(2), t1);
+    rt.heard_from(far[2], addr(2), t1);
+    assert_eq!(rt.get(&far[2]).expect("present").failures, 0);
+    // Standbys are bounded.
+    for n in 0..50 {
+        rt.heard_from(id_at(0, 150 + n), addr(150 + u32::from(n)), t1);
+    }
+    assert!(rt.replacement_count() <= REPLACEMENTS * rt.bucket_count());
+    // Bad nodes without standbys are replaced by newcomers directly.
+    let mut rt2 = RoutingTable::new(NodeId([0; 20]), config, t0);
+    rt2.heard_from(id_at(10, 0), addr(500), t0);
+    for n in 0..8 {
+        rt2.heard_from(id_at(0, n), addr(u32::from(n)), t0);
+    }
+    let victim = rt2.bucket(0)[3];
+    rt2.failed(victim.id, victim.addr, t0);
+    rt2.failed(victim.id, victim.addr, t0);
+    assert!(rt2.has_room_for(&id_at(0, 200), t0));
+    assert_eq!(rt2.heard_from(id_at(0, 200), addr(200), t0), Insert::Added);
+    assert!(rt2.get(&victim.id).is_none());
+}
+
+#[test]
+fn stale_buckets_are_found_and_random_ids_land_in_them() {
+    let t0 = Instant::from_secs(0);
+    let mut rng = fastrand::Rng::with_seed(3);
+    let own = NodeId::random(&mut rng);
+    let mut rt = RoutingTable::new(own, RoutingConfig::default(), t0);
+    for n in 0..40u8 {
+        let lz = u32::from(n % 5);
+        let node = own.random_with_prefix(lz, true, &mut rng);
+        rt.heard_from(node, addr(u32::from(n)), t0);
+    }
+    let refresh = Duration::from_secs(15 * 60);
+    assert!(rt.stale_buckets(refresh, t0 + refresh / 2).is_empty());
+    let stale = rt.stale_buckets(refresh, t0 + refresh);
+    assert_eq!(stale.len(), rt.bucket_count());
+    let last = rt.bucket_count() - 1;
+    for i in 0..last {
+        let target = rt.random_id_in(i, &mut rng);
+        assert_eq!(own.distance(&target).leading_zeros() as usize, i);
+    }
+    rt.touch(0, t0 + refresh);
+    assert!(!rt.stale_buckets(refresh, t0 + refresh).contains(&0));
+}
+
+// ---------------------------------------------------------------- tokens
+
+#[test]
+fn tokens_survive_one_rotation_not_two_and_are_bound_to_the_ip() {
+    let mut rng = fastrand::Rng::with_seed(5);
+    let t0 = Instant::from_secs(0);
+    let rotation = Duration::from_secs(300);
+    let mut s = TokenSecrets::new(&mut rng, rotation, t0);
+    let ip = "10.0.0.1".parse().expect("ip");
+    let other = "10.0.0.2".parse().expect("ip");
+    let tok = s.token(ip);
+    assert!(s.validate(ip, &tok));
+    assert!(!s.validate(other, &tok), "another IP cannot use it");
+    assert!(!s.validate(ip, &tok[..4]));
+    s.maybe_rotate(&mut rng, t0 + Duration::from_secs(299));
+    assert_eq!(s.token(ip), tok, "no rotation before 5 minutes");
+    s.maybe_rotate(&mut rng, t0 + rotation);
+    assert_ne!(s.token(ip), tok);
+    assert!(s.validate(ip, &tok), "previous secret still accepted");
+    s.maybe_rotate(&mut rng, t0 + rotation * 2);
+    assert!(!s.validate(ip, &tok), "two rotations later it is refused");
+    // A long sleep rotates both secrets away at once.
+    let tok2 = s.token(ip);
+    s.maybe_rotate(&mut rng, t0 + rotation * 50);
+    assert!(!s.validate(ip, &tok2));
+}
+
+// ---------------------------------------------------------------- peer store
+
+#[test]
+fn peer_store_expires_and_stays_bounded() {
+    let limits = PeerStoreLimits {
+        ttl: Duration::from_secs(1800),
+        max_per_hash: 3,
+        max_hashes: 2,
+    };
+    let mut s = PeerStore::new(limits);
+    let mut rng = fastrand::Rng::with_seed(1);
+    let t0 = Instant::from_secs(10);
+    let h = id(1);
+    for p in 1..=5u16 {
+        s.announce(h, v4(1, 1, 1, 1, p), t0 + Duration::from_secs(u64::from(p)))
+            .expect("stored");
+    }
+    let mut got = s.peers(&h, 50, &mut rng, t0 + Duration::from_secs(10));
+    got.sort();
+    assert_eq!(
+        got,
+        vec![v4(1, 1, 1, 1, 3), v4(1, 1, 1, 1, 4), v4(1, 1, 1, 1, 5)]
+    );
+    assert_eq!(s.len(), 3);
+    // Re-announcing refreshes without growing.
+    s.announce(h, v4(1, 1, 1, 1, 3), t0 + Duration::from_secs(100))
+        .expect("stored");
+    assert_eq!(s.len(), 3);
+    // A sample is bounded by `max`.
+    assert_eq!(s.peers(&h, 2, &mut rng, t0).len(), 2);
+    // Hash bound: a third live hash is refused.
+    s.announce(id(2), v4(2, 2, 2, 2, 1), t0)
+        .expect("second hash");
+    assert_eq!(
+        s.announce(id(3), v4(3, 3, 3, 3, 1), t0),
+        Err(StoreError::TooManyHashes)
+    );
+    // Expiry: peers announced at t0+4, t0+5 expire 30 minutes later; the refreshed one not.
+    let later = t0 + Duration::from_secs(1806);
+    assert_eq!(s.peers(&h, 50, &mut rng, later), vec![v4(1, 1, 1, 1, 3)]);
+    s.expire(later);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.hashes(), 1, "the expired second hash is gone");
+    // Now a new hash fits.
+    s.announce(id(3), v4(3, 3, 3, 3, 1), later)
+        .expect("room again");
+    assert!(s.peers(&id(9), 50, &mut rng, later).is_empty());
+}
+
+// ---------------------------------------------------------------- rate limiter
+
+#[test]
+fn rate_limiter_refills_and_is_bounded() {
+    let mut r = RateLimiter::new(RateLimit {
+        per_sec: 10,
+        burst: 5,
+        max_ips: 3,
+    });
+    let t0 = Instant::from_secs(1);
+    let a = "1.1.1.1".parse().expect("ip");
+    let allowed = (0..100).filter(|_| r.allow(a, t0)).count();
+    assert_eq!(allowed, 5);
+    // 10/s: after 300 ms, three more.
+    let t1 = t0 + Duration::from_millis(300);
+    assert_eq!((0..100).filter(|_| r.allow(a, t1)).count(), 3);
+    for i in 0..10u8 {
+        r.allow(std::net::IpAddr::V4(Ipv4Addr::new(2, 2, 2, i)), t1);
+    }
+    assert!(r.len() <= 3);
+}
+
+// ---------------------------------------------------------------- one node by hand
+
+fn drain(d: &mut Dht) -> Vec<DhtAction> {
+    std::iter::from_fn(|| d.poll_action()).collect()
+}
+
+fn sends(actions: &[DhtAction]) -> Vec<(SocketAddr, Message)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            DhtAction::Send { to, bytes } => Some((
+                *to,
+                Message::decode(bytes, MAX).expect("we send valid KRPC"),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn query(t: &[u8], q: Query) -> Vec<u8> {
+    Message {
+        transaction: t.to_vec(),
+        body: Body::Query(q),
+    }
+    .encode()
+}
+
+fn replies_to(actions: &[DhtAction], to: SocketAddr) -> Vec<Message> {
+    sends(actions)
+        .into_iter()
+        .filter(|(a, m)| *a == to && !matches!(m.body, Body::Query(_)))
+        .map(|(_, m)| m)
+        .collect()
+}
+
+#[test]
+fn queries_are_answered_and_malformed_ones_get_error_203_or_204() {
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 1, t0);
+    let from = addr(1);
+    d.handle_packet(from, &query(b"p1", Query::Ping { id: id(7) }), t0);
+    let acts = drain(&mut d);
+    let replies = replies_to(&acts, from);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].transaction, b"p1");
+    assert_eq!(
+        replies[0].body,
+        Body::Response(Response::id_only(d.node_id()))
+    );
+    // Unknown querier with room in the table: we ping it to verify it.
+    assert!(
+        sends(&acts)
+            .iter()
+            .any(|(a, m)| *a == from && matches!(m.body, Body::Query(Query::Ping { .. })))
+    );
+
+    d.handle_packet(
+        from,
+        b"d1:ad2:id20:abcdefghij0123456789e1:q9:find_node1:t2:xy1:y1:qe",
+        t0,
+    );
+    let replies = replies_to(&drain(&mut d), from);
+    match &replies[..] {
+        [m] => match &m.body {
+            Body::Error(e) => assert_eq!(e.code, ERROR_PROTOCOL),
+            other => panic!("expected an error, got {other:?}"),
+        },
+        other => panic!("expected one reply, got {other:?}"),
+    }
+    d.handle_packet(
+        from,
+        b"d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:xy1:y1:qe",
+        t0,
+    );
+    let replies = replies_to(&drain(&mut d), from);
+    assert!(
+        matches!(&replies[..], [Message { body: Body::Error(e), .. }] if e.code == ERROR_METHOD_UNKNOWN)
+    );
+
+    // Garbage, unsolicited responses, IPv6 sources and huge packets: no answer at all.
+    let before = d.stats();
+    d.handle_packet(from, b"garbage", t0);
+    d.handle_packet(
+        from,
+        &Message {
+            transaction: b"zz".to_vec(),
+            body: Body::Response(Response::id_only(id(3))),
+        }
+        .encode(),
+        t0,
+    );
+    let v6: SocketAddr = "[::1]:6881".parse().expect("addr");
+    d.handle_packet(v6, &query(b"p2", Query::Ping { id: id(7) }), t0);
+    d.handle_packet(from, &vec![b'x'; 64 * 1024], t0);
+    assert!(drain(&mut d).is_empty());
+    let s = d.stats();
+    assert_eq!(s.malformed, before.malformed + 1);
+    assert_eq!(s.unmatched, before.unmatched + 1);
+    assert_eq!(s.ipv6_dropped, 1);
+    assert_eq!(s.too_large, 1);
+}
+
+#[test]
+fn a_flood_from_one_ip_is_dropped_while_another_ip_is_answered() {
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 2, t0);
+    let flooder = addr(1);
+    let other = addr(2);
+    let burst = d.config().rate_limit.burst as usize;
+    let mut answered = 0;
+    for i in 0..1000u16 {
+        let t = i.to_be_bytes();
+        let q = Query::FindNode {
+            id: id(7),
+            target: id(8),
+        };
+        d.handle_packet(flooder, &query(&t, q), t0);
+        answered += replies_to(&drain(&mut d), flooder).len();
+    }
+    assert_eq!(answered, burst, "only the burst is answered");
+    assert_eq!(d.stats().rate_limited, 1000 - burst as u64);
+    d.handle_packet(other, &query(b"ok", Query::Ping { id: id(9) }), t0);
+    assert_eq!(replies_to(&drain(&mut d), other).len(), 1);
+    // One second later the flooder gets its sustained rate, no more.
+    let t1 = t0 + Duration::from_secs(1);
+    let mut later = 0;
+    for i in 0..100u16 {
+        d.handle_packet(
+            flooder,
+            &query(&i.to_be_bytes(), Query::Ping { id: id(7) }),
+            t1,
+        );
+        later += replies_to(&drain(&mut d), flooder).len();
+    }
+    assert_eq!(later, d.config().rate_limit.per_sec as usize);
+}
+
+#[test]
+fn announce_needs_our_token_and_then_get_peers_returns_the_peer() {
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 3, t0);
+    let peer = addr(5);
+    let ih = id(0x42);
+    let gp = query(
+        b"g1",
+        Query::GetPeers {
+            id: id(7),
+            info_hash: ih,
+        },
+    );
+    d.handle_packet(peer, &gp, t0);
+    let reply = replies_to(&drain(&mut d), peer);
+    let token = match &reply[..] {
+        [
+            Message {
+                body: Body::Response(r),
+                ..
+            },
+        ] => {
+            assert!(r.values.is_empty());
+            r.token.clone().expect("get_peers answers carry a token")
+        }
+        other => panic!("{other:?}"),
+    };
+    let announce = |token: Vec<u8>, implied: bool| {
+        query(
+            b"a1",
+            Query::AnnouncePeer {
+                id: id(7),
+                info_hash: ih,
+                port: 7000,
+                implied_port: implied,
+                token,
+            },
+        )
+    };
+    // A token from another IP, or a made-up one, is refused with 203.
+    d.handle_packet(addr(6), &announce(token.clone(), false), t0);
+    let r = replies_to(&drain(&mut d), addr(6));
+    assert!(matches!(&r[..], [Message { body: Body::Error(e), .. }] if e.code == ERROR_PROTOCOL));
+    assert_eq!(d.stats().bad_tokens, 1);
+    d.handle_packet(peer, &announce(token.clone(), false), t0);
+    let r = replies_to(&drain(&mut d), peer);
+    assert!(matches!(
+        &r[..],
+        [Message {
+            body: Body::Response(_),
+            ..
+        }]
+    ));
+    // implied_port stores the source port instead.
+    d.handle_packet(peer, &announce(token.clone(), true), t0);
+    drain(&mut d);
+    assert_eq!(d.peer_store().len(), 2);
+
+    d.handle_packet(addr(9), &gp, t0 + Duration::from_secs(60));
+    let r = replies_to(&drain(&mut d), addr(9));
+    let SocketAddr::V4(p4) = peer else {
+        panic!("v4")
+    };
+    match &r[..] {
+        [
+            Message {
+                body: Body::Response(r),
+                ..
+            },
+        ] => {
+            let mut values = r.values.clone();
+            values.sort();
+            assert_eq!(
+                values,
+                vec![v4(10, 0, 0, 6, 6881), SocketAddrV4::new(*p4.ip(), 7000)]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Still accepted after one rotation, refused after two.
+    d.handle_packet(
+        peer,
+        &announce(token.clone(), false),
+        t0 + Duration::from_secs(301),
+    );
+    assert!(matches!(
+        &replies_to(&drain(&mut d), peer)[..],
+        [Message {
+            body: Body::Response(_),
+            ..
+        }]
+    ));
+    d.handle_packet(peer, &announce(token, false), t0 + Duration::from_secs(601));
+    assert!(matches!(
+        &replies_to(&drain(&mut d), peer)[..],
+        [Message {
+            body: Body::Error(_),
+            ..
+        }]
+    ));
+}
+
+/// A tiny scripted exchange: bootstrap through one address that answers with nodes; the
+/// lookup asks them, times out on silent ones, and finishes.
+#[test]
+fn bootstrap_lookup_follows_answers_and_counts_timeouts() {
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 4, t0);
+    let router = addr(100);
+    let lid = d.bootstrap(&[router], t0).expect("starts");
+    let acts = drain(&mut d);
+    let s = sends(&acts);
+    assert_eq!(s.len(), 1);
+    let (to, m) = &s[0];
+    assert_eq!(*to, router);
+    assert!(matches!(m.body, Body::Query(Query::FindNode { target, .. }) if target == d.node_id()));
+    // The router answers with three nodes, ids near ours.
+    let own = d.node_id();
+    let mut rng = fastrand::Rng::with_seed(9);
+    let nodes: Vec<CompactNode> = (0..3)
+        .map(|i| CompactNode {
+            id: own.random_with_prefix(20 + i, true, &mut rng),
+            addr: v4(10, 1, 0, i as u8 + 1, 6881),
+        })
+        .collect();
+    let answer = Message {
+        transaction: m.transaction.clone(),
+        body: Body::Response(Response {
+            nodes: nodes.clone(),
+            ..Response::id_only(id(0x55))
+        }),
+    };
+    // From the wrong address it does not match.
+    d.handle_packet(addr(101), &answer.encode(), t0);
+    assert_eq!(d.stats().unmatched, 1);
+    d.handle_packet(router, &answer.encode(), t0);
+    let asked: Vec<SocketAddr> = sends(&drain(&mut d)).into_iter().map(|(a, _)| a).collect();
+    assert_eq!(asked.len(), 3, "alpha = 3 queries to the new nodes");
+    assert_eq!(
+        d.routing_table().len(),
+        1,
+        "the router answered: it is in the table"
+    );
+    assert_eq!(d.outstanding_queries(), 3);
+    // Nobody answers: after the timeout the lookup ends.
+    let deadline = d.poll_timeout().expect("a deadline");
+    assert!(deadline <= t0 + d.config().query_timeout);
+    d.handle_timeout(deadline);
+    let acts = drain(&mut d);
+    let done = acts.iter().find_map(|a| match a {
+        DhtAction::LookupDone { id, stats, .. } if *id == lid => Some(*stats),
+        _ => None,
+    });
+    let stats = done.expect("the lookup finished");
+    assert_eq!(stats.queries, 4);
+    assert_eq!(stats.responses, 1);
+    assert_eq!(stats.failures, 3);
+    assert_eq!(stats.hops, 1);
+    assert_eq!(d.stats().timeouts, 3);
+    assert_eq!(d.outstanding_queries(), 0);
+}
+
+#[test]
+fn lookups_and_outstanding_queries_are_bounded() {
+    let t0 = Instant::from_secs(1);
+    let config = DhtConfig {
+        max_outstanding: 10,
+        max_lookups: 4,
+        ..DhtConfig::default()
+    };
+    let mut d = Dht::new(config, 5, t0);
+    let seeds: Vec<SocketAddr> = (0..40).map(addr).collect();
+    for i in 0..4 {
+        d.bootstrap(&seeds[i * 10..], t0).expect("room");
+    }
+    assert_eq!(
+        d.get_peers(crate::InfoHash([1; 20]), t0),
+        Err(DhtError::TooManyLookups { limit: 4 })
+    );
+    for i in 0..50 {
+        d.add_node(addr(200 + i), t0);
+    }
+    assert!(d.outstanding_queries() <= 10);
+    drain(&mut d);
+    // Time passes, every query times out, lookups drain their seeds and finish.
+    let mut now = t0;
+    for _ in 0..200 {
+        now = d.poll_timeout().expect("deadline").max(now);
+        d.handle_timeout(now);
+        assert!(d.outstanding_queries() <= 10);
+        drain(&mut d);
+        if d.lookups_running() == 0 {
+            break;
+        }
+    }
+    assert_eq!(d.lookups_running(), 0);
+}
