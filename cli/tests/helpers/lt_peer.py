@@ -8,6 +8,11 @@
                    [--timeout SECS] [--keep-seeding SECS] [--high-performance]
   either mode also takes [--tracker URL]... [--tracker-events]; a leech with --tracker or
   --tracker-events may omit --connect (its peers then come from trackers alone)
+  either mode also takes [--dht] [--dht-bootstrap HOST:PORT]...: libtorrent's DHT on the
+  --listen address and port (UDP), bootstrapped only from the nodes given, with the
+  settings that let it use loopback nodes (see make_session); a leech with --dht may omit
+  --connect. A leech's TORRENT may be a magnet link: the metadata then comes from peers
+  (BEP 9), and a "metadata" event is printed when it has arrived.
 
 Run with /usr/bin/python3: Debian's libtorrent module is not visible to other pythons.
 
@@ -30,6 +35,11 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
   {"event":"tracker_reply","url":...,"peers":N}           an announce was accepted; N peers
   {"event":"tracker_error","url":...,"message":...,"times_in_row":N}
   {"event":"tracker_warning","url":...,"message":...}
+  with --dht, libtorrent's DHT alerts:
+  {"event":"dht_bootstrap"}                              its bootstrap lookup finished
+  {"event":"dht_announce_in","addr":...,"info_hash":...} a node announced to us
+  {"event":"dht_peers","info_hash":...,"peers":N}         a get_peers lookup returned N peers
+  {"event":"metadata","seconds":S}                       a magnet leech received the info dict
 
 Trackers: like any libtorrent client, the peer announces to the trackers named in the
 torrent (and, with --tracker, to every tier: the torrent's and each --tracker URL as a tier
@@ -242,6 +252,20 @@ def make_session(args):
         settings["alert_queue_size"] = 500000
     if args.tracker_events:
         settings["alert_mask"] |= lt.alert.category_t.tracker_notification
+    if args.dht:
+        settings.update({
+            "enable_dht": True,
+            "dht_bootstrap_nodes": ",".join("%s:%d" % hp for hp in args.dht_bootstrap),
+            # libtorrent's defaults keep one node per /24 in its routing table and in a
+            # lookup, and ignore nodes whose id does not match their IP (BEP 42): on
+            # 127.0.0.0/8 every node would collide. Loopback tests turn those off.
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_enforce_node_id": False,
+            "dht_prefer_verified_node_ids": False,
+            "dht_ignore_dark_internet": False,
+        })
+        settings["alert_mask"] |= lt.alert.category_t.dht_notification
     if args.tracker:
         # libtorrent would only try a later tier once the earlier ones fail: announce to
         # every tier, so a --tracker URL is used alongside the torrent's own.
@@ -325,10 +349,15 @@ class Peer:
 
     def __init__(self, args):
         self.args = args
-        try:
-            self.info = lt.torrent_info(args.torrent)
-        except RuntimeError as err:
-            fail("cannot load torrent %s: %s" % (args.torrent, err))
+        self.magnet = args.torrent.startswith("magnet:")
+        if self.magnet:
+            # Known once the metadata has arrived (see pump).
+            self.info = None
+        else:
+            try:
+                self.info = lt.torrent_info(args.torrent)
+            except RuntimeError as err:
+                fail("cannot load torrent %s: %s" % (args.torrent, err))
         if not os.path.isdir(args.save_dir):
             fail("save directory %s does not exist" % args.save_dir)
         self.session = make_session(args)
@@ -341,8 +370,14 @@ class Peer:
         self.last_dial = 0.0
 
     def add(self, seed_mode):
-        params = lt.add_torrent_params()
-        params.ti = self.info
+        if self.magnet:
+            try:
+                params = lt.parse_magnet_uri(self.args.torrent)
+            except RuntimeError as err:
+                fail("bad magnet link %s: %s" % (self.args.torrent, err))
+        else:
+            params = lt.add_torrent_params()
+            params.ti = self.info
         params.save_path = self.args.save_dir
         params.flags &= ~lt.torrent_flags.auto_managed
         params.flags &= ~lt.torrent_flags.paused
@@ -351,7 +386,7 @@ class Peer:
         self.added_at = time.monotonic()
         self.handle = self.session.add_torrent(params)
         # Each --tracker URL is a tier of its own, after the torrent's tiers.
-        tier = 1 + max([t.tier for t in self.info.trackers()], default=-1)
+        tier = 1 + max([t.tier for t in self.info.trackers()], default=-1) if self.info else 0
         for n, url in enumerate(self.args.tracker):
             self.handle.add_tracker({"url": url, "tier": tier + n})
 
@@ -401,8 +436,24 @@ class Peer:
             elif isinstance(alert, lt.tracker_warning_alert):
                 emit({"event": "tracker_warning", "url": alert.tracker_url(),
                       "message": alert.message()})
+            elif isinstance(alert, lt.dht_bootstrap_alert):
+                emit({"event": "dht_bootstrap"})
+            elif isinstance(alert, lt.dht_announce_alert):
+                emit({"event": "dht_announce_in", "addr": "%s:%d" % (alert.ip, alert.port),
+                      "info_hash": str(alert.info_hash)})
+            elif isinstance(alert, lt.dht_reply_alert):
+                emit({"event": "dht_peers", "info_hash": str(alert.handle.info_hash()),
+                      "peers": alert.num_peers})
+            elif isinstance(alert, lt.metadata_received_alert) and self.info is None:
+                self.info = self.handle.torrent_file()
+                self.book.info = self.info
+                emit({"event": "metadata",
+                      "seconds": round(time.monotonic() - self.added_at, 3)})
         self.book.observe(self.handle.get_peer_info())
         status = self.handle.status()
+        if self.info is None:
+            # A magnet leech without metadata yet: nothing to count pieces against.
+            return status
         if now - self.last_status >= STATUS_SECONDS:
             self.last_status = now
             line = {"event": "status"}
@@ -429,7 +480,8 @@ class Peer:
         status = self.pump(time.monotonic())
         emit(self.book.report(status))
         line = {"event": "stopped", "reason": reason}
-        line.update(status_fields(status, self.info, self.hash_failures))
+        if self.info is not None:
+            line.update(status_fields(status, self.info, self.hash_failures))
         emit(line)
         # Remove the torrent so libtorrent closes (unmaps) its files before we exit.
         self.session.remove_torrent(self.handle)
@@ -441,6 +493,8 @@ class Peer:
 
 
 def is_complete(status, info):
+    if info is None:
+        return False
     return status.num_pieces == info.num_pieces() and status.state not in (
         lt.torrent_status.checking_files, lt.torrent_status.checking_resume_data)
 
@@ -488,12 +542,13 @@ def run_leech(args, deadline):
     if _stop.is_set():
         reason = _stop_reason[0]
         peer.finish(reason)
+        total = peer.info.num_pieces() if peer.info is not None else "?"
         if reason == "timeout":
-            sys.stderr.write("lt_peer: leech timed out after %.0f s with %d of %d pieces\n" % (
-                args.timeout, status.num_pieces, peer.info.num_pieces()))
+            sys.stderr.write("lt_peer: leech timed out after %.0f s with %d of %s pieces\n" % (
+                args.timeout, status.num_pieces, total))
         else:
-            sys.stderr.write("lt_peer: leech stopped (%s) before finishing: %d of %d pieces\n" % (
-                reason, status.num_pieces, peer.info.num_pieces()))
+            sys.stderr.write("lt_peer: leech stopped (%s) before finishing: %d of %s pieces\n" % (
+                reason, status.num_pieces, total))
         return 1
     emit({"event": "finished", "seconds": round(time.monotonic() - peer.added_at, 3)})
     if args.keep_seeding > 0:
@@ -524,6 +579,10 @@ def main():
                        help="announce to this tracker too, after the torrent's (repeatable)")
         p.add_argument("--tracker-events", action="store_true",
                        help="print tracker_reply / tracker_error / tracker_warning events")
+        p.add_argument("--dht", action="store_true",
+                       help="run libtorrent's DHT on the --listen address and port")
+        p.add_argument("--dht-bootstrap", type=parse_hostport, action="append", default=[],
+                       metavar="HOST:PORT", help="DHT node to bootstrap from (repeatable)")
         p.add_argument("--accounting", choices=("blocks", "poll"), default="blocks",
                        help="per-peer byte counts from block alerts (exact) or polling only")
         if mode == "seed":
@@ -533,9 +592,12 @@ def main():
             p.add_argument("--keep-seeding", type=float, default=0.0, metavar="SECS",
                            help="keep seeding this long after finishing")
     args = parser.parse_args()
-    if args.mode == "leech" and not (args.connect or args.tracker or args.tracker_events):
-        parser.error("leech needs a peer source: --connect HOST:PORT, or --tracker URL / "
-                     "--tracker-events to rely on trackers")
+    if args.mode == "leech" and not (args.connect or args.tracker or args.tracker_events
+                                     or args.dht or args.torrent.startswith("magnet:")):
+        parser.error("leech needs a peer source: --connect HOST:PORT, --tracker URL / "
+                     "--tracker-events to rely on trackers, --dht, or a magnet link")
+    if args.mode == "seed" and args.torrent.startswith("magnet:"):
+        parser.error("a seed needs the .torrent file, not a magnet link")
     if not 0 <= args.port < 65536:
         parser.error("--port out of range")
 
