@@ -226,6 +226,28 @@ pub fn mutate(rng: &mut fastrand::Rng, input: &[u8], corpus: &[Vec<u8>]) -> Vec<
     out
 }
 
+/// A `krpc` target script: a seed byte, then operations (see that target's docs), mostly
+/// well-formed queries, answers to our queries, time steps and lookups, with now and then a
+/// raw bencoded datagram.
+pub fn random_krpc_script(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let mut out = vec![rng.u8(..)];
+    for _ in 0..rng.usize(1..40) {
+        match rng.u8(0..5) {
+            0 => {
+                let mut packet = random_bencode(rng, 3);
+                packet.truncate(255);
+                out.extend([0, rng.u8(..), packet.len() as u8]);
+                out.extend(packet);
+            }
+            1 => out.extend([1, rng.u8(..), rng.u8(..), rng.u8(..)]),
+            2 => out.extend([2, rng.u8(0..40)]),
+            3 => out.extend([3, rng.u8(..), rng.u8(..), rng.u8(..)]),
+            _ => out.extend([4, rng.u8(..)]),
+        }
+    }
+    out
+}
+
 /// The `index`-th generated input for `target`: a third random bytes, a third shaped by the
 /// target's grammar, a third mutations of the corpus (or of grammar output when the corpus
 /// is empty).
@@ -239,6 +261,7 @@ pub fn generate(
         "bencode" => random_bencode(rng, 6),
         "metainfo" => random_torrent(rng),
         "magnet" => random_magnet(rng),
+        "krpc" => random_krpc_script(rng),
         // The structured target reads its own input as `arbitrary` choices: random bytes
         // are already shaped for it.
         _ => (0..rng.usize(16..800)).map(|_| rng.u8(..)).collect(),

@@ -108,7 +108,8 @@ fn every_target_is_replayed() {
             "tracker_http",
             "tracker_udp",
             "tracker_server",
-            "swarm"
+            "swarm",
+            "krpc"
         ]
     );
 }
@@ -157,4 +158,10 @@ fn the_structured_generator_reaches_accepted_torrents() {
 fn swarm() {
     // One input is a whole simulated swarm (a few milliseconds in a debug build).
     run_scaled("swarm", 200);
+}
+
+/// About 0.2 ms an input in a debug build (a whole DHT node per input): a tenth of the count.
+#[test]
+fn krpc() {
+    run_scaled("krpc", 10);
 }

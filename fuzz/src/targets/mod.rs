@@ -3,6 +3,7 @@
 //! `tests/replay.rs` both call these.
 
 mod bencode;
+mod krpc;
 mod magnet;
 mod metainfo;
 mod session_peer;
@@ -13,6 +14,7 @@ mod tracker_udp;
 mod wire;
 
 pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
+pub use self::krpc::krpc;
 pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
 pub use self::session_peer::session_peer;
@@ -37,6 +39,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("tracker_udp", tracker_udp),
     ("tracker_server", tracker_server),
     ("swarm", swarm),
+    ("krpc", krpc),
 ];
 
 /// The target called `name`.
