@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::metainfo::Metainfo;
 use crate::tracker::AnnounceRequest;
 use crate::wire::{BlockRequest, WireError};
 
@@ -174,6 +175,31 @@ pub enum Event {
         /// The tracker.
         url: String,
         /// Why.
+        message: String,
+    },
+    /// A magnet torrent's metadata arrived from peers and its SHA-1 matched the info-hash.
+    /// The driver creates (or opens and checks) the torrent's storage from `metainfo`, then
+    /// calls [`super::Session::metadata_ready`] with the pieces already on disk; until then
+    /// the torrent downloads nothing.
+    MetadataReceived {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The parsed metadata (its `info_bytes` are the verified info dictionary; it has no
+        /// trackers: those stay the magnet link's).
+        metainfo: Box<Metainfo>,
+    },
+    /// A magnet torrent's complete metadata did not hash to the info-hash. The peers that
+    /// sent it were struck and dropped; the fetch starts over from other peers.
+    MetadataHashFailed {
+        /// The torrent.
+        torrent: TorrentId,
+    },
+    /// A magnet torrent's metadata hashed to the info-hash but is not a valid info
+    /// dictionary: the torrent cannot be downloaded (the driver should remove it).
+    MetadataError {
+        /// The torrent.
+        torrent: TorrentId,
+        /// What is wrong with it.
         message: String,
     },
     /// A block could not be written or read; the piece is downloaded again (writes) or the

@@ -62,6 +62,11 @@ pub struct SessionConfig {
     /// Choking rounds (default: 4 regular slots every 10 s, optimistic every 30 s,
     /// snubbed after 60 s).
     pub choker: ChokerConfig,
+    /// Largest info dictionary a magnet torrent fetches from peers (BEP 9), in bytes
+    /// (default 16 MiB, a torrent of about 800,000 pieces). A peer announcing a larger
+    /// `metadata_size` for a torrent whose metadata we lack is dropped. It also bounds the
+    /// availability kept per peer before the metadata arrives.
+    pub max_metadata_size: u32,
 }
 
 impl Default for SessionConfig {
@@ -84,6 +89,7 @@ impl Default for SessionConfig {
             max_connect_failures: 6,
             max_candidates: 1000,
             choker: ChokerConfig::default(),
+            max_metadata_size: 16 * 1024 * 1024,
         }
     }
 }

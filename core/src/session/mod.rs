@@ -16,6 +16,29 @@
 //! let deadline = s.poll_timeout();
 //! ```
 //!
+//! **Magnet links** (BEP 9). A torrent known only by its info-hash fetches its info
+//! dictionary from peers before anything else:
+//!
+//! ```text
+//! let t = s.add_magnet(info_hash, MagnetOptions { trackers, peers, display_name }, now)?;
+//! // … the session dials, handshakes and asks peers that offer `ut_metadata` for the
+//! // metadata, verifies its SHA-1 against the info-hash, and emits
+//! // Action::Event(Event::MetadataReceived { torrent: t, metainfo }).
+//! // The driver creates or opens the storage from `metainfo`, checks what is already on
+//! // disk (a VerifyPiece of its own, or a resume file), then:
+//! s.metadata_ready(t, have /* Option<Bitfield> */, now)?;
+//! // From here `t` is an ordinary torrent; the peers connected meanwhile stay connected.
+//! ```
+//!
+//! Until `metadata_ready`, the torrent neither requests nor serves blocks, its
+//! [`TorrentStats`] say `has_metadata: false` (sizes 0), it announces `left` = 16 KiB, and
+//! no `WriteBlock`/`ReadBlock`/`VerifyPiece` is emitted for it. A verified dictionary that
+//! does not parse gives [`Event::MetadataError`] (remove the torrent); metadata that fails
+//! its hash gives [`Event::MetadataHashFailed`] and is fetched again (nothing to do).
+//!
+//! **Peer exchange** (BEP 11) needs nothing from the driver: peers learnt by PEX are dialled
+//! with the usual `Connect` actions.
+//!
 //! Rules the session keeps:
 //! - **Determinism.** One RNG seeded by the caller; every map is ordered. The same seed and
 //!   the same inputs give the same actions, byte for byte.
@@ -35,6 +58,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+pub use crate::torrent::MAGNET_LEFT;
 pub use action::{Action, ConnId, Direction, DisconnectReason, Event, TorrentId};
 pub use config::SessionConfig;
 pub use trackers::metainfo_tiers;
@@ -69,6 +93,58 @@ pub enum AddTorrentError {
         expected: u32,
     },
     /// The torrent's geometry is unusable (no pieces, or too many).
+    #[error("torrent geometry unusable: {0}")]
+    Geometry(String),
+}
+
+/// What a magnet link gives besides its info-hash (see [`Session::add_magnet`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MagnetOptions {
+    /// Tracker tiers to announce to (BEP 12 order). A magnet link's `tr` URLs are usually
+    /// given one per tier, as libtorrent does.
+    pub trackers: Vec<Vec<String>>,
+    /// Peers to dial at once (the link's `x.pe`, resolved by the driver).
+    pub peers: Vec<SocketAddr>,
+    /// The link's `dn`: a name to show until the metadata gives the real one.
+    pub display_name: Option<String>,
+}
+
+impl MagnetOptions {
+    /// The options a parsed magnet link carries: each `tr` in its own tier, every `x.pe`
+    /// that is a literal `address:port` (host names are the driver's to resolve and pass to
+    /// [`Session::add_peers`]), and `dn`.
+    pub fn from_magnet(magnet: &crate::magnet::Magnet) -> Self {
+        MagnetOptions {
+            trackers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
+            peers: magnet
+                .peers
+                .iter()
+                .filter_map(|p| p.parse::<SocketAddr>().ok())
+                .collect(),
+            display_name: magnet.display_name.clone(),
+        }
+    }
+}
+
+/// Why [`Session::metadata_ready`] refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataReadyError {
+    /// No torrent with this id.
+    #[error("no such torrent")]
+    UnknownTorrent,
+    /// The torrent is not waiting for `metadata_ready`: it was added with its metadata, it
+    /// is still fetching it, or it is already ready.
+    #[error("the torrent is not waiting for its storage check")]
+    NotAwaiting,
+    /// The `have` bitfield does not match the metadata's piece count.
+    #[error("have bitfield has {got} pieces, the torrent has {expected}")]
+    HaveMismatch {
+        /// Pieces in the bitfield given.
+        got: u32,
+        /// Pieces in the torrent.
+        expected: u32,
+    },
+    /// The metadata's geometry is unusable (no pieces, or too many).
     #[error("torrent geometry unusable: {0}")]
     Geometry(String),
 }
@@ -166,10 +242,102 @@ impl Session {
             Choker::new(self.config.choker.clone(), now),
         )
         .ok_or_else(|| AddTorrentError::Geometry("no pieces".into()))?;
+        let mut torrent = torrent;
+        torrent.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
         self.torrents.push(torrent);
         self.by_hash.insert(metainfo.info_hash, id);
         self.install_trackers(id, metainfo_tiers(metainfo), now);
         Ok(id)
+    }
+
+    /// Adds a torrent known only by its info-hash (a magnet link). It dials `options.peers`
+    /// and announces to `options.trackers` (with `left` = [`MAGNET_LEFT`]), fetches the
+    /// metadata from peers that offer BEP 9 `ut_metadata`, and when its SHA-1 matches emits
+    /// [`Event::MetadataReceived`]; the driver then calls [`Session::metadata_ready`]. See
+    /// the module docs.
+    pub fn add_magnet(
+        &mut self,
+        info_hash: InfoHash,
+        options: MagnetOptions,
+        now: Instant,
+    ) -> Result<TorrentId, AddTorrentError> {
+        if self.by_hash.contains_key(&info_hash) {
+            return Err(AddTorrentError::Duplicate(info_hash));
+        }
+        let id = TorrentId(self.torrents.len() as u32);
+        let mut torrent =
+            Torrent::new_magnet(id, info_hash, Choker::new(self.config.choker.clone(), now))
+                .ok_or_else(|| AddTorrentError::Geometry("placeholder".into()))?;
+        torrent.display_name = options.display_name;
+        self.torrents.push(torrent);
+        self.by_hash.insert(info_hash, id);
+        self.install_trackers(id, options.trackers, now);
+        self.add_peers(id, &options.peers, now);
+        Ok(id)
+    }
+
+    /// The driver set up storage for a magnet torrent after [`Event::MetadataReceived`]:
+    /// `have` lists the pieces already verified on disk (`None`: none). The torrent becomes
+    /// an ordinary one: the peers connected during the fetch stay, their announced pieces
+    /// are counted (a peer whose bitfield does not fit the metadata is dropped), and
+    /// downloading starts. On an error nothing changes and the call may be repeated.
+    pub fn metadata_ready(
+        &mut self,
+        torrent: TorrentId,
+        have: Option<Bitfield>,
+        now: Instant,
+    ) -> Result<(), MetadataReadyError> {
+        let t = self
+            .torrents
+            .get_mut(torrent.0 as usize)
+            .ok_or(MetadataReadyError::UnknownTorrent)?;
+        let metainfo = t
+            .take_verified_metadata()
+            .ok_or(MetadataReadyError::NotAwaiting)?;
+        let layout = metainfo.info.layout();
+        let expected = layout.piece_count();
+        let checked = match &have {
+            Some(h) if h.len() != expected => Err(MetadataReadyError::HaveMismatch {
+                got: h.len(),
+                expected,
+            }),
+            _ => picker_for(&layout, have).map_err(|e| MetadataReadyError::Geometry(e.to_string())),
+        };
+        let picker = match checked {
+            Ok(p) => p,
+            Err(e) => {
+                t.restore_verified_metadata(metainfo);
+                return Err(e);
+            }
+        };
+        let result = self.with_torrent(torrent, |t, ctx| {
+            t.install_metadata(&metainfo, picker, ctx, now)
+        });
+        match result {
+            Some(Ok(())) => Ok(()),
+            Some(Err(message)) => {
+                if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+                    t.restore_verified_metadata(metainfo);
+                }
+                Err(MetadataReadyError::Geometry(message))
+            }
+            None => Err(MetadataReadyError::UnknownTorrent),
+        }
+    }
+
+    /// The name to show for `torrent`: a magnet link's `dn` until the metadata is ready.
+    pub fn display_name(&self, torrent: TorrentId) -> Option<&str> {
+        self.torrents
+            .get(torrent.0 as usize)
+            .and_then(|t| t.display_name.as_deref())
+    }
+
+    /// PEX messages from peers of `torrent` that were ignored because they came too often
+    /// (BEP 11 allows one a minute) or were malformed.
+    pub fn pex_ignored(&self, torrent: TorrentId) -> u64 {
+        self.torrents
+            .get(torrent.0 as usize)
+            .map_or(0, |t| t.pex_ignored())
     }
 
     /// The torrent with this info-hash, if present.
@@ -182,9 +350,13 @@ impl Session {
         self.torrents.get(torrent.0 as usize).map(|t| t.stats(now))
     }
 
-    /// The pieces of `torrent` that are verified and stored.
+    /// The pieces of `torrent` that are verified and stored (`None` for a magnet torrent
+    /// before [`Session::metadata_ready`]).
     pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
-        self.torrents.get(torrent.0 as usize).map(|t| t.have())
+        self.torrents
+            .get(torrent.0 as usize)
+            .filter(|t| !t.awaiting_metadata())
+            .map(|t| t.have())
     }
 
     /// Sets per-file priorities (index = file index in the metainfo; missing entries mean

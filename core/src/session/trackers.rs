@@ -239,7 +239,11 @@ impl Session {
             port: self.config.listen_port,
             uploaded: stats.uploaded,
             downloaded: stats.downloaded,
-            left: stats.total_length.saturating_sub(stats.bytes_have),
+            // A magnet torrent without metadata says 16 KiB (see `MAGNET_LEFT`).
+            left: self
+                .torrents
+                .get(torrent.0 as usize)
+                .map_or(0, |t| t.left()),
             event: due.event,
             numwant: match due.event {
                 // A leaving peer wants nobody.

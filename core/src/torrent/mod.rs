@@ -14,7 +14,9 @@
 //! - Peer state and picker state change together: a request recorded in the picker for a
 //!   peer is in that peer's `outstanding` list and vice versa.
 
+mod metadata;
 mod peer;
+mod pex;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -31,9 +33,23 @@ use crate::session::{
 };
 use crate::storage::Layout;
 use crate::time::Instant;
-use crate::wire::{self, Decoder, ExtensionHandshake, Handshake, Limits, Message, PieceGeometry};
+use crate::wire::{
+    self, Decoder, ExtensionHandshake, Handshake, Limits, Message, PieceGeometry, UT_METADATA,
+    UT_PEX,
+};
 
+use metadata::{MetadataFetch, Phase};
 pub(crate) use peer::Peer;
+
+/// The id we ask peers to send `ut_pex` messages under (our handshake's `m`).
+pub(crate) const OUR_UT_PEX_ID: u8 = 1;
+/// The id we ask peers to send `ut_metadata` messages under (our handshake's `m`).
+pub(crate) const OUR_UT_METADATA_ID: u8 = 2;
+
+/// What a magnet torrent announces as `left` before its size is known: libtorrent's
+/// convention (16 KiB). It must not be 0, or trackers would count us as a seed and send no
+/// seeds back.
+pub const MAGNET_LEFT: u64 = 16 * 1024;
 
 /// A snapshot of one torrent's progress, for progress bars and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +88,10 @@ pub struct TorrentStats {
     pub complete: bool,
     /// Endgame mode: every missing block is requested.
     pub endgame: bool,
+    /// Whether the torrent's metadata (info dictionary) is known. `false` for a magnet
+    /// torrent until [`crate::session::Session::metadata_ready`]; meanwhile the piece and
+    /// byte counts above are 0.
+    pub has_metadata: bool,
 }
 
 /// Blocks of a piece being downloaded and the bookkeeping of its verification.
@@ -127,6 +147,16 @@ pub(crate) struct Torrent {
     wasted: u64,
     hash_failures: u64,
     completion_announced: bool,
+    /// Whether the metadata is known, being fetched (magnet) or waiting for the driver.
+    phase: Phase,
+    /// The info dictionary's bytes, served to peers (BEP 9). `None` while we lack them and
+    /// for private torrents, which BEP 27 keeps off metadata exchange and PEX.
+    metadata: Option<Bytes>,
+    private: bool,
+    /// PEX messages ignored (too frequent or malformed), for tests and statistics.
+    pex_ignored: u64,
+    /// A magnet link's `dn`, shown until the metadata gives the real name.
+    pub(crate) display_name: Option<String>,
 }
 
 impl Torrent {
@@ -161,7 +191,54 @@ impl Torrent {
             wasted: 0,
             hash_failures: 0,
             completion_announced,
+            phase: Phase::Ready,
+            metadata: None,
+            private: false,
+            pex_ignored: 0,
+            display_name: None,
         })
+    }
+
+    /// A torrent known only by its info-hash (a magnet link): it fetches its metadata from
+    /// peers first. Until then the piece geometry is a one-piece placeholder that nothing
+    /// reads: availability is kept aside, no block is requested or served.
+    pub(crate) fn new_magnet(id: TorrentId, info_hash: InfoHash, choker: Choker) -> Option<Self> {
+        let placeholder = wire::MAX_BLOCK_LEN;
+        let layout = Layout::new(placeholder, [u64::from(placeholder)]).ok()?;
+        let picker = Picker::new(placeholder, u64::from(placeholder)).ok()?;
+        let mut t = Torrent::new(id, info_hash, Vec::new(), layout, picker, choker)?;
+        t.phase = Phase::Fetching(MetadataFetch::default());
+        t.completion_announced = false;
+        Some(t)
+    }
+
+    /// Sets the info dictionary served to peers and whether the torrent is private.
+    pub(crate) fn set_info_bytes(&mut self, info_bytes: Bytes, private: bool) {
+        self.private = private;
+        self.metadata = (!private).then_some(info_bytes);
+    }
+
+    /// PEX messages ignored so far (too frequent or malformed).
+    pub(crate) fn pex_ignored(&self) -> u64 {
+        self.pex_ignored
+    }
+
+    /// The extension handshake we send a peer at `addr`: the extensions we speak (none for
+    /// a private torrent) and, once we have it, the metadata's size.
+    fn extension_handshake(&self, addr: SocketAddr, config: &SessionConfig) -> ExtensionHandshake {
+        let mut m = BTreeMap::new();
+        if !self.private {
+            m.insert(UT_METADATA.to_owned(), OUR_UT_METADATA_ID);
+            m.insert(UT_PEX.to_owned(), OUR_UT_PEX_ID);
+        }
+        ExtensionHandshake {
+            m,
+            v: Some(config.client_name.clone()),
+            p: (config.listen_port != 0).then_some(config.listen_port),
+            reqq: u32::try_from(config.max_queued_uploads).ok(),
+            metadata_size: self.metadata.as_ref().map(|b| b.len() as u64),
+            yourip: Some(addr.ip()),
+        }
     }
 
     pub(crate) fn piece_count(&self) -> u32 {
@@ -189,7 +266,21 @@ impl Torrent {
     }
 
     pub(crate) fn is_complete(&self) -> bool {
-        self.picker.is_complete()
+        !self.awaiting_metadata() && self.picker.is_complete()
+    }
+
+    /// What a tracker should be told is `left` to download.
+    pub(crate) fn left(&self) -> u64 {
+        if self.awaiting_metadata() {
+            return MAGNET_LEFT;
+        }
+        let have: u64 = self
+            .picker
+            .have()
+            .ones()
+            .map(|p| u64::from(self.layout.piece_len(p)))
+            .sum();
+        self.layout.total_length().saturating_sub(have)
     }
 
     /// Whether any address is waiting to be dialled or being dialled.
@@ -212,6 +303,21 @@ impl Torrent {
     }
 
     pub(crate) fn stats(&self, now: Instant) -> TorrentStats {
+        let mut stats = self.stats_raw(now);
+        if self.awaiting_metadata() {
+            // The placeholder geometry means nothing: report what is known, which is none.
+            stats.piece_count = 0;
+            stats.pieces_have = 0;
+            stats.pieces_missing = 0;
+            stats.bytes_have = 0;
+            stats.total_length = 0;
+            stats.complete = false;
+            stats.endgame = false;
+        }
+        stats
+    }
+
+    fn stats_raw(&self, now: Instant) -> TorrentStats {
         let have = self.picker.have();
         let bytes_have = have
             .ones()
@@ -240,6 +346,7 @@ impl Torrent {
             hash_failures: self.hash_failures,
             complete: self.picker.is_complete(),
             endgame: self.picker.in_endgame(),
+            has_metadata: !self.awaiting_metadata(),
         }
     }
 
@@ -253,6 +360,9 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
+        if self.awaiting_metadata() {
+            return; // no files yet; the driver sets priorities after `metadata_ready`
+        }
         let mut per_piece = vec![Priority::Skip; self.piece_count() as usize];
         for file in 0..self.layout.file_count() {
             let prio = priorities.get(file).copied().unwrap_or(Priority::Normal);
@@ -303,7 +413,7 @@ impl Torrent {
     /// Emits `Connect` actions while below the connection limits. Only an incomplete
     /// torrent dials out: a seed waits for peers that want something from it.
     pub(crate) fn maybe_connect(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        if self.picker.is_complete() {
+        if self.is_complete() {
             return;
         }
         // Runs every tick: with the connection limits reached (the usual case in a big
@@ -385,7 +495,9 @@ impl Torrent {
         self.next_key = self.next_key.wrapping_add(1);
         let fast = ours.fast() && theirs.reserved.fast();
         let extensions = ours.extension_protocol() && theirs.reserved.extension_protocol();
-        let decoder = Decoder::new(Some(self.geometry), Limits::default());
+        // Without metadata only the size limits apply; the geometry is set once it is known.
+        let geometry = (!self.awaiting_metadata()).then_some(self.geometry);
+        let decoder = Decoder::new(geometry, Limits::default());
         let peer = Peer::new(
             key,
             addr,
@@ -410,14 +522,10 @@ impl Torrent {
             ctx.out
                 .send(conn, &Message::Bitfield(Bytes::from(have.to_bytes())));
         }
+        // A magnet torrent's placeholder picker has nothing, so a fast peer is told `have
+        // none` and others nothing, which stays true until the metadata is ready.
         if extensions {
-            let hs = ExtensionHandshake {
-                v: Some(ctx.config.client_name.clone()),
-                p: (ctx.config.listen_port != 0).then_some(ctx.config.listen_port),
-                reqq: u32::try_from(ctx.config.max_queued_uploads).ok(),
-                yourip: Some(addr.ip()),
-                ..ExtensionHandshake::default()
-            };
+            let hs = self.extension_handshake(addr, ctx.config);
             ctx.out.send(conn, &hs.to_message());
         }
     }
@@ -436,6 +544,8 @@ impl Torrent {
         self.picker.peer_requests_dropped(peer.key);
         self.choker.peer_left(peer.key);
         ctx.out.discard(conn);
+        // Its metadata requests go to other peers.
+        self.metadata_timeouts(ctx, now);
         // Its blocks are free again: other peers may take them now.
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for c in conns {
@@ -503,15 +613,20 @@ impl Torrent {
     }
 
     fn handle_message(&mut self, conn: ConnId, message: Message, ctx: &mut Ctx<'_>, now: Instant) {
+        let awaiting_metadata = self.awaiting_metadata();
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
         let first_availability = !peer.availability_known;
-        if matches!(
+        let availability = matches!(
             message,
             Message::Have { .. } | Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
-        ) {
+        );
+        if availability {
             peer.availability_known = true;
+            if awaiting_metadata {
+                return self.keep_availability(conn, message, first_availability, ctx, now);
+            }
         }
         match message {
             Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
@@ -615,22 +730,182 @@ impl Torrent {
                 self.on_block(conn, index, begin, data, ctx, now)
             }
             Message::Extended { id, payload } => {
-                if peer.extensions && id == wire::EXTENDED_HANDSHAKE_ID {
-                    match ExtensionHandshake::decode(&payload) {
-                        Ok(hs) => {
-                            if let Some(reqq) = hs.reqq {
-                                // Bounded on our side too: a huge reqq must not make us
-                                // queue without limit.
-                                peer.reqq = (reqq as usize).clamp(1, ctx.config.max_pipeline);
-                            }
-                        }
-                        Err(e) => self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now),
-                    }
+                // Extended messages from a peer that did not announce BEP 10 are ignored, as
+                // are extensions we did not offer.
+                if !peer.extensions {
+                    return;
                 }
-                // Other extensions (metadata, PEX) are not supported yet and are ignored, as are
-                // extended messages from a peer that did not announce BEP 10.
+                match id {
+                    wire::EXTENDED_HANDSHAKE_ID => match ExtensionHandshake::decode(&payload) {
+                        Ok(hs) => self.on_extension_handshake(conn, &hs, ctx, now),
+                        Err(e) => self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now),
+                    },
+                    OUR_UT_METADATA_ID => self.on_metadata_message(conn, &payload, ctx, now),
+                    OUR_UT_PEX_ID => self.on_pex(conn, &payload, ctx, now),
+                    _ => {}
+                }
             }
         }
+    }
+
+    /// The peer's extension handshake (the first, or a later one updating it: BEP 10 makes
+    /// `m` additive, an id of 0 disabling an extension).
+    fn on_extension_handshake(
+        &mut self,
+        conn: ConnId,
+        hs: &ExtensionHandshake,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if let Some(reqq) = hs.reqq {
+            // Bounded on our side too: a huge reqq must not make us queue without limit.
+            peer.reqq = (reqq as usize).clamp(1, ctx.config.max_pipeline);
+        }
+        if let Some(&id) = hs.m.get(UT_METADATA) {
+            peer.ext.ut_metadata = (id != 0).then_some(id);
+        }
+        if let Some(&id) = hs.m.get(UT_PEX) {
+            peer.ext.ut_pex = (id != 0).then_some(id);
+        }
+        if hs.metadata_size.is_some() {
+            peer.ext.metadata_size = hs.metadata_size;
+        }
+        if hs.p.is_some() {
+            peer.ext.listen_port = hs.p;
+        }
+        if self.awaiting_metadata() {
+            let limit = u64::from(ctx.config.max_metadata_size);
+            if hs.metadata_size.is_some_and(|s| s > limit) {
+                return self.disconnect(
+                    conn,
+                    DisconnectReason::Misbehaved("metadata_size above our limit"),
+                    ctx,
+                    now,
+                );
+            }
+            self.request_metadata(ctx, now);
+        }
+    }
+
+    /// Keeps a `have`, `bitfield`, `have all` or `have none` received before the metadata,
+    /// with the same ordering rules as later and a size bound: a torrent whose info
+    /// dictionary fits `max_metadata_size` has at most one piece per 20 bytes of it (each
+    /// piece's SHA-1 is in `pieces`), so nothing past that can be genuine.
+    fn keep_availability(
+        &mut self,
+        conn: ConnId,
+        message: Message,
+        first: bool,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let max_pieces = ctx.config.max_metadata_size / 20;
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let refusal = match message {
+            Message::Have { index } if index >= max_pieces => {
+                Some("have for a piece past any torrent we accept")
+            }
+            Message::Have { index } => {
+                peer.pending.set(index);
+                None
+            }
+            Message::Bitfield(_) if !first => {
+                Some("bitfield after have, bitfield or have all/none")
+            }
+            Message::Bitfield(bits) if bits.len() > max_pieces.div_ceil(8) as usize => {
+                Some("bitfield larger than any torrent we accept")
+            }
+            Message::Bitfield(bits) => {
+                peer.pending.bits = bits.to_vec();
+                peer.pending.bitfield_len = Some(bits.len());
+                None
+            }
+            Message::HaveAll | Message::HaveNone if !peer.fast || !first => {
+                Some("have all/none out of place")
+            }
+            Message::HaveAll => {
+                peer.pending.all = true;
+                None
+            }
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            self.disconnect(conn, DisconnectReason::Misbehaved(reason), ctx, now);
+        }
+    }
+
+    /// The metadata is verified and the driver's storage checked: swap the placeholder
+    /// geometry for the real one, apply each connected peer's kept availability (a peer
+    /// whose bitfield or `have`s do not fit is dropped), tell peers what we have, and start
+    /// downloading. Peers stay connected throughout.
+    pub(crate) fn install_metadata(
+        &mut self,
+        metainfo: &crate::metainfo::Metainfo,
+        picker: Picker,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) -> Result<(), String> {
+        let layout = metainfo.info.layout();
+        let geometry = PieceGeometry::new(layout.total_length(), layout.piece_length())
+            .ok_or_else(|| "no pieces".to_string())?;
+        self.piece_hashes = metainfo.info.piece_hashes.clone();
+        self.geometry = geometry;
+        self.layout = layout;
+        self.picker = picker;
+        self.phase = Phase::Ready;
+        self.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
+        self.completion_announced = self.picker.is_complete();
+        let piece_count = geometry.piece_count();
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        let mut misfits = Vec::new();
+        for &conn in &conns {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                continue;
+            };
+            peer.decoder.set_geometry(geometry);
+            let pending = std::mem::take(&mut peer.pending);
+            match pending.resolve(piece_count) {
+                Ok(has) => {
+                    self.picker.peer_bitfield(&has);
+                    peer.has = has;
+                }
+                Err(reason) => {
+                    // Sized for the picker so that leaving subtracts nothing.
+                    peer.has = Bitfield::new(piece_count);
+                    misfits.push((conn, reason));
+                }
+            }
+        }
+        for (conn, reason) in misfits {
+            self.disconnect(conn, DisconnectReason::Misbehaved(reason), ctx, now);
+        }
+        let have: Vec<u32> = self.picker.have().ones().collect();
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for &conn in &conns {
+            // We said `have none` (or nothing) before: `have` messages are the only way to
+            // tell what we have now. A repeated extension handshake (allowed by BEP 10)
+            // gives the metadata's size, so peers can fetch it from us too.
+            for &index in &have {
+                ctx.out.send(conn, &Message::Have { index });
+            }
+            let extensions = self.peers.get(&conn).is_some_and(|p| p.extensions);
+            if extensions {
+                if let Some(addr) = self.peers.get(&conn).map(|p| p.addr) {
+                    let hs = self.extension_handshake(addr, ctx.config);
+                    ctx.out.send(conn, &hs.to_message());
+                }
+            }
+        }
+        for conn in conns {
+            self.after_peer_gained(conn, ctx, now);
+        }
+        self.check_complete(ctx);
+        Ok(())
     }
 
     /// The peer announced new pieces: update interest, requests, and the seed-to-seed check.
@@ -647,6 +922,9 @@ impl Torrent {
 
     /// Sends `interested` / `not interested` when our interest in the peer changed.
     fn update_interest(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if self.awaiting_metadata() {
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
@@ -666,6 +944,9 @@ impl Torrent {
 
     /// Tops up our requests to `conn` to its pipeline target.
     fn fill_pipeline(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        if self.awaiting_metadata() {
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
@@ -995,8 +1276,13 @@ impl Torrent {
         let Some(peer) = self.peers.get(&conn) else {
             return;
         };
-        let ip = peer.addr.ip();
         let addr = peer.addr;
+        self.adjust_trust_ip(addr, delta, ctx, now);
+    }
+
+    /// [`Self::adjust_trust`] by address (the peer may have left meanwhile).
+    fn adjust_trust_ip(&mut self, addr: SocketAddr, delta: i32, ctx: &mut Ctx<'_>, now: Instant) {
+        let ip = addr.ip();
         /// Credit a peer can bank: enough to absorb a few shared failures, too little
         /// for a liar to buy many bad pieces with good ones.
         const MAX_TRUST: i32 = 8;
@@ -1131,6 +1417,8 @@ impl Torrent {
                 self.fill_pipeline(conn, ctx, now);
             }
         }
+        self.metadata_timeouts(ctx, now);
+        self.send_pex(ctx, now);
         self.maybe_connect(ctx, now);
     }
 

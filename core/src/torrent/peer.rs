@@ -1,5 +1,6 @@
 //! One connected peer's state inside a torrent.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use crate::bitfield::Bitfield;
@@ -52,6 +53,15 @@ pub(crate) struct Peer {
     pub(crate) uploads: Vec<wire::BlockRequest>,
     /// The peer's `reqq`: how many requests it queues (BEP 10); 250 if not told.
     pub(crate) reqq: usize,
+    /// What the peer's extension handshake said about the extensions we use.
+    pub(crate) ext: PeerExtensions,
+    /// Availability the peer announced before we had the metadata (magnet torrents): kept
+    /// here, bounded, and applied once the piece count is known.
+    pub(crate) pending: PendingAvailability,
+    /// Our BEP 9 exchange with the peer.
+    pub(crate) meta: PeerMetadata,
+    /// Our BEP 11 exchange with the peer.
+    pub(crate) pex: PeerPex,
 
     pub(crate) download: RateMeter,
     pub(crate) download_fast: RateMeter,
@@ -95,6 +105,19 @@ impl Peer {
             timed_out: false,
             uploads: Vec::new(),
             reqq: 250,
+            ext: PeerExtensions::default(),
+            pending: PendingAvailability::default(),
+            meta: PeerMetadata {
+                in_flight: 0,
+                rested_until: None,
+                serve_window: now,
+                served_in_window: 0,
+            },
+            pex: PeerPex {
+                next_send: now + super::pex::PEX_FIRST_DELAY,
+                told: BTreeSet::new(),
+                last_received: None,
+            },
             download: RateMeter::new(CHOKE_WINDOW, now),
             download_fast: RateMeter::new(PIPELINE_WINDOW, now),
             upload: RateMeter::new(CHOKE_WINDOW, now),
@@ -135,4 +158,88 @@ impl Peer {
         }
         self.outstanding.len() != before
     }
+}
+
+/// The parts of a peer's BEP 10 extension handshake we act on.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PeerExtensions {
+    /// The id to send `ut_metadata` messages to the peer under.
+    pub(crate) ut_metadata: Option<u8>,
+    /// The id to send `ut_pex` messages to the peer under.
+    pub(crate) ut_pex: Option<u8>,
+    /// The size of the info dictionary the peer says it has.
+    pub(crate) metadata_size: Option<u64>,
+    /// The port the peer listens on (`p`): how an inbound peer can be dialled.
+    pub(crate) listen_port: Option<u16>,
+}
+
+/// `bitfield` / `have` / `have all` received while the torrent's piece count is unknown.
+///
+/// `bits` holds the bitfield's bytes with every later `have` set in it; it never grows past
+/// the bitfield of the largest torrent whose metadata we would accept (checked by the
+/// caller), so a peer cannot make us buffer more.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct PendingAvailability {
+    pub(crate) bits: Vec<u8>,
+    /// The length of the `bitfield` message, if one came: it must match the piece count.
+    pub(crate) bitfield_len: Option<usize>,
+    /// `have all` came.
+    pub(crate) all: bool,
+}
+
+impl PendingAvailability {
+    /// Marks piece `index` as announced.
+    pub(crate) fn set(&mut self, index: u32) {
+        let byte = (index / 8) as usize;
+        if self.bits.len() <= byte {
+            self.bits.resize(byte + 1, 0);
+        }
+        self.bits[byte] |= 0x80 >> (index % 8);
+    }
+
+    /// The announced pieces as a bitfield of `piece_count` pieces, or why they do not fit.
+    pub(crate) fn resolve(&self, piece_count: u32) -> Result<Bitfield, &'static str> {
+        if self.all {
+            return Ok(Bitfield::full(piece_count));
+        }
+        let len = piece_count.div_ceil(8) as usize;
+        if self.bitfield_len.is_some_and(|l| l != len) {
+            return Err("bitfield size does not match the metadata's piece count");
+        }
+        let mut bits = self.bits.clone();
+        if bits.len() > len {
+            if bits[len..].iter().any(|&b| b != 0) {
+                return Err("have for a piece past the metadata's last piece");
+            }
+            bits.truncate(len);
+        }
+        bits.resize(len, 0);
+        // Spare bits of the last byte (a `have` past the end, or a dirty bitfield).
+        Bitfield::from_bytes(&bits, piece_count)
+            .map_err(|_| "have or bitfield past the metadata's last piece")
+    }
+}
+
+/// One peer's side of the metadata exchange (BEP 9).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerMetadata {
+    /// Our metadata requests to the peer not yet answered.
+    pub(crate) in_flight: u32,
+    /// After a reject, the peer is not asked again before this (as libtorrent: a minute).
+    pub(crate) rested_until: Option<Instant>,
+    /// Start of the current one-second window of requests we served.
+    pub(crate) serve_window: Instant,
+    /// Requests served in that window.
+    pub(crate) served_in_window: u32,
+}
+
+/// One peer's side of peer exchange (BEP 11).
+#[derive(Debug, Clone)]
+pub(crate) struct PeerPex {
+    /// When we may next send the peer a PEX message.
+    pub(crate) next_send: Instant,
+    /// The addresses we told the peer about and have not told it dropped since.
+    pub(crate) told: BTreeSet<SocketAddr>,
+    /// When we last accepted a PEX message from the peer.
+    pub(crate) last_received: Option<Instant>,
 }

@@ -127,4 +127,7 @@ pub enum WireError {
     /// An extension handshake that is valid bencode but not a dictionary.
     #[error("extension handshake is a {0}, expected a dictionary")]
     ExtensionHandshakeNotDict(&'static str),
+    /// A malformed BEP 9 `ut_metadata` message.
+    #[error(transparent)]
+    Metadata(#[from] super::MetadataMessageError),
 }

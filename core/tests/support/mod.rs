@@ -18,7 +18,9 @@ use sha1::{Digest, Sha1};
 use unchoke_core::bencode::{self, Dict, List, Value};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::{Action, ConnId, Direction, Event, Session, SessionConfig, TorrentId};
+use unchoke_core::session::{
+    Action, ConnId, Direction, Event, MagnetOptions, Session, SessionConfig, TorrentId,
+};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::TrackerServer;
 use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
@@ -92,6 +94,11 @@ enum Completion {
         url: String,
         result: Result<AnnounceResponse, String>,
     },
+    /// The driver's storage check after `MetadataReceived` finished.
+    MetadataChecked {
+        node: usize,
+        torrent: TorrentId,
+    },
 }
 
 type End = (usize, ConnId);
@@ -121,6 +128,9 @@ pub struct Swarm {
     pub tracker: Option<TrackerServer>,
     /// Every announce a node made: when, which node, to where, and what it said.
     pub announces: Vec<(Instant, usize, String, AnnounceRequest)>,
+    /// Whether a node's `MetadataReceived` is answered with `metadata_ready` (one step
+    /// later, with nothing on disk), as a driver does after creating the storage.
+    pub auto_metadata_ready: bool,
 }
 
 /// A node's session settings: the defaults, listening on the port nodes' addresses use.
@@ -180,11 +190,24 @@ impl Swarm {
             action_count: 0,
             tracker: None,
             announces: Vec::new(),
+            auto_metadata_ready: true,
         }
     }
 
     /// Adds a node holding the pieces in `have` (all pieces when `None` and `seed`).
     pub fn add_node(&mut self, have: Option<Vec<u32>>, behaviour: Behaviour) -> usize {
+        let metainfo = self.metainfo.clone();
+        self.add_node_with(&metainfo, have, behaviour)
+    }
+
+    /// Like [`Self::add_node`], with the session given `metainfo` (e.g. one whose info bytes
+    /// were tampered with, to serve bad metadata).
+    pub fn add_node_with(
+        &mut self,
+        metainfo: &Metainfo,
+        have: Option<Vec<u32>>,
+        behaviour: Behaviour,
+    ) -> usize {
         let index = self.nodes.len();
         let addr: SocketAddr = format!("127.0.0.{}:6881", index + 2).parse().expect("addr");
         let piece_count = self.metainfo.info.piece_count();
@@ -203,7 +226,7 @@ impl Swarm {
         let seed = 1000 + index as u64;
         let mut session = Session::new(node_config(), seed, self.now);
         let torrent = session
-            .add_torrent(&self.metainfo, have_bits, self.now)
+            .add_torrent(metainfo, have_bits, self.now)
             .expect("add torrent");
         self.nodes.push(Node {
             session,
@@ -216,6 +239,47 @@ impl Swarm {
             seed,
         });
         index
+    }
+
+    /// Adds a node that knows the torrent only by its info-hash (a magnet link) and has
+    /// nothing on disk.
+    pub fn add_magnet_node(&mut self, config: SessionConfig) -> usize {
+        let index = self.nodes.len();
+        let addr: SocketAddr = format!("127.0.0.{}:6881", index + 2).parse().expect("addr");
+        let seed = 1000 + index as u64;
+        let mut session = Session::new(config, seed, self.now);
+        let torrent = session
+            .add_magnet(self.metainfo.info_hash, MagnetOptions::default(), self.now)
+            .expect("add magnet");
+        self.nodes.push(Node {
+            session,
+            torrent,
+            addr,
+            disk: vec![0u8; self.content.len()],
+            online: true,
+            behaviour: Behaviour::Honest,
+            events: Vec::new(),
+            seed,
+        });
+        index
+    }
+
+    /// The settings every node uses (for [`Self::add_magnet_node`] variations).
+    pub fn node_config() -> SessionConfig {
+        node_config()
+    }
+
+    /// Tells node `i` the addresses of nodes `others` only.
+    pub fn introduce_to(&mut self, i: usize, others: &[usize]) {
+        let addrs: Vec<SocketAddr> = others.iter().map(|&j| self.nodes[j].addr).collect();
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        node.session.add_peers(node.torrent, &addrs, now);
+    }
+
+    /// Whether nodes `i` and `j` have a connection between them.
+    pub fn linked(&self, i: usize, j: usize) -> bool {
+        self.links.iter().any(|(a, b)| a.0 == i && b.0 == j)
     }
 
     /// Adds a seed (every piece).
@@ -261,7 +325,8 @@ impl Swarm {
             | Completion::Hashed { node, .. }
             | Completion::Closed { node, .. }
             | Completion::ConnectFailed { node, .. }
-            | Completion::Announced { node, .. } => *node != i,
+            | Completion::Announced { node, .. }
+            | Completion::MetadataChecked { node, .. } => *node != i,
         });
     }
 
@@ -469,7 +534,17 @@ impl Swarm {
                     }
                 }
             }
-            Action::Event(e) => self.nodes[i].events.push((now, e)),
+            Action::Event(e) => {
+                if let Event::MetadataReceived { torrent, .. } = &e {
+                    if self.auto_metadata_ready {
+                        self.completions.push_back(Completion::MetadataChecked {
+                            node: i,
+                            torrent: *torrent,
+                        });
+                    }
+                }
+                self.nodes[i].events.push((now, e));
+            }
         }
     }
 
@@ -528,6 +603,10 @@ impl Swarm {
                 } => self.nodes[node]
                     .session
                     .announce_done(torrent, &url, result, now),
+                Completion::MetadataChecked { node, torrent } => self.nodes[node]
+                    .session
+                    .metadata_ready(torrent, None, now)
+                    .expect("metadata_ready after MetadataReceived"),
             }
         }
         let ends: Vec<End> = self.inflight.keys().copied().collect();

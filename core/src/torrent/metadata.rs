@@ -1,0 +1,453 @@
+//! BEP 9 inside a torrent: serving our info dictionary to peers, and, for a torrent added
+//! from a magnet link, fetching it from them.
+//!
+//! A magnet torrent starts in [`Phase::Fetching`]: it dials and accepts peers like any
+//! torrent, but keeps their availability aside ([`super::peer::PendingAvailability`]),
+//! neither requests nor serves blocks, and asks peers that announced `ut_metadata` and a
+//! sane `metadata_size` for the 16 KiB metadata pieces. Invariants:
+//! - The fetch has one size at a time, taken from a peer's `metadata_size`; only peers that
+//!   announced that same size are asked, so one liar cannot make pieces from honest peers
+//!   disagree. The size is dropped (and chosen again) when nobody can serve it any more.
+//! - At most [`MAX_IN_FLIGHT_PER_PEER`] requests per peer; a request unanswered after
+//!   [`METADATA_REQUEST_TIMEOUT`], or rejected, goes to another peer if there is one.
+//! - Nothing is accepted before the SHA-1 of the whole dictionary equals the info-hash. On
+//!   a mismatch every peer that sent a piece is struck, as for a bad piece: a sole sender
+//!   is certainly the liar, takes a full strike and is dropped; among several senders any
+//!   one may be honest, so each takes half a strike and stays (dropping an honest peer we
+//!   dialled would lose it: a misbehaving peer is not redialled). The fetch then starts
+//!   over with every piece from one peer, so the next failure has a single culprit.
+//! - Verified metadata that does not parse is an event, never a panic; the torrent then
+//!   stays in [`Phase::Failed`] (the bytes hash to the info-hash: asking again would give the
+//!   same bytes).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Ctx, Torrent};
+use crate::info_hash::InfoHash;
+use crate::metainfo::Metainfo;
+use crate::session::{ConnId, DisconnectReason, Event};
+use crate::time::Instant;
+use crate::wire::{
+    METADATA_PIECE_LEN, MetadataMessage, WireError, metadata_piece_count, metadata_piece_len,
+};
+
+/// Metadata requests outstanding to one peer at once (as libtorrent: 2). With several peers
+/// the pieces are spread over them.
+pub(crate) const MAX_IN_FLIGHT_PER_PEER: u32 = 2;
+
+/// A metadata request unanswered this long is given to another peer.
+pub(crate) const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A peer that rejected a metadata request is not asked again for this long (libtorrent
+/// waits a minute too): it probably does not have the metadata yet.
+const REST_AFTER_REJECT: Duration = Duration::from_secs(60);
+
+/// Metadata requests we answer per peer per second; more are rejected. A request is ~30
+/// bytes and its answer 16 KiB, so without a bound a peer could turn a trickle of requests
+/// into a flood of uploads.
+pub(crate) const SERVE_PER_SECOND: u32 = 8;
+
+/// Where a torrent stands with its metadata.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// The metadata is known: a normal torrent.
+    Ready,
+    /// Added from a magnet link: fetching the info dictionary from peers.
+    Fetching(MetadataFetch),
+    /// The metadata is verified and was handed to the driver in
+    /// [`Event::MetadataReceived`]; waiting for `Session::metadata_ready`.
+    AwaitingCheck(Box<Metainfo>),
+    /// Verified metadata that could not be parsed: nothing more will happen.
+    Failed,
+}
+
+/// One metadata piece's state during the fetch.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Not requested; `avoid` is a peer that just failed to deliver it.
+    Missing { avoid: Option<ConnId> },
+    /// Requested from `conn` at `at`.
+    Requested { conn: ConnId, at: Instant },
+    /// Received from `conn` at `addr` (kept to strike the sender if the whole fails).
+    Received { conn: ConnId, addr: SocketAddr },
+}
+
+/// The fetch of a magnet torrent's info dictionary.
+#[derive(Debug, Default)]
+pub(crate) struct MetadataFetch {
+    /// The size being fetched, once chosen.
+    size: Option<u32>,
+    slots: Vec<Slot>,
+    buf: Vec<u8>,
+    /// After a hash failure, all pieces come from one peer, so blame is certain.
+    single_source: bool,
+}
+
+impl MetadataFetch {
+    fn start(&mut self, size: u32) {
+        let pieces = metadata_piece_count(u64::from(size)) as usize;
+        self.size = Some(size);
+        self.slots = vec![Slot::Missing { avoid: None }; pieces];
+        self.buf = vec![0; size as usize];
+    }
+
+    fn reset(&mut self) {
+        self.size = None;
+        self.slots = Vec::new();
+        self.buf = Vec::new();
+    }
+}
+
+impl Torrent {
+    /// Whether the torrent still lacks its metadata (magnet link, not yet ready).
+    pub(crate) fn awaiting_metadata(&self) -> bool {
+        !matches!(self.phase, Phase::Ready)
+    }
+
+    /// A `ut_metadata` message arrived from `conn`.
+    pub(super) fn on_metadata_message(
+        &mut self,
+        conn: ConnId,
+        payload: &Bytes,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let message = match MetadataMessage::decode(payload) {
+            Ok(Some(m)) => m,
+            Ok(None) => return, // an unknown msg_type: BEP 9 says to ignore it
+            Err(e) => {
+                return self.disconnect(
+                    conn,
+                    DisconnectReason::Protocol(WireError::Metadata(e)),
+                    ctx,
+                    now,
+                );
+            }
+        };
+        match message {
+            MetadataMessage::Request { piece } => self.serve_metadata(conn, piece, ctx, now),
+            MetadataMessage::Reject { piece } => {
+                if self.take_request(conn, piece) {
+                    if let Some(peer) = self.peers.get_mut(&conn) {
+                        peer.meta.rested_until = Some(now + REST_AFTER_REJECT);
+                    }
+                    self.request_metadata(ctx, now);
+                }
+            }
+            MetadataMessage::Data {
+                piece,
+                total_size,
+                data,
+            } => self.on_metadata_data(conn, piece, total_size, &data, ctx, now),
+        }
+    }
+
+    /// Answers a metadata request: the piece, or a reject when we lack the metadata, the
+    /// piece is out of range, or the peer asks faster than [`SERVE_PER_SECOND`].
+    fn serve_metadata(&mut self, conn: ConnId, piece: u32, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        // A peer that sends requests without telling us its id for them gets nothing.
+        let Some(id) = peer.ext.ut_metadata else {
+            return;
+        };
+        if now - peer.meta.serve_window >= Duration::from_secs(1) {
+            peer.meta.serve_window = now;
+            peer.meta.served_in_window = 0;
+        }
+        let answer = match &self.metadata {
+            Some(info) if peer.meta.served_in_window < SERVE_PER_SECOND => {
+                let total = info.len() as u64;
+                metadata_piece_len(total, piece).map(|len| {
+                    let start = piece as usize * METADATA_PIECE_LEN as usize;
+                    MetadataMessage::Data {
+                        piece,
+                        total_size: total,
+                        data: info.slice(start..start + len as usize),
+                    }
+                })
+            }
+            _ => None,
+        };
+        let message = match answer {
+            Some(data) => {
+                peer.meta.served_in_window += 1;
+                data
+            }
+            None => MetadataMessage::Reject { piece },
+        };
+        ctx.out.send(conn, &message.to_message(id));
+    }
+
+    /// Forgets our request for `piece` at `conn`; returns whether there was one.
+    fn take_request(&mut self, conn: ConnId, piece: u32) -> bool {
+        let Phase::Fetching(fetch) = &mut self.phase else {
+            return false;
+        };
+        let Some(slot) = fetch.slots.get_mut(piece as usize) else {
+            return false;
+        };
+        if !matches!(slot, Slot::Requested { conn: c, .. } if *c == conn) {
+            return false;
+        }
+        *slot = Slot::Missing { avoid: Some(conn) };
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            peer.meta.in_flight = peer.meta.in_flight.saturating_sub(1);
+        }
+        true
+    }
+
+    fn on_metadata_data(
+        &mut self,
+        conn: ConnId,
+        piece: u32,
+        total_size: u64,
+        data: &[u8],
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Phase::Fetching(fetch) = &mut self.phase else {
+            return; // late or unasked: we have the metadata already
+        };
+        let requested = matches!(
+            fetch.slots.get(piece as usize),
+            Some(Slot::Requested { conn: c, .. }) if *c == conn
+        );
+        if !requested {
+            return; // unasked, or timed out and given to someone else meanwhile
+        }
+        if fetch.size.map(u64::from) != Some(total_size) {
+            return self.disconnect(
+                conn,
+                DisconnectReason::Misbehaved("metadata total_size differs from metadata_size"),
+                ctx,
+                now,
+            );
+        }
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        peer.meta.in_flight = peer.meta.in_flight.saturating_sub(1);
+        let addr = peer.addr;
+        // The codec checked the length against `total_size`, which is the buffer's size.
+        let start = piece as usize * METADATA_PIECE_LEN as usize;
+        if let Some(dst) = fetch.buf.get_mut(start..start + data.len()) {
+            dst.copy_from_slice(data);
+        }
+        if let Some(slot) = fetch.slots.get_mut(piece as usize) {
+            *slot = Slot::Received { conn, addr };
+        }
+        if fetch
+            .slots
+            .iter()
+            .all(|s| matches!(s, Slot::Received { .. }))
+        {
+            self.metadata_complete(ctx, now);
+        } else {
+            self.request_metadata(ctx, now);
+        }
+    }
+
+    /// Every piece is in: verify against the info-hash, then parse.
+    fn metadata_complete(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let Phase::Fetching(fetch) = &mut self.phase else {
+            return;
+        };
+        if InfoHash::of_info_bytes(&fetch.buf) != self.info_hash {
+            let mut senders: Vec<(ConnId, SocketAddr)> = fetch
+                .slots
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Received { conn, addr } => Some((*conn, *addr)),
+                    _ => None,
+                })
+                .collect();
+            senders.sort();
+            senders.dedup();
+            fetch.reset();
+            // As for a bad piece: a sole sender is certainly the liar; among several, each
+            // may be the honest one, so each takes half.
+            let mut ips: Vec<_> = senders.iter().map(|(_, a)| a.ip()).collect();
+            ips.sort();
+            ips.dedup();
+            let sole = ips.len() == 1;
+            fetch.single_source = true;
+            ctx.out
+                .push(crate::session::Action::Event(Event::MetadataHashFailed {
+                    torrent: self.id,
+                }));
+            for (conn, addr) in senders {
+                self.adjust_trust_ip(addr, if sole { -2 } else { -1 }, ctx, now);
+                if sole && self.peers.contains_key(&conn) {
+                    self.disconnect(
+                        conn,
+                        DisconnectReason::Misbehaved("sent metadata that failed its hash check"),
+                        ctx,
+                        now,
+                    );
+                }
+            }
+            self.request_metadata(ctx, now);
+            return;
+        }
+        let bytes = std::mem::take(&mut fetch.buf);
+        match Metainfo::from_info_bytes(&bytes) {
+            Ok(metainfo) => {
+                self.phase = Phase::AwaitingCheck(Box::new(metainfo.clone()));
+                ctx.out
+                    .push(crate::session::Action::Event(Event::MetadataReceived {
+                        torrent: self.id,
+                        metainfo: Box::new(metainfo),
+                    }));
+            }
+            Err(e) => {
+                self.phase = Phase::Failed;
+                ctx.out
+                    .push(crate::session::Action::Event(Event::MetadataError {
+                        torrent: self.id,
+                        message: e.to_string(),
+                    }));
+            }
+        }
+    }
+
+    /// Sends metadata requests for missing pieces to peers that can serve them.
+    pub(super) fn request_metadata(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let Phase::Fetching(fetch) = &mut self.phase else {
+            return;
+        };
+        let max = u64::from(ctx.config.max_metadata_size);
+        let can_serve = |size: u64| (1..=max).contains(&size);
+        // Drop a size nobody can serve any more (its advertisers left before a piece came),
+        // so a liar's size cannot leave the fetch stuck.
+        if let Some(size) = fetch.size {
+            let started = fetch
+                .slots
+                .iter()
+                .any(|s| !matches!(s, Slot::Missing { .. }));
+            let served = self.peers.values().any(|p| {
+                p.ext.ut_metadata.is_some() && p.ext.metadata_size == Some(u64::from(size))
+            });
+            if !started && !served {
+                fetch.reset();
+            }
+        }
+        if fetch.size.is_none() {
+            let size = self
+                .peers
+                .values()
+                .filter(|p| p.ext.ut_metadata.is_some())
+                .filter_map(|p| p.ext.metadata_size)
+                .find(|&s| can_serve(s));
+            match size.and_then(|s| u32::try_from(s).ok()) {
+                Some(size) => fetch.start(size),
+                None => return,
+            }
+        }
+        let size = fetch.size.map(u64::from);
+        // In single-source mode, the peer already asked (if still here) gets every piece.
+        let mut lock = fetch
+            .single_source
+            .then(|| {
+                fetch.slots.iter().find_map(|s| match s {
+                    Slot::Requested { conn, .. } | Slot::Received { conn, .. } => Some(*conn),
+                    Slot::Missing { .. } => None,
+                })
+            })
+            .flatten()
+            .filter(|c| self.peers.contains_key(c));
+        for piece in 0..fetch.slots.len() {
+            let Slot::Missing { avoid } = fetch.slots[piece] else {
+                continue;
+            };
+            let eligible = |(c, p): &(&ConnId, &super::Peer)| {
+                p.ext.ut_metadata.is_some()
+                    && p.ext.metadata_size == size
+                    && p.meta.in_flight < MAX_IN_FLIGHT_PER_PEER
+                    && p.meta.rested_until.is_none_or(|t| t <= now)
+                    && Some(**c) != avoid
+                    && lock.is_none_or(|l| l == **c)
+            };
+            // The least busy eligible peer; the one that just failed only if no other can.
+            let pick = self
+                .peers
+                .iter()
+                .filter(eligible)
+                .min_by_key(|(c, p)| (p.meta.in_flight, **c))
+                .map(|(c, _)| *c)
+                .or_else(|| {
+                    let c = avoid?;
+                    if lock.is_some_and(|l| l != c) {
+                        return None;
+                    }
+                    let p = self.peers.get(&c)?;
+                    let ok = p.ext.ut_metadata.is_some()
+                        && p.ext.metadata_size == size
+                        && p.meta.in_flight < MAX_IN_FLIGHT_PER_PEER
+                        && p.meta.rested_until.is_none_or(|t| t <= now);
+                    ok.then_some(c)
+                });
+            let Some(conn) = pick else {
+                break;
+            };
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                break;
+            };
+            let Some(id) = peer.ext.ut_metadata else {
+                break;
+            };
+            peer.meta.in_flight += 1;
+            fetch.slots[piece] = Slot::Requested { conn, at: now };
+            if fetch.single_source {
+                lock = Some(conn);
+            }
+            // `piece` < the slot count, itself at most max_metadata_size / 16 KiB.
+            let message = MetadataMessage::Request {
+                piece: piece as u32,
+            };
+            ctx.out.send(conn, &message.to_message(id));
+        }
+    }
+
+    /// Metadata requests unanswered for too long go back to the pool, to be given to
+    /// another peer; a peer that left gives its requests back too.
+    pub(super) fn metadata_timeouts(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let Phase::Fetching(fetch) = &mut self.phase else {
+            return;
+        };
+        for slot in fetch.slots.iter_mut() {
+            if let Slot::Requested { conn, at } = *slot {
+                let gone = !self.peers.contains_key(&conn);
+                if gone || now - at >= METADATA_REQUEST_TIMEOUT {
+                    *slot = Slot::Missing { avoid: Some(conn) };
+                    if let Some(peer) = self.peers.get_mut(&conn) {
+                        peer.meta.in_flight = peer.meta.in_flight.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        self.request_metadata(ctx, now);
+    }
+
+    /// The torrent's metadata was verified and handed to the driver, which checked its
+    /// storage: become a normal torrent. `None` if the torrent was not waiting for that.
+    pub(crate) fn take_verified_metadata(&mut self) -> Option<Box<Metainfo>> {
+        match std::mem::replace(&mut self.phase, Phase::Ready) {
+            Phase::AwaitingCheck(m) => Some(m),
+            other => {
+                self.phase = other;
+                None
+            }
+        }
+    }
+
+    /// Puts back metadata taken by [`Self::take_verified_metadata`] (the driver's `have` did
+    /// not fit it).
+    pub(crate) fn restore_verified_metadata(&mut self, metainfo: Box<Metainfo>) {
+        self.phase = Phase::AwaitingCheck(metainfo);
+    }
+}
