@@ -405,10 +405,13 @@ impl Dht {
         match Message::decode(bytes, self.config.max_packet) {
             Err(e) => {
                 self.stats.malformed += 1;
-                if let Some(t) = &e.reply_to {
-                    if usable(&from) && self.limiter.allow(from.ip(), now) {
+                // A recognisable query is answered with its error code (BEP 5), under the
+                // same rate limit as a good one; anything else is dropped.
+                let code = e.code();
+                if let Some(t) = e.reply_to.filter(|_| usable(&from)) {
+                    if self.limiter.allow(from.ip(), now) {
                         let text = e.kind.to_string();
-                        self.send_error(from, t.clone(), e.code(), text.as_bytes());
+                        self.send_error(from, t, code, text.as_bytes());
                     } else {
                         self.stats.rate_limited += 1;
                     }

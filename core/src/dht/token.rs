@@ -2,9 +2,9 @@
 //! `get_peers`, so nobody can register a third party's address in a swarm.
 //!
 //! A token is the first [`TOKEN_LEN`] bytes of SHA-1(secret ‖ requester's IP). The secret
-//! rotates every [`TokenSecrets::rotation`] (5 minutes by default, as BEP 5 suggests) and the
-//! previous one stays valid, so a token lives between one and two rotation periods. Secrets
-//! come from the injected RNG; nothing is stored per requester.
+//! rotates every period given to [`TokenSecrets::new`] (5 minutes by default, as BEP 5
+//! suggests) and the previous one stays valid, so a token lives between one and two rotation
+//! periods. Secrets come from the injected RNG; nothing is stored per requester.
 
 use std::net::IpAddr;
 use std::time::Duration;
