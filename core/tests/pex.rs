@@ -1,0 +1,296 @@
+//! BEP 11 peer exchange: real sessions learning peers from each other over in-memory pipes,
+//! and one session's PEX rules checked against hand-made peers (rate, caps, self, dropped).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use support::{Behaviour, Swarm, make_content, make_metainfo};
+use unchoke_core::session::{Action, ConnId, Direction, Session, SessionConfig, TorrentId};
+use unchoke_core::time::Instant;
+use unchoke_core::wire::{
+    Decoder, ExtensionHandshake, Handshake, Limits, MAX_PEX_PEERS, Message, PeerId, PexMessage,
+    Reserved, UT_PEX, pex_flags,
+};
+
+const KIB: usize = 1024;
+
+#[test]
+fn a_leecher_learns_a_peer_from_pex_and_connects_to_it() {
+    // Slow links: both leechers are still leeching (and dialling) when PEX arrives.
+    let mut s = Swarm::new(make_content(2048 * KIB, 4), 16 * KIB as u32, 64 * KIB);
+    let a = s.add_seed(Behaviour::Honest);
+    let b = s.add_node(None, Behaviour::Honest);
+    let l = s.add_node(None, Behaviour::Honest);
+    // B and L each know only A.
+    s.introduce_to(b, &[a]);
+    s.introduce_to(l, &[a]);
+    assert!(s.run_until(Duration::from_secs(5), |s| s.linked(a, b) && s.linked(a, l)));
+    assert!(!s.linked(l, b));
+    assert!(
+        s.run_until(Duration::from_secs(30), |s| s.linked(l, b)),
+        "L never connected to B"
+    );
+    // It was A's PEX message that told L about B: sent before L and B were linked, listing
+    // B's listen address (B dialled A, so A knows it from B's extension handshake).
+    let b_addr = s.nodes[b].addr;
+    let told = s
+        .sniffed
+        .iter()
+        .find_map(|w| match &w.message {
+            Some(Message::Extended { id: 1, payload }) if w.from == a && w.to == l => {
+                PexMessage::decode(payload).ok().map(|m| (w.at, m))
+            }
+            _ => None,
+        })
+        .expect("A sent L a PEX message");
+    assert!(
+        told.1.added.iter().any(|(addr, _)| *addr == b_addr),
+        "{told:?}"
+    );
+    assert!(
+        told.1
+            .added
+            .iter()
+            .all(|(addr, _)| *addr != s.nodes[l].addr),
+        "told about itself"
+    );
+    assert!(
+        told.0 >= support_first_delay(),
+        "PEX sent too early: {:?}",
+        told.0
+    );
+    assert!(!s.is_complete(l) && !s.is_complete(b));
+    assert!(s.run_until(Duration::from_secs(300), |s| s.is_complete(l)
+        && s.is_complete(b)));
+    s.settle();
+    assert!(s.disk_matches(l) && s.disk_matches(b));
+}
+
+/// The first PEX message goes out some seconds after connecting, not at once.
+fn support_first_delay() -> Instant {
+    Instant::ZERO + Duration::from_secs(5)
+}
+
+/// One session with a torrent and hand-made peers that speak `ut_pex` under id 7.
+struct Bench {
+    session: Session,
+    torrent: TorrentId,
+    now: Instant,
+    info_hash: unchoke_core::InfoHash,
+    sent: BTreeMap<ConnId, Vec<(Instant, Message)>>,
+}
+
+impl Bench {
+    fn new(max_peers: usize) -> Self {
+        let metainfo = make_metainfo(&make_content(64 * KIB, 9), 16 * KIB as u32);
+        let now = Instant::from_secs(1);
+        let config = SessionConfig {
+            max_peers_per_torrent: max_peers,
+            ..SessionConfig::default()
+        };
+        let mut session = Session::new(config, 17, now);
+        let torrent = session.add_torrent(&metainfo, None, now).expect("add");
+        Bench {
+            session,
+            torrent,
+            now,
+            info_hash: metainfo.info_hash,
+            sent: BTreeMap::new(),
+        }
+    }
+
+    /// Connects a peer (inbound from `ip`:40000, listening on 6881) that offers `ut_pex`.
+    fn connect(&mut self, ip: [u8; 4]) -> ConnId {
+        let addr = SocketAddr::from((ip, 40000));
+        let c = self
+            .session
+            .connection_opened(addr, Direction::Inbound, self.now);
+        let mut buf = BytesMut::new();
+        let mut id = *b"-XX0001-000000000000";
+        id[8..12].copy_from_slice(&ip);
+        Handshake {
+            reserved: Reserved::NONE.with_fast().with_extension_protocol(),
+            info_hash: self.info_hash,
+            peer_id: PeerId(id),
+        }
+        .encode(&mut buf);
+        ExtensionHandshake {
+            m: [(UT_PEX.to_owned(), 7)].into_iter().collect(),
+            p: Some(6881),
+            ..ExtensionHandshake::default()
+        }
+        .to_message()
+        .encode(&mut buf);
+        Message::HaveNone.encode(&mut buf);
+        self.session.handle_bytes(c, &mut buf, self.now);
+        self.drain();
+        c
+    }
+
+    fn send(&mut self, conn: ConnId, message: &Message) {
+        let mut buf = BytesMut::new();
+        message.encode(&mut buf);
+        self.session.handle_bytes(conn, &mut buf, self.now);
+        self.drain();
+    }
+
+    /// Lets time pass; the peers send a keep-alive every 30 s so they are not idle.
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        while self.now < end {
+            self.now += Duration::from_secs(1);
+            if (self.now - Instant::ZERO).as_secs() % 30 == 0 {
+                for conn in self.session.connections(self.torrent) {
+                    self.send(conn, &Message::KeepAlive);
+                }
+            }
+            self.session.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(action) = self.session.poll_action() {
+            if let Action::Send { conn, data } = action {
+                let mut buf = BytesMut::from(&data[..]);
+                if buf.first() == Some(&19) {
+                    let _ = buf.split_to(68);
+                }
+                let decoder = Decoder::new(None, Limits::default());
+                while let Ok(Some(m)) = decoder.decode(&mut buf) {
+                    self.sent.entry(conn).or_default().push((self.now, m));
+                }
+            }
+        }
+    }
+
+    /// The PEX messages sent to `conn`, with when.
+    fn pex_to(&self, conn: ConnId) -> Vec<(Instant, PexMessage)> {
+        self.sent
+            .get(&conn)
+            .into_iter()
+            .flatten()
+            .filter_map(|(t, m)| match m {
+                Message::Extended { id: 7, payload } => {
+                    Some((*t, PexMessage::decode(payload).expect("valid PEX")))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn known_peers(&self) -> usize {
+        self.session
+            .stats(self.torrent, self.now)
+            .expect("stats")
+            .known_peers
+    }
+}
+
+#[test]
+fn pex_is_sent_once_a_minute_at_most_fifty_at_a_time_never_about_the_receiver() {
+    let mut bench = Bench::new(80);
+    let first = bench.connect([10, 0, 0, 1]);
+    let others: Vec<ConnId> = (0..60u8).map(|i| bench.connect([10, 0, 1, i])).collect();
+    bench.advance(Duration::from_secs(200));
+    let messages = bench.pex_to(first);
+    assert!(messages.len() >= 2, "{messages:?}");
+    for pair in messages.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 >= Duration::from_secs(60),
+            "{messages:?}"
+        );
+    }
+    assert!(messages[0].0 - Instant::from_secs(1) >= Duration::from_secs(5));
+    let (_, m1) = &messages[0];
+    let (_, m2) = &messages[1];
+    assert_eq!(m1.added.len(), MAX_PEX_PEERS);
+    assert_eq!(m2.added.len(), 10, "the rest in the next message");
+    let me = SocketAddr::from(([10, 0, 0, 1], 6881));
+    for (addr, flags) in m1.added.iter().chain(&m2.added) {
+        assert_ne!(*addr, me, "told a peer about itself");
+        assert_eq!(addr.port(), 6881, "listed at the listen port from `p`");
+        assert_eq!(
+            flags & pex_flags::REACHABLE,
+            0,
+            "inbound peers are not marked reachable"
+        );
+    }
+    // Nothing told twice.
+    let mut all: Vec<SocketAddr> = m1.added.iter().chain(&m2.added).map(|(a, _)| *a).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 60);
+
+    // A peer that leaves is reported dropped in the next message.
+    let gone = others[3];
+    bench.session.connection_closed(gone, bench.now);
+    bench.advance(Duration::from_secs(61));
+    let last = bench.pex_to(first).pop().expect("a later message").1;
+    assert_eq!(last.dropped, vec![SocketAddr::from(([10, 0, 1, 3], 6881))]);
+    assert!(last.added.is_empty());
+}
+
+#[test]
+fn received_pex_is_rate_limited_capped_and_filtered() {
+    let mut bench = Bench::new(50);
+    let peer = bench.connect([10, 0, 0, 1]);
+    assert_eq!(bench.known_peers(), 0);
+    let mut added: Vec<(SocketAddr, u8)> = (0..200u16)
+        .map(|i| {
+            (
+                SocketAddr::from(([10, 2, (i / 250) as u8, (i % 250) as u8 + 1], 6881)),
+                0,
+            )
+        })
+        .collect();
+    // Invalid entries first: they are dropped, not dialled.
+    added.splice(
+        0..0,
+        [
+            (SocketAddr::from(([10, 9, 9, 9], 0)), 0),
+            (SocketAddr::from(([0, 0, 0, 0], 6881)), 0),
+            (SocketAddr::from(([224, 0, 0, 1], 6881)), 0),
+        ],
+    );
+    let message = PexMessage {
+        added,
+        dropped: vec![],
+    }
+    .to_message(1);
+    bench.send(peer, &message);
+    // At most 50 read, 3 of them invalid.
+    assert_eq!(bench.known_peers(), MAX_PEX_PEERS - 3);
+    // Another message 10 s later is ignored, whatever it says.
+    bench.advance(Duration::from_secs(10));
+    let second = PexMessage {
+        added: vec![(SocketAddr::from(([10, 3, 0, 1], 6881)), 0)],
+        dropped: vec![],
+    }
+    .to_message(1);
+    let before = bench.known_peers();
+    bench.send(peer, &second);
+    assert_eq!(bench.known_peers(), before);
+    assert_eq!(bench.session.pex_ignored(bench.torrent), 1);
+    // A minute after the first, the next is taken.
+    bench.advance(Duration::from_secs(50));
+    let before = bench.known_peers();
+    bench.send(peer, &second);
+    assert_eq!(bench.session.pex_ignored(bench.torrent), 1);
+    assert_eq!(bench.known_peers(), before + 1);
+    // Garbage under the PEX id is ignored (and counted), not fatal.
+    bench.advance(Duration::from_secs(60));
+    bench.send(
+        peer,
+        &Message::Extended {
+            id: 1,
+            payload: bytes::Bytes::from_static(b"not bencode"),
+        },
+    );
+    assert_eq!(bench.session.pex_ignored(bench.torrent), 2);
+    assert!(bench.session.connections(bench.torrent).contains(&peer));
+}
