@@ -248,6 +248,63 @@ pub fn random_krpc_script(rng: &mut fastrand::Rng) -> Vec<u8> {
     out
 }
 
+/// A `ut_pex` payload: a dictionary of compact peer lists whose lengths are mostly, not
+/// always, whole entries, with flags strings of any length and keys in any order.
+pub fn random_pex(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let keys: &[(&[u8], usize)] = &[
+        (b"added", 6),
+        (b"added.f", 1),
+        (b"added6", 18),
+        (b"added6.f", 1),
+        (b"dropped", 6),
+        (b"dropped6", 18),
+    ];
+    let mut out = b"d".to_vec();
+    for _ in 0..rng.usize(0..8) {
+        let (key, width) = keys[rng.usize(0..keys.len())];
+        let mut len = width * rng.usize(0..80);
+        if rng.u8(0..4) == 0 {
+            len += rng.usize(1..width.max(2));
+        }
+        out.extend_from_slice(format!("{}:", key.len()).as_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(format!("{len}:").as_bytes());
+        out.extend((0..len).map(|_| rng.u8(..)));
+    }
+    out.push(b'e');
+    out
+}
+
+/// A `ut_metadata` target input: mode 0 (codec) with a message dictionary (edge-case
+/// numbers, sometimes a wrong type) followed by some bytes, or a session mode with random
+/// bytes for its `arbitrary` schedule.
+pub fn random_metadata_input(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let mode = rng.u8(..);
+    let mut out = vec![mode];
+    if mode % 3 != 0 {
+        out.extend((0..rng.usize(16..600)).map(|_| rng.u8(..)));
+        return out;
+    }
+    let number = |rng: &mut fastrand::Rng| match rng.u8(0..3) {
+        0 => EDGE_NUMBERS[rng.usize(0..EDGE_NUMBERS.len())].to_string(),
+        _ => rng.u32(0..40_000).to_string(),
+    };
+    out.extend_from_slice(
+        format!("d8:msg_typei{}e5:piecei{}e", rng.u8(0..4), number(rng)).as_bytes(),
+    );
+    if rng.bool() {
+        out.extend_from_slice(format!("10:total_sizei{}e", number(rng)).as_bytes());
+    }
+    out.push(b'e');
+    let tail = match rng.u8(0..3) {
+        0 => 16_384,
+        1 => rng.usize(0..64),
+        _ => rng.usize(0..20_000),
+    };
+    out.extend((0..tail).map(|_| rng.u8(..)));
+    out
+}
+
 /// The `index`-th generated input for `target`: a third random bytes, a third shaped by the
 /// target's grammar, a third mutations of the corpus (or of grammar output when the corpus
 /// is empty).
@@ -262,6 +319,8 @@ pub fn generate(
         "metainfo" => random_torrent(rng),
         "magnet" => random_magnet(rng),
         "krpc" => random_krpc_script(rng),
+        "ut_pex" => random_pex(rng),
+        "ut_metadata" => random_metadata_input(rng),
         // The structured target reads its own input as `arbitrary` choices: random bytes
         // are already shaped for it.
         _ => (0..rng.usize(16..800)).map(|_| rng.u8(..)).collect(),

@@ -109,7 +109,9 @@ fn every_target_is_replayed() {
             "tracker_udp",
             "tracker_server",
             "swarm",
-            "krpc"
+            "krpc",
+            "ut_metadata",
+            "ut_pex"
         ]
     );
 }
@@ -164,4 +166,15 @@ fn swarm() {
 #[test]
 fn krpc() {
     run_scaled("krpc", 10);
+}
+
+/// A whole session per input in the session modes: a tenth of the count.
+#[test]
+fn ut_metadata() {
+    run_scaled("ut_metadata", 10);
+}
+
+#[test]
+fn ut_pex() {
+    run("ut_pex");
 }

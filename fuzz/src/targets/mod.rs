@@ -11,6 +11,8 @@ mod swarm;
 mod tracker_http;
 mod tracker_server;
 mod tracker_udp;
+mod ut_metadata;
+mod ut_pex;
 mod wire;
 
 pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
@@ -22,6 +24,8 @@ pub use self::swarm::swarm;
 pub use self::tracker_http::tracker_http;
 pub use self::tracker_server::tracker_server;
 pub use self::tracker_udp::tracker_udp;
+pub use self::ut_metadata::ut_metadata;
+pub use self::ut_pex::ut_pex;
 pub use self::wire::wire;
 
 /// A fuzz target: checks its invariants on one input, panicking on a finding.
@@ -40,6 +44,8 @@ pub const ALL: &[(&str, Target)] = &[
     ("tracker_server", tracker_server),
     ("swarm", swarm),
     ("krpc", krpc),
+    ("ut_metadata", ut_metadata),
+    ("ut_pex", ut_pex),
 ];
 
 /// The target called `name`.
