@@ -223,14 +223,20 @@ impl Torrent {
         self.pex_ignored
     }
 
-    /// The extension handshake we send a peer at `addr`: the extensions we speak (none for
-    /// a private torrent) and, once we have it, the metadata's size.
+    /// The extension handshake we send a peer at `addr`: the extensions we speak (disabled
+    /// for a private torrent) and, once we have it, the metadata's size.
     fn extension_handshake(&self, addr: SocketAddr, config: &SessionConfig) -> ExtensionHandshake {
-        let mut m = BTreeMap::new();
-        if !self.private {
-            m.insert(UT_METADATA.to_owned(), OUR_UT_METADATA_ID);
-            m.insert(UT_PEX.to_owned(), OUR_UT_PEX_ID);
-        }
+        // A private torrent sends id 0 (disabled): `m` is additive, so a magnet torrent
+        // that turned out private must switch off what its first handshake offered.
+        let (metadata_id, pex_id) = if self.private {
+            (0, 0)
+        } else {
+            (OUR_UT_METADATA_ID, OUR_UT_PEX_ID)
+        };
+        let m = BTreeMap::from([
+            (UT_METADATA.to_owned(), metadata_id),
+            (UT_PEX.to_owned(), pex_id),
+        ]);
         ExtensionHandshake {
             m,
             v: Some(config.client_name.clone()),
