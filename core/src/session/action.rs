@@ -46,6 +46,13 @@ pub enum Action {
         /// The block's bytes, as given to [`super::Session::disk_read_done`].
         data: Bytes,
     },
+    /// Send this datagram from the DHT's UDP socket (see [`super::Session::handle_datagram`]).
+    SendDatagram {
+        /// The destination.
+        to: SocketAddr,
+        /// The KRPC message.
+        bytes: Bytes,
+    },
     /// Open a TCP connection to `addr` for `torrent`; then call
     /// [`super::Session::connection_opened`] with [`Direction::Outbound`], or
     /// [`super::Session::connect_failed`].
@@ -176,6 +183,18 @@ pub enum Event {
         url: String,
         /// Why.
         message: String,
+    },
+    /// A DHT lookup for the torrent finished (see [`super::Session::handle_datagram`]);
+    /// the peers it found were already handed to the torrent to dial.
+    DhtLookupDone {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Distinct peers the lookup found.
+        peers: u32,
+        /// Queries it sent.
+        queries: u32,
+        /// `announce_peer` queries sent (0 for a plain `get_peers`).
+        announced: u32,
     },
     /// A magnet torrent's metadata arrived from peers and its SHA-1 matched the info-hash.
     /// The driver creates (or opens and checks) the torrent's storage from `metainfo`, then

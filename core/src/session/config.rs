@@ -67,6 +67,9 @@ pub struct SessionConfig {
     /// `metadata_size` for a torrent whose metadata we lack is dropped. It also bounds the
     /// availability kept per peer before the metadata arrives.
     pub max_metadata_size: u32,
+    /// Run a DHT node (BEP 5) with these settings, looking up and announcing every
+    /// non-private torrent (default `None`: no DHT). The driver owns its UDP socket.
+    pub dht: Option<crate::dht::DhtConfig>,
 }
 
 impl Default for SessionConfig {
@@ -90,6 +93,7 @@ impl Default for SessionConfig {
             max_candidates: 1000,
             choker: ChokerConfig::default(),
             max_metadata_size: 16 * 1024 * 1024,
+            dht: None,
         }
     }
 }

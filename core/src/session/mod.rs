@@ -49,6 +49,7 @@
 
 mod action;
 mod config;
+mod dht;
 pub(crate) mod outbox;
 mod trackers;
 
@@ -172,6 +173,8 @@ pub struct Session {
     out: Outbox,
     next_tick: Instant,
     trackers: Trackers,
+    /// The DHT node and per-torrent lookup schedules (`None`: `SessionConfig::dht` unset).
+    dht: Option<dht::SessionDht>,
 }
 
 impl Session {
@@ -180,6 +183,11 @@ impl Session {
         let mut rng = fastrand::Rng::with_seed(seed);
         let peer_id = PeerId::generate(&mut rng);
         let trackers = Trackers::new(rng.u32(..));
+        // Drawn only with a DHT, so sessions without one keep their random sequence.
+        let dht = config
+            .dht
+            .clone()
+            .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
         Session {
             config,
             rng,
@@ -194,6 +202,7 @@ impl Session {
             out: Outbox::default(),
             next_tick: now + TICK,
             trackers,
+            dht,
         }
     }
 
@@ -247,6 +256,7 @@ impl Session {
         self.torrents.push(torrent);
         self.by_hash.insert(metainfo.info_hash, id);
         self.install_trackers(id, metainfo_tiers(metainfo), now);
+        self.dht_track(id, now);
         Ok(id)
     }
 
@@ -272,6 +282,7 @@ impl Session {
         self.torrents.push(torrent);
         self.by_hash.insert(info_hash, id);
         self.install_trackers(id, options.trackers, now);
+        self.dht_track(id, now);
         self.add_peers(id, &options.peers, now);
         Ok(id)
     }
@@ -667,14 +678,16 @@ impl Session {
             self.next_tick = now + TICK;
         }
         self.pump_announces(now);
+        self.dht_timeout(now);
     }
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let choke = self.torrents.iter().map(|t| t.next_deadline()).min();
         let announce = self.trackers.next_deadline();
+        let dht = self.dht.as_ref().and_then(|d| d.next_deadline());
         Some(
-            [choke, announce]
+            [choke, announce, dht]
                 .into_iter()
                 .flatten()
                 .fold(self.next_tick, Instant::min),

@@ -271,6 +271,11 @@ impl Torrent {
         self.peers.len()
     }
 
+    /// BEP 27: only the torrent's trackers may find its peers (no DHT, no PEX).
+    pub(crate) fn is_private(&self) -> bool {
+        self.private
+    }
+
     pub(crate) fn is_complete(&self) -> bool {
         !self.awaiting_metadata() && self.picker.is_complete()
     }

@@ -534,6 +534,8 @@ impl Swarm {
                     }
                 }
             }
+            // The harness's sessions run no DHT (the simulator carries datagrams).
+            Action::SendDatagram { to, .. } => panic!("node {i} sent a DHT datagram to {to}"),
             Action::Event(e) => {
                 if let Event::MetadataReceived { torrent, .. } = &e {
                     if self.auto_metadata_ready {

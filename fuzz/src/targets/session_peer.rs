@@ -369,6 +369,7 @@ impl World {
                     self.hashes
                         .push_back((piece, h.finalize()[..] == expected[..]));
                 }
+                Action::SendDatagram { .. } => panic!("a session without a DHT sent a datagram"),
                 Action::Connect { .. } | Action::Announce { .. } | Action::Event(_) => {}
             }
         }

@@ -196,6 +196,21 @@ impl Simulation {
                     }
                 }
             }
+            Action::SendDatagram { to, bytes } => {
+                // Delivered after the two hosts' one-way latencies; to nobody, dropped.
+                if let Some(target) = self.host_at(to).filter(|&t| t != host) {
+                    let at = self.now + self.one_way(host, target);
+                    let from = self.hosts[host].addr;
+                    self.push(
+                        at,
+                        Ev::Datagram {
+                            host: target,
+                            from,
+                            bytes,
+                        },
+                    );
+                }
+            }
             Action::Event(event) => self.on_event(host, event),
         }
     }

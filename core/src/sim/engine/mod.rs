@@ -86,6 +86,12 @@ enum Ev {
         request: Vec<u8>,
         wants_reply: bool,
     },
+    /// A DHT datagram reaches `host` (the DHT shares the peer port's address here).
+    Datagram {
+        host: HostId,
+        from: SocketAddr,
+        bytes: Bytes,
+    },
     /// The tracker's answer arrives.
     TrackerReply {
         host: HostId,
@@ -551,6 +557,13 @@ impl Simulation {
                         },
                     );
                 }
+            }
+            Ev::Datagram { host, from, bytes } => {
+                // UDP: a datagram for a host that is away is lost.
+                if let Some(session) = self.session_mut(host) {
+                    session.handle_datagram(from, &bytes, now);
+                }
+                self.drain(host);
             }
             Ev::TrackerReply {
                 host,
