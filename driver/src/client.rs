@@ -13,7 +13,7 @@ use unchoke_core::torrent::TorrentStats;
 
 use crate::host::Command;
 use crate::{
-    AddTorrent, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
+    AddMagnet, AddTorrent, ClientConfig, ClientError, ClientEvent, ShutdownReport, TorrentHandle,
     prepare_torrent,
 };
 
@@ -31,6 +31,7 @@ pub struct ClientCore {
     send: CommandSink,
     events: Receiver<ClientEvent>,
     local_addr: Option<SocketAddr>,
+    dht_addr: Option<SocketAddr>,
     config: ClientConfig,
     thread: Option<JoinHandle<()>>,
 }
@@ -56,9 +57,21 @@ impl ClientCore {
             send,
             events,
             local_addr,
+            dht_addr: None,
             config,
             thread: Some(thread),
         }
+    }
+
+    /// Records where the driver bound the DHT's UDP socket.
+    pub fn with_dht_addr(mut self, dht_addr: Option<SocketAddr>) -> Self {
+        self.dht_addr = dht_addr;
+        self
+    }
+
+    /// The DHT node's UDP address, when the client runs one.
+    pub fn dht_addr(&self) -> Option<SocketAddr> {
+        self.dht_addr
     }
 
     /// The address peers can reach us on (the bound port when 0 was asked for).
@@ -102,6 +115,25 @@ impl ClientCore {
         })
     }
 
+    /// Adds a torrent known only by its info-hash: the session fetches its metadata from
+    /// peers (given here, from trackers, or through the DHT), verifies it, then sets up and
+    /// checks the storage under `add.save_path` off the loop and starts downloading
+    /// ([`ClientEvent::MetadataReady`], or [`ClientEvent::MetadataStorageFailed`]).
+    /// Returns at once.
+    ///
+    /// [`ClientEvent::MetadataReady`]: crate::ClientEvent::MetadataReady
+    /// [`ClientEvent::MetadataStorageFailed`]: crate::ClientEvent::MetadataStorageFailed
+    pub fn add_magnet(&self, add: AddMagnet) -> Result<TorrentId, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::AddMagnet {
+            add: Box::new(add),
+            reply,
+        })?;
+        Ok(rx
+            .recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)??)
+    }
+
     /// Gives the session more peers to dial for `torrent`.
     pub fn add_peers(&self, torrent: TorrentId, peers: Vec<SocketAddr>) -> Result<(), ClientError> {
         (self.send)(Command::AddPeers { torrent, peers })
@@ -111,6 +143,14 @@ impl ClientCore {
     pub fn stats(&self, torrent: TorrentId) -> Result<Option<TorrentStats>, ClientError> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         (self.send)(Command::Stats { torrent, reply })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// The DHT node's counters and table size (`None` when the client runs no DHT).
+    pub fn dht_status(&self) -> Result<Option<crate::DhtStatus>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::DhtStats { reply })?;
         rx.recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| ClientError::Stopped)
     }

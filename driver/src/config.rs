@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use unchoke_core::session::SessionConfig;
 
+use crate::dht_node::DhtSettings;
+
 /// Everything a [`crate::Client`] can be told at start. `Default` gives the documented values.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -30,6 +32,9 @@ pub struct ClientConfig {
     pub max_open_files: usize,
     /// Save resume data this often while running (default 15 s), and on shutdown.
     pub resume_interval: Duration,
+    /// Run a DHT node (BEP 5) on a UDP socket, finding and announcing every non-private
+    /// torrent there (default `None`: no DHT).
+    pub dht: Option<DhtSettings>,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +50,7 @@ impl Default for ClientConfig {
             max_pending_disk_bytes: 32 << 20,
             max_open_files: 64,
             resume_interval: Duration::from_secs(15),
+            dht: None,
         }
     }
 }

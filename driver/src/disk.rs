@@ -43,6 +43,13 @@ pub enum Job {
         expected: [u8; 20],
         blocks: Vec<Bytes>,
     },
+    /// Set up a magnet torrent's storage once its metadata is known: check what is on
+    /// disk and create the files ([`crate::prepare_torrent`]).
+    Prepare {
+        torrent: TorrentId,
+        add: Box<crate::AddTorrent>,
+        config: Box<crate::ClientConfig>,
+    },
     /// Write the resume file (file states are read here, after the pieces in `have` were
     /// written, so a later write to a file shows up as a changed time on restart).
     SaveResume {
@@ -77,6 +84,11 @@ pub enum Completion {
     ResumeSaved {
         torrent: TorrentId,
         result: Result<(), String>,
+    },
+    Prepared {
+        torrent: TorrentId,
+        metainfo: Box<unchoke_core::metainfo::Metainfo>,
+        result: Result<Box<crate::PreparedTorrent>, String>,
     },
     /// Not disk work: a tracker announce ([`crate::announce::AnnounceJob`]) comes back to
     /// the loop the same way.
@@ -268,6 +280,17 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
             torrent,
             piece,
             ok: sha1_of(&blocks) == expected,
+        },
+        Job::Prepare {
+            torrent,
+            add,
+            config,
+        } => Completion::Prepared {
+            torrent,
+            result: crate::prepare_torrent(&config, &add, &|_| {})
+                .map(Box::new)
+                .map_err(|e| e.to_string()),
+            metainfo: Box::new(add.metainfo),
         },
         Job::SaveResume {
             torrent,

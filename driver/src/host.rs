@@ -17,16 +17,17 @@ use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    Action, AddTorrentError, ConnId, DisconnectReason, Session, TorrentId,
+    Action, AddTorrentError, ConnId, DisconnectReason, Event, MagnetOptions, Session, TorrentId,
 };
 use unchoke_core::storage::FileStorage;
 use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
 
 use crate::announce::{AnnounceJob, STOPPED_TIMEOUT};
+use crate::dht_node::{load_nodes, save_nodes};
 use crate::disk::{Completion, Job, save_resume_now};
 use crate::tracker_client::TrackerClient;
-use crate::{ClientConfig, ClientEvent, Clock, ShutdownReport};
+use crate::{AddMagnet, AddTorrent, ClientConfig, ClientEvent, Clock, ShutdownReport};
 
 /// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -46,6 +47,10 @@ pub enum Command {
         trackers: Option<Vec<Vec<String>>>,
         reply: Sender<Result<TorrentId, AddTorrentError>>,
     },
+    AddMagnet {
+        add: Box<AddMagnet>,
+        reply: Sender<Result<TorrentId, AddTorrentError>>,
+    },
     AddPeers {
         torrent: TorrentId,
         peers: Vec<SocketAddr>,
@@ -53,6 +58,9 @@ pub enum Command {
     Stats {
         torrent: TorrentId,
         reply: Sender<Option<TorrentStats>>,
+    },
+    DhtStats {
+        reply: Sender<Option<crate::DhtStatus>>,
     },
     Shutdown {
         reply: Sender<Vec<ShutdownReport>>,
@@ -70,6 +78,14 @@ pub enum IoAction {
         first: Bytes,
         /// The block after a piece header.
         second: Option<Bytes>,
+    },
+    /// Send this datagram from the DHT's UDP socket (dropped if the socket is full: UDP
+    /// may lose it anyway, and the DHT retries on time-out).
+    SendDatagram {
+        /// The destination.
+        to: SocketAddr,
+        /// The datagram.
+        bytes: Bytes,
     },
     /// Dial `addr` for `torrent`; then [`SessionHost::session`]`.connection_opened` or
     /// `connect_failed`.
@@ -125,6 +141,10 @@ pub struct SessionHost {
     /// shutdown stops waiting for them.
     leaving_announces: usize,
     leaving_deadline: Option<StdInstant>,
+    /// Magnet torrents whose storage is not set up yet: where it goes.
+    magnets: BTreeMap<TorrentId, AddMagnet>,
+    /// The settings storage set-up needs (the check's threads, open-file limit).
+    config: ClientConfig,
 }
 
 impl std::fmt::Debug for SessionHost {
@@ -150,10 +170,22 @@ impl SessionHost {
         session_cfg.listen_port = listen.map_or(0, |a| a.port());
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
+        session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());
         let mut session = Session::new(session_cfg, seed, clock.now());
         let bind_ip = listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {
             session.add_own_address(addr);
+        }
+        if let Some(dht) = &cfg.dht {
+            // Nodes from the last run first: they knew us. An unreadable file only costs
+            // a slower start.
+            let mut nodes = dht
+                .nodes_file
+                .as_deref()
+                .and_then(|p| load_nodes(p).ok())
+                .unwrap_or_default();
+            nodes.extend(dht.bootstrap.iter().copied());
+            session.dht_bootstrap(&nodes, clock.now());
         }
         SessionHost {
             session,
@@ -170,6 +202,8 @@ impl SessionHost {
             trackers: Arc::new(TrackerClient::new(bind_ip)),
             leaving_announces: 0,
             leaving_deadline: None,
+            magnets: BTreeMap::new(),
+            config: cfg.clone(),
         }
     }
 
@@ -226,6 +260,7 @@ impl SessionHost {
                     second: Some(data),
                 },
                 Action::Connect { torrent, addr } => IoAction::Connect { torrent, addr },
+                Action::SendDatagram { to, bytes } => IoAction::SendDatagram { to, bytes },
                 Action::Disconnect { conn, reason } => IoAction::Disconnect { conn, reason },
                 Action::WriteBlock {
                     torrent,
@@ -297,6 +332,24 @@ impl SessionHost {
                         during_shutdown,
                     ))
                 }
+                Action::Event(Event::MetadataReceived { torrent, metainfo }) => {
+                    self.emit(ClientEvent::Session(Event::MetadataReceived {
+                        torrent,
+                        metainfo: metainfo.clone(),
+                    }));
+                    let Some(magnet) = self.magnets.get(&torrent) else {
+                        continue;
+                    };
+                    // Checking existing data can take long: off the loop, like any disk work.
+                    let mut add = AddTorrent::new(*metainfo, magnet.save_path.clone());
+                    add.recheck = magnet.recheck;
+                    self.jobs_in_flight += 1;
+                    IoAction::Disk(Job::Prepare {
+                        torrent,
+                        add: Box::new(add),
+                        config: Box::new(self.config.clone()),
+                    })
+                }
                 Action::Event(event) => {
                     self.emit(ClientEvent::Session(event));
                     continue;
@@ -351,6 +404,14 @@ impl SessionHost {
                 // Also during shutdown: a `completed`'s answer releases the `stopped`.
                 self.session.announce_done(torrent, &url, result, now);
             }
+            Completion::Prepared {
+                torrent,
+                metainfo,
+                result,
+            } => {
+                self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+                self.metadata_prepared(torrent, metainfo, result, now);
+            }
             Completion::ResumeSaved { torrent, result } => {
                 if let Some(slot) = self.torrents.get_mut(&torrent) {
                     slot.saving = false;
@@ -360,6 +421,51 @@ impl SessionHost {
                 }
             }
         }
+    }
+
+    /// A magnet torrent's storage was set up (or not): hand the pieces found to the session,
+    /// which starts downloading.
+    fn metadata_prepared(
+        &mut self,
+        torrent: TorrentId,
+        metainfo: Box<Metainfo>,
+        result: Result<Box<crate::PreparedTorrent>, String>,
+        now: Instant,
+    ) {
+        let prepared = match result {
+            Ok(p) => p,
+            Err(message) => {
+                self.emit(ClientEvent::MetadataStorageFailed { torrent, message });
+                return;
+            }
+        };
+        let have_count = prepared.have.count_ones();
+        if let Err(e) = self
+            .session
+            .metadata_ready(torrent, Some(prepared.have), now)
+        {
+            self.emit(ClientEvent::MetadataStorageFailed {
+                torrent,
+                message: e.to_string(),
+            });
+            return;
+        }
+        self.magnets.remove(&torrent);
+        self.torrents.insert(
+            torrent,
+            TorrentSlot {
+                storage: Arc::new(prepared.storage),
+                info_hash: metainfo.info_hash,
+                resume_path: prepared.resume_path,
+                saved_have: have_count,
+                saving: false,
+            },
+        );
+        self.emit(ClientEvent::MetadataReady {
+            torrent,
+            metainfo,
+            check: prepared.check,
+        });
     }
 
     /// A request from the client handle. Returns `true` when it was the request to shut
@@ -399,6 +505,20 @@ impl SessionHost {
                 let _ = reply.send(result);
                 false
             }
+            Command::AddMagnet { add, reply } => {
+                let now = self.clock.now();
+                let options = MagnetOptions {
+                    trackers: add.trackers.clone(),
+                    peers: add.peers.clone(),
+                    display_name: add.display_name.clone(),
+                };
+                let result = self.session.add_magnet(add.info_hash, options, now);
+                if let Ok(id) = result {
+                    self.magnets.insert(id, *add);
+                }
+                let _ = reply.send(result);
+                false
+            }
             Command::AddPeers { torrent, peers } => {
                 let now = self.clock.now();
                 self.session.add_peers(torrent, &peers, now);
@@ -406,6 +526,18 @@ impl SessionHost {
             }
             Command::Stats { torrent, reply } => {
                 let _ = reply.send(self.session.stats(torrent, self.clock.now()));
+                false
+            }
+            Command::DhtStats { reply } => {
+                let status =
+                    self.session
+                        .dht_stats()
+                        .map(|(counters, table_nodes)| crate::DhtStatus {
+                            counters,
+                            table_nodes,
+                            good_nodes: self.session.dht_nodes().len(),
+                        });
+                let _ = reply.send(status);
                 false
             }
             Command::Shutdown { reply } => self.begin_shutdown(reply),
@@ -495,6 +627,19 @@ impl SessionHost {
                 stats: self.session.stats(*id, now),
                 saved,
             });
+        }
+        // Nodes that answered us this run make the next start faster; an unwritable file
+        // only costs that.
+        if let Some(path) = self
+            .config
+            .dht
+            .as_ref()
+            .and_then(|d| d.nodes_file.as_deref())
+        {
+            let nodes = self.session.dht_nodes();
+            if !nodes.is_empty() {
+                let _ = save_nodes(path, &nodes);
+            }
         }
         if let Some((reply, _)) = self.shutdown.take() {
             let _ = reply.send(reports);

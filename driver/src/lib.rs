@@ -4,7 +4,8 @@
 //! logic: their configuration ([`ClientConfig`]), the types of their public surface
 //! ([`AddTorrent`], [`TorrentHandle`], [`ClientEvent`], …), the start-up check of existing
 //! data ([`prepare_torrent`]), the disk jobs run off the event loop ([`disk`]), the clock
-//! conversion and the bound non-blocking connect. Rules about peers, pieces and choking
+//! conversion, the bound non-blocking connect and the DHT's socket and node file
+//! ([`dht_node`]). Rules about peers, pieces and choking
 //! live in `unchoke-core`; how sockets and threads are driven lives in each driver.
 #![warn(missing_docs)]
 
@@ -12,6 +13,7 @@ pub mod announce;
 mod client;
 mod clock;
 mod config;
+pub mod dht_node;
 pub mod disk;
 mod host;
 mod net;
@@ -101,6 +103,35 @@ impl AddTorrent {
     }
 }
 
+/// A torrent known by a magnet link: its metadata comes from peers (BEP 9) before the
+/// download starts; see [`ClientCore::add_magnet`].
+#[derive(Clone, Debug)]
+pub struct AddMagnet {
+    /// The torrent's v1 info-hash.
+    pub info_hash: unchoke_core::InfoHash,
+    /// The save path, as for [`AddTorrent::save_path`].
+    pub save_path: PathBuf,
+    /// Peers to dial at once (the link's `x.pe`, resolved, and any others).
+    pub peers: Vec<SocketAddr>,
+    /// Trackers to announce to, in BEP 12 tiers (a link's `tr` are one tier each).
+    pub trackers: Vec<Vec<String>>,
+    /// The link's `dn`, shown until the metadata names the torrent.
+    pub display_name: Option<String>,
+    /// Ignore the resume file and hash everything on disk once the metadata is known.
+    pub recheck: bool,
+}
+
+/// A DHT node's state, from [`ClientCore::dht_status`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DhtStatus {
+    /// Packet and query counters since start.
+    pub counters: unchoke_core::dht::DhtStats,
+    /// Nodes in the routing table.
+    pub table_nodes: usize,
+    /// Of those, the ones that answered recently (what shutdown saves).
+    pub good_nodes: usize,
+}
+
 /// What the start-up check of existing data found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckReport {
@@ -155,6 +186,24 @@ pub enum ClientEvent {
         addr: SocketAddr,
         /// Who ended it and why.
         reason: String,
+    },
+    /// A magnet torrent's metadata arrived and was verified, its storage was set up and
+    /// checked, and the download has started.
+    MetadataReady {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Its metadata.
+        metainfo: Box<Metainfo>,
+        /// What the check of existing data found.
+        check: CheckReport,
+    },
+    /// A magnet torrent's storage could not be set up once its metadata arrived (unusable
+    /// save path, disk error): it cannot download.
+    MetadataStorageFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Why.
+        message: String,
     },
     /// Resume data could not be saved (the download goes on).
     ResumeSaveFailed {

@@ -26,6 +26,7 @@ impl Client {
         let (event_tx, events) = crossbeam_channel::bounded(EVENT_BACKLOG);
         let mut lp = EventLoop::new(poll, waker.clone(), &config, command_rx, event_tx)?;
         let local_addr = lp.local_addr();
+        let dht_addr = lp.dht_addr();
         let thread = std::thread::Builder::new()
             .name("unchoke-mio".into())
             .spawn(move || lp.run())
@@ -35,7 +36,7 @@ impl Client {
             waker.wake().map_err(|_| ClientError::Stopped)
         });
         Ok(Client {
-            core: ClientCore::new(send, events, local_addr, config, thread),
+            core: ClientCore::new(send, events, local_addr, config, thread).with_dht_addr(dht_addr),
         })
     }
 }

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant as StdInstant};
 
 use crossbeam_channel::{Receiver, Sender};
 use hashbrown::HashMap;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use unchoke_core::session::{ConnId, Direction, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
+use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST, bind_dht_socket};
 use unchoke_driver::disk::Completion;
 use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Command, IoAction, SessionHost};
 
@@ -27,8 +28,10 @@ use crate::handoff::Handoff;
 const LISTENER: Token = Token(0);
 /// The waker's token (commands and disk completions).
 pub(crate) const WAKER: Token = Token(1);
+/// The DHT's UDP socket.
+const DHT: Token = Token(2);
 /// Peer sockets get tokens from here up.
-const FIRST_PEER: usize = 2;
+const FIRST_PEER: usize = 3;
 /// Bytes read from one socket before giving the others a turn.
 const READ_BUDGET: usize = 1 << 20;
 /// A peer that lets this much of our data pile up unread is dropped: it asks faster than it
@@ -48,6 +51,11 @@ pub(crate) struct EventLoop {
     listener: Option<TcpListener>,
     local_addr: Option<SocketAddr>,
     bind_ip: Option<IpAddr>,
+    /// The DHT's socket, when the client runs a DHT node.
+    dht: Option<UdpSocket>,
+    dht_addr: Option<SocketAddr>,
+    /// The DHT socket may have datagrams waiting (edge-triggered readiness).
+    dht_ready: bool,
     host: SessionHost,
     conns: HashMap<Token, Conn>,
     tokens: HashMap<ConnId, Token>,
@@ -85,6 +93,22 @@ impl EventLoop {
             }
             None => (None, None),
         };
+        let (dht, dht_addr) = match &cfg.dht {
+            Some(settings) => {
+                let bind_err = |source| ClientError::Listen {
+                    addr: format!("{} (DHT, UDP)", settings.bind),
+                    source,
+                };
+                let std_socket = bind_dht_socket(settings, local_addr).map_err(bind_err)?;
+                let addr = std_socket.local_addr().map_err(bind_err)?;
+                let mut socket = UdpSocket::from_std(std_socket);
+                poll.registry()
+                    .register(&mut socket, DHT, Interest::READABLE)
+                    .map_err(bind_err)?;
+                (Some(socket), Some(addr))
+            }
+            None => (None, None),
+        };
         let done = Arc::new(Handoff::new(WakerRef(waker)));
         let disk = DiskPool::start(cfg.disk_threads, done.clone()).map_err(ClientError::Start)?;
         Ok(EventLoop {
@@ -92,6 +116,10 @@ impl EventLoop {
             listener,
             local_addr,
             bind_ip: cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
+            dht,
+            dht_addr,
+            // Datagrams may have arrived before registration: look once.
+            dht_ready: true,
             host: SessionHost::new(cfg, local_addr, events),
             conns: HashMap::new(),
             tokens: HashMap::new(),
@@ -110,6 +138,10 @@ impl EventLoop {
         self.local_addr
     }
 
+    pub(crate) fn dht_addr(&self) -> Option<SocketAddr> {
+        self.dht_addr
+    }
+
     /// Runs until shutdown completes (or the poller fails).
     pub(crate) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
@@ -125,6 +157,7 @@ impl EventLoop {
                 match ev.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    DHT => self.dht_ready = true,
                     token => self.socket_event(
                         token,
                         Readiness {
@@ -138,6 +171,7 @@ impl EventLoop {
             self.take_commands();
             self.take_completions();
             if !self.host.shutting_down() {
+                self.read_datagrams();
                 self.read_ready_sockets();
             }
             self.timers();
@@ -152,8 +186,8 @@ impl EventLoop {
     /// How long `poll` may sleep.
     fn poll_timeout(&self) -> Duration {
         if !self.host.shutting_down()
-            && !self.host.backpressured()
-            && self.conns.values().any(|c| c.read_ready)
+            && (self.dht_ready && self.dht.is_some()
+                || !self.host.backpressured() && self.conns.values().any(|c| c.read_ready))
         {
             return Duration::ZERO;
         }
@@ -264,6 +298,31 @@ impl EventLoop {
         }
         if ready.writable && conn.flush().is_err() {
             self.close_socket(token, "write failed");
+        }
+    }
+
+    /// Hands waiting DHT datagrams to the session, a burst at a time. Not paused by disk
+    /// backpressure: datagrams carry no block data, and a DHT that stops answering is
+    /// dropped from other nodes' tables.
+    fn read_datagrams(&mut self) {
+        let mut buf = [0u8; DATAGRAM_BUFFER];
+        for _ in 0..DATAGRAM_BURST {
+            let Some(socket) = &self.dht else {
+                return;
+            };
+            match socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let now = self.host.now();
+                    self.host.session().handle_datagram(from, &buf[..n], now);
+                    self.pump();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.dht_ready = false;
+                    return;
+                }
+                // ICMP errors from earlier sends surface here on Linux: skip them.
+                Err(_) => {}
+            }
         }
     }
 
@@ -394,6 +453,12 @@ impl EventLoop {
                             });
                         }
                         self.drop_socket(token);
+                    }
+                }
+                IoAction::SendDatagram { to, bytes } => {
+                    if let Some(socket) = &self.dht {
+                        // A full socket buffer loses the datagram, as the network may.
+                        let _ = socket.send_to(&bytes, to);
                     }
                 }
                 IoAction::Disk(job) => self.disk.submit(job),

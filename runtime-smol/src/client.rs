@@ -2,6 +2,7 @@
 //! task over a smol channel.
 
 use smol::Async;
+use unchoke_driver::dht_node::bind_dht_socket;
 use unchoke_driver::{ClientConfig, ClientCore, ClientError, EVENT_BACKLOG};
 
 use crate::session_task::SessionTask;
@@ -30,6 +31,18 @@ impl Client {
             }
             None => (None, None),
         };
+        let (dht, dht_addr) = match &config.dht {
+            Some(settings) => {
+                let bind_err = |source| ClientError::Listen {
+                    addr: format!("{} (DHT, UDP)", settings.bind),
+                    source,
+                };
+                let socket = bind_dht_socket(settings, local_addr).map_err(bind_err)?;
+                let addr = socket.local_addr().map_err(bind_err)?;
+                (Some(Async::new(socket).map_err(bind_err)?), Some(addr))
+            }
+            None => (None, None),
+        };
         let (commands, command_rx) = smol::channel::unbounded();
         let (event_tx, events) = crossbeam_channel::bounded(EVENT_BACKLOG);
         let cfg = config.clone();
@@ -37,13 +50,13 @@ impl Client {
             .name("unchoke-smol".into())
             .spawn(move || {
                 let ex = std::rc::Rc::new(smol::LocalExecutor::new());
-                let task = SessionTask::new(ex.clone(), cfg, listener, command_rx, event_tx);
+                let task = SessionTask::new(ex.clone(), cfg, listener, dht, command_rx, event_tx);
                 smol::block_on(ex.run(task.run()));
             })
             .map_err(ClientError::Start)?;
         let send = Box::new(move |c| commands.send_blocking(c).map_err(|_| ClientError::Stopped));
         Ok(Client {
-            core: ClientCore::new(send, events, local_addr, config, thread),
+            core: ClientCore::new(send, events, local_addr, config, thread).with_dht_addr(dht_addr),
         })
     }
 }

@@ -3,7 +3,7 @@
 //! and its bookkeeping), and the host's [`IoAction`]s into queued writes, dials and
 //! `smol::unblock` disk jobs. No protocol rule lives here.
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +14,7 @@ use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor, Task, Timer};
 use unchoke_core::session::{ConnId, Direction, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
+use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
 use unchoke_driver::{ClientConfig, ClientEvent, Command, IoAction, SessionHost};
 
@@ -24,6 +25,9 @@ const MAX_QUEUED_SEND: usize = 16 << 20;
 /// Socket events buffered between the socket tasks and the session task; when the session
 /// stops taking them (disk backpressure) the readers stop reading.
 const NET_QUEUE: usize = 64;
+/// DHT datagrams buffered between the UDP reader and the session task; beyond this the
+/// reader drops them, as a full socket buffer would.
+const DATAGRAM_QUEUE: usize = DATAGRAM_BURST;
 
 /// One socket as the session task sees it.
 struct Peer {
@@ -43,6 +47,7 @@ enum Input {
     Command(Command),
     Net(NetEvent),
     Done(Completion),
+    Datagram(SocketAddr, Vec<u8>),
     Tick,
     ClientGone,
 }
@@ -72,6 +77,9 @@ pub(crate) struct SessionTask {
     /// Block reads queued by one round of actions, sent to the blocking pool together.
     reads: Vec<Job>,
     listener: Option<Task<()>>,
+    /// The DHT's socket (sends go straight out: it is non-blocking) and its reader.
+    dht: Option<(Arc<Async<UdpSocket>>, Task<()>)>,
+    dgram_rx: Receiver<(SocketAddr, Vec<u8>)>,
 }
 
 impl SessionTask {
@@ -79,6 +87,7 @@ impl SessionTask {
         ex: Rc<LocalExecutor<'static>>,
         cfg: ClientConfig,
         listener: Option<Async<std::net::TcpListener>>,
+        dht: Option<Async<UdpSocket>>,
         commands: Receiver<Command>,
         events: crossbeam_channel::Sender<ClientEvent>,
     ) -> Self {
@@ -88,6 +97,12 @@ impl SessionTask {
         let (net_tx, net_rx) = smol::channel::bounded(NET_QUEUE);
         let (done_tx, done_rx) = smol::channel::unbounded();
         let listener = listener.map(|l| ex.spawn(peer_io::accept_loop(l, net_tx.clone())));
+        let (dgram_tx, dgram_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
+        let dht = dht.map(|socket| {
+            let socket = Arc::new(socket);
+            let reader = ex.spawn(read_datagrams(socket.clone(), dgram_tx));
+            (socket, reader)
+        });
         SessionTask {
             ex,
             host: SessionHost::new(&cfg, local_addr, events),
@@ -107,6 +122,8 @@ impl SessionTask {
             writing: 0,
             reads: Vec::new(),
             listener,
+            dht,
+            dgram_rx,
         }
     }
 
@@ -130,6 +147,13 @@ impl SessionTask {
                     }
                 }
                 Input::Done(c) => self.completion(c),
+                Input::Datagram(from, data) => {
+                    let now = self.host.now();
+                    self.host.session().handle_datagram(from, &data, now);
+                    while let Ok((from, data)) = self.dgram_rx.try_recv() {
+                        self.host.session().handle_datagram(from, &data, now);
+                    }
+                }
                 Input::Tick => {}
                 Input::ClientGone => {
                     let (reply, _) = crossbeam_channel::bounded(1);
@@ -182,9 +206,22 @@ impl SessionTask {
             Timer::at(deadline).await;
             Input::Tick
         };
+        // Not paused by disk backpressure: datagrams carry no block data.
+        let datagrams = async {
+            if self.host.shutting_down() {
+                return std::future::pending().await;
+            }
+            match self.dgram_rx.recv().await {
+                Ok((from, data)) => Input::Datagram(from, data),
+                Err(_) => std::future::pending().await,
+            }
+        };
         smol::future::or(
             commands,
-            smol::future::or(done, smol::future::or(net, tick)),
+            smol::future::or(
+                done,
+                smol::future::or(net, smol::future::or(datagrams, tick)),
+            ),
         )
         .await
     }
@@ -405,6 +442,12 @@ impl SessionTask {
                         });
                     }
                 }
+                IoAction::SendDatagram { to, bytes } => {
+                    if let Some((socket, _)) = &self.dht {
+                        // Non-blocking: a full socket buffer loses it, as the network may.
+                        let _ = socket.get_ref().send_to(&bytes, to);
+                    }
+                }
                 IoAction::Disk(job @ Job::Write { .. }) => self.writes.push(job),
                 IoAction::Disk(job @ Job::Read { .. }) => self.reads.push(job),
                 IoAction::Disk(job) => self.spawn_job(job),
@@ -484,5 +527,24 @@ impl SessionTask {
         }
         self.host.completion(c);
         self.pump();
+    }
+}
+
+/// Reads the DHT's datagrams and hands them to the session task; when the task is behind
+/// by [`DATAGRAM_QUEUE`] datagrams, further ones are dropped. Ends with the task.
+async fn read_datagrams(socket: Arc<Async<UdpSocket>>, to_session: Sender<(SocketAddr, Vec<u8>)>) {
+    let mut buf = vec![0u8; DATAGRAM_BUFFER];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => match to_session.try_send((from, buf[..n].to_vec())) {
+                Ok(()) | Err(smol::channel::TrySendError::Full(_)) => {}
+                Err(smol::channel::TrySendError::Closed(_)) => return,
+            },
+            // ICMP errors from earlier sends surface here on Linux: skip them, pausing
+            // briefly so an error that repeats cannot spin this thread.
+            Err(_) => {
+                smol::Timer::after(std::time::Duration::from_millis(10)).await;
+            }
+        }
     }
 }

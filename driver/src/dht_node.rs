@@ -1,0 +1,152 @@
+//! What a driver needs to run the session's DHT node (BEP 5): its settings, binding its
+//! UDP socket, and the node list kept between runs. Every DHT rule — queries, routing,
+//! lookups, when a torrent announces — is the core's (`unchoke_core::dht`,
+//! `Session::handle_datagram`); a runtime only moves datagrams.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use unchoke_core::dht::DhtConfig;
+
+/// The most nodes saved to (and read back from) the node file.
+pub const MAX_SAVED_NODES: usize = 200;
+
+/// The largest datagram read: KRPC messages fit well inside one Ethernet frame; the core
+/// drops anything over its own `max_packet` (1,500 bytes), so reading a little more only
+/// lets it count the oversized ones.
+pub const DATAGRAM_BUFFER: usize = 2048;
+
+/// Datagrams read in a row before the loop turns to its other sockets, so a flood on the
+/// DHT port cannot starve the peers.
+pub const DATAGRAM_BURST: usize = 256;
+
+/// How to run the DHT node.
+#[derive(Clone, Debug)]
+pub struct DhtSettings {
+    /// The UDP address to bind. Port 0 takes the TCP listen port when there is a listener
+    /// (as other clients do: one port for both), else any free port.
+    pub bind: SocketAddr,
+    /// Nodes to join the DHT through.
+    pub bootstrap: Vec<SocketAddr>,
+    /// Where to keep good nodes between runs (read at start, written at shutdown);
+    /// `None`: nothing kept.
+    pub nodes_file: Option<PathBuf>,
+    /// The node's limits and timings.
+    pub config: DhtConfig,
+}
+
+impl DhtSettings {
+    /// A node on `bind` joining through `bootstrap`, default limits, no node file.
+    pub fn new(bind: SocketAddr, bootstrap: Vec<SocketAddr>) -> Self {
+        DhtSettings {
+            bind,
+            bootstrap,
+            nodes_file: None,
+            config: DhtConfig::default(),
+        }
+    }
+}
+
+/// Binds the DHT's non-blocking UDP socket: `settings.bind`, with port 0 meaning the TCP
+/// listener's port when `listen` is given (and free for UDP), else any port.
+pub fn bind_dht_socket(
+    settings: &DhtSettings,
+    listen: Option<SocketAddr>,
+) -> io::Result<UdpSocket> {
+    let mut addr = settings.bind;
+    let socket = match listen {
+        Some(l) if addr.port() == 0 && l.port() != 0 => {
+            addr.set_port(l.port());
+            // The TCP port may be taken for UDP by someone else: then any port will do.
+            UdpSocket::bind(addr).or_else(|_| UdpSocket::bind(settings.bind))?
+        }
+        _ => UdpSocket::bind(addr)?,
+    };
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// The nodes saved in `path` (one `IP:PORT` a line; unreadable lines skipped, at most
+/// [`MAX_SAVED_NODES`]). A missing file is no nodes.
+pub fn load_nodes(path: &Path) -> io::Result<Vec<SocketAddr>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .take(MAX_SAVED_NODES)
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `nodes` to `path` (at most [`MAX_SAVED_NODES`]), through a temporary file so a
+/// crash never leaves half a list. Parent directories are created.
+pub fn save_nodes(path: &Path, nodes: &[SocketAddr]) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut text = String::new();
+    for n in nodes.iter().take(MAX_SAVED_NODES) {
+        text.push_str(&n.to_string());
+        text.push('\n');
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_file_round_trips_and_skips_garbage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub").join("dht.nodes");
+        assert_eq!(load_nodes(&path).expect("missing is empty"), Vec::new());
+        let nodes: Vec<SocketAddr> = vec![
+            "127.0.0.1:6881".parse().expect("addr"),
+            "10.1.2.3:51413".parse().expect("addr"),
+        ];
+        save_nodes(&path, &nodes).expect("save");
+        assert_eq!(load_nodes(&path).expect("load"), nodes);
+        std::fs::write(
+            &path,
+            "127.0.0.2:1\nnot a node\n\n127.0.0.3:99999\n127.0.0.4:2\n",
+        )
+        .expect("write");
+        let back = load_nodes(&path).expect("load");
+        assert_eq!(
+            back,
+            vec![
+                "127.0.0.2:1".parse::<SocketAddr>().expect("addr"),
+                "127.0.0.4:2".parse().expect("addr")
+            ]
+        );
+    }
+
+    #[test]
+    fn node_file_is_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("dht.nodes");
+        let many: Vec<SocketAddr> = (0..1000u16)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], 1000 + p)))
+            .collect();
+        save_nodes(&path, &many).expect("save");
+        assert_eq!(load_nodes(&path).expect("load").len(), MAX_SAVED_NODES);
+    }
+
+    #[test]
+    fn port_zero_follows_the_tcp_listener() {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("tcp");
+        let listen = tcp.local_addr().expect("addr");
+        let settings = DhtSettings::new("127.0.0.1:0".parse().expect("addr"), Vec::new());
+        let udp = bind_dht_socket(&settings, Some(listen)).expect("bind");
+        assert_eq!(udp.local_addr().expect("addr").port(), listen.port());
+        // That UDP port is taken now: a second node falls back to any port.
+        let other = bind_dht_socket(&settings, Some(listen)).expect("bind");
+        assert_ne!(other.local_addr().expect("addr").port(), listen.port());
+    }
+}
