@@ -1,6 +1,10 @@
 //! `unchoke download` and `unchoke seed`: run one torrent on a driver until it is done (or
 //! interrupted), reporting progress as a bar, plain lines or JSON.
 //!
+//! `download` also takes a magnet link: the metadata then comes from peers (BEP 9) — those
+//! of the link's `x.pe`, its `tr` trackers, `--peer`, or the DHT — and is verified against
+//! the info-hash before anything is downloaded.
+//!
 //! Exit status: `download` exits 0 only once every piece is verified; `seed` exits 0 when
 //! interrupted after serving. Ctrl-C (or SIGTERM) stops cleanly: pending writes finish and
 //! resume data is saved, so the next run starts where this one stopped.
@@ -11,9 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{Event, metainfo_tiers};
-use unchoke_driver::{AddTorrent, ClientConfig, ClientEvent};
+use unchoke_driver::dht_node::DhtSettings;
+use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientEvent};
 
 use crate::progress::Reporter;
 use crate::runtime::{Client, Runtime};
@@ -68,6 +74,27 @@ pub(crate) struct CommonArgs {
     /// Do not announce to the torrent's trackers (`--tracker` ones are still used).
     #[arg(long)]
     no_trackers: bool,
+
+    /// Run a DHT node (BEP 5) to find peers without a tracker and announce this torrent.
+    /// On by default when there is a node to join through (`--dht-bootstrap`, or nodes
+    /// saved by an earlier run in DIR/.unchoke/dht.nodes). Private torrents never use it.
+    #[arg(long, conflicts_with = "no_dht")]
+    dht: bool,
+
+    /// No DHT, even with bootstrap nodes.
+    #[arg(long)]
+    no_dht: bool,
+
+    /// A DHT node to join through (e.g. another client's or `unchoke dht`'s address); may
+    /// be repeated. There is no built-in list: to join the public DHT, name one of its
+    /// routers here.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    dht_bootstrap: Vec<String>,
+
+    /// UDP port of the DHT node, on the --listen address (0: the TCP listen port if free,
+    /// else any).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    dht_port: u16,
 }
 
 impl CommonArgs {
@@ -81,13 +108,58 @@ impl CommonArgs {
         tiers.extend(self.trackers.iter().map(|t| vec![t.clone()]));
         tiers
     }
+
+    /// The DHT node to run, if any: see `--dht`. Saved nodes live under `save_path`.
+    fn dht_settings(&self, save_path: &Path) -> Result<Option<DhtSettings>, String> {
+        if self.no_dht {
+            return Ok(None);
+        }
+        let bootstrap = resolve_addrs("--dht-bootstrap", &self.dht_bootstrap)?;
+        let nodes_file = save_path.join(".unchoke").join("dht.nodes");
+        if !(self.dht || !bootstrap.is_empty() || nodes_file.is_file()) {
+            return Ok(None);
+        }
+        let mut settings =
+            DhtSettings::new(SocketAddr::new(self.listen.ip(), self.dht_port), bootstrap);
+        settings.nodes_file = Some(nodes_file);
+        Ok(Some(settings))
+    }
+}
+
+/// What a download starts from.
+enum Source {
+    /// A .torrent file.
+    Torrent(PathBuf),
+    /// A magnet link: the metadata comes from peers.
+    Magnet(Box<Magnet>),
+}
+
+impl Source {
+    fn parse(text: &str) -> Result<Source, String> {
+        if text.starts_with("magnet:") {
+            Magnet::parse(text)
+                .map(|m| Source::Magnet(Box::new(m)))
+                .map_err(|e| format!("{text}: {e}"))
+        } else {
+            Ok(Source::Torrent(PathBuf::from(text)))
+        }
+    }
+
+    /// How the source is named in messages.
+    fn describe(&self) -> String {
+        match self {
+            Source::Torrent(path) => path.display().to_string(),
+            Source::Magnet(m) => format!("magnet {}", m.info_hash.to_hex()),
+        }
+    }
 }
 
 /// Arguments of `unchoke download`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct DownloadArgs {
-    /// The .torrent file.
-    torrent: PathBuf,
+    /// The .torrent file, or a magnet link (`magnet:?xt=urn:btih:…`; quote it in a shell).
+    #[arg(value_name = "TORRENT|MAGNET")]
+    torrent: String,
 
     /// The save path: a single-file torrent's file becomes DIR/<name>, a multi-file
     /// torrent's tree DIR/<name>/...
@@ -135,13 +207,19 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), String> {
     } else {
         Goal::Download
     };
-    run(&args.torrent, &args.output, &args.common, goal, false)
+    run(
+        &Source::parse(&args.torrent)?,
+        &args.output,
+        &args.common,
+        goal,
+        false,
+    )
 }
 
 /// `unchoke seed`.
 pub(crate) fn seed(args: &SeedArgs) -> Result<(), String> {
     run(
-        &args.torrent,
+        &Source::Torrent(args.torrent.clone()),
         &args.data_dir,
         &args.common,
         Goal::Seed,
@@ -150,50 +228,105 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), String> {
 }
 
 fn run(
-    torrent: &Path,
+    source: &Source,
     save_path: &Path,
     common: &CommonArgs,
     goal: Goal,
     require_complete: bool,
 ) -> Result<(), String> {
-    let bytes = std::fs::read(torrent).map_err(|e| format!("{}: {e}", torrent.display()))?;
-    let metainfo =
-        Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", torrent.display()))?;
-    let peers = resolve_peers(&common.peers)?;
+    let what = source.describe();
+    let metainfo = match source {
+        Source::Torrent(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        Source::Magnet(_) => None,
+    };
+    let peers = resolve_addrs("--peer", &common.peers)?;
     let interrupted = interrupt_flag()?;
 
-    let mut report = Reporter::new(common.json, common.quiet, &metainfo);
     let mut config = ClientConfig {
         listen: Some(common.listen),
+        dht: common.dht_settings(save_path)?,
         ..ClientConfig::default()
     };
     config.session.max_connect_failures = common.peer_retries;
+    let has_dht = config.dht.is_some();
     let mut client = Client::new(common.runtime, config).map_err(|e| e.to_string())?;
-    let mut add = AddTorrent::new(metainfo.clone(), save_path);
-    add.peers = peers;
-    add.recheck = common.recheck;
-    let tiers = common.tracker_tiers(&metainfo);
-    let has_trackers = !tiers.is_empty();
-    add.trackers = Some(tiers);
-    let handle = {
-        let checking = report.checking();
-        client
-            .add_torrent(add, &|n| checking.set(n))
-            .map_err(|e| format!("{}: {e}", save_path.display()))?
+    let (mut report, id, has_trackers, mut complete) = match (source, metainfo) {
+        (_, Some(metainfo)) => {
+            let mut report = Reporter::new(common.json, common.quiet, &metainfo);
+            let mut add = AddTorrent::new(metainfo.clone(), save_path);
+            add.peers = peers;
+            add.recheck = common.recheck;
+            let tiers = common.tracker_tiers(&metainfo);
+            let has_trackers = !tiers.is_empty();
+            add.trackers = Some(tiers);
+            let handle = {
+                let checking = report.checking();
+                client
+                    .add_torrent(add, &|n| checking.set(n))
+                    .map_err(|e| format!("{}: {e}", save_path.display()))?
+            };
+            report.checked(&handle.check);
+            if require_complete && handle.check.pieces_have < handle.check.piece_count {
+                let _ = client.shutdown();
+                return Err(format!(
+                    "{}: the data is incomplete ({} of {} pieces verified); use --partial to seed it \
+                     anyway, or `unchoke download` to complete it",
+                    save_path.display(),
+                    handle.check.pieces_have,
+                    handle.check.piece_count
+                ));
+            }
+            let complete = handle.check.pieces_have == handle.check.piece_count;
+            (report, handle.id, has_trackers, complete)
+        }
+        (Source::Magnet(magnet), None) => {
+            let mut link_peers = resolve_link_peers(&magnet.peers, &mut |w| {
+                eprintln!("warning: {w}");
+            });
+            link_peers.extend(peers);
+            let mut trackers: Vec<Vec<String>> = if common.no_trackers {
+                Vec::new()
+            } else {
+                magnet.trackers.iter().map(|t| vec![t.clone()]).collect()
+            };
+            trackers.extend(common.trackers.iter().map(|t| vec![t.clone()]));
+            let has_trackers = !trackers.is_empty();
+            if link_peers.is_empty() && !has_trackers && !has_dht {
+                let _ = client.shutdown();
+                return Err(format!(
+                    "{what}: no way to find peers: the link has no `x.pe` peers or `tr` \
+                     trackers; give --peer, --tracker or --dht-bootstrap"
+                ));
+            }
+            let display = magnet.display_name.clone();
+            let report = Reporter::awaiting_metadata(
+                common.json,
+                common.quiet,
+                magnet.info_hash,
+                display.as_deref(),
+            );
+            let id = client
+                .add_magnet(AddMagnet {
+                    info_hash: magnet.info_hash,
+                    save_path: save_path.to_path_buf(),
+                    peers: link_peers,
+                    trackers,
+                    display_name: display,
+                    recheck: common.recheck,
+                })
+                .map_err(|e| format!("{what}: {e}"))?;
+            (report, id, has_trackers, false)
+        }
+        (Source::Torrent(_), None) => return Err(format!("{what}: no metadata")),
     };
-    report.checked(&handle.check);
-    if require_complete && handle.check.pieces_have < handle.check.piece_count {
-        let _ = client.shutdown();
-        return Err(format!(
-            "{}: the data is incomplete ({} of {} pieces verified); use --partial to seed it \
-             anyway, or `unchoke download` to complete it",
-            save_path.display(),
-            handle.check.pieces_have,
-            handle.check.piece_count
-        ));
-    }
     if let Some(addr) = client.local_addr() {
         report.listening(addr);
+    }
+    if let Some(addr) = client.dht_addr() {
+        report.dht_listening(addr);
     }
 
     let started = Instant::now();
@@ -201,22 +334,55 @@ fn run(
     let mut alone_since: Option<Instant> = None;
     let mut last_report = Instant::now() - Duration::from_secs(60);
     let mut failure: Option<String> = None;
-    let mut complete = handle.check.pieces_have == handle.check.piece_count;
     if complete {
-        if let Ok(Some(stats)) = client.stats(handle.id) {
+        if let Ok(Some(stats)) = client.stats(id) {
             report.complete(&stats, started.elapsed());
         }
     }
     while !(interrupted.load(Ordering::SeqCst) || complete && goal == Goal::Download) {
         match client.events().recv_timeout(Duration::from_millis(100)) {
-            Ok(ClientEvent::Session(Event::TorrentComplete { torrent }))
-                if torrent == handle.id =>
-            {
+            Ok(ClientEvent::Session(Event::TorrentComplete { torrent })) if torrent == id => {
                 complete = true;
-                if let Ok(Some(stats)) = client.stats(handle.id) {
+                if let Ok(Some(stats)) = client.stats(id) {
                     report.complete(&stats, started.elapsed());
                 }
             }
+            Ok(ClientEvent::MetadataReady {
+                torrent,
+                metainfo,
+                check,
+            }) if torrent == id => {
+                report.metadata_received(&metainfo, started.elapsed());
+                report.checked(&check);
+                complete = check.pieces_have == check.piece_count;
+                if complete {
+                    if let Ok(Some(stats)) = client.stats(id) {
+                        report.complete(&stats, started.elapsed());
+                    }
+                }
+            }
+            Ok(ClientEvent::MetadataStorageFailed { torrent, message }) if torrent == id => {
+                failure = Some(format!("{}: {message}", save_path.display()));
+                break;
+            }
+            Ok(ClientEvent::Session(Event::MetadataError { torrent, message }))
+                if torrent == id =>
+            {
+                failure = Some(format!(
+                    "{what}: the metadata matches the info-hash but is not a usable torrent: \
+                     {message}"
+                ));
+                break;
+            }
+            Ok(ClientEvent::Session(Event::MetadataHashFailed { torrent })) if torrent == id => {
+                report.warn("metadata from peers did not match the info-hash; fetching it again");
+            }
+            Ok(ClientEvent::Session(Event::DhtLookupDone {
+                torrent,
+                peers,
+                queries,
+                announced,
+            })) if torrent == id => report.dht_lookup(peers, queries, announced, common.verbose),
             Ok(ClientEvent::Session(Event::PeerBanned { addr, .. })) => report.banned(addr),
             Ok(ClientEvent::Session(Event::TrackerReply {
                 url,
@@ -269,28 +435,21 @@ fn run(
         }
         if last_report.elapsed() >= report.interval() {
             last_report = Instant::now();
-            match client.stats(handle.id) {
+            match client.stats(id) {
                 Ok(Some(stats)) => {
                     report.progress(&stats);
-                    // With trackers, more peers may come at the next announce: only a
-                    // download from given peers alone can run out of them for good.
+                    // With trackers or the DHT, more peers may come later: only a download
+                    // from given peers alone can run out of them for good.
                     if goal == Goal::Download
                         && !has_trackers
+                        && !has_dht
                         && !stats.complete
                         && stats.peers == 0
                         && stats.known_peers == 0
                     {
                         let since = *alone_since.get_or_insert_with(Instant::now);
                         if since.elapsed() >= NO_PEERS_GRACE {
-                            failure = Some(format!(
-                                "{}: no peers left: every peer given was unreachable or went away, and \
-                                 none connected to us for {} s ({} of {} pieces verified; run again \
-                                 with a reachable --peer to resume)",
-                                torrent.display(),
-                                NO_PEERS_GRACE.as_secs(),
-                                stats.pieces_have,
-                                stats.piece_count
-                            ));
+                            failure = Some(no_peers_left(&what, &stats));
                             break;
                         }
                     } else {
@@ -306,7 +465,7 @@ fn run(
         }
     }
     let reports = client.shutdown().map_err(|e| e.to_string())?;
-    let end = reports.into_iter().find(|r| r.torrent == handle.id);
+    let end = reports.into_iter().find(|r| r.torrent == id);
     if let Some(end) = &end {
         if let Some(stats) = &end.stats {
             report.stopped(stats);
@@ -321,24 +480,55 @@ fn run(
     }
     match goal {
         Goal::Download if !complete => Err(format!(
-            "{}: interrupted before the download completed; run the same command again to \
-             resume",
-            torrent.display()
+            "{what}: interrupted before the download completed; run the same command again to \
+             resume"
         )),
         _ => Ok(()),
     }
 }
 
-/// `HOST:PORT` strings to addresses, with a clear error for each that does not resolve.
-fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, String> {
+/// Why a download with no peer left stops.
+fn no_peers_left(what: &str, stats: &unchoke_core::torrent::TorrentStats) -> String {
+    let progress = if stats.has_metadata {
+        format!(
+            "{} of {} pieces verified",
+            stats.pieces_have, stats.piece_count
+        )
+    } else {
+        "the metadata was not fetched".to_string()
+    };
+    format!(
+        "{what}: no peers left: every peer given was unreachable or went away, and none \
+         connected to us for {} s ({progress}; run again with a reachable --peer to resume)",
+        NO_PEERS_GRACE.as_secs()
+    )
+}
+
+/// A magnet link's `x.pe` peers as addresses; a peer that does not resolve is skipped with
+/// a warning (the link may still have others, trackers or the DHT).
+fn resolve_link_peers(peers: &[String], warn: &mut dyn FnMut(String)) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for p in peers {
-        let mut addrs = p
+        match p.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => out.push(addr),
+            Ok(None) => warn(format!("x.pe={p}: the name has no address; skipped")),
+            Err(e) => warn(format!("x.pe={p}: {e}; skipped")),
+        }
+    }
+    out
+}
+
+/// `HOST:PORT` strings to addresses, with a clear error (naming `option`) for each that
+/// does not resolve.
+pub(crate) fn resolve_addrs(option: &str, addrs: &[String]) -> Result<Vec<SocketAddr>, String> {
+    let mut out = Vec::new();
+    for p in addrs {
+        let mut resolved = p
             .to_socket_addrs()
-            .map_err(|e| format!("--peer {p}: {e} (expected HOST:PORT)"))?;
-        let addr = addrs
+            .map_err(|e| format!("{option} {p}: {e} (expected HOST:PORT)"))?;
+        let addr = resolved
             .next()
-            .ok_or_else(|| format!("--peer {p}: the name has no address"))?;
+            .ok_or_else(|| format!("{option} {p}: the name has no address"))?;
         out.push(addr);
     }
     Ok(out)

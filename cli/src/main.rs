@@ -1,10 +1,11 @@
-//! The `unchoke` command line: `info`, `create`, `download`, `seed`, `tracker`, `swarm` and
-//! `simulate`.
+//! The `unchoke` command line: `info`, `create`, `download`, `seed`, `tracker`, `dht`,
+//! `swarm` and `simulate`.
 //!
 //! Exit status: 0 on success, 1 when the input or the work failed (one line on stderr,
 //! `unchoke: <what>: <why>`), 2 for a usage error (from clap).
 
 mod cmd_create;
+mod cmd_dht;
 mod cmd_info;
 mod cmd_simulate;
 mod cmd_swarm;
@@ -41,12 +42,16 @@ enum Command {
     Info(cmd_info::InfoArgs),
     /// Make a .torrent file from a file or a directory, hashing on all cores.
     Create(cmd_create::CreateArgs),
-    /// Download a torrent from the peers given (exit 0 once every piece is verified).
+    /// Download a torrent (a .torrent file or a magnet link) from peers given, found
+    /// through trackers or the DHT (exit 0 once every piece is verified).
     Download(cmd_transfer::DownloadArgs),
     /// Serve a torrent's data (checked first) until interrupted.
     Seed(cmd_transfer::SeedArgs),
     /// Run a tracker over HTTP and UDP until interrupted.
     Tracker(cmd_tracker::TrackerArgs),
+    /// Run a standalone DHT node (BEP 5) until interrupted, e.g. to bootstrap a private
+    /// DHT for tests or a LAN.
+    Dht(cmd_dht::DhtArgs),
     /// Run a whole swarm on 127.0.0.1: a tracker, one seed and N leechers that find each
     /// other through it; verify every copy and summarise who uploaded what.
     Swarm(cmd_swarm::SwarmArgs),
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Command::Download(args) => cmd_transfer::download(&args),
         Command::Seed(args) => cmd_transfer::seed(&args),
         Command::Tracker(args) => cmd_tracker::run(&args),
+        Command::Dht(args) => cmd_dht::run(&args),
         Command::Swarm(args) => cmd_swarm::run(&args),
         Command::Simulate(args) => cmd_simulate::run(&args),
     };

@@ -70,6 +70,111 @@ impl Reporter {
         }
     }
 
+    /// For a magnet link: the name is the link's `dn` (else the info-hash) until
+    /// [`Reporter::metadata_received`].
+    pub(crate) fn awaiting_metadata(
+        json: bool,
+        quiet: bool,
+        info_hash: unchoke_core::InfoHash,
+        display_name: Option<&str>,
+    ) -> Self {
+        let mode = if json {
+            Mode::Json
+        } else if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar(indicatif::ProgressBar::hidden())
+        } else {
+            Mode::Plain
+        };
+        let name = display_name.map_or_else(|| info_hash.to_hex(), printable);
+        let r = Reporter {
+            mode,
+            name,
+            piece_count: 0,
+        };
+        let line = format!("{}: fetching the metadata from peers", r.name);
+        match &r.mode {
+            Mode::Json => emit(&json!({
+                "event": "fetching_metadata",
+                "info_hash": info_hash.to_hex(),
+                "name": display_name,
+            })),
+            Mode::Bar(_) => eprintln!("{line}"),
+            Mode::Plain => println_safe(&line),
+            Mode::Quiet => {}
+        }
+        r
+    }
+
+    /// A magnet link's metadata arrived and was verified.
+    pub(crate) fn metadata_received(&mut self, metainfo: &Metainfo, elapsed: Duration) {
+        self.name = printable(&metainfo.info.name);
+        self.piece_count = metainfo.info.piece_count();
+        let line = format!(
+            "{}: metadata received in {:.1} s ({}, {} pieces of {}, {} file{})",
+            self.name,
+            elapsed.as_secs_f64(),
+            human::size(metainfo.info.total_length),
+            self.piece_count,
+            human::size(u64::from(metainfo.info.piece_length)),
+            metainfo.info.files.len(),
+            if metainfo.info.files.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        );
+        match &self.mode {
+            Mode::Json => emit(&json!({
+                "event": "metadata",
+                "info_hash": metainfo.info_hash.to_hex(),
+                "name": metainfo.info.name,
+                "piece_count": self.piece_count,
+                "total_length": metainfo.info.total_length,
+                "files": metainfo.info.files.len(),
+                "seconds": elapsed.as_secs_f64(),
+            })),
+            Mode::Bar(bar) => bar.println(line),
+            Mode::Plain => println_safe(&line),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// The DHT node's UDP address.
+    pub(crate) fn dht_listening(&self, addr: SocketAddr) {
+        match &self.mode {
+            Mode::Json => emit(&json!({"event": "dht_listening", "addr": addr.to_string()})),
+            Mode::Bar(bar) => bar.println(format!("DHT node on {addr} (UDP)")),
+            Mode::Plain => println_safe(&format!("DHT node on {addr} (UDP)")),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// A DHT lookup for the torrent finished (shown with `--verbose`, always in JSON).
+    pub(crate) fn dht_lookup(&self, peers: u32, queries: u32, announced: u32, verbose: bool) {
+        let line = format!(
+            "DHT: {peers} peer{} from {queries} queries{}",
+            if peers == 1 { "" } else { "s" },
+            if announced > 0 {
+                format!(", announced to {announced} nodes")
+            } else {
+                String::new()
+            }
+        );
+        match &self.mode {
+            Mode::Json => emit(&json!({
+                "event": "dht_lookup",
+                "peers": peers,
+                "queries": queries,
+                "announced": announced,
+            })),
+            Mode::Bar(bar) if verbose => bar.println(line),
+            Mode::Plain if verbose => println_safe(&line),
+            Mode::Bar(_) | Mode::Plain | Mode::Quiet => {}
+        }
+    }
+
     /// How often [`Reporter::progress`] wants fresh counters.
     pub(crate) fn interval(&self) -> Duration {
         match self.mode {
@@ -153,6 +258,16 @@ impl Reporter {
 
     /// Periodic counters.
     pub(crate) fn progress(&self, s: &TorrentStats) {
+        if !s.has_metadata {
+            // A magnet link's torrent has no sizes yet: only the peer count says anything.
+            if let Mode::Json = self.mode {
+                emit(
+                    &json!({"event": "fetching_metadata", "info_hash": s.info_hash.to_hex(),
+                             "peers": s.peers}),
+                );
+            }
+            return;
+        }
         match &self.mode {
             Mode::Json => emit(&with_event("progress", s, None)),
             Mode::Bar(bar) => {

@@ -1,0 +1,134 @@
+//! `unchoke dht`: a standalone DHT node (BEP 5) — the same node `download` and `seed` run,
+//! without torrents — until interrupted. Useful to start a private DHT for tests or a LAN:
+//! other clients bootstrap from it, and it stores and hands out their announces.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use unchoke_driver::dht_node::DhtSettings;
+use unchoke_driver::{ClientConfig, DhtStatus};
+
+use crate::cmd_transfer::{interrupt_flag, resolve_addrs};
+use crate::output::print;
+use crate::runtime::{Client, Runtime};
+
+/// Arguments of `unchoke dht`.
+#[derive(clap::Args, Debug)]
+pub(crate) struct DhtArgs {
+    /// The UDP address to run the node on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:6881")]
+    listen: SocketAddr,
+
+    /// A node to join through; may be repeated. Without one the node waits for others to
+    /// join through it.
+    #[arg(long = "bootstrap", value_name = "HOST:PORT")]
+    bootstrap: Vec<String>,
+
+    /// Keep the good nodes in FILE between runs (read at start, written at exit).
+    #[arg(long, value_name = "FILE")]
+    nodes_file: Option<PathBuf>,
+
+    /// Seconds between status lines.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    report_every: u64,
+
+    /// The driver to run on.
+    #[arg(long, value_enum, default_value = "mio")]
+    runtime: Runtime,
+
+    /// One JSON object per line on stdout instead of human output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `unchoke dht`.
+pub(crate) fn run(args: &DhtArgs) -> Result<(), String> {
+    let bootstrap = resolve_addrs("--bootstrap", &args.bootstrap)?;
+    let interrupted = interrupt_flag()?;
+    let mut settings = DhtSettings::new(args.listen, bootstrap);
+    settings.nodes_file = args.nodes_file.clone();
+    let config = ClientConfig {
+        // No torrents, so no peers to accept.
+        listen: None,
+        dht: Some(settings),
+        ..ClientConfig::default()
+    };
+    let mut client = Client::new(args.runtime, config)
+        .map_err(|e| format!("cannot start the DHT node on {}: {e}", args.listen))?;
+    let addr = client
+        .dht_addr()
+        .ok_or_else(|| "the DHT socket was not bound".to_string())?;
+    line(
+        args.json,
+        json!({"event": "listening", "addr": addr.to_string()}),
+        &format!("DHT node on {addr} (UDP); Ctrl-C stops it"),
+    );
+    let every = Duration::from_secs(args.report_every);
+    let mut next_report = Instant::now();
+    let mut last = None;
+    while !interrupted.load(Ordering::SeqCst) {
+        if Instant::now() >= next_report {
+            next_report = Instant::now() + every;
+            match client.dht_status() {
+                Ok(Some(status)) => {
+                    report(args.json, &status);
+                    last = Some(status);
+                }
+                Ok(None) => return Err("the client runs no DHT node".into()),
+                Err(e) => return Err(format!("the DHT node stopped: {e}")),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    client.shutdown().map_err(|e| e.to_string())?;
+    if let Some(status) = last {
+        line(
+            args.json,
+            json!({"event": "stopped", "nodes": status.table_nodes}),
+            &format!("stopped with {} nodes in the table", status.table_nodes),
+        );
+    }
+    Ok(())
+}
+
+fn report(json: bool, s: &DhtStatus) {
+    let c = &s.counters;
+    line(
+        json,
+        json!({
+            "event": "status",
+            "nodes": s.table_nodes,
+            "good_nodes": s.good_nodes,
+            "packets_in": c.packets_in,
+            "packets_out": c.packets_out,
+            "queries_in": c.queries_in,
+            "announces_stored": c.announces_stored,
+            "rate_limited": c.rate_limited,
+            "malformed": c.malformed,
+        }),
+        &format!(
+            "{} nodes ({} good); {} datagrams in, {} out; {} queries answered, {} announces \
+             stored; dropped: {} over the rate limit, {} malformed",
+            s.table_nodes,
+            s.good_nodes,
+            c.packets_in,
+            c.packets_out,
+            c.replies_out,
+            c.announces_stored,
+            c.rate_limited,
+            c.malformed
+        ),
+    );
+}
+
+/// One line: `value` with `--json`, else `text`.
+fn line(json: bool, value: serde_json::Value, text: &str) {
+    let _ = if json {
+        print(&format!("{value}\n"))
+    } else {
+        print(&format!("{text}\n"))
+    };
+}
