@@ -238,3 +238,23 @@ fn stalls_and_a_server_that_leaves_and_returns_delay_but_lose_nothing() {
     }];
     assert!(Simulation::new(bad).is_err(), "host 3 of 2 peers");
 }
+
+#[test]
+fn peers_find_each_other_through_the_dht_alone() {
+    // No tracker at all: every session runs a DHT node joining through the server's, and
+    // the swarm still completes with every piece verified.
+    let mut c = small(12);
+    c.dht = true;
+    c.seed = 11;
+    let r = run(c);
+    assert_sound(&r);
+    assert_not_below_bound(&r);
+    assert_eq!(r.tracker_announces, 0, "nobody asked the tracker: {r:#?}");
+    assert!(r.datagrams > 0, "{r:#?}");
+    // The peers found each other, not only the server: they uploaded to each other.
+    assert!(r.peers_uploaded > 0, "{r:#?}");
+
+    // The same swarm through the tracker asks it, and carries no datagram.
+    let r = run(small(12));
+    assert!(r.tracker_announces > 0 && r.datagrams == 0, "{r:#?}");
+}

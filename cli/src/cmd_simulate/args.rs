@@ -69,6 +69,11 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     server_departs: bool,
 
+    /// Peers find each other through the DHT (BEP 5) instead of the tracker: every host
+    /// runs a DHT node joining through the server's.
+    #[arg(long)]
+    dht: bool,
+
     /// Seed of every random choice: the same seed gives the same results [default: 1].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -110,6 +115,7 @@ impl SimulateArgs {
             latency: self.latency,
             churn: self.churn,
             server_departs: self.server_departs,
+            dht: self.dht,
             seed: self.seed,
         }
     }

@@ -31,6 +31,8 @@ pub(super) struct Plan {
     pub(super) churn: Option<ChurnArg>,
     /// Whether the server leaves once the peers hold every piece between them.
     pub(super) server_departs: bool,
+    /// Whether peers find each other through the DHT instead of the tracker.
+    pub(super) dht: bool,
     /// The random seed asked for; the simulator's default otherwise.
     pub(super) seed: Option<u64>,
 }
@@ -57,6 +59,7 @@ impl Plan {
             away: c.away,
         });
         c.server_departs = self.server_departs;
+        c.dht = self.dht;
         c
     }
 

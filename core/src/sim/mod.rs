@@ -103,6 +103,10 @@ pub struct SimConfig {
     pub session: SessionConfig,
     /// Scheduled departures, returns, corruption and stalls (none by default).
     pub disruptions: Vec<Disruption>,
+    /// Peers find each other through the DHT (BEP 5) instead of the tracker: every
+    /// session runs a DHT node, joining through the server's, and announces to no tracker
+    /// (default `false`).
+    pub dht: bool,
 }
 
 impl SimConfig {
@@ -125,6 +129,7 @@ impl SimConfig {
             time_limit: Duration::from_secs(10 * 3600),
             session: SessionConfig::default(),
             disruptions: Vec::new(),
+            dht: false,
         }
     }
 
@@ -225,6 +230,10 @@ pub struct SimReport {
     pub blocks: u64,
     /// Events processed.
     pub events: u64,
+    /// DHT datagrams delivered (0 unless [`SimConfig::dht`]).
+    pub datagrams: u64,
+    /// Announces that reached the tracker.
+    pub tracker_announces: u64,
     /// Departures (churn and the server's).
     pub leaves: u64,
     /// Returns after a departure.

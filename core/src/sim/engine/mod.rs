@@ -216,6 +216,8 @@ pub struct Simulation {
     limit: u64,
     events: u64,
     blocks: u64,
+    datagrams: u64,
+    tracker_announces: u64,
     completed: usize,
     finished: bool,
     violations: Vec<String>,
@@ -256,6 +258,8 @@ impl Simulation {
             now: 0,
             events: 0,
             blocks: 0,
+            datagrams: 0,
+            tracker_announces: 0,
             completed: 0,
             finished: false,
             violations: Vec::new(),
@@ -539,6 +543,7 @@ impl Simulation {
                 request,
                 wants_reply,
             } => {
+                self.tracker_announces += 1;
                 let source = self.hosts[host].ephemeral();
                 let response = match self.tracker.handle_http_request(&request, source, now) {
                     HttpOutcome::Respond(bytes) => bytes,
@@ -560,6 +565,7 @@ impl Simulation {
             }
             Ev::Datagram { host, from, bytes } => {
                 // UDP: a datagram for a host that is away is lost.
+                self.datagrams += 1;
                 if let Some(session) = self.session_mut(host) {
                     session.handle_datagram(from, &bytes, now);
                 }
@@ -620,14 +626,25 @@ impl Simulation {
 
     fn start_session(&mut self, host: HostId) {
         let now = Instant::from_micros(self.now);
+        let server = self.hosts[0].addr;
         let h = &mut self.hosts[host];
         let mut config = self.config.session.clone();
         config.listen_port = LISTEN_PORT;
+        if self.config.dht {
+            config.dht = Some(crate::dht::DhtConfig::default());
+        }
         let seed = mix(self.config.seed, host as u64, u64::from(h.incarnation));
         let mut session = Session::new(config, seed, now);
         session.add_own_address(h.addr);
         match session.add_torrent(&self.payload.metainfo, Some(h.have.clone()), now) {
-            Ok(_) => {
+            Ok(torrent) => {
+                if self.config.dht {
+                    // No tracker: every host joins the DHT through the server's node.
+                    session.set_trackers(torrent, Vec::new(), now);
+                    if h.addr != server {
+                        session.dht_bootstrap(&[server], now);
+                    }
+                }
                 h.online = Some(Online {
                     session,
                     links: BTreeMap::new(),

@@ -99,6 +99,8 @@ impl Simulation {
             wasted: downloaded.saturating_sub(useful),
             blocks: self.blocks,
             events: self.events,
+            datagrams: self.datagrams,
+            tracker_announces: self.tracker_announces,
             hash_failures: self.hash_failures,
             bans: self.bans,
             leaves: self.leaves,
