@@ -125,8 +125,8 @@ impl Reporter {
                 "s"
             }
         );
-        match &self.mode {
-            Mode::Json => emit(&json!({
+        self.say(
+            json!({
                 "event": "metadata",
                 "info_hash": metainfo.info_hash.to_hex(),
                 "name": metainfo.info.name,
@@ -134,19 +134,25 @@ impl Reporter {
                 "total_length": metainfo.info.total_length,
                 "files": metainfo.info.files.len(),
                 "seconds": elapsed.as_secs_f64(),
-            })),
-            Mode::Bar(bar) => bar.println(line),
-            Mode::Plain => println_safe(&line),
-            Mode::Quiet => {}
-        }
+            }),
+            &line,
+        );
     }
 
     /// The DHT node's UDP address.
     pub(crate) fn dht_listening(&self, addr: SocketAddr) {
+        self.say(
+            json!({"event": "dht_listening", "addr": addr.to_string()}),
+            &format!("DHT node on {addr} (UDP)"),
+        );
+    }
+
+    /// `value` in JSON mode, else `line` (above the bar on a terminal); nothing if quiet.
+    fn say(&self, value: Value, line: &str) {
         match &self.mode {
-            Mode::Json => emit(&json!({"event": "dht_listening", "addr": addr.to_string()})),
-            Mode::Bar(bar) => bar.println(format!("DHT node on {addr} (UDP)")),
-            Mode::Plain => println_safe(&format!("DHT node on {addr} (UDP)")),
+            Mode::Json => emit(&value),
+            Mode::Bar(bar) => bar.println(line),
+            Mode::Plain => println_safe(line),
             Mode::Quiet => {}
         }
     }
@@ -248,12 +254,10 @@ impl Reporter {
 
     /// Accepting peers on `addr`.
     pub(crate) fn listening(&self, addr: SocketAddr) {
-        match &self.mode {
-            Mode::Json => emit(&json!({"event": "listening", "addr": addr.to_string()})),
-            Mode::Bar(bar) => bar.println(format!("listening on {addr}")),
-            Mode::Plain => println_safe(&format!("listening on {addr}")),
-            Mode::Quiet => {}
-        }
+        self.say(
+            json!({"event": "listening", "addr": addr.to_string()}),
+            &format!("listening on {addr}"),
+        );
     }
 
     /// Periodic counters.
@@ -314,15 +318,10 @@ impl Reporter {
 
     /// A peer connection came, went or failed (`--verbose`).
     pub(crate) fn peer(&self, event: &str, addr: SocketAddr, detail: &str) {
-        let line = format!("{event} {addr}: {}", printable(detail));
-        match &self.mode {
-            Mode::Json => {
-                emit(&json!({"event": event, "addr": addr.to_string(), "detail": detail}))
-            }
-            Mode::Bar(bar) => bar.println(line),
-            Mode::Plain => println_safe(&line),
-            Mode::Quiet => {}
-        }
+        self.say(
+            json!({"event": event, "addr": addr.to_string(), "detail": detail}),
+            &format!("{event} {addr}: {}", printable(detail)),
+        );
     }
 
     /// A tracker answered (shown with `--verbose`, always in JSON).

@@ -721,13 +721,20 @@ impl Dht {
         self.reply(from, transaction, response);
     }
 
+    /// The query of ours that an answer from `from` with transaction id `t` answers, if
+    /// any (taken off the outstanding list); otherwise the answer is counted as unmatched.
+    fn take_outstanding(&mut self, from: SocketAddr, t: &[u8]) -> Option<Outstanding> {
+        let found = <[u8; 2]>::try_from(t)
+            .ok()
+            .and_then(|tid| self.outstanding.remove(&(from, u16::from_be_bytes(tid))));
+        if found.is_none() {
+            self.stats.unmatched += 1;
+        }
+        found
+    }
+
     fn on_response(&mut self, from: SocketAddr, t: &[u8], r: Response, now: Instant) {
-        let Ok(tid) = <[u8; 2]>::try_from(t) else {
-            self.stats.unmatched += 1;
-            return;
-        };
-        let Some(o) = self.outstanding.remove(&(from, u16::from_be_bytes(tid))) else {
-            self.stats.unmatched += 1;
+        let Some(o) = self.take_outstanding(from, t) else {
             return;
         };
         self.stats.responses_in += 1;
@@ -764,12 +771,7 @@ impl Dht {
     }
 
     fn on_error(&mut self, from: SocketAddr, t: &[u8], _now: Instant) {
-        let Ok(tid) = <[u8; 2]>::try_from(t) else {
-            self.stats.unmatched += 1;
-            return;
-        };
-        let Some(o) = self.outstanding.remove(&(from, u16::from_be_bytes(tid))) else {
-            self.stats.unmatched += 1;
+        let Some(o) = self.take_outstanding(from, t) else {
             return;
         };
         // The node is alive (it answered), so this is no routing failure; the lookup just
