@@ -5,6 +5,8 @@
 //! cargo run --release -p unchoke-core --features sim --example sim_timeline -- PEERS [FILE_MIB] [PIECE_KIB]
 //! ```
 //!
+//! With `UNCHOKE_SIM_DHT=1` the peers find each other through the DHT instead of the tracker.
+//!
 //! Defaults: 30 peers, the study's 64 MiB file in 64 KiB pieces, `F/u` = 1 h, `u_s = 10·u`.
 //! Each column is `time: utilisation (peers complete)` over the preceding ~2 minutes.
 
@@ -23,6 +25,7 @@ fn main() {
     if let Some(kib) = arg::<u32>(3) {
         config.piece_length = kib * 1024;
     }
+    config.dht = std::env::var_os("UNCHOKE_SIM_DHT").is_some();
     let capacity = config.server_upload + peers as f64 * config.peer_upload;
     let mut sim = match Simulation::new(config) {
         Ok(sim) => sim,

@@ -441,15 +441,24 @@ impl Torrent {
         if slots == 0 {
             return;
         }
-        let due: Vec<SocketAddr> = self
+        let mut due: Vec<SocketAddr> = self
             .candidates
             .iter()
             // An address being dialled stays a candidate (its failures count) but must not
             // be dialled twice at once.
             .filter(|(a, c)| c.not_before <= now && !self.connecting.contains(a))
             .map(|(a, _)| *a)
-            .take(slots)
             .collect();
+        // Dial a random choice, not the lowest addresses: every peer that learns the same
+        // list (a DHT lookup returns whole swarms) would otherwise fill its slots with the
+        // same peers, and the swarm would split into cliques that never trade (the
+        // simulator saw 100 DHT peers split into two halves of 50).
+        let take = slots.min(due.len());
+        for i in 0..take {
+            let j = ctx.rng.usize(i..due.len());
+            due.swap(i, j);
+        }
+        due.truncate(take);
         for addr in due {
             self.connecting.insert(addr);
             ctx.out.push(Action::Connect {
