@@ -51,10 +51,10 @@ impl Checking<'_> {
     }
 }
 
-impl Reporter {
-    /// Picks the mode from the flags and whether stderr is a terminal.
-    pub(crate) fn new(json: bool, quiet: bool, metainfo: &Metainfo) -> Self {
-        let mode = if json {
+impl Mode {
+    /// From the flags and whether stderr is a terminal.
+    fn pick(json: bool, quiet: bool) -> Mode {
+        if json {
             Mode::Json
         } else if quiet {
             Mode::Quiet
@@ -62,7 +62,14 @@ impl Reporter {
             Mode::Bar(indicatif::ProgressBar::hidden())
         } else {
             Mode::Plain
-        };
+        }
+    }
+}
+
+impl Reporter {
+    /// Picks the mode from the flags and whether stderr is a terminal.
+    pub(crate) fn new(json: bool, quiet: bool, metainfo: &Metainfo) -> Self {
+        let mode = Mode::pick(json, quiet);
         Reporter {
             mode,
             name: printable(&metainfo.info.name),
@@ -78,15 +85,7 @@ impl Reporter {
         info_hash: unchoke_core::InfoHash,
         display_name: Option<&str>,
     ) -> Self {
-        let mode = if json {
-            Mode::Json
-        } else if quiet {
-            Mode::Quiet
-        } else if std::io::stderr().is_terminal() {
-            Mode::Bar(indicatif::ProgressBar::hidden())
-        } else {
-            Mode::Plain
-        };
+        let mode = Mode::pick(json, quiet);
         let name = display_name.map_or_else(|| info_hash.to_hex(), printable);
         let r = Reporter {
             mode,
