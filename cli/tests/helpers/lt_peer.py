@@ -3,9 +3,10 @@
 
   lt_peer.py seed  TORRENT SAVE_DIR --listen 127.0.0.x [--port P] [--seed-mode]
                    [--connect HOST:PORT]... [--timeout SECS] [--high-performance]
-                   [--upload-limit BYTES_PER_SEC]
   lt_peer.py leech TORRENT SAVE_DIR --listen 127.0.0.x [--port P] --connect HOST:PORT [...]
                    [--timeout SECS] [--keep-seeding SECS] [--high-performance]
+  either mode also takes [--upload-limit BYTES_PER_SEC] [--download-limit BYTES_PER_SEC]
+  (session-wide caps, loopback peers included)
   either mode also takes [--tracker URL]... [--tracker-events]; a leech with --tracker or
   --tracker-events may omit --connect (its peers then come from trackers alone)
   either mode also takes [--dht] [--dht-bootstrap HOST:PORT]...: libtorrent's DHT on the
@@ -36,7 +37,8 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
   {"event":"tracker_error","url":...,"message":...,"times_in_row":N}
   {"event":"tracker_warning","url":...,"message":...}
   with --dht, libtorrent's DHT alerts:
-  {"event":"dht_bootstrap"}                              its bootstrap lookup finished
+  {"event":"dht_bootstrap"}                              its bootstrap lookup finished (the
+                                                         torrent then announces at once)
   {"event":"dht_announce_in","addr":...,"info_hash":...} a node announced to us
   {"event":"dht_peers","info_hash":...,"peers":N}         a get_peers lookup returned N peers
   {"event":"metadata","seconds":S}                       a magnet leech received the info dict
@@ -274,12 +276,16 @@ def make_session(args):
         # Session-wide cap in bytes per second: makes a download slow enough to interrupt
         # half-way, or a seed slow enough that leechers trade with each other.
         settings["upload_rate_limit"] = args.upload_limit
+    if args.download_limit:
+        # Session-wide cap in bytes per second: keeps a leech incomplete (and connected to
+        # its seed, which a finished libtorrent peer drops) for as long as a test needs.
+        settings["download_rate_limit"] = args.download_limit
     if getattr(args, "seed_mode", False):
         # seed_mode alone verifies each piece on its first request and drops out of seed
         # mode on a mismatch; turning hash checks off makes it serve the data as it is.
         settings["disable_hash_checks"] = True
     session = lt.session(settings)
-    if args.upload_limit:
+    if args.upload_limit or args.download_limit:
         # Loopback peers fall in libtorrent's "local" peer class, which rate limits do not
         # apply to: put every address in the global class instead.
         f = lt.ip_filter()
@@ -438,6 +444,10 @@ class Peer:
                       "message": alert.message()})
             elif isinstance(alert, lt.dht_bootstrap_alert):
                 emit({"event": "dht_bootstrap"})
+                # The DHT node starts after the listen sockets, often after the torrent
+                # was added; a torrent added before it skips its first DHT announce and
+                # waits for the next one (dht_announce_interval, 15 min). Announce now.
+                self.handle.force_dht_announce()
             elif isinstance(alert, lt.dht_announce_alert):
                 emit({"event": "dht_announce_in", "addr": "%s:%d" % (alert.ip, alert.port),
                       "info_hash": str(alert.info_hash)})
@@ -575,6 +585,8 @@ def main():
                        help="apply lt.high_performance_seed() settings")
         p.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_SEC",
                        help="cap the upload rate (0 = unlimited)")
+        p.add_argument("--download-limit", type=int, default=0, metavar="BYTES_PER_SEC",
+                       help="cap the download rate (0 = unlimited)")
         p.add_argument("--tracker", action="append", default=[], metavar="URL",
                        help="announce to this tracker too, after the torrent's (repeatable)")
         p.add_argument("--tracker-events", action="store_true",
