@@ -294,3 +294,24 @@ fn received_pex_is_rate_limited_capped_and_filtered() {
     assert_eq!(bench.session.pex_ignored(bench.torrent), 2);
     assert!(bench.session.connections(bench.torrent).contains(&peer));
 }
+
+#[test]
+fn received_pex_never_names_us_as_a_candidate() {
+    // libtorrent's PEX list includes its recipient: our own listen address must not be
+    // dialled (it would only end in "connected to ourselves").
+    let mut bench = Bench::new(50);
+    let own = SocketAddr::from(([10, 7, 7, 7], 6881));
+    bench.session.add_own_address(own);
+    let peer = bench.connect([10, 0, 0, 1]);
+    let message = PexMessage {
+        added: vec![(own, 0x10), (SocketAddr::from(([10, 7, 7, 8], 6881)), 0x10)],
+        dropped: vec![],
+    }
+    .to_message(1);
+    bench.send(peer, &message);
+    assert_eq!(
+        bench.known_peers(),
+        1,
+        "only the other address is a candidate"
+    );
+}

@@ -600,6 +600,7 @@ impl Session {
             out: &mut self.out,
             rng: &mut self.rng,
             config: &self.config,
+            own_addrs: self.trackers.own_addrs(),
             closed: &mut closed,
         };
         let result = f(t, &mut ctx);

@@ -43,6 +43,10 @@ impl Trackers {
         }
     }
 
+    pub(super) fn own_addrs(&self) -> &BTreeSet<SocketAddr> {
+        &self.own_addrs
+    }
+
     pub(super) fn is_own(&self, addr: &SocketAddr) -> bool {
         self.own_addrs.contains(addr)
     }

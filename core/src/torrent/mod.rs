@@ -116,6 +116,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) out: &'a mut Outbox,
     pub(crate) rng: &'a mut fastrand::Rng,
     pub(crate) config: &'a SessionConfig,
+    /// Addresses that are this session (its listen address, or found dialling itself):
+    /// never candidates, whoever names them (a PEX list includes its recipient).
+    pub(crate) own_addrs: &'a std::collections::BTreeSet<SocketAddr>,
     /// Connections this call closed (the session forgets their routes).
     pub(crate) closed: &'a mut Vec<ConnId>,
 }

@@ -147,7 +147,7 @@ impl Torrent {
             .added
             .iter()
             .map(|(a, _)| *a)
-            .filter(|a| is_dialable(a) && *a != sender)
+            .filter(|a| is_dialable(a) && *a != sender && !ctx.own_addrs.contains(a))
             .take(MAX_PEX_PEERS)
             .collect();
         self.add_candidates(&addrs, ctx.config.max_candidates, now);
