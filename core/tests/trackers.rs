@@ -112,7 +112,10 @@ fn peers_from_the_tracker_are_dialled_and_the_next_announce_waits_for_the_interv
     let peers = [addr("127.0.0.5:6881"), addr("127.0.0.6:6881")];
     s.announce_done(t, URL, Ok(reply(&peers)), Instant::ZERO);
     let actions = drain(&mut s);
-    assert_eq!(connects(&actions), peers);
+    // Both dialled (in a random order: candidates are picked at random).
+    let mut dialled = connects(&actions);
+    dialled.sort();
+    assert_eq!(dialled, peers);
     assert!(
         actions
             .iter()
@@ -283,4 +286,32 @@ fn a_tracker_flooding_peers_cannot_grow_memory() {
     drain(&mut s);
     let stats = s.stats(t, Instant::ZERO).expect("stats");
     assert_eq!(stats.known_peers, SessionConfig::default().max_candidates);
+}
+
+#[test]
+fn dialling_stops_short_of_the_limit_to_leave_slots_for_peers_that_dial_us() {
+    let metainfo = make_metainfo(&make_content(100_000, 9), 16 * KIB as u32);
+    let config = SessionConfig {
+        max_peers_per_torrent: 12,
+        inbound_slots: 4,
+        max_connecting: 100,
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(config, 42, Instant::ZERO);
+    let t = s
+        .add_torrent(&metainfo, None, Instant::ZERO)
+        .expect("add torrent");
+    drain(&mut s);
+    let peers: Vec<SocketAddr> = (1..=20)
+        .map(|i| addr(&format!("127.0.0.{i}:6881")))
+        .collect();
+    s.add_peers(t, &peers, Instant::ZERO);
+    let dialled = connects(&drain(&mut s));
+    assert_eq!(
+        dialled.len(),
+        8,
+        "12 slots less 4 kept for inbound: {dialled:?}"
+    );
+    // A random choice of the 20, not the 8 lowest addresses.
+    assert_ne!(dialled.iter().max(), Some(&peers[7]), "{dialled:?}");
 }

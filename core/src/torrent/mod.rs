@@ -424,8 +424,9 @@ impl Torrent {
         }
     }
 
-    /// Emits `Connect` actions while below the connection limits. Only an incomplete
-    /// torrent dials out: a seed waits for peers that want something from it.
+    /// Emits `Connect` actions while below the connection limits, less the slots kept for
+    /// peers that dial us (`inbound_slots`). Only an incomplete torrent dials out: a seed
+    /// waits for peers that want something from it.
     pub(crate) fn maybe_connect(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         if self.is_complete() {
             return;
@@ -439,6 +440,7 @@ impl Torrent {
             .min(
                 ctx.config
                     .max_peers_per_torrent
+                    .saturating_sub(ctx.config.inbound_slots)
                     .saturating_sub(self.peers.len() + self.connecting.len()),
             );
         if slots == 0 {
