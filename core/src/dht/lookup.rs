@@ -358,9 +358,15 @@ impl Lookup {
                 self.add_candidate(n.id, addr, depth.saturating_add(1));
             }
         }
+        self.take_peers(&response.values)
+    }
+
+    /// Records peers found (in an answer, or in our own store); returns those not seen
+    /// before by this lookup. Nothing for a `find_node` lookup.
+    pub fn take_peers(&mut self, values: &[SocketAddrV4]) -> Vec<SocketAddrV4> {
         let mut fresh = Vec::new();
         if self.wants_peers() {
-            for v in &response.values {
+            for v in values {
                 if v.port() != 0 && self.peers.len() < MAX_PEERS && self.peers.insert(*v) {
                     fresh.push(*v);
                 }

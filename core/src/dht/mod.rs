@@ -384,6 +384,23 @@ impl Dht {
         let start = self.routing.closest(&target, 2 * K, now);
         let mut lookup = Lookup::new(id, target, kind, &start, seeds, now);
         lookup.internal = internal;
+        // Our own store is part of the DHT too: when we are among the nodes closest to the
+        // info-hash, peers announced to us are found nowhere else (in a two-node DHT, the
+        // other node's announce lives only here).
+        let local = if lookup.wants_peers() {
+            self.store
+                .peers(&target, self.config.max_values, &mut self.rng, now)
+        } else {
+            Vec::new()
+        };
+        let fresh = lookup.take_peers(&local);
+        if !fresh.is_empty() && !internal {
+            self.out.push_back(DhtAction::Peers {
+                lookup: id,
+                info_hash: target.into(),
+                peers: fresh.into_iter().map(SocketAddr::V4).collect(),
+            });
+        }
         self.lookups.insert(id, lookup);
         self.pump(now);
         Ok(id)

@@ -813,3 +813,68 @@ fn lookups_and_outstanding_queries_are_bounded() {
     }
     assert_eq!(d.lookups_running(), 0);
 }
+
+#[test]
+fn a_lookup_finds_peers_announced_to_ourselves() {
+    // Two nodes: B announces to A (its only contact). A's own get_peers has nobody but B
+    // to ask, and B stores nothing: the announce is found only in A's own store.
+    let now = Instant::ZERO;
+    let mut a = Dht::new(DhtConfig::default(), 1, now);
+    let mut b = Dht::new(DhtConfig::default(), 2, now);
+    let a_addr = SocketAddr::from(([10, 0, 0, 1], 6881));
+    let b_addr = SocketAddr::from(([10, 0, 0, 2], 6881));
+    let info_hash = crate::InfoHash([7; 20]);
+    b.bootstrap(&[a_addr], now).expect("bootstrap");
+    let mut t = now;
+    let announce = {
+        // Let the bootstrap settle, then announce.
+        exchange(&mut a, a_addr, &mut b, b_addr, &mut t);
+        b.announce(info_hash, Some(7000), t).expect("announce")
+    };
+    exchange(&mut a, a_addr, &mut b, b_addr, &mut t);
+    let _ = announce;
+    assert_eq!(a.stats().announces_stored, 1, "A stored B's announce");
+    a.get_peers(info_hash, t).expect("lookup");
+    let mut found = Vec::new();
+    while let Some(action) = a.poll_action() {
+        if let DhtAction::Peers { peers, .. } = action {
+            found.extend(peers);
+        }
+    }
+    assert_eq!(found, vec![SocketAddr::from(([10, 0, 0, 2], 7000))]);
+}
+
+/// Delivers datagrams between two nodes until neither sends, advancing time a little.
+fn exchange(a: &mut Dht, a_addr: SocketAddr, b: &mut Dht, b_addr: SocketAddr, t: &mut Instant) {
+    for _ in 0..100 {
+        let mut moved = false;
+        let mut to_b = Vec::new();
+        let mut to_a = Vec::new();
+        while let Some(action) = a.poll_action() {
+            if let DhtAction::Send { to, bytes } = action {
+                if to == b_addr {
+                    to_b.push(bytes);
+                }
+            }
+        }
+        while let Some(action) = b.poll_action() {
+            if let DhtAction::Send { to, bytes } = action {
+                if to == a_addr {
+                    to_a.push(bytes);
+                }
+            }
+        }
+        *t += Duration::from_millis(10);
+        for p in to_b {
+            moved = true;
+            b.handle_packet(a_addr, &p, *t);
+        }
+        for p in to_a {
+            moved = true;
+            a.handle_packet(b_addr, &p, *t);
+        }
+        if !moved {
+            return;
+        }
+    }
+}
