@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::wait_matching;
-use common::{PYTHON, data, info_json, require_tool, unchoke};
+use common::{PYTHON, data, helper, info_json, require_libtorrent, require_tool, unchoke};
 use serde_json::Value;
 
 /// Bound on each wait for a transfer, a lookup or an announce.
@@ -46,16 +46,6 @@ const PEX_WAIT: Duration = Duration::from_secs(120);
 const SHORT: Duration = Duration::from_secs(20);
 
 const MIB: usize = 1024 * 1024;
-
-fn helper(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/helpers")
-        .join(name)
-}
-
-fn require_libtorrent() {
-    require_tool(PYTHON, &["-c", "import libtorrent"], "python3-libtorrent");
-}
 
 /// A v1 torrent of `target` by mktorrent (pieces of 2^log2_piece, no tracker); returns its
 /// `unchoke info --json`.

@@ -23,25 +23,11 @@ use std::time::Duration;
 
 use common::process::JsonProcess;
 use common::runtime::{Runtime, mixed_ip};
-use common::{require_tool, unchoke};
+use common::{helper, require_libtorrent, require_tool, unchoke};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
 const MIB: usize = 1024 * 1024;
-
-fn helper(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/helpers")
-        .join(name)
-}
-
-fn require_libtorrent() {
-    require_tool(
-        "/usr/bin/python3",
-        &["-c", "import libtorrent"],
-        "python3-libtorrent",
-    );
-}
 
 /// Incompressible test data, fast to make in a debug build.
 fn random_file(path: &Path, len: usize) {

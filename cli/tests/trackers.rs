@@ -27,7 +27,7 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::{OpenTracker, Scrape, wait_matching, wait_scrape};
-use common::{PYTHON, data, info_json, require_tool, unchoke};
+use common::{PYTHON, data, helper, info_json, require_libtorrent, require_tool, unchoke};
 use serde_json::Value;
 
 /// Bound on each wait for a transfer or a tracker reply.
@@ -48,16 +48,6 @@ fn ip(rt: Runtime, subnet: u8, n: u8) -> String {
         Runtime::Smol => n + 100,
     };
     format!("127.0.{subnet}.{host}")
-}
-
-fn helper(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/helpers")
-        .join(name)
-}
-
-fn require_libtorrent() {
-    require_tool(PYTHON, &["-c", "import libtorrent"], "python3-libtorrent");
 }
 
 /// `dir/seed/NAME` of `len` pseudo-random bytes; returns the data directory.

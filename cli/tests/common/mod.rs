@@ -90,7 +90,19 @@ pub fn require_tool(program: &str, probe: &[&str], package: &str) {
 /// The Python interpreter that has libtorrent (the Debian package's, not a venv's).
 pub const PYTHON: &str = "/usr/bin/python3";
 
+/// Path of a script in `tests/helpers/` (`lt_peer.py`, `tr_peer.py`, `lt_check.py`).
+pub fn helper(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/helpers")
+        .join(name)
+}
+
 /// Path of the libtorrent check script.
 pub fn lt_check_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/lt_check.py")
+    helper("lt_check.py")
+}
+
+/// Panics with a clear message unless Debian's libtorrent binding is importable.
+pub fn require_libtorrent() {
+    require_tool(PYTHON, &["-c", "import libtorrent"], "python3-libtorrent");
 }
