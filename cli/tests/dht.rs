@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::wait_matching;
-use common::{PYTHON, data, helper, info_json, require_libtorrent, require_tool, unchoke};
+use common::{PYTHON, data, helper, info_json, require_libtorrent, unchoke, unchoke_download};
 use serde_json::Value;
 
 /// Bound on each wait for a transfer, a lookup or an announce.
@@ -50,18 +50,7 @@ const MIB: usize = 1024 * 1024;
 /// A v1 torrent of `target` by mktorrent (pieces of 2^log2_piece, no tracker); returns its
 /// `unchoke info --json`.
 fn mktorrent(target: &Path, out: &Path, log2_piece: u32) -> Value {
-    require_tool("mktorrent", &["-h"], "mktorrent");
-    let st = Command::new("mktorrent")
-        .args(["-l", &log2_piece.to_string(), "-o"])
-        .arg(out)
-        .arg(target)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "mktorrent failed: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    common::mktorrent(target, out, log2_piece);
     info_json(out)
 }
 
@@ -133,25 +122,6 @@ fn lt_seed(torrent: &Path, dir: &Path, ip: &str, extra: &[&str]) -> (JsonProcess
         .unwrap()
         .to_owned();
     (p, addr)
-}
-
-/// `unchoke download SOURCE -o OUT --runtime RT --listen IP:0 --json --verbose EXTRA…`.
-fn unchoke_download(
-    rt: Runtime,
-    source: &str,
-    out: &Path,
-    ip: &str,
-    extra: &[&str],
-) -> JsonProcess {
-    let mut cmd = unchoke();
-    cmd.arg("download")
-        .arg(source)
-        .arg("-o")
-        .arg(out)
-        .args(rt.args())
-        .args(["--listen", &format!("{ip}:0"), "--json", "--verbose"])
-        .args(extra);
-    JsonProcess::spawn(&format!("unchoke download ({rt}) {ip}"), cmd)
 }
 
 /// `unchoke seed TORRENT DIR --runtime RT --listen IP:0 --json --verbose EXTRA…`, waited

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use common::process::JsonProcess;
 use common::runtime::{Runtime, mixed_ip};
-use common::{helper, require_libtorrent, require_tool, unchoke};
+use common::{helper, mktorrent, require_libtorrent, require_tool, unchoke};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -55,22 +55,6 @@ fn one_file_torrent(
     let torrent = dir.join(format!("{name}.torrent"));
     mktorrent(&data_dir.join(name), &torrent, log2_piece);
     (data_dir, torrent)
-}
-
-/// A v1 torrent by mktorrent (piece length 2^log2).
-fn mktorrent(target: &Path, out: &Path, log2_piece: u32) {
-    require_tool("mktorrent", &["-h"], "mktorrent");
-    let st = Command::new("mktorrent")
-        .args(["-l", &log2_piece.to_string(), "-o"])
-        .arg(out)
-        .arg(target)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
 }
 
 fn lt_seed(torrent: &Path, dir: &Path, ip: &str, extra: &[&str]) -> (JsonProcess, String) {

@@ -27,7 +27,9 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::{OpenTracker, Scrape, wait_matching, wait_scrape};
-use common::{PYTHON, data, helper, info_json, require_libtorrent, require_tool, unchoke};
+use common::{
+    PYTHON, data, helper, info_json, require_libtorrent, require_tool, unchoke, unchoke_download,
+};
 use serde_json::Value;
 
 /// Bound on each wait for a transfer or a tracker reply.
@@ -102,26 +104,6 @@ fn announced(p: &mut JsonProcess, url: &str, min_peers: u64) -> Value {
     wait_matching(p, "tracker_reply", LONG, |v| {
         v["url"] == url && v["peers"].as_u64().unwrap_or(0) >= min_peers
     })
-}
-
-/// `unchoke download TORRENT -o OUT --runtime RT --listen IP:0 --json --verbose EXTRA…`:
-/// no `--peer`, so every peer comes from a tracker.
-fn unchoke_download(
-    rt: Runtime,
-    torrent: &Path,
-    out: &Path,
-    ip: &str,
-    extra: &[&str],
-) -> JsonProcess {
-    let mut cmd = unchoke();
-    cmd.arg("download")
-        .arg(torrent)
-        .arg("-o")
-        .arg(out)
-        .args(rt.args())
-        .args(["--listen", &format!("{ip}:0"), "--json", "--verbose"])
-        .args(extra);
-    JsonProcess::spawn(&format!("unchoke download ({rt}) {ip}"), cmd)
 }
 
 fn assert_same_file(a: &Path, b: &Path) {

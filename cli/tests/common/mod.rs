@@ -102,6 +102,43 @@ pub fn lt_check_script() -> PathBuf {
     helper("lt_check.py")
 }
 
+/// A v1 torrent of `target` written to `out` by mktorrent (pieces of 2^log2_piece, no
+/// tracker).
+pub fn mktorrent(target: &Path, out: &Path, log2_piece: u32) {
+    require_tool("mktorrent", &["-h"], "mktorrent");
+    let st = Command::new("mktorrent")
+        .args(["-l", &log2_piece.to_string(), "-o"])
+        .arg(out)
+        .arg(target)
+        .output()
+        .expect("run mktorrent");
+    assert!(
+        st.status.success(),
+        "mktorrent failed: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+/// `unchoke download SOURCE -o OUT --runtime RT --listen IP:0 --json --verbose EXTRA…`
+/// (SOURCE: a .torrent path or a magnet link).
+pub fn unchoke_download(
+    rt: runtime::Runtime,
+    source: impl AsRef<std::ffi::OsStr>,
+    out: &Path,
+    ip: &str,
+    extra: &[&str],
+) -> process::JsonProcess {
+    let mut cmd = unchoke();
+    cmd.arg("download")
+        .arg(source)
+        .arg("-o")
+        .arg(out)
+        .args(rt.args())
+        .args(["--listen", &format!("{ip}:0"), "--json", "--verbose"])
+        .args(extra);
+    process::JsonProcess::spawn(&format!("unchoke download ({rt}) {ip}"), cmd)
+}
+
 /// Panics with a clear message unless Debian's libtorrent binding is importable.
 pub fn require_libtorrent() {
     require_tool(PYTHON, &["-c", "import libtorrent"], "python3-libtorrent");
