@@ -7,10 +7,10 @@ use unchoke_core::session::SessionConfig;
 
 use crate::dht_node::DhtSettings;
 
-/// Everything a [`crate::Client`] can be told at start. `Default` gives the documented values.
+/// Everything a client ([`crate::ClientCore`]) can be told at start. `Default` gives the documented values.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// Address to accept peers on; port 0 picks a free port ([`crate::Client::local_addr`]
+    /// Address to accept peers on; port 0 picks a free port ([`crate::ClientCore::local_addr`]
     /// says which). `None`: do not listen. Outgoing connections are bound to the same IP
     /// so peers see one address for us (default `0.0.0.0:0`).
     pub listen: Option<SocketAddr>,

@@ -191,7 +191,7 @@ const CACHED_PIECE_MAX: u32 = 4 << 20;
 const READ_CACHE_BYTES: usize = 16 << 20;
 
 /// Recently read pieces, shared by the disk threads; blocks are served as slices of them
-/// (no copy). Bounded by [`READ_CACHE_BYTES`], oldest evicted first.
+/// (no copy). Bounded to 16 MiB, oldest evicted first.
 #[derive(Default)]
 pub struct ReadCache {
     pieces: Mutex<VecDeque<(TorrentId, u32, Bytes)>>,

@@ -11,7 +11,7 @@
 //! - Memory is bounded: reading from peers pauses while too many downloaded bytes wait
 //!   for the disk, and a peer that does not read what it asked for is dropped.
 //! - Storage is the core's `FileStorage`; resume data is saved periodically and on
-//!   [`Client::shutdown`], and trusted on restart only for files that did not change.
+//!   [`ClientCore::shutdown`](unchoke_driver::ClientCore::shutdown), and trusted on restart only for files that did not change.
 //!
 //! ```no_run
 //! use unchoke_mio::{AddTorrent, Client, ClientConfig};
