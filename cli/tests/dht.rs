@@ -1,6 +1,6 @@
 //! Finding peers without a tracker, against real libtorrent (Debian python3-libtorrent,
 //! driven by helpers/lt_peer.py): the DHT (BEP 5) in both directions, magnet links whose
-//! metadata comes from peers (BEP 9, with `x.pe` peers and through the DHT), peer exchange
+//! metadata comes from peers (BEP 9, with `x.pe` peers, a `tr` tracker and the DHT), peer exchange
 //! (BEP 11), and `unchoke dht` nodes joining, storing announces and keeping their node
 //! file. These tests fail, not skip, when a tool is missing: `.ci/run` installs them.
 //!
@@ -212,6 +212,7 @@ per_runtime!(
     unchoke_finds_a_libtorrent_seed_through_the_dht_alone,
     libtorrent_finds_an_unchoke_seed_through_the_dht_alone,
     a_magnet_with_an_x_pe_peer_fetches_a_multi_file_tree_from_libtorrent,
+    a_magnet_with_only_a_tracker_finds_a_libtorrent_seed_through_it,
     unchoke_learns_a_seed_from_libtorrent_pex_and_downloads_from_it,
     dht_nodes_join_store_announces_and_keep_their_node_file,
 );
@@ -392,6 +393,43 @@ fn a_magnet_with_an_x_pe_peer_fetches_a_multi_file_tree_from_libtorrent(rt: Runt
 /// and download capped) that dialled C, an unchoke seed. L's ut_pex message names C; U
 /// dials C, an address it was never given, and downloads from it. C, a seed, never dials
 /// anyone, so U's connection to C can only come from PEX.
+fn a_magnet_with_only_a_tracker_finds_a_libtorrent_seed_through_it(rt: Runtime) {
+    // `tr=` is the link's only peer source: the magnet torrent announces (with `left` set
+    // while it has no metadata) to `unchoke tracker`, which knows the libtorrent seed.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = unchoke();
+    cmd.arg("tracker")
+        .args(rt.args())
+        .args(["--http", &format!("{}:0", rt.ip(244)), "--json"]);
+    let mut tracker = JsonProcess::spawn(&format!("unchoke tracker ({rt})"), cmd);
+    let http = tracker.wait_event("listening", SHORT)["http"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!("http://{http}/announce");
+
+    let (src, torrent, hash) = one_file_torrent(dir.path(), "tr.bin", 3 * MIB + 5, 244);
+    let (mut seed, seed_addr) = lt_seed(
+        &torrent,
+        &src,
+        &rt.ip(245),
+        &["--tracker", &url, "--tracker-events"],
+    );
+    wait_matching(&mut seed, "tracker_reply", LONG, |v| {
+        v["url"] == url.as_str()
+    });
+
+    let out = dir.path().join("out");
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&tr={url}");
+    let mut dl = unchoke_download(rt, &magnet, &out, &rt.ip(246), &["--no-dht"]);
+    let reply = wait_matching(&mut dl, "tracker", LONG, |v| v["url"] == url.as_str());
+    assert!(reply["peers"].as_u64().unwrap_or(0) >= 1, "{reply}");
+    dl.wait_event("metadata", LONG);
+    completes(&mut dl);
+    assert_dialled(&dl, &seed_addr);
+    assert_same_file(&src.join("tr.bin"), &out.join("tr.bin"));
+}
+
 fn unchoke_learns_a_seed_from_libtorrent_pex_and_downloads_from_it(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let len = 4 * MIB + 321;
