@@ -19,6 +19,8 @@ pub struct JsonProcess {
     /// Every line seen so far (for the failure message and for later assertions).
     pub seen: Vec<Value>,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr: it ends when the pipe closes, after the child exits.
+    stderr_reader: std::thread::JoinHandle<()>,
 }
 
 impl JsonProcess {
@@ -49,7 +51,7 @@ impl JsonProcess {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().expect("piped stderr");
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err_pipe.read(&mut buf) {
                 if n == 0 {
@@ -66,6 +68,7 @@ impl JsonProcess {
             lines,
             seen: Vec::new(),
             stderr,
+            stderr_reader,
         }
     }
 
@@ -96,6 +99,7 @@ impl JsonProcess {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().ok();
+                    self.settle_stderr(Instant::now() + Duration::from_secs(2));
                     panic!(
                         "{}: exited ({status:?}) before {event:?}\n{}",
                         self.name,
@@ -112,7 +116,8 @@ impl JsonProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Give the reader thread a moment to pass on the last lines.
+                // Give the reader threads a moment to pass on the last lines (a test reads
+                // stderr right after: an exit with its message not yet copied read as silence).
                 let drain_until = Instant::now() + Duration::from_secs(2);
                 while let Ok(v) = self
                     .lines
@@ -120,6 +125,7 @@ impl JsonProcess {
                 {
                     self.seen.push(v);
                 }
+                self.settle_stderr(drain_until);
                 return status;
             }
             while let Ok(v) = self.lines.try_recv() {
@@ -132,6 +138,14 @@ impl JsonProcess {
                 self.dump()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// After the child exited: waits (until `until` at most) for the stderr thread to
+    /// copy the rest of the pipe.
+    fn settle_stderr(&self, until: Instant) {
+        while !self.stderr_reader.is_finished() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
