@@ -34,7 +34,10 @@ use std::time::{Duration, Instant};
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::wait_matching;
-use common::{PYTHON, data, helper, info_json, require_libtorrent, unchoke, unchoke_download};
+use common::{
+    PYTHON, assert_dialled, assert_same_file, data, from_ip, helper, info_json, require_libtorrent,
+    unchoke, unchoke_download,
+};
 use serde_json::Value;
 
 /// Bound on each wait for a transfer, a lookup or an announce.
@@ -160,34 +163,6 @@ fn completes(p: &mut JsonProcess) -> Value {
 fn stop(p: &mut JsonProcess) {
     p.signal("TERM");
     p.wait_exit(SHORT);
-}
-
-fn assert_same_file(a: &Path, b: &Path) {
-    let x = std::fs::read(a).expect("read the original");
-    let y = std::fs::read(b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
-    assert!(x == y, "{} and {} differ", a.display(), b.display());
-}
-
-/// Asserts `p` (an unchoke `--verbose --json` process) dialled `addr`.
-fn assert_dialled(p: &JsonProcess, addr: &str) {
-    assert!(
-        p.seen.iter().any(|v| v["event"] == "peer_connected"
-            && v["addr"] == addr
-            && v["detail"] == "outbound"),
-        "never connected to {addr}\n{}",
-        p.dump()
-    );
-}
-
-/// Sum of a per-peer counter over the peers at `ip` in lt_peer.py's "peers" event.
-fn from_ip(peers: &Value, ip: &str, key: &str) -> u64 {
-    peers["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["ip"] == ip)
-        .map(|p| p[key].as_u64().unwrap_or(0))
-        .sum()
 }
 
 /// The files under `root`, as paths relative to it.

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use common::process::JsonProcess;
 use common::runtime::{Runtime, mixed_ip};
-use common::{helper, mktorrent, require_libtorrent, require_tool, unchoke};
+use common::{
+    assert_same_file, from_ip, helper, mktorrent, require_libtorrent, require_tool, unchoke,
+};
 use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
@@ -130,28 +132,12 @@ fn unchoke_seed(rt: Runtime, torrent: &Path, dir: &Path, ip: &str) -> (JsonProce
     (p, addr)
 }
 
-fn assert_same_file(a: &Path, b: &Path) {
-    let (x, y) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
-    assert!(x == y, "{} and {} differ", a.display(), b.display());
-}
-
 /// Waits for a successful exit with every piece verified; returns the "complete" line.
 fn completes(p: &mut JsonProcess) -> Value {
     let done = p.wait_event("complete", LONG);
     assert!(p.wait_exit(LONG).success(), "{}", p.dump());
     assert_eq!(done["pieces_have"], done["piece_count"]);
     done
-}
-
-/// Sum of a per-peer counter over the peers at `ip` in lt_peer.py's "peers" event.
-fn from_ip(peers: &Value, ip: &str, key: &str) -> u64 {
-    peers["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["ip"] == ip)
-        .map(|p| p[key].as_u64().unwrap_or(0))
-        .sum()
 }
 
 per_runtime!(

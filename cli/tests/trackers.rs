@@ -28,7 +28,8 @@ use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::{OpenTracker, Scrape, wait_matching, wait_scrape};
 use common::{
-    PYTHON, data, helper, info_json, require_libtorrent, require_tool, unchoke, unchoke_download,
+    PYTHON, assert_dialled, assert_same_file, data, helper, info_json, require_libtorrent,
+    require_tool, unchoke, unchoke_download,
 };
 use serde_json::Value;
 
@@ -106,29 +107,12 @@ fn announced(p: &mut JsonProcess, url: &str, min_peers: u64) -> Value {
     })
 }
 
-fn assert_same_file(a: &Path, b: &Path) {
-    let x = std::fs::read(a).expect("read the original");
-    let y = std::fs::read(b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
-    assert!(x == y, "{} and {} differ", a.display(), b.display());
-}
-
 /// The `tracker` lines `p` printed for `url`.
 fn replies_from<'a>(p: &'a JsonProcess, url: &str) -> Vec<&'a Value> {
     p.seen
         .iter()
         .filter(|v| v["event"] == "tracker" && v["url"] == url)
         .collect()
-}
-
-/// Asserts `p` dialled `addr` (a peer it can only have learnt from a tracker).
-fn assert_dialled(p: &JsonProcess, addr: &str) {
-    assert!(
-        p.seen.iter().any(|v| v["event"] == "peer_connected"
-            && v["addr"] == addr
-            && v["detail"] == "outbound"),
-        "never connected to {addr}\n{}",
-        p.dump()
-    );
 }
 
 per_runtime!(

@@ -143,3 +143,34 @@ pub fn unchoke_download(
 pub fn require_libtorrent() {
     require_tool(PYTHON, &["-c", "import libtorrent"], "python3-libtorrent");
 }
+
+/// Asserts the two files hold the same bytes.
+pub fn assert_same_file(a: &Path, b: &Path) {
+    let x = std::fs::read(a).unwrap_or_else(|e| panic!("{}: {e}", a.display()));
+    let y = std::fs::read(b).unwrap_or_else(|e| panic!("{}: {e}", b.display()));
+    assert!(x == y, "{} and {} differ", a.display(), b.display());
+}
+
+/// Asserts `p` (an unchoke `--verbose --json` process) dialled `addr`.
+pub fn assert_dialled(p: &process::JsonProcess, addr: &str) {
+    assert!(
+        p.seen.iter().any(|v| v["event"] == "peer_connected"
+            && v["addr"] == addr
+            && v["detail"] == "outbound"),
+        "never connected to {addr}\n{}",
+        p.dump()
+    );
+}
+
+/// Sum of a per-peer counter over the peers at `ip` in lt_peer.py's "peers" event.
+pub fn from_ip(peers: &serde_json::Value, ip: &str, key: &str) -> u64 {
+    peers["peers"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|p| p["ip"] == ip)
+                .map(|p| p[key].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
