@@ -48,6 +48,27 @@ impl DhtSettings {
     }
 }
 
+/// How a DHT socket failure is reported: as a listen error naming the UDP address.
+pub fn dht_socket_error(settings: &DhtSettings, source: io::Error) -> crate::ClientError {
+    crate::ClientError::Listen {
+        addr: format!("{} (DHT, UDP)", settings.bind),
+        source,
+    }
+}
+
+/// [`bind_dht_socket`] and its bound address, failures as [`dht_socket_error`]s: what
+/// both runtimes do before wrapping the socket in their own type.
+pub fn bind_dht(
+    settings: &DhtSettings,
+    listen: Option<SocketAddr>,
+) -> Result<(UdpSocket, SocketAddr), crate::ClientError> {
+    let socket = bind_dht_socket(settings, listen).map_err(|e| dht_socket_error(settings, e))?;
+    let addr = socket
+        .local_addr()
+        .map_err(|e| dht_socket_error(settings, e))?;
+    Ok((socket, addr))
+}
+
 /// Binds the DHT's non-blocking UDP socket: `settings.bind`, with port 0 meaning the TCP
 /// listener's port when `listen` is given (and free for UDP), else any port.
 pub fn bind_dht_socket(

@@ -16,7 +16,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use unchoke_core::session::{ConnId, Direction, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
-use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST, bind_dht_socket};
+use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST, bind_dht, dht_socket_error};
 use unchoke_driver::disk::Completion;
 use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Command, IoAction, SessionHost};
 
@@ -95,16 +95,11 @@ impl EventLoop {
         };
         let (dht, dht_addr) = match &cfg.dht {
             Some(settings) => {
-                let bind_err = |source| ClientError::Listen {
-                    addr: format!("{} (DHT, UDP)", settings.bind),
-                    source,
-                };
-                let std_socket = bind_dht_socket(settings, local_addr).map_err(bind_err)?;
-                let addr = std_socket.local_addr().map_err(bind_err)?;
+                let (std_socket, addr) = bind_dht(settings, local_addr)?;
                 let mut socket = UdpSocket::from_std(std_socket);
                 poll.registry()
                     .register(&mut socket, DHT, Interest::READABLE)
-                    .map_err(bind_err)?;
+                    .map_err(|e| dht_socket_error(settings, e))?;
                 (Some(socket), Some(addr))
             }
             None => (None, None),

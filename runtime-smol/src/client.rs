@@ -2,7 +2,7 @@
 //! task over a smol channel.
 
 use smol::Async;
-use unchoke_driver::dht_node::bind_dht_socket;
+use unchoke_driver::dht_node::{bind_dht, dht_socket_error};
 use unchoke_driver::{ClientConfig, ClientCore, ClientError, EVENT_BACKLOG};
 
 use crate::session_task::SessionTask;
@@ -33,13 +33,9 @@ impl Client {
         };
         let (dht, dht_addr) = match &config.dht {
             Some(settings) => {
-                let bind_err = |source| ClientError::Listen {
-                    addr: format!("{} (DHT, UDP)", settings.bind),
-                    source,
-                };
-                let socket = bind_dht_socket(settings, local_addr).map_err(bind_err)?;
-                let addr = socket.local_addr().map_err(bind_err)?;
-                (Some(Async::new(socket).map_err(bind_err)?), Some(addr))
+                let (socket, addr) = bind_dht(settings, local_addr)?;
+                let socket = Async::new(socket).map_err(|e| dht_socket_error(settings, e))?;
+                (Some(socket), Some(addr))
             }
             None => (None, None),
         };
