@@ -35,8 +35,8 @@ use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::wait_matching;
 use common::{
-    PYTHON, assert_dialled, assert_same_file, data, from_ip, helper, info_json, require_libtorrent,
-    unchoke, unchoke_download,
+    PYTHON, assert_dialled, assert_same_file, completes, data, from_ip, helper, info_json,
+    require_libtorrent, unchoke, unchoke_download, unchoke_seed,
 };
 use serde_json::Value;
 
@@ -125,38 +125,6 @@ fn lt_seed(torrent: &Path, dir: &Path, ip: &str, extra: &[&str]) -> (JsonProcess
         .unwrap()
         .to_owned();
     (p, addr)
-}
-
-/// `unchoke seed TORRENT DIR --runtime RT --listen IP:0 --json --verbose EXTRA…`, waited
-/// for until it listens; returns it and its address.
-fn unchoke_seed(
-    rt: Runtime,
-    torrent: &Path,
-    dir: &Path,
-    ip: &str,
-    extra: &[&str],
-) -> (JsonProcess, String) {
-    let mut cmd = unchoke();
-    cmd.arg("seed")
-        .arg(torrent)
-        .arg(dir)
-        .args(rt.args())
-        .args(["--listen", &format!("{ip}:0"), "--json", "--verbose"])
-        .args(extra);
-    let mut p = JsonProcess::spawn(&format!("unchoke seed ({rt}) {ip}"), cmd);
-    let addr = p.wait_event("listening", LONG)["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (p, addr)
-}
-
-/// Waits for a successful exit with every piece verified; returns the "complete" line.
-fn completes(p: &mut JsonProcess) -> Value {
-    let done = p.wait_event("complete", LONG);
-    assert!(p.wait_exit(LONG).success(), "{}", p.dump());
-    assert_eq!(done["pieces_have"], done["piece_count"], "{done}");
-    done
 }
 
 /// Stops `p` with SIGTERM and waits for its exit.

@@ -24,9 +24,9 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::{Runtime, mixed_ip};
 use common::{
-    assert_same_file, from_ip, helper, mktorrent, require_libtorrent, require_tool, unchoke,
+    assert_same_file, completes, from_ip, helper, mktorrent, require_libtorrent, require_tool,
+    unchoke, unchoke_seed,
 };
-use serde_json::Value;
 
 const LONG: Duration = Duration::from_secs(90);
 const MIB: usize = 1024 * 1024;
@@ -115,31 +115,6 @@ fn unchoke_download(
     JsonProcess::spawn(&format!("unchoke download ({rt}) {ip}"), cmd)
 }
 
-/// `unchoke seed TORRENT DIR --runtime RT --listen IP:0 --json`, waited for until it
-/// listens; returns it and its address.
-fn unchoke_seed(rt: Runtime, torrent: &Path, dir: &Path, ip: &str) -> (JsonProcess, String) {
-    let mut cmd = unchoke();
-    cmd.arg("seed").arg(torrent).arg(dir).args(rt.args()).args([
-        "--listen",
-        &format!("{ip}:0"),
-        "--json",
-    ]);
-    let mut p = JsonProcess::spawn(&format!("unchoke seed ({rt}) {ip}"), cmd);
-    let addr = p.wait_event("listening", LONG)["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (p, addr)
-}
-
-/// Waits for a successful exit with every piece verified; returns the "complete" line.
-fn completes(p: &mut JsonProcess) -> Value {
-    let done = p.wait_event("complete", LONG);
-    assert!(p.wait_exit(LONG).success(), "{}", p.dump());
-    assert_eq!(done["pieces_have"], done["piece_count"]);
-    done
-}
-
 per_runtime!(
     libtorrent_seeds_a_64_mib_file_to_unchoke,
     libtorrent_seeds_a_multi_file_hybrid_torrent_with_padding_to_unchoke,
@@ -204,7 +179,7 @@ fn unchoke_seeds_to_libtorrent(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let (src, torrent) = one_file_torrent(dir.path(), "seed", "big.bin", 64 * MIB + 77, 20);
 
-    let (_seed, addr) = unchoke_seed(rt, &torrent, &src, &rt.ip(5));
+    let (_seed, addr) = unchoke_seed(rt, &torrent, &src, &rt.ip(5), &[]);
     let out = dir.path().join("out");
     let mut leech = lt_leech(&torrent, &out, &rt.ip(6), &[&addr], &[]);
     leech.wait_event("finished", LONG);
@@ -525,7 +500,7 @@ fn seed_and_two_leechers_on_different_runtimes(seed_rt: Runtime, leech_rt: Runti
     let len = 24 * MIB + 333;
     let (src, torrent) = one_file_torrent(dir.path(), "seed", "x.bin", len, 18);
 
-    let (_seed, seed_addr) = unchoke_seed(seed_rt, &torrent, &src, &mixed_ip(first));
+    let (_seed, seed_addr) = unchoke_seed(seed_rt, &torrent, &src, &mixed_ip(first), &[]);
     let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
     let mut a = unchoke_download(
         leech_rt,

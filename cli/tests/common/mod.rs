@@ -174,3 +174,38 @@ pub fn from_ip(peers: &serde_json::Value, ip: &str, key: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// How long the transfer suites wait for a process to reach a state.
+pub const TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// `unchoke seed TORRENT DIR --runtime RT --listen IP:0 --json --verbose EXTRA…`, waited
+/// for until it listens; returns it and its address.
+pub fn unchoke_seed(
+    rt: runtime::Runtime,
+    torrent: &Path,
+    dir: &Path,
+    ip: &str,
+    extra: &[&str],
+) -> (process::JsonProcess, String) {
+    let mut cmd = unchoke();
+    cmd.arg("seed")
+        .arg(torrent)
+        .arg(dir)
+        .args(rt.args())
+        .args(["--listen", &format!("{ip}:0"), "--json", "--verbose"])
+        .args(extra);
+    let mut p = process::JsonProcess::spawn(&format!("unchoke seed ({rt}) {ip}"), cmd);
+    let addr = p.wait_event("listening", TRANSFER_WAIT)["addr"]
+        .as_str()
+        .expect("listening address")
+        .to_owned();
+    (p, addr)
+}
+
+/// Waits for a successful exit with every piece verified; returns the "complete" line.
+pub fn completes(p: &mut process::JsonProcess) -> serde_json::Value {
+    let done = p.wait_event("complete", TRANSFER_WAIT);
+    assert!(p.wait_exit(TRANSFER_WAIT).success(), "{}", p.dump());
+    assert_eq!(done["pieces_have"], done["piece_count"], "{done}");
+    done
+}
