@@ -316,6 +316,8 @@ fn run(
                     trackers,
                     display_name: display,
                     recheck: common.recheck,
+                    access: unchoke_driver::Access::ReadWrite,
+                    cancel: unchoke_driver::CancelFlag::default(),
                 })
                 .map_err(|e| format!("{what}: {e}"))?;
             (report, id, has_trackers, false)

@@ -65,6 +65,10 @@ pub enum ClientError {
     /// The session refused the torrent.
     #[error(transparent)]
     Add(#[from] AddTorrentError),
+    /// The start-up check was stopped through [`AddTorrent::cancel`] (Ctrl-C): nothing was
+    /// added and no file was created or changed.
+    #[error("the check of existing data was interrupted")]
+    Cancelled,
     /// The event loop has stopped (after `shutdown`, or a failure).
     #[error("the client's event loop is not running")]
     Stopped,
@@ -87,6 +91,29 @@ pub struct AddTorrent {
     /// Trackers to announce to, in BEP 12 tiers; `None`: the torrent's own (`announce-list`,
     /// else `announce`). `Some(vec![])` announces to none.
     pub trackers: Option<Vec<Vec<String>>>,
+    /// What the torrent may do to the files under `save_path`.
+    pub access: Access,
+    /// Raised by the caller (e.g. on Ctrl-C) to stop the start-up check at once:
+    /// [`ClientError::Cancelled`].
+    pub cancel: CancelFlag,
+}
+
+/// A flag another thread raises to stop long blocking work (the start-up check); cheap to
+/// clone, all clones share one flag.
+pub type CancelFlag = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// What a torrent may do to the files under its save path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Access {
+    /// Download: create missing files and directories, extend short files, write blocks.
+    /// An existing file longer than the torrent says is refused: its extra bytes are not ours.
+    #[default]
+    ReadWrite,
+    /// Like [`Access::ReadWrite`], and an existing file longer than the torrent says may be
+    /// cut to the torrent's length (the user said `--force`).
+    ReadWriteTruncate,
+    /// Seed: open files read-only; never create, extend, truncate or write anything.
+    ReadOnly,
 }
 
 impl AddTorrent {
@@ -99,6 +126,8 @@ impl AddTorrent {
             recheck: false,
             resume_path: None,
             trackers: None,
+            access: Access::default(),
+            cancel: CancelFlag::default(),
         }
     }
 }
@@ -119,6 +148,10 @@ pub struct AddMagnet {
     pub display_name: Option<String>,
     /// Ignore the resume file and hash everything on disk once the metadata is known.
     pub recheck: bool,
+    /// What the torrent may do to the files under `save_path` once its metadata is known.
+    pub access: Access,
+    /// Raised to stop the check of existing data that follows the metadata's arrival.
+    pub cancel: CancelFlag,
 }
 
 /// A DHT node's state, from [`ClientCore::dht_status`].
