@@ -174,8 +174,11 @@ pub struct CheckReport {
     pub piece_count: u32,
     /// Of `pieces_have`, how many the resume file vouched for without hashing.
     pub trusted: u32,
-    /// Pieces hashed.
+    /// Pieces read and hashed.
     pub hashed: u32,
+    /// Pieces examined but not read: a file they need is missing or too short (so they
+    /// cannot be present). `hashed + skipped + trusted` covers every piece.
+    pub skipped: u32,
     /// Whether a usable resume file was found.
     pub resumed: bool,
     /// How long the check took.
@@ -315,7 +318,8 @@ pub fn prepare_torrent(
         pieces_have: outcome.have.count_ones(),
         piece_count: info.piece_count(),
         trusted: outcome.trusted,
-        hashed: outcome.checked,
+        hashed: outcome.checked - outcome.skipped,
+        skipped: outcome.skipped,
         resumed: resume.is_some(),
         elapsed: started.elapsed(),
     };
