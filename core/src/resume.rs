@@ -16,6 +16,17 @@
 //! same timestamp tick as the save on a file system with coarse timestamps); a forced
 //! recheck (no resume) covers those.
 //!
+//! # Why skipping never-written pieces is safe
+//!
+//! [`ResumeData::written`] lists the pieces that may hold data (verified, or written but
+//! not verified yet: the session marks a piece the moment it emits a write for it). A piece
+//! in neither `have` nor `written` was never written by us; if every file it touches is
+//! unchanged since the save (same rule as above), nobody else wrote it either, so it is
+//! known empty and is not read ([`ResumeData::known_empty_in`]). Files written after the
+//! save (a crash mid-download) changed their time, so their pieces are all hashed again. A
+//! resume file without `written` (older versions) is read conservatively: every piece not
+//! trusted may hold data.
+//!
 //! # Format (version 1)
 //!
 //! A bencoded dictionary:
@@ -25,8 +36,12 @@
 //!   "info hash": <20 bytes>,
 //!   "pieces": <piece count>,
 //!   "have": <bitfield, wire layout, ceil(pieces / 8) bytes>,
-//!   "files": [ { "length": n, "mtime": seconds, "mtime ns": 0..1e9 } | {} (missing), ... ] }
+//!   "files": [ { "length": n, "mtime": seconds, "mtime ns": 0..1e9 } | {} (missing), ... ],
+//!   "written": <bitfield, as "have"; optional: absent means every piece may hold data> }
 //! ```
+//!
+//! `written` was added without a version change: older readers ignore the key, and a file
+//! without it is read as "nothing known to be empty".
 
 use crate::InfoHash;
 use crate::bencode::{self, DecodeError, Dict, List, Value};
@@ -45,6 +60,7 @@ const KEY_FILES: &str = "files";
 const KEY_LENGTH: &str = "length";
 const KEY_MTIME: &str = "mtime";
 const KEY_MTIME_NS: &str = "mtime ns";
+const KEY_WRITTEN: &str = "written";
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
@@ -69,6 +85,10 @@ pub struct ResumeData {
     /// Each file's state at that moment, in torrent order (`None`: missing, or a padding
     /// file).
     pub files: Vec<Option<FileState>>,
+    /// The pieces that may hold data (a superset of `have`: also pieces written but not
+    /// verified when the data was taken); `None` when unknown (resume files from older
+    /// versions), meaning any piece may.
+    pub written: Option<Bitfield>,
 }
 
 /// Why resume data was refused. Every case means the same to a caller: there is no usable
@@ -157,7 +177,20 @@ impl ResumeData {
             piece_count: have.len(),
             have,
             files,
+            written: None,
         }
+    }
+
+    /// The same data recording which pieces may hold data (see [`ResumeData::written`]);
+    /// `have` is added to it, since a verified piece holds data.
+    pub fn with_written(mut self, mut written: Bitfield) -> Self {
+        if written.len() == self.have.len() {
+            for p in self.have.ones() {
+                written.set(p);
+            }
+            self.written = Some(written);
+        }
+        self
     }
 
     /// The bencoded form (see the module documentation).
@@ -194,7 +227,7 @@ impl ResumeData {
                 Value::Dict(Dict::new(entries))
             })
             .collect();
-        let root = Value::Dict(Dict::new(vec![
+        let mut entries = vec![
             (KEY_VERSION.as_bytes(), Value::Int(FORMAT_VERSION)),
             (KEY_INFO_HASH.as_bytes(), Value::Bytes(&self.info_hash.0)),
             (
@@ -203,7 +236,12 @@ impl ResumeData {
             ),
             (KEY_HAVE.as_bytes(), Value::Bytes(&have)),
             (KEY_FILES.as_bytes(), Value::List(List::new(files))),
-        ]));
+        ];
+        let written = self.written.as_ref().map(Bitfield::to_bytes);
+        if let Some(w) = &written {
+            entries.push((KEY_WRITTEN.as_bytes(), Value::Bytes(w)));
+        }
+        let root = Value::Dict(Dict::new(entries));
         bencode::encode(&root)
     }
 
@@ -236,11 +274,22 @@ impl ResumeData {
             .enumerate()
             .map(|(index, v)| decode_file_state(index, v))
             .collect::<Result<Vec<_>, _>>()?;
+        let written = match root.get(KEY_WRITTEN.as_bytes()) {
+            None => None,
+            Some(v) => {
+                let bytes = v.as_bytes().ok_or(ResumeError::WrongType {
+                    key: KEY_WRITTEN,
+                    expected: "a byte string",
+                })?;
+                Some(Bitfield::from_bytes(bytes, piece_count)?)
+            }
+        };
         Ok(ResumeData {
             info_hash,
             piece_count,
             have,
             files,
+            written,
         })
     }
 
@@ -335,6 +384,57 @@ impl ResumeData {
                 long_enough && unchanged.get(span.file).copied().unwrap_or(false)
             });
             if trusted {
+                out.set(piece);
+            }
+        }
+        out
+    }
+}
+
+impl ResumeData {
+    /// The pieces known to hold no data (see the module documentation): in neither `have`
+    /// nor [`written`](Self::written), with every non-padding file they touch unchanged
+    /// since the save (`current` as for [`ResumeData::trusted_pieces`]). Empty when
+    /// `written` is unknown or the shapes do not fit.
+    pub fn known_empty(&self, info: &Info, current: &[Option<FileState>]) -> Bitfield {
+        self.known_empty_in(&info.layout(), |i| is_pad(info, i), current)
+    }
+
+    /// [`ResumeData::known_empty`] over a layout.
+    pub(crate) fn known_empty_in(
+        &self,
+        layout: &Layout,
+        is_pad: impl Fn(usize) -> bool,
+        current: &[Option<FileState>],
+    ) -> Bitfield {
+        let mut out = Bitfield::new(layout.piece_count());
+        let files = layout.file_count();
+        let Some(written) = &self.written else {
+            return out;
+        };
+        if self.piece_count != layout.piece_count()
+            || self.have.len() != layout.piece_count()
+            || written.len() != layout.piece_count()
+            || self.files.len() != files
+            || current.len() != files
+        {
+            return out;
+        }
+        // A file missing then and now is unchanged too: nothing can have been written to it.
+        let unchanged: Vec<bool> = self
+            .files
+            .iter()
+            .zip(current)
+            .map(|(saved, now)| saved == now)
+            .collect();
+        for piece in written.zeros() {
+            if self.have.get(piece) {
+                continue;
+            }
+            let empty = layout
+                .piece_spans(piece)
+                .all(|span| is_pad(span.file) || unchanged.get(span.file).copied().unwrap_or(false));
+            if empty {
                 out.set(piece);
             }
         }

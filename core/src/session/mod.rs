@@ -370,6 +370,29 @@ impl Session {
             .map(|t| t.have())
     }
 
+    /// The pieces of `torrent` that may hold data on disk: verified ones, those the
+    /// start-up check found written but unverified ([`Session::note_pieces_written`]) and
+    /// every piece a [`Action::WriteBlock`] was emitted for. A driver saves it with resume
+    /// data so a restart reads only these. `None` as for [`Session::have`].
+    pub fn pieces_written(&self, torrent: TorrentId) -> Option<&Bitfield> {
+        self.torrents
+            .get(torrent.0 as usize)
+            .filter(|t| !t.awaiting_metadata())
+            .map(|t| t.written())
+    }
+
+    /// Records pieces found on disk holding unverified data (from the start-up check), so
+    /// [`Session::pieces_written`] includes them. A bitfield of the wrong length is ignored.
+    pub fn note_pieces_written(&mut self, torrent: TorrentId, pieces: &Bitfield) {
+        if let Some(t) = self
+            .torrents
+            .get_mut(torrent.0 as usize)
+            .filter(|t| !t.awaiting_metadata())
+        {
+            t.note_written(pieces);
+        }
+    }
+
     /// Sets per-file priorities (index = file index in the metainfo; missing entries mean
     /// `Normal`). Skipped files are not downloaded, except pieces they share with wanted
     /// files.

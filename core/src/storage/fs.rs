@@ -16,8 +16,12 @@
 //!   per thread doing IO may be open.
 //! - Memory: nothing grows with the content's size but the check's bitfield; a check uses
 //!   one piece-sized buffer per thread.
+//! - Access ([`StorageAccess`]): read-only storage (seeding) never creates, extends,
+//!   truncates or writes anything; read-write storage (downloading) never cuts a file
+//!   longer than the torrent says unless told to, and never writes through a symlink or
+//!   into a special file below the save directory (see the `open` module).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -27,6 +31,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use sha1::Digest;
 
+mod open;
+
+use self::open::{OpenMode, open_below};
 use super::{Layout, LayoutError};
 use crate::bitfield::Bitfield;
 use crate::metainfo::Info;
@@ -40,18 +47,155 @@ compile_error!(
 /// The default bound on cached open file handles.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 64;
 
+/// What a [`FileStorage`] may do to the files under its save path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageAccess {
+    /// Downloading: missing files and directories are created and short files extended;
+    /// existing bytes are kept. A file longer than the torrent says is an error
+    /// ([`StorageError::TooLong`]): its extra bytes are not ours to cut.
+    #[default]
+    ReadWrite,
+    /// Like [`StorageAccess::ReadWrite`], but a longer file is cut to the torrent's length
+    /// (the user asked for it).
+    ReadWriteTruncate,
+    /// Seeding: files are opened read-only (following symlinks); nothing is ever created,
+    /// extended, truncated or written ([`StorageError::ReadOnly`]).
+    ReadOnly,
+}
+
+impl StorageAccess {
+    /// Whether writes are allowed.
+    pub fn writable(self) -> bool {
+        self != StorageAccess::ReadOnly
+    }
+}
+
 /// How a [`FileStorage`] behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageOptions {
     /// Most file handles kept open at once (0 is taken as 1). Default
     /// [`DEFAULT_MAX_OPEN_FILES`].
     pub max_open_files: usize,
+    /// What the storage may do to files. Default [`StorageAccess::ReadWrite`].
+    pub access: StorageAccess,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions {
             max_open_files: DEFAULT_MAX_OPEN_FILES,
+            access: StorageAccess::default(),
+        }
+    }
+}
+
+/// What kind of thing sits where the torrent expects a file or a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A Unix socket.
+    Socket,
+    /// A block or character device.
+    Device,
+    /// Anything else.
+    Other,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Regular => "a regular file",
+            FileKind::Directory => "a directory",
+            FileKind::Symlink => "a symbolic link",
+            FileKind::Fifo => "a named pipe (FIFO)",
+            FileKind::Socket => "a socket",
+            FileKind::Device => "a device",
+            FileKind::Other => "not a regular file",
+        })
+    }
+}
+
+/// `n` with thousands separators (`3,000,000`), how sizes are shown to users.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What [`FileStorage::inspect`] found for one file of the torrent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileStatus {
+    /// A regular file of exactly the torrent's size.
+    Ok,
+    /// Nothing there.
+    Missing,
+    /// A regular file of another size.
+    WrongSize {
+        /// Its size now.
+        actual: u64,
+    },
+    /// Something other than a regular file at `at` (the file itself or a directory on its
+    /// way).
+    NotRegular {
+        /// Where.
+        at: PathBuf,
+        /// What is there.
+        kind: FileKind,
+    },
+    /// A symbolic link at `at` (the file or a directory on its way), which a writable
+    /// storage does not follow.
+    Symlink {
+        /// Where.
+        at: PathBuf,
+    },
+}
+
+/// One file's entry in [`FileStorage::inspect`]'s report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileReport {
+    /// The file's index in the torrent.
+    pub index: usize,
+    /// Its path on disk.
+    pub path: PathBuf,
+    /// Its size in the torrent.
+    pub expected: u64,
+    /// What is there.
+    pub status: FileStatus,
+}
+
+impl std::fmt::Display for FileReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = self.path.display();
+        match &self.status {
+            FileStatus::Ok => write!(f, "{p} is present ({} bytes)", thousands(self.expected)),
+            FileStatus::Missing => write!(f, "{p} is missing"),
+            FileStatus::WrongSize { actual } => write!(
+                f,
+                "{p} is {} bytes; the torrent says {}",
+                thousands(*actual),
+                thousands(self.expected)
+            ),
+            FileStatus::NotRegular { at, kind } => {
+                write!(f, "{} is {kind}, not a regular file", at.display())
+            }
+            FileStatus::Symlink { at } => write!(
+                f,
+                "{} is a symbolic link; unchoke does not write through links",
+                at.display()
+            ),
         }
     }
 }
@@ -148,6 +292,59 @@ pub enum StorageError {
         /// Number of pieces the lengths make.
         pieces: u32,
     },
+    /// A write to read-only storage (seeding): refused, nothing was written.
+    #[error("cannot write {}: the data is open read-only", .path.display())]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An existing file is longer than the torrent says: cutting it would destroy bytes
+    /// that are not the torrent's.
+    #[error(
+        "{} is {} bytes; the torrent says {}",
+        .path.display(), thousands(*.actual), thousands(*.expected)
+    )]
+    TooLong {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        actual: u64,
+        /// The torrent's size for it.
+        expected: u64,
+    },
+    /// A symbolic link where a file or directory of the torrent goes: writes do not follow
+    /// links below the save directory.
+    #[error("{} is a symbolic link; unchoke does not write through links", .path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// Something other than a regular file where a file of the torrent goes.
+    #[error("{} is {kind}, not a regular file", .path.display())]
+    NotRegular {
+        /// Where.
+        path: PathBuf,
+        /// What is there.
+        kind: FileKind,
+    },
+    /// Something other than a directory where a directory of the torrent goes.
+    #[error("{} is {kind}, where the torrent needs a directory", .path.display())]
+    NotADirectory {
+        /// Where.
+        path: PathBuf,
+        /// What is there.
+        kind: FileKind,
+    },
+    /// A file path that would leave the save directory (never produced by a parsed
+    /// metainfo; the storage refuses it all the same).
+    #[error("{} lies outside the save directory; refused", .path.display())]
+    OutsideSaveDir {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The check of existing data was stopped through its cancel flag.
+    #[error("the check of existing data was interrupted")]
+    Cancelled,
     /// A resume file exists but cannot be used (a caller treats this as "no resume").
     #[error("resume file {} is unusable: {source}", .path.display())]
     BadResume {
@@ -199,19 +396,38 @@ fn io_err(op: StorageOp, path: &Path) -> impl FnOnce(io::Error) -> StorageError 
 pub struct CheckOutcome {
     /// The pieces present and correct.
     pub have: Bitfield,
+    /// The pieces that may hold data: `have`, and pieces read that failed their hash and
+    /// are not all zeros (partly written). Pieces skipped, known empty, or read as all
+    /// zeros are not in it. For [`crate::resume::ResumeData::written`].
+    pub written: Bitfield,
     /// Pieces taken from the resume data without reading them.
     pub trusted: u32,
     /// Pieces not trusted, hence examined: hashed, or `skipped`.
     pub checked: u32,
-    /// Of `checked`, the pieces not even read because a file they need is missing or too
-    /// short.
+    /// Of `checked`, the pieces not even read: a file they need is missing or too short,
+    /// or the resume data knows them empty (never written, files unchanged since).
     pub skipped: u32,
+}
+
+/// How one piece of a check turned out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PieceCheck {
+    /// Read and matching its hash.
+    Good,
+    /// Read, failing its hash, with some non-zero byte (partly written).
+    Bad,
+    /// Read, failing its hash, all zeros (never written: a sparse hole or a fresh file).
+    Empty,
+    /// Not read (a file it needs is missing or short).
+    Skipped,
 }
 
 /// One file of the torrent.
 #[derive(Debug)]
 struct FileSlot {
     path: PathBuf,
+    /// `path` relative to the save directory (plain names only).
+    rel: PathBuf,
     length: u64,
     padding: bool,
 }
@@ -325,6 +541,9 @@ pub struct FileStorage {
     /// evicted since, so the cache alone cannot say what to sync).
     dirty: Vec<AtomicBool>,
     max_open: usize,
+    /// The save directory.
+    base: PathBuf,
+    access: StorageAccess,
 }
 
 impl std::fmt::Debug for FileStorage {
@@ -358,14 +577,17 @@ impl FileStorage {
             .files
             .iter()
             .enumerate()
-            .map(|(i, f)| FileSlot {
+            .map(|(i, f)| {
                 // `file_path` is `Some` for every index of `files`.
-                path: save_path.join(
-                    info.file_path(i)
-                        .unwrap_or_else(|| info.name.clone().into()),
-                ),
-                length: f.length,
-                padding: f.padding,
+                let rel = info
+                    .file_path(i)
+                    .unwrap_or_else(|| info.name.clone().into());
+                FileSlot {
+                    path: save_path.join(&rel),
+                    rel,
+                    length: f.length,
+                    padding: f.padding,
+                }
             })
             .collect();
         let n = files.len();
@@ -380,7 +602,73 @@ impl FileStorage {
             dirty: (0..n).map(|_| AtomicBool::new(false)).collect(),
             files,
             max_open: options.max_open_files.max(1),
+            base: save_path.to_path_buf(),
+            access: options.access,
         })
+    }
+
+    /// What this storage may do to files.
+    pub fn access(&self) -> StorageAccess {
+        self.access
+    }
+
+    /// Looks at every non-padding file without opening or changing anything: present with
+    /// the torrent's size, missing, another size, not a regular file, or (for writable
+    /// storage, which does not follow them) a symbolic link on its path. Read-only storage
+    /// follows links, as its reads do. In torrent order.
+    pub fn inspect(&self) -> Vec<FileReport> {
+        self.files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.padding)
+            .map(|(index, slot)| FileReport {
+                index,
+                path: slot.path.clone(),
+                expected: slot.length,
+                status: self.status_of(slot),
+            })
+            .collect()
+    }
+
+    fn status_of(&self, slot: &FileSlot) -> FileStatus {
+        if !self.access.writable() {
+            return match fs::metadata(&slot.path) {
+                Err(_) => FileStatus::Missing,
+                Ok(m) => match self::open::kind_of(&m.file_type()) {
+                    FileKind::Regular if m.len() == slot.length => FileStatus::Ok,
+                    FileKind::Regular => FileStatus::WrongSize { actual: m.len() },
+                    kind => FileStatus::NotRegular {
+                        at: slot.path.clone(),
+                        kind,
+                    },
+                },
+            };
+        }
+        // Writable: walk the path below the save directory without following links.
+        let mut at = self.base.clone();
+        let count = slot.rel.components().count();
+        for (i, c) in slot.rel.components().enumerate() {
+            at.push(c);
+            let m = match fs::symlink_metadata(&at) {
+                Ok(m) => m,
+                Err(_) => return FileStatus::Missing,
+            };
+            let kind = self::open::kind_of(&m.file_type());
+            let last = i + 1 == count;
+            match kind {
+                FileKind::Symlink => return FileStatus::Symlink { at },
+                FileKind::Directory if !last => {}
+                FileKind::Regular if last => {
+                    return if m.len() == slot.length {
+                        FileStatus::Ok
+                    } else {
+                        FileStatus::WrongSize { actual: m.len() }
+                    };
+                }
+                kind => return FileStatus::NotRegular { at, kind },
+            }
+        }
+        FileStatus::Missing
     }
 
     /// The torrent's piece and file geometry.
@@ -395,29 +683,60 @@ impl FileStorage {
     }
 
     /// Creates the directories and every non-padding file at its final path, with the
-    /// torrent's length (sparse where the file system allows). Existing data is kept; a
-    /// file **longer** than the torrent says is truncated to the torrent's length. Zero-length
-    /// files are created empty.
+    /// torrent's length (sparse where the file system allows). Existing data is kept and
+    /// short files extended; a file **longer** than the torrent says is
+    /// [`StorageError::TooLong`] (nothing changed) unless the access is
+    /// [`StorageAccess::ReadWriteTruncate`]. Zero-length files are created empty. Read-only
+    /// storage touches nothing and returns `Ok`.
+    ///
+    /// Every file is looked at before any is created or resized, so a refusal leaves the
+    /// directory as it was.
     ///
     /// Changing a file's length changes its modification time: run
     /// [`FileStorage::verify_existing`] first, so resume data is compared with the files as
     /// they were.
     pub fn create_files(&self) -> Result<(), StorageError> {
-        for slot in self.files.iter().filter(|f| !f.padding) {
-            if let Some(parent) = slot.path.parent() {
-                fs::create_dir_all(parent).map_err(io_err(StorageOp::CreateDir, parent))?;
+        if !self.access.writable() {
+            return Ok(());
+        }
+        for report in self.inspect() {
+            match report.status {
+                FileStatus::WrongSize { actual }
+                    if actual > report.expected
+                        && self.access != StorageAccess::ReadWriteTruncate =>
+                {
+                    return Err(StorageError::TooLong {
+                        path: report.path,
+                        actual,
+                        expected: report.expected,
+                    });
+                }
+                FileStatus::Symlink { at } => return Err(StorageError::Symlink { path: at }),
+                // Something else where the file goes, or where a directory on its way goes.
+                FileStatus::NotRegular { at, kind } => {
+                    return Err(if at == report.path {
+                        StorageError::NotRegular { path: at, kind }
+                    } else {
+                        StorageError::NotADirectory { path: at, kind }
+                    });
+                }
+                _ => {}
             }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&slot.path)
-                .map_err(io_err(StorageOp::Create, &slot.path))?;
+        }
+        for slot in self.files.iter().filter(|f| !f.padding) {
+            let file = open_below(&self.base, &slot.rel, OpenMode::Write { create: true })?;
             let len = file
                 .metadata()
                 .map_err(io_err(StorageOp::Stat, &slot.path))?
                 .len();
+            if len > slot.length && self.access != StorageAccess::ReadWriteTruncate {
+                // Grew since the look above: still not ours to cut.
+                return Err(StorageError::TooLong {
+                    path: slot.path.clone(),
+                    actual: len,
+                    expected: slot.length,
+                });
+            }
             if len != slot.length {
                 file.set_len(slot.length)
                     .map_err(io_err(StorageOp::Resize, &slot.path))?;
@@ -430,6 +749,7 @@ impl FileStorage {
     /// files (and their directories) are created. Bytes falling in a padding file must be
     /// zeros ([`StorageError::NonZeroPadding`] otherwise, and nothing is written).
     pub fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<(), StorageError> {
+        self.check_writable()?;
         let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
         if !self.layout.range_in_piece(piece, offset, len) {
             return Err(StorageError::OutOfRange { piece, offset, len });
@@ -476,6 +796,7 @@ impl FileStorage {
         offset: u32,
         blocks: &[Bytes],
     ) -> Result<(), StorageError> {
+        self.check_writable()?;
         let total: usize = blocks.iter().map(Bytes::len).sum();
         let len = u32::try_from(total).unwrap_or(u32::MAX);
         if !self.layout.range_in_piece(piece, offset, len) {
@@ -576,18 +897,24 @@ impl FileStorage {
         progress: &(dyn Fn(u32) + Sync),
     ) -> Result<Bitfield, StorageError> {
         let states = self.current_states()?;
-        Ok(self.check_with(pieces, threads, progress, &states)?.0)
+        let never = AtomicBool::new(false);
+        Ok(self
+            .check_with(pieces, threads, progress, &states, &never)?
+            .have)
     }
 
-    /// [`FileStorage::check_pieces`] against file states already taken; also returns how
-    /// many pieces were skipped unread.
+    /// [`FileStorage::check_pieces`] against file states already taken; also returns the
+    /// pieces that failed holding data and how many pieces were skipped unread. Stops with
+    /// [`StorageError::Cancelled`] when `cancel` rises (looked at before every piece, in
+    /// every thread).
     fn check_with(
         &self,
         pieces: impl IntoIterator<Item = u32, IntoIter: Send>,
         threads: usize,
         progress: &(dyn Fn(u32) + Sync),
         states: &[Option<FileState>],
-    ) -> Result<(Bitfield, u32), StorageError> {
+        cancel: &AtomicBool,
+    ) -> Result<Checked, StorageError> {
         let pieces = pieces.into_iter();
         // No more threads than pieces, when the iterator knows how many it holds.
         let threads = threads
@@ -595,6 +922,7 @@ impl FileStorage {
             .min(pieces.size_hint().1.unwrap_or(usize::MAX).max(1));
         let queue = Mutex::new(pieces);
         let have = Mutex::new(Bitfield::new(self.layout.piece_count()));
+        let bad = Mutex::new(Bitfield::new(self.layout.piece_count()));
         let done = AtomicU32::new(0);
         let skipped = AtomicU32::new(0);
         let failed = AtomicBool::new(false);
@@ -603,15 +931,23 @@ impl FileStorage {
             // One piece-sized buffer per thread, reused for every piece.
             let mut buf = Vec::new();
             while !failed.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) {
+                    failed.store(true, Ordering::Relaxed);
+                    lock(&first_error).get_or_insert(StorageError::Cancelled);
+                    break;
+                }
                 let Some(piece) = lock(&queue).next() else {
                     break;
                 };
                 match self.check_one(piece, states, &mut buf) {
-                    Ok(Some(true)) => {
+                    Ok(PieceCheck::Good) => {
                         lock(&have).set(piece);
                     }
-                    Ok(Some(false)) => {}
-                    Ok(None) => {
+                    Ok(PieceCheck::Bad) => {
+                        lock(&bad).set(piece);
+                    }
+                    Ok(PieceCheck::Empty) => {}
+                    Ok(PieceCheck::Skipped) => {
                         skipped.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -635,18 +971,22 @@ impl FileStorage {
         {
             return Err(e);
         }
-        let have = have.into_inner().unwrap_or_else(PoisonError::into_inner);
-        Ok((have, skipped.into_inner()))
+        Ok(Checked {
+            have: have.into_inner().unwrap_or_else(PoisonError::into_inner),
+            bad: bad.into_inner().unwrap_or_else(PoisonError::into_inner),
+            skipped: skipped.into_inner(),
+        })
     }
 
-    /// Whether `piece` matches its hash; `None` when it was skipped because a file it needs
-    /// is missing or too short (per `states`, or found so while reading).
+    /// Whether `piece` matches its hash, and if not whether it holds any data; skipped
+    /// when a file it needs is missing or too short (per `states`, or found so while
+    /// reading).
     fn check_one(
         &self,
         piece: u32,
         states: &[Option<FileState>],
         buf: &mut Vec<u8>,
-    ) -> Result<Option<bool>, StorageError> {
+    ) -> Result<PieceCheck, StorageError> {
         let expected = self
             .piece_hashes
             .get(piece as usize)
@@ -665,22 +1005,28 @@ impl FileStorage {
                 .flatten()
                 .is_some_and(|s| s.length >= span.file_offset + span.len);
             if !present {
-                return Ok(None);
+                return Ok(PieceCheck::Skipped);
             }
         }
         match self.read_piece(piece, buf) {
-            Ok(()) => Ok(Some(sha1::Sha1::digest(&buf[..]).as_slice() == expected)),
+            Ok(()) if sha1::Sha1::digest(&buf[..]).as_slice() == expected => Ok(PieceCheck::Good),
+            Ok(()) if buf.iter().all(|&b| b == 0) => Ok(PieceCheck::Empty),
+            Ok(()) => Ok(PieceCheck::Bad),
             // The file shrank or vanished since the states were taken.
-            Err(e) if e.is_missing_data() => Ok(None),
+            Err(e) if e.is_missing_data() => Ok(PieceCheck::Skipped),
             Err(e) => Err(e),
         }
     }
 
     /// Finds which pieces are present: those `resume` vouches for (see
-    /// [`ResumeData::trusted_pieces`]) are taken as they are, every other piece is hashed on
-    /// `threads` threads, and pieces needing missing files are skipped unread. `progress`
-    /// gets the number of pieces done out of the piece count, the trusted ones counted at
-    /// once.
+    /// [`ResumeData::trusted_pieces`]) are taken as they are, those it knows empty
+    /// ([`ResumeData::known_empty`]: never written, files unchanged) are skipped unread,
+    /// every other piece is hashed on `threads` threads, and pieces needing missing files
+    /// are skipped unread. `progress` gets the number of pieces done out of the piece
+    /// count, the trusted and known-empty ones counted at once.
+    ///
+    /// `cancel` is looked at before every piece in every thread: once it rises the check
+    /// stops with [`StorageError::Cancelled`] (a check never creates or changes a file).
     ///
     /// The caller checks that `resume` belongs to this torrent (info-hash) first; resume
     /// data whose piece or file count differs is ignored here.
@@ -689,30 +1035,56 @@ impl FileStorage {
         resume: Option<&ResumeData>,
         threads: usize,
         progress: &(dyn Fn(u32) + Sync),
+        cancel: &AtomicBool,
     ) -> Result<CheckOutcome, StorageError> {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(StorageError::Cancelled);
+        }
         let states = self.current_states()?;
-        let mut have = match resume {
-            Some(r) => r.trusted_in(&self.layout, |i| self.is_pad(i), &states),
-            None => Bitfield::new(self.layout.piece_count()),
+        let count = self.layout.piece_count();
+        let (mut have, empty) = match resume {
+            Some(r) => (
+                r.trusted_in(&self.layout, |i| self.is_pad(i), &states),
+                r.known_empty_in(&self.layout, |i| self.is_pad(i), &states),
+            ),
+            None => (Bitfield::new(count), Bitfield::new(count)),
         };
         let trusted = have.count_ones();
-        if trusted > 0 {
-            progress(trusted);
+        let known_empty = empty.count_ones();
+        if trusted + known_empty > 0 {
+            progress(trusted + known_empty);
         }
-        let (hashed, skipped) = self.check_with(
-            have.zeros(),
+        let to_hash = have.zeros().filter(|&p| !empty.get(p));
+        let checked = self.check_with(
+            to_hash,
             threads,
-            &|done| progress(trusted + done),
+            &|done| progress(trusted + known_empty + done),
             &states,
+            cancel,
         )?;
-        for piece in hashed.ones() {
+        for piece in checked.have.ones() {
             have.set(piece);
+        }
+        let mut written = checked.bad;
+        for piece in have.ones() {
+            written.set(piece);
         }
         Ok(CheckOutcome {
             have,
+            written,
             trusted,
-            checked: self.layout.piece_count() - trusted,
-            skipped,
+            checked: count - trusted,
+            skipped: checked.skipped + known_empty,
+        })
+    }
+
+    /// Refuses writes to read-only storage.
+    fn check_writable(&self) -> Result<(), StorageError> {
+        if self.access.writable() {
+            return Ok(());
+        }
+        Err(StorageError::ReadOnly {
+            path: self.base.clone(),
         })
     }
 
@@ -765,10 +1137,20 @@ impl FileStorage {
             .collect()
     }
 
-    /// Resume data for this torrent now: `have` plus [`FileStorage::file_states`]. Call
+    /// Resume data for this torrent now: `have`, the pieces that may hold data
+    /// (`written`, see [`ResumeData::written`]) and [`FileStorage::file_states`]. Call
     /// [`FileStorage::flush`] first.
-    pub fn resume_data(&self, info_hash: crate::InfoHash, have: Bitfield) -> ResumeData {
-        ResumeData::new(info_hash, have, self.file_states())
+    pub fn resume_data(
+        &self,
+        info_hash: crate::InfoHash,
+        have: Bitfield,
+        written: Option<Bitfield>,
+    ) -> ResumeData {
+        let data = ResumeData::new(info_hash, have, self.file_states());
+        match written {
+            Some(w) => data.with_written(w),
+            None => data,
+        }
     }
 
     /// Writes `data` to `path` atomically: to `<path>.tmp` first, synced, then renamed over
@@ -841,12 +1223,13 @@ impl FileStorage {
     /// was written has nothing left to sync.
     fn sync_file(&self, index: usize) -> Result<(), StorageError> {
         let path = self.slot(index)?.path.as_path();
+        let rel = self.slot(index)?.rel.as_path();
         let file = match lock(&self.handles).lookup(index, true) {
             Some(f) => f,
-            None => match OpenOptions::new().write(true).open(path) {
+            None => match open_below(&self.base, rel, OpenMode::Write { create: false }) {
                 Ok(f) => Arc::new(f),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(io_err(StorageOp::Open, path)(e)),
+                Err(e) if e.is_missing_data() => return Ok(()),
+                Err(e) => return Err(e),
             },
         };
         file.sync_data().map_err(io_err(StorageOp::Sync, path))
@@ -874,9 +1257,22 @@ impl FileStorage {
         // Open without holding the lock: opening can be slow (network file systems).
         let slot = self.slot(index)?;
         let (file, writable) = if write {
-            (open_writable(&slot.path)?, true)
+            self.check_writable()?;
+            (
+                open_below(&self.base, &slot.rel, OpenMode::Write { create: true })?,
+                true,
+            )
+        } else if !self.access.writable() {
+            (open_below(&self.base, &slot.rel, OpenMode::ReadFollow)?, false)
         } else {
-            open_readable(&slot.path)?
+            // Read-write if allowed, so the handle also serves later writes; else read-only.
+            match open_below(&self.base, &slot.rel, OpenMode::Write { create: false }) {
+                Ok(f) => (f, true),
+                Err(e) if e.io_error().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) => {
+                    (open_below(&self.base, &slot.rel, OpenMode::ReadNoFollow)?, false)
+                }
+                Err(e) => return Err(e),
+            }
         };
         let mut evicted = Vec::new();
         let file = lock(&self.handles).insert(
@@ -898,44 +1294,20 @@ impl FileStorage {
     }
 }
 
+/// What [`FileStorage::check_with`] found.
+struct Checked {
+    /// Pieces matching their hash.
+    have: Bitfield,
+    /// Pieces failing their hash with some non-zero byte.
+    bad: Bitfield,
+    /// Pieces not read.
+    skipped: u32,
+}
+
 /// Locks a mutex, recovering from poisoning: every critical section here leaves the data
 /// consistent (no panicking step in between), so a panic elsewhere does not corrupt it.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Opens `path` read-write, creating it (and its directories) if missing.
-fn open_writable(path: &Path) -> Result<File, StorageError> {
-    let open = || {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-    };
-    match open() {
-        Ok(f) => Ok(f),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(io_err(StorageOp::CreateDir, parent))?;
-            }
-            open().map_err(io_err(StorageOp::Open, path))
-        }
-        Err(e) => Err(io_err(StorageOp::Open, path)(e)),
-    }
-}
-
-/// Opens `path` for reading: read-write if allowed (so the handle also serves later writes),
-/// else read-only (seeding read-only data needs no write access). Never creates it.
-fn open_readable(path: &Path) -> Result<(File, bool), StorageError> {
-    match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(f) => Ok((f, true)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io_err(StorageOp::Open, path)(e)),
-        Err(_) => File::open(path)
-            .map(|f| (f, false))
-            .map_err(io_err(StorageOp::Open, path)),
-    }
 }
 
 fn state_of(m: &fs::Metadata) -> FileState {

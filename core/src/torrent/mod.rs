@@ -160,6 +160,10 @@ pub(crate) struct Torrent {
     pex_ignored: u64,
     /// A magnet link's `dn`, shown until the metadata gives the real name.
     pub(crate) display_name: Option<String>,
+    /// Pieces that may hold data on disk: those verified, those the start-up check found
+    /// written but unverified, and every piece a `WriteBlock` was emitted for. Saved with
+    /// resume data so a restart reads only these (the rest are known empty).
+    written: Bitfield,
 }
 
 impl Torrent {
@@ -173,6 +177,7 @@ impl Torrent {
     ) -> Option<Self> {
         let geometry = PieceGeometry::new(layout.total_length(), layout.piece_length())?;
         let completion_announced = picker.is_complete();
+        let written = picker.have().clone();
         Some(Torrent {
             id,
             info_hash,
@@ -199,6 +204,7 @@ impl Torrent {
             private: false,
             pex_ignored: 0,
             display_name: None,
+            written,
         })
     }
 
@@ -256,6 +262,21 @@ impl Torrent {
 
     pub(crate) fn have(&self) -> &Bitfield {
         self.picker.have()
+    }
+
+    /// Pieces that may hold data on disk (see the field's documentation).
+    pub(crate) fn written(&self) -> &Bitfield {
+        &self.written
+    }
+
+    /// Adds `pieces` (same piece count, else ignored) to the pieces that may hold data.
+    pub(crate) fn note_written(&mut self, pieces: &Bitfield) {
+        if pieces.len() != self.written.len() {
+            return;
+        }
+        for p in pieces.ones() {
+            self.written.set(p);
+        }
     }
 
     /// The established connection to the peer with this id, and who opened it.
@@ -885,6 +906,7 @@ impl Torrent {
         self.phase = Phase::Ready;
         self.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
         self.completion_announced = self.picker.is_complete();
+        self.written = self.picker.have().clone();
         let piece_count = geometry.piece_count();
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         let mut misfits = Vec::new();
@@ -1149,6 +1171,7 @@ impl Torrent {
                     *slot = Some(data.clone());
                 }
                 buffer.writes_pending += 1;
+                self.written.set(piece);
                 ctx.out.push(Action::WriteBlock {
                     torrent: self.id,
                     piece,
