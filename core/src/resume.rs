@@ -431,9 +431,9 @@ impl ResumeData {
             if self.have.get(piece) {
                 continue;
             }
-            let empty = layout
-                .piece_spans(piece)
-                .all(|span| is_pad(span.file) || unchanged.get(span.file).copied().unwrap_or(false));
+            let empty = layout.piece_spans(piece).all(|span| {
+                is_pad(span.file) || unchanged.get(span.file).copied().unwrap_or(false)
+            });
             if empty {
                 out.set(piece);
             }

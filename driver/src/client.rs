@@ -100,6 +100,7 @@ impl ClientCore {
             metainfo: Box::new(add.metainfo.clone()),
             storage: Arc::new(prepared.storage),
             have: prepared.have,
+            written: prepared.written,
             resume_path: prepared.resume_path,
             peers: add.peers,
             trackers: add.trackers,

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::resume::ResumeData;
 use unchoke_core::session::{ConnId, Session, TorrentId};
 use unchoke_core::storage::FileStorage;
 use unchoke_core::tracker::AnnounceResponse;
@@ -58,6 +57,8 @@ pub enum Job {
         path: PathBuf,
         info_hash: InfoHash,
         have: Bitfield,
+        /// Pieces that may hold data (`Session::pieces_written`).
+        written: Option<Bitfield>,
     },
 }
 
@@ -174,13 +175,9 @@ pub fn save_resume_now(
         .have(id)
         .cloned()
         .ok_or_else(|| "torrent vanished from the session".to_string())?;
+    let written = session.pieces_written(id).cloned();
     storage.flush().map_err(|e| e.to_string())?;
-    let data = ResumeData {
-        info_hash,
-        piece_count: have.len(),
-        have,
-        files: storage.file_states(),
-    };
+    let data = storage.resume_data(info_hash, have, written);
     FileStorage::save_resume(path, &data).map_err(|e| e.to_string())
 }
 
@@ -298,13 +295,9 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
             path,
             info_hash,
             have,
+            written,
         } => {
-            let data = ResumeData {
-                info_hash,
-                piece_count: have.len(),
-                have,
-                files: storage.file_states(),
-            };
+            let data = storage.resume_data(info_hash, have, written);
             Completion::ResumeSaved {
                 torrent,
                 result: FileStorage::save_resume(&path, &data).map_err(|e| describe(&e)),

@@ -42,6 +42,8 @@ pub enum Command {
         metainfo: Box<Metainfo>,
         storage: Arc<FileStorage>,
         have: Bitfield,
+        /// Pieces the check found holding data (see `PreparedTorrent::written`).
+        written: Bitfield,
         resume_path: PathBuf,
         peers: Vec<SocketAddr>,
         trackers: Option<Vec<Vec<String>>>,
@@ -145,6 +147,9 @@ pub struct SessionHost {
     magnets: BTreeMap<TorrentId, AddMagnet>,
     /// The settings storage set-up needs (the check's threads, open-file limit).
     config: ClientConfig,
+    /// Whether a torrent or magnet was ever accepted: a client whose every add was refused
+    /// (a seed pointed at the wrong directory) must not create the DHT node file there.
+    accepted: bool,
 }
 
 impl std::fmt::Debug for SessionHost {
@@ -204,6 +209,7 @@ impl SessionHost {
             leaving_deadline: None,
             magnets: BTreeMap::new(),
             config: cfg.clone(),
+            accepted: false,
         }
     }
 
@@ -343,6 +349,8 @@ impl SessionHost {
                     // Checking existing data can take long: off the loop, like any disk work.
                     let mut add = AddTorrent::new(*metainfo, magnet.save_path.clone());
                     add.recheck = magnet.recheck;
+                    add.access = magnet.access;
+                    add.cancel = magnet.cancel.clone();
                     self.jobs_in_flight += 1;
                     IoAction::Disk(Job::Prepare {
                         torrent,
@@ -450,6 +458,7 @@ impl SessionHost {
             });
             return;
         }
+        self.session.note_pieces_written(torrent, &prepared.written);
         self.magnets.remove(&torrent);
         self.torrents.insert(
             torrent,
@@ -476,6 +485,7 @@ impl SessionHost {
                 metainfo,
                 storage,
                 have,
+                written,
                 resume_path,
                 peers,
                 trackers,
@@ -485,6 +495,8 @@ impl SessionHost {
                 let have_count = have.count_ones();
                 let result = self.session.add_torrent(&metainfo, Some(have), now);
                 if let Ok(id) = result {
+                    self.accepted = true;
+                    self.session.note_pieces_written(id, &written);
                     // Without an override the session announces to the metainfo's trackers
                     // from its next timer call (its deadline is now).
                     if let Some(tiers) = trackers {
@@ -514,6 +526,7 @@ impl SessionHost {
                 };
                 let result = self.session.add_magnet(add.info_hash, options, now);
                 if let Ok(id) = result {
+                    self.accepted = true;
                     self.magnets.insert(id, *add);
                 }
                 let _ = reply.send(result);
@@ -551,6 +564,13 @@ impl SessionHost {
             return false;
         }
         self.shutdown = Some((reply, StdInstant::now() + SHUTDOWN_DRAIN));
+        // A magnet's check of existing data may be running: stop it, shutdown must not wait
+        // for a long hash (the job then reports `Cancelled`).
+        for magnet in self.magnets.values() {
+            magnet
+                .cancel
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         // Leave the swarms: the `completed`/`stopped` announces go out with the last disk
         // work, and shutdown waits for them only briefly (a `completed` then a `stopped`).
         self.leaving_deadline = Some(StdInstant::now() + STOPPED_TIMEOUT * 2);
@@ -587,6 +607,7 @@ impl SessionHost {
                 path: slot.resume_path.clone(),
                 info_hash: slot.info_hash,
                 have: have.clone(),
+                written: self.session.pieces_written(*id).cloned(),
             });
         }
         jobs
@@ -630,11 +651,19 @@ impl SessionHost {
         }
         // Nodes that answered us this run make the next start faster; an unwritable file
         // only costs that.
+        // Not into a directory the client was refused (a seed pointed at the wrong one must
+        // leave it as it was), unless the file's directory is there already (`unchoke dht
+        // --nodes-file`).
         if let Some(path) = self
             .config
             .dht
             .as_ref()
             .and_then(|d| d.nodes_file.as_deref())
+            .filter(|p| {
+                self.accepted
+                    || p.parent()
+                        .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
+            })
         {
             let nodes = self.session.dht_nodes();
             if !nodes.is_empty() {

@@ -34,7 +34,9 @@ use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::resume::ResumeData;
 use unchoke_core::session::{AddTorrentError, Event, TorrentId};
-use unchoke_core::storage::{FileStorage, StorageError, StorageOptions};
+use unchoke_core::storage::{
+    FileReport, FileStatus, FileStorage, StorageAccess, StorageError, StorageOptions, thousands,
+};
 use unchoke_core::torrent::TorrentStats;
 
 /// What can go wrong when driving a client.
@@ -61,6 +63,47 @@ pub enum ClientError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The save path exists but is not a directory.
+    #[error("{} is a file; give a directory", .path.display())]
+    SaveDirIsFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Read-only data (seeding): the data directory does not exist. Nothing was created.
+    #[error(
+        "the data directory {} does not exist; it must contain:\n{}",
+        .path.display(), MustContain(.must_contain)
+    )]
+    NoDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The torrent's files (relative to the directory) and sizes.
+        must_contain: Vec<(PathBuf, u64)>,
+    },
+    /// Read-only data that must be complete (seeding without `--partial`): some files are
+    /// missing, of another size or not regular files. Found before hashing; nothing was
+    /// changed.
+    #[error(
+        "{}\nDATA_DIR ({}) must contain exactly:\n{}",
+        Problems(.problems), .dir.display(), MustContain(.must_contain)
+    )]
+    DataMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// The files that are wrong.
+        problems: Vec<FileReport>,
+        /// The torrent's files (relative to the directory) and sizes.
+        must_contain: Vec<(PathBuf, u64)>,
+    },
+    /// Data that must be complete (seeding without `--partial`) has pieces failing their
+    /// hash. Nothing was changed and no resume data written.
+    #[error("the data is incomplete: {have} of {count} pieces verified")]
+    Incomplete {
+        /// Pieces verified.
+        have: u32,
+        /// Pieces in the torrent.
+        count: u32,
     },
     /// The session refused the torrent.
     #[error(transparent)]
@@ -96,6 +139,11 @@ pub struct AddTorrent {
     /// Raised by the caller (e.g. on Ctrl-C) to stop the start-up check at once:
     /// [`ClientError::Cancelled`].
     pub cancel: CancelFlag,
+    /// Refuse data that is not complete (seeding without `--partial`): every file must
+    /// exist with the torrent's size before anything is hashed
+    /// ([`ClientError::DataMismatch`]) and every piece must verify
+    /// ([`ClientError::Incomplete`]).
+    pub require_complete: bool,
 }
 
 /// A flag another thread raises to stop long blocking work (the start-up check); cheap to
@@ -128,7 +176,64 @@ impl AddTorrent {
             trackers: None,
             access: Access::default(),
             cancel: CancelFlag::default(),
+            require_complete: false,
         }
+    }
+}
+
+impl Access {
+    /// The storage layer's mode for this access.
+    pub fn storage(self) -> StorageAccess {
+        match self {
+            Access::ReadWrite => StorageAccess::ReadWrite,
+            Access::ReadWriteTruncate => StorageAccess::ReadWriteTruncate,
+            Access::ReadOnly => StorageAccess::ReadOnly,
+        }
+    }
+}
+
+/// At most this many lines of a file list go into a message.
+const LISTED_FILES: usize = 10;
+
+/// Displays the files a data directory must contain, one `DATA_DIR/path, N bytes` line
+/// each (the first few).
+struct MustContain<'a>(&'a [(PathBuf, u64)]);
+
+impl std::fmt::Display for MustContain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (path, len)) in self.0.iter().take(LISTED_FILES).enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(
+                f,
+                "  DATA_DIR/{}, {} bytes",
+                path.display(),
+                thousands(*len)
+            )?;
+        }
+        if self.0.len() > LISTED_FILES {
+            write!(f, "\n  … and {} more files", self.0.len() - LISTED_FILES)?;
+        }
+        Ok(())
+    }
+}
+
+/// Displays what is wrong with files, the first on the first line.
+struct Problems<'a>(&'a [FileReport]);
+
+impl std::fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().take(LISTED_FILES).enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        if self.0.len() > LISTED_FILES {
+            write!(f, "\n… and {} more", self.0.len() - LISTED_FILES)?;
+        }
+        Ok(())
     }
 }
 
@@ -177,7 +282,8 @@ pub struct CheckReport {
     /// Pieces read and hashed.
     pub hashed: u32,
     /// Pieces examined but not read: a file they need is missing or too short (so they
-    /// cannot be present). `hashed + skipped + trusted` covers every piece.
+    /// cannot be present), or the resume data knows them never written.
+    /// `hashed + skipped + trusted` covers every piece.
     pub skipped: u32,
     /// Whether a usable resume file was found.
     pub resumed: bool,
@@ -272,6 +378,9 @@ pub struct PreparedTorrent {
     pub resume_path: PathBuf,
     /// What the check found.
     pub check: CheckReport,
+    /// Pieces that may hold data (verified, or written but failing their hash): for
+    /// `Session::note_pieces_written` and resume data.
+    pub written: Bitfield,
 }
 
 /// Checks existing data (trusting the resume file where the files did not change since it
@@ -284,21 +393,76 @@ pub fn prepare_torrent(
 ) -> Result<PreparedTorrent, ClientError> {
     let started = StdInstant::now();
     let info = &add.metainfo.info;
+    let access = add.access.storage();
     let resume_path = add
         .resume_path
         .clone()
         .unwrap_or_else(|| default_resume_path(&add.save_path, &add.metainfo));
-    std::fs::create_dir_all(&add.save_path).map_err(|source| ClientError::SaveDir {
-        path: add.save_path.clone(),
-        source,
-    })?;
+    let must_contain = || {
+        info.files
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !f.padding)
+            .filter_map(|(i, f)| info.file_path(i).map(|p| (p, f.length)))
+            .collect::<Vec<_>>()
+    };
+    match std::fs::metadata(&add.save_path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(ClientError::SaveDirIsFile {
+                path: add.save_path.clone(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !access.writable() => {
+            return Err(ClientError::NoDataDir {
+                path: add.save_path.clone(),
+                must_contain: must_contain(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ClientError::SaveDir {
+                path: add.save_path.clone(),
+                source,
+            });
+        }
+    }
     let storage = FileStorage::open(
         info,
         &add.save_path,
         StorageOptions {
             max_open_files: config.max_open_files,
+            access,
         },
     )?;
+    // Everything that would refuse the directory is found by looking, before hashing.
+    if access.writable() {
+        storage.preflight_writes()?;
+    } else {
+        let problems: Vec<FileReport> = storage
+            .inspect()
+            .into_iter()
+            .filter(|r| match r.status {
+                FileStatus::Ok => false,
+                // Partial data may lack files; a special file is never served.
+                FileStatus::Missing | FileStatus::WrongSize { .. } => add.require_complete,
+                FileStatus::NotRegular { .. } | FileStatus::Symlink { .. } => true,
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ClientError::DataMismatch {
+                dir: add.save_path.clone(),
+                problems,
+                must_contain: must_contain(),
+            });
+        }
+    }
+    if access.writable() {
+        std::fs::create_dir_all(&add.save_path).map_err(|source| ClientError::SaveDir {
+            path: add.save_path.clone(),
+            source,
+        })?;
+    }
     let resume = if add.recheck {
         None
     } else {
@@ -308,10 +472,20 @@ pub fn prepare_torrent(
             .flatten()
             .filter(|r| usable_resume(r, &add.metainfo))
     };
-    let outcome = storage.verify_existing(resume.as_ref(), config.disk_threads, progress)?;
+    let outcome = storage
+        .verify_existing(resume.as_ref(), config.disk_threads, progress, &add.cancel)
+        .map_err(|e| match e {
+            StorageError::Cancelled => ClientError::Cancelled,
+            e => ClientError::Storage(e),
+        })?;
+    if add.require_complete && !outcome.have.is_full() {
+        return Err(ClientError::Incomplete {
+            have: outcome.have.count_ones(),
+            count: info.piece_count(),
+        });
+    }
     if !outcome.have.is_full() {
-        // A complete torrent may be read-only data being seeded: only a download needs its
-        // files created (and writable).
+        // Only a download creates and extends files (read-only storage touches nothing).
         storage.create_files()?;
     }
     let check = CheckReport {
@@ -328,6 +502,7 @@ pub fn prepare_torrent(
         have: outcome.have,
         resume_path,
         check,
+        written: outcome.written,
     })
 }
 

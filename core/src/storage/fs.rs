@@ -699,6 +699,37 @@ impl FileStorage {
         if !self.access.writable() {
             return Ok(());
         }
+        self.preflight_writes()?;
+        for slot in self.files.iter().filter(|f| !f.padding) {
+            let file = open_below(&self.base, &slot.rel, OpenMode::Write { create: true })?;
+            let len = file
+                .metadata()
+                .map_err(io_err(StorageOp::Stat, &slot.path))?
+                .len();
+            if len > slot.length && self.access != StorageAccess::ReadWriteTruncate {
+                // Grew since the look above: still not ours to cut.
+                return Err(StorageError::TooLong {
+                    path: slot.path.clone(),
+                    actual: len,
+                    expected: slot.length,
+                });
+            }
+            if len != slot.length {
+                file.set_len(slot.length)
+                    .map_err(io_err(StorageOp::Resize, &slot.path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// For writable storage: the first file [`FileStorage::create_files`] must not touch
+    /// (longer than the torrent says without truncation allowed, a symbolic link, a
+    /// directory, FIFO, socket or device on its path), found by looking only. Lets a caller
+    /// refuse before spending time hashing. Read-only storage: always `Ok`.
+    pub fn preflight_writes(&self) -> Result<(), StorageError> {
+        if !self.access.writable() {
+            return Ok(());
+        }
         for report in self.inspect() {
             match report.status {
                 FileStatus::WrongSize { actual }
@@ -721,25 +752,6 @@ impl FileStorage {
                     });
                 }
                 _ => {}
-            }
-        }
-        for slot in self.files.iter().filter(|f| !f.padding) {
-            let file = open_below(&self.base, &slot.rel, OpenMode::Write { create: true })?;
-            let len = file
-                .metadata()
-                .map_err(io_err(StorageOp::Stat, &slot.path))?
-                .len();
-            if len > slot.length && self.access != StorageAccess::ReadWriteTruncate {
-                // Grew since the look above: still not ours to cut.
-                return Err(StorageError::TooLong {
-                    path: slot.path.clone(),
-                    actual: len,
-                    expected: slot.length,
-                });
-            }
-            if len != slot.length {
-                file.set_len(slot.length)
-                    .map_err(io_err(StorageOp::Resize, &slot.path))?;
             }
         }
         Ok(())
@@ -1263,13 +1275,22 @@ impl FileStorage {
                 true,
             )
         } else if !self.access.writable() {
-            (open_below(&self.base, &slot.rel, OpenMode::ReadFollow)?, false)
+            (
+                open_below(&self.base, &slot.rel, OpenMode::ReadFollow)?,
+                false,
+            )
         } else {
             // Read-write if allowed, so the handle also serves later writes; else read-only.
             match open_below(&self.base, &slot.rel, OpenMode::Write { create: false }) {
                 Ok(f) => (f, true),
-                Err(e) if e.io_error().is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) => {
-                    (open_below(&self.base, &slot.rel, OpenMode::ReadNoFollow)?, false)
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) =>
+                {
+                    (
+                        open_below(&self.base, &slot.rel, OpenMode::ReadNoFollow)?,
+                        false,
+                    )
                 }
                 Err(e) => return Err(e),
             }

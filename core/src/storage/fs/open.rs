@@ -13,9 +13,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::path::{Component, Path};
 #[cfg(not(unix))]
 use std::path::PathBuf;
+use std::path::{Component, Path};
 
 use super::{FileKind, StorageError, StorageOp};
 
@@ -126,7 +126,9 @@ pub(super) fn open_below(base: &Path, rel: &Path, mode: OpenMode) -> Result<File
             use std::os::unix::fs::OpenOptionsExt;
             o.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
         }
-        let f = o.open(&full).map_err(|e| io_at(StorageOp::Open, &full, e))?;
+        let f = o
+            .open(&full)
+            .map_err(|e| io_at(StorageOp::Open, &full, e))?;
         return regular(f, &full);
     }
     let (write, create) = match mode {
@@ -167,7 +169,12 @@ fn open_unix(
     for name in dirs {
         at.push(name);
         let open = |d: &rustix::fd::OwnedFd| {
-            openat(d, name.as_os_str(), dir_flags | OFlags::NOFOLLOW, Mode::empty())
+            openat(
+                d,
+                name.as_os_str(),
+                dir_flags | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
         };
         let next = match open(&dir) {
             Ok(fd) => fd,
