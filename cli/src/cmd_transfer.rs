@@ -170,6 +170,11 @@ pub(crate) struct DownloadArgs {
     #[arg(long)]
     seed: bool,
 
+    /// Cut an existing file that is longer than the torrent says to the torrent's size
+    /// (its extra bytes are lost). Without it such a file is an error.
+    #[arg(long)]
+    force: bool,
+
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -207,11 +212,17 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), String> {
     } else {
         Goal::Download
     };
+    let access = if args.force {
+        unchoke_driver::Access::ReadWriteTruncate
+    } else {
+        unchoke_driver::Access::ReadWrite
+    };
     run(
         &Source::parse(&args.torrent)?,
         &args.output,
         &args.common,
         goal,
+        access,
         false,
     )
 }
@@ -223,6 +234,8 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), String> {
         &args.data_dir,
         &args.common,
         Goal::Seed,
+        // Seeding never changes the data.
+        unchoke_driver::Access::ReadOnly,
         !args.partial,
     )
 }
@@ -232,6 +245,7 @@ fn run(
     save_path: &Path,
     common: &CommonArgs,
     goal: Goal,
+    access: unchoke_driver::Access,
     require_complete: bool,
 ) -> Result<(), String> {
     let what = source.describe();
@@ -259,6 +273,9 @@ fn run(
             let mut add = AddTorrent::new(metainfo.clone(), save_path);
             add.peers = peers;
             add.recheck = common.recheck;
+            add.access = access;
+            add.require_complete = require_complete;
+            add.cancel = interrupted.clone();
             let tiers = common.tracker_tiers(&metainfo);
             let has_trackers = !tiers.is_empty();
             add.trackers = Some(tiers);
@@ -266,7 +283,7 @@ fn run(
                 let checking = report.checking();
                 client
                     .add_torrent(add, &|n| checking.set(n))
-                    .map_err(|e| format!("{}: {e}", save_path.display()))?
+                    .map_err(|e| storage_error(save_path, &e))?
             };
             report.checked(&handle.check);
             if require_complete && handle.check.pieces_have < handle.check.piece_count {
@@ -316,8 +333,8 @@ fn run(
                     trackers,
                     display_name: display,
                     recheck: common.recheck,
-                    access: unchoke_driver::Access::ReadWrite,
-                    cancel: unchoke_driver::CancelFlag::default(),
+                    access,
+                    cancel: interrupted.clone(),
                 })
                 .map_err(|e| format!("{what}: {e}"))?;
             (report, id, has_trackers, false)
@@ -486,6 +503,32 @@ fn run(
              resume"
         )),
         _ => Ok(()),
+    }
+}
+
+/// The message for a torrent refused at start (`add_torrent`), in the user's terms.
+fn storage_error(save_path: &Path, e: &unchoke_driver::ClientError) -> String {
+    use unchoke_core::storage::StorageError;
+    use unchoke_driver::ClientError;
+    let dir = save_path.display();
+    match e {
+        ClientError::Storage(StorageError::TooLong { .. }) => format!(
+            "{e}; refusing to cut it (its extra bytes are not the torrent's): move it away, \
+             or give --force to cut it to the torrent's size"
+        ),
+        ClientError::Incomplete { have, count } => format!(
+            "{dir}: the data is incomplete ({have} of {count} pieces verified); use --partial \
+             to seed it anyway, or `unchoke download` to complete it"
+        ),
+        ClientError::Cancelled => {
+            format!("{dir}: interrupted during the check of existing data; nothing was changed")
+        }
+        // These name their paths already.
+        ClientError::Storage(_)
+        | ClientError::SaveDirIsFile { .. }
+        | ClientError::NoDataDir { .. }
+        | ClientError::DataMismatch { .. } => e.to_string(),
+        e => format!("{dir}: {e}"),
     }
 }
 
