@@ -72,7 +72,7 @@ pub enum ClientError {
     },
     /// Read-only data (seeding): the data directory does not exist. Nothing was created.
     #[error(
-        "the data directory {} does not exist; it must contain:\n{}",
+        "the data directory {} does not exist; it must contain {}",
         .path.display(), MustContain(.must_contain)
     )]
     NoDataDir {
@@ -85,7 +85,7 @@ pub enum ClientError {
     /// missing, of another size or not regular files. Found before hashing; nothing was
     /// changed.
     #[error(
-        "{}\nDATA_DIR ({}) must contain exactly:\n{}",
+        "{}; DATA_DIR ({}) must contain exactly {}",
         Problems(.problems), .dir.display(), MustContain(.must_contain)
     )]
     DataMismatch {
@@ -195,43 +195,43 @@ impl Access {
 /// At most this many lines of a file list go into a message.
 const LISTED_FILES: usize = 10;
 
-/// Displays the files a data directory must contain, one `DATA_DIR/path, N bytes` line
-/// each (the first few).
+/// Displays the files a data directory must contain, `DATA_DIR/path, N bytes` each (the
+/// first few), on one line: the CLI prints errors as one line.
 struct MustContain<'a>(&'a [(PathBuf, u64)]);
 
 impl std::fmt::Display for MustContain<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (i, (path, len)) in self.0.iter().take(LISTED_FILES).enumerate() {
             if i > 0 {
-                f.write_str("\n")?;
+                f.write_str("; ")?;
             }
             write!(
                 f,
-                "  DATA_DIR/{}, {} bytes",
+                "DATA_DIR/{}, {} bytes",
                 path.display(),
                 thousands(*len)
             )?;
         }
         if self.0.len() > LISTED_FILES {
-            write!(f, "\n  … and {} more files", self.0.len() - LISTED_FILES)?;
+            write!(f, "; … and {} more files", self.0.len() - LISTED_FILES)?;
         }
         Ok(())
     }
 }
 
-/// Displays what is wrong with files, the first on the first line.
+/// Displays what is wrong with files (the first few), on one line.
 struct Problems<'a>(&'a [FileReport]);
 
 impl std::fmt::Display for Problems<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (i, p) in self.0.iter().take(LISTED_FILES).enumerate() {
             if i > 0 {
-                f.write_str("\n")?;
+                f.write_str("; ")?;
             }
             write!(f, "{p}")?;
         }
         if self.0.len() > LISTED_FILES {
-            write!(f, "\n… and {} more", self.0.len() - LISTED_FILES)?;
+            write!(f, "; … and {} more", self.0.len() - LISTED_FILES)?;
         }
         Ok(())
     }
