@@ -205,12 +205,7 @@ impl std::fmt::Display for MustContain<'_> {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(
-                f,
-                "DATA_DIR/{}, {} bytes",
-                path.display(),
-                thousands(*len)
-            )?;
+            write!(f, "DATA_DIR/{}, {} bytes", path.display(), thousands(*len))?;
         }
         if self.0.len() > LISTED_FILES {
             write!(f, "; … and {} more files", self.0.len() - LISTED_FILES)?;

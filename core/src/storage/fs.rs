@@ -1283,10 +1283,8 @@ impl FileStorage {
             // Read-write if allowed, so the handle also serves later writes; else read-only.
             match open_below(&self.base, &slot.rel, OpenMode::Write { create: false }) {
                 Ok(f) => (f, true),
-                Err(e)
-                    if e.io_error()
-                        .is_some_and(|e| e.kind() == io::ErrorKind::PermissionDenied) =>
-                {
+                // Not writable (permissions, a program being run): serve it read-only.
+                Err(e) if e.io_error().is_some_and(|e| e.kind() != io::ErrorKind::NotFound) => {
                     (
                         open_below(&self.base, &slot.rel, OpenMode::ReadNoFollow)?,
                         false,

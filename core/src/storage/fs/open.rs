@@ -194,11 +194,8 @@ fn open_unix(
     if create {
         flags |= OFlags::CREATE;
     }
-    let op = if create {
-        StorageOp::Create
-    } else {
-        StorageOp::Open
-    };
+    // "open" also when creating: the user's question is why the file could not be used.
+    let op = StorageOp::Open;
     let fd = match openat(&dir, last.as_os_str(), flags, Mode::from_raw_mode(0o666)) {
         Ok(fd) => fd,
         Err(Errno::LOOP) | Err(Errno::MLINK) => {

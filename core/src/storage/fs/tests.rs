@@ -1,3 +1,4 @@
+use std::fs::OpenOptions;
 use std::path::Path;
 
 use super::*;
@@ -113,9 +114,32 @@ fn single(piece_length: u32, len: u64) -> Torrent {
     single_with("single.bin", piece_length, random_bytes(&mut rng, len))
 }
 
+/// A cancel flag never raised.
+static NO_CANCEL: AtomicBool = AtomicBool::new(false);
+
+fn storage_with(t: &Torrent, dir: &Path, access: StorageAccess) -> FileStorage {
+    FileStorage::open(
+        &t.info,
+        dir,
+        StorageOptions {
+            access,
+            ..StorageOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 impl Torrent {
     fn storage(&self, dir: &Path, max_open_files: usize) -> FileStorage {
-        FileStorage::open(&self.info, dir, StorageOptions { max_open_files }).unwrap()
+        FileStorage::open(
+            &self.info,
+            dir,
+            StorageOptions {
+                max_open_files,
+                ..StorageOptions::default()
+            },
+        )
+        .unwrap()
     }
 
     fn range(&self, piece: u32, offset: u32, len: u32) -> &[u8] {
@@ -288,7 +312,19 @@ fn create_files_resizes_to_the_torrent() {
     fs::create_dir_all(&root).unwrap();
     fs::write(root.join("short"), [1u8; 3]).unwrap();
     fs::write(root.join("long"), [2u8; 50]).unwrap();
+    // A download never cuts bytes that are not the torrent's: refused, nothing changed
+    // (not even the short file, looked at before anything is touched).
     let s = t.storage(dir.path(), 64);
+    let e = s.create_files().unwrap_err();
+    assert!(
+        matches!(&e, StorageError::TooLong { path, actual: 50, expected: 12 } if path == &root.join("long")),
+        "{e}"
+    );
+    assert!(e.to_string().ends_with("long is 50 bytes; the torrent says 12"), "{e}");
+    assert_eq!(fs::read(root.join("short")).unwrap(), [1u8; 3]);
+    assert_eq!(fs::read(root.join("long")).unwrap(), [2u8; 50]);
+    // Told to truncate, it does.
+    let s = storage_with(&t, dir.path(), StorageAccess::ReadWriteTruncate);
     s.create_files().unwrap();
     let short = fs::read(root.join("short")).unwrap();
     assert_eq!(short.len(), 20);
@@ -351,7 +387,7 @@ fn padding_files() {
     let states = s.file_states();
     assert_eq!(states[1], None);
     assert!(states[0].is_some() && states[2].is_some());
-    let outcome = s.verify_existing(None, 2, &no_progress).unwrap();
+    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
     assert_eq!(outcome.skipped, 0);
     assert!(outcome.have.is_full());
 }
@@ -413,7 +449,7 @@ fn missing_and_short_files_are_not_had() {
     drop(c);
     // A fresh storage (no cached handles to the removed file).
     let s = t.storage(dir.path(), 64);
-    let outcome = s.verify_existing(None, 2, &no_progress).unwrap();
+    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
     assert_eq!(outcome.have.ones().collect::<Vec<_>>(), vec![2]);
     assert_eq!((outcome.trusted, outcome.checked), (0, 4));
     assert_eq!(
@@ -431,7 +467,7 @@ fn missing_and_short_files_are_not_had() {
     // Everything missing: nothing read, nothing had.
     let empty = tempfile::tempdir().unwrap();
     let s = t.storage(empty.path(), 64);
-    let outcome = s.verify_existing(None, 2, &no_progress).unwrap();
+    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
     assert!(outcome.have.is_empty());
     assert_eq!(outcome.skipped, 4);
 }
@@ -452,7 +488,7 @@ fn read_only_files_are_seeded() {
     chmod(&root, 0o555);
     let privileged = writable_anyway(&root.join("a"));
     let s = t.storage(dir.path(), 64);
-    let outcome = s.verify_existing(None, 2, &no_progress).unwrap();
+    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
     assert!(outcome.have.is_full());
     assert_eq!(&s.read_block(1, 0, 16).unwrap()[..], t.piece(1));
     if !privileged {
@@ -561,7 +597,7 @@ fn permission_errors_are_errors_not_missing_data() {
         return;
     }
     let s = t.storage(dir.path(), 64);
-    let e = s.verify_existing(None, 2, &no_progress).unwrap_err();
+    let e = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap_err();
     assert_eq!(
         e.io_error().unwrap().kind(),
         io::ErrorKind::PermissionDenied
@@ -667,7 +703,7 @@ fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
         f.set_modified(base + std::time::Duration::from_secs(i as u64))
             .unwrap();
     }
-    let data = s.resume_data(t.info_hash, have);
+    let data = s.resume_data(t.info_hash, have, None);
     FileStorage::save_resume(&resume_path, &data).unwrap();
     assert!(!dir.path().join("state/t.resume.tmp").exists());
     drop(s);
@@ -677,7 +713,7 @@ fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
     let loaded = FileStorage::load_resume(&resume_path).unwrap().unwrap();
     assert_eq!(loaded, data);
     loaded.check_matches(&t.info_hash, &t.info).unwrap();
-    let outcome = s.verify_existing(Some(&loaded), 2, &no_progress).unwrap();
+    let outcome = s.verify_existing(Some(&loaded), 2, &no_progress, &NO_CANCEL).unwrap();
     assert!(outcome.have.is_full());
     assert_eq!((outcome.trusted, outcome.checked), (4, 0));
 
@@ -705,10 +741,15 @@ fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
     let calls = AtomicU32::new(0);
     let last = AtomicU32::new(0);
     let outcome = s
-        .verify_existing(Some(&loaded), 2, &|n| {
-            calls.fetch_add(1, Ordering::Relaxed);
-            last.fetch_max(n, Ordering::Relaxed);
-        })
+        .verify_existing(
+            Some(&loaded),
+            2,
+            &|n| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                last.fetch_max(n, Ordering::Relaxed);
+            },
+            &NO_CANCEL,
+        )
         .unwrap();
     assert_eq!(outcome.have.ones().collect::<Vec<_>>(), vec![0, 1, 3]);
     assert_eq!(
@@ -728,10 +769,10 @@ fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
     f.set_modified(base + std::time::Duration::from_secs(2))
         .unwrap();
     drop(f);
-    let outcome = s.verify_existing(Some(&loaded), 1, &no_progress).unwrap();
+    let outcome = s.verify_existing(Some(&loaded), 1, &no_progress, &NO_CANCEL).unwrap();
     assert!(outcome.have.get(3), "unchanged length and mtime: trusted");
     // Without resume data the corruption is found.
-    let outcome = s.verify_existing(None, 1, &no_progress).unwrap();
+    let outcome = s.verify_existing(None, 1, &no_progress, &NO_CANCEL).unwrap();
     assert_eq!(outcome.have.ones().collect::<Vec<_>>(), vec![0, 1]);
 }
 
@@ -793,24 +834,25 @@ fn resume_files_load_and_save() {
 #[cfg(target_os = "linux")]
 #[test]
 fn disk_full_is_recognised() {
-    // /dev/full answers every write with ENOSPC: a single-file torrent named "full" saved
-    // in /dev writes there.
-    if !Path::new("/dev/full").exists() || !writable_anyway(Path::new("/dev/full")) {
-        return;
+    // /dev/full answers every write with ENOSPC, but a device is never written to: a
+    // single-file torrent named "full" saved in /dev is refused before any write.
+    if Path::new("/dev/full").exists() {
+        let t = single_with("full", 16, vec![1; 16]);
+        let s = t.storage(Path::new("/dev"), 4);
+        let e = s.write_block(0, 0, &[1; 16]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StorageError::NotRegular {
+                    kind: FileKind::Device,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("/dev/full is a device"), "{e}");
     }
-    let t = single_with("full", 16, vec![1; 16]);
-    let s = t.storage(Path::new("/dev"), 4);
-    let e = s.write_block(0, 0, &[1; 16]).unwrap_err();
-    assert!(e.is_disk_full(), "{e}");
-    assert!(matches!(
-        e,
-        StorageError::Io {
-            op: StorageOp::Write,
-            ..
-        }
-    ));
-    assert!(e.to_string().contains("/dev/full"), "{e}");
-    // And an error built from the raw code, as another system call might report it.
+    // An error built from the raw code, as a write on a full disk reports it.
     let e = StorageError::Io {
         op: StorageOp::Write,
         path: "x".into(),
