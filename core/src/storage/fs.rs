@@ -1284,7 +1284,10 @@ impl FileStorage {
             match open_below(&self.base, &slot.rel, OpenMode::Write { create: false }) {
                 Ok(f) => (f, true),
                 // Not writable (permissions, a program being run): serve it read-only.
-                Err(e) if e.io_error().is_some_and(|e| e.kind() != io::ErrorKind::NotFound) => {
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|e| e.kind() != io::ErrorKind::NotFound) =>
+                {
                     (
                         open_below(&self.base, &slot.rel, OpenMode::ReadNoFollow)?,
                         false,

@@ -320,7 +320,11 @@ fn create_files_resizes_to_the_torrent() {
         matches!(&e, StorageError::TooLong { path, actual: 50, expected: 12 } if path == &root.join("long")),
         "{e}"
     );
-    assert!(e.to_string().ends_with("long is 50 bytes; the torrent says 12"), "{e}");
+    assert!(
+        e.to_string()
+            .ends_with("long is 50 bytes; the torrent says 12"),
+        "{e}"
+    );
     assert_eq!(fs::read(root.join("short")).unwrap(), [1u8; 3]);
     assert_eq!(fs::read(root.join("long")).unwrap(), [2u8; 50]);
     // Told to truncate, it does.
@@ -387,7 +391,9 @@ fn padding_files() {
     let states = s.file_states();
     assert_eq!(states[1], None);
     assert!(states[0].is_some() && states[2].is_some());
-    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
+    let outcome = s
+        .verify_existing(None, 2, &no_progress, &NO_CANCEL)
+        .unwrap();
     assert_eq!(outcome.skipped, 0);
     assert!(outcome.have.is_full());
 }
@@ -449,7 +455,9 @@ fn missing_and_short_files_are_not_had() {
     drop(c);
     // A fresh storage (no cached handles to the removed file).
     let s = t.storage(dir.path(), 64);
-    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
+    let outcome = s
+        .verify_existing(None, 2, &no_progress, &NO_CANCEL)
+        .unwrap();
     assert_eq!(outcome.have.ones().collect::<Vec<_>>(), vec![2]);
     assert_eq!((outcome.trusted, outcome.checked), (0, 4));
     assert_eq!(
@@ -467,7 +475,9 @@ fn missing_and_short_files_are_not_had() {
     // Everything missing: nothing read, nothing had.
     let empty = tempfile::tempdir().unwrap();
     let s = t.storage(empty.path(), 64);
-    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
+    let outcome = s
+        .verify_existing(None, 2, &no_progress, &NO_CANCEL)
+        .unwrap();
     assert!(outcome.have.is_empty());
     assert_eq!(outcome.skipped, 4);
 }
@@ -488,7 +498,9 @@ fn read_only_files_are_seeded() {
     chmod(&root, 0o555);
     let privileged = writable_anyway(&root.join("a"));
     let s = t.storage(dir.path(), 64);
-    let outcome = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap();
+    let outcome = s
+        .verify_existing(None, 2, &no_progress, &NO_CANCEL)
+        .unwrap();
     assert!(outcome.have.is_full());
     assert_eq!(&s.read_block(1, 0, 16).unwrap()[..], t.piece(1));
     if !privileged {
@@ -597,7 +609,9 @@ fn permission_errors_are_errors_not_missing_data() {
         return;
     }
     let s = t.storage(dir.path(), 64);
-    let e = s.verify_existing(None, 2, &no_progress, &NO_CANCEL).unwrap_err();
+    let e = s
+        .verify_existing(None, 2, &no_progress, &NO_CANCEL)
+        .unwrap_err();
     assert_eq!(
         e.io_error().unwrap().kind(),
         io::ErrorKind::PermissionDenied
@@ -713,7 +727,9 @@ fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
     let loaded = FileStorage::load_resume(&resume_path).unwrap().unwrap();
     assert_eq!(loaded, data);
     loaded.check_matches(&t.info_hash, &t.info).unwrap();
-    let outcome = s.verify_existing(Some(&loaded), 2, &no_progress, &NO_CANCEL).unwrap();
+    let outcome = s
+        .verify_existing(Some(&loaded), 2, &no_progress, &NO_CANCEL)
+        .unwrap();
     assert!(outcome.have.is_full());
     assert_eq!((outcome.trusted, outcome.checked), (4, 0));
 
@@ -769,10 +785,14 @@ fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
     f.set_modified(base + std::time::Duration::from_secs(2))
         .unwrap();
     drop(f);
-    let outcome = s.verify_existing(Some(&loaded), 1, &no_progress, &NO_CANCEL).unwrap();
+    let outcome = s
+        .verify_existing(Some(&loaded), 1, &no_progress, &NO_CANCEL)
+        .unwrap();
     assert!(outcome.have.get(3), "unchanged length and mtime: trusted");
     // Without resume data the corruption is found.
-    let outcome = s.verify_existing(None, 1, &no_progress, &NO_CANCEL).unwrap();
+    let outcome = s
+        .verify_existing(None, 1, &no_progress, &NO_CANCEL)
+        .unwrap();
     assert_eq!(outcome.have.ones().collect::<Vec<_>>(), vec![0, 1]);
 }
 
@@ -972,3 +992,5 @@ fn vectored_runs_of_blocks_span_files_and_padding() {
             .is_err()
     );
 }
+
+mod safety;
