@@ -754,4 +754,57 @@ mod tests {
         let other = info(16, &[(10, false), (6, true), (40, false), (9, false)]);
         assert!(r.trusted_pieces(&other, &saved).is_empty());
     }
+
+    #[test]
+    fn written_round_trips_and_is_optional() {
+        let mut w = Bitfield::new(13);
+        w.set(5);
+        let r = sample().with_written(w);
+        let written = r.written.clone().unwrap();
+        // `have` is always part of it.
+        assert_eq!(written.ones().collect::<Vec<_>>(), vec![0, 3, 5, 8, 12]);
+        let bytes = r.encode();
+        assert!(bencode::decode_strict(&bytes).is_ok());
+        assert_eq!(ResumeData::decode(&bytes).unwrap(), r);
+        // A file without the key (older versions) decodes with `None`.
+        let old = sample();
+        assert!(!old.encode().windows(7).any(|w| w == b"written"));
+        assert_eq!(ResumeData::decode(&old.encode()).unwrap().written, None);
+        // A wrong length is refused like a bad `have`.
+        let mut bad = sample();
+        bad.written = Some(Bitfield::new(20));
+        assert!(matches!(
+            ResumeData::decode(&bad.encode()),
+            Err(ResumeError::Bitfield(_))
+        ));
+        // A length that does not fit is dropped rather than saved wrong.
+        assert_eq!(sample().with_written(Bitfield::new(2)).written, None);
+    }
+
+    #[test]
+    fn known_empty_needs_written_and_unchanged_files() {
+        // Pieces of 16: a=10 [0,10), pad=6, b=40 [16,56), c=8 [56,64).
+        let i = info(16, &[(10, false), (6, true), (40, false), (8, false)]);
+        let saved = vec![state(10, 100), None, state(40, 200), None];
+        let mut have = Bitfield::new(4);
+        have.set(0);
+        let mut written = Bitfield::new(4);
+        written.set(1);
+        let r = ResumeData::new(InfoHash([0; 20]), have, saved.clone()).with_written(written);
+        let ones = |b: Bitfield| b.ones().collect::<Vec<_>>();
+        // Piece 2 (b only) and piece 3 (b and c, c missing then and now) are known empty.
+        assert_eq!(ones(r.known_empty(&i, &saved)), vec![2, 3]);
+        // b changed: nothing in it is known empty.
+        let mut now = saved.clone();
+        now[2] = state(40, 201);
+        assert!(r.known_empty(&i, &now).is_empty());
+        // c appeared: piece 3 may hold data now.
+        let mut now = saved.clone();
+        now[3] = state(8, 5);
+        assert_eq!(ones(r.known_empty(&i, &now)), vec![2]);
+        // Without `written` nothing is known empty.
+        let mut old = r.clone();
+        old.written = None;
+        assert!(old.known_empty(&i, &saved).is_empty());
+    }
 }

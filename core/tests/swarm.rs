@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::{Behaviour, Swarm, make_content};
+use unchoke_core::bitfield::Bitfield;
 use unchoke_core::session::Event;
 use unchoke_core::time::Instant;
 use unchoke_core::wire::Message;
@@ -343,4 +344,47 @@ fn skipped_files_are_not_downloaded_until_wanted() {
     assert!(s.run_until(Duration::from_secs(60), |s| s.is_complete(l)
         && s.disk_matches(l)));
     assert!(requests(&s) > 0);
+}
+
+/// `Session::pieces_written` is what resume data records so a restart reads only pieces
+/// that may hold data: every piece with any byte on disk must be in it.
+#[test]
+fn pieces_written_covers_every_piece_on_disk() {
+    let mut s = Swarm::new(make_content(MIB, 9), 32 * KIB as u32, MIB);
+    s.add_seed(Behaviour::Honest);
+    let l = s.add_node(Some(vec![0]), Behaviour::Honest);
+    let t = s.nodes[l].torrent;
+    let pieces = s.metainfo.info.piece_count();
+    // What a start-up check found written but unverified; a wrong length is ignored.
+    let mut found = Bitfield::new(pieces);
+    found.set(pieces - 1);
+    s.nodes[l].session.note_pieces_written(t, &found);
+    s.nodes[l]
+        .session
+        .note_pieces_written(t, &Bitfield::full(pieces + 1));
+    let written = |s: &Swarm| s.nodes[l].session.pieces_written(t).cloned().unwrap();
+    assert_eq!(written(&s).ones().collect::<Vec<_>>(), vec![0, pieces - 1]);
+    s.introduce(l);
+    let half = |s: &Swarm| {
+        s.nodes[l]
+            .session
+            .stats(t, s.now)
+            .is_some_and(|st| st.pieces_have >= pieces / 2)
+    };
+    assert!(s.run_until(Duration::from_secs(120), half));
+    let written = written(&s);
+    let have = s.nodes[l].session.have(t).cloned().unwrap();
+    assert!(have.ones().all(|p| written.get(p)), "written covers have");
+    let piece_len = 32 * KIB;
+    for p in 0..pieces {
+        let start = p as usize * piece_len;
+        let end = (start + piece_len).min(s.nodes[l].disk.len());
+        if s.nodes[l].disk[start..end].iter().any(|&b| b != 0) {
+            assert!(written.get(p), "piece {p} holds data but is not in written");
+        }
+    }
+    assert!(
+        written.count_ones() < pieces,
+        "not everything: the download is half done"
+    );
 }
