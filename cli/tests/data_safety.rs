@@ -40,8 +40,13 @@ fn tree(root: &Path) -> Vec<String> {
         };
         for e in entries.flatten() {
             let p = e.path();
-            out.push(p.strip_prefix(root).unwrap().display().to_string());
-            if e.file_type().unwrap().is_dir() {
+            out.push(
+                p.strip_prefix(root)
+                    .expect("below root")
+                    .display()
+                    .to_string(),
+            );
+            if e.file_type().expect("file type").is_dir() {
                 stack.push(p);
             }
         }
@@ -58,9 +63,9 @@ fn torrent(root: &Path, piece: &str) -> (std::path::PathBuf, Vec<u8>) {
     let t = root.join("t.torrent");
     run_ok(&[
         "create",
-        file.to_str().unwrap(),
+        file.to_str().expect("utf-8 path"),
         "-o",
-        t.to_str().unwrap(),
+        t.to_str().expect("utf-8 path"),
         "-q",
         "--piece-length",
         piece,
@@ -76,8 +81,8 @@ fn assert_seed_refused(rt: Runtime, t: &Path, dir: &Path, names: &str) -> String
     let before = data_file.exists().then(|| sha256(&data_file));
     let out = run(&[
         "seed",
-        t.to_str().unwrap(),
-        dir.to_str().unwrap(),
+        t.to_str().expect("utf-8 path"),
+        dir.to_str().expect("utf-8 path"),
         rt.args()[0],
         rt.args()[1],
         "--listen",
@@ -98,7 +103,7 @@ fn assert_seed_refused(rt: Runtime, t: &Path, dir: &Path, names: &str) -> String
 }
 
 fn seed_on_a_longer_different_file_changes_nothing(rt: Runtime) {
-    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().expect("tempdir");
     let (t, _) = torrent(root.path(), "256K");
     let dir = root.path().join("d");
     write(&dir, "payload.bin", &data(99, 4_000_000));
@@ -112,7 +117,7 @@ fn seed_on_a_longer_different_file_changes_nothing(rt: Runtime) {
 }
 
 fn seed_on_a_shorter_file_changes_nothing(rt: Runtime) {
-    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().expect("tempdir");
     let (t, payload) = torrent(root.path(), "256K");
     let dir = root.path().join("d");
     write(&dir, "payload.bin", &payload[..1_000_000]);
@@ -125,7 +130,7 @@ fn seed_on_a_shorter_file_changes_nothing(rt: Runtime) {
 }
 
 fn seed_on_a_missing_directory_creates_nothing(rt: Runtime) {
-    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().expect("tempdir");
     let (t, _) = torrent(root.path(), "256K");
     let dir = root.path().join("nowhere");
     assert_seed_refused(rt, &t, &dir, "nowhere does not exist");
@@ -133,7 +138,7 @@ fn seed_on_a_missing_directory_creates_nothing(rt: Runtime) {
 }
 
 fn seed_on_data_that_fails_its_hash_writes_no_resume(rt: Runtime) {
-    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().expect("tempdir");
     let (t, mut payload) = torrent(root.path(), "256K");
     // Right size, one byte wrong: refused after hashing, still nothing written.
     payload[1000] ^= 0xff;
@@ -142,8 +147,8 @@ fn seed_on_data_that_fails_its_hash_writes_no_resume(rt: Runtime) {
     let before = sha256(&dir.join("payload.bin"));
     let out = run(&[
         "seed",
-        t.to_str().unwrap(),
-        dir.to_str().unwrap(),
+        t.to_str().expect("utf-8 path"),
+        dir.to_str().expect("utf-8 path"),
         rt.args()[0],
         rt.args()[1],
         "--listen",
@@ -161,9 +166,9 @@ fn seed_on_data_that_fails_its_hash_writes_no_resume(rt: Runtime) {
 fn download(rt: Runtime, t: &Path, dir: &Path, peer: &str) -> std::process::Output {
     run(&[
         "download",
-        t.to_str().unwrap(),
+        t.to_str().expect("utf-8 path"),
         "-o",
-        dir.to_str().unwrap(),
+        dir.to_str().expect("utf-8 path"),
         rt.args()[0],
         rt.args()[1],
         "--listen",
@@ -174,7 +179,7 @@ fn download(rt: Runtime, t: &Path, dir: &Path, peer: &str) -> std::process::Outp
 }
 
 fn download_refuses_a_longer_file_without_force(rt: Runtime) {
-    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().expect("tempdir");
     let (t, payload) = torrent(root.path(), "256K");
     let dir = root.path().join("d");
     let longer = data(98, 4_000_000);
@@ -196,7 +201,7 @@ fn download_refuses_a_longer_file_without_force(rt: Runtime) {
     let mut dl = common::unchoke_download(rt, &t, &dir, &rt.ip(2), &["--peer", &addr, "--force"]);
     completes(&mut dl);
     assert!(
-        std::fs::read(dir.join("payload.bin")).unwrap() == payload,
+        std::fs::read(dir.join("payload.bin")).expect("read payload") == payload,
         "the download completed the file"
     );
     seed.signal("INT");
@@ -205,12 +210,12 @@ fn download_refuses_a_longer_file_without_force(rt: Runtime) {
 
 #[cfg(unix)]
 fn download_does_not_write_through_a_planted_symlink(rt: Runtime) {
-    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().expect("tempdir");
     let (t, _) = torrent(root.path(), "256K");
     let outside = write(root.path(), "outside/precious", b"the user's own bytes");
     let dir = root.path().join("d");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::os::unix::fs::symlink(&outside, dir.join("payload.bin")).unwrap();
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, dir.join("payload.bin")).expect("symlink");
     let out = download(rt, &t, &dir, "127.0.0.1:9");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -218,7 +223,10 @@ fn download_does_not_write_through_a_planted_symlink(rt: Runtime) {
         stderr.contains("payload.bin is a symbolic link; unchoke does not write through links"),
         "{stderr}"
     );
-    assert_eq!(std::fs::read(&outside).unwrap(), b"the user's own bytes");
+    assert_eq!(
+        std::fs::read(&outside).expect("read outside file"),
+        b"the user's own bytes"
+    );
     assert_eq!(tree(&dir), vec!["payload.bin"], "nothing else created");
 }
 
@@ -241,7 +249,7 @@ fn checked_then_interrupted(rt: Runtime, t: &Path, dir: &Path) -> serde_json::Va
 }
 
 fn a_restart_hashes_only_the_pieces_written(rt: Runtime) {
-    let root = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().expect("tempdir");
     // 3,000,000 bytes in pieces of 128 KiB: 23 pieces.
     let (t, payload) = torrent(root.path(), "128K");
     let piece = 128 * 1024;
@@ -273,7 +281,10 @@ fn a_restart_hashes_only_the_pieces_written(rt: Runtime) {
         second["hashed"], 2,
         "only the two partly written pieces are read: {second}"
     );
-    assert_eq!(std::fs::read(dir.join("payload.bin")).unwrap(), on_disk);
+    assert_eq!(
+        std::fs::read(dir.join("payload.bin")).expect("read payload"),
+        on_disk
+    );
 }
 
 per_runtime!(

@@ -234,7 +234,7 @@ fn a_fifo_where_a_file_goes_is_refused_without_blocking() {
     let t = single(16, 40);
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
-        &dir.path().join("single.bin"),
+        dir.path().join("single.bin"),
         rustix::fs::Mode::from_raw_mode(0o644),
     )
     .unwrap();
@@ -360,7 +360,7 @@ fn resume_skips_pieces_never_written_and_reads_the_written_ones() {
     t.write_piece(&s, 0, 16);
     t.write_piece(&s, 1, 16);
     // Piece 2 half written (a crash between two blocks): not zeros, not its hash.
-    s.write_block(2, 0, &t.range(2, 0, 8).to_vec()).unwrap();
+    s.write_block(2, 0, t.range(2, 0, 8)).unwrap();
     s.flush().unwrap();
 
     // First check, no resume: everything read; the all-zero pieces count as unwritten.
