@@ -452,12 +452,6 @@ pub fn prepare_torrent(
             });
         }
     }
-    if access.writable() {
-        std::fs::create_dir_all(&add.save_path).map_err(|source| ClientError::SaveDir {
-            path: add.save_path.clone(),
-            source,
-        })?;
-    }
     let resume = if add.recheck {
         None
     } else {
@@ -479,8 +473,13 @@ pub fn prepare_torrent(
             count: info.piece_count(),
         });
     }
-    if !outcome.have.is_full() {
-        // Only a download creates and extends files (read-only storage touches nothing).
+    if !outcome.have.is_full() && access.writable() {
+        // Only a download creates the directory and extends files, and only once the check
+        // is done: an interrupted check leaves no trace.
+        std::fs::create_dir_all(&add.save_path).map_err(|source| ClientError::SaveDir {
+            path: add.save_path.clone(),
+            source,
+        })?;
         storage.create_files()?;
     }
     let check = CheckReport {
@@ -513,3 +512,6 @@ fn usable_resume(r: &ResumeData, m: &Metainfo) -> bool {
         && r.piece_count == m.info.piece_count()
         && r.files.len() == m.info.files.len()
 }
+
+#[cfg(test)]
+mod tests;

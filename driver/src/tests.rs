@@ -1,0 +1,156 @@
+//! `prepare_torrent`: what it refuses before hashing, what it never creates, and how fast
+//! a raised cancel flag stops it.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// A single-file torrent `name` of `len` bytes in pieces of `piece`; the hashes are of
+/// zeros, so a sparse file of that length verifies.
+fn metainfo(name: &str, len: u64, piece: u32) -> Metainfo {
+    let count = len.div_ceil(u64::from(piece));
+    let zero_piece: [u8; 20] = sha1::Sha1::digest(vec![0u8; piece as usize]).into();
+    let last_len = len - (count - 1) * u64::from(piece);
+    let last: [u8; 20] = sha1::Sha1::digest(vec![0u8; last_len as usize]).into();
+    let mut pieces = Vec::new();
+    for i in 0..count {
+        pieces.extend_from_slice(if i + 1 == count { &last } else { &zero_piece });
+    }
+    let mut b = format!(
+        "d4:infod6:lengthi{len}e4:name{}:{name}12:piece lengthi{piece}e6:pieces{}:",
+        name.len(),
+        pieces.len()
+    )
+    .into_bytes();
+    b.extend_from_slice(&pieces);
+    b.extend_from_slice(b"ee");
+    Metainfo::from_bytes(&b).expect("test torrent parses")
+}
+
+use sha1::Digest;
+
+fn config() -> ClientConfig {
+    ClientConfig {
+        disk_threads: 2,
+        ..ClientConfig::default()
+    }
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn read_only_refuses_a_missing_or_wrong_directory_before_hashing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let m = metainfo("payload.bin", 3_000_000, 1 << 18);
+    let mut add = AddTorrent::new(m, root.path().join("nowhere"));
+    add.access = Access::ReadOnly;
+    add.require_complete = true;
+    let e = prepare_torrent(&config(), &add, &|_| {}).expect_err("missing directory");
+    assert!(matches!(e, ClientError::NoDataDir { .. }), "{e}");
+    assert!(
+        e.to_string().contains(
+            "nowhere does not exist; it must contain DATA_DIR/payload.bin, 3,000,000 bytes"
+        ),
+        "{e}"
+    );
+    assert!(!root.path().join("nowhere").exists());
+
+    // A longer file: listed, with what the directory must hold; nothing hashed or changed.
+    std::fs::write(root.path().join("payload.bin"), vec![1u8; 4_000_000]).expect("write");
+    add.save_path = root.path().to_path_buf();
+    let hashed = std::sync::atomic::AtomicU32::new(0);
+    let e = prepare_torrent(&config(), &add, &|n| {
+        hashed.store(n, Ordering::Relaxed);
+    })
+    .expect_err("longer file");
+    assert!(matches!(e, ClientError::DataMismatch { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("payload.bin is 4,000,000 bytes; the torrent says 3,000,000"),
+        "{e}"
+    );
+    assert_eq!(hashed.into_inner(), 0, "refused before hashing");
+    assert_eq!(listing(root.path()), vec!["payload.bin"]);
+    assert_eq!(
+        std::fs::metadata(root.path().join("payload.bin"))
+            .expect("stat")
+            .len(),
+        4_000_000
+    );
+
+    // --partial: a missing file is fine, and nothing is created for it.
+    std::fs::remove_file(root.path().join("payload.bin")).expect("rm");
+    add.require_complete = false;
+    let p = prepare_torrent(&config(), &add, &|_| {}).expect("partial seed");
+    assert_eq!(p.check.pieces_have, 0);
+    assert_eq!(listing(root.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_save_path_that_is_a_file_is_refused() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let afile = root.path().join("afile");
+    std::fs::write(&afile, b"x").expect("write");
+    let add = AddTorrent::new(metainfo("p", 100, 64), &afile);
+    let e = prepare_torrent(&config(), &add, &|_| {}).expect_err("a file");
+    assert!(matches!(e, ClientError::SaveDirIsFile { .. }), "{e}");
+    assert!(
+        e.to_string().ends_with("afile is a file; give a directory"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&afile).expect("read"), b"x");
+}
+
+#[test]
+fn a_raised_cancel_flag_stops_a_long_check_at_once_and_creates_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    // 4 GiB sparse: hashing it all would take far longer than the test allows.
+    let len: u64 = 4 << 30;
+    let file = std::fs::File::create(data.join("big.bin")).expect("create");
+    file.set_len(len).expect("sparse file");
+    drop(file);
+    let add = AddTorrent::new(metainfo("big.bin", len, 1 << 18), &data);
+    let cancel = add.cancel.clone();
+    let started = Instant::now();
+    let raiser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        cancel.store(true, Ordering::SeqCst);
+        Instant::now()
+    });
+    let e = prepare_torrent(&config(), &add, &|_| {}).expect_err("cancelled");
+    let stopped = Instant::now();
+    let raised = raiser.join().expect("raiser thread");
+    assert!(matches!(e, ClientError::Cancelled), "{e}");
+    assert!(
+        stopped.saturating_duration_since(raised) < Duration::from_millis(500),
+        "stopped {:?} after the flag rose",
+        stopped.saturating_duration_since(raised)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        listing(&data),
+        vec!["big.bin"],
+        "no resume, nothing created"
+    );
+
+    // In a directory that does not exist yet, an interrupted download creates nothing.
+    let fresh = root.path().join("fresh");
+    let add = AddTorrent::new(metainfo("big.bin", len, 1 << 18), &fresh);
+    add.cancel.store(true, Ordering::SeqCst);
+    let e = prepare_torrent(&config(), &add, &|_| {}).expect_err("cancelled");
+    assert!(matches!(e, ClientError::Cancelled), "{e}");
+    assert!(!fresh.exists());
+}
