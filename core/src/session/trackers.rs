@@ -112,7 +112,9 @@ fn url_scheme(url: &str) -> String {
 impl Session {
     /// Sets the trackers `torrent` announces to (tiers in BEP 12 order; empty: none),
     /// replacing any earlier list ([`Session::add_torrent`] starts with the metainfo's).
-    /// The first announce goes out at once.
+    /// The first announce goes out at once. A URL whose scheme is not in
+    /// [`super::SessionConfig::tracker_schemes`] is left out and named once in
+    /// [`Event::TrackerUnsupported`].
     pub fn set_trackers(&mut self, torrent: TorrentId, tiers: Vec<Vec<String>>, now: Instant) {
         self.install_trackers(torrent, tiers, now);
         self.pump_announces(now);
@@ -171,7 +173,7 @@ impl Session {
         }
     }
 
-    /// The trackers of `torrent`, in the order they are tried.
+    /// The trackers of `torrent` it can announce to, in the order they are tried.
     pub fn trackers(&self, torrent: TorrentId) -> Vec<Vec<String>> {
         self.trackers
             .per_torrent
