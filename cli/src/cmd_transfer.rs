@@ -21,12 +21,9 @@ use unchoke_core::session::{Event, metainfo_tiers};
 use unchoke_driver::dht_node::DhtSettings;
 use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientEvent};
 
+use crate::give_up::{self, DialFailures};
 use crate::progress::Reporter;
 use crate::runtime::{Client, Runtime};
-
-/// How long a download waits with no peer connected or left to dial before giving up
-/// (peers may still dial us meanwhile).
-const NO_PEERS_GRACE: Duration = Duration::from_secs(10);
 
 /// Options shared by `download` and `seed`.
 #[derive(clap::Args, Debug)]
@@ -54,8 +51,8 @@ pub(crate) struct CommonArgs {
 
     /// Failed dials (refused, unreachable, dropped) after which a peer is given up; the
     /// wait between dials starts at 5 s and doubles. A download with no peer connected or
-    /// left to try stops with an error.
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=20))]
+    /// left to try, no usable tracker and no DHT stops with an error 10 s later.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     peer_retries: u32,
 
     /// Hash all existing data, ignoring the resume file.
@@ -267,7 +264,7 @@ fn run(
     config.session.max_connect_failures = common.peer_retries;
     let has_dht = config.dht.is_some();
     let mut client = Client::new(common.runtime, config).map_err(|e| e.to_string())?;
-    let (mut report, id, has_trackers, mut complete) = match (source, metainfo) {
+    let (mut report, id, mut complete) = match (source, metainfo) {
         (_, Some(metainfo)) => {
             let mut report = Reporter::new(common.json, common.quiet, &metainfo);
             let mut add = AddTorrent::new(metainfo.clone(), save_path);
@@ -276,9 +273,7 @@ fn run(
             add.access = access;
             add.require_complete = require_complete;
             add.cancel = interrupted.clone();
-            let tiers = common.tracker_tiers(&metainfo);
-            let has_trackers = !tiers.is_empty();
-            add.trackers = Some(tiers);
+            add.trackers = Some(common.tracker_tiers(&metainfo));
             let handle = {
                 let checking = report.checking();
                 client
@@ -297,7 +292,7 @@ fn run(
                 ));
             }
             let complete = handle.check.pieces_have == handle.check.piece_count;
-            (report, handle.id, has_trackers, complete)
+            (report, handle.id, complete)
         }
         (Source::Magnet(magnet), None) => {
             let mut link_peers = resolve_link_peers(&magnet.peers, &mut |w| {
@@ -337,7 +332,7 @@ fn run(
                     cancel: interrupted.clone(),
                 })
                 .map_err(|e| format!("{what}: {e}"))?;
-            (report, id, has_trackers, false)
+            (report, id, false)
         }
         (Source::Torrent(_), None) => return Err(format!("{what}: no metadata")),
     };
@@ -349,8 +344,8 @@ fn run(
     }
 
     let started = Instant::now();
-    // Since when no peer has been connected, known or being dialled (download only).
-    let mut alone_since: Option<Instant> = None;
+    // Each peer's failed dials, shown once each (every one with --verbose).
+    let mut dials = DialFailures::default();
     let mut last_report = Instant::now() - Duration::from_secs(60);
     let mut failure: Option<String> = None;
     if complete {
@@ -419,6 +414,17 @@ fn run(
             Ok(ClientEvent::Session(Event::TrackerError { url, message, .. })) => {
                 report.tracker_error(&url, &message);
             }
+            Ok(ClientEvent::Session(Event::TrackerUnsupported { url, scheme, .. })) => {
+                report.warn(&give_up::unsupported_tracker(&url, &scheme));
+            }
+            Ok(ClientEvent::Session(Event::GaveUp { torrent, reason }))
+                if torrent == id && goal == Goal::Download =>
+            {
+                // The core found nothing left to download from (see `give_up_after`).
+                let stats = client.stats(id).ok().flatten();
+                failure = Some(give_up::message(&what, &reason, &dials, stats.as_ref()));
+                break;
+            }
             Ok(ClientEvent::PeerConnected { addr, inbound }) if common.verbose => {
                 report.peer(
                     "peer_connected",
@@ -427,8 +433,11 @@ fn run(
                 );
             }
             Ok(ClientEvent::ConnectFailed { addr, reason }) => {
-                // Always shown: an unreachable peer is what a stalled download needs explained.
-                report.peer("connect_failed", addr, &reason);
+                // A peer's first failure is always shown: an unreachable peer is what a
+                // stalled download needs explained. Its retries only with --verbose.
+                if dials.note(addr, &reason) || common.verbose {
+                    report.peer("connect_failed", addr, &reason);
+                }
             }
             Ok(ClientEvent::PeerDisconnected { addr, reason }) if common.verbose => {
                 report.peer("peer_disconnected", addr, &reason);
@@ -455,26 +464,7 @@ fn run(
         if last_report.elapsed() >= report.interval() {
             last_report = Instant::now();
             match client.stats(id) {
-                Ok(Some(stats)) => {
-                    report.progress(&stats);
-                    // With trackers or the DHT, more peers may come later: only a download
-                    // from given peers alone can run out of them for good.
-                    if goal == Goal::Download
-                        && !has_trackers
-                        && !has_dht
-                        && !stats.complete
-                        && stats.peers == 0
-                        && stats.known_peers == 0
-                    {
-                        let since = *alone_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= NO_PEERS_GRACE {
-                            failure = Some(no_peers_left(&what, &stats));
-                            break;
-                        }
-                    } else {
-                        alone_since = None;
-                    }
-                }
+                Ok(Some(stats)) => report.progress(&stats),
                 Ok(None) => {}
                 Err(e) => {
                     failure = Some(e.to_string());
@@ -530,23 +520,6 @@ fn storage_error(save_path: &Path, e: &unchoke_driver::ClientError) -> String {
         | ClientError::DataMismatch { .. } => e.to_string(),
         e => format!("{dir}: {e}"),
     }
-}
-
-/// Why a download with no peer left stops.
-fn no_peers_left(what: &str, stats: &unchoke_core::torrent::TorrentStats) -> String {
-    let progress = if stats.has_metadata {
-        format!(
-            "{} of {} pieces verified",
-            stats.pieces_have, stats.piece_count
-        )
-    } else {
-        "the metadata was not fetched".to_string()
-    };
-    format!(
-        "{what}: no peers left: every peer given was unreachable or went away, and none \
-         connected to us for {} s ({progress}; run again with a reachable --peer to resume)",
-        NO_PEERS_GRACE.as_secs()
-    )
 }
 
 /// A magnet link's `x.pe` peers as addresses; a peer that does not resolve is skipped with

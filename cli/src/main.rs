@@ -11,6 +11,7 @@ mod cmd_simulate;
 mod cmd_swarm;
 mod cmd_tracker;
 mod cmd_transfer;
+mod give_up;
 mod human;
 mod output;
 mod progress;

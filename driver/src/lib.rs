@@ -24,7 +24,7 @@ pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};
 pub use clock::Clock;
 pub use config::ClientConfig;
 pub use host::{Command, IoAction, SessionHost};
-pub use net::connect_nonblocking;
+pub use net::{connect_error_text, connect_nonblocking};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -27,3 +27,73 @@ pub fn connect_nonblocking(
     }
     Ok(socket.into())
 }
+
+/// Why a dial failed, in words for a person: `connection refused`, `timed out after 10 s`,
+/// `network unreachable`… (`timeout`: the driver's connect time-out, which a time-out is
+/// reported against). Never an `os error N` alone: the OS's own message is the fallback,
+/// lower-cased and without its error number.
+pub fn connect_error_text(error: &io::Error, timeout: std::time::Duration) -> String {
+    use io::ErrorKind as K;
+    let known = match error.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::TimedOut => return format!("timed out after {} s", timeout.as_secs_f64()),
+        K::NetworkUnreachable => "network unreachable",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkDown => "network down",
+        K::ConnectionReset => "connection reset by the peer",
+        K::ConnectionAborted => "connection aborted",
+        K::AddrNotAvailable => "local address not available",
+        K::AddrInUse => "local address in use",
+        K::PermissionDenied => "permission denied (a firewall?)",
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.to_string();
+    }
+    let text = error.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "connection failed".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn connect_errors_read_as_words_without_error_numbers() {
+        let ten = Duration::from_secs(10);
+        let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(connect_error_text(&refused, ten), "connection refused");
+        let unreachable = io::Error::from_raw_os_error(libc::ENETUNREACH);
+        assert_eq!(connect_error_text(&unreachable, ten), "network unreachable");
+        let timed_out = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
+        assert_eq!(connect_error_text(&timed_out, ten), "timed out after 10 s");
+        let other = io::Error::from_raw_os_error(libc::EPROTO);
+        let text = connect_error_text(&other, ten);
+        assert!(!text.contains("os error"), "{text}");
+        assert!(text.starts_with("protocol"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_loopback_dial_says_connection_refused() {
+        // A port nobody listens on: bind one, learn its number, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let error = std::net::TcpStream::connect(addr).expect_err("nobody listens");
+        assert_eq!(
+            connect_error_text(&error, Duration::from_secs(10)),
+            "connection refused"
+        );
+    }
+}

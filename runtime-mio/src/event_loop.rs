@@ -251,19 +251,22 @@ impl EventLoop {
             return;
         };
         if let ConnState::Connecting { torrent, .. } = conn.state {
-            // A non-blocking connect ends with the socket writable (or in error).
-            let connected = match conn.stream.take_error() {
-                Ok(None) => conn.stream.peer_addr().is_ok(),
-                _ => false,
+            // A non-blocking connect ends with the socket writable (or in error). `SO_ERROR`
+            // is cleared by reading it: it is read once and kept for the report.
+            let error = match conn.stream.take_error() {
+                Ok(None) => conn.stream.peer_addr().err(),
+                Ok(Some(e)) | Err(e) => Some(e),
             };
-            if !connected {
+            if let Some(error) = error {
                 if !ready.failed && !ready.readable {
                     return; // spurious wake-up: still connecting
                 }
                 let addr = conn.addr;
-                let reason = match conn.stream.take_error() {
-                    Ok(Some(e)) => e.to_string(),
-                    _ => "connection failed".to_string(),
+                let reason = if error.kind() == io::ErrorKind::NotConnected {
+                    // Hung up with no error recorded: all that is known.
+                    "connection failed".to_string()
+                } else {
+                    unchoke_driver::connect_error_text(&error, self.cfg.connect_timeout)
                 };
                 self.drop_socket(token);
                 self.host.emit(ClientEvent::ConnectFailed { addr, reason });
@@ -413,9 +416,10 @@ impl EventLoop {
             .collect();
         for (token, torrent, addr) in expired {
             self.drop_socket(token);
+            let timed_out = io::Error::from(io::ErrorKind::TimedOut);
             self.host.emit(ClientEvent::ConnectFailed {
                 addr,
-                reason: "connect timed out".into(),
+                reason: unchoke_driver::connect_error_text(&timed_out, self.cfg.connect_timeout),
             });
             let now = self.host.now();
             self.host.session().connect_failed(torrent, addr, now);
@@ -514,7 +518,7 @@ impl EventLoop {
             Err(e) => {
                 self.host.emit(ClientEvent::ConnectFailed {
                     addr,
-                    reason: e.to_string(),
+                    reason: unchoke_driver::connect_error_text(&e, self.cfg.connect_timeout),
                 });
                 let now = self.host.now();
                 self.host.session().connect_failed(torrent, addr, now);
@@ -529,6 +533,10 @@ impl EventLoop {
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
+            self.host.emit(ClientEvent::ConnectFailed {
+                addr,
+                reason: "cannot watch the socket (out of resources?)".into(),
+            });
             let now = self.host.now();
             self.host.session().connect_failed(torrent, addr, now);
             return;

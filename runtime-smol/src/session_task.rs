@@ -273,7 +273,10 @@ impl SessionTask {
                     Err(e) => {
                         self.host.emit(ClientEvent::ConnectFailed {
                             addr: p.addr,
-                            reason: e.to_string(),
+                            reason: unchoke_driver::connect_error_text(
+                                &e,
+                                self.cfg.connect_timeout,
+                            ),
                         });
                         self.host.session().connect_failed(torrent, p.addr, now);
                     }

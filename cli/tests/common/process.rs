@@ -165,6 +165,11 @@ impl JsonProcess {
         assert!(ok, "{}: kill -{signal} failed", self.name);
     }
 
+    /// What the process wrote to stderr so far (all of it once `wait_exit` returned).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
     /// Everything the process said, for failure messages.
     pub fn dump(&self) -> String {
         let mut out = String::new();

@@ -184,6 +184,28 @@ pub enum Event {
         /// Why.
         message: String,
     },
+    /// A tracker of the torrent uses a URL scheme the session cannot announce to (see
+    /// [`super::SessionConfig::tracker_schemes`]): it is never announced to. Emitted once per
+    /// URL when the trackers are set.
+    TrackerUnsupported {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker's URL, as given.
+        url: String,
+        /// Its scheme, lower case (empty when the URL has none).
+        scheme: String,
+    },
+    /// The torrent is incomplete and nothing can make progress: no peer connected, no
+    /// address left to dial, no tracker it can announce to and no DHT, for
+    /// [`super::SessionConfig::give_up_after`]. Emitted once per such stretch; the torrent
+    /// stays in the session (a peer may still dial in), but the driver's user will usually
+    /// stop. Never emitted while a usable tracker or the DHT could still find peers.
+    GaveUp {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Why nothing is left to try.
+        reason: GiveUpReason,
+    },
     /// A DHT lookup for the torrent finished (see [`super::Session::handle_datagram`]);
     /// the peers it found were already handed to the torrent to dial.
     DhtLookupDone {
@@ -231,6 +253,46 @@ pub enum Event {
         /// What the driver reported.
         message: String,
     },
+}
+
+/// Why a torrent gave up ([`Event::GaveUp`]): what it had to download from, and that all of
+/// it is used up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GiveUpReason {
+    /// Peers were given or found, and every one failed: its dials failed
+    /// [`super::SessionConfig::max_connect_failures`] times, or it went away.
+    PeersFailed {
+        /// The peers given up on, in address order (at most [`FAILED_PEERS_LISTED`]).
+        peers: Vec<FailedPeer>,
+        /// Peers given up on in all (`peers` may list fewer).
+        total: usize,
+        /// Schemes of the torrent's trackers that the session cannot announce to (sorted,
+        /// each once; empty when it had no tracker).
+        unsupported_schemes: Vec<String>,
+    },
+    /// No peer was ever given or found, and the torrent's only trackers use schemes the
+    /// session cannot announce to.
+    TrackersUnsupported {
+        /// Those schemes (sorted, each once).
+        schemes: Vec<String>,
+    },
+    /// No peer, no tracker and no DHT was ever given: there was nothing to download from.
+    NothingGiven,
+}
+
+/// Most peers [`GiveUpReason::PeersFailed`] lists one by one.
+pub const FAILED_PEERS_LISTED: usize = 8;
+
+/// A peer a torrent gave up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailedPeer {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Failures counted against it: failed dials, and connections that ended.
+    pub failures: u32,
+    /// Whether a connection to it was ever established (it went away rather than
+    /// refusing).
+    pub connected: bool,
 }
 
 /// Why the session closed a connection.

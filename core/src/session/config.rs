@@ -60,8 +60,21 @@ pub struct SessionConfig {
     /// Delay before redialling an address that refused or dropped us; doubles per failure
     /// (default 5 s).
     pub reconnect_delay: Duration,
-    /// Failed dials after which an address is forgotten (default 6).
+    /// Failed dials after which an address is forgotten (default 3: with the 5 s, 10 s
+    /// back-off a peer that refuses every connection is given up 15 s after the first
+    /// dial, one that times out every time after three time-outs more; six tries took
+    /// 2 min 45 s, long enough for a user to think the tool hung).
     pub max_connect_failures: u32,
+    /// How long an incomplete torrent may have nothing that could make progress — no peer
+    /// connected, no address left to dial, no tracker it can announce to and no DHT — before
+    /// [`super::Event::GaveUp`] says so (default 10 s; peers may still dial us meanwhile).
+    /// A torrent with a usable tracker or the DHT never gives up: either may find peers
+    /// later.
+    pub give_up_after: Duration,
+    /// Tracker URL schemes the driver can announce to (default `http` and `udp`, lower
+    /// case). A tracker with any other scheme (`https`, `ftp`, `wss`…) is named once in
+    /// [`super::Event::TrackerUnsupported`] and never announced to.
+    pub tracker_schemes: Vec<String>,
     /// Most addresses kept per torrent waiting to be dialled (default 1,000); further ones
     /// from a tracker or the user are ignored until some are used up, so a hostile tracker
     /// answering with a million peers cannot grow memory.
@@ -97,7 +110,9 @@ impl Default for SessionConfig {
             max_pipeline: 500,
             max_strikes: 3,
             reconnect_delay: Duration::from_secs(5),
-            max_connect_failures: 6,
+            max_connect_failures: 3,
+            give_up_after: Duration::from_secs(10),
+            tracker_schemes: vec!["http".to_string(), "udp".to_string()],
             max_candidates: 1000,
             choker: ChokerConfig::default(),
             max_metadata_size: 16 * 1024 * 1024,

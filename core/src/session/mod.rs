@@ -50,6 +50,7 @@
 mod action;
 mod config;
 mod dht;
+mod give_up;
 pub(crate) mod outbox;
 mod trackers;
 
@@ -60,7 +61,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 pub use crate::torrent::MAGNET_LEFT;
-pub use action::{Action, ConnId, Direction, DisconnectReason, Event, TorrentId};
+pub use action::{
+    Action, ConnId, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED, FailedPeer,
+    GiveUpReason, TorrentId,
+};
 pub use config::SessionConfig;
 pub use trackers::metainfo_tiers;
 
@@ -175,6 +179,8 @@ pub struct Session {
     trackers: Trackers,
     /// The DHT node and per-torrent lookup schedules (`None`: `SessionConfig::dht` unset).
     dht: Option<dht::SessionDht>,
+    /// Per torrent (by index), how long it has had nothing to download from.
+    stalls: Vec<give_up::Stall>,
 }
 
 impl Session {
@@ -203,6 +209,7 @@ impl Session {
             next_tick: now + TICK,
             trackers,
             dht,
+            stalls: Vec::new(),
         }
     }
 
@@ -670,7 +677,8 @@ impl Session {
     }
 
     /// Timers: handshake time-outs, choking rounds, keep-alives, idle peers, request
-    /// time-outs, dialling. Calling it early or twice is harmless.
+    /// time-outs, dialling, giving up when nothing is left to try (see
+    /// [`Event::GaveUp`]). Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<ConnId> = self
             .handshaking
@@ -703,6 +711,9 @@ impl Session {
         }
         self.pump_announces(now);
         self.dht_timeout(now);
+        if tick_due {
+            self.check_give_up(now);
+        }
     }
 
     /// When `handle_timeout` should next be called.

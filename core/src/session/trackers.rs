@@ -3,7 +3,7 @@
 //! dial. The exchange itself (HTTP or UDP, name resolution) is the driver's, with the
 //! sans-IO codecs of [`crate::tracker::http`] and [`crate::tracker::udp`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use super::{Action, Event, Session, TorrentId};
@@ -33,6 +33,10 @@ pub(super) struct Trackers {
     /// The `key` sent on every announce, fixed for the session.
     key: u32,
     stopped: bool,
+    /// Per torrent, the URLs of its trackers whose scheme the session cannot announce to,
+    /// with whether [`Event::TrackerUnsupported`] was emitted for each yet. Kept out of the
+    /// announcer: announcing to them could only fail, again and again.
+    unsupported: BTreeMap<TorrentId, Vec<(String, bool)>>,
 }
 
 impl Trackers {
@@ -63,6 +67,23 @@ impl Trackers {
             .min()
     }
 
+    /// Whether `torrent` has a tracker it can announce to.
+    pub(super) fn has_usable(&self, torrent: TorrentId) -> bool {
+        self.per_torrent.iter().any(|(t, _)| *t == torrent)
+    }
+
+    /// The schemes of `torrent`'s trackers that cannot be announced to, sorted, each once.
+    pub(super) fn unsupported_schemes(&self, torrent: TorrentId) -> Vec<String> {
+        let schemes: BTreeSet<String> = self
+            .unsupported
+            .get(&torrent)
+            .into_iter()
+            .flatten()
+            .map(|(url, _)| url_scheme(url))
+            .collect();
+        schemes.into_iter().collect()
+    }
+
     fn get_mut(&mut self, torrent: TorrentId) -> Option<&mut TorrentTrackers> {
         self.per_torrent
             .iter_mut()
@@ -81,10 +102,19 @@ pub fn metainfo_tiers(metainfo: &Metainfo) -> Vec<Vec<String>> {
     }
 }
 
+/// A URL's scheme, lower case; empty when it has none.
+fn url_scheme(url: &str) -> String {
+    url.split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 impl Session {
     /// Sets the trackers `torrent` announces to (tiers in BEP 12 order; empty: none),
     /// replacing any earlier list ([`Session::add_torrent`] starts with the metainfo's).
-    /// The first announce goes out at once.
+    /// The first announce goes out at once. A URL whose scheme is not in
+    /// [`super::SessionConfig::tracker_schemes`] is left out and named once in
+    /// [`Event::TrackerUnsupported`].
     pub fn set_trackers(&mut self, torrent: TorrentId, tiers: Vec<Vec<String>>, now: Instant) {
         self.install_trackers(torrent, tiers, now);
         self.pump_announces(now);
@@ -101,6 +131,35 @@ impl Session {
             return;
         };
         let was_complete = t.is_complete();
+        // Trackers the driver cannot reach are named once (see `pump_announces`), not tried.
+        let mut unsupported: Vec<(String, bool)> = Vec::new();
+        let tiers: Vec<Vec<String>> = tiers
+            .into_iter()
+            .map(|tier| {
+                tier.into_iter()
+                    .filter(|url| {
+                        let url = url.trim();
+                        let usable = url.is_empty()
+                            || self.config.tracker_schemes.contains(&url_scheme(url));
+                        if !usable && !unsupported.iter().any(|(u, _)| u == url) {
+                            unsupported.push((url.to_string(), false));
+                        }
+                        usable
+                    })
+                    .collect()
+            })
+            .collect();
+        // A URL already named for this torrent is not named again.
+        if let Some(earlier) = self.trackers.unsupported.get(&torrent) {
+            for (url, told) in unsupported.iter_mut() {
+                *told = earlier.iter().any(|(u, t)| u == url && *t);
+            }
+        }
+        if unsupported.is_empty() {
+            self.trackers.unsupported.remove(&torrent);
+        } else {
+            self.trackers.unsupported.insert(torrent, unsupported);
+        }
         let announcer = Announcer::new(tiers, &mut self.rng, now);
         self.trackers.per_torrent.retain(|(t, _)| *t != torrent);
         if !announcer.is_empty() {
@@ -114,7 +173,7 @@ impl Session {
         }
     }
 
-    /// The trackers of `torrent`, in the order they are tried.
+    /// The trackers of `torrent` it can announce to, in the order they are tried.
     pub fn trackers(&self, torrent: TorrentId) -> Vec<Vec<String>> {
         self.trackers
             .per_torrent
@@ -203,6 +262,16 @@ impl Session {
         // After `stop_announces` the announcers only release the `stopped` that follows a
         // shutdown's `completed`.
         self.notice_completions(now);
+        for (torrent, urls) in self.trackers.unsupported.iter_mut() {
+            for (url, told) in urls.iter_mut().filter(|(_, told)| !*told) {
+                *told = true;
+                self.out.push(Action::Event(Event::TrackerUnsupported {
+                    torrent: *torrent,
+                    url: url.clone(),
+                    scheme: url_scheme(url),
+                }));
+            }
+        }
         let mut dues = Vec::new();
         for (tid, state) in self.trackers.per_torrent.iter_mut() {
             let Some(t) = self.torrents.get(tid.0 as usize) else {

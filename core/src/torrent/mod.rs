@@ -29,7 +29,7 @@ use crate::info_hash::InfoHash;
 use crate::picker::{self, PeerKey, Picker, Priority, Receipt};
 use crate::session::outbox::Outbox;
 use crate::session::{
-    Action, ConnId, Direction, DisconnectReason, Event, SessionConfig, TorrentId,
+    Action, ConnId, Direction, DisconnectReason, Event, FailedPeer, SessionConfig, TorrentId,
 };
 use crate::storage::Layout;
 use crate::time::Instant;
@@ -109,6 +109,8 @@ struct PieceBuffer {
 struct Candidate {
     failures: u32,
     not_before: Instant,
+    /// A connection to it was established before (it went away rather than refusing).
+    connected: bool,
 }
 
 /// Shared mutable context a torrent needs from its session for one call.
@@ -139,6 +141,13 @@ pub(crate) struct Torrent {
     buffers: BTreeMap<u32, PieceBuffer>,
     candidates: BTreeMap<SocketAddr, Candidate>,
     connecting: BTreeSet<SocketAddr>,
+    /// Addresses given up on after too many failures (at most `max_candidates`; more are
+    /// only counted in `given_up_overflow`), for [`crate::session::GiveUpReason`].
+    given_up: BTreeMap<SocketAddr, FailedPeer>,
+    given_up_overflow: usize,
+    /// Whether any peer was ever given, found or connected: a torrent that never had one
+    /// gives up saying so, not that its peers failed.
+    peers_seen: bool,
     /// Trust per IP, in half-strikes: +1 per verified piece it contributed to (capped), −1
     /// per failed piece it shared with others, −2 per failed piece it sent alone. Banned at
     /// −2 × `max_strikes`. An honest peer caught in pieces a liar also touched earns its
@@ -192,6 +201,9 @@ impl Torrent {
             buffers: BTreeMap::new(),
             candidates: BTreeMap::new(),
             connecting: BTreeSet::new(),
+            given_up: BTreeMap::new(),
+            given_up_overflow: 0,
+            peers_seen: false,
             trust: BTreeMap::new(),
             banned: BTreeSet::new(),
             downloaded: 0,
@@ -438,11 +450,24 @@ impl Torrent {
             {
                 continue;
             }
+            self.peers_seen = true;
             self.candidates.entry(addr).or_insert(Candidate {
                 failures: 0,
                 not_before: now,
+                connected: false,
             });
         }
+    }
+
+    /// Whether any peer was ever given, found or connected.
+    pub(crate) fn peers_seen(&self) -> bool {
+        self.peers_seen
+    }
+
+    /// The peers given up on (in address order, at most `limit`) and how many in all.
+    pub(crate) fn given_up_peers(&self, limit: usize) -> (Vec<FailedPeer>, usize) {
+        let listed = self.given_up.values().take(limit).copied().collect();
+        (listed, self.given_up.len() + self.given_up_overflow)
     }
 
     /// Emits `Connect` actions while below the connection limits, less the slots kept for
@@ -502,17 +527,37 @@ impl Torrent {
         now: Instant,
     ) {
         self.connecting.remove(&addr);
-        self.note_failure(addr, config, now);
+        self.note_failure(addr, false, config, now);
     }
 
-    fn note_failure(&mut self, addr: SocketAddr, config: &SessionConfig, now: Instant) {
+    /// Counts a failure against `addr` (`connected`: a connection to it was up and ended);
+    /// after `max_connect_failures` it is given up on and remembered as such.
+    fn note_failure(
+        &mut self,
+        addr: SocketAddr,
+        connected: bool,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
         let entry = self.candidates.entry(addr).or_insert(Candidate {
             failures: 0,
             not_before: now,
+            connected: false,
         });
         entry.failures += 1;
+        entry.connected |= connected;
         if entry.failures >= config.max_connect_failures {
+            let failed = FailedPeer {
+                addr,
+                failures: entry.failures,
+                connected: entry.connected,
+            };
             self.candidates.remove(&addr);
+            if self.given_up.len() < config.max_candidates || self.given_up.contains_key(&addr) {
+                self.given_up.insert(addr, failed);
+            } else {
+                self.given_up_overflow += 1;
+            }
             return;
         }
         let backoff = config
@@ -537,6 +582,8 @@ impl Torrent {
             self.connecting.remove(&addr);
         }
         self.candidates.remove(&addr);
+        self.given_up.remove(&addr);
+        self.peers_seen = true;
         let key = self.next_key;
         self.next_key = self.next_key.wrapping_add(1);
         let fast = ours.fast() && theirs.reserved.fast();
@@ -616,7 +663,7 @@ impl Torrent {
                 && peer.direction != Direction::Inbound
                 && !self.banned.contains(&peer.addr.ip())
             {
-                self.note_failure(peer.addr, ctx.config, now);
+                self.note_failure(peer.addr, true, ctx.config, now);
             }
         }
         ctx.closed.push(conn);
@@ -627,7 +674,7 @@ impl Torrent {
     pub(crate) fn connection_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
         if let Some(peer) = self.remove_peer(conn, ctx, now) {
             if peer.direction != Direction::Inbound && !self.banned.contains(&peer.addr.ip()) {
-                self.note_failure(peer.addr, ctx.config, now);
+                self.note_failure(peer.addr, true, ctx.config, now);
             }
         }
     }

@@ -1,0 +1,177 @@
+//! What `download` says about peers and trackers that fail: each peer's connect failure
+//! once (with the OS's reason), each unsupported tracker once, and the one line that ends a
+//! download the core gave up on ([`Event::GaveUp`](unchoke_core::session::Event::GaveUp)).
+//! The decision to give up is the core's; this module only puts it into words.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use unchoke_core::session::{FailedPeer, GiveUpReason};
+use unchoke_core::torrent::TorrentStats;
+
+/// Connect failures seen so far, per peer: the last reason and whether every one was a
+/// refusal (so the final line can say "refused every connection").
+#[derive(Debug, Default)]
+pub(crate) struct DialFailures {
+    by_peer: BTreeMap<SocketAddr, (String, bool)>,
+}
+
+impl DialFailures {
+    /// Records a failed dial; returns whether it is the peer's first (the one shown
+    /// without `--verbose`: retries repeat the same story).
+    pub(crate) fn note(&mut self, addr: SocketAddr, reason: &str) -> bool {
+        let refused = reason == "connection refused";
+        match self.by_peer.get_mut(&addr) {
+            Some((last, all_refused)) => {
+                *last = reason.to_string();
+                *all_refused &= refused;
+                false
+            }
+            None => {
+                self.by_peer.insert(addr, (reason.to_string(), refused));
+                true
+            }
+        }
+    }
+
+    /// One peer given up on, in words: `127.0.0.1:1 refused every connection (3 tries)`.
+    fn describe(&self, peer: &FailedPeer) -> String {
+        let tries = match peer.failures {
+            1 => "1 try".to_string(),
+            n => format!("{n} tries"),
+        };
+        match self.by_peer.get(&peer.addr) {
+            _ if peer.connected => format!("{} connected but went away ({tries})", peer.addr),
+            Some((_, true)) => format!("{} refused every connection ({tries})", peer.addr),
+            Some((last, false)) => format!("{}: {last} ({tries})", peer.addr),
+            None => format!("{} could not be reached ({tries})", peer.addr),
+        }
+    }
+}
+
+/// The warning for a tracker the session cannot announce to (named once, when added).
+pub(crate) fn unsupported_tracker(url: &str, scheme: &str) -> String {
+    let scheme = if scheme.is_empty() {
+        "no scheme".to_string()
+    } else {
+        format!("{scheme}://")
+    };
+    format!(
+        "tracker {url}: skipped: {scheme} is not supported (only http:// and udp:// trackers \
+         work)"
+    )
+}
+
+/// The error that ends a download the core gave up on. `what` names the torrent; `stats`
+/// (when known) tells how far it got.
+pub(crate) fn message(
+    what: &str,
+    reason: &GiveUpReason,
+    dials: &DialFailures,
+    stats: Option<&TorrentStats>,
+) -> String {
+    let help = "give --peer HOST:PORT, an http:// or udp:// --tracker, or --dht-bootstrap \
+                HOST:PORT";
+    match reason {
+        GiveUpReason::NothingGiven => format!(
+            "{what}: nothing to download from: no --peer was given, and there is no tracker \
+             and no DHT ({help})"
+        ),
+        GiveUpReason::TrackersUnsupported { schemes } => format!(
+            "{what}: nothing to download from: the torrent's only trackers use unsupported \
+             schemes ({}), no DHT, no --peer ({help})",
+            schemes.join(", ")
+        ),
+        GiveUpReason::PeersFailed {
+            peers,
+            total,
+            unsupported_schemes,
+        } => {
+            let mut failed: Vec<String> = peers.iter().map(|p| dials.describe(p)).collect();
+            if *total > peers.len() {
+                failed.push(format!("{} more", total - peers.len()));
+            }
+            let who = match (total, failed.as_slice()) {
+                (0, _) => "the peers that connected to us went away".to_string(),
+                (1, [one]) => one.clone(),
+                _ => format!("every peer failed: {}", failed.join(", ")),
+            };
+            let trackers = if unsupported_schemes.is_empty() {
+                "no tracker".to_string()
+            } else {
+                format!(
+                    "the trackers use unsupported schemes ({})",
+                    unsupported_schemes.join(", ")
+                )
+            };
+            let progress = match stats {
+                Some(s) if s.has_metadata => format!(
+                    "{} of {} pieces verified and kept",
+                    s.pieces_have, s.piece_count
+                ),
+                Some(_) => "the metadata was not fetched".to_string(),
+                None => "verified pieces are kept".to_string(),
+            };
+            format!(
+                "{what}: no peers left: {who}; nothing else to try ({trackers}, no DHT) \
+                 ({progress}; run again with a reachable --peer to resume)"
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn each_peer_is_shown_once_and_refusals_read_as_such() {
+        let mut dials = DialFailures::default();
+        assert!(dials.note(addr("127.0.0.1:1"), "connection refused"));
+        assert!(!dials.note(addr("127.0.0.1:1"), "connection refused"));
+        assert!(dials.note(addr("127.0.0.1:2"), "timed out after 10 s"));
+        let reason = GiveUpReason::PeersFailed {
+            peers: vec![
+                FailedPeer {
+                    addr: addr("127.0.0.1:1"),
+                    failures: 3,
+                    connected: false,
+                },
+                FailedPeer {
+                    addr: addr("127.0.0.1:2"),
+                    failures: 3,
+                    connected: false,
+                },
+            ],
+            total: 2,
+            unsupported_schemes: vec!["https".into()],
+        };
+        let text = message("t.torrent", &reason, &dials, None);
+        assert!(
+            text.contains("127.0.0.1:1 refused every connection (3 tries)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1:2: timed out after 10 s (3 tries)"),
+            "{text}"
+        );
+        assert!(text.contains("unsupported schemes (https)"), "{text}");
+    }
+
+    #[test]
+    fn nothing_given_does_not_claim_a_peer_was_given() {
+        let text = message(
+            "t.torrent",
+            &GiveUpReason::NothingGiven,
+            &DialFailures::default(),
+            None,
+        );
+        assert!(text.contains("no --peer was given"), "{text}");
+        assert!(!text.contains("unreachable"), "{text}");
+        assert!(!text.contains("every peer"), "{text}");
+    }
+}
