@@ -290,10 +290,12 @@ impl Display {
                 ..
             } => {
                 if let Some(s) = &seed.stats {
+                    // The ratio: how many copies' worth the seed has sent.
                     seed_bar.set_message(format!(
-                        "up {}/s, {} uploaded, {} peers",
+                        "up {}/s, {} uploaded (ratio {:.2}), {} peers",
                         human::size(s.upload_rate),
                         human::size(s.uploaded),
+                        s.uploaded as f64 / s.total_length.max(1) as f64,
                         s.peers
                     ));
                 }
