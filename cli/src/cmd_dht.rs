@@ -46,6 +46,7 @@ pub(crate) struct DhtArgs {
 
 /// `unchoke dht`.
 pub(crate) fn run(args: &DhtArgs) -> Result<(), String> {
+    crate::output::set_json_mode(args.json);
     let bootstrap = resolve_addrs("--bootstrap", &args.bootstrap)?;
     let interrupted = interrupt_flag()?;
     let mut settings = DhtSettings::new(args.listen, bootstrap);
@@ -124,11 +125,11 @@ fn report(json: bool, s: &DhtStatus) {
     );
 }
 
-/// One line: `value` with `--json`, else `text`.
+/// One line: `value` (timestamped) with `--json`, else `text`.
 fn line(json: bool, value: serde_json::Value, text: &str) {
-    let _ = if json {
-        print(&format!("{value}\n"))
+    if json {
+        crate::output::emit(value);
     } else {
-        print(&format!("{text}\n"))
-    };
+        let _ = print(&format!("{text}\n"));
+    }
 }

@@ -23,7 +23,8 @@ pub(crate) struct InfoArgs {
     #[arg(value_name = "TORRENT_FILE|MAGNET")]
     target: std::ffi::OsString,
 
-    /// Print one JSON object instead of text. Keys (snake_case, stable): kind ("torrent" or
+    /// Print one JSON object instead of text (docs/json-events.md). Keys (snake_case,
+    /// stable): event ("info"), time (RFC 3339 UTC), kind ("torrent" or
     /// "magnet"), name, info_hash, total_size, piece_length, piece_count, private,
     /// trackers (list of tiers), url_list, comment, created_by, creation_date, files
     /// ([{path, size, padding}]), peers (magnet only), magnet. Unknown values are null.
@@ -33,10 +34,11 @@ pub(crate) struct InfoArgs {
 
 /// Runs `unchoke info`; the error is the one line to print.
 pub(crate) fn run(args: &InfoArgs) -> Result<(), String> {
+    crate::output::set_json_mode(args.json);
     if let Some(text) = args.target.to_str().filter(|t| t.starts_with("magnet:")) {
         let magnet = Magnet::parse(text).map_err(|e| e.to_string())?;
         let out = if args.json {
-            json_line(&magnet_json(&magnet))
+            crate::output::json_line(magnet_json(&magnet))
         } else {
             magnet_text(&magnet)
         };
@@ -47,7 +49,7 @@ pub(crate) fn run(args: &InfoArgs) -> Result<(), String> {
     let bytes = read_limited(path).map_err(|e| format!("{shown}: {e}"))?;
     let metainfo = Metainfo::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))?;
     let out = if args.json {
-        json_line(&torrent_json(&metainfo))
+        crate::output::json_line(torrent_json(&metainfo))
     } else {
         torrent_text(&metainfo)
     };
@@ -70,10 +72,6 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
-}
-
-fn json_line(value: &Value) -> String {
-    format!("{value}\n")
 }
 
 /// Where each file lands below the download directory, components joined by `/`.
@@ -104,6 +102,7 @@ fn torrent_json(m: &Metainfo) -> Value {
         })
         .collect();
     json!({
+        "event": "info",
         "kind": "torrent",
         "name": m.info.name,
         "info_hash": m.info_hash.to_hex(),
@@ -124,6 +123,7 @@ fn torrent_json(m: &Metainfo) -> Value {
 
 fn magnet_json(magnet: &Magnet) -> Value {
     json!({
+        "event": "info",
         "kind": "magnet",
         "name": magnet.display_name,
         "info_hash": magnet.info_hash.to_hex(),

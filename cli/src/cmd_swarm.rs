@@ -216,7 +216,8 @@ fn client_config() -> ClientConfig {
 /// What the user sees while the swarm runs.
 enum Display {
     Bars {
-        multi: indicatif::MultiProgress,
+        /// Kept for the life of the display: it owns the bars' shared drawing state.
+        _multi: indicatif::MultiProgress,
         seed: indicatif::ProgressBar,
         leechers: Vec<indicatif::ProgressBar>,
     },
@@ -264,18 +265,17 @@ impl Display {
             })
             .collect();
         Display::Bars {
-            multi,
+            _multi: multi,
             seed,
             leechers,
         }
     }
 
+    /// A line after the bars are finished (see [`Display::finish`]): printed below them, in
+    /// the order things happened, as the bars no longer redraw.
     fn message(&self, text: &str) {
         match self {
-            Display::Bars { multi, .. } => {
-                let _ = multi.println(text);
-            }
-            Display::Lines { .. } => {
+            Display::Bars { .. } | Display::Lines { .. } => {
                 let _ = print(&format!("{text}\n"));
             }
             Display::Json { .. } | Display::Quiet => {}
@@ -290,10 +290,12 @@ impl Display {
                 ..
             } => {
                 if let Some(s) = &seed.stats {
+                    // The ratio: how many copies' worth the seed has sent.
                     seed_bar.set_message(format!(
-                        "up {}/s, {} uploaded, {} peers",
+                        "up {}/s, {} uploaded (ratio {:.2}), {} peers",
                         human::size(s.upload_rate),
                         human::size(s.uploaded),
+                        s.uploaded as f64 / s.total_length.max(1) as f64,
                         s.peers
                     ));
                 }
@@ -365,7 +367,7 @@ impl Display {
                         })
                     })
                     .collect();
-                emit_json(&json!({
+                crate::output::emit(json!({
                     "event": "progress",
                     "seconds": elapsed.as_secs_f64(),
                     "seed_uploaded": seed.uploaded(),
@@ -386,12 +388,9 @@ impl Display {
     }
 }
 
-fn emit_json(v: &serde_json::Value) {
-    let _ = print(&format!("{v}\n"));
-}
-
 /// `unchoke swarm`.
 pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
+    crate::output::set_json_mode(args.json);
     let interrupted = interrupt_flag()?;
     let (dir, _temp_guard) = work_dir(args.dir.as_deref())?;
     let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -421,9 +420,8 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
         urls.clone(),
     )?;
     let piece_count = metainfo.info.piece_count();
-    let mut display = Display::new(args, piece_count);
     if args.json {
-        emit_json(&json!({
+        crate::output::emit(json!({
             "event": "setup",
             "dir": dir.display().to_string(),
             "size": args.size,
@@ -447,6 +445,10 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
             format!("{:?}", args.runtime).to_lowercase(),
         ));
     }
+    // Only now, below the set-up lines: bars drawn before them would be left behind as a
+    // stale block of 0 % bars, and their redraws would overwrite the set-up lines (the
+    // bars only know the lines they drew).
+    let mut display = Display::new(args, piece_count);
 
     // The seed registers first, so every leecher's first announce already lists it.
     let mut seed = start_member(args.runtime, "seed", &metainfo, &dir.join("seed"))?;
@@ -665,7 +667,7 @@ fn summarise(
         secs * delivered as f64 / seed_up as f64
     };
     if args.json {
-        emit_json(&json!({
+        crate::output::emit(json!({
             "event": "summary",
             "leechers": n,
             "size": args.size,

@@ -52,6 +52,7 @@ pub(crate) struct TrackerArgs {
 
 /// `unchoke tracker`.
 pub(crate) fn run(args: &TrackerArgs) -> Result<(), String> {
+    crate::output::set_json_mode(args.json);
     let default_addr = SocketAddr::from(([127, 0, 0, 1], 6969));
     let (http, udp) = match (args.http, args.udp) {
         (None, None) => (Some(default_addr), Some(default_addr)),
@@ -76,15 +77,12 @@ pub(crate) fn run(args: &TrackerArgs) -> Result<(), String> {
     let interrupted = interrupt_flag()?;
     let tracker = Tracker::start(args.runtime, config).map_err(|e| e.to_string())?;
     if args.json {
-        let _ = print(&format!(
-            "{}\n",
-            json!({
-                "event": "listening",
-                "http": tracker.http_addr().map(|a| a.to_string()),
-                "udp": tracker.udp_addr().map(|a| a.to_string()),
-                "announce": tracker.announce_urls(),
-            })
-        ));
+        crate::output::emit(json!({
+            "event": "listening",
+            "http": tracker.http_addr().map(|a| a.to_string()),
+            "udp": tracker.udp_addr().map(|a| a.to_string()),
+            "announce": tracker.announce_urls(),
+        }));
     } else {
         for url in tracker.announce_urls() {
             let _ = print(&format!("tracker: announce URL {url}\n"));
@@ -115,14 +113,13 @@ pub(crate) fn run(args: &TrackerArgs) -> Result<(), String> {
 fn report(tracker: &Tracker, as_json: bool, event: &str) {
     let s = tracker.stats();
     let line = if as_json {
-        json!({
+        crate::output::json_line(json!({
             "event": event,
             "swarms": s.swarms,
             "peers": s.peers,
             "http_requests": s.http_requests,
             "udp_packets": s.udp_packets,
-        })
-        .to_string()
+        }))
     } else {
         format!(
             "tracker {event}: {} swarm{}, {} peer{}, {} HTTP requests, {} UDP packets",
@@ -132,9 +129,9 @@ fn report(tracker: &Tracker, as_json: bool, event: &str) {
             if s.peers == 1 { "" } else { "s" },
             s.http_requests,
             s.udp_packets
-        )
+        ) + "\n"
     };
-    let _ = print(&format!("{line}\n"));
+    let _ = print(&line);
 }
 
 /// Reads a whitelist: one 40-hex-digit info-hash per line (as opentracker's); blank lines

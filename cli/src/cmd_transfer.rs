@@ -204,6 +204,7 @@ enum Goal {
 
 /// `unchoke download`.
 pub(crate) fn download(args: &DownloadArgs) -> Result<(), String> {
+    crate::output::set_json_mode(args.common.json);
     let goal = if args.seed {
         Goal::Seed
     } else {
@@ -226,6 +227,7 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), String> {
 
 /// `unchoke seed`.
 pub(crate) fn seed(args: &SeedArgs) -> Result<(), String> {
+    crate::output::set_json_mode(args.common.json);
     run(
         &Source::Torrent(args.torrent.clone()),
         &args.data_dir,

@@ -73,6 +73,24 @@ pub(crate) fn unix_time(secs: i64) -> String {
     )
 }
 
+/// A moment as RFC 3339 UTC with milliseconds, `2026-12-05T15:03:00.123Z`: the `time` of
+/// every `--json` line. A clock before 1970 (a broken machine) reads as the epoch rather
+/// than failing the run.
+pub(crate) fn rfc3339_millis(at: std::time::SystemTime) -> String {
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX / 2);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard
 /// Hinnant's `civil_from_days`: shift to eras of 400 years starting on March 1st.
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -124,5 +142,23 @@ mod tests {
         // A leap day, and a time before the epoch.
         assert_eq!(unix_time(951_825_600), "2000-02-29 12:00:00 UTC");
         assert_eq!(unix_time(-1), "1969-12-31 23:59:59 UTC");
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |ms: u64| rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(at(951_825_600_999), "2000-02-29T12:00:00.999Z");
+        // Milliseconds are truncated, never rounded up into the next second.
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(1_999_999_999)),
+            "1970-01-01T00:00:01.999Z"
+        );
+        assert_eq!(
+            rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 }

@@ -79,7 +79,7 @@ fn main() -> ExitCode {
         Err(message) => {
             // Escaped: the message may quote a hostile file's contents, and must stay on
             // one line.
-            eprintln!("unchoke: {}", output::printable(&message));
+            output::report_failure(&message);
             ExitCode::FAILURE
         }
     }

@@ -1,5 +1,10 @@
 //! How `download` and `seed` report: a progress bar on a terminal, plain lines otherwise,
-//! one JSON object per line with `--json`, nothing but errors with `--quiet`.
+//! one JSON object per line with `--json` (each stamped with its time by
+//! [`crate::output::emit`]; the schema is docs/json-events.md), nothing but errors with
+//! `--quiet`.
+//!
+//! To report something new, add a method here that builds the JSON object (with its
+//! `"event"`) and the human line, and calls [`Reporter::say`]; then document the event.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -12,7 +17,7 @@ use unchoke_core::torrent::TorrentStats;
 use unchoke_driver::CheckReport;
 
 use crate::human;
-use crate::output::{print, printable};
+use crate::output::{emit, print, printable};
 
 enum Mode {
     Json,
@@ -94,7 +99,7 @@ impl Reporter {
         };
         let line = format!("{}: fetching the metadata from peers", r.name);
         match &r.mode {
-            Mode::Json => emit(&json!({
+            Mode::Json => emit(json!({
                 "event": "fetching_metadata",
                 "info_hash": info_hash.to_hex(),
                 "name": display_name,
@@ -149,7 +154,7 @@ impl Reporter {
     /// `value` in JSON mode, else `line` (above the bar on a terminal); nothing if quiet.
     fn say(&self, value: Value, line: &str) {
         match &self.mode {
-            Mode::Json => emit(&value),
+            Mode::Json => emit(value),
             Mode::Bar(bar) => bar.println(line),
             Mode::Plain => println_safe(line),
             Mode::Quiet => {}
@@ -168,7 +173,7 @@ impl Reporter {
             }
         );
         match &self.mode {
-            Mode::Json => emit(&json!({
+            Mode::Json => emit(json!({
                 "event": "dht_lookup",
                 "peers": peers,
                 "queries": queries,
@@ -209,26 +214,19 @@ impl Reporter {
     /// The check is done.
     pub(crate) fn checked(&mut self, c: &CheckReport) {
         match &self.mode {
-            Mode::Json => emit(&json!({
+            Mode::Json => emit(json!({
                 "event": "checked",
                 "pieces_have": c.pieces_have,
                 "piece_count": c.piece_count,
                 "trusted": c.trusted,
                 "hashed": c.hashed,
+                "skipped": c.skipped,
                 "resumed": c.resumed,
                 "seconds": c.elapsed.as_secs_f64(),
             })),
             Mode::Bar(bar) => {
                 bar.finish_and_clear();
-                eprintln!(
-                    "{}: {} of {} pieces present ({} from resume data, {} hashed in {:.1} s)",
-                    self.name,
-                    c.pieces_have,
-                    c.piece_count,
-                    c.trusted,
-                    c.hashed,
-                    c.elapsed.as_secs_f64()
-                );
+                eprintln!("{}", check_summary(&self.name, c));
                 let bar = indicatif::ProgressBar::new(u64::from(c.piece_count));
                 if let Ok(style) =
                     indicatif::ProgressStyle::with_template("[{bar:30}] {percent:>3}% {msg}")
@@ -238,15 +236,7 @@ impl Reporter {
                 bar.set_position(u64::from(c.pieces_have));
                 self.mode = Mode::Bar(bar);
             }
-            Mode::Plain => println_safe(&format!(
-                "{}: {} of {} pieces present ({} from resume data, {} hashed in {:.1} s)",
-                self.name,
-                c.pieces_have,
-                c.piece_count,
-                c.trusted,
-                c.hashed,
-                c.elapsed.as_secs_f64()
-            )),
+            Mode::Plain => println_safe(&check_summary(&self.name, c)),
             Mode::Quiet => {}
         }
     }
@@ -265,14 +255,14 @@ impl Reporter {
             // A magnet link's torrent has no sizes yet: only the peer count says anything.
             if let Mode::Json = self.mode {
                 emit(
-                    &json!({"event": "fetching_metadata", "info_hash": s.info_hash.to_hex(),
+                    json!({"event": "fetching_metadata", "info_hash": s.info_hash.to_hex(),
                              "peers": s.peers}),
                 );
             }
             return;
         }
         match &self.mode {
-            Mode::Json => emit(&with_event("progress", s, None)),
+            Mode::Json => emit(with_event("progress", s, None)),
             Mode::Bar(bar) => {
                 bar.set_position(u64::from(s.pieces_have));
                 bar.set_message(summary(s));
@@ -285,7 +275,7 @@ impl Reporter {
     /// Every piece is verified.
     pub(crate) fn complete(&self, s: &TorrentStats, elapsed: Duration) {
         match &self.mode {
-            Mode::Json => emit(&with_event("complete", s, Some(elapsed))),
+            Mode::Json => emit(with_event("complete", s, Some(elapsed))),
             Mode::Bar(bar) => {
                 bar.set_position(u64::from(s.pieces_have));
                 bar.println(format!(
@@ -308,7 +298,7 @@ impl Reporter {
     /// A peer was banned for corrupt data.
     pub(crate) fn banned(&self, addr: SocketAddr) {
         match &self.mode {
-            Mode::Json => emit(&json!({"event": "banned", "addr": addr.to_string()})),
+            Mode::Json => emit(json!({"event": "banned", "addr": addr.to_string()})),
             Mode::Bar(bar) => bar.println(format!("banned {addr}: it sent corrupt data")),
             Mode::Plain => println_safe(&format!("banned {addr}: it sent corrupt data")),
             Mode::Quiet => {}
@@ -333,7 +323,7 @@ impl Reporter {
         verbose: bool,
     ) {
         match &self.mode {
-            Mode::Json => emit(&json!({
+            Mode::Json => emit(json!({
                 "event": "tracker",
                 "url": url,
                 "peers": peers,
@@ -358,7 +348,7 @@ impl Reporter {
     /// A tracker could not be reached or refused us (the download goes on).
     pub(crate) fn tracker_error(&self, url: &str, message: &str) {
         match &self.mode {
-            Mode::Json => emit(&json!({"event": "tracker_error", "url": url, "message": message})),
+            Mode::Json => emit(json!({"event": "tracker_error", "url": url, "message": message})),
             _ => self.warn(&format!("tracker {url}: {message}")),
         }
     }
@@ -366,7 +356,7 @@ impl Reporter {
     /// Something worth knowing that does not stop the run.
     pub(crate) fn warn(&self, message: &str) {
         match &self.mode {
-            Mode::Json => emit(&json!({"event": "warning", "message": message})),
+            Mode::Json => emit(json!({"event": "warning", "message": message})),
             Mode::Bar(bar) => bar.println(format!("warning: {}", printable(message))),
             Mode::Plain | Mode::Quiet => eprintln!("unchoke: warning: {}", printable(message)),
         }
@@ -375,7 +365,7 @@ impl Reporter {
     /// The final counters, after shutdown.
     pub(crate) fn stopped(&self, s: &TorrentStats) {
         match &self.mode {
-            Mode::Json => emit(&with_event("stopped", s, None)),
+            Mode::Json => emit(with_event("stopped", s, None)),
             Mode::Bar(bar) => {
                 bar.finish_and_clear();
                 eprintln!(
@@ -403,30 +393,88 @@ fn percent(s: &TorrentStats) -> f64 {
     s.bytes_have as f64 * 100.0 / s.total_length as f64
 }
 
-/// `↓ 12.0 MiB/s ↑ 1.0 MiB/s, 3 peers, ETA 0:42`.
+/// What the check found, in words that match what it did: pieces trusted from the resume
+/// file, pieces actually read and hashed, and pieces not read because their files are
+/// missing or short. An empty save path is "nothing on disk yet", not "N hashed in 0.0 s".
+fn check_summary(name: &str, c: &CheckReport) -> String {
+    if c.pieces_have == 0 && c.hashed == 0 && c.trusted == 0 {
+        return format!(
+            "{name}: nothing on disk yet ({} piece{} to download)",
+            c.piece_count,
+            plural(c.piece_count)
+        );
+    }
+    let mut how = Vec::new();
+    if c.trusted > 0 {
+        how.push(format!("{} from resume data", c.trusted));
+    }
+    if c.hashed > 0 {
+        how.push(format!(
+            "{} hashed in {:.1} s",
+            c.hashed,
+            c.elapsed.as_secs_f64()
+        ));
+    }
+    if c.skipped > 0 {
+        how.push(format!("{} not on disk", c.skipped));
+    }
+    format!(
+        "{name}: {} of {} pieces present ({})",
+        c.pieces_have,
+        c.piece_count,
+        how.join(", ")
+    )
+}
+
+/// The `s` of `3 peers`, none for one.
+fn plural<T: PartialEq + From<u8>>(n: T) -> &'static str {
+    if n == T::from(1) { "" } else { "s" }
+}
+
+/// Uploaded bytes over the torrent's size: how many copies' worth this client gave.
+fn ratio(s: &TorrentStats) -> f64 {
+    if s.total_length == 0 {
+        return 0.0;
+    }
+    s.uploaded as f64 / s.total_length as f64
+}
+
+/// The bar's message: while downloading `1.20 GiB / 3.00 GiB, down 12.00 MiB/s up
+/// 1.00 MiB/s, 3 peers, ETA 0:42`; once complete (seeding) what was given back:
+/// `seeding 3.00 GiB: up 1.00 MiB/s, 6.00 GiB uploaded (ratio 2.00), 3 peers`.
 fn summary(s: &TorrentStats) -> String {
+    let peers = format!("{} peer{}", s.peers, plural(s.peers));
+    if s.complete {
+        return format!(
+            "seeding {}: up {}/s, {} uploaded (ratio {:.2}), {peers}",
+            human::size(s.total_length),
+            human::size(s.upload_rate),
+            human::size(s.uploaded),
+            ratio(s)
+        );
+    }
     let eta = match eta_seconds(s) {
         Some(secs) => format!("ETA {}:{:02}", secs / 60, secs % 60),
-        None if s.complete => "seeding".to_string(),
         None => "ETA -".to_string(),
     };
     format!(
-        "down {}/s up {}/s, {} peer{}, {eta}",
+        "{} / {}, down {}/s up {}/s, {peers}, {eta}",
+        human::size(s.bytes_have),
+        human::size(s.total_length),
         human::size(s.download_rate),
         human::size(s.upload_rate),
-        s.peers,
-        if s.peers == 1 { "" } else { "s" }
     )
 }
 
 fn totals(s: &TorrentStats) -> String {
     format!(
-        "{} downloaded, {} uploaded, {} wasted, {} hash failure{}",
+        "{} downloaded, {} uploaded (ratio {:.2}), {} wasted, {} hash failure{}",
         human::size(s.downloaded),
         human::size(s.uploaded),
+        ratio(s),
         human::size(s.wasted),
         s.hash_failures,
-        if s.hash_failures == 1 { "" } else { "s" }
+        plural(s.hash_failures)
     )
 }
 
@@ -454,6 +502,7 @@ fn with_event(event: &str, s: &TorrentStats, elapsed: Option<Duration>) -> Value
         "unchoked": s.unchoked,
         "hash_failures": s.hash_failures,
         "complete": s.complete,
+        "ratio": ratio(s),
         "eta_seconds": eta_seconds(s),
     });
     if let (Some(e), Some(map)) = (elapsed, v.as_object_mut()) {
@@ -462,11 +511,91 @@ fn with_event(event: &str, s: &TorrentStats, elapsed: Option<Duration>) -> Value
     v
 }
 
-fn emit(v: &Value) {
-    // A closed stdout (the reader went away) is not worth stopping a transfer for.
-    let _ = print(&format!("{v}\n"));
-}
-
 fn println_safe(line: &str) {
     let _ = print(&format!("{line}\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(have: u32, trusted: u32, hashed: u32, skipped: u32) -> CheckReport {
+        CheckReport {
+            pieces_have: have,
+            piece_count: trusted + hashed + skipped,
+            trusted,
+            hashed,
+            skipped,
+            resumed: trusted > 0,
+            elapsed: Duration::from_millis(1500),
+        }
+    }
+
+    fn stats(bytes_have: u64, uploaded: u64, complete: bool) -> TorrentStats {
+        TorrentStats {
+            info_hash: unchoke_core::InfoHash::of_info_bytes(b"d4:name1:xe"),
+            piece_count: 4,
+            pieces_have: u32::try_from(bytes_have / (1 << 20)).unwrap_or(4),
+            pieces_missing: 0,
+            bytes_have,
+            total_length: 4 << 20,
+            downloaded: bytes_have,
+            uploaded,
+            wasted: 0,
+            download_rate: 1 << 20,
+            upload_rate: 512 << 10,
+            peers: 1,
+            known_peers: 1,
+            unchoked: 1,
+            hash_failures: 0,
+            complete,
+            endgame: false,
+            has_metadata: true,
+        }
+    }
+
+    #[test]
+    fn an_empty_directory_is_nothing_on_disk_not_a_fast_hash() {
+        assert_eq!(
+            check_summary("f", &check(0, 0, 0, 1200)),
+            "f: nothing on disk yet (1200 pieces to download)"
+        );
+        assert_eq!(
+            check_summary("f", &check(0, 0, 0, 1)),
+            "f: nothing on disk yet (1 piece to download)"
+        );
+    }
+
+    #[test]
+    fn the_check_says_what_it_read_and_what_it_did_not() {
+        assert_eq!(
+            check_summary("f", &check(600, 0, 600, 600)),
+            "f: 600 of 1200 pieces present (600 hashed in 1.5 s, 600 not on disk)"
+        );
+        assert_eq!(
+            check_summary("f", &check(10, 10, 0, 0)),
+            "f: 10 of 10 pieces present (10 from resume data)"
+        );
+        // Data that is there but wrong was read: it is not "nothing on disk".
+        assert_eq!(
+            check_summary("f", &check(0, 0, 3, 0)),
+            "f: 0 of 3 pieces present (3 hashed in 1.5 s)"
+        );
+    }
+
+    #[test]
+    fn the_bar_shows_bytes_while_downloading_and_the_ratio_while_seeding() {
+        assert_eq!(
+            summary(&stats(3 << 19, 0, false)),
+            "1.50 MiB / 4.00 MiB, down 1.00 MiB/s up 512.00 KiB/s, 1 peer, ETA 0:02"
+        );
+        assert_eq!(
+            summary(&stats(4 << 20, 10 << 20, true)),
+            "seeding 4.00 MiB: up 512.00 KiB/s, 10.00 MiB uploaded (ratio 2.50), 1 peer"
+        );
+        assert_eq!(
+            with_event("progress", &stats(4 << 20, 2 << 20, true), None)["ratio"],
+            0.5
+        );
+    }
 }

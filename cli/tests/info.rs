@@ -109,6 +109,8 @@ fn json_has_stable_keys() {
     let v = common::info_json(&torrent);
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     let mut expected = vec![
+        "event",
+        "time",
         "kind",
         "name",
         "info_hash",

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use super::args::SimulateArgs;
 use super::report::{Row, duration_text};
 use super::runner::Running;
-use crate::output::print;
 
 /// What the user sees while the study runs (on stderr; stdout carries the results).
 pub(super) enum Display {
@@ -69,7 +68,7 @@ impl Display {
             }
             Display::Lines { .. } => eprintln!("simulate: {line}"),
             Display::Json => {
-                let _ = print(&format!("{}\n", row.json()));
+                crate::output::emit(row.json());
             }
             Display::Quiet => {}
         }

@@ -33,6 +33,7 @@ use report::{Row, Setup};
 
 /// `unchoke simulate`.
 pub(crate) fn run(args: &SimulateArgs) -> Result<(), String> {
+    crate::output::set_json_mode(args.json);
     let interrupted = interrupt_flag()?;
     let plan = args.plan();
     let peers = args.peer_counts()?;

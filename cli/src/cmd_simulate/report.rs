@@ -382,36 +382,33 @@ pub(super) fn summary(
     let ok = problems.is_empty() && rows.len() == requested;
 
     if args.json {
-        return format!(
-            "{}\n",
-            json!({
-                "event": "summary",
-                "ok": ok,
-                "runs": rows.len(),
-                "requested": requested,
-                "complete": rows.iter().filter(|r| r.report.as_ref().is_ok_and(|r| r.complete)).count(),
-                "max_ratio": max_ratio.map(|m| m.0),
-                "max_ratio_peers": max_ratio.map(|m| m.1),
-                "one_upload_time_s": one_upload,
-                "all_below_one_upload_time": below_one_upload,
-                "blocks": blocks,
-                "wall_s": wall,
-                "blocks_per_wall_second": blocks_per_second,
-                "jobs": jobs,
-                "file_size": plan.file_size,
-                "piece_length": setup.config.piece_length,
-                "server_upload": plan.server_upload,
-                "peer_upload": plan.peer_upload,
-                "peer_download": plan.peer_download,
-                "latency_s": setup.config.latency.as_secs_f64(),
-                "churn": plan.churn.map(|c| json!({"fraction": c.fraction, "away_s": c.away.as_secs_f64()})),
-                "server_departs": plan.server_departs,
-                "seed": setup.config.seed,
-                "csv": files.csv.display().to_string(),
-                "svg": files.svg.display().to_string(),
-                "problems": problems,
-            })
-        );
+        return crate::output::json_line(json!({
+            "event": "summary",
+            "ok": ok,
+            "runs": rows.len(),
+            "requested": requested,
+            "complete": rows.iter().filter(|r| r.report.as_ref().is_ok_and(|r| r.complete)).count(),
+            "max_ratio": max_ratio.map(|m| m.0),
+            "max_ratio_peers": max_ratio.map(|m| m.1),
+            "one_upload_time_s": one_upload,
+            "all_below_one_upload_time": below_one_upload,
+            "blocks": blocks,
+            "wall_s": wall,
+            "blocks_per_wall_second": blocks_per_second,
+            "jobs": jobs,
+            "file_size": plan.file_size,
+            "piece_length": setup.config.piece_length,
+            "server_upload": plan.server_upload,
+            "peer_upload": plan.peer_upload,
+            "peer_download": plan.peer_download,
+            "latency_s": setup.config.latency.as_secs_f64(),
+            "churn": plan.churn.map(|c| json!({"fraction": c.fraction, "away_s": c.away.as_secs_f64()})),
+            "server_departs": plan.server_departs,
+            "seed": setup.config.seed,
+            "csv": files.csv.display().to_string(),
+            "svg": files.svg.display().to_string(),
+            "problems": problems,
+        }));
     }
     let mut text = String::new();
     if rows.is_empty() {

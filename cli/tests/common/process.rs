@@ -44,7 +44,14 @@ impl JsonProcess {
                             break;
                         }
                     }
-                    Err(_) => eprintln!("[{label} stdout] {line}"),
+                    Err(_) => {
+                        eprintln!("[{label} stdout] {line}");
+                        // Kept (as a JSON string) so a test can tell that stdout held a
+                        // line that is not JSON; `v["event"]` of it is null.
+                        if tx.send(Value::String(line)).is_err() {
+                            break;
+                        }
+                    }
                 }
             }
         });
