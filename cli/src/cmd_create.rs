@@ -17,7 +17,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use unchoke_core::create::{Content, CreateOptions, InputFile, TorrentPlan};
+use unchoke_core::create::{
+    Content, CreateOptions, InputFile, MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, TorrentPlan,
+};
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::{Metainfo, check_component};
 
@@ -58,7 +60,7 @@ pub(crate) struct CreateArgs {
     comment: Option<String>,
 
     /// The torrent's name. Default: the file or directory's name.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = parse_name)]
     name: Option<String>,
 
     /// Do not store a creation date (makes the output reproducible).
@@ -78,9 +80,27 @@ pub(crate) struct CreateArgs {
     threads: Option<NonZeroUsize>,
 }
 
+/// `--piece-length`: checked while parsing, so a bad value is a usage error (exit 2)
+/// rather than a failure found after the walk.
 fn parse_piece_length(text: &str) -> Result<u32, String> {
     let n = human::parse_size(text)?;
-    u32::try_from(n).map_err(|_| format!("{n} is larger than the 64 MiB maximum"))
+    u32::try_from(n)
+        .ok()
+        .filter(|n| n.is_power_of_two() && (MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{text}: a piece length must be a power of two from {} to {}",
+                human::size(u64::from(MIN_PIECE_LENGTH)),
+                human::size(u64::from(MAX_PIECE_LENGTH))
+            )
+        })
+}
+
+/// `--name`: a name loading would refuse is a usage error, found before any hashing.
+fn parse_name(text: &str) -> Result<String, String> {
+    check_component(text)
+        .map(|()| text.to_owned())
+        .map_err(|problem| format!("name {text:?}: {problem}"))
 }
 
 /// Runs `unchoke create`; the error is the one line to print.
@@ -93,7 +113,10 @@ pub(crate) fn run(args: &CreateArgs) -> Result<(), String> {
         ));
     }
     let shown = args.path.display();
-    let meta = fs::metadata(&args.path).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = fs::metadata(&args.path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => format!("{shown}: no such file or directory"),
+        _ => format!("{shown}: cannot read it: {e}"),
+    })?;
     let name = match &args.name {
         Some(n) => n.clone(),
         None => default_name(&args.path)?,
