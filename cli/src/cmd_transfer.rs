@@ -159,8 +159,10 @@ impl CommonArgs {
         if !(self.dht || !bootstrap.is_empty() || nodes_file.is_file()) {
             return Ok(None);
         }
-        let mut settings =
-            DhtSettings::new(SocketAddr::new(self.listen().ip(), self.dht_port), bootstrap);
+        let mut settings = DhtSettings::new(
+            SocketAddr::new(self.listen().ip(), self.dht_port),
+            bootstrap,
+        );
         settings.nodes_file = Some(nodes_file);
         Ok(Some(settings))
     }
