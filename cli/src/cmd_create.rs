@@ -189,7 +189,8 @@ pub(crate) fn run(args: &CreateArgs) -> Result<(), String> {
 /// The last component of PATH (resolved, so `.` gives the directory's real name).
 fn default_name(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let resolved = fs::canonicalize(path).map_err(|e| format!("{shown}: {e}"))?;
+    let resolved =
+        fs::canonicalize(path).map_err(|e| format!("{shown}: cannot resolve the path: {e}"))?;
     let name = resolved
         .file_name()
         .ok_or_else(|| format!("{shown}: has no name to use; give one with --name"))?;
@@ -206,12 +207,15 @@ fn walk(
     files: &mut Vec<InputFile>,
     warn: &dyn Fn(String),
 ) -> Result<(), String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let entries = fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot list the directory: {e}", dir.display()))?;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entry =
+            entry.map_err(|e| format!("{}: cannot list the directory: {e}", dir.display()))?;
         let path = entry.path();
         let shown = path.display();
-        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{shown}: {e}"))?;
+        let meta = fs::symlink_metadata(&path)
+            .map_err(|e| format!("{shown}: cannot read its metadata: {e}"))?;
         let Some(component) = entry.file_name().to_str().map(str::to_owned) else {
             return Err(format!("{shown}: the file name is not UTF-8"));
         };
@@ -339,7 +343,8 @@ impl Worker<'_> {
             // Keep the last file open: consecutive spans are mostly in the same file.
             let file = match open.take() {
                 Some((index, file)) if index == span.file => file,
-                _ => File::open(path).map_err(|e| format!("{}: {e}", path.display()))?,
+                _ => File::open(path)
+                    .map_err(|e| format!("{}: cannot open it: {e}", path.display()))?,
             };
             let read = file.read_exact_at(dst, span.file_offset);
             *open = Some((span.file, file));
@@ -350,7 +355,7 @@ impl Worker<'_> {
                         path.display()
                     )
                 } else {
-                    format!("{}: {e}", path.display())
+                    format!("{}: cannot read it: {e}", path.display())
                 }
             })
         })
@@ -448,11 +453,11 @@ fn write_output(out: &Path, bytes: &[u8], force: bool) -> Result<(), String> {
             .open(out)
             .map_err(|e| match e.kind() {
                 ErrorKind::AlreadyExists => "already exists (use --force to overwrite)".into(),
-                _ => e.to_string(),
+                _ => format!("cannot create it: {e}"),
             })?;
         return file.write_all(bytes).map_err(|e| {
             let _ = fs::remove_file(out);
-            e.to_string()
+            format!("cannot write it: {e}")
         });
     }
     let dir = match out.parent() {
@@ -469,6 +474,6 @@ fn write_output(out: &Path, bytes: &[u8], force: bool) -> Result<(), String> {
     let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, out));
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        e.to_string()
+        format!("cannot write it: {e}")
     })
 }

@@ -316,7 +316,7 @@ const FAILURES: &[Case] = &[
             "127.0.0.1:0",
         ],
         1,
-        "unchoke: nope.txt: ",
+        "unchoke: --whitelist nope.txt: no such file",
     ),
 ];
 
