@@ -47,15 +47,15 @@ use crate::error::{CliError, Kind};
     version,
     max_term_width = 100,
     after_help = concat!(
-        "Examples:
-  unchoke create ~/photos -o photos.torrent -t udp://tracker.example:6969
-  unchoke download photos.torrent -o ~/Downloads
-  unchoke seed photos.torrent ~
+        exit_status!(),
+        "
 
 Shell completions: `unchoke completions bash|zsh|fish`; manual page: `unchoke man`.
 
-",
-        exit_status!()
+Examples:
+  unchoke create ~/photos -o photos.torrent -t udp://tracker.example:6969
+  unchoke download photos.torrent -o ~/Downloads
+  unchoke seed photos.torrent ~"
     )
 )]
 struct Cli {
@@ -66,74 +66,86 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Show what a .torrent file or a magnet link holds.
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "Exit status: 0 shown; 1 not a readable .torrent file or magnet link; 2 usage error.
+
+Examples:
   unchoke info photos.torrent
   unchoke info --json photos.torrent | jq .files
-  unchoke info 'magnet:?xt=urn:btih:...'
-
-Exit status: 0 shown; 1 not a readable .torrent file or magnet link; 2 usage error.")]
+  unchoke info 'magnet:?xt=urn:btih:...'"
+    )]
     Info(cmd_info::InfoArgs),
     /// Make a .torrent file from a file or a directory, hashing on all cores.
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "Exit status: 0 written; 1 failure (nothing is written); 2 usage error.
+
+Examples:
   unchoke create ~/photos -o photos.torrent
   unchoke create big.iso -o big.torrent -t udp://tracker.example:6969 --piece-length 4M
-  unchoke create dir -o dir.torrent --private --no-date
-
-Exit status: 0 written; 1 failure (nothing is written); 2 usage error.")]
+  unchoke create dir -o dir.torrent --private --no-date"
+    )]
     Create(cmd_create::CreateArgs),
     /// Download a torrent (a .torrent file or a magnet link) from peers given, found
     /// through trackers or the DHT (exit 0 once every piece is verified).
     #[command(after_help = concat!(
-        "Examples:
-  unchoke download photos.torrent                  (into the current directory)
-  unchoke download photos.torrent -o ~/Downloads --peer 192.0.2.7:6881
-  unchoke download 'magnet:?xt=urn:btih:...' -o ~/Downloads --dht-bootstrap router.example:6881
-
-Ctrl-C stops cleanly: what was verified is kept (resume data in DIR/.unchoke/), and the same
-command resumes from there.
+        "Ctrl-C stops cleanly: what was verified is kept (resume data in DIR/.unchoke/), and \
+         the same command resumes from there.
 
 ",
-        exit_status!()
+        exit_status!(),
+        "
+
+Examples:
+  unchoke download photos.torrent                  (into the current directory)
+  unchoke download photos.torrent -o ~/Downloads --peer 192.0.2.7:6881
+  unchoke download 'magnet:?xt=urn:btih:...' -o ~/Downloads --dht-bootstrap router.example:6881"
     ))]
     Download(cmd_transfer::DownloadArgs),
     /// Serve a torrent's data (checked first) until interrupted.
     #[command(after_help = concat!(
-        "Examples:
-  unchoke seed photos.torrent ~/Downloads          (the -o DIR the download used)
-  unchoke seed photos.torrent ~/Downloads --tracker udp://tracker.example:6969
-  unchoke seed photos.torrent ~/Downloads --partial --listen 0.0.0.0:51413
-
-Seeding only reads: the files in DIR are never created, extended or changed.
+        "Seeding only reads: the files in DIR are never created, extended or changed.
 
 ",
-        exit_status!()
+        exit_status!(),
+        "
+
+Examples:
+  unchoke seed photos.torrent ~/Downloads          (the -o DIR the download used)
+  unchoke seed photos.torrent ~/Downloads --tracker udp://tracker.example:6969
+  unchoke seed photos.torrent ~/Downloads --partial --listen 0.0.0.0:51413"
     ))]
     Seed(cmd_transfer::SeedArgs),
     /// Run a tracker over HTTP and UDP until interrupted.
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.
+
+Examples:
   unchoke tracker                                  (HTTP and UDP on 127.0.0.1:6969)
   unchoke tracker --http 0.0.0.0:8080 --udp 0.0.0.0:6969
-  unchoke tracker --whitelist hashes.txt --json
-
-Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.")]
+  unchoke tracker --whitelist hashes.txt --json"
+    )]
     Tracker(cmd_tracker::TrackerArgs),
     /// Run a standalone DHT node (BEP 5) until interrupted, e.g. to bootstrap a private
     /// DHT for tests or a LAN.
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.
+
+Examples:
   unchoke dht --listen 127.0.0.1:7000
   unchoke dht --bootstrap 127.0.0.1:7000 --nodes-file dht.nodes
-  unchoke dht --listen 0.0.0.0:6881 --json --report-every 60
-
-Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.")]
+  unchoke dht --listen 0.0.0.0:6881 --json --report-every 60"
+    )]
     Dht(cmd_dht::DhtArgs),
     /// Run a whole swarm on 127.0.0.1: a tracker, one seed and N leechers that find each
     /// other through it; verify every copy and summarise who uploaded what.
-    #[command(after_help = "Examples:
+    #[command(
+        after_help = "Exit status: 0 every copy verified; 1 failure; 2 usage error; 130/143 stopped by a signal.
+
+Examples:
   unchoke swarm
   unchoke swarm --leechers 20 --size 1G --runtime smol
-  unchoke swarm --size 64MiB --dir /tmp/swarm --json
-
-Exit status: 0 every copy verified; 1 failure; 2 usage error; 130/143 stopped by a signal.")]
+  unchoke swarm --size 64MiB --dir /tmp/swarm --json"
+    )]
     Swarm(cmd_swarm::SwarmArgs),
     /// Simulate the distribution-time study: for each swarm size N, the P2P time the real
     /// protocol takes on a virtual network against the client-server and P2P lower bounds;

@@ -419,13 +419,18 @@ fn every_help_ends_with_examples_and_the_top_level_one_with_exit_codes() {
         let examples = help
             .find("Examples:")
             .unwrap_or_else(|| panic!("{cmd} --help has no examples:\n{help}"));
-        let shown = help[examples..]
+        // The help ends with them: every line after the heading is one.
+        let lines: Vec<&str> = help[examples..]
             .lines()
-            .filter(|l| l.trim_start().starts_with(&format!("unchoke {cmd}")))
-            .count();
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert!(
-            (2..=3).contains(&shown),
-            "{cmd} --help: {shown} examples\n{help}"
+            (2..=3).contains(&lines.len())
+                && lines
+                    .iter()
+                    .all(|l| l.trim_start().starts_with(&format!("unchoke {cmd}"))),
+            "{cmd} --help does not end with 2 or 3 examples:\n{help}"
         );
     }
     for cmd in ["download", "seed"] {
