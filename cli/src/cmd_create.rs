@@ -17,7 +17,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use unchoke_core::create::{Content, CreateOptions, InputFile, TorrentPlan};
+use unchoke_core::create::{
+    Content, CreateOptions, InputFile, MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, TorrentPlan,
+};
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::{Metainfo, check_component};
 
@@ -58,7 +60,7 @@ pub(crate) struct CreateArgs {
     comment: Option<String>,
 
     /// The torrent's name. Default: the file or directory's name.
-    #[arg(short, long)]
+    #[arg(short, long, value_parser = parse_name)]
     name: Option<String>,
 
     /// Do not store a creation date (makes the output reproducible).
@@ -78,9 +80,27 @@ pub(crate) struct CreateArgs {
     threads: Option<NonZeroUsize>,
 }
 
+/// `--piece-length`: checked while parsing, so a bad value is a usage error (exit 2)
+/// rather than a failure found after the walk.
 fn parse_piece_length(text: &str) -> Result<u32, String> {
     let n = human::parse_size(text)?;
-    u32::try_from(n).map_err(|_| format!("{n} is larger than the 64 MiB maximum"))
+    u32::try_from(n)
+        .ok()
+        .filter(|n| n.is_power_of_two() && (MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "{text}: a piece length must be a power of two from {} to {}",
+                human::size(u64::from(MIN_PIECE_LENGTH)),
+                human::size(u64::from(MAX_PIECE_LENGTH))
+            )
+        })
+}
+
+/// `--name`: a name loading would refuse is a usage error, found before any hashing.
+fn parse_name(text: &str) -> Result<String, String> {
+    check_component(text)
+        .map(|()| text.to_owned())
+        .map_err(|problem| format!("name {text:?}: {problem}"))
 }
 
 /// Runs `unchoke create`; the error is the one line to print.
@@ -93,7 +113,10 @@ pub(crate) fn run(args: &CreateArgs) -> Result<(), String> {
         ));
     }
     let shown = args.path.display();
-    let meta = fs::metadata(&args.path).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = fs::metadata(&args.path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => format!("{shown}: no such file or directory"),
+        _ => format!("{shown}: cannot read it: {e}"),
+    })?;
     let name = match &args.name {
         Some(n) => n.clone(),
         None => default_name(&args.path)?,
@@ -166,7 +189,8 @@ pub(crate) fn run(args: &CreateArgs) -> Result<(), String> {
 /// The last component of PATH (resolved, so `.` gives the directory's real name).
 fn default_name(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let resolved = fs::canonicalize(path).map_err(|e| format!("{shown}: {e}"))?;
+    let resolved =
+        fs::canonicalize(path).map_err(|e| format!("{shown}: cannot resolve the path: {e}"))?;
     let name = resolved
         .file_name()
         .ok_or_else(|| format!("{shown}: has no name to use; give one with --name"))?;
@@ -183,12 +207,15 @@ fn walk(
     files: &mut Vec<InputFile>,
     warn: &dyn Fn(String),
 ) -> Result<(), String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let entries = fs::read_dir(dir)
+        .map_err(|e| format!("{}: cannot list the directory: {e}", dir.display()))?;
     for entry in entries {
-        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let entry =
+            entry.map_err(|e| format!("{}: cannot list the directory: {e}", dir.display()))?;
         let path = entry.path();
         let shown = path.display();
-        let meta = fs::symlink_metadata(&path).map_err(|e| format!("{shown}: {e}"))?;
+        let meta = fs::symlink_metadata(&path)
+            .map_err(|e| format!("{shown}: cannot read its metadata: {e}"))?;
         let Some(component) = entry.file_name().to_str().map(str::to_owned) else {
             return Err(format!("{shown}: the file name is not UTF-8"));
         };
@@ -316,7 +343,8 @@ impl Worker<'_> {
             // Keep the last file open: consecutive spans are mostly in the same file.
             let file = match open.take() {
                 Some((index, file)) if index == span.file => file,
-                _ => File::open(path).map_err(|e| format!("{}: {e}", path.display()))?,
+                _ => File::open(path)
+                    .map_err(|e| format!("{}: cannot open it: {e}", path.display()))?,
             };
             let read = file.read_exact_at(dst, span.file_offset);
             *open = Some((span.file, file));
@@ -327,7 +355,7 @@ impl Worker<'_> {
                         path.display()
                     )
                 } else {
-                    format!("{}: {e}", path.display())
+                    format!("{}: cannot read it: {e}", path.display())
                 }
             })
         })
@@ -425,11 +453,11 @@ fn write_output(out: &Path, bytes: &[u8], force: bool) -> Result<(), String> {
             .open(out)
             .map_err(|e| match e.kind() {
                 ErrorKind::AlreadyExists => "already exists (use --force to overwrite)".into(),
-                _ => e.to_string(),
+                _ => format!("cannot create it: {e}"),
             })?;
         return file.write_all(bytes).map_err(|e| {
             let _ = fs::remove_file(out);
-            e.to_string()
+            format!("cannot write it: {e}")
         });
     }
     let dir = match out.parent() {
@@ -446,6 +474,6 @@ fn write_output(out: &Path, bytes: &[u8], force: bool) -> Result<(), String> {
     let result = fs::write(&tmp, bytes).and_then(|()| fs::rename(&tmp, out));
     result.map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        e.to_string()
+        format!("cannot write it: {e}")
     })
 }

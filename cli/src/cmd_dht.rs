@@ -12,6 +12,7 @@ use unchoke_driver::dht_node::DhtSettings;
 use unchoke_driver::{ClientConfig, DhtStatus};
 
 use crate::cmd_transfer::{interrupt_flag, resolve_addrs};
+use crate::error::CliError;
 use crate::output::print;
 use crate::runtime::{Client, Runtime};
 
@@ -45,10 +46,10 @@ pub(crate) struct DhtArgs {
 }
 
 /// `unchoke dht`.
-pub(crate) fn run(args: &DhtArgs) -> Result<(), String> {
+pub(crate) fn run(args: &DhtArgs) -> Result<(), CliError> {
     crate::output::set_json_mode(args.json);
-    let bootstrap = resolve_addrs("--bootstrap", &args.bootstrap)?;
     let interrupted = interrupt_flag()?;
+    let bootstrap = resolve_addrs("--bootstrap", &args.bootstrap).map_err(CliError::usage)?;
     let mut settings = DhtSettings::new(args.listen, bootstrap);
     settings.nodes_file = args.nodes_file.clone();
     let config = ClientConfig {
@@ -79,7 +80,7 @@ pub(crate) fn run(args: &DhtArgs) -> Result<(), String> {
                     last = Some(status);
                 }
                 Ok(None) => return Err("the client runs no DHT node".into()),
-                Err(e) => return Err(format!("the DHT node stopped: {e}")),
+                Err(e) => return Err(format!("the DHT node stopped: {e}").into()),
             }
         }
         std::thread::sleep(Duration::from_millis(100));

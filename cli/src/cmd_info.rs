@@ -2,19 +2,16 @@
 //! for scripts.
 
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::Path;
 
 use serde_json::{Value, json};
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::Metainfo;
 
+use crate::error::CliError;
 use crate::human;
 use crate::output::{print, printable};
-
-/// Torrent files larger than this are refused before reading them whole: the largest real
-/// ones (millions of pieces) are a few hundred MiB at worst.
-const MAX_TORRENT_FILE: u64 = 256 << 20;
+use crate::torrent_file;
 
 /// Arguments of `unchoke info`.
 #[derive(clap::Args, Debug)]
@@ -30,10 +27,14 @@ pub(crate) struct InfoArgs {
     /// ([{path, size, padding}]), peers (magnet only), magnet. Unknown values are null.
     #[arg(long)]
     json: bool,
+
+    /// On an error, also show its internals (e.g. where a file stops being valid bencode).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// Runs `unchoke info`; the error is the one line to print.
-pub(crate) fn run(args: &InfoArgs) -> Result<(), String> {
+pub(crate) fn run(args: &InfoArgs) -> Result<(), CliError> {
     crate::output::set_json_mode(args.json);
     if let Some(text) = args.target.to_str().filter(|t| t.starts_with("magnet:")) {
         let magnet = Magnet::parse(text).map_err(|e| e.to_string())?;
@@ -42,36 +43,22 @@ pub(crate) fn run(args: &InfoArgs) -> Result<(), String> {
         } else {
             magnet_text(&magnet)
         };
-        return print(&out);
+        return Ok(print(&out)?);
     }
-    let path = Path::new(&args.target);
-    let shown = path.display();
-    let bytes = read_limited(path).map_err(|e| format!("{shown}: {e}"))?;
-    let metainfo = Metainfo::from_bytes(&bytes).map_err(|e| format!("{shown}: {e}"))?;
+    let metainfo = torrent_file::load(Path::new(&args.target))?;
     let out = if args.json {
         crate::output::json_line(torrent_json(&metainfo))
     } else {
         torrent_text(&metainfo)
     };
-    print(&out)
+    Ok(print(&out)?)
 }
 
-fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err("is a directory, not a torrent file".into());
+impl InfoArgs {
+    /// Whether errors should carry their internals (`--verbose`).
+    pub(crate) fn verbose(&self) -> bool {
+        self.verbose
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_TORRENT_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_TORRENT_FILE {
-        return Err(format!(
-            "larger than {}: not a torrent file",
-            human::size(MAX_TORRENT_FILE)
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Where each file lands below the download directory, components joined by `/`.

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -159,6 +159,7 @@ fn make_payload(
     size: u64,
     piece_length: Option<u32>,
     trackers: Vec<String>,
+    interrupted: &AtomicBool,
 ) -> Result<(Metainfo, [u8; 20]), String> {
     let plan = TorrentPlan::new(Content::SingleFile { length: size }, piece_length)
         .map_err(|e| e.to_string())?;
@@ -171,6 +172,10 @@ fn make_payload(
     let mut hashes = Vec::with_capacity(plan.piece_count() as usize);
     let mut buf = vec![0u8; plan.piece_length() as usize];
     for piece in 0..plan.piece_count() {
+        // Making a large payload takes a while: Ctrl-C stops it too.
+        if interrupted.load(Ordering::SeqCst) {
+            return Err("interrupted while making the payload".into());
+        }
         let chunk = &mut buf[..plan.piece_len(piece) as usize];
         rng.fill(chunk);
         whole.update(&*chunk);
@@ -418,6 +423,7 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
         args.size,
         args.piece_length,
         urls.clone(),
+        &interrupted,
     )?;
     let piece_count = metainfo.info.piece_count();
     if args.json {
@@ -564,8 +570,11 @@ fn start_member(
     save_path: &Path,
 ) -> Result<Member, String> {
     let client = Client::new(runtime, client_config()).map_err(|e| format!("{name}: {e}"))?;
+    let mut add = AddTorrent::new(metainfo.clone(), save_path);
+    // Ctrl-C stops the seed's check of its data too.
+    add.cancel = interrupt_flag()?;
     let handle = client
-        .add_torrent(AddTorrent::new(metainfo.clone(), save_path), &|_| {})
+        .add_torrent(add, &|_| {})
         .map_err(|e| format!("{name}: {e}"))?;
     Ok(Member {
         name: name.to_string(),

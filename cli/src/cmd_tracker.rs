@@ -137,7 +137,10 @@ fn report(tracker: &Tracker, as_json: bool, event: &str) {
 /// Reads a whitelist: one 40-hex-digit info-hash per line (as opentracker's); blank lines
 /// and lines starting with `#` are skipped; anything else is an error naming the line.
 fn read_whitelist(path: &Path) -> Result<BTreeSet<InfoHash>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("--whitelist {}: no such file", path.display()),
+        _ => format!("--whitelist {}: cannot read it: {e}", path.display()),
+    })?;
     let mut set = BTreeSet::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -5,33 +5,44 @@
 //! of the link's `x.pe`, its `tr` trackers, `--peer`, or the DHT — and is verified against
 //! the info-hash before anything is downloaded.
 //!
-//! Exit status: `download` exits 0 only once every piece is verified; `seed` exits 0 when
-//! interrupted after serving. Ctrl-C (or SIGTERM) stops cleanly: pending writes finish and
-//! resume data is saved, so the next run starts where this one stopped.
+//! Exit status: `download` exits 0 only once every piece is verified; 2 for a usage error
+//! (including a `--peer`, `--dht-bootstrap` or `--tracker` that cannot be used). Ctrl-C (or
+//! SIGTERM) stops cleanly at any moment — during the check of existing data, the metadata
+//! fetch or the transfer: pending writes finish, resume data is saved and its place is
+//! printed, and the exit status is 130 (143 for SIGTERM), so the next run starts where this
+//! one stopped. A second Ctrl-C exits at once.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::CliError;
 use std::time::{Duration, Instant};
 
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{Event, metainfo_tiers};
 use unchoke_driver::dht_node::DhtSettings;
-use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientEvent};
+use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientError, ClientEvent};
 
 use crate::give_up::{self, DialFailures};
 use crate::progress::Reporter;
 use crate::runtime::{Client, Runtime};
 
+/// The address `--listen` stands for when not given; when its port is taken, any free
+/// port is used instead (and said).
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 6881);
+
 /// Options shared by `download` and `seed`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct CommonArgs {
     /// Address and port to accept peers on (port 0: any free port; the chosen one is
-    /// printed). Outgoing connections use the same address.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:6881")]
-    listen: SocketAddr,
+    /// printed). Outgoing connections use the same address. Default: 0.0.0.0:6881, or any
+    /// free port (said) when 6881 is taken.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
 
     /// The driver to run on.
     #[arg(long, value_enum, default_value = "mio")]
@@ -94,7 +105,33 @@ pub(crate) struct CommonArgs {
     dht_port: u16,
 }
 
+/// What `CommonArgs` name, checked before anything starts (a bad one is a usage error).
+struct Checked {
+    /// `--peer`, resolved.
+    peers: Vec<SocketAddr>,
+    /// `--dht-bootstrap`, resolved.
+    dht_bootstrap: Vec<SocketAddr>,
+}
+
 impl CommonArgs {
+    /// Resolves the addresses given and checks the tracker URLs: anything wrong is a usage
+    /// error, found before a runtime starts or a file is touched.
+    fn check(&self) -> Result<Checked, CliError> {
+        for url in &self.trackers {
+            check_tracker_url(url).map_err(CliError::usage)?;
+        }
+        Ok(Checked {
+            peers: resolve_addrs("--peer", &self.peers).map_err(CliError::usage)?,
+            dht_bootstrap: resolve_addrs("--dht-bootstrap", &self.dht_bootstrap)
+                .map_err(CliError::usage)?,
+        })
+    }
+
+    /// The address to listen on: `--listen`, else the default.
+    fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or(DEFAULT_LISTEN)
+    }
+
     /// The tracker tiers to announce to.
     fn tracker_tiers(&self, metainfo: &Metainfo) -> Vec<Vec<String>> {
         let mut tiers = if self.no_trackers {
@@ -107,17 +144,22 @@ impl CommonArgs {
     }
 
     /// The DHT node to run, if any: see `--dht`. Saved nodes live under `save_path`.
-    fn dht_settings(&self, save_path: &Path) -> Result<Option<DhtSettings>, String> {
+    fn dht_settings(
+        &self,
+        save_path: &Path,
+        bootstrap: Vec<SocketAddr>,
+    ) -> Result<Option<DhtSettings>, String> {
         if self.no_dht {
             return Ok(None);
         }
-        let bootstrap = resolve_addrs("--dht-bootstrap", &self.dht_bootstrap)?;
         let nodes_file = save_path.join(".unchoke").join("dht.nodes");
         if !(self.dht || !bootstrap.is_empty() || nodes_file.is_file()) {
             return Ok(None);
         }
-        let mut settings =
-            DhtSettings::new(SocketAddr::new(self.listen.ip(), self.dht_port), bootstrap);
+        let mut settings = DhtSettings::new(
+            SocketAddr::new(self.listen().ip(), self.dht_port),
+            bootstrap,
+        );
         settings.nodes_file = Some(nodes_file);
         Ok(Some(settings))
     }
@@ -125,27 +167,43 @@ impl CommonArgs {
 
 /// What a download starts from.
 enum Source {
-    /// A .torrent file.
-    Torrent(PathBuf),
+    /// A .torrent file, loaded.
+    Torrent(PathBuf, Box<Metainfo>),
     /// A magnet link: the metadata comes from peers.
     Magnet(Box<Magnet>),
 }
 
 impl Source {
-    fn parse(text: &str) -> Result<Source, String> {
+    fn parse(text: &str) -> Result<Source, CliError> {
         if text.starts_with("magnet:") {
             Magnet::parse(text)
                 .map(|m| Source::Magnet(Box::new(m)))
-                .map_err(|e| format!("{text}: {e}"))
+                .map_err(|e| CliError::failure(format!("{text}: {e}")))
         } else {
-            Ok(Source::Torrent(PathBuf::from(text)))
+            Source::load(Path::new(text))
+        }
+    }
+
+    /// A .torrent file, read and parsed.
+    fn load(path: &Path) -> Result<Source, CliError> {
+        let metainfo = crate::torrent_file::load(path)?;
+        Ok(Source::Torrent(path.to_path_buf(), Box::new(metainfo)))
+    }
+
+    /// Where resume data for this torrent lives under `save_path`.
+    fn resume_path(&self, save_path: &Path) -> PathBuf {
+        match self {
+            Source::Torrent(_, m) => unchoke_driver::default_resume_path(save_path, m),
+            Source::Magnet(m) => save_path
+                .join(".unchoke")
+                .join(format!("{}.resume", m.info_hash.to_hex())),
         }
     }
 
     /// How the source is named in messages.
     fn describe(&self) -> String {
         match self {
-            Source::Torrent(path) => path.display().to_string(),
+            Source::Torrent(path, _) => path.display().to_string(),
             Source::Magnet(m) => format!("magnet {}", m.info_hash.to_hex()),
         }
     }
@@ -159,8 +217,8 @@ pub(crate) struct DownloadArgs {
     torrent: String,
 
     /// The save path: a single-file torrent's file becomes DIR/<name>, a multi-file
-    /// torrent's tree DIR/<name>/...
-    #[arg(short, long, value_name = "DIR")]
+    /// torrent's tree DIR/<name>/... Default: the current directory.
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
     output: PathBuf,
 
     /// Keep seeding once complete, until interrupted.
@@ -203,8 +261,11 @@ enum Goal {
 }
 
 /// `unchoke download`.
-pub(crate) fn download(args: &DownloadArgs) -> Result<(), String> {
+pub(crate) fn download(args: &DownloadArgs) -> Result<(), CliError> {
     crate::output::set_json_mode(args.common.json);
+    // First: a Ctrl-C from here on stops cleanly instead of killing the process.
+    let interrupted = interrupt_flag()?;
+    let checked = args.common.check()?;
     let goal = if args.seed {
         Goal::Seed
     } else {
@@ -215,57 +276,151 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), String> {
     } else {
         unchoke_driver::Access::ReadWrite
     };
-    run(
-        &Source::parse(&args.torrent)?,
+    let source = Source::parse(&args.torrent)?;
+    check_output_dir(&args.output)?;
+    Ok(run(
+        &source,
         &args.output,
         &args.common,
+        checked,
+        &interrupted,
         goal,
         access,
         false,
-    )
+    )?)
 }
 
 /// `unchoke seed`.
-pub(crate) fn seed(args: &SeedArgs) -> Result<(), String> {
+pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
     crate::output::set_json_mode(args.common.json);
-    run(
-        &Source::Torrent(args.torrent.clone()),
+    let interrupted = interrupt_flag()?;
+    let checked = args.common.check()?;
+    let source = Source::load(&args.torrent).map_err(|e| swapped_hint(e, args))?;
+    if args.data_dir.is_file() {
+        return Err(CliError::failure(format!(
+            "`{}` is a file; give the directory that holds the torrent's data (the -o DIR \
+             of the download)",
+            args.data_dir.display()
+        )));
+    }
+    Ok(run(
+        &source,
         &args.data_dir,
         &args.common,
+        checked,
+        &interrupted,
         Goal::Seed,
         // Seeding never changes the data.
         unchoke_driver::Access::ReadOnly,
         !args.partial,
-    )
+    )?)
+}
+
+impl DownloadArgs {
+    /// Whether errors should carry their internals (`--verbose`).
+    pub(crate) fn verbose(&self) -> bool {
+        self.common.verbose
+    }
+}
+
+impl SeedArgs {
+    /// Whether errors should carry their internals (`--verbose`).
+    pub(crate) fn verbose(&self) -> bool {
+        self.common.verbose
+    }
+}
+
+/// `unchoke seed DIR TORRENT`: the torrent named is a directory and the directory named a
+/// file; say what was probably meant.
+fn swapped_hint(e: CliError, args: &SeedArgs) -> CliError {
+    if args.torrent.is_dir() && args.data_dir.is_file() {
+        CliError {
+            message: format!(
+                "{}; did you mean `unchoke seed {} {}`?",
+                e.message,
+                args.data_dir.display(),
+                args.torrent.display()
+            ),
+            ..e
+        }
+    } else {
+        e
+    }
+}
+
+/// `-o DIR` must be a directory or not exist yet (it is created), and so must everything
+/// on the way to it.
+fn check_output_dir(dir: &Path) -> Result<(), CliError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::failure(format!(
+            "`-o {}` is a file; give a directory",
+            dir.display()
+        )));
+    }
+    // The nearest existing ancestor must be a directory too, or nothing can be created.
+    if let Some(blocker) = dir
+        .ancestors()
+        .skip(1)
+        .find(|a| !a.as_os_str().is_empty() && a.symlink_metadata().is_ok())
+        .filter(|a| !a.is_dir())
+    {
+        return Err(CliError::failure(format!(
+            "`-o {}`: `{}` is a file, not a directory",
+            dir.display(),
+            blocker.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A `--tracker` URL the client can announce to: `http://` or `udp://` with a host.
+fn check_tracker_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    let rest = if let Some(rest) = lower.strip_prefix("http://") {
+        rest
+    } else if let Some(rest) = lower.strip_prefix("udp://") {
+        rest
+    } else {
+        let scheme = lower.split_once("://").map(|(s, _)| s);
+        return Err(match scheme {
+            Some(s) => format!(
+                "--tracker {url}: {s}:// trackers are not supported; give an http:// or \
+                 udp:// URL"
+            ),
+            None => format!("--tracker {url}: not a URL; give an http:// or udp:// one"),
+        });
+    };
+    if rest.is_empty() || rest.starts_with('/') || rest.starts_with(':') {
+        return Err(format!("--tracker {url}: the URL names no host"));
+    }
+    Ok(())
 }
 
 fn run(
     source: &Source,
     save_path: &Path,
     common: &CommonArgs,
+    checked: Checked,
+    interrupted: &Arc<AtomicBool>,
     goal: Goal,
     access: unchoke_driver::Access,
     require_complete: bool,
 ) -> Result<(), String> {
     let what = source.describe();
     let metainfo = match source {
-        Source::Torrent(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            Some(Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?)
-        }
+        Source::Torrent(_, metainfo) => Some((**metainfo).clone()),
         Source::Magnet(_) => None,
     };
-    let peers = resolve_addrs("--peer", &common.peers)?;
-    let interrupted = interrupt_flag()?;
+    let peers = checked.peers;
 
     let mut config = ClientConfig {
-        listen: Some(common.listen),
-        dht: common.dht_settings(save_path)?,
+        listen: Some(common.listen()),
+        dht: common.dht_settings(save_path, checked.dht_bootstrap)?,
         ..ClientConfig::default()
     };
     config.session.max_connect_failures = common.peer_retries;
     let has_dht = config.dht.is_some();
-    let mut client = Client::new(common.runtime, config).map_err(|e| e.to_string())?;
+    let (mut client, port_note) = start_client(common, config)?;
     let (mut report, id, mut complete) = match (source, metainfo) {
         (_, Some(metainfo)) => {
             let mut report = Reporter::new(common.json, common.quiet, &metainfo);
@@ -274,6 +429,7 @@ fn run(
             add.recheck = common.recheck;
             add.access = access;
             add.require_complete = require_complete;
+            // Ctrl-C stops the check of existing data at once.
             add.cancel = interrupted.clone();
             add.trackers = Some(common.tracker_tiers(&metainfo));
             let handle = {
@@ -336,8 +492,11 @@ fn run(
                 .map_err(|e| format!("{what}: {e}"))?;
             (report, id, false)
         }
-        (Source::Torrent(_), None) => return Err(format!("{what}: no metadata")),
+        (Source::Torrent(..), None) => return Err(format!("{what}: no metadata")),
     };
+    if let Some(note) = port_note {
+        report.warn(&note);
+    }
     if let Some(addr) = client.local_addr() {
         report.listening(addr);
     }
@@ -489,9 +648,28 @@ fn run(
     if let Some(f) = failure {
         return Err(f);
     }
+    if let Some(signal) = crate::signals::received() {
+        // Say where the next run picks up (only if it was written: a magnet whose metadata
+        // never came has none).
+        let resume = source.resume_path(save_path);
+        let saved = end.as_ref().is_some_and(|e| e.saved.is_ok()) && resume.is_file();
+        let kept = if saved {
+            format!("resume data saved in {}", resume.display())
+        } else {
+            "no resume data was saved".to_string()
+        };
+        return Err(match goal {
+            Goal::Download if !complete => format!(
+                "{what}: stopped by {} before the download completed; {kept}; run the same \
+                 command again to resume",
+                signal.name()
+            ),
+            _ => format!("stopped by {}; {kept}", signal.name()),
+        });
+    }
     match goal {
         Goal::Download if !complete => Err(format!(
-            "{what}: interrupted before the download completed; run the same command again to \
+            "{what}: stopped before the download completed; run the same command again to \
              resume"
         )),
         _ => Ok(()),
@@ -512,15 +690,50 @@ fn storage_error(save_path: &Path, e: &unchoke_driver::ClientError) -> String {
             "{dir}: the data is incomplete ({have} of {count} pieces verified); use --partial \
              to seed it anyway, or `unchoke download` to complete it"
         ),
-        ClientError::Cancelled => {
-            format!("{dir}: interrupted during the check of existing data; nothing was changed")
-        }
+        ClientError::Cancelled => format!(
+            "stopped by {} during the check of existing data in {dir}; nothing was changed",
+            crate::signals::received().map_or("a signal", |s| s.name()),
+        ),
         // These name their paths already.
         ClientError::Storage(_)
         | ClientError::SaveDirIsFile { .. }
         | ClientError::NoDataDir { .. }
         | ClientError::DataMismatch { .. } => e.to_string(),
         e => format!("{dir}: {e}"),
+    }
+}
+
+/// Starts the client on `--listen`; when that was not given and the default port is taken
+/// (another client runs), on any free port instead, with a note saying so.
+fn start_client(
+    common: &CommonArgs,
+    config: ClientConfig,
+) -> Result<(Client, Option<String>), String> {
+    match Client::new(common.runtime, config.clone()) {
+        Ok(client) => Ok((client, None)),
+        Err(ClientError::Listen { source, .. })
+            if common.listen.is_none() && source.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            let fallback = SocketAddr::new(DEFAULT_LISTEN.ip(), 0);
+            let client = Client::new(
+                common.runtime,
+                ClientConfig {
+                    listen: Some(fallback),
+                    ..config
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            let port = client.local_addr().map_or(0, |a| a.port());
+            Ok((
+                client,
+                Some(format!(
+                    "port {} is in use (another client?); listening on port {port} instead \
+                     (--listen chooses)",
+                    DEFAULT_LISTEN.port()
+                )),
+            ))
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -554,11 +767,7 @@ pub(crate) fn resolve_addrs(option: &str, addrs: &[String]) -> Result<Vec<Socket
     Ok(out)
 }
 
-/// A flag raised by Ctrl-C or SIGTERM.
+/// A flag raised by Ctrl-C or SIGTERM (see [`crate::signals`]: a second one exits at once).
 pub(crate) fn interrupt_flag() -> Result<Arc<AtomicBool>, String> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    ctrlc::set_handler(move || f.store(true, Ordering::SeqCst))
-        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
-    Ok(flag)
+    crate::signals::install()
 }

@@ -180,7 +180,7 @@ fn clear_errors() {
     let missing = dir.path().join("missing");
     check(
         &["create", missing.to_str().unwrap(), "-o", out_s],
-        "No such file",
+        "no such file",
     );
 
     let empty_dir = dir.path().join("empty");
@@ -196,23 +196,30 @@ fn clear_errors() {
     check(&["create", zeros.to_str().unwrap(), "-o", out_s], "empty");
 
     let f = write(dir.path(), "f", &data(1, 10));
-    check(
-        &[
-            "create",
-            f.to_str().unwrap(),
-            "-o",
-            out_s,
-            "--piece-length",
-            "1000",
-        ],
-        "power of two",
-    );
-    check(
-        &["create", f.to_str().unwrap(), "-o", out_s, "-n", "a/b"],
-        "name \"a/b\"",
-    );
-
-    // Usage errors (clap) exit 2.
+    // Usage errors (clap, and the values it checks for us) exit 2.
+    for (args, needle) in [
+        (
+            &[
+                "create",
+                f.to_str().unwrap(),
+                "-o",
+                out_s,
+                "--piece-length",
+                "1000",
+            ][..],
+            "power of two",
+        ),
+        (
+            &["create", f.to_str().unwrap(), "-o", out_s, "-n", "a/b"][..],
+            "name \"a/b\"",
+        ),
+    ] {
+        let res = run(args);
+        assert_eq!(res.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(res.stderr).unwrap();
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!out.exists(), "no output on failure");
+    }
     assert_eq!(run(&["create", f.to_str().unwrap()]).status.code(), Some(2));
     assert_eq!(
         run(&[

@@ -46,7 +46,7 @@ fn malformed_files_give_one_line_and_exit_1() {
             "{name}: one line, got {stderr:?}"
         );
         assert!(
-            stderr.starts_with(&format!("unchoke: {}: ", path.display())),
+            stderr.starts_with(&format!("unchoke: `{}` ", path.display())),
             "{name}: names the file: {stderr:?}"
         );
         assert!(!stderr.contains("panicked"), "{name}: {stderr:?}");
@@ -61,7 +61,7 @@ fn missing_file_and_directory_are_errors() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("nope.torrent") && stderr.contains("No such file"),
+        stderr.contains("nope.torrent") && stderr.contains("no such file"),
         "{stderr}"
     );
 

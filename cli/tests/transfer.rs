@@ -236,7 +236,7 @@ fn bad_peer_address_is_a_usage_error() {
         "no-port-here",
         "-q",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--peer no-port-here"), "{err}");
 }

@@ -27,7 +27,13 @@ const DEFAULT_CHURN_AWAY: Duration = Duration::from_secs(60);
                         8Mbit/s. As for sizes, K/KB/KiB, M/MB/MiB and G/GB/GiB are powers of \
                         1024; kbit, Mbit and Gbit are powers of 1000 bits.\n\
                         Defaults reproduce the textbook study: one peer needs F/u = 1 hour to \
-                        upload the file, the server uploads u_s = 10u, peers download d = u_s."
+                        upload the file, the server uploads u_s = 10u, peers download d = u_s.\n\n\
+                        Exit status: 0 every run within its bounds; 1 failure; 2 usage \
+                        error; 130/143 stopped by SIGINT/SIGTERM.\n\n\
+                        Examples:\n  \
+                        unchoke simulate\n  \
+                        unchoke simulate --peers 0..=30,100 --out study\n  \
+                        unchoke simulate --peers 10 --churn 0.2:30 --json"
 )]
 pub(crate) struct SimulateArgs {
     /// Swarm sizes N to simulate: a comma list of numbers and ranges a..b (b excluded) or
@@ -190,6 +196,9 @@ fn parse_peer_list(text: &str) -> Result<PeerCounts, String> {
             return Err(format!("--peers lists more than {MAX_RUNS} swarm sizes"));
         }
         counts.extend(lo..=hi);
+    }
+    if counts.is_empty() {
+        return Err("lists no swarm size".into());
     }
     counts.sort_unstable();
     counts.dedup();

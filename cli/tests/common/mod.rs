@@ -209,3 +209,55 @@ pub fn completes(p: &mut process::JsonProcess) -> serde_json::Value {
     assert_eq!(done["pieces_have"], done["piece_count"], "{done}");
     done
 }
+
+/// Runs `unchoke ARGS...` in `dir` and returns its output, killing it (and panicking) if it
+/// has not exited within `timeout`: for commands expected to fail at once, so that one
+/// which starts working instead cannot hang the suite.
+pub fn run_bounded(args: &[&str], dir: &Path, timeout: std::time::Duration) -> Output {
+    use std::io::Read;
+    let mut child = unchoke()
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run unchoke");
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .map(|pipe| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("unchoke {args:?} still running after {timeout:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let [stdout, stderr] = readers.map(|r| r.join().expect("pipe reader"));
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
