@@ -260,6 +260,15 @@ enum Goal {
     Seed,
 }
 
+/// What one run is for, and what it may do to the data under its directory.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    goal: Goal,
+    access: unchoke_driver::Access,
+    /// Refuse to start unless every piece is on disk (`seed` without `--partial`).
+    require_complete: bool,
+}
+
 /// `unchoke download`.
 pub(crate) fn download(args: &DownloadArgs) -> Result<(), CliError> {
     crate::output::set_json_mode(args.common.json);
@@ -284,9 +293,11 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), CliError> {
         &args.common,
         checked,
         &interrupted,
-        goal,
-        access,
-        false,
+        Job {
+            goal,
+            access,
+            require_complete: false,
+        },
     )?)
 }
 
@@ -309,10 +320,12 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
         &args.common,
         checked,
         &interrupted,
-        Goal::Seed,
-        // Seeding never changes the data.
-        unchoke_driver::Access::ReadOnly,
-        !args.partial,
+        Job {
+            goal: Goal::Seed,
+            // Seeding never changes the data.
+            access: unchoke_driver::Access::ReadOnly,
+            require_complete: !args.partial,
+        },
     )?)
 }
 
@@ -402,10 +415,13 @@ fn run(
     common: &CommonArgs,
     checked: Checked,
     interrupted: &Arc<AtomicBool>,
-    goal: Goal,
-    access: unchoke_driver::Access,
-    require_complete: bool,
+    job: Job,
 ) -> Result<(), String> {
+    let Job {
+        goal,
+        access,
+        require_complete,
+    } = job;
     let what = source.describe();
     let metainfo = match source {
         Source::Torrent(_, metainfo) => Some((**metainfo).clone()),
@@ -438,17 +454,8 @@ fn run(
                     .add_torrent(add, &|n| checking.set(n))
                     .map_err(|e| storage_error(save_path, &e))?
             };
+            // Incomplete data under `require_complete` was refused by the driver above.
             report.checked(&handle.check);
-            if require_complete && handle.check.pieces_have < handle.check.piece_count {
-                let _ = client.shutdown();
-                return Err(format!(
-                    "{}: the data is incomplete ({} of {} pieces verified); use --partial to seed it \
-                     anyway, or `unchoke download` to complete it",
-                    save_path.display(),
-                    handle.check.pieces_have,
-                    handle.check.piece_count
-                ));
-            }
             let complete = handle.check.pieces_have == handle.check.piece_count;
             (report, handle.id, complete)
         }
