@@ -297,11 +297,11 @@ impl Display {
                 if let Some(s) = &seed.stats {
                     // The ratio: how many copies' worth the seed has sent.
                     seed_bar.set_message(format!(
-                        "up {}/s, {} uploaded (ratio {:.2}), {} peers",
+                        "up {}/s, {} uploaded (ratio {:.2}), {}",
                         human::size(s.upload_rate),
                         human::size(s.uploaded),
                         s.uploaded as f64 / s.total_length.max(1) as f64,
-                        s.peers
+                        human::count(s.peers, "peer")
                     ));
                 }
                 for (bar, m) in bars.iter().zip(leechers) {
@@ -309,16 +309,16 @@ impl Display {
                         bar.set_position(u64::from(s.pieces_have));
                         bar.set_message(match m.completed_after {
                             Some(t) => format!(
-                                "done in {:.1} s, {} uploaded, {} peers",
+                                "done in {:.1} s, {} uploaded, {}",
                                 t.as_secs_f64(),
                                 human::size(s.uploaded),
-                                s.peers
+                                human::count(s.peers, "peer")
                             ),
                             None => format!(
-                                "down {}/s up {}/s, {} peers",
+                                "down {}/s up {}/s, {}",
                                 human::size(s.download_rate),
                                 human::size(s.upload_rate),
-                                s.peers
+                                human::count(s.peers, "peer")
                             ),
                         });
                     }

@@ -106,6 +106,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// `n` and a noun, plural unless `n` is 1: `1 peer`, `3 peers`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +165,12 @@ mod tests {
             rfc3339_millis(UNIX_EPOCH - Duration::from_secs(5)),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn counts_take_a_plural_unless_one() {
+        assert_eq!(count(1, "peer"), "1 peer");
+        assert_eq!(count(0, "peer"), "0 peers");
+        assert_eq!(count(12, "peer"), "12 peers");
     }
 }

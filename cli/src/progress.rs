@@ -8,8 +8,8 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use unchoke_core::metainfo::Metainfo;
@@ -36,8 +36,14 @@ pub(crate) struct Reporter {
 /// Progress of the start-up check; called from the checking threads.
 pub(crate) struct Checking<'a> {
     reporter: &'a Reporter,
-    last_tenth: AtomicU32,
+    started: Instant,
+    /// Milliseconds after `started` of the last plain line (0: none yet).
+    last_line_ms: AtomicU64,
 }
+
+/// In plain mode the check says nothing for its first seconds (most checks end by then:
+/// a resume file, or nothing on disk), then one line per interval.
+const PLAIN_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Checking<'_> {
     /// `n` pieces checked so far.
@@ -46,9 +52,21 @@ impl Checking<'_> {
         match &self.reporter.mode {
             Mode::Bar(bar) => bar.set_position(u64::from(n)),
             Mode::Plain => {
-                let tenth = n.saturating_mul(10) / total;
-                if tenth > self.last_tenth.fetch_max(tenth, Ordering::Relaxed) && tenth < 10 {
-                    eprintln!("checking: {}%", tenth * 10);
+                let now_ms = self.started.elapsed().as_millis() as u64;
+                let last = self.last_line_ms.load(Ordering::Relaxed);
+                let due = now_ms.saturating_sub(last) >= PLAIN_CHECK_INTERVAL.as_millis() as u64;
+                // One thread wins the interval; the others skip it.
+                if due
+                    && n < total
+                    && self
+                        .last_line_ms
+                        .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    eprintln!(
+                        "checking: {}% ({n} of {total} pieces)",
+                        u64::from(n) * 100 / u64::from(total)
+                    );
                 }
             }
             Mode::Json | Mode::Quiet => {}
@@ -207,7 +225,8 @@ impl Reporter {
         }
         Checking {
             reporter: self,
-            last_tenth: AtomicU32::new(0),
+            started: Instant::now(),
+            last_line_ms: AtomicU64::new(0),
         }
     }
 
@@ -443,7 +462,7 @@ fn ratio(s: &TorrentStats) -> f64 {
 /// 1.00 MiB/s, 3 peers, ETA 0:42`; once complete (seeding) what was given back:
 /// `seeding 3.00 GiB: up 1.00 MiB/s, 6.00 GiB uploaded (ratio 2.00), 3 peers`.
 fn summary(s: &TorrentStats) -> String {
-    let peers = format!("{} peer{}", s.peers, plural(s.peers));
+    let peers = human::count(s.peers, "peer");
     if s.complete {
         return format!(
             "seeding {}: up {}/s, {} uploaded (ratio {:.2}), {peers}",
