@@ -356,12 +356,7 @@ impl ResumeData {
         current: &[Option<FileState>],
     ) -> Bitfield {
         let mut out = Bitfield::new(layout.piece_count());
-        let files = layout.file_count();
-        if self.piece_count != layout.piece_count()
-            || self.have.len() != layout.piece_count()
-            || self.files.len() != files
-            || current.len() != files
-        {
+        if !self.fits(layout, current) {
             return out;
         }
         // One pass over the files, then one over the pieces: O(files + pieces).
@@ -408,16 +403,10 @@ impl ResumeData {
         current: &[Option<FileState>],
     ) -> Bitfield {
         let mut out = Bitfield::new(layout.piece_count());
-        let files = layout.file_count();
         let Some(written) = &self.written else {
             return out;
         };
-        if self.piece_count != layout.piece_count()
-            || self.have.len() != layout.piece_count()
-            || written.len() != layout.piece_count()
-            || self.files.len() != files
-            || current.len() != files
-        {
+        if !self.fits(layout, current) || written.len() != layout.piece_count() {
             return out;
         }
         // A file missing then and now is unchanged too: nothing can have been written to it.
@@ -439,6 +428,18 @@ impl ResumeData {
             }
         }
         out
+    }
+}
+
+impl ResumeData {
+    /// Whether this data and the files' `current` states have the shape of `layout`
+    /// (piece and file counts): data that does not fit vouches for nothing.
+    fn fits(&self, layout: &Layout, current: &[Option<FileState>]) -> bool {
+        let files = layout.file_count();
+        self.piece_count == layout.piece_count()
+            && self.have.len() == layout.piece_count()
+            && self.files.len() == files
+            && current.len() == files
     }
 }
 
