@@ -208,8 +208,10 @@ fn main() -> ExitCode {
     };
     if let Err(e) = &result {
         // Escaped there: the message may quote a hostile file's contents, and must stay
-        // on one line. With --json it also ends the stream as an `error` event.
-        output::report_failure(&e.render(verbose));
+        // on one line. With --json it also ends the stream as an `error` event (or
+        // `interrupted`, when a signal stopped the run).
+        let stopped_by = signal.filter(|s| code == s.exit_code());
+        output::report_failure(&e.render(verbose), code, stopped_by.map(|s| s.name()));
     }
     ExitCode::from(code)
 }

@@ -18,13 +18,26 @@ pub(crate) fn set_json_mode(on: bool) {
     JSON_MODE.store(on, Ordering::Relaxed);
 }
 
-/// The run failed: `unchoke: <message>` on stderr (escaped, one line), and with `--json`
-/// also a last `{"event":"error","time":…,"message":…}` line on stdout, so a script that
-/// reads only stdout learns why the stream ended.
-pub(crate) fn report_failure(message: &str) {
+/// The run ended without doing its job: `unchoke: <message>` on stderr (escaped, one
+/// line), and with `--json` also a last line on stdout, so a script that reads only stdout
+/// learns why the stream ended: `{"event":"interrupted","signal":…}` when a signal stopped
+/// it (`signal` names it), else `{"event":"error",…}`; both carry the `exit_status`.
+pub(crate) fn report_failure(message: &str, exit_status: u8, signal: Option<&str>) {
     eprintln!("unchoke: {}", printable(message));
     if JSON_MODE.load(Ordering::Relaxed) {
-        emit(serde_json::json!({"event": "error", "message": message}));
+        emit(match signal {
+            Some(signal) => serde_json::json!({
+                "event": "interrupted",
+                "signal": signal,
+                "message": message,
+                "exit_status": exit_status,
+            }),
+            None => serde_json::json!({
+                "event": "error",
+                "message": message,
+                "exit_status": exit_status,
+            }),
+        });
     }
 }
 

@@ -287,6 +287,53 @@ fn a_restart_hashes_only_the_pieces_written(rt: Runtime) {
     );
 }
 
+/// `seed --partial` next to a full seed: it serves its half and never downloads into its
+/// read-only data (before the core knew "upload only", the write failed and the seed
+/// stopped with a storage error).
+fn a_partial_seed_never_downloads(rt: Runtime) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (t, payload) = torrent(root.path(), "128K");
+    let half = 11 * 128 * 1024;
+    let mut on_disk = vec![0u8; SIZE];
+    on_disk[..half].copy_from_slice(&payload[..half]);
+    let partial_dir = root.path().join("partial");
+    write(&partial_dir, "payload.bin", &on_disk);
+    let before = sha256(&partial_dir.join("payload.bin"));
+    let (mut full, full_addr) = unchoke_seed(rt, &t, &root.path().join("src"), &rt.ip(1), &[]);
+    let (mut partial, partial_addr) = unchoke_seed(
+        rt,
+        &t,
+        &partial_dir,
+        &rt.ip(2),
+        &["--partial", "--peer", &full_addr],
+    );
+    let out = root.path().join("out");
+    let mut dl = common::unchoke_download(
+        rt,
+        &t,
+        &out,
+        &rt.ip(3),
+        &["--peer", &partial_addr, "--peer", &full_addr],
+    );
+    completes(&mut dl);
+    assert!(std::fs::read(out.join("payload.bin")).expect("read copy") == payload);
+    partial.signal("INT");
+    let status = partial.wait_exit(TRANSFER_WAIT);
+    assert_eq!(status.code(), Some(130), "{}", partial.dump());
+    assert!(
+        !partial.dump().contains("\"error\""),
+        "the partial seed failed: {}",
+        partial.dump()
+    );
+    assert_eq!(
+        sha256(&partial_dir.join("payload.bin")),
+        before,
+        "read-only data changed"
+    );
+    full.signal("INT");
+    full.wait_exit(TRANSFER_WAIT);
+}
+
 per_runtime!(
     seed_on_a_longer_different_file_changes_nothing,
     seed_on_a_shorter_file_changes_nothing,
@@ -295,4 +342,5 @@ per_runtime!(
     download_refuses_a_longer_file_without_force,
     download_does_not_write_through_a_planted_symlink,
     a_restart_hashes_only_the_pieces_written,
+    a_partial_seed_never_downloads,
 );

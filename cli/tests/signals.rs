@@ -226,6 +226,11 @@ fn sigint_during_the_download_saves_resume_data(rt: Runtime) {
         "{}",
         seed.dump()
     );
+    // With --json, the stream ends with the `interrupted` event, not an `error`.
+    let last = seed.seen.last().cloned().unwrap_or_default();
+    assert_eq!(last["event"], "interrupted", "{}", seed.dump());
+    assert_eq!(last["signal"], "SIGTERM", "{last}");
+    assert_eq!(last["exit_status"], 143, "{last}");
 }
 
 per_runtime!(

@@ -388,3 +388,37 @@ fn pieces_written_covers_every_piece_on_disk() {
         "not everything: the download is half done"
     );
 }
+
+#[test]
+fn an_upload_only_partial_seed_serves_and_never_downloads() {
+    let piece_len = 32 * KIB;
+    let mut s = Swarm::new(make_content(MIB, 21), piece_len as u32, MIB);
+    let pieces = s.metainfo.info.piece_count();
+    s.add_seed(Behaviour::Honest);
+    // A partial seed over read-only data: the first half of the pieces.
+    let half: Vec<u32> = (0..pieces / 2).collect();
+    let p = s.add_node(Some(half.clone()), Behaviour::Honest);
+    let pt = s.nodes[p].torrent;
+    let now = s.now;
+    s.nodes[p].session.set_upload_only(pt, true, now);
+    let disk_before = s.nodes[p].disk.clone();
+    let l = s.add_node(None, Behaviour::Honest);
+    s.introduce(p);
+    s.introduce(l);
+    assert!(s.run_until(Duration::from_secs(120), |s| s.is_complete(l)));
+    s.settle();
+    assert!(s.disk_matches(l));
+    // The partial seed took nothing: same pieces, same disk, nothing written.
+    let have = s.nodes[p].session.have(pt).cloned().unwrap();
+    assert_eq!(have.ones().collect::<Vec<_>>(), half);
+    assert!(s.nodes[p].disk == disk_before, "the read-only data changed");
+    let written = s.nodes[p].session.pieces_written(pt).cloned().unwrap();
+    assert_eq!(written.ones().collect::<Vec<_>>(), half, "no write emitted");
+    // …and it served what it has.
+    let stats = s.nodes[p].session.stats(pt, s.now).unwrap();
+    assert!(stats.uploaded > 0, "the partial seed uploaded nothing");
+    assert!(
+        !s.events(p)
+            .any(|(_, e)| matches!(e, Event::PieceVerified { .. }))
+    );
+}

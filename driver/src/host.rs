@@ -497,6 +497,10 @@ impl SessionHost {
                 if let Ok(id) = result {
                     self.accepted = true;
                     self.session.note_pieces_written(id, &written);
+                    if !storage.access().writable() {
+                        // Read-only data (`seed --partial`): serve it, never download into it.
+                        self.session.set_upload_only(id, true, now);
+                    }
                     // Without an override the session announces to the metainfo's trackers
                     // from its next timer call (its deadline is now).
                     if let Some(tiers) = trackers {

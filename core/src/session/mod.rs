@@ -400,6 +400,14 @@ impl Session {
         }
     }
 
+    /// Makes `torrent` upload-only (or not): it serves the pieces it has and never requests,
+    /// accepts or writes a block — for data that must not change, such as a partial seed
+    /// over read-only storage. Outstanding requests are forgotten and peers told we are not
+    /// interested; a peer with every piece is then disconnected, as between two seeds.
+    pub fn set_upload_only(&mut self, torrent: TorrentId, on: bool, now: Instant) {
+        self.with_torrent(torrent, |t, ctx| t.set_upload_only(on, ctx, now));
+    }
+
     /// Sets per-file priorities (index = file index in the metainfo; missing entries mean
     /// `Normal`). Skipped files are not downloaded, except pieces they share with wanted
     /// files.

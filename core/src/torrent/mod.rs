@@ -173,6 +173,10 @@ pub(crate) struct Torrent {
     /// written but unverified, and every piece a `WriteBlock` was emitted for. Saved with
     /// resume data so a restart reads only these (the rest are known empty).
     written: Bitfield,
+    /// Never download: not interested in anyone, no requests, every block that arrives is
+    /// discarded unwritten. For data that must not change (`seed --partial` over read-only
+    /// storage); see [`Torrent::set_upload_only`].
+    upload_only: bool,
 }
 
 impl Torrent {
@@ -217,6 +221,7 @@ impl Torrent {
             pex_ignored: 0,
             display_name: None,
             written,
+            upload_only: false,
         })
     }
 
@@ -282,6 +287,21 @@ impl Torrent {
     }
 
     /// Adds `pieces` (same piece count, else ignored) to the pieces that may hold data.
+    /// Turns upload-only mode on or off. Turning it on forgets every request outstanding
+    /// and tells interested peers we are no longer interested; blocks still arriving are
+    /// discarded (counted as wasted), so no `WriteBlock` is emitted from then on.
+    pub(crate) fn set_upload_only(&mut self, on: bool, ctx: &mut Ctx<'_>, now: Instant) {
+        self.upload_only = on;
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            if on {
+                self.drop_requests(conn);
+            }
+            self.update_interest(conn, ctx);
+            self.fill_pipeline(conn, ctx, now);
+        }
+    }
+
     pub(crate) fn note_written(&mut self, pieces: &Bitfield) {
         if pieces.len() != self.written.len() {
             return;
@@ -1007,7 +1027,9 @@ impl Torrent {
         let Some(peer) = self.peers.get(&conn) else {
             return;
         };
-        if self.picker.is_complete() && peer.has.is_full() {
+        // Neither side can give the other anything: a seed (or an upload-only torrent,
+        // which takes nothing) and a peer that has every piece.
+        if (self.picker.is_complete() || self.upload_only) && peer.has.is_full() {
             return self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
         }
         self.update_interest(conn, ctx);
@@ -1022,7 +1044,7 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        let want = self.picker.is_interesting(&peer.has);
+        let want = !self.upload_only && self.picker.is_interesting(&peer.has);
         if want != peer.am_interested {
             peer.am_interested = want;
             ctx.out.send(
@@ -1169,10 +1191,10 @@ impl Torrent {
         peer.timed_out = false;
         let requested = peer.take_outstanding(piece, offset);
         peer.snub_clock = (!peer.outstanding.is_empty()).then_some(now);
-        if !requested && !self.buffers.contains_key(&piece) {
+        if self.upload_only || !requested && !self.buffers.contains_key(&piece) {
             // Unrequested data is only taken for a piece already in progress (a late copy
             // after a cancel or time-out). Otherwise a peer could make us buffer pieces we
-            // never asked for, without bound.
+            // never asked for, without bound. An upload-only torrent takes nothing.
             self.wasted += n;
             return;
         }
