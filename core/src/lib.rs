@@ -57,3 +57,8 @@ pub mod tracker;
 pub mod wire;
 
 pub use info_hash::InfoHash;
+
+// Helpers for embedders (the std clock adapter, piece verification, in-memory storage), and
+// the `bytes` crate the API speaks in, so an embedder uses the very same version.
+pub mod embed;
+pub use bytes;
