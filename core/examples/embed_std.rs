@@ -48,59 +48,62 @@ struct Peer {
 }
 
 impl Peer {
-    /// One turn of the loop — inputs, then timers, then every action, then the sockets'
-    /// writes. Returns whether it moved any byte (the caller sleeps a little when not).
+    /// One turn of the loop: inputs (new connections, bytes read, the deadline), every
+    /// action they produced, then the sockets' writes. Returns whether any byte moved.
     fn turn(&mut self, now: Instant) -> Result<bool, Box<dyn Error>> {
         let (s, mut busy, mut closed) = (&mut self.session, false, Vec::new());
         while let Some((stream, addr)) = self.listener.as_ref().and_then(|l| l.accept().ok()) {
-            stream.set_nonblocking(true)?;
             let conn = s.connection_opened(addr, Direction::Inbound, now);
-            self.conns.insert(conn, Conn::new(stream));
+            self.conns.insert(conn, Conn::new(stream)?);
         }
-        let mut chunk = vec![0u8; 64 << 10];
         for (&id, c) in &mut self.conns {
-            match c.stream.read(&mut chunk) {
-                Ok(0) => closed.push(id),
-                Ok(n) => {
-                    c.recv.extend_from_slice(&chunk[..n]);
+            match c.fill() {
+                Ok(0) => {}
+                Ok(_) => {
                     s.handle_bytes(id, &mut c.recv, now);
                     busy = true;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(_) => closed.push(id),
             }
-        }
-        for id in closed.drain(..) {
-            self.conns.remove(&id);
-            s.connection_closed(id, now);
         }
         if s.poll_timeout().is_some_and(|deadline| deadline <= now) {
             s.handle_timeout(now);
         }
+        self.drain(closed, now)?;
+        let mut closed = Vec::new();
+        for (&id, c) in &mut self.conns {
+            match c.flush() {
+                Ok(wrote) => busy |= wrote,
+                Err(_) => closed.push(id),
+            }
+        }
+        self.drain(closed, now)?;
+        Ok(busy)
+    }
+
+    /// Reports the connections that failed, then carries out every action, in order.
+    fn drain(&mut self, closed: Vec<ConnId>, now: Instant) -> Result<(), Box<dyn Error>> {
+        for id in closed {
+            self.conns.remove(&id);
+            self.session.connection_closed(id, now);
+        }
+        let s = &mut self.session;
         while let Some(action) = s.poll_action() {
             match action {
-                Action::Send { conn, data } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.send.push_back(data);
-                    }
-                }
+                Action::Send { conn, data } => queue(&mut self.conns, conn, [data]),
                 Action::SendBlock { conn, header, data } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.send.extend([header, data]);
-                    }
+                    queue(&mut self.conns, conn, [header, data]);
                 }
+                // The session has forgotten `conn`: close the socket, drop what it queued.
+                Action::Disconnect { conn, .. } => drop(self.conns.remove(&conn)),
+                // A blocking connect keeps the example short; loopback answers at once.
                 Action::Connect { torrent, addr } => match TcpStream::connect(addr) {
                     Ok(stream) => {
-                        stream.set_nonblocking(true)?;
                         let conn = s.connection_opened(addr, Direction::Outbound(torrent), now);
-                        self.conns.insert(conn, Conn::new(stream));
+                        self.conns.insert(conn, Conn::new(stream)?);
                     }
                     Err(_) => s.connect_failed(torrent, addr, now),
                 },
-                // The session has forgotten `conn`: close the socket, drop what it queued.
-                Action::Disconnect { conn, .. } => {
-                    self.conns.remove(&conn);
-                }
                 Action::WriteBlock {
                     torrent,
                     piece,
@@ -127,39 +130,58 @@ impl Peer {
                 Action::Event(_) | Action::Announce { .. } | Action::SendDatagram { .. } => {}
             }
         }
-        for (&id, c) in &mut self.conns {
-            while let Some(front) = c.send.front_mut() {
-                match c.stream.write(front) {
-                    Ok(n) if n > 0 => {
-                        front.advance(n);
-                        busy = true;
-                        if front.is_empty() {
-                            c.send.pop_front();
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    _ => {
-                        closed.push(id);
-                        break;
-                    }
-                }
-            }
-        }
-        for id in closed {
-            self.conns.remove(&id);
-            s.connection_closed(id, now);
-        }
-        Ok(busy)
+        Ok(())
     }
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> Self {
-        Conn {
+    fn new(stream: TcpStream) -> std::io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Conn {
             stream,
             recv: BytesMut::with_capacity(64 << 10),
             send: VecDeque::new(),
+        })
+    }
+
+    /// Reads what the socket has into `recv`: how many bytes (0: none yet), or an error
+    /// when the peer hung up or the socket failed.
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 << 10];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => Err(ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                self.recv.extend_from_slice(&chunk[..n]);
+                Ok(n)
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
         }
+    }
+
+    /// Writes as much of the queue as the socket takes; whether it took anything.
+    fn flush(&mut self) -> std::io::Result<bool> {
+        let mut wrote = false;
+        while let Some(front) = self.send.front_mut() {
+            match self.stream.write(front) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => front.advance(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+            wrote = true;
+            if front.is_empty() {
+                self.send.pop_front();
+            }
+        }
+        Ok(wrote)
+    }
+}
+
+/// Queues buffers to send on `conn`, in order (nothing if it is already closed).
+fn queue<const N: usize>(conns: &mut BTreeMap<ConnId, Conn>, conn: ConnId, buffers: [Bytes; N]) {
+    if let Some(c) = conns.get_mut(&conn) {
+        c.send.extend(buffers);
     }
 }
 
