@@ -1,11 +1,211 @@
 //! # unchoke-core
 //!
-//! The sans-IO heart of unchoke, a BitTorrent engine. Nothing in this crate touches a socket,
-//! a clock, a thread, a file or global randomness: it parses and produces bytes, takes time
-//! and input as arguments, and answers with actions for a driver to carry out (see
-//! [`session`]).
+//! The sans-IO heart of unchoke, a BitTorrent engine. Its state machines touch no socket,
+//! clock, thread, file or global randomness: they parse and produce bytes, take time and
+//! input as arguments, and answer with actions for a driver to carry out (the one clock read,
+//! [`embed::StdClock::now`], is a helper the driver calls on its own side). This page is
+//! the contract between a [`session::Session`] and the loop that drives it; the example
+//! `core/examples/embed_std.rs` (`cargo run --example embed_std -p unchoke-core`) follows it
+//! over real TCP sockets.
 //!
-//! Modules:
+//! ## Driving a `Session`
+//!
+//! A [`session::Session`] holds every torrent and peer connection of one client. Its methods
+//! are of four kinds:
+//!
+//! - **Getters** (`&self`, no `now` unless a rate is computed): [`peer_id`], [`config`],
+//!   [`stats`], [`have`], [`pieces_written`], [`torrent_by_hash`], [`connections`],
+//!   [`trackers`], [`dht_nodes`]… They never change anything.
+//! - **Inputs**, facts the driver observed, each with `now`: a stream opened
+//!   ([`connection_opened`], with [`Direction::Inbound`] for an accepted one) or a dial failed
+//!   ([`connect_failed`]); bytes read ([`handle_bytes`]: complete messages are consumed from
+//!   the buffer, a partial one stays for the next call); a stream closed by itself
+//!   ([`connection_closed`], idempotent); a datagram on the DHT socket ([`handle_datagram`]);
+//!   a disk job done ([`disk_write_done`], [`disk_read_done`], [`piece_hashed`]); a tracker
+//!   answered ([`announce_done`]); the deadline passed ([`handle_timeout`]).
+//! - **Commands**, what the user wants, also with `now`: [`add_torrent`], [`add_magnet`] and
+//!   [`metadata_ready`], [`add_peers`], [`set_trackers`], [`set_upload_only`],
+//!   [`set_file_priorities`], [`note_pieces_written`], [`dht_bootstrap`], and
+//!   [`stop_announces`] when leaving.
+//! - **Outputs**, pulled: [`poll_action`] gives the next [`Action`] (or `None`), and
+//!   [`poll_timeout`] the instant at which [`handle_timeout`] is next due (`None`: nothing
+//!   is scheduled, wait for input; today the session always has its one-second housekeeping
+//!   tick, so it is `Some`).
+//!
+//! **The order.** After every input or command: drain [`poll_action`] until it returns `None`,
+//! carrying out each action; then ask [`poll_timeout`] and wait for the next input or that
+//! instant, whichever comes first; when it has come, call [`handle_timeout`] and drain again.
+//! Drain to the end every time: small messages for a peer are coalesced and only handed out
+//! when the queue runs dry. Actions for one connection must be carried out in the order
+//! polled (a [`Action::Send`] before a later [`Action::SendBlock`] on the same stream).
+//!
+//! **Calls while draining.** Any input or command may be made between two [`poll_action`]
+//! calls — a disk completion answered at once, [`connection_opened`] right after a
+//! [`Action::Connect`] — and the actions it produces join the queue behind those already in
+//! it. Actions are owned values: nothing borrows the session while one is being carried out.
+//!
+//! **Time.** `now` is the core's own [`time::Instant`], from a clock of the driver's choosing
+//! ([`embed::StdClock`] measures from a fixed `std::time::Instant`; a simulator advances it by
+//! hand). It must never go backwards from one call to the next (the arithmetic saturates
+//! instead of panicking, but timers would fire late). Calling [`handle_timeout`] early, twice,
+//! or with no deadline due is harmless; so is input for a connection already closed and a
+//! completion nobody waits for.
+//!
+//! **Actions, in short.** [`Action::Send`] / [`Action::SendBlock`]: write the bytes (the
+//! block's two buffers vectored, never concatenated). [`Action::Connect`]: dial, then
+//! [`connection_opened`] with [`Direction::Outbound`] or [`connect_failed`] (today the driver
+//! bounds the dial with its own time-out). [`Action::Disconnect`]: close the socket and drop
+//! whatever the driver still holds for it — the session has already forgotten the connection,
+//! so do not report it back (a [`connection_closed`] for it would be ignored).
+//! [`Action::WriteBlock`] / [`Action::ReadBlock`]: store or load a block, then
+//! [`disk_write_done`] / [`disk_read_done`]. [`Action::VerifyPiece`]: SHA-1 the blocks
+//! ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one tracker
+//! exchange ([`tracker`] builds and parses the bytes), then [`announce_done`].
+//! [`Action::SendDatagram`]: send from the DHT's UDP socket. [`Action::Event`]: tell the
+//! user; only [`session::Event::MetadataReceived`] asks for an answer ([`metadata_ready`]).
+//!
+//! **Backpressure, as it is today:** the session neither knows what a socket accepted nor how
+//! many writes wait for the disk — it emits a `WriteBlock` for every block that arrives and a
+//! `SendBlock` for every request it serves (at most [`session::SessionConfig::max_queued_uploads`]
+//! queued per peer) — so the driver bounds memory itself, by not reading from peers while too
+//! many downloaded bytes wait for its disk, and by closing (and reporting with
+//! [`connection_closed`]) a peer whose unsent bytes pile past a bound of its choosing.
+//!
+//! **Determinism.** One RNG, seeded by the caller of [`session::Session::new`], and ordered
+//! maps only: the same seed and the same inputs at the same instants give the same actions,
+//! byte for byte. Any byte sequence from a peer ends in a typed error and a `Disconnect`,
+//! never a panic.
+//!
+//! The smallest loop: two sessions joined by in-memory byte pipes instead of sockets, with
+//! their disks in memory, time advanced by hand.
+//!
+//! ```rust
+//! use std::time::Duration;
+//!
+//! use unchoke_core::bytes::BytesMut;
+//! use unchoke_core::create::{Content, CreateOptions, create};
+//! use unchoke_core::embed::{MemoryStorage, verify_piece};
+//! use unchoke_core::metainfo::Metainfo;
+//! use unchoke_core::session::{Action, Direction, Session, SessionConfig};
+//! use unchoke_core::storage::Layout;
+//! use unchoke_core::time::Instant;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!
+//! // 40,000 bytes in 16 KiB pieces; disk 0 holds them, disk 1 is empty.
+//! let layout = Layout::new(16 << 10, [40_000])?;
+//! let content: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+//! let mut disk = [
+//!     MemoryStorage::with_content(layout.clone(), content)?,
+//!     MemoryStorage::new(layout)?,
+//! ];
+//! let options = CreateOptions { piece_length: Some(16 << 10), ..CreateOptions::new("a.bin") };
+//! let metainfo = Metainfo::from_bytes(&create(
+//!     Content::SingleFile { length: 40_000 },
+//!     &mut disk[0],
+//!     &options,
+//! )?)?;
+//!
+//! let mut now = Instant::ZERO;
+//! let mut s = [
+//!     Session::new(SessionConfig::default(), 1, now),
+//!     Session::new(SessionConfig::default(), 2, now),
+//! ];
+//! let seeded = disk[0].verified_pieces(&metainfo.info.piece_hashes);
+//! s[0].add_torrent(&metainfo, Some(seeded), now)?;
+//! let t = s[1].add_torrent(&metainfo, None, now)?;
+//! // Session 1 "dials" session 0; each end gets its connection id.
+//! let c = [
+//!     s[0].connection_opened("127.0.0.1:50000".parse()?, Direction::Inbound, now),
+//!     s[1].connection_opened("127.0.0.1:6881".parse()?, Direction::Outbound(t), now),
+//! ];
+//! let mut inbox = [BytesMut::new(), BytesMut::new()]; // bytes "read" by each end
+//!
+//! while s[1].have(t).is_some_and(|have| !have.is_full()) {
+//!     assert!(now < Instant::from_secs(60), "the transfer takes a fraction of that");
+//!     for i in 0..2 {
+//!         // Inputs first: the bytes that arrived, and the deadline if it passed …
+//!         s[i].handle_bytes(c[i], &mut inbox[i], now);
+//!         if s[i].poll_timeout().is_some_and(|deadline| deadline <= now) {
+//!             s[i].handle_timeout(now);
+//!         }
+//!         // … then every action, until none is left.
+//!         while let Some(action) = s[i].poll_action() {
+//!             match action {
+//!                 Action::Send { data, .. } => inbox[1 - i].extend_from_slice(&data),
+//!                 Action::SendBlock { header, data, .. } => {
+//!                     inbox[1 - i].extend_from_slice(&header);
+//!                     inbox[1 - i].extend_from_slice(&data);
+//!                 }
+//!                 Action::WriteBlock { torrent, piece, offset, data } => {
+//!                     let result = disk[i].write_block(piece, offset, &data);
+//!                     s[i].disk_write_done(torrent, piece, result.map_err(|e| e.to_string()), now);
+//!                 }
+//!                 Action::ReadBlock { conn, block, .. } => {
+//!                     let result = disk[i].read_block(block).map_err(|e| e.to_string());
+//!                     s[i].disk_read_done(conn, block, result, now);
+//!                 }
+//!                 Action::VerifyPiece { torrent, piece, expected, blocks } => {
+//!                     s[i].piece_hashed(torrent, piece, verify_piece(&blocks, &expected), now);
+//!                 }
+//!                 // No trackers, no DHT, one connection that stays up: nothing else to do.
+//!                 _ => {}
+//!             }
+//!         }
+//!     }
+//!     now += Duration::from_millis(10);
+//! }
+//! assert_eq!(disk[1].content(), disk[0].content());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [`peer_id`]: session::Session::peer_id
+//! [`config`]: session::Session::config
+//! [`stats`]: session::Session::stats
+//! [`have`]: session::Session::have
+//! [`pieces_written`]: session::Session::pieces_written
+//! [`torrent_by_hash`]: session::Session::torrent_by_hash
+//! [`connections`]: session::Session::connections
+//! [`trackers`]: session::Session::trackers
+//! [`dht_nodes`]: session::Session::dht_nodes
+//! [`connection_opened`]: session::Session::connection_opened
+//! [`connect_failed`]: session::Session::connect_failed
+//! [`handle_bytes`]: session::Session::handle_bytes
+//! [`connection_closed`]: session::Session::connection_closed
+//! [`handle_datagram`]: session::Session::handle_datagram
+//! [`disk_write_done`]: session::Session::disk_write_done
+//! [`disk_read_done`]: session::Session::disk_read_done
+//! [`piece_hashed`]: session::Session::piece_hashed
+//! [`announce_done`]: session::Session::announce_done
+//! [`handle_timeout`]: session::Session::handle_timeout
+//! [`add_torrent`]: session::Session::add_torrent
+//! [`add_magnet`]: session::Session::add_magnet
+//! [`metadata_ready`]: session::Session::metadata_ready
+//! [`add_peers`]: session::Session::add_peers
+//! [`set_trackers`]: session::Session::set_trackers
+//! [`set_upload_only`]: session::Session::set_upload_only
+//! [`set_file_priorities`]: session::Session::set_file_priorities
+//! [`note_pieces_written`]: session::Session::note_pieces_written
+//! [`dht_bootstrap`]: session::Session::dht_bootstrap
+//! [`stop_announces`]: session::Session::stop_announces
+//! [`poll_action`]: session::Session::poll_action
+//! [`poll_timeout`]: session::Session::poll_timeout
+//! [`Action`]: session::Action
+//! [`Action::Send`]: session::Action::Send
+//! [`Action::SendBlock`]: session::Action::SendBlock
+//! [`Action::Connect`]: session::Action::Connect
+//! [`Action::Disconnect`]: session::Action::Disconnect
+//! [`Action::WriteBlock`]: session::Action::WriteBlock
+//! [`Action::ReadBlock`]: session::Action::ReadBlock
+//! [`Action::VerifyPiece`]: session::Action::VerifyPiece
+//! [`Action::Announce`]: session::Action::Announce
+//! [`Action::SendDatagram`]: session::Action::SendDatagram
+//! [`Action::Event`]: session::Action::Event
+//! [`Direction::Inbound`]: session::Direction::Inbound
+//! [`Direction::Outbound`]: session::Direction::Outbound
+//!
+//! ## Modules
+//!
 //! - [`bencode`]: zero-copy decoder (byte offsets in every error, depth and length limits,
 //!   strict canonical mode) and canonical encoder.
 //! - [`info_hash`]: the v1 info-hash and its hex / base32 forms.
@@ -29,6 +229,9 @@
 //! - [`dht`]: a sans-IO Mainline DHT node (BEP 5): KRPC codec, routing table, iterative
 //!   `get_peers`/announce lookups, write tokens, peer store, per-IP rate limiting.
 //! - [`time`]: the injected monotonic [`time::Instant`].
+//! - [`embed`]: helpers for drivers — [`embed::StdClock`] (std → core time),
+//!   [`embed::verify_piece`], [`embed::MemoryStorage`] (a torrent in memory) — and
+//!   [`bytes`], re-exported so a driver uses the very version the API speaks.
 #![cfg_attr(
     feature = "sim",
     doc = "- [`sim`]: the deterministic swarm simulator (many sessions over a virtual network) and the distribution-time study."
