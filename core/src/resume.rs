@@ -22,7 +22,7 @@
 //! not verified yet: the session marks a piece the moment it emits a write for it). A piece
 //! in neither `have` nor `written` was never written by us; if every file it touches is
 //! unchanged since the save (same rule as above), nobody else wrote it either, so it is
-//! known empty and is not read ([`ResumeData::known_empty_in`]). Files written after the
+//! known empty and is not read ([`ResumeData::known_empty`]). Files written after the
 //! save (a crash mid-download) changed their time, so their pieces are all hashed again. A
 //! resume file without `written` (older versions) is read conservatively: every piece not
 //! trusted may hold data.
