@@ -685,8 +685,8 @@ fn run(
 
 /// The message for a torrent refused at start (`add_torrent`), in the user's terms.
 fn storage_error(save_path: &Path, e: &unchoke_driver::ClientError) -> String {
-    use unchoke_core::storage::StorageError;
     use unchoke_driver::ClientError;
+    use unchoke_storage::StorageError;
     let dir = save_path.display();
     match e {
         ClientError::Storage(StorageError::TooLong { .. }) => format!(

@@ -24,8 +24,8 @@ use std::collections::BTreeSet;
 use sha1::Digest;
 
 use crate::bencode::{self, Dict, List, Value};
+use crate::layout::{BLOCK_SIZE, FileSpan, Layout, LayoutError};
 use crate::metainfo::{ComponentError, check_component};
-use crate::storage::{BLOCK_SIZE, FileSpan, Layout, LayoutError};
 
 /// The `created by` value unchoke writes: `unchoke/<version>`.
 pub const CREATED_BY: &str = concat!("unchoke/", env!("CARGO_PKG_VERSION"));

@@ -211,11 +211,8 @@
 //! - [`info_hash`]: the v1 info-hash and its hex / base32 forms.
 //! - [`metainfo`]: `.torrent` files (v1, and hybrid v1+v2 read as v1), validated and with
 //!   sanitised paths; [`magnet`]: magnet links; [`create`]: torrent creation (pure).
-//! - [`storage`]: piece ↔ file-span layout math.
-#![cfg_attr(
-    feature = "fs",
-    doc = "  With the `fs` feature, [`storage::FileStorage`]: blocking positional file IO."
-)]
+//! - [`layout`]: piece ↔ file-span layout math (also reachable as `storage`, its former
+//!   name). File IO lives in the `unchoke-storage` crate.
 //! - [`resume`]: resume data (verified pieces and file states), encoded as bencode.
 //! - [`wire`]: the peer wire protocol (BEP 3, 6, 10): handshake, messages, an incremental
 //!   decoder that checks every limit before allocating.
@@ -245,6 +242,7 @@ pub mod choker;
 pub mod create;
 pub mod dht;
 pub mod info_hash;
+pub mod layout;
 pub mod magnet;
 pub mod metainfo;
 pub mod picker;
@@ -253,7 +251,8 @@ pub mod resume;
 pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod storage;
+/// The former name of [`layout`], kept so `unchoke_core::storage::Layout` paths still work.
+pub use layout as storage;
 pub mod time;
 pub mod torrent;
 pub mod tracker;

@@ -507,7 +507,7 @@ mod tests {
     #[test]
     fn from_metainfo_flattens_tiers_in_order() {
         use crate::create::{Content, CreateOptions, TorrentPlan};
-        use crate::storage::FileSpan;
+        use crate::layout::FileSpan;
         let mut options = CreateOptions::new("my file.txt");
         options.trackers = vec![
             vec!["http://a/".into(), "http://b/".into()],

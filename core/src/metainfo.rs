@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use crate::bencode::{self, DecodeError, Dict, List, Value};
 use crate::info_hash::InfoHash;
-use crate::storage::Layout;
+use crate::layout::Layout;
 
 /// The largest piece length accepted: 256 MiB.
 pub const MAX_PIECE_LENGTH: u32 = 256 << 20;

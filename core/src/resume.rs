@@ -1,7 +1,7 @@
 //! Resume data: which pieces were verified, and what the files looked like at that moment.
 //!
-//! Pure encode/decode (bencode) and the trust rule; no file is touched here (the `fs`
-//! feature's `storage::FileStorage` reads and writes resume files atomically).
+//! Pure encode/decode (bencode) and the trust rule; no file is touched here (the
+//! `unchoke-storage` crate's `FileStorage` reads and writes resume files atomically).
 //!
 //! # Why trusting a resume file is safe
 //!
@@ -46,8 +46,8 @@
 use crate::InfoHash;
 use crate::bencode::{self, DecodeError, Dict, List, Value};
 use crate::bitfield::{Bitfield, BitfieldError};
+use crate::layout::Layout;
 use crate::metainfo::Info;
-use crate::storage::Layout;
 
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: i64 = 1;
@@ -349,7 +349,10 @@ impl ResumeData {
 
     /// [`ResumeData::trusted_pieces`] over a layout, with `is_pad(file)` telling padding
     /// files (which are never on disk and always trusted: their bytes are zeros).
-    pub(crate) fn trusted_in(
+    ///
+    /// Public for `unchoke-storage`, which holds a torrent's layout and padding flags rather
+    /// than its [`Info`]; the trust rule itself stays here, next to its reasons.
+    pub fn trusted_in(
         &self,
         layout: &Layout,
         is_pad: impl Fn(usize) -> bool,
@@ -395,8 +398,9 @@ impl ResumeData {
         self.known_empty_in(&info.layout(), |i| is_pad(info, i), current)
     }
 
-    /// [`ResumeData::known_empty`] over a layout.
-    pub(crate) fn known_empty_in(
+    /// [`ResumeData::known_empty`] over a layout, `is_pad` as for
+    /// [`ResumeData::trusted_in`] (public for `unchoke-storage` for the same reason).
+    pub fn known_empty_in(
         &self,
         layout: &Layout,
         is_pad: impl Fn(usize) -> bool,

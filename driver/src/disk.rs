@@ -12,9 +12,9 @@ use sha1::{Digest, Sha1};
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::session::{ConnId, Session, TorrentId};
-use unchoke_core::storage::FileStorage;
 use unchoke_core::tracker::AnnounceResponse;
 use unchoke_core::wire::BlockRequest;
+use unchoke_storage::FileStorage;
 
 /// Work for a disk thread.
 #[allow(missing_docs)] // the fields are the core action's fields
@@ -316,7 +316,7 @@ pub fn sha1_of(blocks: &[Bytes]) -> [u8; 20] {
 }
 
 /// The storage error as one line, flagged when the disk is full so users see the cause.
-fn describe(e: &unchoke_core::storage::StorageError) -> String {
+fn describe(e: &unchoke_storage::StorageError) -> String {
     if e.is_disk_full() {
         format!("disk full: {e}")
     } else {

@@ -19,9 +19,9 @@ use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
     Action, AddTorrentError, ConnId, DisconnectReason, Event, MagnetOptions, Session, TorrentId,
 };
-use unchoke_core::storage::FileStorage;
 use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
+use unchoke_storage::FileStorage;
 
 use crate::announce::{AnnounceJob, STOPPED_TIMEOUT};
 use crate::dht_node::{load_nodes, save_nodes};

@@ -34,10 +34,10 @@ use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::resume::ResumeData;
 use unchoke_core::session::{AddTorrentError, Event, TorrentId};
-use unchoke_core::storage::{
+use unchoke_core::torrent::TorrentStats;
+use unchoke_storage::{
     FileReport, FileStatus, FileStorage, StorageAccess, StorageError, StorageOptions, thousands,
 };
-use unchoke_core::torrent::TorrentStats;
 
 /// What can go wrong when driving a client.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@
 //!   completions back through a queue and a `mio::Waker` (one wake per burst).
 //! - Memory is bounded: reading from peers pauses while too many downloaded bytes wait
 //!   for the disk, and a peer that does not read what it asked for is dropped.
-//! - Storage is the core's `FileStorage`; resume data is saved periodically and on
+//! - Storage is `unchoke-storage`'s `FileStorage`; resume data is saved periodically and on
 //!   [`ClientCore::shutdown`](unchoke_driver::ClientCore::shutdown), and trusted on restart only for files that did not change.
 //!
 //! ```no_run

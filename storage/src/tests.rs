@@ -2,9 +2,9 @@ use std::fs::OpenOptions;
 use std::path::Path;
 
 use super::*;
-use crate::InfoHash;
-use crate::bencode::{Dict, List, Value, encode};
-use crate::metainfo::Metainfo;
+use unchoke_core::InfoHash;
+use unchoke_core::bencode::{Dict, List, Value, encode};
+use unchoke_core::metainfo::Metainfo;
 
 /// One entry of a test torrent's file list.
 enum F {

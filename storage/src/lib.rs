@@ -1,7 +1,14 @@
-//! [`FileStorage`]: blocking positional file IO for one torrent's content (feature `fs`).
+//! # unchoke-storage
 //!
-//! This is the one place in the core that touches files; both drivers share it and call it
-//! from their worker threads (it is `Send + Sync` and every method takes `&self`).
+//! [`FileStorage`]: blocking positional file IO for one torrent's content, and the atomic
+//! resume-file IO ([`FileStorage::save_resume`], [`FileStorage::load_resume`]).
+//!
+//! This is the one place in unchoke that touches a torrent's files; it lives outside the
+//! sans-IO `unchoke-core` (which has no `std::fs` and no threads) so that the core stays pure,
+//! and both drivers share it, calling it from their worker threads (it is `Send + Sync` and
+//! every method takes `&self`). The layout arithmetic it follows is the core's
+//! [`unchoke_core::layout::Layout`]; resume encoding and its trust rule are the core's
+//! [`unchoke_core::resume`].
 //!
 //! - Files live at their final paths: `<save_path>/<name>` for a single-file torrent,
 //!   `<save_path>/<name>/<path…>` for a multi-file one (paths were sanitised by the
@@ -20,6 +27,8 @@
 //!   truncates or writes anything; read-write storage (downloading) never cuts a file
 //!   longer than the torrent says unless told to, and never writes through a symlink or
 //!   into a special file below the save directory (see the `open` module).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -34,15 +43,13 @@ use sha1::Digest;
 mod open;
 
 use self::open::{OpenMode, open_below};
-use super::{Layout, LayoutError};
-use crate::bitfield::Bitfield;
-use crate::metainfo::Info;
-use crate::resume::{FileState, ResumeData, ResumeError};
+use unchoke_core::bitfield::Bitfield;
+use unchoke_core::layout::{FileSpan, Layout, LayoutError};
+use unchoke_core::metainfo::Info;
+use unchoke_core::resume::{FileState, ResumeData, ResumeError};
 
 #[cfg(not(any(unix, windows)))]
-compile_error!(
-    "unchoke-core's `fs` feature needs positional file IO, available on Unix and Windows only"
-);
+compile_error!("unchoke-storage needs positional file IO, available on Unix and Windows only");
 
 /// The default bound on cached open file handles.
 pub const DEFAULT_MAX_OPEN_FILES: usize = 64;
@@ -398,7 +405,7 @@ pub struct CheckOutcome {
     pub have: Bitfield,
     /// The pieces that may hold data: `have`, and pieces read that failed their hash and
     /// are not all zeros (partly written). Pieces skipped, known empty, or read as all
-    /// zeros are not in it. For [`crate::resume::ResumeData::written`].
+    /// zeros are not in it. For [`unchoke_core::resume::ResumeData::written`].
     pub written: Bitfield,
     /// Pieces taken from the resume data without reading them.
     pub trusted: u32,
@@ -767,7 +774,7 @@ impl FileStorage {
             return Err(StorageError::OutOfRange { piece, offset, len });
         }
         let start = self.layout.piece_offset(piece) + u64::from(offset);
-        let part = |span: &super::FileSpan| {
+        let part = |span: &FileSpan| {
             let lo = (span.torrent_offset - start) as usize;
             data.get(lo..lo + span.len as usize).unwrap_or_default()
         };
@@ -1154,7 +1161,7 @@ impl FileStorage {
     /// [`FileStorage::flush`] first.
     pub fn resume_data(
         &self,
-        info_hash: crate::InfoHash,
+        info_hash: unchoke_core::InfoHash,
         have: Bitfield,
         written: Option<Bitfield>,
     ) -> ResumeData {

@@ -3,9 +3,8 @@
 //! A torrent's content is its files concatenated in order; pieces cut that stream into
 //! `piece_length` chunks (the last one shorter), and peers move pieces in 16 KiB blocks.
 //! [`Layout`] holds the arithmetic between the three views — piece/offset, torrent offset and
-//! file/offset — and nothing else: it never touches a file.
-//! With the `fs` feature this module also holds `FileStorage`, the blocking positional-IO
-//! storage both drivers share.
+//! file/offset — and nothing else: it never touches a file (the `unchoke-storage` crate's
+//! `FileStorage` does the file IO, with this layout).
 //!
 //! Conventions:
 //! - Zero-length files take no bytes: they never appear in a [`FileSpan`] and
@@ -290,12 +289,6 @@ impl Iterator for Spans<'_> {
 }
 
 impl std::iter::FusedIterator for Spans<'_> {}
-
-/// Blocking positional file IO over a torrent's files, shared by the drivers (feature `fs`).
-#[cfg(feature = "fs")]
-mod fs;
-#[cfg(feature = "fs")]
-pub use fs::*;
 
 #[cfg(test)]
 mod tests {
