@@ -27,12 +27,12 @@ use crate::bitfield::Bitfield;
 use crate::choker::{ChokeDecision, Choker, PeerChokeInfo, RoundKind};
 use crate::info_hash::InfoHash;
 use crate::picker::{self, PeerKey, Picker, Priority, Receipt};
-use crate::session::outbox::Outbox;
-use crate::session::{
-    Action, ConnId, Direction, DisconnectReason, Event, FailedPeer, SessionConfig, TorrentId,
-};
 use crate::storage::Layout;
 use crate::time::Instant;
+use crate::vocab::outbox::Outbox;
+use crate::vocab::{
+    Action, ConnId, Direction, DisconnectReason, Event, FailedPeer, SessionConfig, TorrentId,
+};
 use crate::wire::{
     self, Decoder, ExtensionHandshake, Handshake, Limits, Message, PieceGeometry, UT_METADATA,
     UT_PEX,

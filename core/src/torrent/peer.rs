@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use crate::bitfield::Bitfield;
 use crate::picker::{BlockRequest, PeerKey};
 use crate::rate::{CHOKE_WINDOW, PIPELINE_WINDOW, RateMeter};
-use crate::session::Direction;
 use crate::time::Instant;
+use crate::vocab::Direction;
 use crate::wire::{self, Decoder, PeerId};
 
 /// Everything the torrent knows about one established connection.
