@@ -227,7 +227,7 @@ impl Torrent {
 
     /// Removes a peer: its availability, requests and slots go; its verified data stays.
     /// Does not emit `Disconnect` (see [`Self::disconnect`]).
-    pub(crate) fn remove_peer(
+    pub(super) fn remove_peer(
         &mut self,
         conn: ConnId,
         ctx: &mut Ctx<'_>,
