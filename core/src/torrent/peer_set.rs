@@ -293,3 +293,108 @@ impl Torrent {
         self.peers.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::choker::Choker;
+    use crate::picker::Picker;
+    use crate::storage::Layout;
+    use crate::vocab::TorrentId;
+    use crate::vocab::outbox::Outbox;
+
+    /// A one-piece torrent with nothing verified, so it dials.
+    fn torrent() -> Torrent {
+        let layout = Layout::new(16384, [16384]).expect("layout");
+        let picker = Picker::new(16384, 16384).expect("picker");
+        let choker = Choker::new(Default::default(), Instant::ZERO);
+        Torrent::new(
+            TorrentId(0),
+            crate::InfoHash([1; 20]),
+            vec![[0; 20]],
+            layout,
+            picker,
+            choker,
+        )
+        .expect("torrent")
+    }
+
+    /// Runs `maybe_connect` at `now` and returns the addresses it dialled.
+    fn dial(t: &mut Torrent, config: &SessionConfig, now: Instant) -> Vec<SocketAddr> {
+        let mut out = Outbox::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let own = BTreeSet::new();
+        let mut closed = Vec::new();
+        let mut ctx = Ctx {
+            out: &mut out,
+            rng: &mut rng,
+            config,
+            own_addrs: &own,
+            closed: &mut closed,
+        };
+        t.maybe_connect(&mut ctx, now);
+        let mut dialled = Vec::new();
+        while let Some(action) = out.pop() {
+            if let Action::Connect { addr, .. } = action {
+                dialled.push(addr);
+            }
+        }
+        dialled
+    }
+
+    #[test]
+    fn failed_dials_back_off_doubling_then_give_up() {
+        let config = SessionConfig::default(); // 5 s delay, 3 failures
+        let addr: SocketAddr = "127.0.0.1:6881".parse().expect("addr");
+        let mut t = torrent();
+        t.add_candidates(&[addr], config.max_candidates, Instant::ZERO);
+        assert_eq!(dial(&mut t, &config, Instant::ZERO), vec![addr]);
+        assert!(
+            dial(&mut t, &config, Instant::ZERO).is_empty(),
+            "dialled once at a time"
+        );
+
+        t.connect_failed(addr, &config, Instant::ZERO);
+        assert!(dial(&mut t, &config, Instant::from_millis(4999)).is_empty());
+        assert_eq!(dial(&mut t, &config, Instant::from_secs(5)), vec![addr]);
+
+        t.connect_failed(addr, &config, Instant::from_secs(5));
+        let second = Instant::from_secs(5) + Duration::from_secs(10);
+        assert!(dial(&mut t, &config, Instant::from_secs(14)).is_empty());
+        assert_eq!(dial(&mut t, &config, second), vec![addr]);
+
+        t.connect_failed(addr, &config, second);
+        assert!(!t.has_candidates());
+        assert!(dial(&mut t, &config, Instant::from_secs(3600)).is_empty());
+        let (listed, total) = t.given_up_peers(8);
+        assert_eq!(total, 1);
+        assert_eq!(
+            listed,
+            vec![FailedPeer {
+                addr,
+                failures: 3,
+                connected: false
+            }]
+        );
+    }
+
+    #[test]
+    fn candidates_are_bounded_and_never_banned() {
+        let config = SessionConfig::default();
+        let mut t = torrent();
+        let banned: SocketAddr = "127.0.0.2:1".parse().expect("addr");
+        t.trust.adjust(banned.ip(), -100, config.max_strikes);
+        let addrs: Vec<SocketAddr> = (1..=5)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .chain([banned])
+            .collect();
+        t.add_candidates(&addrs, 3, Instant::ZERO);
+        assert_eq!(t.candidates.len(), 3);
+        t.add_candidates(&[banned], 10, Instant::ZERO);
+        assert!(!t.candidates.contains_key(&banned));
+        assert!(t.peers_seen());
+    }
+}

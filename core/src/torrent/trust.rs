@@ -100,3 +100,62 @@ impl Torrent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 7));
+
+    #[test]
+    fn a_sole_sender_is_banned_at_its_third_bad_piece() {
+        let mut t = Trust::default();
+        assert!(!t.adjust(IP, -2, 3));
+        assert!(!t.adjust(IP, -2, 3));
+        assert!(!t.is_banned(IP));
+        assert!(
+            t.adjust(IP, -2, 3),
+            "−6 half-strikes reaches −2 × max_strikes"
+        );
+        assert!(t.is_banned(IP));
+    }
+
+    #[test]
+    fn shared_failures_count_half_and_good_pieces_earn_trust_back() {
+        let mut t = Trust::default();
+        for _ in 0..5 {
+            assert!(!t.adjust(IP, -1, 3));
+        }
+        // One verified piece lifts −5 to −4: two more shared failures stay above −6.
+        assert!(!t.adjust(IP, 1, 3));
+        assert!(!t.adjust(IP, -1, 3));
+        assert!(!t.is_banned(IP));
+        assert!(t.adjust(IP, -1, 3));
+        assert!(t.is_banned(IP));
+    }
+
+    #[test]
+    fn banked_credit_is_capped() {
+        let mut t = Trust::default();
+        for _ in 0..100 {
+            assert!(!t.adjust(IP, 1, 3), "a good piece never bans");
+        }
+        // Capped at MAX_TRUST (8), not 100: seven sole failures take it to −6.
+        for _ in 0..6 {
+            assert!(!t.adjust(IP, -2, 3));
+        }
+        assert!(t.adjust(IP, -2, 3));
+    }
+
+    #[test]
+    fn other_ips_are_untouched() {
+        let mut t = Trust::default();
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 8));
+        for _ in 0..3 {
+            t.adjust(IP, -2, 3);
+        }
+        assert!(t.is_banned(IP));
+        assert!(!t.is_banned(other));
+        assert!(!t.adjust(other, -2, 3));
+    }
+}
