@@ -15,13 +15,13 @@
 //!   peer is in that peer's `outstanding` list and vice versa.
 //!
 //! The torrent's, a connection's and a piece's states, with what holds in each, are written
-//! down in `STATE.md` next to this file. The work is split by job: [`peer_set`] (candidates,
-//! dialling, give-up, peers joining and leaving), [`messages`] (peer messages), [`pieces`]
-//! (requests in flight, blocks, writes, verification), [`upload`] (serving requests),
-//! [`trust`] (strikes and bans), [`choking`] (applying the choker), [`metadata`] and
-//! [`metadata_ready`] (BEP 9 and the magnet torrent's switch), [`pex`] (BEP 11), [`peer`]
-//! (one peer's state). This module keeps the [`Torrent`] struct, its construction, getters,
-//! file priorities and the periodic [`Torrent::tick`]. It builds on [`crate::vocab`] and
+//! down in `STATE.md` next to this file. The work is split by job: `peer_set` (candidates,
+//! dialling, give-up, peers joining and leaving), `messages` (peer messages), `pieces`
+//! (requests in flight, blocks, writes, verification), `upload` (serving requests),
+//! `trust` (strikes and bans), `choking` (applying the choker), `metadata` and
+//! `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex` (BEP 11), `peer`
+//! (one peer's state). This module keeps the `Torrent` struct, its construction, getters,
+//! file priorities and the periodic `Torrent::tick`. It builds on [`crate::vocab`] and
 //! never imports from the session.
 
 mod choking;
