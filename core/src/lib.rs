@@ -219,8 +219,10 @@
 //! - [`bitfield`], [`picker`] (rarest first, random first pieces, endgame, priorities),
 //!   [`rate`] (rate meters), [`choker`] (tit-for-tat: 4 regular slots every 10 s, one
 //!   optimistic every 30 s, anti-snubbing).
-//! - [`session`] (many torrents, routing, handshakes; the API a driver calls) and
-//!   [`torrent`] (one torrent's swarm state).
+//! - [`vocab`]: the shared vocabulary (ids, [`session::Action`], [`session::Event`],
+//!   reasons, [`session::SessionConfig`]), a leaf that imports neither of the next two;
+//!   [`torrent`] (one torrent's swarm state, split by job) builds on it, and [`session`]
+//!   (many torrents, routing, handshakes; the API a driver calls) on both.
 //! - [`tracker`]: trackers, sans-IO: the HTTP and UDP (BEP 15) announce exchanges and the
 //!   tracker server (random peer subsets, expiry, HTTP and UDP fronts).
 //! - [`dht`]: a sans-IO Mainline DHT node (BEP 5): KRPC codec, routing table, iterative
@@ -256,6 +258,7 @@ pub use layout as storage;
 pub mod time;
 pub mod torrent;
 pub mod tracker;
+pub mod vocab;
 pub mod wire;
 
 pub use info_hash::InfoHash;

@@ -47,11 +47,8 @@
 //! - **Spurious calls are harmless.** `handle_timeout` early, input for a connection already
 //!   closed, completions for forgotten requests: all are ignored.
 
-mod action;
-mod config;
 mod dht;
 mod give_up;
-pub(crate) mod outbox;
 mod trackers;
 
 use std::collections::BTreeMap;
@@ -61,11 +58,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 pub use crate::torrent::MAGNET_LEFT;
-pub use action::{
+pub use crate::vocab::{
     Action, ConnId, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED, FailedPeer,
-    GiveUpReason, TorrentId,
+    GiveUpReason, SessionConfig, TorrentId,
 };
-pub use config::SessionConfig;
 pub use trackers::metainfo_tiers;
 
 use crate::bitfield::Bitfield;
@@ -75,8 +71,8 @@ use crate::metainfo::Metainfo;
 use crate::picker::Priority;
 use crate::time::Instant;
 use crate::torrent::{Ctx, Torrent, TorrentStats, picker_for};
+use crate::vocab::outbox::Outbox;
 use crate::wire::{Handshake, PeerId, Reserved};
-use outbox::Outbox;
 use trackers::Trackers;
 
 /// Housekeeping period: keep-alives, idle checks, request time-outs and dialling are looked

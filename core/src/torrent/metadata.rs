@@ -28,8 +28,8 @@ use bytes::Bytes;
 use super::{Ctx, Torrent};
 use crate::info_hash::InfoHash;
 use crate::metainfo::Metainfo;
-use crate::session::{ConnId, DisconnectReason, Event};
 use crate::time::Instant;
+use crate::vocab::{ConnId, DisconnectReason, Event};
 use crate::wire::{
     METADATA_PIECE_LEN, MetadataMessage, WireError, metadata_piece_count, metadata_piece_len,
 };
@@ -277,7 +277,7 @@ impl Torrent {
             let sole = ips.len() == 1;
             fetch.single_source = true;
             ctx.out
-                .push(crate::session::Action::Event(Event::MetadataHashFailed {
+                .push(crate::vocab::Action::Event(Event::MetadataHashFailed {
                     torrent: self.id,
                 }));
             for (conn, addr) in senders {
@@ -299,7 +299,7 @@ impl Torrent {
             Ok(metainfo) => {
                 self.phase = Phase::AwaitingCheck(Box::new(metainfo.clone()));
                 ctx.out
-                    .push(crate::session::Action::Event(Event::MetadataReceived {
+                    .push(crate::vocab::Action::Event(Event::MetadataReceived {
                         torrent: self.id,
                         metainfo: Box::new(metainfo),
                     }));
@@ -307,7 +307,7 @@ impl Torrent {
             Err(e) => {
                 self.phase = Phase::Failed;
                 ctx.out
-                    .push(crate::session::Action::Event(Event::MetadataError {
+                    .push(crate::vocab::Action::Event(Event::MetadataError {
                         torrent: self.id,
                         message: e.to_string(),
                     }));

@@ -13,33 +13,48 @@
 //!   new (good) one.
 //! - Peer state and picker state change together: a request recorded in the picker for a
 //!   peer is in that peer's `outstanding` list and vice versa.
+//!
+//! The torrent's, a connection's and a piece's states, with what holds in each, are written
+//! down in `STATE.md` next to this file. The work is split by job: `peer_set` (candidates,
+//! dialling, give-up, peers joining and leaving), `messages` (peer messages), `pieces`
+//! (requests in flight, blocks, writes, verification), `upload` (serving requests),
+//! `trust` (strikes and bans), `choking` (applying the choker), `metadata` and
+//! `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex` (BEP 11), `peer`
+//! (one peer's state). This module keeps the `Torrent` struct, its construction, getters,
+//! file priorities and the periodic `Torrent::tick`. It builds on [`crate::vocab`] and
+//! never imports from the session.
 
+mod choking;
+mod messages;
 mod metadata;
+mod metadata_ready;
 mod peer;
+mod peer_set;
 mod pex;
+mod pieces;
+mod trust;
+mod upload;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use crate::bitfield::Bitfield;
-use crate::choker::{ChokeDecision, Choker, PeerChokeInfo, RoundKind};
+use crate::choker::Choker;
 use crate::info_hash::InfoHash;
-use crate::picker::{self, PeerKey, Picker, Priority, Receipt};
-use crate::session::outbox::Outbox;
-use crate::session::{
-    Action, ConnId, Direction, DisconnectReason, Event, FailedPeer, SessionConfig, TorrentId,
-};
+use crate::picker::{self, PeerKey, Picker, Priority};
 use crate::storage::Layout;
 use crate::time::Instant;
-use crate::wire::{
-    self, Decoder, ExtensionHandshake, Handshake, Limits, Message, PieceGeometry, UT_METADATA,
-    UT_PEX,
-};
+use crate::vocab::outbox::Outbox;
+use crate::vocab::{ConnId, DisconnectReason, FailedPeer, SessionConfig, TorrentId};
+use crate::wire::{self, Message, PieceGeometry};
 
 use metadata::{MetadataFetch, Phase};
-pub(crate) use peer::Peer;
+use peer::Peer;
+use peer_set::Candidate;
+use pieces::PieceBuffer;
+use trust::Trust;
 
 /// The id we ask peers to send `ut_pex` messages under (our handshake's `m`).
 pub(crate) const OUR_UT_PEX_ID: u8 = 1;
@@ -94,25 +109,6 @@ pub struct TorrentStats {
     pub has_metadata: bool,
 }
 
-/// Blocks of a piece being downloaded and the bookkeeping of its verification.
-#[derive(Debug)]
-struct PieceBuffer {
-    blocks: Vec<Option<Bytes>>,
-    writes_pending: u32,
-    write_failed: bool,
-    /// `Some(ok)` once the driver reported the hash result.
-    hashed: Option<bool>,
-}
-
-/// An address we may dial.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    failures: u32,
-    not_before: Instant,
-    /// A connection to it was established before (it went away rather than refusing).
-    connected: bool,
-}
-
 /// Shared mutable context a torrent needs from its session for one call.
 pub(crate) struct Ctx<'a> {
     pub(crate) out: &'a mut Outbox,
@@ -148,12 +144,8 @@ pub(crate) struct Torrent {
     /// Whether any peer was ever given, found or connected: a torrent that never had one
     /// gives up saying so, not that its peers failed.
     peers_seen: bool,
-    /// Trust per IP, in half-strikes: +1 per verified piece it contributed to (capped), −1
-    /// per failed piece it shared with others, −2 per failed piece it sent alone. Banned at
-    /// −2 × `max_strikes`. An honest peer caught in pieces a liar also touched earns its
-    /// trust back with every good piece; a liar never does.
-    trust: BTreeMap<IpAddr, i32>,
-    banned: BTreeSet<IpAddr>,
+    /// Trust per IP and the IPs banned for bad data (see [`trust`]).
+    trust: Trust,
     downloaded: u64,
     uploaded: u64,
     wasted: u64,
@@ -208,8 +200,7 @@ impl Torrent {
             given_up: BTreeMap::new(),
             given_up_overflow: 0,
             peers_seen: false,
-            trust: BTreeMap::new(),
-            banned: BTreeSet::new(),
+            trust: Trust::default(),
             downloaded: 0,
             uploaded: 0,
             wasted: 0,
@@ -249,30 +240,6 @@ impl Torrent {
         self.pex_ignored
     }
 
-    /// The extension handshake we send a peer at `addr`: the extensions we speak (disabled
-    /// for a private torrent) and, once we have it, the metadata's size.
-    fn extension_handshake(&self, addr: SocketAddr, config: &SessionConfig) -> ExtensionHandshake {
-        // A private torrent sends id 0 (disabled): `m` is additive, so a magnet torrent
-        // that turned out private must switch off what its first handshake offered.
-        let (metadata_id, pex_id) = if self.private {
-            (0, 0)
-        } else {
-            (OUR_UT_METADATA_ID, OUR_UT_PEX_ID)
-        };
-        let m = BTreeMap::from([
-            (UT_METADATA.to_owned(), metadata_id),
-            (UT_PEX.to_owned(), pex_id),
-        ]);
-        ExtensionHandshake {
-            m,
-            v: Some(config.client_name.clone()),
-            p: (config.listen_port != 0).then_some(config.listen_port),
-            reqq: u32::try_from(config.max_queued_uploads).ok(),
-            metadata_size: self.metadata.as_ref().map(|b| b.len() as u64),
-            yourip: Some(addr.ip()),
-        }
-    }
-
     pub(crate) fn piece_count(&self) -> u32 {
         self.geometry.piece_count()
     }
@@ -286,7 +253,6 @@ impl Torrent {
         &self.written
     }
 
-    /// Adds `pieces` (same piece count, else ignored) to the pieces that may hold data.
     /// Turns upload-only mode on or off. Turning it on forgets every request outstanding
     /// and tells interested peers we are no longer interested; blocks still arriving are
     /// discarded (counted as wasted), so no `WriteBlock` is emitted from then on.
@@ -302,6 +268,7 @@ impl Torrent {
         }
     }
 
+    /// Adds `pieces` (same piece count, else ignored) to the pieces that may hold data.
     pub(crate) fn note_written(&mut self, pieces: &Bitfield) {
         if pieces.len() != self.written.len() {
             return;
@@ -309,22 +276,6 @@ impl Torrent {
         for p in pieces.ones() {
             self.written.set(p);
         }
-    }
-
-    /// The established connection to the peer with this id, and who opened it.
-    pub(crate) fn conn_of_peer_id(&self, id: &wire::PeerId) -> Option<(ConnId, Direction)> {
-        self.peers
-            .iter()
-            .find(|(_, p)| p.peer_id == *id)
-            .map(|(c, p)| (*c, p.direction))
-    }
-
-    pub(crate) fn is_banned(&self, ip: IpAddr) -> bool {
-        self.banned.contains(&ip)
-    }
-
-    pub(crate) fn peer_count(&self) -> usize {
-        self.peers.len()
     }
 
     /// BEP 27: only the torrent's trackers may find its peers (no DHT, no PEX).
@@ -348,17 +299,6 @@ impl Torrent {
             .map(|p| u64::from(self.layout.piece_len(p)))
             .sum();
         self.layout.total_length().saturating_sub(have)
-    }
-
-    /// Whether any address is waiting to be dialled or being dialled.
-    pub(crate) fn has_candidates(&self) -> bool {
-        !self.candidates.is_empty()
-    }
-
-    /// Drops `addr` from the addresses to dial (it turned out to be ourselves).
-    pub(crate) fn forget_candidate(&mut self, addr: SocketAddr) {
-        self.connecting.remove(&addr);
-        self.candidates.remove(&addr);
     }
 
     pub(crate) fn conns(&self) -> impl Iterator<Item = ConnId> + '_ {
@@ -417,8 +357,6 @@ impl Torrent {
         }
     }
 
-    // ----- file priorities ------------------------------------------------------------
-
     /// Sets each file's priority; a piece takes the highest priority of the files it
     /// overlaps (a piece shared by a skipped and a wanted file must still be downloaded).
     pub(crate) fn set_file_priorities(
@@ -456,1050 +394,10 @@ impl Torrent {
         self.check_complete(ctx);
     }
 
-    // ----- peers joining and leaving ----------------------------------------------------
-
-    /// Adds addresses to dial (from the user, a tracker, PEX or the DHT).
-    pub(crate) fn add_candidates(&mut self, addrs: &[SocketAddr], max: usize, now: Instant) {
-        for &addr in addrs {
-            if self.candidates.len() >= max {
-                break;
-            }
-            if self.banned.contains(&addr.ip())
-                || self.peers.values().any(|p| p.addr == addr)
-                || self.connecting.contains(&addr)
-            {
-                continue;
-            }
-            self.peers_seen = true;
-            self.candidates.entry(addr).or_insert(Candidate {
-                failures: 0,
-                not_before: now,
-                connected: false,
-            });
-        }
-    }
-
-    /// Whether any peer was ever given, found or connected.
-    pub(crate) fn peers_seen(&self) -> bool {
-        self.peers_seen
-    }
-
-    /// The peers given up on (in address order, at most `limit`) and how many in all.
-    pub(crate) fn given_up_peers(&self, limit: usize) -> (Vec<FailedPeer>, usize) {
-        let listed = self.given_up.values().take(limit).copied().collect();
-        (listed, self.given_up.len() + self.given_up_overflow)
-    }
-
-    /// Emits `Connect` actions while below the connection limits, less the slots kept for
-    /// peers that dial us (`inbound_slots`). Only an incomplete torrent dials out: a seed
-    /// waits for peers that want something from it.
-    pub(crate) fn maybe_connect(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        if self.is_complete() {
-            return;
-        }
-        // Runs every tick: with the connection limits reached (the usual case in a big
-        // swarm) it must not walk the up to `max_candidates` addresses.
-        let slots = ctx
-            .config
-            .max_connecting
-            .saturating_sub(self.connecting.len())
-            .min(
-                ctx.config
-                    .max_peers_per_torrent
-                    .saturating_sub(ctx.config.inbound_slots)
-                    .saturating_sub(self.peers.len() + self.connecting.len()),
-            );
-        if slots == 0 {
-            return;
-        }
-        let mut due: Vec<SocketAddr> = self
-            .candidates
-            .iter()
-            // An address being dialled stays a candidate (its failures count) but must not
-            // be dialled twice at once.
-            .filter(|(a, c)| c.not_before <= now && !self.connecting.contains(a))
-            .map(|(a, _)| *a)
-            .collect();
-        // Dial a random choice, not the lowest addresses: every peer that learns the same
-        // list (a DHT lookup returns whole swarms) would otherwise fill its slots with the
-        // same peers, and the swarm would split into cliques that never trade (the
-        // simulator saw 100 DHT peers split into two halves of 50).
-        let take = slots.min(due.len());
-        for i in 0..take {
-            let j = ctx.rng.usize(i..due.len());
-            due.swap(i, j);
-        }
-        due.truncate(take);
-        for addr in due {
-            self.connecting.insert(addr);
-            ctx.out.push(Action::Connect {
-                torrent: self.id,
-                addr,
-            });
-        }
-    }
-
-    /// A dial for `addr` failed: try again later with back-off, or forget it.
-    pub(crate) fn connect_failed(
-        &mut self,
-        addr: SocketAddr,
-        config: &SessionConfig,
-        now: Instant,
-    ) {
-        self.connecting.remove(&addr);
-        self.note_failure(addr, false, config, now);
-    }
-
-    /// Counts a failure against `addr` (`connected`: a connection to it was up and ended);
-    /// after `max_connect_failures` it is given up on and remembered as such.
-    fn note_failure(
-        &mut self,
-        addr: SocketAddr,
-        connected: bool,
-        config: &SessionConfig,
-        now: Instant,
-    ) {
-        let entry = self.candidates.entry(addr).or_insert(Candidate {
-            failures: 0,
-            not_before: now,
-            connected: false,
-        });
-        entry.failures += 1;
-        entry.connected |= connected;
-        if entry.failures >= config.max_connect_failures {
-            let failed = FailedPeer {
-                addr,
-                failures: entry.failures,
-                connected: entry.connected,
-            };
-            self.candidates.remove(&addr);
-            if self.given_up.len() < config.max_candidates || self.given_up.contains_key(&addr) {
-                self.given_up.insert(addr, failed);
-            } else {
-                self.given_up_overflow += 1;
-            }
-            return;
-        }
-        let backoff = config
-            .reconnect_delay
-            .saturating_mul(1u32 << (entry.failures - 1).min(10));
-        entry.not_before = now + backoff;
-    }
-
-    /// A handshake for this torrent completed on `conn`: start the peer.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn add_peer(
-        &mut self,
-        conn: ConnId,
-        addr: SocketAddr,
-        direction: Direction,
-        ours: wire::Reserved,
-        theirs: &Handshake,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        if let Direction::Outbound(_) = direction {
-            self.connecting.remove(&addr);
-        }
-        self.candidates.remove(&addr);
-        self.given_up.remove(&addr);
-        self.peers_seen = true;
-        let key = self.next_key;
-        self.next_key = self.next_key.wrapping_add(1);
-        let fast = ours.fast() && theirs.reserved.fast();
-        let extensions = ours.extension_protocol() && theirs.reserved.extension_protocol();
-        // Without metadata only the size limits apply; the geometry is set once it is known.
-        let geometry = (!self.awaiting_metadata()).then_some(self.geometry);
-        let decoder = Decoder::new(geometry, Limits::default());
-        let peer = Peer::new(
-            key,
-            addr,
-            theirs.peer_id,
-            direction,
-            fast,
-            extensions,
-            decoder,
-            self.piece_count(),
-            now,
-        );
-        self.by_key.insert(key, conn);
-        self.peers.insert(conn, peer);
-
-        // BEP 3: bitfield (or BEP 6 have all / have none) is the first message.
-        let have = self.picker.have();
-        if fast && have.is_full() {
-            ctx.out.send(conn, &Message::HaveAll);
-        } else if fast && have.is_empty() {
-            ctx.out.send(conn, &Message::HaveNone);
-        } else if !have.is_empty() {
-            ctx.out
-                .send(conn, &Message::Bitfield(Bytes::from(have.to_bytes())));
-        }
-        // A magnet torrent's placeholder picker has nothing, so a fast peer is told `have
-        // none` and others nothing, which stays true until the metadata is ready.
-        if extensions {
-            let hs = self.extension_handshake(addr, ctx.config);
-            ctx.out.send(conn, &hs.to_message());
-        }
-    }
-
-    /// Removes a peer: its availability, requests and slots go; its verified data stays.
-    /// Does not emit `Disconnect` (see [`Self::disconnect`]).
-    pub(crate) fn remove_peer(
-        &mut self,
-        conn: ConnId,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) -> Option<Peer> {
-        let peer = self.peers.remove(&conn)?;
-        self.by_key.remove(&peer.key);
-        self.picker.peer_left(&peer.has);
-        self.picker.peer_requests_dropped(peer.key);
-        self.choker.peer_left(peer.key);
-        ctx.out.discard(conn);
-        // Its metadata requests go to other peers.
-        self.metadata_timeouts(ctx, now);
-        // Its blocks are free again: other peers may take them now.
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for c in conns {
-            self.fill_pipeline(c, ctx, now);
-        }
-        self.refill_slots(ctx, now);
-        Some(peer)
-    }
-
-    /// Closes `conn` for `reason`: forget it and tell the driver.
-    pub(crate) fn disconnect(
-        &mut self,
-        conn: ConnId,
-        reason: DisconnectReason,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        if let Some(peer) = self.remove_peer(conn, ctx, now) {
-            // Peers we dialled that went quiet may be dialled again later (an inbound peer's
-            // address is an ephemeral port, not worth dialling).
-            if matches!(reason, DisconnectReason::Idle)
-                && peer.direction != Direction::Inbound
-                && !self.banned.contains(&peer.addr.ip())
-            {
-                self.note_failure(peer.addr, true, ctx.config, now);
-            }
-        }
-        ctx.closed.push(conn);
-        ctx.out.push(Action::Disconnect { conn, reason });
-    }
-
-    /// The driver reports the connection closed (by the peer or by a socket error).
-    pub(crate) fn connection_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
-        if let Some(peer) = self.remove_peer(conn, ctx, now) {
-            if peer.direction != Direction::Inbound && !self.banned.contains(&peer.addr.ip()) {
-                self.note_failure(peer.addr, true, ctx.config, now);
-            }
-        }
-    }
-
-    // ----- bytes in -----------------------------------------------------------------------
-
-    /// Decodes and handles every complete message in `buf` from `conn`.
-    pub(crate) fn handle_bytes(
-        &mut self,
-        conn: ConnId,
-        buf: &mut BytesMut,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        loop {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                return;
-            };
-            peer.last_received = now;
-            match peer.decoder.decode(buf) {
-                Ok(Some(message)) => self.handle_message(conn, message, ctx, now),
-                Ok(None) => return,
-                Err(e) => {
-                    self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn handle_message(&mut self, conn: ConnId, message: Message, ctx: &mut Ctx<'_>, now: Instant) {
-        let awaiting_metadata = self.awaiting_metadata();
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        let first_availability = !peer.availability_known;
-        let availability = matches!(
-            message,
-            Message::Have { .. } | Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
-        );
-        if availability {
-            peer.availability_known = true;
-            if awaiting_metadata {
-                return self.keep_availability(conn, message, first_availability, ctx, now);
-            }
-        }
-        match message {
-            Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
-            Message::AllowedFast { .. } => {}
-            Message::Choke => {
-                peer.peer_choking = true;
-                if !peer.fast {
-                    // Without BEP 6 a choke silently discards our requests.
-                    self.drop_requests(conn);
-                }
-            }
-            Message::Unchoke => {
-                peer.peer_choking = false;
-                peer.timed_out = false;
-                self.fill_pipeline(conn, ctx, now);
-            }
-            Message::Interested => {
-                peer.peer_interested = true;
-                self.refill_slots(ctx, now);
-            }
-            Message::NotInterested => {
-                peer.peer_interested = false;
-                self.refill_slots(ctx, now);
-            }
-            Message::Have { index } => {
-                if peer.has.set(index) {
-                    self.picker.peer_have(index);
-                    self.after_peer_gained(conn, ctx, now);
-                }
-            }
-            Message::Bitfield(bits) => {
-                if !first_availability {
-                    return self.disconnect(
-                        conn,
-                        DisconnectReason::Misbehaved(
-                            "bitfield after have, bitfield or have all/none",
-                        ),
-                        ctx,
-                        now,
-                    );
-                }
-                match Bitfield::from_bytes(&bits, self.geometry.piece_count()) {
-                    Ok(has) => {
-                        self.picker.peer_bitfield(&has);
-                        peer.has = has;
-                        self.after_peer_gained(conn, ctx, now);
-                    }
-                    Err(_) => {
-                        self.disconnect(
-                            conn,
-                            DisconnectReason::Misbehaved("malformed bitfield"),
-                            ctx,
-                            now,
-                        );
-                    }
-                }
-            }
-            Message::HaveAll | Message::HaveNone => {
-                if !peer.fast || !first_availability {
-                    return self.disconnect(
-                        conn,
-                        DisconnectReason::Misbehaved("have all/none out of place"),
-                        ctx,
-                        now,
-                    );
-                }
-                if matches!(message, Message::HaveAll) {
-                    let has = Bitfield::full(self.geometry.piece_count());
-                    self.picker.peer_bitfield(&has);
-                    peer.has = has;
-                    self.after_peer_gained(conn, ctx, now);
-                }
-            }
-            Message::Request(req) => self.on_request(conn, req, ctx),
-            Message::Cancel(req) => {
-                let before = peer.uploads.len();
-                peer.uploads.retain(|r| *r != req);
-                if peer.fast && peer.uploads.len() != before {
-                    // BEP 6: every request gets exactly one answer, a piece or a reject.
-                    ctx.out.send(conn, &Message::RejectRequest(req));
-                }
-            }
-            Message::RejectRequest(req) => {
-                if !peer.fast {
-                    return self.disconnect(
-                        conn,
-                        DisconnectReason::Misbehaved("reject without the fast extension"),
-                        ctx,
-                        now,
-                    );
-                }
-                if peer.take_outstanding(req.index, req.begin) {
-                    self.picker
-                        .request_cancelled(req.index, req.begin, peer.key);
-                }
-                if !peer.peer_choking {
-                    self.fill_pipeline(conn, ctx, now);
-                }
-            }
-            Message::Piece { index, begin, data } => {
-                self.on_block(conn, index, begin, data, ctx, now)
-            }
-            Message::Extended { id, payload } => {
-                // Extended messages from a peer that did not announce BEP 10 are ignored, as
-                // are extensions we did not offer.
-                if !peer.extensions {
-                    return;
-                }
-                match id {
-                    wire::EXTENDED_HANDSHAKE_ID => match ExtensionHandshake::decode(&payload) {
-                        Ok(hs) => self.on_extension_handshake(conn, &hs, ctx, now),
-                        Err(e) => self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now),
-                    },
-                    OUR_UT_METADATA_ID => self.on_metadata_message(conn, &payload, ctx, now),
-                    OUR_UT_PEX_ID => self.on_pex(conn, &payload, ctx, now),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    /// The peer's extension handshake (the first, or a later one updating it: BEP 10 makes
-    /// `m` additive, an id of 0 disabling an extension).
-    fn on_extension_handshake(
-        &mut self,
-        conn: ConnId,
-        hs: &ExtensionHandshake,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        if let Some(reqq) = hs.reqq {
-            // Bounded on our side too: a huge reqq must not make us queue without limit.
-            peer.reqq = (reqq as usize).clamp(1, ctx.config.max_pipeline);
-        }
-        if let Some(&id) = hs.m.get(UT_METADATA) {
-            peer.ext.ut_metadata = (id != 0).then_some(id);
-        }
-        if let Some(&id) = hs.m.get(UT_PEX) {
-            peer.ext.ut_pex = (id != 0).then_some(id);
-        }
-        if hs.metadata_size.is_some() {
-            peer.ext.metadata_size = hs.metadata_size;
-        }
-        if hs.p.is_some() {
-            peer.ext.listen_port = hs.p;
-        }
-        if self.awaiting_metadata() {
-            let limit = u64::from(ctx.config.max_metadata_size);
-            if hs.metadata_size.is_some_and(|s| s > limit) {
-                return self.disconnect(
-                    conn,
-                    DisconnectReason::Misbehaved("metadata_size above our limit"),
-                    ctx,
-                    now,
-                );
-            }
-            self.request_metadata(ctx, now);
-        }
-    }
-
-    /// Keeps a `have`, `bitfield`, `have all` or `have none` received before the metadata,
-    /// with the same ordering rules as later and a size bound: a torrent whose info
-    /// dictionary fits `max_metadata_size` has at most one piece per 20 bytes of it (each
-    /// piece's SHA-1 is in `pieces`), so nothing past that can be genuine.
-    fn keep_availability(
-        &mut self,
-        conn: ConnId,
-        message: Message,
-        first: bool,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        let max_pieces = ctx.config.max_metadata_size / 20;
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        let refusal = match message {
-            Message::Have { index } if index >= max_pieces => {
-                Some("have for a piece past any torrent we accept")
-            }
-            Message::Have { index } => {
-                peer.pending.set(index);
-                None
-            }
-            Message::Bitfield(_) if !first => {
-                Some("bitfield after have, bitfield or have all/none")
-            }
-            Message::Bitfield(bits) if bits.len() > max_pieces.div_ceil(8) as usize => {
-                Some("bitfield larger than any torrent we accept")
-            }
-            Message::Bitfield(bits) => {
-                peer.pending.bits = bits.to_vec();
-                peer.pending.bitfield_len = Some(bits.len());
-                None
-            }
-            Message::HaveAll | Message::HaveNone if !peer.fast || !first => {
-                Some("have all/none out of place")
-            }
-            Message::HaveAll => {
-                peer.pending.all = true;
-                None
-            }
-            _ => None,
-        };
-        if let Some(reason) = refusal {
-            self.disconnect(conn, DisconnectReason::Misbehaved(reason), ctx, now);
-        }
-    }
-
-    /// The metadata is verified and the driver's storage checked: swap the placeholder
-    /// geometry for the real one, apply each connected peer's kept availability (a peer
-    /// whose bitfield or `have`s do not fit is dropped), tell peers what we have, and start
-    /// downloading. Peers stay connected throughout.
-    pub(crate) fn install_metadata(
-        &mut self,
-        metainfo: &crate::metainfo::Metainfo,
-        picker: Picker,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) -> Result<(), String> {
-        let layout = metainfo.info.layout();
-        let geometry = PieceGeometry::new(layout.total_length(), layout.piece_length())
-            .ok_or_else(|| "no pieces".to_string())?;
-        self.piece_hashes = metainfo.info.piece_hashes.clone();
-        self.geometry = geometry;
-        self.layout = layout;
-        self.picker = picker;
-        self.phase = Phase::Ready;
-        self.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
-        self.completion_announced = self.picker.is_complete();
-        self.written = self.picker.have().clone();
-        let piece_count = geometry.piece_count();
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        let mut misfits = Vec::new();
-        for &conn in &conns {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                continue;
-            };
-            peer.decoder.set_geometry(geometry);
-            let pending = std::mem::take(&mut peer.pending);
-            match pending.resolve(piece_count) {
-                Ok(has) => {
-                    self.picker.peer_bitfield(&has);
-                    peer.has = has;
-                }
-                Err(reason) => {
-                    // Sized for the picker so that leaving subtracts nothing.
-                    peer.has = Bitfield::new(piece_count);
-                    misfits.push((conn, reason));
-                }
-            }
-        }
-        for (conn, reason) in misfits {
-            self.disconnect(conn, DisconnectReason::Misbehaved(reason), ctx, now);
-        }
-        let have: Vec<u32> = self.picker.have().ones().collect();
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for &conn in &conns {
-            // We said `have none` (or nothing) before: `have` messages are the only way to
-            // tell what we have now. A repeated extension handshake (allowed by BEP 10)
-            // gives the metadata's size, so peers can fetch it from us too.
-            for &index in &have {
-                ctx.out.send(conn, &Message::Have { index });
-            }
-            let extensions = self.peers.get(&conn).is_some_and(|p| p.extensions);
-            if extensions {
-                if let Some(addr) = self.peers.get(&conn).map(|p| p.addr) {
-                    let hs = self.extension_handshake(addr, ctx.config);
-                    ctx.out.send(conn, &hs.to_message());
-                }
-            }
-        }
-        for conn in conns {
-            self.after_peer_gained(conn, ctx, now);
-        }
-        self.check_complete(ctx);
-        Ok(())
-    }
-
-    /// The peer announced new pieces: update interest, requests, and the seed-to-seed check.
-    fn after_peer_gained(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
-        let Some(peer) = self.peers.get(&conn) else {
-            return;
-        };
-        // Neither side can give the other anything: a seed (or an upload-only torrent,
-        // which takes nothing) and a peer that has every piece.
-        if (self.picker.is_complete() || self.upload_only) && peer.has.is_full() {
-            return self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
-        }
-        self.update_interest(conn, ctx);
-        self.fill_pipeline(conn, ctx, now);
-    }
-
-    /// Sends `interested` / `not interested` when our interest in the peer changed.
-    fn update_interest(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        if self.awaiting_metadata() {
-            return;
-        }
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        let want = !self.upload_only && self.picker.is_interesting(&peer.has);
-        if want != peer.am_interested {
-            peer.am_interested = want;
-            ctx.out.send(
-                conn,
-                if want {
-                    &Message::Interested
-                } else {
-                    &Message::NotInterested
-                },
-            );
-        }
-    }
-
-    /// Tops up our requests to `conn` to its pipeline target.
-    fn fill_pipeline(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
-        if self.awaiting_metadata() {
-            return;
-        }
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        if peer.peer_choking || !peer.am_interested {
-            return;
-        }
-        let target = peer.pipeline_target(
-            now,
-            ctx.config.pipeline_seconds_millis,
-            ctx.config.min_pipeline,
-            ctx.config.max_pipeline,
-        );
-        if peer.outstanding.len() >= target {
-            return;
-        }
-        let mut picked = Vec::new();
-        self.picker.pick_blocks(
-            peer.key,
-            &peer.has,
-            target - peer.outstanding.len(),
-            ctx.rng,
-            &mut picked,
-        );
-        for b in picked {
-            ctx.out.send(conn, &Message::Request(to_wire(b)));
-            peer.outstanding.push((b, now));
-            peer.requests_since.get_or_insert(now);
-            peer.snub_clock.get_or_insert(now);
-        }
-    }
-
-    /// Forgets every request outstanding at `conn` (choked without fast, or timed out).
-    fn drop_requests(&mut self, conn: ConnId) {
-        if let Some(peer) = self.peers.get_mut(&conn) {
-            self.picker.peer_requests_dropped(peer.key);
-            peer.outstanding.clear();
-            peer.requests_since = None;
-            peer.snub_clock = None;
-        }
-    }
-
-    // ----- uploading ------------------------------------------------------------------------
-
-    fn on_request(&mut self, conn: ConnId, req: wire::BlockRequest, ctx: &mut Ctx<'_>) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        let servable = !peer.am_choking
-            && self.picker.have().get(req.index)
-            && peer.uploads.len() < ctx.config.max_queued_uploads
-            && !peer.uploads.contains(&req);
-        if servable {
-            peer.uploads.push(req);
-            ctx.out.push(Action::ReadBlock {
-                conn,
-                torrent: self.id,
-                block: req,
-            });
-        } else if peer.fast {
-            ctx.out.send(conn, &Message::RejectRequest(req));
-        }
-        // Without fast, an unservable request is dropped silently (BEP 3 behaviour).
-    }
-
-    /// A `ReadBlock` finished: send the block if the peer still wants it.
-    pub(crate) fn disk_read_done(
-        &mut self,
-        conn: ConnId,
-        block: wire::BlockRequest,
-        result: Result<Bytes, String>,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        let Some(pos) = peer.uploads.iter().position(|r| *r == block) else {
-            return; // cancelled or choked meanwhile
-        };
-        peer.uploads.remove(pos);
-        match result {
-            Ok(data) if data.len() == block.length as usize && !peer.am_choking => {
-                let n = data.len() as u64;
-                peer.upload.record(now, n);
-                peer.last_sent = now;
-                self.uploaded += n;
-                ctx.out.send_block(conn, block.index, block.begin, data);
-            }
-            Ok(_) => {
-                if peer.fast {
-                    ctx.out.send(conn, &Message::RejectRequest(block));
-                }
-            }
-            Err(message) => {
-                if peer.fast {
-                    ctx.out.send(conn, &Message::RejectRequest(block));
-                }
-                ctx.out.push(Action::Event(Event::StorageError {
-                    torrent: self.id,
-                    piece: block.index,
-                    message,
-                }));
-            }
-        }
-    }
-
-    // ----- downloading ----------------------------------------------------------------------
-
-    fn on_block(
-        &mut self,
-        conn: ConnId,
-        piece: u32,
-        offset: u32,
-        data: Bytes,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        let n = data.len() as u64;
-        self.downloaded += n;
-        peer.download.record(now, n);
-        peer.download_fast.record(now, n);
-        peer.last_block = Some(now);
-        peer.timed_out = false;
-        let requested = peer.take_outstanding(piece, offset);
-        peer.snub_clock = (!peer.outstanding.is_empty()).then_some(now);
-        if self.upload_only || !requested && !self.buffers.contains_key(&piece) {
-            // Unrequested data is only taken for a piece already in progress (a late copy
-            // after a cancel or time-out). Otherwise a peer could make us buffer pieces we
-            // never asked for, without bound. An upload-only torrent takes nothing.
-            self.wasted += n;
-            return;
-        }
-        let key = peer.key;
-        let valid = self
-            .picker
-            .block_at(piece, offset)
-            .is_some_and(|b| b.len as usize == data.len());
-        if !valid {
-            return self.disconnect(
-                conn,
-                DisconnectReason::Misbehaved("block of the wrong size or place"),
-                ctx,
-                now,
-            );
-        }
-        let outcome = self.picker.block_received(piece, offset, key);
-        match outcome.receipt {
-            Receipt::Invalid => {
-                return self.disconnect(
-                    conn,
-                    DisconnectReason::Misbehaved("block outside the torrent"),
-                    ctx,
-                    now,
-                );
-            }
-            Receipt::Duplicate => {
-                self.wasted += n;
-            }
-            Receipt::Requested | Receipt::Unrequested => {
-                for &other in outcome.cancel.as_slice() {
-                    self.cancel_at(other, piece, offset, ctx);
-                }
-                let blocks = self.picker.blocks_in_piece(piece).unwrap_or(0) as usize;
-                let buffer = self.buffers.entry(piece).or_insert_with(|| PieceBuffer {
-                    blocks: vec![None; blocks],
-                    writes_pending: 0,
-                    write_failed: false,
-                    hashed: None,
-                });
-                let index = (offset / wire::MAX_BLOCK_LEN) as usize;
-                if let Some(slot) = buffer.blocks.get_mut(index) {
-                    *slot = Some(data.clone());
-                }
-                buffer.writes_pending += 1;
-                self.written.set(piece);
-                ctx.out.push(Action::WriteBlock {
-                    torrent: self.id,
-                    piece,
-                    offset,
-                    data,
-                });
-                if outcome.piece_complete {
-                    let blocks: Vec<Bytes> = buffer.blocks.iter().flatten().cloned().collect();
-                    if let Some(expected) = self.piece_hashes.get(piece as usize) {
-                        ctx.out.push(Action::VerifyPiece {
-                            torrent: self.id,
-                            piece,
-                            expected: *expected,
-                            blocks,
-                        });
-                    }
-                }
-            }
-        }
-        self.fill_pipeline(conn, ctx, now);
-    }
-
-    /// Sends `cancel` for a block to the peer with key `key` (endgame duplicate arrived).
-    fn cancel_at(&mut self, key: PeerKey, piece: u32, offset: u32, ctx: &mut Ctx<'_>) {
-        let Some(&conn) = self.by_key.get(&key) else {
-            return;
-        };
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
-        };
-        if let Some((b, _)) = peer
-            .outstanding
-            .iter()
-            .find(|(b, _)| b.piece == piece && b.offset == offset)
-            .copied()
-        {
-            peer.take_outstanding(piece, offset);
-            ctx.out.send(conn, &Message::Cancel(to_wire(b)));
-        }
-    }
-
-    /// The driver finished writing a block.
-    pub(crate) fn disk_write_done(
-        &mut self,
-        piece: u32,
-        result: Result<(), String>,
-        ctx: &mut Ctx<'_>,
-        now: Instant,
-    ) {
-        let Some(buffer) = self.buffers.get_mut(&piece) else {
-            return;
-        };
-        buffer.writes_pending = buffer.writes_pending.saturating_sub(1);
-        if let Err(message) = result {
-            buffer.write_failed = true;
-            ctx.out.push(Action::Event(Event::StorageError {
-                torrent: self.id,
-                piece,
-                message,
-            }));
-        }
-        self.try_finish_piece(piece, ctx, now);
-    }
-
-    /// The driver hashed a piece.
-    pub(crate) fn piece_hashed(&mut self, piece: u32, ok: bool, ctx: &mut Ctx<'_>, now: Instant) {
-        let Some(buffer) = self.buffers.get_mut(&piece) else {
-            return;
-        };
-        buffer.hashed = Some(ok);
-        if !ok {
-            self.hash_failures += 1;
-            ctx.out.push(Action::Event(Event::HashFailed {
-                torrent: self.id,
-                piece,
-            }));
-        }
-        self.try_finish_piece(piece, ctx, now);
-    }
-
-    /// Settles a piece once both its hash verdict and all its writes are in.
-    fn try_finish_piece(&mut self, piece: u32, ctx: &mut Ctx<'_>, now: Instant) {
-        let Some(buffer) = self.buffers.get(&piece) else {
-            return;
-        };
-        let Some(hash_ok) = buffer.hashed else {
-            return;
-        };
-        if buffer.writes_pending > 0 {
-            return;
-        }
-        let write_failed = buffer.write_failed;
-        let piece_len = buffer
-            .blocks
-            .iter()
-            .flatten()
-            .map(|b| b.len() as u64)
-            .sum::<u64>();
-        self.buffers.remove(&piece);
-        if hash_ok && !write_failed {
-            for key in self.picker.contributors(piece) {
-                self.adjust_trust(key, 1, ctx, now);
-            }
-            self.picker.piece_verified(piece);
-            ctx.out.push(Action::Event(Event::PieceVerified {
-                torrent: self.id,
-                piece,
-            }));
-            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-            for &conn in &conns {
-                ctx.out.send(conn, &Message::Have { index: piece });
-            }
-            for conn in conns {
-                self.update_interest(conn, ctx);
-            }
-            self.check_complete(ctx);
-            if self.picker.is_complete() {
-                let seeds: Vec<ConnId> = self
-                    .peers
-                    .iter()
-                    .filter(|(_, p)| p.has.is_full())
-                    .map(|(c, _)| *c)
-                    .collect();
-                for conn in seeds {
-                    self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
-                }
-            }
-        } else {
-            let contributors = self.picker.piece_failed(piece);
-            self.wasted += piece_len;
-            if !hash_ok {
-                let penalty = if contributors.len() == 1 { -2 } else { -1 };
-                for key in contributors {
-                    self.adjust_trust(key, penalty, ctx, now);
-                }
-            }
-            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-            for conn in conns {
-                self.fill_pipeline(conn, ctx, now);
-            }
-        }
-    }
-
-    /// Adds `delta` to the trust of the peer with `key`'s IP; bans the IP when it falls to
-    /// −2 × `max_strikes`.
-    fn adjust_trust(&mut self, key: PeerKey, delta: i32, ctx: &mut Ctx<'_>, now: Instant) {
-        let Some(&conn) = self.by_key.get(&key) else {
-            return;
-        };
-        let Some(peer) = self.peers.get(&conn) else {
-            return;
-        };
-        let addr = peer.addr;
-        self.adjust_trust_ip(addr, delta, ctx, now);
-    }
-
-    /// [`Self::adjust_trust`] by address (the peer may have left meanwhile).
-    fn adjust_trust_ip(&mut self, addr: SocketAddr, delta: i32, ctx: &mut Ctx<'_>, now: Instant) {
-        let ip = addr.ip();
-        /// Credit a peer can bank: enough to absorb a few shared failures, too little
-        /// for a liar to buy many bad pieces with good ones.
-        const MAX_TRUST: i32 = 8;
-        let trust = self.trust.entry(ip).or_insert(0);
-        *trust = (*trust + delta).min(MAX_TRUST);
-        let limit = -2 * i32::try_from(ctx.config.max_strikes).unwrap_or(i32::MAX / 4);
-        if delta < 0 && *trust <= limit {
-            self.banned.insert(ip);
-            self.candidates.retain(|a, _| a.ip() != ip);
-            ctx.out.push(Action::Event(Event::PeerBanned {
-                torrent: self.id,
-                addr,
-            }));
-            let same_ip: Vec<ConnId> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.addr.ip() == ip)
-                .map(|(c, _)| *c)
-                .collect();
-            for c in same_ip {
-                self.disconnect(c, DisconnectReason::Banned, ctx, now);
-            }
-        }
-    }
-
-    fn check_complete(&mut self, ctx: &mut Ctx<'_>) {
-        if self.picker.is_complete() && !self.completion_announced {
-            self.completion_announced = true;
-            ctx.out
-                .push(Action::Event(Event::TorrentComplete { torrent: self.id }));
-        } else if !self.picker.is_complete() {
-            // A priority change can make a complete torrent incomplete again.
-            self.completion_announced = false;
-        }
-    }
-
-    // ----- choking ------------------------------------------------------------------------
-
-    /// What the choker needs to know about every peer, with rates as of `now`.
-    fn choke_infos_at(&self, now: Instant) -> Vec<PeerChokeInfo> {
-        self.peers
-            .values()
-            .map(|p| PeerChokeInfo {
-                key: p.key,
-                interested: p.peer_interested,
-                download_rate: p.download.rate(now),
-                upload_rate: p.upload.rate(now),
-                connected_at: p.connected_at,
-                last_block_received: p.last_block,
-                requests_outstanding_since: p.snub_clock,
-            })
-            .collect()
-    }
-
-    /// Gives free upload slots to eligible peers between rounds.
-    fn refill_slots(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        let infos = self.choke_infos_at(now);
-        let seeding = self.picker.is_complete();
-        if let Some(decision) = self.choker.refill(now, seeding, &infos, ctx.rng) {
-            self.apply_choke(&decision, ctx);
-        }
-    }
-
-    fn apply_choke(&mut self, decision: &ChokeDecision, ctx: &mut Ctx<'_>) {
-        for (&conn, peer) in self.peers.iter_mut() {
-            let unchoke = decision.unchokes(peer.key);
-            if unchoke && peer.am_choking {
-                peer.am_choking = false;
-                ctx.out.send(conn, &Message::Unchoke);
-            } else if !unchoke && !peer.am_choking {
-                peer.am_choking = true;
-                ctx.out.send(conn, &Message::Choke);
-                // Choking drops the peer's queued requests; with fast each is rejected.
-                for req in peer.uploads.drain(..) {
-                    if peer.fast {
-                        ctx.out.send(conn, &Message::RejectRequest(req));
-                    }
-                }
-            }
-        }
-    }
-
-    // ----- timers -------------------------------------------------------------------------
-
-    /// Periodic work: choking rounds, keep-alives, idle peers, request time-outs, dialling.
+    /// Periodic work: choking rounds, keep-alives, idle peers, request time-outs, metadata
+    /// time-outs, PEX and dialling.
     pub(crate) fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        let infos = self.choke_infos_at(now);
-        let seeding = self.picker.is_complete();
-        if let Some(decision) = self.choker.on_timeout(now, seeding, &infos, ctx.rng) {
-            self.apply_choke(&decision, ctx);
-            let conn_of = |k: &PeerKey| self.by_key.get(k).copied();
-            ctx.out.push(Action::Event(Event::ChokeRound {
-                torrent: self.id,
-                round: decision.round,
-                regular: decision.regular.iter().filter_map(conn_of).collect(),
-                optimistic: decision.optimistic.as_ref().and_then(conn_of),
-                optimistic_rotated: decision.kind == RoundKind::RegularAndOptimistic,
-            }));
-        }
-
+        self.choke_round(ctx, now);
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
             let Some(peer) = self.peers.get_mut(&conn) else {
@@ -1513,26 +411,7 @@ impl Torrent {
                 peer.last_sent = now;
                 ctx.out.send(conn, &Message::KeepAlive);
             }
-            let stalled_since = match (peer.requests_since, peer.last_block) {
-                (Some(since), Some(block)) => Some(since.max(block)),
-                (Some(since), None) => Some(since),
-                (None, _) => None,
-            };
-            if stalled_since.is_some_and(|t| now - t >= ctx.config.request_timeout) {
-                // Give its blocks to others; keep the peer with a one-block pipeline.
-                for (b, _) in std::mem::take(&mut peer.outstanding) {
-                    ctx.out.send(conn, &Message::Cancel(to_wire(b)));
-                }
-                peer.requests_since = None;
-                peer.timed_out = true;
-                self.picker.peer_requests_dropped(peer.key);
-                let others: Vec<ConnId> =
-                    self.peers.keys().copied().filter(|c| *c != conn).collect();
-                for other in others {
-                    self.fill_pipeline(other, ctx, now);
-                }
-                self.fill_pipeline(conn, ctx, now);
-            }
+            self.expire_requests(conn, ctx, now);
         }
         self.metadata_timeouts(ctx, now);
         self.send_pex(ctx, now);
@@ -1560,14 +439,5 @@ pub(crate) fn picker_for(
     match have {
         Some(have) => Picker::with_have(layout.piece_length(), layout.total_length(), have),
         None => Picker::new(layout.piece_length(), layout.total_length()),
-    }
-}
-
-/// The wire's name for a block the picker chose.
-fn to_wire(b: picker::BlockRequest) -> wire::BlockRequest {
-    wire::BlockRequest {
-        index: b.piece,
-        begin: b.offset,
-        length: b.len,
     }
 }

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use crate::bitfield::Bitfield;
 use crate::picker::{BlockRequest, PeerKey};
 use crate::rate::{CHOKE_WINDOW, PIPELINE_WINDOW, RateMeter};
-use crate::session::Direction;
 use crate::time::Instant;
+use crate::vocab::Direction;
 use crate::wire::{self, Decoder, PeerId};
 
 /// Everything the torrent knows about one established connection.
@@ -16,65 +16,65 @@ use crate::wire::{self, Decoder, PeerId};
 /// `key` (both change together); `uploads` holds requests whose `ReadBlock` is in flight and
 /// that we still intend to serve; `requests_since` is `Some` iff `outstanding` is non-empty.
 #[derive(Debug)]
-pub(crate) struct Peer {
-    pub(crate) key: PeerKey,
-    pub(crate) addr: SocketAddr,
-    pub(crate) peer_id: PeerId,
-    pub(crate) direction: Direction,
+pub(super) struct Peer {
+    pub(super) key: PeerKey,
+    pub(super) addr: SocketAddr,
+    pub(super) peer_id: PeerId,
+    pub(super) direction: Direction,
     /// Both sides announced BEP 6 (fast).
-    pub(crate) fast: bool,
+    pub(super) fast: bool,
     /// Both sides announced BEP 10 (extension protocol).
-    pub(crate) extensions: bool,
-    pub(crate) decoder: Decoder,
+    pub(super) extensions: bool,
+    pub(super) decoder: Decoder,
 
-    pub(crate) am_choking: bool,
-    pub(crate) am_interested: bool,
-    pub(crate) peer_choking: bool,
-    pub(crate) peer_interested: bool,
+    pub(super) am_choking: bool,
+    pub(super) am_interested: bool,
+    pub(super) peer_choking: bool,
+    pub(super) peer_interested: bool,
 
-    pub(crate) has: Bitfield,
+    pub(super) has: Bitfield,
     /// Whether the peer already told us what it has (`bitfield`, `have all`, `have none`
     /// or a `have`). Those three may come once, before any `have`. Other messages may
     /// precede them: libtorrent sends its extension handshake first, which BEP 6's
     /// "first message" wording does not foresee.
-    pub(crate) availability_known: bool,
+    pub(super) availability_known: bool,
 
     /// Our requests to the peer, with when they were sent.
-    pub(crate) outstanding: Vec<(BlockRequest, Instant)>,
-    pub(crate) requests_since: Option<Instant>,
+    pub(super) outstanding: Vec<(BlockRequest, Instant)>,
+    pub(super) requests_since: Option<Instant>,
     /// Since when we have been waiting on this peer for a block: set when a request goes out
     /// while none was waiting, moved on by each block, cleared when nothing is outstanding.
     /// Unlike `requests_since` a request time-out does not reset it, so a peer that stalls
     /// through several time-outs is still snubbed after 60 s.
-    pub(crate) snub_clock: Option<Instant>,
+    pub(super) snub_clock: Option<Instant>,
     /// After a request timeout the pipeline shrinks to one block until a block arrives.
-    pub(crate) timed_out: bool,
+    pub(super) timed_out: bool,
     /// The peer's requests being read from disk for upload.
-    pub(crate) uploads: Vec<wire::BlockRequest>,
+    pub(super) uploads: Vec<wire::BlockRequest>,
     /// The peer's `reqq`: how many requests it queues (BEP 10); 250 if not told.
-    pub(crate) reqq: usize,
+    pub(super) reqq: usize,
     /// What the peer's extension handshake said about the extensions we use.
-    pub(crate) ext: PeerExtensions,
+    pub(super) ext: PeerExtensions,
     /// Availability the peer announced before we had the metadata (magnet torrents): kept
     /// here, bounded, and applied once the piece count is known.
-    pub(crate) pending: PendingAvailability,
+    pub(super) pending: PendingAvailability,
     /// Our BEP 9 exchange with the peer.
-    pub(crate) meta: PeerMetadata,
+    pub(super) meta: PeerMetadata,
     /// Our BEP 11 exchange with the peer.
-    pub(crate) pex: PeerPex,
+    pub(super) pex: PeerPex,
 
-    pub(crate) download: RateMeter,
-    pub(crate) download_fast: RateMeter,
-    pub(crate) upload: RateMeter,
-    pub(crate) connected_at: Instant,
-    pub(crate) last_received: Instant,
-    pub(crate) last_sent: Instant,
-    pub(crate) last_block: Option<Instant>,
+    pub(super) download: RateMeter,
+    pub(super) download_fast: RateMeter,
+    pub(super) upload: RateMeter,
+    pub(super) connected_at: Instant,
+    pub(super) last_received: Instant,
+    pub(super) last_sent: Instant,
+    pub(super) last_block: Option<Instant>,
 }
 
 impl Peer {
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
+    pub(super) fn new(
         key: PeerKey,
         addr: SocketAddr,
         peer_id: PeerId,
@@ -130,7 +130,7 @@ impl Peer {
 
     /// How many requests to keep outstanding: the measured rate times the configured
     /// look-ahead, in blocks, within `[min, min(max, reqq)]`.
-    pub(crate) fn pipeline_target(
+    pub(super) fn pipeline_target(
         &self,
         now: Instant,
         lookahead_millis: u64,
@@ -149,7 +149,7 @@ impl Peer {
     }
 
     /// Forgets our outstanding request for `block`; returns whether it was there.
-    pub(crate) fn take_outstanding(&mut self, piece: u32, offset: u32) -> bool {
+    pub(super) fn take_outstanding(&mut self, piece: u32, offset: u32) -> bool {
         let before = self.outstanding.len();
         self.outstanding
             .retain(|(b, _)| !(b.piece == piece && b.offset == offset));
@@ -162,15 +162,15 @@ impl Peer {
 
 /// The parts of a peer's BEP 10 extension handshake we act on.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct PeerExtensions {
+pub(super) struct PeerExtensions {
     /// The id to send `ut_metadata` messages to the peer under.
-    pub(crate) ut_metadata: Option<u8>,
+    pub(super) ut_metadata: Option<u8>,
     /// The id to send `ut_pex` messages to the peer under.
-    pub(crate) ut_pex: Option<u8>,
+    pub(super) ut_pex: Option<u8>,
     /// The size of the info dictionary the peer says it has.
-    pub(crate) metadata_size: Option<u64>,
+    pub(super) metadata_size: Option<u64>,
     /// The port the peer listens on (`p`): how an inbound peer can be dialled.
-    pub(crate) listen_port: Option<u16>,
+    pub(super) listen_port: Option<u16>,
 }
 
 /// `bitfield` / `have` / `have all` received while the torrent's piece count is unknown.
@@ -179,17 +179,17 @@ pub(crate) struct PeerExtensions {
 /// the bitfield of the largest torrent whose metadata we would accept (checked by the
 /// caller), so a peer cannot make us buffer more.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct PendingAvailability {
-    pub(crate) bits: Vec<u8>,
+pub(super) struct PendingAvailability {
+    pub(super) bits: Vec<u8>,
     /// The length of the `bitfield` message, if one came: it must match the piece count.
-    pub(crate) bitfield_len: Option<usize>,
+    pub(super) bitfield_len: Option<usize>,
     /// `have all` came.
-    pub(crate) all: bool,
+    pub(super) all: bool,
 }
 
 impl PendingAvailability {
     /// Marks piece `index` as announced.
-    pub(crate) fn set(&mut self, index: u32) {
+    pub(super) fn set(&mut self, index: u32) {
         let byte = (index / 8) as usize;
         if self.bits.len() <= byte {
             self.bits.resize(byte + 1, 0);
@@ -198,7 +198,7 @@ impl PendingAvailability {
     }
 
     /// The announced pieces as a bitfield of `piece_count` pieces, or why they do not fit.
-    pub(crate) fn resolve(&self, piece_count: u32) -> Result<Bitfield, &'static str> {
+    pub(super) fn resolve(&self, piece_count: u32) -> Result<Bitfield, &'static str> {
         if self.all {
             return Ok(Bitfield::full(piece_count));
         }
@@ -222,24 +222,24 @@ impl PendingAvailability {
 
 /// One peer's side of the metadata exchange (BEP 9).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct PeerMetadata {
+pub(super) struct PeerMetadata {
     /// Our metadata requests to the peer not yet answered.
-    pub(crate) in_flight: u32,
+    pub(super) in_flight: u32,
     /// After a reject, the peer is not asked again before this (as libtorrent: a minute).
-    pub(crate) rested_until: Option<Instant>,
+    pub(super) rested_until: Option<Instant>,
     /// Start of the current one-second window of requests we served.
-    pub(crate) serve_window: Instant,
+    pub(super) serve_window: Instant,
     /// Requests served in that window.
-    pub(crate) served_in_window: u32,
+    pub(super) served_in_window: u32,
 }
 
 /// One peer's side of peer exchange (BEP 11).
 #[derive(Debug, Clone)]
-pub(crate) struct PeerPex {
+pub(super) struct PeerPex {
     /// When we may next send the peer a PEX message.
-    pub(crate) next_send: Instant,
+    pub(super) next_send: Instant,
     /// The addresses we told the peer about and have not told it dropped since.
-    pub(crate) told: BTreeSet<SocketAddr>,
+    pub(super) told: BTreeSet<SocketAddr>,
     /// When we last accepted a PEX message from the peer.
-    pub(crate) last_received: Option<Instant>,
+    pub(super) last_received: Option<Instant>,
 }

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Ctx, Peer, Torrent};
-use crate::session::{ConnId, Direction};
 use crate::time::Instant;
+use crate::vocab::{ConnId, Direction};
 use crate::wire::{MAX_PEX_PEERS, PexMessage, is_dialable, pex_flags};
 
 /// Delay before the first PEX message to a new peer: long enough for its extension

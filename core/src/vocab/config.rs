@@ -1,4 +1,4 @@
-//! Tunables of a [`super::Session`], with the defaults the mission and BEPs call for.
+//! Tunables of a [`crate::session::Session`], with the defaults the mission and BEPs call for.
 
 use std::time::Duration;
 

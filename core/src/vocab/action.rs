@@ -8,11 +8,11 @@ use crate::metainfo::Metainfo;
 use crate::tracker::AnnounceRequest;
 use crate::wire::{BlockRequest, WireError};
 
-/// Identifies one torrent inside a [`super::Session`].
+/// Identifies one torrent inside a [`crate::session::Session`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TorrentId(pub u32);
 
-/// Identifies one peer connection inside a [`super::Session`]. Never reused.
+/// Identifies one peer connection inside a [`crate::session::Session`]. Never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
 
@@ -43,10 +43,10 @@ pub enum Action {
         conn: ConnId,
         /// Length prefix, id, index and begin.
         header: Bytes,
-        /// The block's bytes, as given to [`super::Session::disk_read_done`].
+        /// The block's bytes, as given to [`crate::session::Session::disk_read_done`].
         data: Bytes,
     },
-    /// Send this datagram from the DHT's UDP socket (see [`super::Session::handle_datagram`]).
+    /// Send this datagram from the DHT's UDP socket (see [`crate::session::Session::handle_datagram`]).
     SendDatagram {
         /// The destination.
         to: SocketAddr,
@@ -54,8 +54,8 @@ pub enum Action {
         bytes: Bytes,
     },
     /// Open a TCP connection to `addr` for `torrent`; then call
-    /// [`super::Session::connection_opened`] with [`Direction::Outbound`], or
-    /// [`super::Session::connect_failed`].
+    /// [`crate::session::Session::connection_opened`] with [`Direction::Outbound`], or
+    /// [`crate::session::Session::connect_failed`].
     Connect {
         /// The torrent the connection is for.
         torrent: TorrentId,
@@ -70,7 +70,7 @@ pub enum Action {
         /// Why.
         reason: DisconnectReason,
     },
-    /// Write a downloaded block to storage; then call [`super::Session::disk_write_done`].
+    /// Write a downloaded block to storage; then call [`crate::session::Session::disk_write_done`].
     WriteBlock {
         /// The torrent.
         torrent: TorrentId,
@@ -81,7 +81,7 @@ pub enum Action {
         /// The block (shares the receive buffer's memory).
         data: Bytes,
     },
-    /// Read a block from storage to upload it; then call [`super::Session::disk_read_done`].
+    /// Read a block from storage to upload it; then call [`crate::session::Session::disk_read_done`].
     ReadBlock {
         /// The connection that asked for it.
         conn: ConnId,
@@ -91,7 +91,7 @@ pub enum Action {
         block: BlockRequest,
     },
     /// Hash a complete piece from the blocks held in memory (no re-read) and compare with
-    /// `expected`; then call [`super::Session::piece_hashed`].
+    /// `expected`; then call [`crate::session::Session::piece_hashed`].
     VerifyPiece {
         /// The torrent.
         torrent: TorrentId,
@@ -103,8 +103,8 @@ pub enum Action {
         blocks: Vec<Bytes>,
     },
     /// Announce to a tracker (HTTP or UDP, by the URL's scheme); then call
-    /// [`super::Session::announce_done`] with the same `url`. A `stopped` announce (from
-    /// [`super::Session::stop_announces`]) needs no answer.
+    /// [`crate::session::Session::announce_done`] with the same `url`. A `stopped` announce (from
+    /// [`crate::session::Session::stop_announces`]) needs no answer.
     Announce {
         /// The torrent.
         torrent: TorrentId,
@@ -206,7 +206,7 @@ pub enum Event {
         /// Why nothing is left to try.
         reason: GiveUpReason,
     },
-    /// A DHT lookup for the torrent finished (see [`super::Session::handle_datagram`]);
+    /// A DHT lookup for the torrent finished (see [`crate::session::Session::handle_datagram`]);
     /// the peers it found were already handed to the torrent to dial.
     DhtLookupDone {
         /// The torrent.
@@ -220,7 +220,7 @@ pub enum Event {
     },
     /// A magnet torrent's metadata arrived from peers and its SHA-1 matched the info-hash.
     /// The driver creates (or opens and checks) the torrent's storage from `metainfo`, then
-    /// calls [`super::Session::metadata_ready`] with the pieces already on disk; until then
+    /// calls [`crate::session::Session::metadata_ready`] with the pieces already on disk; until then
     /// the torrent downloads nothing.
     MetadataReceived {
         /// The torrent.

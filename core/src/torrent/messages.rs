@@ -1,0 +1,286 @@
+//! Handling of the peer messages of an established connection: decoding the bytes read,
+//! the availability messages (`have`, `bitfield`, BEP 6 `have all`/`have none`) with their
+//! ordering rules, choke and interest state, and the BEP 10 extension handshake; requests,
+//! blocks, PEX and metadata messages are handed to their own modules.
+//!
+//! Invariant: `bitfield`, `have all` and `have none` are accepted once, before any `have`;
+//! anything else out of place ends the connection with a
+//! [`DisconnectReason::Misbehaved`], never a panic.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+use super::{Ctx, OUR_UT_METADATA_ID, OUR_UT_PEX_ID, Torrent};
+use crate::bitfield::Bitfield;
+use crate::time::Instant;
+use crate::vocab::{ConnId, DisconnectReason, SessionConfig};
+use crate::wire::{self, ExtensionHandshake, Message, UT_METADATA, UT_PEX};
+
+impl Torrent {
+    /// Decodes and handles every complete message in `buf` from `conn`.
+    pub(crate) fn handle_bytes(
+        &mut self,
+        conn: ConnId,
+        buf: &mut BytesMut,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        loop {
+            let Some(peer) = self.peers.get_mut(&conn) else {
+                return;
+            };
+            peer.last_received = now;
+            match peer.decoder.decode(buf) {
+                Ok(Some(message)) => self.handle_message(conn, message, ctx, now),
+                Ok(None) => return,
+                Err(e) => {
+                    self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle_message(
+        &mut self,
+        conn: ConnId,
+        message: Message,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let awaiting_metadata = self.awaiting_metadata();
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let first_availability = !peer.availability_known;
+        let availability = matches!(
+            message,
+            Message::Have { .. } | Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
+        );
+        if availability {
+            peer.availability_known = true;
+            if awaiting_metadata {
+                return self.keep_availability(conn, message, first_availability, ctx, now);
+            }
+        }
+        match message {
+            Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
+            Message::AllowedFast { .. } => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                if !peer.fast {
+                    // Without BEP 6 a choke silently discards our requests.
+                    self.drop_requests(conn);
+                }
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                peer.timed_out = false;
+                self.fill_pipeline(conn, ctx, now);
+            }
+            Message::Interested => {
+                peer.peer_interested = true;
+                self.refill_slots(ctx, now);
+            }
+            Message::NotInterested => {
+                peer.peer_interested = false;
+                self.refill_slots(ctx, now);
+            }
+            Message::Have { index } => {
+                if peer.has.set(index) {
+                    self.picker.peer_have(index);
+                    self.after_peer_gained(conn, ctx, now);
+                }
+            }
+            Message::Bitfield(bits) => {
+                if !first_availability {
+                    return self.disconnect(
+                        conn,
+                        DisconnectReason::Misbehaved(
+                            "bitfield after have, bitfield or have all/none",
+                        ),
+                        ctx,
+                        now,
+                    );
+                }
+                match Bitfield::from_bytes(&bits, self.geometry.piece_count()) {
+                    Ok(has) => {
+                        self.picker.peer_bitfield(&has);
+                        peer.has = has;
+                        self.after_peer_gained(conn, ctx, now);
+                    }
+                    Err(_) => {
+                        self.disconnect(
+                            conn,
+                            DisconnectReason::Misbehaved("malformed bitfield"),
+                            ctx,
+                            now,
+                        );
+                    }
+                }
+            }
+            Message::HaveAll | Message::HaveNone => {
+                if !peer.fast || !first_availability {
+                    return self.disconnect(
+                        conn,
+                        DisconnectReason::Misbehaved("have all/none out of place"),
+                        ctx,
+                        now,
+                    );
+                }
+                if matches!(message, Message::HaveAll) {
+                    let has = Bitfield::full(self.geometry.piece_count());
+                    self.picker.peer_bitfield(&has);
+                    peer.has = has;
+                    self.after_peer_gained(conn, ctx, now);
+                }
+            }
+            Message::Request(req) => self.on_request(conn, req, ctx),
+            Message::Cancel(req) => self.on_cancel(conn, req, ctx),
+            Message::RejectRequest(req) => {
+                if !peer.fast {
+                    return self.disconnect(
+                        conn,
+                        DisconnectReason::Misbehaved("reject without the fast extension"),
+                        ctx,
+                        now,
+                    );
+                }
+                if peer.take_outstanding(req.index, req.begin) {
+                    self.picker
+                        .request_cancelled(req.index, req.begin, peer.key);
+                }
+                if !peer.peer_choking {
+                    self.fill_pipeline(conn, ctx, now);
+                }
+            }
+            Message::Piece { index, begin, data } => {
+                self.on_block(conn, index, begin, data, ctx, now)
+            }
+            Message::Extended { id, payload } => {
+                // Extended messages from a peer that did not announce BEP 10 are ignored, as
+                // are extensions we did not offer.
+                if !peer.extensions {
+                    return;
+                }
+                match id {
+                    wire::EXTENDED_HANDSHAKE_ID => match ExtensionHandshake::decode(&payload) {
+                        Ok(hs) => self.on_extension_handshake(conn, &hs, ctx, now),
+                        Err(e) => self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now),
+                    },
+                    OUR_UT_METADATA_ID => self.on_metadata_message(conn, &payload, ctx, now),
+                    OUR_UT_PEX_ID => self.on_pex(conn, &payload, ctx, now),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The peer's extension handshake (the first, or a later one updating it: BEP 10 makes
+    /// `m` additive, an id of 0 disabling an extension).
+    pub(super) fn on_extension_handshake(
+        &mut self,
+        conn: ConnId,
+        hs: &ExtensionHandshake,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if let Some(reqq) = hs.reqq {
+            // Bounded on our side too: a huge reqq must not make us queue without limit.
+            peer.reqq = (reqq as usize).clamp(1, ctx.config.max_pipeline);
+        }
+        if let Some(&id) = hs.m.get(UT_METADATA) {
+            peer.ext.ut_metadata = (id != 0).then_some(id);
+        }
+        if let Some(&id) = hs.m.get(UT_PEX) {
+            peer.ext.ut_pex = (id != 0).then_some(id);
+        }
+        if hs.metadata_size.is_some() {
+            peer.ext.metadata_size = hs.metadata_size;
+        }
+        if hs.p.is_some() {
+            peer.ext.listen_port = hs.p;
+        }
+        if self.awaiting_metadata() {
+            let limit = u64::from(ctx.config.max_metadata_size);
+            if hs.metadata_size.is_some_and(|s| s > limit) {
+                return self.disconnect(
+                    conn,
+                    DisconnectReason::Misbehaved("metadata_size above our limit"),
+                    ctx,
+                    now,
+                );
+            }
+            self.request_metadata(ctx, now);
+        }
+    }
+
+    /// The extension handshake we send a peer at `addr`: the extensions we speak (disabled
+    /// for a private torrent) and, once we have it, the metadata's size.
+    pub(super) fn extension_handshake(
+        &self,
+        addr: SocketAddr,
+        config: &SessionConfig,
+    ) -> ExtensionHandshake {
+        // A private torrent sends id 0 (disabled): `m` is additive, so a magnet torrent
+        // that turned out private must switch off what its first handshake offered.
+        let (metadata_id, pex_id) = if self.private {
+            (0, 0)
+        } else {
+            (OUR_UT_METADATA_ID, OUR_UT_PEX_ID)
+        };
+        let m = BTreeMap::from([
+            (UT_METADATA.to_owned(), metadata_id),
+            (UT_PEX.to_owned(), pex_id),
+        ]);
+        ExtensionHandshake {
+            m,
+            v: Some(config.client_name.clone()),
+            p: (config.listen_port != 0).then_some(config.listen_port),
+            reqq: u32::try_from(config.max_queued_uploads).ok(),
+            metadata_size: self.metadata.as_ref().map(|b| b.len() as u64),
+            yourip: Some(addr.ip()),
+        }
+    }
+
+    /// The peer announced new pieces: update interest, requests, and the seed-to-seed check.
+    pub(super) fn after_peer_gained(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        // Neither side can give the other anything: a seed (or an upload-only torrent,
+        // which takes nothing) and a peer that has every piece.
+        if (self.picker.is_complete() || self.upload_only) && peer.has.is_full() {
+            return self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
+        }
+        self.update_interest(conn, ctx);
+        self.fill_pipeline(conn, ctx, now);
+    }
+
+    /// Sends `interested` / `not interested` when our interest in the peer changed.
+    pub(super) fn update_interest(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if self.awaiting_metadata() {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let want = !self.upload_only && self.picker.is_interesting(&peer.has);
+        if want != peer.am_interested {
+            peer.am_interested = want;
+            ctx.out.send(
+                conn,
+                if want {
+                    &Message::Interested
+                } else {
+                    &Message::NotInterested
+                },
+            );
+        }
+    }
+}

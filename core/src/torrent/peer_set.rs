@@ -1,0 +1,400 @@
+//! The torrent's peer set: addresses to dial (candidates, bounded), dialling within the
+//! connection limits, back-off and give-up bookkeeping for addresses that fail, and peers
+//! joining (after their handshake) and leaving (closed by us or by them).
+//!
+//! Invariants:
+//! - An address is in `connecting` only while a `Connect` for it is outstanding, and stays a
+//!   candidate meanwhile (its failures keep counting); it is never dialled twice at once.
+//! - A failed address waits `reconnect_delay × 2^(failures−1)` before its next dial and is
+//!   given up on (moved to `given_up`, bounded by `max_candidates`) after
+//!   `max_connect_failures`. A banned IP is never a candidate.
+//! - A connected peer's address is neither a candidate nor given up on.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::{Ctx, Peer, Torrent};
+use crate::time::Instant;
+use crate::vocab::{Action, ConnId, Direction, DisconnectReason, FailedPeer, SessionConfig};
+use crate::wire::{self, Decoder, Handshake, Limits, Message};
+
+/// An address we may dial.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Candidate {
+    pub(super) failures: u32,
+    pub(super) not_before: Instant,
+    /// A connection to it was established before (it went away rather than refusing).
+    pub(super) connected: bool,
+}
+
+impl Torrent {
+    /// Whether any address is waiting to be dialled or being dialled.
+    pub(crate) fn has_candidates(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
+    /// Drops `addr` from the addresses to dial (it turned out to be ourselves).
+    pub(crate) fn forget_candidate(&mut self, addr: SocketAddr) {
+        self.connecting.remove(&addr);
+        self.candidates.remove(&addr);
+    }
+
+    /// Adds addresses to dial (from the user, a tracker, PEX or the DHT).
+    pub(crate) fn add_candidates(&mut self, addrs: &[SocketAddr], max: usize, now: Instant) {
+        for &addr in addrs {
+            if self.candidates.len() >= max {
+                break;
+            }
+            if self.is_banned(addr.ip())
+                || self.peers.values().any(|p| p.addr == addr)
+                || self.connecting.contains(&addr)
+            {
+                continue;
+            }
+            self.peers_seen = true;
+            self.candidates.entry(addr).or_insert(Candidate {
+                failures: 0,
+                not_before: now,
+                connected: false,
+            });
+        }
+    }
+
+    /// Whether any peer was ever given, found or connected.
+    pub(crate) fn peers_seen(&self) -> bool {
+        self.peers_seen
+    }
+
+    /// The peers given up on (in address order, at most `limit`) and how many in all.
+    pub(crate) fn given_up_peers(&self, limit: usize) -> (Vec<FailedPeer>, usize) {
+        let listed = self.given_up.values().take(limit).copied().collect();
+        (listed, self.given_up.len() + self.given_up_overflow)
+    }
+
+    /// Emits `Connect` actions while below the connection limits, less the slots kept for
+    /// peers that dial us (`inbound_slots`). Only an incomplete torrent dials out: a seed
+    /// waits for peers that want something from it.
+    pub(crate) fn maybe_connect(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        if self.is_complete() {
+            return;
+        }
+        // Runs every tick: with the connection limits reached (the usual case in a big
+        // swarm) it must not walk the up to `max_candidates` addresses.
+        let slots = ctx
+            .config
+            .max_connecting
+            .saturating_sub(self.connecting.len())
+            .min(
+                ctx.config
+                    .max_peers_per_torrent
+                    .saturating_sub(ctx.config.inbound_slots)
+                    .saturating_sub(self.peers.len() + self.connecting.len()),
+            );
+        if slots == 0 {
+            return;
+        }
+        let mut due: Vec<SocketAddr> = self
+            .candidates
+            .iter()
+            // An address being dialled stays a candidate (its failures count) but must not
+            // be dialled twice at once.
+            .filter(|(a, c)| c.not_before <= now && !self.connecting.contains(a))
+            .map(|(a, _)| *a)
+            .collect();
+        // Dial a random choice, not the lowest addresses: every peer that learns the same
+        // list (a DHT lookup returns whole swarms) would otherwise fill its slots with the
+        // same peers, and the swarm would split into cliques that never trade (the
+        // simulator saw 100 DHT peers split into two halves of 50).
+        let take = slots.min(due.len());
+        for i in 0..take {
+            let j = ctx.rng.usize(i..due.len());
+            due.swap(i, j);
+        }
+        due.truncate(take);
+        for addr in due {
+            self.connecting.insert(addr);
+            ctx.out.push(Action::Connect {
+                torrent: self.id,
+                addr,
+            });
+        }
+    }
+
+    /// A dial for `addr` failed: try again later with back-off, or forget it.
+    pub(crate) fn connect_failed(
+        &mut self,
+        addr: SocketAddr,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        self.connecting.remove(&addr);
+        self.note_failure(addr, false, config, now);
+    }
+
+    /// Counts a failure against `addr` (`connected`: a connection to it was up and ended);
+    /// after `max_connect_failures` it is given up on and remembered as such.
+    pub(super) fn note_failure(
+        &mut self,
+        addr: SocketAddr,
+        connected: bool,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        let entry = self.candidates.entry(addr).or_insert(Candidate {
+            failures: 0,
+            not_before: now,
+            connected: false,
+        });
+        entry.failures += 1;
+        entry.connected |= connected;
+        if entry.failures >= config.max_connect_failures {
+            let failed = FailedPeer {
+                addr,
+                failures: entry.failures,
+                connected: entry.connected,
+            };
+            self.candidates.remove(&addr);
+            if self.given_up.len() < config.max_candidates || self.given_up.contains_key(&addr) {
+                self.given_up.insert(addr, failed);
+            } else {
+                self.given_up_overflow += 1;
+            }
+            return;
+        }
+        let backoff = config
+            .reconnect_delay
+            .saturating_mul(1u32 << (entry.failures - 1).min(10));
+        entry.not_before = now + backoff;
+    }
+
+    /// A handshake for this torrent completed on `conn`: start the peer.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn add_peer(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        direction: Direction,
+        ours: wire::Reserved,
+        theirs: &Handshake,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        if let Direction::Outbound(_) = direction {
+            self.connecting.remove(&addr);
+        }
+        self.candidates.remove(&addr);
+        self.given_up.remove(&addr);
+        self.peers_seen = true;
+        let key = self.next_key;
+        self.next_key = self.next_key.wrapping_add(1);
+        let fast = ours.fast() && theirs.reserved.fast();
+        let extensions = ours.extension_protocol() && theirs.reserved.extension_protocol();
+        // Without metadata only the size limits apply; the geometry is set once it is known.
+        let geometry = (!self.awaiting_metadata()).then_some(self.geometry);
+        let decoder = Decoder::new(geometry, Limits::default());
+        let peer = Peer::new(
+            key,
+            addr,
+            theirs.peer_id,
+            direction,
+            fast,
+            extensions,
+            decoder,
+            self.piece_count(),
+            now,
+        );
+        self.by_key.insert(key, conn);
+        self.peers.insert(conn, peer);
+
+        // BEP 3: bitfield (or BEP 6 have all / have none) is the first message.
+        let have = self.picker.have();
+        if fast && have.is_full() {
+            ctx.out.send(conn, &Message::HaveAll);
+        } else if fast && have.is_empty() {
+            ctx.out.send(conn, &Message::HaveNone);
+        } else if !have.is_empty() {
+            ctx.out
+                .send(conn, &Message::Bitfield(Bytes::from(have.to_bytes())));
+        }
+        // A magnet torrent's placeholder picker has nothing, so a fast peer is told `have
+        // none` and others nothing, which stays true until the metadata is ready.
+        if extensions {
+            let hs = self.extension_handshake(addr, ctx.config);
+            ctx.out.send(conn, &hs.to_message());
+        }
+    }
+
+    /// Removes a peer: its availability, requests and slots go; its verified data stays.
+    /// Does not emit `Disconnect` (see [`Self::disconnect`]).
+    pub(super) fn remove_peer(
+        &mut self,
+        conn: ConnId,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) -> Option<Peer> {
+        let peer = self.peers.remove(&conn)?;
+        self.by_key.remove(&peer.key);
+        self.picker.peer_left(&peer.has);
+        self.picker.peer_requests_dropped(peer.key);
+        self.choker.peer_left(peer.key);
+        ctx.out.discard(conn);
+        // Its metadata requests go to other peers.
+        self.metadata_timeouts(ctx, now);
+        // Its blocks are free again: other peers may take them now.
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for c in conns {
+            self.fill_pipeline(c, ctx, now);
+        }
+        self.refill_slots(ctx, now);
+        Some(peer)
+    }
+
+    /// Closes `conn` for `reason`: forget it and tell the driver.
+    pub(crate) fn disconnect(
+        &mut self,
+        conn: ConnId,
+        reason: DisconnectReason,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        if let Some(peer) = self.remove_peer(conn, ctx, now) {
+            // Peers we dialled that went quiet may be dialled again later (an inbound peer's
+            // address is an ephemeral port, not worth dialling).
+            if matches!(reason, DisconnectReason::Idle)
+                && peer.direction != Direction::Inbound
+                && !self.is_banned(peer.addr.ip())
+            {
+                self.note_failure(peer.addr, true, ctx.config, now);
+            }
+        }
+        ctx.closed.push(conn);
+        ctx.out.push(Action::Disconnect { conn, reason });
+    }
+
+    /// The driver reports the connection closed (by the peer or by a socket error).
+    pub(crate) fn connection_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        if let Some(peer) = self.remove_peer(conn, ctx, now) {
+            if peer.direction != Direction::Inbound && !self.is_banned(peer.addr.ip()) {
+                self.note_failure(peer.addr, true, ctx.config, now);
+            }
+        }
+    }
+
+    /// The established connection to the peer with this id, and who opened it.
+    pub(crate) fn conn_of_peer_id(&self, id: &wire::PeerId) -> Option<(ConnId, Direction)> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.peer_id == *id)
+            .map(|(c, p)| (*c, p.direction))
+    }
+
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::choker::Choker;
+    use crate::picker::Picker;
+    use crate::storage::Layout;
+    use crate::vocab::TorrentId;
+    use crate::vocab::outbox::Outbox;
+
+    /// A one-piece torrent with nothing verified, so it dials.
+    fn torrent() -> Torrent {
+        let layout = Layout::new(16384, [16384]).expect("layout");
+        let picker = Picker::new(16384, 16384).expect("picker");
+        let choker = Choker::new(Default::default(), Instant::ZERO);
+        Torrent::new(
+            TorrentId(0),
+            crate::InfoHash([1; 20]),
+            vec![[0; 20]],
+            layout,
+            picker,
+            choker,
+        )
+        .expect("torrent")
+    }
+
+    /// Runs `maybe_connect` at `now` and returns the addresses it dialled.
+    fn dial(t: &mut Torrent, config: &SessionConfig, now: Instant) -> Vec<SocketAddr> {
+        let mut out = Outbox::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let own = BTreeSet::new();
+        let mut closed = Vec::new();
+        let mut ctx = Ctx {
+            out: &mut out,
+            rng: &mut rng,
+            config,
+            own_addrs: &own,
+            closed: &mut closed,
+        };
+        t.maybe_connect(&mut ctx, now);
+        let mut dialled = Vec::new();
+        while let Some(action) = out.pop() {
+            if let Action::Connect { addr, .. } = action {
+                dialled.push(addr);
+            }
+        }
+        dialled
+    }
+
+    #[test]
+    fn failed_dials_back_off_doubling_then_give_up() {
+        let config = SessionConfig::default(); // 5 s delay, 3 failures
+        let addr: SocketAddr = "127.0.0.1:6881".parse().expect("addr");
+        let mut t = torrent();
+        t.add_candidates(&[addr], config.max_candidates, Instant::ZERO);
+        assert_eq!(dial(&mut t, &config, Instant::ZERO), vec![addr]);
+        assert!(
+            dial(&mut t, &config, Instant::ZERO).is_empty(),
+            "dialled once at a time"
+        );
+
+        t.connect_failed(addr, &config, Instant::ZERO);
+        assert!(dial(&mut t, &config, Instant::from_millis(4999)).is_empty());
+        assert_eq!(dial(&mut t, &config, Instant::from_secs(5)), vec![addr]);
+
+        t.connect_failed(addr, &config, Instant::from_secs(5));
+        let second = Instant::from_secs(5) + Duration::from_secs(10);
+        assert!(dial(&mut t, &config, Instant::from_secs(14)).is_empty());
+        assert_eq!(dial(&mut t, &config, second), vec![addr]);
+
+        t.connect_failed(addr, &config, second);
+        assert!(!t.has_candidates());
+        assert!(dial(&mut t, &config, Instant::from_secs(3600)).is_empty());
+        let (listed, total) = t.given_up_peers(8);
+        assert_eq!(total, 1);
+        assert_eq!(
+            listed,
+            vec![FailedPeer {
+                addr,
+                failures: 3,
+                connected: false
+            }]
+        );
+    }
+
+    #[test]
+    fn candidates_are_bounded_and_never_banned() {
+        let config = SessionConfig::default();
+        let mut t = torrent();
+        let banned: SocketAddr = "127.0.0.2:1".parse().expect("addr");
+        t.trust.adjust(banned.ip(), -100, config.max_strikes);
+        let addrs: Vec<SocketAddr> = (1..=5)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .chain([banned])
+            .collect();
+        t.add_candidates(&addrs, 3, Instant::ZERO);
+        assert_eq!(t.candidates.len(), 3);
+        t.add_candidates(&[banned], 10, Instant::ZERO);
+        assert!(!t.candidates.contains_key(&banned));
+        assert!(t.peers_seen());
+    }
+}

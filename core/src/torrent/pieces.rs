@@ -1,0 +1,332 @@
+//! Pieces in flight: requests we keep pipelined to each peer, blocks received (buffered in
+//! memory, written, and verified once whole), endgame cancels, and settling a piece once its
+//! hash verdict and all its writes are in.
+//!
+//! See `STATE.md` in this directory for a piece's states and the invariants of each.
+
+use bytes::Bytes;
+
+use super::{Ctx, Torrent};
+use crate::picker::{self, PeerKey, Receipt};
+use crate::time::Instant;
+use crate::vocab::{Action, ConnId, DisconnectReason, Event};
+use crate::wire::{self, Message};
+
+/// Blocks of a piece being downloaded and the bookkeeping of its verification.
+#[derive(Debug)]
+pub(super) struct PieceBuffer {
+    blocks: Vec<Option<Bytes>>,
+    writes_pending: u32,
+    write_failed: bool,
+    /// `Some(ok)` once the driver reported the hash result.
+    hashed: Option<bool>,
+}
+
+impl Torrent {
+    /// Tops up our requests to `conn` to its pipeline target.
+    pub(super) fn fill_pipeline(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        if self.awaiting_metadata() {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if peer.peer_choking || !peer.am_interested {
+            return;
+        }
+        let target = peer.pipeline_target(
+            now,
+            ctx.config.pipeline_seconds_millis,
+            ctx.config.min_pipeline,
+            ctx.config.max_pipeline,
+        );
+        if peer.outstanding.len() >= target {
+            return;
+        }
+        let mut picked = Vec::new();
+        self.picker.pick_blocks(
+            peer.key,
+            &peer.has,
+            target - peer.outstanding.len(),
+            ctx.rng,
+            &mut picked,
+        );
+        for b in picked {
+            ctx.out.send(conn, &Message::Request(to_wire(b)));
+            peer.outstanding.push((b, now));
+            peer.requests_since.get_or_insert(now);
+            peer.snub_clock.get_or_insert(now);
+        }
+    }
+
+    /// Forgets every request outstanding at `conn` (choked without fast, or timed out).
+    pub(super) fn drop_requests(&mut self, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            self.picker.peer_requests_dropped(peer.key);
+            peer.outstanding.clear();
+            peer.requests_since = None;
+            peer.snub_clock = None;
+        }
+    }
+
+    pub(super) fn on_block(
+        &mut self,
+        conn: ConnId,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let n = data.len() as u64;
+        self.downloaded += n;
+        peer.download.record(now, n);
+        peer.download_fast.record(now, n);
+        peer.last_block = Some(now);
+        peer.timed_out = false;
+        let requested = peer.take_outstanding(piece, offset);
+        peer.snub_clock = (!peer.outstanding.is_empty()).then_some(now);
+        if self.upload_only || !requested && !self.buffers.contains_key(&piece) {
+            // Unrequested data is only taken for a piece already in progress (a late copy
+            // after a cancel or time-out). Otherwise a peer could make us buffer pieces we
+            // never asked for, without bound. An upload-only torrent takes nothing.
+            self.wasted += n;
+            return;
+        }
+        let key = peer.key;
+        let valid = self
+            .picker
+            .block_at(piece, offset)
+            .is_some_and(|b| b.len as usize == data.len());
+        if !valid {
+            return self.disconnect(
+                conn,
+                DisconnectReason::Misbehaved("block of the wrong size or place"),
+                ctx,
+                now,
+            );
+        }
+        let outcome = self.picker.block_received(piece, offset, key);
+        match outcome.receipt {
+            Receipt::Invalid => {
+                return self.disconnect(
+                    conn,
+                    DisconnectReason::Misbehaved("block outside the torrent"),
+                    ctx,
+                    now,
+                );
+            }
+            Receipt::Duplicate => {
+                self.wasted += n;
+            }
+            Receipt::Requested | Receipt::Unrequested => {
+                for &other in outcome.cancel.as_slice() {
+                    self.cancel_at(other, piece, offset, ctx);
+                }
+                let blocks = self.picker.blocks_in_piece(piece).unwrap_or(0) as usize;
+                let buffer = self.buffers.entry(piece).or_insert_with(|| PieceBuffer {
+                    blocks: vec![None; blocks],
+                    writes_pending: 0,
+                    write_failed: false,
+                    hashed: None,
+                });
+                let index = (offset / wire::MAX_BLOCK_LEN) as usize;
+                if let Some(slot) = buffer.blocks.get_mut(index) {
+                    *slot = Some(data.clone());
+                }
+                buffer.writes_pending += 1;
+                self.written.set(piece);
+                ctx.out.push(Action::WriteBlock {
+                    torrent: self.id,
+                    piece,
+                    offset,
+                    data,
+                });
+                if outcome.piece_complete {
+                    let blocks: Vec<Bytes> = buffer.blocks.iter().flatten().cloned().collect();
+                    if let Some(expected) = self.piece_hashes.get(piece as usize) {
+                        ctx.out.push(Action::VerifyPiece {
+                            torrent: self.id,
+                            piece,
+                            expected: *expected,
+                            blocks,
+                        });
+                    }
+                }
+            }
+        }
+        self.fill_pipeline(conn, ctx, now);
+    }
+
+    /// Sends `cancel` for a block to the peer with key `key` (endgame duplicate arrived).
+    pub(super) fn cancel_at(&mut self, key: PeerKey, piece: u32, offset: u32, ctx: &mut Ctx<'_>) {
+        let Some(&conn) = self.by_key.get(&key) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if let Some((b, _)) = peer
+            .outstanding
+            .iter()
+            .find(|(b, _)| b.piece == piece && b.offset == offset)
+            .copied()
+        {
+            peer.take_outstanding(piece, offset);
+            ctx.out.send(conn, &Message::Cancel(to_wire(b)));
+        }
+    }
+
+    /// The driver finished writing a block.
+    pub(crate) fn disk_write_done(
+        &mut self,
+        piece: u32,
+        result: Result<(), String>,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(buffer) = self.buffers.get_mut(&piece) else {
+            return;
+        };
+        buffer.writes_pending = buffer.writes_pending.saturating_sub(1);
+        if let Err(message) = result {
+            buffer.write_failed = true;
+            ctx.out.push(Action::Event(Event::StorageError {
+                torrent: self.id,
+                piece,
+                message,
+            }));
+        }
+        self.try_finish_piece(piece, ctx, now);
+    }
+
+    /// The driver hashed a piece.
+    pub(crate) fn piece_hashed(&mut self, piece: u32, ok: bool, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(buffer) = self.buffers.get_mut(&piece) else {
+            return;
+        };
+        buffer.hashed = Some(ok);
+        if !ok {
+            self.hash_failures += 1;
+            ctx.out.push(Action::Event(Event::HashFailed {
+                torrent: self.id,
+                piece,
+            }));
+        }
+        self.try_finish_piece(piece, ctx, now);
+    }
+
+    /// Settles a piece once both its hash verdict and all its writes are in.
+    pub(super) fn try_finish_piece(&mut self, piece: u32, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(buffer) = self.buffers.get(&piece) else {
+            return;
+        };
+        let Some(hash_ok) = buffer.hashed else {
+            return;
+        };
+        if buffer.writes_pending > 0 {
+            return;
+        }
+        let write_failed = buffer.write_failed;
+        let piece_len = buffer
+            .blocks
+            .iter()
+            .flatten()
+            .map(|b| b.len() as u64)
+            .sum::<u64>();
+        self.buffers.remove(&piece);
+        if hash_ok && !write_failed {
+            for key in self.picker.contributors(piece) {
+                self.adjust_trust(key, 1, ctx, now);
+            }
+            self.picker.piece_verified(piece);
+            ctx.out.push(Action::Event(Event::PieceVerified {
+                torrent: self.id,
+                piece,
+            }));
+            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            for &conn in &conns {
+                ctx.out.send(conn, &Message::Have { index: piece });
+            }
+            for conn in conns {
+                self.update_interest(conn, ctx);
+            }
+            self.check_complete(ctx);
+            if self.picker.is_complete() {
+                let seeds: Vec<ConnId> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.has.is_full())
+                    .map(|(c, _)| *c)
+                    .collect();
+                for conn in seeds {
+                    self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
+                }
+            }
+        } else {
+            let contributors = self.picker.piece_failed(piece);
+            self.wasted += piece_len;
+            if !hash_ok {
+                let penalty = if contributors.len() == 1 { -2 } else { -1 };
+                for key in contributors {
+                    self.adjust_trust(key, penalty, ctx, now);
+                }
+            }
+            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            for conn in conns {
+                self.fill_pipeline(conn, ctx, now);
+            }
+        }
+    }
+
+    pub(super) fn check_complete(&mut self, ctx: &mut Ctx<'_>) {
+        if self.picker.is_complete() && !self.completion_announced {
+            self.completion_announced = true;
+            ctx.out
+                .push(Action::Event(Event::TorrentComplete { torrent: self.id }));
+        } else if !self.picker.is_complete() {
+            // A priority change can make a complete torrent incomplete again.
+            self.completion_announced = false;
+        }
+    }
+
+    /// Cancels every request outstanding at `conn` when no block came from it for
+    /// `request_timeout`: its blocks go to other peers and it keeps a one-block pipeline
+    /// until a block arrives.
+    pub(super) fn expire_requests(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        let stalled_since = match (peer.requests_since, peer.last_block) {
+            (Some(since), Some(block)) => Some(since.max(block)),
+            (Some(since), None) => Some(since),
+            (None, _) => None,
+        };
+        if stalled_since.is_some_and(|t| now - t >= ctx.config.request_timeout) {
+            // Give its blocks to others; keep the peer with a one-block pipeline.
+            for (b, _) in std::mem::take(&mut peer.outstanding) {
+                ctx.out.send(conn, &Message::Cancel(to_wire(b)));
+            }
+            peer.requests_since = None;
+            peer.timed_out = true;
+            self.picker.peer_requests_dropped(peer.key);
+            let others: Vec<ConnId> = self.peers.keys().copied().filter(|c| *c != conn).collect();
+            for other in others {
+                self.fill_pipeline(other, ctx, now);
+            }
+            self.fill_pipeline(conn, ctx, now);
+        }
+    }
+}
+
+/// The wire's name for a block the picker chose.
+fn to_wire(b: picker::BlockRequest) -> wire::BlockRequest {
+    wire::BlockRequest {
+        index: b.piece,
+        begin: b.offset,
+        length: b.len,
+    }
+}
