@@ -2,8 +2,8 @@
 //!
 //! Every host runs the same `Session` the drivers run; the simulator plays the driver's
 //! part for all of them at once. It carries their bytes over a fluid network model
-//! ([`network`]: upload and download capacities shared fairly, a latency per host), answers
-//! their disk actions from one canonical copy of the file ([`payload`]), and answers their
+//! (`network`: upload and download capacities shared fairly, a latency per host), answers
+//! their disk actions from one canonical copy of the file (`payload`), and answers their
 //! announces with the core's own [`TrackerServer`](crate::tracker::server::TrackerServer) over the real HTTP encoding. Time is
 //! virtual and jumps from event to event, so an hour-long swarm of a thousand peers runs in
 //! seconds to minutes of wall time. Same [`SimConfig`] (seed included) ⇒ same result.
