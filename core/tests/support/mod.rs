@@ -442,6 +442,8 @@ impl Swarm {
                     }),
                 }
             }
+            // Dials are answered at once, so they never time out here.
+            Action::CancelConnect { .. } => {}
             Action::Disconnect { conn, reason } => {
                 self.disconnects.push((now, i, reason.to_string()));
                 if let Some(&other) = self.links.get(&(i, conn)) {
