@@ -253,6 +253,11 @@ impl Admission {
         Some(action)
     }
 
+    /// Bytes handed out for `conn` and not yet accepted by its socket.
+    pub(crate) fn unsent(&self, conn: ConnId) -> Option<usize> {
+        self.open.get(&conn).map(|o| o.unsent)
+    }
+
     /// The next peer event or released read, if any.
     pub(crate) fn pop(&mut self) -> Option<Action> {
         self.ready.pop_front()

@@ -877,6 +877,13 @@ impl Session {
         }
     }
 
+    /// Bytes handed out for `conn` in `Send`/`SendBlock` and not yet reported accepted by
+    /// [`Session::handle_sent`] (0 without [`SessionConfig::send_accounting`]); `None` for
+    /// a connection the session does not hold. For tests and status displays.
+    pub fn unsent_bytes(&self, conn: ConnId) -> Option<usize> {
+        self.admission.unsent(conn)
+    }
+
     /// Connections established on `torrent` (for tests and status displays).
     pub fn connections(&self, torrent: TorrentId) -> Vec<ConnId> {
         self.torrents
