@@ -29,6 +29,7 @@ fn drain(s: &mut Session) -> Vec<Action> {
 fn a_peer_that_stops_reading_is_dropped_after_the_stall_bound_while_the_others_complete() {
     let mut s = Swarm::new(make_content(2 * 1024 * KIB, 7), 64 * KIB as u32, 256 * KIB);
     s.config.send_accounting = true;
+    s.config.peer_events = true;
     s.config.upload_read_ahead = 64 * KIB;
     let stall = s.config.send_stall_timeout;
     let seed = s.add_seed(Behaviour::Honest);
@@ -147,6 +148,7 @@ fn the_unsent_cap_drops_a_connection_at_the_next_timer() {
 #[test]
 fn the_inbound_caps_refuse_extra_connections_as_they_open() {
     let config = SessionConfig {
+        peer_events: true,
         max_inbound_handshaking: 2,
         max_inbound: 3,
         ..SessionConfig::default()
@@ -197,7 +199,11 @@ fn the_inbound_caps_refuse_extra_connections_as_they_open() {
 #[test]
 fn a_dial_not_reported_by_its_deadline_fails_with_the_time_out_reason() {
     let metainfo = make_metainfo(&make_content(100_000, 3), 16 * KIB as u32);
-    let mut s = Session::new(SessionConfig::default(), 1, Instant::ZERO);
+    let events = SessionConfig {
+        peer_events: true,
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(events, 1, Instant::ZERO);
     let t = s.add_torrent(&metainfo, None, Instant::ZERO).expect("add");
     let peer = addr(9, 6881);
     s.add_peers(t, &[peer], Instant::ZERO);
@@ -247,7 +253,11 @@ fn a_dial_not_reported_by_its_deadline_fails_with_the_time_out_reason() {
 #[test]
 fn a_refused_dial_is_reported_once_with_the_drivers_reason() {
     let metainfo = make_metainfo(&make_content(100_000, 3), 16 * KIB as u32);
-    let mut s = Session::new(SessionConfig::default(), 1, Instant::ZERO);
+    let events = SessionConfig {
+        peer_events: true,
+        ..SessionConfig::default()
+    };
+    let mut s = Session::new(events, 1, Instant::ZERO);
     let t = s.add_torrent(&metainfo, None, Instant::ZERO).expect("add");
     let peer = addr(9, 6881);
     s.add_peers(t, &[peer], Instant::ZERO);
@@ -273,6 +283,7 @@ fn a_refused_dial_is_reported_once_with_the_drivers_reason() {
 #[test]
 fn every_connection_is_announced_once_and_its_end_once() {
     let mut s = Swarm::new(make_content(512 * KIB, 9), 32 * KIB as u32, 1024 * KIB);
+    s.config.peer_events = true;
     let seed = s.add_seed(Behaviour::Honest);
     let a = s.add_node(None, Behaviour::Honest);
     let b = s.add_node(None, Behaviour::Honest);

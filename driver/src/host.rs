@@ -180,8 +180,10 @@ impl SessionHost {
     ) -> Self {
         let mut session_cfg = cfg.session.clone();
         session_cfg.listen_port = listen.map_or(0, |a| a.port());
-        // Both runtimes report what each socket accepted (`handle_sent`).
+        // Both runtimes report what each socket accepted (`handle_sent`), and the client's
+        // user sees peers come and go.
         session_cfg.send_accounting = true;
+        session_cfg.peer_events = true;
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
         session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());

@@ -18,8 +18,9 @@
 //! - **Upload read-ahead** (with `send_accounting`). A `ReadBlock` for a connection whose
 //!   unsent bytes plus blocks being read exceed `upload_read_ahead` is held back and
 //!   released, in order, as the socket accepts bytes.
-//! - **Peer events.** `PeerConnected` when an admitted connection opens; exactly one
-//!   `PeerDisconnected` when it ends, whoever ended it.
+//! - **Peer events** (with `peer_events`). `PeerConnected` when an admitted connection
+//!   opens; exactly one `PeerDisconnected` when it ends, whoever ended it; one
+//!   `ConnectFailed` per failed dial.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -61,6 +62,8 @@ pub(crate) struct Admission {
     timed_out: BTreeSet<(TorrentId, SocketAddr)>,
     /// Actions to hand out before the outbox's: peer events and released reads.
     ready: VecDeque<Action>,
+    /// Whether peer events are emitted ([`SessionConfig::peer_events`]).
+    events: bool,
 }
 
 /// What [`Admission::timeout`] decided.
@@ -73,6 +76,21 @@ pub(crate) struct Expired {
 }
 
 impl Admission {
+    /// Bookkeeping for a session with `config`.
+    pub(crate) fn new(config: &SessionConfig) -> Self {
+        Admission {
+            events: config.peer_events,
+            ..Admission::default()
+        }
+    }
+
+    /// Queues a peer event, if they are wanted.
+    fn tell(&mut self, event: Event) {
+        if self.events {
+            self.ready.push_back(Action::Event(event));
+        }
+    }
+
     /// Whether an inbound connection may be opened now.
     pub(crate) fn admits_inbound(&self, config: &SessionConfig) -> bool {
         let inbound = self.open.values().filter(|o| o.inbound);
@@ -107,11 +125,11 @@ impl Admission {
                 held: VecDeque::new(),
             },
         );
-        self.ready.push_back(Action::Event(Event::PeerConnected {
+        self.tell(Event::PeerConnected {
             torrent,
             addr,
             inbound,
-        }));
+        });
     }
 
     /// The connection finished its handshake.
@@ -124,10 +142,10 @@ impl Admission {
     /// The connection ended (`reason`): forget it and announce it, once.
     pub(crate) fn closed(&mut self, conn: ConnId, reason: PeerGone) {
         if let Some(o) = self.open.remove(&conn) {
-            self.ready.push_back(Action::Event(Event::PeerDisconnected {
+            self.tell(Event::PeerDisconnected {
                 addr: o.addr,
                 reason,
-            }));
+            });
         }
     }
 
@@ -156,11 +174,11 @@ impl Admission {
             return false;
         }
         self.dials.remove(&(torrent, addr));
-        self.ready.push_back(Action::Event(Event::ConnectFailed {
+        self.tell(Event::ConnectFailed {
             torrent,
             addr,
             reason,
-        }));
+        });
         true
     }
 
@@ -279,11 +297,11 @@ impl Admission {
             self.timed_out.insert((torrent, addr));
             self.ready
                 .push_back(Action::CancelConnect { torrent, addr });
-            self.ready.push_back(Action::Event(Event::ConnectFailed {
+            self.tell(Event::ConnectFailed {
                 torrent,
                 addr,
                 reason: ConnectFailure::TimedOut(config.connect_timeout),
-            }));
+            });
             expired.dials.push((torrent, addr));
         }
         if config.send_accounting {
@@ -329,6 +347,7 @@ mod tests {
     fn accounting() -> SessionConfig {
         SessionConfig {
             send_accounting: true,
+            peer_events: true,
             upload_read_ahead: 32 * 1024,
             ..SessionConfig::default()
         }
@@ -349,7 +368,7 @@ mod tests {
     #[test]
     fn reads_past_the_read_ahead_wait_for_the_socket_and_leave_in_order() {
         let cfg = accounting();
-        let mut a = Admission::default();
+        let mut a = Admission::new(&cfg);
         let c = ConnId(1);
         a.opened(c, addr(1), Direction::Inbound);
         assert!(matches!(
@@ -372,8 +391,11 @@ mod tests {
 
     #[test]
     fn a_dial_past_its_deadline_is_cancelled_once_and_its_late_failure_ignored() {
-        let cfg = SessionConfig::default();
-        let mut a = Admission::default();
+        let cfg = SessionConfig {
+            peer_events: true,
+            ..SessionConfig::default()
+        };
+        let mut a = Admission::new(&cfg);
         let t = TorrentId(0);
         a.dialling(t, addr(2), &cfg, Instant::ZERO);
         let early = a.timeout(&cfg, Instant::ZERO + Duration::from_secs(9));

@@ -103,6 +103,11 @@ pub struct SessionConfig {
     /// it is opened, so peers that connect and say nothing cannot crowd out the ones that
     /// would trade (default 100).
     pub max_inbound_handshaking: usize,
+    /// Whether the session emits the peer events a UI shows
+    /// ([`super::Event::PeerConnected`], [`super::Event::PeerDisconnected`],
+    /// [`super::Event::ConnectFailed`]), once each. Off, the only events are about
+    /// torrents, pieces and trackers (default off; the runtimes turn it on).
+    pub peer_events: bool,
     /// Whether the driver reports what each socket accepted
     /// ([`super::Session::handle_sent`]). With it, the session bounds what waits unsent
     /// per connection (the three settings below); without it (a harness that delivers
@@ -151,6 +156,7 @@ impl Default for SessionConfig {
             connect_timeout: Duration::from_secs(10),
             max_inbound: 200,
             max_inbound_handshaking: 100,
+            peer_events: false,
             send_accounting: false,
             max_unsent_bytes: 16 << 20,
             send_stall_timeout: Duration::from_secs(60),

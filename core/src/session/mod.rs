@@ -201,6 +201,7 @@ impl Session {
             .dht
             .clone()
             .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
+        let admission = Admission::new(&config);
         Session {
             config,
             rng,
@@ -217,7 +218,7 @@ impl Session {
             trackers,
             dht,
             stalls: Vec::new(),
-            admission: Admission::default(),
+            admission,
             now,
         }
     }
