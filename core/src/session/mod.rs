@@ -8,6 +8,9 @@
 //! s.add_peers(t, &[addr], now);                       // → Action::Connect
 //! let c = s.connection_opened(addr, Direction::Outbound(t), now);
 //! s.handle_bytes(c, &mut recv_buf, now);              // bytes read from the socket
+//! s.handle_sent(c, n, now);                           // the socket accepted n bytes
+//! s.handle_connect_error(t, addr, reason, now);       // a dial failed (OS reason)
+//! s.handle_closed(c, PeerGone::HungUp, now);          // the socket ended on its own
 //! s.handle_timeout(now);                              // when poll_timeout's deadline passed
 //! s.disk_write_done(t, piece, Ok(()), now);           // a WriteBlock finished
 //! s.disk_read_done(c, block, Ok(data), now);          // a ReadBlock finished
@@ -38,6 +41,11 @@
 //!
 //! **Peer exchange** (BEP 11) needs nothing from the driver: peers learnt by PEX are dialled
 //! with the usual `Connect` actions.
+//!
+//! **Connections** (see `admission.rs`): the session admits or refuses inbound sockets,
+//! times dials out (`CancelConnect`: drop the half-open socket), drops peers that do not
+//! read what they asked for, and holds uploads back while a socket is behind — the driver
+//! only reports what happened and carries out the actions.
 //!
 //! Rules the session keeps:
 //! - **Determinism.** One RNG seeded by the caller; every map is ordered. The same seed and
