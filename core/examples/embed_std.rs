@@ -126,8 +126,12 @@ impl Peer {
                     s.piece_hashed(torrent, piece, verify_piece(&blocks, &expected), now);
                 }
                 Action::Event(Event::TorrentComplete { .. }) => self.complete = true,
-                // No trackers in the torrent and no DHT configured: nothing else arrives.
-                Action::Event(_) | Action::Announce { .. } | Action::SendDatagram { .. } => {}
+                // No trackers in the torrent and no DHT configured: nothing else arrives
+                // (and a blocking dial is never half-open, so none is cancelled).
+                Action::Event(_)
+                | Action::Announce { .. }
+                | Action::SendDatagram { .. }
+                | Action::CancelConnect { .. } => {}
             }
         }
         Ok(())

@@ -14,15 +14,13 @@ pub struct ClientConfig {
     /// says which). `None`: do not listen. Outgoing connections are bound to the same IP
     /// so peers see one address for us (default `0.0.0.0:0`).
     pub listen: Option<SocketAddr>,
-    /// The core's settings. `listen_port` is filled in from the bound listener.
+    /// The core's settings. `listen_port` is filled in from the bound listener and
+    /// `send_accounting` turned on (the runtimes report what sockets accept). Connection
+    /// policy lives there: `max_inbound`, `max_inbound_handshaking`, `connect_timeout`,
+    /// `max_unsent_bytes`, `send_stall_timeout`, `upload_read_ahead`.
     pub session: SessionConfig,
     /// Seed of the core's RNG; `None` takes one from the OS-seeded `fastrand`.
     pub rng_seed: Option<u64>,
-    /// Most inbound connections held at once (before and after their handshake); further
-    /// ones are closed as soon as accepted (default 200).
-    pub max_inbound: usize,
-    /// Give up on an outgoing TCP connect after this long (default 10 s).
-    pub connect_timeout: Duration,
     /// Worker threads for disk reads, writes and SHA-1 (default: available cores, 2 to 4).
     pub disk_threads: usize,
     /// Stop reading from peers while this many downloaded bytes wait to be written or
@@ -44,8 +42,6 @@ impl Default for ClientConfig {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
             session: SessionConfig::default(),
             rng_seed: None,
-            max_inbound: 200,
-            connect_timeout: Duration::from_secs(10),
             disk_threads: cores.clamp(2, 4),
             max_pending_disk_bytes: 32 << 20,
             max_open_files: 64,

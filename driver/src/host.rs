@@ -90,8 +90,15 @@ pub enum IoAction {
         bytes: Bytes,
     },
     /// Dial `addr` for `torrent`; then [`SessionHost::session`]`.connection_opened` or
-    /// `connect_failed`.
+    /// `handle_connect_error`. Only the OS's connect: the time-out is the session's.
     Connect {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The peer.
+        addr: SocketAddr,
+    },
+    /// Abandon that dial (the session timed it out); report nothing for it.
+    CancelConnect {
         /// The torrent.
         torrent: TorrentId,
         /// The peer.
@@ -173,6 +180,10 @@ impl SessionHost {
     ) -> Self {
         let mut session_cfg = cfg.session.clone();
         session_cfg.listen_port = listen.map_or(0, |a| a.port());
+        // Both runtimes report what each socket accepted (`handle_sent`), and the client's
+        // user sees peers come and go.
+        session_cfg.send_accounting = true;
+        session_cfg.peer_events = true;
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
         session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());
@@ -217,6 +228,11 @@ impl SessionHost {
     /// `connection_closed`, `connect_failed`). Call [`SessionHost::poll_io`] afterwards.
     pub fn session(&mut self) -> &mut Session {
         &mut self.session
+    }
+
+    /// The session's settings (connect time-out, for the driver's dial error texts).
+    pub fn session_config(&self) -> &unchoke_core::session::SessionConfig {
+        self.session.config()
     }
 
     /// The core's "now".
@@ -266,6 +282,9 @@ impl SessionHost {
                     second: Some(data),
                 },
                 Action::Connect { torrent, addr } => IoAction::Connect { torrent, addr },
+                Action::CancelConnect { torrent, addr } => {
+                    IoAction::CancelConnect { torrent, addr }
+                }
                 Action::SendDatagram { to, bytes } => IoAction::SendDatagram { to, bytes },
                 Action::Disconnect { conn, reason } => IoAction::Disconnect { conn, reason },
                 Action::WriteBlock {
@@ -357,6 +376,21 @@ impl SessionHost {
                         add: Box::new(add),
                         config: Box::new(self.config.clone()),
                     })
+                }
+                // The peer events keep their client-level form (one place maps them).
+                Action::Event(Event::PeerConnected { addr, inbound, .. }) => {
+                    self.emit(ClientEvent::PeerConnected { addr, inbound });
+                    continue;
+                }
+                Action::Event(Event::PeerDisconnected { addr, reason }) => {
+                    let reason = reason.to_string();
+                    self.emit(ClientEvent::PeerDisconnected { addr, reason });
+                    continue;
+                }
+                Action::Event(Event::ConnectFailed { addr, reason, .. }) => {
+                    let reason = reason.to_string();
+                    self.emit(ClientEvent::ConnectFailed { addr, reason });
+                    continue;
                 }
                 Action::Event(event) => {
                     self.emit(ClientEvent::Session(event));

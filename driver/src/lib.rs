@@ -24,7 +24,7 @@ pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};
 pub use clock::Clock;
 pub use config::ClientConfig;
 pub use host::{Command, IoAction, SessionHost};
-pub use net::{connect_error_text, connect_nonblocking};
+pub use net::{connect_error_text, connect_failure, connect_nonblocking};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -303,7 +303,8 @@ pub enum ClientEvent {
     /// An event from the core (piece verified, torrent complete, peer banned, storage
     /// error, choking round…).
     Session(Event),
-    /// A TCP connection to or from a peer is up (its handshake follows).
+    /// A TCP connection to or from a peer is up (its handshake follows). Mapped from the
+    /// core's [`Event::PeerConnected`], as are the next two from theirs.
     PeerConnected {
         /// The peer's address.
         addr: SocketAddr,

@@ -6,6 +6,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use unchoke_core::session::ConnectFailure;
 
 /// Starts a non-blocking TCP connect to `addr`, bound first to `bind_ip` (port chosen by
 /// the OS) when given and of the same family. The connect completes later: the socket
@@ -28,27 +29,26 @@ pub fn connect_nonblocking(
     Ok(socket.into())
 }
 
-/// Why a dial failed, in words for a person: `connection refused`, `timed out after 10 s`,
-/// `network unreachable`… (`timeout`: the driver's connect time-out, which a time-out is
-/// reported against). Never an `os error N` alone: the OS's own message is the fallback,
-/// lower-cased and without its error number.
-pub fn connect_error_text(error: &io::Error, timeout: std::time::Duration) -> String {
+/// Why a dial failed, as the session's typed reason (see
+/// [`unchoke_core::session::Session::handle_connect_error`]). `timeout` is the connect
+/// time-out an OS time-out is reported against. Unknown errors keep the OS's own words,
+/// lower-cased and without the error number.
+pub fn connect_failure(error: &io::Error, timeout: std::time::Duration) -> ConnectFailure {
     use io::ErrorKind as K;
-    let known = match error.kind() {
-        K::ConnectionRefused => "connection refused",
-        K::TimedOut => return format!("timed out after {} s", timeout.as_secs_f64()),
-        K::NetworkUnreachable => "network unreachable",
-        K::HostUnreachable => "host unreachable",
-        K::NetworkDown => "network down",
-        K::ConnectionReset => "connection reset by the peer",
-        K::ConnectionAborted => "connection aborted",
-        K::AddrNotAvailable => "local address not available",
-        K::AddrInUse => "local address in use",
-        K::PermissionDenied => "permission denied (a firewall?)",
-        _ => "",
-    };
-    if !known.is_empty() {
-        return known.to_string();
+    match error.kind() {
+        K::ConnectionRefused => return ConnectFailure::Refused,
+        K::TimedOut => return ConnectFailure::TimedOut(timeout),
+        K::NetworkUnreachable => return ConnectFailure::NetworkUnreachable,
+        K::HostUnreachable => return ConnectFailure::HostUnreachable,
+        K::NetworkDown => return ConnectFailure::NetworkDown,
+        K::ConnectionReset => return ConnectFailure::Reset,
+        K::ConnectionAborted => return ConnectFailure::Aborted,
+        K::AddrNotAvailable => return ConnectFailure::AddrNotAvailable,
+        K::AddrInUse => return ConnectFailure::AddrInUse,
+        K::PermissionDenied => return ConnectFailure::PermissionDenied,
+        // Hung up with no error recorded: all that is known.
+        K::NotConnected => return ConnectFailure::Unknown,
+        _ => {}
     }
     let text = error.to_string();
     let text = match text.find(" (os error") {
@@ -57,9 +57,15 @@ pub fn connect_error_text(error: &io::Error, timeout: std::time::Duration) -> St
     };
     let mut chars = text.chars();
     match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => "connection failed".to_string(),
+        Some(first) => ConnectFailure::Other(first.to_lowercase().chain(chars).collect()),
+        None => ConnectFailure::Unknown,
     }
+}
+
+/// Why a dial failed, in words for a person: `connection refused`, `timed out after 10 s`,
+/// `network unreachable`… (the text of [`connect_failure`]). Never an `os error N` alone.
+pub fn connect_error_text(error: &io::Error, timeout: std::time::Duration) -> String {
+    connect_failure(error, timeout).to_string()
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
-use std::time::Instant as StdInstant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
@@ -24,10 +23,8 @@ const MAX_IOVECS: usize = 64;
 #[derive(Debug)]
 pub(crate) enum ConnState {
     /// Our non-blocking connect is in progress.
-    Connecting {
-        torrent: TorrentId,
-        deadline: StdInstant,
-    },
+    /// The session decides when it has taken too long ([`unchoke_core::session::Action::CancelConnect`]).
+    Connecting { torrent: TorrentId },
     /// Known to the session.
     Open(ConnId),
 }
@@ -38,12 +35,10 @@ pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     pub(crate) addr: SocketAddr,
     pub(crate) state: ConnState,
-    pub(crate) inbound: bool,
     /// The socket may have more to read (mio is edge-triggered: we read until `WouldBlock`).
     pub(crate) read_ready: bool,
     recv: BytesMut,
     send: VecDeque<Bytes>,
-    send_bytes: usize,
 }
 
 /// What a read attempt found.
@@ -58,21 +53,14 @@ pub(crate) enum ReadOutcome {
 
 impl Conn {
     /// A socket, not yet reading.
-    pub(crate) fn new(
-        stream: TcpStream,
-        addr: SocketAddr,
-        state: ConnState,
-        inbound: bool,
-    ) -> Self {
+    pub(crate) fn new(stream: TcpStream, addr: SocketAddr, state: ConnState) -> Self {
         Conn {
             stream,
             addr,
             state,
-            inbound,
             read_ready: false,
             recv: BytesMut::new(),
             send: VecDeque::new(),
-            send_bytes: 0,
         }
     }
 
@@ -87,11 +75,6 @@ impl Conn {
     /// The buffer the session consumes messages from.
     pub(crate) fn recv_buf(&mut self) -> &mut BytesMut {
         &mut self.recv
-    }
-
-    /// Bytes queued and not yet accepted by the kernel.
-    pub(crate) fn queued_bytes(&self) -> usize {
-        self.send_bytes
     }
 
     /// One `read` into the receive buffer.
@@ -134,14 +117,15 @@ impl Conn {
     /// Queues a buffer; call [`Conn::flush`] to write.
     pub(crate) fn queue(&mut self, data: Bytes) {
         if !data.is_empty() {
-            self.send_bytes += data.len();
             self.send.push_back(data);
         }
     }
 
-    /// Writes as much of the queue as the kernel takes, vectored. `Ok(())` also when the
-    /// kernel is full (the writable event will bring us back).
-    pub(crate) fn flush(&mut self) -> io::Result<()> {
+    /// Writes as much of the queue as the kernel takes, vectored, and says how much it took
+    /// (for the session's `handle_sent`). `Ok` also when the kernel is full (the writable
+    /// event will bring us back).
+    pub(crate) fn flush(&mut self) -> io::Result<usize> {
+        let mut written = 0;
         while !self.send.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
@@ -151,18 +135,20 @@ impl Conn {
             }
             match self.stream.write_vectored(&slices[..count]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.consume(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Ok(n) => {
+                    written += n;
+                    self.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(written),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Drops `n` written bytes from the front of the queue.
     fn consume(&mut self, mut n: usize) {
-        self.send_bytes -= n.min(self.send_bytes);
         while n > 0 {
             let Some(front) = self.send.front_mut() else {
                 return;

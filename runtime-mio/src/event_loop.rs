@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use hashbrown::HashMap;
 use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
-use unchoke_core::session::{ConnId, Direction, TorrentId};
+use unchoke_core::session::{ConnId, ConnectFailure, Direction, PeerGone, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST, bind_dht, dht_socket_error};
 use unchoke_driver::disk::Completion;
@@ -34,9 +34,6 @@ const DHT: Token = Token(2);
 const FIRST_PEER: usize = 3;
 /// Bytes read from one socket before giving the others a turn.
 const READ_BUDGET: usize = 1 << 20;
-/// A peer that lets this much of our data pile up unread is dropped: it asks faster than it
-/// reads, and the memory is ours.
-const MAX_QUEUED_SEND: usize = 16 << 20;
 
 /// What a poll event said about one socket.
 #[derive(Clone, Copy, Debug)]
@@ -60,14 +57,12 @@ pub(crate) struct EventLoop {
     conns: HashMap<Token, Conn>,
     tokens: HashMap<ConnId, Token>,
     next_token: usize,
-    inbound: usize,
     disk: DiskPool,
     done: Arc<Handoff<Completion, WakerRef>>,
     completions: VecDeque<Completion>,
     /// Sockets with buffers queued by the current round of actions.
     unflushed: Vec<Token>,
     commands: Receiver<Command>,
-    cfg: ClientConfig,
 }
 
 impl EventLoop {
@@ -119,13 +114,11 @@ impl EventLoop {
             conns: HashMap::new(),
             tokens: HashMap::new(),
             next_token: FIRST_PEER,
-            inbound: 0,
             disk,
             done,
             completions: VecDeque::new(),
             unflushed: Vec::new(),
             commands,
-            cfg: cfg.clone(),
         })
     }
 
@@ -186,13 +179,9 @@ impl EventLoop {
         {
             return Duration::ZERO;
         }
-        let mut deadline = self.host.deadline();
-        for c in self.conns.values() {
-            if let ConnState::Connecting { deadline: d, .. } = c.state {
-                deadline = deadline.min(d);
-            }
-        }
-        deadline.saturating_duration_since(StdInstant::now())
+        self.host
+            .deadline()
+            .saturating_duration_since(StdInstant::now())
     }
 
     fn accept(&mut self) {
@@ -203,7 +192,7 @@ impl EventLoop {
             };
             match listener.accept() {
                 Ok((mut stream, addr)) => {
-                    if self.host.shutting_down() || self.inbound >= self.cfg.max_inbound {
+                    if self.host.shutting_down() {
                         continue; // dropped: closes the socket
                     }
                     let _ = stream.set_nodelay(true);
@@ -220,16 +209,13 @@ impl EventLoop {
                         .host
                         .session()
                         .connection_opened(addr, Direction::Inbound, now);
-                    let mut conn = Conn::new(stream, addr, ConnState::Open(id), true);
+                    let mut conn = Conn::new(stream, addr, ConnState::Open(id));
                     // Data may have arrived with the connection: edge-triggered, so look.
                     conn.read_ready = true;
-                    self.inbound += 1;
                     self.tokens.insert(id, token);
                     self.conns.insert(token, conn);
-                    self.host.emit(ClientEvent::PeerConnected {
-                        addr,
-                        inbound: true,
-                    });
+                    // The session may refuse it (admission): its Disconnect closes it.
+                    self.pump();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // A connection reset before accept, or out of descriptors: skip it; the
@@ -262,15 +248,11 @@ impl EventLoop {
                     return; // spurious wake-up: still connecting
                 }
                 let addr = conn.addr;
-                let reason = if error.kind() == io::ErrorKind::NotConnected {
-                    // Hung up with no error recorded: all that is known.
-                    "connection failed".to_string()
-                } else {
-                    unchoke_driver::connect_error_text(&error, self.cfg.connect_timeout)
-                };
+                let reason = self.connect_failure(&error);
                 self.drop_socket(token);
-                self.host.emit(ClientEvent::ConnectFailed { addr, reason });
-                self.host.session().connect_failed(torrent, addr, now);
+                self.host
+                    .session()
+                    .handle_connect_error(torrent, addr, reason, now);
                 self.pump();
                 return;
             }
@@ -283,10 +265,6 @@ impl EventLoop {
             conn.state = ConnState::Open(id);
             conn.read_ready = true;
             self.tokens.insert(id, token);
-            self.host.emit(ClientEvent::PeerConnected {
-                addr,
-                inbound: false,
-            });
             self.pump();
             return;
         }
@@ -294,8 +272,16 @@ impl EventLoop {
             // Reading finds out what the error or hang-up was and closes the socket.
             conn.read_ready = true;
         }
-        if ready.writable && conn.flush().is_err() {
-            self.close_socket(token, "write failed");
+        if ready.writable {
+            let (flushed, id) = (conn.flush(), conn.conn_id());
+            match (flushed, id) {
+                (Ok(n), Some(id)) if n > 0 => {
+                    self.host.session().handle_sent(id, n, now);
+                    self.pump();
+                }
+                (Ok(_), _) => {}
+                (Err(_), _) => self.close_socket(token, PeerGone::WriteFailed),
+            }
         }
     }
 
@@ -364,7 +350,7 @@ impl EventLoop {
                     return;
                 }
                 ReadOutcome::Closed => {
-                    self.close_socket(token, "closed by the peer");
+                    self.close_socket(token, PeerGone::HungUp);
                     return;
                 }
             }
@@ -372,17 +358,11 @@ impl EventLoop {
     }
 
     /// The peer went away (or broke): tell the session and forget the socket.
-    fn close_socket(&mut self, token: Token, reason: &str) {
+    fn close_socket(&mut self, token: Token, reason: PeerGone) {
         if let Some(id) = self.conns.get(&token).and_then(Conn::conn_id) {
-            if let Some(addr) = self.conns.get(&token).map(|c| c.addr) {
-                self.host.emit(ClientEvent::PeerDisconnected {
-                    addr,
-                    reason: reason.to_string(),
-                });
-            }
             self.drop_socket(token);
             let now = self.host.now();
-            self.host.session().connection_closed(id, now);
+            self.host.session().handle_closed(id, reason, now);
             self.pump();
         } else {
             self.drop_socket(token);
@@ -396,34 +376,10 @@ impl EventLoop {
             if let Some(id) = conn.conn_id() {
                 self.tokens.remove(&id);
             }
-            if conn.inbound {
-                self.inbound -= 1;
-            }
         }
     }
 
     fn timers(&mut self) {
-        let now_std = StdInstant::now();
-        let expired: Vec<(Token, TorrentId, SocketAddr)> = self
-            .conns
-            .iter()
-            .filter_map(|(t, c)| match c.state {
-                ConnState::Connecting { torrent, deadline } if deadline <= now_std => {
-                    Some((*t, torrent, c.addr))
-                }
-                _ => None,
-            })
-            .collect();
-        for (token, torrent, addr) in expired {
-            self.drop_socket(token);
-            let timed_out = io::Error::from(io::ErrorKind::TimedOut);
-            self.host.emit(ClientEvent::ConnectFailed {
-                addr,
-                reason: unchoke_driver::connect_error_text(&timed_out, self.cfg.connect_timeout),
-            });
-            let now = self.host.now();
-            self.host.session().connect_failed(torrent, addr, now);
-        }
         for job in self.host.timers() {
             self.disk.submit(job);
         }
@@ -432,6 +388,23 @@ impl EventLoop {
 
     /// Carries out everything the session asked for.
     fn pump(&mut self) {
+        // Reporting what the sockets took may release held uploads: go round until quiet.
+        loop {
+            self.carry_out();
+            let sent = self.flush_sends();
+            self.disk.flush();
+            if sent.is_empty() {
+                return;
+            }
+            let now = self.host.now();
+            for (id, n) in sent {
+                self.host.session().handle_sent(id, n, now);
+            }
+        }
+    }
+
+    /// Carries out every action the session has queued.
+    fn carry_out(&mut self) {
         while let Some(io) = self.host.poll_io() {
             match io {
                 IoAction::Send {
@@ -440,16 +413,22 @@ impl EventLoop {
                     second,
                 } => self.send(conn, first, second),
                 IoAction::Connect { torrent, addr } => self.connect(torrent, addr),
-                IoAction::Disconnect { conn, reason } => {
+                IoAction::CancelConnect { torrent, addr } => {
+                    let dial = self.conns.iter().find_map(|(t, c)| match c.state {
+                        ConnState::Connecting { torrent: d } if d == torrent && c.addr == addr => {
+                            Some(*t)
+                        }
+                        _ => None,
+                    });
+                    if let Some(token) = dial {
+                        self.drop_socket(token);
+                    }
+                }
+                IoAction::Disconnect { conn, .. } => {
                     if let Some(token) = self.tokens.get(&conn).copied() {
                         if let Some(c) = self.conns.get_mut(&token) {
                             // Best effort: whatever is queued (e.g. a final message) goes out.
                             let _ = c.flush();
-                            let addr = c.addr;
-                            self.host.emit(ClientEvent::PeerDisconnected {
-                                addr,
-                                reason: reason.to_string(),
-                            });
                         }
                         self.drop_socket(token);
                     }
@@ -464,8 +443,6 @@ impl EventLoop {
                 IoAction::Announce(job) => self.announce(job),
             }
         }
-        self.flush_sends();
-        self.disk.flush();
     }
 
     /// Runs a tracker announce on a thread of its own: announces are rare (one per torrent
@@ -498,30 +475,36 @@ impl EventLoop {
         self.unflushed.push(token);
     }
 
-    /// Writes what the last round of actions queued.
-    fn flush_sends(&mut self) {
+    /// Writes what the last round of actions queued; returns what each socket took.
+    fn flush_sends(&mut self) -> Vec<(ConnId, usize)> {
+        let mut sent = Vec::new();
         while let Some(token) = self.unflushed.pop() {
             let Some(c) = self.conns.get_mut(&token) else {
                 continue;
             };
-            if c.flush().is_err() {
-                self.close_socket(token, "write failed");
-            } else if c.queued_bytes() > MAX_QUEUED_SEND {
-                self.close_socket(token, "the peer does not read what it asked for");
+            match (c.flush(), c.conn_id()) {
+                (Ok(n), Some(id)) if n > 0 => sent.push((id, n)),
+                (Ok(_), _) => {}
+                (Err(_), _) => self.close_socket(token, PeerGone::WriteFailed),
             }
         }
+        sent
+    }
+
+    /// The OS's reason for a failed dial, as the session's typed reason.
+    fn connect_failure(&self, error: &io::Error) -> ConnectFailure {
+        unchoke_driver::connect_failure(error, self.host.session_config().connect_timeout)
     }
 
     fn connect(&mut self, torrent: TorrentId, addr: SocketAddr) {
         let std_stream = match unchoke_driver::connect_nonblocking(addr, self.bind_ip) {
             Ok(s) => s,
             Err(e) => {
-                self.host.emit(ClientEvent::ConnectFailed {
-                    addr,
-                    reason: unchoke_driver::connect_error_text(&e, self.cfg.connect_timeout),
-                });
+                let reason = self.connect_failure(&e);
                 let now = self.host.now();
-                self.host.session().connect_failed(torrent, addr, now);
+                self.host
+                    .session()
+                    .handle_connect_error(torrent, addr, reason, now);
                 return;
             }
         };
@@ -533,23 +516,17 @@ impl EventLoop {
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             .is_err()
         {
-            self.host.emit(ClientEvent::ConnectFailed {
-                addr,
-                reason: "cannot watch the socket (out of resources?)".into(),
-            });
+            let reason =
+                ConnectFailure::Other("cannot watch the socket (out of resources?)".into());
             let now = self.host.now();
-            self.host.session().connect_failed(torrent, addr, now);
+            self.host
+                .session()
+                .handle_connect_error(torrent, addr, reason, now);
             return;
         }
-        let deadline = StdInstant::now() + self.cfg.connect_timeout;
         self.conns.insert(
             token,
-            Conn::new(
-                stream,
-                addr,
-                ConnState::Connecting { torrent, deadline },
-                false,
-            ),
+            Conn::new(stream, addr, ConnState::Connecting { torrent }),
         );
     }
 

@@ -7,13 +7,13 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use smol::channel::{Receiver, Sender};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{Async, Timer};
+use unchoke_core::session::PeerGone;
 
 /// A read asks the kernel for at most this much (same reasoning as the mio driver: blocks
 /// split from a chunk keep it alive until written and hashed).
@@ -41,7 +41,7 @@ pub(crate) enum NetEvent {
     /// Bytes arrived (a chunk split off the reader's buffer: no copy).
     Data { token: Token, data: BytesMut },
     /// The socket is finished.
-    Closed { token: Token, reason: String },
+    Closed { token: Token, reason: PeerGone },
 }
 
 /// Reads until the socket ends, sending each chunk to the session task.
@@ -56,7 +56,7 @@ pub(crate) async fn read_loop(token: Token, stream: Arc<Async<TcpStream>>, net: 
         // Zero-filled, as in the mio driver: safe code, cheaper than the copy that follows.
         buf.resize(start + room, 0);
         match (&*stream).read(&mut buf[start..]).await {
-            Ok(0) => break "closed by the peer".to_string(),
+            Ok(0) => break PeerGone::HungUp,
             Ok(n) => {
                 buf.truncate(start + n);
                 let data = buf.split();
@@ -65,19 +65,20 @@ pub(crate) async fn read_loop(token: Token, stream: Arc<Async<TcpStream>>, net: 
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => break e.to_string(),
+            Err(e) => break PeerGone::ReadFailed(e.to_string()),
         }
     };
     let _ = net.send(NetEvent::Closed { token, reason }).await;
 }
 
 /// Writes everything queued, vectored, until the queue is closed (then the socket is
-/// dropped) or a write fails (reported as `Closed`).
+/// dropped) or a write fails (reported as `Closed`). What each write took goes to `sent`
+/// (unbounded, so the writer never waits on the session task), for `handle_sent`.
 pub(crate) async fn write_loop(
     token: Token,
     stream: Arc<Async<TcpStream>>,
     queue: Receiver<Bytes>,
-    queued_bytes: Arc<AtomicUsize>,
+    sent: Sender<(Token, usize)>,
     net: Sender<NetEvent>,
 ) {
     let mut pending: VecDeque<Bytes> = VecDeque::new();
@@ -100,7 +101,7 @@ pub(crate) async fn write_loop(
         match written {
             Ok(0) => break,
             Ok(mut n) => {
-                queued_bytes.fetch_sub(n, Ordering::Relaxed);
+                let _ = sent.try_send((token, n));
                 while n > 0 {
                     let Some(front) = pending.front_mut() else {
                         break;
@@ -121,20 +122,20 @@ pub(crate) async fn write_loop(
     let _ = net
         .send(NetEvent::Closed {
             token,
-            reason: "write failed".into(),
+            reason: PeerGone::WriteFailed,
         })
         .await;
 }
 
-/// Dials `addr` from `bind_ip` and reports the outcome (or a time-out).
+/// Dials `addr` from `bind_ip` and reports the outcome. No time-out here: the session
+/// decides when a dial has taken too long and the task is dropped.
 pub(crate) async fn connect(
     token: Token,
     addr: SocketAddr,
     bind_ip: Option<IpAddr>,
-    timeout: Duration,
     net: Sender<NetEvent>,
 ) {
-    let attempt = async {
+    let result = async {
         let stream = Async::new(unchoke_driver::connect_nonblocking(addr, bind_ip)?)?;
         // A non-blocking connect completes when the socket turns writable.
         stream.writable().await?;
@@ -144,12 +145,8 @@ pub(crate) async fn connect(
         stream.get_ref().peer_addr()?;
         let _ = stream.get_ref().set_nodelay(true);
         Ok(stream)
-    };
-    let timed_out = async {
-        Timer::after(timeout).await;
-        Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
-    };
-    let result = smol::future::or(attempt, timed_out).await;
+    }
+    .await;
     let _ = net.send(NetEvent::Connected { token, result }).await;
 }
 

@@ -6,13 +6,12 @@
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use hashbrown::HashMap;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor, Task, Timer};
-use unchoke_core::session::{ConnId, Direction, TorrentId};
+use unchoke_core::session::{ConnId, Direction, PeerGone, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
@@ -20,8 +19,6 @@ use unchoke_driver::{ClientConfig, ClientEvent, Command, IoAction, SessionHost};
 
 use crate::peer_io::{self, NetEvent, Token};
 
-/// A peer that lets this much of our data pile up unread is dropped.
-const MAX_QUEUED_SEND: usize = 16 << 20;
 /// Socket events buffered between the socket tasks and the session task; when the session
 /// stops taking them (disk backpressure) the readers stop reading.
 const NET_QUEUE: usize = 64;
@@ -32,13 +29,11 @@ const DATAGRAM_QUEUE: usize = DATAGRAM_BURST;
 /// One socket as the session task sees it.
 struct Peer {
     addr: SocketAddr,
-    inbound: bool,
     /// `None` while our dial is in progress (then `dialling` says for which torrent).
     id: Option<ConnId>,
     dialling: Option<TorrentId>,
     recv: BytesMut,
     writer: Option<Sender<Bytes>>,
-    queued: Arc<AtomicUsize>,
     /// The reader (or the dial); dropping it cancels the task.
     task: Option<Task<()>>,
 }
@@ -47,6 +42,8 @@ enum Input {
     Command(Command),
     Net(NetEvent),
     Done(Completion),
+    /// A socket's writer handed this many bytes to the kernel.
+    Sent(Token, usize),
     Datagram(SocketAddr, Vec<u8>),
     Tick,
     ClientGone,
@@ -58,15 +55,15 @@ pub(crate) struct SessionTask {
     /// send, not a cross-thread wake-up (which cost a futex call per 64 KiB).
     ex: Rc<LocalExecutor<'static>>,
     host: SessionHost,
-    cfg: ClientConfig,
     bind_ip: Option<IpAddr>,
     peers: HashMap<Token, Peer>,
     tokens: HashMap<ConnId, Token>,
     next_token: Token,
-    inbound: usize,
     commands: Receiver<Command>,
     net_tx: Sender<NetEvent>,
     net_rx: Receiver<NetEvent>,
+    sent_tx: Sender<(Token, usize)>,
+    sent_rx: Receiver<(Token, usize)>,
     done_tx: Sender<Completion>,
     done_rx: Receiver<Completion>,
     cache: Arc<ReadCache>,
@@ -96,6 +93,7 @@ impl SessionTask {
             .and_then(|l| l.get_ref().local_addr().ok());
         let (net_tx, net_rx) = smol::channel::bounded(NET_QUEUE);
         let (done_tx, done_rx) = smol::channel::unbounded();
+        let (sent_tx, sent_rx) = smol::channel::unbounded();
         let listener = listener.map(|l| ex.spawn(peer_io::accept_loop(l, net_tx.clone())));
         let (dgram_tx, dgram_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
         let dht = dht.map(|socket| {
@@ -107,14 +105,14 @@ impl SessionTask {
             ex,
             host: SessionHost::new(&cfg, local_addr, events),
             bind_ip: cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
-            cfg,
             peers: HashMap::new(),
             tokens: HashMap::new(),
             next_token: 0,
-            inbound: 0,
             commands,
             net_tx,
             net_rx,
+            sent_tx,
+            sent_rx,
             done_tx,
             done_rx,
             cache: Arc::new(ReadCache::default()),
@@ -147,6 +145,12 @@ impl SessionTask {
                     }
                 }
                 Input::Done(c) => self.completion(c),
+                Input::Sent(token, n) => {
+                    self.sent(token, n);
+                    while let Ok((token, n)) = self.sent_rx.try_recv() {
+                        self.sent(token, n);
+                    }
+                }
                 Input::Datagram(from, data) => {
                     let now = self.host.now();
                     self.host.session().handle_datagram(from, &data, now);
@@ -202,6 +206,13 @@ impl SessionTask {
                 Err(_) => std::future::pending().await,
             }
         };
+        // Not paused by disk backpressure: it may release uploads, not downloads.
+        let sent = async {
+            match self.sent_rx.recv().await {
+                Ok((token, n)) => Input::Sent(token, n),
+                Err(_) => std::future::pending().await,
+            }
+        };
         let tick = async {
             Timer::at(deadline).await;
             Input::Tick
@@ -220,7 +231,10 @@ impl SessionTask {
             commands,
             smol::future::or(
                 done,
-                smol::future::or(net, smol::future::or(datagrams, tick)),
+                smol::future::or(
+                    net,
+                    smol::future::or(sent, smol::future::or(datagrams, tick)),
+                ),
             ),
         )
         .await
@@ -235,20 +249,16 @@ impl SessionTask {
         let now = self.host.now();
         match e {
             NetEvent::Accepted { stream, addr } => {
-                if self.host.shutting_down() || self.inbound >= self.cfg.max_inbound {
+                if self.host.shutting_down() {
                     return; // dropped: closes the socket
                 }
+                // The session may refuse it (admission): its Disconnect closes it.
                 let id = self
                     .host
                     .session()
                     .connection_opened(addr, Direction::Inbound, now);
                 let token = self.new_token();
-                self.inbound += 1;
-                self.start_peer(token, addr, true, id, stream);
-                self.host.emit(ClientEvent::PeerConnected {
-                    addr,
-                    inbound: true,
-                });
+                self.start_peer(token, addr, id, stream);
             }
             NetEvent::Connected { token, result } => {
                 let Some(torrent) = self.peers.get(&token).and_then(|p| p.dialling) else {
@@ -264,21 +274,14 @@ impl SessionTask {
                             Direction::Outbound(torrent),
                             now,
                         );
-                        self.start_peer(token, p.addr, false, id, stream);
-                        self.host.emit(ClientEvent::PeerConnected {
-                            addr: p.addr,
-                            inbound: false,
-                        });
+                        self.start_peer(token, p.addr, id, stream);
                     }
                     Err(e) => {
-                        self.host.emit(ClientEvent::ConnectFailed {
-                            addr: p.addr,
-                            reason: unchoke_driver::connect_error_text(
-                                &e,
-                                self.cfg.connect_timeout,
-                            ),
-                        });
-                        self.host.session().connect_failed(torrent, p.addr, now);
+                        let timeout = self.host.session_config().connect_timeout;
+                        let reason = unchoke_driver::connect_failure(&e, timeout);
+                        self.host
+                            .session()
+                            .handle_connect_error(torrent, p.addr, reason, now);
                     }
                 }
             }
@@ -298,22 +301,14 @@ impl SessionTask {
                 }
                 self.host.session().handle_bytes(id, &mut p.recv, now);
             }
-            NetEvent::Closed { token, reason } => self.close_peer(token, &reason),
+            NetEvent::Closed { token, reason } => self.close_peer(token, reason),
         }
         self.pump();
     }
 
-    fn start_peer(
-        &mut self,
-        token: Token,
-        addr: SocketAddr,
-        inbound: bool,
-        id: ConnId,
-        stream: Async<TcpStream>,
-    ) {
+    fn start_peer(&mut self, token: Token, addr: SocketAddr, id: ConnId, stream: Async<TcpStream>) {
         let stream = Arc::new(stream);
         let (writer, queue) = smol::channel::unbounded();
-        let queued = Arc::new(AtomicUsize::new(0));
         let reader = self.ex.spawn(peer_io::read_loop(
             token,
             stream.clone(),
@@ -325,7 +320,7 @@ impl SessionTask {
                 token,
                 stream,
                 queue,
-                queued.clone(),
+                self.sent_tx.clone(),
                 self.net_tx.clone(),
             ))
             .detach();
@@ -334,29 +329,31 @@ impl SessionTask {
             token,
             Peer {
                 addr,
-                inbound,
                 id: Some(id),
                 dialling: None,
                 recv: BytesMut::new(),
                 writer: Some(writer),
-                queued,
                 task: Some(reader),
             },
         );
     }
 
     /// The socket ended on its own: tell the session.
-    fn close_peer(&mut self, token: Token, reason: &str) {
+    fn close_peer(&mut self, token: Token, reason: PeerGone) {
         let Some(p) = self.forget(token) else {
             return;
         };
         if let Some(id) = p.id {
-            self.host.emit(ClientEvent::PeerDisconnected {
-                addr: p.addr,
-                reason: reason.to_string(),
-            });
             let now = self.host.now();
-            self.host.session().connection_closed(id, now);
+            self.host.session().handle_closed(id, reason, now);
+        }
+    }
+
+    /// A socket's writer handed `n` bytes to the kernel: tell the session.
+    fn sent(&mut self, token: Token, n: usize) {
+        if let Some(id) = self.peers.get(&token).and_then(|p| p.id) {
+            let now = self.host.now();
+            self.host.session().handle_sent(id, n, now);
         }
     }
 
@@ -365,9 +362,6 @@ impl SessionTask {
         let mut p = self.peers.remove(&token)?;
         if let Some(id) = p.id {
             self.tokens.remove(&id);
-        }
-        if p.inbound {
-            self.inbound -= 1;
         }
         p.writer = None;
         p.task = None;
@@ -384,21 +378,12 @@ impl SessionTask {
         let Some(writer) = &p.writer else {
             return;
         };
-        let len = first.len() + second.as_ref().map_or(0, Bytes::len);
-        // Counted before the writer can see the buffers, so its subtraction never comes
-        // first.
-        let queued = p
-            .queued
-            .fetch_add(len, Ordering::Relaxed)
-            .saturating_add(len);
         let mut ok = writer.try_send(first).is_ok();
         if let Some(second) = second {
             ok &= writer.try_send(second).is_ok();
         }
         if !ok {
-            self.close_peer(token, "write failed");
-        } else if queued > MAX_QUEUED_SEND {
-            self.close_peer(token, "the peer does not read what it asked for");
+            self.close_peer(token, PeerGone::WriteFailed);
         }
     }
 
@@ -408,19 +393,16 @@ impl SessionTask {
             token,
             addr,
             self.bind_ip,
-            self.cfg.connect_timeout,
             self.net_tx.clone(),
         ));
         self.peers.insert(
             token,
             Peer {
                 addr,
-                inbound: false,
                 id: None,
                 dialling: Some(torrent),
                 recv: BytesMut::new(),
                 writer: None,
-                queued: Arc::new(AtomicUsize::new(0)),
                 task: Some(task),
             },
         );
@@ -435,14 +417,17 @@ impl SessionTask {
                     second,
                 } => self.send(conn, first, second),
                 IoAction::Connect { torrent, addr } => self.connect(torrent, addr),
-                IoAction::Disconnect { conn, reason } => {
-                    if let Some(&token) = self.tokens.get(&conn)
-                        && let Some(p) = self.forget(token)
-                    {
-                        self.host.emit(ClientEvent::PeerDisconnected {
-                            addr: p.addr,
-                            reason: reason.to_string(),
-                        });
+                IoAction::CancelConnect { torrent, addr } => {
+                    let dial = self.peers.iter().find_map(|(t, p)| {
+                        (p.dialling == Some(torrent) && p.addr == addr).then_some(*t)
+                    });
+                    if let Some(token) = dial {
+                        self.forget(token); // drops the dialling task
+                    }
+                }
+                IoAction::Disconnect { conn, .. } => {
+                    if let Some(&token) = self.tokens.get(&conn) {
+                        self.forget(token);
                     }
                 }
                 IoAction::SendDatagram { to, bytes } => {

@@ -8,6 +8,9 @@
 //! s.add_peers(t, &[addr], now);                       // → Action::Connect
 //! let c = s.connection_opened(addr, Direction::Outbound(t), now);
 //! s.handle_bytes(c, &mut recv_buf, now);              // bytes read from the socket
+//! s.handle_sent(c, n, now);                           // the socket accepted n bytes
+//! s.handle_connect_error(t, addr, reason, now);       // a dial failed (OS reason)
+//! s.handle_closed(c, PeerGone::HungUp, now);          // the socket ended on its own
 //! s.handle_timeout(now);                              // when poll_timeout's deadline passed
 //! s.disk_write_done(t, piece, Ok(()), now);           // a WriteBlock finished
 //! s.disk_read_done(c, block, Ok(data), now);          // a ReadBlock finished
@@ -39,6 +42,11 @@
 //! **Peer exchange** (BEP 11) needs nothing from the driver: peers learnt by PEX are dialled
 //! with the usual `Connect` actions.
 //!
+//! **Connections** (see `admission.rs`): the session admits or refuses inbound sockets,
+//! times dials out (`CancelConnect`: drop the half-open socket), drops peers that do not
+//! read what they asked for, and holds uploads back while a socket is behind — the driver
+//! only reports what happened and carries out the actions.
+//!
 //! Rules the session keeps:
 //! - **Determinism.** One RNG seeded by the caller; every map is ordered. The same seed and
 //!   the same inputs give the same actions, byte for byte.
@@ -47,6 +55,7 @@
 //! - **Spurious calls are harmless.** `handle_timeout` early, input for a connection already
 //!   closed, completions for forgotten requests: all are ignored.
 
+mod admission;
 mod dht;
 mod give_up;
 mod trackers;
@@ -59,8 +68,8 @@ use bytes::{Bytes, BytesMut};
 
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
-    Action, ConnId, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED, FailedPeer,
-    GiveUpReason, SessionConfig, TorrentId,
+    Action, ConnId, ConnectFailure, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED,
+    FailedPeer, GiveUpReason, PeerGone, SessionConfig, TorrentId,
 };
 pub use trackers::metainfo_tiers;
 
@@ -73,6 +82,7 @@ use crate::time::Instant;
 use crate::torrent::{Ctx, Torrent, TorrentStats, picker_for};
 use crate::vocab::outbox::Outbox;
 use crate::wire::{Handshake, PeerId, Reserved};
+use admission::Admission;
 use trackers::Trackers;
 
 /// Housekeeping period: keep-alives, idle checks, request time-outs and dialling are looked
@@ -177,6 +187,11 @@ pub struct Session {
     dht: Option<dht::SessionDht>,
     /// Per torrent (by index), how long it has had nothing to download from.
     stalls: Vec<give_up::Stall>,
+    /// Admission, dial deadlines, unsent bytes, peer events (see [`admission`]).
+    admission: Admission,
+    /// The latest `now` an input carried: when a `Connect` is polled, its time-out runs
+    /// from here.
+    now: Instant,
 }
 
 impl Session {
@@ -190,6 +205,7 @@ impl Session {
             .dht
             .clone()
             .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
+        let admission = Admission::new(&config);
         Session {
             config,
             rng,
@@ -206,7 +222,14 @@ impl Session {
             trackers,
             dht,
             stalls: Vec::new(),
+            admission,
+            now,
         }
+    }
+
+    /// Notes the time an input carried (time never goes backwards).
+    fn saw(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     /// Our peer id (`-UC0001-` and 12 random characters).
@@ -229,6 +252,7 @@ impl Session {
         have: Option<Bitfield>,
         now: Instant,
     ) -> Result<TorrentId, AddTorrentError> {
+        self.saw(now);
         if self.by_hash.contains_key(&metainfo.info_hash) {
             return Err(AddTorrentError::Duplicate(metainfo.info_hash));
         }
@@ -274,6 +298,7 @@ impl Session {
         options: MagnetOptions,
         now: Instant,
     ) -> Result<TorrentId, AddTorrentError> {
+        self.saw(now);
         if self.by_hash.contains_key(&info_hash) {
             return Err(AddTorrentError::Duplicate(info_hash));
         }
@@ -301,6 +326,7 @@ impl Session {
         have: Option<Bitfield>,
         now: Instant,
     ) -> Result<(), MetadataReadyError> {
+        self.saw(now);
         let t = self
             .torrents
             .get_mut(torrent.0 as usize)
@@ -401,6 +427,7 @@ impl Session {
     /// over read-only storage. Outstanding requests are forgotten and peers told we are not
     /// interested; a peer with every piece is then disconnected, as between two seeds.
     pub fn set_upload_only(&mut self, torrent: TorrentId, on: bool, now: Instant) {
+        self.saw(now);
         self.with_torrent(torrent, |t, ctx| t.set_upload_only(on, ctx, now));
     }
 
@@ -413,6 +440,7 @@ impl Session {
         priorities: &[Priority],
         now: Instant,
     ) {
+        self.saw(now);
         self.with_torrent(torrent, |t, ctx| {
             t.set_file_priorities(priorities, ctx, now)
         });
@@ -427,6 +455,7 @@ impl Session {
 
     /// Adds addresses to dial for `torrent` (from the user, a tracker, PEX or the DHT).
     pub fn add_peers(&mut self, torrent: TorrentId, addrs: &[SocketAddr], now: Instant) {
+        self.saw(now);
         let addrs: Vec<SocketAddr> = addrs
             .iter()
             .copied()
@@ -438,15 +467,27 @@ impl Session {
         });
     }
 
-    /// The driver opened a TCP connection (accepted, or dialled after `Connect`).
+    /// The driver opened a TCP connection (accepted, or dialled after `Connect`). An inbound
+    /// one over the admission limits ([`SessionConfig::max_inbound`],
+    /// [`SessionConfig::max_inbound_handshaking`]) is refused at once: its id comes with an
+    /// [`Action::Disconnect`] and no event. Otherwise [`Event::PeerConnected`] follows.
     pub fn connection_opened(
         &mut self,
         addr: SocketAddr,
         direction: Direction,
         now: Instant,
     ) -> ConnId {
+        self.saw(now);
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
+        if direction == Direction::Inbound && !self.admission.admits_inbound(&self.config) {
+            self.out.push(Action::Disconnect {
+                conn,
+                reason: DisconnectReason::TooManyConnections,
+            });
+            return conn;
+        }
+        self.admission.opened(conn, addr, direction);
         if let Direction::Outbound(t) = direction {
             // The dialler speaks first (BEP 3): our handshake names the torrent.
             if let Some(torrent) = self.torrents.get(t.0 as usize) {
@@ -471,15 +512,43 @@ impl Session {
         conn
     }
 
-    /// A dial after `Connect` failed.
+    /// A dial after `Connect` failed, for a reason not known: as
+    /// [`Session::handle_connect_error`] with [`ConnectFailure::Unknown`].
     pub fn connect_failed(&mut self, torrent: TorrentId, addr: SocketAddr, now: Instant) {
+        self.handle_connect_error(torrent, addr, ConnectFailure::Unknown, now);
+    }
+
+    /// A dial after `Connect` failed, for `reason` (the driver's translation of the OS
+    /// error). Counted against the address (back-off, give up after
+    /// [`SessionConfig::max_connect_failures`]) and reported as [`Event::ConnectFailed`],
+    /// unless the session already gave the dial up on its time-out.
+    pub fn handle_connect_error(
+        &mut self,
+        torrent: TorrentId,
+        addr: SocketAddr,
+        reason: ConnectFailure,
+        now: Instant,
+    ) {
+        self.saw(now);
+        if !self.admission.dial_failed(torrent, addr, reason) {
+            return;
+        }
         if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
             t.connect_failed(addr, &self.config, now);
         }
     }
 
-    /// The connection closed (peer hung up or a socket error). Idempotent.
+    /// The connection closed (peer hung up): as [`Session::handle_closed`] with
+    /// [`PeerGone::HungUp`].
     pub fn connection_closed(&mut self, conn: ConnId, now: Instant) {
+        self.handle_closed(conn, PeerGone::HungUp, now);
+    }
+
+    /// The connection's socket ended on its own (`reason`: hang-up, read or write error).
+    /// Reported as [`Event::PeerDisconnected`]. Idempotent.
+    pub fn handle_closed(&mut self, conn: ConnId, reason: PeerGone, now: Instant) {
+        self.saw(now);
+        self.admission.closed(conn, reason);
         if let Some(h) = self.handshaking.remove(&conn) {
             self.out.discard(conn);
             if let Direction::Outbound(t) = h.direction {
@@ -497,9 +566,39 @@ impl Session {
         });
     }
 
+    /// The socket of `conn` accepted `bytes` more of what `Send`/`SendBlock` handed out
+    /// (needs [`SessionConfig::send_accounting`]). Uploads held back by
+    /// [`SessionConfig::upload_read_ahead`] resume as room frees up; a connection past
+    /// [`SessionConfig::max_unsent_bytes`] is dropped as a slow reader.
+    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize, now: Instant) {
+        self.saw(now);
+        self.admission.sent(conn, bytes, &self.config, now);
+        self.drop_slow_readers(Vec::new(), now);
+    }
+
+    /// Drops `stalled` and every connection past the unsent cap, as slow readers.
+    fn drop_slow_readers(&mut self, mut stalled: Vec<ConnId>, now: Instant) {
+        stalled.extend(self.admission.over_cap(&self.config));
+        stalled.sort_unstable();
+        stalled.dedup();
+        for conn in stalled {
+            self.close_conn(conn, DisconnectReason::SlowReader, now);
+        }
+    }
+
+    /// Closes `conn` (handshaking or established) for `reason`.
+    fn close_conn(&mut self, conn: ConnId, reason: DisconnectReason, now: Instant) {
+        if self.handshaking.contains_key(&conn) {
+            self.close_handshaking(conn, reason, now);
+        } else if let Some(&tid) = self.routes.get(&conn) {
+            self.with_torrent(tid, |t, ctx| t.disconnect(conn, reason, ctx, now));
+        }
+    }
+
     /// Bytes arrived on `conn`. Complete messages are consumed from `buf`; a partial message
     /// stays for the next call.
     pub fn handle_bytes(&mut self, conn: ConnId, buf: &mut BytesMut, now: Instant) {
+        self.saw(now);
         if self.handshaking.contains_key(&conn) && !self.handle_handshake(conn, buf, now) {
             return;
         }
@@ -582,6 +681,7 @@ impl Session {
             return false;
         }
         self.handshaking.remove(&conn);
+        self.admission.established(conn);
         if direction == Direction::Inbound {
             let mut hs = BytesMut::with_capacity(68);
             Handshake {
@@ -652,6 +752,7 @@ impl Session {
         result: Result<(), String>,
         now: Instant,
     ) {
+        self.saw(now);
         self.with_torrent(torrent, |t, ctx| {
             t.disk_write_done(piece, result, ctx, now);
         });
@@ -665,6 +766,9 @@ impl Session {
         result: Result<Bytes, String>,
         now: Instant,
     ) {
+        self.saw(now);
+        self.admission
+            .read_done(conn, block.length as usize, &self.config);
         let Some(&tid) = self.routes.get(&conn) else {
             return;
         };
@@ -675,6 +779,7 @@ impl Session {
 
     /// A `VerifyPiece` finished: `ok` is whether the SHA-1 matched.
     pub fn piece_hashed(&mut self, torrent: TorrentId, piece: u32, ok: bool, now: Instant) {
+        self.saw(now);
         self.with_torrent(torrent, |t, ctx| {
             t.piece_hashed(piece, ok, ctx, now);
         });
@@ -684,6 +789,7 @@ impl Session {
     /// time-outs, dialling, giving up when nothing is left to try (see
     /// [`Event::GaveUp`]). Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.saw(now);
         let expired: Vec<ConnId> = self
             .handshaking
             .iter()
@@ -693,6 +799,13 @@ impl Session {
         for conn in expired {
             self.close_handshaking(conn, DisconnectReason::HandshakeTimeout, now);
         }
+        let late = self.admission.timeout(&self.config, now);
+        for (torrent, addr) in late.dials {
+            if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+                t.connect_failed(addr, &self.config, now);
+            }
+        }
+        self.drop_slow_readers(late.slow, now);
         let tick_due = now >= self.next_tick;
         // Connections we wrote to since the last tick are not idle (keep-alive timing).
         for conn in self.out.take_touched() {
@@ -725,8 +838,9 @@ impl Session {
         let choke = self.torrents.iter().map(|t| t.next_deadline()).min();
         let announce = self.trackers.next_deadline();
         let dht = self.dht.as_ref().and_then(|d| d.next_deadline());
+        let conns = self.admission.next_deadline(&self.config);
         Some(
-            [choke, announce, dht]
+            [choke, announce, dht, conns]
                 .into_iter()
                 .flatten()
                 .fold(self.next_tick, Instant::min),
@@ -734,8 +848,45 @@ impl Session {
     }
 
     /// The next action for the driver, or `None` when there is nothing to do.
+    /// Peer events and released uploads come first; a `ReadBlock` past the connection's
+    /// read-ahead bound is held back (see [`SessionConfig::upload_read_ahead`]).
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.out.pop()
+        loop {
+            if let Some(a) = self.admission.pop() {
+                return Some(a);
+            }
+            let action = self.out.pop()?;
+            match &action {
+                Action::Send { conn, data } => {
+                    self.admission
+                        .handed(*conn, data.len(), &self.config, self.now);
+                }
+                Action::SendBlock { conn, header, data } => {
+                    let len = header.len() + data.len();
+                    self.admission.handed(*conn, len, &self.config, self.now);
+                }
+                Action::Connect { torrent, addr } => {
+                    self.admission
+                        .dialling(*torrent, *addr, &self.config, self.now);
+                }
+                Action::Disconnect { conn, reason } => {
+                    // The event follows the action it reports.
+                    self.admission
+                        .closed(*conn, PeerGone::Closed(reason.clone()));
+                }
+                _ => {}
+            }
+            if let Some(action) = self.admission.gate_read(action, &self.config) {
+                return Some(action);
+            }
+        }
+    }
+
+    /// Bytes handed out for `conn` in `Send`/`SendBlock` and not yet reported accepted by
+    /// [`Session::handle_sent`] (0 without [`SessionConfig::send_accounting`]); `None` for
+    /// a connection the session does not hold. For tests and status displays.
+    pub fn unsent_bytes(&self, conn: ConnId) -> Option<usize> {
+        self.admission.unsent(conn)
     }
 
     /// Connections established on `torrent` (for tests and status displays).

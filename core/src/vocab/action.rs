@@ -62,6 +62,16 @@ pub enum Action {
         /// The peer's address.
         addr: SocketAddr,
     },
+    /// Give up the dial of an earlier [`Action::Connect`] for `torrent` to `addr`: the
+    /// session's connect time-out ([`super::SessionConfig::connect_timeout`]) passed and it
+    /// has counted the dial as failed. Close the half-open socket; report nothing more for
+    /// it (a late `connection_opened` is accepted, a late failure ignored).
+    CancelConnect {
+        /// The torrent the dial was for.
+        torrent: TorrentId,
+        /// The peer's address.
+        addr: SocketAddr,
+    },
     /// Close the connection. The session has already forgotten it; any later input for it
     /// is ignored.
     Disconnect {
@@ -243,6 +253,38 @@ pub enum Event {
         /// What is wrong with it.
         message: String,
     },
+    /// A TCP connection to or from a peer is up and admitted (its handshake follows).
+    /// Emitted once per connection, by [`super::Session::connection_opened`]; a connection
+    /// refused at admission gets no event.
+    PeerConnected {
+        /// The torrent, when known (we dialled for it); `None` for an inbound connection,
+        /// whose handshake names it later.
+        torrent: Option<TorrentId>,
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Whether the peer dialled us.
+        inbound: bool,
+    },
+    /// A connection announced by [`Event::PeerConnected`] ended. Emitted once, whoever
+    /// ended it: right after the session's [`Action::Disconnect`], or when the driver
+    /// reports the socket closed.
+    PeerDisconnected {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Who ended it and why.
+        reason: PeerGone,
+    },
+    /// A dial after [`Action::Connect`] failed: the driver reported the OS's reason, or the
+    /// session's connect time-out passed (then [`ConnectFailure::TimedOut`]). Emitted once
+    /// per dial.
+    ConnectFailed {
+        /// The torrent the dial was for.
+        torrent: TorrentId,
+        /// The peer's address.
+        addr: SocketAddr,
+        /// Why.
+        reason: ConnectFailure,
+    },
     /// A block could not be written or read; the piece is downloaded again (writes) or the
     /// request refused (reads).
     StorageError {
@@ -322,6 +364,10 @@ pub enum DisconnectReason {
     BothSeeds,
     /// The torrent was removed from the session.
     TorrentRemoved,
+    /// The peer does not read what it asked for: our unsent bytes to it passed
+    /// [`super::SessionConfig::max_unsent_bytes`], or its socket accepted nothing for
+    /// [`super::SessionConfig::send_stall_timeout`].
+    SlowReader,
 }
 
 impl std::fmt::Display for DisconnectReason {
@@ -339,6 +385,85 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::TooManyConnections => f.write_str("connection limit reached"),
             DisconnectReason::BothSeeds => f.write_str("both sides are seeds"),
             DisconnectReason::TorrentRemoved => f.write_str("torrent removed"),
+            DisconnectReason::SlowReader => f.write_str("the peer does not read what it asked for"),
+        }
+    }
+}
+
+/// Why a dial failed ([`Event::ConnectFailed`]). The driver builds it from the OS's error
+/// (see [`super::Session::handle_connect_error`]); the session gives
+/// [`ConnectFailure::TimedOut`] itself when its deadline passes. `Display` reads as words
+/// for a person ("connection refused", "timed out after 10 s"), never an error number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nobody listens there.
+    Refused,
+    /// No route to the network.
+    NetworkUnreachable,
+    /// No route to the host.
+    HostUnreachable,
+    /// The local network is down.
+    NetworkDown,
+    /// The peer reset the connection while it was being set up.
+    Reset,
+    /// The connection was aborted locally.
+    Aborted,
+    /// The local address to dial from is not available.
+    AddrNotAvailable,
+    /// The local address to dial from is in use.
+    AddrInUse,
+    /// The OS refused the dial (a firewall rule, usually).
+    PermissionDenied,
+    /// No answer within this time: the session's connect time-out, or the OS's own.
+    TimedOut(std::time::Duration),
+    /// The socket hung up without saying why.
+    Unknown,
+    /// Any other reason, in the OS's words (lower case, without its error number).
+    Other(String),
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            ConnectFailure::Refused => "connection refused",
+            ConnectFailure::NetworkUnreachable => "network unreachable",
+            ConnectFailure::HostUnreachable => "host unreachable",
+            ConnectFailure::NetworkDown => "network down",
+            ConnectFailure::Reset => "connection reset by the peer",
+            ConnectFailure::Aborted => "connection aborted",
+            ConnectFailure::AddrNotAvailable => "local address not available",
+            ConnectFailure::AddrInUse => "local address in use",
+            ConnectFailure::PermissionDenied => "permission denied (a firewall?)",
+            ConnectFailure::TimedOut(after) => {
+                return write!(f, "timed out after {} s", after.as_secs_f64());
+            }
+            ConnectFailure::Unknown => "connection failed",
+            ConnectFailure::Other(words) => words,
+        };
+        f.write_str(text)
+    }
+}
+
+/// How a connection ended ([`Event::PeerDisconnected`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerGone {
+    /// The session closed it ([`Action::Disconnect`]) for this reason.
+    Closed(DisconnectReason),
+    /// The peer hung up (end of stream).
+    HungUp,
+    /// Writing to the socket failed.
+    WriteFailed,
+    /// Reading from the socket failed; the OS's words.
+    ReadFailed(String),
+}
+
+impl std::fmt::Display for PeerGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerGone::Closed(reason) => reason.fmt(f),
+            PeerGone::HungUp => f.write_str("closed by the peer"),
+            PeerGone::WriteFailed => f.write_str("write failed"),
+            PeerGone::ReadFailed(words) => f.write_str(words),
         }
     }
 }

@@ -90,6 +90,42 @@ pub struct SessionConfig {
     /// Run a DHT node (BEP 5) with these settings, looking up and announcing every
     /// non-private torrent (default `None`: no DHT). The driver owns its UDP socket.
     pub dht: Option<crate::dht::DhtConfig>,
+    /// Give up a dial ([`super::Action::Connect`]) the driver has not reported opened or
+    /// failed after this long: the session counts it failed, emits
+    /// [`super::Action::CancelConnect`] and [`super::Event::ConnectFailed`] with
+    /// [`super::ConnectFailure::TimedOut`] (default 10 s).
+    pub connect_timeout: Duration,
+    /// Most inbound connections held at once, before and after their handshake; one more
+    /// is refused as it is opened ([`super::DisconnectReason::TooManyConnections`], no
+    /// peer event) (default 200).
+    pub max_inbound: usize,
+    /// Most inbound connections still in their handshake at once; one more is refused as
+    /// it is opened, so peers that connect and say nothing cannot crowd out the ones that
+    /// would trade (default 100).
+    pub max_inbound_handshaking: usize,
+    /// Whether the session emits the peer events a UI shows
+    /// ([`super::Event::PeerConnected`], [`super::Event::PeerDisconnected`],
+    /// [`super::Event::ConnectFailed`]), once each. Off, the only events are about
+    /// torrents, pieces and trackers (default off; the runtimes turn it on).
+    pub peer_events: bool,
+    /// Whether the driver reports what each socket accepted
+    /// ([`super::Session::handle_sent`]). With it, the session bounds what waits unsent
+    /// per connection (the three settings below); without it (a harness that delivers
+    /// everything at once) none of them applies. The real runtimes turn it on (default
+    /// off).
+    pub send_accounting: bool,
+    /// A connection with more than this handed to the driver and not accepted by its
+    /// socket is dropped at once as a [`super::DisconnectReason::SlowReader`] (default
+    /// 16 MiB).
+    pub max_unsent_bytes: usize,
+    /// A connection with bytes unsent whose socket accepted nothing for this long is
+    /// dropped as a [`super::DisconnectReason::SlowReader`] (default 60 s): a peer that
+    /// stops reading holds our memory and an upload slot.
+    pub send_stall_timeout: Duration,
+    /// Uploads for a connection wait (their [`super::Action::ReadBlock`]s are held back)
+    /// while its unsent bytes plus the blocks being read for it exceed this (default
+    /// 4 MiB): memory for uploads is bounded by the session, not by a stalled socket.
+    pub upload_read_ahead: usize,
 }
 
 impl Default for SessionConfig {
@@ -117,6 +153,14 @@ impl Default for SessionConfig {
             choker: ChokerConfig::default(),
             max_metadata_size: 16 * 1024 * 1024,
             dht: None,
+            connect_timeout: Duration::from_secs(10),
+            max_inbound: 200,
+            max_inbound_handshaking: 100,
+            peer_events: false,
+            send_accounting: false,
+            max_unsent_bytes: 16 << 20,
+            send_stall_timeout: Duration::from_secs(60),
+            upload_read_ahead: 4 << 20,
         }
     }
 }

@@ -14,7 +14,7 @@ mod config;
 pub(crate) mod outbox;
 
 pub use action::{
-    Action, ConnId, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED, FailedPeer,
-    GiveUpReason, TorrentId,
+    Action, ConnId, ConnectFailure, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED,
+    FailedPeer, GiveUpReason, PeerGone, TorrentId,
 };
 pub use config::SessionConfig;

@@ -46,6 +46,9 @@ pub struct Node {
     pub addr: SocketAddr,
     pub disk: Vec<u8>,
     pub online: bool,
+    /// Whether bytes sent to it are delivered; a node that stops reading leaves them in
+    /// its senders' pipes, whose sessions then see nothing accepted (`handle_sent`).
+    pub reading: bool,
     pub behaviour: Behaviour,
     pub events: Vec<(Instant, Event)>,
     seed: u64,
@@ -118,6 +121,8 @@ pub struct Swarm {
     sniff: BTreeMap<End, (bool, BytesMut)>,
     completions: VecDeque<Completion>,
     pub sniffed: Vec<Sniffed>,
+    /// The settings nodes added from now on get (default: [`Swarm::node_config`]).
+    pub config: SessionConfig,
     /// Every `Disconnect` a node asked for: when, which node, and why.
     pub disconnects: Vec<(Instant, usize, String)>,
     /// A running hash of every action every node emitted, with its time (determinism).
@@ -185,6 +190,7 @@ impl Swarm {
             sniff: BTreeMap::new(),
             completions: VecDeque::new(),
             sniffed: Vec::new(),
+            config: node_config(),
             disconnects: Vec::new(),
             action_digest: Default::default(),
             action_count: 0,
@@ -224,7 +230,7 @@ impl Swarm {
             b
         });
         let seed = 1000 + index as u64;
-        let mut session = Session::new(node_config(), seed, self.now);
+        let mut session = Session::new(self.config.clone(), seed, self.now);
         let torrent = session
             .add_torrent(metainfo, have_bits, self.now)
             .expect("add torrent");
@@ -234,6 +240,7 @@ impl Swarm {
             addr,
             disk,
             online: true,
+            reading: true,
             behaviour,
             events: Vec::new(),
             seed,
@@ -257,6 +264,7 @@ impl Swarm {
             addr,
             disk: vec![0u8; self.content.len()],
             online: true,
+            reading: true,
             behaviour: Behaviour::Honest,
             events: Vec::new(),
             seed,
@@ -442,6 +450,8 @@ impl Swarm {
                     }),
                 }
             }
+            // Dials are answered at once, so they never time out here.
+            Action::CancelConnect { .. } => {}
             Action::Disconnect { conn, reason } => {
                 self.disconnects.push((now, i, reason.to_string()));
                 if let Some(&other) = self.links.get(&(i, conn)) {
@@ -613,6 +623,9 @@ impl Swarm {
         }
         let ends: Vec<End> = self.inflight.keys().copied().collect();
         for end in ends {
+            if !self.nodes[end.0].reading {
+                continue;
+            }
             let mut budget = self.link_bytes_per_step;
             let Some(queue) = self.inflight.get_mut(&end) else {
                 continue;
@@ -631,6 +644,14 @@ impl Swarm {
             }
             if queue.is_empty() {
                 self.inflight.remove(&end);
+            }
+            // What the pipe took is what the sender's socket accepted.
+            let taken = self.link_bytes_per_step - budget;
+            if let Some(&(from, conn)) = self.links.get(&end)
+                && taken > 0
+                && self.nodes[from].online
+            {
+                self.nodes[from].session.handle_sent(conn, taken, now);
             }
             if self.nodes[end.0].online && !self.recv[&end].is_empty() {
                 busy = true;

@@ -370,7 +370,10 @@ impl World {
                         .push_back((piece, h.finalize()[..] == expected[..]));
                 }
                 Action::SendDatagram { .. } => panic!("a session without a DHT sent a datagram"),
-                Action::Connect { .. } | Action::Announce { .. } | Action::Event(_) => {}
+                Action::Connect { .. }
+                | Action::CancelConnect { .. }
+                | Action::Announce { .. }
+                | Action::Event(_) => {}
             }
         }
     }

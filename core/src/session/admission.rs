@@ -1,0 +1,421 @@
+//! Connection policy below the wire protocol: which sockets are admitted, when a dial is
+//! given up, when a peer that does not read is dropped, how far uploads may run ahead of
+//! the socket, and the peer events a UI shows — each decided here, once, on the session's
+//! clock, so no driver repeats (or disagrees on) any of it.
+//!
+//! Rules, with their [`SessionConfig`] settings:
+//! - **Admission.** An inbound connection is refused as it is opened when
+//!   `max_inbound` inbound connections are held, or `max_inbound_handshaking` of them have
+//!   not finished their handshake. A refused connection gets a `Disconnect` and no event.
+//! - **Connect time-out.** A dial not reported opened or failed within `connect_timeout`
+//!   of its `Connect` counts as failed: `CancelConnect`, then `ConnectFailed` with
+//!   [`ConnectFailure::TimedOut`]. A late report of that dial is ignored (a failure) or
+//!   accepted like any connection (an open).
+//! - **Slow readers** (with `send_accounting`). Bytes handed out in `Send`/`SendBlock` are
+//!   unsent until [`super::Session::handle_sent`] reports them accepted. More than
+//!   `max_unsent_bytes` unsent, or unsent bytes and nothing accepted for
+//!   `send_stall_timeout`, drops the connection as [`DisconnectReason::SlowReader`].
+//! - **Upload read-ahead** (with `send_accounting`). A `ReadBlock` for a connection whose
+//!   unsent bytes plus blocks being read exceed `upload_read_ahead` is held back and
+//!   released, in order, as the socket accepts bytes.
+//! - **Peer events** (with `peer_events`). `PeerConnected` when an admitted connection
+//!   opens; exactly one `PeerDisconnected` when it ends, whoever ended it; one
+//!   `ConnectFailed` per failed dial.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::SocketAddr;
+
+use crate::time::Instant;
+use crate::vocab::{
+    Action, ConnId, ConnectFailure, Direction, Event, PeerGone, SessionConfig, TorrentId,
+};
+
+/// A connection the driver opened and the session admitted.
+#[derive(Debug)]
+struct Open {
+    addr: SocketAddr,
+    inbound: bool,
+    /// Still in its handshake (counts against `max_inbound_handshaking` when inbound).
+    handshaking: bool,
+    /// Bytes handed to the driver and not yet accepted by the socket.
+    unsent: usize,
+    /// Bytes of `ReadBlock`s released and not yet answered by `disk_read_done`.
+    reading: usize,
+    /// Since when the socket has accepted nothing while bytes were unsent.
+    waiting_since: Option<Instant>,
+    /// `ReadBlock`s held back by the read-ahead bound, in order.
+    held: VecDeque<Action>,
+}
+
+impl Open {
+    fn committed(&self) -> usize {
+        self.unsent.saturating_add(self.reading)
+    }
+}
+
+/// The session's connection bookkeeping; see the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    open: BTreeMap<ConnId, Open>,
+    /// Dials in flight and when they time out.
+    dials: BTreeMap<(TorrentId, SocketAddr), Instant>,
+    /// Dials given up on time-out, whose late failure report must not count twice.
+    timed_out: BTreeSet<(TorrentId, SocketAddr)>,
+    /// Actions to hand out before the outbox's: peer events and released reads.
+    ready: VecDeque<Action>,
+    /// Whether peer events are emitted ([`SessionConfig::peer_events`]).
+    events: bool,
+}
+
+/// What [`Admission::timeout`] decided.
+#[derive(Debug, Default)]
+pub(crate) struct Expired {
+    /// Dials that timed out (already cancelled and reported): count them failed.
+    pub(crate) dials: Vec<(TorrentId, SocketAddr)>,
+    /// Connections to drop as slow readers.
+    pub(crate) slow: Vec<ConnId>,
+}
+
+impl Admission {
+    /// Bookkeeping for a session with `config`.
+    pub(crate) fn new(config: &SessionConfig) -> Self {
+        Admission {
+            events: config.peer_events,
+            ..Admission::default()
+        }
+    }
+
+    /// Queues a peer event, if they are wanted.
+    fn tell(&mut self, event: Event) {
+        if self.events {
+            self.ready.push_back(Action::Event(event));
+        }
+    }
+
+    /// Whether an inbound connection may be opened now.
+    pub(crate) fn admits_inbound(&self, config: &SessionConfig) -> bool {
+        let inbound = self.open.values().filter(|o| o.inbound);
+        let (mut held, mut handshaking) = (0usize, 0usize);
+        for o in inbound {
+            held += 1;
+            handshaking += usize::from(o.handshaking);
+        }
+        held < config.max_inbound && handshaking < config.max_inbound_handshaking
+    }
+
+    /// An admitted connection opened: remember it and announce it.
+    pub(crate) fn opened(&mut self, conn: ConnId, addr: SocketAddr, direction: Direction) {
+        let torrent = match direction {
+            Direction::Outbound(t) => {
+                self.dials.remove(&(t, addr));
+                self.timed_out.remove(&(t, addr));
+                Some(t)
+            }
+            Direction::Inbound => None,
+        };
+        let inbound = torrent.is_none();
+        self.open.insert(
+            conn,
+            Open {
+                addr,
+                inbound,
+                handshaking: true,
+                unsent: 0,
+                reading: 0,
+                waiting_since: None,
+                held: VecDeque::new(),
+            },
+        );
+        self.tell(Event::PeerConnected {
+            torrent,
+            addr,
+            inbound,
+        });
+    }
+
+    /// The connection finished its handshake.
+    pub(crate) fn established(&mut self, conn: ConnId) {
+        if let Some(o) = self.open.get_mut(&conn) {
+            o.handshaking = false;
+        }
+    }
+
+    /// The connection ended (`reason`): forget it and announce it, once.
+    pub(crate) fn closed(&mut self, conn: ConnId, reason: PeerGone) {
+        if let Some(o) = self.open.remove(&conn) {
+            self.tell(Event::PeerDisconnected {
+                addr: o.addr,
+                reason,
+            });
+        }
+    }
+
+    /// A `Connect` was handed out: its deadline starts now.
+    pub(crate) fn dialling(
+        &mut self,
+        torrent: TorrentId,
+        addr: SocketAddr,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        self.timed_out.remove(&(torrent, addr));
+        self.dials
+            .insert((torrent, addr), now + config.connect_timeout);
+    }
+
+    /// The driver reports a dial failed. Returns whether it counts (it is not a dial the
+    /// session already gave up on), having queued the event when it does.
+    pub(crate) fn dial_failed(
+        &mut self,
+        torrent: TorrentId,
+        addr: SocketAddr,
+        reason: ConnectFailure,
+    ) -> bool {
+        if self.timed_out.remove(&(torrent, addr)) {
+            return false;
+        }
+        self.dials.remove(&(torrent, addr));
+        self.tell(Event::ConnectFailed {
+            torrent,
+            addr,
+            reason,
+        });
+        true
+    }
+
+    /// Bytes handed to the driver for `conn`.
+    pub(crate) fn handed(
+        &mut self,
+        conn: ConnId,
+        bytes: usize,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        if !config.send_accounting {
+            return;
+        }
+        if let Some(o) = self.open.get_mut(&conn) {
+            if o.unsent == 0 {
+                o.waiting_since = Some(now);
+            }
+            o.unsent = o.unsent.saturating_add(bytes);
+        }
+    }
+
+    /// The socket of `conn` accepted `bytes`; held reads are released as room frees up.
+    pub(crate) fn sent(
+        &mut self,
+        conn: ConnId,
+        bytes: usize,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        let Some(o) = self.open.get_mut(&conn) else {
+            return;
+        };
+        o.unsent = o.unsent.saturating_sub(bytes);
+        if bytes > 0 || o.unsent == 0 {
+            o.waiting_since = (o.unsent > 0).then_some(now);
+        }
+        Self::release(o, &mut self.ready, config);
+    }
+
+    /// A block read for `conn` came back from the disk.
+    pub(crate) fn read_done(&mut self, conn: ConnId, bytes: usize, config: &SessionConfig) {
+        if let Some(o) = self.open.get_mut(&conn) {
+            o.reading = o.reading.saturating_sub(bytes);
+            Self::release(o, &mut self.ready, config);
+        }
+    }
+
+    fn release(o: &mut Open, ready: &mut VecDeque<Action>, config: &SessionConfig) {
+        while o.committed() <= config.upload_read_ahead {
+            let Some(read) = o.held.pop_front() else {
+                return;
+            };
+            if let Action::ReadBlock { block, .. } = &read {
+                o.reading = o.reading.saturating_add(block.length as usize);
+            }
+            ready.push_back(read);
+        }
+    }
+
+    /// Connections with more unsent than `max_unsent_bytes` (drop them).
+    pub(crate) fn over_cap(&self, config: &SessionConfig) -> Vec<ConnId> {
+        if !config.send_accounting {
+            return Vec::new();
+        }
+        self.open
+            .iter()
+            .filter(|(_, o)| o.unsent > config.max_unsent_bytes)
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// Filters an action on its way out: a `ReadBlock` past the read-ahead bound is held
+    /// (`None`); one within it is counted. Anything else passes.
+    pub(crate) fn gate_read(&mut self, action: Action, config: &SessionConfig) -> Option<Action> {
+        let Action::ReadBlock { conn, block, .. } = &action else {
+            return Some(action);
+        };
+        if !config.send_accounting {
+            return Some(action);
+        }
+        let Some(o) = self.open.get_mut(conn) else {
+            return Some(action);
+        };
+        if !o.held.is_empty() || o.committed() > config.upload_read_ahead {
+            o.held.push_back(action);
+            return None;
+        }
+        o.reading = o.reading.saturating_add(block.length as usize);
+        Some(action)
+    }
+
+    /// Bytes handed out for `conn` and not yet accepted by its socket.
+    pub(crate) fn unsent(&self, conn: ConnId) -> Option<usize> {
+        self.open.get(&conn).map(|o| o.unsent)
+    }
+
+    /// The next peer event or released read, if any.
+    pub(crate) fn pop(&mut self) -> Option<Action> {
+        self.ready.pop_front()
+    }
+
+    /// Dials and slow readers past their deadlines at `now`. Timed-out dials are
+    /// cancelled and reported here; the caller counts them failed and drops the slow
+    /// readers.
+    pub(crate) fn timeout(&mut self, config: &SessionConfig, now: Instant) -> Expired {
+        let mut expired = Expired::default();
+        let due: Vec<(TorrentId, SocketAddr)> = self
+            .dials
+            .iter()
+            .filter(|(_, deadline)| **deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for (torrent, addr) in due {
+            self.dials.remove(&(torrent, addr));
+            self.timed_out.insert((torrent, addr));
+            self.ready
+                .push_back(Action::CancelConnect { torrent, addr });
+            self.tell(Event::ConnectFailed {
+                torrent,
+                addr,
+                reason: ConnectFailure::TimedOut(config.connect_timeout),
+            });
+            expired.dials.push((torrent, addr));
+        }
+        if config.send_accounting {
+            expired.slow = self
+                .open
+                .iter()
+                .filter(|(_, o)| {
+                    o.waiting_since
+                        .is_some_and(|since| now - since >= config.send_stall_timeout)
+                })
+                .map(|(c, _)| *c)
+                .collect();
+        }
+        expired
+    }
+
+    /// The earliest deadline this module keeps.
+    pub(crate) fn next_deadline(&self, config: &SessionConfig) -> Option<Instant> {
+        let dial = self.dials.values().min().copied();
+        let stall = if config.send_accounting {
+            self.open
+                .values()
+                .filter_map(|o| o.waiting_since)
+                .min()
+                .map(|since| since + config.send_stall_timeout)
+        } else {
+            None
+        };
+        [dial, stall].into_iter().flatten().min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::BlockRequest;
+    use std::time::Duration;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn accounting() -> SessionConfig {
+        SessionConfig {
+            send_accounting: true,
+            peer_events: true,
+            upload_read_ahead: 32 * 1024,
+            ..SessionConfig::default()
+        }
+    }
+
+    fn read(conn: ConnId, begin: u32) -> Action {
+        Action::ReadBlock {
+            conn,
+            torrent: TorrentId(0),
+            block: BlockRequest {
+                index: 0,
+                begin,
+                length: 16 * 1024,
+            },
+        }
+    }
+
+    #[test]
+    fn reads_past_the_read_ahead_wait_for_the_socket_and_leave_in_order() {
+        let cfg = accounting();
+        let mut a = Admission::new(&cfg);
+        let c = ConnId(1);
+        a.opened(c, addr(1), Direction::Inbound);
+        assert!(matches!(
+            a.pop(),
+            Some(Action::Event(Event::PeerConnected { .. }))
+        ));
+        a.handed(c, 40 * 1024, &cfg, Instant::ZERO);
+        assert_eq!(a.gate_read(read(c, 0), &cfg), None);
+        assert_eq!(a.gate_read(read(c, 16384), &cfg), None);
+        assert_eq!(a.pop(), None);
+        // The socket takes 20 KiB: 20 KiB unsent, room for one 16 KiB read (36 > 32 stops).
+        a.sent(c, 20 * 1024, &cfg, Instant::ZERO);
+        assert_eq!(a.pop(), Some(read(c, 0)));
+        assert_eq!(a.pop(), None);
+        // That read comes back: the next one may go.
+        a.read_done(c, 16 * 1024, &cfg);
+        assert_eq!(a.pop(), Some(read(c, 16384)));
+        assert_eq!(a.pop(), None);
+    }
+
+    #[test]
+    fn a_dial_past_its_deadline_is_cancelled_once_and_its_late_failure_ignored() {
+        let cfg = SessionConfig {
+            peer_events: true,
+            ..SessionConfig::default()
+        };
+        let mut a = Admission::new(&cfg);
+        let t = TorrentId(0);
+        a.dialling(t, addr(2), &cfg, Instant::ZERO);
+        let early = a.timeout(&cfg, Instant::ZERO + Duration::from_secs(9));
+        assert!(early.dials.is_empty());
+        let late = a.timeout(&cfg, Instant::ZERO + Duration::from_secs(10));
+        assert_eq!(late.dials, vec![(t, addr(2))]);
+        assert_eq!(
+            a.pop(),
+            Some(Action::CancelConnect {
+                torrent: t,
+                addr: addr(2)
+            })
+        );
+        assert!(
+            matches!(a.pop(), Some(Action::Event(Event::ConnectFailed { reason, .. }))
+            if reason.to_string() == "timed out after 10 s")
+        );
+        assert!(!a.dial_failed(t, addr(2), ConnectFailure::Refused));
+        assert_eq!(a.pop(), None);
+        assert_eq!(a.next_deadline(&cfg), None);
+    }
+}
