@@ -18,9 +18,11 @@
 //!   [`trackers`], [`dht_nodes`]… They never change anything.
 //! - **Inputs**, facts the driver observed, each with `now`: a stream opened
 //!   ([`connection_opened`], with [`Direction::Inbound`] for an accepted one) or a dial failed
-//!   ([`connect_failed`]); bytes read ([`handle_bytes`]: complete messages are consumed from
-//!   the buffer, a partial one stays for the next call); a stream closed by itself
-//!   ([`connection_closed`], idempotent); a datagram on the DHT socket ([`handle_datagram`]);
+//!   ([`handle_connect_error`] with the OS's reason; [`connect_failed`] without one); bytes
+//!   read ([`handle_bytes`]: complete messages are consumed from the buffer, a partial one
+//!   stays for the next call); bytes the socket accepted ([`handle_sent`]); a stream closed by
+//!   itself ([`handle_closed`] with why, or [`connection_closed`]; idempotent); a datagram on
+//!   the DHT socket ([`handle_datagram`]);
 //!   a disk job done ([`disk_write_done`], [`disk_read_done`], [`piece_hashed`]); a tracker
 //!   answered ([`announce_done`]); the deadline passed ([`handle_timeout`]).
 //! - **Commands**, what the user wants, also with `now`: [`add_torrent`], [`add_magnet`] and
@@ -53,8 +55,10 @@
 //!
 //! **Actions, in short.** [`Action::Send`] / [`Action::SendBlock`]: write the bytes (the
 //! block's two buffers vectored, never concatenated). [`Action::Connect`]: dial, then
-//! [`connection_opened`] with [`Direction::Outbound`] or [`connect_failed`] (today the driver
-//! bounds the dial with its own time-out). [`Action::Disconnect`]: close the socket and drop
+//! [`connection_opened`] with [`Direction::Outbound`] or [`handle_connect_error`]; the session
+//! bounds the dial itself ([`session::SessionConfig::connect_timeout`]) and, when it gives
+//! up first, emits [`Action::CancelConnect`]: drop the half-open socket and report nothing
+//! more for it. [`Action::Disconnect`]: close the socket and drop
 //! whatever the driver still holds for it — the session has already forgotten the connection,
 //! so do not report it back (a [`connection_closed`] for it would be ignored).
 //! [`Action::WriteBlock`] / [`Action::ReadBlock`]: store or load a block, then
@@ -64,12 +68,15 @@
 //! [`Action::SendDatagram`]: send from the DHT's UDP socket. [`Action::Event`]: tell the
 //! user; only [`session::Event::MetadataReceived`] asks for an answer ([`metadata_ready`]).
 //!
-//! **Backpressure, as it is today:** the session neither knows what a socket accepted nor how
-//! many writes wait for the disk — it emits a `WriteBlock` for every block that arrives and a
-//! `SendBlock` for every request it serves (at most [`session::SessionConfig::max_queued_uploads`]
-//! queued per peer) — so the driver bounds memory itself, by not reading from peers while too
-//! many downloaded bytes wait for its disk, and by closing (and reporting with
-//! [`connection_closed`]) a peer whose unsent bytes pile past a bound of its choosing.
+//! **Backpressure, as it is today.** Uploads are the session's: a driver that reports what
+//! each socket accepted ([`handle_sent`], with [`session::SessionConfig::send_accounting`] on)
+//! lets the session hold a peer's `ReadBlock`s while its unsent bytes exceed
+//! [`session::SessionConfig::upload_read_ahead`] and drop a peer that stops reading
+//! ([`session::SessionConfig::send_stall_timeout`], [`session::SessionConfig::max_unsent_bytes`]).
+//! Downloads are not yet: the session emits a `WriteBlock` for every block that arrives, so a
+//! driver bounds the memory of writes waiting for its disk by not reading from peers meanwhile.
+//! Peer events ([`session::Event::PeerConnected`] and friends) are emitted with
+//! [`session::SessionConfig::peer_events`] on.
 //!
 //! **Determinism.** One RNG, seeded by the caller of [`session::Session::new`], and ordered
 //! maps only: the same seed and the same inputs at the same instants give the same actions,
@@ -170,6 +177,9 @@
 //! [`dht_nodes`]: session::Session::dht_nodes
 //! [`connection_opened`]: session::Session::connection_opened
 //! [`connect_failed`]: session::Session::connect_failed
+//! [`handle_connect_error`]: session::Session::handle_connect_error
+//! [`handle_sent`]: session::Session::handle_sent
+//! [`handle_closed`]: session::Session::handle_closed
 //! [`handle_bytes`]: session::Session::handle_bytes
 //! [`connection_closed`]: session::Session::connection_closed
 //! [`handle_datagram`]: session::Session::handle_datagram
@@ -194,6 +204,7 @@
 //! [`Action::Send`]: session::Action::Send
 //! [`Action::SendBlock`]: session::Action::SendBlock
 //! [`Action::Connect`]: session::Action::Connect
+//! [`Action::CancelConnect`]: session::Action::CancelConnect
 //! [`Action::Disconnect`]: session::Action::Disconnect
 //! [`Action::WriteBlock`]: session::Action::WriteBlock
 //! [`Action::ReadBlock`]: session::Action::ReadBlock

@@ -254,7 +254,7 @@ pub enum Event {
         message: String,
     },
     /// A TCP connection to or from a peer is up and admitted (its handshake follows).
-    /// Emitted once per connection, by [`super::Session::connection_opened`]; a connection
+    /// Emitted once per connection, by [`crate::session::Session::connection_opened`]; a connection
     /// refused at admission gets no event.
     PeerConnected {
         /// The torrent, when known (we dialled for it); `None` for an inbound connection,
@@ -391,7 +391,7 @@ impl std::fmt::Display for DisconnectReason {
 }
 
 /// Why a dial failed ([`Event::ConnectFailed`]). The driver builds it from the OS's error
-/// (see [`super::Session::handle_connect_error`]); the session gives
+/// (see [`crate::session::Session::handle_connect_error`]); the session gives
 /// [`ConnectFailure::TimedOut`] itself when its deadline passes. `Display` reads as words
 /// for a person ("connection refused", "timed out after 10 s"), never an error number.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -109,7 +109,7 @@ pub struct SessionConfig {
     /// torrents, pieces and trackers (default off; the runtimes turn it on).
     pub peer_events: bool,
     /// Whether the driver reports what each socket accepted
-    /// ([`super::Session::handle_sent`]). With it, the session bounds what waits unsent
+    /// ([`crate::session::Session::handle_sent`]). With it, the session bounds what waits unsent
     /// per connection (the three settings below); without it (a harness that delivers
     /// everything at once) none of them applies. The real runtimes turn it on (default
     /// off).
