@@ -125,6 +125,8 @@ impl Peer {
                 } => {
                     s.piece_hashed(torrent, piece, verify_piece(&blocks, &expected), now);
                 }
+                // The store is memory: there is no resume file to write.
+                Action::SaveResume { torrent, .. } => s.resume_saved(torrent, true, now),
                 Action::Event(Event::TorrentComplete { .. }) => self.complete = true,
                 // No trackers in the torrent and no DHT configured: nothing else arrives
                 // (and a blocking dial is never half-open, so none is cancelled).

@@ -65,7 +65,9 @@
 //! [`disk_write_done`] / [`disk_read_done`]. [`Action::VerifyPiece`]: SHA-1 the blocks
 //! ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one tracker
 //! exchange ([`tracker`] builds and parses the bytes), then [`announce_done`].
-//! [`Action::SendDatagram`]: send from the DHT's UDP socket. [`Action::Event`]: tell the
+//! [`Action::SendDatagram`]: send from the DHT's UDP socket. [`Action::SaveResume`]: flush the
+//! torrent's files and write its resume data, then [`resume_saved`] (the session's own timer
+//! asks, one save at a time per torrent). [`Action::Event`]: tell the
 //! user; only [`session::Event::MetadataReceived`] asks for an answer ([`metadata_ready`]).
 //!
 //! **Backpressure, as it is today.** Uploads are the session's: a driver that reports what
@@ -212,6 +214,8 @@
 //! [`Action::Announce`]: session::Action::Announce
 //! [`Action::SendDatagram`]: session::Action::SendDatagram
 //! [`Action::Event`]: session::Action::Event
+//! [`Action::SaveResume`]: session::Action::SaveResume
+//! [`resume_saved`]: session::Session::resume_saved
 //! [`Direction::Inbound`]: session::Direction::Inbound
 //! [`Direction::Outbound`]: session::Direction::Outbound
 //!

@@ -15,6 +15,7 @@
 //! s.disk_write_done(t, piece, Ok(()), now);           // a WriteBlock finished
 //! s.disk_read_done(c, block, Ok(data), now);          // a ReadBlock finished
 //! s.piece_hashed(t, piece, ok, now);                  // a VerifyPiece finished
+//! s.resume_saved(t, ok, now);                         // a SaveResume finished
 //! while let Some(action) = s.poll_action() { /* carry it out */ }
 //! let deadline = s.poll_timeout();
 //! ```
@@ -58,6 +59,7 @@
 mod admission;
 mod dht;
 mod give_up;
+mod resume_schedule;
 mod trackers;
 
 use std::collections::BTreeMap;
@@ -83,6 +85,7 @@ use crate::torrent::{Ctx, Torrent, TorrentStats, picker_for};
 use crate::vocab::outbox::Outbox;
 use crate::wire::{Handshake, PeerId, Reserved};
 use admission::Admission;
+use resume_schedule::ResumeSchedule;
 use trackers::Trackers;
 
 /// Housekeeping period: keep-alives, idle checks, request time-outs and dialling are looked
@@ -189,6 +192,8 @@ pub struct Session {
     stalls: Vec<give_up::Stall>,
     /// Admission, dial deadlines, unsent bytes, peer events (see [`admission`]).
     admission: Admission,
+    /// When each torrent's resume data is next saved (see [`resume_schedule`]).
+    resumes: ResumeSchedule,
     /// The latest `now` an input carried: when a `Connect` is polled, its time-out runs
     /// from here.
     now: Instant,
@@ -206,6 +211,7 @@ impl Session {
             .clone()
             .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
         let admission = Admission::new(&config);
+        let resumes = ResumeSchedule::new(config.resume_interval, now);
         Session {
             config,
             rng,
@@ -223,6 +229,7 @@ impl Session {
             dht,
             stalls: Vec::new(),
             admission,
+            resumes,
             now,
         }
     }
@@ -280,6 +287,7 @@ impl Session {
         .ok_or_else(|| AddTorrentError::Geometry("no pieces".into()))?;
         let mut torrent = torrent;
         torrent.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
+        self.resumes.track(id, torrent.have(), torrent.written());
         self.torrents.push(torrent);
         self.by_hash.insert(metainfo.info_hash, id);
         self.install_trackers(id, metainfo_tiers(metainfo), now);
@@ -354,7 +362,12 @@ impl Session {
             t.install_metadata(&metainfo, picker, ctx, now)
         });
         match result {
-            Some(Ok(())) => Ok(()),
+            Some(Ok(())) => {
+                if let Some(t) = self.torrents.get(torrent.0 as usize) {
+                    self.resumes.track(torrent, t.have(), t.written());
+                }
+                Ok(())
+            }
             Some(Err(message)) => {
                 if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
                     t.restore_verified_metadata(metainfo);
@@ -419,6 +432,7 @@ impl Session {
             .filter(|t| !t.awaiting_metadata())
         {
             t.note_written(pieces);
+            self.resumes.note_written(torrent, pieces);
         }
     }
 
@@ -828,8 +842,31 @@ impl Session {
         }
         self.pump_announces(now);
         self.dht_timeout(now);
+        self.resume_timeout(now);
         if tick_due {
             self.check_give_up(now);
+        }
+    }
+
+    /// A [`Action::SaveResume`] finished: `ok` is whether the resume data was written.
+    /// Until this call no other save is emitted for `torrent`; after a failure the next
+    /// round (one [`SessionConfig::resume_interval`] on) tries again.
+    pub fn resume_saved(&mut self, torrent: TorrentId, ok: bool, now: Instant) {
+        self.saw(now);
+        self.resumes.saved(torrent, ok);
+    }
+
+    /// The resume saves due at `now`, queued behind the actions already out.
+    fn resume_timeout(&mut self, now: Instant) {
+        let torrents = &self.torrents;
+        let saves = self.resumes.due(now, |id| {
+            torrents
+                .get(id.0 as usize)
+                .filter(|t| !t.awaiting_metadata())
+                .map(|t| (t.have(), t.written()))
+        });
+        for save in saves {
+            self.out.push(save);
         }
     }
 
@@ -839,8 +876,9 @@ impl Session {
         let announce = self.trackers.next_deadline();
         let dht = self.dht.as_ref().and_then(|d| d.next_deadline());
         let conns = self.admission.next_deadline(&self.config);
+        let resume = self.resumes.next_deadline();
         Some(
-            [choke, announce, dht, conns]
+            [choke, announce, dht, conns, resume]
                 .into_iter()
                 .flatten()
                 .fold(self.next_tick, Instant::min),

@@ -123,6 +123,18 @@ pub enum Action {
         /// What to tell it.
         request: AnnounceRequest,
     },
+    /// Save `torrent`'s resume data (flush its files, then write `have` and `written`
+    /// atomically); then call [`crate::session::Session::resume_saved`]. The session emits
+    /// it every [`super::SessionConfig::resume_interval`] for a torrent whose pieces changed
+    /// since its last save, and never again for that torrent until the save is reported.
+    SaveResume {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The pieces verified (what a restart may trust without reading).
+        have: crate::bitfield::Bitfield,
+        /// The pieces that may hold data (`have` and more: a restart reads only these).
+        written: crate::bitfield::Bitfield,
+    },
     /// Something the user may want to know.
     Event(Event),
 }

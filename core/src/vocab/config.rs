@@ -126,6 +126,10 @@ pub struct SessionConfig {
     /// while its unsent bytes plus the blocks being read for it exceed this (default
     /// 4 MiB): memory for uploads is bounded by the session, not by a stalled socket.
     pub upload_read_ahead: usize,
+    /// How often a torrent whose pieces changed gets an [`super::Action::SaveResume`]
+    /// (default 15 s): what a crash can lose is this much progress, re-downloaded or
+    /// re-checked on restart.
+    pub resume_interval: Duration,
 }
 
 impl Default for SessionConfig {
@@ -161,6 +165,7 @@ impl Default for SessionConfig {
             max_unsent_bytes: 16 << 20,
             send_stall_timeout: Duration::from_secs(60),
             upload_read_ahead: 4 << 20,
+            resume_interval: Duration::from_secs(15),
         }
     }
 }

@@ -39,6 +39,18 @@ pub enum Behaviour {
     Stall,
 }
 
+/// How the swarm answers a node's `SaveResume` (one step later, like a disk job).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SaveAnswer {
+    /// The save succeeded.
+    #[default]
+    Ok,
+    /// The save failed (a full disk).
+    Fail,
+    /// No answer until [`Swarm::answer_held_saves`]: a slow disk.
+    Hold,
+}
+
 /// One host in the swarm.
 pub struct Node {
     pub session: Session,
@@ -102,6 +114,11 @@ enum Completion {
         node: usize,
         torrent: TorrentId,
     },
+    ResumeSaved {
+        node: usize,
+        torrent: TorrentId,
+        ok: bool,
+    },
 }
 
 type End = (usize, ConnId);
@@ -136,6 +153,12 @@ pub struct Swarm {
     /// Whether a node's `MetadataReceived` is answered with `metadata_ready` (one step
     /// later, with nothing on disk), as a driver does after creating the storage.
     pub auto_metadata_ready: bool,
+    /// Every `SaveResume` a node asked for: when, which node, which torrent, its `have`.
+    pub saves: Vec<(Instant, usize, TorrentId, Bitfield)>,
+    /// How `SaveResume`s are answered from now on.
+    pub save_answer: SaveAnswer,
+    /// Saves asked for under [`SaveAnswer::Hold`] and not answered yet.
+    held_saves: Vec<(usize, TorrentId)>,
 }
 
 /// A node's session settings: the defaults, listening on the port nodes' addresses use.
@@ -197,6 +220,9 @@ impl Swarm {
             tracker: None,
             announces: Vec::new(),
             auto_metadata_ready: true,
+            saves: Vec::new(),
+            save_answer: SaveAnswer::Ok,
+            held_saves: Vec::new(),
         }
     }
 
@@ -310,6 +336,14 @@ impl Swarm {
         node.session.add_peers(node.torrent, &addrs, now);
     }
 
+    /// Answers every save held under [`SaveAnswer::Hold`] (delivered on the next step).
+    pub fn answer_held_saves(&mut self, ok: bool) {
+        for (node, torrent) in std::mem::take(&mut self.held_saves) {
+            self.completions
+                .push_back(Completion::ResumeSaved { node, torrent, ok });
+        }
+    }
+
     /// Takes node `i` off the network: every connection of it closes on both sides. Its
     /// disk and verified pieces stay.
     pub fn leave(&mut self, i: usize) {
@@ -334,7 +368,8 @@ impl Swarm {
             | Completion::Closed { node, .. }
             | Completion::ConnectFailed { node, .. }
             | Completion::Announced { node, .. }
-            | Completion::MetadataChecked { node, .. } => *node != i,
+            | Completion::MetadataChecked { node, .. }
+            | Completion::ResumeSaved { node, .. } => *node != i,
         });
     }
 
@@ -544,6 +579,22 @@ impl Swarm {
                     }
                 }
             }
+            Action::SaveResume { torrent, have, .. } => {
+                self.saves.push((now, i, torrent, have));
+                let ok = match self.save_answer {
+                    SaveAnswer::Ok => true,
+                    SaveAnswer::Fail => false,
+                    SaveAnswer::Hold => {
+                        self.held_saves.push((i, torrent));
+                        return;
+                    }
+                };
+                self.completions.push_back(Completion::ResumeSaved {
+                    node: i,
+                    torrent,
+                    ok,
+                });
+            }
             // The harness's sessions run no DHT (the simulator carries datagrams).
             Action::SendDatagram { to, .. } => panic!("node {i} sent a DHT datagram to {to}"),
             Action::Event(e) => {
@@ -619,6 +670,9 @@ impl Swarm {
                     .session
                     .metadata_ready(torrent, None, now)
                     .expect("metadata_ready after MetadataReceived"),
+                Completion::ResumeSaved { node, torrent, ok } => {
+                    self.nodes[node].session.resume_saved(torrent, ok, now)
+                }
             }
         }
         let ends: Vec<End> = self.inflight.keys().copied().collect();

@@ -369,6 +369,17 @@ impl World {
                     self.hashes
                         .push_back((piece, h.finalize()[..] == expected[..]));
                 }
+                Action::SaveResume {
+                    torrent,
+                    have,
+                    written,
+                } => {
+                    assert!(
+                        have.ones().all(|p| written.get(p)),
+                        "a verified piece not counted as written"
+                    );
+                    self.session.resume_saved(torrent, true, self.now);
+                }
                 Action::SendDatagram { .. } => panic!("a session without a DHT sent a datagram"),
                 Action::Connect { .. }
                 | Action::CancelConnect { .. }

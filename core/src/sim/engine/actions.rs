@@ -214,6 +214,12 @@ impl Simulation {
                     );
                 }
             }
+            // The simulated disk cannot lose what it holds: every save succeeds at once.
+            Action::SaveResume { torrent, .. } => {
+                if let Some(session) = self.session_mut(host) {
+                    session.resume_saved(torrent, true, now);
+                }
+            }
             Action::Event(event) => self.on_event(host, event),
         }
     }
