@@ -28,7 +28,8 @@ pub struct ClientConfig {
     pub max_pending_disk_bytes: usize,
     /// Most files held open at once per torrent (default 64).
     pub max_open_files: usize,
-    /// Save resume data this often while running (default 15 s), and on shutdown.
+    /// Save resume data this often while running (default 15 s; the session schedules it,
+    /// see `SessionConfig::resume_interval`), and on shutdown.
     pub resume_interval: Duration,
     /// Run a DHT node (BEP 5) on a UDP socket, finding and announcing every non-private
     /// torrent there (default `None`: no DHT).

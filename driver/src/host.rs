@@ -122,8 +122,8 @@ struct TorrentSlot {
     storage: Arc<FileStorage>,
     info_hash: InfoHash,
     resume_path: PathBuf,
-    /// Pieces we had at the last resume save; a save happens only when this changed.
-    saved_have: u32,
+    /// A save the session asked for is running: shutdown waits for it, so it cannot land
+    /// after the final save.
     saving: bool,
 }
 
@@ -142,8 +142,6 @@ pub struct SessionHost {
     /// they fall to half of it, so the loop does not flap between reading one chunk and
     /// pausing again for every 16 KiB block written.
     paused: bool,
-    resume_interval: Duration,
-    next_resume_save: StdInstant,
     shutdown: Option<(Sender<Vec<ShutdownReport>>, StdInstant)>,
     trackers: Arc<TrackerClient>,
     /// Announces (`completed`, `stopped`) started during shutdown and not finished, and when
@@ -184,6 +182,8 @@ impl SessionHost {
         // user sees peers come and go.
         session_cfg.send_accounting = true;
         session_cfg.peer_events = true;
+        // The session decides when to save resume data (`Action::SaveResume`).
+        session_cfg.resume_interval = cfg.resume_interval;
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
         session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());
@@ -212,8 +212,6 @@ impl SessionHost {
             jobs_in_flight: 0,
             max_pending_write_bytes: cfg.max_pending_disk_bytes,
             paused: false,
-            resume_interval: cfg.resume_interval,
-            next_resume_save: StdInstant::now() + cfg.resume_interval,
             shutdown: None,
             trackers: Arc::new(TrackerClient::new(bind_ip)),
             leaving_announces: 0,
@@ -258,7 +256,7 @@ impl SessionHost {
 
     /// When the loop must next call [`SessionHost::timers`] at the latest.
     pub fn deadline(&self) -> StdInstant {
-        let mut d = (StdInstant::now() + MAX_SLEEP).min(self.next_resume_save);
+        let mut d = StdInstant::now() + MAX_SLEEP;
         if let Some(t) = self.session.poll_timeout() {
             d = d.min(self.clock.to_std(t));
         }
@@ -356,6 +354,31 @@ impl SessionHost {
                         request,
                         during_shutdown,
                     ))
+                }
+                Action::SaveResume {
+                    torrent,
+                    have,
+                    written,
+                } => {
+                    // Shutdown writes every torrent's resume data last, itself; a torrent
+                    // without storage here has nothing to save.
+                    if self.shutdown.is_some() {
+                        continue;
+                    }
+                    let Some(slot) = self.torrents.get_mut(&torrent) else {
+                        continue;
+                    };
+                    // Not counted in `jobs_in_flight`: the session's transfers do not wait
+                    // for it (shutdown does, through `saving`).
+                    slot.saving = true;
+                    IoAction::Disk(Job::SaveResume {
+                        torrent,
+                        storage: slot.storage.clone(),
+                        path: slot.resume_path.clone(),
+                        info_hash: slot.info_hash,
+                        have,
+                        written: Some(written),
+                    })
                 }
                 Action::Event(Event::MetadataReceived { torrent, metainfo }) => {
                     self.emit(ClientEvent::Session(Event::MetadataReceived {
@@ -458,6 +481,8 @@ impl SessionHost {
                 if let Some(slot) = self.torrents.get_mut(&torrent) {
                     slot.saving = false;
                 }
+                // A failure is retried at the session's next resume round.
+                self.session.resume_saved(torrent, result.is_ok(), now);
                 if let Err(message) = result {
                     self.emit(ClientEvent::ResumeSaveFailed { torrent, message });
                 }
@@ -481,7 +506,6 @@ impl SessionHost {
                 return;
             }
         };
-        let have_count = prepared.have.count_ones();
         if let Err(e) = self
             .session
             .metadata_ready(torrent, Some(prepared.have), now)
@@ -500,7 +524,6 @@ impl SessionHost {
                 storage: Arc::new(prepared.storage),
                 info_hash: metainfo.info_hash,
                 resume_path: prepared.resume_path,
-                saved_have: have_count,
                 saving: false,
             },
         );
@@ -526,7 +549,6 @@ impl SessionHost {
                 reply,
             } => {
                 let now = self.clock.now();
-                let have_count = have.count_ones();
                 let result = self.session.add_torrent(&metainfo, Some(have), now);
                 if let Ok(id) = result {
                     self.accepted = true;
@@ -546,7 +568,6 @@ impl SessionHost {
                             storage,
                             info_hash: metainfo.info_hash,
                             resume_path,
-                            saved_have: have_count,
                             saving: false,
                         },
                     );
@@ -617,38 +638,13 @@ impl SessionHost {
         true
     }
 
-    /// The session's timers when due, and the periodic resume saves: returns the save
-    /// jobs to run (not counted as in flight: the session does not wait for them).
-    pub fn timers(&mut self) -> Vec<Job> {
+    /// The session's timers when due (resume saves among them: they come out of
+    /// [`SessionHost::poll_io`] as [`Job::SaveResume`]s).
+    pub fn timers(&mut self) {
         let now = self.clock.now();
         if self.session.poll_timeout().is_some_and(|t| t <= now) {
             self.session.handle_timeout(now);
         }
-        let now_std = StdInstant::now();
-        if now_std < self.next_resume_save || self.shutdown.is_some() {
-            return Vec::new();
-        }
-        self.next_resume_save = now_std + self.resume_interval;
-        let mut jobs = Vec::new();
-        for (id, slot) in self.torrents.iter_mut() {
-            let Some(have) = self.session.have(*id) else {
-                continue;
-            };
-            if slot.saving || have.count_ones() == slot.saved_have {
-                continue;
-            }
-            slot.saving = true;
-            slot.saved_have = have.count_ones();
-            jobs.push(Job::SaveResume {
-                torrent: *id,
-                storage: slot.storage.clone(),
-                path: slot.resume_path.clone(),
-                info_hash: slot.info_hash,
-                have: have.clone(),
-                written: self.session.pieces_written(*id).cloned(),
-            });
-        }
-        jobs
     }
 
     /// During shutdown: whether disk work is still out (writes the session waits for, or

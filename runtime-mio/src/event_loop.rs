@@ -380,10 +380,7 @@ impl EventLoop {
     }
 
     fn timers(&mut self) {
-        for job in self.host.timers() {
-            self.disk.submit(job);
-        }
-        self.disk.flush();
+        self.host.timers();
     }
 
     /// Carries out everything the session asked for.

@@ -168,9 +168,7 @@ impl SessionTask {
             while let Ok(c) = self.done_rx.try_recv() {
                 self.completion(c);
             }
-            for job in self.host.timers() {
-                self.spawn_job(job);
-            }
+            self.host.timers();
             self.pump();
             if self.host.shutting_down() && !self.host.draining() && self.writing == 0 {
                 break;
