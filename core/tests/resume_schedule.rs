@@ -39,7 +39,11 @@ fn saves_come_every_interval_while_pieces_verify_and_stop_when_nothing_changes()
     let done_at = s.now;
     s.run_until(INTERVAL * 4, |_| false);
     let saves = saves_of(&s, leech);
-    assert!(saves.len() >= 8, "{} saves in a minute's download", saves.len());
+    assert!(
+        saves.len() >= 8,
+        "{} saves in a minute's download",
+        saves.len()
+    );
     // A piece verifies about every two seconds, so every round finds something new: the
     // saves are one interval apart (to the swarm's 10 ms step), each with more pieces.
     for pair in saves.windows(2) {
@@ -48,7 +52,10 @@ fn saves_come_every_interval_while_pieces_verify_and_stop_when_nothing_changes()
             gap >= INTERVAL && gap <= INTERVAL + Duration::from_millis(20),
             "saves {gap:?} apart: {saves:?}"
         );
-        assert!(pair[1].1 > pair[0].1, "a save recorded nothing new: {saves:?}");
+        assert!(
+            pair[1].1 > pair[0].1,
+            "a save recorded nothing new: {saves:?}"
+        );
     }
     let pieces = s.metainfo.info.piece_count();
     let (last_at, last_have) = *saves.last().expect("saves");
