@@ -79,7 +79,7 @@ use crate::info_hash::InfoHash;
 use crate::metainfo::Metainfo;
 use crate::picker::Priority;
 use crate::time::Instant;
-use crate::torrent::{Ctx, Torrent, TorrentStats, picker_for};
+use crate::torrent::{Ctx, Torrent, TorrentStats, WriteBudget, picker_for};
 use crate::vocab::outbox::Outbox;
 use crate::wire::{Handshake, PeerId, Reserved};
 use admission::Admission;
@@ -192,6 +192,9 @@ pub struct Session {
     /// The latest `now` an input carried: when a `Connect` is polled, its time-out runs
     /// from here.
     now: Instant,
+    /// Blocks handed out as `WriteBlock` and not yet answered, for all torrents: requests
+    /// stop while it is over [`SessionConfig::max_unwritten_bytes`].
+    writes: WriteBudget,
 }
 
 impl Session {
@@ -206,6 +209,7 @@ impl Session {
             .clone()
             .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
         let admission = Admission::new(&config);
+        let writes = WriteBudget::new(config.max_unwritten_bytes);
         Session {
             config,
             rng,
@@ -224,6 +228,7 @@ impl Session {
             stalls: Vec::new(),
             admission,
             now,
+            writes,
         }
     }
 
@@ -736,6 +741,7 @@ impl Session {
             config: &self.config,
             own_addrs: self.trackers.own_addrs(),
             closed: &mut closed,
+            writes: &mut self.writes,
         };
         let result = f(t, &mut ctx);
         for conn in closed {
@@ -756,6 +762,19 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.disk_write_done(piece, result, ctx, now);
         });
+        if self.writes.take_released() {
+            // Enough was written: every torrent's pipelines, held back meanwhile, refill.
+            for i in 0..self.torrents.len() {
+                self.with_torrent(TorrentId(i as u32), |t, ctx| t.fill_all_pipelines(ctx, now));
+            }
+        }
+    }
+
+    /// Bytes of [`Action::WriteBlock`]s not yet answered by [`Session::disk_write_done`],
+    /// counted 16 KiB a block (see [`SessionConfig::max_unwritten_bytes`]). For tests and
+    /// status displays.
+    pub fn unwritten_bytes(&self) -> usize {
+        self.writes.bytes()
     }
 
     /// A `ReadBlock` finished.
