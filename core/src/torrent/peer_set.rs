@@ -328,7 +328,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let own = BTreeSet::new();
         let mut closed = Vec::new();
-        let mut writes = super::WriteBudget::new(config.max_unwritten_bytes);
+        let mut writes = crate::torrent::WriteBudget::new(config.max_unwritten_bytes);
         let mut ctx = Ctx {
             out: &mut out,
             rng: &mut rng,
