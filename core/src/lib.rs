@@ -70,13 +70,14 @@
 //! asks, one save at a time per torrent). [`Action::Event`]: tell the
 //! user; only [`session::Event::MetadataReceived`] asks for an answer ([`metadata_ready`]).
 //!
-//! **Backpressure, as it is today.** Uploads are the session's: a driver that reports what
+//! **Backpressure.** Uploads are the session's: a driver that reports what
 //! each socket accepted ([`handle_sent`], with [`session::SessionConfig::send_accounting`] on)
 //! lets the session hold a peer's `ReadBlock`s while its unsent bytes exceed
 //! [`session::SessionConfig::upload_read_ahead`] and drop a peer that stops reading
 //! ([`session::SessionConfig::send_stall_timeout`], [`session::SessionConfig::max_unsent_bytes`]).
-//! Downloads are not yet: the session emits a `WriteBlock` for every block that arrives, so a
-//! driver bounds the memory of writes waiting for its disk by not reading from peers meanwhile.
+//! Downloads are too: while [`session::SessionConfig::max_unwritten_bytes`] of `WriteBlock`s
+//! wait for `disk_write_done`, no torrent sends new requests (pipelines refill when half is
+//! written), so a driver keeps reading every socket and never pauses for its disk.
 //! Peer events ([`session::Event::PeerConnected`] and friends) are emitted with
 //! [`session::SessionConfig::peer_events`] on.
 //!

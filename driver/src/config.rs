@@ -17,15 +17,13 @@ pub struct ClientConfig {
     /// The core's settings. `listen_port` is filled in from the bound listener and
     /// `send_accounting` turned on (the runtimes report what sockets accept). Connection
     /// policy lives there: `max_inbound`, `max_inbound_handshaking`, `connect_timeout`,
-    /// `max_unsent_bytes`, `send_stall_timeout`, `upload_read_ahead`.
+    /// `max_unsent_bytes`, `send_stall_timeout`, `upload_read_ahead`; so does the bound on
+    /// downloaded bytes waiting for the disk, `max_unwritten_bytes`.
     pub session: SessionConfig,
     /// Seed of the core's RNG; `None` takes one from the OS-seeded `fastrand`.
     pub rng_seed: Option<u64>,
     /// Worker threads for disk reads, writes and SHA-1 (default: available cores, 2 to 4).
     pub disk_threads: usize,
-    /// Stop reading from peers while this many downloaded bytes wait to be written or
-    /// hashed: the bound on the driver's memory whatever the torrent's size (default 32 MiB).
-    pub max_pending_disk_bytes: usize,
     /// Most files held open at once per torrent (default 64).
     pub max_open_files: usize,
     /// Save resume data this often while running (default 15 s; the session schedules it,
@@ -44,7 +42,6 @@ impl Default for ClientConfig {
             session: SessionConfig::default(),
             rng_seed: None,
             disk_threads: cores.clamp(2, 4),
-            max_pending_disk_bytes: 32 << 20,
             max_open_files: 64,
             resume_interval: Duration::from_secs(15),
             dht: None,

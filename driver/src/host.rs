@@ -1,6 +1,6 @@
 //! [`SessionHost`]: the part of a driver's loop that is the same whatever moves the bytes.
 //! It owns the core's `Session` and the bookkeeping around it — torrents' storage and
-//! resume files, disk jobs in flight, the memory bound, commands from the client handle,
+//! resume files, disk jobs in flight, commands from the client handle,
 //! shutdown — and turns the session's actions into [`IoAction`]s: what only the runtime can
 //! do (write to a socket, dial, close, run a disk job). Both drivers run their loop around
 //! one of these, so none of this is written twice.
@@ -133,15 +133,8 @@ pub struct SessionHost {
     clock: Clock,
     torrents: BTreeMap<TorrentId, TorrentSlot>,
     events: Sender<ClientEvent>,
-    /// Downloaded bytes handed to the disk and not yet written.
-    pending_write_bytes: usize,
     /// Disk jobs whose completion the session is waiting for.
     jobs_in_flight: usize,
-    max_pending_write_bytes: usize,
-    /// Reading is paused: set when the pending bytes reach the limit, cleared only when
-    /// they fall to half of it, so the loop does not flap between reading one chunk and
-    /// pausing again for every 16 KiB block written.
-    paused: bool,
     shutdown: Option<(Sender<Vec<ShutdownReport>>, StdInstant)>,
     trackers: Arc<TrackerClient>,
     /// Announces (`completed`, `stopped`) started during shutdown and not finished, and when
@@ -160,7 +153,6 @@ pub struct SessionHost {
 impl std::fmt::Debug for SessionHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionHost")
-            .field("pending_write_bytes", &self.pending_write_bytes)
             .field("jobs_in_flight", &self.jobs_in_flight)
             .finish_non_exhaustive()
     }
@@ -208,10 +200,7 @@ impl SessionHost {
             clock,
             torrents: BTreeMap::new(),
             events,
-            pending_write_bytes: 0,
             jobs_in_flight: 0,
-            max_pending_write_bytes: cfg.max_pending_disk_bytes,
-            paused: false,
             shutdown: None,
             trackers: Arc::new(TrackerClient::new(bind_ip)),
             leaving_announces: 0,
@@ -241,12 +230,6 @@ impl SessionHost {
     /// Tells the user something (dropped if they do not read their events).
     pub fn emit(&self, event: ClientEvent) {
         let _ = self.events.try_send(event);
-    }
-
-    /// Too many downloaded bytes wait for the disk: stop reading from peers until
-    /// completions bring it down. This is what bounds the driver's memory.
-    pub fn backpressured(&self) -> bool {
-        self.paused || self.pending_write_bytes >= self.max_pending_write_bytes
     }
 
     /// Whether shutdown was asked for (stop accepting and reading).
@@ -294,10 +277,6 @@ impl SessionHost {
                     let Some(storage) = self.storage(torrent) else {
                         continue;
                     };
-                    self.pending_write_bytes += data.len();
-                    if self.pending_write_bytes >= self.max_pending_write_bytes {
-                        self.paused = true;
-                    }
                     self.jobs_in_flight += 1;
                     IoAction::Disk(Job::Write {
                         torrent,
@@ -435,14 +414,10 @@ impl SessionHost {
             Completion::Written {
                 torrent,
                 piece,
-                len,
                 result,
+                ..
             } => {
                 self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
-                self.pending_write_bytes = self.pending_write_bytes.saturating_sub(len);
-                if self.pending_write_bytes <= self.max_pending_write_bytes / 2 {
-                    self.paused = false;
-                }
                 self.session.disk_write_done(torrent, piece, result, now);
             }
             Completion::Read {

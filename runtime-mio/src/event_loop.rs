@@ -174,8 +174,7 @@ impl EventLoop {
     /// How long `poll` may sleep.
     fn poll_timeout(&self) -> Duration {
         if !self.host.shutting_down()
-            && (self.dht_ready && self.dht.is_some()
-                || !self.host.backpressured() && self.conns.values().any(|c| c.read_ready))
+            && (self.dht_ready && self.dht.is_some() || self.conns.values().any(|c| c.read_ready))
         {
             return Duration::ZERO;
         }
@@ -285,9 +284,7 @@ impl EventLoop {
         }
     }
 
-    /// Hands waiting DHT datagrams to the session, a burst at a time. Not paused by disk
-    /// backpressure: datagrams carry no block data, and a DHT that stops answering is
-    /// dropped from other nodes' tables.
+    /// Hands waiting DHT datagrams to the session, a burst at a time.
     fn read_datagrams(&mut self) {
         let mut buf = [0u8; DATAGRAM_BUFFER];
         for _ in 0..DATAGRAM_BURST {
@@ -319,9 +316,6 @@ impl EventLoop {
             .map(|(t, _)| *t)
             .collect();
         for token in ready {
-            if self.host.backpressured() {
-                return;
-            }
             self.read_socket(token);
         }
     }
@@ -341,9 +335,6 @@ impl EventLoop {
                     let now = self.host.now();
                     self.host.session().handle_bytes(id, conn.recv_buf(), now);
                     self.pump();
-                    if self.host.backpressured() {
-                        return;
-                    }
                 }
                 ReadOutcome::WouldBlock => {
                     conn.read_ready = false;

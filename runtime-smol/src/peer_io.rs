@@ -1,6 +1,6 @@
 //! The tasks that move bytes for one peer socket: a reader that hands filled chunks of its
-//! receive buffer to the session task (blocking when the session stops taking them, which
-//! is how memory stays bounded), a writer that drains a queue of buffers with vectored
+//! receive buffer to the session task (blocking while the task's bounded queue is full; the
+//! session bounds download memory by not requesting), a writer that drains a queue of buffers with vectored
 //! writes, and the non-blocking connect.
 
 use std::collections::VecDeque;

@@ -19,8 +19,9 @@ use unchoke_driver::{ClientConfig, ClientEvent, Command, IoAction, SessionHost};
 
 use crate::peer_io::{self, NetEvent, Token};
 
-/// Socket events buffered between the socket tasks and the session task; when the session
-/// stops taking them (disk backpressure) the readers stop reading.
+/// Socket events buffered between the socket tasks and the session task; a reader waits
+/// while it is full. Download memory is the session's (`max_unwritten_bytes`): it stops
+/// requesting, and the readers keep reading.
 const NET_QUEUE: usize = 64;
 /// DHT datagrams buffered between the UDP reader and the session task; beyond this the
 /// reader drops them, as a full socket buffer would.
@@ -137,7 +138,7 @@ impl SessionTask {
                 Input::Net(e) => {
                     self.net_event(e);
                     // Take what else is already there, while the disk keeps up.
-                    while !self.host.backpressured() {
+                    for _ in 0..NET_QUEUE {
                         match self.net_rx.try_recv() {
                             Ok(e) => self.net_event(e),
                             Err(_) => break,
@@ -196,7 +197,7 @@ impl SessionTask {
             }
         };
         let net = async {
-            if self.host.backpressured() || self.host.shutting_down() {
+            if self.host.shutting_down() {
                 return std::future::pending().await;
             }
             match self.net_rx.recv().await {
@@ -204,7 +205,6 @@ impl SessionTask {
                 Err(_) => std::future::pending().await,
             }
         };
-        // Not paused by disk backpressure: it may release uploads, not downloads.
         let sent = async {
             match self.sent_rx.recv().await {
                 Ok((token, n)) => Input::Sent(token, n),
@@ -215,7 +215,6 @@ impl SessionTask {
             Timer::at(deadline).await;
             Input::Tick
         };
-        // Not paused by disk backpressure: datagrams carry no block data.
         let datagrams = async {
             if self.host.shutting_down() {
                 return std::future::pending().await;

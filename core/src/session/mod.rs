@@ -81,7 +81,7 @@ use crate::info_hash::InfoHash;
 use crate::metainfo::Metainfo;
 use crate::picker::Priority;
 use crate::time::Instant;
-use crate::torrent::{Ctx, Torrent, TorrentStats, picker_for};
+use crate::torrent::{Ctx, Torrent, TorrentStats, WriteBudget, picker_for};
 use crate::vocab::outbox::Outbox;
 use crate::wire::{Handshake, PeerId, Reserved};
 use admission::Admission;
@@ -197,6 +197,9 @@ pub struct Session {
     /// The latest `now` an input carried: when a `Connect` is polled, its time-out runs
     /// from here.
     now: Instant,
+    /// Blocks handed out as `WriteBlock` and not yet answered, for all torrents: requests
+    /// stop while it is over [`SessionConfig::max_unwritten_bytes`].
+    writes: WriteBudget,
 }
 
 impl Session {
@@ -212,6 +215,7 @@ impl Session {
             .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
         let admission = Admission::new(&config);
         let resumes = ResumeSchedule::new(config.resume_interval, now);
+        let writes = WriteBudget::new(config.max_unwritten_bytes);
         Session {
             config,
             rng,
@@ -231,6 +235,7 @@ impl Session {
             admission,
             resumes,
             now,
+            writes,
         }
     }
 
@@ -750,6 +755,7 @@ impl Session {
             config: &self.config,
             own_addrs: self.trackers.own_addrs(),
             closed: &mut closed,
+            writes: &mut self.writes,
         };
         let result = f(t, &mut ctx);
         for conn in closed {
@@ -770,6 +776,19 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.disk_write_done(piece, result, ctx, now);
         });
+        if self.writes.take_released() {
+            // Enough was written: every torrent's pipelines, held back meanwhile, refill.
+            for i in 0..self.torrents.len() {
+                self.with_torrent(TorrentId(i as u32), |t, ctx| t.fill_all_pipelines(ctx, now));
+            }
+        }
+    }
+
+    /// Bytes of [`Action::WriteBlock`]s not yet answered by [`Session::disk_write_done`],
+    /// counted 16 KiB a block (see [`SessionConfig::max_unwritten_bytes`]). For tests and
+    /// status displays.
+    pub fn unwritten_bytes(&self) -> usize {
+        self.writes.bytes()
     }
 
     /// A `ReadBlock` finished.

@@ -34,6 +34,9 @@ mod pex;
 mod pieces;
 mod trust;
 mod upload;
+mod write_budget;
+
+pub(crate) use write_budget::WriteBudget;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -119,6 +122,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) own_addrs: &'a std::collections::BTreeSet<SocketAddr>,
     /// Connections this call closed (the session forgets their routes).
     pub(crate) closed: &'a mut Vec<ConnId>,
+    /// Blocks waiting for the disk, session-wide: no new requests while it is over its bound.
+    pub(crate) writes: &'a mut WriteBudget,
 }
 
 /// One torrent's swarm state. See the module docs.

@@ -328,12 +328,14 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(7);
         let own = BTreeSet::new();
         let mut closed = Vec::new();
+        let mut writes = crate::torrent::WriteBudget::new(config.max_unwritten_bytes);
         let mut ctx = Ctx {
             out: &mut out,
             rng: &mut rng,
             config,
             own_addrs: &own,
             closed: &mut closed,
+            writes: &mut writes,
         };
         t.maybe_connect(&mut ctx, now);
         let mut dialled = Vec::new();

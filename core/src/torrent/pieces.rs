@@ -31,7 +31,9 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        if peer.peer_choking || !peer.am_interested {
+        if peer.peer_choking || !peer.am_interested || !ctx.writes.allows_requests() {
+            // Held back while too many blocks wait for the disk: the session tops every
+            // pipeline up again when the writes come back (`WriteBudget`).
             return;
         }
         let target = peer.pipeline_target(
@@ -56,6 +58,14 @@ impl Torrent {
             peer.outstanding.push((b, now));
             peer.requests_since.get_or_insert(now);
             peer.snub_clock.get_or_insert(now);
+        }
+    }
+
+    /// Tops up every peer's pipeline (the session's write budget was released).
+    pub(crate) fn fill_all_pipelines(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        for conn in conns {
+            self.fill_pipeline(conn, ctx, now);
         }
     }
 
@@ -138,6 +148,7 @@ impl Torrent {
                     *slot = Some(data.clone());
                 }
                 buffer.writes_pending += 1;
+                ctx.writes.write_emitted();
                 self.written.set(piece);
                 ctx.out.push(Action::WriteBlock {
                     torrent: self.id,
@@ -191,6 +202,10 @@ impl Torrent {
         let Some(buffer) = self.buffers.get_mut(&piece) else {
             return;
         };
+        if buffer.writes_pending > 0 {
+            // Only answers to writes we emitted free memory; a stray one changes nothing.
+            ctx.writes.write_done();
+        }
         buffer.writes_pending = buffer.writes_pending.saturating_sub(1);
         if let Err(message) = result {
             buffer.write_failed = true;

@@ -130,6 +130,14 @@ pub struct SessionConfig {
     /// (default 15 s): what a crash can lose is this much progress, re-downloaded or
     /// re-checked on restart.
     pub resume_interval: Duration,
+    /// Downloads stop sending new block requests, in every torrent, while this many bytes
+    /// of [`super::Action::WriteBlock`]s are unanswered by
+    /// [`crate::session::Session::disk_write_done`] (counted 16 KiB a block), and start
+    /// again when half of it is written (default 32 MiB). Requests already sent still
+    /// arrive: the bytes waiting for the disk stay under this plus the blocks outstanding
+    /// at the moment it was reached (at most `max_pipeline` blocks per peer). Memory for
+    /// downloads is bounded by not asking, not by a driver that stops reading.
+    pub max_unwritten_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -166,6 +174,7 @@ impl Default for SessionConfig {
             send_stall_timeout: Duration::from_secs(60),
             upload_read_ahead: 4 << 20,
             resume_interval: Duration::from_secs(15),
+            max_unwritten_bytes: 32 << 20,
         }
     }
 }

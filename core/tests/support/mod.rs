@@ -63,6 +63,13 @@ pub struct Node {
     pub reading: bool,
     pub behaviour: Behaviour,
     pub events: Vec<(Instant, Event)>,
+    /// An emulated slow disk: at most this many bytes of writes complete per step, in the
+    /// order they were asked for (`None`: every write completes on the next step).
+    pub disk_bytes_per_step: Option<usize>,
+    /// Writes waiting for the slow disk: torrent, piece, byte position, data.
+    slow_writes: VecDeque<(TorrentId, u32, usize, Bytes)>,
+    /// Bytes of writes the slow disk may still finish this step (kept only while writes wait).
+    disk_credit: usize,
     seed: u64,
 }
 
@@ -269,6 +276,9 @@ impl Swarm {
             reading: true,
             behaviour,
             events: Vec::new(),
+            disk_bytes_per_step: None,
+            slow_writes: VecDeque::new(),
+            disk_credit: 0,
             seed,
         });
         index
@@ -293,6 +303,9 @@ impl Swarm {
             reading: true,
             behaviour: Behaviour::Honest,
             events: Vec::new(),
+            disk_bytes_per_step: None,
+            slow_writes: VecDeque::new(),
+            disk_credit: 0,
             seed,
         });
         index
@@ -361,6 +374,7 @@ impl Swarm {
                 .connection_closed(theirs.1, now);
         }
         self.nodes[i].online = false;
+        self.nodes[i].slow_writes.clear();
         self.completions.retain(|c| match c {
             Completion::Written { node, .. }
             | Completion::Read { node, .. }
@@ -508,6 +522,12 @@ impl Swarm {
                 if self.nodes[i].behaviour == Behaviour::Stall {
                     return;
                 }
+                if self.nodes[i].disk_bytes_per_step.is_some() {
+                    self.nodes[i]
+                        .slow_writes
+                        .push_back((torrent, piece, at, data));
+                    return;
+                }
                 self.nodes[i].disk[at..at + data.len()].copy_from_slice(&data);
                 self.completions.push_back(Completion::Written {
                     node: i,
@@ -611,6 +631,39 @@ impl Swarm {
         }
     }
 
+    /// Finishes this step's share of each slow disk's writes (queued as completions);
+    /// returns whether any write still waits, so time advances step by step meanwhile.
+    fn run_slow_disks(&mut self) -> bool {
+        let mut waiting = false;
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let Some(rate) = node.disk_bytes_per_step else {
+                continue;
+            };
+            if node.slow_writes.is_empty() {
+                node.disk_credit = 0;
+                continue;
+            }
+            node.disk_credit += rate;
+            while let Some((_, _, _, data)) = node.slow_writes.front() {
+                if data.len() > node.disk_credit {
+                    break;
+                }
+                let Some((torrent, piece, at, data)) = node.slow_writes.pop_front() else {
+                    break;
+                };
+                node.disk_credit -= data.len();
+                node.disk[at..at + data.len()].copy_from_slice(&data);
+                self.completions.push_back(Completion::Written {
+                    node: i,
+                    torrent,
+                    piece,
+                });
+            }
+            waiting |= !node.slow_writes.is_empty();
+        }
+        waiting
+    }
+
     /// One step: drain actions, deliver completions, move bytes, advance time.
     fn step_once(&mut self) {
         let mut busy = false;
@@ -623,6 +676,7 @@ impl Swarm {
                 self.carry_out(i, action);
             }
         }
+        busy |= self.run_slow_disks();
         let now = self.now;
         while let Some(c) = self.completions.pop_front() {
             busy = true;
@@ -760,6 +814,11 @@ impl Swarm {
         n.session
             .stats(n.torrent, self.now)
             .is_some_and(|s| s.complete)
+    }
+
+    /// Bytes of writes node `i`'s slow disk has not finished (0 with a normal disk).
+    pub fn unwritten(&self, i: usize) -> usize {
+        self.nodes[i].slow_writes.iter().map(|w| w.3.len()).sum()
     }
 
     /// Whether node `i`'s disk equals the content byte for byte.
