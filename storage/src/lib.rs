@@ -44,7 +44,7 @@ mod open;
 
 use self::open::{OpenMode, open_below};
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::layout::{FileSpan, Layout, LayoutError};
+use unchoke_core::layout::{Layout, LayoutError};
 use unchoke_core::metainfo::Info;
 use unchoke_core::resume::{FileState, ResumeData, ResumeError};
 
@@ -768,41 +768,7 @@ impl FileStorage {
     /// files (and their directories) are created. Bytes falling in a padding file must be
     /// zeros ([`StorageError::NonZeroPadding`] otherwise, and nothing is written).
     pub fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<(), StorageError> {
-        self.check_writable()?;
-        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        if !self.layout.range_in_piece(piece, offset, len) {
-            return Err(StorageError::OutOfRange { piece, offset, len });
-        }
-        let start = self.layout.piece_offset(piece) + u64::from(offset);
-        let part = |span: &FileSpan| {
-            let lo = (span.torrent_offset - start) as usize;
-            data.get(lo..lo + span.len as usize).unwrap_or_default()
-        };
-        // Check the padding first so a corrupt block leaves no trace.
-        for span in self.layout.spans(piece, offset, len) {
-            let slot = self.slot(span.file)?;
-            if slot.padding && part(&span).iter().any(|&b| b != 0) {
-                return Err(StorageError::NonZeroPadding {
-                    piece,
-                    offset,
-                    path: slot.path.clone(),
-                });
-            }
-        }
-        for span in self.layout.spans(piece, offset, len) {
-            let slot = self.slot(span.file)?;
-            if slot.padding {
-                continue;
-            }
-            let file = self.handle(span.file, true)?;
-            write_all_at(&file, part(&span), span.file_offset)
-                .map_err(io_err(StorageOp::Write, &slot.path))?;
-            // After the write, so a flush that starts after this call returns syncs it.
-            if let Some(d) = self.dirty.get(span.file) {
-                d.store(true, Ordering::Release);
-            }
-        }
-        Ok(())
+        self.write_parts(piece, offset, &[data])
     }
 
     /// Writes a run of blocks that follow each other in `piece`, starting at `offset`, with
@@ -815,8 +781,20 @@ impl FileStorage {
         offset: u32,
         blocks: &[Bytes],
     ) -> Result<(), StorageError> {
+        self.write_parts(piece, offset, blocks)
+    }
+
+    /// [`FileStorage::write_block`] and [`FileStorage::write_blocks`]: the buffers in
+    /// `blocks`, one after another from `offset` in `piece`, with one vectored write per
+    /// file touched; padding is checked whole before anything is written.
+    fn write_parts<B: AsRef<[u8]>>(
+        &self,
+        piece: u32,
+        offset: u32,
+        blocks: &[B],
+    ) -> Result<(), StorageError> {
         self.check_writable()?;
-        let total: usize = blocks.iter().map(Bytes::len).sum();
+        let total: usize = blocks.iter().map(|b| b.as_ref().len()).sum();
         let len = u32::try_from(total).unwrap_or(u32::MAX);
         if !self.layout.range_in_piece(piece, offset, len) {
             return Err(StorageError::OutOfRange { piece, offset, len });
@@ -1369,6 +1347,8 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     read_full(buf, offset, read_at)
 }
 
+// Used by the vectored write where the platform has no `pwritev`, and by tests.
+#[cfg(any(test, not(unix)))]
 /// Writes all of `buf` to `file` at `offset`.
 fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     #[cfg(unix)]
@@ -1380,10 +1360,11 @@ fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
 
 /// The bytes `lo..lo + len` of the concatenation of `blocks`, as slices of the blocks
 /// themselves (no copy).
-fn slices_of(blocks: &[Bytes], lo: usize, len: usize) -> Vec<&[u8]> {
+fn slices_of<B: AsRef<[u8]>>(blocks: &[B], lo: usize, len: usize) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let (mut at, end) = (0usize, lo + len);
     for b in blocks {
+        let b = b.as_ref();
         let (b_lo, b_hi) = (at, at + b.len());
         at = b_hi;
         if b_hi <= lo || b_lo >= end {
@@ -1468,6 +1449,8 @@ fn read_full(
     Ok(())
 }
 
+// Used by the vectored write where the platform has no `pwritev`, and by tests.
+#[cfg(any(test, not(unix)))]
 /// Repeats a positional write until all of `buf` is written, retrying on EINTR.
 fn write_full(
     mut buf: &[u8],
