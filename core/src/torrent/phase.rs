@@ -143,8 +143,8 @@ mod tests {
     /// A single-file info dictionary of `pieces` pieces of 16 KiB (the last one 100 bytes).
     fn info_bytes(pieces: u32) -> Vec<u8> {
         let length = u64::from(pieces - 1) * 16384 + 100;
-        let mut out = format!("d6:lengthi{length}e4:name4:test12:piece lengthi16384e6:pieces")
-            .into_bytes();
+        let mut out =
+            format!("d6:lengthi{length}e4:name4:test12:piece lengthi16384e6:pieces").into_bytes();
         out.extend_from_slice(format!("{}:", pieces * 20).as_bytes());
         out.extend((0..pieces * 20).map(|i| i as u8));
         out.push(b'e');
@@ -200,7 +200,9 @@ mod tests {
     /// Connects a fast, extension-speaking peer as `conn` that offers metadata of `size`.
     fn connect(t: &mut Torrent, w: &mut World, conn: u64, size: u64) -> ConnId {
         let conn = ConnId(conn);
-        let addr: SocketAddr = format!("127.0.0.1:{}", 7000 + conn.0).parse().expect("addr");
+        let addr: SocketAddr = format!("127.0.0.1:{}", 7000 + conn.0)
+            .parse()
+            .expect("addr");
         let ours = Reserved::NONE.with_fast().with_extension_protocol();
         let theirs = Handshake {
             reserved: ours,
@@ -210,7 +212,10 @@ mod tests {
         let dir = Direction::Outbound(t.id);
         t.add_peer(conn, addr, dir, ours, &theirs, &mut w.ctx(), Instant::ZERO);
         let hs = ExtensionHandshake {
-            m: BTreeMap::from([(UT_METADATA.to_owned(), THEIR_UT_METADATA), (UT_PEX.to_owned(), 0)]),
+            m: BTreeMap::from([
+                (UT_METADATA.to_owned(), THEIR_UT_METADATA),
+                (UT_PEX.to_owned(), 0),
+            ]),
             v: None,
             p: None,
             reqq: None,
@@ -261,7 +266,10 @@ mod tests {
         assert_eq!(t.left(), MAGNET_LEFT);
         let stats = t.stats(Instant::ZERO);
         assert!(!stats.has_metadata && !stats.complete);
-        assert_eq!((stats.piece_count, stats.total_length, stats.bytes_have), (0, 0, 0));
+        assert_eq!(
+            (stats.piece_count, stats.total_length, stats.bytes_have),
+            (0, 0, 0)
+        );
     }
 
     #[test]
@@ -277,20 +285,33 @@ mod tests {
         assert!(t.peers.contains_key(&conn));
         w.drain();
         // Requests before the metadata are refused (fast peer): we have nothing.
-        let req = crate::wire::BlockRequest { index: 0, begin: 0, length: 16384 };
+        let req = crate::wire::BlockRequest {
+            index: 0,
+            begin: 0,
+            length: 16384,
+        };
         t.handle_message(conn, Message::Request(req), &mut w.ctx(), Instant::ZERO);
-        assert!(w.drain().iter().all(|a| !matches!(a, Action::ReadBlock { .. })));
+        assert!(
+            w.drain()
+                .iter()
+                .all(|a| !matches!(a, Action::ReadBlock { .. }))
+        );
 
         send_piece(&mut t, &mut w, conn, &info, 0);
         assert!(matches!(t.phase, Phase::AwaitingCheck(_)));
         assert!(t.awaiting_metadata());
         let received = w.drain();
-        assert!(received.iter().any(|a| matches!(a, Action::Event(Event::MetadataReceived { .. }))));
+        assert!(
+            received
+                .iter()
+                .any(|a| matches!(a, Action::Event(Event::MetadataReceived { .. })))
+        );
 
         let metainfo = t.take_verified_metadata().expect("awaiting the check");
         let layout = metainfo.info.layout();
         let picker = picker_for(&layout, None).expect("picker");
-        t.install_metadata(&metainfo, picker, &mut w.ctx(), Instant::ZERO).expect("installs");
+        t.install_metadata(&metainfo, picker, &mut w.ctx(), Instant::ZERO)
+            .expect("installs");
         let c = t.phase.content().expect("ready");
         assert_eq!(c.geometry.piece_count(), 20);
         assert_eq!(c.piece_hashes.len(), 20);
@@ -319,19 +340,27 @@ mod tests {
         // 4 bytes = up to 32 pieces: within the bound while fetching, wrong once known.
         let four = Message::Bitfield(Bytes::from_static(&[0xff, 0, 0, 0]));
         t.handle_message(bad, four, &mut w.ctx(), now);
-        assert!(t.peers.contains_key(&bad), "kept while the piece count is unknown");
+        assert!(
+            t.peers.contains_key(&bad),
+            "kept while the piece count is unknown"
+        );
         send_piece(&mut t, &mut w, good, &info, 0);
         let metainfo = t.take_verified_metadata().expect("awaiting the check");
         let picker = picker_for(&metainfo.info.layout(), None).expect("picker");
         w.drain();
-        t.install_metadata(&metainfo, picker, &mut w.ctx(), now).expect("installs");
+        t.install_metadata(&metainfo, picker, &mut w.ctx(), now)
+            .expect("installs");
         let dropped = disconnects(&w.drain());
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].0, bad);
         assert!(dropped[0].1.contains("bitfield size"), "{dropped:?}");
         assert!(t.peers.contains_key(&good) && !t.peers.contains_key(&bad));
         let c = t.phase.content().expect("ready");
-        assert_eq!(c.picker.availability(0), 1, "the dropped peer's bits are not counted");
+        assert_eq!(
+            c.picker.availability(0),
+            1,
+            "the dropped peer's bits are not counted"
+        );
         // Once ready, a new peer's bitfield of the wrong length is refused, not a panic.
         let late = connect(&mut t, &mut w, 3, info.len() as u64);
         w.drain();
@@ -354,7 +383,11 @@ mod tests {
         let conn = connect(&mut t, &mut w, 1, info.len() as u64);
         send_piece(&mut t, &mut w, conn, &info, 0);
         assert!(matches!(t.phase, Phase::Failed));
-        assert!(w.drain().iter().any(|a| matches!(a, Action::Event(Event::MetadataError { .. }))));
+        assert!(
+            w.drain()
+                .iter()
+                .any(|a| matches!(a, Action::Event(Event::MetadataError { .. })))
+        );
         assert!(t.take_verified_metadata().is_none());
         assert!(t.have().is_none());
     }
@@ -368,7 +401,11 @@ mod tests {
         send_piece(&mut t, &mut w, conn, &info, 0);
         assert!(matches!(t.phase, Phase::FetchingMetadata(_)));
         let actions = w.drain();
-        assert!(actions.iter().any(|a| matches!(a, Action::Event(Event::MetadataHashFailed { .. }))));
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Event(Event::MetadataHashFailed { .. })))
+        );
         assert_eq!(disconnects(&actions).len(), 1, "a sole sender is dropped");
     }
 
@@ -386,6 +423,9 @@ mod tests {
         assert!(t.awaiting_metadata());
         t.restore_verified_metadata(metainfo);
         assert!(matches!(t.phase, Phase::AwaitingCheck(_)));
-        assert!(t.peers.contains_key(&conn), "peers stay through a refused install");
+        assert!(
+            t.peers.contains_key(&conn),
+            "peers stay through a refused install"
+        );
     }
 }
