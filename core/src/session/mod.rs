@@ -34,9 +34,12 @@
 //! // From here `t` is an ordinary torrent; the peers connected meanwhile stay connected.
 //! ```
 //!
-//! Until `metadata_ready`, the torrent neither requests nor serves blocks, its
-//! [`TorrentStats`] say `has_metadata: false` (sizes 0), it announces `left` = 16 KiB, and
-//! no `WriteBlock`/`ReadBlock`/`VerifyPiece` is emitted for it. A verified dictionary that
+//! Until `metadata_ready`, the torrent has no pieces at all (no geometry, picker or buffers
+//! exist for it): it neither requests nor serves blocks, its [`TorrentStats`] say
+//! `has_metadata: false` (sizes 0), [`Session::have`], [`Session::pieces_written`] and
+//! [`Session::piece_priority`] answer `None`, it announces `left` = 16 KiB (a tracker
+//! takes `left = 0` for a seed), and no `WriteBlock`/`ReadBlock`/`VerifyPiece` is emitted
+//! for it. Availability peers announce meanwhile is kept and counted at `metadata_ready`. A verified dictionary that
 //! does not parse gives [`Event::MetadataError`] (remove the torrent); metadata that fails
 //! its hash gives [`Event::MetadataHashFailed`] and is fetched again (nothing to do).
 //!

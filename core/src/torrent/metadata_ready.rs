@@ -66,9 +66,10 @@ impl Torrent {
     }
 
     /// The metadata is verified and the driver's storage checked: the torrent's pieces
-    /// come into existence ([`Phase::Ready`]), apply each connected peer's kept availability (a peer
-    /// whose bitfield or `have`s do not fit is dropped), tell peers what we have, and start
-    /// downloading. Peers stay connected throughout.
+    /// come into existence ([`Phase::Ready`]), each connected peer's kept availability is
+    /// applied (a peer whose bitfield or `have`s do not fit is dropped), peers are told
+    /// what we have, and downloading starts. Peers stay connected throughout. On an error
+    /// (no pieces, or a picker that does not fit them) nothing changes.
     pub(crate) fn install_metadata(
         &mut self,
         metainfo: &crate::metainfo::Metainfo,

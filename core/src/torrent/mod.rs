@@ -18,11 +18,12 @@
 //! down in `STATE.md` next to this file. The work is split by job: `peer_set` (candidates,
 //! dialling, give-up, peers joining and leaving), `messages` (peer messages), `pieces`
 //! (requests in flight, blocks, writes, verification), `upload` (serving requests),
-//! `trust` (strikes and bans), `choking` (applying the choker), `metadata` and
-//! `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex` (BEP 11), `peer`
-//! (one peer's state). This module keeps the `Torrent` struct, its construction, getters,
-//! file priorities and the periodic `Torrent::tick`. It builds on [`crate::vocab`] and
-//! never imports from the session.
+//! `trust` (strikes and bans), `choking` (applying the choker), `phase` (fetching
+//! metadata, awaiting the driver's check, or ready: only a ready torrent has pieces),
+//! `metadata` and `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex`
+//! (BEP 11), `peer` (one peer's state). This module keeps the `Torrent` struct, its
+//! construction, getters, file priorities and the periodic `Torrent::tick`. It builds on
+//! [`crate::vocab`] and never imports from the session.
 
 mod choking;
 mod messages;
