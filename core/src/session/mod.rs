@@ -34,9 +34,12 @@
 //! // From here `t` is an ordinary torrent; the peers connected meanwhile stay connected.
 //! ```
 //!
-//! Until `metadata_ready`, the torrent neither requests nor serves blocks, its
-//! [`TorrentStats`] say `has_metadata: false` (sizes 0), it announces `left` = 16 KiB, and
-//! no `WriteBlock`/`ReadBlock`/`VerifyPiece` is emitted for it. A verified dictionary that
+//! Until `metadata_ready`, the torrent has no pieces at all (no geometry, picker or buffers
+//! exist for it): it neither requests nor serves blocks, its [`TorrentStats`] say
+//! `has_metadata: false` (sizes 0), [`Session::have`], [`Session::pieces_written`] and
+//! [`Session::piece_priority`] answer `None`, it announces `left` = 16 KiB (a tracker
+//! takes `left = 0` for a seed), and no `WriteBlock`/`ReadBlock`/`VerifyPiece` is emitted
+//! for it. Availability peers announce meanwhile is kept and counted at `metadata_ready`. A verified dictionary that
 //! does not parse gives [`Event::MetadataError`] (remove the torrent); metadata that fails
 //! its hash gives [`Event::MetadataHashFailed`] and is fetched again (nothing to do).
 //!
@@ -292,7 +295,9 @@ impl Session {
         .ok_or_else(|| AddTorrentError::Geometry("no pieces".into()))?;
         let mut torrent = torrent;
         torrent.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
-        self.resumes.track(id, torrent.have(), torrent.written());
+        if let Some((have, written)) = torrent.have_and_written() {
+            self.resumes.track(id, have, written);
+        }
         self.torrents.push(torrent);
         self.by_hash.insert(metainfo.info_hash, id);
         self.install_trackers(id, metainfo_tiers(metainfo), now);
@@ -317,8 +322,7 @@ impl Session {
         }
         let id = TorrentId(self.torrents.len() as u32);
         let mut torrent =
-            Torrent::new_magnet(id, info_hash, Choker::new(self.config.choker.clone(), now))
-                .ok_or_else(|| AddTorrentError::Geometry("placeholder".into()))?;
+            Torrent::new_magnet(id, info_hash, Choker::new(self.config.choker.clone(), now));
         torrent.display_name = options.display_name;
         self.torrents.push(torrent);
         self.by_hash.insert(info_hash, id);
@@ -368,8 +372,12 @@ impl Session {
         });
         match result {
             Some(Ok(())) => {
-                if let Some(t) = self.torrents.get(torrent.0 as usize) {
-                    self.resumes.track(torrent, t.have(), t.written());
+                if let Some((have, written)) = self
+                    .torrents
+                    .get(torrent.0 as usize)
+                    .and_then(|t| t.have_and_written())
+                {
+                    self.resumes.track(torrent, have, written);
                 }
                 Ok(())
             }
@@ -411,10 +419,7 @@ impl Session {
     /// The pieces of `torrent` that are verified and stored (`None` for a magnet torrent
     /// before [`Session::metadata_ready`]).
     pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
-        self.torrents
-            .get(torrent.0 as usize)
-            .filter(|t| !t.awaiting_metadata())
-            .map(|t| t.have())
+        self.torrents.get(torrent.0 as usize).and_then(|t| t.have())
     }
 
     /// The pieces of `torrent` that may hold data on disk: verified ones, those the
@@ -424,8 +429,7 @@ impl Session {
     pub fn pieces_written(&self, torrent: TorrentId) -> Option<&Bitfield> {
         self.torrents
             .get(torrent.0 as usize)
-            .filter(|t| !t.awaiting_metadata())
-            .map(|t| t.written())
+            .and_then(|t| t.written())
     }
 
     /// Records pieces found on disk holding unverified data (from the start-up check), so
@@ -465,11 +469,12 @@ impl Session {
         });
     }
 
-    /// The priority the picker gives `piece` of `torrent`.
+    /// The priority the picker gives `piece` of `torrent` (`None` for a magnet torrent
+    /// before [`Session::metadata_ready`]: it has no pieces yet).
     pub fn piece_priority(&self, torrent: TorrentId, piece: u32) -> Option<Priority> {
         self.torrents
             .get(torrent.0 as usize)
-            .map(|t| t.piece_priority(piece))
+            .and_then(|t| t.piece_priority(piece))
     }
 
     /// Adds addresses to dial for `torrent` (from the user, a tracker, PEX or the DHT).
@@ -881,8 +886,7 @@ impl Session {
         let saves = self.resumes.due(now, |id| {
             torrents
                 .get(id.0 as usize)
-                .filter(|t| !t.awaiting_metadata())
-                .map(|t| (t.have(), t.written()))
+                .and_then(|t| t.have_and_written())
         });
         for save in saves {
             self.out.push(save);

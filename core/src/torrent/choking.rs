@@ -29,7 +29,7 @@ impl Torrent {
     /// Gives free upload slots to eligible peers between rounds.
     pub(super) fn refill_slots(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         let infos = self.choke_infos_at(now);
-        let seeding = self.picker.is_complete();
+        let seeding = self.is_complete();
         if let Some(decision) = self.choker.refill(now, seeding, &infos, ctx.rng) {
             self.apply_choke(&decision, ctx);
         }
@@ -58,7 +58,7 @@ impl Torrent {
     /// the optimistic unchoke) and reports it in [`Event::ChokeRound`].
     pub(super) fn choke_round(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         let infos = self.choke_infos_at(now);
-        let seeding = self.picker.is_complete();
+        let seeding = self.is_complete();
         if let Some(decision) = self.choker.on_timeout(now, seeding, &infos, ctx.rng) {
             self.apply_choke(&decision, ctx);
             let conn_of = |k: &PeerKey| self.by_key.get(k).copied();

@@ -50,22 +50,19 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
-        let awaiting_metadata = self.awaiting_metadata();
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        let first_availability = !peer.availability_known;
-        let availability = matches!(
-            message,
-            Message::Have { .. } | Message::Bitfield(_) | Message::HaveAll | Message::HaveNone
-        );
-        if availability {
-            peer.availability_known = true;
-            if awaiting_metadata {
-                return self.keep_availability(conn, message, first_availability, ctx, now);
-            }
-        }
         match message {
+            Message::Have { .. } | Message::Bitfield(_) | Message::HaveAll | Message::HaveNone => {
+                let first = !peer.availability_known;
+                peer.availability_known = true;
+                if self.awaiting_metadata() {
+                    self.keep_availability(conn, message, first, ctx, now);
+                } else {
+                    self.apply_availability(conn, message, first, ctx, now);
+                }
+            }
             Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
             Message::AllowedFast { .. } => {}
             Message::Choke => {
@@ -88,55 +85,6 @@ impl Torrent {
                 peer.peer_interested = false;
                 self.refill_slots(ctx, now);
             }
-            Message::Have { index } => {
-                if peer.has.set(index) {
-                    self.picker.peer_have(index);
-                    self.after_peer_gained(conn, ctx, now);
-                }
-            }
-            Message::Bitfield(bits) => {
-                if !first_availability {
-                    return self.disconnect(
-                        conn,
-                        DisconnectReason::Misbehaved(
-                            "bitfield after have, bitfield or have all/none",
-                        ),
-                        ctx,
-                        now,
-                    );
-                }
-                match Bitfield::from_bytes(&bits, self.geometry.piece_count()) {
-                    Ok(has) => {
-                        self.picker.peer_bitfield(&has);
-                        peer.has = has;
-                        self.after_peer_gained(conn, ctx, now);
-                    }
-                    Err(_) => {
-                        self.disconnect(
-                            conn,
-                            DisconnectReason::Misbehaved("malformed bitfield"),
-                            ctx,
-                            now,
-                        );
-                    }
-                }
-            }
-            Message::HaveAll | Message::HaveNone => {
-                if !peer.fast || !first_availability {
-                    return self.disconnect(
-                        conn,
-                        DisconnectReason::Misbehaved("have all/none out of place"),
-                        ctx,
-                        now,
-                    );
-                }
-                if matches!(message, Message::HaveAll) {
-                    let has = Bitfield::full(self.geometry.piece_count());
-                    self.picker.peer_bitfield(&has);
-                    peer.has = has;
-                    self.after_peer_gained(conn, ctx, now);
-                }
-            }
             Message::Request(req) => self.on_request(conn, req, ctx),
             Message::Cancel(req) => self.on_cancel(conn, req, ctx),
             Message::RejectRequest(req) => {
@@ -149,8 +97,9 @@ impl Torrent {
                     );
                 }
                 if peer.take_outstanding(req.index, req.begin) {
-                    self.picker
-                        .request_cancelled(req.index, req.begin, peer.key);
+                    if let Some(c) = self.phase.content_mut() {
+                        c.picker.request_cancelled(req.index, req.begin, peer.key);
+                    }
                 }
                 if !peer.peer_choking {
                     self.fill_pipeline(conn, ctx, now);
@@ -175,6 +124,58 @@ impl Torrent {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// A `have`, `bitfield`, `have all` or `have none` once the metadata is known (before,
+    /// [`Self::keep_availability`] keeps them aside). `first` is whether it is the peer's
+    /// first availability message: the last three may only come first.
+    fn apply_availability(
+        &mut self,
+        conn: ConnId,
+        message: Message,
+        first: bool,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let (Some(c), Some(peer)) = (self.phase.content_mut(), self.peers.get_mut(&conn)) else {
+            return;
+        };
+        let piece_count = c.geometry.piece_count();
+        let refusal = match message {
+            Message::Have { index } => {
+                // The decoder, which knows the geometry, refused an index past the end.
+                if !peer.has.set(index) {
+                    return;
+                }
+                c.picker.peer_have(index);
+                None
+            }
+            Message::Bitfield(_) if !first => {
+                Some("bitfield after have, bitfield or have all/none")
+            }
+            Message::Bitfield(bits) => match Bitfield::from_bytes(&bits, piece_count) {
+                Ok(has) => {
+                    c.picker.peer_bitfield(&has);
+                    peer.has = has;
+                    None
+                }
+                Err(_) => Some("malformed bitfield"),
+            },
+            Message::HaveAll | Message::HaveNone if !peer.fast || !first => {
+                Some("have all/none out of place")
+            }
+            Message::HaveAll => {
+                let has = Bitfield::full(piece_count);
+                c.picker.peer_bitfield(&has);
+                peer.has = has;
+                None
+            }
+            _ => return, // `have none` changes nothing; other messages are not ours
+        };
+        match refusal {
+            Some(reason) => self.disconnect(conn, DisconnectReason::Misbehaved(reason), ctx, now),
+            None => self.after_peer_gained(conn, ctx, now),
         }
     }
 
@@ -253,9 +254,12 @@ impl Torrent {
         let Some(peer) = self.peers.get(&conn) else {
             return;
         };
+        if self.awaiting_metadata() {
+            return; // nothing to want or give before the metadata
+        }
         // Neither side can give the other anything: a seed (or an upload-only torrent,
         // which takes nothing) and a peer that has every piece.
-        if (self.picker.is_complete() || self.upload_only) && peer.has.is_full() {
+        if (self.is_complete() || self.upload_only) && peer.has.is_full() {
             return self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
         }
         self.update_interest(conn, ctx);
@@ -264,13 +268,10 @@ impl Torrent {
 
     /// Sends `interested` / `not interested` when our interest in the peer changed.
     pub(super) fn update_interest(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        if self.awaiting_metadata() {
-            return;
-        }
-        let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
+        let (Some(c), Some(peer)) = (self.phase.content(), self.peers.get_mut(&conn)) else {
+            return; // no interest before the metadata: there is nothing to want yet
         };
-        let want = !self.upload_only && self.picker.is_interesting(&peer.has);
+        let want = !self.upload_only && c.picker.is_interesting(&peer.has);
         if want != peer.am_interested {
             peer.am_interested = want;
             ctx.out.send(

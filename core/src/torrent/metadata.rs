@@ -1,7 +1,7 @@
 //! BEP 9 inside a torrent: serving our info dictionary to peers, and, for a torrent added
 //! from a magnet link, fetching it from them.
 //!
-//! A magnet torrent starts in [`Phase::Fetching`]: it dials and accepts peers like any
+//! A magnet torrent starts in [`Phase::FetchingMetadata`]: it dials and accepts peers like any
 //! torrent, but keeps their availability aside ([`super::peer::PendingAvailability`]),
 //! neither requests nor serves blocks, and asks peers that announced `ut_metadata` and a
 //! sane `metadata_size` for the 16 KiB metadata pieces. Invariants:
@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::phase::Phase;
 use super::{Ctx, Torrent};
 use crate::info_hash::InfoHash;
 use crate::metainfo::Metainfo;
@@ -49,20 +50,6 @@ const REST_AFTER_REJECT: Duration = Duration::from_secs(60);
 /// bytes and its answer 16 KiB, so without a bound a peer could turn a trickle of requests
 /// into a flood of uploads.
 pub(crate) const SERVE_PER_SECOND: u32 = 8;
-
-/// Where a torrent stands with its metadata.
-#[derive(Debug)]
-pub(crate) enum Phase {
-    /// The metadata is known: a normal torrent.
-    Ready,
-    /// Added from a magnet link: fetching the info dictionary from peers.
-    Fetching(MetadataFetch),
-    /// The metadata is verified and was handed to the driver in
-    /// [`Event::MetadataReceived`]; waiting for `Session::metadata_ready`.
-    AwaitingCheck(Box<Metainfo>),
-    /// Verified metadata that could not be parsed: nothing more will happen.
-    Failed,
-}
 
 /// One metadata piece's state during the fetch.
 #[derive(Debug, Clone, Copy)]
@@ -102,11 +89,6 @@ impl MetadataFetch {
 }
 
 impl Torrent {
-    /// Whether the torrent still lacks its metadata (magnet link, not yet ready).
-    pub(crate) fn awaiting_metadata(&self) -> bool {
-        !matches!(self.phase, Phase::Ready)
-    }
-
     /// A `ut_metadata` message arrived from `conn`.
     pub(super) fn on_metadata_message(
         &mut self,
@@ -185,7 +167,7 @@ impl Torrent {
 
     /// Forgets our request for `piece` at `conn`; returns whether there was one.
     fn take_request(&mut self, conn: ConnId, piece: u32) -> bool {
-        let Phase::Fetching(fetch) = &mut self.phase else {
+        let Phase::FetchingMetadata(fetch) = &mut self.phase else {
             return false;
         };
         let Some(slot) = fetch.slots.get_mut(piece as usize) else {
@@ -210,7 +192,7 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
-        let Phase::Fetching(fetch) = &mut self.phase else {
+        let Phase::FetchingMetadata(fetch) = &mut self.phase else {
             return; // late or unasked: we have the metadata already
         };
         let requested = matches!(
@@ -254,7 +236,7 @@ impl Torrent {
 
     /// Every piece is in: verify against the info-hash, then parse.
     fn metadata_complete(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        let Phase::Fetching(fetch) = &mut self.phase else {
+        let Phase::FetchingMetadata(fetch) = &mut self.phase else {
             return;
         };
         if InfoHash::of_info_bytes(&fetch.buf) != self.info_hash {
@@ -317,7 +299,7 @@ impl Torrent {
 
     /// Sends metadata requests for missing pieces to peers that can serve them.
     pub(super) fn request_metadata(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        let Phase::Fetching(fetch) = &mut self.phase else {
+        let Phase::FetchingMetadata(fetch) = &mut self.phase else {
             return;
         };
         let max = u64::from(ctx.config.max_metadata_size);
@@ -416,7 +398,7 @@ impl Torrent {
     /// Metadata requests unanswered for too long go back to the pool, to be given to
     /// another peer; a peer that left gives its requests back too.
     pub(super) fn metadata_timeouts(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        let Phase::Fetching(fetch) = &mut self.phase else {
+        let Phase::FetchingMetadata(fetch) = &mut self.phase else {
             return;
         };
         for slot in fetch.slots.iter_mut() {
@@ -434,9 +416,12 @@ impl Torrent {
     }
 
     /// The torrent's metadata was verified and handed to the driver, which checked its
-    /// storage: become a normal torrent. `None` if the torrent was not waiting for that.
+    /// storage: take it to become a normal torrent ([`Self::install_metadata`], or
+    /// [`Self::restore_verified_metadata`] if the driver's answer does not fit). `None` if
+    /// the torrent was not waiting for that. Between the two calls the torrent is in
+    /// [`Phase::Failed`], which does nothing; the session makes both in one call.
     pub(crate) fn take_verified_metadata(&mut self) -> Option<Box<Metainfo>> {
-        match std::mem::replace(&mut self.phase, Phase::Ready) {
+        match std::mem::replace(&mut self.phase, Phase::Failed) {
             Phase::AwaitingCheck(m) => Some(m),
             other => {
                 self.phase = other;

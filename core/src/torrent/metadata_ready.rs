@@ -1,18 +1,19 @@
-//! A magnet torrent's availability while its metadata is missing, and its switch to a normal
-//! torrent once the driver has checked its storage ([`Torrent::install_metadata`]).
+//! A magnet torrent's availability while its metadata is missing, and its switch from
+//! fetching to [`Phase::Ready`] once the driver has checked its storage
+//! ([`Torrent::install_metadata`]).
 //!
 //! Before the switch, peers' `have`/`bitfield`/`have all` are kept aside per peer, bounded by
 //! the largest torrent whose metadata we would accept; at the switch each peer's kept
 //! availability is checked against the real piece count (a misfit is dropped), and every
 //! peer is told what we have with `have` messages.
 
-use super::metadata::Phase;
+use super::phase::{Content, Phase};
 use super::{Ctx, Torrent};
 use crate::bitfield::Bitfield;
 use crate::picker::Picker;
 use crate::time::Instant;
 use crate::vocab::{ConnId, DisconnectReason};
-use crate::wire::{Message, PieceGeometry};
+use crate::wire::Message;
 
 impl Torrent {
     /// Keeps a `have`, `bitfield`, `have all` or `have none` received before the metadata,
@@ -64,10 +65,11 @@ impl Torrent {
         }
     }
 
-    /// The metadata is verified and the driver's storage checked: swap the placeholder
-    /// geometry for the real one, apply each connected peer's kept availability (a peer
-    /// whose bitfield or `have`s do not fit is dropped), tell peers what we have, and start
-    /// downloading. Peers stay connected throughout.
+    /// The metadata is verified and the driver's storage checked: the torrent's pieces
+    /// come into existence ([`Phase::Ready`]), each connected peer's kept availability is
+    /// applied (a peer whose bitfield or `have`s do not fit is dropped), peers are told
+    /// what we have, and downloading starts. Peers stay connected throughout. On an error
+    /// (no pieces, or a picker that does not fit them) nothing changes.
     pub(crate) fn install_metadata(
         &mut self,
         metainfo: &crate::metainfo::Metainfo,
@@ -75,18 +77,12 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) -> Result<(), String> {
-        let layout = metainfo.info.layout();
-        let geometry = PieceGeometry::new(layout.total_length(), layout.piece_length())
-            .ok_or_else(|| "no pieces".to_string())?;
-        self.piece_hashes = metainfo.info.piece_hashes.clone();
-        self.geometry = geometry;
-        self.layout = layout;
-        self.picker = picker;
-        self.phase = Phase::Ready;
-        self.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
-        self.completion_announced = self.picker.is_complete();
-        self.written = self.picker.have().clone();
+        let content = Content::from_metainfo(metainfo, picker)
+            .ok_or_else(|| "no pieces, or a picker that does not fit them".to_string())?;
+        let geometry = content.geometry;
         let piece_count = geometry.piece_count();
+        let have: Vec<u32> = content.picker.have().ones().collect();
+        let mut content = Box::new(content);
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         let mut misfits = Vec::new();
         for &conn in &conns {
@@ -97,7 +93,7 @@ impl Torrent {
             let pending = std::mem::take(&mut peer.pending);
             match pending.resolve(piece_count) {
                 Ok(has) => {
-                    self.picker.peer_bitfield(&has);
+                    content.picker.peer_bitfield(&has);
                     peer.has = has;
                 }
                 Err(reason) => {
@@ -107,10 +103,11 @@ impl Torrent {
                 }
             }
         }
+        self.phase = Phase::Ready(content);
+        self.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
         for (conn, reason) in misfits {
             self.disconnect(conn, DisconnectReason::Misbehaved(reason), ctx, now);
         }
-        let have: Vec<u32> = self.picker.have().ones().collect();
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for &conn in &conns {
             // We said `have none` (or nothing) before: `have` messages are the only way to

@@ -18,11 +18,12 @@
 //! down in `STATE.md` next to this file. The work is split by job: `peer_set` (candidates,
 //! dialling, give-up, peers joining and leaving), `messages` (peer messages), `pieces`
 //! (requests in flight, blocks, writes, verification), `upload` (serving requests),
-//! `trust` (strikes and bans), `choking` (applying the choker), `metadata` and
-//! `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex` (BEP 11), `peer`
-//! (one peer's state). This module keeps the `Torrent` struct, its construction, getters,
-//! file priorities and the periodic `Torrent::tick`. It builds on [`crate::vocab`] and
-//! never imports from the session.
+//! `trust` (strikes and bans), `choking` (applying the choker), `phase` (fetching
+//! metadata, awaiting the driver's check, or ready: only a ready torrent has pieces),
+//! `metadata` and `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex`
+//! (BEP 11), `peer` (one peer's state). This module keeps the `Torrent` struct, its
+//! construction, getters, file priorities and the periodic `Torrent::tick`. It builds on
+//! [`crate::vocab`] and never imports from the session.
 
 mod choking;
 mod messages;
@@ -31,6 +32,7 @@ mod metadata_ready;
 mod peer;
 mod peer_set;
 mod pex;
+mod phase;
 mod pieces;
 mod trust;
 mod upload;
@@ -51,12 +53,12 @@ use crate::storage::Layout;
 use crate::time::Instant;
 use crate::vocab::outbox::Outbox;
 use crate::vocab::{ConnId, DisconnectReason, FailedPeer, SessionConfig, TorrentId};
-use crate::wire::{self, Message, PieceGeometry};
+use crate::wire::Message;
 
-use metadata::{MetadataFetch, Phase};
+use metadata::MetadataFetch;
 use peer::Peer;
 use peer_set::Candidate;
-use pieces::PieceBuffer;
+use phase::{Content, Phase};
 use trust::Trust;
 
 /// The id we ask peers to send `ut_pex` messages under (our handshake's `m`).
@@ -131,15 +133,13 @@ pub(crate) struct Ctx<'a> {
 pub(crate) struct Torrent {
     pub(crate) id: TorrentId,
     pub(crate) info_hash: InfoHash,
-    piece_hashes: Vec<[u8; 20]>,
-    geometry: PieceGeometry,
-    layout: Layout,
-    picker: Picker,
+    /// Fetching metadata, waiting for the driver's check, or ready; only a ready torrent
+    /// has pieces, a picker and buffers (see [`phase`]).
+    phase: Phase,
     choker: Choker,
     peers: BTreeMap<ConnId, Peer>,
     by_key: BTreeMap<PeerKey, ConnId>,
     next_key: PeerKey,
-    buffers: BTreeMap<u32, PieceBuffer>,
     candidates: BTreeMap<SocketAddr, Candidate>,
     connecting: BTreeSet<SocketAddr>,
     /// Addresses given up on after too many failures (at most `max_candidates`; more are
@@ -155,9 +155,6 @@ pub(crate) struct Torrent {
     uploaded: u64,
     wasted: u64,
     hash_failures: u64,
-    completion_announced: bool,
-    /// Whether the metadata is known, being fetched (magnet) or waiting for the driver.
-    phase: Phase,
     /// The info dictionary's bytes, served to peers (BEP 9). `None` while we lack them and
     /// for private torrents, which BEP 27 keeps off metadata exchange and PEX.
     metadata: Option<Bytes>,
@@ -166,10 +163,6 @@ pub(crate) struct Torrent {
     pex_ignored: u64,
     /// A magnet link's `dn`, shown until the metadata gives the real name.
     pub(crate) display_name: Option<String>,
-    /// Pieces that may hold data on disk: those verified, those the start-up check found
-    /// written but unverified, and every piece a `WriteBlock` was emitted for. Saved with
-    /// resume data so a restart reads only these (the rest are known empty).
-    written: Bitfield,
     /// Never download: not interested in anyone, no requests, every block that arrives is
     /// discarded unwritten. For data that must not change (`seed --partial` over read-only
     /// storage); see [`Torrent::set_upload_only`].
@@ -177,6 +170,8 @@ pub(crate) struct Torrent {
 }
 
 impl Torrent {
+    /// A torrent whose metadata is known: `picker` holds the pieces already verified.
+    /// `None` if the layout has no pieces or the picker does not fit it.
     pub(crate) fn new(
         id: TorrentId,
         info_hash: InfoHash,
@@ -185,21 +180,32 @@ impl Torrent {
         picker: Picker,
         choker: Choker,
     ) -> Option<Self> {
-        let geometry = PieceGeometry::new(layout.total_length(), layout.piece_length())?;
-        let completion_announced = picker.is_complete();
-        let written = picker.have().clone();
-        Some(Torrent {
+        let content = Content::new(piece_hashes, layout, picker)?;
+        Some(Torrent::with_phase(
             id,
             info_hash,
-            piece_hashes,
-            geometry,
-            layout,
-            picker,
+            Phase::Ready(Box::new(content)),
+            choker,
+        ))
+    }
+
+    /// A torrent known only by its info-hash (a magnet link): it fetches its metadata from
+    /// peers first. It has no pieces until then: availability is kept aside, no block is
+    /// requested or served.
+    pub(crate) fn new_magnet(id: TorrentId, info_hash: InfoHash, choker: Choker) -> Self {
+        let fetch = Phase::FetchingMetadata(MetadataFetch::default());
+        Torrent::with_phase(id, info_hash, fetch, choker)
+    }
+
+    fn with_phase(id: TorrentId, info_hash: InfoHash, phase: Phase, choker: Choker) -> Self {
+        Torrent {
+            id,
+            info_hash,
+            phase,
             choker,
             peers: BTreeMap::new(),
             by_key: BTreeMap::new(),
             next_key: 0,
-            buffers: BTreeMap::new(),
             candidates: BTreeMap::new(),
             connecting: BTreeSet::new(),
             given_up: BTreeMap::new(),
@@ -210,28 +216,12 @@ impl Torrent {
             uploaded: 0,
             wasted: 0,
             hash_failures: 0,
-            completion_announced,
-            phase: Phase::Ready,
             metadata: None,
             private: false,
             pex_ignored: 0,
             display_name: None,
-            written,
             upload_only: false,
-        })
-    }
-
-    /// A torrent known only by its info-hash (a magnet link): it fetches its metadata from
-    /// peers first. Until then the piece geometry is a one-piece placeholder that nothing
-    /// reads: availability is kept aside, no block is requested or served.
-    pub(crate) fn new_magnet(id: TorrentId, info_hash: InfoHash, choker: Choker) -> Option<Self> {
-        let placeholder = wire::MAX_BLOCK_LEN;
-        let layout = Layout::new(placeholder, [u64::from(placeholder)]).ok()?;
-        let picker = Picker::new(placeholder, u64::from(placeholder)).ok()?;
-        let mut t = Torrent::new(id, info_hash, Vec::new(), layout, picker, choker)?;
-        t.phase = Phase::Fetching(MetadataFetch::default());
-        t.completion_announced = false;
-        Some(t)
+        }
     }
 
     /// Sets the info dictionary served to peers and whether the torrent is private.
@@ -245,17 +235,25 @@ impl Torrent {
         self.pex_ignored
     }
 
-    pub(crate) fn piece_count(&self) -> u32 {
-        self.geometry.piece_count()
+    /// Whether the torrent still lacks its metadata (magnet link, not yet ready).
+    pub(crate) fn awaiting_metadata(&self) -> bool {
+        self.phase.content().is_none()
     }
 
-    pub(crate) fn have(&self) -> &Bitfield {
-        self.picker.have()
+    /// The verified pieces; `None` before the metadata is known.
+    pub(crate) fn have(&self) -> Option<&Bitfield> {
+        self.phase.content().map(|c| c.picker.have())
     }
 
-    /// Pieces that may hold data on disk (see the field's documentation).
-    pub(crate) fn written(&self) -> &Bitfield {
-        &self.written
+    /// Pieces that may hold data on disk (see [`Content::written`]); `None` before the
+    /// metadata is known.
+    pub(crate) fn written(&self) -> Option<&Bitfield> {
+        self.phase.content().map(|c| &c.written)
+    }
+
+    /// [`Self::have`] and [`Self::written`] together, as resume data needs them.
+    pub(crate) fn have_and_written(&self) -> Option<(&Bitfield, &Bitfield)> {
+        self.phase.content().map(|c| (c.picker.have(), &c.written))
     }
 
     /// Turns upload-only mode on or off. Turning it on forgets every request outstanding
@@ -274,12 +272,16 @@ impl Torrent {
     }
 
     /// Adds `pieces` (same piece count, else ignored) to the pieces that may hold data.
+    /// Ignored before the metadata is known: there are no pieces yet.
     pub(crate) fn note_written(&mut self, pieces: &Bitfield) {
-        if pieces.len() != self.written.len() {
+        let Some(c) = self.phase.content_mut() else {
+            return;
+        };
+        if pieces.len() != c.written.len() {
             return;
         }
         for p in pieces.ones() {
-            self.written.set(p);
+            c.written.set(p);
         }
     }
 
@@ -288,22 +290,19 @@ impl Torrent {
         self.private
     }
 
+    /// Every wanted piece is verified and stored (never before the metadata is known).
     pub(crate) fn is_complete(&self) -> bool {
-        !self.awaiting_metadata() && self.picker.is_complete()
+        self.phase.content().is_some_and(|c| c.picker.is_complete())
     }
 
-    /// What a tracker should be told is `left` to download.
+    /// What a tracker should be told is `left` to download: before the metadata is known,
+    /// [`MAGNET_LEFT`], because the size is unknown and a tracker counts `left = 0` as a
+    /// seed (it would send us no seeds and list us as one).
     pub(crate) fn left(&self) -> u64 {
-        if self.awaiting_metadata() {
-            return MAGNET_LEFT;
+        match self.phase.content() {
+            Some(c) => c.layout.total_length().saturating_sub(c.bytes_have()),
+            None => MAGNET_LEFT,
         }
-        let have: u64 = self
-            .picker
-            .have()
-            .ones()
-            .map(|p| u64::from(self.layout.piece_len(p)))
-            .sum();
-        self.layout.total_length().saturating_sub(have)
     }
 
     pub(crate) fn conns(&self) -> impl Iterator<Item = ConnId> + '_ {
@@ -314,34 +313,17 @@ impl Torrent {
         self.choker.next_deadline()
     }
 
+    /// A progress snapshot. Before the metadata is known the piece and byte counts are 0
+    /// and `has_metadata` is `false`: nothing about the pieces is known.
     pub(crate) fn stats(&self, now: Instant) -> TorrentStats {
-        let mut stats = self.stats_raw(now);
-        if self.awaiting_metadata() {
-            // The placeholder geometry means nothing: report what is known, which is none.
-            stats.piece_count = 0;
-            stats.pieces_have = 0;
-            stats.pieces_missing = 0;
-            stats.bytes_have = 0;
-            stats.total_length = 0;
-            stats.complete = false;
-            stats.endgame = false;
-        }
-        stats
-    }
-
-    fn stats_raw(&self, now: Instant) -> TorrentStats {
-        let have = self.picker.have();
-        let bytes_have = have
-            .ones()
-            .map(|p| u64::from(self.layout.piece_len(p)))
-            .sum();
+        let content = self.phase.content();
         TorrentStats {
             info_hash: self.info_hash,
-            piece_count: self.piece_count(),
-            pieces_have: have.count_ones(),
-            pieces_missing: self.picker.wanted().count_ones(),
-            bytes_have,
-            total_length: self.layout.total_length(),
+            piece_count: content.map_or(0, |c| c.geometry.piece_count()),
+            pieces_have: content.map_or(0, |c| c.picker.have().count_ones()),
+            pieces_missing: content.map_or(0, |c| c.picker.wanted().count_ones()),
+            bytes_have: content.map_or(0, Content::bytes_have),
+            total_length: content.map_or(0, |c| c.layout.total_length()),
             downloaded: self.downloaded,
             uploaded: self.uploaded,
             wasted: self.wasted,
@@ -356,9 +338,9 @@ impl Torrent {
                 + self.connecting.len(),
             unchoked: self.peers.values().filter(|p| !p.am_choking).count(),
             hash_failures: self.hash_failures,
-            complete: self.picker.is_complete(),
-            endgame: self.picker.in_endgame(),
-            has_metadata: !self.awaiting_metadata(),
+            complete: content.is_some_and(|c| c.picker.is_complete()),
+            endgame: content.is_some_and(|c| c.picker.in_endgame()),
+            has_metadata: content.is_some(),
         }
     }
 
@@ -370,13 +352,13 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
-        if self.awaiting_metadata() {
+        let Some(c) = self.phase.content_mut() else {
             return; // no files yet; the driver sets priorities after `metadata_ready`
-        }
-        let mut per_piece = vec![Priority::Skip; self.piece_count() as usize];
-        for file in 0..self.layout.file_count() {
+        };
+        let mut per_piece = vec![Priority::Skip; c.geometry.piece_count() as usize];
+        for file in 0..c.layout.file_count() {
             let prio = priorities.get(file).copied().unwrap_or(Priority::Normal);
-            for piece in self.layout.file_pieces(file) {
+            for piece in c.layout.file_pieces(file) {
                 if let Some(p) = per_piece.get_mut(piece as usize) {
                     *p = (*p).max(prio);
                 }
@@ -386,7 +368,7 @@ impl Torrent {
         let mut start = 0u32;
         for i in 1..=per_piece.len() {
             if i == per_piece.len() || per_piece[i] != per_piece[start as usize] {
-                self.picker
+                c.picker
                     .set_piece_priority(start..i as u32, per_piece[start as usize]);
                 start = i as u32;
             }
@@ -430,9 +412,10 @@ impl Torrent {
         }
     }
 
-    /// The priority of a piece (for tests and the session's API).
-    pub(crate) fn piece_priority(&self, piece: u32) -> Priority {
-        self.picker.priority(piece)
+    /// The priority of a piece (for tests and the session's API); `None` before the
+    /// metadata is known.
+    pub(crate) fn piece_priority(&self, piece: u32) -> Option<Priority> {
+        self.phase.content().map(|c| c.picker.priority(piece))
     }
 }
 

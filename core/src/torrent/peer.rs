@@ -32,6 +32,9 @@ pub(super) struct Peer {
     pub(super) peer_choking: bool,
     pub(super) peer_interested: bool,
 
+    /// The pieces the peer has, sized to the torrent's piece count. Before the metadata is
+    /// known there are no pieces, so it is empty (0 pieces, which `is_full` too: never read
+    /// then) and what the peer announces waits in `pending`.
     pub(super) has: Bitfield,
     /// Whether the peer already told us what it has (`bitfield`, `have all`, `have none`
     /// or a `have`). Those three may come once, before any `have`. Other messages may

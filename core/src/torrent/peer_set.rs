@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::{Ctx, Peer, Torrent};
+use crate::bitfield::Bitfield;
 use crate::time::Instant;
 use crate::vocab::{Action, ConnId, Direction, DisconnectReason, FailedPeer, SessionConfig};
 use crate::wire::{self, Decoder, Handshake, Limits, Message};
@@ -191,7 +192,7 @@ impl Torrent {
         let fast = ours.fast() && theirs.reserved.fast();
         let extensions = ours.extension_protocol() && theirs.reserved.extension_protocol();
         // Without metadata only the size limits apply; the geometry is set once it is known.
-        let geometry = (!self.awaiting_metadata()).then_some(self.geometry);
+        let geometry = self.phase.content().map(|c| c.geometry);
         let decoder = Decoder::new(geometry, Limits::default());
         let peer = Peer::new(
             key,
@@ -201,24 +202,25 @@ impl Torrent {
             fast,
             extensions,
             decoder,
-            self.piece_count(),
+            // No pieces before the metadata: the peer's availability waits in `pending`.
+            geometry.map_or(0, |g| g.piece_count()),
             now,
         );
         self.by_key.insert(key, conn);
         self.peers.insert(conn, peer);
 
         // BEP 3: bitfield (or BEP 6 have all / have none) is the first message.
-        let have = self.picker.have();
-        if fast && have.is_full() {
+        // Before the metadata we have nothing: a fast peer is told `have none` and others
+        // nothing, which stays true until the metadata is ready.
+        let have = self.have();
+        if fast && have.is_some_and(Bitfield::is_full) {
             ctx.out.send(conn, &Message::HaveAll);
-        } else if fast && have.is_empty() {
+        } else if fast && have.is_none_or(Bitfield::is_empty) {
             ctx.out.send(conn, &Message::HaveNone);
-        } else if !have.is_empty() {
+        } else if let Some(have) = have.filter(|h| !h.is_empty()) {
             ctx.out
                 .send(conn, &Message::Bitfield(Bytes::from(have.to_bytes())));
         }
-        // A magnet torrent's placeholder picker has nothing, so a fast peer is told `have
-        // none` and others nothing, which stays true until the metadata is ready.
         if extensions {
             let hs = self.extension_handshake(addr, ctx.config);
             ctx.out.send(conn, &hs.to_message());
@@ -235,8 +237,10 @@ impl Torrent {
     ) -> Option<Peer> {
         let peer = self.peers.remove(&conn)?;
         self.by_key.remove(&peer.key);
-        self.picker.peer_left(&peer.has);
-        self.picker.peer_requests_dropped(peer.key);
+        if let Some(c) = self.phase.content_mut() {
+            c.picker.peer_left(&peer.has);
+            c.picker.peer_requests_dropped(peer.key);
+        }
         self.choker.peer_left(peer.key);
         ctx.out.discard(conn);
         // Its metadata requests go to other peers.

@@ -25,9 +25,9 @@ pub(super) struct PieceBuffer {
 impl Torrent {
     /// Tops up our requests to `conn` to its pipeline target.
     pub(super) fn fill_pipeline(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
-        if self.awaiting_metadata() {
-            return;
-        }
+        let Some(c) = self.phase.content_mut() else {
+            return; // no pieces to ask for before the metadata
+        };
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
@@ -46,7 +46,7 @@ impl Torrent {
             return;
         }
         let mut picked = Vec::new();
-        self.picker.pick_blocks(
+        c.picker.pick_blocks(
             peer.key,
             &peer.has,
             target - peer.outstanding.len(),
@@ -72,7 +72,9 @@ impl Torrent {
     /// Forgets every request outstanding at `conn` (choked without fast, or timed out).
     pub(super) fn drop_requests(&mut self, conn: ConnId) {
         if let Some(peer) = self.peers.get_mut(&conn) {
-            self.picker.peer_requests_dropped(peer.key);
+            if let Some(c) = self.phase.content_mut() {
+                c.picker.peer_requests_dropped(peer.key);
+            }
             peer.outstanding.clear();
             peer.requests_since = None;
             peer.snub_clock = None;
@@ -99,7 +101,13 @@ impl Torrent {
         peer.timed_out = false;
         let requested = peer.take_outstanding(piece, offset);
         peer.snub_clock = (!peer.outstanding.is_empty()).then_some(now);
-        if self.upload_only || !requested && !self.buffers.contains_key(&piece) {
+        let Some(c) = self.phase.content_mut() else {
+            // Before the metadata nothing was requested and no block has a place: the
+            // decoder (without a geometry) checked only its size.
+            self.wasted += n;
+            return;
+        };
+        if self.upload_only || !requested && !c.buffers.contains_key(&piece) {
             // Unrequested data is only taken for a piece already in progress (a late copy
             // after a cancel or time-out). Otherwise a peer could make us buffer pieces we
             // never asked for, without bound. An upload-only torrent takes nothing.
@@ -107,7 +115,7 @@ impl Torrent {
             return;
         }
         let key = peer.key;
-        let valid = self
+        let valid = c
             .picker
             .block_at(piece, offset)
             .is_some_and(|b| b.len as usize == data.len());
@@ -119,7 +127,7 @@ impl Torrent {
                 now,
             );
         }
-        let outcome = self.picker.block_received(piece, offset, key);
+        let outcome = c.picker.block_received(piece, offset, key);
         match outcome.receipt {
             Receipt::Invalid => {
                 return self.disconnect(
@@ -136,8 +144,11 @@ impl Torrent {
                 for &other in outcome.cancel.as_slice() {
                     self.cancel_at(other, piece, offset, ctx);
                 }
-                let blocks = self.picker.blocks_in_piece(piece).unwrap_or(0) as usize;
-                let buffer = self.buffers.entry(piece).or_insert_with(|| PieceBuffer {
+                let Some(c) = self.phase.content_mut() else {
+                    return;
+                };
+                let blocks = c.picker.blocks_in_piece(piece).unwrap_or(0) as usize;
+                let buffer = c.buffers.entry(piece).or_insert_with(|| PieceBuffer {
                     blocks: vec![None; blocks],
                     writes_pending: 0,
                     write_failed: false,
@@ -149,7 +160,7 @@ impl Torrent {
                 }
                 buffer.writes_pending += 1;
                 ctx.writes.write_emitted();
-                self.written.set(piece);
+                c.written.set(piece);
                 ctx.out.push(Action::WriteBlock {
                     torrent: self.id,
                     piece,
@@ -158,7 +169,7 @@ impl Torrent {
                 });
                 if outcome.piece_complete {
                     let blocks: Vec<Bytes> = buffer.blocks.iter().flatten().cloned().collect();
-                    if let Some(expected) = self.piece_hashes.get(piece as usize) {
+                    if let Some(expected) = c.piece_hashes.get(piece as usize) {
                         ctx.out.push(Action::VerifyPiece {
                             torrent: self.id,
                             piece,
@@ -199,7 +210,11 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
-        let Some(buffer) = self.buffers.get_mut(&piece) else {
+        let Some(buffer) = self
+            .phase
+            .content_mut()
+            .and_then(|c| c.buffers.get_mut(&piece))
+        else {
             return;
         };
         if buffer.writes_pending > 0 {
@@ -220,7 +235,11 @@ impl Torrent {
 
     /// The driver hashed a piece.
     pub(crate) fn piece_hashed(&mut self, piece: u32, ok: bool, ctx: &mut Ctx<'_>, now: Instant) {
-        let Some(buffer) = self.buffers.get_mut(&piece) else {
+        let Some(buffer) = self
+            .phase
+            .content_mut()
+            .and_then(|c| c.buffers.get_mut(&piece))
+        else {
             return;
         };
         buffer.hashed = Some(ok);
@@ -236,7 +255,10 @@ impl Torrent {
 
     /// Settles a piece once both its hash verdict and all its writes are in.
     pub(super) fn try_finish_piece(&mut self, piece: u32, ctx: &mut Ctx<'_>, now: Instant) {
-        let Some(buffer) = self.buffers.get(&piece) else {
+        let Some(c) = self.phase.content_mut() else {
+            return;
+        };
+        let Some(buffer) = c.buffers.get(&piece) else {
             return;
         };
         let Some(hash_ok) = buffer.hashed else {
@@ -252,12 +274,14 @@ impl Torrent {
             .flatten()
             .map(|b| b.len() as u64)
             .sum::<u64>();
-        self.buffers.remove(&piece);
+        c.buffers.remove(&piece);
         if hash_ok && !write_failed {
-            for key in self.picker.contributors(piece) {
+            let contributors = c.picker.contributors(piece);
+            c.picker.piece_verified(piece);
+            let complete = c.picker.is_complete();
+            for key in contributors {
                 self.adjust_trust(key, 1, ctx, now);
             }
-            self.picker.piece_verified(piece);
             ctx.out.push(Action::Event(Event::PieceVerified {
                 torrent: self.id,
                 piece,
@@ -270,7 +294,7 @@ impl Torrent {
                 self.update_interest(conn, ctx);
             }
             self.check_complete(ctx);
-            if self.picker.is_complete() {
+            if complete {
                 let seeds: Vec<ConnId> = self
                     .peers
                     .iter()
@@ -282,7 +306,7 @@ impl Torrent {
                 }
             }
         } else {
-            let contributors = self.picker.piece_failed(piece);
+            let contributors = c.picker.piece_failed(piece);
             self.wasted += piece_len;
             if !hash_ok {
                 let penalty = if contributors.len() == 1 { -2 } else { -1 };
@@ -297,14 +321,19 @@ impl Torrent {
         }
     }
 
+    /// Emits `TorrentComplete` once when every wanted piece is in (never before the
+    /// metadata is known).
     pub(super) fn check_complete(&mut self, ctx: &mut Ctx<'_>) {
-        if self.picker.is_complete() && !self.completion_announced {
-            self.completion_announced = true;
+        let Some(c) = self.phase.content_mut() else {
+            return;
+        };
+        if c.picker.is_complete() && !c.completion_announced {
+            c.completion_announced = true;
             ctx.out
                 .push(Action::Event(Event::TorrentComplete { torrent: self.id }));
-        } else if !self.picker.is_complete() {
+        } else if !c.picker.is_complete() {
             // A priority change can make a complete torrent incomplete again.
-            self.completion_announced = false;
+            c.completion_announced = false;
         }
     }
 
@@ -327,7 +356,9 @@ impl Torrent {
             }
             peer.requests_since = None;
             peer.timed_out = true;
-            self.picker.peer_requests_dropped(peer.key);
+            if let Some(c) = self.phase.content_mut() {
+                c.picker.peer_requests_dropped(peer.key);
+            }
             let others: Vec<ConnId> = self.peers.keys().copied().filter(|c| *c != conn).collect();
             for other in others {
                 self.fill_pipeline(other, ctx, now);

@@ -16,8 +16,12 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
+        // Nothing is served before the metadata: we have no piece.
         let servable = !peer.am_choking
-            && self.picker.have().get(req.index)
+            && self
+                .phase
+                .content()
+                .is_some_and(|c| c.picker.have().get(req.index))
             && peer.uploads.len() < ctx.config.max_queued_uploads
             && !peer.uploads.contains(&req);
         if servable {
