@@ -148,10 +148,10 @@
 //!                 }
 //!                 Action::WriteBlock { torrent, piece, offset, data } => {
 //!                     let result = disk[i].write_block(piece, offset, &data);
-//!                     s[i].disk_write_done(torrent, piece, result.map_err(|e| e.to_string()), now);
+//!                     s[i].disk_write_done(torrent, piece, result.map_err(Into::into), now);
 //!                 }
 //!                 Action::ReadBlock { conn, block, .. } => {
-//!                     let result = disk[i].read_block(block).map_err(|e| e.to_string());
+//!                     let result = disk[i].read_block(block).map_err(Into::into);
 //!                     s[i].disk_read_done(conn, block, result, now);
 //!                 }
 //!                 Action::VerifyPiece { torrent, piece, expected, blocks } => {

@@ -47,6 +47,7 @@ use unchoke_core::bitfield::Bitfield;
 use unchoke_core::layout::{Layout, LayoutError};
 use unchoke_core::metainfo::Info;
 use unchoke_core::resume::{FileState, ResumeData, ResumeError};
+use unchoke_core::session::{DiskError, DiskErrorKind};
 
 #[cfg(not(any(unix, windows)))]
 compile_error!("unchoke-storage needs positional file IO, available on Unix and Windows only");
@@ -365,9 +366,8 @@ pub enum StorageError {
 impl StorageError {
     /// Whether the device is full (`ENOSPC`), so a driver can say "disk full" plainly.
     pub fn is_disk_full(&self) -> bool {
-        self.io_error().is_some_and(|e| {
-            e.kind() == io::ErrorKind::StorageFull || (cfg!(unix) && e.raw_os_error() == Some(28))
-        })
+        self.io_error()
+            .is_some_and(|e| DiskErrorKind::of_io(e) == DiskErrorKind::NoSpace)
     }
 
     /// Whether a file was missing or shorter than the torrent needs: data not there yet,
@@ -387,6 +387,29 @@ impl StorageError {
             StorageError::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+
+    /// The error as the session takes it ([`unchoke_core::session::Session::disk_write_done`],
+    /// [`unchoke_core::session::Session::disk_read_done`]): classified so the core can act
+    /// on the kind (a full disk, a read past what is there, bad data from a peer), worded
+    /// as this error displays (which file, which operation, the system's message).
+    pub fn to_disk_error(&self) -> DiskError {
+        let kind = match self {
+            StorageError::Io { source, .. } => DiskErrorKind::of_io(source),
+            StorageError::OutOfRange { .. } => DiskErrorKind::OutOfRange,
+            StorageError::NonZeroPadding { .. } => DiskErrorKind::BadData,
+            StorageError::ReadOnly { .. } => DiskErrorKind::ReadOnly,
+            StorageError::Layout(_)
+            | StorageError::HashCountMismatch { .. }
+            | StorageError::TooLong { .. }
+            | StorageError::Symlink { .. }
+            | StorageError::NotRegular { .. }
+            | StorageError::NotADirectory { .. }
+            | StorageError::OutsideSaveDir { .. }
+            | StorageError::Cancelled
+            | StorageError::BadResume { .. } => DiskErrorKind::Refused,
+        };
+        DiskError::new(kind, self.to_string())
     }
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use super::disk_error::DiskError;
 use crate::metainfo::Metainfo;
 use crate::tracker::AnnounceRequest;
 use crate::wire::{BlockRequest, WireError};
@@ -298,14 +299,15 @@ pub enum Event {
         reason: ConnectFailure,
     },
     /// A block could not be written or read; the piece is downloaded again (writes) or the
-    /// request refused (reads).
+    /// request refused (reads). Pieces already verified stay verified.
     StorageError {
         /// The torrent.
         torrent: TorrentId,
         /// The piece concerned.
         piece: u32,
-        /// What the driver reported.
-        message: String,
+        /// What the driver reported, typed (see [`super::DiskErrorKind`]: on
+        /// [`super::DiskErrorKind::NoSpace`] retrying is pointless until space is freed).
+        error: DiskError,
     },
 }
 
