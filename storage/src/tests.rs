@@ -1,6 +1,19 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 
+use std::fs;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use sha1::Digest;
+use unchoke_core::bitfield::Bitfield;
+use unchoke_core::layout::LayoutError;
+use unchoke_core::metainfo::Info;
+use unchoke_core::resume::{FileState, ResumeData, ResumeError};
+
+use super::positional::{read_full, write_all_at, write_full};
 use super::*;
 use unchoke_core::InfoHash;
 use unchoke_core::bencode::{Dict, List, Value, encode};
@@ -547,10 +560,7 @@ fn a_file_that_cannot_be_opened_for_writing_is_still_seeded() {
         t.range(0, 100, 1000)
     );
     if !writable_anyway(&exe) {
-        assert_eq!(
-            lock(&s.handles).slots[0].as_ref().map(|h| h.writable),
-            Some(false)
-        );
+        assert_eq!(lock(&s.handles).writable(0), Some(false));
         // A write needs a writable handle and cannot get one; nothing is modified.
         let e = s.write_block(0, 0, t.range(0, 0, 10)).unwrap_err();
         assert!(
@@ -580,7 +590,7 @@ fn a_read_only_handle_is_reopened_for_writing() {
     let privileged = writable_anyway(&path);
     let s = t.storage(dir.path(), 64);
     assert_eq!(&s.read_block(0, 0, 16).unwrap()[..], t.piece(0));
-    let writable = || lock(&s.handles).slots[0].as_ref().map(|h| h.writable);
+    let writable = || lock(&s.handles).writable(0);
     assert_eq!(writable(), Some(privileged));
     chmod(&path, 0o644);
     let mut data = t.piece(1).to_vec();
