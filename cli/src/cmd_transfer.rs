@@ -547,12 +547,10 @@ fn run(
                 failure = Some(format!("{}: {message}", save_path.display()));
                 break;
             }
-            Ok(ClientEvent::Session(Event::MetadataError { torrent, message }))
-                if torrent == id =>
-            {
+            Ok(ClientEvent::Session(Event::MetadataError { torrent, error })) if torrent == id => {
                 failure = Some(format!(
                     "{what}: the metadata matches the info-hash but is not a usable torrent: \
-                     {message}"
+                     {error}"
                 ));
                 break;
             }
