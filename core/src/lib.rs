@@ -62,7 +62,9 @@
 //! whatever the driver still holds for it — the session has already forgotten the connection,
 //! so do not report it back (a [`connection_closed`] for it would be ignored).
 //! [`Action::WriteBlock`] / [`Action::ReadBlock`]: store or load a block, then
-//! [`disk_write_done`] / [`disk_read_done`]. [`Action::VerifyPiece`]: SHA-1 the blocks
+//! [`disk_write_done`] / [`disk_read_done`]; a failure is a [`session::DiskError`] whose kind
+//! the driver reads off its `io::Error` ([`session::DiskError::from_io`]).
+//! [`Action::VerifyPiece`]: SHA-1 the blocks
 //! ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one tracker
 //! exchange ([`tracker`] builds and parses the bytes), then [`announce_done`].
 //! [`Action::SendDatagram`]: send from the DHT's UDP socket. [`Action::SaveResume`]: flush the
