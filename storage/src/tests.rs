@@ -1004,3 +1004,61 @@ fn vectored_runs_of_blocks_span_files_and_padding() {
 }
 
 mod safety;
+
+/// What the session is told for each real failure: the kind it may act on, and the
+/// storage's own words (file and operation) kept for people.
+#[test]
+fn storage_errors_reach_the_session_typed() {
+    use unchoke_core::session::DiskErrorKind;
+    let dir = tempfile::tempdir().unwrap();
+    // Pieces of 16: a=10 + pad 6 | b=20.
+    let t = multi(16, &[F::File("a", 10), F::Pad(6), F::File("b", 20)]);
+    let s = t.storage(dir.path(), 64);
+    s.create_files().unwrap();
+
+    // A file shorter than the torrent says: the data is not there.
+    let b = dir.path().join("multi/b");
+    OpenOptions::new()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_len(4)
+        .unwrap();
+    let e = s.read_block(1, 0, 16).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::ShortRead, "{e}");
+    assert!(e.detail().contains("multi/b"), "names the file: {e}");
+
+    // A block outside its piece, and bad bytes where padding lies.
+    let e = s.write_block(9, 0, &[0; 4]).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::OutOfRange, "{e}");
+    let mut bad = t.piece(0).to_vec();
+    bad[12] = 1;
+    let e = s.write_block(0, 0, &bad).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::BadData, "{e}");
+    assert!(!e.is_no_space() && !e.to_string().starts_with("disk full"));
+
+    // A write to storage opened for seeding.
+    let ro = storage_with(&t, dir.path(), StorageAccess::ReadOnly);
+    let e = ro
+        .write_block(0, 0, t.piece(0))
+        .unwrap_err()
+        .to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::ReadOnly, "{e}");
+
+    // A missing file, read through a fresh storage.
+    fs::remove_file(&b).unwrap();
+    let fresh = t.storage(dir.path(), 64);
+    let e = fresh.read_block(1, 0, 16).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::NotFound, "{e}");
+
+    // A full device, as the system reports it: "disk full" leads the message.
+    let full = StorageError::Io {
+        op: StorageOp::Write,
+        path: b.clone(),
+        source: io::Error::from(io::ErrorKind::StorageFull),
+    };
+    assert!(full.is_disk_full());
+    let e = full.to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::NoSpace);
+    assert_eq!(e.to_string(), format!("disk full: {full}"));
+}
