@@ -99,8 +99,8 @@ impl Member {
                 ClientEvent::Session(Event::TrackerError { url, message, .. }) => {
                     self.last_tracker_error = Some(format!("{url}: {message}"));
                 }
-                ClientEvent::Session(Event::StorageError { message, .. }) => {
-                    return Err(format!("{}: writing failed: {message}", self.name));
+                ClientEvent::Session(Event::StorageError { error, .. }) => {
+                    return Err(format!("{}: writing failed: {error}", self.name));
                 }
                 ClientEvent::Session(Event::TorrentComplete { .. }) => {
                     self.completed_after.get_or_insert_with(|| since.elapsed());

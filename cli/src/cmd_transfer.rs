@@ -547,12 +547,10 @@ fn run(
                 failure = Some(format!("{}: {message}", save_path.display()));
                 break;
             }
-            Ok(ClientEvent::Session(Event::MetadataError { torrent, message }))
-                if torrent == id =>
-            {
+            Ok(ClientEvent::Session(Event::MetadataError { torrent, error })) if torrent == id => {
                 failure = Some(format!(
                     "{what}: the metadata matches the info-hash but is not a usable torrent: \
-                     {message}"
+                     {error}"
                 ));
                 break;
             }
@@ -610,11 +608,11 @@ fn run(
             Ok(ClientEvent::PeerDisconnected { addr, reason }) if common.verbose => {
                 report.peer("peer_disconnected", addr, &reason);
             }
-            Ok(ClientEvent::Session(Event::StorageError { piece, message, .. })) => {
+            Ok(ClientEvent::Session(Event::StorageError { piece, error, .. })) => {
                 // The core re-downloads a piece whose write failed, but the disk will not
                 // get better by itself: stop and keep what is verified.
                 failure = Some(format!(
-                    "{}: writing piece {piece} failed: {message}; verified pieces are kept \
+                    "{}: writing piece {piece} failed: {error}; verified pieces are kept \
                      and the next run resumes from them",
                     save_path.display()
                 ));

@@ -111,10 +111,10 @@ impl Peer {
                     data,
                 } => {
                     let result = self.store.write_block(piece, offset, &data);
-                    s.disk_write_done(torrent, piece, result.map_err(|e| e.to_string()), now);
+                    s.disk_write_done(torrent, piece, result.map_err(Into::into), now);
                 }
                 Action::ReadBlock { conn, block, .. } => {
-                    let result = self.store.read_block(block).map_err(|e| e.to_string());
+                    let result = self.store.read_block(block).map_err(Into::into);
                     s.disk_read_done(conn, block, result, now);
                 }
                 Action::VerifyPiece {

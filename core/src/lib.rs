@@ -62,7 +62,9 @@
 //! whatever the driver still holds for it — the session has already forgotten the connection,
 //! so do not report it back (a [`connection_closed`] for it would be ignored).
 //! [`Action::WriteBlock`] / [`Action::ReadBlock`]: store or load a block, then
-//! [`disk_write_done`] / [`disk_read_done`]. [`Action::VerifyPiece`]: SHA-1 the blocks
+//! [`disk_write_done`] / [`disk_read_done`]; a failure is a [`session::DiskError`] whose kind
+//! the driver reads off its `io::Error` ([`session::DiskError::from_io`]).
+//! [`Action::VerifyPiece`]: SHA-1 the blocks
 //! ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one tracker
 //! exchange ([`tracker`] builds and parses the bytes), then [`announce_done`].
 //! [`Action::SendDatagram`]: send from the DHT's UDP socket. [`Action::SaveResume`]: flush the
@@ -148,10 +150,10 @@
 //!                 }
 //!                 Action::WriteBlock { torrent, piece, offset, data } => {
 //!                     let result = disk[i].write_block(piece, offset, &data);
-//!                     s[i].disk_write_done(torrent, piece, result.map_err(|e| e.to_string()), now);
+//!                     s[i].disk_write_done(torrent, piece, result.map_err(Into::into), now);
 //!                 }
 //!                 Action::ReadBlock { conn, block, .. } => {
-//!                     let result = disk[i].read_block(block).map_err(|e| e.to_string());
+//!                     let result = disk[i].read_block(block).map_err(Into::into);
 //!                     s[i].disk_read_done(conn, block, result, now);
 //!                 }
 //!                 Action::VerifyPiece { torrent, piece, expected, blocks } => {

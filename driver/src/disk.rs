@@ -11,7 +11,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::session::{ConnId, Session, TorrentId};
+use unchoke_core::session::{ConnId, DiskError, Session, TorrentId};
 use unchoke_core::tracker::AnnounceResponse;
 use unchoke_core::wire::BlockRequest;
 use unchoke_storage::FileStorage;
@@ -70,12 +70,12 @@ pub enum Completion {
         torrent: TorrentId,
         piece: u32,
         len: usize,
-        result: Result<(), String>,
+        result: Result<(), DiskError>,
     },
     Read {
         conn: ConnId,
         block: BlockRequest,
-        result: Result<Bytes, String>,
+        result: Result<Bytes, DiskError>,
     },
     Hashed {
         torrent: TorrentId,
@@ -149,7 +149,7 @@ pub fn write_merged(jobs: Vec<Job>, cache: &ReadCache, mut done: impl FnMut(Comp
         let result = batch[i]
             .storage
             .write_blocks(batch[i].piece, batch[i].offset, &run_blocks)
-            .map_err(|e| describe(&e));
+            .map_err(|e| e.to_disk_error());
         for b in &batch[i..j] {
             done(Completion::Written {
                 torrent: b.torrent,
@@ -200,13 +200,13 @@ impl ReadCache {
         torrent: TorrentId,
         storage: &FileStorage,
         block: BlockRequest,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, DiskError> {
         let piece_len = storage.layout().piece_len(block.index);
         let end = block.begin.checked_add(block.length);
         if piece_len > CACHED_PIECE_MAX || end.is_none_or(|e| e > piece_len) {
             return storage
                 .read_block(block.index, block.begin, block.length)
-                .map_err(|e| describe(&e));
+                .map_err(|e| e.to_disk_error());
         }
         let slice = |piece: &Bytes| {
             piece.slice(block.begin as usize..(block.begin + block.length) as usize)
@@ -221,7 +221,7 @@ impl ReadCache {
         }
         let data = storage
             .read_block(block.index, 0, piece_len)
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| e.to_disk_error())?;
         let out = slice(&data);
         let mut pieces = self.lock();
         pieces.push_back((torrent, block.index, data));
@@ -256,7 +256,7 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
             len: data.len(),
             result: storage
                 .write_block(piece, offset, &data)
-                .map_err(|e| describe(&e)),
+                .map_err(|e| e.to_disk_error()),
         },
         Job::Read {
             conn,
@@ -315,11 +315,8 @@ pub fn sha1_of(blocks: &[Bytes]) -> [u8; 20] {
     h.finalize().into()
 }
 
-/// The storage error as one line, flagged when the disk is full so users see the cause.
+/// The storage error as one line, worded as the session's [`DiskError`] is (flagged when
+/// the disk is full so users see the cause), for reports that do not go to the session.
 fn describe(e: &unchoke_storage::StorageError) -> String {
-    if e.is_disk_full() {
-        format!("disk full: {e}")
-    } else {
-        e.to_string()
-    }
+    e.to_disk_error().to_string()
 }

@@ -65,7 +65,7 @@ pub(crate) async fn read_loop(token: Token, stream: Arc<Async<TcpStream>>, net: 
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => break PeerGone::ReadFailed(e.to_string()),
+            Err(e) => break PeerGone::ReadFailed(e.kind()),
         }
     };
     let _ = net.send(NetEvent::Closed { token, reason }).await;

@@ -17,7 +17,7 @@ use std::io;
 use std::path::PathBuf;
 use std::path::{Component, Path};
 
-use super::{FileKind, StorageError, StorageOp};
+use crate::{FileKind, StorageError, StorageOp};
 
 /// How to open a file below the save directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,19 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 
+use std::fs;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use sha1::Digest;
+use unchoke_core::bitfield::Bitfield;
+use unchoke_core::layout::LayoutError;
+use unchoke_core::metainfo::Info;
+use unchoke_core::resume::{FileState, ResumeData, ResumeError};
+
+use super::positional::{read_full, write_all_at, write_full};
 use super::*;
 use unchoke_core::InfoHash;
 use unchoke_core::bencode::{Dict, List, Value, encode};
@@ -547,10 +560,7 @@ fn a_file_that_cannot_be_opened_for_writing_is_still_seeded() {
         t.range(0, 100, 1000)
     );
     if !writable_anyway(&exe) {
-        assert_eq!(
-            lock(&s.handles).slots[0].as_ref().map(|h| h.writable),
-            Some(false)
-        );
+        assert_eq!(lock(&s.handles).writable(0), Some(false));
         // A write needs a writable handle and cannot get one; nothing is modified.
         let e = s.write_block(0, 0, t.range(0, 0, 10)).unwrap_err();
         assert!(
@@ -580,7 +590,7 @@ fn a_read_only_handle_is_reopened_for_writing() {
     let privileged = writable_anyway(&path);
     let s = t.storage(dir.path(), 64);
     assert_eq!(&s.read_block(0, 0, 16).unwrap()[..], t.piece(0));
-    let writable = || lock(&s.handles).slots[0].as_ref().map(|h| h.writable);
+    let writable = || lock(&s.handles).writable(0);
     assert_eq!(writable(), Some(privileged));
     chmod(&path, 0o644);
     let mut data = t.piece(1).to_vec();
@@ -994,3 +1004,61 @@ fn vectored_runs_of_blocks_span_files_and_padding() {
 }
 
 mod safety;
+
+/// What the session is told for each real failure: the kind it may act on, and the
+/// storage's own words (file and operation) kept for people.
+#[test]
+fn storage_errors_reach_the_session_typed() {
+    use unchoke_core::session::DiskErrorKind;
+    let dir = tempfile::tempdir().unwrap();
+    // Pieces of 16: a=10 + pad 6 | b=20.
+    let t = multi(16, &[F::File("a", 10), F::Pad(6), F::File("b", 20)]);
+    let s = t.storage(dir.path(), 64);
+    s.create_files().unwrap();
+
+    // A file shorter than the torrent says: the data is not there.
+    let b = dir.path().join("multi/b");
+    OpenOptions::new()
+        .write(true)
+        .open(&b)
+        .unwrap()
+        .set_len(4)
+        .unwrap();
+    let e = s.read_block(1, 0, 16).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::ShortRead, "{e}");
+    assert!(e.detail().contains("multi/b"), "names the file: {e}");
+
+    // A block outside its piece, and bad bytes where padding lies.
+    let e = s.write_block(9, 0, &[0; 4]).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::OutOfRange, "{e}");
+    let mut bad = t.piece(0).to_vec();
+    bad[12] = 1;
+    let e = s.write_block(0, 0, &bad).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::BadData, "{e}");
+    assert!(!e.is_no_space() && !e.to_string().starts_with("disk full"));
+
+    // A write to storage opened for seeding.
+    let ro = storage_with(&t, dir.path(), StorageAccess::ReadOnly);
+    let e = ro
+        .write_block(0, 0, t.piece(0))
+        .unwrap_err()
+        .to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::ReadOnly, "{e}");
+
+    // A missing file, read through a fresh storage.
+    fs::remove_file(&b).unwrap();
+    let fresh = t.storage(dir.path(), 64);
+    let e = fresh.read_block(1, 0, 16).unwrap_err().to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::NotFound, "{e}");
+
+    // A full device, as the system reports it: "disk full" leads the message.
+    let full = StorageError::Io {
+        op: StorageOp::Write,
+        path: b.clone(),
+        source: io::Error::from(io::ErrorKind::StorageFull),
+    };
+    assert!(full.is_disk_full());
+    let e = full.to_disk_error();
+    assert_eq!(e.kind(), DiskErrorKind::NoSpace);
+    assert_eq!(e.to_string(), format!("disk full: {full}"));
+}

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::bitfield::Bitfield;
 use crate::create::BlockSource;
 use crate::storage::Layout;
+use crate::vocab::{DiskError, DiskErrorKind};
 use crate::wire::BlockRequest;
 
 use super::verify::verify_piece;
@@ -54,6 +55,24 @@ pub enum MemoryStorageError {
         /// The length asked for.
         len: usize,
     },
+}
+
+/// What a driver holding its content in memory tells the session
+/// ([`crate::session::Session::disk_write_done`], [`crate::session::Session::disk_read_done`]):
+/// a range outside the torrent is [`DiskErrorKind::OutOfRange`], a torrent that cannot be
+/// held is [`DiskErrorKind::Refused`].
+impl From<MemoryStorageError> for DiskError {
+    fn from(e: MemoryStorageError) -> Self {
+        let kind = match e {
+            MemoryStorageError::OutOfRange { .. } | MemoryStorageError::OutOfFile { .. } => {
+                DiskErrorKind::OutOfRange
+            }
+            MemoryStorageError::TooLarge { .. } | MemoryStorageError::LengthMismatch { .. } => {
+                DiskErrorKind::Refused
+            }
+        };
+        DiskError::new(kind, e.to_string())
+    }
 }
 
 /// A torrent's whole content in one buffer, addressed by piece and offset. See the module
@@ -246,10 +265,15 @@ mod tests {
             begin: 3_000,
             length: 1_000,
         };
+        let refused = s.read_block(past_end);
         assert!(matches!(
-            s.read_block(past_end),
+            refused,
             Err(MemoryStorageError::OutOfRange { piece: 1, .. })
         ));
+        // What the session is told: the kind to act on, the words to show.
+        let told = DiskError::from(refused.expect_err("checked above"));
+        assert_eq!(told.kind(), DiskErrorKind::OutOfRange);
+        assert!(told.detail().contains("piece 1"), "{told}");
         let mut buf = [0u8; 8];
         assert!(s.read_at(0, 19_995, &mut buf).is_err());
         assert!(s.read_at(1, 0, &mut buf).is_err());

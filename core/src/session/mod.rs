@@ -73,8 +73,8 @@ use bytes::{Bytes, BytesMut};
 
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
-    Action, ConnId, ConnectFailure, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED,
-    FailedPeer, GiveUpReason, PeerGone, SessionConfig, TorrentId,
+    Action, ConnId, ConnectFailure, Direction, DisconnectReason, DiskError, DiskErrorKind, Event,
+    FAILED_PEERS_LISTED, FailedPeer, GiveUpReason, PeerGone, SessionConfig, TorrentId,
 };
 pub use trackers::metainfo_tiers;
 
@@ -769,12 +769,14 @@ impl Session {
         Some(result)
     }
 
-    /// A `WriteBlock` finished (`Err` carries the driver's description, e.g. "disk full").
+    /// A `WriteBlock` finished. On `Err` the piece is not counted as had: its blocks are
+    /// downloaded again, and [`Event::StorageError`] carries the error (a driver usually
+    /// stops on [`DiskErrorKind::NoSpace`]; verified pieces stay verified).
     pub fn disk_write_done(
         &mut self,
         torrent: TorrentId,
         piece: u32,
-        result: Result<(), String>,
+        result: Result<(), DiskError>,
         now: Instant,
     ) {
         self.saw(now);
@@ -796,12 +798,13 @@ impl Session {
         self.writes.bytes()
     }
 
-    /// A `ReadBlock` finished.
+    /// A `ReadBlock` finished. On `Err` the request is refused (BEP 6 peers get a reject)
+    /// and [`Event::StorageError`] carries the error.
     pub fn disk_read_done(
         &mut self,
         conn: ConnId,
         block: crate::wire::BlockRequest,
-        result: Result<Bytes, String>,
+        result: Result<Bytes, DiskError>,
         now: Instant,
     ) {
         self.saw(now);

@@ -291,7 +291,7 @@ impl Torrent {
                 ctx.out
                     .push(crate::vocab::Action::Event(Event::MetadataError {
                         torrent: self.id,
-                        message: e.to_string(),
+                        error: e,
                     }));
             }
         }

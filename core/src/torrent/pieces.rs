@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::{Ctx, Torrent};
 use crate::picker::{self, PeerKey, Receipt};
 use crate::time::Instant;
-use crate::vocab::{Action, ConnId, DisconnectReason, Event};
+use crate::vocab::{Action, ConnId, DisconnectReason, DiskError, Event};
 use crate::wire::{self, Message};
 
 /// Blocks of a piece being downloaded and the bookkeeping of its verification.
@@ -206,7 +206,7 @@ impl Torrent {
     pub(crate) fn disk_write_done(
         &mut self,
         piece: u32,
-        result: Result<(), String>,
+        result: Result<(), DiskError>,
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
@@ -222,12 +222,12 @@ impl Torrent {
             ctx.writes.write_done();
         }
         buffer.writes_pending = buffer.writes_pending.saturating_sub(1);
-        if let Err(message) = result {
+        if let Err(error) = result {
             buffer.write_failed = true;
             ctx.out.push(Action::Event(Event::StorageError {
                 torrent: self.id,
                 piece,
-                message,
+                error,
             }));
         }
         self.try_finish_piece(piece, ctx, now);

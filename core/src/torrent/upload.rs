@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Ctx, Torrent};
 use crate::time::Instant;
-use crate::vocab::{Action, ConnId, Event};
+use crate::vocab::{Action, ConnId, DiskError, Event};
 use crate::wire::{self, Message};
 
 impl Torrent {
@@ -55,7 +55,7 @@ impl Torrent {
         &mut self,
         conn: ConnId,
         block: wire::BlockRequest,
-        result: Result<Bytes, String>,
+        result: Result<Bytes, DiskError>,
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
@@ -79,14 +79,14 @@ impl Torrent {
                     ctx.out.send(conn, &Message::RejectRequest(block));
                 }
             }
-            Err(message) => {
+            Err(error) => {
                 if peer.fast {
                     ctx.out.send(conn, &Message::RejectRequest(block));
                 }
                 ctx.out.push(Action::Event(Event::StorageError {
                     torrent: self.id,
                     piece: block.index,
-                    message,
+                    error,
                 }));
             }
         }

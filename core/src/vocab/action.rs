@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::metainfo::Metainfo;
+use super::disk_error::DiskError;
+use crate::metainfo::{Metainfo, MetainfoError};
 use crate::tracker::AnnounceRequest;
 use crate::wire::{BlockRequest, WireError};
 
@@ -262,8 +263,8 @@ pub enum Event {
     MetadataError {
         /// The torrent.
         torrent: TorrentId,
-        /// What is wrong with it.
-        message: String,
+        /// What is wrong with it (the parser's verdict on the info dictionary).
+        error: MetainfoError,
     },
     /// A TCP connection to or from a peer is up and admitted (its handshake follows).
     /// Emitted once per connection, by [`crate::session::Session::connection_opened`]; a connection
@@ -298,14 +299,15 @@ pub enum Event {
         reason: ConnectFailure,
     },
     /// A block could not be written or read; the piece is downloaded again (writes) or the
-    /// request refused (reads).
+    /// request refused (reads). Pieces already verified stay verified.
     StorageError {
         /// The torrent.
         torrent: TorrentId,
         /// The piece concerned.
         piece: u32,
-        /// What the driver reported.
-        message: String,
+        /// What the driver reported, typed (see [`super::DiskErrorKind`]: on
+        /// [`super::DiskErrorKind::NoSpace`] retrying is pointless until space is freed).
+        error: DiskError,
     },
 }
 
@@ -465,8 +467,8 @@ pub enum PeerGone {
     HungUp,
     /// Writing to the socket failed.
     WriteFailed,
-    /// Reading from the socket failed; the OS's words.
-    ReadFailed(String),
+    /// Reading from the socket failed, for this reason (the driver's `io::Error`, by kind).
+    ReadFailed(std::io::ErrorKind),
 }
 
 impl std::fmt::Display for PeerGone {
@@ -475,7 +477,7 @@ impl std::fmt::Display for PeerGone {
             PeerGone::Closed(reason) => reason.fmt(f),
             PeerGone::HungUp => f.write_str("closed by the peer"),
             PeerGone::WriteFailed => f.write_str("write failed"),
-            PeerGone::ReadFailed(words) => f.write_str(words),
+            PeerGone::ReadFailed(kind) => write!(f, "read failed: {kind}"),
         }
     }
 }

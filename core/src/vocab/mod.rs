@@ -11,6 +11,7 @@
 
 mod action;
 mod config;
+mod disk_error;
 pub(crate) mod outbox;
 
 pub use action::{
@@ -18,3 +19,4 @@ pub use action::{
     FailedPeer, GiveUpReason, PeerGone, TorrentId,
 };
 pub use config::SessionConfig;
+pub use disk_error::{DiskError, DiskErrorKind};

@@ -19,7 +19,8 @@ use unchoke_core::bencode::{self, Dict, List, Value};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    Action, ConnId, Direction, Event, MagnetOptions, Session, SessionConfig, TorrentId,
+    Action, ConnId, Direction, DiskError, DiskErrorKind, Event, MagnetOptions, Session,
+    SessionConfig, TorrentId,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::TrackerServer;
@@ -66,6 +67,9 @@ pub struct Node {
     /// An emulated slow disk: at most this many bytes of writes complete per step, in the
     /// order they were asked for (`None`: every write completes on the next step).
     pub disk_bytes_per_step: Option<usize>,
+    /// An emulated filling disk: bytes it still takes (`None`: unbounded). A write that does
+    /// not fit writes nothing and fails with [`DiskErrorKind::NoSpace`].
+    pub disk_space: Option<usize>,
     /// Writes waiting for the slow disk: torrent, piece, byte position, data.
     slow_writes: VecDeque<(TorrentId, u32, usize, Bytes)>,
     /// Bytes of writes the slow disk may still finish this step (kept only while writes wait).
@@ -83,11 +87,29 @@ pub struct Sniffed {
     pub message: Option<Message>,
 }
 
+impl Node {
+    /// Writes `data` at byte `at` of the node's disk, unless the emulated disk is full.
+    fn store(&mut self, at: usize, data: &[u8]) -> Result<(), DiskError> {
+        if let Some(space) = self.disk_space {
+            let Some(left) = space.checked_sub(data.len()) else {
+                return Err(DiskError::new(
+                    DiskErrorKind::NoSpace,
+                    format!("{} bytes at {at}: {space} bytes left", data.len()),
+                ));
+            };
+            self.disk_space = Some(left);
+        }
+        self.disk[at..at + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+}
+
 enum Completion {
     Written {
         node: usize,
         torrent: TorrentId,
         piece: u32,
+        result: Result<(), DiskError>,
     },
     Read {
         node: usize,
@@ -277,6 +299,7 @@ impl Swarm {
             behaviour,
             events: Vec::new(),
             disk_bytes_per_step: None,
+            disk_space: None,
             slow_writes: VecDeque::new(),
             disk_credit: 0,
             seed,
@@ -304,6 +327,7 @@ impl Swarm {
             behaviour: Behaviour::Honest,
             events: Vec::new(),
             disk_bytes_per_step: None,
+            disk_space: None,
             slow_writes: VecDeque::new(),
             disk_credit: 0,
             seed,
@@ -528,11 +552,12 @@ impl Swarm {
                         .push_back((torrent, piece, at, data));
                     return;
                 }
-                self.nodes[i].disk[at..at + data.len()].copy_from_slice(&data);
+                let result = self.nodes[i].store(at, &data);
                 self.completions.push_back(Completion::Written {
                     node: i,
                     torrent,
                     piece,
+                    result,
                 });
             }
             Action::ReadBlock { conn, block, .. } => {
@@ -652,11 +677,12 @@ impl Swarm {
                     break;
                 };
                 node.disk_credit -= data.len();
-                node.disk[at..at + data.len()].copy_from_slice(&data);
+                let result = node.store(at, &data);
                 self.completions.push_back(Completion::Written {
                     node: i,
                     torrent,
                     piece,
+                    result,
                 });
             }
             waiting |= !node.slow_writes.is_empty();
@@ -685,9 +711,10 @@ impl Swarm {
                     node,
                     torrent,
                     piece,
+                    result,
                 } => self.nodes[node]
                     .session
-                    .disk_write_done(torrent, piece, Ok(()), now),
+                    .disk_write_done(torrent, piece, result, now),
                 Completion::Read {
                     node,
                     conn,

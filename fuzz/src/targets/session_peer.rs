@@ -28,7 +28,9 @@ use sha1::{Digest, Sha1};
 use unchoke_core::bencode::{self, Dict, Value};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::{Action, ConnId, Direction, Session, SessionConfig, TorrentId};
+use unchoke_core::session::{
+    Action, ConnId, Direction, DiskError, DiskErrorKind, Session, SessionConfig, TorrentId,
+};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     self, BlockRequest, Decoder, ExtensionHandshake, Handshake, Limits, Message, PeerId, Reserved,
@@ -269,7 +271,10 @@ impl World {
                 if let Some((conn, block)) = self.reads.pop_front() {
                     let start = (block.index * PIECE_LEN + block.begin) as usize;
                     let result = if fail {
-                        Err("injected read error".to_string())
+                        Err(DiskError::new(
+                            DiskErrorKind::Io(std::io::ErrorKind::Other),
+                            "injected read error",
+                        ))
                     } else {
                         Ok(Bytes::copy_from_slice(
                             &self.content[start..start + block.length as usize],
@@ -281,7 +286,7 @@ impl World {
             Step::WriteDone { fail } => {
                 if let Some(piece) = self.writes.pop_front() {
                     let result = if fail {
-                        Err("injected disk full".to_string())
+                        Err(DiskError::new(DiskErrorKind::NoSpace, "injected disk full"))
                     } else {
                         Ok(())
                     };

@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 
 use super::{Ev, PACED_MIN, Role, Simulation};
-use crate::session::{Action, ConnId, Event};
+use crate::session::{Action, ConnId, DiskError, DiskErrorKind, Event};
 use crate::sim::network::{HostId, Unit};
 use crate::time::Instant;
 use crate::tracker::AnnounceEvent;
@@ -141,7 +141,7 @@ impl Simulation {
                             "host {host} asked to upload piece {} it does not hold",
                             block.index
                         ));
-                        Err("block not stored".to_string())
+                        Err(DiskError::new(DiskErrorKind::NotFound, "block not stored"))
                     }
                 };
                 if let Some(session) = self.session_mut(host) {
@@ -311,8 +311,8 @@ impl Simulation {
                     self.violation(format!("host {host} banned {addr} without corruption"));
                 }
             }
-            Event::StorageError { piece, message, .. } => {
-                self.violation(format!("host {host} storage error on {piece}: {message}"));
+            Event::StorageError { piece, error, .. } => {
+                self.violation(format!("host {host} storage error on {piece}: {error}"));
             }
             Event::ChokeRound {
                 regular,
