@@ -882,7 +882,7 @@ impl Session {
             if let Some(t) = self
                 .routes
                 .get(&conn)
-                .and_then(|tid| self.torrents.get_mut(&tid))
+                .and_then(|tid| self.torrents.get_mut(tid))
             {
                 t.note_sent(conn, now);
             }

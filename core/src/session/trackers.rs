@@ -275,7 +275,7 @@ impl Session {
         }
         let mut dues = Vec::new();
         for (tid, state) in self.trackers.per_torrent.iter_mut() {
-            let Some(t) = self.torrents.get(&tid) else {
+            let Some(t) = self.torrents.get(tid) else {
                 continue;
             };
             let complete = t.is_complete();
@@ -292,7 +292,7 @@ impl Session {
     /// Tells the announcers of torrents that completed since the last look.
     fn notice_completions(&mut self, now: Instant) {
         for (tid, state) in self.trackers.per_torrent.iter_mut() {
-            let Some(t) = self.torrents.get(&tid) else {
+            let Some(t) = self.torrents.get(tid) else {
                 continue;
             };
             let complete = t.is_complete();
