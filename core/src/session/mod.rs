@@ -18,6 +18,9 @@
 //! s.resume_saved(t, ok, now);                         // a SaveResume finished
 //! while let Some(action) = s.poll_action() { /* carry it out */ }
 //! let deadline = s.poll_timeout();
+//! s.pause_torrent(t, now)?; s.resume_torrent(t, now)?; s.remove_torrent(t, now)?;
+//! s.close(now);                                       // leaving: stopped, final saves
+//! while !s.is_drained() { /* keep driving as above */ }
 //! ```
 //!
 //! **Magnet links** (BEP 9). A torrent known only by its info-hash fetches its info
