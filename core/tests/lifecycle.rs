@@ -316,3 +316,123 @@ fn a_paused_torrent_trades_nothing_and_completes_after_resume() {
     assert!(s.disk_matches(leech));
     assert!(announces_of(&s, leech, AnnounceEvent::Started, resumed_at) >= 1);
 }
+
+#[test]
+fn the_final_save_waits_for_an_earlier_save_still_out() {
+    let mut s = Swarm::new(make_content(1024 * KIB, 7), PIECE, 64 * KIB);
+    s.config.resume_interval = Duration::from_secs(2);
+    s.add_seed(Behaviour::Honest);
+    let leech = s.add_node(None, Behaviour::Honest);
+    s.introduce(leech);
+    s.save_answer = support::SaveAnswer::Hold;
+    assert!(s.run_until(Duration::from_secs(20), |s| {
+        s.saves.iter().any(|(_, node, _, _)| *node == leech)
+    }));
+    let closed_at = s.now;
+    s.nodes[leech].session.close(closed_at);
+    s.run_until(Duration::from_secs(2), |_| false);
+    let count = |s: &Swarm| {
+        s.saves
+            .iter()
+            .filter(|(_, node, _, _)| *node == leech)
+            .count()
+    };
+    assert_eq!(count(&s), 1, "no final save while the earlier one is out");
+    assert!(!s.nodes[leech].session.is_drained());
+    // The earlier save comes back: the final one follows, and its answer drains the close.
+    s.save_answer = support::SaveAnswer::Ok;
+    s.answer_held_saves(true);
+    let drained = s.run_until(Duration::from_secs(1), |s| {
+        s.nodes[leech].session.is_drained()
+    });
+    assert!(drained);
+    assert_eq!(count(&s), 2);
+    let t = s.nodes[leech].torrent;
+    assert_eq!(s.nodes[leech].session.final_saves(), vec![(t, true)]);
+}
+
+#[test]
+fn closing_an_idle_session_saves_each_torrent_once_and_drains_on_the_answer() {
+    let s = Swarm::new(make_content(64 * KIB, 3), PIECE, 64 * KIB);
+    let mut sess = unchoke_core::session::Session::new(SessionConfig::default(), 5, Instant::ZERO);
+    let t = sess
+        .add_torrent(&s.metainfo, None, Instant::ZERO)
+        .expect("add");
+    sess.set_trackers(t, Vec::new(), Instant::ZERO);
+    while sess.poll_action().is_some() {}
+    let at = Instant::ZERO + Duration::from_secs(1);
+    sess.close(at);
+    let actions: Vec<_> = std::iter::from_fn(|| sess.poll_action()).collect();
+    let saves: Vec<_> = actions
+        .iter()
+        .filter(|a| matches!(a, unchoke_core::session::Action::SaveResume { torrent, .. } if *torrent == t))
+        .collect();
+    assert_eq!(
+        saves.len(),
+        1,
+        "the last save, though nothing changed: {actions:?}"
+    );
+    assert!(!sess.is_drained(), "the save is not answered yet");
+    assert!(
+        sess.poll_timeout()
+            .is_some_and(|d| d <= at + SessionConfig::default().close_timeout)
+    );
+    sess.resume_saved(t, true, at);
+    assert!(sess.is_drained());
+    // Inbound connections are refused while closing, with no peer event.
+    let c = sess.connection_opened(
+        "127.0.0.9:1".parse().expect("addr"),
+        unchoke_core::session::Direction::Inbound,
+        at,
+    );
+    let after: Vec<_> = std::iter::from_fn(|| sess.poll_action()).collect();
+    assert!(
+        after.iter().any(
+            |a| matches!(a, unchoke_core::session::Action::Disconnect { conn, .. } if *conn == c)
+        ),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_the_same_digest_through_pause_remove_and_close() {
+    let run = || {
+        let (mut s, seed, leech) = swarm(true);
+        let twin = twin(&s);
+        let now = s.now;
+        let full = unchoke_core::bitfield::Bitfield::full(twin.info.piece_count());
+        s.nodes[seed]
+            .session
+            .add_torrent(&twin, Some(full), now)
+            .expect("seed twin");
+        let b = s.nodes[leech]
+            .session
+            .add_torrent(&twin, None, now)
+            .expect("twin");
+        let seed_addr = s.nodes[seed].addr;
+        s.nodes[leech].session.add_peers(b, &[seed_addr], now);
+        s.run_until(Duration::from_secs(3), |_| false);
+        let t = s.nodes[leech].torrent;
+        let now = s.now;
+        s.nodes[leech].session.pause_torrent(t, now).expect("pause");
+        s.nodes[leech]
+            .session
+            .remove_torrent(b, now)
+            .expect("remove");
+        s.run_until(Duration::from_secs(3), |_| false);
+        let now = s.now;
+        s.nodes[leech]
+            .session
+            .resume_torrent(t, now)
+            .expect("resume");
+        s.run_until(Duration::from_secs(3), |_| false);
+        let now = s.now;
+        s.nodes[leech].session.close(now);
+        s.run_until(Duration::from_secs(12), |s| {
+            s.nodes[leech].session.is_drained()
+        });
+        assert!(s.nodes[leech].session.is_drained());
+        s.fingerprint()
+    };
+    assert_eq!(run(), run());
+}
