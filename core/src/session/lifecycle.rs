@@ -13,12 +13,12 @@
 //! - **Close** ([`Session::close`]): the session leaves every swarm. At once: `stopped`
 //!   announces (with the final counters), no new dial or request, inbound and half-open
 //!   connections refused. Then, once every write and hash check already out has come back
-//!   (or half of [`SessionConfig::close_timeout`] has passed), one last
+//!   (or half of [`super::SessionConfig::close_timeout`] has passed), one last
 //!   [`Action::SaveResume`] per torrent that has its metadata (always, changed or not: it
 //!   also flushes the files) and a disconnect of every peer
 //!   ([`DisconnectReason::SessionClosed`]). [`Session::is_drained`] then says when the
 //!   driver may stop: every final save reported and every `stopped` answered (given
-//!   [`SessionConfig::stopped_timeout`] at most), or `close_timeout` passed since `close`.
+//!   [`super::SessionConfig::stopped_timeout`] at most), or `close_timeout` passed since `close`.
 //!   [`Session::poll_timeout`] returns those deadlines, so a driver wakes for them.
 //!
 //! Invariants: a paused torrent holds no connection and no dial; a closing session emits
