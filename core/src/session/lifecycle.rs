@@ -443,3 +443,54 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closing(at: Instant) -> Closing {
+        Closing {
+            since: at,
+            announces: BTreeSet::new(),
+            saving: false,
+            saves_out: BTreeSet::new(),
+            saves_waiting: BTreeSet::new(),
+            saved: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paused_torrents_and_a_closing_session_refuse_connections_and_do_not_tick() {
+        let (a, b) = (TorrentId(0), TorrentId(1));
+        let mut life = Lifecycle::default();
+        assert!(life.ticks(a) && life.refusal(a).is_none());
+        life.paused.insert(a);
+        assert!(!life.ticks(a) && life.ticks(b));
+        assert_eq!(life.refusal(a), Some(DisconnectReason::TorrentPaused));
+        assert_eq!(life.refusal(b), None);
+        life.closing = Some(closing(Instant::ZERO));
+        assert!(!life.ticks(b) && !life.connects(b));
+        // Closing outranks pausing: the session is going, whatever the torrent's state.
+        assert_eq!(life.refusal(a), Some(DisconnectReason::SessionClosed));
+    }
+
+    #[test]
+    fn announces_are_tracked_only_while_closing() {
+        let t = TorrentId(3);
+        let mut life = Lifecycle::default();
+        life.announce_out(t, "http://a/announce");
+        life.closing = Some(closing(Instant::ZERO));
+        let out = |l: &Lifecycle| l.closing.as_ref().map_or(0, |c| c.announces.len());
+        assert_eq!(
+            out(&life),
+            0,
+            "an announce from before the close is not waited for"
+        );
+        life.announce_out(t, "http://a/announce");
+        life.announce_out(t, "udp://b:1");
+        assert_eq!(out(&life), 2);
+        life.announce_answered(t, "udp://b:1");
+        life.announce_answered(TorrentId(4), "http://a/announce");
+        assert_eq!(out(&life), 1, "only the answer to that announce counts");
+    }
+}
