@@ -15,7 +15,8 @@
 //!
 //! - **Getters** (`&self`, no `now` unless a rate is computed): [`peer_id`], [`config`],
 //!   [`stats`], [`have`], [`pieces_written`], [`torrent_by_hash`], [`connections`],
-//!   [`trackers`], [`dht_nodes`]… They never change anything.
+//!   [`trackers`], [`dht_nodes`], [`torrent_state`], [`is_drained`]… They never change
+//!   anything.
 //! - **Inputs**, facts the driver observed, each with `now`: a stream opened
 //!   ([`connection_opened`], with [`Direction::Inbound`] for an accepted one) or a dial failed
 //!   ([`handle_connect_error`] with the OS's reason; [`connect_failed`] without one); bytes
@@ -27,8 +28,8 @@
 //!   answered ([`announce_done`]); the deadline passed ([`handle_timeout`]).
 //! - **Commands**, what the user wants, also with `now`: [`add_torrent`], [`add_magnet`] and
 //!   [`metadata_ready`], [`add_peers`], [`set_trackers`], [`set_upload_only`],
-//!   [`set_file_priorities`], [`note_pieces_written`], [`dht_bootstrap`], and
-//!   [`stop_announces`] when leaving.
+//!   [`set_file_priorities`], [`note_pieces_written`], [`dht_bootstrap`],
+//!   [`remove_torrent`], [`pause_torrent`] / [`resume_torrent`], and [`close`] when leaving.
 //! - **Outputs**, pulled: [`poll_action`] gives the next [`Action`] (or `None`), and
 //!   [`poll_timeout`] the instant at which [`handle_timeout`] is next due (`None`: nothing
 //!   is scheduled, wait for input; today the session always has its one-second housekeeping
@@ -40,6 +41,15 @@
 //! Drain to the end every time: small messages for a peer are coalesced and only handed out
 //! when the queue runs dry. Actions for one connection must be carried out in the order
 //! polled (a [`Action::Send`] before a later [`Action::SendBlock`] on the same stream).
+//!
+//! **Leaving.** Call [`close`], then keep driving exactly as before — carry out every action
+//! (the `stopped` announces, the final [`Action::SaveResume`] of every torrent, the
+//! `Disconnect`s), feed completions and tracker answers, call [`handle_timeout`] at
+//! [`poll_timeout`] (it includes the close's deadlines) — until [`is_drained`] says `true`;
+//! then drain the queue once more and stop. The close is bounded by
+//! [`session::SessionConfig::close_timeout`] whatever does not answer; [`final_saves`] says
+//! which final saves succeeded. A driver may stop reading sockets once closing: the
+//! session asks nothing more of the peers.
 //!
 //! **Calls while draining.** Any input or command may be made between two [`poll_action`]
 //! calls — a disk completion answered at once, [`connection_opened`] right after a
@@ -200,9 +210,15 @@
 //! [`set_trackers`]: session::Session::set_trackers
 //! [`set_upload_only`]: session::Session::set_upload_only
 //! [`set_file_priorities`]: session::Session::set_file_priorities
+//! [`torrent_state`]: session::Session::torrent_state
+//! [`is_drained`]: session::Session::is_drained
+//! [`final_saves`]: session::Session::final_saves
+//! [`remove_torrent`]: session::Session::remove_torrent
+//! [`pause_torrent`]: session::Session::pause_torrent
+//! [`resume_torrent`]: session::Session::resume_torrent
+//! [`close`]: session::Session::close
 //! [`note_pieces_written`]: session::Session::note_pieces_written
 //! [`dht_bootstrap`]: session::Session::dht_bootstrap
-//! [`stop_announces`]: session::Session::stop_announces
 //! [`poll_action`]: session::Session::poll_action
 //! [`poll_timeout`]: session::Session::poll_timeout
 //! [`Action`]: session::Action

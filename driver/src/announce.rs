@@ -17,8 +17,9 @@ use crate::tracker_client::TrackerClient;
 /// BEP 15's retransmissions at 15 s and 45 s; a tracker slower than that has failed, and
 /// the session's announcer moves on to the next one.
 pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Time allowed for an announce made while shutting down (`completed`, `stopped`): it must
-/// not hold the exit up.
+/// Socket time-out of an announce made while shutting down (`completed`, `stopped`), so
+/// the blocking exchange does not outlive the exit for long. How long the close waits for
+/// the answer is the session's decision (`SessionConfig::stopped_timeout`).
 pub const STOPPED_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One announce to carry out.
@@ -30,7 +31,7 @@ pub struct AnnounceJob {
     pub url: String,
     /// What to tell it.
     pub request: AnnounceRequest,
-    /// Started while the client shuts down: a short time-out, and shutdown waits for it.
+    /// Started while the client shuts down: a short socket time-out.
     pub during_shutdown: bool,
     client: Arc<TrackerClient>,
 }

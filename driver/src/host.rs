@@ -23,16 +23,14 @@ use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
 use unchoke_storage::FileStorage;
 
-use crate::announce::{AnnounceJob, STOPPED_TIMEOUT};
+use crate::announce::AnnounceJob;
 use crate::dht_node::{load_nodes, save_nodes};
-use crate::disk::{Completion, Job, save_resume_now};
+use crate::disk::{Completion, Job};
 use crate::tracker_client::TrackerClient;
 use crate::{AddMagnet, AddTorrent, ClientConfig, ClientEvent, Clock, ShutdownReport};
 
 /// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
-/// How long shutdown waits for queued disk work.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 
 /// Requests from a client handle to its loop; replies go back on channels the blocking
 /// caller waits on.
@@ -122,9 +120,9 @@ struct TorrentSlot {
     storage: Arc<FileStorage>,
     info_hash: InfoHash,
     resume_path: PathBuf,
-    /// A save the session asked for is running: shutdown waits for it, so it cannot land
-    /// after the final save.
-    saving: bool,
+    /// Why the last resume save failed, for the shutdown report (the session says which
+    /// save was the final one and whether it succeeded).
+    save_error: Option<String>,
 }
 
 /// The session and its bookkeeping; see the module docs.
@@ -133,14 +131,12 @@ pub struct SessionHost {
     clock: Clock,
     torrents: BTreeMap<TorrentId, TorrentSlot>,
     events: Sender<ClientEvent>,
-    /// Disk jobs whose completion the session is waiting for.
+    /// Disk jobs handed to the runtime and not completed (for diagnostics only: when
+    /// shutdown is done is the session's call, [`Session::is_drained`]).
     jobs_in_flight: usize,
-    shutdown: Option<(Sender<Vec<ShutdownReport>>, StdInstant)>,
+    /// Where the shutdown's reports go, once `shutdown` was asked for.
+    shutdown: Option<Sender<Vec<ShutdownReport>>>,
     trackers: Arc<TrackerClient>,
-    /// Announces (`completed`, `stopped`) started during shutdown and not finished, and when
-    /// shutdown stops waiting for them.
-    leaving_announces: usize,
-    leaving_deadline: Option<StdInstant>,
     /// Magnet torrents whose storage is not set up yet: where it goes.
     magnets: BTreeMap<TorrentId, AddMagnet>,
     /// The settings storage set-up needs (the check's threads, open-file limit).
@@ -203,8 +199,6 @@ impl SessionHost {
             jobs_in_flight: 0,
             shutdown: None,
             trackers: Arc::new(TrackerClient::new(bind_ip)),
-            leaving_announces: 0,
-            leaving_deadline: None,
             magnets: BTreeMap::new(),
             config: cfg.clone(),
             accepted: false,
@@ -321,11 +315,10 @@ impl SessionHost {
                     url,
                     request,
                 } => {
-                    // Leaving (`completed`, `stopped`): a short time-out, and shutdown waits.
+                    // Leaving (`completed`, `stopped`): a short socket time-out, so the
+                    // blocking exchange does not outlive the exit for long. How long the
+                    // close waits for its answer is the session's call.
                     let during_shutdown = self.shutdown.is_some();
-                    if during_shutdown {
-                        self.leaving_announces += 1;
-                    }
                     IoAction::Announce(AnnounceJob::new(
                         self.trackers.clone(),
                         torrent,
@@ -339,17 +332,11 @@ impl SessionHost {
                     have,
                     written,
                 } => {
-                    // Shutdown writes every torrent's resume data last, itself; a torrent
-                    // without storage here has nothing to save.
-                    if self.shutdown.is_some() {
-                        continue;
-                    }
-                    let Some(slot) = self.torrents.get_mut(&torrent) else {
+                    // Also during shutdown: the session's close ends with one last save per
+                    // torrent. A torrent without storage here has nothing to save.
+                    let Some(slot) = self.torrents.get(&torrent) else {
                         continue;
                     };
-                    // Not counted in `jobs_in_flight`: the session's transfers do not wait
-                    // for it (shutdown does, through `saving`).
-                    slot.saving = true;
                     IoAction::Disk(Job::SaveResume {
                         torrent,
                         storage: slot.storage.clone(),
@@ -435,13 +422,11 @@ impl SessionHost {
             Completion::Announced {
                 torrent,
                 url,
-                during_shutdown,
                 result,
+                ..
             } => {
-                if during_shutdown {
-                    self.leaving_announces = self.leaving_announces.saturating_sub(1);
-                }
-                // Also during shutdown: a `completed`'s answer releases the `stopped`.
+                // Also during shutdown: a `completed`'s answer releases the `stopped`, and
+                // the session's close waits for the `stopped`'s.
                 self.session.announce_done(torrent, &url, result, now);
             }
             Completion::Prepared {
@@ -454,7 +439,7 @@ impl SessionHost {
             }
             Completion::ResumeSaved { torrent, result } => {
                 if let Some(slot) = self.torrents.get_mut(&torrent) {
-                    slot.saving = false;
+                    slot.save_error = result.as_ref().err().cloned();
                 }
                 // A failure is retried at the session's next resume round.
                 self.session.resume_saved(torrent, result.is_ok(), now);
@@ -499,7 +484,7 @@ impl SessionHost {
                 storage: Arc::new(prepared.storage),
                 info_hash: metainfo.info_hash,
                 resume_path: prepared.resume_path,
-                saving: false,
+                save_error: None,
             },
         );
         self.emit(ClientEvent::MetadataReady {
@@ -543,7 +528,7 @@ impl SessionHost {
                             storage,
                             info_hash: metainfo.info_hash,
                             resume_path,
-                            saving: false,
+                            save_error: None,
                         },
                     );
                     self.session.add_peers(id, &peers, now);
@@ -597,7 +582,7 @@ impl SessionHost {
         if self.shutdown.is_some() {
             return false;
         }
-        self.shutdown = Some((reply, StdInstant::now() + SHUTDOWN_DRAIN));
+        self.shutdown = Some(reply);
         // A magnet's check of existing data may be running: stop it, shutdown must not wait
         // for a long hash (the job then reports `Cancelled`).
         for magnet in self.magnets.values() {
@@ -605,11 +590,11 @@ impl SessionHost {
                 .cancel
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        // Leave the swarms: the `completed`/`stopped` announces go out with the last disk
-        // work, and shutdown waits for them only briefly (a `completed` then a `stopped`).
-        self.leaving_deadline = Some(StdInstant::now() + STOPPED_TIMEOUT * 2);
+        // Leave the swarms: the session sends the `stopped` announces, lets the writes out
+        // finish, saves every torrent once more and disconnects; `draining` says when it
+        // is done (its own deadlines bound it).
         let now = self.clock.now();
-        self.session.stop_announces(now);
+        self.session.close(now);
         true
     }
 
@@ -622,36 +607,28 @@ impl SessionHost {
         }
     }
 
-    /// During shutdown: whether disk work is still out (writes the session waits for, or
-    /// background resume saves that must not land after the final one), or a leaving
-    /// announce. Past their deadlines (disk: 30 s, announces: 6 s) it answers `false`, so
-    /// shutdown cannot hang on a stuck disk or a silent tracker.
+    /// During shutdown: whether the session's close is still under way (final saves or
+    /// `stopped` announces out, within its `close_timeout`). Keep running the loop, disk
+    /// jobs and announces included, until it answers `false`.
     pub fn draining(&self) -> bool {
-        let now = StdInstant::now();
-        let stops_out =
-            self.leaving_announces > 0 && self.leaving_deadline.is_some_and(|d| now < d);
-        let disk_busy = self.jobs_in_flight > 0 || self.torrents.values().any(|s| s.saving);
-        let disk_out = disk_busy
-            && self
-                .shutdown
-                .as_ref()
-                .is_some_and(|(_, deadline)| now < *deadline);
-        stops_out || disk_out
+        self.shutdown.is_some() && !self.session.is_drained()
     }
 
-    /// Ends shutdown: flushes every torrent's files, writes its resume data (on this
-    /// thread: no job is out any more) and answers the client with the final counters.
+    /// Ends shutdown: answers the client with the final counters and whether each
+    /// torrent's final save (the session's last `SaveResume`, flushing its files) worked.
     pub fn finish_shutdown(&mut self) {
         let now = self.clock.now();
+        let finals = self.session.final_saves();
         let mut reports = Vec::new();
         for (id, slot) in &self.torrents {
-            let saved = save_resume_now(
-                &self.session,
-                *id,
-                &slot.storage,
-                slot.info_hash,
-                &slot.resume_path,
-            );
+            let saved = match finals.iter().rev().find(|(t, _)| t == id) {
+                Some((_, true)) => Ok(()),
+                Some((_, false)) => Err(slot
+                    .save_error
+                    .clone()
+                    .unwrap_or_else(|| "the resume data could not be saved".to_string())),
+                None => Err("the final resume save did not finish in time".to_string()),
+            };
             reports.push(ShutdownReport {
                 torrent: *id,
                 stats: self.session.stats(*id, now),
@@ -679,7 +656,7 @@ impl SessionHost {
                 let _ = save_nodes(path, &nodes);
             }
         }
-        if let Some((reply, _)) = self.shutdown.take() {
+        if let Some(reply) = self.shutdown.take() {
             let _ = reply.send(reports);
         }
     }

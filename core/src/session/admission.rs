@@ -277,6 +277,31 @@ impl Admission {
         self.open.get(&conn).map(|o| o.unsent)
     }
 
+    /// Gives up the dials in flight for `torrent` (`None`: every torrent) because the
+    /// torrent paused, was removed or the session closes: each gets a `CancelConnect` and
+    /// no `ConnectFailed` (nothing failed), and a late report of it is ignored.
+    pub(crate) fn cancel_dials(&mut self, torrent: Option<TorrentId>) {
+        let gone: Vec<(TorrentId, SocketAddr)> = self
+            .dials
+            .keys()
+            .filter(|(t, _)| torrent.is_none_or(|only| *t == only))
+            .copied()
+            .collect();
+        for (torrent, addr) in gone {
+            self.dials.remove(&(torrent, addr));
+            self.timed_out.insert((torrent, addr));
+            self.ready
+                .push_back(Action::CancelConnect { torrent, addr });
+        }
+    }
+
+    /// A cancelled dial was reported opened anyway and refused at once: nothing more will
+    /// be reported for it.
+    pub(crate) fn forget_dial(&mut self, torrent: TorrentId, addr: SocketAddr) {
+        self.dials.remove(&(torrent, addr));
+        self.timed_out.remove(&(torrent, addr));
+    }
+
     /// The next peer event or released read, if any.
     pub(crate) fn pop(&mut self) -> Option<Action> {
         self.ready.pop_front()

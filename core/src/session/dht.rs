@@ -164,7 +164,7 @@ impl Session {
     /// Starts looking `torrent` up in the DHT (unless the DHT is off or the torrent is
     /// private). Called when a torrent is added.
     pub(super) fn dht_track(&mut self, torrent: TorrentId, now: Instant) {
-        let Some(t) = self.torrents.get(torrent.0 as usize) else {
+        let Some(t) = self.torrents.get(&torrent) else {
             return;
         };
         if t.is_private() {
@@ -214,7 +214,7 @@ impl Session {
             let private = d
                 .schedules
                 .get(&info_hash)
-                .and_then(|s| self.torrents.get(s.torrent.0 as usize))
+                .and_then(|s| self.torrents.get(&s.torrent))
                 .is_none_or(|t| t.is_private());
             if private {
                 d.schedules.remove(&info_hash);
@@ -269,7 +269,7 @@ impl Session {
         let torrent = s.torrent;
         let (complete, peers) = self
             .torrents
-            .get(torrent.0 as usize)
+            .get(&torrent)
             .map_or((true, 0), |t| (t.is_complete(), t.peer_count()));
         // Nobody answered (the table was empty, or every node timed out): the announce did
         // not happen either, so a seed too must try again soon, or nobody finds it.

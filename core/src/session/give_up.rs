@@ -33,7 +33,7 @@ pub(super) struct Stall {
 impl Session {
     /// Whether nothing can make progress on `torrent` right now.
     fn has_nothing(&self, torrent: TorrentId) -> bool {
-        let Some(t) = self.torrents.get(torrent.0 as usize) else {
+        let Some(t) = self.torrents.get(&torrent) else {
             return false;
         };
         let dht = self.dht.is_some() && !t.is_private();
@@ -47,7 +47,7 @@ impl Session {
     /// Why `torrent`, which has nothing left, gives up.
     fn give_up_reason(&self, torrent: TorrentId) -> GiveUpReason {
         let unsupported_schemes = self.trackers.unsupported_schemes(torrent);
-        let Some(t) = self.torrents.get(torrent.0 as usize) else {
+        let Some(t) = self.torrents.get(&torrent) else {
             return GiveUpReason::NothingGiven;
         };
         if t.peers_seen() {
@@ -68,18 +68,21 @@ impl Session {
 
     /// Runs the give-up rule for every torrent (once a tick, from `handle_timeout`).
     pub(super) fn check_give_up(&mut self, now: Instant) {
-        self.stalls.resize(self.torrents.len(), Stall::default());
-        for i in 0..self.torrents.len() {
-            let torrent = TorrentId(i as u32);
-            if !self.has_nothing(torrent) {
-                self.stalls[i] = Stall::default();
+        let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+        // Removed torrents' stretches go with them.
+        self.stalls.retain(|id, _| self.torrents.contains_key(id));
+        for torrent in ids {
+            // A paused torrent has nothing on purpose: that is no reason to give up.
+            if self.life.is_paused(torrent) || !self.has_nothing(torrent) {
+                self.stalls.insert(torrent, Stall::default());
                 continue;
             }
-            let since = *self.stalls[i].since.get_or_insert(now);
-            if self.stalls[i].reported || now - since < self.config.give_up_after {
+            let stall = self.stalls.entry(torrent).or_default();
+            let since = *stall.since.get_or_insert(now);
+            if stall.reported || now - since < self.config.give_up_after {
                 continue;
             }
-            self.stalls[i].reported = true;
+            stall.reported = true;
             let reason = self.give_up_reason(torrent);
             self.out
                 .push(Action::Event(Event::GaveUp { torrent, reason }));

@@ -18,6 +18,9 @@
 //! s.resume_saved(t, ok, now);                         // a SaveResume finished
 //! while let Some(action) = s.poll_action() { /* carry it out */ }
 //! let deadline = s.poll_timeout();
+//! s.pause_torrent(t, now)?; s.resume_torrent(t, now)?; s.remove_torrent(t, now)?;
+//! s.close(now);                                       // leaving: stopped, final saves
+//! while !s.is_drained() { /* keep driving as above */ }
 //! ```
 //!
 //! **Magnet links** (BEP 9). A torrent known only by its info-hash fetches its info
@@ -62,6 +65,7 @@
 mod admission;
 mod dht;
 mod give_up;
+mod lifecycle;
 mod resume_schedule;
 mod trackers;
 
@@ -76,6 +80,7 @@ pub use crate::vocab::{
     Action, ConnId, ConnectFailure, Direction, DisconnectReason, DiskError, DiskErrorKind, Event,
     FAILED_PEERS_LISTED, FailedPeer, GiveUpReason, PeerGone, SessionConfig, TorrentId,
 };
+pub use lifecycle::{LifecycleError, TorrentState};
 pub use trackers::metainfo_tiers;
 
 use crate::bitfield::Bitfield;
@@ -181,7 +186,10 @@ pub struct Session {
     rng: fastrand::Rng,
     peer_id: PeerId,
     reserved: Reserved,
-    torrents: Vec<Torrent>,
+    /// Torrents by id. Ids are never reused: a removed torrent's id stays unknown.
+    torrents: BTreeMap<TorrentId, Torrent>,
+    /// The id the next added torrent gets.
+    next_torrent: u32,
     by_hash: BTreeMap<InfoHash, TorrentId>,
     handshaking: BTreeMap<ConnId, Handshaking>,
     routes: BTreeMap<ConnId, TorrentId>,
@@ -192,7 +200,7 @@ pub struct Session {
     /// The DHT node and per-torrent lookup schedules (`None`: `SessionConfig::dht` unset).
     dht: Option<dht::SessionDht>,
     /// Per torrent (by index), how long it has had nothing to download from.
-    stalls: Vec<give_up::Stall>,
+    stalls: BTreeMap<TorrentId, give_up::Stall>,
     /// Admission, dial deadlines, unsent bytes, peer events (see [`admission`]).
     admission: Admission,
     /// When each torrent's resume data is next saved (see [`resume_schedule`]).
@@ -203,6 +211,8 @@ pub struct Session {
     /// Blocks handed out as `WriteBlock` and not yet answered, for all torrents: requests
     /// stop while it is over [`SessionConfig::max_unwritten_bytes`].
     writes: WriteBudget,
+    /// Paused torrents, and the session's close (see [`lifecycle`]).
+    life: lifecycle::Lifecycle,
 }
 
 impl Session {
@@ -225,7 +235,8 @@ impl Session {
             peer_id,
             // We speak BEP 6 (fast) and BEP 10 (extension protocol).
             reserved: Reserved::NONE.with_fast().with_extension_protocol(),
-            torrents: Vec::new(),
+            torrents: BTreeMap::new(),
+            next_torrent: 0,
             by_hash: BTreeMap::new(),
             handshaking: BTreeMap::new(),
             routes: BTreeMap::new(),
@@ -234,11 +245,12 @@ impl Session {
             next_tick: now + TICK,
             trackers,
             dht,
-            stalls: Vec::new(),
+            stalls: BTreeMap::new(),
             admission,
             resumes,
             now,
             writes,
+            life: lifecycle::Lifecycle::default(),
         }
     }
 
@@ -283,7 +295,7 @@ impl Session {
         }
         let picker =
             picker_for(&layout, have).map_err(|e| AddTorrentError::Geometry(e.to_string()))?;
-        let id = TorrentId(self.torrents.len() as u32);
+        let id = TorrentId(self.next_torrent);
         let torrent = Torrent::new(
             id,
             metainfo.info_hash,
@@ -298,7 +310,8 @@ impl Session {
         if let Some((have, written)) = torrent.have_and_written() {
             self.resumes.track(id, have, written);
         }
-        self.torrents.push(torrent);
+        self.next_torrent += 1;
+        self.torrents.insert(id, torrent);
         self.by_hash.insert(metainfo.info_hash, id);
         self.install_trackers(id, metainfo_tiers(metainfo), now);
         self.dht_track(id, now);
@@ -320,11 +333,12 @@ impl Session {
         if self.by_hash.contains_key(&info_hash) {
             return Err(AddTorrentError::Duplicate(info_hash));
         }
-        let id = TorrentId(self.torrents.len() as u32);
+        let id = TorrentId(self.next_torrent);
         let mut torrent =
             Torrent::new_magnet(id, info_hash, Choker::new(self.config.choker.clone(), now));
         torrent.display_name = options.display_name;
-        self.torrents.push(torrent);
+        self.next_torrent += 1;
+        self.torrents.insert(id, torrent);
         self.by_hash.insert(info_hash, id);
         self.install_trackers(id, options.trackers, now);
         self.dht_track(id, now);
@@ -346,7 +360,7 @@ impl Session {
         self.saw(now);
         let t = self
             .torrents
-            .get_mut(torrent.0 as usize)
+            .get_mut(&torrent)
             .ok_or(MetadataReadyError::UnknownTorrent)?;
         let metainfo = t
             .take_verified_metadata()
@@ -374,7 +388,7 @@ impl Session {
             Some(Ok(())) => {
                 if let Some((have, written)) = self
                     .torrents
-                    .get(torrent.0 as usize)
+                    .get(&torrent)
                     .and_then(|t| t.have_and_written())
                 {
                     self.resumes.track(torrent, have, written);
@@ -382,7 +396,7 @@ impl Session {
                 Ok(())
             }
             Some(Err(message)) => {
-                if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+                if let Some(t) = self.torrents.get_mut(&torrent) {
                     t.restore_verified_metadata(metainfo);
                 }
                 Err(MetadataReadyError::Geometry(message))
@@ -394,16 +408,14 @@ impl Session {
     /// The name to show for `torrent`: a magnet link's `dn` until the metadata is ready.
     pub fn display_name(&self, torrent: TorrentId) -> Option<&str> {
         self.torrents
-            .get(torrent.0 as usize)
+            .get(&torrent)
             .and_then(|t| t.display_name.as_deref())
     }
 
     /// PEX messages from peers of `torrent` that were ignored because they came too often
     /// (BEP 11 allows one a minute) or were malformed.
     pub fn pex_ignored(&self, torrent: TorrentId) -> u64 {
-        self.torrents
-            .get(torrent.0 as usize)
-            .map_or(0, |t| t.pex_ignored())
+        self.torrents.get(&torrent).map_or(0, |t| t.pex_ignored())
     }
 
     /// The torrent with this info-hash, if present.
@@ -413,13 +425,13 @@ impl Session {
 
     /// A progress snapshot of `torrent`.
     pub fn stats(&self, torrent: TorrentId, now: Instant) -> Option<TorrentStats> {
-        self.torrents.get(torrent.0 as usize).map(|t| t.stats(now))
+        self.torrents.get(&torrent).map(|t| t.stats(now))
     }
 
     /// The pieces of `torrent` that are verified and stored (`None` for a magnet torrent
     /// before [`Session::metadata_ready`]).
     pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
-        self.torrents.get(torrent.0 as usize).and_then(|t| t.have())
+        self.torrents.get(&torrent).and_then(|t| t.have())
     }
 
     /// The pieces of `torrent` that may hold data on disk: verified ones, those the
@@ -427,9 +439,7 @@ impl Session {
     /// every piece a [`Action::WriteBlock`] was emitted for. A driver saves it with resume
     /// data so a restart reads only these. `None` as for [`Session::have`].
     pub fn pieces_written(&self, torrent: TorrentId) -> Option<&Bitfield> {
-        self.torrents
-            .get(torrent.0 as usize)
-            .and_then(|t| t.written())
+        self.torrents.get(&torrent).and_then(|t| t.written())
     }
 
     /// Records pieces found on disk holding unverified data (from the start-up check), so
@@ -437,7 +447,7 @@ impl Session {
     pub fn note_pieces_written(&mut self, torrent: TorrentId, pieces: &Bitfield) {
         if let Some(t) = self
             .torrents
-            .get_mut(torrent.0 as usize)
+            .get_mut(&torrent)
             .filter(|t| !t.awaiting_metadata())
         {
             t.note_written(pieces);
@@ -473,13 +483,18 @@ impl Session {
     /// before [`Session::metadata_ready`]: it has no pieces yet).
     pub fn piece_priority(&self, torrent: TorrentId, piece: u32) -> Option<Priority> {
         self.torrents
-            .get(torrent.0 as usize)
+            .get(&torrent)
             .and_then(|t| t.piece_priority(piece))
     }
 
     /// Adds addresses to dial for `torrent` (from the user, a tracker, PEX or the DHT).
     pub fn add_peers(&mut self, torrent: TorrentId, addrs: &[SocketAddr], now: Instant) {
         self.saw(now);
+        if self.life.is_closing() {
+            return;
+        }
+        // A paused torrent keeps the addresses for when it resumes.
+        let dial = self.life.connects(torrent);
         let addrs: Vec<SocketAddr> = addrs
             .iter()
             .copied()
@@ -487,7 +502,9 @@ impl Session {
             .collect();
         self.with_torrent(torrent, |t, ctx| {
             t.add_candidates(&addrs, ctx.config.max_candidates, now);
-            t.maybe_connect(ctx, now);
+            if dial {
+                t.maybe_connect(ctx, now);
+            }
         });
     }
 
@@ -511,10 +528,26 @@ impl Session {
             });
             return conn;
         }
+        // A closing session takes nobody; a dial cancelled by a pause or a removal that
+        // opened anyway is closed at once (no peer event: it was never admitted).
+        let refusal = match direction {
+            Direction::Inbound => self
+                .life
+                .is_closing()
+                .then_some(DisconnectReason::SessionClosed),
+            Direction::Outbound(t) => self.connection_refusal(t),
+        };
+        if let Some(reason) = refusal {
+            if let Direction::Outbound(t) = direction {
+                self.admission.forget_dial(t, addr);
+            }
+            self.out.push(Action::Disconnect { conn, reason });
+            return conn;
+        }
         self.admission.opened(conn, addr, direction);
         if let Direction::Outbound(t) = direction {
             // The dialler speaks first (BEP 3): our handshake names the torrent.
-            if let Some(torrent) = self.torrents.get(t.0 as usize) {
+            if let Some(torrent) = self.torrents.get(&t) {
                 let mut buf = BytesMut::with_capacity(68);
                 Handshake {
                     reserved: self.reserved,
@@ -557,7 +590,7 @@ impl Session {
         if !self.admission.dial_failed(torrent, addr, reason) {
             return;
         }
-        if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+        if let Some(t) = self.torrents.get_mut(&torrent) {
             t.connect_failed(addr, &self.config, now);
         }
     }
@@ -576,7 +609,7 @@ impl Session {
         if let Some(h) = self.handshaking.remove(&conn) {
             self.out.discard(conn);
             if let Direction::Outbound(t) = h.direction {
-                if let Some(t) = self.torrents.get_mut(t.0 as usize) {
+                if let Some(t) = self.torrents.get_mut(&t) {
                     t.connect_failed(h.addr, &self.config, now);
                 }
             }
@@ -652,7 +685,7 @@ impl Session {
             Direction::Outbound(t) => {
                 let matches = self
                     .torrents
-                    .get(t.0 as usize)
+                    .get(&t)
                     .is_some_and(|tor| tor.info_hash == theirs.info_hash);
                 if !matches {
                     self.close_handshaking(conn, DisconnectReason::WrongTorrent, now);
@@ -668,7 +701,11 @@ impl Session {
                 }
             },
         };
-        let Some(torrent) = self.torrents.get(tid.0 as usize) else {
+        if let Some(reason) = self.connection_refusal(tid) {
+            self.drop_handshaking(conn, reason);
+            return false;
+        }
+        let Some(torrent) = self.torrents.get(&tid) else {
             return false;
         };
         // Two peers that dial each other at once end up with two connections, and each
@@ -730,7 +767,7 @@ impl Session {
     fn close_handshaking(&mut self, conn: ConnId, reason: DisconnectReason, now: Instant) {
         if let Some(h) = self.handshaking.remove(&conn) {
             if let Direction::Outbound(t) = h.direction {
-                if let Some(t) = self.torrents.get_mut(t.0 as usize) {
+                if let Some(t) = self.torrents.get_mut(&t) {
                     if reason == DisconnectReason::SelfConnection {
                         // Our own address (a tracker listed us): never dial it again.
                         t.forget_candidate(h.addr);
@@ -752,7 +789,7 @@ impl Session {
         tid: TorrentId,
         f: impl FnOnce(&mut Torrent, &mut Ctx<'_>) -> R,
     ) -> Option<R> {
-        let t = self.torrents.get_mut(tid.0 as usize)?;
+        let t = self.torrents.get_mut(&tid)?;
         let mut closed = Vec::new();
         let mut ctx = Ctx {
             out: &mut self.out,
@@ -785,10 +822,12 @@ impl Session {
         });
         if self.writes.take_released() {
             // Enough was written: every torrent's pipelines, held back meanwhile, refill.
-            for i in 0..self.torrents.len() {
-                self.with_torrent(TorrentId(i as u32), |t, ctx| t.fill_all_pipelines(ctx, now));
+            let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+            for id in ids {
+                self.with_torrent(id, |t, ctx| t.fill_all_pipelines(ctx, now));
             }
         }
+        self.close_progress(now);
     }
 
     /// Bytes of [`Action::WriteBlock`]s not yet answered by [`Session::disk_write_done`],
@@ -824,6 +863,7 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.piece_hashed(piece, ok, ctx, now);
         });
+        self.close_progress(now);
     }
 
     /// Timers: handshake time-outs, choking rounds, keep-alives, idle peers, request
@@ -842,7 +882,7 @@ impl Session {
         }
         let late = self.admission.timeout(&self.config, now);
         for (torrent, addr) in late.dials {
-            if let Some(t) = self.torrents.get_mut(torrent.0 as usize) {
+            if let Some(t) = self.torrents.get_mut(&torrent) {
                 t.connect_failed(addr, &self.config, now);
             }
         }
@@ -853,16 +893,19 @@ impl Session {
             if let Some(t) = self
                 .routes
                 .get(&conn)
-                .and_then(|tid| self.torrents.get_mut(tid.0 as usize))
+                .and_then(|tid| self.torrents.get_mut(tid))
             {
                 t.note_sent(conn, now);
             }
         }
-        for i in 0..self.torrents.len() {
-            let due = self.torrents[i].next_deadline() <= now;
-            if tick_due || due {
-                self.with_torrent(TorrentId(i as u32), |t, ctx| t.tick(ctx, now));
-            }
+        let ticking: Vec<TorrentId> = self
+            .torrents
+            .iter()
+            .filter(|(id, t)| self.life.ticks(**id) && (tick_due || t.next_deadline() <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ticking {
+            self.with_torrent(id, |t, ctx| t.tick(ctx, now));
         }
         if tick_due {
             self.next_tick = now + TICK;
@@ -873,6 +916,7 @@ impl Session {
         if tick_due {
             self.check_give_up(now);
         }
+        self.close_progress(now);
     }
 
     /// A [`Action::SaveResume`] finished: `ok` is whether the resume data was written.
@@ -881,15 +925,14 @@ impl Session {
     pub fn resume_saved(&mut self, torrent: TorrentId, ok: bool, now: Instant) {
         self.saw(now);
         self.resumes.saved(torrent, ok);
+        self.close_saved(torrent, ok);
     }
 
     /// The resume saves due at `now`, queued behind the actions already out.
     fn resume_timeout(&mut self, now: Instant) {
         let torrents = &self.torrents;
         let saves = self.resumes.due(now, |id| {
-            torrents
-                .get(id.0 as usize)
-                .and_then(|t| t.have_and_written())
+            torrents.get(&id).and_then(|t| t.have_and_written())
         });
         for save in saves {
             self.out.push(save);
@@ -898,13 +941,19 @@ impl Session {
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let choke = self.torrents.iter().map(|t| t.next_deadline()).min();
+        let choke = self
+            .torrents
+            .iter()
+            .filter(|(id, _)| self.life.ticks(**id))
+            .map(|(_, t)| t.next_deadline())
+            .min();
         let announce = self.trackers.next_deadline();
         let dht = self.dht.as_ref().and_then(|d| d.next_deadline());
         let conns = self.admission.next_deadline(&self.config);
         let resume = self.resumes.next_deadline();
+        let close = self.close_deadline();
         Some(
-            [choke, announce, dht, conns, resume]
+            [choke, announce, dht, conns, resume, close]
                 .into_iter()
                 .flatten()
                 .fold(self.next_tick, Instant::min),
@@ -920,6 +969,9 @@ impl Session {
                 return Some(a);
             }
             let action = self.out.pop()?;
+            if !self.still_wanted(&action) {
+                continue;
+            }
             match &action {
                 Action::Send { conn, data } => {
                     self.admission
@@ -932,6 +984,9 @@ impl Session {
                 Action::Connect { torrent, addr } => {
                     self.admission
                         .dialling(*torrent, *addr, &self.config, self.now);
+                }
+                Action::Announce { torrent, url, .. } => {
+                    self.life.announce_out(*torrent, url);
                 }
                 Action::Disconnect { conn, reason } => {
                     // The event follows the action it reports.
@@ -956,7 +1011,7 @@ impl Session {
     /// Connections established on `torrent` (for tests and status displays).
     pub fn connections(&self, torrent: TorrentId) -> Vec<ConnId> {
         self.torrents
-            .get(torrent.0 as usize)
+            .get(&torrent)
             .map(|t| t.conns().collect())
             .unwrap_or_default()
     }

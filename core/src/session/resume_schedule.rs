@@ -29,6 +29,8 @@ pub(super) struct ResumeSchedule {
     interval: Duration,
     next_due: Instant,
     torrents: BTreeMap<TorrentId, Tracked>,
+    /// The session is closing: no regular round any more (the final saves are the close's).
+    stopped: bool,
 }
 
 impl ResumeSchedule {
@@ -38,6 +40,7 @@ impl ResumeSchedule {
             interval,
             next_due: now + interval,
             torrents: BTreeMap::new(),
+            stopped: false,
         }
     }
 
@@ -69,7 +72,43 @@ impl ResumeSchedule {
 
     /// When the next round is due (`None` with no torrent to save).
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        (!self.torrents.is_empty()).then_some(self.next_due)
+        (!self.torrents.is_empty() && !self.stopped).then_some(self.next_due)
+    }
+
+    /// No regular round from now on (the session closes and saves each torrent once more
+    /// itself, see [`ResumeSchedule::final_save`]).
+    pub(super) fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Stops saving `torrent` (it was removed): a late report for it is ignored.
+    pub(super) fn forget(&mut self, torrent: TorrentId) {
+        self.torrents.remove(&torrent);
+    }
+
+    /// Whether a save of `torrent` is out and not reported yet.
+    pub(super) fn in_flight(&self, torrent: TorrentId) -> bool {
+        self.torrents
+            .get(&torrent)
+            .is_some_and(|t| t.in_flight.is_some())
+    }
+
+    /// The last save of `torrent` (the session is closing), emitted whether or not its
+    /// pieces changed: it also flushes the files. Counted in flight like a regular one.
+    pub(super) fn final_save(
+        &mut self,
+        torrent: TorrentId,
+        have: &Bitfield,
+        written: &Bitfield,
+    ) -> Action {
+        if let Some(t) = self.torrents.get_mut(&torrent) {
+            t.in_flight = Some((have.clone(), written.clone()));
+        }
+        Action::SaveResume {
+            torrent,
+            have: have.clone(),
+            written: written.clone(),
+        }
     }
 
     /// At or past the due time: the saves to emit, for torrents whose current pieces
@@ -80,7 +119,7 @@ impl ResumeSchedule {
         now: Instant,
         current: impl Fn(TorrentId) -> Option<(&'a Bitfield, &'a Bitfield)>,
     ) -> Vec<Action> {
-        if now < self.next_due {
+        if now < self.next_due || self.stopped {
             return Vec::new();
         }
         self.next_due = now + self.interval;

@@ -127,7 +127,7 @@ impl Session {
         tiers: Vec<Vec<String>>,
         now: Instant,
     ) {
-        let Some(t) = self.torrents.get(torrent.0 as usize) else {
+        let Some(t) = self.torrents.get(&torrent) else {
             return;
         };
         let was_complete = t.is_complete();
@@ -199,6 +199,7 @@ impl Session {
         result: Result<AnnounceResponse, String>,
         now: Instant,
     ) {
+        self.life.announce_answered(torrent, url);
         let Some(state) = self.trackers.get_mut(torrent) else {
             return;
         };
@@ -274,7 +275,7 @@ impl Session {
         }
         let mut dues = Vec::new();
         for (tid, state) in self.trackers.per_torrent.iter_mut() {
-            let Some(t) = self.torrents.get(tid.0 as usize) else {
+            let Some(t) = self.torrents.get(tid) else {
                 continue;
             };
             let complete = t.is_complete();
@@ -291,7 +292,7 @@ impl Session {
     /// Tells the announcers of torrents that completed since the last look.
     fn notice_completions(&mut self, now: Instant) {
         for (tid, state) in self.trackers.per_torrent.iter_mut() {
-            let Some(t) = self.torrents.get(tid.0 as usize) else {
+            let Some(t) = self.torrents.get(tid) else {
                 continue;
             };
             let complete = t.is_complete();
@@ -313,10 +314,7 @@ impl Session {
             uploaded: stats.uploaded,
             downloaded: stats.downloaded,
             // A magnet torrent without metadata says 16 KiB (see `MAGNET_LEFT`).
-            left: self
-                .torrents
-                .get(torrent.0 as usize)
-                .map_or(0, |t| t.left()),
+            left: self.torrents.get(&torrent).map_or(0, |t| t.left()),
             event: due.event,
             numwant: match due.event {
                 // A leaving peer wants nobody.
@@ -332,5 +330,46 @@ impl Session {
             url: due.url,
             request,
         });
+    }
+}
+
+impl Session {
+    /// Leaves `torrent`'s swarm alone (pause, removal): its announcer sends the `stopped`
+    /// it owes and no regular announce after. `for_good` (removal): nothing will be left to
+    /// send a `stopped` after a `completed` is answered, so a `completed` owed gives way to
+    /// the `stopped`.
+    pub(super) fn stop_torrent_announces(
+        &mut self,
+        torrent: TorrentId,
+        for_good: bool,
+        now: Instant,
+    ) {
+        let Some(mut due) = self
+            .trackers
+            .get_mut(torrent)
+            .and_then(|s| s.announcer.stop())
+        else {
+            return;
+        };
+        if for_good {
+            due.event = AnnounceEvent::Stopped;
+        }
+        self.push_announce(torrent, due, now);
+    }
+
+    /// Announces `torrent` afresh (it resumed after a pause): a new announcer over the same
+    /// tiers, whose first announce (`started`) is due at once.
+    pub(super) fn restart_torrent_announces(&mut self, torrent: TorrentId, now: Instant) {
+        let Some(state) = self.trackers.get_mut(torrent) else {
+            return;
+        };
+        let tiers = state.announcer.tiers().to_vec();
+        state.announcer = Announcer::new(tiers, &mut self.rng, now);
+    }
+
+    /// Forgets `torrent`'s trackers (it was removed): late answers are ignored.
+    pub(super) fn forget_torrent_trackers(&mut self, torrent: TorrentId) {
+        self.trackers.per_torrent.retain(|(t, _)| *t != torrent);
+        self.trackers.unsupported.remove(&torrent);
     }
 }

@@ -89,6 +89,11 @@ impl MetadataFetch {
 }
 
 impl Torrent {
+    /// Whether the info dictionary is still being fetched from peers (a magnet link).
+    pub(crate) fn is_fetching_metadata(&self) -> bool {
+        matches!(self.phase, Phase::FetchingMetadata(_))
+    }
+
     /// A `ut_metadata` message arrived from `conn`.
     pub(super) fn on_metadata_message(
         &mut self,

@@ -296,6 +296,12 @@ impl Torrent {
     pub(crate) fn peer_count(&self) -> usize {
         self.peers.len()
     }
+
+    /// Forgets the dials in flight (pause, close): the session cancels them itself, and
+    /// they count as no failure, so the addresses stay candidates for a later resume.
+    pub(crate) fn stop_dialling(&mut self) {
+        self.connecting.clear();
+    }
 }
 
 #[cfg(test)]

@@ -368,6 +368,26 @@ impl Torrent {
     }
 }
 
+impl Torrent {
+    /// `WriteBlock`s emitted for this torrent and not answered yet: removing the torrent
+    /// gives them back to the session's write budget.
+    pub(crate) fn writes_pending(&self) -> usize {
+        self.phase.content().map_or(0, |c| {
+            c.buffers.values().map(|b| b.writes_pending as usize).sum()
+        })
+    }
+
+    /// Whether a write or a hash check of this torrent is still out: the session's close
+    /// waits for them so the final resume save records every piece they settle.
+    pub(crate) fn disk_work_pending(&self) -> bool {
+        self.phase.content().is_some_and(|c| {
+            c.buffers.values().any(|b| {
+                b.writes_pending > 0 || b.hashed.is_none() && b.blocks.iter().all(Option::is_some)
+            })
+        })
+    }
+}
+
 /// The wire's name for a block the picker chose.
 fn to_wire(b: picker::BlockRequest) -> wire::BlockRequest {
     wire::BlockRequest {

@@ -29,6 +29,8 @@ pub(crate) struct WriteBudget {
     held: bool,
     /// The hold was lifted and pipelines have not been topped up since.
     released: bool,
+    /// The session closed: requests never resume.
+    closed: bool,
 }
 
 impl WriteBudget {
@@ -39,6 +41,7 @@ impl WriteBudget {
             max_bytes,
             held: false,
             released: false,
+            closed: false,
         }
     }
 
@@ -66,7 +69,12 @@ impl WriteBudget {
 
     /// Whether new block requests may be sent.
     pub(crate) fn allows_requests(&self) -> bool {
-        !self.held
+        !self.held && !self.closed
+    }
+
+    /// The session is closing: no new request, ever again (writes still count down).
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
     }
 
     /// Whether the hold was lifted since the last call: the caller tops up every pipeline.

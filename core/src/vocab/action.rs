@@ -143,6 +143,13 @@ pub enum Action {
 /// A notification for the driver's user; nothing needs doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// [`crate::session::Session::remove_torrent`] removed the torrent: its id is refused
+    /// from now on, and late completions for it are ignored. The driver may drop its
+    /// storage once the disk jobs it still runs for it have finished.
+    TorrentRemoved {
+        /// The id it had.
+        torrent: TorrentId,
+    },
     /// A piece passed its hash check and is stored.
     PieceVerified {
         /// The torrent.
@@ -378,6 +385,11 @@ pub enum DisconnectReason {
     BothSeeds,
     /// The torrent was removed from the session.
     TorrentRemoved,
+    /// The torrent was paused ([`crate::session::Session::pause_torrent`]): it holds no
+    /// connection until it is resumed.
+    TorrentPaused,
+    /// The session is closing ([`crate::session::Session::close`]): it leaves every swarm.
+    SessionClosed,
     /// The peer does not read what it asked for: our unsent bytes to it passed
     /// [`super::SessionConfig::max_unsent_bytes`], or its socket accepted nothing for
     /// [`super::SessionConfig::send_stall_timeout`].
@@ -399,6 +411,8 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::TooManyConnections => f.write_str("connection limit reached"),
             DisconnectReason::BothSeeds => f.write_str("both sides are seeds"),
             DisconnectReason::TorrentRemoved => f.write_str("torrent removed"),
+            DisconnectReason::TorrentPaused => f.write_str("torrent paused"),
+            DisconnectReason::SessionClosed => f.write_str("session closing"),
             DisconnectReason::SlowReader => f.write_str("the peer does not read what it asked for"),
         }
     }

@@ -138,6 +138,14 @@ pub struct SessionConfig {
     /// at the moment it was reached (at most `max_pipeline` blocks per peer). Memory for
     /// downloads is bounded by not asking, not by a driver that stops reading.
     pub max_unwritten_bytes: usize,
+    /// Longest [`crate::session::Session::close`] takes before
+    /// [`crate::session::Session::is_drained`] says yes whatever is still out (default
+    /// 10 s): a stuck disk or a silent tracker cannot hold an exit up. Writes already
+    /// handed out get the first half of it before the final resume saves go out anyway.
+    pub close_timeout: Duration,
+    /// Of `close_timeout`, how long the `stopped` announces are waited for (default 3 s):
+    /// a tracker that has not answered by then is left without its answer.
+    pub stopped_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -175,6 +183,8 @@ impl Default for SessionConfig {
             upload_read_ahead: 4 << 20,
             resume_interval: Duration::from_secs(15),
             max_unwritten_bytes: 32 << 20,
+            close_timeout: Duration::from_secs(10),
+            stopped_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -1,0 +1,496 @@
+//! A torrent's life in the session and the session's own end: removing a torrent, pausing
+//! and resuming it, and closing the whole session.
+//!
+//! - **Remove** ([`Session::remove_torrent`]): the torrent leaves at once. Its dials are
+//!   cancelled, its peers disconnected ([`DisconnectReason::TorrentRemoved`]), its
+//!   trackers told `stopped`, its unanswered writes given back to the write budget, and
+//!   [`Event::TorrentRemoved`] emitted. Its id is never reused: every later call naming it
+//!   is refused or ignored, completions included. The info-hash may be added again.
+//! - **Pause** ([`Session::pause_torrent`]): no connection, no dial, inbound peers for it
+//!   refused ([`DisconnectReason::TorrentPaused`]), its trackers told `stopped`. Its
+//!   counters, its resume saves and the disk work already out go on. **Resume** announces
+//!   `started` and dials again.
+//! - **Close** ([`Session::close`]): the session leaves every swarm. At once: `stopped`
+//!   announces (with the final counters), no new dial or request, inbound and half-open
+//!   connections refused. Then, once every write and hash check already out has come back
+//!   (or half of [`super::SessionConfig::close_timeout`] has passed), one last
+//!   [`Action::SaveResume`] per torrent that has its metadata (always, changed or not: it
+//!   also flushes the files) and a disconnect of every peer
+//!   ([`DisconnectReason::SessionClosed`]). [`Session::is_drained`] then says when the
+//!   driver may stop: every final save reported and every `stopped` answered (given
+//!   [`super::SessionConfig::stopped_timeout`] at most), or `close_timeout` passed since `close`.
+//!   [`Session::poll_timeout`] returns those deadlines, so a driver wakes for them.
+//!
+//! Invariants: a paused torrent holds no connection and no dial; a closing session emits
+//! no `Connect` and no new block request; the final save of a torrent never goes out while
+//! an earlier save of it is unreported (two saves of one file never race).
+
+use std::collections::BTreeSet;
+
+use super::{Action, Direction, DisconnectReason, Event, Session, TorrentId};
+use crate::time::Instant;
+
+/// Why a lifecycle command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    /// No torrent with this id (never added, or removed).
+    #[error("no such torrent")]
+    UnknownTorrent,
+    /// The session is closing: torrents are neither paused nor resumed any more.
+    #[error("the session is closing")]
+    Closing,
+}
+
+/// Where a torrent stands ([`Session::torrent_state`]); see `torrent/STATE.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TorrentState {
+    /// A magnet torrent fetching its info dictionary from peers.
+    FetchingMetadata,
+    /// The metadata arrived; the driver is checking the storage
+    /// ([`Session::metadata_ready`] not called yet), or the metadata was unusable.
+    Checking,
+    /// Wanted pieces are missing: downloading.
+    Downloading,
+    /// Every wanted piece is verified: only uploading.
+    Seeding,
+    /// Paused by [`Session::pause_torrent`].
+    Paused,
+    /// The session is closing ([`Session::close`]).
+    Closing,
+}
+
+/// The session's close in progress.
+#[derive(Debug)]
+struct Closing {
+    /// When `close` was called.
+    since: Instant,
+    /// Announces handed out after `close` (`completed`, `stopped`) and not answered.
+    announces: BTreeSet<(TorrentId, String)>,
+    /// Whether the final saves were started (and the peers disconnected).
+    saving: bool,
+    /// Final saves handed out and not reported.
+    saves_out: BTreeSet<TorrentId>,
+    /// Torrents whose final save waits for an earlier save of theirs to be reported.
+    saves_waiting: BTreeSet<TorrentId>,
+    /// Final saves reported, with whether they succeeded.
+    saved: Vec<(TorrentId, bool)>,
+}
+
+/// Paused torrents and the close in progress (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Lifecycle {
+    paused: BTreeSet<TorrentId>,
+    closing: Option<Closing>,
+}
+
+impl Lifecycle {
+    /// Whether `torrent` is paused.
+    pub(super) fn is_paused(&self, torrent: TorrentId) -> bool {
+        self.paused.contains(&torrent)
+    }
+
+    /// Whether the session is closing.
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// Whether `torrent` runs its timers (choking, keep-alives, dialling): not while
+    /// paused (it has no peer) nor while the session closes.
+    pub(super) fn ticks(&self, torrent: TorrentId) -> bool {
+        self.closing.is_none() && !self.is_paused(torrent)
+    }
+
+    /// Whether `torrent` may dial or take a connection.
+    pub(super) fn connects(&self, torrent: TorrentId) -> bool {
+        self.ticks(torrent)
+    }
+
+    /// An announce for `torrent` to `url` was handed out.
+    pub(super) fn announce_out(&mut self, torrent: TorrentId, url: &str) {
+        if let Some(c) = self.closing.as_mut() {
+            c.announces.insert((torrent, url.to_string()));
+        }
+    }
+
+    /// The answer to an announce for `torrent` to `url` came.
+    pub(super) fn announce_answered(&mut self, torrent: TorrentId, url: &str) {
+        if let Some(c) = self.closing.as_mut() {
+            c.announces.remove(&(torrent, url.to_string()));
+        }
+    }
+
+    /// Why a connection for `torrent` is refused, if it is.
+    fn refusal(&self, torrent: TorrentId) -> Option<DisconnectReason> {
+        if self.closing.is_some() {
+            Some(DisconnectReason::SessionClosed)
+        } else if self.is_paused(torrent) {
+            Some(DisconnectReason::TorrentPaused)
+        } else {
+            None
+        }
+    }
+}
+
+impl Session {
+    /// Removes `torrent` from the session (see the module docs): its peers are
+    /// disconnected, its dials cancelled, its trackers told `stopped`, its pending writes,
+    /// reads, hash checks and saves forgotten, and [`Event::TorrentRemoved`] emitted. The
+    /// id is refused from now on; the info-hash may be added again under a new id.
+    pub fn remove_torrent(
+        &mut self,
+        torrent: TorrentId,
+        now: Instant,
+    ) -> Result<(), LifecycleError> {
+        self.saw(now);
+        if !self.torrents.contains_key(&torrent) {
+            return Err(LifecycleError::UnknownTorrent);
+        }
+        self.leave_swarm(torrent, DisconnectReason::TorrentRemoved, now);
+        self.stop_torrent_announces(torrent, true, now);
+        self.forget_torrent_trackers(torrent);
+        let Some(t) = self.torrents.remove(&torrent) else {
+            return Err(LifecycleError::UnknownTorrent);
+        };
+        // Its blocks waiting for the disk are no longer the session's to hold.
+        for _ in 0..t.writes_pending() {
+            self.writes.write_done();
+        }
+        self.by_hash.remove(&t.info_hash);
+        self.resumes.forget(torrent);
+        self.stalls.remove(&torrent);
+        self.life.paused.remove(&torrent);
+        if let Some(c) = self.life.closing.as_mut() {
+            c.saves_out.remove(&torrent);
+            c.saves_waiting.remove(&torrent);
+        }
+        self.out
+            .push(Action::Event(Event::TorrentRemoved { torrent }));
+        if self.writes.take_released() {
+            let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+            for id in ids {
+                self.with_torrent(id, |t, ctx| t.fill_all_pipelines(ctx, now));
+            }
+        }
+        self.close_progress(now);
+        Ok(())
+    }
+
+    /// Pauses `torrent` (see the module docs): its peers are disconnected
+    /// ([`DisconnectReason::TorrentPaused`]), its dials cancelled, its trackers told
+    /// `stopped`; inbound peers for it are refused until [`Session::resume_torrent`].
+    /// Pausing a paused torrent does nothing.
+    pub fn pause_torrent(
+        &mut self,
+        torrent: TorrentId,
+        now: Instant,
+    ) -> Result<(), LifecycleError> {
+        self.saw(now);
+        self.lifecycle_command_allowed(torrent)?;
+        if !self.life.paused.insert(torrent) {
+            return Ok(());
+        }
+        self.leave_swarm(torrent, DisconnectReason::TorrentPaused, now);
+        self.stop_torrent_announces(torrent, false, now);
+        Ok(())
+    }
+
+    /// Resumes a paused `torrent`: it announces `started` and dials its known peers again.
+    /// Resuming a torrent that is not paused does nothing.
+    pub fn resume_torrent(
+        &mut self,
+        torrent: TorrentId,
+        now: Instant,
+    ) -> Result<(), LifecycleError> {
+        self.saw(now);
+        self.lifecycle_command_allowed(torrent)?;
+        if !self.life.paused.remove(&torrent) {
+            return Ok(());
+        }
+        self.restart_torrent_announces(torrent, now);
+        self.with_torrent(torrent, |t, ctx| t.maybe_connect(ctx, now));
+        self.pump_announces(now);
+        Ok(())
+    }
+
+    fn lifecycle_command_allowed(&self, torrent: TorrentId) -> Result<(), LifecycleError> {
+        if !self.torrents.contains_key(&torrent) {
+            Err(LifecycleError::UnknownTorrent)
+        } else if self.life.is_closing() {
+            Err(LifecycleError::Closing)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Where `torrent` stands (`None`: no such torrent).
+    pub fn torrent_state(&self, torrent: TorrentId) -> Option<TorrentState> {
+        let t = self.torrents.get(&torrent)?;
+        Some(if self.life.is_closing() {
+            TorrentState::Closing
+        } else if self.life.is_paused(torrent) {
+            TorrentState::Paused
+        } else if t.is_fetching_metadata() {
+            TorrentState::FetchingMetadata
+        } else if t.awaiting_metadata() {
+            TorrentState::Checking
+        } else if t.is_complete() {
+            TorrentState::Seeding
+        } else {
+            TorrentState::Downloading
+        })
+    }
+
+    /// Closes the session (see the module docs): `stopped` announces now, the final
+    /// resume saves once the disk work out has come back, then every peer disconnected.
+    /// Keep driving the session as usual (carry out every action, feed completions and
+    /// announce answers, call `handle_timeout` at `poll_timeout`) until
+    /// [`Session::is_drained`]. Calling it again does nothing.
+    pub fn close(&mut self, now: Instant) {
+        self.saw(now);
+        if self.life.closing.is_some() {
+            return;
+        }
+        self.life.closing = Some(Closing {
+            since: now,
+            announces: BTreeSet::new(),
+            saving: false,
+            saves_out: BTreeSet::new(),
+            saves_waiting: BTreeSet::new(),
+            saved: Vec::new(),
+        });
+        self.writes.close();
+        self.resumes.stop();
+        self.admission.cancel_dials(None);
+        for t in self.torrents.values_mut() {
+            t.stop_dialling();
+        }
+        // Half-open connections have traded nothing: they go now.
+        let handshaking: Vec<_> = self.handshaking.keys().copied().collect();
+        for conn in handshaking {
+            self.drop_handshaking(conn, DisconnectReason::SessionClosed);
+        }
+        self.stop_announces(now);
+        self.close_progress(now);
+    }
+
+    /// Whether a closed session is done: every final resume save reported and every
+    /// `stopped` announce answered (or [`SessionConfig::stopped_timeout`] passed), or
+    /// [`SessionConfig::close_timeout`] passed since [`Session::close`]. Always `false`
+    /// before `close`. Actions still queued should be carried out before stopping.
+    ///
+    /// [`SessionConfig::stopped_timeout`]: super::SessionConfig::stopped_timeout
+    /// [`SessionConfig::close_timeout`]: super::SessionConfig::close_timeout
+    pub fn is_drained(&self) -> bool {
+        let Some(c) = &self.life.closing else {
+            return false;
+        };
+        if self.now >= c.since + self.config.close_timeout {
+            return true;
+        }
+        let announced = c.announces.is_empty() || self.now >= c.since + self.config.stopped_timeout;
+        c.saving && c.saves_out.is_empty() && c.saves_waiting.is_empty() && announced
+    }
+
+    /// The final saves reported during [`Session::close`], in the order they came, with
+    /// whether each succeeded. A torrent missing here had no final save reported (it has
+    /// no metadata yet, or its save did not come back in time).
+    pub fn final_saves(&self) -> Vec<(TorrentId, bool)> {
+        self.life
+            .closing
+            .as_ref()
+            .map(|c| c.saved.clone())
+            .unwrap_or_default()
+    }
+
+    /// The close's next deadline, if one is pending (for `poll_timeout`).
+    pub(super) fn close_deadline(&self) -> Option<Instant> {
+        let c = self.life.closing.as_ref()?;
+        if self.is_drained() {
+            return None;
+        }
+        let mut next = c.since + self.config.close_timeout;
+        if !c.saving {
+            next = next.min(c.since + self.config.close_timeout / 2);
+        }
+        if !c.announces.is_empty() && self.now < c.since + self.config.stopped_timeout {
+            next = next.min(c.since + self.config.stopped_timeout);
+        }
+        Some(next)
+    }
+
+    /// Moves the close on: once the disk work out has come back (or half the close's time
+    /// is gone), the final saves and the disconnects.
+    pub(super) fn close_progress(&mut self, now: Instant) {
+        let Some(c) = &self.life.closing else {
+            return;
+        };
+        if c.saving {
+            return;
+        }
+        let disk_busy = self.torrents.values().any(|t| t.disk_work_pending());
+        if disk_busy && now < c.since + self.config.close_timeout / 2 {
+            return;
+        }
+        let ids: Vec<TorrentId> = self.torrents.keys().copied().collect();
+        if let Some(c) = self.life.closing.as_mut() {
+            c.saving = true;
+        }
+        for id in ids {
+            if self.resumes.in_flight(id) {
+                if let Some(c) = self.life.closing.as_mut() {
+                    c.saves_waiting.insert(id);
+                }
+            } else {
+                self.emit_final_save(id);
+            }
+            let conns: Vec<_> = self
+                .torrents
+                .get(&id)
+                .map(|t| t.conns().collect())
+                .unwrap_or_default();
+            self.with_torrent(id, |t, ctx| {
+                for conn in conns {
+                    t.disconnect(conn, DisconnectReason::SessionClosed, ctx, now);
+                }
+            });
+        }
+    }
+
+    /// Emits `torrent`'s final save, if it has its metadata (nothing to save otherwise).
+    fn emit_final_save(&mut self, torrent: TorrentId) {
+        let Some((have, written)) = self
+            .torrents
+            .get(&torrent)
+            .and_then(|t| t.have_and_written())
+        else {
+            return;
+        };
+        let save = self.resumes.final_save(torrent, have, written);
+        if let Some(c) = self.life.closing.as_mut() {
+            c.saves_out.insert(torrent);
+        }
+        self.out.push(save);
+    }
+
+    /// A save of `torrent` was reported while closing: a final one is recorded, an earlier
+    /// one releases the final save that waited for it.
+    pub(super) fn close_saved(&mut self, torrent: TorrentId, ok: bool) {
+        let Some(c) = self.life.closing.as_mut() else {
+            return;
+        };
+        if c.saves_out.remove(&torrent) {
+            c.saved.push((torrent, ok));
+        } else if c.saves_waiting.remove(&torrent) {
+            self.emit_final_save(torrent);
+        }
+    }
+
+    /// Whether a connection for `torrent` is refused now, and why.
+    pub(super) fn connection_refusal(&self, torrent: TorrentId) -> Option<DisconnectReason> {
+        if !self.torrents.contains_key(&torrent) {
+            return Some(DisconnectReason::TorrentRemoved);
+        }
+        self.life.refusal(torrent)
+    }
+
+    /// Whether an action for `torrent` still goes out: work queued for a torrent removed
+    /// since is dropped, and so are dials of a paused torrent or a closing session.
+    pub(super) fn still_wanted(&self, action: &Action) -> bool {
+        match action {
+            Action::Connect { torrent, .. } => {
+                self.torrents.contains_key(torrent) && self.life.connects(*torrent)
+            }
+            Action::WriteBlock { torrent, .. }
+            | Action::ReadBlock { torrent, .. }
+            | Action::VerifyPiece { torrent, .. }
+            | Action::SaveResume { torrent, .. } => self.torrents.contains_key(torrent),
+            _ => true,
+        }
+    }
+
+    /// Ends `torrent`'s connections and dials for `reason` (pause, removal), without
+    /// counting anything against the peers.
+    fn leave_swarm(&mut self, torrent: TorrentId, reason: DisconnectReason, now: Instant) {
+        self.admission.cancel_dials(Some(torrent));
+        let half_open: Vec<_> = self
+            .handshaking
+            .iter()
+            .filter(|(_, h)| h.direction == Direction::Outbound(torrent))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in half_open {
+            self.drop_handshaking(conn, reason.clone());
+        }
+        let conns: Vec<_> = self
+            .torrents
+            .get(&torrent)
+            .map(|t| t.conns().collect())
+            .unwrap_or_default();
+        self.with_torrent(torrent, |t, ctx| {
+            t.stop_dialling();
+            for conn in conns {
+                t.disconnect(conn, reason.clone(), ctx, now);
+            }
+        });
+    }
+
+    /// Closes a connection still in its handshake for `reason`, counting nothing against
+    /// its address.
+    pub(super) fn drop_handshaking(&mut self, conn: super::ConnId, reason: DisconnectReason) {
+        if self.handshaking.remove(&conn).is_some() {
+            self.out.discard(conn);
+            self.out.push(Action::Disconnect { conn, reason });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closing(at: Instant) -> Closing {
+        Closing {
+            since: at,
+            announces: BTreeSet::new(),
+            saving: false,
+            saves_out: BTreeSet::new(),
+            saves_waiting: BTreeSet::new(),
+            saved: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paused_torrents_and_a_closing_session_refuse_connections_and_do_not_tick() {
+        let (a, b) = (TorrentId(0), TorrentId(1));
+        let mut life = Lifecycle::default();
+        assert!(life.ticks(a) && life.refusal(a).is_none());
+        life.paused.insert(a);
+        assert!(!life.ticks(a) && life.ticks(b));
+        assert_eq!(life.refusal(a), Some(DisconnectReason::TorrentPaused));
+        assert_eq!(life.refusal(b), None);
+        life.closing = Some(closing(Instant::ZERO));
+        assert!(!life.ticks(b) && !life.connects(b));
+        // Closing outranks pausing: the session is going, whatever the torrent's state.
+        assert_eq!(life.refusal(a), Some(DisconnectReason::SessionClosed));
+    }
+
+    #[test]
+    fn announces_are_tracked_only_while_closing() {
+        let t = TorrentId(3);
+        let mut life = Lifecycle::default();
+        life.announce_out(t, "http://a/announce");
+        life.closing = Some(closing(Instant::ZERO));
+        let out = |l: &Lifecycle| l.closing.as_ref().map_or(0, |c| c.announces.len());
+        assert_eq!(
+            out(&life),
+            0,
+            "an announce from before the close is not waited for"
+        );
+        life.announce_out(t, "http://a/announce");
+        life.announce_out(t, "udp://b:1");
+        assert_eq!(out(&life), 2);
+        life.announce_answered(t, "udp://b:1");
+        life.announce_answered(TorrentId(4), "http://a/announce");
+        assert_eq!(out(&life), 1, "only the answer to that announce counts");
+    }
+}
