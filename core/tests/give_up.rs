@@ -58,7 +58,14 @@ fn run(s: &mut Session, from: Instant, until: Instant, seen: &mut Seen) {
                 }
                 Action::Announce { torrent, url, .. } => {
                     seen.announces.push((now, url.clone()));
-                    s.announce_done(torrent, &url, Err("connection refused".into()), now);
+                    s.announce_done(
+                        torrent,
+                        &url,
+                        Err(unchoke_core::tracker::TrackerFailure::Io(
+                            "connection refused".into(),
+                        )),
+                        now,
+                    );
                 }
                 Action::Event(Event::GaveUp { reason, .. }) => seen.gave_up.push((now, reason)),
                 Action::Event(Event::TrackerUnsupported { url, scheme, .. }) => {

@@ -138,6 +138,16 @@ pub struct SessionConfig {
     /// at the moment it was reached (at most `max_pipeline` blocks per peer). Memory for
     /// downloads is bounded by not asking, not by a driver that stops reading.
     pub max_unwritten_bytes: usize,
+    /// How long an announce may take in all (default 60 s, enough for a UDP tracker's
+    /// first transmission and BEP 15's retransmissions at 15 s and 45 s): past it the
+    /// announce counts as failed ([`super::Event::TrackerError`], "timed out after 60 s"),
+    /// the announcer moves on to the next tracker, and a late answer is ignored. Name
+    /// resolution counts against it.
+    pub tracker_timeout: Duration,
+    /// The same for a `stopped` announce and any announce made after
+    /// [`crate::session::Session::stop_announces`] (default 3 s): leaving must not hold
+    /// the exit up.
+    pub stopped_tracker_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -175,6 +185,8 @@ impl Default for SessionConfig {
             upload_read_ahead: 4 << 20,
             resume_interval: Duration::from_secs(15),
             max_unwritten_bytes: 32 << 20,
+            tracker_timeout: Duration::from_secs(60),
+            stopped_tracker_timeout: Duration::from_secs(3),
         }
     }
 }
