@@ -97,7 +97,7 @@ fn trackers_set_right_after_adding_replace_the_metainfo_ones() {
         announces(&drain(&mut s)).is_empty(),
         "no trackers: no announce"
     );
-    let elsewhere = "udp://127.0.0.1:7000".to_string();
+    let elsewhere = "http://127.0.0.1:7000/announce".to_string();
     s.set_trackers(t, vec![vec![elsewhere.clone()]], Instant::ZERO);
     let sent = announces(&drain(&mut s));
     assert_eq!(sent.len(), 1, "announced at once: {sent:?}");

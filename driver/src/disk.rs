@@ -98,7 +98,13 @@ pub enum Completion {
         url: String,
         /// It was started during shutdown (shutdown waits for it, briefly).
         during_shutdown: bool,
-        result: Result<AnnounceResponse, String>,
+        result: Result<AnnounceResponse, unchoke_core::tracker::TrackerFailure>,
+    },
+    /// Not disk work either: a UDP tracker's name, resolved for the session.
+    Resolved {
+        host: String,
+        port: u16,
+        result: Result<Vec<std::net::SocketAddr>, unchoke_core::tracker::ResolveError>,
     },
 }
 

@@ -384,6 +384,7 @@ impl World {
                 Action::Connect { .. }
                 | Action::CancelConnect { .. }
                 | Action::Announce { .. }
+                | Action::Resolve { .. }
                 | Action::Event(_) => {}
             }
         }
