@@ -29,7 +29,7 @@ enum Stage {
     /// retried once with a fresh connect).
     Talking {
         addr: SocketAddr,
-        announce: UdpAnnounce,
+        announce: Box<UdpAnnounce>,
         reused: bool,
     },
 }
@@ -283,7 +283,7 @@ impl<K: Ord + Clone> UdpTrackers<K> {
         }
         Stage::Talking {
             addr,
-            announce,
+            announce: Box::new(announce),
             reused: cached.is_some(),
         }
     }
