@@ -69,7 +69,9 @@ impl Rig {
     /// Adds a torrent (content seed `n`) announcing to `tiers`, at the current time.
     fn add(&mut self, n: u64, tiers: Vec<Vec<String>>) -> TorrentId {
         let metainfo = make_metainfo(&make_content(40_000, n), 16 * KIB);
-        let have = self.seeding.then(|| Bitfield::full(metainfo.info.piece_count()));
+        let have = self
+            .seeding
+            .then(|| Bitfield::full(metainfo.info.piece_count()));
         let t = self
             .s
             .add_torrent(&metainfo, have, self.now)
@@ -441,4 +443,19 @@ fn the_same_seed_sends_the_same_datagrams() {
     };
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
+}
+
+#[test]
+fn leaving_abandons_regular_announces_still_out() {
+    let mut rig = Rig::new(Rig::config(), 9);
+    // A silent tracker: the `started` never comes back, so no `stopped` is owed.
+    rig.add(1, vec![vec![udp(TRACKER)]]);
+    assert_eq!(rig.s.announces_in_flight(), 1);
+    rig.now = secs(5);
+    rig.s.stop_announces(rig.now);
+    rig.drain();
+    assert_eq!(rig.s.announces_in_flight(), 0, "nothing left to wait for");
+    let before = rig.sent.len();
+    rig.run_until(secs(100));
+    assert_eq!(rig.sent.len(), before, "no retransmission after leaving");
 }

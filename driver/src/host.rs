@@ -640,8 +640,9 @@ impl SessionHost {
     /// shutdown cannot hang on a stuck disk or a silent tracker.
     pub fn draining(&self) -> bool {
         let now = StdInstant::now();
-        let stops_out =
-            self.leaving_announces > 0 && self.leaving_deadline.is_some_and(|d| now < d);
+        // UDP announces run inside the session: it counts them (and times them out).
+        let leaving = self.leaving_announces > 0 || self.session.announces_in_flight() > 0;
+        let stops_out = leaving && self.leaving_deadline.is_some_and(|d| now < d);
         let disk_busy = self.jobs_in_flight > 0 || self.torrents.values().any(|s| s.saving);
         let disk_out = disk_busy
             && self

@@ -155,8 +155,9 @@ impl EventLoop {
             }
             self.take_commands();
             self.take_completions();
+            // Also while leaving: UDP trackers answer `completed` and `stopped` here.
+            self.read_datagrams();
             if !self.host.shutting_down() {
-                self.read_datagrams();
                 self.read_ready_sockets();
             }
             self.timers();
@@ -170,8 +171,8 @@ impl EventLoop {
 
     /// How long `poll` may sleep.
     fn poll_timeout(&self) -> Duration {
-        if !self.host.shutting_down()
-            && (self.dht_ready && self.dht.is_some() || self.conns.values().any(|c| c.read_ready))
+        if self.dht_ready && self.dht.is_some()
+            || !self.host.shutting_down() && self.conns.values().any(|c| c.read_ready)
         {
             return Duration::ZERO;
         }

@@ -404,6 +404,11 @@ impl Session {
             .iter_mut()
             .filter_map(|(t, s)| s.announcer.stop().map(|d| (*t, d)))
             .collect();
+        // The announcers wait for none of the regular announces still out: neither does
+        // the session (leaving is not held up by a slow tracker's `started`).
+        for torrent in std::mem::take(&mut self.trackers.in_flight).into_keys() {
+            self.trackers.udp.cancel(&torrent);
+        }
         for (torrent, due) in dues {
             self.push_announce(torrent, due, now);
         }
