@@ -133,6 +133,7 @@ impl Peer {
                 Action::Event(_)
                 | Action::Announce { .. }
                 | Action::SendDatagram { .. }
+                | Action::Resolve { .. }
                 | Action::CancelConnect { .. } => {}
             }
         }

@@ -23,7 +23,8 @@
 //!   read ([`handle_bytes`]: complete messages are consumed from the buffer, a partial one
 //!   stays for the next call); bytes the socket accepted ([`handle_sent`]); a stream closed by
 //!   itself ([`handle_closed`] with why, or [`connection_closed`]; idempotent); a datagram on
-//!   the DHT socket ([`handle_datagram`]);
+//!   the UDP socket ([`handle_datagram`]: the DHT's and UDP trackers'); a name resolved
+//!   ([`handle_resolved`]);
 //!   a disk job done ([`disk_write_done`], [`disk_read_done`], [`piece_hashed`]); a tracker
 //!   answered ([`announce_done`]); the deadline passed ([`handle_timeout`]).
 //! - **Commands**, what the user wants, also with `now`: [`add_torrent`], [`add_magnet`] and
@@ -75,9 +76,12 @@
 //! [`disk_write_done`] / [`disk_read_done`]; a failure is a [`session::DiskError`] whose kind
 //! the driver reads off its `io::Error` ([`session::DiskError::from_io`]).
 //! [`Action::VerifyPiece`]: SHA-1 the blocks
-//! ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one tracker
-//! exchange ([`tracker`] builds and parses the bytes), then [`announce_done`].
-//! [`Action::SendDatagram`]: send from the DHT's UDP socket. [`Action::SaveResume`]: flush the
+//! ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one HTTP tracker
+//! exchange ([`tracker`] builds and parses the bytes), then [`announce_done`] (the session
+//! times it out itself and ignores a late answer). [`Action::Resolve`]: resolve a UDP
+//! tracker's name off the loop, then [`handle_resolved`]. [`Action::SendDatagram`]: send
+//! from the one UDP socket (the DHT's and UDP trackers'; bind it to the listen IP and port,
+//! as trackers register the source address). [`Action::SaveResume`]: flush the
 //! torrent's files and write its resume data, then [`resume_saved`] (the session's own timer
 //! asks, one save at a time per torrent). [`Action::Event`]: tell the
 //! user; only [`session::Event::MetadataReceived`] asks for an answer ([`metadata_ready`]).
@@ -202,6 +206,7 @@
 //! [`disk_read_done`]: session::Session::disk_read_done
 //! [`piece_hashed`]: session::Session::piece_hashed
 //! [`announce_done`]: session::Session::announce_done
+//! [`handle_resolved`]: session::Session::handle_resolved
 //! [`handle_timeout`]: session::Session::handle_timeout
 //! [`add_torrent`]: session::Session::add_torrent
 //! [`add_magnet`]: session::Session::add_magnet
@@ -232,6 +237,7 @@
 //! [`Action::VerifyPiece`]: session::Action::VerifyPiece
 //! [`Action::Announce`]: session::Action::Announce
 //! [`Action::SendDatagram`]: session::Action::SendDatagram
+//! [`Action::Resolve`]: session::Action::Resolve
 //! [`Action::Event`]: session::Action::Event
 //! [`Action::SaveResume`]: session::Action::SaveResume
 //! [`resume_saved`]: session::Session::resume_saved

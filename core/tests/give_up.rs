@@ -58,7 +58,14 @@ fn run(s: &mut Session, from: Instant, until: Instant, seen: &mut Seen) {
                 }
                 Action::Announce { torrent, url, .. } => {
                     seen.announces.push((now, url.clone()));
-                    s.announce_done(torrent, &url, Err("connection refused".into()), now);
+                    s.announce_done(
+                        torrent,
+                        &url,
+                        Err(unchoke_core::tracker::TrackerFailure::Io(
+                            "connection refused".into(),
+                        )),
+                        now,
+                    );
                 }
                 Action::Event(Event::GaveUp { reason, .. }) => seen.gave_up.push((now, reason)),
                 Action::Event(Event::TrackerUnsupported { url, scheme, .. }) => {
@@ -189,7 +196,8 @@ fn only_unsupported_trackers_are_named_once_never_announced_and_give_up() {
 fn a_usable_tracker_among_unsupported_ones_is_announced_to_and_prevents_giving_up() {
     let tiers = vec![
         vec!["https://t.example/announce".to_string()],
-        vec!["udp://127.0.0.1:6969".to_string()],
+        // HTTP: a UDP tracker's exchange is the session's own (no `Action::Announce`).
+        vec!["http://127.0.0.1:6969/announce".to_string()],
     ];
     let (mut s, t) = session(SessionConfig::default(), tiers);
     s.add_peers(t, &[addr("127.0.0.1:1")], Instant::ZERO);
@@ -198,7 +206,7 @@ fn a_usable_tracker_among_unsupported_ones_is_announced_to_and_prevents_giving_u
     assert!(
         seen.announces
             .iter()
-            .all(|(_, u)| u == "udp://127.0.0.1:6969"),
+            .all(|(_, u)| u == "http://127.0.0.1:6969/announce"),
         "{:?}",
         seen.announces
     );

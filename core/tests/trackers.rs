@@ -12,7 +12,7 @@ use support::{Behaviour, Swarm, make_content, make_metainfo};
 use unchoke_core::session::{Action, Direction, Event, Session, SessionConfig, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::{ServerConfig, TrackerServer};
-use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
+use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerFailure};
 use unchoke_core::wire::{Handshake, Reserved};
 
 const KIB: usize = 1024;
@@ -97,7 +97,7 @@ fn trackers_set_right_after_adding_replace_the_metainfo_ones() {
         announces(&drain(&mut s)).is_empty(),
         "no trackers: no announce"
     );
-    let elsewhere = "udp://127.0.0.1:7000".to_string();
+    let elsewhere = "http://127.0.0.1:7000/announce".to_string();
     s.set_trackers(t, vec![vec![elsewhere.clone()]], Instant::ZERO);
     let sent = announces(&drain(&mut s));
     assert_eq!(sent.len(), 1, "announced at once: {sent:?}");
@@ -138,11 +138,16 @@ fn peers_from_the_tracker_are_dialled_and_the_next_announce_waits_for_the_interv
 fn a_failing_tracker_is_reported_and_retried_with_back_off() {
     let (mut s, t) = leecher_session(100_000);
     drain(&mut s);
-    s.announce_done(t, URL, Err("connection refused".into()), Instant::ZERO);
+    s.announce_done(
+        t,
+        URL,
+        Err(TrackerFailure::Io("connection refused".into())),
+        Instant::ZERO,
+    );
     let actions = drain(&mut s);
     assert!(actions.iter().any(|a| matches!(
         a,
-        Action::Event(Event::TrackerError { message, .. }) if message == "connection refused"
+        Action::Event(Event::TrackerError { message, .. }) if message == "tracker connection failed: connection refused"
     )));
     assert!(announces(&actions).is_empty(), "the only tracker backs off");
     let mut retried_at = None;

@@ -1,89 +1,117 @@
-//! Tracker announces as jobs a driver runs off its loop: the session's
-//! [`unchoke_core::session::Action::Announce`] becomes an [`AnnounceJob`] that carries
-//! everything it needs (the shared [`TrackerClient`], the URL, the request and a time
-//! limit); running it blocks (name resolution included) and yields a [`Completion`] for
-//! the loop.
+//! Tracker work a driver runs off its loop: the session's
+//! [`unchoke_core::session::Action::Announce`] (an HTTP announce) and
+//! [`unchoke_core::session::Action::Resolve`] (a UDP tracker's name) become an
+//! [`AnnounceJob`] that carries everything it needs (the shared [`TrackerClient`] and what
+//! to do); running it blocks and yields a [`Completion`] for the loop.
+//!
+//! No deadline lives here: the session times announces out on its own clock and ignores
+//! late answers; a job only bounds each socket operation ([`OP_TIMEOUT`], or
+//! [`SHUTDOWN_OP_TIMEOUT`] while shutting down) so its thread ends eventually.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use unchoke_core::session::TorrentId;
-use unchoke_core::tracker::AnnounceRequest;
+use unchoke_core::tracker::{AnnounceRequest, ResolveError, TrackerFailure};
 
 use crate::disk::Completion;
 use crate::tracker_client::TrackerClient;
 
-/// Time allowed for a regular announce. Over UDP this covers the first transmission and
-/// BEP 15's retransmissions at 15 s and 45 s; a tracker slower than that has failed, and
-/// the session's announcer moves on to the next one.
-pub const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Socket time-out of an announce made while shutting down (`completed`, `stopped`), so
-/// the blocking exchange does not outlive the exit for long. How long the close waits for
-/// the answer is the session's decision (`SessionConfig::stopped_timeout`).
-pub const STOPPED_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest one step of a job (resolving, connecting, one write or read) may take. As long
+/// as the session's default announce deadline: a step that outlasts it is answered too
+/// late to matter, and the thread is free again.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The same for a job started while the client shuts down (`completed`, `stopped`): the
+/// session stops waiting for its answer after `stopped_tracker_timeout` (3 s by default),
+/// so the thread need not live much longer.
+pub const SHUTDOWN_OP_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// One announce to carry out.
+/// What a job does.
+#[derive(Debug)]
+pub enum JobKind {
+    /// Announce to an HTTP tracker.
+    Announce {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The tracker's URL.
+        url: String,
+        /// What to tell it.
+        request: AnnounceRequest,
+    },
+    /// Resolve a UDP tracker's host name.
+    Resolve {
+        /// The name.
+        host: String,
+        /// The port to pair with each address.
+        port: u16,
+    },
+}
+
+/// One piece of tracker work to carry out.
 #[derive(Debug)]
 pub struct AnnounceJob {
-    /// The torrent.
-    pub torrent: TorrentId,
-    /// The tracker's URL.
-    pub url: String,
-    /// What to tell it.
-    pub request: AnnounceRequest,
-    /// Started while the client shuts down: a short socket time-out.
+    /// What to do.
+    pub kind: JobKind,
+    /// Started while the client shuts down: a short socket time-out (how long the close waits
+    /// for the answer is the session's `stopped_tracker_timeout`).
     pub during_shutdown: bool,
     client: Arc<TrackerClient>,
 }
 
 impl AnnounceJob {
-    pub(crate) fn new(
-        client: Arc<TrackerClient>,
-        torrent: TorrentId,
-        url: String,
-        request: AnnounceRequest,
-        during_shutdown: bool,
-    ) -> Self {
+    pub(crate) fn new(client: Arc<TrackerClient>, kind: JobKind, during_shutdown: bool) -> Self {
         AnnounceJob {
-            torrent,
-            url,
-            request,
+            kind,
             during_shutdown,
             client,
         }
     }
 
-    /// How long the exchange may take in all.
-    pub fn timeout(&self) -> Duration {
-        if self.during_shutdown {
-            STOPPED_TIMEOUT
-        } else {
-            ANNOUNCE_TIMEOUT
-        }
-    }
-
-    /// Runs the exchange (blocking: call it on a worker thread or through
-    /// `smol::unblock`) and reports it for [`crate::SessionHost::completion`].
+    /// Runs the job (blocking: call it on a worker thread or through `smol::unblock`)
+    /// and reports it for [`crate::SessionHost::completion`].
     pub fn run(self) -> Completion {
-        let result = self
-            .client
-            .announce(&self.url, &self.request, self.timeout())
-            .map_err(|e| e.to_string());
-        Completion::Announced {
-            torrent: self.torrent,
-            url: self.url,
-            during_shutdown: self.during_shutdown,
-            result,
+        let op_timeout = if self.during_shutdown {
+            SHUTDOWN_OP_TIMEOUT
+        } else {
+            OP_TIMEOUT
+        };
+        match self.kind {
+            JobKind::Announce {
+                torrent,
+                url,
+                request,
+            } => {
+                let result = self.client.announce(&url, &request, op_timeout);
+                Completion::Announced {
+                    torrent,
+                    url,
+                    during_shutdown: self.during_shutdown,
+                    result,
+                }
+            }
+            JobKind::Resolve { host, port } => {
+                let result: Result<Vec<SocketAddr>, ResolveError> =
+                    self.client.resolve(&host, port, op_timeout);
+                Completion::Resolved { host, port, result }
+            }
         }
     }
 
     /// The completion to report if the job cannot even be started (no thread for it).
     pub fn failure(&self, why: &str) -> Completion {
-        Completion::Announced {
-            during_shutdown: self.during_shutdown,
-            torrent: self.torrent,
-            url: self.url.clone(),
-            result: Err(why.to_string()),
+        match &self.kind {
+            JobKind::Announce { torrent, url, .. } => Completion::Announced {
+                during_shutdown: self.during_shutdown,
+                torrent: *torrent,
+                url: url.clone(),
+                result: Err(TrackerFailure::Io(why.to_string())),
+            },
+            JobKind::Resolve { host, port } => Completion::Resolved {
+                host: host.clone(),
+                port: *port,
+                result: Err(ResolveError::Failed(why.to_string())),
+            },
         }
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::session::{ConnId, DiskError, Session, TorrentId};
+use unchoke_core::session::{ConnId, DiskError, TorrentId};
 use unchoke_core::tracker::AnnounceResponse;
 use unchoke_core::wire::BlockRequest;
 use unchoke_storage::FileStorage;
@@ -98,7 +98,13 @@ pub enum Completion {
         url: String,
         /// It was started during shutdown (shutdown waits for it, briefly).
         during_shutdown: bool,
-        result: Result<AnnounceResponse, String>,
+        result: Result<AnnounceResponse, unchoke_core::tracker::TrackerFailure>,
+    },
+    /// Not disk work either: a UDP tracker's name, resolved for the session.
+    Resolved {
+        host: String,
+        port: u16,
+        result: Result<Vec<std::net::SocketAddr>, unchoke_core::tracker::ResolveError>,
     },
 }
 
@@ -160,25 +166,6 @@ pub fn write_merged(jobs: Vec<Job>, cache: &ReadCache, mut done: impl FnMut(Comp
         }
         i = j;
     }
-}
-
-/// Flushes a torrent's files and writes its resume data, on the calling thread (used at
-/// shutdown, once no disk job is in flight).
-pub fn save_resume_now(
-    session: &Session,
-    id: TorrentId,
-    storage: &FileStorage,
-    info_hash: InfoHash,
-    path: &std::path::Path,
-) -> Result<(), String> {
-    let have = session
-        .have(id)
-        .cloned()
-        .ok_or_else(|| "torrent vanished from the session".to_string())?;
-    let written = session.pieces_written(id).cloned();
-    storage.flush().map_err(|e| e.to_string())?;
-    let data = storage.resume_data(info_hash, have, written);
-    FileStorage::save_resume(path, &data).map_err(|e| e.to_string())
 }
 
 /// Pieces up to this size are read whole for uploads and kept a while: peers ask for a

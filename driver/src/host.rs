@@ -23,7 +23,7 @@ use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
 use unchoke_storage::FileStorage;
 
-use crate::announce::AnnounceJob;
+use crate::announce::{AnnounceJob, JobKind};
 use crate::dht_node::{load_nodes, save_nodes};
 use crate::disk::{Completion, Job};
 use crate::tracker_client::TrackerClient;
@@ -79,8 +79,8 @@ pub enum IoAction {
         /// The block after a piece header.
         second: Option<Bytes>,
     },
-    /// Send this datagram from the DHT's UDP socket (dropped if the socket is full: UDP
-    /// may lose it anyway, and the DHT retries on time-out).
+    /// Send this datagram from the client's UDP socket (dropped if the socket is full: UDP
+    /// may lose it anyway, and the DHT and UDP trackers retransmit on time-out).
     SendDatagram {
         /// The destination.
         to: SocketAddr,
@@ -111,8 +111,8 @@ pub enum IoAction {
     },
     /// Run this job off the loop and hand its completion to [`SessionHost::completion`].
     Disk(Job),
-    /// Run this tracker announce off the loop (it blocks, name resolution included) and
-    /// hand its completion to [`SessionHost::completion`].
+    /// Run this tracker job (an HTTP announce or a name to resolve) off the loop (it
+    /// blocks) and hand its completion to [`SessionHost::completion`].
     Announce(AnnounceJob),
 }
 
@@ -321,12 +321,20 @@ impl SessionHost {
                     let during_shutdown = self.shutdown.is_some();
                     IoAction::Announce(AnnounceJob::new(
                         self.trackers.clone(),
-                        torrent,
-                        url,
-                        request,
+                        JobKind::Announce {
+                            torrent,
+                            url,
+                            request,
+                        },
                         during_shutdown,
                     ))
                 }
+                // A UDP tracker's name: the exchange itself is the session's.
+                Action::Resolve { host, port } => IoAction::Announce(AnnounceJob::new(
+                    self.trackers.clone(),
+                    JobKind::Resolve { host, port },
+                    false,
+                )),
                 Action::SaveResume {
                     torrent,
                     have,
@@ -428,6 +436,9 @@ impl SessionHost {
                 // Also during shutdown: a `completed`'s answer releases the `stopped`, and
                 // the session's close waits for the `stopped`'s.
                 self.session.announce_done(torrent, &url, result, now);
+            }
+            Completion::Resolved { host, port, result } => {
+                self.session.handle_resolved(&host, port, result, now);
             }
             Completion::Prepared {
                 torrent,

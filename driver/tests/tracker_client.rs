@@ -1,12 +1,13 @@
-//! `TrackerClient` over real sockets on 127.0.0.0/8, against the core's real tracker
+//! `TrackerClient` (HTTP announces and name resolution; UDP trackers are the session's,
+//! tested in virtual time in `core/tests/tracker_timing.rs`) over real sockets on 127.0.0.0/8, against the core's real tracker
 //! server logic (`TrackerServer`) served by small std threads, and against hand-made
 //! misbehaving trackers.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,9 +15,10 @@ use unchoke_core::InfoHash;
 use unchoke_core::tracker::http::HttpTrackerError;
 use unchoke_core::tracker::server::{HttpOutcome, ServerConfig, TrackerServer};
 use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest};
+use unchoke_core::tracker::{ResolveError, TrackerFailure};
 use unchoke_core::wire::PeerId;
 use unchoke_driver::Clock;
-use unchoke_driver::tracker_client::{TrackerClient, TrackerIoError};
+use unchoke_driver::tracker_client::TrackerClient;
 
 /// No test server thread lives longer than this, whatever happens to its test.
 const SERVER_LIFETIME: Duration = Duration::from_secs(60);
@@ -134,67 +136,6 @@ fn canned_http(reply: &'static [u8]) -> Server {
     })
 }
 
-/// A UDP server on 127.0.0.1 answering each datagram with what `respond` returns.
-fn spawn_udp(
-    mut respond: impl FnMut(&[u8], SocketAddr) -> Option<Vec<u8>> + Send + 'static,
-) -> Server {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket
-        .set_read_timeout(Some(Duration::from_millis(20)))
-        .expect("timeout");
-    let addr = socket.local_addr().expect("addr");
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let thread = std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut buf = [0u8; 2048];
-        while !flag.load(Ordering::SeqCst) && started.elapsed() < SERVER_LIFETIME {
-            if let Ok((n, from)) = socket.recv_from(&mut buf) {
-                if let Some(reply) = respond(&buf[..n], from) {
-                    let _ = socket.send_to(&reply, from);
-                }
-            }
-        }
-    });
-    Server {
-        addr,
-        stop,
-        thread: Some(thread),
-    }
-}
-
-/// What the UDP tracker saw: connect packets, announce packets, and the sources of both.
-#[derive(Default)]
-struct UdpLog {
-    connects: AtomicUsize,
-    announces: AtomicUsize,
-    sources: Mutex<Vec<SocketAddr>>,
-}
-
-/// A UDP tracker backed by a swappable `TrackerServer` (swapping one in with another seed
-/// is a tracker restart: old connection ids become invalid).
-fn udp_tracker(server: Arc<Mutex<TrackerServer>>, log: Arc<UdpLog>) -> Server {
-    let clock = Clock::start();
-    spawn_udp(move |packet, from| {
-        match packet.get(8..12) {
-            Some([0, 0, 0, 0]) => log.connects.fetch_add(1, Ordering::SeqCst),
-            Some([0, 0, 0, 1]) => log.announces.fetch_add(1, Ordering::SeqCst),
-            _ => 0,
-        };
-        log.sources.lock().expect("log").push(from);
-        server
-            .lock()
-            .expect("server")
-            .handle_udp_packet(packet, from, clock.now())
-    })
-}
-
-fn real_udp_tracker() -> (Server, Arc<Mutex<TrackerServer>>, Arc<UdpLog>) {
-    let server = Arc::new(Mutex::new(TrackerServer::new(ServerConfig::default(), 9)));
-    let log = Arc::new(UdpLog::default());
-    (udp_tracker(server.clone(), log.clone()), server, log)
-}
-
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("socket address")
 }
@@ -250,152 +191,18 @@ fn http_by_host_name() {
 }
 
 #[test]
-fn udp_two_peers_bound_ip_and_connection_reuse() {
-    let (tracker, _server, log) = real_udp_tracker();
-    let url = format!("udp://{}/announce", tracker.addr);
-    let a = TrackerClient::new(Some(ip("127.0.0.7")));
-    let b = TrackerClient::new(None);
-
-    let first = a.announce(&url, &request(1, 7001, 0), TIMEOUT).expect("a");
-    assert!(first.peers.is_empty(), "alone in the swarm: {first:?}");
-    assert_eq!(first.interval, 120);
-    assert_eq!(log.connects.load(Ordering::SeqCst), 1);
-
-    // The second announce reuses both the socket and the connection id: no connect.
-    let again = a.announce(&url, &request(1, 7001, 0), TIMEOUT).expect("a");
-    assert!(again.peers.is_empty());
-    assert_eq!(
-        log.connects.load(Ordering::SeqCst),
-        1,
-        "connection id reused"
-    );
-    assert_eq!(log.announces.load(Ordering::SeqCst), 2);
-    {
-        let sources = log.sources.lock().expect("log");
-        assert!(sources.iter().all(|s| s.ip() == ip("127.0.0.7")));
-        let ports: BTreeSet<u16> = sources.iter().map(|s| s.port()).collect();
-        assert_eq!(ports.len(), 1, "one socket for both announces: {sources:?}");
-    }
-
-    let second = b
-        .announce(&url, &request(2, 7002, 100), TIMEOUT)
-        .expect("b");
-    assert_eq!(second.peers, vec![addr("127.0.0.7:7001")]);
-    assert_eq!((second.complete, second.incomplete), (Some(1), Some(1)));
-    assert_eq!(log.connects.load(Ordering::SeqCst), 2, "b has its own id");
-}
-
-#[test]
-fn udp_stale_connection_id_reconnects() {
-    let (tracker, server, log) = real_udp_tracker();
-    let url = format!("udp://{}", tracker.addr);
-    let client = TrackerClient::new(None);
-    client
-        .announce(&url, &request(1, 7001, 0), TIMEOUT)
-        .expect("first");
-    // A restarted tracker has a new secret: the cached id is refused ("bad connection
-    // id"), and the client reconnects instead of failing.
-    *server.lock().expect("server") = TrackerServer::new(ServerConfig::default(), 10);
-    let r = client
-        .announce(&url, &request(1, 7001, 0), TIMEOUT)
-        .expect("after restart");
-    assert!(r.peers.is_empty());
-    assert_eq!(log.connects.load(Ordering::SeqCst), 2);
-    assert_eq!(log.announces.load(Ordering::SeqCst), 3);
-}
-
-#[test]
-fn udp_concurrent_announces_through_one_client() {
-    let (tracker, _server, log) = real_udp_tracker();
-    let url = format!("udp://{}", tracker.addr);
-    let client = Arc::new(TrackerClient::new(None));
-    let threads: Vec<_> = (1..=6u8)
-        .map(|peer| {
-            let client = client.clone();
-            let url = url.clone();
-            std::thread::spawn(move || {
-                for _ in 0..3 {
-                    client
-                        .announce(&url, &request(peer, 7000 + u16::from(peer), 1), TIMEOUT)
-                        .expect("announce");
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("thread");
-    }
-    assert_eq!(log.announces.load(Ordering::SeqCst), 18);
-    // Sockets are reused whenever idle; never more connects than announces.
-    assert!(log.connects.load(Ordering::SeqCst) <= 18);
-    let r = client
-        .announce(&url, &request(1, 7001, 1), TIMEOUT)
-        .expect("last");
-    assert_eq!(r.peers.len(), 5);
-}
-
-#[test]
-fn udp_silent_tracker_times_out_after_one_packet() {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let count = seen.clone();
-    let tracker = spawn_udp(move |_, _| {
-        count.fetch_add(1, Ordering::SeqCst);
-        None
-    });
-    let client = TrackerClient::new(None);
-    let started = Instant::now();
-    let r = client.announce(
-        &format!("udp://{}", tracker.addr),
-        &request(1, 7001, 0),
-        Duration::from_secs(2),
-    );
-    let took = started.elapsed();
-    assert!(matches!(r, Err(TrackerIoError::Timeout)), "{r:?}");
-    assert!(
-        took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
-        "{took:?}"
-    );
-    // BEP 15's first retransmission is 15 s away: exactly one connect was sent.
-    assert_eq!(seen.load(Ordering::SeqCst), 1);
-}
-
-#[test]
-fn udp_closed_port_fails_fast() {
-    let port = {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        s.local_addr().expect("addr").port()
-    };
-    let client = TrackerClient::new(None);
-    let started = Instant::now();
-    let r = client.announce(
-        &format!("udp://127.0.0.1:{port}"),
-        &request(1, 7001, 0),
-        TIMEOUT,
-    );
-    assert!(
-        matches!(r, Err(TrackerIoError::Connect { addr, .. }) if addr.port() == port),
-        "{r:?}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(2));
-}
-
-#[test]
 fn tracker_refusals_are_failures() {
     let config = ServerConfig {
         whitelist: Some(BTreeSet::new()),
         ..ServerConfig::default()
     };
-    let http = http_tracker(config.clone());
-    let server = Arc::new(Mutex::new(TrackerServer::new(config, 3)));
-    let udp = udp_tracker(server, Arc::new(UdpLog::default()));
+    let http = http_tracker(config);
     let client = TrackerClient::new(None);
-    for url in [
-        format!("http://{}/announce", http.addr),
-        format!("udp://{}", udp.addr),
-    ] {
+    {
+        let url = format!("http://{}/announce", http.addr);
         let r = client.announce(&url, &request(1, 7001, 0), TIMEOUT);
         assert!(
-            matches!(&r, Err(TrackerIoError::Failure(m)) if m == "torrent not tracked here"),
+            matches!(&r, Err(TrackerFailure::Refused(m)) if m == "torrent not tracked here"),
             "{url}: {r:?}"
         );
     }
@@ -407,7 +214,7 @@ fn tracker_refusals_are_failures() {
         TIMEOUT,
     );
     assert!(
-        matches!(&r, Err(TrackerIoError::Failure(m)) if m == "go away"),
+        matches!(&r, Err(TrackerFailure::Refused(m)) if m == "go away"),
         "{r:?}"
     );
     let text = r.expect_err("failure").to_string();
@@ -429,7 +236,7 @@ fn http_bad_responses() {
     assert!(
         matches!(
             &r,
-            Err(TrackerIoError::Http(HttpTrackerError::Status {
+            Err(TrackerFailure::Http(HttpTrackerError::Status {
                 status: 404,
                 ..
             }))
@@ -440,20 +247,20 @@ fn http_bad_responses() {
     assert!(
         matches!(
             &r,
-            Err(TrackerIoError::Http(HttpTrackerError::MalformedResponse(_)))
+            Err(TrackerFailure::Http(HttpTrackerError::MalformedResponse(_)))
         ),
         "{r:?}"
     );
     let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot bncd!");
     assert!(
-        matches!(&r, Err(TrackerIoError::Http(HttpTrackerError::Bencode(_)))),
+        matches!(&r, Err(TrackerFailure::Http(HttpTrackerError::Bencode(_)))),
         "{r:?}"
     );
     let r = run(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nd8:interval");
     assert!(
         matches!(
             &r,
-            Err(TrackerIoError::Http(HttpTrackerError::Truncated(_)))
+            Err(TrackerFailure::Http(HttpTrackerError::Truncated(_)))
         ),
         "{r:?}"
     );
@@ -477,7 +284,7 @@ fn http_silent_server_times_out() {
         Duration::from_secs(1),
     );
     let took = started.elapsed();
-    assert!(matches!(r, Err(TrackerIoError::Timeout)), "{r:?}");
+    assert!(matches!(r, Err(TrackerFailure::Stalled)), "{r:?}");
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "{took:?}"
@@ -497,8 +304,8 @@ fn http_refused_connection() {
         TIMEOUT,
     );
     assert!(
-        matches!(&r, Err(TrackerIoError::Connect { addr, source })
-            if addr.port() == port && source.kind() == std::io::ErrorKind::ConnectionRefused),
+        matches!(&r, Err(TrackerFailure::Connect { addr, message })
+            if addr.port() == port && message.contains("refused")),
         "{r:?}"
     );
 }
@@ -509,7 +316,7 @@ fn unsupported_and_invalid_urls() {
     let req = request(1, 7001, 0);
     let r = client.announce("https://127.0.0.1:1/announce", &req, TIMEOUT);
     assert!(
-        matches!(&r, Err(TrackerIoError::UnsupportedScheme(s)) if s == "https"),
+        matches!(&r, Err(TrackerFailure::UnsupportedScheme(s)) if s == "https"),
         "{r:?}"
     );
     let text = r.expect_err("https").to_string();
@@ -517,22 +324,26 @@ fn unsupported_and_invalid_urls() {
         text.contains("https://") && text.contains("not supported"),
         "{text}"
     );
+    // UDP trackers are the session's own: this client never takes one.
+    let r = client.announce("udp://127.0.0.1:1", &req, TIMEOUT);
+    assert!(
+        matches!(&r, Err(TrackerFailure::UnsupportedScheme(s)) if s == "udp"),
+        "{r:?}"
+    );
     let r = client.announce("WSS://127.0.0.1:1/announce", &req, TIMEOUT);
     assert!(
-        matches!(&r, Err(TrackerIoError::UnsupportedScheme(s)) if s == "wss"),
+        matches!(&r, Err(TrackerFailure::UnsupportedScheme(s)) if s == "wss"),
         "{r:?}"
     );
     for bad in [
         "127.0.0.1:1/announce",
         "://127.0.0.1:1",
-        "udp://127.0.0.1",
-        "udp://127.0.0.1:0",
         "http://127.0.0.1:1/a b",
         "http://",
     ] {
         let r = client.announce(bad, &req, TIMEOUT);
         assert!(
-            matches!(r, Err(TrackerIoError::InvalidUrl(_))),
+            matches!(r, Err(TrackerFailure::InvalidUrl(_))),
             "{bad:?}: {r:?}"
         );
     }
@@ -543,29 +354,30 @@ fn unresolvable_host() {
     // `bad..invalid` has an empty label: the system resolver rejects it without sending
     // any query, so this test needs no network (`nonexistent.invalid` would go to DNS).
     let client = TrackerClient::new(None);
-    for url in [
-        "http://bad..invalid:6969/announce",
-        "udp://bad..invalid:6969",
-    ] {
-        let started = Instant::now();
-        let r = client.announce(url, &request(1, 7001, 0), Duration::from_secs(3));
-        assert!(
-            matches!(&r, Err(TrackerIoError::Resolve { host, .. }) if host == "bad..invalid"),
-            "{url}: {r:?}"
-        );
-        assert!(started.elapsed() < Duration::from_secs(4));
-    }
+    let url = "http://bad..invalid:6969/announce";
+    let started = Instant::now();
+    let r = client.announce(url, &request(1, 7001, 0), Duration::from_secs(3));
+    assert!(
+        matches!(&r, Err(TrackerFailure::Resolve { host, .. }) if host == "bad..invalid"),
+        "{url}: {r:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // The same resolver answers the session's `Action::Resolve` for UDP trackers.
+    let r = client.resolve("bad..invalid", 6969, Duration::from_secs(3));
+    assert!(matches!(r, Err(ResolveError::Failed(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(7));
 }
 
 #[test]
-fn zero_timeout_gives_up_at_once() {
-    let (tracker, _server, log) = real_udp_tracker();
-    let client = TrackerClient::new(None);
-    let r = client.announce(
-        &format!("udp://{}", tracker.addr),
-        &request(1, 7001, 0),
-        Duration::ZERO,
-    );
-    assert!(matches!(r, Err(TrackerIoError::Timeout)), "{r:?}");
-    assert_eq!(log.connects.load(Ordering::SeqCst), 0);
+fn names_resolve_with_the_bound_family_first() {
+    // `localhost` comes from /etc/hosts: no DNS traffic.
+    let client = TrackerClient::new(Some(ip("127.0.0.1")));
+    let addrs = client
+        .resolve("localhost", 6969, TIMEOUT)
+        .expect("localhost resolves");
+    assert!(addrs.iter().all(|a| a.port() == 6969), "{addrs:?}");
+    assert!(addrs.first().is_some_and(SocketAddr::is_ipv4), "{addrs:?}");
+    let mut unique = addrs.clone();
+    unique.dedup();
+    assert_eq!(unique, addrs, "each address once");
 }

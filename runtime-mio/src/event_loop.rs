@@ -16,8 +16,9 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use unchoke_core::session::{ConnId, ConnectFailure, Direction, PeerGone, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
-use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST, bind_dht, dht_socket_error};
+use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
 use unchoke_driver::disk::Completion;
+use unchoke_driver::tracker_client::bind_udp;
 use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Command, IoAction, SessionHost};
 
 use crate::conn::{Conn, ConnState, ReadOutcome};
@@ -48,7 +49,7 @@ pub(crate) struct EventLoop {
     listener: Option<TcpListener>,
     local_addr: Option<SocketAddr>,
     bind_ip: Option<IpAddr>,
-    /// The DHT's socket, when the client runs a DHT node.
+    /// The client's UDP socket (always there: the DHT's and UDP trackers' datagrams).
     dht: Option<UdpSocket>,
     dht_addr: Option<SocketAddr>,
     /// The DHT socket may have datagrams waiting (edge-triggered readiness).
@@ -88,17 +89,13 @@ impl EventLoop {
             }
             None => (None, None),
         };
-        let (dht, dht_addr) = match &cfg.dht {
-            Some(settings) => {
-                let (std_socket, addr) = bind_dht(settings, local_addr)?;
-                let mut socket = UdpSocket::from_std(std_socket);
-                poll.registry()
-                    .register(&mut socket, DHT, Interest::READABLE)
-                    .map_err(|e| dht_socket_error(settings, e))?;
-                (Some(socket), Some(addr))
-            }
-            None => (None, None),
-        };
+        // Always one UDP socket: the DHT's, and UDP trackers' exchanges (the session's).
+        let (std_socket, dht_addr) = bind_udp(cfg.dht.as_ref(), local_addr)?;
+        let mut socket = UdpSocket::from_std(std_socket);
+        poll.registry()
+            .register(&mut socket, DHT, Interest::READABLE)
+            .map_err(ClientError::Start)?;
+        let dht = Some(socket);
         let done = Arc::new(Handoff::new(WakerRef(waker)));
         let disk = DiskPool::start(cfg.disk_threads, done.clone()).map_err(ClientError::Start)?;
         Ok(EventLoop {
@@ -158,8 +155,9 @@ impl EventLoop {
             }
             self.take_commands();
             self.take_completions();
+            // Also while leaving: UDP trackers answer `completed` and `stopped` here.
+            self.read_datagrams();
             if !self.host.shutting_down() {
-                self.read_datagrams();
                 self.read_ready_sockets();
             }
             self.timers();
@@ -173,8 +171,8 @@ impl EventLoop {
 
     /// How long `poll` may sleep.
     fn poll_timeout(&self) -> Duration {
-        if !self.host.shutting_down()
-            && (self.dht_ready && self.dht.is_some() || self.conns.values().any(|c| c.read_ready))
+        if self.dht_ready && self.dht.is_some()
+            || !self.host.shutting_down() && self.conns.values().any(|c| c.read_ready)
         {
             return Duration::ZERO;
         }

@@ -2,7 +2,7 @@
 //! task over a smol channel.
 
 use smol::Async;
-use unchoke_driver::dht_node::{bind_dht, dht_socket_error};
+use unchoke_driver::tracker_client::bind_udp;
 use unchoke_driver::{ClientConfig, ClientCore, ClientError, EVENT_BACKLOG};
 
 use crate::session_task::SessionTask;
@@ -31,14 +31,9 @@ impl Client {
             }
             None => (None, None),
         };
-        let (dht, dht_addr) = match &config.dht {
-            Some(settings) => {
-                let (socket, addr) = bind_dht(settings, local_addr)?;
-                let socket = Async::new(socket).map_err(|e| dht_socket_error(settings, e))?;
-                (Some(socket), Some(addr))
-            }
-            None => (None, None),
-        };
+        // Always one UDP socket: the DHT's, and UDP trackers' exchanges (the session's).
+        let (socket, dht_addr) = bind_udp(config.dht.as_ref(), local_addr)?;
+        let dht = Some(Async::new(socket).map_err(ClientError::Start)?);
         let (commands, command_rx) = smol::channel::unbounded();
         let (event_tx, events) = crossbeam_channel::bounded(EVENT_BACKLOG);
         let cfg = config.clone();

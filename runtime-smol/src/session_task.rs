@@ -75,7 +75,8 @@ pub(crate) struct SessionTask {
     /// Block reads queued by one round of actions, sent to the blocking pool together.
     reads: Vec<Job>,
     listener: Option<Task<()>>,
-    /// The DHT's socket (sends go straight out: it is non-blocking) and its reader.
+    /// The client's UDP socket, for the DHT and UDP trackers (sends go straight out: it
+    /// is non-blocking), and its reader.
     dht: Option<(Arc<Async<UdpSocket>>, Task<()>)>,
     dgram_rx: Receiver<(SocketAddr, Vec<u8>)>,
 }

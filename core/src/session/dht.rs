@@ -137,8 +137,14 @@ impl Session {
         self.pump_dht(now);
     }
 
-    /// A datagram arrived on the DHT's UDP socket from `from`. Ignored without a DHT.
+    /// A datagram arrived on the session's UDP socket from `from`: a UDP tracker's reply
+    /// (a BEP 15 response, starting with its 4-byte action 0..=3, from a tracker an
+    /// announce talks to) goes to that announce; anything else (a DHT message is a
+    /// bencoded dictionary, starting with `d`) to the DHT, ignored without one.
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        if self.tracker_datagram(from, bytes, now) {
+            return;
+        }
         let Some(d) = self.dht.as_mut() else {
             return;
         };

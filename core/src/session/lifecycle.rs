@@ -18,7 +18,7 @@
 //!   also flushes the files) and a disconnect of every peer
 //!   ([`DisconnectReason::SessionClosed`]). [`Session::is_drained`] then says when the
 //!   driver may stop: every final save reported and every `stopped` answered (given
-//!   [`super::SessionConfig::stopped_timeout`] at most), or `close_timeout` passed since `close`.
+//!   [`super::SessionConfig::stopped_tracker_timeout`] each at most), or `close_timeout` passed since `close`.
 //!   [`Session::poll_timeout`] returns those deadlines, so a driver wakes for them.
 //!
 //! Invariants: a paused torrent holds no connection and no dial; a closing session emits
@@ -64,8 +64,6 @@ pub enum TorrentState {
 struct Closing {
     /// When `close` was called.
     since: Instant,
-    /// Announces handed out after `close` (`completed`, `stopped`) and not answered.
-    announces: BTreeSet<(TorrentId, String)>,
     /// Whether the final saves were started (and the peers disconnected).
     saving: bool,
     /// Final saves handed out and not reported.
@@ -103,20 +101,6 @@ impl Lifecycle {
     /// Whether `torrent` may dial or take a connection.
     pub(super) fn connects(&self, torrent: TorrentId) -> bool {
         self.ticks(torrent)
-    }
-
-    /// An announce for `torrent` to `url` was handed out.
-    pub(super) fn announce_out(&mut self, torrent: TorrentId, url: &str) {
-        if let Some(c) = self.closing.as_mut() {
-            c.announces.insert((torrent, url.to_string()));
-        }
-    }
-
-    /// The answer to an announce for `torrent` to `url` came.
-    pub(super) fn announce_answered(&mut self, torrent: TorrentId, url: &str) {
-        if let Some(c) = self.closing.as_mut() {
-            c.announces.remove(&(torrent, url.to_string()));
-        }
     }
 
     /// Why a connection for `torrent` is refused, if it is.
@@ -252,7 +236,6 @@ impl Session {
         }
         self.life.closing = Some(Closing {
             since: now,
-            announces: BTreeSet::new(),
             saving: false,
             saves_out: BTreeSet::new(),
             saves_waiting: BTreeSet::new(),
@@ -274,11 +257,11 @@ impl Session {
     }
 
     /// Whether a closed session is done: every final resume save reported and every
-    /// `stopped` announce answered (or [`SessionConfig::stopped_timeout`] passed), or
+    /// announce answered (or its [`SessionConfig::stopped_tracker_timeout`] passed), or
     /// [`SessionConfig::close_timeout`] passed since [`Session::close`]. Always `false`
     /// before `close`. Actions still queued should be carried out before stopping.
     ///
-    /// [`SessionConfig::stopped_timeout`]: super::SessionConfig::stopped_timeout
+    /// [`SessionConfig::stopped_tracker_timeout`]: super::SessionConfig::stopped_tracker_timeout
     /// [`SessionConfig::close_timeout`]: super::SessionConfig::close_timeout
     pub fn is_drained(&self) -> bool {
         let Some(c) = &self.life.closing else {
@@ -287,7 +270,9 @@ impl Session {
         if self.now >= c.since + self.config.close_timeout {
             return true;
         }
-        let announced = c.announces.is_empty() || self.now >= c.since + self.config.stopped_timeout;
+        // Each announce out has its own deadline (`stopped_tracker_timeout` once leaving):
+        // the tracker code drops it from the count when it passes.
+        let announced = self.trackers.announces_in_flight() == 0;
         c.saving && c.saves_out.is_empty() && c.saves_waiting.is_empty() && announced
     }
 
@@ -311,9 +296,6 @@ impl Session {
         let mut next = c.since + self.config.close_timeout;
         if !c.saving {
             next = next.min(c.since + self.config.close_timeout / 2);
-        }
-        if !c.announces.is_empty() && self.now < c.since + self.config.stopped_timeout {
-            next = next.min(c.since + self.config.stopped_timeout);
         }
         Some(next)
     }
@@ -451,7 +433,6 @@ mod tests {
     fn closing(at: Instant) -> Closing {
         Closing {
             since: at,
-            announces: BTreeSet::new(),
             saving: false,
             saves_out: BTreeSet::new(),
             saves_waiting: BTreeSet::new(),
@@ -472,25 +453,5 @@ mod tests {
         assert!(!life.ticks(b) && !life.connects(b));
         // Closing outranks pausing: the session is going, whatever the torrent's state.
         assert_eq!(life.refusal(a), Some(DisconnectReason::SessionClosed));
-    }
-
-    #[test]
-    fn announces_are_tracked_only_while_closing() {
-        let t = TorrentId(3);
-        let mut life = Lifecycle::default();
-        life.announce_out(t, "http://a/announce");
-        life.closing = Some(closing(Instant::ZERO));
-        let out = |l: &Lifecycle| l.closing.as_ref().map_or(0, |c| c.announces.len());
-        assert_eq!(
-            out(&life),
-            0,
-            "an announce from before the close is not waited for"
-        );
-        life.announce_out(t, "http://a/announce");
-        life.announce_out(t, "udp://b:1");
-        assert_eq!(out(&life), 2);
-        life.announce_answered(t, "udp://b:1");
-        life.announce_answered(TorrentId(4), "http://a/announce");
-        assert_eq!(out(&life), 1, "only the answer to that announce counts");
     }
 }

@@ -985,9 +985,6 @@ impl Session {
                     self.admission
                         .dialling(*torrent, *addr, &self.config, self.now);
                 }
-                Action::Announce { torrent, url, .. } => {
-                    self.life.announce_out(*torrent, url);
-                }
                 Action::Disconnect { conn, reason } => {
                     // The event follows the action it reports.
                     self.admission

@@ -1,16 +1,36 @@
-//! The session's side of trackers: one [`Announcer`] per torrent, turned into
-//! [`Action::Announce`]s carrying the torrent's counters, and answers turned into peers to
-//! dial. The exchange itself (HTTP or UDP, name resolution) is the driver's, with the
-//! sans-IO codecs of [`crate::tracker::http`] and [`crate::tracker::udp`].
+//! The session's side of trackers: one [`Announcer`] per torrent, its announces carried
+//! out, and answers turned into peers to dial.
+//!
+//! Every tracker timer is here, on the session's clock and seeded RNG:
+//! - each announce has a deadline ([`super::SessionConfig::tracker_timeout`], shorter when
+//!   leaving); past it the announce fails ("timed out after N s"), the announcer moves on
+//!   to the next tracker, and a late answer is ignored;
+//! - UDP trackers (BEP 15) run inside the session ([`UdpTrackers`]): the driver only
+//!   resolves names ([`Action::Resolve`] / [`Session::handle_resolved`]) and moves
+//!   datagrams ([`Action::SendDatagram`] / [`Session::handle_datagram`]);
+//!   retransmission at 15·2ⁿ s and connection ids kept 60 s per tracker address are
+//!   [`crate::tracker::udp`]'s. With the 60 s deadline a silent tracker gets the first
+//!   datagram and the retransmissions at 15 s and 45 s, then the next tracker is tried:
+//!   BEP 15's full schedule (up to 15·2⁸ s) would leave a torrent on a dead tracker for
+//!   over an hour.
+//! - HTTP trackers are a byte exchange the driver runs for an [`Action::Announce`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use super::{Action, Event, Session, TorrentId};
 use crate::metainfo::Metainfo;
 use crate::time::Instant;
 use crate::tracker::announcer::{AnnounceDue, Announcer};
-use crate::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
+use crate::tracker::udp_client::UdpTrackers;
+use crate::tracker::{
+    AnnounceEvent, AnnounceRequest, AnnounceResponse, ResolveError, TrackerFailure,
+};
+
+/// Finished announces handled in one go before the rest waits for the next
+/// `handle_timeout` (each failure may start the next tracker, which may fail at once).
+const MAX_ROUNDS: usize = 16;
 
 /// Peers asked for per announce: enough to fill `max_peers_per_torrent` (50 by default)
 /// with spares for the ones that do not answer.
@@ -23,10 +43,26 @@ pub(super) struct TorrentTrackers {
     was_complete: bool,
 }
 
+/// An announce the session waits for.
+#[derive(Debug)]
+struct InFlight {
+    url: String,
+    /// When it counts as failed.
+    deadline: Instant,
+    /// The time it was allowed, for the message.
+    allowed: Duration,
+}
+
 /// Session-wide tracker state.
 #[derive(Debug, Default)]
 pub(super) struct Trackers {
     per_torrent: Vec<(TorrentId, TorrentTrackers)>,
+    /// The announce each torrent waits for (a torrent has at most one out).
+    in_flight: BTreeMap<TorrentId, InFlight>,
+    /// The UDP announces running inside the session.
+    udp: UdpTrackers<TorrentId>,
+    /// Finished announces were left for the next `handle_timeout` (see [`MAX_ROUNDS`]).
+    backlog_since: Option<Instant>,
     /// Addresses that turned out to be this session (a tracker lists us among the peers;
     /// the handshake showed our own peer id): never dialled again.
     own_addrs: BTreeSet<SocketAddr>,
@@ -59,12 +95,25 @@ impl Trackers {
         self.own_addrs.insert(addr);
     }
 
-    /// The earliest regular announce due (`None` after `stop_announces`).
+    /// The earliest tracker timer: a regular announce due (none after `stop_announces`),
+    /// an announce's deadline, a UDP retransmission.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.per_torrent
+        let due = self
+            .per_torrent
             .iter()
             .filter_map(|(_, s)| s.announcer.next_deadline())
+            .min();
+        let late = self.in_flight.values().map(|f| f.deadline).min();
+        [due, late, self.udp.poll_timeout(), self.backlog_since]
+            .into_iter()
+            .flatten()
             .min()
+    }
+
+    /// How many announces the session waits for (`stopped` ones included): 0 once every
+    /// one was answered or timed out.
+    pub(super) fn announces_in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Whether `torrent` has a tracker it can announce to.
@@ -190,16 +239,73 @@ impl Session {
     }
 
     /// The answer to an [`Action::Announce`]: `Ok` with the tracker's response, or `Err`
-    /// with why it failed (unreachable, timed out, `failure reason`…). Peers it lists are
-    /// dialled as the connection limits allow. Answers nobody waits for are ignored.
+    /// with why it failed. Peers it lists are dialled as the connection limits allow. An
+    /// answer nobody waits for (its deadline passed, or another announce replaced it) is
+    /// ignored.
     pub fn announce_done(
         &mut self,
         torrent: TorrentId,
         url: &str,
-        result: Result<AnnounceResponse, String>,
+        result: Result<AnnounceResponse, TrackerFailure>,
         now: Instant,
     ) {
-        self.life.announce_answered(torrent, url);
+        if self
+            .trackers
+            .in_flight
+            .get(&torrent)
+            .is_none_or(|f| f.url != url)
+        {
+            return;
+        }
+        self.trackers.in_flight.remove(&torrent);
+        self.apply_answer(torrent, url, result, now);
+        self.pump_announces(now);
+    }
+
+    /// The answer to an [`Action::Resolve`]: the addresses of `host` (the UDP socket's
+    /// family first) or why there are none. An answer nobody waits for is ignored.
+    pub fn handle_resolved(
+        &mut self,
+        host: &str,
+        port: u16,
+        result: Result<Vec<SocketAddr>, ResolveError>,
+        now: Instant,
+    ) {
+        self.trackers
+            .udp
+            .handle_resolved(host, port, result, &mut self.rng, now);
+        self.pump_announces(now);
+    }
+
+    /// How many announces the session still waits for (`stopped` ones included), each
+    /// bounded by its deadline.
+    pub fn announces_in_flight(&self) -> usize {
+        self.trackers.announces_in_flight()
+    }
+
+    /// A datagram that may be a UDP tracker's reply: handled, and `true`, when it answers
+    /// one of the session's exchanges (see [`Session::handle_datagram`]).
+    pub(super) fn tracker_datagram(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) -> bool {
+        if !self.trackers.udp.handle_datagram(from, bytes, now) {
+            return false;
+        }
+        self.pump_announces(now);
+        true
+    }
+
+    /// Hands an answer to the torrent's announcer and tells the user.
+    fn apply_answer(
+        &mut self,
+        torrent: TorrentId,
+        url: &str,
+        result: Result<AnnounceResponse, TrackerFailure>,
+        now: Instant,
+    ) {
         let Some(state) = self.trackers.get_mut(torrent) else {
             return;
         };
@@ -222,16 +328,62 @@ impl Session {
                 }));
                 self.add_peers(torrent, &peers, now);
             }
-            Err(message) => {
+            Err(failure) => {
                 state.announcer.handle_failure(url, now);
                 self.out.push(Action::Event(Event::TrackerError {
                     torrent,
                     url: url.to_string(),
-                    message,
+                    message: failure.to_string(),
                 }));
             }
         }
-        self.pump_announces(now);
+    }
+
+    /// Announces past their deadline and finished UDP exchanges, each answered once.
+    /// Returns whether there were any.
+    fn finish_announces(&mut self, now: Instant) -> bool {
+        let late: Vec<TorrentId> = self
+            .trackers
+            .in_flight
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        let mut any = false;
+        for torrent in late {
+            let Some(f) = self.trackers.in_flight.remove(&torrent) else {
+                continue;
+            };
+            self.trackers.udp.cancel(&torrent);
+            let secs = f.allowed.as_secs_f64().round() as u64;
+            self.apply_answer(torrent, &f.url, Err(TrackerFailure::TimedOut { secs }), now);
+            any = true;
+        }
+        self.trackers.udp.handle_timeout(now);
+        while let Some((torrent, result)) = self.trackers.udp.poll_done() {
+            let Some(f) = self.trackers.in_flight.remove(&torrent) else {
+                continue;
+            };
+            self.apply_answer(torrent, &f.url, result, now);
+            any = true;
+        }
+        any
+    }
+
+    /// Queues the UDP exchanges' datagrams and name look-ups as actions.
+    fn flush_udp(&mut self) {
+        while let Some((to, bytes)) = self.trackers.udp.poll_transmit() {
+            self.out.push(Action::SendDatagram {
+                to,
+                bytes: bytes.into(),
+            });
+        }
+        while let Some(target) = self.trackers.udp.poll_resolve() {
+            self.out.push(Action::Resolve {
+                host: target.host,
+                port: target.port,
+            });
+        }
     }
 
     /// Leaves every swarm: queues the `stopped` announces owed (to trackers that accepted
@@ -252,6 +404,11 @@ impl Session {
             .iter_mut()
             .filter_map(|(t, s)| s.announcer.stop().map(|d| (*t, d)))
             .collect();
+        // The announcers wait for none of the regular announces still out: neither does
+        // the session (leaving is not held up by a slow tracker's `started`).
+        for torrent in std::mem::take(&mut self.trackers.in_flight).into_keys() {
+            self.trackers.udp.cancel(&torrent);
+        }
         for (torrent, due) in dues {
             self.push_announce(torrent, due, now);
         }
@@ -260,6 +417,26 @@ impl Session {
     /// Starts every announce that is due, and notices torrents that just completed (their
     /// trackers are owed a `completed`). Runs on every `handle_timeout` and tracker answer.
     pub(super) fn pump_announces(&mut self, now: Instant) {
+        self.trackers.backlog_since = None;
+        let mut rounds = 0;
+        loop {
+            self.finish_announces(now);
+            self.start_announces(now);
+            rounds += 1;
+            if !self.finish_announces(now) {
+                break;
+            }
+            if rounds >= MAX_ROUNDS {
+                // Left for the next `handle_timeout`, which `next_deadline` asks for now.
+                self.trackers.backlog_since = Some(now);
+                break;
+            }
+        }
+        self.flush_udp();
+    }
+
+    /// Starts every announce that is due.
+    fn start_announces(&mut self, now: Instant) {
         // After `stop_announces` the announcers only release the `stopped` that follows a
         // shutdown's `completed`.
         self.notice_completions(now);
@@ -325,11 +502,34 @@ impl Session {
             ip: None,
             tracker_id: due.tracker_id,
         };
-        self.out.push(Action::Announce {
+        let leaving = due.event == AnnounceEvent::Stopped || self.trackers.stopped;
+        let allowed = if leaving {
+            self.config.stopped_tracker_timeout
+        } else {
+            self.config.tracker_timeout
+        };
+        // A torrent has one announce out: a new one (a `stopped` replacing a regular one)
+        // takes its place, and the old one's answer is no longer waited for.
+        self.trackers.udp.cancel(&torrent);
+        self.trackers.in_flight.insert(
             torrent,
-            url: due.url,
-            request,
-        });
+            InFlight {
+                url: due.url.clone(),
+                deadline: now + allowed,
+                allowed,
+            },
+        );
+        if url_scheme(&due.url) == "udp" {
+            self.trackers
+                .udp
+                .start(torrent, &due.url, request, &mut self.rng, now);
+        } else {
+            self.out.push(Action::Announce {
+                torrent,
+                url: due.url,
+                request,
+            });
+        }
     }
 }
 

@@ -6,14 +6,21 @@
 //!   `httparse`, chunked bodies, bencoded body, compact/dictionary/IPv6 peers).
 //! - [`udp`]: the BEP 15 exchange (connect / announce / scrape packets, transaction ids,
 //!   connection-id expiry, retransmission schedule).
+//! - [`udp_client`]: many BEP 15 exchanges over one socket (resolution asked of the
+//!   driver, retransmission, connection ids kept per tracker address).
+//! - [`failure`]: why an announce failed, typed ([`TrackerFailure`]).
 //! - [`announcer`]: when to announce to which tracker with which event (BEP 12 tiers,
 //!   back-off on failure).
 //! - [`server`]: swarms per info-hash answering announces with a random subset of peers.
 
 pub mod announcer;
+pub mod failure;
 pub mod http;
 pub mod server;
 pub mod udp;
+pub mod udp_client;
+
+pub use failure::{ResolveError, TrackerFailure};
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -47,12 +47,25 @@ pub enum Action {
         /// The block's bytes, as given to [`crate::session::Session::disk_read_done`].
         data: Bytes,
     },
-    /// Send this datagram from the DHT's UDP socket (see [`crate::session::Session::handle_datagram`]).
+    /// Send this datagram from the session's UDP socket (the DHT's, when there is one;
+    /// UDP trackers' replies come back through the same
+    /// [`crate::session::Session::handle_datagram`]). Dropping it when the socket is full
+    /// is fine: both the DHT and UDP trackers retransmit on time-out.
     SendDatagram {
         /// The destination.
         to: SocketAddr,
-        /// The KRPC message.
+        /// A KRPC message or a BEP 15 request.
         bytes: Bytes,
+    },
+    /// Resolve `host` (a UDP tracker's name) off the loop; then call
+    /// [`crate::session::Session::handle_resolved`] with the same `host` and `port` and
+    /// the addresses, those of the UDP socket's family first. The session's announce
+    /// deadline bounds the wait: a late answer is ignored.
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The port to pair with each address.
+        port: u16,
     },
     /// Open a TCP connection to `addr` for `torrent`; then call
     /// [`crate::session::Session::connection_opened`] with [`Direction::Outbound`], or
@@ -113,9 +126,12 @@ pub enum Action {
         /// The piece's blocks in order; their concatenation is the piece.
         blocks: Vec<Bytes>,
     },
-    /// Announce to a tracker (HTTP or UDP, by the URL's scheme); then call
-    /// [`crate::session::Session::announce_done`] with the same `url`. A `stopped` announce (from
-    /// [`crate::session::Session::stop_announces`]) needs no answer.
+    /// Announce to an HTTP tracker (UDP trackers are the session's own, through
+    /// [`Action::Resolve`] and [`Action::SendDatagram`]); then call
+    /// [`crate::session::Session::announce_done`] with the same `url`. The overall
+    /// time-out is the session's ([`super::SessionConfig::tracker_timeout`]): the driver
+    /// needs only time-outs per socket operation, and an answer after the session gave up
+    /// is ignored.
     Announce {
         /// The torrent.
         torrent: TorrentId,

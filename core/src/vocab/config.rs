@@ -143,9 +143,16 @@ pub struct SessionConfig {
     /// 10 s): a stuck disk or a silent tracker cannot hold an exit up. Writes already
     /// handed out get the first half of it before the final resume saves go out anyway.
     pub close_timeout: Duration,
-    /// Of `close_timeout`, how long the `stopped` announces are waited for (default 3 s):
-    /// a tracker that has not answered by then is left without its answer.
-    pub stopped_timeout: Duration,
+    /// How long an announce may take in all (default 60 s, enough for a UDP tracker's
+    /// first transmission and BEP 15's retransmissions at 15 s and 45 s): past it the
+    /// announce counts as failed ([`super::Event::TrackerError`], "timed out after 60 s"),
+    /// the announcer moves on to the next tracker, and a late answer is ignored. Name
+    /// resolution counts against it.
+    pub tracker_timeout: Duration,
+    /// The same for a `stopped` announce and any announce made after
+    /// [`crate::session::Session::stop_announces`] (default 3 s): leaving must not hold
+    /// the exit up.
+    pub stopped_tracker_timeout: Duration,
 }
 
 impl Default for SessionConfig {
@@ -184,7 +191,8 @@ impl Default for SessionConfig {
             resume_interval: Duration::from_secs(15),
             max_unwritten_bytes: 32 << 20,
             close_timeout: Duration::from_secs(10),
-            stopped_timeout: Duration::from_secs(3),
+            tracker_timeout: Duration::from_secs(60),
+            stopped_tracker_timeout: Duration::from_secs(3),
         }
     }
 }

@@ -24,7 +24,7 @@ use unchoke_core::session::{
 };
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::TrackerServer;
-use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
+use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerFailure};
 use unchoke_core::wire::{self, Decoder, Limits, Message};
 
 /// How a node's disk behaves.
@@ -136,7 +136,7 @@ enum Completion {
         node: usize,
         torrent: TorrentId,
         url: String,
-        result: Result<AnnounceResponse, String>,
+        result: Result<AnnounceResponse, TrackerFailure>,
     },
     /// The driver's storage check after `MetadataReceived` finished.
     MetadataChecked {
@@ -613,7 +613,7 @@ impl Swarm {
                             peers: reply.peers.iter().map(|p| p.addr).collect(),
                             ..AnnounceResponse::default()
                         })
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| TrackerFailure::Refused(e.to_string()));
                     if request.event != AnnounceEvent::Stopped {
                         self.completions.push_back(Completion::Announced {
                             node: i,
@@ -642,6 +642,8 @@ impl Swarm {
             }
             // The harness's sessions run no DHT (the simulator carries datagrams).
             Action::SendDatagram { to, .. } => panic!("node {i} sent a DHT datagram to {to}"),
+            // Its trackers are in-process HTTP ones: nothing to resolve.
+            Action::Resolve { host, .. } => panic!("node {i} asked to resolve {host}"),
             Action::Event(e) => {
                 if let Event::MetadataReceived { torrent, .. } = &e {
                     if self.auto_metadata_ready {

@@ -389,6 +389,7 @@ impl World {
                 Action::Connect { .. }
                 | Action::CancelConnect { .. }
                 | Action::Announce { .. }
+                | Action::Resolve { .. }
                 | Action::Event(_) => {}
             }
         }

@@ -193,10 +193,18 @@ impl Simulation {
                     }
                     Err(e) => {
                         if let Some(on) = self.hosts[host].online.as_mut() {
-                            on.session
-                                .announce_done(torrent, &url, Err(e.to_string()), now);
+                            on.session.announce_done(torrent, &url, Err(e.into()), now);
                         }
                     }
+                }
+            }
+            Action::Resolve { host: name, port } => {
+                // Simulated hosts are addressed by IP: no name resolves.
+                if let Some(on) = self.hosts[host].online.as_mut() {
+                    let error = crate::tracker::ResolveError::Failed(
+                        "the simulator has no name service".into(),
+                    );
+                    on.session.handle_resolved(&name, port, Err(error), now);
                 }
             }
             Action::SendDatagram { to, bytes } => {

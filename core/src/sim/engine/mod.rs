@@ -589,7 +589,7 @@ impl Simulation {
                 };
                 let result = body
                     .and_then(|b| parse_announce_response(&b))
-                    .map_err(|e| e.to_string());
+                    .map_err(crate::tracker::TrackerFailure::from);
                 if let Some(session) = self.session_mut(host) {
                     session.announce_done(torrent, &url, result, now);
                 }

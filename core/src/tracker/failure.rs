@@ -1,0 +1,144 @@
+//! Why an announce failed, typed: the session's API takes these instead of strings, so a
+//! driver says *what* went wrong (it builds them from `io::Error`, an HTTP status or a
+//! bencode error) and the session words it once for the user ([`std::fmt::Display`] is
+//! the text of [`crate::session::Event::TrackerError`]).
+
+use std::io;
+use std::net::SocketAddr;
+
+use super::http::HttpTrackerError;
+use super::udp::UdpTrackerError;
+
+/// Why one announce failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TrackerFailure {
+    /// The URL's scheme is neither `http` nor `udp` (given lower-case). `https` lands here:
+    /// it would need TLS, which unchoke does not implement.
+    #[error(
+        "tracker URL scheme `{0}://` is not supported: only http:// and udp:// trackers \
+         work (https:// would need TLS, which unchoke does not implement)"
+    )]
+    UnsupportedScheme(String),
+    /// The URL cannot be used (no host, bad port, forbidden characters…).
+    #[error("invalid tracker URL: {0}")]
+    InvalidUrl(String),
+    /// The tracker's host name did not resolve.
+    #[error("cannot resolve tracker host {host:?}: {error}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// What the resolver said.
+        error: ResolveError,
+    },
+    /// No address of the tracker could be reached (refused, unreachable); the error is
+    /// that of the last address tried.
+    #[error("cannot reach tracker at {addr}: {message}")]
+    Connect {
+        /// The tracker address tried last.
+        addr: SocketAddr,
+        /// The operating system's words.
+        message: String,
+    },
+    /// The connection failed after it was set up (reset, broken pipe…), or a local socket
+    /// could not be made.
+    #[error("tracker connection failed: {0}")]
+    Io(String),
+    /// One socket operation (connect, write, read) waited longer than the driver allows.
+    #[error("tracker did not answer in time")]
+    Stalled,
+    /// The session's own deadline for the whole announce passed
+    /// ([`crate::session::SessionConfig::tracker_timeout`]); a late answer is ignored.
+    #[error("tracker did not answer: timed out after {secs} s")]
+    TimedOut {
+        /// The deadline that passed, in whole seconds.
+        secs: u64,
+    },
+    /// The HTTP tracker's response is not a usable announce response (bad status,
+    /// malformed or truncated HTTP, bad bencode, missing keys, too large).
+    #[error(transparent)]
+    Http(HttpTrackerError),
+    /// The UDP tracker's response is not a usable announce response.
+    #[error(transparent)]
+    Udp(UdpTrackerError),
+    /// The tracker refused the announce: the HTTP `failure reason` or a BEP 15 error
+    /// packet, with the tracker's message.
+    #[error("tracker refused the announce: {0}")]
+    Refused(String),
+}
+
+impl TrackerFailure {
+    /// The failure an `io::Error` of an established exchange stands for: a time-out of a
+    /// socket operation is [`TrackerFailure::Stalled`], anything else
+    /// [`TrackerFailure::Io`].
+    pub fn from_io(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TrackerFailure::Stalled,
+            _ => TrackerFailure::Io(e.to_string()),
+        }
+    }
+}
+
+impl From<HttpTrackerError> for TrackerFailure {
+    /// The tracker's own refusal and URL problems keep their own variants.
+    fn from(e: HttpTrackerError) -> Self {
+        match e {
+            HttpTrackerError::Failure(reason) => TrackerFailure::Refused(reason),
+            HttpTrackerError::InvalidUrl(why) => TrackerFailure::InvalidUrl(why),
+            HttpTrackerError::HttpsUnsupported => TrackerFailure::UnsupportedScheme("https".into()),
+            e => TrackerFailure::Http(e),
+        }
+    }
+}
+
+impl From<UdpTrackerError> for TrackerFailure {
+    /// A BEP 15 error packet is the tracker's refusal.
+    fn from(e: UdpTrackerError) -> Self {
+        match e {
+            UdpTrackerError::Tracker(message) => TrackerFailure::Refused(message),
+            e => TrackerFailure::Udp(e),
+        }
+    }
+}
+
+/// Why a name did not resolve (the answer to [`crate::session::Action::Resolve`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    /// The resolver answered with no address.
+    #[error("no addresses")]
+    NoAddresses,
+    /// The resolver failed (unknown name, no network…), in its words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ResolveError {
+    /// The error a driver's resolver call (`ToSocketAddrs`) gave.
+    pub fn from_io(e: &io::Error) -> Self {
+        ResolveError::Failed(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_and_timeouts_keep_their_words() {
+        assert_eq!(
+            TrackerFailure::from(HttpTrackerError::Failure("no".into())),
+            TrackerFailure::Refused("no".into())
+        );
+        assert_eq!(
+            TrackerFailure::from(UdpTrackerError::Tracker("go away".into())).to_string(),
+            "tracker refused the announce: go away"
+        );
+        assert_eq!(
+            TrackerFailure::from_io(&io::ErrorKind::WouldBlock.into()),
+            TrackerFailure::Stalled
+        );
+        assert_eq!(
+            TrackerFailure::TimedOut { secs: 60 }.to_string(),
+            "tracker did not answer: timed out after 60 s"
+        );
+    }
+}
