@@ -8,6 +8,16 @@
 //! virtual and jumps from event to event, so an hour-long swarm of a thousand peers runs in
 //! seconds to minutes of wall time. Same [`SimConfig`] (seed included) ⇒ same result.
 //!
+//! It drives every rule the session owns as the real runtimes do: it reports what each
+//! socket accepted (`handle_sent`, as a unit leaves the sender's link, and the partial
+//! progress of a slow unit before each timer), so upload holding and slow-reader drops
+//! run; peer events are on; a black-holed host ([`DisruptionKind::BlackHole`]) leaves
+//! dials unanswered until the session's connect time-out cancels them; and every host
+//! that leaves, and every host at the end, is `close`d and driven until `is_drained()`
+//! ([`PolicyReport`] counts all of it, and the digest covers it). The sim's tracker is
+//! HTTP only: a UDP announce URL's datagrams reach nobody and time out as the session
+//! rules, and a tracker name never resolves.
+//!
 //! It exists to check the mission's claim with our own picker and choker: the time to get a
 //! file to N peers stays bounded as N grows ([`study`] has the theory's bounds). Hosts may
 //! also leave mid-download with part of the file and come back later ([`Churn`]), and the
