@@ -293,11 +293,17 @@ fn the_sessions_rules_run_and_the_digest_covers_them() {
     let p = &a.policies;
     assert!(p.connect_timeouts > 0, "no dial timed out: {p:#?}");
     assert!(p.cancelled_dials > 0, "no dial cancelled: {p:#?}");
-    assert!(p.slow_reader_drops > 0, "the peer that stopped reading was kept: {p:#?}");
+    assert!(
+        p.slow_reader_drops > 0,
+        "the peer that stopped reading was kept: {p:#?}"
+    );
     assert!(p.peer_connected > 0 && p.peer_disconnected > 0, "{p:#?}");
     assert!(p.sent_reports > 0, "{p:#?}");
     // Every byte a socket accepted left its host: at least the payload uploaded.
-    assert!(p.sent_bytes >= a.server_uploaded + a.peers_uploaded, "{a:#?}");
+    assert!(
+        p.sent_bytes >= a.server_uploaded + a.peers_uploaded,
+        "{a:#?}"
+    );
     assert!(p.saves > 0, "{p:#?}");
     // Every host closes at the end (all 7 were online), and each leave was a close too;
     // every close drained before its deadline.
@@ -310,5 +316,8 @@ fn the_sessions_rules_run_and_the_digest_covers_them() {
     let c = run(adversarial(4));
     assert_sound(&c);
     assert_ne!(a.digest, c.digest, "the seed changed nothing");
-    assert_ne!(a.policies, c.policies, "the seed changed none of the policies' counts");
+    assert_ne!(
+        a.policies, c.policies,
+        "the seed changed none of the policies' counts"
+    );
 }
