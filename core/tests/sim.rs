@@ -258,3 +258,66 @@ fn peers_find_each_other_through_the_dht_alone() {
     let r = run(small(12));
     assert!(r.tracker_announces > 0 && r.datagrams == 0, "{r:#?}");
 }
+
+/// Churn, a peer whose dials go unanswered for a while and a peer that stops reading: the
+/// session's own rules run under simulation (connect time-outs and cancelled dials, slow
+/// readers dropped, peer events, socket accounting, resume saves, closes that drain).
+fn adversarial(seed: u64) -> SimConfig {
+    use unchoke_core::sim::{Disruption, DisruptionKind};
+    let at = Duration::from_secs;
+    let mut c = small(6);
+    c.seed = seed;
+    c.churn = Some(Churn {
+        fraction: 0.34,
+        away: at(60),
+    });
+    c.disruptions = vec![
+        Disruption {
+            at: Duration::ZERO,
+            host: 1,
+            kind: DisruptionKind::BlackHole(at(45)),
+        },
+        Disruption {
+            at: at(30),
+            host: 2,
+            kind: DisruptionKind::StopReading(at(150)),
+        },
+    ];
+    c
+}
+
+#[test]
+fn the_sessions_rules_run_and_the_digest_covers_them() {
+    let a = run(adversarial(3));
+    assert_sound(&a);
+    let p = &a.policies;
+    assert!(p.connect_timeouts > 0, "no dial timed out: {p:#?}");
+    assert!(p.cancelled_dials > 0, "no dial cancelled: {p:#?}");
+    assert!(
+        p.slow_reader_drops > 0,
+        "the peer that stopped reading was kept: {p:#?}"
+    );
+    assert!(p.peer_connected > 0 && p.peer_disconnected > 0, "{p:#?}");
+    assert!(p.sent_reports > 0, "{p:#?}");
+    // Every byte a socket accepted left its host: at least the payload uploaded.
+    assert!(
+        p.sent_bytes >= a.server_uploaded + a.peers_uploaded,
+        "{a:#?}"
+    );
+    assert!(p.saves > 0, "{p:#?}");
+    // Every host closes at the end (all 7 were online), and each leave was a close too;
+    // every close drained before its deadline.
+    assert_eq!(p.closes, 7 + a.leaves, "{a:#?}");
+    assert_eq!(p.drained, p.closes, "{a:#?}");
+    assert!(p.longest_drain < Duration::from_secs(10), "{p:#?}");
+
+    let b = run(adversarial(3));
+    assert_eq!(a, b, "same seed, different run");
+    let c = run(adversarial(4));
+    assert_sound(&c);
+    assert_ne!(a.digest, c.digest, "the seed changed nothing");
+    assert_ne!(
+        a.policies, c.policies,
+        "the seed changed none of the policies' counts"
+    );
+}

@@ -136,6 +136,12 @@ impl Row {
             "events": self.count(|r| r.events),
             "leaves": self.count(|r| r.leaves),
             "rejoins": self.count(|r| r.rejoins),
+            "slow_reader_drops": self.count(|r| r.policies.slow_reader_drops),
+            "cancelled_dials": self.count(|r| r.policies.cancelled_dials),
+            "saves": self.count(|r| r.policies.saves),
+            "closes": self.count(|r| r.policies.closes),
+            "drained": self.count(|r| r.policies.drained),
+            "longest_drain_s": r.map(|r| r.policies.longest_drain.as_secs_f64()),
             "end_s": r.map(|r| r.end.as_secs_f64()),
             // Hex: a u64 does not survive JSON readers that use doubles.
             "digest": r.map(|r| format!("{:016x}", r.digest)),

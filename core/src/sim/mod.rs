@@ -8,6 +8,16 @@
 //! virtual and jumps from event to event, so an hour-long swarm of a thousand peers runs in
 //! seconds to minutes of wall time. Same [`SimConfig`] (seed included) ⇒ same result.
 //!
+//! It drives every rule the session owns as the real runtimes do: it reports what each
+//! socket accepted (`handle_sent`, as a unit leaves the sender's link, and the partial
+//! progress of a slow unit before each timer), so upload holding and slow-reader drops
+//! run; peer events are on; a black-holed host ([`DisruptionKind::BlackHole`]) leaves
+//! dials unanswered until the session's connect time-out cancels them; and every host
+//! that leaves, and every host at the end, is `close`d and driven until `is_drained()`
+//! ([`PolicyReport`] counts all of it, and the digest covers it). The sim's tracker is
+//! HTTP only: a UDP announce URL's datagrams reach nobody and time out as the session
+//! rules, and a tracker name never resolves.
+//!
 //! It exists to check the mission's claim with our own picker and choker: the time to get a
 //! file to N peers stays bounded as N grows ([`study`] has the theory's bounds). Hosts may
 //! also leave mid-download with part of the file and come back later ([`Churn`]), and the
@@ -70,6 +80,15 @@ pub enum DisruptionKind {
     Corrupt,
     /// The host's link carries nothing for this long (both directions), then recovers.
     Stall(Duration),
+    /// For this long the host answers no dial: it neither accepts nor refuses (a
+    /// black-holed address), so diallers wait until their session's connect time-out
+    /// gives up ([`crate::session::Action::CancelConnect`]). Dials still held when it ends
+    /// are accepted then; a dialler that gave up drops the late connection.
+    BlackHole(Duration),
+    /// For this long the host reads nothing from its connections (its download capacity
+    /// is zero; it still uploads): senders' sockets accept nothing more, so their sessions'
+    /// slow-reader rule drops it once `send_stall_timeout` passes.
+    StopReading(Duration),
 }
 
 /// What to simulate. [`SimConfig::study`] gives the defaults of the distribution-time study.
@@ -246,9 +265,50 @@ pub struct SimReport {
     /// failure or a ban when no host corrupts data, more than 4 + 1 unchoked, a receive
     /// buffer holding a complete message after the session read it…). Empty when sound.
     pub violations: Vec<String>,
-    /// A fingerprint of the run (completion times, bytes per host, events): equal for equal
+    /// What the rules the sessions own did: peer events, dials given up, socket
+    /// accounting, resume saves, closes.
+    pub policies: PolicyReport,
+    /// A fingerprint of the run (completion times, bytes per host, events, and every count
+    /// of [`SimReport::policies`] with each close's drain time): equal for equal
     /// configurations.
     pub digest: u64,
-    /// Virtual time when the simulation stopped.
+    /// Virtual time when the swarm stopped (every peer complete, the time limit, or
+    /// nothing left to happen), before the final close.
     pub end: Duration,
+}
+
+/// Counts of what the sessions' own rules did during a run, over every host. The
+/// simulator drives them as the real runtimes do: `send_accounting` and `peer_events` are
+/// on for every simulated session, whatever [`SimConfig::session`] says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyReport {
+    /// [`crate::session::Event::PeerConnected`] events.
+    pub peer_connected: u64,
+    /// [`crate::session::Event::PeerDisconnected`] events.
+    pub peer_disconnected: u64,
+    /// Of those, peers dropped for not reading
+    /// ([`crate::session::DisconnectReason::SlowReader`]).
+    pub slow_reader_drops: u64,
+    /// [`crate::session::Event::ConnectFailed`] events.
+    pub connect_failed: u64,
+    /// Of those, dials the session gave up on itself (its connect time-out).
+    pub connect_timeouts: u64,
+    /// [`crate::session::Action::CancelConnect`]s carried out.
+    pub cancelled_dials: u64,
+    /// Connections accepted after their dialler had given up, closed at once.
+    pub late_accepts_dropped: u64,
+    /// `handle_sent` calls (what a socket accepted), and the bytes they reported.
+    pub sent_reports: u64,
+    /// Bytes reported by `handle_sent`.
+    pub sent_bytes: u64,
+    /// [`crate::session::Action::SaveResume`]s carried out (all succeed).
+    pub saves: u64,
+    /// Sessions closed ([`crate::session::Session::close`]): hosts leaving, and every host
+    /// still in the swarm at the end.
+    pub closes: u64,
+    /// Closes that ended with `is_drained()` within `close_timeout` (a close that does not
+    /// is a violation).
+    pub drained: u64,
+    /// The longest time from `close` to `is_drained()`.
+    pub longest_drain: Duration,
 }

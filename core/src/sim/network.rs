@@ -59,6 +59,10 @@ struct Flow {
     from: HostId,
     to: HostId,
     dest: Dest,
+    /// The sender's connection this flow carries the bytes of (for `handle_sent`).
+    src_conn: u64,
+    /// Bytes of the head unit already reported as accepted by the sender's socket.
+    reported: u64,
     queue: VecDeque<Unit>,
     /// Bytes of the head unit still to flow, as of `updated`.
     remaining: f64,
@@ -110,6 +114,11 @@ impl PartialOrd for Due {
 #[derive(Debug)]
 pub(crate) struct Arrival {
     pub(crate) from: HostId,
+    /// The sender's connection.
+    pub(crate) src_conn: u64,
+    /// Bytes the sender's socket accepted with this arrival that were not reported
+    /// before (by [`Network::progress`]).
+    pub(crate) accepted: u64,
     pub(crate) dest: Dest,
     pub(crate) chunks: Vec<Bytes>,
     pub(crate) payload: u64,
@@ -140,12 +149,20 @@ impl Network {
         self.hosts.len() - 1
     }
 
-    /// Opens a flow from `from` to `to`.
-    pub(crate) fn open_flow(&mut self, from: HostId, to: HostId, dest: Dest) -> FlowId {
+    /// Opens a flow from `from`'s connection `src_conn` to `to`.
+    pub(crate) fn open_flow(
+        &mut self,
+        from: HostId,
+        src_conn: u64,
+        to: HostId,
+        dest: Dest,
+    ) -> FlowId {
         self.flows.push(Flow {
             from,
             to,
             dest,
+            src_conn,
+            reported: 0,
             queue: VecDeque::new(),
             remaining: 0.0,
             rate: 0.0,
@@ -167,6 +184,7 @@ impl Network {
         }
         flow.open = false;
         flow.queue.clear();
+        flow.reported = 0;
         flow.generation += 1;
         if flow.active {
             self.deactivate(id, now);
@@ -183,6 +201,8 @@ impl Network {
         if flow.queue.is_empty() && !unit.paced {
             return Some(Arrival {
                 from: flow.from,
+                src_conn: flow.src_conn,
+                accepted: unit.len() as u64,
                 dest: flow.dest,
                 chunks: unit.chunks,
                 payload: unit.payload,
@@ -231,14 +251,19 @@ impl Network {
         let due = self.due.pop()?;
         let flow = self.flows.get_mut(due.flow)?;
         let head = flow.queue.pop_front()?;
+        let accepted = (head.len() as u64).saturating_sub(flow.reported);
+        flow.reported = 0;
         let mut arrival = Arrival {
             from: flow.from,
+            src_conn: flow.src_conn,
+            accepted,
             dest: flow.dest,
             chunks: head.chunks,
             payload: head.payload,
         };
         while flow.queue.front().is_some_and(|u| !u.paced) {
             if let Some(unit) = flow.queue.pop_front() {
+                arrival.accepted += unit.len() as u64;
                 arrival.chunks.extend(unit.chunks);
                 arrival.payload += unit.payload;
             }
@@ -255,6 +280,30 @@ impl Network {
             }
         }
         Some(arrival)
+    }
+
+    /// Bytes of the flow's head unit that have flowed since the last report (here or in
+    /// [`Network::finish_due`]): what a kernel socket would have accepted meanwhile, so a
+    /// slow link still shows progress between whole units. Whole bytes only; 0 for an idle,
+    /// stalled or closed flow.
+    pub(crate) fn progress(&mut self, id: FlowId, now: u64) -> u64 {
+        let Some(flow) = self.flows.get_mut(id) else {
+            return 0;
+        };
+        let Some(head) = flow.queue.front() else {
+            return 0;
+        };
+        if !flow.open || !flow.active {
+            return 0;
+        }
+        let elapsed = now.saturating_sub(flow.updated) as f64 / 1e6;
+        let remaining = (flow.remaining - flow.rate * elapsed).max(0.0);
+        let len = head.len() as u64;
+        // Never the whole unit: its last byte is reported when it finishes.
+        let flowed = ((len as f64 - remaining).floor().max(0.0) as u64).min(len.saturating_sub(1));
+        let new = flowed.saturating_sub(flow.reported);
+        flow.reported = flow.reported.max(flowed);
+        new
     }
 
     /// Microseconds `host` has spent uploading (with at least one active flow) up to `now`.
@@ -428,7 +477,7 @@ mod tests {
         let mut net = Network::default();
         let a = net.add_host(1000.0, 0.0);
         let b = net.add_host(0.0, 500.0);
-        let f = net.open_flow(a, b, dest(b));
+        let f = net.open_flow(a, 0, b, dest(b));
         assert!(net.send(f, block(1000), 0).is_none());
         assert_eq!(net.rate(f), 500.0);
         assert_eq!(drain(&mut net), vec![(2_000_000, a)]);
@@ -441,9 +490,9 @@ mod tests {
         let slow = net.add_host(0.0, 100.0);
         let fast1 = net.add_host(0.0, 10_000.0);
         let fast2 = net.add_host(0.0, 10_000.0);
-        let f0 = net.open_flow(s, slow, dest(slow));
-        let f1 = net.open_flow(s, fast1, dest(fast1));
-        let f2 = net.open_flow(s, fast2, dest(fast2));
+        let f0 = net.open_flow(s, 0, slow, dest(slow));
+        let f1 = net.open_flow(s, 0, fast1, dest(fast1));
+        let f2 = net.open_flow(s, 0, fast2, dest(fast2));
         net.send(f0, block(100_000), 0);
         net.send(f1, block(100_000), 0);
         net.send(f2, block(100_000), 0);
@@ -458,8 +507,8 @@ mod tests {
         let a = net.add_host(1000.0, 0.0);
         let b = net.add_host(1000.0, 0.0);
         let r = net.add_host(0.0, 1000.0);
-        let fa = net.open_flow(a, r, dest(r));
-        let fb = net.open_flow(b, r, dest(r));
+        let fa = net.open_flow(a, 0, r, dest(r));
+        let fb = net.open_flow(b, 0, r, dest(r));
         net.send(fa, block(1000), 0);
         assert_eq!(net.rate(fa), 1000.0);
         net.send(fb, block(1000), 500_000);
@@ -475,7 +524,7 @@ mod tests {
         let mut net = Network::default();
         let a = net.add_host(1000.0, 1000.0);
         let b = net.add_host(1000.0, 1000.0);
-        let f = net.open_flow(a, b, dest(b));
+        let f = net.open_flow(a, 0, b, dest(b));
         let small = || Unit {
             chunks: vec![Bytes::from_static(b"have")],
             paced: false,
@@ -496,7 +545,7 @@ mod tests {
         let mut net = Network::default();
         let a = net.add_host(1000.0, 1000.0);
         let b = net.add_host(1000.0, 1000.0);
-        let f = net.open_flow(a, b, dest(b));
+        let f = net.open_flow(a, 0, b, dest(b));
         net.send(f, block(1000), 0);
         net.set_capacity(b, 1000.0, 0.0, 500_000);
         assert_eq!(net.rate(f), 0.0);
@@ -507,13 +556,28 @@ mod tests {
     }
 
     #[test]
+    fn progress_reports_partial_units_and_the_rest_on_arrival() {
+        let mut net = Network::default();
+        let a = net.add_host(1000.0, 1000.0);
+        let b = net.add_host(1000.0, 1000.0);
+        let f = net.open_flow(a, 7, b, dest(b));
+        net.send(f, block(1000), 0);
+        assert_eq!(net.progress(f, 250_000), 250);
+        assert_eq!(net.progress(f, 500_000), 250, "only what is new");
+        assert_eq!(net.progress(f, 500_000), 0);
+        let arrival = net.finish_due(1_000_000).expect("arrival");
+        assert_eq!((arrival.src_conn, arrival.accepted), (7, 500));
+        assert_eq!(net.progress(f, 2_000_000), 0, "idle");
+    }
+
+    #[test]
     fn closing_a_flow_frees_its_share() {
         let mut net = Network::default();
         let s = net.add_host(1000.0, 0.0);
         let r1 = net.add_host(0.0, 1e9);
         let r2 = net.add_host(0.0, 1e9);
-        let f1 = net.open_flow(s, r1, dest(r1));
-        let f2 = net.open_flow(s, r2, dest(r2));
+        let f1 = net.open_flow(s, 0, r1, dest(r1));
+        let f2 = net.open_flow(s, 0, r2, dest(r2));
         net.send(f1, block(1000), 0);
         net.send(f2, block(1000), 0);
         assert_eq!(net.rate(f2), 500.0);

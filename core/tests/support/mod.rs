@@ -188,6 +188,9 @@ pub struct Swarm {
     pub save_answer: SaveAnswer,
     /// Saves asked for under [`SaveAnswer::Hold`] and not answered yet.
     held_saves: Vec<(usize, TorrentId)>,
+    /// Node `i`'s session is seeded with this plus `i` (default 1000): a determinism test
+    /// changes it to show the seed matters.
+    pub seed_base: u64,
 }
 
 /// A node's session settings: the defaults, listening on the port nodes' addresses use.
@@ -252,6 +255,7 @@ impl Swarm {
             saves: Vec::new(),
             save_answer: SaveAnswer::Ok,
             held_saves: Vec::new(),
+            seed_base: 1000,
         }
     }
 
@@ -284,7 +288,7 @@ impl Swarm {
             }
             b
         });
-        let seed = 1000 + index as u64;
+        let seed = self.seed_base + index as u64;
         let mut session = Session::new(self.config.clone(), seed, self.now);
         let torrent = session
             .add_torrent(metainfo, have_bits, self.now)
@@ -312,7 +316,7 @@ impl Swarm {
     pub fn add_magnet_node(&mut self, config: SessionConfig) -> usize {
         let index = self.nodes.len();
         let addr: SocketAddr = format!("127.0.0.{}:6881", index + 2).parse().expect("addr");
-        let seed = 1000 + index as u64;
+        let seed = self.seed_base + index as u64;
         let mut session = Session::new(config, seed, self.now);
         let torrent = session
             .add_magnet(self.metainfo.info_hash, MagnetOptions::default(), self.now)
@@ -830,6 +834,21 @@ impl Swarm {
             self.step_once();
         }
         done(self)
+    }
+
+    /// Closes every online node's session ([`Session::close`]) and keeps stepping until
+    /// each says it is drained or `limit` passes; returns whether all drained.
+    pub fn close_all(&mut self, limit: Duration) -> bool {
+        let now = self.now;
+        for node in self.nodes.iter_mut().filter(|n| n.online) {
+            node.session.close(now);
+        }
+        self.run_until(limit, |s| {
+            s.nodes
+                .iter()
+                .filter(|n| n.online)
+                .all(|n| n.session.is_drained())
+        })
     }
 
     /// Runs one more second so queued actions (events) are carried out.

@@ -3,10 +3,11 @@
 use bytes::BytesMut;
 
 use super::{Ev, PACED_MIN, Role, Simulation};
-use crate::session::{Action, ConnId, DiskError, DiskErrorKind, Event};
+use crate::session::{
+    Action, ConnId, ConnectFailure, DisconnectReason, DiskError, DiskErrorKind, Event, PeerGone,
+};
 use crate::sim::network::{HostId, Unit};
 use crate::time::Instant;
-use crate::tracker::AnnounceEvent;
 use crate::tracker::http::{announce_url, request_bytes};
 
 impl Simulation {
@@ -23,6 +24,7 @@ impl Simulation {
             self.act(host, action);
         }
         self.rearm(host);
+        self.check_drained(host);
     }
 
     pub(super) fn rearm(&mut self, host: HostId) {
@@ -79,6 +81,11 @@ impl Simulation {
             }
             Action::Connect { torrent, addr } => {
                 let incarnation = self.hosts[host].incarnation;
+                self.next_dial += 1;
+                let dial = self.next_dial;
+                if let Some(on) = self.hosts[host].online.as_mut() {
+                    on.dials.insert((torrent, addr), dial);
+                }
                 match self.host_at(addr).filter(|&t| t != host) {
                     Some(target) => {
                         let at = self.now + self.one_way(host, target);
@@ -89,6 +96,7 @@ impl Simulation {
                                 from: host,
                                 from_incarnation: incarnation,
                                 torrent,
+                                dial,
                             },
                         );
                     }
@@ -101,14 +109,21 @@ impl Simulation {
                                 incarnation,
                                 torrent,
                                 addr,
+                                dial,
                             },
                         );
                     }
                 }
             }
-            // Virtual dials answer within the latency, far under the time-out; a late answer
-            // is what the session expects from a driver that cannot cancel.
-            Action::CancelConnect { .. } => {}
+            // The session gave the dial up: forget it, so a late answer is dropped (and a
+            // late accept closed) as a driver dropping its half-open socket would.
+            Action::CancelConnect { torrent, addr } => {
+                if let Some(on) = self.hosts[host].online.as_mut() {
+                    if on.dials.remove(&(torrent, addr)).is_some() {
+                        self.policies.cancelled_dials += 1;
+                    }
+                }
+            }
             Action::Disconnect { conn, .. } => {
                 let link = self.hosts[host]
                     .online
@@ -173,31 +188,27 @@ impl Simulation {
                 torrent,
                 url,
                 request,
-            } => {
-                let wants_reply = request.event != AnnounceEvent::Stopped;
-                match announce_url(&url, &request).and_then(|full| request_bytes(&full)) {
-                    Ok((_, bytes)) => {
-                        let incarnation = self.hosts[host].incarnation;
-                        let at = self.now + self.tracker_way(host);
-                        self.push(
-                            at,
-                            Ev::TrackerRequest {
-                                host,
-                                incarnation,
-                                torrent,
-                                url,
-                                request: bytes,
-                                wants_reply,
-                            },
-                        );
-                    }
-                    Err(e) => {
-                        if let Some(on) = self.hosts[host].online.as_mut() {
-                            on.session.announce_done(torrent, &url, Err(e.into()), now);
-                        }
+            } => match announce_url(&url, &request).and_then(|full| request_bytes(&full)) {
+                Ok((_, bytes)) => {
+                    let incarnation = self.hosts[host].incarnation;
+                    let at = self.now + self.tracker_way(host);
+                    self.push(
+                        at,
+                        Ev::TrackerRequest {
+                            host,
+                            incarnation,
+                            torrent,
+                            url,
+                            request: bytes,
+                        },
+                    );
+                }
+                Err(e) => {
+                    if let Some(on) = self.hosts[host].online.as_mut() {
+                        on.session.announce_done(torrent, &url, Err(e.into()), now);
                     }
                 }
-            }
+            },
             Action::Resolve { host: name, port } => {
                 // Simulated hosts are addressed by IP: no name resolves.
                 if let Some(on) = self.hosts[host].online.as_mut() {
@@ -224,6 +235,7 @@ impl Simulation {
             }
             // The simulated disk cannot lose what it holds: every save succeeds at once.
             Action::SaveResume { torrent, .. } => {
+                self.policies.saves += 1;
                 if let Some(session) = self.session_mut(host) {
                     session.resume_saved(torrent, true, now);
                 }
@@ -242,6 +254,8 @@ impl Simulation {
             return;
         };
         if let Some(arrival) = self.net.send(flow, unit, self.now) {
+            // Small and on an idle link: the socket takes it at once.
+            self.sent(host, conn, arrival.accepted);
             let at = self.now + self.one_way(host, arrival.dest.host);
             self.push(
                 at,
@@ -310,13 +324,26 @@ impl Simulation {
                 h.completed_at = Some(self.now);
                 self.completed += 1;
                 if self.completed == self.config.peers {
-                    self.finished = true;
+                    self.push(self.now, Ev::Stop);
                 }
             }
             Event::PeerBanned { addr, .. } => {
                 self.bans += 1;
                 if !self.corruption {
                     self.violation(format!("host {host} banned {addr} without corruption"));
+                }
+            }
+            Event::PeerConnected { .. } => self.policies.peer_connected += 1,
+            Event::PeerDisconnected { reason, .. } => {
+                self.policies.peer_disconnected += 1;
+                if reason == PeerGone::Closed(DisconnectReason::SlowReader) {
+                    self.policies.slow_reader_drops += 1;
+                }
+            }
+            Event::ConnectFailed { reason, .. } => {
+                self.policies.connect_failed += 1;
+                if matches!(reason, ConnectFailure::TimedOut(_)) {
+                    self.policies.connect_timeouts += 1;
                 }
             }
             Event::StorageError { piece, error, .. } => {

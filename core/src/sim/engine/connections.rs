@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{Ev, LinkEnd, Online, Simulation};
-use crate::session::{ConnId, Direction, TorrentId};
+use crate::session::{ConnId, ConnectFailure, Direction, TorrentId};
 use crate::sim::network::{Dest, HostId};
 use crate::time::Instant;
 
@@ -12,11 +12,28 @@ impl Simulation {
     pub(super) fn accept(
         &mut self,
         host: HostId,
-        from: HostId,
-        from_incarnation: u32,
+        (from, from_incarnation): (HostId, u32),
         torrent: TorrentId,
+        dial: u64,
     ) {
         let now = Instant::from_micros(self.now);
+        // A black-holed host neither accepts nor refuses: the dial waits for the hole to
+        // close (as a SYN retransmitted until it is answered).
+        if let Some(until) = self.hosts[host].black_hole_until {
+            if self.now < until && self.hosts[host].online.is_some() {
+                self.push(
+                    until,
+                    Ev::Accept {
+                        host,
+                        from,
+                        from_incarnation,
+                        torrent,
+                        dial,
+                    },
+                );
+                return;
+            }
+        }
         let back = self.now + self.one_way(host, from);
         if self.hosts[host].online.is_none() {
             let addr = self.hosts[host].addr;
@@ -27,6 +44,7 @@ impl Simulation {
                     incarnation: from_incarnation,
                     torrent,
                     addr,
+                    dial,
                 },
             );
             return;
@@ -56,6 +74,7 @@ impl Simulation {
                 remote: host,
                 remote_incarnation: incarnation,
                 remote_conn: conn,
+                dial,
             },
         );
         self.drain(host);
@@ -63,9 +82,9 @@ impl Simulation {
 
     pub(super) fn opened(
         &mut self,
-        host: HostId,
-        incarnation: u32,
+        (host, incarnation): (HostId, u32),
         torrent: TorrentId,
+        dial: u64,
         (remote, remote_incarnation, remote_conn): (HostId, u32, ConnId),
     ) {
         let now = Instant::from_micros(self.now);
@@ -74,7 +93,15 @@ impl Simulation {
                 .online
                 .as_ref()
                 .is_some_and(|on| on.links.contains_key(&remote_conn));
-        if !self.is_live(host, incarnation) {
+        let remote_addr = self.hosts[remote].addr;
+        let awaited =
+            self.is_live(host, incarnation) && self.take_dial(host, torrent, remote_addr, dial);
+        if !awaited {
+            // The dialler left, or its session gave the dial up: the accepting side's half
+            // is closed.
+            if self.is_live(host, incarnation) {
+                self.policies.late_accepts_dropped += 1;
+            }
             if remote_alive {
                 let at = self.now + self.one_way(host, remote);
                 self.push(
@@ -88,10 +115,9 @@ impl Simulation {
             }
             return;
         }
-        let remote_addr = self.hosts[remote].addr;
         if !remote_alive {
             if let Some(session) = self.session_mut(host) {
-                session.connect_failed(torrent, remote_addr, now);
+                session.handle_connect_error(torrent, remote_addr, ConnectFailure::Reset, now);
             }
             self.drain(host);
             return;
@@ -104,6 +130,7 @@ impl Simulation {
             .connection_opened(remote_addr, Direction::Outbound(torrent), now);
         let to_remote = self.net.open_flow(
             host,
+            conn.0,
             remote,
             Dest {
                 host: remote,
@@ -113,6 +140,7 @@ impl Simulation {
         );
         let to_us = self.net.open_flow(
             remote,
+            remote_conn.0,
             host,
             Dest {
                 host,

@@ -7,6 +7,7 @@
 //! the event queue, in `(time, sequence)` order.
 
 mod actions;
+mod closing;
 mod connections;
 mod report;
 
@@ -19,9 +20,9 @@ use bytes::{Bytes, BytesMut};
 
 use super::network::{Dest, FlowId, HostId, Network};
 use super::payload::Payload;
-use super::{DisruptionKind, Progress, SimConfig, SimError, SimReport};
+use super::{DisruptionKind, PolicyReport, Progress, SimConfig, SimError, SimReport};
 use crate::bitfield::Bitfield;
-use crate::session::{ConnId, Session, TorrentId};
+use crate::session::{ConnId, ConnectFailure, Session, TorrentId};
 use crate::time::Instant;
 use crate::tracker::http::{HttpResponseReader, parse_announce_response};
 use crate::tracker::server::{HttpOutcome, ServerConfig, TrackerServer};
@@ -37,6 +38,9 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 const MAX_VIOLATIONS: usize = 100;
 /// The first host's address; host `i` is this plus `i`.
 const FIRST_HOST: u32 = 0x7f00_0001;
+/// How long past the sessions' `close_timeout` the final close may run before the
+/// simulation stops anyway (and reports the hosts that did not drain).
+const CLOSE_GRACE: u64 = 1_000_000;
 
 #[derive(Debug)]
 enum Ev {
@@ -48,6 +52,7 @@ enum Ev {
         from: HostId,
         from_incarnation: u32,
         torrent: TorrentId,
+        dial: u64,
     },
     /// The target accepted: the dialler's connection opens.
     Opened {
@@ -57,6 +62,7 @@ enum Ev {
         remote: HostId,
         remote_incarnation: u32,
         remote_conn: ConnId,
+        dial: u64,
     },
     /// Nobody listens at the dialled address.
     Refused {
@@ -64,6 +70,7 @@ enum Ev {
         incarnation: u32,
         torrent: TorrentId,
         addr: SocketAddr,
+        dial: u64,
     },
     /// Bytes arrive (`payload` of them block data).
     Deliver {
@@ -84,7 +91,6 @@ enum Ev {
         torrent: TorrentId,
         url: String,
         request: Vec<u8>,
-        wants_reply: bool,
     },
     /// A DHT datagram reaches `host` (the DHT shares the peer port's address here).
     Datagram {
@@ -114,6 +120,8 @@ enum Ev {
     Recover { host: HostId },
     /// The tracker's expiry round.
     Expire,
+    /// Every peer completed: the swarm stops and every session closes.
+    Stop,
 }
 
 #[derive(Debug)]
@@ -163,6 +171,28 @@ struct LinkEnd {
 struct Online {
     session: Session,
     links: BTreeMap<ConnId, LinkEnd>,
+    /// Dials out whose answer is still awaited, by what the session named them, with the
+    /// number of the dial: an answer for a dial no longer here (cancelled by the session,
+    /// or superseded by a later dial to the same address) is dropped.
+    dials: BTreeMap<(TorrentId, SocketAddr), u64>,
+}
+
+/// Why a host's session is closing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Departure {
+    /// It leaves the swarm; back after this many microseconds, if given.
+    Leave(Option<u64>),
+    /// The simulation is over.
+    End,
+}
+
+/// A host whose session was closed and is draining.
+#[derive(Debug)]
+struct Closing {
+    since: u64,
+    departure: Departure,
+    /// `is_drained()` said yes.
+    done: bool,
 }
 
 #[derive(Debug)]
@@ -189,6 +219,10 @@ struct Host {
     timer_generation: u64,
     timer_at: Option<u64>,
     next_port: u16,
+    /// Until when dials to it go unanswered (a black-hole disruption).
+    black_hole_until: Option<u64>,
+    /// Its session is closing, while it is.
+    closing: Option<Closing>,
 }
 
 impl Host {
@@ -235,6 +269,16 @@ pub struct Simulation {
     /// The most bytes a receive buffer may hold after the session read it: less than one
     /// maximal message.
     max_buffered: usize,
+    /// What the sessions' own rules did.
+    policies: PolicyReport,
+    /// Number of the next dial.
+    next_dial: u64,
+    /// When the swarm stopped and the final close began.
+    stopped_at: Option<u64>,
+    /// Sessions closed at the end that have not drained yet.
+    undrained: usize,
+    /// Every close's drain time, in the order they drained (for the digest).
+    drain_times: Vec<u64>,
 }
 
 impl Simulation {
@@ -273,6 +317,11 @@ impl Simulation {
             hash_failures: 0,
             bans: 0,
             max_buffered: Decoder::new(None, Limits::default()).max_message_len() as usize + 4,
+            policies: PolicyReport::default(),
+            next_dial: 0,
+            stopped_at: None,
+            undrained: 0,
+            drain_times: Vec::new(),
             config,
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
@@ -318,6 +367,8 @@ impl Simulation {
                 timer_generation: 0,
                 timer_at: None,
                 next_port: 40_000,
+                black_hole_until: None,
+                closing: None,
             });
         }
         if sim.config.peers == 0 {
@@ -381,13 +432,21 @@ impl Simulation {
             (Some(n), None) => n,
             (None, Some(e)) => e,
             (None, None) => {
-                self.finished = true;
+                if self.stopped_at.is_some() {
+                    self.give_up_close();
+                } else {
+                    self.stop();
+                }
                 return;
             }
         };
         if at > self.limit {
-            self.now = self.limit;
-            self.finished = true;
+            self.now = self.limit.max(self.now);
+            if self.stopped_at.is_some() {
+                self.give_up_close();
+            } else {
+                self.stop();
+            }
             return;
         }
         self.now = at;
@@ -400,6 +459,8 @@ impl Simulation {
                 }
                 let to = arrival.dest.host;
                 let when = at + self.one_way(arrival.from, to);
+                let (from, conn, accepted) =
+                    (arrival.from, ConnId(arrival.src_conn), arrival.accepted);
                 self.push(
                     when,
                     Ev::Deliver {
@@ -408,6 +469,10 @@ impl Simulation {
                         payload: arrival.payload,
                     },
                 );
+                // The unit left the sender's link: its socket accepted the bytes.
+                if self.sent(from, conn, accepted) {
+                    self.drain(from);
+                }
             }
             return;
         }
@@ -469,10 +534,13 @@ impl Simulation {
                     return;
                 }
                 h.timer_at = None;
-                let Some(on) = h.online.as_mut() else {
+                if h.online.is_none() {
                     return;
-                };
-                on.session.handle_timeout(now);
+                }
+                self.report_progress(host);
+                if let Some(session) = self.session_mut(host) {
+                    session.handle_timeout(now);
+                }
                 self.drain(host);
             }
             Ev::Accept {
@@ -480,7 +548,8 @@ impl Simulation {
                 from,
                 from_incarnation,
                 torrent,
-            } => self.accept(host, from, from_incarnation, torrent),
+                dial,
+            } => self.accept(host, (from, from_incarnation), torrent, dial),
             Ev::Opened {
                 host,
                 incarnation,
@@ -488,10 +557,11 @@ impl Simulation {
                 remote,
                 remote_incarnation,
                 remote_conn,
+                dial,
             } => self.opened(
-                host,
-                incarnation,
+                (host, incarnation),
                 torrent,
+                dial,
                 (remote, remote_incarnation, remote_conn),
             ),
             Ev::Refused {
@@ -499,12 +569,13 @@ impl Simulation {
                 incarnation,
                 torrent,
                 addr,
+                dial,
             } => {
-                if !self.is_live(host, incarnation) {
+                if !self.is_live(host, incarnation) || !self.take_dial(host, torrent, addr, dial) {
                     return;
                 }
                 if let Some(session) = self.session_mut(host) {
-                    session.connect_failed(torrent, addr, now);
+                    session.handle_connect_error(torrent, addr, ConnectFailure::Refused, now);
                 }
                 self.drain(host);
             }
@@ -541,7 +612,6 @@ impl Simulation {
                 torrent,
                 url,
                 request,
-                wants_reply,
             } => {
                 self.tracker_announces += 1;
                 let source = self.hosts[host].ephemeral();
@@ -549,19 +619,17 @@ impl Simulation {
                     HttpOutcome::Respond(bytes) => bytes,
                     HttpOutcome::NeedMore => Vec::new(),
                 };
-                if wants_reply {
-                    let at = self.now + self.tracker_way(host);
-                    self.push(
-                        at,
-                        Ev::TrackerReply {
-                            host,
-                            incarnation,
-                            torrent,
-                            url,
-                            response,
-                        },
-                    );
-                }
+                let at = self.now + self.tracker_way(host);
+                self.push(
+                    at,
+                    Ev::TrackerReply {
+                        host,
+                        incarnation,
+                        torrent,
+                        url,
+                        response,
+                    },
+                );
             }
             Ev::Datagram { host, from, bytes } => {
                 // UDP: a datagram for a host that is away is lost.
@@ -595,6 +663,9 @@ impl Simulation {
                 }
                 self.drain(host);
             }
+            // Once the swarm stopped, nobody comes or goes any more: the close runs alone.
+            Ev::Leave { .. } | Ev::Rejoin { .. } | Ev::Disrupt { .. }
+                if self.stopped_at.is_some() => {}
             Ev::Leave { host, return_after } => self.leave(host, return_after),
             Ev::Rejoin { host } => self.rejoin(host),
             Ev::Disrupt { host, kind } => match kind {
@@ -609,6 +680,17 @@ impl Simulation {
                     let at = self.now + u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4);
                     self.push(at, Ev::Recover { host });
                 }
+                DisruptionKind::StopReading(d) => {
+                    let up = self.hosts[host].up;
+                    self.net.set_capacity(host, up, 0.0, self.now);
+                    let at = self.now + u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4);
+                    self.push(at, Ev::Recover { host });
+                }
+                DisruptionKind::BlackHole(d) => {
+                    let until = self.now + u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 4);
+                    let h = &mut self.hosts[host];
+                    h.black_hole_until = Some(h.black_hole_until.map_or(until, |u| u.max(until)));
+                }
             },
             Ev::Recover { host } => {
                 let (up, down) = (self.hosts[host].up, self.hosts[host].down);
@@ -619,6 +701,7 @@ impl Simulation {
                 let at = self.now + EXPIRE_EVERY.as_micros() as u64;
                 self.push(at, Ev::Expire);
             }
+            Ev::Stop => self.stop(),
         }
     }
 
@@ -630,6 +713,9 @@ impl Simulation {
         let h = &mut self.hosts[host];
         let mut config = self.config.session.clone();
         config.listen_port = LISTEN_PORT;
+        // As the real runtimes do: report what sockets accept, and the peer events.
+        config.send_accounting = true;
+        config.peer_events = true;
         if self.config.dht {
             config.dht = Some(crate::dht::DhtConfig::default());
         }
@@ -648,6 +734,7 @@ impl Simulation {
                 h.online = Some(Online {
                     session,
                     links: BTreeMap::new(),
+                    dials: BTreeMap::new(),
                 });
             }
             Err(e) => {
@@ -670,21 +757,26 @@ impl Simulation {
     }
 
     fn rejoin(&mut self, host: HostId) {
-        if self.hosts[host].online.is_some() {
+        if self.hosts[host].online.is_some() || self.stopped_at.is_some() {
             return;
         }
         self.rejoins += 1;
         self.start_session(host);
     }
 
+    /// A host leaves: its session closes (the tracker hears `stopped`, the final saves
+    /// go out, its peers are disconnected) and it is gone once the close has drained.
     fn leave(&mut self, host: HostId, return_after: Option<u64>) {
-        let now = Instant::from_micros(self.now);
-        let Some(on) = self.hosts[host].online.as_mut() else {
+        if self.hosts[host].online.is_none() || self.hosts[host].closing.is_some() {
             return;
-        };
-        // A graceful departure: the tracker hears `stopped`.
-        on.session.stop_announces(now);
-        self.drain(host);
+        }
+        self.leaves += 1;
+        self.begin_close(host, Departure::Leave(return_after));
+    }
+
+    /// The end of a departure, once the host's close has drained: its connections go,
+    /// and it comes back later if it is to.
+    fn depart(&mut self, host: HostId, return_after: Option<u64>) {
         let Some(on) = self.hosts[host].online.take() else {
             return;
         };
@@ -695,7 +787,7 @@ impl Simulation {
         h.incarnation += 1;
         h.timer_at = None;
         h.timer_generation += 1;
-        self.leaves += 1;
+        h.closing = None;
         if h.role == Role::Peer {
             for p in h.have.ones() {
                 self.availability[p as usize] -= 1;

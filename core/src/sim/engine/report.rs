@@ -45,7 +45,9 @@ impl Simulation {
             .map(|h| self.bytes_of(&h.have))
             .sum();
         let capacity = self.config.server_upload + peers as f64 * self.config.peer_upload;
-        let span = distribution_time.map_or(self.now as f64 / 1e6, |d| d.as_secs_f64());
+        // The swarm's own time: the final close is not part of the distribution.
+        let stopped = self.stopped_at.unwrap_or(self.now);
+        let span = distribution_time.map_or(stopped as f64 / 1e6, |d| d.as_secs_f64());
         let utilisation = if span > 0.0 {
             (server_uploaded + peers_uploaded) as f64 / (capacity * span)
         } else {
@@ -61,7 +63,7 @@ impl Simulation {
                     Role::Server => self.config.server_upload,
                     Role::Peer => self.config.peer_upload,
                 };
-                let busy = self.net.busy_time(i, self.now) as f64 / 1e6;
+                let busy = self.net.busy_time(i, stopped) as f64 / 1e6;
                 up * busy.min(span)
             })
             .sum();
@@ -85,6 +87,27 @@ impl Simulation {
         }
         digest.add(self.events);
         digest.add(self.blocks);
+        let p = &self.policies;
+        for count in [
+            p.peer_connected,
+            p.peer_disconnected,
+            p.slow_reader_drops,
+            p.connect_failed,
+            p.connect_timeouts,
+            p.cancelled_dials,
+            p.late_accepts_dropped,
+            p.sent_reports,
+            p.sent_bytes,
+            p.saves,
+            p.closes,
+            p.drained,
+        ] {
+            digest.add(count);
+        }
+        for &took in &self.drain_times {
+            digest.add(took);
+        }
+        digest.add(self.now);
         SimReport {
             peers,
             complete,
@@ -106,8 +129,9 @@ impl Simulation {
             leaves: self.leaves,
             rejoins: self.rejoins,
             violations,
+            policies: self.policies.clone(),
             digest: digest.0,
-            end: Duration::from_micros(self.now),
+            end: Duration::from_micros(stopped),
         }
     }
 
