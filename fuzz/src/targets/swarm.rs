@@ -63,7 +63,7 @@ fn config(spec: &Spec) -> SimConfig {
         let at = Duration::from_secs(u64::from(step.at_s % 600));
         let host = usize::from(step.host) % (peers + 1);
         let length = Duration::from_secs(1 + u64::from(step.length_s % 120));
-        match step.kind % 3 {
+        match step.kind % 5 {
             0 => {
                 c.disruptions.push(Disruption {
                     at,
@@ -80,6 +80,20 @@ fn config(spec: &Spec) -> SimConfig {
                 at,
                 host,
                 kind: DisruptionKind::Corrupt,
+            }),
+            // Dials to it neither succeed nor fail: the sessions' connect time-outs and
+            // `CancelConnect` run.
+            2 => c.disruptions.push(Disruption {
+                at,
+                host,
+                kind: DisruptionKind::BlackHole(length),
+            }),
+            // It stops reading: its senders' sessions see nothing accepted and drop it as
+            // a slow reader; it must still complete once it reads again.
+            3 => c.disruptions.push(Disruption {
+                at,
+                host,
+                kind: DisruptionKind::StopReading(length),
             }),
             _ => c.disruptions.push(Disruption {
                 at,
