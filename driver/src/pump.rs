@@ -85,20 +85,25 @@ impl SessionHost {
             if reports.is_empty() {
                 return;
             }
-            let now = self.clock.now();
-            for report in reports {
-                match report {
-                    Report::Sent(conn, n) => self.session.handle_sent(conn, n, now),
-                    Report::Closed(conn, reason) => self.session.handle_closed(conn, reason, now),
-                    Report::ConnectFailed {
-                        torrent,
-                        addr,
-                        error,
-                    } => {
-                        let reason = self.connect_failure(&error);
-                        self.session
-                            .handle_connect_error(torrent, addr, reason, now);
-                    }
+            self.apply_reports(reports);
+        }
+    }
+
+    /// Tells the session what the sockets did.
+    fn apply_reports(&mut self, reports: Vec<Report>) {
+        let now = self.clock.now();
+        for report in reports {
+            match report {
+                Report::Sent(conn, n) => self.session.handle_sent(conn, n, now),
+                Report::Closed(conn, reason) => self.session.handle_closed(conn, reason, now),
+                Report::ConnectFailed {
+                    torrent,
+                    addr,
+                    error,
+                } => {
+                    let reason = self.connect_failure(&error);
+                    self.session
+                        .handle_connect_error(torrent, addr, reason, now);
                 }
             }
         }
@@ -276,6 +281,13 @@ impl SessionHost {
     /// The socket of `conn` accepted `n` more bytes of what was queued.
     pub fn sent(&mut self, io: &mut impl Io, conn: ConnId, n: usize) {
         self.session.handle_sent(conn, n, self.clock.now());
+        self.pump(io);
+    }
+
+    /// Several things the sockets did, told at once (e.g. what each writer task sent
+    /// since the last look), so what they release is carried out in one round.
+    pub fn reports(&mut self, io: &mut impl Io, reports: Vec<Report>) {
+        self.apply_reports(reports);
         self.pump(io);
     }
 

@@ -117,9 +117,11 @@ impl Net {
         let std_stream = unchoke_driver::connect_nonblocking(addr, self.bind_ip)?;
         let mut stream = TcpStream::from_std(std_stream);
         let token = self.new_token();
-        self.poll
-            .registry()
-            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         let conn = Conn::new(stream, addr, ConnState::Connecting { torrent });
         self.conns.insert(token, conn);
         Ok(())
