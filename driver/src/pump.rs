@@ -346,3 +346,6 @@ impl SessionHost {
         first
     }
 }
+
+#[cfg(test)]
+mod tests;
