@@ -173,10 +173,8 @@ impl SessionTask {
             Timer::after(timeout).await;
             Input::Tick
         };
+        // Also while leaving, as in the mio driver: UDP trackers answer `stopped` here.
         let datagrams = async {
-            if self.host.shutting_down() {
-                return std::future::pending().await;
-            }
             match self.dgram_rx.recv().await {
                 Ok((from, data)) => Input::Datagram(from, data),
                 Err(_) => std::future::pending().await,
