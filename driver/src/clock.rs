@@ -1,7 +1,8 @@
-//! The one place the driver reads the wall clock: `std::time::Instant` → the core's
-//! [`unchoke_core::time::Instant`] (microseconds since the client started).
+//! The one place the driver and the runtimes' client code read the wall clock:
+//! `std::time::Instant` → the core's [`unchoke_core::time::Instant`] (microseconds since
+//! the client started), how long to sleep until a core deadline, and elapsed times.
 
-use std::time::Instant as StdInstant;
+use std::time::{Duration, Instant as StdInstant};
 
 use unchoke_core::time::Instant;
 
@@ -28,5 +29,22 @@ impl Clock {
     /// The real instant at which core time `at` falls.
     pub fn to_std(self, at: Instant) -> StdInstant {
         self.origin + std::time::Duration::from_micros(at.as_micros())
+    }
+
+    /// How long from now until core time `at` (zero if it is past), at most `cap`; `cap`
+    /// when nothing is scheduled.
+    pub fn until(&self, at: Option<Instant>, cap: Duration) -> Duration {
+        match at {
+            Some(at) => {
+                let micros = at.as_micros().saturating_sub(self.now().as_micros());
+                Duration::from_micros(micros).min(cap)
+            }
+            None => cap,
+        }
+    }
+
+    /// Real time since the clock started (a stopwatch for reports).
+    pub fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
     }
 }

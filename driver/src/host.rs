@@ -1,33 +1,29 @@
-//! [`SessionHost`]: the part of a driver's loop that is the same whatever moves the bytes.
-//! It owns the core's `Session` and the bookkeeping around it — torrents' storage and
-//! resume files, disk jobs in flight, commands from the client handle,
-//! shutdown — and turns the session's actions into [`IoAction`]s: what only the runtime can
-//! do (write to a socket, dial, close, run a disk job). Both drivers run their loop around
-//! one of these, so none of this is written twice.
+//! [`SessionHost`]: the client's bookkeeping around the core's `Session`, the same whatever
+//! moves the bytes — torrents' storage and resume files, magnets awaiting their storage,
+//! commands from the client handle, what events tell the user, the shutdown's reports.
+//! It holds no rule about peers, pieces, trackers or memory (those are the session's).
+//! Inputs reach it, and actions leave it, through [`crate::pump`]: both runtimes run their
+//! loop around one of these, so none of this is written twice.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use crossbeam_channel::Sender;
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::{
-    Action, AddTorrentError, ConnId, DisconnectReason, Event, MagnetOptions, Session, TorrentId,
-};
+use unchoke_core::session::{AddTorrentError, ConnectFailure, MagnetOptions, Session, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
 use unchoke_storage::FileStorage;
 
-use crate::announce::{AnnounceJob, JobKind};
 use crate::dht_node::{load_nodes, save_nodes};
-use crate::disk::{Completion, Job};
+use crate::disk::Completion;
 use crate::tracker_client::TrackerClient;
-use crate::{AddMagnet, AddTorrent, ClientConfig, ClientEvent, Clock, ShutdownReport};
+use crate::{AddMagnet, ClientConfig, ClientEvent, Clock, ShutdownReport};
 
 /// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -67,59 +63,10 @@ pub enum Command {
     },
 }
 
-/// What the runtime must do for the session.
-#[derive(Debug)]
-pub enum IoAction {
-    /// Queue these buffers on the connection, in order (write them vectored).
-    Send {
-        /// The connection.
-        conn: ConnId,
-        /// The first buffer (a message, or a piece header).
-        first: Bytes,
-        /// The block after a piece header.
-        second: Option<Bytes>,
-    },
-    /// Send this datagram from the client's UDP socket (dropped if the socket is full: UDP
-    /// may lose it anyway, and the DHT and UDP trackers retransmit on time-out).
-    SendDatagram {
-        /// The destination.
-        to: SocketAddr,
-        /// The datagram.
-        bytes: Bytes,
-    },
-    /// Dial `addr` for `torrent`; then [`SessionHost::session`]`.connection_opened` or
-    /// `handle_connect_error`. Only the OS's connect: the time-out is the session's.
-    Connect {
-        /// The torrent.
-        torrent: TorrentId,
-        /// The peer.
-        addr: SocketAddr,
-    },
-    /// Abandon that dial (the session timed it out); report nothing for it.
-    CancelConnect {
-        /// The torrent.
-        torrent: TorrentId,
-        /// The peer.
-        addr: SocketAddr,
-    },
-    /// Close the connection (the session has forgotten it already).
-    Disconnect {
-        /// The connection.
-        conn: ConnId,
-        /// Why, for the user.
-        reason: DisconnectReason,
-    },
-    /// Run this job off the loop and hand its completion to [`SessionHost::completion`].
-    Disk(Job),
-    /// Run this tracker job (an HTTP announce or a name to resolve) off the loop (it
-    /// blocks) and hand its completion to [`SessionHost::completion`].
-    Announce(AnnounceJob),
-}
-
-struct TorrentSlot {
-    storage: Arc<FileStorage>,
-    info_hash: InfoHash,
-    resume_path: PathBuf,
+pub(crate) struct TorrentSlot {
+    pub(crate) storage: Arc<FileStorage>,
+    pub(crate) info_hash: InfoHash,
+    pub(crate) resume_path: PathBuf,
     /// Why the last resume save failed, for the shutdown report (the session says which
     /// save was the final one and whether it succeeded).
     save_error: Option<String>,
@@ -127,20 +74,20 @@ struct TorrentSlot {
 
 /// The session and its bookkeeping; see the module docs.
 pub struct SessionHost {
-    session: Session,
-    clock: Clock,
-    torrents: BTreeMap<TorrentId, TorrentSlot>,
+    pub(crate) session: Session,
+    pub(crate) clock: Clock,
+    pub(crate) torrents: BTreeMap<TorrentId, TorrentSlot>,
     events: Sender<ClientEvent>,
     /// Disk jobs handed to the runtime and not completed (for diagnostics only: when
     /// shutdown is done is the session's call, [`Session::is_drained`]).
-    jobs_in_flight: usize,
+    pub(crate) jobs_in_flight: usize,
     /// Where the shutdown's reports go, once `shutdown` was asked for.
-    shutdown: Option<Sender<Vec<ShutdownReport>>>,
-    trackers: Arc<TrackerClient>,
+    pub(crate) shutdown: Option<Sender<Vec<ShutdownReport>>>,
+    pub(crate) trackers: Arc<TrackerClient>,
     /// Magnet torrents whose storage is not set up yet: where it goes.
-    magnets: BTreeMap<TorrentId, AddMagnet>,
+    pub(crate) magnets: BTreeMap<TorrentId, AddMagnet>,
     /// The settings storage set-up needs (the check's threads, open-file limit).
-    config: ClientConfig,
+    pub(crate) config: ClientConfig,
     /// Whether a torrent or magnet was ever accepted: a client whose every add was refused
     /// (a seed pointed at the wrong directory) must not create the DHT node file there.
     accepted: bool,
@@ -205,24 +152,13 @@ impl SessionHost {
         }
     }
 
-    /// The core's session, for socket input (`connection_opened`, `handle_bytes`,
-    /// `connection_closed`, `connect_failed`). Call [`SessionHost::poll_io`] afterwards.
-    pub fn session(&mut self) -> &mut Session {
-        &mut self.session
-    }
-
-    /// The session's settings (connect time-out, for the driver's dial error texts).
-    pub fn session_config(&self) -> &unchoke_core::session::SessionConfig {
-        self.session.config()
-    }
-
-    /// The core's "now".
-    pub fn now(&self) -> Instant {
-        self.clock.now()
+    /// The OS's reason for a failed dial, as the session's typed reason.
+    pub(crate) fn connect_failure(&self, error: &std::io::Error) -> ConnectFailure {
+        crate::connect_failure(error, self.session.config().connect_timeout)
     }
 
     /// Tells the user something (dropped if they do not read their events).
-    pub fn emit(&self, event: ClientEvent) {
+    pub(crate) fn emit(&self, event: ClientEvent) {
         let _ = self.events.try_send(event);
     }
 
@@ -231,179 +167,20 @@ impl SessionHost {
         self.shutdown.is_some()
     }
 
-    /// When the loop must next call [`SessionHost::timers`] at the latest.
-    pub fn deadline(&self) -> StdInstant {
-        let mut d = StdInstant::now() + MAX_SLEEP;
-        if let Some(t) = self.session.poll_timeout() {
-            d = d.min(self.clock.to_std(t));
-        }
-        d
+    /// How long the loop may sleep before it must call [`SessionHost::timers`] (capped,
+    /// so a lost wake-up can never stall it for long).
+    pub fn timeout(&self) -> Duration {
+        self.clock.until(self.session.poll_timeout(), MAX_SLEEP)
     }
 
-    /// The next thing the runtime must do, translated from the session's actions (events
-    /// go straight to the user; disk actions become jobs, counted).
-    pub fn poll_io(&mut self) -> Option<IoAction> {
-        loop {
-            let action = self.session.poll_action()?;
-            let io = match action {
-                Action::Send { conn, data } => IoAction::Send {
-                    conn,
-                    first: data,
-                    second: None,
-                },
-                Action::SendBlock { conn, header, data } => IoAction::Send {
-                    conn,
-                    first: header,
-                    second: Some(data),
-                },
-                Action::Connect { torrent, addr } => IoAction::Connect { torrent, addr },
-                Action::CancelConnect { torrent, addr } => {
-                    IoAction::CancelConnect { torrent, addr }
-                }
-                Action::SendDatagram { to, bytes } => IoAction::SendDatagram { to, bytes },
-                Action::Disconnect { conn, reason } => IoAction::Disconnect { conn, reason },
-                Action::WriteBlock {
-                    torrent,
-                    piece,
-                    offset,
-                    data,
-                } => {
-                    let Some(storage) = self.storage(torrent) else {
-                        continue;
-                    };
-                    self.jobs_in_flight += 1;
-                    IoAction::Disk(Job::Write {
-                        torrent,
-                        storage,
-                        piece,
-                        offset,
-                        data,
-                    })
-                }
-                Action::ReadBlock {
-                    conn,
-                    torrent,
-                    block,
-                } => {
-                    let Some(storage) = self.storage(torrent) else {
-                        continue;
-                    };
-                    self.jobs_in_flight += 1;
-                    IoAction::Disk(Job::Read {
-                        conn,
-                        torrent,
-                        storage,
-                        block,
-                    })
-                }
-                Action::VerifyPiece {
-                    torrent,
-                    piece,
-                    expected,
-                    blocks,
-                } => {
-                    self.jobs_in_flight += 1;
-                    IoAction::Disk(Job::Verify {
-                        torrent,
-                        piece,
-                        expected,
-                        blocks,
-                    })
-                }
-                Action::Announce {
-                    torrent,
-                    url,
-                    request,
-                } => {
-                    // Leaving (`completed`, `stopped`): a short socket time-out, so the
-                    // blocking exchange does not outlive the exit for long. How long the
-                    // close waits for its answer is the session's call.
-                    let during_shutdown = self.shutdown.is_some();
-                    IoAction::Announce(AnnounceJob::new(
-                        self.trackers.clone(),
-                        JobKind::Announce {
-                            torrent,
-                            url,
-                            request,
-                        },
-                        during_shutdown,
-                    ))
-                }
-                // A UDP tracker's name: the exchange itself is the session's.
-                Action::Resolve { host, port } => IoAction::Announce(AnnounceJob::new(
-                    self.trackers.clone(),
-                    JobKind::Resolve { host, port },
-                    false,
-                )),
-                Action::SaveResume {
-                    torrent,
-                    have,
-                    written,
-                } => {
-                    // Also during shutdown: the session's close ends with one last save per
-                    // torrent. A torrent without storage here has nothing to save.
-                    let Some(slot) = self.torrents.get(&torrent) else {
-                        continue;
-                    };
-                    IoAction::Disk(Job::SaveResume {
-                        torrent,
-                        storage: slot.storage.clone(),
-                        path: slot.resume_path.clone(),
-                        info_hash: slot.info_hash,
-                        have,
-                        written: Some(written),
-                    })
-                }
-                Action::Event(Event::MetadataReceived { torrent, metainfo }) => {
-                    self.emit(ClientEvent::Session(Event::MetadataReceived {
-                        torrent,
-                        metainfo: metainfo.clone(),
-                    }));
-                    let Some(magnet) = self.magnets.get(&torrent) else {
-                        continue;
-                    };
-                    // Checking existing data can take long: off the loop, like any disk work.
-                    let mut add = AddTorrent::new(*metainfo, magnet.save_path.clone());
-                    add.recheck = magnet.recheck;
-                    add.access = magnet.access;
-                    add.cancel = magnet.cancel.clone();
-                    self.jobs_in_flight += 1;
-                    IoAction::Disk(Job::Prepare {
-                        torrent,
-                        add: Box::new(add),
-                        config: Box::new(self.config.clone()),
-                    })
-                }
-                // The peer events keep their client-level form (one place maps them).
-                Action::Event(Event::PeerConnected { addr, inbound, .. }) => {
-                    self.emit(ClientEvent::PeerConnected { addr, inbound });
-                    continue;
-                }
-                Action::Event(Event::PeerDisconnected { addr, reason }) => {
-                    let reason = reason.to_string();
-                    self.emit(ClientEvent::PeerDisconnected { addr, reason });
-                    continue;
-                }
-                Action::Event(Event::ConnectFailed { addr, reason, .. }) => {
-                    let reason = reason.to_string();
-                    self.emit(ClientEvent::ConnectFailed { addr, reason });
-                    continue;
-                }
-                Action::Event(event) => {
-                    self.emit(ClientEvent::Session(event));
-                    continue;
-                }
-            };
-            return Some(io);
-        }
-    }
-
-    fn storage(&self, torrent: TorrentId) -> Option<Arc<FileStorage>> {
+    /// The storage of a torrent whose storage is set up.
+    pub(crate) fn storage(&self, torrent: TorrentId) -> Option<Arc<FileStorage>> {
         self.torrents.get(&torrent).map(|s| s.storage.clone())
     }
 
-    /// A disk job finished: update the bookkeeping and tell the session.
-    pub fn completion(&mut self, c: Completion) {
+    /// Blocking work finished: update the bookkeeping and tell the session (the caller
+    /// pumps).
+    pub(crate) fn complete(&mut self, c: Completion) {
         let now = self.clock.now();
         match c {
             Completion::Written {
@@ -505,9 +282,9 @@ impl SessionHost {
         });
     }
 
-    /// A request from the client handle. Returns `true` when it was the request to shut
-    /// down (the runtime then stops accepting connections).
-    pub fn command(&mut self, c: Command) -> bool {
+    /// Applies a request from the client handle (the caller pumps); `true` when it was
+    /// the request to shut down.
+    pub(crate) fn apply(&mut self, c: Command) -> bool {
         match c {
             Command::AddTorrent {
                 metainfo,
@@ -583,13 +360,12 @@ impl SessionHost {
                 let _ = reply.send(status);
                 false
             }
-            Command::Shutdown { reply } => self.begin_shutdown(reply),
+            Command::Shutdown { reply } => self.close(reply),
         }
     }
 
-    /// Starts shutting down (also when the client handle vanished without asking: then
-    /// `reply` goes nowhere). Returns `true` the first time.
-    pub fn begin_shutdown(&mut self, reply: Sender<Vec<ShutdownReport>>) -> bool {
+    /// Starts the session's close (the caller pumps); `true` the first time.
+    pub(crate) fn close(&mut self, reply: Sender<Vec<ShutdownReport>>) -> bool {
         if self.shutdown.is_some() {
             return false;
         }
@@ -607,15 +383,6 @@ impl SessionHost {
         let now = self.clock.now();
         self.session.close(now);
         true
-    }
-
-    /// The session's timers when due (resume saves among them: they come out of
-    /// [`SessionHost::poll_io`] as [`Job::SaveResume`]s).
-    pub fn timers(&mut self) {
-        let now = self.clock.now();
-        if self.session.poll_timeout().is_some_and(|t| t <= now) {
-            self.session.handle_timeout(now);
-        }
     }
 
     /// During shutdown: whether the session's close is still under way (final saves or

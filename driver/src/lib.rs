@@ -17,18 +17,20 @@ pub mod dht_node;
 pub mod disk;
 mod host;
 mod net;
+pub mod pump;
 pub mod tracker_client;
 pub mod tracker_service;
 
 pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};
 pub use clock::Clock;
 pub use config::ClientConfig;
-pub use host::{Command, IoAction, SessionHost};
+pub use host::{Command, SessionHost};
 pub use net::{connect_error_text, connect_failure, connect_nonblocking};
+pub use pump::{Io, Report, Work};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
@@ -387,7 +389,7 @@ pub fn prepare_torrent(
     add: &AddTorrent,
     progress: &(dyn Fn(u32) + Sync),
 ) -> Result<PreparedTorrent, ClientError> {
-    let started = StdInstant::now();
+    let started = Clock::start();
     let info = &add.metainfo.info;
     let access = add.access.storage();
     let resume_path = add

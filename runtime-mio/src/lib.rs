@@ -8,8 +8,9 @@
 //!   splits blocks out of without copying; uploads are written vectored (header + block).
 //! - Disk writes, disk reads and SHA-1 run on a small pool of worker threads that hand
 //!   completions back through a queue and a `mio::Waker` (one wake per burst).
-//! - Memory is bounded: reading from peers pauses while too many downloaded bytes wait
-//!   for the disk, and a peer that does not read what it asked for is dropped.
+//! - The session's actions are carried out by `unchoke_driver::pump` through this driver's
+//!   `Io` (`net.rs`); the loop only turns readiness into the host's inputs. Memory bounds,
+//!   slow readers, admission and time-outs are the session's rules, not the loop's.
 //! - Storage is `unchoke-storage`'s `FileStorage`; resume data is saved periodically and on
 //!   [`ClientCore::shutdown`](unchoke_driver::ClientCore::shutdown), and trusted on restart only for files that did not change.
 //!
@@ -35,6 +36,7 @@ mod disk;
 mod event_loop;
 mod handoff;
 mod job_queue;
+mod net;
 mod tracker_server;
 
 pub use client::Client;

@@ -33,7 +33,7 @@ impl Client {
         };
         // Always one UDP socket: the DHT's, and UDP trackers' exchanges (the session's).
         let (socket, dht_addr) = bind_udp(config.dht.as_ref(), local_addr)?;
-        let dht = Some(Async::new(socket).map_err(ClientError::Start)?);
+        let udp = Async::new(socket).map_err(ClientError::Start)?;
         let (commands, command_rx) = smol::channel::unbounded();
         let (event_tx, events) = crossbeam_channel::bounded(EVENT_BACKLOG);
         let cfg = config.clone();
@@ -41,7 +41,7 @@ impl Client {
             .name("unchoke-smol".into())
             .spawn(move || {
                 let ex = std::rc::Rc::new(smol::LocalExecutor::new());
-                let task = SessionTask::new(ex.clone(), cfg, listener, dht, command_rx, event_tx);
+                let task = SessionTask::new(ex.clone(), cfg, listener, udp, command_rx, event_tx);
                 smol::block_on(ex.run(task.run()));
             })
             .map_err(ClientError::Start)?;

@@ -11,8 +11,10 @@
 //! - The core's deadline is a `smol::Timer`; SHA-1 and resume saves run through
 //!   `smol::unblock`; block reads go in batches, block writes in merged batches with one
 //!   batch in flight at a time.
-//! - Memory is bounded: the session task stops taking socket events while 32 MiB of
-//!   downloaded data waits for the disk, which stops the readers.
+//! - The session's actions are carried out by `unchoke_driver::pump` through this driver's
+//!   `Io` (`task_io.rs`); the session task only turns socket events, completions and
+//!   commands into the host's inputs. Memory bounds, slow readers, admission and time-outs
+//!   are the session's rules: it stops requesting, and the readers keep reading.
 //! - Configuration, the start-up check, disk jobs and the public types are shared with the
 //!   mio driver through `unchoke-driver`.
 #![warn(missing_docs)]
@@ -20,6 +22,7 @@
 mod client;
 mod peer_io;
 mod session_task;
+mod task_io;
 mod tracker_server;
 
 pub use client::Client;
