@@ -436,3 +436,35 @@ fn the_same_seed_gives_the_same_digest_through_pause_remove_and_close() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn poll_timeout_is_none_when_nothing_is_scheduled() {
+    use unchoke_core::session::Session;
+    let t0 = Instant::ZERO;
+    let mut s = Session::new(SessionConfig::default(), 7, t0);
+    assert_eq!(s.poll_timeout(), None, "no torrent, no DHT, no connection");
+
+    let meta = support::make_metainfo(&make_content(64 * 1024, 3), 16 * 1024);
+    let id = s.add_torrent(&meta, None, t0).expect("add");
+    s.set_trackers(id, Vec::new(), t0);
+    while s.poll_action().is_some() {}
+    assert!(
+        s.poll_timeout().is_some(),
+        "a running torrent has housekeeping"
+    );
+
+    let t1 = t0 + Duration::from_secs(1);
+    s.close(t1);
+    // Carry the close out: the final save is answered, then nothing is left to wake for.
+    while let Some(action) = s.poll_action() {
+        if let unchoke_core::session::Action::SaveResume { torrent, .. } = action {
+            s.resume_saved(torrent, true, t1);
+        }
+    }
+    assert!(s.is_drained());
+    assert_eq!(
+        s.poll_timeout(),
+        None,
+        "a drained session schedules nothing"
+    );
+}

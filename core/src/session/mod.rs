@@ -78,7 +78,8 @@ use bytes::{Bytes, BytesMut};
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
     Action, ConnId, ConnectFailure, Direction, DisconnectReason, DiskError, DiskErrorKind, Event,
-    FAILED_PEERS_LISTED, FailedPeer, GiveUpReason, PeerGone, SessionConfig, TorrentId,
+    FAILED_PEERS_LISTED, FailedPeer, GeometryError, GiveUpReason, PeerGone, SessionConfig,
+    TorrentId,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use trackers::metainfo_tiers;
@@ -116,7 +117,7 @@ pub enum AddTorrentError {
     },
     /// The torrent's geometry is unusable (no pieces, or too many).
     #[error("torrent geometry unusable: {0}")]
-    Geometry(String),
+    Geometry(GeometryError),
 }
 
 /// What a magnet link gives besides its info-hash (see [`Session::add_magnet`]).
@@ -168,7 +169,7 @@ pub enum MetadataReadyError {
     },
     /// The metadata's geometry is unusable (no pieces, or too many).
     #[error("torrent geometry unusable: {0}")]
-    Geometry(String),
+    Geometry(GeometryError),
 }
 
 /// A connection that has not completed its handshake yet.
@@ -293,8 +294,7 @@ impl Session {
                 });
             }
         }
-        let picker =
-            picker_for(&layout, have).map_err(|e| AddTorrentError::Geometry(e.to_string()))?;
+        let picker = picker_for(&layout, have).map_err(|e| AddTorrentError::Geometry(e.into()))?;
         let id = TorrentId(self.next_torrent);
         let torrent = Torrent::new(
             id,
@@ -304,7 +304,7 @@ impl Session {
             picker,
             Choker::new(self.config.choker.clone(), now),
         )
-        .ok_or_else(|| AddTorrentError::Geometry("no pieces".into()))?;
+        .ok_or(AddTorrentError::Geometry(GeometryError::NoPieces))?;
         let mut torrent = torrent;
         torrent.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
         if let Some((have, written)) = torrent.have_and_written() {
@@ -372,7 +372,7 @@ impl Session {
                 got: h.len(),
                 expected,
             }),
-            _ => picker_for(&layout, have).map_err(|e| MetadataReadyError::Geometry(e.to_string())),
+            _ => picker_for(&layout, have).map_err(|e| MetadataReadyError::Geometry(e.into())),
         };
         let picker = match checked {
             Ok(p) => p,
@@ -395,11 +395,11 @@ impl Session {
                 }
                 Ok(())
             }
-            Some(Err(message)) => {
+            Some(Err(error)) => {
                 if let Some(t) = self.torrents.get_mut(&torrent) {
                     t.restore_verified_metadata(metainfo);
                 }
-                Err(MetadataReadyError::Geometry(message))
+                Err(MetadataReadyError::Geometry(error))
             }
             None => Err(MetadataReadyError::UnknownTorrent),
         }
@@ -939,7 +939,8 @@ impl Session {
         }
     }
 
-    /// When `handle_timeout` should next be called.
+    /// When `handle_timeout` should next be called; `None` when nothing is scheduled (no
+    /// running torrent, no connection, no DHT, no close under way): sleep until an input.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let choke = self
             .torrents
@@ -952,12 +953,16 @@ impl Session {
         let conns = self.admission.next_deadline(&self.config);
         let resume = self.resumes.next_deadline();
         let close = self.close_deadline();
-        Some(
-            [choke, announce, dht, conns, resume, close]
-                .into_iter()
-                .flatten()
-                .fold(self.next_tick, Instant::min),
-        )
+        // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
+        // that never finish, giving up) has work only with a running torrent or a
+        // connection still handshaking: without either, nothing is scheduled.
+        let housekeeping = (!self.handshaking.is_empty()
+            || self.torrents.keys().any(|id| self.life.ticks(*id)))
+        .then_some(self.next_tick);
+        [housekeeping, choke, announce, dht, conns, resume, close]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next action for the driver, or `None` when there is nothing to do.

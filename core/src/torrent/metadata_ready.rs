@@ -12,7 +12,7 @@ use super::{Ctx, Torrent};
 use crate::bitfield::Bitfield;
 use crate::picker::Picker;
 use crate::time::Instant;
-use crate::vocab::{ConnId, DisconnectReason};
+use crate::vocab::{ConnId, DisconnectReason, GeometryError};
 use crate::wire::Message;
 
 impl Torrent {
@@ -76,9 +76,13 @@ impl Torrent {
         picker: Picker,
         ctx: &mut Ctx<'_>,
         now: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), GeometryError> {
+        let pieces = metainfo.info.layout().piece_count();
+        if pieces == 0 {
+            return Err(GeometryError::NoPieces);
+        }
         let content = Content::from_metainfo(metainfo, picker)
-            .ok_or_else(|| "no pieces, or a picker that does not fit them".to_string())?;
+            .ok_or(GeometryError::PickerMismatch { pieces })?;
         let geometry = content.geometry;
         let piece_count = geometry.piece_count();
         let have: Vec<u32> = content.picker.have().ones().collect();

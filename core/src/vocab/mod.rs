@@ -12,6 +12,7 @@
 mod action;
 mod config;
 mod disk_error;
+mod geometry;
 pub(crate) mod outbox;
 
 pub use action::{
@@ -20,3 +21,4 @@ pub use action::{
 };
 pub use config::SessionConfig;
 pub use disk_error::{DiskError, DiskErrorKind};
+pub use geometry::GeometryError;
