@@ -312,11 +312,14 @@ impl Session {
         match result {
             Ok(response) => {
                 state.announcer.handle_response(url, &response, now);
+                // One answer may list 100,000 junk addresses: take a bounded share (the
+                // tracker's own order; it is the one choosing anyway).
                 let peers: Vec<SocketAddr> = response
                     .peers
                     .iter()
                     .copied()
                     .filter(|a| !self.trackers.is_own(a))
+                    .take(self.config.max_peers_per_announce)
                     .collect();
                 self.out.push(Action::Event(Event::TrackerReply {
                     torrent,
@@ -326,7 +329,7 @@ impl Session {
                     leechers: response.incomplete,
                     warning: response.warning.clone(),
                 }));
-                self.add_peers(torrent, &peers, now);
+                self.add_peers_from(torrent, super::PeerSource::Tracker, &peers, now);
             }
             Err(failure) => {
                 state.announcer.handle_failure(url, now);
