@@ -60,12 +60,10 @@ impl Torrent {
         now: Instant,
     ) {
         for &addr in addrs {
-            if self.is_banned(addr.ip())
-                || self.peers.values().any(|p| p.addr == addr)
-                || self.connecting.contains(&addr)
-            {
+            if self.is_banned(addr.ip()) || self.peers.values().any(|p| p.addr == addr) {
                 continue;
             }
+            // Also while it is being dialled: it stays a candidate meanwhile.
             if let Some(known) = self.candidates.get_mut(&addr) {
                 known.source = known.source.max(source);
                 self.peers_seen = true;
@@ -164,6 +162,20 @@ impl Torrent {
         // peers, and the swarm would split into cliques that never trade (the simulator saw
         // 100 DHT peers split into two halves of 50).
         due.sort_by_key(|(source, _)| std::cmp::Reverse(*source));
+        // A flood of untried tracker addresses (often unreachable: each dial holds its slot
+        // until the connect time-out) never takes the last quarter of the dial slots, so a
+        // `--peer` or PEX address arriving after it is dialled at once.
+        let kept = ctx.config.max_connecting / 4;
+        let tracker_slots = ctx
+            .config
+            .max_connecting
+            .saturating_sub(kept)
+            .saturating_sub(self.connecting.len());
+        let tracker_at = due
+            .iter()
+            .position(|(s, _)| *s == PeerSource::Tracker)
+            .unwrap_or(due.len());
+        due.truncate(tracker_at + tracker_slots.min(due.len() - tracker_at));
         let take = slots.min(due.len());
         let mut start = 0;
         while start < take {
@@ -532,6 +544,12 @@ mod tests {
         let dialled = dial(&mut t, &config, Instant::ZERO);
         assert_eq!(dialled.len(), config.max_connecting);
         assert_eq!(&dialled[..2], &[user, pex]);
+        // A flood alone leaves a quarter of the dial slots to a better source coming later.
+        let mut f = torrent();
+        f.add_candidates(&junk, PeerSource::Tracker, 100, Instant::ZERO);
+        assert_eq!(dial(&mut f, &config, Instant::ZERO).len(), 6);
+        f.add_candidates(&[user], PeerSource::User, 100, Instant::ZERO);
+        assert_eq!(dial(&mut f, &config, Instant::ZERO), vec![user]);
         // A better source renaming an address raises it; a worse one does not lower it.
         let some_junk = junk[5];
         t.add_candidates(&[user], PeerSource::Tracker, 100, Instant::ZERO);
