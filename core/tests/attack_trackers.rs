@@ -31,6 +31,7 @@ fn swarm() -> Swarm {
 fn reply(peers: Vec<SocketAddr>, interval: u32) -> Result<AnnounceResponse, TrackerFailure> {
     Ok(AnnounceResponse {
         interval,
+        min_interval: Some(interval),
         peers,
         ..AnnounceResponse::default()
     })
@@ -172,11 +173,13 @@ fn without_an_attempt_deadline_the_slow_tier_holds_the_leecher_a_minute() {
     assert!(linked >= Instant::from_secs(60), "first contact at {linked:?}");
 }
 
-/// 100,000 distinct unreachable addresses (10.0.0.0/8).
-fn junk(count: u32) -> Vec<SocketAddr> {
+/// `count` distinct unreachable addresses (10.0.0.0/8), a different batch for each
+/// `round` (an attacker answers each announce with fresh junk).
+fn junk(round: usize, count: u32) -> Vec<SocketAddr> {
+    let from = (round as u32).wrapping_mul(count);
     (0..count)
         .map(|i| {
-            let [_, a, b, c] = (i + 1).to_be_bytes();
+            let [_, a, b, c] = from.wrapping_add(i + 1).to_be_bytes();
             SocketAddr::from(([10, a, b, c], 6881))
         })
         .collect()
@@ -196,7 +199,6 @@ fn a_junk_flood_cannot_starve_the_seed_the_user_gave() {
     s.nodes[leech]
         .session
         .set_trackers(t, vec![vec![FLOOD.to_string()]], now);
-    let flood = junk(100_000);
     let max_candidates = s.config.max_candidates;
     let most_known = std::cell::Cell::new(0);
     let watch = |s: &Swarm| {
@@ -205,13 +207,14 @@ fn a_junk_flood_cannot_starve_the_seed_the_user_gave() {
             most_known.set(most_known.get().max(stats.known_peers));
         }
     };
-    // The flood comes first, on every announce (the tracker asks to be asked every 10 s).
-    let script = |_: &str, _: usize| Some((Duration::ZERO, reply(flood.clone(), 10)));
-    drive(&mut s, leech, Duration::from_secs(2), script, |s| {
+    // The flood comes first, fresh on every announce (the tracker asks to be asked every
+    // 10 s), until it fills the candidates.
+    let script = |_: &str, n: usize| Some((Duration::ZERO, reply(junk(n, 100_000), 10)));
+    drive(&mut s, leech, Duration::from_secs(60), script, |s| {
         watch(s);
         false
     });
-    assert!(most_known.get() > 0, "the flood was taken");
+    assert_eq!(most_known.get(), max_candidates, "the flood filled the candidates");
     assert!(!s.linked(leech, seed));
     let given = s.now;
     s.introduce_to(leech, &[seed]);
@@ -220,7 +223,7 @@ fn a_junk_flood_cannot_starve_the_seed_the_user_gave() {
         &mut s,
         leech,
         Duration::from_secs(30),
-        |_, _| Some((Duration::ZERO, reply(flood.clone(), 10))),
+        script,
         |s| {
             watch(s);
             first_link(s, leech, seed, &mut linked);
@@ -260,12 +263,11 @@ fn a_flood_arriving_after_the_seed_leaves_it_first_in_line() {
     s.nodes[leech]
         .session
         .set_trackers(t, vec![vec![FLOOD.to_string()]], now);
-    let flood = junk(100_000);
     let done = drive(
         &mut s,
         leech,
         Duration::from_secs(20),
-        |_, _| Some((Duration::ZERO, reply(flood.clone(), 10))),
+        |_, n| Some((Duration::ZERO, reply(junk(n, 100_000), 10))),
         |s| s.is_complete(leech),
     );
     assert!(done, "completed within 20 s");
