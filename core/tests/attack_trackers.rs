@@ -49,8 +49,7 @@ fn drive(
 ) -> bool {
     let end = s.now + limit;
     let mut seen = s.announces.len();
-    let mut pending: Vec<(Instant, String, Result<AnnounceResponse, TrackerFailure>)> =
-        Vec::new();
+    let mut pending: Vec<(Instant, String, Result<AnnounceResponse, TrackerFailure>)> = Vec::new();
     while s.now < end {
         if done(s) {
             return true;
@@ -101,9 +100,11 @@ fn slow_first_tier(
     let leech = s.add_node(None, Behaviour::Honest);
     let seed_addr = s.nodes[seed].addr;
     let (t, now) = (s.nodes[leech].torrent, s.now);
-    s.nodes[leech]
-        .session
-        .set_trackers(t, vec![vec![SLOW.to_string()], vec![GOOD.to_string()]], now);
+    s.nodes[leech].session.set_trackers(
+        t,
+        vec![vec![SLOW.to_string()], vec![GOOD.to_string()]],
+        now,
+    );
     let (mut linked, mut complete) = (None, None);
     drive(
         &mut s,
@@ -153,9 +154,15 @@ fn a_silent_first_tier_delays_the_good_tracker_by_the_attempt_deadline_at_most()
         assert_eq!(leech_announces[0].1, SLOW, "BEP 12: the first tier first");
         assert_eq!(leech_announces[1].1, GOOD);
         let rounds: Vec<&(Instant, String)> = leech_announces[2..].iter().collect();
-        assert!(rounds.len() >= 2, "regular rounds followed: {leech_announces:?}");
+        assert!(
+            rounds.len() >= 2,
+            "regular rounds followed: {leech_announces:?}"
+        );
         for (at, url) in rounds {
-            assert_eq!(url, GOOD, "{slow_answer:?}: at {at:?} the slow one went first");
+            assert_eq!(
+                url, GOOD,
+                "{slow_answer:?}: at {at:?} the slow one went first"
+            );
         }
     }
 }
@@ -170,7 +177,10 @@ fn without_an_attempt_deadline_the_slow_tier_holds_the_leecher_a_minute() {
     };
     let (linked, _, _) = slow_first_tier(config, None);
     let linked = linked.expect("reached after the hard time-out");
-    assert!(linked >= Instant::from_secs(60), "first contact at {linked:?}");
+    assert!(
+        linked >= Instant::from_secs(60),
+        "first contact at {linked:?}"
+    );
 }
 
 /// `count` distinct unreachable addresses (10.0.0.0/8), a different batch for each
@@ -214,22 +224,20 @@ fn a_junk_flood_cannot_starve_the_seed_the_user_gave() {
         watch(s);
         false
     });
-    assert_eq!(most_known.get(), max_candidates, "the flood filled the candidates");
+    assert_eq!(
+        most_known.get(),
+        max_candidates,
+        "the flood filled the candidates"
+    );
     assert!(!s.linked(leech, seed));
     let given = s.now;
     s.introduce_to(leech, &[seed]);
     let mut linked = None;
-    let done = drive(
-        &mut s,
-        leech,
-        Duration::from_secs(30),
-        script,
-        |s| {
-            watch(s);
-            first_link(s, leech, seed, &mut linked);
-            s.is_complete(leech)
-        },
-    );
+    let done = drive(&mut s, leech, Duration::from_secs(30), script, |s| {
+        watch(s);
+        first_link(s, leech, seed, &mut linked);
+        s.is_complete(leech)
+    });
     assert!(done, "the download completed");
     let linked = linked.expect("the seed was connected");
     assert!(
