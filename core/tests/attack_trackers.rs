@@ -56,7 +56,11 @@ fn drive(
         }
         let step = s.step;
         s.run_until(step, |_| false);
-        for (_, i, url, _) in s.announces[seen..].to_vec() {
+        let fresh: Vec<(usize, String)> = s.announces[seen..]
+            .iter()
+            .map(|(_, i, url, _)| (*i, url.clone()))
+            .collect();
+        for (i, url) in fresh {
             if i != node {
                 continue;
             }
