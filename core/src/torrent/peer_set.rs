@@ -560,4 +560,57 @@ mod tests {
         }
         assert_eq!(t.candidates[&user].source, PeerSource::User);
     }
+
+    #[test]
+    fn a_dialled_peer_keeps_its_rank_when_it_leaves_and_a_useful_one_is_proven() {
+        let config = SessionConfig::default();
+        let user: SocketAddr = "127.0.0.9:9".parse().expect("addr");
+        let tracker: SocketAddr = "127.0.0.8:8".parse().expect("addr");
+        let mut t = torrent();
+        t.add_candidates(&[user], PeerSource::User, 100, Instant::ZERO);
+        t.add_candidates(&[tracker], PeerSource::Tracker, 100, Instant::ZERO);
+        let mut out = Outbox::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let own = BTreeSet::new();
+        let mut closed = Vec::new();
+        let mut writes = crate::torrent::WriteBudget::new(config.max_unwritten_bytes);
+        let mut ctx = Ctx {
+            out: &mut out,
+            rng: &mut rng,
+            config: &config,
+            own_addrs: &own,
+            closed: &mut closed,
+            writes: &mut writes,
+        };
+        t.maybe_connect(&mut ctx, Instant::ZERO);
+        for (n, addr) in [user, tracker].into_iter().enumerate() {
+            let theirs = Handshake {
+                reserved: wire::Reserved::NONE,
+                info_hash: t.info_hash,
+                peer_id: wire::PeerId([n as u8; 20]),
+            };
+            let conn = ConnId(n as u64);
+            let outbound = Direction::Outbound(TorrentId(0));
+            t.add_peer(
+                conn,
+                addr,
+                outbound,
+                wire::Reserved::NONE,
+                &theirs,
+                &mut ctx,
+                Instant::ZERO,
+            );
+        }
+        assert!(!t.has_candidates(), "connected peers are no candidates");
+        // The tracker's peer sent a block: proven. The user's sent nothing: still the user's.
+        if let Some(p) = t.peers.get_mut(&ConnId(1)) {
+            p.last_block = Some(Instant::from_secs(1));
+        }
+        let later = Instant::from_secs(2);
+        t.connection_closed(ConnId(0), &mut ctx, later);
+        t.connection_closed(ConnId(1), &mut ctx, later);
+        assert_eq!(t.candidates[&user].source, PeerSource::User);
+        assert_eq!(t.candidates[&tracker].source, PeerSource::Proven);
+        assert!(t.peer_sources.is_empty(), "nothing kept for peers gone");
+    }
 }
