@@ -490,7 +490,7 @@ mod tests {
         let mut a = announcer(&[&["http://a/announce"]]);
         let first = a.poll(t(0), false).expect("due at once");
         assert_eq!(first.event, AnnounceEvent::Started);
-        assert!(a.poll(t(0), false).is_none(), "one exchange at a time");
+        assert!(a.poll(t(0), false).is_none(), "one attempt per tracker");
         a.handle_response(&first.url, &ok(120), t(1));
         assert_eq!(a.next_deadline(), Some(t(121)));
         assert!(a.poll(t(100), false).is_none());
