@@ -212,7 +212,13 @@ fn a_silent_udp_tracker_gets_retransmissions_at_15_times_2_to_the_n() {
 
 #[test]
 fn a_silent_tracker_fails_at_the_deadline_and_the_next_of_the_tier_is_tried() {
-    let mut rig = Rig::new(Rig::config(), 2);
+    // The hard deadline alone: no attempt deadline before it (`attack_trackers.rs` shows
+    // the next tracker asked in parallel at the 15 s attempt deadline).
+    let config = SessionConfig {
+        tracker_attempt_timeout: Duration::from_secs(60),
+        ..Rig::config()
+    };
+    let mut rig = Rig::new(config, 2);
     rig.add(2, vec![vec![udp(TRACKER), udp("127.0.0.1:6970")]]);
     // BEP 12 shuffles a tier: whichever came first is the silent one here.
     let first = rig.sent[0].1;

@@ -289,8 +289,22 @@ fn a_tracker_flooding_peers_cannot_grow_memory() {
         .collect();
     s.announce_done(t, URL, Ok(reply(&flood)), Instant::ZERO);
     drain(&mut s);
+    let config = SessionConfig::default();
     let stats = s.stats(t, Instant::ZERO).expect("stats");
-    assert_eq!(stats.known_peers, SessionConfig::default().max_candidates);
+    // One answer gives at most `max_peers_per_announce` of its peers.
+    assert_eq!(stats.known_peers, config.max_peers_per_announce);
+    // Fresh floods, answer after answer, stop at `max_candidates`.
+    for round in 1..10 {
+        let now = Instant::from_secs(round * 3600);
+        s.handle_timeout(now);
+        let due = announces(&drain(&mut s));
+        assert_eq!(due.len(), 1, "round {round}: {due:?}");
+        let start = round as usize * 10_000;
+        s.announce_done(t, URL, Ok(reply(&flood[start..start + 10_000])), now);
+        drain(&mut s);
+    }
+    let stats = s.stats(t, Instant::ZERO).expect("stats");
+    assert_eq!(stats.known_peers, config.max_candidates);
 }
 
 #[test]

@@ -250,7 +250,7 @@ impl Session {
                     info_hash, peers, ..
                 } => {
                     if let Some(torrent) = self.by_hash.get(&info_hash).copied() {
-                        self.add_peers(torrent, &peers, now);
+                        self.add_peers_from(torrent, super::PeerSource::Dht, &peers, now);
                     }
                 }
                 DhtAction::LookupDone { id, stats, .. } => self.dht_lookup_done(id, stats, now),

@@ -78,8 +78,8 @@ use bytes::{Bytes, BytesMut};
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
     Action, ConnId, ConnectFailure, Direction, DisconnectReason, DiskError, DiskErrorKind, Event,
-    FAILED_PEERS_LISTED, FailedPeer, GeometryError, GiveUpReason, PeerGone, SessionConfig,
-    TorrentId,
+    FAILED_PEERS_LISTED, FailedPeer, GeometryError, GiveUpReason, PeerGone, PeerSource,
+    SessionConfig, TorrentId,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use trackers::metainfo_tiers;
@@ -487,8 +487,22 @@ impl Session {
             .and_then(|t| t.piece_priority(piece))
     }
 
-    /// Adds addresses to dial for `torrent` (from the user, a tracker, PEX or the DHT).
+    /// Adds addresses the user gives to dial for `torrent` (`--peer`): the highest-ranked
+    /// source, see [`Session::add_peers_from`].
     pub fn add_peers(&mut self, torrent: TorrentId, addrs: &[SocketAddr], now: Instant) {
+        self.add_peers_from(torrent, PeerSource::User, addrs, now);
+    }
+
+    /// Adds addresses to dial for `torrent`, named by `source`, which ranks them among the
+    /// bounded candidates ([`SessionConfig::max_candidates`]): higher sources are dialled
+    /// first and are never pushed out by a flood from a lower one.
+    pub fn add_peers_from(
+        &mut self,
+        torrent: TorrentId,
+        source: PeerSource,
+        addrs: &[SocketAddr],
+        now: Instant,
+    ) {
         self.saw(now);
         if self.life.is_closing() {
             return;
@@ -501,7 +515,7 @@ impl Session {
             .filter(|a| !self.trackers.is_own(a))
             .collect();
         self.with_torrent(torrent, |t, ctx| {
-            t.add_candidates(&addrs, ctx.config.max_candidates, now);
+            t.add_candidates(&addrs, source, ctx.config.max_candidates, now);
             if dial {
                 t.maybe_connect(ctx, now);
             }

@@ -3,8 +3,15 @@
 //!
 //! Every tracker timer is here, on the session's clock and seeded RNG:
 //! - each announce has a deadline ([`super::SessionConfig::tracker_timeout`], shorter when
-//!   leaving); past it the announce fails ("timed out after N s"), the announcer moves on
-//!   to the next tracker, and a late answer is ignored;
+//!   leaving); past it the announce fails ("timed out after N s") and a late answer is
+//!   ignored;
+//! - a shorter attempt deadline ([`super::SessionConfig::tracker_attempt_timeout`]) after
+//!   which the announcer asks the next tracker too, while the slow one stays out (see
+//!   [`crate::tracker::announcer`] for why this and not every tier at once): a torrent may
+//!   have one announce out per tracker, each keyed by its URL;
+//! - peers from one answer are capped ([`super::SessionConfig::max_peers_per_announce`])
+//!   and rank lowest among candidates ([`super::PeerSource::Tracker`]), so a flood cannot
+//!   starve a peer the user gave;
 //! - UDP trackers (BEP 15) run inside the session ([`UdpTrackers`]): the driver only
 //!   resolves names ([`Action::Resolve`] / [`Session::handle_resolved`]) and moves
 //!   datagrams ([`Action::SendDatagram`] / [`Session::handle_datagram`]);
@@ -43,10 +50,12 @@ pub(super) struct TorrentTrackers {
     was_complete: bool,
 }
 
+/// Which announce: the torrent and the tracker's URL.
+type AnnounceKey = (TorrentId, String);
+
 /// An announce the session waits for.
 #[derive(Debug)]
 struct InFlight {
-    url: String,
     /// When it counts as failed.
     deadline: Instant,
     /// The time it was allowed, for the message.
@@ -57,10 +66,10 @@ struct InFlight {
 #[derive(Debug, Default)]
 pub(super) struct Trackers {
     per_torrent: Vec<(TorrentId, TorrentTrackers)>,
-    /// The announce each torrent waits for (a torrent has at most one out).
-    in_flight: BTreeMap<TorrentId, InFlight>,
+    /// The announces waited for (at most one per torrent and tracker).
+    in_flight: BTreeMap<AnnounceKey, InFlight>,
     /// The UDP announces running inside the session.
-    udp: UdpTrackers<TorrentId>,
+    udp: UdpTrackers<AnnounceKey>,
     /// Finished announces were left for the next `handle_timeout` (see [`MAX_ROUNDS`]).
     backlog_since: Option<Instant>,
     /// Addresses that turned out to be this session (a tracker lists us among the peers;
@@ -131,6 +140,20 @@ impl Trackers {
             .map(|(url, _)| url_scheme(url))
             .collect();
         schemes.into_iter().collect()
+    }
+
+    /// Stops waiting for every announce of `torrent` (a leaving announce replaces them).
+    fn cancel_torrent(&mut self, torrent: TorrentId) {
+        let keys: Vec<AnnounceKey> = self
+            .in_flight
+            .keys()
+            .filter(|(t, _)| *t == torrent)
+            .cloned()
+            .collect();
+        for key in keys {
+            self.udp.cancel(&key);
+            self.in_flight.remove(&key);
+        }
     }
 
     fn get_mut(&mut self, torrent: TorrentId) -> Option<&mut TorrentTrackers> {
@@ -209,7 +232,8 @@ impl Session {
         } else {
             self.trackers.unsupported.insert(torrent, unsupported);
         }
-        let announcer = Announcer::new(tiers, &mut self.rng, now);
+        let mut announcer = Announcer::new(tiers, &mut self.rng, now);
+        announcer.set_attempt_deadline(self.config.tracker_attempt_timeout);
         self.trackers.per_torrent.retain(|(t, _)| *t != torrent);
         if !announcer.is_empty() {
             self.trackers.per_torrent.push((
@@ -252,12 +276,11 @@ impl Session {
         if self
             .trackers
             .in_flight
-            .get(&torrent)
-            .is_none_or(|f| f.url != url)
+            .remove(&(torrent, url.to_string()))
+            .is_none()
         {
             return;
         }
-        self.trackers.in_flight.remove(&torrent);
         self.apply_answer(torrent, url, result, now);
         self.pump_announces(now);
     }
@@ -312,11 +335,14 @@ impl Session {
         match result {
             Ok(response) => {
                 state.announcer.handle_response(url, &response, now);
+                // One answer may list 100,000 junk addresses: take a bounded share (the
+                // tracker's own order; it is the one choosing anyway).
                 let peers: Vec<SocketAddr> = response
                     .peers
                     .iter()
                     .copied()
                     .filter(|a| !self.trackers.is_own(a))
+                    .take(self.config.max_peers_per_announce)
                     .collect();
                 self.out.push(Action::Event(Event::TrackerReply {
                     torrent,
@@ -326,7 +352,7 @@ impl Session {
                     leechers: response.incomplete,
                     warning: response.warning.clone(),
                 }));
-                self.add_peers(torrent, &peers, now);
+                self.add_peers_from(torrent, super::PeerSource::Tracker, &peers, now);
             }
             Err(failure) => {
                 state.announcer.handle_failure(url, now);
@@ -342,29 +368,31 @@ impl Session {
     /// Announces past their deadline and finished UDP exchanges, each answered once.
     /// Returns whether there were any.
     fn finish_announces(&mut self, now: Instant) -> bool {
-        let late: Vec<TorrentId> = self
+        let late: Vec<AnnounceKey> = self
             .trackers
             .in_flight
             .iter()
             .filter(|(_, f)| f.deadline <= now)
-            .map(|(t, _)| *t)
+            .map(|(k, _)| k.clone())
             .collect();
         let mut any = false;
-        for torrent in late {
-            let Some(f) = self.trackers.in_flight.remove(&torrent) else {
+        for key in late {
+            let Some(f) = self.trackers.in_flight.remove(&key) else {
                 continue;
             };
-            self.trackers.udp.cancel(&torrent);
+            self.trackers.udp.cancel(&key);
             let secs = f.allowed.as_secs_f64().round() as u64;
-            self.apply_answer(torrent, &f.url, Err(TrackerFailure::TimedOut { secs }), now);
+            let (torrent, url) = key;
+            self.apply_answer(torrent, &url, Err(TrackerFailure::TimedOut { secs }), now);
             any = true;
         }
         self.trackers.udp.handle_timeout(now);
-        while let Some((torrent, result)) = self.trackers.udp.poll_done() {
-            let Some(f) = self.trackers.in_flight.remove(&torrent) else {
+        while let Some((key, result)) = self.trackers.udp.poll_done() {
+            if self.trackers.in_flight.remove(&key).is_none() {
                 continue;
-            };
-            self.apply_answer(torrent, &f.url, result, now);
+            }
+            let (torrent, url) = key;
+            self.apply_answer(torrent, &url, result, now);
             any = true;
         }
         any
@@ -406,8 +434,8 @@ impl Session {
             .collect();
         // The announcers wait for none of the regular announces still out: neither does
         // the session (leaving is not held up by a slow tracker's `started`).
-        for torrent in std::mem::take(&mut self.trackers.in_flight).into_keys() {
-            self.trackers.udp.cancel(&torrent);
+        for key in std::mem::take(&mut self.trackers.in_flight).into_keys() {
+            self.trackers.udp.cancel(&key);
         }
         for (torrent, due) in dues {
             self.push_announce(torrent, due, now);
@@ -457,7 +485,8 @@ impl Session {
             };
             let complete = t.is_complete();
             let starving = !complete && t.peer_count() == 0 && !t.has_candidates();
-            if let Some(due) = state.announcer.poll(now, starving) {
+            // Bounded: each due is a tracker of the round asked once.
+            while let Some(due) = state.announcer.poll(now, starving) {
                 dues.push((*tid, due));
             }
         }
@@ -508,13 +537,16 @@ impl Session {
         } else {
             self.config.tracker_timeout
         };
-        // A torrent has one announce out: a new one (a `stopped` replacing a regular one)
-        // takes its place, and the old one's answer is no longer waited for.
-        self.trackers.udp.cancel(&torrent);
+        // One announce per torrent and tracker: a new one takes the old one's place, whose
+        // answer is no longer waited for. A leaving one replaces all of the torrent's.
+        if leaving {
+            self.trackers.cancel_torrent(torrent);
+        }
+        let key = (torrent, due.url.clone());
+        self.trackers.udp.cancel(&key);
         self.trackers.in_flight.insert(
-            torrent,
+            key.clone(),
             InFlight {
-                url: due.url.clone(),
                 deadline: now + allowed,
                 allowed,
             },
@@ -522,7 +554,7 @@ impl Session {
         if url_scheme(&due.url) == "udp" {
             self.trackers
                 .udp
-                .start(torrent, &due.url, request, &mut self.rng, now);
+                .start(key, &due.url, request, &mut self.rng, now);
         } else {
             self.out.push(Action::Announce {
                 torrent,
@@ -554,6 +586,8 @@ impl Session {
         if for_good {
             due.event = AnnounceEvent::Stopped;
         }
+        // The regular announces out are no longer waited for: the announcer forgot them.
+        self.trackers.cancel_torrent(torrent);
         self.push_announce(torrent, due, now);
     }
 
@@ -565,6 +599,9 @@ impl Session {
         };
         let tiers = state.announcer.tiers().to_vec();
         state.announcer = Announcer::new(tiers, &mut self.rng, now);
+        state
+            .announcer
+            .set_attempt_deadline(self.config.tracker_attempt_timeout);
     }
 
     /// Forgets `torrent`'s trackers (it was removed): late answers are ignored.

@@ -142,6 +142,9 @@ pub(crate) struct Torrent {
     next_key: PeerKey,
     candidates: BTreeMap<SocketAddr, Candidate>,
     connecting: BTreeSet<SocketAddr>,
+    /// The source of each connected peer we dialled, kept so that a redial after it leaves
+    /// ranks as before (see [`peer_set`]); at most one entry per connected peer.
+    peer_sources: BTreeMap<SocketAddr, crate::vocab::PeerSource>,
     /// Addresses given up on after too many failures (at most `max_candidates`; more are
     /// only counted in `given_up_overflow`), for [`crate::session::GiveUpReason`].
     given_up: BTreeMap<SocketAddr, FailedPeer>,
@@ -208,6 +211,7 @@ impl Torrent {
             next_key: 0,
             candidates: BTreeMap::new(),
             connecting: BTreeSet::new(),
+            peer_sources: BTreeMap::new(),
             given_up: BTreeMap::new(),
             given_up_overflow: 0,
             peers_seen: false,

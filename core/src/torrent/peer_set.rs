@@ -9,6 +9,10 @@
 //!   given up on (moved to `given_up`, bounded by `max_candidates`) after
 //!   `max_connect_failures`. A banned IP is never a candidate.
 //! - A connected peer's address is neither a candidate nor given up on.
+//! - Candidates are ranked by source ([`PeerSource`]): higher ranks are dialled first, and
+//!   when the list is full a newcomer may only replace a candidate of a lower rank (never
+//!   one being dialled). A tracker flood fills free places but cannot push out a user's
+//!   `--peer` or a peer that sent us data before.
 
 use std::net::SocketAddr;
 
@@ -17,7 +21,9 @@ use bytes::Bytes;
 use super::{Ctx, Peer, Torrent};
 use crate::bitfield::Bitfield;
 use crate::time::Instant;
-use crate::vocab::{Action, ConnId, Direction, DisconnectReason, FailedPeer, SessionConfig};
+use crate::vocab::{
+    Action, ConnId, Direction, DisconnectReason, FailedPeer, PeerSource, SessionConfig,
+};
 use crate::wire::{self, Decoder, Handshake, Limits, Message};
 
 /// An address we may dial.
@@ -27,6 +33,8 @@ pub(super) struct Candidate {
     pub(super) not_before: Instant,
     /// A connection to it was established before (it went away rather than refusing).
     pub(super) connected: bool,
+    /// The best source that named it (see the module's invariants).
+    pub(super) source: PeerSource,
 }
 
 impl Torrent {
@@ -41,24 +49,69 @@ impl Torrent {
         self.candidates.remove(&addr);
     }
 
-    /// Adds addresses to dial (from the user, a tracker, PEX or the DHT).
-    pub(crate) fn add_candidates(&mut self, addrs: &[SocketAddr], max: usize, now: Instant) {
+    /// Adds addresses to dial, named by `source`. An address already known keeps the best
+    /// source that named it. When `max` candidates are kept, a newcomer replaces one of
+    /// the lowest rank below its own (not one being dialled), else it is ignored.
+    pub(crate) fn add_candidates(
+        &mut self,
+        addrs: &[SocketAddr],
+        source: PeerSource,
+        max: usize,
+        now: Instant,
+    ) {
         for &addr in addrs {
-            if self.candidates.len() >= max {
-                break;
+            if self.is_banned(addr.ip()) || self.peers.values().any(|p| p.addr == addr) {
+                continue;
             }
-            if self.is_banned(addr.ip())
-                || self.peers.values().any(|p| p.addr == addr)
-                || self.connecting.contains(&addr)
-            {
+            // Also while it is being dialled: it stays a candidate meanwhile.
+            if let Some(known) = self.candidates.get_mut(&addr) {
+                known.source = known.source.max(source);
+                self.peers_seen = true;
+                continue;
+            }
+            if self.candidates.len() >= max && !self.make_room_for(source) {
+                // The lowest source cannot displace anyone: the rest of this batch cannot
+                // either, and a 100,000-address answer costs no more than this check.
+                if source == PeerSource::Tracker {
+                    break;
+                }
                 continue;
             }
             self.peers_seen = true;
-            self.candidates.entry(addr).or_insert(Candidate {
-                failures: 0,
-                not_before: now,
-                connected: false,
-            });
+            self.candidates.insert(
+                addr,
+                Candidate {
+                    failures: 0,
+                    not_before: now,
+                    connected: false,
+                    source,
+                },
+            );
+        }
+    }
+
+    /// Frees a candidate place for an address from `source`: drops one candidate of the
+    /// lowest rank below it (the most failed among those, then the highest address, so
+    /// the choice is deterministic), never one being dialled. Whether a place was freed.
+    fn make_room_for(&mut self, source: PeerSource) -> bool {
+        let victim = self
+            .candidates
+            .iter()
+            .filter(|(a, c)| c.source < source && !self.connecting.contains(a))
+            .min_by_key(|(a, c)| {
+                (
+                    c.source,
+                    std::cmp::Reverse(c.failures),
+                    std::cmp::Reverse(**a),
+                )
+            })
+            .map(|(a, _)| *a);
+        match victim {
+            Some(addr) => {
+                self.candidates.remove(&addr);
+                true
+            }
+            None => false,
         }
     }
 
@@ -95,25 +148,50 @@ impl Torrent {
         if slots == 0 {
             return;
         }
-        let mut due: Vec<SocketAddr> = self
+        let mut due: Vec<(PeerSource, SocketAddr)> = self
             .candidates
             .iter()
             // An address being dialled stays a candidate (its failures count) but must not
             // be dialled twice at once.
             .filter(|(a, c)| c.not_before <= now && !self.connecting.contains(a))
-            .map(|(a, _)| *a)
+            .map(|(a, c)| (c.source, *a))
             .collect();
-        // Dial a random choice, not the lowest addresses: every peer that learns the same
-        // list (a DHT lookup returns whole swarms) would otherwise fill its slots with the
-        // same peers, and the swarm would split into cliques that never trade (the
-        // simulator saw 100 DHT peers split into two halves of 50).
+        // Best source first (a user's `--peer` before a tracker's flood); within a source,
+        // a random choice, not the lowest addresses: every peer that learns the same list
+        // (a DHT lookup returns whole swarms) would otherwise fill its slots with the same
+        // peers, and the swarm would split into cliques that never trade (the simulator saw
+        // 100 DHT peers split into two halves of 50).
+        due.sort_by_key(|(source, _)| std::cmp::Reverse(*source));
+        // A flood of untried tracker addresses (often unreachable: each dial holds its slot
+        // until the connect time-out) never takes the last quarter of the dial slots, so a
+        // `--peer` or PEX address arriving after it is dialled at once.
+        let kept = ctx.config.max_connecting / 4;
+        let tracker_slots = ctx
+            .config
+            .max_connecting
+            .saturating_sub(kept)
+            .saturating_sub(self.connecting.len());
+        let tracker_at = due
+            .iter()
+            .position(|(s, _)| *s == PeerSource::Tracker)
+            .unwrap_or(due.len());
+        due.truncate(tracker_at + tracker_slots.min(due.len() - tracker_at));
         let take = slots.min(due.len());
-        for i in 0..take {
-            let j = ctx.rng.usize(i..due.len());
-            due.swap(i, j);
+        let mut start = 0;
+        while start < take {
+            let source = due[start].0;
+            let end = due[start..]
+                .iter()
+                .position(|(s, _)| *s != source)
+                .map_or(due.len(), |n| start + n);
+            for i in start..take.min(end) {
+                let j = ctx.rng.usize(i..end);
+                due.swap(i, j);
+            }
+            start = end;
         }
         due.truncate(take);
-        for addr in due {
+        for (_, addr) in due {
             self.connecting.insert(addr);
             ctx.out.push(Action::Connect {
                 torrent: self.id,
@@ -130,15 +208,17 @@ impl Torrent {
         now: Instant,
     ) {
         self.connecting.remove(&addr);
-        self.note_failure(addr, false, config, now);
+        self.note_failure(addr, false, None, config, now);
     }
 
-    /// Counts a failure against `addr` (`connected`: a connection to it was up and ended);
-    /// after `max_connect_failures` it is given up on and remembered as such.
+    /// Counts a failure against `addr` (`connected`: a connection to it was up and ended,
+    /// named by `source`); after `max_connect_failures` it is given up on and remembered as
+    /// such.
     pub(super) fn note_failure(
         &mut self,
         addr: SocketAddr,
         connected: bool,
+        source: Option<PeerSource>,
         config: &SessionConfig,
         now: Instant,
     ) {
@@ -146,7 +226,12 @@ impl Torrent {
             failures: 0,
             not_before: now,
             connected: false,
+            // A peer that was connected: `source` says how it ranks.
+            source: PeerSource::Tracker,
         });
+        if let Some(source) = source {
+            entry.source = entry.source.max(source);
+        }
         entry.failures += 1;
         entry.connected |= connected;
         if entry.failures >= config.max_connect_failures {
@@ -181,10 +266,13 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
+        let named = self.candidates.remove(&addr).map(|c| c.source);
         if let Direction::Outbound(_) = direction {
             self.connecting.remove(&addr);
+            if let Some(source) = named {
+                self.peer_sources.insert(addr, source);
+            }
         }
-        self.candidates.remove(&addr);
         self.given_up.remove(&addr);
         self.peers_seen = true;
         let key = self.next_key;
@@ -237,6 +325,7 @@ impl Torrent {
     ) -> Option<Peer> {
         let peer = self.peers.remove(&conn)?;
         self.by_key.remove(&peer.key);
+        self.peer_sources.remove(&peer.addr);
         if let Some(c) = self.phase.content_mut() {
             c.picker.peer_left(&peer.has);
             c.picker.peer_requests_dropped(peer.key);
@@ -262,6 +351,7 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
+        let source = self.redial_source(conn);
         if let Some(peer) = self.remove_peer(conn, ctx, now) {
             // Peers we dialled that went quiet may be dialled again later (an inbound peer's
             // address is an ephemeral port, not worth dialling).
@@ -269,7 +359,7 @@ impl Torrent {
                 && peer.direction != Direction::Inbound
                 && !self.is_banned(peer.addr.ip())
             {
-                self.note_failure(peer.addr, true, ctx.config, now);
+                self.note_failure(peer.addr, true, source, ctx.config, now);
             }
         }
         ctx.closed.push(conn);
@@ -278,10 +368,23 @@ impl Torrent {
 
     /// The driver reports the connection closed (by the peer or by a socket error).
     pub(crate) fn connection_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        let source = self.redial_source(conn);
         if let Some(peer) = self.remove_peer(conn, ctx, now) {
             if peer.direction != Direction::Inbound && !self.is_banned(peer.addr.ip()) {
-                self.note_failure(peer.addr, true, ctx.config, now);
+                self.note_failure(peer.addr, true, source, ctx.config, now);
             }
+        }
+    }
+
+    /// How the peer on `conn` ranks if dialled again after it leaves: the source that
+    /// named it, raised to [`PeerSource::Proven`] if it sent us a block.
+    fn redial_source(&self, conn: ConnId) -> Option<PeerSource> {
+        let peer = self.peers.get(&conn)?;
+        let named = self.peer_sources.get(&peer.addr).copied();
+        if peer.last_block.is_some() {
+            Some(named.map_or(PeerSource::Proven, |s| s.max(PeerSource::Proven)))
+        } else {
+            named
         }
     }
 
@@ -362,7 +465,12 @@ mod tests {
         let config = SessionConfig::default(); // 5 s delay, 3 failures
         let addr: SocketAddr = "127.0.0.1:6881".parse().expect("addr");
         let mut t = torrent();
-        t.add_candidates(&[addr], config.max_candidates, Instant::ZERO);
+        t.add_candidates(
+            &[addr],
+            PeerSource::User,
+            config.max_candidates,
+            Instant::ZERO,
+        );
         assert_eq!(dial(&mut t, &config, Instant::ZERO), vec![addr]);
         assert!(
             dial(&mut t, &config, Instant::ZERO).is_empty(),
@@ -403,10 +511,106 @@ mod tests {
             .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
             .chain([banned])
             .collect();
-        t.add_candidates(&addrs, 3, Instant::ZERO);
+        t.add_candidates(&addrs, PeerSource::User, 3, Instant::ZERO);
         assert_eq!(t.candidates.len(), 3);
-        t.add_candidates(&[banned], 10, Instant::ZERO);
+        t.add_candidates(&[banned], PeerSource::User, 10, Instant::ZERO);
         assert!(!t.candidates.contains_key(&banned));
         assert!(t.peers_seen());
+    }
+
+    #[test]
+    fn a_flood_never_pushes_out_or_outranks_a_better_source() {
+        let config = SessionConfig::default(); // 8 dials at once
+        let mut t = torrent();
+        let user: SocketAddr = "127.0.0.9:9".parse().expect("addr");
+        let pex: SocketAddr = "127.0.0.8:8".parse().expect("addr");
+        let junk: Vec<SocketAddr> = (1..=1000u16)
+            .map(|p| SocketAddr::from(([10, 0, 0, 1], p)))
+            .collect();
+        // The flood comes first and fills every place.
+        t.add_candidates(&junk, PeerSource::Tracker, 100, Instant::ZERO);
+        assert_eq!(t.candidates.len(), 100);
+        t.add_candidates(&[user], PeerSource::User, 100, Instant::ZERO);
+        t.add_candidates(&[pex], PeerSource::Pex, 100, Instant::ZERO);
+        assert_eq!(t.candidates.len(), 100, "still bounded");
+        assert!(t.candidates.contains_key(&user) && t.candidates.contains_key(&pex));
+        // More flood cannot displace them.
+        let more: Vec<SocketAddr> = (1..=1000u16)
+            .map(|p| SocketAddr::from(([10, 0, 0, 2], p)))
+            .collect();
+        t.add_candidates(&more, PeerSource::Tracker, 100, Instant::ZERO);
+        assert!(t.candidates.contains_key(&user) && t.candidates.contains_key(&pex));
+        // Best source first: the user's, then PEX, then six of the flood.
+        let dialled = dial(&mut t, &config, Instant::ZERO);
+        assert_eq!(dialled.len(), config.max_connecting);
+        assert_eq!(&dialled[..2], &[user, pex]);
+        // A flood alone leaves a quarter of the dial slots to a better source coming later.
+        let mut f = torrent();
+        f.add_candidates(&junk, PeerSource::Tracker, 100, Instant::ZERO);
+        assert_eq!(dial(&mut f, &config, Instant::ZERO).len(), 6);
+        f.add_candidates(&[user], PeerSource::User, 100, Instant::ZERO);
+        assert_eq!(dial(&mut f, &config, Instant::ZERO), vec![user]);
+        // A better source renaming an address raises it; a worse one does not lower it.
+        let some_junk = junk[5];
+        t.add_candidates(&[user], PeerSource::Tracker, 100, Instant::ZERO);
+        if let Some(c) = t.candidates.get(&some_junk) {
+            let before = c.source;
+            t.add_candidates(&[some_junk], PeerSource::Dht, 100, Instant::ZERO);
+            assert!(t.candidates[&some_junk].source >= before.max(PeerSource::Dht));
+        }
+        assert_eq!(t.candidates[&user].source, PeerSource::User);
+    }
+
+    #[test]
+    fn a_dialled_peer_keeps_its_rank_when_it_leaves_and_a_useful_one_is_proven() {
+        let config = SessionConfig::default();
+        let user: SocketAddr = "127.0.0.9:9".parse().expect("addr");
+        let tracker: SocketAddr = "127.0.0.8:8".parse().expect("addr");
+        let mut t = torrent();
+        t.add_candidates(&[user], PeerSource::User, 100, Instant::ZERO);
+        t.add_candidates(&[tracker], PeerSource::Tracker, 100, Instant::ZERO);
+        let mut out = Outbox::default();
+        let mut rng = fastrand::Rng::with_seed(7);
+        let own = BTreeSet::new();
+        let mut closed = Vec::new();
+        let mut writes = crate::torrent::WriteBudget::new(config.max_unwritten_bytes);
+        let mut ctx = Ctx {
+            out: &mut out,
+            rng: &mut rng,
+            config: &config,
+            own_addrs: &own,
+            closed: &mut closed,
+            writes: &mut writes,
+        };
+        t.maybe_connect(&mut ctx, Instant::ZERO);
+        for (n, addr) in [user, tracker].into_iter().enumerate() {
+            let theirs = Handshake {
+                reserved: wire::Reserved::NONE,
+                info_hash: t.info_hash,
+                peer_id: wire::PeerId([n as u8; 20]),
+            };
+            let conn = ConnId(n as u64);
+            let outbound = Direction::Outbound(TorrentId(0));
+            t.add_peer(
+                conn,
+                addr,
+                outbound,
+                wire::Reserved::NONE,
+                &theirs,
+                &mut ctx,
+                Instant::ZERO,
+            );
+        }
+        assert!(!t.has_candidates(), "connected peers are no candidates");
+        // The tracker's peer sent a block: proven. The user's sent nothing: still the user's.
+        if let Some(p) = t.peers.get_mut(&ConnId(1)) {
+            p.last_block = Some(Instant::from_secs(1));
+        }
+        let later = Instant::from_secs(2);
+        t.connection_closed(ConnId(0), &mut ctx, later);
+        t.connection_closed(ConnId(1), &mut ctx, later);
+        assert_eq!(t.candidates[&user].source, PeerSource::User);
+        assert_eq!(t.candidates[&tracker].source, PeerSource::Proven);
+        assert!(t.peer_sources.is_empty(), "nothing kept for peers gone");
     }
 }

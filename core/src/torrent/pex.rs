@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use super::{Ctx, Peer, Torrent};
 use crate::time::Instant;
-use crate::vocab::{ConnId, Direction};
+use crate::vocab::{ConnId, Direction, PeerSource};
 use crate::wire::{MAX_PEX_PEERS, PexMessage, is_dialable, pex_flags};
 
 /// Delay before the first PEX message to a new peer: long enough for its extension
@@ -150,7 +150,7 @@ impl Torrent {
             .filter(|a| is_dialable(a) && *a != sender && !ctx.own_addrs.contains(a))
             .take(MAX_PEX_PEERS)
             .collect();
-        self.add_candidates(&addrs, ctx.config.max_candidates, now);
+        self.add_candidates(&addrs, PeerSource::Pex, ctx.config.max_candidates, now);
         self.maybe_connect(ctx, now);
     }
 }

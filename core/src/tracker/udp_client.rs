@@ -3,8 +3,8 @@
 //! from the caller's seeded RNG, and connection ids kept per tracker address for
 //! [`super::udp::CONNECTION_ID_LIFETIME`] so a later announce skips the connect round trip.
 //!
-//! One [`UdpAnnounce`] runs per key (the session uses one per torrent: a torrent has at
-//! most one announce out). Replies are matched to exchanges by source address and
+//! One [`UdpAnnounce`] runs per key (the session's key is a torrent and a tracker URL: a
+//! torrent has at most one announce out per tracker). Replies are matched to exchanges by source address and
 //! transaction id, so any number of torrents may talk to one tracker at once.
 //!
 //! Only the first address a name resolves to is used: the driver orders them (its UDP

@@ -75,9 +75,10 @@ pub struct SessionConfig {
     /// case). A tracker with any other scheme (`https`, `ftp`, `wss`…) is named once in
     /// [`super::Event::TrackerUnsupported`] and never announced to.
     pub tracker_schemes: Vec<String>,
-    /// Most addresses kept per torrent waiting to be dialled (default 1,000); further ones
-    /// from a tracker or the user are ignored until some are used up, so a hostile tracker
-    /// answering with a million peers cannot grow memory.
+    /// Most addresses kept per torrent waiting to be dialled (default 1,000), so a hostile
+    /// tracker answering with a million peers cannot grow memory. When full, an address
+    /// from a higher-ranked source ([`super::PeerSource`]) replaces one from the lowest
+    /// source; others are ignored until places free up.
     pub max_candidates: usize,
     /// Choking rounds (default: 4 regular slots every 10 s, optimistic every 30 s,
     /// snubbed after 60 s).
@@ -153,6 +154,16 @@ pub struct SessionConfig {
     /// [`crate::session::Session::stop_announces`] (default 3 s): leaving must not hold
     /// the exit up.
     pub stopped_tracker_timeout: Duration,
+    /// How long the announcer waits for one tracker's answer before it also asks the next
+    /// tracker (default 15 s): the slow one stays out until [`Self::tracker_timeout`] and
+    /// its answer still counts, but a tracker answering at 1 byte/s in the first tier
+    /// delays the first peers from a good one behind it by this much at most, and is asked
+    /// after the trackers that answered in time from then on.
+    pub tracker_attempt_timeout: Duration,
+    /// Most peers taken from one tracker answer (default 200; a tracker may list 100,000
+    /// junk addresses). Tracker peers rank lowest among candidates anyway (see
+    /// [`super::PeerSource`]); this keeps one answer from churning the whole list.
+    pub max_peers_per_announce: usize,
 }
 
 impl Default for SessionConfig {
@@ -193,6 +204,8 @@ impl Default for SessionConfig {
             close_timeout: Duration::from_secs(10),
             tracker_timeout: Duration::from_secs(60),
             stopped_tracker_timeout: Duration::from_secs(3),
+            tracker_attempt_timeout: Duration::from_secs(15),
+            max_peers_per_announce: 200,
         }
     }
 }

@@ -14,6 +14,7 @@ mod config;
 mod disk_error;
 mod geometry;
 pub(crate) mod outbox;
+mod peer_source;
 
 pub use action::{
     Action, ConnId, ConnectFailure, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED,
@@ -22,3 +23,4 @@ pub use action::{
 pub use config::SessionConfig;
 pub use disk_error::{DiskError, DiskErrorKind};
 pub use geometry::GeometryError;
+pub use peer_source::PeerSource;

@@ -191,6 +191,9 @@ pub struct Swarm {
     /// Node `i`'s session is seeded with this plus `i` (default 1000): a determinism test
     /// changes it to show the seed matters.
     pub seed_base: u64,
+    /// When set, a `Connect` to an address no node has is never answered (a black-holed
+    /// address: the session's connect time-out ends it); otherwise it fails at once.
+    pub unreachable_hangs: bool,
 }
 
 /// A node's session settings: the defaults, listening on the port nodes' addresses use.
@@ -256,6 +259,7 @@ impl Swarm {
             save_answer: SaveAnswer::Ok,
             held_saves: Vec::new(),
             seed_base: 1000,
+            unreachable_hangs: false,
         }
     }
 
@@ -520,6 +524,7 @@ impl Swarm {
                         self.links.insert((i, a), (j, b));
                         self.links.insert((j, b), (i, a));
                     }
+                    None if self.unreachable_hangs => {}
                     None => self.completions.push_back(Completion::ConnectFailed {
                         node: i,
                         torrent,
