@@ -25,7 +25,7 @@
 //! ordered by last-seen time makes it cost O(expired · log n), never a scan of every peer.
 
 mod http_front;
-mod quota;
+pub(crate) mod quota;
 mod udp_front;
 
 #[cfg(test)]
