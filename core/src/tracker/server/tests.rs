@@ -613,8 +613,27 @@ fn eviction_takes_the_smallest_then_stalest_swarm() {
         (s.swarm_count(), s.peer_count(), s.evicted_swarms()),
         (3, 4, 1)
     );
+    // The eviction index holds exactly one key per swarm, its current one.
+    let consistent = |s: &TrackerServer| {
+        s.by_eviction.len() == s.swarms.len()
+            && s.swarms
+                .iter()
+                .all(|(h, w)| s.by_eviction.contains(&w.eviction_key(*h)))
+    };
+    assert!(consistent(&s));
+    // A stopped peer shrinks its swarm, which moves in the order; a refused thief doesn't.
+    s.announce(&req(hash(1), 2, 1, AnnounceEvent::Stopped), src(2), t(50))
+        .expect("stop");
+    let mut thief = req(hash(2), 3, 1, AnnounceEvent::None);
+    thief.key = 99;
+    assert_eq!(
+        s.announce(&thief, src(77), t(50)),
+        Err(ServerError::KeyMismatch)
+    );
+    assert!(consistent(&s));
+    assert_eq!(s.peer_count(), 3);
     // The evicted peer is gone from the expiry index too: expiry never underflows.
-    assert_eq!(s.expire(t(10_000)), 4);
+    assert_eq!(s.expire(t(10_000)), 3);
     assert_eq!(
         (s.swarm_count(), s.peer_count(), s.next_expiry()),
         (0, 0, None)
