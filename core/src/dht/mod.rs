@@ -95,7 +95,8 @@ pub struct DhtConfig {
     pub bucket_refresh: Duration,
     /// How often the token secret rotates (BEP 5: 5 min; tokens live up to twice this).
     pub token_rotation: Duration,
-    /// Announced peers: time to live (30 min) and bounds (100 per hash, 1,000 hashes).
+    /// Announced peers: time to live (30 min), bounds (100 per hash, 1,000 hashes) and the
+    /// quota on new info-hashes per address (20 per 30 min).
     pub peer_store: PeerStoreLimits,
     /// The most peers in one `get_peers` answer (default 50: 50 × 8 bytes keeps the answer
     /// well inside one datagram).
@@ -122,6 +123,7 @@ impl Default for DhtConfig {
                 ttl: Duration::from_secs(30 * 60),
                 max_per_hash: 100,
                 max_hashes: 1000,
+                quota: Some(peer_store::SwarmQuota::default()),
             },
             max_values: 50,
         }

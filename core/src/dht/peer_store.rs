@@ -2,22 +2,30 @@
 //!
 //! Bounded by construction: at most `max_hashes` info-hashes and `max_per_hash` peers for
 //! each. A new peer in a full swarm evicts the one announced longest ago (a live swarm keeps
-//! the freshest addresses); a new info-hash when every slot is taken by unexpired swarms is
-//! refused. Expired entries are purged by [`PeerStore::expire`] and never returned.
+//! the freshest addresses). A new info-hash when every slot is taken is **not** refused
+//! (1,000 junk announces would then lock every new honest swarm out): after a purge of
+//! expired entries it evicts the smallest swarm, and among equals the stalest (its newest
+//! announce the oldest), which is what a junk hash announced once looks like. So that a
+//! flood cannot churn honest swarms out through eviction either, one address may create at
+//! most [`PeerStoreLimits::quota`] new info-hashes per window (the tracker server's rule,
+//! [`SwarmQuota`]); announces into existing swarms never count. Expired entries are purged
+//! by [`PeerStore::expire`] and never returned.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddrV4};
 use std::time::Duration;
 
 use super::node_id::NodeId;
 use crate::time::Instant;
+pub use crate::tracker::server::SwarmQuota;
+use crate::tracker::server::quota::CreationLog;
 
 /// Why an announce was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// Every info-hash slot holds a live swarm.
-    #[error("peer store full: too many info-hashes")]
-    TooManyHashes,
+    /// The announcing address already created its quota of new info-hashes in the window.
+    #[error("too many new info-hashes from this address: try again later")]
+    QuotaExceeded,
 }
 
 /// Limits of a [`PeerStore`].
@@ -27,8 +35,10 @@ pub struct PeerStoreLimits {
     pub ttl: Duration,
     /// The most peers kept for one info-hash.
     pub max_per_hash: usize,
-    /// The most info-hashes kept.
+    /// The most info-hashes kept; a new one beyond it evicts the smallest, stalest swarm.
     pub max_hashes: usize,
+    /// How many new info-hashes one address may create per window; `None`: no quota.
+    pub quota: Option<SwarmQuota>,
 }
 
 /// Announced peers by info-hash. See the module docs.
@@ -38,6 +48,9 @@ pub struct PeerStore {
     /// Each swarm maps a peer to its expiry time; a swarm is never left empty.
     swarms: BTreeMap<NodeId, BTreeMap<SocketAddrV4, Instant>>,
     total: usize,
+    /// Recent creations of info-hashes per address, for the quota.
+    creations: CreationLog,
+    evicted: u64,
 }
 
 impl PeerStore {
@@ -47,6 +60,8 @@ impl PeerStore {
             limits,
             swarms: BTreeMap::new(),
             total: 0,
+            creations: CreationLog::default(),
+            evicted: 0,
         }
     }
 
@@ -57,16 +72,25 @@ impl PeerStore {
         peer: SocketAddrV4,
         now: Instant,
     ) -> Result<(), StoreError> {
-        if self.limits.max_per_hash == 0 {
+        if self.limits.max_per_hash == 0 || self.limits.max_hashes == 0 {
             return Ok(());
         }
-        if !self.swarms.contains_key(&info_hash) && self.swarms.len() >= self.limits.max_hashes {
-            // Only a purge can make room; it costs a pass over the store, but only when
-            // the store is full and someone announces yet another hash.
-            self.expire(now);
-            if self.swarms.len() >= self.limits.max_hashes {
-                return Err(StoreError::TooManyHashes);
+        let creating = !self.swarms.contains_key(&info_hash);
+        if creating {
+            let source = IpAddr::V4(*peer.ip());
+            if let Some(quota) = self.limits.quota {
+                if !self.creations.allows(quota, source, now) {
+                    return Err(StoreError::QuotaExceeded);
+                }
             }
+            if self.swarms.len() >= self.limits.max_hashes {
+                // A purge first (a pass over the store, only when it is full and someone
+                // announces yet another hash), then eviction if still full.
+                self.expire(now);
+                while self.swarms.len() >= self.limits.max_hashes && self.evict_one() {}
+            }
+            let cap = self.limits.max_hashes.saturating_mul(4).max(256);
+            self.creations.record(source, now, cap);
         }
         let expires = now + self.limits.ttl;
         let swarm = self.swarms.entry(info_hash).or_default();
@@ -84,6 +108,31 @@ impl PeerStore {
             }
         }
         Ok(())
+    }
+
+    /// Drops the smallest swarm, the stalest among equals; false if the store is empty.
+    /// A linear pass, bounded by `max_hashes`, only when a new hash finds the store full.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .swarms
+            .iter()
+            .map(|(hash, swarm)| {
+                let newest = swarm.values().max().copied();
+                (swarm.len(), newest, *hash)
+            })
+            .min();
+        let Some((len, _, hash)) = victim else {
+            return false;
+        };
+        self.swarms.remove(&hash);
+        self.total -= len;
+        self.evicted += 1;
+        true
+    }
+
+    /// Swarms evicted so far to make room for new info-hashes.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Up to `max` unexpired peers of `info_hash`, a random subset when there are more.

@@ -416,6 +416,7 @@ fn peer_store_expires_and_stays_bounded() {
         ttl: Duration::from_secs(1800),
         max_per_hash: 3,
         max_hashes: 2,
+        quota: None,
     };
     let mut s = PeerStore::new(limits);
     let mut rng = fastrand::Rng::with_seed(1);
@@ -438,23 +439,50 @@ fn peer_store_expires_and_stays_bounded() {
     assert_eq!(s.len(), 3);
     // A sample is bounded by `max`.
     assert_eq!(s.peers(&h, 2, &mut rng, t0).len(), 2);
-    // Hash bound: a third live hash is refused.
+    // Hash bound: a third live hash evicts the smallest swarm (id 2, one peer), not id 1.
     s.announce(id(2), v4(2, 2, 2, 2, 1), t0)
         .expect("second hash");
-    assert_eq!(
-        s.announce(id(3), v4(3, 3, 3, 3, 1), t0),
-        Err(StoreError::TooManyHashes)
-    );
+    s.announce(id(3), v4(3, 3, 3, 3, 1), t0)
+        .expect("third hash evicts");
+    assert_eq!((s.hashes(), s.len(), s.evicted()), (2, 4, 1));
+    assert!(s.peers(&id(2), 50, &mut rng, t0).is_empty());
+    assert_eq!(s.peers(&id(3), 50, &mut rng, t0), vec![v4(3, 3, 3, 3, 1)]);
     // Expiry: peers announced at t0+4, t0+5 expire 30 minutes later; the refreshed one not.
     let later = t0 + Duration::from_secs(1806);
     assert_eq!(s.peers(&h, 50, &mut rng, later), vec![v4(1, 1, 1, 1, 3)]);
     s.expire(later);
     assert_eq!(s.len(), 1);
-    assert_eq!(s.hashes(), 1, "the expired second hash is gone");
-    // Now a new hash fits.
-    s.announce(id(3), v4(3, 3, 3, 3, 1), later)
-        .expect("room again");
+    assert_eq!(s.hashes(), 1, "the expired third hash is gone");
     assert!(s.peers(&id(9), 50, &mut rng, later).is_empty());
+}
+
+#[test]
+fn peer_store_quota_counts_new_hashes_per_address() {
+    let limits = PeerStoreLimits {
+        ttl: Duration::from_secs(1800),
+        max_per_hash: 3,
+        max_hashes: 100,
+        quota: Some(super::peer_store::SwarmQuota {
+            per_ip: 2,
+            window: Duration::from_secs(600),
+        }),
+    };
+    let mut s = PeerStore::new(limits);
+    let t0 = Instant::from_secs(10);
+    s.announce(id(1), v4(5, 5, 5, 5, 1), t0).expect("first");
+    s.announce(id(2), v4(5, 5, 5, 5, 2), t0).expect("second");
+    assert_eq!(
+        s.announce(id(3), v4(5, 5, 5, 5, 1), t0),
+        Err(StoreError::QuotaExceeded)
+    );
+    // Existing hashes still take its announces; other addresses may create.
+    s.announce(id(1), v4(5, 5, 5, 5, 9), t0).expect("existing");
+    s.announce(id(3), v4(6, 6, 6, 6, 1), t0)
+        .expect("other address");
+    let later = t0 + Duration::from_secs(600);
+    s.announce(id(4), v4(5, 5, 5, 5, 1), later)
+        .expect("window passed");
+    assert_eq!(s.hashes(), 4);
 }
 
 // ---------------------------------------------------------------- rate limiter

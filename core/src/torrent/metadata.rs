@@ -5,11 +5,22 @@
 //! torrent, but keeps their availability aside ([`super::peer::PendingAvailability`]),
 //! neither requests nor serves blocks, and asks peers that announced `ut_metadata` and a
 //! sane `metadata_size` for the 16 KiB metadata pieces. Invariants:
-//! - The fetch has one size at a time, taken from a peer's `metadata_size`; only peers that
-//!   announced that same size are asked, so one liar cannot make pieces from honest peers
-//!   disagree. The size is dropped (and chosen again) when nobody can serve it any more.
-//! - At most [`MAX_IN_FLIGHT_PER_PEER`] requests per peer; a request unanswered after
-//!   [`METADATA_REQUEST_TIMEOUT`], or rejected, goes to another peer if there is one.
+//! - The fetch has one size at a time; only peers that announced that same size are asked,
+//!   so one liar cannot make pieces from honest peers disagree.
+//! - **The size is voted** (issue 17: a liar claiming 16 MiB and answering slowly stalled
+//!   the fetch although an honest peer was connected). Each address offering metadata votes
+//!   for its `metadata_size`; the size with most votes wins, and among equals the
+//!   *smallest*: a liar inflating the size gains nothing, and a liar shrinking it is fetched
+//!   in few pieces and then fails the hash, which drops it. A size no other peer confirms is
+//!   thus fetched from its one peer only when nobody offers a better-supported (or smaller)
+//!   one. The vote is taken again at every request round: when another size wins (a new
+//!   peer confirms it, a source was demoted or left) the fetch switches to it, giving the
+//!   requests in flight back.
+//! - **Slow sources are demoted**: a request unanswered after [`METADATA_REQUEST_TIMEOUT`]
+//!   makes its peer a demoted metadata source: it neither votes nor is asked while any
+//!   other peer offers metadata (it stays connected: it may still serve blocks later, and a
+//!   sole slow source is still better than none). A rejected request goes to another peer.
+//! - At most [`MAX_IN_FLIGHT_PER_PEER`] requests per peer.
 //! - Nothing is accepted before the SHA-1 of the whole dictionary equals the info-hash. On
 //!   a mismatch every peer that sent a piece is struck, as for a bad piece: a sole sender
 //!   is certainly the liar, takes a full strike and is dropped; among several senders any
@@ -20,7 +31,8 @@
 //!   stays in [`Phase::Failed`] (the bytes hash to the info-hash: asking again would give the
 //!   same bytes).
 
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,7 +51,8 @@ use crate::wire::{
 /// the pieces are spread over them.
 pub(crate) const MAX_IN_FLIGHT_PER_PEER: u32 = 2;
 
-/// A metadata request unanswered this long is given to another peer.
+/// A metadata request unanswered this long is given to another peer, and its peer is
+/// demoted as a metadata source (see the module docs).
 pub(crate) const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A peer that rejected a metadata request is not asked again for this long (libtorrent
@@ -71,6 +84,9 @@ pub(crate) struct MetadataFetch {
     buf: Vec<u8>,
     /// After a hash failure, all pieces come from one peer, so blame is certain.
     single_source: bool,
+    /// Peers that let a request time out: asked (and heard in the size vote) only when no
+    /// other peer offers metadata. Pruned of peers that left at every request round.
+    demoted: BTreeSet<ConnId>,
 }
 
 impl MetadataFetch {
@@ -86,6 +102,29 @@ impl MetadataFetch {
         self.slots = Vec::new();
         self.buf = Vec::new();
     }
+
+    /// Whether any piece has arrived for the current size.
+    fn has_received(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| matches!(s, Slot::Received { .. }))
+    }
+}
+
+/// The winning size among `(size, address)` votes: most distinct addresses, then the
+/// smallest size. `None` without votes.
+fn voted_size(votes: impl IntoIterator<Item = (u64, IpAddr)>) -> Option<u64> {
+    let distinct: BTreeSet<(u64, IpAddr)> = votes.into_iter().collect();
+    let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+    for (size, _) in distinct {
+        *counts.entry(size).or_default() += 1;
+    }
+    // Ascending sizes: `max_by_key` keeps the last maximum, so reverse to keep the smallest.
+    counts
+        .into_iter()
+        .rev()
+        .max_by_key(|(_, n)| *n)
+        .map(|(size, _)| size)
 }
 
 impl Torrent {
@@ -309,30 +348,46 @@ impl Torrent {
         };
         let max = u64::from(ctx.config.max_metadata_size);
         let can_serve = |size: u64| (1..=max).contains(&size);
-        // Drop a size nobody can serve any more (its advertisers left before a piece came),
-        // so a liar's size cannot leave the fetch stuck.
-        if let Some(size) = fetch.size {
-            let started = fetch
-                .slots
+        fetch.demoted.retain(|c| self.peers.contains_key(c));
+        // Who may serve: peers offering a sane size; the demoted only if nobody else does.
+        let offers = |p: &super::Peer| {
+            p.ext.ut_metadata.is_some() && p.ext.metadata_size.is_some_and(can_serve)
+        };
+        // A copy: the closures below outlive the changes to `fetch` (a handful of ids).
+        let demoted = fetch.demoted.clone();
+        let any_trusted = self
+            .peers
+            .iter()
+            .any(|(c, p)| offers(p) && !demoted.contains(c));
+        let in_pool =
+            |c: &ConnId, p: &super::Peer| offers(p) && (!any_trusted || !demoted.contains(c));
+        let winner = voted_size(
+            self.peers
                 .iter()
-                .any(|s| !matches!(s, Slot::Missing { .. }));
-            let served = self.peers.values().any(|p| {
-                p.ext.ut_metadata.is_some() && p.ext.metadata_size == Some(u64::from(size))
-            });
-            if !started && !served {
-                fetch.reset();
-            }
-        }
-        if fetch.size.is_none() {
-            let size = self
-                .peers
-                .values()
-                .filter(|p| p.ext.ut_metadata.is_some())
-                .filter_map(|p| p.ext.metadata_size)
-                .find(|&s| can_serve(s));
-            match size.and_then(|s| u32::try_from(s).ok()) {
-                Some(size) => fetch.start(size),
-                None => return,
+                .filter(|(c, p)| in_pool(c, p))
+                .filter_map(|(_, p)| Some((p.ext.metadata_size?, p.addr.ip()))),
+        )
+        .and_then(|s| u32::try_from(s).ok());
+        match (fetch.size, winner) {
+            (Some(current), Some(w)) if current == w => {}
+            (Some(_), None) if fetch.has_received() => return, // keep pieces for a return
+            (current, w) => {
+                // Another size won (or nobody serves this one any more): give the requests
+                // in flight back and start over with the winner.
+                if current.is_some() {
+                    for slot in &fetch.slots {
+                        if let Slot::Requested { conn, .. } = slot {
+                            if let Some(peer) = self.peers.get_mut(conn) {
+                                peer.meta.in_flight = peer.meta.in_flight.saturating_sub(1);
+                            }
+                        }
+                    }
+                    fetch.reset();
+                }
+                match w {
+                    Some(size) => fetch.start(size),
+                    None => return,
+                }
             }
         }
         let size = fetch.size.map(u64::from);
@@ -352,7 +407,7 @@ impl Torrent {
                 continue;
             };
             let eligible = |(c, p): &(&ConnId, &super::Peer)| {
-                p.ext.ut_metadata.is_some()
+                in_pool(c, p)
                     && p.ext.metadata_size == size
                     && p.meta.in_flight < MAX_IN_FLIGHT_PER_PEER
                     && p.meta.rested_until.is_none_or(|t| t <= now)
@@ -372,7 +427,7 @@ impl Torrent {
                         return None;
                     }
                     let p = self.peers.get(&c)?;
-                    let ok = p.ext.ut_metadata.is_some()
+                    let ok = in_pool(&c, p)
                         && p.ext.metadata_size == size
                         && p.meta.in_flight < MAX_IN_FLIGHT_PER_PEER
                         && p.meta.rested_until.is_none_or(|t| t <= now);
@@ -411,6 +466,9 @@ impl Torrent {
                 let gone = !self.peers.contains_key(&conn);
                 if gone || now - at >= METADATA_REQUEST_TIMEOUT {
                     *slot = Slot::Missing { avoid: Some(conn) };
+                    if !gone {
+                        fetch.demoted.insert(conn);
+                    }
                     if let Some(peer) = self.peers.get_mut(&conn) {
                         peer.meta.in_flight = peer.meta.in_flight.saturating_sub(1);
                     }

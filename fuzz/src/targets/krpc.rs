@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use unchoke_core::InfoHash;
 use unchoke_core::dht::krpc::{Body, CompactNode, Message, Query, Response};
-use unchoke_core::dht::peer_store::PeerStoreLimits;
+use unchoke_core::dht::peer_store::{PeerStoreLimits, SwarmQuota};
 use unchoke_core::dht::rate_limit::RateLimit;
 use unchoke_core::dht::routing::{MAX_BUCKETS, REPLACEMENTS};
 use unchoke_core::dht::{Dht, DhtAction, DhtConfig, NodeId};
@@ -61,6 +61,10 @@ fn config() -> DhtConfig {
             ttl: Duration::from_secs(60),
             max_per_hash: 4,
             max_hashes: 3,
+            quota: Some(SwarmQuota {
+                per_ip: 2,
+                window: Duration::from_secs(120),
+            }),
         },
         max_values: 5,
         ..DhtConfig::default()

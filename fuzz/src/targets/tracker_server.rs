@@ -30,7 +30,7 @@ use unchoke_core::bencode::{self, Value};
 use unchoke_core::info_hash::InfoHash;
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::{
-    HttpOutcome, MAX_HTTP_REQUEST, ServerConfig, TrackerServer, UDP_PROTOCOL_ID,
+    HttpOutcome, MAX_HTTP_REQUEST, ServerConfig, SwarmQuota, TrackerServer, UDP_PROTOCOL_ID,
 };
 
 const SOURCES: [&str; 6] = [
@@ -51,6 +51,11 @@ fn config() -> ServerConfig {
         default_numwant: 3,
         max_numwant: MAX_NUMWANT as u32,
         max_swarms: 3,
+        // Small enough that the six sources hit it: both eviction and refusals run.
+        swarm_quota: Some(SwarmQuota {
+            per_ip: 2,
+            window: Duration::from_secs(300),
+        }),
         max_peers_per_swarm: 4,
         max_total_peers: 8,
         whitelist: None,
@@ -129,11 +134,22 @@ pub fn tracker_server(data: &[u8]) {
             "too many peers"
         );
         let hashes: Vec<InfoHash> = (0..4).map(|h| InfoHash([h; 20])).collect();
+        let mut seen = 0;
         for (_, e) in server.scrape(&hashes) {
             let n = e.complete as usize + e.incomplete as usize;
             assert!(n <= config.max_peers_per_swarm, "swarm over its limit");
+            seen += n;
         }
+        assert!(
+            seen <= server.peer_count(),
+            "peer count lost track (eviction?)"
+        );
     }
+    // Eviction and expiry share the peer index: after everyone's timeout nothing is left.
+    server.expire(now + server.peer_timeout() + Duration::from_secs(1));
+    assert_eq!(server.peer_count(), 0, "a peer outlived its timeout");
+    assert_eq!(server.swarm_count(), 0, "an empty swarm was kept");
+    assert_eq!(server.next_expiry(), None);
 }
 
 /// The remaining script.

@@ -6,14 +6,26 @@
 //! into calls: [`TrackerServer::handle_http_request`] (BEP 3/23/48 over HTTP/1.1) and
 //! [`TrackerServer::handle_udp_packet`] (BEP 15).
 //!
-//! Memory is bounded by [`ServerConfig`]: beyond `max_swarms`, `max_peers_per_swarm` or
-//! `max_total_peers` a *new* swarm or peer is refused with a [`ServerError`] (already
-//! registered peers keep refreshing), so a flood of fake announces cannot grow the server.
+//! Memory is bounded by [`ServerConfig`]: beyond `max_peers_per_swarm` or `max_total_peers`
+//! a *new* peer is refused with a [`ServerError`] (already registered peers keep
+//! refreshing), so a flood of fake announces cannot grow the server.
+//!
+//! Swarms are different: refusing a new swarm when `max_swarms` is reached would let 12,000
+//! announces of random info-hashes lock every honest torrent out. So:
+//! - under pressure the new swarm **evicts** the least useful one: the lowest population,
+//!   and among equals the least recently announced (a junk hash has one peer and is never
+//!   refreshed; a live swarm has several peers and re-announces every interval);
+//! - one address (an IPv4 address, an IPv6 /64) may **create** at most
+//!   [`SwarmQuota::per_ip`] swarms per [`SwarmQuota::window`]; beyond that its new hashes
+//!   are refused with [`ServerError::QuotaExceeded`]. Announces into existing swarms never
+//!   count, so a flood from a few addresses stops after a few dozen swarms and cannot
+//!   churn out honest ones through eviction.
 //!
 //! Expiry is driven by the caller's timer through [`TrackerServer::expire`]; an index
 //! ordered by last-seen time makes it cost O(expired · log n), never a scan of every peer.
 
 mod http_front;
+pub(crate) mod quota;
 mod udp_front;
 
 #[cfg(test)]
@@ -29,6 +41,8 @@ use crate::tracker::{AnnounceEvent, AnnounceRequest, ScrapeEntry};
 use crate::wire::PeerId;
 
 pub use http_front::{HttpOutcome, MAX_HTTP_REQUEST};
+use quota::CreationLog;
+pub use quota::SwarmQuota;
 pub use udp_front::{CONNECTION_ID_WINDOW, UDP_PROTOCOL_ID};
 
 /// Limits and timings of a [`TrackerServer`].
@@ -44,8 +58,12 @@ pub struct ServerConfig {
     pub default_numwant: u32,
     /// The most peers ever returned by one announce (default 200).
     pub max_numwant: u32,
-    /// The most swarms tracked at once (default 10 000).
+    /// The most swarms tracked at once (default 10 000). A new swarm beyond it evicts the
+    /// lowest-population, least recently announced one (see the module docs).
     pub max_swarms: usize,
+    /// How many swarms one address may create per window (default 20 per 30 min); `None`
+    /// lets anyone create any number (eviction alone then bounds memory).
+    pub swarm_quota: Option<SwarmQuota>,
     /// The most peers in one swarm (default 5 000).
     pub max_peers_per_swarm: usize,
     /// The most peers over all swarms (default 200 000).
@@ -67,6 +85,7 @@ impl Default for ServerConfig {
             default_numwant: 50,
             max_numwant: 200,
             max_swarms: 10_000,
+            swarm_quota: Some(SwarmQuota::default()),
             max_peers_per_swarm: 5_000,
             max_total_peers: 200_000,
             whitelist: None,
@@ -81,9 +100,10 @@ pub enum ServerError {
     /// The whitelist does not list the torrent.
     #[error("torrent not tracked here")]
     UnknownTorrent,
-    /// A new swarm would exceed `max_swarms`.
-    #[error("tracker full: too many torrents")]
-    TooManySwarms,
+    /// The announcing address already created its quota of swarms in the current window
+    /// ([`ServerConfig::swarm_quota`]); announces into existing swarms still work.
+    #[error("too many new torrents from this address: try again later")]
+    QuotaExceeded,
     /// A new peer would exceed `max_peers_per_swarm`.
     #[error("swarm full")]
     SwarmFull,
@@ -158,6 +178,8 @@ struct Swarm {
     index: BTreeMap<PeerId, usize>,
     seeders: u32,
     downloaded: u32,
+    /// The last announce into this swarm (stopped ones excluded): its eviction age.
+    last_announce: Option<Instant>,
 }
 
 impl Swarm {
@@ -182,6 +204,12 @@ impl Swarm {
         gone
     }
 
+    /// Its place in the eviction order: fewest peers first, then the least recently
+    /// announced. Memory order (the hash) breaks ties deterministically.
+    fn eviction_key(&self, hash: InfoHash) -> (usize, Option<Instant>, InfoHash) {
+        (self.peers.len(), self.last_announce, hash)
+    }
+
     fn entry(&self) -> ScrapeEntry {
         ScrapeEntry {
             complete: self.seeders,
@@ -201,7 +229,12 @@ pub struct TrackerServer {
     swarms: BTreeMap<InfoHash, Swarm>,
     /// Every registered peer by last-seen time, oldest first: what `expire` walks.
     by_last_seen: BTreeSet<(Instant, InfoHash, PeerId)>,
+    /// Every swarm by [`Swarm::eviction_key`]: its first is the one to evict.
+    by_eviction: BTreeSet<(usize, Option<Instant>, InfoHash)>,
+    /// Recent swarm creations per address, for [`ServerConfig::swarm_quota`].
+    creations: CreationLog,
     total_peers: usize,
+    evicted: u64,
 }
 
 impl TrackerServer {
@@ -217,7 +250,10 @@ impl TrackerServer {
             secret,
             swarms: BTreeMap::new(),
             by_last_seen: BTreeSet::new(),
+            by_eviction: BTreeSet::new(),
+            creations: CreationLog::default(),
             total_peers: 0,
+            evicted: 0,
         }
     }
 
@@ -234,6 +270,11 @@ impl TrackerServer {
     /// Peers currently registered, over all swarms.
     pub fn peer_count(&self) -> usize {
         self.total_peers
+    }
+
+    /// Swarms evicted so far to make room for new ones (see the module docs).
+    pub fn evicted_swarms(&self) -> u64 {
+        self.evicted
     }
 
     /// How long a peer may stay silent before [`TrackerServer::expire`] drops it.
@@ -286,9 +327,24 @@ impl TrackerServer {
                 // Nothing to remove and no reason to create a swarm for a leaving peer.
                 return Ok(self.reply(None, Vec::new()));
             }
-            if self.swarms.len() >= self.config.max_swarms {
-                return Err(ServerError::TooManySwarms);
+            if let Some(quota) = self.config.swarm_quota {
+                if !self.creations.allows(quota, source.ip(), now) {
+                    return Err(ServerError::QuotaExceeded);
+                }
             }
+            while self.swarms.len() >= self.config.max_swarms.max(1) {
+                if !self.evict_one() {
+                    break;
+                }
+            }
+        }
+        // Taken out of the eviction order while it changes; put back below.
+        let old_key = self
+            .swarms
+            .get(&req.info_hash)
+            .map(|s| s.eviction_key(req.info_hash));
+        if let Some(key) = old_key {
+            self.by_eviction.remove(&key);
         }
         let swarm_full = self
             .swarms
@@ -301,6 +357,7 @@ impl TrackerServer {
         if let Some(i) = existing {
             let old = swarm.peers[i];
             if old.addr.ip() != addr.ip() && old.key != req.key {
+                self.by_eviction.insert(swarm.eviction_key(req.info_hash));
                 return Err(ServerError::KeyMismatch);
             }
             self.by_last_seen
@@ -339,6 +396,8 @@ impl TrackerServer {
             if let Some(err) = refusal {
                 if swarm.peers.is_empty() {
                     self.swarms.remove(&req.info_hash);
+                } else {
+                    self.by_eviction.insert(swarm.eviction_key(req.info_hash));
                 }
                 return Err(err);
             }
@@ -358,6 +417,21 @@ impl TrackerServer {
             }
             self.total_peers += 1;
             self.by_last_seen.insert((now, req.info_hash, req.peer_id));
+        }
+
+        if let Some(swarm) = self.swarms.get_mut(&req.info_hash) {
+            if !stopping {
+                swarm.last_announce = Some(now);
+                if old_key.is_none() {
+                    // A swarm was created: it counts against the creator's quota. The
+                    // log never holds more than a few times `max_swarms` entries.
+                    let cap = self.config.max_swarms.saturating_mul(4).max(256);
+                    self.creations.record(source.ip(), now, cap);
+                }
+            }
+            if !swarm.peers.is_empty() {
+                self.by_eviction.insert(swarm.eviction_key(req.info_hash));
+            }
         }
 
         let want = if stopping {
@@ -387,6 +461,21 @@ impl TrackerServer {
             self.swarms.remove(&req.info_hash);
         }
         Ok(self.reply(entry, picked))
+    }
+
+    /// Drops the swarm first in the eviction order with all its peers; false if none.
+    fn evict_one(&mut self) -> bool {
+        let Some((_, _, hash)) = self.by_eviction.pop_first() else {
+            return false;
+        };
+        if let Some(swarm) = self.swarms.remove(&hash) {
+            for p in &swarm.peers {
+                self.by_last_seen.remove(&(p.last_seen, hash, p.peer_id));
+            }
+            self.total_peers -= swarm.peers.len();
+            self.evicted += 1;
+        }
+        true
     }
 
     fn reply(&self, entry: Option<ScrapeEntry>, peers: Vec<ReplyPeer>) -> AnnounceReply {
@@ -425,6 +514,7 @@ impl TrackerServer {
             }
             self.by_last_seen.pop_first();
             if let Some(swarm) = self.swarms.get_mut(&hash) {
+                self.by_eviction.remove(&swarm.eviction_key(hash));
                 if let Some(i) = swarm.index.get(&id).copied() {
                     swarm.remove_at(i);
                     self.total_peers -= 1;
@@ -432,6 +522,8 @@ impl TrackerServer {
                 }
                 if swarm.peers.is_empty() {
                     self.swarms.remove(&hash);
+                } else {
+                    self.by_eviction.insert(swarm.eviction_key(hash));
                 }
             }
         }

@@ -196,9 +196,13 @@ fn limits_refuse_cleanly() {
     // A known peer still refreshes in a full swarm.
     ok(&mut s, 1, 2).expect("refresh");
     ok(&mut s, 2, 10).expect("room");
-    assert_eq!(ok(&mut s, 3, 11), Err(ServerError::TooManySwarms));
-    ok(&mut s, 2, 12).expect("room");
-    assert_eq!(ok(&mut s, 2, 13), Err(ServerError::TooManyPeers));
+    // A third swarm evicts the smaller one (swarm 2, one peer) instead of being refused.
+    ok(&mut s, 3, 11).expect("evicts");
+    assert_eq!(s.evicted_swarms(), 1);
+    assert_eq!(s.scrape(&[hash(2)])[0].1, ScrapeEntry::default());
+    assert_eq!((s.swarm_count(), s.peer_count()), (2, 4));
+    ok(&mut s, 3, 12).expect("room");
+    assert_eq!(ok(&mut s, 3, 13), Err(ServerError::TooManyPeers));
     assert_eq!((s.swarm_count(), s.peer_count()), (2, 5));
 
     let mut w = TrackerServer::new(
@@ -578,4 +582,113 @@ fn sample_is_uniformish_and_exhaustive() {
         counts.iter().all(|&c| (800..1200).contains(&c)),
         "{counts:?}"
     );
+}
+
+#[test]
+fn eviction_takes_the_smallest_then_stalest_swarm() {
+    let config = ServerConfig {
+        max_swarms: 3,
+        swarm_quota: None,
+        ..ServerConfig::default()
+    };
+    let mut s = TrackerServer::new(config, 5);
+    let at = |s: &mut TrackerServer, h: u8, n: u32, secs: u64| {
+        s.announce(&req(hash(h), n, 1, AnnounceEvent::Started), src(n), t(secs))
+    };
+    // Swarm 1: two peers, old. Swarm 2: one peer, announced at 10. Swarm 3: one, at 20.
+    at(&mut s, 1, 1, 0).expect("1a");
+    at(&mut s, 1, 2, 0).expect("1b");
+    at(&mut s, 2, 3, 10).expect("2");
+    at(&mut s, 3, 4, 20).expect("3");
+    // Swarm 2 is refreshed at 30: now swarm 3 is the stalest of the one-peer swarms.
+    at(&mut s, 2, 3, 30).expect("2 again");
+    at(&mut s, 4, 5, 40).expect("4 evicts 3");
+    let alive: Vec<u32> = s
+        .scrape(&[hash(1), hash(2), hash(3), hash(4)])
+        .iter()
+        .map(|(_, e)| e.complete + e.incomplete)
+        .collect();
+    assert_eq!(alive, vec![2, 1, 0, 1]);
+    assert_eq!(
+        (s.swarm_count(), s.peer_count(), s.evicted_swarms()),
+        (3, 4, 1)
+    );
+    // The eviction index holds exactly one key per swarm, its current one.
+    let consistent = |s: &TrackerServer| {
+        s.by_eviction.len() == s.swarms.len()
+            && s.swarms
+                .iter()
+                .all(|(h, w)| s.by_eviction.contains(&w.eviction_key(*h)))
+    };
+    assert!(consistent(&s));
+    // A stopped peer shrinks its swarm, which moves in the order; a refused thief doesn't.
+    s.announce(&req(hash(1), 2, 1, AnnounceEvent::Stopped), src(2), t(50))
+        .expect("stop");
+    let mut thief = req(hash(2), 3, 1, AnnounceEvent::None);
+    thief.key = 99;
+    assert_eq!(
+        s.announce(&thief, src(77), t(50)),
+        Err(ServerError::KeyMismatch)
+    );
+    assert!(consistent(&s));
+    assert_eq!(s.peer_count(), 3);
+    // The evicted peer is gone from the expiry index too: expiry never underflows.
+    assert_eq!(s.expire(t(10_000)), 3);
+    assert_eq!(
+        (s.swarm_count(), s.peer_count(), s.next_expiry()),
+        (0, 0, None)
+    );
+}
+
+#[test]
+fn quota_limits_new_swarms_per_address_not_announces() {
+    let config = ServerConfig {
+        swarm_quota: Some(SwarmQuota {
+            per_ip: 3,
+            window: Duration::from_secs(60),
+        }),
+        ..ServerConfig::default()
+    };
+    let mut s = TrackerServer::new(config, 6);
+    let from = src(1);
+    for h in 1..=3 {
+        s.announce(&req(hash(h), 1, 1, AnnounceEvent::Started), from, t(0))
+            .expect("within quota");
+    }
+    let refused = s.announce(&req(hash(4), 1, 1, AnnounceEvent::Started), from, t(1));
+    assert_eq!(refused, Err(ServerError::QuotaExceeded));
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("too many new torrents")
+    );
+    // Existing swarms still take its announces, and other addresses still create.
+    s.announce(&req(hash(1), 2, 1, AnnounceEvent::Started), from, t(1))
+        .expect("existing swarm");
+    s.announce(&req(hash(4), 3, 1, AnnounceEvent::Started), src(3), t(1))
+        .expect("another address");
+    // An IPv6 /64 is one address.
+    let v6 = |last: u16| {
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last)),
+            1,
+        )
+    };
+    for h in 10..13 {
+        s.announce(
+            &req(hash(h), 9, 1, AnnounceEvent::Started),
+            v6(u16::from(h)),
+            t(1),
+        )
+        .expect("v6 within quota");
+    }
+    assert_eq!(
+        s.announce(&req(hash(13), 9, 1, AnnounceEvent::Started), v6(99), t(1)),
+        Err(ServerError::QuotaExceeded)
+    );
+    // The window slides.
+    s.announce(&req(hash(5), 1, 1, AnnounceEvent::Started), from, t(60))
+        .expect("window passed");
+    assert!(s.creations.len() <= 256);
 }
