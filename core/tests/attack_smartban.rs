@@ -97,6 +97,11 @@ fn a_liar_corrupting_first_blocks_is_banned_and_the_honest_seed_never_is() {
         "no failed piece was shared with the honest seed: the attack was not exercised"
     );
     assert!(banned(&s, l, s.nodes[liar].addr), "the liar was not banned");
+    let bans = s
+        .events(l)
+        .filter(|(_, e)| matches!(e, Event::PeerBanned { .. }))
+        .count();
+    assert_eq!(bans, 1, "one ban, announced once");
     assert!(
         !banned(&s, l, s.nodes[honest].addr),
         "the honest seed was banned"

@@ -22,7 +22,9 @@
 //!
 //! 1. Free blocks of pieces already in progress that the peer has (a piece is in progress
 //!    from its first request until it is verified or failed), so pieces are completed rather
-//!    than many being left half done.
+//!    than many being left half done. A piece that failed its hash before
+//!    ([`Picker::prefer_one_peer`]) is left to the one peer that opened it, so its next
+//!    failure names one sender.
 //! 2. While we have verified fewer than [`RANDOM_FIRST_PIECES`] pieces, a new piece chosen at
 //!    random among those the peer has, so a newcomer quickly owns something to trade.
 //! 3. Otherwise rarest first: among the pieces the peer has and we still want, the one with

@@ -56,9 +56,10 @@ impl Trust {
         false
     }
 
-    /// Bans `ip` on proof (a block it sent was shown wrong).
-    pub(super) fn ban(&mut self, ip: IpAddr) {
-        self.banned.insert(ip);
+    /// Bans `ip` on proof (a block it sent was shown wrong). Returns whether it was not
+    /// banned before.
+    pub(super) fn ban(&mut self, ip: IpAddr) -> bool {
+        self.banned.insert(ip)
     }
 
     /// Whether `ip` is banned.
@@ -104,10 +105,12 @@ impl Torrent {
         }
     }
 
-    /// Bans `addr`'s IP at once (a block it sent was proven wrong).
+    /// Bans `addr`'s IP at once (a block it sent was proven wrong). An IP banned already
+    /// has no connection or candidate left, and its ban was announced: nothing to do.
     pub(super) fn ban_on_proof(&mut self, addr: SocketAddr, ctx: &mut Ctx<'_>, now: Instant) {
-        self.trust.ban(addr.ip());
-        self.ban_ip(addr, ctx, now);
+        if self.trust.ban(addr.ip()) {
+            self.ban_ip(addr, ctx, now);
+        }
     }
 
     /// What follows a ban of `addr`'s IP: the event, its candidates forgotten, its
@@ -169,11 +172,12 @@ mod tests {
         for _ in 0..8 {
             t.adjust(IP, 1, 3);
         }
-        t.ban(IP);
+        assert!(t.ban(IP));
         assert!(
             t.is_banned(IP),
             "banked credit does not protect a proven liar"
         );
+        assert!(!t.ban(IP), "a second proof is no new ban");
     }
 
     #[test]
