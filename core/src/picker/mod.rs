@@ -22,7 +22,9 @@
 //!
 //! 1. Free blocks of pieces already in progress that the peer has (a piece is in progress
 //!    from its first request until it is verified or failed), so pieces are completed rather
-//!    than many being left half done.
+//!    than many being left half done. A piece that failed its hash before
+//!    ([`Picker::prefer_one_peer`]) is left to the one peer that opened it, so its next
+//!    failure names one sender.
 //! 2. While we have verified fewer than [`RANDOM_FIRST_PIECES`] pieces, a new piece chosen at
 //!    random among those the peer has, so a newcomer quickly owns something to trade.
 //! 3. Otherwise rarest first: among the pieces the peer has and we still want, the one with
@@ -304,6 +306,9 @@ struct Download {
     blocks: Vec<BlockState>,
     free: u32,
     received: u32,
+    /// The one peer this piece is being downloaded from, for a piece that failed its hash
+    /// before (see [`Picker::prefer_one_peer`]); other peers leave its free blocks alone.
+    owner: Option<PeerKey>,
 }
 
 impl Download {
@@ -330,6 +335,8 @@ pub struct Picker {
     slot: Vec<u32>,
     /// Block vectors of finished downloads, reused to avoid allocating.
     spare: Vec<Vec<BlockState>>,
+    /// Pieces that failed their hash: the peer that next opens one downloads it alone.
+    solo: Bitfield,
 }
 
 /// Which list a priority's pieces live in.
@@ -371,6 +378,7 @@ impl Picker {
             downloads: Vec::new(),
             slot: vec![NONE; n],
             spare: Vec::new(),
+            solo: Bitfield::new(num_pieces),
         };
         picker.rebuild_lists();
         Ok(picker)
@@ -569,6 +577,7 @@ impl Picker {
             }
             let piece = self.downloads[d].piece;
             if self.downloads[d].free > 0
+                && self.downloads[d].owner.is_none_or(|o| o == peer)
                 && peer_has.get(piece)
                 && self.priority[piece as usize] != Priority::Skip
             {
@@ -581,6 +590,9 @@ impl Picker {
                 break;
             };
             let d = self.start_download(piece);
+            if self.solo.get(piece) {
+                self.downloads[d].owner = Some(peer);
+            }
             self.take_free(d, peer, &mut budget, out);
         }
         // 4. Endgame: only reached with budget left when no wanted block is free.
@@ -753,6 +765,10 @@ impl Picker {
         // Backwards, so that `abandon`'s swap_remove only moves already visited entries.
         for d in (0..self.downloads.len()).rev() {
             let dl = &mut self.downloads[d];
+            if dl.owner == Some(peer) {
+                // Its owner stopped: whoever asks next may finish the piece.
+                dl.owner = None;
+            }
             for b in 0..dl.blocks.len() {
                 if drop_request(dl, b, peer) {
                     dropped += 1;
@@ -795,6 +811,7 @@ impl Picker {
             return false;
         }
         self.wanted.clear(piece);
+        self.solo.clear(piece);
         self.unlist(piece);
         if let Some(dl) = self.remove_download(piece) {
             self.spare.push(dl.blocks);
@@ -824,6 +841,24 @@ impl Picker {
         contributors.dedup();
         self.list(piece);
         contributors
+    }
+
+    /// Asks that `piece` (which failed its hash) be downloaded from one peer: the peer that
+    /// next opens it takes all its free blocks, and others leave them alone until that peer
+    /// drops its requests ([`peer_requests_dropped`](Self::peer_requests_dropped)). Its next
+    /// failure then names one sender, as libtorrent does after a hash failure. Endgame
+    /// duplicates still go to anyone, so a single slow owner never stalls the end.
+    pub fn prefer_one_peer(&mut self, piece: u32) {
+        if piece < self.geo.num_pieces && !self.have.get(piece) {
+            self.solo.set(piece);
+        }
+    }
+
+    /// The peer `piece` is being downloaded from alone, if it has one
+    /// ([`prefer_one_peer`](Self::prefer_one_peer)).
+    pub fn owner(&self, piece: u32) -> Option<PeerKey> {
+        let d = *self.slot.get(piece as usize)?;
+        self.downloads.get(d as usize)?.owner
     }
 
     // ----- inspection -----------------------------------------------------------------
@@ -907,6 +942,7 @@ impl Picker {
             blocks,
             free: n,
             received: 0,
+            owner: None,
         });
         self.downloads.len() - 1
     }

@@ -370,6 +370,44 @@ fn piece_failed_returns_contributors_and_reopens_the_piece() {
 }
 
 #[test]
+fn a_failed_piece_is_downloaded_again_from_one_peer() {
+    // One piece of four blocks. After it fails, peer 5 opens it with a one-block budget;
+    // peer 7 then finds nothing to take until peer 5 drops its requests.
+    let mut p = Picker::new(4 * BLOCK_LEN, 4 * u64::from(BLOCK_LEN)).unwrap();
+    let all = Bitfield::full(1);
+    p.peer_bitfield(&all);
+    p.peer_bitfield(&all);
+    let got = pick(&mut p, 5, &all, 4, 1);
+    for (i, r) in got.iter().enumerate() {
+        let from = if i == 0 { 7 } else { 5 };
+        p.block_received(r.piece, r.offset, from);
+    }
+    assert_eq!(p.piece_failed(0), vec![5, 7]);
+    assert_eq!(p.owner(0), None, "not in progress");
+    p.prefer_one_peer(0);
+    assert_eq!(pick(&mut p, 5, &all, 1, 2).len(), 1);
+    assert_eq!(p.owner(0), Some(5));
+    assert!(pick(&mut p, 7, &all, 4, 3).is_empty(), "owned by peer 5");
+    assert_eq!(
+        pick(&mut p, 5, &all, 4, 4).len(),
+        3,
+        "its owner takes the rest"
+    );
+    // The owner goes away: the piece is open to anyone again.
+    p.peer_requests_dropped(5);
+    assert_eq!(p.owner(0), None);
+    assert_eq!(pick(&mut p, 7, &all, 4, 5).len(), 4);
+    assert_eq!(p.owner(0), Some(7), "the next opener owns it");
+    // Verified, the preference is gone.
+    for r in 0..4 {
+        p.block_received(0, r * BLOCK_LEN, 7);
+    }
+    assert!(p.piece_verified(0));
+    assert_eq!(p.owner(0), None);
+    p.check_invariants();
+}
+
+#[test]
 fn peer_left_restores_availability() {
     let n = 16;
     let mut p = one_block_pieces(n);

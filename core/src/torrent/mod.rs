@@ -34,6 +34,7 @@ mod peer_set;
 mod pex;
 mod phase;
 mod pieces;
+mod smart_ban;
 mod trust;
 mod upload;
 mod write_budget;

@@ -3,9 +3,16 @@
 //! hash verdict and all its writes are in.
 //!
 //! See `STATE.md` in this directory for a piece's states and the invariants of each.
+//!
+//! A piece that fails its hash is handed to the smart ban (`smart_ban.rs`) with each
+//! block's sender, and is downloaded again from one peer; see `trust.rs` for who is
+//! banned and when.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use super::smart_ban::distinct_senders;
 use super::{Ctx, Torrent};
 use crate::picker::{self, PeerKey, Receipt};
 use crate::time::Instant;
@@ -16,6 +23,8 @@ use crate::wire::{self, Message};
 #[derive(Debug)]
 pub(super) struct PieceBuffer {
     blocks: Vec<Option<Bytes>>,
+    /// Who sent each block in `blocks` (the smart ban's evidence if the piece fails).
+    senders: Vec<Option<SocketAddr>>,
     writes_pending: u32,
     write_failed: bool,
     /// `Some(ok)` once the driver reported the hash result.
@@ -115,6 +124,7 @@ impl Torrent {
             return;
         }
         let key = peer.key;
+        let sender = peer.addr;
         let valid = c
             .picker
             .block_at(piece, offset)
@@ -150,6 +160,7 @@ impl Torrent {
                 let blocks = c.picker.blocks_in_piece(piece).unwrap_or(0) as usize;
                 let buffer = c.buffers.entry(piece).or_insert_with(|| PieceBuffer {
                     blocks: vec![None; blocks],
+                    senders: vec![None; blocks],
                     writes_pending: 0,
                     write_failed: false,
                     hashed: None,
@@ -157,6 +168,9 @@ impl Torrent {
                 let index = (offset / wire::MAX_BLOCK_LEN) as usize;
                 if let Some(slot) = buffer.blocks.get_mut(index) {
                     *slot = Some(data.clone());
+                }
+                if let Some(slot) = buffer.senders.get_mut(index) {
+                    *slot = Some(sender);
                 }
                 buffer.writes_pending += 1;
                 ctx.writes.write_emitted();
@@ -274,13 +288,21 @@ impl Torrent {
             .flatten()
             .map(|b| b.len() as u64)
             .sum::<u64>();
-        c.buffers.remove(&piece);
+        let Some(buffer) = c.buffers.remove(&piece) else {
+            return;
+        };
         if hash_ok && !write_failed {
             let contributors = c.picker.contributors(piece);
             c.picker.piece_verified(piece);
             let complete = c.picker.is_complete();
+            // The verified bytes are the truth: whoever sent different bytes for this
+            // piece before is proven a liar.
+            let culprits = self.trust.smart.piece_verified(piece, &buffer.blocks);
             for key in contributors {
                 self.adjust_trust(key, 1, ctx, now);
+            }
+            for culprit in culprits {
+                self.ban_on_proof(culprit, ctx, now);
             }
             ctx.out.push(Action::Event(Event::PieceVerified {
                 torrent: self.id,
@@ -306,12 +328,18 @@ impl Torrent {
                 }
             }
         } else {
-            let contributors = c.picker.piece_failed(piece);
+            c.picker.piece_failed(piece);
             self.wasted += piece_len;
             if !hash_ok {
-                let penalty = if contributors.len() == 1 { -2 } else { -1 };
-                for key in contributors {
-                    self.adjust_trust(key, penalty, ctx, now);
+                // Keep the evidence; ask one peer for the whole piece next, so that a
+                // further failure names one sender. Only a piece sent by one IP alone
+                // costs a strike: a shared failure proves nothing about any one sender.
+                self.trust
+                    .smart
+                    .record_failure(piece, &buffer.blocks, &buffer.senders);
+                c.picker.prefer_one_peer(piece);
+                if let [alone] = distinct_senders(&buffer.senders)[..] {
+                    self.adjust_trust_ip(alone, -2, ctx, now);
                 }
             }
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();

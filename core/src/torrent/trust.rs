@@ -1,16 +1,28 @@
 //! Trust and bans: each IP's record of pieces it helped verify or fail, and the ban that
-//! follows repeated bad data.
+//! follows bad data — only on evidence, never against an honest co-contributor.
 //!
-//! Trust is counted in half-strikes: +1 per verified piece an IP contributed to (at most
-//! [`MAX_TRUST`] banked), −1 per failed piece it shared with other peers, −2 per failed
-//! piece it sent alone. At −2 × `max_strikes` the IP is banned: its connections close, its
-//! addresses stop being candidates, and it is never dialled or accepted again by this
-//! torrent. An honest peer caught in pieces a liar also touched earns its trust back with
-//! every good piece; a liar never does.
+//! Two kinds of evidence ban an IP:
+//! - **Proof** (smart ban, [`super::smart_ban`]): a failed piece's blocks are remembered
+//!   with their senders; when the piece later verifies, a sender whose block differed from
+//!   the verified one is banned at once.
+//! - **Strikes**: a failed piece sent entirely by one IP costs it a full strike. Trust is
+//!   counted in half-strikes: +1 per verified piece an IP contributed to (at most
+//!   [`MAX_TRUST`] banked), −2 per failed piece it sent alone; at −2 × `max_strikes` the
+//!   IP is banned.
+//!
+//! A failure shared by several IPs costs nobody anything: it is recorded for the smart ban,
+//! and the piece is downloaded again from one peer (`Picker::prefer_one_peer`) so that a
+//! further failure names one sender. A liar that corrupts one block of every piece beside
+//! an honest seed is thus proven wrong as soon as one of those pieces verifies, and the
+//! honest seed loses nothing.
+//!
+//! A ban closes the IP's connections, drops its addresses from the candidates, and it is
+//! never dialled or accepted again by this torrent.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
+use super::smart_ban::SmartBan;
 use super::{Ctx, Torrent};
 use crate::picker::PeerKey;
 use crate::time::Instant;
@@ -20,11 +32,13 @@ use crate::vocab::{Action, ConnId, DisconnectReason, Event};
 /// buy many bad pieces with good ones.
 pub(super) const MAX_TRUST: i32 = 8;
 
-/// Trust per IP, and the IPs banned.
+/// Trust per IP, the IPs banned, and the evidence kept about failed pieces.
 #[derive(Debug, Default)]
 pub(super) struct Trust {
     scores: BTreeMap<IpAddr, i32>,
     banned: BTreeSet<IpAddr>,
+    /// Who sent which bytes of recently failed pieces.
+    pub(super) smart: SmartBan,
 }
 
 impl Trust {
@@ -40,6 +54,12 @@ impl Trust {
             return true;
         }
         false
+    }
+
+    /// Bans `ip` on proof (a block it sent was shown wrong). Returns whether it was not
+    /// banned before.
+    pub(super) fn ban(&mut self, ip: IpAddr) -> bool {
+        self.banned.insert(ip)
     }
 
     /// Whether `ip` is banned.
@@ -80,10 +100,23 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
-        let ip = addr.ip();
-        if !self.trust.adjust(ip, delta, ctx.config.max_strikes) {
-            return;
+        if self.trust.adjust(addr.ip(), delta, ctx.config.max_strikes) {
+            self.ban_ip(addr, ctx, now);
         }
+    }
+
+    /// Bans `addr`'s IP at once (a block it sent was proven wrong). An IP banned already
+    /// has no connection or candidate left, and its ban was announced: nothing to do.
+    pub(super) fn ban_on_proof(&mut self, addr: SocketAddr, ctx: &mut Ctx<'_>, now: Instant) {
+        if self.trust.ban(addr.ip()) {
+            self.ban_ip(addr, ctx, now);
+        }
+    }
+
+    /// What follows a ban of `addr`'s IP: the event, its candidates forgotten, its
+    /// connections closed.
+    fn ban_ip(&mut self, addr: SocketAddr, ctx: &mut Ctx<'_>, now: Instant) {
+        let ip = addr.ip();
         self.candidates.retain(|a, _| a.ip() != ip);
         ctx.out.push(Action::Event(Event::PeerBanned {
             torrent: self.id,
@@ -121,17 +154,30 @@ mod tests {
     }
 
     #[test]
-    fn shared_failures_count_half_and_good_pieces_earn_trust_back() {
+    fn good_pieces_earn_trust_back_between_sole_failures() {
         let mut t = Trust::default();
-        for _ in 0..5 {
-            assert!(!t.adjust(IP, -1, 3));
-        }
-        // One verified piece lifts −5 to −4: two more shared failures stay above −6.
+        assert!(!t.adjust(IP, -2, 3));
+        assert!(!t.adjust(IP, -2, 3));
+        // One verified piece lifts −4 to −3: the next sole failure leaves it at −5.
         assert!(!t.adjust(IP, 1, 3));
-        assert!(!t.adjust(IP, -1, 3));
+        assert!(!t.adjust(IP, -2, 3));
         assert!(!t.is_banned(IP));
-        assert!(t.adjust(IP, -1, 3));
+        assert!(t.adjust(IP, -2, 3));
         assert!(t.is_banned(IP));
+    }
+
+    #[test]
+    fn a_ban_on_proof_needs_no_strikes() {
+        let mut t = Trust::default();
+        for _ in 0..8 {
+            t.adjust(IP, 1, 3);
+        }
+        assert!(t.ban(IP));
+        assert!(
+            t.is_banned(IP),
+            "banked credit does not protect a proven liar"
+        );
+        assert!(!t.ban(IP), "a second proof is no new ban");
     }
 
     #[test]

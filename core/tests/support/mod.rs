@@ -35,6 +35,9 @@ pub enum Behaviour {
     Honest,
     /// Serves every block with its bytes flipped.
     Corrupt,
+    /// Serves the first block of every piece with its bytes flipped, the others honestly:
+    /// a liar whose bad pieces are always shared with whoever sent the rest.
+    CorruptFirstBlock,
     /// Never completes a read or a write: unchokes and takes requests but sends nothing,
     /// and never finishes a piece of its own (so it stays interested).
     Stall,
@@ -577,6 +580,10 @@ impl Swarm {
                 match node.behaviour {
                     Behaviour::Honest => {}
                     Behaviour::Corrupt => data.iter_mut().for_each(|b| *b = !*b),
+                    Behaviour::CorruptFirstBlock if block.begin == 0 => {
+                        data.iter_mut().for_each(|b| *b = !*b);
+                    }
+                    Behaviour::CorruptFirstBlock => {}
                     Behaviour::Stall => return,
                 }
                 self.completions.push_back(Completion::Read {

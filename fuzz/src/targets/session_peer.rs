@@ -17,8 +17,11 @@
 //! 5. After `handle_bytes`, the receive buffer holds less than one maximal message (complete
 //!    messages are consumed), unless the connection was closed.
 //! 6. A verified piece is never lost: the set of pieces we have only grows.
+//! 7. A ban needs evidence: the peer is banned only after at least `max_strikes` hash
+//!    failures were reported (each a piece it sent alone), or after it sent two different
+//!    versions of one block (the smart ban's proof, once the piece verifies).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
@@ -29,7 +32,7 @@ use unchoke_core::bencode::{self, Dict, Value};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    Action, ConnId, Direction, DiskError, DiskErrorKind, Session, SessionConfig, TorrentId,
+    Action, ConnId, Direction, DiskError, DiskErrorKind, Event, Session, SessionConfig, TorrentId,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
@@ -78,6 +81,12 @@ struct World {
     fed_handshake_done: bool,
     requested: BTreeSet<u32>,
     have_before: Bitfield,
+    /// Hash failures reported to the session (true ones and lies).
+    failures_reported: u32,
+    /// The SHA-1 of the first version of each block the peer sent, by (piece, offset).
+    block_versions: BTreeMap<(u32, u32), [u8; 20]>,
+    /// Whether the peer sent some block twice with different bytes.
+    two_versions: bool,
 }
 
 fn metainfo(content: &[u8]) -> Metainfo {
@@ -147,6 +156,9 @@ pub fn session_peer(data: &[u8]) {
         fed_handshake_done: false,
         requested: BTreeSet::new(),
         have_before: have,
+        failures_reported: 0,
+        block_versions: BTreeMap::new(),
+        two_versions: false,
     };
     let mut hs = BytesMut::new();
     Handshake {
@@ -184,6 +196,11 @@ impl World {
                         self.peer_has.set(index);
                     }
                     Message::HaveAll => self.peer_has = Bitfield::full(PIECES),
+                    Message::Piece { index, begin, data } => {
+                        let digest: [u8; 20] = Sha1::digest(&data).into();
+                        let first = *self.block_versions.entry((index, begin)).or_insert(digest);
+                        self.two_versions |= first != digest;
+                    }
                     Message::Bitfield(bits) => {
                         if let Ok(b) = Bitfield::from_bytes(&bits, PIECES) {
                             self.peer_has = b;
@@ -296,6 +313,9 @@ impl World {
             }
             Step::Hashed { lie } => {
                 if let Some((piece, ok)) = self.hashes.pop_front() {
+                    if ok == lie {
+                        self.failures_reported += 1;
+                    }
                     self.session
                         .piece_hashed(self.torrent, piece, ok != lie, now);
                 }
@@ -389,8 +409,16 @@ impl World {
                 Action::Connect { .. }
                 | Action::CancelConnect { .. }
                 | Action::Announce { .. }
-                | Action::Resolve { .. }
-                | Action::Event(_) => {}
+                | Action::Resolve { .. } => {}
+                Action::Event(Event::PeerBanned { .. }) => {
+                    assert!(
+                        self.two_versions
+                            || self.failures_reported >= self.session.config().max_strikes,
+                        "banned after {} hash failures without proof",
+                        self.failures_reported
+                    );
+                }
+                Action::Event(_) => {}
             }
         }
     }
