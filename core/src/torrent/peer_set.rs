@@ -293,6 +293,57 @@ impl Torrent {
             .map(|(c, p)| (*c, p.direction))
     }
 
+    /// The peer to evict so a newcomer fits a full torrent, if one qualifies (the rule is
+    /// documented in `session/admission.rs`). `block_sent` tells when we last handed a
+    /// block out to a connection. Qualifies: no payload either way for `evict_idle_after`
+    /// (counted from the connection when there was none), so a peer that uploads to us or
+    /// that we upload to is never chosen. Order: neither interested nor interesting, then
+    /// snubbed, then interested in us while we want nothing from it, then interesting but
+    /// choking us; then the longest idle; then the lowest id (determinism).
+    pub(crate) fn least_useful(
+        &self,
+        config: &SessionConfig,
+        now: Instant,
+        block_sent: impl Fn(ConnId) -> Option<Instant>,
+    ) -> Option<ConnId> {
+        self.peers
+            .iter()
+            .filter_map(|(&conn, p)| {
+                let last_payload = [Some(p.connected_at), p.last_block, block_sent(conn)]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .unwrap_or(p.connected_at);
+                let idle = now.saturating_duration_since(last_payload);
+                if idle < config.evict_idle_after {
+                    return None;
+                }
+                let snubbed = p
+                    .snub_clock
+                    .is_some_and(|s| now.saturating_duration_since(s) >= config.choker.snub_after);
+                let class = if !p.peer_interested && !p.am_interested {
+                    0u8
+                } else if snubbed {
+                    1
+                } else if !p.am_interested {
+                    2
+                } else {
+                    3
+                };
+                Some((class, std::cmp::Reverse(idle), conn))
+            })
+            .min()
+            .map(|(_, _, conn)| conn)
+    }
+
+    /// When `conn` connected and whether it ever exchanged payload with us (`block_sent`:
+    /// we handed it a block), for resolving a duplicate peer id.
+    pub(crate) fn peer_standing(&self, conn: ConnId, block_sent: bool) -> Option<(Instant, bool)> {
+        self.peers
+            .get(&conn)
+            .map(|p| (p.connected_at, block_sent || p.last_block.is_some()))
+    }
+
     pub(crate) fn peer_count(&self) -> usize {
         self.peers.len()
     }
