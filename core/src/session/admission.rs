@@ -27,11 +27,12 @@
 //!   longest idle. With none qualifying the newcomer is refused as before.
 //! - **Duplicate peer ids** (`Session::handle_handshake`). Our own id is a connection to
 //!   ourselves whatever else holds. Another peer's id already connected on the torrent:
-//!   the established connection stays if it exchanged payload or is younger than
-//!   `duplicate_grace` (then the simultaneous-open rule picks one, the same at both
-//!   ends); an older one that never exchanged payload gives way. A newcomer never evicts
-//!   a productive connection, and a squatter that came first cannot lock the real peer
-//!   out.
+//!   the established connection stays if it exchanged payload; an older one than
+//!   `duplicate_grace` that never did gives way to the newcomer; a younger one stays
+//!   against a newcomer from another IP, and against one from the same IP (two peers
+//!   that dialled each other at once) the simultaneous-open rule keeps the same one at
+//!   both ends. A newcomer never evicts a productive connection, and a squatter that came
+//!   first cannot lock the real peer out for longer than `duplicate_grace`.
 //! - **Connect time-out.** A dial not reported opened or failed within `connect_timeout`
 //!   of its `Connect` counts as failed: `CancelConnect`, then `ConnectFailed` with
 //!   [`ConnectFailure::TimedOut`]. A late report of that dial is ignored (a failure) or

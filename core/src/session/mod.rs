@@ -781,7 +781,8 @@ impl Session {
         }
         if let Some((existing, existing_dir)) = torrent.conn_of_peer_id(&theirs.peer_id) {
             let sent = self.admission.last_block_sent(existing).is_some();
-            let Some((since, productive)) = torrent.peer_standing(existing, sent) else {
+            let Some((their_addr, since, productive)) = torrent.peer_standing(existing, sent)
+            else {
                 return (Some(DisconnectReason::Duplicate), None);
             };
             // A connection that carried payload is the real peer's: a newcomer with its id
@@ -793,6 +794,11 @@ impl Session {
             // took the id first must not lock the real peer out.
             if now.saturating_duration_since(since) >= self.config.duplicate_grace {
                 return (None, Some(Replace::Duplicate(existing)));
+            }
+            // A young connection stays against a newcomer from another address: that is
+            // no simultaneous open but someone else using the id.
+            if their_addr.ip() != addr.ip() {
+                return (Some(DisconnectReason::Duplicate), None);
             }
             // Two peers that dial each other at once end up with two connections, and
             // each sees the other's as the duplicate. Both ends must drop the *same* one:

@@ -336,12 +336,16 @@ impl Torrent {
             .map(|(_, _, conn)| conn)
     }
 
-    /// When `conn` connected and whether it ever exchanged payload with us (`block_sent`:
-    /// we handed it a block), for resolving a duplicate peer id.
-    pub(crate) fn peer_standing(&self, conn: ConnId, block_sent: bool) -> Option<(Instant, bool)> {
+    /// Where `conn` comes from, when it connected and whether it ever exchanged payload
+    /// with us (`block_sent`: we handed it a block), for resolving a duplicate peer id.
+    pub(crate) fn peer_standing(
+        &self,
+        conn: ConnId,
+        block_sent: bool,
+    ) -> Option<(SocketAddr, Instant, bool)> {
         self.peers
             .get(&conn)
-            .map(|p| (p.connected_at, block_sent || p.last_block.is_some()))
+            .map(|p| (p.addr, p.connected_at, block_sent || p.last_block.is_some()))
     }
 
     pub(crate) fn peer_count(&self) -> usize {
