@@ -28,7 +28,8 @@
 //! - **Duplicate peer ids** (`Session::handle_handshake`). Our own id is a connection to
 //!   ourselves whatever else holds. Another peer's id already connected on the torrent:
 //!   the established connection stays if it exchanged payload; an older one than
-//!   `duplicate_grace` that never did gives way to the newcomer; a younger one stays
+//!   `duplicate_grace` that never did gives way to a newcomer from another IP (not to
+//!   one from its own, or a squatter reconnecting would stay young); a younger one stays
 //!   against a newcomer from another IP, and against one from the same IP (two peers
 //!   that dialled each other at once) the simultaneous-open rule keeps the same one at
 //!   both ends. A newcomer never evicts a productive connection, and a squatter that came

@@ -790,14 +790,21 @@ impl Session {
             if productive {
                 return (Some(DisconnectReason::Duplicate), None);
             }
-            // An old connection that never carried payload gives way: a squatter that
-            // took the id first must not lock the real peer out.
+            let same_ip = their_addr.ip() == addr.ip();
             if now.saturating_duration_since(since) >= self.config.duplicate_grace {
-                return (None, Some(Replace::Duplicate(existing)));
+                // An old connection that never carried payload gives way to another
+                // address: a squatter that took the id first must not lock the real peer
+                // out. Not to its own address, or a squatter reconnecting would keep its
+                // hold forever young.
+                return if same_ip {
+                    (Some(DisconnectReason::Duplicate), None)
+                } else {
+                    (None, Some(Replace::Duplicate(existing)))
+                };
             }
             // A young connection stays against a newcomer from another address: that is
             // no simultaneous open but someone else using the id.
-            if their_addr.ip() != addr.ip() {
+            if !same_ip {
                 return (Some(DisconnectReason::Duplicate), None);
             }
             // Two peers that dial each other at once end up with two connections, and

@@ -123,7 +123,8 @@ pub struct SessionConfig {
     /// The established connection is kept if it has exchanged payload, or if it is
     /// younger than this (against a newcomer from the same IP, two peers dialling each
     /// other at once, both ends keep the same one); an established connection older than
-    /// this that never exchanged payload gives way to the newcomer (default 5 s), so a
+    /// this that never exchanged payload gives way to a newcomer from another IP
+    /// (default 5 s), so a
     /// squatter that took a peer's id first cannot lock the real peer out.
     pub duplicate_grace: Duration,
     /// Whether the session emits the peer events a UI shows
