@@ -545,4 +545,52 @@ mod tests {
         assert_eq!(a.pop(), None);
         assert_eq!(a.next_deadline(&cfg), None);
     }
+
+    #[test]
+    fn inbound_is_capped_per_ip_and_a_full_handshaking_pool_drops_its_oldest() {
+        let cfg = SessionConfig {
+            max_inbound_handshaking: 4,
+            max_handshaking_per_ip: 2,
+            max_inbound_per_ip: 3,
+            ..SessionConfig::default()
+        };
+        let mut a = Admission::new(&cfg);
+        let one = |port| SocketAddr::from(([10, 0, 0, 1], port));
+        let at = Instant::from_secs;
+        // Two handshaking from one IP: a third from it is refused.
+        for (c, port) in [(1, 1), (2, 2)] {
+            assert_eq!(a.admit_inbound(one(port), &cfg, at(0)), Inbound::Admit);
+            a.opened(ConnId(c), one(port), Direction::Inbound, at(0));
+        }
+        assert_eq!(a.admit_inbound(one(3), &cfg, at(0)), Inbound::Refuse);
+        // Once one finished its handshake, one more from that IP, and no fourth.
+        a.established(ConnId(1));
+        assert_eq!(a.admit_inbound(one(3), &cfg, at(0)), Inbound::Admit);
+        a.opened(ConnId(3), one(3), Direction::Inbound, at(0));
+        a.established(ConnId(3));
+        assert_eq!(a.admit_inbound(one(4), &cfg, at(0)), Inbound::Refuse);
+        // Fill the pool (4 handshaking) from other IPs, at 1 s and 2 s.
+        for (c, last, t) in [(4, 2, 1), (5, 3, 2), (6, 4, 2)] {
+            let other = SocketAddr::from(([10, 0, 0, last], 1));
+            assert_eq!(a.admit_inbound(other, &cfg, at(t)), Inbound::Admit);
+            a.opened(ConnId(c), other, Direction::Inbound, at(t));
+        }
+        // Full: a newcomer takes the place of the oldest (conn 2, open since 0 s), once.
+        let new = SocketAddr::from(([10, 0, 0, 9], 1));
+        assert_eq!(
+            a.admit_inbound(new, &cfg, at(2)),
+            Inbound::Replace(ConnId(2))
+        );
+        a.opened(ConnId(7), new, Direction::Inbound, at(2));
+        // Asked as of 1.5 s, the next oldest (conn 4, open since 1 s) is too young: refused.
+        let later = SocketAddr::from(([10, 0, 0, 10], 1));
+        assert_eq!(
+            a.admit_inbound(later, &cfg, Instant::from_millis(1500)),
+            Inbound::Refuse
+        );
+        assert_eq!(
+            a.admit_inbound(later, &cfg, at(2)),
+            Inbound::Replace(ConnId(4))
+        );
+    }
 }
