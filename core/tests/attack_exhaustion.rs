@@ -240,6 +240,14 @@ fn a_squatter_with_the_seeds_id_never_displaces_the_honest_connection() {
         interested: true,
         conn: None,
     };
+    // A third claims the leecher's own id at the leecher: a connection to itself, refused
+    // on that id alone, with no effect on the real seed.
+    let mut as_self = Attacker {
+        addr: SocketAddr::from(([10, 9, 9, 7], 50000)),
+        peer_id: leecher_id,
+        interested: false,
+        conn: None,
+    };
     connect_and_handshake(&mut s, leecher, &mut at_leecher);
     connect_and_handshake(&mut s, seed, &mut at_seed);
     assert!(at_leecher.conn.is_some_and(|c| holds(&s, leecher, c)));
@@ -278,6 +286,8 @@ fn a_squatter_with_the_seeds_id_never_displaces_the_honest_connection() {
             // Two seeds part ways (both sides have everything): nothing left to squat.
             break;
         }
+        connect_and_handshake(&mut s, leecher, &mut as_self);
+        assert!(!as_self.conn.is_some_and(|c| holds(&s, leecher, c)));
         for (node, a) in [(leecher, &mut at_leecher), (seed, &mut at_seed)] {
             connect_and_handshake(&mut s, node, a);
             if honest.is_some() {
@@ -301,10 +311,11 @@ fn a_squatter_with_the_seeds_id_never_displaces_the_honest_connection() {
     assert!(squats_refused_while_honest >= 2);
 }
 
-#[test]
-fn a_peer_that_uploads_to_us_is_never_evicted() {
-    // A leecher downloading from a seed, its slots limited to 2: the seed's connection
-    // and one idle attacker. Newcomers keep arriving; only the idle one may give way.
+/// A leecher downloading from a seed, node `target`'s slots limited to 2: the honest
+/// connection and one attacker. A newcomer arrives every second; only the idle attacker
+/// may give way, never the connection carrying payload. `target` 0 is the seed (it
+/// uploads to the leecher), 1 the leecher (the seed uploads to it).
+fn newcomers_against_a_productive_peer(target: usize) {
     let content = make_content(2 * 1024 * KIB, 8);
     let rate = 128 * KIB;
     let mut s = Swarm::new(content, 64 * KIB as u32, rate);
@@ -319,8 +330,8 @@ fn a_peer_that_uploads_to_us_is_never_evicted() {
             .stats(n.torrent, s.now)
             .is_some_and(|st| st.pieces_have > 0)
     }));
-    let t = s.nodes[leecher].torrent;
-    let honest = s.nodes[leecher].session.connections(t);
+    let t = s.nodes[target].torrent;
+    let honest = s.nodes[target].session.connections(t);
     assert_eq!(honest.len(), 1);
     let mut hostile = attackers(40);
     let mut evicted_idle = 0;
@@ -332,19 +343,18 @@ fn a_peer_that_uploads_to_us_is_never_evicted() {
         if s.is_complete(leecher) || s.now - start >= bound {
             break;
         }
-        connect_and_handshake(&mut s, leecher, a);
-        let conns = s.nodes[leecher].session.connections(t);
+        connect_and_handshake(&mut s, target, a);
+        let conns = s.nodes[target].session.connections(t);
         assert!(
             conns.contains(&honest[0]),
-            "the seed uploading to us was evicted at {:?}",
+            "the productive connection was evicted at {:?}",
             s.now
         );
-        if let Some(prev) = last {
-            if a.conn.is_some_and(|c| conns.contains(&c)) && !conns.contains(&prev) {
-                evicted_idle += 1;
-            }
+        let joined = a.conn.is_some_and(|c| conns.contains(&c));
+        if joined && last.is_some_and(|prev| !conns.contains(&prev)) {
+            evicted_idle += 1;
         }
-        if a.conn.is_some_and(|c| conns.contains(&c)) {
+        if joined {
             last = a.conn;
         }
         s.run_until(Duration::from_secs(1), |s| s.is_complete(leecher));
@@ -357,8 +367,20 @@ fn a_peer_that_uploads_to_us_is_never_evicted() {
         "the leecher completes within {bound:?} while newcomers keep arriving"
     );
     assert!(s.disk_matches(leecher));
+    // The first attacker takes the free slot; from `evict_idle_after` (10 s) on, an idle
+    // one gives way to the next newcomer: at least one eviction before completion.
     assert!(
         evicted_idle >= 1,
         "idle attackers gave way to newcomers ({evicted_idle})"
     );
+}
+
+#[test]
+fn a_peer_that_uploads_to_us_is_never_evicted() {
+    newcomers_against_a_productive_peer(1);
+}
+
+#[test]
+fn a_peer_we_upload_to_is_never_evicted() {
+    newcomers_against_a_productive_peer(0);
 }
