@@ -519,8 +519,11 @@ impl Session {
 
     /// The driver opened a TCP connection (accepted, or dialled after `Connect`). An inbound
     /// one over the admission limits ([`SessionConfig::max_inbound`],
-    /// [`SessionConfig::max_inbound_handshaking`]) is refused at once: its id comes with an
-    /// [`Action::Disconnect`] and no event. Otherwise [`Event::PeerConnected`] follows.
+    /// [`SessionConfig::max_inbound_per_ip`], [`SessionConfig::max_handshaking_per_ip`])
+    /// is refused at once: its id comes with an [`Action::Disconnect`] and no event. With
+    /// [`SessionConfig::max_inbound_handshaking`] reached, the oldest silent one is
+    /// disconnected for it instead, when it has been silent a second. Otherwise
+    /// [`Event::PeerConnected`] follows.
     pub fn connection_opened(
         &mut self,
         addr: SocketAddr,

@@ -23,7 +23,8 @@ pub struct SessionConfig {
     pub inbound_slots: usize,
     /// Most connection attempts per torrent in flight at once.
     pub max_connecting: usize,
-    /// A connection must complete its handshake within this time (default 20 s).
+    /// A connection we dialled must complete its handshake within this time (default
+    /// 20 s); inbound ones have [`Self::inbound_handshake_timeout`] if shorter.
     pub handshake_timeout: Duration,
     /// Send a keep-alive after this long without sending anything (default 2 min, BEP 3).
     pub keepalive_interval: Duration,
@@ -99,9 +100,10 @@ pub struct SessionConfig {
     /// is refused as it is opened ([`super::DisconnectReason::TooManyConnections`], no
     /// peer event) (default 200).
     pub max_inbound: usize,
-    /// Most inbound connections still in their handshake at once; one more is refused as
-    /// it is opened, so peers that connect and say nothing cannot crowd out the ones that
-    /// would trade (default 100).
+    /// Most inbound connections still in their handshake at once (default 100). One more
+    /// takes the place of the oldest of them if that one has been silent for a second or
+    /// more (it is dropped), else it is refused as it is opened: peers that connect and
+    /// say nothing, even kept refilled, cannot crowd out the ones that would trade.
     pub max_inbound_handshaking: usize,
     /// An inbound connection must complete its handshake within this time (default
     /// 10 s, shorter than [`Self::handshake_timeout`]): an honest peer that dialled us
