@@ -384,3 +384,42 @@ fn a_peer_that_uploads_to_us_is_never_evicted() {
 fn a_peer_we_upload_to_is_never_evicted() {
     newcomers_against_a_productive_peer(0);
 }
+
+#[test]
+fn a_leecher_whose_slots_idle_attackers_fill_still_dials_its_seed() {
+    let content = make_content(2 * 1024 * KIB, 9);
+    let rate = 512 * KIB;
+    let base = baseline(&content, 64 * KIB as u32, rate);
+    let mut s = Swarm::new(content, 64 * KIB as u32, rate);
+    let seed = s.add_seed(Behaviour::Honest);
+    let leecher = s.add_node(None, Behaviour::Honest);
+    let limit = s.config.max_peers_per_torrent;
+    // 50 attackers dial the leecher, handshake, and say nothing more: every slot is
+    // theirs, none interested, none interesting (they announce nothing).
+    let mut hostile = attackers(limit);
+    for a in hostile.iter_mut() {
+        a.interested = false;
+    }
+    refill(&mut s, leecher, &mut hostile);
+    let t = s.nodes[leecher].torrent;
+    assert_eq!(s.nodes[leecher].session.connections(t).len(), limit);
+    s.introduce_to(leecher, &[seed]);
+    // Bound: once the attackers have been useless for `evict_idle_after` (10 s), the next
+    // housekeeping tick dials the seed, whose handshake evicts one: 12 s plus 2× the
+    // baseline.
+    let bound = Duration::from_secs(12) + base * 2;
+    let done = s.run_until(bound, |s| s.is_complete(leecher));
+    assert!(
+        done,
+        "the leecher completes within {bound:?} (baseline {base:?}) with its slots full of \
+         idle attackers"
+    );
+    assert!(s.disk_matches(leecher));
+    // It got there by dialling past the limit and evicting, not by anyone leaving first:
+    // the seed's connection joined while the attackers still held every other slot.
+    let still = hostile
+        .iter()
+        .filter(|a| a.conn.is_some_and(|c| holds(&s, leecher, c)))
+        .count();
+    assert_eq!(still, limit - 1);
+}

@@ -92,6 +92,11 @@ impl Torrent {
                     .saturating_sub(ctx.config.inbound_slots)
                     .saturating_sub(self.peers.len() + self.connecting.len()),
             );
+        let slots = if slots == 0 {
+            self.dial_to_evict(ctx.config, now)
+        } else {
+            slots
+        };
         if slots == 0 {
             return;
         }
@@ -306,6 +311,19 @@ impl Torrent {
         now: Instant,
         block_sent: impl Fn(ConnId) -> Option<Instant>,
     ) -> Option<ConnId> {
+        self.eviction_candidate(config, now, block_sent)
+            .map(|(_, conn)| conn)
+    }
+
+    /// [`Self::least_useful`] with its class: 0 neither interested nor interesting, 1
+    /// snubbed, 2 interested in us while we want nothing from it, 3 interesting to us but
+    /// choking us.
+    fn eviction_candidate(
+        &self,
+        config: &SessionConfig,
+        now: Instant,
+        block_sent: impl Fn(ConnId) -> Option<Instant>,
+    ) -> Option<(u8, ConnId)> {
         self.peers
             .iter()
             .filter_map(|(&conn, p)| {
@@ -333,7 +351,27 @@ impl Torrent {
                 Some((class, std::cmp::Reverse(idle), conn))
             })
             .min()
-            .map(|(_, _, conn)| conn)
+            .map(|(class, _, conn)| (class, conn))
+    }
+
+    /// Dials allowed past the peer limit (0 or 1): with every slot taken, one dial at a
+    /// time may go out while a peer that is useless to us (neither interested nor
+    /// interesting, or snubbed, for `evict_idle_after`) holds one, so peers that idle in
+    /// our slots, inbound ones included, cannot keep us from reaching the peers we want.
+    /// Peers that merely choke us or want something from us are left alone here (that
+    /// would churn a healthy swarm); a newcomer dialling us may still replace them. The
+    /// eviction itself happens when the dial's handshake completes, with the exact check
+    /// (upload times included); if nobody qualifies by then the new connection is refused.
+    fn dial_to_evict(&self, config: &SessionConfig, now: Instant) -> usize {
+        let full = self.peers.len() + self.connecting.len() >= config.max_peers_per_torrent;
+        let busy = !self.connecting.is_empty();
+        let may = full
+            && !busy
+            && config.max_connecting > 0
+            && self
+                .eviction_candidate(config, now, |_| None)
+                .is_some_and(|(class, _)| class <= 1);
+        usize::from(may)
     }
 
     /// Where `conn` comes from, when it connected and whether it ever exchanged payload
