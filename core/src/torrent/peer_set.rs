@@ -9,6 +9,9 @@
 //!   given up on (moved to `given_up`, bounded by `max_candidates`) after
 //!   `max_connect_failures`. A banned IP is never a candidate.
 //! - A connected peer's address is neither a candidate nor given up on.
+//! - At most `max_peers_per_torrent` peers are connected: at the limit a newcomer joins
+//!   only in the place of a peer evicted for it (`least_useful`), and at most one dial
+//!   goes out past the limit, while a useless peer holds a slot (`dial_to_evict`).
 
 use std::net::SocketAddr;
 
