@@ -19,7 +19,7 @@ use serde_json::json;
 use sha1::{Digest, Sha1};
 use unchoke_core::create::{Content, CreateOptions, TorrentPlan};
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::Event;
+use unchoke_core::session::{Event, SessionConfig};
 use unchoke_core::torrent::TorrentStats;
 use unchoke_core::tracker::server::ServerConfig;
 use unchoke_driver::tracker_service::TrackerServiceConfig;
@@ -214,6 +214,13 @@ fn client_config() -> ClientConfig {
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         // Nine or more clients share the machine's cores: two disk threads each is plenty.
         disk_threads: 2,
+        // Every member connects from 127.0.0.1: the per-IP caps, meant for one remote
+        // host, would refuse the swarm its own members (at most 64 leechers and a seed).
+        session: SessionConfig {
+            max_inbound_per_ip: 65,
+            max_handshaking_per_ip: 65,
+            ..SessionConfig::default()
+        },
         ..ClientConfig::default()
     }
 }

@@ -5,8 +5,35 @@
 //!
 //! Rules, with their [`SessionConfig`] settings:
 //! - **Admission.** An inbound connection is refused as it is opened when
-//!   `max_inbound` inbound connections are held, or `max_inbound_handshaking` of them have
-//!   not finished their handshake. A refused connection gets a `Disconnect` and no event.
+//!   `max_inbound` inbound connections are held, when its IP already holds
+//!   `max_inbound_per_ip` inbound connections, or `max_handshaking_per_ip` still in their
+//!   handshake. A refused connection gets a `Disconnect` and no event.
+//! - **Handshake flood.** When `max_inbound_handshaking` inbound connections have not
+//!   finished their handshake, a new one is not refused: the *oldest* handshaking one is
+//!   dropped ([`DisconnectReason::TooManyConnections`]) to make room. An honest peer
+//!   handshakes within a round trip, so the oldest silent socket is the one least likely
+//!   to be honest; refusing the newcomer instead would let 100 sockets kept refilled by an
+//!   attacker lock every honest peer out. One younger than a second is left alone (the
+//!   newcomer is refused then). Inbound handshakes also get the shorter
+//!   `inbound_handshake_timeout`.
+//! - **Eviction when full** (decided in `torrent/peer_set.rs`, `least_useful`, with the
+//!   upload times kept here). When a torrent holds `max_peers_per_torrent` peers and a new
+//!   one completes its handshake, a connected peer is evicted for it if one qualifies:
+//!   no payload exchanged either way for `evict_idle_after` (counted from its connection
+//!   if it never exchanged any), so a peer that uploads to us or that we upload to is never
+//!   evicted, and a newcomer gets that long to prove itself. Among those, the least useful
+//!   goes first: neither interested nor interesting, then snubbed, then interested in us
+//!   while we want nothing from it, then interesting to us but choking us; ties go to the
+//!   longest idle. With none qualifying the newcomer is refused as before.
+//! - **Duplicate peer ids** (`Session::handle_handshake`). Our own id is a connection to
+//!   ourselves whatever else holds. Another peer's id already connected on the torrent:
+//!   the established connection stays if it exchanged payload; an older one than
+//!   `duplicate_grace` that never did gives way to a newcomer from another IP (not to
+//!   one from its own, or a squatter reconnecting would stay young); a younger one stays
+//!   against a newcomer from another IP, and against one from the same IP (two peers
+//!   that dialled each other at once) the simultaneous-open rule keeps the same one at
+//!   both ends. A newcomer never evicts a productive connection, and a squatter that came
+//!   first cannot lock the real peer out for longer than `duplicate_grace`.
 //! - **Connect time-out.** A dial not reported opened or failed within `connect_timeout`
 //!   of its `Connect` counts as failed: `CancelConnect`, then `ConnectFailed` with
 //!   [`ConnectFailure::TimedOut`]. A late report of that dial is ignored (a failure) or
@@ -30,6 +57,12 @@ use crate::vocab::{
     Action, ConnId, ConnectFailure, Direction, Event, PeerGone, SessionConfig, TorrentId,
 };
 
+/// How long a handshaking connection is left alone before a newcomer may take its place
+/// in a full pool: an honest handshake takes a round trip, which this covers with margin,
+/// so a burst of honest peers arriving together is refused (and redials) rather than
+/// cutting each other off mid-handshake.
+const FLOOD_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A connection the driver opened and the session admitted.
 #[derive(Debug)]
 struct Open {
@@ -37,6 +70,12 @@ struct Open {
     inbound: bool,
     /// Still in its handshake (counts against `max_inbound_handshaking` when inbound).
     handshaking: bool,
+    /// When it opened: the oldest handshaking connection gives way in a flood.
+    since: Instant,
+    /// Dropped to make room, its `Disconnect` not yet handed out: counts for nothing.
+    doomed: bool,
+    /// When a block was last handed out for it (`SendBlock`): we upload to it.
+    block_sent: Option<Instant>,
     /// Bytes handed to the driver and not yet accepted by the socket.
     unsent: usize,
     /// Bytes of `ReadBlock`s released and not yet answered by `disk_read_done`.
@@ -67,6 +106,17 @@ pub(crate) struct Admission {
     events: bool,
 }
 
+/// What [`Admission::admit_inbound`] decided for a new inbound connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// Take it.
+    Admit,
+    /// Refuse it (a limit is reached).
+    Refuse,
+    /// Take it and drop this older handshaking connection to make room.
+    Replace(ConnId),
+}
+
 /// What [`Admission::timeout`] decided.
 #[derive(Debug, Default)]
 pub(crate) struct Expired {
@@ -92,19 +142,68 @@ impl Admission {
         }
     }
 
-    /// Whether an inbound connection may be opened now.
-    pub(crate) fn admits_inbound(&self, config: &SessionConfig) -> bool {
-        let inbound = self.open.values().filter(|o| o.inbound);
-        let (mut held, mut handshaking) = (0usize, 0usize);
+    /// Whether an inbound connection from `addr` may be opened now (see the module docs:
+    /// per-IP caps and the total are refused; a full handshaking pool makes room by
+    /// dropping its oldest member, which is marked so it counts for nothing from now).
+    pub(crate) fn admit_inbound(
+        &mut self,
+        addr: SocketAddr,
+        config: &SessionConfig,
+        now: Instant,
+    ) -> Inbound {
+        let inbound = self.open.values().filter(|o| o.inbound && !o.doomed);
+        let (mut held, mut handshaking, mut from_ip, mut shaking_from_ip) = (0, 0, 0, 0);
         for o in inbound {
+            let same_ip = o.addr.ip() == addr.ip();
             held += 1;
             handshaking += usize::from(o.handshaking);
+            from_ip += usize::from(same_ip);
+            shaking_from_ip += usize::from(same_ip && o.handshaking);
         }
-        held < config.max_inbound && handshaking < config.max_inbound_handshaking
+        if held >= config.max_inbound
+            || from_ip >= config.max_inbound_per_ip
+            || shaking_from_ip >= config.max_handshaking_per_ip
+        {
+            return Inbound::Refuse;
+        }
+        if handshaking < config.max_inbound_handshaking {
+            return Inbound::Admit;
+        }
+        let oldest = self
+            .open
+            .iter_mut()
+            .filter(|(_, o)| o.inbound && o.handshaking && !o.doomed)
+            .min_by_key(|(c, o)| (o.since, **c))
+            .filter(|(_, o)| now.saturating_duration_since(o.since) >= FLOOD_MIN_AGE);
+        match oldest {
+            Some((&conn, o)) => {
+                o.doomed = true;
+                Inbound::Replace(conn)
+            }
+            None => Inbound::Refuse,
+        }
+    }
+
+    /// A block for `conn` was handed out at `now`: we upload to it.
+    pub(crate) fn block_handed(&mut self, conn: ConnId, now: Instant) {
+        if let Some(o) = self.open.get_mut(&conn) {
+            o.block_sent = Some(now);
+        }
+    }
+
+    /// When a block was last handed out for `conn`, if ever.
+    pub(crate) fn last_block_sent(&self, conn: ConnId) -> Option<Instant> {
+        self.open.get(&conn).and_then(|o| o.block_sent)
     }
 
     /// An admitted connection opened: remember it and announce it.
-    pub(crate) fn opened(&mut self, conn: ConnId, addr: SocketAddr, direction: Direction) {
+    pub(crate) fn opened(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        direction: Direction,
+        now: Instant,
+    ) {
         let torrent = match direction {
             Direction::Outbound(t) => {
                 self.dials.remove(&(t, addr));
@@ -120,6 +219,9 @@ impl Admission {
                 addr,
                 inbound,
                 handshaking: true,
+                since: now,
+                doomed: false,
+                block_sent: None,
                 unsent: 0,
                 reading: 0,
                 waiting_since: None,
@@ -396,7 +498,7 @@ mod tests {
         let cfg = accounting();
         let mut a = Admission::new(&cfg);
         let c = ConnId(1);
-        a.opened(c, addr(1), Direction::Inbound);
+        a.opened(c, addr(1), Direction::Inbound, Instant::ZERO);
         assert!(matches!(
             a.pop(),
             Some(Action::Event(Event::PeerConnected { .. }))
@@ -442,5 +544,53 @@ mod tests {
         assert!(!a.dial_failed(t, addr(2), ConnectFailure::Refused));
         assert_eq!(a.pop(), None);
         assert_eq!(a.next_deadline(&cfg), None);
+    }
+
+    #[test]
+    fn inbound_is_capped_per_ip_and_a_full_handshaking_pool_drops_its_oldest() {
+        let cfg = SessionConfig {
+            max_inbound_handshaking: 4,
+            max_handshaking_per_ip: 2,
+            max_inbound_per_ip: 3,
+            ..SessionConfig::default()
+        };
+        let mut a = Admission::new(&cfg);
+        let one = |port| SocketAddr::from(([10, 0, 0, 1], port));
+        let at = Instant::from_secs;
+        // Two handshaking from one IP: a third from it is refused.
+        for (c, port) in [(1, 1), (2, 2)] {
+            assert_eq!(a.admit_inbound(one(port), &cfg, at(0)), Inbound::Admit);
+            a.opened(ConnId(c), one(port), Direction::Inbound, at(0));
+        }
+        assert_eq!(a.admit_inbound(one(3), &cfg, at(0)), Inbound::Refuse);
+        // Once one finished its handshake, one more from that IP, and no fourth.
+        a.established(ConnId(1));
+        assert_eq!(a.admit_inbound(one(3), &cfg, at(0)), Inbound::Admit);
+        a.opened(ConnId(3), one(3), Direction::Inbound, at(0));
+        a.established(ConnId(3));
+        assert_eq!(a.admit_inbound(one(4), &cfg, at(0)), Inbound::Refuse);
+        // Fill the pool (4 handshaking) from other IPs, at 1 s and 2 s.
+        for (c, last, t) in [(4, 2, 1), (5, 3, 2), (6, 4, 2)] {
+            let other = SocketAddr::from(([10, 0, 0, last], 1));
+            assert_eq!(a.admit_inbound(other, &cfg, at(t)), Inbound::Admit);
+            a.opened(ConnId(c), other, Direction::Inbound, at(t));
+        }
+        // Full: a newcomer takes the place of the oldest (conn 2, open since 0 s), once.
+        let new = SocketAddr::from(([10, 0, 0, 9], 1));
+        assert_eq!(
+            a.admit_inbound(new, &cfg, at(2)),
+            Inbound::Replace(ConnId(2))
+        );
+        a.opened(ConnId(7), new, Direction::Inbound, at(2));
+        // Asked as of 1.5 s, the next oldest (conn 4, open since 1 s) is too young: refused.
+        let later = SocketAddr::from(([10, 0, 0, 10], 1));
+        assert_eq!(
+            a.admit_inbound(later, &cfg, Instant::from_millis(1500)),
+            Inbound::Refuse
+        );
+        assert_eq!(
+            a.admit_inbound(later, &cfg, at(2)),
+            Inbound::Replace(ConnId(4))
+        );
     }
 }

@@ -93,7 +93,7 @@ use crate::time::Instant;
 use crate::torrent::{Ctx, Torrent, TorrentStats, WriteBudget, picker_for};
 use crate::vocab::outbox::Outbox;
 use crate::wire::{Handshake, PeerId, Reserved};
-use admission::Admission;
+use admission::{Admission, Inbound};
 use resume_schedule::ResumeSchedule;
 use trackers::Trackers;
 
@@ -170,6 +170,15 @@ pub enum MetadataReadyError {
     /// The metadata's geometry is unusable (no pieces, or too many).
     #[error("torrent geometry unusable: {0}")]
     Geometry(GeometryError),
+}
+
+/// An established connection a newly handshaken peer takes the place of.
+#[derive(Debug, Clone, Copy)]
+enum Replace {
+    /// The same peer id, on a connection that gives way (see `admit_established`).
+    Duplicate(ConnId),
+    /// The least useful peer of a full torrent.
+    Evict(ConnId),
 }
 
 /// A connection that has not completed its handshake yet.
@@ -524,8 +533,11 @@ impl Session {
 
     /// The driver opened a TCP connection (accepted, or dialled after `Connect`). An inbound
     /// one over the admission limits ([`SessionConfig::max_inbound`],
-    /// [`SessionConfig::max_inbound_handshaking`]) is refused at once: its id comes with an
-    /// [`Action::Disconnect`] and no event. Otherwise [`Event::PeerConnected`] follows.
+    /// [`SessionConfig::max_inbound_per_ip`], [`SessionConfig::max_handshaking_per_ip`])
+    /// is refused at once: its id comes with an [`Action::Disconnect`] and no event. With
+    /// [`SessionConfig::max_inbound_handshaking`] reached, the oldest silent one is
+    /// disconnected for it instead, when it has been silent a second. Otherwise
+    /// [`Event::PeerConnected`] follows.
     pub fn connection_opened(
         &mut self,
         addr: SocketAddr,
@@ -535,12 +547,21 @@ impl Session {
         self.saw(now);
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        if direction == Direction::Inbound && !self.admission.admits_inbound(&self.config) {
-            self.out.push(Action::Disconnect {
-                conn,
-                reason: DisconnectReason::TooManyConnections,
-            });
-            return conn;
+        if direction == Direction::Inbound {
+            match self.admission.admit_inbound(addr, &self.config, now) {
+                Inbound::Admit => {}
+                Inbound::Refuse => {
+                    self.out.push(Action::Disconnect {
+                        conn,
+                        reason: DisconnectReason::TooManyConnections,
+                    });
+                    return conn;
+                }
+                // A handshake flood: the oldest silent socket makes room (admission.rs).
+                Inbound::Replace(old) => {
+                    self.close_handshaking(old, DisconnectReason::TooManyConnections, now);
+                }
+            }
         }
         // A closing session takes nobody; a dial cancelled by a pause or a removal that
         // opened anyway is closed at once (no peer event: it was never admitted).
@@ -558,7 +579,7 @@ impl Session {
             self.out.push(Action::Disconnect { conn, reason });
             return conn;
         }
-        self.admission.opened(conn, addr, direction);
+        self.admission.opened(conn, addr, direction, now);
         if let Direction::Outbound(t) = direction {
             // The dialler speaks first (BEP 3): our handshake names the torrent.
             if let Some(torrent) = self.torrents.get(&t) {
@@ -719,38 +740,7 @@ impl Session {
             self.drop_handshaking(conn, reason);
             return false;
         }
-        let Some(torrent) = self.torrents.get(&tid) else {
-            return false;
-        };
-        // Two peers that dial each other at once end up with two connections, and each
-        // sees the other's as the duplicate. Both ends must drop the *same* one: keep the
-        // connection opened by the peer with the higher peer id.
-        let mut replace = None;
-        if let Some((existing, existing_dir)) = torrent.conn_of_peer_id(&theirs.peer_id) {
-            let we_win = self.peer_id > theirs.peer_id;
-            let new_is_preferred = match direction {
-                Direction::Outbound(_) => we_win,
-                Direction::Inbound => !we_win,
-            };
-            let existing_is_preferred = match existing_dir {
-                Direction::Outbound(_) => we_win,
-                Direction::Inbound => !we_win,
-            };
-            if new_is_preferred && !existing_is_preferred {
-                replace = Some(existing);
-            }
-        }
-        let refusal = if theirs.peer_id == self.peer_id {
-            Some(DisconnectReason::SelfConnection)
-        } else if torrent.is_banned(addr.ip()) {
-            Some(DisconnectReason::Banned)
-        } else if torrent.conn_of_peer_id(&theirs.peer_id).is_some() && replace.is_none() {
-            Some(DisconnectReason::Duplicate)
-        } else if replace.is_none() && torrent.peer_count() >= self.config.max_peers_per_torrent {
-            Some(DisconnectReason::TooManyConnections)
-        } else {
-            None
-        };
+        let (refusal, replace) = self.admit_established(tid, addr, direction, &theirs, now);
         if let Some(reason) = refusal {
             self.close_handshaking(conn, reason, now);
             return false;
@@ -770,12 +760,91 @@ impl Session {
         self.routes.insert(conn, tid);
         let ours = self.reserved;
         self.with_torrent(tid, |t, ctx| {
-            if let Some(old) = replace {
-                t.disconnect(old, DisconnectReason::Duplicate, ctx, now);
+            match replace {
+                Some(Replace::Duplicate(old)) => {
+                    t.disconnect(old, DisconnectReason::Duplicate, ctx, now)
+                }
+                Some(Replace::Evict(old)) => {
+                    t.disconnect(old, DisconnectReason::TooManyConnections, ctx, now)
+                }
+                None => {}
             }
             t.add_peer(conn, addr, direction, ours, &theirs, ctx, now);
         });
         self.routes.contains_key(&conn)
+    }
+
+    /// Whether a peer that completed its handshake for `tid` joins, and whom it replaces
+    /// (the duplicate-id and eviction rules of `admission.rs`): `(Some(reason), _)` refuses
+    /// it. Checked in this order: our own id (a connection to ourselves, whatever else
+    /// holds, so it never touches the real peer), a banned address, a peer id already
+    /// connected, the torrent's connection limit.
+    fn admit_established(
+        &self,
+        tid: TorrentId,
+        addr: SocketAddr,
+        direction: Direction,
+        theirs: &Handshake,
+        now: Instant,
+    ) -> (Option<DisconnectReason>, Option<Replace>) {
+        let Some(torrent) = self.torrents.get(&tid) else {
+            return (Some(DisconnectReason::TorrentRemoved), None);
+        };
+        if theirs.peer_id == self.peer_id {
+            return (Some(DisconnectReason::SelfConnection), None);
+        }
+        if torrent.is_banned(addr.ip()) {
+            return (Some(DisconnectReason::Banned), None);
+        }
+        if let Some((existing, existing_dir)) = torrent.conn_of_peer_id(&theirs.peer_id) {
+            let sent = self.admission.last_block_sent(existing).is_some();
+            let Some((their_addr, since, productive)) = torrent.peer_standing(existing, sent)
+            else {
+                return (Some(DisconnectReason::Duplicate), None);
+            };
+            // A connection that carried payload is the real peer's: a newcomer with its id
+            // (a squatter, or a stray second connection) never replaces it.
+            if productive {
+                return (Some(DisconnectReason::Duplicate), None);
+            }
+            let same_ip = their_addr.ip() == addr.ip();
+            if now.saturating_duration_since(since) >= self.config.duplicate_grace {
+                // An old connection that never carried payload gives way to another
+                // address: a squatter that took the id first must not lock the real peer
+                // out. Not to its own address, or a squatter reconnecting would keep its
+                // hold forever young.
+                return if same_ip {
+                    (Some(DisconnectReason::Duplicate), None)
+                } else {
+                    (None, Some(Replace::Duplicate(existing)))
+                };
+            }
+            // A young connection stays against a newcomer from another address: that is
+            // no simultaneous open but someone else using the id.
+            if !same_ip {
+                return (Some(DisconnectReason::Duplicate), None);
+            }
+            // Two peers that dial each other at once end up with two connections, and
+            // each sees the other's as the duplicate. Both ends must drop the *same* one:
+            // keep the connection opened by the peer with the higher peer id.
+            let we_win = self.peer_id > theirs.peer_id;
+            let preferred = |d: Direction| match d {
+                Direction::Outbound(_) => we_win,
+                Direction::Inbound => !we_win,
+            };
+            if preferred(direction) && !preferred(existing_dir) {
+                return (None, Some(Replace::Duplicate(existing)));
+            }
+            return (Some(DisconnectReason::Duplicate), None);
+        }
+        if torrent.peer_count() < self.config.max_peers_per_torrent {
+            return (None, None);
+        }
+        let admission = &self.admission;
+        match torrent.least_useful(&self.config, now, |c| admission.last_block_sent(c)) {
+            Some(victim) => (None, Some(Replace::Evict(victim))),
+            None => (Some(DisconnectReason::TooManyConnections), None),
+        }
     }
 
     fn close_handshaking(&mut self, conn: ConnId, reason: DisconnectReason, now: Instant) {
@@ -888,7 +957,16 @@ impl Session {
         let expired: Vec<ConnId> = self
             .handshaking
             .iter()
-            .filter(|(_, h)| now - h.opened_at >= self.config.handshake_timeout)
+            .filter(|(_, h)| {
+                let limit = match h.direction {
+                    Direction::Inbound => self
+                        .config
+                        .inbound_handshake_timeout
+                        .min(self.config.handshake_timeout),
+                    Direction::Outbound(_) => self.config.handshake_timeout,
+                };
+                now - h.opened_at >= limit
+            })
             .map(|(c, _)| *c)
             .collect();
         for conn in expired {
@@ -997,6 +1075,7 @@ impl Session {
                         .handed(*conn, data.len(), &self.config, self.now);
                 }
                 Action::SendBlock { conn, header, data } => {
+                    self.admission.block_handed(*conn, self.now);
                     let len = header.len() + data.len();
                     self.admission.handed(*conn, len, &self.config, self.now);
                 }

@@ -13,6 +13,9 @@
 //!   when the list is full a newcomer may only replace a candidate of a lower rank (never
 //!   one being dialled). A tracker flood fills free places but cannot push out a user's
 //!   `--peer` or a peer that sent us data before.
+//! - At most `max_peers_per_torrent` peers are connected: at the limit a newcomer joins
+//!   only in the place of a peer evicted for it (`least_useful`), and at most one dial
+//!   goes out past the limit, while a useless peer holds a slot (`dial_to_evict`).
 
 use std::net::SocketAddr;
 
@@ -145,6 +148,11 @@ impl Torrent {
                     .saturating_sub(ctx.config.inbound_slots)
                     .saturating_sub(self.peers.len() + self.connecting.len()),
             );
+        let slots = if slots == 0 {
+            self.dial_to_evict(ctx.config, now)
+        } else {
+            slots
+        };
         if slots == 0 {
             return;
         }
@@ -394,6 +402,94 @@ impl Torrent {
             .iter()
             .find(|(_, p)| p.peer_id == *id)
             .map(|(c, p)| (*c, p.direction))
+    }
+
+    /// The peer to evict so a newcomer fits a full torrent, if one qualifies (the rule is
+    /// documented in `session/admission.rs`). `block_sent` tells when we last handed a
+    /// block out to a connection. Qualifies: no payload either way for `evict_idle_after`
+    /// (counted from the connection when there was none), so a peer that uploads to us or
+    /// that we upload to is never chosen. Order: neither interested nor interesting, then
+    /// snubbed, then interested in us while we want nothing from it, then interesting but
+    /// choking us; then the longest idle; then the lowest id (determinism).
+    pub(crate) fn least_useful(
+        &self,
+        config: &SessionConfig,
+        now: Instant,
+        block_sent: impl Fn(ConnId) -> Option<Instant>,
+    ) -> Option<ConnId> {
+        self.eviction_candidate(config, now, block_sent)
+            .map(|(_, conn)| conn)
+    }
+
+    /// [`Self::least_useful`] with its class: 0 neither interested nor interesting, 1
+    /// snubbed, 2 interested in us while we want nothing from it, 3 interesting to us but
+    /// choking us.
+    fn eviction_candidate(
+        &self,
+        config: &SessionConfig,
+        now: Instant,
+        block_sent: impl Fn(ConnId) -> Option<Instant>,
+    ) -> Option<(u8, ConnId)> {
+        self.peers
+            .iter()
+            .filter_map(|(&conn, p)| {
+                let last_payload = [Some(p.connected_at), p.last_block, block_sent(conn)]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .unwrap_or(p.connected_at);
+                let idle = now.saturating_duration_since(last_payload);
+                if idle < config.evict_idle_after {
+                    return None;
+                }
+                let snubbed = p
+                    .snub_clock
+                    .is_some_and(|s| now.saturating_duration_since(s) >= config.choker.snub_after);
+                let class = if !p.peer_interested && !p.am_interested {
+                    0u8
+                } else if snubbed {
+                    1
+                } else if !p.am_interested {
+                    2
+                } else {
+                    3
+                };
+                Some((class, std::cmp::Reverse(idle), conn))
+            })
+            .min()
+            .map(|(class, _, conn)| (class, conn))
+    }
+
+    /// Dials allowed past the peer limit (0 or 1): with every slot taken, one dial at a
+    /// time may go out while a peer that is useless to us (neither interested nor
+    /// interesting, or snubbed, for `evict_idle_after`) holds one, so peers that idle in
+    /// our slots, inbound ones included, cannot keep us from reaching the peers we want.
+    /// Peers that merely choke us or want something from us are left alone here (that
+    /// would churn a healthy swarm); a newcomer dialling us may still replace them. The
+    /// eviction itself happens when the dial's handshake completes, with the exact check
+    /// (upload times included); if nobody qualifies by then the new connection is refused.
+    fn dial_to_evict(&self, config: &SessionConfig, now: Instant) -> usize {
+        let full = self.peers.len() + self.connecting.len() >= config.max_peers_per_torrent;
+        let busy = !self.connecting.is_empty();
+        let may = full
+            && !busy
+            && config.max_connecting > 0
+            && self
+                .eviction_candidate(config, now, |_| None)
+                .is_some_and(|(class, _)| class <= 1);
+        usize::from(may)
+    }
+
+    /// Where `conn` comes from, when it connected and whether it ever exchanged payload
+    /// with us (`block_sent`: we handed it a block), for resolving a duplicate peer id.
+    pub(crate) fn peer_standing(
+        &self,
+        conn: ConnId,
+        block_sent: bool,
+    ) -> Option<(SocketAddr, Instant, bool)> {
+        self.peers
+            .get(&conn)
+            .map(|p| (p.addr, p.connected_at, block_sent || p.last_block.is_some()))
     }
 
     pub(crate) fn peer_count(&self) -> usize {

@@ -23,7 +23,8 @@ pub struct SessionConfig {
     pub inbound_slots: usize,
     /// Most connection attempts per torrent in flight at once.
     pub max_connecting: usize,
-    /// A connection must complete its handshake within this time (default 20 s).
+    /// A connection we dialled must complete its handshake within this time (default
+    /// 20 s); inbound ones have [`Self::inbound_handshake_timeout`] if shorter.
     pub handshake_timeout: Duration,
     /// Send a keep-alive after this long without sending anything (default 2 min, BEP 3).
     pub keepalive_interval: Duration,
@@ -100,10 +101,35 @@ pub struct SessionConfig {
     /// is refused as it is opened ([`super::DisconnectReason::TooManyConnections`], no
     /// peer event) (default 200).
     pub max_inbound: usize,
-    /// Most inbound connections still in their handshake at once; one more is refused as
-    /// it is opened, so peers that connect and say nothing cannot crowd out the ones that
-    /// would trade (default 100).
+    /// Most inbound connections still in their handshake at once (default 100). One more
+    /// takes the place of the oldest of them if that one has been silent for a second or
+    /// more (it is dropped), else it is refused as it is opened: peers that connect and
+    /// say nothing, even kept refilled, cannot crowd out the ones that would trade.
     pub max_inbound_handshaking: usize,
+    /// An inbound connection must complete its handshake within this time (default
+    /// 10 s, shorter than [`Self::handshake_timeout`]): an honest peer that dialled us
+    /// speaks at once, so a socket that says nothing is only holding a slot.
+    pub inbound_handshake_timeout: Duration,
+    /// Most inbound connections from one IP address still in their handshake (default
+    /// 3): one host cannot fill the handshaking slots alone.
+    pub max_handshaking_per_ip: usize,
+    /// Most inbound connections from one IP address at once, before and after their
+    /// handshake (default 8).
+    pub max_inbound_per_ip: usize,
+    /// When a torrent is at `max_peers_per_torrent` and a new peer completes its
+    /// handshake, a connected peer that exchanged no payload with us for this long (or
+    /// since it connected) may be evicted to make room (default 10 s); a peer that
+    /// uploads to us or that we upload to within it never is. See
+    /// `session/admission.rs` for the whole rule.
+    pub evict_idle_after: Duration,
+    /// A handshake naming a peer id already connected on the torrent is a duplicate.
+    /// The established connection is kept if it has exchanged payload, or if it is
+    /// younger than this (against a newcomer from the same IP, two peers dialling each
+    /// other at once, both ends keep the same one); an established connection older than
+    /// this that never exchanged payload gives way to a newcomer from another IP
+    /// (default 5 s), so a
+    /// squatter that took a peer's id first cannot lock the real peer out.
+    pub duplicate_grace: Duration,
     /// Whether the session emits the peer events a UI shows
     /// ([`super::Event::PeerConnected`], [`super::Event::PeerDisconnected`],
     /// [`super::Event::ConnectFailed`]), once each. Off, the only events are about
@@ -194,6 +220,11 @@ impl Default for SessionConfig {
             connect_timeout: Duration::from_secs(10),
             max_inbound: 200,
             max_inbound_handshaking: 100,
+            inbound_handshake_timeout: Duration::from_secs(10),
+            max_handshaking_per_ip: 3,
+            max_inbound_per_ip: 8,
+            evict_idle_after: Duration::from_secs(10),
+            duplicate_grace: Duration::from_secs(5),
             peer_events: false,
             send_accounting: false,
             max_unsent_bytes: 16 << 20,
