@@ -35,6 +35,8 @@ mod pex;
 mod phase;
 mod pieces;
 mod smart_ban;
+#[cfg(test)]
+mod test_world;
 mod trust;
 mod upload;
 mod write_budget;

@@ -505,15 +505,14 @@ impl Torrent {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
     use std::time::Duration;
 
     use super::*;
     use crate::choker::Choker;
     use crate::picker::Picker;
     use crate::storage::Layout;
+    use crate::torrent::test_world::World;
     use crate::vocab::TorrentId;
-    use crate::vocab::outbox::Outbox;
 
     /// A one-piece torrent with nothing verified, so it dials.
     fn torrent() -> Torrent {
@@ -533,27 +532,16 @@ mod tests {
 
     /// Runs `maybe_connect` at `now` and returns the addresses it dialled.
     fn dial(t: &mut Torrent, config: &SessionConfig, now: Instant) -> Vec<SocketAddr> {
-        let mut out = Outbox::default();
-        let mut rng = fastrand::Rng::with_seed(7);
-        let own = BTreeSet::new();
-        let mut closed = Vec::new();
-        let mut writes = crate::torrent::WriteBudget::new(config.max_unwritten_bytes);
-        let mut ctx = Ctx {
-            out: &mut out,
-            rng: &mut rng,
-            config,
-            own_addrs: &own,
-            closed: &mut closed,
-            writes: &mut writes,
-        };
-        t.maybe_connect(&mut ctx, now);
-        let mut dialled = Vec::new();
-        while let Some(action) = out.pop() {
-            if let Action::Connect { addr, .. } = action {
-                dialled.push(addr);
-            }
-        }
-        dialled
+        let mut world = World::with(config.clone(), 7);
+        t.maybe_connect(&mut world.ctx(), now);
+        world
+            .drain()
+            .into_iter()
+            .filter_map(|action| match action {
+                Action::Connect { addr, .. } => Some(addr),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -665,19 +653,8 @@ mod tests {
         let mut t = torrent();
         t.add_candidates(&[user], PeerSource::User, 100, Instant::ZERO);
         t.add_candidates(&[tracker], PeerSource::Tracker, 100, Instant::ZERO);
-        let mut out = Outbox::default();
-        let mut rng = fastrand::Rng::with_seed(7);
-        let own = BTreeSet::new();
-        let mut closed = Vec::new();
-        let mut writes = crate::torrent::WriteBudget::new(config.max_unwritten_bytes);
-        let mut ctx = Ctx {
-            out: &mut out,
-            rng: &mut rng,
-            config: &config,
-            own_addrs: &own,
-            closed: &mut closed,
-            writes: &mut writes,
-        };
+        let mut world = World::with(config, 7);
+        let mut ctx = world.ctx();
         t.maybe_connect(&mut ctx, Instant::ZERO);
         for (n, addr) in [user, tracker].into_iter().enumerate() {
             let theirs = Handshake {

@@ -122,7 +122,7 @@ impl Phase {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
     use std::net::SocketAddr;
 
     use bytes::Bytes;
@@ -131,9 +131,9 @@ mod tests {
     use crate::choker::Choker;
     use crate::info_hash::InfoHash;
     use crate::time::Instant;
-    use crate::torrent::{Ctx, MAGNET_LEFT, OUR_UT_METADATA_ID, Torrent, WriteBudget, picker_for};
-    use crate::vocab::outbox::Outbox;
-    use crate::vocab::{Action, ConnId, Direction, Event, SessionConfig};
+    use crate::torrent::test_world::World;
+    use crate::torrent::{MAGNET_LEFT, OUR_UT_METADATA_ID, Torrent, picker_for};
+    use crate::vocab::{Action, ConnId, Direction, Event};
     use crate::wire::{ExtensionHandshake, Handshake, Message, MetadataMessage, PeerId, Reserved};
     use crate::wire::{UT_METADATA, UT_PEX};
 
@@ -149,47 +149,6 @@ mod tests {
         out.extend((0..pieces * 20).map(|i| i as u8));
         out.push(b'e');
         out
-    }
-
-    /// Everything a torrent call needs from a session, owned by the test.
-    struct World {
-        config: SessionConfig,
-        out: Outbox,
-        rng: fastrand::Rng,
-        own: BTreeSet<SocketAddr>,
-        closed: Vec<ConnId>,
-        writes: WriteBudget,
-    }
-
-    impl World {
-        fn new() -> Self {
-            let config = SessionConfig::default();
-            let writes = WriteBudget::new(config.max_unwritten_bytes);
-            World {
-                config,
-                out: Outbox::default(),
-                rng: fastrand::Rng::with_seed(1),
-                own: BTreeSet::new(),
-                closed: Vec::new(),
-                writes,
-            }
-        }
-
-        fn ctx(&mut self) -> Ctx<'_> {
-            Ctx {
-                out: &mut self.out,
-                rng: &mut self.rng,
-                config: &self.config,
-                own_addrs: &self.own,
-                closed: &mut self.closed,
-                writes: &mut self.writes,
-            }
-        }
-
-        /// Every action emitted since the last call (messages as sends are not decoded).
-        fn drain(&mut self) -> Vec<Action> {
-            std::iter::from_fn(|| self.out.pop()).collect()
-        }
     }
 
     fn magnet(info_hash: InfoHash) -> Torrent {
