@@ -1,0 +1,205 @@
+//! Handshakes: a connection from `connection_opened` until the peer's handshake routes it
+//! to a torrent. The handshake is checked (protocol, info-hash we serve, not ourselves),
+//! then `admit_established` decides whether it joins: a peer id already connected is
+//! resolved in favour of the productive connection (a squatter never displaces it), and a
+//! full torrent takes a newcomer only in the place of a peer evicted for it.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+
+use super::{Action, ConnId, Direction, DisconnectReason, Session, TorrentId};
+use crate::time::Instant;
+use crate::wire::Handshake;
+
+/// An established connection a newly handshaken peer takes the place of.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Replace {
+    /// The same peer id, on a connection that gives way (see `admit_established`).
+    Duplicate(ConnId),
+    /// The least useful peer of a full torrent.
+    Evict(ConnId),
+}
+
+/// A connection that has not completed its handshake yet.
+#[derive(Debug)]
+pub(super) struct Handshaking {
+    pub(super) addr: SocketAddr,
+    pub(super) direction: Direction,
+    pub(super) opened_at: Instant,
+}
+
+impl Session {
+    /// Parses the peer's handshake; returns whether the connection is now established.
+    pub(super) fn handle_handshake(
+        &mut self,
+        conn: ConnId,
+        buf: &mut BytesMut,
+        now: Instant,
+    ) -> bool {
+        let theirs = match Handshake::decode(buf) {
+            Ok(Some(h)) => h,
+            Ok(None) => return false,
+            Err(e) => {
+                self.close_handshaking(conn, DisconnectReason::Protocol(e), now);
+                return false;
+            }
+        };
+        let Some(pending) = self.handshaking.get(&conn) else {
+            return false;
+        };
+        let (addr, direction) = (pending.addr, pending.direction);
+        let tid = match direction {
+            Direction::Outbound(t) => {
+                let matches = self
+                    .torrents
+                    .get(&t)
+                    .is_some_and(|tor| tor.info_hash == theirs.info_hash);
+                if !matches {
+                    self.close_handshaking(conn, DisconnectReason::WrongTorrent, now);
+                    return false;
+                }
+                t
+            }
+            Direction::Inbound => match self.by_hash.get(&theirs.info_hash) {
+                Some(&t) => t,
+                None => {
+                    self.close_handshaking(conn, DisconnectReason::UnknownTorrent, now);
+                    return false;
+                }
+            },
+        };
+        if let Some(reason) = self.connection_refusal(tid) {
+            self.drop_handshaking(conn, reason);
+            return false;
+        }
+        let (refusal, replace) = self.admit_established(tid, addr, direction, &theirs, now);
+        if let Some(reason) = refusal {
+            self.close_handshaking(conn, reason, now);
+            return false;
+        }
+        self.handshaking.remove(&conn);
+        self.admission.established(conn);
+        if direction == Direction::Inbound {
+            let mut hs = BytesMut::with_capacity(68);
+            Handshake {
+                reserved: self.reserved,
+                info_hash: theirs.info_hash,
+                peer_id: self.peer_id,
+            }
+            .encode(&mut hs);
+            self.out.send_raw(conn, &hs);
+        }
+        self.routes.insert(conn, tid);
+        let ours = self.reserved;
+        self.with_torrent(tid, |t, ctx| {
+            match replace {
+                Some(Replace::Duplicate(old)) => {
+                    t.disconnect(old, DisconnectReason::Duplicate, ctx, now)
+                }
+                Some(Replace::Evict(old)) => {
+                    t.disconnect(old, DisconnectReason::TooManyConnections, ctx, now)
+                }
+                None => {}
+            }
+            t.add_peer(conn, addr, direction, ours, &theirs, ctx, now);
+        });
+        self.routes.contains_key(&conn)
+    }
+
+    /// Whether a peer that completed its handshake for `tid` joins, and whom it replaces
+    /// (the duplicate-id and eviction rules of `admission.rs`): `(Some(reason), _)` refuses
+    /// it. Checked in this order: our own id (a connection to ourselves, whatever else
+    /// holds, so it never touches the real peer), a banned address, a peer id already
+    /// connected, the torrent's connection limit.
+    fn admit_established(
+        &self,
+        tid: TorrentId,
+        addr: SocketAddr,
+        direction: Direction,
+        theirs: &Handshake,
+        now: Instant,
+    ) -> (Option<DisconnectReason>, Option<Replace>) {
+        let Some(torrent) = self.torrents.get(&tid) else {
+            return (Some(DisconnectReason::TorrentRemoved), None);
+        };
+        if theirs.peer_id == self.peer_id {
+            return (Some(DisconnectReason::SelfConnection), None);
+        }
+        if torrent.is_banned(addr.ip()) {
+            return (Some(DisconnectReason::Banned), None);
+        }
+        if let Some((existing, existing_dir)) = torrent.conn_of_peer_id(&theirs.peer_id) {
+            let sent = self.admission.last_block_sent(existing).is_some();
+            let Some((their_addr, since, productive)) = torrent.peer_standing(existing, sent)
+            else {
+                return (Some(DisconnectReason::Duplicate), None);
+            };
+            // A connection that carried payload is the real peer's: a newcomer with its id
+            // (a squatter, or a stray second connection) never replaces it.
+            if productive {
+                return (Some(DisconnectReason::Duplicate), None);
+            }
+            let same_ip = their_addr.ip() == addr.ip();
+            if now.saturating_duration_since(since) >= self.config.duplicate_grace {
+                // An old connection that never carried payload gives way to another
+                // address: a squatter that took the id first must not lock the real peer
+                // out. Not to its own address, or a squatter reconnecting would keep its
+                // hold forever young.
+                return if same_ip {
+                    (Some(DisconnectReason::Duplicate), None)
+                } else {
+                    (None, Some(Replace::Duplicate(existing)))
+                };
+            }
+            // A young connection stays against a newcomer from another address: that is
+            // no simultaneous open but someone else using the id.
+            if !same_ip {
+                return (Some(DisconnectReason::Duplicate), None);
+            }
+            // Two peers that dial each other at once end up with two connections, and
+            // each sees the other's as the duplicate. Both ends must drop the *same* one:
+            // keep the connection opened by the peer with the higher peer id.
+            let we_win = self.peer_id > theirs.peer_id;
+            let preferred = |d: Direction| match d {
+                Direction::Outbound(_) => we_win,
+                Direction::Inbound => !we_win,
+            };
+            if preferred(direction) && !preferred(existing_dir) {
+                return (None, Some(Replace::Duplicate(existing)));
+            }
+            return (Some(DisconnectReason::Duplicate), None);
+        }
+        if torrent.peer_count() < self.config.max_peers_per_torrent {
+            return (None, None);
+        }
+        let admission = &self.admission;
+        match torrent.least_useful(&self.config, now, |c| admission.last_block_sent(c)) {
+            Some(victim) => (None, Some(Replace::Evict(victim))),
+            None => (Some(DisconnectReason::TooManyConnections), None),
+        }
+    }
+
+    pub(super) fn close_handshaking(
+        &mut self,
+        conn: ConnId,
+        reason: DisconnectReason,
+        now: Instant,
+    ) {
+        if let Some(h) = self.handshaking.remove(&conn) {
+            if let Direction::Outbound(t) = h.direction {
+                if let Some(t) = self.torrents.get_mut(&t) {
+                    if reason == DisconnectReason::SelfConnection {
+                        // Our own address (a tracker listed us): never dial it again.
+                        t.forget_candidate(h.addr);
+                        self.trackers.add_own(h.addr);
+                    } else {
+                        t.connect_failed(h.addr, &self.config, now);
+                    }
+                }
+            }
+        }
+        self.out.discard(conn);
+        self.out.push(Action::Disconnect { conn, reason });
+    }
+}
