@@ -21,7 +21,7 @@ use crate::error::CliError;
 use std::time::{Duration, Instant};
 
 use unchoke_core::magnet::Magnet;
-use unchoke_core::metainfo::Metainfo;
+use unchoke_core::metainfo::{Metainfo, ShapeLimits};
 use unchoke_core::session::{Event, metainfo_tiers};
 use unchoke_driver::dht_node::DhtSettings;
 use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientError, ClientEvent};
@@ -103,6 +103,34 @@ pub(crate) struct CommonArgs {
     /// else any).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     dht_port: u16,
+
+    /// Refuse a torrent listing more files than this (padding files not counted), before
+    /// anything is created: a torrent of a million tiny files would otherwise make a
+    /// million files. Applies to metadata fetched for a magnet link too.
+    #[arg(long, value_name = "N", default_value_t = unchoke_core::metainfo::DEFAULT_MAX_FILES)]
+    max_files: usize,
+}
+
+impl CommonArgs {
+    /// The torrent shape accepted: `--max-files`, other bounds at their defaults.
+    fn shape_limits(&self) -> ShapeLimits {
+        ShapeLimits {
+            max_files: self.max_files,
+            ..ShapeLimits::default()
+        }
+    }
+}
+
+/// Refuses a torrent whose shape is beyond `limits` before anything is created; a magnet's
+/// metadata is checked when it arrives (by the driver's `prepare_torrent`).
+fn check_shape(source: &Source, limits: &ShapeLimits) -> Result<(), CliError> {
+    match source {
+        Source::Torrent(path, m) => m
+            .info
+            .check_shape(limits)
+            .map_err(|e| CliError::failure(format!("{}: {e}", path.display()))),
+        Source::Magnet(_) => Ok(()),
+    }
 }
 
 /// What `CommonArgs` name, checked before anything starts (a bad one is a usage error).
@@ -286,6 +314,7 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), CliError> {
         unchoke_driver::Access::ReadWrite
     };
     let source = Source::parse(&args.torrent)?;
+    check_shape(&source, &args.common.shape_limits())?;
     check_output_dir(&args.output)?;
     Ok(run(
         &source,
@@ -307,6 +336,7 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
     let interrupted = interrupt_flag()?;
     let checked = args.common.check()?;
     let source = Source::load(&args.torrent).map_err(|e| swapped_hint(e, args))?;
+    check_shape(&source, &args.common.shape_limits())?;
     if args.data_dir.is_file() {
         return Err(CliError::failure(format!(
             "`{}` is a file; give the directory that holds the torrent's data (the -o DIR \
@@ -432,6 +462,7 @@ fn run(
     let mut config = ClientConfig {
         listen: Some(common.listen()),
         dht: common.dht_settings(save_path, checked.dht_bootstrap)?,
+        shape: common.shape_limits(),
         ..ClientConfig::default()
     };
     config.session.max_connect_failures = common.peer_retries;
