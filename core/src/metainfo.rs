@@ -34,6 +34,7 @@ use crate::bencode::{self, DecodeError, Dict, List, Value};
 use crate::info_hash::InfoHash;
 use crate::layout::Layout;
 
+mod prescan;
 mod shape;
 pub use shape::{DEFAULT_MAX_FILES, DEFAULT_MAX_PATH_LEN, ShapeError, ShapeLimits};
 
