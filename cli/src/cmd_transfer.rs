@@ -121,18 +121,6 @@ impl CommonArgs {
     }
 }
 
-/// Refuses a torrent whose shape is beyond `limits` before anything is created; a magnet's
-/// metadata is checked when it arrives (by the driver's `prepare_torrent`).
-fn check_shape(source: &Source, limits: &ShapeLimits) -> Result<(), CliError> {
-    match source {
-        Source::Torrent(path, m) => m
-            .info
-            .check_shape(limits)
-            .map_err(|e| CliError::failure(format!("{}: {e}", path.display()))),
-        Source::Magnet(_) => Ok(()),
-    }
-}
-
 /// What `CommonArgs` name, checked before anything starts (a bad one is a usage error).
 struct Checked {
     /// `--peer`, resolved.
@@ -202,19 +190,22 @@ enum Source {
 }
 
 impl Source {
-    fn parse(text: &str) -> Result<Source, CliError> {
+    /// A magnet link, or a .torrent file loaded within `limits`; a magnet's metadata is
+    /// checked against them when it arrives (by the driver's `prepare_torrent`).
+    fn parse(text: &str, limits: &ShapeLimits) -> Result<Source, CliError> {
         if text.starts_with("magnet:") {
             Magnet::parse(text)
                 .map(|m| Source::Magnet(Box::new(m)))
                 .map_err(|e| CliError::failure(format!("{text}: {e}")))
         } else {
-            Source::load(Path::new(text))
+            Source::load(Path::new(text), limits)
         }
     }
 
-    /// A .torrent file, read and parsed.
-    fn load(path: &Path) -> Result<Source, CliError> {
-        let metainfo = crate::torrent_file::load(path)?;
+    /// A .torrent file, read and parsed, refused before anything is created if its shape
+    /// is beyond `limits`.
+    fn load(path: &Path, limits: &ShapeLimits) -> Result<Source, CliError> {
+        let metainfo = crate::torrent_file::load_within(path, limits)?;
         Ok(Source::Torrent(path.to_path_buf(), Box::new(metainfo)))
     }
 
@@ -313,8 +304,7 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), CliError> {
     } else {
         unchoke_driver::Access::ReadWrite
     };
-    let source = Source::parse(&args.torrent)?;
-    check_shape(&source, &args.common.shape_limits())?;
+    let source = Source::parse(&args.torrent, &args.common.shape_limits())?;
     check_output_dir(&args.output)?;
     Ok(run(
         &source,
@@ -335,8 +325,8 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
     crate::output::set_json_mode(args.common.json);
     let interrupted = interrupt_flag()?;
     let checked = args.common.check()?;
-    let source = Source::load(&args.torrent).map_err(|e| swapped_hint(e, args))?;
-    check_shape(&source, &args.common.shape_limits())?;
+    let source = Source::load(&args.torrent, &args.common.shape_limits())
+        .map_err(|e| swapped_hint(e, args))?;
     if args.data_dir.is_file() {
         return Err(CliError::failure(format!(
             "`{}` is a file; give the directory that holds the torrent's data (the -o DIR \
