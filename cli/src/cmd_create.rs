@@ -21,7 +21,7 @@ use unchoke_core::create::{
     Content, CreateOptions, InputFile, MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, TorrentPlan,
 };
 use unchoke_core::magnet::Magnet;
-use unchoke_core::metainfo::{Metainfo, check_component};
+use unchoke_core::metainfo::{DEFAULT_MAX_FILES, Metainfo, check_component};
 
 use crate::human;
 use crate::output::{print, printable};
@@ -137,6 +137,15 @@ pub(crate) fn run(args: &CreateArgs) -> Result<(), String> {
         walk(&args.path, &mut Vec::new(), skip, &mut files, &warn)?;
         if files.is_empty() {
             return Err(format!("{shown}: the directory holds no files"));
+        }
+        // Made anyway (the user asked), but say that default clients will refuse it.
+        if files.len() > DEFAULT_MAX_FILES {
+            warn(format!(
+                "{shown} holds {} files; `unchoke download` and `seed` refuse more than {} \
+                 unless given --max-files",
+                unchoke_storage::thousands(files.len() as u64),
+                unchoke_storage::thousands(DEFAULT_MAX_FILES as u64)
+            ));
         }
         Content::Directory(files)
     } else {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use unchoke_core::magnet::Magnet;
-use unchoke_core::metainfo::Metainfo;
+use unchoke_core::metainfo::{DEFAULT_MAX_FILES, Metainfo, ShapeLimits};
 
 use crate::error::CliError;
 use crate::human;
@@ -28,6 +28,11 @@ pub(crate) struct InfoArgs {
     #[arg(long)]
     json: bool,
 
+    /// The file count above which a warning (on stderr) says `download` and `seed` would
+    /// refuse the torrent (their --max-files).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_FILES)]
+    max_files: usize,
+
     /// On an error, also show its internals (e.g. where a file stops being valid bencode).
     #[arg(short, long)]
     verbose: bool,
@@ -46,6 +51,14 @@ pub(crate) fn run(args: &InfoArgs) -> Result<(), CliError> {
         return Ok(print(&out)?);
     }
     let metainfo = torrent_file::load(Path::new(&args.target))?;
+    // Shown anyway (the user asked what it holds), but say it would be refused.
+    let limits = ShapeLimits {
+        max_files: args.max_files,
+        ..ShapeLimits::default()
+    };
+    if let Err(e) = metainfo.info.check_shape(&limits) {
+        eprintln!("unchoke: warning: {e}; `download` and `seed` will refuse it");
+    }
     let out = if args.json {
         crate::output::json_line(torrent_json(&metainfo))
     } else {

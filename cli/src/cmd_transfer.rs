@@ -21,7 +21,7 @@ use crate::error::CliError;
 use std::time::{Duration, Instant};
 
 use unchoke_core::magnet::Magnet;
-use unchoke_core::metainfo::Metainfo;
+use unchoke_core::metainfo::{Metainfo, ShapeLimits};
 use unchoke_core::session::{Event, metainfo_tiers};
 use unchoke_driver::dht_node::DhtSettings;
 use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientError, ClientEvent};
@@ -103,6 +103,22 @@ pub(crate) struct CommonArgs {
     /// else any).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     dht_port: u16,
+
+    /// Refuse a torrent listing more files than this (padding files not counted), before
+    /// anything is created: a torrent of a million tiny files would otherwise make a
+    /// million files. Applies to metadata fetched for a magnet link too.
+    #[arg(long, value_name = "N", default_value_t = unchoke_core::metainfo::DEFAULT_MAX_FILES)]
+    max_files: usize,
+}
+
+impl CommonArgs {
+    /// The torrent shape accepted: `--max-files`, other bounds at their defaults.
+    fn shape_limits(&self) -> ShapeLimits {
+        ShapeLimits {
+            max_files: self.max_files,
+            ..ShapeLimits::default()
+        }
+    }
 }
 
 /// What `CommonArgs` name, checked before anything starts (a bad one is a usage error).
@@ -174,19 +190,22 @@ enum Source {
 }
 
 impl Source {
-    fn parse(text: &str) -> Result<Source, CliError> {
+    /// A magnet link, or a .torrent file loaded within `limits`; a magnet's metadata is
+    /// checked against them when it arrives (by the driver's `prepare_torrent`).
+    fn parse(text: &str, limits: &ShapeLimits) -> Result<Source, CliError> {
         if text.starts_with("magnet:") {
             Magnet::parse(text)
                 .map(|m| Source::Magnet(Box::new(m)))
                 .map_err(|e| CliError::failure(format!("{text}: {e}")))
         } else {
-            Source::load(Path::new(text))
+            Source::load(Path::new(text), limits)
         }
     }
 
-    /// A .torrent file, read and parsed.
-    fn load(path: &Path) -> Result<Source, CliError> {
-        let metainfo = crate::torrent_file::load(path)?;
+    /// A .torrent file, read and parsed, refused before anything is created if its shape
+    /// is beyond `limits`.
+    fn load(path: &Path, limits: &ShapeLimits) -> Result<Source, CliError> {
+        let metainfo = crate::torrent_file::load_within(path, limits)?;
         Ok(Source::Torrent(path.to_path_buf(), Box::new(metainfo)))
     }
 
@@ -285,7 +304,7 @@ pub(crate) fn download(args: &DownloadArgs) -> Result<(), CliError> {
     } else {
         unchoke_driver::Access::ReadWrite
     };
-    let source = Source::parse(&args.torrent)?;
+    let source = Source::parse(&args.torrent, &args.common.shape_limits())?;
     check_output_dir(&args.output)?;
     Ok(run(
         &source,
@@ -306,7 +325,8 @@ pub(crate) fn seed(args: &SeedArgs) -> Result<(), CliError> {
     crate::output::set_json_mode(args.common.json);
     let interrupted = interrupt_flag()?;
     let checked = args.common.check()?;
-    let source = Source::load(&args.torrent).map_err(|e| swapped_hint(e, args))?;
+    let source = Source::load(&args.torrent, &args.common.shape_limits())
+        .map_err(|e| swapped_hint(e, args))?;
     if args.data_dir.is_file() {
         return Err(CliError::failure(format!(
             "`{}` is a file; give the directory that holds the torrent's data (the -o DIR \
@@ -432,6 +452,7 @@ fn run(
     let mut config = ClientConfig {
         listen: Some(common.listen()),
         dht: common.dht_settings(save_path, checked.dht_bootstrap)?,
+        shape: common.shape_limits(),
         ..ClientConfig::default()
     };
     config.session.max_connect_failures = common.peer_retries;

@@ -5,7 +5,7 @@
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 
-use unchoke_core::metainfo::{Metainfo, MetainfoError};
+use unchoke_core::metainfo::{Metainfo, MetainfoError, ShapeLimits};
 
 use crate::error::CliError;
 use crate::human;
@@ -18,6 +18,24 @@ const MAX_TORRENT_FILE: u64 = 256 << 20;
 pub(crate) fn load(path: &Path) -> Result<Metainfo, CliError> {
     let bytes = read(path)?;
     parse(path, &bytes)
+}
+
+/// Reads and parses the .torrent file at `path`, refusing a torrent whose shape is beyond
+/// `limits` (`download`, `seed`). The file count is checked on the raw bytes first, so a
+/// torrent listing a million files is refused without decoding it (which would hold
+/// hundreds of MB); the path lengths once it is parsed.
+pub(crate) fn load_within(path: &Path, limits: &ShapeLimits) -> Result<Metainfo, CliError> {
+    let shown = path.display();
+    let bytes = read(path)?;
+    limits
+        .precheck_torrent(&bytes)
+        .map_err(|e| CliError::failure(format!("`{shown}`: {e}")))?;
+    let metainfo = parse(path, &bytes)?;
+    metainfo
+        .info
+        .check_shape(limits)
+        .map_err(|e| CliError::failure(format!("`{shown}`: {e}")))?;
+    Ok(metainfo)
 }
 
 /// The bytes of the file at `path`, refusing what cannot be a torrent file (a directory,

@@ -19,6 +19,9 @@
 //! offsets, flagged [`FileEntry::padding`]: storage must never create them and treats their
 //! bytes as zeros. A v2-only torrent is refused with [`MetainfoError::V2Only`].
 //!
+//! Limits on the torrent's shape (file count, path lengths) are a separate, configurable
+//! check after parsing: [`Info::check_shape`] with [`ShapeLimits`].
+//!
 //! Not supported: symlink entries (BEP 47 `l`; they are read as ordinary files of their
 //! declared length), per-file `sha1`, a torrent with no data (total length 0).
 
@@ -30,6 +33,10 @@ use bytes::Bytes;
 use crate::bencode::{self, DecodeError, Dict, List, Value};
 use crate::info_hash::InfoHash;
 use crate::layout::Layout;
+
+mod prescan;
+mod shape;
+pub use shape::{DEFAULT_MAX_FILES, DEFAULT_MAX_PATH_LEN, ShapeError, ShapeLimits};
 
 /// The largest piece length accepted: 256 MiB.
 pub const MAX_PIECE_LENGTH: u32 = 256 << 20;

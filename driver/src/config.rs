@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use unchoke_core::metainfo::ShapeLimits;
 use unchoke_core::session::SessionConfig;
 
 use crate::dht_node::DhtSettings;
@@ -32,6 +33,9 @@ pub struct ClientConfig {
     /// Run a DHT node (BEP 5) on a UDP socket, finding and announcing every non-private
     /// torrent there (default `None`: no DHT).
     pub dht: Option<DhtSettings>,
+    /// Bounds on a torrent's shape (file count, path lengths), checked before its storage
+    /// is set up (default: `ShapeLimits::default()`, 100,000 files).
+    pub shape: ShapeLimits,
 }
 
 impl Default for ClientConfig {
@@ -45,6 +49,7 @@ impl Default for ClientConfig {
             max_open_files: 64,
             resume_interval: Duration::from_secs(15),
             dht: None,
+            shape: ShapeLimits::default(),
         }
     }
 }

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::metainfo::Metainfo;
+use unchoke_core::metainfo::{Metainfo, ShapeError};
 use unchoke_core::resume::ResumeData;
 use unchoke_core::session::{AddTorrentError, Event, TorrentId};
 use unchoke_core::torrent::TorrentStats;
@@ -55,6 +55,10 @@ pub enum ClientError {
     /// An OS resource (poller, thread) could not be created.
     #[error("cannot start the client: {0}")]
     Start(std::io::Error),
+    /// The torrent's shape is beyond [`ClientConfig::shape`] (too many files, a path too
+    /// long): refused before anything was created or allocated per file.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     /// The save path or the data in it could not be used.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -384,6 +388,11 @@ pub struct PreparedTorrent {
 /// Checks existing data (trusting the resume file where the files did not change since it
 /// was written; `progress` gets the number of pieces checked so far, from the checking
 /// threads) and creates the files. Blocks during the check.
+///
+/// First of all the torrent's shape is checked against [`ClientConfig::shape`]
+/// ([`ClientError::Shape`]): a torrent listing a million files is refused before its
+/// storage (per-file state) exists or anything is looked at on disk. Both a `.torrent`
+/// file and metadata fetched for a magnet link come through here.
 pub fn prepare_torrent(
     config: &ClientConfig,
     add: &AddTorrent,
@@ -391,6 +400,7 @@ pub fn prepare_torrent(
 ) -> Result<PreparedTorrent, ClientError> {
     let started = Clock::start();
     let info = &add.metainfo.info;
+    info.check_shape(&config.shape)?;
     let access = add.access.storage();
     let resume_path = add
         .resume_path

@@ -155,3 +155,40 @@ fn a_raised_cancel_flag_stops_a_long_check_at_once_and_creates_nothing() {
     assert!(matches!(e, ClientError::Cancelled), "{e}");
     assert!(!fresh.exists());
 }
+
+#[test]
+fn a_torrent_beyond_the_shape_limits_is_refused_before_anything_is_created() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let save = root.path().join("downloads");
+    let add = AddTorrent::new(metainfo("payload.bin", 100_000, 1 << 14), &save);
+    let mut cfg = config();
+    cfg.shape.max_files = 0;
+    let e = prepare_torrent(&cfg, &add, &|_| {}).expect_err("one file is over a limit of 0");
+    assert!(
+        matches!(
+            e,
+            ClientError::Shape(ShapeError::TooManyFiles { files: 1, max: 0 })
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--max-files"), "{e}");
+    // "payload.bin" is 11 bytes: a 10-byte path limit refuses it too.
+    cfg.shape.max_files = 1;
+    cfg.shape.max_path_len = 10;
+    let e = prepare_torrent(&cfg, &add, &|_| {}).expect_err("path over the limit");
+    assert!(
+        matches!(
+            e,
+            ClientError::Shape(ShapeError::PathTooLong { len: 11, .. })
+        ),
+        "{e}"
+    );
+    assert!(
+        !save.exists(),
+        "nothing may be created for a refused torrent"
+    );
+    // Within the limits the same torrent is set up.
+    cfg.shape.max_path_len = 11;
+    prepare_torrent(&cfg, &add, &|_| {}).expect("within the limits");
+    assert_eq!(listing(&save), vec!["payload.bin".to_string()]);
+}
