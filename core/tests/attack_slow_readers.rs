@@ -8,8 +8,9 @@ mod support;
 use std::time::Duration;
 
 use support::{Behaviour, Swarm, make_content};
-use unchoke_core::session::{ConnId, Event};
+use unchoke_core::session::{ConnId, Direction, Event};
 use unchoke_core::time::Instant;
+use unchoke_core::wire::{BlockRequest, Handshake, Message, PeerId, Reserved};
 
 const KIB: usize = 1024;
 /// Each link carries 1 MiB/s each way.
@@ -140,4 +141,83 @@ fn slow_reader_attack_is_deterministic() {
     let b = attack(limit);
     assert_eq!(a.fingerprint, b.fingerprint);
     assert_eq!(a.took, b.took);
+}
+
+/// Every `Send` payload a session emits until it has nothing more to do now.
+fn drain_sends(session: &mut unchoke_core::session::Session) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(action) = session.poll_action() {
+        if let unchoke_core::session::Action::Send { data, .. } = action {
+            out.extend_from_slice(&data);
+        }
+    }
+    out
+}
+
+/// Whether `haystack` contains the encoding of `message`.
+fn contains(haystack: &[u8], message: &Message) -> bool {
+    let mut needle = bytes::BytesMut::new();
+    message.encode(&mut needle);
+    haystack.windows(needle.len()).any(|w| w == &needle[..])
+}
+
+#[test]
+fn a_parked_upload_request_is_rejected_after_the_request_timeout() {
+    // A seed whose disk never answers a read: the request stays parked. It must be
+    // answered with a reject (BEP 6) within `upload_request_timeout` (30 s) plus one choke
+    // round (10 s), and not before the time-out.
+    let s = swarm();
+    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 5, Instant::ZERO);
+    let all = {
+        let mut b = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
+        for p in 0..s.metainfo.info.piece_count() {
+            b.set(p);
+        }
+        b
+    };
+    let torrent = seed
+        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
+        .expect("add torrent");
+    let addr = "127.0.0.9:40000".parse().expect("addr");
+    let mut now = Instant::ZERO;
+    let conn = seed.connection_opened(addr, Direction::Inbound, now);
+    let mut buf = bytes::BytesMut::new();
+    Handshake {
+        reserved: Reserved::NONE.with_fast(),
+        info_hash: s.metainfo.info_hash,
+        peer_id: PeerId([7; 20]),
+    }
+    .encode(&mut buf);
+    Message::Interested.encode(&mut buf);
+    seed.handle_bytes(conn, &mut buf, now);
+    assert!(seed.connections(torrent).contains(&conn));
+    let sent = drain_sends(&mut seed);
+    assert!(
+        contains(&sent, &Message::Unchoke),
+        "the only peer is unchoked"
+    );
+    let req = BlockRequest {
+        index: 0,
+        begin: 0,
+        length: 16 * KIB as u32,
+    };
+    let mut buf = bytes::BytesMut::new();
+    Message::Request(req).encode(&mut buf);
+    seed.handle_bytes(conn, &mut buf, now);
+    let mut rejected_at = None;
+    while now < Instant::from_secs(60) && rejected_at.is_none() {
+        now = seed
+            .poll_timeout()
+            .map_or(now + Duration::from_secs(1), |t| t.max(now))
+            .min(now + Duration::from_secs(1));
+        seed.handle_timeout(now);
+        if contains(&drain_sends(&mut seed), &Message::RejectRequest(req)) {
+            rejected_at = Some(now);
+        }
+    }
+    let at = rejected_at.expect("the parked request is rejected");
+    assert!(
+        at >= Instant::from_secs(30) && at <= Instant::from_secs(40),
+        "rejected at {at:?}"
+    );
 }
