@@ -10,14 +10,15 @@
 //!
 //! **Slow readers.** At each round, an unchoked peer whose bytes waited unsent for the whole
 //! last round (`round_interval`) while its socket took less than `slow_reader_rate` is
-//! marked a slow reader: its own reading, not our upload, limits it. A marked peer is
-//! eligible only for the optimistic slot, like a snubbed one. The mark is re-judged only
-//! while the peer is unchoked (a choked peer shows nothing new) and cleared only when its
-//! socket takes at least `slow_reader_rate`, so it sticks until the optimistic slot shows
-//! the peer reading faster. We pick "backlogged for
-//! the whole round" over an unsent-bytes threshold because upload read-ahead keeps even fast
-//! peers' queues full for a moment; only a queue that never empties in 10 s is the peer's
-//! doing, and the rate floor spares network-bound peers that read steadily.
+//! marked a slow reader, unless it sends us at least that rate itself (while leeching a
+//! generous partner keeps its tit-for-tat slot): its own reading, not our upload, limits
+//! it. A marked peer is eligible only for the optimistic slot, like a snubbed one. The mark
+//! is re-judged only while the peer is unchoked (a choked peer shows nothing new) and
+//! cleared only when its socket takes at least `slow_reader_rate`, so it sticks until the
+//! optimistic slot shows the peer reading faster. We pick "backlogged for the whole round"
+//! over an unsent-bytes threshold because upload read-ahead keeps even fast peers' queues
+//! full for a moment; only a queue that never empties in 10 s is the peer's doing, and the
+//! rate floor spares network-bound peers that read steadily.
 
 use super::{Ctx, Torrent};
 use crate::choker::{ChokeDecision, PeerChokeInfo, RoundKind};
@@ -119,7 +120,9 @@ impl Torrent {
             // evidence (it read fast); a round without either, e.g. just unchoked, keeps it.
             if rate >= config.slow_reader_rate {
                 peer.slow_reader = false;
-            } else if backlogged {
+            } else if backlogged && peer.download.rate(now) < config.slow_reader_rate {
+                // A peer that sends us at least the floor earns its tit-for-tat slot
+                // however it reads (a seed downloads nothing, so this spares no one there).
                 peer.slow_reader = true;
             }
         }
