@@ -10,9 +10,9 @@
 //!
 //! - **Regular rounds** run every [`ChokerConfig::round_interval`] (10 s). The
 //!   [`ChokerConfig::regular_slots`] (4) best *eligible* peers get regular slots. Eligible means
-//!   interested in us and not snubbed. While leeching, peers are ranked by the rate at which
-//!   they send to us (`download_rate`); while seeding, by the rate at which we send to them
-//!   (`upload_rate`).
+//!   interested in us, not snubbed and not a slow reader. While leeching, peers are ranked by
+//!   the rate at which they send to us (`download_rate`); while seeding, by the rate at which
+//!   we send to them (`upload_rate`, which the caller measures as what their sockets took).
 //! - **Optimistic unchoke**: every [`ChokerConfig::optimistic_every`] rounds (3, i.e. 30 s,
 //!   starting with the first round) the optimistic slot is redrawn among interested peers that
 //!   did not get a regular slot, snubbed peers included. The previous optimistic peer is left
@@ -25,6 +25,10 @@
 //! - **Anti-snubbing**: a peer that has sent us no block for [`ChokerConfig::snub_after`]
 //!   (60 s) while we had requests outstanding to it is snubbed ([`PeerChokeInfo::is_snubbed`]):
 //!   no regular slot, only the optimistic one. A seed has no requests out, so it snubs no one.
+//! - **Slow readers**: a peer the caller marks [`PeerChokeInfo::slow_reader`] (its socket
+//!   kept our bytes waiting and took little, see `torrent/choking.rs`) is treated the same:
+//!   no regular slot, only the optimistic one, so peers that read at a trickle cannot hold
+//!   a seed's regular slots.
 //! - **Everyone else is choked**, in particular every peer that is not interested: unchoking
 //!   a peer that wants nothing from us would waste a slot (the simple choice of reference
 //!   clients). At most `regular_slots + 1` peers are unchoked at any time.
@@ -94,6 +98,9 @@ pub struct PeerChokeInfo {
     pub download_rate: u64,
     /// Bytes per second we send the peer.
     pub upload_rate: u64,
+    /// The peer was found reading too slowly for what we upload (its socket kept bytes
+    /// waiting and took little): like a snubbed peer, it may hold only the optimistic slot.
+    pub slow_reader: bool,
     /// When the connection was established (for the new-peer bonus).
     pub connected_at: Instant,
     /// When the peer last sent us a block, if ever.
@@ -298,7 +305,7 @@ impl Choker {
     }
 
     fn eligible_regular(&self, p: &PeerChokeInfo, now: Instant) -> bool {
-        p.interested && !self.is_snubbed(p, now)
+        p.interested && !p.slow_reader && !self.is_snubbed(p, now)
     }
 
     fn run_round(
@@ -457,6 +464,7 @@ mod tests {
             interested: true,
             download_rate,
             upload_rate,
+            slow_reader: false,
             connected_at: Instant::ZERO,
             last_block_received: None,
             requests_outstanding_since: None,
@@ -675,6 +683,36 @@ mod tests {
         // It is the only interested peer without a regular slot: it gets the optimistic one.
         assert_eq!(d.optimistic, Some(4));
         assert_eq!(d.unchoke, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn slow_readers_get_only_the_optimistic_slot() {
+        let mut rng = fastrand::Rng::with_seed(14);
+        let mut c = choker();
+        // Seeding: ten slow readers that took 8 KiB/s each, one honest peer that took
+        // nothing yet (it was choked). By rate alone the slow readers would win every slot.
+        let mut peers: Vec<_> = (0..10).map(|k| peer(k, 0, 8 * 1024)).collect();
+        for p in &mut peers {
+            p.slow_reader = true;
+        }
+        peers.push(peer(10, 0, 0));
+        for round in 0..9u64 {
+            let d = c
+                .on_timeout(T0 + secs(10 * round), true, &peers, &mut rng)
+                .unwrap();
+            assert_eq!(d.regular, vec![10], "round {round}");
+            let o = d.optimistic.unwrap();
+            assert!(o < 10, "a slow reader may hold the optimistic slot");
+            assert_eq!(d.unchoke.len(), 2);
+        }
+        // Unmarked again (it read fast while optimistic), a peer competes by rate.
+        peers[3].slow_reader = false;
+        let d = c.on_timeout(T0 + secs(90), true, &peers, &mut rng).unwrap();
+        assert_eq!(d.regular, vec![3, 10]);
+        // A refill never hands a slow reader a free regular slot either.
+        peers[3].slow_reader = true;
+        let d = c.refill(T0 + secs(91), true, &peers, &mut rng).unwrap();
+        assert_eq!(d.regular, vec![10]);
     }
 
     #[test]

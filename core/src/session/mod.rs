@@ -650,6 +650,10 @@ impl Session {
     pub fn handle_sent(&mut self, conn: ConnId, bytes: usize, now: Instant) {
         self.saw(now);
         self.admission.sent(conn, bytes, &self.config, now);
+        // The torrent ranks uploads by what sockets took, and spots peers that read slowly.
+        if let (Some(&tid), Some(unsent)) = (self.routes.get(&conn), self.admission.unsent(conn)) {
+            self.with_torrent(tid, |t, _| t.socket_accepted(conn, bytes, unsent, now));
+        }
         self.drop_slow_readers(Vec::new(), now);
     }
 

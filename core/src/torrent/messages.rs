@@ -85,7 +85,7 @@ impl Torrent {
                 peer.peer_interested = false;
                 self.refill_slots(ctx, now);
             }
-            Message::Request(req) => self.on_request(conn, req, ctx),
+            Message::Request(req) => self.on_request(conn, req, ctx, now),
             Message::Cancel(req) => self.on_cancel(conn, req, ctx),
             Message::RejectRequest(req) => {
                 if !peer.fast {

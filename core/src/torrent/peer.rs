@@ -52,8 +52,15 @@ pub(super) struct Peer {
     pub(super) snub_clock: Option<Instant>,
     /// After a request timeout the pipeline shrinks to one block until a block arrives.
     pub(super) timed_out: bool,
-    /// The peer's requests being read from disk for upload.
-    pub(super) uploads: Vec<wire::BlockRequest>,
+    /// The peer's requests being read from disk for upload, with when each arrived.
+    pub(super) uploads: Vec<(wire::BlockRequest, Instant)>,
+    /// Bytes of ours the peer's socket accepted ([`crate::session::Session::handle_sent`]):
+    /// what it really took, which the choker ranks by when sends are accounted.
+    pub(super) accepted: RateMeter,
+    /// Since when bytes handed out for the peer have waited unsent without a break.
+    pub(super) backlog_since: Option<Instant>,
+    /// Found reading too slowly while unchoked (see `SessionConfig::slow_reader_rate`).
+    pub(super) slow_reader: bool,
     /// The peer's `reqq`: how many requests it queues (BEP 10); 250 if not told.
     pub(super) reqq: usize,
     /// What the peer's extension handshake said about the extensions we use.
@@ -107,6 +114,9 @@ impl Peer {
             snub_clock: None,
             timed_out: false,
             uploads: Vec::new(),
+            accepted: RateMeter::new(CHOKE_WINDOW, now),
+            backlog_since: None,
+            slow_reader: false,
             reqq: 250,
             ext: PeerExtensions::default(),
             pending: PendingAvailability::default(),

@@ -3,6 +3,12 @@
 //!
 //! Invariant: with BEP 6 every request gets exactly one answer, the block or a reject;
 //! without it an unservable request is dropped silently (BEP 3).
+//!
+//! Requests are bounded per peer (`max_queued_uploads`) and by age: one not served within
+//! `upload_request_timeout` is dropped at the next choke round (rejected under BEP 6), so a
+//! peer that reads slowly cannot park requests, and the read's late answer is ignored.
+//! What the peer's socket really accepted is recorded here too ([`Torrent::socket_accepted`]),
+//! for the choker's ranking and its slow-reader rule (see `choking.rs`).
 
 use bytes::Bytes;
 
@@ -12,7 +18,13 @@ use crate::vocab::{Action, ConnId, DiskError, Event};
 use crate::wire::{self, Message};
 
 impl Torrent {
-    pub(super) fn on_request(&mut self, conn: ConnId, req: wire::BlockRequest, ctx: &mut Ctx<'_>) {
+    pub(super) fn on_request(
+        &mut self,
+        conn: ConnId,
+        req: wire::BlockRequest,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
@@ -23,9 +35,9 @@ impl Torrent {
                 .content()
                 .is_some_and(|c| c.picker.have().get(req.index))
             && peer.uploads.len() < ctx.config.max_queued_uploads
-            && !peer.uploads.contains(&req);
+            && !peer.uploads.iter().any(|(r, _)| *r == req);
         if servable {
-            peer.uploads.push(req);
+            peer.uploads.push((req, now));
             ctx.out.push(Action::ReadBlock {
                 conn,
                 torrent: self.id,
@@ -43,7 +55,7 @@ impl Torrent {
             return;
         };
         let before = peer.uploads.len();
-        peer.uploads.retain(|r| *r != req);
+        peer.uploads.retain(|(r, _)| *r != req);
         if peer.fast && peer.uploads.len() != before {
             // BEP 6: every request gets exactly one answer, a piece or a reject.
             ctx.out.send(conn, &Message::RejectRequest(req));
@@ -62,7 +74,7 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        let Some(pos) = peer.uploads.iter().position(|r| *r == block) else {
+        let Some(pos) = peer.uploads.iter().position(|(r, _)| *r == block) else {
             return; // cancelled or choked meanwhile
         };
         peer.uploads.remove(pos);
@@ -71,6 +83,9 @@ impl Torrent {
                 let n = data.len() as u64;
                 peer.upload.record(now, n);
                 peer.last_sent = now;
+                if ctx.config.send_accounting && peer.backlog_since.is_none() {
+                    peer.backlog_since = Some(now);
+                }
                 self.uploaded += n;
                 ctx.out.send_block(conn, block.index, block.begin, data);
             }
@@ -89,6 +104,40 @@ impl Torrent {
                     error,
                 }));
             }
+        }
+    }
+
+    /// The socket of `conn` accepted `bytes`, leaving `unsent` bytes waiting: counted as
+    /// uploaded to it for ranking, and its backlog ends when nothing waits.
+    pub(crate) fn socket_accepted(
+        &mut self,
+        conn: ConnId,
+        bytes: usize,
+        unsent: usize,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        peer.accepted.record(now, bytes as u64);
+        if unsent == 0 {
+            peer.backlog_since = None;
+        }
+    }
+
+    /// Drops upload requests older than `upload_request_timeout` (a reject each under
+    /// BEP 6); their reads' answers are then ignored by [`Torrent::disk_read_done`].
+    pub(super) fn expire_uploads(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let limit = ctx.config.upload_request_timeout;
+        for (&conn, peer) in self.peers.iter_mut() {
+            let fast = peer.fast;
+            peer.uploads.retain(|(req, since)| {
+                let keep = now.saturating_duration_since(*since) < limit;
+                if !keep && fast {
+                    ctx.out.send(conn, &Message::RejectRequest(*req));
+                }
+                keep
+            });
         }
     }
 }

@@ -36,6 +36,17 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// Requests we queue per peer for upload; also advertised as our `reqq` (default 250).
     pub max_queued_uploads: usize,
+    /// A peer's upload request not served within this long is dropped (with a reject under
+    /// BEP 6) at the next choke round (default 30 s), so a peer cannot park requests
+    /// behind its own slow reading.
+    pub upload_request_timeout: Duration,
+    /// With [`SessionConfig::send_accounting`]: an unchoked peer whose socket had bytes
+    /// waiting unsent for the whole last choke round while it took less than this many
+    /// bytes per second is a slow reader; it loses its regular upload slot and may hold
+    /// only the optimistic one until, unchoked again, it reads faster (default 16 KiB/s;
+    /// 0 turns the rule off). Its own reading, not our upload, limits what it gets, so a
+    /// regular slot given to it is a slot an honest peer waits for.
+    pub slow_reader_rate: u64,
     /// Seconds of a peer's measured download rate to keep requested ahead (pipeline depth =
     /// rate × this / 16 KiB), so a fast link never idles on round trips (default 2 s;
     /// libtorrent uses 3). It must cover the peer's answer latency, not only the network's:
@@ -205,6 +216,8 @@ impl Default for SessionConfig {
             idle_timeout: Duration::from_secs(180),
             request_timeout: Duration::from_secs(30),
             max_queued_uploads: 250,
+            upload_request_timeout: Duration::from_secs(30),
+            slow_reader_rate: 16 * 1024,
             pipeline_seconds_millis: 2000,
             min_pipeline: 2,
             max_pipeline: 500,

@@ -65,6 +65,9 @@ pub struct Node {
     /// Whether bytes sent to it are delivered; a node that stops reading leaves them in
     /// its senders' pipes, whose sessions then see nothing accepted (`handle_sent`).
     pub reading: bool,
+    /// A slow reader: at most this many bytes per step reach it on each of its links
+    /// (`None`: the link's bandwidth), so its senders see only that much accepted.
+    pub read_bytes_per_step: Option<usize>,
     pub behaviour: Behaviour,
     pub events: Vec<(Instant, Event)>,
     /// An emulated slow disk: at most this many bytes of writes complete per step, in the
@@ -307,6 +310,7 @@ impl Swarm {
             disk,
             online: true,
             reading: true,
+            read_bytes_per_step: None,
             behaviour,
             events: Vec::new(),
             disk_bytes_per_step: None,
@@ -335,6 +339,7 @@ impl Swarm {
             disk: vec![0u8; self.content.len()],
             online: true,
             reading: true,
+            read_bytes_per_step: None,
             behaviour: Behaviour::Honest,
             events: Vec::new(),
             disk_bytes_per_step: None,
@@ -779,7 +784,12 @@ impl Swarm {
             if !self.nodes[end.0].reading {
                 continue;
             }
-            let mut budget = self.link_bytes_per_step;
+            let limit = self.nodes[end.0]
+                .read_bytes_per_step
+                .map_or(self.link_bytes_per_step, |r| {
+                    r.min(self.link_bytes_per_step)
+                });
+            let mut budget = limit;
             let Some(queue) = self.inflight.get_mut(&end) else {
                 continue;
             };
@@ -799,7 +809,7 @@ impl Swarm {
                 self.inflight.remove(&end);
             }
             // What the pipe took is what the sender's socket accepted.
-            let taken = self.link_bytes_per_step - budget;
+            let taken = limit - budget;
             if let Some(&(from, conn)) = self.links.get(&end)
                 && taken > 0
                 && self.nodes[from].online
@@ -889,6 +899,21 @@ impl Swarm {
     /// The events node `i` emitted.
     pub fn events(&self, i: usize) -> impl Iterator<Item = &(Instant, Event)> {
         self.nodes[i].events.iter()
+    }
+
+    /// Makes node `i` read at most `bytes_per_sec` on each of its links (a slow reader).
+    pub fn set_read_rate(&mut self, i: usize, bytes_per_sec: usize) {
+        let per_step = bytes_per_sec as u128 * self.step.as_micros() / 1_000_000;
+        self.nodes[i].read_bytes_per_step =
+            Some(usize::try_from(per_step).unwrap_or(usize::MAX).max(1));
+    }
+
+    /// Node `i`'s connection to node `j`, if they are linked.
+    pub fn conn_to(&self, i: usize, j: usize) -> Option<ConnId> {
+        self.links
+            .iter()
+            .find(|((a, _), (b, _))| *a == i && *b == j)
+            .map(|((_, c), _)| *c)
     }
 
     /// The determinism fingerprint: number of actions and a hash over all of them.

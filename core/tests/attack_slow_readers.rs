@@ -1,0 +1,223 @@
+//! Slow readers, in virtual time: 20 peers that read at 8 KiB/s connect to a seed first and
+//! stay interested forever; an honest leecher joining later must still be served at its
+//! link's speed (upload slots by usefulness, `core/src/torrent/choking.rs`). Each test
+//! states its bound.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Behaviour, Swarm, make_content};
+use unchoke_core::session::{ConnId, Direction, Event};
+use unchoke_core::time::Instant;
+use unchoke_core::wire::{BlockRequest, Handshake, Message, PeerId, Reserved};
+
+const KIB: usize = 1024;
+/// Each link carries 1 MiB/s each way.
+const LINK: usize = 1024 * KIB;
+/// How fast an attacker reads.
+const SLOW: usize = 8 * KIB;
+const ATTACKERS: usize = 20;
+/// The attackers' head start before the honest leecher joins: long enough for the seed to
+/// have unchoked (and judged) every one of them, so the honest peer meets the attack at
+/// full strength rather than a fresh seed.
+const HEAD_START: Duration = Duration::from_secs(120);
+
+/// A swarm over 2 MiB in 64 KiB pieces whose nodes account sends like the real runtimes.
+fn swarm() -> Swarm {
+    let mut s = Swarm::new(make_content(2 << 20, 17), 64 * KIB as u32, LINK);
+    s.config.send_accounting = true;
+    s
+}
+
+/// Seed (node 0) and honest leecher alone: how long the leecher takes, in virtual time.
+fn baseline() -> Duration {
+    let mut s = swarm();
+    let seed = s.add_seed(Behaviour::Honest);
+    let honest = s.add_node(Some(vec![]), Behaviour::Honest);
+    s.introduce_to(honest, &[seed]);
+    let start = s.now;
+    assert!(
+        s.run_until(Duration::from_secs(120), |s| s.is_complete(honest)),
+        "baseline download finishes"
+    );
+    s.now - start
+}
+
+/// What one attack run showed.
+struct Outcome {
+    /// Time from the honest leecher's joining to its completion, if it completed.
+    took: Option<Duration>,
+    /// The seed's choke rounds after the head start: (regular, optimistic) connections.
+    rounds: Vec<(Instant, Vec<ConnId>, Option<ConnId>)>,
+    /// The seed's connections to the attackers.
+    attacker_conns: Vec<ConnId>,
+    fingerprint: (u64, u64),
+}
+
+/// The seed, 20 slow readers with [`HEAD_START`], then the honest leecher, run for at most
+/// `limit` after it joins.
+fn attack(limit: Duration) -> Outcome {
+    let mut s = swarm();
+    let seed = s.add_seed(Behaviour::Honest);
+    // Attackers have nothing and never finish a piece (their disk never completes a
+    // write), so they stay interested in the seed for the whole run.
+    let attackers: Vec<usize> = (0..ATTACKERS)
+        .map(|_| {
+            let a = s.add_node(Some(vec![]), Behaviour::Stall);
+            s.set_read_rate(a, SLOW);
+            a
+        })
+        .collect();
+    for &a in &attackers {
+        s.introduce_to(a, &[seed]);
+    }
+    s.run_until(HEAD_START, |_| false);
+    let honest = s.add_node(Some(vec![]), Behaviour::Honest);
+    s.introduce_to(honest, &[seed]);
+    let joined = s.now;
+    let done = s.run_until(limit, |s| s.is_complete(honest));
+    let attacker_conns = attackers
+        .iter()
+        .filter_map(|&a| s.conn_to(seed, a))
+        .collect();
+    let rounds = s
+        .events(seed)
+        .filter(|(at, _)| *at >= joined)
+        .filter_map(|(at, e)| match e {
+            Event::ChokeRound {
+                regular,
+                optimistic,
+                ..
+            } => Some((*at, regular.clone(), *optimistic)),
+            _ => None,
+        })
+        .collect();
+    Outcome {
+        took: done.then(|| s.now - joined),
+        rounds,
+        attacker_conns,
+        fingerprint: s.fingerprint(),
+    }
+}
+
+#[test]
+fn honest_leecher_completes_within_three_baselines_while_slow_readers_attack() {
+    let base = baseline();
+    // Bound: 3× the unattacked download plus 30 s (three choke rounds to be unchoked).
+    let bound = base * 3 + Duration::from_secs(30);
+    let out = attack(bound + Duration::from_secs(60));
+    assert_eq!(
+        out.attacker_conns.len(),
+        ATTACKERS,
+        "every attacker stays connected"
+    );
+    let took = out.took.expect("the honest leecher completes under attack");
+    assert!(
+        took <= bound,
+        "honest leecher took {took:?} under attack, bound {bound:?} (baseline {base:?})"
+    );
+    // After the head start no slow reader holds a regular slot: at most the optimistic one.
+    assert!(
+        !out.rounds.is_empty(),
+        "the seed ran choke rounds meanwhile"
+    );
+    for (at, regular, _optimistic) in &out.rounds {
+        let slow: Vec<_> = regular
+            .iter()
+            .filter(|c| out.attacker_conns.contains(c))
+            .collect();
+        assert!(
+            slow.is_empty(),
+            "slow readers {slow:?} hold regular slots at {at:?}"
+        );
+    }
+}
+
+#[test]
+fn slow_reader_attack_is_deterministic() {
+    let limit = Duration::from_secs(60);
+    let a = attack(limit);
+    let b = attack(limit);
+    assert_eq!(a.fingerprint, b.fingerprint);
+    assert_eq!(a.took, b.took);
+}
+
+/// Every `Send` payload a session emits until it has nothing more to do now.
+fn drain_sends(session: &mut unchoke_core::session::Session) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(action) = session.poll_action() {
+        if let unchoke_core::session::Action::Send { data, .. } = action {
+            out.extend_from_slice(&data);
+        }
+    }
+    out
+}
+
+/// Whether `haystack` contains the encoding of `message`.
+fn contains(haystack: &[u8], message: &Message) -> bool {
+    let mut needle = bytes::BytesMut::new();
+    message.encode(&mut needle);
+    haystack.windows(needle.len()).any(|w| w == &needle[..])
+}
+
+#[test]
+fn a_parked_upload_request_is_rejected_after_the_request_timeout() {
+    // A seed whose disk never answers a read: the request stays parked. It must be
+    // answered with a reject (BEP 6) within `upload_request_timeout` (30 s) plus one choke
+    // round (10 s), and not before the time-out.
+    let s = swarm();
+    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 5, Instant::ZERO);
+    let all = {
+        let mut b = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
+        for p in 0..s.metainfo.info.piece_count() {
+            b.set(p);
+        }
+        b
+    };
+    let torrent = seed
+        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
+        .expect("add torrent");
+    let addr = "127.0.0.9:40000".parse().expect("addr");
+    let mut now = Instant::ZERO;
+    let conn = seed.connection_opened(addr, Direction::Inbound, now);
+    let mut buf = bytes::BytesMut::new();
+    Handshake {
+        reserved: Reserved::NONE.with_fast(),
+        info_hash: s.metainfo.info_hash,
+        peer_id: PeerId([7; 20]),
+    }
+    .encode(&mut buf);
+    Message::Interested.encode(&mut buf);
+    seed.handle_bytes(conn, &mut buf, now);
+    assert!(seed.connections(torrent).contains(&conn));
+    let sent = drain_sends(&mut seed);
+    assert!(
+        contains(&sent, &Message::Unchoke),
+        "the only peer is unchoked"
+    );
+    let req = BlockRequest {
+        index: 0,
+        begin: 0,
+        length: 16 * KIB as u32,
+    };
+    let mut buf = bytes::BytesMut::new();
+    Message::Request(req).encode(&mut buf);
+    seed.handle_bytes(conn, &mut buf, now);
+    let mut rejected_at = None;
+    while now < Instant::from_secs(60) && rejected_at.is_none() {
+        now = seed
+            .poll_timeout()
+            .map_or(now + Duration::from_secs(1), |t| t.max(now))
+            .min(now + Duration::from_secs(1));
+        seed.handle_timeout(now);
+        if contains(&drain_sends(&mut seed), &Message::RejectRequest(req)) {
+            rejected_at = Some(now);
+        }
+    }
+    let at = rejected_at.expect("the parked request is rejected");
+    assert!(
+        at >= Instant::from_secs(30) && at <= Instant::from_secs(40),
+        "rejected at {at:?}"
+    );
+}
