@@ -50,6 +50,10 @@ pub enum MetainfoError {
     /// The bytes are not valid bencode (the error carries the byte offset).
     #[error(transparent)]
     Bencode(#[from] DecodeError),
+    /// The torrent is beyond the shape limits in force (too many files, a path too long):
+    /// refused before anything is created for it.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
     /// The top-level value (of the file, or of a bare info dictionary) is not a dictionary.
     #[error("{what} is not a bencoded dictionary (found {found})")]
     NotADictionary {

@@ -119,6 +119,8 @@ impl SessionHost {
         session_cfg.peer_events = true;
         // The session decides when to save resume data (`Action::SaveResume`).
         session_cfg.resume_interval = cfg.resume_interval;
+        // A magnet's metadata meets the same shape limits as a .torrent file.
+        session_cfg.shape = cfg.shape;
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
         session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());

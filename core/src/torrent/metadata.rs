@@ -40,7 +40,7 @@ use bytes::Bytes;
 use super::phase::Phase;
 use super::{Ctx, Torrent};
 use crate::info_hash::InfoHash;
-use crate::metainfo::Metainfo;
+use crate::metainfo::{Metainfo, MetainfoError};
 use crate::time::Instant;
 use crate::vocab::{ConnId, DisconnectReason, Event};
 use crate::wire::{
@@ -321,7 +321,18 @@ impl Torrent {
             return;
         }
         let bytes = std::mem::take(&mut fetch.buf);
-        match Metainfo::from_info_bytes(&bytes) {
+        // The shape limits first, on the raw bytes (a dictionary listing a million files
+        // would cost hundreds of MB to decode), then on the decoded paths.
+        let shape = &ctx.config.shape;
+        let parsed = shape
+            .precheck_info(&bytes)
+            .map_err(MetainfoError::from)
+            .and_then(|()| Metainfo::from_info_bytes(&bytes))
+            .and_then(|m| match m.info.check_shape(shape) {
+                Ok(()) => Ok(m),
+                Err(e) => Err(e.into()),
+            });
+        match parsed {
             Ok(metainfo) => {
                 self.phase = Phase::AwaitingCheck(Box::new(metainfo.clone()));
                 ctx.out

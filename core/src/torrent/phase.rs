@@ -352,6 +352,30 @@ mod tests {
     }
 
     #[test]
+    fn metadata_beyond_the_shape_limits_is_refused_before_it_is_decoded() {
+        let info = info_bytes(20); // one file
+        let mut t = magnet(InfoHash::of_info_bytes(&info));
+        let mut w = World::new();
+        w.config.shape.max_files = 0;
+        let conn = connect(&mut t, &mut w, 1, info.len() as u64);
+        send_piece(&mut t, &mut w, conn, &info, 0);
+        assert!(matches!(t.phase, Phase::Failed));
+        let refused = w.drain().into_iter().find_map(|a| match a {
+            Action::Event(Event::MetadataError { error, .. }) => Some(error),
+            _ => None,
+        });
+        assert!(
+            matches!(
+                refused,
+                Some(crate::metainfo::MetainfoError::Shape(
+                    crate::metainfo::ShapeError::TooManyFiles { .. }
+                ))
+            ),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
     fn a_hash_mismatch_keeps_fetching() {
         let info = info_bytes(20);
         let mut t = magnet(InfoHash([9; 20])); // not the hash of `info`

@@ -100,6 +100,12 @@ pub struct SessionConfig {
     /// `metadata_size` for a torrent whose metadata we lack is dropped. It also bounds the
     /// availability kept per peer before the metadata arrives.
     pub max_metadata_size: u32,
+    /// Limits on a torrent's shape (file count, path lengths), checked on metadata fetched
+    /// for a magnet link before it is decoded (the file count, straight from the bytes) and
+    /// after (the paths): a refused one gives [`super::Event::MetadataError`] with
+    /// [`crate::metainfo::MetainfoError::Shape`]. A driver passes the same limits to its
+    /// storage set-up. Default: [`crate::metainfo::ShapeLimits::default`].
+    pub shape: crate::metainfo::ShapeLimits,
     /// Run a DHT node (BEP 5) with these settings, looking up and announcing every
     /// non-private torrent (default `None`: no DHT). The driver owns its UDP socket.
     pub dht: Option<crate::dht::DhtConfig>,
@@ -229,6 +235,7 @@ impl Default for SessionConfig {
             max_candidates: 1000,
             choker: ChokerConfig::default(),
             max_metadata_size: 16 * 1024 * 1024,
+            shape: crate::metainfo::ShapeLimits::default(),
             dht: None,
             connect_timeout: Duration::from_secs(10),
             max_inbound: 200,
