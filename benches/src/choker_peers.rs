@@ -33,7 +33,7 @@ pub fn peers(n: usize, seed: u64) -> Vec<PeerChokeInfo> {
                 interested: rng.u32(..10) < 7,
                 download_rate: if snubbed { 0 } else { rate(&mut rng) },
                 upload_rate: rate(&mut rng),
-                slow_reader: false,
+                wasted_slot: false,
                 connected_at: if new {
                     seconds_ago(rng.u64(..30))
                 } else {

@@ -10,9 +10,12 @@
 //!
 //! - **Regular rounds** run every [`ChokerConfig::round_interval`] (10 s). The
 //!   [`ChokerConfig::regular_slots`] (4) best *eligible* peers get regular slots. Eligible means
-//!   interested in us, not snubbed and not a slow reader. While leeching, peers are ranked by
-//!   the rate at which they send to us (`download_rate`); while seeding, by the rate at which
-//!   we send to them (`upload_rate`, which the caller measures as what their sockets took).
+//!   interested in us and not snubbed. While leeching, peers are ranked by the rate at which
+//!   they send to us (`download_rate`); while seeding, by the rate at which we send to them
+//!   (`upload_rate`, which the caller measures as what their sockets took). A peer that
+//!   **wasted a slot** ([`PeerChokeInfo::wasted_slot`]) ranks after every peer that did not,
+//!   whatever the rates; ties go to the peer connected longest (so peers not yet tried are
+//!   tried in the order they came, and a stream of newcomers cannot starve one that waits).
 //! - **Optimistic unchoke**: every [`ChokerConfig::optimistic_every`] rounds (3, i.e. 30 s,
 //!   starting with the first round) the optimistic slot is redrawn among interested peers that
 //!   did not get a regular slot, snubbed peers included. The previous optimistic peer is left
@@ -25,10 +28,14 @@
 //! - **Anti-snubbing**: a peer that has sent us no block for [`ChokerConfig::snub_after`]
 //!   (60 s) while we had requests outstanding to it is snubbed ([`PeerChokeInfo::is_snubbed`]):
 //!   no regular slot, only the optimistic one. A seed has no requests out, so it snubs no one.
-//! - **Slow readers**: a peer the caller marks [`PeerChokeInfo::slow_reader`] (its socket
-//!   kept our bytes waiting and took little, see `torrent/choking.rs`) is treated the same:
-//!   no regular slot, only the optimistic one, so peers that read at a trickle cannot hold
-//!   a seed's regular slots.
+//! - **Wasted slots**: a peer the caller marks [`PeerChokeInfo::wasted_slot`] (it held a slot
+//!   and took less than a floor from it: it read slowly or asked for nothing, see
+//!   `torrent/choking.rs`) is not excluded — a slot is never left empty while someone
+//!   interested could use it — but ranks last, and [`Choker::refill`] hands its regular slot
+//!   to an eligible peer that did not waste one at once, without waiting for the round. So
+//!   peers that read at a trickle, or that say they are interested and never ask, cannot hold
+//!   a seed's regular slots against a peer that would use them; and when *every* peer takes
+//!   little (our own uplink is the limit) they all rank equal and the slots stay full.
 //! - **Everyone else is choked**, in particular every peer that is not interested: unchoking
 //!   a peer that wants nothing from us would waste a slot (the simple choice of reference
 //!   clients). At most `regular_slots + 1` peers are unchoked at any time.
@@ -98,9 +105,10 @@ pub struct PeerChokeInfo {
     pub download_rate: u64,
     /// Bytes per second we send the peer.
     pub upload_rate: u64,
-    /// The peer was found reading too slowly for what we upload (its socket kept bytes
-    /// waiting and took little): like a snubbed peer, it may hold only the optimistic slot.
-    pub slow_reader: bool,
+    /// The peer held an upload slot and took less than the caller's floor from it (its
+    /// socket read slowly, or it asked for nothing): it ranks after every peer that did not
+    /// and gives its regular slot up to one at the next [`Choker::refill`].
+    pub wasted_slot: bool,
     /// When the connection was established (for the new-peer bonus).
     pub connected_at: Instant,
     /// When the peer last sent us a block, if ever.
@@ -243,12 +251,15 @@ impl Choker {
         Some(decision)
     }
 
-    /// Fills vacant slots between rounds without evicting anyone; `None` if nothing changes.
+    /// Fills vacant slots between rounds; `None` if nothing changes.
     ///
-    /// Holders of regular slots that left, lost interest or became snubbed lose their slot;
-    /// free regular slots go to the best eligible peers; the optimistic slot is redrawn if its
-    /// holder left, lost interest or is empty. Call it when a peer becomes interested, stops
-    /// being interested or disconnects. The round schedule is unaffected.
+    /// Holders of regular slots that left, lost interest or became snubbed lose their slot,
+    /// and so does a holder marked [`PeerChokeInfo::wasted_slot`] when an eligible peer that
+    /// did not waste one lacks a slot; free regular slots go to the best eligible peers
+    /// (wasteful ones only when no one else is eligible); the optimistic slot is redrawn if
+    /// its holder left, lost interest or is empty. No other holder is evicted. Call it when a
+    /// peer becomes interested, stops being interested, disconnects or is found wasting its
+    /// slot. The round schedule is unaffected.
     pub fn refill(
         &mut self,
         now: Instant,
@@ -262,23 +273,40 @@ impl Choker {
                 .binary_search_by_key(&key, |p| p.key)
                 .ok()
                 .and_then(|i| peers.get(i))
+                .copied()
         };
-        let mut regular: Vec<u32> = self
+        let slots = self.config.regular_slots;
+        let holders: Vec<&PeerChokeInfo> = self
             .regular
             .iter()
-            .copied()
-            .filter(|&k| find(k).is_some_and(|p| self.eligible_regular(p, now)))
+            .filter_map(|&k| find(k))
+            .filter(|p| self.eligible_regular(p, now))
             .collect();
-        let vacant = self.config.regular_slots.saturating_sub(regular.len());
-        if vacant > 0 {
-            let candidates = peers
+        // Holders that used their slot keep it; the rest of the slots go, best first, to
+        // eligible peers that wasted none, then back to wasteful holders, then to anyone
+        // eligible: a slot is taken from a wasteful holder only for a better peer.
+        let mut regular: Vec<u32> = holders
+            .iter()
+            .filter(|p| !p.wasted_slot)
+            .map(|p| p.key)
+            .collect();
+        let others = |wasted: bool| -> Vec<&PeerChokeInfo> {
+            peers
                 .iter()
                 .copied()
-                .filter(|p| self.eligible_regular(p, now) && !regular.contains(&p.key))
-                .collect();
-            regular.extend(rank(candidates, seeding, rng).into_iter().take(vacant));
-            regular.sort_unstable();
+                .filter(|p| p.wasted_slot == wasted && self.eligible_regular(p, now))
+                .filter(|p| !holders.iter().any(|h| h.key == p.key))
+                .collect()
+        };
+        let wasteful_holders = holders.iter().copied().filter(|p| p.wasted_slot).collect();
+        for group in [others(false), wasteful_holders, others(true)] {
+            let vacant = slots.saturating_sub(regular.len());
+            if vacant == 0 {
+                break;
+            }
+            regular.extend(rank(group, seeding, rng).into_iter().take(vacant));
         }
+        regular.sort_unstable();
         let optimistic = match self.optimistic {
             Some(k)
                 if find(k).is_some_and(|p| p.interested) && regular.binary_search(&k).is_err() =>
@@ -305,7 +333,7 @@ impl Choker {
     }
 
     fn eligible_regular(&self, p: &PeerChokeInfo, now: Instant) -> bool {
-        p.interested && !p.slow_reader && !self.is_snubbed(p, now)
+        p.interested && !self.is_snubbed(p, now)
     }
 
     fn run_round(
@@ -435,10 +463,18 @@ fn normalise(peers: &[PeerChokeInfo]) -> Vec<&PeerChokeInfo> {
     sorted
 }
 
-/// Keys of `candidates` (sorted by key) best first, ties broken by a shuffle.
+/// Keys of `candidates` (sorted by key) best first: peers that wasted no slot before those
+/// that did, then by rate, then the longest connected first; remaining ties (peers that
+/// connected at the same instant) broken by a shuffle.
 fn rank(mut candidates: Vec<&PeerChokeInfo>, seeding: bool, rng: &mut fastrand::Rng) -> Vec<u32> {
     rng.shuffle(&mut candidates);
-    candidates.sort_by_key(|p| std::cmp::Reverse(p.rate(seeding)));
+    candidates.sort_by_key(|p| {
+        (
+            p.wasted_slot,
+            std::cmp::Reverse(p.rate(seeding)),
+            p.connected_at,
+        )
+    });
     candidates.into_iter().map(|p| p.key).collect()
 }
 
@@ -464,7 +500,7 @@ mod tests {
             interested: true,
             download_rate,
             upload_rate,
-            slow_reader: false,
+            wasted_slot: false,
             connected_at: Instant::ZERO,
             last_block_received: None,
             requests_outstanding_since: None,
@@ -686,33 +722,77 @@ mod tests {
     }
 
     #[test]
-    fn slow_readers_get_only_the_optimistic_slot() {
+    fn wasteful_peers_rank_last_but_slots_never_stay_empty() {
         let mut rng = fastrand::Rng::with_seed(14);
         let mut c = choker();
-        // Seeding: ten slow readers that took 8 KiB/s each, one honest peer that took
-        // nothing yet (it was choked). By rate alone the slow readers would win every slot.
+        // Seeding: ten peers that wasted their slot (read at 8 KiB/s), one honest peer that
+        // took nothing yet (it was choked). By rate alone the wasteful ones would win every
+        // slot; marked, they rank after it but still fill the slots it cannot.
         let mut peers: Vec<_> = (0..10).map(|k| peer(k, 0, 8 * 1024)).collect();
         for p in &mut peers {
-            p.slow_reader = true;
+            p.wasted_slot = true;
         }
         peers.push(peer(10, 0, 0));
         for round in 0..9u64 {
             let d = c
                 .on_timeout(T0 + secs(10 * round), true, &peers, &mut rng)
                 .unwrap();
-            assert_eq!(d.regular, vec![10], "round {round}");
-            let o = d.optimistic.unwrap();
-            assert!(o < 10, "a slow reader may hold the optimistic slot");
-            assert_eq!(d.unchoke.len(), 2);
+            assert!(d.regular.contains(&10), "round {round}: {:?}", d.regular);
+            assert_eq!(d.regular.len(), 4, "round {round}: slots filled");
+            assert_eq!(d.unchoke.len(), 5);
         }
-        // Unmarked again (it read fast while optimistic), a peer competes by rate.
-        peers[3].slow_reader = false;
+        // When every peer wasted its slot (our uplink is the limit), they rank by rate.
+        peers[10].wasted_slot = true;
+        peers[10].upload_rate = 4 * 1024;
+        peers[7].upload_rate = 9 * 1024;
         let d = c.on_timeout(T0 + secs(90), true, &peers, &mut rng).unwrap();
-        assert_eq!(d.regular, vec![3, 10]);
-        // A refill never hands a slow reader a free regular slot either.
-        peers[3].slow_reader = true;
-        let d = c.refill(T0 + secs(91), true, &peers, &mut rng).unwrap();
-        assert_eq!(d.regular, vec![10]);
+        assert_eq!(d.regular.len(), 4);
+        assert!(d.regular.contains(&7) && !d.regular.contains(&10));
+    }
+
+    #[test]
+    fn refill_gives_a_wasted_slot_to_a_peer_that_wasted_none() {
+        let mut rng = fastrand::Rng::with_seed(15);
+        let mut c = choker();
+        let mut peers: Vec<_> = (0..4).map(|k| peer(k, 0, 1024)).collect();
+        let d = c.on_timeout(T0, true, &peers, &mut rng).unwrap();
+        assert_eq!(d.regular, vec![0, 1, 2, 3]);
+        // A newcomer: no slot frees, and nobody wasted one, so the refill evicts no one.
+        let mut newcomer = peer(9, 0, 0);
+        newcomer.connected_at = T0;
+        peers.push(newcomer);
+        let d = c.refill(T0 + secs(1), true, &peers, &mut rng);
+        assert!(d.is_none_or(|d| d.regular == vec![0, 1, 2, 3]));
+        // Holders 1 and 2 are found wasting theirs: the newcomer takes one at once, and the
+        // other stays with its wasteful holder rather than going empty.
+        peers[1].wasted_slot = true;
+        peers[2].wasted_slot = true;
+        peers[2].upload_rate = 2048;
+        let d = c.refill(T0 + secs(2), true, &peers, &mut rng).unwrap();
+        assert_eq!(d.regular, vec![0, 2, 3, 9]);
+        // The refill never hands a wasteful peer a slot over one that wasted none.
+        peers.push(peer(5, 0, 0));
+        peers[0].wasted_slot = true;
+        let d = c.refill(T0 + secs(3), true, &peers, &mut rng).unwrap();
+        // Holders 3 and 9 keep theirs, newcomer 5 takes one, and of the wasteful holders the
+        // faster (2) keeps the last.
+        assert_eq!(d.regular, vec![2, 3, 5, 9]);
+    }
+
+    #[test]
+    fn ties_go_to_the_peer_connected_longest() {
+        let mut rng = fastrand::Rng::with_seed(16);
+        let mut c = choker();
+        // Twelve peers, none measured yet, connected one second apart, key order reversed.
+        let peers: Vec<_> = (0..12u32)
+            .map(|k| {
+                let mut p = peer(k, 0, 0);
+                p.connected_at = Instant::from_secs(100 - u64::from(k));
+                p
+            })
+            .collect();
+        let d = c.on_timeout(T0, true, &peers, &mut rng).unwrap();
+        assert_eq!(d.regular, vec![8, 9, 10, 11]);
     }
 
     #[test]

@@ -8,21 +8,32 @@
 //! the queue would keep it in its slot. Without accounting (a harness that delivers
 //! everything at once) the two are the same, and the queued rate is used.
 //!
-//! **Slow readers.** At each round, an unchoked peer whose bytes waited unsent for the whole
-//! last round (`round_interval`) while its socket took less than `slow_reader_rate` is
-//! marked a slow reader, unless it sends us at least that rate itself (while leeching a
-//! generous partner keeps its tit-for-tat slot): its own reading, not our upload, limits
-//! it. A marked peer is eligible only for the optimistic slot, like a snubbed one. The mark
-//! is re-judged only while the peer is unchoked (a choked peer shows nothing new) and
-//! cleared only when its socket takes at least `slow_reader_rate`, so it sticks until the
-//! optimistic slot shows the peer reading faster. We pick "backlogged for the whole round"
-//! over an unsent-bytes threshold because upload read-ahead keeps even fast peers' queues
-//! full for a moment; only a queue that never empties in 10 s is the peer's doing, and the
-//! rate floor spares network-bound peers that read steadily.
+//! **Slot trials (wasted slots).** A slot is worth what the peer takes from it. Each unchoke
+//! starts a trial; once the peer has held the slot for `slot_trial` (5 s), it is judged on
+//! the bytes its socket took since the unchoke — or, after a whole rate window (20 s), on
+//! its current rate — against `slow_reader_rate` (16 KiB/s): below it, the peer **wasted
+//! its slot** (it reads at a trickle, or it said it was interested and asks for nothing),
+//! unless it sends us at least that rate itself (while leeching, a generous partner keeps
+//! its tit-for-tat slot however it reads; a seed downloads nothing, so this spares no one
+//! there). At or above it, the mark is cleared. The mark is judged only while the peer is
+//! unchoked (a choked peer shows nothing new), so it sticks until the optimistic slot shows
+//! the peer taking more. A marked peer ranks after every unmarked one and its regular slot
+//! goes at once (at the next tick, not the next round) to an interested peer that wasted
+//! none ([`crate::choker::Choker::refill`]).
+//!
+//! Why a relative rank rather than taking the slot away: the floor alone cannot tell a
+//! slow reader from our own saturated uplink (with 50 KiB/s up, five unchoked peers take
+//! 10 KiB/s each and every one of them is below the floor). Taking slots away would leave a
+//! seed serving one peer; ranking last only changes who goes first, and when everyone is
+//! below the floor the slots stay full and rank by rate as before. Why judge on what the
+//! socket took rather than on a backlog: a peer that never asks leaves no backlog and
+//! wastes the slot just the same, and a few seconds at the floor are enough for any honest
+//! peer to show it reads (an honest request arrives within a round trip of the unchoke).
 
 use super::{Ctx, Torrent};
 use crate::choker::{ChokeDecision, PeerChokeInfo, RoundKind};
 use crate::picker::PeerKey;
+use crate::rate::CHOKE_WINDOW;
 use crate::time::Instant;
 use crate::vocab::SessionConfig;
 use crate::vocab::{Action, Event};
@@ -46,7 +57,7 @@ impl Torrent {
                 } else {
                     p.upload.rate(now)
                 },
-                slow_reader: p.slow_reader,
+                wasted_slot: p.wasted_slot,
                 connected_at: p.connected_at,
                 last_block_received: p.last_block,
                 requests_outstanding_since: p.snub_clock,
@@ -59,18 +70,28 @@ impl Torrent {
         let infos = self.choke_infos_at(now, ctx.config);
         let seeding = self.is_complete();
         if let Some(decision) = self.choker.refill(now, seeding, &infos, ctx.rng) {
-            self.apply_choke(&decision, ctx);
+            self.apply_choke(&decision, ctx, now);
         }
     }
 
-    pub(super) fn apply_choke(&mut self, decision: &ChokeDecision, ctx: &mut Ctx<'_>) {
+    pub(super) fn apply_choke(
+        &mut self,
+        decision: &ChokeDecision,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
         for (&conn, peer) in self.peers.iter_mut() {
             let unchoke = decision.unchokes(peer.key);
             if unchoke && peer.am_choking {
                 peer.am_choking = false;
+                peer.slot = Some(SlotTrial {
+                    since: now,
+                    taken_before: peer.taken(ctx.config.send_accounting),
+                });
                 ctx.out.send(conn, &Message::Unchoke);
             } else if !unchoke && !peer.am_choking {
                 peer.am_choking = true;
+                peer.slot = None;
                 ctx.out.send(conn, &Message::Choke);
                 // Choking drops the peer's queued requests; with fast each is rejected.
                 for (req, _) in peer.uploads.drain(..) {
@@ -89,11 +110,11 @@ impl Torrent {
             return;
         }
         self.expire_uploads(ctx, now);
-        self.judge_slow_readers(ctx.config, now);
+        self.judge_slots(ctx.config, now);
         let infos = self.choke_infos_at(now, ctx.config);
         let seeding = self.is_complete();
         if let Some(decision) = self.choker.on_timeout(now, seeding, &infos, ctx.rng) {
-            self.apply_choke(&decision, ctx);
+            self.apply_choke(&decision, ctx, now);
             let conn_of = |k: &PeerKey| self.by_key.get(k).copied();
             ctx.out.push(Action::Event(Event::ChokeRound {
                 torrent: self.id,
@@ -105,26 +126,61 @@ impl Torrent {
         }
     }
 
-    /// Re-judges every unchoked peer against the slow-reader rule (module docs).
-    fn judge_slow_readers(&mut self, config: &SessionConfig, now: Instant) {
-        if !config.send_accounting || config.slow_reader_rate == 0 {
-            return;
-        }
-        let round = self.choker.config().round_interval;
-        for peer in self.peers.values_mut().filter(|p| !p.am_choking) {
-            let backlogged = peer
-                .backlog_since
-                .is_some_and(|since| now.saturating_duration_since(since) >= round);
-            let rate = peer.accepted.rate(now);
-            // Marked on evidence (a queue that never emptied, read slowly), cleared on
-            // evidence (it read fast); a round without either, e.g. just unchoked, keeps it.
-            if rate >= config.slow_reader_rate {
-                peer.slow_reader = false;
-            } else if backlogged && peer.download.rate(now) < config.slow_reader_rate {
-                // A peer that sends us at least the floor earns its tit-for-tat slot
-                // however it reads (a seed downloads nothing, so this spares no one there).
-                peer.slow_reader = true;
-            }
+    /// Judges the slot trials due at `now` (every tick) and, when a regular slot holder is
+    /// newly found wasting it, refills at once so a waiting peer need not wait for the round.
+    pub(super) fn slot_trials(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        if self.judge_slots(ctx.config, now) {
+            self.refill_slots(ctx, now);
         }
     }
+
+    /// Judges every unchoked peer whose trial is over against the wasted-slot rule (module
+    /// docs); true if one was newly marked.
+    fn judge_slots(&mut self, config: &SessionConfig, now: Instant) -> bool {
+        if config.slow_reader_rate == 0 {
+            return false;
+        }
+        let mut newly_wasted = false;
+        for peer in self.peers.values_mut().filter(|p| !p.am_choking) {
+            let Some(slot) = peer.slot else {
+                continue;
+            };
+            let held = now.saturating_duration_since(slot.since);
+            if held < config.slot_trial {
+                continue;
+            }
+            let rate = if held >= CHOKE_WINDOW {
+                if config.send_accounting {
+                    peer.accepted.rate(now)
+                } else {
+                    peer.upload.rate(now)
+                }
+            } else {
+                let taken = peer
+                    .taken(config.send_accounting)
+                    .saturating_sub(slot.taken_before);
+                let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX).max(1);
+                u64::try_from(u128::from(taken) * 1_000_000 / u128::from(micros))
+                    .unwrap_or(u64::MAX)
+            };
+            // Marked on evidence (a whole trial below the floor), cleared on evidence (at or
+            // above it); a peer still in its trial keeps what it had.
+            if rate >= config.slow_reader_rate {
+                peer.wasted_slot = false;
+            } else if peer.download.rate(now) < config.slow_reader_rate && !peer.wasted_slot {
+                peer.wasted_slot = true;
+                newly_wasted = true;
+            }
+        }
+        newly_wasted
+    }
+}
+
+/// One unchoke of a peer, judged at every tick once it lasted `SessionConfig::slot_trial`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SlotTrial {
+    /// When the unchoke was sent.
+    pub(super) since: Instant,
+    /// What the peer had taken from us by then ([`super::Peer::taken`]).
+    pub(super) taken_before: u64,
 }

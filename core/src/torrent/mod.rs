@@ -392,6 +392,7 @@ impl Torrent {
     /// time-outs, PEX and dialling.
     pub(crate) fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         self.choke_round(ctx, now);
+        self.slot_trials(ctx, now);
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
             let Some(peer) = self.peers.get_mut(&conn) else {

@@ -59,8 +59,11 @@ pub(super) struct Peer {
     pub(super) accepted: RateMeter,
     /// Since when bytes handed out for the peer have waited unsent without a break.
     pub(super) backlog_since: Option<Instant>,
-    /// Found reading too slowly while unchoked (see `SessionConfig::slow_reader_rate`).
-    pub(super) slow_reader: bool,
+    /// Took less than `SessionConfig::slow_reader_rate` from a whole slot trial: ranks
+    /// after peers that did not (see `torrent/choking.rs`).
+    pub(super) wasted_slot: bool,
+    /// The current unchoke's trial; `None` while we choke the peer.
+    pub(super) slot: Option<super::choking::SlotTrial>,
     /// The peer's `reqq`: how many requests it queues (BEP 10); 250 if not told.
     pub(super) reqq: usize,
     /// What the peer's extension handshake said about the extensions we use.
@@ -83,6 +86,16 @@ pub(super) struct Peer {
 }
 
 impl Peer {
+    /// Bytes the peer has taken from us so far: what its socket accepted when sends are
+    /// accounted, else what we handed out for it (a harness that delivers everything).
+    pub(super) fn taken(&self, send_accounting: bool) -> u64 {
+        if send_accounting {
+            self.accepted.total()
+        } else {
+            self.upload.total()
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         key: PeerKey,
@@ -116,7 +129,8 @@ impl Peer {
             uploads: Vec::new(),
             accepted: RateMeter::new(CHOKE_WINDOW, now),
             backlog_since: None,
-            slow_reader: false,
+            wasted_slot: false,
+            slot: None,
             reqq: 250,
             ext: PeerExtensions::default(),
             pending: PendingAvailability::default(),

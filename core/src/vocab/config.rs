@@ -40,13 +40,19 @@ pub struct SessionConfig {
     /// BEP 6) at the next choke round (default 30 s), so a peer cannot park requests
     /// behind its own slow reading.
     pub upload_request_timeout: Duration,
-    /// With [`SessionConfig::send_accounting`]: an unchoked peer whose socket had bytes
-    /// waiting unsent for the whole last choke round while it took less than this many
-    /// bytes per second is a slow reader; it loses its regular upload slot and may hold
-    /// only the optimistic one until, unchoked again, it reads faster (default 16 KiB/s;
-    /// 0 turns the rule off). Its own reading, not our upload, limits what it gets, so a
-    /// regular slot given to it is a slot an honest peer waits for.
+    /// The floor of a useful upload slot, in bytes per second (default 16 KiB/s; 0 turns
+    /// the rule off). A peer that took less than this from a whole
+    /// [`SessionConfig::slot_trial`] while unchoked (its socket read slowly, or it asked
+    /// for nothing) and sends us less than this itself **wasted its slot**: it ranks after
+    /// every peer that did not, and its regular slot goes at once to one of those (see
+    /// `torrent/choking.rs`). It still fills a slot no one else wants, so when our own
+    /// uplink keeps every peer below the floor the slots stay full.
     pub slow_reader_rate: u64,
+    /// How long an unchoked peer holds its slot before it is judged against
+    /// [`SessionConfig::slow_reader_rate`] (default 5 s): long enough for any honest peer to
+    /// ask and read a few blocks, short enough that slots held by peers that never ask
+    /// turn over several times per 10 s choke round.
+    pub slot_trial: Duration,
     /// Seconds of a peer's measured download rate to keep requested ahead (pipeline depth =
     /// rate × this / 16 KiB), so a fast link never idles on round trips (default 2 s;
     /// libtorrent uses 3). It must cover the peer's answer latency, not only the network's:
@@ -224,6 +230,7 @@ impl Default for SessionConfig {
             max_queued_uploads: 250,
             upload_request_timeout: Duration::from_secs(30),
             slow_reader_rate: 16 * 1024,
+            slot_trial: Duration::from_secs(5),
             pipeline_seconds_millis: 2000,
             min_pipeline: 2,
             max_pipeline: 500,
