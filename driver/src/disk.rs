@@ -284,6 +284,16 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
             have,
             written,
         } => {
+            // Complete: the files no write created (zero-length ones) are made now, so the
+            // finished tree is exact and the resume data records them.
+            if have.is_full() {
+                if let Err(e) = storage.create_files() {
+                    return Completion::ResumeSaved {
+                        torrent,
+                        result: Err(describe(&e)),
+                    };
+                }
+            }
             let data = storage.resume_data(info_hash, have, written);
             Completion::ResumeSaved {
                 torrent,
