@@ -43,7 +43,8 @@ pub enum Job {
         blocks: Vec<Bytes>,
     },
     /// Set up a magnet torrent's storage once its metadata is known: check what is on
-    /// disk and create the files ([`crate::prepare_torrent`]).
+    /// disk and make the save directory ([`crate::prepare_torrent`]; files come with the
+    /// writes).
     Prepare {
         torrent: TorrentId,
         add: Box<crate::AddTorrent>,

@@ -67,10 +67,11 @@ impl FileStorage {
         FileStatus::Missing
     }
 
-    /// For writable storage: the first file a write or [`FileStorage::create_files`] must not touch
-    /// (longer than the torrent says without truncation allowed, a symbolic link, a
-    /// directory, FIFO, socket or device on its path), found by looking only. Lets a caller
-    /// refuse before spending time hashing. Read-only storage: always `Ok`.
+    /// For writable storage: the first file a write or [`FileStorage::create_files`] must
+    /// not touch (longer than the torrent says without truncation allowed, a symbolic link,
+    /// a directory, FIFO, socket or device on its path), found by looking only, at every
+    /// path although files are created lazily. Lets a caller refuse before spending time
+    /// hashing or anything is written. Read-only storage: always `Ok`.
     pub fn preflight_writes(&self) -> Result<(), StorageError> {
         if !self.access.writable() {
             return Ok(());
