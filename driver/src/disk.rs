@@ -43,7 +43,8 @@ pub enum Job {
         blocks: Vec<Bytes>,
     },
     /// Set up a magnet torrent's storage once its metadata is known: check what is on
-    /// disk and create the files ([`crate::prepare_torrent`]).
+    /// disk and make the save directory ([`crate::prepare_torrent`]; files come with the
+    /// writes).
     Prepare {
         torrent: TorrentId,
         add: Box<crate::AddTorrent>,
@@ -284,6 +285,16 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
             have,
             written,
         } => {
+            // Complete: the files no write created (zero-length ones) are made now, so the
+            // finished tree is exact and the resume data records them.
+            if have.is_full() {
+                if let Err(e) = storage.create_files() {
+                    return Completion::ResumeSaved {
+                        torrent,
+                        result: Err(describe(&e)),
+                    };
+                }
+            }
             let data = storage.resume_data(info_hash, have, written);
             Completion::ResumeSaved {
                 torrent,

@@ -372,7 +372,7 @@ pub struct ShutdownReport {
 /// A torrent checked and ready to hand to a session.
 #[derive(Debug)]
 pub struct PreparedTorrent {
-    /// Its storage, files created unless the data was already complete.
+    /// Its storage: files are created as writes touch them (all present once complete).
     pub storage: FileStorage,
     /// Pieces verified on disk.
     pub have: Bitfield,
@@ -387,7 +387,7 @@ pub struct PreparedTorrent {
 
 /// Checks existing data (trusting the resume file where the files did not change since it
 /// was written; `progress` gets the number of pieces checked so far, from the checking
-/// threads) and creates the files. Blocks during the check.
+/// threads) and creates the save directory (files come with the writes). Blocks during the check.
 ///
 /// First of all the torrent's shape is checked against [`ClientConfig::shape`]
 /// ([`ClientError::Shape`]): a torrent listing a million files is refused before its
@@ -486,14 +486,18 @@ pub fn prepare_torrent(
             count: info.piece_count(),
         });
     }
-    if !outcome.have.is_full() && access.writable() {
-        // Only a download creates the directory and extends files, and only once the check
-        // is done: an interrupted check leaves no trace.
+    if access.writable() && outcome.have.is_full() {
+        // Checked complete: the tree is made exact (zero-length files a run ended before
+        // completion did not create).
+        storage.create_files()?;
+    } else if access.writable() {
+        // Only a download creates the directory, and only once the check is done: an
+        // interrupted check leaves no trace. Files are created by the storage as the first
+        // block touching each is written, and the rest once the torrent is complete.
         std::fs::create_dir_all(&add.save_path).map_err(|source| ClientError::SaveDir {
             path: add.save_path.clone(),
             source,
         })?;
-        storage.create_files()?;
     }
     let check = CheckReport {
         pieces_have: outcome.have.count_ones(),

@@ -13,7 +13,8 @@ use crate::{FileStorage, StorageError, StorageOp, lock};
 
 impl FileStorage {
     /// Writes `data` at `offset` inside `piece`, across file boundaries as needed. Missing
-    /// files (and their directories) are created. Bytes falling in a padding file must be
+    /// files (and their directories) are created, at the torrent's length, as are the
+    /// zero-length files placed in the written range (see the `create` module). Bytes falling in a padding file must be
     /// zeros ([`StorageError::NonZeroPadding`] otherwise, and nothing is written).
     pub fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<(), StorageError> {
         self.write_parts(piece, offset, &[data])
@@ -74,6 +75,7 @@ impl FileStorage {
                 d.store(true, Ordering::Release);
             }
         }
+        self.create_empty_files_in(start, start + u64::from(len))?;
         Ok(())
     }
 

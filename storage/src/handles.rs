@@ -130,10 +130,9 @@ impl FileStorage {
         let slot = self.slot(index)?;
         let (file, writable) = if write {
             self.check_writable()?;
-            (
-                open_below(&self.base, &slot.rel, OpenMode::Write { create: true })?,
-                true,
-            )
+            // Created (with its directories, at full length) if missing: files are made
+            // lazily, on the first write that touches them.
+            (self.open_for_write(index)?, true)
         } else if !self.access.writable() {
             (
                 open_below(&self.base, &slot.rel, OpenMode::ReadFollow)?,

@@ -13,6 +13,13 @@
 //! - Files live at their final paths: `<save_path>/<name>` for a single-file torrent,
 //!   `<save_path>/<name>/<path…>` for a multi-file one (paths were sanitised by the
 //!   metainfo parser).
+//! - Files are created lazily (see the `create` module): a download creates a file, with
+//!   its directories and at its full length (sparse), when the first block touching it is
+//!   written; a zero-length file when a block at its place is written; and whatever is
+//!   still missing when the torrent is complete ([`FileStorage::create_files`]). Nothing is
+//!   created before the first write, so a torrent of 100,000 files costs nothing on disk
+//!   until data arrives, and a download cancelled at once leaves no tree of empty files.
+//!   The preflight ([`FileStorage::preflight_writes`]) still looks at every path first.
 //! - Reads and writes are positional (`pread`/`pwrite`), so threads never share a cursor and
 //!   a block crossing file boundaries is simply several calls.
 //! - BEP 47 padding files are never created: reading them gives zeros, writing them only
@@ -31,7 +38,8 @@
 //! One concern per module: `access` (what the storage may do), `report` (what a look at
 //! the disk finds), `error` (why an operation failed, and as the session takes it),
 //! `open` (opening below the save directory without following links), `handles` (the
-//! bounded handle cache), `prepare` (inspect, preflight, create files), `block_io` (block
+//! bounded handle cache), `prepare` (inspect, preflight), `create` (creating files,
+//! lazily), `block_io` (block
 //! reads and writes, flush), `positional` (the positional IO primitives), `check` (which
 //! pieces are on disk), `resume_io` (file states and the resume file). `FileStorage`
 //! itself, defined here, is split across them by `impl` blocks.
@@ -48,6 +56,7 @@ use unchoke_core::metainfo::Info;
 mod access;
 mod block_io;
 mod check;
+mod create;
 mod error;
 mod handles;
 mod open;
@@ -72,6 +81,8 @@ struct FileSlot {
     path: PathBuf,
     /// `path` relative to the save directory (plain names only).
     rel: PathBuf,
+    /// Offset of the file's first byte in the torrent's content.
+    offset: u64,
     length: u64,
     padding: bool,
 }
@@ -88,6 +99,9 @@ pub struct FileStorage {
     /// Files written since the last [`FileStorage::flush`] (their handle may have been
     /// evicted since, so the cache alone cannot say what to sync).
     dirty: Vec<AtomicBool>,
+    /// Files this storage created or gave their length (see the `create` module), so they
+    /// are not sized again.
+    ready: Vec<AtomicBool>,
     max_open: usize,
     /// The save directory.
     base: PathBuf,
@@ -108,7 +122,7 @@ impl std::fmt::Debug for FileStorage {
 
 impl FileStorage {
     /// Storage for `info`'s files under `save_path`. Computes every file's path; touches no
-    /// file (see [`FileStorage::create_files`]).
+    /// file (writes create the files they touch; see [`FileStorage::create_files`]).
     pub fn open(
         info: &Info,
         save_path: &Path,
@@ -133,6 +147,7 @@ impl FileStorage {
                 FileSlot {
                     path: save_path.join(&rel),
                     rel,
+                    offset: layout.file_offset(i).unwrap_or(0),
                     length: f.length,
                     padding: f.padding,
                 }
@@ -144,6 +159,7 @@ impl FileStorage {
             piece_hashes: info.piece_hashes.clone(),
             handles: Mutex::new(HandleCache::new(n)),
             dirty: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            ready: (0..n).map(|_| AtomicBool::new(false)).collect(),
             files,
             max_open: options.max_open_files.max(1),
             base: save_path.to_path_buf(),

@@ -1,14 +1,11 @@
 //! Before any IO: looking at what lies where the torrent's files go
-//! ([`FileStorage::inspect`]), refusing early what writes must not touch
-//! ([`FileStorage::preflight_writes`]), and creating the files ([`FileStorage::create_files`]).
+//! ([`FileStorage::inspect`]) and refusing early what writes must not touch
+//! ([`FileStorage::preflight_writes`]). Creating the files is the `create` module's.
 
 use std::fs;
+use std::path::PathBuf;
 
-use crate::error::io_err;
-use crate::open::{OpenMode, open_below};
-use crate::{
-    FileKind, FileReport, FileSlot, FileStatus, FileStorage, StorageAccess, StorageError, StorageOp,
-};
+use crate::{FileKind, FileReport, FileSlot, FileStatus, FileStorage, StorageAccess, StorageError};
 
 impl FileStorage {
     /// Looks at every non-padding file without opening or changing anything: present with
@@ -70,78 +67,49 @@ impl FileStorage {
         FileStatus::Missing
     }
 
-    /// Creates the directories and every non-padding file at its final path, with the
-    /// torrent's length (sparse where the file system allows). Existing data is kept and
-    /// short files extended; a file **longer** than the torrent says is
-    /// [`StorageError::TooLong`] (nothing changed) unless the access is
-    /// [`StorageAccess::ReadWriteTruncate`]. Zero-length files are created empty. Read-only
-    /// storage touches nothing and returns `Ok`.
-    ///
-    /// Every file is looked at before any is created or resized, so a refusal leaves the
-    /// directory as it was.
-    ///
-    /// Changing a file's length changes its modification time: run
-    /// [`FileStorage::verify_existing`] first, so resume data is compared with the files as
-    /// they were.
-    pub fn create_files(&self) -> Result<(), StorageError> {
-        if !self.access.writable() {
-            return Ok(());
-        }
-        self.preflight_writes()?;
-        for slot in self.files.iter().filter(|f| !f.padding) {
-            let file = open_below(&self.base, &slot.rel, OpenMode::Write { create: true })?;
-            let len = file
-                .metadata()
-                .map_err(io_err(StorageOp::Stat, &slot.path))?
-                .len();
-            if len > slot.length && self.access != StorageAccess::ReadWriteTruncate {
-                // Grew since the look above: still not ours to cut.
-                return Err(StorageError::TooLong {
-                    path: slot.path.clone(),
-                    actual: len,
-                    expected: slot.length,
-                });
-            }
-            if len != slot.length {
-                file.set_len(slot.length)
-                    .map_err(io_err(StorageOp::Resize, &slot.path))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// For writable storage: the first file [`FileStorage::create_files`] must not touch
-    /// (longer than the torrent says without truncation allowed, a symbolic link, a
-    /// directory, FIFO, socket or device on its path), found by looking only. Lets a caller
-    /// refuse before spending time hashing. Read-only storage: always `Ok`.
+    /// For writable storage: the first file a write or [`FileStorage::create_files`] must
+    /// not touch (longer than the torrent says without truncation allowed, a symbolic link,
+    /// a directory, FIFO, socket or device on its path), found by looking only, at every
+    /// path although files are created lazily. Lets a caller refuse before spending time
+    /// hashing or anything is written. Read-only storage: always `Ok`.
     pub fn preflight_writes(&self) -> Result<(), StorageError> {
         if !self.access.writable() {
             return Ok(());
         }
         for report in self.inspect() {
-            match report.status {
-                FileStatus::WrongSize { actual }
-                    if actual > report.expected
-                        && self.access != StorageAccess::ReadWriteTruncate =>
-                {
-                    return Err(StorageError::TooLong {
-                        path: report.path,
-                        actual,
-                        expected: report.expected,
-                    });
-                }
-                FileStatus::Symlink { at } => return Err(StorageError::Symlink { path: at }),
-                // Something else where the file goes, or where a directory on its way goes.
-                FileStatus::NotRegular { at, kind } => {
-                    return Err(if at == report.path {
-                        StorageError::NotRegular { path: at, kind }
-                    } else {
-                        StorageError::NotADirectory { path: at, kind }
-                    });
-                }
-                _ => {}
+            if let Some(e) = self.refusal(report.path, report.expected, report.status) {
+                return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Why a writable storage must not touch the file at `path` whose status is `status`
+    /// (`expected`: the torrent's length for it), or `None` when it may.
+    pub(crate) fn refusal(
+        &self,
+        path: PathBuf,
+        expected: u64,
+        status: FileStatus,
+    ) -> Option<StorageError> {
+        match status {
+            FileStatus::WrongSize { actual }
+                if actual > expected && self.access != StorageAccess::ReadWriteTruncate =>
+            {
+                Some(StorageError::TooLong {
+                    path,
+                    actual,
+                    expected,
+                })
+            }
+            FileStatus::Symlink { at } => Some(StorageError::Symlink { path: at }),
+            // Something else where the file goes, or where a directory on its way goes.
+            FileStatus::NotRegular { at, kind } => Some(if at == path {
+                StorageError::NotRegular { path: at, kind }
+            } else {
+                StorageError::NotADirectory { path: at, kind }
+            }),
+            _ => None,
+        }
     }
 }

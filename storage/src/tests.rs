@@ -1003,6 +1003,7 @@ fn vectored_runs_of_blocks_span_files_and_padding() {
     );
 }
 
+mod lazy;
 mod safety;
 
 /// What the session is told for each real failure: the kind it may act on, and the

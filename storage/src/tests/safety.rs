@@ -4,7 +4,7 @@
 use super::*;
 
 /// Every path under `root` (relative), sorted: what a test compares before and after.
-fn tree(root: &Path) -> Vec<String> {
+pub(super) fn tree(root: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = fs::read_dir(dir) else {
             return;
