@@ -14,7 +14,9 @@
 //!   one being dialled). A tracker flood fills free places but cannot push out a user's
 //!   `--peer` or a peer that sent us data before.
 //! - At most `max_peers_per_torrent` peers are connected: at the limit a newcomer joins
-//!   only in the place of a peer evicted for it (`least_useful`), and at most one dial
+//!   only in the place of a peer evicted for it (`least_useful`; the session refuses a
+//!   newcomer whose IP was evicted as idle lately, and counts a returning one's idle time
+//!   from before it left, through [`Activity`]), and at most one dial
 //!   goes out past the limit, while a useless peer holds a slot (`dial_to_evict`).
 
 use std::net::SocketAddr;
