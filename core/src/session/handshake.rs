@@ -2,8 +2,8 @@
 //! to a torrent. The handshake is checked (protocol, info-hash we serve, not ourselves),
 //! then `admit_established` decides whether it joins: a peer id already connected is
 //! resolved in favour of the productive connection (a squatter never displaces it), and a
-//! full torrent takes a newcomer only in the place of a peer evicted for it (never for
-//! an address evicted as idle lately, which is remembered when evicted).
+//! full torrent takes a newcomer only in the place of a peer evicted for it, and never one
+//! whose address it evicted as idle lately (remembered at the eviction).
 
 use std::net::SocketAddr;
 
