@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use unchoke_core::tracker::server::SwarmQuota;
 use unchoke_driver::dht_node::DhtSettings;
 use unchoke_driver::{ClientConfig, DhtStatus};
 
@@ -32,6 +33,22 @@ pub(crate) struct DhtArgs {
     #[arg(long, value_name = "FILE")]
     nodes_file: Option<PathBuf>,
 
+    /// Most info-hashes whose announced peers the node stores. A new one beyond it evicts
+    /// the smallest, stalest swarm, so a flood of junk announces cannot lock an honest
+    /// swarm out: a new info-hash is never refused for this limit.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_swarms: u64,
+
+    /// Most new info-hashes one address may create in the store per
+    /// --swarm-quota-window; its further new ones are not stored while its announces into
+    /// existing swarms still are. 0 turns the quota off.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    max_swarms_per_ip: u32,
+
+    /// The sliding window of --max-swarms-per-ip, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    swarm_quota_window: u64,
+
     /// Seconds between status lines.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     report_every: u64,
@@ -52,6 +69,12 @@ pub(crate) fn run(args: &DhtArgs) -> Result<(), CliError> {
     let bootstrap = resolve_addrs("--bootstrap", &args.bootstrap).map_err(CliError::usage)?;
     let mut settings = DhtSettings::new(args.listen, bootstrap);
     settings.nodes_file = args.nodes_file.clone();
+    let store = &mut settings.config.peer_store;
+    store.max_hashes = usize::try_from(args.max_swarms).unwrap_or(usize::MAX);
+    store.quota = (args.max_swarms_per_ip > 0).then(|| SwarmQuota {
+        per_ip: args.max_swarms_per_ip,
+        window: Duration::from_secs(args.swarm_quota_window),
+    });
     let config = ClientConfig {
         // No torrents, so no peers to accept.
         listen: None,

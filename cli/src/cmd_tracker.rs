@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use unchoke_core::InfoHash;
-use unchoke_core::tracker::server::ServerConfig;
+use unchoke_core::tracker::server::{ServerConfig, SwarmQuota};
 use unchoke_driver::tracker_service::TrackerServiceConfig;
 
 use crate::cmd_transfer::interrupt_flag;
@@ -41,6 +41,24 @@ pub(crate) struct TrackerArgs {
     #[arg(long, value_name = "FILE")]
     whitelist: Option<PathBuf>,
 
+    /// Most swarms (info-hashes) tracked at once. A new swarm beyond it evicts the one
+    /// with the fewest peers, among equals the least recently announced, so a flood of
+    /// random info-hashes cannot lock honest torrents out: a new swarm is never refused for
+    /// this limit.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_swarms: u64,
+
+    /// Most new swarms one address (an IPv4 address, an IPv6 /64) may create per
+    /// --swarm-quota-window; its further new info-hashes are refused ("too many new
+    /// torrents from this address") while its announces into existing swarms still
+    /// work. 0 turns the quota off (then only --max-swarms bounds the swarms).
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    max_swarms_per_ip: u32,
+
+    /// The sliding window of --max-swarms-per-ip, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    swarm_quota_window: u64,
+
     /// The driver to run on.
     #[arg(long, value_enum, default_value = "mio")]
     runtime: Runtime,
@@ -63,6 +81,10 @@ pub(crate) fn run(args: &TrackerArgs) -> Result<(), String> {
         None => None,
     };
     let interval = Duration::from_secs(args.interval);
+    let swarm_quota = (args.max_swarms_per_ip > 0).then(|| SwarmQuota {
+        per_ip: args.max_swarms_per_ip,
+        window: Duration::from_secs(args.swarm_quota_window),
+    });
     let config = TrackerServiceConfig {
         http,
         udp,
@@ -70,6 +92,8 @@ pub(crate) fn run(args: &TrackerArgs) -> Result<(), String> {
             interval,
             min_interval: (interval / 4).max(Duration::from_secs(5)),
             whitelist,
+            max_swarms: usize::try_from(args.max_swarms).unwrap_or(usize::MAX),
+            swarm_quota,
             ..ServerConfig::default()
         },
         ..TrackerServiceConfig::default()

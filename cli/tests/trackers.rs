@@ -1,13 +1,14 @@
 //! Peers found through trackers, with no `--peer` given: `unchoke download` announcing to
 //! opentracker (Debian's, over HTTP and over UDP) to find a libtorrent seed, and
 //! `unchoke tracker` bringing a libtorrent seed, a Transmission leecher and an unchoke
-//! leecher together; plus `unchoke tracker`'s start-up errors.
+//! leecher together; plus `unchoke tracker`'s swarm quota and limits (announces from several
+//! loopback addresses) and its start-up errors.
 //!
 //! The swarm tests run once per `--runtime` (`mio::NAME`, `smol::NAME`, from
 //! `per_runtime!`). Addresses: 127.0.4.n (opentracker tests) and 127.0.5.n (`unchoke
 //! tracker` tests), n + 100 for smol, so the two variants, running at the same time, never
 //! share an address (Transmission keys peers by IP, trackers list peers by IP); the
-//! start-up error tests use 127.0.5.9 and .10. Every process is killed when its handle
+//! start-up error tests use 127.0.5.9 and .10, the swarm quota test 127.0.5.11-.14. Every process is killed when its handle
 //! drops, also when a test fails half-way.
 //!
 //! What the tools do that shapes these tests (see INTEROP-NOTES.md): opentracker serves
@@ -119,6 +120,7 @@ per_runtime!(
     finds_a_libtorrent_seed_through_opentracker_over_http,
     finds_a_libtorrent_seed_through_opentracker_over_udp,
     unchoke_tracker_brings_libtorrent_transmission_and_unchoke_together,
+    one_address_creates_at_most_its_quota_of_swarms_and_others_still_can,
 );
 
 fn finds_a_libtorrent_seed_through_opentracker_over_http(rt: Runtime) {
@@ -325,6 +327,115 @@ fn unchoke_tracker_brings_libtorrent_transmission_and_unchoke_together(rt: Runti
     );
 }
 
+/// Announces each info-hash in `hashes` (40 hex digits) over HTTP to the tracker at
+/// `http` from the local address `source` (Python's `http.client` binds the source; std's
+/// `TcpStream` cannot): per announce, the failure reason, or "" when it was accepted.
+fn announce_from(http: &str, source: &str, hashes: &[String]) -> Vec<String> {
+    const SCRIPT: &str = r#"
+import http.client, json, sys
+host, port = sys.argv[1].rsplit(":", 1)
+source = sys.argv[2]
+for n, h in enumerate(sys.argv[3:]):
+    q = "".join("%" + h[i:i + 2] for i in range(0, 40, 2))
+    conn = http.client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+    conn.request("GET", "/announce?info_hash=%s&peer_id=-UT0000-%012d&port=%d"
+                 "&uploaded=0&downloaded=0&left=0&compact=1" % (q, n, 6881 + n))
+    body = conn.getresponse().read()
+    conn.close()
+    print(json.dumps({"hash": h, "body": body.decode("latin-1")}), flush=True)
+"#;
+    let out = Command::new(PYTHON)
+        .args(["-c", SCRIPT, http, source])
+        .args(hashes)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "announces from {source}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("a JSON line");
+            let body: Vec<u8> = v["body"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .map(|c| c as u8)
+                .collect();
+            let reply = unchoke_core::bencode::decode(&body).expect("a bencoded reply");
+            let root = reply.as_dict().expect("a dictionary");
+            if root.get(b"failure reason".as_slice()).is_none() {
+                assert!(root.get(b"peers".as_slice()).is_some(), "{line}");
+            }
+            root.get(b"failure reason".as_slice())
+                .and_then(|r| r.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(lines.len(), hashes.len(), "one reply per announce");
+    lines
+}
+
+/// `unchoke tracker --max-swarms 4 --max-swarms-per-ip 3` on 127.0.5.11. Address .12
+/// announces five new info-hashes: three create swarms, the next two are refused with
+/// the quota's reason, and its announce into a swarm it already created still works.
+/// Address .13 then creates one (its own quota is untouched): four swarms, the maximum.
+/// Address .14 creates one more: not refused, the least recently announced one-peer swarm
+/// (.12's second) is evicted for it.
+fn one_address_creates_at_most_its_quota_of_swarms_and_others_still_can(rt: Runtime) {
+    let mut cmd = unchoke();
+    cmd.arg("tracker")
+        .args(rt.args())
+        .args(["--http", &format!("{}:0", ip(rt, 5, 11))])
+        .args(["--max-swarms", "4", "--max-swarms-per-ip", "3"])
+        .arg("--json");
+    let mut tracker = JsonProcess::spawn(&format!("unchoke tracker ({rt})"), cmd);
+    let listening = tracker.wait_event("listening", SHORT);
+    let http = listening["http"].as_str().expect("http addr").to_owned();
+    let hash = |n: u8| format!("{:02x}", 0xa0 + n).repeat(20);
+    let refused = "too many new torrents from this address: try again later";
+    // Peers the tracker lists for hash `n` (a swarm it does not track scrapes as none).
+    let peers =
+        |n: u8| common::tracker::scrape(&http, &hash(n)).map_or(0, |s| s.complete + s.incomplete);
+
+    let first: Vec<String> = (1..=5).map(hash).collect();
+    let said = announce_from(&http, &ip(rt, 5, 12), &first);
+    assert_eq!(said[..3], ["", "", ""], "within the quota: {said:?}");
+    assert_eq!(said[3..], [refused, refused], "past the quota: {said:?}");
+    for n in 1..=3 {
+        assert_eq!(peers(n), 1, "a swarm .12 created: {n}");
+    }
+    for n in 4..=5 {
+        assert_eq!(peers(n), 0, "no swarm for a refused hash {n}");
+    }
+    // Into a swarm it created: no new swarm, no quota spent.
+    assert_eq!(announce_from(&http, &ip(rt, 5, 12), &[hash(1)]), [""]);
+
+    assert_eq!(announce_from(&http, &ip(rt, 5, 13), &[hash(6)]), [""]);
+    assert_eq!(announce_from(&http, &ip(rt, 5, 14), &[hash(7)]), [""]);
+    for n in [1, 3, 6, 7] {
+        assert_eq!(peers(n), 1, "a swarm kept: {n}");
+    }
+    assert_eq!(
+        peers(2),
+        0,
+        "the least recently announced swarm was evicted for the fifth"
+    );
+
+    tracker.signal("INT");
+    assert_eq!(
+        tracker.wait_exit(SHORT).code(),
+        Some(130),
+        "{}",
+        tracker.dump()
+    );
+    let stopped = tracker.last("stopped").cloned().unwrap_or_default();
+    assert_eq!(stopped["swarms"], 4, "--max-swarms held: {stopped}");
+}
+
 /// `unchoke tracker ARGS --json`, expected to fail at start-up: its stderr.
 fn tracker_fails(args: &[&str]) -> String {
     let mut cmd = unchoke();
@@ -391,4 +502,20 @@ fn a_port_in_use_is_a_clear_bind_error() {
         said.contains("UDP") && said.contains(&addr) && said.contains("in use"),
         "the error names the socket, the address and the cause: {said}"
     );
+}
+
+#[test]
+fn swarm_limits_out_of_range_are_usage_errors() {
+    for (cmd, flag, value) in [
+        ("tracker", "--max-swarms", "0"),
+        ("tracker", "--max-swarms-per-ip", "2000000"),
+        ("tracker", "--swarm-quota-window", "0"),
+        ("dht", "--max-swarms", "0"),
+        ("dht", "--max-swarms-per-ip", "many"),
+    ] {
+        let out = common::run(&[cmd, flag, value, "--json"]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd} {flag} {value}: {said}");
+        assert!(said.contains(flag), "the error names {flag}: {said}");
+    }
 }

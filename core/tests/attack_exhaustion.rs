@@ -1,6 +1,7 @@
 //! Connection exhaustion and peer-id squatting, in virtual time: hostile peers that
-//! handshake and idle, partial handshakes kept refilled, and a squatter using an honest
-//! peer's id must not stop an honest download (admission, eviction and duplicate rules of
+//! handshake and idle (also reconnecting at once when evicted), partial handshakes kept
+//! refilled, and a squatter using an honest peer's id must not stop an honest download
+//! (admission, eviction, evicted-address memory and duplicate rules of
 //! `core/src/session/admission.rs`). Attackers are raw connections into a node's session,
 //! spoken for by the test; what the node sends them is dropped. Each test states its bound.
 
@@ -426,4 +427,127 @@ fn a_leecher_whose_slots_idle_attackers_fill_still_dials_its_seed() {
         .filter(|a| a.conn.is_some_and(|c| holds(&s, leecher, c)))
         .count();
     assert_eq!(still, limit - 1);
+}
+
+/// Twice as many attackers as the seed has slots handshake and idle, and every one not
+/// established (refused, or evicted for a newcomer) connects again at once, every 200 ms.
+/// An honest leecher dials the seed, and is told the seed's address again every 30 s (as
+/// a tracker's answer would) so its give-up after three refusals does not end the run.
+/// `memory` is `evicted_memory` (0: off). Returns how long the leecher took to complete
+/// (`None`: not within `limit`).
+fn reconnect_flood(memory: usize, limit: Duration) -> Option<Duration> {
+    let content = make_content(2 * 1024 * KIB, 10);
+    let rate = 512 * KIB;
+    let mut s = Swarm::new(content, 64 * KIB as u32, rate);
+    s.config.evicted_memory = memory;
+    let seed = s.add_seed(Behaviour::Honest);
+    let leecher = s.add_node(None, Behaviour::Honest);
+    let slots = s.config.max_peers_per_torrent;
+    let mut hostile = attackers(2 * slots);
+    for a in hostile.iter_mut() {
+        a.interested = false;
+    }
+    refill(&mut s, seed, &mut hostile);
+    let t = s.nodes[seed].torrent;
+    assert_eq!(s.nodes[seed].session.connections(t).len(), slots);
+    s.run_until(Duration::from_secs(1), |_| false);
+    let start = s.now;
+    let mut told = None;
+    while !s.is_complete(leecher) && s.now - start < limit {
+        if told.is_none_or(|at| s.now - at >= Duration::from_secs(30)) {
+            s.introduce_to(leecher, &[seed]);
+            told = Some(s.now);
+        }
+        refill(&mut s, seed, &mut hostile);
+        s.run_until(Duration::from_millis(200), |s| s.is_complete(leecher));
+    }
+    if !s.is_complete(leecher) {
+        return None;
+    }
+    assert!(s.disk_matches(leecher));
+    Some(s.now - start)
+}
+
+#[test]
+fn evicted_attackers_reconnecting_at_once_do_not_keep_an_honest_leecher_out() {
+    let content = make_content(2 * 1024 * KIB, 10);
+    let base = baseline(&content, 64 * KIB as u32, 512 * KIB);
+    // Bound, with the memory: the first 50 attackers idle out at 10 s and the other 50
+    // take their places (the evicted ones are remembered and refused while the seed is
+    // full); at 20 s every attacker outside is remembered, so the 50 inside, idle, stay
+    // until an honest newcomer evicts one. The leecher's dials at 0, 5 and 15 s find no
+    // idle peer or a young one; it is told the seed again at 30 s and gets in: 35 s plus
+    // 2× the baseline.
+    let bound = Duration::from_secs(35) + base * 2;
+    let with = reconnect_flood(1024, bound);
+    // Without it, the evicted attackers reconnect with a fresh grace each time and evict
+    // each other the moment any of them has idled 10 s: there is never an idle peer when
+    // the leecher's handshake arrives.
+    let limit = Duration::from_secs(120);
+    let without = reconnect_flood(0, limit);
+    println!(
+        "honest leecher under a reconnecting idle flood (baseline {base:?}): with the \
+         evicted-address memory {with:?}, without it {without:?} (None: not within \
+         {limit:?})"
+    );
+    assert!(
+        with.is_some(),
+        "with the memory the honest leecher completes within {bound:?} of virtual time \
+         (baseline {base:?}) while 100 idle attackers reconnect at once"
+    );
+    // Measurably worse without the memory: later by at least 30 s, or not at all.
+    assert!(
+        without.is_none_or(|w| with.is_some_and(|d| w >= d + Duration::from_secs(30))),
+        "without the memory the leecher does worse: {without:?} against {with:?}"
+    );
+}
+
+#[test]
+fn an_evicted_address_loses_only_its_grace_and_is_admitted_when_there_is_room() {
+    // A seed with two slots; three idle peers from distinct addresses (an honest seed
+    // connecting to a seed looks the same: nothing to exchange).
+    let mut s = Swarm::new(make_content(256 * KIB, 11), 64 * KIB as u32, 512 * KIB);
+    s.config.max_peers_per_torrent = 2;
+    let seed = s.add_seed(Behaviour::Honest);
+    let mut peers = attackers(4);
+    for a in peers.iter_mut() {
+        a.interested = false;
+    }
+    connect_and_handshake(&mut s, seed, &mut peers[0]);
+    connect_and_handshake(&mut s, seed, &mut peers[1]);
+    s.run_until(Duration::from_secs(10), |_| false);
+    // Idle for 10 s: p2 takes p0's place (the lowest id among equals).
+    connect_and_handshake(&mut s, seed, &mut peers[2]);
+    assert!(peers[2].conn.is_some_and(|c| holds(&s, seed, c)));
+    assert!(
+        !peers[0].conn.is_some_and(|c| holds(&s, seed, c)),
+        "p0 evicted"
+    );
+    // p0 comes back at once: full, and it may not evict p1 (idle 10 s too) to get in.
+    connect_and_handshake(&mut s, seed, &mut peers[0]);
+    assert!(
+        !peers[0].conn.is_some_and(|c| holds(&s, seed, c)),
+        "no fresh grace"
+    );
+    assert!(peers[1].conn.is_some_and(|c| holds(&s, seed, c)));
+    // p1 leaves: there is room, and p0 is admitted (no ban).
+    if let Some(c) = peers[1].conn {
+        let now = s.now;
+        s.nodes[seed].session.connection_closed(c, now);
+    }
+    s.run_until(Duration::from_millis(100), |_| false);
+    connect_and_handshake(&mut s, seed, &mut peers[0]);
+    assert!(
+        peers[0].conn.is_some_and(|c| holds(&s, seed, c)),
+        "admitted with room"
+    );
+    // A newcomer at once: p2 is young (0.1 s), but p0's idle time counts from before it
+    // left, so p0 is the one that goes.
+    connect_and_handshake(&mut s, seed, &mut peers[3]);
+    assert!(peers[3].conn.is_some_and(|c| holds(&s, seed, c)));
+    assert!(
+        !peers[0].conn.is_some_and(|c| holds(&s, seed, c)),
+        "p0 first to go"
+    );
+    assert!(peers[2].conn.is_some_and(|c| holds(&s, seed, c)));
 }

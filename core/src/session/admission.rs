@@ -25,6 +25,18 @@
 //!   goes first: neither interested nor interesting, then snubbed, then interested in us
 //!   while we want nothing from it, then interesting to us but choking us; ties go to the
 //!   longest idle. With none qualifying the newcomer is refused as before.
+//! - **Evicted addresses remembered** (`evicted_memory`, `evicted_memory_for`). The IP of
+//!   a peer evicted as idle is remembered per torrent, with when its idle time began,
+//!   for `evicted_memory_for` (at most `evicted_memory` entries; the oldest eviction is
+//!   forgotten first). It comes back without the grace: while the torrent is full it is
+//!   refused rather than admitted in the place of another idle peer, and when there is
+//!   room it is admitted with its idle time counted from before it left, so it is the
+//!   first to be evicted again. Without this an evicted attacker reconnects at once and
+//!   evicts the next idle peer with a fresh grace, the attackers keep every slot young,
+//!   and an honest newcomer never finds one to take. It is no ban: an honest peer that
+//!   was idle for good reason (a seed connecting to a seed) is admitted whenever there
+//!   is room and keeps its place as soon as it exchanges payload. Peers behind one NAT
+//!   share the memory of their IP.
 //! - **Duplicate peer ids** (`Session::handle_handshake`). Our own id is a connection to
 //!   ourselves whatever else holds. Another peer's id already connected on the torrent:
 //!   the established connection stays if it exchanged payload; an older one than
@@ -50,9 +62,10 @@
 //!   `ConnectFailed` per failed dial.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::time::Instant;
+use crate::torrent::Activity;
 use crate::vocab::{
     Action, ConnId, ConnectFailure, Direction, Event, PeerGone, SessionConfig, TorrentId,
 };
@@ -76,6 +89,9 @@ struct Open {
     doomed: bool,
     /// When a block was last handed out for it (`SendBlock`): we upload to it.
     block_sent: Option<Instant>,
+    /// Its IP was evicted as idle lately: its idle time counts from here, not from its
+    /// connection (see the module docs).
+    idle_from: Option<Instant>,
     /// Bytes handed to the driver and not yet accepted by the socket.
     unsent: usize,
     /// Bytes of `ReadBlock`s released and not yet answered by `disk_read_done`.
@@ -104,6 +120,18 @@ pub(crate) struct Admission {
     ready: VecDeque<Action>,
     /// Whether peer events are emitted ([`SessionConfig::peer_events`]).
     events: bool,
+    /// IPs evicted as idle, per torrent (see the module docs), bounded by
+    /// `evicted_memory`.
+    evicted: BTreeMap<(TorrentId, IpAddr), Evicted>,
+}
+
+/// What is remembered of an address evicted as idle.
+#[derive(Debug, Clone, Copy)]
+struct Evicted {
+    /// Since when it had exchanged no payload when it was evicted.
+    idle_since: Instant,
+    /// When it was evicted: it is forgotten `evicted_memory_for` later.
+    at: Instant,
 }
 
 /// What [`Admission::admit_inbound`] decided for a new inbound connection.
@@ -222,6 +250,7 @@ impl Admission {
                 since: now,
                 doomed: false,
                 block_sent: None,
+                idle_from: None,
                 unsent: 0,
                 reading: 0,
                 waiting_since: None,
@@ -235,11 +264,92 @@ impl Admission {
         });
     }
 
-    /// The connection finished its handshake.
-    pub(crate) fn established(&mut self, conn: ConnId) {
+    /// The connection finished its handshake and joined `torrent`. If its IP was evicted
+    /// as idle lately, its idle time counts from before it left.
+    pub(crate) fn established(
+        &mut self,
+        conn: ConnId,
+        torrent: TorrentId,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        let Some(o) = self.open.get(&conn) else {
+            return;
+        };
+        let idle_from = self.remembered(torrent, o.addr.ip(), config, now);
         if let Some(o) = self.open.get_mut(&conn) {
             o.handshaking = false;
+            o.idle_from = idle_from;
         }
+    }
+
+    /// What eviction needs to know of `conn` from here.
+    pub(crate) fn activity(&self, conn: ConnId) -> Activity {
+        self.open
+            .get(&conn)
+            .map(|o| Activity {
+                block_sent: o.block_sent,
+                idle_from: o.idle_from,
+            })
+            .unwrap_or_default()
+    }
+
+    /// A peer of `torrent` at `ip`, idle since `idle_since`, is evicted as idle at `now`:
+    /// remember it (see the module docs). At capacity, expired entries go first, then
+    /// the oldest eviction.
+    pub(crate) fn remember_evicted(
+        &mut self,
+        torrent: TorrentId,
+        ip: IpAddr,
+        idle_since: Instant,
+        config: &SessionConfig,
+        now: Instant,
+    ) {
+        if config.evicted_memory == 0 {
+            return;
+        }
+        let key = (torrent, ip);
+        if !self.evicted.contains_key(&key) && self.evicted.len() >= config.evicted_memory {
+            let ttl = config.evicted_memory_for;
+            self.evicted
+                .retain(|_, e| now.saturating_duration_since(e.at) < ttl);
+            while self.evicted.len() >= config.evicted_memory {
+                let oldest = self
+                    .evicted
+                    .iter()
+                    .min_by_key(|(k, e)| (e.at, **k))
+                    .map(|(k, _)| *k);
+                match oldest {
+                    Some(k) => self.evicted.remove(&k),
+                    None => break,
+                };
+            }
+        }
+        self.evicted.insert(
+            key,
+            Evicted {
+                idle_since,
+                at: now,
+            },
+        );
+    }
+
+    /// Since when `ip` had been idle when it was last evicted as idle from `torrent`, if
+    /// that is still remembered at `now`.
+    pub(crate) fn remembered(
+        &self,
+        torrent: TorrentId,
+        ip: IpAddr,
+        config: &SessionConfig,
+        now: Instant,
+    ) -> Option<Instant> {
+        if config.evicted_memory == 0 {
+            return None;
+        }
+        self.evicted
+            .get(&(torrent, ip))
+            .filter(|e| now.saturating_duration_since(e.at) < config.evicted_memory_for)
+            .map(|e| e.idle_since)
     }
 
     /// The connection ended (`reason`): forget it and announce it, once.
@@ -564,10 +674,10 @@ mod tests {
         }
         assert_eq!(a.admit_inbound(one(3), &cfg, at(0)), Inbound::Refuse);
         // Once one finished its handshake, one more from that IP, and no fourth.
-        a.established(ConnId(1));
+        a.established(ConnId(1), TorrentId(0), &cfg, at(0));
         assert_eq!(a.admit_inbound(one(3), &cfg, at(0)), Inbound::Admit);
         a.opened(ConnId(3), one(3), Direction::Inbound, at(0));
-        a.established(ConnId(3));
+        a.established(ConnId(3), TorrentId(0), &cfg, at(0));
         assert_eq!(a.admit_inbound(one(4), &cfg, at(0)), Inbound::Refuse);
         // Fill the pool (4 handshaking) from other IPs, at 1 s and 2 s.
         for (c, last, t) in [(4, 2, 1), (5, 3, 2), (6, 4, 2)] {
@@ -592,5 +702,60 @@ mod tests {
             a.admit_inbound(later, &cfg, at(2)),
             Inbound::Replace(ConnId(4))
         );
+    }
+
+    #[test]
+    fn evicted_addresses_are_remembered_bounded_and_forgotten_in_time() {
+        let cfg = SessionConfig {
+            evicted_memory: 2,
+            evicted_memory_for: Duration::from_secs(300),
+            ..SessionConfig::default()
+        };
+        let mut a = Admission::new(&cfg);
+        let (t, other) = (TorrentId(0), TorrentId(1));
+        let ip = |last| IpAddr::from([10, 0, 0, last]);
+        let at = Instant::from_secs;
+        a.remember_evicted(t, ip(1), at(0), &cfg, at(10));
+        a.remember_evicted(t, ip(2), at(5), &cfg, at(20));
+        assert_eq!(a.remembered(t, ip(1), &cfg, at(30)), Some(at(0)));
+        assert_eq!(
+            a.remembered(other, ip(1), &cfg, at(30)),
+            None,
+            "per torrent"
+        );
+        // Full: a third eviction forgets the oldest one (ip 1).
+        a.remember_evicted(t, ip(3), at(25), &cfg, at(40));
+        assert_eq!(a.remembered(t, ip(1), &cfg, at(40)), None);
+        assert_eq!(a.remembered(t, ip(2), &cfg, at(40)), Some(at(5)));
+        assert_eq!(a.evicted.len(), 2);
+        // Forgotten `evicted_memory_for` after the eviction.
+        assert_eq!(a.remembered(t, ip(2), &cfg, at(319)), Some(at(5)));
+        assert_eq!(a.remembered(t, ip(2), &cfg, at(320)), None);
+        // A returning address's connection carries its old idle start.
+        a.opened(
+            ConnId(7),
+            SocketAddr::new(ip(3), 1),
+            Direction::Inbound,
+            at(50),
+        );
+        a.established(ConnId(7), t, &cfg, at(50));
+        assert_eq!(a.activity(ConnId(7)).idle_from, Some(at(25)));
+        a.opened(
+            ConnId(8),
+            SocketAddr::new(ip(9), 1),
+            Direction::Inbound,
+            at(50),
+        );
+        a.established(ConnId(8), t, &cfg, at(50));
+        assert_eq!(a.activity(ConnId(8)).idle_from, None);
+        // Capacity 0: nothing is remembered.
+        let off = SessionConfig {
+            evicted_memory: 0,
+            ..cfg.clone()
+        };
+        let mut b = Admission::new(&off);
+        b.remember_evicted(t, ip(1), at(0), &off, at(10));
+        assert_eq!(b.remembered(t, ip(1), &off, at(10)), None);
+        assert!(b.evicted.is_empty());
     }
 }

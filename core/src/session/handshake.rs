@@ -2,7 +2,8 @@
 //! to a torrent. The handshake is checked (protocol, info-hash we serve, not ourselves),
 //! then `admit_established` decides whether it joins: a peer id already connected is
 //! resolved in favour of the productive connection (a squatter never displaces it), and a
-//! full torrent takes a newcomer only in the place of a peer evicted for it.
+//! full torrent takes a newcomer only in the place of a peer evicted for it, and never one
+//! whose address it evicted as idle lately (remembered at the eviction).
 
 use std::net::SocketAddr;
 
@@ -79,7 +80,18 @@ impl Session {
             return false;
         }
         self.handshaking.remove(&conn);
-        self.admission.established(conn);
+        if let Some(Replace::Evict(old)) = replace {
+            // Remembered before it goes, so it cannot come back with a fresh grace.
+            let gone = self
+                .torrents
+                .get(&tid)
+                .and_then(|t| t.idle_since(old, self.admission.activity(old)));
+            if let Some((old_addr, idle_since)) = gone {
+                self.admission
+                    .remember_evicted(tid, old_addr.ip(), idle_since, &self.config, now);
+            }
+        }
+        self.admission.established(conn, tid, &self.config, now);
         if direction == Direction::Inbound {
             let mut hs = BytesMut::with_capacity(68);
             Handshake {
@@ -111,7 +123,7 @@ impl Session {
     /// (the duplicate-id and eviction rules of `admission.rs`): `(Some(reason), _)` refuses
     /// it. Checked in this order: our own id (a connection to ourselves, whatever else
     /// holds, so it never touches the real peer), a banned address, a peer id already
-    /// connected, the torrent's connection limit.
+    /// connected, the torrent's connection limit (with the evicted-address memory).
     fn admit_established(
         &self,
         tid: TorrentId,
@@ -173,8 +185,17 @@ impl Session {
         if torrent.peer_count() < self.config.max_peers_per_torrent {
             return (None, None);
         }
+        // An address evicted as idle lately gets no grace: it does not take another idle
+        // peer's place (it is admitted when there is room).
+        if self
+            .admission
+            .remembered(tid, addr.ip(), &self.config, now)
+            .is_some()
+        {
+            return (Some(DisconnectReason::TooManyConnections), None);
+        }
         let admission = &self.admission;
-        match torrent.least_useful(&self.config, now, |c| admission.last_block_sent(c)) {
+        match torrent.least_useful(&self.config, now, |c| admission.activity(c)) {
             Some(victim) => (None, Some(Replace::Evict(victim))),
             None => (Some(DisconnectReason::TooManyConnections), None),
         }

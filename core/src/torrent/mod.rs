@@ -41,6 +41,7 @@ mod trust;
 mod upload;
 mod write_budget;
 
+pub(crate) use peer_set::Activity;
 pub(crate) use write_budget::WriteBudget;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -14,7 +14,9 @@
 //!   one being dialled). A tracker flood fills free places but cannot push out a user's
 //!   `--peer` or a peer that sent us data before.
 //! - At most `max_peers_per_torrent` peers are connected: at the limit a newcomer joins
-//!   only in the place of a peer evicted for it (`least_useful`), and at most one dial
+//!   only in the place of a peer evicted for it (`least_useful`; the session refuses a
+//!   newcomer whose IP was evicted as idle lately, and counts a returning one's idle time
+//!   from before it left, through [`Activity`]), and at most one dial
 //!   goes out past the limit, while a useless peer holds a slot (`dial_to_evict`).
 
 use std::net::SocketAddr;
@@ -38,6 +40,28 @@ pub(super) struct Candidate {
     pub(super) connected: bool,
     /// The best source that named it (see the module's invariants).
     pub(super) source: PeerSource,
+}
+
+/// What the session, not the torrent, knows of a connection's activity, for eviction.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Activity {
+    /// When we last handed a block out for it: we upload to it.
+    pub(crate) block_sent: Option<Instant>,
+    /// Its idle time counts from here rather than from its connection: its IP was
+    /// evicted as idle lately and came back (see `session/admission.rs`).
+    pub(crate) idle_from: Option<Instant>,
+}
+
+/// When `p` last exchanged payload with us, as far as eviction is concerned: its last
+/// block either way, else when it connected (or, for a returning evicted address, when
+/// its idle time began before it left).
+fn last_payload(p: &Peer, activity: Activity) -> Instant {
+    let start = activity.idle_from.unwrap_or(p.connected_at);
+    [Some(start), p.last_block, activity.block_sent]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(start)
 }
 
 impl Torrent {
@@ -405,20 +429,36 @@ impl Torrent {
     }
 
     /// The peer to evict so a newcomer fits a full torrent, if one qualifies (the rule is
-    /// documented in `session/admission.rs`). `block_sent` tells when we last handed a
-    /// block out to a connection. Qualifies: no payload either way for `evict_idle_after`
-    /// (counted from the connection when there was none), so a peer that uploads to us or
-    /// that we upload to is never chosen. Order: neither interested nor interesting, then
-    /// snubbed, then interested in us while we want nothing from it, then interesting but
-    /// choking us; then the longest idle; then the lowest id (determinism).
+    /// documented in `session/admission.rs`). `activity` tells what the session knows of
+    /// a connection (when we last handed it a block, and whether its idle time counts
+    /// from before it connected). Qualifies: no payload either way for
+    /// `evict_idle_after` (counted from the connection when there was none), so a peer
+    /// that uploads to us or that we upload to is never chosen. Order: neither interested
+    /// nor interesting, then snubbed, then interested in us while we want nothing from
+    /// it, then interesting but choking us; then the longest idle; then the lowest id
+    /// (determinism).
     pub(crate) fn least_useful(
         &self,
         config: &SessionConfig,
         now: Instant,
-        block_sent: impl Fn(ConnId) -> Option<Instant>,
+        activity: impl Fn(ConnId) -> Activity,
     ) -> Option<ConnId> {
-        self.eviction_candidate(config, now, block_sent)
+        self.eviction_candidate(config, now, activity)
             .map(|(_, conn)| conn)
+    }
+
+    /// Since when the peer on `conn` exchanged no payload with us (its connection, or
+    /// `activity.idle_from` for a returning evicted address, or its last block either
+    /// way, whichever is latest), and its address: what the session remembers when it
+    /// evicts it as idle.
+    pub(crate) fn idle_since(
+        &self,
+        conn: ConnId,
+        activity: Activity,
+    ) -> Option<(SocketAddr, Instant)> {
+        self.peers
+            .get(&conn)
+            .map(|p| (p.addr, last_payload(p, activity)))
     }
 
     /// [`Self::least_useful`] with its class: 0 neither interested nor interesting, 1
@@ -428,17 +468,12 @@ impl Torrent {
         &self,
         config: &SessionConfig,
         now: Instant,
-        block_sent: impl Fn(ConnId) -> Option<Instant>,
+        activity: impl Fn(ConnId) -> Activity,
     ) -> Option<(u8, ConnId)> {
         self.peers
             .iter()
             .filter_map(|(&conn, p)| {
-                let last_payload = [Some(p.connected_at), p.last_block, block_sent(conn)]
-                    .into_iter()
-                    .flatten()
-                    .max()
-                    .unwrap_or(p.connected_at);
-                let idle = now.saturating_duration_since(last_payload);
+                let idle = now.saturating_duration_since(last_payload(p, activity(conn)));
                 if idle < config.evict_idle_after {
                     return None;
                 }
@@ -475,7 +510,7 @@ impl Torrent {
             && !busy
             && config.max_connecting > 0
             && self
-                .eviction_candidate(config, now, |_| None)
+                .eviction_candidate(config, now, |_| Activity::default())
                 .is_some_and(|(class, _)| class <= 1);
         usize::from(may)
     }

@@ -153,6 +153,20 @@ pub struct SessionConfig {
     /// (default 5 s), so a
     /// squatter that took a peer's id first cannot lock the real peer out.
     pub duplicate_grace: Duration,
+    /// How many addresses (IPs, per torrent) evicted as idle the session remembers
+    /// (default 1,024; 0 turns the memory off). A remembered IP that comes back gets no
+    /// fresh `evict_idle_after` grace: while its torrent is full it may not evict another
+    /// idle peer to get in, and once admitted its idle time counts from its last payload
+    /// before the eviction, so it is the first to go. Without it an idle attacker evicted
+    /// for a newcomer reconnects at once, evicts the next idle peer, and attackers keep
+    /// every slot young so an honest newcomer never finds one to take. It is not a ban:
+    /// a remembered peer is admitted whenever there is room. When more are evicted, the
+    /// oldest eviction is forgotten first.
+    pub evicted_memory: usize,
+    /// How long an address evicted as idle is remembered (default 5 min): long enough to
+    /// outlast an attacker's reconnection loop, short enough that an honest peer that was
+    /// idle for good reason (a seed connecting to a seed) gets its grace back.
+    pub evicted_memory_for: Duration,
     /// Whether the session emits the peer events a UI shows
     /// ([`super::Event::PeerConnected`], [`super::Event::PeerDisconnected`],
     /// [`super::Event::ConnectFailed`]), once each. Off, the only events are about
@@ -252,6 +266,8 @@ impl Default for SessionConfig {
             max_inbound_per_ip: 8,
             evict_idle_after: Duration::from_secs(10),
             duplicate_grace: Duration::from_secs(5),
+            evicted_memory: 1024,
+            evicted_memory_for: Duration::from_secs(300),
             peer_events: false,
             send_accounting: false,
             max_unsent_bytes: 16 << 20,
