@@ -136,6 +136,7 @@ class Dialler:
         self.counters = dict(opened=0, dropped=0, failed=0, bytes_read=0, requests=0, blocks=0)
         self.tokens = float(args.rate)
         self.ready_said = False
+        self.cursor = 0
         self.last_read = time.monotonic()
         if args.mode == "slow":
             if not args.length or not args.piece_length:
@@ -315,7 +316,11 @@ class Dialler:
                 break
             self.tokens = min(float(self.args.rate), self.tokens + (now - last) * self.args.rate)
             last = now
-            for slot in self.slots:
+            # Round robin from where the last pass stopped: with more slots than the
+            # dial rate allows, every slot still gets its turn.
+            n = len(self.slots)
+            order = [self.slots[(self.cursor + k) % n] for k in range(n)]
+            for slot in order:
                 if slot.state == "connecting" and now - slot.since >= CONNECT_TIMEOUT:
                     # A dial the victim's full backlog leaves unanswered: try again.
                     self.counters["failed"] += 1
@@ -326,6 +331,7 @@ class Dialler:
                     and (not slot.tried or now - slot.since >= self.args.reconnect_delay)
                 ):
                     self.tokens -= 1.0
+                    self.cursor = slot.index + 1
                     self.dial(slot)
             for key, mask in self.sel.select(timeout=TICK):
                 slot = key.data
