@@ -117,6 +117,32 @@ impl JsonProcess {
         }
     }
 
+    /// Waits (at most `timeout`) for a line whose `"event"` is `event`, like
+    /// [`Self::wait_event`], but returns `None` (instead of panicking) on time-out or
+    /// exit, so a test can gather its evidence before it fails.
+    pub fn try_wait_event(&mut self, event: &str, timeout: Duration) -> Option<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if v["event"] == event {
+                        return Some(v);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Moves every line printed so far into `seen`, without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+    }
+
     /// Waits (at most `timeout`) for the process to exit; panics if it does not. Lines it
     /// printed are kept in `seen`.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
