@@ -14,8 +14,11 @@
 //!   they send to us (`download_rate`); while seeding, by the rate at which we send to them
 //!   (`upload_rate`, which the caller measures as what their sockets took). A peer that
 //!   **wasted a slot** ([`PeerChokeInfo::wasted_slot`]) ranks after every peer that did not,
-//!   whatever the rates; ties go to the peer connected longest (so peers not yet tried are
-//!   tried in the order they came, and a stream of newcomers cannot starve one that waits).
+//!   whatever the rates; ties go to the peer connected last (so a peer not yet tried is
+//!   tried before the untried ones that were already there: an honest peer that joins a
+//!   seed held by attackers that never ask is served at once rather than after all of
+//!   them; a stream of newcomers is bounded by admission, and the optimistic slot still
+//!   reaches a peer that waits).
 //! - **Optimistic unchoke**: every [`ChokerConfig::optimistic_every`] rounds (3, i.e. 30 s,
 //!   starting with the first round) the optimistic slot is redrawn among interested peers that
 //!   did not get a regular slot, snubbed peers included. The previous optimistic peer is left
@@ -464,7 +467,7 @@ fn normalise(peers: &[PeerChokeInfo]) -> Vec<&PeerChokeInfo> {
 }
 
 /// Keys of `candidates` (sorted by key) best first: peers that wasted no slot before those
-/// that did, then by rate, then the longest connected first; remaining ties (peers that
+/// that did, then by rate, then the last connected first; remaining ties (peers that
 /// connected at the same instant) broken by a shuffle.
 fn rank(mut candidates: Vec<&PeerChokeInfo>, seeding: bool, rng: &mut fastrand::Rng) -> Vec<u32> {
     rng.shuffle(&mut candidates);
@@ -472,7 +475,7 @@ fn rank(mut candidates: Vec<&PeerChokeInfo>, seeding: bool, rng: &mut fastrand::
         (
             p.wasted_slot,
             std::cmp::Reverse(p.rate(seeding)),
-            p.connected_at,
+            std::cmp::Reverse(p.connected_at),
         )
     });
     candidates.into_iter().map(|p| p.key).collect()
@@ -780,7 +783,7 @@ mod tests {
     }
 
     #[test]
-    fn ties_go_to_the_peer_connected_longest() {
+    fn ties_go_to_the_peer_connected_last() {
         let mut rng = fastrand::Rng::with_seed(16);
         let mut c = choker();
         // Twelve peers, none measured yet, connected one second apart, key order reversed.
@@ -792,7 +795,7 @@ mod tests {
             })
             .collect();
         let d = c.on_timeout(T0, true, &peers, &mut rng).unwrap();
-        assert_eq!(d.regular, vec![8, 9, 10, 11]);
+        assert_eq!(d.regular, vec![0, 1, 2, 3]);
     }
 
     #[test]

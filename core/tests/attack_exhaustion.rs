@@ -144,10 +144,12 @@ fn idle_flood(
 
 #[test]
 fn three_hundred_idle_peers_are_evicted_for_an_honest_leecher_that_completes() {
-    // Bound: the attackers hold their slots for `evict_idle_after` (10 s) before any may
-    // be evicted, and the leecher redials after 5 s and 10 s (its third dial, 15 s on,
-    // gets in); then it downloads at the baseline's pace: 30 s plus 2× the baseline.
-    let bound = |base: Duration| Duration::from_secs(30) + base * 2;
+    // Bound: the attackers, useless to the seed, hold their slots for
+    // `evict_useless_after` (3 s) before any may be evicted; the leecher's first dial
+    // (1 s into the attack) is refused and its second, 5 s on, gets in; then it downloads
+    // at the baseline's pace: 15 s plus 2× the baseline (measured: 10 s; 21 s with the
+    // full 10 s grace for useless peers).
+    let bound = |base: Duration| Duration::from_secs(15) + base * 2;
     let (took, base) = idle_flood(false, bound);
     eprintln!("idlers: took {took:?}, baseline {base:?}");
     assert!(
@@ -162,11 +164,11 @@ fn three_hundred_idle_peers_are_evicted_for_an_honest_leecher_that_completes() {
 fn interested_idle_peers_are_evicted_too_and_the_leecher_completes() {
     // Half the attackers say `interested` and never request: eviction lets the leecher in
     // as above, then the seed's slots must reach it. Each idler holds a slot for one slot
-    // trial (5 s), is found wasting it and ranks last from then on; untried peers are tried
-    // in the order they came, so the leecher waits at most for the 25 idlers that came
-    // before it: ⌈25 / 4⌉ = 7 trials, 35 s. Bound: the one above plus 35 s (measured: 34 s;
-    // it was ~83 s when slots went by rate alone and idlers were never told apart).
-    let bound = |base: Duration| Duration::from_secs(30 + 35) + base * 2;
+    // trial (2–3 s), is found wasting it and ranks last from then on; among peers not yet
+    // tried the last to connect goes first, so the leecher waits at most one trial for a
+    // slot held by an idler. Bound: the one above plus 5 s (it was ~83 s when slots went
+    // by rate alone and idlers were never told apart).
+    let bound = |base: Duration| Duration::from_secs(15 + 5) + base * 2;
     let (took, base) = idle_flood(true, bound);
     eprintln!("interested idlers: took {took:?}, baseline {base:?}");
     assert!(

@@ -109,8 +109,8 @@ fn attack(limit: Duration) -> Outcome {
 #[test]
 fn honest_leecher_completes_within_three_baselines_while_slow_readers_attack() {
     let base = baseline();
-    // Bound: 2× the unattacked download plus one slot trial (5 s: the longest a slow
-    // reader keeps a slot the honest leecher asks for). Measured: the baseline itself (the
+    // Bound: 2× the unattacked download plus 5 s (two slot trials of 2–3 s: the longest a
+    // slow reader keeps a slot the honest leecher asks for). Measured: the baseline itself (the
     // slow readers were all judged during the head start, so the leecher's interest takes
     // a slot from one of them at once).
     let bound = base * 2 + Duration::from_secs(5);

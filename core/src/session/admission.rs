@@ -13,7 +13,7 @@
 //!   dropped ([`DisconnectReason::TooManyConnections`]) to make room. An honest peer
 //!   handshakes within a round trip, so the oldest silent socket is the one least likely
 //!   to be honest; refusing the newcomer instead would let 100 sockets kept refilled by an
-//!   attacker lock every honest peer out. One younger than a second is left alone (the
+//!   attacker lock every honest peer out. One younger than 250 ms is left alone (the
 //!   newcomer is refused then). Inbound handshakes also get the shorter
 //!   `inbound_handshake_timeout`.
 //! - **Eviction when full** (decided in `torrent/peer_set.rs`, `least_useful`, with the
@@ -21,7 +21,10 @@
 //!   one completes its handshake, a connected peer is evicted for it if one qualifies:
 //!   no payload exchanged either way for `evict_idle_after` (counted from its connection
 //!   if it never exchanged any), so a peer that uploads to us or that we upload to is never
-//!   evicted, and a newcomer gets that long to prove itself. Among those, the least useful
+//!   evicted, and a newcomer gets that long to prove itself — only `evict_useless_after`
+//!   (3 s) if it is useless: neither interested nor interesting, or interested but it
+//!   took nothing from an upload slot it was given (a wasted slot, `torrent/choking.rs`)
+//!   while we want nothing from it. Among those, the least useful
 //!   goes first: neither interested nor interesting, then snubbed, then interested in us
 //!   while we want nothing from it, then interesting to us but choking us; ties go to the
 //!   longest idle. With none qualifying the newcomer is refused as before.
@@ -71,10 +74,13 @@ use crate::vocab::{
 };
 
 /// How long a handshaking connection is left alone before a newcomer may take its place
-/// in a full pool: an honest handshake takes a round trip, which this covers with margin,
-/// so a burst of honest peers arriving together is refused (and redials) rather than
-/// cutting each other off mid-handshake.
-const FLOOD_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+/// in a full pool: an honest handshake takes a round trip, which this covers for most
+/// paths, so a burst of honest peers arriving together is refused (and redials) rather
+/// than cutting each other off mid-handshake. Not longer: an attacker refilling the pool
+/// faster than the pool's size per this age keeps every entry younger than it, and then
+/// every newcomer — the honest one too — is refused. With the 100-slot pool an attacker
+/// needs 400 new sockets a second to do that at 250 ms (100 a second at 1 s).
+const FLOOD_MIN_AGE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A connection the driver opened and the session admitted.
 #[derive(Debug)]
@@ -692,10 +698,11 @@ mod tests {
             Inbound::Replace(ConnId(2))
         );
         a.opened(ConnId(7), new, Direction::Inbound, at(2));
-        // Asked as of 1.5 s, the next oldest (conn 4, open since 1 s) is too young: refused.
+        // Asked as of 1.2 s, the next oldest (conn 4, open since 1 s) is too young
+        // (under 250 ms): refused.
         let later = SocketAddr::from(([10, 0, 0, 10], 1));
         assert_eq!(
-            a.admit_inbound(later, &cfg, Instant::from_millis(1500)),
+            a.admit_inbound(later, &cfg, Instant::from_millis(1200)),
             Inbound::Refuse
         );
         assert_eq!(

@@ -8,18 +8,20 @@
 //! the queue would keep it in its slot. Without accounting (a harness that delivers
 //! everything at once) the two are the same, and the queued rate is used.
 //!
-//! **Slot trials (wasted slots).** A slot is worth what the peer takes from it. Each unchoke
-//! starts a trial; once the peer has held the slot for `slot_trial` (5 s), it is judged on
-//! the bytes its socket took since the unchoke — or, after a whole rate window (20 s), on
-//! its current rate — against `slow_reader_rate` (16 KiB/s): below it, the peer **wasted
-//! its slot** (it reads at a trickle, or it said it was interested and asks for nothing),
-//! unless it sends us at least that rate itself (while leeching, a generous partner keeps
-//! its tit-for-tat slot however it reads; a seed downloads nothing, so this spares no one
-//! there). At or above it, the mark is cleared. The mark is judged only while the peer is
-//! unchoked (a choked peer shows nothing new), so it sticks until the optimistic slot shows
-//! the peer taking more. A marked peer ranks after every unmarked one and its regular slot
-//! goes at once (at the next tick, not the next round) to an interested peer that wasted
-//! none ([`crate::choker::Choker::refill`]).
+//! **Slot trials (wasted slots).** A slot is worth what the peer takes from it. While a
+//! peer is unchoked it is judged at the end of every trial window of `slot_trial` (2 s),
+//! the first starting with the unchoke, on the bytes its socket took in that window
+//! against `slow_reader_rate` (16 KiB/s): below it, the peer **wasted its slot** (it reads
+//! at a trickle, or it said it was interested and asks for nothing), unless it sends us at
+//! least that rate itself (while leeching, a generous partner keeps its tit-for-tat slot
+//! however it reads; a seed downloads nothing, so this spares no one there). At or above
+//! it, the mark is cleared. Window by window rather than since the unchoke: a slow
+//! reader's first window looks fast while the kernel's send buffer (megabytes on a fast
+//! link) fills, and only the next shows its reading. The mark is judged only while the
+//! peer is unchoked (a choked peer shows nothing new), so it sticks until the optimistic
+//! slot shows the peer taking more. A marked peer ranks after every unmarked one and its
+//! regular slot goes at once (at the next tick, not the next round) to an interested peer
+//! that wasted none ([`crate::choker::Choker::refill`]).
 //!
 //! Why a relative rank rather than taking the slot away: the floor alone cannot tell a
 //! slow reader from our own saturated uplink (with 50 KiB/s up, five unchoked peers take
@@ -33,7 +35,6 @@
 use super::{Ctx, Torrent};
 use crate::choker::{ChokeDecision, PeerChokeInfo, RoundKind};
 use crate::picker::PeerKey;
-use crate::rate::CHOKE_WINDOW;
 use crate::time::Instant;
 use crate::vocab::SessionConfig;
 use crate::vocab::{Action, Event};
@@ -149,20 +150,18 @@ impl Torrent {
             if held < config.slot_trial {
                 continue;
             }
-            let rate = if held >= CHOKE_WINDOW {
-                if config.send_accounting {
-                    peer.accepted.rate(now)
-                } else {
-                    peer.upload.rate(now)
-                }
-            } else {
-                let taken = peer
-                    .taken(config.send_accounting)
-                    .saturating_sub(slot.taken_before);
-                let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX).max(1);
-                u64::try_from(u128::from(taken) * 1_000_000 / u128::from(micros))
-                    .unwrap_or(u64::MAX)
-            };
+            // The rate over this trial window only, then a new window starts: what the
+            // socket took long ago (a send buffer filled at once, a fast start) says
+            // nothing about how it reads now.
+            let taken_now = peer.taken(config.send_accounting);
+            let taken = taken_now.saturating_sub(slot.taken_before);
+            let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX).max(1);
+            let rate = u64::try_from(u128::from(taken) * 1_000_000 / u128::from(micros))
+                .unwrap_or(u64::MAX);
+            peer.slot = Some(SlotTrial {
+                since: now,
+                taken_before: taken_now,
+            });
             // Marked on evidence (a whole trial below the floor), cleared on evidence (at or
             // above it); a peer still in its trial keeps what it had.
             if rate >= config.slow_reader_rate {
@@ -176,10 +175,11 @@ impl Torrent {
     }
 }
 
-/// One unchoke of a peer, judged at every tick once it lasted `SessionConfig::slot_trial`.
+/// The current trial window of an unchoked peer: judged once it lasted
+/// `SessionConfig::slot_trial`, then the next window starts.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SlotTrial {
-    /// When the unchoke was sent.
+    /// When the window began: the unchoke, or the end of the previous window.
     pub(super) since: Instant,
     /// What the peer had taken from us by then ([`super::Peer::taken`]).
     pub(super) taken_before: u64,

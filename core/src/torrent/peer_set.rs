@@ -432,8 +432,10 @@ impl Torrent {
     /// documented in `session/admission.rs`). `activity` tells what the session knows of
     /// a connection (when we last handed it a block, and whether its idle time counts
     /// from before it connected). Qualifies: no payload either way for
-    /// `evict_idle_after` (counted from the connection when there was none), so a peer
-    /// that uploads to us or that we upload to is never chosen. Order: neither interested
+    /// `evict_idle_after` (counted from the connection when there was none), or only
+    /// `evict_useless_after` for a useless peer (neither interested nor interesting, or
+    /// interested in us but it wasted the upload slot it was given), so a peer that
+    /// uploads to us or that we upload to is never chosen. Order: neither interested
     /// nor interesting, then snubbed, then interested in us while we want nothing from
     /// it, then interesting but choking us; then the longest idle; then the lowest id
     /// (determinism).
@@ -474,9 +476,6 @@ impl Torrent {
             .iter()
             .filter_map(|(&conn, p)| {
                 let idle = now.saturating_duration_since(last_payload(p, activity(conn)));
-                if idle < config.evict_idle_after {
-                    return None;
-                }
                 let snubbed = p
                     .snub_clock
                     .is_some_and(|s| now.saturating_duration_since(s) >= config.choker.snub_after);
@@ -489,6 +488,17 @@ impl Torrent {
                 } else {
                     3
                 };
+                // Useless: wants nothing and offers nothing, or wants something yet took
+                // nothing from an upload slot we gave it: the short grace.
+                let useless = class == 0 || (class == 2 && p.wasted_slot);
+                let grace = if useless {
+                    config.evict_useless_after.min(config.evict_idle_after)
+                } else {
+                    config.evict_idle_after
+                };
+                if idle < grace {
+                    return None;
+                }
                 Some((class, std::cmp::Reverse(idle), conn))
             })
             .min()

@@ -41,17 +41,19 @@ pub struct SessionConfig {
     /// behind its own slow reading.
     pub upload_request_timeout: Duration,
     /// The floor of a useful upload slot, in bytes per second (default 16 KiB/s; 0 turns
-    /// the rule off). A peer that took less than this from a whole
-    /// [`SessionConfig::slot_trial`] while unchoked (its socket read slowly, or it asked
+    /// the rule off). A peer that took less than this in a
+    /// [`SessionConfig::slot_trial`] window while unchoked (its socket read slowly, or it asked
     /// for nothing) and sends us less than this itself **wasted its slot**: it ranks after
     /// every peer that did not, and its regular slot goes at once to one of those (see
     /// `torrent/choking.rs`). It still fills a slot no one else wants, so when our own
     /// uplink keeps every peer below the floor the slots stay full.
     pub slow_reader_rate: u64,
-    /// How long an unchoked peer holds its slot before it is judged against
-    /// [`SessionConfig::slow_reader_rate`] (default 5 s): long enough for any honest peer to
-    /// ask and read a few blocks, short enough that slots held by peers that never ask
-    /// turn over several times per 10 s choke round.
+    /// The window an unchoked peer is judged over against
+    /// [`SessionConfig::slow_reader_rate`], window after window while it holds its slot
+    /// (default 2 s; judged on the session's 1 s tick, so 2–3 s): long enough for any
+    /// honest peer to ask and read 32 KiB, short enough that a slot held by a peer that
+    /// never asks, or reads at a trickle once the kernel's send buffer is full, turns over
+    /// within a few seconds rather than a 10 s choke round.
     pub slot_trial: Duration,
     /// Seconds of a peer's measured download rate to keep requested ahead (pipeline depth =
     /// rate × this / 16 KiB), so a fast link never idles on round trips (default 2 s;
@@ -145,6 +147,14 @@ pub struct SessionConfig {
     /// uploads to us or that we upload to within it never is. See
     /// `session/admission.rs` for the whole rule.
     pub evict_idle_after: Duration,
+    /// The shorter [`Self::evict_idle_after`] of a *useless* peer (default 3 s): one that
+    /// is neither interested in us nor interesting to us, or that is interested but took
+    /// nothing from an upload slot it was given (it wasted it, see
+    /// [`Self::slow_reader_rate`]) while we want nothing from it. An honest peer says
+    /// what it wants within a round trip of its handshake and reads what it asked for, so
+    /// a few seconds tell; waiting the full grace would let attackers that reconnect as
+    /// fast as they are evicted keep every slot young.
+    pub evict_useless_after: Duration,
     /// A handshake naming a peer id already connected on the torrent is a duplicate.
     /// The established connection is kept if it has exchanged payload, or if it is
     /// younger than this (against a newcomer from the same IP, two peers dialling each
@@ -244,7 +254,7 @@ impl Default for SessionConfig {
             max_queued_uploads: 250,
             upload_request_timeout: Duration::from_secs(30),
             slow_reader_rate: 16 * 1024,
-            slot_trial: Duration::from_secs(5),
+            slot_trial: Duration::from_secs(2),
             pipeline_seconds_millis: 2000,
             min_pipeline: 2,
             max_pipeline: 500,
@@ -265,6 +275,7 @@ impl Default for SessionConfig {
             max_handshaking_per_ip: 3,
             max_inbound_per_ip: 8,
             evict_idle_after: Duration::from_secs(10),
+            evict_useless_after: Duration::from_secs(3),
             duplicate_grace: Duration::from_secs(5),
             evicted_memory: 1024,
             evicted_memory_for: Duration::from_secs(300),
