@@ -195,7 +195,13 @@ fn the_hostile_schedules_reach_the_policies() {
     let mut runs_with = [0usize; 6];
     for _ in 0..2000 {
         let raw: Vec<u8> = (0..rng.usize(16..2000)).map(|_| rng.u8(..)).collect();
-        let r = targets::session_hostile_reached(&raw);
+        let r = match std::panic::catch_unwind(|| targets::session_hostile_reached(&raw)) {
+            Ok(r) => r,
+            Err(_) => {
+                std::fs::write("/tmp/hostile-finding", &raw).expect("save");
+                panic!("finding saved");
+            }
+        };
         let hits = [
             r.verified,
             r.banned,

@@ -230,8 +230,14 @@ impl Torrent {
         config: &SessionConfig,
         now: Instant,
     ) {
-        // A peer that was connected is no candidate: coming back as one must respect
-        // `max_candidates` like any newcomer (found by the `session_hostile` fuzz target).
+        // A banned IP is never a candidate again, even when a dial to it that was in flight
+        // at the ban fails afterwards. A peer that was connected is no candidate: coming
+        // back as one must respect `max_candidates` like any newcomer. (Both found by the
+        // `session_hostile` fuzz target.)
+        if self.is_banned(addr.ip()) {
+            self.candidates.remove(&addr);
+            return;
+        }
         if !self.candidates.contains_key(&addr)
             && self.candidates.len() >= config.max_candidates
             && !self.make_room_for(source.unwrap_or(PeerSource::Tracker))
@@ -737,5 +743,25 @@ mod tests {
             !t.candidates.contains_key(&addr(2)),
             "no room for a tracker address"
         );
+    }
+
+    #[test]
+    fn a_dial_in_flight_at_a_ban_does_not_make_the_ip_a_candidate_again() {
+        // Regression (fuzz target `session_hostile`): the failure of a dial that was in
+        // flight when its IP was banned put the banned address back among the candidates.
+        let config = SessionConfig::default();
+        let a: SocketAddr = "127.0.1.7:6881".parse().expect("addr");
+        let mut t = torrent();
+        t.add_candidates(&[a], PeerSource::Tracker, 100, Instant::ZERO);
+        assert_eq!(dial(&mut t, &config, Instant::ZERO), vec![a]);
+        let mut world = World::with(config.clone(), 7);
+        t.ban_on_proof(a, &mut world.ctx(), Instant::from_secs(1));
+        assert!(!t.candidates.contains_key(&a));
+        t.connect_failed(a, &config, Instant::from_secs(2));
+        assert!(
+            !t.candidates.contains_key(&a),
+            "a banned IP is never a candidate"
+        );
+        assert!(!t.has_candidates());
     }
 }

@@ -29,7 +29,8 @@
 //!    an IP that only ever sent true data).
 //! 5. The honest peer's connection is never dropped as a duplicate once it exchanged
 //!    payload, nor evicted while it exchanged payload within `evict_idle_after`.
-//! 6. Known candidates ≤ `max_candidates`; per connection, disk reads outstanding ≤
+//! 6. Known candidates ≤ `max_candidates` (plus `max_connecting`: dials in flight count,
+//!    and a ban drops its IP's addresses while their dials run out); per connection, disk reads outstanding ≤
 //!    `max_queued_uploads` and unsent bytes ≤ `max_unsent_bytes`.
 //! 7. A verified piece is never lost; a `WriteBlock` is only for a piece we requested;
 //!    `ReadBlock`/`SendBlock` only for pieces we have; we request only inside the torrent.
@@ -817,9 +818,14 @@ impl World {
             );
         }
         let stats = self.session.stats(self.torrent, self.now).expect("torrent");
+        if std::env::var_os("UNCHOKE_FUZZ_DEBUG").is_some() {
+            eprintln!("  known {} peers {}", stats.known_peers, stats.peers);
+        }
         assert!(stats.peers <= cfg.max_peers_per_torrent);
+        // `known_peers` also counts dials in flight, and a ban drops its IP's addresses
+        // from the list while their dials run out: at most `max_connecting` over.
         assert!(
-            stats.known_peers <= cfg.max_candidates,
+            stats.known_peers <= cfg.max_candidates + cfg.max_connecting,
             "{} candidates",
             stats.known_peers
         );
