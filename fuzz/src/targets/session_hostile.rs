@@ -26,7 +26,7 @@
 //! 3. At most `regular_slots + 1` peers unchoked, both as the wire shows it (the last
 //!    choke/unchoke sent to each open connection) and in the torrent's stats.
 //! 4. An IP is banned only if it sent at least one wrong block (smart ban never punishes
-//!    an IP that only ever sent true data).
+//!    an IP that only ever sent true data), and a banned IP is never dialled again.
 //! 5. The honest peer's connection is never dropped as a duplicate once it exchanged
 //!    payload, nor evicted while it exchanged payload within `evict_idle_after`.
 //! 6. Known candidates ≤ `max_candidates` (plus `max_connecting`: dials in flight count,
@@ -168,6 +168,8 @@ struct World {
     have_before: Bitfield,
     /// IPs that sent at least one block whose bytes differ from the torrent's.
     wrong_ips: BTreeSet<IpAddr>,
+    /// IPs the session banned (never dialled again).
+    banned: BTreeSet<IpAddr>,
     next_remote: u32,
     /// What the run reached (for the generator's depth test).
     reached: Reached,
@@ -250,6 +252,7 @@ pub fn session_hostile_reached(data: &[u8]) -> Reached {
         requested: BTreeSet::new(),
         have_before: have,
         wrong_ips: BTreeSet::new(),
+        banned: BTreeSet::new(),
         next_remote: 0,
         reached: Reached::default(),
     };
@@ -709,7 +712,10 @@ impl World {
                 Action::SaveResume { torrent, .. } => {
                     self.session.resume_saved(torrent, true, self.now);
                 }
-                Action::Connect { addr, .. } => self.dials.push_back(addr),
+                Action::Connect { addr, .. } => {
+                    assert!(!self.banned.contains(&addr.ip()), "dialled banned {addr}");
+                    self.dials.push_back(addr);
+                }
                 Action::CancelConnect { addr, .. } => self.dials.retain(|a| *a != addr),
                 Action::SendDatagram { .. } => panic!("a session without a DHT sent a datagram"),
                 Action::Announce { .. } | Action::Resolve { .. } => {}
@@ -718,6 +724,7 @@ impl World {
                         self.wrong_ips.contains(&addr.ip()),
                         "banned {addr}, which never sent a wrong block"
                     );
+                    self.banned.insert(addr.ip());
                     self.reached.banned += 1;
                 }
                 Action::Event(Event::PieceVerified { .. }) => self.reached.verified += 1,
