@@ -655,11 +655,11 @@ impl World {
         let debug = std::env::var_os("UNCHOKE_FUZZ_DEBUG").is_some();
         while let Some(action) = self.session.poll_action() {
             if debug {
-                let text = format!("{action:?}");
-                eprintln!("  action: {}", &text[..text.floor_char_boundary(160)]);
+                let text: String = format!("{action:?}").chars().take(160).collect();
+                eprintln!("  action: {text}");
             }
             match action {
-                Action::Send { conn, data } => self.from_session(conn, &data),
+                Action::Send { conn, data } => self.sent_by_session(conn, &data),
                 Action::SendBlock { conn, header, data } => {
                     assert_eq!(header.len(), wire::PIECE_HEADER_LEN);
                     let index = u32::from_be_bytes([header[5], header[6], header[7], header[8]]);
@@ -765,7 +765,7 @@ impl World {
     }
 
     /// Decodes what the session sent on `conn`, as its remote end.
-    fn from_session(&mut self, conn: ConnId, data: &Bytes) {
+    fn sent_by_session(&mut self, conn: ConnId, data: &Bytes) {
         let c = self
             .conns
             .iter_mut()
