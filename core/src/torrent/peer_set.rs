@@ -12,7 +12,9 @@
 //! - Candidates are ranked by source ([`PeerSource`]): higher ranks are dialled first, and
 //!   when the list is full a newcomer may only replace a candidate of a lower rank (never
 //!   one being dialled). A tracker flood fills free places but cannot push out a user's
-//!   `--peer` or a peer that sent us data before.
+//!   `--peer` or a peer that sent us data before. A peer that leaves comes back as a
+//!   candidate only within `max_candidates`; a dial that fails after its IP was banned
+//!   does not bring the address back.
 //! - At most `max_peers_per_torrent` peers are connected: at the limit a newcomer joins
 //!   only in the place of a peer evicted for it (`least_useful`), and at most one dial
 //!   goes out past the limit, while a useless peer holds a slot (`dial_to_evict`).
