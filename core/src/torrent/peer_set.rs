@@ -12,7 +12,9 @@
 //! - Candidates are ranked by source ([`PeerSource`]): higher ranks are dialled first, and
 //!   when the list is full a newcomer may only replace a candidate of a lower rank (never
 //!   one being dialled). A tracker flood fills free places but cannot push out a user's
-//!   `--peer` or a peer that sent us data before.
+//!   `--peer` or a peer that sent us data before. A peer that leaves comes back as a
+//!   candidate only within `max_candidates`; a dial that fails after its IP was banned
+//!   does not bring the address back.
 //! - At most `max_peers_per_torrent` peers are connected: at the limit a newcomer joins
 //!   only in the place of a peer evicted for it (`least_useful`; the session refuses a
 //!   newcomer whose IP was evicted as idle lately, and counts a returning one's idle time
@@ -254,6 +256,20 @@ impl Torrent {
         config: &SessionConfig,
         now: Instant,
     ) {
+        // A banned IP is never a candidate again, even when a dial to it that was in flight
+        // at the ban fails afterwards. A peer that was connected is no candidate: coming
+        // back as one must respect `max_candidates` like any newcomer. (Both found by the
+        // `session_hostile` fuzz target.)
+        if self.is_banned(addr.ip()) {
+            self.candidates.remove(&addr);
+            return;
+        }
+        if !self.candidates.contains_key(&addr)
+            && self.candidates.len() >= config.max_candidates
+            && !self.make_room_for(source.unwrap_or(PeerSource::Tracker))
+        {
+            return;
+        }
         let entry = self.candidates.entry(addr).or_insert(Candidate {
             failures: 0,
             not_before: now,
@@ -730,5 +746,69 @@ mod tests {
         assert_eq!(t.candidates[&user].source, PeerSource::User);
         assert_eq!(t.candidates[&tracker].source, PeerSource::Proven);
         assert!(t.peer_sources.is_empty(), "nothing kept for peers gone");
+    }
+
+    #[test]
+    fn a_dialled_peer_that_leaves_a_full_candidate_list_keeps_the_bound() {
+        // Regression (fuzz target `session_hostile`): a dialled peer that hung up came back
+        // as a candidate even with the list full, one over `max_candidates` per peer.
+        let config = SessionConfig {
+            max_candidates: 4,
+            ..SessionConfig::default()
+        };
+        let addr = |n: u8| -> SocketAddr { SocketAddr::from(([127, 0, 1, n], 6881)) };
+        let mut t = torrent();
+        t.add_candidates(&[addr(1), addr(2)], PeerSource::Tracker, 4, Instant::ZERO);
+        let mut world = World::with(config.clone(), 7);
+        let mut ctx = world.ctx();
+        t.maybe_connect(&mut ctx, Instant::ZERO);
+        let outbound = Direction::Outbound(TorrentId(0));
+        for (n, a) in [addr(1), addr(2)].into_iter().enumerate() {
+            let theirs = Handshake {
+                reserved: wire::Reserved::NONE,
+                info_hash: t.info_hash,
+                peer_id: wire::PeerId([n as u8; 20]),
+            };
+            let conn = ConnId(n as u64);
+            let none = wire::Reserved::NONE;
+            t.add_peer(conn, a, outbound, none, &theirs, &mut ctx, Instant::ZERO);
+        }
+        // The list fills up again while they are connected.
+        let more: Vec<SocketAddr> = (10..20).map(addr).collect();
+        t.add_candidates(&more, PeerSource::Tracker, 4, Instant::ZERO);
+        assert_eq!(t.candidates.len(), 4);
+        // One sent us data (proven: it displaces a tracker address), one did not.
+        if let Some(p) = t.peers.get_mut(&ConnId(0)) {
+            p.last_block = Some(Instant::from_secs(1));
+        }
+        let later = Instant::from_secs(2);
+        t.connection_closed(ConnId(0), &mut ctx, later);
+        t.connection_closed(ConnId(1), &mut ctx, later);
+        assert_eq!(t.candidates.len(), 4, "the candidate bound holds");
+        assert_eq!(t.candidates[&addr(1)].source, PeerSource::Proven);
+        assert!(
+            !t.candidates.contains_key(&addr(2)),
+            "no room for a tracker address"
+        );
+    }
+
+    #[test]
+    fn a_dial_in_flight_at_a_ban_does_not_make_the_ip_a_candidate_again() {
+        // Regression (fuzz target `session_hostile`): the failure of a dial that was in
+        // flight when its IP was banned put the banned address back among the candidates.
+        let config = SessionConfig::default();
+        let a: SocketAddr = "127.0.1.7:6881".parse().expect("addr");
+        let mut t = torrent();
+        t.add_candidates(&[a], PeerSource::Tracker, 100, Instant::ZERO);
+        assert_eq!(dial(&mut t, &config, Instant::ZERO), vec![a]);
+        let mut world = World::with(config.clone(), 7);
+        t.ban_on_proof(a, &mut world.ctx(), Instant::from_secs(1));
+        assert!(!t.candidates.contains_key(&a));
+        t.connect_failed(a, &config, Instant::from_secs(2));
+        assert!(
+            !t.candidates.contains_key(&a),
+            "a banned IP is never a candidate"
+        );
+        assert!(!t.has_candidates());
     }
 }

@@ -3,9 +3,11 @@
 //! `tests/replay.rs` both call these.
 
 mod bencode;
+mod fixture;
 mod krpc;
 mod magnet;
 mod metainfo;
+mod session_hostile;
 mod session_peer;
 mod swarm;
 mod tracker_http;
@@ -19,6 +21,7 @@ pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
 pub use self::krpc::krpc;
 pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
+pub use self::session_hostile::{Reached, session_hostile, session_hostile_reached};
 pub use self::session_peer::session_peer;
 pub use self::swarm::swarm;
 pub use self::tracker_http::tracker_http;
@@ -46,6 +49,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("krpc", krpc),
     ("ut_metadata", ut_metadata),
     ("ut_pex", ut_pex),
+    ("session_hostile", session_hostile),
 ];
 
 /// The target called `name`.

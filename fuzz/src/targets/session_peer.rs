@@ -23,14 +23,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 
+use super::fixture::{PIECE_LEN, PIECES, fixture};
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
-use unchoke_core::bencode::{self, Dict, Value};
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
     Action, ConnId, Direction, DiskError, DiskErrorKind, Event, Session, SessionConfig, TorrentId,
 };
@@ -38,9 +36,6 @@ use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     self, BlockRequest, Decoder, ExtensionHandshake, Handshake, Limits, Message, PeerId, Reserved,
 };
-
-const PIECE_LEN: u32 = 32 * 1024;
-const PIECES: u32 = 8;
 
 /// One thing the hostile peer or the world does.
 #[derive(Arbitrary, Debug)]
@@ -87,34 +82,6 @@ struct World {
     block_versions: BTreeMap<(u32, u32), [u8; 20]>,
     /// Whether the peer sent some block twice with different bytes.
     two_versions: bool,
-}
-
-fn metainfo(content: &[u8]) -> Metainfo {
-    let mut pieces = Vec::new();
-    for chunk in content.chunks(PIECE_LEN as usize) {
-        pieces.extend_from_slice(&Sha1::digest(chunk));
-    }
-    let info = Value::Dict(Dict::new(vec![
-        (b"length", Value::Int(content.len() as i64)),
-        (b"name", Value::Bytes(b"fuzz.bin")),
-        (b"piece length", Value::Int(i64::from(PIECE_LEN))),
-        (b"pieces", Value::Bytes(&pieces)),
-    ]));
-    let root = Value::Dict(Dict::new(vec![(b"info", info)]));
-    Metainfo::from_bytes(&bencode::encode(&root)).expect("the fixed torrent parses")
-}
-
-/// The fixed payload and its torrent, built once per process (hashing them on every input
-/// would dominate the run time).
-fn fixture() -> &'static (Vec<u8>, Metainfo) {
-    static FIXTURE: OnceLock<(Vec<u8>, Metainfo)> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let content: Vec<u8> = (0..PIECES * PIECE_LEN)
-            .map(|i| (i * 7 + i / 251) as u8)
-            .collect();
-        let meta = metainfo(&content);
-        (content, meta)
-    })
 }
 
 /// Runs the session against the schedule decoded from `data`. Panics on a broken invariant.

@@ -1,0 +1,41 @@
+//! The small torrent the whole-session targets (`session_peer`, `session_hostile`) run on:
+//! 8 pieces of 32 KiB (two blocks each) with a fixed payload, built once per process
+//! because hashing it on every input would dominate the run time.
+
+use std::sync::OnceLock;
+
+use sha1::{Digest, Sha1};
+use unchoke_core::bencode::{self, Dict, Value};
+use unchoke_core::metainfo::Metainfo;
+
+/// Bytes per piece.
+pub(crate) const PIECE_LEN: u32 = 32 * 1024;
+/// Pieces in the torrent.
+pub(crate) const PIECES: u32 = 8;
+
+fn metainfo(content: &[u8]) -> Metainfo {
+    let mut pieces = Vec::new();
+    for chunk in content.chunks(PIECE_LEN as usize) {
+        pieces.extend_from_slice(&Sha1::digest(chunk));
+    }
+    let info = Value::Dict(Dict::new(vec![
+        (b"length", Value::Int(content.len() as i64)),
+        (b"name", Value::Bytes(b"fuzz.bin")),
+        (b"piece length", Value::Int(i64::from(PIECE_LEN))),
+        (b"pieces", Value::Bytes(&pieces)),
+    ]));
+    let root = Value::Dict(Dict::new(vec![(b"info", info)]));
+    Metainfo::from_bytes(&bencode::encode(&root)).expect("the fixed torrent parses")
+}
+
+/// The fixed payload and its torrent.
+pub(crate) fn fixture() -> &'static (Vec<u8>, Metainfo) {
+    static FIXTURE: OnceLock<(Vec<u8>, Metainfo)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let content: Vec<u8> = (0..PIECES * PIECE_LEN)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        let meta = metainfo(&content);
+        (content, meta)
+    })
+}
