@@ -21,7 +21,10 @@
 //! peer is unchoked (a choked peer shows nothing new), so it sticks until the optimistic
 //! slot shows the peer taking more. A marked peer ranks after every unmarked one and its
 //! regular slot goes at once (at the next tick, not the next round) to an interested peer
-//! that wasted none ([`crate::choker::Choker::refill`]).
+//! that wasted none ([`crate::choker::Choker::refill`]). Two verdicts come early, within
+//! a window: a peer that has taken nothing at all a second after its unchoke (it never
+//! asked), and one whose socket kept our bytes waiting for a second while taking less
+//! than the floor (its reading is the limit, seen directly).
 //!
 //! Why a relative rank rather than taking the slot away: the floor alone cannot tell a
 //! slow reader from our own saturated uplink (with 50 KiB/s up, five unchoked peers take
@@ -88,6 +91,7 @@ impl Torrent {
                 peer.slot = Some(SlotTrial {
                     since: now,
                     taken_before: peer.taken(ctx.config.send_accounting),
+                    first: true,
                 });
                 ctx.out.send(conn, &Message::Unchoke);
             } else if !unchoke && !peer.am_choking {
@@ -147,20 +151,36 @@ impl Torrent {
                 continue;
             };
             let held = now.saturating_duration_since(slot.since);
+            let taken_now = peer.taken(config.send_accounting);
+            let taken = taken_now.saturating_sub(slot.taken_before);
             if held < config.slot_trial {
+                // Early verdicts. A slot given and not used at all: a peer that asks
+                // within a round trip of its unchoke has taken something a second later.
+                let silent = slot.first && taken == 0 && held >= SILENT_SLOT;
+                // A socket that kept our bytes waiting for a second and took less than
+                // the floor meanwhile: the peer's reading is the limit, seen directly
+                // (the window's average would still include the send buffer's filling).
+                let backlogged = peer.backlog_since.is_some_and(|since| {
+                    let waited = now.saturating_duration_since(since);
+                    let took = peer.accepted.total().saturating_sub(peer.backlog_taken);
+                    waited >= SILENT_SLOT && per_second(took, waited) < config.slow_reader_rate
+                });
+                let early =
+                    (silent || backlogged) && peer.download.rate(now) < config.slow_reader_rate;
+                if early && !peer.wasted_slot {
+                    peer.wasted_slot = true;
+                    newly_wasted = true;
+                }
                 continue;
             }
             // The rate over this trial window only, then a new window starts: what the
             // socket took long ago (a send buffer filled at once, a fast start) says
             // nothing about how it reads now.
-            let taken_now = peer.taken(config.send_accounting);
-            let taken = taken_now.saturating_sub(slot.taken_before);
-            let micros = u64::try_from(held.as_micros()).unwrap_or(u64::MAX).max(1);
-            let rate = u64::try_from(u128::from(taken) * 1_000_000 / u128::from(micros))
-                .unwrap_or(u64::MAX);
+            let rate = per_second(taken, held);
             peer.slot = Some(SlotTrial {
                 since: now,
                 taken_before: taken_now,
+                first: false,
             });
             // Marked on evidence (a whole trial below the floor), cleared on evidence (at or
             // above it); a peer still in its trial keeps what it had.
@@ -183,4 +203,17 @@ pub(super) struct SlotTrial {
     pub(super) since: Instant,
     /// What the peer had taken from us by then ([`super::Peer::taken`]).
     pub(super) taken_before: u64,
+    /// The window that began with the unchoke (the only one judged early when silent).
+    pub(super) first: bool,
 }
+
+/// `bytes` over `over` as bytes per second (`over` of zero counts as 1 µs).
+fn per_second(bytes: u64, over: std::time::Duration) -> u64 {
+    let micros = u64::try_from(over.as_micros()).unwrap_or(u64::MAX).max(1);
+    u64::try_from(u128::from(bytes) * 1_000_000 / u128::from(micros)).unwrap_or(u64::MAX)
+}
+
+/// How long after an unchoke a peer that has taken nothing at all is judged to waste its
+/// slot, without waiting for the whole first window: an honest peer asks within a round
+/// trip and the blocks it asked for are in its socket well within a second.
+const SILENT_SLOT: std::time::Duration = std::time::Duration::from_secs(1);

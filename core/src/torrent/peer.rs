@@ -59,6 +59,9 @@ pub(super) struct Peer {
     pub(super) accepted: RateMeter,
     /// Since when bytes handed out for the peer have waited unsent without a break.
     pub(super) backlog_since: Option<Instant>,
+    /// What the peer's socket had accepted when the current backlog began
+    /// ([`Self::accepted`]'s total then; meaningful while `backlog_since` is `Some`).
+    pub(super) backlog_taken: u64,
     /// Took less than `SessionConfig::slow_reader_rate` from a whole slot trial: ranks
     /// after peers that did not (see `torrent/choking.rs`).
     pub(super) wasted_slot: bool,
@@ -129,6 +132,7 @@ impl Peer {
             uploads: Vec::new(),
             accepted: RateMeter::new(CHOKE_WINDOW, now),
             backlog_since: None,
+            backlog_taken: 0,
             wasted_slot: false,
             slot: None,
             reqq: 250,

@@ -85,6 +85,7 @@ impl Torrent {
                 peer.last_sent = now;
                 if ctx.config.send_accounting && peer.backlog_since.is_none() {
                     peer.backlog_since = Some(now);
+                    peer.backlog_taken = peer.accepted.total();
                 }
                 self.uploaded += n;
                 ctx.out.send_block(conn, block.index, block.begin, data);
