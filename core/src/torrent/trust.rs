@@ -100,8 +100,11 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
+        let known = self.trust.is_banned(addr.ip());
         if self.trust.adjust(addr.ip(), delta, ctx.config.max_strikes) {
-            self.ban_ip(addr, ctx, now);
+            // Evidence against an IP banned already (a piece it sent before the ban
+            // failed later) closes what is left of it but is no new ban to announce.
+            self.ban_ip(addr, !known, ctx, now);
         }
     }
 
@@ -109,19 +112,21 @@ impl Torrent {
     /// has no connection or candidate left, and its ban was announced: nothing to do.
     pub(super) fn ban_on_proof(&mut self, addr: SocketAddr, ctx: &mut Ctx<'_>, now: Instant) {
         if self.trust.ban(addr.ip()) {
-            self.ban_ip(addr, ctx, now);
+            self.ban_ip(addr, true, ctx, now);
         }
     }
 
-    /// What follows a ban of `addr`'s IP: the event, its candidates forgotten, its
-    /// connections closed.
-    fn ban_ip(&mut self, addr: SocketAddr, ctx: &mut Ctx<'_>, now: Instant) {
+    /// What follows a ban of `addr`'s IP: the event (once per IP: `announce` is whether
+    /// the ban is new), its candidates forgotten, its connections closed.
+    fn ban_ip(&mut self, addr: SocketAddr, announce: bool, ctx: &mut Ctx<'_>, now: Instant) {
         let ip = addr.ip();
         self.candidates.retain(|a, _| a.ip() != ip);
-        ctx.out.push(Action::Event(Event::PeerBanned {
-            torrent: self.id,
-            addr,
-        }));
+        if announce {
+            ctx.out.push(Action::Event(Event::PeerBanned {
+                torrent: self.id,
+                addr,
+            }));
+        }
         let same_ip: Vec<ConnId> = self
             .peers
             .iter()
