@@ -278,3 +278,59 @@ fn a_parked_upload_request_is_rejected_after_the_request_timeout() {
         "rejected at {at:?}"
     );
 }
+
+#[test]
+fn cycling_request_and_cancel_never_has_more_reads_in_flight_than_the_queue_bound() {
+    // A peer that requests a block and cancels it at once, over and over, while our disk
+    // has not answered: each request used to start a read and each cancel to forget it,
+    // so reads in flight grew without bound. Bound: never more than `max_queued_uploads`
+    // reads unanswered for the peer, however many it asks for.
+    let s = swarm();
+    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 6, Instant::ZERO);
+    let all = {
+        let mut b = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
+        for p in 0..s.metainfo.info.piece_count() {
+            b.set(p);
+        }
+        b
+    };
+    let torrent = seed
+        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
+        .expect("add torrent");
+    let addr = "127.0.0.9:40000".parse().expect("addr");
+    let now = Instant::ZERO;
+    let conn = seed.connection_opened(addr, Direction::Inbound, now);
+    let mut buf = bytes::BytesMut::new();
+    Handshake {
+        reserved: Reserved::NONE.with_fast(),
+        info_hash: s.metainfo.info_hash,
+        peer_id: PeerId([8; 20]),
+    }
+    .encode(&mut buf);
+    Message::Interested.encode(&mut buf);
+    seed.handle_bytes(conn, &mut buf, now);
+    assert!(seed.connections(torrent).contains(&conn));
+    let max = s.config.max_queued_uploads;
+    let mut reads = 0usize;
+    for i in 0..(3 * max as u32) {
+        let req = BlockRequest {
+            index: i % 8,
+            begin: 0,
+            length: 16 * KIB as u32,
+        };
+        let mut buf = bytes::BytesMut::new();
+        Message::Request(req).encode(&mut buf);
+        Message::Cancel(req).encode(&mut buf);
+        seed.handle_bytes(conn, &mut buf, now);
+        while let Some(action) = seed.poll_action() {
+            if matches!(action, unchoke_core::session::Action::ReadBlock { .. }) {
+                reads += 1;
+            }
+        }
+    }
+    assert!(reads > 0, "the unchoked peer's requests were read at all");
+    assert!(
+        reads <= max,
+        "{reads} reads in flight for one peer, bound {max}"
+    );
+}

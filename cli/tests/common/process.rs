@@ -87,32 +87,20 @@ impl JsonProcess {
     /// Waits (at most `timeout`) for a line whose `"event"` is `event`; panics with the
     /// process's output otherwise.
     pub fn wait_event(&mut self, event: &str, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if v["event"] == event {
-                        return v;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "{}: no {event:?} within {timeout:?}\n{}",
-                        self.name,
-                        self.dump()
-                    )
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().ok();
-                    self.settle_stderr(Instant::now() + Duration::from_secs(2));
-                    panic!(
-                        "{}: exited ({status:?}) before {event:?}\n{}",
-                        self.name,
-                        self.dump()
-                    )
-                }
+        match self.next_event(event, timeout) {
+            Ok(v) => v,
+            Err(None) => panic!(
+                "{}: no {event:?} within {timeout:?}\n{}",
+                self.name,
+                self.dump()
+            ),
+            Err(Some(status)) => {
+                self.settle_stderr(Instant::now() + Duration::from_secs(2));
+                panic!(
+                    "{}: exited ({status:?}) before {event:?}\n{}",
+                    self.name,
+                    self.dump()
+                )
             }
         }
     }
@@ -121,6 +109,17 @@ impl JsonProcess {
     /// [`Self::wait_event`], but returns `None` (instead of panicking) on time-out or
     /// exit, so a test can gather its evidence before it fails.
     pub fn try_wait_event(&mut self, event: &str, timeout: Duration) -> Option<Value> {
+        self.next_event(event, timeout).ok()
+    }
+
+    /// The next line whose `"event"` is `event` within `timeout`, every line read kept
+    /// in `seen`; `Err(None)` on time-out, `Err(Some(status))` when the process ended
+    /// first (its exit status, if it could be read).
+    fn next_event(
+        &mut self,
+        event: &str,
+        timeout: Duration,
+    ) -> Result<Value, Option<Option<ExitStatus>>> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -128,10 +127,11 @@ impl JsonProcess {
                 Ok(v) => {
                     self.seen.push(v.clone());
                     if v["event"] == event {
-                        return Some(v);
+                        return Ok(v);
                     }
                 }
-                Err(_) => return None,
+                Err(RecvTimeoutError::Timeout) => return Err(None),
+                Err(RecvTimeoutError::Disconnected) => return Err(Some(self.child.wait().ok())),
             }
         }
     }

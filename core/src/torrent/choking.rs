@@ -99,6 +99,7 @@ impl Torrent {
                 peer.slot = None;
                 ctx.out.send(conn, &Message::Choke);
                 // Choking drops the peer's queued requests; with fast each is rejected.
+                peer.orphan_reads += peer.uploads.len();
                 for (req, _) in peer.uploads.drain(..) {
                     if peer.fast {
                         ctx.out.send(conn, &Message::RejectRequest(req));

@@ -54,6 +54,11 @@ pub(super) struct Peer {
     pub(super) timed_out: bool,
     /// The peer's requests being read from disk for upload, with when each arrived.
     pub(super) uploads: Vec<(wire::BlockRequest, Instant)>,
+    /// Reads still in flight for requests dropped from `uploads` (cancelled, choked,
+    /// expired): their answers will be ignored, but until they come they count against
+    /// `max_queued_uploads`, or a peer cycling request and cancel would have us read
+    /// without bound.
+    pub(super) orphan_reads: usize,
     /// Bytes of ours the peer's socket accepted ([`crate::session::Session::handle_sent`]):
     /// what it really took, which the choker ranks by when sends are accounted.
     pub(super) accepted: RateMeter,
@@ -130,6 +135,7 @@ impl Peer {
             snub_clock: None,
             timed_out: false,
             uploads: Vec::new(),
+            orphan_reads: 0,
             accepted: RateMeter::new(CHOKE_WINDOW, now),
             backlog_since: None,
             backlog_taken: 0,

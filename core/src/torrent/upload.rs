@@ -4,7 +4,8 @@
 //! Invariant: with BEP 6 every request gets exactly one answer, the block or a reject;
 //! without it an unservable request is dropped silently (BEP 3).
 //!
-//! Requests are bounded per peer (`max_queued_uploads`) and by age: one not served within
+//! Requests are bounded per peer (`max_queued_uploads`, counting the reads still in flight
+//! for requests dropped meanwhile: `Peer::orphan_reads`) and by age: one not served within
 //! `upload_request_timeout` is dropped at the next choke round (rejected under BEP 6), so a
 //! peer that reads slowly cannot park requests, and the read's late answer is ignored.
 //! What the peer's socket really accepted is recorded here too ([`Torrent::socket_accepted`]),
@@ -34,7 +35,7 @@ impl Torrent {
                 .phase
                 .content()
                 .is_some_and(|c| c.picker.have().get(req.index))
-            && peer.uploads.len() < ctx.config.max_queued_uploads
+            && peer.uploads.len() + peer.orphan_reads < ctx.config.max_queued_uploads
             && !peer.uploads.iter().any(|(r, _)| *r == req);
         if servable {
             peer.uploads.push((req, now));
@@ -56,6 +57,7 @@ impl Torrent {
         };
         let before = peer.uploads.len();
         peer.uploads.retain(|(r, _)| *r != req);
+        peer.orphan_reads += before - peer.uploads.len();
         if peer.fast && peer.uploads.len() != before {
             // BEP 6: every request gets exactly one answer, a piece or a reject.
             ctx.out.send(conn, &Message::RejectRequest(req));
@@ -75,7 +77,9 @@ impl Torrent {
             return;
         };
         let Some(pos) = peer.uploads.iter().position(|(r, _)| *r == block) else {
-            return; // cancelled or choked meanwhile
+            // Cancelled, choked or expired meanwhile: an orphan read has come back.
+            peer.orphan_reads = peer.orphan_reads.saturating_sub(1);
+            return;
         };
         peer.uploads.remove(pos);
         match result {
@@ -132,6 +136,7 @@ impl Torrent {
         let limit = ctx.config.upload_request_timeout;
         for (&conn, peer) in self.peers.iter_mut() {
             let fast = peer.fast;
+            let before = peer.uploads.len();
             peer.uploads.retain(|(req, since)| {
                 let keep = now.saturating_duration_since(*since) < limit;
                 if !keep && fast {
@@ -139,6 +144,7 @@ impl Torrent {
                 }
                 keep
             });
+            peer.orphan_reads += before - peer.uploads.len();
         }
     }
 }

@@ -4,9 +4,11 @@
 
 use std::sync::OnceLock;
 
+use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use unchoke_core::bencode::{self, Dict, Value};
 use unchoke_core::metainfo::Metainfo;
+use unchoke_core::session::{DiskError, DiskErrorKind};
 
 /// Bytes per piece.
 pub(crate) const PIECE_LEN: u32 = 32 * 1024;
@@ -38,4 +40,33 @@ pub(crate) fn fixture() -> &'static (Vec<u8>, Metainfo) {
         let meta = metainfo(&content);
         (content, meta)
     })
+}
+
+/// What a disk read of `block` answers in the whole-session targets: the payload's bytes,
+/// or an injected read error when `fail`.
+pub(crate) fn read_result(
+    content: &[u8],
+    block: unchoke_core::wire::BlockRequest,
+    fail: bool,
+) -> Result<Bytes, DiskError> {
+    if fail {
+        return Err(DiskError::new(
+            DiskErrorKind::Io(std::io::ErrorKind::Other),
+            "injected read error",
+        ));
+    }
+    let start = (block.index * PIECE_LEN + block.begin) as usize;
+    Ok(Bytes::copy_from_slice(
+        &content[start..start + block.length as usize],
+    ))
+}
+
+/// What a disk write answers in the whole-session targets: done, or an injected full disk
+/// when `fail`.
+pub(crate) fn write_result(fail: bool) -> Result<(), DiskError> {
+    if fail {
+        Err(DiskError::new(DiskErrorKind::NoSpace, "injected disk full"))
+    } else {
+        Ok(())
+    }
 }

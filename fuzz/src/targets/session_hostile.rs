@@ -43,15 +43,15 @@ use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::session::{
-    Action, ConnId, Direction, DisconnectReason, DiskError, DiskErrorKind, Event, PeerSource,
-    Session, SessionConfig, TorrentId,
+    Action, ConnId, Direction, DisconnectReason, Event, PeerSource, Session, SessionConfig,
+    TorrentId,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     self, BlockRequest, Decoder, Handshake, Limits, Message, PeerId, PieceGeometry, Reserved,
 };
 
-use super::fixture::{PIECE_LEN, PIECES, fixture};
+use super::fixture::{PIECE_LEN, PIECES, fixture, read_result, write_result};
 
 /// The honest peer's id (squatters reuse it).
 const HONEST_ID: [u8; 20] = *b"-HO0001-honest-peer!";
@@ -567,27 +567,13 @@ impl World {
                     if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn) {
                         c.reads -= 1;
                     }
-                    let result = if fail {
-                        Err(DiskError::new(
-                            DiskErrorKind::Io(std::io::ErrorKind::Other),
-                            "injected read error",
-                        ))
-                    } else {
-                        let start = (block.index * PIECE_LEN + block.begin) as usize;
-                        Ok(Bytes::copy_from_slice(
-                            &self.content[start..start + block.length as usize],
-                        ))
-                    };
+                    let result = read_result(self.content, block, fail);
                     self.session.disk_read_done(conn, block, result, now);
                 }
             }
             Step::WriteDone { fail } => {
                 if let Some(piece) = self.writes.pop_front() {
-                    let result = if fail {
-                        Err(DiskError::new(DiskErrorKind::NoSpace, "injected disk full"))
-                    } else {
-                        Ok(())
-                    };
+                    let result = write_result(fail);
                     self.session
                         .disk_write_done(self.torrent, piece, result, now);
                 }

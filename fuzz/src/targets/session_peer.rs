@@ -24,14 +24,12 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-use super::fixture::{PIECE_LEN, PIECES, fixture};
+use super::fixture::{PIECE_LEN, PIECES, fixture, read_result, write_result};
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::session::{
-    Action, ConnId, Direction, DiskError, DiskErrorKind, Event, Session, SessionConfig, TorrentId,
-};
+use unchoke_core::session::{Action, ConnId, Direction, Event, Session, SessionConfig, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     self, BlockRequest, Decoder, ExtensionHandshake, Handshake, Limits, Message, PeerId, Reserved,
@@ -253,27 +251,13 @@ impl World {
             }
             Step::ReadDone { fail } => {
                 if let Some((conn, block)) = self.reads.pop_front() {
-                    let start = (block.index * PIECE_LEN + block.begin) as usize;
-                    let result = if fail {
-                        Err(DiskError::new(
-                            DiskErrorKind::Io(std::io::ErrorKind::Other),
-                            "injected read error",
-                        ))
-                    } else {
-                        Ok(Bytes::copy_from_slice(
-                            &self.content[start..start + block.length as usize],
-                        ))
-                    };
+                    let result = read_result(&self.content, block, fail);
                     self.session.disk_read_done(conn, block, result, now);
                 }
             }
             Step::WriteDone { fail } => {
                 if let Some(piece) = self.writes.pop_front() {
-                    let result = if fail {
-                        Err(DiskError::new(DiskErrorKind::NoSpace, "injected disk full"))
-                    } else {
-                        Ok(())
-                    };
+                    let result = write_result(fail);
                     self.session
                         .disk_write_done(self.torrent, piece, result, now);
                 }
