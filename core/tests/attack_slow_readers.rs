@@ -200,6 +200,33 @@ fn a_seed_whose_every_peer_reads_below_the_floor_keeps_its_slots_full() {
     }
 }
 
+/// A seed session (RNG seed `rng`) of [`swarm`]'s torrent with every piece, and one
+/// inbound peer (fast extension on) that handshook and said `interested` at time zero.
+fn seed_with_one_peer(rng: u64) -> (unchoke_core::session::Session, ConnId) {
+    let s = swarm();
+    let mut seed = unchoke_core::session::Session::new(s.config.clone(), rng, Instant::ZERO);
+    let mut all = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
+    for p in 0..s.metainfo.info.piece_count() {
+        all.set(p);
+    }
+    let torrent = seed
+        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
+        .expect("add torrent");
+    let addr = "127.0.0.9:40000".parse().expect("addr");
+    let conn = seed.connection_opened(addr, Direction::Inbound, Instant::ZERO);
+    let mut buf = bytes::BytesMut::new();
+    Handshake {
+        reserved: Reserved::NONE.with_fast(),
+        info_hash: s.metainfo.info_hash,
+        peer_id: PeerId([7; 20]),
+    }
+    .encode(&mut buf);
+    Message::Interested.encode(&mut buf);
+    seed.handle_bytes(conn, &mut buf, Instant::ZERO);
+    assert!(seed.connections(torrent).contains(&conn));
+    (seed, conn)
+}
+
 /// Every `Send` payload a session emits until it has nothing more to do now.
 fn drain_sends(session: &mut unchoke_core::session::Session) -> Vec<u8> {
     let mut out = Vec::new();
@@ -223,31 +250,8 @@ fn a_parked_upload_request_is_rejected_after_the_request_timeout() {
     // A seed whose disk never answers a read: the request stays parked. It must be
     // answered with a reject (BEP 6) within `upload_request_timeout` (30 s) plus one choke
     // round (10 s), and not before the time-out.
-    let s = swarm();
-    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 5, Instant::ZERO);
-    let all = {
-        let mut b = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
-        for p in 0..s.metainfo.info.piece_count() {
-            b.set(p);
-        }
-        b
-    };
-    let torrent = seed
-        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
-        .expect("add torrent");
-    let addr = "127.0.0.9:40000".parse().expect("addr");
+    let (mut seed, conn) = seed_with_one_peer(5);
     let mut now = Instant::ZERO;
-    let conn = seed.connection_opened(addr, Direction::Inbound, now);
-    let mut buf = bytes::BytesMut::new();
-    Handshake {
-        reserved: Reserved::NONE.with_fast(),
-        info_hash: s.metainfo.info_hash,
-        peer_id: PeerId([7; 20]),
-    }
-    .encode(&mut buf);
-    Message::Interested.encode(&mut buf);
-    seed.handle_bytes(conn, &mut buf, now);
-    assert!(seed.connections(torrent).contains(&conn));
     let sent = drain_sends(&mut seed);
     assert!(
         contains(&sent, &Message::Unchoke),
@@ -285,32 +289,9 @@ fn cycling_request_and_cancel_never_has_more_reads_in_flight_than_the_queue_boun
     // has not answered: each request used to start a read and each cancel to forget it,
     // so reads in flight grew without bound. Bound: never more than `max_queued_uploads`
     // reads unanswered for the peer, however many it asks for.
-    let s = swarm();
-    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 6, Instant::ZERO);
-    let all = {
-        let mut b = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
-        for p in 0..s.metainfo.info.piece_count() {
-            b.set(p);
-        }
-        b
-    };
-    let torrent = seed
-        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
-        .expect("add torrent");
-    let addr = "127.0.0.9:40000".parse().expect("addr");
+    let (mut seed, conn) = seed_with_one_peer(6);
     let now = Instant::ZERO;
-    let conn = seed.connection_opened(addr, Direction::Inbound, now);
-    let mut buf = bytes::BytesMut::new();
-    Handshake {
-        reserved: Reserved::NONE.with_fast(),
-        info_hash: s.metainfo.info_hash,
-        peer_id: PeerId([8; 20]),
-    }
-    .encode(&mut buf);
-    Message::Interested.encode(&mut buf);
-    seed.handle_bytes(conn, &mut buf, now);
-    assert!(seed.connections(torrent).contains(&conn));
-    let max = s.config.max_queued_uploads;
+    let max = swarm().config.max_queued_uploads;
     let mut reads = 0usize;
     for i in 0..(3 * max as u32) {
         let req = BlockRequest {

@@ -70,3 +70,16 @@ pub(crate) fn write_result(fail: bool) -> Result<(), DiskError> {
         Ok(())
     }
 }
+
+/// Checks a `VerifyPiece` of the fixed torrent (the whole piece, every byte) and answers it
+/// as a hasher would: whether the blocks' SHA-1 is `expected`.
+pub(crate) fn verify_answer(piece: u32, expected: &[u8; 20], blocks: &[Bytes]) -> bool {
+    let len: usize = blocks.iter().map(|b| b.len()).sum();
+    assert_eq!(
+        len, PIECE_LEN as usize,
+        "piece {piece} verified with {len} bytes"
+    );
+    let mut h = Sha1::new();
+    blocks.iter().for_each(|b| h.update(b));
+    h.finalize()[..] == expected[..]
+}
