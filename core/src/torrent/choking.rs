@@ -140,8 +140,9 @@ impl Torrent {
         }
     }
 
-    /// Judges every unchoked peer whose trial is over against the wasted-slot rule (module
-    /// docs); true if one was newly marked.
+    /// Judges every unchoked peer against the wasted-slot rule (module docs): at the end of
+    /// each of its trial windows, and earlier on the two early verdicts; true if one was
+    /// newly marked.
     fn judge_slots(&mut self, config: &SessionConfig, now: Instant) -> bool {
         if config.slow_reader_rate == 0 {
             return false;
