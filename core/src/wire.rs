@@ -54,3 +54,19 @@ pub use ut_metadata::{
     metadata_piece_len,
 };
 pub use ut_pex::{MAX_PEX_PEERS, PexMessage, PexMessageError, UT_PEX, is_dialable, pex_flags};
+
+/// How many more bytes finish the length-prefixed message that `partial` begins with, or
+/// `None` when `partial` is shorter than the 4-byte prefix or already holds the whole
+/// message.
+///
+/// For drivers that receive into chunks of separate allocations: when a session leaves a
+/// partial message at the end of one chunk, copying just these bytes of the next chunk
+/// onto it completes the message, and the rest of the next chunk can be handed over in
+/// place instead of being copied behind the partial one. It is only a guess about framing
+/// (during the handshake the first bytes are not a length), so a driver must still cope
+/// with a message left unfinished; the decoder alone decides what the bytes are.
+pub fn bytes_to_finish_message(partial: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = partial.get(..4)?.try_into().ok()?;
+    let total = 4usize.saturating_add(u32::from_be_bytes(prefix) as usize);
+    total.checked_sub(partial.len()).filter(|&n| n > 0)
+}

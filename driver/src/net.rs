@@ -103,3 +103,62 @@ mod tests {
         );
     }
 }
+
+/// Receives at most `max` bytes from `socket` straight into the spare capacity of `buf`
+/// and appends them: no zero-filling first (which cost ~5 % of a leecher's CPU at 1 GiB/s)
+/// and no copy after. The caller makes sure there is spare capacity (`reserve`); with none,
+/// this reads nothing and returns `Ok(0)` only if `max` is 0 — so callers must not read
+/// `Ok(0)` as end of stream unless they asked for at least one byte.
+///
+/// Errors are the socket's (`WouldBlock` for a non-blocking socket with nothing to read).
+pub fn recv_into(
+    socket: &impl std::os::fd::AsFd,
+    buf: &mut bytes::BytesMut,
+    max: usize,
+) -> io::Result<usize> {
+    let start = buf.len();
+    let spare = buf.spare_capacity_mut();
+    let room = spare.len().min(max);
+    let n = socket2::SockRef::from(socket).recv(&mut spare[..room])?;
+    // `recv` reports how many bytes the kernel wrote to the front of the slice; it cannot
+    // write more than it was given, but the length is checked rather than trusted.
+    let n = n.min(room);
+    #[allow(unsafe_code)]
+    // SAFETY: `BytesMut::set_len` needs the first `start + n` bytes initialised and
+    // `start + n <= capacity`. Bytes `..start` were initialised already (they are `buf`'s
+    // contents); bytes `start..start + n` are the first `n` of `spare`, which `recv` (a
+    // `recv(2)` into that memory) has just written: socket2 documents that the returned
+    // count of bytes at the start of the buffer are initialised. `n <= room <=
+    // spare.len() = capacity - start`, so the length stays within the capacity.
+    unsafe {
+        buf.set_len(start + n);
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod recv_tests {
+    use super::recv_into;
+    use std::io::Write;
+
+    #[test]
+    fn appends_what_arrived_and_respects_the_limit() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut tx =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (rx, _) = listener.accept().expect("accept");
+        tx.write_all(b"hello world").expect("write");
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        buf.extend_from_slice(b">");
+        let mut got = 0;
+        // Blocking socket: each call returns what has arrived, at most 5 bytes.
+        while got < 11 {
+            let n = recv_into(&rx, &mut buf, 5).expect("recv");
+            assert!(n > 0 && n <= 5, "read {n}");
+            got += n;
+        }
+        assert_eq!(&buf[..], b">hello world");
+        drop(tx);
+        assert_eq!(recv_into(&rx, &mut buf, 5).expect("recv at end"), 0);
+    }
+}

@@ -194,3 +194,52 @@ fn a_torrent_beyond_the_shape_limits_is_refused_before_anything_is_created() {
     assert!(save.is_dir());
     assert_eq!(listing(&save), Vec::<String>::new());
 }
+
+/// The upload read cache reuses evicted piece buffers; a reused buffer must hold the new
+/// piece's bytes, and a piece whose block is still held (queued for a peer) must never be
+/// overwritten.
+#[test]
+fn the_read_cache_reuses_only_buffers_no_one_holds_and_serves_the_right_bytes() {
+    use crate::disk::ReadCache;
+    use unchoke_core::wire::BlockRequest;
+    const PIECE: u32 = 1 << 20;
+    const PIECES: u32 = 40; // 40 MiB: more than twice the cache's 16 MiB
+    let dir = tempfile::tempdir().expect("tempdir");
+    let byte_at = |i: u64| (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    let data: Vec<u8> = (0..u64::from(PIECE * PIECES)).map(byte_at).collect();
+    std::fs::write(dir.path().join("f.bin"), &data).expect("write data");
+    let m = metainfo("f.bin", data.len() as u64, PIECE);
+    let storage = unchoke_storage::FileStorage::open(
+        &m.info,
+        dir.path(),
+        unchoke_storage::StorageOptions::default(),
+    )
+    .expect("open");
+    let cache = ReadCache::default();
+    let torrent = TorrentId(0);
+    let read = |index: u32, begin: u32| {
+        let block = BlockRequest {
+            index,
+            begin,
+            length: 16 * 1024,
+        };
+        cache.read(torrent, &storage, block).expect("read")
+    };
+    let expect = |index: u32, begin: u32| {
+        let at = (index * PIECE + begin) as usize;
+        &data[at..at + 16 * 1024]
+    };
+    // A block of piece 0 kept alive, as if still queued for a peer.
+    let held = read(0, 0);
+    for round in 0..2 {
+        for index in 0..PIECES {
+            let begin = (index + round) % 64 * 16 * 1024;
+            assert_eq!(
+                &read(index, begin)[..],
+                expect(index, begin),
+                "piece {index}"
+            );
+        }
+    }
+    assert_eq!(&held[..], expect(0, 0), "a held block was overwritten");
+}

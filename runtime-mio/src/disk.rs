@@ -103,10 +103,12 @@ impl Drop for DiskPool {
 
 /// The writer thread: takes every write queued (up to a batch) and writes it merged.
 /// Under load the queue fills while a batch is written, so batches grow exactly when it
-/// pays.
+/// pays. A batch's completions go back together: one lock and at most one wake-up.
 fn write_loop<W: Wake>(queue: &JobQueue<Job>, done: &Handoff<Completion, W>) {
     let cache = ReadCache::default();
+    let mut completions = Vec::new();
     while let Some(batch) = queue.pop(MAX_WRITE_BATCH) {
-        write_merged(batch, &cache, |c| done.push(c));
+        write_merged(batch, &cache, |c| completions.push(c));
+        done.push_all(&mut completions);
     }
 }

@@ -104,6 +104,8 @@ impl EventLoop {
     pub(crate) fn run(&mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
+            // Disk jobs of the whole iteration go to the workers together (see `Net::flush`).
+            self.net.disk.flush();
             let timeout = self.poll_timeout();
             if let Err(e) = self.net.poll.poll(&mut events, Some(timeout))
                 && e.kind() != io::ErrorKind::Interrupted

@@ -48,6 +48,18 @@ impl<T, W: Wake> Handoff<T, W> {
         }
     }
 
+    /// Producer side: queue every item of `items` under one lock, with at most one wake-up
+    /// (the same protocol as [`Handoff::push`]: items first, then the flag).
+    pub(crate) fn push_all(&self, items: &mut Vec<T>) {
+        if items.is_empty() {
+            return;
+        }
+        lock(&self.queue).extend(items.drain(..));
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+
     /// Consumer side: everything queued so far, oldest first.
     pub(crate) fn drain(&self, into: &mut VecDeque<T>) {
         self.wake_pending.store(false, Ordering::SeqCst);
@@ -95,6 +107,21 @@ mod tests {
         assert_eq!(waker.0.load(Ordering::SeqCst), 2);
         h.drain(&mut out);
         assert_eq!(out.back(), Some(&10));
+        let mut batch = vec![11, 12, 13];
+        h.push_all(&mut batch);
+        assert!(batch.is_empty());
+        assert_eq!(waker.0.load(Ordering::SeqCst), 3, "a batch costs one wake");
+        h.push_all(&mut batch);
+        assert_eq!(
+            waker.0.load(Ordering::SeqCst),
+            3,
+            "an empty batch wakes nobody"
+        );
+        h.drain(&mut out);
+        assert_eq!(
+            out.iter().rev().take(3).copied().collect::<Vec<_>>(),
+            [13, 12, 11]
+        );
     }
 
     #[test]

@@ -186,7 +186,10 @@ impl Io for Net {
         }
     }
 
-    /// Writes what the round queued and hands its disk jobs to the workers.
+    /// Writes what the round queued. Its disk jobs wait in the pool until the event loop's
+    /// iteration ends ([`DiskPool::flush`] before `poll`): one iteration reads up to a
+    /// budget from every ready socket, so the writer thread is woken once per iteration
+    /// for a batch of blocks instead of once per read.
     fn flush(&mut self) -> Vec<Report> {
         while let Some(token) = self.unflushed.pop() {
             let Some(c) = self.conns.get_mut(&token) else {
@@ -202,7 +205,6 @@ impl Io for Net {
                 }
             }
         }
-        self.disk.flush();
         std::mem::take(&mut self.reports)
     }
 }

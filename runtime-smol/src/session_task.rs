@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, LocalExecutor, Task, Timer};
 use unchoke_core::session::Direction;
@@ -221,28 +222,7 @@ impl SessionTask {
                     Err(e) => self.host.connect_error(io, torrent, p.addr, &e),
                 }
             }
-            NetEvent::Data { token, data } => {
-                let Some(p) = io.peers.get_mut(&token) else {
-                    return;
-                };
-                let Some(id) = p.id else {
-                    return;
-                };
-                // Out of the peer for the call (the pump may forget it), and back in
-                // unless the session dropped the connection meanwhile.
-                let mut recv = std::mem::take(&mut p.recv);
-                if recv.is_empty() {
-                    recv = data;
-                } else {
-                    // O(1) when the new chunk follows the leftover in memory (the usual
-                    // case: both come from the reader's same allocation); a copy otherwise.
-                    recv.unsplit(data);
-                }
-                self.host.bytes(io, id, &mut recv);
-                if let Some(p) = io.peers.get_mut(&token) {
-                    p.recv = recv;
-                }
-            }
+            NetEvent::Data { token, data } => received(&mut self.host, io, token, data),
             NetEvent::Closed { token, reason } => {
                 // The socket ended on its own: tell the session.
                 if let Some(id) = io.forget(token).and_then(|p| p.id) {
@@ -275,6 +255,61 @@ async fn read_datagrams(socket: Arc<Async<UdpSocket>>, to_session: Sender<(Socke
             Err(_) => {
                 smol::Timer::after(std::time::Duration::from_millis(10)).await;
             }
+        }
+    }
+}
+
+/// Most times one chunk is split to finish a partial message before it is copied whole.
+const MAX_FINISHING_STEPS: usize = 2;
+
+/// Feeds a chunk from a peer's reader task to the session, behind what the session left
+/// unconsumed of the previous one.
+///
+/// The two are joined in O(1) when they are neighbours in one allocation (`unsplit`). When
+/// the reader has moved on to a new allocation they are not, and joining would copy the
+/// whole new chunk (up to 256 KiB) behind the leftover: ~9 % of a leecher's CPU. Instead
+/// only the bytes that finish the leftover's message are copied onto it
+/// ([`unchoke_core::wire::bytes_to_finish_message`]); once the session has consumed that
+/// message the rest of the chunk goes over in place.
+fn received(host: &mut SessionHost, io: &mut TaskIo, token: Token, mut data: BytesMut) {
+    let mut steps = 0;
+    loop {
+        let Some(p) = io.peers.get_mut(&token) else {
+            return;
+        };
+        let Some(id) = p.id else {
+            return;
+        };
+        // Out of the peer for the call (the pump may forget it), and back in unless the
+        // session dropped the connection meanwhile.
+        let mut recv = std::mem::take(&mut p.recv);
+        let neighbours = recv.as_ptr() as usize + recv.len() == data.as_ptr() as usize;
+        let finish = (!recv.is_empty() && !neighbours && steps < MAX_FINISHING_STEPS)
+            .then(|| unchoke_core::wire::bytes_to_finish_message(&recv))
+            .flatten()
+            .filter(|&n| n < data.len());
+        let rest = match finish {
+            Some(n) => {
+                recv.extend_from_slice(&data.split_to(n));
+                steps += 1;
+                Some(data)
+            }
+            None if recv.is_empty() => {
+                recv = data;
+                None
+            }
+            None => {
+                recv.unsplit(data);
+                None
+            }
+        };
+        host.bytes(io, id, &mut recv);
+        if let Some(p) = io.peers.get_mut(&token) {
+            p.recv = recv;
+        }
+        match rest {
+            Some(more) => data = more,
+            None => return,
         }
     }
 }

@@ -92,6 +92,22 @@ impl FileStorage {
         Ok(buf.freeze())
     }
 
+    /// Fills all of `buf` from `offset` inside `piece`, as [`FileStorage::read_block`] does
+    /// (same errors), into memory the caller owns: a caller that reuses its buffers saves
+    /// the allocation and the zero-fill of a fresh one.
+    pub fn read_block_into(
+        &self,
+        piece: u32,
+        offset: u32,
+        buf: &mut [u8],
+    ) -> Result<(), StorageError> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        if !self.layout.range_in_piece(piece, offset, len) {
+            return Err(StorageError::OutOfRange { piece, offset, len });
+        }
+        self.read_into(piece, offset, buf)
+    }
+
     /// Reads all of `piece` into `buf` (resized to the piece's length; its allocation is
     /// reused), for hashing.
     pub fn read_piece(&self, piece: u32, buf: &mut Vec<u8>) -> Result<(), StorageError> {

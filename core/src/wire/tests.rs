@@ -818,3 +818,28 @@ fn piece_geometry() {
     assert_eq!(PieceGeometry::new(u64::MAX, 1), None);
     assert_eq!(PieceGeometry::new(0, 16384).unwrap().piece_count(), 0);
 }
+
+#[test]
+fn bytes_to_finish_message_counts_what_the_prefix_still_wants() {
+    // A piece message of one 16 KiB block: 4 + 9 + 16384 bytes in all.
+    let mut msg = (9u32 + 16384).to_be_bytes().to_vec();
+    msg.extend_from_slice(&[7, 0, 0, 0, 1, 0, 0, 0, 0]);
+    assert_eq!(bytes_to_finish_message(&msg), Some(16384));
+    assert_eq!(bytes_to_finish_message(&msg[..4]), Some(16393));
+    assert_eq!(
+        bytes_to_finish_message(&msg[..3]),
+        None,
+        "prefix incomplete"
+    );
+    assert_eq!(
+        bytes_to_finish_message(&[0, 0, 0, 0]),
+        None,
+        "a keep-alive is whole"
+    );
+    assert_eq!(
+        bytes_to_finish_message(&[0, 0, 0, 1, 2]),
+        None,
+        "a choke is whole"
+    );
+    assert_eq!(bytes_to_finish_message(&[0xff; 4]), Some(0xffff_ffff));
+}
