@@ -458,7 +458,7 @@ def run_swarm(sc, runtime, run_index, ctx):
     name = "unchoke-swarm-" + runtime
     argv = [ctx["unchoke"], "swarm", "--leechers", str(sc.leechers), "--size",
             "%dMiB" % sc.size_mib, "--piece-length", "%dK" % sc.piece_kib, "--runtime",
-            runtime, "--dir", d, "--json", "--quiet", "--timeout", str(int(ctx["timeout"]))]
+            runtime, "--dir", d, "--json", "--timeout", str(int(ctx["timeout"]))]
     p = Proc("s%s-%s-run%d" % (sc.key, name, run_index), argv, ctx["log_dir"])
     try:
         if not p.reap(time.monotonic() + ctx["timeout"] + 120):
