@@ -577,7 +577,8 @@ def versions(args, names):
         out.append(first_line([rqbit_path(), "--version"]))
     if "aria2" in names:
         out.append(first_line(["aria2c", "--version"]))
-    out.append(first_line([OPENTRACKER, "-v"]) if False else "opentracker (Debian)")
+    out.append("opentracker " + first_line(["dpkg-query", "-W", "-f", "${Version}\n",
+                                            "opentracker"]))
     return out
 
 
@@ -831,7 +832,9 @@ def main():
              "and RssFile+RssShmem (leech: the largest leecher). × libtorrent: ratio of "
              "MB/s to complete. unchoke-swarm rows: `unchoke swarm`, one process with its own "
              "tracker (time from its summary; CPU and RSS not separable).")
-    text = "\n".join(header) + "\n\n" + "\n\n".join(sections) + "\n\n" + notes + "\n"
+    text = "\n".join(header) + "\n\n" + "\n\n".join(sections) + "\n"
+    if scenarios:
+        text += "\n" + notes + "\n"
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
