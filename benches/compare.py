@@ -245,16 +245,24 @@ def aria2_client():
 
 
 def rqbit_client(binary):
-    # rqbit binds its listener to all addresses and dials from the default source
-    # address: every rqbit process is 127.0.0.1:<its own port> to the tracker.
-    def common(d, a):
-        return [binary, "--disable-dht", "--disable-dht-persistence",
-                "--disable-upnp-port-forward", "download", "-o", d]
+    # rqbit dials (and announces) from the default source address, 127.0.0.1 here: every
+    # rqbit process listens on 127.0.0.1 at an ephemeral port of its own, which is what the
+    # tracker sees. The seed is a `download` of data already there (--overwrite: use the
+    # existing file; it is checked and found complete) that never exits.
+    # Without --listen-port, `rqbit download` listens on an ephemeral port but announces
+    # 4240 (the server's default): both are given.
+    def common(d):
+        port = str(free_port("127.0.0.1"))
+        return [binary, "--disable-dht", "--disable-dht-persistence", "--disable-lsd",
+                "--disable-upnp-port-forward", "--ipv4-only", "--listen-ip", "127.0.0.1",
+                "--listen-port", port, "--announce-port", port,
+                "download", "--disable-http-api", "-o", d]
     return Client(
         "rqbit",
-        lambda t, d, a: common(d, a) + [t],
-        lambda t, d, a: common(d, a) + ["--exit-on-finish", t],
-        None, merge_stderr=True)
+        lambda t, d, a: common(d) + ["--overwrite", t],
+        lambda t, d, a: common(d) + ["--exit-on-finish", t],
+        "complete", text_events=[(re.compile(r"torrent finished downloading"), "complete")],
+        merge_stderr=True)
 
 
 def make_clients(args, names):
@@ -664,6 +672,8 @@ def main():
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like an exception, so every process started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         if "--size-mib" not in " ".join(argv):
             args.size_mib = 64
@@ -825,7 +835,7 @@ def main():
             tracker.stop()
 
     notes = ("MB/s to complete: payload bytes (all leechers) / 10^6 / seconds from the first "
-             "leecher's spawn to the last leecher's completion line (rqbit: process exit); "
+             "leecher's spawn to the last leecher's completion line; "
              "MB/s to exit: the same to the last leecher's exit. CPU-s/GiB: user+sys CPU per "
              "GiB delivered (leechers summed; the seed's between the first leecher's start and "
              "the last completion). RSS: peak of 100 ms samples of /proc/PID/status, RssAnon "
