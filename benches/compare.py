@@ -669,6 +669,8 @@ def main():
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="give up on one run after SECS (default 600)")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
+    parser.add_argument("--results", action="store_true",
+                        help="also append the report to benches/RESULTS.md (as one section)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
@@ -848,6 +850,12 @@ def main():
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
+    if args.results:
+        # One level down, to sit under RESULTS.md's own title.
+        section = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M).replace(
+            "## unchoke comparison, ", "## Comparison harness (`benches/compare.py`), ", 1)
+        with open(os.path.join(BENCHES, "RESULTS.md"), "a") as f:
+            f.write("\n" + section)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
