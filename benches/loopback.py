@@ -79,8 +79,9 @@ def make_data(path, size):
     os.replace(tmp, path)
 
 
-def make_torrent(data_path, torrent_path, piece_kib):
-    """A v1 single-file torrent (mktorrent), rebuilt when the data is newer."""
+def make_torrent(data_path, torrent_path, piece_kib, announce=None):
+    """A v1 single-file torrent (mktorrent), rebuilt when the data is newer; `announce`:
+    a tracker URL to put in it (none by default)."""
     if (os.path.isfile(torrent_path)
             and os.path.getmtime(torrent_path) >= os.path.getmtime(data_path)):
         log("reusing %s" % torrent_path)
@@ -91,7 +92,9 @@ def make_torrent(data_path, torrent_path, piece_kib):
     if os.path.exists(torrent_path):
         os.remove(torrent_path)
     log("hashing %s into %s (mktorrent, %d KiB pieces)" % (data_path, torrent_path, piece_kib))
-    res = subprocess.run(["mktorrent", "-l", str(log_piece), "-o", torrent_path, data_path],
+    tracker = ["-a", announce] if announce else []
+    res = subprocess.run(["mktorrent", "-l", str(log_piece)] + tracker
+                         + ["-o", torrent_path, data_path],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
     if res.returncode != 0:
         raise SystemExit("mktorrent failed: %s" % res.stderr.decode(errors="replace"))
@@ -116,22 +119,29 @@ def sha256_file(path, deadline=None):
 class Proc:
     """A child we started: JSON lines from stdout (timestamped), stderr to a log file."""
 
-    def __init__(self, name, argv, log_dir):
+    def __init__(self, name, argv, log_dir, text_events=(), merge_stderr=False):
+        """`text_events`: (compiled regex, event name) pairs; a stdout line that is not a
+        JSON object and matches one becomes {"event": name, "text": line} (for clients
+        without JSON output). `merge_stderr`: stderr goes to stdout (and is read there)."""
         self.name = name
         self.argv = argv
+        self.text_events = list(text_events)
         self.lines = queue.Queue()
         self.events = []
         self.stderr_path = os.path.join(log_dir, name + ".stderr")
         self.stdout_path = os.path.join(log_dir, name + ".stdout")
+        if merge_stderr:
+            self.stderr_path = self.stdout_path
         self.rusage = None
         self.exit_code = None
-        stderr = open(self.stderr_path, "wb")
+        stderr = subprocess.STDOUT if merge_stderr else open(self.stderr_path, "wb")
         try:
             self.started = time.monotonic()
             self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.PIPE, stderr=stderr)
         finally:
-            stderr.close()
+            if not merge_stderr:
+                stderr.close()
         self.pid = self.popen.pid
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -142,12 +152,18 @@ class Proc:
                 at = time.monotonic()
                 text = raw.decode("utf-8", "replace")
                 out.write(text)
+                out.flush()
                 try:
                     obj = json.loads(text)
                 except ValueError:
-                    continue
+                    obj = None
                 if isinstance(obj, dict):
                     self.lines.put((at, obj))
+                    continue
+                for pattern, event in self.text_events:
+                    if pattern.search(text):
+                        self.lines.put((at, {"event": event, "text": text.strip()}))
+                        break
         self.lines.put((time.monotonic(), None))
 
     def wait_event(self, names, deadline):
@@ -225,14 +241,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+MEMORY_KEYS = ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")
+
+
 def memory_kib(pid):
-    """VmHWM, VmRSS and RssAnon (KiB) of a live process."""
+    """VmHWM, VmRSS, RssAnon, RssFile and RssShmem (KiB) of a live process."""
     out = {}
     try:
         with open("/proc/%d/status" % pid) as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key in ("VmHWM", "VmRSS", "RssAnon"):
+                if key in MEMORY_KEYS:
                     out[key] = int(value.split()[0])
     except (OSError, ValueError, IndexError):
         return None
@@ -240,7 +259,8 @@ def memory_kib(pid):
 
 
 class Sampler:
-    """Every 100 ms: the largest VmHWM, VmRSS and RssAnon seen for each watched pid."""
+    """Every 100 ms: the largest VmHWM, VmRSS, RssAnon, RssFile, RssShmem and
+    RssFile + RssShmem ("RssFileShmem") seen for each watched pid."""
 
     def __init__(self):
         self.peaks = {}
@@ -253,7 +273,7 @@ class Sampler:
     def watch(self, pid):
         with self.lock:
             self.pids.append(pid)
-            self.peaks.setdefault(pid, {"VmHWM": 0, "VmRSS": 0, "RssAnon": 0})
+            self.peaks.setdefault(pid, dict.fromkeys(MEMORY_KEYS + ("RssFileShmem",), 0))
         self.sample()
 
     def unwatch(self, pid):
@@ -267,6 +287,7 @@ class Sampler:
             for pid in self.pids:
                 mem = memory_kib(pid)
                 if mem:
+                    mem["RssFileShmem"] = mem.get("RssFile", 0) + mem.get("RssShmem", 0)
                     peak = self.peaks[pid]
                     for key, value in mem.items():
                         peak[key] = max(peak[key], value)
