@@ -181,7 +181,7 @@ const SPARE_BUFFERS: usize = 4;
 
 /// Recently read pieces, shared by the disk threads; blocks are served as slices of them
 /// (no copy). Bounded to 16 MiB, oldest evicted first. An evicted piece whose blocks have
-/// all been sent (no slice of it is alive any more) is kept, up to [`SPARE_BUFFERS`], as
+/// all been sent (no slice of it is alive any more) is kept, up to `SPARE_BUFFERS` of them, as
 /// the buffer of a later read.
 #[derive(Default)]
 pub struct ReadCache {

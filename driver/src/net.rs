@@ -106,9 +106,9 @@ mod tests {
 
 /// Receives at most `max` bytes from `socket` straight into the spare capacity of `buf`
 /// and appends them: no zero-filling first (which cost ~5 % of a leecher's CPU at 1 GiB/s)
-/// and no copy after. The caller makes sure there is spare capacity (`reserve`); with none,
-/// this reads nothing and returns `Ok(0)` only if `max` is 0 — so callers must not read
-/// `Ok(0)` as end of stream unless they asked for at least one byte.
+/// and no copy after. `Ok(0)` is the end of the stream — provided there was room to read
+/// into: callers reserve spare capacity first and pass a non-zero `max` (with room for
+/// nothing, `recv` also returns 0).
 ///
 /// Errors are the socket's (`WouldBlock` for a non-blocking socket with nothing to read).
 pub fn recv_into(
