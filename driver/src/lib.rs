@@ -25,7 +25,10 @@ pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};
 pub use clock::Clock;
 pub use config::ClientConfig;
 pub use host::{Command, SessionHost};
-pub use net::{connect_error_text, connect_failure, connect_nonblocking, recv_into};
+pub use net::{
+    READ_SIZE_MAX, READ_SIZE_MIN, ReadSize, connect_error_text, connect_failure,
+    connect_nonblocking, recv_into,
+};
 pub use pump::{Io, Report, Work};
 
 use std::net::SocketAddr;

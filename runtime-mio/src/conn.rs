@@ -9,12 +9,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use mio::net::TcpStream;
 use unchoke_core::session::{ConnId, TorrentId};
 
-/// A read asks the kernel for at most this much. Blocks split out of the buffer keep its
-/// allocation alive until they are written and hashed, so this is also the granularity at
-/// which receive memory is held. Each read is one round of the session (its requests and
-/// disk jobs go out after it), so a bigger read means fewer rounds, `writev`s and wake-ups
-/// per GiB: 256 KiB ≈ 16 blocks cut a leecher's rounds by four against 64 KiB.
-const READ_CHUNK: usize = 256 * 1024;
 /// Below this much free space the buffer gets a fresh allocation before reading.
 const MIN_SPARE: usize = 16 * 1024;
 /// Most buffers handed to one `writev`.
@@ -39,6 +33,8 @@ pub(crate) struct Conn {
     /// The socket may have more to read (mio is edge-triggered: we read until `WouldBlock`).
     pub(crate) read_ready: bool,
     recv: BytesMut,
+    /// How much the next read asks for (grows while the peer streams to us).
+    read_size: unchoke_driver::ReadSize,
     send: VecDeque<Bytes>,
 }
 
@@ -61,6 +57,7 @@ impl Conn {
             state,
             read_ready: false,
             recv: BytesMut::new(),
+            read_size: unchoke_driver::ReadSize::default(),
             send: VecDeque::new(),
         }
     }
@@ -81,14 +78,19 @@ impl Conn {
     /// One `read` into the receive buffer (straight into its spare capacity, see
     /// [`unchoke_driver::recv_into`]).
     pub(crate) fn read_once(&mut self) -> ReadOutcome {
+        let want = self.read_size.next();
         if self.recv.capacity() - self.recv.len() < MIN_SPARE {
             // When blocks split from the old allocation are still alive, this allocates
             // anew and moves only the unconsumed tail (a partial message).
-            self.recv.reserve(READ_CHUNK);
+            self.recv.reserve(want);
         }
-        match unchoke_driver::recv_into(&self.stream, &mut self.recv, READ_CHUNK) {
+        let asked = want.min(self.recv.capacity() - self.recv.len());
+        match unchoke_driver::recv_into(&self.stream, &mut self.recv, asked) {
             Ok(0) => ReadOutcome::Closed,
-            Ok(n) => ReadOutcome::Data(n),
+            Ok(n) => {
+                self.read_size.observe(asked, n);
+                ReadOutcome::Data(n)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::WouldBlock,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data(0),
             Err(_) => ReadOutcome::Closed,

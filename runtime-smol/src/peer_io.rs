@@ -15,10 +15,6 @@ use smol::io::AsyncWriteExt;
 use smol::{Async, Timer};
 use unchoke_core::session::PeerGone;
 
-/// A read asks the kernel for at most this much (same reasoning as the mio driver: blocks
-/// split from a chunk keep it alive until written and hashed, and each chunk handed over is
-/// one round of the session, so bigger chunks mean fewer rounds per GiB).
-const READ_CHUNK: usize = 256 * 1024;
 /// Below this much free space the reader takes a fresh allocation.
 const MIN_SPARE: usize = 16 * 1024;
 /// Most buffers handed to one vectored write.
@@ -48,17 +44,22 @@ pub(crate) enum NetEvent {
 /// Reads until the socket ends, sending each chunk to the session task.
 pub(crate) async fn read_loop(token: Token, stream: Arc<Async<TcpStream>>, net: Sender<NetEvent>) {
     let mut buf = BytesMut::new();
+    // Grows while the peer streams to us (see `ReadSize`), as in the mio driver.
+    let mut read_size = unchoke_driver::ReadSize::default();
     let reason = loop {
+        let want = read_size.next();
         if buf.capacity() - buf.len() < MIN_SPARE {
-            buf.reserve(READ_CHUNK);
+            buf.reserve(want);
         }
+        let asked = want.min(buf.capacity() - buf.len());
         // Straight into the spare capacity (no zero-fill), as in the mio driver.
         match stream
-            .read_with(|s| unchoke_driver::recv_into(s, &mut buf, READ_CHUNK))
+            .read_with(|s| unchoke_driver::recv_into(s, &mut buf, asked))
             .await
         {
             Ok(0) => break PeerGone::HungUp,
-            Ok(_) => {
+            Ok(n) => {
+                read_size.observe(asked, n);
                 let data = buf.split();
                 if net.send(NetEvent::Data { token, data }).await.is_err() {
                     return; // the session task is gone
