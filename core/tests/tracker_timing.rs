@@ -465,3 +465,42 @@ fn leaving_abandons_regular_announces_still_out() {
     rig.run_until(secs(100));
     assert_eq!(rig.sent.len(), before, "no retransmission after leaving");
 }
+
+/// The swarm's flaky `tracker_peers_left: 1`: a UDP `stopped` started by leaving sat in the
+/// session's queue until the next timer, which was its own 3 s deadline; it then timed out
+/// and left at the very moment the session said it was drained, so nobody waited for the
+/// tracker to read it (the last client of `unchoke swarm` exited before it did).
+#[test]
+fn a_udp_stopped_leaves_at_once_and_is_answered_before_its_deadline() {
+    for how in ["close", "pause"] {
+        let mut rig = Rig::new(Rig::config(), 10);
+        rig.tracker = Some(TrackerServer::new(ServerConfig::default(), 5));
+        let t = rig.add(1, vec![vec![udp(TRACKER)]]);
+        assert_eq!(rig.replies(), 1);
+        let registered = |rig: &Rig| rig.tracker.as_ref().map(TrackerServer::peer_count);
+        assert_eq!(registered(&rig), Some(1));
+        rig.now = secs(10);
+        match how {
+            "close" => rig.s.close(rig.now),
+            _ => rig.s.pause_torrent(t, rig.now).expect("pause"),
+        }
+        // No timer runs: what leaving queued is carried out at once.
+        rig.drain();
+        assert_eq!(
+            rig.sends_to(TRACKER).last(),
+            Some(&10),
+            "{how}: sent at once"
+        );
+        assert_eq!(registered(&rig), Some(0), "{how}: the tracker forgot us");
+        assert_eq!(
+            rig.s.announces_in_flight(),
+            0,
+            "{how}: answered, not waited"
+        );
+        assert!(
+            rig.tracker_errors().is_empty(),
+            "{how}: {:?}",
+            rig.tracker_errors()
+        );
+    }
+}

@@ -21,6 +21,10 @@
 //!   BEP 15's full schedule (up to 15·2⁸ s) would leave a torrent on a dead tracker for
 //!   over an hour.
 //! - HTTP trackers are a byte exchange the driver runs for an [`Action::Announce`].
+//! - Every call that starts an announce queues its actions before returning (UDP
+//!   datagrams included, [`Session::stop_announces`] and pausing too): a leaving
+//!   announce must go out at once, within its short deadline, so that the session is
+//!   drained only once the tracker answered it or it truly timed out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -440,6 +444,10 @@ impl Session {
         for (torrent, due) in dues {
             self.push_announce(torrent, due, now);
         }
+        // A UDP `stopped` (or `completed`) leaves now, not at the next timer: that timer is
+        // its own deadline, where it would time out unsent and go out as the session says
+        // it is drained, with nobody left to wait for the tracker to read it.
+        self.flush_udp();
     }
 
     /// Starts every announce that is due, and notices torrents that just completed (their
@@ -589,6 +597,8 @@ impl Session {
         // The regular announces out are no longer waited for: the announcer forgot them.
         self.trackers.cancel_torrent(torrent);
         self.push_announce(torrent, due, now);
+        // As in `stop_announces`: a UDP leaving announce goes out now, within its deadline.
+        self.flush_udp();
     }
 
     /// Announces `torrent` afresh (it resumed after a pause): a new announcer over the same
