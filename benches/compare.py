@@ -164,19 +164,35 @@ class Tracker:
         with open(whitelist, "w") as f:
             f.write("".join(h + "\n" for h in hashes))
         os.chmod(whitelist, 0o644)
-        self.proc = Proc("opentracker", [OPENTRACKER, "-i", "127.0.0.1", "-p", str(port),
-                                         "-P", str(port), "-w", whitelist], log_dir,
+        self.argv = [OPENTRACKER, "-i", "127.0.0.1", "-p", str(port), "-P", str(port),
+                     "-w", whitelist]
+        self.log_dir = log_dir
+        self.probe = hashes[0]
+        self.starts = 0
+        self._start()
+
+    def _start(self):
+        self.starts += 1
+        self.proc = Proc("opentracker-%d" % self.starts, self.argv, self.log_dir,
                          merge_stderr=True)
         deadline = time.monotonic() + 10
         while True:
             try:
-                self.scrape(hashes[0])
+                self.scrape(self.probe)
                 break
             except OSError:
                 if self.proc.reap(time.monotonic()) or time.monotonic() > deadline:
                     self.proc.stop()
                     raise SystemExit("opentracker did not start: %s" % self.proc.stderr_tail())
                 time.sleep(0.1)
+
+    def restart(self):
+        """A fresh tracker with no peers: opentracker keeps a peer that never announced
+        `stopped` (a process stopped by signal) for its whole announce interval, and a
+        leecher of a later run handed 80 of those dead addresses, without the seed's, waits
+        until its next announce — tens of minutes."""
+        self.proc.stop()
+        self._start()
 
     def scrape(self, ih):
         """(complete, incomplete) for one info-hash."""
@@ -319,6 +335,7 @@ def run_once(sc, client, run_index, ctx):
     seed = writeback = None
     leechers = []
     try:
+        ctx["tracker"].restart()
         if sc.dirty_mib:
             # Unrelated dirty pages: written (into the page cache) now, flushed by a
             # `sync FILE` (fsync) started with the leechers.
