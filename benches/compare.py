@@ -658,6 +658,22 @@ def scenario_table(sc_rows, names):
     return "\n".join(lines), {k: v[0] for k, v in meds.items()}
 
 
+WORKDIR_MARK = ".unchoke-compare"
+
+
+def claim_workdir(work):
+    """Makes `work` ours, or refuses: runs delete `leech/`, `swarm/`, `dirty.bin` and
+    `ceiling.bin` inside it, so a directory that already holds something and was not made
+    by this harness (a mistyped `--workdir ~`) is never used."""
+    if os.path.isdir(work) and os.listdir(work) \
+            and not os.path.isfile(os.path.join(work, WORKDIR_MARK)):
+        raise SystemExit("compare.py: %s is not empty and was not made by this harness; "
+                         "give --workdir a new or empty directory" % work)
+    os.makedirs(work, exist_ok=True)
+    with open(os.path.join(work, WORKDIR_MARK), "a"):
+        pass
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -737,7 +753,7 @@ def main():
     names = [n for n in names if n not in dict(skipped)]
 
     work = os.path.abspath(args.workdir)
-    os.makedirs(work, exist_ok=True)
+    claim_workdir(work)
     os.chmod(work, 0o755)
     log_dir = os.path.join(work, "logs")
     data_dir = os.path.join(work, "data")
