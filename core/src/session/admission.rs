@@ -114,10 +114,34 @@ impl Open {
     }
 }
 
+/// Sets `o.waiting_since` (of connection `conn`) and keeps the `waiting` index in step.
+fn set_waiting(
+    waiting: &mut BTreeSet<(Instant, ConnId)>,
+    conn: ConnId,
+    o: &mut Open,
+    since: Option<Instant>,
+) {
+    if let Some(old) = o.waiting_since {
+        waiting.remove(&(old, conn));
+    }
+    if let Some(new) = since {
+        waiting.insert((new, conn));
+    }
+    o.waiting_since = since;
+}
+
 /// The session's connection bookkeeping; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     open: BTreeMap<ConnId, Open>,
+    /// Index of `open`: `(waiting_since, conn)` for every connection whose `waiting_since`
+    /// is set, and nothing else, so the earliest send stall is found without a scan
+    /// (`handle_sent` and `poll_timeout` run per socket write: a scan of every connection
+    /// there made a seed with many peers quadratic).
+    waiting: BTreeSet<(Instant, ConnId)>,
+    /// Index of `open`: exactly the connections whose `unsent` exceeds
+    /// `max_unsent_bytes` (with `send_accounting`), for the same reason.
+    over_cap: BTreeSet<ConnId>,
     /// Dials in flight and when they time out.
     dials: BTreeMap<(TorrentId, SocketAddr), Instant>,
     /// Dials given up on time-out, whose late failure report must not count twice.
@@ -361,6 +385,10 @@ impl Admission {
     /// The connection ended (`reason`): forget it and announce it, once.
     pub(crate) fn closed(&mut self, conn: ConnId, reason: PeerGone) {
         if let Some(o) = self.open.remove(&conn) {
+            if let Some(since) = o.waiting_since {
+                self.waiting.remove(&(since, conn));
+            }
+            self.over_cap.remove(&conn);
             self.tell(Event::PeerDisconnected {
                 addr: o.addr,
                 reason,
@@ -414,9 +442,12 @@ impl Admission {
         }
         if let Some(o) = self.open.get_mut(&conn) {
             if o.unsent == 0 {
-                o.waiting_since = Some(now);
+                set_waiting(&mut self.waiting, conn, o, Some(now));
             }
             o.unsent = o.unsent.saturating_add(bytes);
+            if o.unsent > config.max_unsent_bytes {
+                self.over_cap.insert(conn);
+            }
         }
     }
 
@@ -432,8 +463,11 @@ impl Admission {
             return;
         };
         o.unsent = o.unsent.saturating_sub(bytes);
+        if o.unsent <= config.max_unsent_bytes {
+            self.over_cap.remove(&conn);
+        }
         if bytes > 0 || o.unsent == 0 {
-            o.waiting_since = (o.unsent > 0).then_some(now);
+            set_waiting(&mut self.waiting, conn, o, (o.unsent > 0).then_some(now));
         }
         Self::release(o, &mut self.ready, config);
     }
@@ -463,11 +497,7 @@ impl Admission {
         if !config.send_accounting {
             return Vec::new();
         }
-        self.open
-            .iter()
-            .filter(|(_, o)| o.unsent > config.max_unsent_bytes)
-            .map(|(c, _)| *c)
-            .collect()
+        self.over_cap.iter().copied().collect()
     }
 
     /// Filters an action on its way out: a `ReadBlock` past the read-ahead bound is held
@@ -550,13 +580,10 @@ impl Admission {
         }
         if config.send_accounting {
             expired.slow = self
-                .open
+                .waiting
                 .iter()
-                .filter(|(_, o)| {
-                    o.waiting_since
-                        .is_some_and(|since| now - since >= config.send_stall_timeout)
-                })
-                .map(|(c, _)| *c)
+                .take_while(|(since, _)| now - *since >= config.send_stall_timeout)
+                .map(|(_, c)| *c)
                 .collect();
         }
         expired
@@ -566,11 +593,9 @@ impl Admission {
     pub(crate) fn next_deadline(&self, config: &SessionConfig) -> Option<Instant> {
         let dial = self.dials.values().min().copied();
         let stall = if config.send_accounting {
-            self.open
-                .values()
-                .filter_map(|o| o.waiting_since)
-                .min()
-                .map(|since| since + config.send_stall_timeout)
+            self.waiting
+                .first()
+                .map(|(since, _)| *since + config.send_stall_timeout)
         } else {
             None
         };
@@ -631,6 +656,52 @@ mod tests {
         a.read_done(c, 16 * 1024, &cfg);
         assert_eq!(a.pop(), Some(read(c, 16384)));
         assert_eq!(a.pop(), None);
+    }
+
+    #[test]
+    fn the_stall_deadline_and_the_unsent_cap_follow_every_connection_without_a_scan() {
+        let cfg = SessionConfig {
+            max_unsent_bytes: 64 * 1024,
+            ..accounting()
+        };
+        let stall = cfg.send_stall_timeout;
+        let at = |ms: u64| Instant::ZERO + Duration::from_millis(ms);
+        let mut a = Admission::new(&cfg);
+        let (c1, c2, c3) = (ConnId(1), ConnId(2), ConnId(3));
+        for (i, c) in [c1, c2, c3].into_iter().enumerate() {
+            a.opened(c, addr(10 + i as u16), Direction::Inbound, Instant::ZERO);
+        }
+        assert_eq!(
+            a.next_deadline(&cfg),
+            None,
+            "nothing unsent: no stall deadline"
+        );
+        a.handed(c2, 1000, &cfg, at(100));
+        a.handed(c1, 1000, &cfg, at(200));
+        a.handed(c1, 1000, &cfg, at(300)); // still waiting since 200
+        assert_eq!(a.next_deadline(&cfg), Some(at(100) + stall));
+        // c2's socket takes part: its wait starts again; c1 is now the earliest.
+        a.sent(c2, 500, &cfg, at(400));
+        assert_eq!(a.next_deadline(&cfg), Some(at(200) + stall));
+        // c1 closes: c2 (since 400) is the earliest.
+        a.closed(c1, PeerGone::Closed(crate::vocab::DisconnectReason::Idle));
+        assert_eq!(a.next_deadline(&cfg), Some(at(400) + stall));
+        // Only c2 is past its deadline at 400 + stall.
+        assert_eq!(a.timeout(&cfg, at(400) + stall).slow, vec![c2]);
+        // Everything accepted: no deadline at all.
+        a.sent(c2, 500, &cfg, at(500));
+        assert_eq!(a.next_deadline(&cfg), None);
+        // The cap: c3 over it, then back under it.
+        assert!(a.over_cap(&cfg).is_empty());
+        a.handed(c3, 64 * 1024 + 1, &cfg, at(600));
+        assert_eq!(a.over_cap(&cfg), vec![c3]);
+        a.sent(c3, 1, &cfg, at(700));
+        assert!(a.over_cap(&cfg).is_empty());
+        a.handed(c3, 10, &cfg, at(800));
+        assert_eq!(a.over_cap(&cfg), vec![c3]);
+        a.closed(c3, PeerGone::Closed(crate::vocab::DisconnectReason::Idle));
+        assert!(a.over_cap(&cfg).is_empty());
+        assert_eq!(a.next_deadline(&cfg), None);
     }
 
     #[test]
