@@ -10,7 +10,7 @@
 //! the large runs in RESULTS.md.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use unchoke_core::sim::{SimConfig, Simulation};
+use unchoke_sim::{SimConfig, Simulation};
 
 fn config(peers: usize) -> SimConfig {
     let mut c = SimConfig::study(peers, 4 * 1024 * 1024);

@@ -271,10 +271,6 @@
 //! - [`embed`]: helpers for drivers — [`embed::StdClock`] (std → core time),
 //!   [`embed::verify_piece`], [`embed::MemoryStorage`] (a torrent in memory) — and
 //!   [`bytes`], re-exported so a driver uses the very version the API speaks.
-#![cfg_attr(
-    feature = "sim",
-    doc = "- [`sim`]: the deterministic swarm simulator (many sessions over a virtual network) and the distribution-time study."
-)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -291,8 +287,6 @@ pub mod picker;
 pub mod rate;
 pub mod resume;
 pub mod session;
-#[cfg(feature = "sim")]
-pub mod sim;
 /// The former name of [`layout`], kept so `unchoke_core::storage::Layout` paths still work.
 pub use layout as storage;
 pub mod time;

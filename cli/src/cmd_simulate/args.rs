@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use unchoke_core::sim::study;
+use unchoke_sim::study;
 
 use super::runner::Plan;
 use crate::human;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use unchoke_core::sim::{SimConfig, SimReport};
+use unchoke_sim::{SimConfig, SimReport};
 
 use super::args::SimulateArgs;
 use super::runner::Plan;
@@ -451,7 +451,7 @@ pub(super) fn summary(
 
 #[cfg(test)]
 mod tests {
-    use unchoke_core::sim::{Simulation, study};
+    use unchoke_sim::{Simulation, study};
 
     use super::*;
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use unchoke_core::sim::{Churn, SimConfig, SimReport, Simulation, study};
+use unchoke_sim::{Churn, SimConfig, SimReport, Simulation, study};
 
 use super::args::ChurnArg;
 use super::display::Display;

@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
-use unchoke_core::sim::{Disruption, DisruptionKind, SimConfig, Simulation};
+use unchoke_sim::{Disruption, DisruptionKind, SimConfig, Simulation};
 
 const BLOCK: u64 = 16 * 1024;
 

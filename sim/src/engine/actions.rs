@@ -3,12 +3,12 @@
 use bytes::BytesMut;
 
 use super::{Ev, PACED_MIN, Role, Simulation};
-use crate::session::{
+use crate::network::{HostId, Unit};
+use unchoke_core::session::{
     Action, ConnId, ConnectFailure, DisconnectReason, DiskError, DiskErrorKind, Event, PeerGone,
 };
-use crate::sim::network::{HostId, Unit};
-use crate::time::Instant;
-use crate::tracker::http::{announce_url, request_bytes};
+use unchoke_core::time::Instant;
+use unchoke_core::tracker::http::{announce_url, request_bytes};
 
 impl Simulation {
     /// Carries out every action `host`'s session has queued, then re-arms its timer.
@@ -212,7 +212,7 @@ impl Simulation {
             Action::Resolve { host: name, port } => {
                 // Simulated hosts are addressed by IP: no name resolves.
                 if let Some(on) = self.hosts[host].online.as_mut() {
-                    let error = crate::tracker::ResolveError::Failed(
+                    let error = unchoke_core::tracker::ResolveError::Failed(
                         "the simulator has no name service".into(),
                     );
                     on.session.handle_resolved(&name, port, Err(error), now);

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::{Role, Simulation};
-use crate::bitfield::Bitfield;
-use crate::sim::SimReport;
+use crate::SimReport;
+use unchoke_core::bitfield::Bitfield;
 
 impl Simulation {
     /// The outcome so far (final once [`Simulation::run_for`] returned `true`).

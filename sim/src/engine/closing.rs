@@ -2,10 +2,10 @@
 //! (`handle_sent`), dials answered or given up, and closing a session until it drains.
 
 use super::{CLOSE_GRACE, Closing, Departure, Simulation};
-use crate::session::{ConnId, TorrentId};
-use crate::sim::network::HostId;
-use crate::time::Instant;
+use crate::network::HostId;
 use std::net::SocketAddr;
+use unchoke_core::session::{ConnId, TorrentId};
+use unchoke_core::time::Instant;
 
 impl Simulation {
     /// Tells `host`'s session that its socket for `conn` accepted `bytes`, as a driver

@@ -1,10 +1,10 @@
-//! A deterministic swarm simulator: many real [`Session`](crate::session::Session)s over a virtual network.
+//! A deterministic swarm simulator: many real [`Session`](unchoke_core::session::Session)s over a virtual network.
 //!
 //! Every host runs the same `Session` the drivers run; the simulator plays the driver's
 //! part for all of them at once. It carries their bytes over a fluid network model
 //! (`network`: upload and download capacities shared fairly, a latency per host), answers
 //! their disk actions from one canonical copy of the file (`payload`), and answers their
-//! announces with the core's own [`TrackerServer`](crate::tracker::server::TrackerServer) over the real HTTP encoding. Time is
+//! announces with the core's own [`TrackerServer`](unchoke_core::tracker::server::TrackerServer) over the real HTTP encoding. Time is
 //! virtual and jumps from event to event, so an hour-long swarm of a thousand peers runs in
 //! seconds to minutes of wall time. Same [`SimConfig`] (seed included) ⇒ same result.
 //!
@@ -25,7 +25,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use unchoke_core::sim::{SimConfig, Simulation};
+//! use unchoke_sim::{SimConfig, Simulation};
 //!
 //! let mut config = SimConfig::study(3, 1024 * 1024);
 //! config.piece_length = 64 * 1024;
@@ -34,6 +34,8 @@
 //! let ratio = report.ratio.expect("complete");
 //! assert!(ratio >= 1.0, "never faster than the lower bound");
 //! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod engine;
 mod network;
@@ -42,7 +44,7 @@ pub mod study;
 
 use std::time::Duration;
 
-use crate::session::SessionConfig;
+use unchoke_core::session::SessionConfig;
 
 pub use engine::Simulation;
 pub use study::Bounds;
@@ -82,7 +84,7 @@ pub enum DisruptionKind {
     Stall(Duration),
     /// For this long the host answers no dial: it neither accepts nor refuses (a
     /// black-holed address), so diallers wait until their session's connect time-out
-    /// gives up ([`crate::session::Action::CancelConnect`]). Dials still held when it ends
+    /// gives up ([`unchoke_core::session::Action::CancelConnect`]). Dials still held when it ends
     /// are accepted then; a dialler that gave up drops the late connection.
     BlackHole(Duration),
     /// For this long the host reads nothing from its connections (its download capacity
@@ -282,18 +284,18 @@ pub struct SimReport {
 /// on for every simulated session, whatever [`SimConfig::session`] says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyReport {
-    /// [`crate::session::Event::PeerConnected`] events.
+    /// [`unchoke_core::session::Event::PeerConnected`] events.
     pub peer_connected: u64,
-    /// [`crate::session::Event::PeerDisconnected`] events.
+    /// [`unchoke_core::session::Event::PeerDisconnected`] events.
     pub peer_disconnected: u64,
     /// Of those, peers dropped for not reading
-    /// ([`crate::session::DisconnectReason::SlowReader`]).
+    /// ([`unchoke_core::session::DisconnectReason::SlowReader`]).
     pub slow_reader_drops: u64,
-    /// [`crate::session::Event::ConnectFailed`] events.
+    /// [`unchoke_core::session::Event::ConnectFailed`] events.
     pub connect_failed: u64,
     /// Of those, dials the session gave up on itself (its connect time-out).
     pub connect_timeouts: u64,
-    /// [`crate::session::Action::CancelConnect`]s carried out.
+    /// [`unchoke_core::session::Action::CancelConnect`]s carried out.
     pub cancelled_dials: u64,
     /// Connections accepted after their dialler had given up, closed at once.
     pub late_accepts_dropped: u64,
@@ -301,9 +303,9 @@ pub struct PolicyReport {
     pub sent_reports: u64,
     /// Bytes reported by `handle_sent`.
     pub sent_bytes: u64,
-    /// [`crate::session::Action::SaveResume`]s carried out (all succeed).
+    /// [`unchoke_core::session::Action::SaveResume`]s carried out (all succeed).
     pub saves: u64,
-    /// Sessions closed ([`crate::session::Session::close`]): hosts leaving, and every host
+    /// Sessions closed ([`unchoke_core::session::Session::close`]): hosts leaving, and every host
     /// still in the swarm at the end.
     pub closes: u64,
     /// Closes that ended with `is_drained()` within `close_timeout` (a close that does not

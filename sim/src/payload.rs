@@ -10,8 +10,8 @@
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 
-use crate::bencode::{self, Dict, Value};
-use crate::metainfo::Metainfo;
+use unchoke_core::bencode::{self, Dict, Value};
+use unchoke_core::metainfo::Metainfo;
 
 /// The tracker URL written into the simulated torrent.
 pub(crate) const TRACKER_URL: &str = "http://127.255.255.254:6969/announce";

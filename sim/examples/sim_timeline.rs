@@ -2,7 +2,7 @@
 //! distribution time loses against the lower bound (start-up, the middle, the end).
 //!
 //! ```sh
-//! cargo run --release -p unchoke-core --features sim --example sim_timeline -- PEERS [FILE_MIB] [PIECE_KIB]
+//! cargo run --release -p unchoke-sim --example sim_timeline -- PEERS [FILE_MIB] [PIECE_KIB]
 //! ```
 //!
 //! With `UNCHOKE_SIM_DHT=1` the peers find each other through the DHT instead of the tracker.
@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 
-use unchoke_core::sim::{SimConfig, Simulation};
+use unchoke_sim::{SimConfig, Simulation};
 
 fn arg<T: std::str::FromStr>(n: usize) -> Option<T> {
     std::env::args().nth(n).and_then(|a| a.parse().ok())

@@ -1,10 +1,9 @@
 //! The swarm simulator's guarantees: never faster than the theory allows, everyone
 //! completes with every piece verified, same seed ⇒ same run, and churn loses nothing.
-#![cfg(feature = "sim")]
 
 use std::time::Duration;
 
-use unchoke_core::sim::{Churn, SimConfig, SimReport, Simulation};
+use unchoke_sim::{Churn, SimConfig, SimReport, Simulation};
 
 /// A small study that runs quickly in a debug build: 2 MiB in 64 KiB pieces, peers that
 /// upload 16 KiB/s (F/u = 128 s), a server ten times faster, downloads as fast as the server.
@@ -177,7 +176,7 @@ fn an_unreachable_goal_stops_at_the_time_limit() {
 
 #[test]
 fn a_corrupt_peer_is_caught_and_the_others_still_complete() {
-    use unchoke_core::sim::{Disruption, DisruptionKind};
+    use unchoke_sim::{Disruption, DisruptionKind};
     let mut c = small(5);
     c.disruptions = vec![Disruption {
         at: Duration::ZERO,
@@ -197,7 +196,7 @@ fn a_corrupt_peer_is_caught_and_the_others_still_complete() {
 
 #[test]
 fn stalls_and_a_server_that_leaves_and_returns_delay_but_lose_nothing() {
-    use unchoke_core::sim::{Disruption, DisruptionKind};
+    use unchoke_sim::{Disruption, DisruptionKind};
     let at = Duration::from_secs;
     let mut c = small(4);
     c.disruptions = vec![
@@ -263,7 +262,7 @@ fn peers_find_each_other_through_the_dht_alone() {
 /// session's own rules run under simulation (connect time-outs and cancelled dials, slow
 /// readers dropped, peer events, socket accounting, resume saves, closes that drain).
 fn adversarial(seed: u64) -> SimConfig {
-    use unchoke_core::sim::{Disruption, DisruptionKind};
+    use unchoke_sim::{Disruption, DisruptionKind};
     let at = Duration::from_secs;
     let mut c = small(6);
     c.seed = seed;

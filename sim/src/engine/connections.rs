@@ -4,9 +4,9 @@
 use bytes::{Bytes, BytesMut};
 
 use super::{Ev, LinkEnd, Online, Simulation};
-use crate::session::{ConnId, ConnectFailure, Direction, TorrentId};
-use crate::sim::network::{Dest, HostId};
-use crate::time::Instant;
+use crate::network::{Dest, HostId};
+use unchoke_core::session::{ConnId, ConnectFailure, Direction, TorrentId};
+use unchoke_core::time::Instant;
 
 impl Simulation {
     pub(super) fn accept(

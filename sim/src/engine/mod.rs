@@ -21,12 +21,12 @@ use bytes::{Bytes, BytesMut};
 use super::network::{Dest, FlowId, HostId, Network};
 use super::payload::Payload;
 use super::{DisruptionKind, PolicyReport, Progress, SimConfig, SimError, SimReport};
-use crate::bitfield::Bitfield;
-use crate::session::{ConnId, ConnectFailure, Session, TorrentId};
-use crate::time::Instant;
-use crate::tracker::http::{HttpResponseReader, parse_announce_response};
-use crate::tracker::server::{HttpOutcome, ServerConfig, TrackerServer};
-use crate::wire::{Decoder, Limits};
+use unchoke_core::bitfield::Bitfield;
+use unchoke_core::session::{ConnId, ConnectFailure, Session, TorrentId};
+use unchoke_core::time::Instant;
+use unchoke_core::tracker::http::{HttpResponseReader, parse_announce_response};
+use unchoke_core::tracker::server::{HttpOutcome, ServerConfig, TrackerServer};
+use unchoke_core::wire::{Decoder, Limits};
 
 /// Port every simulated host listens on.
 const LISTEN_PORT: u16 = 6881;
@@ -657,7 +657,7 @@ impl Simulation {
                 };
                 let result = body
                     .and_then(|b| parse_announce_response(&b))
-                    .map_err(crate::tracker::TrackerFailure::from);
+                    .map_err(unchoke_core::tracker::TrackerFailure::from);
                 if let Some(session) = self.session_mut(host) {
                     session.announce_done(torrent, &url, result, now);
                 }
@@ -717,7 +717,7 @@ impl Simulation {
         config.send_accounting = true;
         config.peer_events = true;
         if self.config.dht {
-            config.dht = Some(crate::dht::DhtConfig::default());
+            config.dht = Some(unchoke_core::dht::DhtConfig::default());
         }
         let seed = mix(self.config.seed, host as u64, u64::from(h.incarnation));
         let mut session = Session::new(config, seed, now);
