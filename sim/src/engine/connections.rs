@@ -210,10 +210,20 @@ impl Simulation {
             let Some(link) = links.get_mut(&conn) else {
                 return;
             };
+            // One reservation for the whole unit (a block's header and payload): extending
+            // chunk by chunk reallocated and copied the buffer once more per chunk.
+            link.recv.reserve(chunks.iter().map(|c| c.len()).sum());
             for c in &chunks {
                 link.recv.extend_from_slice(c);
             }
             session.handle_bytes(conn, &mut link.recv, now);
+            // Units carry whole messages, so the buffer is normally empty now. Let its
+            // allocation go: a buffer kept per link (16–64 KiB once blocks passed through)
+            // was most of a host's memory, ~2 MiB each with 50–80 links, which is what
+            // bounded N; the next unit allocates exactly its own size.
+            if link.recv.is_empty() {
+                link.recv = BytesMut::new();
+            }
         }
         self.hosts[dest.host].downloaded += payload;
         self.drain(dest.host);
