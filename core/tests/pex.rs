@@ -82,6 +82,8 @@ struct Bench {
     now: Instant,
     info_hash: unchoke_core::InfoHash,
     sent: BTreeMap<ConnId, Vec<(Instant, Message)>>,
+    /// Every address the session dialled, in order.
+    dialled: Vec<SocketAddr>,
 }
 
 impl Bench {
@@ -100,6 +102,7 @@ impl Bench {
             now,
             info_hash: metainfo.info_hash,
             sent: BTreeMap::new(),
+            dialled: Vec::new(),
         }
     }
 
@@ -155,6 +158,9 @@ impl Bench {
 
     fn drain(&mut self) {
         while let Some(action) = self.session.poll_action() {
+            if let Action::Connect { addr, .. } = action {
+                self.dialled.push(addr);
+            }
             if let Action::Send { conn, data } = action {
                 let mut buf = BytesMut::from(&data[..]);
                 if buf.first() == Some(&19) {
@@ -189,6 +195,33 @@ impl Bench {
             .expect("stats")
             .known_peers
     }
+}
+
+#[test]
+fn a_connected_peer_is_not_dialled_at_the_address_it_listens_on() {
+    let mut bench = Bench::new(80);
+    // Inbound from 10.0.0.1:40000 (an ephemeral port), listening on 6881 (its extension
+    // handshake says so).
+    let conn = bench.connect([10, 0, 0, 1]);
+    let listen = SocketAddr::from(([10, 0, 0, 1], 6881));
+    let other = SocketAddr::from(([10, 0, 0, 2], 6881));
+    // A tracker (or PEX) names both.
+    bench
+        .session
+        .add_peers(bench.torrent, &[listen, other], bench.now);
+    bench.drain();
+    bench.advance(Duration::from_secs(60));
+    assert!(bench.dialled.contains(&other), "{:?}", bench.dialled);
+    assert!(
+        !bench.dialled.contains(&listen),
+        "dialled a peer already connected: {:?}",
+        bench.dialled
+    );
+    // Once it is gone, its address is a candidate like any other.
+    bench.session.connection_closed(conn, bench.now);
+    bench.drain();
+    bench.advance(Duration::from_secs(60));
+    assert!(bench.dialled.contains(&listen), "{:?}", bench.dialled);
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub(crate) const PEX_INTERVAL: Duration = Duration::from_secs(60);
 pub(crate) const PEX_MIN_RECEIVE_INTERVAL: Duration = Duration::from_secs(45);
 
 /// The address `peer` can be dialled at, if we know one.
-fn dial_addr(peer: &Peer) -> Option<SocketAddr> {
+pub(super) fn dial_addr(peer: &Peer) -> Option<SocketAddr> {
     let addr = match peer.direction {
         Direction::Outbound(_) => peer.addr,
         Direction::Inbound => SocketAddr::new(peer.addr.ip(), peer.ext.listen_port?),
