@@ -49,7 +49,6 @@ use unchoke_core::session::SessionConfig;
 pub use engine::Simulation;
 pub use study::Bounds;
 
-
 /// Hosts that leave once in the middle of their download and come back later.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Churn {

@@ -68,10 +68,7 @@ fn the_spread_of_copies_is_sampled_and_reaches_every_peer() {
         assert!((0.0..=1.0).contains(&s.entropy), "{s:?}");
         assert!(s.min_copies <= s.max_copies, "{s:?}");
         assert!(s.max_copies as usize <= peers, "{s:?}");
-        assert!(
-            s.utilisation >= 0.0 && s.utilisation <= 1.0 + 1e-9,
-            "{s:?}"
-        );
+        assert!(s.utilisation >= 0.0 && s.utilisation <= 1.0 + 1e-9, "{s:?}");
     }
     // Nothing is held at first; copies only grow without churn.
     assert_eq!(r.samples[0].min_copies, 0);
@@ -84,7 +81,10 @@ fn the_spread_of_copies_is_sampled_and_reaches_every_peer() {
     assert!(last.min_copies as usize >= peers - 2, "{last:?}");
     assert!(last.entropy > 0.99, "{last:?}");
     let steady = r.steady.expect("a steady phase");
-    assert!(steady.from <= steady.until && steady.samples >= 1, "{steady:?}");
+    assert!(
+        steady.from <= steady.until && steady.samples >= 1,
+        "{steady:?}"
+    );
     assert!(steady.min_copies >= 1.0 && steady.min_copies <= steady.max_copies);
     assert!((0.0..=1.0).contains(&steady.entropy), "{steady:?}");
     let first_done = r.completion_times.iter().flatten().min().expect("done");
@@ -102,7 +102,11 @@ fn free_riders_get_less_than_their_share_and_still_finish() {
     c.server_upload = 2.0 * c.peer_upload;
     c.free_riders = 0.3;
     assert_eq!(c.free_rider_hosts().len(), 3);
-    assert_eq!(c.free_rider_hosts(), c.free_rider_hosts(), "chosen from the seed");
+    assert_eq!(
+        c.free_rider_hosts(),
+        c.free_rider_hosts(),
+        "chosen from the seed"
+    );
     // The bound counts the contributors' upload only.
     let mut everyone = c.clone();
     everyone.free_riders = 0.0;
@@ -112,8 +116,14 @@ fn free_riders_get_less_than_their_share_and_still_finish() {
     let f = r.free_riding.expect("free riders");
     assert_eq!(f.free_riders, 3);
     assert_eq!(f.uploaded, 0, "a free rider uploaded: {f:?}");
-    assert!(f.share < 3.0 / 10.0, "free riders got their equal share: {f:?}");
-    assert!(f.received >= 3 * 1024 * 1024, "each got a whole copy: {f:?}");
+    assert!(
+        f.share < 3.0 / 10.0,
+        "free riders got their equal share: {f:?}"
+    );
+    assert!(
+        f.received >= 3 * 1024 * 1024,
+        "each got a whole copy: {f:?}"
+    );
     // Not asserted: that they finish later. Peers that completed stay as seeds, and a
     // seed's choker ranks by what it sends, not what it gets, so free riders catch up at
     // the end (RESULTS.md has the numbers).

@@ -107,10 +107,7 @@ impl Simulation {
         if free_riders == 0 {
             return None;
         }
-        let received: u64 = peers()
-            .filter(|h| h.free_rider)
-            .map(|h| h.downloaded)
-            .sum();
+        let received: u64 = peers().filter(|h| h.free_rider).map(|h| h.downloaded).sum();
         let all: u64 = peers().map(|h| h.downloaded).sum();
         let uploaded = peers().filter(|h| h.free_rider).map(|h| h.uploaded).sum();
         let median = |free: bool| {
@@ -119,7 +116,10 @@ impl Simulation {
                 .filter_map(|h| h.completed_at)
                 .collect();
             times.sort_unstable();
-            times.get(times.len() / 2).copied().map(Duration::from_micros)
+            times
+                .get(times.len() / 2)
+                .copied()
+                .map(Duration::from_micros)
         };
         Some(FreeRiding {
             free_riders,
