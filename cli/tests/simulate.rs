@@ -100,12 +100,12 @@ fn read_csv(out: &Path) -> Vec<Vec<String>> {
             "peers,client_server_s,p2p_bound_s,measured_s,ratio,utilisation,server_uploaded,\
              peers_uploaded,wasted,blocks,events,wall_s,steady_from_s,steady_until_s,\
              steady_entropy,steady_min_copies,steady_max_copies,steady_utilisation,free_riders,\
-             free_rider_share,free_rider_median_s,contributor_median_s"
+             free_rider_share,free_rider_share_leeching,free_rider_median_s,contributor_median_s"
         )
     );
     lines
         .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>())
-        .inspect(|fields| assert_eq!(fields.len(), 22, "{fields:?}"))
+        .inspect(|fields| assert_eq!(fields.len(), 23, "{fields:?}"))
         .collect()
 }
 

@@ -363,7 +363,9 @@ pub struct Sample {
     pub entropy: f64,
     /// Payload bytes uploaded during the interval ending here over what the contributors'
     /// upload capacity (the server and every peer that is not a free rider, online or not)
-    /// could have sent in it.
+    /// could have sent in it. A block counts when it leaves the sender's link, whole, so a
+    /// block begun in the previous interval counts in this one: one interval may show a
+    /// little over 1.
     pub utilisation: f64,
 }
 
@@ -397,9 +399,15 @@ pub struct FreeRiding {
     pub free_riders: usize,
     /// Payload bytes free riders received (duplicates included).
     pub received: u64,
-    /// Their share of all payload the peers received: what the swarm's upload gave them.
-    /// Their equal share would be `free_riders / peers`.
+    /// Their share of all payload the peers received over the whole run. Since every peer
+    /// that completes receives one copy, a complete run gives about the equal share
+    /// `free_riders / peers` whatever the choker did: see `share_while_leeching`.
     pub share: f64,
+    /// Their share of the payload the peers received while every peer was still
+    /// downloading (up to the last sample before the first completion): the phase where
+    /// only tit-for-tat, the optimistic slot and the server decide who gets what, before
+    /// completed peers seed to everyone. `None` if no sample fell before it.
+    pub share_while_leeching: Option<f64>,
     /// Payload bytes free riders uploaded (0 unless the model leaks).
     pub uploaded: u64,
     /// Median completion time of the free riders that completed.

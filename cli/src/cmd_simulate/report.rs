@@ -16,12 +16,13 @@ use crate::sim_chart::{self, ChartPoint, ChartText};
 /// The CSV's columns, in order. Those after `wall_s` (issue 19) are the steady phase's
 /// means of the swarm's samples (`unchoke_sim::Steady`: normalised entropy of the pieces'
 /// copies, fewest and most copies, upload used) and what free riders got (their number,
-/// their share of all payload received, their and the contributors' median completion).
+/// their share of all payload received, over the run and while every peer still leeched,
+/// their and the contributors' median completion).
 const CSV_HEADER: &str = "peers,client_server_s,p2p_bound_s,measured_s,ratio,utilisation,\
                           server_uploaded,peers_uploaded,wasted,blocks,events,wall_s,\
                           steady_from_s,steady_until_s,steady_entropy,steady_min_copies,\
                           steady_max_copies,steady_utilisation,free_riders,free_rider_share,\
-                          free_rider_median_s,contributor_median_s";
+                          free_rider_share_leeching,free_rider_median_s,contributor_median_s";
 
 /// One swarm size's result.
 pub(super) struct Row {
@@ -164,6 +165,7 @@ impl Row {
                 "free_riders": f.free_riders,
                 "received": f.received,
                 "share": f.share,
+                "share_while_leeching": f.share_while_leeching,
                 "equal_share": f.free_riders as f64 / self.peers.max(1) as f64,
                 "uploaded": f.uploaded,
                 "median_complete_s": f.median_completion.map(|d| d.as_secs_f64()),
@@ -193,7 +195,7 @@ impl Row {
         let free = r.and_then(|r| r.free_riding.as_ref());
         let secs = |d: Option<Duration>| opt(d.map(|d| d.as_secs_f64()));
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.peers,
             self.client_server,
             self.p2p_bound,
@@ -214,6 +216,7 @@ impl Row {
             steady_of(|s| s.utilisation),
             free.map_or(0, |f| f.free_riders),
             opt(free.map(|f| f.share)),
+            opt(free.and_then(|f| f.share_while_leeching)),
             secs(free.and_then(|f| f.median_completion)),
             secs(free.and_then(|f| f.contributor_median_completion)),
         )

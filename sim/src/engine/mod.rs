@@ -287,6 +287,9 @@ pub struct Simulation {
     samples: Vec<super::Sample>,
     next_sample: u64,
     sampled_uploaded: u64,
+    /// Payload bytes received by free riders and by all peers as of the last sample before
+    /// the first completion.
+    leeching_received: Option<(u64, u64)>,
 }
 
 impl Simulation {
@@ -333,6 +336,7 @@ impl Simulation {
             samples: Vec::new(),
             next_sample: spread::SAMPLE_EVERY,
             sampled_uploaded: 0,
+            leeching_received: None,
             config,
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);

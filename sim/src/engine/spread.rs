@@ -48,6 +48,12 @@ impl Simulation {
                 .sum();
             (h / (pieces as f64).ln()).clamp(0.0, 1.0)
         };
+        if self.completed == 0 && self.config.free_riders > 0.0 {
+            let peers = || self.hosts.iter().filter(|h| h.role == Role::Peer);
+            let free: u64 = peers().filter(|h| h.free_rider).map(|h| h.downloaded).sum();
+            let all: u64 = peers().map(|h| h.downloaded).sum();
+            self.leeching_received = Some((free, all));
+        }
         let uploaded: u64 = self.hosts.iter().map(|h| h.uploaded).sum();
         let sent = uploaded.saturating_sub(self.sampled_uploaded);
         self.sampled_uploaded = uploaded;
@@ -130,6 +136,10 @@ impl Simulation {
                 0.0
             },
             uploaded,
+            share_while_leeching: self
+                .leeching_received
+                .filter(|&(_, all)| all > 0)
+                .map(|(free, all)| free as f64 / all as f64),
             median_completion: median(true),
             contributor_median_completion: median(false),
         })
