@@ -98,12 +98,14 @@ fn read_csv(out: &Path) -> Vec<Vec<String>> {
         lines.next(),
         Some(
             "peers,client_server_s,p2p_bound_s,measured_s,ratio,utilisation,server_uploaded,\
-             peers_uploaded,wasted,blocks,events,wall_s"
+             peers_uploaded,wasted,blocks,events,wall_s,steady_from_s,steady_until_s,\
+             steady_entropy,steady_min_copies,steady_max_copies,steady_utilisation,free_riders,\
+             free_rider_share,free_rider_share_leeching,free_rider_median_s,contributor_median_s"
         )
     );
     lines
         .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>())
-        .inspect(|fields| assert_eq!(fields.len(), 12, "{fields:?}"))
+        .inspect(|fields| assert_eq!(fields.len(), 23, "{fields:?}"))
         .collect()
 }
 
@@ -219,7 +221,7 @@ fn same_seed_same_results_other_seed_other_results() {
         let csv: Vec<Vec<String>> = read_csv(&out)
             .into_iter()
             .map(|mut fields| {
-                fields.pop(); // wall_s: the only column measured on the real clock
+                fields.remove(11); // wall_s: the only column measured on the real clock
                 fields
             })
             .collect();
@@ -327,6 +329,38 @@ fn churn_still_completes() {
 }
 
 #[test]
+fn free_riders_are_reported_and_the_swarm_completes() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = work.path().join("out");
+    let (rows, summary) = json_study(
+        work.path(),
+        &out,
+        &["--peers", "5", "--free-riders", "0.4", "--seed", "2"],
+    );
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["free_riders"], 0.4);
+    let r = &rows[0];
+    assert_eq!(r["complete"], true, "{r}");
+    let f = &r["free_riding"];
+    assert_eq!(f["free_riders"], 2, "{r}");
+    assert_eq!(f["uploaded"], 0, "{r}");
+    let share = f["share"].as_f64().expect("share");
+    assert!((0.0..=1.0).contains(&share), "{r}");
+    let steady = &r["steady"];
+    let entropy = steady["entropy"].as_f64().expect("entropy");
+    assert!((0.0..=1.0).contains(&entropy), "{r}");
+    let csv = std::fs::read_to_string(out.join("study.csv")).expect("csv");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+    assert_eq!(header.len(), row.len(), "{csv}");
+    assert_eq!(header[11], "wall_s", "the old columns keep their order");
+    let col = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!(col("free_riders"), "2", "{csv}");
+    assert!(!col("steady_entropy").is_empty(), "{csv}");
+}
+
+#[test]
 fn bad_arguments_are_refused_clearly() {
     let work = tempfile::tempdir().expect("tempdir");
     let out = work.path().join("never");
@@ -337,6 +371,7 @@ fn bad_arguments_are_refused_clearly() {
         (&["--peer-upload", "0"], "must be positive"),
         (&["--server-upload", "fast"], "is not a rate"),
         (&["--churn", "2"], "from 0 to 1"),
+        (&["--free-riders", "1.5"], "from 0 to 1"),
         (&["--latency", "soon"], "is not a time"),
         (&["--piece-length", "100K"], "power of two"),
         (&["--file-size", "0"], "must not be empty"),

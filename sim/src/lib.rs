@@ -128,6 +128,10 @@ pub struct SimConfig {
     /// session runs a DHT node, joining through the server's, and announces to no tracker
     /// (default `false`).
     pub dht: bool,
+    /// Share of the peers (0 to 1) that are free riders: real sessions that never upload
+    /// (see [`SimConfig::free_rider_session`]). Exactly `round(free_riders · peers)` peers,
+    /// chosen from the seed ([`SimConfig::free_rider_hosts`]); default 0.
+    pub free_riders: f64,
 }
 
 impl SimConfig {
@@ -151,7 +155,51 @@ impl SimConfig {
             session: SessionConfig::default(),
             disruptions: Vec::new(),
             dht: false,
+            free_riders: 0.0,
         }
+    }
+
+    /// How many peers free-ride: `round(free_riders · peers)`.
+    pub fn free_rider_count(&self) -> usize {
+        if self.free_riders.is_nan() || self.free_riders <= 0.0 {
+            return 0;
+        }
+        ((self.free_riders.min(1.0) * self.peers as f64).round() as usize).min(self.peers)
+    }
+
+    /// The hosts (`1..=peers`) that free-ride, sorted. Drawn from a generator of its own,
+    /// seeded from [`SimConfig::seed`], so adding free riders changes no other random choice
+    /// of the run (churn, sessions, tracker).
+    pub fn free_rider_hosts(&self) -> Vec<usize> {
+        let count = self.free_rider_count();
+        if count == 0 {
+            return Vec::new();
+        }
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x6672_6565_7269_6465);
+        let mut hosts: Vec<usize> = (1..=self.peers).collect();
+        rng.shuffle(&mut hosts);
+        hosts.truncate(count);
+        hosts.sort_unstable();
+        hosts
+    }
+
+    /// The session settings of a free rider: [`SimConfig::session`] with no regular upload
+    /// slot and a request queue of zero, so it serves no block to anyone.
+    ///
+    /// Why this model: the core's choker cannot turn its optimistic slot off by
+    /// configuration (`ChokerConfig` has `regular_slots` but the optimistic slot is always
+    /// drawn), so a free rider still unchokes one peer at a time; with
+    /// `max_queued_uploads = 0` every request that peer sends is refused (a reject under
+    /// BEP 6, or dropped without it) and no payload byte leaves. It also advertises a
+    /// `reqq` of 0, which peers read as 1. Giving the host zero upload capacity in the
+    /// network instead would leave the blocks it queued stuck on its links, and with them
+    /// every control message behind them (its own requests, haves), and its session would
+    /// drop its peers as stalled: that models a broken link, not a selfish client.
+    pub fn free_rider_session(&self) -> SessionConfig {
+        let mut session = self.session.clone();
+        session.choker.regular_slots = 0;
+        session.max_queued_uploads = 0;
+        session
     }
 
     fn validate(&self) -> Result<(), SimError> {
@@ -176,6 +224,12 @@ impl SimConfig {
             return Err(SimError::Invalid(format!(
                 "a disruption names host {} but there are only {} peers",
                 d.host, self.peers
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.free_riders) {
+            return Err(SimError::Invalid(format!(
+                "free-rider fraction {} is not between 0 and 1",
+                self.free_riders
             )));
         }
         if let Some(churn) = &self.churn {
@@ -277,6 +331,89 @@ pub struct SimReport {
     /// Virtual time when the swarm stopped (every peer complete, the time limit, or
     /// nothing left to happen), before the final close.
     pub end: Duration,
+    /// The swarm sampled every [`SAMPLE_INTERVAL`] of virtual time, from the first interval's
+    /// end until the swarm stopped (observation only: sampling adds no event and changes
+    /// no other figure of the report).
+    pub samples: Vec<Sample>,
+    /// The samples averaged over the steady phase (see [`Steady`]); `None` when no sample
+    /// falls in it.
+    pub steady: Option<Steady>,
+    /// What free riders got (`None` without free riders).
+    pub free_riding: Option<FreeRiding>,
+}
+
+/// How often the swarm is sampled ([`SimReport::samples`]), in virtual time.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The swarm at one instant: how the pieces' copies are spread among the peers, and how
+/// much upload the past interval used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Virtual time of the sample.
+    pub at: Duration,
+    /// The fewest copies of any piece among the online peers (the server not counted).
+    pub min_copies: u32,
+    /// The most copies of any piece among the online peers.
+    pub max_copies: u32,
+    /// The normalised Shannon entropy of the copies: with `c_i` the copies of piece `i`
+    /// among online peers, `P` pieces and `C = Σ c_i`, `H = −Σ (c_i/C)·ln(c_i/C) / ln P`
+    /// (terms with `c_i = 0` count 0). It lies in `[0, 1]`: 1 when every piece has as many
+    /// copies as every other (ideal diversity), lower as copies concentrate on fewer
+    /// pieces; 0 when no peer holds anything (and 1 for a one-piece file once held).
+    pub entropy: f64,
+    /// Payload bytes uploaded during the interval ending here over what the contributors'
+    /// upload capacity (the server and every peer that is not a free rider, online or not)
+    /// could have sent in it. A block counts when it leaves the sender's link, whole, so a
+    /// block begun in the previous interval counts in this one: one interval may show a
+    /// little over 1.
+    pub utilisation: f64,
+}
+
+/// The samples' averages over the steady phase: from the first sample at which every
+/// piece has at least one copy among the online peers (the server's first copy is out)
+/// until the last sample before the first peer completes — the phase in which peers trade
+/// with each other and rarest first shapes the spread. Without a completion, until the
+/// swarm stopped.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Steady {
+    /// Its first sample's time.
+    pub from: Duration,
+    /// Its last sample's time.
+    pub until: Duration,
+    /// Samples averaged.
+    pub samples: usize,
+    /// Mean of [`Sample::entropy`].
+    pub entropy: f64,
+    /// Mean of [`Sample::min_copies`].
+    pub min_copies: f64,
+    /// Mean of [`Sample::max_copies`].
+    pub max_copies: f64,
+    /// Mean of [`Sample::utilisation`].
+    pub utilisation: f64,
+}
+
+/// What the free riders of a run received (see [`SimConfig::free_riders`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FreeRiding {
+    /// Free riders in the run.
+    pub free_riders: usize,
+    /// Payload bytes free riders received (duplicates included).
+    pub received: u64,
+    /// Their share of all payload the peers received over the whole run. Since every peer
+    /// that completes receives one copy, a complete run gives about the equal share
+    /// `free_riders / peers` whatever the choker did: see `share_while_leeching`.
+    pub share: f64,
+    /// Their share of the payload the peers received while every peer was still
+    /// downloading (up to the last sample before the first completion): the phase where
+    /// only tit-for-tat, the optimistic slot and the server decide who gets what, before
+    /// completed peers seed to everyone. `None` if no sample fell before it.
+    pub share_while_leeching: Option<f64>,
+    /// Payload bytes free riders uploaded (0 unless the model leaks).
+    pub uploaded: u64,
+    /// Median completion time of the free riders that completed.
+    pub median_completion: Option<Duration>,
+    /// Median completion time of the contributing peers that completed.
+    pub contributor_median_completion: Option<Duration>,
 }
 
 /// Counts of what the sessions' own rules did during a run, over every host. The

@@ -49,15 +49,26 @@ pub fn bounds(
 }
 
 impl SimConfig {
-    /// The bounds for this configuration's swarm (see [`bounds`]).
+    /// The bounds for this configuration's swarm (see [`bounds`]). With free riders
+    /// ([`SimConfig::free_riders`]) the P2P bound counts only the contributors' upload:
+    /// `N·F/(u_s + (N − n_free)·u)`, since a free rider's capacity uploads nothing.
     pub fn bounds(&self) -> Bounds {
-        bounds(
+        let mut b = bounds(
             self.file_size,
             self.peers,
             self.server_upload,
             self.peer_upload,
             self.peer_download,
-        )
+        );
+        let free = self.free_rider_count();
+        if free > 0 {
+            let f = self.file_size as f64;
+            let n = self.peers as f64;
+            let contributors = (self.peers - free) as f64;
+            let whole_swarm = n * f / (self.server_upload + contributors * self.peer_upload);
+            b.p2p = b.p2p.max(whole_swarm);
+        }
+        b
     }
 }
 

@@ -70,6 +70,12 @@ pub(crate) struct SimulateArgs {
     #[arg(long, value_name = "FRACTION[:AWAY_SECS]", value_parser = parse_churn)]
     churn: Option<ChurnArg>,
 
+    /// Free riders: a FRACTION (0 to 1) of the peers, chosen from the seed, runs sessions
+    /// that never upload (no regular upload slot, every request refused); the P2P bound
+    /// then counts only the contributors' upload.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_free_riders)]
+    free_riders: Option<f64>,
+
     /// The server leaves for good once the online peers hold every piece between them
     /// (the swarm must then finish on its own).
     #[arg(long)]
@@ -121,6 +127,7 @@ impl SimulateArgs {
             latency: self.latency,
             churn: self.churn,
             server_departs: self.server_departs,
+            free_riders: self.free_riders.unwrap_or(0.0),
             dht: self.dht,
             seed: self.seed,
         }
@@ -302,6 +309,18 @@ fn parse_churn(text: &str) -> Result<ChurnArg, String> {
     Ok(ChurnArg { fraction, away })
 }
 
+/// Parses the `--free-riders` fraction.
+fn parse_free_riders(text: &str) -> Result<f64, String> {
+    parse_decimal(text.trim())
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| {
+            format!(
+                "the fraction of peers that free-ride must be a number from 0 to 1 (e.g. \
+                 0.2), not {text:?}"
+            )
+        })
+}
+
 /// The rates of the study: `(server_upload, peer_upload, peer_download)` in bytes per
 /// second. What the user did not give follows the textbook: `u = F / 1 h`, `u_s = 10·u`,
 /// `d = u_s`.
@@ -418,6 +437,16 @@ mod tests {
             assert!(parse_churn(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_churn("2").expect_err("2").contains("from 0 to 1"));
+    }
+
+    #[test]
+    fn free_riders() {
+        assert_eq!(parse_free_riders("0.2"), Ok(0.2));
+        assert_eq!(parse_free_riders("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "x", "", "nan"] {
+            let e = parse_free_riders(bad).expect_err(bad);
+            assert!(e.contains("from 0 to 1"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -13,9 +13,16 @@ use super::runner::Plan;
 use crate::human;
 use crate::sim_chart::{self, ChartPoint, ChartText};
 
-/// The CSV's columns, in order.
+/// The CSV's columns, in order. Those after `wall_s` (issue 19) are the steady phase's
+/// means of the swarm's samples (`unchoke_sim::Steady`: normalised entropy of the pieces'
+/// copies, fewest and most copies, upload used) and what free riders got (their number,
+/// their share of all payload received, over the run and while every peer still leeched,
+/// their and the contributors' median completion).
 const CSV_HEADER: &str = "peers,client_server_s,p2p_bound_s,measured_s,ratio,utilisation,\
-                          server_uploaded,peers_uploaded,wasted,blocks,events,wall_s";
+                          server_uploaded,peers_uploaded,wasted,blocks,events,wall_s,\
+                          steady_from_s,steady_until_s,steady_entropy,steady_min_copies,\
+                          steady_max_copies,steady_utilisation,free_riders,free_rider_share,\
+                          free_rider_share_leeching,free_rider_median_s,contributor_median_s";
 
 /// One swarm size's result.
 pub(super) struct Row {
@@ -145,6 +152,34 @@ impl Row {
             "end_s": r.map(|r| r.end.as_secs_f64()),
             // Hex: a u64 does not survive JSON readers that use doubles.
             "digest": r.map(|r| format!("{:016x}", r.digest)),
+            "steady": r.and_then(|r| r.steady).map(|s| json!({
+                "from_s": s.from.as_secs_f64(),
+                "until_s": s.until.as_secs_f64(),
+                "samples": s.samples,
+                "entropy": s.entropy,
+                "min_copies": s.min_copies,
+                "max_copies": s.max_copies,
+                "utilisation": s.utilisation,
+            })),
+            "free_riding": r.and_then(|r| r.free_riding.as_ref()).map(|f| json!({
+                "free_riders": f.free_riders,
+                "received": f.received,
+                "share": f.share,
+                "share_while_leeching": f.share_while_leeching,
+                "equal_share": f.free_riders as f64 / self.peers.max(1) as f64,
+                "uploaded": f.uploaded,
+                "median_complete_s": f.median_completion.map(|d| d.as_secs_f64()),
+                "contributor_median_complete_s":
+                    f.contributor_median_completion.map(|d| d.as_secs_f64()),
+            })),
+            // The swarm every 10 s of virtual time, one array per measure.
+            "samples": r.map(|r| json!({
+                "at_s": r.samples.iter().map(|s| s.at.as_secs_f64()).collect::<Vec<_>>(),
+                "min_copies": r.samples.iter().map(|s| s.min_copies).collect::<Vec<_>>(),
+                "max_copies": r.samples.iter().map(|s| s.max_copies).collect::<Vec<_>>(),
+                "entropy": r.samples.iter().map(|s| s.entropy).collect::<Vec<_>>(),
+                "utilisation": r.samples.iter().map(|s| s.utilisation).collect::<Vec<_>>(),
+            })),
             "violations": r.map_or(&[][..], |r| &r.violations[..]),
             "problems": self.problems(),
             "wall_s": self.wall,
@@ -154,8 +189,13 @@ impl Row {
     /// The run's line of study.csv, in [`CSV_HEADER`]'s columns.
     fn csv(&self) -> String {
         let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        let r = self.report.as_ref().ok();
+        let steady = r.and_then(|r| r.steady);
+        let steady_of = |f: fn(&unchoke_sim::Steady) -> f64| opt(steady.as_ref().map(f));
+        let free = r.and_then(|r| r.free_riding.as_ref());
+        let secs = |d: Option<Duration>| opt(d.map(|d| d.as_secs_f64()));
         format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             self.peers,
             self.client_server,
             self.p2p_bound,
@@ -167,7 +207,18 @@ impl Row {
             self.count(|r| r.wasted),
             self.count(|r| r.blocks),
             self.count(|r| r.events),
-            self.wall
+            self.wall,
+            steady_of(|s| s.from.as_secs_f64()),
+            steady_of(|s| s.until.as_secs_f64()),
+            steady_of(|s| s.entropy),
+            steady_of(|s| s.min_copies),
+            steady_of(|s| s.max_copies),
+            steady_of(|s| s.utilisation),
+            free.map_or(0, |f| f.free_riders),
+            opt(free.map(|f| f.share)),
+            opt(free.and_then(|f| f.share_while_leeching)),
+            secs(free.and_then(|f| f.median_completion)),
+            secs(free.and_then(|f| f.contributor_median_completion)),
         )
     }
 }
@@ -267,7 +318,16 @@ pub(super) fn header(setup: &Setup<'_>, peers: &[usize]) -> String {
             "; the server departs"
         } else {
             ""
-        },
+        }
+        .to_string()
+            + &if plan.free_riders > 0.0 {
+                format!(
+                    "; {:.0}% of peers free-ride (the P2P bound counts contributors only)",
+                    plan.free_riders * 100.0
+                )
+            } else {
+                String::new()
+            },
         setup.config.seed,
         rate_text(plan.server_upload),
         rate_text(plan.peer_upload),
@@ -410,6 +470,7 @@ pub(super) fn summary(
             "latency_s": setup.config.latency.as_secs_f64(),
             "churn": plan.churn.map(|c| json!({"fraction": c.fraction, "away_s": c.away.as_secs_f64()})),
             "server_departs": plan.server_departs,
+            "free_riders": plan.free_riders,
             "seed": setup.config.seed,
             "csv": files.csv.display().to_string(),
             "svg": files.svg.display().to_string(),

@@ -31,6 +31,8 @@ pub(super) struct Plan {
     pub(super) churn: Option<ChurnArg>,
     /// Whether the server leaves once the peers hold every piece between them.
     pub(super) server_departs: bool,
+    /// The share of the peers that free-ride (0: none).
+    pub(super) free_riders: f64,
     /// Whether peers find each other through the DHT instead of the tracker.
     pub(super) dht: bool,
     /// The random seed asked for; the simulator's default otherwise.
@@ -60,6 +62,7 @@ impl Plan {
         });
         c.server_departs = self.server_departs;
         c.dht = self.dht;
+        c.free_riders = self.free_riders;
         c
     }
 

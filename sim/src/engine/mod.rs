@@ -10,6 +10,7 @@ mod actions;
 mod closing;
 mod connections;
 mod report;
+mod spread;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -223,6 +224,8 @@ struct Host {
     black_hole_until: Option<u64>,
     /// Its session is closing, while it is.
     closing: Option<Closing>,
+    /// A free rider: its session never uploads ([`SimConfig::free_rider_session`]).
+    free_rider: bool,
 }
 
 impl Host {
@@ -279,6 +282,14 @@ pub struct Simulation {
     undrained: usize,
     /// Every close's drain time, in the order they drained (for the digest).
     drain_times: Vec<u64>,
+    /// The swarm over time (`spread`), the next sample's time, and the bytes uploaded as
+    /// of the last sample.
+    samples: Vec<super::Sample>,
+    next_sample: u64,
+    sampled_uploaded: u64,
+    /// Payload bytes received by free riders and by all peers as of the last sample before
+    /// the first completion.
+    leeching_received: Option<(u64, u64)>,
 }
 
 impl Simulation {
@@ -322,9 +333,14 @@ impl Simulation {
             stopped_at: None,
             undrained: 0,
             drain_times: Vec::new(),
+            samples: Vec::new(),
+            next_sample: spread::SAMPLE_EVERY,
+            sampled_uploaded: 0,
+            leeching_received: None,
             config,
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
+        let free_riders = sim.config.free_rider_hosts();
         for i in 0..=sim.config.peers {
             let role = if i == 0 { Role::Server } else { Role::Peer };
             let (up, down, have) = match role {
@@ -369,6 +385,7 @@ impl Simulation {
                 next_port: 40_000,
                 black_hole_until: None,
                 closing: None,
+                free_rider: free_riders.binary_search(&i).is_ok(),
             });
         }
         if sim.config.peers == 0 {
@@ -440,6 +457,7 @@ impl Simulation {
                 return;
             }
         };
+        self.sample_until(at.min(self.limit));
         if at > self.limit {
             self.now = self.limit.max(self.now);
             if self.stopped_at.is_some() {
@@ -711,7 +729,11 @@ impl Simulation {
         let now = Instant::from_micros(self.now);
         let server = self.hosts[0].addr;
         let h = &mut self.hosts[host];
-        let mut config = self.config.session.clone();
+        let mut config = if h.free_rider {
+            self.config.free_rider_session()
+        } else {
+            self.config.session.clone()
+        };
         config.listen_port = LISTEN_PORT;
         // As the real runtimes do: report what sockets accept, and the peer events.
         config.send_accounting = true;

@@ -44,7 +44,8 @@ impl Simulation {
             .skip(1)
             .map(|h| self.bytes_of(&h.have))
             .sum();
-        let capacity = self.config.server_upload + peers as f64 * self.config.peer_upload;
+        // Free riders' capacity uploads nothing by design: count the contributors' only.
+        let capacity = self.contributor_capacity();
         // The swarm's own time: the final close is not part of the distribution.
         let stopped = self.stopped_at.unwrap_or(self.now);
         let span = distribution_time.map_or(stopped as f64 / 1e6, |d| d.as_secs_f64());
@@ -58,6 +59,7 @@ impl Simulation {
             .hosts
             .iter()
             .enumerate()
+            .filter(|(_, h)| !h.free_rider)
             .map(|(i, h)| {
                 let up = match h.role {
                     Role::Server => self.config.server_upload,
@@ -132,6 +134,9 @@ impl Simulation {
             policies: self.policies.clone(),
             digest: digest.0,
             end: Duration::from_micros(stopped),
+            samples: self.samples.clone(),
+            steady: self.steady(),
+            free_riding: self.free_riding(),
         }
     }
 
