@@ -132,7 +132,27 @@ pub struct SimConfig {
     /// (see [`SimConfig::free_rider_session`]). Exactly `round(free_riders · peers)` peers,
     /// chosen from the seed ([`SimConfig::free_rider_hosts`]); default 0.
     pub free_riders: f64,
+    /// Bandwidth classes of the peers, for a heterogeneous swarm; empty (the default): every
+    /// peer uploads [`SimConfig::peer_upload`] and downloads [`SimConfig::peer_download`].
+    /// Peers are dealt to the classes in proportion to their shares
+    /// ([`SimConfig::peer_classes`]).
+    pub classes: Vec<BandwidthClass>,
 }
+
+/// Peers with their own link capacities, for a heterogeneous swarm
+/// ([`SimConfig::classes`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BandwidthClass {
+    /// This class's share of the peers (the shares of all classes are normalised to 1).
+    pub share: f64,
+    /// Upload capacity of each peer of the class, bytes per second.
+    pub upload: f64,
+    /// Download capacity of each peer of the class, bytes per second.
+    pub download: f64,
+}
+
+/// Most bandwidth classes in one run.
+pub const MAX_CLASSES: usize = 16;
 
 impl SimConfig {
     /// The distribution-time study for `peers` peers and a file of `file_size` bytes:
@@ -156,7 +176,61 @@ impl SimConfig {
             disruptions: Vec::new(),
             dht: false,
             free_riders: 0.0,
+            classes: Vec::new(),
         }
+    }
+
+    /// The class of every peer (`result[i]` is host `i + 1`'s index in
+    /// [`SimConfig::classes`]); empty without classes. Class `k` gets
+    /// `share_k / Σ shares · N` peers rounded by largest remainder (ties to the lower
+    /// index), so the counts add up to `N` exactly; which peers is drawn from a generator
+    /// of its own, seeded from [`SimConfig::seed`], so adding classes changes no other
+    /// random choice of the run.
+    pub fn peer_classes(&self) -> Vec<usize> {
+        if self.classes.is_empty() || self.peers == 0 {
+            return Vec::new();
+        }
+        let total: f64 = self.classes.iter().map(|c| c.share).sum();
+        let exact: Vec<f64> = self
+            .classes
+            .iter()
+            .map(|c| c.share / total * self.peers as f64)
+            .collect();
+        let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+        let mut left = self.peers.saturating_sub(counts.iter().sum());
+        let mut by_remainder: Vec<usize> = (0..exact.len()).collect();
+        by_remainder.sort_by(|&a, &b| {
+            let (ra, rb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
+            rb.total_cmp(&ra).then(a.cmp(&b))
+        });
+        for k in by_remainder {
+            if left == 0 {
+                break;
+            }
+            counts[k] += 1;
+            left -= 1;
+        }
+        let mut classes: Vec<usize> = counts
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &n)| std::iter::repeat_n(k, n))
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x636c_6173_7365_7321);
+        rng.shuffle(&mut classes);
+        classes
+    }
+
+    /// Upload and download capacity of every peer (`result[i]` is host `i + 1`'s): its
+    /// class's, or [`SimConfig::peer_upload`] and [`SimConfig::peer_download`] without
+    /// classes.
+    pub fn peer_rates(&self) -> Vec<(f64, f64)> {
+        if self.classes.is_empty() {
+            return vec![(self.peer_upload, self.peer_download); self.peers];
+        }
+        self.peer_classes()
+            .into_iter()
+            .map(|k| (self.classes[k].upload, self.classes[k].download))
+            .collect()
     }
 
     /// How many peers free-ride: `round(free_riders · peers)`.
@@ -225,6 +299,31 @@ impl SimConfig {
                 "a disruption names host {} but there are only {} peers",
                 d.host, self.peers
             )));
+        }
+        if self.classes.len() > MAX_CLASSES {
+            return Err(SimError::Invalid(format!(
+                "{} bandwidth classes: at most {MAX_CLASSES}",
+                self.classes.len()
+            )));
+        }
+        if let Some(c) = self
+            .classes
+            .iter()
+            .find(|c| !(c.share.is_finite() && c.share > 0.0))
+        {
+            return Err(SimError::Invalid(format!(
+                "a bandwidth class's share must be positive, not {}",
+                c.share
+            )));
+        }
+        if self
+            .classes
+            .iter()
+            .any(|c| !rate_ok(c.upload) || !rate_ok(c.download))
+        {
+            return Err(SimError::Invalid(
+                "a bandwidth class's capacities must be positive and finite".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.free_riders) {
             return Err(SimError::Invalid(format!(
@@ -340,6 +439,26 @@ pub struct SimReport {
     pub steady: Option<Steady>,
     /// What free riders got (`None` without free riders).
     pub free_riding: Option<FreeRiding>,
+    /// How each bandwidth class fared, in the order of [`SimConfig::classes`] (empty
+    /// without classes).
+    pub classes: Vec<ClassOutcome>,
+}
+
+/// How the peers of one bandwidth class fared ([`SimReport::classes`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassOutcome {
+    /// Peers in the class.
+    pub peers: usize,
+    /// Their upload capacity, bytes per second.
+    pub upload: f64,
+    /// Their download capacity, bytes per second.
+    pub download: f64,
+    /// Median completion time of those that completed.
+    pub median_completion: Option<Duration>,
+    /// Payload they uploaded, all of them together.
+    pub uploaded: u64,
+    /// Payload they received (duplicates included), all of them together.
+    pub downloaded: u64,
 }
 
 /// How often the swarm is sampled ([`SimReport::samples`]), in virtual time.
@@ -363,9 +482,9 @@ pub struct Sample {
     pub entropy: f64,
     /// Payload bytes uploaded during the interval ending here over what the contributors'
     /// upload capacity (the server and every peer that is not a free rider, online or not)
-    /// could have sent in it. A block counts when it leaves the sender's link, whole, so a
-    /// block begun in the previous interval counts in this one: one interval may show a
-    /// little over 1.
+    /// could have sent in it. A block still on its link counts with the bytes that have
+    /// flowed of it so far, so each interval is credited with exactly what it moved and the
+    /// figure never exceeds 1 (up to rounding).
     pub utilisation: f64,
 }
 

@@ -306,6 +306,28 @@ impl Network {
         new
     }
 
+    /// Payload bytes that have flowed, by `now`, of the units still on their links (each
+    /// unit's flowed bytes counted in proportion to its payload). With the payload of the
+    /// units already delivered this is the exact payload moved up to `now`, which never
+    /// outruns the capacities: counting a block only when it arrives put the bytes it
+    /// moved in an earlier interval into a later one. Does not change any state.
+    pub(crate) fn payload_in_flight(&self, now: u64) -> f64 {
+        self.flows
+            .iter()
+            .filter(|f| f.open && f.active)
+            .filter_map(|f| {
+                let head = f.queue.front()?;
+                let len = head.len() as f64;
+                if len <= 0.0 || head.payload == 0 {
+                    return None;
+                }
+                let elapsed = now.saturating_sub(f.updated) as f64 / 1e6;
+                let remaining = (f.remaining - f.rate * elapsed).clamp(0.0, len);
+                Some((len - remaining) * head.payload as f64 / len)
+            })
+            .sum()
+    }
+
     /// Microseconds `host` has spent uploading (with at least one active flow) up to `now`.
     pub(crate) fn busy_time(&self, host: HostId, now: u64) -> u64 {
         self.hosts.get(host).map_or(0, |h| {

@@ -52,7 +52,30 @@ impl SimConfig {
     /// The bounds for this configuration's swarm (see [`bounds`]). With free riders
     /// ([`SimConfig::free_riders`]) the P2P bound counts only the contributors' upload:
     /// `N·F/(u_s + (N − n_free)·u)`, since a free rider's capacity uploads nothing.
+    /// With bandwidth classes ([`SimConfig::classes`]) it is the same formula over each
+    /// peer's own rates: `d_min` the slowest peer's download, `Σu_i` the contributors'
+    /// uploads.
     pub fn bounds(&self) -> Bounds {
+        if !self.classes.is_empty() && self.peers > 0 {
+            let free = self.free_rider_hosts();
+            let rates = self.peer_rates();
+            let f = self.file_size as f64;
+            let n = self.peers as f64;
+            let d_min = rates.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+            let contributors_up: f64 = rates
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| free.binary_search(&(i + 1)).is_err())
+                .map(|(_, r)| r.0)
+                .sum();
+            let slowest_download = f / d_min;
+            return Bounds {
+                client_server: (n * f / self.server_upload).max(slowest_download),
+                p2p: (f / self.server_upload)
+                    .max(slowest_download)
+                    .max(n * f / (self.server_upload + contributors_up)),
+            };
+        }
         let mut b = bounds(
             self.file_size,
             self.peers,

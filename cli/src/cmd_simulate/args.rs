@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use unchoke_sim::study;
+use unchoke_sim::{BandwidthClass, study};
 
 use super::runner::Plan;
 use crate::human;
@@ -45,7 +45,7 @@ pub(crate) struct SimulateArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_file_size)]
     file_size: Option<u64>,
 
-    /// Piece length, a power of two of at least 16K [default: 256KiB].
+    /// Piece length, a power of two of at least 16K [default: 64KiB].
     #[arg(long, value_name = "SIZE", value_parser = human::parse_piece_length)]
     piece_length: Option<u32>,
 
@@ -75,6 +75,18 @@ pub(crate) struct SimulateArgs {
     /// then counts only the contributors' upload.
     #[arg(long, value_name = "FRACTION", value_parser = parse_free_riders)]
     free_riders: Option<f64>,
+
+    /// Bandwidth classes for a heterogeneous swarm: a comma list of SHARE:UPLOAD:DOWNLOAD,
+    /// e.g. 0.2:180KiB/s:1MiB/s,0.8:18KiB/s:180KiB/s; the shares are normalised, peers are
+    /// dealt to the classes from the seed, and the P2P bound uses every peer's own rates.
+    /// Replaces --peer-upload and --peer-download.
+    #[arg(
+        long,
+        value_name = "SHARE:UP:DOWN,...",
+        value_parser = parse_classes,
+        conflicts_with_all = ["peer_upload", "peer_download"]
+    )]
+    classes: Option<ClassesArg>,
 
     /// The server leaves for good once the online peers hold every piece between them
     /// (the swarm must then finish on its own).
@@ -130,6 +142,7 @@ impl SimulateArgs {
             free_riders: self.free_riders.unwrap_or(0.0),
             dht: self.dht,
             seed: self.seed,
+            classes: self.classes.clone().map(|c| c.0).unwrap_or_default(),
         }
     }
 
@@ -321,6 +334,44 @@ fn parse_free_riders(text: &str) -> Result<f64, String> {
         })
 }
 
+/// The bandwidth classes of `--classes`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ClassesArg(Vec<BandwidthClass>);
+
+/// Parses `SHARE:UPLOAD:DOWNLOAD[,…]`, e.g. `0.2:180KiB/s:1MiB/s,0.8:18KiB/s:180KiB/s`.
+fn parse_classes(text: &str) -> Result<ClassesArg, String> {
+    let classes = text
+        .split(',')
+        .map(|part| {
+            let fields: Vec<&str> = part.split(':').collect();
+            let [share, up, down] = fields[..] else {
+                return Err(format!(
+                    "a bandwidth class is SHARE:UPLOAD:DOWNLOAD (e.g. 0.2:180KiB/s:1MiB/s), \
+                     not {part:?}"
+                ));
+            };
+            let share = parse_decimal(share.trim())
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .ok_or_else(|| {
+                    format!("a class's share must be a positive number, not {share:?}")
+                })?;
+            Ok(BandwidthClass {
+                share,
+                upload: parse_rate(up)?,
+                download: parse_rate(down)?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if classes.len() > unchoke_sim::MAX_CLASSES {
+        return Err(format!(
+            "{} bandwidth classes: at most {}",
+            classes.len(),
+            unchoke_sim::MAX_CLASSES
+        ));
+    }
+    Ok(ClassesArg(classes))
+}
+
 /// The rates of the study: `(server_upload, peer_upload, peer_download)` in bytes per
 /// second. What the user did not give follows the textbook: `u = F / 1 h`, `u_s = 10·u`,
 /// `d = u_s`.
@@ -447,6 +498,34 @@ mod tests {
             let e = parse_free_riders(bad).expect_err(bad);
             assert!(e.contains("from 0 to 1"), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn bandwidth_classes() {
+        let ClassesArg(classes) =
+            parse_classes("0.2:180KiB/s:1MiB/s, 0.8:18KiB/s:180KiB/s").expect("valid");
+        assert_eq!(classes.len(), 2);
+        assert_eq!(classes[0].share, 0.2);
+        assert_eq!(classes[0].upload, 180.0 * 1024.0);
+        assert_eq!(classes[0].download, 1024.0 * 1024.0);
+        assert_eq!(classes[1].upload, 18.0 * 1024.0);
+        for bad in [
+            "0.2:180KiB/s",
+            "0:1K/s:1K/s",
+            "-1:1K/s:1K/s",
+            "x:1K/s:1K/s",
+            "1:fast:1K/s",
+            "",
+        ] {
+            let e = parse_classes(bad).expect_err(bad);
+            assert!(e.contains("class") || e.contains("rate"), "{bad:?}: {e}");
+        }
+        let many = vec!["1:1K/s:1K/s"; unchoke_sim::MAX_CLASSES + 1].join(",");
+        assert!(
+            parse_classes(&many)
+                .expect_err("too many")
+                .contains("at most")
+        );
     }
 
     #[test]

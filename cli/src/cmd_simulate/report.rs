@@ -172,6 +172,15 @@ impl Row {
                 "contributor_median_complete_s":
                     f.contributor_median_completion.map(|d| d.as_secs_f64()),
             })),
+            // Each bandwidth class's outcome (`--classes`), in the order given.
+            "classes": r.map(|r| r.classes.iter().map(|c| json!({
+                "peers": c.peers,
+                "upload": c.upload,
+                "download": c.download,
+                "median_complete_s": c.median_completion.map(|d| d.as_secs_f64()),
+                "uploaded": c.uploaded,
+                "downloaded": c.downloaded,
+            })).collect::<Vec<_>>()),
             // The swarm every 10 s of virtual time, one array per measure.
             "samples": r.map(|r| json!({
                 "at_s": r.samples.iter().map(|s| s.at.as_secs_f64()).collect::<Vec<_>>(),
@@ -307,9 +316,31 @@ pub(super) fn header(setup: &Setup<'_>, peers: &[usize]) -> String {
         }
         [] => String::new(),
     };
+    let peer_rates = if plan.classes.is_empty() {
+        format!(
+            "peers upload u = {} and download d = {}",
+            rate_text(plan.peer_upload),
+            rate_text(plan.peer_download)
+        )
+    } else {
+        let total: f64 = plan.classes.iter().map(|c| c.share).sum();
+        let classes: Vec<String> = plan
+            .classes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{:.0}% up {} down {}",
+                    c.share / total * 100.0,
+                    rate_text(c.upload),
+                    rate_text(c.download)
+                )
+            })
+            .collect();
+        format!("peer classes: {}", classes.join("; "))
+    };
     format!(
         "simulate: F = {} in {} pieces; latency {} ms one way; {churn_text}{}; seed {}\n\
-         simulate: server upload u_s = {}, peers upload u = {} and download d = {}\n\
+         simulate: server upload u_s = {}, {peer_rates}\n\
          simulate: {sizes} on {jobs} thread{}\n",
         human::size(plan.file_size),
         human::size(u64::from(setup.config.piece_length)),
@@ -330,8 +361,6 @@ pub(super) fn header(setup: &Setup<'_>, peers: &[usize]) -> String {
             },
         setup.config.seed,
         rate_text(plan.server_upload),
-        rate_text(plan.peer_upload),
-        rate_text(plan.peer_download),
         if jobs == 1 { "" } else { "s" },
     ) + &slow_link_warning(setup.config)
 }
@@ -471,6 +500,9 @@ pub(super) fn summary(
             "churn": plan.churn.map(|c| json!({"fraction": c.fraction, "away_s": c.away.as_secs_f64()})),
             "server_departs": plan.server_departs,
             "free_riders": plan.free_riders,
+            "classes": plan.classes.iter().map(|c| json!({
+                "share": c.share, "upload": c.upload, "download": c.download,
+            })).collect::<Vec<_>>(),
             "seed": setup.config.seed,
             "csv": files.csv.display().to_string(),
             "svg": files.svg.display().to_string(),

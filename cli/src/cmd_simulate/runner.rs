@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use unchoke_sim::{Churn, SimConfig, SimReport, Simulation, study};
+use unchoke_sim::{BandwidthClass, Churn, SimConfig, SimReport, Simulation};
 
 use super::args::ChurnArg;
 use super::display::Display;
@@ -35,6 +35,9 @@ pub(super) struct Plan {
     pub(super) free_riders: f64,
     /// Whether peers find each other through the DHT instead of the tracker.
     pub(super) dht: bool,
+    /// Bandwidth classes of the peers (empty: every peer has `peer_upload` and
+    /// `peer_download`).
+    pub(super) classes: Vec<BandwidthClass>,
     /// The random seed asked for; the simulator's default otherwise.
     pub(super) seed: Option<u64>,
 }
@@ -63,6 +66,7 @@ impl Plan {
         c.server_departs = self.server_departs;
         c.dht = self.dht;
         c.free_riders = self.free_riders;
+        c.classes = self.classes.clone();
         c
     }
 
@@ -168,13 +172,9 @@ pub(super) fn run_all(
                     let Some(report) = report.transpose() else {
                         return;
                     };
-                    let b = study::bounds(
-                        plan.file_size,
-                        peers,
-                        plan.server_upload,
-                        plan.peer_upload,
-                        plan.peer_download,
-                    );
+                    // The run's own bounds: they count free riders and bandwidth
+                    // classes as the simulator does (`SimConfig::bounds`).
+                    let b = plan.config(peers).bounds();
                     let row = Row {
                         peers,
                         client_server: b.client_server,

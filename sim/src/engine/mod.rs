@@ -226,6 +226,8 @@ struct Host {
     closing: Option<Closing>,
     /// A free rider: its session never uploads ([`SimConfig::free_rider_session`]).
     free_rider: bool,
+    /// Its index in [`SimConfig::classes`] (`None` for the server and without classes).
+    class: Option<usize>,
 }
 
 impl Host {
@@ -286,7 +288,7 @@ pub struct Simulation {
     /// of the last sample.
     samples: Vec<super::Sample>,
     next_sample: u64,
-    sampled_uploaded: u64,
+    sampled_uploaded: f64,
     /// Payload bytes received by free riders and by all peers as of the last sample before
     /// the first completion.
     leeching_received: Option<(u64, u64)>,
@@ -335,12 +337,14 @@ impl Simulation {
             drain_times: Vec::new(),
             samples: Vec::new(),
             next_sample: spread::SAMPLE_EVERY,
-            sampled_uploaded: 0,
+            sampled_uploaded: 0.0,
             leeching_received: None,
             config,
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
         let free_riders = sim.config.free_rider_hosts();
+        let peer_rates = sim.config.peer_rates();
+        let peer_classes = sim.config.peer_classes();
         for i in 0..=sim.config.peers {
             let role = if i == 0 { Role::Server } else { Role::Peer };
             let (up, down, have) = match role {
@@ -350,8 +354,8 @@ impl Simulation {
                     Bitfield::full(pieces),
                 ),
                 Role::Peer => (
-                    sim.config.peer_upload,
-                    sim.config.peer_download,
+                    peer_rates[i - 1].0,
+                    peer_rates[i - 1].1,
                     Bitfield::new(pieces),
                 ),
             };
@@ -386,6 +390,7 @@ impl Simulation {
                 black_hole_until: None,
                 closing: None,
                 free_rider: free_riders.binary_search(&i).is_ok(),
+                class: i.checked_sub(1).and_then(|p| peer_classes.get(p).copied()),
             });
         }
         if sim.config.peers == 0 {

@@ -63,7 +63,7 @@ impl Simulation {
             .map(|(i, h)| {
                 let up = match h.role {
                     Role::Server => self.config.server_upload,
-                    Role::Peer => self.config.peer_upload,
+                    Role::Peer => h.up,
                 };
                 let busy = self.net.busy_time(i, stopped) as f64 / 1e6;
                 up * busy.min(span)
@@ -137,6 +137,7 @@ impl Simulation {
             samples: self.samples.clone(),
             steady: self.steady(),
             free_riding: self.free_riding(),
+            classes: self.class_outcomes(),
         }
     }
 

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::{Role, Simulation};
-use crate::{FreeRiding, SAMPLE_INTERVAL, Sample, Steady};
+use crate::{ClassOutcome, FreeRiding, SAMPLE_INTERVAL, Sample, Steady};
 
 /// The sampling interval in microseconds.
 pub(super) const SAMPLE_EVERY: u64 = SAMPLE_INTERVAL.as_micros() as u64;
@@ -54,8 +54,11 @@ impl Simulation {
             let all: u64 = peers().map(|h| h.downloaded).sum();
             self.leeching_received = Some((free, all));
         }
-        let uploaded: u64 = self.hosts.iter().map(|h| h.uploaded).sum();
-        let sent = uploaded.saturating_sub(self.sampled_uploaded);
+        // Payload moved up to `at`: delivered units plus what has flowed of those still on
+        // their links, so an interval is credited with exactly the bytes it moved.
+        let uploaded = self.hosts.iter().map(|h| h.uploaded).sum::<u64>() as f64
+            + self.net.payload_in_flight(at);
+        let sent = (uploaded - self.sampled_uploaded).max(0.0);
         self.sampled_uploaded = uploaded;
         let capacity = self.contributor_capacity() * SAMPLE_INTERVAL.as_secs_f64();
         Sample {
@@ -63,17 +66,22 @@ impl Simulation {
             min_copies,
             max_copies,
             entropy,
-            utilisation: if capacity > 0.0 {
-                sent as f64 / capacity
-            } else {
-                0.0
-            },
+            utilisation: if capacity > 0.0 { sent / capacity } else { 0.0 },
         }
     }
 
     /// The upload capacity of the server and every peer that is not a free rider, bytes
     /// per second.
     pub(super) fn contributor_capacity(&self) -> f64 {
+        if !self.config.classes.is_empty() {
+            let peers: f64 = self
+                .hosts
+                .iter()
+                .filter(|h| h.role == Role::Peer && !h.free_rider)
+                .map(|h| h.up)
+                .sum();
+            return self.config.server_upload + peers;
+        }
         let contributors = self.config.peers - self.config.free_rider_count();
         self.config.server_upload + contributors as f64 * self.config.peer_upload
     }
@@ -143,5 +151,30 @@ impl Simulation {
             median_completion: median(true),
             contributor_median_completion: median(false),
         })
+    }
+
+    /// How each bandwidth class fared (empty without classes).
+    pub(super) fn class_outcomes(&self) -> Vec<ClassOutcome> {
+        self.config
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(k, class)| {
+                let members = || self.hosts.iter().filter(move |h| h.class == Some(k));
+                let mut times: Vec<u64> = members().filter_map(|h| h.completed_at).collect();
+                times.sort_unstable();
+                ClassOutcome {
+                    peers: members().count(),
+                    upload: class.upload,
+                    download: class.download,
+                    median_completion: times
+                        .get(times.len() / 2)
+                        .copied()
+                        .map(Duration::from_micros),
+                    uploaded: members().map(|h| h.uploaded).sum(),
+                    downloaded: members().map(|h| h.downloaded).sum(),
+                }
+            })
+            .collect()
     }
 }
