@@ -352,6 +352,17 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
                     };
                 }
             }
+            // The data first, then the record of it: resume data is trusted on restart by
+            // the files' sizes and times alone, so a save must never claim pieces whose
+            // bytes a power loss could still take back (the core's contract for
+            // `SaveResume`: flush the files, then write the resume data). A failed sync
+            // fails the save; the session tries again next round.
+            if let Err(e) = storage.flush() {
+                return Completion::ResumeSaved {
+                    torrent,
+                    result: Err(describe(&e)),
+                };
+            }
             let data = storage.resume_data(info_hash, have, written);
             Completion::ResumeSaved {
                 torrent,

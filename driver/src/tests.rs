@@ -243,3 +243,47 @@ fn the_read_cache_reuses_only_buffers_no_one_holds_and_serves_the_right_bytes() 
     }
     assert_eq!(&held[..], expect(0, 0), "a held block was overwritten");
 }
+
+#[test]
+fn a_resume_save_syncs_the_written_files_before_recording_them() {
+    use crate::disk::{Completion, Job, ReadCache, run};
+    use unchoke_core::bitfield::Bitfield;
+    const PIECE: u32 = 16 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = metainfo("f.bin", u64::from(PIECE) * 2, PIECE);
+    let storage = std::sync::Arc::new(
+        unchoke_storage::FileStorage::open(
+            &m.info,
+            dir.path(),
+            unchoke_storage::StorageOptions::default(),
+        )
+        .expect("open"),
+    );
+    storage
+        .write_block(0, 0, &vec![0u8; PIECE as usize])
+        .expect("write");
+    assert!(storage.has_unflushed_writes());
+    let mut have = Bitfield::new(2);
+    have.set(0);
+    let path = dir.path().join("f.resume");
+    let done = run(
+        Job::SaveResume {
+            torrent: TorrentId(0),
+            storage: storage.clone(),
+            path: path.clone(),
+            info_hash: m.info_hash,
+            have,
+            written: None,
+        },
+        &ReadCache::default(),
+    );
+    assert!(
+        matches!(done, Completion::ResumeSaved { result: Ok(()), .. }),
+        "{done:?}"
+    );
+    assert!(path.exists(), "the resume file was written");
+    assert!(
+        !storage.has_unflushed_writes(),
+        "the resume data was saved before the data it records was synced"
+    );
+}

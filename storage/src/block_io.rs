@@ -167,6 +167,12 @@ impl FileStorage {
         Ok(())
     }
 
+    /// Whether any file was written since the last successful [`FileStorage::flush`]
+    /// (what a power loss could still take back).
+    pub fn has_unflushed_writes(&self) -> bool {
+        self.dirty.iter().any(|d| d.load(Ordering::Acquire))
+    }
+
     /// Syncs file `index` through its cached writable handle, or a handle opened for the
     /// purpose (not cached, so a flush does not churn the cache). A file deleted since it
     /// was written has nothing left to sync.

@@ -94,7 +94,8 @@ impl ResumeSchedule {
     }
 
     /// The last save of `torrent` (the session is closing), emitted whether or not its
-    /// pieces changed: it also flushes the files. Counted in flight like a regular one.
+    /// pieces changed (the driver flushes the files before writing it, as for every save).
+    /// Counted in flight like a regular one.
     pub(super) fn final_save(
         &mut self,
         torrent: TorrentId,
