@@ -1,8 +1,11 @@
 //! The swarm simulator's guarantees: never faster than the theory allows, everyone
 //! completes with every piece verified, same seed ⇒ same run, and churn loses nothing.
 
+mod common;
+
 use std::time::Duration;
 
+use common::run;
 use unchoke_sim::{Churn, SimConfig, SimReport, Simulation};
 
 /// A small study that runs quickly in a debug build: 2 MiB in 64 KiB pieces, peers that
@@ -11,16 +14,7 @@ use unchoke_sim::{Churn, SimConfig, SimReport, Simulation};
 /// (The study's `F/u = 1 h` on a 2 MiB file would mean links of 580 B/s, where a block
 /// shared among a few flows takes longer than the 30 s request time-out.)
 fn small(peers: usize) -> SimConfig {
-    let mut c = SimConfig::study(peers, 2 * 1024 * 1024);
-    c.piece_length = 64 * 1024;
-    c.peer_upload = 16.0 * 1024.0;
-    c.server_upload = 10.0 * c.peer_upload;
-    c.peer_download = c.server_upload;
-    c
-}
-
-fn run(config: SimConfig) -> SimReport {
-    Simulation::new(config).expect("valid configuration").run()
+    common::small_swarm(peers, 2, 16.0)
 }
 
 fn assert_sound(r: &SimReport) {

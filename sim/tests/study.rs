@@ -1,23 +1,17 @@
 //! Issue 19's study measures: the bound is never beaten at any N (with churn and a server
 //! that departs too), the spread of the pieces' copies over time, and free riders.
 
+mod common;
+
 use std::time::Duration;
 
+use common::run;
 use unchoke_sim::{BandwidthClass, Churn, SimConfig, SimReport, Simulation};
 
 /// 1 MiB in 64 KiB pieces (16 pieces), peers uploading 8 KiB/s (F/u = 128 s), a server ten
 /// times faster, downloads as fast as the server: quick in a debug build.
 fn small(peers: usize) -> SimConfig {
-    let mut c = SimConfig::study(peers, 1024 * 1024);
-    c.piece_length = 64 * 1024;
-    c.peer_upload = 8.0 * 1024.0;
-    c.server_upload = 10.0 * c.peer_upload;
-    c.peer_download = c.server_upload;
-    c
-}
-
-fn run(config: SimConfig) -> SimReport {
-    Simulation::new(config).expect("valid configuration").run()
+    common::small_swarm(peers, 1, 8.0)
 }
 
 fn assert_complete_and_bounded(r: &SimReport, what: &str) {
