@@ -615,7 +615,9 @@ mod tests {
         assert_eq!(sound.problems(), Vec::<String>::new());
         assert_eq!(
             sound.csv(),
-            "4,2000,1000,1100,1.1,0.9,10,20,1,7,99,0.25",
+            // The study's columns, then the new measures': no steady phase, no samples and
+            // no free riders in this made-up report (empty fields and a 0 count).
+            "4,2000,1000,1100,1.1,0.9,10,20,1,7,99,0.25,,,,,,,0,,,,",
             "CSV columns"
         );
         // Equal to the bound is possible (N = 1: the server's upload binds exactly).
