@@ -137,6 +137,23 @@ pub struct SimConfig {
     /// Peers are dealt to the classes in proportion to their shares
     /// ([`SimConfig::peer_classes`]).
     pub classes: Vec<BandwidthClass>,
+    /// When the peers arrive (default: all at once, a flash crowd).
+    pub arrivals: Arrivals,
+}
+
+/// When the peers join the swarm ([`SimConfig::arrivals`]). The server is there from the
+/// start either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Arrivals {
+    /// Every peer at time 0.
+    #[default]
+    FlashCrowd,
+    /// One after another, host 1 first, with independent exponential gaps of this mean (a
+    /// Poisson process), the first gap before host 1 included.
+    Poisson {
+        /// The mean time between two arrivals.
+        mean_gap: Duration,
+    },
 }
 
 /// Peers with their own link capacities, for a heterogeneous swarm
@@ -177,6 +194,29 @@ impl SimConfig {
             dht: false,
             free_riders: 0.0,
             classes: Vec::new(),
+            arrivals: Arrivals::FlashCrowd,
+        }
+    }
+
+    /// When each peer arrives, in microseconds of virtual time (`result[i]` is host
+    /// `i + 1`'s): all 0 for a flash crowd; for Poisson arrivals the running sum of
+    /// exponential gaps drawn from a generator of its own, seeded from
+    /// [`SimConfig::seed`], so the arrivals change no other random choice of the run.
+    pub fn arrival_times(&self) -> Vec<u64> {
+        match self.arrivals {
+            Arrivals::FlashCrowd => vec![0; self.peers],
+            Arrivals::Poisson { mean_gap } => {
+                let mean = mean_gap.as_secs_f64() * 1e6;
+                let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x6172_7269_7661_6c73);
+                let mut at = 0.0f64;
+                (0..self.peers)
+                    .map(|_| {
+                        // 1 − U lies in (0, 1]: its logarithm is finite.
+                        at += -(1.0 - rng.f64()).ln() * mean;
+                        at.round() as u64
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -325,6 +365,13 @@ impl SimConfig {
                 "a bandwidth class's capacities must be positive and finite".into(),
             ));
         }
+        if let Arrivals::Poisson { mean_gap } = self.arrivals {
+            if mean_gap.is_zero() || mean_gap > Duration::from_secs(24 * 3600) {
+                return Err(SimError::Invalid(format!(
+                    "the mean time between arrivals must be above 0 and at most a day, not {mean_gap:?}"
+                )));
+            }
+        }
         if !(0.0..=1.0).contains(&self.free_riders) {
             return Err(SimError::Invalid(format!(
                 "free-rider fraction {} is not between 0 and 1",
@@ -382,6 +429,9 @@ pub struct SimReport {
     pub distribution_time: Option<Duration>,
     /// When each peer completed, if it did.
     pub completion_times: Vec<Option<Duration>>,
+    /// Each peer's download time, from its arrival ([`SimConfig::arrivals`]) to its
+    /// completion, if it completed (the completion time itself for a flash crowd).
+    pub download_times: Vec<Option<Duration>>,
     /// The theory's bounds for this swarm.
     pub bounds: Bounds,
     /// Measured distribution time over the P2P lower bound (`None` unless complete and the

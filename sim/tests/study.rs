@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::run;
-use unchoke_sim::{BandwidthClass, Churn, SimConfig, SimReport, Simulation};
+use unchoke_sim::{Arrivals, BandwidthClass, Churn, SimConfig, SimReport, Simulation};
 
 /// 1 MiB in 64 KiB pieces (16 pieces), peers uploading 8 KiB/s (F/u = 128 s), a server ten
 /// times faster, downloads as fast as the server: quick in a debug build.
@@ -226,4 +226,42 @@ fn bad_bandwidth_classes_are_refused() {
         }];
         assert!(Simulation::new(c).is_err(), "{share} {up} {down} accepted");
     }
+}
+
+#[test]
+fn peers_arriving_one_by_one_each_complete_after_they_arrive() {
+    let mut c = small(8);
+    c.arrivals = Arrivals::Poisson {
+        mean_gap: Duration::from_secs(20),
+    };
+    let arrivals = c.arrival_times();
+    assert_eq!(arrivals.len(), 8);
+    assert!(arrivals.windows(2).all(|w| w[0] <= w[1]), "{arrivals:?}");
+    assert!(arrivals[0] > 0, "the first gap comes before host 1");
+    assert_eq!(arrivals, c.arrival_times(), "drawn from the seed");
+    let r = run(c.clone());
+    assert_complete_and_bounded(&r, "Poisson arrivals");
+    for (i, (done, took)) in r.completion_times.iter().zip(&r.download_times).enumerate() {
+        let (done, took) = (done.expect("complete"), took.expect("complete"));
+        let arrived = Duration::from_micros(arrivals[i]);
+        assert!(done > arrived, "peer {i} completed before it arrived");
+        assert_eq!(done - arrived, took, "peer {i}");
+    }
+    // The last peer cannot finish before it arrives plus one file at its download rate.
+    let last = Duration::from_micros(arrivals[7]);
+    let one_copy = Duration::from_secs_f64(c.file_size as f64 / c.peer_download);
+    assert!(r.distribution_time.expect("complete") >= last + one_copy);
+    assert_eq!(run(c).digest, r.digest, "not deterministic");
+    // A flash crowd's download times are its completion times.
+    let flash = run(small(3));
+    assert_eq!(flash.download_times, flash.completion_times);
+}
+
+#[test]
+fn a_mean_arrival_gap_of_zero_is_refused() {
+    let mut c = small(3);
+    c.arrivals = Arrivals::Poisson {
+        mean_gap: Duration::ZERO,
+    };
+    assert!(Simulation::new(c).is_err());
 }

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use unchoke_sim::{BandwidthClass, study};
+use unchoke_sim::{Arrivals, BandwidthClass, study};
 
 use super::runner::Plan;
 use crate::human;
@@ -88,6 +88,11 @@ pub(crate) struct SimulateArgs {
     )]
     classes: Option<ClassesArg>,
 
+    /// When the peers arrive: `flash` (all at once) or `poisson:SECS` (one after another,
+    /// exponential gaps of mean SECS seconds) [default: flash].
+    #[arg(long, value_name = "flash|poisson:SECS", value_parser = parse_arrivals)]
+    arrivals: Option<Arrivals>,
+
     /// The server leaves for good once the online peers hold every piece between them
     /// (the swarm must then finish on its own).
     #[arg(long)]
@@ -143,6 +148,7 @@ impl SimulateArgs {
             dht: self.dht,
             seed: self.seed,
             classes: self.classes.clone().map(|c| c.0).unwrap_or_default(),
+            arrivals: self.arrivals.unwrap_or_default(),
         }
     }
 
@@ -334,6 +340,27 @@ fn parse_free_riders(text: &str) -> Result<f64, String> {
         })
 }
 
+/// Parses `flash` or `poisson:SECS` (SECS a positive number of seconds, at most a day).
+fn parse_arrivals(text: &str) -> Result<Arrivals, String> {
+    let text = text.trim();
+    if text == "flash" {
+        return Ok(Arrivals::FlashCrowd);
+    }
+    let secs = text
+        .strip_prefix("poisson:")
+        .and_then(|s| parse_decimal(s.trim()))
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+        .ok_or_else(|| {
+            format!(
+                "arrivals are `flash` or `poisson:SECS` with SECS the mean seconds between \
+                 two arrivals (above 0, at most 86400), not {text:?}"
+            )
+        })?;
+    Ok(Arrivals::Poisson {
+        mean_gap: Duration::from_secs_f64(secs),
+    })
+}
+
 /// The bandwidth classes of `--classes`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ClassesArg(Vec<BandwidthClass>);
@@ -497,6 +524,28 @@ mod tests {
         for bad in ["1.5", "-0.1", "x", "", "nan"] {
             let e = parse_free_riders(bad).expect_err(bad);
             assert!(e.contains("from 0 to 1"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn arrivals() {
+        assert_eq!(parse_arrivals("flash"), Ok(Arrivals::FlashCrowd));
+        assert_eq!(
+            parse_arrivals("poisson:2.5"),
+            Ok(Arrivals::Poisson {
+                mean_gap: Duration::from_millis(2500)
+            })
+        );
+        for bad in [
+            "poisson:0",
+            "poisson:-1",
+            "poisson:x",
+            "poisson:",
+            "poisson:100000",
+            "uniform",
+        ] {
+            let e = parse_arrivals(bad).expect_err(bad);
+            assert!(e.contains("poisson:SECS"), "{bad:?}: {e}");
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use unchoke_sim::{SimConfig, SimReport};
+use unchoke_sim::{Arrivals, SimConfig, SimReport};
 
 use super::args::SimulateArgs;
 use super::runner::Plan;
@@ -172,6 +172,13 @@ impl Row {
                 "contributor_median_complete_s":
                     f.contributor_median_completion.map(|d| d.as_secs_f64()),
             })),
+            // From each peer's arrival to its completion (`--arrivals`): the median.
+            "median_download_s": r.and_then(|r| {
+                let mut t: Vec<f64> =
+                    r.download_times.iter().flatten().map(|d| d.as_secs_f64()).collect();
+                t.sort_by(f64::total_cmp);
+                t.get(t.len() / 2).copied()
+            }),
             // Each bandwidth class's outcome (`--classes`), in the order given.
             "classes": r.map(|r| r.classes.iter().map(|c| json!({
                 "peers": c.peers,
@@ -500,6 +507,10 @@ pub(super) fn summary(
             "churn": plan.churn.map(|c| json!({"fraction": c.fraction, "away_s": c.away.as_secs_f64()})),
             "server_departs": plan.server_departs,
             "free_riders": plan.free_riders,
+            "arrivals": match plan.arrivals {
+                Arrivals::FlashCrowd => json!("flash"),
+                Arrivals::Poisson { mean_gap } => json!({"poisson_mean_gap_s": mean_gap.as_secs_f64()}),
+            },
             "classes": plan.classes.iter().map(|c| json!({
                 "share": c.share, "upload": c.upload, "download": c.download,
             })).collect::<Vec<_>>(),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use unchoke_sim::{BandwidthClass, Churn, SimConfig, SimReport, Simulation};
+use unchoke_sim::{Arrivals, BandwidthClass, Churn, SimConfig, SimReport, Simulation};
 
 use super::args::ChurnArg;
 use super::display::Display;
@@ -38,6 +38,8 @@ pub(super) struct Plan {
     /// Bandwidth classes of the peers (empty: every peer has `peer_upload` and
     /// `peer_download`).
     pub(super) classes: Vec<BandwidthClass>,
+    /// When the peers arrive.
+    pub(super) arrivals: Arrivals,
     /// The random seed asked for; the simulator's default otherwise.
     pub(super) seed: Option<u64>,
 }
@@ -67,6 +69,7 @@ impl Plan {
         c.dht = self.dht;
         c.free_riders = self.free_riders;
         c.classes = self.classes.clone();
+        c.arrivals = self.arrivals;
         c
     }
 

@@ -115,6 +115,8 @@ enum Ev {
     },
     /// A host that left comes back with the pieces it had.
     Rejoin { host: HostId },
+    /// A peer arrives for the first time ([`crate::Arrivals`]).
+    Arrive { host: HostId },
     /// A scheduled disruption strikes.
     Disrupt { host: HostId, kind: DisruptionKind },
     /// A stalled host's link works again.
@@ -208,6 +210,8 @@ struct Host {
     /// Pieces verified (kept across departures: they are on the host's disk).
     have: Bitfield,
     completed_at: Option<u64>,
+    /// When it first joined, in microseconds (0 for the server and a flash crowd).
+    arrived_at: u64,
     /// Churn: leave once this many pieces are verified (once).
     leave_after: Option<u32>,
     /// Its capacities, bytes per second (restored after a stall).
@@ -343,6 +347,7 @@ impl Simulation {
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
         let free_riders = sim.config.free_rider_hosts();
+        let arrivals = sim.config.arrival_times();
         let peer_rates = sim.config.peer_rates();
         let peer_classes = sim.config.peer_classes();
         for i in 0..=sim.config.peers {
@@ -378,6 +383,7 @@ impl Simulation {
                 online: None,
                 have,
                 completed_at: None,
+                arrived_at: if i == 0 { 0 } else { arrivals[i - 1] },
                 leave_after,
                 up,
                 down,
@@ -398,7 +404,10 @@ impl Simulation {
             return Ok(sim);
         }
         for i in 0..sim.hosts.len() {
-            sim.start_session(i);
+            match sim.hosts[i].arrived_at {
+                0 => sim.start_session(i),
+                at => sim.push(at, Ev::Arrive { host: i }),
+            }
         }
         sim.push(EXPIRE_EVERY.as_micros() as u64, Ev::Expire);
         for d in sim.config.disruptions.clone() {
@@ -687,8 +696,13 @@ impl Simulation {
                 self.drain(host);
             }
             // Once the swarm stopped, nobody comes or goes any more: the close runs alone.
-            Ev::Leave { .. } | Ev::Rejoin { .. } | Ev::Disrupt { .. }
+            Ev::Leave { .. } | Ev::Rejoin { .. } | Ev::Arrive { .. } | Ev::Disrupt { .. }
                 if self.stopped_at.is_some() => {}
+            Ev::Arrive { host } => {
+                if self.hosts[host].online.is_none() {
+                    self.start_session(host);
+                }
+            }
             Ev::Leave { host, return_after } => self.leave(host, return_after),
             Ev::Rejoin { host } => self.rejoin(host),
             Ev::Disrupt { host, kind } => match kind {

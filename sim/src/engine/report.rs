@@ -114,6 +114,15 @@ impl Simulation {
             peers,
             complete,
             distribution_time,
+            download_times: self
+                .hosts
+                .iter()
+                .filter(|h| h.role == Role::Peer)
+                .map(|h| {
+                    h.completed_at
+                        .map(|c| Duration::from_micros(c.saturating_sub(h.arrived_at)))
+                })
+                .collect(),
             completion_times,
             bounds,
             ratio,
