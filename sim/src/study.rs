@@ -30,6 +30,24 @@ pub fn bounds(
     peer_upload: f64,
     peer_download: f64,
 ) -> Bounds {
+    swarm_bounds(
+        file_size,
+        peers,
+        server_upload,
+        peers as f64 * peer_upload,
+        peer_download,
+    )
+}
+
+/// The one formula behind every bound: `peers` peers whose uploads add up to `peers_upload`
+/// (`Σu_i`) and the slowest of which downloads `slowest_download` (`d_min`).
+fn swarm_bounds(
+    file_size: u64,
+    peers: usize,
+    server_upload: f64,
+    peers_upload: f64,
+    slowest_download: f64,
+) -> Bounds {
     if peers == 0 {
         return Bounds {
             client_server: 0.0,
@@ -39,59 +57,45 @@ pub fn bounds(
     let f = file_size as f64;
     let n = peers as f64;
     let server_alone = n * f / server_upload;
-    let slowest_download = f / peer_download;
+    let one_download = f / slowest_download;
     let one_server_copy = f / server_upload;
-    let whole_swarm = n * f / (server_upload + n * peer_upload);
+    let whole_swarm = n * f / (server_upload + peers_upload);
     Bounds {
-        client_server: server_alone.max(slowest_download),
-        p2p: one_server_copy.max(slowest_download).max(whole_swarm),
+        client_server: server_alone.max(one_download),
+        p2p: one_server_copy.max(one_download).max(whole_swarm),
     }
 }
 
 impl SimConfig {
-    /// The bounds for this configuration's swarm (see [`bounds`]). With free riders
-    /// ([`SimConfig::free_riders`]) the P2P bound counts only the contributors' upload:
-    /// `N·F/(u_s + (N − n_free)·u)`, since a free rider's capacity uploads nothing.
-    /// With bandwidth classes ([`SimConfig::classes`]) it is the same formula over each
-    /// peer's own rates: `d_min` the slowest peer's download, `Σu_i` the contributors'
-    /// uploads.
+    /// The bounds for this configuration's swarm (see [`bounds`]), over each peer's own
+    /// rates: `d_min` the slowest peer's download (bandwidth classes,
+    /// [`SimConfig::classes`]), and `Σu_i` the uploads of the contributors only — a free
+    /// rider's capacity uploads nothing ([`SimConfig::free_riders`]).
     pub fn bounds(&self) -> Bounds {
-        if !self.classes.is_empty() && self.peers > 0 {
-            let free = self.free_rider_hosts();
+        let free = self.free_rider_hosts();
+        let (peers_upload, slowest_download) = if self.classes.is_empty() {
+            // Kept as a product, not a sum of equal terms, so the default study's figures
+            // stay the same to the last bit.
+            let contributors = (self.peers - free.len()) as f64;
+            (contributors * self.peer_upload, self.peer_download)
+        } else {
             let rates = self.peer_rates();
-            let f = self.file_size as f64;
-            let n = self.peers as f64;
-            let d_min = rates.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
-            let contributors_up: f64 = rates
+            let up = rates
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| free.binary_search(&(i + 1)).is_err())
                 .map(|(_, r)| r.0)
                 .sum();
-            let slowest_download = f / d_min;
-            return Bounds {
-                client_server: (n * f / self.server_upload).max(slowest_download),
-                p2p: (f / self.server_upload)
-                    .max(slowest_download)
-                    .max(n * f / (self.server_upload + contributors_up)),
-            };
-        }
-        let mut b = bounds(
+            let d_min = rates.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+            (up, d_min)
+        };
+        swarm_bounds(
             self.file_size,
             self.peers,
             self.server_upload,
-            self.peer_upload,
-            self.peer_download,
-        );
-        let free = self.free_rider_count();
-        if free > 0 {
-            let f = self.file_size as f64;
-            let n = self.peers as f64;
-            let contributors = (self.peers - free) as f64;
-            let whole_swarm = n * f / (self.server_upload + contributors * self.peer_upload);
-            b.p2p = b.p2p.max(whole_swarm);
-        }
-        b
+            peers_upload,
+            slowest_download,
+        )
     }
 }
 
