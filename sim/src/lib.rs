@@ -139,6 +139,11 @@ pub struct SimConfig {
     pub classes: Vec<BandwidthClass>,
     /// When the peers arrive (default: all at once, a flash crowd).
     pub arrivals: Arrivals,
+    /// How long a peer seeds after it completes before it leaves for good; `None` (the
+    /// default): every peer stays and seeds until the swarm stops. Real swarms lose their
+    /// finished peers (many leave at once); a departure only takes upload away, so the
+    /// P2P bound still holds.
+    pub seed_time: Option<Duration>,
 }
 
 /// When the peers join the swarm ([`SimConfig::arrivals`]). The server is there from the
@@ -195,6 +200,7 @@ impl SimConfig {
             free_riders: 0.0,
             classes: Vec::new(),
             arrivals: Arrivals::FlashCrowd,
+            seed_time: None,
         }
     }
 

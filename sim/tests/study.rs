@@ -265,3 +265,34 @@ fn a_mean_arrival_gap_of_zero_is_refused() {
     };
     assert!(Simulation::new(c).is_err());
 }
+
+#[test]
+fn peers_that_leave_after_seeding_a_while_take_only_their_upload_away() {
+    let peers = 13;
+    let stay = run(small(peers));
+    let mut config = small(peers);
+    config.seed_time = Some(Duration::from_secs(5));
+    let leave = run(config.clone());
+    assert_complete_and_bounded(&leave, "seed time 5 s");
+    // Every peer but the last leaves 5 s after completing (the last one's completion stops
+    // the swarm); nobody comes back.
+    let completions: Vec<Duration> = leave.completion_times.iter().flatten().copied().collect();
+    assert_eq!(completions.len(), peers);
+    let last = completions.iter().max().copied().expect("complete");
+    let early = completions
+        .iter()
+        .filter(|t| **t + Duration::from_secs(5) <= last)
+        .count();
+    assert!(
+        leave.leaves as usize >= early && leave.leaves as usize <= peers - 1,
+        "{} leaves, {early} peers completed at least 5 s before the last: {completions:?}",
+        leave.leaves
+    );
+    assert!(leave.leaves >= 1, "{leave:#?}");
+    assert_eq!(leave.rejoins, 0);
+    // Not "never faster than staying": a departed seed also frees the receive share its
+    // flows held (the model splits a receiver's download equally among its flows), so a
+    // run may end a little sooner; the bound above is what must hold.
+    assert!(stay.complete);
+    assert_eq!(run(config).digest, leave.digest, "same seed, other run");
+}

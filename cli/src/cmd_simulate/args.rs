@@ -98,6 +98,11 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     server_departs: bool,
 
+    /// Each peer seeds this long after it completes, then leaves for good, e.g. 0, 30s,
+    /// 10m [default: every peer stays to the end].
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    seed_time: Option<Duration>,
+
     /// Peers find each other through the DHT (BEP 5) instead of the tracker: every host
     /// runs a DHT node joining through the server's.
     #[arg(long)]
@@ -149,6 +154,7 @@ impl SimulateArgs {
             seed: self.seed,
             classes: self.classes.clone().map(|c| c.0).unwrap_or_default(),
             arrivals: self.arrivals.unwrap_or_default(),
+            seed_time: self.seed_time,
         }
     }
 

@@ -358,6 +358,15 @@ pub(super) fn header(setup: &Setup<'_>, peers: &[usize]) -> String {
             ""
         }
         .to_string()
+            + &plan
+                .seed_time
+                .map(|t| {
+                    format!(
+                        "; peers leave {} after completing",
+                        duration_text(t.as_secs_f64())
+                    )
+                })
+                .unwrap_or_default()
             + &if plan.free_riders > 0.0 {
                 format!(
                     "; {:.0}% of peers free-ride (the P2P bound counts contributors only)",
@@ -506,6 +515,7 @@ pub(super) fn summary(
             "latency_s": setup.config.latency.as_secs_f64(),
             "churn": plan.churn.map(|c| json!({"fraction": c.fraction, "away_s": c.away.as_secs_f64()})),
             "server_departs": plan.server_departs,
+            "seed_time_s": plan.seed_time.map(|t| t.as_secs_f64()),
             "free_riders": plan.free_riders,
             "arrivals": match plan.arrivals {
                 Arrivals::FlashCrowd => json!("flash"),

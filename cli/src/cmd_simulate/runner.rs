@@ -40,6 +40,8 @@ pub(super) struct Plan {
     pub(super) classes: Vec<BandwidthClass>,
     /// When the peers arrive.
     pub(super) arrivals: Arrivals,
+    /// How long a peer seeds after completing before it leaves (`None`: to the end).
+    pub(super) seed_time: Option<Duration>,
     /// The random seed asked for; the simulator's default otherwise.
     pub(super) seed: Option<u64>,
 }
@@ -70,6 +72,7 @@ impl Plan {
         c.free_riders = self.free_riders;
         c.classes = self.classes.clone();
         c.arrivals = self.arrivals;
+        c.seed_time = self.seed_time;
         c
     }
 

@@ -325,6 +325,18 @@ impl Simulation {
                 self.completed += 1;
                 if self.completed == self.config.peers {
                     self.push(self.now, Ev::Stop);
+                } else if let Some(seed_time) = self.config.seed_time {
+                    // It seeds for a while, then leaves for good (the Stop above comes
+                    // first for the last one, so the final close is the usual one).
+                    let at =
+                        self.now + u64::try_from(seed_time.as_micros()).unwrap_or(u64::MAX / 4);
+                    self.push(
+                        at,
+                        Ev::Leave {
+                            host,
+                            return_after: None,
+                        },
+                    );
                 }
             }
             Event::PeerBanned { addr, .. } => {

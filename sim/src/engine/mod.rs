@@ -107,7 +107,8 @@ enum Ev {
         url: String,
         response: Vec<u8>,
     },
-    /// A host leaves (churn, a disruption, or the server once the peers hold a full copy);
+    /// A host leaves (churn, a disruption, a peer whose seed time is over, or the server
+    /// once the peers hold a full copy);
     /// it comes back after `return_after` microseconds, if given.
     Leave {
         host: HostId,
