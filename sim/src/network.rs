@@ -27,8 +27,18 @@ use bytes::Bytes;
 
 /// Index of a host in the network.
 pub(crate) type HostId = usize;
-/// Index of a flow; never reused.
-pub(crate) type FlowId = usize;
+/// A flow: its slot in the flow table and the slot's epoch when it was opened. A closed
+/// flow's slot is reused by a later flow with the next epoch, so a handle kept past its
+/// flow's close (an end that has not heard of the close yet) names nothing: every call
+/// with it is a no-op, never an action on the new flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FlowId {
+    slot: u32,
+    epoch: u32,
+}
+
+/// Index of a flow's record in the flow table (internal: open flows only).
+type Slot = usize;
 
 /// One send: the buffers of one action, delivered together.
 #[derive(Debug)]
@@ -64,6 +74,8 @@ struct Flow {
     /// Bytes of the head unit already reported as accepted by the sender's socket.
     reported: u64,
     queue: VecDeque<Unit>,
+    /// Bumped each time the slot is reused ([`FlowId`]).
+    epoch: u32,
     /// Bytes of the head unit still to flow, as of `updated`.
     remaining: f64,
     /// Bytes per second while active.
@@ -71,6 +83,7 @@ struct Flow {
     /// Microseconds.
     updated: u64,
     /// Bumped whenever the scheduled completion changes; older heap entries are stale.
+    /// Never reset, not even when the slot is reused, so no stale entry ever matches.
     generation: u64,
     active: bool,
     open: bool,
@@ -80,8 +93,8 @@ struct Flow {
 struct HostLink {
     up: f64,
     down: f64,
-    out_active: Vec<FlowId>,
-    in_active: Vec<FlowId>,
+    out_active: Vec<Slot>,
+    in_active: Vec<Slot>,
     /// Microseconds spent with at least one active outgoing flow, up to `busy_since`.
     busy: u64,
     /// Since when the host has been uploading, while it is.
@@ -94,7 +107,7 @@ struct HostLink {
 struct Due {
     at: u64,
     seq: u64,
-    flow: FlowId,
+    flow: Slot,
     generation: u64,
 }
 
@@ -128,11 +141,16 @@ pub(crate) struct Arrival {
 #[derive(Debug, Default)]
 pub(crate) struct Network {
     hosts: Vec<HostLink>,
+    /// Every flow record; a closed flow's slot goes on `free` and is reused, so the table
+    /// grows with the most flows open at once, not with every connection ever made.
     flows: Vec<Flow>,
+    free: Vec<Slot>,
     due: BinaryHeap<Due>,
     seq: u64,
     /// Scratch list of senders whose rates need recomputing.
     touched: Vec<HostId>,
+    /// Scratch list of one sender's flows and their receive caps (`water_fill`).
+    caps: Vec<(f64, Slot)>,
 }
 
 impl Network {
@@ -157,47 +175,70 @@ impl Network {
         to: HostId,
         dest: Dest,
     ) -> FlowId {
-        self.flows.push(Flow {
+        let fresh = |epoch: u32, generation: u64| Flow {
             from,
             to,
             dest,
             src_conn,
             reported: 0,
             queue: VecDeque::new(),
+            epoch,
             remaining: 0.0,
             rate: 0.0,
             updated: 0,
-            generation: 0,
+            generation,
             active: false,
             open: true,
-        });
-        self.flows.len() - 1
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let old = &self.flows[slot];
+                self.flows[slot] = fresh(old.epoch.wrapping_add(1), old.generation + 1);
+                slot
+            }
+            None => {
+                self.flows.push(fresh(0, 0));
+                self.flows.len() - 1
+            }
+        };
+        FlowId {
+            slot: u32::try_from(slot).unwrap_or(u32::MAX),
+            epoch: self.flows[slot].epoch,
+        }
     }
 
-    /// Closes a flow: bytes still queued are lost (the connection is gone). Idempotent.
+    /// The slot of the open flow `id` names, if it is still open.
+    fn slot(&self, id: FlowId) -> Option<Slot> {
+        let slot = id.slot as usize;
+        self.flows
+            .get(slot)
+            .is_some_and(|f| f.open && f.epoch == id.epoch)
+            .then_some(slot)
+    }
+
+    /// Closes a flow: bytes still queued are lost (the connection is gone), and its slot
+    /// is free for a later flow. Idempotent; a no-op for a handle of an older flow.
     pub(crate) fn close_flow(&mut self, id: FlowId, now: u64) {
-        let Some(flow) = self.flows.get_mut(id) else {
+        let Some(slot) = self.slot(id) else {
             return;
         };
-        if !flow.open {
-            return;
+        if self.flows[slot].active {
+            self.deactivate(slot, now);
         }
+        let flow = &mut self.flows[slot];
         flow.open = false;
-        flow.queue.clear();
+        // Free the queue's memory too: the record itself waits for reuse.
+        flow.queue = VecDeque::new();
         flow.reported = 0;
         flow.generation += 1;
-        if flow.active {
-            self.deactivate(id, now);
-        }
+        self.free.push(slot);
     }
 
     /// Queues `unit` on the flow. An unpaced unit on an idle flow is returned at once: it
     /// arrives after the latency alone. Anything else waits its turn.
     pub(crate) fn send(&mut self, id: FlowId, unit: Unit, now: u64) -> Option<Arrival> {
-        let flow = self.flows.get_mut(id)?;
-        if !flow.open {
-            return None;
-        }
+        let slot = self.slot(id)?;
+        let flow = &mut self.flows[slot];
         if flow.queue.is_empty() && !unit.paced {
             return Some(Arrival {
                 from: flow.from,
@@ -214,7 +255,7 @@ impl Network {
         }
         flow.queue.push_back(unit);
         if starts {
-            self.activate(id, now);
+            self.activate(slot, now);
         }
         None
     }
@@ -287,9 +328,10 @@ impl Network {
     /// slow link still shows progress between whole units. Whole bytes only; 0 for an idle,
     /// stalled or closed flow.
     pub(crate) fn progress(&mut self, id: FlowId, now: u64) -> u64 {
-        let Some(flow) = self.flows.get_mut(id) else {
+        let Some(slot) = self.slot(id) else {
             return 0;
         };
+        let flow = &mut self.flows[slot];
         let Some(head) = flow.queue.front() else {
             return 0;
         };
@@ -338,13 +380,13 @@ impl Network {
     /// The current rate of a flow (bytes per second; 0 while idle).
     #[cfg(test)]
     pub(crate) fn rate(&self, id: FlowId) -> f64 {
-        self.flows
-            .get(id)
+        self.slot(id)
+            .map(|slot| &self.flows[slot])
             .filter(|f| f.active)
             .map_or(0.0, |f| f.rate)
     }
 
-    fn activate(&mut self, id: FlowId, now: u64) {
+    fn activate(&mut self, id: Slot, now: u64) {
         let (from, to) = {
             let flow = &mut self.flows[id];
             flow.active = true;
@@ -359,7 +401,7 @@ impl Network {
         self.reshare(from, to, now);
     }
 
-    fn deactivate(&mut self, id: FlowId, now: u64) {
+    fn deactivate(&mut self, id: Slot, now: u64) {
         let (from, to) = {
             let flow = &mut self.flows[id];
             flow.active = false;
@@ -398,28 +440,27 @@ impl Network {
 
     /// Shares `sender`'s upload among its active flows (see the module docs).
     fn water_fill(&mut self, sender: HostId, now: u64) {
+        let mut caps = std::mem::take(&mut self.caps);
+        caps.clear();
         let host = &self.hosts[sender];
-        let mut caps: Vec<(f64, FlowId)> = host
-            .out_active
-            .iter()
-            .map(|&f| {
-                let to = &self.hosts[self.flows[f].to];
-                (to.down / to.in_active.len().max(1) as f64, f)
-            })
-            .collect();
+        caps.extend(host.out_active.iter().map(|&f| {
+            let to = &self.hosts[self.flows[f].to];
+            (to.down / to.in_active.len().max(1) as f64, f)
+        }));
         caps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut left = host.up;
         let mut count = caps.len();
-        for (cap, f) in caps {
+        for &(cap, f) in &caps {
             let share = left / count as f64;
             let rate = cap.min(share);
             left -= rate;
             count -= 1;
             self.set_rate(f, rate, now);
         }
+        self.caps = caps;
     }
 
-    fn set_rate(&mut self, id: FlowId, rate: f64, now: u64) {
+    fn set_rate(&mut self, id: Slot, rate: f64, now: u64) {
         let flow = &mut self.flows[id];
         // Bytes already flowed at the old rate.
         let elapsed = now.saturating_sub(flow.updated) as f64 / 1e6;
@@ -434,7 +475,7 @@ impl Network {
         self.schedule(id, now);
     }
 
-    fn schedule(&mut self, id: FlowId, now: u64) {
+    fn schedule(&mut self, id: Slot, now: u64) {
         let flow = &mut self.flows[id];
         flow.generation += 1;
         if flow.rate <= 0.0 {
@@ -457,7 +498,7 @@ impl Network {
     }
 }
 
-fn remove(list: &mut Vec<FlowId>, id: FlowId) {
+fn remove(list: &mut Vec<Slot>, id: Slot) {
     if let Some(pos) = list.iter().position(|&f| f == id) {
         list.swap_remove(pos);
     }
@@ -503,6 +544,32 @@ mod tests {
         assert!(net.send(f, block(1000), 0).is_none());
         assert_eq!(net.rate(f), 500.0);
         assert_eq!(drain(&mut net), vec![(2_000_000, a)]);
+    }
+
+    #[test]
+    fn a_closed_flows_slot_is_reused_and_its_old_handle_names_nothing() {
+        let mut net = Network::default();
+        let a = net.add_host(1000.0, 1000.0);
+        let b = net.add_host(1000.0, 1000.0);
+        let old = net.open_flow(a, 0, b, dest(b));
+        assert!(net.send(old, block(1000), 0).is_none());
+        net.close_flow(old, 100_000);
+        assert_eq!(
+            net.next_due(),
+            None,
+            "a closed flow's completion is dropped"
+        );
+        let new = net.open_flow(a, 1, b, dest(b));
+        assert_eq!(net.flows.len(), 1, "the slot was reused");
+        assert_ne!(old, new);
+        // The stale handle neither sends on, reports progress of, nor closes the new flow.
+        assert!(net.send(old, block(1000), 200_000).is_none());
+        assert_eq!(net.rate(new), 0.0);
+        net.close_flow(old, 200_000);
+        assert!(net.send(new, block(1000), 200_000).is_none());
+        assert_eq!(net.progress(old, 300_000), 0);
+        assert!(net.progress(new, 700_000) > 0);
+        assert_eq!(drain(&mut net), vec![(1_200_000, a)]);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! (`handle_sent`), dials answered or given up, and closing a session until it drains.
 
 use super::{CLOSE_GRACE, Closing, Departure, Simulation};
-use crate::network::HostId;
+use crate::network::{FlowId, HostId};
 use std::net::SocketAddr;
 use unchoke_core::session::{ConnId, TorrentId};
 use unchoke_core::time::Instant;
@@ -29,7 +29,7 @@ impl Simulation {
     /// flowing: a slow link moves bytes between whole blocks, as a kernel's send buffer
     /// drains, so a peer that reads slowly is not mistaken for one that stopped.
     pub(super) fn report_progress(&mut self, host: HostId) {
-        let flows: Vec<(ConnId, usize)> = match self.hosts[host].online.as_ref() {
+        let flows: Vec<(ConnId, FlowId)> = match self.hosts[host].online.as_ref() {
             Some(on) => on
                 .links
                 .iter()
