@@ -53,6 +53,14 @@ impl Simulation {
     }
 
     pub(super) fn act(&mut self, host: HostId, action: Action) {
+        // In the lab, its disks, tracker and recorders see every action first.
+        let action = match self.lab.is_some() {
+            true => match self.lab_act(host, action) {
+                Some(action) => action,
+                None => return,
+            },
+            false => action,
+        };
         let now = Instant::from_micros(self.now);
         match action {
             Action::Send { conn, data } => {

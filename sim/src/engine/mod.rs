@@ -9,6 +9,7 @@
 mod actions;
 mod closing;
 mod connections;
+pub(crate) mod lab;
 mod report;
 mod spread;
 
@@ -125,6 +126,8 @@ enum Ev {
     Expire,
     /// Every peer completed: the swarm stops and every session closes.
     Stop,
+    /// Something the lab's emulated disks finished ([`lab::LabEv`]).
+    Lab(lab::LabEv),
 }
 
 #[derive(Debug)]
@@ -296,6 +299,9 @@ pub struct Simulation {
     /// Payload bytes received by free riders and by all peers as of the last sample before
     /// the first completion.
     leeching_received: Option<(u64, u64)>,
+    /// The test lab's state (`crate::lab::Swarm`); `None` in the study, which never pays
+    /// for the lab's disks, sniffer or recorders.
+    lab: Option<Box<lab::Lab>>,
 }
 
 impl Simulation {
@@ -343,6 +349,7 @@ impl Simulation {
             next_sample: spread::SAMPLE_EVERY,
             sampled_uploaded: 0.0,
             leeching_received: None,
+            lab: None,
             config,
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
@@ -739,6 +746,7 @@ impl Simulation {
                 self.push(at, Ev::Expire);
             }
             Ev::Stop => self.stop(),
+            Ev::Lab(ev) => self.lab_dispatch(ev),
         }
     }
 

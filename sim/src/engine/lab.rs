@@ -1,0 +1,663 @@
+//! The lab's side of the event loop: hosts added one by one by a test, emulated disks,
+//! the wire sniffer and the recorders ([`crate::lab::Swarm`] is the public face).
+//!
+//! A lab host's actions pass through [`Simulation::lab_act`] before the study's handling:
+//! disk actions, saves, announces and events are answered here from the host's own
+//! emulated disk and the lab's settings; sends, dials and closes go on to the same network
+//! and connection code the study uses, so there is one event loop for both.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bytes::{Bytes, BytesMut};
+use sha1::{Digest, Sha1};
+
+use super::{Ev, FIRST_HOST, Host, LISTEN_PORT, Online, Role, Simulation};
+use crate::lab::{Behaviour, SaveAnswer, Sniffed};
+use crate::network::HostId;
+use unchoke_core::bitfield::Bitfield;
+use unchoke_core::session::{Action, ConnId, DiskError, DiskErrorKind, Event, Session, TorrentId};
+use unchoke_core::time::Instant;
+use unchoke_core::tracker::server::TrackerServer;
+use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerFailure};
+use unchoke_core::wire::{self, Decoder, Limits};
+
+/// A lab event: a slow disk finished a write.
+#[derive(Debug)]
+pub(crate) enum LabEv {
+    /// The write of `data` at byte `at` of `host`'s disk is done.
+    Written {
+        host: HostId,
+        incarnation: u32,
+        torrent: TorrentId,
+        piece: u32,
+        at: usize,
+        data: Bytes,
+    },
+}
+
+/// One lab host's disk and record.
+#[derive(Debug)]
+pub(crate) struct LabNode {
+    pub(crate) torrent: TorrentId,
+    pub(crate) disk: Vec<u8>,
+    pub(crate) behaviour: Behaviour,
+    pub(crate) events: Vec<(Instant, Event)>,
+    /// A slow disk: writes finish at this many bytes per second, in order.
+    pub(crate) disk_rate: Option<f64>,
+    /// A filling disk: bytes it still takes.
+    pub(crate) disk_space: Option<usize>,
+    /// When the slow disk is free again (microseconds).
+    pub(crate) disk_free_at: u64,
+    /// Bytes of writes the slow disk has not finished.
+    pub(crate) unwritten: usize,
+    /// Its session's seed (a rejoin draws a new one from it).
+    pub(crate) seed: u64,
+    /// The pieces it had verified when it left (for its rejoin).
+    pub(crate) kept: Option<Bitfield>,
+}
+
+impl LabNode {
+    /// Writes `data` at byte `at`, unless the emulated disk is full.
+    fn store(&mut self, at: usize, data: &[u8]) -> Result<(), DiskError> {
+        if let Some(space) = self.disk_space {
+            let Some(left) = space.checked_sub(data.len()) else {
+                return Err(DiskError::new(
+                    DiskErrorKind::NoSpace,
+                    format!("{} bytes at {at}: {space} bytes left", data.len()),
+                ));
+            };
+            self.disk_space = Some(left);
+        }
+        match self.disk.get_mut(at..at + data.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                Ok(())
+            }
+            None => Err(DiskError::new(
+                DiskErrorKind::OutOfRange,
+                format!("write at {at} past the end of the file"),
+            )),
+        }
+    }
+}
+
+/// Everything the lab adds to a simulation.
+#[derive(Debug)]
+pub(crate) struct Lab {
+    pub(crate) piece_length: usize,
+    /// Bytes per second every flow carries at most (the old per-link bandwidth).
+    pub(crate) link_rate: f64,
+    pub(crate) nodes: Vec<LabNode>,
+    pub(crate) sniffing: bool,
+    pub(crate) sniffed: Vec<Sniffed>,
+    /// Each sending end's undecoded stream: whether the handshake passed, and the bytes.
+    streams: BTreeMap<(HostId, ConnId), (bool, BytesMut)>,
+    pub(crate) disconnects: Vec<(Instant, usize, String)>,
+    pub(crate) announces: Vec<(Instant, usize, String, AnnounceRequest)>,
+    pub(crate) saves: Vec<(Instant, usize, TorrentId, Bitfield)>,
+    pub(crate) save_answer: SaveAnswer,
+    pub(crate) held_saves: Vec<(HostId, u32, TorrentId)>,
+    pub(crate) tracker: Option<TrackerServer>,
+    pub(crate) auto_metadata_ready: bool,
+    pub(crate) unreachable_hangs: bool,
+    digest: DefaultHasher,
+    pub(crate) action_count: u64,
+}
+
+impl Lab {
+    pub(crate) fn new(piece_length: usize, link_rate: f64) -> Lab {
+        Lab {
+            piece_length,
+            link_rate,
+            nodes: Vec::new(),
+            sniffing: false,
+            sniffed: Vec::new(),
+            streams: BTreeMap::new(),
+            disconnects: Vec::new(),
+            announces: Vec::new(),
+            saves: Vec::new(),
+            save_answer: SaveAnswer::Ok,
+            held_saves: Vec::new(),
+            tracker: None,
+            auto_metadata_ready: true,
+            unreachable_hangs: false,
+            digest: DefaultHasher::new(),
+            action_count: 0,
+        }
+    }
+
+    /// The determinism fingerprint: actions carried out and a hash over them and their times.
+    pub(crate) fn fingerprint(&self) -> (u64, u64) {
+        (self.action_count, self.digest.finish())
+    }
+
+    fn digest(&mut self, now: u64, host: HostId, action: &Action) {
+        self.action_count += 1;
+        now.hash(&mut self.digest);
+        host.hash(&mut self.digest);
+        match action {
+            Action::Send { conn, data } => (0u8, conn, &data[..]).hash(&mut self.digest),
+            Action::SendBlock { conn, header, data } => {
+                (1u8, conn, &header[..], &data[..]).hash(&mut self.digest)
+            }
+            other => format!("{other:?}").hash(&mut self.digest),
+        }
+    }
+
+    /// Decodes what `from` sent on `conn` to `to` (handshake first, then framed messages).
+    fn sniff(&mut self, at: Instant, (from, conn): (HostId, ConnId), to: HostId, data: &[u8]) {
+        let (handshaken, buf) = self.streams.entry((from, conn)).or_default();
+        buf.extend_from_slice(data);
+        if !*handshaken && buf.len() >= wire::HANDSHAKE_LEN {
+            let _ = buf.split_to(wire::HANDSHAKE_LEN);
+            *handshaken = true;
+        }
+        if !*handshaken {
+            return;
+        }
+        let decoder = Decoder::new(None, Limits::default());
+        loop {
+            match decoder.decode(buf) {
+                Ok(Some(message)) => self.sniffed.push(Sniffed {
+                    at,
+                    from,
+                    to,
+                    message: Some(message),
+                }),
+                Ok(None) => break,
+                // Not a stream of messages any more: record the close a peer would make.
+                Err(_) => {
+                    buf.clear();
+                    self.sniffed.push(Sniffed {
+                        at,
+                        from,
+                        to,
+                        message: None,
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A connection between `a` and `b` closed: both directions imply choked.
+    pub(crate) fn sniff_close(&mut self, at: Instant, a: (HostId, ConnId), b: (HostId, ConnId)) {
+        self.streams.remove(&a);
+        self.streams.remove(&b);
+        if self.sniffing {
+            for (from, to) in [(a.0, b.0), (b.0, a.0)] {
+                self.sniffed.push(Sniffed {
+                    at,
+                    from,
+                    to,
+                    message: None,
+                });
+            }
+        }
+    }
+}
+
+impl Simulation {
+    /// A simulation with no hosts yet, for the lab: every link carries `link_rate` bytes
+    /// per second each way, messages take `latency` microseconds one way.
+    pub(crate) fn lab(piece_length: usize, link_rate: f64, latency: u64) -> Simulation {
+        let mut config = crate::SimConfig::study(0, 16 * 1024);
+        config.piece_length = 16 * 1024;
+        config.latency = std::time::Duration::from_micros(latency);
+        let mut sim = match Simulation::new(config) {
+            Ok(sim) => sim,
+            // The configuration above is fixed and valid.
+            Err(e) => unreachable!("the lab's base configuration is invalid: {e}"),
+        };
+        // The study's server is not part of a lab: hosts come from the test.
+        sim.hosts.clear();
+        sim.net = crate::network::Network::default();
+        sim.limit = u64::MAX;
+        sim.finished = false;
+        sim.lab = Some(Box::new(Lab::new(piece_length, link_rate)));
+        sim
+    }
+
+    /// The lab's state (only lab simulations are handed to [`crate::lab::Swarm`]).
+    pub(crate) fn lab_ref(&self) -> &Lab {
+        match self.lab.as_deref() {
+            Some(lab) => lab,
+            None => unreachable!("a lab simulation has a lab"),
+        }
+    }
+
+    /// The lab's state, mutably.
+    pub(crate) fn lab_mut(&mut self) -> &mut Lab {
+        match self.lab.as_deref_mut() {
+            Some(lab) => lab,
+            None => unreachable!("a lab simulation has a lab"),
+        }
+    }
+
+    /// Adds a host running `session` (its torrent `torrent`, `have` verified) with `disk`.
+    pub(crate) fn lab_add_host(
+        &mut self,
+        session: Session,
+        node: LabNode,
+        have: Bitfield,
+    ) -> HostId {
+        let index = self.hosts.len();
+        let id = self.net.add_host(f64::INFINITY, f64::INFINITY);
+        debug_assert_eq!(id, index);
+        let rate = self.lab_ref().link_rate;
+        self.net.set_in_cap(id, rate, self.now);
+        let latency = u64::try_from(self.config.latency.as_micros()).unwrap_or(0);
+        self.hosts.push(Host {
+            // Outside the study's bookkeeping (availability, completions), as the server is.
+            role: Role::Server,
+            addr: lab_addr(index),
+            latency,
+            incarnation: 0,
+            online: Some(Online {
+                session,
+                links: BTreeMap::new(),
+                dials: BTreeMap::new(),
+            }),
+            have,
+            completed_at: None,
+            arrived_at: self.now,
+            leave_after: None,
+            up: f64::INFINITY,
+            down: f64::INFINITY,
+            corrupt: false,
+            uploaded: 0,
+            downloaded: 0,
+            timer_generation: 0,
+            timer_at: None,
+            next_port: 40_000,
+            black_hole_until: None,
+            closing: None,
+            free_rider: false,
+            class: None,
+        });
+        self.lab_mut().nodes.push(node);
+        index
+    }
+
+    /// The current time in microseconds.
+    pub(crate) fn lab_now(&self) -> u64 {
+        self.now
+    }
+
+    /// Host `host`'s session, while it is online.
+    pub(crate) fn lab_session(&self, host: HostId) -> Option<&Session> {
+        self.hosts.get(host)?.online.as_ref().map(|on| &on.session)
+    }
+
+    /// Host `host`'s session, mutably, while it is online.
+    pub(crate) fn lab_session_mut(&mut self, host: HostId) -> Option<&mut Session> {
+        self.hosts
+            .get_mut(host)?
+            .online
+            .as_mut()
+            .map(|on| &mut on.session)
+    }
+
+    /// Host `host`'s address.
+    pub(crate) fn lab_addr(&self, host: HostId) -> SocketAddr {
+        lab_addr(host)
+    }
+
+    /// Number of hosts.
+    pub(crate) fn lab_hosts(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// `host`'s connection to `other`, if they are linked (both ends open).
+    pub(crate) fn lab_conn_to(&self, host: HostId, other: HostId) -> Option<ConnId> {
+        let on = self.hosts.get(host)?.online.as_ref()?;
+        on.links
+            .iter()
+            .find(|(_, l)| l.remote.is_some_and(|r| r.0 == other) && l.out.is_some())
+            .map(|(&c, _)| c)
+    }
+
+    /// Carries out what every online host's session queued (after a test called a
+    /// session directly) and re-arms its timer.
+    pub(crate) fn lab_drain_all(&mut self) {
+        for host in 0..self.hosts.len() {
+            if self.hosts[host].online.is_some() {
+                self.drain(host);
+            }
+        }
+    }
+
+    /// Processes the next event if it is due by `end` (microseconds); otherwise moves the
+    /// clock to `end`. Returns whether an event ran. The same `step` as the study.
+    pub(crate) fn lab_step(&mut self, end: u64) -> bool {
+        let net_at = self.net.next_due();
+        let ev_at = self.queue.peek().map(|s| s.at);
+        let next = match (net_at, ev_at) {
+            (Some(n), Some(e)) => Some(n.min(e)),
+            (n, e) => n.or(e),
+        };
+        match next {
+            Some(at) if at <= end => {
+                self.step();
+                true
+            }
+            _ => {
+                self.now = self.now.max(end);
+                false
+            }
+        }
+    }
+
+    /// Takes `host` off the network at once: its connections close (its peers hear of it
+    /// after the latency) and its session is dropped; its disk stays for a rejoin.
+    pub(crate) fn lab_leave(&mut self, host: HostId) {
+        let now = Instant::from_micros(self.now);
+        let Some(on) = self.hosts[host].online.as_ref() else {
+            return;
+        };
+        let torrent = self.lab_ref().nodes[host].torrent;
+        let kept = on.session.have(torrent).cloned();
+        let ends: Vec<((HostId, ConnId), (HostId, ConnId))> = on
+            .links
+            .iter()
+            .filter_map(|(&c, l)| l.remote.map(|r| ((host, c), (r.0, r.2))))
+            .collect();
+        let lab = self.lab_mut();
+        for (a, b) in ends {
+            lab.sniff_close(now, a, b);
+        }
+        let node = &mut lab.nodes[host];
+        node.kept = kept;
+        node.unwritten = 0;
+        self.depart(host, None);
+    }
+
+    /// Brings `host` back with `session` (its torrent `torrent`).
+    pub(crate) fn lab_rejoin(&mut self, host: HostId, session: Session, torrent: TorrentId) {
+        self.lab_mut().nodes[host].torrent = torrent;
+        self.hosts[host].online = Some(Online {
+            session,
+            links: BTreeMap::new(),
+            dials: BTreeMap::new(),
+        });
+    }
+
+    /// Answers every save held under [`SaveAnswer::Hold`].
+    pub(crate) fn lab_answer_held_saves(&mut self, ok: bool) {
+        let now = Instant::from_micros(self.now);
+        let held = std::mem::take(&mut self.lab_mut().held_saves);
+        for (host, incarnation, torrent) in held {
+            if !self.is_live(host, incarnation) {
+                continue;
+            }
+            if let Some(session) = self.session_mut(host) {
+                session.resume_saved(torrent, ok, now);
+            }
+            self.drain(host);
+        }
+    }
+
+    /// Makes `host` stop reading: flows into it carry nothing, so its senders see nothing
+    /// accepted.
+    pub(crate) fn lab_stop_reading(&mut self, host: HostId) {
+        self.net.set_capacity(host, f64::INFINITY, 0.0, self.now);
+    }
+
+    /// Caps every flow into `host` at `rate` bytes per second (a slow reader).
+    pub(crate) fn lab_set_read_rate(&mut self, host: HostId, rate: f64) {
+        let cap = rate.min(self.lab_ref().link_rate);
+        self.net.set_in_cap(host, cap, self.now);
+    }
+
+    pub(super) fn lab_dispatch(&mut self, ev: LabEv) {
+        let now = Instant::from_micros(self.now);
+        match ev {
+            LabEv::Written {
+                host,
+                incarnation,
+                torrent,
+                piece,
+                at,
+                data,
+            } => {
+                if !self.is_live(host, incarnation) {
+                    return;
+                }
+                let node = &mut self.lab_mut().nodes[host];
+                node.unwritten = node.unwritten.saturating_sub(data.len());
+                let result = node.store(at, &data);
+                if let Some(session) = self.session_mut(host) {
+                    session.disk_write_done(torrent, piece, result, now);
+                }
+                self.drain(host);
+            }
+        }
+    }
+
+    /// The lab's handling of one action of `host`: `None` when it was carried out here,
+    /// the action back when the study's handling (network, dials) is to carry it out.
+    pub(super) fn lab_act(&mut self, host: HostId, action: Action) -> Option<Action> {
+        let now = Instant::from_micros(self.now);
+        let at_micros = self.now;
+        self.lab_mut().digest(at_micros, host, &action);
+        match action {
+            Action::Send { conn, ref data } => {
+                self.lab_sniff(host, conn, &[data]);
+                Some(action)
+            }
+            Action::SendBlock {
+                conn,
+                ref header,
+                ref data,
+            } => {
+                self.lab_sniff(host, conn, &[header, data]);
+                Some(action)
+            }
+            Action::Connect { addr, .. }
+                if self.lab_ref().unreachable_hangs
+                    && self.host_at(addr).filter(|&t| t != host).is_none() =>
+            {
+                // A black-holed address: no answer; the session's connect time-out ends it.
+                None
+            }
+            Action::Disconnect { conn, ref reason } => {
+                let remote = self.hosts[host]
+                    .online
+                    .as_ref()
+                    .and_then(|on| on.links.get(&conn))
+                    .and_then(|l| l.remote);
+                let lab = self.lab_mut();
+                lab.disconnects.push((now, host, reason.to_string()));
+                if let Some(r) = remote {
+                    lab.sniff_close(now, (host, conn), (r.0, r.2));
+                }
+                Some(action)
+            }
+            Action::WriteBlock {
+                torrent,
+                piece,
+                offset,
+                data,
+            } => {
+                let incarnation = self.hosts[host].incarnation;
+                let lab = self.lab.as_deref_mut()?;
+                let at = piece as usize * lab.piece_length + offset as usize;
+                let node = &mut lab.nodes[host];
+                if node.behaviour == Behaviour::Stall {
+                    return None;
+                }
+                if let Some(rate) = node.disk_rate {
+                    // A slow disk: this write finishes after the ones before it.
+                    let took = (data.len() as f64 / rate * 1e6).ceil();
+                    let took = if took.is_finite() {
+                        took as u64
+                    } else {
+                        u64::MAX / 4
+                    };
+                    let done = node.disk_free_at.max(self.now).saturating_add(took);
+                    node.disk_free_at = done;
+                    node.unwritten += data.len();
+                    self.push(
+                        done,
+                        Ev::Lab(LabEv::Written {
+                            host,
+                            incarnation,
+                            torrent,
+                            piece,
+                            at,
+                            data,
+                        }),
+                    );
+                    return None;
+                }
+                let result = node.store(at, &data);
+                if let Some(session) = self.session_mut(host) {
+                    session.disk_write_done(torrent, piece, result, now);
+                }
+                None
+            }
+            Action::ReadBlock { conn, block, .. } => {
+                let lab = self.lab.as_deref()?;
+                let node = &lab.nodes[host];
+                let at = block.index as usize * lab.piece_length + block.begin as usize;
+                let result = match node.disk.get(at..at + block.length as usize) {
+                    Some(bytes) => {
+                        let mut data = bytes.to_vec();
+                        let flip = match node.behaviour {
+                            Behaviour::Honest => false,
+                            Behaviour::Corrupt => true,
+                            Behaviour::CorruptFirstBlock => block.begin == 0,
+                            Behaviour::Stall => return None,
+                        };
+                        if flip {
+                            data.iter_mut().for_each(|b| *b = !*b);
+                        }
+                        Ok(Bytes::from(data))
+                    }
+                    None => Err(DiskError::new(
+                        DiskErrorKind::NotFound,
+                        "read past the end of the file",
+                    )),
+                };
+                if let Some(session) = self.session_mut(host) {
+                    session.disk_read_done(conn, block, result, now);
+                }
+                None
+            }
+            Action::VerifyPiece {
+                torrent,
+                piece,
+                expected,
+                blocks,
+            } => {
+                let mut h = Sha1::new();
+                for b in &blocks {
+                    h.update(b);
+                }
+                let ok = h.finalize()[..] == expected[..];
+                if ok {
+                    self.hosts[host].have.set(piece);
+                }
+                if let Some(session) = self.session_mut(host) {
+                    session.piece_hashed(torrent, piece, ok, now);
+                }
+                None
+            }
+            Action::Announce {
+                torrent,
+                url,
+                request,
+            } => {
+                let source = lab_addr(host);
+                let lab = self.lab.as_deref_mut()?;
+                lab.announces
+                    .push((now, host, url.clone(), request.clone()));
+                let server = lab.tracker.as_mut()?;
+                let result = server
+                    .announce(&request, source, now)
+                    .map(|reply| AnnounceResponse {
+                        interval: reply.interval,
+                        min_interval: Some(reply.min_interval),
+                        complete: Some(reply.complete),
+                        incomplete: Some(reply.incomplete),
+                        peers: reply.peers.iter().map(|p| p.addr).collect(),
+                        ..AnnounceResponse::default()
+                    })
+                    .map_err(|e| TrackerFailure::Refused(e.to_string()));
+                if request.event != AnnounceEvent::Stopped {
+                    if let Some(session) = self.session_mut(host) {
+                        session.announce_done(torrent, &url, result, now);
+                    }
+                }
+                None
+            }
+            Action::SaveResume { torrent, have, .. } => {
+                let incarnation = self.hosts[host].incarnation;
+                let lab = self.lab.as_deref_mut()?;
+                lab.saves.push((now, host, torrent, have));
+                let ok = match lab.save_answer {
+                    SaveAnswer::Ok => true,
+                    SaveAnswer::Fail => false,
+                    SaveAnswer::Hold => {
+                        lab.held_saves.push((host, incarnation, torrent));
+                        return None;
+                    }
+                };
+                if let Some(session) = self.session_mut(host) {
+                    session.resume_saved(torrent, ok, now);
+                }
+                None
+            }
+            Action::Event(event) => {
+                if let Event::MetadataReceived { torrent, .. } = &event {
+                    if self.lab_ref().auto_metadata_ready {
+                        // As a driver does once it created the storage (nothing on disk).
+                        let torrent = *torrent;
+                        let ready = self
+                            .session_mut(host)
+                            .map(|s| s.metadata_ready(torrent, None, now));
+                        if let Some(Err(e)) = ready {
+                            self.violation(format!("host {host}: metadata_ready failed: {e}"));
+                        }
+                    }
+                }
+                self.lab_mut().nodes[host].events.push((now, event));
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Feeds what `host` sends on `conn` to the sniffer, when it is on.
+    fn lab_sniff(&mut self, host: HostId, conn: ConnId, chunks: &[&Bytes]) {
+        if !self.lab_ref().sniffing {
+            return;
+        }
+        let Some(to) = self.hosts[host]
+            .online
+            .as_ref()
+            .and_then(|on| on.links.get(&conn))
+            .filter(|l| l.out.is_some())
+            .and_then(|l| l.remote)
+            .map(|r| r.0)
+        else {
+            return;
+        };
+        let now = Instant::from_micros(self.now);
+        let lab = self.lab_mut();
+        for c in chunks {
+            lab.sniff(now, (host, conn), to, c);
+        }
+    }
+}
+
+/// Lab host `index`'s listening address.
+pub(crate) fn lab_addr(index: usize) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::from(FIRST_HOST + index as u32)),
+        LISTEN_PORT,
+    )
+}
