@@ -22,12 +22,18 @@ use unchoke_core::session::{Action, ConnId, DiskError, DiskErrorKind, Event, Ses
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::TrackerServer;
 use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerFailure};
-use unchoke_core::wire::{self, Decoder, Limits};
+use unchoke_core::wire::{self, BlockRequest, Decoder, Limits};
 
-/// A lab event: a slow disk finished a write.
+/// How long the lab's honest disk (and tracker) take to answer, in microseconds.
+const DISK_LATENCY: u64 = 0;
+
+/// A lab event: something the host's driver answers asynchronously, as a real driver's
+/// completion queue does. Answers come after the session's current actions were all
+/// carried out (a disk that answered inside the action loop would let the session see a
+/// read done before it handed out the block it read).
 #[derive(Debug)]
 pub(crate) enum LabEv {
-    /// The write of `data` at byte `at` of `host`'s disk is done.
+    /// A slow disk finished the write of `data` at byte `at`.
     Written {
         host: HostId,
         incarnation: u32,
@@ -35,6 +41,45 @@ pub(crate) enum LabEv {
         piece: u32,
         at: usize,
         data: Bytes,
+    },
+    /// An answer for the session of `host` in this `incarnation`.
+    Answer {
+        host: HostId,
+        incarnation: u32,
+        answer: Answer,
+    },
+}
+
+/// What the lab's driver answers a session.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Written {
+        torrent: TorrentId,
+        piece: u32,
+        result: Result<(), DiskError>,
+    },
+    Read {
+        conn: ConnId,
+        block: BlockRequest,
+        result: Result<Bytes, DiskError>,
+    },
+    Hashed {
+        torrent: TorrentId,
+        piece: u32,
+        ok: bool,
+    },
+    Saved {
+        torrent: TorrentId,
+        ok: bool,
+    },
+    Announced {
+        torrent: TorrentId,
+        url: String,
+        result: Result<AnnounceResponse, TrackerFailure>,
+    },
+    /// The storage exists: the magnet's torrent may start (nothing on disk).
+    MetadataReady {
+        torrent: TorrentId,
     },
 }
 
@@ -57,6 +102,8 @@ pub(crate) struct LabNode {
     pub(crate) seed: u64,
     /// The pieces it had verified when it left (for its rejoin).
     pub(crate) kept: Option<Bitfield>,
+    /// When its timer last ran (microseconds).
+    pub(crate) fired_at: Option<u64>,
 }
 
 impl LabNode {
@@ -387,16 +434,11 @@ impl Simulation {
 
     /// Answers every save held under [`SaveAnswer::Hold`].
     pub(crate) fn lab_answer_held_saves(&mut self, ok: bool) {
-        let now = Instant::from_micros(self.now);
         let held = std::mem::take(&mut self.lab_mut().held_saves);
         for (host, incarnation, torrent) in held {
-            if !self.is_live(host, incarnation) {
-                continue;
+            if self.is_live(host, incarnation) {
+                self.lab_answer(host, Answer::Saved { torrent, ok });
             }
-            if let Some(session) = self.session_mut(host) {
-                session.resume_saved(torrent, ok, now);
-            }
-            self.drain(host);
         }
     }
 
@@ -434,7 +476,88 @@ impl Simulation {
                 }
                 self.drain(host);
             }
+            LabEv::Answer {
+                host,
+                incarnation,
+                answer,
+            } => {
+                if !self.is_live(host, incarnation) {
+                    return;
+                }
+                let mut ready_failed = None;
+                let Some(session) = self.session_mut(host) else {
+                    return;
+                };
+                match answer {
+                    Answer::Written {
+                        torrent,
+                        piece,
+                        result,
+                    } => session.disk_write_done(torrent, piece, result, now),
+                    Answer::Read {
+                        conn,
+                        block,
+                        result,
+                    } => session.disk_read_done(conn, block, result, now),
+                    Answer::Hashed { torrent, piece, ok } => {
+                        session.piece_hashed(torrent, piece, ok, now)
+                    }
+                    Answer::Saved { torrent, ok } => session.resume_saved(torrent, ok, now),
+                    Answer::Announced {
+                        torrent,
+                        url,
+                        result,
+                    } => session.announce_done(torrent, &url, result, now),
+                    Answer::MetadataReady { torrent } => {
+                        ready_failed = session.metadata_ready(torrent, None, now).err();
+                    }
+                }
+                if let Some(e) = ready_failed {
+                    self.violation(format!("host {host}: metadata_ready failed: {e}"));
+                }
+                self.drain(host);
+            }
         }
+    }
+
+    /// In the lab, a deadline of exactly now runs now, unless `host`'s timer already ran
+    /// at this instant (then a millisecond later, so a session cannot spin the loop): a
+    /// round due at 25 s runs at 25 s, before anything a test does at 25 s.
+    pub(super) fn lab_due_now(&self, host: HostId, wanted: u64) -> bool {
+        self.lab.as_deref().is_some_and(|lab| {
+            wanted == self.now
+                && lab
+                    .nodes
+                    .get(host)
+                    .is_some_and(|n| n.fired_at != Some(self.now))
+        })
+    }
+
+    /// Notes that `host`'s timer ran now (see [`Simulation::lab_due_now`]).
+    pub(super) fn lab_timer_fired(&mut self, host: HostId) {
+        let now = self.now;
+        if let Some(node) = self
+            .lab
+            .as_deref_mut()
+            .and_then(|lab| lab.nodes.get_mut(host))
+        {
+            node.fired_at = Some(now);
+        }
+    }
+
+    /// Answers `host`'s session after the lab's disk latency (0: at the same instant,
+    /// once its current actions are carried out).
+    fn lab_answer(&mut self, host: HostId, answer: Answer) {
+        let incarnation = self.hosts[host].incarnation;
+        let at = self.now + DISK_LATENCY;
+        self.push(
+            at,
+            Ev::Lab(LabEv::Answer {
+                host,
+                incarnation,
+                answer,
+            }),
+        );
     }
 
     /// The lab's handling of one action of `host`: `None` when it was carried out here,
@@ -514,9 +637,14 @@ impl Simulation {
                     return None;
                 }
                 let result = node.store(at, &data);
-                if let Some(session) = self.session_mut(host) {
-                    session.disk_write_done(torrent, piece, result, now);
-                }
+                self.lab_answer(
+                    host,
+                    Answer::Written {
+                        torrent,
+                        piece,
+                        result,
+                    },
+                );
                 None
             }
             Action::ReadBlock { conn, block, .. } => {
@@ -542,9 +670,14 @@ impl Simulation {
                         "read past the end of the file",
                     )),
                 };
-                if let Some(session) = self.session_mut(host) {
-                    session.disk_read_done(conn, block, result, now);
-                }
+                self.lab_answer(
+                    host,
+                    Answer::Read {
+                        conn,
+                        block,
+                        result,
+                    },
+                );
                 None
             }
             Action::VerifyPiece {
@@ -561,9 +694,7 @@ impl Simulation {
                 if ok {
                     self.hosts[host].have.set(piece);
                 }
-                if let Some(session) = self.session_mut(host) {
-                    session.piece_hashed(torrent, piece, ok, now);
-                }
+                self.lab_answer(host, Answer::Hashed { torrent, piece, ok });
                 None
             }
             Action::Announce {
@@ -587,10 +718,16 @@ impl Simulation {
                         ..AnnounceResponse::default()
                     })
                     .map_err(|e| TrackerFailure::Refused(e.to_string()));
+                // A `stopped` announce's answer is never awaited (the old harness's rule).
                 if request.event != AnnounceEvent::Stopped {
-                    if let Some(session) = self.session_mut(host) {
-                        session.announce_done(torrent, &url, result, now);
-                    }
+                    self.lab_answer(
+                        host,
+                        Answer::Announced {
+                            torrent,
+                            url,
+                            result,
+                        },
+                    );
                 }
                 None
             }
@@ -606,9 +743,7 @@ impl Simulation {
                         return None;
                     }
                 };
-                if let Some(session) = self.session_mut(host) {
-                    session.resume_saved(torrent, ok, now);
-                }
+                self.lab_answer(host, Answer::Saved { torrent, ok });
                 None
             }
             Action::Event(event) => {
@@ -616,12 +751,7 @@ impl Simulation {
                     if self.lab_ref().auto_metadata_ready {
                         // As a driver does once it created the storage (nothing on disk).
                         let torrent = *torrent;
-                        let ready = self
-                            .session_mut(host)
-                            .map(|s| s.metadata_ready(torrent, None, now));
-                        if let Some(Err(e)) = ready {
-                            self.violation(format!("host {host}: metadata_ready failed: {e}"));
-                        }
+                        self.lab_answer(host, Answer::MetadataReady { torrent });
                     }
                 }
                 self.lab_mut().nodes[host].events.push((now, event));

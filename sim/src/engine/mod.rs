@@ -576,6 +576,7 @@ impl Simulation {
                 if h.online.is_none() {
                     return;
                 }
+                self.lab_timer_fired(host);
                 self.report_progress(host);
                 if let Some(session) = self.session_mut(host) {
                     session.handle_timeout(now);

@@ -210,6 +210,7 @@ impl Swarm {
             unwritten: 0,
             seed,
             kept: None,
+            fired_at: None,
         }
     }
 
