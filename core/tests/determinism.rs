@@ -34,7 +34,8 @@ fn run(seed: u64) -> Run {
     let fast = s.add_node(None, Behaviour::Honest);
     let slow_disk = s.add_node(None, Behaviour::Honest);
     let slow_reader = s.add_node(None, Behaviour::Honest);
-    s.set_disk_rate(slow_disk, (16 * KIB) * 100);
+    // 16 KiB per 10 ms (the old harness counted its slow disk per step).
+    s.set_disk_rate(slow_disk, 1600 * KIB);
     for i in [seed_node, fast, slow_disk, slow_reader] {
         s.introduce(i);
     }

@@ -58,7 +58,7 @@ fn close_sends_stopped_and_drains_by_its_deadline_when_nothing_answers() {
     let (mut s, _, leech) = swarm(true);
     // The leecher's disk never finishes a write nor a save (the harness never answers
     // `stopped` either): only the close's own deadline ends it.
-    s.set_disk_rate(leech, (0) * 100);
+    s.set_disk_rate(leech, 0);
     s.set_save_answer(unchoke_sim::lab::SaveAnswer::Hold);
     s.run_until(Duration::from_secs(3), |_| false);
     assert!(s.unwritten(leech) > 0, "writes are out when closing");

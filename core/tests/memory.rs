@@ -29,7 +29,8 @@ fn run(max_unwritten: usize, max_pipeline: usize) -> Run {
     s.config.max_pipeline = max_pipeline;
     let seeds = [s.add_seed(Behaviour::Honest), s.add_seed(Behaviour::Honest)];
     let leecher = s.add_node(None, Behaviour::Honest);
-    s.set_disk_rate(leecher, (BLOCK) * 100);
+    // One block per 10 ms (the old harness counted its slow disk per step).
+    s.set_disk_rate(leecher, 100 * BLOCK);
     s.introduce_to(leecher, &seeds);
     let mut peak_counted = 0;
     let mut peak_queued = 0;
