@@ -329,6 +329,11 @@ impl Simulation {
         index
     }
 
+    /// What the checks found wrong so far (the first [`super::MAX_VIOLATIONS`]).
+    pub(crate) fn violations(&self) -> &[String] {
+        &self.violations
+    }
+
     /// The current time in microseconds.
     pub(crate) fn lab_now(&self) -> u64 {
         self.now

@@ -9,9 +9,10 @@
 //! - **per-link bandwidth**: every flow carries at most the swarm's link rate (hosts have
 //!   no capacity of their own), so each direction of each link is independent;
 //! - **emulated disks** per host ([`Behaviour`]: honest, corrupt, corrupt first block,
-//!   stalled; slow writes at N bytes/s; a disk that fills up; [`SaveAnswer`]s); an honest
-//!   disk answers at once (latency 0, as the study's), a slow one after its writes took
-//!   their time;
+//!   stalled; slow writes at N bytes/s; a disk that fills up; [`SaveAnswer`]s). Disk,
+//!   save and tracker answers are events at the same instant (disk latency 0) that run
+//!   after the session's current actions, as a driver's completion queue delivers them; a
+//!   slow disk's writes finish after their time;
 //! - a **wire sniffer** ([`Swarm::sniff`], off until a test turns it on);
 //! - **recorders**: events, disconnects, announces (answered by a
 //!   [`TrackerServer`] when one is set), resume saves, and a determinism fingerprint over
@@ -459,5 +460,11 @@ impl Swarm {
     /// The determinism fingerprint: number of actions and a hash over all of them.
     pub fn fingerprint(&self) -> (u64, u64) {
         self.sim.lab_ref().fingerprint()
+    }
+
+    /// What the engine's checks on every event found wrong (bytes a session left unread on
+    /// a connection, a `metadata_ready` refused), with their times; empty when all is well.
+    pub fn violations(&self) -> &[String] {
+        self.sim.violations()
     }
 }
