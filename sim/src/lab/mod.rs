@@ -2,7 +2,7 @@
 //! on the simulator's own event loop and network.
 //!
 //! [`Swarm`] is the harness the core's multi-session tests run on. It is a
-//! [`Simulation`](crate::Simulation) with no study: a test adds hosts (seeds, leechers,
+//! [`Simulation`] with no study: a test adds hosts (seeds, leechers,
 //! magnet links, liars), introduces them, runs virtual time until a predicate holds, and
 //! asserts on their sessions, their events, the messages on the wire and what they asked
 //! of their disks and trackers. What it adds to the study's engine:
