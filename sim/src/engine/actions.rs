@@ -57,12 +57,13 @@ impl Simulation {
 
     pub(super) fn act(&mut self, host: HostId, action: Action) {
         // In the lab, its disks, tracker and recorders see every action first.
-        let action = match self.lab.is_some() {
-            true => match self.lab_act(host, action) {
+        let action = if self.lab.is_some() {
+            match self.lab_act(host, action) {
                 Some(action) => action,
                 None => return,
-            },
-            false => action,
+            }
+        } else {
+            action
         };
         let now = Instant::from_micros(self.now);
         match action {

@@ -1,8 +1,9 @@
 //! The simulation's event loop: it plays the driver for every host.
 //!
 //! Each event touches one host's session, then that session's actions are carried out at
-//! once: bytes go into the network, disk actions are answered from the payload, dials and
-//! closes become events for the other end after the link latency. A session is never called
+//! once: bytes go into the network, disk actions are answered from the payload (a lab's
+//! hosts: from their emulated disks, `lab`), dials and closes become events for the other
+//! end after the link latency. A session is never called
 //! while another's actions are being carried out, so every cross-host effect goes through
 //! the event queue, in `(time, sequence)` order.
 
@@ -126,7 +127,7 @@ enum Ev {
     Expire,
     /// Every peer completed: the swarm stops and every session closes.
     Stop,
-    /// Something the lab's emulated disks finished ([`lab::LabEv`]).
+    /// The lab answers a session: a disk, save or tracker answer ([`lab::LabEv`]).
     Lab(lab::LabEv),
 }
 

@@ -380,12 +380,12 @@ impl Swarm {
     /// Turns the wire sniffer on: from now on every message sent is decoded and kept
     /// ([`Swarm::sniffed`]).
     pub fn sniff(&mut self) {
-        self.sim.lab_mut().sniffing = true;
+        self.sim.lab_mut().sniffer.on = true;
     }
 
     /// The messages seen on the wire since [`Swarm::sniff`].
     pub fn sniffed(&self) -> &[Sniffed] {
-        &self.sim.lab_ref().sniffed
+        &self.sim.lab_ref().sniffer.seen
     }
 
     /// Every `Disconnect` a host asked for: when, which host, and why.

@@ -1,87 +1,32 @@
-//! The lab's side of the event loop: hosts added one by one by a test, emulated disks,
-//! the wire sniffer and the recorders ([`crate::lab::Swarm`] is the public face).
+//! The lab's side of the event loop: hosts a test adds one by one, their recorders and
+//! the determinism fingerprint ([`crate::lab::Swarm`] is the public face; the emulated
+//! disks are in `disk`, the sniffer in `sniff`).
 //!
 //! A lab host's actions pass through [`Simulation::lab_act`] before the study's handling:
-//! disk actions, saves, announces and events are answered here from the host's own
-//! emulated disk and the lab's settings; sends, dials and closes go on to the same network
-//! and connection code the study uses, so there is one event loop for both.
+//! disk actions, saves, announces and events are answered by the lab; sends, dials and
+//! closes go on to the same network and connection code the study uses, so there is one
+//! event loop for both.
+
+mod disk;
+mod sniff;
 
 use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use bytes::{Bytes, BytesMut};
-use sha1::{Digest, Sha1};
-
-use super::{Ev, FIRST_HOST, Host, LISTEN_PORT, Online, Role, Simulation};
-use crate::lab::{Behaviour, SaveAnswer, Sniffed};
+use super::{FIRST_HOST, Host, LISTEN_PORT, Online, Role, Simulation};
+use crate::lab::{Behaviour, SaveAnswer};
 use crate::network::HostId;
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::session::{Action, ConnId, DiskError, DiskErrorKind, Event, Session, TorrentId};
+use unchoke_core::session::{Action, ConnId, Event, Session, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::TrackerServer;
 use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerFailure};
-use unchoke_core::wire::{self, BlockRequest, Decoder, Limits};
 
-/// How long the lab's honest disk (and tracker) take to answer, in microseconds.
-const DISK_LATENCY: u64 = 0;
-
-/// A lab event: something the host's driver answers asynchronously, as a real driver's
-/// completion queue does. Answers come after the session's current actions were all
-/// carried out (a disk that answered inside the action loop would let the session see a
-/// read done before it handed out the block it read).
-#[derive(Debug)]
-pub(crate) enum LabEv {
-    /// A slow disk finished the write of `data` at byte `at`.
-    Written {
-        host: HostId,
-        incarnation: u32,
-        torrent: TorrentId,
-        piece: u32,
-        at: usize,
-        data: Bytes,
-    },
-    /// An answer for the session of `host` in this `incarnation`.
-    Answer {
-        host: HostId,
-        incarnation: u32,
-        answer: Answer,
-    },
-}
-
-/// What the lab's driver answers a session.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    Written {
-        torrent: TorrentId,
-        piece: u32,
-        result: Result<(), DiskError>,
-    },
-    Read {
-        conn: ConnId,
-        block: BlockRequest,
-        result: Result<Bytes, DiskError>,
-    },
-    Hashed {
-        torrent: TorrentId,
-        piece: u32,
-        ok: bool,
-    },
-    Saved {
-        torrent: TorrentId,
-        ok: bool,
-    },
-    Announced {
-        torrent: TorrentId,
-        url: String,
-        result: Result<AnnounceResponse, TrackerFailure>,
-    },
-    /// The storage exists: the magnet's torrent may start (nothing on disk).
-    MetadataReady {
-        torrent: TorrentId,
-    },
-}
+use disk::Answer;
+pub(crate) use disk::LabEv;
+use sniff::Sniffer;
 
 /// One lab host's disk and record.
 #[derive(Debug)]
@@ -106,31 +51,6 @@ pub(crate) struct LabNode {
     pub(crate) fired_at: Option<u64>,
 }
 
-impl LabNode {
-    /// Writes `data` at byte `at`, unless the emulated disk is full.
-    fn store(&mut self, at: usize, data: &[u8]) -> Result<(), DiskError> {
-        if let Some(space) = self.disk_space {
-            let Some(left) = space.checked_sub(data.len()) else {
-                return Err(DiskError::new(
-                    DiskErrorKind::NoSpace,
-                    format!("{} bytes at {at}: {space} bytes left", data.len()),
-                ));
-            };
-            self.disk_space = Some(left);
-        }
-        match self.disk.get_mut(at..at + data.len()) {
-            Some(dst) => {
-                dst.copy_from_slice(data);
-                Ok(())
-            }
-            None => Err(DiskError::new(
-                DiskErrorKind::OutOfRange,
-                format!("write at {at} past the end of the file"),
-            )),
-        }
-    }
-}
-
 /// Everything the lab adds to a simulation.
 #[derive(Debug)]
 pub(crate) struct Lab {
@@ -138,10 +58,7 @@ pub(crate) struct Lab {
     /// Bytes per second every flow carries at most (the old per-link bandwidth).
     pub(crate) link_rate: f64,
     pub(crate) nodes: Vec<LabNode>,
-    pub(crate) sniffing: bool,
-    pub(crate) sniffed: Vec<Sniffed>,
-    /// Each sending end's undecoded stream: whether the handshake passed, and the bytes.
-    streams: BTreeMap<(HostId, ConnId), (bool, BytesMut)>,
+    pub(crate) sniffer: Sniffer,
     pub(crate) disconnects: Vec<(Instant, usize, String)>,
     pub(crate) announces: Vec<(Instant, usize, String, AnnounceRequest)>,
     pub(crate) saves: Vec<(Instant, usize, TorrentId, Bitfield)>,
@@ -160,9 +77,7 @@ impl Lab {
             piece_length,
             link_rate,
             nodes: Vec::new(),
-            sniffing: false,
-            sniffed: Vec::new(),
-            streams: BTreeMap::new(),
+            sniffer: Sniffer::default(),
             disconnects: Vec::new(),
             announces: Vec::new(),
             saves: Vec::new(),
@@ -191,58 +106,6 @@ impl Lab {
                 (1u8, conn, &header[..], &data[..]).hash(&mut self.digest)
             }
             other => format!("{other:?}").hash(&mut self.digest),
-        }
-    }
-
-    /// Decodes what `from` sent on `conn` to `to` (handshake first, then framed messages).
-    fn sniff(&mut self, at: Instant, (from, conn): (HostId, ConnId), to: HostId, data: &[u8]) {
-        let (handshaken, buf) = self.streams.entry((from, conn)).or_default();
-        buf.extend_from_slice(data);
-        if !*handshaken && buf.len() >= wire::HANDSHAKE_LEN {
-            let _ = buf.split_to(wire::HANDSHAKE_LEN);
-            *handshaken = true;
-        }
-        if !*handshaken {
-            return;
-        }
-        let decoder = Decoder::new(None, Limits::default());
-        loop {
-            match decoder.decode(buf) {
-                Ok(Some(message)) => self.sniffed.push(Sniffed {
-                    at,
-                    from,
-                    to,
-                    message: Some(message),
-                }),
-                Ok(None) => break,
-                // Not a stream of messages any more: record the close a peer would make.
-                Err(_) => {
-                    buf.clear();
-                    self.sniffed.push(Sniffed {
-                        at,
-                        from,
-                        to,
-                        message: None,
-                    });
-                    break;
-                }
-            }
-        }
-    }
-
-    /// A connection between `a` and `b` closed: both directions imply choked.
-    pub(crate) fn sniff_close(&mut self, at: Instant, a: (HostId, ConnId), b: (HostId, ConnId)) {
-        self.streams.remove(&a);
-        self.streams.remove(&b);
-        if self.sniffing {
-            for (from, to) in [(a.0, b.0), (b.0, a.0)] {
-                self.sniffed.push(Sniffed {
-                    at,
-                    from,
-                    to,
-                    message: None,
-                });
-            }
         }
     }
 }
@@ -419,7 +282,7 @@ impl Simulation {
             .collect();
         let lab = self.lab_mut();
         for (a, b) in ends {
-            lab.sniff_close(now, a, b);
+            lab.sniffer.close(now, a, b);
         }
         let node = &mut lab.nodes[host];
         node.kept = kept;
@@ -437,16 +300,6 @@ impl Simulation {
         });
     }
 
-    /// Answers every save held under [`SaveAnswer::Hold`].
-    pub(crate) fn lab_answer_held_saves(&mut self, ok: bool) {
-        let held = std::mem::take(&mut self.lab_mut().held_saves);
-        for (host, incarnation, torrent) in held {
-            if self.is_live(host, incarnation) {
-                self.lab_answer(host, Answer::Saved { torrent, ok });
-            }
-        }
-    }
-
     /// Makes `host` stop reading: flows into it carry nothing, so its senders see nothing
     /// accepted.
     pub(crate) fn lab_stop_reading(&mut self, host: HostId) {
@@ -457,72 +310,6 @@ impl Simulation {
     pub(crate) fn lab_set_read_rate(&mut self, host: HostId, rate: f64) {
         let cap = rate.min(self.lab_ref().link_rate);
         self.net.set_in_cap(host, cap, self.now);
-    }
-
-    pub(super) fn lab_dispatch(&mut self, ev: LabEv) {
-        let now = Instant::from_micros(self.now);
-        match ev {
-            LabEv::Written {
-                host,
-                incarnation,
-                torrent,
-                piece,
-                at,
-                data,
-            } => {
-                if !self.is_live(host, incarnation) {
-                    return;
-                }
-                let node = &mut self.lab_mut().nodes[host];
-                node.unwritten = node.unwritten.saturating_sub(data.len());
-                let result = node.store(at, &data);
-                if let Some(session) = self.session_mut(host) {
-                    session.disk_write_done(torrent, piece, result, now);
-                }
-                self.drain(host);
-            }
-            LabEv::Answer {
-                host,
-                incarnation,
-                answer,
-            } => {
-                if !self.is_live(host, incarnation) {
-                    return;
-                }
-                let mut ready_failed = None;
-                let Some(session) = self.session_mut(host) else {
-                    return;
-                };
-                match answer {
-                    Answer::Written {
-                        torrent,
-                        piece,
-                        result,
-                    } => session.disk_write_done(torrent, piece, result, now),
-                    Answer::Read {
-                        conn,
-                        block,
-                        result,
-                    } => session.disk_read_done(conn, block, result, now),
-                    Answer::Hashed { torrent, piece, ok } => {
-                        session.piece_hashed(torrent, piece, ok, now)
-                    }
-                    Answer::Saved { torrent, ok } => session.resume_saved(torrent, ok, now),
-                    Answer::Announced {
-                        torrent,
-                        url,
-                        result,
-                    } => session.announce_done(torrent, &url, result, now),
-                    Answer::MetadataReady { torrent } => {
-                        ready_failed = session.metadata_ready(torrent, None, now).err();
-                    }
-                }
-                if let Some(e) = ready_failed {
-                    self.violation(format!("host {host}: metadata_ready failed: {e}"));
-                }
-                self.drain(host);
-            }
-        }
     }
 
     /// In the lab, a deadline of exactly now runs now, unless `host`'s timer already ran
@@ -548,21 +335,6 @@ impl Simulation {
         {
             node.fired_at = Some(now);
         }
-    }
-
-    /// Answers `host`'s session after the lab's disk latency (0: at the same instant,
-    /// once its current actions are carried out).
-    fn lab_answer(&mut self, host: HostId, answer: Answer) {
-        let incarnation = self.hosts[host].incarnation;
-        let at = self.now + DISK_LATENCY;
-        self.push(
-            at,
-            Ev::Lab(LabEv::Answer {
-                host,
-                incarnation,
-                answer,
-            }),
-        );
     }
 
     /// The lab's handling of one action of `host`: `None` when it was carried out here,
@@ -600,7 +372,7 @@ impl Simulation {
                 let lab = self.lab_mut();
                 lab.disconnects.push((now, host, reason.to_string()));
                 if let Some(r) = remote {
-                    lab.sniff_close(now, (host, conn), (r.0, r.2));
+                    lab.sniffer.close(now, (host, conn), (r.0, r.2));
                 }
                 Some(action)
             }
@@ -610,79 +382,11 @@ impl Simulation {
                 offset,
                 data,
             } => {
-                let incarnation = self.hosts[host].incarnation;
-                let lab = self.lab.as_deref_mut()?;
-                let at = piece as usize * lab.piece_length + offset as usize;
-                let node = &mut lab.nodes[host];
-                if node.behaviour == Behaviour::Stall {
-                    return None;
-                }
-                if let Some(rate) = node.disk_rate {
-                    // A slow disk: this write finishes after the ones before it.
-                    let took = (data.len() as f64 / rate * 1e6).ceil();
-                    let took = if took.is_finite() {
-                        took as u64
-                    } else {
-                        u64::MAX / 4
-                    };
-                    let done = node.disk_free_at.max(self.now).saturating_add(took);
-                    node.disk_free_at = done;
-                    node.unwritten += data.len();
-                    self.push(
-                        done,
-                        Ev::Lab(LabEv::Written {
-                            host,
-                            incarnation,
-                            torrent,
-                            piece,
-                            at,
-                            data,
-                        }),
-                    );
-                    return None;
-                }
-                let result = node.store(at, &data);
-                self.lab_answer(
-                    host,
-                    Answer::Written {
-                        torrent,
-                        piece,
-                        result,
-                    },
-                );
+                self.lab_write(host, (torrent, piece, offset), data);
                 None
             }
             Action::ReadBlock { conn, block, .. } => {
-                let lab = self.lab.as_deref()?;
-                let node = &lab.nodes[host];
-                let at = block.index as usize * lab.piece_length + block.begin as usize;
-                let result = match node.disk.get(at..at + block.length as usize) {
-                    Some(bytes) => {
-                        let mut data = bytes.to_vec();
-                        let flip = match node.behaviour {
-                            Behaviour::Honest => false,
-                            Behaviour::Corrupt => true,
-                            Behaviour::CorruptFirstBlock => block.begin == 0,
-                            Behaviour::Stall => return None,
-                        };
-                        if flip {
-                            data.iter_mut().for_each(|b| *b = !*b);
-                        }
-                        Ok(Bytes::from(data))
-                    }
-                    None => Err(DiskError::new(
-                        DiskErrorKind::NotFound,
-                        "read past the end of the file",
-                    )),
-                };
-                self.lab_answer(
-                    host,
-                    Answer::Read {
-                        conn,
-                        block,
-                        result,
-                    },
-                );
+                self.lab_read(host, conn, block);
                 None
             }
             Action::VerifyPiece {
@@ -691,15 +395,12 @@ impl Simulation {
                 expected,
                 blocks,
             } => {
-                let mut h = Sha1::new();
-                for b in &blocks {
-                    h.update(b);
-                }
-                let ok = h.finalize()[..] == expected[..];
-                if ok {
-                    self.hosts[host].have.set(piece);
-                }
-                self.lab_answer(host, Answer::Hashed { torrent, piece, ok });
+                self.lab_verify(host, (torrent, piece), &expected, &blocks);
+                None
+            }
+            Action::SaveResume { torrent, have, .. } => {
+                self.lab_mut().saves.push((now, host, torrent, have));
+                self.lab_save(host, torrent);
                 None
             }
             Action::Announce {
@@ -736,21 +437,6 @@ impl Simulation {
                 }
                 None
             }
-            Action::SaveResume { torrent, have, .. } => {
-                let incarnation = self.hosts[host].incarnation;
-                let lab = self.lab.as_deref_mut()?;
-                lab.saves.push((now, host, torrent, have));
-                let ok = match lab.save_answer {
-                    SaveAnswer::Ok => true,
-                    SaveAnswer::Fail => false,
-                    SaveAnswer::Hold => {
-                        lab.held_saves.push((host, incarnation, torrent));
-                        return None;
-                    }
-                };
-                self.lab_answer(host, Answer::Saved { torrent, ok });
-                None
-            }
             Action::Event(event) => {
                 if let Event::MetadataReceived { torrent, .. } = &event {
                     if self.lab_ref().auto_metadata_ready {
@@ -763,28 +449,6 @@ impl Simulation {
                 None
             }
             other => Some(other),
-        }
-    }
-
-    /// Feeds what `host` sends on `conn` to the sniffer, when it is on.
-    fn lab_sniff(&mut self, host: HostId, conn: ConnId, chunks: &[&Bytes]) {
-        if !self.lab_ref().sniffing {
-            return;
-        }
-        let Some(to) = self.hosts[host]
-            .online
-            .as_ref()
-            .and_then(|on| on.links.get(&conn))
-            .filter(|l| l.out.is_some())
-            .and_then(|l| l.remote)
-            .map(|r| r.0)
-        else {
-            return;
-        };
-        let now = Instant::from_micros(self.now);
-        let lab = self.lab_mut();
-        for c in chunks {
-            lab.sniff(now, (host, conn), to, c);
         }
     }
 }
