@@ -5,15 +5,13 @@
 //! `core/src/session/admission.rs`). Attackers are raw connections into a node's session,
 //! spoken for by the test; what the node sends them is dropped. Each test states its bound.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::session::{ConnId, Direction};
 use unchoke_core::wire::{Handshake, Message, PeerId, Reserved};
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 
@@ -55,21 +53,20 @@ fn handshake(s: &Swarm, peer_id: PeerId) -> BytesMut {
 
 /// Whether node `i` holds `conn` as an established peer of its torrent.
 fn holds(s: &Swarm, i: usize, conn: ConnId) -> bool {
-    let n = &s.nodes[i];
-    n.session.connections(n.torrent).contains(&conn)
+    s.session(i).connections(s.torrent(i)).contains(&conn)
 }
 
 /// Opens a connection from `a` into node `i` and handshakes (and says `interested`).
 fn connect_and_handshake(s: &mut Swarm, i: usize, a: &mut Attacker) {
-    let now = s.now;
-    let conn = s.nodes[i]
-        .session
+    let now = s.now();
+    let conn = s
+        .session_mut(i)
         .connection_opened(a.addr, Direction::Inbound, now);
     let mut buf = handshake(s, a.peer_id);
     if a.interested {
         Message::Interested.encode(&mut buf);
     }
-    s.nodes[i].session.handle_bytes(conn, &mut buf, now);
+    s.session_mut(i).handle_bytes(conn, &mut buf, now);
     a.conn = Some(conn);
 }
 
@@ -88,9 +85,9 @@ fn baseline(content: &[u8], piece: u32, rate: usize) -> Duration {
     let seed = s.add_seed(Behaviour::Honest);
     let leecher = s.add_node(None, Behaviour::Honest);
     s.introduce_to(leecher, &[seed]);
-    let start = s.now;
+    let start = s.now();
     assert!(s.run_until(Duration::from_secs(120), |s| s.is_complete(leecher)));
-    s.now - start
+    s.now() - start
 }
 
 /// 300 attackers handshake with a seed and idle (`interested`: every other one says
@@ -113,16 +110,16 @@ fn idle_flood(
         a.interested &= interested;
     }
     refill(&mut s, seed, &mut hostile);
-    let t = s.nodes[seed].torrent;
-    assert_eq!(s.nodes[seed].session.connections(t).len(), limit);
+    let t = s.torrent(seed);
+    assert_eq!(s.session(seed).connections(t).len(), limit);
     s.run_until(Duration::from_secs(1), |_| false);
     s.introduce_to(leecher, &[seed]);
-    let start = s.now;
+    let start = s.now();
     let bound = bound(base);
     let mut most = 0;
-    while !s.is_complete(leecher) && s.now - start < bound {
+    while !s.is_complete(leecher) && s.now() - start < bound {
         s.run_until(Duration::from_millis(500), |s| s.is_complete(leecher));
-        most = most.max(s.nodes[seed].session.connections(t).len());
+        most = most.max(s.session(seed).connections(t).len());
     }
     if !s.is_complete(leecher) {
         return (None, base);
@@ -131,7 +128,7 @@ fn idle_flood(
     // The limit held throughout: the leecher got in by evicting an idle attacker.
     assert_eq!(most, limit);
     let dropped = s
-        .disconnects
+        .disconnects()
         .iter()
         .filter(|(_, node, why)| *node == seed && why == "connection limit reached")
         .count();
@@ -139,7 +136,7 @@ fn idle_flood(
         dropped >= 251,
         "250 refused at once, then at least one evicted ({dropped})"
     );
-    (Some(s.now - start), base)
+    (Some(s.now() - start), base)
 }
 
 #[test]
@@ -196,9 +193,8 @@ fn partial_handshakes_kept_refilled_do_not_lock_an_honest_leecher_out() {
         for _ in 0..count {
             let a = &hostile[next % hostile.len()];
             next += 1;
-            let now = s.now;
-            s.nodes[seed]
-                .session
+            let now = s.now();
+            s.session_mut(seed)
                 .connection_opened(a.addr, Direction::Inbound, now);
         }
     };
@@ -207,11 +203,11 @@ fn partial_handshakes_kept_refilled_do_not_lock_an_honest_leecher_out() {
         s.run_until(Duration::from_millis(100), |_| false);
     }
     s.introduce_to(leecher, &[seed]);
-    let start = s.now;
+    let start = s.now();
     // Bound: the leecher gets in on its first dial (the oldest silent socket gives way),
     // so it downloads at the baseline's pace: 2× the baseline plus 5 s.
     let bound = base * 2 + Duration::from_secs(5);
-    while !s.is_complete(leecher) && s.now - start < bound {
+    while !s.is_complete(leecher) && s.now() - start < bound {
         open_some(&mut s, 5);
         s.run_until(Duration::from_millis(100), |s| s.is_complete(leecher));
     }
@@ -231,8 +227,8 @@ fn a_squatter_with_the_seeds_id_never_displaces_the_honest_connection() {
     let mut s = Swarm::new(content, 64 * KIB as u32, rate);
     let seed = s.add_seed(Behaviour::Honest);
     let leecher = s.add_node(None, Behaviour::Honest);
-    let seed_id = s.nodes[seed].session.peer_id();
-    let leecher_id = s.nodes[leecher].session.peer_id();
+    let seed_id = s.session(seed).peer_id();
+    let leecher_id = s.session(leecher).peer_id();
     // The squatter takes the seed's id at the leecher, and the leecher's id at the seed,
     // *before* the honest connection exists, and reconnects every second.
     let mut at_leecher = Attacker {
@@ -259,18 +255,18 @@ fn a_squatter_with_the_seeds_id_never_displaces_the_honest_connection() {
     connect_and_handshake(&mut s, seed, &mut at_seed);
     assert!(at_leecher.conn.is_some_and(|c| holds(&s, leecher, c)));
     s.introduce_to(leecher, &[seed]);
-    let start = s.now;
+    let start = s.now();
     // Bound: a squatter that came first is displaced once it is `duplicate_grace` (5 s)
     // old; the leecher's redial after 5 s (or 10 s) then holds: 15 s plus 2× the baseline.
     let bound = Duration::from_secs(15) + base * 2;
     let mut honest: Option<ConnId> = None;
     let mut squats_refused_while_honest = 0;
-    while !s.is_complete(leecher) && s.now - start < bound {
+    while !s.is_complete(leecher) && s.now() - start < bound {
         s.run_until(Duration::from_secs(1), |s| s.is_complete(leecher));
         // The honest connection, once it carried data, is the same one until the end.
-        let t = s.nodes[leecher].torrent;
-        let now_honest: Vec<ConnId> = s.nodes[leecher]
-            .session
+        let t = s.torrent(leecher);
+        let now_honest: Vec<ConnId> = s
+            .session(leecher)
             .connections(t)
             .into_iter()
             .filter(|c| Some(*c) != at_leecher.conn)
@@ -279,12 +275,11 @@ fn a_squatter_with_the_seeds_id_never_displaces_the_honest_connection() {
             assert!(
                 s.is_complete(leecher) || now_honest.contains(&h),
                 "the honest connection was dropped at {:?}",
-                s.now
+                s.now()
             );
         } else if s.linked(leecher, seed)
-            && s.nodes[leecher]
-                .session
-                .stats(t, s.now)
+            && s.session(leecher)
+                .stats(t, s.now())
                 .is_some_and(|st| st.pieces_have > 0)
         {
             honest = now_honest.first().copied();
@@ -302,7 +297,7 @@ fn a_squatter_with_the_seeds_id_never_displaces_the_honest_connection() {
                 assert!(
                     !held,
                     "a squatter displaced a productive connection at node {node}, {:?}",
-                    s.now
+                    s.now()
                 );
                 squats_refused_while_honest += 1;
             }
@@ -332,30 +327,29 @@ fn newcomers_against_a_productive_peer(target: usize) {
     let leecher = s.add_node(None, Behaviour::Honest);
     s.introduce_to(leecher, &[seed]);
     assert!(s.run_until(Duration::from_secs(10), |s| {
-        let n = &s.nodes[leecher];
-        n.session
-            .stats(n.torrent, s.now)
+        s.session(leecher)
+            .stats(s.torrent(leecher), s.now())
             .is_some_and(|st| st.pieces_have > 0)
     }));
-    let t = s.nodes[target].torrent;
-    let honest = s.nodes[target].session.connections(t);
+    let t = s.torrent(target);
+    let honest = s.session(target).connections(t);
     assert_eq!(honest.len(), 1);
     let mut hostile = attackers(40);
     let mut evicted_idle = 0;
     let mut last: Option<ConnId> = None;
     // 2 MiB at 128 KiB/s: 16 s at best; bound 40 s, a newcomer every second throughout.
     let bound = Duration::from_secs(40);
-    let start = s.now;
+    let start = s.now();
     for a in hostile.iter_mut() {
-        if s.is_complete(leecher) || s.now - start >= bound {
+        if s.is_complete(leecher) || s.now() - start >= bound {
             break;
         }
         connect_and_handshake(&mut s, target, a);
-        let conns = s.nodes[target].session.connections(t);
+        let conns = s.session(target).connections(t);
         assert!(
             conns.contains(&honest[0]),
             "the productive connection was evicted at {:?}",
-            s.now
+            s.now()
         );
         let joined = a.conn.is_some_and(|c| conns.contains(&c));
         if joined && last.is_some_and(|prev| !conns.contains(&prev)) {
@@ -366,7 +360,7 @@ fn newcomers_against_a_productive_peer(target: usize) {
         }
         s.run_until(Duration::from_secs(1), |s| s.is_complete(leecher));
     }
-    s.run_until(bound.saturating_sub(s.now - start), |s| {
+    s.run_until(bound.saturating_sub(s.now() - start), |s| {
         s.is_complete(leecher)
     });
     assert!(
@@ -408,8 +402,8 @@ fn a_leecher_whose_slots_idle_attackers_fill_still_dials_its_seed() {
         a.interested = false;
     }
     refill(&mut s, leecher, &mut hostile);
-    let t = s.nodes[leecher].torrent;
-    assert_eq!(s.nodes[leecher].session.connections(t).len(), limit);
+    let t = s.torrent(leecher);
+    assert_eq!(s.session(leecher).connections(t).len(), limit);
     s.introduce_to(leecher, &[seed]);
     // Bound: once the attackers have been useless for `evict_idle_after` (10 s), the next
     // housekeeping tick dials the seed, whose handshake evicts one: 12 s plus 2× the
@@ -450,15 +444,15 @@ fn reconnect_flood(memory: usize, limit: Duration) -> Option<Duration> {
         a.interested = false;
     }
     refill(&mut s, seed, &mut hostile);
-    let t = s.nodes[seed].torrent;
-    assert_eq!(s.nodes[seed].session.connections(t).len(), slots);
+    let t = s.torrent(seed);
+    assert_eq!(s.session(seed).connections(t).len(), slots);
     s.run_until(Duration::from_secs(1), |_| false);
-    let start = s.now;
+    let start = s.now();
     let mut told = None;
-    while !s.is_complete(leecher) && s.now - start < limit {
-        if told.is_none_or(|at| s.now - at >= Duration::from_secs(30)) {
+    while !s.is_complete(leecher) && s.now() - start < limit {
+        if told.is_none_or(|at| s.now() - at >= Duration::from_secs(30)) {
             s.introduce_to(leecher, &[seed]);
-            told = Some(s.now);
+            told = Some(s.now());
         }
         refill(&mut s, seed, &mut hostile);
         s.run_until(Duration::from_millis(200), |s| s.is_complete(leecher));
@@ -467,7 +461,7 @@ fn reconnect_flood(memory: usize, limit: Duration) -> Option<Duration> {
         return None;
     }
     assert!(s.disk_matches(leecher));
-    Some(s.now - start)
+    Some(s.now() - start)
 }
 
 #[test]
@@ -534,8 +528,8 @@ fn an_evicted_address_loses_only_its_grace_and_is_admitted_when_there_is_room() 
     assert!(peers[1].conn.is_some_and(|c| holds(&s, seed, c)));
     // p1 leaves: there is room, and p0 is admitted (no ban).
     if let Some(c) = peers[1].conn {
-        let now = s.now;
-        s.nodes[seed].session.connection_closed(c, now);
+        let now = s.now();
+        s.session_mut(seed).connection_closed(c, now);
     }
     s.run_until(Duration::from_millis(100), |_| false);
     connect_and_handshake(&mut s, seed, &mut peers[0]);

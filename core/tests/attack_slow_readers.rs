@@ -4,14 +4,12 @@
 //! And the other side of the rule: a seed whose every peer reads below the floor (its own
 //! uplink is the limit) keeps all its slots full. Each test states its bound.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::session::{ConnId, Direction, Event};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{BlockRequest, Handshake, Message, PeerId, Reserved};
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 /// Each link carries 1 MiB/s each way.
@@ -37,12 +35,12 @@ fn baseline() -> Duration {
     let seed = s.add_seed(Behaviour::Honest);
     let honest = s.add_node(Some(vec![]), Behaviour::Honest);
     s.introduce_to(honest, &[seed]);
-    let start = s.now;
+    let start = s.now();
     assert!(
         s.run_until(Duration::from_secs(120), |s| s.is_complete(honest)),
         "baseline download finishes"
     );
-    s.now - start
+    s.now() - start
 }
 
 /// What one attack run showed.
@@ -78,7 +76,7 @@ fn attack(limit: Duration) -> Outcome {
     s.run_until(HEAD_START, |_| false);
     let honest = s.add_node(Some(vec![]), Behaviour::Honest);
     s.introduce_to(honest, &[seed]);
-    let joined = s.now;
+    let joined = s.now();
     let done = s.run_until(limit, |s| s.is_complete(honest));
     let attacker_conns = attackers
         .iter()
@@ -98,7 +96,7 @@ fn attack(limit: Duration) -> Outcome {
         })
         .collect();
     Outcome {
-        took: done.then(|| s.now - joined),
+        took: done.then(|| s.now() - joined),
         rounds,
         attacker_conns,
         honest_conn,

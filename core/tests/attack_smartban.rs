@@ -3,14 +3,12 @@
 //! pieces alone. The honest leecher completes within a stated bound, every liar is banned,
 //! and the honest seed — which shares many failed pieces with the liars — never is.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::session::Event;
 use unchoke_core::wire::Message;
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -20,7 +18,9 @@ const MIB: usize = 1024 * 1024;
 /// pieces block by block: a liar's bad first block sits beside the honest seed's blocks,
 /// which is what got honest seeds banned when every co-sender took a strike.
 fn swarm(seed: u64) -> Swarm {
-    Swarm::new(make_content(4 * MIB, seed), 512 * KIB as u32, 256 * KIB)
+    let mut s = Swarm::new(make_content(4 * MIB, seed), 512 * KIB as u32, 256 * KIB);
+    s.sniff();
+    s
 }
 
 /// Virtual time the honest leecher needs with the honest seed alone (the baseline, about
@@ -31,7 +31,7 @@ fn baseline(seed: u64) -> Duration {
     let l = s.add_node(None, Behaviour::Honest);
     s.introduce(l);
     assert!(s.run_until(Duration::from_secs(120), |s| s.is_complete(l)));
-    s.now - unchoke_core::time::Instant::ZERO
+    s.now() - unchoke_core::time::Instant::ZERO
 }
 
 /// Whether node `l` emitted `PeerBanned` for `addr`.
@@ -52,7 +52,7 @@ fn failed_pieces(s: &Swarm, l: usize) -> Vec<u32> {
 
 /// Whether node `from` sent node `to` a block of a piece in `pieces`.
 fn sent_block_of(s: &Swarm, from: usize, to: usize, pieces: &[u32]) -> bool {
-    s.sniffed.iter().any(|m| {
+    s.sniffed().iter().any(|m| {
         m.from == from
             && m.to == to
             && matches!(&m.message, Some(Message::Piece { index, .. }) if pieces.contains(index))
@@ -96,16 +96,13 @@ fn a_liar_corrupting_first_blocks_is_banned_and_the_honest_seed_never_is() {
         sent_block_of(&s, honest, l, &failed),
         "no failed piece was shared with the honest seed: the attack was not exercised"
     );
-    assert!(banned(&s, l, s.nodes[liar].addr), "the liar was not banned");
+    assert!(banned(&s, l, s.addr(liar)), "the liar was not banned");
     let bans = s
         .events(l)
         .filter(|(_, e)| matches!(e, Event::PeerBanned { .. }))
         .count();
     assert_eq!(bans, 1, "one ban, announced once");
-    assert!(
-        !banned(&s, l, s.nodes[honest].addr),
-        "the honest seed was banned"
-    );
+    assert!(!banned(&s, l, s.addr(honest)), "the honest seed was banned");
 }
 
 #[test]
@@ -118,12 +115,12 @@ fn two_liars_are_banned_beside_one_honest_seed() {
     let honest = s.add_seed(Behaviour::Honest);
     let l = s.add_node(None, Behaviour::Honest);
     s.introduce(l);
-    let start = s.now;
+    let start = s.now();
     assert!(
         s.run_until(Duration::from_secs(120), |s| s.is_complete(l)),
         "the honest leecher did not complete within 120 s"
     );
-    let took = s.now - start;
+    let took = s.now() - start;
     eprintln!("baseline {base:?}, under attack {took:?}");
     assert!(
         took <= base * 3,
@@ -133,12 +130,9 @@ fn two_liars_are_banned_beside_one_honest_seed() {
     assert!(s.disk_matches(l));
     let failed = failed_pieces(&s, l);
     assert!(sent_block_of(&s, honest, l, &failed));
-    assert!(banned(&s, l, s.nodes[a].addr), "liar a not banned");
-    assert!(banned(&s, l, s.nodes[b].addr), "liar b not banned");
-    assert!(
-        !banned(&s, l, s.nodes[honest].addr),
-        "the honest seed was banned"
-    );
+    assert!(banned(&s, l, s.addr(a)), "liar a not banned");
+    assert!(banned(&s, l, s.addr(b)), "liar b not banned");
+    assert!(!banned(&s, l, s.addr(honest)), "the honest seed was banned");
 }
 
 #[test]
@@ -151,7 +145,7 @@ fn a_liar_sending_whole_bad_pieces_alone_is_banned_after_max_strikes() {
     let honest = s.add_seed(Behaviour::Honest);
     let l = s.add_node(None, Behaviour::Honest);
     s.introduce_to(l, &[liar]);
-    let liar_addr = s.nodes[liar].addr;
+    let liar_addr = s.addr(liar);
     assert!(
         s.run_until(Duration::from_secs(120), |s| banned(s, l, liar_addr)),
         "the lone liar was not banned within 120 s"
@@ -172,7 +166,7 @@ fn a_liar_sending_whole_bad_pieces_alone_is_banned_after_max_strikes() {
     );
     s.settle();
     assert!(s.disk_matches(l));
-    assert!(!banned(&s, l, s.nodes[honest].addr));
+    assert!(!banned(&s, l, s.addr(honest)));
     assert!(
         !s.linked(l, liar) && !s.linked(liar, l),
         "the banned liar is still connected"

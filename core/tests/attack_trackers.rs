@@ -5,17 +5,17 @@
 //! - a tracker answering 100,000 unreachable addresses must not starve the seed the user
 //!   gave: it is dialled at once, the download completes, and the candidates stay bounded.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::session::SessionConfig;
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::{AnnounceResponse, TrackerFailure};
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
+/// How often `drive` looks at the announces and answers them (virtual time).
+const STEP: Duration = Duration::from_millis(10);
 const SLOW: &str = "http://127.0.0.1:7001/announce";
 const GOOD: &str = "http://127.0.0.1:7002/announce";
 const FLOOD: &str = "http://127.0.0.1:7003/announce";
@@ -47,16 +47,15 @@ fn drive(
     mut script: impl FnMut(&str, usize) -> Answer,
     mut done: impl FnMut(&Swarm) -> bool,
 ) -> bool {
-    let end = s.now + limit;
-    let mut seen = s.announces.len();
+    let end = s.now() + limit;
+    let mut seen = s.announces().len();
     let mut pending: Vec<(Instant, String, Result<AnnounceResponse, TrackerFailure>)> = Vec::new();
-    while s.now < end {
+    while s.now() < end {
         if done(s) {
             return true;
         }
-        let step = s.step;
-        s.run_until(step, |_| false);
-        let fresh: Vec<(usize, String)> = s.announces[seen..]
+        s.run_until(STEP, |_| false);
+        let fresh: Vec<(usize, String)> = s.announces()[seen..]
             .iter()
             .map(|(_, i, url, _)| (*i, url.clone()))
             .collect();
@@ -64,21 +63,21 @@ fn drive(
             if i != node {
                 continue;
             }
-            let before = s.announces[..seen]
+            let before = s.announces()[..seen]
                 .iter()
                 .filter(|(_, j, u, _)| *j == node && *u == url)
                 .count();
             if let Some((delay, result)) = script(&url, before) {
-                pending.push((s.now + delay, url, result));
+                pending.push((s.now() + delay, url, result));
             }
         }
-        seen = s.announces.len();
-        let now = s.now;
+        seen = s.announces().len();
+        let now = s.now();
         let (due, later): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(at, _, _)| *at <= now);
         pending = later;
-        let n = &mut s.nodes[node];
+        let t = s.torrent(node);
         for (_, url, result) in due {
-            n.session.announce_done(n.torrent, &url, result, now);
+            s.session_mut(node).announce_done(t, &url, result, now);
         }
     }
     done(s)
@@ -87,7 +86,7 @@ fn drive(
 /// When node `a` first had a connection to node `b`, watched while driving.
 fn first_link(s: &Swarm, a: usize, b: usize, seen: &mut Option<Instant>) {
     if seen.is_none() && s.linked(a, b) {
-        *seen = Some(s.now);
+        *seen = Some(s.now());
     }
 }
 
@@ -102,13 +101,10 @@ fn slow_first_tier(
     s.config = config;
     let seed = s.add_seed(Behaviour::Honest);
     let leech = s.add_node(None, Behaviour::Honest);
-    let seed_addr = s.nodes[seed].addr;
-    let (t, now) = (s.nodes[leech].torrent, s.now);
-    s.nodes[leech].session.set_trackers(
-        t,
-        vec![vec![SLOW.to_string()], vec![GOOD.to_string()]],
-        now,
-    );
+    let seed_addr = s.addr(seed);
+    let (t, now) = (s.torrent(leech), s.now());
+    s.session_mut(leech)
+        .set_trackers(t, vec![vec![SLOW.to_string()], vec![GOOD.to_string()]], now);
     let (mut linked, mut complete) = (None, None);
     drive(
         &mut s,
@@ -122,7 +118,7 @@ fn slow_first_tier(
         |s| {
             first_link(s, leech, seed, &mut linked);
             if complete.is_none() && s.is_complete(leech) {
-                complete = Some(s.now);
+                complete = Some(s.now());
             }
             false
         },
@@ -150,7 +146,7 @@ fn a_silent_first_tier_delays_the_good_tracker_by_the_attempt_deadline_at_most()
         // Every later round asks the good tracker first (the slow one missed), and the
         // slow one is never asked at a round's start again.
         let leech_announces: Vec<(Instant, String)> = s
-            .announces
+            .announces()
             .iter()
             .filter(|(_, i, _, _)| *i == 1)
             .map(|(at, _, url, _)| (*at, url.clone()))
@@ -206,18 +202,16 @@ fn a_junk_flood_cannot_starve_the_seed_the_user_gave() {
     // within 0.1 s of being given; the download completes within 5 s of that; candidates
     // never exceed `max_candidates`.
     let mut s = swarm();
-    s.unreachable_hangs = true;
+    s.set_unreachable_hangs(true);
     let seed = s.add_seed(Behaviour::Honest);
     let leech = s.add_node(None, Behaviour::Honest);
-    let (t, now) = (s.nodes[leech].torrent, s.now);
-    s.nodes[leech]
-        .session
+    let (t, now) = (s.torrent(leech), s.now());
+    s.session_mut(leech)
         .set_trackers(t, vec![vec![FLOOD.to_string()]], now);
     let max_candidates = s.config.max_candidates;
     let most_known = std::cell::Cell::new(0);
     let watch = |s: &Swarm| {
-        let n = &s.nodes[leech];
-        if let Some(stats) = n.session.stats(n.torrent, s.now) {
+        if let Some(stats) = s.session(leech).stats(s.torrent(leech), s.now()) {
             most_known.set(most_known.get().max(stats.known_peers));
         }
     };
@@ -234,7 +228,7 @@ fn a_junk_flood_cannot_starve_the_seed_the_user_gave() {
         "the flood filled the candidates"
     );
     assert!(!s.linked(leech, seed));
-    let given = s.now;
+    let given = s.now();
     s.introduce_to(leech, &[seed]);
     let mut linked = None;
     let done = drive(&mut s, leech, Duration::from_secs(30), script, |s| {
@@ -250,9 +244,9 @@ fn a_junk_flood_cannot_starve_the_seed_the_user_gave() {
         linked - given
     );
     assert!(
-        s.now - given <= Duration::from_secs(5),
+        s.now() - given <= Duration::from_secs(5),
         "completed {:?} after the seed was given",
-        s.now - given
+        s.now() - given
     );
     assert!(s.disk_matches(leech));
     let most_known = most_known.get();
@@ -267,13 +261,12 @@ fn a_flood_arriving_after_the_seed_leaves_it_first_in_line() {
     // The order the CLI uses: `--peer` at once, the tracker's flood right after and again
     // every 10 s. Bound: complete within 20 s, candidates bounded.
     let mut s = swarm();
-    s.unreachable_hangs = true;
+    s.set_unreachable_hangs(true);
     let seed = s.add_seed(Behaviour::Honest);
     let leech = s.add_node(None, Behaviour::Honest);
     s.introduce_to(leech, &[seed]);
-    let (t, now) = (s.nodes[leech].torrent, s.now);
-    s.nodes[leech]
-        .session
+    let (t, now) = (s.torrent(leech), s.now());
+    s.session_mut(leech)
         .set_trackers(t, vec![vec![FLOOD.to_string()]], now);
     let done = drive(
         &mut s,
@@ -284,7 +277,9 @@ fn a_flood_arriving_after_the_seed_leaves_it_first_in_line() {
     );
     assert!(done, "completed within 20 s");
     assert!(s.disk_matches(leech));
-    let n = &s.nodes[leech];
-    let stats = n.session.stats(n.torrent, s.now).expect("stats");
+    let stats = s
+        .session(leech)
+        .stats(s.torrent(leech), s.now())
+        .expect("stats");
     assert!(stats.known_peers <= s.config.max_candidates);
 }

@@ -3,19 +3,20 @@
 //! instead of piling up, the inbound caps refuse extra connections, a dial not reported
 //! by its deadline is failed with the time-out reason, and every peer event appears once.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{Behaviour, Swarm, make_content, make_metainfo};
 use unchoke_core::session::{
     Action, ConnectFailure, Direction, DisconnectReason, Event, PeerGone, Session, SessionConfig,
 };
 use unchoke_core::time::Instant;
+use unchoke_sim::lab::{Behaviour, Swarm, make_content, make_metainfo};
 
 const KIB: usize = 1024;
+/// The old harness's 10 ms step: how far before the deaf peer stopped reading its socket may
+/// have taken its last bytes.
+const STEP: Duration = Duration::from_millis(10);
 
 fn addr(last: u8, port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, last], port))
@@ -43,13 +44,12 @@ fn a_peer_that_stops_reading_is_dropped_after_the_stall_bound_while_the_others_c
     // The deaf peer downloads normally for a while, then stops reading its socket (it stays
     // online and keeps talking, so nothing but the send side can notice).
     assert!(s.run_until(Duration::from_secs(60), |s| {
-        s.nodes[deaf]
-            .session
-            .stats(s.nodes[deaf].torrent, s.now)
+        s.session(deaf)
+            .stats(s.torrent(deaf), s.now())
             .is_some_and(|st| st.pieces_have >= 2)
     }));
-    s.nodes[deaf].reading = false;
-    let stopped = s.now;
+    s.stop_reading(deaf);
+    let stopped = s.now();
     // Memory for the deaf peer stays bounded by the read-ahead (plus the one block that
     // may cross it, and small messages such as rejects, bounded by `max_queued_uploads`)
     // while it is connected: uploads wait instead of queueing.
@@ -57,13 +57,13 @@ fn a_peer_that_stops_reading_is_dropped_after_the_stall_bound_while_the_others_c
     let mut most_unsent = 0;
     let others = [leechers[0], leechers[1]];
     let done = s.run_until(Duration::from_secs(600), |s| {
-        let torrent = s.nodes[seed].torrent;
-        for conn in s.nodes[seed].session.connections(torrent) {
-            let unsent = s.nodes[seed].session.unsent_bytes(conn).unwrap_or(0);
+        let torrent = s.torrent(seed);
+        for conn in s.session(seed).connections(torrent) {
+            let unsent = s.session(seed).unsent_bytes(conn).unwrap_or(0);
             most_unsent = most_unsent.max(unsent);
         }
         others.iter().all(|&i| s.is_complete(i))
-            && s.disconnects
+            && s.disconnects()
                 .iter()
                 .any(|(_, node, why)| *node == seed && why.contains("does not read"))
     });
@@ -74,7 +74,7 @@ fn a_peer_that_stops_reading_is_dropped_after_the_stall_bound_while_the_others_c
     assert!(!s.is_complete(deaf));
     assert!(most_unsent <= bound, "{most_unsent} bytes unsent > {bound}");
     let slow: Vec<Instant> = s
-        .disconnects
+        .disconnects()
         .iter()
         .filter(|(_, node, why)| *node == seed && *why == DisconnectReason::SlowReader.to_string())
         .map(|(at, _, _)| *at)
@@ -84,11 +84,11 @@ fn a_peer_that_stops_reading_is_dropped_after_the_stall_bound_while_the_others_c
     // stopped reading.
     let after = slow[0] - stopped;
     assert!(
-        after + s.step >= stall && after <= stall + Duration::from_secs(15),
+        after + STEP >= stall && after <= stall + Duration::from_secs(15),
         "dropped {after:?} after it stopped reading (bound {stall:?})"
     );
     // The seed tells its user once, with the reason.
-    let deaf_addr = s.nodes[deaf].addr;
+    let deaf_addr = s.addr(deaf);
     let told: Vec<&PeerGone> = s
         .events(seed)
         .filter_map(|(_, e)| match e {
@@ -294,12 +294,7 @@ fn every_connection_is_announced_once_and_its_end_once() {
     }));
     // Once all are seeds every connection ends (nothing left to trade).
     assert!(s.run_until(Duration::from_secs(60), |s| {
-        (0..3).all(|i| {
-            s.nodes[i]
-                .session
-                .connections(s.nodes[i].torrent)
-                .is_empty()
-        })
+        (0..3).all(|i| s.session(i).connections(s.torrent(i)).is_empty())
     }));
     s.settle();
     for i in [seed, a, b] {

@@ -3,12 +3,10 @@
 //! saves held by the disk, and a final `close` on every node gives the same action
 //! fingerprint for the same seed, and a different one for another seed.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Behaviour, SaveAnswer, Swarm, make_content};
 use unchoke_core::session::Event;
+use unchoke_sim::lab::{Behaviour, SaveAnswer, Swarm, make_content};
 
 const KIB: usize = 1024;
 
@@ -31,29 +29,29 @@ fn run(seed: u64) -> Run {
     s.config.resume_interval = Duration::from_secs(2);
     s.config.max_unwritten_bytes = 128 * KIB;
     s.config.upload_read_ahead = 64 * KIB;
-    s.save_answer = SaveAnswer::Hold;
+    s.set_save_answer(SaveAnswer::Hold);
     let seed_node = s.add_seed(Behaviour::Honest);
     let fast = s.add_node(None, Behaviour::Honest);
     let slow_disk = s.add_node(None, Behaviour::Honest);
     let slow_reader = s.add_node(None, Behaviour::Honest);
-    s.nodes[slow_disk].disk_bytes_per_step = Some(16 * KIB);
+    // 16 KiB per 10 ms (the old harness counted its slow disk per step).
+    s.set_disk_rate(slow_disk, 1600 * KIB);
     for i in [seed_node, fast, slow_disk, slow_reader] {
         s.introduce(i);
     }
     // Everyone trades until the slow reader holds two pieces; then it stops reading.
     assert!(s.run_until(Duration::from_secs(60), |s| {
-        let n = &s.nodes[slow_reader];
-        n.session
-            .stats(n.torrent, s.now)
+        s.session(slow_reader)
+            .stats(s.torrent(slow_reader), s.now())
             .is_some_and(|st| st.pieces_have >= 2)
     }));
-    s.nodes[slow_reader].reading = false;
+    s.stop_reading(slow_reader);
     let mut peak_unwritten = 0;
     let done = s.run_until(Duration::from_secs(300), |s| {
         peak_unwritten = peak_unwritten.max(s.unwritten(slow_disk));
         s.is_complete(fast)
             && s.is_complete(slow_disk)
-            && s.disconnects
+            && s.disconnects()
                 .iter()
                 .any(|(_, _, why)| why.contains("does not read"))
     });
@@ -64,14 +62,14 @@ fn run(seed: u64) -> Run {
     assert!(s.disk_matches(fast) && s.disk_matches(slow_disk));
     // The held saves come back, then every node leaves.
     s.answer_held_saves(true);
-    s.save_answer = SaveAnswer::Ok;
+    s.set_save_answer(SaveAnswer::Ok);
     let drained = s.close_all(Duration::from_secs(15));
     let slow_reader_drops = s
-        .disconnects
+        .disconnects()
         .iter()
         .filter(|(_, _, why)| why.contains("does not read"))
         .count();
-    let peer_events = (0..s.nodes.len())
+    let peer_events = (0..s.node_count())
         .flat_map(|i| s.events(i))
         .filter(|(_, e)| {
             matches!(
@@ -84,7 +82,7 @@ fn run(seed: u64) -> Run {
         fingerprint: s.fingerprint(),
         slow_reader_drops,
         peer_events,
-        saves: s.saves.len(),
+        saves: s.saves().len(),
         peak_unwritten,
         drained,
     }

@@ -2,13 +2,11 @@
 //! so by [`Event::StorageError`] carrying [`DiskErrorKind::NoSpace`], keeps every piece it
 //! had verified, never counts a piece whose write failed, and completes once space is freed.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::session::{DiskError, DiskErrorKind, Event};
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 const PIECE: usize = 64 * KIB;
@@ -28,7 +26,7 @@ fn had_pieces_are_on_disk(s: &Swarm, i: usize, have: &Bitfield) -> bool {
     have.ones().all(|p| {
         let start = p as usize * PIECE;
         let end = (start + PIECE).min(s.content.len());
-        s.nodes[i].disk[start..end] == s.content[start..end]
+        s.disk(i)[start..end] == s.content[start..end]
     })
 }
 
@@ -38,12 +36,11 @@ fn a_full_disk_is_reported_typed_and_loses_no_verified_piece() {
     let mut s = Swarm::new(make_content(16 * PIECE, 7), PIECE as u32, 4_000 * KIB);
     let seed = s.add_seed(Behaviour::Honest);
     let leecher = s.add_node(None, Behaviour::Honest);
-    s.nodes[leecher].disk_space = Some(5 * PIECE + PIECE / 2);
+    s.set_disk_space(leecher, Some(5 * PIECE + PIECE / 2));
     s.introduce_to(leecher, &[seed]);
-    let torrent = s.nodes[leecher].torrent;
+    let torrent = s.torrent(leecher);
     let have = |s: &Swarm| {
-        s.nodes[leecher]
-            .session
+        s.session(leecher)
             .have(torrent)
             .cloned()
             .expect("the torrent stays in the session")
@@ -106,7 +103,7 @@ fn a_full_disk_is_reported_typed_and_loses_no_verified_piece() {
     );
 
     // Space is freed: the pieces that failed are downloaded again and the copy completes.
-    s.nodes[leecher].disk_space = None;
+    s.set_disk_space(leecher, None);
     let complete = s.run_until(Duration::from_secs(60), |s| s.is_complete(leecher));
     assert!(complete, "the leecher completes once the disk has room");
     assert!(s.disk_matches(leecher), "with the right bytes");

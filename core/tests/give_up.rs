@@ -3,20 +3,18 @@
 //! a usable tracker, the DHT or a connected peer keeps it from giving up. Also: a refused
 //! peer is given up in tens of seconds, and unsupported trackers are named once each.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use support::{make_content, make_metainfo};
 use unchoke_core::dht::DhtConfig;
 use unchoke_core::session::{
     Action, Direction, Event, FailedPeer, GiveUpReason, Session, SessionConfig, TorrentId,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{Handshake, PeerId, Reserved};
+use unchoke_sim::lab::{make_content, make_metainfo};
 
 /// Longest a test runs in virtual time; every loop below is bounded by it.
 const HORIZON: Duration = Duration::from_secs(600);

@@ -3,27 +3,27 @@
 //! whatever does not answer; `remove_torrent` while peers are mid-transfer; pause and
 //! resume.
 
-mod support;
-
 use std::time::Duration;
 
 use sha1::{Digest, Sha1};
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::bencode::{self, Dict, List, Value};
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{Event, LifecycleError, SessionConfig, TorrentId, TorrentState};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::{ServerConfig, TrackerServer};
 use unchoke_core::tracker::{AnnounceEvent, AnnounceResponse};
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
+/// How often the close test looks at the announces to answer `stopped` (virtual time).
+const STEP: Duration = Duration::from_millis(10);
 const PIECE: u32 = 32 * KIB as u32;
 
 /// A seed and a leecher over a 64 KiB/s link: 1 MiB takes about 16 s.
 fn swarm(tracker: bool) -> (Swarm, usize, usize) {
     let mut s = Swarm::new(make_content(1024 * KIB, 7), PIECE, 64 * KIB);
     if tracker {
-        s.tracker = Some(TrackerServer::new(ServerConfig::default(), 3));
+        s.set_tracker(TrackerServer::new(ServerConfig::default(), 3));
     }
     let seed = s.add_seed(Behaviour::Honest);
     let leech = s.add_node(None, Behaviour::Honest);
@@ -39,7 +39,7 @@ fn verified(s: &Swarm, i: usize, torrent: TorrentId) -> u32 {
 
 /// Node `i`'s announces with `event` at or after `since`.
 fn announces_of(s: &Swarm, i: usize, event: AnnounceEvent, since: Instant) -> usize {
-    s.announces
+    s.announces()
         .iter()
         .filter(|(at, node, _, r)| *node == i && r.event == event && *at >= since)
         .count()
@@ -47,7 +47,7 @@ fn announces_of(s: &Swarm, i: usize, event: AnnounceEvent, since: Instant) -> us
 
 /// Node `i`'s disconnects for `reason` (its `Display` text) at or after `since`.
 fn disconnects_of(s: &Swarm, i: usize, reason: &str, since: Instant) -> usize {
-    s.disconnects
+    s.disconnects()
         .iter()
         .filter(|(at, node, r)| *node == i && r == reason && *at >= since)
         .count()
@@ -58,19 +58,17 @@ fn close_sends_stopped_and_drains_by_its_deadline_when_nothing_answers() {
     let (mut s, _, leech) = swarm(true);
     // The leecher's disk never finishes a write nor a save (the harness never answers
     // `stopped` either): only the close's own deadline ends it.
-    s.nodes[leech].disk_bytes_per_step = Some(0);
-    s.save_answer = support::SaveAnswer::Hold;
+    s.set_disk_rate(leech, 0);
+    s.set_save_answer(unchoke_sim::lab::SaveAnswer::Hold);
     s.run_until(Duration::from_secs(3), |_| false);
     assert!(s.unwritten(leech) > 0, "writes are out when closing");
-    let closed_at = s.now;
-    s.nodes[leech].session.close(closed_at);
-    assert!(!s.nodes[leech].session.is_drained());
+    let closed_at = s.now();
+    s.session_mut(leech).close(closed_at);
+    assert!(!s.session(leech).is_drained());
     let cfg = SessionConfig::default();
-    let drained = s.run_until(Duration::from_secs(30), |s| {
-        s.nodes[leech].session.is_drained()
-    });
+    let drained = s.run_until(Duration::from_secs(30), |s| s.session(leech).is_drained());
     assert!(drained, "never drained");
-    let took = s.now - closed_at;
+    let took = s.now() - closed_at;
     assert!(
         took >= cfg.close_timeout && took <= cfg.close_timeout + Duration::from_millis(20),
         "drained {took:?} after close: the stuck disk holds it to close_timeout"
@@ -82,9 +80,9 @@ fn close_sends_stopped_and_drains_by_its_deadline_when_nothing_answers() {
     );
     // Half the close's time waits for the stuck write, then the last save goes out anyway
     // and every peer is disconnected.
-    let t = s.nodes[leech].torrent;
+    let t = s.torrent(leech);
     let finals: Vec<_> = s
-        .saves
+        .saves()
         .iter()
         .filter(|(at, node, _, _)| *node == leech && *at >= closed_at)
         .collect();
@@ -92,14 +90,14 @@ fn close_sends_stopped_and_drains_by_its_deadline_when_nothing_answers() {
     assert!(finals[0].0 >= closed_at + cfg.close_timeout / 2);
     assert_eq!(finals[0].2, t);
     assert!(
-        s.nodes[leech].session.final_saves().is_empty(),
+        s.session(leech).final_saves().is_empty(),
         "the final save was never reported"
     );
     assert!(disconnects_of(&s, leech, "session closing", closed_at) >= 1);
-    assert!(s.nodes[leech].session.connections(t).is_empty());
+    assert!(s.session(leech).connections(t).is_empty());
     // Everyone went with the final save; no connection came or went after it.
     let late = s
-        .disconnects
+        .disconnects()
         .iter()
         .filter(|(at, node, _)| *node == leech && *at > finals[0].0)
         .count();
@@ -110,19 +108,19 @@ fn close_sends_stopped_and_drains_by_its_deadline_when_nothing_answers() {
 fn close_with_everything_answering_drains_at_the_last_save_with_every_verified_piece() {
     let (mut s, _, leech) = swarm(true);
     s.run_until(Duration::from_secs(6), |_| false);
-    let t = s.nodes[leech].torrent;
+    let t = s.torrent(leech);
     let before = verified(&s, leech, t);
     assert!(before > 0, "mid-download");
     assert!(!s.is_complete(leech));
-    let closed_at = s.now;
-    s.nodes[leech].session.close(closed_at);
+    let closed_at = s.now();
+    s.session_mut(leech).close(closed_at);
     // The harness never answers `stopped`: answer it here, as a tracker would.
     let mut answered = 0;
     let mut drained_at = None;
     for _ in 0..2000 {
-        s.run_until(s.step, |_| false);
+        s.run_until(STEP, |_| false);
         let stops: Vec<(TorrentId, String)> = s
-            .announces
+            .announces()
             .iter()
             .filter(|(at, node, _, r)| {
                 *node == leech && *at >= closed_at && r.event == AnnounceEvent::Stopped
@@ -130,17 +128,13 @@ fn close_with_everything_answering_drains_at_the_last_save_with_every_verified_p
             .map(|(_, _, url, _)| (t, url.clone()))
             .collect();
         for (torrent, url) in stops.iter().skip(answered) {
-            let now = s.now;
-            s.nodes[leech].session.announce_done(
-                *torrent,
-                url,
-                Ok(AnnounceResponse::default()),
-                now,
-            );
+            let now = s.now();
+            s.session_mut(leech)
+                .announce_done(*torrent, url, Ok(AnnounceResponse::default()), now);
         }
         answered = stops.len();
-        if s.nodes[leech].session.is_drained() {
-            drained_at = Some(s.now);
+        if s.session(leech).is_drained() {
+            drained_at = Some(s.now());
             break;
         }
     }
@@ -152,22 +146,23 @@ fn close_with_everything_answering_drains_at_the_last_save_with_every_verified_p
         drained_at - closed_at
     );
     let finals: Vec<_> = s
-        .saves
+        .saves()
         .iter()
         .filter(|(at, node, _, _)| *node == leech && *at >= closed_at)
         .collect();
     assert_eq!(finals.len(), 1, "{finals:?}");
-    let have = s.nodes[leech].session.have(t).expect("have").clone();
+    let have = s.session(leech).have(t).expect("have").clone();
     assert_eq!(finals[0].3, have, "the final save records what is verified");
     assert_eq!(have.count_ones(), verified(&s, leech, t));
     assert!(have.count_ones() >= before);
-    assert_eq!(s.nodes[leech].session.final_saves(), vec![(t, true)]);
+    assert_eq!(s.session(leech).final_saves(), vec![(t, true)]);
     assert_eq!(
-        s.nodes[leech].session.torrent_state(t),
+        s.session(leech).torrent_state(t),
         Some(TorrentState::Closing)
     );
+    let now = s.now();
     assert_eq!(
-        s.nodes[leech].session.pause_torrent(t, s.now),
+        s.session_mut(leech).pause_torrent(t, now),
         Err(LifecycleError::Closing)
     );
 }
@@ -197,25 +192,24 @@ fn remove_torrent_mid_transfer_disconnects_its_peers_and_the_other_torrent_compl
     let (mut s, seed, leech) = swarm(false);
     let twin = twin(&s);
     assert_ne!(twin.info_hash, s.metainfo.info_hash);
-    let now = s.now;
+    let now = s.now();
     let full = unchoke_core::bitfield::Bitfield::full(twin.info.piece_count());
-    s.nodes[seed]
-        .session
+    s.session_mut(seed)
         .add_torrent(&twin, Some(full), now)
         .expect("seed adds the twin");
-    let b = s.nodes[leech]
-        .session
+    let b = s
+        .session_mut(leech)
         .add_torrent(&twin, None, now)
         .expect("leech adds the twin");
-    let seed_addr = s.nodes[seed].addr;
-    s.nodes[leech].session.add_peers(b, &[seed_addr], now);
+    let seed_addr = s.addr(seed);
+    s.session_mut(leech).add_peers(b, &[seed_addr], now);
     s.run_until(Duration::from_secs(4), |_| false);
     assert!(verified(&s, leech, b) > 0, "the twin is mid-transfer");
-    assert!(!s.nodes[leech].session.connections(b).is_empty());
-    let removed_at = s.now;
-    assert_eq!(s.nodes[leech].session.remove_torrent(b, removed_at), Ok(()));
+    assert!(!s.session(leech).connections(b).is_empty());
+    let removed_at = s.now();
+    assert_eq!(s.session_mut(leech).remove_torrent(b, removed_at), Ok(()));
     // Its id is refused from now on, without a panic.
-    let sess = &mut s.nodes[leech].session;
+    let sess = &mut s.session_mut(leech);
     assert!(sess.stats(b, removed_at).is_none());
     assert!(sess.connections(b).is_empty());
     assert!(sess.torrent_state(b).is_none());
@@ -231,7 +225,7 @@ fn remove_torrent_mid_transfer_disconnects_its_peers_and_the_other_torrent_compl
     sess.piece_hashed(b, 0, true, removed_at);
     sess.resume_saved(b, true, removed_at);
     // Completions already out for it arrive late and are ignored; the other torrent goes on.
-    let a = s.nodes[leech].torrent;
+    let a = s.torrent(leech);
     assert!(s.run_until(Duration::from_secs(60), |s| s.is_complete(leech)));
     assert!(s.disk_matches(leech));
     assert!(disconnects_of(&s, leech, "torrent removed", removed_at) >= 1);
@@ -246,22 +240,21 @@ fn remove_torrent_mid_transfer_disconnects_its_peers_and_the_other_torrent_compl
     );
     assert_eq!(s.unwritten(leech), 0, "its writes were given back");
     assert_eq!(
-        s.nodes[leech].session.torrent_state(a),
+        s.session_mut(leech).torrent_state(a),
         Some(TorrentState::Seeding)
     );
     // Added again, it gets a new id and completes (its pieces are on disk, verified again
     // from the peer here since the harness has no check).
-    let now = s.now;
-    let again = s.nodes[leech]
-        .session
+    let now = s.now();
+    let again = s
+        .session_mut(leech)
         .add_torrent(&twin, None, now)
         .expect("re-add");
     assert_ne!(again, b);
-    s.nodes[leech].session.add_peers(again, &[seed_addr], now);
+    s.session_mut(leech).add_peers(again, &[seed_addr], now);
     let done = s.run_until(Duration::from_secs(60), |s| {
-        s.nodes[leech]
-            .session
-            .stats(again, s.now)
+        s.session(leech)
+            .stats(again, s.now())
             .is_some_and(|st| st.complete)
     });
     assert!(done, "the re-added torrent completes");
@@ -271,45 +264,44 @@ fn remove_torrent_mid_transfer_disconnects_its_peers_and_the_other_torrent_compl
 #[test]
 fn a_paused_torrent_trades_nothing_and_completes_after_resume() {
     let (mut s, _, leech) = swarm(true);
+    s.sniff();
     s.run_until(Duration::from_secs(4), |_| false);
-    let t = s.nodes[leech].torrent;
+    let t = s.torrent(leech);
     let before = verified(&s, leech, t);
     assert!(before > 0 && !s.is_complete(leech));
-    let paused_at = s.now;
-    s.nodes[leech]
-        .session
+    let paused_at = s.now();
+    s.session_mut(leech)
         .pause_torrent(t, paused_at)
         .expect("pause");
     assert_eq!(
-        s.nodes[leech].session.torrent_state(t),
+        s.session(leech).torrent_state(t),
         Some(TorrentState::Paused)
     );
     // Pausing twice is harmless.
-    assert_eq!(s.nodes[leech].session.pause_torrent(t, paused_at), Ok(()));
+    assert_eq!(s.session_mut(leech).pause_torrent(t, paused_at), Ok(()));
     s.run_until(Duration::from_secs(40), |_| false);
     let settle = paused_at + Duration::from_millis(200);
     let traffic = s
-        .sniffed
+        .sniffed()
         .iter()
         .filter(|m| (m.from == leech || m.to == leech) && m.at > settle && m.message.is_some())
         .count();
     assert_eq!(traffic, 0, "no message to or from a paused torrent");
-    assert!(s.nodes[leech].session.connections(t).is_empty());
+    assert!(s.session(leech).connections(t).is_empty());
     assert!(disconnects_of(&s, leech, "torrent paused", paused_at) >= 1);
     assert_eq!(
         announces_of(&s, leech, AnnounceEvent::Stopped, paused_at),
         1
     );
-    let stats = s.nodes[leech]
-        .session
-        .stats(t, s.now)
+    let stats = s
+        .session(leech)
+        .stats(t, s.now())
         .expect("stats while paused");
     assert!(!stats.complete && stats.pieces_have >= before);
     assert!(!s.is_complete(leech));
     // Resume: `started` again, and the download finishes.
-    let resumed_at = s.now;
-    s.nodes[leech]
-        .session
+    let resumed_at = s.now();
+    s.session_mut(leech)
         .resume_torrent(t, resumed_at)
         .expect("resume");
     assert!(s.run_until(Duration::from_secs(60), |s| s.is_complete(leech)));
@@ -324,31 +316,29 @@ fn the_final_save_waits_for_an_earlier_save_still_out() {
     s.add_seed(Behaviour::Honest);
     let leech = s.add_node(None, Behaviour::Honest);
     s.introduce(leech);
-    s.save_answer = support::SaveAnswer::Hold;
+    s.set_save_answer(unchoke_sim::lab::SaveAnswer::Hold);
     assert!(s.run_until(Duration::from_secs(20), |s| {
-        s.saves.iter().any(|(_, node, _, _)| *node == leech)
+        s.saves().iter().any(|(_, node, _, _)| *node == leech)
     }));
-    let closed_at = s.now;
-    s.nodes[leech].session.close(closed_at);
+    let closed_at = s.now();
+    s.session_mut(leech).close(closed_at);
     s.run_until(Duration::from_secs(2), |_| false);
     let count = |s: &Swarm| {
-        s.saves
+        s.saves()
             .iter()
             .filter(|(_, node, _, _)| *node == leech)
             .count()
     };
     assert_eq!(count(&s), 1, "no final save while the earlier one is out");
-    assert!(!s.nodes[leech].session.is_drained());
+    assert!(!s.session(leech).is_drained());
     // The earlier save comes back: the final one follows, and its answer drains the close.
-    s.save_answer = support::SaveAnswer::Ok;
+    s.set_save_answer(unchoke_sim::lab::SaveAnswer::Ok);
     s.answer_held_saves(true);
-    let drained = s.run_until(Duration::from_secs(1), |s| {
-        s.nodes[leech].session.is_drained()
-    });
+    let drained = s.run_until(Duration::from_secs(1), |s| s.session(leech).is_drained());
     assert!(drained);
     assert_eq!(count(&s), 2);
-    let t = s.nodes[leech].torrent;
-    assert_eq!(s.nodes[leech].session.final_saves(), vec![(t, true)]);
+    let t = s.torrent(leech);
+    assert_eq!(s.session(leech).final_saves(), vec![(t, true)]);
 }
 
 #[test]
@@ -399,39 +389,30 @@ fn the_same_seed_gives_the_same_digest_through_pause_remove_and_close() {
     let run = || {
         let (mut s, seed, leech) = swarm(true);
         let twin = twin(&s);
-        let now = s.now;
+        let now = s.now();
         let full = unchoke_core::bitfield::Bitfield::full(twin.info.piece_count());
-        s.nodes[seed]
-            .session
+        s.session_mut(seed)
             .add_torrent(&twin, Some(full), now)
             .expect("seed twin");
-        let b = s.nodes[leech]
-            .session
+        let b = s
+            .session_mut(leech)
             .add_torrent(&twin, None, now)
             .expect("twin");
-        let seed_addr = s.nodes[seed].addr;
-        s.nodes[leech].session.add_peers(b, &[seed_addr], now);
+        let seed_addr = s.addr(seed);
+        s.session_mut(leech).add_peers(b, &[seed_addr], now);
         s.run_until(Duration::from_secs(3), |_| false);
-        let t = s.nodes[leech].torrent;
-        let now = s.now;
-        s.nodes[leech].session.pause_torrent(t, now).expect("pause");
-        s.nodes[leech]
-            .session
-            .remove_torrent(b, now)
-            .expect("remove");
+        let t = s.torrent(leech);
+        let now = s.now();
+        s.session_mut(leech).pause_torrent(t, now).expect("pause");
+        s.session_mut(leech).remove_torrent(b, now).expect("remove");
         s.run_until(Duration::from_secs(3), |_| false);
-        let now = s.now;
-        s.nodes[leech]
-            .session
-            .resume_torrent(t, now)
-            .expect("resume");
+        let now = s.now();
+        s.session_mut(leech).resume_torrent(t, now).expect("resume");
         s.run_until(Duration::from_secs(3), |_| false);
-        let now = s.now;
-        s.nodes[leech].session.close(now);
-        s.run_until(Duration::from_secs(12), |s| {
-            s.nodes[leech].session.is_drained()
-        });
-        assert!(s.nodes[leech].session.is_drained());
+        let now = s.now();
+        s.session_mut(leech).close(now);
+        s.run_until(Duration::from_secs(12), |s| s.session(leech).is_drained());
+        assert!(s.session(leech).is_drained());
         s.fingerprint()
     };
     assert_eq!(run(), run());
@@ -444,7 +425,7 @@ fn poll_timeout_is_none_when_nothing_is_scheduled() {
     let mut s = Session::new(SessionConfig::default(), 7, t0);
     assert_eq!(s.poll_timeout(), None, "no torrent, no DHT, no connection");
 
-    let meta = support::make_metainfo(&make_content(64 * 1024, 3), 16 * 1024);
+    let meta = unchoke_sim::lab::make_metainfo(&make_content(64 * 1024, 3), 16 * 1024);
     let id = s.add_torrent(&meta, None, t0).expect("add");
     s.set_trackers(id, Vec::new(), t0);
     while s.poll_action().is_some() {}

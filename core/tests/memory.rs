@@ -2,11 +2,9 @@
 //! slower than its links stops requesting while too many blocks wait for the disk, keeps
 //! what waits under the stated bound, and still completes with the right bytes.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Behaviour, Swarm, make_content};
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 const BLOCK: usize = 16 * KIB;
@@ -31,12 +29,13 @@ fn run(max_unwritten: usize, max_pipeline: usize) -> Run {
     s.config.max_pipeline = max_pipeline;
     let seeds = [s.add_seed(Behaviour::Honest), s.add_seed(Behaviour::Honest)];
     let leecher = s.add_node(None, Behaviour::Honest);
-    s.nodes[leecher].disk_bytes_per_step = Some(BLOCK);
+    // One block per 10 ms (the old harness counted its slow disk per step).
+    s.set_disk_rate(leecher, 100 * BLOCK);
     s.introduce_to(leecher, &seeds);
     let mut peak_counted = 0;
     let mut peak_queued = 0;
     let complete = s.run_until(Duration::from_secs(120), |s| {
-        peak_counted = peak_counted.max(s.nodes[leecher].session.unwritten_bytes());
+        peak_counted = peak_counted.max(s.session(leecher).unwritten_bytes());
         peak_queued = peak_queued.max(s.unwritten(leecher));
         s.is_complete(leecher) && s.unwritten(leecher) == 0
     });

@@ -2,15 +2,14 @@
 //! handshake before `have all` / `bitfield`. That must be accepted (it was once refused as
 //! "have all out of place", which made unchoke unable to download from libtorrent).
 
-mod support;
-
 use bytes::BytesMut;
 use unchoke_core::session::{Action, Direction, Session, SessionConfig};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{ExtensionHandshake, Handshake, Message, PeerId, Reserved};
 
 fn feed_after_handshake(first_messages: &[Message]) -> Vec<Action> {
-    let metainfo = support::make_metainfo(&support::make_content(100_000, 3), 16_384);
+    let metainfo =
+        unchoke_sim::lab::make_metainfo(&unchoke_sim::lab::make_content(100_000, 3), 16_384);
     let now = Instant::from_secs(1);
     let mut s = Session::new(SessionConfig::default(), 7, now);
     let t = s.add_torrent(&metainfo, None, now).expect("add torrent");

@@ -2,12 +2,9 @@
 //! seeds, verifies it, waits for the driver's `metadata_ready`, then downloads over the same
 //! connections; bad metadata and oversized `metadata_size` are refused.
 
-mod support;
-
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::info_hash::InfoHash;
 use unchoke_core::session::{
@@ -18,13 +15,15 @@ use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     ExtensionHandshake, Handshake, Message, MetadataMessage, PeerId, Reserved, UT_METADATA,
 };
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 
 /// 1,200 pieces of 1 KiB: 24,000 bytes of piece hashes, so the info dictionary spans two
 /// 16 KiB metadata pieces.
 fn two_piece_metadata_swarm() -> Swarm {
-    let s = Swarm::new(make_content(1200 * KIB, 11), KIB as u32, 2 * 1024 * KIB);
+    let mut s = Swarm::new(make_content(1200 * KIB, 11), KIB as u32, 2 * 1024 * KIB);
+    s.sniff();
     assert!(s.metainfo.info_bytes.len() > 16 * KIB);
     assert!(s.metainfo.info_bytes.len() < 32 * KIB);
     s
@@ -49,13 +48,10 @@ fn magnet_fetches_metadata_then_downloads_over_the_same_connection() {
     let mut s = two_piece_metadata_swarm();
     let seed = s.add_seed(Behaviour::Honest);
     let m = s.add_magnet_node(Swarm::node_config());
-    let stats = s.nodes[m]
-        .session
-        .stats(s.nodes[m].torrent, s.now)
-        .expect("present");
+    let stats = s.session(m).stats(s.torrent(m), s.now()).expect("present");
     assert!(!stats.has_metadata);
     assert_eq!((stats.total_length, stats.piece_count), (0, 0));
-    assert!(s.nodes[m].session.have(s.nodes[m].torrent).is_none());
+    assert!(s.session(m).have(s.torrent(m)).is_none());
     s.introduce_to(m, &[seed]);
 
     assert!(s.run_until(Duration::from_secs(120), |s| s.is_complete(m)));
@@ -73,7 +69,7 @@ fn magnet_fetches_metadata_then_downloads_over_the_same_connection() {
 
     // Both metadata pieces were requested and delivered as ut_metadata messages.
     let requests: Vec<u32> = s
-        .sniffed
+        .sniffed()
         .iter()
         .filter(|w| w.from == m && w.to == seed)
         .filter_map(|w| match &w.message {
@@ -87,7 +83,7 @@ fn magnet_fetches_metadata_then_downloads_over_the_same_connection() {
     assert_eq!(requests, vec![0, 1]);
     // Nothing was requested before the metadata was in.
     let first_request = s
-        .sniffed
+        .sniffed()
         .iter()
         .find(|w| w.from == m && matches!(w.message, Some(Message::Request(_))))
         .map(|w| w.at)
@@ -102,20 +98,17 @@ fn magnet_fetches_metadata_then_downloads_over_the_same_connection() {
         .map(|(t, _)| *t)
         .expect("complete event");
     assert!(
-        s.disconnects.iter().all(|(t, _, _)| *t >= complete_at),
+        s.disconnects().iter().all(|(t, _, _)| *t >= complete_at),
         "{:?}",
-        s.disconnects
+        s.disconnects()
     );
     assert!(
-        s.sniffed
+        s.sniffed()
             .iter()
             .filter(|w| w.message.is_none())
             .all(|w| w.at >= complete_at)
     );
-    let stats = s.nodes[m]
-        .session
-        .stats(s.nodes[m].torrent, s.now)
-        .expect("present");
+    let stats = s.session(m).stats(s.torrent(m), s.now()).expect("present");
     assert!(stats.has_metadata && stats.complete);
     assert_eq!(stats.total_length, s.content.len() as u64);
 }
@@ -131,14 +124,14 @@ fn availability_sent_before_the_metadata_is_applied_after_it() {
     let m = s.add_magnet_node(Swarm::node_config());
     s.introduce_to(m, &[a, b]);
     let done = s.run_until(Duration::from_secs(180), |s| s.is_complete(m));
-    assert!(done, "{:?} {:?}", s.disconnects, metadata_events(&s, m));
+    assert!(done, "{:?} {:?}", s.disconnects(), metadata_events(&s, m));
     s.settle();
     assert!(s.disk_matches(m));
     // Both partial seeds sent their bitfield before the metadata arrived.
     let received_at = metadata_events(&s, m)[0].0;
     for from in [a, b] {
         let bitfield_at = s
-            .sniffed
+            .sniffed()
             .iter()
             .find(|w| {
                 w.from == from && w.to == m && matches!(w.message, Some(Message::Bitfield(_)))
@@ -148,7 +141,7 @@ fn availability_sent_before_the_metadata_is_applied_after_it() {
         assert!(bitfield_at < received_at);
     }
     assert!(
-        s.disconnects
+        s.disconnects()
             .iter()
             .all(|(_, _, why)| !why.contains("bitfield"))
     );
@@ -193,8 +186,8 @@ fn a_peer_serving_bad_metadata_is_struck_and_the_fetch_completes_from_an_honest_
     );
     // The honest seed was never banned; the liar was dropped or banned for its metadata
     // unless it never got to send the piece that mattered.
-    let liar_addr = s.nodes[liar].addr;
-    let honest_addr = s.nodes[honest].addr;
+    let liar_addr = s.addr(liar);
+    let honest_addr = s.addr(honest);
     for (_, e) in s.events(m) {
         if let Event::PeerBanned { addr, .. } = e {
             assert_ne!(*addr, honest_addr, "honest seed banned");
@@ -215,10 +208,10 @@ fn a_sole_liar_is_dropped_for_its_metadata() {
     let m = s.add_magnet_node(Swarm::node_config());
     s.introduce_to(m, &[liar]);
     assert!(s.run_until(Duration::from_secs(30), |s| {
-        s.disconnects.iter().any(|(_, n, _)| *n == m)
+        s.disconnects().iter().any(|(_, n, _)| *n == m)
     }));
     let (_, _, why) = s
-        .disconnects
+        .disconnects()
         .iter()
         .find(|(_, n, _)| *n == m)
         .expect("a disconnect");
@@ -229,10 +222,7 @@ fn a_sole_liar_is_dropped_for_its_metadata() {
             .iter()
             .all(|(_, e)| matches!(e, Event::MetadataHashFailed { .. }))
     );
-    let stats = s.nodes[m]
-        .session
-        .stats(s.nodes[m].torrent, s.now)
-        .expect("present");
+    let stats = s.session(m).stats(s.torrent(m), s.now()).expect("present");
     assert!(!stats.has_metadata);
 }
 
@@ -578,7 +568,7 @@ fn metadata_ready_checks_its_arguments_and_trackers_hear_left_16_kib() {
 #[test]
 fn the_torrent_waits_for_metadata_ready_which_checks_the_have_bitfield() {
     let mut s = two_piece_metadata_swarm();
-    s.auto_metadata_ready = false;
+    s.set_auto_metadata_ready(false);
     let seed = s.add_seed(Behaviour::Honest);
     let m = s.add_magnet_node(Swarm::node_config());
     s.introduce_to(m, &[seed]);
@@ -588,15 +578,14 @@ fn the_torrent_waits_for_metadata_ready_which_checks_the_have_bitfield() {
     // Without metadata_ready nothing is requested, however long we wait.
     s.run_until(Duration::from_secs(30), |_| false);
     assert!(
-        !s.sniffed
+        !s.sniffed()
             .iter()
             .any(|w| w.from == m && matches!(w.message, Some(Message::Request(_))))
     );
-    let (t, now) = (s.nodes[m].torrent, s.now);
+    let (t, now) = (s.torrent(m), s.now());
     let pieces = s.metainfo.info.piece_count();
     assert_eq!(
-        s.nodes[m]
-            .session
+        s.session_mut(m)
             .metadata_ready(t, Some(Bitfield::new(pieces + 1)), now),
         Err(MetadataReadyError::HaveMismatch {
             got: pieces + 1,
@@ -610,14 +599,13 @@ fn the_torrent_waits_for_metadata_ready_which_checks_the_have_bitfield() {
         have.set(p);
         let (a, b) = (p as usize * plen, (p as usize + 1) * plen);
         let chunk = s.content[a..b].to_vec();
-        s.nodes[m].disk[a..b].copy_from_slice(&chunk);
+        s.disk_mut(m)[a..b].copy_from_slice(&chunk);
     }
-    s.nodes[m]
-        .session
+    s.session_mut(m)
         .metadata_ready(t, Some(have), now)
         .expect("ready");
     assert_eq!(
-        s.nodes[m].session.metadata_ready(t, None, now),
+        s.session_mut(m).metadata_ready(t, None, now),
         Err(MetadataReadyError::NotAwaiting)
     );
     assert!(s.run_until(Duration::from_secs(120), |s| s.is_complete(m)));
@@ -634,7 +622,7 @@ fn the_torrent_waits_for_metadata_ready_which_checks_the_have_bitfield() {
     );
     // The seed heard about the pieces we had through `have` messages.
     let haves = s
-        .sniffed
+        .sniffed()
         .iter()
         .filter(|w| w.from == m && matches!(w.message, Some(Message::Have { .. })))
         .count() as u32;

@@ -1,20 +1,18 @@
 //! BEP 11 peer exchange: real sessions learning peers from each other over in-memory pipes,
 //! and one session's PEX rules checked against hand-made peers (rate, caps, self, dropped).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use support::{Behaviour, Swarm, make_content, make_metainfo};
 use unchoke_core::session::{Action, ConnId, Direction, Session, SessionConfig, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     Decoder, ExtensionHandshake, Handshake, Limits, MAX_PEX_PEERS, Message, PeerId, PexMessage,
     Reserved, UT_PEX, pex_flags,
 };
+use unchoke_sim::lab::{Behaviour, Swarm, make_content, make_metainfo};
 
 const KIB: usize = 1024;
 
@@ -22,6 +20,7 @@ const KIB: usize = 1024;
 fn a_leecher_learns_a_peer_from_pex_and_connects_to_it() {
     // Slow links: both leechers are still leeching (and dialling) when PEX arrives.
     let mut s = Swarm::new(make_content(2048 * KIB, 4), 16 * KIB as u32, 64 * KIB);
+    s.sniff();
     let a = s.add_seed(Behaviour::Honest);
     let b = s.add_node(None, Behaviour::Honest);
     let l = s.add_node(None, Behaviour::Honest);
@@ -36,9 +35,9 @@ fn a_leecher_learns_a_peer_from_pex_and_connects_to_it() {
     );
     // It was A's PEX message that told L about B: sent before L and B were linked, listing
     // B's listen address (B dialled A, so A knows it from B's extension handshake).
-    let b_addr = s.nodes[b].addr;
+    let b_addr = s.addr(b);
     let told = s
-        .sniffed
+        .sniffed()
         .iter()
         .find_map(|w| match &w.message {
             Some(Message::Extended { id: 1, payload }) if w.from == a && w.to == l => {
@@ -52,10 +51,7 @@ fn a_leecher_learns_a_peer_from_pex_and_connects_to_it() {
         "{told:?}"
     );
     assert!(
-        told.1
-            .added
-            .iter()
-            .all(|(addr, _)| *addr != s.nodes[l].addr),
+        told.1.added.iter().all(|(addr, _)| *addr != s.addr(l)),
         "told about itself"
     );
     assert!(

@@ -2,12 +2,10 @@
 //! come every `resume_interval` while pieces are verified and not while nothing changes,
 //! one at a time per torrent, and a failed one is tried again.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Behaviour, SaveAnswer, Swarm, make_content};
 use unchoke_core::time::Instant;
+use unchoke_sim::lab::{Behaviour, SaveAnswer, Swarm, make_content};
 
 const KIB: usize = 1024;
 const INTERVAL: Duration = Duration::from_secs(5);
@@ -25,7 +23,7 @@ fn swarm() -> (Swarm, usize, usize) {
 
 /// Node `i`'s saves: when, and how many pieces each recorded as verified.
 fn saves_of(s: &Swarm, i: usize) -> Vec<(Instant, u32)> {
-    s.saves
+    s.saves()
         .iter()
         .filter(|(_, node, _, _)| *node == i)
         .map(|(at, _, _, have)| (*at, have.count_ones()))
@@ -36,7 +34,7 @@ fn saves_of(s: &Swarm, i: usize) -> Vec<(Instant, u32)> {
 fn saves_come_every_interval_while_pieces_verify_and_stop_when_nothing_changes() {
     let (mut s, seed, leech) = swarm();
     assert!(s.run_until(Duration::from_secs(300), |s| s.is_complete(leech)));
-    let done_at = s.now;
+    let done_at = s.now();
     s.run_until(INTERVAL * 4, |_| false);
     let saves = saves_of(&s, leech);
     assert!(
@@ -71,12 +69,12 @@ fn saves_come_every_interval_while_pieces_verify_and_stop_when_nothing_changes()
 #[test]
 fn an_unanswered_save_blocks_the_next_one() {
     let (mut s, _, leech) = swarm();
-    s.save_answer = SaveAnswer::Hold;
+    s.set_save_answer(SaveAnswer::Hold);
     s.run_until(INTERVAL * 5, |_| false);
     let held = saves_of(&s, leech);
     assert_eq!(held.len(), 1, "saves overlapped: {held:?}");
     // Pieces kept verifying meanwhile; the answer frees the next round.
-    s.save_answer = SaveAnswer::Ok;
+    s.set_save_answer(SaveAnswer::Ok);
     s.answer_held_saves(true);
     s.run_until(INTERVAL + Duration::from_millis(100), |_| false);
     let saves = saves_of(&s, leech);
@@ -87,7 +85,7 @@ fn an_unanswered_save_blocks_the_next_one() {
 #[test]
 fn a_failed_save_is_retried_every_interval_until_one_succeeds() {
     let (mut s, _, leech) = swarm();
-    s.save_answer = SaveAnswer::Fail;
+    s.set_save_answer(SaveAnswer::Fail);
     assert!(s.run_until(Duration::from_secs(300), |s| s.is_complete(leech)));
     s.run_until(Duration::from_millis(100), |_| false);
     let before = saves_of(&s, leech).len();
@@ -97,7 +95,7 @@ fn a_failed_save_is_retried_every_interval_until_one_succeeds() {
     let retries = saves_of(&s, leech).len() - before;
     assert_eq!(retries, 3, "{:?}", saves_of(&s, leech));
     // One success, and the schedule falls quiet.
-    s.save_answer = SaveAnswer::Ok;
+    s.set_save_answer(SaveAnswer::Ok);
     s.run_until(INTERVAL * 4, |_| false);
     let after = saves_of(&s, leech).len() - before - retries;
     assert_eq!(after, 1, "{:?}", saves_of(&s, leech));
@@ -108,7 +106,7 @@ fn the_same_inputs_give_the_same_saves() {
     let run = || {
         let (mut s, _, leech) = swarm();
         s.run_until(INTERVAL * 6, |_| false);
-        (s.saves.clone(), s.fingerprint(), leech)
+        (s.saves().to_vec(), s.fingerprint(), leech)
     };
     let (a, fa, leech) = run();
     let (b, fb, _) = run();

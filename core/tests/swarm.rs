@@ -1,16 +1,14 @@
 //! Whole-swarm behaviour of the sans-IO core, deterministically, in memory: real sessions,
 //! byte pipes with bandwidth, emulated disks, virtual time. No sockets.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::{Behaviour, Swarm, make_content};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::session::Event;
 use unchoke_core::time::Instant;
 use unchoke_core::wire::Message;
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -47,10 +45,10 @@ fn assert_choking_rules(s: &Swarm) {
     // every message of an instant has been applied.
     let mut unchoked: BTreeMap<usize, BTreeMap<usize, bool>> = BTreeMap::new();
     let mut i = 0;
-    while i < s.sniffed.len() {
-        let at = s.sniffed[i].at;
-        while i < s.sniffed.len() && s.sniffed[i].at == at {
-            let m = &s.sniffed[i];
+    while i < s.sniffed().len() {
+        let at = s.sniffed()[i].at;
+        while i < s.sniffed().len() && s.sniffed()[i].at == at {
+            let m = &s.sniffed()[i];
             let set = unchoked.entry(m.from).or_default();
             match m.message {
                 Some(Message::Unchoke) => {
@@ -70,7 +68,7 @@ fn assert_choking_rules(s: &Swarm) {
     }
     // Regular rounds exactly every 10 s; optimistic rotations on every third round, 30 s
     // apart.
-    for i in 0..s.nodes.len() {
+    for i in 0..s.node_count() {
         let rounds: Vec<(Instant, u64, bool)> = s
             .events(i)
             .filter_map(|(t, e)| match e {
@@ -116,6 +114,7 @@ fn eight_leechers(seed_content: u64) -> Swarm {
         64 * KIB as u32,
         32 * KIB,
     );
+    s.sniff();
     s.add_seed(Behaviour::Honest);
     let leechers: Vec<usize> = (0..8)
         .map(|_| s.add_node(None, Behaviour::Honest))
@@ -126,7 +125,7 @@ fn eight_leechers(seed_content: u64) -> Swarm {
     assert!(
         s.run_until(Duration::from_secs(600), |s| all_complete(s, &leechers)),
         "not all leechers completed by {:?}",
-        s.now
+        s.now()
     );
     s
 }
@@ -134,7 +133,7 @@ fn eight_leechers(seed_content: u64) -> Swarm {
 #[test]
 fn one_seed_eight_leechers() {
     let mut s = eight_leechers(2);
-    println!("eight leechers done at {:?}", s.now);
+    println!("eight leechers done at {:?}", s.now());
     s.settle();
     for l in 1..=8 {
         assert!(s.disk_matches(l), "leecher {l} bytes differ");
@@ -143,15 +142,14 @@ fn one_seed_eight_leechers() {
     // Leechers trade with each other: the seed is not the only uploader.
     let leecher_upload: u64 = (1..=8)
         .map(|i| {
-            s.nodes[i]
-                .session
-                .stats(s.nodes[i].torrent, s.now)
+            s.session(i)
+                .stats(s.torrent(i), s.now())
                 .map_or(0, |st| st.uploaded)
         })
         .sum();
-    let seed_upload = s.nodes[0]
-        .session
-        .stats(s.nodes[0].torrent, s.now)
+    let seed_upload = s
+        .session(0)
+        .stats(s.torrent(0), s.now())
         .map_or(0, |st| st.uploaded);
     assert!(
         leecher_upload > seed_upload,
@@ -159,7 +157,7 @@ fn one_seed_eight_leechers() {
     );
     // Endgame happened and sent cancels for duplicate requests.
     assert!(
-        s.sniffed
+        s.sniffed()
             .iter()
             .any(|m| matches!(m.message, Some(Message::Cancel(_)))),
         "no cancel was sent"
@@ -171,7 +169,7 @@ fn same_seed_same_actions() {
     let a = eight_leechers(3);
     let b = eight_leechers(3);
     assert_eq!(a.fingerprint(), b.fingerprint());
-    assert_eq!(a.now, b.now);
+    assert_eq!(a.now(), b.now());
 }
 
 #[test]
@@ -184,17 +182,12 @@ fn leecher_leaves_with_half_and_comes_back() {
     s.introduce(b);
     let pieces = s.metainfo.info.piece_count();
     let half = |s: &Swarm| {
-        s.nodes[a]
-            .session
-            .stats(s.nodes[a].torrent, s.now)
+        s.session(a)
+            .stats(s.torrent(a), s.now())
             .is_some_and(|st| st.pieces_have >= pieces / 2)
     };
     assert!(s.run_until(Duration::from_secs(120), half));
-    let had = s.nodes[a]
-        .session
-        .have(s.nodes[a].torrent)
-        .cloned()
-        .unwrap();
+    let had = s.session(a).have(s.torrent(a)).cloned().unwrap();
     s.leave(a);
     // While it is away the others go on; b must still be able to finish from the seed.
     assert!(s.run_until(Duration::from_secs(300), |s| s.is_complete(b)));
@@ -203,7 +196,7 @@ fn leecher_leaves_with_half_and_comes_back() {
     assert!(s.run_until(Duration::from_secs(300), |s| s.is_complete(a)));
     assert!(s.disk_matches(a) && s.disk_matches(b));
     // Nothing verified before leaving was downloaded again.
-    let after = s.nodes[a].session.stats(s.nodes[a].torrent, s.now).unwrap();
+    let after = s.session(a).stats(s.torrent(a), s.now()).unwrap();
     let remaining = u64::from(pieces - had.count_ones()) * 32 * KIB as u64;
     assert!(
         after.downloaded <= remaining + 16 * KIB as u64 * 8,
@@ -223,7 +216,7 @@ fn corrupt_peer_is_banned_and_download_completes() {
     assert!(s.run_until(Duration::from_secs(300), |s| s.is_complete(l)));
     s.settle();
     assert!(s.disk_matches(l));
-    let bad_addr = s.nodes[bad].addr;
+    let bad_addr = s.addr(bad);
     assert!(
         s.events(l)
             .any(|(_, e)| matches!(e, Event::PeerBanned { addr, .. } if *addr == bad_addr)),
@@ -240,6 +233,7 @@ fn rarest_piece_is_requested_first() {
     // 16 pieces of 32 KiB. The leecher has 0..6 (past the random-first phase). Among what it
     // lacks, piece 9 is held by one peer only; every other missing piece by three.
     let mut s = Swarm::new(make_content(16 * 32 * KIB, 6), 32 * KIB as u32, MIB);
+    s.sniff();
     let others: Vec<u32> = (6..16).filter(|p| *p != 9).collect();
     let a = s.add_node(Some((6..16).collect()), Behaviour::Honest);
     let b = s.add_node(Some(others.clone()), Behaviour::Honest);
@@ -248,12 +242,12 @@ fn rarest_piece_is_requested_first() {
     let _ = (b, c);
     s.introduce(l);
     assert!(s.run_until(Duration::from_secs(60), |s| {
-        s.sniffed
+        s.sniffed()
             .iter()
             .any(|m| m.from == l && m.to == a && matches!(m.message, Some(Message::Request(_))))
     }));
     let first = s
-        .sniffed
+        .sniffed()
         .iter()
         .find_map(|m| match m.message {
             Some(Message::Request(r)) if m.from == l && m.to == a => Some(r),
@@ -282,7 +276,7 @@ fn snubbed_peer_loses_its_regular_slot() {
     );
     s.introduce(l);
     s.run_until(Duration::from_secs(130), |_| false);
-    let staller_conn = s.nodes[l].session.connections(s.nodes[l].torrent);
+    let staller_conn = s.session(l).connections(s.torrent(l));
     assert_eq!(staller_conn.len(), 1, "leecher connected to the staller");
     let rounds: Vec<(Instant, bool)> = s
         .events(l)
@@ -315,31 +309,27 @@ fn snubbed_peer_loses_its_regular_slot() {
 fn skipped_files_are_not_downloaded_until_wanted() {
     use unchoke_core::picker::Priority;
     let mut s = Swarm::new(make_content(MIB, 8), 32 * KIB as u32, MIB);
+    s.sniff();
     s.add_seed(Behaviour::Honest);
     let l = s.add_node(None, Behaviour::Honest);
-    let (t, now) = (s.nodes[l].torrent, s.now);
-    s.nodes[l]
-        .session
+    let (t, now) = (s.torrent(l), s.now());
+    s.session_mut(l)
         .set_file_priorities(t, &[Priority::Skip], now);
-    assert_eq!(
-        s.nodes[l].session.piece_priority(t, 0),
-        Some(Priority::Skip)
-    );
+    assert_eq!(s.session(l).piece_priority(t, 0), Some(Priority::Skip));
     s.introduce(l);
     s.run_until(Duration::from_secs(20), |_| false);
     let requests = |s: &Swarm| {
-        s.sniffed
+        s.sniffed()
             .iter()
             .filter(|m| m.from == l && matches!(m.message, Some(Message::Request(_))))
             .count()
     };
     assert_eq!(requests(&s), 0, "a skipped file was requested");
-    let stats = s.nodes[l].session.stats(t, s.now).unwrap();
+    let stats = s.session(l).stats(t, s.now()).unwrap();
     assert_eq!((stats.pieces_have, stats.pieces_missing), (0, 0));
     // Wanted again: it downloads.
-    let now = s.now;
-    s.nodes[l]
-        .session
+    let now = s.now();
+    s.session_mut(l)
         .set_file_priorities(t, &[Priority::High], now);
     assert!(s.run_until(Duration::from_secs(60), |s| s.is_complete(l)
         && s.disk_matches(l)));
@@ -353,33 +343,31 @@ fn pieces_written_covers_every_piece_on_disk() {
     let mut s = Swarm::new(make_content(MIB, 9), 32 * KIB as u32, MIB);
     s.add_seed(Behaviour::Honest);
     let l = s.add_node(Some(vec![0]), Behaviour::Honest);
-    let t = s.nodes[l].torrent;
+    let t = s.torrent(l);
     let pieces = s.metainfo.info.piece_count();
     // What a start-up check found written but unverified; a wrong length is ignored.
     let mut found = Bitfield::new(pieces);
     found.set(pieces - 1);
-    s.nodes[l].session.note_pieces_written(t, &found);
-    s.nodes[l]
-        .session
+    s.session_mut(l).note_pieces_written(t, &found);
+    s.session_mut(l)
         .note_pieces_written(t, &Bitfield::full(pieces + 1));
-    let written = |s: &Swarm| s.nodes[l].session.pieces_written(t).cloned().unwrap();
+    let written = |s: &Swarm| s.session(l).pieces_written(t).cloned().unwrap();
     assert_eq!(written(&s).ones().collect::<Vec<_>>(), vec![0, pieces - 1]);
     s.introduce(l);
     let half = |s: &Swarm| {
-        s.nodes[l]
-            .session
-            .stats(t, s.now)
+        s.session(l)
+            .stats(t, s.now())
             .is_some_and(|st| st.pieces_have >= pieces / 2)
     };
     assert!(s.run_until(Duration::from_secs(120), half));
     let written = written(&s);
-    let have = s.nodes[l].session.have(t).cloned().unwrap();
+    let have = s.session(l).have(t).cloned().unwrap();
     assert!(have.ones().all(|p| written.get(p)), "written covers have");
     let piece_len = 32 * KIB;
     for p in 0..pieces {
         let start = p as usize * piece_len;
-        let end = (start + piece_len).min(s.nodes[l].disk.len());
-        if s.nodes[l].disk[start..end].iter().any(|&b| b != 0) {
+        let end = (start + piece_len).min(s.disk(l).len());
+        if s.disk(l)[start..end].iter().any(|&b| b != 0) {
             assert!(written.get(p), "piece {p} holds data but is not in written");
         }
     }
@@ -398,10 +386,10 @@ fn an_upload_only_partial_seed_serves_and_never_downloads() {
     // A partial seed over read-only data: the first half of the pieces.
     let half: Vec<u32> = (0..pieces / 2).collect();
     let p = s.add_node(Some(half.clone()), Behaviour::Honest);
-    let pt = s.nodes[p].torrent;
-    let now = s.now;
-    s.nodes[p].session.set_upload_only(pt, true, now);
-    let disk_before = s.nodes[p].disk.clone();
+    let pt = s.torrent(p);
+    let now = s.now();
+    s.session_mut(p).set_upload_only(pt, true, now);
+    let disk_before = s.disk(p).to_vec();
     let l = s.add_node(None, Behaviour::Honest);
     s.introduce(p);
     s.introduce(l);
@@ -409,13 +397,13 @@ fn an_upload_only_partial_seed_serves_and_never_downloads() {
     s.settle();
     assert!(s.disk_matches(l));
     // The partial seed took nothing: same pieces, same disk, nothing written.
-    let have = s.nodes[p].session.have(pt).cloned().unwrap();
+    let have = s.session(p).have(pt).cloned().unwrap();
     assert_eq!(have.ones().collect::<Vec<_>>(), half);
-    assert!(s.nodes[p].disk == disk_before, "the read-only data changed");
-    let written = s.nodes[p].session.pieces_written(pt).cloned().unwrap();
+    assert!(s.disk(p) == disk_before, "the read-only data changed");
+    let written = s.session(p).pieces_written(pt).cloned().unwrap();
     assert_eq!(written.ones().collect::<Vec<_>>(), half, "no write emitted");
     // …and it served what it has.
-    let stats = s.nodes[p].session.stats(pt, s.now).unwrap();
+    let stats = s.session(p).stats(pt, s.now()).unwrap();
     assert!(stats.uploaded > 0, "the partial seed uploaded nothing");
     assert!(
         !s.events(p)

@@ -2,12 +2,9 @@
 //! retransmission, connection ids kept 60 s, the overall announce deadline) on its own
 //! clock and seeded RNG; a driver only resolves names and moves datagrams.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{make_content, make_metainfo};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::dht::DhtConfig;
 use unchoke_core::session::{Action, Event, Session, SessionConfig, TorrentId};
@@ -15,6 +12,7 @@ use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::{ServerConfig, TrackerServer};
 use unchoke_core::tracker::udp::Request;
 use unchoke_core::tracker::{AnnounceResponse, ResolveError};
+use unchoke_sim::lab::{make_content, make_metainfo};
 
 const KIB: u32 = 1024;
 const TRACKER: &str = "127.0.0.1:6969";

@@ -2,18 +2,16 @@
 //! counters, answers become peers to dial, a whole swarm finds itself through a tracker,
 //! and our own address is never dialled.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use support::{Behaviour, Swarm, make_content, make_metainfo};
 use unchoke_core::session::{Action, Direction, Event, Session, SessionConfig, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::{ServerConfig, TrackerServer};
 use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerFailure};
 use unchoke_core::wire::{Handshake, Reserved};
+use unchoke_sim::lab::{Behaviour, Swarm, make_content, make_metainfo};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -223,7 +221,7 @@ fn stop_sends_stopped_once_and_then_nothing() {
 #[test]
 fn a_swarm_finds_itself_through_the_tracker_alone() {
     let mut s = Swarm::new(make_content(2 * MIB + 777, 5), 64 * KIB as u32, 8 * MIB);
-    s.tracker = Some(TrackerServer::new(ServerConfig::default(), 3));
+    s.set_tracker(TrackerServer::new(ServerConfig::default(), 3));
     let seed = s.add_seed(Behaviour::Honest);
     let leechers: Vec<usize> = (0..6)
         .map(|_| s.add_node(None, Behaviour::Honest))
@@ -236,7 +234,7 @@ fn a_swarm_finds_itself_through_the_tracker_alone() {
     for &l in &leechers {
         assert!(s.disk_matches(l), "node {l} has the wrong bytes");
         let events: Vec<AnnounceEvent> = s
-            .announces
+            .announces()
             .iter()
             .filter(|(_, n, _, _)| *n == l)
             .map(|(_, _, _, r)| r.event)
@@ -251,7 +249,7 @@ fn a_swarm_finds_itself_through_the_tracker_alone() {
             "node {l}: {events:?}"
         );
         let last = s
-            .announces
+            .announces()
             .iter()
             .rfind(|(_, n, _, _)| *n == l)
             .map(|(_, _, _, r)| r.clone())
@@ -259,7 +257,7 @@ fn a_swarm_finds_itself_through_the_tracker_alone() {
         assert_eq!(last.left, 0, "the completed announce says nothing is left");
     }
     let seed_events: Vec<AnnounceEvent> = s
-        .announces
+        .announces()
         .iter()
         .filter(|(_, n, _, _)| *n == seed)
         .map(|(_, _, _, r)| r.event)
@@ -270,8 +268,10 @@ fn a_swarm_finds_itself_through_the_tracker_alone() {
     let leecher_upload: u64 = leechers
         .iter()
         .map(|&l| {
-            let n = &s.nodes[l];
-            n.session.stats(n.torrent, s.now).expect("stats").uploaded
+            s.session(l)
+                .stats(s.torrent(l), s.now())
+                .expect("stats")
+                .uploaded
         })
         .sum();
     assert!(

@@ -38,6 +38,7 @@
 #![warn(missing_docs)]
 
 mod engine;
+pub mod lab;
 mod network;
 mod payload;
 pub mod study;

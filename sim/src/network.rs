@@ -93,6 +93,9 @@ struct Flow {
 struct HostLink {
     up: f64,
     down: f64,
+    /// The most any one flow into this host may carry (bytes per second; infinite in the
+    /// study): the lab's per-link bandwidth and slow readers (`crate::lab`).
+    in_cap: f64,
     out_active: Vec<Slot>,
     in_active: Vec<Slot>,
     /// Microseconds spent with at least one active outgoing flow, up to `busy_since`.
@@ -159,6 +162,7 @@ impl Network {
         self.hosts.push(HostLink {
             up,
             down,
+            in_cap: f64::INFINITY,
             out_active: Vec::new(),
             in_active: Vec::new(),
             busy: 0,
@@ -268,6 +272,16 @@ impl Network {
         };
         h.up = up;
         h.down = down;
+        self.reshare(host, host, now);
+    }
+
+    /// Caps every flow into `host` at `cap` bytes per second (a per-link bandwidth, or a
+    /// slow reader); flows already running are reshared at once.
+    pub(crate) fn set_in_cap(&mut self, host: HostId, cap: f64, now: u64) {
+        let Some(h) = self.hosts.get_mut(host) else {
+            return;
+        };
+        h.in_cap = cap;
         self.reshare(host, host, now);
     }
 
@@ -445,7 +459,8 @@ impl Network {
         let host = &self.hosts[sender];
         caps.extend(host.out_active.iter().map(|&f| {
             let to = &self.hosts[self.flows[f].to];
-            (to.down / to.in_active.len().max(1) as f64, f)
+            let cap = (to.down / to.in_active.len().max(1) as f64).min(to.in_cap);
+            (cap, f)
         }));
         caps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut left = host.up;

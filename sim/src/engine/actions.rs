@@ -29,20 +29,23 @@ impl Simulation {
 
     pub(super) fn rearm(&mut self, host: HostId) {
         let now = self.now;
-        let h = &mut self.hosts[host];
-        let Some(on) = h.online.as_ref() else {
-            return;
-        };
-        let Some(wanted) = on.session.poll_timeout() else {
+        let Some(wanted) = self.hosts[host]
+            .online
+            .as_ref()
+            .and_then(|on| on.session.poll_timeout())
+        else {
             return;
         };
         // A deadline already passed means "now"; a millisecond later keeps a session that
         // keeps asking for the past from spinning the loop.
-        let at = if wanted.as_micros() <= now {
+        let at = if self.lab_due_now(host, wanted.as_micros()) {
+            now
+        } else if wanted.as_micros() <= now {
             now + 1000
         } else {
             wanted.as_micros()
         };
+        let h = &mut self.hosts[host];
         if h.timer_at == Some(at) {
             return;
         }
@@ -53,6 +56,15 @@ impl Simulation {
     }
 
     pub(super) fn act(&mut self, host: HostId, action: Action) {
+        // In the lab, its disks, tracker and recorders see every action first.
+        let action = if self.lab.is_some() {
+            match self.lab_act(host, action) {
+                Some(action) => action,
+                None => return,
+            }
+        } else {
+            action
+        };
         let now = Instant::from_micros(self.now);
         match action {
             Action::Send { conn, data } => {

@@ -49,7 +49,12 @@ impl Simulation {
             );
             return;
         }
-        let source = self.hosts[from].ephemeral();
+        let source = match self.lab {
+            // The lab's tests know their peers by listening address, as the old harness
+            // showed inbound connections.
+            Some(_) => self.hosts[from].addr,
+            None => self.hosts[from].ephemeral(),
+        };
         let incarnation = self.hosts[host].incarnation;
         let Some(on) = self.hosts[host].online.as_mut() else {
             return;

@@ -1,14 +1,16 @@
 //! The simulation's event loop: it plays the driver for every host.
 //!
 //! Each event touches one host's session, then that session's actions are carried out at
-//! once: bytes go into the network, disk actions are answered from the payload, dials and
-//! closes become events for the other end after the link latency. A session is never called
+//! once: bytes go into the network, disk actions are answered from the payload (a lab's
+//! hosts: from their emulated disks, `lab`), dials and closes become events for the other
+//! end after the link latency. A session is never called
 //! while another's actions are being carried out, so every cross-host effect goes through
 //! the event queue, in `(time, sequence)` order.
 
 mod actions;
 mod closing;
 mod connections;
+pub(crate) mod lab;
 mod report;
 mod spread;
 
@@ -126,6 +128,8 @@ enum Ev {
     Expire,
     /// Every peer completed: the swarm stops and every session closes.
     Stop,
+    /// The lab answers a session: a disk, save or tracker answer ([`lab::LabEv`]).
+    Lab(lab::LabEv),
 }
 
 #[derive(Debug)]
@@ -297,6 +301,9 @@ pub struct Simulation {
     /// Payload bytes received by free riders and by all peers as of the last sample before
     /// the first completion.
     leeching_received: Option<(u64, u64)>,
+    /// The test lab's state (`crate::lab::Swarm`); `None` in the study, which never pays
+    /// for the lab's disks, sniffer or recorders.
+    lab: Option<Box<lab::Lab>>,
 }
 
 impl Simulation {
@@ -344,6 +351,7 @@ impl Simulation {
             next_sample: spread::SAMPLE_EVERY,
             sampled_uploaded: 0.0,
             leeching_received: None,
+            lab: None,
             config,
         };
         let latency = u64::try_from(sim.config.latency.as_micros()).unwrap_or(u64::MAX / 4);
@@ -570,6 +578,7 @@ impl Simulation {
                 if h.online.is_none() {
                     return;
                 }
+                self.lab_timer_fired(host);
                 self.report_progress(host);
                 if let Some(session) = self.session_mut(host) {
                     session.handle_timeout(now);
@@ -740,6 +749,7 @@ impl Simulation {
                 self.push(at, Ev::Expire);
             }
             Ev::Stop => self.stop(),
+            Ev::Lab(ev) => self.lab_dispatch(ev),
         }
     }
 
