@@ -315,3 +315,77 @@ fn every_connection_is_announced_once_and_its_end_once() {
         assert!(up.values().all(|&n| n == 0), "node {i}: {up:?}");
     }
 }
+
+#[test]
+fn reads_answered_inside_the_action_loop_still_respect_the_read_ahead_bound() {
+    // A driver with an in-memory disk answers each `ReadBlock` as soon as it sees it,
+    // inside its `poll_action` loop. The block just read is then still in the outbox when
+    // the next held read could be released: it must count against the bound all the same.
+    let content = make_content(1024 * KIB, 5);
+    let metainfo = make_metainfo(&content, 64 * KIB as u32);
+    let pieces = content.len().div_ceil(64 * KIB) as u32;
+    let config = SessionConfig {
+        send_accounting: true,
+        upload_read_ahead: 64 * KIB,
+        ..SessionConfig::default()
+    };
+    let read_ahead = config.upload_read_ahead;
+    let mut s = Session::new(config, 1, Instant::ZERO);
+    s.add_torrent(
+        &metainfo,
+        Some(unchoke_core::bitfield::Bitfield::full(pieces)),
+        Instant::ZERO,
+    )
+    .expect("add");
+    let c = s.connection_opened(addr(9, 6881), Direction::Inbound, Instant::ZERO);
+    let mut buf = bytes::BytesMut::new();
+    unchoke_core::wire::Handshake {
+        reserved: unchoke_core::wire::Reserved::NONE.with_fast(),
+        info_hash: metainfo.info_hash,
+        peer_id: unchoke_core::wire::PeerId([7; 20]),
+    }
+    .encode(&mut buf);
+    unchoke_core::wire::Message::Interested.encode(&mut buf);
+    s.handle_bytes(c, &mut buf, Instant::ZERO);
+    // The first choke round unchokes the only interested peer.
+    let mut now = Instant::ZERO;
+    // Nothing is ever reported sent: all that was handed out stays unsent.
+    let drive = |s: &mut Session, now: Instant| {
+        while let Some(action) = s.poll_action() {
+            if let Action::ReadBlock { conn, block, .. } = action {
+                let at = block.index as usize * 64 * KIB + block.begin as usize;
+                let data = bytes::Bytes::copy_from_slice(&content[at..at + block.length as usize]);
+                s.disk_read_done(conn, block, Ok(data), now);
+            }
+        }
+    };
+    for _ in 0..12 {
+        now += Duration::from_secs(1);
+        s.handle_timeout(now);
+        drive(&mut s, now);
+    }
+    // 48 requests, 768 KiB: far past the 64 KiB bound.
+    let mut buf = bytes::BytesMut::new();
+    for piece in 0..12 {
+        for block in 0..4 {
+            unchoke_core::wire::Message::Request(unchoke_core::wire::BlockRequest {
+                index: piece,
+                begin: block * 16 * KIB as u32,
+                length: 16 * KIB as u32,
+            })
+            .encode(&mut buf);
+        }
+    }
+    s.handle_bytes(c, &mut buf, now);
+    drive(&mut s, now);
+    let unsent = s.unsent_bytes(c).unwrap_or(0);
+    assert!(
+        unsent > 0,
+        "the unchoked peer's requests were read and handed out"
+    );
+    // The bound, plus the one block that may cross it (and the small messages sent).
+    assert!(
+        unsent <= read_ahead + 16 * KIB + KIB,
+        "{unsent} bytes handed out unsent with a read-ahead of {read_ahead}"
+    );
+}

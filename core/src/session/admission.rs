@@ -102,6 +102,11 @@ struct Open {
     unsent: usize,
     /// Bytes of `ReadBlock`s released and not yet answered by `disk_read_done`.
     reading: usize,
+    /// Bytes of blocks read and queued to go out as `SendBlock`s, not handed out yet.
+    /// Counted as committed: a driver that answers reads inside its `poll_action` loop
+    /// gets the next held read before the block just read is handed out, so without
+    /// this every held read would be released in one loop, past the read-ahead bound.
+    queued: usize,
     /// Since when the socket has accepted nothing while bytes were unsent.
     waiting_since: Option<Instant>,
     /// `ReadBlock`s held back by the read-ahead bound, in order.
@@ -110,7 +115,9 @@ struct Open {
 
 impl Open {
     fn committed(&self) -> usize {
-        self.unsent.saturating_add(self.reading)
+        self.unsent
+            .saturating_add(self.reading)
+            .saturating_add(self.queued)
     }
 }
 
@@ -242,10 +249,12 @@ impl Admission {
         }
     }
 
-    /// A block for `conn` was handed out at `now`: we upload to it.
-    pub(crate) fn block_handed(&mut self, conn: ConnId, now: Instant) {
+    /// A block of `payload` bytes for `conn` was handed out at `now`: we upload to it,
+    /// and its bytes move from queued to unsent (see [`Self::handed`]).
+    pub(crate) fn block_handed(&mut self, conn: ConnId, payload: usize, now: Instant) {
         if let Some(o) = self.open.get_mut(&conn) {
             o.block_sent = Some(now);
+            o.queued = o.queued.saturating_sub(payload);
         }
     }
 
@@ -283,6 +292,7 @@ impl Admission {
                 idle_from: None,
                 unsent: 0,
                 reading: 0,
+                queued: 0,
                 waiting_since: None,
                 held: VecDeque::new(),
             },
@@ -472,10 +482,20 @@ impl Admission {
         Self::release(o, &mut self.ready, config);
     }
 
-    /// A block read for `conn` came back from the disk.
-    pub(crate) fn read_done(&mut self, conn: ConnId, bytes: usize, config: &SessionConfig) {
+    /// A block read for `conn` came back from the disk; `queued` is whether it now waits
+    /// to go out as a `SendBlock` (its bytes stay committed until it is handed out).
+    pub(crate) fn read_done(
+        &mut self,
+        conn: ConnId,
+        bytes: usize,
+        queued: bool,
+        config: &SessionConfig,
+    ) {
         if let Some(o) = self.open.get_mut(&conn) {
             o.reading = o.reading.saturating_sub(bytes);
+            if queued {
+                o.queued = o.queued.saturating_add(bytes);
+            }
             Self::release(o, &mut self.ready, config);
         }
     }
@@ -652,10 +672,33 @@ mod tests {
         a.sent(c, 20 * 1024, &cfg, Instant::ZERO);
         assert_eq!(a.pop(), Some(read(c, 0)));
         assert_eq!(a.pop(), None);
-        // That read comes back: the next one may go.
-        a.read_done(c, 16 * 1024, &cfg);
+        // That read comes back and its block waits in the outbox: still committed, so
+        // the next read waits (an inline disk would otherwise release it at once).
+        a.read_done(c, 16 * 1024, true, &cfg);
+        assert_eq!(a.pop(), None);
+        // The block is handed out (now unsent: 36 KiB and its header), then the socket
+        // takes 20 KiB: room again.
+        a.block_handed(c, 16 * 1024, Instant::ZERO);
+        a.handed(c, 16 * 1024 + 13, &cfg, Instant::ZERO);
+        assert_eq!(a.pop(), None);
+        a.sent(c, 20 * 1024, &cfg, Instant::ZERO);
         assert_eq!(a.pop(), Some(read(c, 16384)));
         assert_eq!(a.pop(), None);
+    }
+
+    #[test]
+    fn a_read_that_sends_nothing_frees_its_room_at_once() {
+        let cfg = accounting();
+        let mut a = Admission::new(&cfg);
+        let c = ConnId(1);
+        a.opened(c, addr(1), Direction::Inbound, Instant::ZERO);
+        let _ = a.pop();
+        a.handed(c, 20 * 1024, &cfg, Instant::ZERO);
+        assert_eq!(a.gate_read(read(c, 0), &cfg), Some(read(c, 0)));
+        assert_eq!(a.gate_read(read(c, 16384), &cfg), None);
+        // Choked or cancelled meanwhile: nothing queued, the held read may go.
+        a.read_done(c, 16 * 1024, false, &cfg);
+        assert_eq!(a.pop(), Some(read(c, 16384)));
     }
 
     #[test]

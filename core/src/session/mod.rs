@@ -756,14 +756,18 @@ impl Session {
         now: Instant,
     ) {
         self.saw(now);
-        self.admission
-            .read_done(conn, block.length as usize, &self.config);
-        let Some(&tid) = self.routes.get(&conn) else {
-            return;
+        // The torrent first: whether the block now waits in the outbox decides what the
+        // read-ahead bound may release.
+        let queued = match self.routes.get(&conn) {
+            Some(&tid) => self
+                .with_torrent(tid, |t, ctx| {
+                    t.disk_read_done(conn, block, result, ctx, now)
+                })
+                .unwrap_or(false),
+            None => false,
         };
-        self.with_torrent(tid, |t, ctx| {
-            t.disk_read_done(conn, block, result, ctx, now);
-        });
+        self.admission
+            .read_done(conn, block.length as usize, queued, &self.config);
     }
 
     /// A `VerifyPiece` finished: `ok` is whether the SHA-1 matched.
@@ -901,7 +905,7 @@ impl Session {
                         .handed(*conn, data.len(), &self.config, self.now);
                 }
                 Action::SendBlock { conn, header, data } => {
-                    self.admission.block_handed(*conn, self.now);
+                    self.admission.block_handed(*conn, data.len(), self.now);
                     let len = header.len() + data.len();
                     self.admission.handed(*conn, len, &self.config, self.now);
                 }

@@ -72,14 +72,14 @@ impl Torrent {
         result: Result<Bytes, DiskError>,
         ctx: &mut Ctx<'_>,
         now: Instant,
-    ) {
+    ) -> bool {
         let Some(peer) = self.peers.get_mut(&conn) else {
-            return;
+            return false;
         };
         let Some(pos) = peer.uploads.iter().position(|(r, _)| *r == block) else {
             // Cancelled, choked or expired meanwhile: an orphan read has come back.
             peer.orphan_reads = peer.orphan_reads.saturating_sub(1);
-            return;
+            return false;
         };
         peer.uploads.remove(pos);
         match result {
@@ -93,6 +93,7 @@ impl Torrent {
                 }
                 self.uploaded += n;
                 ctx.out.send_block(conn, block.index, block.begin, data);
+                return true;
             }
             Ok(_) => {
                 if peer.fast {
@@ -110,6 +111,7 @@ impl Torrent {
                 }));
             }
         }
+        false
     }
 
     /// The socket of `conn` accepted `bytes`, leaving `unsent` bytes waiting: counted as
