@@ -140,11 +140,46 @@ pub struct SimConfig {
     pub classes: Vec<BandwidthClass>,
     /// When the peers arrive (default: all at once, a flash crowd).
     pub arrivals: Arrivals,
+    /// Packet loss and delay variation on every path (default: none).
+    pub loss: Loss,
     /// How long a peer seeds after it completes before it leaves for good; `None` (the
     /// default): every peer stays and seeds until the swarm stops. Real swarms lose their
     /// finished peers (many leave at once); a departure only takes upload away, so the
     /// P2P bound still holds.
     pub seed_time: Option<Duration>,
+}
+
+/// Packet loss and delay variation on every path ([`SimConfig::loss`]), drawn from a
+/// generator of their own (seeded from [`SimConfig::seed`], so turning them on changes no
+/// other random choice).
+///
+/// - **Datagrams** (the DHT's UDP) are lost with probability `packet_loss` each, and each
+///   one that arrives takes an extra delay drawn uniformly from `0..=jitter`, so two sent
+///   back to back may arrive in the other order.
+/// - **TCP connections** never lose or reorder what they deliver (TCP retransmits), but loss
+///   caps their throughput: each flow carries at most `1.22 · MSS / (RTT · √p)` bytes per
+///   second (Mathis et al. 1997, "The macroscopic behavior of the TCP congestion avoidance
+///   algorithm"), with a 1,460-byte MSS and the path's round trip (twice the sum of the two
+///   hosts' latencies, plus the mean jitter). The flow model has no packets, so that cap is
+///   how loss shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Loss {
+    /// Probability (0 to 1, below 1) that a packet is lost.
+    pub packet_loss: f64,
+    /// The most extra one-way delay a datagram may take.
+    pub jitter: Duration,
+}
+
+impl Loss {
+    /// The largest rate a TCP flow can sustain on a path with this one-way latency (bytes
+    /// per second; infinite without loss). See [`Loss`].
+    pub fn tcp_cap(&self, one_way: Duration) -> f64 {
+        if self.packet_loss <= 0.0 {
+            return f64::INFINITY;
+        }
+        let rtt = (2.0 * one_way.as_secs_f64() + self.jitter.as_secs_f64()).max(1e-4);
+        1.22 * 1460.0 / (rtt * self.packet_loss.sqrt())
+    }
 }
 
 /// When the peers join the swarm ([`SimConfig::arrivals`]). The server is there from the
@@ -202,6 +237,7 @@ impl SimConfig {
             classes: Vec::new(),
             arrivals: Arrivals::FlashCrowd,
             seed_time: None,
+            loss: Loss::default(),
         }
     }
 
@@ -347,6 +383,18 @@ impl SimConfig {
                 d.host, self.peers
             )));
         }
+        if !(self.loss.packet_loss.is_finite() && (0.0..1.0).contains(&self.loss.packet_loss)) {
+            return Err(SimError::Invalid(format!(
+                "packet loss must be from 0 to below 1, not {}",
+                self.loss.packet_loss
+            )));
+        }
+        if self.loss.jitter > Duration::from_secs(60) {
+            return Err(SimError::Invalid(format!(
+                "a jitter of {:?} is more than a minute",
+                self.loss.jitter
+            )));
+        }
         if self.classes.len() > MAX_CLASSES {
             return Err(SimError::Invalid(format!(
                 "{} bandwidth classes: at most {MAX_CLASSES}",
@@ -463,6 +511,8 @@ pub struct SimReport {
     pub events: u64,
     /// DHT datagrams delivered (0 unless [`SimConfig::dht`]).
     pub datagrams: u64,
+    /// DHT datagrams lost on the way ([`SimConfig::loss`]).
+    pub datagrams_lost: u64,
     /// Announces that reached the tracker.
     pub tracker_announces: u64,
     /// Departures (churn and the server's).

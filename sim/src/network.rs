@@ -80,6 +80,9 @@ struct Flow {
     remaining: f64,
     /// Bytes per second while active.
     rate: f64,
+    /// The most this flow may carry, bytes per second (infinite unless capped: a lossy
+    /// path's TCP throughput, `crate::Loss`).
+    cap: f64,
     /// Microseconds.
     updated: u64,
     /// Bumped whenever the scheduled completion changes; older heap entries are stale.
@@ -189,6 +192,7 @@ impl Network {
             epoch,
             remaining: 0.0,
             rate: 0.0,
+            cap: f64::INFINITY,
             updated: 0,
             generation,
             active: false,
@@ -208,6 +212,13 @@ impl Network {
         FlowId {
             slot: u32::try_from(slot).unwrap_or(u32::MAX),
             epoch: self.flows[slot].epoch,
+        }
+    }
+
+    /// Caps what the flow may carry at `cap` bytes per second (before it carries anything).
+    pub(crate) fn cap_flow(&mut self, id: FlowId, cap: f64) {
+        if let Some(slot) = self.slot(id) {
+            self.flows[slot].cap = cap;
         }
     }
 
@@ -458,8 +469,11 @@ impl Network {
         caps.clear();
         let host = &self.hosts[sender];
         caps.extend(host.out_active.iter().map(|&f| {
-            let to = &self.hosts[self.flows[f].to];
-            let cap = (to.down / to.in_active.len().max(1) as f64).min(to.in_cap);
+            let flow = &self.flows[f];
+            let to = &self.hosts[flow.to];
+            let cap = (to.down / to.in_active.len().max(1) as f64)
+                .min(to.in_cap)
+                .min(flow.cap);
             (cap, f)
         }));
         caps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::run;
-use unchoke_sim::{Churn, SimConfig, SimReport, Simulation};
+use unchoke_sim::{Churn, Loss, SimConfig, SimReport, Simulation};
 
 /// A small study that runs quickly in a debug build: 2 MiB in 64 KiB pieces, peers that
 /// upload 16 KiB/s (F/u = 128 s), a server ten times faster, downloads as fast as the server.
@@ -313,4 +313,79 @@ fn the_sessions_rules_run_and_the_digest_covers_them() {
         a.policies, c.policies,
         "the seed changed none of the policies' counts"
     );
+}
+
+#[test]
+fn the_dht_finds_the_swarm_through_lost_and_reordered_datagrams() {
+    // A fifth of all datagrams lost and up to 80 ms of jitter (so replies overtake each
+    // other): the DHT's retransmissions and lookups still find the swarm.
+    let mut c = small(12);
+    c.dht = true;
+    c.seed = 11;
+    c.loss = Loss {
+        packet_loss: 0.2,
+        jitter: Duration::from_millis(80),
+    };
+    let r = run(c.clone());
+    assert_sound(&r);
+    assert_not_below_bound(&r);
+    assert!(r.peers_uploaded > 0, "{r:#?}");
+    let sent = r.datagrams + r.datagrams_lost;
+    let share = r.datagrams_lost as f64 / sent as f64;
+    assert!(
+        (0.15..0.25).contains(&share),
+        "{} of {sent} datagrams lost ({share:.3}), not about 20 %",
+        r.datagrams_lost
+    );
+    assert_eq!(run(c).digest, r.digest, "losses come from the seed");
+    // Without loss nothing is lost.
+    let mut plain = small(12);
+    plain.dht = true;
+    plain.seed = 11;
+    let p = run(plain);
+    assert_eq!(p.datagrams_lost, 0);
+    assert_ne!(p.digest, r.digest);
+}
+
+#[test]
+fn loss_caps_each_tcp_flow_at_what_tcp_sustains() {
+    let loss = Loss {
+        packet_loss: 0.01,
+        jitter: Duration::ZERO,
+    };
+    // 1 % loss, 100 ms round trip: 1.22 · 1460 / (0.1 · 0.1) = 178,120 B/s.
+    let cap = loss.tcp_cap(Duration::from_millis(50));
+    assert!((cap - 178_120.0).abs() < 1.0, "{cap}");
+    assert_eq!(
+        Loss::default().tcp_cap(Duration::from_millis(50)),
+        f64::INFINITY
+    );
+    // A swarm whose links are far faster than that cap is slowed down to it.
+    let mut fast = small(3);
+    fast.peer_upload = 4.0 * 1024.0 * 1024.0;
+    fast.server_upload = 4.0 * fast.peer_upload;
+    fast.peer_download = fast.server_upload;
+    fast.latency = Duration::from_millis(25);
+    let free = run(fast.clone());
+    fast.loss = Loss {
+        packet_loss: 0.05,
+        jitter: Duration::ZERO,
+    };
+    let lossy = run(fast);
+    assert_sound(&free);
+    assert_sound(&lossy);
+    let (a, b) = (
+        free.distribution_time.expect("complete"),
+        lossy.distribution_time.expect("complete"),
+    );
+    assert!(b > a * 2, "5 % loss: {b:?}, no loss: {a:?}");
+}
+
+#[test]
+fn impossible_loss_is_refused() {
+    for p in [1.0, -0.1, f64::NAN] {
+        let mut c = small(2);
+        c.loss.packet_loss = p;
+        assert!(Simulation::new(c).is_err(), "{p}");
+    }
 }

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use unchoke_sim::{Arrivals, BandwidthClass, study};
+use unchoke_sim::{Arrivals, BandwidthClass, Loss, study};
 
 use super::runner::Plan;
 use crate::human;
@@ -98,6 +98,17 @@ pub(crate) struct SimulateArgs {
     #[arg(long)]
     server_departs: bool,
 
+    /// Packet loss on every path, a probability from 0 to below 1 (e.g. 0.01): DHT
+    /// datagrams are lost with it, and each TCP connection's throughput is capped at what
+    /// TCP sustains under it (the Mathis formula) [default: 0].
+    #[arg(long, value_name = "P", value_parser = parse_packet_loss)]
+    packet_loss: Option<f64>,
+
+    /// The most extra one-way delay a DHT datagram may take, drawn uniformly (so datagrams
+    /// are reordered), e.g. 50ms [default: 0].
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    jitter: Option<Duration>,
+
     /// Each peer seeds this long after it completes, then leaves for good, e.g. 0, 30s,
     /// 10m [default: every peer stays to the end].
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
@@ -155,6 +166,10 @@ impl SimulateArgs {
             classes: self.classes.clone().map(|c| c.0).unwrap_or_default(),
             arrivals: self.arrivals.unwrap_or_default(),
             seed_time: self.seed_time,
+            loss: Loss {
+                packet_loss: self.packet_loss.unwrap_or(0.0),
+                jitter: self.jitter.unwrap_or(Duration::ZERO),
+            },
         }
     }
 
@@ -346,6 +361,15 @@ fn parse_free_riders(text: &str) -> Result<f64, String> {
         })
 }
 
+/// Parses the `--packet-loss` probability.
+fn parse_packet_loss(text: &str) -> Result<f64, String> {
+    parse_decimal(text.trim())
+        .filter(|p| (0.0..1.0).contains(p))
+        .ok_or_else(|| {
+            format!("packet loss must be a probability from 0 to below 1 (e.g. 0.01), not {text:?}")
+        })
+}
+
 /// Parses `flash` or `poisson:SECS` (SECS a positive number of seconds, at most a day).
 fn parse_arrivals(text: &str) -> Result<Arrivals, String> {
     let text = text.trim();
@@ -521,6 +545,16 @@ mod tests {
             assert!(parse_churn(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_churn("2").expect_err("2").contains("from 0 to 1"));
+    }
+
+    #[test]
+    fn packet_loss() {
+        assert_eq!(parse_packet_loss("0.01"), Ok(0.01));
+        assert_eq!(parse_packet_loss("0"), Ok(0.0));
+        for bad in ["1", "-0.1", "x", "NaN"] {
+            let e = parse_packet_loss(bad).expect_err(bad);
+            assert!(e.contains("probability"), "{e}");
+        }
     }
 
     #[test]

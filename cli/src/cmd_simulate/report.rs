@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use unchoke_sim::{Arrivals, SimConfig, SimReport};
+use unchoke_sim::{Arrivals, Loss, SimConfig, SimReport};
 
 use super::args::SimulateArgs;
 use super::runner::Plan;
@@ -367,6 +367,15 @@ pub(super) fn header(setup: &Setup<'_>, peers: &[usize]) -> String {
                     )
                 })
                 .unwrap_or_default()
+            + &if plan.loss != Loss::default() {
+                format!(
+                    "; packet loss {:.2}%, datagram jitter up to {}",
+                    plan.loss.packet_loss * 100.0,
+                    duration_text(plan.loss.jitter.as_secs_f64())
+                )
+            } else {
+                String::new()
+            }
             + &if plan.free_riders > 0.0 {
                 format!(
                     "; {:.0}% of peers free-ride (the P2P bound counts contributors only)",
@@ -516,6 +525,8 @@ pub(super) fn summary(
             "churn": plan.churn.map(|c| json!({"fraction": c.fraction, "away_s": c.away.as_secs_f64()})),
             "server_departs": plan.server_departs,
             "seed_time_s": plan.seed_time.map(|t| t.as_secs_f64()),
+            "packet_loss": plan.loss.packet_loss,
+            "jitter_s": plan.loss.jitter.as_secs_f64(),
             "free_riders": plan.free_riders,
             "arrivals": match plan.arrivals {
                 Arrivals::FlashCrowd => json!("flash"),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use unchoke_sim::{Arrivals, BandwidthClass, Churn, SimConfig, SimReport, Simulation};
+use unchoke_sim::{Arrivals, BandwidthClass, Churn, Loss, SimConfig, SimReport, Simulation};
 
 use super::args::ChurnArg;
 use super::display::Display;
@@ -42,6 +42,8 @@ pub(super) struct Plan {
     pub(super) arrivals: Arrivals,
     /// How long a peer seeds after completing before it leaves (`None`: to the end).
     pub(super) seed_time: Option<Duration>,
+    /// Packet loss and datagram jitter on every path.
+    pub(super) loss: Loss,
     /// The random seed asked for; the simulator's default otherwise.
     pub(super) seed: Option<u64>,
 }
@@ -73,6 +75,7 @@ impl Plan {
         c.classes = self.classes.clone();
         c.arrivals = self.arrivals;
         c.seed_time = self.seed_time;
+        c.loss = self.loss;
         c
     }
 

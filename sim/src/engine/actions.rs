@@ -231,9 +231,14 @@ impl Simulation {
                 }
             }
             Action::SendDatagram { to, bytes } => {
-                // Delivered after the two hosts' one-way latencies; to nobody, dropped.
+                // Delivered after the two hosts' one-way latencies and any jitter, unless
+                // lost on the way (`crate::Loss`); to nobody, dropped.
                 if let Some(target) = self.host_at(to).filter(|&t| t != host) {
-                    let at = self.now + self.one_way(host, target);
+                    let Some(extra) = self.datagram_fate() else {
+                        self.datagrams_lost += 1;
+                        return;
+                    };
+                    let at = self.now + self.one_way(host, target) + extra;
                     let from = self.hosts[host].addr;
                     self.push(
                         at,

@@ -1,6 +1,8 @@
 //! Connections between hosts: dials reaching their target, both ends opening, closes, and
 //! bytes flowing and arriving.
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 
 use super::{Ev, LinkEnd, Online, Simulation};
@@ -127,6 +129,11 @@ impl Simulation {
             self.drain(host);
             return;
         }
+        // A lossy path caps what TCP carries each way (`crate::Loss`).
+        let tcp_cap = self
+            .config
+            .loss
+            .tcp_cap(Duration::from_micros(self.one_way(host, remote)));
         let Some(on) = self.hosts[host].online.as_mut() else {
             return;
         };
@@ -153,6 +160,10 @@ impl Simulation {
                 conn: conn.0,
             },
         );
+        if tcp_cap.is_finite() {
+            self.net.cap_flow(to_remote, tcp_cap);
+            self.net.cap_flow(to_us, tcp_cap);
+        }
         on.links.insert(
             conn,
             LinkEnd {

@@ -265,6 +265,10 @@ pub struct Simulation {
     events: u64,
     blocks: u64,
     datagrams: u64,
+    /// Datagrams lost on the way, and the generator of losses and jitter
+    /// ([`super::Loss`]): its own, so loss changes no other random choice.
+    datagrams_lost: u64,
+    loss_rng: fastrand::Rng,
     tracker_announces: u64,
     completed: usize,
     finished: bool,
@@ -328,6 +332,8 @@ impl Simulation {
             events: 0,
             blocks: 0,
             datagrams: 0,
+            datagrams_lost: 0,
+            loss_rng: fastrand::Rng::with_seed(mix(config.seed, u64::MAX, 0x1055)),
             tracker_announces: 0,
             completed: 0,
             finished: false,
@@ -529,6 +535,22 @@ impl Simulation {
             seq: self.seq,
             ev,
         });
+    }
+
+    /// What happens to a datagram sent now: `None` if it is lost, else the extra delay
+    /// (microseconds) it takes on top of the latency ([`super::Loss`]). Without loss or
+    /// jitter nothing is drawn, so such runs are unchanged.
+    fn datagram_fate(&mut self) -> Option<u64> {
+        let loss = self.config.loss;
+        if loss.packet_loss > 0.0 && self.loss_rng.f64() < loss.packet_loss {
+            return None;
+        }
+        let jitter = u64::try_from(loss.jitter.as_micros()).unwrap_or(u64::MAX / 4);
+        Some(if jitter > 0 {
+            self.loss_rng.u64(0..=jitter)
+        } else {
+            0
+        })
     }
 
     fn one_way(&self, a: HostId, b: HostId) -> u64 {

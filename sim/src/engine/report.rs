@@ -134,6 +134,7 @@ impl Simulation {
             blocks: self.blocks,
             events: self.events,
             datagrams: self.datagrams,
+            datagrams_lost: self.datagrams_lost,
             tracker_announces: self.tracker_announces,
             hash_failures: self.hash_failures,
             bans: self.bans,
