@@ -63,6 +63,7 @@ use metadata::MetadataFetch;
 use peer::Peer;
 use peer_set::Candidate;
 use phase::{Content, Phase};
+use pieces::request_expired;
 use trust::Trust;
 
 /// The id we ask peers to send `ut_pex` messages under (our handshake's `m`).
@@ -168,6 +169,10 @@ pub(crate) struct Torrent {
     private: bool,
     /// PEX messages ignored (too frequent or malformed), for tests and statistics.
     pex_ignored: u64,
+    /// The next PEX round ([`pex`]): messages due go out together, one round every
+    /// `PEX_ROUND` at most, so the torrent's address list is built once per round and not
+    /// every tick some peer's minute is up.
+    pex_round_at: Instant,
     /// A magnet link's `dn`, shown until the metadata gives the real name.
     pub(crate) display_name: Option<String>,
     /// Never download: not interested in anyone, no requests, every block that arrives is
@@ -227,6 +232,7 @@ impl Torrent {
             metadata: None,
             private: false,
             pex_ignored: 0,
+            pex_round_at: Instant::ZERO,
             display_name: None,
             upload_only: false,
         }
@@ -394,20 +400,28 @@ impl Torrent {
     pub(crate) fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         self.choke_round(ctx, now);
         self.slot_trials(ctx, now);
-        let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-        for conn in conns {
-            let Some(peer) = self.peers.get_mut(&conn) else {
-                continue;
-            };
+        // One pass over the peers; only those with something to do are visited again
+        // (most ticks: none), in connection order as before.
+        let mut work: Vec<(ConnId, bool)> = Vec::new();
+        for (&conn, peer) in self.peers.iter_mut() {
             if now - peer.last_received >= ctx.config.idle_timeout {
-                self.disconnect(conn, DisconnectReason::Idle, ctx, now);
+                work.push((conn, true));
                 continue;
             }
             if now - peer.last_sent >= ctx.config.keepalive_interval {
                 peer.last_sent = now;
                 ctx.out.send(conn, &Message::KeepAlive);
             }
-            self.expire_requests(conn, ctx, now);
+            if request_expired(peer, ctx.config.request_timeout, now) {
+                work.push((conn, false));
+            }
+        }
+        for (conn, idle) in work {
+            if idle {
+                self.disconnect(conn, DisconnectReason::Idle, ctx, now);
+            } else {
+                self.expire_requests(conn, ctx, now);
+            }
         }
         self.metadata_timeouts(ctx, now);
         self.send_pex(ctx, now);

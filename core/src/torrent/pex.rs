@@ -1,7 +1,8 @@
 //! BEP 11 peer exchange inside a torrent.
 //!
 //! Sending: each peer that announced `ut_pex` gets, [`PEX_FIRST_DELAY`] after connecting and
-//! then at most every [`PEX_INTERVAL`], the peers of this torrent we have not told it about
+//! then at most every [`PEX_INTERVAL`] (at the first PEX round, every [`PEX_ROUND`], once
+//! its time is up: up to that much later), the peers of this torrent we have not told it about
 //! yet (`added`, with flags) and those we told it about that are gone since (`dropped`), at
 //! most [`MAX_PEX_PEERS`] of each (the rest waits for the next message). A peer is listed at
 //! the address it can be dialled at: where we dialled it, or for a peer that dialled us its
@@ -31,6 +32,12 @@ pub(crate) const PEX_FIRST_DELAY: Duration = Duration::from_secs(10);
 /// Time between PEX messages to one peer (BEP 11: at most one a minute).
 pub(crate) const PEX_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often the torrent looks for PEX messages that are due. Every message due goes out
+/// in the same round, so the address list is built once a round rather than every second
+/// some peer's minute is up (with 50 peers, nearly every second); a message goes out at
+/// most this much after its time.
+pub(crate) const PEX_ROUND: Duration = Duration::from_secs(5);
+
 /// Messages from one peer closer together than this are ignored.
 pub(crate) const PEX_MIN_RECEIVE_INTERVAL: Duration = Duration::from_secs(45);
 
@@ -46,9 +53,10 @@ pub(super) fn dial_addr(peer: &Peer) -> Option<SocketAddr> {
 impl Torrent {
     /// Sends the PEX messages that are due.
     pub(super) fn send_pex(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        if self.private {
+        if self.private || now < self.pex_round_at {
             return;
         }
+        self.pex_round_at = now + PEX_ROUND;
         let due: Vec<ConnId> = self
             .peers
             .iter()

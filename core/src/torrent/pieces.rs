@@ -9,11 +9,12 @@
 //! banned and when.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::smart_ban::distinct_senders;
-use super::{Ctx, Torrent};
+use super::{Ctx, Peer, Torrent};
 use crate::picker::{self, PeerKey, Receipt};
 use crate::time::Instant;
 use crate::vocab::{Action, ConnId, DisconnectReason, DiskError, Event};
@@ -372,12 +373,7 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        let stalled_since = match (peer.requests_since, peer.last_block) {
-            (Some(since), Some(block)) => Some(since.max(block)),
-            (Some(since), None) => Some(since),
-            (None, _) => None,
-        };
-        if stalled_since.is_some_and(|t| now - t >= ctx.config.request_timeout) {
+        if request_expired(peer, ctx.config.request_timeout, now) {
             // Give its blocks to others; keep the peer with a one-block pipeline.
             for (b, _) in std::mem::take(&mut peer.outstanding) {
                 ctx.out.send(conn, &Message::Cancel(to_wire(b)));
@@ -394,6 +390,17 @@ impl Torrent {
             self.fill_pipeline(conn, ctx, now);
         }
     }
+}
+
+/// Whether `peer`'s requests have gone unanswered for `timeout`: since they went out, or
+/// since its last block if one came after.
+pub(super) fn request_expired(peer: &Peer, timeout: Duration, now: Instant) -> bool {
+    let stalled_since = match (peer.requests_since, peer.last_block) {
+        (Some(since), Some(block)) => Some(since.max(block)),
+        (Some(since), None) => Some(since),
+        (None, _) => None,
+    };
+    stalled_since.is_some_and(|t| now - t >= timeout)
 }
 
 impl Torrent {

@@ -2,7 +2,7 @@
 //! (`handle_sent`), dials answered or given up, and closing a session until it drains.
 
 use super::{CLOSE_GRACE, Closing, Departure, Simulation};
-use crate::network::{FlowId, HostId};
+use crate::network::HostId;
 use std::net::SocketAddr;
 use unchoke_core::session::{ConnId, TorrentId};
 use unchoke_core::time::Instant;
@@ -29,17 +29,22 @@ impl Simulation {
     /// flowing: a slow link moves bytes between whole blocks, as a kernel's send buffer
     /// drains, so a peer that reads slowly is not mistaken for one that stopped.
     pub(super) fn report_progress(&mut self, host: HostId) {
-        let flows: Vec<(ConnId, FlowId)> = match self.hosts[host].online.as_ref() {
-            Some(on) => on
-                .links
-                .iter()
-                .filter_map(|(&c, l)| l.out.map(|f| (c, f)))
-                .collect(),
-            None => return,
+        let now = Instant::from_micros(self.now);
+        let Some(on) = self.hosts[host].online.as_mut() else {
+            return;
         };
-        for (conn, flow) in flows {
+        for (&conn, link) in &on.links {
+            let Some(flow) = link.out else {
+                continue;
+            };
             let bytes = self.net.progress(flow, self.now);
-            self.sent(host, conn, bytes);
+            if bytes == 0 {
+                continue;
+            }
+            on.session
+                .handle_sent(conn, usize::try_from(bytes).unwrap_or(usize::MAX), now);
+            self.policies.sent_reports += 1;
+            self.policies.sent_bytes += bytes;
         }
     }
 
