@@ -22,6 +22,18 @@ fn addr(last: u8, port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, last], port))
 }
 
+/// A remote peer's handshake for `metainfo`'s torrent, with BEP 6 fast.
+fn fast_handshake(metainfo: &unchoke_core::metainfo::Metainfo) -> bytes::BytesMut {
+    let mut buf = bytes::BytesMut::new();
+    unchoke_core::wire::Handshake {
+        reserved: unchoke_core::wire::Reserved::NONE.with_fast(),
+        info_hash: metainfo.info_hash,
+        peer_id: unchoke_core::wire::PeerId([7; 20]),
+    }
+    .encode(&mut buf);
+    buf
+}
+
 fn drain(s: &mut Session) -> Vec<Action> {
     std::iter::from_fn(|| s.poll_action()).collect()
 }
@@ -126,13 +138,7 @@ fn the_unsent_cap_drops_a_connection_at_the_next_timer() {
     );
     // The peer's handshake makes us say `have none` (5 bytes): 53 unsent, over the cap,
     // dropped as a slow reader at the next timer.
-    let mut buf = bytes::BytesMut::new();
-    unchoke_core::wire::Handshake {
-        reserved: unchoke_core::wire::Reserved::NONE.with_fast(),
-        info_hash: metainfo.info_hash,
-        peer_id: unchoke_core::wire::PeerId([7; 20]),
-    }
-    .encode(&mut buf);
+    let mut buf = fast_handshake(&metainfo);
     s.handle_bytes(c, &mut buf, Instant::ZERO);
     let _ = drain(&mut s);
     assert_eq!(s.unsent_bytes(c), Some(53));
@@ -338,13 +344,7 @@ fn reads_answered_inside_the_action_loop_still_respect_the_read_ahead_bound() {
     )
     .expect("add");
     let c = s.connection_opened(addr(9, 6881), Direction::Inbound, Instant::ZERO);
-    let mut buf = bytes::BytesMut::new();
-    unchoke_core::wire::Handshake {
-        reserved: unchoke_core::wire::Reserved::NONE.with_fast(),
-        info_hash: metainfo.info_hash,
-        peer_id: unchoke_core::wire::PeerId([7; 20]),
-    }
-    .encode(&mut buf);
+    let mut buf = fast_handshake(&metainfo);
     unchoke_core::wire::Message::Interested.encode(&mut buf);
     s.handle_bytes(c, &mut buf, Instant::ZERO);
     // The first choke round unchokes the only interested peer.

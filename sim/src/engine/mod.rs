@@ -240,6 +240,41 @@ struct Host {
 }
 
 impl Host {
+    /// A host not yet in the swarm (no session), with its capacities and the pieces on its
+    /// disk; everything it will count starts at zero.
+    fn new(
+        role: Role,
+        addr: SocketAddr,
+        latency: u64,
+        (up, down): (f64, f64),
+        have: Bitfield,
+        arrived_at: u64,
+    ) -> Host {
+        Host {
+            role,
+            addr,
+            latency,
+            incarnation: 0,
+            online: None,
+            have,
+            completed_at: None,
+            arrived_at,
+            leave_after: None,
+            up,
+            down,
+            corrupt: false,
+            uploaded: 0,
+            downloaded: 0,
+            timer_generation: 0,
+            timer_at: None,
+            next_port: 40_000,
+            black_hole_until: None,
+            closing: None,
+            free_rider: false,
+            class: None,
+        }
+    }
+
     fn ephemeral(&mut self) -> SocketAddr {
         self.next_port = if self.next_port >= 60_000 {
             40_000
@@ -387,31 +422,16 @@ impl Simulation {
             };
             let id = sim.net.add_host(up, down);
             debug_assert_eq!(id, i);
+            let addr = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(FIRST_HOST + i as u32)),
+                LISTEN_PORT,
+            );
+            let arrived_at = if i == 0 { 0 } else { arrivals[i - 1] };
             sim.hosts.push(Host {
-                role,
-                addr: SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::from(FIRST_HOST + i as u32)),
-                    LISTEN_PORT,
-                ),
-                latency,
-                incarnation: 0,
-                online: None,
-                have,
-                completed_at: None,
-                arrived_at: if i == 0 { 0 } else { arrivals[i - 1] },
                 leave_after,
-                up,
-                down,
-                corrupt: false,
-                uploaded: 0,
-                downloaded: 0,
-                timer_generation: 0,
-                timer_at: None,
-                next_port: 40_000,
-                black_hole_until: None,
-                closing: None,
                 free_rider: free_riders.binary_search(&i).is_ok(),
                 class: i.checked_sub(1).and_then(|p| peer_classes.get(p).copied()),
+                ..Host::new(role, addr, latency, (up, down), have, arrived_at)
             });
         }
         if sim.config.peers == 0 {

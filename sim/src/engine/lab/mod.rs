@@ -160,33 +160,23 @@ impl Simulation {
         let rate = self.lab_ref().link_rate;
         self.net.set_in_cap(id, rate, self.now);
         let latency = u64::try_from(self.config.latency.as_micros()).unwrap_or(0);
-        self.hosts.push(Host {
-            // Outside the study's bookkeeping (availability, completions), as the server is.
-            role: Role::Server,
-            addr: lab_addr(index),
+        // Outside the study's bookkeeping (availability, completions), as the server is.
+        let addr = lab_addr(index);
+        let host = Host::new(
+            Role::Server,
+            addr,
             latency,
-            incarnation: 0,
+            (f64::INFINITY, f64::INFINITY),
+            have,
+            self.now,
+        );
+        self.hosts.push(Host {
             online: Some(Online {
                 session,
                 links: BTreeMap::new(),
                 dials: BTreeMap::new(),
             }),
-            have,
-            completed_at: None,
-            arrived_at: self.now,
-            leave_after: None,
-            up: f64::INFINITY,
-            down: f64::INFINITY,
-            corrupt: false,
-            uploaded: 0,
-            downloaded: 0,
-            timer_generation: 0,
-            timer_at: None,
-            next_port: 40_000,
-            black_hole_until: None,
-            closing: None,
-            free_rider: false,
-            class: None,
+            ..host
         });
         self.lab_mut().nodes.push(node);
         index
