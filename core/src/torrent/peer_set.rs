@@ -89,6 +89,11 @@ impl Torrent {
         max: usize,
         now: Instant,
     ) {
+        // Candidates a newcomer from `source` may displace, counted once for the batch
+        // (when first needed) rather than searched for every address of a batch that
+        // meets a full list. Only ever too high (a known candidate raised to `source`
+        // below is no longer displaceable), never too low: at 0 nobody can be displaced.
+        let mut displaceable: Option<usize> = None;
         for &addr in addrs {
             if self.is_banned(addr.ip()) || self.peers.values().any(|p| p.addr == addr) {
                 continue;
@@ -99,13 +104,23 @@ impl Torrent {
                 self.peers_seen = true;
                 continue;
             }
-            if self.candidates.len() >= max && !self.make_room_for(source) {
-                // The lowest source cannot displace anyone: the rest of this batch cannot
-                // either, and a 100,000-address answer costs no more than this check.
-                if source == PeerSource::Tracker {
-                    break;
+            if self.candidates.len() >= max {
+                let left = displaceable.get_or_insert_with(|| {
+                    self.candidates
+                        .iter()
+                        .filter(|(a, c)| c.source < source && !self.connecting.contains(a))
+                        .count()
+                });
+                if *left == 0 || !self.make_room_for(source) {
+                    // Nobody left to displace. A tracker's addresses can neither get in
+                    // nor raise a known one's source: a 100,000-address answer costs no
+                    // more than this check. Others go on, to raise the known ones.
+                    if source == PeerSource::Tracker {
+                        break;
+                    }
+                    continue;
                 }
-                continue;
+                *left -= 1;
             }
             self.peers_seen = true;
             self.candidates.insert(
@@ -717,6 +732,36 @@ mod tests {
             assert!(t.candidates[&some_junk].source >= before.max(PeerSource::Dht));
         }
         assert_eq!(t.candidates[&user].source, PeerSource::User);
+    }
+
+    #[test]
+    fn a_batch_meeting_a_full_list_displaces_exactly_the_lower_ranked_and_raises_the_known() {
+        let mut t = torrent();
+        let at = |host: u8, port: u16| SocketAddr::from(([10, 0, 1, host], port));
+        let pex: Vec<SocketAddr> = (1..=8).map(|p| at(1, p)).collect();
+        let tracker = [at(2, 1), at(2, 2)];
+        t.add_candidates(&pex, PeerSource::Pex, 10, Instant::ZERO);
+        t.add_candidates(&tracker, PeerSource::Tracker, 10, Instant::ZERO);
+        assert_eq!(t.candidates.len(), 10);
+        // A PEX message naming both tracker addresses' first (raised, not added) and five
+        // new ones after a new one: one tracker candidate is left to displace, so exactly
+        // one newcomer gets in; the later known address is still raised.
+        let news: Vec<SocketAddr> = (1..=5).map(|p| at(3, p)).collect();
+        let mut batch = vec![tracker[0]];
+        batch.extend(&news);
+        batch.push(tracker[1]);
+        t.add_candidates(&batch, PeerSource::Pex, 10, Instant::ZERO);
+        assert_eq!(t.candidates.len(), 10, "still bounded");
+        assert_eq!(t.candidates[&tracker[0]].source, PeerSource::Pex);
+        let admitted: Vec<&SocketAddr> = news
+            .iter()
+            .filter(|a| t.candidates.contains_key(a))
+            .collect();
+        assert_eq!(admitted, vec![&news[0]]);
+        // The other tracker address was displaced before the batch named it again, and
+        // then could not get back in (nobody lower left to displace).
+        assert!(!t.candidates.contains_key(&tracker[1]));
+        assert!(t.candidates.values().all(|c| c.source == PeerSource::Pex));
     }
 
     #[test]
