@@ -46,7 +46,7 @@ pub use extension::ExtensionHandshake;
 pub use handshake::{HANDSHAKE_LEN, Handshake, PROTOCOL, Reserved};
 pub use message::{
     BlockRequest, EXTENDED_HANDSHAKE_ID, MAX_BLOCK_LEN, Message, PIECE_HEADER_LEN,
-    encode_piece_header,
+    decode_piece_header, encode_piece_header,
 };
 pub use peer_id::PeerId;
 pub use ut_metadata::{

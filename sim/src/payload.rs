@@ -99,7 +99,14 @@ impl Payload {
         let mut at = 0usize;
         for b in blocks {
             let end = at + b.len();
-            if end > p.len() || p[at..end] != b[..] {
+            if end > p.len() {
+                return false;
+            }
+            // A block that is the canonical copy's own bytes (an honest disk's read, handed
+            // through without a copy) is equal by where it points; anything else, a
+            // corrupt host's blocks included, is compared byte by byte.
+            let same_memory = b.as_ptr() == p[at..end].as_ptr();
+            if !same_memory && p[at..end] != b[..] {
                 return false;
             }
             at = end;

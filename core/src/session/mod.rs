@@ -691,6 +691,38 @@ impl Session {
         });
     }
 
+    /// A `piece` message arrived on `conn` and the driver read its payload into a buffer
+    /// of its own (`data`, the block at byte `begin` of piece `index`): the same as
+    /// [`Session::handle_bytes`] with that framed message, without copying the payload
+    /// into a receive buffer. Only at a message boundary: bytes of an earlier message
+    /// still in the driver's buffer go to `handle_bytes` first. A block before the
+    /// handshake is a protocol error, the one [`Session::handle_bytes`] would report for
+    /// it (its frame's first byte, 0, read as the protocol name's length).
+    pub fn handle_block(
+        &mut self,
+        conn: ConnId,
+        index: u32,
+        begin: u32,
+        data: Bytes,
+        now: Instant,
+    ) {
+        self.saw(now);
+        if self.handshaking.contains_key(&conn) {
+            self.close_handshaking(
+                conn,
+                DisconnectReason::Protocol(crate::wire::WireError::HandshakeProtocolLength(0)),
+                now,
+            );
+            return;
+        }
+        let Some(&tid) = self.routes.get(&conn) else {
+            return;
+        };
+        self.with_torrent(tid, |t, ctx| {
+            t.handle_block(conn, (index, begin), data, ctx, now);
+        });
+    }
+
     /// Runs `f` on torrent `tid` with the session's output queue, RNG and settings, then
     /// forgets the routes of any connection it closed. `None` if there is no such torrent.
     fn with_torrent<R>(

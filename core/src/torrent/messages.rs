@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{Ctx, OUR_UT_METADATA_ID, OUR_UT_PEX_ID, Torrent};
 use crate::bitfield::Bitfield;
@@ -40,6 +40,26 @@ impl Torrent {
                     return;
                 }
             }
+        }
+    }
+
+    /// A `piece` message whose payload the driver read into a buffer of its own: checked
+    /// as the decoder checks a framed one, then handled as one.
+    pub(crate) fn handle_block(
+        &mut self,
+        conn: ConnId,
+        (index, begin): (u32, u32),
+        data: Bytes,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        peer.last_received = now;
+        match peer.decoder.check_piece(index, begin, data.len()) {
+            Ok(()) => self.handle_message(conn, Message::Piece { index, begin, data }, ctx, now),
+            Err(e) => self.disconnect(conn, DisconnectReason::Protocol(e), ctx, now),
         }
     }
 

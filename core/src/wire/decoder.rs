@@ -362,6 +362,22 @@ impl Decoder {
 
     /// `block` if its piece exists, its length is within `1..=max_block_len` and it ends
     /// inside its piece.
+    /// Validates a `piece` message whose payload of `len` bytes arrived outside the
+    /// receive buffer ([`crate::session::Session::handle_block`]): the same checks
+    /// [`Decoder::decode`] makes of a framed one (index, bounds, `1..=max_block_len`).
+    pub fn check_piece(&self, index: u32, begin: u32, len: usize) -> Result<(), WireError> {
+        let length = u32::try_from(len).unwrap_or(u32::MAX);
+        self.check_block(
+            "piece",
+            BlockRequest {
+                index,
+                begin,
+                length,
+            },
+        )
+        .map(|_| ())
+    }
+
     fn check_block(
         &self,
         message: &'static str,

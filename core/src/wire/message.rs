@@ -234,3 +234,18 @@ pub fn encode_piece_header(index: u32, begin: u32, len: u32, out: &mut BytesMut)
     out.put_u32(index);
     out.put_u32(begin);
 }
+
+/// Reads a `piece` message's 13-byte header (what [`encode_piece_header`] writes): the
+/// piece index, the offset and the payload's length, so a driver can read the payload
+/// into a buffer of its own and hand it to
+/// [`Session::handle_block`](crate::session::Session::handle_block). `None` if `header`
+/// is not 13 bytes of a `piece` header. Nothing is validated beyond that: the session
+/// checks the block as it checks a framed one.
+pub fn decode_piece_header(header: &[u8]) -> Option<(u32, u32, u32)> {
+    let header: &[u8; PIECE_HEADER_LEN] = header.try_into().ok()?;
+    let be = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let len = be(0).checked_sub(9)?;
+    (header[4] == id::PIECE).then_some((be(5), be(9), len))
+}

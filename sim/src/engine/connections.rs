@@ -226,13 +226,31 @@ impl Simulation {
             let Some(link) = links.get_mut(&conn) else {
                 return;
             };
-            // One reservation for the whole unit (a block's header and payload): extending
-            // chunk by chunk reallocated and copied the buffer once more per chunk.
-            link.recv.reserve(chunks.iter().map(|c| c.len()).sum());
-            for c in &chunks {
-                link.recv.extend_from_slice(c);
+            let mut chunks = chunks.into_iter().peekable();
+            while let Some(chunk) = chunks.next() {
+                // A block's header with its payload right behind: the payload goes to the
+                // session as the buffer it already is (`handle_block`), not copied into
+                // the receive buffer — at a message boundary only, so whatever came
+                // before is handed over first.
+                if let Some((index, begin)) = chunks
+                    .peek()
+                    .and_then(|next| block_header(&chunk, next.len()))
+                {
+                    if !link.recv.is_empty() {
+                        session.handle_bytes(conn, &mut link.recv, now);
+                    }
+                    if link.recv.is_empty() {
+                        if let Some(data) = chunks.next() {
+                            session.handle_block(conn, index, begin, data, now);
+                        }
+                        continue;
+                    }
+                }
+                link.recv.extend_from_slice(&chunk);
             }
-            session.handle_bytes(conn, &mut link.recv, now);
+            if !link.recv.is_empty() {
+                session.handle_bytes(conn, &mut link.recv, now);
+            }
             // Units carry whole messages, so the buffer is normally empty now. Let its
             // allocation go: a buffer kept per link (16–64 KiB once blocks passed through)
             // was most of a host's memory, ~2 MiB each with 50–80 links, which is what
@@ -257,4 +275,11 @@ impl Simulation {
             ));
         }
     }
+}
+
+/// The piece index and offset of a `piece` message's 13-byte header whose payload of
+/// `payload_len` bytes is the next chunk; `None` for anything else.
+fn block_header(chunk: &[u8], payload_len: usize) -> Option<(u32, u32)> {
+    let (index, begin, len) = unchoke_core::wire::decode_piece_header(chunk)?;
+    (len as usize == payload_len).then_some((index, begin))
 }
