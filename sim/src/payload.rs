@@ -23,6 +23,30 @@ pub(crate) struct Payload {
     pieces: Vec<Bytes>,
 }
 
+/// A single-file torrent named `name` of `length` bytes in pieces of `piece_length` whose
+/// SHA-1s are `hashes` (20 bytes each, in order), announcing to `announce`: the simulated
+/// file's and the lab's test torrents.
+pub(crate) fn single_file_torrent(
+    name: &[u8],
+    announce: &str,
+    length: u64,
+    piece_length: u32,
+    hashes: &[u8],
+) -> Result<Metainfo, String> {
+    let length = i64::try_from(length).map_err(|_| format!("{length} bytes is too large"))?;
+    let info = Value::Dict(Dict::new(vec![
+        (b"length", Value::Int(length)),
+        (b"name", Value::Bytes(name)),
+        (b"piece length", Value::Int(i64::from(piece_length))),
+        (b"pieces", Value::Bytes(hashes)),
+    ]));
+    let root = Value::Dict(Dict::new(vec![
+        (b"announce", Value::Bytes(announce.as_bytes())),
+        (b"info", info),
+    ]));
+    Metainfo::from_bytes(&bencode::encode(&root)).map_err(|e| e.to_string())
+}
+
 impl Payload {
     /// Makes `file_size` bytes of content from `seed` and a single-file torrent of it.
     pub(crate) fn new(file_size: u64, piece_length: u32, seed: u64) -> Result<Self, String> {
@@ -55,19 +79,14 @@ impl Payload {
             hashes.extend_from_slice(&Sha1::digest(&piece));
             pieces.push(Bytes::from(piece));
         }
-        let length = i64::try_from(file_size).map_err(|_| "file size too large".to_string())?;
-        let info = Value::Dict(Dict::new(vec![
-            (b"length", Value::Int(length)),
-            (b"name", Value::Bytes(b"simulated.bin")),
-            (b"piece length", Value::Int(i64::from(piece_length))),
-            (b"pieces", Value::Bytes(&hashes)),
-        ]));
-        let root = Value::Dict(Dict::new(vec![
-            (b"announce", Value::Bytes(TRACKER_URL.as_bytes())),
-            (b"info", info),
-        ]));
-        let metainfo = Metainfo::from_bytes(&bencode::encode(&root))
-            .map_err(|e| format!("the simulated torrent does not parse: {e}"))?;
+        let metainfo = single_file_torrent(
+            b"simulated.bin",
+            TRACKER_URL,
+            file_size,
+            piece_length,
+            &hashes,
+        )
+        .map_err(|e| format!("the simulated torrent does not parse: {e}"))?;
         Ok(Payload { metainfo, pieces })
     }
 

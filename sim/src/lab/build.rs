@@ -1,7 +1,6 @@
 //! The lab's test torrents: deterministic content and a single-file torrent over it.
 
 use sha1::{Digest, Sha1};
-use unchoke_core::bencode::{self, Dict, List, Value};
 use unchoke_core::metainfo::Metainfo;
 
 /// A single-file torrent (`payload.bin`) over `content`, announcing to a local tracker.
@@ -14,18 +13,14 @@ pub fn make_metainfo(content: &[u8], piece_length: u32) -> Metainfo {
     for chunk in content.chunks(piece_length as usize) {
         pieces.extend_from_slice(&Sha1::digest(chunk));
     }
-    let info = Value::Dict(Dict::new(vec![
-        (b"length", Value::Int(content.len() as i64)),
-        (b"name", Value::Bytes(b"payload.bin")),
-        (b"piece length", Value::Int(i64::from(piece_length))),
-        (b"pieces", Value::Bytes(&pieces)),
-    ]));
-    let root = Value::Dict(Dict::new(vec![
-        (b"announce", Value::Bytes(b"http://127.0.0.1:6969/announce")),
-        (b"info", info),
-        (b"url-list", Value::List(List::new(vec![]))),
-    ]));
-    match Metainfo::from_bytes(&bencode::encode(&root)) {
+    let torrent = crate::payload::single_file_torrent(
+        b"payload.bin",
+        "http://127.0.0.1:6969/announce",
+        content.len() as u64,
+        piece_length,
+        &pieces,
+    );
+    match torrent {
         Ok(m) => m,
         Err(e) => panic!("the lab's torrent does not parse: {e}"),
     }
