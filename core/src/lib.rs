@@ -21,7 +21,9 @@
 //!   ([`connection_opened`], with [`Direction::Inbound`] for an accepted one) or a dial failed
 //!   ([`handle_connect_error`] with the OS's reason; [`connect_failed`] without one); bytes
 //!   read ([`handle_bytes`]: complete messages are consumed from the buffer, a partial one
-//!   stays for the next call); bytes the socket accepted ([`handle_sent`]); a stream closed by
+//!   stays for the next call; or, at a message boundary, a `piece` message whose payload
+//!   the driver read into a buffer of its own, [`handle_block`], no copy); bytes the socket
+//!   accepted ([`handle_sent`]); a stream closed by
 //!   itself ([`handle_closed`] with why, or [`connection_closed`]; idempotent); a datagram on
 //!   the UDP socket ([`handle_datagram`]: the DHT's and UDP trackers'); a name resolved
 //!   ([`handle_resolved`]);
@@ -200,6 +202,7 @@
 //! [`handle_sent`]: session::Session::handle_sent
 //! [`handle_closed`]: session::Session::handle_closed
 //! [`handle_bytes`]: session::Session::handle_bytes
+//! [`handle_block`]: session::Session::handle_block
 //! [`connection_closed`]: session::Session::connection_closed
 //! [`handle_datagram`]: session::Session::handle_datagram
 //! [`disk_write_done`]: session::Session::disk_write_done
