@@ -313,3 +313,143 @@ fn cycling_request_and_cancel_never_has_more_reads_in_flight_than_the_queue_boun
         "{reads} reads in flight for one peer, bound {max}"
     );
 }
+
+/// A connection sent `unchoke`, and when.
+type Unchoked = (ConnId, Instant);
+
+/// One pass over a seed's actions: answers every read at once with zeros and
+/// reports every byte handed out as accepted at once (a kernel send buffer with room for
+/// all of it), and notes each connection sent an `unchoke` at `now`.
+fn answer_at_once(
+    seed: &mut unchoke_core::session::Session,
+    now: Instant,
+    unchoked: &mut Vec<Unchoked>,
+) {
+    use unchoke_core::session::Action;
+    while let Some(action) = seed.poll_action() {
+        match action {
+            Action::ReadBlock { conn, block, .. } => {
+                let data = bytes::Bytes::from(vec![0u8; block.length as usize]);
+                seed.disk_read_done(conn, block, Ok(data), now);
+            }
+            Action::Send { conn, data } => {
+                if contains(&data, &Message::Unchoke) {
+                    unchoked.push((conn, now));
+                }
+                seed.handle_sent(conn, data.len(), now);
+            }
+            Action::SendBlock { conn, header, data } => {
+                seed.handle_sent(conn, header.len() + data.len(), now);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_slow_reader_whose_pipeline_the_send_buffer_swallowed_loses_its_slot_two_seconds_after_its_unchoke()
+ {
+    // Five peers take the seed's five slots (four regular, one optimistic) at time zero;
+    // each asks for ten blocks, which its socket accepts at once (a kernel send buffer
+    // swallows a slow reader's whole pipeline at our speed), and then takes nothing more.
+    // An honest peer says `interested` at 0.5 s. The readers' opening second shows
+    // 160 KiB each and must not count as reading; the rest of their first window shows
+    // nothing taken, so at exactly 2 s (their unchoke plus `slot_trial`, at its own
+    // deadline and not on a 1 s tick) the honest peer gets a slot. Judging the whole first
+    // window would have found 80 KiB/s there and waited for a second window (4 s or more).
+    let s = swarm();
+    assert_eq!(s.config.slot_trial, Duration::from_secs(2));
+    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 11, Instant::ZERO);
+    let mut all = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
+    for p in 0..s.metainfo.info.piece_count() {
+        all.set(p);
+    }
+    let torrent = seed
+        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
+        .expect("add torrent");
+    let join = |seed: &mut unchoke_core::session::Session, i: u8, now: Instant| {
+        let addr = format!("127.0.0.{}:40000", 10 + i).parse().expect("addr");
+        let conn = seed.connection_opened(addr, Direction::Inbound, now);
+        let mut buf = bytes::BytesMut::new();
+        Handshake {
+            reserved: Reserved::NONE.with_fast(),
+            info_hash: s.metainfo.info_hash,
+            peer_id: PeerId([i; 20]),
+        }
+        .encode(&mut buf);
+        Message::Interested.encode(&mut buf);
+        seed.handle_bytes(conn, &mut buf, now);
+        assert!(seed.connections(torrent).contains(&conn));
+        conn
+    };
+    let mut unchoked = Vec::new();
+    let readers: Vec<ConnId> = (0..5).map(|i| join(&mut seed, i, Instant::ZERO)).collect();
+    answer_at_once(&mut seed, Instant::ZERO, &mut unchoked);
+    assert_eq!(unchoked.len(), 5, "every reader holds a slot: {unchoked:?}");
+    for (n, &conn) in readers.iter().enumerate() {
+        let mut buf = bytes::BytesMut::new();
+        // Ten blocks over three of the 64 KiB pieces, a range of its own per reader.
+        for b in 0..10u32 {
+            Message::Request(BlockRequest {
+                index: n as u32 * 3 + b / 4,
+                begin: (b % 4) * 16 * KIB as u32,
+                length: 16 * KIB as u32,
+            })
+            .encode(&mut buf);
+        }
+        seed.handle_bytes(conn, &mut buf, Instant::ZERO);
+    }
+    answer_at_once(&mut seed, Instant::ZERO, &mut unchoked);
+    for &conn in &readers {
+        assert!(
+            seed.connections(torrent).contains(&conn),
+            "a reader was dropped"
+        );
+    }
+    // The timers, as a driver runs them: time jumps to each deadline the session asks
+    // for, nothing finer, until `until` or `stop` holds.
+    let run = |seed: &mut unchoke_core::session::Session,
+               unchoked: &mut Vec<Unchoked>,
+               from: Instant,
+               until: Instant,
+               stop: &dyn Fn(&[Unchoked]) -> bool| {
+        let mut now = from;
+        loop {
+            let next = seed
+                .poll_timeout()
+                .expect("a running torrent has a deadline");
+            if next > until || stop(unchoked) {
+                return;
+            }
+            now = next.max(now);
+            seed.handle_timeout(now);
+            answer_at_once(seed, now, unchoked);
+        }
+    };
+    let half = Instant::from_micros(500_000);
+    run(&mut seed, &mut unchoked, Instant::ZERO, half, &|_| false);
+    assert_eq!(
+        unchoked.len(),
+        5,
+        "the first round kept the readers: {unchoked:?}"
+    );
+    let honest = join(&mut seed, 9, half);
+    answer_at_once(&mut seed, half, &mut unchoked);
+    run(
+        &mut seed,
+        &mut unchoked,
+        half,
+        Instant::from_secs(10),
+        &|u| u.iter().any(|(c, _)| *c == honest),
+    );
+    let at = unchoked
+        .iter()
+        .find(|(c, _)| *c == honest)
+        .map(|(_, t)| *t)
+        .expect("the honest peer gets a slot");
+    assert_eq!(
+        at,
+        Instant::from_secs(2),
+        "unchoked at {at:?}: {unchoked:?} readers {readers:?}"
+    );
+}

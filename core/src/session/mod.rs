@@ -852,6 +852,8 @@ impl Session {
                 t.note_sent(conn, now);
             }
         }
+        // Every torrent on the housekeeping tick; between ticks only those whose exact
+        // deadlines (choke round, slot verdicts) came, and only for those.
         let ticking: Vec<TorrentId> = self
             .torrents
             .iter()
@@ -859,7 +861,11 @@ impl Session {
             .map(|(id, _)| *id)
             .collect();
         for id in ticking {
-            self.with_torrent(id, |t, ctx| t.tick(ctx, now));
+            if tick_due {
+                self.with_torrent(id, |t, ctx| t.tick(ctx, now));
+            } else {
+                self.with_torrent(id, |t, ctx| t.deadlines(ctx, now));
+            }
         }
         if tick_due {
             self.next_tick = now + TICK;

@@ -9,22 +9,30 @@
 //! everything at once) the two are the same, and the queued rate is used.
 //!
 //! **Slot trials (wasted slots).** A slot is worth what the peer takes from it. While a
-//! peer is unchoked it is judged at the end of every trial window of `slot_trial` (2 s),
-//! the first starting with the unchoke, on the bytes its socket took in that window
-//! against `slow_reader_rate` (16 KiB/s): below it, the peer **wasted its slot** (it reads
-//! at a trickle, or it said it was interested and asks for nothing), unless it sends us at
-//! least that rate itself (while leeching, a generous partner keeps its tit-for-tat slot
-//! however it reads; a seed downloads nothing, so this spares no one there). At or above
-//! it, the mark is cleared. Window by window rather than since the unchoke: a slow
-//! reader's first window looks fast while the kernel's send buffer (megabytes on a fast
-//! link) fills, and only the next shows its reading. The mark is judged only while the
+//! peer is unchoked it is judged window by window on the bytes its socket took in the
+//! window against `slow_reader_rate` (16 KiB/s): below it, the peer **wasted its slot** (it
+//! reads at a trickle, or it said it was interested and asks for nothing), unless it sends
+//! us at least that rate itself (while leeching, a generous partner keeps its tit-for-tat
+//! slot however it reads; a seed downloads nothing, so this spares no one there). At or
+//! above it, the mark is cleared. The first second after the unchoke is an **opening**
+//! judged only on whether the peer took anything at all: whatever the peer reads, its
+//! socket first takes what it asked for at our speed (the kernel's send buffer, megabytes
+//! on a fast link, swallows a slow reader's whole pipeline at once), so that second says
+//! nothing about its reading. The first window is the rest of `slot_trial` (2 s) after
+//! the unchoke, so a peer that stops reading once its buffer is full is judged two
+//! seconds after its unchoke, not four; later windows last `slot_trial` each. Window by
+//! window rather than since the unchoke for the same reason: what a socket took long ago
+//! says nothing about how it reads now. Verdicts come at their exact instants (the
+//! torrent's deadline includes [`Torrent::slot_verdict_at`]), not on the next 1 s tick,
+//! so a slot held by a slow reader turns over within `slot_trial` of its unchoke: an
+//! honest newcomer that finds every slot so held waits at most that long. The mark is judged only while the
 //! peer is unchoked (a choked peer shows nothing new), so it sticks until the optimistic
 //! slot shows the peer taking more. A marked peer ranks after every unmarked one and its
-//! regular slot goes at once (at the next tick, not the next round) to an interested peer
-//! that wasted none ([`crate::choker::Choker::refill`]). Two verdicts come early, within
-//! a window: a peer that has taken nothing at all a second after its unchoke (it never
-//! asked), and one whose socket kept our bytes waiting for a second while taking less
-//! than the floor (its reading is the limit, seen directly).
+//! regular slot goes at once (not at the next round) to an interested peer that wasted
+//! none ([`crate::choker::Choker::refill`]). Two verdicts come early: a peer that has
+//! taken nothing at all by the end of its opening (it never asked), and one whose socket
+//! kept our bytes waiting for a second while taking less than the floor (its reading is
+//! the limit, seen directly).
 //!
 //! Why a relative rank rather than taking the slot away: the floor alone cannot tell a
 //! slow reader from our own saturated uplink (with 50 KiB/s up, five unchoked peers take
@@ -90,9 +98,14 @@ impl Torrent {
                 peer.am_choking = false;
                 peer.slot = Some(SlotTrial {
                     since: now,
+                    ends: now + OPENING,
                     taken_before: peer.taken(ctx.config.send_accounting),
-                    first: true,
+                    opening: true,
                 });
+                self.slot_verdict_at = Some(
+                    self.slot_verdict_at
+                        .map_or(now + OPENING, |t| t.min(now + OPENING)),
+                );
                 ctx.out.send(conn, &Message::Unchoke);
             } else if !unchoke && !peer.am_choking {
                 peer.am_choking = true;
@@ -132,81 +145,116 @@ impl Torrent {
         }
     }
 
-    /// Judges the slot trials due at `now` (every tick) and, when a regular slot holder is
-    /// newly found wasting it, refills at once so a waiting peer need not wait for the round.
+    /// Judges the slot trials due at `now` and, when a regular slot holder is newly found
+    /// wasting it, refills at once so a waiting peer need not wait for the round.
     pub(super) fn slot_trials(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         if self.judge_slots(ctx.config, now) {
             self.refill_slots(ctx, now);
         }
     }
 
-    /// Judges every unchoked peer against the wasted-slot rule (module docs): at the end of
-    /// each of its trial windows, and earlier on the two early verdicts; true if one was
-    /// newly marked.
+    /// The earliest instant a slot trial may reach a verdict: an opening or a window
+    /// ends, or a backlog turns a second old. `None` when no one holds a judged slot.
+    /// Kept up to date by every unchoke, every new backlog and every judgement, so the
+    /// session calls us then and not on a fixed tick (module docs).
+    pub(super) fn slot_verdict_at(&self) -> Option<Instant> {
+        self.slot_verdict_at
+    }
+
+    /// A backlog began on `conn` at `now`: its early verdict may come a second later.
+    pub(super) fn backlog_began(&mut self, now: Instant) {
+        let at = now + SILENT_SLOT;
+        self.slot_verdict_at = Some(self.slot_verdict_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// Judges every unchoked peer against the wasted-slot rule (module docs): at the end
+    /// of its opening and of each window, and early on a backlog; true if one was newly
+    /// marked. Sets [`Self::slot_verdict_at`] to the next instant one may be due.
     fn judge_slots(&mut self, config: &SessionConfig, now: Instant) -> bool {
+        self.slot_verdict_at = None;
         if config.slow_reader_rate == 0 {
             return false;
         }
         let mut newly_wasted = false;
+        let mut next: Option<Instant> = None;
         for peer in self.peers.values_mut().filter(|p| !p.am_choking) {
             let Some(slot) = peer.slot else {
                 continue;
             };
-            let held = now.saturating_duration_since(slot.since);
             let taken_now = peer.taken(config.send_accounting);
             let taken = taken_now.saturating_sub(slot.taken_before);
-            if held < config.slot_trial {
-                // Early verdicts. A slot given and not used at all: a peer that asks
-                // within a round trip of its unchoke has taken something a second later.
-                let silent = slot.first && taken == 0 && held >= SILENT_SLOT;
-                // A socket that kept our bytes waiting for a second and took less than
-                // the floor meanwhile: the peer's reading is the limit, seen directly
-                // (the window's average would still include the send buffer's filling).
+            let sends_us_enough = peer.download.rate(now) >= config.slow_reader_rate;
+            if now < slot.ends {
+                // An early verdict: a socket that kept our bytes waiting for a second and
+                // took less than the floor meanwhile: the peer's reading is the limit,
+                // seen directly (the window's average would still include the send
+                // buffer's filling).
                 let backlogged = peer.backlog_since.is_some_and(|since| {
                     let waited = now.saturating_duration_since(since);
                     let took = peer.accepted.total().saturating_sub(peer.backlog_taken);
                     waited >= SILENT_SLOT && per_second(took, waited) < config.slow_reader_rate
                 });
-                let early =
-                    (silent || backlogged) && peer.download.rate(now) < config.slow_reader_rate;
-                if early && !peer.wasted_slot {
+                if backlogged && !sends_us_enough && !peer.wasted_slot {
                     peer.wasted_slot = true;
                     newly_wasted = true;
                 }
+                let mut due = slot.ends;
+                if let Some(b) = peer.backlog_since.map(|since| since + SILENT_SLOT) {
+                    if b > now {
+                        due = due.min(b);
+                    }
+                }
+                next = Some(next.map_or(due, |n| n.min(due)));
                 continue;
             }
-            // The rate over this trial window only, then a new window starts: what the
-            // socket took long ago (a send buffer filled at once, a fast start) says
-            // nothing about how it reads now.
-            let rate = per_second(taken, held);
+            let window = if slot.opening {
+                // The opening: only whether the peer took anything (it never asked).
+                if taken == 0 && !sends_us_enough && !peer.wasted_slot {
+                    peer.wasted_slot = true;
+                    newly_wasted = true;
+                }
+                // The first window: the rest of the trial after the unchoke (at least
+                // half an opening, should this judgement come late).
+                (slot.since + config.slot_trial).max(now + OPENING / 2) - now
+            } else {
+                // The rate over this window only, then a new window starts.
+                let rate = per_second(taken, now.saturating_duration_since(slot.since));
+                // Marked on evidence (a whole window below the floor), cleared on
+                // evidence (at or above it).
+                if rate >= config.slow_reader_rate {
+                    peer.wasted_slot = false;
+                } else if !sends_us_enough && !peer.wasted_slot {
+                    peer.wasted_slot = true;
+                    newly_wasted = true;
+                }
+                config.slot_trial.max(OPENING / 2)
+            };
+            let ends = now + window;
             peer.slot = Some(SlotTrial {
                 since: now,
+                ends,
                 taken_before: taken_now,
-                first: false,
+                opening: false,
             });
-            // Marked on evidence (a whole trial below the floor), cleared on evidence (at or
-            // above it); a peer still in its trial keeps what it had.
-            if rate >= config.slow_reader_rate {
-                peer.wasted_slot = false;
-            } else if peer.download.rate(now) < config.slow_reader_rate && !peer.wasted_slot {
-                peer.wasted_slot = true;
-                newly_wasted = true;
-            }
+            next = Some(next.map_or(ends, |n| n.min(ends)));
         }
+        self.slot_verdict_at = next;
         newly_wasted
     }
 }
 
-/// The current trial window of an unchoked peer: judged once it lasted
-/// `SessionConfig::slot_trial`, then the next window starts.
+/// The current trial window of an unchoked peer: judged at `ends`, then the next window
+/// starts (module docs).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct SlotTrial {
     /// When the window began: the unchoke, or the end of the previous window.
     pub(super) since: Instant,
+    /// When it is judged.
+    pub(super) ends: Instant,
     /// What the peer had taken from us by then ([`super::Peer::taken`]).
     pub(super) taken_before: u64,
-    /// The window that began with the unchoke (the only one judged early when silent).
-    pub(super) first: bool,
+    /// The opening second after the unchoke, judged only on whether anything was taken.
+    pub(super) opening: bool,
 }
 
 /// `bytes` over `over` as bytes per second (`over` of zero counts as 1 µs).
@@ -215,7 +263,11 @@ fn per_second(bytes: u64, over: std::time::Duration) -> u64 {
     u64::try_from(u128::from(bytes) * 1_000_000 / u128::from(micros)).unwrap_or(u64::MAX)
 }
 
-/// How long after an unchoke a peer that has taken nothing at all is judged to waste its
-/// slot, without waiting for the whole first window: an honest peer asks within a round
-/// trip and the blocks it asked for are in its socket well within a second.
+/// The opening after an unchoke (module docs): a peer that has taken nothing at all by
+/// its end wastes its slot (an honest peer asks within a round trip and the blocks it
+/// asked for are in its socket well within a second), and what it took during it is not
+/// counted as reading (the send buffer filled at our speed).
+const OPENING: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How long a backlog (our bytes waiting on the socket) must last for its early verdict.
 const SILENT_SLOT: std::time::Duration = std::time::Duration::from_secs(1);

@@ -179,6 +179,10 @@ pub(crate) struct Torrent {
     /// discarded unwritten. For data that must not change (`seed --partial` over read-only
     /// storage); see [`Torrent::set_upload_only`].
     upload_only: bool,
+    /// The earliest instant a slot trial may reach a verdict ([`choking`]); part of the
+    /// torrent's deadline. Never later than the true next verdict (a judgement that
+    /// finds nothing due is harmless), `None` with no judged slot.
+    slot_verdict_at: Option<Instant>,
 }
 
 impl Torrent {
@@ -235,6 +239,7 @@ impl Torrent {
             pex_round_at: Instant::ZERO,
             display_name: None,
             upload_only: false,
+            slot_verdict_at: None,
         }
     }
 
@@ -323,8 +328,11 @@ impl Torrent {
         self.peers.keys().copied()
     }
 
+    /// When the torrent's timers next need a look (the choke round or a slot verdict),
+    /// between the session's housekeeping ticks.
     pub(crate) fn next_deadline(&self) -> Instant {
-        self.choker.next_deadline()
+        let round = self.choker.next_deadline();
+        self.slot_verdict_at().map_or(round, |t| t.min(round))
     }
 
     /// A progress snapshot. Before the metadata is known the piece and byte counts are 0
@@ -398,8 +406,7 @@ impl Torrent {
     /// Periodic work: choking rounds, keep-alives, idle peers, request time-outs, metadata
     /// time-outs, PEX and dialling.
     pub(crate) fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        self.choke_round(ctx, now);
-        self.slot_trials(ctx, now);
+        self.deadlines(ctx, now);
         // One pass over the peers; only those with something to do are visited again
         // (most ticks: none), in connection order as before.
         let mut work: Vec<(ConnId, bool)> = Vec::new();
@@ -426,6 +433,13 @@ impl Torrent {
         self.metadata_timeouts(ctx, now);
         self.send_pex(ctx, now);
         self.maybe_connect(ctx, now);
+    }
+
+    /// The timers with exact deadlines ([`Torrent::next_deadline`]): the choke round and
+    /// slot verdicts. Run on their own between housekeeping ticks, and by every tick.
+    pub(crate) fn deadlines(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        self.choke_round(ctx, now);
+        self.slot_trials(ctx, now);
     }
 
     /// Notes that we sent something to `conn` (for keep-alive timing).

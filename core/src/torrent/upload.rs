@@ -87,11 +87,15 @@ impl Torrent {
                 let n = data.len() as u64;
                 peer.upload.record(now, n);
                 peer.last_sent = now;
-                if ctx.config.send_accounting && peer.backlog_since.is_none() {
+                let backlog_began = ctx.config.send_accounting && peer.backlog_since.is_none();
+                if backlog_began {
                     peer.backlog_since = Some(now);
                     peer.backlog_taken = peer.accepted.total();
                 }
                 self.uploaded += n;
+                if backlog_began {
+                    self.backlog_began(now);
+                }
                 ctx.out.send_block(conn, block.index, block.begin, data);
                 return true;
             }

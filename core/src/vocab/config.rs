@@ -50,10 +50,12 @@ pub struct SessionConfig {
     pub slow_reader_rate: u64,
     /// The window an unchoked peer is judged over against
     /// [`SessionConfig::slow_reader_rate`], window after window while it holds its slot
-    /// (default 2 s; judged on the session's 1 s tick, so 2–3 s): long enough for any
-    /// honest peer to ask and read 32 KiB, short enough that a slot held by a peer that
-    /// never asks, or reads at a trickle once the kernel's send buffer is full, turns over
-    /// within a few seconds rather than a 10 s choke round.
+    /// (default 2 s, judged at its exact end; the first window is what is left of it after
+    /// the unchoke's 1 s opening, when the kernel's send buffer fills whatever the peer
+    /// reads): long enough for any honest peer to ask and read 16 KiB a second, short
+    /// enough that a slot held by a peer that never asks, or reads at a trickle once the
+    /// send buffer is full, turns over within 2 s of its unchoke rather than at a 10 s
+    /// choke round.
     pub slot_trial: Duration,
     /// Seconds of a peer's measured download rate to keep requested ahead (pipeline depth =
     /// rate × this / 16 KiB), so a fast link never idles on round trips (default 2 s;
