@@ -453,3 +453,55 @@ fn a_slow_reader_whose_pipeline_the_send_buffer_swallowed_loses_its_slot_two_sec
         "unchoked at {at:?}: {unchoked:?} readers {readers:?}"
     );
 }
+
+#[test]
+fn with_no_one_waiting_for_a_slot_the_verdicts_wait_for_the_housekeeping_tick() {
+    // One peer, unchoked at 0.5 s, and no one else: a verdict on it could hand its slot to
+    // no one, so the session must not wake at its verdict instants (1.5 s, the opening's
+    // end; 2.5 s, the first window's) but only at its usual deadlines (the 1 s tick, the
+    // choke round), where the verdict is made as well.
+    let s = swarm();
+    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 12, Instant::ZERO);
+    let mut all = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
+    for p in 0..s.metainfo.info.piece_count() {
+        all.set(p);
+    }
+    seed.add_torrent(&s.metainfo, Some(all), Instant::ZERO)
+        .expect("add torrent");
+    let half = Instant::from_micros(500_000);
+    let addr = "127.0.0.9:40000".parse().expect("addr");
+    let conn = seed.connection_opened(addr, Direction::Inbound, half);
+    let mut buf = bytes::BytesMut::new();
+    Handshake {
+        reserved: Reserved::NONE.with_fast(),
+        info_hash: s.metainfo.info_hash,
+        peer_id: PeerId([7; 20]),
+    }
+    .encode(&mut buf);
+    Message::Interested.encode(&mut buf);
+    seed.handle_bytes(conn, &mut buf, half);
+    let mut unchoked = Vec::new();
+    answer_at_once(&mut seed, half, &mut unchoked);
+    assert_eq!(
+        unchoked,
+        vec![(conn, half)],
+        "the only peer is unchoked at once"
+    );
+    let mut wakes = Vec::new();
+    let mut now = half;
+    while now < Instant::from_secs(5) {
+        now = seed
+            .poll_timeout()
+            .expect("a running torrent has a deadline")
+            .max(now);
+        wakes.push(now);
+        seed.handle_timeout(now);
+        answer_at_once(&mut seed, now, &mut unchoked);
+    }
+    for verdict in [1_500_000, 2_500_000, 4_500_000] {
+        assert!(
+            !wakes.contains(&Instant::from_micros(verdict)),
+            "woken at a verdict instant with no one waiting: {wakes:?}"
+        );
+    }
+}

@@ -22,10 +22,13 @@
 //! the unchoke, so a peer that stops reading once its buffer is full is judged two
 //! seconds after its unchoke, not four; later windows last `slot_trial` each. Window by
 //! window rather than since the unchoke for the same reason: what a socket took long ago
-//! says nothing about how it reads now. Verdicts come at their exact instants (the
-//! torrent's deadline includes [`Torrent::slot_verdict_at`]), not on the next 1 s tick,
-//! so a slot held by a slow reader turns over within `slot_trial` of its unchoke: an
-//! honest newcomer that finds every slot so held waits at most that long. The mark is judged only while the
+//! says nothing about how it reads now. While an interested peer that wasted no slot
+//! waits for one, verdicts come at their exact instants (the torrent's deadline includes
+//! [`Torrent::slot_verdict_at`]), not on the next 1 s tick, so a slot held by a slow
+//! reader turns over within `slot_trial` of its unchoke: an honest newcomer that finds
+//! every slot so held waits at most that long. With no one waiting, a verdict only
+//! changes the next round's ranking (the round judges first), and the 1 s housekeeping
+//! tick judges them: a busy swarm is not woken for each. The mark is judged only while the
 //! peer is unchoked (a choked peer shows nothing new), so it sticks until the optimistic
 //! slot shows the peer taking more. A marked peer ranks after every unmarked one and its
 //! regular slot goes at once (not at the next round) to an interested peer that wasted
@@ -43,7 +46,7 @@
 //! wastes the slot just the same, and a few seconds at the floor are enough for any honest
 //! peer to show it reads (an honest request arrives within a round trip of the unchoke).
 
-use super::{Ctx, Torrent};
+use super::{ConnId, Ctx, Torrent};
 use crate::choker::{ChokeDecision, PeerChokeInfo, RoundKind};
 use crate::picker::PeerKey;
 use crate::time::Instant;
@@ -92,6 +95,11 @@ impl Torrent {
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
+        self.apply_decision(decision, ctx, now);
+        self.slot_waiting = self.someone_waits();
+    }
+
+    fn apply_decision(&mut self, decision: &ChokeDecision, ctx: &mut Ctx<'_>, now: Instant) {
         for (&conn, peer) in self.peers.iter_mut() {
             let unchoke = decision.unchokes(peer.key);
             if unchoke && peer.am_choking {
@@ -157,8 +165,30 @@ impl Torrent {
     /// ends, or a backlog turns a second old. `None` when no one holds a judged slot.
     /// Kept up to date by every unchoke, every new backlog and every judgement, so the
     /// session calls us then and not on a fixed tick (module docs).
+    /// Only while a peer waits for a slot ([`Torrent::slot_waiting`]): a verdict then may
+    /// hand it one at once. With no one waiting a verdict changes only the ranking of the
+    /// next round, which judges first, so the housekeeping tick is soon enough (and a
+    /// seed whose every peer is tried wakes no more often than before).
     pub(super) fn slot_verdict_at(&self) -> Option<Instant> {
-        self.slot_verdict_at
+        self.slot_verdict_at.filter(|_| self.slot_waiting)
+    }
+
+    /// Whether an interested peer that wasted no slot is choked (module docs).
+    fn someone_waits(&self) -> bool {
+        self.peers
+            .values()
+            .any(|p| p.am_choking && p.peer_interested && !p.wasted_slot)
+    }
+
+    /// `conn` said it is interested: if the slots stayed full it waits for one.
+    pub(super) fn note_interested(&mut self, conn: ConnId) {
+        if self
+            .peers
+            .get(&conn)
+            .is_some_and(|p| p.am_choking && !p.wasted_slot)
+        {
+            self.slot_waiting = true;
+        }
     }
 
     /// A backlog began on `conn` at `now`: its early verdict may come a second later.
@@ -239,6 +269,7 @@ impl Torrent {
             next = Some(next.map_or(ends, |n| n.min(ends)));
         }
         self.slot_verdict_at = next;
+        self.slot_waiting = self.someone_waits();
         newly_wasted
     }
 }

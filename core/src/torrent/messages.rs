@@ -100,6 +100,7 @@ impl Torrent {
             Message::Interested => {
                 peer.peer_interested = true;
                 self.refill_slots(ctx, now);
+                self.note_interested(conn);
             }
             Message::NotInterested => {
                 peer.peer_interested = false;

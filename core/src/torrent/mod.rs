@@ -183,6 +183,10 @@ pub(crate) struct Torrent {
     /// torrent's deadline. Never later than the true next verdict (a judgement that
     /// finds nothing due is harmless), `None` with no judged slot.
     slot_verdict_at: Option<Instant>,
+    /// An interested peer that wasted no slot is choked, waiting for one: only then do slot
+    /// verdicts come at their exact instants ([`choking`]). Never false while one waits
+    /// (set on `interested` and after every choke decision and judgement).
+    slot_waiting: bool,
 }
 
 impl Torrent {
@@ -240,6 +244,7 @@ impl Torrent {
             display_name: None,
             upload_only: false,
             slot_verdict_at: None,
+            slot_waiting: false,
         }
     }
 
