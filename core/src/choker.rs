@@ -254,6 +254,29 @@ impl Choker {
         Some(decision)
     }
 
+    /// Whether [`Choker::refill`] would change nothing, judged from the slot holders
+    /// alone (`info` gives a holder's current state, `None` when it is gone): every
+    /// regular slot is taken by an eligible peer that wasted none and the optimistic one
+    /// by an interested peer. A refill then keeps every holder, ranks no one and draws
+    /// nothing from the RNG, so skipping it is exact; it spares building every peer's
+    /// [`PeerChokeInfo`] on each `interested` and each departure.
+    pub fn refill_keeps_all(
+        &self,
+        now: Instant,
+        info: impl Fn(u32) -> Option<PeerChokeInfo>,
+    ) -> bool {
+        let Some(optimistic) = self.optimistic else {
+            return false;
+        };
+        self.regular.len() >= self.config.regular_slots
+            && !self.regular.contains(&optimistic)
+            && self
+                .regular
+                .iter()
+                .all(|&k| info(k).is_some_and(|p| !p.wasted_slot && self.eligible_regular(&p, now)))
+            && info(optimistic).is_some_and(|p| p.interested)
+    }
+
     /// Fills vacant slots between rounds; `None` if nothing changes.
     ///
     /// Holders of regular slots that left, lost interest or became snubbed lose their slot,
@@ -780,6 +803,52 @@ mod tests {
         // Holders 3 and 9 keep theirs, newcomer 5 takes one, and of the wasteful holders the
         // faster (2) keeps the last.
         assert_eq!(d.regular, vec![2, 3, 5, 9]);
+    }
+
+    #[test]
+    fn a_refill_judged_to_keep_all_changes_nothing_and_draws_nothing() {
+        // Random states (interest, wasted marks, departures, a new peer) after a round:
+        // whenever `refill_keeps_all` says so, the refill returns no decision and leaves
+        // the RNG where it was, so skipping it is exact; and it does say so for a swarm
+        // whose holders all use their slots.
+        let mut draw = fastrand::Rng::with_seed(40);
+        let mut kept = 0;
+        for case in 0..500u64 {
+            let mut rng = fastrand::Rng::with_seed(case);
+            let mut c = choker();
+            let mut peers: Vec<_> = (0..draw.u32(3..10))
+                .map(|k| peer(k, 0, u64::from(draw.u32(0..4096))))
+                .collect();
+            c.on_timeout(T0, true, &peers, &mut rng);
+            for p in &mut peers {
+                p.interested = draw.u8(0..8) != 0;
+                p.wasted_slot = draw.u8(0..6) == 0;
+            }
+            if draw.bool() {
+                let gone = draw.usize(0..peers.len());
+                peers.remove(gone);
+            }
+            if draw.bool() {
+                peers.push(peer(20, 0, 0));
+            }
+            let now = T0 + secs(1);
+            let info = |k: u32| peers.iter().find(|p| p.key == k).cloned();
+            if !c.refill_keeps_all(now, info) {
+                continue;
+            }
+            kept += 1;
+            let before = rng.clone().u64(..);
+            assert!(
+                c.refill(now, true, &peers, &mut rng).is_none(),
+                "case {case}"
+            );
+            assert_eq!(
+                rng.u64(..),
+                before,
+                "case {case}: the refill drew from the RNG"
+            );
+        }
+        assert!(kept >= 50, "only {kept} of 500 states kept every holder");
     }
 
     #[test]

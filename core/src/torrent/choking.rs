@@ -63,25 +63,19 @@ impl Torrent {
     ) -> Vec<PeerChokeInfo> {
         self.peers
             .values()
-            .map(|p| PeerChokeInfo {
-                key: p.key,
-                interested: p.peer_interested,
-                download_rate: p.download.rate(now),
-                upload_rate: if config.send_accounting {
-                    p.accepted.rate(now)
-                } else {
-                    p.upload.rate(now)
-                },
-                wasted_slot: p.wasted_slot,
-                connected_at: p.connected_at,
-                last_block_received: p.last_block,
-                requests_outstanding_since: p.snub_clock,
-            })
+            .map(|p| choke_info(p, now, config))
             .collect()
     }
 
     /// Gives free upload slots to eligible peers between rounds.
     pub(super) fn refill_slots(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let holder = |key: PeerKey| {
+            let conn = self.by_key.get(&key)?;
+            self.peers.get(conn).map(|p| choke_info(p, now, ctx.config))
+        };
+        if self.choker.refill_keeps_all(now, holder) {
+            return;
+        }
         let infos = self.choke_infos_at(now, ctx.config);
         let seeding = self.is_complete();
         if let Some(decision) = self.choker.refill(now, seeding, &infos, ctx.rng) {
@@ -271,6 +265,25 @@ impl Torrent {
         self.slot_verdict_at = next;
         self.slot_waiting = self.someone_waits();
         newly_wasted
+    }
+}
+
+/// What the choker needs to know about `p`, with rates as of `now` (module docs: ranking
+/// by what peers take).
+fn choke_info(p: &super::Peer, now: Instant, config: &SessionConfig) -> PeerChokeInfo {
+    PeerChokeInfo {
+        key: p.key,
+        interested: p.peer_interested,
+        download_rate: p.download.rate(now),
+        upload_rate: if config.send_accounting {
+            p.accepted.rate(now)
+        } else {
+            p.upload.rate(now)
+        },
+        wasted_slot: p.wasted_slot,
+        connected_at: p.connected_at,
+        last_block_received: p.last_block,
+        requests_outstanding_since: p.snub_clock,
     }
 }
 
