@@ -286,6 +286,7 @@ pub mod info_hash;
 pub mod layout;
 pub mod magnet;
 pub mod metainfo;
+pub mod mse;
 pub mod picker;
 pub mod rate;
 pub mod resume;
