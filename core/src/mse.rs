@@ -33,8 +33,9 @@
 //!
 //! **Status (issue 20):** the handshake and the ciphers are built and tested here (round
 //! trips between the two roles for every `crypto_select`, a known-answer vector computed
-//! by an independent implementation, hostile input); the session does not use them yet,
-//! so unchoke's connections are still plaintext.
+//! by an independent implementation, hostile input) and against libtorrent forcing
+//! encryption over real sockets, in both roles (`cli/tests/mse_interop.rs`); the session
+//! does not use them yet, so unchoke's connections are still plaintext.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use num_bigint::BigUint;

@@ -5,6 +5,8 @@
                    [--connect HOST:PORT]... [--timeout SECS] [--high-performance]
   lt_peer.py leech TORRENT SAVE_DIR --listen 127.0.0.x [--port P] --connect HOST:PORT [...]
                    [--timeout SECS] [--keep-seeding SECS] [--high-performance]
+  either mode also takes [--encryption forced|enabled|disabled] [--enc-level rc4|plaintext|both]
+  (libtorrent's MSE/PE policy in and out, and what may follow the handshake)
   either mode also takes [--upload-limit BYTES_PER_SEC] [--download-limit BYTES_PER_SEC]
   (session-wide caps, loopback peers included)
   either mode also takes [--tracker URL]... [--tracker-events]; a leech with --tracker or
@@ -280,6 +282,15 @@ def make_session(args):
         # Session-wide cap in bytes per second: keeps a leech incomplete (and connected to
         # its seed, which a finished libtorrent peer drops) for as long as a test needs.
         settings["download_rate_limit"] = args.download_limit
+    if args.encryption != "default":
+        # Protocol encryption (MSE/PE): "forced" refuses plaintext both ways, "disabled"
+        # speaks only plaintext; --enc-level is what may follow the handshake.
+        policy = {"forced": lt.enc_policy.pe_forced, "enabled": lt.enc_policy.pe_enabled,
+                  "disabled": lt.enc_policy.pe_disabled}[args.encryption]
+        level = {"rc4": lt.enc_level.pe_rc4, "plaintext": lt.enc_level.pe_plaintext,
+                 "both": lt.enc_level.pe_both}[args.enc_level]
+        settings.update({"out_enc_policy": int(policy), "in_enc_policy": int(policy),
+                         "allowed_enc_level": int(level)})
     if getattr(args, "seed_mode", False):
         # seed_mode alone verifies each piece on its first request and drops out of seed
         # mode on a mismatch; turning hash checks off makes it serve the data as it is.
@@ -595,6 +606,11 @@ def main():
                        help="run libtorrent's DHT on the --listen address and port")
         p.add_argument("--dht-bootstrap", type=parse_hostport, action="append", default=[],
                        metavar="HOST:PORT", help="DHT node to bootstrap from (repeatable)")
+        p.add_argument("--encryption", choices=("default", "forced", "enabled", "disabled"),
+                       default="default",
+                       help="MSE/PE policy, in and out (default: libtorrent's own, enabled)")
+        p.add_argument("--enc-level", choices=("rc4", "plaintext", "both"), default="both",
+                       help="with --encryption: what may follow the MSE handshake")
         p.add_argument("--accounting", choices=("blocks", "poll"), default="blocks",
                        help="per-peer byte counts from block alerts (exact) or polling only")
         if mode == "seed":
