@@ -112,7 +112,8 @@ fn every_target_is_replayed() {
             "krpc",
             "ut_metadata",
             "ut_pex",
-            "session_hostile"
+            "session_hostile",
+            "mse"
         ]
     );
 }
@@ -185,6 +186,13 @@ fn ut_pex() {
 #[test]
 fn session_hostile() {
     run_scaled("session_hostile", 1000);
+}
+
+/// Two Diffie-Hellman key pairs and one or two modexps per input (about 1 ms in a debug
+/// build): a tenth of the count.
+#[test]
+fn mse() {
+    run_scaled("mse", 10);
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod fixture;
 mod krpc;
 mod magnet;
 mod metainfo;
+mod mse;
 mod session_hostile;
 mod session_peer;
 mod swarm;
@@ -21,6 +22,7 @@ pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
 pub use self::krpc::krpc;
 pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
+pub use self::mse::mse;
 pub use self::session_hostile::{Reached, session_hostile, session_hostile_reached};
 pub use self::session_peer::session_peer;
 pub use self::swarm::swarm;
@@ -50,6 +52,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("ut_metadata", ut_metadata),
     ("ut_pex", ut_pex),
     ("session_hostile", session_hostile),
+    ("mse", mse),
 ];
 
 /// The target called `name`.
