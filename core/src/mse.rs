@@ -431,11 +431,9 @@ impl Handshake {
                 }),
             },
             State::AwaitSelect { mut keys, provide } => {
-                if input.len() < 6 {
+                let Some(mut head) = take_decrypted(input, &mut keys, 6) else {
                     return Ok(Step::Wait(State::AwaitSelect { keys, provide }));
-                }
-                let mut head = input.split_to(6);
-                keys.recv.apply(&mut head);
+                };
                 let select = head.get_u32();
                 let pad = head.get_u16();
                 let crypto = match select {
@@ -454,11 +452,9 @@ impl Handshake {
                 crypto,
                 len,
             } => {
-                if input.len() < len {
+                if take_decrypted(input, &mut keys, len).is_none() {
                     return Ok(Step::Wait(State::AwaitPadD { keys, crypto, len }));
                 }
-                let mut pad = input.split_to(len);
-                keys.recv.apply(&mut pad);
                 Step::Done(keys.established(crypto, Bytes::new()))
             }
             State::AwaitYa { torrents, allow } => {
@@ -549,11 +545,9 @@ impl Handshake {
                 crypto,
                 len,
             } => {
-                if input.len() < len + 2 {
+                let Some(mut pad) = take_decrypted(input, &mut keys, len + 2) else {
                     return Ok(Step::Wait(State::AwaitPadC { keys, crypto, len }));
-                }
-                let mut pad = input.split_to(len + 2);
-                keys.recv.apply(&mut pad);
+                };
                 pad.advance(len);
                 let ia = usize::from(pad.get_u16());
                 Step::Next(State::AwaitIa {
@@ -567,11 +561,9 @@ impl Handshake {
                 crypto,
                 len,
             } => {
-                if input.len() < len {
+                let Some(ia) = take_decrypted(input, &mut keys, len) else {
                     return Ok(Step::Wait(State::AwaitIa { keys, crypto, len }));
-                }
-                let mut ia = input.split_to(len);
-                keys.recv.apply(&mut ia);
+                };
                 let start = self.out.len();
                 self.out.put_slice(&VC);
                 self.out.put_u32(crypto.bit());
@@ -657,6 +649,16 @@ fn search(
     }
     input.advance(droppable);
     Ok(Found::Not(skipped))
+}
+
+/// The next `len` bytes of `input`, decrypted with `keys.recv`, once they are all in.
+fn take_decrypted(input: &mut BytesMut, keys: &mut Keys, len: usize) -> Option<BytesMut> {
+    if input.len() < len {
+        return None;
+    }
+    let mut bytes = input.split_to(len);
+    keys.recv.apply(&mut bytes);
+    Some(bytes)
 }
 
 /// A padding length from the wire, checked.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use unchoke_core::session::{ConnId, Direction, Event};
+use unchoke_core::session::{ConnId, Direction, Event, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{BlockRequest, Handshake, Message, PeerId, Reserved};
 use unchoke_sim::lab::{Behaviour, Swarm, make_content};
@@ -198,9 +198,8 @@ fn a_seed_whose_every_peer_reads_below_the_floor_keeps_its_slots_full() {
     }
 }
 
-/// A seed session (RNG seed `rng`) of [`swarm`]'s torrent with every piece, and one
-/// inbound peer (fast extension on) that handshook and said `interested` at time zero.
-fn seed_with_one_peer(rng: u64) -> (unchoke_core::session::Session, ConnId) {
+/// A seed session (RNG seed `rng`) of [`swarm`]'s torrent with every piece.
+fn full_seed(rng: u64) -> (unchoke_core::session::Session, TorrentId) {
     let s = swarm();
     let mut seed = unchoke_core::session::Session::new(s.config.clone(), rng, Instant::ZERO);
     let mut all = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
@@ -210,18 +209,36 @@ fn seed_with_one_peer(rng: u64) -> (unchoke_core::session::Session, ConnId) {
     let torrent = seed
         .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
         .expect("add torrent");
-    let addr = "127.0.0.9:40000".parse().expect("addr");
-    let conn = seed.connection_opened(addr, Direction::Inbound, Instant::ZERO);
+    (seed, torrent)
+}
+
+/// An inbound peer from 127.0.0.`ip` (fast extension on, peer id all `ip`) that
+/// handshakes and says `interested` at `now`.
+fn interested_peer(
+    seed: &mut unchoke_core::session::Session,
+    torrent: TorrentId,
+    ip: u8,
+    now: Instant,
+) -> ConnId {
+    let addr = format!("127.0.0.{ip}:40000").parse().expect("addr");
+    let conn = seed.connection_opened(addr, Direction::Inbound, now);
     let mut buf = bytes::BytesMut::new();
     Handshake {
         reserved: Reserved::NONE.with_fast(),
-        info_hash: s.metainfo.info_hash,
-        peer_id: PeerId([7; 20]),
+        info_hash: swarm().metainfo.info_hash,
+        peer_id: PeerId([ip; 20]),
     }
     .encode(&mut buf);
     Message::Interested.encode(&mut buf);
-    seed.handle_bytes(conn, &mut buf, Instant::ZERO);
+    seed.handle_bytes(conn, &mut buf, now);
     assert!(seed.connections(torrent).contains(&conn));
+    conn
+}
+
+/// A [`full_seed`] and one [`interested_peer`] that joined at time zero.
+fn seed_with_one_peer(rng: u64) -> (unchoke_core::session::Session, ConnId) {
+    let (mut seed, torrent) = full_seed(rng);
+    let conn = interested_peer(&mut seed, torrent, 9, Instant::ZERO);
     (seed, conn)
 }
 
@@ -357,30 +374,10 @@ fn a_slow_reader_whose_pipeline_the_send_buffer_swallowed_loses_its_slot_two_sec
     // nothing taken, so at exactly 2 s (their unchoke plus `slot_trial`, at its own
     // deadline and not on a 1 s tick) the honest peer gets a slot. Judging the whole first
     // window would have found 80 KiB/s there and waited for a second window (4 s or more).
-    let s = swarm();
-    assert_eq!(s.config.slot_trial, Duration::from_secs(2));
-    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 11, Instant::ZERO);
-    let mut all = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
-    for p in 0..s.metainfo.info.piece_count() {
-        all.set(p);
-    }
-    let torrent = seed
-        .add_torrent(&s.metainfo, Some(all), Instant::ZERO)
-        .expect("add torrent");
+    assert_eq!(swarm().config.slot_trial, Duration::from_secs(2));
+    let (mut seed, torrent) = full_seed(11);
     let join = |seed: &mut unchoke_core::session::Session, i: u8, now: Instant| {
-        let addr = format!("127.0.0.{}:40000", 10 + i).parse().expect("addr");
-        let conn = seed.connection_opened(addr, Direction::Inbound, now);
-        let mut buf = bytes::BytesMut::new();
-        Handshake {
-            reserved: Reserved::NONE.with_fast(),
-            info_hash: s.metainfo.info_hash,
-            peer_id: PeerId([i; 20]),
-        }
-        .encode(&mut buf);
-        Message::Interested.encode(&mut buf);
-        seed.handle_bytes(conn, &mut buf, now);
-        assert!(seed.connections(torrent).contains(&conn));
-        conn
+        interested_peer(seed, torrent, 10 + i, now)
     };
     let mut unchoked = Vec::new();
     let readers: Vec<ConnId> = (0..5).map(|i| join(&mut seed, i, Instant::ZERO)).collect();
@@ -460,26 +457,9 @@ fn with_no_one_waiting_for_a_slot_the_verdicts_wait_for_the_housekeeping_tick() 
     // no one, so the session must not wake at its verdict instants (1.5 s, the opening's
     // end; 2.5 s, the first window's) but only at its usual deadlines (the 1 s tick, the
     // choke round), where the verdict is made as well.
-    let s = swarm();
-    let mut seed = unchoke_core::session::Session::new(s.config.clone(), 12, Instant::ZERO);
-    let mut all = unchoke_core::bitfield::Bitfield::new(s.metainfo.info.piece_count());
-    for p in 0..s.metainfo.info.piece_count() {
-        all.set(p);
-    }
-    seed.add_torrent(&s.metainfo, Some(all), Instant::ZERO)
-        .expect("add torrent");
+    let (mut seed, torrent) = full_seed(12);
     let half = Instant::from_micros(500_000);
-    let addr = "127.0.0.9:40000".parse().expect("addr");
-    let conn = seed.connection_opened(addr, Direction::Inbound, half);
-    let mut buf = bytes::BytesMut::new();
-    Handshake {
-        reserved: Reserved::NONE.with_fast(),
-        info_hash: s.metainfo.info_hash,
-        peer_id: PeerId([7; 20]),
-    }
-    .encode(&mut buf);
-    Message::Interested.encode(&mut buf);
-    seed.handle_bytes(conn, &mut buf, half);
+    let conn = interested_peer(&mut seed, torrent, 9, half);
     let mut unchoked = Vec::new();
     answer_at_once(&mut seed, half, &mut unchoked);
     assert_eq!(
