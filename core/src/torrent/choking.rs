@@ -155,14 +155,14 @@ impl Torrent {
         }
     }
 
-    /// The earliest instant a slot trial may reach a verdict: an opening or a window
-    /// ends, or a backlog turns a second old. `None` when no one holds a judged slot.
-    /// Kept up to date by every unchoke, every new backlog and every judgement, so the
-    /// session calls us then and not on a fixed tick (module docs).
-    /// Only while a peer waits for a slot ([`Torrent::slot_waiting`]): a verdict then may
-    /// hand it one at once. With no one waiting a verdict changes only the ranking of the
-    /// next round, which judges first, so the housekeeping tick is soon enough (and a
-    /// seed whose every peer is tried wakes no more often than before).
+    /// The earliest instant a slot trial may reach a verdict (an opening or a window
+    /// ends, or a backlog turns a second old), kept up to date by every unchoke, every new
+    /// backlog and every judgement, so the session calls us then (module docs).
+    ///
+    /// `None` when no one holds a judged slot, and also while no peer waits for a slot
+    /// ([`Torrent::slot_waiting`]): a verdict then changes only the ranking of the next
+    /// round, which judges first, so the housekeeping tick is soon enough (and a swarm
+    /// whose every peer is tried wakes no more often than before).
     pub(super) fn slot_verdict_at(&self) -> Option<Instant> {
         self.slot_verdict_at.filter(|_| self.slot_waiting)
     }
