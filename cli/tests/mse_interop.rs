@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::process::JsonProcess;
+use common::tracker::info_hash_bytes;
 use common::{PYTHON, helper, info_json, require_libtorrent, run_ok, write};
 use unchoke_core::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4, Crypto, Established, Handshake};
 
@@ -47,10 +48,7 @@ fn fixture(dir: &Path) -> (PathBuf, PathBuf, [u8; 20]) {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut info_hash = [0u8; 20];
-    for (i, b) in info_hash.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
+    let info_hash: [u8; 20] = info_hash_bytes(&hex).try_into().unwrap();
     (data_dir, torrent, info_hash)
 }
 
