@@ -26,7 +26,7 @@ use bytes::BytesMut;
 use common::process::JsonProcess;
 use common::tracker::info_hash_bytes;
 use common::{PYTHON, helper, info_json, require_libtorrent, run_ok, write};
-use unchoke_core::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4, Crypto, Established, Handshake};
+use unchoke_core::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4, Crypto, Established, Handshake, Served};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PROTOCOL: &[u8] = b"\x13BitTorrent protocol";
@@ -242,7 +242,7 @@ fn a_libtorrent_leech_that_refuses_plaintext_dials_us_and_is_understood() {
     stream.set_nonblocking(false).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     let mut rng = fastrand::Rng::with_seed(8);
-    let torrents = vec![[1; 20], info_hash, [2; 20]];
+    let torrents = Served::new([[1; 20], info_hash, [2; 20]]);
     let mut handshake = Handshake::receiver(torrents, CRYPTO_PLAINTEXT | CRYPTO_RC4, &mut rng);
     let (mut done, leftover) = drive(&mut stream, &mut handshake, &mut leech);
     let mut pending = decrypted_leftover(&mut done, leftover);

@@ -168,6 +168,46 @@ pub enum MseError {
     PadTooLong(u16),
 }
 
+/// The torrents a receiver serves, keyed by their obfuscated info-hash
+/// (`HASH('req2', SKEY)`, see [`obfuscated_hash`]), so the one a peer names is found in
+/// O(log n) however many torrents a session holds. Cloning is O(1) (the table is shared):
+/// every inbound handshake takes a snapshot, and a change (a torrent added or removed)
+/// copies the table once, not per connection.
+#[derive(Clone, Debug, Default)]
+pub struct Served(std::sync::Arc<std::collections::BTreeMap<[u8; 20], [u8; 20]>>);
+
+impl Served {
+    /// A table serving these info-hashes.
+    pub fn new(info_hashes: impl IntoIterator<Item = [u8; 20]>) -> Served {
+        let mut served = Served::default();
+        for h in info_hashes {
+            served.insert(h);
+        }
+        served
+    }
+
+    /// Serves `info_hash` too.
+    pub fn insert(&mut self, info_hash: [u8; 20]) {
+        std::sync::Arc::make_mut(&mut self.0).insert(obfuscated_hash(&info_hash), info_hash);
+    }
+
+    /// Stops serving `info_hash`.
+    pub fn remove(&mut self, info_hash: &[u8; 20]) {
+        std::sync::Arc::make_mut(&mut self.0).remove(&obfuscated_hash(info_hash));
+    }
+
+    /// The info-hash whose obfuscated form is `req2`.
+    fn find(&self, req2: &[u8; 20]) -> Option<[u8; 20]> {
+        self.0.get(req2).copied()
+    }
+}
+
+/// `HASH('req2', SKEY)`: how an initiator names torrent `info_hash` (xored with
+/// `HASH('req3', S)` on the wire).
+pub fn obfuscated_hash(info_hash: &[u8; 20]) -> [u8; 20] {
+    hash(&[b"req2", info_hash])
+}
+
 /// The handshake state machine, either role. Feed it what arrives
 /// ([`Handshake::feed`]) and send what it produces ([`Handshake::take_output`]) until
 /// `feed` returns the [`Established`] stream.
@@ -212,17 +252,17 @@ enum State {
         len: usize,
     },
     /// Receiver: waiting for `Ya`.
-    AwaitYa { torrents: Vec<[u8; 20]>, allow: u32 },
+    AwaitYa { torrents: Served, allow: u32 },
     /// Receiver: searching for `HASH('req1', S)` after `Ya` and PadA.
     AwaitReq1 {
-        torrents: Vec<[u8; 20]>,
+        torrents: Served,
         allow: u32,
         secret: [u8; KEY_LEN],
         skipped: usize,
     },
     /// Receiver: the obfuscated info-hash and `ENCRYPT(VC, crypto_provide, len(PadC))`.
     AwaitProvide {
-        torrents: Vec<[u8; 20]>,
+        torrents: Served,
         allow: u32,
         secret: [u8; KEY_LEN],
     },
@@ -312,10 +352,10 @@ impl Handshake {
         h
     }
 
-    /// The accepting side, serving `torrents` (their info-hashes) and allowing the
+    /// The accepting side, serving `torrents` and allowing the
     /// methods in `allow` (RC4 is chosen when both sides allow it, plaintext otherwise).
     /// Its first output, `Yb, PadB`, comes once `Ya` has arrived.
-    pub fn receiver(torrents: Vec<[u8; 20]>, allow: u32, rng: &mut fastrand::Rng) -> Handshake {
+    pub fn receiver(torrents: Served, allow: u32, rng: &mut fastrand::Rng) -> Handshake {
         let mut h = Handshake::start(rng);
         // The receiver answers only after Ya: its key and padding wait in `pending`.
         let key_and_pad = std::mem::take(&mut h.out);
@@ -391,7 +431,7 @@ impl Handshake {
                 let mut keys = Keys::new(&secret, info_hash, true);
                 self.out.put_slice(&hash(&[b"req1", &secret]));
                 self.out.put_slice(&xor(
-                    &hash(&[b"req2", &info_hash]),
+                    &obfuscated_hash(&info_hash),
                     &hash(&[b"req3", &secret]),
                 ));
                 let start = self.out.len();
@@ -509,11 +549,7 @@ impl Handshake {
                 let mut named = [0u8; 20];
                 input.copy_to_slice(&mut named);
                 let req2 = xor(&named, &hash(&[b"req3", &secret]));
-                let info_hash = torrents
-                    .iter()
-                    .copied()
-                    .find(|t| hash(&[b"req2", t]) == req2)
-                    .ok_or(MseError::UnknownTorrent)?;
+                let info_hash = torrents.find(&req2).ok_or(MseError::UnknownTorrent)?;
                 let mut keys = Keys::new(&secret, info_hash, false);
                 let mut head = input.split_to(VC_BLOCK);
                 keys.recv.apply(&mut head);
@@ -716,7 +752,7 @@ mod tests {
         h
     }
 
-    fn receiver_keyed(private: [u8; 20], torrents: Vec<[u8; 20]>, allow: u32) -> Handshake {
+    fn receiver_keyed(private: [u8; 20], torrents: Served, allow: u32) -> Handshake {
         let mut h = Handshake::start_with(private, &[]);
         h.pending = std::mem::take(&mut h.out);
         h.state = State::AwaitYa { torrents, allow };
@@ -761,7 +797,7 @@ mod tests {
         let mut a = initiator_keyed(private_a, skey, CRYPTO_PLAINTEXT | CRYPTO_RC4, ia);
         let mut b = receiver_keyed(
             private_b,
-            vec![[1; 20], skey],
+            Served::new([[1; 20], skey]),
             CRYPTO_PLAINTEXT | CRYPTO_RC4,
         );
         let ya = a.take_output();
@@ -831,8 +867,9 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(20);
         for (round, &(provide, allow, expected)) in cases.iter().cycle().take(40).enumerate() {
             let max_chunk = [1, 7, 64, 2000][round % 4];
-            let torrents: Vec<[u8; 20]> = (0..50u8).map(|i| [i; 20]).collect();
-            let wanted = torrents[rng.usize(..torrents.len())];
+            let hashes: Vec<[u8; 20]> = (0..50u8).map(|i| [i; 20]).collect();
+            let wanted = hashes[rng.usize(..hashes.len())];
+            let torrents = Served::new(hashes);
             let ia = b"\x13BitTorrent protocol and the rest of a handshake";
             let mut a = Handshake::initiator(wanted, provide, ia, &mut rng);
             let mut b = Handshake::receiver(torrents, allow, &mut rng);
@@ -873,7 +910,7 @@ mod tests {
     fn to_step_three(
         provide: u32,
         allow: u32,
-        torrents: Vec<[u8; 20]>,
+        torrents: Served,
     ) -> Result<Option<Established>, MseError> {
         let mut rng = fastrand::Rng::with_seed(3);
         let mut a = Handshake::initiator(INFO_HASH, provide, b"", &mut rng);
@@ -886,17 +923,17 @@ mod tests {
     #[test]
     fn refusals_name_the_reason() {
         assert_eq!(
-            to_step_three(CRYPTO_PLAINTEXT, CRYPTO_RC4, vec![INFO_HASH]).err(),
+            to_step_three(CRYPTO_PLAINTEXT, CRYPTO_RC4, Served::new([INFO_HASH])).err(),
             Some(MseError::NoCommonMethod {
                 offered: CRYPTO_PLAINTEXT,
                 allowed: CRYPTO_RC4
             })
         );
         assert_eq!(
-            to_step_three(CRYPTO_RC4, CRYPTO_RC4, vec![[9; 20]]).err(),
+            to_step_three(CRYPTO_RC4, CRYPTO_RC4, Served::new([[9; 20]])).err(),
             Some(MseError::UnknownTorrent)
         );
-        assert!(to_step_three(CRYPTO_RC4, CRYPTO_RC4, vec![INFO_HASH]).is_ok());
+        assert!(to_step_three(CRYPTO_RC4, CRYPTO_RC4, Served::new([INFO_HASH])).is_ok());
         let text = MseError::NoCommonMethod {
             offered: 1,
             allowed: 2,
@@ -911,13 +948,13 @@ mod tests {
         // A receiver given a valid Ya and then 600 bytes without req1.
         let mut a = Handshake::initiator(INFO_HASH, CRYPTO_RC4, b"", &mut rng);
         let ya = a.take_output();
-        let mut b = Handshake::receiver(vec![INFO_HASH], CRYPTO_RC4, &mut rng);
+        let mut b = Handshake::receiver(Served::new([INFO_HASH]), CRYPTO_RC4, &mut rng);
         let mut input = BytesMut::from(&ya[..KEY_LEN]);
         input.extend_from_slice(&[0xAA; 600]);
         assert_eq!(b.feed(&mut input).err(), Some(MseError::NoRequest));
         assert!(b.is_finished());
         // An initiator given a valid Yb and then 600 bytes without the encrypted VC.
-        let mut b = Handshake::receiver(vec![INFO_HASH], CRYPTO_RC4, &mut rng);
+        let mut b = Handshake::receiver(Served::new([INFO_HASH]), CRYPTO_RC4, &mut rng);
         b.feed(&mut BytesMut::from(&ya[..])).expect("Ya");
         let yb = b.take_output();
         let mut input = BytesMut::from(&yb[..KEY_LEN]);
@@ -931,7 +968,7 @@ mod tests {
             p_minus_1,
             PRIME,
         ] {
-            let mut b = Handshake::receiver(vec![INFO_HASH], CRYPTO_RC4, &mut rng);
+            let mut b = Handshake::receiver(Served::new([INFO_HASH]), CRYPTO_RC4, &mut rng);
             assert_eq!(
                 b.feed(&mut BytesMut::from(&key[..])).err(),
                 Some(MseError::BadPublicKey)
@@ -946,7 +983,11 @@ mod tests {
             let len = rng.usize(0..1500);
             let bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
             let mut h = if case % 2 == 0 {
-                Handshake::receiver(vec![INFO_HASH], CRYPTO_PLAINTEXT | CRYPTO_RC4, &mut rng)
+                Handshake::receiver(
+                    Served::new([INFO_HASH]),
+                    CRYPTO_PLAINTEXT | CRYPTO_RC4,
+                    &mut rng,
+                )
             } else {
                 Handshake::initiator(INFO_HASH, CRYPTO_RC4, b"x", &mut rng)
             };

@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use unchoke_core::info_hash::InfoHash;
 use unchoke_core::session::{
-    Action, ConnId, Direction, Event, MagnetOptions, Session, SessionConfig, TorrentId,
+    Action, ConnId, Direction, EncryptionPolicy, Event, MagnetOptions, Session, SessionConfig,
+    TorrentId,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
@@ -72,7 +73,14 @@ impl Harness {
     fn new() -> Self {
         let info = info_bytes();
         let now = Instant::from_secs(1);
-        let mut session = Session::new(SessionConfig::default(), 11, now);
+        let mut session = Session::new(
+            SessionConfig {
+                encryption: EncryptionPolicy::Disable,
+                ..SessionConfig::default()
+            },
+            11,
+            now,
+        );
         let torrent = session
             .add_magnet(
                 InfoHash::of_info_bytes(&info),

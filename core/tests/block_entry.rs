@@ -3,7 +3,9 @@
 //! block written without a copy — and checked the same way.
 
 use bytes::{Bytes, BytesMut};
-use unchoke_core::session::{Action, ConnId, Direction, DisconnectReason, Session, SessionConfig};
+use unchoke_core::session::{
+    Action, ConnId, Direction, DisconnectReason, EncryptionPolicy, Session, SessionConfig,
+};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     Handshake, Message, PIECE_HEADER_LEN, PeerId, Reserved, WireError, decode_piece_header,
@@ -19,7 +21,14 @@ fn unchoked_leecher() -> (Session, ConnId, Vec<u8>, Vec<Action>) {
     let content = make_content(4 * BLOCK * 4, 9);
     let metainfo = make_metainfo(&content, (4 * BLOCK) as u32);
     let now = Instant::from_secs(1);
-    let mut s = Session::new(SessionConfig::default(), 7, now);
+    let mut s = Session::new(
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
+        7,
+        now,
+    );
     let t = s.add_torrent(&metainfo, None, now).expect("add torrent");
     let c = s.connection_opened(
         "127.0.0.1:6881".parse().expect("addr"),
@@ -107,7 +116,14 @@ fn a_bad_block_is_refused_as_the_framed_one_would_be() {
     // Before the handshake: the error handle_bytes gives the same bytes.
     let metainfo = make_metainfo(&make_content(4 * BLOCK, 1), (4 * BLOCK) as u32);
     let now = Instant::from_secs(1);
-    let mut s = Session::new(SessionConfig::default(), 7, now);
+    let mut s = Session::new(
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
+        7,
+        now,
+    );
     s.add_torrent(&metainfo, None, now).expect("add torrent");
     let c = s.connection_opened(
         "127.0.0.1:7000".parse().expect("addr"),

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use unchoke_core::session::{
-    Action, ConnectFailure, Direction, DisconnectReason, Event, PeerGone, Session, SessionConfig,
+    Action, ConnectFailure, Direction, DisconnectReason, EncryptionPolicy, Event, PeerGone,
+    Session, SessionConfig,
 };
 use unchoke_core::time::Instant;
 use unchoke_sim::lab::{Behaviour, Swarm, make_content, make_metainfo};
@@ -117,6 +118,7 @@ fn the_unsent_cap_drops_a_connection_at_the_next_timer() {
     let config = SessionConfig {
         send_accounting: true,
         max_unsent_bytes: 50,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let mut s = Session::new(config, 1, Instant::ZERO);
@@ -157,6 +159,7 @@ fn the_inbound_caps_refuse_extra_connections_as_they_open() {
         peer_events: true,
         max_inbound_handshaking: 2,
         max_inbound: 3,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let mut s = Session::new(config, 1, Instant::ZERO);
@@ -207,6 +210,7 @@ fn a_dial_not_reported_by_its_deadline_fails_with_the_time_out_reason() {
     let metainfo = make_metainfo(&make_content(100_000, 3), 16 * KIB as u32);
     let events = SessionConfig {
         peer_events: true,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let mut s = Session::new(events, 1, Instant::ZERO);
@@ -261,6 +265,7 @@ fn a_refused_dial_is_reported_once_with_the_drivers_reason() {
     let metainfo = make_metainfo(&make_content(100_000, 3), 16 * KIB as u32);
     let events = SessionConfig {
         peer_events: true,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let mut s = Session::new(events, 1, Instant::ZERO);
@@ -333,6 +338,7 @@ fn reads_answered_inside_the_action_loop_still_respect_the_read_ahead_bound() {
     let config = SessionConfig {
         send_accounting: true,
         upload_read_ahead: 64 * KIB,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let read_ahead = config.upload_read_ahead;

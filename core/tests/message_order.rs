@@ -3,7 +3,7 @@
 //! "have all out of place", which made unchoke unable to download from libtorrent).
 
 use bytes::BytesMut;
-use unchoke_core::session::{Action, Direction, Session, SessionConfig};
+use unchoke_core::session::{Action, Direction, EncryptionPolicy, Session, SessionConfig};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{ExtensionHandshake, Handshake, Message, PeerId, Reserved};
 
@@ -11,7 +11,14 @@ fn feed_after_handshake(first_messages: &[Message]) -> Vec<Action> {
     let metainfo =
         unchoke_sim::lab::make_metainfo(&unchoke_sim::lab::make_content(100_000, 3), 16_384);
     let now = Instant::from_secs(1);
-    let mut s = Session::new(SessionConfig::default(), 7, now);
+    let mut s = Session::new(
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
+        7,
+        now,
+    );
     let t = s.add_torrent(&metainfo, None, now).expect("add torrent");
     let addr = "127.0.0.1:6881".parse().expect("address");
     let c = s.connection_opened(addr, Direction::Outbound(t), now);

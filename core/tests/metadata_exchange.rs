@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::info_hash::InfoHash;
 use unchoke_core::session::{
-    Action, Direction, Event, MAGNET_LEFT, MagnetOptions, MetadataReadyError, Session,
-    SessionConfig,
+    Action, Direction, EncryptionPolicy, Event, MAGNET_LEFT, MagnetOptions, MetadataReadyError,
+    Session, SessionConfig,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
@@ -290,6 +290,7 @@ fn an_oversized_metadata_size_is_refused() {
     let info_hash = InfoHash([7; 20]);
     let config = SessionConfig {
         max_metadata_size: 1024 * 1024,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let (_, c, actions) =
@@ -319,7 +320,10 @@ fn an_oversized_metadata_size_is_refused() {
 #[test]
 fn before_the_metadata_we_say_have_none_offer_both_extensions_and_request_no_blocks() {
     let (_, _, actions) = magnet_with_raw_peer(
-        SessionConfig::default(),
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
         InfoHash([8; 20]),
         offers(40_000),
         &[Message::HaveAll, Message::Unchoke],
@@ -357,6 +361,7 @@ fn before_the_metadata_we_say_have_none_offer_both_extensions_and_request_no_blo
 fn hostile_availability_before_the_metadata_is_bounded() {
     let config = SessionConfig {
         max_metadata_size: 20 * 1000, // at most 1,000 pieces
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let (_, _, actions) = magnet_with_raw_peer(
@@ -414,8 +419,15 @@ fn unsolicited_and_malformed_metadata_messages() {
         m: [(UT_METADATA.to_owned(), 3)].into_iter().collect(),
         ..ExtensionHandshake::default() // no metadata_size: we never ask it
     };
-    let (s, _, actions) =
-        magnet_with_raw_peer(SessionConfig::default(), info_hash, ext, &[unasked]);
+    let (s, _, actions) = magnet_with_raw_peer(
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
+        info_hash,
+        ext,
+        &[unasked],
+    );
     assert!(
         !actions.iter().any(|a| matches!(a, Action::Event(_))),
         "{actions:?}"
@@ -431,7 +443,10 @@ fn unsolicited_and_malformed_metadata_messages() {
         payload: Bytes::from_static(b"i5e"),
     };
     let (_, _, actions) = magnet_with_raw_peer(
-        SessionConfig::default(),
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
         info_hash,
         offers(info.len() as u64),
         &[garbage],
@@ -448,7 +463,14 @@ fn metadata_is_served_in_16_kib_pieces_rate_limited_and_out_of_range_rejected() 
     let s0 = two_piece_metadata_swarm();
     let metainfo = s0.metainfo.clone();
     let now = Instant::from_secs(1);
-    let mut s = Session::new(SessionConfig::default(), 3, now);
+    let mut s = Session::new(
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
+        3,
+        now,
+    );
     let t = s.add_torrent(&metainfo, None, now).expect("present");
     let c = s.connection_opened(
         "10.0.0.9:6881".parse().expect("address"),
@@ -529,7 +551,14 @@ fn metadata_is_served_in_16_kib_pieces_rate_limited_and_out_of_range_rejected() 
 fn metadata_ready_checks_its_arguments_and_trackers_hear_left_16_kib() {
     let s0 = two_piece_metadata_swarm();
     let now = Instant::from_secs(1);
-    let mut s = Session::new(SessionConfig::default(), 3, now);
+    let mut s = Session::new(
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
+        3,
+        now,
+    );
     let options = MagnetOptions {
         trackers: vec![vec!["http://tracker.example/announce".into()]],
         peers: vec!["10.0.0.1:6881".parse().expect("address")],

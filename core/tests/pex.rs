@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use unchoke_core::session::{Action, ConnId, Direction, Session, SessionConfig, TorrentId};
+use unchoke_core::session::{
+    Action, ConnId, Direction, EncryptionPolicy, Session, SessionConfig, TorrentId,
+};
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
     Decoder, ExtensionHandshake, Handshake, Limits, MAX_PEX_PEERS, Message, PeerId, PexMessage,
@@ -88,6 +90,7 @@ impl Bench {
         let now = Instant::from_secs(1);
         let config = SessionConfig {
             max_peers_per_torrent: max_peers,
+            encryption: EncryptionPolicy::Disable,
             ..SessionConfig::default()
         };
         let mut session = Session::new(config, 17, now);

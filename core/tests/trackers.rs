@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use unchoke_core::session::{Action, Direction, Event, Session, SessionConfig, TorrentId};
+use unchoke_core::session::{
+    Action, Direction, EncryptionPolicy, Event, Session, SessionConfig, TorrentId,
+};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::server::{ServerConfig, TrackerServer};
 use unchoke_core::tracker::{AnnounceEvent, AnnounceRequest, AnnounceResponse, TrackerFailure};
@@ -50,6 +52,7 @@ fn leecher_session(content_len: usize) -> (Session, TorrentId) {
     let metainfo = make_metainfo(&make_content(content_len, 9), 16 * KIB as u32);
     let config = SessionConfig {
         listen_port: 7000,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let mut s = Session::new(config, 42, Instant::ZERO);
@@ -85,7 +88,14 @@ fn adding_a_torrent_announces_started_with_its_counters() {
 #[test]
 fn trackers_set_right_after_adding_replace_the_metainfo_ones() {
     let metainfo = make_metainfo(&make_content(50_000, 3), 16 * KIB as u32);
-    let mut s = Session::new(SessionConfig::default(), 1, Instant::ZERO);
+    let mut s = Session::new(
+        SessionConfig {
+            encryption: EncryptionPolicy::Disable,
+            ..SessionConfig::default()
+        },
+        1,
+        Instant::ZERO,
+    );
     let t = s
         .add_torrent(&metainfo, None, Instant::ZERO)
         .expect("add torrent");
@@ -289,7 +299,10 @@ fn a_tracker_flooding_peers_cannot_grow_memory() {
         .collect();
     s.announce_done(t, URL, Ok(reply(&flood)), Instant::ZERO);
     drain(&mut s);
-    let config = SessionConfig::default();
+    let config = SessionConfig {
+        encryption: EncryptionPolicy::Disable,
+        ..SessionConfig::default()
+    };
     let stats = s.stats(t, Instant::ZERO).expect("stats");
     // One answer gives at most `max_peers_per_announce` of its peers.
     assert_eq!(stats.known_peers, config.max_peers_per_announce);
@@ -314,6 +327,7 @@ fn dialling_stops_short_of_the_limit_to_leave_slots_for_peers_that_dial_us() {
         max_peers_per_torrent: 12,
         inbound_slots: 4,
         max_connecting: 100,
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let mut s = Session::new(config, 42, Instant::ZERO);

@@ -45,7 +45,7 @@ pub mod study;
 
 use std::time::Duration;
 
-use unchoke_core::session::SessionConfig;
+use unchoke_core::session::{EncryptionPolicy, SessionConfig};
 
 pub use engine::Simulation;
 pub use study::Bounds;
@@ -121,7 +121,9 @@ pub struct SimConfig {
     pub seed: u64,
     /// Virtual time after which the simulation stops, complete or not.
     pub time_limit: Duration,
-    /// Settings of every host's session (the drivers' defaults unless changed).
+    /// Settings of every host's session (the drivers' defaults unless changed, except
+    /// encryption, off by default: the study measures the protocol, and an MSE key
+    /// exchange per connection adds CPU to the run without changing the swarm).
     pub session: SessionConfig,
     /// Scheduled departures, returns, corruption and stalls (none by default).
     pub disruptions: Vec<Disruption>,
@@ -230,7 +232,10 @@ impl SimConfig {
             server_departs: false,
             seed: 1,
             time_limit: Duration::from_secs(10 * 3600),
-            session: SessionConfig::default(),
+            session: SessionConfig {
+                encryption: EncryptionPolicy::Disable,
+                ..SessionConfig::default()
+            },
             disruptions: Vec::new(),
             dht: false,
             free_riders: 0.0,

@@ -1,5 +1,8 @@
 //! Handshakes: a connection from `connection_opened` until the peer's handshake routes it
-//! to a torrent. The handshake is checked (protocol, info-hash we serve, not ourselves),
+//! to a torrent. First the encryption layer's stage (`encryption.rs`: an inbound
+//! connection's first bytes say plaintext or MSE; an MSE handshake runs to its end and
+//! installs the ciphers), then the BitTorrent handshake, checked (protocol, info-hash we
+//! serve — the one MSE named, when it did —, not ourselves),
 //! then `admit_established` decides whether it joins: a peer id already connected is
 //! resolved in favour of the productive connection (a squatter never displaces it), and a
 //! full torrent takes a newcomer only in the place of a peer evicted for it, and never one
@@ -7,9 +10,11 @@
 
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-use super::{Action, ConnId, Direction, DisconnectReason, Session, TorrentId};
+use super::encryption::{Stage, retries_in_plaintext};
+use super::{Action, ConnId, Direction, DisconnectReason, EncryptionPolicy, Session, TorrentId};
+use crate::mse::{self, Crypto};
 use crate::time::Instant;
 use crate::wire::Handshake;
 
@@ -28,6 +33,161 @@ pub(super) struct Handshaking {
     pub(super) addr: SocketAddr,
     pub(super) direction: Direction,
     pub(super) opened_at: Instant,
+    /// Where the connection's handshakes stand.
+    pub(super) stage: Stage,
+    /// The stream an MSE handshake settled on (`None`: no MSE, plaintext throughout).
+    pub(super) crypto: Option<Crypto>,
+    /// The torrent an inbound MSE handshake named: the BitTorrent handshake inside must
+    /// name the same one.
+    pub(super) mse_named: Option<[u8; 20]>,
+}
+
+impl Session {
+    /// Moves `conn` through its handshakes with what `buf` holds; returns whether it is
+    /// now established (routed to a torrent, the rest of `buf` its messages).
+    pub(super) fn advance_handshake(
+        &mut self,
+        conn: ConnId,
+        buf: &mut BytesMut,
+        now: Instant,
+    ) -> bool {
+        loop {
+            // The stage is taken out while it runs (it needs the session) and put back
+            // unless the connection closed meanwhile.
+            let Some(pending) = self.handshaking.get_mut(&conn) else {
+                return false;
+            };
+            let next = match std::mem::replace(&mut pending.stage, Stage::BitTorrent) {
+                Stage::BitTorrent => return self.handle_handshake(conn, buf, now),
+                Stage::Sniffing => match self.sniff(conn, buf, now) {
+                    Some(stage) => stage,
+                    None => return false,
+                },
+                Stage::Mse(handshake) => match self.run_mse(conn, handshake, buf, now) {
+                    Some(stage) => stage,
+                    None => return false,
+                },
+            };
+            match self.handshaking.get_mut(&conn) {
+                Some(pending) => pending.stage = next,
+                None => return false,
+            }
+        }
+    }
+
+    /// An inbound connection's first bytes: the stage they call for, or `None` (waiting
+    /// for more, with the stage put back, or refused and closed).
+    fn sniff(&mut self, conn: ConnId, buf: &BytesMut, now: Instant) -> Option<Stage> {
+        let told = if buf.is_empty() {
+            None
+        } else {
+            mse::is_plaintext_handshake(buf)
+        };
+        let Some(plaintext) = told else {
+            if let Some(pending) = self.handshaking.get_mut(&conn) {
+                pending.stage = Stage::Sniffing;
+            }
+            return None;
+        };
+        let policy = self.config.encryption;
+        if plaintext && policy == EncryptionPolicy::Require {
+            self.close_handshaking(conn, DisconnectReason::PlaintextRefused, now);
+            return None;
+        }
+        if !plaintext && policy == EncryptionPolicy::Disable {
+            self.close_handshaking(conn, DisconnectReason::EncryptionDisabled, now);
+            return None;
+        }
+        Some(if plaintext {
+            Stage::BitTorrent
+        } else {
+            Stage::Mse(Box::new(mse::Handshake::receiver(
+                self.served.clone(),
+                self.config.crypto_level.methods(),
+                &mut self.rng,
+            )))
+        })
+    }
+
+    /// Feeds `conn`'s MSE handshake: the stage that follows (the BitTorrent handshake,
+    /// with the ciphers installed), or `None` (waiting, with the stage put back, or failed
+    /// and closed).
+    fn run_mse(
+        &mut self,
+        conn: ConnId,
+        mut handshake: Box<mse::Handshake>,
+        buf: &mut BytesMut,
+        now: Instant,
+    ) -> Option<Stage> {
+        let result = handshake.feed(buf);
+        let reply = handshake.take_output();
+        if !reply.is_empty() {
+            self.out.send_raw(conn, &reply);
+        }
+        let established = match result {
+            Ok(Some(established)) => established,
+            Ok(None) => {
+                if let Some(pending) = self.handshaking.get_mut(&conn) {
+                    pending.stage = Stage::Mse(handshake);
+                }
+                return None;
+            }
+            Err(e) => {
+                // Closed in the MSE stage, so an outbound dial may be retried in plaintext.
+                if let Some(pending) = self.handshaking.get_mut(&conn) {
+                    pending.stage = Stage::Mse(handshake);
+                }
+                self.close_handshaking(conn, DisconnectReason::Encryption(e), now);
+                return None;
+            }
+        };
+        let pending = self.handshaking.get_mut(&conn)?;
+        pending.crypto = Some(established.crypto);
+        if pending.direction == Direction::Inbound {
+            pending.mse_named = Some(established.info_hash);
+        }
+        // The initiator's initial payload is the stream's first bytes (its BitTorrent
+        // handshake, decrypted already); what follows it in `buf` is still as it came.
+        let initial = established.initial_payload.len();
+        if initial > 0 {
+            let rest = buf.split();
+            buf.extend_from_slice(&established.initial_payload);
+            buf.unsplit(rest);
+        }
+        if let Some(cipher) = established.recv {
+            let mut tail = buf.split_off(initial);
+            self.decryptors.install(conn, cipher, &mut tail);
+            buf.unsplit(tail);
+            self.decryptors.left(conn, buf);
+        }
+        if let Some(cipher) = established.send {
+            self.out.encrypt(conn, cipher);
+        }
+        Some(Stage::BitTorrent)
+    }
+
+    /// The first bytes `conn` sends as a dialler for `info_hash`: our BitTorrent handshake,
+    /// inside an MSE handshake unless `plaintext`. Sets the connection's stage.
+    pub(super) fn open_outbound(&mut self, info_hash: [u8; 20], plaintext: bool) -> (Stage, Bytes) {
+        let mut hs = BytesMut::with_capacity(68);
+        Handshake {
+            reserved: self.reserved,
+            info_hash: crate::info_hash::InfoHash(info_hash),
+            peer_id: self.peer_id,
+        }
+        .encode(&mut hs);
+        if plaintext {
+            return (Stage::BitTorrent, hs.freeze());
+        }
+        let mut mse = mse::Handshake::initiator(
+            info_hash,
+            self.config.crypto_level.methods(),
+            &hs,
+            &mut self.rng,
+        );
+        let first = mse.take_output();
+        (Stage::Mse(Box::new(mse)), first)
+    }
 }
 
 impl Session {
@@ -49,7 +209,14 @@ impl Session {
         let Some(pending) = self.handshaking.get(&conn) else {
             return false;
         };
-        let (addr, direction) = (pending.addr, pending.direction);
+        let (addr, direction, crypto) = (pending.addr, pending.direction, pending.crypto);
+        if pending
+            .mse_named
+            .is_some_and(|named| named != theirs.info_hash.0)
+        {
+            self.close_handshaking(conn, DisconnectReason::WrongTorrent, now);
+            return false;
+        }
         let tid = match direction {
             Direction::Outbound(t) => {
                 let matches = self
@@ -114,7 +281,7 @@ impl Session {
                 }
                 None => {}
             }
-            t.add_peer(conn, addr, direction, ours, &theirs, ctx, now);
+            t.add_peer(conn, addr, direction, ours, &theirs, crypto, ctx, now);
         });
         self.routes.contains_key(&conn)
     }
@@ -207,20 +374,49 @@ impl Session {
         reason: DisconnectReason,
         now: Instant,
     ) {
+        self.out.discard(conn);
+        self.out.push(Action::Disconnect {
+            conn,
+            reason: reason.clone(),
+        });
         if let Some(h) = self.handshaking.remove(&conn) {
-            if let Direction::Outbound(t) = h.direction {
-                if let Some(t) = self.torrents.get_mut(&t) {
-                    if reason == DisconnectReason::SelfConnection {
+            self.decryptors.remove(conn);
+            if let Direction::Outbound(tid) = h.direction {
+                if reason == DisconnectReason::SelfConnection {
+                    if let Some(t) = self.torrents.get_mut(&tid) {
                         // Our own address (a tracker listed us): never dial it again.
                         t.forget_candidate(h.addr);
                         self.trackers.add_own(h.addr);
-                    } else {
-                        t.connect_failed(h.addr, &self.config, now);
                     }
+                } else {
+                    let plaintext_retry =
+                        retries_in_plaintext(self.config.encryption, &h.stage, Some(&reason), None);
+                    self.dial_ended(tid, h.addr, plaintext_retry, now);
                 }
             }
         }
-        self.out.discard(conn);
-        self.out.push(Action::Disconnect { conn, reason });
+    }
+
+    /// Our dial of `addr` for `tid` ended before its handshake completed: retried at once
+    /// in plaintext (`plaintext_retry`: it failed in the MSE stage, under `prefer`), or
+    /// counted as a failure with the usual back-off.
+    pub(super) fn dial_ended(
+        &mut self,
+        tid: TorrentId,
+        addr: SocketAddr,
+        plaintext_retry: bool,
+        now: Instant,
+    ) {
+        if plaintext_retry {
+            let dial = self.life.connects(tid);
+            self.with_torrent(tid, |t, ctx| {
+                t.retry_in_plaintext(addr, now);
+                if dial {
+                    t.maybe_connect(ctx, now);
+                }
+            });
+        } else if let Some(t) = self.torrents.get_mut(&tid) {
+            t.connect_failed(addr, &self.config, now);
+        }
     }
 }

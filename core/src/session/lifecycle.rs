@@ -140,6 +140,7 @@ impl Session {
             self.writes.write_done();
         }
         self.by_hash.remove(&t.info_hash);
+        self.served.remove(&t.info_hash.0);
         self.resumes.forget(torrent);
         self.stalls.remove(&torrent);
         self.life.paused.remove(&torrent);

@@ -64,6 +64,7 @@
 
 mod admission;
 mod dht;
+mod encryption;
 mod give_up;
 mod handshake;
 mod lifecycle;
@@ -78,9 +79,9 @@ use bytes::{Bytes, BytesMut};
 
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
-    Action, ConnId, ConnectFailure, Direction, DisconnectReason, DiskError, DiskErrorKind, Event,
-    FAILED_PEERS_LISTED, FailedPeer, GeometryError, GiveUpReason, PeerGone, PeerSource,
-    SessionConfig, TorrentId,
+    Action, ConnId, ConnectFailure, CryptoLevel, Direction, DisconnectReason, DiskError,
+    DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer, GeometryError,
+    GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use trackers::metainfo_tiers;
@@ -93,7 +94,7 @@ use crate::picker::Priority;
 use crate::time::Instant;
 use crate::torrent::{Ctx, Torrent, TorrentStats, WriteBudget, picker_for};
 use crate::vocab::outbox::Outbox;
-use crate::wire::{Handshake, PeerId, Reserved};
+use crate::wire::{PeerId, Reserved};
 use admission::{Admission, Inbound};
 use handshake::Handshaking;
 use resume_schedule::ResumeSchedule;
@@ -208,6 +209,10 @@ pub struct Session {
     writes: WriteBudget,
     /// Paused torrents, and the session's close (see [`lifecycle`]).
     life: lifecycle::Lifecycle,
+    /// The torrents an inbound MSE handshake may name (every torrent of the session).
+    served: crate::mse::Served,
+    /// The receive side of every RC4 connection (see [`encryption`]).
+    decryptors: encryption::Decryptors,
 }
 
 impl Session {
@@ -246,6 +251,8 @@ impl Session {
             now,
             writes,
             life: lifecycle::Lifecycle::default(),
+            served: crate::mse::Served::default(),
+            decryptors: encryption::Decryptors::default(),
         }
     }
 
@@ -307,6 +314,7 @@ impl Session {
         self.next_torrent += 1;
         self.torrents.insert(id, torrent);
         self.by_hash.insert(metainfo.info_hash, id);
+        self.served.insert(metainfo.info_hash.0);
         self.install_trackers(id, metainfo_tiers(metainfo), now);
         self.dht_track(id, now);
         Ok(id)
@@ -334,6 +342,7 @@ impl Session {
         self.next_torrent += 1;
         self.torrents.insert(id, torrent);
         self.by_hash.insert(info_hash, id);
+        self.served.insert(info_hash.0);
         self.install_trackers(id, options.trackers, now);
         self.dht_track(id, now);
         self.add_peers(id, &options.peers, now);
@@ -565,25 +574,33 @@ impl Session {
             return conn;
         }
         self.admission.opened(conn, addr, direction, now);
-        if let Direction::Outbound(t) = direction {
-            // The dialler speaks first (BEP 3): our handshake names the torrent.
-            if let Some(torrent) = self.torrents.get(&t) {
-                let mut buf = BytesMut::with_capacity(68);
-                Handshake {
-                    reserved: self.reserved,
-                    info_hash: torrent.info_hash,
-                    peer_id: self.peer_id,
+        let stage = match direction {
+            // The dialler speaks first (BEP 3): our handshake names the torrent, in the
+            // clear or inside MSE's step 3.
+            Direction::Outbound(t) => match self.torrents.get(&t) {
+                Some(torrent) => {
+                    let plaintext = match self.config.encryption {
+                        EncryptionPolicy::Disable => true,
+                        EncryptionPolicy::Require => false,
+                        EncryptionPolicy::Prefer => torrent.dial_plaintext(addr),
+                    };
+                    let (stage, first) = self.open_outbound(torrent.info_hash.0, plaintext);
+                    self.out.send_raw(conn, &first);
+                    stage
                 }
-                .encode(&mut buf);
-                self.out.send_raw(conn, &buf);
-            }
-        }
+                None => encryption::Stage::BitTorrent,
+            },
+            Direction::Inbound => encryption::Stage::Sniffing,
+        };
         self.handshaking.insert(
             conn,
             Handshaking {
                 addr,
                 direction,
                 opened_at: now,
+                stage,
+                crypto: None,
+                mse_named: None,
             },
         );
         conn
@@ -625,16 +642,35 @@ impl Session {
     /// Reported as [`Event::PeerDisconnected`]. Idempotent.
     pub fn handle_closed(&mut self, conn: ConnId, reason: PeerGone, now: Instant) {
         self.saw(now);
-        self.admission.closed(conn, reason);
+        self.decryptors.remove(conn);
+        // A peer that hangs up on our public key is told apart: it may not speak MSE.
+        let reason = match self.handshaking.get(&conn) {
+            Some(h)
+                if reason == PeerGone::HungUp
+                    && matches!(h.stage, encryption::Stage::Mse(_))
+                    && matches!(h.direction, Direction::Outbound(_)) =>
+            {
+                PeerGone::HungUpOnEncryption
+            }
+            _ => reason,
+        };
         if let Some(h) = self.handshaking.remove(&conn) {
             self.out.discard(conn);
             if let Direction::Outbound(t) = h.direction {
-                if let Some(t) = self.torrents.get_mut(&t) {
-                    t.connect_failed(h.addr, &self.config, now);
-                }
+                let plaintext_retry = encryption::retries_in_plaintext(
+                    self.config.encryption,
+                    &h.stage,
+                    None,
+                    Some(&reason),
+                );
+                self.admission.closed(conn, reason);
+                self.dial_ended(t, h.addr, plaintext_retry, now);
+            } else {
+                self.admission.closed(conn, reason);
             }
             return;
         }
+        self.admission.closed(conn, reason);
         let Some(tid) = self.routes.remove(&conn) else {
             return;
         };
@@ -677,10 +713,19 @@ impl Session {
     }
 
     /// Bytes arrived on `conn`. Complete messages are consumed from `buf`; a partial message
-    /// stays for the next call.
+    /// stays for the next call. `buf` is the connection's own receive buffer: what is left
+    /// in it must come back, unchanged, at its front on the next call (on an encrypted
+    /// connection it is already decrypted; new bytes go behind it).
     pub fn handle_bytes(&mut self, conn: ConnId, buf: &mut BytesMut, now: Instant) {
         self.saw(now);
-        if self.handshaking.contains_key(&conn) && !self.handle_handshake(conn, buf, now) {
+        self.decryptors.decrypt_new(conn, buf);
+        self.consume(conn, buf, now);
+        self.decryptors.left(conn, buf);
+    }
+
+    /// Consumes what it can of `buf` (plaintext by now): handshakes, then messages.
+    fn consume(&mut self, conn: ConnId, buf: &mut BytesMut, now: Instant) {
+        if self.handshaking.contains_key(&conn) && !self.advance_handshake(conn, buf, now) {
             return;
         }
         let Some(&tid) = self.routes.get(&conn) else {
@@ -691,13 +736,22 @@ impl Session {
         });
     }
 
+    /// Whether the driver may frame `conn`'s `piece` messages itself and hand their
+    /// payloads to [`Session::handle_block`]: not on a connection whose stream is
+    /// encrypted (its framing is ciphertext), nor before its handshake.
+    pub fn frames_in_clear(&self, conn: ConnId) -> bool {
+        self.routes.contains_key(&conn) && !self.decryptors.contains(conn)
+    }
+
     /// A `piece` message arrived on `conn` and the driver read its payload into a buffer
     /// of its own (`data`, the block at byte `begin` of piece `index`): the same as
     /// [`Session::handle_bytes`] with that framed message, without copying the payload
     /// into a receive buffer. Only at a message boundary: bytes of an earlier message
     /// still in the driver's buffer go to `handle_bytes` first. A block before the
     /// handshake is a protocol error, the one [`Session::handle_bytes`] would report for
-    /// it (its frame's first byte, 0, read as the protocol name's length).
+    /// it (its frame's first byte, 0, read as the protocol name's length). Only for a
+    /// connection [`Session::frames_in_clear`] allows: on an encrypted one the call is a
+    /// driver's mistake and ends the connection.
     pub fn handle_block(
         &mut self,
         conn: ConnId,
@@ -718,6 +772,16 @@ impl Session {
         let Some(&tid) = self.routes.get(&conn) else {
             return;
         };
+        if self.decryptors.contains(conn) {
+            // The driver read the frame as plaintext: index, begin and payload are
+            // ciphertext, and the stream is out of step from here.
+            self.close_conn(
+                conn,
+                DisconnectReason::Misbehaved("a block framed outside an encrypted stream"),
+                now,
+            );
+            return;
+        }
         self.with_torrent(tid, |t, ctx| {
             t.handle_block(conn, (index, begin), data, ctx, now);
         });
@@ -743,6 +807,7 @@ impl Session {
         let result = f(t, &mut ctx);
         for conn in closed {
             self.routes.remove(&conn);
+            self.decryptors.remove(conn);
         }
         Some(result)
     }

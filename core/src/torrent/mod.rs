@@ -103,6 +103,8 @@ pub struct TorrentStats {
     pub upload_rate: u64,
     /// Established connections.
     pub peers: usize,
+    /// Established connections whose handshake was encrypted (MSE), RC4 or not after it.
+    pub encrypted_peers: usize,
     /// Addresses known and not given up on: waiting to be dialled or being dialled.
     pub known_peers: usize,
     /// Connections we are currently unchoking.
@@ -357,6 +359,7 @@ impl Torrent {
             download_rate: self.peers.values().map(|p| p.download.rate(now)).sum(),
             upload_rate: self.peers.values().map(|p| p.upload.rate(now)).sum(),
             peers: self.peers.len(),
+            encrypted_peers: self.peers.values().filter(|p| p.crypto.is_some()).count(),
             known_peers: self
                 .candidates
                 .keys()

@@ -21,6 +21,8 @@ pub(super) struct Peer {
     pub(super) addr: SocketAddr,
     pub(super) peer_id: PeerId,
     pub(super) direction: Direction,
+    /// The stream its MSE handshake settled on (`None`: a plaintext connection).
+    pub(super) crypto: Option<crate::mse::Crypto>,
     /// Both sides announced BEP 6 (fast).
     pub(super) fast: bool,
     /// Both sides announced BEP 10 (extension protocol).
@@ -121,6 +123,7 @@ impl Peer {
             addr,
             peer_id,
             direction,
+            crypto: None,
             fast,
             extensions,
             decoder,

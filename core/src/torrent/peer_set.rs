@@ -43,6 +43,10 @@ pub(super) struct Candidate {
     pub(super) connected: bool,
     /// The best source that named it (see the module's invariants).
     pub(super) source: PeerSource,
+    /// Dial it in plaintext (under [`crate::vocab::EncryptionPolicy::Prefer`]): it
+    /// refused an encrypted handshake, or took a plaintext one after such a refusal. A PEX
+    /// flag saying it prefers encryption clears it.
+    pub(super) plaintext: bool,
 }
 
 /// What the session, not the torrent, knows of a connection's activity, for eviction.
@@ -130,6 +134,7 @@ impl Torrent {
                     not_before: now,
                     connected: false,
                     source,
+                    plaintext: false,
                 },
             );
         }
@@ -262,6 +267,40 @@ impl Torrent {
         }
     }
 
+    /// Whether `addr` is to be dialled in plaintext (see [`Candidate::plaintext`]).
+    pub(crate) fn dial_plaintext(&self, addr: SocketAddr) -> bool {
+        self.candidates.get(&addr).is_some_and(|c| c.plaintext)
+    }
+
+    /// Our encrypted dial of `addr` failed in its MSE handshake: dial it again at once, in
+    /// plaintext, without counting a failure (that retry's own failure counts). Only once:
+    /// the retry is a plaintext dial, which cannot end up here.
+    pub(crate) fn retry_in_plaintext(&mut self, addr: SocketAddr, now: Instant) {
+        self.connecting.remove(&addr);
+        if let Some(c) = self.candidates.get_mut(&addr) {
+            c.plaintext = true;
+            c.not_before = now;
+        }
+    }
+
+    /// Peers a PEX message says prefer encryption: worth an encrypted dial again.
+    pub(super) fn note_prefers_encryption(&mut self, addrs: impl Iterator<Item = SocketAddr>) {
+        for addr in addrs {
+            if let Some(c) = self.candidates.get_mut(&addr) {
+                c.plaintext = false;
+            }
+        }
+    }
+
+    /// A peer we dialled left and is a candidate again: one that took our plaintext dial
+    /// is dialled in plaintext again (under `prefer` it got there by refusing MSE), not
+    /// made to refuse an encrypted handshake first every time.
+    fn remember_plaintext(&mut self, peer: &Peer) {
+        if let Some(c) = self.candidates.get_mut(&peer.addr) {
+            c.plaintext = peer.crypto.is_none();
+        }
+    }
+
     /// A dial for `addr` failed: try again later with back-off, or forget it.
     pub(crate) fn connect_failed(
         &mut self,
@@ -304,6 +343,7 @@ impl Torrent {
             connected: false,
             // A peer that was connected: `source` says how it ranks.
             source: PeerSource::Tracker,
+            plaintext: false,
         });
         if let Some(source) = source {
             entry.source = entry.source.max(source);
@@ -339,6 +379,7 @@ impl Torrent {
         direction: Direction,
         ours: wire::Reserved,
         theirs: &Handshake,
+        crypto: Option<crate::mse::Crypto>,
         ctx: &mut Ctx<'_>,
         now: Instant,
     ) {
@@ -358,7 +399,7 @@ impl Torrent {
         // Without metadata only the size limits apply; the geometry is set once it is known.
         let geometry = self.phase.content().map(|c| c.geometry);
         let decoder = Decoder::new(geometry, Limits::default());
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             key,
             addr,
             theirs.peer_id,
@@ -370,6 +411,7 @@ impl Torrent {
             geometry.map_or(0, |g| g.piece_count()),
             now,
         );
+        peer.crypto = crypto;
         self.by_key.insert(key, conn);
         self.peers.insert(conn, peer);
 
@@ -436,6 +478,7 @@ impl Torrent {
                 && !self.is_banned(peer.addr.ip())
             {
                 self.note_failure(peer.addr, true, source, ctx.config, now);
+                self.remember_plaintext(&peer);
             }
         }
         ctx.closed.push(conn);
@@ -448,6 +491,7 @@ impl Torrent {
         if let Some(peer) = self.remove_peer(conn, ctx, now) {
             if peer.direction != Direction::Inbound && !self.is_banned(peer.addr.ip()) {
                 self.note_failure(peer.addr, true, source, ctx.config, now);
+                self.remember_plaintext(&peer);
             }
         }
     }
@@ -789,6 +833,7 @@ mod tests {
                 outbound,
                 wire::Reserved::NONE,
                 &theirs,
+                None,
                 &mut ctx,
                 Instant::ZERO,
             );
@@ -829,7 +874,16 @@ mod tests {
             };
             let conn = ConnId(n as u64);
             let none = wire::Reserved::NONE;
-            t.add_peer(conn, a, outbound, none, &theirs, &mut ctx, Instant::ZERO);
+            t.add_peer(
+                conn,
+                a,
+                outbound,
+                none,
+                &theirs,
+                None,
+                &mut ctx,
+                Instant::ZERO,
+            );
         }
         // The list fills up again while they are connected.
         let more: Vec<SocketAddr> = (10..20).map(addr).collect();

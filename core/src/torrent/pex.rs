@@ -84,6 +84,10 @@ impl Torrent {
                 if seed {
                     flags |= pex_flags::SEED;
                 }
+                // It spoke MSE with us: it will take an encrypted dial.
+                if p.crypto.is_some() {
+                    flags |= pex_flags::PREFERS_ENCRYPTION;
+                }
                 Some((addr, (*c, flags)))
             })
             .collect();
@@ -159,6 +163,13 @@ impl Torrent {
             .take(MAX_PEX_PEERS)
             .collect();
         self.add_candidates(&addrs, PeerSource::Pex, ctx.config.max_candidates, now);
+        self.note_prefers_encryption(
+            message
+                .added
+                .iter()
+                .filter(|(_, flags)| flags & pex_flags::PREFERS_ENCRYPTION != 0)
+                .map(|(a, _)| *a),
+        );
         self.maybe_connect(ctx, now);
     }
 }

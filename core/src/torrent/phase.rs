@@ -169,7 +169,16 @@ mod tests {
             peer_id: PeerId([conn.0 as u8; 20]),
         };
         let dir = Direction::Outbound(t.id);
-        t.add_peer(conn, addr, dir, ours, &theirs, &mut w.ctx(), Instant::ZERO);
+        t.add_peer(
+            conn,
+            addr,
+            dir,
+            ours,
+            &theirs,
+            None,
+            &mut w.ctx(),
+            Instant::ZERO,
+        );
         let hs = ExtensionHandshake {
             m: BTreeMap::from([
                 (UT_METADATA.to_owned(), THEIR_UT_METADATA),

@@ -410,6 +410,13 @@ pub enum DisconnectReason {
     /// [`super::SessionConfig::max_unsent_bytes`], or its socket accepted nothing for
     /// [`super::SessionConfig::send_stall_timeout`].
     SlowReader,
+    /// The encrypted handshake (MSE) failed: the peer spoke something else, named a
+    /// torrent we do not have, or offered no method we allow.
+    Encryption(crate::mse::MseError),
+    /// The peer's handshake was plaintext and [`super::EncryptionPolicy::Require`] is set.
+    PlaintextRefused,
+    /// The peer's handshake was encrypted and [`super::EncryptionPolicy::Disable`] is set.
+    EncryptionDisabled,
 }
 
 impl std::fmt::Display for DisconnectReason {
@@ -430,6 +437,15 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::TorrentPaused => f.write_str("torrent paused"),
             DisconnectReason::SessionClosed => f.write_str("session closing"),
             DisconnectReason::SlowReader => f.write_str("the peer does not read what it asked for"),
+            DisconnectReason::Encryption(e) => write!(f, "encrypted handshake failed: {e}"),
+            DisconnectReason::PlaintextRefused => f.write_str(
+                "the peer does not encrypt its handshake and encryption is required \
+                 (--encryption require)",
+            ),
+            DisconnectReason::EncryptionDisabled => f.write_str(
+                "the peer's handshake is encrypted and encryption is disabled \
+                 (--encryption disable)",
+            ),
         }
     }
 }
@@ -495,6 +511,9 @@ pub enum PeerGone {
     Closed(DisconnectReason),
     /// The peer hung up (end of stream).
     HungUp,
+    /// The peer hung up during our encrypted handshake: it may not accept encryption.
+    /// With [`super::EncryptionPolicy::Prefer`] it is dialled again in plaintext.
+    HungUpOnEncryption,
     /// Writing to the socket failed.
     WriteFailed,
     /// Reading from the socket failed, for this reason (the driver's `io::Error`, by kind).
@@ -506,6 +525,9 @@ impl std::fmt::Display for PeerGone {
         match self {
             PeerGone::Closed(reason) => reason.fmt(f),
             PeerGone::HungUp => f.write_str("closed by the peer"),
+            PeerGone::HungUpOnEncryption => f.write_str(
+                "closed by the peer during the encrypted handshake (it may not accept encryption)",
+            ),
             PeerGone::WriteFailed => f.write_str("write failed"),
             PeerGone::ReadFailed(kind) => write!(f, "read failed: {kind}"),
         }

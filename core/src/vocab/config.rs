@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::{CryptoLevel, EncryptionPolicy};
 use crate::choker::ChokerConfig;
 
 /// Session-wide settings. `Default` gives the values documented on each field.
@@ -239,6 +240,13 @@ pub struct SessionConfig {
     /// junk addresses). Tracker peers rank lowest among candidates anyway (see
     /// [`super::PeerSource`]); this keeps one answer from churning the whole list.
     pub max_peers_per_announce: usize,
+    /// Whether peer connections are encrypted (MSE/PE; default
+    /// [`EncryptionPolicy::Prefer`]: dial encrypted, accept both, retry a refusing peer
+    /// once in plaintext).
+    pub encryption: EncryptionPolicy,
+    /// Which stream an encrypted handshake may settle on (default [`CryptoLevel::Both`]:
+    /// RC4 when the peer allows it).
+    pub crypto_level: CryptoLevel,
 }
 
 impl Default for SessionConfig {
@@ -293,6 +301,8 @@ impl Default for SessionConfig {
             stopped_tracker_timeout: Duration::from_secs(3),
             tracker_attempt_timeout: Duration::from_secs(15),
             max_peers_per_announce: 200,
+            encryption: EncryptionPolicy::Prefer,
+            crypto_level: CryptoLevel::Both,
         }
     }
 }

@@ -12,6 +12,7 @@
 mod action;
 mod config;
 mod disk_error;
+mod encryption;
 mod geometry;
 pub(crate) mod outbox;
 mod peer_source;
@@ -22,5 +23,6 @@ pub use action::{
 };
 pub use config::SessionConfig;
 pub use disk_error::{DiskError, DiskErrorKind};
+pub use encryption::{CryptoLevel, EncryptionPolicy};
 pub use geometry::GeometryError;
 pub use peer_source::PeerSource;

@@ -1,11 +1,13 @@
 //! The session's output queue: actions in order, with small messages for one connection
-//! coalesced into a single [`Action::Send`].
+//! coalesced into a single [`Action::Send`], and encrypted for a connection that
+//! negotiated RC4 (MSE/PE).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
 use super::action::{Action, ConnId};
+use crate::mse::Cipher;
 use crate::wire::{Message, encode_piece_header};
 
 /// Actions waiting to be polled, plus per-connection bytes not yet turned into a `Send`.
@@ -13,10 +15,18 @@ use crate::wire::{Message, encode_piece_header};
 /// Ordering rule: bytes appended for a connection are emitted before any later
 /// [`Action::SendBlock`] for it (a `SendBlock` first flushes the connection's pending bytes),
 /// so the peer sees messages in the order the session produced them.
+///
+/// Encryption rule: bytes are encrypted as they enter the outbox (appended to `pending`,
+/// or handed to [`Outbox::send_block`]). Entry order is the order the peer reads them in
+/// (the ordering rule above), which is the order an RC4 keystream must be applied in; and
+/// what was queued before [`Outbox::encrypt`] (the MSE handshake's own bytes, already
+/// encrypted by the handshake) is never encrypted twice.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Action>,
     pending: BTreeMap<ConnId, BytesMut>,
+    /// The send keystream of every connection whose stream is RC4.
+    ciphers: BTreeMap<ConnId, Cipher>,
     /// Connections given anything to send since the last [`Outbox::take_touched`].
     touched: BTreeSet<ConnId>,
 }
@@ -24,30 +34,56 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// Queues `message` for `conn` (coalesced with other small messages).
     pub(crate) fn send(&mut self, conn: ConnId, message: &Message) {
-        self.touched.insert(conn);
-        message.encode(self.pending.entry(conn).or_default());
+        self.append(conn, |buf| message.encode(buf));
     }
 
-    /// Queues raw, already-encoded bytes for `conn` (the handshake).
+    /// Queues raw, already-encoded bytes for `conn` (a handshake).
     pub(crate) fn send_raw(&mut self, conn: ConnId, bytes: &[u8]) {
-        self.touched.insert(conn);
-        self.pending
-            .entry(conn)
-            .or_default()
-            .extend_from_slice(bytes);
+        self.append(conn, |buf| buf.extend_from_slice(bytes));
     }
 
-    /// Queues a `piece` message carrying `data` without copying it.
+    /// Appends what `write` puts in `conn`'s pending bytes, encrypted if the connection is.
+    fn append(&mut self, conn: ConnId, write: impl FnOnce(&mut BytesMut)) {
+        self.touched.insert(conn);
+        let buf = self.pending.entry(conn).or_default();
+        let start = buf.len();
+        write(buf);
+        if let Some(cipher) = self.ciphers.get_mut(&conn) {
+            cipher.apply(&mut buf[start..]);
+        }
+    }
+
+    /// Queues a `piece` message carrying `data` without copying it — unless the
+    /// connection is encrypted and `data` is shared (a buffer someone else also holds):
+    /// RC4 then needs a copy to write into. A block read for this request alone is
+    /// encrypted where it lies.
     pub(crate) fn send_block(&mut self, conn: ConnId, index: u32, begin: u32, data: Bytes) {
         self.touched.insert(conn);
         self.flush(conn);
         let mut header = BytesMut::with_capacity(13);
         encode_piece_header(index, begin, data.len() as u32, &mut header);
+        let data = match self.ciphers.get_mut(&conn) {
+            Some(cipher) => {
+                cipher.apply(&mut header);
+                let mut owned = data
+                    .try_into_mut()
+                    .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                cipher.apply(&mut owned);
+                owned.freeze()
+            }
+            None => data,
+        };
         self.queue.push_back(Action::SendBlock {
             conn,
             header: header.freeze(),
             data,
         });
+    }
+
+    /// Encrypts everything queued for `conn` from now on with `cipher` (its MSE handshake
+    /// settled on RC4).
+    pub(crate) fn encrypt(&mut self, conn: ConnId, cipher: Cipher) {
+        self.ciphers.insert(conn, cipher);
     }
 
     /// Queues a non-send action.
@@ -59,6 +95,7 @@ impl Outbox {
     pub(crate) fn discard(&mut self, conn: ConnId) {
         self.pending.remove(&conn);
         self.touched.remove(&conn);
+        self.ciphers.remove(&conn);
     }
 
     /// The connections given anything to send since the last call.

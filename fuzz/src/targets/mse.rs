@@ -23,7 +23,9 @@
 //!    allow.
 
 use bytes::BytesMut;
-use unchoke_core::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4, Crypto, Established, Handshake, MseError};
+use unchoke_core::mse::{
+    CRYPTO_PLAINTEXT, CRYPTO_RC4, Crypto, Established, Handshake, MseError, Served,
+};
 
 const INFO_HASH: [u8; 20] = [0x42; 20];
 /// The most a handshake may have produced before completing (invariant 2).
@@ -47,7 +49,11 @@ pub fn mse(data: &[u8]) {
 /// Modes 0 and 1: hostile bytes into one side.
 fn raw(receiver: bool, data: &[u8], rng: &mut fastrand::Rng) {
     let mut h = if receiver {
-        Handshake::receiver(vec![INFO_HASH, [1; 20]], CRYPTO_PLAINTEXT | CRYPTO_RC4, rng)
+        Handshake::receiver(
+            Served::new([INFO_HASH, [1; 20]]),
+            CRYPTO_PLAINTEXT | CRYPTO_RC4,
+            rng,
+        )
     } else {
         Handshake::initiator(INFO_HASH, CRYPTO_PLAINTEXT | CRYPTO_RC4, b"ia", rng)
     };
@@ -98,7 +104,7 @@ fn exchange(data: &[u8], rng: &mut fastrand::Rng) {
     // when the position byte is zero.
     let flip = (byte(4) != 0).then(|| (byte(5) % 2 == 0, u16::from_le_bytes([byte(6), byte(7)])));
     let mut a = Handshake::initiator(INFO_HASH, provide, &ia, rng);
-    let mut b = Handshake::receiver(vec![[1; 20], INFO_HASH], allow, rng);
+    let mut b = Handshake::receiver(Served::new([[1; 20], INFO_HASH]), allow, rng);
     let mut to_b = Link::default();
     let mut to_a = Link::default();
     let (mut at_a, mut at_b): (Option<Established>, Option<Established>) = (None, None);

@@ -231,9 +231,11 @@ impl Simulation {
                 // A block's header with its payload right behind: the payload goes to the
                 // session as the buffer it already is (`handle_block`), not copied into
                 // the receive buffer — at a message boundary only, so whatever came
-                // before is handed over first.
+                // before is handed over first; and only on a plaintext stream (an
+                // encrypted one's framing is ciphertext: it goes through the buffer).
                 if let Some((index, begin)) = chunks
                     .peek()
+                    .filter(|_| session.frames_in_clear(conn))
                     .and_then(|next| block_header(&chunk, next.len()))
                 {
                     if !link.recv.is_empty() {

@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::{ConnId, Event, MagnetOptions, Session, SessionConfig, TorrentId};
+use unchoke_core::session::{
+    ConnId, EncryptionPolicy, Event, MagnetOptions, Session, SessionConfig, TorrentId,
+};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::AnnounceRequest;
 use unchoke_core::tracker::server::TrackerServer;
@@ -112,10 +114,13 @@ impl Swarm {
         }
     }
 
-    /// The settings every host uses by default: the defaults, on the lab's listen port.
+    /// The settings every host uses by default: the defaults, on the lab's listen port,
+    /// in plaintext: the lab's sniffers read the wire (an encrypted swarm is one
+    /// `encryption` setting away, see the `encrypted_swarm` test).
     pub fn node_config() -> SessionConfig {
         SessionConfig {
             listen_port: 6881,
+            encryption: EncryptionPolicy::Disable,
             ..SessionConfig::default()
         }
     }
