@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::{Metainfo, ShapeLimits};
-use unchoke_core::session::{Event, metainfo_tiers};
+use unchoke_core::session::{CryptoLevel, EncryptionPolicy, Event, metainfo_tiers};
 use unchoke_driver::dht_node::DhtSettings;
 use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientError, ClientEvent};
 
@@ -109,6 +109,18 @@ pub(crate) struct CommonArgs {
     /// million files. Applies to metadata fetched for a magnet link too.
     #[arg(long, value_name = "N", default_value_t = unchoke_core::metainfo::DEFAULT_MAX_FILES)]
     max_files: usize,
+
+    /// Protocol encryption (MSE/PE): `prefer` dials encrypted, accepts both and retries a
+    /// peer that refuses once in plaintext; `require` talks to encrypting peers only;
+    /// `disable` speaks plaintext only.
+    #[arg(long, value_name = "POLICY", default_value = "prefer")]
+    encryption: EncryptionPolicy,
+
+    /// What an encrypted handshake may settle on: `rc4` (everything encrypted),
+    /// `plaintext` (only the handshake obfuscated: cheaper) or `both` (RC4 when the peer
+    /// allows it).
+    #[arg(long, value_name = "LEVEL", default_value = "both")]
+    crypto_level: CryptoLevel,
 }
 
 impl CommonArgs {
@@ -456,6 +468,8 @@ fn run(
         ..ClientConfig::default()
     };
     config.session.max_connect_failures = common.peer_retries;
+    config.session.encryption = common.encryption;
+    config.session.crypto_level = common.crypto_level;
     let has_dht = config.dht.is_some();
     let (mut client, port_note) = start_client(common, config)?;
     let (mut report, id, mut complete) = match (source, metainfo) {

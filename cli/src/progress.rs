@@ -564,6 +564,7 @@ mod tests {
             download_rate: 1 << 20,
             upload_rate: 512 << 10,
             peers: 1,
+            encrypted_peers: 0,
             known_peers: 1,
             unchoked: 1,
             hash_failures: 0,
