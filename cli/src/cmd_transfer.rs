@@ -640,8 +640,11 @@ fn run(
                     report.peer("connect_failed", addr, &reason);
                 }
             }
-            Ok(ClientEvent::PeerDisconnected { addr, reason }) if common.verbose => {
-                report.peer("peer_disconnected", addr, &reason);
+            Ok(ClientEvent::PeerDisconnected { addr, reason }) => {
+                dials.note_disconnect(addr, &reason);
+                if common.verbose {
+                    report.peer("peer_disconnected", addr, &reason);
+                }
             }
             Ok(ClientEvent::Session(Event::StorageError { piece, error, .. })) => {
                 // The core re-downloads a piece whose write failed, but the disk will not

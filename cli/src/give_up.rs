@@ -14,6 +14,8 @@ use unchoke_core::torrent::TorrentStats;
 #[derive(Debug, Default)]
 pub(crate) struct DialFailures {
     by_peer: BTreeMap<SocketAddr, (String, bool)>,
+    /// Why each peer's last connection ended (for peers whose dials did not fail).
+    hung_up: BTreeMap<SocketAddr, String>,
 }
 
 impl DialFailures {
@@ -34,6 +36,13 @@ impl DialFailures {
         }
     }
 
+    /// Records why a connection to `addr` ended: the last reason for a peer that never got
+    /// past its handshake (one that hung up on our encrypted handshake, say) is what the
+    /// final line names, rather than "could not be reached".
+    pub(crate) fn note_disconnect(&mut self, addr: SocketAddr, reason: &str) {
+        self.hung_up.insert(addr, reason.to_string());
+    }
+
     /// One peer given up on, in words: `127.0.0.1:1 refused every connection (3 tries)`.
     fn describe(&self, peer: &FailedPeer) -> String {
         let tries = match peer.failures {
@@ -44,7 +53,10 @@ impl DialFailures {
             _ if peer.connected => format!("{} connected but went away ({tries})", peer.addr),
             Some((_, true)) => format!("{} refused every connection ({tries})", peer.addr),
             Some((last, false)) => format!("{}: {last} ({tries})", peer.addr),
-            None => format!("{} could not be reached ({tries})", peer.addr),
+            None => match self.hung_up.get(&peer.addr) {
+                Some(last) => format!("{}: {last} ({tries})", peer.addr),
+                None => format!("{} could not be reached ({tries})", peer.addr),
+            },
         }
     }
 }
@@ -131,6 +143,19 @@ mod tests {
     #[test]
     fn each_peer_is_shown_once_and_refusals_read_as_such() {
         let mut dials = DialFailures::default();
+        dials.note_disconnect(
+            addr("127.0.0.1:9"),
+            "closed by the peer during the encrypted handshake",
+        );
+        assert!(
+            dials
+                .describe(&FailedPeer {
+                    addr: addr("127.0.0.1:9"),
+                    failures: 3,
+                    connected: false
+                })
+                .contains("during the encrypted handshake (3 tries)")
+        );
         assert!(dials.note(addr("127.0.0.1:1"), "connection refused"));
         assert!(!dials.note(addr("127.0.0.1:1"), "connection refused"));
         assert!(dials.note(addr("127.0.0.1:2"), "timed out after 10 s"));

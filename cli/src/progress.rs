@@ -518,6 +518,7 @@ fn with_event(event: &str, s: &TorrentStats, elapsed: Option<Duration>) -> Value
         "download_rate": s.download_rate,
         "upload_rate": s.upload_rate,
         "peers": s.peers,
+        "encrypted_peers": s.encrypted_peers,
         "unchoked": s.unchoked,
         "hash_failures": s.hash_failures,
         "complete": s.complete,

@@ -31,11 +31,15 @@
 //! confidentiality (RC4 and a 768-bit group are both broken for that), and the CLI seeds
 //! its session from the OS.
 //!
-//! **Status (issue 20):** the handshake and the ciphers are built and tested here (round
-//! trips between the two roles for every `crypto_select`, a known-answer vector computed
-//! by an independent implementation, hostile input) and against libtorrent forcing
-//! encryption over real sockets, in both roles (`cli/tests/mse_interop.rs`); the session
-//! does not use them yet, so unchoke's connections are still plaintext.
+//! **In the session** (`session/encryption.rs`): every dial speaks MSE unless
+//! [`crate::session::EncryptionPolicy::Disable`] (or a plaintext retry) says otherwise, an
+//! inbound connection is told apart by [`is_plaintext_handshake`], the receiver finds the
+//! torrent among the session's in a [`Served`] table, and an RC4 stream is decrypted in
+//! place in the connection's receive buffer and encrypted as it is queued. Tested here
+//! (round trips between the two roles for every `crypto_select`, a known-answer vector
+//! computed by an independent implementation, hostile input), in `core/tests/encryption.rs`
+//! (sessions), and against libtorrent and Transmission over real sockets
+//! (`cli/tests/mse_interop.rs`, `cli/tests/encryption.rs`).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use num_bigint::BigUint;

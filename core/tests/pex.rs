@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use unchoke_core::mse::{self, CRYPTO_RC4};
 use unchoke_core::session::{
     Action, ConnId, Direction, EncryptionPolicy, Session, SessionConfig, TorrentId,
 };
@@ -86,11 +87,15 @@ struct Bench {
 
 impl Bench {
     fn new(max_peers: usize) -> Self {
+        Bench::with_policy(max_peers, EncryptionPolicy::Disable)
+    }
+
+    fn with_policy(max_peers: usize, encryption: EncryptionPolicy) -> Self {
         let metainfo = make_metainfo(&make_content(64 * KIB, 9), 16 * KIB as u32);
         let now = Instant::from_secs(1);
         let config = SessionConfig {
             max_peers_per_torrent: max_peers,
-            encryption: EncryptionPolicy::Disable,
+            encryption,
             ..SessionConfig::default()
         };
         let mut session = Session::new(config, 17, now);
@@ -111,6 +116,49 @@ impl Bench {
         let c = self
             .session
             .connection_opened(addr, Direction::Inbound, self.now);
+        let mut buf = self.opening(ip);
+        self.session.handle_bytes(c, &mut buf, self.now);
+        self.drain();
+        c
+    }
+
+    /// As [`Bench::connect`], the peer speaking MSE (RC4): its opening travels as the
+    /// handshake's initial payload.
+    fn connect_encrypted(&mut self, ip: [u8; 4]) -> ConnId {
+        let addr = SocketAddr::from((ip, 40000));
+        let c = self
+            .session
+            .connection_opened(addr, Direction::Inbound, self.now);
+        let mut rng = fastrand::Rng::with_seed(u64::from(ip[3]));
+        let opening = self.opening(ip);
+        let mut peer = mse::Handshake::initiator(self.info_hash.0, CRYPTO_RC4, &opening, &mut rng);
+        let mut buf = BytesMut::new();
+        for _ in 0..3 {
+            buf.extend_from_slice(&peer.take_output());
+            self.session.handle_bytes(c, &mut buf, self.now);
+            let mut reply = BytesMut::new();
+            while let Some(action) = self.session.poll_action() {
+                if let Action::Send { conn, data } = action {
+                    if conn == c {
+                        reply.extend_from_slice(&data);
+                    }
+                }
+            }
+            let _ = peer.feed(&mut reply).expect("the session's MSE");
+        }
+        assert_eq!(
+            self.session
+                .stats(self.torrent, self.now)
+                .expect("stats")
+                .encrypted_peers,
+            1
+        );
+        c
+    }
+
+    /// A peer's first bytes: handshake, extension handshake (ut_pex as 7, listening on
+    /// 6881), have none.
+    fn opening(&self, ip: [u8; 4]) -> BytesMut {
         let mut buf = BytesMut::new();
         let mut id = *b"-XX0001-000000000000";
         id[8..12].copy_from_slice(&ip);
@@ -128,9 +176,7 @@ impl Bench {
         .to_message()
         .encode(&mut buf);
         Message::HaveNone.encode(&mut buf);
-        self.session.handle_bytes(c, &mut buf, self.now);
-        self.drain();
-        c
+        buf
     }
 
     fn send(&mut self, conn: ConnId, message: &Message) {
@@ -345,5 +391,78 @@ fn received_pex_never_names_us_as_a_candidate() {
         bench.known_peers(),
         1,
         "only the other address is a candidate"
+    );
+}
+
+/// Peers that spoke MSE with us are listed with the "prefers encryption" flag; plaintext
+/// ones without it.
+#[test]
+fn pex_flags_the_peers_that_encrypt() {
+    let mut b = Bench::with_policy(50, EncryptionPolicy::Prefer);
+    b.connect_encrypted([10, 0, 0, 1]);
+    let told = b.connect([10, 0, 0, 2]);
+    b.connect([10, 0, 0, 3]);
+    b.advance(Duration::from_secs(20));
+    let pex = b.pex_to(told);
+    let flags = |ip: [u8; 4]| {
+        pex.iter()
+            .flat_map(|(_, m)| m.added.iter())
+            .find(|(a, _)| *a == SocketAddr::from((ip, 6881)))
+            .map(|(_, f)| *f)
+    };
+    let encrypted = flags([10, 0, 0, 1]).expect("the encrypted peer listed");
+    assert_ne!(encrypted & pex_flags::PREFERS_ENCRYPTION, 0);
+    let plain = flags([10, 0, 0, 3]).expect("the plaintext peer listed");
+    assert_eq!(plain & pex_flags::PREFERS_ENCRYPTION, 0);
+}
+
+/// A peer that took only our plaintext retry is dialled in plaintext from then on — until
+/// someone's PEX says it prefers encryption: then it is worth an encrypted dial again.
+#[test]
+fn a_pex_flag_saying_a_peer_prefers_encryption_earns_it_an_encrypted_dial_again() {
+    let mut b = Bench::with_policy(50, EncryptionPolicy::Prefer);
+    let p = b.connect([10, 0, 0, 1]);
+    let q = b.connect([10, 0, 0, 2]);
+    let x = SocketAddr::from(([10, 0, 0, 9], 6881));
+    let pex = |flags: u8| PexMessage {
+        added: vec![(x, flags)],
+        dropped: vec![],
+    };
+    // Opens our dial of X and returns whether its first bytes are a plaintext handshake.
+    let dial = |b: &mut Bench| -> (ConnId, bool) {
+        assert_eq!(b.dialled.last(), Some(&x), "X was dialled");
+        b.dialled.clear();
+        let c = b
+            .session
+            .connection_opened(x, Direction::Outbound(b.torrent), b.now);
+        let mut first = Vec::new();
+        while let Some(action) = b.session.poll_action() {
+            if let Action::Send { conn, data } = action {
+                if conn == c {
+                    first.extend_from_slice(&data);
+                }
+            }
+        }
+        (c, first.starts_with(b"\x13BitTorrent protocol"))
+    };
+    // Our extension handshake names ut_pex 1: what the peers send it under.
+    b.send(p, &pex(0).to_message(1));
+    let (c, plaintext) = dial(&mut b);
+    assert!(!plaintext, "the first dial is encrypted");
+    b.session
+        .handle_closed(c, unchoke_core::session::PeerGone::HungUp, b.now);
+    b.drain();
+    let (c, plaintext) = dial(&mut b);
+    assert!(plaintext, "the retry is plaintext");
+    b.session
+        .handle_closed(c, unchoke_core::session::PeerGone::HungUp, b.now);
+    b.drain();
+    assert!(b.dialled.is_empty(), "a failed plaintext dial backs off");
+    b.send(q, &pex(pex_flags::PREFERS_ENCRYPTION).to_message(1));
+    b.advance(Duration::from_secs(6));
+    let (_, plaintext) = dial(&mut b);
+    assert!(
+        !plaintext,
+        "flagged as preferring encryption: encrypted again"
     );
 }

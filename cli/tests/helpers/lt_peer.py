@@ -30,7 +30,8 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
   {"event":"peer_connected","addr":...} / {"event":"peer_disconnected","addr":...,"reason":...}
   {"event":"finished","seconds":S}                       leech: every piece verified
   {"event":"peers","peers":[{"addr":"ip:port","ip":"ip","client":"...","downloaded":B,
-   "uploaded":B,"uploaded_polled":B,"connections":N}, ...], "unattributed_downloaded":B,
+   "uploaded":B,"uploaded_polled":B,"connections":N,"encryption":"rc4|plaintext|none"}, ...],
+   "unattributed_downloaded":B,
    "unattributed_uploaded":B,"alerts_dropped":N}     per-peer payload totals (see below)
   {"event":"stopped", ...same counters as status..., "reason":"signal|stdin|timeout|done"}
   {"event":"error","message":"..."}                      also written to stderr
@@ -198,6 +199,13 @@ class PeerBook:
                 rec["last_down"] = rec["last_up"] = 0
                 rec["connections"] += 1
             rec["last_down"], rec["last_up"] = down, up
+            # How the connection is protected (MSE/PE), as libtorrent saw it last.
+            if peer.flags & lt.peer_info.rc4_encrypted:
+                rec["encryption"] = "rc4"
+            elif peer.flags & lt.peer_info.plaintext_encrypted:
+                rec["encryption"] = "plaintext"
+            else:
+                rec["encryption"] = "none"
             name = client_name(peer)
             if name:
                 rec["client"] = name
@@ -216,7 +224,8 @@ class PeerBook:
                           "client": rec["client"] or rec["id_client"],
                           "downloaded": down, "uploaded": up,
                           "uploaded_polled": rec["base_up"] + rec["last_up"],
-                          "connections": max(1, rec["connections"])})
+                          "connections": max(1, rec["connections"]),
+                          "encryption": rec.get("encryption", "unknown")})
         return {
             "event": "peers",
             "peers": peers,

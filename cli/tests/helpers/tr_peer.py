@@ -24,7 +24,8 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
   {"event":"checked","pieces_have":N,"piece_count":M,"seconds":S}
   {"event":"listening","addr":"127.0.0.x:P"}
   {"event":"status","state":"seeding","percent_done":1.0,"uploaded":B,"upload_rate":B/s,
-   "downloaded":B,"download_rate":B/s,"peers":N,"peer_addrs":["ip:port",...]}
+   "downloaded":B,"download_rate":B/s,"peers":N,"peer_addrs":["ip:port",...],
+   "encrypted_addrs":["ip:port",...]}
                                                        about once a second
   {"event":"finished","seconds":S}                     leech: every piece verified
   {"event":"stopped","reason":"signal|stdin|timeout|done","uploaded":B,"downloaded":B}
@@ -103,8 +104,9 @@ def write_settings(args):
         "dht-enabled": False,
         "download-dir": os.path.abspath(args.save_dir),
         "download-queue-enabled": False,
-        # 1 = encryption preferred, the default: incoming plaintext handshakes are accepted.
-        "encryption": 1,
+        # 0 = tolerated (plaintext preferred), 1 = preferred (the default: incoming
+        # plaintext handshakes are accepted), 2 = required (plaintext refused).
+        "encryption": {"tolerated": 0, "preferred": 1, "required": 2}[args.encryption],
         "idle-seeding-limit-enabled": False,
         "incomplete-dir-enabled": False,
         "lpd-enabled": False,
@@ -331,6 +333,9 @@ def status_line(t):
         "download_rate": t["rateDownload"],
         "peers": t["peersConnected"],
         "peer_addrs": ["%s:%d" % (p["address"], p["port"]) for p in t.get("peers", [])],
+        # Which of them speak MSE/PE (RC4) with it.
+        "encrypted_addrs": ["%s:%d" % (p["address"], p["port"]) for p in t.get("peers", [])
+                            if p.get("isEncrypted")],
     }
 
 
@@ -445,6 +450,9 @@ def main():
                        help="RPC port on 127.0.0.1 (0 = pick a free one)")
         p.add_argument("--config-dir", required=True, help="Transmission's config directory")
         p.add_argument("--timeout", type=float, default=600.0, help="give up after SECS")
+        p.add_argument("--encryption", choices=("tolerated", "preferred", "required"),
+                       default="preferred",
+                       help="Transmission's protocol encryption setting (MSE/PE)")
         p.add_argument("--tracker-events", action="store_true",
                        help="print tracker_reply / tracker_error events")
         if mode == "leech":

@@ -54,6 +54,14 @@
 //! read what they asked for, and holds uploads back while a socket is behind — the driver
 //! only reports what happened and carries out the actions.
 //!
+//! **Encryption** (MSE/PE, see `encryption.rs` and [`crate::mse`]): by
+//! [`SessionConfig::encryption`], dials open with an MSE handshake and inbound connections
+//! may speak either; the session runs the handshakes, encrypts what it queues and decrypts
+//! what arrives in place, so a driver moves the same opaque bytes either way. What it asks
+//! of the driver: keep each connection's receive buffer as [`Session::handle_bytes`] says,
+//! and frame blocks itself ([`Session::handle_block`]) only where
+//! [`Session::frames_in_clear`] allows.
+//!
 //! Rules the session keeps:
 //! - **Determinism.** One RNG seeded by the caller; every map is ordered. The same seed and
 //!   the same inputs give the same actions, byte for byte.

@@ -42,8 +42,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::{Bytes, BytesMut};
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::session::{
-    Action, ConnId, Direction, DisconnectReason, Event, PeerSource, Session, SessionConfig,
-    TorrentId,
+    Action, ConnId, Direction, DisconnectReason, EncryptionPolicy, Event, PeerSource, Session,
+    SessionConfig, TorrentId,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
@@ -218,6 +218,9 @@ pub fn session_hostile_reached(data: &[u8]) -> Reached {
         max_unsent_bytes: 256 * 1024,
         upload_read_ahead: 64 * 1024,
         peer_events: true,
+        // The modelled peers speak plaintext BitTorrent (MSE has its own targets: `mse`,
+        // and `session_peer`'s inbound bytes reach the session's MSE receiver).
+        encryption: EncryptionPolicy::Disable,
         ..SessionConfig::default()
     };
     let mut session = Session::new(config.clone(), 11, now);

@@ -27,7 +27,7 @@ use unchoke_core::InfoHash;
 use unchoke_core::bencode::{self, Dict, Value};
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    Action, ConnId, Direction, Event, MagnetOptions, Session, SessionConfig,
+    Action, ConnId, Direction, EncryptionPolicy, Event, MagnetOptions, Session, SessionConfig,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{
@@ -144,7 +144,12 @@ fn session(data: &[u8], fetching: bool, honest_first: bool) {
     };
     let (info, info_hash) = info_bytes();
     let now = Instant::from_secs(1);
-    let mut session = Session::new(SessionConfig::default(), 11, now);
+    // The peer speaks plaintext BitTorrent: our dial must not open with MSE.
+    let config = SessionConfig {
+        encryption: EncryptionPolicy::Disable,
+        ..SessionConfig::default()
+    };
+    let mut session = Session::new(config, 11, now);
     let torrent = if fetching {
         session.add_magnet(*info_hash, MagnetOptions::default(), now)
     } else {

@@ -1,0 +1,286 @@
+//! Protocol encryption (MSE/PE) end to end, against real clients over 127.0.x.y, once per
+//! `--runtime`:
+//! - a libtorrent seed that refuses plaintext and allows RC4 only seeds to a default
+//!   `unchoke download`, and libtorrent reports the connection RC4-encrypted;
+//! - `unchoke seed` serves a libtorrent leech that refuses plaintext (it dials us: our
+//!   receiver), RC4 again;
+//! - Transmission with encryption required seeds to unchoke (we dial it);
+//! - `--encryption require` refuses a plaintext-only libtorrent both ways and says why;
+//! - a default unchoke still downloads from a plaintext-only libtorrent (its encrypted
+//!   dial is refused, the plaintext retry works).
+//!
+//! Addresses: `Runtime::ip(n)` (127.0.1.n for mio, 127.0.2.n for smol), one `n` per test
+//! in this file. Like every interop test these fail, not skip, when a tool is missing.
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::process::JsonProcess;
+use common::runtime::Runtime;
+use common::{
+    PYTHON, TRANSFER_WAIT, assert_same_file, completes, data, helper, require_libtorrent,
+    require_tool, run_ok, unchoke_download, unchoke_seed, write,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An 8 MiB single-file torrent and its data: (data dir, torrent, file name).
+fn fixture(dir: &Path, seed: u64) -> (PathBuf, PathBuf, &'static str) {
+    let data_dir = dir.join("seed");
+    let file = write(&data_dir, "secret.bin", &data(seed, 8 * 1024 * 1024 + 333));
+    let torrent = dir.join("secret.torrent");
+    run_ok(&[
+        "create",
+        file.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+        "--no-date",
+        "-q",
+    ]);
+    (data_dir, torrent, "secret.bin")
+}
+
+/// `lt_peer.py MODE TORRENT SAVE --listen IP --encryption POLICY --enc-level LEVEL ARGS…`.
+fn libtorrent(
+    mode: &str,
+    torrent: &Path,
+    save: &Path,
+    ip: &str,
+    policy: &str,
+    level: &str,
+    args: &[&str],
+) -> JsonProcess {
+    require_libtorrent();
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(helper("lt_peer.py"))
+        .arg(mode)
+        .arg(torrent)
+        .arg(save)
+        .args(["--listen", ip, "--timeout", "120", "--encryption", policy])
+        .args(["--enc-level", level])
+        .args(args);
+    JsonProcess::spawn(&format!("libtorrent {mode} {ip} ({policy})"), cmd)
+}
+
+fn listening(p: &mut JsonProcess) -> String {
+    p.wait_event("listening", WAIT)["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// How libtorrent saw its connections from `ip` (lt_peer.py's "peers" event, written when
+/// it stops).
+fn lt_encryption_of(p: &mut JsonProcess, ip: &str) -> Vec<String> {
+    let peers = p.wait_event("peers", WAIT);
+    peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["ip"] == ip)
+        .map(|x| x["encryption"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// The most encrypted peers an unchoke `--json` process reported at once.
+fn most_encrypted_peers(p: &JsonProcess) -> u64 {
+    p.seen
+        .iter()
+        .filter(|v| v["event"] == "progress" || v["event"] == "complete")
+        .filter_map(|v| v["encrypted_peers"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+per_runtime!(
+    a_libtorrent_seed_refusing_plaintext_seeds_to_unchoke_over_rc4,
+    unchoke_seeds_to_a_libtorrent_leech_refusing_plaintext,
+    transmission_requiring_encryption_seeds_to_unchoke,
+    require_refuses_a_plaintext_only_peer_both_ways_and_says_why,
+    a_default_download_still_works_from_a_plaintext_only_peer,
+);
+
+fn a_libtorrent_seed_refusing_plaintext_seeds_to_unchoke_over_rc4(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent, name) = fixture(dir.path(), 1);
+    let mut seed = libtorrent("seed", &torrent, &src, &rt.ip(1), "forced", "rc4", &[]);
+    let addr = listening(&mut seed);
+    let out = dir.path().join("out");
+    let mut dl = unchoke_download(rt, &torrent, &out, &rt.ip(2), &["--peer", &addr]);
+    completes(&mut dl);
+    assert_same_file(&src.join(name), &out.join(name));
+    assert!(most_encrypted_peers(&dl) >= 1, "{}", dl.dump());
+    seed.signal("TERM");
+    let seen = lt_encryption_of(&mut seed, &rt.ip(2));
+    assert!(
+        !seen.is_empty() && seen.iter().all(|e| e == "rc4"),
+        "libtorrent saw {seen:?}\n{}",
+        seed.dump()
+    );
+}
+
+fn unchoke_seeds_to_a_libtorrent_leech_refusing_plaintext(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent, name) = fixture(dir.path(), 2);
+    let (mut us, addr) = unchoke_seed(rt, &torrent, &src, &rt.ip(3), &[]);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut leech = libtorrent(
+        "leech",
+        &torrent,
+        &out,
+        &rt.ip(4),
+        "forced",
+        "rc4",
+        &["--connect", &addr],
+    );
+    leech.wait_event("finished", TRANSFER_WAIT);
+    let seen = lt_encryption_of(&mut leech, &rt.ip(3));
+    assert!(leech.wait_exit(WAIT).success(), "{}", leech.dump());
+    assert_same_file(&src.join(name), &out.join(name));
+    assert!(
+        !seen.is_empty() && seen.iter().all(|e| e == "rc4"),
+        "libtorrent saw {seen:?}"
+    );
+    us.signal("INT");
+    assert!(us.wait_exit(WAIT).success(), "{}", us.dump());
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn transmission_requiring_encryption_seeds_to_unchoke(rt: Runtime) {
+    require_tool("transmission-daemon", &["--version"], "transmission-daemon");
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent, name) = fixture(dir.path(), 3);
+    let tr_ip = rt.ip(5);
+    let port = free_port(&tr_ip);
+    let rpc = free_port("127.0.0.1");
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(helper("tr_peer.py"))
+        .arg("seed")
+        .arg(&torrent)
+        .arg(&src)
+        .args(["--listen", &tr_ip, "--port", &port.to_string()])
+        .args(["--rpc-port", &rpc.to_string(), "--timeout", "300"])
+        .args(["--encryption", "required"])
+        .arg("--config-dir")
+        .arg(dir.path().join("tr-config"));
+    let mut seed = JsonProcess::spawn(&format!("transmission seed {tr_ip} (required)"), cmd);
+    let addr = listening(&mut seed);
+    let out = dir.path().join("out");
+    // Transmission never dials loopback peers: we dial it.
+    let mut dl = unchoke_download(rt, &torrent, &out, &rt.ip(6), &["--peer", &addr]);
+    completes(&mut dl);
+    assert_same_file(&src.join(name), &out.join(name));
+    assert!(most_encrypted_peers(&dl) >= 1, "{}", dl.dump());
+    // Transmission's own view, while it still lists us: it polls once a second.
+    let ours = rt.ip(6);
+    let encrypted = seed.seen.iter().any(|v| {
+        v["event"] == "status"
+            && v["encrypted_addrs"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|x| x.as_str().is_some_and(|s| s.starts_with(&ours)))
+            })
+    });
+    assert!(
+        encrypted,
+        "Transmission never listed us as encrypted\n{}",
+        seed.dump()
+    );
+}
+
+fn require_refuses_a_plaintext_only_peer_both_ways_and_says_why(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent, _) = fixture(dir.path(), 4);
+
+    // We dial a libtorrent seed that speaks plaintext only: it hangs up on our public key,
+    // and with `require` there is no plaintext retry. The download gives up naming why.
+    let mut seed = libtorrent("seed", &torrent, &src, &rt.ip(7), "disabled", "both", &[]);
+    let addr = listening(&mut seed);
+    let out = dir.path().join("out");
+    let mut dl = unchoke_download(
+        rt,
+        &torrent,
+        &out,
+        &rt.ip(8),
+        &[
+            "--peer",
+            &addr,
+            "--encryption",
+            "require",
+            "--peer-retries",
+            "2",
+        ],
+    );
+    let status = dl.wait_exit(TRANSFER_WAIT);
+    assert!(!status.success(), "{}", dl.dump());
+    let stderr = dl.stderr();
+    assert!(
+        stderr.contains("during the encrypted handshake"),
+        "the error names the encrypted handshake:\n{}",
+        dl.dump()
+    );
+
+    // A plaintext-only libtorrent leech dials our seed that requires encryption: refused,
+    // with the reason in our peer events, and it gets nothing.
+    let (mut us, ours) = unchoke_seed(rt, &torrent, &src, &rt.ip(9), &["--encryption", "require"]);
+    let leech_out = dir.path().join("leech");
+    std::fs::create_dir_all(&leech_out).unwrap();
+    let mut leech = libtorrent(
+        "leech",
+        &torrent,
+        &leech_out,
+        &rt.ip(10),
+        "disabled",
+        "both",
+        &["--connect", &ours],
+    );
+    let refused = us.wait_event("peer_disconnected", WAIT);
+    assert!(
+        refused["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("encryption is required")),
+        "{refused}\n{}",
+        us.dump()
+    );
+    leech.signal("TERM");
+    leech.wait_exit(WAIT);
+    assert!(
+        !leech.seen.iter().any(|v| v["event"] == "finished"),
+        "the plaintext leech got the file"
+    );
+    us.signal("INT");
+    us.wait_exit(WAIT);
+}
+
+fn a_default_download_still_works_from_a_plaintext_only_peer(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent, name) = fixture(dir.path(), 5);
+    let mut seed = libtorrent("seed", &torrent, &src, &rt.ip(11), "disabled", "both", &[]);
+    let addr = listening(&mut seed);
+    let out = dir.path().join("out");
+    let mut dl = unchoke_download(rt, &torrent, &out, &rt.ip(12), &["--peer", &addr]);
+    completes(&mut dl);
+    assert_same_file(&src.join(name), &out.join(name));
+    // The first (encrypted) dial was hung up on, the retry was plaintext.
+    assert!(
+        dl.seen.iter().any(|v| v["event"] == "peer_disconnected"
+            && v["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("encrypted handshake"))),
+        "{}",
+        dl.dump()
+    );
+    assert_eq!(most_encrypted_peers(&dl), 0);
+}
