@@ -330,12 +330,23 @@ def lt_contender(name, args, torrent, seed_dir, leech_dir, file_name, extra):
         os.path.join(leech_dir, file_name))
 
 
-def unchoke_contender(args, runtime, torrent, seed_dir, leech_dir, file_name):
-    """`unchoke-RUNTIME`: seeder and leecher both on `--runtime RUNTIME`."""
+# `--unchoke-encryption` modes: the extra arguments both unchoke sides get. `default` is
+# what a user gets (`--encryption prefer`, `--crypto-level both`: between two unchokes the
+# stream is RC4); `obfuscated` keeps the MSE handshake but a plaintext stream;
+# `disable` is plaintext BitTorrent.
+ENCRYPTION_MODES = {
+    "default": [],
+    "obfuscated": ["--crypto-level", "plaintext"],
+    "disable": ["--encryption", "disable"],
+}
+
+
+def unchoke_contender(args, runtime, torrent, seed_dir, leech_dir, file_name, mode="default"):
+    """`unchoke-RUNTIME[-MODE]`: seeder and leecher both on `--runtime RUNTIME`."""
     binary = args.unchoke
-    rt = ["--runtime", runtime]
+    rt = ["--runtime", runtime] + ENCRYPTION_MODES[mode]
     return Contender(
-        "unchoke-" + runtime,
+        "unchoke-" + runtime + ("" if mode == "default" else "-" + mode),
         lambda: [binary, "seed", torrent, seed_dir] + rt
         + ["--listen", SEED_ADDR + ":0", "--json"],
         lambda seed_addr: [binary, "download", torrent, "-o", leech_dir] + rt
@@ -507,6 +518,9 @@ def main():
                         help="data, torrent, logs; the seed data is kept between invocations")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="give up on one transfer after SECS")
+    parser.add_argument("--unchoke-encryption", default="default",
+                        help="unchoke encryption modes to run, comma list of %s "
+                        "(default: default)" % ", ".join(ENCRYPTION_MODES))
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
     if args.size_mib <= 0 or args.runs <= 0 or args.piece_kib < 16:
@@ -515,6 +529,9 @@ def main():
     profiles = [p.strip() for p in args.lt_profiles.split(",") if p.strip()]
     if any(p not in ("default", "hp") for p in profiles):
         parser.error("--lt-profiles takes default and/or hp")
+    modes = [m.strip() for m in args.unchoke_encryption.split(",") if m.strip()]
+    if not modes or any(m not in ENCRYPTION_MODES for m in modes):
+        parser.error("--unchoke-encryption takes %s (comma list)" % ", ".join(ENCRYPTION_MODES))
     runtimes = []
     for r in (r.strip() for r in args.runtimes.split(",")):
         if r and r not in runtimes:
@@ -556,8 +573,9 @@ def main():
                                                leech_dir, file_name, ["--high-performance"]))
     if not args.skip_unchoke:
         for runtime in runtimes:
-            contenders.append(unchoke_contender(args, runtime, torrent, seed_dir, leech_dir,
-                                                file_name))
+            for mode in modes:
+                contenders.append(unchoke_contender(args, runtime, torrent, seed_dir,
+                                                    leech_dir, file_name, mode))
     if not contenders:
         parser.error("nothing to run")
 
