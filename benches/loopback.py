@@ -331,12 +331,12 @@ def lt_contender(name, args, torrent, seed_dir, leech_dir, file_name, extra):
 
 
 # `--unchoke-encryption` modes: the extra arguments both unchoke sides get. `default` is
-# what a user gets (`--encryption prefer`, `--crypto-level both`: between two unchokes the
-# stream is RC4); `obfuscated` keeps the MSE handshake but a plaintext stream;
-# `disable` is plaintext BitTorrent.
+# what a user gets (`--encryption prefer`, `--crypto-level both`: between two unchokes an
+# MSE handshake, then a plaintext stream); `rc4` encrypts the whole stream
+# (`--crypto-level rc4`); `disable` is plaintext BitTorrent.
 ENCRYPTION_MODES = {
     "default": [],
-    "obfuscated": ["--crypto-level", "plaintext"],
+    "rc4": ["--crypto-level", "rc4"],
     "disable": ["--encryption", "disable"],
 }
 

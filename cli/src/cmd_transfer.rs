@@ -116,9 +116,9 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "POLICY", default_value = "prefer")]
     encryption: EncryptionPolicy,
 
-    /// What an encrypted handshake may settle on: `rc4` (everything encrypted),
-    /// `plaintext` (only the handshake obfuscated: cheaper) or `both` (RC4 when the peer
-    /// allows it).
+    /// What an encrypted handshake may settle on: `rc4` (everything encrypted; costs CPU
+    /// on every byte), `plaintext` (only the handshake obfuscated) or `both` (plaintext
+    /// after the handshake when the peer allows it, RC4 when it insists).
     #[arg(long, value_name = "LEVEL", default_value = "both")]
     crypto_level: CryptoLevel,
 }

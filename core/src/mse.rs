@@ -218,6 +218,8 @@ pub fn obfuscated_hash(info_hash: &[u8; 20]) -> [u8; 20] {
 pub struct Handshake {
     /// Our private key.
     private: BigUint,
+    /// The receiver's choice when the initiator offers both methods and we allow both.
+    prefer: Crypto,
     /// Bytes to send, until [`Handshake::take_output`] takes them.
     out: BytesMut,
     /// The receiver's public key and padding, held until `Ya` arrives.
@@ -357,7 +359,8 @@ impl Handshake {
     }
 
     /// The accepting side, serving `torrents` and allowing the
-    /// methods in `allow` (RC4 is chosen when both sides allow it, plaintext otherwise).
+    /// methods in `allow` (RC4 is chosen when both sides allow it, plaintext otherwise;
+    /// see [`Handshake::preferring`]).
     /// Its first output, `Yb, PadB`, comes once `Ya` has arrived.
     pub fn receiver(torrents: Served, allow: u32, rng: &mut fastrand::Rng) -> Handshake {
         let mut h = Handshake::start(rng);
@@ -366,6 +369,14 @@ impl Handshake {
         h.state = State::AwaitYa { torrents, allow };
         h.pending = key_and_pad;
         h
+    }
+
+    /// The method a receiver selects when the initiator offers both and both are allowed
+    /// (RC4 unless told otherwise). libtorrent, by default, prefers plaintext: the
+    /// handshake is what traffic shaping looks for, and RC4 costs CPU on every byte.
+    pub fn preferring(mut self, crypto: Crypto) -> Handshake {
+        self.prefer = crypto;
+        self
     }
 
     /// A 160-bit private key and 0–512 bytes of padding from `rng`.
@@ -385,6 +396,7 @@ impl Handshake {
         out.put_slice(pad);
         Handshake {
             private,
+            prefer: Crypto::Rc4,
             out,
             pending: BytesMut::new(),
             state: State::Finished,
@@ -564,7 +576,9 @@ impl Handshake {
                 let offered = head.get_u32();
                 let pad = head.get_u16();
                 let common = offered & allow;
-                let crypto = if common & CRYPTO_RC4 != 0 {
+                let crypto = if common & self.prefer.bit() != 0 {
+                    self.prefer
+                } else if common & CRYPTO_RC4 != 0 {
                     Crypto::Rc4
                 } else if common & CRYPTO_PLAINTEXT != 0 {
                     Crypto::Plaintext
@@ -922,6 +936,29 @@ mod tests {
         b.feed(&mut BytesMut::from(&a.take_output()[..]))?;
         a.feed(&mut BytesMut::from(&b.take_output()[..]))?;
         b.feed(&mut BytesMut::from(&a.take_output()[..]))
+    }
+
+    #[test]
+    fn a_receiver_preferring_plaintext_takes_it_only_when_offered() {
+        let select = |provide: u32, allow: u32| {
+            let mut rng = fastrand::Rng::with_seed(5);
+            let mut a = Handshake::initiator(INFO_HASH, provide, b"", &mut rng);
+            let mut b = Handshake::receiver(Served::new([INFO_HASH]), allow, &mut rng)
+                .preferring(Crypto::Plaintext);
+            b.feed(&mut BytesMut::from(&a.take_output()[..]))
+                .expect("Ya");
+            a.feed(&mut BytesMut::from(&b.take_output()[..]))
+                .expect("Yb");
+            let done = b
+                .feed(&mut BytesMut::from(&a.take_output()[..]))
+                .expect("step 3")
+                .expect("done");
+            done.crypto
+        };
+        let both = CRYPTO_RC4 | CRYPTO_PLAINTEXT;
+        assert_eq!(select(both, both), Crypto::Plaintext);
+        assert_eq!(select(CRYPTO_RC4, both), Crypto::Rc4);
+        assert_eq!(select(both, CRYPTO_RC4), Crypto::Rc4);
     }
 
     #[test]

@@ -166,18 +166,14 @@ fn an_inbound_mse_peer_is_routed_to_its_torrent_and_served_in_the_settled_stream
         .iter()
         .map(|c| make_metainfo(c, 16 * 1024))
         .collect();
+    // (what the peer offers, what we allow, the stream settled on)
+    let both = CRYPTO_RC4 | CRYPTO_PLAINTEXT;
     let cases = [
-        (
-            CRYPTO_RC4 | CRYPTO_PLAINTEXT,
-            CryptoLevel::Both,
-            Crypto::Rc4,
-        ),
+        (both, CryptoLevel::Both, Crypto::Plaintext),
+        (CRYPTO_RC4, CryptoLevel::Both, Crypto::Rc4),
         (CRYPTO_PLAINTEXT, CryptoLevel::Both, Crypto::Plaintext),
-        (
-            CRYPTO_RC4 | CRYPTO_PLAINTEXT,
-            CryptoLevel::Plaintext,
-            Crypto::Plaintext,
-        ),
+        (both, CryptoLevel::Plaintext, Crypto::Plaintext),
+        (both, CryptoLevel::Rc4, Crypto::Rc4),
         (CRYPTO_RC4, CryptoLevel::Rc4, Crypto::Rc4),
     ];
     for (round, &(provide, level, expected)) in cases.iter().enumerate() {

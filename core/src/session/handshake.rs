@@ -101,11 +101,14 @@ impl Session {
         Some(if plaintext {
             Stage::BitTorrent
         } else {
-            Stage::Mse(Box::new(mse::Handshake::receiver(
-                self.served.clone(),
-                self.config.crypto_level.methods(),
-                &mut self.rng,
-            )))
+            Stage::Mse(Box::new(
+                mse::Handshake::receiver(
+                    self.served.clone(),
+                    self.config.crypto_level.methods(),
+                    &mut self.rng,
+                )
+                .preferring(self.config.crypto_level.preferred()),
+            ))
         })
     }
 

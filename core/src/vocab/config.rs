@@ -245,7 +245,7 @@ pub struct SessionConfig {
     /// once in plaintext).
     pub encryption: EncryptionPolicy,
     /// Which stream an encrypted handshake may settle on (default [`CryptoLevel::Both`]:
-    /// RC4 when the peer allows it).
+    /// plaintext after the handshake when the peer allows it, RC4 when it insists).
     pub crypto_level: CryptoLevel,
 }
 

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use crate::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4};
+use crate::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4, Crypto};
 
 /// Whether the session's peer connections use Message Stream Encryption.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -51,14 +51,19 @@ impl FromStr for EncryptionPolicy {
 
 /// Which stream an encrypted handshake may lead to: RC4 for everything that follows, or
 /// plaintext after an obfuscated handshake (cheaper, and enough against shaping that only
-/// looks at the handshake). As libtorrent's `allowed_enc_level`.
+/// looks at the handshake). As libtorrent's `allowed_enc_level`, with its default choice:
+/// RC4 costs CPU on every byte (RustCrypto's `rc4` runs at about 230 MiB/s on the
+/// benchmark machine, `benches/RESULTS.md`), so with both allowed the stream is plaintext
+/// whenever the peer allows that too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CryptoLevel {
     /// RC4 only.
     Rc4,
     /// Plaintext after the handshake only.
     Plaintext,
-    /// Either; RC4 when the peer allows it too.
+    /// Either: plaintext after the handshake when the peer allows it (we offer both when
+    /// dialling, and choose plaintext when a dialler offers both), RC4 for a peer that
+    /// insists on it.
     #[default]
     Both,
 }
@@ -70,6 +75,14 @@ impl CryptoLevel {
             CryptoLevel::Rc4 => CRYPTO_RC4,
             CryptoLevel::Plaintext => CRYPTO_PLAINTEXT,
             CryptoLevel::Both => CRYPTO_RC4 | CRYPTO_PLAINTEXT,
+        }
+    }
+
+    /// What a receiving handshake chooses when the dialler offers both methods.
+    pub fn preferred(self) -> Crypto {
+        match self {
+            CryptoLevel::Rc4 => Crypto::Rc4,
+            CryptoLevel::Plaintext | CryptoLevel::Both => Crypto::Plaintext,
         }
     }
 
