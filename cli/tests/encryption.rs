@@ -24,8 +24,8 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::{
-    PYTHON, TRANSFER_WAIT, assert_same_file, completes, data, helper, require_libtorrent,
-    require_tool, run_ok, unchoke_download, unchoke_seed, write,
+    PYTHON, TRANSFER_WAIT, assert_same_file, completes, create_torrent, data, free_port, helper,
+    lt_peer_with_encryption, require_tool, unchoke_download, unchoke_seed, write,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -35,18 +35,11 @@ fn fixture(dir: &Path, seed: u64) -> (PathBuf, PathBuf, &'static str) {
     let data_dir = dir.join("seed");
     let file = write(&data_dir, "secret.bin", &data(seed, 16 * 1024 * 1024 + 333));
     let torrent = dir.join("secret.torrent");
-    run_ok(&[
-        "create",
-        file.to_str().unwrap(),
-        "-o",
-        torrent.to_str().unwrap(),
-        "--no-date",
-        "-q",
-    ]);
+    create_torrent(&file, &torrent);
     (data_dir, torrent, "secret.bin")
 }
 
-/// `lt_peer.py MODE TORRENT SAVE --listen IP --encryption POLICY --enc-level LEVEL ARGS…`.
+/// libtorrent with these encryption settings (see `common::lt_peer_with_encryption`).
 fn libtorrent(
     mode: &str,
     torrent: &Path,
@@ -56,16 +49,7 @@ fn libtorrent(
     level: &str,
     args: &[&str],
 ) -> JsonProcess {
-    require_libtorrent();
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(helper("lt_peer.py"))
-        .arg(mode)
-        .arg(torrent)
-        .arg(save)
-        .args(["--listen", ip, "--timeout", "120", "--encryption", policy])
-        .args(["--enc-level", level])
-        .args(args);
-    JsonProcess::spawn(&format!("libtorrent {mode} {ip} ({policy})"), cmd)
+    lt_peer_with_encryption(mode, torrent, save, ip, (policy, level), args)
 }
 
 fn listening(p: &mut JsonProcess) -> String {
@@ -142,14 +126,6 @@ fn unchoke_seeds_to_a_libtorrent_leech_refusing_plaintext(rt: Runtime) {
     assert_rc4(&seen);
     us.signal("INT");
     us.wait_exit(WAIT);
-}
-
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn transmission_requiring_encryption_seeds_to_unchoke(rt: Runtime) {

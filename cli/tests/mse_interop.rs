@@ -19,13 +19,12 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::process::JsonProcess;
 use common::tracker::info_hash_bytes;
-use common::{PYTHON, helper, info_json, require_libtorrent, run_ok, write};
+use common::{create_torrent, info_json, lt_peer_with_encryption, write};
 use unchoke_core::mse::{CRYPTO_PLAINTEXT, CRYPTO_RC4, Crypto, Established, Handshake, Served};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -36,14 +35,7 @@ fn fixture(dir: &Path) -> (PathBuf, PathBuf, [u8; 20]) {
     let data_dir = dir.join("data");
     let file = write(&data_dir, "payload.bin", &common::data(77, 1 << 20));
     let torrent = dir.join("payload.torrent");
-    run_ok(&[
-        "create",
-        file.to_str().unwrap(),
-        "-o",
-        torrent.to_str().unwrap(),
-        "--no-date",
-        "-q",
-    ]);
+    create_torrent(&file, &torrent);
     let hex = info_json(&torrent)["info_hash"]
         .as_str()
         .unwrap()
@@ -52,7 +44,8 @@ fn fixture(dir: &Path) -> (PathBuf, PathBuf, [u8; 20]) {
     (data_dir, torrent, info_hash)
 }
 
-/// `lt_peer.py MODE TORRENT SAVE --listen IP --encryption forced --enc-level LEVEL ARGS…`.
+/// libtorrent refusing plaintext (`--encryption forced`), allowing `level` after the
+/// handshake.
 fn libtorrent(
     mode: &str,
     torrent: &Path,
@@ -61,16 +54,7 @@ fn libtorrent(
     level: &str,
     args: &[&str],
 ) -> JsonProcess {
-    require_libtorrent();
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(helper("lt_peer.py"))
-        .arg(mode)
-        .arg(torrent)
-        .arg(save)
-        .args(["--listen", ip, "--timeout", "60", "--encryption", "forced"])
-        .args(["--enc-level", level])
-        .args(args);
-    JsonProcess::spawn(&format!("libtorrent {mode} {ip}"), cmd)
+    lt_peer_with_encryption(mode, torrent, save, ip, ("forced", level), args)
 }
 
 /// Our BitTorrent handshake for `info_hash` (extension protocol bit set).

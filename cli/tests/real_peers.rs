@@ -24,8 +24,8 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::{Runtime, mixed_ip};
 use common::{
-    assert_same_file, completes, from_ip, helper, mktorrent, require_libtorrent, require_tool,
-    unchoke, unchoke_seed,
+    assert_same_file, completes, free_port, from_ip, helper, mktorrent, require_libtorrent,
+    require_tool, unchoke, unchoke_seed,
 };
 
 const LONG: Duration = Duration::from_secs(90);
@@ -216,15 +216,6 @@ fn transmission_seeds_to_unchoke(rt: Runtime) {
     let mut dl = unchoke_download(rt, &torrent, &out, &rt.ip(8), &[&addr], &[]);
     completes(&mut dl);
     assert_same_file(&src.join("t.bin"), &out.join("t.bin"));
-}
-
-/// A port nobody listens on right now at `ip` (for tools that need one given).
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn mixed_swarm_unchoke_trades_both_ways_with_a_libtorrent_leecher(rt: Runtime) {

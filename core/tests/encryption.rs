@@ -128,6 +128,25 @@ impl Dialler {
         self.handshake.take_output().to_vec()
     }
 
+    /// Opens the handshake on the session's `conn` and answers it `rounds` times (whole
+    /// replies through one receive buffer); what the last answer made the session do is
+    /// left for the caller to drain.
+    fn exchange(
+        &mut self,
+        s: &mut Session,
+        conn: ConnId,
+        buf: &mut BytesMut,
+        rounds: usize,
+        now: Instant,
+    ) {
+        let ya = self.handshake.take_output();
+        feed(s, conn, buf, &ya, 4096, now);
+        for _ in 0..rounds {
+            let reply = self.receive(&sent_on(&drain(s), conn));
+            feed(s, conn, buf, &reply, 4096, now);
+        }
+    }
+
     /// `plain` as the stream carries it.
     fn seal(&mut self, plain: &[u8]) -> Vec<u8> {
         let mut bytes = plain.to_vec();
@@ -303,16 +322,7 @@ fn require_refuses_plaintext_and_disable_refuses_mse_by_name() {
     drain(&mut s);
     let mut peer = Dialler::new([7; 20], CRYPTO_RC4, b"", 3);
     let mut buf = BytesMut::new();
-    feed(
-        &mut s,
-        c,
-        &mut buf,
-        &peer.handshake.take_output(),
-        4096,
-        now,
-    );
-    let reply = peer.receive(&sent_on(&drain(&mut s), c));
-    feed(&mut s, c, &mut buf, &reply, 4096, now);
+    peer.exchange(&mut s, c, &mut buf, 1, now);
     assert_eq!(
         disconnect_of(&drain(&mut s), c),
         Some(DisconnectReason::Encryption(mse::MseError::UnknownTorrent))
@@ -430,18 +440,7 @@ fn a_block_framed_by_the_driver_on_an_encrypted_connection_ends_it() {
         &their_handshake(metainfo.info_hash),
         1,
     );
-    feed(
-        &mut s,
-        c,
-        &mut buf,
-        &peer.handshake.take_output(),
-        4096,
-        now,
-    );
-    for _ in 0..3 {
-        let reply = peer.receive(&sent_on(&drain(&mut s), c));
-        feed(&mut s, c, &mut buf, &reply, 4096, now);
-    }
+    peer.exchange(&mut s, c, &mut buf, 3, now);
     assert_eq!(s.connections(t), vec![c]);
     assert!(!s.frames_in_clear(c));
     s.handle_block(c, 0, 0, Bytes::from(vec![0u8; 16 * 1024]), now);

@@ -261,3 +261,47 @@ pub fn run_bounded(args: &[&str], dir: &Path, timeout: std::time::Duration) -> O
         stderr,
     }
 }
+
+/// A port nobody listens on right now at `ip` (for tools that need one given).
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .expect("bind a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
+
+/// `lt_peer.py MODE TORRENT SAVE --listen IP --encryption POLICY --enc-level LEVEL ARGS…`
+/// (libtorrent's protocol encryption settings: `forced`, `enabled` or `disabled`; `rc4`,
+/// `plaintext` or `both`), with a 120 s time-out.
+pub fn lt_peer_with_encryption(
+    mode: &str,
+    torrent: &Path,
+    save: &Path,
+    ip: &str,
+    (policy, level): (&str, &str),
+    args: &[&str],
+) -> process::JsonProcess {
+    require_libtorrent();
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(helper("lt_peer.py"))
+        .arg(mode)
+        .arg(torrent)
+        .arg(save)
+        .args(["--listen", ip, "--timeout", "120", "--encryption", policy])
+        .args(["--enc-level", level])
+        .args(args);
+    process::JsonProcess::spawn(&format!("libtorrent {mode} {ip} ({policy}, {level})"), cmd)
+}
+
+/// `unchoke create FILE -o TORRENT --no-date -q`: a v1 torrent of `file`, made by us.
+pub fn create_torrent(file: &Path, torrent: &Path) {
+    run_ok(&[
+        "create",
+        file.to_str().expect("a UTF-8 path"),
+        "-o",
+        torrent.to_str().expect("a UTF-8 path"),
+        "--no-date",
+        "-q",
+    ]);
+}
