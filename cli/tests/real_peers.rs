@@ -126,6 +126,7 @@ per_runtime!(
     an_unreachable_peer_is_reported_and_the_download_gives_up,
     a_seed_vanishing_mid_download_stops_it_cleanly_and_a_rerun_resumes,
     a_full_disk_stops_the_download_clearly_and_verified_pieces_survive,
+    a_libtorrent_seed_that_never_unchokes_still_gives_its_allowed_fast_pieces,
 );
 
 fn libtorrent_seeds_a_64_mib_file_to_unchoke(rt: Runtime) {
@@ -538,4 +539,51 @@ mod mixed {
     fn smol_seed_serves_two_leechers_on_the_other_runtime() {
         seed_and_two_leechers_on_different_runtimes(Runtime::Smol, Runtime::Mio, 4);
     }
+}
+
+/// BEP 6 allowed-fast against libtorrent, which grants a peer its allowed-fast set (5
+/// pieces by default) once it says it is interested: a libtorrent seed that unchokes
+/// nobody (`--unchoke-slots 0`, no optimistic slot either) still gives unchoke pieces —
+/// its first piece arrives before any unchoke, because there never is one.
+fn a_libtorrent_seed_that_never_unchokes_still_gives_its_allowed_fast_pieces(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "fast.bin", 4 * MIB + 99, 18);
+    let (mut seed, addr) = lt_seed(&torrent, &src, &rt.ip(22), &["--unchoke-slots", "0"]);
+    let out = dir.path().join("out");
+    let mut dl = unchoke_download(rt, &torrent, &out, &rt.ip(23), &[&addr], &[]);
+    let deadline = std::time::Instant::now() + LONG;
+    let mut have = 0;
+    while have == 0 && std::time::Instant::now() < deadline {
+        let Some(progress) = dl.try_wait_event("progress", Duration::from_secs(5)) else {
+            continue;
+        };
+        have = progress["pieces_have"].as_u64().unwrap_or(0);
+    }
+    assert!(
+        have > 0,
+        "no piece while choked\n{}\n{}",
+        dl.dump(),
+        seed.dump()
+    );
+    // libtorrent's default set is 5 pieces: more would mean something else was served.
+    assert!(have <= 5, "{have} pieces while choked\n{}", dl.dump());
+    dl.signal("INT");
+    dl.wait_exit(LONG);
+    seed.signal("TERM");
+    let peers = seed.wait_event("peers", LONG);
+    let ours: Vec<&serde_json::Value> = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ip"] == rt.ip(23).as_str())
+        .collect();
+    assert!(!ours.is_empty(), "{peers}");
+    assert!(
+        ours.iter().all(|p| p["ever_unchoked"] == false),
+        "libtorrent unchoked us after all: {peers}"
+    );
+    assert!(
+        from_ip(&peers, &rt.ip(23), "uploaded") > 0,
+        "libtorrent counted no upload to us: {peers}"
+    );
 }

@@ -30,7 +30,8 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
   {"event":"peer_connected","addr":...} / {"event":"peer_disconnected","addr":...,"reason":...}
   {"event":"finished","seconds":S}                       leech: every piece verified
   {"event":"peers","peers":[{"addr":"ip:port","ip":"ip","client":"...","downloaded":B,
-   "uploaded":B,"uploaded_polled":B,"connections":N,"encryption":"rc4|plaintext|none"}, ...],
+   "uploaded":B,"uploaded_polled":B,"connections":N,"encryption":"rc4|plaintext|none",
+   "ever_unchoked":BOOL}, ...],
    "unattributed_downloaded":B,
    "unattributed_uploaded":B,"alerts_dropped":N}     per-peer payload totals (see below)
   {"event":"stopped", ...same counters as status..., "reason":"signal|stdin|timeout|done"}
@@ -199,6 +200,9 @@ class PeerBook:
                 rec["last_down"] = rec["last_up"] = 0
                 rec["connections"] += 1
             rec["last_down"], rec["last_up"] = down, up
+            # Whether libtorrent ever unchoked the peer, as far as the polls saw.
+            if not peer.flags & lt.peer_info.choked:
+                rec["ever_unchoked"] = True
             # How the connection is protected (MSE/PE), as libtorrent saw it last.
             if peer.flags & lt.peer_info.rc4_encrypted:
                 rec["encryption"] = "rc4"
@@ -225,7 +229,8 @@ class PeerBook:
                           "downloaded": down, "uploaded": up,
                           "uploaded_polled": rec["base_up"] + rec["last_up"],
                           "connections": max(1, rec["connections"]),
-                          "encryption": rec.get("encryption", "unknown")})
+                          "encryption": rec.get("encryption", "unknown"),
+                          "ever_unchoked": rec.get("ever_unchoked", False)})
         return {
             "event": "peers",
             "peers": peers,
@@ -287,6 +292,11 @@ def make_session(args):
         # Session-wide cap in bytes per second: makes a download slow enough to interrupt
         # half-way, or a seed slow enough that leechers trade with each other.
         settings["upload_rate_limit"] = args.upload_limit
+    if args.unchoke_slots >= 0:
+        # How many peers libtorrent unchokes (0: nobody, not even optimistically: a
+        # peer then gets only the allowed-fast pieces BEP 6 grants it).
+        settings["unchoke_slots_limit"] = args.unchoke_slots
+        settings["num_optimistic_unchoke_slots"] = args.unchoke_slots
     if args.download_limit:
         # Session-wide cap in bytes per second: keeps a leech incomplete (and connected to
         # its seed, which a finished libtorrent peer drops) for as long as a test needs.
@@ -305,9 +315,9 @@ def make_session(args):
         # mode on a mismatch; turning hash checks off makes it serve the data as it is.
         settings["disable_hash_checks"] = True
     session = lt.session(settings)
-    if args.upload_limit or args.download_limit:
-        # Loopback peers fall in libtorrent's "local" peer class, which rate limits do not
-        # apply to: put every address in the global class instead.
+    if args.upload_limit or args.download_limit or args.unchoke_slots >= 0:
+        # Loopback peers fall in libtorrent's "local" peer class, which neither rate
+        # limits nor unchoke slots apply to: put every address in the global class.
         f = lt.ip_filter()
         f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
         session.set_peer_class_filter(f)
@@ -615,6 +625,9 @@ def main():
                        help="run libtorrent's DHT on the --listen address and port")
         p.add_argument("--dht-bootstrap", type=parse_hostport, action="append", default=[],
                        metavar="HOST:PORT", help="DHT node to bootstrap from (repeatable)")
+        p.add_argument("--unchoke-slots", type=int, default=-1, metavar="N",
+                       help="unchoke at most N peers, optimistic ones included (default: "
+                       "libtorrent's own)")
         p.add_argument("--encryption", choices=("default", "forced", "enabled", "disabled"),
                        default="default",
                        help="MSE/PE policy, in and out (default: libtorrent's own, enabled)")

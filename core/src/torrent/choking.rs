@@ -113,10 +113,22 @@ impl Torrent {
                 peer.am_choking = true;
                 peer.slot = None;
                 ctx.out.send(conn, &Message::Choke);
-                // Choking drops the peer's queued requests; with fast each is rejected.
-                peer.orphan_reads += peer.uploads.len();
-                for (req, _) in peer.uploads.drain(..) {
-                    if peer.fast {
+                // Choking drops the peer's queued requests, but for its allowed-fast
+                // pieces; with fast each dropped one is rejected.
+                let granted = std::mem::take(&mut peer.granted_fast);
+                let before = peer.uploads.len();
+                let mut dropped = Vec::new();
+                peer.uploads.retain(|(req, _)| {
+                    let keep = granted.contains(&req.index);
+                    if !keep {
+                        dropped.push(*req);
+                    }
+                    keep
+                });
+                peer.granted_fast = granted;
+                peer.orphan_reads += before - peer.uploads.len();
+                if peer.fast {
+                    for req in dropped {
                         ctx.out.send(conn, &Message::RejectRequest(req));
                     }
                 }

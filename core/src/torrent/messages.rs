@@ -84,7 +84,7 @@ impl Torrent {
                 }
             }
             Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
-            Message::AllowedFast { .. } => {}
+            Message::AllowedFast { index } => self.on_allowed_fast(conn, index, ctx, now),
             Message::Choke => {
                 peer.peer_choking = true;
                 if !peer.fast {
@@ -99,6 +99,7 @@ impl Torrent {
             }
             Message::Interested => {
                 peer.peer_interested = true;
+                self.grant_allowed_fast(conn, ctx);
                 self.refill_slots(ctx, now);
                 self.note_interested(conn);
             }

@@ -21,10 +21,12 @@
 //! `trust` (strikes and bans), `choking` (applying the choker), `phase` (fetching
 //! metadata, awaiting the driver's check, or ready: only a ready torrent has pieces),
 //! `metadata` and `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex`
-//! (BEP 11), `peer` (one peer's state). This module keeps the `Torrent` struct, its
+//! (BEP 11), `allowed_fast` (BEP 6 pieces requestable while choked, both ways), `peer`
+//! (one peer's state). This module keeps the `Torrent` struct, its
 //! construction, getters, file priorities and the periodic `Torrent::tick`. It builds on
 //! [`crate::vocab`] and never imports from the session.
 
+mod allowed_fast;
 mod choking;
 mod messages;
 mod metadata;
@@ -41,6 +43,7 @@ mod trust;
 mod upload;
 mod write_budget;
 
+pub use allowed_fast::canonical_set as allowed_fast_set;
 pub(crate) use peer_set::Activity;
 pub(crate) use write_budget::WriteBudget;
 

@@ -56,6 +56,13 @@ pub(super) struct Peer {
     pub(super) timed_out: bool,
     /// The peer's requests being read from disk for upload, with when each arrived.
     pub(super) uploads: Vec<(wire::BlockRequest, Instant)>,
+    /// Pieces the peer lets us request while it chokes us (BEP 6 `allowed fast`; see
+    /// `allowed_fast.rs`).
+    pub(super) allowed_fast: Vec<u32>,
+    /// Pieces we let the peer request while we choke it.
+    pub(super) granted_fast: Vec<u32>,
+    /// Whether its first `interested` was answered with our grant already.
+    pub(super) granted_asked: bool,
     /// Reads still in flight for requests dropped from `uploads` (cancelled, choked,
     /// expired): their answers will be ignored, but until they come they count against
     /// `max_queued_uploads`, or a peer cycling request and cancel would have us read
@@ -138,6 +145,9 @@ impl Peer {
             snub_clock: None,
             timed_out: false,
             uploads: Vec::new(),
+            allowed_fast: Vec::new(),
+            granted_fast: Vec::new(),
+            granted_asked: false,
             orphan_reads: 0,
             accepted: RateMeter::new(CHOKE_WINDOW, now),
             backlog_since: None,

@@ -41,7 +41,16 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        if peer.peer_choking || !peer.am_interested || !ctx.writes.allows_requests() {
+        // Choked, only the peer's allowed-fast pieces may be asked for (BEP 6).
+        let choked_mask = if peer.peer_choking {
+            match super::allowed_fast::choked_requestable(peer) {
+                Some(mask) => Some(mask),
+                None => return,
+            }
+        } else {
+            None
+        };
+        if !peer.am_interested || !ctx.writes.allows_requests() {
             // Held back while too many blocks wait for the disk: the session tops every
             // pipeline up again when the writes come back (`WriteBudget`).
             return;
@@ -58,7 +67,7 @@ impl Torrent {
         let mut picked = Vec::new();
         c.picker.pick_blocks(
             peer.key,
-            &peer.has,
+            choked_mask.as_ref().unwrap_or(&peer.has),
             target - peer.outstanding.len(),
             ctx.rng,
             &mut picked,

@@ -30,7 +30,8 @@ impl Torrent {
             return;
         };
         // Nothing is served before the metadata: we have no piece.
-        let servable = !peer.am_choking
+        // Choked, a peer may still have its allowed-fast pieces (BEP 6).
+        let servable = (!peer.am_choking || peer.granted_fast.contains(&req.index))
             && self
                 .phase
                 .content()
