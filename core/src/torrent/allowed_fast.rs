@@ -133,10 +133,13 @@ impl Torrent {
     }
 }
 
-/// What a peer that chokes us lets us request: its allowed-fast pieces that it has, or
-/// `None` when that is nothing.
-pub(super) fn choked_requestable(peer: &Peer) -> Option<Bitfield> {
-    if peer.allowed_fast.is_empty() {
+/// What a peer that chokes us lets us request: its allowed-fast pieces that it has and we
+/// lack, or `None` when that is nothing. Pieces we have are forgotten on the way, so a
+/// choked peer whose allowed pieces we all hold costs one short scan, no allocation (this
+/// runs on every pipeline fill).
+pub(super) fn choked_requestable(peer: &mut Peer, have: &Bitfield) -> Option<Bitfield> {
+    peer.allowed_fast.retain(|&index| !have.get(index));
+    if !peer.allowed_fast.iter().any(|&index| peer.has.get(index)) {
         return None;
     }
     let mut mask = Bitfield::new(peer.has.len());
@@ -145,7 +148,7 @@ pub(super) fn choked_requestable(peer: &Peer) -> Option<Bitfield> {
             mask.set(index);
         }
     }
-    (!mask.is_empty()).then_some(mask)
+    Some(mask)
 }
 
 #[cfg(test)]

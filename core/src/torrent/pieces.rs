@@ -43,7 +43,7 @@ impl Torrent {
         };
         // Choked, only the peer's allowed-fast pieces may be asked for (BEP 6).
         let choked_mask = if peer.peer_choking {
-            match super::allowed_fast::choked_requestable(peer) {
+            match super::allowed_fast::choked_requestable(peer, c.picker.have()) {
                 Some(mask) => Some(mask),
                 None => return,
             }
