@@ -127,6 +127,7 @@ per_runtime!(
     a_seed_vanishing_mid_download_stops_it_cleanly_and_a_rerun_resumes,
     a_full_disk_stops_the_download_clearly_and_verified_pieces_survive,
     a_libtorrent_seed_that_never_unchokes_still_gives_its_allowed_fast_pieces,
+    libtorrent_and_unchoke_trade_both_ways_over_ipv6_loopback,
 );
 
 fn libtorrent_seeds_a_64_mib_file_to_unchoke(rt: Runtime) {
@@ -586,4 +587,28 @@ fn a_libtorrent_seed_that_never_unchokes_still_gives_its_allowed_fast_pieces(rt:
         from_ip(&peers, &rt.ip(23), "uploaded") > 0,
         "libtorrent counted no upload to us: {peers}"
     );
+}
+
+/// IPv6 on ::1, both directions: a libtorrent seed listening on ::1 seeds to unchoke
+/// (`--listen [::1]:0`, `--peer [::1]:PORT`), and unchoke seeding on ::1 serves a libtorrent
+/// leech that dials it there. Both runtime variants share ::1 (there is one IPv6 loopback
+/// address); every port is the kernel's choice, so they do not meet.
+fn libtorrent_and_unchoke_trade_both_ways_over_ipv6_loopback(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent) = one_file_torrent(dir.path(), "seed", "six.bin", 6 * MIB + 66, 18);
+
+    let (_seed, addr) = lt_seed(&torrent, &src, "::1", &[]);
+    assert!(addr.starts_with("[::1]:"), "{addr}");
+    let out = dir.path().join("out");
+    let mut dl = unchoke_download(rt, &torrent, &out, "[::1]", &[&addr], &[]);
+    completes(&mut dl);
+    assert_same_file(&src.join("six.bin"), &out.join("six.bin"));
+
+    let (_us, ours) = unchoke_seed(rt, &torrent, &src, "[::1]", &[]);
+    assert!(ours.starts_with("[::1]:"), "{ours}");
+    let lt_out = dir.path().join("lt");
+    let mut leech = lt_leech(&torrent, &lt_out, "::1", &[&ours], &[]);
+    leech.wait_event("finished", LONG);
+    assert!(leech.wait_exit(LONG).success(), "{}", leech.dump());
+    assert_same_file(&src.join("six.bin"), &lt_out.join("six.bin"));
 }

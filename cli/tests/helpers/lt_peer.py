@@ -21,7 +21,8 @@ Run with /usr/bin/python3: Debian's libtorrent module is not visible to other py
 
 stdout carries one JSON object per line (flushed at once), each with an "event" key:
 
-  {"event":"listening","addr":"127.0.0.x:PORT"}   the real bound port (seed: once checked)
+  {"event":"listening","addr":"127.0.0.x:PORT"}   the real bound port (seed: once checked);
+                                                  an IPv6 --listen gives "[::1]:PORT"
   {"event":"checked","pieces_have":N,"piece_count":M,"seconds":S}
   {"event":"status", "state":..., "pieces_have":..., "piece_count":..., "progress":...,
    "downloaded":..., "uploaded":..., "download_rate":..., "upload_rate":..., "peers":...,
@@ -111,6 +112,11 @@ def fail(message, code=2):
     sys.stderr.write("lt_peer: %s\n" % message)
     sys.stderr.flush()
     sys.exit(code)
+
+
+def bracketed(host):
+    """An IPv6 literal in brackets, as HOST:PORT forms need; other hosts as they are."""
+    return "[%s]" % host if ":" in host else host
 
 
 def parse_hostport(text):
@@ -245,7 +251,7 @@ def make_session(args):
     if args.high_performance:
         settings.update(lt.high_performance_seed())
     settings.update({
-        "listen_interfaces": "%s:%d" % (args.listen, args.port),
+        "listen_interfaces": "%s:%d" % (bracketed(args.listen), args.port),
         "outgoing_interfaces": args.listen,
         "allow_multiple_connections_per_ip": True,
         "enable_dht": False,
@@ -427,7 +433,7 @@ class Peer:
             self.handle.add_tracker({"url": url, "tier": tier + n})
 
     def listening(self):
-        emit({"event": "listening", "addr": "%s:%d" % (self.args.listen, self.port)})
+        emit({"event": "listening", "addr": "%s:%d" % (bracketed(self.args.listen), self.port)})
 
     def dial(self, now, force=False):
         """(Re)dial every --connect peer whose IP has no connection."""
@@ -606,7 +612,8 @@ def main():
         p = sub.add_parser(mode)
         p.add_argument("torrent")
         p.add_argument("save_dir")
-        p.add_argument("--listen", required=True, help="IPv4 address to listen on and dial from")
+        p.add_argument("--listen", required=True,
+                       help="address to listen on and dial from (IPv4, or IPv6 such as ::1)")
         p.add_argument("--port", type=int, default=0, help="listen port (0 = pick a free one)")
         p.add_argument("--connect", type=parse_hostport, action="append", default=[],
                        metavar="HOST:PORT", help="peer to dial (repeatable)")
