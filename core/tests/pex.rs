@@ -122,6 +122,19 @@ impl Bench {
         c
     }
 
+    /// As [`Bench::connect`], from an IPv6 address (`ip`, port 40000; listening on 6881;
+    /// its peer id made from `id`).
+    fn connect_v6(&mut self, ip: std::net::Ipv6Addr, id: [u8; 4]) -> ConnId {
+        let addr = SocketAddr::from((ip, 40000));
+        let c = self
+            .session
+            .connection_opened(addr, Direction::Inbound, self.now);
+        let mut buf = self.opening(id);
+        self.session.handle_bytes(c, &mut buf, self.now);
+        self.drain();
+        c
+    }
+
     /// As [`Bench::connect`], the peer speaking MSE (RC4): its opening travels as the
     /// handshake's initial payload.
     fn connect_encrypted(&mut self, ip: [u8; 4]) -> ConnId {
@@ -464,5 +477,46 @@ fn a_pex_flag_saying_a_peer_prefers_encryption_earns_it_an_encrypted_dial_again(
     assert!(
         !plaintext,
         "flagged as preferring encryption: encrypted again"
+    );
+}
+
+/// PEX carries IPv6 peers (`added6`): a peer connected over IPv6 is told to an IPv4 one at
+/// its IPv6 listen address, and an IPv6 address learnt by PEX is dialled.
+#[test]
+fn pex_carries_ipv6_peers_both_ways() {
+    let mut b = Bench::new(50);
+    let v6: std::net::Ipv6Addr = "fd00::17".parse().expect("address");
+    b.connect_v6(v6, [9, 9, 9, 9]);
+    let told = b.connect([10, 0, 0, 2]);
+    b.advance(Duration::from_secs(20));
+    let listed: Vec<SocketAddr> = b
+        .pex_to(told)
+        .iter()
+        .flat_map(|(_, m)| m.added.iter().map(|(a, _)| *a))
+        .collect();
+    assert!(listed.contains(&SocketAddr::from((v6, 6881))), "{listed:?}");
+    // The encoding puts it in `added6`.
+    let wire = PexMessage {
+        added: vec![(SocketAddr::from((v6, 6881)), 0)],
+        dropped: vec![],
+    }
+    .to_message(1);
+    let Message::Extended { payload, .. } = &wire else {
+        panic!("an extended message");
+    };
+    assert!(payload.windows(8).any(|w| w == b"6:added6"), "{payload:?}");
+
+    // And an IPv6 address from a peer's PEX is dialled.
+    let other: std::net::Ipv6Addr = "fd00::99".parse().expect("address");
+    let message = PexMessage {
+        added: vec![(SocketAddr::from((other, 6881)), 0)],
+        dropped: vec![],
+    };
+    b.send(told, &message.to_message(1));
+    b.advance(Duration::from_secs(2));
+    assert!(
+        b.dialled.contains(&SocketAddr::from((other, 6881))),
+        "{:?}",
+        b.dialled
     );
 }
