@@ -8,8 +8,10 @@
 //! `per_runtime!`). Addresses: 127.0.4.n (opentracker tests) and 127.0.5.n (`unchoke
 //! tracker` tests), n + 100 for smol, so the two variants, running at the same time, never
 //! share an address (Transmission keys peers by IP, trackers list peers by IP); the
-//! start-up error tests use 127.0.5.9 and .10, the swarm quota test 127.0.5.11-.14. Every process is killed when its handle
-//! drops, also when a test fails half-way.
+//! start-up error tests use 127.0.5.9 and .10, the swarm quota test 127.0.5.11-.14, the
+//! IPv6 test ::1 (both variants: the tracker keeps each its own swarm, no IP is shared
+//! within one). Every process is killed when its handle drops, also when a test fails
+//! half-way.
 //!
 //! What the tools do that shapes these tests (see INTEROP-NOTES.md): opentracker serves
 //! whitelisted info-hashes only and lists the announcing peer back to itself; libtorrent
@@ -29,8 +31,8 @@ use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tracker::{OpenTracker, Scrape, wait_matching, wait_scrape};
 use common::{
-    PYTHON, assert_dialled, assert_same_file, data, helper, info_json, require_libtorrent,
-    require_tool, unchoke, unchoke_download,
+    PYTHON, assert_dialled, assert_same_file, completes, data, helper, info_json,
+    require_libtorrent, require_tool, unchoke, unchoke_download,
 };
 use serde_json::Value;
 
@@ -121,7 +123,54 @@ per_runtime!(
     finds_a_libtorrent_seed_through_opentracker_over_udp,
     unchoke_tracker_brings_libtorrent_transmission_and_unchoke_together,
     one_address_creates_at_most_its_quota_of_swarms_and_others_still_can,
+    finds_a_libtorrent_seed_through_unchoke_tracker_over_ipv6,
 );
+
+/// IPv6 end to end on ::1: `unchoke tracker` serving HTTP and UDP on [::1], a libtorrent
+/// seed on ::1 announcing over HTTP (the torrent's tracker), and unchoke announcing over
+/// UDP (BEP 15 over IPv6: 18-byte peers) finds it and downloads. Both runtime variants
+/// share ::1; every port is the kernel's choice.
+fn finds_a_libtorrent_seed_through_unchoke_tracker_over_ipv6(rt: Runtime) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = unchoke();
+    cmd.arg("tracker")
+        .args(rt.args())
+        .args(["--http", "[::1]:0", "--udp", "[::1]:0", "--json"]);
+    let mut tracker = JsonProcess::spawn(&format!("unchoke tracker ({rt}) [::1]"), cmd);
+    let listening = tracker.wait_event("listening", SHORT);
+    let http = listening["http"].as_str().expect("http addr").to_owned();
+    let udp = listening["udp"].as_str().expect("udp addr").to_owned();
+    assert!(
+        http.starts_with("[::1]:") && udp.starts_with("[::1]:"),
+        "{listening}"
+    );
+    let http_url = format!("http://{http}/announce");
+    let udp_url = format!("udp://{udp}");
+
+    let name = "six.bin";
+    let src = payload(
+        dir.path(),
+        name,
+        5 * MIB + 6,
+        66 + u64::from(rt == Runtime::Smol),
+    );
+    let torrent = dir.path().join("six.torrent");
+    mktorrent(&src.join(name), &torrent, Some(&http_url));
+    let (mut seed, seed_addr) = lt_seed(&torrent, &src, "::1");
+    announced(&mut seed, &http_url, 0);
+
+    let out = dir.path().join("out");
+    let mut dl = unchoke_download(
+        rt,
+        &torrent,
+        &out,
+        "[::1]",
+        &["--no-trackers", "--tracker", &udp_url],
+    );
+    completes(&mut dl);
+    assert_same_file(&src.join(name), &out.join(name));
+    assert_dialled(&dl, &seed_addr);
+}
 
 fn finds_a_libtorrent_seed_through_opentracker_over_http(rt: Runtime) {
     through_opentracker(rt, false, 1);
