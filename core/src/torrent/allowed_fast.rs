@@ -134,17 +134,27 @@ impl Torrent {
 }
 
 /// What a peer that chokes us lets us request: its allowed-fast pieces that it has and we
-/// lack, or `None` when that is nothing. Pieces we have are forgotten on the way, so a
-/// choked peer whose allowed pieces we all hold costs one short scan, no allocation (this
-/// runs on every pipeline fill).
+/// lack, or `None` when that is nothing (see [`pieces_to_ask`]).
 pub(super) fn choked_requestable(peer: &mut Peer, have: &Bitfield) -> Option<Bitfield> {
-    peer.allowed_fast.retain(|&index| !have.get(index));
-    if !peer.allowed_fast.iter().any(|&index| peer.has.get(index)) {
+    pieces_to_ask(&mut peer.allowed_fast, &peer.has, have)
+}
+
+/// The pieces of `listed` (a peer's allowed-fast or suggested pieces) that the peer `has`
+/// and we do not `have`, as a mask for the picker, or `None` when that is nothing. Pieces
+/// we have are forgotten on the way, so a list we hold entirely costs one short scan and
+/// no allocation (this runs on every pipeline fill).
+pub(super) fn pieces_to_ask(
+    listed: &mut Vec<u32>,
+    has: &Bitfield,
+    have: &Bitfield,
+) -> Option<Bitfield> {
+    listed.retain(|&index| !have.get(index));
+    if !listed.iter().any(|&index| has.get(index)) {
         return None;
     }
-    let mut mask = Bitfield::new(peer.has.len());
-    for &index in &peer.allowed_fast {
-        if peer.has.get(index) {
+    let mut mask = Bitfield::new(has.len());
+    for &index in listed.iter() {
+        if has.get(index) {
             mask.set(index);
         }
     }

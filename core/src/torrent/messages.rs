@@ -83,7 +83,8 @@ impl Torrent {
                     self.apply_availability(conn, message, first, ctx, now);
                 }
             }
-            Message::KeepAlive | Message::Port(_) | Message::SuggestPiece { .. } => {}
+            Message::KeepAlive | Message::Port(_) => {}
+            Message::SuggestPiece { index } => self.on_suggest(conn, index, ctx, now),
             Message::AllowedFast { index } => self.on_allowed_fast(conn, index, ctx, now),
             Message::Choke => {
                 peer.peer_choking = true;

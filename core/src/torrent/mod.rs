@@ -21,7 +21,8 @@
 //! `trust` (strikes and bans), `choking` (applying the choker), `phase` (fetching
 //! metadata, awaiting the driver's check, or ready: only a ready torrent has pieces),
 //! `metadata` and `metadata_ready` (BEP 9 and the magnet torrent's switch), `pex`
-//! (BEP 11), `allowed_fast` (BEP 6 pieces requestable while choked, both ways), `peer`
+//! (BEP 11), `allowed_fast` (BEP 6 pieces requestable while choked, both ways), `suggest`
+//! (BEP 6 suggestions asked for first), `peer`
 //! (one peer's state). This module keeps the `Torrent` struct, its
 //! construction, getters, file priorities and the periodic `Torrent::tick`. It builds on
 //! [`crate::vocab`] and never imports from the session.
@@ -37,6 +38,7 @@ mod pex;
 mod phase;
 mod pieces;
 mod smart_ban;
+mod suggest;
 #[cfg(test)]
 mod test_world;
 mod trust;

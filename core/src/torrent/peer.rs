@@ -63,6 +63,8 @@ pub(super) struct Peer {
     pub(super) granted_fast: Vec<u32>,
     /// Whether its first `interested` was answered with our grant already.
     pub(super) granted_asked: bool,
+    /// Pieces the peer suggested (BEP 6 `suggest piece`; see `suggest.rs`).
+    pub(super) suggested: Vec<u32>,
     /// Reads still in flight for requests dropped from `uploads` (cancelled, choked,
     /// expired): their answers will be ignored, but until they come they count against
     /// `max_queued_uploads`, or a peer cycling request and cancel would have us read
@@ -148,6 +150,7 @@ impl Peer {
             allowed_fast: Vec::new(),
             granted_fast: Vec::new(),
             granted_asked: false,
+            suggested: Vec::new(),
             orphan_reads: 0,
             accepted: RateMeter::new(CHOKE_WINDOW, now),
             backlog_since: None,

@@ -65,10 +65,18 @@ impl Torrent {
             return;
         }
         let mut picked = Vec::new();
+        let want = target - peer.outstanding.len();
+        // Unchoked, the peer's suggestions first (BEP 6; `suggest.rs`).
+        if choked_mask.is_none() {
+            if let Some(mask) = super::suggest::suggested_requestable(peer, c.picker.have()) {
+                c.picker
+                    .pick_blocks(peer.key, &mask, want, ctx.rng, &mut picked);
+            }
+        }
         c.picker.pick_blocks(
             peer.key,
             choked_mask.as_ref().unwrap_or(&peer.has),
-            target - peer.outstanding.len(),
+            want - picked.len(),
             ctx.rng,
             &mut picked,
         );

@@ -1,6 +1,7 @@
-//! BEP 6 allowed-fast pieces in the session, both ways, hand-driven in virtual time:
-//! a peer that never unchokes us still gives us the pieces it allows, and a peer we choke
-//! is granted its canonical set and served those pieces (only those) while choked.
+//! BEP 6 in the session, hand-driven in virtual time: allowed-fast pieces both ways (a
+//! peer that never unchokes us still gives us the pieces it allows; a peer we choke is
+//! granted its canonical set and served those pieces, only those, while choked), and
+//! `suggest piece` (a suggested piece is asked for first).
 
 use std::net::SocketAddr;
 
@@ -227,4 +228,52 @@ fn a_choked_peer_is_granted_its_canonical_set_and_served_only_those_pieces() {
         })
         .collect();
     assert_eq!(rejected, vec![outside], "and refused anything else");
+}
+
+/// The first pieces we ask an unchoking seed for, after `before` (messages it sends
+/// between `have all` and `unchoke`).
+fn first_requests(before: &[Message]) -> Vec<u32> {
+    let content = make_content(25 * BLOCK, 5);
+    let metainfo = make_metainfo(&content, BLOCK as u32);
+    let now = Instant::from_secs(1);
+    let mut s = Session::new(config(), 8, now);
+    let t = s.add_torrent(&metainfo, None, now).expect("add");
+    let addr: SocketAddr = "127.0.0.6:6881".parse().expect("address");
+    s.add_peers(t, &[addr], now);
+    drain(&mut s);
+    let c = s.connection_opened(addr, Direction::Outbound(t), now);
+    drain(&mut s);
+    let mut messages = vec![Message::HaveAll];
+    messages.extend_from_slice(before);
+    messages.push(Message::Unchoke);
+    let mut buf = opening(metainfo.info_hash, 7, &messages);
+    s.handle_bytes(c, &mut buf, now);
+    sent(&drain(&mut s), c)
+        .iter()
+        .filter_map(|m| match m {
+            Message::Request(r) => Some(r.index),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A seed suggests a piece: our first request to it is for that piece, where the same
+/// session without the suggestion (same seed, same RNG) starts elsewhere.
+#[test]
+fn a_suggested_piece_is_asked_for_first() {
+    let plain = first_requests(&[]);
+    let first = *plain.first().expect("requests without a suggestion");
+    let suggested = (first + 7) % 25;
+    let with = first_requests(&[Message::SuggestPiece { index: suggested }]);
+    assert_eq!(
+        with.first(),
+        Some(&suggested),
+        "{with:?} (without: {plain:?})"
+    );
+    assert_ne!(plain.first(), Some(&suggested));
+    // The rest of the pipeline follows the picker's own order.
+    assert!(
+        with.len() > 1 && with[1..].iter().all(|&p| p != suggested),
+        "{with:?}"
+    );
 }
