@@ -72,20 +72,38 @@ fn drain(s: &mut Session) -> Vec<Action> {
     std::iter::from_fn(|| s.poll_action()).collect()
 }
 
-/// A seed that never unchokes us but allows pieces 2 and 5: we ask for blocks of those
-/// and nothing else, and piece 2 is verified and ours before any unchoke.
-#[test]
-fn a_peer_that_never_unchokes_us_still_gives_its_allowed_fast_pieces() {
-    let content = make_content(7 * BLOCK, 1);
+/// A leecher of a torrent of `pieces` one-block pieces (content from `seed`) that dialled
+/// the peer at `addr`: its session, torrent, connection, the content and the metainfo.
+fn dialled(
+    pieces: usize,
+    seed: u64,
+    addr: &str,
+) -> (
+    Session,
+    TorrentId,
+    ConnId,
+    Vec<u8>,
+    unchoke_core::metainfo::Metainfo,
+) {
+    let content = make_content(pieces * BLOCK, seed);
     let metainfo = make_metainfo(&content, BLOCK as u32);
     let now = Instant::from_secs(1);
-    let mut s = Session::new(config(), 3, now);
+    let mut s = Session::new(config(), seed + 2, now);
     let t = s.add_torrent(&metainfo, None, now).expect("add");
-    let addr: SocketAddr = "127.0.0.5:6881".parse().expect("address");
+    let addr: SocketAddr = addr.parse().expect("address");
     s.add_peers(t, &[addr], now);
     drain(&mut s);
     let c = s.connection_opened(addr, Direction::Outbound(t), now);
     drain(&mut s);
+    (s, t, c, content, metainfo)
+}
+
+/// A seed that never unchokes us but allows pieces 2 and 5: we ask for blocks of those
+/// and nothing else, and piece 2 is verified and ours before any unchoke.
+#[test]
+fn a_peer_that_never_unchokes_us_still_gives_its_allowed_fast_pieces() {
+    let (mut s, t, c, content, metainfo) = dialled(7, 1, "127.0.0.5:6881");
+    let now = Instant::from_secs(1);
     let mut buf = opening(
         metainfo.info_hash,
         9,
@@ -233,16 +251,8 @@ fn a_choked_peer_is_granted_its_canonical_set_and_served_only_those_pieces() {
 /// The first pieces we ask an unchoking seed for, after `before` (messages it sends
 /// between `have all` and `unchoke`).
 fn first_requests(before: &[Message]) -> Vec<u32> {
-    let content = make_content(25 * BLOCK, 5);
-    let metainfo = make_metainfo(&content, BLOCK as u32);
+    let (mut s, _, c, _, metainfo) = dialled(25, 6, "127.0.0.6:6881");
     let now = Instant::from_secs(1);
-    let mut s = Session::new(config(), 8, now);
-    let t = s.add_torrent(&metainfo, None, now).expect("add");
-    let addr: SocketAddr = "127.0.0.6:6881".parse().expect("address");
-    s.add_peers(t, &[addr], now);
-    drain(&mut s);
-    let c = s.connection_opened(addr, Direction::Outbound(t), now);
-    drain(&mut s);
     let mut messages = vec![Message::HaveAll];
     messages.extend_from_slice(before);
     messages.push(Message::Unchoke);
