@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use bytes::{Bytes, BytesMut};
 
 use super::encryption::{Stage, retries_in_plaintext};
-use super::{Action, ConnId, Direction, DisconnectReason, EncryptionPolicy, Session, TorrentId};
+use super::{
+    Action, ConnId, Direction, DisconnectReason, EncryptionPolicy, PeerGone, Session, TorrentId,
+};
 use crate::mse::{self, Crypto};
 use crate::time::Instant;
 use crate::wire::Handshake;
@@ -397,6 +399,34 @@ impl Session {
                     self.dial_ended(tid, h.addr, plaintext_retry, now);
                 }
             }
+        }
+    }
+
+    /// The socket of `conn`, still in its handshakes, ended on its own (`reason`). A peer
+    /// that hangs up on our public key is told apart (it may not speak MSE), and our dial
+    /// is retried in plaintext or counted as failed (`dial_ended`).
+    pub(super) fn handshake_ended(&mut self, conn: ConnId, reason: PeerGone, now: Instant) {
+        let Some(h) = self.handshaking.remove(&conn) else {
+            return;
+        };
+        self.out.discard(conn);
+        let dialled = match h.direction {
+            Direction::Outbound(t) => Some(t),
+            Direction::Inbound => None,
+        };
+        let reason = if reason == PeerGone::HungUp
+            && dialled.is_some()
+            && matches!(h.stage, Stage::Mse(_))
+        {
+            PeerGone::HungUpOnEncryption
+        } else {
+            reason
+        };
+        let plaintext_retry =
+            retries_in_plaintext(self.config.encryption, &h.stage, None, Some(&reason));
+        self.admission.closed(conn, reason);
+        if let Some(t) = dialled {
+            self.dial_ended(t, h.addr, plaintext_retry, now);
         }
     }
 

@@ -651,32 +651,8 @@ impl Session {
     pub fn handle_closed(&mut self, conn: ConnId, reason: PeerGone, now: Instant) {
         self.saw(now);
         self.decryptors.remove(conn);
-        // A peer that hangs up on our public key is told apart: it may not speak MSE.
-        let reason = match self.handshaking.get(&conn) {
-            Some(h)
-                if reason == PeerGone::HungUp
-                    && matches!(h.stage, encryption::Stage::Mse(_))
-                    && matches!(h.direction, Direction::Outbound(_)) =>
-            {
-                PeerGone::HungUpOnEncryption
-            }
-            _ => reason,
-        };
-        if let Some(h) = self.handshaking.remove(&conn) {
-            self.out.discard(conn);
-            if let Direction::Outbound(t) = h.direction {
-                let plaintext_retry = encryption::retries_in_plaintext(
-                    self.config.encryption,
-                    &h.stage,
-                    None,
-                    Some(&reason),
-                );
-                self.admission.closed(conn, reason);
-                self.dial_ended(t, h.addr, plaintext_retry, now);
-            } else {
-                self.admission.closed(conn, reason);
-            }
-            return;
+        if self.handshaking.contains_key(&conn) {
+            return self.handshake_ended(conn, reason, now);
         }
         self.admission.closed(conn, reason);
         let Some(tid) = self.routes.remove(&conn) else {
