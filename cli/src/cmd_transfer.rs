@@ -84,20 +84,32 @@ pub(crate) struct CommonArgs {
     no_trackers: bool,
 
     /// Run a DHT node (BEP 5) to find peers without a tracker and announce this torrent.
-    /// On by default when there is a node to join through (`--dht-bootstrap`, or nodes
-    /// saved by an earlier run in DIR/.unchoke/dht.nodes). Private torrents never use it.
+    /// On by default when there is a way in: the public DHT's routers (see
+    /// --dht-routers), --dht-bootstrap nodes, or nodes saved by an earlier run in
+    /// DIR/.unchoke/dht.nodes. Private torrents never use it.
     #[arg(long, conflicts_with = "no_dht")]
     dht: bool,
 
-    /// No DHT, even with bootstrap nodes.
+    /// No DHT, even with bootstrap nodes or routers.
     #[arg(long)]
     no_dht: bool,
 
-    /// A DHT node to join through (e.g. another client's or `unchoke dht`'s address); may
-    /// be repeated. There is no built-in list: to join the public DHT, name one of its
-    /// routers here.
+    /// A DHT node to join through (e.g. another client's or `unchoke dht`'s address),
+    /// resolved at start; may be repeated. Used beside the routers.
     #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
     dht_bootstrap: Vec<String>,
+
+    /// DHT routers to join through, by name, comma-separated; `none` for none. Their names
+    /// are resolved as the node starts, and a router that cannot be reached is reported
+    /// without stopping anything. Default: the public DHT's routers (router.bittorrent.com,
+    /// dht.transmissionbt.com, router.utorrent.com, dht.libtorrent.org), except when
+    /// --listen is a loopback address, from which they cannot be reached.
+    #[arg(
+        long = "dht-routers",
+        value_name = "HOST:PORT,...",
+        env = "UNCHOKE_DHT_ROUTERS"
+    )]
+    dht_routers: Option<String>,
 
     /// UDP port of the DHT node, on the --listen address (0: the TCP listen port if free,
     /// else any).
@@ -139,6 +151,8 @@ struct Checked {
     peers: Vec<SocketAddr>,
     /// `--dht-bootstrap`, resolved.
     dht_bootstrap: Vec<SocketAddr>,
+    /// The DHT routers to join through (`--dht-routers` or the default).
+    dht_routers: Vec<(String, u16)>,
 }
 
 impl CommonArgs {
@@ -152,7 +166,22 @@ impl CommonArgs {
             peers: resolve_addrs("--peer", &self.peers).map_err(CliError::usage)?,
             dht_bootstrap: resolve_addrs("--dht-bootstrap", &self.dht_bootstrap)
                 .map_err(CliError::usage)?,
+            dht_routers: self.dht_routers().map_err(CliError::usage)?,
         })
+    }
+
+    /// The routers to join the DHT through: `--dht-routers` as given, else the public ones
+    /// unless we listen on loopback (a node bound there cannot reach them, and asking
+    /// for their names would only send DNS queries off the machine for nothing).
+    fn dht_routers(&self) -> Result<Vec<(String, u16)>, String> {
+        match &self.dht_routers {
+            Some(list) => parse_routers(list),
+            None if self.listen().ip().is_loopback() => Ok(Vec::new()),
+            None => Ok(unchoke_core::dht::PUBLIC_ROUTERS
+                .iter()
+                .map(|(host, port)| (host.to_string(), *port))
+                .collect()),
+        }
     }
 
     /// The address to listen on: `--listen`, else the default.
@@ -176,18 +205,21 @@ impl CommonArgs {
         &self,
         save_path: &Path,
         bootstrap: Vec<SocketAddr>,
+        routers: Vec<(String, u16)>,
     ) -> Result<Option<DhtSettings>, String> {
         if self.no_dht {
             return Ok(None);
         }
         let nodes_file = save_path.join(".unchoke").join("dht.nodes");
-        if !(self.dht || !bootstrap.is_empty() || nodes_file.is_file()) {
+        let way_in = !bootstrap.is_empty() || !routers.is_empty() || nodes_file.is_file();
+        if !self.dht && !way_in {
             return Ok(None);
         }
         let mut settings = DhtSettings::new(
             SocketAddr::new(self.listen().ip(), self.dht_port),
             bootstrap,
         );
+        settings.routers = routers;
         settings.nodes_file = Some(nodes_file);
         Ok(Some(settings))
     }
@@ -463,7 +495,7 @@ fn run(
 
     let mut config = ClientConfig {
         listen: Some(common.listen()),
-        dht: common.dht_settings(save_path, checked.dht_bootstrap)?,
+        dht: common.dht_settings(save_path, checked.dht_bootstrap, checked.dht_routers)?,
         shape: common.shape_limits(),
         ..ClientConfig::default()
     };
@@ -551,6 +583,8 @@ fn run(
     let mut dials = DialFailures::default();
     let mut last_report = Instant::now() - Duration::from_secs(60);
     let mut failure: Option<String> = None;
+    // Whether the DHT reported a failed join (the give-up message then says so).
+    let mut dht_join_failed = false;
     if complete {
         if let Ok(Some(stats)) = client.stats(id) {
             report.complete(&stats, started.elapsed());
@@ -598,6 +632,13 @@ fn run(
                 queries,
                 announced,
             })) if torrent == id => report.dht_lookup(peers, queries, announced, common.verbose),
+            Ok(ClientEvent::Session(Event::DhtJoinFailed {
+                nodes_tried,
+                routers,
+            })) => {
+                dht_join_failed = true;
+                report.dht_join_failed(nodes_tried, &routers);
+            }
             Ok(ClientEvent::Session(Event::PeerBanned { addr, .. })) => report.banned(addr),
             Ok(ClientEvent::Session(Event::TrackerReply {
                 url,
@@ -623,7 +664,13 @@ fn run(
             {
                 // The core found nothing left to download from (see `give_up_after`).
                 let stats = client.stats(id).ok().flatten();
-                failure = Some(give_up::message(&what, &reason, &dials, stats.as_ref()));
+                failure = Some(give_up::message(
+                    &what,
+                    &reason,
+                    &dials,
+                    stats.as_ref(),
+                    dht_join_failed,
+                ));
                 break;
             }
             Ok(ClientEvent::PeerConnected { addr, inbound }) if common.verbose => {
@@ -808,6 +855,28 @@ pub(crate) fn resolve_addrs(option: &str, addrs: &[String]) -> Result<Vec<Socket
         out.push(addr);
     }
     Ok(out)
+}
+
+/// `--dht-routers`: `HOST:PORT` items separated by commas (`[v6]:PORT` for an IPv6
+/// literal); `none` (or nothing) for no router.
+fn parse_routers(list: &str) -> Result<Vec<(String, u16)>, String> {
+    let list = list.trim();
+    if list.is_empty() || list.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(str::trim)
+        .map(|item| {
+            let bad = || format!("--dht-routers {item}: expected HOST:PORT");
+            let (host, port) = item.rsplit_once(':').ok_or_else(bad)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            if host.is_empty() || port == 0 {
+                return Err(bad());
+            }
+            Ok((host.to_string(), port))
+        })
+        .collect()
 }
 
 /// A flag raised by Ctrl-C or SIGTERM (see [`crate::signals`]: a second one exits at once).

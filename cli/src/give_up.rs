@@ -75,23 +75,30 @@ pub(crate) fn unsupported_tracker(url: &str, scheme: &str) -> String {
 }
 
 /// The error that ends a download the core gave up on. `what` names the torrent; `stats`
-/// (when known) tells how far it got.
+/// (when known) tells how far it got; `dht_join_failed`: the DHT ran but could not be
+/// joined (its warning said why), rather than being off.
 pub(crate) fn message(
     what: &str,
     reason: &GiveUpReason,
     dials: &DialFailures,
     stats: Option<&TorrentStats>,
+    dht_join_failed: bool,
 ) -> String {
+    let dht = if dht_join_failed {
+        "the DHT could not be joined"
+    } else {
+        "no DHT"
+    };
     let help = "give --peer HOST:PORT, an http:// or udp:// --tracker, or --dht-bootstrap \
                 HOST:PORT";
     match reason {
         GiveUpReason::NothingGiven => format!(
             "{what}: nothing to download from: no --peer was given, and there is no tracker \
-             and no DHT ({help})"
+             and {dht} ({help})"
         ),
         GiveUpReason::TrackersUnsupported { schemes } => format!(
             "{what}: nothing to download from: the torrent's only trackers use unsupported \
-             schemes ({}), no DHT, no --peer ({help})",
+             schemes ({}), {dht}, no --peer ({help})",
             schemes.join(", ")
         ),
         GiveUpReason::PeersFailed {
@@ -125,7 +132,7 @@ pub(crate) fn message(
                 None => "verified pieces are kept".to_string(),
             };
             format!(
-                "{what}: no peers left: {who}; nothing else to try ({trackers}, no DHT) \
+                "{what}: no peers left: {who}; nothing else to try ({trackers}, {dht}) \
                  ({progress}; run again with a reachable --peer to resume)"
             )
         }
@@ -175,7 +182,7 @@ mod tests {
             total: 2,
             unsupported_schemes: vec!["https".into()],
         };
-        let text = message("t.torrent", &reason, &dials, None);
+        let text = message("t.torrent", &reason, &dials, None, false);
         assert!(
             text.contains("127.0.0.1:1 refused every connection (3 tries)"),
             "{text}"
@@ -194,9 +201,24 @@ mod tests {
             &GiveUpReason::NothingGiven,
             &DialFailures::default(),
             None,
+            false,
         );
         assert!(text.contains("no --peer was given"), "{text}");
+        assert!(text.contains("no DHT"), "{text}");
         assert!(!text.contains("unreachable"), "{text}");
         assert!(!text.contains("every peer"), "{text}");
+    }
+
+    #[test]
+    fn a_dht_that_could_not_be_joined_is_named_as_such() {
+        let text = message(
+            "t.torrent",
+            &GiveUpReason::NothingGiven,
+            &DialFailures::default(),
+            None,
+            true,
+        );
+        assert!(text.contains("the DHT could not be joined"), "{text}");
+        assert!(!text.contains("no DHT"), "{text}");
     }
 }

@@ -372,6 +372,36 @@ impl Reporter {
         }
     }
 
+    /// The DHT node could not join (always shown: a magnet link depends on it).
+    pub(crate) fn dht_join_failed(
+        &self,
+        nodes_tried: usize,
+        routers: &[unchoke_core::session::DhtRouterFailure],
+    ) {
+        match &self.mode {
+            Mode::Json => emit(json!({
+                "event": "dht_join_failed",
+                "nodes_tried": nodes_tried,
+                "routers": routers
+                    .iter()
+                    .map(|r| json!({"router": r.router, "reason": r.reason}))
+                    .collect::<Vec<_>>(),
+            })),
+            _ => {
+                let mut line = String::from("DHT: could not join");
+                for r in routers {
+                    line.push_str(&format!("; router {}: {}", r.router, r.reason));
+                }
+                if nodes_tried > 0 {
+                    let s = if nodes_tried == 1 { "" } else { "es" };
+                    line.push_str(&format!("; no answer from {nodes_tried} node address{s}"));
+                }
+                line.push_str(" (trying again every 30 s)");
+                self.warn(&line);
+            }
+        }
+    }
+
     /// Something worth knowing that does not stop the run.
     pub(crate) fn warn(&self, message: &str) {
         match &self.mode {

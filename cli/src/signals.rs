@@ -91,12 +91,16 @@ pub(crate) fn received() -> Option<Signal> {
     if !installed.flag.load(Ordering::SeqCst) {
         return None;
     }
+    // The flag is also a magnet's cancel flag, which the driver raises itself as it shuts
+    // down (to stop a check of existing data): only a handler records which signal came,
+    // before it raises the flag, so a flag raised with no signal recorded is no signal.
     let which = installed.which.load(Ordering::SeqCst);
     if which == SIGTERM.unsigned_abs() as usize {
         Some(Signal::Term)
-    } else {
-        // The flag is only raised by SIGINT or SIGTERM.
+    } else if which == SIGINT.unsigned_abs() as usize {
         Some(Signal::Int)
+    } else {
+        None
     }
 }
 

@@ -161,8 +161,9 @@ per_runtime!(
 );
 
 /// A libtorrent seed announces itself through an `unchoke dht` node; `unchoke download`
-/// given only the bare magnet link and that node finds it, fetches the metadata from it,
-/// downloads, and announces itself to libtorrent's DHT node too.
+/// given only the bare magnet link and that node as its DHT router (`--dht-routers`: the
+/// name goes through the core's resolve step, as the public routers' do) finds it, fetches
+/// the metadata from it, downloads, and announces itself to libtorrent's DHT node too.
 fn unchoke_finds_a_libtorrent_seed_through_the_dht_alone(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
     let len = 3 * MIB + 4321;
@@ -185,7 +186,7 @@ fn unchoke_finds_a_libtorrent_seed_through_the_dht_alone(rt: Runtime) {
         &magnet,
         &out,
         &rt.ip(202),
-        &["--dht-bootstrap", &node_addr],
+        &["--dht-routers", &node_addr],
     );
     let our_addr = addr_of(&mut dl);
     let lookup = wait_matching(&mut dl, "dht_lookup", LONG, |v| {

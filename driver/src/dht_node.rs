@@ -29,6 +29,10 @@ pub struct DhtSettings {
     pub bind: SocketAddr,
     /// Nodes to join the DHT through.
     pub bootstrap: Vec<SocketAddr>,
+    /// Routers to join through, by name (`(host, port)`): the session has them resolved
+    /// and reports their failure (`Event::DhtJoinFailed`). Empty by default; the CLI
+    /// gives `unchoke_core::dht::PUBLIC_ROUTERS`.
+    pub routers: Vec<(String, u16)>,
     /// Where to keep good nodes between runs (read at start, written at shutdown);
     /// `None`: nothing kept.
     pub nodes_file: Option<PathBuf>,
@@ -42,6 +46,7 @@ impl DhtSettings {
         DhtSettings {
             bind,
             bootstrap,
+            routers: Vec::new(),
             nodes_file: None,
             config: DhtConfig::default(),
         }

@@ -139,6 +139,7 @@ impl SessionHost {
                 .unwrap_or_default();
             nodes.extend(dht.bootstrap.iter().copied());
             session.dht_bootstrap(&nodes, clock.now());
+            session.dht_join_routers(&dht.routers, clock.now());
         }
         SessionHost {
             session,

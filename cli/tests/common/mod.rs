@@ -12,9 +12,14 @@ pub mod tracker;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The `unchoke` binary cargo built for these tests.
+/// The `unchoke` binary cargo built for these tests, with no DHT router: a test that
+/// listens on a wildcard address would otherwise join the public DHT (resolving its
+/// routers' names off the machine). The test of the default routers removes it, inside a
+/// namespace of its own (sealed.rs).
 pub fn unchoke() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_unchoke"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_unchoke"));
+    cmd.env("UNCHOKE_DHT_ROUTERS", "none");
+    cmd
 }
 
 /// Runs `unchoke ARGS...` and returns its output.

@@ -65,6 +65,16 @@ use rate_limit::{RateLimit, RateLimiter};
 use routing::{Insert, K, RoutingConfig, RoutingTable};
 use token::TokenSecrets;
 
+/// The public DHT's well-known routers, `(host, port)`: nodes run to let newcomers in.
+/// A client joins through them, beside any nodes saved from an earlier run
+/// ([`crate::session::Session::dht_join_routers`]).
+pub const PUBLIC_ROUTERS: [(&str, u16); 4] = [
+    ("router.bittorrent.com", 6881),
+    ("dht.transmissionbt.com", 6881),
+    ("router.utorrent.com", 6881),
+    ("dht.libtorrent.org", 25401),
+];
+
 /// How often housekeeping runs: token rotation, peer expiry, bucket refresh.
 const MAINTENANCE: Duration = Duration::from_secs(5);
 
@@ -805,7 +815,8 @@ impl Dht {
 }
 
 /// Whether we can talk to `addr`: IPv4, a real address, a non-zero port.
-fn usable(addr: &SocketAddr) -> bool {
+/// Whether `addr` can be a node's address: a family this node speaks, a real port and IP.
+pub(crate) fn usable(addr: &SocketAddr) -> bool {
     match addr {
         SocketAddr::V4(a) => a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_broadcast(),
         SocketAddr::V6(_) => false,

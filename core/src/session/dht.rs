@@ -21,12 +21,28 @@
 //! Every lookup is an announce (`get_peers`, then `announce_peer` to the closest nodes)
 //! when the session listens on a known port, a plain `get_peers` otherwise. Private
 //! torrents (BEP 27) never use the DHT.
+//!
+//! Joining: the node joins through bootstrap addresses ([`Session::dht_bootstrap`]: saved
+//! nodes, `--dht-bootstrap`) and through *routers* named by host
+//! ([`Session::dht_join_routers`], e.g. [`crate::dht::PUBLIC_ROUTERS`]), whose names the
+//! driver resolves ([`Action::Resolve`], [`Session::handle_resolved`]); a name not
+//! resolved within [`ROUTER_RESOLVE_TIMEOUT`] counts as failed. A join that ends with an
+//! empty routing table — every name failed and no address answered — is reported once
+//! ([`Event::DhtJoinFailed`], naming each router's failure) and retried every
+//! [`REBOOTSTRAP`] while the table stays empty.
+//!
+//! Invariant (the give-up rule relies on it, see `give_up.rs`): the DHT can find peers —
+//! [`SessionDht::can_find_peers`] — only while its routing table holds a node or a first
+//! join is under way (a name being resolved or a bootstrap lookup running; the retries
+//! after a failed join do not count until the table holds a node again). A node with no
+//! way in is no source, so a download with nothing else gives up instead of waiting
+//! forever, once.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Action, Event, Session, TorrentId};
+use super::{Action, DhtRouterFailure, Event, Session, TorrentId};
 use crate::dht::{Dht, DhtAction, DhtConfig, DhtStats, LookupId, LookupStats};
 use crate::info_hash::InfoHash;
 use crate::time::Instant;
@@ -43,6 +59,28 @@ pub(super) const RETRY_MAX: Duration = Duration::from_secs(5 * 60);
 const JOIN_WAIT: Duration = Duration::from_millis(250);
 /// Shortest wait between two bootstraps started because the routing table was empty.
 const REBOOTSTRAP: Duration = Duration::from_secs(30);
+/// A router's name not resolved within this long counts as failed (a driver's resolver
+/// may hang on an unreachable name server far longer).
+pub(super) const ROUTER_RESOLVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A DHT router named by host: resolved by the driver, its addresses bootstrapped from.
+#[derive(Debug)]
+struct Router {
+    host: String,
+    port: u16,
+    state: RouterState,
+}
+
+/// Where a router's name stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RouterState {
+    /// An [`Action::Resolve`] is out since this moment.
+    Resolving { since: Instant },
+    /// Resolved; its addresses are among the bootstrap nodes.
+    Resolved,
+    /// Not resolved, for this reason (tried again at the next bootstrap).
+    Failed(String),
+}
 
 /// When one torrent next looks itself up.
 #[derive(Debug)]
@@ -68,6 +106,17 @@ pub(super) struct SessionDht {
     /// The bootstrap lookup while it runs: torrents wait for it, since a lookup through a
     /// table that holds only the first few nodes ends at the wrong "closest" nodes.
     joining: Option<LookupId>,
+    /// Routers named by host, in the order given.
+    routers: Vec<Router>,
+    /// Whether the failure of the current join was reported (reset when the table fills
+    /// or a new join starts), so one failed join is one [`Event::DhtJoinFailed`].
+    join_failure_reported: bool,
+    /// Resolve requests to hand out as actions.
+    resolves: Vec<(String, u16)>,
+    /// A join failed since the table last held a node (or a way in was last given): the
+    /// retries every [`REBOOTSTRAP`] go on, but do not count as a source (else a torrent
+    /// with nothing else would give up again after every retry).
+    failed_join: bool,
 }
 
 impl SessionDht {
@@ -79,7 +128,34 @@ impl SessionDht {
             bootstrap_nodes: Vec::new(),
             last_bootstrap: None,
             joining: None,
+            routers: Vec::new(),
+            join_failure_reported: false,
+            resolves: Vec::new(),
+            failed_join: false,
         }
+    }
+
+    /// Whether this node may find peers: it knows a node, or a join is under way (see the
+    /// module's invariant).
+    pub(super) fn can_find_peers(&self) -> bool {
+        !self.dht.routing_table().is_empty()
+            || !self.failed_join && (self.joining.is_some() || self.resolving())
+    }
+
+    /// Whether a router's name is being resolved.
+    fn resolving(&self) -> bool {
+        self.routers
+            .iter()
+            .any(|r| matches!(r.state, RouterState::Resolving { .. }))
+    }
+
+    /// Asks for `router`'s name to be resolved (again).
+    fn resolve(&mut self, index: usize, now: Instant) {
+        let Some(r) = self.routers.get_mut(index) else {
+            return;
+        };
+        r.state = RouterState::Resolving { since: now };
+        self.resolves.push((r.host.clone(), r.port));
     }
 
     /// The earliest moment the DHT or a schedule needs `handle_timeout`.
@@ -90,7 +166,18 @@ impl SessionDht {
             .filter(|s| s.running.is_none())
             .map(|s| s.next)
             .min();
-        [self.dht.poll_timeout(), due].into_iter().flatten().min()
+        let resolve_deadline = self
+            .routers
+            .iter()
+            .filter_map(|r| match r.state {
+                RouterState::Resolving { since } => Some(since + ROUTER_RESOLVE_TIMEOUT),
+                _ => None,
+            })
+            .min();
+        [self.dht.poll_timeout(), due, resolve_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn track(&mut self, info_hash: InfoHash, torrent: TorrentId, now: Instant) {
@@ -103,16 +190,117 @@ impl SessionDht {
     }
 
     fn bootstrap(&mut self, now: Instant) {
-        if self.bootstrap_nodes.is_empty()
+        if (self.bootstrap_nodes.is_empty() && self.routers.is_empty())
             || self.last_bootstrap.is_some_and(|at| now - at < REBOOTSTRAP)
         {
             return;
         }
         self.last_bootstrap = Some(now);
+        self.join_failure_reported = false;
+        // Names that failed get another chance: the network may have come up since.
+        for i in 0..self.routers.len() {
+            if matches!(self.routers[i].state, RouterState::Failed(_)) {
+                self.resolve(i, now);
+            }
+        }
+        if self.bootstrap_nodes.is_empty() {
+            return;
+        }
         // A full lookup table only delays the bootstrap to the next due lookup.
         self.joining = self.dht.bootstrap(&self.bootstrap_nodes, now).ok();
     }
+
+    /// A router's name answered: its addresses join the bootstrap nodes and are tried at
+    /// once (a join through other nodes may already be running: this one runs beside it).
+    /// Returns whether `host:port` was one of ours.
+    fn router_resolved(
+        &mut self,
+        host: &str,
+        port: u16,
+        result: &Result<Vec<SocketAddr>, crate::tracker::ResolveError>,
+        now: Instant,
+    ) -> bool {
+        let Some(r) = self.routers.iter_mut().find(|r| {
+            r.host == host && r.port == port && matches!(r.state, RouterState::Resolving { .. })
+        }) else {
+            return false;
+        };
+        let addrs: Vec<SocketAddr> = match result {
+            Ok(addrs) => addrs
+                .iter()
+                .copied()
+                .filter(crate::dht::usable)
+                .take(MAX_ROUTER_ADDRS)
+                .collect(),
+            Err(e) => {
+                r.state = RouterState::Failed(e.to_string());
+                return true;
+            }
+        };
+        if addrs.is_empty() {
+            r.state = RouterState::Failed("the name has no address the DHT node can use".into());
+            return true;
+        }
+        r.state = RouterState::Resolved;
+        for a in &addrs {
+            if !self.bootstrap_nodes.contains(a) {
+                self.bootstrap_nodes.push(*a);
+            }
+        }
+        if let Ok(id) = self.dht.bootstrap(&addrs, now) {
+            self.joining = Some(id);
+        }
+        true
+    }
+
+    /// Names unresolved past [`ROUTER_RESOLVE_TIMEOUT`] fail.
+    fn expire_resolves(&mut self, now: Instant) {
+        for r in &mut self.routers {
+            if let RouterState::Resolving { since } = r.state {
+                if now - since >= ROUTER_RESOLVE_TIMEOUT {
+                    let secs = ROUTER_RESOLVE_TIMEOUT.as_secs();
+                    r.state = RouterState::Failed(format!("the name was not resolved in {secs} s"));
+                }
+            }
+        }
+    }
+
+    /// The join's failure, once: the table is empty, no name is being resolved and no
+    /// bootstrap lookup runs, yet there was a way in to try.
+    fn join_failure(&mut self) -> Option<Event> {
+        if !self.dht.routing_table().is_empty() {
+            self.failed_join = false;
+            return None;
+        }
+        if self.join_failure_reported
+            || self.joining.is_some()
+            || self.resolving()
+            || (self.routers.is_empty() && self.bootstrap_nodes.is_empty())
+        {
+            return None;
+        }
+        self.join_failure_reported = true;
+        self.failed_join = true;
+        let routers = self
+            .routers
+            .iter()
+            .map(|r| DhtRouterFailure {
+                router: format!("{}:{}", r.host, r.port),
+                reason: match &r.state {
+                    RouterState::Failed(why) => why.clone(),
+                    _ => "no answer from its addresses".into(),
+                },
+            })
+            .collect();
+        Some(Event::DhtJoinFailed {
+            nodes_tried: self.bootstrap_nodes.len(),
+            routers,
+        })
+    }
 }
+
+/// The most addresses of one router's name tried (a name may list dozens).
+const MAX_ROUTER_ADDRS: usize = 4;
 
 impl Session {
     /// Whether this session runs a DHT node (`SessionConfig::dht` was set).
@@ -133,8 +321,59 @@ impl Session {
             }
         }
         d.last_bootstrap = None;
+        d.failed_join = false;
         d.bootstrap(now);
         self.pump_dht(now);
+    }
+
+    /// Joins the DHT through routers named by host (`(host, port)`, e.g.
+    /// [`crate::dht::PUBLIC_ROUTERS`]): each name is resolved by the driver
+    /// ([`Action::Resolve`]; answer with [`Session::handle_resolved`]) and its addresses
+    /// bootstrapped from, again whenever the routing table runs empty. A failure of every
+    /// way in is reported as [`Event::DhtJoinFailed`]. Ignored without a DHT.
+    pub fn dht_join_routers(&mut self, routers: &[(String, u16)], now: Instant) {
+        let Some(d) = self.dht.as_mut() else {
+            return;
+        };
+        for (host, port) in routers {
+            if d.routers.iter().any(|r| &r.host == host && r.port == *port) {
+                continue;
+            }
+            d.routers.push(Router {
+                host: host.clone(),
+                port: *port,
+                state: RouterState::Failed(String::new()),
+            });
+            let index = d.routers.len() - 1;
+            d.resolve(index, now);
+        }
+        d.join_failure_reported = false;
+        d.failed_join = false;
+        self.pump_dht(now);
+    }
+
+    /// A resolved name that may be one of the DHT's routers: `true` when it was.
+    pub(super) fn dht_router_resolved(
+        &mut self,
+        host: &str,
+        port: u16,
+        result: &Result<Vec<SocketAddr>, crate::tracker::ResolveError>,
+        now: Instant,
+    ) -> bool {
+        let Some(d) = self.dht.as_mut() else {
+            return false;
+        };
+        if !d.router_resolved(host, port, result, now) {
+            return false;
+        }
+        self.pump_dht(now);
+        true
+    }
+
+    /// Whether the DHT may still find peers for a public torrent (see the module's
+    /// invariant); `false` without a DHT.
+    pub(super) fn dht_can_find_peers(&self) -> bool {
+        self.dht.as_ref().is_some_and(|d| d.can_find_peers())
     }
 
     /// A datagram arrived on the session's UDP socket from `from`: a UDP tracker's reply
@@ -186,6 +425,7 @@ impl Session {
     /// Runs the DHT's timers and due lookups, then carries out what it asked for.
     pub(super) fn dht_timeout(&mut self, now: Instant) {
         if let Some(d) = self.dht.as_mut() {
+            d.expire_resolves(now);
             d.dht.handle_timeout(now);
         }
         self.pump_dht(now);
@@ -255,6 +495,15 @@ impl Session {
                 }
                 DhtAction::LookupDone { id, stats, .. } => self.dht_lookup_done(id, stats, now),
             }
+        }
+        let Some(d) = self.dht.as_mut() else {
+            return;
+        };
+        for (host, port) in std::mem::take(&mut d.resolves) {
+            self.out.push(Action::Resolve { host, port });
+        }
+        if let Some(event) = d.join_failure() {
+            self.out.push(Action::Event(event));
         }
     }
 

@@ -36,7 +36,8 @@ impl Session {
         let Some(t) = self.torrents.get(&torrent) else {
             return false;
         };
-        let dht = self.dht.is_some() && !t.is_private();
+        // A DHT with no way in (nothing known, nothing being tried) is no source.
+        let dht = self.dht_can_find_peers() && !t.is_private();
         !t.is_complete()
             && t.peer_count() == 0
             && !t.has_candidates()

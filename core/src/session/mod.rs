@@ -87,9 +87,9 @@ use bytes::{Bytes, BytesMut};
 
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
-    Action, ConnId, ConnectFailure, CryptoLevel, Direction, DisconnectReason, DiskError,
-    DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer, GeometryError,
-    GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId,
+    Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
+    DiskError, DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer,
+    GeometryError, GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use trackers::metainfo_tiers;

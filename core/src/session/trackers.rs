@@ -298,6 +298,8 @@ impl Session {
         result: Result<Vec<SocketAddr>, ResolveError>,
         now: Instant,
     ) {
+        // The name may be a DHT router's as well as a UDP tracker's: both get the answer.
+        self.dht_router_resolved(host, port, &result, now);
         self.trackers
             .udp
             .handle_resolved(host, port, result, &mut self.rng, now);

@@ -252,6 +252,16 @@ pub enum Event {
         /// Why nothing is left to try.
         reason: GiveUpReason,
     },
+    /// The DHT node could not join: its routing table is empty, every router's name
+    /// failed or no address answered, and nothing is being tried right now. Emitted once
+    /// per failed join; the node tries again every 30 s while its table stays empty. A
+    /// torrent with no other source gives up meanwhile (see [`Event::GaveUp`]).
+    DhtJoinFailed {
+        /// Bootstrap addresses tried (saved nodes, given addresses, routers' addresses).
+        nodes_tried: usize,
+        /// Each router named by host, and why it did not help.
+        routers: Vec<DhtRouterFailure>,
+    },
     /// A DHT lookup for the torrent finished (see [`crate::session::Session::handle_datagram`]);
     /// the peers it found were already handed to the torrent to dial.
     DhtLookupDone {
@@ -532,4 +542,14 @@ impl std::fmt::Display for PeerGone {
             PeerGone::ReadFailed(kind) => write!(f, "read failed: {kind}"),
         }
     }
+}
+
+/// Why one DHT router did not let the node join ([`Event::DhtJoinFailed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhtRouterFailure {
+    /// The router as given, `host:port`.
+    pub router: String,
+    /// Why: its name did not resolve (the resolver's words), or its addresses did not
+    /// answer.
+    pub reason: String,
 }

@@ -18,8 +18,8 @@ pub(crate) mod outbox;
 mod peer_source;
 
 pub use action::{
-    Action, ConnId, ConnectFailure, Direction, DisconnectReason, Event, FAILED_PEERS_LISTED,
-    FailedPeer, GiveUpReason, PeerGone, TorrentId,
+    Action, ConnId, ConnectFailure, DhtRouterFailure, Direction, DisconnectReason, Event,
+    FAILED_PEERS_LISTED, FailedPeer, GiveUpReason, PeerGone, TorrentId,
 };
 pub use config::SessionConfig;
 pub use disk_error::{DiskError, DiskErrorKind};
