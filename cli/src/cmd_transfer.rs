@@ -24,6 +24,7 @@ use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::{Metainfo, ShapeLimits};
 use unchoke_core::session::{CryptoLevel, EncryptionPolicy, Event, metainfo_tiers};
 use unchoke_driver::dht_node::DhtSettings;
+use unchoke_driver::tls::{TrustRoots, load_ca_file};
 use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientError, ClientEvent};
 
 use crate::give_up::{self, DialFailures};
@@ -74,10 +75,16 @@ pub(crate) struct CommonArgs {
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
 
-    /// A tracker to announce to (http:// or udp://) besides the torrent's own; may be
-    /// repeated (each is a tier of its own, tried after the torrent's).
+    /// A tracker to announce to (http://, https:// or udp://) besides the torrent's own;
+    /// may be repeated (each is a tier of its own, tried after the torrent's).
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+
+    /// Trust only the certificate authorities in FILE (PEM, one or more certificates) for
+    /// https:// trackers, instead of the system's (/etc/ssl/certs): for a tracker with a
+    /// private or self-made CA.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 
     /// Do not announce to the torrent's trackers (`--tracker` ones are still used).
     #[arg(long)]
@@ -153,6 +160,8 @@ struct Checked {
     dht_bootstrap: Vec<SocketAddr>,
     /// The DHT routers to join through (`--dht-routers` or the default).
     dht_routers: Vec<(String, u16)>,
+    /// `--ca-file`, read and checked; else the system's authorities.
+    tracker_roots: TrustRoots,
 }
 
 impl CommonArgs {
@@ -162,11 +171,20 @@ impl CommonArgs {
         for url in &self.trackers {
             check_tracker_url(url).map_err(CliError::usage)?;
         }
+        // Read now, so a missing or certificate-less file stops us before anything starts
+        // instead of failing every https announce later.
+        let tracker_roots = match &self.ca_file {
+            Some(path) => TrustRoots::Only(
+                load_ca_file(path).map_err(|e| CliError::usage(format!("--ca-file: {e}")))?,
+            ),
+            None => TrustRoots::System,
+        };
         Ok(Checked {
             peers: resolve_addrs("--peer", &self.peers).map_err(CliError::usage)?,
             dht_bootstrap: resolve_addrs("--dht-bootstrap", &self.dht_bootstrap)
                 .map_err(CliError::usage)?,
             dht_routers: self.dht_routers().map_err(CliError::usage)?,
+            tracker_roots,
         })
     }
 
@@ -450,21 +468,21 @@ fn check_output_dir(dir: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A `--tracker` URL the client can announce to: `http://` or `udp://` with a host.
+/// A `--tracker` URL the client can announce to: `http://`, `https://` or `udp://` with a
+/// host.
 fn check_tracker_url(url: &str) -> Result<(), String> {
     let lower = url.to_ascii_lowercase();
-    let rest = if let Some(rest) = lower.strip_prefix("http://") {
-        rest
-    } else if let Some(rest) = lower.strip_prefix("udp://") {
-        rest
-    } else {
+    let Some(rest) = ["http://", "https://", "udp://"]
+        .iter()
+        .find_map(|scheme| lower.strip_prefix(scheme))
+    else {
         let scheme = lower.split_once("://").map(|(s, _)| s);
         return Err(match scheme {
             Some(s) => format!(
-                "--tracker {url}: {s}:// trackers are not supported; give an http:// or \
-                 udp:// URL"
+                "--tracker {url}: {s}:// trackers are not supported; give an http://, \
+                 https:// or udp:// URL"
             ),
-            None => format!("--tracker {url}: not a URL; give an http:// or udp:// one"),
+            None => format!("--tracker {url}: not a URL; give an http://, https:// or udp:// one"),
         });
     };
     if rest.is_empty() || rest.starts_with('/') || rest.starts_with(':') {
@@ -497,6 +515,7 @@ fn run(
         listen: Some(common.listen()),
         dht: common.dht_settings(save_path, checked.dht_bootstrap, checked.dht_routers)?,
         shape: common.shape_limits(),
+        tracker_roots: checked.tracker_roots,
         ..ClientConfig::default()
     };
     config.session.max_connect_failures = common.peer_retries;

@@ -69,8 +69,8 @@ pub(crate) fn unsupported_tracker(url: &str, scheme: &str) -> String {
         format!("{scheme}://")
     };
     format!(
-        "tracker {url}: skipped: {scheme} is not supported (only http:// and udp:// trackers \
-         work)"
+        "tracker {url}: skipped: {scheme} is not supported (only http://, https:// and udp:// \
+         trackers work)"
     )
 }
 
@@ -89,8 +89,8 @@ pub(crate) fn message(
     } else {
         "no DHT"
     };
-    let help = "give --peer HOST:PORT, an http:// or udp:// --tracker, or --dht-bootstrap \
-                HOST:PORT";
+    let help = "give --peer HOST:PORT, an http://, https:// or udp:// --tracker, or \
+                --dht-bootstrap HOST:PORT";
     match reason {
         GiveUpReason::NothingGiven => format!(
             "{what}: nothing to download from: no --peer was given, and there is no tracker \
@@ -180,7 +180,7 @@ mod tests {
                 },
             ],
             total: 2,
-            unsupported_schemes: vec!["https".into()],
+            unsupported_schemes: vec!["wss".into()],
         };
         let text = message("t.torrent", &reason, &dials, None, false);
         assert!(
@@ -191,7 +191,7 @@ mod tests {
             text.contains("127.0.0.1:2: timed out after 10 s (3 tries)"),
             "{text}"
         );
-        assert!(text.contains("unsupported schemes (https)"), "{text}");
+        assert!(text.contains("unsupported schemes (wss)"), "{text}");
     }
 
     #[test]

@@ -107,10 +107,25 @@ const USAGE: &[Case] = &[
             "download",
             "f.torrent",
             "--tracker",
-            "https://t.example/announce",
+            "wss://t.example/announce",
         ],
         2,
-        "unchoke: --tracker https://t.example/announce: https:// trackers are not supported",
+        "unchoke: --tracker wss://t.example/announce: wss:// trackers are not supported",
+    ),
+    case(
+        &["download", "f.torrent", "--tracker", "https://"],
+        2,
+        "unchoke: --tracker https://: the URL names no host",
+    ),
+    case(
+        &["download", "f.torrent", "--ca-file", "nope.pem"],
+        2,
+        "unchoke: --ca-file: cannot read the CA file nope.pem",
+    ),
+    case(
+        &["download", "f.torrent", "--ca-file", "x.bin"],
+        2,
+        "unchoke: --ca-file: the CA file x.bin holds no PEM certificate",
     ),
     case(
         &["download", "f.torrent", "--tracker", "ftp://t.example"],
@@ -160,9 +175,14 @@ const USAGE: &[Case] = &[
         "unchoke: --peer 1.2.3.4:",
     ),
     case(
-        &["seed", "f.torrent", "d", "--tracker", "https://t.example/a"],
+        &["seed", "f.torrent", "d", "--tracker", "wss://t.example/a"],
         2,
-        "https:// trackers are not supported",
+        "wss:// trackers are not supported",
+    ),
+    case(
+        &["seed", "f.torrent", "d", "--ca-file", "afile"],
+        2,
+        "unchoke: --ca-file: the CA file afile holds no PEM certificate",
     ),
     case(
         &["seed", "f.torrent", "d", "--json", "--quiet"],

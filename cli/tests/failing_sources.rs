@@ -111,18 +111,18 @@ fn a_refusing_peer_ends_the_download_with_the_os_reason(rt: Runtime) {
     );
 }
 
-/// A torrent whose only trackers are `https://` and `ftp://`, with no DHT and no peer:
+/// A torrent whose only trackers are `wss://` and `ftp://`, with no DHT and no peer:
 /// each tracker is named once, and the download stops promptly naming the schemes.
 fn only_unsupported_trackers_end_the_download_naming_the_schemes(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let https = "https://tracker.example/announce";
+    let wss = "wss://tracker.example/announce";
     let ftp = "ftp://tracker.example/announce";
-    let torrent = torrent(dir.path(), &[https, ftp]);
+    let torrent = torrent(dir.path(), &[wss, ftp]);
     let (status, took, p) = download(rt, dir.path(), &torrent, &rt.ip(20), &[]);
     let stderr = p.stderr();
     assert_eq!(status.code(), Some(1), "{}", p.dump());
     assert!(took < Duration::from_secs(30), "took {took:?}\n{stderr}");
-    for url in [https, ftp] {
+    for url in [wss, ftp] {
         let named = stderr
             .lines()
             .filter(|l| l.contains("warning") && l.contains(url))
@@ -131,7 +131,7 @@ fn only_unsupported_trackers_end_the_download_naming_the_schemes(rt: Runtime) {
     }
     let last = last_line(&stderr);
     assert!(
-        last.contains("only trackers use unsupported schemes (ftp, https)"),
+        last.contains("only trackers use unsupported schemes (ftp, wss)"),
         "{stderr}"
     );
 }

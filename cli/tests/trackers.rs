@@ -29,10 +29,12 @@ use std::time::Duration;
 
 use common::process::JsonProcess;
 use common::runtime::Runtime;
-use common::tracker::{OpenTracker, Scrape, wait_matching, wait_scrape};
+use common::tracker::{
+    OpenTracker, Scrape, announced, lt_seed, mktorrent, wait_matching, wait_scrape,
+};
 use common::{
-    PYTHON, assert_dialled, assert_same_file, completes, data, helper, info_json,
-    require_libtorrent, require_tool, unchoke, unchoke_download,
+    PYTHON, assert_dialled, assert_same_file, completes, data, helper, require_tool, unchoke,
+    unchoke_download,
 };
 use serde_json::Value;
 
@@ -61,53 +63,6 @@ fn payload(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
     let data_dir = dir.join("seed");
     common::write(&data_dir, name, &data(seed, len));
     data_dir
-}
-
-/// A v1 torrent of `target` by mktorrent (256 KiB pieces), announcing to `announce` if
-/// given; returns its v1 info-hash (hex) as `unchoke info` reads it.
-fn mktorrent(target: &Path, out: &Path, announce: Option<&str>) -> String {
-    require_tool("mktorrent", &["-h"], "mktorrent");
-    let mut cmd = Command::new("mktorrent");
-    cmd.args(["-l", "18", "-o"]).arg(out);
-    if let Some(url) = announce {
-        cmd.args(["-a", url]);
-    }
-    let st = cmd.arg(target).output().expect("run mktorrent");
-    assert!(
-        st.status.success(),
-        "mktorrent failed: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    info_json(out)["info_hash"]
-        .as_str()
-        .expect("info --json has info_hash")
-        .to_owned()
-}
-
-/// A libtorrent seed of `torrent` (data in `dir`) on `ip`, reporting its tracker
-/// announces; waited for until it listens. Returns it and its `ip:port`.
-fn lt_seed(torrent: &Path, dir: &Path, ip: &str) -> (JsonProcess, String) {
-    require_libtorrent();
-    let mut cmd = Command::new(PYTHON);
-    cmd.arg(helper("lt_peer.py"))
-        .arg("seed")
-        .arg(torrent)
-        .arg(dir)
-        .args(["--listen", ip, "--tracker-events", "--timeout", "300"]);
-    let mut p = JsonProcess::spawn(&format!("libtorrent seed {ip}"), cmd);
-    let addr = p.wait_event("listening", LONG)["addr"]
-        .as_str()
-        .expect("listening addr")
-        .to_owned();
-    (p, addr)
-}
-
-/// Waits until `p` (lt_peer.py or tr_peer.py with --tracker-events) reports an accepted
-/// announce to `url` listing at least `min_peers` peers; returns that line.
-fn announced(p: &mut JsonProcess, url: &str, min_peers: u64) -> Value {
-    wait_matching(p, "tracker_reply", LONG, |v| {
-        v["url"] == url && v["peers"].as_u64().unwrap_or(0) >= min_peers
-    })
 }
 
 /// The `tracker` lines `p` printed for `url`.

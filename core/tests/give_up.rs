@@ -155,10 +155,10 @@ fn nothing_given_gives_up_after_the_grace_period_saying_so() {
 #[test]
 fn only_unsupported_trackers_are_named_once_never_announced_and_give_up() {
     let tiers = vec![
-        vec!["https://t.example/announce".to_string()],
+        vec!["wss://t.example/announce".to_string()],
         vec![
             "ftp://f.example/x".to_string(),
-            "HTTPS://u.example/a".to_string(),
+            "WSS://u.example/a".to_string(),
         ],
     ];
     let (mut s, t) = session(SessionConfig::default(), tiers);
@@ -175,9 +175,9 @@ fn only_unsupported_trackers_are_named_once_never_announced_and_give_up() {
     assert_eq!(
         named,
         BTreeSet::from([
-            ("https://t.example/announce".into(), "https".into()),
+            ("wss://t.example/announce".into(), "wss".into()),
             ("ftp://f.example/x".into(), "ftp".into()),
-            ("HTTPS://u.example/a".into(), "https".into()),
+            ("WSS://u.example/a".into(), "wss".into()),
         ])
     );
     assert!(s.trackers(t).is_empty(), "{:?}", s.trackers(t));
@@ -185,7 +185,7 @@ fn only_unsupported_trackers_are_named_once_never_announced_and_give_up() {
     assert_eq!(
         seen.gave_up[0].1,
         GiveUpReason::TrackersUnsupported {
-            schemes: vec!["ftp".into(), "https".into()]
+            schemes: vec!["ftp".into(), "wss".into()]
         }
     );
 }
@@ -193,7 +193,7 @@ fn only_unsupported_trackers_are_named_once_never_announced_and_give_up() {
 #[test]
 fn a_usable_tracker_among_unsupported_ones_is_announced_to_and_prevents_giving_up() {
     let tiers = vec![
-        vec!["https://t.example/announce".to_string()],
+        vec!["wss://t.example/announce".to_string()],
         // HTTP: a UDP tracker's exchange is the session's own (no `Action::Announce`).
         vec!["http://127.0.0.1:6969/announce".to_string()],
     ];

@@ -7,6 +7,7 @@ use unchoke_core::metainfo::ShapeLimits;
 use unchoke_core::session::SessionConfig;
 
 use crate::dht_node::DhtSettings;
+use crate::tls::TrustRoots;
 
 /// Everything a client ([`crate::ClientCore`]) can be told at start. `Default` gives the documented values.
 #[derive(Clone, Debug)]
@@ -36,6 +37,9 @@ pub struct ClientConfig {
     /// Bounds on a torrent's shape (file count, path lengths), checked before its storage
     /// is set up (default: `ShapeLimits::default()`, 100,000 files).
     pub shape: ShapeLimits,
+    /// The authorities an `https://` tracker's certificate must lead to (default: the
+    /// system's).
+    pub tracker_roots: TrustRoots,
 }
 
 impl Default for ClientConfig {
@@ -50,6 +54,7 @@ impl Default for ClientConfig {
             resume_interval: Duration::from_secs(15),
             dht: None,
             shape: ShapeLimits::default(),
+            tracker_roots: TrustRoots::System,
         }
     }
 }

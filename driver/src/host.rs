@@ -148,7 +148,10 @@ impl SessionHost {
             events,
             jobs_in_flight: 0,
             shutdown: None,
-            trackers: Arc::new(TrackerClient::new(bind_ip)),
+            trackers: Arc::new(TrackerClient::with_roots(
+                bind_ip,
+                cfg.tracker_roots.clone(),
+            )),
             magnets: BTreeMap::new(),
             config: cfg.clone(),
             accepted: false,

@@ -18,6 +18,7 @@ pub mod disk;
 mod host;
 mod net;
 pub mod pump;
+pub mod tls;
 pub mod tracker_client;
 pub mod tracker_service;
 

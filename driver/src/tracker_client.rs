@@ -1,4 +1,4 @@
-//! The blocking IO of HTTP tracker announces and of name resolution, shared by both
+//! The blocking IO of HTTP(S) tracker announces and of name resolution, shared by both
 //! drivers.
 //!
 //! The protocol and every timer live in the core: the session times whole announces out
@@ -6,6 +6,8 @@
 //! driver's one UDP socket, asking the driver only to resolve names
 //! ([`TrackerClient::resolve`]). What is left here is moving bytes: resolve, connect, write
 //! the request, read the response, each socket operation bounded by a fixed time-out so a
+//! worker thread is never stuck for good. For `https://` the same bytes go through a TLS
+//! session ([`crate::tls`]) whose handshake is bounded by the same time-outs, so a
 //! worker thread is never stuck for good. Drivers call it on a worker thread (mio) or
 //! inside `smol::unblock` (smol), never on their event loop: it blocks.
 //!
@@ -15,25 +17,28 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::sync::mpsc;
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use unchoke_core::tracker::http::{
-    HttpResponseReader, announce_url, parse_announce_response, request_bytes,
+    HttpResponseReader, HttpScheme, announce_url, parse_announce_response, request_bytes,
 };
-use unchoke_core::tracker::{AnnounceRequest, AnnounceResponse, ResolveError, TrackerFailure};
+use unchoke_core::tracker::{
+    AnnounceRequest, AnnounceResponse, ResolveError, TlsFailure, TrackerFailure,
+};
 
 use crate::ClientError;
 use crate::dht_node::{DhtSettings, bind_dht};
+use crate::tls::{self, TrustRoots};
 
 /// The read buffer of an HTTP exchange.
 const HTTP_READ_CHUNK: usize = 16 * 1024;
 /// The shortest wait handed to a socket: the OS refuses a zero timeout.
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
-/// Announces over HTTP and resolves tracker names, blocking, with sockets bound to the
-/// client's listen IP.
+/// Announces over HTTP and HTTPS and resolves tracker names, blocking, with sockets bound
+/// to the client's listen IP.
 ///
 /// `Send + Sync`: one client serves every torrent's announces from several threads at
 /// once.
@@ -41,20 +46,35 @@ const MIN_WAIT: Duration = Duration::from_millis(1);
 pub struct TrackerClient {
     /// The local IP of tracker sockets; `None`: the OS's choice.
     bind_ip: Option<IpAddr>,
+    /// The authorities an `https://` tracker's certificate must lead to.
+    roots: TrustRoots,
+    /// The TLS configuration, built from `roots` on the first `https://` announce and
+    /// shared by every later one: a client with only `http://` and `udp://` trackers never
+    /// reads the system's certificate store.
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, TlsFailure>>,
 }
 
 impl TrackerClient {
     /// A client whose tracker sockets are bound to `bind_ip`, the client's listen IP
-    /// (`None` or an unspecified address: the OS chooses).
+    /// (`None` or an unspecified address: the OS chooses), checking `https://` trackers
+    /// against the system's authorities.
     pub fn new(bind_ip: Option<IpAddr>) -> Self {
+        Self::with_roots(bind_ip, TrustRoots::System)
+    }
+
+    /// Like [`TrackerClient::new`], checking `https://` trackers against `roots`.
+    pub fn with_roots(bind_ip: Option<IpAddr>, roots: TrustRoots) -> Self {
         TrackerClient {
             bind_ip: bind_ip.filter(|ip| !ip.is_unspecified()),
+            roots,
+            tls: OnceLock::new(),
         }
     }
 
-    /// One announce to the `http://` tracker `url`. `op_timeout` bounds each step (name
-    /// resolution, connect, every write and read) on its own: the overall deadline is the
-    /// session's, which ignores an answer that comes after it.
+    /// One announce to the `http://` or `https://` tracker `url`. `op_timeout` bounds each
+    /// step (name resolution, connect, the TLS handshake's and the exchange's every write
+    /// and read) on its own: the overall deadline is the session's, which ignores an
+    /// answer that comes after it.
     ///
     /// Blocks the calling thread; run it off the event loop.
     pub fn announce(
@@ -77,13 +97,23 @@ impl TrackerClient {
                 "{url:?} has no valid scheme"
             )));
         }
-        if !scheme.eq_ignore_ascii_case("http") {
+        let Some(http_scheme) = HttpScheme::of(url) else {
             return Err(TrackerFailure::UnsupportedScheme(
                 scheme.to_ascii_lowercase(),
             ));
-        }
+        };
         let full = announce_url(url, request)?;
         let (host, bytes) = request_bytes(&full)?;
+        // Before any IO: a bad --ca-file or an empty system store fails every https
+        // announce the same way, without touching the network.
+        let tls = match http_scheme {
+            HttpScheme::Http => None,
+            HttpScheme::Https => {
+                let config = self.tls_config()?;
+                let name = tls::server_name(&host.host).map_err(TrackerFailure::InvalidUrl)?;
+                Some((config, name))
+            }
+        };
         let addrs =
             self.resolve(&host.host, host.port, wait)
                 .map_err(|error| TrackerFailure::Resolve {
@@ -95,40 +125,32 @@ impl TrackerClient {
             .set_write_timeout(Some(wait))
             .and_then(|()| stream.set_read_timeout(Some(wait)))
             .map_err(|e| TrackerFailure::from_io(&e))?;
-        stream
-            .write_all(&bytes)
-            .map_err(|e| TrackerFailure::from_io(&e))?;
-
-        let mut reader = HttpResponseReader::new();
-        let mut buf = vec![0u8; HTTP_READ_CHUNK];
-        let mut received = false;
-        let body = loop {
-            match stream.read(&mut buf) {
-                Ok(0) => break reader.finish()?,
-                Ok(n) => {
-                    received = true;
-                    let data = buf.get(..n).unwrap_or_default();
-                    if let Some(body) = reader.push(data)? {
-                        break body;
-                    }
+        let body = match tls {
+            None => exchange(&mut stream, &bytes, |e| TrackerFailure::from_io(&e))?,
+            Some((config, name)) => {
+                let mut conn = rustls::ClientConnection::new(config, name)
+                    .map_err(|e| TrackerFailure::Tls(tls::failure(&e, &host.host)))?;
+                // The handshake on its own, so its failures read as TLS ones (a refused
+                // certificate, a plain HTTP server) rather than as a broken exchange.
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut stream)
+                        .map_err(|e| tls_io_failure(&e, &host.host, true))?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // A server that closes without reading all of our request makes the
-                // kernel send a reset instead of a FIN: after a response has started,
-                // that is its end (the reader tells whether the response was complete).
-                Err(e)
-                    if received
-                        && matches!(
-                            e.kind(),
-                            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
-                        ) =>
-                {
-                    break reader.finish()?;
-                }
-                Err(e) => return Err(TrackerFailure::from_io(&e)),
+                let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+                exchange(&mut tls_stream, &bytes, |e| {
+                    tls_io_failure(&e, &host.host, false)
+                })?
             }
         };
         Ok(parse_announce_response(&body)?)
+    }
+
+    /// The shared TLS configuration, built on first use.
+    fn tls_config(&self) -> Result<Arc<rustls::ClientConfig>, TrackerFailure> {
+        self.tls
+            .get_or_init(|| tls::client_config(&self.roots))
+            .clone()
+            .map_err(TrackerFailure::Tls)
     }
 
     /// Connects to the first address that answers, each attempt bounded by `wait`.
@@ -203,6 +225,76 @@ impl TrackerClient {
         }
         Ok(addrs)
     }
+}
+
+/// Writes the request and reads the response until the core's reader has a whole body.
+/// `io_failure` words a socket error (plain or TLS).
+fn exchange(
+    stream: &mut (impl Read + Write),
+    request: &[u8],
+    io_failure: impl Fn(io::Error) -> TrackerFailure,
+) -> Result<Vec<u8>, TrackerFailure> {
+    stream
+        .write_all(request)
+        .and_then(|()| stream.flush())
+        .map_err(&io_failure)?;
+    let mut reader = HttpResponseReader::new();
+    let mut buf = vec![0u8; HTTP_READ_CHUNK];
+    let mut received = false;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(reader.finish()?),
+            Ok(n) => {
+                received = true;
+                let data = buf.get(..n).unwrap_or_default();
+                if let Some(body) = reader.push(data)? {
+                    return Ok(body);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A server that closes without reading all of our request makes the kernel
+            // send a reset instead of a FIN; a TLS server that closes without a
+            // close_notify reads as an unexpected EOF (many trackers do, and the HTTP
+            // framing, not TLS, tells whether the response was whole). After a response
+            // has started, either is its end: the reader tells whether it was complete.
+            Err(e)
+                if received
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::UnexpectedEof
+                    ) =>
+            {
+                return Ok(reader.finish()?);
+            }
+            Err(e) => return Err(io_failure(e)),
+        }
+    }
+}
+
+/// The failure a socket error of a TLS connection to `host` stands for: a `rustls` error
+/// (carried inside the `io::Error`) in the user's terms, a time-out as
+/// [`TrackerFailure::Stalled`], an end of the connection during the handshake as
+/// [`TlsFailure::ClosedDuringHandshake`], anything else as IO.
+fn tls_io_failure(e: &io::Error, host: &str, handshaking: bool) -> TrackerFailure {
+    if let Some(tls_error) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return TrackerFailure::Tls(tls::failure(tls_error, host));
+    }
+    if handshaking
+        && matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+        )
+    {
+        return TrackerFailure::Tls(TlsFailure::ClosedDuringHandshake);
+    }
+    TrackerFailure::from_io(e)
 }
 
 /// Binds the client's one non-blocking UDP socket, which carries the DHT's datagrams and

@@ -7,6 +7,7 @@
 pub mod process;
 #[macro_use]
 pub mod runtime;
+pub mod tls;
 pub mod tracker;
 
 use std::path::{Path, PathBuf};

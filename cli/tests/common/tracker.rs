@@ -19,12 +19,61 @@ use std::time::{Duration, Instant};
 use unchoke_core::bencode;
 
 use super::process::JsonProcess;
-use super::require_tool;
+use super::{PYTHON, helper, info_json, require_libtorrent, require_tool};
 
 /// How long opentracker gets to bind and load its whitelist.
 const START_WAIT: Duration = Duration::from_secs(10);
 /// Socket time-outs of one HTTP exchange with a tracker.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a seed's start and on its announce being accepted.
+const SEED_WAIT: Duration = Duration::from_secs(90);
+
+/// A v1 torrent of `target` by mktorrent (256 KiB pieces), announcing to `announce` if
+/// given; returns its v1 info-hash (hex) as `unchoke info` reads it.
+pub fn mktorrent(target: &Path, out: &Path, announce: Option<&str>) -> String {
+    require_tool("mktorrent", &["-h"], "mktorrent");
+    let mut cmd = Command::new("mktorrent");
+    cmd.args(["-l", "18", "-o"]).arg(out);
+    if let Some(url) = announce {
+        cmd.args(["-a", url]);
+    }
+    let st = cmd.arg(target).output().expect("run mktorrent");
+    assert!(
+        st.status.success(),
+        "mktorrent failed: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    info_json(out)["info_hash"]
+        .as_str()
+        .expect("info --json has info_hash")
+        .to_owned()
+}
+
+/// A libtorrent seed of `torrent` (data in `dir`) on `ip`, reporting its tracker
+/// announces; waited for until it listens. Returns it and its `ip:port`.
+pub fn lt_seed(torrent: &Path, dir: &Path, ip: &str) -> (JsonProcess, String) {
+    require_libtorrent();
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(helper("lt_peer.py"))
+        .arg("seed")
+        .arg(torrent)
+        .arg(dir)
+        .args(["--listen", ip, "--tracker-events", "--timeout", "300"]);
+    let mut p = JsonProcess::spawn(&format!("libtorrent seed {ip}"), cmd);
+    let addr = p.wait_event("listening", SEED_WAIT)["addr"]
+        .as_str()
+        .expect("listening addr")
+        .to_owned();
+    (p, addr)
+}
+
+/// Waits until `p` (lt_peer.py or tr_peer.py with --tracker-events) reports an accepted
+/// announce to `url` listing at least `min_peers` peers; returns that line.
+pub fn announced(p: &mut JsonProcess, url: &str, min_peers: u64) -> serde_json::Value {
+    wait_matching(p, "tracker_reply", SEED_WAIT, |v| {
+        v["url"] == url && v["peers"].as_u64().unwrap_or(0) >= min_peers
+    })
+}
 
 /// A port that is free right now for both TCP and UDP on `ip` (opentracker serves HTTP
 /// and UDP on one port number). Another process may take it before ours binds it: callers

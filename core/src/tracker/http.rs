@@ -3,8 +3,9 @@
 //! frames the reply as bytes arrive, and [`parse_announce_response`] /
 //! [`parse_scrape_response`] read its bencoded body.
 //!
-//! Only plain `http://` is supported: TLS would need an IO-aware library the core does not
-//! carry.
+//! `http://` and `https://` URLs build the same request bytes and are read by the same
+//! parser: for `https` ([`HttpScheme::Https`]) the driver runs TLS around the exchange (the
+//! core carries no TLS library and does no IO), with the URL's host as the server name.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -27,10 +28,7 @@ const MAX_HEADERS: usize = 64;
 /// Why an HTTP tracker exchange failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HttpTrackerError {
-    /// The tracker URL uses `https`.
-    #[error("https trackers are not supported")]
-    HttpsUnsupported,
-    /// The tracker URL is not a usable `http://` URL.
+    /// The tracker URL is not a usable `http://` or `https://` URL.
     #[error("invalid tracker URL: {0}")]
     InvalidUrl(String),
     /// The status line and headers exceed [`MAX_HEAD_LEN`].
@@ -102,21 +100,47 @@ pub fn percent_encode_into(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// The full announce URL for `req` on the tracker whose announce URL is `base`.
+/// How an HTTP tracker is reached: which of the two schemes its URL has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HttpScheme {
+    /// `http://`: plain TCP, port 80 by default.
+    Http,
+    /// `https://`: the same request inside TLS, port 443 by default. The driver runs the
+    /// TLS session and checks the certificate against the URL's host.
+    Https,
+}
+
+impl HttpScheme {
+    /// The scheme of `url` (any case), if it is `http://` or `https://`.
+    pub fn of(url: &str) -> Option<HttpScheme> {
+        let (scheme, _) = url.split_once("://")?;
+        if scheme.eq_ignore_ascii_case("http") {
+            Some(HttpScheme::Http)
+        } else if scheme.eq_ignore_ascii_case("https") {
+            Some(HttpScheme::Https)
+        } else {
+            None
+        }
+    }
+
+    /// The port used when the URL names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            HttpScheme::Http => 80,
+            HttpScheme::Https => 443,
+        }
+    }
+}
+
+/// The full announce URL for `req` on the tracker whose announce URL is `base`
+/// (`http://` or `https://`).
 ///
 /// `base` may already carry a query (private trackers put a passkey there); our parameters
 /// are appended to it.
 pub fn announce_url(base: &str, req: &AnnounceRequest) -> Result<String, HttpTrackerError> {
-    let lower = base
-        .get(..8)
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    if lower.starts_with("https://") {
-        return Err(HttpTrackerError::HttpsUnsupported);
-    }
-    if !lower.starts_with("http://") {
+    if HttpScheme::of(base).is_none() {
         return Err(HttpTrackerError::InvalidUrl(format!(
-            "{base:?} is not an http:// URL"
+            "{base:?} is not an http:// or https:// URL"
         )));
     }
     // A fragment is never sent; our query goes before it.
@@ -171,7 +195,9 @@ pub struct HostPort {
     pub port: u16,
 }
 
-/// Parses an `http://host[:port]/path?query` URL and builds the GET request for it.
+/// Parses an `http[s]://host[:port]/path?query` URL and builds the GET request for it. The
+/// bytes are the same for both schemes (the `Host` header is the URL's authority as
+/// written); whether to wrap them in TLS is [`HttpScheme::of`] the URL.
 pub fn request_bytes(url: &str) -> Result<(HostPort, Vec<u8>), HttpTrackerError> {
     let invalid = |why: &str| HttpTrackerError::InvalidUrl(format!("{url:?}: {why}"));
     if let Some(b) = url
@@ -183,13 +209,8 @@ pub fn request_bytes(url: &str) -> Result<(HostPort, Vec<u8>), HttpTrackerError>
         )));
     }
     let scheme_end = url.find("://").ok_or_else(|| invalid("no scheme"))?;
-    let scheme = &url[..scheme_end];
-    if scheme.eq_ignore_ascii_case("https") {
-        return Err(HttpTrackerError::HttpsUnsupported);
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
-        return Err(invalid("only http:// trackers are supported"));
-    }
+    let scheme = HttpScheme::of(url)
+        .ok_or_else(|| invalid("only http:// and https:// trackers are spoken over HTTP"))?;
     let rest = &url[scheme_end + 3..];
     let rest = rest.split('#').next().unwrap_or(rest);
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -225,7 +246,7 @@ pub fn request_bytes(url: &str) -> Result<(HostPort, Vec<u8>), HttpTrackerError>
         return Err(invalid("empty host"));
     }
     let port = match port_text {
-        None | Some("") => 80,
+        None | Some("") => scheme.default_port(),
         Some(p) => match p.parse::<u16>() {
             Ok(0) | Err(_) => return Err(invalid("bad port")),
             Ok(p) => p,
@@ -813,10 +834,13 @@ mod tests {
         assert!(!url.contains("event=") && !url.contains("numwant="));
         let url = announce_url("http://t/a?", &req).expect("url");
         assert!(url.starts_with("http://t/a?info_hash="));
-        assert_eq!(
-            announce_url("https://t/a", &req),
-            Err(HttpTrackerError::HttpsUnsupported)
-        );
+        // https:// trackers get the same query; only the driver's transport differs.
+        let url = announce_url("HTTPS://t/a?passkey=x", &req).expect("https url");
+        assert!(url.starts_with("HTTPS://t/a?passkey=x&info_hash="), "{url}");
+        assert!(matches!(
+            announce_url("wss://t/a", &req),
+            Err(HttpTrackerError::InvalidUrl(_))
+        ));
         assert!(matches!(
             announce_url("udp://t:1", &req),
             Err(HttpTrackerError::InvalidUrl(_))
@@ -848,16 +872,37 @@ mod tests {
             }
         );
         assert!(bytes.starts_with(b"GET /?a=b HTTP/1.1\r\nHost: [::1]\r\n"));
+        // https: port 443 unless given, and the Host header is the authority as written
+        // (a default port is not spelled out, as browsers and curl do).
+        let (hp, bytes) = request_bytes("https://tracker.example/announce?x=1").expect("https");
         assert_eq!(
-            request_bytes("https://t/announce").map(|_| ()),
-            Err(HttpTrackerError::HttpsUnsupported)
+            hp,
+            HostPort {
+                host: "tracker.example".into(),
+                port: 443
+            }
         );
+        assert!(bytes.starts_with(b"GET /announce?x=1 HTTP/1.1\r\nHost: tracker.example\r\n"));
+        let (hp, bytes) = request_bytes("https://127.0.0.1:8443/a").expect("https ip");
         assert_eq!(
-            HttpTrackerError::HttpsUnsupported.to_string(),
-            "https trackers are not supported"
+            hp,
+            HostPort {
+                host: "127.0.0.1".into(),
+                port: 8443
+            }
         );
+        assert!(bytes.starts_with(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n"));
+        let (hp, _) = request_bytes("https://[::1]/a").expect("https v6");
+        assert_eq!(hp.port, 443);
+        assert_eq!(HttpScheme::of("HtTpS://x"), Some(HttpScheme::Https));
+        assert_eq!(HttpScheme::of("http://x"), Some(HttpScheme::Http));
+        assert_eq!(HttpScheme::of("udp://x"), None);
+        assert_eq!(HttpScheme::of("https:x"), None);
         for bad in [
             "ftp://t/",
+            "wss://t/",
+            "https://",
+            "https://t:0/",
             "http://",
             "http://t:0/",
             "http://t:99999/",

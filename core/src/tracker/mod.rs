@@ -20,7 +20,7 @@ pub mod server;
 pub mod udp;
 pub mod udp_client;
 
-pub use failure::{ResolveError, TrackerFailure};
+pub use failure::{ResolveError, TlsFailure, TrackerFailure};
 
 use std::net::{IpAddr, SocketAddr};
 

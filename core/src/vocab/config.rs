@@ -94,8 +94,9 @@ pub struct SessionConfig {
     /// A torrent with a usable tracker or the DHT never gives up: either may find peers
     /// later.
     pub give_up_after: Duration,
-    /// Tracker URL schemes the driver can announce to (default `http` and `udp`, lower
-    /// case). A tracker with any other scheme (`https`, `ftp`, `wss`…) is named once in
+    /// Tracker URL schemes the driver can announce to (default `http`, `https` and `udp`,
+    /// lower case; a driver without TLS leaves `https` out). A tracker with any other
+    /// scheme (`ftp`, `wss`…) is named once in
     /// [`super::Event::TrackerUnsupported`] and never announced to.
     pub tracker_schemes: Vec<String>,
     /// Most addresses kept per torrent waiting to be dialled (default 1,000), so a hostile
@@ -272,7 +273,7 @@ impl Default for SessionConfig {
             reconnect_delay: Duration::from_secs(5),
             max_connect_failures: 3,
             give_up_after: Duration::from_secs(10),
-            tracker_schemes: vec!["http".to_string(), "udp".to_string()],
+            tracker_schemes: vec!["http".to_string(), "https".to_string(), "udp".to_string()],
             max_candidates: 1000,
             choker: ChokerConfig::default(),
             max_metadata_size: 16 * 1024 * 1024,
