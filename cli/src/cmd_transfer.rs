@@ -31,17 +31,23 @@ use crate::give_up::{self, DialFailures};
 use crate::progress::Reporter;
 use crate::runtime::{Client, Runtime};
 
-/// The address `--listen` stands for when not given; when its port is taken, any free
-/// port is used instead (and said).
+/// The address `--listen` stands for when not given: every address, IPv6 and IPv4 (one
+/// dual-stack socket); when its port is taken, any free port is used instead (and said),
+/// and where the host has no IPv6, [`DEFAULT_LISTEN_V4`].
 const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), 6881);
+
+/// The default listen address on a host without IPv6.
+const DEFAULT_LISTEN_V4: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 6881);
 
 /// Options shared by `download` and `seed`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct CommonArgs {
     /// Address and port to accept peers on (port 0: any free port; the chosen one is
-    /// printed). Outgoing connections use the same address. Default: 0.0.0.0:6881, or any
-    /// free port (said) when 6881 is taken.
+    /// printed). Outgoing connections use the same address. Default: [::]:6881, every
+    /// address IPv6 and IPv4 on one dual-stack socket (0.0.0.0:6881 on a host without
+    /// IPv6), or any free port (said) when 6881 is taken.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<SocketAddr>,
 
@@ -812,26 +818,41 @@ fn storage_error(save_path: &Path, e: &unchoke_driver::ClientError) -> String {
     }
 }
 
-/// Starts the client on `--listen`; when that was not given and the default port is taken
-/// (another client runs), on any free port instead, with a note saying so.
+/// Starts the client on `--listen`. When that was not given: on the dual-stack default,
+/// or IPv4 only where the host has no IPv6; and when the default port is taken (another
+/// client runs), on any free port instead, with a note saying so.
 fn start_client(
     common: &CommonArgs,
     config: ClientConfig,
 ) -> Result<(Client, Option<String>), String> {
-    match Client::new(common.runtime, config.clone()) {
+    if common.listen.is_some() {
+        return Client::new(common.runtime, config)
+            .map(|c| (c, None))
+            .map_err(|e| e.to_string());
+    }
+    let with_listen = |listen: SocketAddr, dht_ip: std::net::IpAddr| {
+        let mut c = config.clone();
+        c.listen = Some(listen);
+        if let Some(d) = c.dht.as_mut() {
+            d.bind.set_ip(dht_ip);
+        }
+        c
+    };
+    let mut ip = DEFAULT_LISTEN.ip();
+    let first = match Client::new(common.runtime, config.clone()) {
+        Err(ClientError::Listen { source, .. }) if no_ipv6(&source) => {
+            ip = DEFAULT_LISTEN_V4.ip();
+            Client::new(common.runtime, with_listen(DEFAULT_LISTEN_V4, ip))
+        }
+        other => other,
+    };
+    match first {
         Ok(client) => Ok((client, None)),
         Err(ClientError::Listen { source, .. })
-            if common.listen.is_none() && source.kind() == std::io::ErrorKind::AddrInUse =>
+            if source.kind() == std::io::ErrorKind::AddrInUse =>
         {
-            let fallback = SocketAddr::new(DEFAULT_LISTEN.ip(), 0);
-            let client = Client::new(
-                common.runtime,
-                ClientConfig {
-                    listen: Some(fallback),
-                    ..config
-                },
-            )
-            .map_err(|e| e.to_string())?;
+            let client = Client::new(common.runtime, with_listen(SocketAddr::new(ip, 0), ip))
+                .map_err(|e| e.to_string())?;
             let port = client.local_addr().map_or(0, |a| a.port());
             Ok((
                 client,
@@ -844,6 +865,14 @@ fn start_client(
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Whether binding failed because the host has no IPv6 (kernel without it, or disabled).
+fn no_ipv6(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT)
+    )
 }
 
 /// A magnet link's `x.pe` peers as addresses; a peer that does not resolve is skipped with

@@ -85,9 +85,10 @@ pub fn bind_dht_socket(
         Some(l) if addr.port() == 0 && l.port() != 0 => {
             addr.set_port(l.port());
             // The TCP port may be taken for UDP by someone else: then any port will do.
-            UdpSocket::bind(addr).or_else(|_| UdpSocket::bind(settings.bind))?
+            crate::net::bind_udp_socket(addr)
+                .or_else(|_| crate::net::bind_udp_socket(settings.bind))?
         }
-        _ => UdpSocket::bind(addr)?,
+        _ => crate::net::bind_udp_socket(addr)?,
     };
     socket.set_nonblocking(true)?;
     Ok(socket)

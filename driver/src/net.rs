@@ -68,10 +68,93 @@ pub fn connect_error_text(error: &io::Error, timeout: std::time::Duration) -> St
     connect_failure(error, timeout).to_string()
 }
 
+/// Binds a TCP listener on `addr` (address reuse and backlog as `std`'s `bind`). The IPv6
+/// wildcard `[::]` is made **dual-stack** explicitly rather than left to the system's
+/// `net.ipv6.bindv6only` setting: IPv4 peers then arrive as IPv4-mapped addresses, which
+/// [`canonical`] turns back into IPv4 before the session sees them.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if is_v6_wildcard(addr) {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
+/// Binds a UDP socket on `addr`, dual-stack on the IPv6 wildcard like [`bind_listener`]
+/// (send to IPv4 addresses through it with [`datagram_destination`]).
+pub fn bind_udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if is_v6_wildcard(addr) {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn is_v6_wildcard(addr: SocketAddr) -> bool {
+    matches!(addr, SocketAddr::V6(a) if a.ip().is_unspecified())
+}
+
+/// `addr` as the session knows it: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a
+/// dual-stack socket reports an IPv4 peer) becomes the IPv4 address, so one peer has one
+/// address whichever socket it came through.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Where to send a datagram for `to` from a socket bound to `local`: an IPv6 socket (dual
+/// stack) reaches an IPv4 address only through its IPv4-mapped form.
+pub fn datagram_destination(local: Option<SocketAddr>, to: SocketAddr) -> SocketAddr {
+    match (local, to) {
+        (Some(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
+            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+        }
+        _ => to,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_dual_stack_listener_takes_ipv4_peers_under_their_ipv4_address() {
+        let Ok(listener) = bind_listener("[::]:0".parse().expect("addr")) else {
+            return; // no IPv6 on this host: nothing dual-stack to check
+        };
+        let port = listener.local_addr().expect("local").port();
+        let v4 = SocketAddr::from(([127, 0, 0, 1], port));
+        let _client = std::net::TcpStream::connect(v4).expect("an IPv4 dial reaches [::]");
+        let (_, peer) = listener.accept().expect("accept");
+        assert!(peer.is_ipv6(), "seen mapped by the socket: {peer}");
+        let peer = canonical(peer);
+        assert_eq!(peer.ip(), v4.ip(), "{peer}");
+    }
+
+    #[test]
+    fn a_dual_stack_udp_socket_reaches_ipv4_through_the_mapped_form() {
+        let Ok(socket) = bind_udp_socket("[::]:0".parse().expect("addr")) else {
+            return; // no IPv6 on this host
+        };
+        let local = socket.local_addr().ok();
+        let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("v4 socket");
+        let to = v4.local_addr().expect("v4 addr");
+        socket
+            .send_to(b"hi", datagram_destination(local, to))
+            .expect("sent");
+        let mut buf = [0u8; 8];
+        let (n, _) = v4.recv_from(&mut buf).expect("received");
+        assert_eq!(&buf[..n], b"hi");
+        assert_eq!(
+            datagram_destination(Some(to), to),
+            to,
+            "IPv4 to IPv4 unchanged"
+        );
+    }
 
     #[test]
     fn connect_errors_read_as_words_without_error_numbers() {

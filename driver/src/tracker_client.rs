@@ -315,8 +315,8 @@ pub fn bind_udp(
         addr: format!("udp {wanted}"),
         source,
     };
-    let socket = UdpSocket::bind(wanted)
-        .or_else(|_| UdpSocket::bind(SocketAddr::new(wanted.ip(), 0)))
+    let socket = crate::net::bind_udp_socket(wanted)
+        .or_else(|_| crate::net::bind_udp_socket(SocketAddr::new(wanted.ip(), 0)))
         .map_err(error)?;
     socket.set_nonblocking(true).map_err(error)?;
     Ok((socket, None))

@@ -63,7 +63,9 @@ impl EventLoop {
                     addr: addr.to_string(),
                     source,
                 };
-                let mut l = TcpListener::bind(addr).map_err(listen_err)?;
+                let std_listener = unchoke_driver::bind_listener(addr).map_err(listen_err)?;
+                std_listener.set_nonblocking(true).map_err(listen_err)?;
+                let mut l = TcpListener::from_std(std_listener);
                 let local = l.local_addr().map_err(listen_err)?;
                 poll.registry()
                     .register(&mut l, LISTENER, Interest::READABLE)

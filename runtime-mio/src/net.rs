@@ -176,6 +176,8 @@ impl Io for Net {
 
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
         // A full socket buffer loses the datagram, as the network may.
+        // A dual-stack socket reaches IPv4 addresses in their IPv4-mapped form.
+        let to = unchoke_driver::datagram_destination(self.udp.local_addr().ok(), to);
         let _ = self.udp.send_to(&bytes, to);
     }
 

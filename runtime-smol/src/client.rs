@@ -25,7 +25,8 @@ impl Client {
                     addr: addr.to_string(),
                     source,
                 };
-                let l = Async::<std::net::TcpListener>::bind(addr).map_err(listen_err)?;
+                let std_listener = unchoke_driver::bind_listener(addr).map_err(listen_err)?;
+                let l = Async::new(std_listener).map_err(listen_err)?;
                 let local = l.get_ref().local_addr().map_err(listen_err)?;
                 (Some(l), Some(local))
             }

@@ -210,7 +210,10 @@ impl Io for TaskIo {
 
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
         // Non-blocking: a full socket buffer loses it, as the network may.
-        let _ = self.udp.get_ref().send_to(&bytes, to);
+        // A dual-stack socket reaches IPv4 addresses in their IPv4-mapped form.
+        let socket = self.udp.get_ref();
+        let to = unchoke_driver::datagram_destination(socket.local_addr().ok(), to);
+        let _ = socket.send_to(&bytes, to);
     }
 
     fn spawn(&mut self, work: Work) {
