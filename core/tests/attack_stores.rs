@@ -36,6 +36,7 @@ fn announce(hash: InfoHash, peer: u32, left: u64) -> AnnounceRequest {
         numwant: None,
         key: peer,
         ip: None,
+        ipv6: None,
         tracker_id: None,
     }
 }

@@ -113,6 +113,8 @@ impl SessionHost {
     ) -> Self {
         let mut session_cfg = cfg.session.clone();
         session_cfg.listen_port = listen.map_or(0, |a| a.port());
+        // BEP 7: trackers reached over IPv4 may list us to IPv6 peers too.
+        session_cfg.announce_ipv6 = crate::net::public_ipv6(listen);
         // Both runtimes report what each socket accepted (`handle_sent`), and the client's
         // user sees peers come and go.
         session_cfg.send_accounting = true;

@@ -94,6 +94,39 @@ pub fn bind_udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
+/// Our public IPv6 address, for BEP 7's `ipv6=` in announces: the listen address itself
+/// when it is a public IPv6 one; on the IPv6 wildcard, the source address the routing
+/// table picks to reach the IPv6 Internet (a UDP `connect` sends nothing, it only asks the
+/// kernel for a route); `None` otherwise (IPv4 or loopback listeners, no IPv6 route).
+pub(crate) fn public_ipv6(listen: Option<SocketAddr>) -> Option<std::net::Ipv6Addr> {
+    let candidate = match listen? {
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            let probe = std::net::UdpSocket::bind("[::]:0").ok()?;
+            // A documentation-free, globally routed address (a public DNS server's); only
+            // the route to it matters.
+            probe.connect("[2001:4860:4860::8888]:53").ok()?;
+            match probe.local_addr().ok()? {
+                SocketAddr::V6(local) => *local.ip(),
+                SocketAddr::V4(_) => return None,
+            }
+        }
+        SocketAddr::V6(a) => *a.ip(),
+        SocketAddr::V4(_) => return None,
+    };
+    is_public_ipv6(candidate).then_some(candidate)
+}
+
+/// Whether peers elsewhere could reach `ip`: not loopback, unspecified, IPv4-mapped,
+/// link-local (fe80::/10) or unique-local (fc00::/7).
+fn is_public_ipv6(ip: std::net::Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.to_ipv4_mapped().is_some()
+        || first & 0xffc0 == 0xfe80
+        || first & 0xfe00 == 0xfc00)
+}
+
 fn is_v6_wildcard(addr: SocketAddr) -> bool {
     matches!(addr, SocketAddr::V6(a) if a.ip().is_unspecified())
 }
@@ -154,6 +187,24 @@ mod tests {
             to,
             "IPv4 to IPv4 unchanged"
         );
+    }
+
+    #[test]
+    fn only_public_ipv6_addresses_are_announced() {
+        let at = |s: &str| Some(s.parse::<SocketAddr>().expect("addr"));
+        assert_eq!(public_ipv6(at("127.0.0.1:1")), None);
+        assert_eq!(public_ipv6(at("[::1]:1")), None);
+        assert_eq!(public_ipv6(at("[fe80::1]:1")), None);
+        assert_eq!(public_ipv6(at("[fd00::1]:1")), None);
+        assert_eq!(public_ipv6(at("[::ffff:1.2.3.4]:1")), None);
+        assert_eq!(
+            public_ipv6(at("[2001:db8::7]:1")),
+            Some("2001:db8::7".parse().expect("ip"))
+        );
+        // The wildcard: whatever the host's route says, never a private address.
+        if let Some(ip) = public_ipv6(at("[::]:1")) {
+            assert!(is_public_ipv6(ip), "{ip}");
+        }
     }
 
     #[test]

@@ -377,6 +377,7 @@ mod tests {
             numwant: None,
             key: 0,
             ip: None,
+            ipv6: None,
             tracker_id: None,
         };
         let r = client.announce("udp://127.0.0.1:1", &request, Duration::from_secs(1));

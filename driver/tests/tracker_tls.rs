@@ -33,6 +33,7 @@ fn request() -> AnnounceRequest {
         numwant: Some(50),
         key: 1,
         ip: None,
+        ipv6: None,
         tracker_id: None,
     }
 }

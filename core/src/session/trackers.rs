@@ -539,6 +539,7 @@ impl Session {
             },
             key: self.trackers.key,
             ip: None,
+            ipv6: self.config.announce_ipv6,
             tracker_id: due.tracker_id,
         };
         let leaving = due.event == AnnounceEvent::Stopped || self.trackers.stopped;

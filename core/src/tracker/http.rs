@@ -178,6 +178,10 @@ pub fn announce_url(base: &str, req: &AnnounceRequest) -> Result<String, HttpTra
         url.push_str("&ip=");
         percent_encode_into(&mut url, ip.to_string().as_bytes());
     }
+    if let Some(v6) = req.ipv6 {
+        url.push_str("&ipv6=");
+        percent_encode_into(&mut url, v6.to_string().as_bytes());
+    }
     if let Some(id) = &req.tracker_id {
         url.push_str("&trackerid=");
         percent_encode_into(&mut url, id.as_bytes());
@@ -775,6 +779,7 @@ mod tests {
             numwant: Some(50),
             key: 0xdead_beef,
             ip: None,
+            ipv6: None,
             tracker_id: None,
         }
     }
@@ -818,6 +823,7 @@ mod tests {
     fn announce_url_has_every_parameter() {
         let mut req = request();
         req.ip = Some("10.0.0.1".parse().expect("ip"));
+        req.ipv6 = Some("2001:db8::1".parse().expect("ipv6"));
         req.tracker_id = Some("a b".into());
         let url = announce_url("http://t.example:8080/announce", &req).expect("url");
         assert_eq!(
@@ -825,7 +831,7 @@ mod tests {
             "http://t.example:8080/announce?info_hash=%AB%AB%AB%AB%AB%AB%AB%AB%AB%AB%AB%AB%AB\
              %AB%AB%AB%AB%AB%AB%AB&peer_id=-UC0001-abcdefghijkl&port=6881&uploaded=1\
              &downloaded=2&left=3&compact=1&event=started&numwant=50&key=deadbeef\
-             &ip=10.0.0.1&trackerid=a%20b"
+             &ip=10.0.0.1&ipv6=2001%3Adb8%3A%3A1&trackerid=a%20b"
         );
         req.event = AnnounceEvent::None;
         req.numwant = None;

@@ -64,6 +64,9 @@ pub struct AnnounceRequest {
     pub key: u32,
     /// Our address as we want it advertised (`None`: the tracker uses the packet's source).
     pub ip: Option<IpAddr>,
+    /// Our IPv6 address (BEP 7 `ipv6=`), so a tracker reached over IPv4 can hand us to
+    /// IPv6 peers too (HTTP only: BEP 15 has no field for it). `None`: not sent.
+    pub ipv6: Option<std::net::Ipv6Addr>,
     /// The `tracker id` the tracker gave us earlier, if any (HTTP only).
     pub tracker_id: Option<String>,
 }

@@ -273,6 +273,7 @@ impl Request {
                         uploaded: be_u64(b, 72),
                         event,
                         ip: (ip != 0).then(|| IpAddr::V4(Ipv4Addr::from(ip))),
+                        ipv6: None,
                         key: be_u32(b, 88),
                         numwant: u32::try_from(num_want).ok(),
                         port: u16::from_be_bytes([b[96], b[97]]),
@@ -689,6 +690,7 @@ mod tests {
             numwant: Some(10),
             key: 0xcafe_babe,
             ip: Some("1.2.3.4".parse().expect("ip")),
+            ipv6: None,
             tracker_id: None,
         }
     }

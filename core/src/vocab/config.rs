@@ -11,6 +11,10 @@ pub struct SessionConfig {
     /// Port we accept connections on, told to peers in the extension handshake (`p`).
     /// 0: not listening / unknown.
     pub listen_port: u16,
+    /// Our public IPv6 address, sent to HTTP trackers as BEP 7 `ipv6=` so one reached over
+    /// IPv4 can list us to IPv6 peers too (default `None`: not sent). The driver finds it
+    /// when listening on every address.
+    pub announce_ipv6: Option<std::net::Ipv6Addr>,
     /// Client name and version for the extension handshake (`v`).
     pub client_name: String,
     /// Most established peer connections per torrent (inbound and outbound together).
@@ -254,6 +258,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             listen_port: 0,
+            announce_ipv6: None,
             client_name: concat!("unchoke ", env!("CARGO_PKG_VERSION")).to_string(),
             max_peers_per_torrent: 50,
             inbound_slots: 10,

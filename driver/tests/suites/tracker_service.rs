@@ -48,6 +48,7 @@ fn request(peer: u8, port: u16, left: u64) -> AnnounceRequest {
         numwant: None,
         key: u32::from(peer),
         ip: None,
+        ipv6: None,
         tracker_id: None,
     }
 }

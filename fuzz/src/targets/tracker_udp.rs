@@ -122,6 +122,7 @@ fn request() -> AnnounceRequest {
         numwant: None,
         key: 7,
         ip: None,
+        ipv6: None,
         tracker_id: None,
     }
 }

@@ -298,6 +298,15 @@ fn announce_request(params: &[Param]) -> Result<AnnounceRequest, String> {
         }),
     };
     let tracker_id = param(params, b"trackerid").map(|v| String::from_utf8_lossy(v).into_owned());
+    // BEP 7: a plain address or `[address]:port`. Read, so the request is whole, but this
+    // tracker lists a peer under the address it announced from only (one address a peer).
+    let ipv6 = param(params, b"ipv6")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| {
+            s.parse::<std::net::Ipv6Addr>()
+                .ok()
+                .or_else(|| s.parse::<std::net::SocketAddrV6>().ok().map(|a| *a.ip()))
+        });
     Ok(AnnounceRequest {
         info_hash,
         peer_id,
@@ -309,6 +318,7 @@ fn announce_request(params: &[Param]) -> Result<AnnounceRequest, String> {
         numwant,
         key,
         ip,
+        ipv6,
         tracker_id,
     })
 }

@@ -31,6 +31,7 @@ fn req(h: InfoHash, n: u32, left: u64, event: AnnounceEvent) -> AnnounceRequest 
         numwant: None,
         key: n,
         ip: None,
+        ipv6: None,
         tracker_id: None,
     }
 }

@@ -132,6 +132,8 @@ impl TrackerServer {
             uploaded: u64_at(72),
             event,
             ip,
+            // BEP 15 has no field for it.
+            ipv6: None,
             key: u32_at(88),
             // -1 (or any negative) asks for the default.
             numwant: u32::try_from(numwant).ok(),
