@@ -305,3 +305,39 @@ fn a_paused_torrent_is_not_announced_until_it_resumes() {
     assert_eq!(seen.sent.len(), 2);
     assert_eq!(seen.sent[1].0, at);
 }
+
+#[test]
+fn a_newcomer_is_answered_at_once_but_only_once() {
+    let mut s = Session::new(config(), 8, Instant::ZERO);
+    let m = metainfo(8);
+    s.add_torrent(&m, None, Instant::ZERO).expect("add");
+    let mut seen = Seen::default();
+    run(&mut s, Instant::ZERO, Instant::from_secs(10), &mut seen);
+    assert_eq!(seen.sent.len(), 1);
+    let theirs = LsdAnnounce {
+        port: 7000,
+        info_hashes: vec![m.info_hash],
+        cookie: Some("new".into()),
+    };
+    let from: SocketAddr = "10.0.0.5:6771".parse().expect("addr");
+    let at = Instant::from_secs(10);
+    s.handle_lsd_datagram(from, &theirs.encode(group_v4()), at);
+    run(&mut s, at, Instant::from_secs(20), &mut seen);
+    // Answered within the send gap, not 5 minutes after the first announce.
+    assert_eq!(seen.sent.len(), 2, "{seen:?}");
+    assert_eq!(seen.sent[1].0, at);
+    // The same peer again (it answers our answer): no second answer.
+    let again = Instant::from_secs(20);
+    s.handle_lsd_datagram(from, &theirs.encode(group_v4()), again);
+    run(&mut s, again, Instant::from_secs(200), &mut seen);
+    assert_eq!(seen.sent.len(), 2, "{seen:?}");
+    // The regular schedule resumes from the answer.
+    run(
+        &mut s,
+        Instant::from_secs(200),
+        Instant::from_secs(320),
+        &mut seen,
+    );
+    assert_eq!(seen.sent.len(), 3);
+    assert_eq!(seen.sent[2].0, at + Duration::from_secs(300));
+}

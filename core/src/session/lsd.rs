@@ -19,6 +19,12 @@
 //!   [`PER_IP_BURST`] times in a row, then once per [`PER_IP_REFILL`]: a host flooding
 //!   the group costs a parse per datagram and nothing more. At most [`MAX_SENDERS`] IPs
 //!   are remembered (the one heard from longest ago is forgotten first).
+//! - An announce from a peer not heard for that torrent in the last [`ANNOUNCE_INTERVAL`]
+//!   makes that torrent due again at once (within the send gap): BEP 14 has no reply, and a
+//!   seed never dials, so a leecher that joins just after the seed's announce would
+//!   otherwise wait up to 5 minutes to learn of it (and give up first). Each newcomer gets
+//!   at most one such answer from each peer; the answers end as both sides have heard each
+//!   other. At most [`MAX_HEARD`] (torrent, peer) pairs are remembered, oldest forgotten.
 //! - LSD does not count as a source for the give-up rule (see `give_up.rs`).
 
 use std::collections::BTreeMap;
@@ -42,6 +48,8 @@ pub(super) const PER_IP_BURST: u64 = 10;
 pub(super) const PER_IP_REFILL: Duration = Duration::from_secs(1);
 /// Most sender IPs whose rate is remembered.
 pub(super) const MAX_SENDERS: usize = 256;
+/// Most (torrent, peer) pairs remembered as heard, for answering newcomers.
+pub(super) const MAX_HEARD: usize = 1024;
 
 /// What LSD did, for tests and status displays.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,6 +85,8 @@ pub(super) struct SessionLsd {
     /// When we last sent a datagram.
     last_sent: Option<Instant>,
     senders: BTreeMap<IpAddr, Sender>,
+    /// When each peer last announced each of our torrents.
+    heard: BTreeMap<(InfoHash, SocketAddr), Instant>,
     stats: LsdStats,
 }
 
@@ -87,6 +97,7 @@ impl SessionLsd {
             due: BTreeMap::new(),
             last_sent: None,
             senders: BTreeMap::new(),
+            heard: BTreeMap::new(),
             stats: LsdStats::default(),
         }
     }
@@ -98,6 +109,32 @@ impl SessionLsd {
             Some(last) => due.max(last + SEND_GAP),
             None => due,
         })
+    }
+
+    /// Notes that `peer` announced `info_hash`; if it had not for an announce interval (a
+    /// newcomer), the torrent becomes due at once so the newcomer learns of us.
+    fn heard(&mut self, info_hash: InfoHash, peer: SocketAddr, now: Instant) {
+        let key = (info_hash, peer);
+        let fresh = self
+            .heard
+            .get(&key)
+            .is_none_or(|at| now.saturating_duration_since(*at) >= ANNOUNCE_INTERVAL);
+        if !self.heard.contains_key(&key) && self.heard.len() >= MAX_HEARD {
+            if let Some(old) = self
+                .heard
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| *k)
+            {
+                self.heard.remove(&old);
+            }
+        }
+        self.heard.insert(key, now);
+        if fresh {
+            if let Some((_, at)) = self.due.get_mut(&info_hash) {
+                *at = (*at).min(now);
+            }
+        }
     }
 
     /// Whether `ip` may be heard now (and charges it).
@@ -252,6 +289,7 @@ impl Session {
             }
             if let Some(l) = self.lsd.as_mut() {
                 l.stats.peers += 1;
+                l.heard(info_hash, addr, now);
             }
             self.add_peers_from(torrent, PeerSource::Lsd, &[addr], now);
             self.out
