@@ -90,7 +90,7 @@ fn lt_seed(torrent: &Path, dir: &Path, ip: &str) -> (JsonProcess, String) {
     require_libtorrent();
     let mut cmd = Command::new(PYTHON);
     cmd.arg(helper("lt_peer.py"))
-        .arg("seed")
+        .args(["seed", "--no-lsd"])
         .arg(torrent)
         .arg(dir)
         .args(["--listen", ip, "--tracker-events", "--timeout", "300"]);
