@@ -148,10 +148,13 @@ impl LsdAnnounce {
                     }
                 }
             } else if name.eq_ignore_ascii_case(b"cookie") && cookie.is_none() {
-                if value.len() > MAX_COOKIE {
+                // Checked after the lossy conversion (which may lengthen it), so what is
+                // kept always fits and encodes back to an announce that parses.
+                let text = String::from_utf8_lossy(value).into_owned();
+                if text.len() > MAX_COOKIE {
                     return Err(LsdError::BadHeader);
                 }
-                cookie = Some(String::from_utf8_lossy(value).into_owned());
+                cookie = Some(text);
             }
         }
         let port = port.ok_or(LsdError::BadPort)?;
