@@ -107,6 +107,13 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     no_dht: bool,
 
+    /// No local service discovery (BEP 14). By default the torrent is announced on the
+    /// LAN's multicast group (239.192.152.143:6771, on the --listen address's interface)
+    /// when it starts and every 5 minutes, and peers announcing it there are dialled.
+    /// Private torrents never use it.
+    #[arg(long)]
+    no_lsd: bool,
+
     /// A DHT node to join through (e.g. another client's or `unchoke dht`'s address),
     /// resolved at start; may be repeated. Used beside the routers.
     #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
@@ -524,6 +531,11 @@ fn run(
         tracker_roots: checked.tracker_roots,
         ..ClientConfig::default()
     };
+    // LSD unless switched off, and never for a private torrent (the core would not
+    // announce it anyway; this also leaves the multicast group alone). A magnet's
+    // privacy is known only once its metadata arrives: then the core keeps it off LSD.
+    let private = metainfo.as_ref().is_some_and(|m| m.info.private);
+    config.lsd = !common.no_lsd && !private;
     config.session.max_connect_failures = common.peer_retries;
     config.session.encryption = common.encryption;
     config.session.crypto_level = common.crypto_level;
@@ -665,6 +677,10 @@ fn run(
                 report.dht_join_failed(nodes_tried, &routers);
             }
             Ok(ClientEvent::Session(Event::PeerBanned { addr, .. })) => report.banned(addr),
+            Ok(ClientEvent::Lsd(status)) => report.lsd_status(&status, common.verbose),
+            Ok(ClientEvent::Session(Event::LsdPeer { torrent, addr })) if torrent == id => {
+                report.lsd_peer(addr, common.verbose);
+            }
             Ok(ClientEvent::Session(Event::TrackerReply {
                 url,
                 peers,

@@ -203,6 +203,52 @@ impl Reporter {
         }
     }
 
+    /// Whether local service discovery runs, and where (shown with `--verbose`, always in
+    /// JSON): it is on by default, and a LAN without multicast only turns it off.
+    pub(crate) fn lsd_status(
+        &self,
+        status: &Result<unchoke_driver::lsd_node::LsdSocketInfo, String>,
+        verbose: bool,
+    ) {
+        let (value, line) = match status {
+            Ok(info) => (
+                json!({
+                    "event": "lsd",
+                    "group": info.group.to_string(),
+                    "interface": info.interface.to_string(),
+                }),
+                format!(
+                    "local service discovery on {} (interface {})",
+                    info.group, info.interface
+                ),
+            ),
+            Err(why) => (
+                json!({"event": "lsd_off", "reason": why}),
+                format!("local service discovery off: {}", printable(why)),
+            ),
+        };
+        self.say_verbose(value, &line, verbose);
+    }
+
+    /// A peer on the LAN announced the torrent (shown with `--verbose`, always in JSON).
+    pub(crate) fn lsd_peer(&self, addr: SocketAddr, verbose: bool) {
+        self.say_verbose(
+            json!({"event": "lsd_peer", "addr": addr.to_string()}),
+            &format!("LSD: peer {addr} on the LAN"),
+            verbose,
+        );
+    }
+
+    /// `value` in JSON mode, `line` only with `verbose`.
+    fn say_verbose(&self, value: Value, line: &str, verbose: bool) {
+        match &self.mode {
+            Mode::Json => emit(value),
+            Mode::Bar(bar) if verbose => bar.println(line),
+            Mode::Plain if verbose => println_safe(line),
+            Mode::Bar(_) | Mode::Plain | Mode::Quiet => {}
+        }
+    }
+
     /// How often [`Reporter::progress`] wants fresh counters.
     pub(crate) fn interval(&self) -> Duration {
         match self.mode {

@@ -81,6 +81,7 @@ fn assert_seed_refused(rt: Runtime, t: &Path, dir: &Path, names: &str) -> String
     let before = data_file.exists().then(|| sha256(&data_file));
     let out = run(&[
         "seed",
+        "--no-lsd",
         t.to_str().expect("utf-8 path"),
         dir.to_str().expect("utf-8 path"),
         rt.args()[0],
@@ -147,6 +148,7 @@ fn seed_on_data_that_fails_its_hash_writes_no_resume(rt: Runtime) {
     let before = sha256(&dir.join("payload.bin"));
     let out = run(&[
         "seed",
+        "--no-lsd",
         t.to_str().expect("utf-8 path"),
         dir.to_str().expect("utf-8 path"),
         rt.args()[0],
@@ -166,6 +168,7 @@ fn seed_on_data_that_fails_its_hash_writes_no_resume(rt: Runtime) {
 fn download(rt: Runtime, t: &Path, dir: &Path, peer: &str) -> std::process::Output {
     run(&[
         "download",
+        "--no-lsd",
         t.to_str().expect("utf-8 path"),
         "-o",
         dir.to_str().expect("utf-8 path"),
@@ -234,12 +237,11 @@ fn download_does_not_write_through_a_planted_symlink(rt: Runtime) {
 /// an interrupted run is not this test's business). Returns the `checked` line.
 fn checked_then_interrupted(rt: Runtime, t: &Path, dir: &Path) -> serde_json::Value {
     let mut cmd = unchoke();
-    cmd.arg("seed").arg(t).arg(dir).args(rt.args()).args([
-        "--listen",
-        "127.0.0.1:0",
-        "--json",
-        "--partial",
-    ]);
+    cmd.args(["seed", "--no-lsd"])
+        .arg(t)
+        .arg(dir)
+        .args(rt.args())
+        .args(["--listen", "127.0.0.1:0", "--json", "--partial"]);
     let mut p = JsonProcess::spawn(&format!("unchoke seed --partial ({rt})"), cmd);
     let checked = p.wait_event("checked", TRANSFER_WAIT);
     p.wait_event("listening", TRANSFER_WAIT);

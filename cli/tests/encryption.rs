@@ -137,7 +137,7 @@ fn transmission_requiring_encryption_seeds_to_unchoke(rt: Runtime) {
     let rpc = free_port("127.0.0.1");
     let mut cmd = Command::new(PYTHON);
     cmd.arg(helper("tr_peer.py"))
-        .arg("seed")
+        .args(["seed"])
         .arg(&torrent)
         .arg(&src)
         .args(["--listen", &tr_ip, "--port", &port.to_string()])

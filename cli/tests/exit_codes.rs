@@ -488,7 +488,7 @@ fn taken_default_port_falls_back_unless_listen_was_given() {
     let _holder = std::net::TcpListener::bind("0.0.0.0:6881");
     let mut cmd = unchoke();
     cmd.current_dir(dir.path())
-        .args(["seed", "f.torrent", ".", "--json", "--no-dht"]);
+        .args(["seed", "f.torrent", ".", "--json", "--no-dht", "--no-lsd"]);
     let mut seed = JsonProcess::spawn("seed (default port)", cmd);
     let warning = seed.wait_event("warning", FAIL_FAST);
     let listening = seed.wait_event("listening", FAIL_FAST);
@@ -509,7 +509,15 @@ fn taken_default_port_falls_back_unless_listen_was_given() {
     );
 
     let out = run_bounded(
-        &["seed", "f.torrent", ".", "--listen", "0.0.0.0:6881", "-q"],
+        &[
+            "seed",
+            "f.torrent",
+            ".",
+            "--listen",
+            "0.0.0.0:6881",
+            "-q",
+            "--no-lsd",
+        ],
         dir.path(),
         FAIL_FAST,
     );

@@ -49,7 +49,7 @@ fn download(
     extra: &[&str],
 ) -> (ExitStatus, Duration, JsonProcess) {
     let mut cmd = unchoke();
-    cmd.args(["download", torrent, "-o"])
+    cmd.args(["download", "--no-lsd", torrent, "-o"])
         .arg(dir.join("out"))
         .args(["--listen", &format!("{ip}:0")])
         .args(rt.args())

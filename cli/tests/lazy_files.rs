@@ -48,7 +48,7 @@ fn create(tree: &Path, out: &Path) {
 /// with `--peer` for each of `peers`.
 fn download(rt: Runtime, torrent: &Path, out: &Path, ip: &str, peers: &[&str]) -> JsonProcess {
     let mut cmd = unchoke();
-    cmd.arg("download")
+    cmd.args(["download", "--no-lsd"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -131,7 +131,7 @@ fn no_file_before_data_and_the_exact_tree_after(rt: Runtime) {
 
     // The seed comes up where the download looks: it completes with the exact tree.
     let mut cmd = unchoke();
-    cmd.arg("seed")
+    cmd.args(["seed", "--no-lsd"])
         .arg(&torrent)
         .arg(&src)
         .args(rt.args())

@@ -63,7 +63,7 @@ fn lt_seed(torrent: &Path, dir: &Path, ip: &str, extra: &[&str]) -> (JsonProcess
     require_libtorrent();
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(helper("lt_peer.py"))
-        .arg("seed")
+        .args(["seed"])
         .arg(torrent)
         .arg(dir)
         .args(["--listen", ip, "--timeout", "300"])
@@ -102,7 +102,7 @@ fn unchoke_download(
     extra: &[&str],
 ) -> JsonProcess {
     let mut cmd = unchoke();
-    cmd.arg("download")
+    cmd.args(["download", "--no-lsd"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -201,7 +201,7 @@ fn transmission_seeds_to_unchoke(rt: Runtime) {
     let rpc = free_port("127.0.0.1");
     let mut cmd = Command::new("/usr/bin/python3");
     cmd.arg(helper("tr_peer.py"))
-        .arg("seed")
+        .args(["seed"])
         .arg(&torrent)
         .arg(&src)
         .args(["--listen", &tr_ip, "--port", &port.to_string()])

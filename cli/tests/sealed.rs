@@ -58,7 +58,7 @@ fn a_dial_beyond_loopback_in_a_sealed_namespace_fails_at_once_and_is_reported() 
             "sealed",
         ])
         .arg(env!("CARGO_BIN_EXE_unchoke"))
-        .arg("download")
+        .args(["download", "--no-lsd"])
         .arg(&torrent)
         .arg("-o")
         .arg(&out)

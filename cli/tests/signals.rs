@@ -55,7 +55,7 @@ fn big_sparse_torrent(dir: &Path) -> std::path::PathBuf {
 fn start_big_check(rt: Runtime, dir: &Path, ip: &str) -> JsonProcess {
     let torrent = big_sparse_torrent(dir);
     let mut cmd = unchoke();
-    cmd.arg("download")
+    cmd.args(["download", "--no-lsd"])
         .arg(&torrent)
         .arg("-o")
         .arg(dir)
@@ -122,7 +122,7 @@ fn sigint_during_the_metadata_fetch(rt: Runtime) {
     let peer = silent.local_addr().unwrap().to_string();
     let magnet = format!("magnet:?xt=urn:btih:{}", "ab".repeat(20));
     let mut cmd = unchoke();
-    cmd.arg("download")
+    cmd.args(["download", "--no-lsd"])
         .arg(&magnet)
         .arg("-o")
         .arg(dir.path())
@@ -173,7 +173,7 @@ fn sigint_during_the_download_saves_resume_data(rt: Runtime) {
     std::fs::create_dir(&out).unwrap();
     let mut cmd = unchoke();
     cmd.current_dir(&out)
-        .arg("download")
+        .args(["download", "--no-lsd"])
         .arg(&torrent)
         .args(rt.args())
         .args([

@@ -59,6 +59,7 @@ fn download_refuses_more_files_than_max_files_and_creates_nothing(rt: Runtime) {
     let out = run_bounded(
         &[
             "download",
+            "--no-lsd",
             torrent.to_str().expect("utf-8 path"),
             "-o",
             save.to_str().expect("utf-8 path"),
@@ -90,6 +91,7 @@ fn download_refuses_more_files_than_max_files_and_creates_nothing(rt: Runtime) {
     let out = run_bounded(
         &[
             "seed",
+            "--no-lsd",
             torrent.to_str().expect("utf-8 path"),
             save.to_str().expect("utf-8 path"),
             "--listen",
@@ -119,6 +121,7 @@ fn the_same_torrent_within_the_limit_is_set_up(rt: Runtime) {
     let out = run_bounded(
         &[
             "download",
+            "--no-lsd",
             torrent.to_str().expect("utf-8 path"),
             "-o",
             save.to_str().expect("utf-8 path"),

@@ -41,7 +41,7 @@ fn start_seed(
     extra: &[&str],
 ) -> (JsonProcess, String) {
     let mut cmd = unchoke();
-    cmd.arg("seed")
+    cmd.args(["seed", "--no-lsd"])
         .arg(torrent)
         .arg(dir)
         .args(rt.args())
@@ -57,7 +57,7 @@ fn start_seed(
 
 fn download_cmd(rt: Runtime, torrent: &Path, out: &Path, ip: &str, peers: &[&str]) -> Command {
     let mut cmd = unchoke();
-    cmd.arg("download")
+    cmd.args(["download", "--no-lsd"])
         .arg(torrent)
         .arg("-o")
         .arg(out)
@@ -176,6 +176,7 @@ fn seeding_incomplete_data_is_refused_unless_partial(rt: Runtime) {
     let listen = format!("{}:0", rt.ip(5));
     let out = run(&[
         "seed",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         src.to_str().unwrap(),
         "--runtime",
@@ -204,6 +205,7 @@ fn unusable_save_path_is_a_clear_error(rt: Runtime) {
     let listen = format!("{}:0", rt.ip(6));
     let out = run(&[
         "download",
+        "--no-lsd",
         torrent.to_str().unwrap(),
         "-o",
         bad.to_str().unwrap(),

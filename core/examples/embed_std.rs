@@ -128,11 +128,12 @@ impl Peer {
                 // The store is memory: there is no resume file to write.
                 Action::SaveResume { torrent, .. } => s.resume_saved(torrent, true, now),
                 Action::Event(Event::TorrentComplete { .. }) => self.complete = true,
-                // No trackers in the torrent and no DHT configured: nothing else arrives
+                // No trackers in the torrent, no DHT and no LSD configured: nothing else arrives
                 // (and a blocking dial is never half-open, so none is cancelled).
                 Action::Event(_)
                 | Action::Announce { .. }
                 | Action::SendDatagram { .. }
+                | Action::SendLsd { .. }
                 | Action::Resolve { .. }
                 | Action::CancelConnect { .. } => {}
             }

@@ -83,7 +83,10 @@
 //! times it out itself and ignores a late answer). [`Action::Resolve`]: resolve a UDP
 //! tracker's name off the loop, then [`handle_resolved`]. [`Action::SendDatagram`]: send
 //! from the one UDP socket (the DHT's and UDP trackers'; bind it to the listen IP and port,
-//! as trackers register the source address). [`Action::SaveResume`]: flush the
+//! as trackers register the source address). [`Action::SendLsd`] (only with
+//! [`session::SessionConfig::lsd`]): multicast the local service discovery announce from a
+//! socket joined to the group ([`lsd`]), whose datagrams go to
+//! [`session::Session::handle_lsd_datagram`]. [`Action::SaveResume`]: flush the
 //! torrent's files and write its resume data, then [`resume_saved`] (the session's own timer
 //! asks, one save at a time per torrent). [`Action::Event`]: tell the
 //! user; only [`session::Event::MetadataReceived`] asks for an answer ([`metadata_ready`]).
@@ -240,6 +243,7 @@
 //! [`Action::VerifyPiece`]: session::Action::VerifyPiece
 //! [`Action::Announce`]: session::Action::Announce
 //! [`Action::SendDatagram`]: session::Action::SendDatagram
+//! [`Action::SendLsd`]: session::Action::SendLsd
 //! [`Action::Resolve`]: session::Action::Resolve
 //! [`Action::Event`]: session::Action::Event
 //! [`Action::SaveResume`]: session::Action::SaveResume
@@ -284,6 +288,7 @@ pub mod create;
 pub mod dht;
 pub mod info_hash;
 pub mod layout;
+pub mod lsd;
 pub mod magnet;
 pub mod metainfo;
 pub mod mse;

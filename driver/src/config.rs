@@ -34,6 +34,13 @@ pub struct ClientConfig {
     /// Run a DHT node (BEP 5) on a UDP socket, finding and announcing every non-private
     /// torrent there (default `None`: no DHT).
     pub dht: Option<DhtSettings>,
+    /// Local service discovery (BEP 14): join the LAN's multicast group on the listen
+    /// address's interface and let the session announce its non-private torrents there
+    /// and dial peers announcing them (default off; `unchoke download`/`seed` turn it on).
+    /// If the socket cannot be set up, LSD is off for the run and
+    /// [`crate::ClientEvent::Lsd`] says why; the client runs on. See
+    /// [`crate::lsd_node`].
+    pub lsd: bool,
     /// Bounds on a torrent's shape (file count, path lengths), checked before its storage
     /// is set up (default: `ShapeLimits::default()`, 100,000 files).
     pub shape: ShapeLimits,
@@ -53,6 +60,7 @@ impl Default for ClientConfig {
             max_open_files: 64,
             resume_interval: Duration::from_secs(15),
             dht: None,
+            lsd: false,
             shape: ShapeLimits::default(),
             tracker_roots: TrustRoots::System,
         }

@@ -126,6 +126,8 @@ impl SessionHost {
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
         session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());
+        // The runtime cleared `lsd` if its socket could not be set up (`lsd_node::open_lsd`).
+        session_cfg.lsd = cfg.lsd;
         let mut session = Session::new(session_cfg, seed, clock.now());
         let bind_ip = listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {

@@ -16,6 +16,7 @@ mod config;
 pub mod dht_node;
 pub mod disk;
 mod host;
+pub mod lsd_node;
 mod net;
 pub mod pump;
 pub mod tls;
@@ -353,6 +354,9 @@ pub enum ClientEvent {
         /// Why.
         message: String,
     },
+    /// Whether local service discovery runs (told once at start when
+    /// [`ClientConfig::lsd`] asked for it): where it announces, or why it is off.
+    Lsd(Result<lsd_node::LsdSocketInfo, String>),
     /// Resume data could not be saved (the download goes on).
     ResumeSaveFailed {
         /// The torrent.

@@ -60,6 +60,10 @@ pub trait Io {
     /// Send this datagram from the client's UDP socket (dropped if the socket is full: UDP
     /// may lose it anyway, and the DHT and UDP trackers retransmit on time-out).
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes);
+    /// Send this local service discovery datagram to `to` (the IPv4 LSD group) from the
+    /// LSD socket ([`crate::lsd_node`]); dropped if there is none or it is full (the
+    /// session announces again in 5 minutes).
+    fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes);
     /// Run this blocking work off the loop and hand its completion to
     /// [`SessionHost::completion`].
     fn spawn(&mut self, work: Work);
@@ -117,6 +121,7 @@ impl SessionHost {
             Action::Connect { torrent, addr } => io.connect(torrent, addr),
             Action::CancelConnect { torrent, addr } => io.cancel_connect(torrent, addr),
             Action::SendDatagram { to, bytes } => io.send_datagram(to, bytes),
+            Action::SendLsd { to, bytes } => io.send_lsd(to, bytes),
             Action::Disconnect { conn, .. } => io.disconnect(conn),
             Action::WriteBlock {
                 torrent,
@@ -312,6 +317,13 @@ impl SessionHost {
         // A dual-stack socket reports IPv4 senders in their IPv4-mapped form.
         let from = crate::net::canonical(from);
         self.session.handle_datagram(from, bytes, self.clock.now());
+        self.pump(io);
+    }
+
+    /// A datagram arrived on the LSD socket ([`crate::lsd_node`]).
+    pub fn lsd_datagram(&mut self, io: &mut impl Io, from: SocketAddr, bytes: &[u8]) {
+        self.session
+            .handle_lsd_datagram(from, bytes, self.clock.now());
         self.pump(io);
     }
 

@@ -92,6 +92,12 @@ fn tracker_server() {
     run_scaled("tracker_server", 10);
 }
 
+/// A whole session per input: a tenth of the count.
+#[test]
+fn lsd() {
+    run_scaled("lsd", 10);
+}
+
 #[test]
 fn every_target_is_replayed() {
     // A new target added to `targets::ALL` needs a test above and a corpus directory.
@@ -113,7 +119,8 @@ fn every_target_is_replayed() {
             "ut_metadata",
             "ut_pex",
             "session_hostile",
-            "mse"
+            "mse",
+            "lsd"
         ]
     );
 }

@@ -14,6 +14,7 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use unchoke_core::session::{Direction, PeerGone};
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
+use unchoke_driver::lsd_node::open_lsd;
 use unchoke_driver::tracker_client::bind_udp;
 use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Command, SessionHost};
 
@@ -28,6 +29,8 @@ const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 /// The UDP socket (DHT and UDP trackers).
 const UDP: Token = Token(2);
+/// The local service discovery socket (multicast, see `unchoke_driver::lsd_node`).
+const LSD: Token = Token(3);
 /// Bytes read from one socket before giving the others a turn.
 const READ_BUDGET: usize = 1 << 20;
 
@@ -46,6 +49,8 @@ pub(crate) struct EventLoop {
     udp_addr: Option<SocketAddr>,
     /// The UDP socket may have datagrams waiting (edge-triggered readiness).
     udp_ready: bool,
+    /// The same for the LSD socket (never set without one).
+    lsd_ready: bool,
     commands: Receiver<Command>,
 }
 
@@ -80,16 +85,37 @@ impl EventLoop {
         poll.registry()
             .register(&mut udp, UDP, Interest::READABLE)
             .map_err(ClientError::Start)?;
+        // Local service discovery's socket, when asked for and it can be set up: a failure
+        // only turns LSD off (the event says why).
+        let (lsd_socket, mut cfg, lsd_event) = open_lsd(cfg, local_addr);
+        if let Some(e) = lsd_event {
+            let _ = events.try_send(e);
+        }
+        let lsd = match lsd_socket.map(UdpSocket::from_std) {
+            Some(mut s) => match poll.registry().register(&mut s, LSD, Interest::READABLE) {
+                Ok(()) => Some(s),
+                Err(e) => {
+                    let _ = events.try_send(ClientEvent::Lsd(Err(format!(
+                        "cannot poll the LSD socket: {e}"
+                    ))));
+                    None
+                }
+            },
+            None => None,
+        };
+        cfg.lsd = lsd.is_some();
+        let cfg = &cfg;
         let done = Arc::new(Handoff::new(WakerRef(waker)));
         let disk = DiskPool::start(cfg.disk_threads, done.clone()).map_err(ClientError::Start)?;
         let bind_ip = cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         Ok(EventLoop {
             host: SessionHost::new(cfg, local_addr, events),
-            net: Net::new(poll, listener, bind_ip, udp, disk, done),
+            net: Net::new(poll, listener, bind_ip, udp, lsd, disk, done),
             local_addr,
             udp_addr,
             // Datagrams may have arrived before registration: look once.
             udp_ready: true,
+            lsd_ready: cfg.lsd,
             commands,
         })
     }
@@ -120,6 +146,7 @@ impl EventLoop {
                     LISTENER => self.accept(),
                     WAKER => {}
                     UDP => self.udp_ready = true,
+                    LSD => self.lsd_ready = true,
                     token => self.socket_event(
                         token,
                         Readiness {
@@ -135,6 +162,7 @@ impl EventLoop {
             // Also while leaving: UDP trackers answer `completed` and `stopped` here.
             self.read_datagrams();
             if !self.host.shutting_down() {
+                self.read_lsd_datagrams();
                 self.read_ready_sockets();
             }
             self.host.timers(&mut self.net);
@@ -148,6 +176,7 @@ impl EventLoop {
     /// How long `poll` may sleep.
     fn poll_timeout(&self) -> Duration {
         if self.udp_ready
+            || self.lsd_ready && !self.host.shutting_down()
             || !self.host.shutting_down() && self.net.conns.values().any(|c| c.read_ready)
         {
             return Duration::ZERO;
@@ -243,6 +272,30 @@ impl EventLoop {
                 // ICMP errors from earlier sends surface here on Linux: skip them.
                 Err(_) => {}
             }
+        }
+    }
+
+    /// Hands waiting LSD announces to the session, a burst at a time (the session
+    /// rate-limits each sender; the burst bounds the loop's time on a flood).
+    fn read_lsd_datagrams(&mut self) {
+        let Some(lsd) = &self.net.lsd else {
+            self.lsd_ready = false;
+            return;
+        };
+        let mut buf = [0u8; DATAGRAM_BUFFER];
+        let mut got = Vec::new();
+        for _ in 0..DATAGRAM_BURST {
+            match lsd.recv_from(&mut buf) {
+                Ok((n, from)) => got.push((from, buf[..n].to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.lsd_ready = false;
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        for (from, bytes) in got {
+            self.host.lsd_datagram(&mut self.net, from, &bytes);
         }
     }
 

@@ -22,7 +22,7 @@ use crate::event_loop::WakerRef;
 use crate::handoff::Handoff;
 
 /// Peer sockets get tokens from here up (the lower ones are the loop's own).
-pub(crate) const FIRST_PEER: usize = 3;
+pub(crate) const FIRST_PEER: usize = 4;
 
 /// Sockets and workers; see the module docs.
 pub(crate) struct Net {
@@ -31,6 +31,8 @@ pub(crate) struct Net {
     pub(crate) bind_ip: Option<IpAddr>,
     /// The client's UDP socket (the DHT's and UDP trackers' datagrams).
     pub(crate) udp: UdpSocket,
+    /// The local service discovery socket (`None`: LSD off).
+    pub(crate) lsd: Option<UdpSocket>,
     pub(crate) conns: HashMap<Token, Conn>,
     pub(crate) tokens: HashMap<ConnId, Token>,
     pub(crate) next_token: usize,
@@ -52,6 +54,7 @@ impl Net {
         listener: Option<TcpListener>,
         bind_ip: Option<IpAddr>,
         udp: UdpSocket,
+        lsd: Option<UdpSocket>,
         disk: DiskPool,
         done: Arc<Handoff<Completion, WakerRef>>,
     ) -> Self {
@@ -60,6 +63,7 @@ impl Net {
             listener,
             bind_ip,
             udp,
+            lsd,
             conns: HashMap::new(),
             tokens: HashMap::new(),
             next_token: FIRST_PEER,
@@ -179,6 +183,13 @@ impl Io for Net {
         // A dual-stack socket reaches IPv4 addresses in their IPv4-mapped form.
         let to = unchoke_driver::datagram_destination(self.udp.local_addr().ok(), to);
         let _ = self.udp.send_to(&bytes, to);
+    }
+
+    fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes) {
+        if let Some(lsd) = &self.lsd {
+            // Lost if the socket is full: the session announces again in 5 minutes.
+            let _ = lsd.send_to(&bytes, to);
+        }
     }
 
     fn spawn(&mut self, work: Work) {

@@ -13,6 +13,7 @@ use smol::{Async, LocalExecutor, Task, Timer};
 use unchoke_core::session::Direction;
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
 use unchoke_driver::disk::Completion;
+use unchoke_driver::lsd_node::open_lsd;
 use unchoke_driver::{ClientConfig, ClientEvent, Command, Report, SessionHost};
 
 use crate::peer_io::{self, NetEvent, Token};
@@ -33,6 +34,8 @@ enum Input {
     /// A socket's writer handed this many bytes to the kernel.
     Sent(Token, usize),
     Datagram(SocketAddr, Vec<u8>),
+    /// A datagram on the local service discovery socket.
+    LsdDatagram(SocketAddr, Vec<u8>),
     Tick,
     ClientGone,
 }
@@ -45,9 +48,13 @@ pub(crate) struct SessionTask {
     sent_rx: Receiver<(Token, usize)>,
     done_rx: Receiver<Completion>,
     dgram_rx: Receiver<(SocketAddr, Vec<u8>)>,
+    /// Announces from the LSD socket's reader (never sends without an LSD socket).
+    lsd_rx: Receiver<(SocketAddr, Vec<u8>)>,
     listener: Option<Task<()>>,
     /// The UDP socket's reader (it ends with the task).
     _udp_reader: Task<()>,
+    /// The LSD socket's reader, if LSD runs (it ends with the task).
+    _lsd_reader: Option<Task<()>>,
 }
 
 impl SessionTask {
@@ -69,17 +76,37 @@ impl SessionTask {
         let (dgram_tx, dgram_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
         let udp = Arc::new(udp);
         let udp_reader = ex.spawn(read_datagrams(udp.clone(), dgram_tx));
+        // Local service discovery's socket, when asked for and it can be set up: a failure
+        // only turns LSD off (the event says why).
+        let (lsd_socket, mut cfg, lsd_event) = open_lsd(&cfg, local_addr);
+        if let Some(e) = lsd_event {
+            let _ = events.try_send(e);
+        }
+        let lsd = match lsd_socket.map(Async::new) {
+            Some(Ok(s)) => Some(Arc::new(s)),
+            Some(Err(e)) => {
+                let why = format!("cannot poll the LSD socket: {e}");
+                let _ = events.try_send(ClientEvent::Lsd(Err(why)));
+                None
+            }
+            None => None,
+        };
+        cfg.lsd = lsd.is_some();
+        let (lsd_tx, lsd_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
+        let lsd_reader = lsd.clone().map(|s| ex.spawn(read_datagrams(s, lsd_tx)));
         let bind_ip: Option<IpAddr> = cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         SessionTask {
             host: SessionHost::new(&cfg, local_addr, events),
-            io: TaskIo::new(ex, bind_ip, udp, net_tx, sent_tx, done_tx),
+            io: TaskIo::new(ex, bind_ip, udp, lsd, net_tx, sent_tx, done_tx),
             commands,
             net_rx,
             sent_rx,
             done_rx,
             dgram_rx,
+            lsd_rx,
             listener,
             _udp_reader: udp_reader,
+            _lsd_reader: lsd_reader,
         }
     }
 
@@ -117,6 +144,12 @@ impl SessionTask {
                     self.host.datagram(&mut self.io, from, &data);
                     while let Ok((from, data)) = self.dgram_rx.try_recv() {
                         self.host.datagram(&mut self.io, from, &data);
+                    }
+                }
+                Input::LsdDatagram(from, data) => {
+                    self.host.lsd_datagram(&mut self.io, from, &data);
+                    while let Ok((from, data)) = self.lsd_rx.try_recv() {
+                        self.host.lsd_datagram(&mut self.io, from, &data);
                     }
                 }
                 Input::Tick => {}
@@ -181,6 +214,16 @@ impl SessionTask {
                 Err(_) => std::future::pending().await,
             }
         };
+        let lsd = async {
+            if self.host.shutting_down() {
+                return std::future::pending().await;
+            }
+            match self.lsd_rx.recv().await {
+                Ok((from, data)) => Input::LsdDatagram(from, data),
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let tick = smol::future::or(lsd, tick);
         smol::future::or(
             commands,
             smol::future::or(

@@ -53,6 +53,8 @@ pub(crate) struct TaskIo {
     /// The client's UDP socket, for the DHT and UDP trackers (sends go straight out: it
     /// is non-blocking).
     udp: Arc<Async<UdpSocket>>,
+    /// The local service discovery socket (`None`: LSD off).
+    lsd: Option<Arc<Async<UdpSocket>>>,
     /// What the sockets did during the current round, for [`Io::flush`].
     reports: Vec<Report>,
 }
@@ -63,6 +65,7 @@ impl TaskIo {
         ex: Rc<LocalExecutor<'static>>,
         bind_ip: Option<IpAddr>,
         udp: Arc<Async<UdpSocket>>,
+        lsd: Option<Arc<Async<UdpSocket>>>,
         net_tx: Sender<NetEvent>,
         sent_tx: Sender<(Token, usize)>,
         done_tx: Sender<Completion>,
@@ -81,6 +84,7 @@ impl TaskIo {
             writing: 0,
             reads: Vec::new(),
             udp,
+            lsd,
             reports: Vec::new(),
         }
     }
@@ -214,6 +218,13 @@ impl Io for TaskIo {
         let socket = self.udp.get_ref();
         let to = unchoke_driver::datagram_destination(socket.local_addr().ok(), to);
         let _ = socket.send_to(&bytes, to);
+    }
+
+    fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes) {
+        if let Some(lsd) = &self.lsd {
+            // Lost if the socket is full: the session announces again in 5 minutes.
+            let _ = lsd.get_ref().send_to(&bytes, to);
+        }
     }
 
     fn spawn(&mut self, work: Work) {

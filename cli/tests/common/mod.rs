@@ -135,7 +135,7 @@ pub fn unchoke_download(
     extra: &[&str],
 ) -> process::JsonProcess {
     let mut cmd = unchoke();
-    cmd.arg("download")
+    cmd.args(["download", "--no-lsd"])
         .arg(source)
         .arg("-o")
         .arg(out)
@@ -194,7 +194,7 @@ pub fn unchoke_seed(
     extra: &[&str],
 ) -> (process::JsonProcess, String) {
     let mut cmd = unchoke();
-    cmd.arg("seed")
+    cmd.args(["seed", "--no-lsd"])
         .arg(torrent)
         .arg(dir)
         .args(rt.args())

@@ -16,6 +16,10 @@
   settings that let it use loopback nodes (see make_session); a leech with --dht may omit
   --connect. A leech's TORRENT may be a magnet link: the metadata then comes from peers
   (BEP 9), and a "metadata" event is printed when it has arrived.
+  either mode also takes [--lsd]: libtorrent's local service discovery (BEP 14) on the
+  --listen address's interface, announcing every 2 s instead of 5 min; a leech with --lsd
+  may omit --connect (its peers then come from the LAN's multicast group). Only in a
+  network namespace of the test's own: it multicasts.
 
 Run with /usr/bin/python3: Debian's libtorrent module is not visible to other pythons.
 
@@ -290,6 +294,12 @@ def make_session(args):
             "dht_ignore_dark_internet": False,
         })
         settings["alert_mask"] |= lt.alert.category_t.dht_notification
+    if args.lsd:
+        settings.update({
+            "enable_lsd": True,
+            # The default 5 minutes is longer than a test: announce often.
+            "local_service_announce_interval": 2,
+        })
     if args.tracker:
         # libtorrent would only try a later tier once the earlier ones fail: announce to
         # every tier, so a --tracker URL is used alongside the torrent's own.
@@ -630,6 +640,8 @@ def main():
                        help="print tracker_reply / tracker_error / tracker_warning events")
         p.add_argument("--dht", action="store_true",
                        help="run libtorrent's DHT on the --listen address and port")
+        p.add_argument("--lsd", action="store_true",
+                       help="local service discovery (BEP 14), announcing every 2 s")
         p.add_argument("--dht-bootstrap", type=parse_hostport, action="append", default=[],
                        metavar="HOST:PORT", help="DHT node to bootstrap from (repeatable)")
         p.add_argument("--unchoke-slots", type=int, default=-1, metavar="N",
@@ -650,7 +662,8 @@ def main():
                            help="keep seeding this long after finishing")
     args = parser.parse_args()
     if args.mode == "leech" and not (args.connect or args.tracker or args.tracker_events
-                                     or args.dht or args.torrent.startswith("magnet:")):
+                                     or args.dht or args.lsd
+                                     or args.torrent.startswith("magnet:")):
         parser.error("leech needs a peer source: --connect HOST:PORT, --tracker URL / "
                      "--tracker-events to rely on trackers, --dht, or a magnet link")
     if args.mode == "seed" and args.torrent.startswith("magnet:"):

@@ -14,6 +14,7 @@
 //!   appears (a peer connects, an address is added), and a later stretch may give up again.
 //! - Never for a complete torrent, one with a connected peer, an address to dial, a usable
 //!   tracker, or the DHT (a private torrent does not use the DHT, so it does not count).
+//!   Local service discovery does not count (see `has_nothing`).
 //!
 //! [`SessionConfig::max_connect_failures`]: super::SessionConfig::max_connect_failures
 //! [`SessionConfig::give_up_after`]: super::SessionConfig::give_up_after
@@ -38,6 +39,11 @@ impl Session {
         };
         // A DHT with no way in (nothing known, nothing being tried) is no source.
         let dht = self.dht_can_find_peers() && !t.is_private();
+        // Local service discovery is deliberately not a source here: unlike a tracker or
+        // the DHT, which reach the whole swarm, it finds peers only if some happen to be on
+        // our LAN, and on most LANs none are; counting it would mean a download with a dead
+        // tracker never gives up (LSD is on by default in the CLI). A peer it does find
+        // becomes an address to dial, which counts like any other.
         !t.is_complete()
             && t.peer_count() == 0
             && !t.has_candidates()

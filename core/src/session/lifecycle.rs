@@ -192,6 +192,7 @@ impl Session {
             return Ok(());
         }
         self.restart_torrent_announces(torrent, now);
+        self.lsd_track(torrent, now);
         self.with_torrent(torrent, |t, ctx| t.maybe_connect(ctx, now));
         self.pump_announces(now);
         Ok(())

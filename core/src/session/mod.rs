@@ -76,6 +76,7 @@ mod encryption;
 mod give_up;
 mod handshake;
 mod lifecycle;
+mod lsd;
 mod resume_schedule;
 mod trackers;
 
@@ -92,6 +93,7 @@ pub use crate::vocab::{
     GeometryError, GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
+pub use lsd::LsdStats;
 pub use trackers::metainfo_tiers;
 
 use crate::bitfield::Bitfield;
@@ -203,6 +205,8 @@ pub struct Session {
     trackers: Trackers,
     /// The DHT node and per-torrent lookup schedules (`None`: `SessionConfig::dht` unset).
     dht: Option<dht::SessionDht>,
+    /// Local service discovery's schedules and limits (`None`: `SessionConfig::lsd` unset).
+    lsd: Option<lsd::SessionLsd>,
     /// Per torrent (by index), how long it has had nothing to download from.
     stalls: BTreeMap<TorrentId, give_up::Stall>,
     /// Admission, dial deadlines, unsent bytes, peer events (see [`admission`]).
@@ -234,6 +238,8 @@ impl Session {
             .dht
             .clone()
             .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
+        // Likewise the LSD cookie is drawn only with LSD on.
+        let lsd = config.lsd.then(|| lsd::SessionLsd::new(rng.u64(..)));
         let admission = Admission::new(&config);
         let resumes = ResumeSchedule::new(config.resume_interval, now);
         let writes = WriteBudget::new(config.max_unwritten_bytes);
@@ -253,6 +259,7 @@ impl Session {
             next_tick: now + TICK,
             trackers,
             dht,
+            lsd,
             stalls: BTreeMap::new(),
             admission,
             resumes,
@@ -325,6 +332,7 @@ impl Session {
         self.served.insert(metainfo.info_hash.0);
         self.install_trackers(id, metainfo_tiers(metainfo), now);
         self.dht_track(id, now);
+        self.lsd_track(id, now);
         Ok(id)
     }
 
@@ -353,6 +361,7 @@ impl Session {
         self.served.insert(info_hash.0);
         self.install_trackers(id, options.trackers, now);
         self.dht_track(id, now);
+        self.lsd_track(id, now);
         self.add_peers(id, &options.peers, now);
         Ok(id)
     }
@@ -921,6 +930,7 @@ impl Session {
         }
         self.pump_announces(now);
         self.dht_timeout(now);
+        self.lsd_timeout(now);
         self.resume_timeout(now);
         if tick_due {
             self.check_give_up(now);
@@ -959,6 +969,7 @@ impl Session {
             .min();
         let announce = self.trackers.next_deadline();
         let dht = self.dht.as_ref().and_then(|d| d.next_deadline());
+        let lsd = self.lsd.as_ref().and_then(|l| l.next_deadline());
         let conns = self.admission.next_deadline(&self.config);
         let resume = self.resumes.next_deadline();
         let close = self.close_deadline();
@@ -968,10 +979,19 @@ impl Session {
         let housekeeping = (!self.handshaking.is_empty()
             || self.torrents.keys().any(|id| self.life.ticks(*id)))
         .then_some(self.next_tick);
-        [housekeeping, choke, announce, dht, conns, resume, close]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            housekeeping,
+            choke,
+            announce,
+            dht,
+            lsd,
+            conns,
+            resume,
+            close,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next action for the driver, or `None` when there is nothing to do.

@@ -57,6 +57,16 @@ pub enum Action {
         /// A KRPC message or a BEP 15 request.
         bytes: Bytes,
     },
+    /// Multicast this local service discovery announce (BEP 14) to `to`, the LSD group
+    /// ([`crate::lsd::group_v4`]; the session sends IPv4 only), from the driver's LSD
+    /// socket for that family. Only with [`super::SessionConfig::lsd`]. Dropping it is fine:
+    /// it is sent again in 5 minutes.
+    SendLsd {
+        /// The group's address and port.
+        to: SocketAddr,
+        /// The `BT-SEARCH` datagram.
+        bytes: Bytes,
+    },
     /// Resolve `host` (a UDP tracker's name) off the loop; then call
     /// [`crate::session::Session::handle_resolved`] with the same `host` and `port` and
     /// the addresses, those of the UDP socket's family first. The session's announce
@@ -273,6 +283,14 @@ pub enum Event {
         queries: u32,
         /// `announce_peer` queries sent (0 for a plain `get_peers`).
         announced: u32,
+    },
+    /// A peer on the LAN announced the torrent by local service discovery (BEP 14); its
+    /// address was handed to the torrent to dial. At most once per announce received.
+    LsdPeer {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The sender's IP with the port it announced.
+        addr: SocketAddr,
     },
     /// A magnet torrent's metadata arrived from peers and its SHA-1 matched the info-hash.
     /// The driver creates (or opens and checks) the torrent's storage from `metainfo`, then

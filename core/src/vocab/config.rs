@@ -125,6 +125,13 @@ pub struct SessionConfig {
     /// Run a DHT node (BEP 5) with these settings, looking up and announcing every
     /// non-private torrent (default `None`: no DHT). The driver owns its UDP socket.
     pub dht: Option<crate::dht::DhtConfig>,
+    /// Local service discovery (BEP 14): announce every non-private torrent to the LAN's
+    /// multicast group when it is added and every 5 minutes ([`super::Action::SendLsd`]),
+    /// and dial peers that announce our torrents there
+    /// ([`crate::session::Session::handle_lsd_datagram`]). Needs a `listen_port`. Off by
+    /// default: an embedder (and the simulator) must not multicast unasked; the CLI turns
+    /// it on, and a driver turns it off when its LSD socket cannot be set up.
+    pub lsd: bool,
     /// Give up a dial ([`super::Action::Connect`]) the driver has not reported opened or
     /// failed after this long: the session counts it failed, emits
     /// [`super::Action::CancelConnect`] and [`super::Event::ConnectFailed`] with
@@ -284,6 +291,7 @@ impl Default for SessionConfig {
             max_metadata_size: 16 * 1024 * 1024,
             shape: crate::metainfo::ShapeLimits::default(),
             dht: None,
+            lsd: false,
             connect_timeout: Duration::from_secs(10),
             max_inbound: 200,
             max_inbound_handshaking: 100,

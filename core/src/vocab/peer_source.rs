@@ -7,14 +7,19 @@
 /// answering 100,000 junk addresses) can fill the free candidate places but never push
 /// out an address from a higher one, and higher sources are dialled first. The order
 /// follows how much an attacker must do to plant an address there: nothing for a tracker
-/// he runs, a connection for PEX, a lookup answer for the DHT, while the user's own
-/// `--peer` and a peer that already sent us verified data are evidence.
+/// he runs, a lookup answer for the DHT, a place on our LAN for local service discovery,
+/// a connection for PEX, while the user's own `--peer` and a peer that already sent us
+/// verified data are evidence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PeerSource {
     /// A tracker's answer: the cheapest for an attacker to fill.
     Tracker,
     /// A DHT lookup (BEP 5).
     Dht,
+    /// Local service discovery (BEP 14): a multicast announce from our LAN. Above the DHT
+    /// (the sender must be on the same link, TTL 1) but below PEX: anyone on the LAN can
+    /// announce any port for any info-hash without ever having connected to us.
+    Lsd,
     /// Peer exchange from a connected peer (BEP 11).
     Pex,
     /// A peer that was connected before and sent us data (set by the session only).
@@ -29,9 +34,10 @@ impl PeerSource {
         match self {
             PeerSource::Tracker => 0,
             PeerSource::Dht => 1,
-            PeerSource::Pex => 2,
-            PeerSource::Proven => 3,
-            PeerSource::User => 4,
+            PeerSource::Lsd => 2,
+            PeerSource::Pex => 3,
+            PeerSource::Proven => 4,
+            PeerSource::User => 5,
         }
     }
 }

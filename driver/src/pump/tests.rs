@@ -44,6 +44,7 @@ impl Io for Recorder {
         self.calls.push(Call::Disconnect(conn));
     }
     fn send_datagram(&mut self, _to: SocketAddr, _bytes: Bytes) {}
+    fn send_lsd(&mut self, _to: SocketAddr, _bytes: Bytes) {}
     fn spawn(&mut self, _work: Work) {
         self.calls.push(Call::Spawn);
     }

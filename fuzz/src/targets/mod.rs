@@ -5,6 +5,7 @@
 mod bencode;
 mod fixture;
 mod krpc;
+mod lsd;
 mod magnet;
 mod metainfo;
 mod mse;
@@ -20,6 +21,7 @@ mod wire;
 
 pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
 pub use self::krpc::krpc;
+pub use self::lsd::lsd;
 pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
 pub use self::mse::mse;
@@ -53,6 +55,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("ut_pex", ut_pex),
     ("session_hostile", session_hostile),
     ("mse", mse),
+    ("lsd", lsd),
 ];
 
 /// The target called `name`.

@@ -702,6 +702,7 @@ impl World {
                 }
                 Action::CancelConnect { addr, .. } => self.dials.retain(|a| *a != addr),
                 Action::SendDatagram { .. } => panic!("a session without a DHT sent a datagram"),
+                Action::SendLsd { .. } => panic!("a session without LSD sent an announce"),
                 Action::Announce { .. } | Action::Resolve { .. } => {}
                 Action::Event(Event::PeerBanned { addr, .. }) => {
                     assert!(

@@ -350,6 +350,7 @@ impl World {
                     self.session.resume_saved(torrent, true, self.now);
                 }
                 Action::SendDatagram { .. } => panic!("a session without a DHT sent a datagram"),
+                Action::SendLsd { .. } => panic!("a session without LSD sent an announce"),
                 Action::Connect { .. }
                 | Action::CancelConnect { .. }
                 | Action::Announce { .. }

@@ -230,6 +230,9 @@ impl Simulation {
                     on.session.handle_resolved(&name, port, Err(error), now);
                 }
             }
+            // The simulated network has no multicast; simulated sessions run without LSD
+            // (`SessionConfig::lsd` is off by default), so nothing is lost here.
+            Action::SendLsd { .. } => {}
             Action::SendDatagram { to, bytes } => {
                 // Delivered after the two hosts' one-way latencies and any jitter, unless
                 // lost on the way (`crate::Loss`); to nobody, dropped.
