@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::tls::{LOCALHOST, Stunnel, TestCa};
-use common::tracker::{OpenTracker, announced, lt_seed, mktorrent};
+use common::tracker::{OpenTracker, announced, lt_seed_with, mktorrent};
 use common::{assert_dialled, assert_same_file, data, unchoke_download};
 
 /// Bound on a transfer and on the processes' exits.
@@ -81,7 +81,15 @@ fn swarm(rt: Runtime, first: u8, dns: &[&str], ips: &[std::net::IpAddr]) -> Swar
     let http_url = tracker.http_url();
     let torrent = dir.path().join("s.torrent");
     assert_eq!(mktorrent(&src, &torrent, Some(&http_url)), hash);
-    let (mut seed, seed_addr) = lt_seed(&torrent, &data_dir, &ip(rt, first + 1));
+    // 4 MB/s: the transfer takes over a second, so a failed announce (answered within
+    // milliseconds) is reported before the download completes and exits, even on a busy
+    // machine.
+    let (mut seed, seed_addr) = lt_seed_with(
+        &torrent,
+        &data_dir,
+        &ip(rt, first + 1),
+        &["--upload-limit", "4000000"],
+    );
     // Registered before unchoke asks: opentracker lists the announcing peer itself.
     announced(&mut seed, &http_url, 1);
 

@@ -52,13 +52,19 @@ pub fn mktorrent(target: &Path, out: &Path, announce: Option<&str>) -> String {
 /// A libtorrent seed of `torrent` (data in `dir`) on `ip`, reporting its tracker
 /// announces; waited for until it listens. Returns it and its `ip:port`.
 pub fn lt_seed(torrent: &Path, dir: &Path, ip: &str) -> (JsonProcess, String) {
+    lt_seed_with(torrent, dir, ip, &[])
+}
+
+/// [`lt_seed`] with more lt_peer.py options (e.g. `--upload-limit`).
+pub fn lt_seed_with(torrent: &Path, dir: &Path, ip: &str, extra: &[&str]) -> (JsonProcess, String) {
     require_libtorrent();
     let mut cmd = Command::new(PYTHON);
     cmd.arg(helper("lt_peer.py"))
         .arg("seed")
         .arg(torrent)
         .arg(dir)
-        .args(["--listen", ip, "--tracker-events", "--timeout", "300"]);
+        .args(["--listen", ip, "--tracker-events", "--timeout", "300"])
+        .args(extra);
     let mut p = JsonProcess::spawn(&format!("libtorrent seed {ip}"), cmd);
     let addr = p.wait_event("listening", SEED_WAIT)["addr"]
         .as_str()
