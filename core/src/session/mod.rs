@@ -233,7 +233,7 @@ impl Session {
         let dht = config
             .dht
             .clone()
-            .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
+            .map(|c| dht::SessionDht::new(c, config.dht_families, rng.u64(..), now));
         let admission = Admission::new(&config);
         let resumes = ResumeSchedule::new(config.resume_interval, now);
         let writes = WriteBudget::new(config.max_unwritten_bytes);

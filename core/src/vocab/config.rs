@@ -121,6 +121,9 @@ pub struct SessionConfig {
     /// Run a DHT node (BEP 5) with these settings, looking up and announcing every
     /// non-private torrent (default `None`: no DHT). The driver owns its UDP socket.
     pub dht: Option<crate::dht::DhtConfig>,
+    /// The address families the DHT runs over (BEP 32: a node, and a routing table, per
+    /// family): those the driver's UDP socket can send to. Default: IPv4 only.
+    pub dht_families: crate::dht::DhtFamilies,
     /// Give up a dial ([`super::Action::Connect`]) the driver has not reported opened or
     /// failed after this long: the session counts it failed, emits
     /// [`super::Action::CancelConnect`] and [`super::Event::ConnectFailed`] with
@@ -279,6 +282,7 @@ impl Default for SessionConfig {
             max_metadata_size: 16 * 1024 * 1024,
             shape: crate::metainfo::ShapeLimits::default(),
             dht: None,
+            dht_families: crate::dht::DhtFamilies::default(),
             connect_timeout: Duration::from_secs(10),
             max_inbound: 200,
             max_inbound_handshaking: 100,
