@@ -13,6 +13,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Poll, Token};
 use unchoke_core::session::{ConnId, PeerGone, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
+use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::Completion;
 use unchoke_driver::{Io, Report, Work};
 
@@ -31,6 +32,8 @@ pub(crate) struct Net {
     pub(crate) bind_ip: Option<IpAddr>,
     /// The client's UDP socket (the DHT's and UDP trackers' datagrams).
     pub(crate) udp: UdpSocket,
+    /// Whether `udp` is an IPv6 socket (IPv4 destinations then go out IPv4-mapped).
+    udp_v6: bool,
     pub(crate) conns: HashMap<Token, Conn>,
     pub(crate) tokens: HashMap<ConnId, Token>,
     pub(crate) next_token: usize,
@@ -55,11 +58,13 @@ impl Net {
         disk: DiskPool,
         done: Arc<Handoff<Completion, WakerRef>>,
     ) -> Self {
+        let udp_v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
         Net {
             poll,
             listener,
             bind_ip,
             udp,
+            udp_v6,
             conns: HashMap::new(),
             tokens: HashMap::new(),
             next_token: FIRST_PEER,
@@ -176,6 +181,7 @@ impl Io for Net {
 
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
         // A full socket buffer loses the datagram, as the network may.
+        let to = datagram_destination(self.udp_v6, to);
         let _ = self.udp.send_to(&bytes, to);
     }
 

@@ -67,11 +67,12 @@ impl SessionTask {
         let (sent_tx, sent_rx) = smol::channel::unbounded();
         let listener = listener.map(|l| ex.spawn(peer_io::accept_loop(l, net_tx.clone())));
         let (dgram_tx, dgram_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
+        let udp_addr = udp.get_ref().local_addr().ok();
         let udp = Arc::new(udp);
         let udp_reader = ex.spawn(read_datagrams(udp.clone(), dgram_tx));
         let bind_ip: Option<IpAddr> = cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         SessionTask {
-            host: SessionHost::new(&cfg, local_addr, events),
+            host: SessionHost::new(&cfg, local_addr, udp_addr, events),
             io: TaskIo::new(ex, bind_ip, udp, net_tx, sent_tx, done_tx),
             commands,
             net_rx,

@@ -12,6 +12,7 @@ use hashbrown::HashMap;
 use smol::channel::Sender;
 use smol::{Async, LocalExecutor, Task};
 use unchoke_core::session::{ConnId, PeerGone, TorrentId};
+use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
 use unchoke_driver::{Io, Report, Work};
 
@@ -53,6 +54,8 @@ pub(crate) struct TaskIo {
     /// The client's UDP socket, for the DHT and UDP trackers (sends go straight out: it
     /// is non-blocking).
     udp: Arc<Async<UdpSocket>>,
+    /// Whether `udp` is an IPv6 socket (IPv4 destinations then go out IPv4-mapped).
+    udp_v6: bool,
     /// What the sockets did during the current round, for [`Io::flush`].
     reports: Vec<Report>,
 }
@@ -80,6 +83,7 @@ impl TaskIo {
             writes: Vec::new(),
             writing: 0,
             reads: Vec::new(),
+            udp_v6: udp.get_ref().local_addr().is_ok_and(|a| a.is_ipv6()),
             udp,
             reports: Vec::new(),
         }
@@ -210,6 +214,7 @@ impl Io for TaskIo {
 
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
         // Non-blocking: a full socket buffer loses it, as the network may.
+        let to = datagram_destination(self.udp_v6, to);
         let _ = self.udp.get_ref().send_to(&bytes, to);
     }
 
