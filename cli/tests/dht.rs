@@ -164,6 +164,7 @@ per_runtime!(
     dht_nodes_join_store_announces_and_keep_their_node_file,
     unchoke_finds_a_libtorrent_seed_through_the_dht_over_ipv6,
     an_unchoke_seed_is_found_through_the_dht_over_ipv6,
+    a_dht_node_on_the_ipv6_wildcard_joins_both_families,
 );
 
 /// A libtorrent seed announces itself through an `unchoke dht` node; `unchoke download`
@@ -616,4 +617,26 @@ fn an_unchoke_seed_is_found_through_the_dht_over_ipv6(rt: Runtime) {
     assert_same_file(&src.join("u6.bin"), &out.join("u6.bin"));
     stop(&mut seed);
     stop(&mut node);
+}
+
+/// `unchoke dht --listen [::]:0`: one dual-stack socket, a node per family. Bootstrapped
+/// from an IPv4 node and an IPv6 node, it holds both (two table entries), and each of them
+/// holds it: the IPv4 node heard it over IPv4 (IPv4-mapped on our side), the IPv6 one over
+/// IPv6.
+fn a_dht_node_on_the_ipv6_wildcard_joins_both_families(rt: Runtime) {
+    let (mut node4, addr4) = dht_node(rt, &rt.ip(230), &[]);
+    let (mut node6, addr6) = dht_node_at(rt, "[::1]:0", &[]);
+    let (mut dual, dual_addr) = dht_node_at(
+        rt,
+        "[::]:0",
+        &["--bootstrap", &addr4, "--bootstrap", &addr6],
+    );
+    assert!(dual_addr.starts_with("[::]:"), "{dual_addr}");
+    let has = |n: u64| move |v: &Value| v["nodes"].as_u64().unwrap_or(0) >= n;
+    wait_matching(&mut dual, "status", LONG, has(2));
+    wait_matching(&mut node4, "status", LONG, has(1));
+    wait_matching(&mut node6, "status", LONG, has(1));
+    for p in [&mut dual, &mut node4, &mut node6] {
+        stop(p);
+    }
 }
