@@ -119,6 +119,9 @@ fn a_dual_stack_session_looks_up_in_both_families_and_dials_both_peers() {
     assert_eq!((n4, n6), (1, 1));
     assert_eq!((s4.wrong_family, s6.wrong_family, s4.unmatched), (0, 0, 0));
     assert_eq!(s.dht_stats().map(|(_, n)| n), Some(2));
+    // One node id in both families (BEP 32's recommendation): the same in every query.
+    let ids: std::collections::BTreeSet<NodeId> = sent.iter().map(|(_, q)| q.id()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
     let mut saved = s.dht_nodes();
     saved.sort();
     assert_eq!(saved, vec![node4, node6]);

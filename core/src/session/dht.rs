@@ -139,9 +139,10 @@ pub(super) struct SessionDht {
 }
 
 impl SessionDht {
-    /// Nodes for `families` (IPv4 alone when neither is set). The IPv4 node is seeded with
-    /// `seed` itself, so an IPv4-only session is what it was before BEP 32; the IPv6 node
-    /// with a value derived from it.
+    /// Nodes for `families` (IPv4 alone when neither is set). Both are seeded with `seed`:
+    /// an IPv4-only session is what it was before BEP 32, and the two nodes share one node
+    /// id, as BEP 32 recommends (their token secrets match too, which is harmless: a token
+    /// is bound to the asker's IP, and each node checks only its own family's askers).
     pub(super) fn new(config: DhtConfig, families: DhtFamilies, seed: u64, now: Instant) -> Self {
         let with = |family| DhtConfig {
             family,
@@ -150,9 +151,7 @@ impl SessionDht {
         let v4_wanted = families.v4 || !families.v6;
         SessionDht {
             v4: v4_wanted.then(|| Dht::new(with(Family::V4), seed, now)),
-            v6: families
-                .v6
-                .then(|| Dht::new(with(Family::V6), seed ^ V6_SEED_MASK, now)),
+            v6: families.v6.then(|| Dht::new(with(Family::V6), seed, now)),
             schedules: BTreeMap::new(),
             lookups: BTreeMap::new(),
             bootstrap_nodes: Vec::new(),
@@ -397,10 +396,6 @@ impl SessionDht {
 
 /// The most addresses of one router's name tried (a name may list dozens).
 const MAX_ROUTER_ADDRS: usize = 4;
-
-/// Mixed into the session's DHT seed for the IPv6 node, so its id and secrets differ from
-/// the IPv4 node's.
-const V6_SEED_MASK: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// `a` plus `b`, counter by counter.
 fn add_stats(a: DhtStats, b: DhtStats) -> DhtStats {
