@@ -20,7 +20,9 @@ use crate::runtime::{Client, Runtime};
 /// Arguments of `unchoke dht`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct DhtArgs {
-    /// The UDP address to run the node on.
+    /// The UDP address to run the node on. Its family is the DHT's (BEP 32): an IPv6
+    /// address (`[::1]:6881`) runs an IPv6 node, `[::]` both families on one dual-stack
+    /// socket.
     #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:6881")]
     listen: SocketAddr,
 

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use unchoke_core::dht::krpc::{Body, Message, Query};
+use unchoke_core::dht::krpc::{Body, Message, Query, Want};
 use unchoke_core::dht::peer_store::SwarmQuota;
 use unchoke_core::dht::{Dht, DhtAction, DhtConfig, NodeId};
 use unchoke_core::info_hash::InfoHash;
@@ -211,6 +211,7 @@ fn announce_peer(d: &mut Dht, n: u32, hash: NodeId, now: Instant) -> Body {
         Query::GetPeers {
             id: node_id(n),
             info_hash: hash,
+            want: Want::default(),
         },
         now,
     ) else {
@@ -251,6 +252,7 @@ fn honest_announce_then_get_peers(d: &mut Dht, now: Instant) {
         Query::GetPeers {
             id: node_id(LEECHER),
             info_hash: honest,
+            want: Want::default(),
         },
         now + Duration::from_millis(5),
     ) else {
@@ -258,7 +260,10 @@ fn honest_announce_then_get_peers(d: &mut Dht, now: Instant) {
     };
     assert_eq!(
         r.values,
-        vec![SocketAddrV4::new(Ipv4Addr::from(0x0a00_0000 + SEED), 6881)]
+        vec![SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::from(0x0a00_0000 + SEED),
+            6881
+        ))]
     );
 }
 

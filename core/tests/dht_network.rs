@@ -1,18 +1,21 @@
 //! An in-process network of 120 DHT nodes over an in-memory packet router with a small,
 //! deterministic virtual latency (no sockets, no clock): nodes bootstrap from a few seed
 //! nodes, one announces an info-hash, and get_peers lookups from others must find it.
+//! The same scenario runs over IPv4 and over IPv6 (BEP 32: `nodes6`, 18-byte peers,
+//! `want: ["n6"]`).
 //!
 //! Run with `cargo test -p unchoke-core --test dht_network -- --nocapture` to see the
 //! median hops and queries per lookup.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use sha1::{Digest, Sha1};
 use unchoke_core::InfoHash;
-use unchoke_core::dht::{Dht, DhtAction, DhtConfig, LookupId, LookupStats};
+use unchoke_core::dht::krpc::{Body, Message, Query};
+use unchoke_core::dht::{Dht, DhtAction, DhtConfig, Family, LookupId, LookupStats};
 use unchoke_core::time::Instant;
 
 const NODES: usize = 120;
@@ -26,10 +29,23 @@ fn addr_of(i: usize) -> SocketAddr {
     ))
 }
 
+fn addr6_of(i: usize) -> SocketAddr {
+    let n = i as u16 + 1;
+    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n).into(), 6881)
+}
+
+fn addr_in(family: Family, i: usize) -> SocketAddr {
+    match family {
+        Family::V4 => addr_of(i),
+        Family::V6 => addr6_of(i),
+    }
+}
+
 /// A datagram in flight: delivered at `.0`; `.1` keeps equal times in send order.
 type InFlight = Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>;
 
 struct Net {
+    family: Family,
     nodes: Vec<Dht>,
     index: BTreeMap<SocketAddr, usize>,
     queue: BinaryHeap<InFlight>,
@@ -44,14 +60,19 @@ struct Net {
 }
 
 impl Net {
-    fn new(seed: u64) -> Net {
+    fn new(seed: u64, family: Family) -> Net {
         let now = Instant::from_secs(1);
+        let config = DhtConfig {
+            family,
+            ..DhtConfig::default()
+        };
         let nodes = (0..NODES)
-            .map(|i| Dht::new(DhtConfig::default(), seed.wrapping_add(i as u64), now))
+            .map(|i| Dht::new(config.clone(), seed.wrapping_add(i as u64), now))
             .collect();
         Net {
+            family,
             nodes,
-            index: (0..NODES).map(|i| (addr_of(i), i)).collect(),
+            index: (0..NODES).map(|i| (addr_in(family, i), i)).collect(),
             queue: BinaryHeap::new(),
             seq: 0,
             now,
@@ -71,11 +92,23 @@ impl Net {
                 DhtAction::Send { to, bytes } => {
                     self.digest.update(to.to_string());
                     self.digest.update(&bytes);
+                    assert_eq!(Family::of(&to), self.family, "sent across families");
+                    // An IPv6 node asks for IPv6 nodes; an IPv4 node asks as in BEP 5.
+                    if let Ok(Message {
+                        body:
+                            Body::Query(Query::FindNode { want, .. } | Query::GetPeers { want, .. }),
+                        ..
+                    }) = Message::decode(&bytes, 1500)
+                    {
+                        assert_eq!(want.n6, self.family == Family::V6);
+                        assert!(!want.n4);
+                    }
                     if let Some(&j) = self.index.get(&to) {
                         let at = self.now + Duration::from_millis(self.rng.u64(5..=40));
                         self.seq += 1;
+                        let from = addr_in(self.family, i);
                         self.queue
-                            .push(Reverse((at, self.seq, j, addr_of(i), bytes.to_vec())));
+                            .push(Reverse((at, self.seq, j, from, bytes.to_vec())));
                     }
                 }
                 DhtAction::Peers { lookup, peers, .. } => {
@@ -152,8 +185,9 @@ struct Outcome {
     packets: u64,
 }
 
-fn scenario(seed: u64) -> Outcome {
-    let mut net = Net::new(seed);
+fn scenario(seed: u64, family: Family) -> Outcome {
+    let mut net = Net::new(seed, family);
+    let addr_of = |i| addr_in(family, i);
     // The seed nodes know each other; everyone else bootstraps from one of them,
     // joining 100 ms apart.
     let seeds: Vec<SocketAddr> = (0..SEEDS).map(addr_of).collect();
@@ -194,10 +228,7 @@ fn scenario(seed: u64) -> Outcome {
     );
 
     // Twenty other nodes look for peers.
-    let expected = match addr_of(announcer) {
-        SocketAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(*v4.ip(), 7000)),
-        SocketAddr::V6(_) => unreachable!(),
-    };
+    let expected = SocketAddr::new(addr_of(announcer).ip(), 7000);
     let mut lookups = Vec::new();
     let askers: Vec<usize> = (0..20).map(|k| 7 + k * 5).collect();
     let mut ids = Vec::new();
@@ -224,7 +255,16 @@ fn scenario(seed: u64) -> Outcome {
 
 #[test]
 fn a_hundred_nodes_find_the_announced_peer() {
-    let out = scenario(1000);
+    check_network(Family::V4);
+}
+
+#[test]
+fn a_hundred_ipv6_nodes_find_the_announced_peer() {
+    check_network(Family::V6);
+}
+
+fn check_network(family: Family) {
+    let out = scenario(1000, family);
     let found = out.lookups.iter().filter(|(_, f)| *f).count();
     let hops = median(out.lookups.iter().map(|(s, _)| s.hops).collect());
     let queries = median(out.lookups.iter().map(|(s, _)| s.queries).collect());
@@ -239,7 +279,7 @@ fn a_hundred_nodes_find_the_announced_peer() {
             .collect(),
     );
     println!(
-        "dht network: {NODES} nodes, {SEEDS} seed nodes, {} get_peers lookups: {found} found the \
+        "dht network ({family:?}): {NODES} nodes, {SEEDS} seed nodes, {} get_peers lookups: {found} found the \
          announcer; per lookup median {hops} hops, {queries} queries, {responses} responses, \
          {ms} ms (virtual); bootstrap median {boot_hops} hops, {boot_queries} queries; median \
          routing table {table} nodes; {} datagrams delivered",
@@ -258,10 +298,12 @@ fn a_hundred_nodes_find_the_announced_peer() {
 
 #[test]
 fn the_same_seed_gives_the_same_run() {
-    let a = scenario(77);
-    let b = scenario(77);
-    assert_eq!(a.digest, b.digest, "same seed, same actions byte for byte");
-    assert_eq!(a.packets, b.packets);
-    let c = scenario(78);
-    assert_ne!(a.digest, c.digest, "another seed, another run");
+    for family in [Family::V4, Family::V6] {
+        let a = scenario(77, family);
+        let b = scenario(77, family);
+        assert_eq!(a.digest, b.digest, "same seed, same actions byte for byte");
+        assert_eq!(a.packets, b.packets);
+        let c = scenario(78, family);
+        assert_ne!(a.digest, c.digest, "another seed, another run");
+    }
 }

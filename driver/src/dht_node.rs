@@ -2,6 +2,19 @@
 //! UDP socket, and the node list kept between runs. Every DHT rule — queries, routing,
 //! lookups, when a torrent announces — is the core's (`unchoke_core::dht`,
 //! `Session::handle_datagram`); a runtime only moves datagrams.
+//!
+//! IPv6 (BEP 32): the session runs a DHT node per address family its UDP socket can
+//! reach ([`dht_families`]). We keep **one** UDP socket, of the listen address's family,
+//! rather than a second socket for the other family: the design has one UDP socket per
+//! session (DHT and UDP trackers share it and its port), a second one would need its own
+//! registration and read loop in each runtime, and binding `0.0.0.0:P` and `[::]:P`
+//! side by side needs `IPV6_V6ONLY`, which the standard library cannot set before
+//! binding. So: `--listen 127.0.0.1:P`/`0.0.0.0:P` runs the IPv4 DHT as before;
+//! `--listen [::1]:P` (or any IPv6 address) the IPv6 DHT; `--listen [::]:P` both over
+//! one dual-stack socket — IPv4 senders appear as `::ffff:a.b.c.d` (the core takes them
+//! as IPv4) and IPv4 destinations are sent to as such ([`datagram_destination`]). Where
+//! the system makes `[::]` IPv6-only, the IPv4 node's sends fail and it finds nobody;
+//! the IPv6 node goes on (not fatal, as the brief for the extra family asks).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -50,6 +63,26 @@ impl DhtSettings {
             nodes_file: None,
             config: DhtConfig::default(),
         }
+    }
+}
+
+/// The address families the DHT runs over on a UDP socket bound to `local` (see the
+/// module docs): given to the session as `SessionConfig::dht_families`.
+pub fn dht_families(local: &SocketAddr) -> unchoke_core::dht::DhtFamilies {
+    unchoke_core::dht::DhtFamilies::of_socket(local)
+}
+
+/// Where to send a datagram meant for `to` from a socket bound to an address of family
+/// `local_is_v6`: an IPv4 destination from an IPv6 (dual-stack) socket as its
+/// IPv4-mapped address `::ffff:a.b.c.d` (`send_to` refuses a bare IPv4 address there);
+/// anything else unchanged (an IPv6 destination from an IPv4 socket simply fails to send,
+/// as the network may lose it).
+pub fn datagram_destination(local_is_v6: bool, to: SocketAddr) -> SocketAddr {
+    match to {
+        SocketAddr::V4(a) if local_is_v6 => {
+            SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port())
+        }
+        _ => to,
     }
 }
 
@@ -175,5 +208,24 @@ mod tests {
         // That UDP port is taken now: a second node falls back to any port.
         let other = bind_dht_socket(&settings, Some(listen)).expect("bind");
         assert_ne!(other.local_addr().expect("addr").port(), listen.port());
+    }
+
+    #[test]
+    fn ipv4_destinations_from_an_ipv6_socket_are_mapped() {
+        let v4: SocketAddr = "10.0.0.1:6881".parse().expect("addr");
+        let v6: SocketAddr = "[2001:db8::1]:6881".parse().expect("addr");
+        assert_eq!(datagram_destination(false, v4), v4);
+        assert_eq!(datagram_destination(false, v6), v6);
+        assert_eq!(datagram_destination(true, v6), v6);
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:6881".parse().expect("addr");
+        assert_eq!(datagram_destination(true, v4), mapped);
+        let any6: SocketAddr = "[::]:0".parse().expect("addr");
+        let f = dht_families(&any6);
+        assert!(f.v4 && f.v6);
+        let lo6: SocketAddr = "[::1]:0".parse().expect("addr");
+        let f = dht_families(&lo6);
+        assert!(!f.v4 && f.v6);
+        let f = dht_families(&v4);
+        assert!(f.v4 && !f.v6);
     }
 }

@@ -105,10 +105,13 @@ impl SessionHost {
     /// A session configured from `cfg`, telling peers and trackers the port of `listen`
     /// (the bound listener, if any); events go to `events` (dropped when its backlog is
     /// full: counters stay available via `stats`). Tracker sockets are bound to the listen
-    /// IP, so trackers register us under the address we accept peers on.
+    /// IP, so trackers register us under the address we accept peers on. `udp` is where
+    /// the UDP socket is bound: the DHT runs over the address families it can reach
+    /// ([`crate::dht_node::dht_families`]).
     pub fn new(
         cfg: &ClientConfig,
         listen: Option<SocketAddr>,
+        udp: Option<SocketAddr>,
         events: Sender<ClientEvent>,
     ) -> Self {
         let mut session_cfg = cfg.session.clone();
@@ -128,6 +131,9 @@ impl SessionHost {
         session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());
         // The runtime cleared `lsd` if its socket could not be set up (`lsd_node::open_lsd`).
         session_cfg.lsd = cfg.lsd;
+        if let Some(udp) = udp {
+            session_cfg.dht_families = crate::dht_node::dht_families(&udp);
+        }
         let mut session = Session::new(session_cfg, seed, clock.now());
         let bind_ip = listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {

@@ -84,7 +84,8 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Binds a UDP socket on `addr`, dual-stack on the IPv6 wildcard like [`bind_listener`]
-/// (send to IPv4 addresses through it with [`datagram_destination`]).
+/// (send to IPv4 addresses through it with
+/// [`crate::dht_node::datagram_destination`]).
 pub fn bind_udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if is_v6_wildcard(addr) {
@@ -138,17 +139,6 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
-/// Where to send a datagram for `to` from a socket bound to `local`: an IPv6 socket (dual
-/// stack) reaches an IPv4 address only through its IPv4-mapped form.
-pub fn datagram_destination(local: Option<SocketAddr>, to: SocketAddr) -> SocketAddr {
-    match (local, to) {
-        (Some(SocketAddr::V6(_)), SocketAddr::V4(v4)) => {
-            SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
-        }
-        _ => to,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +167,10 @@ mod tests {
         let v4 = std::net::UdpSocket::bind("127.0.0.1:0").expect("v4 socket");
         let to = v4.local_addr().expect("v4 addr");
         socket
-            .send_to(b"hi", datagram_destination(local, to))
+            .send_to(
+                b"hi",
+                crate::dht_node::datagram_destination(local.is_some_and(|a| a.is_ipv6()), to),
+            )
             .expect("sent");
         let mut buf = [0u8; 8];
         let (n, _) = v4.recv_from(&mut buf).expect("received");

@@ -81,6 +81,7 @@ impl EventLoop {
         };
         // Always one UDP socket: the DHT's, and UDP trackers' exchanges (the session's).
         let (std_socket, udp_addr) = bind_udp(cfg.dht.as_ref(), local_addr)?;
+        let udp_local = std_socket.local_addr().ok();
         let mut udp = UdpSocket::from_std(std_socket);
         poll.registry()
             .register(&mut udp, UDP, Interest::READABLE)
@@ -109,7 +110,7 @@ impl EventLoop {
         let disk = DiskPool::start(cfg.disk_threads, done.clone()).map_err(ClientError::Start)?;
         let bind_ip = cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         Ok(EventLoop {
-            host: SessionHost::new(cfg, local_addr, events),
+            host: SessionHost::new(cfg, local_addr, udp_local, events),
             net: Net::new(poll, listener, bind_ip, udp, lsd, disk, done),
             local_addr,
             udp_addr,

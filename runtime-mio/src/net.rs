@@ -13,6 +13,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Poll, Token};
 use unchoke_core::session::{ConnId, PeerGone, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
+use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::Completion;
 use unchoke_driver::{Io, Report, Work};
 
@@ -33,6 +34,8 @@ pub(crate) struct Net {
     pub(crate) udp: UdpSocket,
     /// The local service discovery socket (`None`: LSD off).
     pub(crate) lsd: Option<UdpSocket>,
+    /// Whether `udp` is an IPv6 socket (IPv4 destinations then go out IPv4-mapped).
+    udp_v6: bool,
     pub(crate) conns: HashMap<Token, Conn>,
     pub(crate) tokens: HashMap<ConnId, Token>,
     pub(crate) next_token: usize,
@@ -58,12 +61,14 @@ impl Net {
         disk: DiskPool,
         done: Arc<Handoff<Completion, WakerRef>>,
     ) -> Self {
+        let udp_v6 = udp.local_addr().is_ok_and(|a| a.is_ipv6());
         Net {
             poll,
             listener,
             bind_ip,
             udp,
             lsd,
+            udp_v6,
             conns: HashMap::new(),
             tokens: HashMap::new(),
             next_token: FIRST_PEER,
@@ -180,8 +185,7 @@ impl Io for Net {
 
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
         // A full socket buffer loses the datagram, as the network may.
-        // A dual-stack socket reaches IPv4 addresses in their IPv4-mapped form.
-        let to = unchoke_driver::datagram_destination(self.udp.local_addr().ok(), to);
+        let to = datagram_destination(self.udp_v6, to);
         let _ = self.udp.send_to(&bytes, to);
     }
 

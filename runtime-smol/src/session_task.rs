@@ -74,6 +74,7 @@ impl SessionTask {
         let (sent_tx, sent_rx) = smol::channel::unbounded();
         let listener = listener.map(|l| ex.spawn(peer_io::accept_loop(l, net_tx.clone())));
         let (dgram_tx, dgram_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
+        let udp_addr = udp.get_ref().local_addr().ok();
         let udp = Arc::new(udp);
         let udp_reader = ex.spawn(read_datagrams(udp.clone(), dgram_tx));
         // Local service discovery's socket, when asked for and it can be set up: a failure
@@ -96,7 +97,7 @@ impl SessionTask {
         let lsd_reader = lsd.clone().map(|s| ex.spawn(read_datagrams(s, lsd_tx)));
         let bind_ip: Option<IpAddr> = cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         SessionTask {
-            host: SessionHost::new(&cfg, local_addr, events),
+            host: SessionHost::new(&cfg, local_addr, udp_addr, events),
             io: TaskIo::new(ex, bind_ip, udp, lsd, net_tx, sent_tx, done_tx),
             commands,
             net_rx,

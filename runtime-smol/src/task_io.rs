@@ -12,6 +12,7 @@ use hashbrown::HashMap;
 use smol::channel::Sender;
 use smol::{Async, LocalExecutor, Task};
 use unchoke_core::session::{ConnId, PeerGone, TorrentId};
+use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
 use unchoke_driver::{Io, Report, Work};
 
@@ -55,6 +56,8 @@ pub(crate) struct TaskIo {
     udp: Arc<Async<UdpSocket>>,
     /// The local service discovery socket (`None`: LSD off).
     lsd: Option<Arc<Async<UdpSocket>>>,
+    /// Whether `udp` is an IPv6 socket (IPv4 destinations then go out IPv4-mapped).
+    udp_v6: bool,
     /// What the sockets did during the current round, for [`Io::flush`].
     reports: Vec<Report>,
 }
@@ -83,6 +86,7 @@ impl TaskIo {
             writes: Vec::new(),
             writing: 0,
             reads: Vec::new(),
+            udp_v6: udp.get_ref().local_addr().is_ok_and(|a| a.is_ipv6()),
             udp,
             lsd,
             reports: Vec::new(),
@@ -215,9 +219,8 @@ impl Io for TaskIo {
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
         // Non-blocking: a full socket buffer loses it, as the network may.
         // A dual-stack socket reaches IPv4 addresses in their IPv4-mapped form.
-        let socket = self.udp.get_ref();
-        let to = unchoke_driver::datagram_destination(socket.local_addr().ok(), to);
-        let _ = socket.send_to(&bytes, to);
+        let to = datagram_destination(self.udp_v6, to);
+        let _ = self.udp.get_ref().send_to(&bytes, to);
     }
 
     fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes) {

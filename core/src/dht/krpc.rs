@@ -4,13 +4,17 @@
 //! never panics, and every length is checked before anything is allocated for it: the
 //! datagram against a size limit first, then the bencode decoder's own limits (nesting
 //! depth, string lengths within the input), then each field's exact size (20-byte ids,
-//! 26-byte compact nodes, 6-byte compact peers). [`Message::encode`] writes canonical
-//! bencode, and decoding what it wrote gives back an equal `Message`.
+//! 26-byte IPv4 and 38-byte IPv6 compact nodes, 6-byte IPv4 and 18-byte IPv6 compact
+//! peers). [`Message::encode`] writes canonical bencode, and decoding what it wrote gives
+//! back an equal `Message`.
 //!
-//! IPv4 only: `nodes6` and 18-byte peer values (BEP 32) are ignored on input and never
-//! produced.
+//! IPv6 (BEP 32): responses carry IPv6 nodes in `nodes6` beside the IPv4 `nodes`, peer
+//! `values` may be 6 or 18 bytes each, and `find_node`/`get_peers` queries may name the
+//! families wanted in the answer (`want: ["n4", "n6"]`, [`Want`]). A message without any
+//! of these encodes exactly as before BEP 32 (no `want` key when nothing is wanted, no
+//! `nodes6` key when there is no IPv6 node), so IPv4 traffic is byte-for-byte unchanged.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use crate::bencode::{self, DecodeError, DecodeOptions, Dict, List, Value};
 
@@ -33,6 +37,16 @@ pub const COMPACT_NODE_LEN: usize = 26;
 
 /// The size of one compact IPv4 peer: a 4-byte address and a 2-byte port.
 pub const COMPACT_PEER_LEN: usize = 6;
+
+/// The size of one compact IPv6 node (BEP 32): a 20-byte id, 16-byte address, 2-byte port.
+pub const COMPACT_NODE6_LEN: usize = 38;
+
+/// The size of one compact IPv6 peer (BEP 32): a 16-byte address and a 2-byte port.
+pub const COMPACT_PEER6_LEN: usize = 18;
+
+/// The most entries of a `want` list looked at: BEP 32 defines two (`n4`, `n6`); a longer
+/// list is not an error, its tail is just not read (bounded work per query).
+const MAX_WANT_ITEMS: usize = 8;
 
 /// KRPC error code 201: a generic error.
 pub const ERROR_GENERIC: i64 = 201;
@@ -82,6 +96,8 @@ pub enum Query {
         id: NodeId,
         /// The id sought.
         target: NodeId,
+        /// The address families wanted in the answer (BEP 32; empty: the asker's own).
+        want: Want,
     },
     /// `get_peers`: peers for `info_hash`, or else the closest nodes to it.
     GetPeers {
@@ -89,6 +105,8 @@ pub enum Query {
         id: NodeId,
         /// The torrent.
         info_hash: NodeId,
+        /// The address families wanted in the answer (BEP 32; empty: the asker's own).
+        want: Want,
     },
     /// `announce_peer`: the querying node's peer is in the swarm of `info_hash`.
     AnnouncePeer {
@@ -127,6 +145,24 @@ impl Query {
     }
 }
 
+/// The address families a `find_node`/`get_peers` query asks nodes of (BEP 32 `want`).
+/// Both unset means no `want` key: the answer holds nodes of the family the query came
+/// over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Want {
+    /// `n4`: IPv4 nodes (`nodes`).
+    pub n4: bool,
+    /// `n6`: IPv6 nodes (`nodes6`).
+    pub n6: bool,
+}
+
+impl Want {
+    /// Whether the query named no family (no `want` key, or none BEP 32 knows).
+    pub fn is_empty(&self) -> bool {
+        !self.n4 && !self.n6
+    }
+}
+
 /// A node in compact form: its id and IPv4 address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CompactNode {
@@ -136,15 +172,27 @@ pub struct CompactNode {
     pub addr: SocketAddrV4,
 }
 
+/// A node in compact IPv6 form (BEP 32 `nodes6`): its id and IPv6 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactNode6 {
+    /// The node's id.
+    pub id: NodeId,
+    /// Where it listens for UDP.
+    pub addr: SocketAddrV6,
+}
+
 /// A response's fields (`r`). `ping` and `announce_peer` answers carry only `id`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
     /// The responding node's id.
     pub id: NodeId,
-    /// Closer nodes (`find_node`, and `get_peers` without peers). Empty when absent.
+    /// Closer IPv4 nodes (`find_node`, and `get_peers` without peers). Empty when absent.
     pub nodes: Vec<CompactNode>,
-    /// Peers (`get_peers`). Empty when absent.
-    pub values: Vec<SocketAddrV4>,
+    /// Closer IPv6 nodes (BEP 32 `nodes6`). Empty when absent.
+    pub nodes6: Vec<CompactNode6>,
+    /// Peers (`get_peers`), IPv4 (6 bytes on the wire) or IPv6 (18 bytes). Empty when
+    /// absent.
+    pub values: Vec<SocketAddr>,
     /// The write token for a later `announce_peer` (`get_peers`).
     pub token: Option<Vec<u8>>,
 }
@@ -155,6 +203,7 @@ impl Response {
         Response {
             id,
             nodes: Vec::new(),
+            nodes6: Vec::new(),
             values: Vec::new(),
             token: None,
         }
@@ -195,7 +244,7 @@ pub enum KrpcErrorKind {
     #[error("key `{0}` has the wrong type")]
     WrongType(&'static str),
     /// A byte string has the wrong length for its key (an id not 20 bytes, `nodes` not a
-    /// multiple of 26, a transaction id or token too long).
+    /// multiple of 26, `nodes6` not a multiple of 38, a transaction id or token too long).
     #[error("key `{key}` has a bad length ({len} bytes)")]
     BadLength {
         /// The key.
@@ -276,10 +325,46 @@ fn compact_addr(b: &[u8]) -> Option<SocketAddrV4> {
     ))
 }
 
+fn compact_addr6(b: &[u8]) -> Option<SocketAddrV6> {
+    let b: &[u8; 18] = b.try_into().ok()?;
+    let (ip, port) = b.split_at(16);
+    let ip: [u8; 16] = ip.try_into().ok()?;
+    Some(SocketAddrV6::new(
+        Ipv6Addr::from(ip),
+        u16::from_be_bytes([port[0], port[1]]),
+        0,
+        0,
+    ))
+}
+
+/// A compact peer of either family: 6 bytes (IPv4) or 18 bytes (IPv6, BEP 32).
+pub fn parse_compact_peer(b: &[u8]) -> Option<SocketAddr> {
+    match b.len() {
+        COMPACT_PEER_LEN => compact_addr(b).map(SocketAddr::V4),
+        COMPACT_PEER6_LEN => compact_addr6(b).map(SocketAddr::V6),
+        _ => None,
+    }
+}
+
 /// Appends `addr` in compact form (4 address bytes, 2 port bytes, big-endian).
 pub fn put_compact_addr(out: &mut Vec<u8>, addr: &SocketAddrV4) {
     out.extend_from_slice(&addr.ip().octets());
     out.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+/// Appends `addr` in compact IPv6 form (16 address bytes, 2 port bytes, big-endian; flow
+/// and scope ids are not sent).
+pub fn put_compact_addr6(out: &mut Vec<u8>, addr: &SocketAddrV6) {
+    out.extend_from_slice(&addr.ip().octets());
+    out.extend_from_slice(&addr.port().to_be_bytes());
+}
+
+/// Appends a peer of either family in compact form (6 or 18 bytes).
+pub fn put_compact_peer(out: &mut Vec<u8>, addr: &SocketAddr) {
+    match addr {
+        SocketAddr::V4(a) => put_compact_addr(out, a),
+        SocketAddr::V6(a) => put_compact_addr6(out, a),
+    }
 }
 
 /// Parses a compact node list; its length must be a multiple of 26.
@@ -294,6 +379,23 @@ pub fn parse_compact_nodes(b: &[u8]) -> Option<Vec<CompactNode>> {
         nodes.push(CompactNode {
             id: NodeId::from_slice(id)?,
             addr: compact_addr(addr)?,
+        });
+    }
+    Some(nodes)
+}
+
+/// Parses a compact IPv6 node list (`nodes6`); its length must be a multiple of 38.
+pub fn parse_compact_nodes6(b: &[u8]) -> Option<Vec<CompactNode6>> {
+    if b.len() % COMPACT_NODE6_LEN != 0 {
+        return None;
+    }
+    // The count is bounded by the datagram size, already checked.
+    let mut nodes = Vec::with_capacity(b.len() / COMPACT_NODE6_LEN);
+    for chunk in b.chunks_exact(COMPACT_NODE6_LEN) {
+        let (id, addr) = chunk.split_at(NodeId::LEN);
+        nodes.push(CompactNode6 {
+            id: NodeId::from_slice(id)?,
+            addr: compact_addr6(addr)?,
         });
     }
     Some(nodes)
@@ -344,18 +446,34 @@ impl Message {
     pub fn encode(&self) -> Vec<u8> {
         // Compact strings are built first so the value tree below can borrow them.
         let mut nodes = Vec::new();
+        let mut nodes6 = Vec::new();
         let mut values = Vec::new();
         if let Body::Response(r) = &self.body {
             for n in &r.nodes {
                 nodes.extend_from_slice(&n.id.0);
                 put_compact_addr(&mut nodes, &n.addr);
             }
+            for n in &r.nodes6 {
+                nodes6.extend_from_slice(&n.id.0);
+                put_compact_addr6(&mut nodes6, &n.addr);
+            }
             for v in &r.values {
-                let mut b = Vec::with_capacity(COMPACT_PEER_LEN);
-                put_compact_addr(&mut b, v);
+                let mut b = Vec::with_capacity(COMPACT_PEER6_LEN);
+                put_compact_peer(&mut b, v);
                 values.push(b);
             }
         }
+        // `want` only when the query names a family: a plain IPv4 query stays as before.
+        let want_items = |w: &Want| -> Vec<Value<'static>> {
+            let mut items = Vec::new();
+            if w.n4 {
+                items.push(Value::Bytes(b"n4"));
+            }
+            if w.n6 {
+                items.push(Value::Bytes(b"n6"));
+            }
+            items
+        };
         let mut top: Vec<(&[u8], Value<'_>)> = vec![(b"t", Value::Bytes(&self.transaction))];
         match &self.body {
             Body::Query(q) => {
@@ -364,13 +482,23 @@ impl Message {
                 let mut a: Vec<(&[u8], Value<'_>)> = Vec::new();
                 match q {
                     Query::Ping { id } => a.push((b"id", Value::Bytes(&id.0))),
-                    Query::FindNode { id, target } => {
+                    Query::FindNode { id, target, want } => {
                         a.push((b"id", Value::Bytes(&id.0)));
                         a.push((b"target", Value::Bytes(&target.0)));
+                        if !want.is_empty() {
+                            a.push((b"want", Value::List(List::new(want_items(want)))));
+                        }
                     }
-                    Query::GetPeers { id, info_hash } => {
+                    Query::GetPeers {
+                        id,
+                        info_hash,
+                        want,
+                    } => {
                         a.push((b"id", Value::Bytes(&id.0)));
                         a.push((b"info_hash", Value::Bytes(&info_hash.0)));
+                        if !want.is_empty() {
+                            a.push((b"want", Value::List(List::new(want_items(want)))));
+                        }
                     }
                     Query::AnnouncePeer {
                         id,
@@ -395,6 +523,9 @@ impl Message {
                 let mut d: Vec<(&[u8], Value<'_>)> = vec![(b"id", Value::Bytes(&r.id.0))];
                 if !nodes.is_empty() {
                     d.push((b"nodes", Value::Bytes(&nodes)));
+                }
+                if !nodes6.is_empty() {
+                    d.push((b"nodes6", Value::Bytes(&nodes6)));
                 }
                 if !values.is_empty() {
                     let items = values.iter().map(|v| Value::Bytes(v)).collect();
@@ -428,10 +559,12 @@ fn decode_query(dict: &Dict<'_>) -> Result<Query> {
         b"find_node" => Query::FindNode {
             id,
             target: required_id(a, "target")?,
+            want: decode_want(a)?,
         },
         b"get_peers" => Query::GetPeers {
             id,
             info_hash: required_id(a, "info_hash")?,
+            want: decode_want(a)?,
         },
         b"announce_peer" => {
             let info_hash = required_id(a, "info_hash")?;
@@ -463,6 +596,25 @@ fn decode_query(dict: &Dict<'_>) -> Result<Query> {
     })
 }
 
+/// The `want` list of a query (BEP 32): a list of strings, of which `n4` and `n6` mean
+/// something; other strings (and non-string items) are ignored, as BEP 32 leaves room for
+/// more families. A `want` that is not a list is refused.
+fn decode_want(a: &Dict<'_>) -> Result<Want> {
+    let Some(v) = a.get(b"want") else {
+        return Ok(Want::default());
+    };
+    let list = v.as_list().ok_or(KrpcErrorKind::WrongType("want"))?;
+    let mut want = Want::default();
+    for item in list.items().iter().take(MAX_WANT_ITEMS) {
+        match item.as_bytes() {
+            Some(b"n4") => want.n4 = true,
+            Some(b"n6") => want.n6 = true,
+            _ => {}
+        }
+    }
+    Ok(want)
+}
+
 fn decode_response(dict: &Dict<'_>) -> Result<Response> {
     let r = dict
         .get(b"r")
@@ -477,6 +629,13 @@ fn decode_response(dict: &Dict<'_>) -> Result<Response> {
             len: b.len(),
         })?,
     };
+    let nodes6 = match bytes_of(r, "nodes6")? {
+        None => Vec::new(),
+        Some(b) => parse_compact_nodes6(b).ok_or(KrpcErrorKind::BadLength {
+            key: "nodes6",
+            len: b.len(),
+        })?,
+    };
     let values = match r.get(b"values") {
         None => Vec::new(),
         Some(v) => {
@@ -484,8 +643,9 @@ fn decode_response(dict: &Dict<'_>) -> Result<Response> {
             let mut out = Vec::with_capacity(list.items().len());
             for item in list.items() {
                 let b = item.as_bytes().ok_or(KrpcErrorKind::WrongType("values"))?;
-                // 18-byte IPv6 peers (BEP 32) may be mixed in: skipped, not an error.
-                if let Some(addr) = compact_addr(b) {
+                // 6-byte IPv4 and 18-byte IPv6 peers (BEP 32) may be mixed; an item of any
+                // other length is skipped, not an error: the rest of the answer is good.
+                if let Some(addr) = parse_compact_peer(b) {
                     out.push(addr);
                 }
             }
@@ -505,6 +665,7 @@ fn decode_response(dict: &Dict<'_>) -> Result<Response> {
     Ok(Response {
         id,
         nodes,
+        nodes6,
         values,
         token,
     })

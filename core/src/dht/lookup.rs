@@ -13,7 +13,7 @@
 //! [`MAX_PEERS`] distinct peers reported.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::krpc::Response;
@@ -112,7 +112,7 @@ pub struct Lookup {
     /// Keyed by distance to the target.
     candidates: BTreeMap<NodeId, Candidate>,
     seeds: Vec<(SocketAddr, State)>,
-    peers: BTreeSet<SocketAddrV4>,
+    peers: BTreeSet<SocketAddr>,
     in_flight: usize,
     stats: LookupStats,
 }
@@ -301,7 +301,7 @@ impl Lookup {
         expected: Option<NodeId>,
         own: NodeId,
         response: &Response,
-    ) -> Vec<SocketAddrV4> {
+    ) -> Vec<SocketAddr> {
         let responded = State::Responded {
             token: response.token.clone(),
         };
@@ -352,10 +352,26 @@ impl Lookup {
         };
         self.stats.responses += 1;
         self.stats.hops = self.stats.hops.max(depth);
-        for n in &response.nodes {
-            let addr = SocketAddr::V4(n.addr);
-            if n.id != own && n.addr.port() != 0 && !n.addr.ip().is_unspecified() {
-                self.add_candidate(n.id, addr, depth.saturating_add(1));
+        // Only nodes of the family of the address asked become candidates: a lookup runs
+        // in one family's DHT (BEP 32 keeps one table per family), and an answer may carry
+        // both `nodes` and `nodes6`.
+        let v4 = response
+            .nodes
+            .iter()
+            .map(|n| (n.id, SocketAddr::V4(n.addr)));
+        let v6 = response
+            .nodes6
+            .iter()
+            .map(|n| (n.id, SocketAddr::V6(n.addr)));
+        // An IPv4-mapped address in `nodes6` is an IPv4 node: not one for an IPv6 lookup.
+        let same_family: Vec<(NodeId, SocketAddr)> = if to.is_ipv4() {
+            v4.collect()
+        } else {
+            v6.filter(|(_, a)| super::canonical(*a).is_ipv6()).collect()
+        };
+        for (id, addr) in same_family {
+            if id != own && addr.port() != 0 && !addr.ip().is_unspecified() {
+                self.add_candidate(id, addr, depth.saturating_add(1));
             }
         }
         self.take_peers(&response.values)
@@ -363,7 +379,7 @@ impl Lookup {
 
     /// Records peers found (in an answer, or in our own store); returns those not seen
     /// before by this lookup. Nothing for a `find_node` lookup.
-    pub fn take_peers(&mut self, values: &[SocketAddrV4]) -> Vec<SocketAddrV4> {
+    pub fn take_peers(&mut self, values: &[SocketAddr]) -> Vec<SocketAddr> {
         let mut fresh = Vec::new();
         if self.wants_peers() {
             for v in values {

@@ -34,8 +34,16 @@
 //! - **Spurious calls are harmless**: an early `handle_timeout`, a late or duplicate
 //!   answer, an answer to a finished lookup.
 //!
-//! IPv4 only: BEP 32 (IPv6) is not implemented. Datagrams from IPv6 sources are counted
-//! and dropped, and IPv6 addresses are never produced.
+//! IPv6 (BEP 32): a node speaks one address family, [`DhtConfig::family`]. BEP 32 keeps
+//! a separate routing table per family, so a client running the DHT over both runs two
+//! `Dht`s (the session does: `session/dht.rs`). A node only talks to addresses of its
+//! family (datagrams from the other are counted in [`DhtStats::wrong_family`] and
+//! dropped; IPv4-mapped IPv6 sources `::ffff:a.b.c.d` count as IPv4, see [`canonical`]),
+//! answers with `nodes` (IPv4) or `nodes6` (IPv6), and an IPv6 node asks with
+//! `want: ["n6"]`. A query wanting the other family too (`want: ["n4", "n6"]`) is answered
+//! with the other node's nodes as well when the caller passes it
+//! ([`Dht::handle_packet_with`]). An IPv4 node with no IPv6 sibling behaves, byte for
+//! byte, as before BEP 32: it sends no `want` and no `nodes6`.
 
 pub mod krpc;
 pub mod lookup;
@@ -56,7 +64,7 @@ use bytes::Bytes;
 
 use crate::info_hash::InfoHash;
 use crate::time::Instant;
-use krpc::{Body, CompactNode, ErrorMessage, Message, Query, Response};
+use krpc::{Body, CompactNode, CompactNode6, ErrorMessage, Message, Query, Response, Want};
 use lookup::{Lookup, Next};
 pub use lookup::{LookupId, LookupKind, LookupStats};
 pub use node_id::NodeId;
@@ -81,6 +89,78 @@ const MAINTENANCE: Duration = Duration::from_secs(5);
 /// Bucket refreshes started per housekeeping round, so a long sleep does not start 160
 /// lookups at once.
 const REFRESHES_PER_ROUND: usize = 2;
+
+/// An IP address family: which half of the DHT a [`Dht`] node is (BEP 32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    /// IPv4: compact nodes in `nodes`, 6-byte peers.
+    #[default]
+    V4,
+    /// IPv6: compact nodes in `nodes6`, 18-byte peers.
+    V6,
+}
+
+impl Family {
+    /// The family of `addr` (an IPv4-mapped IPv6 address is IPv6 here: [`canonical`] it
+    /// first).
+    pub fn of(addr: &SocketAddr) -> Family {
+        match addr {
+            SocketAddr::V4(_) => Family::V4,
+            SocketAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// The address families a client runs DHT nodes for (the session's
+/// `SessionConfig::dht_families`). Neither set means IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DhtFamilies {
+    /// Run an IPv4 node.
+    pub v4: bool,
+    /// Run an IPv6 node (BEP 32).
+    pub v6: bool,
+}
+
+impl Default for DhtFamilies {
+    /// IPv4 only, as before BEP 32.
+    fn default() -> Self {
+        DhtFamilies {
+            v4: true,
+            v6: false,
+        }
+    }
+}
+
+impl DhtFamilies {
+    /// The families a UDP socket bound to `addr` can send to: its own; both for the
+    /// IPv6 wildcard `[::]`, which is dual-stack (IPv4 peers appear as `::ffff:a.b.c.d`)
+    /// unless the system sets `IPV6_V6ONLY` by default — then IPv4 sends fail, which the
+    /// DHT survives as timeouts.
+    pub fn of_socket(addr: &SocketAddr) -> DhtFamilies {
+        match addr {
+            SocketAddr::V4(_) => DhtFamilies {
+                v4: true,
+                v6: false,
+            },
+            SocketAddr::V6(a) => DhtFamilies {
+                v4: a.ip().is_unspecified(),
+                v6: true,
+            },
+        }
+    }
+}
+
+/// `addr` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, what a dual-stack socket
+/// reports for IPv4 senders) turned into the IPv4 address it is; others unchanged.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), a.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
 
 /// Limits and timings of a [`Dht`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,8 +189,11 @@ pub struct DhtConfig {
     /// quota on new info-hashes per address (20 per 30 min).
     pub peer_store: PeerStoreLimits,
     /// The most peers in one `get_peers` answer (default 50: 50 × 8 bytes keeps the answer
-    /// well inside one datagram).
+    /// well inside one datagram; 50 × 20 for IPv6 peers still fits in 1,280 bytes, the
+    /// IPv6 minimum MTU).
     pub max_values: usize,
+    /// The address family this node speaks (default IPv4). See the module docs.
+    pub family: Family,
 }
 
 impl Default for DhtConfig {
@@ -136,6 +219,7 @@ impl Default for DhtConfig {
                 quota: Some(peer_store::SwarmQuota::default()),
             },
             max_values: 50,
+            family: Family::V4,
         }
     }
 }
@@ -156,7 +240,7 @@ pub enum DhtError {
 pub enum DhtAction {
     /// Send this datagram.
     Send {
-        /// The destination (always IPv4).
+        /// The destination (always of the node's [`DhtConfig::family`]).
         to: SocketAddr,
         /// The datagram.
         bytes: Bytes,
@@ -213,8 +297,9 @@ pub struct DhtStats {
     pub malformed: u64,
     /// Responses and errors matching no outstanding query (late, unsolicited, spoofed).
     pub unmatched: u64,
-    /// Datagrams from IPv6 sources (unsupported).
-    pub ipv6_dropped: u64,
+    /// Datagrams from a source of the other address family (dropped: the other family's
+    /// node, if any, takes those).
+    pub wrong_family: u64,
     /// Our queries that timed out.
     pub timeouts: u64,
     /// `announce_peer` queries refused for a bad token.
@@ -333,10 +418,37 @@ impl Dht {
         self.last_now = self.last_now.max(now);
     }
 
-    /// Pings `addr`; if it answers, it enters the routing table. IPv6 addresses are ignored.
+    /// The address family this node speaks.
+    pub fn family(&self) -> Family {
+        self.config.family
+    }
+
+    /// Whether `addr` can be a node's address for this node: a real address and port of
+    /// its family (IPv4-mapped IPv6 addresses are taken as IPv4).
+    pub fn accepts(&self, addr: &SocketAddr) -> bool {
+        let addr = canonical(*addr);
+        Family::of(&addr) == self.config.family && usable(&addr)
+    }
+
+    /// The `want` of our `find_node`/`get_peers` queries: none for IPv4 (the default, as
+    /// before BEP 32), `n6` for IPv6 — an answer over IPv6 without `want` may otherwise
+    /// carry IPv4 nodes only, from nodes that see IPv6 as the exception.
+    fn own_want(&self) -> Want {
+        match self.config.family {
+            Family::V4 => Want::default(),
+            Family::V6 => Want {
+                n4: false,
+                n6: true,
+            },
+        }
+    }
+
+    /// Pings `addr`; if it answers, it enters the routing table. Addresses of the other
+    /// family are ignored.
     pub fn add_node(&mut self, addr: SocketAddr, now: Instant) {
         self.tick(now);
-        if usable(&addr) && !self.has_outstanding_to(addr) {
+        let addr = canonical(addr);
+        if self.accepts(&addr) && !self.has_outstanding_to(addr) {
             let q = Query::Ping { id: self.id };
             self.send_query(addr, None, q, Purpose::Ping, now);
         }
@@ -346,7 +458,11 @@ impl Dht {
     /// nodes already in the table). Its end is reported like any lookup's.
     pub fn bootstrap(&mut self, addrs: &[SocketAddr], now: Instant) -> Result<LookupId, DhtError> {
         self.tick(now);
-        let seeds: Vec<SocketAddr> = addrs.iter().copied().filter(usable).collect();
+        let seeds: Vec<SocketAddr> = addrs
+            .iter()
+            .map(|a| canonical(*a))
+            .filter(|a| self.accepts(a))
+            .collect();
         self.start_lookup(self.id, LookupKind::FindNode, &seeds, false, now)
     }
 
@@ -410,7 +526,7 @@ impl Dht {
             self.out.push_back(DhtAction::Peers {
                 lookup: id,
                 info_hash: target.into(),
-                peers: fresh.into_iter().map(SocketAddr::V4).collect(),
+                peers: fresh,
             });
         }
         self.lookups.insert(id, lookup);
@@ -420,11 +536,25 @@ impl Dht {
 
     /// Takes one datagram from `from`.
     pub fn handle_packet(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        self.handle_packet_with(from, bytes, now, None);
+    }
+
+    /// Takes one datagram from `from`, with the node of the other address family, if the
+    /// caller runs one: a query whose `want` names that family (BEP 32) is answered with
+    /// its closest nodes too (`nodes6` from an IPv4 node, `nodes` from an IPv6 one).
+    pub fn handle_packet_with(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+        other: Option<&Dht>,
+    ) {
         self.tick(now);
         self.stats.packets_in += 1;
         self.stats.bytes_in += bytes.len() as u64;
-        if !from.is_ipv4() {
-            self.stats.ipv6_dropped += 1;
+        let from = canonical(from);
+        if Family::of(&from) != self.config.family {
+            self.stats.wrong_family += 1;
             return;
         }
         if bytes.len() > self.config.max_packet {
@@ -458,7 +588,9 @@ impl Dht {
                     self.stats.rate_limited += 1;
                     return;
                 }
-                self.answer(from, transaction, q, now);
+                // The sibling is only consulted for the other family; itself never.
+                let other = other.filter(|o| o.config.family != self.config.family);
+                self.answer(from, transaction, q, now, other);
             }
             Ok(Message {
                 transaction,
@@ -546,15 +678,18 @@ impl Dht {
                     Next::Node(node, addr) => (addr, Some(node)),
                     Next::Seed(addr) => (addr, None),
                 };
+                let want = self.own_want();
                 let q = if peers {
                     Query::GetPeers {
                         id: self.id,
                         info_hash: target,
+                        want,
                     }
                 } else {
                     Query::FindNode {
                         id: self.id,
                         target,
+                        want,
                     }
                 };
                 if !self.send_query(addr, node, q, Purpose::Lookup(id), now) {
@@ -671,21 +806,72 @@ impl Dht {
         self.send(to, &msg);
     }
 
-    /// The `K` closest nodes to `target` in compact form, leaving out the asker.
-    fn compact_closest(&self, target: &NodeId, asker: &NodeId, now: Instant) -> Vec<CompactNode> {
-        self.routing
-            .closest(target, K + 1, now)
-            .into_iter()
-            .filter(|(id, _)| id != asker)
-            .filter_map(|(id, addr)| match addr {
-                SocketAddr::V4(addr) => Some(CompactNode { id, addr }),
-                SocketAddr::V6(_) => None,
-            })
-            .take(K)
-            .collect()
+    /// The `K` closest nodes to `target` in compact form, leaving out the asker: IPv4
+    /// nodes (`nodes`) and IPv6 nodes (`nodes6`). The table holds only nodes of this node's
+    /// family, so one of the two lists is always empty.
+    fn compact_closest(
+        &self,
+        target: &NodeId,
+        asker: &NodeId,
+        now: Instant,
+    ) -> (Vec<CompactNode>, Vec<CompactNode6>) {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        let closest = self.routing.closest(target, K + 1, now);
+        for (id, addr) in closest.into_iter().filter(|(id, _)| id != asker).take(K) {
+            match addr {
+                SocketAddr::V4(addr) => v4.push(CompactNode { id, addr }),
+                SocketAddr::V6(addr) => v6.push(CompactNode6 { id, addr }),
+            }
+        }
+        (v4, v6)
     }
 
-    fn answer(&mut self, from: SocketAddr, transaction: Vec<u8>, q: Query, now: Instant) {
+    /// The nodes answering a `find_node`/`get_peers` for `target` (BEP 32): without a
+    /// `want`, those of the family the query came over (ours); with one, ours if wanted
+    /// and the other family's from `other` if wanted and given.
+    fn answer_nodes(
+        &self,
+        target: &NodeId,
+        asker: &NodeId,
+        want: Want,
+        other: Option<&Dht>,
+        now: Instant,
+    ) -> (Vec<CompactNode>, Vec<CompactNode6>) {
+        let (want4, want6) = if want.is_empty() {
+            (
+                self.config.family == Family::V4,
+                self.config.family == Family::V6,
+            )
+        } else {
+            (want.n4, want.n6)
+        };
+        let (own4, own6) = self.compact_closest(target, asker, now);
+        let (other4, other6) = other.map_or((Vec::new(), Vec::new()), |o| {
+            o.compact_closest(target, asker, now)
+        });
+        // Exactly one of `own4`/`own6` and one of `other4`/`other6` can be non-empty.
+        let nodes = if want4 {
+            [own4, other4].concat()
+        } else {
+            Vec::new()
+        };
+        let nodes6 = if want6 {
+            [own6, other6].concat()
+        } else {
+            Vec::new()
+        };
+        (nodes, nodes6)
+    }
+
+    fn answer(
+        &mut self,
+        from: SocketAddr,
+        transaction: Vec<u8>,
+        q: Query,
+        now: Instant,
+        other: Option<&Dht>,
+    ) {
         let asker = q.id();
         if asker != self.id {
             let known = self.routing.queried_by(asker, from, now);
@@ -696,29 +882,33 @@ impl Dht {
                 self.send_query(from, Some(asker), ping, Purpose::Ping, now);
             }
         }
-        let SocketAddr::V4(from_v4) = from else {
-            return;
-        };
         let response = match q {
             Query::Ping { .. } => Response::id_only(self.id),
-            Query::FindNode { target, .. } => Response {
-                nodes: self.compact_closest(&target, &asker, now),
-                ..Response::id_only(self.id)
-            },
-            Query::GetPeers { info_hash, .. } => {
+            Query::FindNode { target, want, .. } => {
+                let (nodes, nodes6) = self.answer_nodes(&target, &asker, want, other, now);
+                Response {
+                    nodes,
+                    nodes6,
+                    ..Response::id_only(self.id)
+                }
+            }
+            Query::GetPeers {
+                info_hash, want, ..
+            } => {
                 self.tokens.maybe_rotate(&mut self.rng, now);
                 let token = self.tokens.token(from.ip()).to_vec();
                 let values =
                     self.store
                         .peers(&info_hash, self.config.max_values, &mut self.rng, now);
-                let nodes = if values.is_empty() {
-                    self.compact_closest(&info_hash, &asker, now)
+                let (nodes, nodes6) = if values.is_empty() {
+                    self.answer_nodes(&info_hash, &asker, want, other, now)
                 } else {
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 };
                 Response {
                     id: self.id,
                     nodes,
+                    nodes6,
                     values,
                     token: Some(token),
                 }
@@ -737,7 +927,8 @@ impl Dht {
                     return;
                 }
                 let port = if implied_port { from.port() } else { port };
-                let peer = std::net::SocketAddrV4::new(*from_v4.ip(), port);
+                // `from` is of this node's family (checked on arrival), so is the peer.
+                let peer = SocketAddr::new(from.ip(), port);
                 if let Err(e) = self.store.announce(info_hash, peer, now) {
                     let text = e.to_string();
                     self.send_error(from, transaction, krpc::ERROR_SERVER, text.as_bytes());
@@ -793,7 +984,7 @@ impl Dht {
                 self.out.push_back(DhtAction::Peers {
                     lookup: l,
                     info_hash: lookup.target.into(),
-                    peers: fresh.into_iter().map(SocketAddr::V4).collect(),
+                    peers: fresh,
                 });
             }
         }
@@ -814,11 +1005,11 @@ impl Dht {
     }
 }
 
-/// Whether we can talk to `addr`: IPv4, a real address, a non-zero port.
-/// Whether `addr` can be a node's address: a family this node speaks, a real port and IP.
-pub(crate) fn usable(addr: &SocketAddr) -> bool {
+/// Whether `addr` can be a node's address in its family: a real unicast IP and a
+/// non-zero port. (Which family a node speaks is [`Dht::accepts`].)
+pub fn usable(addr: &SocketAddr) -> bool {
     match addr {
         SocketAddr::V4(a) => a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_broadcast(),
-        SocketAddr::V6(_) => false,
+        SocketAddr::V6(a) => a.port() != 0 && !a.ip().is_unspecified() && !a.ip().is_multicast(),
     }
 }

@@ -12,7 +12,7 @@
 //! by [`PeerStore::expire`] and never returned.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::node_id::NodeId;
@@ -46,7 +46,7 @@ pub struct PeerStoreLimits {
 pub struct PeerStore {
     limits: PeerStoreLimits,
     /// Each swarm maps a peer to its expiry time; a swarm is never left empty.
-    swarms: BTreeMap<NodeId, BTreeMap<SocketAddrV4, Instant>>,
+    swarms: BTreeMap<NodeId, BTreeMap<SocketAddr, Instant>>,
     total: usize,
     /// Recent creations of info-hashes per address, for the quota.
     creations: CreationLog,
@@ -69,7 +69,7 @@ impl PeerStore {
     pub fn announce(
         &mut self,
         info_hash: NodeId,
-        peer: SocketAddrV4,
+        peer: SocketAddr,
         now: Instant,
     ) -> Result<(), StoreError> {
         if self.limits.max_per_hash == 0 || self.limits.max_hashes == 0 {
@@ -77,7 +77,7 @@ impl PeerStore {
         }
         let creating = !self.swarms.contains_key(&info_hash);
         if creating {
-            let source = IpAddr::V4(*peer.ip());
+            let source = peer.ip();
             if let Some(quota) = self.limits.quota {
                 if !self.creations.allows(quota, source, now) {
                     return Err(StoreError::QuotaExceeded);
@@ -142,11 +142,11 @@ impl PeerStore {
         max: usize,
         rng: &mut fastrand::Rng,
         now: Instant,
-    ) -> Vec<SocketAddrV4> {
+    ) -> Vec<SocketAddr> {
         let Some(swarm) = self.swarms.get(info_hash) else {
             return Vec::new();
         };
-        let mut live: Vec<SocketAddrV4> = swarm
+        let mut live: Vec<SocketAddr> = swarm
             .iter()
             .filter(|(_, exp)| **exp > now)
             .map(|(addr, _)| *addr)

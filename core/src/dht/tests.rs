@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::krpc::{
     Body, CompactNode, ERROR_METHOD_UNKNOWN, ERROR_PROTOCOL, ErrorMessage, KrpcErrorKind, Message,
-    Query, Response,
+    Query, Response, Want,
 };
 use super::peer_store::{PeerStore, PeerStoreLimits, StoreError};
 use super::rate_limit::{RateLimit, RateLimiter};
@@ -20,13 +20,17 @@ fn id(b: u8) -> NodeId {
     NodeId([b; 20])
 }
 
-fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddrV4 {
+fn v4a(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), port)
+}
+
+fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
+    SocketAddr::V4(v4a(a, b, c, d, port))
 }
 
 fn addr(n: u32) -> SocketAddr {
     let [a, b, c, d] = (0x0a00_0000u32 + n + 1).to_be_bytes();
-    SocketAddr::V4(v4(a, b, c, d, 6881))
+    v4(a, b, c, d, 6881)
 }
 
 fn roundtrip(m: &Message) {
@@ -46,10 +50,12 @@ fn every_message_kind_round_trips() {
         Query::FindNode {
             id: id(1),
             target: id(2),
+            want: Want::default(),
         },
         Query::GetPeers {
             id: id(1),
             info_hash: id(3),
+            want: Want::default(),
         },
         Query::AnnouncePeer {
             id: id(1),
@@ -77,13 +83,14 @@ fn every_message_kind_round_trips() {
         nodes: vec![
             CompactNode {
                 id: id(4),
-                addr: v4(1, 2, 3, 4, 5),
+                addr: v4a(1, 2, 3, 4, 5),
             },
             CompactNode {
                 id: id(5),
-                addr: v4(255, 255, 255, 254, 65535),
+                addr: v4a(255, 255, 255, 254, 65535),
             },
         ],
+        nodes6: Vec::new(),
         values: vec![v4(9, 8, 7, 6, 1), v4(1, 1, 1, 1, 2)],
         token: Some(b"secret".to_vec()),
     };
@@ -137,8 +144,9 @@ fn hostile_inputs_are_errors_not_panics() {
             id: id(1),
             nodes: vec![CompactNode {
                 id: id(2),
-                addr: v4(1, 2, 3, 4, 5),
+                addr: v4a(1, 2, 3, 4, 5),
             }],
+            nodes6: Vec::new(),
             values: vec![v4(1, 2, 3, 4, 5)],
             token: Some(b"tk".to_vec()),
         }),
@@ -605,7 +613,7 @@ fn queries_are_answered_and_malformed_ones_get_error_203_or_204() {
     let s = d.stats();
     assert_eq!(s.malformed, before.malformed + 1);
     assert_eq!(s.unmatched, before.unmatched + 1);
-    assert_eq!(s.ipv6_dropped, 1);
+    assert_eq!(s.wrong_family, 1);
     assert_eq!(s.too_large, 1);
 }
 
@@ -622,6 +630,7 @@ fn a_flood_from_one_ip_is_dropped_while_another_ip_is_answered() {
         let q = Query::FindNode {
             id: id(7),
             target: id(8),
+            want: Want::default(),
         };
         d.handle_packet(flooder, &query(&t, q), t0);
         answered += replies_to(&drain(&mut d), flooder).len();
@@ -655,6 +664,7 @@ fn announce_needs_our_token_and_then_get_peers_returns_the_peer() {
         Query::GetPeers {
             id: id(7),
             info_hash: ih,
+            want: Want::default(),
         },
     );
     d.handle_packet(peer, &gp, t0);
@@ -718,7 +728,10 @@ fn announce_needs_our_token_and_then_get_peers_returns_the_peer() {
             values.sort();
             assert_eq!(
                 values,
-                vec![v4(10, 0, 0, 6, 6881), SocketAddrV4::new(*p4.ip(), 7000)]
+                vec![
+                    v4(10, 0, 0, 6, 6881),
+                    SocketAddr::V4(SocketAddrV4::new(*p4.ip(), 7000))
+                ]
             );
         }
         other => panic!("{other:?}"),
@@ -766,7 +779,7 @@ fn bootstrap_lookup_follows_answers_and_counts_timeouts() {
     let nodes: Vec<CompactNode> = (0..3)
         .map(|i| CompactNode {
             id: own.random_with_prefix(20 + i, true, &mut rng),
-            addr: v4(10, 1, 0, i as u8 + 1, 6881),
+            addr: v4a(10, 1, 0, i as u8 + 1, 6881),
         })
         .collect();
     let answer = Message {
@@ -905,4 +918,346 @@ fn exchange(a: &mut Dht, a_addr: SocketAddr, b: &mut Dht, b_addr: SocketAddr, t:
             return;
         }
     }
+}
+
+// ---------------------------------------------------------------- BEP 32 (IPv6)
+
+fn v6(last: u16, port: u16) -> SocketAddr {
+    SocketAddr::new(
+        std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last).into(),
+        port,
+    )
+}
+
+fn v6a(last: u16, port: u16) -> std::net::SocketAddrV6 {
+    match v6(last, port) {
+        SocketAddr::V6(a) => a,
+        SocketAddr::V4(_) => unreachable!("built as IPv6"),
+    }
+}
+
+fn config6() -> DhtConfig {
+    DhtConfig {
+        family: Family::V6,
+        ..DhtConfig::default()
+    }
+}
+
+#[test]
+fn nodes6_values6_and_want_round_trip() {
+    for want in [
+        Want {
+            n4: true,
+            n6: false,
+        },
+        Want {
+            n4: false,
+            n6: true,
+        },
+        Want { n4: true, n6: true },
+    ] {
+        for q in [
+            Query::FindNode {
+                id: id(1),
+                target: id(2),
+                want,
+            },
+            Query::GetPeers {
+                id: id(1),
+                info_hash: id(3),
+                want,
+            },
+        ] {
+            roundtrip(&Message {
+                transaction: b"w1".to_vec(),
+                body: Body::Query(q),
+            });
+        }
+    }
+    let r = Response {
+        id: id(9),
+        nodes: vec![CompactNode {
+            id: id(4),
+            addr: v4a(1, 2, 3, 4, 5),
+        }],
+        nodes6: vec![
+            krpc::CompactNode6 {
+                id: id(5),
+                addr: v6a(1, 6881),
+            },
+            krpc::CompactNode6 {
+                id: id(6),
+                addr: v6a(0xffff, 65535),
+            },
+        ],
+        values: vec![v6(7, 7000), v4(9, 8, 7, 6, 1), v6(8, 1)],
+        token: Some(b"tk".to_vec()),
+    };
+    let m = Message {
+        transaction: vec![1, 2],
+        body: Body::Response(r),
+    };
+    roundtrip(&m);
+    let bytes = m.encode();
+    // 2 × 38 bytes of nodes6; an 18-byte value each for the IPv6 peers.
+    assert!(bytes.windows(11).any(|w| w == b"6:nodes676:"));
+    assert!(bytes.windows(4).any(|w| w == b"18:\x20"));
+    // The wire form of `want` is BEP 32's list of strings.
+    let q = query(
+        b"w2",
+        Query::FindNode {
+            id: id(1),
+            target: id(2),
+            want: Want { n4: true, n6: true },
+        },
+    );
+    assert!(
+        q.windows(19).any(|w| w == b"4:wantl2:n42:n6ee1:"),
+        "{}",
+        String::from_utf8_lossy(&q)
+    );
+}
+
+#[test]
+fn ipv4_messages_stay_as_before_bep32() {
+    // No `want` key when nothing is wanted: the BEP 5 get_peers example re-encodes to
+    // itself (checked above), and an IPv4 node's own lookups send no `want`.
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 1, t0);
+    d.bootstrap(&[addr(1), v6(1, 6881)], t0).expect("bootstrap");
+    let sent = sends(&drain(&mut d));
+    assert_eq!(
+        sent.len(),
+        1,
+        "the IPv6 seed is not the IPv4 node's: {sent:?}"
+    );
+    assert_eq!(sent[0].0, addr(1));
+    match &sent[0].1.body {
+        Body::Query(Query::FindNode { want, .. }) => assert!(want.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    let raw = sent[0].1.encode();
+    assert!(!raw.windows(6).any(|w| w == b"4:want"));
+}
+
+#[test]
+fn malformed_bep32_fields_are_refused_or_skipped() {
+    let resp = |key: &[u8], len: usize| {
+        let mut b = b"d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa".to_vec();
+        b.extend_from_slice(format!("{}:", key.len()).as_bytes());
+        b.extend_from_slice(key);
+        b.extend_from_slice(format!("{len}:").as_bytes());
+        b.extend(std::iter::repeat_n(b'x', len));
+        b.extend_from_slice(b"e1:t2:aa1:y1:re");
+        Message::decode(&b, MAX)
+    };
+    for len in [1, 26, 37, 39, 75] {
+        assert_eq!(
+            resp(b"nodes6", len).map_err(|e| e.kind),
+            Err(KrpcErrorKind::BadLength { key: "nodes6", len }),
+            "nodes6 of {len} bytes"
+        );
+    }
+    for len in [0, 38, 76] {
+        let m = resp(b"nodes6", len).expect("a multiple of 38 decodes");
+        let Body::Response(r) = m.body else {
+            panic!("response")
+        };
+        assert_eq!(r.nodes6.len(), len / 38);
+    }
+    // Values of other lengths than 6 and 18 are skipped, the rest kept.
+    let b = b"d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa6:valuesl6:abcdef17:aaaaaaaaaaaaaaaaa18:bbbbbbbbbbbbbbbbbb19:ccccccccccccccccccce5:token1:xe1:t2:aa1:y1:re";
+    let Body::Response(r) = Message::decode(b, MAX).expect("decodes").body else {
+        panic!("response")
+    };
+    assert_eq!(r.values.len(), 2);
+    assert!(r.values[0].is_ipv4() && r.values[1].is_ipv6());
+    // A `want` that is no list is a protocol error answered with 203; unknown items and
+    // non-strings in the list are ignored.
+    let bad = b"d1:ad2:id20:aaaaaaaaaaaaaaaaaaaa6:target20:bbbbbbbbbbbbbbbbbbbb4:want2:n6e1:q9:find_node1:t2:aa1:y1:qe";
+    let e = Message::decode(bad, MAX).expect_err("want must be a list");
+    assert_eq!(e.kind, KrpcErrorKind::WrongType("want"));
+    assert_eq!(
+        (e.reply_to.as_deref(), e.code()),
+        (Some(&b"aa"[..]), ERROR_PROTOCOL)
+    );
+    let odd = b"d1:ad2:id20:aaaaaaaaaaaaaaaaaaaa6:target20:bbbbbbbbbbbbbbbbbbbb4:wantl2:n9i6eli1ee2:n6ee1:q9:find_node1:t2:aa1:y1:qe";
+    match Message::decode(odd, MAX).expect("decodes").body {
+        Body::Query(Query::FindNode { want, .. }) => {
+            assert_eq!(
+                want,
+                Want {
+                    n4: false,
+                    n6: true
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A v6 node `a` whose table holds `b` (another v6 node), after an exchange.
+fn v6_pair(t: &mut Instant) -> (Dht, SocketAddr, Dht, SocketAddr) {
+    let mut a = Dht::new(config6(), 1, *t);
+    let mut b = Dht::new(config6(), 2, *t);
+    let (a_addr, b_addr) = (v6(1, 6881), v6(2, 6881));
+    b.bootstrap(&[a_addr], *t).expect("bootstrap");
+    exchange(&mut a, a_addr, &mut b, b_addr, t);
+    assert_eq!(a.routing_table().len(), 1, "A knows B");
+    assert_eq!(b.routing_table().len(), 1, "B knows A");
+    (a, a_addr, b, b_addr)
+}
+
+#[test]
+fn an_ipv6_node_asks_with_want_n6_and_answers_with_nodes6() {
+    let mut t = Instant::from_secs(1);
+    let (mut a, _, b, b_addr) = v6_pair(&mut t);
+    // Its own queries say `want: ["n6"]`, and only go to IPv6 addresses.
+    a.find_node(id(0x33), t).expect("lookup");
+    for (to, m) in sends(&drain(&mut a)) {
+        assert!(to.is_ipv6());
+        if let Body::Query(Query::FindNode { want, .. }) = m.body {
+            assert_eq!(
+                want,
+                Want {
+                    n4: false,
+                    n6: true
+                }
+            );
+        }
+    }
+    let asker = v6(3, 6881);
+    let ask = |a: &mut Dht, want: Want, t: Instant| {
+        let q = Query::FindNode {
+            id: id(0x77),
+            target: id(0x33),
+            want,
+        };
+        a.handle_packet(asker, &query(b"f6", q), t);
+        match &replies_to(&drain(a), asker)[..] {
+            [
+                Message {
+                    body: Body::Response(r),
+                    ..
+                },
+            ] => r.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let b_node = krpc::CompactNode6 {
+        id: b.node_id(),
+        addr: match b_addr {
+            SocketAddr::V6(x) => x,
+            SocketAddr::V4(_) => unreachable!(),
+        },
+    };
+    // want n6, and no want at all over IPv6: nodes6.
+    for want in [
+        Want {
+            n4: false,
+            n6: true,
+        },
+        Want::default(),
+    ] {
+        let r = ask(&mut a, want, t);
+        assert_eq!((r.nodes.clone(), r.nodes6.clone()), (vec![], vec![b_node]));
+    }
+    // want n4 alone, with no IPv4 sibling: nothing to give.
+    let r = ask(
+        &mut a,
+        Want {
+            n4: true,
+            n6: false,
+        },
+        t,
+    );
+    assert!(r.nodes.is_empty() && r.nodes6.is_empty());
+    // With an IPv4 sibling that knows an IPv4 node, want n4 + n6 gets both.
+    let mut s4 = Dht::new(DhtConfig::default(), 3, t);
+    let mut n4 = Dht::new(DhtConfig::default(), 4, t);
+    let (s4_addr, n4_addr) = (addr(1), addr(2));
+    n4.bootstrap(&[s4_addr], t).expect("bootstrap");
+    exchange(&mut s4, s4_addr, &mut n4, n4_addr, &mut t);
+    let q = Query::FindNode {
+        id: id(0x77),
+        target: id(0x33),
+        want: Want { n4: true, n6: true },
+    };
+    a.handle_packet_with(asker, &query(b"f7", q.clone()), t, Some(&s4));
+    let replies = replies_to(&drain(&mut a), asker);
+    let [
+        Message {
+            body: Body::Response(r),
+            ..
+        },
+    ] = &replies[..]
+    else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(r.nodes6, vec![b_node]);
+    assert_eq!(
+        r.nodes.iter().map(|n| n.id).collect::<Vec<_>>(),
+        vec![n4.node_id()]
+    );
+    // And the IPv4 side answers an IPv4 asker's `want n6` from the IPv6 sibling.
+    s4.handle_packet_with(addr(9), &query(b"f8", q), t, Some(&a));
+    let replies = replies_to(&drain(&mut s4), addr(9));
+    let [
+        Message {
+            body: Body::Response(r),
+            ..
+        },
+    ] = &replies[..]
+    else {
+        panic!("{replies:?}")
+    };
+    assert!(r.nodes6.contains(&b_node));
+    assert_eq!(r.nodes.len(), 1);
+}
+
+#[test]
+fn an_ipv6_node_stores_and_returns_18_byte_peers_and_drops_ipv4() {
+    let mut t = Instant::from_secs(1);
+    let (mut a, a_addr, mut b, b_addr) = v6_pair(&mut t);
+    let info_hash = crate::InfoHash([7; 20]);
+    b.announce(info_hash, Some(7000), t).expect("announce");
+    exchange(&mut a, a_addr, &mut b, b_addr, &mut t);
+    assert_eq!(a.stats().announces_stored, 1);
+    // A third v6 node asks A and gets B's IPv6 peer address.
+    let c_addr = v6(3, 6881);
+    let mut c = Dht::new(config6(), 3, t);
+    c.bootstrap(&[a_addr], t).expect("bootstrap");
+    exchange(&mut a, a_addr, &mut c, c_addr, &mut t);
+    c.get_peers(info_hash, t).expect("lookup");
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        let mut to_a = Vec::new();
+        while let Some(action) = c.poll_action() {
+            match action {
+                DhtAction::Peers { peers, .. } => found.extend(peers),
+                DhtAction::Send { to, bytes } if to == a_addr => to_a.push(bytes),
+                _ => {}
+            }
+        }
+        t += Duration::from_millis(10);
+        for p in to_a {
+            a.handle_packet(c_addr, &p, t);
+        }
+        while let Some(action) = a.poll_action() {
+            if let DhtAction::Send { to, bytes } = action {
+                if to == c_addr {
+                    c.handle_packet(a_addr, &bytes, t);
+                }
+            }
+        }
+    }
+    assert!(found.contains(&v6(2, 7000)), "{found:?}");
+    // IPv4 (and IPv4-mapped) datagrams are the other family's: counted, not answered.
+    let ping = query(b"p4", Query::Ping { id: id(7) });
+    let mapped: SocketAddr = "[::ffff:10.0.0.1]:6881".parse().expect("addr");
+    a.handle_packet(addr(1), &ping, t);
+    a.handle_packet(mapped, &ping, t);
+    assert!(sends(&drain(&mut a)).is_empty());
+    assert_eq!(a.stats().wrong_family, 2);
+    assert_eq!(canonical(mapped), addr(0));
 }

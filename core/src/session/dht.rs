@@ -1,6 +1,7 @@
-//! The session's side of the DHT (BEP 5): one [`Dht`] node for every torrent, when each
-//! torrent next looks itself up and announces, and the peers found handed to the torrent
-//! like a tracker's. The node itself — KRPC, routing table, lookups, tokens, peer store —
+//! The session's side of the DHT (BEP 5, BEP 32): one [`Dht`] node per address family the
+//! driver can send over ([`SessionConfig::dht_families`](crate::SessionConfig)) serving
+//! every torrent, when each torrent next looks itself up and announces, and the peers
+//! found handed to the torrent like a tracker's. The node itself — KRPC, routing table, lookups, tokens, peer store —
 //! is [`crate::dht`]; the driver only moves datagrams ([`Action::SendDatagram`],
 //! [`Session::handle_datagram`]) and keeps the node list between runs
 //! ([`Session::dht_nodes`], [`Session::dht_bootstrap`]).
@@ -18,6 +19,14 @@
 //! - otherwise every [`REANNOUNCE`], well inside the 30 minutes a DHT node keeps an
 //!   announced peer.
 //!
+//! IPv6 (BEP 32): each family's node keeps its own routing table. A datagram goes to the
+//! node of its sender's family (an IPv4-mapped IPv6 sender, as a dual-stack socket
+//! reports IPv4, counts as IPv4); each node answers a `want` for the other family with the
+//! other node's nodes too. A torrent's lookup runs in every family's node whose table
+//! holds a node (in all of them while none does), and counts as done — rescheduled, one
+//! [`Event::DhtLookupDone`] with the sums — when all of them are. Bootstrap and router
+//! addresses go to the node of their family.
+//!
 //! Every lookup is an announce (`get_peers`, then `announce_peer` to the closest nodes)
 //! when the session listens on a known port, a plain `get_peers` otherwise. Private
 //! torrents (BEP 27) never use the DHT.
@@ -32,7 +41,7 @@
 //! [`REBOOTSTRAP`] while the table stays empty.
 //!
 //! Invariant (the give-up rule relies on it, see `give_up.rs`): the DHT can find peers —
-//! [`SessionDht::can_find_peers`] — only while its routing table holds a node or a first
+//! [`SessionDht::can_find_peers`] — only while a routing table holds a node or a first
 //! join is under way (a name being resolved or a bootstrap lookup running; the retries
 //! after a failed join do not count until the table holds a node again). A node with no
 //! way in is no source, so a download with nothing else gives up instead of waiting
@@ -43,7 +52,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Action, DhtRouterFailure, Event, Session, TorrentId};
-use crate::dht::{Dht, DhtAction, DhtConfig, DhtStats, LookupId, LookupStats};
+use crate::dht::{
+    Dht, DhtAction, DhtConfig, DhtFamilies, DhtStats, Family, LookupId, LookupStats, canonical,
+};
 use crate::info_hash::InfoHash;
 use crate::time::Instant;
 
@@ -90,22 +101,30 @@ struct Schedule {
     next: Instant,
     /// The wait after the next fruitless lookup.
     retry: Duration,
-    running: Option<LookupId>,
+    /// The lookups running for it, one per family at most; the schedule waits for all.
+    running: Vec<(Family, LookupId)>,
+    /// The counters of this round's lookups that already finished, summed.
+    so_far: LookupStats,
 }
 
 /// The node and the per-torrent schedules.
 #[derive(Debug)]
 pub(super) struct SessionDht {
-    dht: Dht,
+    /// The IPv4 node, when the driver sends over IPv4.
+    v4: Option<Dht>,
+    /// The IPv6 node (BEP 32), when the driver sends over IPv6. Invariant: at least one of
+    /// `v4`/`v6` is set, each with the [`DhtConfig::family`] of its name.
+    v6: Option<Dht>,
     schedules: BTreeMap<InfoHash, Schedule>,
-    /// Which torrent a running lookup is for.
-    lookups: BTreeMap<LookupId, InfoHash>,
+    /// Which torrent a running lookup is for (lookup ids are per node, hence the family).
+    lookups: BTreeMap<(Family, LookupId), InfoHash>,
     /// Nodes to bootstrap from again when the routing table runs empty.
     bootstrap_nodes: Vec<SocketAddr>,
     last_bootstrap: Option<Instant>,
-    /// The bootstrap lookup while it runs: torrents wait for it, since a lookup through a
-    /// table that holds only the first few nodes ends at the wrong "closest" nodes.
-    joining: Option<LookupId>,
+    /// Each family's bootstrap lookup while it runs: torrents wait for them, since a
+    /// lookup through a table that holds only the first few nodes ends at the wrong
+    /// "closest" nodes.
+    joining: BTreeMap<Family, LookupId>,
     /// Routers named by host, in the order given.
     routers: Vec<Router>,
     /// Whether the failure of the current join was reported (reset when the table fills
@@ -120,14 +139,24 @@ pub(super) struct SessionDht {
 }
 
 impl SessionDht {
-    pub(super) fn new(config: DhtConfig, seed: u64, now: Instant) -> Self {
+    /// Nodes for `families` (IPv4 alone when neither is set). Both are seeded with `seed`:
+    /// an IPv4-only session is what it was before BEP 32, and the two nodes share one node
+    /// id, as BEP 32 recommends (their token secrets match too, which is harmless: a token
+    /// is bound to the asker's IP, and each node checks only its own family's askers).
+    pub(super) fn new(config: DhtConfig, families: DhtFamilies, seed: u64, now: Instant) -> Self {
+        let with = |family| DhtConfig {
+            family,
+            ..config.clone()
+        };
+        let v4_wanted = families.v4 || !families.v6;
         SessionDht {
-            dht: Dht::new(config, seed, now),
+            v4: v4_wanted.then(|| Dht::new(with(Family::V4), seed, now)),
+            v6: families.v6.then(|| Dht::new(with(Family::V6), seed, now)),
             schedules: BTreeMap::new(),
             lookups: BTreeMap::new(),
             bootstrap_nodes: Vec::new(),
             last_bootstrap: None,
-            joining: None,
+            joining: BTreeMap::new(),
             routers: Vec::new(),
             join_failure_reported: false,
             resolves: Vec::new(),
@@ -135,11 +164,43 @@ impl SessionDht {
         }
     }
 
+    /// The nodes, IPv4 first.
+    fn nodes(&self) -> impl Iterator<Item = &Dht> {
+        self.v4.iter().chain(self.v6.iter())
+    }
+
+    /// The node of `family`, if run.
+    fn node_mut(&mut self, family: Family) -> Option<&mut Dht> {
+        match family {
+            Family::V4 => self.v4.as_mut(),
+            Family::V6 => self.v6.as_mut(),
+        }
+    }
+
+    /// The families run, IPv4 first.
+    fn families(&self) -> Vec<Family> {
+        self.nodes().map(Dht::family).collect()
+    }
+
+    /// Whether every node's routing table is empty.
+    fn all_empty(&self) -> bool {
+        self.nodes().all(|n| n.routing_table().is_empty())
+    }
+
+    /// Whether some node's routing table is empty.
+    fn any_empty(&self) -> bool {
+        self.nodes().any(|n| n.routing_table().is_empty())
+    }
+
+    /// Whether some node can use `addr` (a real address of its family).
+    fn accepts(&self, addr: &SocketAddr) -> bool {
+        self.nodes().any(|n| n.accepts(addr))
+    }
+
     /// Whether this node may find peers: it knows a node, or a join is under way (see the
     /// module's invariant).
     pub(super) fn can_find_peers(&self) -> bool {
-        !self.dht.routing_table().is_empty()
-            || !self.failed_join && (self.joining.is_some() || self.resolving())
+        !self.all_empty() || !self.failed_join && (!self.joining.is_empty() || self.resolving())
     }
 
     /// Whether a router's name is being resolved.
@@ -163,7 +224,7 @@ impl SessionDht {
         let due = self
             .schedules
             .values()
-            .filter(|s| s.running.is_none())
+            .filter(|s| s.running.is_empty())
             .map(|s| s.next)
             .min();
         let resolve_deadline = self
@@ -174,8 +235,9 @@ impl SessionDht {
                 _ => None,
             })
             .min();
-        [self.dht.poll_timeout(), due, resolve_deadline]
-            .into_iter()
+        self.nodes()
+            .map(Dht::poll_timeout)
+            .chain([due, resolve_deadline])
             .flatten()
             .min()
     }
@@ -185,11 +247,15 @@ impl SessionDht {
             torrent,
             next: now,
             retry: RETRY_MIN,
-            running: None,
+            running: Vec::new(),
+            so_far: LookupStats::default(),
         });
     }
 
-    fn bootstrap(&mut self, now: Instant) {
+    /// Joins through the bootstrap nodes (and resolves failed routers again), at most
+    /// every [`REBOOTSTRAP`]: every node with a bootstrap address of its family, or with
+    /// a table to start from, when `all`; else only the nodes whose table is empty.
+    fn bootstrap(&mut self, all: bool, now: Instant) {
         if (self.bootstrap_nodes.is_empty() && self.routers.is_empty())
             || self.last_bootstrap.is_some_and(|at| now - at < REBOOTSTRAP)
         {
@@ -206,8 +272,23 @@ impl SessionDht {
         if self.bootstrap_nodes.is_empty() {
             return;
         }
-        // A full lookup table only delays the bootstrap to the next due lookup.
-        self.joining = self.dht.bootstrap(&self.bootstrap_nodes, now).ok();
+        for family in self.families() {
+            let seeds = self.bootstrap_nodes.clone();
+            let Some(node) = self.node_mut(family) else {
+                continue;
+            };
+            let empty = node.routing_table().is_empty();
+            let way_in = seeds.iter().any(|a| node.accepts(a));
+            // A node with nothing to start from would only run an empty lookup.
+            if !(all || empty) || (empty && !way_in) {
+                continue;
+            }
+            // A full lookup table only delays the bootstrap to the next due lookup.
+            match node.bootstrap(&seeds, now) {
+                Ok(id) => self.joining.insert(family, id),
+                Err(_) => self.joining.remove(&family),
+            };
+        }
     }
 
     /// A router's name answered: its addresses join the bootstrap nodes and are tried at
@@ -220,18 +301,24 @@ impl SessionDht {
         result: &Result<Vec<SocketAddr>, crate::tracker::ResolveError>,
         now: Instant,
     ) -> bool {
+        // Addresses of a family this session runs a node for (computed before `r` borrows
+        // the router list).
+        let usable: Vec<SocketAddr> = match result {
+            Ok(addrs) => addrs
+                .iter()
+                .map(|a| canonical(*a))
+                .filter(|a| self.accepts(a))
+                .take(MAX_ROUTER_ADDRS)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         let Some(r) = self.routers.iter_mut().find(|r| {
             r.host == host && r.port == port && matches!(r.state, RouterState::Resolving { .. })
         }) else {
             return false;
         };
         let addrs: Vec<SocketAddr> = match result {
-            Ok(addrs) => addrs
-                .iter()
-                .copied()
-                .filter(crate::dht::usable)
-                .take(MAX_ROUTER_ADDRS)
-                .collect(),
+            Ok(_) => usable,
             Err(e) => {
                 r.state = RouterState::Failed(e.to_string());
                 return true;
@@ -247,8 +334,16 @@ impl SessionDht {
                 self.bootstrap_nodes.push(*a);
             }
         }
-        if let Ok(id) = self.dht.bootstrap(&addrs, now) {
-            self.joining = Some(id);
+        for family in self.families() {
+            let Some(node) = self.node_mut(family) else {
+                continue;
+            };
+            if !addrs.iter().any(|a| node.accepts(a)) {
+                continue;
+            }
+            if let Ok(id) = node.bootstrap(&addrs, now) {
+                self.joining.insert(family, id);
+            }
         }
         true
     }
@@ -268,12 +363,12 @@ impl SessionDht {
     /// The join's failure, once: the table is empty, no name is being resolved and no
     /// bootstrap lookup runs, yet there was a way in to try.
     fn join_failure(&mut self) -> Option<Event> {
-        if !self.dht.routing_table().is_empty() {
+        if !self.all_empty() {
             self.failed_join = false;
             return None;
         }
         if self.join_failure_reported
-            || self.joining.is_some()
+            || !self.joining.is_empty()
             || self.resolving()
             || (self.routers.is_empty() && self.bootstrap_nodes.is_empty())
         {
@@ -302,6 +397,29 @@ impl SessionDht {
 /// The most addresses of one router's name tried (a name may list dozens).
 const MAX_ROUTER_ADDRS: usize = 4;
 
+/// `a` plus `b`, counter by counter.
+fn add_stats(a: DhtStats, b: DhtStats) -> DhtStats {
+    DhtStats {
+        packets_in: a.packets_in + b.packets_in,
+        bytes_in: a.bytes_in + b.bytes_in,
+        packets_out: a.packets_out + b.packets_out,
+        bytes_out: a.bytes_out + b.bytes_out,
+        queries_in: a.queries_in + b.queries_in,
+        queries_out: a.queries_out + b.queries_out,
+        replies_out: a.replies_out + b.replies_out,
+        responses_in: a.responses_in + b.responses_in,
+        errors_in: a.errors_in + b.errors_in,
+        rate_limited: a.rate_limited + b.rate_limited,
+        too_large: a.too_large + b.too_large,
+        malformed: a.malformed + b.malformed,
+        unmatched: a.unmatched + b.unmatched,
+        wrong_family: a.wrong_family + b.wrong_family,
+        timeouts: a.timeouts + b.timeouts,
+        bad_tokens: a.bad_tokens + b.bad_tokens,
+        announces_stored: a.announces_stored + b.announces_stored,
+    }
+}
+
 impl Session {
     /// Whether this session runs a DHT node (`SessionConfig::dht` was set).
     pub fn dht_enabled(&self) -> bool {
@@ -322,7 +440,7 @@ impl Session {
         }
         d.last_bootstrap = None;
         d.failed_join = false;
-        d.bootstrap(now);
+        d.bootstrap(true, now);
         self.pump_dht(now);
     }
 
@@ -380,30 +498,65 @@ impl Session {
     /// (a BEP 15 response, starting with its 4-byte action 0..=3, from a tracker an
     /// announce talks to) goes to that announce; anything else (a DHT message is a
     /// bencoded dictionary, starting with `d`) to the DHT, ignored without one.
+    ///
+    /// An IPv4-mapped IPv6 sender (`::ffff:a.b.c.d`: what a dual-stack socket reports for
+    /// IPv4) is taken as the IPv4 address it is, for trackers and DHT alike; a DHT message
+    /// goes to the node of the sender's family (to the first node, which counts and drops
+    /// it, when that family is not run).
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        let from = canonical(from);
         if self.tracker_datagram(from, bytes, now) {
             return;
         }
         let Some(d) = self.dht.as_mut() else {
             return;
         };
-        d.dht.handle_packet(from, bytes, now);
+        // Disjoint fields: the receiving node, and its sibling for `want` of the other
+        // family.
+        let (own, other) = match Family::of(&from) {
+            Family::V4 => (d.v4.as_mut(), d.v6.as_ref()),
+            Family::V6 => (d.v6.as_mut(), d.v4.as_ref()),
+        };
+        match own {
+            Some(node) => node.handle_packet_with(from, bytes, now, other),
+            None => {
+                if let Some(node) = d.v4.as_mut().or(d.v6.as_mut()) {
+                    node.handle_packet(from, bytes, now);
+                }
+            }
+        }
         self.pump_dht(now);
     }
 
     /// The DHT nodes worth saving for the next run (good nodes of the routing table).
+    /// Both families' when both run, IPv4 first.
     pub fn dht_nodes(&self) -> Vec<SocketAddr> {
         self.dht
             .as_ref()
-            .map(|d| d.dht.nodes().into_iter().map(|(_, a)| a).collect())
+            .map(|d| {
+                d.nodes()
+                    .flat_map(|n| n.nodes().into_iter().map(|(_, a)| a))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// The DHT node's counters and table size (`None` without a DHT).
+    /// The DHT's counters and routing-table size, summed over its nodes (`None` without
+    /// a DHT).
     pub fn dht_stats(&self) -> Option<(DhtStats, usize)> {
-        self.dht
-            .as_ref()
-            .map(|d| (d.dht.stats(), d.dht.routing_table().len()))
+        let d = self.dht.as_ref()?;
+        Some(d.nodes().fold((DhtStats::default(), 0), |(s, len), n| {
+            (add_stats(s, n.stats()), len + n.routing_table().len())
+        }))
+    }
+
+    /// One family's DHT node: its counters and routing-table size (`None` without a DHT
+    /// or without a node of that family).
+    pub fn dht_family_stats(&self, family: Family) -> Option<(DhtStats, usize)> {
+        let d = self.dht.as_ref()?;
+        d.nodes()
+            .find(|n| n.family() == family)
+            .map(|n| (n.stats(), n.routing_table().len()))
     }
 
     /// Starts looking `torrent` up in the DHT (unless the DHT is off or the torrent is
@@ -426,7 +579,9 @@ impl Session {
     pub(super) fn dht_timeout(&mut self, now: Instant) {
         if let Some(d) = self.dht.as_mut() {
             d.expire_resolves(now);
-            d.dht.handle_timeout(now);
+            for node in d.v4.iter_mut().chain(d.v6.iter_mut()) {
+                node.handle_timeout(now);
+            }
         }
         self.pump_dht(now);
     }
@@ -437,16 +592,16 @@ impl Session {
         let Some(d) = self.dht.as_mut() else {
             return;
         };
-        if d.dht.routing_table().is_empty() {
-            d.bootstrap(now);
+        if d.any_empty() {
+            d.bootstrap(false, now);
         }
-        // While the bootstrap is out, a lookup would find nobody, or only the first nodes
+        // While a bootstrap is out, a lookup would find nobody, or only the first nodes
         // to answer: look again shortly (not at once: a past deadline would spin).
-        let joining = d.joining.is_some();
+        let joining = !d.joining.is_empty();
         let due: Vec<InfoHash> = d
             .schedules
             .iter()
-            .filter(|(_, s)| s.running.is_none() && s.next <= now)
+            .filter(|(_, s)| s.running.is_empty() && s.next <= now)
             .map(|(h, _)| *h)
             .collect();
         for info_hash in due {
@@ -466,35 +621,42 @@ impl Session {
                 d.schedules.remove(&info_hash);
                 continue;
             }
-            let started = if listen_port != 0 {
-                d.dht.announce(info_hash, Some(listen_port), now)
-            } else {
-                d.dht.get_peers(info_hash, now)
-            };
+            // Every family whose table knows a node; all while none does (the lookups then
+            // end at once, unanswered, and the torrent retries on the usual schedule).
+            let all = d.all_empty();
+            let mut started = Vec::new();
+            for node in d.v4.iter_mut().chain(d.v6.iter_mut()) {
+                if !all && node.routing_table().is_empty() {
+                    continue;
+                }
+                let result = if listen_port != 0 {
+                    node.announce(info_hash, Some(listen_port), now)
+                } else {
+                    node.get_peers(info_hash, now)
+                };
+                if let Ok(id) = result {
+                    started.push((node.family(), id));
+                }
+            }
             let Some(s) = d.schedules.get_mut(&info_hash) else {
                 continue;
             };
-            match started {
-                Ok(id) => {
-                    s.running = Some(id);
-                    d.lookups.insert(id, info_hash);
-                }
+            if started.is_empty() {
                 // Too many lookups at once: try again shortly.
-                Err(_) => s.next = now + RETRY_MIN,
+                s.next = now + RETRY_MIN;
+            }
+            for key in started {
+                s.running.push(key);
+                d.lookups.insert(key, info_hash);
             }
         }
-        while let Some(action) = self.dht.as_mut().and_then(|d| d.dht.poll_action()) {
-            match action {
-                DhtAction::Send { to, bytes } => self.out.push(Action::SendDatagram { to, bytes }),
-                DhtAction::Peers {
-                    info_hash, peers, ..
-                } => {
-                    if let Some(torrent) = self.by_hash.get(&info_hash).copied() {
-                        self.add_peers_from(torrent, super::PeerSource::Dht, &peers, now);
-                    }
-                }
-                DhtAction::LookupDone { id, stats, .. } => self.dht_lookup_done(id, stats, now),
-            }
+        for family in self
+            .dht
+            .as_ref()
+            .map(SessionDht::families)
+            .unwrap_or_default()
+        {
+            self.drain_dht(family, now);
         }
         let Some(d) = self.dht.as_mut() else {
             return;
@@ -507,20 +669,58 @@ impl Session {
         }
     }
 
-    fn dht_lookup_done(&mut self, id: LookupId, stats: LookupStats, now: Instant) {
+    /// Carries out what the node of `family` asked for.
+    fn drain_dht(&mut self, family: Family, now: Instant) {
+        while let Some(action) = self
+            .dht
+            .as_mut()
+            .and_then(|d| d.node_mut(family))
+            .and_then(Dht::poll_action)
+        {
+            match action {
+                DhtAction::Send { to, bytes } => self.out.push(Action::SendDatagram { to, bytes }),
+                DhtAction::Peers {
+                    info_hash, peers, ..
+                } => {
+                    if let Some(torrent) = self.by_hash.get(&info_hash).copied() {
+                        self.add_peers_from(torrent, super::PeerSource::Dht, &peers, now);
+                    }
+                }
+                DhtAction::LookupDone { id, stats, .. } => {
+                    self.dht_lookup_done(family, id, stats, now);
+                }
+            }
+        }
+    }
+
+    fn dht_lookup_done(&mut self, family: Family, id: LookupId, one: LookupStats, now: Instant) {
         let Some(d) = self.dht.as_mut() else {
             return;
         };
-        if d.joining == Some(id) {
-            d.joining = None;
+        if d.joining.get(&family) == Some(&id) {
+            d.joining.remove(&family);
         }
-        let Some(info_hash) = d.lookups.remove(&id) else {
+        let Some(info_hash) = d.lookups.remove(&(family, id)) else {
             return;
         };
         let Some(s) = d.schedules.get_mut(&info_hash) else {
             return;
         };
-        s.running = None;
+        s.running.retain(|k| *k != (family, id));
+        s.so_far = LookupStats {
+            queries: s.so_far.queries + one.queries,
+            responses: s.so_far.responses + one.responses,
+            failures: s.so_far.failures + one.failures,
+            hops: s.so_far.hops.max(one.hops),
+            peers: s.so_far.peers + one.peers,
+            announces: s.so_far.announces + one.announces,
+            elapsed: s.so_far.elapsed.max(one.elapsed),
+        };
+        // The other family's lookup for this round is still out: wait for it.
+        if !s.running.is_empty() {
+            return;
+        }
+        let stats = std::mem::take(&mut s.so_far);
         let torrent = s.torrent;
         let (complete, peers) = self
             .torrents

@@ -237,7 +237,7 @@ impl Session {
         let dht = config
             .dht
             .clone()
-            .map(|c| dht::SessionDht::new(c, rng.u64(..), now));
+            .map(|c| dht::SessionDht::new(c, config.dht_families, rng.u64(..), now));
         // Likewise the LSD cookie is drawn only with LSD on.
         let lsd = config.lsd.then(|| lsd::SessionLsd::new(rng.u64(..)));
         let admission = Admission::new(&config);

@@ -132,6 +132,9 @@ pub struct SessionConfig {
     /// default: an embedder (and the simulator) must not multicast unasked; the CLI turns
     /// it on, and a driver turns it off when its LSD socket cannot be set up.
     pub lsd: bool,
+    /// The address families the DHT runs over (BEP 32: a node, and a routing table, per
+    /// family): those the driver's UDP socket can send to. Default: IPv4 only.
+    pub dht_families: crate::dht::DhtFamilies,
     /// Give up a dial ([`super::Action::Connect`]) the driver has not reported opened or
     /// failed after this long: the session counts it failed, emits
     /// [`super::Action::CancelConnect`] and [`super::Event::ConnectFailed`] with
@@ -292,6 +295,7 @@ impl Default for SessionConfig {
             shape: crate::metainfo::ShapeLimits::default(),
             dht: None,
             lsd: false,
+            dht_families: crate::dht::DhtFamilies::default(),
             connect_timeout: Duration::from_secs(10),
             max_inbound: 200,
             max_inbound_handshaking: 100,

@@ -69,7 +69,7 @@ fn host_with_torrent(
     let prepared =
         prepare_torrent(&cfg, &AddTorrent::new(metainfo.clone(), dir), &|_| {}).expect("storage");
     let (events_tx, events) = crossbeam_channel::unbounded();
-    let mut host = SessionHost::new(&cfg, None, events_tx);
+    let mut host = SessionHost::new(&cfg, None, None, events_tx);
     let (reply, id) = crossbeam_channel::bounded(1);
     let add = Command::AddTorrent {
         metainfo: Box::new(metainfo),

@@ -1,19 +1,22 @@
 //! The `krpc` target: the DHT's KRPC codec and a whole [`Dht`] node fed arbitrary datagrams
 //! from a few sources, with time steps.
 //!
-//! Byte 0 seeds the node. The rest is a script of operations, each an opcode byte and its
+//! Byte 0 seeds the node; its top bit makes it an IPv6 node (BEP 32) instead of an IPv4
+//! one. The rest is a script of operations, each an opcode byte and its
 //! operands: `0 s len bytes…` a raw datagram from source `s`; `1 s m x` a well-formed query
 //! (method `m`; `x` picks the target and whether an announce uses the token we were last
 //! given); `2 a` a time step of `a`·100 ms then any due timeout; `3 s f n` a response to the
 //! last query we sent to source `s` (flag bits: wrong id, wrong transaction, token, values;
-//! `n` nodes pointing at the sources); `4 k` starts a lookup of kind `k`. Sources are three
-//! IPv4 addresses and one IPv6. The node runs with tiny limits so they are reached.
+//! `n` nodes pointing at the sources, IPv4 ones in `nodes`, IPv6 ones in `nodes6`; peer
+//! values of both families); `4 k` starts a lookup of kind `k`. Queries carry a BEP 32
+//! `want` chosen by `x`. Sources are three addresses of the node's family and one of the
+//! other. The node runs with tiny limits so they are reached.
 //!
 //! Invariants:
 //! 1. Nothing panics; every raw datagram that decodes re-encodes to bytes that decode to
 //!    the same message.
-//! 2. Everything the node sends is valid KRPC, to an IPv4 address, and at most
-//!    `REPLY_LIMIT` (600) bytes.
+//! 2. Everything the node sends is valid KRPC, to an address of its family, and at most
+//!    `REPLY_LIMIT` bytes.
 //! 3. A datagram gets at most one reply (response or error) back to its source; a datagram
 //!    that is not a query gets none.
 //! 4. Bounds hold after every operation: routing table ≤ 160 × 8 nodes (and standbys ≤
@@ -26,30 +29,48 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use unchoke_core::InfoHash;
-use unchoke_core::dht::krpc::{Body, CompactNode, Message, Query, Response};
+use unchoke_core::dht::krpc::{Body, CompactNode, CompactNode6, Message, Query, Response, Want};
 use unchoke_core::dht::peer_store::{PeerStoreLimits, SwarmQuota};
 use unchoke_core::dht::rate_limit::RateLimit;
 use unchoke_core::dht::routing::{MAX_BUCKETS, REPLACEMENTS};
-use unchoke_core::dht::{Dht, DhtAction, DhtConfig, NodeId};
+use unchoke_core::dht::{Dht, DhtAction, DhtConfig, Family, NodeId, canonical};
 use unchoke_core::time::Instant;
 
-/// The largest datagram the node may send: a full `find_node` answer or a `get_peers`
-/// answer with `max_values` peers is far below it.
+/// The largest datagram the node may send: a full `find_node` answer (8 × 38 bytes of
+/// `nodes6` at most, as the node has no sibling here) or a `get_peers` answer with
+/// `max_values` peers is far below it.
 const REPLY_LIMIT: usize = 600;
 
 const MAX_PACKET: usize = 1500;
 
-fn sources() -> [SocketAddr; 4] {
-    [
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 6881)),
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6881)),
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 3), 1)),
-        SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), 6881),
-    ]
+/// Three sources of the node's family and one of the other.
+fn sources(family: Family) -> [SocketAddr; 4] {
+    let v6 = |last: u16, port: u16| {
+        SocketAddr::new(
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last).into(),
+            port,
+        )
+    };
+    match family {
+        Family::V4 => [
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 6881)),
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6881)),
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 3), 1)),
+            v6(1, 6881),
+        ],
+        Family::V6 => [
+            v6(1, 6881),
+            v6(2, 6881),
+            // An IPv4-mapped address: the node takes it as IPv4, the other family.
+            SocketAddr::new(Ipv4Addr::new(10, 0, 0, 3).to_ipv6_mapped().into(), 6881),
+            v6(3, 1),
+        ],
+    }
 }
 
-fn config() -> DhtConfig {
+fn config(family: Family) -> DhtConfig {
     DhtConfig {
+        family,
         max_outstanding: 8,
         max_lookups: 3,
         rate_limit: RateLimit {
@@ -93,7 +114,10 @@ impl State {
         while let Some(a) = self.dht.poll_action() {
             match a {
                 DhtAction::Send { to, bytes } => {
-                    assert!(to.is_ipv4(), "sent to {to}");
+                    assert!(
+                        Family::of(&canonical(to)) == self.dht.family() && to.port() != 0,
+                        "sent to {to}"
+                    );
                     assert!(bytes.len() <= REPLY_LIMIT, "sent {} bytes", bytes.len());
                     let m = Message::decode(&bytes, MAX_PACKET).expect("we send valid KRPC");
                     match &m.body {
@@ -169,10 +193,15 @@ pub fn krpc(data: &[u8]) {
     let Some((&seed, mut rest)) = data.split_first() else {
         return;
     };
-    let srcs = sources();
+    let family = if seed & 0x80 != 0 {
+        Family::V6
+    } else {
+        Family::V4
+    };
+    let srcs = sources(family);
     let now = Instant::from_secs(1000);
     let mut st = State {
-        dht: Dht::new(config(), u64::from(seed), now),
+        dht: Dht::new(config(family), u64::from(seed), now),
         now,
         last_query: BTreeMap::new(),
         tokens: BTreeMap::new(),
@@ -213,12 +242,17 @@ pub fn krpc(data: &[u8]) {
                 } else {
                     vec![x; 8]
                 };
+                let want = Want {
+                    n4: x & 4 != 0,
+                    n6: x & 8 != 0,
+                };
                 let q = match m % 4 {
                     0 => Query::Ping { id },
-                    1 => Query::FindNode { id, target },
+                    1 => Query::FindNode { id, target, want },
                     2 => Query::GetPeers {
                         id,
                         info_hash: target,
+                        want,
                     },
                     _ => Query::AnnouncePeer {
                         id,
@@ -259,23 +293,30 @@ pub fn krpc(data: &[u8]) {
                 } else {
                     source_id(s)
                 };
-                let nodes = (0..usize::from(n % 10))
-                    .filter_map(|k| match srcs[k % srcs.len()] {
-                        SocketAddr::V4(addr) => Some(CompactNode {
-                            id: NodeId([n.wrapping_add(k as u8); 20]),
-                            addr,
-                        }),
-                        SocketAddr::V6(_) => None,
-                    })
-                    .collect();
-                let values = if f & 8 != 0 {
-                    vec![SocketAddrV4::new(Ipv4Addr::new(1, 2, 3, f), u16::from(n))]
-                } else {
-                    Vec::new()
-                };
+                let mut nodes = Vec::new();
+                let mut nodes6 = Vec::new();
+                for k in 0..usize::from(n % 10) {
+                    let id = NodeId([n.wrapping_add(k as u8); 20]);
+                    match srcs[k % srcs.len()] {
+                        SocketAddr::V4(addr) => nodes.push(CompactNode { id, addr }),
+                        SocketAddr::V6(addr) => nodes6.push(CompactNode6 { id, addr }),
+                    }
+                }
+                let mut values = Vec::new();
+                if f & 8 != 0 {
+                    values.push(SocketAddr::V4(SocketAddrV4::new(
+                        Ipv4Addr::new(1, 2, 3, f),
+                        u16::from(n),
+                    )));
+                }
+                if f & 16 != 0 {
+                    let ip = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, u16::from(f));
+                    values.push(SocketAddr::new(ip.into(), u16::from(n)));
+                }
                 let r = Response {
                     id,
                     nodes,
+                    nodes6,
                     values,
                     token: (f & 4 != 0).then(|| vec![f; 4]),
                 };
