@@ -7,8 +7,9 @@
 //! attack that is already in place (the script reports `ready`, the victim shows the attack
 //! holding its slots, and the attack gets `SETTLE` more, or `CHURN_SETTLE` for the idle
 //! floods, whose first phase churns), and asserts
-//! `under_attack <= 3 × baseline`, both figures taken from the leecher's own `complete`
-//! event (`seconds` since it started). Both figures are printed (`--nocapture`).
+//! `under_attack <= 3 × baseline` (the baseline taken as at least 1 s: see
+//! `MIN_BASELINE`), both figures taken from the leecher's own `complete` event (`seconds`
+//! since it started). Both figures are printed (`--nocapture`).
 //!
 //! Cases (`mio::NAME` and `smol::NAME`):
 //! 1. `idle_handshaken_peers_*`: 300 attackers handshake and idle, not interested;
@@ -58,6 +59,13 @@ const FILE: &str = "payload.bin";
 /// The bound the issue sets: an honest download under attack takes at most this many
 /// times its baseline.
 const FACTOR: f64 = 3.0;
+/// The baseline the bound is taken from is at least this. The slot trials make an honest
+/// newcomer wait up to 2 s for a slot a slow reader holds (the core's rule, independent
+/// of the machine), so `FACTOR × baseline` can only hold when `3b ≥ b + 2 s`, i.e. for
+/// baselines of 1 s or more. On the machine `LENGTH` was sized on the baseline was
+/// 1.3–1.8 s; on a faster one (0.6 s measured on 2026-12-06) the same payload would make
+/// the bound stricter than the rule it tests.
+const MIN_BASELINE: f64 = 1.0;
 /// How long the attack is left to hold the victim before the honest download starts.
 const SETTLE: Duration = Duration::from_secs(3);
 /// The same for the idle floods, which churn: 300 attackers from 150 addresses redial
@@ -325,7 +333,7 @@ fn under_attack(
     attack.drain();
     let before = attack.last("status").cloned().unwrap_or(Value::Null);
 
-    let bound = FACTOR * baseline;
+    let bound = FACTOR * baseline.max(MIN_BASELINE);
     let limit = Duration::from_secs_f64(bound.max(5.0) + 10.0);
     let (mut leech, took) = download(rt, dir.path(), &leech_ip, &[&seed_addr], limit);
     let Some(took) = took else {
@@ -452,7 +460,7 @@ fn poisoner_is_banned_and_the_honest_seed_never_is(rt: Runtime) {
         .unwrap()
         .to_owned();
 
-    let bound = FACTOR * baseline;
+    let bound = FACTOR * baseline.max(MIN_BASELINE);
     let limit = Duration::from_secs_f64(bound.max(5.0) + 10.0);
     let (mut leech, took) = download(rt, dir.path(), &leech_ip, &[&seed_addr, &liar_addr], limit);
     let Some(took) = took else {

@@ -25,30 +25,11 @@ use std::process::{Command, Stdio};
 use common::process::JsonProcess;
 use common::{
     PYTHON, TRANSFER_WAIT, assert_same_file, completes, create_torrent, data, helper,
-    require_libtorrent, unchoke, write,
+    require_libtorrent, seal, unchoke, write,
 };
 
 /// Set in the namespace's copy of this test binary.
 const INNER: &str = "UNCHOKE_LSD_INNER";
-
-/// The `unshare` arguments that make a network namespace here (as in `sealed.rs`).
-fn seal() -> Vec<&'static str> {
-    for args in [vec!["--net"], vec!["--user", "--map-root-user", "--net"]] {
-        let ok = Command::new("unshare")
-            .args(&args)
-            .arg("true")
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return args;
-        }
-    }
-    panic!(
-        "cannot make a network namespace (`unshare --net` needs root, or user namespaces \
-         for `unshare --user --map-root-user --net`)"
-    );
-}
 
 #[test]
 fn peers_find_each_other_by_local_service_discovery_in_a_sealed_namespace() {

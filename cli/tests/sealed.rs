@@ -19,25 +19,22 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{create_torrent, data, write};
+use common::{create_torrent, data, seal, write};
 
-/// The `unshare` arguments that make a network namespace here.
-fn seal() -> Vec<&'static str> {
-    for args in [vec!["--net"], vec!["--user", "--map-root-user", "--net"]] {
-        let ok = Command::new("unshare")
-            .args(&args)
-            .arg("true")
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return args;
-        }
-    }
-    panic!(
-        "cannot make a network namespace (`unshare --net` needs root, or user namespaces \
-         for `unshare --user --map-root-user --net`)"
-    );
+/// `unchoke` run inside a network namespace of its own with only `lo` up (arguments to
+/// follow).
+fn sealed_unchoke() -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(seal())
+        .args([
+            "--",
+            "bash",
+            "-c",
+            "ip link set lo up && exec \"$@\"",
+            "sealed",
+        ])
+        .arg(env!("CARGO_BIN_EXE_unchoke"));
+    cmd
 }
 
 #[test]
@@ -48,16 +45,7 @@ fn a_dial_beyond_loopback_in_a_sealed_namespace_fails_at_once_and_is_reported() 
     create_torrent(&file, &torrent);
     let out = dir.path().join("out");
     let start = Instant::now();
-    let output = Command::new("unshare")
-        .args(seal())
-        .args([
-            "--",
-            "bash",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sealed",
-        ])
-        .arg(env!("CARGO_BIN_EXE_unchoke"))
+    let output = sealed_unchoke()
         .args(["download", "--no-lsd"])
         .arg(&torrent)
         .arg("-o")
@@ -91,16 +79,7 @@ fn the_default_dht_routers_are_tried_and_their_failure_is_reported_without_hangi
     let out = dir.path().join("out");
     let magnet = "magnet:?xt=urn:btih:0123456789abcdef0123456789abcdef01234567";
     let start = Instant::now();
-    let output = Command::new("unshare")
-        .args(seal())
-        .args([
-            "--",
-            "bash",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sealed",
-        ])
-        .arg(env!("CARGO_BIN_EXE_unchoke"))
+    let output = sealed_unchoke()
         .arg("download")
         .arg(magnet)
         .arg("-o")

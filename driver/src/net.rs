@@ -68,7 +68,10 @@ pub fn connect_error_text(error: &io::Error, timeout: std::time::Duration) -> St
     connect_failure(error, timeout).to_string()
 }
 
-/// Binds a TCP listener on `addr` (address reuse and backlog as `std`'s `bind`). The IPv6
+/// The accept queue asked for; the kernel caps it at `net.core.somaxconn` (4,096 here).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a TCP listener on `addr` (address reuse and a deep accept queue, as `std`'s `bind`). The IPv6
 /// wildcard `[::]` is made **dual-stack** explicitly rather than left to the system's
 /// `net.ipv6.bindv6only` setting: IPv4 peers then arrive as IPv4-mapped addresses, which
 /// [`canonical`] turns back into IPv4 before the session sees them.
@@ -79,7 +82,10 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     }
     socket.set_reuse_address(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(128)?;
+    // As deep as the system allows (the kernel caps it at `net.core.somaxconn`), as `std`
+    // does on Linux: with a shallow queue, a burst of connections (hundreds of peers, or an
+    // attack) overflows it and an honest peer's SYN is dropped, costing it a 1 s retry.
+    socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
 

@@ -311,3 +311,24 @@ pub fn create_torrent(file: &Path, torrent: &Path) {
         "-q",
     ]);
 }
+
+/// The `unshare` arguments that make a network namespace of a test's own (only `lo`, to be
+/// brought up inside): `--net` as root, else `--user --map-root-user --net`. Fails (does
+/// not skip) where neither works, naming why.
+pub fn seal() -> Vec<&'static str> {
+    for args in [vec!["--net"], vec!["--user", "--map-root-user", "--net"]] {
+        let ok = Command::new("unshare")
+            .args(&args)
+            .arg("true")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return args;
+        }
+    }
+    panic!(
+        "cannot make a network namespace (`unshare --net` needs root, or user namespaces \
+         for `unshare --user --map-root-user --net`)"
+    );
+}
