@@ -74,7 +74,7 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// Binds a TCP listener on `addr` (address reuse and a deep accept queue, as `std`'s `bind`). The IPv6
 /// wildcard `[::]` is made **dual-stack** explicitly rather than left to the system's
 /// `net.ipv6.bindv6only` setting: IPv4 peers then arrive as IPv4-mapped addresses, which
-/// [`canonical`] turns back into IPv4 before the session sees them.
+/// the session takes as the IPv4 addresses they are (`Session::connection_opened`).
 pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if is_v6_wildcard(addr) {
@@ -138,13 +138,6 @@ fn is_v6_wildcard(addr: SocketAddr) -> bool {
     matches!(addr, SocketAddr::V6(a) if a.ip().is_unspecified())
 }
 
-/// `addr` as the session knows it: an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a
-/// dual-stack socket reports an IPv4 peer) becomes the IPv4 address, so one peer has one
-/// address whichever socket it came through.
-pub fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(addr.ip().to_canonical(), addr.port())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +153,7 @@ mod tests {
         let _client = std::net::TcpStream::connect(v4).expect("an IPv4 dial reaches [::]");
         let (_, peer) = listener.accept().expect("accept");
         assert!(peer.is_ipv6(), "seen mapped by the socket: {peer}");
-        let peer = canonical(peer);
+        let peer = unchoke_core::dht::canonical(peer);
         assert_eq!(peer.ip(), v4.ip(), "{peer}");
     }
 

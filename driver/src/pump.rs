@@ -263,8 +263,6 @@ impl SessionHost {
         direction: Direction,
         attach: impl FnOnce(&mut I, ConnId),
     ) {
-        // A dual-stack listener reports IPv4 peers in their IPv4-mapped form.
-        let addr = crate::net::canonical(addr);
         let id = self
             .session
             .connection_opened(addr, direction, self.clock.now());
@@ -314,8 +312,6 @@ impl SessionHost {
 
     /// A datagram arrived on the client's UDP socket (DHT or UDP tracker).
     pub fn datagram(&mut self, io: &mut impl Io, from: SocketAddr, bytes: &[u8]) {
-        // A dual-stack socket reports IPv4 senders in their IPv4-mapped form.
-        let from = crate::net::canonical(from);
         self.session.handle_datagram(from, bytes, self.clock.now());
         self.pump(io);
     }

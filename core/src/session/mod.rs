@@ -555,6 +555,9 @@ impl Session {
         direction: Direction,
         now: Instant,
     ) -> ConnId {
+        // A dual-stack listener reports an IPv4 peer as `::ffff:a.b.c.d`: one peer has one
+        // address however it arrived (as `handle_datagram` does for senders).
+        let addr = crate::dht::canonical(addr);
         self.saw(now);
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
