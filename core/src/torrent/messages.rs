@@ -230,6 +230,12 @@ impl Torrent {
         if hs.p.is_some() {
             peer.ext.listen_port = hs.p;
         }
+        if let Some(upload_only) = hs.upload_only {
+            peer.ext.upload_only = upload_only;
+            if upload_only && (self.is_complete() || self.upload_only) {
+                return self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
+            }
+        }
         if self.awaiting_metadata() {
             let limit = u64::from(ctx.config.max_metadata_size);
             if hs.metadata_size.is_some_and(|s| s > limit) {
@@ -269,6 +275,8 @@ impl Torrent {
             reqq: u32::try_from(config.max_queued_uploads).ok(),
             metadata_size: self.metadata.as_ref().map(|b| b.len() as u64),
             yourip: Some(addr.ip()),
+            // Sent only when set, so a peer that never saw it set needs no clearing.
+            upload_only: (self.is_complete() || self.upload_only).then_some(true),
         }
     }
 
@@ -282,7 +290,8 @@ impl Torrent {
         }
         // Neither side can give the other anything: a seed (or an upload-only torrent,
         // which takes nothing) and a peer that has every piece.
-        if (self.is_complete() || self.upload_only) && peer.has.is_full() {
+        if (self.is_complete() || self.upload_only) && (peer.has.is_full() || peer.ext.upload_only)
+        {
             return self.disconnect(conn, DisconnectReason::BothSeeds, ctx, now);
         }
         self.update_interest(conn, ctx);

@@ -291,7 +291,11 @@ impl Torrent {
     /// and tells interested peers we are no longer interested; blocks still arriving are
     /// discarded (counted as wasted), so no `WriteBlock` is emitted from then on.
     pub(crate) fn set_upload_only(&mut self, on: bool, ctx: &mut Ctx<'_>, now: Instant) {
+        let was = self.upload_only || self.is_complete();
         self.upload_only = on;
+        if was != (on || self.is_complete()) {
+            self.announce_upload_only(on || self.is_complete(), ctx);
+        }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
             if on {

@@ -224,6 +224,10 @@ pub(super) struct PeerExtensions {
     pub(super) metadata_size: Option<u64>,
     /// The port the peer listens on (`p`): how an inbound peer can be dialled.
     pub(super) listen_port: Option<u16>,
+    /// The peer said it will not download (`upload_only`, BEP 21): a seed, or a download
+    /// that wants nothing more. With our `have`s to it cut to the pieces it lacks, this is
+    /// how two complete unchoke peers learn that neither can give the other anything.
+    pub(super) upload_only: bool,
 }
 
 /// `bitfield` / `have` / `have all` received while the torrent's piece count is unknown.

@@ -189,6 +189,7 @@ mod tests {
             reqq: None,
             metadata_size: Some(size),
             yourip: None,
+            upload_only: None,
         };
         t.on_extension_handshake(conn, &hs, &mut w.ctx(), Instant::ZERO);
         conn

@@ -326,9 +326,15 @@ impl Torrent {
                 torrent: self.id,
                 piece,
             }));
+            // `have` only to peers that lack the piece: to one that has it the message
+            // changes neither its interest in us nor anything it may pick, and these were
+            // most of a swarm's messages (a third of the simulator's events). Our
+            // completion still reaches everyone through `upload_only` (`check_complete`).
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();
-            for &conn in &conns {
-                ctx.out.send(conn, &Message::Have { index: piece });
+            for (&conn, peer) in &self.peers {
+                if !peer.has.get(piece) {
+                    ctx.out.send(conn, &Message::Have { index: piece });
+                }
             }
             for conn in conns {
                 self.update_interest(conn, ctx);
@@ -338,7 +344,7 @@ impl Torrent {
                 let seeds: Vec<ConnId> = self
                     .peers
                     .iter()
-                    .filter(|(_, p)| p.has.is_full())
+                    .filter(|(_, p)| p.has.is_full() || p.ext.upload_only)
                     .map(|(c, _)| *c)
                     .collect();
                 for conn in seeds {
@@ -377,9 +383,35 @@ impl Torrent {
             c.completion_announced = true;
             ctx.out
                 .push(Action::Event(Event::TorrentComplete { torrent: self.id }));
-        } else if !c.picker.is_complete() {
+            if !self.upload_only {
+                self.announce_upload_only(true, ctx);
+            }
+        } else if !c.picker.is_complete() && c.completion_announced {
             // A priority change can make a complete torrent incomplete again.
             c.completion_announced = false;
+            if !self.upload_only {
+                self.announce_upload_only(false, ctx);
+            }
+        }
+    }
+
+    /// Tells every peer that speaks extensions whether we will download (`upload_only`,
+    /// BEP 21, in a repeated extension handshake, as BEP 10 allows), when that changes.
+    ///
+    /// Why it matters: we send `have` only to peers that lack the piece (see
+    /// [`Self::try_finish_piece`]), so a peer cannot count our pieces to learn that we
+    /// completed; this is how it learns, and two complete peers part (`BothSeeds`).
+    pub(super) fn announce_upload_only(&mut self, on: bool, ctx: &mut Ctx<'_>) {
+        let targets: Vec<(ConnId, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.extensions)
+            .map(|(&c, p)| (c, p.addr))
+            .collect();
+        for (conn, addr) in targets {
+            let mut hs = self.extension_handshake(addr, ctx.config);
+            hs.upload_only = Some(on);
+            ctx.out.send(conn, &hs.to_message());
         }
     }
 

@@ -13,8 +13,8 @@ use crate::bencode::{self, Dict, Value};
 ///
 /// Decoding is lenient, as BEP 10 asks: unknown keys are ignored, and a known key with the
 /// wrong type or an out-of-range value is treated as absent. Only a payload that is not a
-/// bencoded dictionary is an error. Keys not modelled here (for example `ipv4`, `ipv6`,
-/// `upload_only`) are dropped on decode and never sent.
+/// bencoded dictionary is an error. Keys not modelled here (for example `ipv4`, `ipv6`)
+/// are dropped on decode and never sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExtensionHandshake {
     /// `m`: extension name → the id the *sender* wants to receive that extension's messages
@@ -32,6 +32,10 @@ pub struct ExtensionHandshake {
     pub metadata_size: Option<u64>,
     /// `yourip`: the address the sender sees us at (4 or 16 bytes on the wire).
     pub yourip: Option<IpAddr>,
+    /// `upload_only` (BEP 21): the sender will not download (a seed, or a partial download
+    /// that wants nothing more). Any non-zero integer is `true`; a later handshake may
+    /// clear it with 0.
+    pub upload_only: Option<bool>,
 }
 
 impl ExtensionHandshake {
@@ -73,6 +77,7 @@ impl ExtensionHandshake {
                 .get(b"yourip")
                 .and_then(Value::as_bytes)
                 .and_then(ip_from_bytes),
+            upload_only: int(b"upload_only").map(|n| n != 0),
         })
     }
 
@@ -115,6 +120,9 @@ impl ExtensionHandshake {
                 }
             };
             dict.insert(b"yourip", Value::Bytes(bytes));
+        }
+        if let Some(upload_only) = self.upload_only {
+            dict.insert(b"upload_only", Value::Int(i64::from(upload_only)));
         }
         bencode::encode_into(&Value::Dict(dict), out);
     }
@@ -166,6 +174,7 @@ mod tests {
             reqq: Some(250),
             metadata_size: Some(31_235),
             yourip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))),
+            upload_only: Some(true),
         }
     }
 
@@ -176,7 +185,7 @@ mod tests {
         assert_eq!(
             &out[..],
             &b"d1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei31235e1:pi6881e\
-               4:reqqi250e1:v11:unchoke 0.16:yourip4:\x0a\x00\x00\x07e"[..]
+               4:reqqi250e11:upload_onlyi1e1:v11:unchoke 0.16:yourip4:\x0a\x00\x00\x07e"[..]
         );
         // Canonical: the strict decoder accepts it (keys sorted, none repeated).
         assert!(bencode::decode_strict(&out).is_ok());

@@ -51,6 +51,7 @@ fn extension_handshake() -> ExtensionHandshake {
         reqq: Some(500),
         metadata_size: Some(40_000),
         yourip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        upload_only: None,
     }
 }
 
