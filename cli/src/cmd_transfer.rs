@@ -108,9 +108,10 @@ pub(crate) struct CommonArgs {
     no_dht: bool,
 
     /// No local service discovery (BEP 14). By default the torrent is announced on the
-    /// LAN's multicast group (239.192.152.143:6771, on the --listen address's interface)
-    /// when it starts and every 5 minutes, and peers announcing it there are dialled.
-    /// Private torrents never use it.
+    /// LAN's multicast groups (239.192.152.143:6771 for an IPv4 --listen address,
+    /// [ff15::efc0:988f]:6771 for an IPv6 one, both for [::]; on the --listen address's
+    /// interface) when it starts and every 5 minutes, and peers announcing it there are
+    /// dialled. Private torrents never use it.
     #[arg(long)]
     no_lsd: bool,
 

@@ -203,11 +203,13 @@ impl Reporter {
         }
     }
 
-    /// Whether local service discovery runs, and where (shown with `--verbose`, always in
-    /// JSON): it is on by default, and a LAN without multicast only turns it off.
+    /// Whether local service discovery runs on a group, and where, or why not (shown with
+    /// `--verbose`, always in JSON): it is on by default, one line per group tried (IPv4,
+    /// IPv6 or both, as the listen address says), and a LAN without multicast only turns
+    /// that group off.
     pub(crate) fn lsd_status(
         &self,
-        status: &Result<unchoke_driver::lsd_node::LsdSocketInfo, String>,
+        status: &Result<unchoke_driver::lsd_node::LsdSocketInfo, unchoke_driver::lsd_node::LsdOff>,
         verbose: bool,
     ) {
         let (value, line) = match status {
@@ -216,16 +218,32 @@ impl Reporter {
                     "event": "lsd",
                     "group": info.group.to_string(),
                     "interface": info.interface.to_string(),
+                    "interface_index": info.interface_index,
                 }),
                 format!(
-                    "local service discovery on {} (interface {})",
-                    info.group, info.interface
+                    "local service discovery on {} (interface {}{})",
+                    info.group,
+                    info.interface,
+                    match info.interface_index {
+                        0 => String::new(),
+                        i => format!(", index {i}"),
+                    }
                 ),
             ),
-            Err(why) => (
-                json!({"event": "lsd_off", "reason": why}),
-                format!("local service discovery off: {}", printable(why)),
-            ),
+            Err(off) => {
+                let mut value = json!({"event": "lsd_off", "reason": off.reason});
+                let line = match off.group {
+                    Some(group) => {
+                        value["group"] = json!(group.to_string());
+                        format!(
+                            "local service discovery off on {group}: {}",
+                            printable(&off.reason)
+                        )
+                    }
+                    None => format!("local service discovery off: {}", printable(&off.reason)),
+                };
+                (value, line)
+            }
         };
         self.say_verbose(value, &line, verbose);
     }

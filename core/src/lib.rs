@@ -84,8 +84,9 @@
 //! tracker's name off the loop, then [`handle_resolved`]. [`Action::SendDatagram`]: send
 //! from the one UDP socket (the DHT's and UDP trackers'; bind it to the listen IP and port,
 //! as trackers register the source address). [`Action::SendLsd`] (only with
-//! [`session::SessionConfig::lsd`]): multicast the local service discovery announce from a
-//! socket joined to the group ([`lsd`]), whose datagrams go to
+//! [`session::SessionConfig::lsd`]): multicast the local service discovery announce to
+//! its group (IPv4 or IPv6, as [`session::SessionConfig::lsd_families`] says) from a
+//! socket joined to that group ([`lsd`]), whose datagrams go to
 //! [`session::Session::handle_lsd_datagram`]. [`Action::SaveResume`]: flush the
 //! torrent's files and write its resume data, then [`resume_saved`] (the session's own timer
 //! asks, one save at a time per torrent). [`Action::Event`]: tell the

@@ -20,6 +20,10 @@
 //! `Infohash` value that is not 40 hex digits is skipped (a future format must not make the
 //! whole announce unreadable). Any byte sequence gives a value or an [`LsdError`], never a
 //! panic.
+//!
+//! Both BEP 14 groups are here: IPv4 [`group_v4`] (`Host: 239.192.152.143:6771`) and IPv6
+//! [`group_v6`] (`Host: [ff15::efc0:988f]:6771`); the message is the same but for its
+//! `Host` line. Which of them a session announces to is [`LsdFamilies`].
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -50,6 +54,35 @@ pub fn group_v4() -> SocketAddr {
 /// The IPv6 group's address and port.
 pub fn group_v6() -> SocketAddr {
     SocketAddr::V6(SocketAddrV6::new(LSD_GROUP_V6, LSD_PORT, 0, 0))
+}
+
+/// The groups a session announces to: those the driver has a joined socket for
+/// ([`crate::session::SessionConfig::lsd_families`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LsdFamilies {
+    /// The IPv4 group, [`group_v4`].
+    pub v4: bool,
+    /// The IPv6 group, [`group_v6`].
+    pub v6: bool,
+}
+
+impl Default for LsdFamilies {
+    /// IPv4 only, as before the IPv6 group was supported.
+    fn default() -> Self {
+        LsdFamilies {
+            v4: true,
+            v6: false,
+        }
+    }
+}
+
+impl LsdFamilies {
+    /// The groups to send each announce to, IPv4 first.
+    pub fn groups(self) -> impl Iterator<Item = SocketAddr> {
+        [self.v4.then(group_v4), self.v6.then(group_v6)]
+            .into_iter()
+            .flatten()
+    }
 }
 
 /// One `BT-SEARCH` announce.
@@ -309,5 +342,21 @@ mod tests {
         let bytes = a.encode(group_v6());
         assert!(bytes.len() <= MAX_DATAGRAM, "{}", bytes.len());
         assert_eq!(LsdAnnounce::parse(&bytes), Ok(a));
+    }
+
+    #[test]
+    fn families_name_their_groups() {
+        let both = LsdFamilies { v4: true, v6: true };
+        assert_eq!(both.groups().collect::<Vec<_>>(), [group_v4(), group_v6()]);
+        let v6 = LsdFamilies {
+            v4: false,
+            v6: true,
+        };
+        assert_eq!(v6.groups().collect::<Vec<_>>(), [group_v6()]);
+        assert_eq!(
+            LsdFamilies::default().groups().collect::<Vec<_>>(),
+            [group_v4()]
+        );
+        assert_eq!(group_v6().to_string(), "[ff15::efc0:988f]:6771");
     }
 }

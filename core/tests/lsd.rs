@@ -1,13 +1,15 @@
 //! Local service discovery (BEP 14) in virtual time: each non-private torrent is announced
 //! when added and every 5 minutes, batched, at most one datagram a second; our own
 //! announces are ignored, a flooding sender is rate-limited, a private torrent is never
-//! announced, and an announce for our torrent hands `sender IP:announced port` to it.
+//! announced, and an announce for our torrent hands `sender IP:announced port` to it. Over
+//! IPv6 too: each round goes to every group the driver has a socket for, and an IPv6
+//! sender gives an IPv6 peer.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use unchoke_core::InfoHash;
-use unchoke_core::lsd::{LsdAnnounce, group_v4};
+use unchoke_core::lsd::{LsdAnnounce, LsdFamilies, group_v4, group_v6};
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{Action, Event, Session, SessionConfig, TorrentId};
 use unchoke_core::time::Instant;
@@ -28,7 +30,10 @@ fn metainfo(seed: u64) -> Metainfo {
 /// Every LSD datagram and LSD event `s` has queued, with `now`.
 #[derive(Default, Debug)]
 struct Seen {
+    /// IPv4 group only (most tests run IPv4 only).
     sent: Vec<(Instant, LsdAnnounce)>,
+    /// Every group, with where each went.
+    sent_to: Vec<(Instant, SocketAddr, LsdAnnounce)>,
     lsd_peers: Vec<(TorrentId, SocketAddr)>,
     connects: Vec<(TorrentId, SocketAddr)>,
 }
@@ -37,9 +42,14 @@ fn drain(s: &mut Session, now: Instant, seen: &mut Seen) {
     while let Some(a) = s.poll_action() {
         match a {
             Action::SendLsd { to, bytes } => {
-                assert_eq!(to, group_v4());
+                assert!(to == group_v4() || to == group_v6(), "{to}");
+                let text = String::from_utf8(bytes.to_vec()).expect("ASCII");
+                assert!(text.contains(&format!("\r\nHost: {to}\r\n")), "{text}");
                 let a = LsdAnnounce::parse(&bytes).expect("we send valid announces");
-                seen.sent.push((now, a));
+                if to == group_v4() {
+                    seen.sent.push((now, a.clone()));
+                }
+                seen.sent_to.push((now, to, a));
             }
             Action::SendDatagram { .. } => panic!("no DHT, no UDP tracker: no datagram"),
             Action::Event(Event::LsdPeer { torrent, addr }) => seen.lsd_peers.push((torrent, addr)),
@@ -340,4 +350,200 @@ fn a_newcomer_is_answered_at_once_but_only_once() {
     );
     assert_eq!(seen.sent.len(), 3);
     assert_eq!(seen.sent[2].0, at + Duration::from_secs(300));
+}
+
+fn dual() -> SessionConfig {
+    SessionConfig {
+        lsd_families: LsdFamilies { v4: true, v6: true },
+        ..config()
+    }
+}
+
+#[test]
+fn each_round_goes_to_both_groups_and_the_gap_is_per_round() {
+    let mut s = Session::new(dual(), 20, Instant::ZERO);
+    let mut all = Vec::new();
+    for i in 0..20 {
+        let m = metainfo(2000 + i);
+        s.add_torrent(&m, None, Instant::ZERO).expect("add");
+        all.push(m.info_hash);
+    }
+    let mut seen = Seen::default();
+    run(&mut s, Instant::ZERO, Instant::from_secs(5), &mut seen);
+    // 20 torrents: two rounds (16 + 4), a second apart, each to IPv4 then IPv6 with the
+    // same torrents.
+    let rounds: Vec<(u64, SocketAddr, usize)> = seen
+        .sent_to
+        .iter()
+        .map(|(t, to, a)| (t.as_micros() / 1000, *to, a.info_hashes.len()))
+        .collect();
+    assert_eq!(
+        rounds,
+        vec![
+            (0, group_v4(), 16),
+            (0, group_v6(), 16),
+            (1000, group_v4(), 4),
+            (1000, group_v6(), 4)
+        ],
+        "{seen:?}"
+    );
+    for pair in seen.sent_to.chunks(2) {
+        assert_eq!(pair[0].2, pair[1].2, "the same announce to both groups");
+    }
+    let mut v6: Vec<InfoHash> = seen
+        .sent_to
+        .iter()
+        .filter(|(_, to, _)| *to == group_v6())
+        .flat_map(|(_, _, a)| hashes(a))
+        .collect();
+    v6.sort();
+    all.sort();
+    assert_eq!(v6, all);
+    assert_eq!(s.lsd_stats().expect("on").sent, 4);
+    // Five minutes on, both groups hear them again.
+    run(
+        &mut s,
+        Instant::from_secs(5),
+        Instant::from_secs(302),
+        &mut seen,
+    );
+    assert_eq!(seen.sent_to.len(), 8, "{seen:?}");
+    assert_eq!(seen.sent_to[4].0, Instant::from_secs(300));
+    assert_eq!(seen.sent_to[5].1, group_v6());
+}
+
+#[test]
+fn ipv6_only_sends_only_to_the_ipv6_group_and_no_family_sends_nothing() {
+    let v6_only = SessionConfig {
+        lsd_families: LsdFamilies {
+            v4: false,
+            v6: true,
+        },
+        ..config()
+    };
+    let mut s = Session::new(v6_only, 21, Instant::ZERO);
+    let m = metainfo(21);
+    s.add_torrent(&m, None, Instant::ZERO).expect("add");
+    let mut seen = Seen::default();
+    run(&mut s, Instant::ZERO, Instant::from_secs(301), &mut seen);
+    let to: Vec<(u64, SocketAddr)> = seen
+        .sent_to
+        .iter()
+        .map(|(t, to, _)| (t.as_micros() / 1_000_000, *to))
+        .collect();
+    assert_eq!(to, vec![(0, group_v6()), (300, group_v6())]);
+    assert_eq!(seen.sent_to[0].2.info_hashes, vec![m.info_hash]);
+    assert_eq!(seen.sent_to[0].2.port, 6881);
+
+    // No group at all: nothing is scheduled (no deadline that never passes).
+    let none = SessionConfig {
+        lsd_families: LsdFamilies {
+            v4: false,
+            v6: false,
+        },
+        ..config()
+    };
+    let mut s = Session::new(none, 22, Instant::ZERO);
+    s.add_torrent(&metainfo(22), None, Instant::ZERO)
+        .expect("add");
+    let mut seen = Seen::default();
+    run(&mut s, Instant::ZERO, Instant::from_secs(700), &mut seen);
+    assert!(seen.sent_to.is_empty(), "{seen:?}");
+    assert_eq!(s.lsd_stats().expect("on").sent, 0);
+}
+
+#[test]
+fn an_ipv6_announce_gives_an_ipv6_peer_and_our_own_is_ignored() {
+    let mut s = Session::new(dual(), 23, Instant::ZERO);
+    let m = metainfo(23);
+    let t = s.add_torrent(&m, None, Instant::ZERO).expect("add");
+    let mut seen = Seen::default();
+    run(&mut s, Instant::ZERO, Instant::ZERO, &mut seen);
+    let (_, _, ours) = seen.sent_to.pop().expect("announced on add");
+    let now = Instant::from_millis(10);
+    // Our own, looped back over IPv6: ignored.
+    s.handle_lsd_datagram(
+        "[fd00::1]:6771".parse().expect("addr"),
+        &ours.encode(group_v6()),
+        now,
+    );
+    drain(&mut s, now, &mut seen);
+    assert!(
+        seen.lsd_peers.is_empty() && seen.connects.is_empty(),
+        "{seen:?}"
+    );
+    assert_eq!(s.lsd_stats().expect("on").own, 1);
+    // Another client's, from its IPv6 address and an ephemeral port.
+    let theirs = LsdAnnounce {
+        port: 51413,
+        info_hashes: vec![m.info_hash],
+        cookie: Some("lt".into()),
+    };
+    s.handle_lsd_datagram(
+        "[fd00::2]:40000".parse().expect("addr"),
+        &theirs.encode(group_v6()),
+        now,
+    );
+    drain(&mut s, now, &mut seen);
+    let peer: SocketAddr = "[fd00::2]:51413".parse().expect("addr");
+    assert_eq!(seen.lsd_peers, vec![(t, peer)]);
+    assert_eq!(seen.connects, vec![(t, peer)]);
+    // A link-local sender keeps its scope id: the peer can be dialled on that link.
+    let ll = SocketAddr::V6(SocketAddrV6::new(
+        "fe80::9".parse().expect("ip"),
+        6771,
+        0,
+        4,
+    ));
+    s.handle_lsd_datagram(ll, &theirs.encode(group_v6()), now);
+    drain(&mut s, now, &mut seen);
+    let peer_ll = SocketAddr::V6(SocketAddrV6::new(
+        "fe80::9".parse().expect("ip"),
+        51413,
+        0,
+        4,
+    ));
+    assert_eq!(seen.lsd_peers.last(), Some(&(t, peer_ll)));
+    assert_eq!(seen.connects.last(), Some(&(t, peer_ll)));
+    // An IPv4-mapped sender (a dual-stack socket's view of an IPv4 host) is that IPv4 host.
+    s.handle_lsd_datagram(
+        "[::ffff:192.168.1.9]:6771".parse().expect("addr"),
+        &theirs.encode(group_v4()),
+        now,
+    );
+    drain(&mut s, now, &mut seen);
+    let peer_v4: SocketAddr = "192.168.1.9:51413".parse().expect("addr");
+    assert_eq!(seen.lsd_peers.last(), Some(&(t, peer_v4)));
+    assert_eq!(s.lsd_stats().expect("on").peers, 3);
+}
+
+#[test]
+fn an_ipv6_newcomer_is_answered_on_both_groups_at_once() {
+    let mut s = Session::new(dual(), 24, Instant::ZERO);
+    let m = metainfo(24);
+    s.add_torrent(&m, None, Instant::ZERO).expect("add");
+    let mut seen = Seen::default();
+    run(&mut s, Instant::ZERO, Instant::from_secs(10), &mut seen);
+    assert_eq!(seen.sent_to.len(), 2);
+    let theirs = LsdAnnounce {
+        port: 7000,
+        info_hashes: vec![m.info_hash],
+        cookie: Some("new".into()),
+    };
+    let at = Instant::from_secs(10);
+    s.handle_lsd_datagram(
+        "[fd00::5]:6771".parse().expect("addr"),
+        &theirs.encode(group_v6()),
+        at,
+    );
+    run(&mut s, at, Instant::from_secs(20), &mut seen);
+    let answers: Vec<(Instant, SocketAddr)> = seen.sent_to[2..]
+        .iter()
+        .map(|(t, to, _)| (*t, *to))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![(at, group_v4()), (at, group_v6())],
+        "{seen:?}"
+    );
 }

@@ -34,12 +34,12 @@ pub struct ClientConfig {
     /// Run a DHT node (BEP 5) on a UDP socket, finding and announcing every non-private
     /// torrent there (default `None`: no DHT).
     pub dht: Option<DhtSettings>,
-    /// Local service discovery (BEP 14): join the LAN's multicast group on the listen
-    /// address's interface and let the session announce its non-private torrents there
-    /// and dial peers announcing them (default off; `unchoke download`/`seed` turn it on).
-    /// If the socket cannot be set up, LSD is off for the run and
-    /// [`crate::ClientEvent::Lsd`] says why; the client runs on. See
-    /// [`crate::lsd_node`].
+    /// Local service discovery (BEP 14): join the LAN's multicast groups (IPv4, IPv6 or
+    /// both, as the listen address says) on the listen address's interface and let the
+    /// session announce its non-private torrents there and dial peers announcing them
+    /// (default off; `unchoke download`/`seed` turn it on). A group whose socket cannot be
+    /// set up is left out and [`crate::ClientEvent::Lsd`] says why; with none, LSD is off
+    /// for the run; the client runs on. See [`crate::lsd_node`].
     pub lsd: bool,
     /// Bounds on a torrent's shape (file count, path lengths), checked before its storage
     /// is set up (default: `ShapeLimits::default()`, 100,000 files).

@@ -129,7 +129,8 @@ impl SessionHost {
         let clock = Clock::start();
         let seed = cfg.rng_seed.unwrap_or_else(|| fastrand::u64(..));
         session_cfg.dht = cfg.dht.as_ref().map(|d| d.config.clone());
-        // The runtime cleared `lsd` if its socket could not be set up (`lsd_node::open_lsd`).
+        // The runtime cleared `lsd` if no socket could be set up, and set the session's
+        // `lsd_families` to the groups joined (`lsd_node::open_lsd`).
         session_cfg.lsd = cfg.lsd;
         if let Some(udp) = udp {
             session_cfg.dht_families = crate::dht_node::dht_families(&udp);

@@ -354,9 +354,10 @@ pub enum ClientEvent {
         /// Why.
         message: String,
     },
-    /// Whether local service discovery runs (told once at start when
-    /// [`ClientConfig::lsd`] asked for it): where it announces, or why it is off.
-    Lsd(Result<lsd_node::LsdSocketInfo, String>),
+    /// Whether local service discovery runs (told at start when [`ClientConfig::lsd`]
+    /// asked for it, once per group tried: IPv4, IPv6 or both, as the listen address
+    /// says): where it announces, or why that group (or LSD as a whole) is off.
+    Lsd(Result<lsd_node::LsdSocketInfo, lsd_node::LsdOff>),
     /// Resume data could not be saved (the download goes on).
     ResumeSaveFailed {
         /// The torrent.

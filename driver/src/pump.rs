@@ -60,9 +60,9 @@ pub trait Io {
     /// Send this datagram from the client's UDP socket (dropped if the socket is full: UDP
     /// may lose it anyway, and the DHT and UDP trackers retransmit on time-out).
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes);
-    /// Send this local service discovery datagram to `to` (the IPv4 LSD group) from the
-    /// LSD socket ([`crate::lsd_node`]); dropped if there is none or it is full (the
-    /// session announces again in 5 minutes).
+    /// Send this local service discovery datagram to `to` (the IPv4 or IPv6 LSD group)
+    /// from the LSD socket of that family ([`crate::lsd_node::LsdSender`]); dropped if
+    /// there is none or it is full (the session announces again in 5 minutes).
     fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes);
     /// Run this blocking work off the loop and hand its completion to
     /// [`SessionHost::completion`].
@@ -316,7 +316,7 @@ impl SessionHost {
         self.pump(io);
     }
 
-    /// A datagram arrived on the LSD socket ([`crate::lsd_node`]).
+    /// A datagram arrived on an LSD socket, IPv4 or IPv6 ([`crate::lsd_node`]).
     pub fn lsd_datagram(&mut self, io: &mut impl Io, from: SocketAddr, bytes: &[u8]) {
         self.session
             .handle_lsd_datagram(from, bytes, self.clock.now());

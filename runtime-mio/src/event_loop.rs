@@ -14,14 +14,14 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use unchoke_core::session::{Direction, PeerGone};
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
-use unchoke_driver::lsd_node::open_lsd;
+use unchoke_driver::lsd_node::{LsdOff, open_lsd};
 use unchoke_driver::tracker_client::bind_udp;
 use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Command, SessionHost};
 
 use crate::conn::{Conn, ConnState, ReadOutcome};
 use crate::disk::DiskPool;
 use crate::handoff::Handoff;
-use crate::net::Net;
+use crate::net::{Lsd, Net};
 
 /// The listener's token.
 const LISTENER: Token = Token(0);
@@ -29,7 +29,8 @@ const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 /// The UDP socket (DHT and UDP trackers).
 const UDP: Token = Token(2);
-/// The local service discovery socket (multicast, see `unchoke_driver::lsd_node`).
+/// The local service discovery sockets, IPv4 and IPv6 (multicast, see
+/// `unchoke_driver::lsd_node`): both under this token, both read when it fires.
 const LSD: Token = Token(3);
 /// Bytes read from one socket before giving the others a turn.
 const READ_BUDGET: usize = 1 << 20;
@@ -49,7 +50,7 @@ pub(crate) struct EventLoop {
     udp_addr: Option<SocketAddr>,
     /// The UDP socket may have datagrams waiting (edge-triggered readiness).
     udp_ready: bool,
-    /// The same for the LSD socket (never set without one).
+    /// The same for the LSD sockets (never set without one).
     lsd_ready: bool,
     commands: Receiver<Command>,
 }
@@ -86,24 +87,30 @@ impl EventLoop {
         poll.registry()
             .register(&mut udp, UDP, Interest::READABLE)
             .map_err(ClientError::Start)?;
-        // Local service discovery's socket, when asked for and it can be set up: a failure
-        // only turns LSD off (the event says why).
-        let (lsd_socket, mut cfg, lsd_event) = open_lsd(cfg, local_addr);
-        if let Some(e) = lsd_event {
+        // Local service discovery's sockets, when asked for and they can be set up: a
+        // failure only leaves that group (or LSD) out (the events say why).
+        let (lsd_sockets, mut cfg, lsd_events) = open_lsd(cfg, local_addr);
+        for e in lsd_events {
             let _ = events.try_send(e);
         }
-        let lsd = match lsd_socket.map(UdpSocket::from_std) {
-            Some(mut s) => match poll.registry().register(&mut s, LSD, Interest::READABLE) {
-                Ok(()) => Some(s),
-                Err(e) => {
-                    let _ = events.try_send(ClientEvent::Lsd(Err(format!(
-                        "cannot poll the LSD socket: {e}"
-                    ))));
-                    None
+        let lsd = lsd_sockets.and_then(|l| {
+            let mut readers = Vec::new();
+            for socket in l.readers {
+                let mut s = UdpSocket::from_std(socket);
+                if let Err(e) = poll.registry().register(&mut s, LSD, Interest::READABLE) {
+                    let _ = events.try_send(ClientEvent::Lsd(Err(LsdOff {
+                        group: None,
+                        reason: format!("cannot poll the LSD socket: {e}"),
+                    })));
+                    return None;
                 }
-            },
-            None => None,
-        };
+                readers.push(s);
+            }
+            Some(Lsd {
+                readers,
+                sender: l.sender,
+            })
+        });
         cfg.lsd = lsd.is_some();
         let cfg = &cfg;
         let done = Arc::new(Handoff::new(WakerRef(waker)));
@@ -285,16 +292,24 @@ impl EventLoop {
         };
         let mut buf = [0u8; DATAGRAM_BUFFER];
         let mut got = Vec::new();
-        for _ in 0..DATAGRAM_BURST {
-            match lsd.recv_from(&mut buf) {
-                Ok((n, from)) => got.push((from, buf[..n].to_vec())),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.lsd_ready = false;
-                    break;
+        // Ready again only if a socket still had datagrams after its burst (the sockets
+        // share one token, so each is read until it would block).
+        let mut more = false;
+        for socket in &lsd.readers {
+            let mut drained = false;
+            for _ in 0..DATAGRAM_BURST {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, from)) => got.push((from, buf[..n].to_vec())),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        drained = true;
+                        break;
+                    }
+                    Err(_) => {}
                 }
-                Err(_) => {}
             }
+            more |= !drained;
         }
+        self.lsd_ready = more;
         for (from, bytes) in got {
             self.host.lsd_datagram(&mut self.net, from, &bytes);
         }

@@ -25,6 +25,14 @@ use crate::handoff::Handoff;
 /// Peer sockets get tokens from here up (the lower ones are the loop's own).
 pub(crate) const FIRST_PEER: usize = 4;
 
+/// Local service discovery's sockets: those read (registered under the loop's LSD
+/// token) and the driver's sender for `SendLsd`.
+pub(crate) struct Lsd {
+    /// One per group joined.
+    pub(crate) readers: Vec<UdpSocket>,
+    pub(crate) sender: unchoke_driver::lsd_node::LsdSender,
+}
+
 /// Sockets and workers; see the module docs.
 pub(crate) struct Net {
     pub(crate) poll: Poll,
@@ -32,8 +40,8 @@ pub(crate) struct Net {
     pub(crate) bind_ip: Option<IpAddr>,
     /// The client's UDP socket (the DHT's and UDP trackers' datagrams).
     pub(crate) udp: UdpSocket,
-    /// The local service discovery socket (`None`: LSD off).
-    pub(crate) lsd: Option<UdpSocket>,
+    /// The local service discovery sockets (`None`: LSD off).
+    pub(crate) lsd: Option<Lsd>,
     /// Whether `udp` is an IPv6 socket (IPv4 destinations then go out IPv4-mapped).
     udp_v6: bool,
     pub(crate) conns: HashMap<Token, Conn>,
@@ -57,7 +65,7 @@ impl Net {
         listener: Option<TcpListener>,
         bind_ip: Option<IpAddr>,
         udp: UdpSocket,
-        lsd: Option<UdpSocket>,
+        lsd: Option<Lsd>,
         disk: DiskPool,
         done: Arc<Handoff<Completion, WakerRef>>,
     ) -> Self {
@@ -192,7 +200,7 @@ impl Io for Net {
     fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes) {
         if let Some(lsd) = &self.lsd {
             // Lost if the socket is full: the session announces again in 5 minutes.
-            let _ = lsd.send_to(&bytes, to);
+            let _ = lsd.sender.send(to, &bytes);
         }
     }
 

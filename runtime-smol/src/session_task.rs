@@ -13,7 +13,7 @@ use smol::{Async, LocalExecutor, Task, Timer};
 use unchoke_core::session::Direction;
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
 use unchoke_driver::disk::Completion;
-use unchoke_driver::lsd_node::open_lsd;
+use unchoke_driver::lsd_node::{LsdOff, open_lsd};
 use unchoke_driver::{ClientConfig, ClientEvent, Command, Report, SessionHost};
 
 use crate::peer_io::{self, NetEvent, Token};
@@ -53,8 +53,8 @@ pub(crate) struct SessionTask {
     listener: Option<Task<()>>,
     /// The UDP socket's reader (it ends with the task).
     _udp_reader: Task<()>,
-    /// The LSD socket's reader, if LSD runs (it ends with the task).
-    _lsd_reader: Option<Task<()>>,
+    /// The LSD sockets' readers, one per group joined (they end with the task).
+    _lsd_readers: Vec<Task<()>>,
 }
 
 impl SessionTask {
@@ -77,28 +77,41 @@ impl SessionTask {
         let udp_addr = udp.get_ref().local_addr().ok();
         let udp = Arc::new(udp);
         let udp_reader = ex.spawn(read_datagrams(udp.clone(), dgram_tx));
-        // Local service discovery's socket, when asked for and it can be set up: a failure
-        // only turns LSD off (the event says why).
-        let (lsd_socket, mut cfg, lsd_event) = open_lsd(&cfg, local_addr);
-        if let Some(e) = lsd_event {
+        // Local service discovery's sockets, when asked for and they can be set up: a
+        // failure only leaves that group (or LSD) out (the events say why).
+        let (lsd_sockets, mut cfg, lsd_events) = open_lsd(&cfg, local_addr);
+        for e in lsd_events {
             let _ = events.try_send(e);
         }
-        let lsd = match lsd_socket.map(Async::new) {
-            Some(Ok(s)) => Some(Arc::new(s)),
-            Some(Err(e)) => {
-                let why = format!("cannot poll the LSD socket: {e}");
-                let _ = events.try_send(ClientEvent::Lsd(Err(why)));
-                None
+        let lsd = lsd_sockets.and_then(|l| {
+            let readers = l.readers.into_iter().map(Async::new);
+            match readers.collect::<std::io::Result<Vec<_>>>() {
+                Ok(readers) => Some((readers, l.sender)),
+                Err(e) => {
+                    let _ = events.try_send(ClientEvent::Lsd(Err(LsdOff {
+                        group: None,
+                        reason: format!("cannot poll the LSD socket: {e}"),
+                    })));
+                    None
+                }
             }
-            None => None,
-        };
+        });
         cfg.lsd = lsd.is_some();
         let (lsd_tx, lsd_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
-        let lsd_reader = lsd.clone().map(|s| ex.spawn(read_datagrams(s, lsd_tx)));
+        let (lsd_readers, lsd_sender) = match lsd {
+            Some((readers, sender)) => {
+                let tasks = readers
+                    .into_iter()
+                    .map(|s| ex.spawn(read_datagrams(Arc::new(s), lsd_tx.clone())))
+                    .collect();
+                (tasks, Some(sender))
+            }
+            None => (Vec::new(), None),
+        };
         let bind_ip: Option<IpAddr> = cfg.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         SessionTask {
             host: SessionHost::new(&cfg, local_addr, udp_addr, events),
-            io: TaskIo::new(ex, bind_ip, udp, lsd, net_tx, sent_tx, done_tx),
+            io: TaskIo::new(ex, bind_ip, udp, lsd_sender, net_tx, sent_tx, done_tx),
             commands,
             net_rx,
             sent_rx,
@@ -107,7 +120,7 @@ impl SessionTask {
             lsd_rx,
             listener,
             _udp_reader: udp_reader,
-            _lsd_reader: lsd_reader,
+            _lsd_readers: lsd_readers,
         }
     }
 

@@ -14,6 +14,7 @@ use smol::{Async, LocalExecutor, Task};
 use unchoke_core::session::{ConnId, PeerGone, TorrentId};
 use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
+use unchoke_driver::lsd_node::LsdSender;
 use unchoke_driver::{Io, Report, Work};
 
 use crate::peer_io::{self, NetEvent, Token};
@@ -54,8 +55,9 @@ pub(crate) struct TaskIo {
     /// The client's UDP socket, for the DHT and UDP trackers (sends go straight out: it
     /// is non-blocking).
     udp: Arc<Async<UdpSocket>>,
-    /// The local service discovery socket (`None`: LSD off).
-    lsd: Option<Arc<Async<UdpSocket>>>,
+    /// Where local service discovery announces go (`None`: LSD off); the readers are the
+    /// session task's.
+    lsd: Option<LsdSender>,
     /// Whether `udp` is an IPv6 socket (IPv4 destinations then go out IPv4-mapped).
     udp_v6: bool,
     /// What the sockets did during the current round, for [`Io::flush`].
@@ -68,7 +70,7 @@ impl TaskIo {
         ex: Rc<LocalExecutor<'static>>,
         bind_ip: Option<IpAddr>,
         udp: Arc<Async<UdpSocket>>,
-        lsd: Option<Arc<Async<UdpSocket>>>,
+        lsd: Option<LsdSender>,
         net_tx: Sender<NetEvent>,
         sent_tx: Sender<(Token, usize)>,
         done_tx: Sender<Completion>,
@@ -226,7 +228,7 @@ impl Io for TaskIo {
     fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes) {
         if let Some(lsd) = &self.lsd {
             // Lost if the socket is full: the session announces again in 5 minutes.
-            let _ = lsd.get_ref().send_to(&bytes, to);
+            let _ = lsd.send(to, &bytes);
         }
     }
 

@@ -1,20 +1,25 @@
 //! The session's side of local service discovery (BEP 14): when each torrent is announced
-//! to the LAN's multicast group, and what an announce heard there does. The message format
+//! to the LAN's multicast groups, and what an announce heard there does. The message format
 //! is [`crate::lsd`]; the driver only moves datagrams ([`Action::SendLsd`],
 //! [`Session::handle_lsd_datagram`]) on a socket joined to the group.
 //!
 //! Rules (with [`super::SessionConfig::lsd`] on and a known `listen_port`):
 //! - A non-private torrent is announced when it is added (or resumed), then every
 //!   [`ANNOUNCE_INTERVAL`] (libtorrent's 5 minutes). Due torrents are batched, up to
-//!   [`MAX_INFO_HASHES`] per datagram, and the session sends at most one datagram per
+//!   [`MAX_INFO_HASHES`] per datagram, and the session sends at most one announce round per
 //!   [`SEND_GAP`] overall: a session adding 500 torrents does not flood its LAN.
+//! - A round is one datagram per family in [`super::SessionConfig::lsd_families`] (IPv4
+//!   `239.192.152.143:6771`, IPv6 `[ff15::efc0:988f]:6771`), each the same torrents with its
+//!   group's `Host` line. The rate limit is per round, not per family (see
+//!   [`SessionLsd::last_sent`] for why).
 //! - A private torrent (BEP 27) is never announced, also when it becomes known as private
 //!   only once its metadata arrives; a paused torrent waits for its resume; a closing
 //!   session sends nothing.
-//! - Only IPv4 (the `239.192.152.143:6771` group): the drivers bind no IPv6 LSD socket (see
-//!   `driver/src/lsd_node.rs`).
 //! - An announce naming torrents we have hands `sender IP:announced port` to each of them as
-//!   a [`PeerSource::Lsd`] candidate. Our own announces (our cookie, which the multicast
+//!   a [`PeerSource::Lsd`] candidate, whichever family it came over: an IPv6 sender gives
+//!   an IPv6 peer (with the sender's scope id, which a link-local address needs to be
+//!   dialled), an IPv4-mapped sender (`::ffff:a.b.c.d`, from a dual-stack socket) the IPv4
+//!   peer it is ([`crate::dht::canonical`]). Our own announces (our cookie, which the multicast
 //!   loop sends back to us) are ignored, and each sender IP may be heard at most
 //!   [`PER_IP_BURST`] times in a row, then once per [`PER_IP_REFILL`]: a host flooding
 //!   the group costs a parse per datagram and nothing more. At most [`MAX_SENDERS`] IPs
@@ -28,14 +33,15 @@
 //! - LSD does not count as a source for the give-up rule (see `give_up.rs`).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{Action, Event, PeerSource, Session, TorrentId};
+use crate::dht::canonical;
 use crate::info_hash::InfoHash;
-use crate::lsd::{LsdAnnounce, MAX_INFO_HASHES, group_v4};
+use crate::lsd::{LsdAnnounce, MAX_INFO_HASHES};
 use crate::time::Instant;
 
 /// A torrent's regular re-announce (libtorrent: 5 minutes).
@@ -82,7 +88,13 @@ pub(super) struct SessionLsd {
     cookie: String,
     /// When each tracked torrent is next due (by info-hash, so the order is stable).
     due: BTreeMap<InfoHash, (TorrentId, Instant)>,
-    /// When we last sent a datagram.
+    /// When we last sent an announce round (one datagram per family).
+    ///
+    /// One gap for all families, not one per family: both groups reach the same LAN, often
+    /// the same hosts, and a dual-stack peer should hear each torrent on either family at
+    /// the same cadence. A gap per family would let the two drift apart and double what a
+    /// burst of added torrents puts on the link in the same second for no peer more; with
+    /// one gap the LAN sees at most one datagram per family per [`SEND_GAP`].
     last_sent: Option<Instant>,
     senders: BTreeMap<IpAddr, Sender>,
     /// When each peer last announced each of our torrents.
@@ -181,8 +193,10 @@ impl Session {
         let Some(t) = self.torrents.get(&torrent) else {
             return;
         };
-        // Without a listen port there is nothing to announce (announces heard still count).
-        if t.is_private() || self.config.listen_port == 0 {
+        // Without a listen port, or a group to send to, there is nothing to announce
+        // (announces heard still count).
+        let groups = self.config.lsd_families;
+        if t.is_private() || self.config.listen_port == 0 || !(groups.v4 || groups.v6) {
             return;
         }
         let info_hash = t.info_hash;
@@ -237,24 +251,29 @@ impl Session {
             }
         }
         l.last_sent = Some(now);
-        l.stats.sent += 1;
-        let bytes = LsdAnnounce {
+        let announce = LsdAnnounce {
             port,
             info_hashes: batch,
             cookie: Some(l.cookie.clone()),
+        };
+        // The same round to each group (`lsd_track` schedules nothing without one).
+        for group in self.config.lsd_families.groups() {
+            l.stats.sent += 1;
+            self.out.push(Action::SendLsd {
+                to: group,
+                bytes: Bytes::from(announce.encode(group)),
+            });
         }
-        .encode(group_v4());
-        self.out.push(Action::SendLsd {
-            to: group_v4(),
-            bytes: Bytes::from(bytes),
-        });
     }
 
-    /// A datagram arrived on the driver's LSD socket from `from`. An announce for torrents
-    /// of ours gives each of them `from`'s IP with the announced port to dial (and an
-    /// [`Event::LsdPeer`]); our own announces, senders over their rate and anything that is
-    /// not an announce are ignored (counted in [`Session::lsd_stats`]). Ignored without LSD.
+    /// A datagram arrived on one of the driver's LSD sockets (IPv4 or IPv6) from `from`. An
+    /// announce for torrents of ours gives each of them `from`'s IP with the announced port
+    /// to dial (and an [`Event::LsdPeer`]): an IPv6 sender gives an IPv6 peer, an
+    /// IPv4-mapped one the IPv4 peer it is. Our own announces, senders over their rate and
+    /// anything that is not an announce are ignored (counted in [`Session::lsd_stats`]).
+    /// Ignored without LSD.
     pub fn handle_lsd_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        let from = canonical(from);
         self.saw(now);
         if self.life.is_closing() {
             return;
@@ -279,7 +298,7 @@ impl Session {
             l.stats.own += 1;
             return;
         }
-        let addr = SocketAddr::new(from.ip(), announce.port);
+        let addr = lsd_peer(from, announce.port);
         for info_hash in announce.info_hashes {
             let Some(&torrent) = self.by_hash.get(&info_hash) else {
                 continue;
@@ -295,6 +314,15 @@ impl Session {
             self.out
                 .push(Action::Event(Event::LsdPeer { torrent, addr }));
         }
+    }
+}
+
+/// The peer an announce from `from` names: its IP with the announced `port`, keeping an
+/// IPv6 sender's scope id (a link-local `fe80::` address cannot be dialled without it).
+fn lsd_peer(from: SocketAddr, port: u16) -> SocketAddr {
+    match from {
+        SocketAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(*a.ip(), port)),
+        SocketAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(*a.ip(), port, 0, a.scope_id())),
     }
 }
 
@@ -329,6 +357,25 @@ mod tests {
             ));
         }
         assert_eq!(l.senders.len(), MAX_SENDERS);
+    }
+
+    #[test]
+    fn the_peer_is_the_sender_ip_with_the_announced_port() {
+        let v4: SocketAddr = "10.0.0.1:6771".parse().expect("addr");
+        assert_eq!(lsd_peer(v4, 80), "10.0.0.1:80".parse().expect("addr"));
+        let ll = SocketAddr::V6(SocketAddrV6::new(
+            "fe80::1".parse().expect("ip"),
+            6771,
+            7,
+            3,
+        ));
+        let peer = lsd_peer(ll, 80);
+        assert_eq!(peer, "[fe80::1%3]:80".parse().expect("addr"));
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:6771".parse().expect("addr");
+        assert_eq!(
+            lsd_peer(canonical(mapped), 80),
+            "10.0.0.1:80".parse().expect("addr")
+        );
     }
 
     #[test]

@@ -57,10 +57,11 @@ pub enum Action {
         /// A KRPC message or a BEP 15 request.
         bytes: Bytes,
     },
-    /// Multicast this local service discovery announce (BEP 14) to `to`, the LSD group
-    /// ([`crate::lsd::group_v4`]; the session sends IPv4 only), from the driver's LSD
-    /// socket for that family. Only with [`super::SessionConfig::lsd`]. Dropping it is fine:
-    /// it is sent again in 5 minutes.
+    /// Multicast this local service discovery announce (BEP 14) to `to`, an LSD group
+    /// ([`crate::lsd::group_v4`] or [`crate::lsd::group_v6`], one of
+    /// [`super::SessionConfig::lsd_families`]; the datagram's `Host` line names it), from
+    /// the driver's LSD socket for that family. Only with [`super::SessionConfig::lsd`].
+    /// Dropping it is fine: it is sent again in 5 minutes.
     SendLsd {
         /// The group's address and port.
         to: SocketAddr,

@@ -132,6 +132,12 @@ pub struct SessionConfig {
     /// default: an embedder (and the simulator) must not multicast unasked; the CLI turns
     /// it on, and a driver turns it off when its LSD socket cannot be set up.
     pub lsd: bool,
+    /// The LSD groups announces go to (BEP 14: IPv4 `239.192.152.143:6771`, IPv6
+    /// `[ff15::efc0:988f]:6771`): those the driver has a socket joined to. Each announce
+    /// round sends the same torrents to every group set here. Announces heard are taken
+    /// from either family whatever this says (the driver only hands over what its sockets
+    /// received). Default: IPv4 only.
+    pub lsd_families: crate::lsd::LsdFamilies,
     /// The address families the DHT runs over (BEP 32: a node, and a routing table, per
     /// family): those the driver's UDP socket can send to. Default: IPv4 only.
     pub dht_families: crate::dht::DhtFamilies,
@@ -295,6 +301,7 @@ impl Default for SessionConfig {
             shape: crate::metainfo::ShapeLimits::default(),
             dht: None,
             lsd: false,
+            lsd_families: crate::lsd::LsdFamilies::default(),
             dht_families: crate::dht::DhtFamilies::default(),
             connect_timeout: Duration::from_secs(10),
             max_inbound: 200,
