@@ -417,6 +417,8 @@ fn add_stats(a: DhtStats, b: DhtStats) -> DhtStats {
         timeouts: a.timeouts + b.timeouts,
         bad_tokens: a.bad_tokens + b.bad_tokens,
         announces_stored: a.announces_stored + b.announces_stored,
+        non_compliant: a.non_compliant + b.non_compliant,
+        node_id_changes: a.node_id_changes + b.node_id_changes,
     }
 }
 
