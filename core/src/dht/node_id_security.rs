@@ -23,6 +23,12 @@
 //!   storing on an attacker's node, not serving its requests), and the nodes it names are
 //!   still asked — they are checked on their own answers. Enforcement is off on a
 //!   loopback socket ([`enforce_on_socket`]), as libtorrent does.
+//!
+//! Limits: a non-compliant responder still counts as an answer when a lookup decides it
+//! is done (BEP 42 would not count it), and a brand-new network at public addresses in
+//! which every node enforces and none is compliant yet cannot form (nobody enters any
+//! table, so nobody hears enough votes); one non-enforcing node, such as a router, is
+//! enough to start it (`core/tests/dht_bep42.rs`).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -1707,7 +1707,10 @@ fn re_centring_the_table_keeps_its_shape_and_its_nodes() {
     }
     assert_eq!(kept, rt.len());
     assert!(!rt.is_empty() && rt.len() <= before);
-    assert!(rt.entries().all(|e| ids.contains(&e.id)), "no node invented");
+    assert!(
+        rt.entries().all(|e| ids.contains(&e.id)),
+        "no node invented"
+    );
     // The state of each node survives: still good (answered at t0).
     assert!(rt.entries().all(|e| e.last_response == Some(t0)));
     assert_eq!(rt.good_nodes(t1).len(), rt.len());
