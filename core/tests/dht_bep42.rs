@@ -35,10 +35,14 @@ fn addr_of(i: usize) -> SocketAddr {
     )
 }
 
+/// A datagram in flight: delivered at `.0`; `.1` keeps equal times in send order; then
+/// the receiving node, the sender's address and the bytes.
+type InFlight = Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>;
+
 struct Net {
     nodes: Vec<Dht>,
     index: BTreeMap<SocketAddr, usize>,
-    queue: BinaryHeap<Reverse<(Instant, u64, usize, SocketAddr, Vec<u8>)>>,
+    queue: BinaryHeap<InFlight>,
     seq: u64,
     now: Instant,
     found: Vec<SocketAddr>,
