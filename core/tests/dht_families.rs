@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use unchoke_core::dht::krpc::{Body, Message, Query, Response};
+use unchoke_core::dht::node_id_security::with_prefix_for;
 use unchoke_core::dht::{DhtConfig, DhtFamilies, Family, NodeId};
 use unchoke_core::session::{Action, Event, Session, SessionConfig};
 use unchoke_core::time::Instant;
@@ -56,10 +57,12 @@ fn a_dual_stack_session_looks_up_in_both_families_and_dials_both_peers() {
                     sent.push((to, q.clone()));
                     // Each fake node answers in its family: an id, and for get_peers a
                     // token and one peer of its family.
+                    // The IPv6 node is at a public address, so under BEP 42 (enforced by
+                    // default) its id must match it; the IPv4 one is on a private network.
                     let (id, peer) = if to == node4 {
                         (NodeId([0x44; 20]), peer4)
                     } else if to == node6 {
-                        (NodeId([0x66; 20]), peer6)
+                        (with_prefix_for(node6.ip(), NodeId([0x66; 20])), peer6)
                     } else {
                         continue;
                     };

@@ -29,9 +29,11 @@ fn addr_of(i: usize) -> SocketAddr {
     ))
 }
 
+/// Unique-local IPv6 addresses (`fd00::/8`): a private network, as `10.0.0.0/8` is for
+/// IPv4, so BEP 42 checks no ids here (the nodes' ids are random).
 fn addr6_of(i: usize) -> SocketAddr {
     let n = i as u16 + 1;
-    SocketAddr::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n).into(), 6881)
+    SocketAddr::new(Ipv6Addr::new(0xfd00, 0xdb8, 0, 0, 0, 0, 0, n).into(), 6881)
 }
 
 fn addr_in(family: Family, i: usize) -> SocketAddr {

@@ -134,6 +134,8 @@ impl SessionHost {
         session_cfg.lsd = cfg.lsd;
         if let Some(udp) = udp {
             session_cfg.dht_families = crate::dht_node::dht_families(&udp);
+            // BEP 42: no node-id enforcement on a loopback socket (the core's rule).
+            session_cfg.dht = session_cfg.dht.map(|d| d.for_socket(&udp));
         }
         let mut session = Session::new(session_cfg, seed, clock.now());
         let bind_ip = listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());

@@ -13,6 +13,9 @@
 //! families wanted in the answer (`want: ["n4", "n6"]`, [`Want`]). A message without any
 //! of these encodes exactly as before BEP 32 (no `want` key when nothing is wanted, no
 //! `nodes6` key when there is no IPv6 node), so IPv4 traffic is byte-for-byte unchanged.
+//!
+//! BEP 42: a response may carry the requester's compact address in a top-level `ip` key
+//! ([`Response::ip`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -195,6 +198,11 @@ pub struct Response {
     pub values: Vec<SocketAddr>,
     /// The write token for a later `announce_peer` (`get_peers`).
     pub token: Option<Vec<u8>>,
+    /// BEP 42 `ip`: the requester's address as the responder saw it (6 bytes for IPv4,
+    /// 18 for IPv6, compact). On the wire it is a key of the *top-level* dictionary, not
+    /// of `r`; it is kept here because only responses carry it. One of another length is
+    /// read as absent (the rest of the answer is still good).
+    pub ip: Option<SocketAddr>,
 }
 
 impl Response {
@@ -206,6 +214,7 @@ impl Response {
             nodes6: Vec::new(),
             values: Vec::new(),
             token: None,
+            ip: None,
         }
     }
 }
@@ -432,7 +441,15 @@ impl Message {
                 kind,
                 reply_to: Some(t.to_vec()),
             })?),
-            b"r" => Body::Response(decode_response(dict).map_err(KrpcError::plain)?),
+            b"r" => {
+                let mut r = decode_response(dict).map_err(KrpcError::plain)?;
+                // BEP 42's `ip` is top-level; a malformed one is ignored, not an error.
+                r.ip = bytes_of(dict, "ip")
+                    .ok()
+                    .flatten()
+                    .and_then(parse_compact_peer);
+                Body::Response(r)
+            }
             b"e" => Body::Error(decode_error(dict).map_err(KrpcError::plain)?),
             _ => return Err(KrpcError::plain(KrpcErrorKind::UnknownType)),
         };
@@ -448,7 +465,11 @@ impl Message {
         let mut nodes = Vec::new();
         let mut nodes6 = Vec::new();
         let mut values = Vec::new();
+        let mut ip = Vec::new();
         if let Body::Response(r) = &self.body {
+            if let Some(addr) = &r.ip {
+                put_compact_peer(&mut ip, addr);
+            }
             for n in &r.nodes {
                 nodes.extend_from_slice(&n.id.0);
                 put_compact_addr(&mut nodes, &n.addr);
@@ -535,6 +556,10 @@ impl Message {
                     d.push((b"token", Value::Bytes(token)));
                 }
                 top.push((b"r", Value::Dict(Dict::new(d))));
+                // BEP 42: at the top level, beside `r`.
+                if r.ip.is_some() {
+                    top.push((b"ip", Value::Bytes(&ip)));
+                }
             }
             Body::Error(e) => {
                 top.push((b"y", Value::Bytes(b"e")));
@@ -668,6 +693,7 @@ fn decode_response(dict: &Dict<'_>) -> Result<Response> {
         nodes6,
         values,
         token,
+        ip: None,
     })
 }
 

@@ -44,10 +44,20 @@
 //! with the other node's nodes as well when the caller passes it
 //! ([`Dht::handle_packet_with`]). An IPv4 node with no IPv6 sibling behaves, byte for
 //! byte, as before BEP 32: it sends no `want` and no `nodes6`.
+//!
+//! Node-id security (BEP 42, [`node_id_security`]): every response carries the asker's
+//! address (`ip`); the `ip` of answers to our queries vote on our external address, and
+//! once enough agree ([`node_id_security::VOTES_NEEDED`]) our id is re-derived from it if
+//! it does not match (a local address keeps any id). With
+//! [`DhtConfig::enforce_node_id`], a node whose id does not match its public address
+//! stays out of the routing table and is never announced to. Each family's node votes
+//! and derives its id on its own (an id matches one address), so a dual-stack client's
+//! two nodes share an id only until their external addresses are known.
 
 pub mod krpc;
 pub mod lookup;
 pub mod node_id;
+pub mod node_id_security;
 pub mod peer_store;
 pub mod rate_limit;
 pub mod routing;
@@ -57,7 +67,7 @@ pub mod token;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,6 +78,7 @@ use krpc::{Body, CompactNode, CompactNode6, ErrorMessage, Message, Query, Respon
 use lookup::{Lookup, Next};
 pub use lookup::{LookupId, LookupKind, LookupStats};
 pub use node_id::NodeId;
+use node_id_security::ExternalAddressVotes;
 use peer_store::{PeerStore, PeerStoreLimits};
 use rate_limit::{RateLimit, RateLimiter};
 use routing::{Insert, K, RoutingConfig, RoutingTable};
@@ -194,6 +205,23 @@ pub struct DhtConfig {
     pub max_values: usize,
     /// The address family this node speaks (default IPv4). See the module docs.
     pub family: Family,
+    /// BEP 42 enforcement (default on): a node answering us with an id that does not
+    /// match its public IP is kept out of the routing table and its write token is not
+    /// used. Nodes on local networks are exempt whatever this says
+    /// ([`node_id_security::is_exempt`]). A driver turns it off when the DHT's socket is
+    /// bound to a loopback address ([`DhtConfig::for_socket`], as libtorrent does). Our
+    /// own id follows our external address either way.
+    pub enforce_node_id: bool,
+}
+
+impl DhtConfig {
+    /// This configuration for a node whose UDP socket is bound to `local`: BEP 42
+    /// enforcement off on a loopback address ([`node_id_security::enforce_on_socket`]),
+    /// everything else as it was.
+    pub fn for_socket(mut self, local: &SocketAddr) -> Self {
+        self.enforce_node_id &= node_id_security::enforce_on_socket(local);
+        self
+    }
 }
 
 impl Default for DhtConfig {
@@ -220,6 +248,7 @@ impl Default for DhtConfig {
             },
             max_values: 50,
             family: Family::V4,
+            enforce_node_id: true,
         }
     }
 }
@@ -306,6 +335,11 @@ pub struct DhtStats {
     pub bad_tokens: u64,
     /// `announce_peer` queries stored.
     pub announces_stored: u64,
+    /// Responses from nodes whose id does not match their public IP (BEP 42), kept out of
+    /// the routing table (counted only while [`DhtConfig::enforce_node_id`] is set).
+    pub non_compliant: u64,
+    /// Times our node id changed to match our external address (BEP 42).
+    pub node_id_changes: u64,
 }
 
 /// Why a query of ours is outstanding.
@@ -345,6 +379,8 @@ pub struct Dht {
     /// The latest `now` seen, for the calls that take none ([`Dht::nodes`]).
     last_now: Instant,
     stats: DhtStats,
+    /// Votes on our external address from answers' `ip` (BEP 42).
+    votes: ExternalAddressVotes,
 }
 
 impl Dht {
@@ -370,7 +406,14 @@ impl Dht {
             next_maintenance: now + MAINTENANCE,
             last_now: now,
             stats: DhtStats::default(),
+            votes: ExternalAddressVotes::new(),
         }
+    }
+
+    /// Our external IP as the nodes we queried agree to see it (BEP 42 votes; see
+    /// [`node_id_security::ExternalAddressVotes`]), once confirmed.
+    pub fn external_address(&self) -> Option<IpAddr> {
+        self.votes.confirmed()
     }
 
     /// Our node id.
@@ -799,6 +842,11 @@ impl Dht {
 
     fn reply(&mut self, to: SocketAddr, transaction: Vec<u8>, response: Response) {
         self.stats.replies_out += 1;
+        // BEP 42: tell the asker where we see it, so it can derive its id.
+        let response = Response {
+            ip: Some(to),
+            ..response
+        };
         let msg = Message {
             transaction,
             body: Body::Response(response),
@@ -876,8 +924,13 @@ impl Dht {
         if asker != self.id {
             let known = self.routing.queried_by(asker, from, now);
             // A node we do not know yet is verified with a ping before it may enter the
-            // table (an answer proves the address is really its own).
-            if !known && self.routing.has_room_for(&asker, now) && !self.has_outstanding_to(from) {
+            // table (an answer proves the address is really its own) — unless its id
+            // could not enter it anyway (BEP 42). Its query is answered all the same.
+            if !known
+                && self.admissible(&asker, from)
+                && self.routing.has_room_for(&asker, now)
+                && !self.has_outstanding_to(from)
+            {
                 let ping = Query::Ping { id: self.id };
                 self.send_query(from, Some(asker), ping, Purpose::Ping, now);
             }
@@ -911,6 +964,7 @@ impl Dht {
                     nodes6,
                     values,
                     token: Some(token),
+                    ip: None,
                 }
             }
             Query::AnnouncePeer {
@@ -953,16 +1007,30 @@ impl Dht {
         found
     }
 
-    fn on_response(&mut self, from: SocketAddr, t: &[u8], r: Response, now: Instant) {
+    /// Whether a node with `id` at `addr` may enter the routing table under BEP 42: always
+    /// without enforcement; with it, when its IP is exempt or its id matches.
+    fn admissible(&self, id: &NodeId, addr: SocketAddr) -> bool {
+        !self.config.enforce_node_id || node_id_security::verify(id, addr.ip())
+    }
+
+    fn on_response(&mut self, from: SocketAddr, t: &[u8], mut r: Response, now: Instant) {
         let Some(o) = self.take_outstanding(from, t) else {
             return;
         };
         self.stats.responses_in += 1;
+        let admissible = self.admissible(&r.id, from);
+        if !admissible {
+            self.stats.non_compliant += 1;
+            // BEP 42 enforcement: no storage target, so its token is not kept.
+            r.token = None;
+        }
         match o.node {
             Some(expected) if expected != r.id => {
                 // Someone else answers at that address now: the node we knew is gone.
                 self.routing.failed(expected, from, now);
             }
+            // Alive, but its id does not match its address: not in our table.
+            _ if !admissible => {}
             _ => {
                 if let Insert::PingQuestionable(nodes) = self.routing.heard_from(r.id, from, now) {
                     for (node, addr) in nodes {
@@ -987,6 +1055,47 @@ impl Dht {
                     peers: fresh,
                 });
             }
+        }
+        if let Some(seen_as) = r.ip {
+            self.on_address_vote(from, seen_as, now);
+        }
+    }
+
+    /// Counts `voter`'s `ip` (BEP 42) and, when it confirms an external address our id
+    /// does not match, takes a matching id. Votes for an address of another family, or
+    /// one no node could have, are ignored.
+    fn on_address_vote(&mut self, voter: SocketAddr, seen_as: SocketAddr, now: Instant) {
+        let seen_as = canonical(seen_as);
+        if Family::of(&seen_as) != self.config.family
+            || seen_as.ip().is_unspecified()
+            || seen_as.ip().is_multicast()
+        {
+            return;
+        }
+        let Some(external) = self.votes.vote(voter.ip(), seen_as.ip()) else {
+            return;
+        };
+        // Any id is valid on a local network: keep ours.
+        if node_id_security::is_exempt(external)
+            || node_id_security::is_compliant(&self.id, external)
+        {
+            return;
+        }
+        let id = node_id_security::compliant_id(external, &mut self.rng);
+        self.change_id(id, now);
+    }
+
+    /// Switches to node id `id`: the routing table is re-centred on it
+    /// ([`RoutingTable::set_own_id`]), and a `find_node` for it (internal, like a bucket
+    /// refresh) tells the nodes near our new place about us and fills the near buckets.
+    /// Running lookups, outstanding queries, tokens and stored peers are unaffected (none
+    /// depends on our id; lookups ask with the new one from now on).
+    fn change_id(&mut self, id: NodeId, now: Instant) {
+        self.id = id;
+        self.routing.set_own_id(id, now);
+        self.stats.node_id_changes += 1;
+        if !self.routing.is_empty() {
+            let _ = self.start_lookup(id, LookupKind::FindNode, &[], true, now);
         }
     }
 

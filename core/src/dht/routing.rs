@@ -199,9 +199,6 @@ impl RoutingTable {
         }
         loop {
             let i = self.index(&id);
-            let last = self.buckets.len() - 1;
-            let config = self.config;
-            let splittable = i == last && self.buckets.len() < MAX_BUCKETS;
             let bucket = &mut self.buckets[i];
             if let Some(n) = bucket.nodes.iter_mut().find(|n| n.id == id) {
                 if n.addr != addr {
@@ -221,43 +218,97 @@ impl RoutingTable {
                 last_query: None,
                 failures: 0,
             };
-            if bucket.nodes.len() < K {
-                bucket.replacements.retain(|r| r.id != id);
-                bucket.nodes.push(fresh);
-                bucket.last_changed = now;
-                return Insert::Added;
+            if let Some(done) = self.place(fresh, now) {
+                return done;
             }
-            if let Some(slot) = bucket
-                .nodes
-                .iter_mut()
-                .find(|n| n.state(now, &config) == NodeState::Bad)
+        }
+    }
+
+    /// Puts `fresh` (not in its bucket yet) where it fits: a free slot, a bad node's slot,
+    /// or the standby list of a full bucket. Returns `None` when the last bucket was split
+    /// to make room, and the caller should try again.
+    fn place(&mut self, fresh: NodeEntry, now: Instant) -> Option<Insert> {
+        let id = fresh.id;
+        let i = self.index(&id);
+        let last = self.buckets.len() - 1;
+        let config = self.config;
+        let splittable = i == last && self.buckets.len() < MAX_BUCKETS;
+        let bucket = &mut self.buckets[i];
+        if bucket.nodes.len() < K {
+            bucket.replacements.retain(|r| r.id != id);
+            bucket.nodes.push(fresh);
+            bucket.last_changed = now;
+            return Some(Insert::Added);
+        }
+        if let Some(slot) = bucket
+            .nodes
+            .iter_mut()
+            .find(|n| n.state(now, &config) == NodeState::Bad)
+        {
+            *slot = fresh;
+            bucket.replacements.retain(|r| r.id != id);
+            bucket.last_changed = now;
+            return Some(Insert::Added);
+        }
+        if splittable {
+            self.split(now);
+            return None;
+        }
+        // Full: keep the newcomer as the freshest standby.
+        bucket.replacements.retain(|r| r.id != id);
+        if bucket.replacements.len() >= REPLACEMENTS {
+            bucket.replacements.remove(0);
+        }
+        bucket.replacements.push(fresh);
+        let questionable: Vec<(NodeId, SocketAddr)> = bucket
+            .nodes
+            .iter()
+            .filter(|n| n.state(now, &config) == NodeState::Questionable)
+            .map(|n| (n.id, n.addr))
+            .collect();
+        Some(if questionable.is_empty() {
+            Insert::Full
+        } else {
+            Insert::PingQuestionable(questionable)
+        })
+    }
+
+    /// Our own id.
+    pub fn own_id(&self) -> NodeId {
+        self.own
+    }
+
+    /// Re-centres the table on a new own id (BEP 42: our id changed to match our external
+    /// address). The buckets are laid out relative to our id, so they are rebuilt: every
+    /// node that is not bad is placed again, keeping what we know of it (its times and
+    /// failures), bucket nodes before standbys, in their old order; a node that no longer
+    /// fits becomes a standby of its new bucket (bounded as ever), and one equal to the new
+    /// id is dropped. Simple, and correct whatever the distance between the two ids: the
+    /// table may lose some far nodes to full buckets, which refreshes fill again.
+    pub fn set_own_id(&mut self, own: NodeId, now: Instant) {
+        if own == self.own {
+            return;
+        }
+        let config = self.config;
+        let old = std::mem::replace(&mut self.buckets, vec![Bucket::new(now)]);
+        self.own = own;
+        let (nodes, standbys): (Vec<NodeEntry>, Vec<NodeEntry>) = old
+            .into_iter()
+            .map(|b| (b.nodes, b.replacements))
+            .fold((Vec::new(), Vec::new()), |(mut n, mut r), (bn, br)| {
+                n.extend(bn);
+                r.extend(br);
+                (n, r)
+            });
+        for entry in nodes.into_iter().chain(standbys) {
+            if entry.id == own
+                || entry.state(now, &config) == NodeState::Bad
+                || self.get(&entry.id).is_some()
             {
-                *slot = fresh;
-                bucket.replacements.retain(|r| r.id != id);
-                bucket.last_changed = now;
-                return Insert::Added;
-            }
-            if splittable {
-                self.split(now);
                 continue;
             }
-            // Full: keep the newcomer as the freshest standby.
-            bucket.replacements.retain(|r| r.id != id);
-            if bucket.replacements.len() >= REPLACEMENTS {
-                bucket.replacements.remove(0);
-            }
-            bucket.replacements.push(fresh);
-            let questionable: Vec<(NodeId, SocketAddr)> = bucket
-                .nodes
-                .iter()
-                .filter(|n| n.state(now, &config) == NodeState::Questionable)
-                .map(|n| (n.id, n.addr))
-                .collect();
-            return if questionable.is_empty() {
-                Insert::Full
-            } else {
-                Insert::PingQuestionable(questionable)
-            };
+            // A split only ever moves the last bucket: at most 160 rounds.
+            while self.place(entry, now).is_none() {}
         }
     }
 

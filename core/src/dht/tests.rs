@@ -93,6 +93,7 @@ fn every_message_kind_round_trips() {
         nodes6: Vec::new(),
         values: vec![v4(9, 8, 7, 6, 1), v4(1, 1, 1, 1, 2)],
         token: Some(b"secret".to_vec()),
+        ip: Some(v4(124, 31, 75, 21, 6881)),
     };
     for r in [Response::id_only(id(9)), full] {
         roundtrip(&Message {
@@ -149,6 +150,7 @@ fn hostile_inputs_are_errors_not_panics() {
             nodes6: Vec::new(),
             values: vec![v4(1, 2, 3, 4, 5)],
             token: Some(b"tk".to_vec()),
+            ip: None,
         }),
     }
     .encode();
@@ -560,9 +562,13 @@ fn queries_are_answered_and_malformed_ones_get_error_203_or_204() {
     let replies = replies_to(&acts, from);
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].transaction, b"p1");
+    // BEP 42: the answer tells the asker where we see it.
     assert_eq!(
         replies[0].body,
-        Body::Response(Response::id_only(d.node_id()))
+        Body::Response(Response {
+            ip: Some(from),
+            ..Response::id_only(d.node_id())
+        })
     );
     // Unknown querier with room in the table: we ping it to verify it.
     assert!(
@@ -936,9 +942,13 @@ fn v6a(last: u16, port: u16) -> std::net::SocketAddrV6 {
     }
 }
 
+/// An IPv6 node. These BEP 32 tests run on documentation addresses (`2001:db8::/32`),
+/// public as far as BEP 42 knows, with random ids: enforcement is off here (BEP 42 has
+/// its own tests below).
 fn config6() -> DhtConfig {
     DhtConfig {
         family: Family::V6,
+        enforce_node_id: false,
         ..DhtConfig::default()
     }
 }
@@ -992,6 +1002,7 @@ fn nodes6_values6_and_want_round_trip() {
         ],
         values: vec![v6(7, 7000), v4(9, 8, 7, 6, 1), v6(8, 1)],
         token: Some(b"tk".to_vec()),
+        ip: Some(v6(0x42, 6881)),
     };
     let m = Message {
         transaction: vec![1, 2],
@@ -1260,4 +1271,447 @@ fn an_ipv6_node_stores_and_returns_18_byte_peers_and_drops_ipv4() {
     assert!(sends(&drain(&mut a)).is_empty());
     assert_eq!(a.stats().wrong_family, 2);
     assert_eq!(canonical(mapped), addr(0));
+}
+
+// ---------------------------------------------------------------- BEP 42 (node-id security)
+
+use super::node_id_security::{VOTES_NEEDED, compliant_id, is_compliant};
+
+/// Pings each of `nodes` (as `add_node` does) and answers every ping sent with a response
+/// from that node: id `id_of(addr)`, and `ip` = `seen_as` when given.
+fn pinged_and_answered(
+    d: &mut Dht,
+    nodes: &[SocketAddr],
+    id_of: &dyn Fn(SocketAddr) -> NodeId,
+    seen_as: Option<SocketAddr>,
+    t: Instant,
+) {
+    for &n in nodes {
+        d.add_node(n, t);
+    }
+    for (to, m) in sends(&drain(d)) {
+        if !nodes.contains(&to) || !matches!(m.body, Body::Query(Query::Ping { .. })) {
+            continue;
+        }
+        let answer = Message {
+            transaction: m.transaction,
+            body: Body::Response(Response {
+                ip: seen_as,
+                ..Response::id_only(id_of(to))
+            }),
+        };
+        d.handle_packet(to, &answer.encode(), t);
+    }
+}
+
+/// Private voters (exempt, so any id is theirs to use): 10.0.1.n.
+fn voters(range: std::ops::Range<u8>) -> Vec<SocketAddr> {
+    range.map(|n| v4(10, 0, 1, n, 6881)).collect()
+}
+
+/// A voter's id: random, fixed by its address.
+fn voter_id(addr: SocketAddr) -> NodeId {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v) => u64::from(u32::from(v)),
+        std::net::IpAddr::V6(_) => 0,
+    };
+    NodeId::random(&mut fastrand::Rng::with_seed(
+        ip << 16 | u64::from(addr.port()),
+    ))
+}
+
+#[test]
+fn answers_carry_the_askers_address_as_a_top_level_ip() {
+    let t0 = Instant::from_secs(1);
+    // IPv4: 6 bytes; IPv6: 18 bytes; on every kind of answer.
+    for (config, from) in [
+        (DhtConfig::default(), v4(81, 2, 3, 4, 6881)),
+        (config6(), v6(9, 7000)),
+    ] {
+        let mut d = Dht::new(config, 1, t0);
+        let queries = [
+            Query::Ping { id: id(7) },
+            Query::FindNode {
+                id: id(7),
+                target: id(8),
+                want: Want::default(),
+            },
+            Query::GetPeers {
+                id: id(7),
+                info_hash: id(8),
+                want: Want::default(),
+            },
+        ];
+        for (i, q) in queries.into_iter().enumerate() {
+            d.handle_packet(from, &query(&[b'q', i as u8], q), t0);
+            let acts = drain(&mut d);
+            let raw = acts
+                .iter()
+                .find_map(|a| match a {
+                    DhtAction::Send { to, bytes } if *to == from => {
+                        let m = Message::decode(bytes, MAX).expect("valid");
+                        matches!(m.body, Body::Response(_)).then(|| bytes.clone())
+                    }
+                    _ => None,
+                })
+                .expect("an answer");
+            let m = Message::decode(&raw, MAX).expect("valid");
+            let Body::Response(r) = m.body else {
+                panic!("a response")
+            };
+            assert_eq!(r.ip, Some(from));
+            // On the wire: top level, compact, beside `r` (not inside it).
+            let mut compact = Vec::new();
+            krpc::put_compact_peer(&mut compact, &from);
+            let mut key = format!("2:ip{}:", compact.len()).into_bytes();
+            key.extend_from_slice(&compact);
+            assert!(
+                raw[1..].starts_with(&key),
+                "`ip` leads the top-level dictionary"
+            );
+        }
+    }
+}
+
+#[test]
+fn ip_is_read_from_the_top_level_and_a_malformed_one_is_ignored() {
+    // libtorrent's shape: `ip` beside `r`.
+    let ok = b"d2:ip6:\x7c\x1f\x4b\x15\x1a\xe11:rd2:id20:abcdefghij0123456789e1:t2:aa1:y1:re";
+    let Body::Response(r) = Message::decode(ok, MAX).expect("decodes").body else {
+        panic!("a response")
+    };
+    assert_eq!(r.ip, Some(v4(124, 31, 75, 21, 6881)));
+    // Five bytes, or not a string: the answer is still good, without `ip`.
+    for bad in [
+        &b"d2:ip5:\x7c\x1f\x4b\x15\x1a1:rd2:id20:abcdefghij0123456789e1:t2:aa1:y1:re"[..],
+        b"d2:ipi5e1:rd2:id20:abcdefghij0123456789e1:t2:aa1:y1:re",
+    ] {
+        let Body::Response(r) = Message::decode(bad, MAX).expect("decodes").body else {
+            panic!("a response")
+        };
+        assert_eq!(r.ip, None);
+        assert_eq!(r.id, NodeId(*b"abcdefghij0123456789"));
+    }
+}
+
+#[test]
+fn agreeing_ip_votes_give_us_an_id_compliant_with_our_external_address() {
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 11, t0);
+    let first = d.node_id();
+    let us = v4(124, 31, 75, 21, 6881);
+    assert!(!is_compliant(&first, us.ip()), "a random id, as expected");
+    // One short of the threshold: nothing changes.
+    let early = voters(1..VOTES_NEEDED as u8);
+    pinged_and_answered(&mut d, &early, &voter_id, Some(us), t0);
+    assert_eq!(d.node_id(), first);
+    assert_eq!(d.external_address(), None);
+    assert_eq!(d.routing_table().len(), early.len());
+    // One more distinct voter agrees: our id now matches our address.
+    let last = voters(VOTES_NEEDED as u8..VOTES_NEEDED as u8 + 1);
+    pinged_and_answered(&mut d, &last, &voter_id, Some(us), t0);
+    let second = d.node_id();
+    assert_ne!(second, first);
+    assert!(is_compliant(&second, us.ip()));
+    assert_eq!(d.external_address(), Some(us.ip()));
+    assert_eq!(d.stats().node_id_changes, 1);
+    // The table is re-centred on the new id and keeps every node.
+    let rt = d.routing_table();
+    assert_eq!(rt.own_id(), second);
+    assert_eq!(rt.len(), VOTES_NEEDED);
+    for v in voters(1..VOTES_NEEDED as u8 + 1) {
+        assert!(rt.get(&voter_id(v)).is_some(), "{v} kept");
+    }
+    // A find_node for the new id goes out (to the nodes near our new place), with it.
+    let sent = sends(&drain(&mut d));
+    assert!(
+        sent.iter().any(|(_, m)| matches!(
+            m.body,
+            Body::Query(Query::FindNode { id, target, .. }) if id == second && target == second
+        )),
+        "{sent:?}"
+    );
+    // Same seed, same inputs: the same new id.
+    let mut again = Dht::new(DhtConfig::default(), 11, t0);
+    pinged_and_answered(
+        &mut again,
+        &voters(1..VOTES_NEEDED as u8 + 1),
+        &voter_id,
+        Some(us),
+        t0,
+    );
+    assert_eq!(again.node_id(), second);
+}
+
+#[test]
+fn an_id_already_valid_for_the_confirmed_address_is_kept() {
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 12, t0);
+    let a = v4(124, 31, 75, 21, 6881);
+    pinged_and_answered(&mut d, &voters(1..5), &voter_id, Some(a), t0);
+    let id_for_a = d.node_id();
+    assert!(is_compliant(&id_for_a, a.ip()));
+    // Our address moves to one equal to it under the BEP 42 mask (124 & 0x03 == 128 &
+    // 0x03, 31 & 0x0f == 47 & 0x0f): confirmed, and our id is valid there already.
+    let b = v4(128, 47, 75, 21, 6881);
+    assert!(is_compliant(&id_for_a, b.ip()));
+    pinged_and_answered(&mut d, &voters(10..16), &voter_id, Some(b), t0);
+    assert_eq!(d.external_address(), Some(b.ip()));
+    assert_eq!(d.node_id(), id_for_a);
+    assert_eq!(d.stats().node_id_changes, 1);
+    // A local address is no reason to change either: any id is valid there.
+    let mut l = Dht::new(DhtConfig::default(), 13, t0);
+    let first = l.node_id();
+    let lan = v4(192, 168, 1, 50, 6881);
+    pinged_and_answered(&mut l, &voters(1..8), &voter_id, Some(lan), t0);
+    assert_eq!(l.external_address(), Some(lan.ip()));
+    assert_eq!(l.node_id(), first);
+    assert_eq!(l.stats().node_id_changes, 0);
+}
+
+#[test]
+fn votes_count_only_from_answers_to_our_queries_and_one_per_ip() {
+    let t0 = Instant::from_secs(1);
+    let mut d = Dht::new(DhtConfig::default(), 14, t0);
+    let first = d.node_id();
+    let us = v4(124, 31, 75, 21, 6881);
+    // Unsolicited answers carrying `ip`: unmatched, no vote.
+    for n in 1..20 {
+        let forged = Message {
+            transaction: vec![0, n],
+            body: Body::Response(Response {
+                ip: Some(us),
+                ..Response::id_only(id(n))
+            }),
+        };
+        d.handle_packet(v4(10, 0, 2, n, 6881), &forged.encode(), t0);
+    }
+    // One host on many ports is one voter.
+    let ports: Vec<SocketAddr> = (1..10).map(|p| v4(10, 0, 3, 1, 6000 + p)).collect();
+    pinged_and_answered(&mut d, &ports, &voter_id, Some(us), t0);
+    assert_eq!(d.external_address(), None);
+    assert_eq!(d.node_id(), first);
+}
+
+/// A node at `addr` with an id valid for it under BEP 42.
+fn compliant_for(addr: SocketAddr) -> NodeId {
+    let mut rng = fastrand::Rng::with_seed(u64::from(addr.port()));
+    compliant_id(addr.ip(), &mut rng)
+}
+
+#[test]
+fn with_enforcement_non_compliant_public_nodes_stay_out_of_the_table() {
+    let t0 = Instant::from_secs(1);
+    let public_bad = v4(81, 2, 3, 4, 6881);
+    let public_good = v4(81, 2, 3, 5, 6882);
+    let private = v4(192, 168, 1, 9, 6883);
+    let loopback = v4(127, 0, 0, 9, 6884);
+    let bad_id = id(7);
+    assert!(!is_compliant(&bad_id, public_bad.ip()));
+    let ids = move |a: SocketAddr| {
+        if a == public_good {
+            compliant_for(a)
+        } else if a == private {
+            id(8)
+        } else if a == loopback {
+            id(9)
+        } else {
+            bad_id
+        }
+    };
+    let all = [public_bad, public_good, private, loopback];
+
+    let mut d = Dht::new(DhtConfig::default(), 21, t0);
+    assert!(d.config().enforce_node_id, "on by default");
+    pinged_and_answered(&mut d, &all, &ids, None, t0);
+    let rt = d.routing_table();
+    assert!(
+        rt.get(&bad_id).is_none(),
+        "non-compliant public node kept out"
+    );
+    assert!(rt.get(&compliant_for(public_good)).is_some());
+    assert!(rt.get(&id(8)).is_some(), "private addresses are exempt");
+    assert!(rt.get(&id(9)).is_some(), "loopback is exempt");
+    assert_eq!(rt.len(), 3);
+    assert_eq!(d.stats().non_compliant, 1);
+    // It is never handed out to others either.
+    d.handle_packet(
+        private,
+        &query(
+            b"fn",
+            Query::FindNode {
+                id: id(8),
+                target: bad_id,
+                want: Want::default(),
+            },
+        ),
+        t0,
+    );
+    let replies = replies_to(&drain(&mut d), private);
+    let Some(Body::Response(r)) = replies.first().map(|m| m.body.clone()) else {
+        panic!("answered")
+    };
+    assert!(r.nodes.iter().all(|n| n.id != bad_id));
+    // Its queries are still answered, but it is not pinged to enter the table.
+    let asker = v4(81, 2, 3, 6, 6881);
+    d.handle_packet(asker, &query(b"p1", Query::Ping { id: bad_id }), t0);
+    let acts = drain(&mut d);
+    assert_eq!(replies_to(&acts, asker).len(), 1, "answered");
+    assert!(
+        !sends(&acts)
+            .iter()
+            .any(|(to, m)| *to == asker && matches!(m.body, Body::Query(_))),
+        "not pinged"
+    );
+    // A compliant asker is pinged, as before.
+    let good_asker = v4(81, 2, 3, 7, 6885);
+    let good_id = compliant_for(good_asker);
+    d.handle_packet(good_asker, &query(b"p2", Query::Ping { id: good_id }), t0);
+    assert!(
+        sends(&drain(&mut d))
+            .iter()
+            .any(|(to, m)| *to == good_asker && matches!(m.body, Body::Query(Query::Ping { .. })))
+    );
+
+    // Enforcement off: everyone is in.
+    let config = DhtConfig {
+        enforce_node_id: false,
+        ..DhtConfig::default()
+    };
+    let mut open = Dht::new(config, 21, t0);
+    pinged_and_answered(&mut open, &all, &ids, None, t0);
+    assert_eq!(open.routing_table().len(), 4);
+    assert!(open.routing_table().get(&bad_id).is_some());
+    assert_eq!(open.stats().non_compliant, 0);
+}
+
+#[test]
+fn with_enforcement_a_non_compliant_node_gets_no_announce() {
+    let t0 = Instant::from_secs(1);
+    let bad = v4(81, 2, 3, 4, 6881);
+    let good = v4(81, 2, 3, 5, 6881);
+    let good_id = compliant_for(good);
+    let ih = crate::InfoHash([0x42; 20]);
+    // The good node is known; during the announce it names the bad one, which answers
+    // with a token too.
+    let run = |enforce_node_id: bool| {
+        let config = DhtConfig {
+            enforce_node_id,
+            ..DhtConfig::default()
+        };
+        let mut d = Dht::new(config, 22, t0);
+        pinged_and_answered(&mut d, &[good], &|_| good_id, None, t0);
+        assert_eq!(d.routing_table().len(), 1);
+        d.announce(ih, Some(7000), t0).expect("announce");
+        let (mut asked_bad, mut announced) = (false, Vec::new());
+        for _ in 0..6 {
+            for (to, m) in sends(&drain(&mut d)) {
+                match m.body {
+                    Body::Query(Query::GetPeers { .. }) => {
+                        asked_bad |= to == bad;
+                        let (rid, nodes) = if to == good {
+                            let SocketAddr::V4(b) = bad else {
+                                unreachable!("IPv4")
+                            };
+                            (good_id, vec![CompactNode { id: id(7), addr: b }])
+                        } else {
+                            (id(7), Vec::new())
+                        };
+                        let answer = Message {
+                            transaction: m.transaction,
+                            body: Body::Response(Response {
+                                token: Some(b"tok".to_vec()),
+                                nodes,
+                                ..Response::id_only(rid)
+                            }),
+                        };
+                        d.handle_packet(to, &answer.encode(), t0);
+                    }
+                    Body::Query(Query::AnnouncePeer { .. }) => announced.push(to),
+                    _ => {}
+                }
+            }
+        }
+        assert!(asked_bad, "the lookup asked the node it was told of");
+        announced.sort();
+        announced
+    };
+    assert_eq!(
+        run(true),
+        vec![good],
+        "only the compliant node is a storage target"
+    );
+    assert_eq!(run(false), vec![bad, good], "without enforcement, both");
+}
+
+#[test]
+fn enforcement_is_off_for_a_loopback_socket_only() {
+    let on = DhtConfig::default();
+    assert!(
+        !on.clone()
+            .for_socket(&v4(127, 0, 0, 1, 6881))
+            .enforce_node_id
+    );
+    let lo6: SocketAddr = "[::1]:6881".parse().expect("addr");
+    assert!(!on.clone().for_socket(&lo6).enforce_node_id);
+    assert!(on.clone().for_socket(&v4(0, 0, 0, 0, 6881)).enforce_node_id);
+    assert!(
+        on.clone()
+            .for_socket(&v4(192, 168, 1, 2, 6881))
+            .enforce_node_id
+    );
+    // Never turned on by it.
+    let off = DhtConfig {
+        enforce_node_id: false,
+        ..on
+    };
+    assert!(!off.for_socket(&v4(81, 2, 3, 4, 6881)).enforce_node_id);
+}
+
+#[test]
+fn re_centring_the_table_keeps_its_shape_and_its_nodes() {
+    let t0 = Instant::from_secs(1);
+    let mut rng = fastrand::Rng::with_seed(5);
+    let own = NodeId::random(&mut rng);
+    let mut rt = RoutingTable::new(own, RoutingConfig::default(), t0);
+    let ids: Vec<NodeId> = (0..300)
+        .map(|i| {
+            // Many near our id, so the table splits deep.
+            own.random_with_prefix(i % 40, true, &mut rng)
+        })
+        .collect();
+    for (i, n) in ids.iter().enumerate() {
+        rt.heard_from(*n, addr(i as u32), t0);
+    }
+    let before = rt.len();
+    let new_own = NodeId::random(&mut rng);
+    let t1 = t0 + Duration::from_secs(1);
+    rt.set_own_id(new_own, t1);
+    assert_eq!(rt.own_id(), new_own);
+    // Every bucket but the last holds exactly the nodes at its distance; none is lost to
+    // a wrong bucket, and what fits is kept (the far buckets now take the old near ones).
+    let last = rt.bucket_count() - 1;
+    let mut kept = 0;
+    for i in 0..rt.bucket_count() {
+        assert!(rt.bucket(i).len() <= K);
+        for e in rt.bucket(i) {
+            let lz = new_own.distance(&e.id).leading_zeros() as usize;
+            if i < last {
+                assert_eq!(lz, i);
+            } else {
+                assert!(lz >= i);
+            }
+            assert_eq!(rt.get(&e.id), Some(e));
+            kept += 1;
+        }
+    }
+    assert_eq!(kept, rt.len());
+    assert!(!rt.is_empty() && rt.len() <= before);
+    assert!(
+        rt.entries().all(|e| ids.contains(&e.id)),
+        "no node invented"
+    );
+    // The state of each node survives: still good (answered at t0).
+    assert!(rt.entries().all(|e| e.last_response == Some(t0)));
+    assert_eq!(rt.good_nodes(t1).len(), rt.len());
 }

@@ -140,9 +140,11 @@ pub(super) struct SessionDht {
 
 impl SessionDht {
     /// Nodes for `families` (IPv4 alone when neither is set). Both are seeded with `seed`:
-    /// an IPv4-only session is what it was before BEP 32, and the two nodes share one node
-    /// id, as BEP 32 recommends (their token secrets match too, which is harmless: a token
-    /// is bound to the asker's IP, and each node checks only its own family's askers).
+    /// an IPv4-only session is what it was before BEP 32, and the two nodes start with one
+    /// node id, as BEP 32 recommends (their token secrets match too, which is harmless: a
+    /// token is bound to the asker's IP, and each node checks only its own family's
+    /// askers). Once a node learns its external address (BEP 42) it may take an id derived
+    /// from it, so the two ids part then: an id can match one address only.
     pub(super) fn new(config: DhtConfig, families: DhtFamilies, seed: u64, now: Instant) -> Self {
         let with = |family| DhtConfig {
             family,
@@ -417,6 +419,8 @@ fn add_stats(a: DhtStats, b: DhtStats) -> DhtStats {
         timeouts: a.timeouts + b.timeouts,
         bad_tokens: a.bad_tokens + b.bad_tokens,
         announces_stored: a.announces_stored + b.announces_stored,
+        non_compliant: a.non_compliant + b.non_compliant,
+        node_id_changes: a.node_id_changes + b.node_id_changes,
     }
 }
 

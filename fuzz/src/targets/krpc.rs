@@ -2,14 +2,16 @@
 //! from a few sources, with time steps.
 //!
 //! Byte 0 seeds the node; its top bit makes it an IPv6 node (BEP 32) instead of an IPv4
-//! one. The rest is a script of operations, each an opcode byte and its
+//! one, and the next one turns BEP 42 node-id enforcement off. The rest is a script of operations, each an opcode byte and its
 //! operands: `0 s len bytes…` a raw datagram from source `s`; `1 s m x` a well-formed query
 //! (method `m`; `x` picks the target and whether an announce uses the token we were last
 //! given); `2 a` a time step of `a`·100 ms then any due timeout; `3 s f n` a response to the
 //! last query we sent to source `s` (flag bits: wrong id, wrong transaction, token, values;
 //! `n` nodes pointing at the sources, IPv4 ones in `nodes`, IPv6 ones in `nodes6`; peer
-//! values of both families); `4 k` starts a lookup of kind `k`. Queries carry a BEP 32
-//! `want` chosen by `x`. Sources are three addresses of the node's family and one of the
+//! values of both families; a BEP 42 `ip` naming one of two external addresses, a public
+//! one or a private one); `4 k` starts a lookup of kind `k`. Queries carry a BEP 32
+//! `want` chosen by `x`. Sources are four addresses of the node's family (three private,
+//! one public: enough distinct voters to confirm an external address) and one of the
 //! other. The node runs with tiny limits so they are reached.
 //!
 //! Invariants:
@@ -23,6 +25,9 @@
 //!    160 × 4), outstanding queries ≤ `max_outstanding`, lookups ≤ `max_lookups`, stored
 //!    info-hashes and peers within the peer store's limits.
 //! 5. There is always a deadline, and a lookup's `LookupDone` is reported once.
+//! 6. BEP 42: every response the node sends carries the asker's address as `ip`; once an
+//!    external address is confirmed, our id is valid for it; with enforcement on, every
+//!    node in the routing table has an id valid for its address.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -33,7 +38,7 @@ use unchoke_core::dht::krpc::{Body, CompactNode, CompactNode6, Message, Query, R
 use unchoke_core::dht::peer_store::{PeerStoreLimits, SwarmQuota};
 use unchoke_core::dht::rate_limit::RateLimit;
 use unchoke_core::dht::routing::{MAX_BUCKETS, REPLACEMENTS};
-use unchoke_core::dht::{Dht, DhtAction, DhtConfig, Family, NodeId, canonical};
+use unchoke_core::dht::{Dht, DhtAction, DhtConfig, Family, NodeId, canonical, node_id_security};
 use unchoke_core::time::Instant;
 
 /// The largest datagram the node may send: a full `find_node` answer (8 × 38 bytes of
@@ -43,8 +48,8 @@ const REPLY_LIMIT: usize = 600;
 
 const MAX_PACKET: usize = 1500;
 
-/// Three sources of the node's family and one of the other.
-fn sources(family: Family) -> [SocketAddr; 4] {
+/// Four sources of the node's family (the last one public) and one of the other.
+fn sources(family: Family) -> [SocketAddr; 5] {
     let v6 = |last: u16, port: u16| {
         SocketAddr::new(
             Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last).into(),
@@ -57,6 +62,7 @@ fn sources(family: Family) -> [SocketAddr; 4] {
             SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 6881)),
             SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 3), 1)),
             v6(1, 6881),
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(81, 2, 3, 4), 6881)),
         ],
         Family::V6 => [
             v6(1, 6881),
@@ -64,13 +70,27 @@ fn sources(family: Family) -> [SocketAddr; 4] {
             // An IPv4-mapped address: the node takes it as IPv4, the other family.
             SocketAddr::new(Ipv4Addr::new(10, 0, 0, 3).to_ipv6_mapped().into(), 6881),
             v6(3, 1),
+            SocketAddr::new(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 4).into(), 6881),
         ],
     }
 }
 
-fn config(family: Family) -> DhtConfig {
+/// The two external addresses `ip` may name: a public one and a private one.
+fn external(family: Family, public: bool) -> SocketAddr {
+    match (family, public) {
+        (Family::V4, true) => SocketAddr::from(([81, 9, 9, 9], 6881)),
+        (Family::V4, false) => SocketAddr::from(([192, 168, 9, 9], 6881)),
+        (Family::V6, true) => SocketAddr::new(Ipv6Addr::new(0x2a00, 9, 0, 0, 0, 0, 0, 9).into(), 1),
+        (Family::V6, false) => {
+            SocketAddr::new(Ipv6Addr::new(0xfd00, 9, 0, 0, 0, 0, 0, 9).into(), 1)
+        }
+    }
+}
+
+fn config(family: Family, enforce_node_id: bool) -> DhtConfig {
     DhtConfig {
         family,
+        enforce_node_id,
         max_outstanding: 8,
         max_lookups: 3,
         rate_limit: RateLimit {
@@ -125,6 +145,7 @@ impl State {
                             self.last_query.insert(to, m.transaction.clone());
                         }
                         Body::Response(r) => {
+                            assert_eq!(r.ip, Some(canonical(to)), "BEP 42 `ip` in answers");
                             if let Some(t) = &r.token {
                                 self.tokens.insert(to, t.clone());
                             }
@@ -157,6 +178,20 @@ impl State {
         assert!(store.hashes() <= c.peer_store.max_hashes);
         assert!(store.len() <= c.peer_store.max_hashes * c.peer_store.max_per_hash);
         assert!(self.dht.poll_timeout().is_some(), "no deadline");
+        if let Some(ext) = self.dht.external_address() {
+            assert!(
+                node_id_security::verify(&self.dht.node_id(), ext),
+                "our id does not match our confirmed address {ext}"
+            );
+        }
+        if c.enforce_node_id {
+            for e in rt.entries() {
+                assert!(
+                    node_id_security::verify(&e.id, e.addr.ip()),
+                    "a non-compliant node in the table: {e:?}"
+                );
+            }
+        }
     }
 
     /// Delivers `bytes` from `from` and checks invariant 3.
@@ -200,8 +235,9 @@ pub fn krpc(data: &[u8]) {
     };
     let srcs = sources(family);
     let now = Instant::from_secs(1000);
+    let enforce = seed & 0x40 == 0;
     let mut st = State {
-        dht: Dht::new(config(family), u64::from(seed), now),
+        dht: Dht::new(config(family, enforce), u64::from(seed), now),
         now,
         last_query: BTreeMap::new(),
         tokens: BTreeMap::new(),
@@ -319,6 +355,7 @@ pub fn krpc(data: &[u8]) {
                     nodes6,
                     values,
                     token: (f & 4 != 0).then(|| vec![f; 4]),
+                    ip: (f & 32 != 0).then(|| external(family, f & 64 == 0)),
                 };
                 let bytes = Message {
                     transaction: t,

@@ -811,6 +811,9 @@ impl Simulation {
         config.send_accounting = true;
         config.peer_events = true;
         if self.config.dht {
+            // BEP 42 enforcement stays on (the default): hosts live in 127/8, a local
+            // network to BEP 42, so every random id is valid and votes on our address
+            // (127.x) never change an id — runs are as they were before BEP 42.
             config.dht = Some(unchoke_core::dht::DhtConfig::default());
         }
         let seed = mix(self.config.seed, host as u64, u64::from(h.incarnation));
