@@ -18,6 +18,9 @@ use unchoke_core::time::Instant;
 use unchoke_core::wire::{Handshake, Message, PeerId, Reserved};
 use unchoke_sim::lab::{Behaviour, Swarm, make_content, make_metainfo};
 
+mod common;
+use common::{drain, sent_bytes};
+
 const KIB: usize = 1024;
 
 fn config(encryption: EncryptionPolicy, crypto_level: CryptoLevel) -> SessionConfig {
@@ -31,31 +34,6 @@ fn config(encryption: EncryptionPolicy, crypto_level: CryptoLevel) -> SessionCon
 
 fn addr(last: u8) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, last], 6881))
-}
-
-/// Every action the session has queued.
-fn drain(s: &mut Session) -> Vec<Action> {
-    std::iter::from_fn(|| s.poll_action()).collect()
-}
-
-/// The bytes the actions send on `conn`, in order.
-fn sent_on(actions: &[Action], conn: ConnId) -> Vec<u8> {
-    let mut out = Vec::new();
-    for a in actions {
-        match a {
-            Action::Send { conn: c, data } if *c == conn => out.extend_from_slice(data),
-            Action::SendBlock {
-                conn: c,
-                header,
-                data,
-            } if *c == conn => {
-                out.extend_from_slice(header);
-                out.extend_from_slice(data);
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 fn disconnect_of(actions: &[Action], conn: ConnId) -> Option<DisconnectReason> {
@@ -142,7 +120,7 @@ impl Dialler {
         let ya = self.handshake.take_output();
         feed(s, conn, buf, &ya, 4096, now);
         for _ in 0..rounds {
-            let reply = self.receive(&sent_on(&drain(s), conn));
+            let reply = self.receive(&sent_bytes(&drain(s), conn));
             feed(s, conn, buf, &reply, 4096, now);
         }
     }
@@ -224,7 +202,7 @@ fn an_inbound_mse_peer_is_routed_to_its_torrent_and_served_in_the_settled_stream
                     None,
                     "round {round} chunk {chunk}"
                 );
-                let reply = peer.receive(&sent_on(&actions, c));
+                let reply = peer.receive(&sent_bytes(&actions, c));
                 feed(&mut s, c, &mut buf, &reply, chunk, now);
             }
             assert_eq!(peer.crypto, Some(expected), "round {round}");
@@ -332,7 +310,7 @@ fn require_refuses_plaintext_and_disable_refuses_mse_by_name() {
 /// Dials `addr(3)` for the torrent: the connection and its first bytes.
 fn dial(s: &mut Session, t: TorrentId, now: Instant) -> (ConnId, Vec<u8>) {
     let c = s.connection_opened(addr(3), Direction::Outbound(t), now);
-    let first = sent_on(&drain(s), c);
+    let first = sent_bytes(&drain(s), c);
     (c, first)
 }
 

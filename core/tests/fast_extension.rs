@@ -12,8 +12,11 @@ use unchoke_core::session::{
 };
 use unchoke_core::time::Instant;
 use unchoke_core::torrent::allowed_fast_set;
-use unchoke_core::wire::{BlockRequest, Decoder, Handshake, Limits, Message, PeerId, Reserved};
+use unchoke_core::wire::{BlockRequest, Message, Reserved};
 use unchoke_sim::lab::{make_content, make_metainfo};
+
+mod common;
+use common::{complete_disk_work, drain, sent};
 
 const BLOCK: usize = 16 * 1024;
 
@@ -26,50 +29,7 @@ fn config() -> SessionConfig {
 
 /// A fast peer's handshake followed by `messages`.
 fn opening(info_hash: unchoke_core::InfoHash, id: u8, messages: &[Message]) -> BytesMut {
-    let mut buf = BytesMut::new();
-    Handshake {
-        reserved: Reserved::NONE.with_fast(),
-        info_hash,
-        peer_id: PeerId([id; 20]),
-    }
-    .encode(&mut buf);
-    for m in messages {
-        m.encode(&mut buf);
-    }
-    buf
-}
-
-/// The messages the actions send on `conn` (after our 68-byte handshake, if present),
-/// and the other actions.
-fn sent(actions: &[Action], conn: ConnId) -> Vec<Message> {
-    let mut bytes = BytesMut::new();
-    for a in actions {
-        match a {
-            Action::Send { conn: c, data } if *c == conn => bytes.extend_from_slice(data),
-            Action::SendBlock {
-                conn: c,
-                header,
-                data,
-            } if *c == conn => {
-                bytes.extend_from_slice(header);
-                bytes.extend_from_slice(data);
-            }
-            _ => {}
-        }
-    }
-    if bytes.first() == Some(&19) {
-        let _ = bytes.split_to(68);
-    }
-    let decoder = Decoder::new(None, Limits::default());
-    let mut out = Vec::new();
-    while let Ok(Some(m)) = decoder.decode(&mut bytes) {
-        out.push(m);
-    }
-    out
-}
-
-fn drain(s: &mut Session) -> Vec<Action> {
-    std::iter::from_fn(|| s.poll_action()).collect()
+    common::opening(Reserved::NONE.with_fast(), info_hash, id, messages)
 }
 
 /// A leecher of a torrent of `pieces` one-block pieces (content from `seed`) that dialled
@@ -140,30 +100,13 @@ fn a_peer_that_never_unchokes_us_still_gives_its_allowed_fast_pieces() {
     }
     .encode(&mut buf);
     s.handle_bytes(c, &mut buf, now);
-    complete_disk_work(&mut s, t, &content, now);
+    let pending = drain(&mut s);
+    complete_disk_work(&mut s, t, &content, BLOCK, pending, now);
     assert!(
         s.have(t).expect("have").get(2),
         "piece 2 verified while choked"
     );
     assert_eq!(s.have(t).expect("have").count_ones(), 1);
-}
-
-/// Answers every write and verification the session asked for, from `content`.
-fn complete_disk_work(s: &mut Session, t: TorrentId, content: &[u8], now: Instant) {
-    for _ in 0..4 {
-        for a in drain(s) {
-            match a {
-                Action::WriteBlock { piece, .. } => s.disk_write_done(t, piece, Ok(()), now),
-                Action::VerifyPiece { piece, blocks, .. } => {
-                    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.iter().copied()).collect();
-                    let start = piece as usize * BLOCK;
-                    let ok = bytes == content[start..start + bytes.len()];
-                    s.piece_hashed(t, piece, ok, now);
-                }
-                _ => {}
-            }
-        }
-    }
 }
 
 /// A seed with six interested fast peers unchokes five (four regular slots and the

@@ -8,13 +8,13 @@ use bytes::BytesMut;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::session::{
     Action, ConnId, Direction, DisconnectReason, EncryptionPolicy, Session, SessionConfig,
-    TorrentId,
 };
 use unchoke_core::time::Instant;
-use unchoke_core::wire::{
-    Decoder, ExtensionHandshake, Handshake, Limits, Message, PeerId, Reserved,
-};
+use unchoke_core::wire::{ExtensionHandshake, Message, Reserved};
 use unchoke_sim::lab::{make_content, make_metainfo};
+
+mod common;
+use common::{complete_disk_work, drain, sent};
 
 const BLOCK: usize = 16 * 1024;
 
@@ -25,51 +25,14 @@ fn config() -> SessionConfig {
     }
 }
 
-fn drain(s: &mut Session) -> Vec<Action> {
-    std::iter::from_fn(|| s.poll_action()).collect()
-}
-
 /// A peer's handshake (extension protocol on) followed by `messages`.
 fn opening(info_hash: unchoke_core::InfoHash, id: u8, messages: &[Message]) -> BytesMut {
-    let mut buf = BytesMut::new();
-    Handshake {
-        reserved: Reserved::NONE.with_extension_protocol(),
+    common::opening(
+        Reserved::NONE.with_extension_protocol(),
         info_hash,
-        peer_id: PeerId([id; 20]),
-    }
-    .encode(&mut buf);
-    for m in messages {
-        m.encode(&mut buf);
-    }
-    buf
-}
-
-/// The messages the actions send on `conn`, after our 68-byte handshake if present.
-fn sent(actions: &[Action], conn: ConnId) -> Vec<Message> {
-    let mut bytes = BytesMut::new();
-    for a in actions {
-        match a {
-            Action::Send { conn: c, data } if *c == conn => bytes.extend_from_slice(data),
-            Action::SendBlock {
-                conn: c,
-                header,
-                data,
-            } if *c == conn => {
-                bytes.extend_from_slice(header);
-                bytes.extend_from_slice(data);
-            }
-            _ => {}
-        }
-    }
-    if bytes.first() == Some(&19) {
-        let _ = bytes.split_to(68);
-    }
-    let decoder = Decoder::new(None, Limits::default());
-    let mut out = Vec::new();
-    while let Ok(Some(m)) = decoder.decode(&mut bytes) {
-        out.push(m);
-    }
-    out
+        id,
+        messages,
+    )
 }
 
 /// The `upload_only` values of the extension handshakes among `messages`, in order.
@@ -86,34 +49,6 @@ fn disconnected(actions: &[Action], conn: ConnId) -> Option<DisconnectReason> {
         Action::Disconnect { conn: c, reason } if *c == conn => Some(reason.clone()),
         _ => None,
     })
-}
-
-/// Answers every write and verification the session asked for, from `content`, and
-/// returns every other action.
-fn complete_disk_work(
-    s: &mut Session,
-    t: TorrentId,
-    content: &[u8],
-    mut actions: Vec<Action>,
-    now: Instant,
-) -> Vec<Action> {
-    let mut rest = Vec::new();
-    for _ in 0..6 {
-        for a in actions {
-            match a {
-                Action::WriteBlock { piece, .. } => s.disk_write_done(t, piece, Ok(()), now),
-                Action::VerifyPiece { piece, blocks, .. } => {
-                    let bytes: Vec<u8> = blocks.iter().flat_map(|b| b.iter().copied()).collect();
-                    let start = piece as usize * BLOCK;
-                    let ok = bytes == content[start..start + bytes.len()];
-                    s.piece_hashed(t, piece, ok, now);
-                }
-                other => rest.push(other),
-            }
-        }
-        actions = drain(s);
-    }
-    rest
 }
 
 /// A leecher of two one-block pieces, connected to a seed `S` that unchokes it and to a
@@ -169,7 +104,7 @@ fn a_have_goes_only_to_peers_that_lack_the_piece_and_completion_is_said_with_upl
             s.handle_bytes(cs, &mut buf, now);
         }
         let pending = drain(&mut s);
-        actions = complete_disk_work(&mut s, t, &content, pending, now);
+        actions = complete_disk_work(&mut s, t, &content, BLOCK, pending, now);
         to_leech.extend(sent(&actions, cl));
         if s.have(t).is_some_and(|h| h.is_full()) {
             break;
