@@ -37,6 +37,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod due_heap;
 mod engine;
 pub mod lab;
 mod network;

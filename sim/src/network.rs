@@ -20,10 +20,11 @@
 //! so every payload byte costs upload and download time: that is what makes the measured
 //! distribution time a true upper bound of the theory's lower bound.
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
+
+use crate::due_heap::DueHeap;
 
 /// Index of a host in the network.
 pub(crate) type HostId = usize;
@@ -85,9 +86,6 @@ struct Flow {
     cap: f64,
     /// Microseconds.
     updated: u64,
-    /// Bumped whenever the scheduled completion changes; older heap entries are stale.
-    /// Never reset, not even when the slot is reused, so no stale entry ever matches.
-    generation: u64,
     active: bool,
     open: bool,
 }
@@ -105,28 +103,6 @@ struct HostLink {
     busy: u64,
     /// Since when the host has been uploading, while it is.
     busy_since: Option<u64>,
-}
-
-/// A scheduled head-unit completion: `(time, sequence)` orders the heap (earliest first,
-/// then first scheduled), which keeps the simulation deterministic.
-#[derive(Debug, PartialEq, Eq)]
-struct Due {
-    at: u64,
-    seq: u64,
-    flow: Slot,
-    generation: u64,
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
-    }
-}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 /// What finished flowing: the units to hand to the receiver after the link latency.
@@ -151,7 +127,8 @@ pub(crate) struct Network {
     /// grows with the most flows open at once, not with every connection ever made.
     flows: Vec<Flow>,
     free: Vec<Slot>,
-    due: BinaryHeap<Due>,
+    /// When each active flow's head unit finishes (one entry per scheduled flow).
+    due: DueHeap,
     seq: u64,
     /// Scratch list of senders whose rates need recomputing.
     touched: Vec<HostId>,
@@ -182,7 +159,7 @@ impl Network {
         to: HostId,
         dest: Dest,
     ) -> FlowId {
-        let fresh = |epoch: u32, generation: u64| Flow {
+        let fresh = |epoch: u32| Flow {
             from,
             to,
             dest,
@@ -194,18 +171,17 @@ impl Network {
             rate: 0.0,
             cap: f64::INFINITY,
             updated: 0,
-            generation,
             active: false,
             open: true,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
                 let old = &self.flows[slot];
-                self.flows[slot] = fresh(old.epoch.wrapping_add(1), old.generation + 1);
+                self.flows[slot] = fresh(old.epoch.wrapping_add(1));
                 slot
             }
             None => {
-                self.flows.push(fresh(0, 0));
+                self.flows.push(fresh(0));
                 self.flows.len() - 1
             }
         };
@@ -245,7 +221,7 @@ impl Network {
         // Free the queue's memory too: the record itself waits for reuse.
         flow.queue = VecDeque::new();
         flow.reported = 0;
-        flow.generation += 1;
+        self.due.remove(slot);
         self.free.push(slot);
     }
 
@@ -298,24 +274,14 @@ impl Network {
 
     /// When the next unit finishes flowing, if any flow is active.
     pub(crate) fn next_due(&mut self) -> Option<u64> {
-        while let Some(top) = self.due.peek() {
-            let live = self
-                .flows
-                .get(top.flow)
-                .is_some_and(|f| f.open && f.active && f.generation == top.generation);
-            if live {
-                return Some(top.at);
-            }
-            self.due.pop();
-        }
-        None
+        self.due.peek().map(|(at, _)| at)
     }
 
     /// Finishes the unit due at `now` (the time [`Network::next_due`] gave), with any
     /// unpaced units queued right behind it.
     pub(crate) fn finish_due(&mut self, now: u64) -> Option<Arrival> {
-        let due = self.due.pop()?;
-        let flow = self.flows.get_mut(due.flow)?;
+        let (_, due) = self.due.pop()?;
+        let flow = self.flows.get_mut(due)?;
         let head = flow.queue.pop_front()?;
         let accepted = (head.len() as u64).saturating_sub(flow.reported);
         flow.reported = 0;
@@ -338,11 +304,11 @@ impl Network {
         match flow.queue.front() {
             Some(next) => {
                 flow.remaining = next.len() as f64;
-                self.schedule(due.flow, now);
+                self.schedule(due, now);
             }
             None => {
                 flow.remaining = 0.0;
-                self.deactivate(due.flow, now);
+                self.deactivate(due, now);
             }
         }
         Some(arrival)
@@ -427,11 +393,11 @@ impl Network {
     }
 
     fn deactivate(&mut self, id: Slot, now: u64) {
+        self.due.remove(id);
         let (from, to) = {
             let flow = &mut self.flows[id];
             flow.active = false;
             flow.rate = 0.0;
-            flow.generation += 1;
             (flow.from, flow.to)
         };
         let sender = &mut self.hosts[from];
@@ -505,9 +471,9 @@ impl Network {
     }
 
     fn schedule(&mut self, id: Slot, now: u64) {
-        let flow = &mut self.flows[id];
-        flow.generation += 1;
+        let flow = &self.flows[id];
         if flow.rate <= 0.0 {
+            self.due.remove(id);
             return;
         }
         // Rounded up: a unit never finishes before its bytes could have flowed.
@@ -518,12 +484,7 @@ impl Network {
             u64::MAX / 2
         });
         self.seq += 1;
-        self.due.push(Due {
-            at,
-            seq: self.seq,
-            flow: id,
-            generation: flow.generation,
-        });
+        self.due.set(id, at, self.seq);
     }
 }
 
