@@ -318,10 +318,34 @@ impl Network {
     /// [`Network::finish_due`]): what a kernel socket would have accepted meanwhile, so a
     /// slow link still shows progress between whole units. Whole bytes only; 0 for an idle,
     /// stalled or closed flow.
+    #[cfg(test)]
     pub(crate) fn progress(&mut self, id: FlowId, now: u64) -> u64 {
-        let Some(slot) = self.slot(id) else {
-            return 0;
+        match self.slot(id) {
+            Some(slot) => self.slot_progress(slot, now),
+            None => 0,
+        }
+    }
+
+    /// [`Network::progress`] of every flow `host` is sending on, as `(sender's
+    /// connection, bytes)` pairs with bytes > 0, appended to `out` in connection order.
+    /// Only the host's active flows are visited (an idle flow has nothing to report), not
+    /// every connection it has: this runs before each of its timers.
+    pub(crate) fn progress_from(&mut self, host: HostId, now: u64, out: &mut Vec<(u64, u64)>) {
+        let start = out.len();
+        let Some(h) = self.hosts.get(host) else {
+            return;
         };
+        for i in 0..h.out_active.len() {
+            let slot = self.hosts[host].out_active[i];
+            let bytes = self.slot_progress(slot, now);
+            if bytes > 0 {
+                out.push((self.flows[slot].src_conn, bytes));
+            }
+        }
+        out[start..].sort_unstable();
+    }
+
+    fn slot_progress(&mut self, slot: Slot, now: u64) -> u64 {
         let flow = &mut self.flows[slot];
         let Some(head) = flow.queue.front() else {
             return 0;

@@ -33,12 +33,13 @@ impl Simulation {
         let Some(on) = self.hosts[host].online.as_mut() else {
             return;
         };
-        for (&conn, link) in &on.links {
-            let Some(flow) = link.out else {
-                continue;
-            };
-            let bytes = self.net.progress(flow, self.now);
-            if bytes == 0 {
+        let mut progress = std::mem::take(&mut self.progress_scratch);
+        progress.clear();
+        self.net.progress_from(host, self.now, &mut progress);
+        for &(conn, bytes) in &progress {
+            let conn = ConnId(conn);
+            // A flow outlives nothing: the links own them, but check as `sent` does.
+            if !on.links.get(&conn).is_some_and(|l| l.out.is_some()) {
                 continue;
             }
             on.session
@@ -46,6 +47,7 @@ impl Simulation {
             self.policies.sent_reports += 1;
             self.policies.sent_bytes += bytes;
         }
+        self.progress_scratch = progress;
     }
 
     /// Takes the dial `dial` of `host` for `(torrent, addr)` off its pending list;

@@ -298,6 +298,8 @@ pub struct Simulation {
     now: u64,
     limit: u64,
     events: u64,
+    /// Reused by `report_progress`: `(connection, bytes)` of one host's flows.
+    progress_scratch: Vec<(u64, u64)>,
     blocks: u64,
     datagrams: u64,
     /// Datagrams lost on the way, and the generator of losses and jitter
@@ -365,6 +367,7 @@ impl Simulation {
             seq: 0,
             now: 0,
             events: 0,
+            progress_scratch: Vec::new(),
             blocks: 0,
             datagrams: 0,
             datagrams_lost: 0,
