@@ -665,6 +665,7 @@ mod tests {
             hash_failures: 0,
             complete,
             endgame: false,
+            web_seeds: Vec::new(),
             has_metadata: true,
         }
     }
