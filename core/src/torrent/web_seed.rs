@@ -339,6 +339,7 @@ impl Torrent {
                 if picked.is_empty() {
                     break;
                 }
+                let mut sent = 0;
                 for run in runs(&picked) {
                     if seed.requests.len() >= ctx.config.web_seed_requests {
                         for b in run {
@@ -346,6 +347,7 @@ impl Torrent {
                         }
                         continue;
                     }
+                    sent += 1;
                     let (Some(first), Some(last)) = (run.first(), run.last()) else {
                         continue;
                     };
@@ -392,6 +394,9 @@ impl Torrent {
                             ranges,
                         });
                     }
+                }
+                if sent == 0 {
+                    break;
                 }
             }
         }
