@@ -96,6 +96,17 @@ pub(crate) struct CommonArgs {
     #[arg(long)]
     no_trackers: bool,
 
+    /// A web seed (BEP 19: an http:// or https:// server holding the torrent's files) to
+    /// download from besides the torrent's own `url-list`; may be repeated. For a
+    /// multi-file torrent the URL is the directory holding the torrent's top directory.
+    #[arg(long = "web-seed", value_name = "URL")]
+    web_seeds: Vec<String>,
+
+    /// Do not use the torrent's web seeds (its `url-list`; `--web-seed` ones are still
+    /// used).
+    #[arg(long)]
+    no_web_seeds: bool,
+
     /// Run a DHT node (BEP 5) to find peers without a tracker and announce this torrent.
     /// On by default when there is a way in: the public DHT's routers (see
     /// --dht-routers), --dht-bootstrap nodes, or nodes saved by an earlier run in
@@ -538,6 +549,7 @@ fn run(
     let private = metainfo.as_ref().is_some_and(|m| m.info.private);
     config.lsd = !common.no_lsd && !private;
     config.session.max_connect_failures = common.peer_retries;
+    config.session.web_seeds = !common.no_web_seeds;
     config.session.encryption = common.encryption;
     config.session.crypto_level = common.crypto_level;
     let has_dht = config.dht.is_some();
@@ -553,6 +565,7 @@ fn run(
             // Ctrl-C stops the check of existing data at once.
             add.cancel = interrupted.clone();
             add.trackers = Some(common.tracker_tiers(&metainfo));
+            add.web_seeds = common.web_seeds.clone();
             let handle = {
                 let checking = report.checking();
                 client
@@ -678,6 +691,31 @@ fn run(
                 report.dht_join_failed(nodes_tried, &routers);
             }
             Ok(ClientEvent::Session(Event::PeerBanned { addr, .. })) => report.banned(addr),
+            Ok(ClientEvent::Session(Event::WebSeedAdded { torrent, url, .. })) if torrent == id => {
+                report.web_seed_added(&url, common.verbose);
+            }
+            Ok(ClientEvent::Session(Event::WebSeedUnsupported { torrent, url }))
+                if torrent == id =>
+            {
+                report.warn(&format!(
+                    "web seed {url}: not used (only http:// and https:// web seeds are supported)"
+                ));
+            }
+            Ok(ClientEvent::Session(Event::WebSeedFailed {
+                torrent,
+                url,
+                file,
+                reason,
+                retry_in,
+                ..
+            })) if torrent == id => {
+                report.web_seed_failed(&url, file.as_deref(), &reason.to_string(), retry_in);
+            }
+            Ok(ClientEvent::Session(Event::WebSeedBanned { torrent, url, .. }))
+                if torrent == id =>
+            {
+                report.web_seed_banned(&url);
+            }
             Ok(ClientEvent::Lsd(status)) => report.lsd_status(&status, common.verbose),
             Ok(ClientEvent::Session(Event::LsdPeer { torrent, addr })) if torrent == id => {
                 report.lsd_peer(addr, common.verbose);

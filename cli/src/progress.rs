@@ -362,17 +362,19 @@ impl Reporter {
             Mode::Bar(bar) => {
                 bar.set_position(u64::from(s.pieces_have));
                 bar.println(format!(
-                    "{}: complete, {} verified in {:.1} s",
+                    "{}: complete, {} verified in {:.1} s{}",
                     self.name,
                     human::size(s.total_length),
-                    elapsed.as_secs_f64()
+                    elapsed.as_secs_f64(),
+                    sources(s)
                 ));
             }
             Mode::Plain => println_safe(&format!(
-                "{}: complete, {} verified in {:.1} s",
+                "{}: complete, {} verified in {:.1} s{}",
                 self.name,
                 human::size(s.total_length),
-                elapsed.as_secs_f64()
+                elapsed.as_secs_f64(),
+                sources(s)
             )),
             Mode::Quiet => {}
         }
@@ -384,6 +386,51 @@ impl Reporter {
             Mode::Json => emit(json!({"event": "banned", "addr": addr.to_string()})),
             Mode::Bar(bar) => bar.println(format!("banned {addr}: it sent corrupt data")),
             Mode::Plain => println_safe(&format!("banned {addr}: it sent corrupt data")),
+            Mode::Quiet => {}
+        }
+    }
+
+    /// A web seed (BEP 19) is used (shown with `--verbose`, always in JSON).
+    pub(crate) fn web_seed_added(&self, url: &str, verbose: bool) {
+        match &self.mode {
+            Mode::Json => emit(json!({"event": "web_seed_added", "url": url})),
+            _ if verbose => self.warn(&format!("web seed {url}: used")),
+            _ => {}
+        }
+    }
+
+    /// A request to a web seed failed; it is asked again after `retry_in`.
+    pub(crate) fn web_seed_failed(
+        &self,
+        url: &str,
+        file: Option<&str>,
+        reason: &str,
+        retry_in: Duration,
+    ) {
+        match &self.mode {
+            Mode::Json => emit(json!({
+                "event": "web_seed_failed",
+                "url": url,
+                "file": file,
+                "reason": reason,
+                "retry_seconds": retry_in.as_secs_f64(),
+            })),
+            _ => {
+                let file = file.map(|f| format!(" for file {f}")).unwrap_or_default();
+                self.warn(&format!(
+                    "web seed {url}: {reason}{file}; trying again in {} s",
+                    retry_in.as_secs_f64()
+                ));
+            }
+        }
+    }
+
+    /// A web seed sent corrupt data and is not used again.
+    pub(crate) fn web_seed_banned(&self, url: &str) {
+        match &self.mode {
+            Mode::Json => emit(json!({"event": "web_seed_banned", "url": url})),
+            Mode::Bar(bar) => bar.println(format!("web seed {url}: banned, it sent corrupt data")),
+            Mode::Plain => println_safe(&format!("web seed {url}: banned, it sent corrupt data")),
             Mode::Quiet => {}
         }
     }
@@ -598,6 +645,32 @@ fn eta_seconds(s: &TorrentStats) -> Option<u64> {
     Some(s.total_length.saturating_sub(s.bytes_have) / s.download_rate)
 }
 
+/// Where the bytes came from, when web seeds took part: `; from web seeds: 3.0 MiB from
+/// http://…; from peers: 1.0 MiB` (empty without web seeds).
+fn sources(s: &TorrentStats) -> String {
+    if s.web_seeds.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("; from web seeds:");
+    for (i, w) in s.web_seeds.iter().enumerate() {
+        let sep = if i == 0 { " " } else { ", " };
+        let banned = if w.banned { " (banned)" } else { "" };
+        out.push_str(&format!(
+            "{sep}{} from {}{banned}",
+            human::size(w.downloaded),
+            w.url
+        ));
+    }
+    out.push_str(&format!("; from peers: {}", human::size(from_peers(s))));
+    out
+}
+
+/// Payload bytes received from peers: all received less what web seeds sent.
+fn from_peers(s: &TorrentStats) -> u64 {
+    let web: u64 = s.web_seeds.iter().map(|w| w.downloaded).sum();
+    s.downloaded.saturating_sub(web)
+}
+
 fn with_event(event: &str, s: &TorrentStats, elapsed: Option<Duration>) -> Value {
     let mut v = json!({
         "event": event,
@@ -618,6 +691,17 @@ fn with_event(event: &str, s: &TorrentStats, elapsed: Option<Duration>) -> Value
         "complete": s.complete,
         "ratio": ratio(s),
         "eta_seconds": eta_seconds(s),
+        "downloaded_from_peers": from_peers(s),
+        "web_seeds": s
+            .web_seeds
+            .iter()
+            .map(|w| json!({
+                "url": w.url,
+                "downloaded": w.downloaded,
+                "failures": w.failures,
+                "banned": w.banned,
+            }))
+            .collect::<Vec<_>>(),
     });
     if let (Some(e), Some(map)) = (elapsed, v.as_object_mut()) {
         map.insert("seconds".into(), json!(e.as_secs_f64()));
@@ -665,6 +749,7 @@ mod tests {
             hash_failures: 0,
             complete,
             endgame: false,
+            web_seeds: Vec::new(),
             has_metadata: true,
         }
     }

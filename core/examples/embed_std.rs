@@ -20,7 +20,10 @@ use unchoke_core::bytes::{Buf, Bytes, BytesMut};
 use unchoke_core::create::{Content, CreateOptions, create};
 use unchoke_core::embed::{MemoryStorage, StdClock, verify_piece};
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::{Action, ConnId, Direction, Event, Session, SessionConfig, TorrentId};
+use unchoke_core::session::{
+    Action, ConnId, Direction, Event, Session, SessionConfig, TorrentId, WebSeedError,
+    WebSeedFailure,
+};
 use unchoke_core::storage::Layout;
 use unchoke_core::time::Instant;
 
@@ -128,6 +131,17 @@ impl Peer {
                 // The store is memory: there is no resume file to write.
                 Action::SaveResume { torrent, .. } => s.resume_saved(torrent, true, now),
                 Action::Event(Event::TorrentComplete { .. }) => self.complete = true,
+                // The example speaks no HTTP: a web seed (none in its torrent) always fails.
+                Action::WebSeedRequest {
+                    torrent,
+                    seed,
+                    request,
+                    ..
+                } => {
+                    let failure = WebSeedFailure::Io("no HTTP in this example".into());
+                    let error = WebSeedError { range: 0, failure };
+                    s.web_seed_failed(torrent, seed, request, error, now);
+                }
                 // No trackers in the torrent, no DHT and no LSD configured: nothing else arrives
                 // (and a blocking dial is never half-open, so none is cancelled).
                 Action::Event(_)

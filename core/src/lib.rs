@@ -89,7 +89,10 @@
 //! socket joined to that group ([`lsd`]), whose datagrams go to
 //! [`session::Session::handle_lsd_datagram`]. [`Action::SaveResume`]: flush the
 //! torrent's files and write its resume data, then [`resume_saved`] (the session's own timer
-//! asks, one save at a time per torrent). [`Action::Event`]: tell the
+//! asks, one save at a time per torrent). [`Action::WebSeedRequest`]: fetch the byte
+//! ranges of a web seed (BEP 19) over HTTP(S), then [`session::Session::web_seed_data`] or
+//! [`session::Session::web_seed_failed`] (the session times it out itself; a driver that
+//! cannot do HTTP reports every one failed). [`Action::Event`]: tell the
 //! user; only [`session::Event::MetadataReceived`] asks for an answer ([`metadata_ready`]).
 //!
 //! **Backpressure.** Uploads are the session's: a driver that reports what
@@ -248,6 +251,7 @@
 //! [`Action::Resolve`]: session::Action::Resolve
 //! [`Action::Event`]: session::Action::Event
 //! [`Action::SaveResume`]: session::Action::SaveResume
+//! [`Action::WebSeedRequest`]: session::Action::WebSeedRequest
 //! [`resume_saved`]: session::Session::resume_saved
 //! [`Direction::Inbound`]: session::Direction::Inbound
 //! [`Direction::Outbound`]: session::Direction::Outbound

@@ -104,6 +104,7 @@ impl ClientCore {
             resume_path: prepared.resume_path,
             peers: add.peers,
             trackers: add.trackers,
+            web_seeds: add.web_seeds,
             reply,
         })?;
         let id = rx

@@ -101,6 +101,13 @@ pub enum Completion {
         during_shutdown: bool,
         result: Result<AnnounceResponse, unchoke_core::tracker::TrackerFailure>,
     },
+    /// Not disk work either: a web seed's byte ranges ([`crate::web_seed::WebSeedJob`]).
+    WebSeed {
+        torrent: TorrentId,
+        seed: unchoke_core::session::WebSeedId,
+        request: u64,
+        result: Result<Bytes, unchoke_core::session::WebSeedError>,
+    },
     /// Not disk work either: a UDP tracker's name, resolved for the session.
     Resolved {
         host: String,

@@ -41,6 +41,7 @@ pub enum Command {
         resume_path: PathBuf,
         peers: Vec<SocketAddr>,
         trackers: Option<Vec<Vec<String>>>,
+        web_seeds: Vec<String>,
         reply: Sender<Result<TorrentId, AddTorrentError>>,
     },
     AddMagnet {
@@ -84,6 +85,8 @@ pub struct SessionHost {
     /// Where the shutdown's reports go, once `shutdown` was asked for.
     pub(crate) shutdown: Option<Sender<Vec<ShutdownReport>>>,
     pub(crate) trackers: Arc<TrackerClient>,
+    /// The HTTP client of every torrent's web seeds.
+    pub(crate) web_seeds: Arc<crate::web_seed::WebSeedClient>,
     /// Magnet torrents whose storage is not set up yet: where it goes.
     pub(crate) magnets: BTreeMap<TorrentId, AddMagnet>,
     /// The settings storage set-up needs (the check's threads, open-file limit).
@@ -165,6 +168,9 @@ impl SessionHost {
                 bind_ip,
                 cfg.tracker_roots.clone(),
             )),
+            web_seeds: Arc::new(crate::web_seed::WebSeedClient::new(
+                cfg.tracker_roots.clone(),
+            )),
             magnets: BTreeMap::new(),
             config: cfg.clone(),
             accepted: false,
@@ -233,6 +239,19 @@ impl SessionHost {
                 // the session's close waits for the `stopped`'s.
                 self.session.announce_done(torrent, &url, result, now);
             }
+            Completion::WebSeed {
+                torrent,
+                seed,
+                request,
+                result,
+            } => match result {
+                Ok(data) => self
+                    .session
+                    .web_seed_data(torrent, seed, request, data, now),
+                Err(error) => self
+                    .session
+                    .web_seed_failed(torrent, seed, request, error, now),
+            },
             Completion::Resolved { host, port, result } => {
                 self.session.handle_resolved(&host, port, result, now);
             }
@@ -313,6 +332,7 @@ impl SessionHost {
                 resume_path,
                 peers,
                 trackers,
+                web_seeds,
                 reply,
             } => {
                 let now = self.clock.now();
@@ -320,6 +340,7 @@ impl SessionHost {
                 if let Ok(id) = result {
                     self.accepted = true;
                     self.session.note_pieces_written(id, &written);
+                    self.session.add_web_seeds(id, &web_seeds, now);
                     if !storage.access().writable() {
                         // Read-only data (`seed --partial`): serve it, never download into it.
                         self.session.set_upload_only(id, true, now);

@@ -22,6 +22,7 @@ pub mod pump;
 pub mod tls;
 pub mod tracker_client;
 pub mod tracker_service;
+pub mod web_seed;
 
 pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};
 pub use clock::Clock;
@@ -145,6 +146,9 @@ pub struct AddTorrent {
     /// Trackers to announce to, in BEP 12 tiers; `None`: the torrent's own (`announce-list`,
     /// else `announce`). `Some(vec![])` announces to none.
     pub trackers: Option<Vec<Vec<String>>>,
+    /// Web seeds (BEP 19) to use besides the torrent's `url-list` (which is used unless
+    /// the session's `web_seeds` setting is off).
+    pub web_seeds: Vec<String>,
     /// What the torrent may do to the files under `save_path`.
     pub access: Access,
     /// Raised by the caller (e.g. on Ctrl-C) to stop the start-up check at once:
@@ -185,6 +189,7 @@ impl AddTorrent {
             recheck: false,
             resume_path: None,
             trackers: None,
+            web_seeds: Vec::new(),
             access: Access::default(),
             cancel: CancelFlag::default(),
             require_complete: false,

@@ -13,6 +13,7 @@ use unchoke_core::session::{Action, ConnId, Direction, Event, PeerGone, TorrentI
 use crate::announce::{AnnounceJob, JobKind};
 use crate::disk::{Completion, Job};
 use crate::host::Command;
+use crate::web_seed::WebSeedJob;
 use crate::{AddTorrent, ClientEvent, SessionHost, ShutdownReport};
 
 /// Blocking work a runtime runs off its loop; its [`Completion`] comes back through
@@ -23,6 +24,8 @@ pub enum Work {
     Disk(Job),
     /// Tracker work: an HTTP announce, or a UDP tracker's name to resolve.
     Tracker(AnnounceJob),
+    /// A web seed's HTTP range requests (BEP 19).
+    WebSeed(WebSeedJob),
 }
 
 /// What a runtime's sockets did while carrying out a round of actions, reported back by
@@ -193,6 +196,15 @@ impl SessionHost {
                     kind,
                     false,
                 )));
+            }
+            Action::WebSeedRequest {
+                torrent,
+                seed,
+                request,
+                ranges,
+            } => {
+                let job = WebSeedJob::new(self.web_seeds.clone(), torrent, seed, request, ranges);
+                io.spawn(Work::WebSeed(job));
             }
             Action::SaveResume {
                 torrent,

@@ -192,6 +192,29 @@ pub(crate) fn client_config(roots: &TrustRoots) -> Result<Arc<ClientConfig>, Tls
     Ok(Arc::new(config))
 }
 
+/// The trusted authorities' certificates themselves (for web seeds' HTTP client, which
+/// builds its own rustls configuration from them): `--ca-file`'s, or the system's.
+pub(crate) fn root_certificates(
+    roots: &TrustRoots,
+) -> Result<Vec<CertificateDer<'static>>, TlsFailure> {
+    match roots {
+        TrustRoots::Only(ca) => Ok(ca.certs.clone()),
+        TrustRoots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                let why = found.errors.first().map_or_else(
+                    || "the system's store is empty".to_string(),
+                    |e| e.to_string(),
+                );
+                return Err(TlsFailure::NoTrustedRoots(format!(
+                    "{why} (install the ca-certificates package or give --ca-file)"
+                )));
+            }
+            Ok(found.certs)
+        }
+    }
+}
+
 /// The name the tracker's certificate must carry: the URL's host, a DNS name or an IP
 /// address (IPv6 without brackets, as the core's `HostPort` gives it).
 pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, String> {

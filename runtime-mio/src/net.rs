@@ -15,6 +15,7 @@ use unchoke_core::session::{ConnId, PeerGone, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
 use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::Completion;
+use unchoke_driver::web_seed::WebSeedJob;
 use unchoke_driver::{Io, Report, Work};
 
 use crate::conn::{Conn, ConnState};
@@ -129,6 +130,19 @@ impl Net {
         }
     }
 
+    /// Runs a web seed's range requests on a thread of their own (the session bounds how
+    /// many are out at once: `web_seed_requests` per web seed).
+    fn web_seed(&mut self, job: WebSeedJob) {
+        let fallback = job.failure("cannot start a thread for the web seed request");
+        let done = self.done.clone();
+        let spawned = std::thread::Builder::new()
+            .name("unchoke-webseed".into())
+            .spawn(move || done.push(job.run()));
+        if spawned.is_err() {
+            self.completions.push_back(fallback);
+        }
+    }
+
     /// Registers a dialling socket for `torrent`.
     fn dial(&mut self, torrent: TorrentId, addr: SocketAddr) -> std::io::Result<()> {
         let std_stream = unchoke_driver::connect_nonblocking(addr, self.bind_ip)?;
@@ -208,6 +222,7 @@ impl Io for Net {
         match work {
             Work::Disk(job) => self.disk.submit(job),
             Work::Tracker(job) => self.announce(job),
+            Work::WebSeed(job) => self.web_seed(job),
         }
     }
 

@@ -242,6 +242,7 @@ impl Io for TaskIo {
             }
             // It blocks on name resolution and on the tracker.
             Work::Tracker(job) => self.spawn_blocking(move || vec![job.run()]),
+            Work::WebSeed(job) => self.spawn_blocking(move || vec![job.run()]),
         }
     }
 

@@ -12,7 +12,8 @@
 //! Invariants:
 //! - At most one `GaveUp` per stretch of having nothing; a stretch ends when a source
 //!   appears (a peer connects, an address is added), and a later stretch may give up again.
-//! - Never for a complete torrent, one with a connected peer, an address to dial, a usable
+//! - Never for a complete torrent, one with a web seed (BEP 19) not banned and not out of
+//!   files, one with a connected peer, an address to dial, a usable
 //!   tracker, or the DHT (a private torrent does not use the DHT, so it does not count).
 //!   Local service discovery does not count (see `has_nothing`).
 //!
@@ -47,6 +48,7 @@ impl Session {
         !t.is_complete()
             && t.peer_count() == 0
             && !t.has_candidates()
+            && !t.has_web_seeds()
             && !self.trackers.has_usable(torrent)
             && !dht
     }

@@ -193,7 +193,10 @@ impl Session {
         }
         self.restart_torrent_announces(torrent, now);
         self.lsd_track(torrent, now);
-        self.with_torrent(torrent, |t, ctx| t.maybe_connect(ctx, now));
+        self.with_torrent(torrent, |t, ctx| {
+            t.maybe_connect(ctx, now);
+            t.restart_web_seeds(ctx, now);
+        });
         self.pump_announces(now);
         Ok(())
     }
@@ -248,6 +251,7 @@ impl Session {
         self.admission.cancel_dials(None);
         for t in self.torrents.values_mut() {
             t.stop_dialling();
+            t.halt_web_seeds();
         }
         // Half-open connections have traded nothing: they go now.
         let handshaking: Vec<_> = self.handshaking.keys().copied().collect();
@@ -388,6 +392,9 @@ impl Session {
             | Action::ReadBlock { torrent, .. }
             | Action::VerifyPiece { torrent, .. }
             | Action::SaveResume { torrent, .. } => self.torrents.contains_key(torrent),
+            Action::WebSeedRequest { torrent, .. } => {
+                self.torrents.contains_key(torrent) && self.life.connects(*torrent)
+            }
             _ => true,
         }
     }
@@ -412,6 +419,7 @@ impl Session {
             .unwrap_or_default();
         self.with_torrent(torrent, |t, ctx| {
             t.stop_dialling();
+            t.halt_web_seeds();
             for conn in conns {
                 t.disconnect(conn, reason.clone(), ctx, now);
             }

@@ -16,6 +16,8 @@
 //! s.disk_read_done(c, block, Ok(data), now);          // a ReadBlock finished
 //! s.piece_hashed(t, piece, ok, now);                  // a VerifyPiece finished
 //! s.resume_saved(t, ok, now);                         // a SaveResume finished
+//! s.web_seed_data(t, seed, request, bytes, now);      // a WebSeedRequest's bytes came
+//! s.web_seed_failed(t, seed, request, error, now);    // … or it failed
 //! while let Some(action) = s.poll_action() { /* carry it out */ }
 //! let deadline = s.poll_timeout();
 //! s.pause_torrent(t, now)?; s.resume_torrent(t, now)?; s.remove_torrent(t, now)?;
@@ -45,6 +47,11 @@
 //! for it. Availability peers announce meanwhile is kept and counted at `metadata_ready`. A verified dictionary that
 //! does not parse gives [`Event::MetadataError`] (remove the torrent); metadata that fails
 //! its hash gives [`Event::MetadataHashFailed`] and is fetched again (nothing to do).
+//!
+//! **Web seeds** (BEP 19): with [`SessionConfig::web_seeds`] a torrent's `url-list` is
+//! used (and [`Session::add_web_seeds`] adds more): the session emits
+//! [`Action::WebSeedRequest`]s, byte ranges of the torrent's files over HTTP(S), under the
+//! same picker and trust rules as peers, and times them out itself.
 //!
 //! **Peer exchange** (BEP 11) needs nothing from the driver: peers learnt by PEX are dialled
 //! with the usual `Connect` actions.
@@ -90,7 +97,8 @@ pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
     Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
     DiskError, DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer,
-    GeometryError, GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId,
+    GeometryError, GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId, WebSeedError,
+    WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use lsd::LsdStats;
@@ -323,6 +331,7 @@ impl Session {
         .ok_or(AddTorrentError::Geometry(GeometryError::NoPieces))?;
         let mut torrent = torrent;
         torrent.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
+        torrent.set_web_files(metainfo);
         if let Some((have, written)) = torrent.have_and_written() {
             self.resumes.track(id, have, written);
         }
@@ -333,7 +342,60 @@ impl Session {
         self.install_trackers(id, metainfo_tiers(metainfo), now);
         self.dht_track(id, now);
         self.lsd_track(id, now);
+        if self.config.web_seeds && !metainfo.url_list.is_empty() {
+            self.add_web_seeds(id, &metainfo.url_list, now);
+        }
         Ok(id)
+    }
+
+    /// Adds web seeds (BEP 19) to `torrent` by URL: `http://` and `https://` ones are
+    /// asked for pieces from now on (see [`Action::WebSeedRequest`]); others are named in
+    /// [`Event::WebSeedUnsupported`]; a URL the torrent has already is skipped. For a
+    /// magnet torrent they are asked once its metadata is ready.
+    pub fn add_web_seeds(&mut self, torrent: TorrentId, urls: &[String], now: Instant) {
+        self.saw(now);
+        let running = self.life.ticks(torrent);
+        self.with_torrent(torrent, |t, ctx| {
+            if !running {
+                t.halt_web_seeds();
+            }
+            t.add_web_seeds(urls, ctx, now);
+        });
+    }
+
+    /// A [`Action::WebSeedRequest`] was answered: `data` is its ranges' bytes,
+    /// concatenated. They are cut into blocks, written and verified as a peer's would be.
+    /// An answer the session no longer waits for (timed out, the torrent paused or the
+    /// web seed banned meanwhile) is ignored.
+    pub fn web_seed_data(
+        &mut self,
+        torrent: TorrentId,
+        seed: WebSeedId,
+        request: u64,
+        data: Bytes,
+        now: Instant,
+    ) {
+        self.saw(now);
+        self.with_torrent(torrent, |t, ctx| {
+            t.web_seed_data(seed, request, data, ctx, now);
+        });
+    }
+
+    /// A [`Action::WebSeedRequest`] failed: its blocks go back to the picker, the web
+    /// seed backs off ([`SessionConfig::web_seed_retry`]) and [`Event::WebSeedFailed`]
+    /// says why. A failure for a request no longer waited for is ignored.
+    pub fn web_seed_failed(
+        &mut self,
+        torrent: TorrentId,
+        seed: WebSeedId,
+        request: u64,
+        error: WebSeedError,
+        now: Instant,
+    ) {
+        self.saw(now);
+        self.with_torrent(torrent, |t, ctx| {
+            t.web_seed_failed(seed, request, error, ctx, now);
+        });
     }
 
     /// Adds a torrent known only by its info-hash (a magnet link). It dials `options.peers`
@@ -402,7 +464,12 @@ impl Session {
             }
         };
         let result = self.with_torrent(torrent, |t, ctx| {
-            t.install_metadata(&metainfo, picker, ctx, now)
+            let installed = t.install_metadata(&metainfo, picker, ctx, now);
+            if installed.is_ok() {
+                t.set_web_files(&metainfo);
+                t.fill_web_seeds(ctx, now);
+            }
+            installed
         });
         match result {
             Some(Ok(())) => {

@@ -43,10 +43,12 @@ mod suggest;
 mod test_world;
 mod trust;
 mod upload;
+mod web_seed;
 mod write_budget;
 
 pub use allowed_fast::canonical_set as allowed_fast_set;
 pub(crate) use peer_set::Activity;
+pub use web_seed::file_url as web_seed_file_url;
 pub(crate) use write_budget::WriteBudget;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -120,6 +122,9 @@ pub struct TorrentStats {
     pub complete: bool,
     /// Endgame mode: every missing block is requested.
     pub endgame: bool,
+    /// Each web seed (BEP 19) of the torrent, with the bytes it sent: payload received
+    /// from peers is `downloaded` less the sum of these.
+    pub web_seeds: Vec<crate::vocab::WebSeedStats>,
     /// Whether the torrent's metadata (info dictionary) is known. `false` for a magnet
     /// torrent until [`crate::session::Session::metadata_ready`]; meanwhile the piece and
     /// byte counts above are 0.
@@ -194,6 +199,8 @@ pub(crate) struct Torrent {
     /// verdicts come at their exact instants ([`choking`]). Never false while one waits
     /// (set on `interested` and after every choke decision and judgement).
     slot_waiting: bool,
+    /// The torrent's web seeds (BEP 19; see [`web_seed`]).
+    web: web_seed::WebSeeds,
 }
 
 impl Torrent {
@@ -252,6 +259,7 @@ impl Torrent {
             upload_only: false,
             slot_verdict_at: None,
             slot_waiting: false,
+            web: web_seed::WebSeeds::default(),
         }
     }
 
@@ -295,6 +303,9 @@ impl Torrent {
         self.upload_only = on;
         if was != (on || self.is_complete()) {
             self.announce_upload_only(on || self.is_complete(), ctx);
+        }
+        if on {
+            self.forget_web_requests();
         }
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
@@ -365,7 +376,12 @@ impl Torrent {
             downloaded: self.downloaded,
             uploaded: self.uploaded,
             wasted: self.wasted,
-            download_rate: self.peers.values().map(|p| p.download.rate(now)).sum(),
+            download_rate: self
+                .peers
+                .values()
+                .map(|p| p.download.rate(now))
+                .sum::<u64>()
+                + self.web_seed_rate(now),
             upload_rate: self.peers.values().map(|p| p.upload.rate(now)).sum(),
             peers: self.peers.len(),
             encrypted_peers: self.peers.values().filter(|p| p.crypto.is_some()).count(),
@@ -379,6 +395,7 @@ impl Torrent {
             hash_failures: self.hash_failures,
             complete: content.is_some_and(|c| c.picker.is_complete()),
             endgame: content.is_some_and(|c| c.picker.in_endgame()),
+            web_seeds: self.web_seed_stats(),
             has_metadata: content.is_some(),
         }
     }
@@ -448,6 +465,7 @@ impl Torrent {
             }
         }
         self.metadata_timeouts(ctx, now);
+        self.web_seed_tick(ctx, now);
         self.send_pex(ctx, now);
         self.maybe_connect(ctx, now);
     }

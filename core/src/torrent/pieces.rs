@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::smart_ban::distinct_senders;
+use super::smart_ban::{Sender, distinct_senders};
 use super::{Ctx, Peer, Torrent};
 use crate::picker::{self, PeerKey, Receipt};
 use crate::time::Instant;
@@ -25,7 +25,7 @@ use crate::wire::{self, Message};
 pub(super) struct PieceBuffer {
     blocks: Vec<Option<Bytes>>,
     /// Who sent each block in `blocks` (the smart ban's evidence if the piece fails).
-    senders: Vec<Option<SocketAddr>>,
+    senders: Vec<Option<Sender>>,
     writes_pending: u32,
     write_failed: bool,
     /// `Some(ok)` once the driver reported the hash result.
@@ -94,6 +94,7 @@ impl Torrent {
         for conn in conns {
             self.fill_pipeline(conn, ctx, now);
         }
+        self.fill_web_seeds(ctx, now);
     }
 
     /// Forgets every request outstanding at `conn` (choked without fast, or timed out).
@@ -128,43 +129,57 @@ impl Torrent {
         peer.timed_out = false;
         let requested = peer.take_outstanding(piece, offset);
         peer.snub_clock = (!peer.outstanding.is_empty()).then_some(now);
+        let key = peer.key;
+        let sender = Sender::Peer(peer.addr);
+        match self.store_block(key, sender, piece, offset, data, requested, ctx) {
+            Err(why) => return self.disconnect(conn, DisconnectReason::Misbehaved(why), ctx, now),
+            Ok(false) => return,
+            Ok(true) => {}
+        }
+        self.fill_pipeline(conn, ctx, now);
+    }
+
+    /// Takes a block from `sender` (picker key `key`; `requested`: whether we asked it for
+    /// this block) into the piece's buffer: emits its `WriteBlock`, and `VerifyPiece` once
+    /// the piece is whole. Unasked data for a piece not in progress, and anything for an
+    /// upload-only torrent or before the metadata, is counted as wasted (`Ok(false)`);
+    /// `Ok(true)` once the picker has it (new or duplicate). `Err` words why the block is
+    /// unacceptable (wrong size or place): the sender misbehaved.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn store_block(
+        &mut self,
+        key: PeerKey,
+        sender: Sender,
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+        requested: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<bool, &'static str> {
+        let n = data.len() as u64;
         let Some(c) = self.phase.content_mut() else {
             // Before the metadata nothing was requested and no block has a place: the
             // decoder (without a geometry) checked only its size.
             self.wasted += n;
-            return;
+            return Ok(false);
         };
         if self.upload_only || !requested && !c.buffers.contains_key(&piece) {
             // Unrequested data is only taken for a piece already in progress (a late copy
             // after a cancel or time-out). Otherwise a peer could make us buffer pieces we
             // never asked for, without bound. An upload-only torrent takes nothing.
             self.wasted += n;
-            return;
+            return Ok(false);
         }
-        let key = peer.key;
-        let sender = peer.addr;
         let valid = c
             .picker
             .block_at(piece, offset)
             .is_some_and(|b| b.len as usize == data.len());
         if !valid {
-            return self.disconnect(
-                conn,
-                DisconnectReason::Misbehaved("block of the wrong size or place"),
-                ctx,
-                now,
-            );
+            return Err("block of the wrong size or place");
         }
         let outcome = c.picker.block_received(piece, offset, key);
         match outcome.receipt {
-            Receipt::Invalid => {
-                return self.disconnect(
-                    conn,
-                    DisconnectReason::Misbehaved("block outside the torrent"),
-                    ctx,
-                    now,
-                );
-            }
+            Receipt::Invalid => return Err("block outside the torrent"),
             Receipt::Duplicate => {
                 self.wasted += n;
             }
@@ -173,7 +188,7 @@ impl Torrent {
                     self.cancel_at(other, piece, offset, ctx);
                 }
                 let Some(c) = self.phase.content_mut() else {
-                    return;
+                    return Ok(true);
                 };
                 let blocks = c.picker.blocks_in_piece(piece).unwrap_or(0) as usize;
                 let buffer = c.buffers.entry(piece).or_insert_with(|| PieceBuffer {
@@ -212,7 +227,7 @@ impl Torrent {
                 }
             }
         }
-        self.fill_pipeline(conn, ctx, now);
+        Ok(true)
     }
 
     /// Sends `cancel` for a block to the peer with key `key` (endgame duplicate arrived).
@@ -317,10 +332,16 @@ impl Torrent {
             // piece before is proven a liar.
             let culprits = self.trust.smart.piece_verified(piece, &buffer.blocks);
             for key in contributors {
-                self.adjust_trust(key, 1, ctx, now);
+                match self.web_seed_by_key(key) {
+                    Some(seed) => self.adjust_web_seed_trust(seed, 1, ctx),
+                    None => self.adjust_trust(key, 1, ctx, now),
+                }
             }
             for culprit in culprits {
-                self.ban_on_proof(culprit, ctx, now);
+                match culprit {
+                    Sender::Peer(addr) => self.ban_on_proof(addr, ctx, now),
+                    Sender::WebSeed(seed) => self.ban_web_seed(seed, ctx),
+                }
             }
             ctx.out.push(Action::Event(Event::PieceVerified {
                 torrent: self.id,
@@ -362,14 +383,17 @@ impl Torrent {
                     .smart
                     .record_failure(piece, &buffer.blocks, &buffer.senders);
                 c.picker.prefer_one_peer(piece);
-                if let [alone] = distinct_senders(&buffer.senders)[..] {
-                    self.adjust_trust_ip(alone, -2, ctx, now);
+                match distinct_senders(&buffer.senders)[..] {
+                    [Sender::Peer(alone)] => self.adjust_trust_ip(alone, -2, ctx, now),
+                    [Sender::WebSeed(seed)] => self.adjust_web_seed_trust(seed, -2, ctx),
+                    _ => {}
                 }
             }
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();
             for conn in conns {
                 self.fill_pipeline(conn, ctx, now);
             }
+            self.fill_web_seeds(ctx, now);
         }
     }
 

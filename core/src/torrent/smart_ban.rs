@@ -31,11 +31,32 @@ pub(super) const MAX_COPIES_PER_BLOCK: usize = 4;
 /// SHA-1 of one block.
 type BlockDigest = [u8; 20];
 
+/// Who sent a block: a peer (known by its address; evidence counts against its IP) or a
+/// web seed of the torrent (BEP 19, known by its id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sender {
+    /// A peer connection from this address.
+    Peer(SocketAddr),
+    /// A web seed.
+    WebSeed(crate::vocab::WebSeedId),
+}
+
+impl Sender {
+    /// Whether two senders are the same source for trust: peers by IP, web seeds by id.
+    pub(super) fn same_source(&self, other: &Sender) -> bool {
+        match (self, other) {
+            (Sender::Peer(a), Sender::Peer(b)) => a.ip() == b.ip(),
+            (Sender::WebSeed(a), Sender::WebSeed(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// What a failed piece's blocks were and who sent them, per block index.
 #[derive(Debug)]
 struct Record {
     piece: u32,
-    blocks: Vec<Vec<(SocketAddr, BlockDigest)>>,
+    blocks: Vec<Vec<(Sender, BlockDigest)>>,
 }
 
 /// The records of recently failed pieces, oldest first. See the module docs.
@@ -58,7 +79,7 @@ impl SmartBan {
         &mut self,
         piece: u32,
         blocks: &[Option<Bytes>],
-        senders: &[Option<SocketAddr>],
+        senders: &[Option<Sender>],
     ) {
         let mut record = self
             .records
@@ -77,7 +98,7 @@ impl SmartBan {
                 continue;
             };
             let d = digest(data);
-            let known = copies.iter().any(|(a, c)| a.ip() == sender.ip() && *c == d);
+            let known = copies.iter().any(|(a, c)| a.same_source(sender) && *c == d);
             if !known && copies.len() < MAX_COPIES_PER_BLOCK {
                 copies.push((*sender, d));
             }
@@ -91,11 +112,7 @@ impl SmartBan {
     /// `piece` verified with these blocks: returns the senders (one address per IP, in
     /// the order first recorded) of recorded blocks that differ from the verified ones,
     /// and forgets the piece. Empty when the piece was never recorded.
-    pub(super) fn piece_verified(
-        &mut self,
-        piece: u32,
-        blocks: &[Option<Bytes>],
-    ) -> Vec<SocketAddr> {
+    pub(super) fn piece_verified(&mut self, piece: u32, blocks: &[Option<Bytes>]) -> Vec<Sender> {
         let Some(record) = self
             .records
             .iter()
@@ -104,7 +121,7 @@ impl SmartBan {
         else {
             return Vec::new();
         };
-        let mut culprits: Vec<SocketAddr> = Vec::new();
+        let mut culprits: Vec<Sender> = Vec::new();
         for (copies, data) in record.blocks.iter().zip(blocks) {
             let Some(data) = data else {
                 continue;
@@ -114,7 +131,7 @@ impl SmartBan {
             }
             let truth = digest(data);
             for (sender, d) in copies {
-                if *d != truth && !culprits.iter().any(|c| c.ip() == sender.ip()) {
+                if *d != truth && !culprits.iter().any(|c| c.same_source(sender)) {
                     culprits.push(*sender);
                 }
             }
@@ -131,10 +148,10 @@ impl SmartBan {
 
 /// The distinct IPs among a piece's block senders, in order of first appearance, each with
 /// the first address seen for it.
-pub(super) fn distinct_senders(senders: &[Option<SocketAddr>]) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = Vec::new();
+pub(super) fn distinct_senders(senders: &[Option<Sender>]) -> Vec<Sender> {
+    let mut out: Vec<Sender> = Vec::new();
     for s in senders.iter().flatten() {
-        if !out.iter().any(|a: &SocketAddr| a.ip() == s.ip()) {
+        if !out.iter().any(|a: &Sender| a.same_source(s)) {
             out.push(*s);
         }
     }
@@ -145,8 +162,8 @@ pub(super) fn distinct_senders(senders: &[Option<SocketAddr>]) -> Vec<SocketAddr
 mod tests {
     use super::*;
 
-    fn addr(last: u8) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, last], 6881))
+    fn addr(last: u8) -> Sender {
+        Sender::Peer(SocketAddr::from(([10, 0, 0, last], 6881)))
     }
 
     fn block(fill: u8) -> Option<Bytes> {
@@ -236,7 +253,7 @@ mod tests {
     #[test]
     fn senders_are_distinct_by_ip() {
         let a1 = addr(1);
-        let a2 = SocketAddr::from(([10, 0, 0, 1], 7000));
+        let a2 = Sender::Peer(SocketAddr::from(([10, 0, 0, 1], 7000)));
         let b = addr(2);
         assert_eq!(distinct_senders(&[Some(a1), None, Some(a2)]), vec![a1]);
         assert_eq!(

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::disk_error::DiskError;
+use super::web_seed::{WebSeedFailure, WebSeedId, WebSeedRange};
 use crate::metainfo::{Metainfo, MetainfoError};
 use crate::tracker::AnnounceRequest;
 use crate::wire::{BlockRequest, WireError};
@@ -150,6 +151,23 @@ pub enum Action {
         url: String,
         /// What to tell it.
         request: AnnounceRequest,
+    },
+    /// Fetch byte ranges from a web seed (BEP 19) over HTTP or HTTPS: one `GET` with a
+    /// `Range` header per entry of `ranges`, in order (keep-alive, at most 5 redirects, no
+    /// more body read than asked for); then call
+    /// [`crate::session::Session::web_seed_data`] with the ranges' bytes concatenated, or
+    /// [`crate::session::Session::web_seed_failed`] naming the range that failed. The
+    /// time-out is the session's ([`super::SessionConfig::web_seed_timeout`]): an answer
+    /// after it is ignored, so the driver needs only time-outs per socket operation.
+    WebSeedRequest {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The web seed.
+        seed: WebSeedId,
+        /// The request's number, to give back with the answer.
+        request: u64,
+        /// What to fetch (at least one range; their lengths add up to at most a piece).
+        ranges: Vec<WebSeedRange>,
     },
     /// Save `torrent`'s resume data (flush its files, then write `have` and `written`
     /// atomically); then call [`crate::session::Session::resume_saved`]. The session emits
@@ -349,6 +367,54 @@ pub enum Event {
         addr: SocketAddr,
         /// Why.
         reason: ConnectFailure,
+    },
+    /// A web seed (BEP 19) was added to the torrent: pieces are asked of it as of a peer
+    /// that has them all.
+    WebSeedAdded {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The web seed.
+        seed: WebSeedId,
+        /// Its URL, as given.
+        url: String,
+    },
+    /// A web seed's URL cannot be used (its scheme is neither `http` nor `https`): it is
+    /// never asked.
+    WebSeedUnsupported {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The URL, as given.
+        url: String,
+    },
+    /// A request to a web seed failed (an HTTP error, a connection closed mid-range, a
+    /// time-out). Its blocks go back to the picker; the web seed is asked again after
+    /// `retry_in` (growing with each failure in a row, bounded). After a 404 or 410 the
+    /// file is not asked of this web seed again.
+    WebSeedFailed {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The web seed.
+        seed: WebSeedId,
+        /// Its URL, as given.
+        url: String,
+        /// The torrent's file whose range failed (its path inside the torrent, `/`
+        /// separated), when known.
+        file: Option<String>,
+        /// Why.
+        reason: WebSeedFailure,
+        /// When the web seed is asked again.
+        retry_in: std::time::Duration,
+    },
+    /// A web seed sent data that failed verification (proven wrong, or whole pieces it
+    /// sent alone failed `max_strikes` times): it is not asked again while the torrent
+    /// lives.
+    WebSeedBanned {
+        /// The torrent.
+        torrent: TorrentId,
+        /// The web seed.
+        seed: WebSeedId,
+        /// Its URL, as given.
+        url: String,
     },
     /// A block could not be written or read; the piece is downloaded again (writes) or the
     /// request refused (reads). Pieces already verified stay verified.

@@ -268,6 +268,22 @@ pub struct SessionConfig {
     /// Which stream an encrypted handshake may settle on (default [`CryptoLevel::Both`]:
     /// plaintext after the handshake when the peer allows it, RC4 when it insists).
     pub crypto_level: CryptoLevel,
+    /// Whether a torrent's `url-list` (BEP 19 web seeds) is used (default `true`);
+    /// [`crate::session::Session::add_web_seeds`] adds web seeds either way.
+    pub web_seeds: bool,
+    /// Requests in flight to one web seed (BEP 19) at once (default 4; each asks for at
+    /// most one piece's worth of blocks, so at most 4 pieces are out to a web seed).
+    pub web_seed_requests: usize,
+    /// How long a web seed request may take before the session gives up on it (default
+    /// 60 s): its blocks go to other sources and it counts as a failure.
+    pub web_seed_timeout: Duration,
+    /// The wait before asking a web seed again after its first failure in a row (default
+    /// 2 s); it doubles with every further failure in a row up to
+    /// [`Self::web_seed_max_retry`], and a success clears it.
+    pub web_seed_retry: Duration,
+    /// The longest wait between attempts at a failing web seed (default 60 s): a web seed
+    /// is never given up for failures, only banned for wrong data.
+    pub web_seed_max_retry: Duration,
 }
 
 impl Default for SessionConfig {
@@ -328,6 +344,11 @@ impl Default for SessionConfig {
             max_peers_per_announce: 200,
             encryption: EncryptionPolicy::Prefer,
             crypto_level: CryptoLevel::Both,
+            web_seeds: true,
+            web_seed_requests: 4,
+            web_seed_timeout: Duration::from_secs(60),
+            web_seed_retry: Duration::from_secs(2),
+            web_seed_max_retry: Duration::from_secs(60),
         }
     }
 }

@@ -16,6 +16,7 @@ mod encryption;
 mod geometry;
 pub(crate) mod outbox;
 mod peer_source;
+mod web_seed;
 
 pub use action::{
     Action, ConnId, ConnectFailure, DhtRouterFailure, Direction, DisconnectReason, Event,
@@ -26,3 +27,4 @@ pub use disk_error::{DiskError, DiskErrorKind};
 pub use encryption::{CryptoLevel, EncryptionPolicy};
 pub use geometry::GeometryError;
 pub use peer_source::PeerSource;
+pub use web_seed::{WebSeedError, WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats};

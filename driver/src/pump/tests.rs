@@ -79,6 +79,7 @@ fn host_with_torrent(
         resume_path: prepared.resume_path,
         peers: vec![peer],
         trackers: Some(Vec::new()),
+        web_seeds: Vec::new(),
         reply,
     };
     assert!(!host.command(io, add), "not a shutdown");

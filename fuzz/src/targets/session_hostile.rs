@@ -696,6 +696,9 @@ impl World {
                 Action::SaveResume { torrent, .. } => {
                     self.session.resume_saved(torrent, true, self.now);
                 }
+                Action::WebSeedRequest { .. } => {
+                    panic!("a torrent without web seeds asked one")
+                }
                 Action::Connect { addr, .. } => {
                     assert!(!self.banned.contains(&addr.ip()), "dialled banned {addr}");
                     self.dials.push_back(addr);

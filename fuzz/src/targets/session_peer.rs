@@ -321,6 +321,9 @@ impl World {
                         self.reads.len()
                     );
                 }
+                Action::WebSeedRequest { .. } => {
+                    panic!("a torrent without web seeds asked one")
+                }
                 Action::WriteBlock { piece, data, .. } => {
                     assert!(
                         self.requested.contains(&piece),

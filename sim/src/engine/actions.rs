@@ -221,6 +221,24 @@ impl Simulation {
                     }
                 }
             },
+            Action::WebSeedRequest {
+                torrent,
+                seed,
+                request,
+                ..
+            } => {
+                // The simulated network has no web servers: every web seed fails at once.
+                if let Some(on) = self.hosts[host].online.as_mut() {
+                    let error = unchoke_core::session::WebSeedError {
+                        range: 0,
+                        failure: unchoke_core::session::WebSeedFailure::Connect(
+                            "the simulator has no web servers".into(),
+                        ),
+                    };
+                    on.session
+                        .web_seed_failed(torrent, seed, request, error, now);
+                }
+            }
             Action::Resolve { host: name, port } => {
                 // Simulated hosts are addressed by IP: no name resolves.
                 if let Some(on) = self.hosts[host].online.as_mut() {
