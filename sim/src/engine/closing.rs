@@ -38,8 +38,8 @@ impl Simulation {
         self.net.progress_from(host, self.now, &mut progress);
         for &(conn, bytes) in &progress {
             let conn = ConnId(conn);
-            // A flow outlives nothing: the links own them, but check as `sent` does.
-            if !on.links.get(&conn).is_some_and(|l| l.out.is_some()) {
+            // Only a connection whose link still owns its flow counts, as in `sent`.
+            if on.links.get(&conn).is_none_or(|l| l.out.is_none()) {
                 continue;
             }
             on.session
