@@ -399,7 +399,8 @@ impl Reporter {
         }
     }
 
-    /// A request to a web seed failed; it is asked again after `retry_in`.
+    /// A request to a web seed failed; it is asked again after `retry_in` (zero: a file
+    /// it lacks, its other files asked for at once).
     pub(crate) fn web_seed_failed(
         &self,
         url: &str,
@@ -417,10 +418,12 @@ impl Reporter {
             })),
             _ => {
                 let file = file.map(|f| format!(" for file {f}")).unwrap_or_default();
-                self.warn(&format!(
-                    "web seed {url}: {reason}{file}; trying again in {} s",
-                    retry_in.as_secs_f64()
-                ));
+                let next = if retry_in.is_zero() {
+                    "going on with its other files".to_owned()
+                } else {
+                    format!("trying again in {} s", retry_in.as_secs_f64())
+                };
+                self.warn(&format!("web seed {url}: {reason}{file}; {next}"));
             }
         }
     }

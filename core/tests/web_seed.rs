@@ -512,6 +512,15 @@ fn a_404_takes_the_file_off_the_web_seed() {
     let name = if asked_b { "b" } else { "a" };
     assert_eq!(f[0].0.as_deref(), Some(name), "the event names the file");
     assert!(ranges[0].url.ends_with(name));
+    // A missing file is an answer, not a failing server: the other file is asked for at
+    // once, with no back-off.
+    assert!(
+        w.requests
+            .first()
+            .is_some_and(|r| !r.2[0].url.ends_with(&format!("/{name}"))),
+        "the other file is asked for at once: {:?}",
+        w.requests
+    );
     let serve = server("http://h", "two", &files);
     for _ in 0..6 {
         w.advance(Duration::from_secs(60));

@@ -24,7 +24,8 @@
 //!   is paused or closing (`halted`), or while the session's write budget is full.
 //! - A failure backs the web seed off (`web_seed_retry`, doubled per failure in a row, at
 //!   most `web_seed_max_retry`); a success clears the count. Failures never remove a web
-//!   seed: only wrong data does. A 404 or 410 takes that file's pieces off its `has`.
+//!   seed: only wrong data does. A 404 or 410 takes that file's pieces off its `has` and
+//!   backs nothing off: the web seed goes on with its other files at once.
 //! - BEP 47 padding files are never requested: their bytes are zeros, filled in here.
 
 use std::time::Duration;
@@ -509,6 +510,7 @@ impl Torrent {
         let Some(s) = self.web.seeds.get_mut(index) else {
             return;
         };
+        let mut file_missing = false;
         if let Some(c) = self.phase.content_mut() {
             for b in &r.blocks {
                 c.picker.request_cancelled(b.piece, b.offset, s.key);
@@ -520,16 +522,26 @@ impl Torrent {
                 for p in c.layout.file_pieces(f) {
                     has.clear(p);
                 }
+                file_missing = true;
             }
         }
         s.failures += 1;
-        s.failures_in_row = s.failures_in_row.saturating_add(1);
-        let base = ctx.config.web_seed_retry;
-        let factor = 1u32 << (s.failures_in_row - 1).min(16);
-        let retry_in = base
-            .saturating_mul(factor)
-            .min(ctx.config.web_seed_max_retry);
-        s.retry_at = Some(now + retry_in);
+        // A missing file is an answer, not a sick server: its other files are asked for at
+        // once (backing off here let a peer take the whole download while the server that
+        // has the rest waited). Anything else backs the web seed off.
+        let retry_in = if file_missing {
+            Duration::ZERO
+        } else {
+            s.failures_in_row = s.failures_in_row.saturating_add(1);
+            let factor = 1u32 << (s.failures_in_row - 1).min(16);
+            ctx.config
+                .web_seed_retry
+                .saturating_mul(factor)
+                .min(ctx.config.web_seed_max_retry)
+        };
+        if !file_missing {
+            s.retry_at = Some(now + retry_in);
+        }
         let display = file.and_then(|f| {
             self.web
                 .files
