@@ -61,12 +61,10 @@ pub const VOTES_NEEDED: usize = 4;
 /// network) the old votes age out as new answers come in.
 pub const MAX_VOTERS: usize = 64;
 
-/// `ip` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) taken as the IPv4 address.
+/// `ip` with an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) taken as the IPv4 address
+/// (the one rule, [`super::canonical`], applied to a bare IP).
 fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        IpAddr::V4(_) => ip,
-    }
+    super::canonical(SocketAddr::new(ip, 0)).ip()
 }
 
 /// The CRC-32C whose top 21 bits a compliant id for `ip` starts with, for the random
