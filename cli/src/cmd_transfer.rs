@@ -102,8 +102,8 @@ pub(crate) struct CommonArgs {
     #[arg(long = "web-seed", value_name = "URL")]
     web_seeds: Vec<String>,
 
-    /// Do not use the torrent's web seeds (its `url-list`; `--web-seed` ones are still
-    /// used).
+    /// Do not use the torrent's web seeds (its `url-list`, or a magnet link's `ws`;
+    /// `--web-seed` ones are still used).
     #[arg(long)]
     no_web_seeds: bool,
 
@@ -613,6 +613,17 @@ fn run(
                     recheck: common.recheck,
                     access,
                     cancel: interrupted.clone(),
+                    // The link's `ws` are its url-list: `--no-web-seeds` leaves them out.
+                    web_seeds: if common.no_web_seeds {
+                        common.web_seeds.clone()
+                    } else {
+                        magnet
+                            .web_seeds
+                            .iter()
+                            .chain(&common.web_seeds)
+                            .cloned()
+                            .collect()
+                    },
                 })
                 .map_err(|e| format!("{what}: {e}"))?;
             (report, id, false)

@@ -84,7 +84,11 @@ impl Nginx {
         std::fs::create_dir_all(dir).unwrap();
         for attempt in 0..3 {
             let port = common::free_port(ip);
-            let user = if unsafe_is_root() { "user root;\n" } else { "" };
+            let user = if running_as_root() {
+                "user root;\n"
+            } else {
+                ""
+            };
             let limit = limit_rate.map_or(String::new(), |r| format!("limit_rate {r};"));
             let conf = format!(
                 "{user}worker_processes 1;\nmaster_process off;\nerror_log {d}/error.log info;\n\
@@ -149,7 +153,7 @@ impl Nginx {
 }
 
 /// Whether we run as root (nginx then needs `user root;` to read the temp dirs).
-fn unsafe_is_root() -> bool {
+fn running_as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -546,4 +550,33 @@ fn no_web_seeds_turns_the_url_list_off() {
     let status = dl.wait_exit(LONG);
     assert!(!status.success(), "nothing to download from\n{}", dl.dump());
     assert_eq!(nginx.logged(206), 0, "nginx was never asked");
+}
+
+/// A magnet link's `ws` web seed: the link names a libtorrent seed (`x.pe`, 1 MiB/s) and
+/// nginx (`ws`, 2 MiB/s). The metadata can only come from the peer; once it has, the web
+/// seed is asked for pieces too, and both send bytes.
+#[test]
+fn a_magnet_links_web_seed_serves_pieces_once_a_peer_gave_the_metadata() {
+    let rt = Runtime::Smol;
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    random_file(&www.join("m.bin"), 8 * MIB, 12);
+    let ip_n = ip(rt, 20);
+    let nginx = Nginx::start(&dir.path().join("nginx"), &www, &ip_n, Some(MIB / 2));
+    let torrent = dir.path().join("m.torrent");
+    create(&www.join("m.bin"), &torrent, "256K", &[]);
+    let (_seed, addr) = lt_seed(&torrent, &www, &ip(rt, 21), MIB);
+    let metainfo =
+        unchoke_core::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    let mut magnet = unchoke_core::magnet::Magnet::from_metainfo(&metainfo);
+    magnet.peers = vec![addr];
+    magnet.web_seeds = vec![nginx.url(&ip_n, "m.bin")];
+    let out = dir.path().join("out");
+    let mut dl = download(rt, Path::new(&magnet.to_uri()), &out, &ip(rt, 22), &[]);
+    let done = completes(&mut dl);
+    assert_same_file(&www.join("m.bin"), &out.join("m.bin"));
+    let web = web_bytes(&done);
+    let peers = done["downloaded_from_peers"].as_u64().unwrap();
+    assert!(web > 0 && peers > 0, "both sources sent data: {done}");
+    assert!(nginx.logged(206) >= 1);
 }

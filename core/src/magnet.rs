@@ -13,10 +13,13 @@
 //!   different `btih` hashes in one link are an error;
 //! - `dn`: the first one is kept;
 //! - `tr` (and `tr.N`): every one, in order, duplicates dropped;
-//! - `x.pe`: peer addresses `host:port` or `[ipv6]:port`, checked, duplicates dropped.
+//! - `x.pe`: peer addresses `host:port` or `[ipv6]:port`, checked, duplicates dropped;
+//! - `ws`: web seeds (BEP 19 URLs, as libtorrent writes them), every `http://` or
+//!   `https://` one in order, duplicates dropped; other schemes are ignored (no client
+//!   here could fetch them).
 //!
 //! Printing ([`Magnet::to_uri`], [`std::fmt::Display`]) writes a canonical link: the hash in
-//! lower-case hex, then `dn`, every `tr`, every `x.pe`, each value percent-encoded except
+//! lower-case hex, then `dn`, every `tr`, every `x.pe`, every `ws`, each value percent-encoded except
 //! for the RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`).
 
 use std::fmt;
@@ -36,6 +39,9 @@ pub struct Magnet {
     pub trackers: Vec<String>,
     /// Peer addresses (`x.pe`) as `host:port` or `[ipv6]:port`, without duplicates.
     pub peers: Vec<String>,
+    /// Web seed URLs (`ws`, BEP 19), `http://` or `https://`, in link order, without
+    /// duplicates. They serve pieces once the metadata is known; they cannot give it.
+    pub web_seeds: Vec<String>,
 }
 
 /// Why a magnet link was refused. Positions are byte offsets into the link text.
@@ -101,6 +107,7 @@ impl Magnet {
             display_name: None,
             trackers: Vec::new(),
             peers: Vec::new(),
+            web_seeds: Vec::new(),
         }
     }
 
@@ -116,6 +123,7 @@ impl Magnet {
         let mut display_name = None;
         let mut trackers: Vec<String> = Vec::new();
         let mut peers: Vec<String> = Vec::new();
+        let mut web_seeds: Vec<String> = Vec::new();
 
         let mut start = SCHEME.len();
         for pair in text[SCHEME.len()..].split('&') {
@@ -166,6 +174,9 @@ impl Magnet {
                         peers.push(value);
                     }
                 }
+                "ws" if is_web_seed_url(&value) && !web_seeds.contains(&value) => {
+                    web_seeds.push(value);
+                }
                 _ => {}
             }
         }
@@ -179,11 +190,13 @@ impl Magnet {
             display_name,
             trackers,
             peers,
+            web_seeds,
         })
     }
 
-    /// The magnet link of a torrent: its info-hash, its name as `dn`, and every tracker of
-    /// every tier, in tier order, without duplicates.
+    /// The magnet link of a torrent: its info-hash, its name as `dn`, every tracker of
+    /// every tier, in tier order, without duplicates, and its web seeds (`url-list`) as
+    /// `ws`.
     pub fn from_metainfo(metainfo: &Metainfo) -> Magnet {
         let mut trackers: Vec<String> = Vec::new();
         for url in metainfo.tracker_tiers().into_iter().flatten() {
@@ -196,6 +209,16 @@ impl Magnet {
             display_name: Some(metainfo.info.name.clone()),
             trackers,
             peers: Vec::new(),
+            web_seeds: metainfo
+                .url_list
+                .iter()
+                .filter(|u| is_web_seed_url(u))
+                .fold(Vec::new(), |mut seen, u| {
+                    if !seen.contains(u) {
+                        seen.push(u.clone());
+                    }
+                    seen
+                }),
         }
     }
 
@@ -215,6 +238,10 @@ impl Magnet {
             out.push_str("&x.pe=");
             percent_encode_into(peer, &mut out);
         }
+        for url in &self.web_seeds {
+            out.push_str("&ws=");
+            percent_encode_into(url, &mut out);
+        }
         out
     }
 }
@@ -223,6 +250,14 @@ impl fmt::Display for Magnet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_uri())
     }
+}
+
+/// Whether `url` is a web seed this engine can fetch: `http://` or `https://`, with more
+/// after the scheme.
+fn is_web_seed_url(url: &str) -> bool {
+    ["http://", "https://"]
+        .iter()
+        .any(|scheme| strip_prefix_ignore_case(url, scheme).is_some_and(|rest| !rest.is_empty()))
 }
 
 /// `xt.1` → `xt`, `tr.2` → `tr` (the numbered forms some writers use); other keys unchanged.
@@ -364,6 +399,7 @@ mod tests {
             display_name: Some("a b+c/é&=%".into()),
             trackers: vec!["http://t.example/a?x=1&y=2".into(), "udp://u:1".into()],
             peers: vec!["[2001:db8::1]:6881".into(), "host.example:1".into()],
+            web_seeds: vec!["https://w.example/files/".into()],
         };
         let uri = m.to_uri();
         assert_eq!(
@@ -371,7 +407,8 @@ mod tests {
             format!(
                 "magnet:?xt=urn:btih:{HEX}&dn=a%20b%2Bc%2F%C3%A9%26%3D%25\
                  &tr=http%3A%2F%2Ft.example%2Fa%3Fx%3D1%26y%3D2&tr=udp%3A%2F%2Fu%3A1\
-                 &x.pe=%5B2001%3Adb8%3A%3A1%5D%3A6881&x.pe=host.example%3A1"
+                 &x.pe=%5B2001%3Adb8%3A%3A1%5D%3A6881&x.pe=host.example%3A1\
+                 &ws=https%3A%2F%2Fw.example%2Ffiles%2F"
             )
         );
         assert_eq!(Magnet::parse(&uri).unwrap(), m);
@@ -385,6 +422,18 @@ mod tests {
             format!("magnet:?xt=urn:btih:{HEX}&dn=x&tr=a")
         );
         assert_eq!(Magnet::parse(&parsed.to_uri()).unwrap(), parsed);
+    }
+
+    /// `ws`: http(s) web seeds kept in order once each; other schemes and empty URLs
+    /// ignored (nothing here could fetch them).
+    #[test]
+    fn web_seeds_are_kept_once_and_only_http_or_https() {
+        let link = format!(
+            "magnet:?xt=urn:btih:{HEX}&ws=http%3A%2F%2Fa%2Fx&ws=ftp%3A%2F%2Fb%2Fy\
+             &ws=HTTPS://c/z&ws=http%3A%2F%2Fa%2Fx&ws=http://&ws="
+        );
+        let m = Magnet::parse(&link).unwrap();
+        assert_eq!(m.web_seeds, vec!["http://a/x", "HTTPS://c/z"]);
     }
 
     #[test]
@@ -513,6 +562,7 @@ mod tests {
             vec!["http://a/".into(), "http://b/".into()],
             vec!["http://b/".into(), "udp://c:1".into()],
         ];
+        options.url_list = vec!["http://w/".into(), "http://w/".into()];
         let plan = TorrentPlan::new(Content::SingleFile { length: 5 }, None).unwrap();
         let hash = plan
             .hash_piece(0, &mut Vec::new(), |_: &FileSpan, dst| {
@@ -527,6 +577,7 @@ mod tests {
         assert_eq!(m.display_name.as_deref(), Some("my file.txt"));
         assert_eq!(m.trackers, vec!["http://a/", "http://b/", "udp://c:1"]);
         assert!(m.peers.is_empty());
+        assert_eq!(m.web_seeds, vec!["http://w/"], "the url-list as ws, once");
         assert_eq!(Magnet::parse(&m.to_uri()).unwrap(), m);
     }
 

@@ -374,6 +374,7 @@ impl SessionHost {
                 let result = self.session.add_magnet(add.info_hash, options, now);
                 if let Ok(id) = result {
                     self.accepted = true;
+                    self.session.add_web_seeds(id, &add.web_seeds, now);
                     self.magnets.insert(id, *add);
                 }
                 let _ = reply.send(result);

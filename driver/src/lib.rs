@@ -268,6 +268,9 @@ pub struct AddMagnet {
     pub access: Access,
     /// Raised to stop the check of existing data that follows the metadata's arrival.
     pub cancel: CancelFlag,
+    /// Web seeds (the link's `ws`, and any others): asked for pieces once the metadata
+    /// is known (they cannot give it).
+    pub web_seeds: Vec<String>,
 }
 
 /// A DHT node's state, from [`ClientCore::dht_status`].
