@@ -98,8 +98,12 @@ impl Torrent {
         // meets a full list. Only ever too high (a known candidate raised to `source`
         // below is no longer displaceable), never too low: at 0 nobody can be displaced.
         let mut displaceable: Option<usize> = None;
+        // The connected peers' addresses, sorted once for the batch: a PEX message of 50
+        // addresses meeting 50 peers compared every pair (2,500 comparisons a message).
+        let mut connected: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
+        connected.sort_unstable();
         for &addr in addrs {
-            if self.is_banned(addr.ip()) || self.peers.values().any(|p| p.addr == addr) {
+            if self.is_banned(addr.ip()) || connected.binary_search(&addr).is_ok() {
                 continue;
             }
             // Also while it is being dialled: it stays a candidate meanwhile.
