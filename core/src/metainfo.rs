@@ -527,7 +527,7 @@ impl Info {
         };
         // v2-only: the v1 view has the files and no pieces.
         let name = name_of(d)?;
-        let (files, total_length) = v2::v1_entries(&pieces.files)?;
+        let (files, total_length) = v2::v1_entries(&pieces, &name)?;
         if total_length == 0 {
             return Err(MetainfoError::NoData);
         }

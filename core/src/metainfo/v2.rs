@@ -468,14 +468,22 @@ pub(super) fn piece_layers<'d, 'a>(
     }
 }
 
-/// The v1 file entries a v2-only torrent's files make (consecutive offsets, no padding):
-/// for showing and for the shape check, not for v1 piece geometry (it has none).
-pub(super) fn v1_entries(files: &[V2File]) -> Result<(Vec<FileEntry>, u64), MetainfoError> {
+/// The v1 file entries a v2-only torrent's files make (consecutive offsets, no padding; a
+/// single file's path is `[name]`, as in v1): for showing and for the shape check, not for
+/// v1 piece geometry (it has none).
+pub(super) fn v1_entries(
+    tree: &V2Tree,
+    name: &str,
+) -> Result<(Vec<FileEntry>, u64), MetainfoError> {
     let mut total: u64 = 0;
-    let mut out = Vec::with_capacity(files.len());
-    for f in files {
+    let mut out = Vec::with_capacity(tree.files.len());
+    for f in &tree.files {
         out.push(FileEntry {
-            path: f.path.clone(),
+            path: if tree.single_file {
+                vec![name.to_owned()]
+            } else {
+                f.path.clone()
+            },
             length: f.length,
             offset: total,
             padding: false,
@@ -721,11 +729,17 @@ mod tests {
 
     #[test]
     fn a_single_file_v2_torrent() {
-        let (info, _) = v2_torrent(&[(&["top"], content(100, 3))]);
+        let (mut info, _) = v2_torrent(&[(&["file.bin"], content(100, 3))]);
+        info.set("name", s("shown"));
         let m = Metainfo::from_bytes(&torrent(&info, &d(vec![]))).unwrap();
         assert!(!m.info.multi_file && m.is_v2_only());
-        assert_eq!(m.info.files[0].path, ["top"]);
-        assert_eq!(m.info.file_path(0), Some("top".into()));
+        assert_eq!(
+            m.info.files[0].path,
+            ["shown"],
+            "a single file's path is the name"
+        );
+        assert_eq!(m.info.file_path(0), Some("shown".into()));
+        assert_eq!(m.v2.unwrap().files[0].path, ["file.bin"]);
     }
 
     #[test]
