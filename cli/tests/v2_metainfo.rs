@@ -9,31 +9,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::{PYTHON, data, helper, info_json, require_libtorrent, run, run_ok, write};
-
-/// libtorrent's hashes of the torrent it wrote: (v1 hex or None, v2 hex).
-fn lt_make(kind: &str, content: &Path, out: &Path, piece_length: u32) -> (Option<String>, String) {
-    let o = Command::new(PYTHON)
-        .arg(helper("lt_make_v2.py"))
-        .arg(kind)
-        .arg(content)
-        .arg(out)
-        .arg(piece_length.to_string())
-        .output()
-        .expect("run lt_make_v2.py");
-    assert!(
-        o.status.success(),
-        "lt_make_v2.py failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    (
-        v["v1"].as_str().map(str::to_owned),
-        v["v2"].as_str().unwrap().to_owned(),
-    )
-}
+use common::{data, info_json, lt_make_v2 as lt_make, require_libtorrent, run, run_ok, write};
 
 /// A directory with an empty file, odd sizes and a nested directory.
 fn make_content(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {

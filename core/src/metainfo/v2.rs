@@ -161,6 +161,16 @@ impl V2File {
     pub fn piece_count(&self, piece_length: u32) -> u64 {
         self.length.div_ceil(u64::from(piece_length.max(1)))
     }
+
+    /// Whether `data` is piece `index` of this file (pieces of `piece_length` bytes, the
+    /// last one shorter): its merkle root ([`merkle::piece_root`], padded as BEP 52 says)
+    /// equals the piece layer's hash. `None` when that hash is not known (an index past
+    /// the end, or a layer not fetched yet) or `data` is longer than a piece.
+    pub fn verify_piece(&self, piece_length: u32, index: u64, data: &[u8]) -> Option<bool> {
+        let expected = self.piece_layer.get(usize::try_from(index).ok()?)?;
+        let leaves = merkle::leaves_per_piece(piece_length, self.length);
+        Some(merkle::piece_root(data, leaves)? == *expected)
+    }
 }
 
 /// The v2 metadata of a v2-only or hybrid torrent.
@@ -184,12 +194,15 @@ impl V2Info {
         self.files
             .iter()
             .map(|f| f.piece_count(self.piece_length))
-            .sum()
+            .fold(0, u64::saturating_add)
     }
 
-    /// Sum of the file lengths.
+    /// Sum of the file lengths (saturating; a parsed torrent's never overflows).
     pub fn total_length(&self) -> u64 {
-        self.files.iter().map(|f| f.length).sum()
+        self.files
+            .iter()
+            .map(|f| f.length)
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -725,6 +738,34 @@ mod tests {
         let e = s.add_torrent(&m, None, Instant::ZERO).unwrap_err();
         assert_eq!(e, AddTorrentError::V2Only(m.info_hash));
         assert!(e.to_string().contains("v2-only"), "{e}");
+    }
+
+    #[test]
+    fn pieces_verify_against_the_layer() {
+        let fs = files();
+        let (info, layers) = v2_torrent(&fs);
+        let m = Metainfo::from_bytes(&torrent(&info, &layers)).unwrap();
+        let v2 = m.v2.unwrap();
+        let pl = v2.piece_length;
+        // A file of 4 pieces, the last one short (1000 bytes: padded to a whole piece).
+        let big = &v2.files[0];
+        for (i, piece) in fs[0].1.chunks(PL).enumerate() {
+            assert_eq!(
+                big.verify_piece(pl, i as u64, piece),
+                Some(true),
+                "piece {i}"
+            );
+            let mut bad = piece.to_vec();
+            bad[0] ^= 1;
+            assert_eq!(big.verify_piece(pl, i as u64, &bad), Some(false));
+        }
+        assert_eq!(big.verify_piece(pl, 4, &[]), None, "past the end");
+        assert_eq!(big.verify_piece(pl, 0, &vec![0; PL + 1]), None, "too long");
+        // A one-piece file: its piece hash is its root (padded to its own leaf count).
+        let small = &v2.files[2];
+        assert_eq!(small.verify_piece(pl, 0, &fs[2].1), Some(true));
+        assert_eq!(small.verify_piece(pl, 0, &fs[2].1[1..]), Some(false));
+        assert_eq!(v2.files[1].verify_piece(pl, 0, &[]), None, "an empty file");
     }
 
     #[test]

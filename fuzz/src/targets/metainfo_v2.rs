@@ -121,7 +121,7 @@ struct File {
 }
 
 fn check_generated(spec: &Spec) {
-    let pl = 16 * 1024usize << (spec.piece_shift % 3);
+    let pl = (16 * 1024usize) << (spec.piece_shift % 3);
     let mut files: Vec<File> = spec
         .files
         .iter()
@@ -323,7 +323,7 @@ fn write_torrent(files: &[File], pl: usize, hybrid: bool) -> (Vec<u8>, Option<(u
         .filter(|f| f.data.len() > pl)
         .filter_map(|f| Some((root_of(&f.data)?, piece_layer(&f.data, pl))))
         .collect();
-    layers.sort_by(|a, b| a.0.cmp(&b.0));
+    layers.sort_by_key(|l| l.0);
     layers.dedup_by(|a, b| a.0 == b.0);
     for (root, hashes) in &layers {
         bstr(&mut out, root);
