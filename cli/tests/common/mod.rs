@@ -167,10 +167,11 @@ pub fn lt_make_v2(
         "lt_make_v2.py failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("lt_make_v2.py prints JSON");
     (
         v["v1"].as_str().map(str::to_owned),
-        v["v2"].as_str().unwrap().to_owned(),
+        v["v2"].as_str().expect("a v2 hash").to_owned(),
     )
 }
 
