@@ -12,12 +12,15 @@ use std::path::Path;
 
 use common::{data, info_json, lt_make_v2 as lt_make, require_libtorrent, run, run_ok, write};
 
-/// A directory with an empty file, odd sizes and a nested directory.
+/// A directory with an empty file, odd sizes and a nested directory. `sub/three` spans 3
+/// pieces of 64 KiB: its piece layer is padded with the root of an all-zero piece (height
+/// 2), so libtorrent's `pieces root` checks that padding rule too.
 fn make_content(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let multi = root.join("multi");
     write(&multi, "a.bin", &data(1, 100_000));
     write(&multi, "empty", &[]);
     write(&multi, "sub/odd", &data(2, 16_385));
+    write(&multi, "sub/three", &data(6, 150_000));
     write(&multi, "sub/tiny", &data(3, 7));
     write(&multi, "z.bin", &data(4, 70_001));
     let single = write(root, "single.bin", &data(5, 123_457));
@@ -58,6 +61,7 @@ fn info_hashes_equal_libtorrents() {
                             ("multi/a.bin", 100_000),
                             ("multi/empty", 0),
                             ("multi/sub/odd", 16_385),
+                            ("multi/sub/three", 150_000),
                             ("multi/sub/tiny", 7),
                             ("multi/z.bin", 70_001),
                         ],

@@ -899,6 +899,13 @@ mod tests {
                 "{bad:?}: {r:?}"
             );
         }
+        // A repeated key (lenient bencode keeps both): two files at one path.
+        info.set("file tree", d(vec![("f", leaf.clone()), ("f", leaf.clone())]));
+        let r = Metainfo::from_bytes(&torrent(&info, &layers));
+        assert!(
+            matches!(r, Err(MetainfoError::DuplicatePath { .. })),
+            "{r:?}"
+        );
         info.set("file tree", d(vec![("f", d(vec![("", s("x"))]))]));
         assert!(matches!(
             Metainfo::from_bytes(&torrent(&info, &layers)),
