@@ -900,7 +900,10 @@ mod tests {
             );
         }
         // A repeated key (lenient bencode keeps both): two files at one path.
-        info.set("file tree", d(vec![("f", leaf.clone()), ("f", leaf.clone())]));
+        info.set(
+            "file tree",
+            d(vec![("f", leaf.clone()), ("f", leaf.clone())]),
+        );
         let r = Metainfo::from_bytes(&torrent(&info, &layers));
         assert!(
             matches!(r, Err(MetainfoError::DuplicatePath { .. })),
