@@ -22,7 +22,9 @@ pub(crate) struct InfoArgs {
 
     /// Print one JSON object instead of text (docs/json-events.md). Keys (snake_case,
     /// stable): event ("info"), time (RFC 3339 UTC), kind ("torrent" or
-    /// "magnet"), name, info_hash, total_size, piece_length, piece_count, private,
+    /// "magnet"), name, info_hash (v1, 40 hex digits; null for v2-only), info_hash_v2 (BEP 52,
+    /// 64 hex digits; null for v1), meta_version (1 or 2; null for a magnet), hybrid
+    /// (v1 and v2 together), total_size, piece_length, piece_count, private,
     /// trackers (list of tiers), url_list, comment, created_by, creation_date, files
     /// ([{path, size, padding}]), peers (magnet only), magnet. Unknown values are null.
     #[arg(long)]
@@ -105,10 +107,13 @@ fn torrent_json(m: &Metainfo) -> Value {
         "event": "info",
         "kind": "torrent",
         "name": m.info.name,
-        "info_hash": m.info_hash.to_hex(),
+        "info_hash": (!m.is_v2_only()).then(|| m.info_hash.to_hex()),
+        "info_hash_v2": m.v2.as_ref().map(|v2| v2.info_hash.to_hex()),
+        "meta_version": if m.v2.is_some() { 2 } else { 1 },
+        "hybrid": m.is_hybrid(),
         "total_size": m.info.total_length,
         "piece_length": m.info.piece_length,
-        "piece_count": m.info.piece_count(),
+        "piece_count": piece_count(m),
         "private": m.info.private,
         "trackers": m.tracker_tiers(),
         "url_list": m.url_list,
@@ -121,12 +126,34 @@ fn torrent_json(m: &Metainfo) -> Value {
     })
 }
 
+/// v1 pieces, or for a v2-only torrent its v2 pieces (each file starts a piece).
+fn piece_count(m: &Metainfo) -> u64 {
+    match &m.v2 {
+        Some(v2) if m.is_v2_only() => v2.piece_count(),
+        _ => u64::from(m.info.piece_count()),
+    }
+}
+
+/// "1", "2 (v2-only)" or "2 (hybrid v1 + v2)".
+fn meta_version(m: &Metainfo) -> &'static str {
+    if m.is_hybrid() {
+        "2 (hybrid v1 + v2)"
+    } else if m.is_v2_only() {
+        "2 (v2-only)"
+    } else {
+        "1"
+    }
+}
+
 fn magnet_json(magnet: &Magnet) -> Value {
     json!({
         "event": "info",
         "kind": "magnet",
         "name": magnet.display_name,
-        "info_hash": magnet.info_hash.to_hex(),
+        "info_hash": (!magnet.v2_only).then(|| magnet.info_hash.to_hex()),
+        "info_hash_v2": magnet.info_hash_v2.map(|h| h.to_hex()),
+        "meta_version": null,
+        "hybrid": magnet.info_hash_v2.is_some() && !magnet.v2_only,
         "total_size": null,
         "piece_length": null,
         "piece_count": null,
@@ -174,7 +201,13 @@ fn torrent_text(m: &Metainfo) -> String {
     let mut out = String::new();
     let info = &m.info;
     push_field(&mut out, "name", &info.name);
-    push_field(&mut out, "info-hash", &m.info_hash.to_hex());
+    if !m.is_v2_only() {
+        push_field(&mut out, "info-hash", &m.info_hash.to_hex());
+    }
+    if let Some(v2) = &m.v2 {
+        push_field(&mut out, "info-hash v2", &v2.info_hash.to_hex());
+    }
+    push_field(&mut out, "meta version", meta_version(m));
     push_field(
         &mut out,
         "total size",
@@ -193,7 +226,7 @@ fn torrent_text(m: &Metainfo) -> String {
             info.piece_length
         ),
     );
-    push_field(&mut out, "pieces", &info.piece_count().to_string());
+    push_field(&mut out, "pieces", &piece_count(m).to_string());
     push_field(&mut out, "private", if info.private { "yes" } else { "no" });
     if let Some(by) = &m.created_by {
         push_field(&mut out, "created by", by);
@@ -238,7 +271,12 @@ fn magnet_text(magnet: &Magnet) -> String {
         "name",
         magnet.display_name.as_deref().unwrap_or("(not given)"),
     );
-    push_field(&mut out, "info-hash", &magnet.info_hash.to_hex());
+    if !magnet.v2_only {
+        push_field(&mut out, "info-hash", &magnet.info_hash.to_hex());
+    }
+    if let Some(v2) = &magnet.info_hash_v2 {
+        push_field(&mut out, "info-hash v2", &v2.to_hex());
+    }
     push_tiers(&mut out, &magnet_tiers(magnet));
     for peer in &magnet.peers {
         push_field(&mut out, "peer", peer);

@@ -281,9 +281,14 @@ impl Source {
     /// checked against them when it arrives (by the driver's `prepare_torrent`).
     fn parse(text: &str, limits: &ShapeLimits) -> Result<Source, CliError> {
         if text.starts_with("magnet:") {
-            Magnet::parse(text)
-                .map(|m| Source::Magnet(Box::new(m)))
-                .map_err(|e| CliError::failure(format!("{text}: {e}")))
+            let m = Magnet::parse(text).map_err(|e| CliError::failure(format!("{text}: {e}")))?;
+            if m.v2_only {
+                return Err(CliError::failure(format!(
+                    "{text}: a v2-only magnet link (xt=urn:btmh: without urn:btih:): \
+                     downloading v2-only torrents is not supported yet"
+                )));
+            }
+            Ok(Source::Magnet(Box::new(m)))
         } else {
             Source::load(Path::new(text), limits)
         }
@@ -293,6 +298,13 @@ impl Source {
     /// is beyond `limits`.
     fn load(path: &Path, limits: &ShapeLimits) -> Result<Source, CliError> {
         let metainfo = crate::torrent_file::load_within(path, limits)?;
+        if metainfo.is_v2_only() {
+            return Err(CliError::failure(format!(
+                "`{}`: a v2-only torrent (BEP 52): `unchoke info` reads it, but downloading \
+                 and seeding v2-only torrents is not supported yet",
+                path.display()
+            )));
+        }
         Ok(Source::Torrent(path.to_path_buf(), Box::new(metainfo)))
     }
 

@@ -114,6 +114,9 @@ fn json_has_stable_keys() {
         "kind",
         "name",
         "info_hash",
+        "info_hash_v2",
+        "meta_version",
+        "hybrid",
         "total_size",
         "piece_length",
         "piece_count",
@@ -148,6 +151,9 @@ fn json_has_stable_keys() {
     );
     let hash = v["info_hash"].as_str().unwrap();
     assert_eq!(hash.len(), 40);
+    assert!(v["info_hash_v2"].is_null());
+    assert_eq!(v["meta_version"], 1);
+    assert_eq!(v["hybrid"], false);
     assert!(v["magnet"].as_str().unwrap().contains(hash));
 }
 

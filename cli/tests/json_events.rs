@@ -697,7 +697,24 @@ fn info_json() {
     let dir = tempfile::tempdir().unwrap();
     let (torrent, _) = payload(dir.path());
     let link = "magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&dn=x&tr=udp%3A%2F%2Ft%3A1&x.pe=[::1]:7";
-    for target in [s(&torrent), link] {
+    // BEP 52: v2-only and hybrid torrents (libtorrent's) and links (v1 hash null, or both).
+    common::require_libtorrent();
+    let v2 = dir.path().join("v2.torrent");
+    let hybrid = dir.path().join("hybrid.torrent");
+    let content = write(dir.path(), "content.bin", &data(9, 50_000));
+    common::lt_make_v2("v2", &content, &v2, 16_384);
+    common::lt_make_v2("hybrid", &content, &hybrid, 16_384);
+    let btmh = format!("urn:btmh:1220{}", "ab".repeat(32));
+    let v2_link = format!("magnet:?xt={btmh}&dn=x");
+    let hybrid_link = format!("{link}&xt={btmh}");
+    for target in [
+        s(&torrent),
+        link,
+        s(&v2),
+        s(&hybrid),
+        &v2_link,
+        &hybrid_link,
+    ] {
         let (out, from, to) = timed(&["info", "--json", target]);
         assert!(out.status.success());
         let lines = lines_of(&out);

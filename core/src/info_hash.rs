@@ -1,4 +1,5 @@
-//! The 20-byte SHA-1 info-hash that names a v1 torrent, with its hex and base32 forms.
+//! The 20-byte SHA-1 info-hash that names a v1 torrent, with its hex and base32 forms, and
+//! the 32-byte SHA-256 info-hash that names a v2 (BEP 52) torrent.
 
 use std::fmt;
 
@@ -98,6 +99,65 @@ impl InfoHash {
     }
 }
 
+/// A v2 info-hash (BEP 52): SHA-256 of the bencoded `info` dictionary exactly as it appears
+/// in the `.torrent` file. Handshakes, trackers and the DHT use its first 20 bytes
+/// ([`InfoHashV2::truncated`]).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InfoHashV2(pub [u8; 32]);
+
+impl InfoHashV2 {
+    /// SHA-256 of `bytes` (the raw bencoded info dictionary).
+    pub fn of_info_bytes(bytes: &[u8]) -> Self {
+        use sha2::Digest;
+        InfoHashV2(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// The first 20 bytes: the form a v2 torrent goes by on the wire (handshake, trackers,
+    /// DHT), as BEP 52 says.
+    pub fn truncated(&self) -> InfoHash {
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&self.0[..20]);
+        InfoHash(out)
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> String {
+        let mut s = String::with_capacity(64);
+        for b in self.0 {
+            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            s.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+        }
+        s
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn parse(text: &str) -> Result<Self, InfoHashParseError> {
+        let chars: Vec<char> = text.chars().collect();
+        if chars.len() != 64 {
+            return Err(InfoHashParseError::BadLength(chars.len()));
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in chars.chunks(2).enumerate() {
+            let hi = hex_digit(pair[0], 2 * i)?;
+            let lo = hex_digit(pair[1], 2 * i + 1)?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(InfoHashV2(out))
+    }
+}
+
+impl fmt::Display for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for InfoHashV2 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InfoHashV2({})", self.to_hex())
+    }
+}
+
 fn hex_digit(ch: char, position: usize) -> Result<u8, InfoHashParseError> {
     ch.to_digit(16)
         .map(|d| d as u8)
@@ -125,6 +185,21 @@ mod tests {
         // SHA-1("abc"), the FIPS 180 test vector.
         let h = InfoHash::of_info_bytes(b"abc");
         assert_eq!(h.to_hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+
+    #[test]
+    fn sha256_of_known_input_and_its_truncation() {
+        // SHA-256("abc"), the FIPS 180 test vector.
+        let h = InfoHashV2::of_info_bytes(b"abc");
+        let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(h.to_hex(), hex);
+        assert_eq!(h.truncated().to_hex(), hex[..40]);
+        assert_eq!(InfoHashV2::parse(&hex.to_uppercase()), Ok(h));
+        assert_eq!(
+            InfoHashV2::parse(&hex[..40]),
+            Err(InfoHashParseError::BadLength(40))
+        );
+        assert!(InfoHashV2::parse(&format!("{}x", &hex[..63])).is_err());
     }
 
     #[test]

@@ -260,9 +260,11 @@
 //!
 //! - [`bencode`]: zero-copy decoder (byte offsets in every error, depth and length limits,
 //!   strict canonical mode) and canonical encoder.
-//! - [`info_hash`]: the v1 info-hash and its hex / base32 forms.
-//! - [`metainfo`]: `.torrent` files (v1, and hybrid v1+v2 read as v1), validated and with
-//!   sanitised paths; [`magnet`]: magnet links; [`create`]: torrent creation (pure).
+//! - [`info_hash`]: the v1 info-hash and its hex / base32 forms; the v2 (SHA-256) info-hash.
+//! - [`metainfo`]: `.torrent` files — v1, v2 and hybrid (BEP 52: file tree, piece layers
+//!   checked against their merkle roots with [`metainfo::merkle`]) — validated and with
+//!   sanitised paths; [`magnet`]: magnet links (`btih` and `btmh`); [`create`]: torrent
+//!   creation (pure).
 //! - [`layout`]: piece ↔ file-span layout math (also reachable as `storage`, its former
 //!   name). File IO lives in the `unchoke-storage` crate.
 //! - [`resume`]: resume data (verified pieces and file states), encoded as bencode.
@@ -309,7 +311,7 @@ pub mod tracker;
 pub mod vocab;
 pub mod wire;
 
-pub use info_hash::InfoHash;
+pub use info_hash::{InfoHash, InfoHashV2};
 
 // Helpers for embedders (the std clock adapter, piece verification, in-memory storage), and
 // the `bytes` crate the API speaks in, so an embedder uses the very same version.

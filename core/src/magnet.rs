@@ -8,9 +8,11 @@
 //!   error, and `+` stands for a space (form encoding, as libtorrent and browsers write it);
 //!   the decoded bytes must be UTF-8;
 //! - `xt` (or the numbered `xt.1`, `xt.2`, …) is required: `urn:btih:` followed by 40 hex
-//!   digits or 32 base32 characters. A v2-only link (`urn:btmh:` and no `urn:btih:`) is
-//!   refused with [`MagnetError::V2Only`]; other URNs (`urn:sha1:` …) are ignored. Two
-//!   different `btih` hashes in one link are an error;
+//!   digits or 32 base32 characters (v1), and/or `urn:btmh:1220` followed by 64 hex digits
+//!   (BEP 52's v2 info-hash as a SHA-256 multihash). A hybrid link carries both and both are
+//!   kept; a v2-only link (`btmh` alone) parses, [`Magnet::v2_only`] set — downloading one
+//!   is not built yet and the download commands refuse it. Other URNs (`urn:sha1:` …) are
+//!   ignored. Two different `btih` (or `btmh`) hashes in one link are an error;
 //! - `dn`: the first one is kept;
 //! - `tr` (and `tr.N`): every one, in order, duplicates dropped;
 //! - `x.pe`: peer addresses `host:port` or `[ipv6]:port`, checked, duplicates dropped;
@@ -18,21 +20,27 @@
 //!   `https://` one in order, duplicates dropped; other schemes are ignored (no client
 //!   here could fetch them).
 //!
-//! Printing ([`Magnet::to_uri`], [`std::fmt::Display`]) writes a canonical link: the hash in
-//! lower-case hex, then `dn`, every `tr`, every `x.pe`, every `ws`, each value percent-encoded except
+//! Printing ([`Magnet::to_uri`], [`std::fmt::Display`]) writes a canonical link: the
+//! `btih` hash in lower-case hex (unless v2-only), the `btmh` one if known, then `dn`, every
+//! `tr`, every `x.pe`, every `ws`, each value percent-encoded except
 //! for the RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`).
 
 use std::fmt;
 use std::net::Ipv6Addr;
 
-use crate::info_hash::{InfoHash, InfoHashParseError};
+use crate::info_hash::{InfoHash, InfoHashParseError, InfoHashV2};
 use crate::metainfo::Metainfo;
 
 /// A parsed magnet link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Magnet {
-    /// The v1 info-hash from `xt=urn:btih:`.
+    /// The 20-byte hash the swarm goes by: the v1 info-hash from `xt=urn:btih:`, or for a
+    /// v2-only link the truncated v2 info-hash ([`InfoHashV2::truncated`]).
     pub info_hash: InfoHash,
+    /// The v2 info-hash from `xt=urn:btmh:1220…` (hybrid or v2-only links).
+    pub info_hash_v2: Option<InfoHashV2>,
+    /// The link has a v2 hash and no v1 hash (`btmh` without `btih`).
+    pub v2_only: bool,
     /// The suggested name (`dn`), if given.
     pub display_name: Option<String>,
     /// Tracker URLs (`tr`), in link order, without duplicates.
@@ -65,9 +73,22 @@ pub enum MagnetError {
     /// No `xt=urn:btih:` parameter (and no `urn:btmh:` either).
     #[error("magnet link has no info-hash (xt=urn:btih:...)")]
     MissingInfoHash,
-    /// Only a v2 (`urn:btmh:`) hash: unchoke speaks v1 torrents only.
-    #[error("magnet link is for a v2-only torrent (xt=urn:btmh:...), which is not supported")]
-    V2Only,
+    /// A `btmh` value that is not `1220` (SHA-256, 32 bytes) and 64 hex digits.
+    #[error(
+        "magnet xt=urn:btmh: at byte {position}: expected 1220 and 64 hex digits (a SHA-256 multihash)"
+    )]
+    BadV2InfoHash {
+        /// Offset of the `xt` value.
+        position: usize,
+    },
+    /// Two `btmh` parameters name different torrents.
+    #[error("magnet link names two different v2 info-hashes ({first} and {second})")]
+    ConflictingV2InfoHashes {
+        /// The first hash seen.
+        first: InfoHashV2,
+        /// A later, different hash.
+        second: InfoHashV2,
+    },
     /// The `btih` hash is neither 40 hex digits nor 32 base32 characters.
     #[error("magnet xt=urn:btih: at byte {position}: {source}")]
     BadInfoHash {
@@ -104,6 +125,8 @@ impl Magnet {
     pub fn new(info_hash: InfoHash) -> Self {
         Magnet {
             info_hash,
+            info_hash_v2: None,
+            v2_only: false,
             display_name: None,
             trackers: Vec::new(),
             peers: Vec::new(),
@@ -119,7 +142,7 @@ impl Magnet {
             return Err(MagnetError::NotMagnet);
         }
         let mut info_hash: Option<InfoHash> = None;
-        let mut saw_v2 = false;
+        let mut info_hash_v2: Option<InfoHashV2> = None;
         let mut display_name = None;
         let mut trackers: Vec<String> = Vec::new();
         let mut peers: Vec<String> = Vec::new();
@@ -156,8 +179,23 @@ impl Magnet {
                             }
                             _ => info_hash = Some(hash),
                         }
-                    } else if strip_prefix_ignore_case(&value, BTMH).is_some() {
-                        saw_v2 = true;
+                    } else if let Some(hash_text) = strip_prefix_ignore_case(&value, BTMH) {
+                        let bad = MagnetError::BadV2InfoHash {
+                            position: value_start,
+                        };
+                        let hash = match strip_prefix_ignore_case(hash_text, "1220") {
+                            Some(hex) => InfoHashV2::parse(hex).map_err(|_| bad)?,
+                            None => return Err(bad),
+                        };
+                        match info_hash_v2 {
+                            Some(first) if first != hash => {
+                                return Err(MagnetError::ConflictingV2InfoHashes {
+                                    first,
+                                    second: hash,
+                                });
+                            }
+                            _ => info_hash_v2 = Some(hash),
+                        }
                     }
                     // Other URNs (sha1, ed2k, …) name other networks' content: ignored.
                 }
@@ -180,13 +218,15 @@ impl Magnet {
                 _ => {}
             }
         }
-        let info_hash = match info_hash {
-            Some(h) => h,
-            None if saw_v2 => return Err(MagnetError::V2Only),
-            None => return Err(MagnetError::MissingInfoHash),
+        let (info_hash, v2_only) = match (info_hash, info_hash_v2) {
+            (Some(h), _) => (h, false),
+            (None, Some(v2)) => (v2.truncated(), true),
+            (None, None) => return Err(MagnetError::MissingInfoHash),
         };
         Ok(Magnet {
             info_hash,
+            info_hash_v2,
+            v2_only,
             display_name,
             trackers,
             peers,
@@ -206,6 +246,8 @@ impl Magnet {
         }
         Magnet {
             info_hash: metainfo.info_hash,
+            info_hash_v2: metainfo.v2.as_ref().map(|v2| v2.info_hash),
+            v2_only: metainfo.is_v2_only(),
             display_name: Some(metainfo.info.name.clone()),
             trackers,
             peers: Vec::new(),
@@ -224,8 +266,18 @@ impl Magnet {
 
     /// The canonical link text (see the module documentation).
     pub fn to_uri(&self) -> String {
-        let mut out = String::from("magnet:?xt=urn:btih:");
-        out.push_str(&self.info_hash.to_hex());
+        let mut out = String::from("magnet:?");
+        if !self.v2_only {
+            out.push_str("xt=urn:btih:");
+            out.push_str(&self.info_hash.to_hex());
+        }
+        if let Some(v2) = &self.info_hash_v2 {
+            if !self.v2_only {
+                out.push('&');
+            }
+            out.push_str("xt=urn:btmh:1220");
+            out.push_str(&v2.to_hex());
+        }
         if let Some(name) = &self.display_name {
             out.push_str("&dn=");
             percent_encode_into(name, &mut out);
@@ -396,6 +448,8 @@ mod tests {
     fn canonical_print_and_round_trip() {
         let m = Magnet {
             info_hash: hash(),
+            info_hash_v2: None,
+            v2_only: false,
             display_name: Some("a b+c/é&=%".into()),
             trackers: vec!["http://t.example/a?x=1&y=2".into(), "udp://u:1".into()],
             peers: vec!["[2001:db8::1]:6881".into(), "host.example:1".into()],
@@ -515,14 +569,41 @@ mod tests {
 
     #[test]
     fn v2_links() {
+        let v2 = InfoHashV2([0xab; 32]);
         let btmh = format!("urn:btmh:1220{}", "ab".repeat(32));
-        assert_eq!(
-            Magnet::parse(&format!("magnet:?xt={btmh}&dn=x")),
-            Err(MagnetError::V2Only)
-        );
-        // A hybrid link carries both: the v1 hash is used.
+        let m = Magnet::parse(&format!("magnet:?xt={btmh}&dn=x")).unwrap();
+        assert!(m.v2_only);
+        assert_eq!(m.info_hash_v2, Some(v2));
+        assert_eq!(m.info_hash, v2.truncated());
+        assert_eq!(m.to_uri(), format!("magnet:?xt={btmh}&dn=x"));
+        assert_eq!(Magnet::parse(&m.to_uri()), Ok(m));
+        // A hybrid link carries both: both kept, the v1 hash is the wire hash.
         let hybrid = format!("magnet:?xt={btmh}&xt=urn:btih:{HEX}");
-        assert_eq!(Magnet::parse(&hybrid).unwrap().info_hash, hash());
+        let m = Magnet::parse(&hybrid).unwrap();
+        assert_eq!(
+            (m.info_hash, m.info_hash_v2, m.v2_only),
+            (hash(), Some(v2), false)
+        );
+        assert_eq!(m.to_uri(), format!("magnet:?xt=urn:btih:{HEX}&xt={btmh}"));
+        assert_eq!(Magnet::parse(&m.to_uri()), Ok(m));
+        // Bad multihashes: another hash function, a short digest, bad hex.
+        for bad in [
+            format!("urn:btmh:1120{}", "ab".repeat(32)),
+            format!("urn:btmh:1220{}", "ab".repeat(31)),
+            format!("urn:btmh:1220{}zz", "ab".repeat(31)),
+            "urn:btmh:".to_string(),
+        ] {
+            assert_eq!(
+                Magnet::parse(&format!("magnet:?xt={bad}")),
+                Err(MagnetError::BadV2InfoHash { position: 11 }),
+                "{bad}"
+            );
+        }
+        let other = format!("urn:btmh:1220{}", "cd".repeat(32));
+        assert!(matches!(
+            Magnet::parse(&format!("magnet:?xt={btmh}&xt.2={other}")),
+            Err(MagnetError::ConflictingV2InfoHashes { .. })
+        ));
     }
 
     #[test]

@@ -13,11 +13,15 @@
 //! `comment` and `created by` are human text, decoded lossily when not UTF-8 (their
 //! `.utf-8` variants preferred); `creation date` must be an integer.
 //!
-//! Hybrid v1+v2 torrents (libtorrent 2.0's default): the v1 part is read — `files` with its
-//! BEP 47 padding files, `pieces` — and the v2 parts (`file tree`, `piece layers`, `meta
-//! version`) are ignored. Padding files stay in [`Info::files`] because they occupy torrent
-//! offsets, flagged [`FileEntry::padding`]: storage must never create them and treats their
-//! bytes as zeros. A v2-only torrent is refused with [`MetainfoError::V2Only`].
+//! BitTorrent v2 (BEP 52) and hybrid v1+v2 torrents (libtorrent 2.0's default): the v2
+//! parts (`meta version`, `file tree`, `piece layers`) are read into [`Metainfo::v2`]
+//! ([`V2Info`]: the SHA-256 info-hash, the files with their `pieces root` and piece layer,
+//! each layer checked against its root with [`merkle`]). A hybrid's v1 part is read too —
+//! `files` with its BEP 47 padding files, `pieces` — and must list the same files as its
+//! `file tree` ([`V2Error`]). Padding files stay in [`Info::files`] because they occupy
+//! torrent offsets, flagged [`FileEntry::padding`]: storage must never create them and
+//! treats their bytes as zeros. A v2-only torrent has no v1 pieces ([`Info::piece_hashes`]
+//! is empty, [`Metainfo::is_v2_only`]): it can be shown, not yet downloaded.
 //!
 //! Limits on the torrent's shape (file count, path lengths) are a separate, configurable
 //! check after parsing: [`Info::check_shape`] with [`ShapeLimits`].
@@ -31,12 +35,15 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 use crate::bencode::{self, DecodeError, Dict, List, Value};
-use crate::info_hash::InfoHash;
+use crate::info_hash::{InfoHash, InfoHashV2};
 use crate::layout::Layout;
 
+pub mod merkle;
 mod prescan;
 mod shape;
+mod v2;
 pub use shape::{DEFAULT_MAX_FILES, DEFAULT_MAX_PATH_LEN, ShapeError, ShapeLimits};
+pub use v2::{MAX_TREE_DEPTH, MIN_PIECE_LENGTH_V2, V2Error, V2File, V2Info};
 
 /// The largest piece length accepted: 256 MiB.
 pub const MAX_PIECE_LENGTH: u32 = 256 << 20;
@@ -145,11 +152,9 @@ pub enum MetainfoError {
     /// Neither `length` nor `files` is in the info dictionary.
     #[error("missing key `info.length` (single file) or `info.files` (several files)")]
     NoLengthOrFiles,
-    /// A v2-only torrent (BEP 52 without the v1 keys).
-    #[error(
-        "v2-only torrent (`meta version` 2 without `info.pieces`): only v1 and hybrid torrents are supported"
-    )]
-    V2Only,
+    /// The v2 (BEP 52) part is invalid, or a hybrid's v1 and v2 parts disagree.
+    #[error(transparent)]
+    V2(#[from] V2Error),
     /// A file's path is an empty list.
     #[error("`{key}` is an empty path")]
     EmptyPath {
@@ -293,8 +298,12 @@ fn is_windows_reserved(component: &str) -> bool {
 /// A parsed `.torrent` file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metainfo {
-    /// SHA-1 of the raw `info` dictionary: the torrent's v1 identity.
+    /// The 20-byte hash the torrent goes by on the wire: SHA-1 of the raw `info` dictionary
+    /// (its v1 identity) for a v1 or hybrid torrent; the truncated v2 info-hash
+    /// ([`InfoHashV2::truncated`]) for a v2-only one.
     pub info_hash: InfoHash,
+    /// The v2 (BEP 52) metadata of a v2-only or hybrid torrent; `None` for a v1 torrent.
+    pub v2: Option<V2Info>,
     /// The `info` dictionary's bytes exactly as in the file (BEP 9 serves them to peers).
     pub info_bytes: Bytes,
     /// The parsed `info` dictionary.
@@ -321,7 +330,7 @@ pub struct Info {
     pub name: String,
     /// `piece length`, 1 ..= [`MAX_PIECE_LENGTH`].
     pub piece_length: u32,
-    /// `pieces`: one SHA-1 per piece.
+    /// `pieces`: one SHA-1 per piece; empty for a v2-only torrent (see [`Metainfo::v2`]).
     pub piece_hashes: Vec<[u8; 20]>,
     /// `private` (BEP 27): only the torrent's trackers may be used to find peers.
     pub private: bool,
@@ -368,7 +377,9 @@ impl Metainfo {
         let raw = info_dict
             .raw()
             .ok_or_else(|| wrong_type(Loc::Root, "info", "a dictionary", info_value))?;
-        let info = Info::from_dict(info_dict)?;
+        let empty = Dict::new(Vec::new());
+        let layers = v2::piece_layers(root)?.unwrap_or(&empty);
+        let (info_hash, info, v2) = info_part(info_dict, raw, Some(layers))?;
 
         let announce = match get_bytes(root, Loc::Root, "announce")? {
             Some(b) => Some(utf8(b, Loc::Root, "announce")?).filter(|s| !s.is_empty()),
@@ -381,7 +392,8 @@ impl Metainfo {
         let creation_date = get_int(root, Loc::Root, "creation date")?;
 
         Ok(Metainfo {
-            info_hash: InfoHash::of_info_bytes(raw),
+            info_hash,
+            v2,
             info_bytes: Bytes::copy_from_slice(raw),
             info,
             announce,
@@ -394,11 +406,19 @@ impl Metainfo {
     }
 
     /// A metainfo made from a bare info dictionary (as fetched with BEP 9 for a magnet
-    /// link): no trackers, no comment. The info-hash is SHA-1 of `raw_info`.
+    /// link): no trackers, no comment. The info-hash is SHA-1 of `raw_info` (the truncated
+    /// SHA-256 for a v2-only dictionary). A v2 part's piece layers are not known
+    /// ([`V2Info::piece_layers_known`]): they come from peers.
     pub fn from_info_bytes(raw_info: &[u8]) -> Result<Metainfo, MetainfoError> {
-        let info = Info::from_bytes(raw_info)?;
+        let v = bencode::decode(raw_info)?;
+        let d = v.as_dict().ok_or(MetainfoError::NotADictionary {
+            what: "the info dictionary",
+            found: with_article(&v),
+        })?;
+        let (info_hash, info, v2) = info_part(d, raw_info, None)?;
         Ok(Metainfo {
-            info_hash: InfoHash::of_info_bytes(raw_info),
+            info_hash,
+            v2,
             info_bytes: Bytes::copy_from_slice(raw_info),
             info,
             announce: None,
@@ -408,6 +428,17 @@ impl Metainfo {
             created_by: None,
             creation_date: None,
         })
+    }
+
+    /// A v2-only torrent: BEP 52 metadata and no v1 pieces. Downloading one is not built
+    /// yet; [`Session::add_torrent`](crate::session::Session::add_torrent) refuses it.
+    pub fn is_v2_only(&self) -> bool {
+        self.v2.is_some() && self.info.piece_hashes.is_empty()
+    }
+
+    /// A hybrid torrent: both v1 pieces and v2 metadata, describing the same files.
+    pub fn is_hybrid(&self) -> bool {
+        self.v2.is_some() && !self.info.piece_hashes.is_empty()
     }
 
     /// The trackers to use, as BEP 12 tiers: `announce-list` if it has any tracker, else
@@ -437,7 +468,7 @@ impl Info {
             what: "the info dictionary",
             found: with_article(&v),
         })?;
-        Info::from_dict(d)
+        Ok(Info::parse_dict(d)?.0)
     }
 
     /// How many pieces (one per hash).
@@ -473,15 +504,52 @@ impl Info {
         Some(p)
     }
 
-    fn from_dict(d: &Dict<'_>) -> Result<Info, MetainfoError> {
+    /// The v1 view of an info dictionary and, when `meta version` is 2, its v2 file tree
+    /// (checked against the v1 files for a hybrid).
+    fn parse_dict(d: &Dict<'_>) -> Result<(Info, Option<v2::V2Tree>), MetainfoError> {
         let loc = Loc::Info;
-        let pieces = match get_bytes(d, loc, "pieces")? {
-            Some(p) => p,
-            None if get_int(d, loc, "meta version").ok().flatten() == Some(2) => {
-                return Err(MetainfoError::V2Only);
-            }
-            None => return Err(missing(loc, "pieces")),
+        let is_v2 = v2::meta_version(d)?;
+        let tree = if is_v2 {
+            Some(v2::parse_tree(d)?)
+        } else {
+            None
         };
+        let pieces = match (get_bytes(d, loc, "pieces")?, tree) {
+            (Some(p), tree) => {
+                let info = Info::from_v1_dict(d, p)?;
+                if let Some(t) = &tree {
+                    v2::check_hybrid(&info.files, info.piece_length, &t.files)?;
+                }
+                return Ok((info, tree));
+            }
+            (None, Some(tree)) => tree,
+            (None, None) => return Err(missing(loc, "pieces")),
+        };
+        // v2-only: the v1 view has the files and no pieces.
+        let name = name_of(d)?;
+        let (files, total_length) = v2::v1_entries(&pieces, &name)?;
+        if total_length == 0 {
+            return Err(MetainfoError::NoData);
+        }
+        let multi_file = !pieces.single_file;
+        if multi_file {
+            check_unique_paths(&files)?;
+        }
+        let info = Info {
+            name,
+            piece_length: pieces.piece_length,
+            piece_hashes: Vec::new(),
+            private: get_int(d, loc, "private")?.is_some_and(|p| p != 0),
+            multi_file,
+            files,
+            total_length,
+        };
+        Ok((info, Some(pieces)))
+    }
+
+    /// The v1 part of an info dictionary whose `pieces` is `pieces`.
+    fn from_v1_dict(d: &Dict<'_>, pieces: &[u8]) -> Result<Info, MetainfoError> {
+        let loc = Loc::Info;
         let name = name_of(d)?;
         let piece_length = require(get_int(d, loc, "piece length")?, loc, "piece length")?;
         let piece_length = u32::try_from(piece_length)
@@ -558,6 +626,34 @@ impl Info {
             total_length,
         })
     }
+}
+
+/// The info dictionary `d` (whose raw bytes are `raw`) read: the wire info-hash, the v1
+/// view, the v2 metadata. `layers` is the top-level `piece layers` (required for files of
+/// more than one piece), or `None` for a bare info dictionary (layers unknown).
+fn info_part(
+    d: &Dict<'_>,
+    raw: &[u8],
+    layers: Option<&Dict<'_>>,
+) -> Result<(InfoHash, Info, Option<V2Info>), MetainfoError> {
+    let (info, tree) = Info::parse_dict(d)?;
+    let v2 = match tree {
+        Some(mut tree) => {
+            let known = v2::attach_layers(&mut tree, layers)?;
+            Some(V2Info {
+                info_hash: InfoHashV2::of_info_bytes(raw),
+                piece_length: tree.piece_length,
+                files: tree.files,
+                piece_layers_known: known,
+            })
+        }
+        None => None,
+    };
+    let info_hash = match &v2 {
+        Some(v2) if info.piece_hashes.is_empty() => v2.info_hash.truncated(),
+        _ => InfoHash::of_info_bytes(raw),
+    };
+    Ok((info_hash, info, v2))
 }
 
 /// `name` (`name.utf-8` preferred when it is valid UTF-8), checked as a path component.
@@ -1143,8 +1239,6 @@ mod tests {
                     file(3, &["last"]),
                 ]),
             ),
-            (b"file tree", dict(vec![])),
-            (b"meta version", Value::Int(2)),
         ]);
         let m = parse(&torrent(info)).unwrap();
         let f = &m.info.files;
@@ -1155,17 +1249,6 @@ mod tests {
         assert!(!f[4].padding && !f[4].executable);
         assert_eq!(f[2].offset, 16);
         assert_eq!(f[4].offset, 32);
-    }
-
-    #[test]
-    fn v2_only_torrents_are_refused() {
-        let e = err_of(dict(vec![
-            (b"name", bs(b"x")),
-            (b"piece length", Value::Int(16384)),
-            (b"file tree", dict(vec![])),
-            (b"meta version", Value::Int(2)),
-        ]));
-        assert_eq!(e, MetainfoError::V2Only);
     }
 
     #[test]

@@ -378,6 +378,12 @@ fn libtorrent_hybrid_multi_file_has_pads() {
     let has = |needle: &[u8]| info.windows(needle.len()).any(|w| w == needle);
     assert!(has(b"9:file tree"), "no v2 file tree: not a hybrid torrent");
     assert!(has(b"12:meta version"), "no meta version");
+    // Both parts read (BEP 52): the v2 files are the v1 ones without the pads.
+    assert!(m.is_hybrid(), "not read as a hybrid");
+    let v2 = m.v2.as_ref().unwrap();
+    assert!(v2.piece_layers_known);
+    let real = m.info.files.iter().filter(|f| !f.padding).count();
+    assert_eq!(v2.files.len(), real);
     let pads: Vec<_> = m.info.files.iter().filter(|f| f.padding).collect();
     assert!(
         !pads.is_empty(),

@@ -56,6 +56,13 @@ fn metainfo() {
     run("metainfo");
 }
 
+/// Each generated torrent hashes up to 400 KB twice (SHA-1 and SHA-256 merkle trees): a
+/// tenth of the count.
+#[test]
+fn metainfo_v2() {
+    run_scaled("metainfo_v2", 10);
+}
+
 #[test]
 fn metainfo_structured() {
     run("metainfo_structured");
@@ -120,7 +127,8 @@ fn every_target_is_replayed() {
             "ut_pex",
             "session_hostile",
             "mse",
-            "lsd"
+            "lsd",
+            "metainfo_v2"
         ]
     );
 }

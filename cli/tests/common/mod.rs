@@ -145,6 +145,36 @@ pub fn unchoke_download(
     process::JsonProcess::spawn(&format!("unchoke download ({rt}) {ip}"), cmd)
 }
 
+/// A v2-only (`kind` "v2") or hybrid ("hybrid") torrent of `content` written to `out` by
+/// libtorrent (`tests/helpers/lt_make_v2.py`), and libtorrent's hashes of it: (v1 hex or
+/// None, v2 hex).
+pub fn lt_make_v2(
+    kind: &str,
+    content: &Path,
+    out: &Path,
+    piece_length: u32,
+) -> (Option<String>, String) {
+    let o = Command::new(PYTHON)
+        .arg(helper("lt_make_v2.py"))
+        .arg(kind)
+        .arg(content)
+        .arg(out)
+        .arg(piece_length.to_string())
+        .output()
+        .expect("run lt_make_v2.py");
+    assert!(
+        o.status.success(),
+        "lt_make_v2.py failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("lt_make_v2.py prints JSON");
+    (
+        v["v1"].as_str().map(str::to_owned),
+        v["v2"].as_str().expect("a v2 hash").to_owned(),
+    )
+}
+
 /// Panics with a clear message unless Debian's libtorrent binding is importable.
 pub fn require_libtorrent() {
     require_tool(PYTHON, &["-c", "import libtorrent"], "python3-libtorrent");

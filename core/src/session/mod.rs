@@ -139,6 +139,12 @@ pub enum AddTorrentError {
     /// The torrent's geometry is unusable (no pieces, or too many).
     #[error("torrent geometry unusable: {0}")]
     Geometry(GeometryError),
+    /// A v2-only torrent (BEP 52 without v1 pieces): its metadata is read, but downloading
+    /// and seeding v2 pieces is not built yet.
+    #[error(
+        "torrent {0} is v2-only (BEP 52): its metadata is read, but downloading v2-only torrents is not supported yet"
+    )]
+    V2Only(InfoHash),
 }
 
 /// What a magnet link gives besides its info-hash (see [`Session::add_magnet`]).
@@ -305,6 +311,9 @@ impl Session {
         now: Instant,
     ) -> Result<TorrentId, AddTorrentError> {
         self.saw(now);
+        if metainfo.is_v2_only() {
+            return Err(AddTorrentError::V2Only(metainfo.info_hash));
+        }
         if self.by_hash.contains_key(&metainfo.info_hash) {
             return Err(AddTorrentError::Duplicate(metainfo.info_hash));
         }

@@ -8,6 +8,7 @@ mod krpc;
 mod lsd;
 mod magnet;
 mod metainfo;
+mod metainfo_v2;
 mod mse;
 mod session_hostile;
 mod session_peer;
@@ -24,6 +25,7 @@ pub use self::krpc::krpc;
 pub use self::lsd::lsd;
 pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
+pub use self::metainfo_v2::metainfo_v2;
 pub use self::mse::mse;
 pub use self::session_hostile::{Reached, session_hostile, session_hostile_reached};
 pub use self::session_peer::session_peer;
@@ -56,6 +58,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("session_hostile", session_hostile),
     ("mse", mse),
     ("lsd", lsd),
+    ("metainfo_v2", metainfo_v2),
 ];
 
 /// The target called `name`.
