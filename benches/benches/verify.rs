@@ -1,5 +1,5 @@
 //! Piece verification as the drivers do it: the piece is held as the 16 KiB `Bytes` blocks
-//! it arrived in and hashed without concatenating them (`unchoke_driver::disk::sha1_of`, run
+//! it arrived in and hashed without concatenating them (`unchoke_core::embed::piece_sha1`, run
 //! by the `Job::Verify` disk job), beside the bare `sha1` crate hashing the same bytes as one
 //! contiguous buffer. 256 KiB and 4 MiB pieces; throughput in piece bytes. The `sha1` crate
 //! picks the CPU's SHA extensions (SHA-NI) at run time when present.
@@ -8,7 +8,8 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sha1::{Digest, Sha1};
 use std::hint::black_box;
-use unchoke_core::session::TorrentId;
+use unchoke_core::embed::piece_sha1;
+use unchoke_core::session::{PieceHash, TorrentId};
 use unchoke_driver::disk::{self, Completion, Job, ReadCache};
 
 const BLOCK: usize = 16 * 1024;
@@ -24,11 +25,11 @@ fn bench(c: &mut Criterion) {
             .chunks(BLOCK)
             .map(Bytes::copy_from_slice)
             .collect();
-        let expected: [u8; 20] = Sha1::digest(&contiguous).into();
+        let expected = PieceHash::v1(Sha1::digest(&contiguous).into());
         group.throughput(Throughput::Bytes(size as u64));
 
-        group.bench_with_input(BenchmarkId::new("driver_sha1_of", label), &size, |b, _| {
-            b.iter(|| disk::sha1_of(black_box(&blocks)))
+        group.bench_with_input(BenchmarkId::new("piece_sha1", label), &size, |b, _| {
+            b.iter(|| piece_sha1(black_box(&blocks)))
         });
         group.bench_with_input(
             BenchmarkId::new("driver_verify_job", label),
@@ -38,7 +39,7 @@ fn bench(c: &mut Criterion) {
                     let job = Job::Verify {
                         torrent: TorrentId(0),
                         piece: 0,
-                        expected,
+                        expected: expected.clone(),
                         blocks: blocks.clone(),
                     };
                     match disk::run(job, &cache) {

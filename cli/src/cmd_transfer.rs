@@ -285,7 +285,8 @@ impl Source {
             if m.v2_only {
                 return Err(CliError::failure(format!(
                     "{text}: a v2-only magnet link (xt=urn:btmh: without urn:btih:): \
-                     downloading v2-only torrents is not supported yet"
+                     fetching a v2-only torrent's metadata and piece layers from peers is \
+                     not supported yet; download it from its .torrent file"
                 )));
             }
             Ok(Source::Magnet(Box::new(m)))
@@ -298,13 +299,6 @@ impl Source {
     /// is beyond `limits`.
     fn load(path: &Path, limits: &ShapeLimits) -> Result<Source, CliError> {
         let metainfo = crate::torrent_file::load_within(path, limits)?;
-        if metainfo.is_v2_only() {
-            return Err(CliError::failure(format!(
-                "`{}`: a v2-only torrent (BEP 52): `unchoke info` reads it, but downloading \
-                 and seeding v2-only torrents is not supported yet",
-                path.display()
-            )));
-        }
         Ok(Source::Torrent(path.to_path_buf(), Box::new(metainfo)))
     }
 

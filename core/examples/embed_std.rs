@@ -234,7 +234,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         &options,
     )?;
     let metainfo = Metainfo::from_bytes(&torrent)?;
-    let hashes = &metainfo.info.piece_hashes;
+    let hashes = &unchoke_core::session::PieceHashes::from_metainfo(&metainfo)?;
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
@@ -269,7 +269,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             }
             println!(
                 "leeched {LEN} bytes ({} pieces, all verified) in {:?}",
-                hashes.len(),
+                hashes.piece_count(),
                 clock.now() - now
             );
             return Ok(());

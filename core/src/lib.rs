@@ -121,7 +121,7 @@
 //! use unchoke_core::create::{Content, CreateOptions, create};
 //! use unchoke_core::embed::{MemoryStorage, verify_piece};
 //! use unchoke_core::metainfo::Metainfo;
-//! use unchoke_core::session::{Action, Direction, Session, SessionConfig};
+//! use unchoke_core::session::{Action, Direction, PieceHashes, Session, SessionConfig};
 //! use unchoke_core::storage::Layout;
 //! use unchoke_core::time::Instant;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -145,7 +145,7 @@
 //!     Session::new(SessionConfig::default(), 1, now),
 //!     Session::new(SessionConfig::default(), 2, now),
 //! ];
-//! let seeded = disk[0].verified_pieces(&metainfo.info.piece_hashes);
+//! let seeded = disk[0].verified_pieces(&PieceHashes::from_metainfo(&metainfo)?);
 //! s[0].add_torrent(&metainfo, Some(seeded), now)?;
 //! let t = s[1].add_torrent(&metainfo, None, now)?;
 //! // Session 1 "dials" session 0; each end gets its connection id.
@@ -300,6 +300,7 @@ pub mod magnet;
 pub mod metainfo;
 pub mod mse;
 pub mod picker;
+pub mod piece_hashes;
 pub mod rate;
 pub mod resume;
 pub mod session;

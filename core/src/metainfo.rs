@@ -471,10 +471,14 @@ impl Info {
         Ok(Info::parse_dict(d)?.0)
     }
 
-    /// How many pieces (one per hash).
+    /// How many pieces the content makes (for a v1 torrent, one per hash).
     pub fn piece_count(&self) -> u32 {
-        // Checked against u32::MAX when parsed.
-        u32::try_from(self.piece_hashes.len()).unwrap_or(u32::MAX)
+        // From the geometry, not `piece_hashes` (empty for a v2-only torrent); for a v1
+        // torrent the parser checked they agree, and that the count fits a u32.
+        let count = self
+            .total_length
+            .div_ceil(u64::from(self.piece_length.max(1)));
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     /// The SHA-1 of `piece`, or `None` past the end.

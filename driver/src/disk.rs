@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use sha1::{Digest, Sha1};
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
-use unchoke_core::session::{ConnId, DiskError, TorrentId};
+use unchoke_core::embed::verify_piece;
+use unchoke_core::session::{ConnId, DiskError, PieceHash, TorrentId};
 use unchoke_core::tracker::AnnounceResponse;
 use unchoke_core::wire::BlockRequest;
 use unchoke_storage::FileStorage;
@@ -39,7 +39,7 @@ pub enum Job {
     Verify {
         torrent: TorrentId,
         piece: u32,
-        expected: [u8; 20],
+        expected: PieceHash,
         blocks: Vec<Bytes>,
     },
     /// Set up a magnet torrent's storage once its metadata is known: check what is on
@@ -328,7 +328,7 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
         } => Completion::Hashed {
             torrent,
             piece,
-            ok: sha1_of(&blocks) == expected,
+            ok: verify_piece(&blocks, &expected),
         },
         Job::Prepare {
             torrent,
@@ -377,15 +377,6 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
             }
         }
     }
-}
-
-/// SHA-1 of the concatenation of `blocks`, without concatenating them.
-pub fn sha1_of(blocks: &[Bytes]) -> [u8; 20] {
-    let mut h = Sha1::new();
-    for b in blocks {
-        h.update(b);
-    }
-    h.finalize().into()
 }
 
 /// The storage error as one line, worded as the session's [`DiskError`] is (flagged when

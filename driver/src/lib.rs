@@ -41,7 +41,7 @@ use std::time::Duration;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::{Metainfo, ShapeError};
 use unchoke_core::resume::ResumeData;
-use unchoke_core::session::{AddTorrentError, Event, TorrentId};
+use unchoke_core::session::{AddTorrentError, Event, PieceHashes, TorrentId};
 use unchoke_core::torrent::TorrentStats;
 use unchoke_storage::{
     FileReport, FileStatus, FileStorage, StorageAccess, StorageError, StorageOptions, thousands,
@@ -454,6 +454,8 @@ pub fn prepare_torrent(
     }
     let storage = FileStorage::open(
         info,
+        PieceHashes::from_metainfo(&add.metainfo)
+            .map_err(|e| AddTorrentError::PieceHashes(add.metainfo.info_hash, e))?,
         &add.save_path,
         StorageOptions {
             max_open_files: config.max_open_files,

@@ -211,6 +211,7 @@ fn the_read_cache_reuses_only_buffers_no_one_holds_and_serves_the_right_bytes() 
     let m = metainfo("f.bin", data.len() as u64, PIECE);
     let storage = unchoke_storage::FileStorage::open(
         &m.info,
+        PieceHashes::from_metainfo(&m).expect("v1 hashes"),
         dir.path(),
         unchoke_storage::StorageOptions::default(),
     )
@@ -254,6 +255,7 @@ fn a_resume_save_syncs_the_written_files_before_recording_them() {
     let storage = std::sync::Arc::new(
         unchoke_storage::FileStorage::open(
             &m.info,
+            PieceHashes::from_metainfo(&m).expect("v1 hashes"),
             dir.path(),
             unchoke_storage::StorageOptions::default(),
         )

@@ -12,6 +12,7 @@ use sha1::{Digest, Sha1};
 
 use unchoke_core::bencode::{self, Dict, Value};
 use unchoke_core::metainfo::Metainfo;
+use unchoke_core::session::PieceHash;
 
 /// The tracker URL written into the simulated torrent.
 pub(crate) const TRACKER_URL: &str = "http://127.255.255.254:6969/announce";
@@ -105,7 +106,7 @@ impl Payload {
 
     /// Whether `blocks`, concatenated, are exactly piece `piece` and `expected` is the
     /// torrent's hash of it.
-    pub(crate) fn verifies(&self, piece: u32, expected: &[u8; 20], blocks: &[Bytes]) -> bool {
+    pub(crate) fn verifies(&self, piece: u32, expected: &PieceHash, blocks: &[Bytes]) -> bool {
         let Some(p) = self.pieces.get(piece as usize) else {
             return false;
         };
@@ -114,7 +115,7 @@ impl Payload {
             .info
             .piece_hashes
             .get(piece as usize)
-            .is_some_and(|h| h == expected);
+            .is_some_and(|h| expected.v1 == Some(*h));
         let mut at = 0usize;
         for b in blocks {
             let end = at + b.len();
@@ -145,8 +146,9 @@ mod tests {
         assert_eq!(p.metainfo.info.piece_hashes.len(), 4);
         for i in 0..4u32 {
             let piece = p.pieces[i as usize].clone();
-            let expected = p.metainfo.info.piece_hashes[i as usize];
-            assert_eq!(Sha1::digest(&piece)[..], expected[..]);
+            let sha1 = p.metainfo.info.piece_hashes[i as usize];
+            let expected = PieceHash::v1(sha1);
+            assert_eq!(Sha1::digest(&piece)[..], sha1[..]);
             let halves = [
                 piece.slice(..piece.len() / 2),
                 piece.slice(piece.len() / 2..),

@@ -4,7 +4,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use sha1::Digest;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::resume::{FileState, ResumeData};
 
@@ -148,7 +147,7 @@ impl FileStorage {
     ) -> Result<PieceCheck, StorageError> {
         let expected = self
             .piece_hashes
-            .get(piece as usize)
+            .expected(piece)
             .ok_or(StorageError::OutOfRange {
                 piece,
                 offset: 0,
@@ -168,7 +167,7 @@ impl FileStorage {
             }
         }
         match self.read_piece(piece, buf) {
-            Ok(()) if sha1::Sha1::digest(&buf[..]).as_slice() == expected => Ok(PieceCheck::Good),
+            Ok(()) if expected.matches(&[&buf[..]]) => Ok(PieceCheck::Good),
             Ok(()) if buf.iter().all(|&b| b == 0) => Ok(PieceCheck::Empty),
             Ok(()) => Ok(PieceCheck::Bad),
             // The file shrank or vanished since the states were taken.

@@ -52,6 +52,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use unchoke_core::layout::Layout;
 use unchoke_core::metainfo::Info;
+use unchoke_core::piece_hashes::PieceHashes;
 
 mod access;
 mod block_io;
@@ -89,11 +90,11 @@ struct FileSlot {
 
 /// Blocking positional IO over one torrent's files. See the module documentation.
 ///
-/// Holds a copy of the piece hashes (20 bytes per piece, as the metainfo does) and a few
+/// Holds a copy of the piece hashes (20 or 32 bytes per piece, as the metainfo does) and a few
 /// words per file; nothing proportional to the content's size.
 pub struct FileStorage {
     layout: Layout,
-    piece_hashes: Vec<[u8; 20]>,
+    piece_hashes: PieceHashes,
     files: Vec<FileSlot>,
     handles: Mutex<HandleCache>,
     /// Files written since the last [`FileStorage::flush`] (their handle may have been
@@ -121,17 +122,20 @@ impl std::fmt::Debug for FileStorage {
 }
 
 impl FileStorage {
-    /// Storage for `info`'s files under `save_path`. Computes every file's path; touches no
-    /// file (writes create the files they touch; see [`FileStorage::create_files`]).
+    /// Storage for `info`'s files under `save_path`, whose pieces are checked against
+    /// `piece_hashes` ([`PieceHashes::from_metainfo`]; v1, v2 or both). Computes every
+    /// file's path; touches no file (writes create the files they touch; see
+    /// [`FileStorage::create_files`]).
     pub fn open(
         info: &Info,
+        piece_hashes: PieceHashes,
         save_path: &Path,
         options: StorageOptions,
     ) -> Result<FileStorage, StorageError> {
         let layout = Layout::new(info.piece_length, info.files.iter().map(|f| f.length))?;
-        if info.piece_hashes.len() != layout.piece_count() as usize {
+        if piece_hashes.piece_count() != layout.piece_count() {
             return Err(StorageError::HashCountMismatch {
-                hashes: info.piece_hashes.len(),
+                hashes: piece_hashes.piece_count() as usize,
                 pieces: layout.piece_count(),
             });
         }
@@ -156,7 +160,7 @@ impl FileStorage {
         let n = files.len();
         Ok(FileStorage {
             layout,
-            piece_hashes: info.piece_hashes.clone(),
+            piece_hashes,
             handles: Mutex::new(HandleCache::new(n)),
             dirty: (0..n).map(|_| AtomicBool::new(false)).collect(),
             ready: (0..n).map(|_| AtomicBool::new(false)).collect(),

@@ -127,12 +127,18 @@ fn single(piece_length: u32, len: u64) -> Torrent {
     single_with("single.bin", piece_length, random_bytes(&mut rng, len))
 }
 
+/// The piece hashes of a v1 torrent's `info`.
+fn v1_hashes(info: &Info) -> PieceHashes {
+    PieceHashes::v1_only(info.piece_hashes.clone(), info.piece_length)
+}
+
 /// A cancel flag never raised.
 static NO_CANCEL: AtomicBool = AtomicBool::new(false);
 
 fn storage_with(t: &Torrent, dir: &Path, access: StorageAccess) -> FileStorage {
     FileStorage::open(
         &t.info,
+        v1_hashes(&t.info),
         dir,
         StorageOptions {
             access,
@@ -146,6 +152,7 @@ impl Torrent {
     fn storage(&self, dir: &Path, max_open_files: usize) -> FileStorage {
         FileStorage::open(
             &self.info,
+            v1_hashes(&self.info),
             dir,
             StorageOptions {
                 max_open_files,
@@ -905,7 +912,12 @@ fn inconsistent_torrents_are_refused() {
     let mut info = t.info.clone();
     info.piece_hashes.pop();
     assert!(matches!(
-        FileStorage::open(&info, Path::new("/nonexistent"), StorageOptions::default()),
+        FileStorage::open(
+            &info,
+            v1_hashes(&info),
+            Path::new("/nonexistent"),
+            StorageOptions::default()
+        ),
         Err(StorageError::HashCountMismatch {
             hashes: 2,
             pieces: 3
@@ -913,7 +925,12 @@ fn inconsistent_torrents_are_refused() {
     ));
     info.piece_length = 0;
     assert!(matches!(
-        FileStorage::open(&info, Path::new("/nonexistent"), StorageOptions::default()),
+        FileStorage::open(
+            &info,
+            v1_hashes(&info),
+            Path::new("/nonexistent"),
+            StorageOptions::default()
+        ),
         Err(StorageError::Layout(LayoutError::ZeroPieceLength))
     ));
     assert_eq!(

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::bitfield::Bitfield;
 use crate::create::BlockSource;
+use crate::piece_hashes::PieceHashes;
 use crate::storage::Layout;
 use crate::vocab::{DiskError, DiskErrorKind};
 use crate::wire::BlockRequest;
@@ -175,18 +176,17 @@ impl MemoryStorage {
         Ok(())
     }
 
-    /// The pieces whose bytes hash to `hashes` (a metainfo's `piece_hashes`): the `have` to
-    /// give [`crate::session::Session::add_torrent`]. A hash list of the wrong length
-    /// matches no piece past its end.
-    pub fn verified_pieces(&self, hashes: &[[u8; 20]]) -> Bitfield {
+    /// The pieces whose bytes match `hashes` ([`PieceHashes::from_metainfo`]): the `have`
+    /// to give [`crate::session::Session::add_torrent`]. Pieces past the hashes' count
+    /// match nothing.
+    pub fn verified_pieces(&self, hashes: &PieceHashes) -> Bitfield {
         let count = self.layout.piece_count();
         let mut have = Bitfield::new(count);
-        for (piece, expected) in (0..count).zip(hashes) {
-            if self
-                .piece(piece)
-                .is_some_and(|p| verify_piece(&[p], expected))
-            {
-                have.set(piece);
+        for piece in 0..count {
+            if let (Some(expected), Some(data)) = (hashes.expected(piece), self.piece(piece)) {
+                if verify_piece(&[data], &expected) {
+                    have.set(piece);
+                }
             }
         }
         have
@@ -305,10 +305,12 @@ mod tests {
             .collect();
         let mut s = MemoryStorage::with_content(layout(16 * 1024, &[40_000]), content)
             .expect("right length");
-        assert!(s.verified_pieces(&hashes).is_full());
+        let all = PieceHashes::v1_only(hashes.clone(), 16 * 1024);
+        assert!(s.verified_pieces(&all).is_full());
         s.write_block(1, 5, &[0xff]).expect("in range");
-        let have = s.verified_pieces(&hashes);
+        let have = s.verified_pieces(&all);
         assert_eq!(have.ones().collect::<Vec<_>>(), vec![0, 2]);
-        assert_eq!(s.verified_pieces(&hashes[..1]).count_ones(), 1);
+        let first = PieceHashes::v1_only(hashes[..1].to_vec(), 16 * 1024);
+        assert_eq!(s.verified_pieces(&first).count_ones(), 1);
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! - [`StdClock`]: `std::time::Instant` → the core's [`crate::time::Instant`], from an
 //!   origin (the one place a driver reads the real clock).
-//! - [`verify_piece`] / [`piece_sha1`]: the SHA-1 check an [`crate::session::Action::VerifyPiece`]
-//!   asks for, over the blocks without concatenating them.
+//! - [`verify_piece`] / [`piece_sha1`]: the check an [`crate::session::Action::VerifyPiece`]
+//!   asks for (SHA-1, v2 merkle root, or both), over the blocks without concatenating them.
 //! - [`MemoryStorage`]: a torrent's content held in memory, answering block reads and writes
 //!   by its [`crate::storage::Layout`] — for examples, tests and simulations.
 //!

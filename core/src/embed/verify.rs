@@ -1,5 +1,7 @@
-//! Piece verification: SHA-1 over a piece's blocks, as BEP 3's `pieces` hashes are taken.
+//! Piece verification: SHA-1 over a piece's blocks, as BEP 3's `pieces` hashes are taken,
+//! and the whole check a `VerifyPiece` asks for ([`verify_piece`]).
 
+use crate::piece_hashes::PieceHash;
 use sha1::{Digest, Sha1};
 
 /// The SHA-1 of the concatenation of `blocks`, computed without concatenating them.
@@ -11,11 +13,12 @@ pub fn piece_sha1<B: AsRef<[u8]>>(blocks: &[B]) -> [u8; 20] {
     hasher.finalize().into()
 }
 
-/// Whether `blocks`, concatenated, hash to `expected` — the answer a driver gives
+/// Whether `blocks`, concatenated, are the piece `expected` describes (its SHA-1, its v2
+/// merkle root, or both; see [`PieceHash::matches`]) — the answer a driver gives
 /// [`crate::session::Session::piece_hashed`] for an
 /// [`crate::session::Action::VerifyPiece`].
-pub fn verify_piece<B: AsRef<[u8]>>(blocks: &[B], expected: &[u8; 20]) -> bool {
-    piece_sha1(blocks) == *expected
+pub fn verify_piece<B: AsRef<[u8]>>(blocks: &[B], expected: &PieceHash) -> bool {
+    expected.matches(blocks)
 }
 
 #[cfg(test)]
@@ -33,7 +36,7 @@ mod tests {
             .collect();
         assert_eq!(blocks.len(), 3);
         assert_eq!(piece_sha1(&blocks), expected);
-        assert!(verify_piece(&blocks, &expected));
+        assert!(verify_piece(&blocks, &PieceHash::v1(expected)));
     }
 
     #[test]
@@ -42,6 +45,7 @@ mod tests {
         let expected: [u8; 20] = Sha1::digest(&whole).into();
         let mut changed = whole.clone();
         changed[20_000] ^= 1;
+        let expected = PieceHash::v1(expected);
         assert!(!verify_piece(
             &[&changed[..16384], &changed[16384..]],
             &expected

@@ -481,16 +481,30 @@ pub(super) fn piece_layers<'d, 'a>(
     }
 }
 
-/// The v1 file entries a v2-only torrent's files make (consecutive offsets, no padding; a
-/// single file's path is `[name]`, as in v1): for showing and for the shape check, not for
-/// v1 piece geometry (it has none).
+/// The v1 file entries a v2-only torrent's files make: the files in tree order (a single
+/// file's path is `[name]`, as in v1), each non-empty one whose end is not on a piece
+/// boundary followed by a BEP 47 padding entry (`.pad/<len>`) up to the boundary — the
+/// last file too.
+///
+/// Why padding: BEP 52 starts every file on a piece boundary and numbers pieces across the
+/// whole torrent, so the wire's piece indices, bitfields and requests follow exactly this
+/// padded geometry; with it, a v2-only torrent's pieces, blocks and file spans are the same
+/// arithmetic as a hybrid's ([`crate::layout::Layout`]), and padding is never written
+/// (storage treats it as zeros). Why after the last file too: libtorrent lays a v2-only
+/// torrent out so, making every piece whole, and asks for a whole 16 KiB block where a
+/// file's tail ends in one; without the tail padding such a request would run past our
+/// last piece.
 pub(super) fn v1_entries(
     tree: &V2Tree,
     name: &str,
 ) -> Result<(Vec<FileEntry>, u64), MetainfoError> {
+    let piece_length = u64::from(tree.piece_length.max(1));
     let mut total: u64 = 0;
-    let mut out = Vec::with_capacity(tree.files.len());
+    let mut out = Vec::with_capacity(tree.files.len() * 2);
     for f in &tree.files {
+        let overflow = || MetainfoError::TotalOverflow {
+            key: format!("info.file tree/{}", joined(&f.path)),
+        };
         out.push(FileEntry {
             path: if tree.single_file {
                 vec![name.to_owned()]
@@ -503,11 +517,20 @@ pub(super) fn v1_entries(
             executable: f.executable,
             hidden: f.hidden,
         });
-        total = total
-            .checked_add(f.length)
-            .ok_or_else(|| MetainfoError::TotalOverflow {
-                key: format!("info.file tree/{}", joined(&f.path)),
-            })?;
+        total = total.checked_add(f.length).ok_or_else(overflow)?;
+        let tail = total % piece_length;
+        if f.length > 0 && tail != 0 {
+            let pad = piece_length - tail;
+            out.push(FileEntry {
+                path: vec![".pad".to_owned(), pad.to_string()],
+                length: pad,
+                offset: total,
+                padding: true,
+                executable: false,
+                hidden: false,
+            });
+            total = total.checked_add(pad).ok_or_else(overflow)?;
+        }
     }
     Ok((out, total))
 }

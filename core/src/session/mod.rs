@@ -93,6 +93,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+pub use crate::piece_hashes::{PieceHash, PieceHashes};
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
     Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
@@ -139,12 +140,10 @@ pub enum AddTorrentError {
     /// The torrent's geometry is unusable (no pieces, or too many).
     #[error("torrent geometry unusable: {0}")]
     Geometry(GeometryError),
-    /// A v2-only torrent (BEP 52 without v1 pieces): its metadata is read, but downloading
-    /// and seeding v2 pieces is not built yet.
-    #[error(
-        "torrent {0} is v2-only (BEP 52): its metadata is read, but downloading v2-only torrents is not supported yet"
-    )]
-    V2Only(InfoHash),
+    /// The torrent's pieces cannot be checked: a v2-only torrent (BEP 52) whose piece
+    /// layers are not known (a bare info dictionary), or hashes that do not fit its pieces.
+    #[error("torrent {0}: {1}")]
+    PieceHashes(InfoHash, crate::piece_hashes::PieceHashesError),
 }
 
 /// What a magnet link gives besides its info-hash (see [`Session::add_magnet`]).
@@ -311,9 +310,8 @@ impl Session {
         now: Instant,
     ) -> Result<TorrentId, AddTorrentError> {
         self.saw(now);
-        if metainfo.is_v2_only() {
-            return Err(AddTorrentError::V2Only(metainfo.info_hash));
-        }
+        let piece_hashes = PieceHashes::from_metainfo(metainfo)
+            .map_err(|e| AddTorrentError::PieceHashes(metainfo.info_hash, e))?;
         if self.by_hash.contains_key(&metainfo.info_hash) {
             return Err(AddTorrentError::Duplicate(metainfo.info_hash));
         }
@@ -332,7 +330,7 @@ impl Session {
         let torrent = Torrent::new(
             id,
             metainfo.info_hash,
-            metainfo.info.piece_hashes.clone(),
+            piece_hashes,
             layout,
             picker,
             Choker::new(self.config.choker.clone(), now),

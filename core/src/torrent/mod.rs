@@ -60,6 +60,7 @@ use crate::bitfield::Bitfield;
 use crate::choker::Choker;
 use crate::info_hash::InfoHash;
 use crate::picker::{self, PeerKey, Picker, Priority};
+use crate::piece_hashes::PieceHashes;
 use crate::storage::Layout;
 use crate::time::Instant;
 use crate::vocab::outbox::Outbox;
@@ -209,7 +210,7 @@ impl Torrent {
     pub(crate) fn new(
         id: TorrentId,
         info_hash: InfoHash,
-        piece_hashes: Vec<[u8; 20]>,
+        piece_hashes: PieceHashes,
         layout: Layout,
         picker: Picker,
         choker: Choker,

@@ -659,7 +659,7 @@ mod tests {
         Torrent::new(
             TorrentId(0),
             crate::InfoHash([1; 20]),
-            vec![[0; 20]],
+            crate::piece_hashes::PieceHashes::v1_only(vec![[0; 20]], 16384),
             layout,
             picker,
             choker,

@@ -19,6 +19,7 @@ use super::pieces::PieceBuffer;
 use crate::bitfield::Bitfield;
 use crate::metainfo::Metainfo;
 use crate::picker::Picker;
+use crate::piece_hashes::PieceHashes;
 use crate::storage::Layout;
 use crate::wire::PieceGeometry;
 
@@ -44,10 +45,10 @@ pub(crate) enum Phase {
 /// we have and want (the picker), blocks in memory, and what may be on disk.
 ///
 /// Invariant: `geometry`, `layout`, `picker` and `written` all describe the same piece
-/// count, `piece_hashes` has one entry per piece, and `buffers` only holds pieces below it.
+/// count, `piece_hashes` counts that many pieces, and `buffers` only holds pieces below it.
 #[derive(Debug)]
 pub(crate) struct Content {
-    pub(super) piece_hashes: Vec<[u8; 20]>,
+    pub(super) piece_hashes: PieceHashes,
     pub(super) geometry: PieceGeometry,
     pub(super) layout: Layout,
     pub(super) picker: Picker,
@@ -64,10 +65,13 @@ pub(crate) struct Content {
 impl Content {
     /// The content of a torrent with these hashes and layout whose verified pieces are the
     /// picker's; `None` if the layout has no pieces or the hashes do not fit it.
-    pub(super) fn new(piece_hashes: Vec<[u8; 20]>, layout: Layout, picker: Picker) -> Option<Self> {
+    pub(super) fn new(piece_hashes: PieceHashes, layout: Layout, picker: Picker) -> Option<Self> {
         let geometry = PieceGeometry::new(layout.total_length(), layout.piece_length())?;
         let count = geometry.piece_count();
-        if picker.num_pieces() != count || picker.have().len() != count {
+        if picker.num_pieces() != count
+            || picker.have().len() != count
+            || piece_hashes.piece_count() != count
+        {
             return None;
         }
         let completion_announced = picker.is_complete();
@@ -86,7 +90,7 @@ impl Content {
     /// The content described by verified metadata, with the driver's checked pieces.
     pub(super) fn from_metainfo(metainfo: &Metainfo, picker: Picker) -> Option<Self> {
         Content::new(
-            metainfo.info.piece_hashes.clone(),
+            PieceHashes::from_metainfo(metainfo).ok()?,
             metainfo.info.layout(),
             picker,
         )
@@ -283,7 +287,7 @@ mod tests {
             .expect("installs");
         let c = t.phase.content().expect("ready");
         assert_eq!(c.geometry.piece_count(), 20);
-        assert_eq!(c.piece_hashes.len(), 20);
+        assert_eq!(c.piece_hashes.piece_count(), 20);
         // The kept bitfield counts now: the peer has the 20 pieces, so every one is wanted
         // from it and requests go out.
         assert_eq!(c.picker.availability(19), 1);

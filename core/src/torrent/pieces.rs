@@ -216,11 +216,11 @@ impl Torrent {
                 });
                 if outcome.piece_complete {
                     let blocks: Vec<Bytes> = buffer.blocks.iter().flatten().cloned().collect();
-                    if let Some(expected) = c.piece_hashes.get(piece as usize) {
+                    if let Some(expected) = c.piece_hashes.expected(piece) {
                         ctx.out.push(Action::VerifyPiece {
                             torrent: self.id,
                             piece,
-                            expected: *expected,
+                            expected,
                             blocks,
                         });
                     }

@@ -127,14 +127,16 @@ pub enum Action {
         block: BlockRequest,
     },
     /// Hash a complete piece from the blocks held in memory (no re-read) and compare with
-    /// `expected`; then call [`crate::session::Session::piece_hashed`].
+    /// `expected` ([`crate::piece_hashes::PieceHash::matches`] does it all: SHA-1, the v2
+    /// merkle root, or both for a hybrid); then call
+    /// [`crate::session::Session::piece_hashed`].
     VerifyPiece {
         /// The torrent.
         torrent: TorrentId,
         /// The piece.
         piece: u32,
-        /// The SHA-1 the metainfo gives for it.
-        expected: [u8; 20],
+        /// What the metainfo says the piece hashes to.
+        expected: crate::piece_hashes::PieceHash,
         /// The piece's blocks in order; their concatenation is the piece.
         blocks: Vec<Bytes>,
     },

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use unchoke_core::bencode::{self, Dict, Value};
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::{DiskError, DiskErrorKind};
+use unchoke_core::session::{DiskError, DiskErrorKind, PieceHash};
 
 /// Bytes per piece.
 pub(crate) const PIECE_LEN: u32 = 32 * 1024;
@@ -73,13 +73,11 @@ pub(crate) fn write_result(fail: bool) -> Result<(), DiskError> {
 
 /// Checks a `VerifyPiece` of the fixed torrent (the whole piece, every byte) and answers it
 /// as a hasher would: whether the blocks' SHA-1 is `expected`.
-pub(crate) fn verify_answer(piece: u32, expected: &[u8; 20], blocks: &[Bytes]) -> bool {
+pub(crate) fn verify_answer(piece: u32, expected: &PieceHash, blocks: &[Bytes]) -> bool {
     let len: usize = blocks.iter().map(|b| b.len()).sum();
     assert_eq!(
         len, PIECE_LEN as usize,
         "piece {piece} verified with {len} bytes"
     );
-    let mut h = Sha1::new();
-    blocks.iter().for_each(|b| h.update(b));
-    h.finalize()[..] == expected[..]
+    unchoke_core::embed::verify_piece(blocks, expected)
 }

@@ -170,7 +170,38 @@ fn a_v2_only_torrent_is_read_with_its_layers_checked() {
         vec![v2.files[2].pieces_root.unwrap()]
     );
     assert_eq!(v2.piece_count(), 4 + 1);
-    assert_eq!(m.info.total_length, 3 * PL as u64 + 1000 + 20_000);
+    // The v1 view is padded so each file starts a piece and every piece is whole: "a/big"
+    // ends 1,000 bytes into its fourth piece and "small" 20,000 bytes into its only one;
+    // "a/empty" takes no bytes.
+    let pad = |len: usize| PL as u64 - len as u64;
+    assert_eq!(m.info.total_length, 5 * PL as u64);
+    let view: Vec<(String, u64, u64, bool)> = m
+        .info
+        .files
+        .iter()
+        .map(|f| (f.path.join("/"), f.length, f.offset, f.padding))
+        .collect();
+    assert_eq!(
+        view,
+        [
+            ("a/big".to_owned(), 3 * PL as u64 + 1000, 0, false),
+            (
+                format!(".pad/{}", pad(1000)),
+                pad(1000),
+                3 * PL as u64 + 1000,
+                true
+            ),
+            ("a/empty".to_owned(), 0, 4 * PL as u64, false),
+            ("small".to_owned(), 20_000, 4 * PL as u64, false),
+            (
+                format!(".pad/{}", pad(20_000)),
+                pad(20_000),
+                4 * PL as u64 + 20_000,
+                true
+            ),
+        ]
+    );
+    assert_eq!(m.info.layout().piece_count() as u64, v2.piece_count());
     assert!(m.info.multi_file && m.info.piece_hashes.is_empty());
 
     // A bare info dictionary: the same hashes, layers not known.
@@ -181,15 +212,62 @@ fn a_v2_only_torrent_is_read_with_its_layers_checked() {
 }
 
 #[test]
-fn a_session_refuses_to_download_a_v2_only_torrent() {
+fn a_session_adds_a_v2_only_torrent_but_not_one_whose_layers_are_unknown() {
+    use crate::piece_hashes::PieceHashesError;
     use crate::session::{AddTorrentError, Session, SessionConfig};
     use crate::time::Instant;
     let (info, layers) = v2_torrent(&files());
     let m = Metainfo::from_bytes(&torrent(&info, &layers)).unwrap();
     let mut s = Session::new(SessionConfig::default(), 1, Instant::ZERO);
-    let e = s.add_torrent(&m, None, Instant::ZERO).unwrap_err();
-    assert_eq!(e, AddTorrentError::V2Only(m.info_hash));
-    assert!(e.to_string().contains("v2-only"), "{e}");
+    let t = s.add_torrent(&m, None, Instant::ZERO).unwrap();
+    assert_eq!(s.have(t).unwrap().len(), 5);
+
+    let bare = Metainfo::from_info_bytes(&info.bytes()).unwrap();
+    let mut s = Session::new(SessionConfig::default(), 1, Instant::ZERO);
+    let e = s.add_torrent(&bare, None, Instant::ZERO).unwrap_err();
+    assert_eq!(
+        e,
+        AddTorrentError::PieceHashes(m.info_hash, PieceHashesError::LayersUnknown)
+    );
+    assert!(e.to_string().contains("piece layers are not known"), "{e}");
+}
+
+#[test]
+fn every_piece_of_a_v2_only_torrent_is_checked_against_its_files_layer() {
+    use crate::piece_hashes::PieceHashes;
+    let fs = files();
+    let (info, layers) = v2_torrent(&fs);
+    let m = Metainfo::from_bytes(&torrent(&info, &layers)).unwrap();
+    let hashes = PieceHashes::from_metainfo(&m).unwrap();
+    assert_eq!(hashes.piece_count(), 5);
+    assert!(hashes.has_v2());
+    // The torrent's content as peers send it: each file's pieces, each file's last piece
+    // padded with zeros to a whole piece.
+    let mut wire = fs[0].1.clone();
+    wire.resize(4 * PL, 0);
+    wire.extend_from_slice(&fs[2].1);
+    wire.resize(5 * PL, 0);
+    let layout = m.info.layout();
+    for piece in 0..5u32 {
+        let start = piece as usize * PL;
+        let end = start + layout.piece_len(piece) as usize;
+        let expected = hashes.expected(piece).unwrap();
+        assert_eq!(expected.v1, None);
+        let v2 = expected.v2.unwrap();
+        assert!(expected.matches(&[&wire[start..end]]), "piece {piece}");
+        let mut bad = wire[start..end].to_vec();
+        bad[0] ^= 1;
+        assert!(!expected.matches(&[&bad[..]]), "piece {piece} changed");
+        if piece == 3 {
+            // "a/big"'s last piece: 1,000 bytes of file, then padding.
+            assert_eq!(v2.data_len, 1000);
+            let mut dirty = wire[start..end].to_vec();
+            dirty[5000] = 1;
+            assert!(!expected.matches(&[&dirty[..]]), "non-zero padding");
+        }
+    }
+    assert_eq!(hashes.expected(4).unwrap().v2.unwrap().data_len, 20_000);
+    assert!(hashes.expected(5).is_none());
 }
 
 #[test]

@@ -8,13 +8,13 @@
 //! past its `upload_read_ahead`. A slow disk's writes finish one after another at its rate.
 
 use bytes::Bytes;
-use sha1::{Digest, Sha1};
+use unchoke_core::embed::verify_piece;
 
 use super::super::{Ev, Simulation};
 use super::LabNode;
 use crate::lab::{Behaviour, SaveAnswer};
 use crate::network::HostId;
-use unchoke_core::session::{ConnId, DiskError, DiskErrorKind, TorrentId};
+use unchoke_core::session::{ConnId, DiskError, DiskErrorKind, PieceHash, TorrentId};
 use unchoke_core::time::Instant;
 use unchoke_core::tracker::{AnnounceResponse, TrackerFailure};
 use unchoke_core::wire::BlockRequest;
@@ -278,19 +278,15 @@ impl Simulation {
         );
     }
 
-    /// A lab host's `VerifyPiece`: the SHA-1 of the blocks it gave.
+    /// A lab host's `VerifyPiece`: the check of the blocks it gave, as a driver makes it.
     pub(super) fn lab_verify(
         &mut self,
         host: HostId,
         (torrent, piece): (TorrentId, u32),
-        expected: &[u8],
+        expected: &PieceHash,
         blocks: &[Bytes],
     ) {
-        let mut h = Sha1::new();
-        for b in blocks {
-            h.update(b);
-        }
-        let ok = h.finalize()[..] == expected[..];
+        let ok = verify_piece(blocks, expected);
         if ok {
             self.hosts[host].have.set(piece);
         }
