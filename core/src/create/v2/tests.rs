@@ -63,7 +63,7 @@ fn one_block_file_exact_bytes() {
     let data = bytes(1, 1000);
     let plan = V2Plan::new(Content::SingleFile { length: 1000 }, Some(16384), false).unwrap();
     assert_eq!(plan.piece_count(), 1);
-    let torrent = make(&plan, &[data.clone()], &options("f"));
+    let torrent = make(&plan, std::slice::from_ref(&data), &options("f"));
     let mut want = b"d4:infod9:file treed1:fd0:d6:lengthi1000e11:pieces root32:".to_vec();
     want.extend_from_slice(&sha256(&data));
     want.extend_from_slice(b"eee12:meta versioni2e4:name1:f12:piece lengthi16384ee");
@@ -92,7 +92,7 @@ fn three_block_file_exact_piece_layer() {
     .unwrap();
     assert_eq!(plan.piece_count(), 3);
     assert_eq!(plan.piece_len(2), 5);
-    let torrent = make(&plan, &[data.clone()], &options("f"));
+    let torrent = make(&plan, std::slice::from_ref(&data), &options("f"));
     let l: Vec<[u8; 32]> = data.chunks(K16).map(sha256).collect();
     let root = sha256_pair(&sha256_pair(&l[0], &l[1]), &sha256_pair(&l[2], &[0; 32]));
     let mut want = b"d4:infod9:file treed1:fd0:d6:lengthi32773e11:pieces root32:".to_vec();
@@ -117,7 +117,7 @@ fn three_block_file_exact_piece_layer() {
         false,
     )
     .unwrap();
-    let torrent = make(&plan, &[data.clone()], &options("f"));
+    let torrent = make(&plan, std::slice::from_ref(&data), &options("f"));
     let layer = [sha256_pair(&l[0], &l[1]), sha256_pair(&l[2], &[0; 32])];
     let m = Metainfo::from_bytes(&torrent).unwrap();
     let v2 = m.v2.unwrap();
@@ -306,14 +306,15 @@ fn a_directory_of_one_file_and_hybrid_single_file() {
         true,
     )
     .unwrap();
-    let m = Metainfo::from_bytes(&make(&plan, &[data.clone()], &options("d"))).unwrap();
+    let m = Metainfo::from_bytes(&make(&plan, std::slice::from_ref(&data), &options("d"))).unwrap();
     assert!(m.info.multi_file);
     assert_eq!(m.info.files.len(), 2);
     assert!(m.info.files[1].padding);
     assert_eq!(m.v2.unwrap().files[0].path, ["only"]);
     // A single file: `length`, no padding, the last v1 piece short.
     let plan = V2Plan::new(Content::SingleFile { length: 50_000 }, Some(16384), true).unwrap();
-    let m = Metainfo::from_bytes(&make(&plan, &[data.clone()], &options("one"))).unwrap();
+    let m =
+        Metainfo::from_bytes(&make(&plan, std::slice::from_ref(&data), &options("one"))).unwrap();
     assert!(!m.info.multi_file);
     assert!(m.is_hybrid());
     let want: Vec<[u8; 20]> = data.chunks(K16).map(sha1).collect();
