@@ -7,6 +7,11 @@
 //! the order of `unchoke_core::create::sort_files` (bytewise on the `/`-joined path, as
 //! mktorrent does), then hashed on all cores: each worker takes the next piece number and
 //! reads that piece's spans with positional reads (a piece may span files).
+//!
+//! With `--v2` or `--hybrid` (BEP 52) the files are put in `file tree` order instead
+//! (`unchoke_core::create::V2Plan`) and a piece never spans files: each worker takes the
+//! next piece, a run of one file, and one read gives its SHA-256 merkle root (and, for a
+//! hybrid, the SHA-1 of the same bytes padded to a whole piece).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, IsTerminal, Write};
@@ -18,8 +23,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use unchoke_core::create::{
-    Content, CreateOptions, InputFile, MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, TorrentPlan,
+    Content, CreateOptions, InputFile, MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, PieceHashes,
+    TorrentPlan, V2Plan,
 };
+use unchoke_core::layout::FileSpan;
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::{DEFAULT_MAX_FILES, Metainfo, check_component};
 
@@ -46,7 +53,7 @@ pub(crate) struct CreateArgs {
     web_seeds: Vec<String>,
 
     /// Piece length in bytes (suffixes K, M accepted: 64K, 1M): a power of two from 16 KiB
-    /// to 64 MiB. Default: the smallest power of two from 16 KiB to 16 MiB that gives at
+    /// to 64 MiB (v1 and v2 alike; BEP 52 requires the power of two). Default: the smallest power of two from 16 KiB to 16 MiB that gives at
     /// most 2000 pieces (16 MiB for content over 31.25 GiB).
     #[arg(long, value_name = "BYTES", value_parser = parse_piece_length)]
     piece_length: Option<u32>,
@@ -74,6 +81,19 @@ pub(crate) struct CreateArgs {
     /// No progress output (the result is still printed).
     #[arg(short, long)]
     quiet: bool,
+
+    /// Make a BitTorrent v2-only torrent (BEP 52): each file hashed on its own into a
+    /// SHA-256 merkle tree. Only v2-capable clients (libtorrent 2.0 and those built on it,
+    /// such as qBittorrent 4.4+) can use it; `unchoke download` cannot download one yet.
+    #[arg(long, conflicts_with = "hybrid")]
+    v2: bool,
+
+    /// Make a hybrid torrent: v1 and v2 (BEP 52) in one, usable by every client. Each file
+    /// is padded to a piece boundary with a padding file (BEP 47, `.pad/<n>`), which clients
+    /// that predate BEP 47 write to disk. v1 stays the default: every client reads it, it
+    /// needs no padding files, and its info-hash is the one mktorrent gives the same files.
+    #[arg(long)]
+    hybrid: bool,
 
     /// Hashing threads. Default: one per core.
     #[arg(long, value_name = "N")]
@@ -151,18 +171,51 @@ pub(crate) fn run(args: &CreateArgs) -> Result<(), String> {
     } else {
         return Err(format!("{shown}: not a regular file or a directory"));
     };
-    let plan = TorrentPlan::new(content, args.piece_length).map_err(|e| format!("{shown}: {e}"))?;
+    let plan = if args.v2 || args.hybrid {
+        Plan::V2(
+            V2Plan::new(content, args.piece_length, args.hybrid)
+                .map_err(|e| format!("{shown}: {e}"))?,
+        )
+    } else {
+        Plan::V1(TorrentPlan::new(content, args.piece_length).map_err(|e| format!("{shown}: {e}"))?)
+    };
+    let (total_length, piece_count, piece_length) = plan.geometry();
 
     let threads = args
         .threads
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get)
-        .min(plan.piece_count() as usize)
+        .min(piece_count as usize)
         .max(1);
-    let progress = Progress::new(args.quiet, plan.total_length(), &plan, threads);
-    let hashes = hash_pieces(&plan, &args.path, threads, &progress);
-    progress.finish(hashes.is_ok());
-    let hashes = hashes?;
+    let progress = Progress::new(args.quiet, total_length, piece_count, piece_length, threads);
+    let result = match &plan {
+        Plan::V1(plan) => hash_pieces(
+            plan.files(),
+            &args.path,
+            piece_count,
+            threads,
+            &progress,
+            |r, buf, piece| {
+                plan.hash_piece(piece, buf, |span, dst| r.read(span, dst))
+                    .map(|hash| (hash, plan.piece_len(piece)))
+            },
+        )
+        .map(Hashes::V1),
+        Plan::V2(plan) => hash_pieces(
+            plan.files(),
+            &args.path,
+            piece_count,
+            threads,
+            &progress,
+            |r, buf, piece| {
+                plan.hash_piece(piece, buf, |span, dst| r.read(span, dst))
+                    .map(|hash| (hash, plan.piece_len(piece)))
+            },
+        )
+        .map(Hashes::V2),
+    };
+    progress.finish(result.is_ok());
+    let hashes = result?;
 
     let options = CreateOptions {
         trackers: args
@@ -174,23 +227,44 @@ pub(crate) fn run(args: &CreateArgs) -> Result<(), String> {
         comment: args.comment.clone(),
         creation_date: if args.no_date { None } else { now_unix() },
         url_list: args.web_seeds.clone(),
-        piece_length: Some(plan.piece_length()),
+        piece_length: Some(piece_length),
         ..CreateOptions::new(name)
     };
-    let bytes = plan.finish(&hashes, &options).map_err(|e| e.to_string())?;
+    let bytes = match (&plan, &hashes) {
+        (Plan::V1(plan), Hashes::V1(hashes)) => plan.finish(hashes, &options),
+        (Plan::V2(plan), Hashes::V2(hashes)) => plan.finish(hashes, &options),
+        _ => return Err("internal error: hashes of the wrong kind".to_owned()),
+    }
+    .map_err(|e| e.to_string())?;
     // Parse what we made, as any client will: this catches a name or path that loading
     // would refuse, before anything is written.
     let metainfo = Metainfo::from_bytes(&bytes)
         .map_err(|e| format!("the torrent made would not load: {e}"))?;
     write_output(&args.output, &bytes, args.force).map_err(|e| format!("{out_shown}: {e}"))?;
+    // A v2-only torrent has no v1 info-hash (its truncated v2 hash only names it on the
+    // wire), so only the v2 one is shown; a hybrid has both.
+    let (kind, hashes_shown) = match &metainfo.v2 {
+        None => ("", format!("info-hash: {}\n", metainfo.info_hash.to_hex())),
+        Some(v2) if metainfo.is_hybrid() => (
+            " (hybrid v1 + v2)",
+            format!(
+                "info-hash: {}\ninfo-hash v2: {}\n",
+                metainfo.info_hash.to_hex(),
+                v2.info_hash.to_hex()
+            ),
+        ),
+        Some(v2) => (
+            " (v2)",
+            format!("info-hash v2: {}\n", v2.info_hash.to_hex()),
+        ),
+    };
     print(&format!(
-        "wrote {}: {} in {} piece{} of {}\ninfo-hash: {}\nmagnet: {}\n",
+        "wrote {}{kind}: {} in {} piece{} of {}\n{hashes_shown}magnet: {}\n",
         printable(&out_shown.to_string()),
-        human::size(plan.total_length()),
-        plan.piece_count(),
-        if plan.piece_count() == 1 { "" } else { "s" },
-        human::size(u64::from(plan.piece_length())),
-        metainfo.info_hash.to_hex(),
+        human::size(total_length),
+        piece_count,
+        if piece_count == 1 { "" } else { "s" },
+        human::size(u64::from(piece_length)),
         Magnet::from_metainfo(&metainfo).to_uri(),
     ))
 }
@@ -252,43 +326,66 @@ fn walk(
     Ok(())
 }
 
-/// Hashes every piece on `threads` workers. Each worker takes the next piece number from a
-/// shared counter, so pieces are read roughly in order overall and no worker idles while
-/// another has a backlog.
-fn hash_pieces(
-    plan: &TorrentPlan,
+/// The torrent being made: v1 (pieces across files) or v2/hybrid (pieces within a file).
+enum Plan {
+    V1(TorrentPlan),
+    V2(V2Plan),
+}
+
+impl Plan {
+    /// Total content bytes, piece count and piece length.
+    fn geometry(&self) -> (u64, u32, u32) {
+        match self {
+            Plan::V1(p) => (p.total_length(), p.piece_count(), p.piece_length()),
+            Plan::V2(p) => (p.total_length(), p.piece_count(), p.piece_length()),
+        }
+    }
+}
+
+/// Every piece's hashes, in piece order, of the plan's kind.
+enum Hashes {
+    V1(Vec<[u8; 20]>),
+    V2(Vec<PieceHashes>),
+}
+
+/// Hashes pieces `0..count` on `threads` workers with `hash(reader, buf, piece)`, which
+/// returns the piece's hash and its length (for the progress). Each worker takes the next
+/// piece number from a shared counter, so pieces are read roughly in order overall and no
+/// worker idles while another has a backlog.
+fn hash_pieces<T: Send>(
+    files: &[InputFile],
     root: &Path,
+    count: u32,
     threads: usize,
     progress: &Progress,
-) -> Result<Vec<[u8; 20]>, String> {
-    let paths: Vec<PathBuf> = plan
-        .files()
+    hash: impl Fn(&mut Reader<'_>, &mut Vec<u8>, u32) -> Result<(T, u32), String> + Sync,
+) -> Result<Vec<T>, String> {
+    let paths: Vec<PathBuf> = files
         .iter()
         .map(|f| f.path.iter().fold(root.to_path_buf(), |p, c| p.join(c)))
         .collect();
     let next = AtomicU32::new(0);
     let stop = AtomicBool::new(false);
     let error: Mutex<Option<String>> = Mutex::new(None);
-    let results: Vec<Vec<(u32, [u8; 20])>> = std::thread::scope(|scope| {
+    let results: Vec<Vec<(u32, T)>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut ctx = Worker {
-                        plan,
+                    let mut reader = Reader {
                         paths: &paths,
                         open: None,
-                        buf: Vec::new(),
                     };
+                    let mut buf = Vec::new();
                     let mut done = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         let piece = next.fetch_add(1, Ordering::Relaxed);
-                        if piece >= plan.piece_count() {
+                        if piece >= count {
                             break;
                         }
-                        match ctx.hash(piece) {
-                            Ok(hash) => {
+                        match hash(&mut reader, &mut buf, piece) {
+                            Ok((hash, len)) => {
                                 done.push((piece, hash));
-                                progress.add(u64::from(plan.piece_len(piece)));
+                                progress.add(u64::from(len));
                             }
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -315,7 +412,7 @@ fn hash_pieces(
     if let Some(e) = error.into_inner().ok().flatten() {
         return Err(e);
     }
-    let mut hashes = vec![None; plan.piece_count() as usize];
+    let mut hashes: Vec<Option<T>> = (0..count).map(|_| None).collect();
     for (piece, hash) in results.into_iter().flatten() {
         if let Some(slot) = hashes.get_mut(piece as usize) {
             *slot = Some(hash);
@@ -329,44 +426,37 @@ fn hash_pieces(
         .ok_or_else(|| "a hashing thread failed unexpectedly".to_owned())
 }
 
-/// One hashing thread's state: the file it has open and its piece buffer.
-struct Worker<'a> {
-    plan: &'a TorrentPlan,
+/// One hashing thread's reader: the file it has open.
+struct Reader<'a> {
     paths: &'a [PathBuf],
     open: Option<(usize, File)>,
-    buf: Vec<u8>,
 }
 
-impl Worker<'_> {
-    fn hash(&mut self, piece: u32) -> Result<[u8; 20], String> {
-        let Worker {
-            plan,
-            paths,
-            open,
-            buf,
-        } = self;
-        plan.hash_piece(piece, buf, |span, dst| {
-            let path = paths
-                .get(span.file)
-                .map_or(Path::new("?"), PathBuf::as_path);
-            // Keep the last file open: consecutive spans are mostly in the same file.
-            let file = match open.take() {
-                Some((index, file)) if index == span.file => file,
-                _ => File::open(path)
-                    .map_err(|e| format!("{}: cannot open it: {e}", path.display()))?,
-            };
-            let read = file.read_exact_at(dst, span.file_offset);
-            *open = Some((span.file, file));
-            read.map_err(|e| {
-                if e.kind() == ErrorKind::UnexpectedEof {
-                    format!(
-                        "{}: the file got shorter while it was being hashed",
-                        path.display()
-                    )
-                } else {
-                    format!("{}: cannot read it: {e}", path.display())
-                }
-            })
+impl Reader<'_> {
+    /// Fills `dst` from the span's file at its offset.
+    fn read(&mut self, span: &FileSpan, dst: &mut [u8]) -> Result<(), String> {
+        let path = self
+            .paths
+            .get(span.file)
+            .map_or(Path::new("?"), PathBuf::as_path);
+        // Keep the last file open: consecutive spans are mostly in the same file.
+        let file = match self.open.take() {
+            Some((index, file)) if index == span.file => file,
+            _ => {
+                File::open(path).map_err(|e| format!("{}: cannot open it: {e}", path.display()))?
+            }
+        };
+        let read = file.read_exact_at(dst, span.file_offset);
+        self.open = Some((span.file, file));
+        read.map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                format!(
+                    "{}: the file got shorter while it was being hashed",
+                    path.display()
+                )
+            } else {
+                format!("{}: cannot read it: {e}", path.display())
+            }
         })
     }
 }
@@ -381,7 +471,13 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(quiet: bool, total: u64, plan: &TorrentPlan, threads: usize) -> Progress {
+    fn new(
+        quiet: bool,
+        total: u64,
+        piece_count: u32,
+        piece_length: u32,
+        threads: usize,
+    ) -> Progress {
         let terminal = std::io::stderr().is_terminal();
         let bar = (!quiet && terminal).then(|| {
             let bar = indicatif::ProgressBar::new(total);
@@ -397,9 +493,9 @@ impl Progress {
             eprintln!(
                 "hashing {} in {} piece{} of {} on {threads} thread{}",
                 human::size(total),
-                plan.piece_count(),
-                if plan.piece_count() == 1 { "" } else { "s" },
-                human::size(u64::from(plan.piece_length())),
+                piece_count,
+                if piece_count == 1 { "" } else { "s" },
+                human::size(u64::from(piece_length)),
                 if threads == 1 { "" } else { "s" }
             );
         }

@@ -17,7 +17,10 @@
 //! first tracker), `announce-list` (only with more than one tracker), `comment`,
 //! `created by`, `creation date` and `url-list`, each only when given.
 //!
-//! Not done: padding files (BEP 47), v2/hybrid torrents (BEP 52), symlink entries, `source`.
+//! v2-only and hybrid torrents (BEP 52, with BEP 47 padding files) are made by [`V2Plan`]
+//! in [`v2`], in the same three steps.
+//!
+//! Not done: symlink entries, `source`, the executable and hidden attributes.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +29,10 @@ use sha1::Digest;
 use crate::bencode::{self, Dict, List, Value};
 use crate::layout::{BLOCK_SIZE, FileSpan, Layout, LayoutError};
 use crate::metainfo::{ComponentError, check_component};
+
+pub mod v2;
+
+pub use v2::{PieceHashes, V2Plan};
 
 /// The `created by` value unchoke writes: `unchoke/<version>`.
 pub const CREATED_BY: &str = concat!("unchoke/", env!("CARGO_PKG_VERSION"));
@@ -143,7 +150,14 @@ pub enum CreateError {
     /// The storage layout refused the files (e.g. more than `u32::MAX` pieces).
     #[error("layout: {0}")]
     Layout(#[from] LayoutError),
-    /// [`TorrentPlan::finish`] got the wrong number of piece hashes.
+    /// A hybrid torrent's file whose path is that of a BEP 47 padding file (`.pad/<n>`):
+    /// clients would take it for padding and never write it.
+    #[error(
+        "{0:?} is where a hybrid torrent's padding files go (.pad/<length>); rename it or \
+         make a v1 or v2-only torrent"
+    )]
+    PadPathTaken(String),
+    /// [`TorrentPlan::finish`] or [`V2Plan::finish`] got the wrong number of piece hashes.
     #[error("expected {expected} piece hashes, got {got}")]
     WrongHashCount {
         /// The plan's piece count.
@@ -355,51 +369,65 @@ impl TorrentPlan {
             info.insert(b"private", Value::Int(1));
         }
 
-        let tiers: Vec<Vec<&str>> = options
-            .trackers
+        Ok(write_torrent(info, Vec::new(), options))
+    }
+}
+
+/// Writes the whole torrent: `info`, the top-level entries `top` (v2's `piece layers`) and
+/// the outer keys `options` asks for, each only when given. Shared by v1 and v2 so both
+/// kinds carry trackers, comments and web seeds the same way.
+fn write_torrent<'a>(
+    info: Dict<'a>,
+    top: Vec<(&'a [u8], Value<'a>)>,
+    options: &'a CreateOptions,
+) -> Vec<u8> {
+    let tiers: Vec<Vec<&str>> = options
+        .trackers
+        .iter()
+        .map(|tier| {
+            tier.iter()
+                .map(String::as_str)
+                .filter(|u| !u.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .filter(|tier| !tier.is_empty())
+        .collect();
+    let mut outer = Dict::new(vec![(&b"info"[..], Value::Dict(info))]);
+    for (key, value) in top {
+        outer.insert(key, value);
+    }
+    if let Some(first) = tiers.first().and_then(|t| t.first()) {
+        outer.insert(b"announce", Value::Bytes(first.as_bytes()));
+    }
+    if tiers.iter().map(Vec::len).sum::<usize>() > 1 {
+        let list = tiers
             .iter()
             .map(|tier| {
-                tier.iter()
-                    .map(String::as_str)
-                    .filter(|u| !u.is_empty())
-                    .collect::<Vec<_>>()
+                Value::List(List::new(
+                    tier.iter().map(|u| Value::Bytes(u.as_bytes())).collect(),
+                ))
             })
-            .filter(|tier| !tier.is_empty())
             .collect();
-        let mut outer = Dict::new(vec![(&b"info"[..], Value::Dict(info))]);
-        if let Some(first) = tiers.first().and_then(|t| t.first()) {
-            outer.insert(b"announce", Value::Bytes(first.as_bytes()));
-        }
-        if tiers.iter().map(Vec::len).sum::<usize>() > 1 {
-            let list = tiers
-                .iter()
-                .map(|tier| {
-                    Value::List(List::new(
-                        tier.iter().map(|u| Value::Bytes(u.as_bytes())).collect(),
-                    ))
-                })
-                .collect();
-            outer.insert(b"announce-list", Value::List(List::new(list)));
-        }
-        if let Some(comment) = &options.comment {
-            outer.insert(b"comment", Value::Bytes(comment.as_bytes()));
-        }
-        if let Some(created_by) = &options.created_by {
-            outer.insert(b"created by", Value::Bytes(created_by.as_bytes()));
-        }
-        if let Some(date) = options.creation_date {
-            outer.insert(b"creation date", Value::Int(date));
-        }
-        if !options.url_list.is_empty() {
-            let urls = options
-                .url_list
-                .iter()
-                .map(|u| Value::Bytes(u.as_bytes()))
-                .collect();
-            outer.insert(b"url-list", Value::List(List::new(urls)));
-        }
-        Ok(bencode::encode(&Value::Dict(outer)))
+        outer.insert(b"announce-list", Value::List(List::new(list)));
     }
+    if let Some(comment) = &options.comment {
+        outer.insert(b"comment", Value::Bytes(comment.as_bytes()));
+    }
+    if let Some(created_by) = &options.created_by {
+        outer.insert(b"created by", Value::Bytes(created_by.as_bytes()));
+    }
+    if let Some(date) = options.creation_date {
+        outer.insert(b"creation date", Value::Int(date));
+    }
+    if !options.url_list.is_empty() {
+        let urls = options
+            .url_list
+            .iter()
+            .map(|u| Value::Bytes(u.as_bytes()))
+            .collect();
+        outer.insert(b"url-list", Value::List(List::new(urls)));
+    }
+    bencode::encode(&Value::Dict(outer))
 }
 
 /// Checks every component, duplicates, and paths that are both a file and a directory.

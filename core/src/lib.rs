@@ -264,7 +264,7 @@
 //! - [`metainfo`]: `.torrent` files — v1, v2 and hybrid (BEP 52: file tree, piece layers
 //!   checked against their merkle roots with [`metainfo::merkle`]) — validated and with
 //!   sanitised paths; [`magnet`]: magnet links (`btih` and `btmh`); [`create`]: torrent
-//!   creation (pure).
+//!   creation (pure): v1, and v2-only or hybrid ([`create::V2Plan`]).
 //! - [`layout`]: piece ↔ file-span layout math (also reachable as `storage`, its former
 //!   name). File IO lives in the `unchoke-storage` crate.
 //! - [`resume`]: resume data (verified pieces and file states), encoded as bencode.

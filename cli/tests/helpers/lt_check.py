@@ -3,8 +3,9 @@
 
 Usage: lt_check.py TORRENT SAVE_PATH [TIMEOUT_SECONDS]
 
-Prints one line "name=<name> files=<n> pieces=<n> progress=<fraction> state=<state>" and
-exits 0 only when libtorrent finds every piece valid (progress 1.0 / seeding). The session
+Prints one line "name=<name> files=<n> pieces=<n> progress=<fraction> state=<state>
+have=<n> v1=<40 hex|none> v2=<64 hex|none>" (v1 and v2: libtorrent's info-hashes) and exits 0
+only when libtorrent finds every piece valid (progress 1.0 / seeding). The session
 never talks to the network: DHT, local discovery, UPnP and NAT-PMP are off, it listens on
 127.0.0.1 only, and the torrents it is given have no trackers.
 """
@@ -52,9 +53,11 @@ def main():
                 break
         time.sleep(0.05)
 
-    print("name=%s files=%d pieces=%d progress=%.4f state=%s have=%d" % (
+    hashes = info.info_hashes()
+    print("name=%s files=%d pieces=%d progress=%.4f state=%s have=%d v1=%s v2=%s" % (
         info.name(), info.num_files(), info.num_pieces(), status.progress, status.state,
-        status.num_pieces))
+        status.num_pieces, hashes.v1 if hashes.has_v1() else "none",
+        hashes.v2 if hashes.has_v2() else "none"))
     complete = status.num_pieces == info.num_pieces() and status.progress >= 1.0
     sys.exit(0 if complete else 1)
 
