@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use unchoke_core::create::{
-    Content, CreateOptions, InputFile, MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, PieceHashes,
+    Content, CreateOptions, InputFile, MAX_PIECE_LENGTH, MIN_PIECE_LENGTH, PieceDigests,
     TorrentPlan, V2Plan,
 };
 use unchoke_core::layout::FileSpan;
@@ -345,7 +345,7 @@ impl Plan {
 /// Every piece's hashes, in piece order, of the plan's kind.
 enum Hashes {
     V1(Vec<[u8; 20]>),
-    V2(Vec<PieceHashes>),
+    V2(Vec<PieceDigests>),
 }
 
 /// Hashes pieces `0..count` on `threads` workers with `hash(reader, buf, piece)`, which

@@ -12,7 +12,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::process::JsonProcess;
 use common::runtime::Runtime;
@@ -248,7 +247,7 @@ fn a_hybrid_piece_that_matches_only_one_of_its_hashes_is_refused_and_the_peer_ba
     // (part "v2"): either way one of a piece's two hashes fails.
     for (n, part) in ["v1", "v2"].into_iter().enumerate() {
         let (torrent, info_hash) = mixed_hybrid(dir.path(), &file, &poisoned, part);
-        let (mut liar, liar_addr) = poisoner(&info_hash, &file, &rt.ip(60 + n as u8));
+        let (liar, liar_addr) = poisoner(&info_hash, &file, &rt.ip(60 + n as u8));
         let save = dir.path().join(format!("save-{part}"));
         let mut leech = unchoke_download(
             rt,

@@ -32,7 +32,7 @@ use crate::metainfo::{ComponentError, check_component};
 
 pub mod v2;
 
-pub use v2::{PieceHashes, V2Plan};
+pub use v2::{PieceDigests, V2Plan};
 
 /// The `created by` value unchoke writes: `unchoke/<version>`.
 pub const CREATED_BY: &str = concat!("unchoke/", env!("CARGO_PKG_VERSION"));

@@ -45,9 +45,10 @@ use crate::metainfo::merkle::{self, Hash32};
 /// The directory BEP 47 padding files are put in (libtorrent's convention: `.pad/<length>`).
 pub const PAD_DIR: &str = ".pad";
 
-/// The hashes of one v2 piece.
+/// The hashes of one v2 piece as it is created (not to be confused with
+/// [`crate::piece_hashes::PieceHashes`], what a torrent's pieces are checked against).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PieceHashes {
+pub struct PieceDigests {
     /// The merkle root of the piece's 16 KiB blocks: its entry in the file's piece layer.
     pub v2: Hash32,
     /// For a hybrid torrent, the SHA-1 of the v1 piece (the same bytes, followed by the
@@ -226,7 +227,7 @@ impl V2Plan {
         piece: u32,
         buf: &mut Vec<u8>,
         mut read: impl FnMut(&FileSpan, &mut [u8]) -> Result<(), E>,
-    ) -> Result<PieceHashes, E> {
+    ) -> Result<PieceDigests, E> {
         buf.clear();
         let mut leaves = 1;
         if let Some(span) = self.piece_span(piece) {
@@ -253,14 +254,14 @@ impl V2Plan {
             }
             h.finalize().into()
         });
-        Ok(PieceHashes { v2, v1 })
+        Ok(PieceDigests { v2, v1 })
     }
 
     /// Writes the bencoded torrent from the piece hashes (in piece order) and `options`
     /// (its `piece_length` is ignored: the plan's is used).
     pub fn finish(
         &self,
-        hashes: &[PieceHashes],
+        hashes: &[PieceDigests],
         options: &CreateOptions,
     ) -> Result<Vec<u8>, CreateError> {
         let count = self.piece_count();

@@ -28,6 +28,7 @@
 use std::collections::BTreeSet;
 
 use super::{Action, Direction, DisconnectReason, Event, Session, TorrentId};
+use crate::info_hash::InfoHash;
 use crate::time::Instant;
 
 /// Why a lifecycle command was refused.
@@ -139,8 +140,17 @@ impl Session {
         for _ in 0..t.writes_pending() {
             self.writes.write_done();
         }
-        self.by_hash.remove(&t.info_hash);
-        self.served.remove(&t.info_hash.0);
+        // Every name it went by: its info-hash and, for a hybrid, its v2 alias.
+        let names: Vec<InfoHash> = self
+            .by_hash
+            .iter()
+            .filter(|&(_, &id)| id == torrent)
+            .map(|(hash, _)| *hash)
+            .collect();
+        for name in names {
+            self.by_hash.remove(&name);
+            self.served.remove(&name.0);
+        }
         self.resumes.forget(torrent);
         self.stalls.remove(&torrent);
         self.life.paused.remove(&torrent);

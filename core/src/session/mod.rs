@@ -209,6 +209,8 @@ pub struct Session {
     torrents: BTreeMap<TorrentId, Torrent>,
     /// The id the next added torrent gets.
     next_torrent: u32,
+    /// Torrents by the info-hashes peers know them by: one per torrent, two for a hybrid
+    /// (its v1 hash and its truncated v2 hash).
     by_hash: BTreeMap<InfoHash, TorrentId>,
     handshaking: BTreeMap<ConnId, Handshaking>,
     routes: BTreeMap<ConnId, TorrentId>,
@@ -346,6 +348,17 @@ impl Session {
         self.torrents.insert(id, torrent);
         self.by_hash.insert(metainfo.info_hash, id);
         self.served.insert(metainfo.info_hash.0);
+        // A hybrid is one swarm under two names (BEP 52): a peer that knows it by its v2
+        // hash handshakes with the truncated SHA-256, and is answered with it (the reply
+        // echoes the peer's hash). Unless another torrent already goes by that name.
+        if metainfo.is_hybrid() {
+            if let Some(alias) = metainfo.v2.as_ref().map(|v2| v2.info_hash.truncated()) {
+                if !self.by_hash.contains_key(&alias) {
+                    self.by_hash.insert(alias, id);
+                    self.served.insert(alias.0);
+                }
+            }
+        }
         self.install_trackers(id, metainfo_tiers(metainfo), now);
         self.dht_track(id, now);
         self.lsd_track(id, now);

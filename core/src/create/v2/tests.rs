@@ -43,7 +43,7 @@ fn options(name: &str) -> CreateOptions {
 /// entry per file of `plan.files()`, and writes the torrent.
 fn make(plan: &V2Plan, data: &[Vec<u8>], options: &CreateOptions) -> Vec<u8> {
     let mut buf = Vec::new();
-    let mut hashes = vec![PieceHashes::default(); plan.piece_count() as usize];
+    let mut hashes = vec![PieceDigests::default(); plan.piece_count() as usize];
     for piece in (0..plan.piece_count()).rev() {
         hashes[piece as usize] = plan
             .hash_piece(piece, &mut buf, |span, dst| {
@@ -384,14 +384,14 @@ fn refusals() {
     assert!(V2Plan::new(dir(vec![file(".pad/notes", 1)]), None, true).is_ok());
     let plan = V2Plan::new(dir(vec![file("a", 40_000)]), Some(16384), false).unwrap();
     assert_eq!(
-        plan.finish(&[PieceHashes::default(); 2], &options("x")),
+        plan.finish(&[PieceDigests::default(); 2], &options("x")),
         Err(CreateError::WrongHashCount {
             expected: 3,
             got: 2
         })
     );
     assert!(matches!(
-        plan.finish(&[PieceHashes::default(); 3], &options("..")),
+        plan.finish(&[PieceDigests::default(); 3], &options("..")),
         Err(CreateError::BadPath { .. })
     ));
 }
