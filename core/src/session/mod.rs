@@ -353,8 +353,8 @@ impl Session {
         // echoes the peer's hash). Unless another torrent already goes by that name.
         if metainfo.is_hybrid() {
             if let Some(alias) = metainfo.v2.as_ref().map(|v2| v2.info_hash.truncated()) {
-                if !self.by_hash.contains_key(&alias) {
-                    self.by_hash.insert(alias, id);
+                if let std::collections::btree_map::Entry::Vacant(e) = self.by_hash.entry(alias) {
+                    e.insert(id);
                     self.served.insert(alias.0);
                 }
             }
