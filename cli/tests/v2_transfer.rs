@@ -204,7 +204,7 @@ fn a_peer_corrupting_v2_pieces_is_banned_and_the_download_completes_from_an_hone
         done["hash_failures"].as_u64().unwrap_or(0) > 0,
         "the corrupt pieces failed their v2 check: {done}"
     );
-    assert_eq!(bans, [liar_addr.clone()], "{}", leech.dump());
+    assert_eq!(bans, std::slice::from_ref(&liar_addr), "{}", leech.dump());
     liar.signal("TERM");
     seed.signal("TERM");
     seed.wait_exit(TRANSFER_WAIT);
