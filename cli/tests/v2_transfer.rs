@@ -75,6 +75,7 @@ fn cases(root: &Path) -> Vec<(PathBuf, u32, &'static str)> {
 per_runtime!(
     libtorrent_seeds_v2_only_and_unchoke_downloads_it,
     unchoke_seeds_v2_only_and_libtorrent_downloads_it,
+    libtorrent_fetches_a_v2_magnet_link_from_unchoke,
 );
 
 fn libtorrent_seeds_v2_only_and_unchoke_downloads_it(rt: Runtime) {
@@ -137,6 +138,43 @@ fn unchoke_seeds_v2_only_and_libtorrent_downloads_it(rt: Runtime) {
         seed.signal("TERM");
         seed.wait_exit(TRANSFER_WAIT);
     }
+}
+
+/// libtorrent given only `magnet:?xt=urn:btmh:…` and unchoke's address: it takes the info
+/// dictionary (BEP 9, checked against the SHA-256) and every multi-piece file's piece
+/// layer (BEP 52 `hash request`s, answered from our metadata) from unchoke, then the data.
+fn libtorrent_fetches_a_v2_magnet_link_from_unchoke(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (multi, _) = make_content(dir.path());
+    let torrent = dir.path().join("multi.torrent");
+    let (_, v2) = lt_make_v2("v2", &multi, &torrent, 16_384);
+    let (mut seed, seed_addr) =
+        unchoke_seed(rt, &torrent, multi.parent().unwrap(), &rt.ip(45), &[]);
+    let save = dir.path().join("lt-magnet");
+    std::fs::create_dir_all(&save).unwrap();
+    let magnet = format!("magnet:?xt=urn:btmh:1220{v2}&dn=multi");
+    let mut leech = lt_leech(Path::new(&magnet), &save, &rt.ip(46), &seed_addr);
+    leech.wait_event("metadata", TRANSFER_WAIT);
+    let finished = leech.try_wait_event("finished", TRANSFER_WAIT);
+    assert!(
+        finished.is_some(),
+        "libtorrent did not finish the v2 magnet\n{}\n{}",
+        leech.dump(),
+        seed.dump()
+    );
+    let status = leech.last("status").cloned().unwrap_or_default();
+    assert_eq!(status["hash_failures"], 0, "{status}");
+    leech.wait_exit(TRANSFER_WAIT);
+    assert_same_tree(&multi, &save);
+    seed.signal("TERM");
+    seed.wait_exit(TRANSFER_WAIT);
+    // The layers came from us: libtorrent asked for them and got them.
+    let last = seed.last("stopped").cloned().unwrap_or_default();
+    assert!(
+        last["hash_requests_answered"].as_u64().unwrap_or(0) > 0,
+        "{last}\n{}",
+        seed.dump()
+    );
 }
 
 /// The piece length of the single-file torrents below: the file is exactly 8 pieces, so

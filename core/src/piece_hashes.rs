@@ -15,6 +15,7 @@
 use crate::embed::piece_sha1;
 use crate::metainfo::Metainfo;
 use crate::metainfo::merkle::{self, Hash32};
+use crate::wire::HashRequest;
 use sha2::{Digest, Sha256};
 
 /// What one piece must hash to. [`PieceHash::matches`] checks data against it.
@@ -106,6 +107,8 @@ impl V2PieceHash {
 /// One non-empty file of a v2 or hybrid torrent, placed in the piece numbering.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct V2Run {
+    /// The file's `pieces root`.
+    root: Hash32,
     /// The file's first piece in the torrent.
     first_piece: u32,
     /// The file's length in bytes (not zero).
@@ -203,7 +206,11 @@ impl PieceHashes {
                 {
                     return Err(misplaced);
                 }
+                let Some(root) = file.pieces_root else {
+                    return Err(misplaced);
+                };
                 v2.push(V2Run {
+                    root,
                     first_piece,
                     length: file.length,
                     layer: file.piece_layer.clone(),
@@ -260,6 +267,123 @@ impl PieceHashes {
             leaves: u32::try_from(merkle::leaves_per_piece(self.piece_length, run.length)).ok()?,
             data_len: u32::try_from(data_len).ok()?,
         })
+    }
+}
+
+impl PieceHashes {
+    /// The merkle tree above the piece layer of the file whose `pieces root` is `root`,
+    /// for answering `hash request`s ([`FileTree::answer`]); `None` if no file of more
+    /// than one piece has that root. Costs one SHA-256 per piece: callers keep it.
+    pub fn file_tree(&self, root: &Hash32) -> Option<FileTree> {
+        let run = self.v2.iter().find(|run| run.root == *root)?;
+        FileTree::new(&run.layer, self.piece_length, run.length)
+    }
+
+    /// The files whose piece layers a hash request can ask for: each one's `pieces
+    /// root` and piece count (files of more than one piece).
+    pub fn layered_files(&self) -> impl Iterator<Item = (Hash32, usize)> + '_ {
+        self.v2
+            .iter()
+            .filter(|run| run.layer.len() > 1)
+            .map(|run| (run.root, run.layer.len()))
+    }
+}
+
+/// The most base-layer hashes we send for one `hash request` (BEP 52: requests SHOULD
+/// NOT ask for more than 512).
+pub const MAX_SERVED_HASHES: u32 = 512;
+
+/// One file's merkle tree from its piece layer up to its root, each layer padded to its
+/// full width: what answering `hash request`s needs (we keep no block hashes, so the
+/// leaf layers are not served).
+///
+/// Levels count from the leaves (16 KiB blocks) as BEP 52's `base layer` does: the tree
+/// has `next_power_of_two(blocks)` leaves, its root is at level `top = log2(leaves)`,
+/// and the piece layer is at `log2(piece length / 16 KiB)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileTree {
+    piece_level: u32,
+    top: u32,
+    /// `layers[i]`: the nodes at level `piece_level + i`; the last is `[root]`.
+    layers: Vec<Vec<Hash32>>,
+}
+
+impl FileTree {
+    /// The tree over `layer` (a file of `length` bytes cut into `piece_length` pieces);
+    /// `None` for a file of one piece or less, or a layer that does not fit.
+    fn new(layer: &[Hash32], piece_length: u32, length: u64) -> Option<FileTree> {
+        let block = merkle::BLOCK_SIZE as u64;
+        let leaves = length.div_ceil(block).checked_next_power_of_two()?;
+        let top = leaves.trailing_zeros();
+        let piece_level = (u64::from(piece_length) / block).max(1).trailing_zeros();
+        if piece_level >= top {
+            return None;
+        }
+        let width = usize::try_from(leaves >> piece_level).ok()?;
+        if layer.len() > width || layer.len() < 2 {
+            return None;
+        }
+        let mut current = layer.to_vec();
+        current.resize(width, merkle::zero_subtree_root(piece_level));
+        let mut layers = vec![current];
+        while let Some(below) = layers.last().filter(|l| l.len() > 1) {
+            let above: Vec<Hash32> = below
+                .chunks_exact(2)
+                .map(|pair| merkle::hash_pair(&pair[0], &pair[1]))
+                .collect();
+            layers.push(above);
+        }
+        Some(FileTree {
+            piece_level,
+            top,
+            layers,
+        })
+    }
+
+    /// The file's `pieces root`.
+    pub fn root(&self) -> Hash32 {
+        self.layers
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The answer to `request` (its pieces root must be this file's): the base layer's
+    /// hashes `[index, index + length)`, then one uncle hash per proof layer, starting
+    /// at the level where the requested hashes' own subtree ends — the layout libtorrent
+    /// sends and checks (the uncles below that level are computable from the hashes
+    /// themselves, so BEP 52 omits them). `None` (answer with `hash reject`) for a layer
+    /// below the piece layer, a range outside the layer, fewer than 2 hashes (BEP 52's
+    /// minimum; every layer we serve is at least 2 wide) or more than
+    /// [`MAX_SERVED_HASHES`], or proofs reaching the root.
+    pub fn answer(&self, request: &HashRequest) -> Option<Vec<Hash32>> {
+        let base = request.base_layer;
+        if base < self.piece_level
+            || base >= self.top
+            || request.length < 2
+            || request.length > MAX_SERVED_HASHES
+            || request.proof_layers >= self.top - base
+        {
+            return None;
+        }
+        let layer = self.layers.get((base - self.piece_level) as usize)?;
+        let index = request.index as usize;
+        let end = index.checked_add(request.length as usize)?;
+        let mut out = layer.get(index..end)?.to_vec();
+        // Levels whose uncle lies inside the requested range are skipped: with 2^k
+        // hashes, the first k - 1 proof layers.
+        let first_uncle = request
+            .length
+            .next_power_of_two()
+            .trailing_zeros()
+            .saturating_sub(1);
+        for i in first_uncle..request.proof_layers {
+            let level = (base - self.piece_level + i + 1) as usize;
+            let node = (index >> (i + 1)) ^ 1;
+            out.push(*self.layers.get(level)?.get(node)?);
+        }
+        Some(out)
     }
 }
 
@@ -334,5 +458,95 @@ mod tests {
         assert!(PieceHash::v1(piece_sha1(&[&other[..]])).matches(&[&other[..]]));
         let empty = PieceHash { v1: None, v2: None };
         assert!(!empty.matches(&[&file[..]]));
+    }
+
+    /// A file of ten 16 KiB blocks less 100 bytes in 32 KiB pieces: 5 pieces, 16 leaves,
+    /// so the piece layer (level 1) is 8 wide and the root is at level 4.
+    fn five_piece_file() -> (Vec<u8>, FileTree, Hash32) {
+        let file = data(10 * 16_384 - 100, 5);
+        let layer: Vec<Hash32> = file
+            .chunks(32_768)
+            .map(|p| merkle::piece_root(p, 2).unwrap())
+            .collect();
+        let root = merkle::file_root(&file).unwrap();
+        let tree = FileTree::new(&layer, 32_768, file.len() as u64).unwrap();
+        assert_eq!(tree.root(), root);
+        (file, tree, root)
+    }
+
+    fn request(base_layer: u32, index: u32, length: u32, proof_layers: u32) -> HashRequest {
+        HashRequest {
+            pieces_root: [0; 32],
+            base_layer,
+            index,
+            length,
+            proof_layers,
+        }
+    }
+
+    #[test]
+    fn a_hash_request_for_the_piece_layer_gets_it_padded() {
+        let (file, tree, _) = five_piece_file();
+        let got = tree.answer(&request(1, 0, 8, 0)).unwrap();
+        assert_eq!(got.len(), 8);
+        for (i, piece) in file.chunks(32_768).enumerate() {
+            assert_eq!(got[i], merkle::piece_root(piece, 2).unwrap());
+        }
+        // Beyond the file: the roots of all-zero pieces.
+        assert!(got[5..].iter().all(|h| *h == merkle::zero_subtree_root(1)));
+    }
+
+    #[test]
+    fn proof_hashes_lead_from_the_requested_hashes_to_the_root() {
+        let (_, tree, root) = five_piece_file();
+        for (index, length, proofs) in [
+            (4u32, 2u32, 2u32),
+            (0, 4, 2),
+            (2, 2, 2),
+            (6, 2, 2),
+            (4, 4, 2),
+        ] {
+            let got = tree.answer(&request(1, index, length, proofs)).unwrap();
+            // Up from the requested hashes, then one uncle per level above their subtree.
+            let base = &got[..length as usize];
+            let mut node =
+                merkle::root_of(base, length.next_power_of_two() as usize, [0; 32]).unwrap();
+            let mut at = index / length.next_power_of_two();
+            let uncles = &got[length as usize..];
+            let levels = length.next_power_of_two().trailing_zeros();
+            assert_eq!(
+                uncles.len() as u32,
+                proofs + 1 - levels.max(1),
+                "{index} {length}"
+            );
+            for uncle in uncles {
+                node = if at % 2 == 0 {
+                    merkle::hash_pair(&node, uncle)
+                } else {
+                    merkle::hash_pair(uncle, &node)
+                };
+                at /= 2;
+            }
+            assert_eq!(node, root, "index {index} length {length} proofs {proofs}");
+        }
+    }
+
+    #[test]
+    fn hash_requests_out_of_bounds_are_refused() {
+        let (_, tree, _) = five_piece_file();
+        for r in [
+            request(0, 0, 2, 0), // the leaf layer: not kept
+            request(4, 0, 1, 0), // the root's level
+            request(1, 6, 4, 0), // past the layer's end
+            request(1, 0, 0, 0), // nothing
+            request(1, 2, 1, 2), // one hash: BEP 52 asks for at least two
+            request(1, 0, 8, 3), // proofs up to the root
+            request(1, u32::MAX, 2, 0),
+        ] {
+            assert_eq!(tree.answer(&r), None, "{r:?}");
+        }
+        assert!(tree.answer(&request(1, 0, 8, 2)).is_some());
+        // A file of one piece has no tree to ask about.
+        assert_eq!(FileTree::new(&[[1; 32]], 32_768, 20_000), None);
     }
 }

@@ -45,8 +45,8 @@ pub use error::WireError;
 pub use extension::ExtensionHandshake;
 pub use handshake::{HANDSHAKE_LEN, Handshake, PROTOCOL, Reserved};
 pub use message::{
-    BlockRequest, EXTENDED_HANDSHAKE_ID, MAX_BLOCK_LEN, Message, PIECE_HEADER_LEN,
-    decode_piece_header, encode_piece_header,
+    BlockRequest, EXTENDED_HANDSHAKE_ID, HASH_REQUEST_LEN, HashRequest, MAX_BLOCK_LEN, MAX_HASHES,
+    Message, PIECE_HEADER_LEN, decode_piece_header, encode_piece_header,
 };
 pub use peer_id::PeerId;
 pub use ut_metadata::{

@@ -147,6 +147,9 @@ impl Torrent {
                     _ => {}
                 }
             }
+            Message::HashRequest(request) => self.on_hash_request(conn, request, ctx, now),
+            // We send no hash requests yet: these are unsolicited (see `hash_exchange.rs`).
+            Message::Hashes { .. } | Message::HashReject(_) => {}
         }
     }
 

@@ -29,6 +29,7 @@
 
 mod allowed_fast;
 mod choking;
+mod hash_exchange;
 mod messages;
 mod metadata;
 mod metadata_ready;
@@ -119,6 +120,8 @@ pub struct TorrentStats {
     pub unchoked: usize,
     /// Pieces that failed their hash check.
     pub hash_failures: u64,
+    /// BEP 52 `hash request`s from peers answered with `hashes` (v2 and hybrid torrents).
+    pub hash_requests_answered: u64,
     /// Every wanted piece is verified and stored.
     pub complete: bool,
     /// Endgame mode: every missing block is requested.
@@ -176,6 +179,8 @@ pub(crate) struct Torrent {
     uploaded: u64,
     wasted: u64,
     hash_failures: u64,
+    /// `hash request`s answered with `hashes` (see `hash_exchange.rs`).
+    hash_requests_answered: u64,
     /// The info dictionary's bytes, served to peers (BEP 9). `None` while we lack them and
     /// for private torrents, which BEP 27 keeps off metadata exchange and PEX.
     metadata: Option<Bytes>,
@@ -252,6 +257,7 @@ impl Torrent {
             uploaded: 0,
             wasted: 0,
             hash_failures: 0,
+            hash_requests_answered: 0,
             metadata: None,
             private: false,
             pex_ignored: 0,
@@ -394,6 +400,7 @@ impl Torrent {
                 + self.connecting.len(),
             unchoked: self.peers.values().filter(|p| !p.am_choking).count(),
             hash_failures: self.hash_failures,
+            hash_requests_answered: self.hash_requests_answered,
             complete: content.is_some_and(|c| c.picker.is_complete()),
             endgame: content.is_some_and(|c| c.picker.in_endgame()),
             web_seeds: self.web_seed_stats(),

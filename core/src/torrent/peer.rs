@@ -102,6 +102,8 @@ pub(super) struct Peer {
     pub(super) last_received: Instant,
     pub(super) last_sent: Instant,
     pub(super) last_block: Option<Instant>,
+    /// BEP 52 `hash request`s answered while we choked the peer (see `hash_exchange.rs`).
+    pub(super) hash_answers_choked: u32,
 }
 
 impl Peer {
@@ -178,6 +180,7 @@ impl Peer {
             last_received: now,
             last_sent: now,
             last_block: None,
+            hash_answers_choked: 0,
         }
     }
 

@@ -60,6 +60,9 @@ pub(crate) struct Content {
     pub(super) written: Bitfield,
     /// `TorrentComplete` was emitted and the torrent did not become incomplete since.
     pub(super) completion_announced: bool,
+    /// Merkle trees above the piece layer of the v2 files peers asked hashes of, built on
+    /// the first request (see `hash_exchange.rs`); one per file at most.
+    pub(super) file_trees: BTreeMap<[u8; 32], crate::piece_hashes::FileTree>,
 }
 
 impl Content {
@@ -84,6 +87,7 @@ impl Content {
             buffers: BTreeMap::new(),
             written,
             completion_announced,
+            file_trees: BTreeMap::new(),
         })
     }
 

@@ -7,7 +7,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::message::{MAX_BLOCK_LEN, id};
+use super::message::{HASH_REQUEST_LEN, HashRequest, MAX_BLOCK_LEN, MAX_HASHES, id};
 use super::{BlockRequest, Message, WireError};
 
 /// The shape of a torrent's pieces, which requests, `have`s and bitfields are checked
@@ -93,6 +93,11 @@ impl Default for Limits {
     }
 }
 
+/// The length prefix (id + payload) of a `hashes` message with [`MAX_HASHES`] hashes.
+fn max_hashes_len() -> u32 {
+    1 + HASH_REQUEST_LEN as u32 + 32 * MAX_HASHES
+}
+
 /// Checks a bitfield for a torrent of `piece_count` pieces: exactly `ceil(piece_count / 8)`
 /// bytes, and the spare bits after the last piece clear (BEP 3 says a peer sending them
 /// should be dropped).
@@ -158,10 +163,12 @@ impl Decoder {
     /// The largest length prefix (id + payload) accepted for any message: the largest of a
     /// `piece` with a full block (9 + `max_block_len`), an `extended` message
     /// (2 + `max_extended_len`), a bitfield (1 + its exact size, or 1 + `max_bitfield_len`
-    /// without a geometry) and the fixed-size messages (13 at most).
+    /// without a geometry), a `hashes` message of [`MAX_HASHES`] hashes and the fixed-size
+    /// messages (49 at most).
     pub fn max_message_len(&self) -> u32 {
         [
             13,
+            max_hashes_len(),
             self.limits.max_block_len.saturating_add(9),
             self.limits.max_extended_len.saturating_add(2),
             self.max_bitfield_len().saturating_add(1),
@@ -234,6 +241,15 @@ impl Decoder {
                 Message::Extended {
                     id: ext,
                     payload: buf.split_to(payload_len - 1).freeze(),
+                }
+            }
+            id::HASHES => {
+                let request = HashRequest::decode(&buf[5..frame])
+                    .ok_or(WireError::UnknownMessage(id::HASHES))?;
+                buf.advance(5 + HASH_REQUEST_LEN);
+                Message::Hashes {
+                    request,
+                    hashes: buf.split_to(payload_len - HASH_REQUEST_LEN).freeze(),
                 }
             }
             _ => {
@@ -309,6 +325,22 @@ impl Decoder {
                 2,
                 self.limits.max_extended_len.saturating_add(2),
             ),
+            id::HASH_REQUEST => exact("hash request", 1 + HASH_REQUEST_LEN as u32),
+            id::HASH_REJECT => exact("hash reject", 1 + HASH_REQUEST_LEN as u32),
+            id::HASHES => {
+                between("hashes", 1 + HASH_REQUEST_LEN as u32, max_hashes_len())?;
+                // Whole hashes only.
+                let hashes_len = len - 1 - HASH_REQUEST_LEN as u32;
+                if hashes_len % 32 == 0 {
+                    Ok(())
+                } else {
+                    Err(WireError::WrongLength {
+                        message: "hashes",
+                        len,
+                        expected: len - hashes_len % 32,
+                    })
+                }
+            }
             other => Err(WireError::UnknownMessage(other)),
         }
     }
@@ -343,6 +375,14 @@ impl Decoder {
                 Message::RejectRequest(self.check_block("reject request", block())?)
             }
             id::PORT => Message::Port(u16::from_be_bytes([payload[0], payload[1]])),
+            id::HASH_REQUEST | id::HASH_REJECT => {
+                let request = HashRequest::decode(payload).ok_or(WireError::UnknownMessage(id))?;
+                if id == id::HASH_REQUEST {
+                    Message::HashRequest(request)
+                } else {
+                    Message::HashReject(request)
+                }
+            }
             // `check_length` refused every other id already.
             other => return Err(WireError::UnknownMessage(other)),
         })

@@ -1,4 +1,5 @@
-//! Peer messages (BEP 3, BEP 6 fast, BEP 10 extended) and their encoders.
+//! Peer messages (BEP 3, BEP 6 fast, BEP 10 extended, BEP 52 hash messages) and their
+//! encoders.
 //!
 //! Frame: a 4-byte big-endian length, then (unless the length is 0, a keep-alive) a one-byte
 //! id and the payload. Decoding, which needs the torrent's limits, is in [`super::Decoder`].
@@ -33,6 +34,36 @@ pub(super) mod id {
     pub(in crate::wire) const REJECT_REQUEST: u8 = 0x10;
     pub(in crate::wire) const ALLOWED_FAST: u8 = 0x11;
     pub(in crate::wire) const EXTENDED: u8 = 20;
+    pub(in crate::wire) const HASH_REQUEST: u8 = 21;
+    pub(in crate::wire) const HASHES: u8 = 22;
+    pub(in crate::wire) const HASH_REJECT: u8 = 23;
+}
+
+/// Size of a `hash request` or `hash reject` payload: pieces root (32) + base layer,
+/// index, length and proof layers (4 each).
+pub const HASH_REQUEST_LEN: usize = 48;
+
+/// The most hashes a `hashes` message may carry: 512 from the base layer (BEP 52: a
+/// request SHOULD NOT ask for more, and we never do) plus one uncle per proof layer of a
+/// tree at most 64 layers deep. Bounds the frame the decoder accepts.
+pub const MAX_HASHES: u32 = 512 + 64;
+
+/// A range of one file's merkle tree (BEP 52): what `hash request`, `hashes` and
+/// `hash reject` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HashRequest {
+    /// The file's `pieces root`.
+    pub pieces_root: [u8; 32],
+    /// The layer the hashes are from, counted from the leaves (0: 16 KiB blocks; the
+    /// piece layer is log2(piece length / 16 KiB)).
+    pub base_layer: u32,
+    /// The first hash's index in that layer (a multiple of `length`).
+    pub index: u32,
+    /// How many hashes of the base layer (a power of two of at least 2, unless cut by
+    /// the end of the layer).
+    pub length: u32,
+    /// How many layers above the base layer to give one uncle hash from.
+    pub proof_layers: u32,
 }
 
 /// A block of a piece: what `request`, `cancel` and `reject request` name.
@@ -107,6 +138,19 @@ pub enum Message {
         /// The payload after the extension id.
         payload: Bytes,
     },
+    /// BEP 52: please send these hashes of a file's merkle tree.
+    HashRequest(HashRequest),
+    /// BEP 52: the hashes a `hash request` asked for: the base layer's, then the uncle
+    /// hashes up the tree. `hashes` is a whole number of 32-byte hashes and shares the
+    /// receive buffer's memory.
+    Hashes {
+        /// What the hashes answer.
+        request: HashRequest,
+        /// The hashes, concatenated.
+        hashes: Bytes,
+    },
+    /// BEP 52: the sender will not serve this `hash request`.
+    HashReject(HashRequest),
 }
 
 impl Message {
@@ -130,6 +174,9 @@ impl Message {
             Message::RejectRequest(_) => "reject request",
             Message::AllowedFast { .. } => "allowed fast",
             Message::Extended { .. } => "extended",
+            Message::HashRequest(_) => "hash request",
+            Message::Hashes { .. } => "hashes",
+            Message::HashReject(_) => "hash reject",
         }
     }
 
@@ -153,6 +200,9 @@ impl Message {
             Message::RejectRequest(_) => id::REJECT_REQUEST,
             Message::AllowedFast { .. } => id::ALLOWED_FAST,
             Message::Extended { .. } => id::EXTENDED,
+            Message::HashRequest(_) => id::HASH_REQUEST,
+            Message::Hashes { .. } => id::HASHES,
+            Message::HashReject(_) => id::HASH_REJECT,
         })
     }
 
@@ -172,6 +222,8 @@ impl Message {
             Message::Bitfield(bits) => 1 + bits.len(),
             Message::Piece { data, .. } => 9 + data.len(),
             Message::Extended { payload, .. } => 2 + payload.len(),
+            Message::HashRequest(_) | Message::HashReject(_) => 1 + HASH_REQUEST_LEN,
+            Message::Hashes { hashes, .. } => 1 + HASH_REQUEST_LEN + hashes.len(),
         }
     }
 
@@ -218,7 +270,40 @@ impl Message {
                 out.put_u8(*id);
                 out.put_slice(payload);
             }
+            Message::HashRequest(request) | Message::HashReject(request) => {
+                request.encode(out);
+            }
+            Message::Hashes { request, hashes } => {
+                request.encode(out);
+                out.put_slice(hashes);
+            }
         }
+    }
+}
+
+impl HashRequest {
+    /// Appends the 48-byte payload of a `hash request` (or `hash reject`).
+    fn encode(&self, out: &mut BytesMut) {
+        out.put_slice(&self.pieces_root);
+        out.put_u32(self.base_layer);
+        out.put_u32(self.index);
+        out.put_u32(self.length);
+        out.put_u32(self.proof_layers);
+    }
+
+    /// Reads a 48-byte `hash request` payload; `None` if `payload` is shorter.
+    pub(super) fn decode(payload: &[u8]) -> Option<HashRequest> {
+        let word = |at: usize| -> Option<u32> {
+            let b = payload.get(at..at + 4)?;
+            Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        Some(HashRequest {
+            pieces_root: payload.get(..32)?.try_into().ok()?,
+            base_layer: word(32)?,
+            index: word(36)?,
+            length: word(40)?,
+            proof_layers: word(44)?,
+        })
     }
 }
 

@@ -93,7 +93,23 @@ fn every_message() -> Vec<Message> {
             id: 9,
             payload: Bytes::new(),
         },
+        Message::HashRequest(hash_request()),
+        Message::Hashes {
+            request: hash_request(),
+            hashes: pattern(32 * 5, 3),
+        },
+        Message::HashReject(hash_request()),
     ]
+}
+
+fn hash_request() -> HashRequest {
+    HashRequest {
+        pieces_root: [0xab; 32],
+        base_layer: 1,
+        index: 4,
+        length: 4,
+        proof_layers: 2,
+    }
 }
 
 fn handshake() -> Handshake {
@@ -248,6 +264,9 @@ fn ids_match_the_beps() {
             Some(20),
             Some(20),
             Some(20),
+            Some(21),
+            Some(22),
+            Some(23),
         ]
     );
     let mut buf = BytesMut::new();
@@ -419,7 +438,12 @@ fn max_message_len_follows_the_limits() {
         max_extended_len: 100,
         max_bitfield_len: 10,
     };
-    assert_eq!(Decoder::new(None, small).max_message_len(), 16393);
+    // A `hashes` message of MAX_HASHES hashes is the largest frame here, above a block.
+    assert_eq!(
+        Decoder::new(None, small).max_message_len(),
+        1 + HASH_REQUEST_LEN as u32 + 32 * MAX_HASHES
+    );
+    assert!(Decoder::new(None, small).max_message_len() > 16393);
     let big_torrent = PieceGeometry::new(1 << 40, 16384).unwrap(); // 2^26 pieces
     assert_eq!(
         Decoder::new(Some(big_torrent), small).max_message_len(),
@@ -611,7 +635,7 @@ fn bad_pieces_are_refused() {
 
 #[test]
 fn unknown_ids_are_typed_errors() {
-    for id in [10u8, 11, 12, 18, 19, 21, 0x80, 255] {
+    for id in [10u8, 11, 12, 18, 19, 24, 0x80, 255] {
         let err = hostile(&frame(id, &[1, 2, 3]));
         assert_eq!(err, WireError::UnknownMessage(id));
         assert_eq!(err.to_string(), format!("unknown message id {id}"));
@@ -843,4 +867,55 @@ fn bytes_to_finish_message_counts_what_the_prefix_still_wants() {
         "a choke is whole"
     );
     assert_eq!(bytes_to_finish_message(&[0xff; 4]), Some(0xffff_ffff));
+}
+
+#[test]
+fn hash_messages_have_the_layout_bep_52_gives() {
+    let mut buf = BytesMut::new();
+    Message::HashRequest(hash_request()).encode(&mut buf);
+    let mut want = vec![0, 0, 0, 49, 21];
+    want.extend_from_slice(&[0xab; 32]);
+    want.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 2]);
+    assert_eq!(&buf[..], &want[..]);
+}
+
+#[test]
+fn malformed_hash_messages_are_refused() {
+    let payload = [0u8; HASH_REQUEST_LEN];
+    // A request or reject one byte short or long.
+    for id in [21, 23] {
+        for len in [HASH_REQUEST_LEN - 1, HASH_REQUEST_LEN + 1] {
+            assert!(
+                matches!(
+                    hostile(&frame(id, &vec![0; len])),
+                    WireError::WrongLength { .. }
+                ),
+                "id {id} len {len}"
+            );
+        }
+    }
+    // `hashes` without a whole request, with a partial hash, or with more than MAX_HASHES.
+    assert!(matches!(
+        hostile(&frame(22, &payload[..40])),
+        WireError::TooShort { .. }
+    ));
+    let mut partial = payload.to_vec();
+    partial.extend_from_slice(&[1; 33]);
+    assert!(matches!(
+        hostile(&frame(22, &partial)),
+        WireError::WrongLength { .. }
+    ));
+    let mut huge = payload.to_vec();
+    huge.extend(std::iter::repeat_n(0u8, 32 * (MAX_HASHES as usize + 1)));
+    assert!(matches!(
+        hostile(&frame(22, &huge)),
+        WireError::LengthTooLarge { .. } | WireError::TooLong { .. }
+    ));
+    // Exactly MAX_HASHES is accepted, shared with the buffer.
+    let mut most = payload.to_vec();
+    most.extend(std::iter::repeat_n(7u8, 32 * MAX_HASHES as usize));
+    let got = decode_messages(&decoder(), &frame(22, &most)).unwrap();
+    assert!(
+        matches!(&got[..], [Message::Hashes { hashes, .. }] if hashes.len() == 32 * MAX_HASHES as usize)
+    );
 }
