@@ -107,14 +107,19 @@ fn a_seeds_upload_limit_holds_within_five_percent_with_three_peers_and_none_star
     let (up, _) = measure(&mut s, 0);
     assert_near(up, limit, 0.05, "seed upload, 3 peers");
     for i in 1..=3 {
-        assert!(!s.is_complete(i), "peer {i} completed: the seed ran out of work");
+        assert!(
+            !s.is_complete(i),
+            "peer {i} completed: the seed ran out of work"
+        );
     }
     // Fair between peers: each of the three got a fair part of the seed's blocks (a third
     // each, give or take what the choker and the peers' pipelines do), none starved.
     let blocks_to = |to: usize| {
         s.sniffed()
             .iter()
-            .filter(|m| m.from == 0 && m.to == to && matches!(m.message, Some(Message::Piece { .. })))
+            .filter(|m| {
+                m.from == 0 && m.to == to && matches!(m.message, Some(Message::Piece { .. }))
+            })
             .count()
     };
     let per_peer: Vec<usize> = (1..=3).map(blocks_to).collect();
@@ -152,7 +157,12 @@ fn a_torrent_limit_holds_and_the_lower_of_the_torrent_and_session_limits_wins() 
     assert_eq!(s.session(0).limits(Some(t)), Some(limits));
     run(&mut s, WARM_UP);
     let (up, _) = measure(&mut s, 0);
-    assert_near(up, torrent_limit, 0.05, "seed upload, torrent limit under the session's");
+    assert_near(
+        up,
+        torrent_limit,
+        0.05,
+        "seed upload, torrent limit under the session's",
+    );
 
     // The session's limit, below the torrent's.
     let mut s = swarm(
@@ -171,7 +181,12 @@ fn a_torrent_limit_holds_and_the_lower_of_the_torrent_and_session_limits_wins() 
         .expect("the torrent exists");
     run(&mut s, WARM_UP);
     let (up, _) = measure(&mut s, 0);
-    assert_near(up, torrent_limit, 0.05, "seed upload, session limit under the torrent's");
+    assert_near(
+        up,
+        torrent_limit,
+        0.05,
+        "seed upload, session limit under the torrent's",
+    );
 }
 
 #[test]
@@ -206,7 +221,12 @@ fn a_download_limit_holds_within_five_percent_from_several_seeds() {
     let secs = WINDOW.as_secs_f64();
     let rate_global = (moved(&s, global).1 - down_global0) as f64 / secs;
     let rate_own = (moved(&s, own).1 - down_own0) as f64 / secs;
-    assert_near(rate_global, limit, 0.05, "download, session limit, 3 sources");
+    assert_near(
+        rate_global,
+        limit,
+        0.05,
+        "download, session limit, 3 sources",
+    );
     assert_near(rate_own, limit, 0.05, "download, torrent limit, 3 sources");
     assert!(!s.is_complete(global) && !s.is_complete(own));
 }
@@ -287,7 +307,11 @@ fn unlimited_sessions_are_unchanged_and_limited_ones_deterministic() {
     let limited = fingerprint(false, Some(256 * KIB));
     assert_eq!(fingerprint(false, Some(256 * KIB)), limited);
     assert_ne!(limited.0, plain);
-    assert!(limited.1.as_micros() >= 15_000_000, "limited took {:?}", limited.1);
+    assert!(
+        limited.1.as_micros() >= 15_000_000,
+        "limited took {:?}",
+        limited.1
+    );
 }
 
 #[test]
