@@ -326,3 +326,212 @@ fn set_limits_refuses_an_unknown_torrent() {
     );
     assert_eq!(s.session(0).limits(Some(unknown)), None);
 }
+
+/// Hand-driven: one session seeding two torrents to four peers of ours (two each), which
+/// keep 16 requests each queued and ask for another as each block goes out. Reads are
+/// answered at once; time jumps from deadline to deadline (`poll_timeout`). Only limited
+/// runs fit this loop: with no limit and no link to take time, it would never advance. What each peer
+/// got and how many bytes were read are counted over `[1 s, 61 s)`.
+mod two_torrents {
+    use std::collections::BTreeMap;
+    use std::net::SocketAddr;
+
+    use bytes::{Bytes, BytesMut};
+    use unchoke_core::session::{
+        Action, ConnId, Direction, RateLimits, Session, SessionConfig, TorrentId,
+    };
+    use unchoke_core::time::Instant;
+    use unchoke_core::wire::{BlockRequest, Handshake, Message, PeerId, Reserved};
+    use unchoke_sim::lab::{Swarm, make_content, make_metainfo};
+
+    const BLOCK: u32 = 16 * 1024;
+    const PIECE: u32 = 256 * 1024;
+    const FILE: usize = 4 << 20;
+    const DEPTH: usize = 16;
+
+    struct Peer {
+        torrent: usize,
+        next: u32,
+        sent: u64,
+    }
+
+    pub(super) struct Outcome {
+        /// Payload bytes each peer received in the window, by torrent (0, 1) and peer.
+        pub(super) per_peer: Vec<(usize, u64)>,
+        /// Bytes the session asked to read in the window.
+        pub(super) read: u64,
+    }
+
+    fn request(p: &mut Peer) -> Message {
+        let blocks = (FILE as u32) / BLOCK;
+        let b = p.next % blocks;
+        p.next += 1;
+        Message::Request(BlockRequest {
+            index: b * BLOCK / PIECE,
+            begin: b * BLOCK % PIECE,
+            length: BLOCK,
+        })
+    }
+
+    /// Runs the session with `global` limits and `per_torrent[i]` for torrent `i`.
+    pub(super) fn run(global: RateLimits, per_torrent: [RateLimits; 2]) -> Outcome {
+        let contents = [make_content(FILE, 31), make_content(FILE, 32)];
+        let metas = [
+            make_metainfo(&contents[0], PIECE),
+            make_metainfo(&contents[1], PIECE),
+        ];
+        let config = SessionConfig {
+            upload_limit: global.upload,
+            download_limit: global.download,
+            ..Swarm::node_config()
+        };
+        let mut now = Instant::from_millis(1);
+        let mut s = Session::new(config, 5, now);
+        let mut torrents: Vec<TorrentId> = Vec::new();
+        for (m, limits) in metas.iter().zip(per_torrent) {
+            let pieces = m.info.piece_count();
+            let have = unchoke_core::bitfield::Bitfield::full(pieces);
+            let t = s.add_torrent(m, Some(have), now).expect("add");
+            s.set_trackers(t, Vec::new(), now);
+            s.set_limits(Some(t), limits, now).expect("the torrent");
+            torrents.push(t);
+        }
+        let mut peers: BTreeMap<ConnId, Peer> = BTreeMap::new();
+        for i in 0..4u8 {
+            let torrent = usize::from(i % 2);
+            let addr: SocketAddr = format!("10.0.0.{}:6881", i + 1).parse().expect("addr");
+            let conn = s.connection_opened(addr, Direction::Inbound, now);
+            let mut buf = BytesMut::new();
+            Handshake {
+                reserved: Reserved::NONE,
+                info_hash: metas[torrent].info_hash,
+                peer_id: PeerId([i + 1; 20]),
+            }
+            .encode(&mut buf);
+            Message::Interested.encode(&mut buf);
+            let mut peer = Peer {
+                torrent,
+                next: u32::from(i) * 64,
+                sent: 0,
+            };
+            for _ in 0..DEPTH {
+                request(&mut peer).encode(&mut buf);
+            }
+            s.handle_bytes(conn, &mut buf, now);
+            peers.insert(conn, peer);
+        }
+        let (start, end) = (Instant::from_secs(1), Instant::from_secs(61));
+        let mut read = 0u64;
+        loop {
+            // Carry out everything queued; reads are answered at once.
+            while let Some(action) = s.poll_action() {
+                match action {
+                    Action::ReadBlock { conn, block, .. } => {
+                        if now >= start {
+                            read += u64::from(block.length);
+                        }
+                        let torrent = peers.get(&conn).map_or(0, |p| p.torrent);
+                        let from = block.index as usize * PIECE as usize + block.begin as usize;
+                        let data =
+                            Bytes::copy_from_slice(&contents[torrent][from..from + BLOCK as usize]);
+                        s.disk_read_done(conn, block, Ok(data), now);
+                    }
+                    Action::SendBlock { conn, data, .. } => {
+                        let Some(p) = peers.get_mut(&conn) else {
+                            continue;
+                        };
+                        if now >= start {
+                            p.sent += data.len() as u64;
+                        }
+                        let mut buf = BytesMut::new();
+                        request(p).encode(&mut buf);
+                        s.handle_bytes(conn, &mut buf, now);
+                    }
+                    Action::Disconnect { conn, reason } => {
+                        panic!("{conn:?} dropped: {reason:?}")
+                    }
+                    _ => {}
+                }
+            }
+            if now >= end {
+                break;
+            }
+            let next = s.poll_timeout().expect("a running torrent has a deadline");
+            now = now.max(next).min(end);
+            s.handle_timeout(now);
+        }
+        Outcome {
+            per_peer: peers.values().map(|p| (p.torrent, p.sent)).collect(),
+            read,
+        }
+    }
+}
+
+fn upload(limit: u64) -> RateLimits {
+    RateLimits {
+        upload: Some(limit),
+        download: None,
+    }
+}
+
+#[test]
+fn a_session_limit_holds_over_two_torrents_shared_fairly_and_nothing_is_read_ahead() {
+    let limit = MIB;
+    let out = two_torrents::run(upload(limit), [RateLimits::UNLIMITED; 2]);
+    let total: u64 = out.per_peer.iter().map(|(_, b)| b).sum();
+    assert_near(
+        total as f64 / 60.0,
+        limit,
+        0.05,
+        "session upload, 2 torrents × 2 peers",
+    );
+    // Round-robin over every waiting peer: a quarter each, give or take a block a turn.
+    for &(torrent, bytes) in &out.per_peer {
+        let share = bytes as f64 / total as f64;
+        assert!(
+            (0.24..=0.26).contains(&share),
+            "a peer of torrent {torrent} got {:.1} %: {:?}",
+            share * 100.0,
+            out.per_peer
+        );
+    }
+    // Reads wait for tokens: no more is read than is sent (plus one burst), although the
+    // peers keep 64 requests queued.
+    assert!(
+        out.read <= total + unchoke_core::limits::burst_for(limit),
+        "read {} for {} sent",
+        out.read,
+        total
+    );
+}
+
+#[test]
+fn a_torrent_limit_under_the_session_limit_leaves_the_rest_to_the_other_torrent() {
+    let (limit, slow) = (MIB, 200 * KIB);
+    let out = two_torrents::run(upload(limit), [upload(slow), RateLimits::UNLIMITED]);
+    let of = |t: usize| -> u64 {
+        out.per_peer
+            .iter()
+            .filter(|(torrent, _)| *torrent == t)
+            .map(|(_, b)| b)
+            .sum()
+    };
+    assert_near(
+        of(0) as f64 / 60.0,
+        slow,
+        0.05,
+        "torrent 0 under its own limit",
+    );
+    assert_near(
+        of(1) as f64 / 60.0,
+        limit - slow,
+        0.05,
+        "torrent 1, the rest of the session's",
+    );
+    let total = of(0) + of(1);
+    assert!(
+        out.read <= total + unchoke_core::limits::burst_for(limit),
+        "read {} for {total} sent",
+        out.read
+    );
+}
