@@ -10,7 +10,7 @@
 //! - **Upload.** A peer's request that may be served waits in the peer's `throttled` queue
 //!   while a limit is set; the session issues its `ReadBlock` only when both the session's
 //!   and the torrent's upload buckets hold the block's length, and takes the bytes then.
-//!   Waiting peers take turns, one block each ([`UploadQueue`], round-robin), so no peer
+//!   Waiting peers take turns, one block each (`SessionLimits`, round-robin), so no peer
 //!   starves another. Reads are delayed, not their answers: memory holds no more blocks
 //!   than without a limit.
 //! - **Download.** A request costs its block's length when it is sent, so the rate at which
