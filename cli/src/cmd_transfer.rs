@@ -160,6 +160,19 @@ pub(crate) struct CommonArgs {
     #[arg(long, value_name = "POLICY", default_value = "prefer")]
     encryption: EncryptionPolicy,
 
+    /// Most payload bytes per second sent to peers, all peers together: bytes per second,
+    /// or with a unit and optionally `/s`: 4MiB/s, 500KiB/s, 1MB/s (MiB = 2^20 bytes, MB =
+    /// 10^6). 0: unlimited (the default). The engine sends blocks only as the limit allows,
+    /// taking turns between peers; the average holds over seconds.
+    #[arg(long, value_name = "RATE", value_parser = crate::human::parse_rate)]
+    upload_limit: Option<u64>,
+
+    /// Most payload bytes per second received from peers, all together (same forms as
+    /// --upload-limit; 0: unlimited, the default). The engine asks for blocks only as the
+    /// limit allows.
+    #[arg(long, value_name = "RATE", value_parser = crate::human::parse_rate)]
+    download_limit: Option<u64>,
+
     /// What an encrypted handshake may settle on: `rc4` (everything encrypted; costs CPU
     /// on every byte), `plaintext` (only the handshake obfuscated) or `both` (plaintext
     /// after the handshake when the peer allows it, RC4 when it insists).
@@ -558,6 +571,9 @@ fn run(
     config.session.web_seeds = !common.no_web_seeds;
     config.session.encryption = common.encryption;
     config.session.crypto_level = common.crypto_level;
+    // Rate limits are the core's: it holds back reads and requests itself (0: unlimited).
+    config.session.upload_limit = common.upload_limit;
+    config.session.download_limit = common.download_limit;
     let has_dht = config.dht.is_some();
     let (mut client, port_note) = start_client(common, config)?;
     let (mut report, id, mut complete) = match (source, metainfo) {

@@ -42,6 +42,53 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// Parses a transfer rate in bytes per second: a number (decimals allowed), optionally
+/// followed by a unit and optionally by `/s`: `4MiB/s`, `500KiB/s`, `1.5M`, `1MB/s`,
+/// `65536`. Binary units `K`/`KiB`, `M`/`MiB`, `G`/`GiB` are powers of 1024; decimal
+/// units `kB`/`KB`, `MB`, `GB` powers of 1000 (as network speeds are usually given); `B`
+/// or nothing is bytes. Any case for the letters but the `i`-less `B` forms. 0 means
+/// unlimited.
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
+    let example = "expected e.g. 4MiB/s, 500KiB/s, 1MB/s or 65536 (bytes per second)";
+    let trimmed = text.trim();
+    let body = trimmed
+        .strip_suffix("/s")
+        .or_else(|| trimmed.strip_suffix("/S"))
+        .unwrap_or(trimmed)
+        .trim();
+    let number_end = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(number_end);
+    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+        return Err(format!("{text:?} is not a rate ({example})"));
+    }
+    let multiplier: u64 = match unit.trim() {
+        "" | "b" | "B" => 1,
+        u if u.eq_ignore_ascii_case("k") || u.eq_ignore_ascii_case("kib") => 1 << 10,
+        u if u.eq_ignore_ascii_case("m") || u.eq_ignore_ascii_case("mib") => 1 << 20,
+        u if u.eq_ignore_ascii_case("g") || u.eq_ignore_ascii_case("gib") => 1 << 30,
+        u if u.eq_ignore_ascii_case("kb") => 1_000,
+        u if u.eq_ignore_ascii_case("mb") => 1_000_000,
+        u if u.eq_ignore_ascii_case("gb") => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown rate unit {other:?} in {text:?} (use KiB, MiB, GiB, kB, MB or GB, \
+                 optionally with /s)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate ({example})"))?;
+    let bytes = (value * multiplier as f64).round();
+    // 2^62 bytes per second is far beyond any link; past it the float is not exact.
+    if !bytes.is_finite() || bytes >= (1u64 << 62) as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
 /// Parses a size that must not be zero; `what` names it in the error ("the payload").
 pub(crate) fn parse_nonzero_size(text: &str, what: &str) -> Result<u64, String> {
     let n = parse_size(text)?;
@@ -138,6 +185,26 @@ mod tests {
         assert!(parse_size("12T").is_err());
         assert!(parse_size("99999999999999999999").is_err());
         assert!(parse_size("17179869184G").is_err());
+    }
+
+    #[test]
+    fn parsing_rates() {
+        assert_eq!(parse_rate("4MiB/s"), Ok(4 << 20));
+        assert_eq!(parse_rate("500KiB/s"), Ok(500 << 10));
+        assert_eq!(parse_rate("1MB/s"), Ok(1_000_000));
+        assert_eq!(parse_rate("1mb/s"), Ok(1_000_000));
+        assert_eq!(parse_rate("65536"), Ok(65536));
+        assert_eq!(parse_rate("100/s"), Ok(100));
+        assert_eq!(parse_rate("1.5M"), Ok(3 << 19));
+        assert_eq!(parse_rate("2 GiB/s"), Ok(2 << 30));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("10kB/s"), Ok(10_000));
+        for bad in [
+            "", "/s", "fast", "-1", "4TiB/s", "1.", ".5M", "1.2.3K", "4MiB/h", "9e99",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_rate("99999999999999999999G").is_err());
     }
 
     #[test]

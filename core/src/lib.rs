@@ -31,7 +31,8 @@
 //!   answered ([`announce_done`]); the deadline passed ([`handle_timeout`]).
 //! - **Commands**, what the user wants, also with `now`: [`add_torrent`], [`add_magnet`] and
 //!   [`metadata_ready`], [`add_peers`], [`set_trackers`], [`set_upload_only`],
-//!   [`set_file_priorities`], [`note_pieces_written`], [`dht_bootstrap`],
+//!   [`set_file_priorities`], [`set_limits`] (upload and download rate limits, for the
+//!   session or one torrent, changed live), [`note_pieces_written`], [`dht_bootstrap`],
 //!   [`remove_torrent`], [`pause_torrent`] / [`resume_torrent`], and [`close`] when leaving.
 //! - **Outputs**, pulled: [`poll_action`] gives the next [`Action`] (or `None`), and
 //!   [`poll_timeout`] the instant at which [`handle_timeout`] is next due (`None`: nothing
@@ -225,6 +226,7 @@
 //! [`set_trackers`]: session::Session::set_trackers
 //! [`set_upload_only`]: session::Session::set_upload_only
 //! [`set_file_priorities`]: session::Session::set_file_priorities
+//! [`set_limits`]: session::Session::set_limits
 //! [`torrent_state`]: session::Session::torrent_state
 //! [`is_drained`]: session::Session::is_drained
 //! [`final_saves`]: session::Session::final_saves
@@ -271,7 +273,8 @@
 //! - [`wire`]: the peer wire protocol (BEP 3, 6, 10): handshake, messages, an incremental
 //!   decoder that checks every limit before allocating.
 //! - [`bitfield`], [`picker`] (rarest first, random first pieces, endgame, priorities),
-//!   [`rate`] (rate meters), [`choker`] (tit-for-tat: 4 regular slots every 10 s, one
+//!   [`rate`] (rate meters), [`limits`] (upload and download rate limits as token buckets
+//!   on the core's clock), [`choker`] (tit-for-tat: 4 regular slots every 10 s, one
 //!   optimistic every 30 s, anti-snubbing).
 //! - [`vocab`]: the shared vocabulary (ids, [`session::Action`], [`session::Event`],
 //!   reasons, [`session::SessionConfig`]), a leaf that imports neither of the next two;
@@ -295,6 +298,7 @@ pub mod create;
 pub mod dht;
 pub mod info_hash;
 pub mod layout;
+pub mod limits;
 pub mod lsd;
 pub mod magnet;
 pub mod metainfo;

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use unchoke_core::session::TorrentId;
+use unchoke_core::session::{LifecycleError, RateLimits, TorrentId};
 use unchoke_core::torrent::TorrentStats;
 
 use crate::host::Command;
@@ -139,6 +139,25 @@ impl ClientCore {
     /// Gives the session more peers to dial for `torrent`.
     pub fn add_peers(&self, torrent: TorrentId, peers: Vec<SocketAddr>) -> Result<(), ClientError> {
         (self.send)(Command::AddPeers { torrent, peers })
+    }
+
+    /// Sets upload and download rate limits live, in bytes per second (`None` or 0:
+    /// unlimited): the whole client's with `torrent` `None`, else that torrent's own (see
+    /// [`unchoke_core::session::Session::set_limits`]). The initial session-wide limits
+    /// are `ClientConfig::session`'s `upload_limit` and `download_limit`.
+    pub fn set_limits(
+        &self,
+        torrent: Option<TorrentId>,
+        limits: RateLimits,
+    ) -> Result<Result<(), LifecycleError>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::SetLimits {
+            torrent,
+            limits,
+            reply,
+        })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
     }
 
     /// The torrent's counters now.

@@ -15,7 +15,9 @@ use crossbeam_channel::Sender;
 use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
-use unchoke_core::session::{AddTorrentError, ConnectFailure, MagnetOptions, Session, TorrentId};
+use unchoke_core::session::{
+    AddTorrentError, ConnectFailure, LifecycleError, MagnetOptions, RateLimits, Session, TorrentId,
+};
 use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
 use unchoke_storage::FileStorage;
@@ -55,6 +57,11 @@ pub enum Command {
     Stats {
         torrent: TorrentId,
         reply: Sender<Option<TorrentStats>>,
+    },
+    SetLimits {
+        torrent: Option<TorrentId>,
+        limits: RateLimits,
+        reply: Sender<Result<(), LifecycleError>>,
     },
     DhtStats {
         reply: Sender<Option<crate::DhtStatus>>,
@@ -383,6 +390,15 @@ impl SessionHost {
             Command::AddPeers { torrent, peers } => {
                 let now = self.clock.now();
                 self.session.add_peers(torrent, &peers, now);
+                false
+            }
+            Command::SetLimits {
+                torrent,
+                limits,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let _ = reply.send(self.session.set_limits(torrent, limits, now));
                 false
             }
             Command::Stats { torrent, reply } => {

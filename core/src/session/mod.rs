@@ -21,6 +21,7 @@
 //! while let Some(action) = s.poll_action() { /* carry it out */ }
 //! let deadline = s.poll_timeout();
 //! s.pause_torrent(t, now)?; s.resume_torrent(t, now)?; s.remove_torrent(t, now)?;
+//! s.set_limits(Some(t), RateLimits { upload: Some(4 << 20), download: None }, now)?;
 //! s.close(now);                                       // leaving: stopped, final saves
 //! while !s.is_drained() { /* keep driving as above */ }
 //! ```
@@ -53,6 +54,12 @@
 //! [`Action::WebSeedRequest`]s, byte ranges of the torrent's files over HTTP(S), under the
 //! same picker and trust rules as peers, and times them out itself.
 //!
+//! **Rate limits** ([`crate::limits`]): [`SessionConfig::upload_limit`] and
+//! [`SessionConfig::download_limit`] cap the whole session, [`Session::set_limits`] changes
+//! them or a torrent's own limits live. The session holds back reads and requests itself
+//! and asks to be woken ([`Session::poll_timeout`]) when tokens come: a driver never
+//! sleeps or stalls a socket to limit a rate.
+//!
 //! **Peer exchange** (BEP 11) needs nothing from the driver: peers learnt by PEX are dialled
 //! with the usual `Connect` actions.
 //!
@@ -83,6 +90,7 @@ mod encryption;
 mod give_up;
 mod handshake;
 mod lifecycle;
+mod limits;
 mod lsd;
 mod resume_schedule;
 mod trackers;
@@ -93,6 +101,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+pub use crate::limits::RateLimits;
 pub use crate::piece_hashes::{PieceHash, PieceHashes};
 pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
@@ -240,6 +249,9 @@ pub struct Session {
     served: crate::mse::Served,
     /// The receive side of every RC4 connection (see [`encryption`]).
     decryptors: encryption::Decryptors,
+    /// The session-wide rate limiters and the peers waiting for upload tokens (see
+    /// [`limits`]).
+    limits: crate::limits::SessionLimits,
 }
 
 impl Session {
@@ -258,6 +270,13 @@ impl Session {
         let admission = Admission::new(&config);
         let resumes = ResumeSchedule::new(config.resume_interval, now);
         let writes = WriteBudget::new(config.max_unwritten_bytes);
+        let limits = crate::limits::SessionLimits::new(
+            crate::limits::RateLimits {
+                upload: config.upload_limit,
+                download: config.download_limit,
+            },
+            now,
+        );
         Session {
             config,
             rng,
@@ -283,6 +302,7 @@ impl Session {
             life: lifecycle::Lifecycle::default(),
             served: crate::mse::Served::default(),
             decryptors: encryption::Decryptors::default(),
+            limits,
         }
     }
 
@@ -817,6 +837,10 @@ impl Session {
         self.with_torrent(tid, |t, ctx| {
             t.handle_bytes(conn, buf, ctx, now);
         });
+        if self.limits.waiting() > 0 {
+            // Requests that came wait for upload tokens: those the buckets allow go now.
+            self.pump_uploads(now);
+        }
     }
 
     /// Whether the driver may frame `conn`'s `piece` messages itself and hand their
@@ -886,6 +910,7 @@ impl Session {
             own_addrs: self.trackers.own_addrs(),
             closed: &mut closed,
             writes: &mut self.writes,
+            limits: &mut self.limits,
         };
         let result = f(t, &mut ctx);
         for conn in closed {
@@ -1022,6 +1047,7 @@ impl Session {
         self.dht_timeout(now);
         self.lsd_timeout(now);
         self.resume_timeout(now);
+        self.limits_timeout(now);
         if tick_due {
             self.check_give_up(now);
         }
@@ -1063,6 +1089,7 @@ impl Session {
         let conns = self.admission.next_deadline(&self.config);
         let resume = self.resumes.next_deadline();
         let close = self.close_deadline();
+        let limits = self.limits_deadline();
         // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
         // that never finish, giving up) has work only with a running torrent or a
         // connection still handshaking: without either, nothing is scheduled.
@@ -1078,6 +1105,7 @@ impl Session {
             conns,
             resume,
             close,
+            limits,
         ]
         .into_iter()
         .flatten()

@@ -116,17 +116,8 @@ impl Torrent {
                 // Choking drops the peer's queued requests, but for its allowed-fast
                 // pieces; with fast each dropped one is rejected.
                 let granted = std::mem::take(&mut peer.granted_fast);
-                let before = peer.uploads.len();
-                let mut dropped = Vec::new();
-                peer.uploads.retain(|(req, _)| {
-                    let keep = granted.contains(&req.index);
-                    if !keep {
-                        dropped.push(*req);
-                    }
-                    keep
-                });
+                let dropped = peer.drop_uploads(|req, _| !granted.contains(&req.index));
                 peer.granted_fast = granted;
-                peer.orphan_reads += before - peer.uploads.len();
                 if peer.fast {
                     for req in dropped {
                         ctx.out.send(conn, &Message::RejectRequest(req));

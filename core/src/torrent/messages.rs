@@ -90,7 +90,7 @@ impl Torrent {
                 peer.peer_choking = true;
                 if !peer.fast {
                     // Without BEP 6 a choke silently discards our requests.
-                    self.drop_requests(conn);
+                    self.drop_requests(conn, ctx, now);
                 }
             }
             Message::Unchoke => {
@@ -119,12 +119,14 @@ impl Torrent {
                         now,
                     );
                 }
+                let choking = peer.peer_choking;
                 if peer.take_outstanding(req.index, req.begin) {
                     if let Some(c) = self.phase.content_mut() {
                         c.picker.request_cancelled(req.index, req.begin, peer.key);
                     }
+                    self.refund_download(u64::from(req.length), ctx, now);
                 }
-                if !peer.peer_choking {
+                if !choking {
                     self.fill_pipeline(conn, ctx, now);
                 }
             }

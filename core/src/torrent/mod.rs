@@ -147,6 +147,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) closed: &'a mut Vec<ConnId>,
     /// Blocks waiting for the disk, session-wide: no new requests while it is over its bound.
     pub(crate) writes: &'a mut WriteBudget,
+    /// The session-wide rate limiters and the peers waiting for upload tokens.
+    pub(crate) limits: &'a mut crate::limits::SessionLimits,
 }
 
 /// One torrent's swarm state. See the module docs.
@@ -207,6 +209,16 @@ pub(crate) struct Torrent {
     slot_waiting: bool,
     /// The torrent's web seeds (BEP 19; see [`web_seed`]).
     web: web_seed::WebSeeds,
+    /// The torrent's own rate limiters (unlimited unless set by
+    /// [`crate::session::Session::set_limits`]); a block moves only when these and the
+    /// session's allow it ([`crate::limits`]).
+    pub(crate) limits: crate::limits::LimiterPair,
+    /// A pipeline was held back for want of download tokens since the torrent was last
+    /// woken for them: the session wakes it when a block's worth has come.
+    pub(crate) down_waiting: bool,
+    /// Where the next wake-up for download tokens starts topping up pipelines, so the
+    /// tokens go round the peers rather than always to the first.
+    fill_turn: usize,
 }
 
 impl Torrent {
@@ -267,7 +279,50 @@ impl Torrent {
             slot_verdict_at: None,
             slot_waiting: false,
             web: web_seed::WebSeeds::default(),
+            limits: crate::limits::LimiterPair::default(),
+            down_waiting: false,
+            fill_turn: 0,
         }
+    }
+
+    /// Tops up every pipeline after a wait for download tokens, starting one peer further
+    /// along each time (see [`Self::down_waiting`]).
+    pub(crate) fn download_tokens_came(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        self.down_waiting = false;
+        let mut conns: Vec<ConnId> = self.peers.keys().copied().collect();
+        if conns.is_empty() {
+            return;
+        }
+        self.fill_turn = self.fill_turn.wrapping_add(1);
+        let turn = self.fill_turn % conns.len();
+        conns.rotate_left(turn);
+        for conn in conns {
+            self.fill_pipeline(conn, ctx, now);
+        }
+        self.fill_web_seeds(ctx, now);
+    }
+
+    /// When the torrent may next request a block, if a pipeline waits for download
+    /// tokens: when both its bucket and the session's (`global`) hold a block.
+    pub(crate) fn download_wake(
+        &self,
+        global: &crate::limits::Limiter,
+        now: Instant,
+    ) -> Option<Instant> {
+        let block = u64::from(crate::wire::MAX_BLOCK_LEN);
+        self.down_waiting.then(|| {
+            self.limits
+                .down
+                .ready_at(block, now)
+                .max(global.ready_at(block, now))
+        })
+    }
+
+    /// Download tokens taken for requests whose blocks will not come (dropped, rejected,
+    /// timed out, cancelled) go back to both buckets.
+    pub(super) fn refund_download(&mut self, bytes: u64, ctx: &mut Ctx<'_>, now: Instant) {
+        self.limits.down.give_back(bytes, now);
+        ctx.limits.global.down.give_back(bytes, now);
     }
 
     /// Sets the info dictionary served to peers and whether the torrent is private.
@@ -317,7 +372,7 @@ impl Torrent {
         let conns: Vec<ConnId> = self.peers.keys().copied().collect();
         for conn in conns {
             if on {
-                self.drop_requests(conn);
+                self.drop_requests(conn, ctx, now);
             }
             self.update_interest(conn, ctx);
             self.fill_pipeline(conn, ctx, now);

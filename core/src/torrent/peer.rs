@@ -1,6 +1,6 @@
 //! One connected peer's state inside a torrent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
 use crate::bitfield::Bitfield;
@@ -56,6 +56,11 @@ pub(super) struct Peer {
     pub(super) timed_out: bool,
     /// The peer's requests being read from disk for upload, with when each arrived.
     pub(super) uploads: Vec<(wire::BlockRequest, Instant)>,
+    /// The peer's requests accepted for upload that wait for upload tokens (a rate limit,
+    /// [`crate::limits`]) before their `ReadBlock`, oldest first, with when each arrived.
+    /// Non-empty only while a limit is set or was just lifted; while non-empty the peer
+    /// has a turn in the session's upload queue.
+    pub(super) throttled: VecDeque<(wire::BlockRequest, Instant)>,
     /// Pieces the peer lets us request while it chokes us (BEP 6 `allowed fast`; see
     /// `allowed_fast.rs`).
     pub(super) allowed_fast: Vec<u32>,
@@ -154,6 +159,7 @@ impl Peer {
             granted_asked: false,
             suggested: Vec::new(),
             orphan_reads: 0,
+            throttled: VecDeque::new(),
             accepted: RateMeter::new(CHOKE_WINDOW, now),
             backlog_since: None,
             backlog_taken: 0,
@@ -202,6 +208,43 @@ impl Peer {
         usize::try_from(ahead)
             .unwrap_or(usize::MAX)
             .clamp(min.min(cap), cap)
+    }
+
+    /// Upload requests accepted and not yet answered: read from disk or waiting for tokens.
+    pub(super) fn upload_requests(&self) -> usize {
+        self.uploads.len() + self.throttled.len()
+    }
+
+    /// Whether `req` is already among the upload requests accepted.
+    pub(super) fn has_upload_request(&self, req: &wire::BlockRequest) -> bool {
+        self.uploads.iter().any(|(r, _)| r == req) || self.throttled.iter().any(|(r, _)| r == req)
+    }
+
+    /// Drops the upload requests `drop` picks (given each request and when it arrived),
+    /// those being read first, then those waiting for tokens, each in arrival order;
+    /// returns them. A dropped request whose read is in flight becomes an orphan read
+    /// (its answer is ignored, and it counts against `max_queued_uploads` until it comes).
+    pub(super) fn drop_uploads(
+        &mut self,
+        mut drop: impl FnMut(&wire::BlockRequest, Instant) -> bool,
+    ) -> Vec<wire::BlockRequest> {
+        let mut dropped = Vec::new();
+        self.uploads.retain(|(req, since)| {
+            let go = drop(req, *since);
+            if go {
+                dropped.push(*req);
+            }
+            !go
+        });
+        self.orphan_reads += dropped.len();
+        self.throttled.retain(|(req, since)| {
+            let go = drop(req, *since);
+            if go {
+                dropped.push(*req);
+            }
+            !go
+        });
+        dropped
     }
 
     /// Forgets our outstanding request for `block`; returns whether it was there.

@@ -453,6 +453,7 @@ impl Torrent {
             c.picker.peer_requests_dropped(peer.key);
         }
         self.choker.peer_left(peer.key);
+        self.refund_download(super::pieces::outstanding_bytes(&peer), ctx, now);
         ctx.out.discard(conn);
         // Its metadata requests go to other peers.
         self.metadata_timeouts(ctx, now);

@@ -65,7 +65,28 @@ impl Torrent {
             return;
         }
         let mut picked = Vec::new();
-        let want = target - peer.outstanding.len();
+        let mut want = target - peer.outstanding.len();
+        // Under a download limit no more is asked for than the tokens pay for: each
+        // request takes its block's bytes as it goes out (below), so blocks arrive at the
+        // rate tokens come, whatever the round trip. Held back, the torrent is woken when
+        // a block's worth has come (`down_waiting`).
+        let limited = self.limits.down.is_limited() || ctx.limits.global.down.is_limited();
+        if limited {
+            let budget = self
+                .limits
+                .down
+                .budget(now)
+                .min(ctx.limits.global.down.budget(now));
+            let afford =
+                usize::try_from(budget / u64::from(wire::MAX_BLOCK_LEN)).unwrap_or(usize::MAX);
+            if afford < want {
+                self.down_waiting = true;
+                want = afford;
+            }
+            if want == 0 {
+                return;
+            }
+        }
         // Unchoked, the peer's suggestions first (BEP 6; `suggest.rs`).
         if choked_mask.is_none() {
             if let Some(mask) = super::suggest::suggested_requestable(peer, c.picker.have()) {
@@ -81,6 +102,10 @@ impl Torrent {
             &mut picked,
         );
         for b in picked {
+            if limited {
+                self.limits.down.take(u64::from(b.len), now);
+                ctx.limits.global.down.take(u64::from(b.len), now);
+            }
             ctx.out.send(conn, &Message::Request(to_wire(b)));
             peer.outstanding.push((b, now));
             peer.requests_since.get_or_insert(now);
@@ -97,16 +122,20 @@ impl Torrent {
         self.fill_web_seeds(ctx, now);
     }
 
-    /// Forgets every request outstanding at `conn` (choked without fast, or timed out).
-    pub(super) fn drop_requests(&mut self, conn: ConnId) {
-        if let Some(peer) = self.peers.get_mut(&conn) {
-            if let Some(c) = self.phase.content_mut() {
-                c.picker.peer_requests_dropped(peer.key);
-            }
-            peer.outstanding.clear();
-            peer.requests_since = None;
-            peer.snub_clock = None;
+    /// Forgets every request outstanding at `conn` (choked without fast, or timed out);
+    /// their download tokens go back ([`Torrent::refund_download`]).
+    pub(super) fn drop_requests(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, now: Instant) {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return;
+        };
+        if let Some(c) = self.phase.content_mut() {
+            c.picker.peer_requests_dropped(peer.key);
         }
+        let bytes = outstanding_bytes(peer);
+        peer.outstanding.clear();
+        peer.requests_since = None;
+        peer.snub_clock = None;
+        self.refund_download(bytes, ctx, now);
     }
 
     pub(super) fn on_block(
@@ -128,6 +157,12 @@ impl Torrent {
         peer.last_block = Some(now);
         peer.timed_out = false;
         let requested = peer.take_outstanding(piece, offset);
+        if !requested {
+            // Asked for nothing (a late copy after a cancel or time-out): its bytes were
+            // never paid for, so they are charged now, into debt if need be.
+            self.limits.down.take(n, now);
+            ctx.limits.global.down.take(n, now);
+        }
         peer.snub_clock = (!peer.outstanding.is_empty()).then_some(now);
         let key = peer.key;
         let sender = Sender::Peer(peer.addr);
@@ -246,6 +281,8 @@ impl Torrent {
         {
             peer.take_outstanding(piece, offset);
             ctx.out.send(conn, &Message::Cancel(to_wire(b)));
+            // No `now` here: an earlier instant only adds the bytes back, without a refill.
+            self.refund_download(u64::from(b.len), ctx, Instant::ZERO);
         }
     }
 
@@ -448,6 +485,7 @@ impl Torrent {
         };
         if request_expired(peer, ctx.config.request_timeout, now) {
             // Give its blocks to others; keep the peer with a one-block pipeline.
+            let bytes = outstanding_bytes(peer);
             for (b, _) in std::mem::take(&mut peer.outstanding) {
                 ctx.out.send(conn, &Message::Cancel(to_wire(b)));
             }
@@ -456,6 +494,7 @@ impl Torrent {
             if let Some(c) = self.phase.content_mut() {
                 c.picker.peer_requests_dropped(peer.key);
             }
+            self.refund_download(bytes, ctx, now);
             let others: Vec<ConnId> = self.peers.keys().copied().filter(|c| *c != conn).collect();
             for other in others {
                 self.fill_pipeline(other, ctx, now);
@@ -463,6 +502,11 @@ impl Torrent {
             self.fill_pipeline(conn, ctx, now);
         }
     }
+}
+
+/// Bytes of the blocks we asked `peer` for and have not received.
+pub(super) fn outstanding_bytes(peer: &Peer) -> u64 {
+    peer.outstanding.iter().map(|(b, _)| u64::from(b.len)).sum()
 }
 
 /// Whether `peer`'s requests have gone unanswered for `timeout`: since they went out, or

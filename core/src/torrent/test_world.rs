@@ -17,6 +17,7 @@ pub(super) struct World {
     pub(super) own: BTreeSet<SocketAddr>,
     pub(super) closed: Vec<ConnId>,
     pub(super) writes: WriteBudget,
+    pub(super) limits: crate::limits::SessionLimits,
 }
 
 impl World {
@@ -35,6 +36,7 @@ impl World {
             own: BTreeSet::new(),
             closed: Vec::new(),
             writes,
+            limits: crate::limits::SessionLimits::default(),
         }
     }
 
@@ -47,6 +49,7 @@ impl World {
             own_addrs: &self.own,
             closed: &mut self.closed,
             writes: &mut self.writes,
+            limits: &mut self.limits,
         }
     }
 

@@ -8,6 +8,8 @@
 //! for requests dropped meanwhile: `Peer::orphan_reads`) and by age: one not served within
 //! `upload_request_timeout` is dropped at the next choke round (rejected under BEP 6), so a
 //! peer that reads slowly cannot park requests, and the read's late answer is ignored.
+//! Under a rate limit ([`crate::limits`]) an accepted request waits in the peer's
+//! `throttled` queue until the session gives it upload tokens; only then is it read.
 //! What the peer's socket really accepted is recorded here too ([`Torrent::socket_accepted`]),
 //! for the choker's ranking and its slow-reader rule (see `choking.rs`).
 
@@ -36,19 +38,58 @@ impl Torrent {
                 .phase
                 .content()
                 .is_some_and(|c| c.picker.have().get(req.index))
-            && peer.uploads.len() + peer.orphan_reads < ctx.config.max_queued_uploads
-            && !peer.uploads.iter().any(|(r, _)| *r == req);
+            && peer.upload_requests() + peer.orphan_reads < ctx.config.max_queued_uploads
+            && !peer.has_upload_request(&req);
         if servable {
-            peer.uploads.push((req, now));
+            if self.limits.up.is_limited() || ctx.limits.global.up.is_limited() {
+                // Under a rate limit the read waits for tokens: the session issues it in
+                // the peer's turn (`Session::pump_uploads`), so no block is read, and none
+                // held in memory, before it may be sent.
+                peer.throttled.push_back((req, now));
+                ctx.limits.queue_upload(self.id, conn);
+            } else {
+                peer.uploads.push((req, now));
+                ctx.out.push(Action::ReadBlock {
+                    conn,
+                    torrent: self.id,
+                    block: req,
+                });
+            }
+        } else if peer.fast {
+            ctx.out.send(conn, &Message::RejectRequest(req));
+        }
+        // Without fast, an unservable request is dropped silently (BEP 3 behaviour).
+    }
+
+    /// The length of the first request of `conn` waiting for upload tokens, if any.
+    pub(crate) fn next_throttled(&self, conn: ConnId) -> Option<u64> {
+        let peer = self.peers.get(&conn)?;
+        peer.throttled.front().map(|(req, _)| u64::from(req.length))
+    }
+
+    /// Issues the `ReadBlock` of the first request of `conn` waiting for upload tokens
+    /// (the caller took them); returns whether more wait.
+    pub(crate) fn issue_throttled(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) -> bool {
+        let Some(peer) = self.peers.get_mut(&conn) else {
+            return false;
+        };
+        if let Some((req, since)) = peer.throttled.pop_front() {
+            // Its arrival time stays: `upload_request_timeout` counts from the request.
+            peer.uploads.push((req, since));
             ctx.out.push(Action::ReadBlock {
                 conn,
                 torrent: self.id,
                 block: req,
             });
-        } else if peer.fast {
-            ctx.out.send(conn, &Message::RejectRequest(req));
         }
-        // Without fast, an unservable request is dropped silently (BEP 3 behaviour).
+        !peer.throttled.is_empty()
+    }
+
+    /// Upload tokens taken for a block that was not sent (its read came back for a
+    /// request dropped meanwhile, or failed) go back to both buckets.
+    fn refund_upload(&mut self, bytes: u64, ctx: &mut Ctx<'_>, now: Instant) {
+        self.limits.up.give_back(bytes, now);
+        ctx.limits.global.up.give_back(bytes, now);
     }
 
     /// The peer cancelled a request: forget it if its read is still in flight.
@@ -56,10 +97,8 @@ impl Torrent {
         let Some(peer) = self.peers.get_mut(&conn) else {
             return;
         };
-        let before = peer.uploads.len();
-        peer.uploads.retain(|(r, _)| *r != req);
-        peer.orphan_reads += before - peer.uploads.len();
-        if peer.fast && peer.uploads.len() != before {
+        let dropped = peer.drop_uploads(|r, _| *r == req);
+        if peer.fast && !dropped.is_empty() {
             // BEP 6: every request gets exactly one answer, a piece or a reject.
             ctx.out.send(conn, &Message::RejectRequest(req));
         }
@@ -75,11 +114,13 @@ impl Torrent {
         now: Instant,
     ) -> bool {
         let Some(peer) = self.peers.get_mut(&conn) else {
+            self.refund_upload(u64::from(block.length), ctx, now);
             return false;
         };
         let Some(pos) = peer.uploads.iter().position(|(r, _)| *r == block) else {
             // Cancelled, choked or expired meanwhile: an orphan read has come back.
             peer.orphan_reads = peer.orphan_reads.saturating_sub(1);
+            self.refund_upload(u64::from(block.length), ctx, now);
             return false;
         };
         peer.uploads.remove(pos);
@@ -116,6 +157,7 @@ impl Torrent {
                 }));
             }
         }
+        self.refund_upload(u64::from(block.length), ctx, now);
         false
     }
 
@@ -142,16 +184,13 @@ impl Torrent {
     pub(super) fn expire_uploads(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         let limit = ctx.config.upload_request_timeout;
         for (&conn, peer) in self.peers.iter_mut() {
-            let fast = peer.fast;
-            let before = peer.uploads.len();
-            peer.uploads.retain(|(req, since)| {
-                let keep = now.saturating_duration_since(*since) < limit;
-                if !keep && fast {
-                    ctx.out.send(conn, &Message::RejectRequest(*req));
+            let dropped =
+                peer.drop_uploads(|_, since| now.saturating_duration_since(since) >= limit);
+            if peer.fast {
+                for req in dropped {
+                    ctx.out.send(conn, &Message::RejectRequest(req));
                 }
-                keep
-            });
-            peer.orphan_reads += before - peer.uploads.len();
+            }
         }
     }
 }

@@ -284,6 +284,15 @@ pub struct SessionConfig {
     /// The longest wait between attempts at a failing web seed (default 60 s): a web seed
     /// is never given up for failures, only banned for wrong data.
     pub web_seed_max_retry: Duration,
+    /// Session-wide (global) limit on payload bytes sent per second, over every torrent
+    /// and peer (default `None`: unlimited; 0 also means unlimited). Each torrent may have
+    /// its own limit besides ([`crate::session::Session::set_limits`]); a block goes only
+    /// when both allow it. See [`crate::limits`].
+    pub upload_limit: Option<u64>,
+    /// Session-wide (global) limit on payload bytes received per second (default `None`:
+    /// unlimited; 0 also means unlimited): requests are held back so blocks arrive no
+    /// faster. See [`crate::limits`].
+    pub download_limit: Option<u64>,
 }
 
 impl Default for SessionConfig {
@@ -349,6 +358,8 @@ impl Default for SessionConfig {
             web_seed_timeout: Duration::from_secs(60),
             web_seed_retry: Duration::from_secs(2),
             web_seed_max_retry: Duration::from_secs(60),
+            upload_limit: None,
+            download_limit: None,
         }
     }
 }
