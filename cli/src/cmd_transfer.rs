@@ -295,13 +295,6 @@ impl Source {
     fn parse(text: &str, limits: &ShapeLimits) -> Result<Source, CliError> {
         if text.starts_with("magnet:") {
             let m = Magnet::parse(text).map_err(|e| CliError::failure(format!("{text}: {e}")))?;
-            if m.v2_only {
-                return Err(CliError::failure(format!(
-                    "{text}: a v2-only magnet link (xt=urn:btmh: without urn:btih:): \
-                     fetching a v2-only torrent's metadata and piece layers from peers is \
-                     not supported yet; download it from its .torrent file"
-                )));
-            }
             Ok(Source::Magnet(Box::new(m)))
         } else {
             Source::load(Path::new(text), limits)

@@ -154,7 +154,7 @@ impl Reporter {
                 "name": metainfo.info.name,
                 "piece_count": self.piece_count,
                 "total_length": metainfo.info.total_length,
-                "files": metainfo.info.files.len(),
+                "files": metainfo.info.files.iter().filter(|f| !f.padding).count(),
                 "seconds": elapsed.as_secs_f64(),
             }),
             &line,

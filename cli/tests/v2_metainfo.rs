@@ -1,8 +1,7 @@
 //! BitTorrent v2 (BEP 52) metadata against libtorrent: v2-only and hybrid torrents made by
 //! libtorrent (single and multi-file, an empty file, odd sizes, several piece lengths) are
-//! read by `unchoke info` with libtorrent's v1 and v2 info-hashes; `download` refuses a
-//! `btmh`-only magnet link with a clear message (fetching v2 metadata and piece layers from
-//! peers is not built yet). v2 transfers are `v2_transfer.rs`.
+//! read by `unchoke info` with libtorrent's v1 and v2 info-hashes, magnet links included.
+//! v2 transfers are `v2_transfer.rs`.
 // Test helpers outside #[test] functions may unwrap too: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -112,28 +111,4 @@ fn a_changed_piece_layer_is_refused() {
         stderr.contains("does not hash up to its `pieces root`"),
         "{stderr}"
     );
-}
-
-#[test]
-fn a_v2_only_magnet_link_is_refused_clearly() {
-    require_libtorrent();
-    let dir = tempfile::tempdir().unwrap();
-    let (_, single) = make_content(dir.path());
-    let torrent = dir.path().join("v2.torrent");
-    let (_, v2) = lt_make("v2", &single, &torrent, 16_384);
-    let save = dir.path().join("save");
-    let magnet = format!("magnet:?xt=urn:btmh:1220{v2}&dn=single.bin");
-    let v: serde_json::Value = serde_json::from_str(&run_ok(&["info", "--json", &magnet])).unwrap();
-    assert!(v["info_hash"].is_null());
-    assert_eq!(v["info_hash_v2"], v2.as_str());
-    let out = run(&["download", &magnet, "-o", save.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains("v2-only magnet link")
-            && stderr.contains("not supported yet")
-            && stderr.contains(".torrent file"),
-        "{stderr}"
-    );
-    assert!(!save.exists(), "nothing is created");
 }

@@ -76,6 +76,7 @@ per_runtime!(
     libtorrent_seeds_v2_only_and_unchoke_downloads_it,
     unchoke_seeds_v2_only_and_libtorrent_downloads_it,
     libtorrent_fetches_a_v2_magnet_link_from_unchoke,
+    unchoke_fetches_a_v2_magnet_link_from_libtorrent,
 );
 
 fn libtorrent_seeds_v2_only_and_unchoke_downloads_it(rt: Runtime) {
@@ -175,6 +176,30 @@ fn libtorrent_fetches_a_v2_magnet_link_from_unchoke(rt: Runtime) {
         "{last}\n{}",
         seed.dump()
     );
+}
+
+/// `unchoke download magnet:?xt=urn:btmh:…` with a libtorrent seed as its only peer: the
+/// info dictionary (checked against the truncated SHA-256 the swarm goes by), then every
+/// multi-piece file's piece layer (BEP 52 `hash request`s to libtorrent, each layer
+/// checked against its `pieces root`), then the data, byte-identical.
+fn unchoke_fetches_a_v2_magnet_link_from_libtorrent(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (multi, _) = make_content(dir.path());
+    let torrent = dir.path().join("multi.torrent");
+    // 16 KiB pieces: "sub/three" (150,000 bytes) has a layer of 10 hashes.
+    let (_, v2) = lt_make_v2("v2", &multi, &torrent, 16_384);
+    let (mut seed, seed_addr) = lt_seed(&torrent, multi.parent().unwrap(), &rt.ip(47));
+    let save = dir.path().join("magnet-save");
+    let magnet = format!("magnet:?xt=urn:btmh:1220{v2}&dn=multi");
+    let mut leech = unchoke_download(rt, &magnet, &save, &rt.ip(48), &["--peer", &seed_addr]);
+    let meta = leech.wait_event("metadata", TRANSFER_WAIT);
+    assert_eq!(meta["info_hash"], v2[..40], "{meta}");
+    assert_eq!(meta["files"], 6, "{meta}");
+    let done = completes(&mut leech);
+    assert_eq!(done["hash_failures"], 0, "{done}");
+    assert_same_tree(&multi, &save);
+    seed.signal("TERM");
+    seed.wait_exit(TRANSFER_WAIT);
 }
 
 /// The piece length of the single-file torrents below: the file is exactly 8 pieces, so

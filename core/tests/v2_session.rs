@@ -15,7 +15,7 @@ use unchoke_core::create::{Content, CreateOptions, InputFile, PieceDigests, V2Pl
 use unchoke_core::embed::{MemoryStorage, verify_piece};
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    Action, Direction, DisconnectReason, PieceHashes, Session, SessionConfig,
+    Action, Direction, DisconnectReason, Event, MagnetOptions, PieceHashes, Session, SessionConfig,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::wire::{Handshake, Reserved};
@@ -80,10 +80,27 @@ fn wire_content(m: &Metainfo, data: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// How the downloader starts and what the link does to the seed's bytes.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    /// The downloader has only the info-hash (a magnet link): it fetches the info
+    /// dictionary and, for a v2-only torrent, the piece layers from the seed.
+    magnet: bool,
+    /// Flip a byte in every `hashes` message the seed sends.
+    corrupt_hashes: bool,
+}
+
+/// What happened on the downloader's side.
+struct Outcome {
+    content: Vec<u8>,
+    failed_pieces: usize,
+    events: Vec<Event>,
+    disconnected: bool,
+}
+
 /// Runs a seed and a downloader of `m` over an in-memory link until the downloader has
-/// every piece (or 120 s of virtual time pass); returns the downloader's storage and how
-/// many `VerifyPiece`s failed.
-fn transfer(m: &Metainfo, content: Vec<u8>) -> (MemoryStorage, Vec<u8>, usize) {
+/// every piece, its connection closes, or 120 s of virtual time pass.
+fn transfer(m: &Metainfo, content: Vec<u8>, run: Run) -> Outcome {
     let layout = m.info.layout();
     let mut disk = [
         MemoryStorage::with_content(layout.clone(), content.clone()).unwrap(),
@@ -99,7 +116,12 @@ fn transfer(m: &Metainfo, content: Vec<u8>) -> (MemoryStorage, Vec<u8>, usize) {
         Session::new(SessionConfig::default(), 2, now),
     ];
     s[0].add_torrent(m, Some(seeded), now).unwrap();
-    let t = s[1].add_torrent(m, None, now).unwrap();
+    let t = if run.magnet {
+        s[1].add_magnet(m.info_hash, MagnetOptions::default(), now)
+            .unwrap()
+    } else {
+        s[1].add_torrent(m, None, now).unwrap()
+    };
     let c = [
         s[0].connection_opened("127.0.0.1:50000".parse().unwrap(), Direction::Inbound, now),
         s[1].connection_opened(
@@ -109,8 +131,13 @@ fn transfer(m: &Metainfo, content: Vec<u8>) -> (MemoryStorage, Vec<u8>, usize) {
         ),
     ];
     let mut inbox = [BytesMut::new(), BytesMut::new()];
-    let mut failed = 0;
-    while s[1].have(t).is_some_and(|have| !have.is_full()) {
+    let mut out = Outcome {
+        content: Vec::new(),
+        failed_pieces: 0,
+        events: Vec::new(),
+        disconnected: false,
+    };
+    while !out.disconnected && s[1].have(t).is_none_or(|have| !have.is_full()) {
         assert!(now < Instant::from_secs(120), "the transfer stalled");
         for i in 0..2 {
             s[i].handle_bytes(c[i], &mut inbox[i], now);
@@ -119,7 +146,14 @@ fn transfer(m: &Metainfo, content: Vec<u8>) -> (MemoryStorage, Vec<u8>, usize) {
             }
             while let Some(action) = s[i].poll_action() {
                 match action {
-                    Action::Send { data, .. } => inbox[1 - i].extend_from_slice(&data),
+                    Action::Send { data, .. } => {
+                        let mut data = data.to_vec();
+                        // A `hashes` frame: length, id 22, 48-byte request, hashes.
+                        if run.corrupt_hashes && i == 0 && data.len() > 53 && data[4] == 22 {
+                            data[53] ^= 1;
+                        }
+                        inbox[1 - i].extend_from_slice(&data)
+                    }
                     Action::SendBlock { header, data, .. } => {
                         inbox[1 - i].extend_from_slice(&header);
                         inbox[1 - i].extend_from_slice(&data);
@@ -145,9 +179,16 @@ fn transfer(m: &Metainfo, content: Vec<u8>) -> (MemoryStorage, Vec<u8>, usize) {
                     } => {
                         assert!(expected.v2.is_some(), "a v2 piece is checked by its root");
                         let ok = verify_piece(&blocks, &expected);
-                        failed += usize::from(!ok);
+                        out.failed_pieces += usize::from(!ok);
                         s[i].piece_hashed(torrent, piece, ok, now);
                     }
+                    Action::Event(e) if i == 1 => {
+                        if let Event::MetadataReceived { torrent, .. } = &e {
+                            s[1].metadata_ready(*torrent, None, now).unwrap();
+                        }
+                        out.events.push(e);
+                    }
+                    Action::Disconnect { .. } if i == 1 => out.disconnected = true,
                     _ => {}
                 }
             }
@@ -155,8 +196,8 @@ fn transfer(m: &Metainfo, content: Vec<u8>) -> (MemoryStorage, Vec<u8>, usize) {
         now += Duration::from_millis(10);
     }
     let [_, leech] = disk;
-    let got = leech.content().to_vec();
-    (leech, got, failed)
+    out.content = leech.content().to_vec();
+    out
 }
 
 #[test]
@@ -166,9 +207,9 @@ fn a_v2_only_torrent_goes_from_seed_to_downloader_checked_by_merkle_roots() {
     let content = wire_content(&m, &data);
     // a: 2 pieces, empty: none, b: 3 pieces; a's and b's tails padded to whole pieces.
     assert_eq!(content.len(), 5 * PL as usize);
-    let (_, got, failed) = transfer(&m, content.clone());
-    assert_eq!(got, content);
-    assert_eq!(failed, 0);
+    let out = transfer(&m, content.clone(), Run::default());
+    assert_eq!(out.content, content);
+    assert_eq!(out.failed_pieces, 0);
 }
 
 #[test]
@@ -184,9 +225,9 @@ fn a_hybrid_goes_from_seed_to_downloader_checked_by_both_hashes() {
             "piece {piece}"
         );
     }
-    let (_, got, failed) = transfer(&m, content.clone());
-    assert_eq!(got, content);
-    assert_eq!(failed, 0);
+    let out = transfer(&m, content.clone(), Run::default());
+    assert_eq!(out.content, content);
+    assert_eq!(out.failed_pieces, 0);
 }
 
 #[test]
@@ -252,5 +293,58 @@ fn a_hybrid_answers_peers_that_know_it_by_its_v2_hash_until_removed() {
             Action::Disconnect { conn: c, reason: DisconnectReason::UnknownTorrent } if *c == conn
         )),
         "{actions:?}"
+    );
+}
+
+#[test]
+fn a_v2_magnet_fetches_the_info_dictionary_and_piece_layers_then_the_data() {
+    let (m, data) = torrent(false);
+    let content = wire_content(&m, &data);
+    let out = transfer(
+        &m,
+        content.clone(),
+        Run {
+            magnet: true,
+            ..Run::default()
+        },
+    );
+    assert_eq!(out.content, content);
+    assert_eq!(out.failed_pieces, 0);
+    let received = out.events.iter().find_map(|e| match e {
+        Event::MetadataReceived { metainfo, .. } => Some(metainfo.clone()),
+        _ => None,
+    });
+    let received = received.expect("the metadata arrived");
+    // The layers came from the seed and equal the .torrent file's.
+    let v2 = received.v2.as_ref().unwrap();
+    assert!(v2.piece_layers_known);
+    assert_eq!(v2.files, m.v2.as_ref().unwrap().files);
+}
+
+#[test]
+fn a_piece_layer_that_fails_its_root_strikes_its_sender() {
+    let (m, data) = torrent(false);
+    let content = wire_content(&m, &data);
+    let run = Run {
+        magnet: true,
+        corrupt_hashes: true,
+    };
+    let out = transfer(&m, content, run);
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::MetadataHashFailed { .. })),
+        "{:?}",
+        out.events
+    );
+    assert!(
+        out.disconnected,
+        "the sole sender of a bad layer is dropped"
+    );
+    assert!(
+        !out.events
+            .iter()
+            .any(|e| matches!(e, Event::MetadataReceived { .. })),
+        "nothing is handed on"
     );
 }

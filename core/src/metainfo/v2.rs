@@ -197,6 +197,42 @@ impl V2Info {
             .fold(0, u64::saturating_add)
     }
 
+    /// The files whose piece layers are still unknown (more than one piece and an empty
+    /// layer): each one's `pieces root` and piece count. Empty once
+    /// [`V2Info::piece_layers_known`].
+    pub fn missing_layers(&self) -> Vec<(Hash32, u64)> {
+        self.files
+            .iter()
+            .filter(|f| f.piece_count(self.piece_length) > 1 && f.piece_layer.is_empty())
+            .filter_map(|f| Some((f.pieces_root?, f.piece_count(self.piece_length))))
+            .collect()
+    }
+
+    /// Gives every file whose layer is missing the layer `layers` holds for its `pieces
+    /// root`, if that has one hash per piece and hashes up to the root (others are left
+    /// missing); then records and returns whether every layer is known.
+    pub fn fill_piece_layers(
+        &mut self,
+        layers: &std::collections::BTreeMap<Hash32, Vec<Hash32>>,
+    ) -> bool {
+        let piece_length = self.piece_length;
+        for f in &mut self.files {
+            let pieces = f.piece_count(piece_length);
+            let (Some(root), true) = (f.pieces_root, f.piece_layer.is_empty() && pieces > 1) else {
+                continue;
+            };
+            if let Some(layer) = layers.get(&root) {
+                if layer.len() as u64 == pieces
+                    && merkle::root_from_piece_layer(layer, piece_length) == Some(root)
+                {
+                    f.piece_layer = layer.clone();
+                }
+            }
+        }
+        self.piece_layers_known = self.missing_layers().is_empty();
+        self.piece_layers_known
+    }
+
     /// Sum of the file lengths (saturating; a parsed torrent's never overflows).
     pub fn total_length(&self) -> u64 {
         self.files

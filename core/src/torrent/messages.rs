@@ -150,8 +150,11 @@ impl Torrent {
                 }
             }
             Message::HashRequest(request) => self.on_hash_request(conn, request, ctx, now),
-            // We send no hash requests yet: these are unsolicited (see `hash_exchange.rs`).
-            Message::Hashes { .. } | Message::HashReject(_) => {}
+            // Answers to the hash requests of a v2 magnet's layer fetch; ignored otherwise.
+            Message::Hashes { request, hashes } => {
+                self.on_layer_hashes(conn, request, &hashes, ctx, now)
+            }
+            Message::HashReject(request) => self.on_layer_reject(conn, request, ctx, now),
         }
     }
 
@@ -252,6 +255,7 @@ impl Torrent {
                 );
             }
             self.request_metadata(ctx, now);
+            self.request_layers(ctx, now);
         }
     }
 

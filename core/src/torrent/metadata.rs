@@ -39,7 +39,7 @@ use bytes::Bytes;
 
 use super::phase::Phase;
 use super::{Ctx, Torrent};
-use crate::info_hash::InfoHash;
+use crate::info_hash::{InfoHash, InfoHashV2};
 use crate::metainfo::{Metainfo, MetainfoError};
 use crate::time::Instant;
 use crate::vocab::{ConnId, DisconnectReason, Event};
@@ -130,7 +130,10 @@ fn voted_size(votes: impl IntoIterator<Item = (u64, IpAddr)>) -> Option<u64> {
 impl Torrent {
     /// Whether the info dictionary is still being fetched from peers (a magnet link).
     pub(crate) fn is_fetching_metadata(&self) -> bool {
-        matches!(self.phase, Phase::FetchingMetadata(_))
+        matches!(
+            self.phase,
+            Phase::FetchingMetadata(_) | Phase::FetchingLayers(_)
+        )
     }
 
     /// A `ut_metadata` message arrived from `conn`.
@@ -283,7 +286,11 @@ impl Torrent {
         let Phase::FetchingMetadata(fetch) = &mut self.phase else {
             return;
         };
-        if InfoHash::of_info_bytes(&fetch.buf) != self.info_hash {
+        // A v2-only magnet's swarm goes by the truncated SHA-256 (BEP 52); 160 bits of
+        // either hash leave no room for a forgery.
+        let matches = InfoHash::of_info_bytes(&fetch.buf) == self.info_hash
+            || InfoHashV2::of_info_bytes(&fetch.buf).truncated() == self.info_hash;
+        if !matches {
             let mut senders: Vec<(ConnId, SocketAddr)> = fetch
                 .slots
                 .iter()
@@ -333,6 +340,12 @@ impl Torrent {
                 Err(e) => Err(e.into()),
             });
         match parsed {
+            Ok(metainfo)
+                if metainfo.is_v2_only()
+                    && !metainfo.v2.as_ref().is_some_and(|v2| v2.piece_layers_known) =>
+            {
+                self.start_layer_fetch(metainfo, ctx, now);
+            }
             Ok(metainfo) => {
                 self.phase = Phase::AwaitingCheck(Box::new(metainfo.clone()));
                 ctx.out
@@ -467,8 +480,12 @@ impl Torrent {
     }
 
     /// Metadata requests unanswered for too long go back to the pool, to be given to
-    /// another peer; a peer that left gives its requests back too.
+    /// another peer; a peer that left gives its requests back too. While fetching v2 piece
+    /// layers, the same for hash requests (`layer_fetch.rs`).
     pub(super) fn metadata_timeouts(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        if matches!(self.phase, Phase::FetchingLayers(_)) {
+            return self.layer_timeouts(ctx, now);
+        }
         let Phase::FetchingMetadata(fetch) = &mut self.phase else {
             return;
         };

@@ -30,6 +30,7 @@
 mod allowed_fast;
 mod choking;
 mod hash_exchange;
+mod layer_fetch;
 mod messages;
 mod metadata;
 mod metadata_ready;

@@ -23,6 +23,7 @@ use crate::piece_hashes::PieceHashes;
 use crate::storage::Layout;
 use crate::wire::PieceGeometry;
 
+use super::layer_fetch::LayerFetch;
 use super::metadata::MetadataFetch;
 
 /// Where a torrent stands with its metadata.
@@ -31,6 +32,10 @@ pub(crate) enum Phase {
     /// Added from a magnet link: fetching the info dictionary from peers. Nothing about
     /// pieces exists yet; peers' availability is kept aside per peer.
     FetchingMetadata(MetadataFetch),
+    /// A v2-only torrent's verified info dictionary, fetching the piece layers it lacks
+    /// from peers (BEP 52 hash requests; see `layer_fetch.rs`). Like `FetchingMetadata`,
+    /// no pieces exist yet.
+    FetchingLayers(Box<LayerFetch>),
     /// The metadata is verified and was handed to the driver in
     /// [`crate::vocab::Event::MetadataReceived`]; waiting for `Session::metadata_ready`
     /// (the driver checks its storage meanwhile).
