@@ -105,6 +105,31 @@ fn lsd() {
     run_scaled("lsd", 10);
 }
 
+/// A whole session per input: a tenth of the count.
+#[test]
+fn hash_exchange() {
+    run_scaled("hash_exchange", 10);
+}
+
+#[test]
+fn random_hash_schedules_reach_answers_and_fetched_layers() {
+    // Worth its time only if random schedules get a request answered with hashes
+    // (serving) and a whole set of layers accepted (fetching).
+    let mut rng = fastrand::Rng::with_seed(replay::SEED);
+    let (mut answered, mut received) = (0, 0);
+    for i in 0..200u32 {
+        let mut raw: Vec<u8> = vec![(i % 2) as u8];
+        raw.extend((0..rng.usize(16..1500)).map(|_| rng.u8(..)));
+        let (a, r) = targets::hash_exchange_reached(&raw);
+        answered += usize::from(a > 0);
+        received += r;
+    }
+    // Measured: 7 of the 100 serving runs, and 11 completed fetches.
+    assert!(answered >= 3, "only {answered} serving runs got hashes");
+    assert!(received >= 1, "no fetching run accepted the layers");
+    eprintln!("hash_exchange: {answered} serving runs answered, {received} fetches completed");
+}
+
 #[test]
 fn every_target_is_replayed() {
     // A new target added to `targets::ALL` needs a test above and a corpus directory.
@@ -128,7 +153,8 @@ fn every_target_is_replayed() {
             "session_hostile",
             "mse",
             "lsd",
-            "metainfo_v2"
+            "metainfo_v2",
+            "hash_exchange"
         ]
     );
 }

@@ -4,6 +4,7 @@
 
 mod bencode;
 mod fixture;
+mod hash_exchange;
 mod krpc;
 mod lsd;
 mod magnet;
@@ -21,6 +22,7 @@ mod ut_pex;
 mod wire;
 
 pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
+pub use self::hash_exchange::{hash_exchange, hash_exchange_reached};
 pub use self::krpc::krpc;
 pub use self::lsd::lsd;
 pub use self::magnet::magnet;
@@ -59,6 +61,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("mse", mse),
     ("lsd", lsd),
     ("metainfo_v2", metainfo_v2),
+    ("hash_exchange", hash_exchange),
 ];
 
 /// The target called `name`.

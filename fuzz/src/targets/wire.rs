@@ -11,7 +11,7 @@
 //! 5. The receive buffer never holds more than the input plus one maximal message.
 
 use bytes::BytesMut;
-use unchoke_core::wire::{Decoder, Limits, Message, PieceGeometry, WireError};
+use unchoke_core::wire::{Decoder, Limits, MAX_HASHES, Message, PieceGeometry, WireError};
 
 /// Runs every wire-decoder invariant on `data`. Panics if one fails.
 pub fn wire(data: &[u8]) {
@@ -94,6 +94,14 @@ fn check_in_range(m: &Message, g: &PieceGeometry) {
         }
         Message::Bitfield(bits) => {
             assert_eq!(bits.len(), g.bitfield_len(), "bitfield size");
+            None
+        }
+        Message::Hashes { hashes, .. } => {
+            assert!(
+                hashes.len() % 32 == 0 && hashes.len() <= 32 * MAX_HASHES as usize,
+                "hashes of {} bytes",
+                hashes.len()
+            );
             None
         }
         _ => None,
