@@ -1,7 +1,9 @@
 //! BitTorrent v2 (BEP 52) transfers against libtorrent, real processes on loopback:
 //! libtorrent-made v2-only torrents (single and multi-file, an empty file, odd sizes)
-//! downloaded by `unchoke download` from a libtorrent seed and seeded by `unchoke seed` to a
-//! libtorrent leecher, byte-identical, on both runtimes; a peer corrupting v2 pieces is
+//! downloaded by `unchoke download` from a libtorrent seed (then seeded again from their
+//! resume data, nothing re-hashed) and seeded by `unchoke seed` to a libtorrent leecher,
+//! byte-identical, on both runtimes; `btmh` magnet links both ways (the info dictionary and
+//! the piece layers fetched from the other side); a peer corrupting v2 pieces is
 //! banned while the download completes from an honest seed; and a hybrid's piece must match
 //! both its v1 and its v2 hash, so a peer whose data fits only one of them is caught.
 // Test helpers outside #[test] functions may unwrap too: a failure there is a failed test.
@@ -109,6 +111,15 @@ fn libtorrent_seeds_v2_only_and_unchoke_downloads_it(rt: Runtime) {
         }
         seed.signal("TERM");
         seed.wait_exit(TRANSFER_WAIT);
+        // The resume data the download left covers the v2 torrent: seeding what it
+        // saved trusts every piece without hashing one.
+        let (mut again, _) = unchoke_seed(rt, &torrent, &save, &rt.ip(25 + n as u8), &[]);
+        let checked = again.last("checked").cloned().unwrap_or_default();
+        assert_eq!(checked["resumed"], true, "{checked}");
+        assert_eq!(checked["hashed"], 0, "{checked}");
+        assert_eq!(checked["trusted"], checked["piece_count"], "{checked}");
+        again.signal("TERM");
+        again.wait_exit(TRANSFER_WAIT);
     }
 }
 

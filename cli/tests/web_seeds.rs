@@ -49,6 +49,11 @@ fn random_file(path: &Path, len: usize, seed: u64) {
 
 /// `unchoke create` for `target` with `--web-seed` URLs and a piece length.
 fn create(target: &Path, out: &Path, piece: &str, web_seeds: &[&str]) {
+    create_with(target, out, piece, web_seeds, &[]);
+}
+
+/// [`create`] with more options (`--v2`, `--hybrid`).
+fn create_with(target: &Path, out: &Path, piece: &str, web_seeds: &[&str], extra: &[&str]) {
     let mut args = vec![
         "create".to_string(),
         target.to_str().unwrap().to_string(),
@@ -61,6 +66,7 @@ fn create(target: &Path, out: &Path, piece: &str, web_seeds: &[&str]) {
         args.push("--web-seed".into());
         args.push((*w).to_string());
     }
+    args.extend(extra.iter().map(|e| (*e).to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_ok(&args);
 }
@@ -256,6 +262,39 @@ fn only_source_multi_file(rt: Runtime) {
 }
 
 per_runtime!(only_source_single_file, only_source_multi_file);
+
+/// v2-only and hybrid torrents (BEP 52: each file starts a piece, padding between) whose
+/// only source is nginx: the padding is never asked of the server, the pieces are checked
+/// by their merkle roots (and SHA-1 too for the hybrid), the files come out whole.
+#[test]
+fn v2_and_hybrid_torrents_come_whole_from_a_web_seed_alone() {
+    let rt = Runtime::Mio;
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    let tree = www.join("set");
+    random_file(&tree.join("a.bin"), MIB + 17, 12);
+    random_file(&tree.join("sub/b.bin"), 300_001, 13);
+    random_file(&tree.join("sub/c.bin"), 5, 14);
+    std::fs::write(tree.join("empty"), b"").unwrap();
+    let ip = ip(rt, 9);
+    let nginx = Nginx::start(&dir.path().join("nginx"), &www, &ip, None);
+    for kind in ["--v2", "--hybrid"] {
+        let torrent = dir.path().join(format!("set{kind}.torrent"));
+        create_with(&tree, &torrent, "64K", &[&nginx.url(&ip, "")], &[kind]);
+        let out = dir.path().join(format!("out{kind}"));
+        let mut dl = download(rt, &torrent, &out, &ip, &[]);
+        let done = completes(&mut dl);
+        assert_eq!(done["hash_failures"], 0, "{kind}: {done}");
+        for f in ["a.bin", "sub/b.bin", "sub/c.bin", "empty"] {
+            assert_same_file(&tree.join(f), &out.join("set").join(f));
+        }
+        assert!(
+            !out.join("set/.pad").exists(),
+            "{kind}: padding is never written"
+        );
+    }
+    assert_eq!(nginx.logged(404), 0, "no request for a padding file");
+}
 
 /// The web seed limited to 512 KiB/s per connection (2 MiB/s with its 4 requests) alone,
 /// then beside a libtorrent seed limited to 2 MiB/s: the pair is faster, and the summary
