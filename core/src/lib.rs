@@ -78,8 +78,8 @@
 //! [`Action::WriteBlock`] / [`Action::ReadBlock`]: store or load a block, then
 //! [`disk_write_done`] / [`disk_read_done`]; a failure is a [`session::DiskError`] whose kind
 //! the driver reads off its `io::Error` ([`session::DiskError::from_io`]).
-//! [`Action::VerifyPiece`]: SHA-1 the blocks
-//! ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one HTTP tracker
+//! [`Action::VerifyPiece`]: check the blocks against the piece's SHA-1 and/or v2 merkle
+//! root ([`embed::verify_piece`]), then [`piece_hashed`]. [`Action::Announce`]: one HTTP tracker
 //! exchange ([`tracker`] builds and parses the bytes), then [`announce_done`] (the session
 //! times it out itself and ignores a late answer). [`Action::Resolve`]: resolve a UDP
 //! tracker's name off the loop, then [`handle_resolved`]. [`Action::SendDatagram`]: send

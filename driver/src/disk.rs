@@ -1,6 +1,6 @@
 //! Disk work a driver runs off its event loop: block writes (neighbouring blocks merged
 //! into one vectored write), block reads for uploads (whole pieces read once and kept in a
-//! small cache), SHA-1 checks of pieces held in memory, and resume saves. Each job turns
+//! small cache), piece checks (SHA-1, v2 merkle roots) of pieces held in memory, and resume saves. Each job turns
 //! into one [`Completion`] per core request, for the driver to feed back to the session.
 
 use std::collections::VecDeque;

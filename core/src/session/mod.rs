@@ -32,7 +32,8 @@
 //! ```text
 //! let t = s.add_magnet(info_hash, MagnetOptions { trackers, peers, display_name }, now)?;
 //! // … the session dials, handshakes and asks peers that offer `ut_metadata` for the
-//! // metadata, verifies its SHA-1 against the info-hash, and emits
+//! // metadata, verifies it against the info-hash (SHA-1, or the truncated SHA-256 of a
+//! // v2 link, whose piece layers it then fetches with BEP 52 hash requests), and emits
 //! // Action::Event(Event::MetadataReceived { torrent: t, metainfo }).
 //! // The driver creates or opens the storage from `metainfo`, checks what is already on
 //! // disk (a VerifyPiece of its own, or a resume file), then:
@@ -440,8 +441,9 @@ impl Session {
 
     /// Adds a torrent known only by its info-hash (a magnet link). It dials `options.peers`
     /// and announces to `options.trackers` (with `left` = [`MAGNET_LEFT`]), fetches the
-    /// metadata from peers that offer BEP 9 `ut_metadata`, and when its SHA-1 matches emits
-    /// [`Event::MetadataReceived`]; the driver then calls [`Session::metadata_ready`]. See
+    /// metadata from peers that offer BEP 9 `ut_metadata`, and when it matches the
+    /// info-hash (SHA-1, or for a v2-only link the truncated SHA-256, after which the piece
+    /// layers are fetched from peers too) emits [`Event::MetadataReceived`]; the driver then calls [`Session::metadata_ready`]. See
     /// the module docs.
     pub fn add_magnet(
         &mut self,
@@ -975,7 +977,7 @@ impl Session {
             .read_done(conn, block.length as usize, queued, &self.config);
     }
 
-    /// A `VerifyPiece` finished: `ok` is whether the SHA-1 matched.
+    /// A `VerifyPiece` finished: `ok` is whether the piece matched its hashes.
     pub fn piece_hashed(&mut self, torrent: TorrentId, piece: u32, ok: bool, now: Instant) {
         self.saw(now);
         self.with_torrent(torrent, |t, ctx| {

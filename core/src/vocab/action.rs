@@ -313,7 +313,8 @@ pub enum Event {
         /// The sender's IP with the port it announced.
         addr: SocketAddr,
     },
-    /// A magnet torrent's metadata arrived from peers and its SHA-1 matched the info-hash.
+    /// A magnet torrent's metadata arrived from peers and matched the info-hash (for a
+    /// v2-only link, with every piece layer fetched and checked too).
     /// The driver creates (or opens and checks) the torrent's storage from `metainfo`, then
     /// calls [`crate::session::Session::metadata_ready`] with the pieces already on disk; until then
     /// the torrent downloads nothing.
