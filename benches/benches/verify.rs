@@ -66,7 +66,13 @@ fn bench(c: &mut Criterion) {
             data_len: size as u32,
         };
         for (name, expected) in [
-            ("driver_verify_job_v2", PieceHash { v1: None, v2: Some(v2) }),
+            (
+                "driver_verify_job_v2",
+                PieceHash {
+                    v1: None,
+                    v2: Some(v2),
+                },
+            ),
             (
                 "driver_verify_job_hybrid",
                 PieceHash {

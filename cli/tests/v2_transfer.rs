@@ -68,25 +68,31 @@ fn lt_leech(torrent: &Path, save: &Path, ip: &str, connect: &str) -> JsonProcess
     JsonProcess::spawn(&format!("libtorrent leech {ip}"), cmd)
 }
 
-/// The cases each direction runs: (content, piece length, name).
-fn cases(root: &Path) -> Vec<(PathBuf, u32, &'static str)> {
+/// The cases each direction runs: (content, piece length, name, kind for lt_make_v2).
+fn cases(root: &Path) -> Vec<(PathBuf, u32, &'static str, &'static str)> {
     let (multi, single) = make_content(root);
-    vec![(multi, 32_768, "multi"), (single, 16_384, "single")]
+    vec![
+        (multi.clone(), 32_768, "multi", "v2"),
+        (single, 16_384, "single", "v2"),
+        // A hybrid: its pieces pass only if both its SHA-1 and merkle root match.
+        (multi, 16_384, "hybrid", "hybrid"),
+    ]
 }
 
 per_runtime!(
-    libtorrent_seeds_v2_only_and_unchoke_downloads_it,
-    unchoke_seeds_v2_only_and_libtorrent_downloads_it,
+    libtorrent_seeds_v2_only_and_hybrid_and_unchoke_downloads_them,
+    unchoke_seeds_v2_only_and_hybrid_and_libtorrent_downloads_them,
     libtorrent_fetches_a_v2_magnet_link_from_unchoke,
     unchoke_fetches_a_v2_magnet_link_from_libtorrent,
 );
 
-fn libtorrent_seeds_v2_only_and_unchoke_downloads_it(rt: Runtime) {
+fn libtorrent_seeds_v2_only_and_hybrid_and_unchoke_downloads_them(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    for (n, (content, piece_length, name)) in cases(dir.path()).into_iter().enumerate() {
+    for (n, (content, piece_length, name, kind)) in cases(dir.path()).into_iter().enumerate() {
         let torrent = dir.path().join(format!("{name}.torrent"));
-        let (v1, v2) = lt_make_v2("v2", &content, &torrent, piece_length);
-        assert_eq!(v1, None, "a v2-only torrent");
+        let (v1, v2) = lt_make_v2(kind, &content, &torrent, piece_length);
+        // The wire hash: a hybrid's v1 hash, a v2-only torrent's truncated v2 hash.
+        let wire_hash = v1.unwrap_or_else(|| v2[..40].to_owned());
         let (mut seed, seed_addr) =
             lt_seed(&torrent, content.parent().unwrap(), &rt.ip(10 + n as u8));
         let save = dir.path().join(format!("save-{name}"));
@@ -98,11 +104,10 @@ fn libtorrent_seeds_v2_only_and_unchoke_downloads_it(rt: Runtime) {
             &["--peer", &seed_addr],
         );
         let done = completes(&mut leech);
-        // On the wire a v2-only torrent goes by its truncated v2 info-hash.
-        assert_eq!(done["info_hash"], v2[..40], "{done}");
+        assert_eq!(done["info_hash"], wire_hash.as_str(), "{done}");
         assert_eq!(done["hash_failures"], 0, "{done}");
         assert_same_tree(&content, &save);
-        if name == "multi" {
+        if name != "single" {
             assert!(save.join("multi/empty").is_file(), "the empty file is made");
             assert!(
                 !save.join("multi/.pad").exists(),
@@ -123,11 +128,11 @@ fn libtorrent_seeds_v2_only_and_unchoke_downloads_it(rt: Runtime) {
     }
 }
 
-fn unchoke_seeds_v2_only_and_libtorrent_downloads_it(rt: Runtime) {
+fn unchoke_seeds_v2_only_and_hybrid_and_libtorrent_downloads_them(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    for (n, (content, piece_length, name)) in cases(dir.path()).into_iter().enumerate() {
+    for (n, (content, piece_length, name, kind)) in cases(dir.path()).into_iter().enumerate() {
         let torrent = dir.path().join(format!("{name}.torrent"));
-        lt_make_v2("v2", &content, &torrent, piece_length);
+        lt_make_v2(kind, &content, &torrent, piece_length);
         let (mut seed, seed_addr) = unchoke_seed(
             rt,
             &torrent,
