@@ -153,7 +153,13 @@ impl Reporter {
                 "info_hash": metainfo.info_hash.to_hex(),
                 "name": metainfo.info.name,
                 "piece_count": self.piece_count,
-                "total_length": metainfo.info.total_length,
+                "total_length": metainfo
+                    .info
+                    .files
+                    .iter()
+                    .filter(|f| !f.padding)
+                    .map(|f| f.length)
+                    .sum::<u64>(),
                 "files": metainfo.info.files.iter().filter(|f| !f.padding).count(),
                 "seconds": elapsed.as_secs_f64(),
             }),

@@ -240,6 +240,14 @@ impl PieceHashes {
         !self.v2.is_empty()
     }
 
+    /// BEP 47 padding bytes at the end of `piece`, whose length is `piece_len`: what a v2
+    /// piece holds past its file's data (0 for a v1 piece, whose padding files, if any,
+    /// are not known here).
+    pub fn padding_in(&self, piece: u32, piece_len: u32) -> u32 {
+        self.v2_of(piece)
+            .map_or(0, |v2| piece_len.saturating_sub(v2.data_len))
+    }
+
     /// What `piece` must hash to; `None` past the end, and for a v2-only torrent's piece
     /// that lies wholly in padding (which no file owns and no peer sends).
     pub fn expected(&self, piece: u32) -> Option<PieceHash> {

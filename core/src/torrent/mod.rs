@@ -97,9 +97,9 @@ pub struct TorrentStats {
     pub pieces_have: u32,
     /// Pieces wanted (not skipped) and not yet verified.
     pub pieces_missing: u32,
-    /// Bytes of verified pieces.
+    /// Bytes of verified pieces (BEP 47 padding not counted).
     pub bytes_have: u64,
-    /// Total size.
+    /// Total size: the files' bytes (BEP 47 padding not counted).
     pub total_length: u64,
     /// Payload bytes received (including duplicates and data that failed verification).
     pub downloaded: u64,
@@ -409,7 +409,7 @@ impl Torrent {
     /// seed (it would send us no seeds and list us as one).
     pub(crate) fn left(&self) -> u64 {
         match self.phase.content() {
-            Some(c) => c.layout.total_length().saturating_sub(c.bytes_have()),
+            Some(c) => c.data_length().saturating_sub(c.bytes_have()),
             None => MAGNET_LEFT,
         }
     }
@@ -435,7 +435,7 @@ impl Torrent {
             pieces_have: content.map_or(0, |c| c.picker.have().count_ones()),
             pieces_missing: content.map_or(0, |c| c.picker.wanted().count_ones()),
             bytes_have: content.map_or(0, Content::bytes_have),
-            total_length: content.map_or(0, |c| c.layout.total_length()),
+            total_length: content.map_or(0, Content::data_length),
             downloaded: self.downloaded,
             uploaded: self.uploaded,
             wasted: self.wasted,

@@ -68,6 +68,8 @@ pub(crate) struct Content {
     /// Merkle trees above the piece layer of the v2 files peers asked hashes of, built on
     /// the first request (see `hash_exchange.rs`); one per file at most.
     pub(super) file_trees: BTreeMap<[u8; 32], crate::piece_hashes::FileTree>,
+    /// BEP 47 padding bytes in the whole torrent (v2 and hybrid torrents' file ends).
+    pub(super) padding_total: u64,
 }
 
 impl Content {
@@ -84,6 +86,9 @@ impl Content {
         }
         let completion_announced = picker.is_complete();
         let written = picker.have().clone();
+        let padding_total = (0..count)
+            .map(|p| u64::from(piece_hashes.padding_in(p, layout.piece_len(p))))
+            .sum();
         Some(Content {
             piece_hashes,
             geometry,
@@ -93,6 +98,7 @@ impl Content {
             written,
             completion_announced,
             file_trees: BTreeMap::new(),
+            padding_total,
         })
     }
 
@@ -105,13 +111,27 @@ impl Content {
         )
     }
 
-    /// Bytes of the verified pieces.
+    /// Bytes of the verified pieces, BEP 47 padding left out.
     pub(super) fn bytes_have(&self) -> u64 {
         self.picker
             .have()
             .ones()
-            .map(|p| u64::from(self.layout.piece_len(p)))
+            .map(|p| u64::from(self.data_len(p)))
             .sum()
+    }
+
+    /// The torrent's size as users and trackers count it: its files' bytes, without the
+    /// padding a v2 or hybrid torrent puts between them.
+    pub(super) fn data_length(&self) -> u64 {
+        self.layout
+            .total_length()
+            .saturating_sub(self.padding_total)
+    }
+
+    /// Bytes of `piece` that belong to files (its length less any padding at its end).
+    fn data_len(&self, piece: u32) -> u32 {
+        let len = self.layout.piece_len(piece);
+        len - self.piece_hashes.padding_in(piece, len)
     }
 }
 
