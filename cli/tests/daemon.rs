@@ -189,7 +189,7 @@ fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<String>
 }
 
 /// The row of torrent `id` in a `-l` listing.
-fn row<'a>(list: &'a str, id: u32) -> Option<&'a str> {
+fn row(list: &str, id: u32) -> Option<&str> {
     list.lines()
         .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
 }

@@ -30,6 +30,9 @@ use crate::{AddMagnet, ClientConfig, ClientEvent, Clock, ShutdownReport};
 /// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
+/// Where the answer to a lifecycle command (remove, pause, resume) goes.
+type LifecycleReply = Sender<Result<(), LifecycleError>>;
+
 /// Requests from a client handle to its loop; replies go back on channels the blocking
 /// caller waits on.
 #[allow(missing_docs)] // the fields are the arguments of the client method of that name
@@ -117,7 +120,7 @@ pub struct SessionHost {
     pub(crate) config: ClientConfig,
     /// Removed torrents whose storage a disk job still holds, with the remover waiting
     /// for it to be let go ([`Command::Remove`]).
-    removing: Vec<(Arc<FileStorage>, Sender<Result<(), LifecycleError>>)>,
+    removing: Vec<(Arc<FileStorage>, LifecycleReply)>,
     /// Whether a torrent or magnet was ever accepted: a client whose every add was refused
     /// (a seed pointed at the wrong directory) must not create the DHT node file there.
     accepted: bool,

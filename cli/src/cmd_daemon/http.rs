@@ -53,11 +53,11 @@ impl RpcServer {
 
     /// Answers requests until `stop` is raised; `between` runs after each request and
     /// whenever the server was idle for a while (the daemon's housekeeping).
-    pub(crate) fn serve(
+    pub(crate) fn serve<E: Engine>(
         &self,
-        engine: &mut dyn Engine,
+        engine: &mut E,
         stop: &Arc<AtomicBool>,
-        between: &mut dyn FnMut(&mut dyn Engine),
+        mut between: impl FnMut(&mut E),
     ) {
         while !stop.load(Ordering::SeqCst) {
             match self.server.recv_timeout(POLL) {

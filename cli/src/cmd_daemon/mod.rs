@@ -102,11 +102,8 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
         Some(d) => d.clone(),
         None => default_dir("HOME", "")?.join("Downloads"),
     };
-    std::fs::create_dir_all(&download_dir)
+    let root = std::fs::create_dir_all(&download_dir)
         .and_then(|()| download_dir.canonicalize())
-        .map_err(|e| format!("download directory {}: {e}", download_dir.display()))?;
-    let root = download_dir
-        .canonicalize()
         .map_err(|e| format!("download directory {}: {e}", download_dir.display()))?;
     let saved = dir.load()?;
     // The RPC's port first: if it is taken, nothing else has started.
@@ -124,17 +121,15 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
         config.dht = Some(dht);
     }
     config.lsd = !args.no_lsd;
-    let peer_settings = |port| rpc::PeerSettings {
-        port,
-        dht: config.dht.is_some(),
-        lsd: config.lsd,
-    };
-    config.session.upload_limit = saved.limits.upload_bytes();
-    config.session.download_limit = saved.limits.download_bytes();
-    let peers = |a: Option<SocketAddr>| peer_settings(a.map_or(0, |a| a.port()));
-    let client = Client::new(args.runtime, config.clone()).map_err(|e| e.to_string())?;
+    let dht = config.dht.is_some();
+    let lsd = config.lsd;
+    let client = Client::new(args.runtime, config).map_err(|e| e.to_string())?;
     let peers_on = client.local_addr();
-    let settings = peers(peers_on);
+    let settings = rpc::PeerSettings {
+        port: peers_on.map_or(0, |a| a.port()),
+        dht,
+        lsd,
+    };
     let mut daemon = daemon::Daemon::new(client, dir, root.clone(), saved.limits, settings);
     let running = daemon.restore(&saved);
 
@@ -146,8 +141,10 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
         root.display(),
         saved.torrents.len(),
     ))?;
-    server.serve(&mut daemon, &stop, &mut |_| {});
-    daemon.drain_events();
+    // Events are read between requests too: the client keeps a bounded backlog of them,
+    // and a magnet's `MetadataReady` (its name, its files for a later delete) must not be
+    // crowded out by peer events while nobody asks.
+    server.serve(&mut daemon, &stop, daemon::Daemon::drain_events);
     daemon.shutdown()?;
     Ok(())
 }
