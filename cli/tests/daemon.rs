@@ -328,6 +328,29 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
         &content.join("album/sub/two.bin"),
         &downloads.join("album/sub/two.bin"),
     );
+    // Its metadata is kept as a .torrent file from now on (a restart needs no peer for it).
+    let kept = session.join("torrents").join(format!("{hash}.torrent"));
+    let deadline = Instant::now() + WAIT;
+    while !kept.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            kept.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(info_json(&kept)["info_hash"], hash.as_str());
+
+    // Restarted once more, the former magnet is back with its data, and its files are
+    // known well enough to delete.
+    assert!(!daemon.stop("KILL").success());
+    let daemon = Daemon::start(rt, &rt.ip(62), &session, &downloads);
+    daemon.list_until("the magnet restored", |l| {
+        row(l, 1).is_some_and(|r| r.contains("100%") && r.contains("album"))
+    });
+    daemon.remote(&["-t", &hash, "--remove-and-delete"]);
+    daemon.list_until("removed", |l| row(l, 1).is_none());
+    assert!(!downloads.join("album").exists(), "album/ still there");
 
     // SIGTERM: a clean stop with the signal's status.
     assert_eq!(daemon.stop("TERM").code(), Some(143));

@@ -109,17 +109,36 @@ impl Daemon {
     }
 
     /// Reads what the client told meanwhile: a magnet's metadata arrived (its name and
-    /// files are known now) or its storage failed.
+    /// files are known now, and it is kept as a .torrent file from now on, so a restart
+    /// needs no peer to know it) or its storage failed.
     pub(crate) fn drain_events(&mut self) {
         let events: Vec<ClientEvent> = self.client.events().try_iter().collect();
+        let mut changed = false;
         for event in events {
             match event {
                 ClientEvent::MetadataReady {
                     torrent, metainfo, ..
                 } => {
-                    if let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) {
-                        slot.metainfo = Some(metainfo);
+                    let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) else {
+                        continue;
+                    };
+                    if let Source::Magnet(link) = &slot.entry.source {
+                        if let Some(bytes) = Magnet::parse(link)
+                            .ok()
+                            .and_then(|magnet| torrent_from_magnet(&metainfo, &magnet))
+                        {
+                            match self.dir.save_torrent_file(&slot.entry.hash, &bytes) {
+                                Ok(()) => {
+                                    slot.entry.source = Source::TorrentFile;
+                                    changed = true;
+                                }
+                                // The magnet link stays: the metadata is fetched again
+                                // after a restart.
+                                Err(e) => warn(&e),
+                            }
+                        }
                     }
+                    slot.metainfo = Some(metainfo);
                 }
                 ClientEvent::MetadataStorageFailed { torrent, message } => {
                     if let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) {
@@ -127,6 +146,11 @@ impl Daemon {
                     }
                 }
                 _ => {}
+            }
+        }
+        if changed {
+            if let Err(e) = self.save_state() {
+                warn(&e);
             }
         }
     }
@@ -498,6 +522,49 @@ fn magnet_add(magnet: &Magnet, dir: &Path) -> AddMagnet {
         cancel: unchoke_driver::CancelFlag::default(),
         web_seeds: magnet.web_seeds.clone(),
     }
+}
+
+/// A .torrent file for metadata fetched through a magnet link: the info dictionary as it
+/// was verified against the info-hash, with the link's trackers (a tier each) and web
+/// seeds. `None` when the result would not read back as the same torrent (a hybrid's piece
+/// layers are not in its info dictionary): the magnet link is kept then.
+fn torrent_from_magnet(metainfo: &Metainfo, magnet: &Magnet) -> Option<Vec<u8>> {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(format!("{}:", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    }
+    // Keys in bencode's sorted order: announce-list, info, url-list.
+    let mut out = b"d".to_vec();
+    if !magnet.trackers.is_empty() {
+        string(&mut out, b"announce-list");
+        out.push(b'l');
+        for t in &magnet.trackers {
+            out.push(b'l');
+            string(&mut out, t.as_bytes());
+            out.push(b'e');
+        }
+        out.push(b'e');
+    }
+    string(&mut out, b"info");
+    out.extend_from_slice(&metainfo.info_bytes);
+    if !magnet.web_seeds.is_empty() {
+        string(&mut out, b"url-list");
+        out.push(b'l');
+        for w in &magnet.web_seeds {
+            string(&mut out, w.as_bytes());
+        }
+        out.push(b'e');
+    }
+    out.push(b'e');
+    Metainfo::from_bytes(&out)
+        .ok()
+        .filter(|m| m.info_hash == metainfo.info_hash && !m.is_hybrid() && !m.is_v2_only())
+        .map(|_| out)
+}
+
+/// Tells the user of something that went wrong without stopping the daemon.
+fn warn(message: &str) {
+    eprintln!("unchoke daemon: {}", crate::output::printable(message));
 }
 
 /// `dir` (absolute, or relative to `root`) if it is `root` or below it, reached without
