@@ -188,6 +188,15 @@ fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<String>
     (status, header, body.to_owned())
 }
 
+/// The torrent's 3.2 MB took at least 2 s: a 900 kB/s download limit was in force (with
+/// no limit it takes well under a second on loopback).
+fn assert_slowed(took: Duration) {
+    assert!(
+        took >= Duration::from_secs(2),
+        "3.2 MB downloaded in {took:?}: faster than the 900 kB/s limit allows"
+    );
+}
+
 /// The row of torrent `id` in a `-l` listing.
 fn row(list: &str, id: u32) -> Option<&str> {
     list.lines()
@@ -258,12 +267,22 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
     let (_, _, body) = post(&daemon.rpc, Some(&id), r#"{"method":"port-test"}"#);
     assert!(body.contains("not supported"), "{body}");
 
-    // Add the .torrent file; it completes from the seed.
+    // Session speed limits (kB/s, as transmission-remote gives them): session-set
+    // reaches the core, which then holds the download below them (the transfer below).
+    daemon.remote(&["-d", "900", "-u", "120"]);
+    let si = daemon.remote(&["-si"]);
+    assert!(si.contains("Download speed limit: 900 kB/s"), "{si}");
+    assert!(si.contains("Upload speed limit: 120 kB/s"), "{si}");
+
+    // Add the .torrent file; it completes from the seed, no faster than the limit lets
+    // it: 3.2 MB at 900 kB/s is about 3.5 s.
+    let adding = Instant::now();
     let added = daemon.remote(&["-a", torrent.to_str().expect("utf-8")]);
     assert!(added.contains("success"), "{added}");
     let list = daemon.list_until("complete", |l| {
         row(l, 1).is_some_and(|r| r.contains("100%"))
     });
+    assert_slowed(adding.elapsed());
     assert!(row(&list, 1).is_some_and(|r| r.contains("album")), "{list}");
     for f in ["album/one.bin", "album/sub/two.bin"] {
         assert_same_file(&content.join(f), &downloads.join(f));
@@ -281,13 +300,6 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
         row(l, 1).is_some_and(|r| !r.contains("Stopped"))
     });
 
-    // Session speed limits (kB/s): session-set reaches the core (an error from it would
-    // fail the call) and session-get reads them back.
-    daemon.remote(&["-d", "300", "-u", "120"]);
-    let si = daemon.remote(&["-si"]);
-    assert!(si.contains("Download speed limit: 300 kB/s"), "{si}");
-    assert!(si.contains("Upload speed limit: 120 kB/s"), "{si}");
-
     // The same torrent as a magnet link is a duplicate; the list holds it once.
     let magnet = format!("magnet:?xt=urn:btih:{hash}&tr=http://{http}/announce");
     daemon.remote(&["-a", &magnet]);
@@ -303,7 +315,7 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
     });
     assert!(row(&list, 1).is_some_and(|r| r.contains("album")), "{list}");
     let si = daemon.remote(&["-si"]);
-    assert!(si.contains("Download speed limit: 300 kB/s"), "{si}");
+    assert!(si.contains("Download speed limit: 900 kB/s"), "{si}");
     daemon.remote(&["-t", "1", "-s"]);
     daemon.list_until("started again", |l| {
         row(l, 1).is_some_and(|r| !r.contains("Stopped"))
@@ -319,11 +331,17 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
     );
 
     // A magnet link: the metadata comes from the seed, then the data.
+    // The restarted daemon holds the saved limit from its start.
     let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=album&tr=http://{http}/announce");
+    let adding = Instant::now();
     daemon.remote(&["-a", &magnet]);
     daemon.list_until("the magnet complete", |l| {
         row(l, 2).is_some_and(|r| r.contains("100%") && r.contains("album"))
     });
+    assert_slowed(adding.elapsed());
+    daemon.remote(&["-D"]);
+    let si = daemon.remote(&["-si"]);
+    assert!(si.contains("Download speed limit: Unlimited"), "{si}");
     assert_same_file(
         &content.join("album/sub/two.bin"),
         &downloads.join("album/sub/two.bin"),

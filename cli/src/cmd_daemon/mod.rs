@@ -121,6 +121,10 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
         config.dht = Some(dht);
     }
     config.lsd = !args.no_lsd;
+    // The limits the RPC last set, from the start: the core holds them from its first
+    // request on.
+    config.session.upload_limit = saved.limits.upload_bytes();
+    config.session.download_limit = saved.limits.download_bytes();
     let dht = config.dht.is_some();
     let lsd = config.lsd;
     let client = Client::new(args.runtime, config).map_err(|e| e.to_string())?;
