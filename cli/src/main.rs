@@ -157,12 +157,15 @@ Examples:
     /// Run many torrents in one process, driven over Transmission's RPC (so
     /// `transmission-remote` and tools that speak it work) until interrupted.
     #[command(
-        after_help = "Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.
+        after_help = "Drive it with transmission-remote (Debian's transmission-cli) or any tool that \
+speaks Transmission's RPC: `transmission-remote 127.0.0.1:9091 -a photos.torrent`, then -l, \
+-t ID -S / -s, -d / -u (kB/s), -t ID --remove-and-delete.
+
+Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.
 
 Examples:
   unchoke daemon --download-dir ~/Downloads
-  transmission-remote 127.0.0.1:9091 -a photos.torrent
-  transmission-remote 127.0.0.1:9091 -l"
+  unchoke daemon --session-dir /var/lib/unchoke --rpc 127.0.0.1:9092 --runtime smol"
     )]
     Daemon(cmd_daemon::DaemonArgs),
     /// Print a shell completion script to stdout.
