@@ -988,7 +988,7 @@ pub(crate) fn resolve_addrs(option: &str, addrs: &[String]) -> Result<Vec<Socket
 
 /// `--dht-routers`: `HOST:PORT` items separated by commas (`[v6]:PORT` for an IPv6
 /// literal); `none` (or nothing) for no router.
-fn parse_routers(list: &str) -> Result<Vec<(String, u16)>, String> {
+pub(crate) fn parse_routers(list: &str) -> Result<Vec<(String, u16)>, String> {
     let list = list.trim();
     if list.is_empty() || list.eq_ignore_ascii_case("none") {
         return Ok(Vec::new());

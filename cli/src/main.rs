@@ -1,5 +1,5 @@
 //! The `unchoke` command line: `info`, `create`, `download`, `seed`, `tracker`, `dht`,
-//! `swarm`, `simulate`, and `completions` and `man` for the shell and the manual.
+//! `swarm`, `simulate`, `daemon`, and `completions` and `man` for the shell and the manual.
 //!
 //! Exit status (see [`error`] and [`signals`]): 0 done, 1 the input or the work failed (one
 //! line on stderr, `unchoke: <message>`), 2 a usage error, 130 stopped by SIGINT, 143 by
@@ -18,6 +18,7 @@ macro_rules! exit_status {
 }
 
 mod cmd_create;
+mod cmd_daemon;
 mod cmd_dht;
 mod cmd_info;
 mod cmd_simulate;
@@ -153,6 +154,20 @@ Examples:
     /// protocol takes on a virtual network against the client-server and P2P lower bounds;
     /// writes a table, study.csv and a study.svg chart.
     Simulate(cmd_simulate::SimulateArgs),
+    /// Run many torrents in one process, driven over Transmission's RPC (so
+    /// `transmission-remote` and tools that speak it work) until interrupted.
+    #[command(
+        after_help = "Drive it with transmission-remote (Debian's transmission-cli) or any tool that \
+speaks Transmission's RPC: `transmission-remote 127.0.0.1:9091 -a photos.torrent`, then -l, \
+-t ID -S / -s, -d / -u (kB/s), -t ID --remove-and-delete.
+
+Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.
+
+Examples:
+  unchoke daemon --download-dir ~/Downloads
+  unchoke daemon --session-dir /var/lib/unchoke --rpc 127.0.0.1:9092 --runtime smol"
+    )]
+    Daemon(cmd_daemon::DaemonArgs),
     /// Print a shell completion script to stdout.
     #[command(after_help = "Examples:
   unchoke completions bash > ~/.local/share/bash-completion/completions/unchoke
@@ -227,6 +242,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Dht(args) => cmd_dht::run(&args),
         Command::Swarm(args) => Ok(cmd_swarm::run(&args)?),
         Command::Simulate(args) => Ok(cmd_simulate::run(&args)?),
+        Command::Daemon(args) => cmd_daemon::run(&args),
         Command::Completions { shell } => {
             let shell = match shell {
                 CompletionShell::Bash => clap_complete::Shell::Bash,

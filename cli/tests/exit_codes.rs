@@ -432,6 +432,7 @@ fn every_help_ends_with_examples_and_the_top_level_one_with_exit_codes() {
         "dht",
         "swarm",
         "simulate",
+        "daemon",
         "completions",
         "man",
     ] {

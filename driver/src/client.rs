@@ -168,6 +168,44 @@ impl ClientCore {
             .map_err(|_| ClientError::Stopped)
     }
 
+    /// Removes the torrent from the session (its peers disconnected, its trackers told
+    /// `stopped`; see [`unchoke_core::session::Session::remove_torrent`]). Returns once no
+    /// disk job holds its files any more, so the caller may then delete them. Its resume
+    /// file and data are left where they are.
+    pub fn remove(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Remove { torrent, reply })?;
+        // Waits for the disk jobs out to finish, like shutdown does.
+        rx.recv_timeout(REPLY_TIMEOUT * 6)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Pauses the torrent ([`unchoke_core::session::Session::pause_torrent`]): no peer,
+    /// no dial, its trackers told `stopped`; its verified data stays.
+    pub fn pause(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Pause { torrent, reply })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Resumes a paused torrent ([`unchoke_core::session::Session::resume_torrent`]).
+    pub fn resume(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Resume { torrent, reply })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Every torrent in the client (magnets fetching their metadata included), in id
+    /// order: where each stands and its counters, in one round trip to the loop.
+    pub fn torrents(&self) -> Result<Vec<crate::TorrentStatus>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Torrents { reply })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
     /// The DHT node's counters and table size (`None` when the client runs no DHT).
     pub fn dht_status(&self) -> Result<Option<crate::DhtStatus>, ClientError> {
         let (reply, rx) = crossbeam_channel::bounded(1);

@@ -30,6 +30,9 @@ use crate::{AddMagnet, ClientConfig, ClientEvent, Clock, ShutdownReport};
 /// Longest a driver's loop sleeps, so a lost wake-up can never stall it for long.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
+/// Where the answer to a lifecycle command (remove, pause, resume) goes.
+type LifecycleReply = Sender<Result<(), LifecycleError>>;
+
 /// Requests from a client handle to its loop; replies go back on channels the blocking
 /// caller waits on.
 #[allow(missing_docs)] // the fields are the arguments of the client method of that name
@@ -66,6 +69,23 @@ pub enum Command {
     DhtStats {
         reply: Sender<Option<crate::DhtStatus>>,
     },
+    /// Answered once no disk job holds the torrent's storage any more, so the caller may
+    /// delete its files without a late write bringing one back.
+    Remove {
+        torrent: TorrentId,
+        reply: Sender<Result<(), LifecycleError>>,
+    },
+    Pause {
+        torrent: TorrentId,
+        reply: Sender<Result<(), LifecycleError>>,
+    },
+    Resume {
+        torrent: TorrentId,
+        reply: Sender<Result<(), LifecycleError>>,
+    },
+    Torrents {
+        reply: Sender<Vec<crate::TorrentStatus>>,
+    },
     Shutdown {
         reply: Sender<Vec<ShutdownReport>>,
     },
@@ -98,6 +118,9 @@ pub struct SessionHost {
     pub(crate) magnets: BTreeMap<TorrentId, AddMagnet>,
     /// The settings storage set-up needs (the check's threads, open-file limit).
     pub(crate) config: ClientConfig,
+    /// Removed torrents whose storage a disk job still holds, with the remover waiting
+    /// for it to be let go ([`Command::Remove`]).
+    removing: Vec<(Arc<FileStorage>, LifecycleReply)>,
     /// Whether a torrent or magnet was ever accepted: a client whose every add was refused
     /// (a seed pointed at the wrong directory) must not create the DHT node file there.
     accepted: bool,
@@ -180,6 +203,7 @@ impl SessionHost {
             )),
             magnets: BTreeMap::new(),
             config: cfg.clone(),
+            removing: Vec::new(),
             accepted: false,
         }
     }
@@ -281,6 +305,41 @@ impl SessionHost {
                 }
             }
         }
+        self.answer_removals();
+    }
+
+    /// Answers the removers whose torrent's storage no disk job holds any more (the
+    /// completion that let it go has been dropped by now).
+    fn answer_removals(&mut self) {
+        self.removing.retain(|(storage, reply)| {
+            if Arc::strong_count(storage) > 1 {
+                return true;
+            }
+            let _ = reply.send(Ok(()));
+            false
+        });
+    }
+
+    /// Every torrent of the session (magnets awaiting their metadata included), in id
+    /// order, with where it stands and its counters.
+    fn torrent_statuses(&self) -> Vec<crate::TorrentStatus> {
+        let now = self.clock.now();
+        let ids: std::collections::BTreeSet<TorrentId> = self
+            .torrents
+            .keys()
+            .chain(self.magnets.keys())
+            .copied()
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                Some(crate::TorrentStatus {
+                    id,
+                    state: self.session.torrent_state(id)?,
+                    stats: self.session.stats(id, now)?,
+                    display_name: self.session.display_name(id).map(str::to_owned),
+                })
+            })
+            .collect()
     }
 
     /// A magnet torrent's storage was set up (or not): hand the pieces found to the session,
@@ -415,6 +474,37 @@ impl SessionHost {
                             good_nodes: self.session.dht_nodes().len(),
                         });
                 let _ = reply.send(status);
+                false
+            }
+            Command::Remove { torrent, reply } => {
+                let now = self.clock.now();
+                let result = self.session.remove_torrent(torrent, now);
+                if let Some(magnet) = self.magnets.remove(&torrent) {
+                    // A check of existing data after its metadata came would be for nothing.
+                    magnet
+                        .cancel
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                match (result, self.torrents.remove(&torrent)) {
+                    (Ok(()), Some(slot)) if Arc::strong_count(&slot.storage) > 1 => {
+                        self.removing.push((slot.storage, reply));
+                    }
+                    (result, _) => {
+                        let _ = reply.send(result);
+                    }
+                }
+                false
+            }
+            Command::Pause { torrent, reply } => {
+                let _ = reply.send(self.session.pause_torrent(torrent, self.clock.now()));
+                false
+            }
+            Command::Resume { torrent, reply } => {
+                let _ = reply.send(self.session.resume_torrent(torrent, self.clock.now()));
+                false
+            }
+            Command::Torrents { reply } => {
+                let _ = reply.send(self.torrent_statuses());
                 false
             }
             Command::Shutdown { reply } => self.close(reply),

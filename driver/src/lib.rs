@@ -375,6 +375,19 @@ pub enum ClientEvent {
     },
 }
 
+/// One torrent as [`ClientCore::torrents`] lists it.
+#[derive(Clone, Debug)]
+pub struct TorrentStatus {
+    /// The session's id for it.
+    pub id: TorrentId,
+    /// Where it stands (downloading, seeding, paused, fetching its metadata…).
+    pub state: unchoke_core::session::TorrentState,
+    /// Its counters now.
+    pub stats: TorrentStats,
+    /// A magnet link's `dn` while its metadata is unknown (the session's name for it).
+    pub display_name: Option<String>,
+}
+
 /// What a client's `shutdown` reports per torrent.
 #[derive(Clone, Debug)]
 pub struct ShutdownReport {

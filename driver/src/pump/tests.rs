@@ -153,3 +153,75 @@ fn an_opened_socket_is_attached_before_its_first_send_and_a_reported_close_is_to
         .any(|e| matches!(e, ClientEvent::PeerDisconnected { addr, .. } if addr == peer));
     assert!(gone, "PeerDisconnected for {peer}");
 }
+
+/// Sends `command` built around a fresh reply channel and returns the receiver.
+fn ask<T>(
+    host: &mut SessionHost,
+    io: &mut Recorder,
+    command: impl FnOnce(crossbeam_channel::Sender<T>) -> Command,
+) -> Receiver<T> {
+    let (reply, rx) = crossbeam_channel::bounded(1);
+    assert!(!host.command(io, command(reply)), "not a shutdown");
+    rx
+}
+
+#[test]
+fn pause_resume_and_list_reach_the_session_and_remove_waits_for_the_disk() {
+    use unchoke_core::session::{LifecycleError, TorrentState};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let mut io = Recorder::default();
+    let (mut host, _events, torrent) = host_with_torrent(dir.path(), peer, &mut io);
+    let state = |host: &mut SessionHost, io: &mut Recorder| {
+        let list = ask(host, io, |reply| Command::Torrents { reply })
+            .recv()
+            .expect("reply");
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].id, torrent);
+        list[0].state
+    };
+    assert_eq!(state(&mut host, &mut io), TorrentState::Downloading);
+    let paused = ask(&mut host, &mut io, |reply| Command::Pause {
+        torrent,
+        reply,
+    });
+    assert_eq!(paused.recv().expect("reply"), Ok(()));
+    assert_eq!(state(&mut host, &mut io), TorrentState::Paused);
+    let resumed = ask(&mut host, &mut io, |reply| Command::Resume {
+        torrent,
+        reply,
+    });
+    assert_eq!(resumed.recv().expect("reply"), Ok(()));
+    assert_eq!(state(&mut host, &mut io), TorrentState::Downloading);
+
+    // A disk job still holds the storage: the remover is answered only once it let go.
+    let held = host.storage(torrent).expect("storage");
+    let removed = ask(&mut host, &mut io, |reply| Command::Remove {
+        torrent,
+        reply,
+    });
+    assert!(
+        removed.try_recv().is_err(),
+        "answered while a job holds the files"
+    );
+    drop(held);
+    host.completion(
+        &mut io,
+        crate::disk::Completion::ResumeSaved {
+            torrent,
+            result: Ok(()),
+        },
+    );
+    assert_eq!(removed.try_recv().expect("answered"), Ok(()));
+    let list = ask(&mut host, &mut io, |reply| Command::Torrents { reply });
+    assert!(list.recv().expect("reply").is_empty());
+    // The id is refused from now on.
+    let again = ask(&mut host, &mut io, |reply| Command::Pause {
+        torrent,
+        reply,
+    });
+    assert_eq!(
+        again.recv().expect("reply"),
+        Err(LifecycleError::UnknownTorrent)
+    );
+}

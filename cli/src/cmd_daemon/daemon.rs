@@ -1,0 +1,666 @@
+//! The real [`Engine`]: the daemon's torrents over one running client, their list kept in
+//! the session directory. It only forwards: whether a torrent may be paused, what a
+//! removal does to its peers and trackers, how a rate limit is kept, is the core's.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Component, Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use unchoke_core::magnet::Magnet;
+use unchoke_core::metainfo::Metainfo;
+use unchoke_core::session::{RateLimits, TorrentId, TorrentState};
+use unchoke_driver::{AddMagnet, AddTorrent, ClientEvent};
+
+use super::rpc::{AddRequest, AddSource, Added, Engine, PeerSettings, Status, TorrentView};
+use super::state::{Entry, SessionDir, Source, SpeedLimits, State};
+use crate::runtime::Client;
+
+/// Bytes a .torrent file named by `torrent-add`'s `filename` may have (as `metainfo` is
+/// bounded by the HTTP body's limit).
+const MAX_TORRENT_FILE: u64 = 16 << 20;
+
+/// One torrent of the daemon.
+struct Slot {
+    /// The RPC's number for it.
+    id: u64,
+    /// The session's id; `None` when it could not be added (see `error`).
+    core: Option<TorrentId>,
+    /// What the session directory remembers of it.
+    entry: Entry,
+    /// Its metadata, once known (a magnet's comes from peers).
+    metainfo: Option<Box<Metainfo>>,
+    /// Why it does not run, if it does not.
+    error: Option<String>,
+    /// A magnet's `dn` until the metadata names it.
+    display_name: Option<String>,
+}
+
+impl Slot {
+    fn name(&self) -> String {
+        match (&self.metainfo, &self.display_name) {
+            (Some(m), _) => m.info.name.clone(),
+            (None, Some(dn)) => dn.clone(),
+            (None, None) => self.entry.hash.clone(),
+        }
+    }
+}
+
+/// The daemon's state: the client, the torrents, the session directory.
+pub(crate) struct Daemon {
+    client: Client,
+    dir: SessionDir,
+    /// The `--download-dir`, absolute and resolved: no RPC call puts data outside it.
+    root: PathBuf,
+    limits: SpeedLimits,
+    slots: Vec<Slot>,
+    next_id: u64,
+    peers: PeerSettings,
+}
+
+impl Daemon {
+    /// A daemon over a started client; `root` is the resolved download directory.
+    pub(crate) fn new(
+        client: Client,
+        dir: SessionDir,
+        root: PathBuf,
+        limits: SpeedLimits,
+        peers: PeerSettings,
+    ) -> Self {
+        Daemon {
+            peers,
+            client,
+            dir,
+            root,
+            limits,
+            slots: Vec::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Adds back every torrent of the saved list, each in the state it was left in. One
+    /// that cannot be added (its .torrent copy lost, its directory gone) stays listed with
+    /// its error instead of stopping the others. Returns how many run.
+    pub(crate) fn restore(&mut self, state: &State) -> usize {
+        for entry in &state.torrents {
+            let id = self.take_id();
+            let mut slot = Slot {
+                id,
+                core: None,
+                entry: entry.clone(),
+                metainfo: None,
+                error: None,
+                display_name: None,
+            };
+            if let Err(e) = self.start_entry(&mut slot) {
+                slot.error = Some(e);
+            }
+            self.slots.push(slot);
+        }
+        self.slots.iter().filter(|s| s.core.is_some()).count()
+    }
+
+    /// Stops the client: resume data saved, trackers told.
+    pub(crate) fn shutdown(mut self) -> Result<(), String> {
+        self.save_state()?;
+        self.client
+            .shutdown()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Reads what the client told meanwhile: a magnet's metadata arrived (its name and
+    /// files are known now, and it is kept as a .torrent file from now on, so a restart
+    /// needs no peer to know it) or its storage failed.
+    pub(crate) fn drain_events(&mut self) {
+        let events: Vec<ClientEvent> = self.client.events().try_iter().collect();
+        let mut changed = false;
+        for event in events {
+            match event {
+                ClientEvent::MetadataReady {
+                    torrent, metainfo, ..
+                } => {
+                    let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) else {
+                        continue;
+                    };
+                    if let Source::Magnet(link) = &slot.entry.source {
+                        if let Some(bytes) = Magnet::parse(link)
+                            .ok()
+                            .and_then(|magnet| torrent_from_magnet(&metainfo, &magnet))
+                        {
+                            match self.dir.save_torrent_file(&slot.entry.hash, &bytes) {
+                                Ok(()) => {
+                                    slot.entry.source = Source::TorrentFile;
+                                    changed = true;
+                                }
+                                // The magnet link stays: the metadata is fetched again
+                                // after a restart.
+                                Err(e) => warn(&e),
+                            }
+                        }
+                    }
+                    slot.metainfo = Some(metainfo);
+                }
+                ClientEvent::MetadataStorageFailed { torrent, message } => {
+                    if let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) {
+                        slot.error = Some(message);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if changed {
+            if let Err(e) = self.save_state() {
+                warn(&e);
+            }
+        }
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Hands a listed torrent to the client (and pauses it if it was left paused).
+    fn start_entry(&mut self, slot: &mut Slot) -> Result<(), String> {
+        let dir = confine(&self.root, &slot.entry.download_dir)?;
+        match &slot.entry.source {
+            Source::TorrentFile => {
+                let path = self.dir.torrent_file(&slot.entry.hash);
+                let bytes = read_bounded(&path)?;
+                let metainfo =
+                    Metainfo::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+                let add = AddTorrent::new(metainfo.clone(), &dir);
+                let handle = self
+                    .client
+                    .add_torrent(add, &|_| {})
+                    .map_err(|e| e.to_string())?;
+                slot.core = Some(handle.id);
+                slot.metainfo = Some(Box::new(metainfo));
+            }
+            Source::Magnet(link) => {
+                let magnet = Magnet::parse(link).map_err(|e| format!("{link}: {e}"))?;
+                slot.display_name = magnet.display_name.clone();
+                let id = self
+                    .client
+                    .add_magnet(magnet_add(&magnet, &dir))
+                    .map_err(|e| e.to_string())?;
+                slot.core = Some(id);
+            }
+        }
+        if slot.entry.paused {
+            if let Some(core) = slot.core {
+                self.client
+                    .pause(core)
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the torrent list and the limits to the session directory.
+    fn save_state(&self) -> Result<(), String> {
+        self.dir.save(&State {
+            torrents: self.slots.iter().map(|s| s.entry.clone()).collect(),
+            limits: self.limits,
+        })
+    }
+
+    /// The slots `ids` name.
+    fn slots_of<'a>(&'a mut self, ids: &'a [u64]) -> impl Iterator<Item = &'a mut Slot> + 'a {
+        self.slots.iter_mut().filter(|s| ids.contains(&s.id))
+    }
+
+    /// Deletes what a torrent downloaded under its directory: its files, the directories
+    /// they made once empty, and its resume file. Never through a symlink: a path with a
+    /// symlink on the way is left alone, and nothing outside the download directory is
+    /// touched.
+    fn delete_data(&self, slot: &Slot) -> Result<(), String> {
+        let dir = confine(&self.root, &slot.entry.download_dir)?;
+        let mut files = vec![PathBuf::from(".unchoke").join(format!("{}.resume", slot.entry.hash))];
+        if let Some(m) = &slot.metainfo {
+            files.extend((0..m.info.files.len()).filter_map(|i| m.info.file_path(i)));
+        }
+        let mut dirs = std::collections::BTreeSet::new();
+        for rel in &files {
+            if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+                continue;
+            }
+            if has_symlink_below(&dir, rel) {
+                continue;
+            }
+            let path = dir.join(rel);
+            if path.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                std::fs::remove_file(&path)
+                    .map_err(|e| format!("cannot delete {}: {e}", path.display()))?;
+            }
+            let mut parent = rel.parent();
+            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                dirs.insert(p.to_path_buf());
+                parent = p.parent();
+            }
+        }
+        // Deepest first; a directory still holding something (other torrents' data, the
+        // user's files) is kept: `remove_dir` only takes an empty one.
+        let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            if !has_symlink_below(&dir, &d) {
+                let _ = std::fs::remove_dir(dir.join(d));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a torrent whose metadata is known (a .torrent file).
+    fn add_metainfo(&mut self, bytes: &[u8], dir: PathBuf, paused: bool) -> Result<Added, String> {
+        let metainfo =
+            Metainfo::from_bytes(bytes).map_err(|e| format!("not a usable .torrent file: {e}"))?;
+        let hash = metainfo.info_hash.to_hex();
+        if let Some(dup) = self.duplicate(&hash) {
+            return Ok(dup);
+        }
+        // The copy first: a crash right after the add must not lose the torrent.
+        self.dir.save_torrent_file(&hash, bytes)?;
+        let entry = Entry {
+            hash: hash.clone(),
+            source: Source::TorrentFile,
+            download_dir: dir,
+            paused,
+            added: now_secs(),
+        };
+        self.add_entry(entry)
+    }
+
+    /// Adds a magnet link.
+    fn add_magnet(&mut self, link: &str, dir: PathBuf, paused: bool) -> Result<Added, String> {
+        let magnet = Magnet::parse(link).map_err(|e| format!("not a usable magnet link: {e}"))?;
+        if magnet.v2_only {
+            return Err(
+                "a v2-only magnet link (no urn:btih:) is not supported yet; add its .torrent file"
+                    .into(),
+            );
+        }
+        let hash = magnet.info_hash.to_hex();
+        if let Some(dup) = self.duplicate(&hash) {
+            return Ok(dup);
+        }
+        let entry = Entry {
+            hash,
+            source: Source::Magnet(link.to_string()),
+            download_dir: dir,
+            paused,
+            added: now_secs(),
+        };
+        self.add_entry(entry)
+    }
+
+    /// Starts a new entry and lists it; nothing is listed if the client refused it.
+    fn add_entry(&mut self, entry: Entry) -> Result<Added, String> {
+        let mut slot = Slot {
+            id: 0,
+            core: None,
+            entry,
+            metainfo: None,
+            error: None,
+            display_name: None,
+        };
+        if let Err(e) = self.start_entry(&mut slot) {
+            if slot.entry.source == Source::TorrentFile {
+                self.dir.remove_torrent_file(&slot.entry.hash);
+            }
+            if let Some(core) = slot.core {
+                let _ = self.client.remove(core);
+            }
+            return Err(e);
+        }
+        slot.id = self.take_id();
+        let added = Added {
+            id: slot.id,
+            name: slot.name(),
+            hash: slot.entry.hash.clone(),
+            duplicate: false,
+        };
+        self.slots.push(slot);
+        self.save_state()?;
+        Ok(added)
+    }
+
+    fn duplicate(&self, hash: &str) -> Option<Added> {
+        self.slots
+            .iter()
+            .find(|s| s.entry.hash == hash)
+            .map(|s| Added {
+                id: s.id,
+                name: s.name(),
+                hash: s.entry.hash.clone(),
+                duplicate: true,
+            })
+    }
+}
+
+impl Engine for Daemon {
+    fn download_dir(&self) -> String {
+        self.root.to_string_lossy().into_owned()
+    }
+
+    fn limits(&self) -> SpeedLimits {
+        self.limits
+    }
+
+    fn peer_settings(&self) -> PeerSettings {
+        self.peers
+    }
+
+    fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String> {
+        let rates = RateLimits {
+            upload: limits.upload_bytes(),
+            download: limits.download_bytes(),
+        };
+        self.client
+            .set_limits(None, rates)
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        self.limits = limits;
+        self.save_state()
+    }
+
+    fn torrents(&mut self) -> Result<Vec<TorrentView>, String> {
+        self.drain_events();
+        let statuses = self.client.torrents().map_err(|e| e.to_string())?;
+        Ok(self
+            .slots
+            .iter()
+            .map(|slot| {
+                let status = slot
+                    .core
+                    .and_then(|core| statuses.iter().find(|s| s.id == core));
+                let (state, stats) = match status {
+                    Some(s) => (
+                        match s.state {
+                            TorrentState::Paused | TorrentState::Closing => Status::Stopped,
+                            TorrentState::Checking => Status::Checking,
+                            TorrentState::FetchingMetadata | TorrentState::Downloading => {
+                                Status::Downloading
+                            }
+                            TorrentState::Seeding => Status::Seeding,
+                        },
+                        Some(&s.stats),
+                    ),
+                    None => (Status::Stopped, None),
+                };
+                let info = slot.metainfo.as_ref().map(|m| &m.info);
+                TorrentView {
+                    id: slot.id,
+                    hash: slot.entry.hash.clone(),
+                    name: slot.name(),
+                    status: state,
+                    has_metadata: stats.is_some_and(|s| s.has_metadata),
+                    total_size: stats.map_or(0, |s| s.total_length),
+                    have: stats.map_or(0, |s| s.bytes_have),
+                    downloaded: stats.map_or(0, |s| s.downloaded),
+                    uploaded: stats.map_or(0, |s| s.uploaded),
+                    rate_down: stats.map_or(0, |s| s.download_rate),
+                    rate_up: stats.map_or(0, |s| s.upload_rate),
+                    peers: stats.map_or(0, |s| s.peers),
+                    unchoked: stats.map_or(0, |s| s.unchoked),
+                    download_dir: slot.entry.download_dir.to_string_lossy().into_owned(),
+                    error: slot.error.clone(),
+                    added: slot.entry.added,
+                    pieces: info.map_or((0, 0), |i| (i.piece_count(), i.piece_length)),
+                    private: info.is_some_and(|i| i.private),
+                }
+            })
+            .collect())
+    }
+
+    fn add(&mut self, add: AddRequest) -> Result<Added, String> {
+        let dir = match &add.download_dir {
+            Some(d) => confine(&self.root, d)?,
+            None => self.root.clone(),
+        };
+        match add.source {
+            AddSource::Metainfo(bytes) => self.add_metainfo(&bytes, dir, add.paused),
+            AddSource::Path(path) => {
+                let bytes = read_bounded(&path)?;
+                self.add_metainfo(&bytes, dir, add.paused)
+            }
+            AddSource::Magnet(link) => self.add_magnet(&link, dir, add.paused),
+        }
+    }
+
+    fn start(&mut self, ids: &[u64]) -> Result<(), String> {
+        let client = &self.client;
+        let mut errors = Vec::new();
+        for slot in self.slots.iter_mut().filter(|s| ids.contains(&s.id)) {
+            match slot.core {
+                Some(core) => match client.resume(core).map_err(|e| e.to_string())? {
+                    Ok(()) => slot.entry.paused = false,
+                    Err(e) => errors.push(format!("torrent {}: {e}", slot.id)),
+                },
+                None => errors.push(format!(
+                    "torrent {} cannot start: {}",
+                    slot.id,
+                    slot.error.as_deref().unwrap_or("it was not added")
+                )),
+            }
+        }
+        self.save_state()?;
+        errors
+            .is_empty()
+            .then_some(())
+            .ok_or_else(|| errors.join("; "))
+    }
+
+    fn stop(&mut self, ids: &[u64]) -> Result<(), String> {
+        let client = &self.client;
+        let mut errors = Vec::new();
+        for slot in self.slots.iter_mut().filter(|s| ids.contains(&s.id)) {
+            if let Some(core) = slot.core {
+                if let Err(e) = client.pause(core).map_err(|e| e.to_string())? {
+                    errors.push(format!("torrent {}: {e}", slot.id));
+                    continue;
+                }
+            }
+            slot.entry.paused = true;
+        }
+        self.save_state()?;
+        errors
+            .is_empty()
+            .then_some(())
+            .ok_or_else(|| errors.join("; "))
+    }
+
+    fn remove(&mut self, ids: &[u64], delete_data: bool) -> Result<(), String> {
+        let mut errors = Vec::new();
+        let ids: Vec<u64> = self.slots_of(ids).map(|s| s.id).collect();
+        for id in ids {
+            let Some(pos) = self.slots.iter().position(|s| s.id == id) else {
+                continue;
+            };
+            let slot = self.slots.remove(pos);
+            if let Some(core) = slot.core {
+                // Returns once no disk job holds its files: deleting after it is safe.
+                if let Err(e) = self.client.remove(core).map_err(|e| e.to_string())? {
+                    errors.push(format!("torrent {id}: {e}"));
+                }
+            }
+            if slot.entry.source == Source::TorrentFile {
+                self.dir.remove_torrent_file(&slot.entry.hash);
+            }
+            if delete_data {
+                if let Err(e) = self.delete_data(&slot) {
+                    errors.push(format!("torrent {id}: {e}"));
+                }
+            }
+        }
+        self.save_state()?;
+        errors
+            .is_empty()
+            .then_some(())
+            .ok_or_else(|| errors.join("; "))
+    }
+}
+
+/// The add request for a magnet link: its peers (those that resolve), trackers (a tier
+/// each) and web seeds.
+fn magnet_add(magnet: &Magnet, dir: &Path) -> AddMagnet {
+    let peers: Vec<SocketAddr> = magnet
+        .peers
+        .iter()
+        .filter_map(|p| p.to_socket_addrs().ok().and_then(|mut a| a.next()))
+        .collect();
+    AddMagnet {
+        info_hash: magnet.info_hash,
+        save_path: dir.to_path_buf(),
+        peers,
+        trackers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
+        display_name: magnet.display_name.clone(),
+        recheck: false,
+        access: unchoke_driver::Access::ReadWrite,
+        cancel: unchoke_driver::CancelFlag::default(),
+        web_seeds: magnet.web_seeds.clone(),
+    }
+}
+
+/// A .torrent file for metadata fetched through a magnet link: the info dictionary as it
+/// was verified against the info-hash, with the link's trackers (a tier each) and web
+/// seeds. `None` when the result would not read back as the same torrent (a hybrid's piece
+/// layers are not in its info dictionary): the magnet link is kept then.
+fn torrent_from_magnet(metainfo: &Metainfo, magnet: &Magnet) -> Option<Vec<u8>> {
+    fn string(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(format!("{}:", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    }
+    // Keys in bencode's sorted order: announce-list, info, url-list.
+    let mut out = b"d".to_vec();
+    if !magnet.trackers.is_empty() {
+        string(&mut out, b"announce-list");
+        out.push(b'l');
+        for t in &magnet.trackers {
+            out.push(b'l');
+            string(&mut out, t.as_bytes());
+            out.push(b'e');
+        }
+        out.push(b'e');
+    }
+    string(&mut out, b"info");
+    out.extend_from_slice(&metainfo.info_bytes);
+    if !magnet.web_seeds.is_empty() {
+        string(&mut out, b"url-list");
+        out.push(b'l');
+        for w in &magnet.web_seeds {
+            string(&mut out, w.as_bytes());
+        }
+        out.push(b'e');
+    }
+    out.push(b'e');
+    Metainfo::from_bytes(&out)
+        .ok()
+        .filter(|m| m.info_hash == metainfo.info_hash && !m.is_hybrid() && !m.is_v2_only())
+        .map(|_| out)
+}
+
+/// Tells the user of something that went wrong without stopping the daemon.
+fn warn(message: &str) {
+    eprintln!("unchoke daemon: {}", crate::output::printable(message));
+}
+
+/// `dir` (absolute, or relative to `root`) if it is `root` or below it, reached without
+/// `..` and without a symlink below `root`: where the daemon may write and delete.
+pub(crate) fn confine(root: &Path, dir: &Path) -> Result<PathBuf, String> {
+    let refuse = || {
+        format!(
+            "download directory {} is outside the daemon's download directory {}",
+            dir.display(),
+            root.display()
+        )
+    };
+    let full = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        root.join(dir)
+    };
+    let rel = full.strip_prefix(root).map_err(|_| refuse())?;
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(refuse());
+    }
+    if has_symlink_below(root, rel) {
+        return Err(format!(
+            "download directory {}: a symlink on the way (not followed)",
+            dir.display()
+        ));
+    }
+    Ok(full)
+}
+
+/// Whether any existing prefix of `root/rel` below `root` (down to `rel` itself) is a
+/// symlink.
+fn has_symlink_below(root: &Path, rel: &Path) -> bool {
+    let mut p = root.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        match p.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => return true,
+            Ok(_) => {}
+            // Nothing further down exists.
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// A .torrent file's bytes, refused past [`MAX_TORRENT_FILE`].
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_TORRENT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_TORRENT_FILE {
+        return Err(format!(
+            "{}: larger than {MAX_TORRENT_FILE} bytes; not a .torrent file",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn download_dirs_stay_inside_the_root_and_off_symlinks() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("dl");
+        std::fs::create_dir_all(root.join("movies")).expect("mkdir");
+        assert_eq!(confine(&root, &root).expect("root"), root);
+        assert_eq!(
+            confine(&root, Path::new("movies")).expect("relative"),
+            root.join("movies")
+        );
+        assert_eq!(
+            confine(&root, &root.join("new/sub")).expect("not there yet"),
+            root.join("new/sub")
+        );
+        for bad in [
+            tmp.path().to_path_buf(),
+            root.join("../elsewhere"),
+            PathBuf::from("/etc"),
+            PathBuf::from("../x"),
+        ] {
+            assert!(confine(&root, &bad).is_err(), "{}", bad.display());
+        }
+        std::os::unix::fs::symlink(tmp.path(), root.join("out")).expect("symlink");
+        assert!(confine(&root, &root.join("out/x")).is_err());
+    }
+}

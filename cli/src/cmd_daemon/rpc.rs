@@ -1,0 +1,805 @@
+//! Transmission's RPC, the part that is pure: a request body in, a response body out, over
+//! an [`Engine`] that holds the torrents. No socket, no thread and no file here, so every
+//! method is tested with a fake engine (below); `http.rs` carries the bytes and `daemon.rs`
+//! is the real engine.
+//!
+//! The format is Transmission's RPC spec (rpc-version 17, as Transmission 3.00 speaks it):
+//! a request `{"method": M, "arguments": {...}, "tag": N}` gets `{"result": "success" or
+//! an error text, "arguments": {...}, "tag": N}`. Torrent `ids` are a number, a hash, a
+//! list of those, or absent for every torrent.
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+use super::state::SpeedLimits;
+
+/// The RPC version we answer with, and the oldest client version we accept: Transmission
+/// 3.00's (its `transmission-remote` checks neither for the methods used here).
+pub(crate) const RPC_VERSION: u64 = 17;
+/// The oldest RPC version whose clients we understand.
+pub(crate) const RPC_VERSION_MINIMUM: u64 = 14;
+
+/// Where a torrent stands, in Transmission's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// Stopped by the user (Transmission 0).
+    Stopped,
+    /// Checking existing data (2).
+    Checking,
+    /// Downloading, or fetching a magnet's metadata (4).
+    Downloading,
+    /// Complete and seeding (6).
+    Seeding,
+}
+
+impl Status {
+    /// Transmission's `status` number.
+    fn code(self) -> u64 {
+        match self {
+            Status::Stopped => 0,
+            Status::Checking => 2,
+            Status::Downloading => 4,
+            Status::Seeding => 6,
+        }
+    }
+}
+
+/// One torrent as the engine shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TorrentView {
+    /// The daemon's number for it (stable while the daemon runs).
+    pub(crate) id: u64,
+    /// v1 info-hash, hex.
+    pub(crate) hash: String,
+    /// Its name (a magnet's `dn` or hash until the metadata is known).
+    pub(crate) name: String,
+    /// Where it stands.
+    pub(crate) status: Status,
+    /// Whether the metadata is known (a magnet's arrives from peers).
+    pub(crate) has_metadata: bool,
+    /// Total size in bytes (0 until the metadata is known).
+    pub(crate) total_size: u64,
+    /// Bytes of verified pieces.
+    pub(crate) have: u64,
+    /// Payload bytes received since added to this daemon run.
+    pub(crate) downloaded: u64,
+    /// Payload bytes sent.
+    pub(crate) uploaded: u64,
+    /// Bytes per second received.
+    pub(crate) rate_down: u64,
+    /// Bytes per second sent.
+    pub(crate) rate_up: u64,
+    /// Connected peers.
+    pub(crate) peers: usize,
+    /// Peers we unchoke (who may download from us).
+    pub(crate) unchoked: usize,
+    /// Its download directory.
+    pub(crate) download_dir: String,
+    /// Why it cannot run, if it cannot (a restored torrent whose data directory vanished,
+    /// a magnet whose storage could not be set up).
+    pub(crate) error: Option<String>,
+    /// When it was added, seconds since the epoch.
+    pub(crate) added: u64,
+    /// Number of pieces and their length (0 until the metadata is known).
+    pub(crate) pieces: (u32, u32),
+    /// Whether the torrent is private.
+    pub(crate) private: bool,
+}
+
+/// What `torrent-add` carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AddSource {
+    /// `filename`: a path on the daemon's machine.
+    Path(PathBuf),
+    /// `filename`: a magnet link.
+    Magnet(String),
+    /// `metainfo`: the .torrent file's bytes (base64-decoded).
+    Metainfo(Vec<u8>),
+}
+
+/// A `torrent-add` request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AddRequest {
+    /// What to add.
+    pub(crate) source: AddSource,
+    /// `download-dir`, if given (the engine confines it).
+    pub(crate) download_dir: Option<PathBuf>,
+    /// `paused`: add it stopped.
+    pub(crate) paused: bool,
+}
+
+/// What `torrent-add` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Added {
+    /// The torrent's number.
+    pub(crate) id: u64,
+    /// Its name.
+    pub(crate) name: String,
+    /// Its hash.
+    pub(crate) hash: String,
+    /// It was there already (`torrent-duplicate`).
+    pub(crate) duplicate: bool,
+}
+
+/// How the daemon meets peers, for `session-get`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PeerSettings {
+    /// The port peers reach us on.
+    pub(crate) port: u16,
+    /// Whether a DHT node runs.
+    pub(crate) dht: bool,
+    /// Whether local service discovery runs.
+    pub(crate) lsd: bool,
+}
+
+/// What the RPC needs from the daemon. Errors are the text the client shows.
+pub(crate) trait Engine {
+    /// The default download directory.
+    fn download_dir(&self) -> String;
+    /// How the daemon meets peers.
+    fn peer_settings(&self) -> PeerSettings;
+    /// The session's speed limits now.
+    fn limits(&self) -> SpeedLimits;
+    /// Sets the session's speed limits (the core applies them at once).
+    fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String>;
+    /// Every torrent, in id order.
+    fn torrents(&mut self) -> Result<Vec<TorrentView>, String>;
+    /// Adds a torrent.
+    fn add(&mut self, add: AddRequest) -> Result<Added, String>;
+    /// Starts (resumes) these torrents.
+    fn start(&mut self, ids: &[u64]) -> Result<(), String>;
+    /// Stops (pauses) these torrents.
+    fn stop(&mut self, ids: &[u64]) -> Result<(), String>;
+    /// Removes these torrents, and their downloaded data with `delete_data`.
+    fn remove(&mut self, ids: &[u64], delete_data: bool) -> Result<(), String>;
+}
+
+/// Answers one request body (the HTTP layer has bounded its size and checked the session
+/// id). Never fails: anything wrong is the `result` text.
+pub(crate) fn handle(engine: &mut dyn Engine, body: &[u8]) -> Value {
+    let request: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return reply(Err("the request is not a JSON object".into()), &Value::Null),
+        Err(e) => return reply(Err(format!("invalid JSON: {e}")), &Value::Null),
+    };
+    let tag = &request["tag"];
+    let Some(method) = request["method"].as_str() else {
+        return reply(Err("no method name".into()), tag);
+    };
+    let empty = Value::Object(Map::new());
+    let args = match &request["arguments"] {
+        Value::Null => &empty,
+        a @ Value::Object(_) => a,
+        _ => return reply(Err("`arguments` is not an object".into()), tag),
+    };
+    let result = match method {
+        "session-get" => Ok(session_get(engine)),
+        "session-set" => session_set(engine, args),
+        "session-stats" => session_stats(engine),
+        "torrent-get" => torrent_get(engine, args),
+        "torrent-add" => torrent_add(engine, args),
+        "torrent-start" | "torrent-start-now" => {
+            with_ids(engine, args, |e, ids| e.start(ids)).map(|()| json!({}))
+        }
+        "torrent-stop" => with_ids(engine, args, |e, ids| e.stop(ids)).map(|()| json!({})),
+        "torrent-remove" => {
+            let delete = args["delete-local-data"].as_bool().unwrap_or(false);
+            with_ids(engine, args, |e, ids| e.remove(ids, delete)).map(|()| json!({}))
+        }
+        other => Err(format!(
+            "method `{}` is not supported by unchoke yet",
+            other.escape_debug()
+        )),
+    };
+    reply(result, tag)
+}
+
+/// The response object.
+fn reply(result: Result<Value, String>, tag: &Value) -> Value {
+    let mut out = match result {
+        Ok(arguments) => json!({"result": "success", "arguments": arguments}),
+        Err(e) => json!({"result": e, "arguments": {}}),
+    };
+    // Only a number is a tag (Transmission's clients send one to match answers).
+    if tag.is_number() {
+        out["tag"] = tag.clone();
+    }
+    out
+}
+
+fn session_get(engine: &mut dyn Engine) -> Value {
+    let l = engine.limits();
+    let p = engine.peer_settings();
+    json!({
+        "version": format!("unchoke {}", env!("CARGO_PKG_VERSION")),
+        "rpc-version": RPC_VERSION,
+        "rpc-version-minimum": RPC_VERSION_MINIMUM,
+        "download-dir": engine.download_dir(),
+        "speed-limit-down": l.down_kbps,
+        "speed-limit-down-enabled": l.down_enabled,
+        "speed-limit-up": l.up_kbps,
+        "speed-limit-up-enabled": l.up_enabled,
+        // Features not built yet, reported as off so clients do not offer them as on.
+        // transmission-remote -si prints its LIMITS section only when every one of these
+        // is there.
+        "alt-speed-enabled": false,
+        "alt-speed-down": 0,
+        "alt-speed-up": 0,
+        "alt-speed-time-enabled": false,
+        "alt-speed-time-begin": 540,
+        "alt-speed-time-end": 1020,
+        "alt-speed-time-day": 127,
+        "peer-limit-global": 200,
+        "peer-limit-per-torrent": 50,
+        "peer-port": p.port,
+        "seedRatioLimited": false,
+        "seedRatioLimit": 2.0,
+        "idle-seeding-limit-enabled": false,
+        "idle-seeding-limit": 30,
+        "download-queue-enabled": false,
+        "seed-queue-enabled": false,
+        "incomplete-dir-enabled": false,
+        "start-added-torrents": true,
+        "rename-partial-files": false,
+        "encryption": "preferred",
+        "dht-enabled": p.dht,
+        "pex-enabled": true,
+        "lpd-enabled": p.lsd,
+        "utp-enabled": false,
+        "port-forwarding-enabled": false,
+        "units": {
+            "speed-units": ["kB/s", "MB/s", "GB/s", "TB/s"],
+            "speed-bytes": super::state::SPEED_UNIT,
+            "size-units": ["kB", "MB", "GB", "TB"],
+            "size-bytes": 1000,
+            "memory-units": ["KiB", "MiB", "GiB", "TiB"],
+            "memory-bytes": 1024,
+        },
+    })
+}
+
+fn session_set(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
+    let mut l = engine.limits();
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        match &args[key] {
+            Value::Null => Ok(None),
+            v => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("`{key}` must be a whole number of kB/s")),
+        }
+    };
+    let flag = |key: &str| -> Result<Option<bool>, String> {
+        match &args[key] {
+            Value::Null => Ok(None),
+            v => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| format!("`{key}` must be true or false")),
+        }
+    };
+    if let Some(v) = number("speed-limit-down")? {
+        l.down_kbps = v;
+    }
+    if let Some(v) = flag("speed-limit-down-enabled")? {
+        l.down_enabled = v;
+    }
+    if let Some(v) = number("speed-limit-up")? {
+        l.up_kbps = v;
+    }
+    if let Some(v) = flag("speed-limit-up-enabled")? {
+        l.up_enabled = v;
+    }
+    if l != engine.limits() {
+        engine.set_limits(l)?;
+    }
+    // Other keys are accepted and ignored, as Transmission ignores unknown ones.
+    Ok(json!({}))
+}
+
+fn session_stats(engine: &mut dyn Engine) -> Result<Value, String> {
+    let torrents = engine.torrents()?;
+    let paused = torrents
+        .iter()
+        .filter(|t| t.status == Status::Stopped)
+        .count();
+    let down: u64 = torrents.iter().map(|t| t.downloaded).sum();
+    let up: u64 = torrents.iter().map(|t| t.uploaded).sum();
+    let stats = json!({
+        "uploadedBytes": up,
+        "downloadedBytes": down,
+        "filesAdded": torrents.len(),
+        "sessionCount": 1,
+        "secondsActive": 0,
+    });
+    Ok(json!({
+        "activeTorrentCount": torrents.len() - paused,
+        "pausedTorrentCount": paused,
+        "torrentCount": torrents.len(),
+        "downloadSpeed": torrents.iter().map(|t| t.rate_down).sum::<u64>(),
+        "uploadSpeed": torrents.iter().map(|t| t.rate_up).sum::<u64>(),
+        "cumulative-stats": stats,
+        "current-stats": stats,
+    }))
+}
+
+/// The torrents `args["ids"]` names, by number or hash; absent: all. A name that matches
+/// nothing is skipped, as Transmission does.
+fn select(args: &Value, torrents: &[TorrentView]) -> Result<Vec<u64>, String> {
+    let names: Vec<&Value> = match &args["ids"] {
+        Value::Null => return Ok(torrents.iter().map(|t| t.id).collect()),
+        // "recently-active" means the torrents active lately; all of them is a superset.
+        Value::String(s) if s == "recently-active" => {
+            return Ok(torrents.iter().map(|t| t.id).collect());
+        }
+        Value::Array(list) => list.iter().collect(),
+        one => vec![one],
+    };
+    let mut ids = Vec::new();
+    for name in names {
+        let found = match name {
+            // A number that is no id (negative, fractional) names nothing.
+            Value::Number(n) => n.as_u64().and_then(|n| torrents.iter().find(|t| t.id == n)),
+            Value::String(s) => torrents.iter().find(|t| t.hash.eq_ignore_ascii_case(s)),
+            _ => return Err("`ids` holds numbers and hash strings".into()),
+        };
+        if let Some(t) = found.filter(|t| !ids.contains(&t.id)) {
+            ids.push(t.id);
+        }
+    }
+    Ok(ids)
+}
+
+fn with_ids(
+    engine: &mut dyn Engine,
+    args: &Value,
+    f: impl FnOnce(&mut dyn Engine, &[u64]) -> Result<(), String>,
+) -> Result<(), String> {
+    let torrents = engine.torrents()?;
+    let ids = select(args, &torrents)?;
+    f(engine, &ids)
+}
+
+fn torrent_get(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
+    let torrents = engine.torrents()?;
+    let ids = select(args, &torrents)?;
+    let fields: Option<Vec<&str>> = match &args["fields"] {
+        Value::Null => None,
+        Value::Array(list) => Some(list.iter().filter_map(Value::as_str).collect()),
+        _ => return Err("`fields` is a list of names".into()),
+    };
+    let list: Vec<Value> = torrents
+        .iter()
+        .filter(|t| ids.contains(&t.id))
+        .map(|t| {
+            let all = torrent_fields(t);
+            match &fields {
+                None => all,
+                Some(names) => {
+                    let mut picked = Map::new();
+                    for name in names {
+                        if let Some(v) = all.get(*name) {
+                            picked.insert((*name).to_string(), v.clone());
+                        }
+                    }
+                    Value::Object(picked)
+                }
+            }
+        })
+        .collect();
+    Ok(json!({"torrents": list}))
+}
+
+/// Transmission's "unknown" ETA (`TR_ETA_UNKNOWN`) and "not applicable" (`TR_ETA_NOT_AVAIL`).
+const ETA_UNKNOWN: i64 = -2;
+const ETA_NOT_AVAILABLE: i64 = -1;
+
+/// Every field we know of one torrent.
+fn torrent_fields(t: &TorrentView) -> Value {
+    let left = t.total_size.saturating_sub(t.have);
+    let percent = if !t.has_metadata {
+        0.0
+    } else if t.total_size == 0 {
+        1.0
+    } else {
+        t.have as f64 / t.total_size as f64
+    };
+    let eta = if left == 0 && t.has_metadata {
+        ETA_NOT_AVAILABLE
+    } else if t.rate_down > 0 && t.status == Status::Downloading {
+        i64::try_from(left / t.rate_down).unwrap_or(i64::MAX)
+    } else {
+        ETA_UNKNOWN
+    };
+    // Transmission's tr_getRatio: against what was downloaded, else what is held (a seed
+    // that never downloaded); -1 "not available", -2 "infinite".
+    let base = if t.downloaded > 0 {
+        t.downloaded
+    } else {
+        t.have
+    };
+    let ratio = if base > 0 {
+        t.uploaded as f64 / base as f64
+    } else if t.uploaded > 0 {
+        -2.0
+    } else {
+        -1.0
+    };
+    let active = t.status == Status::Downloading || t.status == Status::Seeding;
+    let mut fields = json!({
+        "id": t.id,
+        "name": t.name,
+        "hashString": t.hash,
+        "status": t.status.code(),
+        "error": if t.error.is_some() { 3 } else { 0 },
+        "errorString": t.error.clone().unwrap_or_default(),
+        "totalSize": t.total_size,
+        "sizeWhenDone": t.total_size,
+        "leftUntilDone": left,
+        "haveValid": t.have,
+        "haveUnchecked": 0,
+        "desiredAvailable": 0,
+        "percentDone": percent,
+        "metadataPercentComplete": if t.has_metadata { 1.0 } else { 0.0 },
+        "recheckProgress": 0.0,
+        "rateDownload": t.rate_down,
+        "rateUpload": t.rate_up,
+        "eta": eta,
+        "uploadRatio": ratio,
+        "uploadedEver": t.uploaded,
+        "downloadedEver": t.downloaded,
+        "corruptEver": 0,
+        "peersConnected": t.peers,
+        // The core counts connected and unchoked peers, not who is sending right now: a
+        // peer is counted as sending while data arrives at all.
+        "peersSendingToUs": if active && t.rate_down > 0 { t.peers } else { 0 },
+        "peersGettingFromUs": if active && t.rate_up > 0 { t.unchoked } else { 0 },
+        "webseedsSendingToUs": 0,
+        // Transmission's "finished": stopped after reaching a seed limit; there are none yet.
+        "isFinished": false,
+        "isStalled": false,
+        "isPrivate": t.private,
+        "downloadDir": t.download_dir,
+        "addedDate": t.added,
+        "activityDate": 0,
+        "doneDate": 0,
+        "startDate": t.added,
+        "dateCreated": 0,
+        "pieceCount": t.pieces.0,
+        "pieceSize": t.pieces.1,
+        "queuePosition": t.id,
+    });
+    // Two objects: one `json!` of them all is past the macro's recursion limit.
+    let rest = json!({
+        "magnetLink": format!("magnet:?xt=urn:btih:{}", t.hash),
+        "comment": "",
+        "creator": "",
+        "labels": [],
+        "bandwidthPriority": 0,
+        "honorsSessionLimits": true,
+        "downloadLimit": 0,
+        "downloadLimited": false,
+        "uploadLimit": 0,
+        "uploadLimited": false,
+        "seedRatioMode": 0,
+        "seedRatioLimit": 2.0,
+        "seedIdleMode": 0,
+        "seedIdleLimit": 30,
+        "secondsDownloading": 0,
+        "secondsSeeding": 0,
+        "peer-limit": 50,
+        "webseeds": [],
+        "trackers": [],
+        "trackerStats": [],
+    });
+    if let (Value::Object(f), Value::Object(r)) = (&mut fields, rest) {
+        f.extend(r);
+    }
+    fields
+}
+
+fn torrent_add(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
+    use base64::Engine as _;
+    let source = match (&args["filename"], &args["metainfo"]) {
+        (_, Value::String(b64)) => {
+            // Some clients wrap the base64 text in lines.
+            let clean: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(clean.as_bytes())
+                .map_err(|e| format!("`metainfo` is not base64: {e}"))?;
+            AddSource::Metainfo(bytes)
+        }
+        (Value::String(name), _) if name.starts_with("magnet:") => AddSource::Magnet(name.clone()),
+        (Value::String(name), _) if name.contains("://") => {
+            return Err(format!(
+                "adding from a URL ({}) is not supported yet; give a path on the daemon's \
+                 machine, a magnet link or `metainfo`",
+                name.escape_debug()
+            ));
+        }
+        (Value::String(name), _) => AddSource::Path(PathBuf::from(name)),
+        _ => return Err("torrent-add needs `filename` or `metainfo`".into()),
+    };
+    let download_dir = match &args["download-dir"] {
+        Value::Null => None,
+        Value::String(d) => Some(PathBuf::from(d)),
+        _ => return Err("`download-dir` must be a path".into()),
+    };
+    let added = engine.add(AddRequest {
+        source,
+        download_dir,
+        paused: args["paused"].as_bool().unwrap_or(false),
+    })?;
+    let key = if added.duplicate {
+        "torrent-duplicate"
+    } else {
+        "torrent-added"
+    };
+    Ok(json!({ key: {"id": added.id, "name": added.name, "hashString": added.hash} }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An engine of plain data that records what it was asked.
+    #[derive(Default)]
+    struct Fake {
+        torrents: Vec<TorrentView>,
+        limits: SpeedLimits,
+        calls: Vec<String>,
+        added: Vec<AddRequest>,
+    }
+
+    fn view(id: u64, hash_char: char) -> TorrentView {
+        TorrentView {
+            id,
+            hash: hash_char.to_string().repeat(40),
+            name: format!("t{id}"),
+            status: Status::Downloading,
+            has_metadata: true,
+            total_size: 1000,
+            have: 250,
+            downloaded: 300,
+            uploaded: 600,
+            rate_down: 25,
+            rate_up: 0,
+            peers: 2,
+            unchoked: 1,
+            download_dir: "/dl".into(),
+            error: None,
+            added: 5,
+            pieces: (4, 256),
+            private: false,
+        }
+    }
+
+    impl Engine for Fake {
+        fn download_dir(&self) -> String {
+            "/dl".into()
+        }
+        fn peer_settings(&self) -> PeerSettings {
+            PeerSettings::default()
+        }
+        fn limits(&self) -> SpeedLimits {
+            self.limits
+        }
+        fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String> {
+            self.limits = limits;
+            self.calls.push("limits".into());
+            Ok(())
+        }
+        fn torrents(&mut self) -> Result<Vec<TorrentView>, String> {
+            Ok(self.torrents.clone())
+        }
+        fn add(&mut self, add: AddRequest) -> Result<Added, String> {
+            self.added.push(add);
+            Ok(Added {
+                id: 9,
+                name: "new".into(),
+                hash: "c".repeat(40),
+                duplicate: false,
+            })
+        }
+        fn start(&mut self, ids: &[u64]) -> Result<(), String> {
+            self.calls.push(format!("start {ids:?}"));
+            Ok(())
+        }
+        fn stop(&mut self, ids: &[u64]) -> Result<(), String> {
+            self.calls.push(format!("stop {ids:?}"));
+            Ok(())
+        }
+        fn remove(&mut self, ids: &[u64], delete_data: bool) -> Result<(), String> {
+            self.calls.push(format!("remove {ids:?} {delete_data}"));
+            Ok(())
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            torrents: vec![view(1, 'a'), view(2, 'b')],
+            ..Fake::default()
+        }
+    }
+
+    fn call(engine: &mut Fake, request: Value) -> Value {
+        handle(engine, request.to_string().as_bytes())
+    }
+
+    #[test]
+    fn session_get_says_what_transmission_remote_needs() {
+        let r = call(&mut fake(), json!({"method": "session-get", "tag": 3}));
+        assert_eq!(r["result"], "success");
+        assert_eq!(r["tag"], 3);
+        assert_eq!(r["arguments"]["rpc-version"], RPC_VERSION);
+        assert_eq!(r["arguments"]["download-dir"], "/dl");
+    }
+
+    #[test]
+    fn ids_are_numbers_hashes_lists_or_absent() {
+        let mut e = fake();
+        call(
+            &mut e,
+            json!({"method": "torrent-stop", "arguments": {"ids": [2]}}),
+        );
+        call(
+            &mut e,
+            json!({"method": "torrent-stop", "arguments": {"ids": 1}}),
+        );
+        let hash = "B".repeat(40);
+        call(
+            &mut e,
+            json!({"method": "torrent-start", "arguments": {"ids": [hash]}}),
+        );
+        call(&mut e, json!({"method": "torrent-start"}));
+        call(
+            &mut e,
+            json!({"method": "torrent-start", "arguments": {"ids": [7]}}),
+        );
+        call(
+            &mut e,
+            json!({"method": "torrent-remove", "arguments": {"ids": [1], "delete-local-data": true}}),
+        );
+        assert_eq!(
+            e.calls,
+            [
+                "stop [2]",
+                "stop [1]",
+                "start [2]",
+                "start [1, 2]",
+                "start []",
+                "remove [1] true"
+            ]
+        );
+        let r = call(
+            &mut e,
+            json!({"method": "torrent-stop", "arguments": {"ids": [{}]}}),
+        );
+        assert_ne!(r["result"], "success");
+    }
+
+    #[test]
+    fn torrent_get_returns_the_fields_asked_for() {
+        let r = call(
+            &mut fake(),
+            json!({"method": "torrent-get", "arguments": {"ids": [2], "fields": ["id", "percentDone", "leftUntilDone", "status", "uploadRatio", "nonsense"]}}),
+        );
+        assert_eq!(r["result"], "success");
+        let list = r["arguments"]["torrents"].as_array().expect("list");
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            list[0],
+            json!({"id": 2, "percentDone": 0.25, "leftUntilDone": 750, "status": 4, "uploadRatio": 2.0})
+        );
+    }
+
+    #[test]
+    fn session_set_maps_transmission_remote_d_and_u_to_limits() {
+        let mut e = fake();
+        let r = call(
+            &mut e,
+            json!({"method": "session-set", "arguments": {"speed-limit-down": 100, "speed-limit-down-enabled": true}}),
+        );
+        assert_eq!(r["result"], "success");
+        assert_eq!(e.limits.download_bytes(), Some(100_000));
+        assert_eq!(e.limits.upload_bytes(), None);
+        call(
+            &mut e,
+            json!({"method": "session-set", "arguments": {"speed-limit-down-enabled": false, "speed-limit-up": 7, "speed-limit-up-enabled": true}}),
+        );
+        assert_eq!(e.limits.download_bytes(), None);
+        assert_eq!(e.limits.upload_bytes(), Some(7000));
+        let r = call(&mut e, json!({"method": "session-get"}));
+        assert_eq!(r["arguments"]["speed-limit-down"], 100);
+        assert_eq!(r["arguments"]["speed-limit-down-enabled"], false);
+        let r = call(
+            &mut e,
+            json!({"method": "session-set", "arguments": {"speed-limit-up": "fast"}}),
+        );
+        assert_ne!(r["result"], "success");
+    }
+
+    #[test]
+    fn torrent_add_takes_a_path_a_magnet_or_base64_metainfo() {
+        let mut e = fake();
+        let r = call(
+            &mut e,
+            json!({"method": "torrent-add", "arguments": {"filename": "/x/a.torrent", "paused": true}}),
+        );
+        assert_eq!(r["arguments"]["torrent-added"]["id"], 9);
+        call(
+            &mut e,
+            json!({"method": "torrent-add", "arguments": {"filename": "magnet:?xt=urn:btih:x", "download-dir": "/dl/sub"}}),
+        );
+        call(
+            &mut e,
+            json!({"method": "torrent-add", "arguments": {"metainfo": "aGVs\nbG8="}}),
+        );
+        assert_eq!(
+            e.added,
+            [
+                AddRequest {
+                    source: AddSource::Path("/x/a.torrent".into()),
+                    download_dir: None,
+                    paused: true
+                },
+                AddRequest {
+                    source: AddSource::Magnet("magnet:?xt=urn:btih:x".into()),
+                    download_dir: Some("/dl/sub".into()),
+                    paused: false
+                },
+                AddRequest {
+                    source: AddSource::Metainfo(b"hello".to_vec()),
+                    download_dir: None,
+                    paused: false
+                },
+            ]
+        );
+        for bad in [
+            json!({"method": "torrent-add", "arguments": {"metainfo": "!!!"}}),
+            json!({"method": "torrent-add", "arguments": {"filename": "http://x/y.torrent"}}),
+            json!({"method": "torrent-add", "arguments": {}}),
+        ] {
+            let r = call(&mut e, bad);
+            assert_ne!(r["result"], "success", "{r}");
+        }
+        assert_eq!(e.added.len(), 3);
+    }
+
+    #[test]
+    fn malformed_requests_and_unknown_methods_get_error_results() {
+        let mut e = fake();
+        for body in [
+            &b"{not json"[..],
+            b"[1,2]",
+            b"{}",
+            b"{\"method\": 5}",
+            b"{\"method\": \"torrent-get\", \"arguments\": []}",
+            b"{\"method\": \"blocklist-update\"}",
+            &[0xff, 0xfe, 0x00],
+        ] {
+            let r = handle(&mut e, body);
+            let result = r["result"].as_str().expect("a result text");
+            assert_ne!(result, "success", "{}", String::from_utf8_lossy(body));
+        }
+        let r = handle(&mut e, b"{\"method\": \"blocklist-update\"}");
+        assert!(
+            r["result"]
+                .as_str()
+                .is_some_and(|s| s.contains("not supported")),
+            "{r}"
+        );
+        assert!(e.calls.is_empty());
+    }
+
+    #[test]
+    fn session_stats_counts_torrents() {
+        let mut e = fake();
+        e.torrents[0].status = Status::Stopped;
+        let r = call(&mut e, json!({"method": "session-stats"}));
+        assert_eq!(r["arguments"]["torrentCount"], 2);
+        assert_eq!(r["arguments"]["pausedTorrentCount"], 1);
+        assert_eq!(r["arguments"]["downloadSpeed"], 50);
+    }
+}

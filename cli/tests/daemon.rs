@@ -1,0 +1,448 @@
+//! `unchoke daemon` driven by the real `transmission-remote` (Debian `transmission-cli`
+//! 3.00), on loopback only: the session-id handshake, adding a .torrent file and a magnet
+//! link that complete from an `unchoke seed`, listing, stop and start, session speed
+//! limits, a `kill -9` and restart that keeps the list and each torrent's state, and
+//! removal with the data.
+//!
+//! How the daemon meets the seed: the torrent names an `unchoke tracker` on loopback, and
+//! both the seed and the daemon announce to it, the path a real torrent takes (the daemon
+//! has no way to be handed a peer over the RPC, nor needs one).
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::JsonProcess;
+use common::runtime::Runtime;
+use common::{
+    assert_same_file, data, info_json, run_bounded, run_ok, unchoke, unchoke_seed, write,
+};
+
+/// How long a step may take (a transfer of a few MiB on loopback takes a second or two).
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `unchoke daemon`, killed (SIGKILL) and reaped when dropped.
+struct Daemon {
+    child: Child,
+    /// The RPC's `HOST:PORT`.
+    rpc: String,
+    /// What it printed on stderr, for failure messages.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    /// `unchoke daemon --rpc IP:0 --listen IP:0 …`; waits for its start line and reads
+    /// the RPC's address from it.
+    fn start(rt: Runtime, ip: &str, session: &Path, downloads: &Path) -> Daemon {
+        let mut child = unchoke()
+            .args(["daemon", "--no-lsd", "--no-dht"])
+            .args(rt.args())
+            .args(["--rpc", &format!("{ip}:0"), "--listen", &format!("{ip}:0")])
+            .arg("--session-dir")
+            .arg(session)
+            .arg("--download-dir")
+            .arg(downloads)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start unchoke daemon");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "the daemon printed no start line: {}",
+                stderr.lock().expect("lock")
+            )
+        });
+        // "unchoke daemon: RPC on http://IP:PORT/transmission/rpc, peers on …"
+        let rpc = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no RPC address in {line:?}"))
+            .to_owned();
+        Daemon { child, rpc, stderr }
+    }
+
+    /// `transmission-remote RPC ARGS…`, bounded by `timeout(1)`; panics unless it succeeds.
+    fn remote(&self, args: &[&str]) -> String {
+        let out = Command::new("timeout")
+            .args(["60", "transmission-remote", &self.rpc])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run transmission-remote");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "transmission-remote {args:?}: {}\n{stdout}\n{}\ndaemon: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.stderr.lock().expect("lock")
+        );
+        stdout
+    }
+
+    /// Polls `transmission-remote -l` until `ok` accepts its output (bounded by [`WAIT`]).
+    fn list_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let list = self.remote(&["-l"]);
+            if ok(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {what}; last list:\n{list}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Sends a signal (to the process we started) and waits for it to exit.
+    fn stop(mut self, signal: &str) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{signal}");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not exit on {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A raw HTTP/1.1 POST to the RPC; returns the status, the session-id header and the body.
+fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<String>, String) {
+    let mut s = TcpStream::connect(rpc).expect("connect to the RPC");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let id = session_id
+        .map(|id| format!("X-Transmission-Session-Id: {id}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "POST /transmission/rpc HTTP/1.1\r\nHost: {rpc}\r\nConnection: close\r\n{id}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let header = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("X-Transmission-Session-Id")
+            .then(|| value.trim().to_owned())
+    });
+    (status, header, body.to_owned())
+}
+
+/// The torrent's 3.2 MB took at least 2 s: a 900 kB/s download limit was in force (with
+/// no limit it takes well under a second on loopback).
+fn assert_slowed(took: Duration) {
+    assert!(
+        took >= Duration::from_secs(2),
+        "3.2 MB downloaded in {took:?}: faster than the 900 kB/s limit allows"
+    );
+}
+
+/// The row of torrent `id` in a `-l` listing.
+fn row(list: &str, id: u32) -> Option<&str> {
+    list.lines()
+        .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
+}
+
+/// A multi-file torrent of two files in `dir/content/album`, announcing to `tracker`.
+fn make_torrent(dir: &Path, tracker: &str) -> (PathBuf, PathBuf, String) {
+    let content = dir.join("content");
+    write(&content, "album/one.bin", &data(31, 2_500_000));
+    write(&content, "album/sub/two.bin", &data(32, 700_001));
+    let torrent = dir.join("album.torrent");
+    run_ok(&[
+        "create",
+        content.join("album").to_str().expect("utf-8"),
+        "-o",
+        torrent.to_str().expect("utf-8"),
+        "-t",
+        tracker,
+    ]);
+    let hash = info_json(&torrent)["info_hash"]
+        .as_str()
+        .expect("info_hash")
+        .to_owned();
+    (content, torrent, hash)
+}
+
+fn transmission_remote_drives_the_daemon(rt: Runtime) {
+    common::require_tool("transmission-remote", &["--version"], "transmission-cli");
+    let started = Instant::now();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = unchoke();
+    cmd.args(["tracker", "--json", "--http", &format!("{}:0", rt.ip(60))])
+        .args(rt.args());
+    let mut tracker = JsonProcess::spawn(&format!("unchoke tracker ({rt})"), cmd);
+    let http = tracker.wait_event("listening", WAIT)["http"]
+        .as_str()
+        .expect("http address")
+        .to_owned();
+    let (content, torrent, hash) = make_torrent(dir.path(), &format!("http://{http}/announce"));
+    let (_seed, _) = unchoke_seed(rt, &torrent, &content, &rt.ip(61), &[]);
+
+    let session = dir.path().join("session");
+    let downloads = dir.path().join("downloads");
+    // Something of the user's in the download directory: removing a torrent keeps it.
+    write(&downloads, "keep.txt", b"mine");
+    let daemon = Daemon::start(rt, &rt.ip(62), &session, &downloads);
+
+    // The CSRF handshake: no id, or a wrong one, gets 409 with the id to use.
+    let (status, id, _) = post(&daemon.rpc, None, r#"{"method":"session-get"}"#);
+    assert_eq!(status, 409);
+    let id = id.expect("409 carries X-Transmission-Session-Id");
+    assert_eq!(id.len(), 48, "{id}");
+    assert_eq!(post(&daemon.rpc, Some("wrong"), "{}").0, 409);
+    let (status, _, body) = post(
+        &daemon.rpc,
+        Some(&id),
+        r#"{"method":"session-get","tag":7}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["result"], "success", "{v}");
+    assert_eq!(v["tag"], 7);
+    // Malformed JSON and unknown methods are answered, not crashed on.
+    let (status, _, body) = post(&daemon.rpc, Some(&id), "{\"method\":");
+    assert_eq!(status, 200);
+    assert!(body.contains("invalid JSON"), "{body}");
+    let (_, _, body) = post(&daemon.rpc, Some(&id), r#"{"method":"port-test"}"#);
+    assert!(body.contains("not supported"), "{body}");
+
+    // Session speed limits (kB/s, as transmission-remote gives them): session-set
+    // reaches the core, which then holds the download below them (the transfer below).
+    daemon.remote(&["-d", "900", "-u", "120"]);
+    let si = daemon.remote(&["-si"]);
+    assert!(si.contains("Download speed limit: 900 kB/s"), "{si}");
+    assert!(si.contains("Upload speed limit: 120 kB/s"), "{si}");
+
+    // Add the .torrent file; it completes from the seed, no faster than the limit lets
+    // it: 3.2 MB at 900 kB/s is about 3.5 s.
+    let adding = Instant::now();
+    let added = daemon.remote(&["-a", torrent.to_str().expect("utf-8")]);
+    assert!(added.contains("success"), "{added}");
+    let list = daemon.list_until("complete", |l| {
+        row(l, 1).is_some_and(|r| r.contains("100%"))
+    });
+    assert_slowed(adding.elapsed());
+    assert!(row(&list, 1).is_some_and(|r| r.contains("album")), "{list}");
+    for f in ["album/one.bin", "album/sub/two.bin"] {
+        assert_same_file(&content.join(f), &downloads.join(f));
+    }
+    let info = daemon.remote(&["-t", "1", "-i"]);
+    assert!(info.contains(&hash), "{info}");
+
+    // Stop and start, seen in the list.
+    daemon.remote(&["-t", "1", "-S"]);
+    daemon.list_until("stopped", |l| {
+        row(l, 1).is_some_and(|r| r.contains("Stopped"))
+    });
+    daemon.remote(&["-t", "1", "-s"]);
+    daemon.list_until("started", |l| {
+        row(l, 1).is_some_and(|r| !r.contains("Stopped"))
+    });
+
+    // The same torrent as a magnet link is a duplicate; the list holds it once.
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&tr=http://{http}/announce");
+    daemon.remote(&["-a", &magnet]);
+    assert!(row(&daemon.remote(&["-l"]), 2).is_none());
+
+    // Stopped, then killed with -9: the restarted daemon has the list, the state and
+    // the data.
+    daemon.remote(&["-t", "1", "-S"]);
+    assert!(!daemon.stop("KILL").success());
+    let daemon = Daemon::start(rt, &rt.ip(62), &session, &downloads);
+    let list = daemon.list_until("restored", |l| {
+        row(l, 1).is_some_and(|r| r.contains("100%") && r.contains("Stopped"))
+    });
+    assert!(row(&list, 1).is_some_and(|r| r.contains("album")), "{list}");
+    let si = daemon.remote(&["-si"]);
+    assert!(si.contains("Download speed limit: 900 kB/s"), "{si}");
+    daemon.remote(&["-t", "1", "-s"]);
+    daemon.list_until("started again", |l| {
+        row(l, 1).is_some_and(|r| !r.contains("Stopped"))
+    });
+
+    // Remove with the data: its files and directories go, the user's file stays.
+    daemon.remote(&["-t", "1", "--remove-and-delete"]);
+    daemon.list_until("removed", |l| row(l, 1).is_none());
+    assert!(!downloads.join("album").exists(), "album/ still there");
+    assert_eq!(
+        std::fs::read(downloads.join("keep.txt")).expect("kept"),
+        b"mine"
+    );
+
+    // A magnet link: the metadata comes from the seed, then the data.
+    // The restarted daemon holds the saved limit from its start.
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=album&tr=http://{http}/announce");
+    let adding = Instant::now();
+    daemon.remote(&["-a", &magnet]);
+    daemon.list_until("the magnet complete", |l| {
+        row(l, 2).is_some_and(|r| r.contains("100%") && r.contains("album"))
+    });
+    assert_slowed(adding.elapsed());
+    daemon.remote(&["-D"]);
+    let si = daemon.remote(&["-si"]);
+    assert!(si.contains("Download speed limit: Unlimited"), "{si}");
+    assert_same_file(
+        &content.join("album/sub/two.bin"),
+        &downloads.join("album/sub/two.bin"),
+    );
+    // Its metadata is kept as a .torrent file from now on (a restart needs no peer for it).
+    let kept = session.join("torrents").join(format!("{hash}.torrent"));
+    let deadline = Instant::now() + WAIT;
+    while !kept.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never written",
+            kept.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(info_json(&kept)["info_hash"], hash.as_str());
+
+    // Restarted once more, the former magnet is back with its data, and its files are
+    // known well enough to delete.
+    assert!(!daemon.stop("KILL").success());
+    let daemon = Daemon::start(rt, &rt.ip(62), &session, &downloads);
+    daemon.list_until("the magnet restored", |l| {
+        row(l, 1).is_some_and(|r| r.contains("100%") && r.contains("album"))
+    });
+    daemon.remote(&["-t", &hash, "--remove-and-delete"]);
+    daemon.list_until("removed", |l| row(l, 1).is_none());
+    assert!(!downloads.join("album").exists(), "album/ still there");
+
+    // SIGTERM: a clean stop with the signal's status.
+    assert_eq!(daemon.stop("TERM").code(), Some(143));
+    eprintln!("daemon suite ({rt}) took {:?}", started.elapsed());
+}
+
+per_runtime!(transmission_remote_drives_the_daemon);
+
+#[test]
+fn a_non_loopback_rpc_address_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_bounded(
+        &[
+            "daemon",
+            "--rpc",
+            "0.0.0.0:0",
+            "--session-dir",
+            "s",
+            "--download-dir",
+            "d",
+        ],
+        dir.path(),
+        WAIT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback"), "{err}");
+    assert!(!dir.path().join("s").exists(), "nothing is created");
+}
+
+#[test]
+fn oversized_bodies_and_strange_hosts_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let daemon = Daemon::start(
+        Runtime::Mio,
+        "127.0.0.1",
+        &dir.path().join("s"),
+        &dir.path().join("d"),
+    );
+    let (_, id, _) = post(&daemon.rpc, None, "{}");
+    let id = id.expect("session id");
+    // A body past the 16 MiB limit is refused (413), and the daemon lives on.
+    let mut s = TcpStream::connect(&daemon.rpc).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    let len = 17 << 20;
+    let mut writer = s.try_clone().expect("clone");
+    let head = format!(
+        "POST /transmission/rpc HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nX-Transmission-Session-Id: {id}\r\nContent-Length: {len}\r\n\r\n",
+        daemon.rpc
+    );
+    let sender = std::thread::spawn(move || {
+        // The server may close before taking it all: a failed write is fine.
+        let _ = writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(&vec![b' '; len]));
+    });
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    let _ = sender.join();
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    // A page on another name (DNS rebinding) does not reach the RPC.
+    let mut s = TcpStream::connect(&daemon.rpc).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(
+        s,
+        "POST /transmission/rpc HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\nX-Transmission-Session-Id: {id}\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    .expect("send");
+    let mut response = String::new();
+    let _ = s.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 421"), "{response}");
+    // And it still answers afterwards.
+    assert_eq!(
+        post(&daemon.rpc, Some(&id), r#"{"method":"session-stats"}"#).0,
+        200
+    );
+}
