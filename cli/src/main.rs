@@ -84,8 +84,7 @@ Examples:
 Examples:
   unchoke create ~/photos -o photos.torrent
   unchoke create big.iso -o big.torrent -t udp://tracker.example:6969 --piece-length 4M
-  unchoke create dir -o dir.torrent --private --no-date
-  unchoke create dir -o dir.torrent --hybrid    # v1 and v2 (BEP 52) in one torrent"
+  unchoke create dir -o dir.torrent --private --no-date --hybrid    # v1 and v2 (BEP 52)"
     )]
     Create(cmd_create::CreateArgs),
     /// Download a torrent (a .torrent file or a magnet link) from peers given, found
