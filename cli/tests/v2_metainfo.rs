@@ -7,30 +7,13 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{data, info_json, lt_make_v2 as lt_make, require_libtorrent, run, run_ok, write};
-
-/// A directory with an empty file, odd sizes and a nested directory. `sub/three` spans 3
-/// pieces of 64 KiB: its piece layer is padded with the root of an all-zero piece (height
-/// 2), so libtorrent's `pieces root` checks that padding rule too.
-fn make_content(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let multi = root.join("multi");
-    write(&multi, "a.bin", &data(1, 100_000));
-    write(&multi, "empty", &[]);
-    write(&multi, "sub/odd", &data(2, 16_385));
-    write(&multi, "sub/three", &data(6, 150_000));
-    write(&multi, "sub/tiny", &data(3, 7));
-    write(&multi, "z.bin", &data(4, 70_001));
-    let single = write(root, "single.bin", &data(5, 123_457));
-    (multi, single)
-}
+use common::{info_json, lt_make_v2 as lt_make, require_libtorrent, run, run_ok, write};
 
 #[test]
 fn info_hashes_equal_libtorrents() {
     require_libtorrent();
     let dir = tempfile::tempdir().unwrap();
-    let (multi, single) = make_content(dir.path());
+    let (multi, single) = common::v2_content(dir.path());
     let mut checked = 0;
     for kind in ["v2", "hybrid"] {
         for (content, what) in [(&multi, "multi"), (&single, "single")] {
@@ -96,7 +79,7 @@ fn info_hashes_equal_libtorrents() {
 fn a_changed_piece_layer_is_refused() {
     require_libtorrent();
     let dir = tempfile::tempdir().unwrap();
-    let (multi, _) = make_content(dir.path());
+    let (multi, _) = common::v2_content(dir.path());
     let torrent = dir.path().join("v2.torrent");
     lt_make("v2", &multi, &torrent, 16_384);
     let mut bytes = std::fs::read(&torrent).unwrap();

@@ -23,20 +23,6 @@ use common::{
     unchoke_download, unchoke_seed, write,
 };
 
-/// A tree with an empty file, odd sizes, a file of three pieces and a nested directory,
-/// and a single file of several pieces with a short tail.
-fn make_content(root: &Path) -> (PathBuf, PathBuf) {
-    let multi = root.join("multi");
-    write(&multi, "a.bin", &data(1, 100_000));
-    write(&multi, "empty", &[]);
-    write(&multi, "sub/odd", &data(2, 16_385));
-    write(&multi, "sub/three", &data(6, 150_000));
-    write(&multi, "sub/tiny", &data(3, 7));
-    write(&multi, "z.bin", &data(4, 70_001));
-    let single = write(root, "single.bin", &data(5, 123_457));
-    (multi, single)
-}
-
 /// Every file under `expected` (a file or a directory) exists with the same bytes under
 /// `save` (where a download of it was saved), empty files included.
 fn assert_same_tree(expected: &Path, save: &Path) {
@@ -70,7 +56,7 @@ fn lt_leech(torrent: &Path, save: &Path, ip: &str, connect: &str) -> JsonProcess
 
 /// The cases each direction runs: (content, piece length, name, kind for lt_make_v2).
 fn cases(root: &Path) -> Vec<(PathBuf, u32, &'static str, &'static str)> {
-    let (multi, single) = make_content(root);
+    let (multi, single) = common::v2_content(root);
     vec![
         (multi.clone(), 32_768, "multi", "v2"),
         (single, 16_384, "single", "v2"),
@@ -162,7 +148,7 @@ fn unchoke_seeds_v2_only_and_hybrid_and_libtorrent_downloads_them(rt: Runtime) {
 /// layer (BEP 52 `hash request`s, answered from our metadata) from unchoke, then the data.
 fn libtorrent_fetches_a_v2_magnet_link_from_unchoke(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let (multi, _) = make_content(dir.path());
+    let (multi, _) = common::v2_content(dir.path());
     let torrent = dir.path().join("multi.torrent");
     let (_, v2) = lt_make_v2("v2", &multi, &torrent, 16_384);
     let (mut seed, seed_addr) =
@@ -200,7 +186,7 @@ fn libtorrent_fetches_a_v2_magnet_link_from_unchoke(rt: Runtime) {
 /// checked against its `pieces root`), then the data, byte-identical.
 fn unchoke_fetches_a_v2_magnet_link_from_libtorrent(rt: Runtime) {
     let dir = tempfile::tempdir().unwrap();
-    let (multi, _) = make_content(dir.path());
+    let (multi, _) = common::v2_content(dir.path());
     let torrent = dir.path().join("multi.torrent");
     // 16 KiB pieces: "sub/three" (150,000 bytes) has a layer of 10 hashes.
     let (_, v2) = lt_make_v2("v2", &multi, &torrent, 16_384);

@@ -175,6 +175,23 @@ pub fn lt_make_v2(
     )
 }
 
+/// The content the BitTorrent v2 suites share: a tree (`root/multi`) with an empty file,
+/// odd sizes, a file of several pieces and a nested directory, and a single file
+/// (`root/single.bin`) of several pieces with a short tail. Returns both paths. In 64 KiB
+/// pieces `sub/three` spans 3 pieces: its piece layer is padded with the root of an
+/// all-zero piece (height 2), so libtorrent's `pieces root` checks that padding rule too.
+pub fn v2_content(root: &Path) -> (PathBuf, PathBuf) {
+    let multi = root.join("multi");
+    write(&multi, "a.bin", &data(1, 100_000));
+    write(&multi, "empty", &[]);
+    write(&multi, "sub/odd", &data(2, 16_385));
+    write(&multi, "sub/three", &data(6, 150_000));
+    write(&multi, "sub/tiny", &data(3, 7));
+    write(&multi, "z.bin", &data(4, 70_001));
+    let single = write(root, "single.bin", &data(5, 123_457));
+    (multi, single)
+}
+
 /// Panics with a clear message unless Debian's libtorrent binding is importable.
 pub fn require_libtorrent() {
     require_tool(PYTHON, &["-c", "import libtorrent"], "python3-libtorrent");

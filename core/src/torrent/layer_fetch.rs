@@ -32,7 +32,7 @@ use super::{Ctx, Torrent};
 use crate::metainfo::Metainfo;
 use crate::metainfo::merkle::{self, Hash32};
 use crate::time::Instant;
-use crate::vocab::{ConnId, DisconnectReason, Event};
+use crate::vocab::{ConnId, Event};
 use crate::wire::{HashRequest, Message};
 
 /// Hashes asked for per `hash request`: BEP 52 says a request SHOULD NOT ask for more.
@@ -285,7 +285,7 @@ impl Torrent {
         if good {
             return;
         }
-        let mut senders: Vec<(ConnId, SocketAddr)> = file
+        let senders: Vec<(ConnId, SocketAddr)> = file
             .chunks
             .iter()
             .filter_map(|c| match c {
@@ -293,30 +293,15 @@ impl Torrent {
                 _ => None,
             })
             .collect();
-        senders.sort();
-        senders.dedup();
         for chunk in &mut file.chunks {
             *chunk = Chunk::Missing { avoid: None };
         }
-        let mut ips: Vec<_> = senders.iter().map(|(_, a)| a.ip()).collect();
-        ips.sort();
-        ips.dedup();
-        let sole = ips.len() == 1;
-        ctx.out
-            .push(crate::vocab::Action::Event(Event::MetadataHashFailed {
-                torrent: self.id,
-            }));
-        for (conn, addr) in senders {
-            self.adjust_trust_ip(addr, if sole { -2 } else { -1 }, ctx, now);
-            if sole && self.peers.contains_key(&conn) {
-                self.disconnect(
-                    conn,
-                    DisconnectReason::Misbehaved("sent piece layer hashes that fail their root"),
-                    ctx,
-                    now,
-                );
-            }
-        }
+        self.strike_metadata_senders(
+            senders,
+            "sent piece layer hashes that fail their root",
+            ctx,
+            now,
+        );
     }
 
     /// Every layer is whole and checked: the metadata, layers filled in, goes to the

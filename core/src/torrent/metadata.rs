@@ -291,7 +291,7 @@ impl Torrent {
         let matches = InfoHash::of_info_bytes(&fetch.buf) == self.info_hash
             || InfoHashV2::of_info_bytes(&fetch.buf).truncated() == self.info_hash;
         if !matches {
-            let mut senders: Vec<(ConnId, SocketAddr)> = fetch
+            let senders: Vec<(ConnId, SocketAddr)> = fetch
                 .slots
                 .iter()
                 .filter_map(|s| match s {
@@ -299,31 +299,14 @@ impl Torrent {
                     _ => None,
                 })
                 .collect();
-            senders.sort();
-            senders.dedup();
             fetch.reset();
-            // As for a bad piece: a sole sender is certainly the liar; among several, each
-            // may be the honest one, so each takes half.
-            let mut ips: Vec<_> = senders.iter().map(|(_, a)| a.ip()).collect();
-            ips.sort();
-            ips.dedup();
-            let sole = ips.len() == 1;
             fetch.single_source = true;
-            ctx.out
-                .push(crate::vocab::Action::Event(Event::MetadataHashFailed {
-                    torrent: self.id,
-                }));
-            for (conn, addr) in senders {
-                self.adjust_trust_ip(addr, if sole { -2 } else { -1 }, ctx, now);
-                if sole && self.peers.contains_key(&conn) {
-                    self.disconnect(
-                        conn,
-                        DisconnectReason::Misbehaved("sent metadata that failed its hash check"),
-                        ctx,
-                        now,
-                    );
-                }
-            }
+            self.strike_metadata_senders(
+                senders,
+                "sent metadata that failed its hash check",
+                ctx,
+                now,
+            );
             self.request_metadata(ctx, now);
             return;
         }
@@ -361,6 +344,35 @@ impl Torrent {
                         torrent: self.id,
                         error: e,
                     }));
+            }
+        }
+    }
+
+    /// Metadata from `senders` failed its hash (the info dictionary, or a v2 piece layer):
+    /// [`Event::MetadataHashFailed`], and as for a bad piece a sole sender is certainly
+    /// the liar (a full strike, dropped); among several, each may be the honest one, so
+    /// each takes half a strike and stays.
+    pub(super) fn strike_metadata_senders(
+        &mut self,
+        mut senders: Vec<(ConnId, SocketAddr)>,
+        why: &'static str,
+        ctx: &mut Ctx<'_>,
+        now: Instant,
+    ) {
+        senders.sort();
+        senders.dedup();
+        let mut ips: Vec<_> = senders.iter().map(|(_, a)| a.ip()).collect();
+        ips.sort();
+        ips.dedup();
+        let sole = ips.len() == 1;
+        ctx.out
+            .push(crate::vocab::Action::Event(Event::MetadataHashFailed {
+                torrent: self.id,
+            }));
+        for (conn, addr) in senders {
+            self.adjust_trust_ip(addr, if sole { -2 } else { -1 }, ctx, now);
+            if sole && self.peers.contains_key(&conn) {
+                self.disconnect(conn, DisconnectReason::Misbehaved(why), ctx, now);
             }
         }
     }
