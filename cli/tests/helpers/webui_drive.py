@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """Drive `unchoke daemon`'s web UI in headless Chromium, as a person would, and report.
 
-Usage: webui_drive.py URL TORRENT HASH FILE_NAME WORK_DIR
+Usage: webui_drive.py URL TORRENT HASH FILE_NAME PROFILE_DIR OUT_DIR
 
 URL is the daemon's page (http://127.0.0.1:PORT/), TORRENT a .torrent file a seed serves
 (through a tracker the daemon reaches), HASH its info-hash (hex), FILE_NAME one of its
-files as the details panel lists it, WORK_DIR a directory for Chromium's fresh profile and
-the screenshot.
+files as the details panel lists it, PROFILE_DIR an empty directory for Chromium's fresh
+profile, OUT_DIR where the screenshot (webui.png, or webui-failure.png) and chromedriver's
+log go.
 
 Steps, each waited for with a bound: the page loads; a bad magnet link shows an error
 banner (then dismissed); the speed limits form applies; the .torrent goes in through the
@@ -41,7 +42,7 @@ def on_term(_signum, _frame):
 
 
 def main():
-    url, torrent, info_hash, file_name, work = sys.argv[1:6]
+    url, torrent, info_hash, file_name, profile, out = sys.argv[1:7]
     signal.signal(signal.SIGTERM, on_term)
     report = {"ok": False, "step": "start", "steps": [], "console": [], "console_errors": []}
     started = time.monotonic()
@@ -64,7 +65,7 @@ def main():
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1280,900",
-        "--user-data-dir=" + os.path.join(work, "chromium-profile"),
+        "--user-data-dir=" + profile,
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -72,7 +73,7 @@ def main():
     try:
         step("launch")
         driver = webdriver.Chrome(
-            service=Service(CHROMEDRIVER, log_path=os.path.join(work, "chromedriver.log")),
+            service=Service(CHROMEDRIVER, log_path=os.path.join(out, "chromedriver.log")),
             options=options,
         )
         driver.set_page_load_timeout(STEP_WAIT)
@@ -121,7 +122,7 @@ def main():
         report["details_trackers"] = by_id("details-trackers").text
 
         step("screenshot")
-        shot = os.path.join(work, "webui.png")
+        shot = os.path.join(out, "webui.png")
         if not driver.save_screenshot(shot):
             raise RuntimeError("the screenshot was not saved")
         report["screenshot"] = shot
@@ -156,7 +157,7 @@ def main():
         if driver is not None:
             try:
                 report["page_text"] = driver.find_element(By.TAG_NAME, "body").text[:4000]
-                shot = os.path.join(work, "webui-failure.png")
+                shot = os.path.join(out, "webui-failure.png")
                 if driver.save_screenshot(shot):
                     report["screenshot"] = shot
             except Exception:  # noqa: BLE001 (the browser may be gone)
