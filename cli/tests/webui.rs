@@ -3,7 +3,8 @@
 //! loopback only: the page loads and talks to the RPC, shows an RPC error, applies the
 //! speed limits, adds a .torrent through its file input, the row reaches 100 % from an
 //! `unchoke seed`, the details list the files and the tracker, pause, resume, and removal
-//! with the data; the browser's console holds no error. A screenshot is kept under the
+//! with the data; then the same torrent as a magnet link through the page's form, to 100 %
+//! and removed keeping its data; the browser's console holds no error. A screenshot is kept under the
 //! build directory (`CARGO_TARGET_TMPDIR/webui/webui.png`, its path printed).
 //!
 //! The daemon meets the seed as in daemon.rs: both announce to an `unchoke tracker` the
@@ -94,6 +95,8 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
         .arg("album/sub/two.bin")
         .arg(&profile)
         .arg(&out)
+        .arg(format!("magnet:?xt=urn:btih:{hash}&dn=album&tr={announce}"))
+        .arg(downloads.join("album"))
         .stdin(Stdio::null())
         .output()
         .expect("run webui_drive.py");
@@ -151,8 +154,14 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "{} is no PNG", shot.display());
 
-    // The limits the page applied are the session's; "remove and delete data" deleted it.
+    assert!(
+        report["magnet_row_when_complete"]
+            .as_str()
+            .is_some_and(|r| r.contains("album")),
+        "{pretty}"
+    );
     let (_, id, _) = post(&daemon.rpc, None, "{}");
+    // The limits the page applied are the session's, and the list is empty.
     let (_, _, body) = post(&daemon.rpc, id.as_deref(), r#"{"method":"session-get"}"#);
     let session: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(session["arguments"]["speed-limit-down"], 50000, "{session}");
@@ -160,7 +169,11 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
     assert_eq!(session["arguments"]["speed-limit-up"], 40000);
     let (_, _, body) = post(&daemon.rpc, id.as_deref(), r#"{"method":"torrent-get"}"#);
     assert!(body.contains(r#""torrents":[]"#), "{body}");
-    assert!(!downloads.join("album").exists(), "album/ still there");
+    // The magnet's data, removed without "delete the data", is there and whole (the
+    // first download's went with its removal: the magnet downloaded it again).
+    for f in ["album/one.bin", "album/sub/two.bin"] {
+        common::assert_same_file(&content.join(f), &downloads.join(f));
+    }
 
     assert_eq!(daemon.stop("TERM").code(), Some(143));
     eprintln!(

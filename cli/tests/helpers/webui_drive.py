@@ -1,18 +1,20 @@
 #!/usr/bin/python3
 """Drive `unchoke daemon`'s web UI in headless Chromium, as a person would, and report.
 
-Usage: webui_drive.py URL TORRENT HASH FILE_NAME PROFILE_DIR OUT_DIR
+Usage: webui_drive.py URL TORRENT HASH FILE_NAME PROFILE_DIR OUT_DIR MAGNET DATA_DIR
 
 URL is the daemon's page (http://127.0.0.1:PORT/), TORRENT a .torrent file a seed serves
 (through a tracker the daemon reaches), HASH its info-hash (hex), FILE_NAME one of its
 files as the details panel lists it, PROFILE_DIR an empty directory for Chromium's fresh
 profile, OUT_DIR where the screenshot (webui.png, or webui-failure.png) and chromedriver's
-log go.
+log go, MAGNET a magnet link of the same torrent, DATA_DIR the torrent's directory in the
+daemon's downloads (gone once it is removed with its data).
 
 Steps, each waited for with a bound: the page loads; a bad magnet link shows an error
 banner (then dismissed); the speed limits form applies; the .torrent goes in through the
 page's file input; its row reaches 100 %; its details list the file and the tracker; a
-screenshot; pause (status Stopped), resume, remove with its data (row gone).
+screenshot; pause (status Stopped), resume, remove with its data (row gone); then the
+magnet link through the page's form reaches 100 % and is removed keeping its data.
 
 Prints one JSON object on stdout: {"ok", "step" (the last one begun), "error" (when not
 ok), "steps" ([name, seconds since start]), "screenshot", "console" (every browser log
@@ -28,6 +30,7 @@ import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,7 +45,7 @@ def on_term(_signum, _frame):
 
 
 def main():
-    url, torrent, info_hash, file_name, profile, out = sys.argv[1:7]
+    url, torrent, info_hash, file_name, profile, out, magnet, data_dir = sys.argv[1:9]
     signal.signal(signal.SIGTERM, on_term)
     report = {"ok": False, "step": "start", "steps": [], "console": [], "console_errors": []}
     started = time.monotonic()
@@ -145,6 +148,23 @@ def main():
         by_id("remove-confirm").click()
         wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, row))
         wait.until(lambda d: by_id("empty").is_displayed())
+        if os.path.exists(data_dir):
+            raise RuntimeError(f"removed with its data, yet {data_dir} is still there")
+
+        step("magnet")
+        # By keyboard: Enter in the field submits its form.
+        by_id("add-magnet").send_keys(magnet + Keys.ENTER)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row + " .pct").text == "100%")
+        report["magnet_row_when_complete"] = driver.find_element(By.CSS_SELECTOR, row).text
+
+        step("remove keeping the data")
+        driver.find_element(By.CSS_SELECTOR, row + " button.remove").click()
+        wait.until(lambda d: by_id("remove-dialog").is_displayed())
+        if by_id("remove-delete").is_selected():
+            raise RuntimeError("'delete the data' is ticked before anyone chose it")
+        by_id("remove-confirm").click()
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, row))
         # One more refresh, so an error of the last action has had time to show.
         time.sleep(2)
         if by_id("error").is_displayed():
