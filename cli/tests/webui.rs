@@ -82,7 +82,10 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
     // The screenshot outlives the test's temporary directory: it is the artifact.
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("webui");
     std::fs::create_dir_all(&out).expect("artifact directory");
-    let _ = std::fs::remove_file(out.join("webui.png"));
+    // Last run's files (chromedriver appends to its log).
+    for old in ["webui.png", "webui-failure.png", "chromedriver.log"] {
+        let _ = std::fs::remove_file(out.join(old));
+    }
     let profile = dir.path().join("chromium-profile");
     std::fs::create_dir_all(&profile).expect("profile directory");
     let browsing = Instant::now();
