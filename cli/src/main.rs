@@ -158,7 +158,8 @@ Examples:
     #[command(
         after_help = "Drive it with transmission-remote (Debian's transmission-cli) or any tool that \
 speaks Transmission's RPC: `transmission-remote 127.0.0.1:9091 -a photos.torrent`, then -l, \
--t ID -S / -s, -d / -u (kB/s), -t ID --remove-and-delete.
+-t ID -S / -s, -d / -u (kB/s), -t ID --remove-and-delete. Or open the web UI in a browser: \
+http://127.0.0.1:9091/.
 
 Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.
 

@@ -11,12 +11,13 @@
 #[macro_use]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::daemon::{Daemon, post};
 use common::process::JsonProcess;
 use common::runtime::Runtime;
 use common::{
@@ -26,72 +27,7 @@ use common::{
 /// How long a step may take (a transfer of a few MiB on loopback takes a second or two).
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A running `unchoke daemon`, killed (SIGKILL) and reaped when dropped.
-struct Daemon {
-    child: Child,
-    /// The RPC's `HOST:PORT`.
-    rpc: String,
-    /// What it printed on stderr, for failure messages.
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
 impl Daemon {
-    /// `unchoke daemon --rpc IP:0 --listen IP:0 …`; waits for its start line and reads
-    /// the RPC's address from it.
-    fn start(rt: Runtime, ip: &str, session: &Path, downloads: &Path) -> Daemon {
-        let mut child = unchoke()
-            .args(["daemon", "--no-lsd", "--no-dht"])
-            .args(rt.args())
-            .args(["--rpc", &format!("{ip}:0"), "--listen", &format!("{ip}:0")])
-            .arg("--session-dir")
-            .arg(session)
-            .arg("--download-dir")
-            .arg(downloads)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start unchoke daemon");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().expect("stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("lock")
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let line = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            panic!(
-                "the daemon printed no start line: {}",
-                stderr.lock().expect("lock")
-            )
-        });
-        // "unchoke daemon: RPC on http://IP:PORT/transmission/rpc, peers on …"
-        let rpc = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("no RPC address in {line:?}"))
-            .to_owned();
-        Daemon { child, rpc, stderr }
-    }
-
     /// `transmission-remote RPC ARGS…`, bounded by `timeout(1)`; panics unless it succeeds.
     fn remote(&self, args: &[&str]) -> String {
         let out = Command::new("timeout")
@@ -126,66 +62,6 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
-
-    /// Sends a signal (to the process we started) and waits for it to exit.
-    fn stop(mut self, signal: &str) -> std::process::ExitStatus {
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "kill -{signal}");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not exit on {signal}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A raw HTTP/1.1 POST to the RPC; returns the status, the session-id header and the body.
-fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<String>, String) {
-    let mut s = TcpStream::connect(rpc).expect("connect to the RPC");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    let id = session_id
-        .map(|id| format!("X-Transmission-Session-Id: {id}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "POST /transmission/rpc HTTP/1.1\r\nHost: {rpc}\r\nConnection: close\r\n{id}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut response = String::new();
-    s.read_to_string(&mut response).expect("read the response");
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let header = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("X-Transmission-Session-Id")
-            .then(|| value.trim().to_owned())
-    });
-    (status, header, body.to_owned())
 }
 
 /// The torrent's 3.2 MB took at least 2 s: a 900 kB/s download limit was in force (with

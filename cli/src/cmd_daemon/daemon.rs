@@ -11,9 +11,49 @@ use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{RateLimits, TorrentId, TorrentState};
 use unchoke_driver::{AddMagnet, AddTorrent, ClientEvent};
 
-use super::rpc::{AddRequest, AddSource, Added, Engine, PeerSettings, Status, TorrentView};
+use super::rpc::{
+    AddRequest, AddSource, Added, Engine, FileView, PeerSettings, Status, TorrentView,
+};
 use super::state::{Entry, SessionDir, Source, SpeedLimits, State};
 use crate::runtime::Client;
+
+/// A torrent's files for the RPC, padding left out, with `have` of `total` bytes held
+/// spread over them in proportion (the driver reports no per-piece progress): exact when
+/// the torrent is empty or complete.
+fn files_of(m: &Metainfo, have: u64, total: u64) -> Vec<FileView> {
+    m.info
+        .files
+        .iter()
+        .filter(|f| !f.padding)
+        .map(|f| {
+            let mut path = f.path.join("/");
+            if m.info.multi_file {
+                path = format!("{}/{path}", m.info.name);
+            }
+            let held = if total == 0 || have >= total {
+                if total > 0 { f.length } else { 0 }
+            } else {
+                // u128: length * have overflows u64 for files past 4 GiB.
+                u64::try_from(u128::from(f.length) * u128::from(have) / u128::from(total))
+                    .unwrap_or(f.length)
+            };
+            FileView {
+                name: path,
+                length: f.length,
+                have: held,
+            }
+        })
+        .collect()
+}
+
+/// The torrent's trackers by tier: `announce-list` when there is one (BEP 12 says it
+/// replaces `announce`), else `announce`.
+fn trackers_of(m: &Metainfo) -> Vec<Vec<String>> {
+    if !m.announce_list.is_empty() {
+        return m.announce_list.clone();
+    }
+    m.announce.iter().map(|a| vec![a.clone()]).collect()
+}
 
 /// Bytes a .torrent file named by `torrent-add`'s `filename` may have (as `metainfo` is
 /// bounded by the HTTP body's limit).
@@ -410,6 +450,12 @@ impl Engine for Daemon {
                     added: slot.entry.added,
                     pieces: info.map_or((0, 0), |i| (i.piece_count(), i.piece_length)),
                     private: info.is_some_and(|i| i.private),
+                    files: slot.metainfo.as_deref().map_or_else(Vec::new, |m| {
+                        let have = stats.map_or(0, |s| s.bytes_have);
+                        let total = stats.map_or(0, |s| s.total_length);
+                        files_of(m, have, total)
+                    }),
+                    trackers: slot.metainfo.as_deref().map_or_else(Vec::new, trackers_of),
                 }
             })
             .collect())

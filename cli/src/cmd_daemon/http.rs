@@ -1,6 +1,7 @@
 //! The RPC's HTTP side: `POST /transmission/rpc` on the `--rpc` address, with
 //! Transmission's `X-Transmission-Session-Id` handshake, a bounded body and a `Host`
-//! check; the JSON itself is [`super::rpc`]'s.
+//! check; the JSON itself is [`super::rpc`]'s. Every other path is the web UI's
+//! ([`super::webui`]), behind the same `Host` check.
 //!
 //! Built on `tiny_http`: a small, long-maintained synchronous HTTP/1.1 server with no async
 //! runtime to bring in (the daemon already runs its own event loop in the driver) and no
@@ -21,7 +22,7 @@ use super::rpc::{self, Engine};
 /// The RPC's path, as Transmission's clients expect it.
 pub(crate) const RPC_PATH: &str = "/transmission/rpc";
 /// The CSRF header's name.
-const SESSION_HEADER: &str = "X-Transmission-Session-Id";
+pub(crate) const SESSION_HEADER: &str = "X-Transmission-Session-Id";
 /// The largest request body taken: a `torrent-add` carries a whole .torrent file in
 /// base64, and few are over a few MiB.
 pub(crate) const MAX_BODY: u64 = 16 << 20;
@@ -92,7 +93,8 @@ impl RpcServer {
         }
         let path = request.url().split('?').next().unwrap_or("");
         if path != RPC_PATH && path != "/transmission/rpc/" {
-            return text(404, "Not found: the RPC is at /transmission/rpc");
+            // The web UI's static files (or 404): no session id, they hold no data.
+            return super::webui::respond(request.method(), path, &self.session_id);
         }
         if header(request, SESSION_HEADER) != Some(self.session_id.as_str()) {
             // Transmission's CSRF handshake: the client repeats the request with this id.

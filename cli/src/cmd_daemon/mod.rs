@@ -3,6 +3,7 @@
 //!
 //! - `rpc`: the JSON methods, pure (request body in, response out, over an `Engine`).
 //! - `http`: the HTTP server on `--rpc`: the session-id handshake, body limits.
+//! - `webui`: the web UI at `/`, static files embedded in the binary that speak the RPC.
 //! - `daemon`: the engine over a running client; downloads confined to `--download-dir`.
 //! - `state`: the session directory (the torrent list, .torrent copies), written
 //!   atomically so a restart, even after `kill -9`, finds the list it had.
@@ -13,6 +14,7 @@ mod daemon;
 mod http;
 mod rpc;
 mod state;
+mod webui;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,8 +46,8 @@ pub(crate) struct DaemonArgs {
     #[arg(long, value_name = "DIR")]
     download_dir: Option<PathBuf>,
 
-    /// Address of the Transmission-compatible RPC (`/transmission/rpc`); port 0 picks a
-    /// free one (printed). Loopback only: the RPC has no authentication yet.
+    /// Address of the Transmission-compatible RPC (`/transmission/rpc`) and the web UI
+    /// (`/`); port 0 picks a free one (printed). Loopback only: the RPC has no authentication yet.
     #[arg(long, value_name = "ADDR:PORT", default_value_t = DEFAULT_RPC)]
     rpc: SocketAddr,
 
@@ -139,7 +141,7 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
 
     let rpc_addr = server.local_addr().unwrap_or(args.rpc);
     crate::output::print(&format!(
-        "unchoke daemon: RPC on http://{rpc_addr}{}, peers on {}, downloads in {}, {running} of {} torrents restored\n",
+        "unchoke daemon: RPC on http://{rpc_addr}{}, peers on {}, downloads in {}, {running} of {} torrents restored; web UI at http://{rpc_addr}/\n",
         http::RPC_PATH,
         peers_on.map_or_else(|| "-".to_string(), |a| a.to_string()),
         root.display(),

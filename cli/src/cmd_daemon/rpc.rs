@@ -85,6 +85,25 @@ pub(crate) struct TorrentView {
     pub(crate) pieces: (u32, u32),
     /// Whether the torrent is private.
     pub(crate) private: bool,
+    /// Its files in torrent order, BEP 47 padding left out (empty until the metadata is
+    /// known).
+    pub(crate) files: Vec<FileView>,
+    /// Its trackers' announce URLs, tier by tier (BEP 12).
+    pub(crate) trackers: Vec<Vec<String>>,
+}
+
+/// One file of a torrent, for `files` and `fileStats`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct FileView {
+    /// Its path as Transmission gives it: under the torrent's name for a multi-file torrent,
+    /// `/`-separated.
+    pub(crate) name: String,
+    /// Its length in bytes.
+    pub(crate) length: u64,
+    /// Bytes of it held. The driver reports verified bytes per torrent, not per piece, so
+    /// between empty and complete this is the torrent's share applied to the file: exact at
+    /// 0 % and 100 %, an estimate in between.
+    pub(crate) have: u64,
 }
 
 /// What `torrent-add` carries.
@@ -373,7 +392,12 @@ fn torrent_get(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
         .iter()
         .filter(|t| ids.contains(&t.id))
         .map(|t| {
-            let all = torrent_fields(t);
+            let all = torrent_fields(
+                t,
+                fields
+                    .as_ref()
+                    .is_none_or(|f| f.iter().any(|n| LIST_FIELDS.contains(n))),
+            );
             match &fields {
                 None => all,
                 Some(names) => {
@@ -395,8 +419,19 @@ fn torrent_get(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
 const ETA_UNKNOWN: i64 = -2;
 const ETA_NOT_AVAILABLE: i64 = -1;
 
-/// Every field we know of one torrent.
-fn torrent_fields(t: &TorrentView) -> Value {
+/// The fields whose size grows with the torrent's files or trackers: built only when asked
+/// for (a list refresh asks for none of them, and a torrent may have thousands of files).
+const LIST_FIELDS: [&str; 6] = [
+    "files",
+    "fileStats",
+    "priorities",
+    "wanted",
+    "trackers",
+    "trackerStats",
+];
+
+/// Every field we know of one torrent; the [`LIST_FIELDS`] only with `lists`.
+fn torrent_fields(t: &TorrentView, lists: bool) -> Value {
     let left = t.total_size.saturating_sub(t.have);
     let percent = if !t.has_metadata {
         0.0
@@ -490,13 +525,51 @@ fn torrent_fields(t: &TorrentView) -> Value {
         "secondsSeeding": 0,
         "peer-limit": 50,
         "webseeds": [],
-        "trackers": [],
-        "trackerStats": [],
+        "fileCount": t.files.len(),
     });
     if let (Value::Object(f), Value::Object(r)) = (&mut fields, rest) {
         f.extend(r);
+        if lists {
+            f.extend(list_fields(t));
+        }
     }
     fields
+}
+
+/// `files`, `fileStats`, `priorities`, `wanted`, `trackers` and `trackerStats`. Every file
+/// is wanted at normal priority: choosing files is not built yet.
+fn list_fields(t: &TorrentView) -> Map<String, Value> {
+    let files: Vec<Value> = t
+        .files
+        .iter()
+        .map(|f| json!({"name": f.name, "length": f.length, "bytesCompleted": f.have}))
+        .collect();
+    let stats: Vec<Value> = t
+        .files
+        .iter()
+        .map(|f| json!({"bytesCompleted": f.have, "wanted": true, "priority": 0}))
+        .collect();
+    let mut trackers = Vec::new();
+    for (tier, urls) in t.trackers.iter().enumerate() {
+        for url in urls {
+            trackers.push(json!({
+                "id": trackers.len(),
+                "tier": tier,
+                "announce": url,
+                "scrape": "",
+            }));
+        }
+    }
+    let mut m = Map::new();
+    m.insert("files".into(), Value::Array(files));
+    m.insert("fileStats".into(), Value::Array(stats));
+    m.insert("priorities".into(), json!(vec![0; t.files.len()]));
+    m.insert("wanted".into(), json!(vec![1; t.files.len()]));
+    m.insert("trackers".into(), Value::Array(trackers.clone()));
+    // The announce URLs we know, with no announce results (the driver does not report
+    // them per torrent yet).
+    m.insert("trackerStats".into(), Value::Array(trackers));
+    m
 }
 
 fn torrent_add(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
@@ -572,6 +645,19 @@ mod tests {
             added: 5,
             pieces: (4, 256),
             private: false,
+            files: vec![
+                FileView {
+                    name: format!("t{id}/a"),
+                    length: 600,
+                    have: 150,
+                },
+                FileView {
+                    name: format!("t{id}/b"),
+                    length: 400,
+                    have: 100,
+                },
+            ],
+            trackers: vec![vec!["http://t/announce".into()]],
         }
     }
 
@@ -692,6 +778,35 @@ mod tests {
             list[0],
             json!({"id": 2, "percentDone": 0.25, "leftUntilDone": 750, "status": 4, "uploadRatio": 2.0})
         );
+    }
+
+    #[test]
+    fn torrent_get_lists_files_and_trackers_only_when_asked() {
+        let r = call(
+            &mut fake(),
+            json!({"method": "torrent-get", "arguments": {"ids": [1], "fields": ["id", "files", "fileStats", "trackers"]}}),
+        );
+        let t = &r["arguments"]["torrents"][0];
+        assert_eq!(
+            t["files"],
+            json!([
+                {"name": "t1/a", "length": 600, "bytesCompleted": 150},
+                {"name": "t1/b", "length": 400, "bytesCompleted": 100},
+            ])
+        );
+        assert_eq!(t["fileStats"][1]["wanted"], true);
+        assert_eq!(t["trackers"][0]["announce"], "http://t/announce");
+        let r = call(
+            &mut fake(),
+            json!({"method": "torrent-get", "arguments": {"ids": [1], "fields": ["id", "fileCount"]}}),
+        );
+        assert_eq!(
+            r["arguments"]["torrents"][0],
+            json!({"id": 1, "fileCount": 2})
+        );
+        // No `fields`: everything, the lists too.
+        let r = call(&mut fake(), json!({"method": "torrent-get"}));
+        assert_eq!(r["arguments"]["torrents"][1]["files"][0]["name"], "t2/a");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Helpers shared by the CLI integration tests: run the built binary, make test data, find
-//! the external tools (mktorrent, libtorrent's Python binding) the interop tests need, and
-//! run a transfer suite once per `--runtime` (`runtime`), and run or query trackers
-//! (`tracker`: opentracker, scrapes).
+//! the external tools (mktorrent, libtorrent's Python binding) the interop tests need,
+//! run a transfer suite once per `--runtime` (`runtime`), run or query trackers
+//! (`tracker`: opentracker, scrapes), and run `unchoke daemon` (`daemon`).
 #![allow(dead_code, unreachable_pub)] // each test crate uses a different subset
 
+pub mod daemon;
 pub mod process;
 #[macro_use]
 pub mod runtime;
