@@ -105,6 +105,11 @@ fn lsd() {
     run_scaled("lsd", 10);
 }
 
+#[test]
+fn rpc() {
+    run("rpc");
+}
+
 /// A whole session per input: a tenth of the count.
 #[test]
 fn hash_exchange() {
@@ -154,7 +159,8 @@ fn every_target_is_replayed() {
             "mse",
             "lsd",
             "metainfo_v2",
-            "hash_exchange"
+            "hash_exchange",
+            "rpc"
         ]
     );
 }

@@ -12,7 +12,8 @@
 
 mod daemon;
 mod http;
-mod rpc;
+/// The RPC's pure part lives in its own crate (fuzzed there); `rpc::` paths stay.
+use unchoke_rpc as rpc;
 mod state;
 mod webui;
 

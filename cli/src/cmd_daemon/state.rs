@@ -56,35 +56,7 @@ pub(crate) struct State {
     pub(crate) limits: SpeedLimits,
 }
 
-/// The session's speed limits as Transmission keeps them: a value in kB/s (1000 bytes)
-/// and whether it applies, separately (`transmission-remote -D` turns a limit off and a
-/// later `session-get` still shows its value).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SpeedLimits {
-    /// `speed-limit-down`, kB/s.
-    pub(crate) down_kbps: u64,
-    /// `speed-limit-down-enabled`.
-    pub(crate) down_enabled: bool,
-    /// `speed-limit-up`, kB/s.
-    pub(crate) up_kbps: u64,
-    /// `speed-limit-up-enabled`.
-    pub(crate) up_enabled: bool,
-}
-
-/// Transmission's speed unit: a kB is 1000 bytes (its `units.speed-bytes`).
-pub(crate) const SPEED_UNIT: u64 = 1000;
-
-impl SpeedLimits {
-    /// The download limit for the core, bytes per second (`None`: unlimited).
-    pub(crate) fn download_bytes(&self) -> Option<u64> {
-        (self.down_enabled && self.down_kbps > 0).then(|| self.down_kbps.saturating_mul(SPEED_UNIT))
-    }
-
-    /// The upload limit for the core, bytes per second (`None`: unlimited).
-    pub(crate) fn upload_bytes(&self) -> Option<u64> {
-        (self.up_enabled && self.up_kbps > 0).then(|| self.up_kbps.saturating_mul(SPEED_UNIT))
-    }
-}
+pub(crate) use unchoke_rpc::SpeedLimits;
 
 /// The session directory.
 #[derive(Debug)]

@@ -11,6 +11,7 @@ mod magnet;
 mod metainfo;
 mod metainfo_v2;
 mod mse;
+mod rpc;
 mod session_hostile;
 mod session_peer;
 mod swarm;
@@ -29,6 +30,7 @@ pub use self::magnet::magnet;
 pub use self::metainfo::{check_spec, metainfo, metainfo_structured};
 pub use self::metainfo_v2::metainfo_v2;
 pub use self::mse::mse;
+pub use self::rpc::rpc;
 pub use self::session_hostile::{Reached, session_hostile, session_hostile_reached};
 pub use self::session_peer::session_peer;
 pub use self::swarm::swarm;
@@ -62,6 +64,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("lsd", lsd),
     ("metainfo_v2", metainfo_v2),
     ("hash_exchange", hash_exchange),
+    ("rpc", rpc),
 ];
 
 /// The target called `name`.

@@ -1,7 +1,8 @@
 //! Transmission's RPC, the part that is pure: a request body in, a response body out, over
 //! an [`Engine`] that holds the torrents. No socket, no thread and no file here, so every
 //! method is tested with a fake engine (below); `http.rs` carries the bytes and `daemon.rs`
-//! is the real engine.
+//! is the real engine (the `unchoke` binary's `cmd_daemon`). A crate of its own so that
+//! the fuzz crate reaches it (target `rpc`).
 //!
 //! The format is Transmission's RPC spec (rpc-version 17, as Transmission 3.00 speaks it):
 //! a request `{"method": M, "arguments": {...}, "tag": N}` gets `{"result": "success" or
@@ -12,17 +13,45 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 
-use super::state::SpeedLimits;
+/// The session's speed limits as Transmission keeps them: a value in kB/s (1000 bytes)
+/// and whether it applies, separately (`transmission-remote -D` turns a limit off and a
+/// later `session-get` still shows its value).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpeedLimits {
+    /// `speed-limit-down`, kB/s.
+    pub down_kbps: u64,
+    /// `speed-limit-down-enabled`.
+    pub down_enabled: bool,
+    /// `speed-limit-up`, kB/s.
+    pub up_kbps: u64,
+    /// `speed-limit-up-enabled`.
+    pub up_enabled: bool,
+}
+
+/// Transmission's speed unit: a kB is 1000 bytes (its `units.speed-bytes`).
+pub const SPEED_UNIT: u64 = 1000;
+
+impl SpeedLimits {
+    /// The download limit for the core, bytes per second (`None`: unlimited).
+    pub fn download_bytes(&self) -> Option<u64> {
+        (self.down_enabled && self.down_kbps > 0).then(|| self.down_kbps.saturating_mul(SPEED_UNIT))
+    }
+
+    /// The upload limit for the core, bytes per second (`None`: unlimited).
+    pub fn upload_bytes(&self) -> Option<u64> {
+        (self.up_enabled && self.up_kbps > 0).then(|| self.up_kbps.saturating_mul(SPEED_UNIT))
+    }
+}
 
 /// The RPC version we answer with, and the oldest client version we accept: Transmission
 /// 3.00's (its `transmission-remote` checks neither for the methods used here).
-pub(crate) const RPC_VERSION: u64 = 17;
+pub const RPC_VERSION: u64 = 17;
 /// The oldest RPC version whose clients we understand.
-pub(crate) const RPC_VERSION_MINIMUM: u64 = 14;
+pub const RPC_VERSION_MINIMUM: u64 = 14;
 
 /// Where a torrent stands, in Transmission's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Status {
+pub enum Status {
     /// Stopped by the user (Transmission 0).
     Stopped,
     /// Checking existing data (2).
@@ -47,68 +76,68 @@ impl Status {
 
 /// One torrent as the engine shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TorrentView {
+pub struct TorrentView {
     /// The daemon's number for it (stable while the daemon runs).
-    pub(crate) id: u64,
+    pub id: u64,
     /// v1 info-hash, hex.
-    pub(crate) hash: String,
+    pub hash: String,
     /// Its name (a magnet's `dn` or hash until the metadata is known).
-    pub(crate) name: String,
+    pub name: String,
     /// Where it stands.
-    pub(crate) status: Status,
+    pub status: Status,
     /// Whether the metadata is known (a magnet's arrives from peers).
-    pub(crate) has_metadata: bool,
+    pub has_metadata: bool,
     /// Total size in bytes (0 until the metadata is known).
-    pub(crate) total_size: u64,
+    pub total_size: u64,
     /// Bytes of verified pieces.
-    pub(crate) have: u64,
+    pub have: u64,
     /// Payload bytes received since added to this daemon run.
-    pub(crate) downloaded: u64,
+    pub downloaded: u64,
     /// Payload bytes sent.
-    pub(crate) uploaded: u64,
+    pub uploaded: u64,
     /// Bytes per second received.
-    pub(crate) rate_down: u64,
+    pub rate_down: u64,
     /// Bytes per second sent.
-    pub(crate) rate_up: u64,
+    pub rate_up: u64,
     /// Connected peers.
-    pub(crate) peers: usize,
+    pub peers: usize,
     /// Peers we unchoke (who may download from us).
-    pub(crate) unchoked: usize,
+    pub unchoked: usize,
     /// Its download directory.
-    pub(crate) download_dir: String,
+    pub download_dir: String,
     /// Why it cannot run, if it cannot (a restored torrent whose data directory vanished,
     /// a magnet whose storage could not be set up).
-    pub(crate) error: Option<String>,
+    pub error: Option<String>,
     /// When it was added, seconds since the epoch.
-    pub(crate) added: u64,
+    pub added: u64,
     /// Number of pieces and their length (0 until the metadata is known).
-    pub(crate) pieces: (u32, u32),
+    pub pieces: (u32, u32),
     /// Whether the torrent is private.
-    pub(crate) private: bool,
+    pub private: bool,
     /// Its files in torrent order, BEP 47 padding left out (empty until the metadata is
     /// known).
-    pub(crate) files: Vec<FileView>,
+    pub files: Vec<FileView>,
     /// Its trackers' announce URLs, tier by tier (BEP 12).
-    pub(crate) trackers: Vec<Vec<String>>,
+    pub trackers: Vec<Vec<String>>,
 }
 
 /// One file of a torrent, for `files` and `fileStats`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct FileView {
+pub struct FileView {
     /// Its path as Transmission gives it: under the torrent's name for a multi-file torrent,
     /// `/`-separated.
-    pub(crate) name: String,
+    pub name: String,
     /// Its length in bytes.
-    pub(crate) length: u64,
+    pub length: u64,
     /// Bytes of it held. The driver reports verified bytes per torrent, not per piece, so
     /// between empty and complete this is the torrent's share applied to the file: exact at
     /// 0 % and 100 %, an estimate in between.
-    pub(crate) have: u64,
+    pub have: u64,
 }
 
 /// What `torrent-add` carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum AddSource {
+pub enum AddSource {
     /// `filename`: a path on the daemon's machine.
     Path(PathBuf),
     /// `filename`: a magnet link.
@@ -119,41 +148,41 @@ pub(crate) enum AddSource {
 
 /// A `torrent-add` request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct AddRequest {
+pub struct AddRequest {
     /// What to add.
-    pub(crate) source: AddSource,
+    pub source: AddSource,
     /// `download-dir`, if given (the engine confines it).
-    pub(crate) download_dir: Option<PathBuf>,
+    pub download_dir: Option<PathBuf>,
     /// `paused`: add it stopped.
-    pub(crate) paused: bool,
+    pub paused: bool,
 }
 
 /// What `torrent-add` answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Added {
+pub struct Added {
     /// The torrent's number.
-    pub(crate) id: u64,
+    pub id: u64,
     /// Its name.
-    pub(crate) name: String,
+    pub name: String,
     /// Its hash.
-    pub(crate) hash: String,
+    pub hash: String,
     /// It was there already (`torrent-duplicate`).
-    pub(crate) duplicate: bool,
+    pub duplicate: bool,
 }
 
 /// How the daemon meets peers, for `session-get`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct PeerSettings {
+pub struct PeerSettings {
     /// The port peers reach us on.
-    pub(crate) port: u16,
+    pub port: u16,
     /// Whether a DHT node runs.
-    pub(crate) dht: bool,
+    pub dht: bool,
     /// Whether local service discovery runs.
-    pub(crate) lsd: bool,
+    pub lsd: bool,
 }
 
 /// What the RPC needs from the daemon. Errors are the text the client shows.
-pub(crate) trait Engine {
+pub trait Engine {
     /// The default download directory.
     fn download_dir(&self) -> String;
     /// How the daemon meets peers.
@@ -176,7 +205,7 @@ pub(crate) trait Engine {
 
 /// Answers one request body (the HTTP layer has bounded its size and checked the session
 /// id). Never fails: anything wrong is the `result` text.
-pub(crate) fn handle(engine: &mut dyn Engine, body: &[u8]) -> Value {
+pub fn handle(engine: &mut dyn Engine, body: &[u8]) -> Value {
     let request: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return reply(Err("the request is not a JSON object".into()), &Value::Null),
@@ -269,7 +298,7 @@ fn session_get(engine: &mut dyn Engine) -> Value {
         "port-forwarding-enabled": false,
         "units": {
             "speed-units": ["kB/s", "MB/s", "GB/s", "TB/s"],
-            "speed-bytes": super::state::SPEED_UNIT,
+            "speed-bytes": SPEED_UNIT,
             "size-units": ["kB", "MB", "GB", "TB"],
             "size-bytes": 1000,
             "memory-units": ["KiB", "MiB", "GiB", "TiB"],
