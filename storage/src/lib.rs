@@ -54,9 +54,11 @@ use unchoke_core::layout::Layout;
 use unchoke_core::metainfo::Info;
 use unchoke_core::piece_hashes::PieceHashes;
 
+pub use relocate::{free_space, relocate};
 mod access;
 mod block_io;
 mod check;
+mod relocate;
 mod create;
 mod error;
 mod handles;
