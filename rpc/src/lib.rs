@@ -634,7 +634,10 @@ fn torrent_set_location(engine: &mut dyn Engine, args: &Value) -> Result<Value, 
     if args["ids"].is_null() {
         return Err("torrent-set-location needs `ids`".into());
     }
-    with_ids(engine, args, |e, ids| e.set_location(ids, location, move_data)).map(|()| json!({}))
+    with_ids(engine, args, |e, ids| {
+        e.set_location(ids, location, move_data)
+    })
+    .map(|()| json!({}))
 }
 
 /// `free-space`: Transmission 3 answers `path`, `size-bytes` and `total_size`.
@@ -784,8 +787,10 @@ mod tests {
             location: PathBuf,
             move_data: bool,
         ) -> Result<(), String> {
-            self.calls
-                .push(format!("location {ids:?} {} {move_data}", location.display()));
+            self.calls.push(format!(
+                "location {ids:?} {} {move_data}",
+                location.display()
+            ));
             Ok(())
         }
         fn free_space(&mut self, path: PathBuf) -> Result<(u64, u64), String> {

@@ -58,13 +58,13 @@ pub use relocate::{free_space, relocate};
 mod access;
 mod block_io;
 mod check;
-mod relocate;
 mod create;
 mod error;
 mod handles;
 mod open;
 mod positional;
 mod prepare;
+mod relocate;
 mod report;
 mod resume_io;
 

@@ -228,7 +228,10 @@ mod tests {
             assert!(relocate_with(&files, &from, &to, rename).is_err());
             assert_eq!(std::fs::read(from.join("u/1")).expect("back"), b"one");
             assert_eq!(std::fs::read(from.join("u/2")).expect("kept"), b"two");
-            assert_eq!(std::fs::read(to.join("u/2")).expect("kept"), b"someone else's");
+            assert_eq!(
+                std::fs::read(to.join("u/2")).expect("kept"),
+                b"someone else's"
+            );
         }
     }
 

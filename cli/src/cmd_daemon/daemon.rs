@@ -538,7 +538,10 @@ impl Engine for Daemon {
         let mut errors = Vec::new();
         for slot in self.slots.iter().filter(|s| ids.contains(&s.id)) {
             let (Some(core), Some(m)) = (slot.core, &slot.metainfo) else {
-                errors.push(format!("torrent {}: its metadata is not known yet", slot.id));
+                errors.push(format!(
+                    "torrent {}: its metadata is not known yet",
+                    slot.id
+                ));
                 continue;
             };
             let dir = confine(&self.root, &slot.entry.download_dir)?;
@@ -570,7 +573,10 @@ impl Engine for Daemon {
         let mut errors = Vec::new();
         for slot in self.slots.iter().filter(|s| ids.contains(&s.id)) {
             let (Some(core), Some(m)) = (slot.core, &slot.metainfo) else {
-                errors.push(format!("torrent {}: its metadata is not known yet", slot.id));
+                errors.push(format!(
+                    "torrent {}: its metadata is not known yet",
+                    slot.id
+                ));
                 continue;
             };
             let from = confine(&self.root, &slot.entry.download_dir)?;

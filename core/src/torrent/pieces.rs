@@ -571,12 +571,8 @@ impl Torrent {
                 expected,
             });
         }
-        let mut fresh = super::picker_for(&c.layout, Some(have)).map_err(|_| {
-            LifecycleError::HaveMismatch {
-                got: 0,
-                expected,
-            }
-        })?;
+        let mut fresh = super::picker_for(&c.layout, Some(have))
+            .map_err(|_| LifecycleError::HaveMismatch { got: 0, expected })?;
         for p in 0..expected {
             let priority = c.picker.priority(p);
             if priority != fresh.priority(p) {
