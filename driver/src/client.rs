@@ -180,6 +180,31 @@ impl ClientCore {
             .map_err(|_| ClientError::Stopped)
     }
 
+    /// Rechecks the torrent's data ([`unchoke_core::session::Session::start_recheck`]):
+    /// it leaves its swarm and shows `Checking`; once the disk jobs out for it are done
+    /// its files are hashed off the loop (everything: `add.recheck` is what the caller
+    /// says, resume data is trusted only without it) and what the check found becomes its
+    /// verified pieces. With `move_from`, its files are moved from there to
+    /// `add.save_path` first ([`unchoke_storage::relocate`]) and it runs from there on.
+    /// Returns once the check is under way; [`crate::ClientEvent::Rechecked`] tells the
+    /// end. `add` is the torrent as it was added (its metainfo; where to look).
+    pub fn recheck(
+        &self,
+        torrent: TorrentId,
+        add: AddTorrent,
+        move_from: Option<std::path::PathBuf>,
+    ) -> Result<Result<(), LifecycleError>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Recheck {
+            torrent,
+            add: Box::new(add),
+            move_from,
+            reply,
+        })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
     /// Pauses the torrent ([`unchoke_core::session::Session::pause_torrent`]): no peer,
     /// no dial, its trackers told `stopped`; its verified data stays.
     pub fn pause(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {

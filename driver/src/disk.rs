@@ -50,6 +50,17 @@ pub enum Job {
         add: Box<crate::AddTorrent>,
         config: Box<crate::ClientConfig>,
     },
+    /// Recheck a torrent's data ([`crate::ClientCore::recheck`]): with `move_from`, first
+    /// move its `files` from there to `add.save_path` ([`unchoke_storage::relocate`]; on a
+    /// failure they stay at, or go back to, `move_from`, which is then checked), then
+    /// check and open its storage ([`crate::prepare_torrent`]).
+    Recheck {
+        torrent: TorrentId,
+        add: Box<crate::AddTorrent>,
+        config: Box<crate::ClientConfig>,
+        move_from: Option<PathBuf>,
+        files: Vec<PathBuf>,
+    },
     /// Write the resume file (file states are read here, after the pieces in `have` were
     /// written, so a later write to a file shows up as a changed time on restart).
     SaveResume {
@@ -90,6 +101,12 @@ pub enum Completion {
     Prepared {
         torrent: TorrentId,
         metainfo: Box<unchoke_core::metainfo::Metainfo>,
+        result: Result<Box<crate::PreparedTorrent>, String>,
+    },
+    Rechecked {
+        torrent: TorrentId,
+        save_path: PathBuf,
+        moved: Result<(), String>,
         result: Result<Box<crate::PreparedTorrent>, String>,
     },
     /// Not disk work: a tracker announce ([`crate::announce::AnnounceJob`]) comes back to
@@ -341,6 +358,30 @@ pub fn run(job: Job, cache: &ReadCache) -> Completion {
                 .map_err(|e| e.to_string()),
             metainfo: Box::new(add.metainfo),
         },
+        Job::Recheck {
+            torrent,
+            mut add,
+            config,
+            move_from,
+            files,
+        } => {
+            let mut moved = Ok(());
+            if let Some(from) = move_from {
+                if let Err(e) = unchoke_storage::relocate(&files, &from, &add.save_path) {
+                    moved = Err(e.to_string());
+                    add.save_path = from;
+                    add.resume_path = None;
+                }
+            }
+            Completion::Rechecked {
+                torrent,
+                result: crate::prepare_torrent(&config, &add, &|_| {})
+                    .map(Box::new)
+                    .map_err(|e| e.to_string()),
+                save_path: add.save_path,
+                moved,
+            }
+        }
         Job::SaveResume {
             torrent,
             storage,

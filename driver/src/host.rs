@@ -75,6 +75,14 @@ pub enum Command {
         torrent: TorrentId,
         reply: Sender<Result<(), LifecycleError>>,
     },
+    /// Answered once the check is under way; [`ClientEvent::Rechecked`] says when it is
+    /// over.
+    Recheck {
+        torrent: TorrentId,
+        add: Box<crate::AddTorrent>,
+        move_from: Option<PathBuf>,
+        reply: Sender<Result<(), LifecycleError>>,
+    },
     Pause {
         torrent: TorrentId,
         reply: Sender<Result<(), LifecycleError>>,
@@ -121,6 +129,9 @@ pub struct SessionHost {
     /// Removed torrents whose storage a disk job still holds, with the remover waiting
     /// for it to be let go ([`Command::Remove`]).
     removing: Vec<(Arc<FileStorage>, LifecycleReply)>,
+    /// Rechecks the session started whose job waits for the disk jobs out to let go of
+    /// the torrent's storage (no file may move, nor be read for the check, under a write).
+    pub(crate) checks: Vec<(TorrentId, Box<crate::AddTorrent>, Option<PathBuf>)>,
     /// Whether a torrent or magnet was ever accepted: a client whose every add was refused
     /// (a seed pointed at the wrong directory) must not create the DHT node file there.
     accepted: bool,
@@ -204,6 +215,7 @@ impl SessionHost {
             magnets: BTreeMap::new(),
             config: cfg.clone(),
             removing: Vec::new(),
+            checks: Vec::new(),
             accepted: false,
         }
     }
@@ -294,6 +306,15 @@ impl SessionHost {
                 self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
                 self.metadata_prepared(torrent, metainfo, result, now);
             }
+            Completion::Rechecked {
+                torrent,
+                save_path,
+                moved,
+                result,
+            } => {
+                self.jobs_in_flight = self.jobs_in_flight.saturating_sub(1);
+                self.rechecked(torrent, save_path, moved, result, now);
+            }
             Completion::ResumeSaved { torrent, result } => {
                 if let Some(slot) = self.torrents.get_mut(&torrent) {
                     slot.save_error = result.as_ref().err().cloned();
@@ -306,6 +327,43 @@ impl SessionHost {
             }
         }
         self.answer_removals();
+    }
+
+    /// A recheck's job is done: the storage it opened replaces the torrent's, and the
+    /// session takes what it found. A check that could not run at all keeps the pieces
+    /// the session had (nothing verified is dropped for a failure to look).
+    fn rechecked(
+        &mut self,
+        torrent: TorrentId,
+        save_path: PathBuf,
+        moved: Result<(), String>,
+        result: Result<Box<crate::PreparedTorrent>, String>,
+        now: Instant,
+    ) {
+        let (have, outcome) = match result {
+            Ok(prepared) => {
+                let prepared = *prepared;
+                if let Some(slot) = self.torrents.get_mut(&torrent) {
+                    slot.storage = Arc::new(prepared.storage);
+                    slot.resume_path = prepared.resume_path;
+                }
+                self.session.note_pieces_written(torrent, &prepared.written);
+                (Some(prepared.have), moved)
+            }
+            Err(e) => (self.session.have(torrent).cloned(), Err(e)),
+        };
+        let finished = match have {
+            Some(have) => self
+                .session
+                .finish_recheck(torrent, have, now)
+                .map_err(|e| e.to_string()),
+            None => Err("the torrent is gone".to_string()),
+        };
+        self.emit(ClientEvent::Rechecked {
+            torrent,
+            save_path,
+            result: outcome.and(finished),
+        });
     }
 
     /// Answers the removers whose torrent's storage no disk job holds any more (the
@@ -493,6 +551,23 @@ impl SessionHost {
                         let _ = reply.send(result);
                     }
                 }
+                false
+            }
+            Command::Recheck {
+                torrent,
+                add,
+                move_from,
+                reply,
+            } => {
+                let result = if self.torrents.contains_key(&torrent) {
+                    self.session.start_recheck(torrent, self.clock.now())
+                } else {
+                    Err(LifecycleError::NoMetadata)
+                };
+                if result.is_ok() {
+                    self.checks.push((torrent, add, move_from));
+                }
+                let _ = reply.send(result);
                 false
             }
             Command::Pause { torrent, reply } => {

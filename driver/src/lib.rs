@@ -366,6 +366,18 @@ pub enum ClientEvent {
     /// asked for it, once per group tried: IPv4, IPv6 or both, as the listen address
     /// says): where it announces, or why that group (or LSD as a whole) is off.
     Lsd(Result<lsd_node::LsdSocketInfo, lsd_node::LsdOff>),
+    /// A recheck ([`ClientCore::recheck`]) is over: the torrent's verified pieces are what
+    /// the check found under `save_path` and it runs again (unless paused).
+    Rechecked {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Where its data is now (the new directory after a move that worked, else the
+        /// old one).
+        save_path: PathBuf,
+        /// Why the move (or the check) failed, if it did: the data then stays, or is put
+        /// back, where it was.
+        result: Result<(), String>,
+    },
     /// Resume data could not be saved (the download goes on).
     ResumeSaveFailed {
         /// The torrent.

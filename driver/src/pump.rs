@@ -84,6 +84,7 @@ impl SessionHost {
     /// the sockets did ([`Io::flush`]), which may release more (held uploads), and goes
     /// round until quiet.
     pub fn pump(&mut self, io: &mut impl Io) {
+        self.start_checks(io);
         loop {
             while let Some(action) = self.session.poll_action() {
                 self.carry_out(io, action);
@@ -93,6 +94,40 @@ impl SessionHost {
                 return;
             }
             self.apply_reports(reports);
+        }
+    }
+
+    /// Starts the rechecks whose torrent's storage no disk job holds any more (the host's
+    /// slot is its only holder); a torrent removed meanwhile is dropped from the list.
+    fn start_checks(&mut self, io: &mut impl Io) {
+        let checks = std::mem::take(&mut self.checks);
+        for (torrent, mut add, move_from) in checks {
+            let Some(slot) = self.torrents.get(&torrent) else {
+                continue;
+            };
+            if std::sync::Arc::strong_count(&slot.storage) > 1 {
+                self.checks.push((torrent, add, move_from));
+                continue;
+            }
+            let mut files: Vec<std::path::PathBuf> = (0..add.metainfo.info.files.len())
+                .filter(|&i| !add.metainfo.info.files[i].padding)
+                .filter_map(|i| add.metainfo.info.file_path(i))
+                .collect();
+            // Its resume file goes along when it is the default one, under the save path.
+            if let Some(from) = &move_from {
+                if let Ok(rel) = slot.resume_path.strip_prefix(from) {
+                    files.push(rel.to_path_buf());
+                }
+                add.resume_path = None;
+            }
+            self.jobs_in_flight += 1;
+            io.spawn(Work::Disk(Job::Recheck {
+                torrent,
+                add,
+                config: Box::new(self.config.clone()),
+                move_from,
+                files,
+            }));
         }
     }
 

@@ -201,6 +201,20 @@ pub trait Engine {
     fn stop(&mut self, ids: &[u64]) -> Result<(), String>;
     /// Removes these torrents, and their downloaded data with `delete_data`.
     fn remove(&mut self, ids: &[u64], delete_data: bool) -> Result<(), String>;
+    /// Re-checks these torrents' data on disk (`torrent-verify`); returns once the checks
+    /// are under way.
+    fn verify(&mut self, ids: &[u64]) -> Result<(), String>;
+    /// Points these torrents at `location` (`torrent-set-location`), moving their files
+    /// there with `move_data`, else only looking there; the engine confines `location`.
+    fn set_location(
+        &mut self,
+        ids: &[u64],
+        location: PathBuf,
+        move_data: bool,
+    ) -> Result<(), String>;
+    /// Bytes free for us and the total size of the filesystem holding `path`
+    /// (`free-space`); the engine refuses a path outside its download directory.
+    fn free_space(&mut self, path: PathBuf) -> Result<(u64, u64), String>;
 }
 
 /// Answers one request body (the HTTP layer has bounded its size and checked the session
@@ -235,6 +249,9 @@ pub fn handle(engine: &mut dyn Engine, body: &[u8]) -> Value {
             let delete = args["delete-local-data"].as_bool().unwrap_or(false);
             with_ids(engine, args, |e, ids| e.remove(ids, delete)).map(|()| json!({}))
         }
+        "torrent-verify" => with_ids(engine, args, |e, ids| e.verify(ids)).map(|()| json!({})),
+        "torrent-set-location" => torrent_set_location(engine, args),
+        "free-space" => free_space(engine, args),
         other => Err(format!(
             "method `{}` is not supported by unchoke yet",
             other.escape_debug()
@@ -601,6 +618,37 @@ fn list_fields(t: &TorrentView) -> Map<String, Value> {
     m
 }
 
+fn torrent_set_location(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
+    let location = match &args["location"] {
+        Value::String(l) if !l.is_empty() => PathBuf::from(l),
+        _ => return Err("torrent-set-location needs `location`, a path".into()),
+    };
+    // Transmission's default is to only look in the new place.
+    let move_data = match &args["move"] {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        _ => return Err("`move` must be true or false".into()),
+    };
+    // Unlike the other torrent methods, no `ids` is no torrent: moving every torrent by
+    // accident is not undone easily.
+    if args["ids"].is_null() {
+        return Err("torrent-set-location needs `ids`".into());
+    }
+    with_ids(engine, args, |e, ids| {
+        e.set_location(ids, location, move_data)
+    })
+    .map(|()| json!({}))
+}
+
+/// `free-space`: Transmission 3 answers `path`, `size-bytes` and `total_size`.
+fn free_space(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
+    let Value::String(path) = &args["path"] else {
+        return Err("free-space needs `path`".into());
+    };
+    let (free, total) = engine.free_space(PathBuf::from(path))?;
+    Ok(json!({"path": path, "size-bytes": free, "total_size": total}))
+}
+
 fn torrent_add(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
     use base64::Engine as _;
     let source = match (&args["filename"], &args["metainfo"]) {
@@ -728,6 +776,29 @@ mod tests {
         fn remove(&mut self, ids: &[u64], delete_data: bool) -> Result<(), String> {
             self.calls.push(format!("remove {ids:?} {delete_data}"));
             Ok(())
+        }
+        fn verify(&mut self, ids: &[u64]) -> Result<(), String> {
+            self.calls.push(format!("verify {ids:?}"));
+            Ok(())
+        }
+        fn set_location(
+            &mut self,
+            ids: &[u64],
+            location: PathBuf,
+            move_data: bool,
+        ) -> Result<(), String> {
+            self.calls.push(format!(
+                "location {ids:?} {} {move_data}",
+                location.display()
+            ));
+            Ok(())
+        }
+        fn free_space(&mut self, path: PathBuf) -> Result<(u64, u64), String> {
+            if path.starts_with("/dl") {
+                Ok((5, 10))
+            } else {
+                Err("outside".into())
+            }
         }
     }
 
@@ -935,6 +1006,50 @@ mod tests {
             "{r}"
         );
         assert!(e.calls.is_empty());
+    }
+
+    #[test]
+    fn verify_set_location_and_free_space() {
+        let mut e = fake();
+        let r = call(
+            &mut e,
+            json!({"method": "torrent-verify", "arguments": {"ids": [1]}}),
+        );
+        assert_eq!(r["result"], "success");
+        call(
+            &mut e,
+            json!({"method": "torrent-set-location", "arguments": {"ids": [2], "location": "/dl/new", "move": true}}),
+        );
+        call(
+            &mut e,
+            json!({"method": "torrent-set-location", "arguments": {"ids": [1], "location": "/dl/x"}}),
+        );
+        for bad in [
+            json!({"method": "torrent-set-location", "arguments": {"ids": [1]}}),
+            json!({"method": "torrent-set-location", "arguments": {"ids": [1], "location": "/dl/x", "move": "yes"}}),
+            json!({"method": "torrent-set-location", "arguments": {"location": "/dl/x", "move": true}}),
+            json!({"method": "free-space", "arguments": {}}),
+            json!({"method": "free-space", "arguments": {"path": "/etc"}}),
+        ] {
+            let r = call(&mut e, bad);
+            assert_ne!(r["result"], "success", "{r}");
+        }
+        assert_eq!(
+            e.calls,
+            [
+                "verify [1]",
+                "location [2] /dl/new true",
+                "location [1] /dl/x false"
+            ]
+        );
+        let r = call(
+            &mut e,
+            json!({"method": "free-space", "arguments": {"path": "/dl"}}),
+        );
+        assert_eq!(
+            r["arguments"],
+            json!({"path": "/dl", "size-bytes": 5, "total_size": 10})
+        );
     }
 
     #[test]

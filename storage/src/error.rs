@@ -33,6 +33,8 @@ pub enum StorageOp {
     ReadResume,
     /// Writing a resume file.
     WriteResume,
+    /// Removing a file (the source of a move, once its copy is complete).
+    Remove,
 }
 
 impl std::fmt::Display for StorageOp {
@@ -48,6 +50,7 @@ impl std::fmt::Display for StorageOp {
             StorageOp::Stat => "inspect",
             StorageOp::ReadResume => "read resume file",
             StorageOp::WriteResume => "write resume file",
+            StorageOp::Remove => "remove",
         })
     }
 }

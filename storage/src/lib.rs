@@ -54,6 +54,7 @@ use unchoke_core::layout::Layout;
 use unchoke_core::metainfo::Info;
 use unchoke_core::piece_hashes::PieceHashes;
 
+pub use relocate::{free_space, relocate};
 mod access;
 mod block_io;
 mod check;
@@ -63,6 +64,7 @@ mod handles;
 mod open;
 mod positional;
 mod prepare;
+mod relocate;
 mod report;
 mod resume_io;
 

@@ -180,6 +180,22 @@ impl Daemon {
                     }
                     slot.metainfo = Some(metainfo);
                 }
+                ClientEvent::Rechecked {
+                    torrent,
+                    save_path,
+                    result,
+                } => {
+                    let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) else {
+                        continue;
+                    };
+                    // Where the data is now, whether the move worked or was put back: a
+                    // restart looks there.
+                    if slot.entry.download_dir != save_path {
+                        slot.entry.download_dir = save_path;
+                        changed = true;
+                    }
+                    slot.error = result.err();
+                }
                 ClientEvent::MetadataStorageFailed { torrent, message } => {
                     if let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) {
                         slot.error = Some(message);
@@ -516,6 +532,78 @@ impl Engine for Daemon {
             .is_empty()
             .then_some(())
             .ok_or_else(|| errors.join("; "))
+    }
+
+    fn verify(&mut self, ids: &[u64]) -> Result<(), String> {
+        let mut errors = Vec::new();
+        for slot in self.slots.iter().filter(|s| ids.contains(&s.id)) {
+            let (Some(core), Some(m)) = (slot.core, &slot.metainfo) else {
+                errors.push(format!(
+                    "torrent {}: its metadata is not known yet",
+                    slot.id
+                ));
+                continue;
+            };
+            let dir = confine(&self.root, &slot.entry.download_dir)?;
+            let mut add = AddTorrent::new((**m).clone(), dir);
+            // Hash everything: a verify is asked for because the data may have changed
+            // under resume data that still looks right.
+            add.recheck = true;
+            if let Err(e) = self
+                .client
+                .recheck(core, add, None)
+                .map_err(|e| e.to_string())?
+            {
+                errors.push(format!("torrent {}: {e}", slot.id));
+            }
+        }
+        errors
+            .is_empty()
+            .then_some(())
+            .ok_or_else(|| errors.join("; "))
+    }
+
+    fn set_location(
+        &mut self,
+        ids: &[u64],
+        location: PathBuf,
+        move_data: bool,
+    ) -> Result<(), String> {
+        let to = confine(&self.root, &location)?;
+        let mut errors = Vec::new();
+        for slot in self.slots.iter().filter(|s| ids.contains(&s.id)) {
+            let (Some(core), Some(m)) = (slot.core, &slot.metainfo) else {
+                errors.push(format!(
+                    "torrent {}: its metadata is not known yet",
+                    slot.id
+                ));
+                continue;
+            };
+            let from = confine(&self.root, &slot.entry.download_dir)?;
+            if from == to {
+                continue;
+            }
+            let mut add = AddTorrent::new((**m).clone(), &to);
+            // Moved files keep their times, and their resume file goes along: it is
+            // trusted as usual. Only looking in a new place hashes what is there.
+            add.recheck = !move_data;
+            if let Err(e) = self
+                .client
+                .recheck(core, add, move_data.then_some(from))
+                .map_err(|e| e.to_string())?
+            {
+                errors.push(format!("torrent {}: {e}", slot.id));
+            }
+        }
+        errors
+            .is_empty()
+            .then_some(())
+            .ok_or_else(|| errors.join("; "))
+    }
+
+    fn free_space(&mut self, path: PathBuf) -> Result<(u64, u64), String> {
+        let dir = confine(&self.root, &path)?;
+        unchoke_storage::free_space(&dir).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     fn remove(&mut self, ids: &[u64], delete_data: bool) -> Result<(), String> {

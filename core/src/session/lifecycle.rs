@@ -21,7 +21,15 @@
 //!   [`super::SessionConfig::stopped_tracker_timeout`] each at most), or `close_timeout` passed since `close`.
 //!   [`Session::poll_timeout`] returns those deadlines, so a driver wakes for them.
 //!
-//! Invariants: a paused torrent holds no connection and no dial; a closing session emits
+//! - **Recheck** ([`Session::start_recheck`], then [`Session::finish_recheck`]): the
+//!   torrent leaves its swarm as when paused and shows [`TorrentState::Checking`] while the
+//!   driver hashes its data from disk (or moves it first); no resume save of it goes out
+//!   meanwhile (its files may be moving). The check's result then *replaces* its verified
+//!   pieces (pieces lost are downloaded again, file priorities kept), a resume save is due
+//!   at the next round whatever it found, and the torrent rejoins its swarm unless it was
+//!   paused. Pause and resume during a check only change what happens after it.
+//!
+//! Invariants: a paused or checking torrent holds no connection and no dial; a closing session emits
 //! no `Connect` and no new block request; the final save of a torrent never goes out while
 //! an earlier save of it is unreported (two saves of one file never race).
 
@@ -40,6 +48,23 @@ pub enum LifecycleError {
     /// The session is closing: torrents are neither paused nor resumed any more.
     #[error("the session is closing")]
     Closing,
+    /// A recheck needs the torrent's pieces: a magnet's metadata is not there yet.
+    #[error("the torrent's metadata is not known yet")]
+    NoMetadata,
+    /// A recheck of this torrent is under way already.
+    #[error("the torrent is being checked")]
+    Checking,
+    /// [`Session::finish_recheck`] without [`Session::start_recheck`].
+    #[error("the torrent is not being checked")]
+    NotChecking,
+    /// The check's result does not have the torrent's piece count.
+    #[error("the check found {got} pieces, the torrent has {expected}")]
+    HaveMismatch {
+        /// Pieces in the result.
+        got: u32,
+        /// Pieces of the torrent.
+        expected: u32,
+    },
 }
 
 /// Where a torrent stands ([`Session::torrent_state`]); see `torrent/STATE.md`.
@@ -79,6 +104,8 @@ struct Closing {
 #[derive(Debug, Default)]
 pub(super) struct Lifecycle {
     paused: BTreeSet<TorrentId>,
+    /// Torrents between `start_recheck` and `finish_recheck`.
+    checking: BTreeSet<TorrentId>,
     closing: Option<Closing>,
 }
 
@@ -96,7 +123,12 @@ impl Lifecycle {
     /// Whether `torrent` runs its timers (choking, keep-alives, dialling): not while
     /// paused (it has no peer) nor while the session closes.
     pub(super) fn ticks(&self, torrent: TorrentId) -> bool {
-        self.closing.is_none() && !self.is_paused(torrent)
+        self.closing.is_none() && !self.is_paused(torrent) && !self.is_checking(torrent)
+    }
+
+    /// Whether `torrent`'s data is being checked (or moved) by the driver.
+    pub(super) fn is_checking(&self, torrent: TorrentId) -> bool {
+        self.checking.contains(&torrent)
     }
 
     /// Whether `torrent` may dial or take a connection.
@@ -108,7 +140,7 @@ impl Lifecycle {
     fn refusal(&self, torrent: TorrentId) -> Option<DisconnectReason> {
         if self.closing.is_some() {
             Some(DisconnectReason::SessionClosed)
-        } else if self.is_paused(torrent) {
+        } else if self.is_paused(torrent) || self.is_checking(torrent) {
             Some(DisconnectReason::TorrentPaused)
         } else {
             None
@@ -154,6 +186,7 @@ impl Session {
         self.resumes.forget(torrent);
         self.stalls.remove(&torrent);
         self.life.paused.remove(&torrent);
+        self.life.checking.remove(&torrent);
         if let Some(c) = self.life.closing.as_mut() {
             c.saves_out.remove(&torrent);
             c.saves_waiting.remove(&torrent);
@@ -181,7 +214,8 @@ impl Session {
     ) -> Result<(), LifecycleError> {
         self.saw(now);
         self.lifecycle_command_allowed(torrent)?;
-        if !self.life.paused.insert(torrent) {
+        if !self.life.paused.insert(torrent) || self.life.is_checking(torrent) {
+            // A checking torrent has left its swarm already: it just stays out after.
             return Ok(());
         }
         self.leave_swarm(torrent, DisconnectReason::TorrentPaused, now);
@@ -198,9 +232,75 @@ impl Session {
     ) -> Result<(), LifecycleError> {
         self.saw(now);
         self.lifecycle_command_allowed(torrent)?;
-        if !self.life.paused.remove(&torrent) {
+        if !self.life.paused.remove(&torrent) || self.life.is_checking(torrent) {
+            // A checking torrent rejoins its swarm when the check is done.
             return Ok(());
         }
+        self.rejoin_swarm(torrent, now);
+        Ok(())
+    }
+
+    /// Starts a recheck of `torrent` (see the module docs): it leaves its swarm and shows
+    /// [`TorrentState::Checking`] until [`Session::finish_recheck`]. The driver should
+    /// start reading its files only once the disk jobs out for it have come back.
+    pub fn start_recheck(
+        &mut self,
+        torrent: TorrentId,
+        now: Instant,
+    ) -> Result<(), LifecycleError> {
+        self.saw(now);
+        self.lifecycle_command_allowed(torrent)?;
+        if self.life.is_checking(torrent) {
+            return Err(LifecycleError::Checking);
+        }
+        if self
+            .torrents
+            .get(&torrent)
+            .and_then(|t| t.have_and_written())
+            .is_none()
+        {
+            return Err(LifecycleError::NoMetadata);
+        }
+        let running = !self.life.is_paused(torrent);
+        self.life.checking.insert(torrent);
+        if running {
+            self.leave_swarm(torrent, DisconnectReason::TorrentPaused, now);
+            self.stop_torrent_announces(torrent, false, now);
+        }
+        Ok(())
+    }
+
+    /// Ends a recheck: `have` (the pieces the check verified on disk) becomes the
+    /// torrent's verified pieces, whatever it had before; a resume save of it is due at
+    /// the next round; it rejoins its swarm unless paused. On an error nothing changes
+    /// (a result of the wrong length leaves the torrent checking: call again).
+    pub fn finish_recheck(
+        &mut self,
+        torrent: TorrentId,
+        have: crate::bitfield::Bitfield,
+        now: Instant,
+    ) -> Result<(), LifecycleError> {
+        self.saw(now);
+        if !self.torrents.contains_key(&torrent) {
+            return Err(LifecycleError::UnknownTorrent);
+        }
+        if !self.life.is_checking(torrent) {
+            return Err(LifecycleError::NotChecking);
+        }
+        let replaced = self
+            .with_torrent(torrent, |t, ctx| t.replace_have(have, ctx))
+            .ok_or(LifecycleError::UnknownTorrent)?;
+        replaced?;
+        self.life.checking.remove(&torrent);
+        self.resumes.must_save(torrent);
+        if !self.life.is_paused(torrent) && !self.life.is_closing() {
+            self.rejoin_swarm(torrent, now);
+        }
+        Ok(())
+    }
+
+    /// Announces `started` and dials again (a resume, or the end of a check).
+    fn rejoin_swarm(&mut self, torrent: TorrentId, now: Instant) {
         self.restart_torrent_announces(torrent, now);
         self.lsd_track(torrent, now);
         self.with_torrent(torrent, |t, ctx| {
@@ -208,7 +308,6 @@ impl Session {
             t.restart_web_seeds(ctx, now);
         });
         self.pump_announces(now);
-        Ok(())
     }
 
     fn lifecycle_command_allowed(&self, torrent: TorrentId) -> Result<(), LifecycleError> {
@@ -226,6 +325,8 @@ impl Session {
         let t = self.torrents.get(&torrent)?;
         Some(if self.life.is_closing() {
             TorrentState::Closing
+        } else if self.life.is_checking(torrent) {
+            TorrentState::Checking
         } else if self.life.is_paused(torrent) {
             TorrentState::Paused
         } else if t.is_fetching_metadata() {

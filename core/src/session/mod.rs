@@ -1068,8 +1068,14 @@ impl Session {
     /// The resume saves due at `now`, queued behind the actions already out.
     fn resume_timeout(&mut self, now: Instant) {
         let torrents = &self.torrents;
+        let life = &self.life;
+        // Not while the driver checks or moves its files: the save would go to where they
+        // may no longer be, and claim pieces the check may not find.
         let saves = self.resumes.due(now, |id| {
-            torrents.get(&id).and_then(|t| t.have_and_written())
+            torrents
+                .get(&id)
+                .filter(|_| !life.is_checking(id))
+                .and_then(|t| t.have_and_written())
         });
         for save in saves {
             self.out.push(save);

@@ -70,6 +70,15 @@ impl ResumeSchedule {
         }
     }
 
+    /// The data on disk changed under the saved state (a recheck, a move): the next
+    /// round saves `torrent` whatever its pieces are.
+    pub(super) fn must_save(&mut self, torrent: TorrentId) {
+        if let Some(t) = self.torrents.get_mut(&torrent) {
+            // No real torrent has zero pieces: this never equals the current state.
+            t.saved = (Bitfield::new(0), Bitfield::new(0));
+        }
+    }
+
     /// When the next round is due (`None` with no torrent to save).
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         (!self.torrents.is_empty() && !self.stopped).then_some(self.next_due)

@@ -548,3 +548,43 @@ fn to_wire(b: picker::BlockRequest) -> wire::BlockRequest {
         length: b.len,
     }
 }
+
+impl Torrent {
+    /// A recheck's result (the torrent has no peer: it left its swarm for the check):
+    /// `have` becomes the verified pieces, whatever they were. Blocks held in memory are
+    /// dropped (their pieces are fetched again), the pieces found join `written`, each
+    /// piece keeps its priority, and completion is recomputed (a torrent that lost a piece
+    /// downloads it again and announces completion anew).
+    pub(crate) fn replace_have(
+        &mut self,
+        have: crate::bitfield::Bitfield,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), crate::session::LifecycleError> {
+        use crate::session::LifecycleError;
+        let Some(c) = self.phase.content_mut() else {
+            return Err(LifecycleError::NoMetadata);
+        };
+        let expected = c.picker.num_pieces();
+        if have.len() != expected {
+            return Err(LifecycleError::HaveMismatch {
+                got: have.len(),
+                expected,
+            });
+        }
+        let mut fresh = super::picker_for(&c.layout, Some(have))
+            .map_err(|_| LifecycleError::HaveMismatch { got: 0, expected })?;
+        for p in 0..expected {
+            let priority = c.picker.priority(p);
+            if priority != fresh.priority(p) {
+                fresh.set_piece_priority(p..p + 1, priority);
+            }
+        }
+        for p in fresh.have().ones() {
+            c.written.set(p);
+        }
+        c.buffers.clear();
+        c.picker = fresh;
+        self.check_complete(ctx);
+        Ok(())
+    }
+}
