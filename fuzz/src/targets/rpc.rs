@@ -11,9 +11,12 @@
 //! 2. A numeric `tag` is echoed as it came.
 //! 3. A successful `torrent-get` lists only torrents that exist, each at most once, with
 //!    the fields asked for (`id` when asked) and no others.
-//! 4. Start, stop and remove reach the engine only with ids it holds, each at most once.
+//! 4. Start, stop, remove, verify and set-location reach the engine only with ids it
+//!    holds, each at most once.
 //! 5. A successful `session-set` leaves limits the engine accepted; a failed request
 //!    changes nothing.
+
+use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Value, json};
@@ -86,6 +89,25 @@ impl Engine for Fake {
         self.touch(ids);
         Ok(())
     }
+    fn verify(&mut self, ids: &[u64]) -> Result<(), String> {
+        self.touch(ids);
+        Ok(())
+    }
+    fn set_location(&mut self, ids: &[u64], to: PathBuf, _move_data: bool) -> Result<(), String> {
+        self.touch(ids);
+        if to.starts_with("/dl") {
+            Ok(())
+        } else {
+            Err("outside the download directory".into())
+        }
+    }
+    fn free_space(&mut self, path: PathBuf) -> Result<(u64, u64), String> {
+        if path.starts_with("/dl") {
+            Ok((1 << 30, 1 << 40))
+        } else {
+            Err("outside the download directory".into())
+        }
+    }
 }
 
 impl Fake {
@@ -141,6 +163,8 @@ const METHODS: &[&str] = &[
     "torrent-stop",
     "torrent-remove",
     "torrent-verify",
+    "torrent-set-location",
+    "free-space",
     "port-test",
     "",
 ];
@@ -206,6 +230,10 @@ impl Built {
         }
         if let Some(m) = &self.metainfo {
             args.insert("metainfo".into(), json!(m));
+            // The same text as a location or a path (set-location, free-space).
+            args.insert("location".into(), json!(m));
+            args.insert("path".into(), json!(m));
+            args.insert("move".into(), json!(self.delete));
         }
         args.insert("delete-local-data".into(), json!(self.delete));
         if let Some(x) = &self.extra {
