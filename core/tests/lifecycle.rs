@@ -449,3 +449,68 @@ fn poll_timeout_is_none_when_nothing_is_scheduled() {
         "a drained session schedules nothing"
     );
 }
+
+#[test]
+fn a_recheck_takes_the_torrent_out_of_its_swarm_and_its_result_replaces_the_verified_pieces() {
+    let (mut s, _, leech) = swarm(true);
+    s.sniff();
+    s.run_until(Duration::from_secs(4), |_| false);
+    let t = s.torrent(leech);
+    let have = s.session(leech).have(t).expect("metadata").clone();
+    let before = have.count_ones();
+    assert!(before > 2 && !s.is_complete(leech));
+    let at = s.now();
+    s.session_mut(leech).start_recheck(t, at).expect("start");
+    assert_eq!(
+        s.session(leech).torrent_state(t),
+        Some(TorrentState::Checking)
+    );
+    assert_eq!(
+        s.session_mut(leech).start_recheck(t, at),
+        Err(LifecycleError::Checking)
+    );
+    // While checking it trades nothing, like a paused torrent.
+    s.run_until(Duration::from_secs(5), |_| false);
+    assert!(s.session(leech).connections(t).is_empty());
+    let settle = at + Duration::from_millis(200);
+    let traffic = s
+        .sniffed()
+        .iter()
+        .filter(|m| (m.from == leech || m.to == leech) && m.at > settle && m.message.is_some())
+        .count();
+    assert_eq!(traffic, 0, "no message to or from a torrent being checked");
+    // A result of the wrong length changes nothing: still checking.
+    let now = s.now();
+    let wrong = unchoke_core::bitfield::Bitfield::new(have.len() + 1);
+    assert!(matches!(
+        s.session_mut(leech).finish_recheck(t, wrong, now),
+        Err(LifecycleError::HaveMismatch { .. })
+    ));
+    assert_eq!(
+        s.session(leech).torrent_state(t),
+        Some(TorrentState::Checking)
+    );
+    // The check found one verified piece gone (a byte changed on disk, say): the torrent
+    // has exactly what the check says, and fetches the lost piece again.
+    let lost = have.ones().next().expect("a verified piece");
+    let mut found = have.clone();
+    found.clear(lost);
+    s.session_mut(leech)
+        .finish_recheck(t, found.clone(), now)
+        .expect("finish");
+    assert_eq!(s.session(leech).have(t), Some(&found));
+    assert_eq!(
+        s.session_mut(leech).finish_recheck(t, found, now),
+        Err(LifecycleError::NotChecking)
+    );
+    assert_ne!(
+        s.session(leech).torrent_state(t),
+        Some(TorrentState::Checking)
+    );
+    assert!(s.run_until(Duration::from_secs(90), |s| s.is_complete(leech)));
+    assert!(s.disk_matches(leech));
+    assert!(
+        announces_of(&s, leech, AnnounceEvent::Started, at) >= 1,
+        "it rejoined"
+    );
+}
