@@ -13,16 +13,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, post};
-use common::process::JsonProcess;
+use common::daemon::{Daemon, album_torrent, post, start_tracker};
 use common::runtime::Runtime;
-use common::{
-    assert_same_file, data, info_json, run_bounded, run_ok, unchoke, unchoke_seed, write,
-};
+use common::{assert_same_file, info_json, run_bounded, unchoke_seed, write};
 
 /// How long a step may take (a transfer of a few MiB on loopback takes a second or two).
 const WAIT: Duration = Duration::from_secs(60);
@@ -79,40 +75,12 @@ fn row(list: &str, id: u32) -> Option<&str> {
         .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
 }
 
-/// A multi-file torrent of two files in `dir/content/album`, announcing to `tracker`.
-fn make_torrent(dir: &Path, tracker: &str) -> (PathBuf, PathBuf, String) {
-    let content = dir.join("content");
-    write(&content, "album/one.bin", &data(31, 2_500_000));
-    write(&content, "album/sub/two.bin", &data(32, 700_001));
-    let torrent = dir.join("album.torrent");
-    run_ok(&[
-        "create",
-        content.join("album").to_str().expect("utf-8"),
-        "-o",
-        torrent.to_str().expect("utf-8"),
-        "-t",
-        tracker,
-    ]);
-    let hash = info_json(&torrent)["info_hash"]
-        .as_str()
-        .expect("info_hash")
-        .to_owned();
-    (content, torrent, hash)
-}
-
 fn transmission_remote_drives_the_daemon(rt: Runtime) {
     common::require_tool("transmission-remote", &["--version"], "transmission-cli");
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = unchoke();
-    cmd.args(["tracker", "--json", "--http", &format!("{}:0", rt.ip(60))])
-        .args(rt.args());
-    let mut tracker = JsonProcess::spawn(&format!("unchoke tracker ({rt})"), cmd);
-    let http = tracker.wait_event("listening", WAIT)["http"]
-        .as_str()
-        .expect("http address")
-        .to_owned();
-    let (content, torrent, hash) = make_torrent(dir.path(), &format!("http://{http}/announce"));
+    let (_tracker, announce) = start_tracker(rt, &rt.ip(60));
+    let (content, torrent, hash) = album_torrent(dir.path(), &announce, 31);
     let (_seed, _) = unchoke_seed(rt, &torrent, &content, &rt.ip(61), &[]);
 
     let session = dir.path().join("session");
@@ -177,7 +145,7 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
     });
 
     // The same torrent as a magnet link is a duplicate; the list holds it once.
-    let magnet = format!("magnet:?xt=urn:btih:{hash}&tr=http://{http}/announce");
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&tr={announce}");
     daemon.remote(&["-a", &magnet]);
     assert!(row(&daemon.remote(&["-l"]), 2).is_none());
 
@@ -208,7 +176,7 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
 
     // A magnet link: the metadata comes from the seed, then the data.
     // The restarted daemon holds the saved limit from its start.
-    let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=album&tr=http://{http}/announce");
+    let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=album&tr={announce}");
     let adding = Instant::now();
     daemon.remote(&["-a", &magnet]);
     daemon.list_until("the magnet complete", |l| {

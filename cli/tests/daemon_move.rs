@@ -11,10 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, post};
-use common::process::JsonProcess;
+use common::daemon::{Daemon, album_torrent, post, start_tracker};
 use common::runtime::Runtime;
-use common::{assert_same_file, data, run_ok, unchoke, unchoke_seed, write};
+use common::{assert_same_file, unchoke_seed, write};
 
 /// How long a step may take.
 const WAIT: Duration = Duration::from_secs(60);
@@ -75,26 +74,8 @@ fn verify_and_move(rt: Runtime) {
     common::require_tool("transmission-remote", &["--version"], "transmission-cli");
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = unchoke();
-    cmd.args(["tracker", "--json", "--http", &format!("{}:0", rt.ip(70))])
-        .args(rt.args());
-    let mut tracker = JsonProcess::spawn(&format!("unchoke tracker ({rt})"), cmd);
-    let http = tracker.wait_event("listening", WAIT)["http"]
-        .as_str()
-        .expect("http address")
-        .to_owned();
-    let content = dir.path().join("content");
-    write(&content, "album/one.bin", &data(41, 2_500_000));
-    write(&content, "album/sub/two.bin", &data(42, 700_001));
-    let torrent = dir.path().join("album.torrent");
-    run_ok(&[
-        "create",
-        content.join("album").to_str().expect("utf-8"),
-        "-o",
-        torrent.to_str().expect("utf-8"),
-        "-t",
-        &format!("http://{http}/announce"),
-    ]);
+    let (_tracker, announce) = start_tracker(rt, &rt.ip(70));
+    let (content, torrent, _) = album_torrent(dir.path(), &announce, 41);
     let (_seed, _) = unchoke_seed(rt, &torrent, &content, &rt.ip(71), &[]);
     let session = dir.path().join("session");
     let downloads = dir.path().join("downloads");

@@ -14,10 +14,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, post};
-use common::process::JsonProcess;
+use common::daemon::{Daemon, post, start_tracker};
 use common::runtime::Runtime;
-use common::{data, info_json, run_ok, unchoke, unchoke_seed, write};
+use common::{data, info_json, run_ok, unchoke_seed, write};
 use serde_json::{Value, json};
 
 /// How long a step may take.
@@ -135,15 +134,7 @@ fn make(dir: &Path, name: &str, len: usize, seed: u64, tracker: &str) -> (PathBu
 fn a_daemon_killed_with_ten_torrents_comes_back_with_each_in_its_state() {
     let rt = Runtime::Mio;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = unchoke();
-    cmd.args(["tracker", "--json", "--http", &format!("{}:0", rt.ip(80))])
-        .args(rt.args());
-    let mut tracker = JsonProcess::spawn("unchoke tracker", cmd);
-    let http = tracker.wait_event("listening", WAIT)["http"]
-        .as_str()
-        .expect("http address")
-        .to_owned();
-    let announce = format!("http://{http}/announce");
+    let (_tracker, announce) = start_tracker(rt, &rt.ip(80));
 
     // Seven small torrents the seeding daemon has, two large ones for slow seeds.
     let small: Vec<(PathBuf, String)> = (0..7)

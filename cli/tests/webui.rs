@@ -13,41 +13,19 @@
 #[macro_use]
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, post};
-use common::process::JsonProcess;
+use common::daemon::{Daemon, album_torrent, post, start_tracker};
 use common::runtime::Runtime;
-use common::{PYTHON, data, helper, info_json, require_tool, run_ok, unchoke, unchoke_seed, write};
+use common::{PYTHON, helper, require_tool, unchoke_seed};
 
 /// How long the tracker may take to start.
 const WAIT: Duration = Duration::from_secs(60);
 /// The whole browser session's bound (each step inside has its own 60 s); `timeout(1)`
 /// sends SIGTERM, on which the script ends the browser, then SIGKILL 10 s later.
 const BROWSER_WAIT_SECS: u32 = 240;
-
-/// A multi-file torrent of two files in `dir/content/album`, announcing to `tracker`.
-fn make_torrent(dir: &Path, tracker: &str) -> (PathBuf, PathBuf, String) {
-    let content = dir.join("content");
-    write(&content, "album/one.bin", &data(41, 2_500_000));
-    write(&content, "album/sub/two.bin", &data(42, 700_001));
-    let torrent = dir.join("album.torrent");
-    run_ok(&[
-        "create",
-        content.join("album").to_str().expect("utf-8"),
-        "-o",
-        torrent.to_str().expect("utf-8"),
-        "-t",
-        tracker,
-    ]);
-    let hash = info_json(&torrent)["info_hash"]
-        .as_str()
-        .expect("info_hash")
-        .to_owned();
-    (content, torrent, hash)
-}
 
 #[test]
 fn the_web_ui_drives_the_daemon_in_headless_chromium() {
@@ -57,16 +35,8 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
     let started = Instant::now();
     let rt = Runtime::Mio;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = unchoke();
-    cmd.args(["tracker", "--json", "--http", &format!("{}:0", rt.ip(70))])
-        .args(rt.args());
-    let mut tracker = JsonProcess::spawn("unchoke tracker", cmd);
-    let http = tracker.wait_event("listening", WAIT)["http"]
-        .as_str()
-        .expect("http address")
-        .to_owned();
-    let announce = format!("http://{http}/announce");
-    let (content, torrent, hash) = make_torrent(dir.path(), &announce);
+    let (_tracker, announce) = start_tracker(rt, &rt.ip(70));
+    let (content, torrent, hash) = album_torrent(dir.path(), &announce, 41);
     let (_seed, _) = unchoke_seed(rt, &torrent, &content, &rt.ip(71), &[]);
     let downloads = dir.path().join("downloads");
     let daemon = Daemon::start(rt, &rt.ip(72), &dir.path().join("session"), &downloads);

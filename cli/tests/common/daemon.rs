@@ -1,15 +1,17 @@
-//! `unchoke daemon` as a test process (daemon.rs, webui.rs): started on loopback with its
-//! RPC address read from its start line, stopped by signal, killed when dropped; and a raw
-//! HTTP POST to its RPC.
+//! `unchoke daemon` as a test process (daemon.rs, daemon_move.rs, daemon_restart.rs,
+//! webui.rs): started on loopback with its RPC address read from its start line, stopped by
+//! signal, killed when dropped; a raw HTTP POST to its RPC; and what those suites set up
+//! around it (an `unchoke tracker`, a two-file torrent announcing to it).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process::JsonProcess;
 use super::runtime::Runtime;
-use super::unchoke;
+use super::{data, info_json, run_ok, unchoke, write};
 
 /// How long the daemon may take to start, answer or stop.
 const WAIT: Duration = Duration::from_secs(60);
@@ -140,4 +142,41 @@ pub fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<Str
             .then(|| value.trim().to_owned())
     });
     (status, header, body.to_owned())
+}
+
+/// An `unchoke tracker` (HTTP) on `ip`: the process and its announce URL. How the daemon
+/// meets seeds in these suites: both announce to it, the path a real torrent takes.
+pub fn start_tracker(rt: Runtime, ip: &str) -> (JsonProcess, String) {
+    let mut cmd = unchoke();
+    cmd.args(["tracker", "--json", "--http", &format!("{ip}:0")])
+        .args(rt.args());
+    let mut tracker = JsonProcess::spawn(&format!("unchoke tracker ({rt})"), cmd);
+    let http = tracker.wait_event("listening", WAIT)["http"]
+        .as_str()
+        .expect("http address")
+        .to_owned();
+    (tracker, format!("http://{http}/announce"))
+}
+
+/// A torrent of two files (2.5 MB and 700,001 bytes, contents from `seed`) in
+/// `dir/content/album`, announcing to `tracker`: the content directory, the .torrent and
+/// its info-hash.
+pub fn album_torrent(dir: &Path, tracker: &str, seed: u64) -> (PathBuf, PathBuf, String) {
+    let content = dir.join("content");
+    write(&content, "album/one.bin", &data(seed, 2_500_000));
+    write(&content, "album/sub/two.bin", &data(seed + 1, 700_001));
+    let torrent = dir.join("album.torrent");
+    run_ok(&[
+        "create",
+        content.join("album").to_str().expect("utf-8"),
+        "-o",
+        torrent.to_str().expect("utf-8"),
+        "-t",
+        tracker,
+    ]);
+    let hash = info_json(&torrent)["info_hash"]
+        .as_str()
+        .expect("info_hash")
+        .to_owned();
+    (content, torrent, hash)
 }
