@@ -23,8 +23,10 @@ fn io_err(op: StorageOp, path: &Path, source: io::Error) -> StorageError {
 }
 
 /// Whether any existing prefix of `root/rel` below `root` (down to `rel` itself) is a
-/// symlink: such a path is never moved from or into.
-fn symlink_below(root: &Path, rel: &Path) -> bool {
+/// symlink: such a path is never moved from or into (nor, in the daemon, deleted or
+/// chosen as a download directory). A race with someone planting one afterwards is what
+/// the `O_NOFOLLOW` opens of the block IO are for; this is the check before acting.
+pub fn symlink_below(root: &Path, rel: &Path) -> bool {
     let mut p = root.to_path_buf();
     for c in rel.components() {
         p.push(c);

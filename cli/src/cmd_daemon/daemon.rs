@@ -283,7 +283,7 @@ impl Daemon {
             if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
                 continue;
             }
-            if has_symlink_below(&dir, rel) {
+            if unchoke_storage::symlink_below(&dir, rel) {
                 continue;
             }
             let path = dir.join(rel);
@@ -302,7 +302,7 @@ impl Daemon {
         let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
         dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
         for d in dirs {
-            if !has_symlink_below(&dir, &d) {
+            if !unchoke_storage::symlink_below(&dir, &d) {
                 let _ = std::fs::remove_dir(dir.join(d));
             }
         }
@@ -720,29 +720,13 @@ pub(crate) fn confine(root: &Path, dir: &Path) -> Result<PathBuf, String> {
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(refuse());
     }
-    if has_symlink_below(root, rel) {
+    if unchoke_storage::symlink_below(root, rel) {
         return Err(format!(
             "download directory {}: a symlink on the way (not followed)",
             dir.display()
         ));
     }
     Ok(full)
-}
-
-/// Whether any existing prefix of `root/rel` below `root` (down to `rel` itself) is a
-/// symlink.
-fn has_symlink_below(root: &Path, rel: &Path) -> bool {
-    let mut p = root.to_path_buf();
-    for c in rel.components() {
-        p.push(c);
-        match p.symlink_metadata() {
-            Ok(m) if m.file_type().is_symlink() => return true,
-            Ok(_) => {}
-            // Nothing further down exists.
-            Err(_) => return false,
-        }
-    }
-    false
 }
 
 /// A .torrent file's bytes, refused past [`MAX_TORRENT_FILE`].
