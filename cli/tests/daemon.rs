@@ -1,8 +1,8 @@
 //! `unchoke daemon` driven by the real `transmission-remote` (Debian `transmission-cli`
 //! 3.00), on loopback only: the session-id handshake, adding a .torrent file and a magnet
 //! link that complete from an `unchoke seed`, listing, stop and start, session speed
-//! limits, a `kill -9` and restart that keeps the list and each torrent's state, and
-//! removal with the data.
+//! limits, `/metrics`, a `kill -9` and restart that keeps the list and each torrent's
+//! state, and removal with the data.
 //!
 //! How the daemon meets the seed: the torrent names an `unchoke tracker` on loopback, and
 //! both the seed and the daemon announce to it, the path a real torrent takes (the daemon
@@ -133,6 +133,20 @@ fn transmission_remote_drives_the_daemon(rt: Runtime) {
     }
     let info = daemon.remote(&["-t", "1", "-i"]);
     assert!(info.contains(&hash), "{info}");
+    // `/metrics` for a scraper: no session id; the complete torrent seeds, its size shown.
+    let (status, body) = common::tracker::http_get(&daemon.rpc, "/metrics").expect("GET /metrics");
+    let metrics = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains("unchoke_torrents{status=\"seeding\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "unchoke_torrent_size_bytes{{hash=\"{hash}\",name=\"album\"}} 3200001"
+        )),
+        "{metrics}"
+    );
 
     // Stop and start, seen in the list.
     daemon.remote(&["-t", "1", "-S"]);

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 
+mod metrics;
+pub use metrics::metrics;
+
 /// The session's speed limits as Transmission keeps them: a value in kB/s (1000 bytes)
 /// and whether it applies, separately (`transmission-remote -D` turns a limit off and a
 /// later `session-get` still shows its value).
@@ -1060,5 +1063,61 @@ mod tests {
         assert_eq!(r["arguments"]["torrentCount"], 2);
         assert_eq!(r["arguments"]["pausedTorrentCount"], 1);
         assert_eq!(r["arguments"]["downloadSpeed"], 50);
+    }
+
+    #[test]
+    fn metrics_give_every_family_with_help_and_type_and_a_series_per_torrent() {
+        let mut e = fake();
+        e.torrents[0].name = "odd \"name\"\nhere".into();
+        let text = metrics(&mut e).expect("metrics");
+        for family in [
+            "unchoke_torrents",
+            "unchoke_download_rate_bytes",
+            "unchoke_upload_rate_bytes",
+            "unchoke_downloaded_bytes_total",
+            "unchoke_uploaded_bytes_total",
+            "unchoke_peers",
+            "unchoke_torrent_verified_bytes",
+            "unchoke_torrent_size_bytes",
+            "unchoke_torrent_peers",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} ")),
+                "{family}\n{text}"
+            );
+            assert!(
+                text.contains(&format!("# HELP {family} ")),
+                "{family}\n{text}"
+            );
+        }
+        assert!(
+            text.contains("unchoke_torrents{status=\"downloading\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("unchoke_torrents{status=\"seeding\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("unchoke_downloaded_bytes_total 600"),
+            "{text}"
+        );
+        assert!(text.contains("unchoke_peers 4"), "{text}");
+        // One series per torrent, the name escaped so the line stays one line.
+        assert_eq!(
+            text.matches("unchoke_torrent_size_bytes{").count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            text.contains("name=\"odd \\\"name\\\"\\nhere\"} 250"),
+            "{text}"
+        );
+        for line in text.lines() {
+            assert!(
+                line.starts_with('#') || line.starts_with("unchoke_"),
+                "{line}"
+            );
+        }
     }
 }

@@ -92,6 +92,27 @@ impl RpcServer {
             }
         }
         let path = request.url().split('?').next().unwrap_or("");
+        if path == "/metrics" {
+            // For a scraper next to the daemon: no session id (scrapers do no CSRF
+            // handshake), reachable only where the RPC is (loopback) and past the `Host`
+            // check above, like the web UI's files.
+            if *request.method() != tiny_http::Method::Get {
+                return text(405, "Method not allowed: GET /metrics");
+            }
+            return match rpc::metrics(engine) {
+                Ok(body) => {
+                    let mut r = Response::from_data(body.into_bytes());
+                    if let Ok(h) = Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"text/plain; version=0.0.4; charset=utf-8"[..],
+                    ) {
+                        r.add_header(h);
+                    }
+                    r
+                }
+                Err(e) => text(503, &format!("metrics unavailable: {e}")),
+            };
+        }
         if path != RPC_PATH && path != "/transmission/rpc/" {
             // The web UI's static files (or 404): no session id, they hold no data.
             return super::webui::respond(request.method(), path, &self.session_id);
