@@ -54,7 +54,7 @@ use unchoke_core::layout::Layout;
 use unchoke_core::metainfo::Info;
 use unchoke_core::piece_hashes::PieceHashes;
 
-pub use relocate::{free_space, relocate, symlink_below};
+pub use relocate::{delete_files, free_space, relocate, symlink_below};
 mod access;
 mod block_io;
 mod check;

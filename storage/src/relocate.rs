@@ -161,6 +161,26 @@ fn copy_then_remove(src: &Path, dst: &Path) -> Result<(), StorageError> {
     std::fs::remove_file(src).map_err(|e| io_err(StorageOp::Remove, src, e))
 }
 
+/// Deletes the files `files` (paths relative to `root`, plain names only) and then the
+/// directories they lived in once empty — what removing a torrent "with its data" does.
+/// Only regular files are deleted, never through a symlink (a path with one on the way is
+/// left alone, so nothing outside `root` can be reached); a directory still holding
+/// anything (another torrent's data, the user's files) stays. Files already gone are fine.
+pub fn delete_files(files: &[PathBuf], root: &Path) -> Result<(), StorageError> {
+    for rel in files {
+        if !rel.components().all(|c| matches!(c, Component::Normal(_))) || symlink_below(root, rel)
+        {
+            continue;
+        }
+        let path = root.join(rel);
+        if path.symlink_metadata().is_ok_and(|m| m.is_file()) {
+            std::fs::remove_file(&path).map_err(|e| io_err(StorageOp::Remove, &path, e))?;
+        }
+    }
+    remove_empty_dirs(files, root);
+    Ok(())
+}
+
 /// Removes the directories `files` lived in under `from` once empty, deepest first (a
 /// directory still holding anything, another torrent's data or the user's, stays).
 fn remove_empty_dirs(files: &[PathBuf], from: &Path) {
@@ -265,5 +285,47 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (free, total) = free_space(tmp.path()).expect("statvfs");
         assert!(total > 0 && free <= total);
+    }
+
+    #[test]
+    fn deleting_a_torrents_files_keeps_the_users_and_never_follows_a_symlink() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("dl");
+        let outside = tmp.path().join("outside");
+        write(&root.join("album/one.bin"), b"1");
+        write(&root.join("album/sub/two.bin"), b"2");
+        write(&root.join("album/mine.txt"), b"the user's");
+        write(&outside.join("three.bin"), b"not ours");
+        // A directory of the torrent replaced by a symlink to elsewhere.
+        std::os::unix::fs::symlink(&outside, root.join("album/planted")).expect("symlink");
+        let files: Vec<PathBuf> = [
+            "album/one.bin",
+            "album/sub/two.bin",
+            "album/planted/three.bin",
+            "../outside/three.bin",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        delete_files(&files, &root).expect("delete");
+        assert!(!root.join("album/one.bin").exists());
+        assert!(
+            !root.join("album/sub").exists(),
+            "an emptied directory goes"
+        );
+        assert_eq!(
+            std::fs::read(root.join("album/mine.txt")).expect("kept"),
+            b"the user's"
+        );
+        assert_eq!(
+            std::fs::read(outside.join("three.bin")).expect("kept"),
+            b"not ours"
+        );
+        assert!(
+            root.join("album").is_dir(),
+            "a directory still holding the user's file stays"
+        );
+        // Again: files already gone are fine.
+        delete_files(&files, &root).expect("idempotent");
     }
 }

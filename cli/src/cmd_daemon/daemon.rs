@@ -276,37 +276,14 @@ impl Daemon {
         let dir = confine(&self.root, &slot.entry.download_dir)?;
         let mut files = vec![PathBuf::from(".unchoke").join(format!("{}.resume", slot.entry.hash))];
         if let Some(m) = &slot.metainfo {
-            files.extend((0..m.info.files.len()).filter_map(|i| m.info.file_path(i)));
+            // BEP 47 padding is never written: a path it names is not ours to delete.
+            files.extend(
+                (0..m.info.files.len())
+                    .filter(|&i| !m.info.files[i].padding)
+                    .filter_map(|i| m.info.file_path(i)),
+            );
         }
-        let mut dirs = std::collections::BTreeSet::new();
-        for rel in &files {
-            if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-                continue;
-            }
-            if unchoke_storage::symlink_below(&dir, rel) {
-                continue;
-            }
-            let path = dir.join(rel);
-            if path.symlink_metadata().is_ok_and(|m| m.is_file()) {
-                std::fs::remove_file(&path)
-                    .map_err(|e| format!("cannot delete {}: {e}", path.display()))?;
-            }
-            let mut parent = rel.parent();
-            while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-                dirs.insert(p.to_path_buf());
-                parent = p.parent();
-            }
-        }
-        // Deepest first; a directory still holding something (other torrents' data, the
-        // user's files) is kept: `remove_dir` only takes an empty one.
-        let mut dirs: Vec<PathBuf> = dirs.into_iter().collect();
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in dirs {
-            if !unchoke_storage::symlink_below(&dir, &d) {
-                let _ = std::fs::remove_dir(dir.join(d));
-            }
-        }
-        Ok(())
+        unchoke_storage::delete_files(&files, &dir).map_err(|e| e.to_string())
     }
 
     /// Adds a torrent whose metadata is known (a .torrent file).
