@@ -1,0 +1,427 @@
+//! The RPC's methods over a fake engine.
+use super::*;
+
+/// An engine of plain data that records what it was asked.
+#[derive(Default)]
+struct Fake {
+    torrents: Vec<TorrentView>,
+    limits: SpeedLimits,
+    calls: Vec<String>,
+    added: Vec<AddRequest>,
+}
+
+fn view(id: u64, hash_char: char) -> TorrentView {
+    TorrentView {
+        id,
+        hash: hash_char.to_string().repeat(40),
+        name: format!("t{id}"),
+        status: Status::Downloading,
+        has_metadata: true,
+        total_size: 1000,
+        have: 250,
+        downloaded: 300,
+        uploaded: 600,
+        rate_down: 25,
+        rate_up: 0,
+        peers: 2,
+        unchoked: 1,
+        download_dir: "/dl".into(),
+        error: None,
+        added: 5,
+        pieces: (4, 256),
+        private: false,
+        files: vec![
+            FileView {
+                name: format!("t{id}/a"),
+                length: 600,
+                have: 150,
+            },
+            FileView {
+                name: format!("t{id}/b"),
+                length: 400,
+                have: 100,
+            },
+        ],
+        trackers: vec![vec!["http://t/announce".into()]],
+    }
+}
+
+impl Engine for Fake {
+    fn download_dir(&self) -> String {
+        "/dl".into()
+    }
+    fn peer_settings(&self) -> PeerSettings {
+        PeerSettings::default()
+    }
+    fn limits(&self) -> SpeedLimits {
+        self.limits
+    }
+    fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String> {
+        self.limits = limits;
+        self.calls.push("limits".into());
+        Ok(())
+    }
+    fn torrents(&mut self) -> Result<Vec<TorrentView>, String> {
+        Ok(self.torrents.clone())
+    }
+    fn add(&mut self, add: AddRequest) -> Result<Added, String> {
+        self.added.push(add);
+        Ok(Added {
+            id: 9,
+            name: "new".into(),
+            hash: "c".repeat(40),
+            duplicate: false,
+        })
+    }
+    fn start(&mut self, ids: &[u64]) -> Result<(), String> {
+        self.calls.push(format!("start {ids:?}"));
+        Ok(())
+    }
+    fn stop(&mut self, ids: &[u64]) -> Result<(), String> {
+        self.calls.push(format!("stop {ids:?}"));
+        Ok(())
+    }
+    fn remove(&mut self, ids: &[u64], delete_data: bool) -> Result<(), String> {
+        self.calls.push(format!("remove {ids:?} {delete_data}"));
+        Ok(())
+    }
+    fn verify(&mut self, ids: &[u64]) -> Result<(), String> {
+        self.calls.push(format!("verify {ids:?}"));
+        Ok(())
+    }
+    fn set_location(
+        &mut self,
+        ids: &[u64],
+        location: PathBuf,
+        move_data: bool,
+    ) -> Result<(), String> {
+        self.calls.push(format!(
+            "location {ids:?} {} {move_data}",
+            location.display()
+        ));
+        Ok(())
+    }
+    fn free_space(&mut self, path: PathBuf) -> Result<(u64, u64), String> {
+        if path.starts_with("/dl") {
+            Ok((5, 10))
+        } else {
+            Err("outside".into())
+        }
+    }
+}
+
+fn fake() -> Fake {
+    Fake {
+        torrents: vec![view(1, 'a'), view(2, 'b')],
+        ..Fake::default()
+    }
+}
+
+fn call(engine: &mut Fake, request: Value) -> Value {
+    handle(engine, request.to_string().as_bytes())
+}
+
+#[test]
+fn session_get_says_what_transmission_remote_needs() {
+    let r = call(&mut fake(), json!({"method": "session-get", "tag": 3}));
+    assert_eq!(r["result"], "success");
+    assert_eq!(r["tag"], 3);
+    assert_eq!(r["arguments"]["rpc-version"], RPC_VERSION);
+    assert_eq!(r["arguments"]["download-dir"], "/dl");
+}
+
+#[test]
+fn ids_are_numbers_hashes_lists_or_absent() {
+    let mut e = fake();
+    call(
+        &mut e,
+        json!({"method": "torrent-stop", "arguments": {"ids": [2]}}),
+    );
+    call(
+        &mut e,
+        json!({"method": "torrent-stop", "arguments": {"ids": 1}}),
+    );
+    let hash = "B".repeat(40);
+    call(
+        &mut e,
+        json!({"method": "torrent-start", "arguments": {"ids": [hash]}}),
+    );
+    call(&mut e, json!({"method": "torrent-start"}));
+    call(
+        &mut e,
+        json!({"method": "torrent-start", "arguments": {"ids": [7]}}),
+    );
+    call(
+        &mut e,
+        json!({"method": "torrent-remove", "arguments": {"ids": [1], "delete-local-data": true}}),
+    );
+    assert_eq!(
+        e.calls,
+        [
+            "stop [2]",
+            "stop [1]",
+            "start [2]",
+            "start [1, 2]",
+            "start []",
+            "remove [1] true"
+        ]
+    );
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-stop", "arguments": {"ids": [{}]}}),
+    );
+    assert_ne!(r["result"], "success");
+}
+
+#[test]
+fn torrent_get_returns_the_fields_asked_for() {
+    let r = call(
+        &mut fake(),
+        json!({"method": "torrent-get", "arguments": {"ids": [2], "fields": ["id", "percentDone", "leftUntilDone", "status", "uploadRatio", "nonsense"]}}),
+    );
+    assert_eq!(r["result"], "success");
+    let list = r["arguments"]["torrents"].as_array().expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        list[0],
+        json!({"id": 2, "percentDone": 0.25, "leftUntilDone": 750, "status": 4, "uploadRatio": 2.0})
+    );
+}
+
+#[test]
+fn torrent_get_lists_files_and_trackers_only_when_asked() {
+    let r = call(
+        &mut fake(),
+        json!({"method": "torrent-get", "arguments": {"ids": [1], "fields": ["id", "files", "fileStats", "trackers"]}}),
+    );
+    let t = &r["arguments"]["torrents"][0];
+    assert_eq!(
+        t["files"],
+        json!([
+            {"name": "t1/a", "length": 600, "bytesCompleted": 150},
+            {"name": "t1/b", "length": 400, "bytesCompleted": 100},
+        ])
+    );
+    assert_eq!(t["fileStats"][1]["wanted"], true);
+    assert_eq!(t["trackers"][0]["announce"], "http://t/announce");
+    let r = call(
+        &mut fake(),
+        json!({"method": "torrent-get", "arguments": {"ids": [1], "fields": ["id", "fileCount"]}}),
+    );
+    assert_eq!(
+        r["arguments"]["torrents"][0],
+        json!({"id": 1, "fileCount": 2})
+    );
+    // No `fields`: everything, the lists too.
+    let r = call(&mut fake(), json!({"method": "torrent-get"}));
+    assert_eq!(r["arguments"]["torrents"][1]["files"][0]["name"], "t2/a");
+}
+
+#[test]
+fn session_set_maps_transmission_remote_d_and_u_to_limits() {
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "session-set", "arguments": {"speed-limit-down": 100, "speed-limit-down-enabled": true}}),
+    );
+    assert_eq!(r["result"], "success");
+    assert_eq!(e.limits.download_bytes(), Some(100_000));
+    assert_eq!(e.limits.upload_bytes(), None);
+    call(
+        &mut e,
+        json!({"method": "session-set", "arguments": {"speed-limit-down-enabled": false, "speed-limit-up": 7, "speed-limit-up-enabled": true}}),
+    );
+    assert_eq!(e.limits.download_bytes(), None);
+    assert_eq!(e.limits.upload_bytes(), Some(7000));
+    let r = call(&mut e, json!({"method": "session-get"}));
+    assert_eq!(r["arguments"]["speed-limit-down"], 100);
+    assert_eq!(r["arguments"]["speed-limit-down-enabled"], false);
+    let r = call(
+        &mut e,
+        json!({"method": "session-set", "arguments": {"speed-limit-up": "fast"}}),
+    );
+    assert_ne!(r["result"], "success");
+}
+
+#[test]
+fn torrent_add_takes_a_path_a_magnet_or_base64_metainfo() {
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-add", "arguments": {"filename": "/x/a.torrent", "paused": true}}),
+    );
+    assert_eq!(r["arguments"]["torrent-added"]["id"], 9);
+    call(
+        &mut e,
+        json!({"method": "torrent-add", "arguments": {"filename": "magnet:?xt=urn:btih:x", "download-dir": "/dl/sub"}}),
+    );
+    call(
+        &mut e,
+        json!({"method": "torrent-add", "arguments": {"metainfo": "aGVs\nbG8="}}),
+    );
+    assert_eq!(
+        e.added,
+        [
+            AddRequest {
+                source: AddSource::Path("/x/a.torrent".into()),
+                download_dir: None,
+                paused: true
+            },
+            AddRequest {
+                source: AddSource::Magnet("magnet:?xt=urn:btih:x".into()),
+                download_dir: Some("/dl/sub".into()),
+                paused: false
+            },
+            AddRequest {
+                source: AddSource::Metainfo(b"hello".to_vec()),
+                download_dir: None,
+                paused: false
+            },
+        ]
+    );
+    for bad in [
+        json!({"method": "torrent-add", "arguments": {"metainfo": "!!!"}}),
+        json!({"method": "torrent-add", "arguments": {"filename": "http://x/y.torrent"}}),
+        json!({"method": "torrent-add", "arguments": {}}),
+    ] {
+        let r = call(&mut e, bad);
+        assert_ne!(r["result"], "success", "{r}");
+    }
+    assert_eq!(e.added.len(), 3);
+}
+
+#[test]
+fn malformed_requests_and_unknown_methods_get_error_results() {
+    let mut e = fake();
+    for body in [
+        &b"{not json"[..],
+        b"[1,2]",
+        b"{}",
+        b"{\"method\": 5}",
+        b"{\"method\": \"torrent-get\", \"arguments\": []}",
+        b"{\"method\": \"blocklist-update\"}",
+        &[0xff, 0xfe, 0x00],
+    ] {
+        let r = handle(&mut e, body);
+        let result = r["result"].as_str().expect("a result text");
+        assert_ne!(result, "success", "{}", String::from_utf8_lossy(body));
+    }
+    let r = handle(&mut e, b"{\"method\": \"blocklist-update\"}");
+    assert!(
+        r["result"]
+            .as_str()
+            .is_some_and(|s| s.contains("not supported")),
+        "{r}"
+    );
+    assert!(e.calls.is_empty());
+}
+
+#[test]
+fn verify_set_location_and_free_space() {
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-verify", "arguments": {"ids": [1]}}),
+    );
+    assert_eq!(r["result"], "success");
+    call(
+        &mut e,
+        json!({"method": "torrent-set-location", "arguments": {"ids": [2], "location": "/dl/new", "move": true}}),
+    );
+    call(
+        &mut e,
+        json!({"method": "torrent-set-location", "arguments": {"ids": [1], "location": "/dl/x"}}),
+    );
+    for bad in [
+        json!({"method": "torrent-set-location", "arguments": {"ids": [1]}}),
+        json!({"method": "torrent-set-location", "arguments": {"ids": [1], "location": "/dl/x", "move": "yes"}}),
+        json!({"method": "torrent-set-location", "arguments": {"location": "/dl/x", "move": true}}),
+        json!({"method": "free-space", "arguments": {}}),
+        json!({"method": "free-space", "arguments": {"path": "/etc"}}),
+    ] {
+        let r = call(&mut e, bad);
+        assert_ne!(r["result"], "success", "{r}");
+    }
+    assert_eq!(
+        e.calls,
+        [
+            "verify [1]",
+            "location [2] /dl/new true",
+            "location [1] /dl/x false"
+        ]
+    );
+    let r = call(
+        &mut e,
+        json!({"method": "free-space", "arguments": {"path": "/dl"}}),
+    );
+    assert_eq!(
+        r["arguments"],
+        json!({"path": "/dl", "size-bytes": 5, "total_size": 10})
+    );
+}
+
+#[test]
+fn session_stats_counts_torrents() {
+    let mut e = fake();
+    e.torrents[0].status = Status::Stopped;
+    let r = call(&mut e, json!({"method": "session-stats"}));
+    assert_eq!(r["arguments"]["torrentCount"], 2);
+    assert_eq!(r["arguments"]["pausedTorrentCount"], 1);
+    assert_eq!(r["arguments"]["downloadSpeed"], 50);
+}
+
+#[test]
+fn metrics_give_every_family_with_help_and_type_and_a_series_per_torrent() {
+    let mut e = fake();
+    e.torrents[0].name = "odd \"name\"\nhere".into();
+    let text = metrics(&mut e).expect("metrics");
+    for family in [
+        "unchoke_torrents",
+        "unchoke_download_rate_bytes",
+        "unchoke_upload_rate_bytes",
+        "unchoke_downloaded_bytes_total",
+        "unchoke_uploaded_bytes_total",
+        "unchoke_peers",
+        "unchoke_torrent_verified_bytes",
+        "unchoke_torrent_size_bytes",
+        "unchoke_torrent_peers",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family}\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family}\n{text}"
+        );
+    }
+    assert!(
+        text.contains("unchoke_torrents{status=\"downloading\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unchoke_torrents{status=\"seeding\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unchoke_downloaded_bytes_total 600"),
+        "{text}"
+    );
+    assert!(text.contains("unchoke_peers 4"), "{text}");
+    // One series per torrent, the name escaped so the line stays one line.
+    assert_eq!(
+        text.matches("unchoke_torrent_size_bytes{").count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.contains("name=\"odd \\\"name\\\"\\nhere\"} 250"),
+        "{text}"
+    );
+    for line in text.lines() {
+        assert!(
+            line.starts_with('#') || line.starts_with("unchoke_"),
+            "{line}"
+        );
+    }
+}
