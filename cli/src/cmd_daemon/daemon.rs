@@ -486,10 +486,7 @@ impl Engine for Daemon {
             }
         }
         self.save_state()?;
-        errors
-            .is_empty()
-            .then_some(())
-            .ok_or_else(|| errors.join("; "))
+        all_done(errors)
     }
 
     fn stop(&mut self, ids: &[u64]) -> Result<(), String> {
@@ -505,10 +502,7 @@ impl Engine for Daemon {
             slot.entry.paused = true;
         }
         self.save_state()?;
-        errors
-            .is_empty()
-            .then_some(())
-            .ok_or_else(|| errors.join("; "))
+        all_done(errors)
     }
 
     fn verify(&mut self, ids: &[u64]) -> Result<(), String> {
@@ -534,10 +528,7 @@ impl Engine for Daemon {
                 errors.push(format!("torrent {}: {e}", slot.id));
             }
         }
-        errors
-            .is_empty()
-            .then_some(())
-            .ok_or_else(|| errors.join("; "))
+        all_done(errors)
     }
 
     fn set_location(
@@ -572,10 +563,7 @@ impl Engine for Daemon {
                 errors.push(format!("torrent {}: {e}", slot.id));
             }
         }
-        errors
-            .is_empty()
-            .then_some(())
-            .ok_or_else(|| errors.join("; "))
+        all_done(errors)
     }
 
     fn free_space(&mut self, path: PathBuf) -> Result<(u64, u64), String> {
@@ -607,10 +595,7 @@ impl Engine for Daemon {
             }
         }
         self.save_state()?;
-        errors
-            .is_empty()
-            .then_some(())
-            .ok_or_else(|| errors.join("; "))
+        all_done(errors)
     }
 }
 
@@ -727,6 +712,16 @@ fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// `Ok` when no torrent of a command failed, else every failure in one message (the RPC
+/// acts on each torrent it can and reports the rest).
+fn all_done(errors: Vec<String>) -> Result<(), String> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 #[cfg(test)]
