@@ -35,6 +35,7 @@ mod messages;
 mod metadata;
 mod metadata_ready;
 mod peer;
+mod peer_info;
 mod peer_set;
 mod pex;
 mod phase;
@@ -49,6 +50,7 @@ mod web_seed;
 mod write_budget;
 
 pub use allowed_fast::canonical_set as allowed_fast_set;
+pub use peer_info::PeerInfo;
 pub(crate) use peer_set::Activity;
 pub use web_seed::file_url as web_seed_file_url;
 pub(crate) use write_budget::WriteBudget;
