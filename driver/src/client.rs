@@ -233,7 +233,10 @@ impl ClientCore {
 
     /// What the torrent's peers are doing and which pieces it has, for a status display
     /// (`None`: no such torrent).
-    pub fn details(&self, torrent: TorrentId) -> Result<Option<crate::TorrentDetails>, ClientError> {
+    pub fn details(
+        &self,
+        torrent: TorrentId,
+    ) -> Result<Option<crate::TorrentDetails>, ClientError> {
         let (reply, rx) = crossbeam_channel::bounded(1);
         (self.send)(Command::Details { torrent, reply })?;
         rx.recv_timeout(REPLY_TIMEOUT)

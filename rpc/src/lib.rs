@@ -679,7 +679,9 @@ fn list_fields(t: &TorrentView) -> Map<String, Value> {
     m.insert("fileStats".into(), Value::Array(stats));
     let priorities: Vec<i64> = (0..t.files.len()).map(|i| s.priority(i).code()).collect();
     // Numbers, not booleans: Transmission sends 1/0 here.
-    let wanted: Vec<u8> = (0..t.files.len()).map(|i| u8::from(s.is_wanted(i))).collect();
+    let wanted: Vec<u8> = (0..t.files.len())
+        .map(|i| u8::from(s.is_wanted(i)))
+        .collect();
     m.insert("priorities".into(), json!(priorities));
     m.insert("wanted".into(), json!(wanted));
     m.insert("trackers".into(), Value::Array(trackers.clone()));

@@ -501,7 +501,10 @@ fn torrent_set_changes_files_limits_and_labels_and_torrent_get_shows_them() {
         &mut e,
         json!({"method": "torrent-set", "arguments": {"ids": [1], "files-wanted": []}}),
     );
-    assert!(e.torrents[0].settings.wanted.is_empty(), "all wanted: nothing to keep");
+    assert!(
+        e.torrents[0].settings.wanted.is_empty(),
+        "all wanted: nothing to keep"
+    );
 }
 
 #[test]
@@ -529,7 +532,12 @@ fn a_bad_torrent_set_changes_nothing() {
         &mut e,
         json!({"method": "torrent-set", "arguments": {"ids": [2], "files-wanted": [0]}}),
     );
-    assert!(r["result"].as_str().expect("text").contains("not known yet"));
+    assert!(
+        r["result"]
+            .as_str()
+            .expect("text")
+            .contains("not known yet")
+    );
     // A change that changes nothing calls nothing.
     call(
         &mut e,
@@ -597,5 +605,8 @@ fn settings_survive_their_json_form() {
     assert_eq!(back.wanted, vec![false], "trailing defaults trimmed");
     assert!(!back.is_wanted(0) && back.is_wanted(2));
     // An older state file has none of it: the defaults.
-    assert_eq!(TorrentSettings::from_json(&json!({})), TorrentSettings::new());
+    assert_eq!(
+        TorrentSettings::from_json(&json!({})),
+        TorrentSettings::new()
+    );
 }

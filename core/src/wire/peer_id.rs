@@ -62,7 +62,14 @@ impl PeerId {
             b"FD" => "Free Download Manager",
             b"WW" => "WebTorrent",
             // Both checked ASCII alphanumeric above.
-            _ => return Some(format!("{}{} {}", tag[0] as char, tag[1] as char, ascii(version))),
+            _ => {
+                return Some(format!(
+                    "{}{} {}",
+                    tag[0] as char,
+                    tag[1] as char,
+                    ascii(version)
+                ));
+            }
         };
         Some(format!("{name} {}", ascii(version)))
     }
@@ -97,7 +104,10 @@ mod tests {
             name(b"-TR4050-abcdefghijkl").as_deref(),
             Some("Transmission 4050")
         );
-        assert_eq!(name(b"-LT2090-abcdefghijkl").as_deref(), Some("libtorrent 2090"));
+        assert_eq!(
+            name(b"-LT2090-abcdefghijkl").as_deref(),
+            Some("libtorrent 2090")
+        );
         assert_eq!(name(b"-XY1234-abcdefghijkl").as_deref(), Some("XY 1234"));
         assert_eq!(name(b"M7-2-2--abcdefghijkl"), None);
         assert_eq!(name(b"-T\xff4050-abcdefghijkl"), None);
