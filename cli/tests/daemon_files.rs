@@ -156,3 +156,80 @@ fn files_can_be_skipped_prioritised_and_labelled(rt: Runtime) {
 }
 
 per_runtime!(files_can_be_skipped_prioritised_and_labelled);
+
+/// `incomplete-dir` (Transmission's move-on-complete): a torrent downloads under it and
+/// moves to its download directory once complete; the setting is refused outside the
+/// daemon's download directory and survives a restart.
+#[test]
+fn completed_torrents_move_out_of_the_incomplete_directory() {
+    common::require_tool("transmission-remote", &["--version"], "transmission-cli");
+    let rt = Runtime::Mio;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_tracker, announce) = start_tracker(rt, &rt.ip(103));
+    let (content, torrent, _) = common::daemon::album_torrent(dir.path(), &announce, 77);
+    let (_seed, _) = unchoke_seed(rt, &torrent, &content, &rt.ip(104), &[]);
+    let session = dir.path().join("session");
+    let downloads = dir.path().join("downloads");
+    let daemon = Daemon::start(rt, &rt.ip(105), &session, &downloads);
+
+    let (_, id, _) = common::daemon::post(&daemon.rpc, None, "{}");
+    let id = id.expect("session id");
+    let (_, _, body) = common::daemon::post(
+        &daemon.rpc,
+        Some(&id),
+        r#"{"method":"session-set","arguments":{"incomplete-dir":"/etc","incomplete-dir-enabled":true}}"#,
+    );
+    assert!(
+        body.contains("outside the daemon's download directory"),
+        "{body}"
+    );
+    daemon.call(json!({"method": "session-set", "arguments": {
+        "incomplete-dir": downloads.join("partial").to_str().expect("utf-8"),
+        "incomplete-dir-enabled": true}}));
+    let si = daemon.call(json!({"method": "session-get"}));
+    assert_eq!(si["incomplete-dir-enabled"], true, "{si}");
+
+    // Added stopped: it is placed under partial/ until it completes.
+    daemon.call(json!({"method": "torrent-add", "arguments": {
+        "filename": torrent.to_str().expect("utf-8"), "paused": true}}));
+    let t = &daemon.call(json!({"method": "torrent-get",
+        "arguments": {"ids": [1], "fields": ["downloadDir"]}}))["torrents"][0];
+    assert_eq!(
+        t["downloadDir"],
+        downloads.join("partial").to_str().expect("utf-8"),
+        "{t}"
+    );
+    daemon.remote(&["-t", "1", "-s"]);
+    daemon.list_until("complete", |l| {
+        row(l, 1).is_some_and(|r| r.contains("100%"))
+    });
+    let deadline = Instant::now() + WAIT;
+    let final_dir = downloads.join("album");
+    loop {
+        let t = &daemon.call(json!({"method": "torrent-get",
+            "arguments": {"ids": [1], "fields": ["downloadDir", "status"]}}))["torrents"][0];
+        if t["downloadDir"] == downloads.to_str().expect("utf-8") && t["status"] == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never moved: {t}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_same_file(&content.join("album/one.bin"), &final_dir.join("one.bin"));
+    assert_same_file(
+        &content.join("album/sub/two.bin"),
+        &final_dir.join("sub/two.bin"),
+    );
+    assert!(
+        !downloads.join("partial/album").exists(),
+        "left in partial/"
+    );
+
+    // The setting is kept across a restart.
+    drop(daemon);
+    let daemon = Daemon::start(rt, &rt.ip(105), &session, &downloads);
+    let si = daemon.call(json!({"method": "session-get"}));
+    assert_eq!(si["incomplete-dir-enabled"], true, "{si}");
+    let t = &daemon.call(json!({"method": "torrent-get",
+        "arguments": {"ids": [1], "fields": ["downloadDir"]}}))["torrents"][0];
+    assert_eq!(t["downloadDir"], downloads.to_str().expect("utf-8"), "{t}");
+}

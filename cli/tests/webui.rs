@@ -130,7 +130,11 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
             .is_some_and(|p| p.contains("Client")),
         "no peers table: {pretty}"
     );
-    assert_eq!(report["labels"], serde_json::json!(["web", "test"]), "{pretty}");
+    assert_eq!(
+        report["labels"],
+        serde_json::json!(["web", "test"]),
+        "{pretty}"
+    );
     assert_eq!(report["ratio_shown"], "3.5", "{pretty}");
     assert_eq!(report["ratio_mode_shown"], "of its own:", "{pretty}");
     let shot = out.join("webui.png");

@@ -14,8 +14,10 @@ use std::path::PathBuf;
 use serde_json::{Map, Value, json};
 
 mod metrics;
+mod session;
 mod torrent_set;
 pub use metrics::metrics;
+pub use session::{MAX_QUEUE_SIZE, SessionSettings};
 pub use torrent_set::{FilePriority, LimitMode, MAX_LABEL_LEN, MAX_LABELS, TorrentSettings};
 
 /// The session's speed limits as Transmission keeps them: a value in kB/s (1000 bytes)
@@ -226,10 +228,11 @@ pub trait Engine {
     fn download_dir(&self) -> String;
     /// How the daemon meets peers.
     fn peer_settings(&self) -> PeerSettings;
-    /// The session's speed limits now.
-    fn limits(&self) -> SpeedLimits;
-    /// Sets the session's speed limits (the core applies them at once).
-    fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String>;
+    /// The session's settings now.
+    fn settings(&self) -> SessionSettings;
+    /// Gives the session these settings (checked by the RPC), applied at once and kept
+    /// across restarts.
+    fn set_settings(&mut self, settings: SessionSettings) -> Result<(), String>;
     /// Every torrent, in id order; those in `details` with their peers and exact per-file
     /// progress (a round trip each, so only for the torrents a client looks into).
     fn torrents(&mut self, details: &[u64]) -> Result<Vec<TorrentView>, String>;
@@ -279,8 +282,8 @@ pub fn handle(engine: &mut dyn Engine, body: &[u8]) -> Value {
         _ => return reply(Err("`arguments` is not an object".into()), tag),
     };
     let result = match method {
-        "session-get" => Ok(session_get(engine)),
-        "session-set" => session_set(engine, args),
+        "session-get" => Ok(session::session_get(engine)),
+        "session-set" => session::session_set(engine, args),
         "session-stats" => session_stats(engine),
         "torrent-get" => torrent_get(engine, args),
         "torrent-add" => torrent_add(engine, args),
@@ -315,96 +318,6 @@ fn reply(result: Result<Value, String>, tag: &Value) -> Value {
         out["tag"] = tag.clone();
     }
     out
-}
-
-fn session_get(engine: &mut dyn Engine) -> Value {
-    let l = engine.limits();
-    let p = engine.peer_settings();
-    json!({
-        "version": format!("unchoke {}", env!("CARGO_PKG_VERSION")),
-        "rpc-version": RPC_VERSION,
-        "rpc-version-minimum": RPC_VERSION_MINIMUM,
-        "download-dir": engine.download_dir(),
-        "speed-limit-down": l.down_kbps,
-        "speed-limit-down-enabled": l.down_enabled,
-        "speed-limit-up": l.up_kbps,
-        "speed-limit-up-enabled": l.up_enabled,
-        // Features not built yet, reported as off so clients do not offer them as on.
-        // transmission-remote -si prints its LIMITS section only when every one of these
-        // is there.
-        "alt-speed-enabled": false,
-        "alt-speed-down": 0,
-        "alt-speed-up": 0,
-        "alt-speed-time-enabled": false,
-        "alt-speed-time-begin": 540,
-        "alt-speed-time-end": 1020,
-        "alt-speed-time-day": 127,
-        "peer-limit-global": 200,
-        "peer-limit-per-torrent": 50,
-        "peer-port": p.port,
-        "seedRatioLimited": false,
-        "seedRatioLimit": 2.0,
-        "idle-seeding-limit-enabled": false,
-        "idle-seeding-limit": 30,
-        "download-queue-enabled": false,
-        "seed-queue-enabled": false,
-        "incomplete-dir-enabled": false,
-        "start-added-torrents": true,
-        "rename-partial-files": false,
-        "encryption": "preferred",
-        "dht-enabled": p.dht,
-        "pex-enabled": true,
-        "lpd-enabled": p.lsd,
-        "utp-enabled": false,
-        "port-forwarding-enabled": false,
-        "units": {
-            "speed-units": ["kB/s", "MB/s", "GB/s", "TB/s"],
-            "speed-bytes": SPEED_UNIT,
-            "size-units": ["kB", "MB", "GB", "TB"],
-            "size-bytes": 1000,
-            "memory-units": ["KiB", "MiB", "GiB", "TiB"],
-            "memory-bytes": 1024,
-        },
-    })
-}
-
-fn session_set(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
-    let mut l = engine.limits();
-    let number = |key: &str| -> Result<Option<u64>, String> {
-        match &args[key] {
-            Value::Null => Ok(None),
-            v => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| format!("`{key}` must be a whole number of kB/s")),
-        }
-    };
-    let flag = |key: &str| -> Result<Option<bool>, String> {
-        match &args[key] {
-            Value::Null => Ok(None),
-            v => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| format!("`{key}` must be true or false")),
-        }
-    };
-    if let Some(v) = number("speed-limit-down")? {
-        l.down_kbps = v;
-    }
-    if let Some(v) = flag("speed-limit-down-enabled")? {
-        l.down_enabled = v;
-    }
-    if let Some(v) = number("speed-limit-up")? {
-        l.up_kbps = v;
-    }
-    if let Some(v) = flag("speed-limit-up-enabled")? {
-        l.up_enabled = v;
-    }
-    if l != engine.limits() {
-        engine.set_limits(l)?;
-    }
-    // Other keys are accepted and ignored, as Transmission ignores unknown ones.
-    Ok(json!({}))
 }
 
 fn session_stats(engine: &mut dyn Engine) -> Result<Value, String> {

@@ -5,7 +5,7 @@ use super::*;
 #[derive(Default)]
 struct Fake {
     torrents: Vec<TorrentView>,
-    limits: SpeedLimits,
+    settings: SessionSettings,
     calls: Vec<String>,
     added: Vec<AddRequest>,
     /// The ids `torrents` was last asked details for.
@@ -58,11 +58,11 @@ impl Engine for Fake {
     fn peer_settings(&self) -> PeerSettings {
         PeerSettings::default()
     }
-    fn limits(&self) -> SpeedLimits {
-        self.limits
+    fn settings(&self) -> SessionSettings {
+        self.settings.clone()
     }
-    fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String> {
-        self.limits = limits;
+    fn set_settings(&mut self, settings: SessionSettings) -> Result<(), String> {
+        self.settings = settings;
         self.calls.push("limits".into());
         Ok(())
     }
@@ -261,14 +261,14 @@ fn session_set_maps_transmission_remote_d_and_u_to_limits() {
         json!({"method": "session-set", "arguments": {"speed-limit-down": 100, "speed-limit-down-enabled": true}}),
     );
     assert_eq!(r["result"], "success");
-    assert_eq!(e.limits.download_bytes(), Some(100_000));
-    assert_eq!(e.limits.upload_bytes(), None);
+    assert_eq!(e.settings.limits.download_bytes(), Some(100_000));
+    assert_eq!(e.settings.limits.upload_bytes(), None);
     call(
         &mut e,
         json!({"method": "session-set", "arguments": {"speed-limit-down-enabled": false, "speed-limit-up": 7, "speed-limit-up-enabled": true}}),
     );
-    assert_eq!(e.limits.download_bytes(), None);
-    assert_eq!(e.limits.upload_bytes(), Some(7000));
+    assert_eq!(e.settings.limits.download_bytes(), None);
+    assert_eq!(e.settings.limits.upload_bytes(), Some(7000));
     let r = call(&mut e, json!({"method": "session-get"}));
     assert_eq!(r["arguments"]["speed-limit-down"], 100);
     assert_eq!(r["arguments"]["speed-limit-down-enabled"], false);
@@ -608,5 +608,63 @@ fn settings_survive_their_json_form() {
     assert_eq!(
         TorrentSettings::from_json(&json!({})),
         TorrentSettings::new()
+    );
+}
+
+#[test]
+fn session_set_checks_every_value_then_sets_them_all() {
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "session-set", "arguments": {
+            "incomplete-dir": "/dl/partial", "incomplete-dir-enabled": true,
+            "seedRatioLimited": true, "seedRatioLimit": 1.25,
+            "idle-seeding-limit-enabled": true, "idle-seeding-limit": 9,
+            "download-queue-enabled": true, "download-queue-size": 2,
+            "seed-queue-enabled": true, "seed-queue-size": 3,
+            "some-future-key": 1,
+        }}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(e.calls, vec!["limits"], "one call with everything");
+    let s = e.settings.clone();
+    assert!(s.incomplete_dir_enabled && s.incomplete_dir == "/dl/partial");
+    assert!(s.seed_ratio_limited && s.seed_ratio_limit == 1.25);
+    assert!(s.idle_seeding_limited && s.idle_seeding_minutes == 9);
+    assert!(s.download_queue_enabled && s.download_queue_size == 2);
+    assert!(s.seed_queue_enabled && s.seed_queue_size == 3);
+    let got = call(&mut e, json!({"method": "session-get"}));
+    assert_eq!(got["arguments"]["seedRatioLimit"], 1.25);
+    assert_eq!(got["arguments"]["download-queue-size"], 2);
+    assert_eq!(got["arguments"]["incomplete-dir"], "/dl/partial");
+    assert_eq!(SessionSettings::from_json(&s.to_json()), s);
+
+    let before = e.settings.clone();
+    for (args, needle) in [
+        (
+            json!({"seedRatioLimited": true, "seedRatioLimit": -1}),
+            "≥ 0",
+        ),
+        (json!({"download-queue-size": 0}), "between 1"),
+        (
+            json!({"speed-limit-down": 5, "seed-queue-enabled": "yes"}),
+            "true or false",
+        ),
+        (json!({"incomplete-dir": 3}), "a path"),
+    ] {
+        let r = call(&mut e, json!({"method": "session-set", "arguments": args}));
+        assert!(
+            r["result"].as_str().expect("text").contains(needle),
+            "{args}: {r}"
+        );
+    }
+    assert_eq!(e.settings, before, "a refused request changed nothing");
+    let r = call(
+        &mut fake(),
+        json!({"method": "session-set", "arguments": {"incomplete-dir-enabled": true}}),
+    );
+    assert!(
+        r["result"].as_str().expect("text").contains("needs an"),
+        "{r}"
     );
 }

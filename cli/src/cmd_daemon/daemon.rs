@@ -13,11 +13,12 @@ use unchoke_core::picker::Priority;
 use unchoke_core::session::{RateLimits, TorrentId, TorrentState};
 use unchoke_driver::{AddMagnet, AddTorrent, ClientEvent, TorrentDetails};
 
+use super::rpc::SessionSettings;
 use super::rpc::{
     AddRequest, AddSource, Added, Engine, FilePriority, FileView, PeerSettings, PeerView, Status,
     TorrentSettings, TorrentView,
 };
-use super::state::{Entry, SessionDir, Source, SpeedLimits, State};
+use super::state::{Entry, SessionDir, Source, State};
 use crate::runtime::Client;
 
 /// A torrent's files for the RPC, padding left out. With the torrent's verified pieces
@@ -172,7 +173,8 @@ pub(crate) struct Daemon {
     dir: SessionDir,
     /// The `--download-dir`, absolute and resolved: no RPC call puts data outside it.
     root: PathBuf,
-    limits: SpeedLimits,
+    /// The session's settings as the RPC last set them.
+    settings: SessionSettings,
     slots: Vec<Slot>,
     next_id: u64,
     peers: PeerSettings,
@@ -184,7 +186,7 @@ impl Daemon {
         client: Client,
         dir: SessionDir,
         root: PathBuf,
-        limits: SpeedLimits,
+        settings: SessionSettings,
         peers: PeerSettings,
     ) -> Self {
         Daemon {
@@ -192,7 +194,7 @@ impl Daemon {
             client,
             dir,
             root,
-            limits,
+            settings,
             slots: Vec::new(),
             next_id: 1,
         }
@@ -295,6 +297,7 @@ impl Daemon {
                 warn(&e);
             }
         }
+        self.move_completed();
     }
 
     fn take_id(&mut self) -> u64 {
@@ -369,7 +372,7 @@ impl Daemon {
     fn save_state(&self) -> Result<(), String> {
         self.dir.save(&State {
             torrents: self.slots.iter().map(|s| s.entry.clone()).collect(),
-            limits: self.limits,
+            session: self.settings.clone(),
         })
     }
 
@@ -404,6 +407,7 @@ impl Daemon {
         if let Some(dup) = self.duplicate(&hash) {
             return Ok(dup);
         }
+        let (dir, complete_dir) = self.placement(dir)?;
         // The copy first: a crash right after the add must not lose the torrent.
         self.dir.save_torrent_file(&hash, bytes)?;
         let entry = Entry {
@@ -413,6 +417,7 @@ impl Daemon {
             paused,
             added: now_secs(),
             settings: TorrentSettings::new(),
+            complete_dir,
         };
         self.add_entry(entry)
     }
@@ -430,6 +435,7 @@ impl Daemon {
         if let Some(dup) = self.duplicate(&hash) {
             return Ok(dup);
         }
+        let (dir, complete_dir) = self.placement(dir)?;
         let entry = Entry {
             hash,
             source: Source::Magnet(link.to_string()),
@@ -437,8 +443,84 @@ impl Daemon {
             paused,
             added: now_secs(),
             settings: TorrentSettings::new(),
+            complete_dir,
         };
         self.add_entry(entry)
+    }
+
+    /// Where a torrent bound for `dir` downloads, and where it moves once complete: with
+    /// the session's `incomplete-dir` on, there and then `dir`; else `dir` and no move.
+    fn placement(&self, dir: PathBuf) -> Result<(PathBuf, Option<PathBuf>), String> {
+        if !self.settings.incomplete_dir_enabled {
+            return Ok((dir, None));
+        }
+        let partial = confine(&self.root, Path::new(&self.settings.incomplete_dir))?;
+        if partial == dir {
+            return Ok((dir, None));
+        }
+        Ok((partial, Some(dir)))
+    }
+
+    /// Moves the torrents waiting to (those added while `incomplete-dir` was on) once the
+    /// core says they are complete: the same safe move as `set-location --move`. The
+    /// destination is forgotten when the move is tried, so a move that fails (the data
+    /// put back, the error shown) is not tried again and again.
+    fn move_completed(&mut self) {
+        if self.slots.iter().all(|s| s.entry.complete_dir.is_none()) {
+            return;
+        }
+        let statuses = match self.client.torrents() {
+            Ok(s) => s,
+            Err(e) => return warn(&e.to_string()),
+        };
+        let mut moved = false;
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            let (Some(core), Some(to)) = (slot.core, slot.entry.complete_dir.clone()) else {
+                continue;
+            };
+            let done = statuses
+                .iter()
+                .any(|st| st.id == core && st.state == TorrentState::Seeding);
+            if !done {
+                continue;
+            }
+            if let Err(e) = self.start_move(&self.slots[i], &to, true) {
+                warn(&format!(
+                    "torrent {}: moving it to {}: {e}",
+                    self.slots[i].id,
+                    to.display()
+                ));
+                self.slots[i].error = Some(format!("could not move it to {}: {e}", to.display()));
+            }
+            self.slots[i].entry.complete_dir = None;
+            moved = true;
+        }
+        if moved {
+            if let Err(e) = self.save_state() {
+                warn(&e);
+            }
+        }
+    }
+
+    /// Points a torrent at `to`, moving its files there with `move_data` (else only
+    /// looking there), by a recheck the client runs off the loop.
+    fn start_move(&self, slot: &Slot, to: &Path, move_data: bool) -> Result<(), String> {
+        let (Some(core), Some(m)) = (slot.core, &slot.metainfo) else {
+            return Err("its metadata is not known yet".into());
+        };
+        let from = confine(&self.root, &slot.entry.download_dir)?;
+        if from == to {
+            return Ok(());
+        }
+        let mut add = AddTorrent::new((**m).clone(), to);
+        // Moved files keep their times, and their resume file goes along: it is
+        // trusted as usual. Only looking in a new place hashes what is there.
+        add.recheck = !move_data;
+        self.client
+            .recheck(core, add, move_data.then_some(from))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     /// Starts a new entry and lists it; nothing is listed if the client refused it.
@@ -490,24 +572,30 @@ impl Engine for Daemon {
         self.root.to_string_lossy().into_owned()
     }
 
-    fn limits(&self) -> SpeedLimits {
-        self.limits
+    fn settings(&self) -> SessionSettings {
+        self.settings.clone()
     }
 
     fn peer_settings(&self) -> PeerSettings {
         self.peers
     }
 
-    fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String> {
-        let rates = RateLimits {
-            upload: limits.upload_bytes(),
-            download: limits.download_bytes(),
-        };
-        self.client
-            .set_limits(None, rates)
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        self.limits = limits;
+    fn set_settings(&mut self, settings: SessionSettings) -> Result<(), String> {
+        // Checked before anything is applied: a refused directory changes nothing.
+        if settings.incomplete_dir_enabled {
+            confine(&self.root, Path::new(&settings.incomplete_dir))?;
+        }
+        if settings.limits != self.settings.limits {
+            let rates = RateLimits {
+                upload: settings.limits.upload_bytes(),
+                download: settings.limits.download_bytes(),
+            };
+            self.client
+                .set_limits(None, rates)
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        self.settings = settings;
         self.save_state()
     }
 
@@ -679,29 +767,15 @@ impl Engine for Daemon {
         let to = confine(&self.root, &location)?;
         let mut errors = Vec::new();
         for slot in self.slots.iter().filter(|s| ids.contains(&s.id)) {
-            let (Some(core), Some(m)) = (slot.core, &slot.metainfo) else {
-                errors.push(format!(
-                    "torrent {}: its metadata is not known yet",
-                    slot.id
-                ));
-                continue;
-            };
-            let from = confine(&self.root, &slot.entry.download_dir)?;
-            if from == to {
-                continue;
-            }
-            let mut add = AddTorrent::new((**m).clone(), &to);
-            // Moved files keep their times, and their resume file goes along: it is
-            // trusted as usual. Only looking in a new place hashes what is there.
-            add.recheck = !move_data;
-            if let Err(e) = self
-                .client
-                .recheck(core, add, move_data.then_some(from))
-                .map_err(|e| e.to_string())?
-            {
+            if let Err(e) = self.start_move(slot, &to, move_data) {
                 errors.push(format!("torrent {}: {e}", slot.id));
             }
         }
+        // The user chose where they go: a move waiting for completion is dropped.
+        for slot in self.slots.iter_mut().filter(|s| ids.contains(&s.id)) {
+            slot.entry.complete_dir = None;
+        }
+        self.save_state()?;
         all_done(errors)
     }
 

@@ -126,8 +126,8 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
     config.lsd = !args.no_lsd;
     // The limits the RPC last set, from the start: the core holds them from its first
     // request on.
-    config.session.upload_limit = saved.limits.upload_bytes();
-    config.session.download_limit = saved.limits.download_bytes();
+    config.session.upload_limit = saved.session.limits.upload_bytes();
+    config.session.download_limit = saved.session.limits.download_bytes();
     let dht = config.dht.is_some();
     let lsd = config.lsd;
     let client = Client::new(args.runtime, config).map_err(|e| e.to_string())?;
@@ -137,7 +137,8 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
         dht,
         lsd,
     };
-    let mut daemon = daemon::Daemon::new(client, dir, root.clone(), saved.limits, settings);
+    let mut daemon =
+        daemon::Daemon::new(client, dir, root.clone(), saved.session.clone(), settings);
     let running = daemon.restore(&saved);
 
     let rpc_addr = server.local_addr().unwrap_or(args.rpc);

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! SESSION_DIR/
-//!   state.json             the torrent list and the session's speed limits
+//!   state.json             the torrent list and the session's settings
 //!   torrents/<hash>.torrent a copy of each .torrent added (a magnet is kept as its link)
 //!   dht.nodes              DHT nodes that answered, for a faster start
 //! ```
@@ -47,6 +47,10 @@ pub(crate) struct Entry {
     pub(crate) added: u64,
     /// Its own settings (`torrent-set`): files wanted, priorities, limits, labels.
     pub(crate) settings: TorrentSettings,
+    /// Where it moves once complete: set when it was added while the session's
+    /// `incomplete-dir` was on (it downloads there, in `download_dir`), cleared once the
+    /// move was tried.
+    pub(crate) complete_dir: Option<PathBuf>,
 }
 
 /// What `state.json` holds.
@@ -54,12 +58,11 @@ pub(crate) struct Entry {
 pub(crate) struct State {
     /// The torrents, in the order they were added.
     pub(crate) torrents: Vec<Entry>,
-    /// The session's speed limits, as the RPC last set them.
-    pub(crate) limits: SpeedLimits,
+    /// The session's settings, as the RPC last set them.
+    pub(crate) session: SessionSettings,
 }
 
-pub(crate) use unchoke_rpc::SpeedLimits;
-use unchoke_rpc::TorrentSettings;
+use unchoke_rpc::{SessionSettings, TorrentSettings};
 
 /// The session directory.
 #[derive(Debug)]
@@ -168,17 +171,18 @@ impl State {
                 if e.settings != TorrentSettings::new() {
                     v["settings"] = e.settings.to_json();
                 }
+                if let Some(d) = &e.complete_dir {
+                    v["complete_dir"] = json!(d.to_string_lossy());
+                }
                 v
             })
             .collect();
-        json!({
-            "version": 1,
-            "speed-limit-down": self.limits.down_kbps,
-            "speed-limit-down-enabled": self.limits.down_enabled,
-            "speed-limit-up": self.limits.up_kbps,
-            "speed-limit-up-enabled": self.limits.up_enabled,
-            "torrents": torrents,
-        })
+        // The session's settings at the top level under their RPC names, beside the
+        // list (the first daemon kept only the speed limits there, the same way).
+        let mut v = self.session.to_json();
+        v["version"] = json!(1);
+        v["torrents"] = json!(torrents);
+        v
     }
 
     fn from_json(v: &Value) -> Result<State, String> {
@@ -205,16 +209,12 @@ impl State {
                 paused: t["paused"].as_bool().unwrap_or(false),
                 added: t["added"].as_u64().unwrap_or(0),
                 settings: TorrentSettings::from_json(&t["settings"]),
+                complete_dir: t["complete_dir"].as_str().map(PathBuf::from),
             });
         }
         Ok(State {
             torrents,
-            limits: SpeedLimits {
-                down_kbps: v["speed-limit-down"].as_u64().unwrap_or(0),
-                down_enabled: v["speed-limit-down-enabled"].as_bool().unwrap_or(false),
-                up_kbps: v["speed-limit-up"].as_u64().unwrap_or(0),
-                up_enabled: v["speed-limit-up-enabled"].as_bool().unwrap_or(false),
-            },
+            session: SessionSettings::from_json(v),
         })
     }
 }
@@ -237,6 +237,7 @@ mod tests {
                     paused: true,
                     added: 7,
                     settings: TorrentSettings::new(),
+                    complete_dir: None,
                 },
                 Entry {
                     hash: "b".repeat(40),
@@ -249,13 +250,21 @@ mod tests {
                         wanted: vec![false],
                         ..TorrentSettings::new()
                     },
+                    complete_dir: Some(PathBuf::from("/tmp/done")),
                 },
             ],
-            limits: SpeedLimits {
-                down_kbps: 100,
-                down_enabled: true,
-                up_kbps: 5,
-                up_enabled: false,
+            session: SessionSettings {
+                incomplete_dir: "/tmp/partial".into(),
+                incomplete_dir_enabled: true,
+                seed_queue_enabled: true,
+                seed_queue_size: 4,
+                limits: unchoke_rpc::SpeedLimits {
+                    down_kbps: 100,
+                    down_enabled: true,
+                    up_kbps: 5,
+                    up_enabled: false,
+                },
+                ..SessionSettings::default()
             },
         };
         sd.save(&state).expect("save");

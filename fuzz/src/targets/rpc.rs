@@ -23,14 +23,14 @@ use std::path::PathBuf;
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Value, json};
 use unchoke_rpc::{
-    AddRequest, Added, Engine, PeerSettings, SpeedLimits, Status, TorrentSettings, TorrentView,
+    AddRequest, Added, Engine, PeerSettings, SessionSettings, Status, TorrentSettings, TorrentView,
     handle,
 };
 
 /// The fake engine: three torrents (ids 1–3), records what it was asked to do.
 struct Fake {
     torrents: Vec<TorrentView>,
-    limits: SpeedLimits,
+    settings: SessionSettings,
     touched: Vec<u64>,
 }
 
@@ -80,11 +80,11 @@ impl Engine for Fake {
     fn peer_settings(&self) -> PeerSettings {
         PeerSettings::default()
     }
-    fn limits(&self) -> SpeedLimits {
-        self.limits
+    fn settings(&self) -> SessionSettings {
+        self.settings.clone()
     }
-    fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String> {
-        self.limits = limits;
+    fn set_settings(&mut self, settings: SessionSettings) -> Result<(), String> {
+        self.settings = settings;
         Ok(())
     }
     fn torrents(&mut self, details: &[u64]) -> Result<Vec<TorrentView>, String> {
@@ -328,10 +328,10 @@ pub fn rpc(data: &[u8]) {
     };
     let mut engine = Fake {
         torrents: (1..=3).map(view).collect(),
-        limits: SpeedLimits::default(),
+        settings: SessionSettings::default(),
         touched: Vec::new(),
     };
-    let before = engine.limits;
+    let before = engine.settings.clone();
     let answer = handle(&mut engine, &body);
     let result = answer["result"]
         .as_str()
@@ -341,7 +341,10 @@ pub fn rpc(data: &[u8]) {
         assert_eq!(&answer["tag"], tag, "the tag is echoed");
     }
     if result != "success" {
-        assert_eq!(engine.limits, before, "a failed request changed the limits");
+        assert_eq!(
+            engine.settings, before,
+            "a failed request changed the settings"
+        );
         if request["method"] == "torrent-set" {
             assert!(
                 engine.touched.is_empty(),
