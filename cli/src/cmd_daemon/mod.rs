@@ -180,32 +180,34 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
     let running = daemon.restore(&saved);
 
     let rpc_addr = server.local_addr().unwrap_or(settings.rpc);
-    crate::output::print(&format!(
+    // One write: a reader that takes only the first line and closes the pipe must not
+    // fail a later print.
+    let mut started = format!(
         "unchoke daemon: RPC on http://{rpc_addr}{}, peers on {}, downloads in {}, {running} of {} torrents restored; web UI at http://{rpc_addr}/\n",
         http::RPC_PATH,
         peers_on.map_or_else(|| "-".to_string(), |a| a.to_string()),
         root.display(),
         saved.torrents.len(),
-    ))?;
+    );
     if let Some(auth) = &settings.auth {
-        crate::output::print(&format!(
-            "unchoke daemon: the RPC and web UI ask for user {:?}'s password\n",
+        started.push_str(&format!(
+            "unchoke daemon: the RPC and the web UI ask for user {:?}'s password\n",
             auth.user()
-        ))?;
-        if !settings.rpc.ip().is_loopback() {
-            eprintln!(
-                "unchoke daemon: warning: the RPC listens on {rpc_addr} over plain HTTP: basic \
-                 authentication sends the password in clear to anyone who can see the \
-                 traffic; use it on a trusted network only (or tunnel, or put a TLS proxy in \
-                 front)"
-            );
-        }
+        ));
     }
     if let Some(w) = &watch {
-        crate::output::print(&format!(
+        started.push_str(&format!(
             "unchoke daemon: watching {} for .torrent files\n",
             w.path().display()
-        ))?;
+        ));
+    }
+    crate::output::print(&started)?;
+    if settings.auth.is_some() && !settings.rpc.ip().is_loopback() {
+        eprintln!(
+            "unchoke daemon: warning: the RPC listens on {rpc_addr} over plain HTTP: basic \
+             authentication sends the password in clear to anyone who can see the traffic; \
+             use it on a trusted network only (or tunnel, or put a TLS proxy in front)"
+        );
     }
     // Events are read between requests too: the client keeps a bounded backlog of them,
     // and a magnet's `MetadataReady` (its name, its files for a later delete) must not be
