@@ -3,7 +3,8 @@
 //! non-loopback `--rpc` without credentials and a wildcard bind with them, `--config FILE`
 //! with a flag over it and a typo in it, the watch folder (a file written in two steps, an
 //! invalid one, a duplicate, a symlink that must not be followed), and `torrent-add` of a
-//! URL served by a Python `http.server` (and of one that answers 404).
+//! URL served by a Python `http.server` (one that answers 404, a refused connection, and a
+//! redirect).
 
 #[macro_use]
 mod common;
@@ -461,4 +462,17 @@ fn torrent_add_fetches_a_url_and_reports_a_404() {
         "{r}"
     );
     assert_eq!(torrents(&d).len(), 1);
+
+    // A redirect is followed: http.server answers `/moved` (a directory) with a 301 to
+    // `/moved/`, whose index.html is here a second .torrent file.
+    let (_, second, second_hash) = album_torrent(&root.join("two"), NO_TRACKER, 41);
+    std::fs::create_dir_all(served.join("moved")).expect("mkdir");
+    std::fs::copy(&second, served.join("moved/index.html")).expect("copy");
+    let r = add(&format!("{}/moved", web.base));
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(
+        r["arguments"]["torrent-added"]["hashString"],
+        second_hash.as_str()
+    );
+    assert_eq!(torrents(&d).len(), 2);
 }
