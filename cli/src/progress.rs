@@ -746,6 +746,7 @@ mod tests {
             pieces_have: u32::try_from(bytes_have / (1 << 20)).unwrap_or(4),
             pieces_missing: 0,
             bytes_have,
+            bytes_left: (4 << 20) - bytes_have,
             total_length: 4 << 20,
             downloaded: bytes_have,
             uploaded,

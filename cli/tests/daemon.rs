@@ -13,52 +13,14 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, album_torrent, post, start_tracker};
+use common::daemon::{Daemon, album_torrent, post, row, start_tracker};
 use common::runtime::Runtime;
 use common::{assert_same_file, info_json, run_bounded, unchoke_seed, write};
 
 /// How long a step may take (a transfer of a few MiB on loopback takes a second or two).
 const WAIT: Duration = Duration::from_secs(60);
-
-impl Daemon {
-    /// `transmission-remote RPC ARGS…`, bounded by `timeout(1)`; panics unless it succeeds.
-    fn remote(&self, args: &[&str]) -> String {
-        let out = Command::new("timeout")
-            .args(["60", "transmission-remote", &self.rpc])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run transmission-remote");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "transmission-remote {args:?}: {}\n{stdout}\n{}\ndaemon: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.stderr.lock().expect("lock")
-        );
-        stdout
-    }
-
-    /// Polls `transmission-remote -l` until `ok` accepts its output (bounded by [`WAIT`]).
-    fn list_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let list = self.remote(&["-l"]);
-            if ok(&list) {
-                return list;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never {what}; last list:\n{list}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-}
 
 /// The torrent's 3.2 MB took at least 2 s: a 900 kB/s download limit was in force (with
 /// no limit it takes well under a second on loopback).
@@ -67,12 +29,6 @@ fn assert_slowed(took: Duration) {
         took >= Duration::from_secs(2),
         "3.2 MB downloaded in {took:?}: faster than the 900 kB/s limit allows"
     );
-}
-
-/// The row of torrent `id` in a `-l` listing.
-fn row(list: &str, id: u32) -> Option<&str> {
-    list.lines()
-        .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
 }
 
 fn transmission_remote_drives_the_daemon(rt: Runtime) {

@@ -2,7 +2,8 @@
 //! `chromium-driver`, driven through `python3-selenium` by `helpers/webui_drive.py`), on
 //! loopback only: the page loads and talks to the RPC, shows an RPC error, applies the
 //! speed limits, adds a .torrent through its file input, the row reaches 100 % from an
-//! `unchoke seed`, the details list the files and the tracker, pause, resume, and removal
+//! `unchoke seed`, the details list the files, the tracker and the peers, a file's priority
+//! and the torrent's labels and ratio limit are set through the page, pause, resume, and removal
 //! with the data; then the same torrent as a magnet link through the page's form, to 100 %
 //! and removed keeping its data; the browser's console holds no error. A screenshot is kept under the
 //! build directory (`CARGO_TARGET_TMPDIR/webui/webui.png`, its path printed).
@@ -123,6 +124,15 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
             .is_some_and(|e| e.contains("magnet")),
         "the bad magnet's error was not shown: {pretty}"
     );
+    assert!(
+        report["details_peers"]
+            .as_str()
+            .is_some_and(|p| p.contains("Client")),
+        "no peers table: {pretty}"
+    );
+    assert_eq!(report["labels"], serde_json::json!(["web", "test"]), "{pretty}");
+    assert_eq!(report["ratio_shown"], "3.5", "{pretty}");
+    assert_eq!(report["ratio_mode_shown"], "of its own:", "{pretty}");
     let shot = out.join("webui.png");
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "{} is no PNG", shot.display());

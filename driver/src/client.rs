@@ -231,6 +231,34 @@ impl ClientCore {
             .map_err(|_| ClientError::Stopped)
     }
 
+    /// What the torrent's peers are doing and which pieces it has, for a status display
+    /// (`None`: no such torrent).
+    pub fn details(
+        &self,
+        torrent: TorrentId,
+    ) -> Result<Option<crate::TorrentDetails>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::Details { torrent, reply })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sets the torrent's file priorities (index = file index in the metainfo, padding
+    /// files included; missing entries are `Normal`): see
+    /// [`unchoke_core::session::Session::set_file_priorities`]. A magnet torrent takes them
+    /// only once its metadata is known; before that the call does nothing. Commands run in
+    /// order, so a later `torrents` or `details` already sees the change.
+    pub fn set_file_priorities(
+        &self,
+        torrent: TorrentId,
+        priorities: Vec<unchoke_core::picker::Priority>,
+    ) -> Result<(), ClientError> {
+        (self.send)(Command::SetFilePriorities {
+            torrent,
+            priorities,
+        })
+    }
+
     /// The DHT node's counters and table size (`None` when the client runs no DHT).
     pub fn dht_status(&self) -> Result<Option<crate::DhtStatus>, ClientError> {
         let (reply, rx) = crossbeam_channel::bounded(1);

@@ -94,6 +94,14 @@ pub enum Command {
     Torrents {
         reply: Sender<Vec<crate::TorrentStatus>>,
     },
+    Details {
+        torrent: TorrentId,
+        reply: Sender<Option<crate::TorrentDetails>>,
+    },
+    SetFilePriorities {
+        torrent: TorrentId,
+        priorities: Vec<unchoke_core::picker::Priority>,
+    },
     Shutdown {
         reply: Sender<Vec<ShutdownReport>>,
     },
@@ -580,6 +588,26 @@ impl SessionHost {
             }
             Command::Torrents { reply } => {
                 let _ = reply.send(self.torrent_statuses());
+                false
+            }
+            Command::Details { torrent, reply } => {
+                let now = self.clock.now();
+                let details = self
+                    .session
+                    .stats(torrent, now)
+                    .map(|_| crate::TorrentDetails {
+                        peers: self.session.peer_infos(torrent, now),
+                        have: self.session.have(torrent).cloned(),
+                    });
+                let _ = reply.send(details);
+                false
+            }
+            Command::SetFilePriorities {
+                torrent,
+                priorities,
+            } => {
+                self.session
+                    .set_file_priorities(torrent, &priorities, self.clock.now());
                 false
             }
             Command::Shutdown { reply } => self.close(reply),

@@ -400,6 +400,15 @@ pub struct TorrentStatus {
     pub display_name: Option<String>,
 }
 
+/// A torrent's details for a status display ([`ClientCore::details`]).
+#[derive(Clone, Debug)]
+pub struct TorrentDetails {
+    /// Each connected peer, in connection order.
+    pub peers: Vec<unchoke_core::torrent::PeerInfo>,
+    /// Its verified pieces (`None` for a magnet before its metadata).
+    pub have: Option<unchoke_core::bitfield::Bitfield>,
+}
+
 /// What a client's `shutdown` reports per torrent.
 #[derive(Clone, Debug)]
 pub struct ShutdownReport {

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use serde_json::{Map, Value, json};
 
 mod metrics;
+mod torrent_set;
 pub use metrics::metrics;
+pub use torrent_set::{FilePriority, LimitMode, MAX_LABEL_LEN, MAX_LABELS, TorrentSettings};
 
 /// The session's speed limits as Transmission keeps them: a value in kB/s (1000 bytes)
 /// and whether it applies, separately (`transmission-remote -D` turns a limit off and a
@@ -78,7 +80,7 @@ impl Status {
 }
 
 /// One torrent as the engine shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TorrentView {
     /// The daemon's number for it (stable while the daemon runs).
     pub id: u64,
@@ -94,6 +96,8 @@ pub struct TorrentView {
     pub total_size: u64,
     /// Bytes of verified pieces.
     pub have: u64,
+    /// Bytes of wanted pieces not verified yet (files not wanted are not waited for).
+    pub left: u64,
     /// Payload bytes received since added to this daemon run.
     pub downloaded: u64,
     /// Payload bytes sent.
@@ -122,6 +126,38 @@ pub struct TorrentView {
     pub files: Vec<FileView>,
     /// Its trackers' announce URLs, tier by tier (BEP 12).
     pub trackers: Vec<Vec<String>>,
+    /// What it has of its own (files wanted, limits, labels).
+    pub settings: TorrentSettings,
+    /// Its connected peers, when the caller asked for its details
+    /// ([`Engine::torrents`]); `None` otherwise.
+    pub peer_list: Option<Vec<PeerView>>,
+}
+
+/// One connected peer, for `peers`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerView {
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// Its client, as its peer id names it (empty when it follows no convention).
+    pub client: String,
+    /// It dialled us.
+    pub incoming: bool,
+    /// The connection is encrypted.
+    pub encrypted: bool,
+    /// We choke it.
+    pub am_choking: bool,
+    /// We are interested in it.
+    pub am_interested: bool,
+    /// It chokes us.
+    pub peer_choking: bool,
+    /// It is interested in us.
+    pub peer_interested: bool,
+    /// Share of the pieces it has, 0.0 to 1.0.
+    pub progress: f64,
+    /// Bytes per second it sends us.
+    pub rate_down: u64,
+    /// Bytes per second we send it.
+    pub rate_up: u64,
 }
 
 /// One file of a torrent, for `files` and `fileStats`.
@@ -132,9 +168,9 @@ pub struct FileView {
     pub name: String,
     /// Its length in bytes.
     pub length: u64,
-    /// Bytes of it held. The driver reports verified bytes per torrent, not per piece, so
-    /// between empty and complete this is the torrent's share applied to the file: exact at
-    /// 0 % and 100 %, an estimate in between.
+    /// Bytes of it held: exact when the torrent's details were asked for
+    /// ([`Engine::torrents`]), else the torrent's share applied to the file (exact at 0 %
+    /// and 100 %, an estimate in between).
     pub have: u64,
 }
 
@@ -197,8 +233,12 @@ pub trait Engine {
     fn limits(&self) -> SpeedLimits;
     /// Sets the session's speed limits (the core applies them at once).
     fn set_limits(&mut self, limits: SpeedLimits) -> Result<(), String>;
-    /// Every torrent, in id order.
-    fn torrents(&mut self) -> Result<Vec<TorrentView>, String>;
+    /// Every torrent, in id order; those in `details` with their peers and exact per-file
+    /// progress (a round trip each, so only for the torrents a client looks into).
+    fn torrents(&mut self, details: &[u64]) -> Result<Vec<TorrentView>, String>;
+    /// Gives torrent `id` these settings (checked by the RPC against its files), applied
+    /// at once and kept across restarts.
+    fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String>;
     /// Adds a torrent.
     fn add(&mut self, add: AddRequest) -> Result<Added, String>;
     /// Starts (resumes) these torrents.
@@ -256,6 +296,7 @@ pub fn handle(engine: &mut dyn Engine, body: &[u8]) -> Value {
             with_ids(engine, args, |e, ids| e.remove(ids, delete)).map(|()| json!({}))
         }
         "torrent-verify" => with_ids(engine, args, |e, ids| e.verify(ids)).map(|()| json!({})),
+        "torrent-set" => torrent_set::torrent_set(engine, args),
         "torrent-set-location" => torrent_set_location(engine, args),
         "free-space" => free_space(engine, args),
         other => Err(format!(
@@ -370,7 +411,7 @@ fn session_set(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
 }
 
 fn session_stats(engine: &mut dyn Engine) -> Result<Value, String> {
-    let torrents = engine.torrents()?;
+    let torrents = engine.torrents(&[])?;
     let paused = torrents
         .iter()
         .filter(|t| t.status == Status::Stopped)
@@ -397,7 +438,7 @@ fn session_stats(engine: &mut dyn Engine) -> Result<Value, String> {
 
 /// The torrents `args["ids"]` names, by number or hash; absent: all. A name that matches
 /// nothing is skipped, as Transmission does.
-fn select(args: &Value, torrents: &[TorrentView]) -> Result<Vec<u64>, String> {
+pub(crate) fn select(args: &Value, torrents: &[TorrentView]) -> Result<Vec<u64>, String> {
     let names: Vec<&Value> = match &args["ids"] {
         Value::Null => return Ok(torrents.iter().map(|t| t.id).collect()),
         // "recently-active" means the torrents active lately; all of them is a superset.
@@ -427,19 +468,29 @@ fn with_ids(
     args: &Value,
     f: impl FnOnce(&mut dyn Engine, &[u64]) -> Result<(), String>,
 ) -> Result<(), String> {
-    let torrents = engine.torrents()?;
+    let torrents = engine.torrents(&[])?;
     let ids = select(args, &torrents)?;
     f(engine, &ids)
 }
 
 fn torrent_get(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
-    let torrents = engine.torrents()?;
-    let ids = select(args, &torrents)?;
     let fields: Option<Vec<&str>> = match &args["fields"] {
         Value::Null => None,
         Value::Array(list) => Some(list.iter().filter_map(Value::as_str).collect()),
         _ => return Err("`fields` is a list of names".into()),
     };
+    // Peers and exact file progress cost a round trip per torrent: only when asked for,
+    // and only for the torrents named (a list refresh of every torrent asks for neither).
+    let wants_details = fields
+        .as_ref()
+        .is_none_or(|f| f.iter().any(|n| DETAIL_FIELDS.contains(n)));
+    let details = if wants_details && !args["ids"].is_null() {
+        select(args, &engine.torrents(&[])?)?
+    } else {
+        Vec::new()
+    };
+    let torrents = engine.torrents(&details)?;
+    let ids = select(args, &torrents)?;
     let list: Vec<Value> = torrents
         .iter()
         .filter(|t| ids.contains(&t.id))
@@ -482,15 +533,18 @@ const LIST_FIELDS: [&str; 6] = [
     "trackerStats",
 ];
 
+/// The fields that need a torrent's details ([`Engine::torrents`]).
+const DETAIL_FIELDS: [&str; 4] = ["peers", "files", "fileStats", "peersFrom"];
+
 /// Every field we know of one torrent; the [`LIST_FIELDS`] only with `lists`.
 fn torrent_fields(t: &TorrentView, lists: bool) -> Value {
-    let left = t.total_size.saturating_sub(t.have);
+    let left = t.left;
     let percent = if !t.has_metadata {
         0.0
-    } else if t.total_size == 0 {
+    } else if t.have + left == 0 {
         1.0
     } else {
-        t.have as f64 / t.total_size as f64
+        t.have as f64 / (t.have + left) as f64
     };
     let eta = if left == 0 && t.has_metadata {
         ETA_NOT_AVAILABLE
@@ -522,7 +576,8 @@ fn torrent_fields(t: &TorrentView, lists: bool) -> Value {
         "error": if t.error.is_some() { 3 } else { 0 },
         "errorString": t.error.clone().unwrap_or_default(),
         "totalSize": t.total_size,
-        "sizeWhenDone": t.total_size,
+        // Transmission's: the wanted pieces' bytes, held or not.
+        "sizeWhenDone": t.have + left,
         "leftUntilDone": left,
         "haveValid": t.have,
         "haveUnchecked": 0,
@@ -562,17 +617,17 @@ fn torrent_fields(t: &TorrentView, lists: bool) -> Value {
         "magnetLink": format!("magnet:?xt=urn:btih:{}", t.hash),
         "comment": "",
         "creator": "",
-        "labels": [],
+        "labels": t.settings.labels,
         "bandwidthPriority": 0,
         "honorsSessionLimits": true,
-        "downloadLimit": 0,
-        "downloadLimited": false,
-        "uploadLimit": 0,
-        "uploadLimited": false,
-        "seedRatioMode": 0,
-        "seedRatioLimit": 2.0,
-        "seedIdleMode": 0,
-        "seedIdleLimit": 30,
+        "downloadLimit": t.settings.limits.down_kbps,
+        "downloadLimited": t.settings.limits.down_enabled,
+        "uploadLimit": t.settings.limits.up_kbps,
+        "uploadLimited": t.settings.limits.up_enabled,
+        "seedRatioMode": t.settings.ratio_mode.code(),
+        "seedRatioLimit": t.settings.ratio_limit,
+        "seedIdleMode": t.settings.idle_mode.code(),
+        "seedIdleLimit": t.settings.idle_limit_minutes,
         "secondsDownloading": 0,
         "secondsSeeding": 0,
         "peer-limit": 50,
@@ -584,22 +639,32 @@ fn torrent_fields(t: &TorrentView, lists: bool) -> Value {
         if lists {
             f.extend(list_fields(t));
         }
+        if let Some(peers) = &t.peer_list {
+            f.extend(peer_fields(peers));
+        }
     }
     fields
 }
 
-/// `files`, `fileStats`, `priorities`, `wanted`, `trackers` and `trackerStats`. Every file
-/// is wanted at normal priority: choosing files is not built yet.
+/// `files`, `fileStats`, `priorities`, `wanted`, `trackers` and `trackerStats`.
 fn list_fields(t: &TorrentView) -> Map<String, Value> {
     let files: Vec<Value> = t
         .files
         .iter()
         .map(|f| json!({"name": f.name, "length": f.length, "bytesCompleted": f.have}))
         .collect();
+    let s = &t.settings;
     let stats: Vec<Value> = t
         .files
         .iter()
-        .map(|f| json!({"bytesCompleted": f.have, "wanted": true, "priority": 0}))
+        .enumerate()
+        .map(|(i, f)| {
+            json!({
+                "bytesCompleted": f.have,
+                "wanted": s.is_wanted(i),
+                "priority": s.priority(i).code(),
+            })
+        })
         .collect();
     let mut trackers = Vec::new();
     for (tier, urls) in t.trackers.iter().enumerate() {
@@ -615,13 +680,90 @@ fn list_fields(t: &TorrentView) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("files".into(), Value::Array(files));
     m.insert("fileStats".into(), Value::Array(stats));
-    m.insert("priorities".into(), json!(vec![0; t.files.len()]));
-    m.insert("wanted".into(), json!(vec![1; t.files.len()]));
+    let priorities: Vec<i64> = (0..t.files.len()).map(|i| s.priority(i).code()).collect();
+    // Numbers, not booleans: Transmission sends 1/0 here.
+    let wanted: Vec<u8> = (0..t.files.len())
+        .map(|i| u8::from(s.is_wanted(i)))
+        .collect();
+    m.insert("priorities".into(), json!(priorities));
+    m.insert("wanted".into(), json!(wanted));
     m.insert("trackers".into(), Value::Array(trackers.clone()));
     // The announce URLs we know, with no announce results (the driver does not report
     // them per torrent yet).
     m.insert("trackerStats".into(), Value::Array(trackers));
     m
+}
+
+/// `peers` and `peersFrom`. The core does not keep where an outgoing peer was learnt of
+/// (tracker, DHT, PEX…), so `peersFrom` counts only the incoming ones; the other sources
+/// are 0.
+fn peer_fields(peers: &[PeerView]) -> Map<String, Value> {
+    let list: Vec<Value> = peers
+        .iter()
+        .map(|p| {
+            let downloading = !p.peer_choking && p.am_interested;
+            let uploading = !p.am_choking && p.peer_interested;
+            json!({
+                "address": p.addr.ip().to_string(),
+                "port": p.addr.port(),
+                "clientName": p.client,
+                "clientIsChoked": p.peer_choking,
+                "clientIsInterested": p.am_interested,
+                "peerIsChoked": p.am_choking,
+                "peerIsInterested": p.peer_interested,
+                "isDownloadingFrom": downloading,
+                "isUploadingTo": uploading,
+                "isEncrypted": p.encrypted,
+                "isIncoming": p.incoming,
+                "isUTP": false,
+                "flagStr": flag_str(p),
+                "progress": p.progress,
+                "rateToClient": p.rate_down,
+                "rateToPeer": p.rate_up,
+            })
+        })
+        .collect();
+    let incoming = peers.iter().filter(|p| p.incoming).count();
+    let mut m = Map::new();
+    m.insert("peers".into(), Value::Array(list));
+    m.insert(
+        "peersFrom".into(),
+        json!({
+            "fromIncoming": incoming,
+            "fromCache": 0,
+            "fromDht": 0,
+            "fromLpd": 0,
+            "fromLtep": 0,
+            "fromPex": 0,
+            "fromTracker": 0,
+        }),
+    );
+    m
+}
+
+/// Transmission's peer flags: `D`/`d` downloading from it (or interested and choked),
+/// `U`/`u` uploading to it (or it is interested and we choke it), `K` it unchoked us and
+/// we are not interested, `?` we unchoked it and it is not interested, `E` encrypted,
+/// `I` incoming.
+fn flag_str(p: &PeerView) -> String {
+    let mut f = String::new();
+    if p.am_interested {
+        f.push(if p.peer_choking { 'd' } else { 'D' });
+    } else if !p.peer_choking {
+        f.push('K');
+    }
+    if p.peer_interested {
+        f.push(if p.am_choking { 'u' } else { 'U' });
+    } else if !p.am_choking {
+        f.push('?');
+    }
+    if p.encrypted {
+        f.push('E');
+    }
+    if p.incoming {
+        f.push('I');
+    }
+    f
 }
 
 fn torrent_set_location(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {

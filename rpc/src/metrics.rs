@@ -11,7 +11,7 @@ use super::{Engine, Status};
 
 /// The text a `GET /metrics` answers, or why the engine could not be asked.
 pub fn metrics(engine: &mut dyn Engine) -> Result<String, String> {
-    let torrents = engine.torrents()?;
+    let torrents = engine.torrents(&[])?;
     let mut out = String::new();
     let name = family(
         &mut out,

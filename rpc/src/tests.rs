@@ -8,6 +8,8 @@ struct Fake {
     limits: SpeedLimits,
     calls: Vec<String>,
     added: Vec<AddRequest>,
+    /// The ids `torrents` was last asked details for.
+    details: Vec<u64>,
 }
 
 fn view(id: u64, hash_char: char) -> TorrentView {
@@ -19,6 +21,7 @@ fn view(id: u64, hash_char: char) -> TorrentView {
         has_metadata: true,
         total_size: 1000,
         have: 250,
+        left: 750,
         downloaded: 300,
         uploaded: 600,
         rate_down: 25,
@@ -43,6 +46,8 @@ fn view(id: u64, hash_char: char) -> TorrentView {
             },
         ],
         trackers: vec![vec!["http://t/announce".into()]],
+        settings: TorrentSettings::new(),
+        peer_list: None,
     }
 }
 
@@ -61,8 +66,39 @@ impl Engine for Fake {
         self.calls.push("limits".into());
         Ok(())
     }
-    fn torrents(&mut self) -> Result<Vec<TorrentView>, String> {
-        Ok(self.torrents.clone())
+    fn torrents(&mut self, details: &[u64]) -> Result<Vec<TorrentView>, String> {
+        self.details = details.to_vec();
+        let peer = PeerView {
+            addr: "127.0.0.9:6881".parse().expect("addr"),
+            client: "libtorrent 2090".into(),
+            incoming: true,
+            encrypted: false,
+            am_choking: false,
+            am_interested: true,
+            peer_choking: false,
+            peer_interested: true,
+            progress: 0.5,
+            rate_down: 100,
+            rate_up: 200,
+        };
+        Ok(self
+            .torrents
+            .iter()
+            .cloned()
+            .map(|mut t| {
+                if details.contains(&t.id) {
+                    t.peer_list = Some(vec![peer.clone()]);
+                }
+                t
+            })
+            .collect())
+    }
+    fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String> {
+        self.calls.push(format!("set {id}"));
+        if let Some(t) = self.torrents.iter_mut().find(|t| t.id == id) {
+            t.settings = settings;
+        }
+        Ok(())
     }
     fn add(&mut self, add: AddRequest) -> Result<Added, String> {
         self.added.push(add);
@@ -424,6 +460,155 @@ fn metrics_give_every_family_with_help_and_type_and_a_series_per_torrent() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn torrent_set_changes_files_limits_and_labels_and_torrent_get_shows_them() {
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-set", "arguments": {
+            "ids": [1], "files-unwanted": [1], "priority-high": [0],
+            "downloadLimit": 50, "downloadLimited": true, "labels": ["tv", "hd", "tv"],
+            "seedRatioMode": 1, "seedRatioLimit": 1.5,
+        }}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(e.calls, vec!["set 1"]);
+    let s = &e.torrents[0].settings;
+    assert_eq!(s.wanted, vec![true, false]);
+    assert_eq!(s.priorities, vec![FilePriority::High]);
+    assert!(s.limits.down_enabled && s.limits.down_kbps == 50);
+    assert_eq!(s.labels, vec!["tv", "hd"], "duplicates dropped");
+    assert_eq!(s.ratio_mode, LimitMode::Own);
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-get", "arguments": {"ids": [1],
+            "fields": ["wanted", "priorities", "fileStats", "labels", "downloadLimit",
+                       "downloadLimited", "seedRatioMode", "seedRatioLimit"]}}),
+    );
+    let t = &r["arguments"]["torrents"][0];
+    assert_eq!(t["wanted"], json!([1, 0]));
+    assert_eq!(t["priorities"], json!([1, 0]));
+    assert_eq!(t["fileStats"][1]["wanted"], false);
+    assert_eq!(t["labels"], json!(["tv", "hd"]));
+    assert_eq!(t["downloadLimit"], 50);
+    assert_eq!(t["downloadLimited"], true);
+    assert_eq!(t["seedRatioMode"], 1);
+    assert_eq!(t["seedRatioLimit"], 1.5);
+    // An empty list names every file.
+    call(
+        &mut e,
+        json!({"method": "torrent-set", "arguments": {"ids": [1], "files-wanted": []}}),
+    );
+    assert!(
+        e.torrents[0].settings.wanted.is_empty(),
+        "all wanted: nothing to keep"
+    );
+}
+
+#[test]
+fn a_bad_torrent_set_changes_nothing() {
+    let mut e = fake();
+    for (args, needle) in [
+        (json!({"ids": [1, 2], "files-unwanted": [2]}), "no file 2"),
+        (json!({"files-wanted": ["x"]}), "list of file numbers"),
+        (json!({"labels": ["a,b"]}), "no commas"),
+        (json!({"labels": [""]}), "empty"),
+        (json!({"downloadLimit": -1}), "whole number"),
+        (json!({"seedRatioMode": 7}), "0 (session's)"),
+        (json!({"seedRatioLimit": "x"}), "number"),
+        (json!({"trackerAdd": ["http://x"]}), "not supported"),
+        (json!({"honorsSessionLimits": false}), "always apply"),
+    ] {
+        let r = call(&mut e, json!({"method": "torrent-set", "arguments": args}));
+        let text = r["result"].as_str().expect("text");
+        assert!(text.contains(needle), "{args}: {text}");
+    }
+    assert!(e.calls.is_empty(), "{:?}", e.calls);
+    // No file can be named before the metadata.
+    e.torrents[1].has_metadata = false;
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-set", "arguments": {"ids": [2], "files-wanted": [0]}}),
+    );
+    assert!(
+        r["result"]
+            .as_str()
+            .expect("text")
+            .contains("not known yet")
+    );
+    // A change that changes nothing calls nothing.
+    call(
+        &mut e,
+        json!({"method": "torrent-set", "arguments": {"ids": [1], "files-wanted": [0]}}),
+    );
+    assert!(e.calls.is_empty(), "{:?}", e.calls);
+}
+
+#[test]
+fn peers_are_asked_for_only_for_the_torrents_named() {
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-get", "arguments": {"ids": [2], "fields": ["id", "peers"]}}),
+    );
+    assert_eq!(e.details, vec![2]);
+    let p = &r["arguments"]["torrents"][0]["peers"][0];
+    assert_eq!(p["address"], "127.0.0.9");
+    assert_eq!(p["port"], 6881);
+    assert_eq!(p["clientName"], "libtorrent 2090");
+    assert_eq!(p["flagStr"], "DUI");
+    assert_eq!(p["rateToPeer"], 200);
+    // A list refresh of every torrent asks for no details.
+    call(
+        &mut e,
+        json!({"method": "torrent-get", "arguments": {"fields": ["id", "peers"]}}),
+    );
+    assert!(e.details.is_empty());
+    call(
+        &mut e,
+        json!({"method": "torrent-get", "arguments": {"ids": [1], "fields": ["id", "name"]}}),
+    );
+    assert!(e.details.is_empty());
+}
+
+#[test]
+fn size_when_done_counts_wanted_pieces_only() {
+    let mut e = fake();
+    e.torrents[0].left = 250; // the rest is not wanted
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-get", "arguments": {"ids": [1],
+            "fields": ["sizeWhenDone", "leftUntilDone", "percentDone", "totalSize"]}}),
+    );
+    let t = &r["arguments"]["torrents"][0];
+    assert_eq!(t["totalSize"], 1000);
+    assert_eq!(t["sizeWhenDone"], 500);
+    assert_eq!(t["leftUntilDone"], 250);
+    assert_eq!(t["percentDone"], 0.5);
+}
+
+#[test]
+fn settings_survive_their_json_form() {
+    let mut s = TorrentSettings::new();
+    s.labels = vec!["a".into()];
+    s.wanted = vec![true, false];
+    s.priorities = vec![FilePriority::Low, FilePriority::High];
+    s.limits.up_kbps = 7;
+    s.limits.up_enabled = true;
+    s.idle_mode = LimitMode::Unlimited;
+    s.idle_limit_minutes = 5;
+    assert_eq!(TorrentSettings::from_json(&s.to_json()), s);
+    s.wanted = vec![false, true, true];
+    let back = TorrentSettings::from_json(&s.to_json());
+    assert_eq!(back.wanted, vec![false], "trailing defaults trimmed");
+    assert!(!back.is_wanted(0) && back.is_wanted(2));
+    // An older state file has none of it: the defaults.
+    assert_eq!(
+        TorrentSettings::from_json(&json!({})),
+        TorrentSettings::new()
+    );
 }
 
 #[test]

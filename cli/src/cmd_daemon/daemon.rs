@@ -6,36 +6,48 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use unchoke_core::bitfield::Bitfield;
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::Metainfo;
+use unchoke_core::picker::Priority;
 use unchoke_core::session::{RateLimits, TorrentId, TorrentState};
-use unchoke_driver::{AddMagnet, AddTorrent, ClientEvent};
+use unchoke_driver::{AddMagnet, AddTorrent, ClientEvent, TorrentDetails};
 
 use super::rpc::{
-    AddRequest, AddSource, Added, Engine, FileView, PeerSettings, Status, TorrentView,
+    AddRequest, AddSource, Added, Engine, FilePriority, FileView, PeerSettings, PeerView, Status,
+    TorrentSettings, TorrentView,
 };
 use super::state::{Entry, SessionDir, Source, SpeedLimits, State};
 use crate::runtime::Client;
 
-/// A torrent's files for the RPC, padding left out, with `have` of `total` bytes held
-/// spread over them in proportion (the driver reports no per-piece progress): exact when
-/// the torrent is empty or complete.
-fn files_of(m: &Metainfo, have: u64, total: u64) -> Vec<FileView> {
+/// A torrent's files for the RPC, padding left out. With the torrent's verified pieces
+/// (`pieces`, from its details) each file's bytes held are exact; without, `have` of
+/// `total` bytes are spread over the files in proportion (exact when the torrent is empty
+/// or complete), which a list refresh of many torrents makes do with.
+fn files_of(m: &Metainfo, have: u64, total: u64, pieces: Option<&Bitfield>) -> Vec<FileView> {
+    let layout = pieces.map(|_| m.info.layout());
     m.info
         .files
         .iter()
-        .filter(|f| !f.padding)
-        .map(|f| {
+        .enumerate()
+        .filter(|(_, f)| !f.padding)
+        .map(|(index, f)| {
             let mut path = f.path.join("/");
             if m.info.multi_file {
                 path = format!("{}/{path}", m.info.name);
             }
-            let held = if total == 0 || have >= total {
-                if total > 0 { f.length } else { 0 }
-            } else {
+            let held = match (&layout, pieces) {
+                (Some(layout), Some(pieces)) => file_bytes_held(layout, index, pieces),
+                _ if total == 0 || have >= total => {
+                    if total > 0 {
+                        f.length
+                    } else {
+                        0
+                    }
+                }
                 // u128: length * have overflows u64 for files past 4 GiB.
-                u64::try_from(u128::from(f.length) * u128::from(have) / u128::from(total))
-                    .unwrap_or(f.length)
+                _ => u64::try_from(u128::from(f.length) * u128::from(have) / u128::from(total))
+                    .unwrap_or(f.length),
             };
             FileView {
                 name: path,
@@ -44,6 +56,75 @@ fn files_of(m: &Metainfo, have: u64, total: u64) -> Vec<FileView> {
             }
         })
         .collect()
+}
+
+/// Bytes of file `index` inside verified pieces.
+fn file_bytes_held(layout: &unchoke_core::layout::Layout, index: usize, pieces: &Bitfield) -> u64 {
+    let (Some(start), Some(len)) = (layout.file_offset(index), layout.file_length(index)) else {
+        return 0;
+    };
+    let end = start + len;
+    let piece_length = u64::from(layout.piece_length());
+    layout
+        .file_pieces(index)
+        .filter(|&p| pieces.get(p))
+        .map(|p| {
+            let from = u64::from(p) * piece_length;
+            let to = from + u64::from(layout.piece_len(p));
+            to.min(end).saturating_sub(from.max(start))
+        })
+        .sum()
+}
+
+/// The core's priority for each of the metainfo's files (padding included, as the core
+/// numbers them) from the RPC's settings, which number files without padding. Padding is
+/// `Skip`: a piece takes the highest priority of its files, so padding never pulls one in.
+fn core_priorities(m: &Metainfo, settings: &TorrentSettings) -> Vec<Priority> {
+    let mut rpc_index = 0;
+    m.info
+        .files
+        .iter()
+        .map(|f| {
+            if f.padding {
+                return Priority::Skip;
+            }
+            let i = rpc_index;
+            rpc_index += 1;
+            if !settings.is_wanted(i) {
+                return Priority::Skip;
+            }
+            match settings.priority(i) {
+                FilePriority::Low => Priority::Low,
+                FilePriority::Normal => Priority::Normal,
+                FilePriority::High => Priority::High,
+            }
+        })
+        .collect()
+}
+
+/// A torrent's own speed limits for the core.
+fn core_limits(settings: &TorrentSettings) -> RateLimits {
+    RateLimits {
+        upload: settings.limits.upload_bytes(),
+        download: settings.limits.download_bytes(),
+    }
+}
+
+/// A peer as the RPC shows it.
+fn peer_view(p: &unchoke_core::torrent::PeerInfo) -> PeerView {
+    PeerView {
+        addr: p.addr,
+        client: p.client.clone().unwrap_or_default(),
+        incoming: p.inbound,
+        encrypted: p.encrypted,
+        am_choking: p.am_choking,
+        am_interested: p.am_interested,
+        peer_choking: p.peer_choking,
+        peer_interested: p.peer_interested,
+        progress: p.progress,
+        rate_down: p.download_rate,
+        rate_up: p.upload_rate,
+    }
 }
 
 /// The torrent's trackers by tier: `announce-list` when there is one (BEP 12 says it
@@ -179,6 +260,11 @@ impl Daemon {
                         }
                     }
                     slot.metainfo = Some(metainfo);
+                    if slot.entry.settings != TorrentSettings::new() {
+                        if let Err(e) = Self::apply_settings(&self.client, slot) {
+                            warn(&format!("torrent {}: {e}", slot.id));
+                        }
+                    }
                 }
                 ClientEvent::Rechecked {
                     torrent,
@@ -252,6 +338,30 @@ impl Daemon {
                     .map_err(|e| e.to_string())?;
             }
         }
+        // Only settings that differ from a fresh torrent's cost a round trip: a restart
+        // with a thousand plain torrents sends none.
+        if slot.entry.settings != TorrentSettings::new() {
+            Self::apply_settings(&self.client, slot)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the core a torrent's own settings: its limits, and its file priorities once
+    /// its files are known (a magnet's are applied when its metadata arrives).
+    fn apply_settings(client: &Client, slot: &Slot) -> Result<(), String> {
+        let Some(core) = slot.core else {
+            return Ok(());
+        };
+        let settings = &slot.entry.settings;
+        client
+            .set_limits(Some(core), core_limits(settings))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        if let Some(m) = &slot.metainfo {
+            client
+                .set_file_priorities(core, core_priorities(m, settings))
+                .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
@@ -302,6 +412,7 @@ impl Daemon {
             download_dir: dir,
             paused,
             added: now_secs(),
+            settings: TorrentSettings::new(),
         };
         self.add_entry(entry)
     }
@@ -325,6 +436,7 @@ impl Daemon {
             download_dir: dir,
             paused,
             added: now_secs(),
+            settings: TorrentSettings::new(),
         };
         self.add_entry(entry)
     }
@@ -399,9 +511,17 @@ impl Engine for Daemon {
         self.save_state()
     }
 
-    fn torrents(&mut self) -> Result<Vec<TorrentView>, String> {
+    fn torrents(&mut self, details: &[u64]) -> Result<Vec<TorrentView>, String> {
         self.drain_events();
         let statuses = self.client.torrents().map_err(|e| e.to_string())?;
+        let mut detailed: Vec<(u64, TorrentDetails)> = Vec::new();
+        for slot in self.slots.iter().filter(|s| details.contains(&s.id)) {
+            if let Some(core) = slot.core {
+                if let Some(d) = self.client.details(core).map_err(|e| e.to_string())? {
+                    detailed.push((slot.id, d));
+                }
+            }
+        }
         Ok(self
             .slots
             .iter()
@@ -424,6 +544,10 @@ impl Engine for Daemon {
                     None => (Status::Stopped, None),
                 };
                 let info = slot.metainfo.as_ref().map(|m| &m.info);
+                let detail = detailed
+                    .iter()
+                    .find(|(id, _)| *id == slot.id)
+                    .map(|(_, d)| d);
                 TorrentView {
                     id: slot.id,
                     hash: slot.entry.hash.clone(),
@@ -432,6 +556,7 @@ impl Engine for Daemon {
                     has_metadata: stats.is_some_and(|s| s.has_metadata),
                     total_size: stats.map_or(0, |s| s.total_length),
                     have: stats.map_or(0, |s| s.bytes_have),
+                    left: stats.map_or(0, |s| s.bytes_left),
                     downloaded: stats.map_or(0, |s| s.downloaded),
                     uploaded: stats.map_or(0, |s| s.uploaded),
                     rate_down: stats.map_or(0, |s| s.download_rate),
@@ -446,12 +571,26 @@ impl Engine for Daemon {
                     files: slot.metainfo.as_deref().map_or_else(Vec::new, |m| {
                         let have = stats.map_or(0, |s| s.bytes_have);
                         let total = stats.map_or(0, |s| s.total_length);
-                        files_of(m, have, total)
+                        files_of(m, have, total, detail.and_then(|d| d.have.as_ref()))
                     }),
                     trackers: slot.metainfo.as_deref().map_or_else(Vec::new, trackers_of),
+                    settings: slot.entry.settings.clone(),
+                    peer_list: detail.map(|d| d.peers.iter().map(peer_view).collect()),
                 }
             })
             .collect())
+    }
+
+    fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String> {
+        let Some(pos) = self.slots.iter().position(|s| s.id == id) else {
+            return Err(format!("no torrent {id}"));
+        };
+        let before = std::mem::replace(&mut self.slots[pos].entry.settings, settings);
+        if let Err(e) = Self::apply_settings(&self.client, &self.slots[pos]) {
+            self.slots[pos].entry.settings = before;
+            return Err(format!("torrent {id}: {e}"));
+        }
+        self.save_state()
     }
 
     fn add(&mut self, add: AddRequest) -> Result<Added, String> {

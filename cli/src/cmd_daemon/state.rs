@@ -33,7 +33,7 @@ pub(crate) enum Source {
 }
 
 /// One torrent of the list.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Entry {
     /// The v1 info-hash in hex: the torrent's name across restarts.
     pub(crate) hash: String,
@@ -45,10 +45,12 @@ pub(crate) struct Entry {
     pub(crate) paused: bool,
     /// When it was added, in seconds since the epoch (Transmission's `addedDate`).
     pub(crate) added: u64,
+    /// Its own settings (`torrent-set`): files wanted, priorities, limits, labels.
+    pub(crate) settings: TorrentSettings,
 }
 
 /// What `state.json` holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct State {
     /// The torrents, in the order they were added.
     pub(crate) torrents: Vec<Entry>,
@@ -57,6 +59,7 @@ pub(crate) struct State {
 }
 
 pub(crate) use unchoke_rpc::SpeedLimits;
+use unchoke_rpc::TorrentSettings;
 
 /// The session directory.
 #[derive(Debug)]
@@ -162,6 +165,9 @@ impl State {
                 if let Source::Magnet(link) = &e.source {
                     v["magnet"] = json!(link);
                 }
+                if e.settings != TorrentSettings::new() {
+                    v["settings"] = e.settings.to_json();
+                }
                 v
             })
             .collect();
@@ -198,6 +204,7 @@ impl State {
                 download_dir: PathBuf::from(dir),
                 paused: t["paused"].as_bool().unwrap_or(false),
                 added: t["added"].as_u64().unwrap_or(0),
+                settings: TorrentSettings::from_json(&t["settings"]),
             });
         }
         Ok(State {
@@ -229,6 +236,7 @@ mod tests {
                     download_dir: PathBuf::from("/tmp/x y"),
                     paused: true,
                     added: 7,
+                    settings: TorrentSettings::new(),
                 },
                 Entry {
                     hash: "b".repeat(40),
@@ -236,6 +244,11 @@ mod tests {
                     download_dir: PathBuf::from("/tmp/z"),
                     paused: false,
                     added: 8,
+                    settings: TorrentSettings {
+                        labels: vec!["linux".into()],
+                        wanted: vec![false],
+                        ..TorrentSettings::new()
+                    },
                 },
             ],
             limits: SpeedLimits {

@@ -135,6 +135,62 @@ impl Drop for Daemon {
     }
 }
 
+/// Driving it with the real `transmission-remote` (Debian `transmission-cli` 3.00).
+impl Daemon {
+    /// `transmission-remote RPC ARGS…`, bounded by `timeout(1)`; panics unless it succeeds.
+    pub fn remote(&self, args: &[&str]) -> String {
+        let out = Command::new("timeout")
+            .args(["60", "transmission-remote", &self.rpc])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run transmission-remote");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "transmission-remote {args:?}: {}\n{stdout}\n{}\ndaemon: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.stderr.lock().expect("lock")
+        );
+        stdout
+    }
+
+    /// One RPC call with the session-id handshake done for it; the parsed answer, which
+    /// must be a success.
+    pub fn call(&self, request: serde_json::Value) -> serde_json::Value {
+        let (_, id, _) = post(&self.rpc, None, "{}");
+        let id = id.expect("409 carries the session id");
+        let (status, _, body) = post(&self.rpc, Some(&id), &request.to_string());
+        assert_eq!(status, 200, "{request}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON answer");
+        assert_eq!(v["result"], "success", "{request}: {v}");
+        v["arguments"].clone()
+    }
+
+    /// Polls `transmission-remote -l` until `ok` accepts its output (bounded by [`WAIT`]).
+    pub fn list_until(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let list = self.remote(&["-l"]);
+            if ok(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never {what}; last list:\n{list}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// The row of torrent `id` in a `-l` listing.
+pub fn row(list: &str, id: u32) -> Option<&str> {
+    list.lines()
+        .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
+}
+
 /// A raw HTTP/1.1 POST to the RPC; returns the status, the session-id header and the body.
 pub fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<String>, String) {
     let headers: Vec<(&str, &str)> = session_id

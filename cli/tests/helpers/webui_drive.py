@@ -12,8 +12,10 @@ daemon's downloads (gone once it is removed with its data).
 
 Steps, each waited for with a bound: the page loads; a bad magnet link shows an error
 banner (then dismissed); the speed limits form applies; the .torrent goes in through the
-page's file input; its row reaches 100 %; its details list the file and the tracker; a
-screenshot; pause (status Stopped), resume, remove with its data (row gone); then the
+page's file input; its row reaches 100 %; its details list the file, the tracker and a
+peers table; the file's priority set to high, skip and normal through its list, each
+shown back from the daemon; labels and a ratio limit set through the torrent's form (the
+labels then shown on its row); a screenshot; pause (status Stopped), resume, remove with its data (row gone); then the
 magnet link through the page's form reaches 100 % and is removed keeping its data.
 
 Prints one JSON object on stdout: {"ok", "step" (the last one begun), "error" (when not
@@ -31,7 +33,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -123,6 +125,33 @@ def main():
         wait.until(lambda d: file_name in by_id("details-files").text)
         report["details_files"] = by_id("details-files").text
         report["details_trackers"] = by_id("details-trackers").text
+        report["details_peers"] = by_id("details-peers").text
+
+        step("file priority")
+        # Chosen in the file's list; the row then shows what the daemon holds.
+        choice = driver.find_element(By.CSS_SELECTOR, f'select[aria-label="Priority of {file_name}"]')
+        file_row = f'#details-files tr:has(select[aria-label="Priority of {file_name}"])'
+        for value in ("high", "skip", "normal"):
+            Select(choice).select_by_value(value)
+            by_id("details-title").click()  # the list lets go of the focus
+            wait.until(
+                lambda d: d.find_element(By.CSS_SELECTOR, file_row).get_attribute("data-priority") == value
+            )
+
+        step("torrent settings")
+        by_id("t-labels").clear()
+        by_id("t-labels").send_keys("web, test")
+        Select(by_id("t-ratio-mode")).select_by_value("1")
+        by_id("t-ratio").clear()
+        by_id("t-ratio").send_keys("3.5")
+        driver.find_element(By.CSS_SELECTOR, "#torrent-form button[type=submit]").click()
+        wait.until(lambda d: by_id("torrent-saved").text == "Saved.")
+        wait.until(
+            lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, row + " .label")] == ["web", "test"]
+        )
+        report["labels"] = [e.text for e in driver.find_elements(By.CSS_SELECTOR, row + " .label")]
+        report["ratio_shown"] = by_id("t-ratio").get_attribute("value")
+        report["ratio_mode_shown"] = Select(by_id("t-ratio-mode")).first_selected_option.text
 
         step("screenshot")
         shot = os.path.join(out, "webui.png")

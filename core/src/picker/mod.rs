@@ -29,7 +29,8 @@
 //!    random among those the peer has, so a newcomer quickly owns something to trade.
 //! 3. Otherwise rarest first: among the pieces the peer has and we still want, the one with
 //!    the lowest availability; ties broken at random with the rng. `High` pieces come before
-//!    any `Normal` piece (in the random phase too); `Skip` pieces are never picked.
+//!    any `Normal` piece, and `Normal` ones before any `Low` piece (in the random phase
+//!    too); `Skip` pieces are never picked.
 //! 4. Endgame ([`Picker::in_endgame`]): once no wanted piece has a `Free` block left, blocks
 //!    already requested from *other* peers are requested again from this one, fewest
 //!    outstanding copies first, never twice from the same peer and never more than
@@ -41,8 +42,8 @@
 //!
 //! `n` pieces, `P` peers, `D` pieces in progress, `B` blocks per piece.
 //!
-//! Pieces that are wanted, missing and not in progress sit in one of two lists (`High`,
-//! `Normal`), each ordered by availability in contiguous buckets (see `buckets.rs`). A change
+//! Pieces that are wanted, missing and not in progress sit in one of three lists (`High`,
+//! `Normal`, `Low`), each ordered by availability in contiguous buckets (see `buckets.rs`). A change
 //! of availability by one moves a piece across a bucket boundary with one swap: O(1).
 //! Starting, verifying or failing a piece inserts or removes it: O(P) (the number of
 //! buckets). Per-piece vectors give O(1) lookups; pieces in progress live in a `Vec`, so
@@ -99,6 +100,8 @@ pub const MAX_REQUESTS_PER_BLOCK: usize = 3;
 pub enum Priority {
     /// Not wanted: never requested, not needed for completion.
     Skip,
+    /// Wanted, but only once no `Normal` or `High` piece can be opened.
+    Low,
     /// Wanted, rarest first.
     #[default]
     Normal,
@@ -326,8 +329,8 @@ pub struct Picker {
     wanted: Bitfield,
     priority: Vec<Priority>,
     availability: Vec<u32>,
-    /// `[High, Normal]`: wanted pieces that are not in progress, by availability.
-    lists: [Buckets; 2],
+    /// `[High, Normal, Low]`: wanted pieces that are not in progress, by availability.
+    lists: [Buckets; 3],
     /// Index of each piece in its list's order, or `NONE`.
     pos: Vec<u32>,
     downloads: Vec<Download>,
@@ -344,6 +347,7 @@ fn list_of(p: Priority) -> Option<usize> {
     match p {
         Priority::High => Some(0),
         Priority::Normal => Some(1),
+        Priority::Low => Some(2),
         Priority::Skip => None,
     }
 }
@@ -373,7 +377,7 @@ impl Picker {
             wanted: Bitfield::full(num_pieces),
             priority: vec![Priority::Normal; n],
             availability: vec![0; n],
-            lists: [Buckets::new(), Buckets::new()],
+            lists: [Buckets::new(), Buckets::new(), Buckets::new()],
             pos: vec![NONE; n],
             downloads: Vec::new(),
             slot: vec![NONE; n],
@@ -626,7 +630,7 @@ impl Picker {
         }
     }
 
-    /// The next piece to open for a peer that has `peer_has`, `High` list first.
+    /// The next piece to open for a peer that has `peer_has`: `High` list first, `Low` last.
     fn next_new_piece(&self, peer_has: &Bitfield, rng: &mut fastrand::Rng) -> Option<u32> {
         let random_phase = self.have.count_ones() < RANDOM_FIRST_PIECES;
         for list in &self.lists {

@@ -224,6 +224,27 @@ fn skip_never_high_first() {
 }
 
 #[test]
+fn low_pieces_only_after_every_normal_one() {
+    let n = 10;
+    let mut p = one_block_pieces(n);
+    let all = Bitfield::full(n);
+    p.peer_bitfield(&all);
+    p.set_piece_priority(0..5, Priority::Low);
+    p.set_piece_priority(7..8, Priority::High);
+    assert_eq!(p.priority(3), Priority::Low);
+    assert_eq!(p.wanted().count_ones(), 10, "Low pieces are wanted");
+    let got = pick(&mut p, 1, &all, 100, 3);
+    let pieces: Vec<u32> = got.iter().map(|r| r.piece).collect();
+    assert_eq!(pieces.len(), 10);
+    assert_eq!(pieces[0], 7, "High first: {pieces:?}");
+    let mut normal = pieces[1..5].to_vec();
+    normal.sort();
+    assert_eq!(normal, vec![5, 6, 8, 9], "Normal before Low: {pieces:?}");
+    // A peer with only Low pieces is still worth asking.
+    assert!(p.is_interesting(&bits(n, &[0])));
+}
+
+#[test]
 fn never_picks_what_the_peer_lacks_or_we_have() {
     let n = 40;
     let mut p = one_block_pieces(n);

@@ -42,7 +42,7 @@
 //! ```
 //!
 //! Until `metadata_ready`, the torrent has no pieces at all (no geometry, picker or buffers
-//! exist for it): it neither requests nor serves blocks, its [`TorrentStats`] say
+//! exist for it): it neither requests nor serves blocks, its [`TorrentStats`](crate::torrent::TorrentStats) say
 //! `has_metadata: false` (sizes 0), [`Session::have`], [`Session::pieces_written`] and
 //! [`Session::piece_priority`] answer `None`, it announces `left` = 16 KiB (a tracker
 //! takes `left = 0` for a seed), and no `WriteBlock`/`ReadBlock`/`VerifyPiece` is emitted
@@ -94,6 +94,7 @@ mod lifecycle;
 mod limits;
 mod lsd;
 mod resume_schedule;
+mod status;
 mod trackers;
 
 use std::collections::BTreeMap;
@@ -121,7 +122,7 @@ use crate::info_hash::InfoHash;
 use crate::metainfo::Metainfo;
 use crate::picker::Priority;
 use crate::time::Instant;
-use crate::torrent::{Ctx, Torrent, TorrentStats, WriteBudget, picker_for};
+use crate::torrent::{Ctx, Torrent, WriteBudget, picker_for};
 use crate::vocab::outbox::Outbox;
 use crate::wire::{PeerId, Reserved};
 use admission::{Admission, Inbound};
@@ -534,43 +535,6 @@ impl Session {
         }
     }
 
-    /// The name to show for `torrent`: a magnet link's `dn` until the metadata is ready.
-    pub fn display_name(&self, torrent: TorrentId) -> Option<&str> {
-        self.torrents
-            .get(&torrent)
-            .and_then(|t| t.display_name.as_deref())
-    }
-
-    /// PEX messages from peers of `torrent` that were ignored because they came too often
-    /// (BEP 11 allows one a minute) or were malformed.
-    pub fn pex_ignored(&self, torrent: TorrentId) -> u64 {
-        self.torrents.get(&torrent).map_or(0, |t| t.pex_ignored())
-    }
-
-    /// The torrent with this info-hash, if present.
-    pub fn torrent_by_hash(&self, info_hash: &InfoHash) -> Option<TorrentId> {
-        self.by_hash.get(info_hash).copied()
-    }
-
-    /// A progress snapshot of `torrent`.
-    pub fn stats(&self, torrent: TorrentId, now: Instant) -> Option<TorrentStats> {
-        self.torrents.get(&torrent).map(|t| t.stats(now))
-    }
-
-    /// The pieces of `torrent` that are verified and stored (`None` for a magnet torrent
-    /// before [`Session::metadata_ready`]).
-    pub fn have(&self, torrent: TorrentId) -> Option<&Bitfield> {
-        self.torrents.get(&torrent).and_then(|t| t.have())
-    }
-
-    /// The pieces of `torrent` that may hold data on disk: verified ones, those the
-    /// start-up check found written but unverified ([`Session::note_pieces_written`]) and
-    /// every piece a [`Action::WriteBlock`] was emitted for. A driver saves it with resume
-    /// data so a restart reads only these. `None` as for [`Session::have`].
-    pub fn pieces_written(&self, torrent: TorrentId) -> Option<&Bitfield> {
-        self.torrents.get(&torrent).and_then(|t| t.written())
-    }
-
     /// Records pieces found on disk holding unverified data (from the start-up check), so
     /// [`Session::pieces_written`] includes them. A bitfield of the wrong length is ignored.
     pub fn note_pieces_written(&mut self, torrent: TorrentId, pieces: &Bitfield) {
@@ -606,14 +570,6 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.set_file_priorities(priorities, ctx, now)
         });
-    }
-
-    /// The priority the picker gives `piece` of `torrent` (`None` for a magnet torrent
-    /// before [`Session::metadata_ready`]: it has no pieces yet).
-    pub fn piece_priority(&self, torrent: TorrentId, piece: u32) -> Option<Priority> {
-        self.torrents
-            .get(&torrent)
-            .and_then(|t| t.piece_priority(piece))
     }
 
     /// Adds addresses the user gives to dial for `torrent` (`--peer`): the highest-ranked
@@ -1157,20 +1113,5 @@ impl Session {
                 return Some(action);
             }
         }
-    }
-
-    /// Bytes handed out for `conn` in `Send`/`SendBlock` and not yet reported accepted by
-    /// [`Session::handle_sent`] (0 without [`SessionConfig::send_accounting`]); `None` for
-    /// a connection the session does not hold. For tests and status displays.
-    pub fn unsent_bytes(&self, conn: ConnId) -> Option<usize> {
-        self.admission.unsent(conn)
-    }
-
-    /// Connections established on `torrent` (for tests and status displays).
-    pub fn connections(&self, torrent: TorrentId) -> Vec<ConnId> {
-        self.torrents
-            .get(&torrent)
-            .map(|t| t.conns().collect())
-            .unwrap_or_default()
     }
 }

@@ -35,6 +35,7 @@ mod messages;
 mod metadata;
 mod metadata_ready;
 mod peer;
+mod peer_info;
 mod peer_set;
 mod pex;
 mod phase;
@@ -49,6 +50,7 @@ mod web_seed;
 mod write_budget;
 
 pub use allowed_fast::canonical_set as allowed_fast_set;
+pub use peer_info::PeerInfo;
 pub(crate) use peer_set::Activity;
 pub use web_seed::file_url as web_seed_file_url;
 pub(crate) use write_budget::WriteBudget;
@@ -99,6 +101,9 @@ pub struct TorrentStats {
     pub pieces_missing: u32,
     /// Bytes of verified pieces (BEP 47 padding not counted).
     pub bytes_have: u64,
+    /// Bytes of wanted (not skipped) pieces not verified yet, padding not counted: what is
+    /// left to download. With every file wanted, `total_length - bytes_have`.
+    pub bytes_left: u64,
     /// Total size: the files' bytes (BEP 47 padding not counted).
     pub total_length: u64,
     /// Payload bytes received (including duplicates and data that failed verification).
@@ -435,6 +440,7 @@ impl Torrent {
             pieces_have: content.map_or(0, |c| c.picker.have().count_ones()),
             pieces_missing: content.map_or(0, |c| c.picker.wanted().count_ones()),
             bytes_have: content.map_or(0, Content::bytes_have),
+            bytes_left: content.map_or(0, Content::bytes_left),
             total_length: content.map_or(0, Content::data_length),
             downloaded: self.downloaded,
             uploaded: self.uploaded,

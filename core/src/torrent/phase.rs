@@ -120,6 +120,15 @@ impl Content {
             .sum()
     }
 
+    /// Bytes of wanted pieces not verified yet (padding not counted).
+    pub(super) fn bytes_left(&self) -> u64 {
+        self.picker
+            .wanted()
+            .ones()
+            .map(|p| u64::from(self.data_len(p)))
+            .sum()
+    }
+
     /// The torrent's size as users and trackers count it: its files' bytes, without the
     /// padding a v2 or hybrid torrent puts between them.
     pub(super) fn data_length(&self) -> u64 {

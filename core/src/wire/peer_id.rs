@@ -29,6 +29,55 @@ impl PeerId {
     pub fn as_bytes(&self) -> &[u8; 20] {
         &self.0
     }
+
+    /// The client the id names by the Azureus-style convention (`-TR4050-…` →
+    /// "Transmission 4050"), for status displays: a known tag gets its client's name, an
+    /// unknown well-formed tag its two letters; `None` when the id follows no convention.
+    /// Only a hint: any client may send any id.
+    pub fn client_name(&self) -> Option<String> {
+        let id = &self.0;
+        let tag = [id[1], id[2]];
+        let version = &id[3..7];
+        let well_formed = id[0] == b'-'
+            && id[7] == b'-'
+            && tag.iter().all(u8::is_ascii_alphanumeric)
+            && version.iter().all(u8::is_ascii_alphanumeric);
+        if !well_formed {
+            return None;
+        }
+        let name = match &tag {
+            b"LT" => "libtorrent",
+            b"lt" => "libTorrent (rTorrent)",
+            b"TR" => "Transmission",
+            b"qB" => "qBittorrent",
+            b"DE" => "Deluge",
+            b"UT" => "\u{b5}Torrent",
+            b"UM" => "\u{b5}Torrent Mac",
+            b"BT" => "BitTorrent",
+            b"AZ" => "Vuze",
+            b"BI" => "BiglyBT",
+            b"UC" => "unchoke",
+            b"rq" | b"RQ" => "rqbit",
+            b"KT" => "KTorrent",
+            b"FD" => "Free Download Manager",
+            b"WW" => "WebTorrent",
+            // Both checked ASCII alphanumeric above.
+            _ => {
+                return Some(format!(
+                    "{}{} {}",
+                    tag[0] as char,
+                    tag[1] as char,
+                    ascii(version)
+                ));
+            }
+        };
+        Some(format!("{name} {}", ascii(version)))
+    }
+}
+
+/// ASCII bytes (checked by the caller) as a string.
+fn ascii(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
 }
 
 impl fmt::Display for PeerId {
@@ -47,6 +96,22 @@ impl fmt::Debug for PeerId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_names_follow_the_azureus_convention() {
+        let name = |id: &[u8; 20]| PeerId(*id).client_name();
+        assert_eq!(
+            name(b"-TR4050-abcdefghijkl").as_deref(),
+            Some("Transmission 4050")
+        );
+        assert_eq!(
+            name(b"-LT2090-abcdefghijkl").as_deref(),
+            Some("libtorrent 2090")
+        );
+        assert_eq!(name(b"-XY1234-abcdefghijkl").as_deref(), Some("XY 1234"));
+        assert_eq!(name(b"M7-2-2--abcdefghijkl"), None);
+        assert_eq!(name(b"-T\xff4050-abcdefghijkl"), None);
+    }
 
     #[test]
     fn generated_ids_have_prefix_and_printable_tail() {

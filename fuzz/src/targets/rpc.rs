@@ -15,13 +15,16 @@
 //!    holds, each at most once.
 //! 5. A successful `session-set` leaves limits the engine accepted; a failed request
 //!    changes nothing.
+//! 6. A failed `torrent-set` gives no torrent new settings (every argument and file
+//!    number is checked first); a successful one names only existing torrents.
 
 use std::path::PathBuf;
 
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Value, json};
 use unchoke_rpc::{
-    AddRequest, Added, Engine, PeerSettings, SpeedLimits, Status, TorrentView, handle,
+    AddRequest, Added, Engine, PeerSettings, SpeedLimits, Status, TorrentSettings, TorrentView,
+    handle,
 };
 
 /// The fake engine: three torrents (ids 1–3), records what it was asked to do.
@@ -40,6 +43,7 @@ fn view(id: u64) -> TorrentView {
         has_metadata: id != 3,
         total_size: 1000 * id,
         have: 250,
+        left: 750,
         downloaded: 300,
         uploaded: 600,
         rate_down: 25,
@@ -51,8 +55,21 @@ fn view(id: u64) -> TorrentView {
         added: 5,
         pieces: (4, 256),
         private: false,
-        files: Vec::new(),
+        // Torrent 3 is a magnet without its metadata: no files.
+        files: if id == 3 {
+            Vec::new()
+        } else {
+            (0..3)
+                .map(|i| unchoke_rpc::FileView {
+                    name: format!("t{id}/f{i}"),
+                    length: 300,
+                    have: 0,
+                })
+                .collect()
+        },
         trackers: vec![vec!["http://t.example/announce".into()]],
+        settings: TorrentSettings::new(),
+        peer_list: None,
     }
 }
 
@@ -70,8 +87,29 @@ impl Engine for Fake {
         self.limits = limits;
         Ok(())
     }
-    fn torrents(&mut self) -> Result<Vec<TorrentView>, String> {
+    fn torrents(&mut self, details: &[u64]) -> Result<Vec<TorrentView>, String> {
+        for id in details {
+            assert!(
+                self.torrents.iter().any(|t| t.id == *id),
+                "details asked for torrent {id}, which does not exist"
+            );
+        }
         Ok(self.torrents.clone())
+    }
+    fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String> {
+        self.touch(&[id]);
+        let t = self
+            .torrents
+            .iter_mut()
+            .find(|t| t.id == id)
+            .expect("touch checked it exists");
+        assert!(
+            settings.wanted.len() <= t.files.len() && settings.priorities.len() <= t.files.len(),
+            "per-file settings past the torrent's {} files: {settings:?}",
+            t.files.len()
+        );
+        t.settings = settings;
+        Ok(())
     }
     fn add(&mut self, add: AddRequest) -> Result<Added, String> {
         let _ = add;
@@ -150,6 +188,10 @@ struct Built {
     metainfo: Option<String>,
     delete: bool,
     extra: Option<String>,
+    /// `files-wanted`/`-unwanted`, `priority-*` (chosen by `file_key`) and `labels`.
+    files: Option<Vec<i64>>,
+    file_key: u8,
+    labels: Option<Vec<String>>,
 }
 
 const METHODS: &[&str] = &[
@@ -164,6 +206,7 @@ const METHODS: &[&str] = &[
     "torrent-remove",
     "torrent-verify",
     "torrent-set-location",
+    "torrent-set",
     "free-space",
     "port-test",
     "",
@@ -181,6 +224,11 @@ const FIELDS: &[&str] = &[
     "trackers",
     "eta",
     "error",
+    "peers",
+    "wanted",
+    "priorities",
+    "labels",
+    "sizeWhenDone",
     "nonsense",
 ];
 
@@ -236,6 +284,23 @@ impl Built {
             args.insert("move".into(), json!(self.delete));
         }
         args.insert("delete-local-data".into(), json!(self.delete));
+        if let Some(f) = &self.files {
+            const KEYS: [&str; 5] = [
+                "files-wanted",
+                "files-unwanted",
+                "priority-high",
+                "priority-normal",
+                "priority-low",
+            ];
+            let key = KEYS[usize::from(self.file_key) % KEYS.len()];
+            args.insert(
+                key.into(),
+                json!(f.iter().map(|i| i % 5).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(l) = &self.labels {
+            args.insert("labels".into(), json!(l));
+        }
         if let Some(x) = &self.extra {
             args.insert(x.clone(), json!(x));
         }
@@ -277,6 +342,13 @@ pub fn rpc(data: &[u8]) {
     }
     if result != "success" {
         assert_eq!(engine.limits, before, "a failed request changed the limits");
+        if request["method"] == "torrent-set" {
+            assert!(
+                engine.touched.is_empty(),
+                "a failed torrent-set changed torrents {:?}",
+                engine.touched
+            );
+        }
         return;
     }
     if request["method"] == "torrent-get" {

@@ -10,9 +10,14 @@ const SESSION_HEADER = 'X-Transmission-Session-Id';
 const STATUS = ['Stopped', 'Queued to check', 'Checking', 'Queued', 'Downloading', 'Queued to seed', 'Seeding'];
 const LIST_FIELDS = ['id', 'hashString', 'name', 'status', 'percentDone', 'metadataPercentComplete',
   'rateDownload', 'rateUpload', 'peersConnected', 'uploadRatio', 'eta', 'error', 'errorString',
-  'totalSize', 'sizeWhenDone'];
+  'totalSize', 'sizeWhenDone', 'labels'];
 const DETAIL_FIELDS = ['id', 'name', 'hashString', 'downloadDir', 'totalSize', 'pieceCount',
-  'pieceSize', 'peersConnected', 'isPrivate', 'addedDate', 'files', 'fileStats', 'trackers'];
+  'pieceSize', 'peersConnected', 'isPrivate', 'addedDate', 'files', 'fileStats', 'trackers',
+  'peers', 'labels', 'downloadLimit', 'downloadLimited', 'uploadLimit', 'uploadLimited',
+  'seedRatioMode', 'seedRatioLimit', 'seedIdleMode', 'seedIdleLimit', 'sizeWhenDone'];
+// A file's priority as the page names it, and back: Transmission keeps `wanted` and
+// `priority` apart; the page shows one choice.
+const PRIORITIES = ['skip', 'low', 'normal', 'high'];
 
 let sessionId = null;
 // The torrent whose details are open (its id), or null.
@@ -154,6 +159,9 @@ function makeRow(t) {
   tr.dataset.hash = t.hashString;
   const r = { tr };
   r.name = cell(tr, 'name');
+  r.title = document.createElement('span');
+  r.labels = document.createElement('span');
+  r.name.append(r.title, r.labels);
   const progress = cell(tr, 'progress');
   r.bar = document.createElement('progress');
   r.bar.max = 100;
@@ -172,7 +180,7 @@ function makeRow(t) {
     act(stopped ? 'Resume' : 'Pause', () => rpc(stopped ? 'torrent-start' : 'torrent-stop', { ids: [t.id] }));
   });
   r.details = button('Details', 'details', () => openDetails(t.id));
-  r.remove = button('Remove', 'remove', () => askRemove(t.id, r.name.textContent));
+  r.remove = button('Remove', 'remove', () => askRemove(t.id, r.title.textContent));
   actions.append(r.toggle, r.details, r.remove);
   return r;
 }
@@ -180,8 +188,18 @@ function makeRow(t) {
 function updateRow(r, t) {
   const pct = percent(t);
   r.tr.dataset.status = t.status;
-  r.name.textContent = t.name;
+  r.title.textContent = t.name;
   r.name.title = t.hashString;
+  const labels = (t.labels || []).join(',');
+  if (r.labels.dataset.labels !== labels) {
+    r.labels.dataset.labels = labels;
+    r.labels.replaceChildren(...(t.labels || []).map((l) => {
+      const badge = document.createElement('span');
+      badge.className = 'label';
+      badge.textContent = l;
+      return badge;
+    }));
+  }
   r.bar.value = pct;
   r.bar.setAttribute('aria-label', `${t.name}: ${pct}%`);
   r.pct.textContent = `${pct}%`;
@@ -245,29 +263,9 @@ function renderDetails(t) {
   fact(dl, 'Private', t.isPrivate ? 'yes' : 'no');
   fact(dl, 'Download directory', t.downloadDir);
   fact(dl, 'Added', new Date(t.addedDate * 1000).toLocaleString());
-  const files = $('details-files').tBodies[0];
-  files.replaceChildren();
-  (t.files || []).forEach((f, i) => {
-    const tr = document.createElement('tr');
-    const stats = (t.fileStats || [])[i] || {};
-    const done = f.length > 0 ? Math.floor((f.bytesCompleted / f.length) * 1000) / 10 : 100;
-    const priority = stats.wanted === false ? 'skip' : ['low', 'normal', 'high'][(stats.priority || 0) + 1];
-    for (const [text, cls] of [[f.name, ''], [bytes(f.length), 'num'], [`${done}%`, 'num'], [priority, '']]) {
-      const td = document.createElement('td');
-      td.textContent = text;
-      td.className = cls;
-      tr.appendChild(td);
-    }
-    files.appendChild(tr);
-  });
-  if (!t.files || t.files.length === 0) {
-    const tr = document.createElement('tr');
-    const td = document.createElement('td');
-    td.colSpan = 4;
-    td.textContent = 'Not known yet (the metadata is still coming).';
-    tr.appendChild(td);
-    files.appendChild(tr);
-  }
+  renderFiles(t);
+  renderPeers(t.peers || []);
+  renderTorrentSettings(t);
   const trackers = $('details-trackers');
   trackers.replaceChildren();
   for (const tr of t.trackers || []) {
@@ -280,6 +278,129 @@ function renderDetails(t) {
     li.textContent = 'None known (DHT and peer exchange only).';
     trackers.appendChild(li);
   }
+}
+
+// The file rows of the open torrent, made once and updated in place, so a priority list
+// someone is choosing in is not replaced under them by the next refresh.
+let fileRows = [];
+
+function renderFiles(t) {
+  const body = $('details-files').tBodies[0];
+  const files = t.files || [];
+  if (fileRows.length !== files.length || body.dataset.id !== String(t.id)) {
+    body.dataset.id = t.id;
+    body.replaceChildren();
+    fileRows = files.map((f, i) => {
+      const tr = document.createElement('tr');
+      const name = cell(tr, '');
+      const size = cell(tr, 'num');
+      const done = cell(tr, 'num');
+      const choice = document.createElement('select');
+      choice.className = 'priority';
+      choice.setAttribute('aria-label', `Priority of ${f.name}`);
+      for (const p of PRIORITIES) {
+        const o = document.createElement('option');
+        o.value = p;
+        o.textContent = p;
+        choice.appendChild(o);
+      }
+      choice.addEventListener('change', () => setPriority(t.id, i, choice.value));
+      cell(tr, '').appendChild(choice);
+      body.appendChild(tr);
+      return { tr, name, size, done, choice };
+    });
+    if (files.length === 0) {
+      const tr = document.createElement('tr');
+      const td = cell(tr, '');
+      td.colSpan = 4;
+      td.textContent = 'Not known yet (the metadata is still coming).';
+      body.appendChild(tr);
+    }
+  }
+  files.forEach((f, i) => {
+    const r = fileRows[i];
+    const stats = (t.fileStats || [])[i] || {};
+    const pct = f.length > 0 ? Math.floor((f.bytesCompleted / f.length) * 1000) / 10 : 100;
+    const priority = stats.wanted === false ? 'skip' : PRIORITIES[(stats.priority || 0) + 2];
+    r.name.textContent = f.name;
+    r.size.textContent = bytes(f.length);
+    r.done.textContent = `${pct}%`;
+    // What the daemon holds, for the eye and for tests; the list itself is left alone
+    // while it has the focus.
+    r.tr.dataset.priority = priority;
+    if (document.activeElement !== r.choice) r.choice.value = priority;
+  });
+}
+
+// One file's choice as torrent-set arguments.
+function setPriority(id, index, priority) {
+  const args = { ids: [id] };
+  if (priority === 'skip') {
+    args['files-unwanted'] = [index];
+  } else {
+    args['files-wanted'] = [index];
+    args[`priority-${priority}`] = [index];
+  }
+  act('Setting the file priority', () => rpc('torrent-set', args));
+}
+
+function renderPeers(peers) {
+  const body = $('details-peers').tBodies[0];
+  body.replaceChildren();
+  for (const p of peers) {
+    const tr = document.createElement('tr');
+    const address = p.address.includes(':') ? `[${p.address}]:${p.port}` : `${p.address}:${p.port}`;
+    for (const [text, cls] of [[address, ''], [p.clientName || '?', ''], [p.flagStr, ''],
+      [`${Math.floor(p.progress * 1000) / 10}%`, 'num'], [rate(p.rateToClient), 'num'],
+      [rate(p.rateToPeer), 'num']]) {
+      cell(tr, cls).textContent = text;
+    }
+    body.appendChild(tr);
+  }
+  if (peers.length === 0) {
+    const tr = document.createElement('tr');
+    const td = cell(tr, '');
+    td.colSpan = 6;
+    td.textContent = 'No peer connected.';
+    body.appendChild(tr);
+  }
+}
+
+// The torrent's own settings into its form, unless someone is editing the form.
+function renderTorrentSettings(t) {
+  const form = $('torrent-form');
+  if (form.contains(document.activeElement) && form.dataset.id === String(t.id)) return;
+  form.dataset.id = t.id;
+  $('t-labels').value = (t.labels || []).join(', ');
+  $('t-down').value = t.downloadLimit;
+  $('t-down-on').checked = t.downloadLimited;
+  $('t-up').value = t.uploadLimit;
+  $('t-up-on').checked = t.uploadLimited;
+  $('t-ratio-mode').value = String(t.seedRatioMode);
+  $('t-ratio').value = t.seedRatioLimit;
+  $('t-idle-mode').value = String(t.seedIdleMode);
+  $('t-idle').value = t.seedIdleLimit;
+}
+
+async function applyTorrentSettings() {
+  const id = Number($('torrent-form').dataset.id);
+  const labels = $('t-labels').value.split(',').map((l) => l.trim()).filter((l) => l.length > 0);
+  const ratio = Number($('t-ratio').value);
+  if (!Number.isFinite(ratio) || ratio < 0) throw new Error('a ratio is a number ≥ 0');
+  await rpc('torrent-set', {
+    ids: [id],
+    labels,
+    downloadLimit: limitValue('t-down'),
+    downloadLimited: $('t-down-on').checked,
+    uploadLimit: limitValue('t-up'),
+    uploadLimited: $('t-up-on').checked,
+    seedRatioMode: Number($('t-ratio-mode').value),
+    seedRatioLimit: ratio,
+    seedIdleMode: Number($('t-idle-mode').value),
+    seedIdleLimit: limitValue('t-idle'),
+  });
+  $('torrent-saved').textContent = 'Saved.';
+  setTimeout(() => { $('torrent-saved').textContent = ''; }, 3000);
 }
 
 async function openDetails(id) {
@@ -301,6 +422,8 @@ async function refreshDetails() {
 
 function closeDetails() {
   detailsId = null;
+  fileRows = [];
+  $('details-files').tBodies[0].dataset.id = '';
   $('details').hidden = true;
 }
 
@@ -350,7 +473,7 @@ async function loadLimits() {
 
 function limitValue(id) {
   const v = Number($(id).value);
-  if (!Number.isInteger(v) || v < 0) throw new Error('a limit is a whole number of kB/s');
+  if (!Number.isInteger(v) || v < 0) throw new Error('a limit is a whole number ≥ 0');
   return v;
 }
 
@@ -397,6 +520,12 @@ function setup() {
     act('Removing the torrent', () => rpc('torrent-remove', { ids: [t.id], 'delete-local-data': deleteData }));
   });
   $('details-close').addEventListener('click', closeDetails);
+  $('torrent-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    // The form keeps its values until the daemon's come back.
+    document.activeElement.blur();
+    act('Setting the torrent', applyTorrentSettings);
+  });
   fetchSessionId().then(() => {
     act('Reading the speed limits', loadLimits);
     setInterval(refresh, REFRESH_MS);
