@@ -183,6 +183,9 @@ pub enum AddSource {
     Path(PathBuf),
     /// `filename`: a magnet link.
     Magnet(String),
+    /// `filename`: an `http://` or `https://` URL of a .torrent file, fetched by the
+    /// engine.
+    Url(String),
     /// `metainfo`: the .torrent file's bytes (base64-decoded).
     Metainfo(Vec<u8>),
 }
@@ -719,10 +722,11 @@ fn torrent_add(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
             AddSource::Metainfo(bytes)
         }
         (Value::String(name), _) if name.starts_with("magnet:") => AddSource::Magnet(name.clone()),
+        (Value::String(name), _) if is_http_url(name) => AddSource::Url(name.clone()),
         (Value::String(name), _) if name.contains("://") => {
             return Err(format!(
-                "adding from a URL ({}) is not supported yet; give a path on the daemon's \
-                 machine, a magnet link or `metainfo`",
+                "adding from {} is not supported: give an http(s) URL, a path on the \
+                 daemon's machine, a magnet link or `metainfo`",
                 name.escape_debug()
             ));
         }
@@ -745,6 +749,13 @@ fn torrent_add(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
         "torrent-added"
     };
     Ok(json!({ key: {"id": added.id, "name": added.name, "hashString": added.hash} }))
+}
+
+/// Whether `filename` is an `http://` or `https://` URL (the scheme in any case, as URLs
+/// allow).
+fn is_http_url(name: &str) -> bool {
+    let lower = |n: usize| name.get(..n).map(str::to_ascii_lowercase);
+    lower(7).as_deref() == Some("http://") || lower(8).as_deref() == Some("https://")
 }
 
 #[cfg(test)]

@@ -317,7 +317,7 @@ fn torrent_add_takes_a_path_a_magnet_or_base64_metainfo() {
     );
     for bad in [
         json!({"method": "torrent-add", "arguments": {"metainfo": "!!!"}}),
-        json!({"method": "torrent-add", "arguments": {"filename": "http://x/y.torrent"}}),
+        json!({"method": "torrent-add", "arguments": {"filename": "ftp://x/y.torrent"}}),
         json!({"method": "torrent-add", "arguments": {}}),
     ] {
         let r = call(&mut e, bad);
@@ -666,5 +666,25 @@ fn session_set_checks_every_value_then_sets_them_all() {
     assert!(
         r["result"].as_str().expect("text").contains("needs an"),
         "{r}"
+    );
+}
+
+#[test]
+fn http_and_https_filenames_are_urls_for_the_engine_to_fetch() {
+    let mut e = fake();
+    for url in ["http://x/y.torrent", "HTTPS://x/y.torrent?a=1"] {
+        let r = call(
+            &mut e,
+            json!({"method": "torrent-add", "arguments": {"filename": url}}),
+        );
+        assert_eq!(r["result"], "success", "{r}");
+    }
+    let sources: Vec<_> = e.added.iter().map(|a| a.source.clone()).collect();
+    assert_eq!(
+        sources,
+        [
+            AddSource::Url("http://x/y.torrent".into()),
+            AddSource::Url("HTTPS://x/y.torrent?a=1".into())
+        ]
     );
 }

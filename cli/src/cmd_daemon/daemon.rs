@@ -693,6 +693,10 @@ impl Engine for Daemon {
                 self.add_metainfo(&bytes, dir, add.paused)
             }
             AddSource::Magnet(link) => self.add_magnet(&link, dir, add.paused),
+            AddSource::Url(url) => {
+                let bytes = super::fetch::torrent_file(&url)?;
+                self.add_metainfo(&bytes, dir, add.paused)
+            }
         }
     }
 

@@ -1,6 +1,6 @@
-//! The RPC's HTTP side: `POST /transmission/rpc` on the `--rpc` address, with
-//! Transmission's `X-Transmission-Session-Id` handshake, a bounded body and a `Host`
-//! check; the JSON itself is [`super::rpc`]'s. Every other path is the web UI's
+//! The RPC's HTTP side: `POST /transmission/rpc` on the `--rpc` address, with basic
+//! authentication when credentials are set ([`super::auth`]), Transmission's
+//! `X-Transmission-Session-Id` handshake, a bounded body and a `Host` check; the JSON itself is [`super::rpc`]'s. Every other path is the web UI's
 //! ([`super::webui`]), behind the same `Host` check.
 //!
 //! Built on `tiny_http`: a small, long-maintained synchronous HTTP/1.1 server with no async
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tiny_http::{Header, Request, Response, Server};
 
+use super::auth::Credentials;
 use super::rpc::{self, Engine};
 
 /// The RPC's path, as Transmission's clients expect it.
@@ -34,16 +35,19 @@ pub(crate) struct RpcServer {
     server: Server,
     /// The token a client must send back (a fresh random one per daemon run).
     session_id: String,
+    /// The user every request must authenticate as, if any.
+    auth: Option<Credentials>,
 }
 
 impl RpcServer {
-    /// Binds `addr`.
-    pub(crate) fn bind(addr: SocketAddr) -> Result<RpcServer, String> {
+    /// Binds `addr`; with `auth`, every request must carry its user and password.
+    pub(crate) fn bind(addr: SocketAddr, auth: Option<Credentials>) -> Result<RpcServer, String> {
         let server =
             Server::http(addr).map_err(|e| format!("cannot serve the RPC on {addr}: {e}"))?;
         Ok(RpcServer {
             server,
             session_id: new_session_id(),
+            auth,
         })
     }
 
@@ -83,9 +87,24 @@ impl RpcServer {
         engine: &mut dyn Engine,
         request: &mut Request,
     ) -> Response<std::io::Cursor<Vec<u8>>> {
+        // Authentication first, as Transmission: before the `Host` check and the session
+        // id, so that nothing, not even the session id, is told to a stranger.
+        if let Some(auth) = &self.auth {
+            if !auth.admit(header(request, "Authorization")) {
+                let mut r = text(401, "<h1>401: Unauthorized</h1>");
+                if let Ok(h) =
+                    Header::from_bytes(&b"WWW-Authenticate"[..], Credentials::challenge())
+                {
+                    r.add_header(h);
+                }
+                return r;
+            }
+        }
         // DNS rebinding: a web page in a browser on this machine can reach a loopback port
         // under a name it controls; the browser then sends that name as `Host`. Only
-        // addresses and `localhost` are ours.
+        // addresses and `localhost` are ours. On a non-loopback address (which needs
+        // credentials) the same rule holds: clients name the daemon by IP address; a DNS
+        // name there is what a rebinding page would send.
         if let Some(host) = header(request, "Host") {
             if !host_is_local(host) {
                 return text(421, "Misdirected request: use an IP address or localhost");
@@ -94,8 +113,8 @@ impl RpcServer {
         let path = request.url().split('?').next().unwrap_or("");
         if path == "/metrics" {
             // For a scraper next to the daemon: no session id (scrapers do no CSRF
-            // handshake), reachable only where the RPC is (loopback) and past the `Host`
-            // check above, like the web UI's files.
+            // handshake), reachable only where the RPC is and past the authentication and
+            // `Host` checks above, like the web UI's files.
             if *request.method() != tiny_http::Method::Get {
                 return text(405, "Method not allowed: GET /metrics");
             }

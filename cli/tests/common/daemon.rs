@@ -1,6 +1,6 @@
 //! `unchoke daemon` as a test process (daemon.rs, daemon_move.rs, daemon_restart.rs,
-//! webui.rs): started on loopback with its RPC address read from its start line, stopped by
-//! signal, killed when dropped; a raw HTTP POST to its RPC; and what those suites set up
+//! daemon_ops.rs, webui.rs): started on loopback with its RPC address read from its start
+//! line, stopped by signal, killed when dropped; raw HTTP requests to its RPC; and what those suites set up
 //! around it (an `unchoke tracker`, a two-file torrent announcing to it).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,6 +22,8 @@ pub struct Daemon {
     pub child: Child,
     /// The RPC's `HOST:PORT`.
     pub rpc: String,
+    /// What it printed on stdout.
+    pub stdout: std::sync::Arc<std::sync::Mutex<String>>,
     /// What it printed on stderr, for failure messages.
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -30,14 +32,23 @@ impl Daemon {
     /// `unchoke daemon --rpc IP:0 --listen IP:0 …`; waits for its start line and reads
     /// the RPC's address from it.
     pub fn start(rt: Runtime, ip: &str, session: &Path, downloads: &Path) -> Daemon {
-        let mut child = unchoke()
-            .args(["daemon", "--no-lsd", "--no-dht"])
+        let mut cmd = unchoke();
+        cmd.args(["daemon", "--no-lsd", "--no-dht"])
             .args(rt.args())
             .args(["--rpc", &format!("{ip}:0"), "--listen", &format!("{ip}:0")])
             .arg("--session-dir")
             .arg(session)
             .arg("--download-dir")
-            .arg(downloads)
+            .arg(downloads);
+        Daemon::launch(cmd)
+    }
+
+    /// Starts `cmd` (an `unchoke daemon …` the caller set up: from a config file, with
+    /// credentials); waits for its start line and reads the RPC's address from it. The
+    /// address is the one bound, `0.0.0.0:PORT` for a wildcard bind: [`Daemon::rpc`] is
+    /// then `127.0.0.1:PORT`, so that the traffic stays on loopback.
+    pub fn launch(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -45,12 +56,16 @@ impl Daemon {
             .expect("start unchoke daemon");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let lines = printed.clone();
+        // Drains stdout for the daemon's life: a pipe closed early would fail its later
+        // prints.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                lines.lock().expect("lock").push_str(&line);
+                lines.lock().expect("lock").push('\n');
+                let _ = tx.send(line);
             }
         });
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -79,8 +94,13 @@ impl Daemon {
             .nth(1)
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_else(|| panic!("no RPC address in {line:?}"))
-            .to_owned();
-        Daemon { child, rpc, stderr }
+            .replace("0.0.0.0:", "127.0.0.1:");
+        Daemon {
+            child,
+            rpc,
+            stdout: printed,
+            stderr,
+        }
     }
 
     /// Sends a signal (to the process we started) and waits for it to exit.
@@ -173,14 +193,57 @@ pub fn row(list: &str, id: u32) -> Option<&str> {
 
 /// A raw HTTP/1.1 POST to the RPC; returns the status, the session-id header and the body.
 pub fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<String>, String) {
-    let mut s = TcpStream::connect(rpc).expect("connect to the RPC");
+    let headers: Vec<(&str, &str)> = session_id
+        .map(|id| ("X-Transmission-Session-Id", id))
+        .into_iter()
+        .collect();
+    let r = request(rpc, "POST", "/transmission/rpc", &headers, body);
+    let id = r.header("X-Transmission-Session-Id").map(str::to_owned);
+    (r.status, id, r.body)
+}
+
+/// An HTTP response as [`request`] read it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A raw HTTP/1.1 request to `addr` (`Host: addr` unless `headers` name one), one
+/// connection, bounded by [`WAIT`].
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).expect("connect to the RPC");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
-    let id = session_id
-        .map(|id| format!("X-Transmission-Session-Id: {id}\r\n"))
-        .unwrap_or_default();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("Host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     write!(
         s,
-        "POST /transmission/rpc HTTP/1.1\r\nHost: {rpc}\r\nConnection: close\r\n{id}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{head}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .expect("send");
@@ -192,12 +255,19 @@ pub fn post(rpc: &str, session_id: Option<&str>, body: &str) -> (u16, Option<Str
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let header = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("X-Transmission-Session-Id")
-            .then(|| value.trim().to_owned())
-    });
-    (status, header, body.to_owned())
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            Some((name.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
 
 /// An `unchoke tracker` (HTTP) on `ip`: the process and its announce URL. How the daemon
