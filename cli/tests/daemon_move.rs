@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, album_torrent, post, start_tracker};
@@ -18,39 +17,11 @@ use common::{assert_same_file, unchoke_seed, write};
 /// How long a step may take.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// `transmission-remote RPC ARGS…` bounded by `timeout(1)`: whether it succeeded, and
-/// what it printed (both streams).
-fn remote(d: &Daemon, args: &[&str]) -> (bool, String) {
-    let out = Command::new("timeout")
-        .args(["60", "transmission-remote", &d.rpc])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run transmission-remote");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success() && !text.contains("Error:"), text)
-}
-
-/// [`remote`] that must succeed.
-fn remote_ok(d: &Daemon, args: &[&str]) -> String {
-    let (ok, text) = remote(d, args);
-    assert!(
-        ok,
-        "transmission-remote {args:?}: {text}\ndaemon: {}",
-        d.stderr.lock().expect("lock")
-    );
-    text
-}
-
 /// Polls `transmission-remote ARGS` until `ok` accepts its output (bounded by [`WAIT`]).
 fn until(d: &Daemon, args: &[&str], what: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        let out = remote_ok(d, args);
+        let out = d.remote(args);
         if ok(&out) {
             return out;
         }
@@ -88,14 +59,14 @@ fn verify_and_move(rt: Runtime) {
         }
     };
 
-    remote_ok(&daemon, &["-a", torrent.to_str().expect("utf-8")]);
+    daemon.remote(&["-a", torrent.to_str().expect("utf-8")]);
     until(&daemon, &["-l"], "complete", |l| {
         row1(l).is_some_and(|r| r.contains("100%"))
     });
     same(&downloads);
 
     // A verify of complete data: it stays complete.
-    remote_ok(&daemon, &["-t", "1", "-v"]);
+    daemon.remote(&["-t", "1", "-v"]);
     until(&daemon, &["-l"], "verified, complete", |l| {
         row1(l).is_some_and(|r| r.contains("100%") && !r.contains("Verifying"))
     });
@@ -119,11 +90,11 @@ fn verify_and_move(rt: Runtime) {
     let mut bytes = std::fs::read(&one).expect("read");
     bytes[1_000_000] ^= 0xff;
     std::fs::write(&one, &bytes).expect("corrupt");
-    remote_ok(&daemon, &["-t", "1", "-v"]);
+    daemon.remote(&["-t", "1", "-v"]);
     let deadline = Instant::now() + WAIT;
     let mut seen_below = false;
     loop {
-        let list = remote_ok(&daemon, &["-l"]);
+        let list = daemon.remote(&["-l"]);
         seen_below |= row1(&list).is_some_and(|r| !r.contains("100%"));
         if row1(&list).is_some_and(|r| r.contains("100%")) && downloaded() > before {
             break;
@@ -143,10 +114,7 @@ fn verify_and_move(rt: Runtime) {
     // Moved inside the download directory: the files leave the old place, arrive whole
     // in the new, and the torrent seeds from there.
     let moved = downloads.join("moved");
-    remote_ok(
-        &daemon,
-        &["-t", "1", "--move", moved.to_str().expect("utf-8")],
-    );
+    daemon.remote(&["-t", "1", "--move", moved.to_str().expect("utf-8")]);
     let location = format!("Location: {}", moved.display());
     until(&daemon, &["-t", "1", "-i"], "at the new location", |i| {
         i.contains(&location) && i.contains("Percent Done: 100%")
@@ -163,10 +131,7 @@ fn verify_and_move(rt: Runtime) {
 
     // Outside the download directory: refused, nothing moved.
     let outside: PathBuf = dir.path().join("outside");
-    let (ok, text) = remote(
-        &daemon,
-        &["-t", "1", "--move", outside.to_str().expect("utf-8")],
-    );
+    let (ok, text) = daemon.try_remote(&["-t", "1", "--move", outside.to_str().expect("utf-8")]);
     assert!(!ok && text.contains("outside"), "{text}");
     assert!(!outside.exists());
     same(&moved);

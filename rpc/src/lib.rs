@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
 
+mod args;
 mod metrics;
 mod session;
 mod torrent_set;

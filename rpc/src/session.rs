@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::args::{self, set, valid_ratio};
 use crate::{Engine, RPC_VERSION, RPC_VERSION_MINIMUM, SPEED_UNIT, SpeedLimits};
 
 /// What `session-set` changes and the daemon keeps across restarts.
@@ -85,24 +86,8 @@ impl SessionSettings {
     /// `self` with the keys of `args` that name a setting applied, every value checked
     /// first; keys we do not know are left alone (Transmission ignores them).
     pub fn with(&self, args: &Value) -> Result<SessionSettings, String> {
-        let number = |key: &str| -> Result<Option<u64>, String> {
-            match &args[key] {
-                Value::Null => Ok(None),
-                v => v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| format!("`{key}` must be a whole number ≥ 0")),
-            }
-        };
-        let flag = |key: &str| -> Result<Option<bool>, String> {
-            match &args[key] {
-                Value::Null => Ok(None),
-                v => v
-                    .as_bool()
-                    .map(Some)
-                    .ok_or_else(|| format!("`{key}` must be true or false")),
-            }
-        };
+        let number = |key: &str| args::number(args, key);
+        let flag = |key: &str| args::flag(args, key);
         let queue = |key: &str| -> Result<Option<u64>, String> {
             match number(key)? {
                 Some(n) if n == 0 || n > MAX_QUEUE_SIZE => {
@@ -132,15 +117,10 @@ impl SessionSettings {
             return Err("`incomplete-dir-enabled` needs an `incomplete-dir`".into());
         }
         set(&mut s.seed_ratio_limited, flag("seedRatioLimited")?);
-        match &args["seedRatioLimit"] {
-            Value::Null => {}
-            v => {
-                s.seed_ratio_limit = v
-                    .as_f64()
-                    .filter(|r| r.is_finite() && *r >= 0.0)
-                    .ok_or("`seedRatioLimit` must be a number ≥ 0")?;
-            }
-        }
+        set(
+            &mut s.seed_ratio_limit,
+            args::ratio(args, "seedRatioLimit")?,
+        );
         set(
             &mut s.idle_seeding_limited,
             flag("idle-seeding-limit-enabled")?,
@@ -181,7 +161,7 @@ impl SessionSettings {
             seed_ratio_limited: flag("seedRatioLimited"),
             seed_ratio_limit: v["seedRatioLimit"]
                 .as_f64()
-                .filter(|r| r.is_finite() && *r >= 0.0)
+                .filter(|r| valid_ratio(*r))
                 .unwrap_or(d.seed_ratio_limit),
             idle_seeding_limited: flag("idle-seeding-limit-enabled"),
             idle_seeding_minutes: number("idle-seeding-limit", d.idle_seeding_minutes),
@@ -190,13 +170,6 @@ impl SessionSettings {
             seed_queue_enabled: flag("seed-queue-enabled"),
             seed_queue_size: queue("seed-queue-size", d.seed_queue_size),
         }
-    }
-}
-
-/// `*slot = v` when a value was given.
-fn set<T>(slot: &mut T, v: Option<T>) {
-    if let Some(v) = v {
-        *slot = v;
     }
 }
 

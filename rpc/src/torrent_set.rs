@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use crate::args::{self, set, valid_ratio};
 use crate::{Engine, SpeedLimits, select};
 
 /// How a torrent's seeding limit is chosen, as Transmission's `seedRatioMode` and
@@ -207,11 +208,6 @@ impl TorrentSettings {
     }
 }
 
-/// A ratio limit worth keeping: a finite number ≥ 0.
-fn valid_ratio(r: f64) -> bool {
-    r.is_finite() && r >= 0.0
-}
-
 /// Why a label is refused, if it is. Transmission refuses commas (its own lists are
 /// comma-separated); we refuse control characters too, which no display shows.
 fn check_label(label: &str) -> Result<(), String> {
@@ -323,24 +319,8 @@ impl Change {
                 _ => Err(format!("`{key}` is a list of file numbers")),
             }
         };
-        let number = |key: &str| -> Result<Option<u64>, String> {
-            match &args[key] {
-                Value::Null => Ok(None),
-                v => v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| format!("`{key}` must be a whole number ≥ 0")),
-            }
-        };
-        let flag = |key: &str| -> Result<Option<bool>, String> {
-            match &args[key] {
-                Value::Null => Ok(None),
-                v => v
-                    .as_bool()
-                    .map(Some)
-                    .ok_or_else(|| format!("`{key}` must be true or false")),
-            }
-        };
+        let number = |key: &str| args::number(args, key);
+        let flag = |key: &str| args::flag(args, key);
         let mode = |key: &str| -> Result<Option<LimitMode>, String> {
             number(key)?
                 .map(|c| {
@@ -368,14 +348,7 @@ impl Change {
             }
             _ => return Err("`labels` is a list of strings".into()),
         };
-        let ratio_limit = match &args["seedRatioLimit"] {
-            Value::Null => None,
-            v => Some(
-                v.as_f64()
-                    .filter(|r| valid_ratio(*r))
-                    .ok_or("`seedRatioLimit` must be a number ≥ 0")?,
-            ),
-        };
+        let ratio_limit = args::ratio(args, "seedRatioLimit")?;
         Ok(Change {
             wanted: files("files-wanted")?,
             unwanted: files("files-unwanted")?,
@@ -453,12 +426,5 @@ impl Change {
         set(&mut s.idle_limit_minutes, self.idle_limit);
         s.trim();
         Ok(())
-    }
-}
-
-/// `*slot = v` when a value was given.
-fn set<T>(slot: &mut T, v: Option<T>) {
-    if let Some(v) = v {
-        *slot = v;
     }
 }

@@ -137,23 +137,33 @@ impl Drop for Daemon {
 
 /// Driving it with the real `transmission-remote` (Debian `transmission-cli` 3.00).
 impl Daemon {
-    /// `transmission-remote RPC ARGS…`, bounded by `timeout(1)`; panics unless it succeeds.
-    pub fn remote(&self, args: &[&str]) -> String {
+    /// `transmission-remote RPC ARGS…`, bounded by `timeout(1)`: whether it succeeded and
+    /// what it printed (stdout, then stderr). It exits 0 even when the RPC answered with an
+    /// error, which it prints as `Error: …`: that counts as a failure here.
+    pub fn try_remote(&self, args: &[&str]) -> (bool, String) {
         let out = Command::new("timeout")
             .args(["60", "transmission-remote", &self.rpc])
             .args(args)
             .stdin(Stdio::null())
             .output()
             .expect("run transmission-remote");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success() && !text.contains("Error:"), text)
+    }
+
+    /// [`Daemon::try_remote`] that must succeed; what it printed.
+    pub fn remote(&self, args: &[&str]) -> String {
+        let (ok, text) = self.try_remote(args);
         assert!(
-            out.status.success(),
-            "transmission-remote {args:?}: {}\n{stdout}\n{}\ndaemon: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
+            ok,
+            "transmission-remote {args:?}: {text}\ndaemon: {}",
             self.stderr.lock().expect("lock")
         );
-        stdout
+        text
     }
 
     /// One RPC call with the session-id handshake done for it; the parsed answer, which

@@ -280,6 +280,15 @@ function renderDetails(t) {
   }
 }
 
+// A table body's one row saying why it is empty.
+function emptyRow(body, columns, text) {
+  const tr = document.createElement('tr');
+  const td = cell(tr, '');
+  td.colSpan = columns;
+  td.textContent = text;
+  body.appendChild(tr);
+}
+
 // The file rows of the open torrent, made once and updated in place, so a priority list
 // someone is choosing in is not replaced under them by the next refresh.
 let fileRows = [];
@@ -309,13 +318,7 @@ function renderFiles(t) {
       body.appendChild(tr);
       return { tr, name, size, done, choice };
     });
-    if (files.length === 0) {
-      const tr = document.createElement('tr');
-      const td = cell(tr, '');
-      td.colSpan = 4;
-      td.textContent = 'Not known yet (the metadata is still coming).';
-      body.appendChild(tr);
-    }
+    if (files.length === 0) emptyRow(body, 4, 'Not known yet (the metadata is still coming).');
   }
   files.forEach((f, i) => {
     const r = fileRows[i];
@@ -357,13 +360,7 @@ function renderPeers(peers) {
     }
     body.appendChild(tr);
   }
-  if (peers.length === 0) {
-    const tr = document.createElement('tr');
-    const td = cell(tr, '');
-    td.colSpan = 6;
-    td.textContent = 'No peer connected.';
-    body.appendChild(tr);
-  }
+  if (peers.length === 0) emptyRow(body, 6, 'No peer connected.');
 }
 
 // The torrent's own settings into its form, unless someone is editing the form.
