@@ -93,7 +93,9 @@ mod handshake;
 mod lifecycle;
 mod limits;
 mod lsd;
+mod queue;
 mod resume_schedule;
+mod seed_limits;
 mod trackers;
 
 use std::collections::BTreeMap;
@@ -108,11 +110,12 @@ pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
     Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
     DiskError, DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer,
-    GeometryError, GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId, WebSeedError,
-    WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats,
+    GeometryError, GiveUpReason, Limit, PeerGone, PeerSource, QueueLimits, SeedLimit, SeedLimits,
+    SessionConfig, TorrentId, WebSeedError, WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use lsd::LsdStats;
+pub use seed_limits::SeedLimitsError;
 pub use trackers::metainfo_tiers;
 
 use crate::bitfield::Bitfield;
@@ -253,6 +256,10 @@ pub struct Session {
     /// The session-wide rate limiters and the peers waiting for upload tokens (see
     /// [`limits`]).
     limits: crate::limits::SessionLimits,
+    /// Which torrents run and which wait (see [`queue`]).
+    queue: queue::Queue,
+    /// Seeding limits and the running seeds' clocks (see [`seed_limits`]).
+    seeds: seed_limits::Seeds,
 }
 
 impl Session {
@@ -271,6 +278,7 @@ impl Session {
         let admission = Admission::new(&config);
         let resumes = ResumeSchedule::new(config.resume_interval, now);
         let writes = WriteBudget::new(config.max_unwritten_bytes);
+        let (config_queue, config_seeds) = (config.queue_limits, config.seed_limits);
         let limits = crate::limits::SessionLimits::new(
             crate::limits::RateLimits {
                 upload: config.upload_limit,
@@ -304,6 +312,8 @@ impl Session {
             served: crate::mse::Served::default(),
             decryptors: encryption::Decryptors::default(),
             limits,
+            queue: queue::Queue::new(config_queue),
+            seeds: seed_limits::Seeds::new(config_seeds),
         }
     }
 
@@ -386,6 +396,7 @@ impl Session {
         if self.config.web_seeds && !metainfo.url_list.is_empty() {
             self.add_web_seeds(id, &metainfo.url_list, now);
         }
+        self.queue_added(id, now);
         Ok(id)
     }
 
@@ -466,6 +477,8 @@ impl Session {
         self.install_trackers(id, options.trackers, now);
         self.dht_track(id, now);
         self.lsd_track(id, now);
+        // Queued or not before dialling: a queued magnet dials nobody.
+        self.queue_added(id, now);
         self.add_peers(id, &options.peers, now);
         Ok(id)
     }
@@ -522,6 +535,8 @@ impl Session {
                 {
                     self.resumes.track(torrent, have, written);
                 }
+                // What was on disk may make it a seed.
+                self.settle_queue(now);
                 Ok(())
             }
             Some(Err(error)) => {
@@ -606,6 +621,7 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.set_file_priorities(priorities, ctx, now)
         });
+        self.seed_wanted_changed(torrent, now);
     }
 
     /// The priority the picker gives `piece` of `torrent` (`None` for a magnet torrent
@@ -943,6 +959,7 @@ impl Session {
                 self.with_torrent(id, |t, ctx| t.fill_all_pipelines(ctx, now));
             }
         }
+        self.queue_check(torrent, now);
         self.close_progress(now);
     }
 
@@ -965,8 +982,9 @@ impl Session {
         self.saw(now);
         // The torrent first: whether the block now waits in the outbox decides what the
         // read-ahead bound may release.
-        let queued = match self.routes.get(&conn) {
-            Some(&tid) => self
+        let route = self.routes.get(&conn).copied();
+        let queued = match route {
+            Some(tid) => self
                 .with_torrent(tid, |t, ctx| {
                     t.disk_read_done(conn, block, result, ctx, now)
                 })
@@ -975,6 +993,10 @@ impl Session {
         };
         self.admission
             .read_done(conn, block.length as usize, queued, &self.config);
+        if let Some(tid) = route {
+            // An upload: the seed's idle clock restarts, its ratio may be reached.
+            self.seed_uploaded(tid, now);
+        }
     }
 
     /// A `VerifyPiece` finished: `ok` is whether the piece matched its hashes.
@@ -983,6 +1005,7 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.piece_hashed(piece, ok, ctx, now);
         });
+        self.queue_check(torrent, now);
         self.close_progress(now);
     }
 
@@ -1053,6 +1076,7 @@ impl Session {
         if tick_due {
             self.check_give_up(now);
         }
+        self.seed_timeout(now);
         self.close_progress(now);
     }
 
@@ -1098,6 +1122,7 @@ impl Session {
         let resume = self.resumes.next_deadline();
         let close = self.close_deadline();
         let limits = self.limits_deadline();
+        let seeds = self.seed_deadline();
         // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
         // that never finish, giving up) has work only with a running torrent or a
         // connection still handshaking: without either, nothing is scheduled.
@@ -1114,6 +1139,7 @@ impl Session {
             resume,
             close,
             limits,
+            seeds,
         ]
         .into_iter()
         .flatten()
