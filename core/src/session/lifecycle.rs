@@ -29,7 +29,19 @@
 //!   at the next round whatever it found, and the torrent rejoins its swarm unless it was
 //!   paused. Pause and resume during a check only change what happens after it.
 //!
-//! Invariants: a paused or checking torrent holds no connection and no dial; a closing session emits
+//! - **Queue** (`queue.rs`): a torrent neither paused nor checking whose kind (downloading
+//!   or seeding) has [`super::SessionConfig::queue_limits`] torrents running waits in
+//!   [`TorrentState::Queued`]: out of its swarm as when paused
+//!   ([`DisconnectReason::TorrentQueued`]), but started by the session when a slot frees
+//!   up. A resume, or the end of a check, goes through the queue: it rejoins its swarm
+//!   only if its kind has room. Pausing or removing a running torrent frees its slot at
+//!   once.
+//! - **Seeding limits** (`seed_limits.rs`): a running seed past its ratio, seeding time or
+//!   idle limit is paused by the session itself, as by [`Session::pause_torrent`], with
+//!   [`Event::SeedLimitReached`]; resumed with its ratio still reached, it is paused again
+//!   at once.
+//!
+//! Invariants: a paused, queued or checking torrent holds no connection and no dial; a closing session emits
 //! no `Connect` and no new block request; the final save of a torrent never goes out while
 //! an earlier save of it is unreported (two saves of one file never race).
 
