@@ -124,7 +124,7 @@ fn beyond_max_downloading_torrents_wait_in_add_order_and_start_as_slots_free_up(
     // Time passes: the queued ones still dial nobody. (Less than a dial's time-out: the
     // first one's dial stays out, and is cancelled uncounted by the pause below.)
     for _ in 0..3 {
-        now = now + std::time::Duration::from_secs(1);
+        now += std::time::Duration::from_secs(1);
         s.handle_timeout(now);
         let actions = drain(&mut s);
         assert!(dialled(&actions).iter().all(|&x| x == t[0]));
