@@ -339,3 +339,35 @@ fn a_queued_torrent_announces_nothing_until_it_starts_even_given_new_trackers() 
     let actions = drain(&mut s);
     assert_eq!(announced(&actions), vec![t[1]], "the started one announces");
 }
+
+#[test]
+fn a_download_queued_as_a_seed_the_moment_it_completes_still_tells_its_tracker_completed() {
+    use unchoke_core::tracker::{AnnounceEvent, AnnounceResponse};
+    let limits = QueueLimits {
+        max_downloading: None,
+        max_seeding: Some(0),
+    };
+    let now = Instant::from_secs(1);
+    let mut s = Session::new(config(limits), 5, now);
+    let (content, meta) = torrent(0);
+    let t = s.add_torrent(&meta, None, now).expect("add");
+    let url = "http://tracker.example/announce".to_string();
+    s.set_trackers(t, vec![vec![url.clone()]], now);
+    s.handle_timeout(now);
+    let started = drain(&mut s)
+        .into_iter()
+        .any(|a| matches!(a, Action::Announce { request, .. } if request.event == AnnounceEvent::Started));
+    assert!(started);
+    s.announce_done(t, &url, Ok(AnnounceResponse::default()), now);
+    drain(&mut s);
+    let actions = download(&mut s, t, &content, &meta, now);
+    assert_eq!(s.torrent_state(t), Some(SEED_QUEUED));
+    let events: Vec<AnnounceEvent> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Announce { request, .. } => Some(request.event),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, vec![AnnounceEvent::Completed]);
+}

@@ -592,6 +592,9 @@ impl Session {
         for_good: bool,
         now: Instant,
     ) {
+        // A download that completed since the last tick (and is paused or queued as a seed
+        // at once) still owes its `completed`, which goes before the `stopped`.
+        self.notice_completions(now);
         let Some(mut due) = self
             .trackers
             .get_mut(torrent)
