@@ -22,6 +22,8 @@
 //! let deadline = s.poll_timeout();
 //! s.pause_torrent(t, now)?; s.resume_torrent(t, now)?; s.remove_torrent(t, now)?;
 //! s.set_limits(Some(t), RateLimits { upload: Some(4 << 20), download: None }, now)?;
+//! s.set_seed_limits(Some(t), SeedLimits { ratio: Limit::Own(2.0), ..SeedLimits::default() }, now)?;
+//! s.set_queue_limits(QueueLimits { max_downloading: Some(3), max_seeding: Some(5) }, now);
 //! s.close(now);                                       // leaving: stopped, final saves
 //! while !s.is_drained() { /* keep driving as above */ }
 //! ```

@@ -234,8 +234,8 @@ pub enum Event {
         torrent: TorrentId,
     },
     /// The torrent left the queue: it started (a slot freed up or the limit was raised),
-    /// or it was paused (by the user or a seeding limit). Not sent when it is removed
-    /// ([`Event::TorrentRemoved`] says that).
+    /// or it was paused (by the user or a seeding limit) or rechecked. Not sent when it is
+    /// removed ([`Event::TorrentRemoved`] says that).
     TorrentUnqueued {
         /// The torrent.
         torrent: TorrentId,
