@@ -8,7 +8,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use unchoke_core::session::{LifecycleError, RateLimits, TorrentId};
+use unchoke_core::session::{
+    LifecycleError, QueueLimits, RateLimits, SeedLimits, SeedLimitsError, TorrentId,
+};
 use unchoke_core::torrent::TorrentStats;
 
 use crate::host::Command;
@@ -201,6 +203,41 @@ impl ClientCore {
             move_from,
             reply,
         })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sets seeding limits live (see [`unchoke_core::session::Session::set_seed_limits`]):
+    /// the client's defaults with `torrent` `None` (where `Limit::Session` means no limit),
+    /// else that torrent's own, each limit following the defaults (`Limit::Session`), off
+    /// (`Limit::Unlimited`) or its own (`Limit::Own`). A seed that reaches a limit pauses
+    /// itself and says which in `Event::SeedLimitReached`; one already past a limit set
+    /// here pauses at once. The initial defaults are `ClientConfig::session`'s
+    /// `seed_limits`. Refused for an unknown torrent or a ratio that is negative or not
+    /// finite.
+    pub fn set_seed_limits(
+        &self,
+        torrent: Option<TorrentId>,
+        limits: SeedLimits,
+    ) -> Result<Result<(), SeedLimitsError>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::SetSeedLimits {
+            torrent,
+            limits,
+            reply,
+        })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Sets how many torrents download and seed at once (see
+    /// [`unchoke_core::session::Session::set_queue_limits`]; `None`: no limit). The others
+    /// wait in `TorrentState::Queued`, in the order they were added, and start by
+    /// themselves as slots free up; a raised limit starts them at once. The initial limits
+    /// are `ClientConfig::session`'s `queue_limits`.
+    pub fn set_queue_limits(&self, limits: QueueLimits) -> Result<(), ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::SetQueueLimits { limits, reply })?;
         rx.recv_timeout(REPLY_TIMEOUT)
             .map_err(|_| ClientError::Stopped)
     }

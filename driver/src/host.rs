@@ -16,7 +16,8 @@ use unchoke_core::InfoHash;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
-    AddTorrentError, ConnectFailure, LifecycleError, MagnetOptions, RateLimits, Session, TorrentId,
+    AddTorrentError, ConnectFailure, LifecycleError, MagnetOptions, QueueLimits, RateLimits,
+    SeedLimits, SeedLimitsError, Session, TorrentId,
 };
 use unchoke_core::time::Instant;
 use unchoke_core::torrent::TorrentStats;
@@ -65,6 +66,15 @@ pub enum Command {
         torrent: Option<TorrentId>,
         limits: RateLimits,
         reply: Sender<Result<(), LifecycleError>>,
+    },
+    SetSeedLimits {
+        torrent: Option<TorrentId>,
+        limits: SeedLimits,
+        reply: Sender<Result<(), SeedLimitsError>>,
+    },
+    SetQueueLimits {
+        limits: QueueLimits,
+        reply: Sender<()>,
     },
     DhtStats {
         reply: Sender<Option<crate::DhtStatus>>,
@@ -524,6 +534,20 @@ impl SessionHost {
             } => {
                 let now = self.clock.now();
                 let _ = reply.send(self.session.set_limits(torrent, limits, now));
+                false
+            }
+            Command::SetSeedLimits {
+                torrent,
+                limits,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let _ = reply.send(self.session.set_seed_limits(torrent, limits, now));
+                false
+            }
+            Command::SetQueueLimits { limits, reply } => {
+                self.session.set_queue_limits(limits, self.clock.now());
+                let _ = reply.send(());
                 false
             }
             Command::Stats { torrent, reply } => {

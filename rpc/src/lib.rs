@@ -64,8 +64,12 @@ pub enum Status {
     Stopped,
     /// Checking existing data (2).
     Checking,
+    /// Waiting in the queue for a download slot (3).
+    DownloadQueued,
     /// Downloading, or fetching a magnet's metadata (4).
     Downloading,
+    /// Complete, waiting in the queue for a seeding slot (5).
+    SeedQueued,
     /// Complete and seeding (6).
     Seeding,
 }
@@ -76,7 +80,9 @@ impl Status {
         match self {
             Status::Stopped => 0,
             Status::Checking => 2,
+            Status::DownloadQueued => 3,
             Status::Downloading => 4,
+            Status::SeedQueued => 5,
             Status::Seeding => 6,
         }
     }

@@ -23,7 +23,9 @@ pub fn metrics(engine: &mut dyn Engine) -> Result<String, String> {
     for (status, label) in [
         (Status::Stopped, "stopped"),
         (Status::Checking, "checking"),
+        (Status::DownloadQueued, "download_queued"),
         (Status::Downloading, "downloading"),
+        (Status::SeedQueued, "seed_queued"),
         (Status::Seeding, "seeding"),
     ] {
         let n = torrents.iter().filter(|t| t.status == status).count();

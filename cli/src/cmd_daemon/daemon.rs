@@ -626,6 +626,8 @@ impl Engine for Daemon {
                                 Status::Downloading
                             }
                             TorrentState::Seeding => Status::Seeding,
+                            TorrentState::Queued { seed: false } => Status::DownloadQueued,
+                            TorrentState::Queued { seed: true } => Status::SeedQueued,
                         },
                         Some(&s.stats),
                     ),

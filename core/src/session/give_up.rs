@@ -82,7 +82,10 @@ impl Session {
         self.stalls.retain(|id, _| self.torrents.contains_key(id));
         for torrent in ids {
             // A paused torrent has nothing on purpose: that is no reason to give up.
-            if self.life.is_paused(torrent) || !self.has_nothing(torrent) {
+            if self.life.is_paused(torrent)
+                || self.life.is_queued(torrent)
+                || !self.has_nothing(torrent)
+            {
                 self.stalls.insert(torrent, Stall::default());
                 continue;
             }

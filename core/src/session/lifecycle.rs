@@ -29,7 +29,19 @@
 //!   at the next round whatever it found, and the torrent rejoins its swarm unless it was
 //!   paused. Pause and resume during a check only change what happens after it.
 //!
-//! Invariants: a paused or checking torrent holds no connection and no dial; a closing session emits
+//! - **Queue** (`queue.rs`): a torrent neither paused nor checking whose kind (downloading
+//!   or seeding) has [`super::SessionConfig::queue_limits`] torrents running waits in
+//!   [`TorrentState::Queued`]: out of its swarm as when paused
+//!   ([`DisconnectReason::TorrentQueued`]), but started by the session when a slot frees
+//!   up. A resume, or the end of a check, goes through the queue: it rejoins its swarm
+//!   only if its kind has room. Pausing or removing a running torrent frees its slot at
+//!   once.
+//! - **Seeding limits** (`seed_limits.rs`): a running seed past its ratio, seeding time or
+//!   idle limit is paused by the session itself, as by [`Session::pause_torrent`], with
+//!   [`Event::SeedLimitReached`]; resumed with its ratio still reached, it is paused again
+//!   at once.
+//!
+//! Invariants: a paused, queued or checking torrent holds no connection and no dial; a closing session emits
 //! no `Connect` and no new block request; the final save of a torrent never goes out while
 //! an earlier save of it is unreported (two saves of one file never race).
 
@@ -79,8 +91,17 @@ pub enum TorrentState {
     Downloading,
     /// Every wanted piece is verified: only uploading.
     Seeding,
-    /// Paused by [`Session::pause_torrent`].
+    /// Paused by [`Session::pause_torrent`] or by a seeding limit
+    /// ([`Event::SeedLimitReached`]).
     Paused,
+    /// Waiting in the queue for a download slot (`seed: false`; magnet links fetching
+    /// their metadata included) or a seeding slot (`seed: true`): no connection, no dial,
+    /// no announce, as when paused, but it starts by itself when a slot frees up (see
+    /// [`super::SessionConfig::queue_limits`]). Transmission's status 3 and 5.
+    Queued {
+        /// Whether it waits to seed (every wanted piece verified) rather than download.
+        seed: bool,
+    },
     /// The session is closing ([`Session::close`]).
     Closing,
 }
@@ -106,6 +127,9 @@ pub(super) struct Lifecycle {
     paused: BTreeSet<TorrentId>,
     /// Torrents between `start_recheck` and `finish_recheck`.
     checking: BTreeSet<TorrentId>,
+    /// Torrents waiting in the queue for a slot (see `queue.rs`): out of their swarm as if
+    /// paused, but started by the session itself.
+    pub(super) queued: BTreeSet<TorrentId>,
     closing: Option<Closing>,
 }
 
@@ -115,15 +139,23 @@ impl Lifecycle {
         self.paused.contains(&torrent)
     }
 
+    /// Whether `torrent` waits in the queue.
+    pub(super) fn is_queued(&self, torrent: TorrentId) -> bool {
+        self.queued.contains(&torrent)
+    }
+
     /// Whether the session is closing.
     pub(super) fn is_closing(&self) -> bool {
         self.closing.is_some()
     }
 
     /// Whether `torrent` runs its timers (choking, keep-alives, dialling): not while
-    /// paused (it has no peer) nor while the session closes.
+    /// paused, queued or checked (it has no peer) nor while the session closes.
     pub(super) fn ticks(&self, torrent: TorrentId) -> bool {
-        self.closing.is_none() && !self.is_paused(torrent) && !self.is_checking(torrent)
+        self.closing.is_none()
+            && !self.is_paused(torrent)
+            && !self.is_checking(torrent)
+            && !self.is_queued(torrent)
     }
 
     /// Whether `torrent`'s data is being checked (or moved) by the driver.
@@ -142,6 +174,8 @@ impl Lifecycle {
             Some(DisconnectReason::SessionClosed)
         } else if self.is_paused(torrent) || self.is_checking(torrent) {
             Some(DisconnectReason::TorrentPaused)
+        } else if self.is_queued(torrent) {
+            Some(DisconnectReason::TorrentQueued)
         } else {
             None
         }
@@ -187,6 +221,9 @@ impl Session {
         self.stalls.remove(&torrent);
         self.life.paused.remove(&torrent);
         self.life.checking.remove(&torrent);
+        self.life.queued.remove(&torrent);
+        self.queue_forget(torrent);
+        self.seeds.forget(torrent);
         if let Some(c) = self.life.closing.as_mut() {
             c.saves_out.remove(&torrent);
             c.saves_waiting.remove(&torrent);
@@ -199,6 +236,8 @@ impl Session {
                 self.with_torrent(id, |t, ctx| t.fill_all_pipelines(ctx, now));
             }
         }
+        // Its slot in the queue is free: the next queued torrent starts.
+        self.settle_queue(now);
         self.close_progress(now);
         Ok(())
     }
@@ -206,7 +245,8 @@ impl Session {
     /// Pauses `torrent` (see the module docs): its peers are disconnected
     /// ([`DisconnectReason::TorrentPaused`]), its dials cancelled, its trackers told
     /// `stopped`; inbound peers for it are refused until [`Session::resume_torrent`].
-    /// Pausing a paused torrent does nothing.
+    /// A queued torrent leaves the queue ([`Event::TorrentUnqueued`]); a running one frees
+    /// its queue slot for the next queued torrent. Pausing a paused torrent does nothing.
     pub fn pause_torrent(
         &mut self,
         torrent: TorrentId,
@@ -214,16 +254,33 @@ impl Session {
     ) -> Result<(), LifecycleError> {
         self.saw(now);
         self.lifecycle_command_allowed(torrent)?;
-        if !self.life.paused.insert(torrent) || self.life.is_checking(torrent) {
-            // A checking torrent has left its swarm already: it just stays out after.
-            return Ok(());
-        }
-        self.leave_swarm(torrent, DisconnectReason::TorrentPaused, now);
-        self.stop_torrent_announces(torrent, false, now);
+        self.pause_now(torrent, now);
+        self.settle_queue(now);
         Ok(())
     }
 
-    /// Resumes a paused `torrent`: it announces `started` and dials its known peers again.
+    /// Pauses `torrent` (the user's pause or a seeding limit's); `false` if it was paused
+    /// already. The queue is not settled here: the caller does it.
+    pub(super) fn pause_now(&mut self, torrent: TorrentId, now: Instant) -> bool {
+        if !self.life.paused.insert(torrent) {
+            return false;
+        }
+        if self.life.queued.remove(&torrent) {
+            // Out of its swarm already: it only changes why.
+            self.queue_left(torrent);
+        } else if !self.life.is_checking(torrent) {
+            // A checking torrent has left its swarm already: it just stays out after.
+            self.leave_swarm(torrent, DisconnectReason::TorrentPaused, now);
+            self.stop_torrent_announces(torrent, false, now);
+        }
+        true
+    }
+
+    /// Resumes a paused `torrent`: it announces `started` and dials its known peers again,
+    /// or, when its kind (downloading or seeding) has no free queue slot, waits queued
+    /// ([`Event::TorrentQueued`]). A seed whose ratio limit is reached is paused again at
+    /// once ([`Event::SeedLimitReached`]): raise or clear the limit first
+    /// ([`Session::set_seed_limits`]); its time limits count afresh from the resume.
     /// Resuming a torrent that is not paused does nothing.
     pub fn resume_torrent(
         &mut self,
@@ -236,7 +293,9 @@ impl Session {
             // A checking torrent rejoins its swarm when the check is done.
             return Ok(());
         }
-        self.rejoin_swarm(torrent, now);
+        // Out of its swarm: the queue decides whether it starts now.
+        self.queue_enter(torrent);
+        self.settle_queue(now);
         Ok(())
     }
 
@@ -261,12 +320,18 @@ impl Session {
         {
             return Err(LifecycleError::NoMetadata);
         }
-        let running = !self.life.is_paused(torrent);
+        let queued = self.life.queued.remove(&torrent);
+        if queued {
+            self.queue_left(torrent);
+        }
+        let running = !self.life.is_paused(torrent) && !queued;
         self.life.checking.insert(torrent);
         if running {
             self.leave_swarm(torrent, DisconnectReason::TorrentPaused, now);
             self.stop_torrent_announces(torrent, false, now);
         }
+        // Out of its swarm, it holds no queue slot meanwhile.
+        self.settle_queue(now);
         Ok(())
     }
 
@@ -294,13 +359,16 @@ impl Session {
         self.life.checking.remove(&torrent);
         self.resumes.must_save(torrent);
         if !self.life.is_paused(torrent) && !self.life.is_closing() {
-            self.rejoin_swarm(torrent, now);
+            // The queue decides whether it rejoins now (it may have become a seed).
+            self.queue_enter(torrent);
+            self.settle_queue(now);
         }
         Ok(())
     }
 
-    /// Announces `started` and dials again (a resume, or the end of a check).
-    fn rejoin_swarm(&mut self, torrent: TorrentId, now: Instant) {
+    /// Announces `started` and dials again (a resume, a queued torrent starting, or the end
+    /// of a check).
+    pub(super) fn rejoin_swarm(&mut self, torrent: TorrentId, now: Instant) {
         self.restart_torrent_announces(torrent, now);
         self.lsd_track(torrent, now);
         self.with_torrent(torrent, |t, ctx| {
@@ -329,6 +397,10 @@ impl Session {
             TorrentState::Checking
         } else if self.life.is_paused(torrent) {
             TorrentState::Paused
+        } else if self.life.is_queued(torrent) {
+            TorrentState::Queued {
+                seed: t.is_complete(),
+            }
         } else if t.is_fetching_metadata() {
             TorrentState::FetchingMetadata
         } else if t.awaiting_metadata() {
@@ -510,9 +582,14 @@ impl Session {
         }
     }
 
-    /// Ends `torrent`'s connections and dials for `reason` (pause, removal), without
+    /// Ends `torrent`'s connections and dials for `reason` (pause, queue, removal), without
     /// counting anything against the peers.
-    fn leave_swarm(&mut self, torrent: TorrentId, reason: DisconnectReason, now: Instant) {
+    pub(super) fn leave_swarm(
+        &mut self,
+        torrent: TorrentId,
+        reason: DisconnectReason,
+        now: Instant,
+    ) {
         self.admission.cancel_dials(Some(torrent));
         let half_open: Vec<_> = self
             .handshaking

@@ -229,7 +229,9 @@ impl Session {
                 None => forget.push(info_hash),
                 Some(t) if t.is_private() => forget.push(info_hash),
                 // A paused torrent is announced again when it resumes.
-                Some(_) if self.life.is_paused(id) => forget.push(info_hash),
+                Some(_) if self.life.is_paused(id) || self.life.is_queued(id) => {
+                    forget.push(info_hash)
+                }
                 Some(_) if batch.len() < MAX_INFO_HASHES => batch.push(info_hash),
                 // The rest stay due: `next_deadline` wakes us for them one gap later.
                 Some(_) => {}

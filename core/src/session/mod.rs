@@ -22,6 +22,8 @@
 //! let deadline = s.poll_timeout();
 //! s.pause_torrent(t, now)?; s.resume_torrent(t, now)?; s.remove_torrent(t, now)?;
 //! s.set_limits(Some(t), RateLimits { upload: Some(4 << 20), download: None }, now)?;
+//! s.set_seed_limits(Some(t), SeedLimits { ratio: Limit::Own(2.0), ..SeedLimits::default() }, now)?;
+//! s.set_queue_limits(QueueLimits { max_downloading: Some(3), max_seeding: Some(5) }, now);
 //! s.close(now);                                       // leaving: stopped, final saves
 //! while !s.is_drained() { /* keep driving as above */ }
 //! ```
@@ -93,7 +95,9 @@ mod handshake;
 mod lifecycle;
 mod limits;
 mod lsd;
+mod queue;
 mod resume_schedule;
+mod seed_limits;
 mod status;
 mod trackers;
 
@@ -109,11 +113,12 @@ pub use crate::torrent::MAGNET_LEFT;
 pub use crate::vocab::{
     Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
     DiskError, DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer,
-    GeometryError, GiveUpReason, PeerGone, PeerSource, SessionConfig, TorrentId, WebSeedError,
-    WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats,
+    GeometryError, GiveUpReason, Limit, PeerGone, PeerSource, QueueLimits, SeedLimit, SeedLimits,
+    SessionConfig, TorrentId, WebSeedError, WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use lsd::LsdStats;
+pub use seed_limits::SeedLimitsError;
 pub use trackers::metainfo_tiers;
 
 use crate::bitfield::Bitfield;
@@ -254,6 +259,10 @@ pub struct Session {
     /// The session-wide rate limiters and the peers waiting for upload tokens (see
     /// [`limits`]).
     limits: crate::limits::SessionLimits,
+    /// Which torrents run and which wait (see [`queue`]).
+    queue: queue::Queue,
+    /// Seeding limits and the running seeds' clocks (see [`seed_limits`]).
+    seeds: seed_limits::Seeds,
 }
 
 impl Session {
@@ -272,6 +281,7 @@ impl Session {
         let admission = Admission::new(&config);
         let resumes = ResumeSchedule::new(config.resume_interval, now);
         let writes = WriteBudget::new(config.max_unwritten_bytes);
+        let (config_queue, config_seeds) = (config.queue_limits, config.seed_limits);
         let limits = crate::limits::SessionLimits::new(
             crate::limits::RateLimits {
                 upload: config.upload_limit,
@@ -305,6 +315,8 @@ impl Session {
             served: crate::mse::Served::default(),
             decryptors: encryption::Decryptors::default(),
             limits,
+            queue: queue::Queue::new(config_queue),
+            seeds: seed_limits::Seeds::new(config_seeds),
         }
     }
 
@@ -387,6 +399,7 @@ impl Session {
         if self.config.web_seeds && !metainfo.url_list.is_empty() {
             self.add_web_seeds(id, &metainfo.url_list, now);
         }
+        self.queue_added(id, now);
         Ok(id)
     }
 
@@ -467,6 +480,8 @@ impl Session {
         self.install_trackers(id, options.trackers, now);
         self.dht_track(id, now);
         self.lsd_track(id, now);
+        // Queued or not before dialling: a queued magnet dials nobody.
+        self.queue_added(id, now);
         self.add_peers(id, &options.peers, now);
         Ok(id)
     }
@@ -523,6 +538,8 @@ impl Session {
                 {
                     self.resumes.track(torrent, have, written);
                 }
+                // What was on disk may make it a seed.
+                self.settle_queue(now);
                 Ok(())
             }
             Some(Err(error)) => {
@@ -570,6 +587,7 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.set_file_priorities(priorities, ctx, now)
         });
+        self.seed_wanted_changed(torrent, now);
     }
 
     /// Adds addresses the user gives to dial for `torrent` (`--peer`): the highest-ranked
@@ -899,6 +917,7 @@ impl Session {
                 self.with_torrent(id, |t, ctx| t.fill_all_pipelines(ctx, now));
             }
         }
+        self.queue_check(torrent, now);
         self.close_progress(now);
     }
 
@@ -921,8 +940,9 @@ impl Session {
         self.saw(now);
         // The torrent first: whether the block now waits in the outbox decides what the
         // read-ahead bound may release.
-        let queued = match self.routes.get(&conn) {
-            Some(&tid) => self
+        let route = self.routes.get(&conn).copied();
+        let queued = match route {
+            Some(tid) => self
                 .with_torrent(tid, |t, ctx| {
                     t.disk_read_done(conn, block, result, ctx, now)
                 })
@@ -931,6 +951,10 @@ impl Session {
         };
         self.admission
             .read_done(conn, block.length as usize, queued, &self.config);
+        if let Some(tid) = route {
+            // An upload: the seed's idle clock restarts, its ratio may be reached.
+            self.seed_uploaded(tid, now);
+        }
     }
 
     /// A `VerifyPiece` finished: `ok` is whether the piece matched its hashes.
@@ -939,6 +963,7 @@ impl Session {
         self.with_torrent(torrent, |t, ctx| {
             t.piece_hashed(piece, ok, ctx, now);
         });
+        self.queue_check(torrent, now);
         self.close_progress(now);
     }
 
@@ -1009,6 +1034,7 @@ impl Session {
         if tick_due {
             self.check_give_up(now);
         }
+        self.seed_timeout(now);
         self.close_progress(now);
     }
 
@@ -1054,6 +1080,7 @@ impl Session {
         let resume = self.resumes.next_deadline();
         let close = self.close_deadline();
         let limits = self.limits_deadline();
+        let seeds = self.seed_deadline();
         // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
         // that never finish, giving up) has work only with a running torrent or a
         // connection still handshaking: without either, nothing is scheduled.
@@ -1070,6 +1097,7 @@ impl Session {
             resume,
             close,
             limits,
+            seeds,
         ]
         .into_iter()
         .flatten()

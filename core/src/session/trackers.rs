@@ -238,6 +238,11 @@ impl Session {
         }
         let mut announcer = Announcer::new(tiers, &mut self.rng, now);
         announcer.set_attempt_deadline(self.config.tracker_attempt_timeout);
+        if !self.life.ticks(torrent) {
+            // Out of its swarm (paused, queued, checked, closing): it announces nothing
+            // until it rejoins, which starts a new announcer over these tiers.
+            let _ = announcer.stop();
+        }
         self.trackers.per_torrent.retain(|(t, _)| *t != torrent);
         if !announcer.is_empty() {
             self.trackers.per_torrent.push((
@@ -587,6 +592,9 @@ impl Session {
         for_good: bool,
         now: Instant,
     ) {
+        // A download that completed since the last tick (and is paused or queued as a seed
+        // at once) still owes its `completed`, which goes before the `stopped`.
+        self.notice_completions(now);
         let Some(mut due) = self
             .trackers
             .get_mut(torrent)

@@ -409,6 +409,22 @@ impl Torrent {
         self.phase.content().is_some_and(|c| c.picker.is_complete())
     }
 
+    /// Payload bytes sent so far (what seeding limits count).
+    pub(crate) fn uploaded(&self) -> u64 {
+        self.uploaded
+    }
+
+    /// Payload bytes received so far, duplicates and failed data included.
+    pub(crate) fn downloaded(&self) -> u64 {
+        self.downloaded
+    }
+
+    /// Bytes of the pieces wanted (not skipped), had or not, padding left out; 0 before
+    /// the metadata. Walks every piece: for rare events, not for every block.
+    pub(crate) fn wanted_bytes(&self) -> u64 {
+        self.phase.content().map_or(0, Content::wanted_bytes)
+    }
+
     /// What a tracker should be told is `left` to download: before the metadata is known,
     /// [`MAGNET_LEFT`], because the size is unknown and a tracker counts `left = 0` as a
     /// seed (it would send us no seeds and list us as one).

@@ -129,6 +129,14 @@ impl Content {
             .sum()
     }
 
+    /// Bytes of the pieces not skipped, had or not (padding left out).
+    pub(super) fn wanted_bytes(&self) -> u64 {
+        (0..self.geometry.piece_count())
+            .filter(|&p| self.picker.priority(p) != crate::picker::Priority::Skip)
+            .map(|p| u64::from(self.data_len(p)))
+            .sum()
+    }
+
     /// The torrent's size as users and trackers count it: its files' bytes, without the
     /// padding a v2 or hybrid torrent puts between them.
     pub(super) fn data_length(&self) -> u64 {

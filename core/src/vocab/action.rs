@@ -216,6 +216,30 @@ pub enum Event {
         /// The torrent.
         torrent: TorrentId,
     },
+    /// A seeding limit was reached and the session paused the torrent itself, as
+    /// [`crate::session::Session::pause_torrent`] would. Resuming it with its ratio still
+    /// reached pauses it again at once (with this event): raise or clear the limit first.
+    SeedLimitReached {
+        /// The torrent.
+        torrent: TorrentId,
+        /// Which limit.
+        limit: super::SeedLimit,
+    },
+    /// The torrent waits in the queue ([`crate::session::TorrentState::Queued`]): its
+    /// kind (downloading or seeding) has as many torrents running as
+    /// [`super::SessionConfig::queue_limits`] allows. It starts by itself when a slot
+    /// frees up.
+    TorrentQueued {
+        /// The torrent.
+        torrent: TorrentId,
+    },
+    /// The torrent left the queue: it started (a slot freed up or the limit was raised),
+    /// or it was paused (by the user or a seeding limit) or rechecked. Not sent when it is
+    /// removed ([`Event::TorrentRemoved`] says that).
+    TorrentUnqueued {
+        /// The torrent.
+        torrent: TorrentId,
+    },
     /// A peer sent data that failed verification too often and will not be reconnected.
     PeerBanned {
         /// The torrent.
@@ -502,6 +526,9 @@ pub enum DisconnectReason {
     /// The torrent was paused ([`crate::session::Session::pause_torrent`]): it holds no
     /// connection until it is resumed.
     TorrentPaused,
+    /// The torrent waits in the queue ([`crate::session::TorrentState::Queued`]): it holds
+    /// no connection until it starts.
+    TorrentQueued,
     /// The session is closing ([`crate::session::Session::close`]): it leaves every swarm.
     SessionClosed,
     /// The peer does not read what it asked for: our unsent bytes to it passed
@@ -533,6 +560,7 @@ impl std::fmt::Display for DisconnectReason {
             DisconnectReason::BothSeeds => f.write_str("both sides are seeds"),
             DisconnectReason::TorrentRemoved => f.write_str("torrent removed"),
             DisconnectReason::TorrentPaused => f.write_str("torrent paused"),
+            DisconnectReason::TorrentQueued => f.write_str("torrent queued"),
             DisconnectReason::SessionClosed => f.write_str("session closing"),
             DisconnectReason::SlowReader => f.write_str("the peer does not read what it asked for"),
             DisconnectReason::Encryption(e) => write!(f, "encrypted handshake failed: {e}"),

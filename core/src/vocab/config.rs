@@ -293,6 +293,15 @@ pub struct SessionConfig {
     /// unlimited; 0 also means unlimited): requests are held back so blocks arrive no
     /// faster. See [`crate::limits`].
     pub download_limit: Option<u64>,
+    /// Session-wide seeding limits (default: none): when a seed pauses itself. Each
+    /// torrent follows them unless it has its own
+    /// ([`crate::session::Session::set_seed_limits`], which also changes these live). A
+    /// ratio that is not finite or is negative is read as no ratio limit.
+    pub seed_limits: super::SeedLimits,
+    /// How many torrents download and seed at once (default: no limit); the rest wait
+    /// queued, in the order they were added ([`crate::session::Session::set_queue_limits`]
+    /// changes it live).
+    pub queue_limits: super::QueueLimits,
 }
 
 impl Default for SessionConfig {
@@ -360,6 +369,8 @@ impl Default for SessionConfig {
             web_seed_max_retry: Duration::from_secs(60),
             upload_limit: None,
             download_limit: None,
+            seed_limits: super::SeedLimits::default(),
+            queue_limits: super::QueueLimits::default(),
         }
     }
 }

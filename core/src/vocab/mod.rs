@@ -16,6 +16,7 @@ mod encryption;
 mod geometry;
 pub(crate) mod outbox;
 mod peer_source;
+mod seeding;
 mod web_seed;
 
 pub use action::{
@@ -27,4 +28,5 @@ pub use disk_error::{DiskError, DiskErrorKind};
 pub use encryption::{CryptoLevel, EncryptionPolicy};
 pub use geometry::GeometryError;
 pub use peer_source::PeerSource;
+pub use seeding::{Limit, QueueLimits, SeedLimit, SeedLimits};
 pub use web_seed::{WebSeedError, WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats};

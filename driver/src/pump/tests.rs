@@ -225,3 +225,62 @@ fn pause_resume_and_list_reach_the_session_and_remove_waits_for_the_disk() {
         Err(LifecycleError::UnknownTorrent)
     );
 }
+
+#[test]
+fn queue_and_seed_limits_reach_the_session() {
+    use unchoke_core::session::{Limit, QueueLimits, SeedLimits, SeedLimitsError, TorrentState};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let mut io = Recorder::default();
+    let (mut host, _events, torrent) = host_with_torrent(dir.path(), peer, &mut io);
+    let state = |host: &mut SessionHost, io: &mut Recorder| {
+        let list = ask(host, io, |reply| Command::Torrents { reply })
+            .recv()
+            .expect("reply");
+        list[0].state
+    };
+    // No download slot: the only torrent waits, and starts when the limit is lifted.
+    let none = QueueLimits {
+        max_downloading: Some(0),
+        max_seeding: None,
+    };
+    let set = ask(&mut host, &mut io, |reply| Command::SetQueueLimits {
+        limits: none,
+        reply,
+    });
+    assert_eq!(set.recv().expect("reply"), ());
+    assert_eq!(
+        state(&mut host, &mut io),
+        TorrentState::Queued { seed: false }
+    );
+    let set = ask(&mut host, &mut io, |reply| Command::SetQueueLimits {
+        limits: QueueLimits::default(),
+        reply,
+    });
+    assert_eq!(set.recv().expect("reply"), ());
+    assert_eq!(state(&mut host, &mut io), TorrentState::Downloading);
+
+    let limits = SeedLimits {
+        ratio: Limit::Own(1.5),
+        ..SeedLimits::default()
+    };
+    let set = ask(&mut host, &mut io, |reply| Command::SetSeedLimits {
+        torrent: Some(torrent),
+        limits,
+        reply,
+    });
+    assert_eq!(set.recv().expect("reply"), Ok(()));
+    let bad = SeedLimits {
+        ratio: Limit::Own(-1.0),
+        ..SeedLimits::default()
+    };
+    let set = ask(&mut host, &mut io, |reply| Command::SetSeedLimits {
+        torrent: None,
+        limits: bad,
+        reply,
+    });
+    assert_eq!(
+        set.recv().expect("reply"),
+        Err(SeedLimitsError::InvalidRatio)
+    );
+}
