@@ -750,6 +750,8 @@ mod tests {
             total_length: 4 << 20,
             downloaded: bytes_have,
             uploaded,
+            downloaded_ever: bytes_have,
+            uploaded_ever: uploaded,
             wasted: 0,
             download_rate: 1 << 20,
             upload_rate: 512 << 10,

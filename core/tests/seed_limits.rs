@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use unchoke_core::session::{
     Event, Limit, SeedLimit, SeedLimits, SeedLimitsError, Session, SessionConfig, TorrentId,
-    TorrentState,
+    TorrentState, TransferTotals,
 };
 use unchoke_core::time::Instant;
 use unchoke_sim::lab::{Behaviour, Swarm, make_content, make_metainfo};
@@ -323,4 +323,50 @@ fn a_limit_lowered_below_what_was_seeded_pauses_within_the_call() {
         })
         .collect();
     assert_eq!(reached.len(), 1);
+}
+
+#[test]
+fn what_earlier_runs_uploaded_counts_toward_the_ratio_but_is_not_announced() {
+    // A lone seed of 64 KiB with a ratio limit of 2: nothing uploaded in this run.
+    let (mut s, t) = lone_seed(SessionConfig::default(), Some(ratio(2.0)));
+    let now = Instant::ZERO + Duration::from_secs(1);
+    s.handle_timeout(now);
+    drain(&mut s);
+    assert_eq!(s.torrent_state(t), Some(TorrentState::Seeding));
+    // 100 KiB uploaded before: ratio 100/64 < 2, it seeds on; the stats say both.
+    let earlier = TransferTotals {
+        uploaded: 100 * 1024,
+        downloaded: 0,
+    };
+    s.set_earlier_transfers(t, earlier, now)
+        .expect("known torrent");
+    assert_eq!(s.torrent_state(t), Some(TorrentState::Seeding));
+    let st = s.stats(t, now).expect("stats");
+    assert_eq!((st.uploaded, st.uploaded_ever), (0, 100 * 1024));
+    assert!((s.seed_ratio(t).expect("ratio") - 100.0 / 64.0).abs() < 1e-9);
+    // 128 KiB before: the limit is reached within the call.
+    let earlier = TransferTotals {
+        uploaded: 128 * 1024,
+        downloaded: 0,
+    };
+    s.set_earlier_transfers(t, earlier, now)
+        .expect("known torrent");
+    assert_eq!(s.torrent_state(t), Some(TorrentState::Paused));
+    let reached = drain(&mut s)
+        .into_iter()
+        .filter(|a| {
+            matches!(
+                a,
+                unchoke_core::session::Action::Event(Event::SeedLimitReached {
+                    limit: SeedLimit::Ratio,
+                    ..
+                })
+            )
+        })
+        .count();
+    assert_eq!(reached, 1);
+    assert_eq!(
+        s.set_earlier_transfers(TorrentId(999), earlier, now),
+        Err(SeedLimitsError::UnknownTorrent)
+    );
 }

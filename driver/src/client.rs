@@ -230,6 +230,24 @@ impl ClientCore {
             .map_err(|_| ClientError::Stopped)
     }
 
+    /// Counts `totals` as what the torrent moved in earlier runs (the caller keeps them
+    /// across restarts): its ratio limit and its `_ever` stats count them, trackers are
+    /// not told them (see [`unchoke_core::session::Session::set_earlier_transfers`]).
+    pub fn set_earlier_transfers(
+        &self,
+        torrent: TorrentId,
+        totals: unchoke_core::session::TransferTotals,
+    ) -> Result<Result<(), SeedLimitsError>, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(Command::SetEarlierTransfers {
+            torrent,
+            totals,
+            reply,
+        })?;
+        rx.recv_timeout(REPLY_TIMEOUT)
+            .map_err(|_| ClientError::Stopped)
+    }
+
     /// Sets how many torrents download and seed at once (see
     /// [`unchoke_core::session::Session::set_queue_limits`]; `None`: no limit). The others
     /// wait in `TorrentState::Queued`, in the order they were added, and start by

@@ -76,6 +76,11 @@ pub enum Command {
         limits: QueueLimits,
         reply: Sender<()>,
     },
+    SetEarlierTransfers {
+        torrent: TorrentId,
+        totals: unchoke_core::session::TransferTotals,
+        reply: Sender<Result<(), SeedLimitsError>>,
+    },
     DhtStats {
         reply: Sender<Option<crate::DhtStatus>>,
     },
@@ -543,6 +548,15 @@ impl SessionHost {
             } => {
                 let now = self.clock.now();
                 let _ = reply.send(self.session.set_seed_limits(torrent, limits, now));
+                false
+            }
+            Command::SetEarlierTransfers {
+                torrent,
+                totals,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let _ = reply.send(self.session.set_earlier_transfers(torrent, totals, now));
                 false
             }
             Command::SetQueueLimits { limits, reply } => {

@@ -107,7 +107,7 @@ pub struct TorrentView {
     pub have: u64,
     /// Bytes of wanted pieces not verified yet (files not wanted are not waited for).
     pub left: u64,
-    /// Payload bytes received since added to this daemon run.
+    /// Payload bytes received over its whole life in the daemon.
     pub downloaded: u64,
     /// Payload bytes sent.
     pub uploaded: u64,
@@ -137,6 +137,8 @@ pub struct TorrentView {
     pub trackers: Vec<Vec<String>>,
     /// What it has of its own (files wanted, limits, labels).
     pub settings: TorrentSettings,
+    /// It stopped itself at a seeding limit (Transmission's `isFinished`).
+    pub finished: bool,
     /// Its connected peers, when the caller asked for its details
     /// ([`Engine::torrents`]); `None` otherwise.
     pub peer_list: Option<Vec<PeerView>>,
@@ -518,8 +520,8 @@ fn torrent_fields(t: &TorrentView, lists: bool) -> Value {
         "peersSendingToUs": if active && t.rate_down > 0 { t.peers } else { 0 },
         "peersGettingFromUs": if active && t.rate_up > 0 { t.unchoked } else { 0 },
         "webseedsSendingToUs": 0,
-        // Transmission's "finished": stopped after reaching a seed limit; there are none yet.
-        "isFinished": false,
+        // Transmission's "finished": stopped after reaching a seeding limit.
+        "isFinished": t.finished,
         "isStalled": false,
         "isPrivate": t.private,
         "downloadDir": t.download_dir,

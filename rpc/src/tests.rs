@@ -47,6 +47,7 @@ fn view(id: u64, hash_char: char) -> TorrentView {
         ],
         trackers: vec![vec!["http://t/announce".into()]],
         settings: TorrentSettings::new(),
+        finished: false,
         peer_list: None,
     }
 }

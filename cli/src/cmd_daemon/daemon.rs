@@ -10,13 +10,15 @@ use unchoke_core::bitfield::Bitfield;
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::picker::Priority;
-use unchoke_core::session::{RateLimits, TorrentId, TorrentState};
+use unchoke_core::session::{
+    Event, Limit, QueueLimits, RateLimits, SeedLimits, TorrentId, TorrentState, TransferTotals,
+};
 use unchoke_driver::{AddMagnet, AddTorrent, ClientEvent, TorrentDetails};
 
 use super::rpc::SessionSettings;
 use super::rpc::{
-    AddRequest, AddSource, Added, Engine, FilePriority, FileView, PeerSettings, PeerView, Status,
-    TorrentSettings, TorrentView,
+    AddRequest, AddSource, Added, Engine, FilePriority, FileView, LimitMode, PeerSettings,
+    PeerView, Status, TorrentSettings, TorrentView,
 };
 use super::state::{Entry, SessionDir, Source, State};
 use crate::runtime::Client;
@@ -111,6 +113,56 @@ fn core_limits(settings: &TorrentSettings) -> RateLimits {
     }
 }
 
+/// A torrent's own seeding limits for the core: Transmission's modes (session's, own,
+/// none) for its ratio and idle limits; it has no seeding-time limit of its own.
+pub(crate) fn torrent_seed_limits(settings: &TorrentSettings) -> SeedLimits {
+    fn limit<T>(mode: LimitMode, own: T) -> Limit<T> {
+        match mode {
+            LimitMode::Global => Limit::Session,
+            LimitMode::Own => Limit::Own(own),
+            LimitMode::Unlimited => Limit::Unlimited,
+        }
+    }
+    SeedLimits {
+        ratio: limit(settings.ratio_mode, settings.ratio_limit),
+        seeding_time: Limit::Session,
+        idle: limit(
+            settings.idle_mode,
+            std::time::Duration::from_secs(settings.idle_limit_minutes.saturating_mul(60)),
+        ),
+    }
+}
+
+/// The session's seeding limits for the core (Transmission has no seeding-time limit).
+pub(crate) fn session_seed_limits(settings: &SessionSettings) -> SeedLimits {
+    let minutes = |m: u64| std::time::Duration::from_secs(m.saturating_mul(60));
+    SeedLimits {
+        ratio: if settings.seed_ratio_limited {
+            Limit::Own(settings.seed_ratio_limit)
+        } else {
+            Limit::Unlimited
+        },
+        seeding_time: Limit::Unlimited,
+        idle: if settings.idle_seeding_limited {
+            Limit::Own(minutes(settings.idle_seeding_minutes))
+        } else {
+            Limit::Unlimited
+        },
+    }
+}
+
+/// The session's download and seed queues for the core.
+pub(crate) fn queue_limits(settings: &SessionSettings) -> QueueLimits {
+    let size = |on: bool, n: u64| on.then(|| usize::try_from(n).unwrap_or(usize::MAX));
+    QueueLimits {
+        max_downloading: size(
+            settings.download_queue_enabled,
+            settings.download_queue_size,
+        ),
+        max_seeding: size(settings.seed_queue_enabled, settings.seed_queue_size),
+    }
+}
+
 /// A peer as the RPC shows it.
 fn peer_view(p: &unchoke_core::torrent::PeerInfo) -> PeerView {
     PeerView {
@@ -136,6 +188,9 @@ fn trackers_of(m: &Metainfo) -> Vec<Vec<String>> {
     }
     m.announce.iter().map(|a| vec![a.clone()]).collect()
 }
+
+/// How often the torrents' byte counters are saved while they move.
+const COUNTERS_SAVE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Bytes a .torrent file named by `torrent-add`'s `filename` may have (as `metainfo` is
 /// bounded by the HTTP body's limit).
@@ -175,6 +230,8 @@ pub(crate) struct Daemon {
     root: PathBuf,
     /// The session's settings as the RPC last set them.
     settings: SessionSettings,
+    /// When the torrents' counters were last saved ([`Daemon::save_counters`]).
+    counters_saved: std::time::Instant,
     slots: Vec<Slot>,
     next_id: u64,
     peers: PeerSettings,
@@ -195,6 +252,7 @@ impl Daemon {
             dir,
             root,
             settings,
+            counters_saved: std::time::Instant::now(),
             slots: Vec::new(),
             next_id: 1,
         }
@@ -225,10 +283,50 @@ impl Daemon {
     /// Stops the client: resume data saved, trackers told.
     pub(crate) fn shutdown(mut self) -> Result<(), String> {
         self.save_state()?;
-        self.client
-            .shutdown()
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let reports = self.client.shutdown().map_err(|e| e.to_string())?;
+        // The last counters, so the next run's ratios count all of this one.
+        for report in reports {
+            if let (Some(slot), Some(stats)) = (
+                self.slots
+                    .iter_mut()
+                    .find(|s| s.core == Some(report.torrent)),
+                report.stats,
+            ) {
+                slot.entry.uploaded_ever = stats.uploaded_ever;
+                slot.entry.downloaded_ever = stats.downloaded_ever;
+            }
+        }
+        self.save_state()
+    }
+
+    /// Copies each torrent's counters into its entry and saves the list when they moved
+    /// and [`COUNTERS_SAVE`] has passed since the last such save: a `kill -9` loses at
+    /// most that much of them.
+    fn save_counters(&mut self) {
+        if self.counters_saved.elapsed() < COUNTERS_SAVE {
+            return;
+        }
+        self.counters_saved = std::time::Instant::now();
+        let Ok(statuses) = self.client.torrents() else {
+            return;
+        };
+        let mut moved = false;
+        for slot in &mut self.slots {
+            let Some(st) = slot.core.and_then(|c| statuses.iter().find(|s| s.id == c)) else {
+                continue;
+            };
+            let (up, down) = (st.stats.uploaded_ever, st.stats.downloaded_ever);
+            if (up, down) != (slot.entry.uploaded_ever, slot.entry.downloaded_ever) {
+                slot.entry.uploaded_ever = up;
+                slot.entry.downloaded_ever = down;
+                moved = true;
+            }
+        }
+        if moved {
+            if let Err(e) = self.save_state() {
+                warn(&e);
+            }
+        }
     }
 
     /// Reads what the client told meanwhile: a magnet's metadata arrived (its name and
@@ -237,6 +335,7 @@ impl Daemon {
     pub(crate) fn drain_events(&mut self) {
         let events: Vec<ClientEvent> = self.client.events().try_iter().collect();
         let mut changed = false;
+        let mut counters_now = false;
         for event in events {
             match event {
                 ClientEvent::MetadataReady {
@@ -284,6 +383,17 @@ impl Daemon {
                     }
                     slot.error = result.err();
                 }
+                ClientEvent::Session(Event::SeedLimitReached { torrent, .. }) => {
+                    // The core paused it; it stays stopped after a restart, as
+                    // Transmission's finished torrents do, until the user starts it.
+                    if let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) {
+                        slot.entry.paused = true;
+                        slot.entry.finished = true;
+                        changed = true;
+                        // Its counters too: a restart must find the ratio it stopped at.
+                        counters_now = true;
+                    }
+                }
                 ClientEvent::MetadataStorageFailed { torrent, message } => {
                     if let Some(slot) = self.slots.iter_mut().find(|s| s.core == Some(torrent)) {
                         slot.error = Some(message);
@@ -292,12 +402,16 @@ impl Daemon {
                 _ => {}
             }
         }
+        if counters_now {
+            self.counters_saved = std::time::Instant::now() - COUNTERS_SAVE;
+        }
         if changed {
             if let Err(e) = self.save_state() {
                 warn(&e);
             }
         }
         self.move_completed();
+        self.save_counters();
     }
 
     fn take_id(&mut self) -> u64 {
@@ -341,6 +455,18 @@ impl Daemon {
                     .map_err(|e| e.to_string())?;
             }
         }
+        if slot.entry.uploaded_ever > 0 || slot.entry.downloaded_ever > 0 {
+            if let Some(core) = slot.core {
+                let totals = TransferTotals {
+                    uploaded: slot.entry.uploaded_ever,
+                    downloaded: slot.entry.downloaded_ever,
+                };
+                self.client
+                    .set_earlier_transfers(core, totals)
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         // Only settings that differ from a fresh torrent's cost a round trip: a restart
         // with a thousand plain torrents sends none.
         if slot.entry.settings != TorrentSettings::new() {
@@ -358,6 +484,10 @@ impl Daemon {
         let settings = &slot.entry.settings;
         client
             .set_limits(Some(core), core_limits(settings))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        client
+            .set_seed_limits(Some(core), torrent_seed_limits(settings))
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if let Some(m) = &slot.metainfo {
@@ -418,6 +548,9 @@ impl Daemon {
             added: now_secs(),
             settings: TorrentSettings::new(),
             complete_dir,
+            uploaded_ever: 0,
+            downloaded_ever: 0,
+            finished: false,
         };
         self.add_entry(entry)
     }
@@ -444,6 +577,9 @@ impl Daemon {
             added: now_secs(),
             settings: TorrentSettings::new(),
             complete_dir,
+            uploaded_ever: 0,
+            downloaded_ever: 0,
+            finished: false,
         };
         self.add_entry(entry)
     }
@@ -585,6 +721,19 @@ impl Engine for Daemon {
         if settings.incomplete_dir_enabled {
             confine(&self.root, Path::new(&settings.incomplete_dir))?;
         }
+        let seeds = session_seed_limits(&settings);
+        if seeds != session_seed_limits(&self.settings) {
+            self.client
+                .set_seed_limits(None, seeds)
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        let queue = queue_limits(&settings);
+        if queue != queue_limits(&self.settings) {
+            self.client
+                .set_queue_limits(queue)
+                .map_err(|e| e.to_string())?;
+        }
         if settings.limits != self.settings.limits {
             let rates = RateLimits {
                 upload: settings.limits.upload_bytes(),
@@ -647,8 +796,11 @@ impl Engine for Daemon {
                     total_size: stats.map_or(0, |s| s.total_length),
                     have: stats.map_or(0, |s| s.bytes_have),
                     left: stats.map_or(0, |s| s.bytes_left),
-                    downloaded: stats.map_or(0, |s| s.downloaded),
-                    uploaded: stats.map_or(0, |s| s.uploaded),
+                    // Over its whole life here; before the client knows it (not added),
+                    // what was saved.
+                    downloaded: stats.map_or(slot.entry.downloaded_ever, |s| s.downloaded_ever),
+                    uploaded: stats.map_or(slot.entry.uploaded_ever, |s| s.uploaded_ever),
+                    finished: slot.entry.finished,
                     rate_down: stats.map_or(0, |s| s.download_rate),
                     rate_up: stats.map_or(0, |s| s.upload_rate),
                     peers: stats.map_or(0, |s| s.peers),
@@ -708,7 +860,10 @@ impl Engine for Daemon {
         for slot in self.slots.iter_mut().filter(|s| ids.contains(&s.id)) {
             match slot.core {
                 Some(core) => match client.resume(core).map_err(|e| e.to_string())? {
-                    Ok(()) => slot.entry.paused = false,
+                    Ok(()) => {
+                        slot.entry.paused = false;
+                        slot.entry.finished = false;
+                    }
                     Err(e) => errors.push(format!("torrent {}: {e}", slot.id)),
                 },
                 None => errors.push(format!(

@@ -167,6 +167,8 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
     // request on.
     config.session.upload_limit = saved.session.limits.upload_bytes();
     config.session.download_limit = saved.session.limits.download_bytes();
+    config.session.seed_limits = daemon::session_seed_limits(&saved.session);
+    config.session.queue_limits = daemon::queue_limits(&saved.session);
     let dht = config.dht.is_some();
     let lsd = config.lsd;
     let client = Client::new(settings.runtime, config).map_err(|e| e.to_string())?;

@@ -51,6 +51,14 @@ pub(crate) struct Entry {
     /// `incomplete-dir` was on (it downloads there, in `download_dir`), cleared once the
     /// move was tried.
     pub(crate) complete_dir: Option<PathBuf>,
+    /// Payload bytes it sent and received over its whole life here (Transmission's
+    /// `uploadedEver`/`downloadedEver`), as of the last save: handed back to the core on a
+    /// restart, so a ratio limit counts them.
+    pub(crate) uploaded_ever: u64,
+    /// See `uploaded_ever`.
+    pub(crate) downloaded_ever: u64,
+    /// It stopped itself at a seeding limit (Transmission's `isFinished`); a start clears it.
+    pub(crate) finished: bool,
 }
 
 /// What `state.json` holds.
@@ -174,6 +182,13 @@ impl State {
                 if let Some(d) = &e.complete_dir {
                     v["complete_dir"] = json!(d.to_string_lossy());
                 }
+                if e.uploaded_ever > 0 || e.downloaded_ever > 0 {
+                    v["uploaded"] = json!(e.uploaded_ever);
+                    v["downloaded"] = json!(e.downloaded_ever);
+                }
+                if e.finished {
+                    v["finished"] = json!(true);
+                }
                 v
             })
             .collect();
@@ -210,6 +225,9 @@ impl State {
                 added: t["added"].as_u64().unwrap_or(0),
                 settings: TorrentSettings::from_json(&t["settings"]),
                 complete_dir: t["complete_dir"].as_str().map(PathBuf::from),
+                uploaded_ever: t["uploaded"].as_u64().unwrap_or(0),
+                downloaded_ever: t["downloaded"].as_u64().unwrap_or(0),
+                finished: t["finished"].as_bool().unwrap_or(false),
             });
         }
         Ok(State {
@@ -238,6 +256,9 @@ mod tests {
                     added: 7,
                     settings: TorrentSettings::new(),
                     complete_dir: None,
+                    uploaded_ever: 0,
+                    downloaded_ever: 0,
+                    finished: false,
                 },
                 Entry {
                     hash: "b".repeat(40),
@@ -251,6 +272,9 @@ mod tests {
                         ..TorrentSettings::new()
                     },
                     complete_dir: Some(PathBuf::from("/tmp/done")),
+                    uploaded_ever: 5 << 30,
+                    downloaded_ever: 7,
+                    finished: true,
                 },
             ],
             session: SessionSettings {

@@ -114,7 +114,8 @@ pub use crate::vocab::{
     Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
     DiskError, DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer,
     GeometryError, GiveUpReason, Limit, PeerGone, PeerSource, QueueLimits, SeedLimit, SeedLimits,
-    SessionConfig, TorrentId, WebSeedError, WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats,
+    SessionConfig, TorrentId, TransferTotals, WebSeedError, WebSeedFailure, WebSeedId,
+    WebSeedRange, WebSeedStats,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use lsd::LsdStats;

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use super::{Action, Event, Session, TorrentId};
 use crate::time::Instant;
-use crate::vocab::{Limit, SeedLimit, SeedLimits};
+use crate::vocab::{Limit, SeedLimit, SeedLimits, TransferTotals};
 
 /// Why [`Session::set_seed_limits`] refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -148,6 +148,32 @@ impl Session {
                 self.seeds.own.insert(id, limits);
             }
             Some(_) => return Err(SeedLimitsError::UnknownTorrent),
+        }
+        self.settle_queue(now);
+        Ok(())
+    }
+
+    /// Counts `totals` as what `torrent` moved in earlier runs of the program (which keeps
+    /// them across restarts), so its ratio limit counts its whole life, as Transmission's
+    /// does. Replaces any earlier call's totals. A ratio limit now reached pauses the seed
+    /// within the call. Trackers are still told this run's counters only.
+    pub fn set_earlier_transfers(
+        &mut self,
+        torrent: TorrentId,
+        totals: TransferTotals,
+        now: Instant,
+    ) -> Result<(), SeedLimitsError> {
+        self.saw(now);
+        let Some(t) = self.torrents.get_mut(&torrent) else {
+            return Err(SeedLimitsError::UnknownTorrent);
+        };
+        t.set_earlier(totals);
+        // A running seed's clock cached its ratio's base: that base moves (its seeding
+        // and idle times do not).
+        let (uploaded, base) = (t.uploaded(), t.downloaded().max(t.wanted_bytes()));
+        if let Some(clock) = self.seeds.clocks.get_mut(&torrent) {
+            clock.uploaded = uploaded;
+            clock.base = base;
         }
         self.settle_queue(now);
         Ok(())

@@ -110,6 +110,11 @@ pub struct TorrentStats {
     pub downloaded: u64,
     /// Payload bytes sent.
     pub uploaded: u64,
+    /// `downloaded` plus what earlier runs received
+    /// ([`crate::session::Session::set_earlier_transfers`]).
+    pub downloaded_ever: u64,
+    /// `uploaded` plus what earlier runs sent.
+    pub uploaded_ever: u64,
     /// Payload bytes received that were thrown away (duplicates, failed pieces).
     pub wasted: u64,
     /// Bytes per second received (20 s average over all peers).
@@ -185,6 +190,8 @@ pub(crate) struct Torrent {
     trust: Trust,
     downloaded: u64,
     uploaded: u64,
+    /// What earlier runs moved ([`crate::session::Session::set_earlier_transfers`]).
+    earlier: crate::vocab::TransferTotals,
     wasted: u64,
     hash_failures: u64,
     /// `hash request`s answered with `hashes` (see `hash_exchange.rs`).
@@ -273,6 +280,7 @@ impl Torrent {
             trust: Trust::default(),
             downloaded: 0,
             uploaded: 0,
+            earlier: crate::vocab::TransferTotals::default(),
             wasted: 0,
             hash_failures: 0,
             hash_requests_answered: 0,
@@ -411,12 +419,17 @@ impl Torrent {
 
     /// Payload bytes sent so far (what seeding limits count).
     pub(crate) fn uploaded(&self) -> u64 {
-        self.uploaded
+        self.uploaded + self.earlier.uploaded
     }
 
     /// Payload bytes received so far, duplicates and failed data included.
     pub(crate) fn downloaded(&self) -> u64 {
-        self.downloaded
+        self.downloaded + self.earlier.downloaded
+    }
+
+    /// Counts `earlier` as moved before this run (ratio limits and the `_ever` stats).
+    pub(crate) fn set_earlier(&mut self, earlier: crate::vocab::TransferTotals) {
+        self.earlier = earlier;
     }
 
     /// Bytes of the pieces wanted (not skipped), had or not, padding left out; 0 before
@@ -460,6 +473,8 @@ impl Torrent {
             total_length: content.map_or(0, Content::data_length),
             downloaded: self.downloaded,
             uploaded: self.uploaded,
+            downloaded_ever: self.downloaded(),
+            uploaded_ever: self.uploaded(),
             wasted: self.wasted,
             download_rate: self
                 .peers

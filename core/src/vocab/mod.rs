@@ -28,5 +28,5 @@ pub use disk_error::{DiskError, DiskErrorKind};
 pub use encryption::{CryptoLevel, EncryptionPolicy};
 pub use geometry::GeometryError;
 pub use peer_source::PeerSource;
-pub use seeding::{Limit, QueueLimits, SeedLimit, SeedLimits};
+pub use seeding::{Limit, QueueLimits, SeedLimit, SeedLimits, TransferTotals};
 pub use web_seed::{WebSeedError, WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats};

@@ -110,3 +110,15 @@ pub struct QueueLimits {
     /// Most torrents seeding at once.
     pub max_seeding: Option<usize>,
 }
+
+/// Payload bytes a torrent moved in earlier runs of the program embedding the session
+/// (kept by it across restarts, as Transmission keeps `uploadedEver`): counted by its
+/// ratio limit and reported in [`crate::torrent::TorrentStats`]'s `uploaded_ever` and
+/// `downloaded_ever`, never in what trackers are told (an announce counts one run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransferTotals {
+    /// Bytes sent.
+    pub uploaded: u64,
+    /// Bytes received.
+    pub downloaded: u64,
+}

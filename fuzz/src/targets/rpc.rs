@@ -69,6 +69,7 @@ fn view(id: u64) -> TorrentView {
         },
         trackers: vec![vec!["http://t.example/announce".into()]],
         settings: TorrentSettings::new(),
+        finished: false,
         peer_list: None,
     }
 }
