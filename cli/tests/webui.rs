@@ -1,7 +1,7 @@
 //! `unchoke daemon`'s web UI in a real headless Chromium (Debian `chromium` and
 //! `chromium-driver`, driven through `python3-selenium` by `helpers/webui_drive.py`), on
 //! loopback only: the page loads and talks to the RPC, shows an RPC error, applies the
-//! speed limits, adds a .torrent through its file input, the row reaches 100 % from an
+//! session's settings (speed limits, a seed queue, a ratio limit), adds a .torrent through its file input, the row reaches 100 % from an
 //! `unchoke seed`, the details list the files, the tracker and the peers, a file's priority
 //! and the torrent's labels and ratio limit are set through the page, pause, resume, and removal
 //! with the data; then the same torrent as a magnet link through the page's form, to 100 %
@@ -154,6 +154,10 @@ fn the_web_ui_drives_the_daemon_in_headless_chromium() {
     assert_eq!(session["arguments"]["speed-limit-down"], 50000, "{session}");
     assert_eq!(session["arguments"]["speed-limit-down-enabled"], true);
     assert_eq!(session["arguments"]["speed-limit-up"], 40000);
+    assert_eq!(session["arguments"]["seed-queue-enabled"], true);
+    assert_eq!(session["arguments"]["seed-queue-size"], 7);
+    assert_eq!(session["arguments"]["seedRatioLimited"], true);
+    assert_eq!(session["arguments"]["seedRatioLimit"], 4.5);
     let (_, _, body) = post(&daemon.rpc, id.as_deref(), r#"{"method":"torrent-get"}"#);
     assert!(body.contains(r#""torrents":[]"#), "{body}");
     // The magnet's data, removed without "delete the data", is there and whole (the

@@ -11,7 +11,8 @@ log go, MAGNET a magnet link of the same torrent, DATA_DIR the torrent's directo
 daemon's downloads (gone once it is removed with its data).
 
 Steps, each waited for with a bound: the page loads; a bad magnet link shows an error
-banner (then dismissed); the speed limits form applies; the .torrent goes in through the
+banner (then dismissed); the session settings form applies (speed limits, a seed queue,
+a ratio limit); the .torrent goes in through the
 page's file input; its row reaches 100 %; its details list the file, the tracker and a
 peers table; the file's priority set to high, skip and normal through its list, each
 shown back from the daemon; labels and a ratio limit set through the torrent's form (the
@@ -101,11 +102,13 @@ def main():
 
         step("limits")
         # A generous limit (the download below must still finish quickly), then applied.
-        for field, value in (("limit-down", "50000"), ("limit-up", "40000")):
+        # With them, a seed queue and a ratio limit (neither holds back the torrents below).
+        for field, value in (("limit-down", "50000"), ("limit-up", "40000"), ("sq", "7"), ("ratio", "4.5")):
             by_id(field).clear()
             by_id(field).send_keys(value)
-        if not by_id("limit-down-on").is_selected():
-            by_id("limit-down-on").click()
+        for box in ("limit-down-on", "sq-on", "ratio-on"):
+            if not by_id(box).is_selected():
+                by_id(box).click()
         driver.find_element(By.CSS_SELECTOR, "#limits-form button[type=submit]").click()
         wait.until(lambda d: by_id("limits-saved").text == "Saved.")
 

@@ -460,12 +460,41 @@ async function base64Of(file) {
   return btoa(binary);
 }
 
+// The session's settings: each form field and its session-get/session-set key.
+const SESSION_FIELDS = [
+  ['limit-down', 'speed-limit-down'], ['limit-down-on', 'speed-limit-down-enabled'],
+  ['limit-up', 'speed-limit-up'], ['limit-up-on', 'speed-limit-up-enabled'],
+  ['ratio', 'seedRatioLimit'], ['ratio-on', 'seedRatioLimited'],
+  ['idle', 'idle-seeding-limit'], ['idle-on', 'idle-seeding-limit-enabled'],
+  ['dq', 'download-queue-size'], ['dq-on', 'download-queue-enabled'],
+  ['sq', 'seed-queue-size'], ['sq-on', 'seed-queue-enabled'],
+  ['incomplete', 'incomplete-dir'], ['incomplete-on', 'incomplete-dir-enabled'],
+];
+
 async function loadLimits() {
   const s = await rpc('session-get');
-  $('limit-down').value = s['speed-limit-down'];
-  $('limit-down-on').checked = s['speed-limit-down-enabled'];
-  $('limit-up').value = s['speed-limit-up'];
-  $('limit-up-on').checked = s['speed-limit-up-enabled'];
+  for (const [id, key] of SESSION_FIELDS) {
+    if ($(id).type === 'checkbox') $(id).checked = s[key];
+    else $(id).value = s[key];
+  }
+}
+
+// The form's values as session-set arguments, each checked.
+function sessionArgs() {
+  const args = {};
+  for (const [id, key] of SESSION_FIELDS) {
+    const input = $(id);
+    if (input.type === 'checkbox') args[key] = input.checked;
+    else if (input.type === 'text') args[key] = input.value.trim();
+    else if (id === 'ratio') {
+      const r = Number(input.value);
+      if (!Number.isFinite(r) || r < 0) throw new Error('a ratio is a number ≥ 0');
+      args[key] = r;
+    } else args[key] = limitValue(id);
+  }
+  // An empty directory cannot be turned on; left off, it is not sent.
+  if (!args['incomplete-dir-enabled'] && args['incomplete-dir'] === '') delete args['incomplete-dir'];
+  return args;
 }
 
 function limitValue(id) {
@@ -497,13 +526,8 @@ function setup() {
   });
   $('limits-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    act('Setting the limits', async () => {
-      await rpc('session-set', {
-        'speed-limit-down': limitValue('limit-down'),
-        'speed-limit-down-enabled': $('limit-down-on').checked,
-        'speed-limit-up': limitValue('limit-up'),
-        'speed-limit-up-enabled': $('limit-up-on').checked,
-      });
+    act('Setting the session', async () => {
+      await rpc('session-set', sessionArgs());
       await loadLimits();
       $('limits-saved').textContent = 'Saved.';
       setTimeout(() => { $('limits-saved').textContent = ''; }, 3000);
