@@ -747,6 +747,8 @@ fn torrent_add(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
         Value::String(d) => Some(PathBuf::from(d)),
         _ => return Err("`download-dir` must be a path".into()),
     };
+    // Its settings are checked before anything is added.
+    let settings = torrent_set::AddSettings::parse(args)?;
     let added = engine.add(AddRequest {
         source,
         download_dir,
@@ -757,6 +759,10 @@ fn torrent_add(engine: &mut dyn Engine, args: &Value) -> Result<Value, String> {
     } else {
         "torrent-added"
     };
+    // A duplicate keeps its own settings, as Transmission's does.
+    if !added.duplicate {
+        settings.apply(engine, added.id)?;
+    }
     Ok(json!({ key: {"id": added.id, "name": added.name, "hashString": added.hash} }))
 }
 

@@ -103,6 +103,9 @@ impl Engine for Fake {
     }
     fn add(&mut self, add: AddRequest) -> Result<Added, String> {
         self.added.push(add);
+        if !self.torrents.iter().any(|t| t.id == 9) {
+            self.torrents.push(view(9, 'c'));
+        }
         Ok(Added {
             id: 9,
             name: "new".into(),
@@ -688,4 +691,41 @@ fn http_and_https_filenames_are_urls_for_the_engine_to_fetch() {
             AddSource::Url("HTTPS://x/y.torrent?a=1".into())
         ]
     );
+}
+
+#[test]
+fn torrent_add_takes_the_settings_torrent_set_takes() {
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-add", "arguments": {"filename": "/x.torrent",
+            "labels": ["tv"], "files-unwanted": [1], "priority-high": [0]}}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    let t = e.torrents.iter().find(|t| t.id == 9).expect("added");
+    assert_eq!(t.settings.labels, vec!["tv"]);
+    assert_eq!(t.settings.wanted, vec![true, false]);
+    assert_eq!(t.settings.priorities, vec![FilePriority::High]);
+    // A malformed setting: nothing is added.
+    let mut e = fake();
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-add", "arguments": {"filename": "/x.torrent", "labels": 5}}),
+    );
+    assert!(
+        r["result"].as_str().expect("text").contains("labels"),
+        "{r}"
+    );
+    assert!(e.added.is_empty());
+    // A file it does not have: added, and the answer says its settings were not.
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-add", "arguments": {"filename": "/x.torrent", "files-wanted": [7]}}),
+    );
+    let text = r["result"].as_str().expect("text");
+    assert!(
+        text.contains("was added, but not its settings") && text.contains("no file 7"),
+        "{r}"
+    );
+    assert_eq!(e.added.len(), 1);
 }

@@ -257,20 +257,75 @@ pub(crate) fn torrent_set(engine: &mut dyn Engine, args: &Value) -> Result<Value
     let change = Change::parse(args)?;
     let torrents = engine.torrents(&[])?;
     let ids = select(args, &torrents)?;
-    let mut updates = Vec::new();
-    for t in torrents.iter().filter(|t| ids.contains(&t.id)) {
-        let mut settings = t.settings.clone();
-        change
-            .apply(&mut settings, t.has_metadata.then_some(t.files.len()))
-            .map_err(|e| format!("torrent {}: {e}", t.id))?;
-        if settings != t.settings {
-            updates.push((t.id, settings));
-        }
-    }
-    for (id, settings) in updates {
-        engine.set_torrent(id, settings)?;
-    }
+    change.apply_to(engine, &torrents, &ids)?;
     Ok(json!({}))
+}
+
+/// `torrent-add`'s settings for the torrent it adds (`labels`, `files-wanted`,
+/// `priority-high`… as `torrent-set` takes them): checked before the add, so a request with
+/// a malformed one adds nothing.
+pub(crate) struct AddSettings(Change);
+
+impl AddSettings {
+    /// The settings keys of a `torrent-add` request.
+    pub(crate) fn parse(args: &Value) -> Result<AddSettings, String> {
+        Change::parse(args).map(AddSettings)
+    }
+
+    /// Gives the torrent just added (`id`) these settings. A file number past its files
+    /// is refused here, after the add: the error says the torrent is in.
+    pub(crate) fn apply(&self, engine: &mut dyn Engine, id: u64) -> Result<(), String> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let torrents = engine.torrents(&[])?;
+        self.0
+            .apply_to(engine, &torrents, &[id])
+            .map_err(|e| format!("the torrent was added, but not its settings: {e}"))
+    }
+}
+
+impl Change {
+    /// Whether the request changes nothing.
+    fn is_empty(&self) -> bool {
+        self.wanted.is_none()
+            && self.unwanted.is_none()
+            && self.high.is_none()
+            && self.normal.is_none()
+            && self.low.is_none()
+            && self.down_kbps.is_none()
+            && self.down_enabled.is_none()
+            && self.up_kbps.is_none()
+            && self.up_enabled.is_none()
+            && self.labels.is_none()
+            && self.ratio_mode.is_none()
+            && self.ratio_limit.is_none()
+            && self.idle_mode.is_none()
+            && self.idle_limit.is_none()
+    }
+
+    /// Applies the change to the torrents `ids` of `torrents`: every one checked first,
+    /// then each changed one handed its new settings.
+    fn apply_to(
+        &self,
+        engine: &mut dyn Engine,
+        torrents: &[crate::TorrentView],
+        ids: &[u64],
+    ) -> Result<(), String> {
+        let mut updates = Vec::new();
+        for t in torrents.iter().filter(|t| ids.contains(&t.id)) {
+            let mut settings = t.settings.clone();
+            self.apply(&mut settings, t.has_metadata.then_some(t.files.len()))
+                .map_err(|e| format!("torrent {}: {e}", t.id))?;
+            if settings != t.settings {
+                updates.push((t.id, settings));
+            }
+        }
+        for (id, settings) in updates {
+            engine.set_torrent(id, settings)?;
+        }
+        Ok(())
+    }
 }
 
 /// Which files a `files-*` or `priority-*` key names.
