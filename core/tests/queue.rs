@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::metainfo::Metainfo;
 use unchoke_core::session::{
@@ -17,7 +16,7 @@ use unchoke_core::wire::{Message, Reserved};
 use unchoke_sim::lab::{make_content, make_metainfo};
 
 mod common;
-use common::{complete_disk_work, drain, sent};
+use common::{complete_disk_work, drain, serve_requests};
 
 const BLOCK: usize = 16 * 1024;
 const DOWNLOADING: TorrentState = TorrentState::Queued { seed: false };
@@ -207,20 +206,7 @@ fn download(
     s.handle_bytes(c, &mut buf, now);
     let mut actions = drain(s);
     for _ in 0..4 {
-        for index in sent(&actions, c).iter().filter_map(|m| match m {
-            Message::Request(r) => Some(r.index),
-            _ => None,
-        }) {
-            let start = index as usize * BLOCK;
-            let mut buf = BytesMut::new();
-            Message::Piece {
-                index,
-                begin: 0,
-                data: content[start..start + BLOCK].to_vec().into(),
-            }
-            .encode(&mut buf);
-            s.handle_bytes(c, &mut buf, now);
-        }
+        serve_requests(s, c, &actions, content, BLOCK, now);
         let pending = drain(s);
         actions = complete_disk_work(s, t, content, BLOCK, pending, now);
         if s.have(t).is_some_and(|h| h.is_full()) {

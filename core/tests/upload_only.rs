@@ -14,7 +14,7 @@ use unchoke_core::wire::{ExtensionHandshake, Message, Reserved};
 use unchoke_sim::lab::{make_content, make_metainfo};
 
 mod common;
-use common::{complete_disk_work, drain, sent};
+use common::{complete_disk_work, drain, sent, serve_requests};
 
 const BLOCK: usize = 16 * 1024;
 
@@ -89,20 +89,7 @@ fn a_have_goes_only_to_peers_that_lack_the_piece_and_completion_is_said_with_upl
     let mut actions = drain(&mut s);
     let mut to_leech = Vec::new();
     for _ in 0..4 {
-        for index in sent(&actions, cs).iter().filter_map(|m| match m {
-            Message::Request(r) => Some(r.index),
-            _ => None,
-        }) {
-            let start = index as usize * BLOCK;
-            let mut buf = BytesMut::new();
-            Message::Piece {
-                index,
-                begin: 0,
-                data: content[start..start + BLOCK].to_vec().into(),
-            }
-            .encode(&mut buf);
-            s.handle_bytes(cs, &mut buf, now);
-        }
+        serve_requests(&mut s, cs, &actions, &content, BLOCK, now);
         let pending = drain(&mut s);
         actions = complete_disk_work(&mut s, t, &content, BLOCK, pending, now);
         to_leech.extend(sent(&actions, cl));

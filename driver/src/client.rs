@@ -47,6 +47,18 @@ impl std::fmt::Debug for ClientCore {
 }
 
 impl ClientCore {
+    /// Sends the command `make` builds around a reply channel and waits for the answer
+    /// (at most `timeout`; past it, or with the loop gone, the client counts as stopped).
+    fn ask<T>(
+        &self,
+        timeout: std::time::Duration,
+        make: impl FnOnce(crossbeam_channel::Sender<T>) -> Command,
+    ) -> Result<T, ClientError> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        (self.send)(make(reply))?;
+        rx.recv_timeout(timeout).map_err(|_| ClientError::Stopped)
+    }
+
     /// Wraps a started loop: `send` reaches it, `thread` runs it.
     pub fn new(
         send: CommandSink,
@@ -97,8 +109,8 @@ impl ClientCore {
         progress: &(dyn Fn(u32) + Sync),
     ) -> Result<TorrentHandle, ClientError> {
         let prepared = prepare_torrent(&self.config, &add, progress)?;
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::AddTorrent {
+        let info_hash = add.metainfo.info_hash;
+        let id = self.ask(REPLY_TIMEOUT, |reply| Command::AddTorrent {
             metainfo: Box::new(add.metainfo.clone()),
             storage: Arc::new(prepared.storage),
             have: prepared.have,
@@ -108,13 +120,10 @@ impl ClientCore {
             trackers: add.trackers,
             web_seeds: add.web_seeds,
             reply,
-        })?;
-        let id = rx
-            .recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)??;
+        })??;
         Ok(TorrentHandle {
             id,
-            info_hash: add.metainfo.info_hash,
+            info_hash,
             check: prepared.check,
         })
     }
@@ -128,14 +137,10 @@ impl ClientCore {
     /// [`ClientEvent::MetadataReady`]: crate::ClientEvent::MetadataReady
     /// [`ClientEvent::MetadataStorageFailed`]: crate::ClientEvent::MetadataStorageFailed
     pub fn add_magnet(&self, add: AddMagnet) -> Result<TorrentId, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::AddMagnet {
+        Ok(self.ask(REPLY_TIMEOUT, |reply| Command::AddMagnet {
             add: Box::new(add),
             reply,
-        })?;
-        Ok(rx
-            .recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)??)
+        })??)
     }
 
     /// Gives the session more peers to dial for `torrent`.
@@ -152,22 +157,16 @@ impl ClientCore {
         torrent: Option<TorrentId>,
         limits: RateLimits,
     ) -> Result<Result<(), LifecycleError>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::SetLimits {
+        self.ask(REPLY_TIMEOUT, |reply| Command::SetLimits {
             torrent,
             limits,
             reply,
-        })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        })
     }
 
     /// The torrent's counters now.
     pub fn stats(&self, torrent: TorrentId) -> Result<Option<TorrentStats>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::Stats { torrent, reply })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT, |reply| Command::Stats { torrent, reply })
     }
 
     /// Removes the torrent from the session (its peers disconnected, its trackers told
@@ -175,11 +174,11 @@ impl ClientCore {
     /// disk job holds its files any more, so the caller may then delete them. Its resume
     /// file and data are left where they are.
     pub fn remove(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::Remove { torrent, reply })?;
         // Waits for the disk jobs out to finish, like shutdown does.
-        rx.recv_timeout(REPLY_TIMEOUT * 6)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT * 6, |reply| Command::Remove {
+            torrent,
+            reply,
+        })
     }
 
     /// Rechecks the torrent's data ([`unchoke_core::session::Session::start_recheck`]):
@@ -196,15 +195,12 @@ impl ClientCore {
         add: AddTorrent,
         move_from: Option<std::path::PathBuf>,
     ) -> Result<Result<(), LifecycleError>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::Recheck {
+        self.ask(REPLY_TIMEOUT, |reply| Command::Recheck {
             torrent,
             add: Box::new(add),
             move_from,
             reply,
-        })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        })
     }
 
     /// Sets seeding limits live (see [`unchoke_core::session::Session::set_seed_limits`]):
@@ -220,14 +216,11 @@ impl ClientCore {
         torrent: Option<TorrentId>,
         limits: SeedLimits,
     ) -> Result<Result<(), SeedLimitsError>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::SetSeedLimits {
+        self.ask(REPLY_TIMEOUT, |reply| Command::SetSeedLimits {
             torrent,
             limits,
             reply,
-        })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        })
     }
 
     /// Counts `totals` as what the torrent moved in earlier runs (the caller keeps them
@@ -238,14 +231,11 @@ impl ClientCore {
         torrent: TorrentId,
         totals: unchoke_core::session::TransferTotals,
     ) -> Result<Result<(), SeedLimitsError>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::SetEarlierTransfers {
+        self.ask(REPLY_TIMEOUT, |reply| Command::SetEarlierTransfers {
             torrent,
             totals,
             reply,
-        })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        })
     }
 
     /// Sets how many torrents download and seed at once (see
@@ -254,36 +244,27 @@ impl ClientCore {
     /// themselves as slots free up; a raised limit starts them at once. The initial limits
     /// are `ClientConfig::session`'s `queue_limits`.
     pub fn set_queue_limits(&self, limits: QueueLimits) -> Result<(), ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::SetQueueLimits { limits, reply })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT, |reply| Command::SetQueueLimits {
+            limits,
+            reply,
+        })
     }
 
     /// Pauses the torrent ([`unchoke_core::session::Session::pause_torrent`]): no peer,
     /// no dial, its trackers told `stopped`; its verified data stays.
     pub fn pause(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::Pause { torrent, reply })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT, |reply| Command::Pause { torrent, reply })
     }
 
     /// Resumes a paused torrent ([`unchoke_core::session::Session::resume_torrent`]).
     pub fn resume(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::Resume { torrent, reply })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT, |reply| Command::Resume { torrent, reply })
     }
 
     /// Every torrent in the client (magnets fetching their metadata included), in id
     /// order: where each stands and its counters, in one round trip to the loop.
     pub fn torrents(&self) -> Result<Vec<crate::TorrentStatus>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::Torrents { reply })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT, |reply| Command::Torrents { reply })
     }
 
     /// What the torrent's peers are doing and which pieces it has, for a status display
@@ -292,10 +273,7 @@ impl ClientCore {
         &self,
         torrent: TorrentId,
     ) -> Result<Option<crate::TorrentDetails>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::Details { torrent, reply })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT, |reply| Command::Details { torrent, reply })
     }
 
     /// Sets the torrent's file priorities (index = file index in the metainfo, padding
@@ -316,10 +294,7 @@ impl ClientCore {
 
     /// The DHT node's counters and table size (`None` when the client runs no DHT).
     pub fn dht_status(&self) -> Result<Option<crate::DhtStatus>, ClientError> {
-        let (reply, rx) = crossbeam_channel::bounded(1);
-        (self.send)(Command::DhtStats { reply })?;
-        rx.recv_timeout(REPLY_TIMEOUT)
-            .map_err(|_| ClientError::Stopped)
+        self.ask(REPLY_TIMEOUT, |reply| Command::DhtStats { reply })
     }
 
     /// Stops: no new input is taken, pending disk writes and hashes finish, resume data is

@@ -100,3 +100,30 @@ pub(crate) fn complete_disk_work(
     }
     rest
 }
+
+/// Answers, as a seed would, every `request` that `actions` sent on `conn`, with its block
+/// of `content` (pieces of one `block`-byte block each).
+#[allow(dead_code)] // not every test file that shares this module answers requests
+pub(crate) fn serve_requests(
+    s: &mut Session,
+    conn: ConnId,
+    actions: &[Action],
+    content: &[u8],
+    block: usize,
+    now: Instant,
+) {
+    for index in sent(actions, conn).iter().filter_map(|m| match m {
+        Message::Request(r) => Some(r.index),
+        _ => None,
+    }) {
+        let start = index as usize * block;
+        let mut buf = BytesMut::new();
+        Message::Piece {
+            index,
+            begin: 0,
+            data: content[start..start + block].to_vec().into(),
+        }
+        .encode(&mut buf);
+        s.handle_bytes(conn, &mut buf, now);
+    }
+}
