@@ -3,7 +3,9 @@
 //! (`-t N -sr`) stops itself once an `unchoke download` took that much from it, shows as
 //! finished, stays stopped with its counters after a `kill -9` and restart, pauses again
 //! at once when started past its limit, and seeds on once the limit is lifted (`-SR`);
-//! a download queue of one holds the second torrent back (status 3) until the first stops.
+//! a download queue of one holds the others back (status 3), starts the first in queue
+//! order when a slot frees (`queue-move-top` changes that order), and keeps the order across
+//! a `kill -9`.
 
 #[macro_use]
 mod common;
@@ -111,22 +113,20 @@ fn a_seed_stops_at_its_ratio_and_stays_stopped_after_a_restart() {
 }
 
 #[test]
-fn a_download_queue_of_one_holds_the_second_torrent_back() {
+fn a_download_queue_of_one_holds_the_others_back_in_queue_order() {
     let rt = Runtime::Mio;
     let dir = tempfile::tempdir().expect("tempdir");
     // A tracker nobody answers on: both torrents stay downloading, with no peer.
     let dead = format!("http://{}:9/announce", rt.ip(113));
     let (_, first, _) = album_torrent(&dir.path().join("a"), &dead, 92);
     let (_, second, _) = album_torrent(&dir.path().join("b"), &dead, 93);
-    let daemon = Daemon::start(
-        rt,
-        &rt.ip(114),
-        &dir.path().join("session"),
-        &dir.path().join("downloads"),
-    );
+    let (_, third, _) = album_torrent(&dir.path().join("c"), &dead, 94);
+    let session = dir.path().join("session");
+    let downloads = dir.path().join("downloads");
+    let daemon = Daemon::start(rt, &rt.ip(114), &session, &downloads);
     daemon.call(json!({"method": "session-set", "arguments": {
         "download-queue-enabled": true, "download-queue-size": 1}}));
-    for t in [&first, &second] {
+    for t in [&first, &second, &third] {
         daemon.call(json!({"method": "torrent-add",
             "arguments": {"filename": t.to_str().expect("utf-8")}}));
     }
@@ -141,19 +141,39 @@ fn a_download_queue_of_one_holds_the_second_torrent_back() {
     };
     assert_eq!(
         statuses(&daemon),
-        vec![4, 3],
-        "the second waits (3: queued to download)"
+        vec![4, 3, 3],
+        "the others wait (3: queued to download)"
     );
+    // The third first in the queue: it starts next, before the second.
+    daemon.call(json!({"method": "queue-move-top", "arguments": {"ids": [3]}}));
     daemon.call(json!({"method": "torrent-stop", "arguments": {"ids": [1]}}));
     assert_eq!(
         statuses(&daemon),
-        vec![0, 4],
-        "the second starts when the first stops"
+        vec![0, 3, 4],
+        "the first in the queue starts when a slot frees"
     );
-    // A larger queue starts the first again too.
+    let positions = |d: &Daemon| -> Vec<u64> {
+        d.call(json!({"method": "torrent-get", "arguments": {"fields": ["id", "queuePosition"]}}))
+            ["torrents"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|t| t["queuePosition"].as_u64().expect("position"))
+            .collect()
+    };
+    assert_eq!(positions(&daemon), vec![1, 2, 0]);
+    // kill -9: the queue order, the limit and who waits come back.
+    drop(daemon);
+    let daemon = Daemon::start(rt, &rt.ip(114), &session, &downloads);
+    assert_eq!(
+        positions(&daemon),
+        vec![1, 2, 0],
+        "the order survives a restart"
+    );
+    assert_eq!(statuses(&daemon), vec![0, 3, 4]);
+    // A larger queue starts the waiting one too.
     daemon.call(json!({"method": "session-set", "arguments": {"download-queue-size": 2}}));
-    daemon.call(json!({"method": "torrent-start", "arguments": {"ids": [1]}}));
-    assert_eq!(statuses(&daemon), vec![4, 4]);
+    assert_eq!(statuses(&daemon), vec![0, 4, 4]);
     let si = daemon.call(json!({"method": "session-get"}));
     assert_eq!(si["download-queue-enabled"], true, "{si}");
     assert_eq!(si["download-queue-size"], 2, "{si}");

@@ -256,6 +256,21 @@ impl ClientCore {
         self.ask(REPLY_TIMEOUT, |reply| Command::Pause { torrent, reply })
     }
 
+    /// Moves the torrent to `position` in the queue order (0: first; past the end: last):
+    /// which queued torrent starts next (see
+    /// [`unchoke_core::session::Session::set_queue_position`]).
+    pub fn set_queue_position(
+        &self,
+        torrent: TorrentId,
+        position: usize,
+    ) -> Result<Result<(), LifecycleError>, ClientError> {
+        self.ask(REPLY_TIMEOUT, |reply| Command::SetQueuePosition {
+            torrent,
+            position,
+            reply,
+        })
+    }
+
     /// Resumes a paused torrent ([`unchoke_core::session::Session::resume_torrent`]).
     pub fn resume(&self, torrent: TorrentId) -> Result<Result<(), LifecycleError>, ClientError> {
         self.ask(REPLY_TIMEOUT, |reply| Command::Resume { torrent, reply })

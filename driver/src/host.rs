@@ -102,6 +102,11 @@ pub enum Command {
         torrent: TorrentId,
         reply: Sender<Result<(), LifecycleError>>,
     },
+    SetQueuePosition {
+        torrent: TorrentId,
+        position: usize,
+        reply: Sender<Result<(), LifecycleError>>,
+    },
     Resume {
         torrent: TorrentId,
         reply: Sender<Result<(), LifecycleError>>,
@@ -418,6 +423,7 @@ impl SessionHost {
                     state: self.session.torrent_state(id)?,
                     stats: self.session.stats(id, now)?,
                     display_name: self.session.display_name(id).map(str::to_owned),
+                    queue_position: self.session.queue_position(id)?,
                 })
             })
             .collect()
@@ -614,6 +620,15 @@ impl SessionHost {
                     self.checks.push((torrent, add, move_from));
                 }
                 let _ = reply.send(result);
+                false
+            }
+            Command::SetQueuePosition {
+                torrent,
+                position,
+                reply,
+            } => {
+                let now = self.clock.now();
+                let _ = reply.send(self.session.set_queue_position(torrent, position, now));
                 false
             }
             Command::Pause { torrent, reply } => {

@@ -398,6 +398,9 @@ pub struct TorrentStatus {
     pub stats: TorrentStats,
     /// A magnet link's `dn` while its metadata is unknown (the session's name for it).
     pub display_name: Option<String>,
+    /// Its place in the queue order (0: first; see
+    /// [`unchoke_core::session::Session::queue_position`]).
+    pub queue_position: usize,
 }
 
 /// A torrent's details for a status display ([`ClientCore::details`]).

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 mod args;
 mod metrics;
+mod queue;
 mod session;
 mod torrent_set;
 pub use metrics::metrics;
@@ -139,6 +140,9 @@ pub struct TorrentView {
     pub settings: TorrentSettings,
     /// It stopped itself at a seeding limit (Transmission's `isFinished`).
     pub finished: bool,
+    /// Its place in the queue order (0: first), which says which queued torrent starts
+    /// next.
+    pub queue_position: u64,
     /// Its connected peers, when the caller asked for its details
     /// ([`Engine::torrents`]); `None` otherwise.
     pub peer_list: Option<Vec<PeerView>>,
@@ -248,6 +252,8 @@ pub trait Engine {
     /// Every torrent, in id order; those in `details` with their peers and exact per-file
     /// progress (a round trip each, so only for the torrents a client looks into).
     fn torrents(&mut self, details: &[u64]) -> Result<Vec<TorrentView>, String>;
+    /// Moves torrent `id` to `position` in the queue order (0: first; past the end: last).
+    fn set_queue_position(&mut self, id: u64, position: u64) -> Result<(), String>;
     /// Gives torrent `id` these settings (checked by the RPC against its files), applied
     /// at once and kept across restarts.
     fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String>;
@@ -309,6 +315,10 @@ pub fn handle(engine: &mut dyn Engine, body: &[u8]) -> Value {
         }
         "torrent-verify" => with_ids(engine, args, |e, ids| e.verify(ids)).map(|()| json!({})),
         "torrent-set" => torrent_set::torrent_set(engine, args),
+        "queue-move-top" => queue::queue_move(engine, args, queue::Move::Top),
+        "queue-move-up" => queue::queue_move(engine, args, queue::Move::Up),
+        "queue-move-down" => queue::queue_move(engine, args, queue::Move::Down),
+        "queue-move-bottom" => queue::queue_move(engine, args, queue::Move::Bottom),
         "torrent-set-location" => torrent_set_location(engine, args),
         "free-space" => free_space(engine, args),
         other => Err(format!(
@@ -532,7 +542,7 @@ fn torrent_fields(t: &TorrentView, lists: bool) -> Value {
         "dateCreated": 0,
         "pieceCount": t.pieces.0,
         "pieceSize": t.pieces.1,
-        "queuePosition": t.id,
+        "queuePosition": t.queue_position,
     });
     // Two objects: one `json!` of them all is past the macro's recursion limit.
     let rest = json!({

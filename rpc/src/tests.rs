@@ -48,6 +48,7 @@ fn view(id: u64, hash_char: char) -> TorrentView {
         trackers: vec![vec!["http://t/announce".into()]],
         settings: TorrentSettings::new(),
         finished: false,
+        queue_position: id,
         peer_list: None,
     }
 }
@@ -93,6 +94,29 @@ impl Engine for Fake {
                 t
             })
             .collect())
+    }
+    fn set_queue_position(&mut self, id: u64, position: u64) -> Result<(), String> {
+        self.calls.push(format!("queue {id} {position}"));
+        // As the engine does: take it out, put it at `position` (clamped), renumber.
+        let mut order: Vec<u64> = {
+            let mut v: Vec<(u64, u64)> = self
+                .torrents
+                .iter()
+                .map(|t| (t.queue_position, t.id))
+                .collect();
+            v.sort_unstable();
+            v.into_iter()
+                .map(|(_, id)| id)
+                .filter(|&x| x != id)
+                .collect()
+        };
+        order.insert((position as usize).min(order.len()), id);
+        for (k, id) in order.iter().enumerate() {
+            if let Some(t) = self.torrents.iter_mut().find(|t| t.id == *id) {
+                t.queue_position = k as u64;
+            }
+        }
+        Ok(())
     }
     fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String> {
         self.calls.push(format!("set {id}"));
@@ -728,4 +752,61 @@ fn torrent_add_takes_the_settings_torrent_set_takes() {
         "{r}"
     );
     assert_eq!(e.added.len(), 1);
+}
+
+#[test]
+fn the_queue_order_moves_as_transmission_moves_it() {
+    let mut e = fake();
+    e.torrents.push(view(3, 'd'));
+    let order = |e: &Fake| {
+        let mut v: Vec<(u64, u64)> = e
+            .torrents
+            .iter()
+            .map(|t| (t.queue_position, t.id))
+            .collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, id)| id).collect::<Vec<_>>()
+    };
+    let r = call(
+        &mut e,
+        json!({"method": "queue-move-top", "arguments": {"ids": [3]}}),
+    );
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(order(&e), vec![3, 1, 2]);
+    call(
+        &mut e,
+        json!({"method": "queue-move-down", "arguments": {"ids": [3]}}),
+    );
+    assert_eq!(order(&e), vec![1, 3, 2]);
+    call(
+        &mut e,
+        json!({"method": "queue-move-bottom", "arguments": {"ids": [1]}}),
+    );
+    assert_eq!(order(&e), vec![3, 2, 1]);
+    call(
+        &mut e,
+        json!({"method": "queue-move-up", "arguments": {"ids": [1]}}),
+    );
+    assert_eq!(order(&e), vec![3, 1, 2]);
+    call(
+        &mut e,
+        json!({"method": "torrent-set", "arguments": {"ids": [2], "queuePosition": 0}}),
+    );
+    assert_eq!(order(&e), vec![2, 3, 1]);
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-get", "arguments": {"ids": [1], "fields": ["queuePosition"]}}),
+    );
+    assert_eq!(r["arguments"]["torrents"][0]["queuePosition"], 2);
+    let r = call(
+        &mut e,
+        json!({"method": "torrent-set", "arguments": {"ids": [2], "queuePosition": -1}}),
+    );
+    assert!(
+        r["result"]
+            .as_str()
+            .expect("text")
+            .contains("queuePosition"),
+        "{r}"
+    );
 }

@@ -228,11 +228,10 @@ fn check_label(label: &str) -> Result<(), String> {
 
 /// `torrent-set` keys of Transmission's spec that unchoke does not act on yet: refused by
 /// name rather than ignored, so a client never believes a change was made.
-const UNSUPPORTED: [&str; 9] = [
+const UNSUPPORTED: [&str; 8] = [
     "bandwidthPriority",
     "location",
     "peer-limit",
-    "queuePosition",
     "trackerAdd",
     "trackerRemove",
     "trackerReplace",
@@ -255,9 +254,16 @@ pub(crate) fn torrent_set(engine: &mut dyn Engine, args: &Value) -> Result<Value
         );
     }
     let change = Change::parse(args)?;
+    let position = args::number(args, "queuePosition")?;
     let torrents = engine.torrents(&[])?;
     let ids = select(args, &torrents)?;
     change.apply_to(engine, &torrents, &ids)?;
+    if let Some(position) = position {
+        // Several torrents at one place: the first named there, the next after it.
+        for (k, &id) in ids.iter().enumerate() {
+            engine.set_queue_position(id, position.saturating_add(k as u64))?;
+        }
+    }
     Ok(json!({}))
 }
 

@@ -262,22 +262,43 @@ impl Daemon {
     /// that cannot be added (its .torrent copy lost, its directory gone) stays listed with
     /// its error instead of stopping the others. Returns how many run.
     pub(crate) fn restore(&mut self, state: &State) -> usize {
+        // Numbered in the list's order (the order they were added), but handed to the
+        // client in their saved queue order: the core queues torrents in the order they
+        // come, so the ones that start are the ones that ran before.
+        let mut slots: Vec<Slot> = Vec::with_capacity(state.torrents.len());
         for entry in &state.torrents {
-            let id = self.take_id();
-            let mut slot = Slot {
-                id,
+            slots.push(Slot {
+                id: self.take_id(),
                 core: None,
                 entry: entry.clone(),
                 metainfo: None,
                 error: None,
                 display_name: None,
-            };
-            if let Err(e) = self.start_entry(&mut slot) {
+            });
+        }
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by_key(|&i| (slots[i].entry.queue_position, i));
+        for i in order {
+            let slot = &mut slots[i];
+            if let Err(e) = self.start_entry(slot) {
                 slot.error = Some(e);
             }
-            self.slots.push(slot);
         }
+        self.slots = slots;
+        self.note_queue_positions();
         self.slots.iter().filter(|s| s.core.is_some()).count()
+    }
+
+    /// Copies the core's queue positions into the entries (saved with the list).
+    fn note_queue_positions(&mut self) {
+        let Ok(statuses) = self.client.torrents() else {
+            return;
+        };
+        for slot in &mut self.slots {
+            if let Some(st) = slot.core.and_then(|c| statuses.iter().find(|s| s.id == c)) {
+                slot.entry.queue_position = st.queue_position;
+            }
+        }
     }
 
     /// Stops the client: resume data saved, trackers told.
@@ -551,6 +572,8 @@ impl Daemon {
             uploaded_ever: 0,
             downloaded_ever: 0,
             finished: false,
+            // Last, as the core puts a new torrent.
+            queue_position: usize::MAX,
         };
         self.add_entry(entry)
     }
@@ -580,6 +603,8 @@ impl Daemon {
             uploaded_ever: 0,
             downloaded_ever: 0,
             finished: false,
+            // Last, as the core puts a new torrent.
+            queue_position: usize::MAX,
         };
         self.add_entry(entry)
     }
@@ -801,6 +826,8 @@ impl Engine for Daemon {
                     downloaded: stats.map_or(slot.entry.downloaded_ever, |s| s.downloaded_ever),
                     uploaded: stats.map_or(slot.entry.uploaded_ever, |s| s.uploaded_ever),
                     finished: slot.entry.finished,
+                    queue_position: status.map_or(slot.entry.queue_position, |s| s.queue_position)
+                        as u64,
                     rate_down: stats.map_or(0, |s| s.download_rate),
                     rate_up: stats.map_or(0, |s| s.upload_rate),
                     peers: stats.map_or(0, |s| s.peers),
@@ -821,6 +848,20 @@ impl Engine for Daemon {
                 }
             })
             .collect())
+    }
+
+    fn set_queue_position(&mut self, id: u64, position: u64) -> Result<(), String> {
+        let Some(core) = self.slots.iter().find(|s| s.id == id).and_then(|s| s.core) else {
+            return Err(format!(
+                "torrent {id} is not running: it has no place in the queue"
+            ));
+        };
+        self.client
+            .set_queue_position(core, usize::try_from(position).unwrap_or(usize::MAX))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("torrent {id}: {e}"))?;
+        self.note_queue_positions();
+        self.save_state()
     }
 
     fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String> {

@@ -59,6 +59,8 @@ pub(crate) struct Entry {
     pub(crate) downloaded_ever: u64,
     /// It stopped itself at a seeding limit (Transmission's `isFinished`); a start clears it.
     pub(crate) finished: bool,
+    /// Its place in the queue order as last set (0: first); a restart puts it back there.
+    pub(crate) queue_position: usize,
 }
 
 /// What `state.json` holds.
@@ -189,6 +191,7 @@ impl State {
                 if e.finished {
                     v["finished"] = json!(true);
                 }
+                v["queue"] = json!(e.queue_position);
                 v
             })
             .collect();
@@ -228,6 +231,11 @@ impl State {
                 uploaded_ever: t["uploaded"].as_u64().unwrap_or(0),
                 downloaded_ever: t["downloaded"].as_u64().unwrap_or(0),
                 finished: t["finished"].as_bool().unwrap_or(false),
+                // An older list has none: its order is the queue's.
+                queue_position: t["queue"]
+                    .as_u64()
+                    .and_then(|q| usize::try_from(q).ok())
+                    .unwrap_or(torrents.len()),
             });
         }
         Ok(State {
@@ -259,6 +267,7 @@ mod tests {
                     uploaded_ever: 0,
                     downloaded_ever: 0,
                     finished: false,
+                    queue_position: 1,
                 },
                 Entry {
                     hash: "b".repeat(40),
@@ -275,6 +284,7 @@ mod tests {
                     uploaded_ever: 5 << 30,
                     downloaded_ever: 7,
                     finished: true,
+                    queue_position: 0,
                 },
             ],
             session: SessionSettings {

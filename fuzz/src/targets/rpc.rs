@@ -70,6 +70,7 @@ fn view(id: u64) -> TorrentView {
         trackers: vec![vec!["http://t.example/announce".into()]],
         settings: TorrentSettings::new(),
         finished: false,
+        queue_position: id,
         peer_list: None,
     }
 }
@@ -96,6 +97,10 @@ impl Engine for Fake {
             );
         }
         Ok(self.torrents.clone())
+    }
+    fn set_queue_position(&mut self, id: u64, _position: u64) -> Result<(), String> {
+        self.touch(&[id]);
+        Ok(())
     }
     fn set_torrent(&mut self, id: u64, settings: TorrentSettings) -> Result<(), String> {
         self.touch(&[id]);
@@ -208,6 +213,8 @@ const METHODS: &[&str] = &[
     "torrent-verify",
     "torrent-set-location",
     "torrent-set",
+    "queue-move-top",
+    "queue-move-down",
     "free-space",
     "port-test",
     "",
