@@ -313,6 +313,7 @@ pub use layout as storage;
 pub mod time;
 pub mod torrent;
 pub mod tracker;
+pub mod utp;
 pub mod vocab;
 pub mod wire;
 
