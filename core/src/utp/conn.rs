@@ -159,6 +159,9 @@ pub struct UtpStats {
     pub timeouts: u64,
     /// Loss events that cut the congestion window (at most one per window).
     pub loss_events: u64,
+    /// Fast retransmits found spurious (the original arrived, only late): the window cut
+    /// was undone and the reordering threshold raised.
+    pub spurious_retransmits: u64,
     /// DATA/FIN packets received that we already had.
     pub duplicates_received: u64,
     /// Packets dropped: beyond our window, or acknowledging what we never sent.
@@ -225,6 +228,12 @@ pub struct UtpConnection {
     dup_acks: u32,
     /// Losses of packets numbered before this do not cut the window again.
     recovery_until: Option<u16>,
+    /// The window before the last loss cut, to restore if the loss proves spurious.
+    cwnd_before_cut: Option<usize>,
+    /// How many selectively acknowledged packets after a hole declare it lost: 3 (as
+    /// three duplicate ACKs), doubled up to [`MAX_REORDER_THRESHOLD`] each time that
+    /// proved spurious, so a path that reorders deeply does not halve the window for nothing.
+    reorder_threshold: usize,
     last_recv: Instant,
     last_sent: Instant,
     /// When `outgoing` last went from empty to non-empty.
@@ -242,6 +251,9 @@ pub struct UtpConnection {
     resend_count: usize,
     stats: UtpStats,
 }
+
+/// The most selectively acknowledged packets after a hole before it counts as lost.
+const MAX_REORDER_THRESHOLD: usize = 64;
 
 /// The wire's 32-bit microsecond clock (wraps every 71 minutes, which BEP 29 expects).
 fn micros32(now: Instant) -> u32 {
@@ -283,6 +295,8 @@ impl UtpConnection {
             timeouts_in_row: 0,
             dup_acks: 0,
             recovery_until: None,
+            cwnd_before_cut: None,
+            reorder_threshold: 3,
             last_recv: now,
             last_sent: now,
             outstanding_since: now,
@@ -614,6 +628,17 @@ impl UtpConnection {
         let in_flight_before = self.bytes_in_flight;
         let mut bytes_acked = 0;
         let mut rtt_sample = None;
+        let mut spurious = false;
+        // A packet declared lost by a fast retransmit that is acknowledged before its
+        // resend went out, or sooner than half a round trip after it, was answered by its
+        // first copy: the "loss" was reordering.
+        let half_rtt = self.rtt.srtt().map(|s| s / 2);
+        let is_spurious = |o: &OutPacket| {
+            o.fast_resent
+                && (o.transmissions == 1
+                    || (o.transmissions == 2
+                        && half_rtt.zip(o.sent_at).is_some_and(|(h, at)| now - at < h)))
+        };
         for _ in 0..newly_acked {
             let Some(o) = self.outgoing.pop_front() else {
                 break;
@@ -630,6 +655,7 @@ impl UtpConnection {
                 if o.transmissions == 1 {
                     rtt_sample = o.sent_at;
                 }
+                spurious |= is_spurious(&o);
             }
             if o.kind == PacketType::Fin {
                 self.fin_acked = true;
@@ -664,6 +690,7 @@ impl UtpConnection {
                     continue;
                 }
                 o.sacked = true;
+                spurious |= is_spurious(o);
                 if o.in_flight {
                     o.in_flight = false;
                     self.bytes_in_flight -= o.payload.len();
@@ -678,6 +705,13 @@ impl UtpConnection {
                 }
             }
             self.detect_sack_losses();
+        }
+        if spurious {
+            self.stats.spurious_retransmits += 1;
+            self.reorder_threshold = (self.reorder_threshold * 2).min(MAX_REORDER_THRESHOLD);
+            if let Some(w) = self.cwnd_before_cut.take() {
+                self.cc.restore(w);
+            }
         }
         if let Some(sent_at) = rtt_sample {
             self.rtt.sample(now - sent_at);
@@ -716,8 +750,8 @@ impl UtpConnection {
         self.on_loss(seq);
     }
 
-    /// A packet with three selectively acknowledged packets after it is lost (the same
-    /// threshold as three duplicate ACKs). Each packet is fast-resent at most once; after
+    /// A packet with `reorder_threshold` (at first three, as for duplicate ACKs)
+    /// selectively acknowledged packets after it is lost. Each packet is fast-resent at most once; after
     /// that only the time-out resends it.
     fn detect_sack_losses(&mut self) {
         let mut sacked_after = 0;
@@ -728,7 +762,11 @@ impl UtpConnection {
                 sacked_after += 1;
                 continue;
             }
-            if sacked_after >= 3 && !o.fast_resent && !o.need_resend && o.sent_at.is_some() {
+            if sacked_after >= self.reorder_threshold
+                && !o.fast_resent
+                && !o.need_resend
+                && o.sent_at.is_some()
+            {
                 Self::mark_lost(o, &mut self.bytes_in_flight, &mut self.resend_count);
                 o.fast_resent = true;
                 self.stats.fast_retransmits += 1;
@@ -757,6 +795,7 @@ impl UtpConnection {
         if self.recovery_until.is_some_and(|r| seq_less(seq, r)) {
             return;
         }
+        self.cwnd_before_cut = Some(self.cc.cwnd());
         self.cc.on_loss();
         self.recovery_until = Some(self.seq_nr);
         self.stats.loss_events += 1;
@@ -896,6 +935,7 @@ impl UtpConnection {
             }
             self.rtt.back_off();
             self.cc.on_timeout();
+            self.cwnd_before_cut = None;
             for o in self.outgoing.iter_mut() {
                 if !o.sacked && o.sent_at.is_some() {
                     Self::mark_lost(o, &mut self.bytes_in_flight, &mut self.resend_count);

@@ -166,6 +166,12 @@ impl Ledbat {
         self.slow_start = false;
     }
 
+    /// The last cut was for a loss that did not happen (the packet was only reordered):
+    /// back to the window before it.
+    pub fn restore(&mut self, cwnd: usize) {
+        self.cwnd = cwnd.max(self.cwnd);
+    }
+
     /// The retransmission timer expired: one packet, and slow start back to half of what
     /// the window was.
     pub fn on_timeout(&mut self) {
