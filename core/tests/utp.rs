@@ -1,6 +1,8 @@
 //! Two `UtpConnection`s over an in-memory virtual network: per-datagram delay, seeded loss,
 //! reordering by a random extra delay, black holes. Time jumps to the earliest of the next
 //! delivery and each side's `poll_timeout`, so a run is exact and deterministic.
+// The harness's helpers unwrap what a test set up itself: a failure there is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -10,6 +12,9 @@ use unchoke_core::time::Instant;
 use unchoke_core::utp::{Packet, PacketType, UtpConfig, UtpConnection, UtpState};
 
 const MIB: usize = 1 << 20;
+
+/// A datagram on its way: (time µs, order sent, destination side, bytes).
+type Delivery = (u64, u64, usize, Vec<u8>);
 
 /// The link between side 0 (the initiator) and side 1 (the acceptor).
 struct Net {
@@ -27,8 +32,8 @@ struct Net {
     rate: u64,
     /// When each direction's link (indexed by destination) is free again, in µs.
     free_at: [u64; 2],
-    /// Deliveries: (time µs, order, destination side, datagram).
-    queue: BinaryHeap<Reverse<(u64, u64, usize, Vec<u8>)>>,
+    /// Deliveries in time order.
+    queue: BinaryHeap<Reverse<Delivery>>,
     order: u64,
     /// Until then, every datagram sent is lost.
     black_hole_until: Option<Instant>,

@@ -581,7 +581,10 @@ impl UtpConnection {
         }
         if p.packet_type == PacketType::Reset {
             self.stats.packets_received += 1;
-            self.enter_terminal(UtpState::Reset);
+            // Closed is final: a RESET after both FINs changes nothing.
+            if self.state != UtpState::Closed {
+                self.enter_terminal(UtpState::Reset);
+            }
             return;
         }
         // Reject an acknowledgement of something we never sent: a forged or confused
@@ -864,7 +867,7 @@ impl UtpConnection {
             self.stats.duplicates_received += 1;
             return;
         }
-        if d - 1 >= MAX_WINDOW_PACKETS {
+        if d > MAX_WINDOW_PACKETS {
             self.stats.dropped += 1;
             return;
         }
@@ -1281,10 +1284,8 @@ mod tests {
     fn syn_retransmits_then_times_out() {
         let mut a = UtpConnection::connect(1, Instant::ZERO, UtpConfig::default());
         assert_eq!(drain(&mut a, Instant::ZERO).len(), 1);
-        let mut now = Instant::ZERO;
         let mut sends = Vec::new();
-        while let Some(t) = a.poll_timeout() {
-            now = t;
+        while let Some(now) = a.poll_timeout() {
             a.handle_timeout(now);
             if !drain(&mut a, now).is_empty() {
                 sends.push(now.as_micros() / 1000);
