@@ -27,7 +27,9 @@
 //! 3. A DATA packet (new or resent) is only sent when, after sending it, `bytes_in_flight
 //!    ≤ min(cwnd, peer's wnd_size)` — except when nothing else is in flight, where one
 //!    packet always may go (cut to what the window allows, and to a one-byte probe after a
-//!    time-out when the peer's window is 0), so a small window never deadlocks.
+//!    time-out when the peer's window is 0), so a small window never deadlocks; and except
+//!    a fast retransmit on three duplicate ACKs, which goes at once (as in TCP: without
+//!    selective ACKs nothing leaves the flight until that hole is filled).
 //! 4. Unsent plus unacknowledged payload ≤ `send_buffer_size` ([`UtpConnection::write`]
 //!    takes no more); held received payload (readable plus reordered) ≤
 //!    `recv_buffer_size` + one packet.
@@ -185,6 +187,8 @@ struct OutPacket {
     need_resend: bool,
     /// Already resent by a fast retransmit: further ones wait for the time-out.
     fast_resent: bool,
+    /// That fast retransmit came from three duplicate ACKs.
+    dup_ack_resend: bool,
 }
 
 /// One uTP connection (BEP 29). See the module documentation for how to drive it.
@@ -226,6 +230,9 @@ pub struct UtpConnection {
     /// Consecutive time-outs without new acknowledgements.
     timeouts_in_row: u32,
     dup_acks: u32,
+    /// The peer sent a selective ACK once: losses are found from those, and duplicate
+    /// ACKs (which also answer duplicate data and window updates) are not counted.
+    peer_sacks: bool,
     /// Losses of packets numbered before this do not cut the window again.
     recovery_until: Option<u16>,
     /// The window before the last loss cut, to restore if the loss proves spurious.
@@ -294,6 +301,7 @@ impl UtpConnection {
             rto_timer: None,
             timeouts_in_row: 0,
             dup_acks: 0,
+            peer_sacks: false,
             recovery_until: None,
             cwnd_before_cut: None,
             reorder_threshold: 3,
@@ -672,7 +680,7 @@ impl UtpConnection {
         } else if p.packet_type == PacketType::State
             && !has_payload
             && self.bytes_in_flight > 0
-            && p.selective_ack.is_none()
+            && !self.peer_sacks
         {
             self.dup_acks += 1;
             if self.dup_acks == 3 {
@@ -680,6 +688,7 @@ impl UtpConnection {
             }
         }
         if p.selective_ack.is_some() {
+            self.peer_sacks = true;
             // Bit i: packet ack_nr + 2 + i, i.e. outgoing index i + 1 after the pops above.
             let bits = p.selective_ack.as_ref().map_or(0, |m| m.len() * 8);
             for i in 0..bits {
@@ -749,6 +758,7 @@ impl UtpConnection {
         let seq = o.seq;
         Self::mark_lost(o, &mut self.bytes_in_flight, &mut self.resend_count);
         o.fast_resent = true;
+        o.dup_ack_resend = true;
         self.stats.fast_retransmits += 1;
         self.on_loss(seq);
     }
@@ -995,6 +1005,7 @@ impl UtpConnection {
             in_flight: false,
             need_resend: false,
             fast_resent: false,
+            dup_ack_resend: false,
         });
         if kind == PacketType::Fin {
             self.fin_seq = Some(self.seq_nr);
@@ -1056,8 +1067,14 @@ impl UtpConnection {
             return None;
         }
         let idx = self.outgoing.iter().position(|o| o.need_resend)?;
-        let len = self.outgoing[idx].payload.len();
-        if self.bytes_in_flight > 0 && self.bytes_in_flight + len > self.send_window() {
+        let o = &self.outgoing[idx];
+        let len = o.payload.len();
+        // A fast retransmit on duplicate ACKs goes at once, window or not (as in TCP): with
+        // a peer that sends no selective ACKs nothing leaves the flight until the hole is
+        // filled. (With selective ACKs the acknowledged packets leave it, so losses they
+        // reveal wait for the window like everything else.)
+        let urgent = o.dup_ack_resend && o.transmissions == 1;
+        if !urgent && self.bytes_in_flight > 0 && self.bytes_in_flight + len > self.send_window() {
             return None;
         }
         self.stats.retransmits += 1;
@@ -1293,5 +1310,148 @@ mod tests {
         }
         assert_eq!(a.state(), UtpState::TimedOut);
         assert_eq!(sends, [1000, 3000, 7000]);
+    }
+
+    /// A STATE from `b`'s side acknowledging up to `ack_nr`, with a window.
+    fn state_from(b: &UtpConnection, ack_nr: u16, wnd: u32) -> Packet {
+        let mut p = Packet::new(PacketType::State);
+        p.connection_id = b.send_id();
+        p.seq_nr = b.seq_nr();
+        p.ack_nr = ack_nr;
+        p.wnd_size = wnd;
+        p
+    }
+
+    #[test]
+    fn keepalive_after_29_idle_seconds() {
+        let now = Instant::ZERO;
+        let (mut a, _b) = pair(now);
+        assert!(drain(&mut a, now).is_empty());
+        let t = a.poll_timeout().unwrap();
+        assert_eq!(t, now + Duration::from_secs(29));
+        a.handle_timeout(t);
+        let out = drain(&mut a, t);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].packet_type, PacketType::State);
+        assert!(out[0].payload.is_empty());
+        assert_eq!(a.poll_timeout(), Some(t + Duration::from_secs(29)));
+        assert_eq!(
+            a.state(),
+            UtpState::Connected,
+            "no data outstanding: no time-out"
+        );
+    }
+
+    #[test]
+    fn three_duplicate_acks_resend_the_first_packet() {
+        let now = Instant::ZERO;
+        let (mut a, b) = pair(now);
+        a.write(&[1u8; 1380 * 3]);
+        let data = drain(&mut a, now);
+        assert_eq!(data.len(), 3);
+        let cwnd = a.cwnd();
+        // A peer without selective ACKs: the first packet lost, the other two (and a
+        // window update) each answered with an ACK of the SYN only.
+        let dup = state_from(&b, 1, 1 << 20);
+        for _ in 0..2 {
+            a.handle_packet(&dup, now);
+            assert!(drain(&mut a, now).is_empty());
+        }
+        a.handle_packet(&dup, now);
+        let out = drain(&mut a, now);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].seq_nr, data[0].seq_nr);
+        assert_eq!(a.stats().fast_retransmits, 1);
+        assert!(a.cwnd() < cwnd);
+    }
+
+    #[test]
+    fn selectively_acknowledged_packets_are_not_resent() {
+        let now = Instant::ZERO;
+        let (mut a, b) = pair(now);
+        a.write(&[1u8; 1380 * 3]);
+        assert_eq!(drain(&mut a, now).len(), 3);
+        // Packets 3 and 4 arrived, 2 did not; then the time-out resends only 2.
+        let mut p = state_from(&b, 1, 1 << 20);
+        p.selective_ack = Some(Bytes::from_static(&[0b11, 0, 0, 0]));
+        a.handle_packet(&p, now);
+        assert_eq!(a.bytes_in_flight(), 1380);
+        let t = a.poll_timeout().unwrap();
+        a.handle_timeout(t);
+        let out = drain(&mut a, t);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].seq_nr, 2);
+    }
+
+    #[test]
+    fn a_shut_window_is_probed_with_one_byte() {
+        let now = Instant::ZERO;
+        let (mut a, b) = pair(now);
+        a.handle_packet(&state_from(&b, 1, 0), now);
+        a.write(b"blocked until the peer reads");
+        assert!(drain(&mut a, now).is_empty(), "nothing fits a window of 0");
+        let t = a.poll_timeout().unwrap();
+        assert!(t > now && t <= now + Duration::from_secs(1));
+        a.handle_timeout(t);
+        let out = drain(&mut a, t);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].payload.len(), 1);
+        // The window opens: the rest follows in one packet once the probe is acknowledged.
+        a.handle_packet(&state_from(&b, 2, 1 << 20), t);
+        let out = drain(&mut a, t);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].payload[..], b"locked until the peer reads");
+    }
+
+    #[test]
+    fn a_fin_before_its_data_waits_for_it() {
+        let now = Instant::ZERO;
+        let (mut a, mut b) = pair(now);
+        a.write(b"last words");
+        a.close();
+        let out = drain(&mut a, now);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].packet_type, PacketType::Fin);
+        b.handle_packet(&out[1], now);
+        assert!(!b.is_peer_finished());
+        b.handle_packet(&out[0], now);
+        assert!(b.is_peer_finished());
+        assert_eq!(b.recv().as_deref(), Some(&b"last words"[..]));
+        // Data after the FIN's number is never delivered.
+        let mut late = out[0].clone();
+        late.seq_nr = out[1].seq_nr.wrapping_add(1);
+        b.handle_packet(&late, now);
+        assert_eq!(b.recv(), None);
+    }
+
+    #[test]
+    fn too_many_timeouts_end_the_connection() {
+        let now = Instant::ZERO;
+        let cfg = UtpConfig {
+            idle_timeout: Duration::from_secs(3600),
+            max_rto: Duration::from_secs(2),
+            ..UtpConfig::default()
+        };
+        let mut a = UtpConnection::connect(9, now, cfg.clone());
+        let syn = drain(&mut a, now);
+        let mut b = UtpConnection::accept(&syn[0], now, cfg).unwrap();
+        for p in drain(&mut b, now) {
+            a.handle_packet(&p, now);
+        }
+        a.write(b"x");
+        drain(&mut a, now);
+        let mut n = 0;
+        while let Some(t) = a.poll_timeout() {
+            a.handle_timeout(t);
+            drain(&mut a, t);
+            n += 1;
+            assert!(n < 100);
+        }
+        assert_eq!(a.state(), UtpState::TimedOut);
+        assert_eq!(
+            a.stats().timeouts,
+            9,
+            "eight back-offs, then the ninth time-out ends it"
+        );
     }
 }
