@@ -189,6 +189,9 @@ struct OutPacket {
     fast_resent: bool,
     /// That fast retransmit came from three duplicate ACKs.
     dup_ack_resend: bool,
+    /// `seq_nr` when the last copy went out: the packets numbered from here on were sent
+    /// after it.
+    sent_mark: u16,
 }
 
 /// One uTP connection (BEP 29). See the module documentation for how to drive it.
@@ -682,7 +685,7 @@ impl UtpConnection {
             && self.bytes_in_flight > 0
             && !self.peer_sacks
         {
-            self.dup_acks += 1;
+            self.dup_acks = self.dup_acks.saturating_add(1);
             if self.dup_acks == 3 {
                 self.fast_retransmit_front();
             }
@@ -763,23 +766,27 @@ impl UtpConnection {
         self.on_loss(seq);
     }
 
-    /// A packet with `reorder_threshold` (at first three, as for duplicate ACKs)
-    /// selectively acknowledged packets after it is lost. Each packet is fast-resent at most once; after
-    /// that only the time-out resends it.
+    /// A packet is lost once `reorder_threshold` (at first three, as for duplicate ACKs)
+    /// packets sent after its last copy are selectively acknowledged.
     fn detect_sack_losses(&mut self) {
-        let mut sacked_after = 0;
+        // sacked_from[i]: selectively acknowledged packets among outgoing[i..].
+        let n = self.outgoing.len();
+        let mut sacked_from = vec![0usize; n + 1];
+        for i in (0..n).rev() {
+            sacked_from[i] = sacked_from[i + 1] + usize::from(self.outgoing[i].sacked);
+        }
+        let front = self.seq_una();
         let mut lost_first = None;
-        for i in (0..self.outgoing.len()).rev() {
+        for i in 0..n {
             let o = &mut self.outgoing[i];
-            if o.sacked {
-                sacked_after += 1;
+            if o.sacked || o.need_resend || o.sent_at.is_none() {
                 continue;
             }
-            if sacked_after >= self.reorder_threshold
-                && !o.fast_resent
-                && !o.need_resend
-                && o.sent_at.is_some()
-            {
+            // Only packets sent after this one's last copy say something about that copy:
+            // so a lost retransmission is found the same way, without waiting for the
+            // time-out.
+            let after = usize::from(seq_distance(front, o.sent_mark)).min(n);
+            if sacked_from[after] >= self.reorder_threshold {
                 Self::mark_lost(o, &mut self.bytes_in_flight, &mut self.resend_count);
                 o.fast_resent = true;
                 self.stats.fast_retransmits += 1;
@@ -1006,6 +1013,7 @@ impl UtpConnection {
             need_resend: false,
             fast_resent: false,
             dup_ack_resend: false,
+            sent_mark: self.seq_nr,
         });
         if kind == PacketType::Fin {
             self.fin_seq = Some(self.seq_nr);
@@ -1130,6 +1138,7 @@ impl UtpConnection {
                 self.bytes_in_flight += o.payload.len();
             }
             o.transmissions += 1;
+            o.sent_mark = self.seq_nr;
             o.sent_at = Some(now);
             (o.seq, o.kind, o.payload.clone())
         };
