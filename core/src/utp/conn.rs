@@ -1463,4 +1463,42 @@ mod tests {
             "eight back-offs, then the ninth time-out ends it"
         );
     }
+
+    #[test]
+    fn a_repeated_syn_is_answered_again() {
+        let now = Instant::ZERO;
+        let mut a = UtpConnection::connect(300, now, UtpConfig::default());
+        let syn = drain(&mut a, now).remove(0);
+        let mut b = UtpConnection::accept(&syn, now, UtpConfig::default()).unwrap();
+        assert_eq!(drain(&mut b, now).len(), 1);
+        // The STATE was lost; the SYN comes again.
+        b.handle_packet(&syn, now);
+        let again = drain(&mut b, now);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].packet_type, PacketType::State);
+        assert_eq!(again[0].ack_nr, syn.seq_nr);
+    }
+
+    #[test]
+    fn reads_split_chunks_and_stale_acks_still_carry_data() {
+        let now = Instant::ZERO;
+        let (mut a, mut b) = pair(now);
+        b.write(b"0123456789");
+        let first = drain(&mut b, now);
+        a.handle_packet(&first[0], now);
+        let mut buf = [0u8; 4];
+        assert_eq!(a.read(&mut buf), 4);
+        assert_eq!(&buf, b"0123");
+        assert_eq!(a.read(&mut buf), 4);
+        assert_eq!(a.read(&mut buf), 2);
+        assert_eq!(&buf[..2], b"89");
+        assert_eq!(a.read(&mut buf), 0);
+        // A later DATA packet carrying an older ACK (reordered) still delivers its data.
+        let mut late = first[0].clone();
+        late.seq_nr = first[0].seq_nr.wrapping_add(1);
+        late.ack_nr = first[0].ack_nr.wrapping_sub(1);
+        late.payload = Bytes::from_static(b"more");
+        a.handle_packet(&late, now);
+        assert_eq!(a.recv().as_deref(), Some(&b"more"[..]));
+    }
 }
