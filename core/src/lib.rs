@@ -284,6 +284,8 @@
 //!   tracker server (random peer subsets, expiry, HTTP and UDP fronts).
 //! - [`dht`]: a sans-IO Mainline DHT node (BEP 5): KRPC codec, routing table, iterative
 //!   `get_peers`/announce lookups, write tokens, peer store, per-IP rate limiting.
+//! - [`utp`]: uTP (BEP 29), sans-IO: the packet codec and one connection's state machine
+//!   (selective ACKs, RTO, LEDBAT). Not yet wired into the session.
 //! - [`time`]: the injected monotonic [`time::Instant`].
 //! - [`embed`]: helpers for drivers — [`embed::StdClock`] (std → core time),
 //!   [`embed::verify_piece`], [`embed::MemoryStorage`] (a torrent in memory) — and
@@ -313,6 +315,7 @@ pub use layout as storage;
 pub mod time;
 pub mod torrent;
 pub mod tracker;
+pub mod utp;
 pub mod vocab;
 pub mod wire;
 

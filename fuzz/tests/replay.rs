@@ -110,6 +110,37 @@ fn rpc() {
     run("rpc");
 }
 
+#[test]
+fn utp_packet() {
+    run("utp_packet");
+}
+
+/// One connection and up to a few hundred ops per input: a tenth of the count.
+#[test]
+fn utp_conn() {
+    run_scaled("utp_conn", 10);
+}
+
+#[test]
+fn the_utp_corpus_reaches_delivery_retransmission_and_every_ending() {
+    // `utp_conn` is only worth its time if its seeds (and so their mutations) get past the
+    // handshake: data delivered in order, packets resent, and each way a connection ends.
+    use unchoke_core::utp::UtpState;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/utp_conn");
+    let (mut delivered, mut resent, mut states) = (0, 0, Vec::new());
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let r = targets::utp_conn_reached(&std::fs::read(entry.unwrap().path()).unwrap());
+        delivered += usize::from(r.delivered > 0);
+        resent += usize::from(r.retransmits > 0);
+        states.extend(r.state);
+    }
+    eprintln!("utp_conn corpus: {delivered} deliver, {resent} resend, end states {states:?}");
+    assert!(delivered >= 4 && resent >= 2, "{delivered} {resent}");
+    for s in [UtpState::Connected, UtpState::Reset, UtpState::TimedOut] {
+        assert!(states.contains(&s), "no seed ends {s:?}");
+    }
+}
+
 /// A whole session per input: a tenth of the count.
 #[test]
 fn hash_exchange() {
@@ -160,7 +191,9 @@ fn every_target_is_replayed() {
             "lsd",
             "metainfo_v2",
             "hash_exchange",
-            "rpc"
+            "rpc",
+            "utp_packet",
+            "utp_conn"
         ]
     );
 }

@@ -20,6 +20,8 @@ mod tracker_server;
 mod tracker_udp;
 mod ut_metadata;
 mod ut_pex;
+mod utp_conn;
+mod utp_packet;
 mod wire;
 
 pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
@@ -39,6 +41,8 @@ pub use self::tracker_server::tracker_server;
 pub use self::tracker_udp::tracker_udp;
 pub use self::ut_metadata::ut_metadata;
 pub use self::ut_pex::ut_pex;
+pub use self::utp_conn::{UtpReached, utp_conn, utp_conn_reached};
+pub use self::utp_packet::utp_packet;
 pub use self::wire::wire;
 
 /// A fuzz target: checks its invariants on one input, panicking on a finding.
@@ -65,6 +69,8 @@ pub const ALL: &[(&str, Target)] = &[
     ("metainfo_v2", metainfo_v2),
     ("hash_exchange", hash_exchange),
     ("rpc", rpc),
+    ("utp_packet", utp_packet),
+    ("utp_conn", utp_conn),
 ];
 
 /// The target called `name`.
