@@ -43,7 +43,7 @@ impl Session {
 
     /// The pieces of `torrent` that may hold data on disk: verified ones, those the
     /// start-up check found written but unverified ([`Session::note_pieces_written`]) and
-    /// every piece a [`Action::WriteBlock`] was emitted for. A driver saves it with resume
+    /// every piece a [`Action::WriteBlock`](crate::vocab::Action::WriteBlock) was emitted for. A driver saves it with resume
     /// data so a restart reads only these. `None` as for [`Session::have`].
     pub fn pieces_written(&self, torrent: TorrentId) -> Option<&Bitfield> {
         self.torrents.get(&torrent).and_then(|t| t.written())
@@ -58,7 +58,7 @@ impl Session {
     }
 
     /// Bytes handed out for `conn` in `Send`/`SendBlock` and not yet reported accepted by
-    /// [`Session::handle_sent`] (0 without [`SessionConfig::send_accounting`]); `None` for
+    /// [`Session::handle_sent`] (0 without [`SessionConfig::send_accounting`](crate::vocab::SessionConfig::send_accounting)); `None` for
     /// a connection the session does not hold. For tests and status displays.
     pub fn unsent_bytes(&self, conn: ConnId) -> Option<usize> {
         self.admission.unsent(conn)
