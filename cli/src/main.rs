@@ -165,9 +165,8 @@ Exit status: 130 after Ctrl-C, 143 after SIGTERM; 1 failure; 2 usage error.
 
 Examples:
   unchoke daemon --download-dir ~/Downloads
-  unchoke daemon --session-dir /var/lib/unchoke --rpc 127.0.0.1:9092 --runtime smol
-  UNCHOKE_RPC_AUTH=me:secret unchoke daemon --rpc 192.168.1.10:9091 --watch-dir ~/watch
-  unchoke daemon --config /etc/unchoke/daemon.toml    (TOML, keys as the flags: see README)"
+  unchoke daemon --download-dir ~/Downloads --watch-dir ~/watch --runtime smol
+  unchoke daemon --config /etc/unchoke/daemon.toml    (TOML, keys as the flags; credentials there or in $UNCHOKE_RPC_AUTH)"
     )]
     Daemon(cmd_daemon::DaemonArgs),
     /// Print a shell completion script to stdout.
