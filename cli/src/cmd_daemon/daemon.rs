@@ -4,7 +4,6 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Component, Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use unchoke_core::bitfield::Bitfield;
 use unchoke_core::magnet::Magnet;
@@ -561,20 +560,7 @@ impl Daemon {
         let (dir, complete_dir) = self.placement(dir)?;
         // The copy first: a crash right after the add must not lose the torrent.
         self.dir.save_torrent_file(&hash, bytes)?;
-        let entry = Entry {
-            hash: hash.clone(),
-            source: Source::TorrentFile,
-            download_dir: dir,
-            paused,
-            added: now_secs(),
-            settings: TorrentSettings::new(),
-            complete_dir,
-            uploaded_ever: 0,
-            downloaded_ever: 0,
-            finished: false,
-            // Last, as the core puts a new torrent.
-            queue_position: usize::MAX,
-        };
+        let entry = Entry::new(hash.clone(), Source::TorrentFile, dir, paused, complete_dir);
         self.add_entry(entry)
     }
 
@@ -592,20 +578,13 @@ impl Daemon {
             return Ok(dup);
         }
         let (dir, complete_dir) = self.placement(dir)?;
-        let entry = Entry {
+        let entry = Entry::new(
             hash,
-            source: Source::Magnet(link.to_string()),
-            download_dir: dir,
+            Source::Magnet(link.to_string()),
+            dir,
             paused,
-            added: now_secs(),
-            settings: TorrentSettings::new(),
             complete_dir,
-            uploaded_ever: 0,
-            downloaded_ever: 0,
-            finished: false,
-            // Last, as the core puts a new torrent.
-            queue_position: usize::MAX,
-        };
+        );
         self.add_entry(entry)
     }
 
@@ -1121,12 +1100,6 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `Ok` when no torrent of a command failed, else every failure in one message (the RPC

@@ -63,6 +63,34 @@ pub(crate) struct Entry {
     pub(crate) queue_position: usize,
 }
 
+impl Entry {
+    /// A torrent added now: its own settings fresh, nothing transferred, last in the
+    /// queue (as the core puts a new torrent).
+    pub(crate) fn new(
+        hash: String,
+        source: Source,
+        download_dir: PathBuf,
+        paused: bool,
+        complete_dir: Option<PathBuf>,
+    ) -> Entry {
+        Entry {
+            hash,
+            source,
+            download_dir,
+            paused,
+            added: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            settings: TorrentSettings::new(),
+            complete_dir,
+            uploaded_ever: 0,
+            downloaded_ever: 0,
+            finished: false,
+            queue_position: usize::MAX,
+        }
+    }
+}
+
 /// What `state.json` holds.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct State {
