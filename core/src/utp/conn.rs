@@ -41,11 +41,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::ledbat::Ledbat;
 use super::packet::{HEADER_LEN, Packet, PacketError, PacketType};
 use super::rtt::RttEstimator;
+use super::send_queue::SendQueue;
 use super::seq::{MAX_WINDOW_PACKETS, seq_distance, seq_less};
 use crate::time::Instant;
 
@@ -210,7 +211,7 @@ pub struct UtpConnection {
     /// Payload of `outgoing` (sent or not yet acknowledged).
     unacked_bytes: usize,
     /// Written, not yet packetised.
-    send_buf: BytesMut,
+    send_buf: SendQueue,
     /// `close` was called: a FIN follows the data.
     fin_queued: bool,
     /// Our FIN's number once packetised.
@@ -287,7 +288,7 @@ impl UtpConnection {
             outgoing: VecDeque::new(),
             bytes_in_flight: 0,
             unacked_bytes: 0,
-            send_buf: BytesMut::new(),
+            send_buf: SendQueue::default(),
             fin_queued: false,
             fin_seq: None,
             fin_acked: false,
@@ -463,7 +464,7 @@ impl UtpConnection {
     /// after `close` or once the connection ended). Writes are coalesced into full packets.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.writable());
-        self.send_buf.extend_from_slice(&data[..n]);
+        self.send_buf.push(&data[..n]);
         n
     }
 
@@ -1119,7 +1120,7 @@ impl UtpConnection {
             return None;
         }
         self.probe_due = false;
-        let payload = self.send_buf.split_to(size).freeze();
+        let payload = self.send_buf.take(size);
         self.stats.bytes_sent += payload.len() as u64;
         let idx = self.push_outgoing(PacketType::Data, payload, now);
         self.send_outgoing(idx, now)

@@ -58,6 +58,7 @@ pub mod conn;
 pub mod ledbat;
 pub mod packet;
 pub mod rtt;
+mod send_queue;
 pub mod seq;
 
 pub use conn::{AcceptError, UtpConfig, UtpConnection, UtpState, UtpStats};
