@@ -1,83 +1,36 @@
-//! Two `UtpConnection`s over an in-memory virtual network: per-datagram delay, seeded loss,
-//! reordering by a random extra delay, black holes. Time jumps to the earliest of the next
+//! Two `UtpConnection`s over the harness's packet-level network
+//! (`unchoke_sim::datagram`): per-datagram delay, seeded loss, reordering by a random
+//! extra delay, black holes. Time jumps to the earliest of the next
 //! delivery and each side's `poll_timeout`, so a run is exact and deterministic.
 // The harness's helpers unwrap what a test set up itself: a failure there is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use unchoke_core::time::Instant;
 use unchoke_core::utp::{Packet, PacketType, UtpConfig, UtpConnection, UtpState};
+use unchoke_sim::datagram::{DatagramNet, Uplink};
 
 const MIB: usize = 1 << 20;
 
-/// A datagram on its way: (time µs, order sent, destination side, bytes).
-type Delivery = (u64, u64, usize, Vec<u8>);
-
-/// The link between side 0 (the initiator) and side 1 (the acceptor).
-struct Net {
-    rng: fastrand::Rng,
-    /// Probability that a datagram is lost, per direction.
-    loss: f64,
-    /// One-way base delay.
-    delay: Duration,
-    /// A random extra delay of up to this much for a share (`reorder`) of the datagrams:
-    /// they arrive after later ones.
-    jitter: Duration,
-    reorder: f64,
-    /// The link's rate in bytes per second, per direction: datagrams queue behind each
-    /// other (so LEDBAT sees queuing delay) and arrive spaced, not in one burst.
-    rate: u64,
-    /// When each direction's link (indexed by destination) is free again, in µs.
-    free_at: [u64; 2],
-    /// Deliveries in time order.
-    queue: BinaryHeap<Reverse<Delivery>>,
-    order: u64,
-    /// Until then, every datagram sent is lost.
-    black_hole_until: Option<Instant>,
-}
-
-impl Net {
-    fn new(seed: u64, loss: f64, delay_ms: u64, jitter_ms: u64) -> Net {
-        Net {
-            rng: fastrand::Rng::with_seed(seed),
-            loss,
-            delay: Duration::from_millis(delay_ms),
-            jitter: Duration::from_millis(jitter_ms),
-            reorder: 0.1,
-            rate: 12_500_000,
-            free_at: [0; 2],
-            queue: BinaryHeap::new(),
-            order: 0,
-            black_hole_until: None,
-        }
-    }
-
-    fn send(&mut self, now: Instant, to: usize, d: Vec<u8>) {
-        if self.black_hole_until.is_some_and(|t| now < t) || self.rng.f64() < self.loss {
-            return;
-        }
-        let extra = if self.jitter.is_zero() || self.rng.f64() >= self.reorder {
-            Duration::ZERO
-        } else {
-            Duration::from_micros(self.rng.u64(0..self.jitter.as_micros() as u64))
-        };
-        // Serialisation on the link (header overhead of IP/UDP ignored).
-        let start = self.free_at[to].max(now.as_micros());
-        self.free_at[to] = start + d.len() as u64 * 1_000_000 / self.rate;
-        let at = (Instant::from_micros(self.free_at[to]) + self.delay + extra).as_micros();
-        self.order += 1;
-        self.queue.push(Reverse((at, self.order, to, d)));
-    }
+/// The link between side 0 (the initiator) and side 1 (the acceptor): the harness's
+/// packet-level network, each side's uplink at 12.5 MB/s with an unbounded queue (so
+/// LEDBAT sees queuing delay and datagrams arrive spaced, not in one burst), `delay_ms`
+/// each way, seeded loss, and a tenth of the datagrams up to `jitter_ms` late (reordered).
+fn net(seed: u64, loss: f64, delay_ms: u64, jitter_ms: u64) -> DatagramNet {
+    let uplinks = vec![Uplink::new(12_500_000, None), Uplink::new(12_500_000, None)];
+    let mut net = DatagramNet::new(seed, uplinks, Duration::from_millis(delay_ms));
+    net.loss = loss;
+    net.jitter = Duration::from_millis(jitter_ms);
+    net.reorder = 0.1;
+    net
 }
 
 /// Both ends, the network, and the application on top: side 0 writes `payload`, side 1
 /// reads into `received`.
 struct Sim {
     now: Instant,
-    net: Net,
+    net: DatagramNet,
     sides: [Option<UtpConnection>; 2],
     accept_config: UtpConfig,
     payload: Vec<u8>,
@@ -92,7 +45,7 @@ struct Sim {
 }
 
 impl Sim {
-    fn new(net: Net, config: UtpConfig, accept_config: UtpConfig, payload: Vec<u8>) -> Sim {
+    fn new(net: DatagramNet, config: UtpConfig, accept_config: UtpConfig, payload: Vec<u8>) -> Sim {
         let now = Instant::from_secs(1);
         let mut sim = Sim {
             now,
@@ -140,7 +93,7 @@ impl Sim {
                     );
                 }
                 self.log.push((self.now, i, p));
-                self.net.send(self.now, 1 - i, d);
+                self.net.send(self.now, i, 1 - i, 0, d);
             }
         }
     }
@@ -174,7 +127,7 @@ impl Sim {
 
     /// One event: the earliest delivery or deadline. `false` when nothing is left.
     fn step(&mut self) -> bool {
-        let mut next = self.net.queue.peek().map(|Reverse((t, ..))| *t);
+        let mut next = self.net.next_at().map(Instant::as_micros);
         for c in self.sides.iter().flatten() {
             if let Some(t) = c.poll_timeout() {
                 let t = t.as_micros().max(self.now.as_micros());
@@ -183,13 +136,8 @@ impl Sim {
         }
         let Some(next) = next else { return false };
         self.now = Instant::from_micros(next);
-        while let Some(Reverse((t, ..))) = self.net.queue.peek() {
-            if *t > next {
-                break;
-            }
-            let Some(Reverse((_, _, to, d))) = self.net.queue.pop() else {
-                break;
-            };
+        while let Some(delivery) = self.net.pop_due(self.now) {
+            let (to, d) = (delivery.to, delivery.bytes);
             match self.sides[to].as_mut() {
                 Some(c) => {
                     c.handle_datagram(&d, self.now).expect("valid datagram");
@@ -271,10 +219,10 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
 
 /// 1 MiB from side 0 to side 1; returns the virtual time it took and side 0's counters.
 fn transfer(loss: f64, seed: u64, config: UtpConfig) -> (Duration, Sim) {
-    transfer_over(Net::new(seed, loss, 20, 10), seed, config)
+    transfer_over(net(seed, loss, 20, 10), seed, config)
 }
 
-fn transfer_over(net: Net, seed: u64, config: UtpConfig) -> (Duration, Sim) {
+fn transfer_over(net: DatagramNet, seed: u64, config: UtpConfig) -> (Duration, Sim) {
     let loss = net.loss;
     let mut sim = Sim::new(net, config.clone(), config, payload(MIB, seed));
     let start = sim.now;
@@ -309,7 +257,7 @@ fn one_mib_without_loss() {
 
 #[test]
 fn in_order_without_loss_nothing_is_resent_and_writes_coalesce() {
-    let mut net = Net::new(1, 0.0, 20, 0);
+    let mut net = net(1, 0.0, 20, 0);
     net.reorder = 0.0;
     let mut sim = Sim::new(
         net,
@@ -363,7 +311,7 @@ fn sequence_numbers_wrap() {
 
 #[test]
 fn retransmission_timeouts_back_off() {
-    let net = Net::new(6, 0.0, 20, 0);
+    let net = net(6, 0.0, 20, 0);
     let mut sim = Sim::new(
         net,
         UtpConfig::default(),
@@ -404,7 +352,7 @@ fn retransmission_timeouts_back_off() {
 
 #[test]
 fn fin_handshake_ends_both_sides() {
-    let net = Net::new(7, 0.02, 20, 10);
+    let net = net(7, 0.02, 20, 10);
     let mut sim = Sim::new(
         net,
         UtpConfig::default(),
@@ -432,7 +380,7 @@ fn fin_handshake_ends_both_sides() {
 
 #[test]
 fn reset_ends_the_other_side() {
-    let net = Net::new(8, 0.0, 20, 0);
+    let net = net(8, 0.0, 20, 0);
     let mut sim = Sim::new(
         net,
         UtpConfig::default(),
@@ -449,7 +397,7 @@ fn reset_ends_the_other_side() {
 
 #[test]
 fn a_stalled_peer_times_out() {
-    let net = Net::new(9, 0.0, 20, 0);
+    let net = net(9, 0.0, 20, 0);
     let mut sim = Sim::new(
         net,
         UtpConfig::default(),
@@ -469,7 +417,7 @@ fn a_stalled_peer_times_out() {
 
 #[test]
 fn the_window_shrinks_on_loss_and_grows_without() {
-    let mut net = Net::new(10, 0.0, 20, 0);
+    let mut net = net(10, 0.0, 20, 0);
     net.reorder = 0.0;
     let (_, clean) = transfer_over(net, 10, UtpConfig::default());
     let initial = 3 * 1380;
@@ -500,7 +448,7 @@ fn the_sender_respects_a_small_peer_window() {
         recv_buffer_size: 64 * 1024,
         ..UtpConfig::default()
     };
-    let net = Net::new(12, 0.01, 20, 10);
+    let net = net(12, 0.01, 20, 10);
     let mut sim = Sim::new(net, UtpConfig::default(), small, payload(400_000, 12));
     sim.read_limit = Some(4096);
     sim.run_until(Duration::from_secs(300), Sim::transfer_done);

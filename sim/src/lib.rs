@@ -37,12 +37,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod datagram;
 mod due_heap;
 mod engine;
 pub mod lab;
 mod network;
 mod payload;
 pub mod study;
+pub mod tcp_like;
+pub mod transport_study;
 
 use std::time::Duration;
 
