@@ -100,6 +100,7 @@ mod resume_schedule;
 mod seed_limits;
 mod status;
 mod trackers;
+mod utp_streams;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -114,13 +115,14 @@ pub use crate::vocab::{
     Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
     DiskError, DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer,
     GeometryError, GiveUpReason, Limit, PeerGone, PeerSource, QueueLimits, SeedLimit, SeedLimits,
-    SessionConfig, TorrentId, TransferTotals, WebSeedError, WebSeedFailure, WebSeedId,
+    SessionConfig, TorrentId, TransferTotals, Transport, WebSeedError, WebSeedFailure, WebSeedId,
     WebSeedRange, WebSeedStats,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use lsd::LsdStats;
 pub use seed_limits::SeedLimitsError;
 pub use trackers::metainfo_tiers;
+pub use utp_streams::UtpStreamStats;
 
 use crate::bitfield::Bitfield;
 use crate::choker::Choker;
@@ -264,6 +266,8 @@ pub struct Session {
     queue: queue::Queue,
     /// Seeding limits and the running seeds' clocks (see [`seed_limits`]).
     seeds: seed_limits::Seeds,
+    /// The uTP streams: peer connections over the UDP socket (see [`utp_streams`]).
+    utp: utp_streams::UtpStreams,
 }
 
 impl Session {
@@ -318,6 +322,7 @@ impl Session {
             limits,
             queue: queue::Queue::new(config_queue),
             seeds: seed_limits::Seeds::new(config_seeds),
+            utp: utp_streams::UtpStreams::default(),
         }
     }
 
@@ -1036,6 +1041,7 @@ impl Session {
             self.check_give_up(now);
         }
         self.seed_timeout(now);
+        self.utp_timeout(now);
         self.close_progress(now);
     }
 
@@ -1082,6 +1088,7 @@ impl Session {
         let close = self.close_deadline();
         let limits = self.limits_deadline();
         let seeds = self.seed_deadline();
+        let utp = self.utp.next_deadline();
         // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
         // that never finish, giving up) has work only with a running torrent or a
         // connection still handshaking: without either, nothing is scheduled.
@@ -1099,6 +1106,7 @@ impl Session {
             close,
             limits,
             seeds,
+            utp,
         ]
         .into_iter()
         .flatten()
@@ -1107,11 +1115,19 @@ impl Session {
 
     /// The next action for the driver, or `None` when there is nothing to do.
     /// Peer events and released uploads come first; a `ReadBlock` past the connection's
-    /// read-ahead bound is held back (see [`SessionConfig::upload_read_ahead`]).
+    /// read-ahead bound is held back (see [`SessionConfig::upload_read_ahead`]). What
+    /// concerns uTP streams (their sends, disconnects and dials) is carried out inside the
+    /// session and leaves as `SendDatagram`s (see `utp_streams.rs`).
     pub fn poll_action(&mut self) -> Option<Action> {
         loop {
-            if let Some(a) = self.admission.pop() {
+            if let Some(a) = self.utp_pop_datagram() {
                 return Some(a);
+            }
+            if let Some(a) = self.admission.pop() {
+                match self.utp_route(a) {
+                    Some(a) => return Some(a),
+                    None => continue,
+                }
             }
             let action = self.out.pop()?;
             if !self.still_wanted(&action) {
@@ -1138,7 +1154,11 @@ impl Session {
                 }
                 _ => {}
             }
-            if let Some(action) = self.admission.gate_read(action, &self.config) {
+            if let Some(action) = self
+                .admission
+                .gate_read(action, &self.config)
+                .and_then(|a| self.utp_route(a))
+            {
                 return Some(action);
             }
         }

@@ -1,0 +1,217 @@
+//! uTP streams as peer connections, in virtual time on the lab (`unchoke_sim::lab`):
+//! whole sessions dial and accept over uTP through their one UDP socket, with datagrams
+//! lost and reordered on the way, and `Transport::Both` falls back to TCP for a peer
+//! that has no uTP.
+
+use std::time::Duration;
+
+use unchoke_core::session::{EncryptionPolicy, Event, SessionConfig, Transport};
+use unchoke_sim::Loss;
+use unchoke_sim::lab::{Behaviour, Swarm, make_content};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+fn config(transport: Transport) -> SessionConfig {
+    SessionConfig {
+        transport,
+        ..Swarm::node_config()
+    }
+}
+
+/// A seed and two leechers, all `Utp` only, over datagrams that meet `loss`: every
+/// leecher completes byte-identically, every connection was uTP (no TCP link ever
+/// opened), and returns the swarm for more checks.
+fn utp_swarm(loss: Loss, encryption: EncryptionPolicy) -> Swarm {
+    let mut s = Swarm::new(make_content(2 * MIB + 777, 9), 64 * KIB as u32, 4 * MIB);
+    s.config = SessionConfig {
+        encryption,
+        ..config(Transport::Utp)
+    };
+    s.set_datagram_loss(loss);
+    let seed = s.add_seed(Behaviour::Honest);
+    let a = s.add_node(None, Behaviour::Honest);
+    let b = s.add_node(None, Behaviour::Honest);
+    s.introduce(a);
+    s.introduce(b);
+    let done = s.run_until(Duration::from_secs(600), |s| {
+        s.is_complete(a) && s.is_complete(b)
+    });
+    assert!(
+        done,
+        "leechers incomplete under {loss:?}: a {:?}, b {:?}",
+        s.session(a).utp_stats(),
+        s.session(b).utp_stats()
+    );
+    s.settle();
+    for i in [a, b] {
+        assert!(s.disk_matches(i), "host {i}'s bytes differ");
+        for j in [seed, a, b] {
+            assert!(!s.linked(i, j), "a TCP link {i}–{j} in a uTP-only swarm");
+        }
+        let st = s.session(i).utp_stats();
+        assert!(st.dials_connected >= 1, "host {i}: {st:?}");
+        assert_eq!(st.fallbacks_to_tcp, 0);
+        assert!(st.bytes_received >= 2 * MIB as u64 / 3, "host {i}: {st:?}");
+    }
+    let seed_stats = s.session(seed).utp_stats();
+    assert!(
+        seed_stats.accepted >= 2,
+        "the seed accepted: {seed_stats:?}"
+    );
+    assert!(
+        s.violations().is_empty(),
+        "violations: {:?}",
+        s.violations()
+    );
+    s
+}
+
+#[test]
+fn utp_only_swarm_completes_without_loss() {
+    let s = utp_swarm(Loss::default(), EncryptionPolicy::Disable);
+    assert_eq!(s.session(0).utp_stats().retransmits, 0, "nothing was lost");
+}
+
+#[test]
+fn utp_only_swarm_completes_under_1_percent_loss_with_reordering() {
+    let s = utp_swarm(
+        Loss {
+            packet_loss: 0.01,
+            jitter: Duration::from_millis(20),
+        },
+        EncryptionPolicy::Disable,
+    );
+    assert!(
+        s.session(0).utp_stats().retransmits > 0,
+        "losses were repaired by retransmission: {:?}",
+        s.session(0).utp_stats()
+    );
+}
+
+#[test]
+fn utp_only_swarm_completes_under_5_percent_loss_with_reordering() {
+    let s = utp_swarm(
+        Loss {
+            packet_loss: 0.05,
+            jitter: Duration::from_millis(50),
+        },
+        EncryptionPolicy::Disable,
+    );
+    assert!(s.session(0).utp_stats().retransmits > 0);
+}
+
+#[test]
+fn mse_runs_over_utp_like_over_tcp() {
+    // Encryption required on every host: the MSE handshake and RC4 stream ride the uTP
+    // byte stream unchanged.
+    utp_swarm(
+        Loss {
+            packet_loss: 0.01,
+            jitter: Duration::from_millis(10),
+        },
+        EncryptionPolicy::Require,
+    );
+}
+
+#[test]
+fn both_prefers_utp_between_peers_that_have_it() {
+    let mut s = Swarm::new(make_content(MIB, 3), 64 * KIB as u32, 4 * MIB);
+    s.config = config(Transport::Both);
+    let seed = s.add_seed(Behaviour::Honest);
+    let l = s.add_node(None, Behaviour::Honest);
+    s.introduce(l);
+    assert!(s.run_until(Duration::from_secs(120), |s| s.is_complete(l)));
+    assert!(s.disk_matches(l));
+    assert!(!s.linked(l, seed), "the TCP path was not used");
+    let st = s.session(l).utp_stats();
+    assert_eq!((st.dials_connected, st.fallbacks_to_tcp), (1, 0), "{st:?}");
+}
+
+#[test]
+fn both_falls_back_to_tcp_when_the_peer_has_no_utp() {
+    let mut s = Swarm::new(make_content(MIB, 4), 64 * KIB as u32, 4 * MIB);
+    // The seed speaks TCP only: it answers the leecher's SYN with a RESET.
+    s.config = config(Transport::Tcp);
+    let seed = s.add_seed(Behaviour::Honest);
+    s.config = config(Transport::Both);
+    let l = s.add_node(None, Behaviour::Honest);
+    s.introduce(l);
+    assert!(s.run_until(Duration::from_secs(120), |s| s.is_complete(l)));
+    assert!(s.disk_matches(l));
+    // No uTP stream ever opened on either side: the bytes came over TCP (the link itself
+    // is gone by now: a seed drops a peer that completed).
+    assert_eq!(s.session(seed).utp_stats().accepted, 0);
+    let st = s.session(l).utp_stats();
+    assert_eq!(
+        (st.dials, st.dials_failed, st.fallbacks_to_tcp),
+        (1, 1, 1),
+        "{st:?}"
+    );
+    assert_eq!(st.dials_connected, 0);
+    assert!(s.session(seed).utp_stats().resets_sent >= 1);
+    // One dial, one connection: the failed uTP attempt is not a failed dial.
+    let failed = s
+        .events(l)
+        .filter(|(_, e)| matches!(e, Event::ConnectFailed { .. }))
+        .count();
+    assert_eq!(failed, 0);
+}
+
+#[test]
+fn both_falls_back_to_tcp_when_syns_go_unanswered() {
+    let mut s = Swarm::new(make_content(MIB, 5), 64 * KIB as u32, 4 * MIB);
+    s.config = config(Transport::Tcp);
+    let seed = s.add_seed(Behaviour::Honest);
+    s.config = config(Transport::Both);
+    let l = s.add_node(None, Behaviour::Honest);
+    // Every datagram is lost: no RESET comes back, the dial waits out its 3 s.
+    s.set_datagram_loss(Loss {
+        packet_loss: 0.999_999,
+        jitter: Duration::ZERO,
+    });
+    s.introduce(l);
+    let start = s.now();
+    assert!(s.run_until(Duration::from_secs(60), |s| s.linked(l, seed)));
+    let waited = s.now() - start;
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "fell back after {waited:?}"
+    );
+    assert_eq!(s.session(l).utp_stats().fallbacks_to_tcp, 1);
+}
+
+#[test]
+fn utp_only_dial_to_a_tcp_only_peer_fails_as_refused() {
+    let mut s = Swarm::new(make_content(256 * KIB, 6), 64 * KIB as u32, 4 * MIB);
+    s.config = config(Transport::Tcp);
+    let seed = s.add_seed(Behaviour::Honest);
+    s.config = SessionConfig {
+        peer_events: true,
+        ..config(Transport::Utp)
+    };
+    let l = s.add_node(None, Behaviour::Honest);
+    s.introduce(l);
+    s.run_until(Duration::from_secs(2), |_| false);
+    assert!(!s.linked(l, seed));
+    assert!(!s.is_complete(l));
+    let refused = s
+        .events(l)
+        .filter(|(_, e)| {
+            matches!(
+                e,
+                Event::ConnectFailed {
+                    reason: unchoke_core::session::ConnectFailure::Refused,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refused, 1, "the RESET is a refused dial");
+}
+
+#[test]
+fn closing_sends_fins_and_streams_drain() {
+    let mut s = utp_swarm(Loss::default(), EncryptionPolicy::Disable);
+    assert!(s.close_all(Duration::from_secs(30)));
+}
