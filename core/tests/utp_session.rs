@@ -2,6 +2,9 @@
 //! whole sessions dial and accept over uTP through their one UDP socket, with datagrams
 //! lost and reordered on the way, and `Transport::Both` falls back to TCP for a peer
 //! that has no uTP.
+// The hand-driven pair below unwraps what its own fixed setup returns: a failure there is
+// a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -214,4 +217,154 @@ fn utp_only_dial_to_a_tcp_only_peer_fails_as_refused() {
 fn closing_sends_fins_and_streams_drain() {
     let mut s = utp_swarm(Loss::default(), EncryptionPolicy::Disable);
     assert!(s.close_all(Duration::from_secs(30)));
+}
+
+/// Two sessions driven by hand over a perfect wire (no lab), so a test decides how many
+/// datagrams reach a session before it is polled: a seed `a` and a leecher `b`, both
+/// `Utp`. Disk work is answered at once from `content`.
+struct Pair {
+    content: Vec<u8>,
+    piece_length: usize,
+    sessions: [unchoke_core::session::Session; 2],
+    torrents: [unchoke_core::session::TorrentId; 2],
+    addrs: [std::net::SocketAddr; 2],
+    /// Datagrams in flight to each session, in order.
+    wire: [Vec<(std::net::SocketAddr, bytes::Bytes)>; 2],
+    now: unchoke_core::time::Instant,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        use unchoke_core::session::Session;
+        let content = make_content(MIB, 11);
+        let piece_length = 64 * KIB;
+        let metainfo = unchoke_sim::lab::make_metainfo(&content, piece_length as u32);
+        let now = unchoke_core::time::Instant::ZERO;
+        let config = config(Transport::Utp);
+        let mut a = Session::new(config.clone(), 1, now);
+        let mut b = Session::new(config, 2, now);
+        let pieces = metainfo.info.piece_count();
+        let mut all = unchoke_core::bitfield::Bitfield::new(pieces);
+        for p in 0..pieces {
+            all.set(p);
+        }
+        let ta = a.add_torrent(&metainfo, Some(all), now).unwrap();
+        let tb = b.add_torrent(&metainfo, None, now).unwrap();
+        for (s, t) in [(&mut a, ta), (&mut b, tb)] {
+            s.set_trackers(t, Vec::new(), now);
+        }
+        Pair {
+            content,
+            piece_length,
+            sessions: [a, b],
+            torrents: [ta, tb],
+            addrs: [
+                "10.0.0.1:6881".parse().unwrap(),
+                "10.0.0.2:6881".parse().unwrap(),
+            ],
+            wire: [Vec::new(), Vec::new()],
+            now,
+        }
+    }
+
+    /// Carries out session `i`'s actions: datagrams onto the wire, disk work answered.
+    /// Returns how many datagrams it sent.
+    fn drain(&mut self, i: usize) -> usize {
+        use unchoke_core::session::Action;
+        let mut sent = 0;
+        for _ in 0..100_000 {
+            let Some(action) = self.sessions[i].poll_action() else {
+                return sent;
+            };
+            let now = self.now;
+            let s = &mut self.sessions[i];
+            match action {
+                Action::SendDatagram { to, bytes } => {
+                    let j = self.addrs.iter().position(|a| *a == to).unwrap();
+                    self.wire[j].push((self.addrs[i], bytes));
+                    sent += 1;
+                }
+                Action::ReadBlock { conn, block, .. } => {
+                    let start = block.index as usize * self.piece_length + block.begin as usize;
+                    let data = bytes::Bytes::copy_from_slice(
+                        &self.content[start..start + block.length as usize],
+                    );
+                    s.disk_read_done(conn, block, Ok(data), now);
+                }
+                Action::WriteBlock { torrent, piece, .. } => {
+                    s.disk_write_done(torrent, piece, Ok(()), now)
+                }
+                Action::VerifyPiece {
+                    torrent,
+                    piece,
+                    expected,
+                    blocks,
+                } => {
+                    let ok = expected.matches(&blocks);
+                    s.piece_hashed(torrent, piece, ok, now);
+                }
+                Action::Connect { .. } | Action::Send { .. } | Action::SendBlock { .. } => {
+                    panic!("a uTP-only session asked the driver for TCP: {action:?}")
+                }
+                _ => {}
+            }
+        }
+        panic!("session {i} never ran out of actions");
+    }
+
+    /// Hands session `i` every datagram on its wire as one burst, then polls it.
+    /// Returns (datagrams delivered, datagrams it sent back).
+    fn burst(&mut self, i: usize) -> (usize, usize) {
+        let batch = std::mem::take(&mut self.wire[i]);
+        for (from, bytes) in &batch {
+            self.sessions[i].handle_datagram(*from, bytes, self.now);
+        }
+        (batch.len(), self.drain(i))
+    }
+}
+
+#[test]
+fn a_burst_of_datagrams_is_acknowledged_once_per_stream() {
+    let mut p = Pair::new();
+    let (tb, a_addr) = (p.torrents[1], p.addrs[0]);
+    let now = p.now;
+    p.sessions[1].add_peers(tb, &[a_addr], now);
+    let mut biggest_burst = (0, 0);
+    for _ in 0..10_000 {
+        if p.sessions[1].have(tb).is_some_and(|h| h.is_full()) {
+            break;
+        }
+        p.drain(0);
+        p.drain(1);
+        if p.wire[0].is_empty() && p.wire[1].is_empty() {
+            // Nothing in flight: time moves to the next deadline.
+            let next = [p.sessions[0].poll_timeout(), p.sessions[1].poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+            p.now = next.max(p.now);
+            let now = p.now;
+            p.sessions[0].handle_timeout(now);
+            p.sessions[1].handle_timeout(now);
+            continue;
+        }
+        p.burst(0);
+        let (delivered, answered) = p.burst(1);
+        if delivered > biggest_burst.0 {
+            biggest_burst = (delivered, answered);
+        }
+    }
+    assert!(p.sessions[1].have(tb).is_some_and(|h| h.is_full()));
+    let (delivered, answered) = biggest_burst;
+    assert!(
+        delivered >= 20,
+        "the seed sent bursts of {delivered} packets"
+    );
+    // The leecher's answer to a burst of data: its requests (at most a few packets) and
+    // one acknowledgement, not one per packet.
+    assert!(
+        answered <= 4,
+        "{delivered} datagrams answered with {answered}"
+    );
 }

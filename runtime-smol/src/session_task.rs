@@ -155,10 +155,17 @@ impl SessionTask {
                     self.host.reports(&mut self.io, reports);
                 }
                 Input::Datagram(from, data) => {
-                    self.host.datagram(&mut self.io, from, &data);
-                    while let Ok((from, data)) = self.dgram_rx.try_recv() {
-                        self.host.datagram(&mut self.io, from, &data);
+                    // The backlog as one burst (at most DATAGRAM_QUEUE), its actions
+                    // carried out once after it: a uTP stream is then acknowledged once
+                    // per burst rather than once per packet.
+                    self.host.datagram_in_burst(from, &data);
+                    for _ in 1..DATAGRAM_QUEUE {
+                        let Ok((from, data)) = self.dgram_rx.try_recv() else {
+                            break;
+                        };
+                        self.host.datagram_in_burst(from, &data);
                     }
+                    self.host.pump(&mut self.io);
                 }
                 Input::LsdDatagram(from, data) => {
                     self.host.lsd_datagram(&mut self.io, from, &data);

@@ -1088,7 +1088,7 @@ impl Session {
         let close = self.close_deadline();
         let limits = self.limits_deadline();
         let seeds = self.seed_deadline();
-        let utp = self.utp.next_deadline();
+        let utp = self.utp.next_deadline(self.now);
         // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
         // that never finish, giving up) has work only with a running torrent or a
         // connection still handshaking: without either, nothing is scheduled.

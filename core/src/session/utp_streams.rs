@@ -29,6 +29,12 @@
 //!   admission rules as a TCP one ([`Session::connection_opened`]); a refused one is ended
 //!   by the `Disconnect` that refusal queues. A session set to [`Transport::Tcp`] answers
 //!   SYNs with a RESET.
+//! - **Acknowledgements once per burst.** Handling an input changes a stream but does not
+//!   collect its datagrams at once: the stream is marked dirty and its packets are taken
+//!   when the driver next polls an action. A driver that hands the session a burst of
+//!   datagrams read in a row before polling (both runtimes do) so sends one STATE per
+//!   stream for the whole burst instead of one per packet, as libtorrent acknowledges once
+//!   its socket is drained: half the datagrams of a one-way transfer were those ACKs.
 //! - **Time.** Each stream's next deadline ([`UtpConnection::poll_timeout`], a dial's
 //!   give-up time, a closing stream's linger) sits in one ordered index, so
 //!   [`Session::poll_timeout`] reads the earliest in O(log n) and `handle_timeout`
@@ -141,6 +147,8 @@ pub(super) struct UtpStreams {
     timers: BTreeSet<(Instant, Key)>,
     /// Datagrams to hand out as `SendDatagram`, in order.
     datagrams: VecDeque<(SocketAddr, Bytes)>,
+    /// Streams changed since their datagrams were last collected (see the module docs).
+    dirty: BTreeSet<Key>,
     /// Dials passed on to TCP: their `Connect` goes to the driver as it is.
     tcp_pass: BTreeSet<(TorrentId, SocketAddr)>,
     /// Addresses whose uTP dial failed lately, and when (`Both` dials them over TCP).
@@ -151,9 +159,15 @@ pub(super) struct UtpStreams {
 }
 
 impl UtpStreams {
-    /// The earliest stream deadline.
-    pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+    /// The earliest stream deadline; `now` while streams wait to be collected (the next
+    /// `poll_action` does it: drivers drain actions before asking for the deadline, so
+    /// this is only a safety net).
+    pub(super) fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.dirty.is_empty() {
+            self.timers.first().map(|(at, _)| *at)
+        } else {
+            Some(now)
+        }
     }
 
     /// The next datagram to send, if any.
@@ -163,6 +177,7 @@ impl UtpStreams {
     }
 
     fn remove(&mut self, key: Key) {
+        self.dirty.remove(&key);
         if let Some(s) = self.streams.remove(&key) {
             if let Some(at) = s.timer {
                 self.timers.remove(&(at, key));
@@ -241,8 +256,15 @@ impl Session {
         self.utp.by_conn.contains_key(&conn)
     }
 
-    /// The next uTP datagram to hand out (called first by [`Session::poll_action`]).
+    /// The next uTP datagram to hand out (called first by [`Session::poll_action`]),
+    /// after collecting the packets of every stream changed since the last call.
     pub(super) fn utp_pop_datagram(&mut self) -> Option<Action> {
+        if !self.utp.dirty.is_empty() {
+            let now = self.now;
+            for key in std::mem::take(&mut self.utp.dirty) {
+                self.utp_flush(key, now);
+            }
+        }
         let a = self.utp.pop_datagram();
         if a.is_some() {
             self.utp.stats.datagrams_out += 1;
@@ -470,7 +492,8 @@ impl Session {
 
     /// After anything happened to stream `key`: reports its changes to the session
     /// (opened, data, ended), writes what is queued as far as the connection takes it,
-    /// collects its datagrams and re-registers its deadline.
+    /// and marks it for its datagrams and deadline to be collected (`utp_flush`, from
+    /// the next `poll_action`).
     fn utp_pump(&mut self, key: Key, now: Instant) {
         let Some(role) = self.utp.streams.get(&key).map(|s| s.role) else {
             return;
@@ -491,7 +514,9 @@ impl Session {
                 }
             }
         }
-        self.utp_flush(key, now);
+        if self.utp.streams.contains_key(&key) {
+            self.utp.dirty.insert(key);
+        }
     }
 
     fn utp_pump_dial(&mut self, key: Key, torrent: TorrentId, give_up_at: Instant, now: Instant) {
