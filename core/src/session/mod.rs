@@ -79,6 +79,15 @@
 //! and frame blocks itself ([`Session::handle_block`]) only where
 //! [`Session::frames_in_clear`] allows.
 //!
+//! **uTP** (BEP 29, see `utp_streams.rs` and [`crate::utp`]): by
+//! [`SessionConfig::transport`], dials go out as uTP SYNs (`Both`: uTP first, TCP when
+//! that fails), and SYNs arriving through [`Session::handle_datagram`] open inbound
+//! connections. A uTP stream is a connection like a TCP one to everything above it; its
+//! `Send`/`SendBlock`/`Disconnect` never reach the driver, which only moves
+//! `SendDatagram`s. What it asks of the driver: hand the session the datagrams of one read
+//! burst before draining [`Session::poll_action`], so each stream is acknowledged once per
+//! burst (handing them one at a time works too, with one acknowledgement per packet).
+//!
 //! Rules the session keeps:
 //! - **Determinism.** One RNG seeded by the caller; every map is ordered. The same seed and
 //!   the same inputs give the same actions, byte for byte.
