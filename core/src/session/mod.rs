@@ -1138,7 +1138,10 @@ impl Session {
                     None => continue,
                 }
             }
-            let action = self.out.pop()?;
+            let Some(action) = self.out.pop() else {
+                self.utp_output_empty();
+                return None;
+            };
             if !self.still_wanted(&action) {
                 continue;
             }

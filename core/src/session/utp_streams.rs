@@ -152,6 +152,12 @@ pub(super) struct UtpStreams {
     datagrams: VecDeque<(SocketAddr, Bytes)>,
     /// Streams changed since their datagrams were last collected (see the module docs).
     dirty: BTreeSet<Key>,
+    /// Connections the peer ended (FIN, RESET, silence) since the output queue was last
+    /// empty: a `Send` or `Disconnect` the session queued for one before it heard of the
+    /// end is dropped here rather than handed to a driver that never knew the connection.
+    /// Cleared whenever `poll_action` runs dry (nothing queued can name them after that:
+    /// the session has forgotten them), so it stays small.
+    ended: BTreeSet<ConnId>,
     /// Dials passed on to TCP: their `Connect` goes to the driver as it is.
     tcp_pass: BTreeSet<(TorrentId, SocketAddr)>,
     /// Addresses whose uTP dial failed lately, and when (`Both` dials them over TCP).
@@ -259,6 +265,11 @@ impl Session {
         self.utp.by_conn.contains_key(&conn)
     }
 
+    /// The output queue ran dry: no action queued names a connection the peer ended.
+    pub(super) fn utp_output_empty(&mut self) {
+        self.utp.ended.clear();
+    }
+
     /// The next uTP datagram to hand out (called first by [`Session::poll_action`]),
     /// after collecting the packets of every stream changed since the last call.
     pub(super) fn utp_pop_datagram(&mut self) -> Option<Action> {
@@ -312,6 +323,7 @@ impl Session {
                     self.utp_queue(key, [data], now);
                     None
                 }
+                None if self.utp.ended.contains(&conn) => None,
                 None => Some(Action::Send { conn, data }),
             },
             Action::SendBlock { conn, header, data } => {
@@ -320,6 +332,7 @@ impl Session {
                         self.utp_queue(key, [header, data], now);
                         None
                     }
+                    None if self.utp.ended.contains(&conn) => None,
                     None => Some(Action::SendBlock { conn, header, data }),
                 }
             }
@@ -341,6 +354,7 @@ impl Session {
                     self.utp_pump(key, now);
                     None
                 }
+                None if self.utp.ended.remove(&conn) => None,
                 None => Some(Action::Disconnect { conn, reason }),
             },
             other => Some(other),
@@ -637,6 +651,7 @@ impl Session {
             // The peer is gone (its FIN after everything it sent, a RESET, silence):
             // the session hears it as a driver's socket closing. Our FIN answers it.
             self.utp.by_conn.remove(&conn);
+            self.utp.ended.insert(conn);
             if let Some(s) = self.utp.streams.get_mut(&key) {
                 s.queue.clear();
                 s.utp.close();
