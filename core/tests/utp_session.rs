@@ -368,3 +368,47 @@ fn a_burst_of_datagrams_is_acknowledged_once_per_stream() {
         "{delivered} datagrams answered with {answered}"
     );
 }
+
+#[test]
+fn a_peer_that_falls_silent_mid_transfer_times_out_and_its_stream_is_dropped() {
+    let mut s = Swarm::new(make_content(8 * MIB, 12), 256 * KIB as u32, 4 * MIB);
+    s.config = SessionConfig {
+        peer_events: true,
+        ..config(Transport::Utp)
+    };
+    // Round trips of up to 100 ms: the transfer takes seconds, not an instant.
+    s.set_datagram_loss(Loss {
+        packet_loss: 0.0,
+        jitter: Duration::from_millis(100),
+    });
+    let seed = s.add_seed(Behaviour::Honest);
+    let l = s.add_node(None, Behaviour::Honest);
+    s.introduce(l);
+    let t = s.torrent(l);
+    assert!(s.run_until(Duration::from_secs(60), |s| {
+        s.session(l).have(t).is_some_and(|h| h.count_ones() >= 2)
+    }));
+    assert!(!s.is_complete(l), "the transfer should still be running");
+    assert_eq!(s.session(l).connections(t).len(), 1);
+    // The seed vanishes: nothing it sent is answered any more, no FIN, no RESET.
+    s.leave(seed);
+    let left = s.now();
+    assert!(s.run_until(Duration::from_secs(120), |s| {
+        s.session(l).connections(t).is_empty() && s.session(l).utp_stats().streams == 0
+    }));
+    let gone = s.now() - left;
+    // uTP's own time-out (20 s of silence with packets outstanding) ends it, well before
+    // the session's 3-minute idle limit.
+    assert!(gone <= Duration::from_secs(25), "took {gone:?}");
+    let timed_out = s.events(l).any(|(_, e)| {
+        matches!(
+            e,
+            Event::PeerDisconnected {
+                reason: unchoke_core::session::PeerGone::ReadFailed(std::io::ErrorKind::TimedOut),
+                ..
+            }
+        )
+    });
+    assert!(timed_out, "the peer's end was reported as a time-out");
+    assert!(!s.is_complete(l));
+}
