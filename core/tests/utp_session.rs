@@ -412,3 +412,30 @@ fn a_peer_that_falls_silent_mid_transfer_times_out_and_its_stream_is_dropped() {
     assert!(timed_out, "the peer's end was reported as a time-out");
     assert!(!s.is_complete(l));
 }
+
+#[test]
+fn a_seed_that_disconnects_still_delivers_what_it_handed_out_before_its_fin() {
+    // A seed stops at ratio 1 the moment it has handed out a whole copy: the blocks it
+    // counted as uploaded must still reach the leecher, as a closed TCP socket still sends
+    // its buffer. (Found by `cli/tests/daemon_seeding.rs` over uTP: the leecher was left
+    // at 116 of 196 pieces.)
+    let mut s = Swarm::new(make_content(3 * MIB, 13), 16 * KIB as u32, 4 * MIB);
+    s.config = SessionConfig {
+        seed_limits: unchoke_core::session::SeedLimits {
+            ratio: unchoke_core::session::Limit::Own(1.0),
+            ..unchoke_core::session::SeedLimits::default()
+        },
+        ..config(Transport::Utp)
+    };
+    let seed = s.add_seed(Behaviour::Honest);
+    s.config = config(Transport::Utp);
+    let l = s.add_node(None, Behaviour::Honest);
+    s.introduce(l);
+    assert!(
+        s.run_until(Duration::from_secs(120), |s| s.is_complete(l)),
+        "the leecher has {:?} pieces; the seed: {:?}",
+        s.session(l).have(s.torrent(l)).map(|h| h.count_ones()),
+        s.session(seed).utp_stats()
+    );
+    assert!(s.disk_matches(l));
+}

@@ -12,8 +12,10 @@
 //!   and are written into the connection as its send buffer takes them. The bytes it
 //!   takes are reported to the session as a driver's [`Session::handle_sent`] would (so
 //!   upload ranking, read-ahead and slow-reader rules work unchanged), and the connection's
-//!   packets leave as [`Action::SendDatagram`]s. `Disconnect` sends a FIN after what the
-//!   connection already took, and the stream lingers at most [`CLOSE_LINGER`] for it.
+//!   packets leave as [`Action::SendDatagram`]s. `Disconnect` sends a FIN after everything
+//!   the session handed out, as a closed TCP socket does (a refusal for too many
+//!   connections sends a RESET instead), and the stream lingers at most [`CLOSE_LINGER`]
+//!   for it.
 //! - **In.** [`Session::handle_datagram`] hands us any datagram with a valid uTP header
 //!   (version 1, type 0–4) that no UDP tracker exchange claimed; bencoded dictionaries
 //!   (`d…`, whose first byte is never a valid uTP header) go to the DHT. The payload a
@@ -339,17 +341,20 @@ impl Session {
             Action::Disconnect { conn, reason } => match self.utp.by_conn.remove(&conn) {
                 Some(key) => {
                     if let Some(s) = self.utp.streams.get_mut(&key) {
-                        // What the connection took goes out before the FIN; what it had
-                        // not taken is dropped, as a closed socket drops its buffer.
-                        s.queue.clear();
                         s.role = Role::Closing {
                             until: now + CLOSE_LINGER,
                         };
                         if reason == DisconnectReason::TooManyConnections {
+                            // Refused or displaced before its handshake: nothing of ours
+                            // is worth sending.
+                            s.queue.clear();
                             s.utp.abort();
-                        } else {
-                            s.utp.close();
                         }
+                        // Otherwise, as a closed TCP socket still sends what it was
+                        // given before its FIN: what the session handed out (a final
+                        // message, or the last blocks a seed that just reached its
+                        // ratio counted as uploaded) goes out, then the FIN
+                        // (`utp_pump`), within the linger.
                     }
                     self.utp_pump(key, now);
                     None
@@ -525,6 +530,19 @@ impl Session {
                 if let Some(s) = self.utp.streams.get_mut(&key) {
                     // Anything the peer still sends is not read by anyone.
                     while s.utp.recv().is_some() {}
+                    // What is still queued goes first, then our FIN.
+                    while let Some(front) = s.queue.front_mut() {
+                        let n = s.utp.write(front);
+                        if n == front.len() {
+                            s.queue.pop_front();
+                        } else {
+                            front.advance(n);
+                            break;
+                        }
+                    }
+                    if s.queue.is_empty() {
+                        s.utp.close();
+                    }
                     if now >= until && !s.utp.is_closed() {
                         s.utp.abort();
                     }
