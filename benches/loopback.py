@@ -4,6 +4,7 @@
   benches/loopback.py [--size-mib 1024] [--unchoke PATH] [--runtimes mio,smol]
                       [--skip-unchoke] [--skip-libtorrent] [--lt-profiles default,hp]
                       [--runs N] [--workdir DIR] [--piece-kib 1024] [--timeout SECS] [--json]
+                      [--transport tcp|utp]
 
 Contenders, each run as a seeder process and a leecher process of the same program:
   libtorrent      cli/tests/helpers/lt_peer.py (libtorrent-rasterbar 2.0.8), default settings
@@ -12,7 +13,10 @@ Contenders, each run as a seeder process and a leecher process of the same progr
                   build, see --unchoke)
   unchoke-smol    the same, both `--runtime smol`
 --runtimes picks which unchoke runtimes run (default both); each is compared with every
-libtorrent profile that ran.
+libtorrent profile that ran. --transport utp runs every contender over uTP only: unchoke
+with `--transport utp` on both sides, libtorrent with TCP off and its UDP socket buffers
+raised to 4 MiB (`recv_socket_buffer_size`/`send_socket_buffer_size`: with the default
+208 KiB its uTP drops thousands of datagrams on loopback), so it is compared tuned.
 
 For every run the seeder is started first and must report that it has checked its data and
 is listening; the clock starts just before the leecher process is spawned and stops when it
@@ -318,8 +322,14 @@ class Contender:
         self.output_path = output_path
 
 
+# libtorrent's UDP socket buffers in a uTP run: the system maximum on the bench machine.
+LT_UTP_SOCKET_BUFFER = 4 * MIB
+
+
 def lt_contender(name, args, torrent, seed_dir, leech_dir, file_name, extra):
     common = ["--accounting", "poll", "--timeout", str(int(args.timeout + SEED_READY_SECONDS))]
+    if args.transport == "utp":
+        common += ["--transport", "utp", "--socket-buffer", str(LT_UTP_SOCKET_BUFFER)]
     return Contender(
         name,
         lambda: [LT_PYTHON, LT_PEER, "seed", torrent, seed_dir, "--listen", SEED_ADDR]
@@ -344,7 +354,7 @@ ENCRYPTION_MODES = {
 def unchoke_contender(args, runtime, torrent, seed_dir, leech_dir, file_name, mode="default"):
     """`unchoke-RUNTIME[-MODE]`: seeder and leecher both on `--runtime RUNTIME`."""
     binary = args.unchoke
-    rt = ["--runtime", runtime] + ENCRYPTION_MODES[mode]
+    rt = ["--runtime", runtime] + ENCRYPTION_MODES[mode] + ["--transport", args.transport]
     return Contender(
         "unchoke-" + runtime + ("" if mode == "default" else "-" + mode),
         lambda: [binary, "seed", torrent, seed_dir] + rt
@@ -522,6 +532,9 @@ def main():
                         help="unchoke encryption modes to run, comma list of %s "
                         "(default: default)" % ", ".join(ENCRYPTION_MODES))
     parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.add_argument("--transport", choices=("tcp", "utp"), default="tcp",
+                        help="the peer connection's transport for every contender "
+                        "(default tcp)")
     args = parser.parse_args()
     if args.size_mib <= 0 or args.runs <= 0 or args.piece_kib < 16:
         parser.error("--size-mib and --runs must be positive, --piece-kib at least 16")
@@ -602,8 +615,8 @@ def main():
             "medians": list(medians.values()), "ratios": ratios,
         }, indent=2))
     else:
-        print("%d MiB over loopback, %d KiB pieces, %s -> %s; MB = 10^6 bytes\n" % (
-            args.size_mib, args.piece_kib, SEED_ADDR, LEECH_ADDR))
+        print("%d MiB over loopback (%s), %d KiB pieces, %s -> %s; MB = 10^6 bytes\n" % (
+            args.size_mib, args.transport, args.piece_kib, SEED_ADDR, LEECH_ADDR))
         print(markdown(results, medians, ratios, args.runs))
     sys.exit(0 if all(r["ok"] for r in results) else 1)
 

@@ -65,6 +65,11 @@ pub(crate) struct SwarmArgs {
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     timeout: u64,
 
+    /// Transport between the members: `both` (uTP first, TCP when uTP fails, as
+    /// libtorrent), `utp` (uTP only) or `tcp` (TCP only).
+    #[arg(long, value_name = "tcp|utp|both", default_value = "both")]
+    transport: unchoke_core::session::Transport,
+
     /// One JSON object per line on stdout instead of human output.
     #[arg(long, conflicts_with = "quiet")]
     json: bool,
@@ -209,7 +214,7 @@ fn sha1_file(path: &Path) -> std::io::Result<[u8; 20]> {
     }
 }
 
-fn client_config() -> ClientConfig {
+fn client_config(transport: unchoke_core::session::Transport) -> ClientConfig {
     ClientConfig {
         listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         // Nine or more clients share the machine's cores: two disk threads each is plenty.
@@ -219,6 +224,7 @@ fn client_config() -> ClientConfig {
         session: SessionConfig {
             max_inbound_per_ip: 65,
             max_handshaking_per_ip: 65,
+            transport,
             ..SessionConfig::default()
         },
         ..ClientConfig::default()
@@ -464,7 +470,13 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
     let mut display = Display::new(args, piece_count);
 
     // The seed registers first, so every leecher's first announce already lists it.
-    let mut seed = start_member(args.runtime, "seed", &metainfo, &dir.join("seed"))?;
+    let mut seed = start_member(
+        args.runtime,
+        args.transport,
+        "seed",
+        &metainfo,
+        &dir.join("seed"),
+    )?;
     if seed.handle.check.pieces_have != piece_count {
         return Err("the seed's data failed its own check".into());
     }
@@ -489,7 +501,13 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
     for i in 1..=args.leechers {
         let name = format!("leecher {i}");
         let path = dir.join(format!("leecher-{i:02}"));
-        leechers.push(start_member(args.runtime, &name, &metainfo, &path)?);
+        leechers.push(start_member(
+            args.runtime,
+            args.transport,
+            &name,
+            &metainfo,
+            &path,
+        )?);
     }
     let limit = Duration::from_secs(args.timeout);
     let mut failure = None;
@@ -572,11 +590,13 @@ pub(crate) fn run(args: &SwarmArgs) -> Result<(), String> {
 
 fn start_member(
     runtime: Runtime,
+    transport: unchoke_core::session::Transport,
     name: &str,
     metainfo: &Metainfo,
     save_path: &Path,
 ) -> Result<Member, String> {
-    let client = Client::new(runtime, client_config()).map_err(|e| format!("{name}: {e}"))?;
+    let client =
+        Client::new(runtime, client_config(transport)).map_err(|e| format!("{name}: {e}"))?;
     let mut add = AddTorrent::new(metainfo.clone(), save_path);
     // Ctrl-C stops the seed's check of its data too.
     add.cancel = interrupt_flag()?;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use unchoke_core::magnet::Magnet;
 use unchoke_core::metainfo::{Metainfo, ShapeLimits};
-use unchoke_core::session::{CryptoLevel, EncryptionPolicy, Event, metainfo_tiers};
+use unchoke_core::session::{CryptoLevel, EncryptionPolicy, Event, Transport, metainfo_tiers};
 use unchoke_driver::dht_node::DhtSettings;
 use unchoke_driver::tls::{TrustRoots, load_ca_file};
 use unchoke_driver::{AddMagnet, AddTorrent, ClientConfig, ClientError, ClientEvent};
@@ -159,6 +159,13 @@ pub(crate) struct CommonArgs {
     /// `disable` speaks plaintext only.
     #[arg(long, value_name = "POLICY", default_value = "prefer")]
     encryption: EncryptionPolicy,
+
+    /// Transport of the peer connections we dial: `both` tries uTP (BEP 29, over the UDP
+    /// socket on the --listen port) first and falls back to TCP when the peer answers
+    /// with a reset or not within 3 s, as libtorrent does; `utp` dials uTP only; `tcp`
+    /// TCP only (and refuses incoming uTP). Incoming TCP is always accepted.
+    #[arg(long, value_name = "tcp|utp|both", default_value = "both")]
+    transport: Transport,
 
     /// Most payload bytes per second sent to peers, all peers together: bytes per second,
     /// or with a unit and optionally `/s`: 4MiB/s, 500KiB/s, 1MB/s (MiB = 2^20 bytes, MB =
@@ -563,6 +570,7 @@ fn run(
     config.session.max_connect_failures = common.peer_retries;
     config.session.web_seeds = !common.no_web_seeds;
     config.session.encryption = common.encryption;
+    config.session.transport = common.transport;
     config.session.crypto_level = common.crypto_level;
     // Rate limits are the core's: it holds back reads and requests itself (0: unlimited).
     config.session.upload_limit = common.upload_limit;

@@ -180,7 +180,10 @@ fn download(
     limit: Duration,
 ) -> (JsonProcess, Option<f64>) {
     let out = root.join(format!("out-{ip}"));
-    let mut extra = Vec::new();
+    // The hostile peers (helpers/hostile_peer.py) speak TCP only: dial over TCP, or the
+    // honest seed serves the whole file over uTP while the dial to the attacker waits out
+    // its 3 s uTP attempt, and nothing is attacked (the baseline is over TCP too).
+    let mut extra = vec!["--transport", "tcp"];
     for p in peers {
         extra.extend(["--peer", *p]);
     }

@@ -188,12 +188,15 @@ fn unchoke_finds_a_libtorrent_seed_through_the_dht_alone(rt: Runtime) {
 
     let out = dir.path().join("out");
     let magnet = format!("magnet:?xt=urn:btih:{hash}");
+    // libtorrent here speaks TCP only and leaves a uTP SYN unanswered: dial over TCP, so the
+    // dial this test checks is the one that connects (with `both` the seed may dial us
+    // first while our uTP attempt waits out its 3 s).
     let mut dl = unchoke_download(
         rt,
         &magnet,
         &out,
         &rt.ip(202),
-        &["--dht-routers", &node_addr],
+        &["--dht-routers", &node_addr, "--transport", "tcp"],
     );
     let our_addr = addr_of(&mut dl);
     let lookup = wait_matching(&mut dl, "dht_lookup", LONG, |v| {
@@ -309,7 +312,16 @@ fn a_magnet_with_an_x_pe_peer_fetches_a_multi_file_tree_from_libtorrent(rt: Runt
     let (_seed, seed_addr) = lt_seed(&torrent, &src, &rt.ip(221), &[]);
     let out = dir.path().join("out");
     let magnet = format!("magnet:?xt=urn:btih:{hash}&x.pe={seed_addr}&dn=album");
-    let mut dl = unchoke_download(rt, &magnet, &out, &rt.ip(222), &["--no-dht"]);
+    // libtorrent here speaks TCP only and leaves a uTP SYN unanswered: dial over TCP, so the
+    // dial this test checks is the one that connects (with `both` the seed may dial us
+    // first while our uTP attempt waits out its 3 s).
+    let mut dl = unchoke_download(
+        rt,
+        &magnet,
+        &out,
+        &rt.ip(222),
+        &["--no-dht", "--transport", "tcp"],
+    );
     let fetching = dl.wait_event("fetching_metadata", SHORT);
     assert_eq!(fetching["info_hash"], hash, "{fetching}");
     let meta = dl.wait_event("metadata", LONG);
@@ -372,7 +384,16 @@ fn a_magnet_with_only_a_tracker_finds_a_libtorrent_seed_through_it(rt: Runtime) 
 
     let out = dir.path().join("out");
     let magnet = format!("magnet:?xt=urn:btih:{hash}&tr={url}");
-    let mut dl = unchoke_download(rt, &magnet, &out, &rt.ip(246), &["--no-dht"]);
+    // libtorrent here speaks TCP only and leaves a uTP SYN unanswered: dial over TCP, so the
+    // dial this test checks is the one that connects (with `both` the seed may dial us
+    // first while our uTP attempt waits out its 3 s).
+    let mut dl = unchoke_download(
+        rt,
+        &magnet,
+        &out,
+        &rt.ip(246),
+        &["--no-dht", "--transport", "tcp"],
+    );
     let reply = wait_matching(&mut dl, "tracker", LONG, |v| v["url"] == url.as_str());
     assert!(reply["peers"].as_u64().unwrap_or(0) >= 1, "{reply}");
     dl.wait_event("metadata", LONG);
@@ -553,7 +574,16 @@ fn unchoke_finds_a_libtorrent_seed_through_the_dht_over_ipv6(rt: Runtime) {
 
     let out = dir.path().join("out");
     let magnet = format!("magnet:?xt=urn:btih:{hash}");
-    let mut dl = unchoke_download(rt, &magnet, &out, "[::1]", &["--dht-bootstrap", &node_addr]);
+    // libtorrent here speaks TCP only and leaves a uTP SYN unanswered: dial over TCP, so the
+    // dial this test checks is the one that connects (with `both` the seed may dial us
+    // first while our uTP attempt waits out its 3 s).
+    let mut dl = unchoke_download(
+        rt,
+        &magnet,
+        &out,
+        "[::1]",
+        &["--dht-bootstrap", &node_addr, "--transport", "tcp"],
+    );
     let our_addr = addr_of(&mut dl);
     assert!(our_addr.starts_with("[::1]:"), "{our_addr}");
     let dht_addr = dl.wait_event("dht_listening", SHORT)["addr"]

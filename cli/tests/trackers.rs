@@ -120,7 +120,9 @@ fn finds_a_libtorrent_seed_through_unchoke_tracker_over_ipv6(rt: Runtime) {
         &torrent,
         &out,
         "[::1]",
-        &["--no-trackers", "--tracker", &udp_url],
+        // libtorrent here speaks TCP only and leaves a uTP SYN unanswered: dial over TCP
+        // (with `both` the seed may dial us first while our uTP attempt waits 3 s).
+        &["--no-trackers", "--tracker", &udp_url, "--transport", "tcp"],
     );
     completes(&mut dl);
     assert_same_file(&src.join(name), &out.join(name));
@@ -159,7 +161,15 @@ fn through_opentracker(rt: Runtime, udp: bool, first: u8) {
     announced(&mut seed, &url, 1);
 
     let out = dir.path().join("out");
-    let mut dl = unchoke_download(rt, &torrent, &out, &ip(rt, 4, first + 2), &[]);
+    // libtorrent here speaks TCP only and leaves a uTP SYN unanswered: dial over TCP
+    // (with `both` the seed may dial us first while our uTP attempt waits 3 s).
+    let mut dl = unchoke_download(
+        rt,
+        &torrent,
+        &out,
+        &ip(rt, 4, first + 2),
+        &["--transport", "tcp"],
+    );
     dl.wait_event("complete", LONG);
     let status = dl.wait_exit(LONG);
     assert!(status.success(), "{status}\n{}", dl.dump());
@@ -256,7 +266,15 @@ fn unchoke_tracker_brings_libtorrent_transmission_and_unchoke_together(rt: Runti
         &torrent,
         &out,
         &ip(rt, 5, 4),
-        &["--no-trackers", "--tracker", &udp_url, "--seed"],
+        // libtorrent and Transmission here speak TCP only: dial over TCP (see above).
+        &[
+            "--no-trackers",
+            "--tracker",
+            &udp_url,
+            "--seed",
+            "--transport",
+            "tcp",
+        ],
     );
     let reply = wait_matching(&mut dl, "tracker", LONG, |v| v["url"] == udp_url.as_str());
     assert_eq!(reply["peers"], 2, "the seed and Transmission: {reply}");

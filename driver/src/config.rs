@@ -20,7 +20,9 @@ pub struct ClientConfig {
     /// `send_accounting` turned on (the runtimes report what sockets accept). Connection
     /// policy lives there: `max_inbound`, `max_inbound_handshaking`, `connect_timeout`,
     /// `max_unsent_bytes`, `send_stall_timeout`, `upload_read_ahead`; so does the bound on
-    /// downloaded bytes waiting for the disk, `max_unwritten_bytes`.
+    /// downloaded bytes waiting for the disk, `max_unwritten_bytes`. Its `transport`
+    /// defaults to `Both` here (uTP first, TCP on failure): the UDP socket that carries it
+    /// is always bound, on the listen address and port.
     pub session: SessionConfig,
     /// Seed of the core's RNG; `None` takes one from the OS-seeded `fastrand`.
     pub rng_seed: Option<u64>,
@@ -54,7 +56,12 @@ impl Default for ClientConfig {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         ClientConfig {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
-            session: SessionConfig::default(),
+            // The client dials uTP first and falls back to TCP, as libtorrent does (the
+            // core's own default is TCP only; see `Transport`).
+            session: SessionConfig {
+                transport: unchoke_core::session::Transport::Both,
+                ..SessionConfig::default()
+            },
             rng_seed: None,
             disk_threads: cores.clamp(2, 4),
             max_open_files: 64,

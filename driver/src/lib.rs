@@ -29,8 +29,8 @@ pub use clock::Clock;
 pub use config::ClientConfig;
 pub use host::{Command, SessionHost};
 pub use net::{
-    READ_SIZE_MAX, READ_SIZE_MIN, ReadSize, bind_listener, bind_udp_socket, connect_error_text,
-    connect_failure, connect_nonblocking, recv_into,
+    READ_SIZE_MAX, READ_SIZE_MIN, ReadSize, UDP_BUFFER_BYTES, bind_listener, bind_udp_socket,
+    connect_error_text, connect_failure, connect_nonblocking, recv_into, udp_buffer_sizes,
 };
 pub use pump::{Io, Report, Work};
 

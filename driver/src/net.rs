@@ -97,8 +97,26 @@ pub fn bind_udp_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     if is_v6_wildcard(addr) {
         socket.set_only_v6(false)?;
     }
+    // uTP streams share this socket: at the default 208 KiB a burst of packets between two
+    // reads overflows it and every drop costs a retransmission and a halved window
+    // (libtorrent's uTP on loopback runs at 4–22 MB/s with the default, 134–217 MB/s with
+    // 4 MiB; INTEROP-NOTES.md). Best effort: Linux caps the request at
+    // `net.core.rmem_max`/`wmem_max` and reports double what it keeps; on the test
+    // machine (both maxima 4 MiB) it grants 8,388,608 bytes each way (getsockopt).
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// The receive and send buffers asked for the UDP socket (see [`bind_udp_socket`]).
+pub const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+/// The receive and send buffer sizes the kernel granted `socket` (Linux reports double
+/// what it keeps for its own bookkeeping).
+pub fn udp_buffer_sizes(socket: &std::net::UdpSocket) -> io::Result<(usize, usize)> {
+    let s = socket2::SockRef::from(socket);
+    Ok((s.recv_buffer_size()?, s.send_buffer_size()?))
 }
 
 /// Our public IPv6 address, for BEP 7's `ipv6=` in announces: the listen address itself

@@ -363,6 +363,14 @@ impl SessionHost {
         self.pump(io);
     }
 
+    /// A datagram of a burst read from the client's UDP socket in a row: handed to the
+    /// session, its actions left queued. Call [`Self::pump`] after the burst's last one:
+    /// the session then acknowledges each uTP stream once for the whole burst instead of
+    /// once per packet (see `unchoke_core::session`'s `utp_streams`).
+    pub fn datagram_in_burst(&mut self, from: SocketAddr, bytes: &[u8]) {
+        self.session.handle_datagram(from, bytes, self.clock.now());
+    }
+
     /// A datagram arrived on an LSD socket, IPv4 or IPv6 ([`crate::lsd_node`]).
     pub fn lsd_datagram(&mut self, io: &mut impl Io, from: SocketAddr, bytes: &[u8]) {
         self.session

@@ -121,6 +121,31 @@ fn utp_conn() {
     run_scaled("utp_conn", 10);
 }
 
+/// A whole session and four uTP peers per input: a hundredth of the count.
+#[test]
+fn utp_session() {
+    run_scaled("utp_session", 100);
+}
+
+#[test]
+fn the_utp_session_corpus_reaches_handshakes_fallbacks_and_resets() {
+    // `utp_session` is only worth its time if its seeds get streams through the session's
+    // handshake both ways, a `Both` dial to TCP, and a `Tcp` session's RESET.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/utp_session");
+    let (mut handshakes, mut dialled, mut fallbacks, mut resets) = (0, 0, 0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let r = targets::utp_session_reached(&std::fs::read(entry.unwrap().path()).unwrap());
+        handshakes += r.handshakes_read;
+        dialled += usize::from(r.stats.dials_connected > 0);
+        fallbacks += usize::from(r.stats.fallbacks_to_tcp > 0);
+        resets += usize::from(r.stats.resets_sent > 0);
+    }
+    eprintln!(
+        "utp_session corpus: {handshakes} handshakes read, {dialled} dials connected, {fallbacks} fall back, {resets} reset"
+    );
+    assert!(handshakes >= 3 && dialled >= 1 && fallbacks >= 1 && resets >= 1);
+}
+
 #[test]
 fn the_utp_corpus_reaches_delivery_retransmission_and_every_ending() {
     // `utp_conn` is only worth its time if its seeds (and so their mutations) get past the
@@ -193,7 +218,8 @@ fn every_target_is_replayed() {
             "hash_exchange",
             "rpc",
             "utp_packet",
-            "utp_conn"
+            "utp_conn",
+            "utp_session"
         ]
     );
 }

@@ -267,20 +267,22 @@ impl EventLoop {
         }
     }
 
-    /// Hands waiting datagrams to the session, a burst at a time.
+    /// Hands waiting datagrams to the session, a burst at a time, and carries out its
+    /// actions once after the burst (so a uTP stream is acknowledged once per burst).
     fn read_datagrams(&mut self) {
         let mut buf = [0u8; DATAGRAM_BUFFER];
         for _ in 0..DATAGRAM_BURST {
             match self.net.udp.recv_from(&mut buf) {
-                Ok((n, from)) => self.host.datagram(&mut self.net, from, &buf[..n]),
+                Ok((n, from)) => self.host.datagram_in_burst(from, &buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.udp_ready = false;
-                    return;
+                    break;
                 }
                 // ICMP errors from earlier sends surface here on Linux: skip them.
                 Err(_) => {}
             }
         }
+        self.host.pump(&mut self.net);
     }
 
     /// Hands waiting LSD announces to the session, a burst at a time (the session

@@ -155,10 +155,17 @@ impl SessionTask {
                     self.host.reports(&mut self.io, reports);
                 }
                 Input::Datagram(from, data) => {
-                    self.host.datagram(&mut self.io, from, &data);
-                    while let Ok((from, data)) = self.dgram_rx.try_recv() {
-                        self.host.datagram(&mut self.io, from, &data);
+                    // The backlog as one burst (at most DATAGRAM_QUEUE), its actions
+                    // carried out once after it: a uTP stream is then acknowledged once
+                    // per burst rather than once per packet.
+                    self.host.datagram_in_burst(from, &data);
+                    for _ in 1..DATAGRAM_QUEUE {
+                        let Ok((from, data)) = self.dgram_rx.try_recv() else {
+                            break;
+                        };
+                        self.host.datagram_in_burst(from, &data);
                     }
+                    self.host.pump(&mut self.io);
                 }
                 Input::LsdDatagram(from, data) => {
                     self.host.lsd_datagram(&mut self.io, from, &data);
@@ -297,16 +304,20 @@ impl SessionTask {
     }
 }
 
-/// Reads the UDP socket's datagrams (DHT and UDP trackers) and hands them to the session task; when the task is behind
-/// by [`DATAGRAM_QUEUE`] datagrams, further ones are dropped. Ends with the task.
+/// Reads the UDP socket's datagrams (DHT, UDP trackers, uTP) and hands them to the
+/// session task. When the task is behind by [`DATAGRAM_QUEUE`] datagrams this waits, so
+/// the backlog stays in the socket's (large, `bind_udp_socket`) kernel buffer, which
+/// drops only when that is full: dropping here instead lost uTP packets whenever the
+/// session task paused for a moment, and each loss halves a uTP window. Ends with the task.
 async fn read_datagrams(socket: Arc<Async<UdpSocket>>, to_session: Sender<(SocketAddr, Vec<u8>)>) {
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     loop {
         match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => match to_session.try_send((from, buf[..n].to_vec())) {
-                Ok(()) | Err(smol::channel::TrySendError::Full(_)) => {}
-                Err(smol::channel::TrySendError::Closed(_)) => return,
-            },
+            Ok((n, from)) => {
+                if to_session.send((from, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
             // ICMP errors from earlier sends surface here on Linux: skip them, pausing
             // briefly so an error that repeats cannot spin this thread.
             Err(_) => {

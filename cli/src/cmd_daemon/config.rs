@@ -14,6 +14,7 @@ use super::auth::Credentials;
 use super::{DEFAULT_LISTEN, DEFAULT_RPC, DaemonArgs};
 use crate::error::CliError;
 use crate::runtime::Runtime;
+use unchoke_core::session::Transport;
 
 /// The file's keys. Relative paths are taken from the file's directory, not from where the
 /// daemon happens to start.
@@ -29,6 +30,8 @@ struct FileConfig {
     dht: Option<bool>,
     dht_routers: Option<String>,
     lsd: Option<bool>,
+    #[serde(default, deserialize_with = "transport")]
+    transport: Option<Transport>,
     #[serde(default, deserialize_with = "credentials")]
     rpc_auth: Option<Credentials>,
     rpc_username: Option<String>,
@@ -55,6 +58,8 @@ pub(crate) struct Settings {
     pub(crate) dht_routers: Option<String>,
     /// `lsd`: whether to run local service discovery.
     pub(crate) lsd: bool,
+    /// `transport`: which transports peer connections are dialled over.
+    pub(crate) transport: Transport,
     /// `rpc-auth`: the user every request must authenticate as.
     pub(crate) auth: Option<Credentials>,
     /// `watch-dir`.
@@ -96,6 +101,7 @@ pub(crate) fn resolve(args: &DaemonArgs) -> Result<Settings, CliError> {
         dht: !args.no_dht && file.dht.unwrap_or(true),
         dht_routers: args.dht_routers.clone().or(file.dht_routers),
         lsd: !args.no_lsd && file.lsd.unwrap_or(true),
+        transport: args.transport.or(file.transport).unwrap_or(Transport::Both),
         auth: args.rpc_auth.clone().or(file_auth),
         watch_dir: args.watch_dir.clone().or(file.watch_dir),
     })
@@ -162,6 +168,14 @@ fn runtime<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Runtime>, D::Error>
         })
 }
 
+/// `transport = "tcp" | "utp" | "both"`, as `--transport`.
+fn transport<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Transport>, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse::<Transport>()
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("transport: {e}")))
+}
+
 /// `rpc-auth = "USER:PASSWORD"`, as `--rpc-auth`.
 fn credentials<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Credentials>, D::Error> {
     let text = String::deserialize(d)?;
@@ -186,7 +200,8 @@ mod tests {
         let c = parse(
             "session-dir = \"/s\"\ndownload-dir = \"dl\"\nrpc = \"127.0.0.1:9\"\n\
              listen = \"0.0.0.0:7\"\nruntime = \"smol\"\ndht = false\n\
-             dht-routers = \"none\"\nlsd = false\nrpc-auth = \"u:p\"\nwatch-dir = \"/w\"\n",
+             dht-routers = \"none\"\nlsd = false\nrpc-auth = \"u:p\"\nwatch-dir = \"/w\"\n\
+             transport = \"utp\"\n",
         )
         .expect("valid");
         assert_eq!(c.session_dir.as_deref(), Some(Path::new("/s")));
@@ -198,6 +213,7 @@ mod tests {
         assert_eq!(c.rpc, "127.0.0.1:9".parse().ok());
         assert_eq!(c.runtime, Some(Runtime::Smol));
         assert_eq!((c.dht, c.lsd), (Some(false), Some(false)));
+        assert_eq!(c.transport, Some(Transport::Utp));
         assert_eq!(
             c.rpc_auth.map(|a| a.user().to_string()).as_deref(),
             Some("u")
@@ -212,5 +228,7 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("rpc = "), "{e}");
         let e = parse("runtime = \"tokio\"\n").expect_err("bad runtime");
         assert!(e.contains("line 1") && e.contains("tokio"), "{e}");
+        let e = parse("dht = true\ntransport = \"quic\"\n").expect_err("bad transport");
+        assert!(e.contains("line 2") && e.contains("quic"), "{e}");
     }
 }

@@ -103,6 +103,12 @@ pub(crate) struct DaemonArgs {
     #[arg(long)]
     no_lsd: bool,
 
+    /// Transport of the peer connections the daemon dials: `both` (uTP first, TCP when
+    /// the peer answers with a reset or not within 3 s, as libtorrent does), `utp` or
+    /// `tcp` (which also refuses incoming uTP). Default: both.
+    #[arg(long, value_name = "tcp|utp|both")]
+    transport: Option<unchoke_core::session::Transport>,
+
     /// Add the .torrent files that appear in DIR (into the download directory, started),
     /// then rename each NAME.torrent.added, or NAME.torrent.invalid if it is not a
     /// torrent, as Transmission does. Looked at every 2 seconds.
@@ -163,6 +169,7 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
         config.dht = Some(dht);
     }
     config.lsd = settings.lsd;
+    config.session.transport = settings.transport;
     // The limits the RPC last set, from the start: the core holds them from its first
     // request on.
     config.session.upload_limit = saved.session.limits.upload_bytes();

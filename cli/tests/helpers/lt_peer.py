@@ -7,6 +7,9 @@
                    [--timeout SECS] [--keep-seeding SECS] [--high-performance]
   either mode also takes [--encryption forced|enabled|disabled] [--enc-level rc4|plaintext|both]
   (libtorrent's MSE/PE policy in and out, and what may follow the handshake)
+  either mode also takes [--transport tcp|utp|both] (default tcp: which of TCP and uTP
+  (BEP 29) it dials and accepts) and [--socket-buffer BYTES] (libtorrent's
+  recv_socket_buffer_size and send_socket_buffer_size; uTP needs them raised on loopback)
   either mode also takes [--upload-limit BYTES_PER_SEC] [--download-limit BYTES_PER_SEC]
   (session-wide caps, loopback peers included)
   either mode also takes [--tracker URL]... [--tracker-events]; a leech with --tracker or
@@ -36,7 +39,7 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
   {"event":"finished","seconds":S}                       leech: every piece verified
   {"event":"peers","peers":[{"addr":"ip:port","ip":"ip","client":"...","downloaded":B,
    "uploaded":B,"uploaded_polled":B,"connections":N,"encryption":"rc4|plaintext|none",
-   "ever_unchoked":BOOL}, ...],
+   "ever_unchoked":BOOL, "transport":"utp|tcp"}, ...],
    "unattributed_downloaded":B,
    "unattributed_uploaded":B,"alerts_dropped":N}     per-peer payload totals (see below)
   {"event":"stopped", ...same counters as status..., "reason":"signal|stdin|timeout|done"}
@@ -105,6 +108,8 @@ from peer_proc import stop as _stop
 from peer_proc import stop_reason as _stop_reason
 
 POLL_SECONDS = 0.2
+# peer_info::utp_socket (libtorrent 2.0's peer flag bit 17): the binding does not name it.
+UTP_SOCKET_FLAG = 1 << 17
 STATUS_SECONDS = 1.0
 REDIAL_SECONDS = 2.0
 LISTEN_WAIT_SECONDS = 10.0
@@ -220,6 +225,8 @@ class PeerBook:
                 rec["encryption"] = "plaintext"
             else:
                 rec["encryption"] = "none"
+            # The transport of the connection, as libtorrent saw it last.
+            rec["transport"] = "utp" if peer.flags & UTP_SOCKET_FLAG else "tcp"
             name = client_name(peer)
             if name:
                 rec["client"] = name
@@ -240,7 +247,8 @@ class PeerBook:
                           "uploaded_polled": rec["base_up"] + rec["last_up"],
                           "connections": max(1, rec["connections"]),
                           "encryption": rec.get("encryption", "unknown"),
-                          "ever_unchoked": rec.get("ever_unchoked", False)})
+                          "ever_unchoked": rec.get("ever_unchoked", False),
+                          "transport": rec.get("transport", "unknown")})
         return {
             "event": "peers",
             "peers": peers,
@@ -262,10 +270,10 @@ def make_session(args):
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        "enable_incoming_utp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_tcp": True,
-        "enable_outgoing_tcp": True,
+        "enable_incoming_utp": args.transport in ("utp", "both"),
+        "enable_outgoing_utp": args.transport in ("utp", "both"),
+        "enable_incoming_tcp": args.transport in ("tcp", "both"),
+        "enable_outgoing_tcp": args.transport in ("tcp", "both"),
         "min_reconnect_time": 1,
         "max_failcount": 1000,
         "alert_mask": (lt.alert.category_t.error_notification
@@ -274,6 +282,11 @@ def make_session(args):
                        | lt.alert.category_t.peer_notification
                        | lt.alert.category_t.storage_notification),
     })
+    if args.socket_buffer:
+        # The UDP socket's buffers (uTP): at the default 208 KiB libtorrent's uTP drops
+        # thousands of datagrams on loopback (INTEROP-NOTES.md).
+        settings["recv_socket_buffer_size"] = args.socket_buffer
+        settings["send_socket_buffer_size"] = args.socket_buffer
     if args.accounting == "blocks":
         settings["alert_mask"] |= (lt.alert.category_t.block_progress_notification
                                    | lt.alert.category_t.upload_notification)
@@ -628,6 +641,10 @@ def main():
         p.add_argument("--connect", type=parse_hostport, action="append", default=[],
                        metavar="HOST:PORT", help="peer to dial (repeatable)")
         p.add_argument("--timeout", type=float, default=600.0, help="give up after SECS")
+        p.add_argument("--transport", choices=("tcp", "utp", "both"), default="tcp",
+                       help="peer transports dialled and accepted (default tcp)")
+        p.add_argument("--socket-buffer", type=int, default=0, metavar="BYTES",
+                       help="libtorrent's recv/send_socket_buffer_size (0: its default)")
         p.add_argument("--high-performance", action="store_true",
                        help="apply lt.high_performance_seed() settings")
         p.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_SEC",

@@ -500,8 +500,10 @@ impl Session {
 
     /// A datagram arrived on the session's UDP socket from `from`: a UDP tracker's reply
     /// (a BEP 15 response, starting with its 4-byte action 0..=3, from a tracker an
-    /// announce talks to) goes to that announce; anything else (a DHT message is a
-    /// bencoded dictionary, starting with `d`) to the DHT, ignored without one.
+    /// announce talks to) goes to that announce; a valid uTP header (version 1, type 0–4)
+    /// to the session's uTP streams (`utp_streams.rs`, as libtorrent demultiplexes);
+    /// anything else (a DHT message is a bencoded dictionary, starting with `d`) to the
+    /// DHT, ignored without one.
     ///
     /// An IPv4-mapped IPv6 sender (`::ffff:a.b.c.d`: what a dual-stack socket reports for
     /// IPv4) is taken as the IPv4 address it is, for trackers and DHT alike; a DHT message
@@ -510,6 +512,10 @@ impl Session {
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
         let from = canonical(from);
         if self.tracker_datagram(from, bytes, now) {
+            return;
+        }
+        // uTP next, by its header (a bencoded dictionary never passes for one).
+        if self.utp_datagram(from, bytes, now) {
             return;
         }
         let Some(d) = self.dht.as_mut() else {

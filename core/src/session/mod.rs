@@ -79,6 +79,15 @@
 //! and frame blocks itself ([`Session::handle_block`]) only where
 //! [`Session::frames_in_clear`] allows.
 //!
+//! **uTP** (BEP 29, see `utp_streams.rs` and [`crate::utp`]): by
+//! [`SessionConfig::transport`], dials go out as uTP SYNs (`Both`: uTP first, TCP when
+//! that fails), and SYNs arriving through [`Session::handle_datagram`] open inbound
+//! connections. A uTP stream is a connection like a TCP one to everything above it; its
+//! `Send`/`SendBlock`/`Disconnect` never reach the driver, which only moves
+//! `SendDatagram`s. What it asks of the driver: hand the session the datagrams of one read
+//! burst before draining [`Session::poll_action`], so each stream is acknowledged once per
+//! burst (handing them one at a time works too, with one acknowledgement per packet).
+//!
 //! Rules the session keeps:
 //! - **Determinism.** One RNG seeded by the caller; every map is ordered. The same seed and
 //!   the same inputs give the same actions, byte for byte.
@@ -100,6 +109,7 @@ mod resume_schedule;
 mod seed_limits;
 mod status;
 mod trackers;
+mod utp_streams;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -114,13 +124,14 @@ pub use crate::vocab::{
     Action, ConnId, ConnectFailure, CryptoLevel, DhtRouterFailure, Direction, DisconnectReason,
     DiskError, DiskErrorKind, EncryptionPolicy, Event, FAILED_PEERS_LISTED, FailedPeer,
     GeometryError, GiveUpReason, Limit, PeerGone, PeerSource, QueueLimits, SeedLimit, SeedLimits,
-    SessionConfig, TorrentId, TransferTotals, WebSeedError, WebSeedFailure, WebSeedId,
+    SessionConfig, TorrentId, TransferTotals, Transport, WebSeedError, WebSeedFailure, WebSeedId,
     WebSeedRange, WebSeedStats,
 };
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use lsd::LsdStats;
 pub use seed_limits::SeedLimitsError;
 pub use trackers::metainfo_tiers;
+pub use utp_streams::UtpStreamStats;
 
 use crate::bitfield::Bitfield;
 use crate::choker::Choker;
@@ -264,6 +275,8 @@ pub struct Session {
     queue: queue::Queue,
     /// Seeding limits and the running seeds' clocks (see [`seed_limits`]).
     seeds: seed_limits::Seeds,
+    /// The uTP streams: peer connections over the UDP socket (see [`utp_streams`]).
+    utp: utp_streams::UtpStreams,
 }
 
 impl Session {
@@ -318,6 +331,7 @@ impl Session {
             limits,
             queue: queue::Queue::new(config_queue),
             seeds: seed_limits::Seeds::new(config_seeds),
+            utp: utp_streams::UtpStreams::default(),
         }
     }
 
@@ -1036,6 +1050,7 @@ impl Session {
             self.check_give_up(now);
         }
         self.seed_timeout(now);
+        self.utp_timeout(now);
         self.close_progress(now);
     }
 
@@ -1082,6 +1097,7 @@ impl Session {
         let close = self.close_deadline();
         let limits = self.limits_deadline();
         let seeds = self.seed_deadline();
+        let utp = self.utp.next_deadline(self.now);
         // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
         // that never finish, giving up) has work only with a running torrent or a
         // connection still handshaking: without either, nothing is scheduled.
@@ -1099,6 +1115,7 @@ impl Session {
             close,
             limits,
             seeds,
+            utp,
         ]
         .into_iter()
         .flatten()
@@ -1107,13 +1124,24 @@ impl Session {
 
     /// The next action for the driver, or `None` when there is nothing to do.
     /// Peer events and released uploads come first; a `ReadBlock` past the connection's
-    /// read-ahead bound is held back (see [`SessionConfig::upload_read_ahead`]).
+    /// read-ahead bound is held back (see [`SessionConfig::upload_read_ahead`]). What
+    /// concerns uTP streams (their sends, disconnects and dials) is carried out inside the
+    /// session and leaves as `SendDatagram`s (see `utp_streams.rs`).
     pub fn poll_action(&mut self) -> Option<Action> {
         loop {
-            if let Some(a) = self.admission.pop() {
+            if let Some(a) = self.utp_pop_datagram() {
                 return Some(a);
             }
-            let action = self.out.pop()?;
+            if let Some(a) = self.admission.pop() {
+                match self.utp_route(a) {
+                    Some(a) => return Some(a),
+                    None => continue,
+                }
+            }
+            let Some(action) = self.out.pop() else {
+                self.utp_output_empty();
+                return None;
+            };
             if !self.still_wanted(&action) {
                 continue;
             }
@@ -1138,7 +1166,11 @@ impl Session {
                 }
                 _ => {}
             }
-            if let Some(action) = self.admission.gate_read(action, &self.config) {
+            if let Some(action) = self
+                .admission
+                .gate_read(action, &self.config)
+                .and_then(|a| self.utp_route(a))
+            {
                 return Some(action);
             }
         }

@@ -32,7 +32,11 @@ impl Session {
 
     /// A progress snapshot of `torrent`.
     pub fn stats(&self, torrent: TorrentId, now: Instant) -> Option<TorrentStats> {
-        self.torrents.get(&torrent).map(|t| t.stats(now))
+        self.torrents.get(&torrent).map(|t| {
+            let mut s = t.stats(now);
+            s.utp_peers = t.conns().filter(|c| self.is_utp(*c)).count();
+            s
+        })
     }
 
     /// The pieces of `torrent` that are verified and stored (`None` for a magnet torrent

@@ -125,6 +125,9 @@ pub struct TorrentStats {
     pub peers: usize,
     /// Established connections whose handshake was encrypted (MSE), RC4 or not after it.
     pub encrypted_peers: usize,
+    /// Established connections over uTP (BEP 29) rather than TCP (filled in by the
+    /// session, which holds the streams: see `Session::stats`).
+    pub utp_peers: usize,
     /// Addresses known and not given up on: waiting to be dialled or being dialled.
     pub known_peers: usize,
     /// Connections we are currently unchoking.
@@ -485,6 +488,7 @@ impl Torrent {
             upload_rate: self.peers.values().map(|p| p.upload.rate(now)).sum(),
             peers: self.peers.len(),
             encrypted_peers: self.peers.values().filter(|p| p.crypto.is_some()).count(),
+            utp_peers: 0,
             known_peers: self
                 .candidates
                 .keys()

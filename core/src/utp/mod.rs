@@ -43,16 +43,21 @@
 //! assert_eq!(b.recv().as_deref(), Some(&b"hello"[..]));
 //! ```
 //!
+//! # Where it is used
+//!
+//! The session runs these connections as peer connections
+//! (`core/src/session/utp_streams.rs`): it demultiplexes its one UDP socket by content
+//! (UDP tracker replies by transaction, a valid uTP header here, bencoded dictionaries to
+//! the DHT), keys streams by peer address and connection id, feeds their bytes through the
+//! same handshake, extension protocol and MSE as TCP, and dials by
+//! `SessionConfig::transport` (`Tcp`, `Utp`, or `Both`: uTP first, TCP on failure).
+//!
 //! # What is not here yet
 //!
-//! - No session wiring: a `Session` neither dials nor accepts uTP, and uTP streams are not
-//!   yet peer connections (handshake, MSE) like TCP ones.
-//! - No socket sharing: demultiplexing the session's one UDP socket between the DHT, UDP
-//!   trackers and uTP (by content, as libtorrent does) and routing by connection id and
-//!   address belongs to the session.
 //! - No path-MTU discovery: packets are at most [`UtpConfig::max_packet_size`] (1,400
 //!   bytes).
-//! - Not yet tried against libtorrent's uTP, nor benchmarked.
+//! - One copy each way beyond the wire's: [`UtpConnection::write`] copies into the send
+//!   buffer and the session copies delivered payloads into its receive buffer.
 
 pub mod conn;
 pub mod ledbat;

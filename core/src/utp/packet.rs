@@ -88,8 +88,8 @@ pub enum PacketError {
     /// An extension header or body runs past the end of the datagram.
     #[error("the uTP extension chain runs past the end of the packet")]
     MalformedExtension,
-    /// A selective-ACK bitmask that is empty or not a whole number of 32-bit words.
-    #[error("a selective ACK of {0} bytes (must be a non-zero multiple of 4)")]
+    /// An empty selective-ACK bitmask.
+    #[error("a selective ACK of {0} bytes (must not be empty)")]
     BadSelectiveAckLength(u8),
 }
 
@@ -112,7 +112,11 @@ pub struct Packet {
     /// The last sequence number the sender received in order.
     pub ack_nr: u16,
     /// The selective-ACK bitmask, when the extension is present: bit `i` means
-    /// `ack_nr + 2 + i` was received. Always a non-zero multiple of 4 bytes, at most 252.
+    /// `ack_nr + 2 + i` was received. Always a non-zero multiple of 4 bytes, at most 252,
+    /// as BEP 29 says; a mask of another length is read and padded with zero bits:
+    /// libtorrent 2.0 sends whatever length covers its reorder buffer (13 bytes were
+    /// seen), and refusing those packets would drop every acknowledgement it sends after
+    /// a loss.
     pub selective_ack: Option<Bytes>,
     /// The payload (empty for everything but `Data`, in practice).
     pub payload: Bytes,
@@ -163,11 +167,15 @@ impl Packet {
                 .get(at + 2..at + 2 + usize::from(len))
                 .ok_or(PacketError::MalformedExtension)?;
             if next_ext == EXT_SELECTIVE_ACK {
-                if len == 0 || len % 4 != 0 {
+                if len == 0 {
                     return Err(PacketError::BadSelectiveAckLength(len));
                 }
                 if selective_ack.is_none() {
-                    selective_ack = Some(Bytes::copy_from_slice(body));
+                    // Padded with zero bits (packets not received: the same meaning) to a
+                    // whole number of 32-bit words, as ours are, and cut at 252 bytes.
+                    let mut mask = body[..body.len().min(252)].to_vec();
+                    mask.resize(mask.len().div_ceil(4) * 4, 0);
+                    selective_ack = Some(Bytes::from(mask));
                 }
             }
             next_ext = following;
@@ -291,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn a_selective_ack_of_any_length_decodes() {
+        // libtorrent 2.0.8 sends bitmasks of whatever length its reorder buffer needs
+        // (13 bytes seen on loopback), not the multiple of 4 BEP 29 asks for.
+        // Our encoder pads to 4 bytes: libtorrent's datagram is built by hand.
+        let mask = [
+            0xc0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+        ];
+        let mut bytes = sample().to_vec()[..20].to_vec();
+        bytes[1] = EXT_SELECTIVE_ACK;
+        bytes.extend_from_slice(&[0, 13]);
+        bytes.extend_from_slice(&mask);
+        let decoded = Packet::decode(&bytes).unwrap();
+        let mut padded = mask.to_vec();
+        padded.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(decoded.selective_ack.as_deref(), Some(&padded[..]));
+        assert!(decoded.payload.is_empty());
+        assert!(!decoded.sack_bit(5) && decoded.sack_bit(6) && decoded.sack_bit(96));
+        assert!(!decoded.sack_bit(97) && !decoded.sack_bit(104));
+    }
+
+    #[test]
     fn typed_errors() {
         let good = sample().to_vec();
         assert_eq!(Packet::decode(&good[..19]), Err(PacketError::TooShort(19)));
@@ -305,11 +334,6 @@ mod tests {
             Err(PacketError::MalformedExtension)
         );
         let mut v = good.clone();
-        v[21] = 3;
-        assert_eq!(
-            Packet::decode(&v),
-            Err(PacketError::BadSelectiveAckLength(3))
-        );
         v[21] = 0;
         assert_eq!(
             Packet::decode(&v),

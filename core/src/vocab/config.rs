@@ -268,6 +268,16 @@ pub struct SessionConfig {
     /// Which stream an encrypted handshake may settle on (default [`CryptoLevel::Both`]:
     /// plaintext after the handshake when the peer allows it, RC4 when it insists).
     pub crypto_level: CryptoLevel,
+    /// Which transports dials use (default [`super::Transport::Tcp`]; see
+    /// [`super::Transport`] for the `Both` policy). Incoming uTP is taken unless this is
+    /// `Tcp`; incoming TCP always.
+    pub transport: super::Transport,
+    /// With [`super::Transport::Both`], how long a uTP dial waits for the peer's answer
+    /// before the dial goes to TCP instead (default 3 s, libtorrent's
+    /// `utp_connect_timeout`): long enough for a SYN and one retransmission on most
+    /// paths, short enough that a peer without uTP costs little. With
+    /// [`super::Transport::Utp`] the dial has [`Self::connect_timeout`] like a TCP one.
+    pub utp_connect_timeout: Duration,
     /// Whether a torrent's `url-list` (BEP 19 web seeds) is used (default `true`);
     /// [`crate::session::Session::add_web_seeds`] adds web seeds either way.
     pub web_seeds: bool,
@@ -362,6 +372,8 @@ impl Default for SessionConfig {
             max_peers_per_announce: 200,
             encryption: EncryptionPolicy::Prefer,
             crypto_level: CryptoLevel::Both,
+            transport: super::Transport::Tcp,
+            utp_connect_timeout: Duration::from_secs(3),
             web_seeds: true,
             web_seed_requests: 4,
             web_seed_timeout: Duration::from_secs(60),

@@ -17,6 +17,7 @@ mod geometry;
 pub(crate) mod outbox;
 mod peer_source;
 mod seeding;
+mod transport;
 mod web_seed;
 
 pub use action::{
@@ -29,4 +30,5 @@ pub use encryption::{CryptoLevel, EncryptionPolicy};
 pub use geometry::GeometryError;
 pub use peer_source::PeerSource;
 pub use seeding::{Limit, QueueLimits, SeedLimit, SeedLimits, TransferTotals};
+pub use transport::Transport;
 pub use web_seed::{WebSeedError, WebSeedFailure, WebSeedId, WebSeedRange, WebSeedStats};

@@ -61,11 +61,14 @@ fn host_with_torrent(
 ) -> (SessionHost, Receiver<ClientEvent>, TorrentId) {
     let b = b"d4:infod6:lengthi32768e4:name1:f12:piece lengthi16384e6:pieces40:aaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbee";
     let metainfo = unchoke_core::metainfo::Metainfo::from_bytes(b).expect("test torrent");
-    let cfg = ClientConfig {
+    let mut cfg = ClientConfig {
         listen: None,
         rng_seed: Some(7),
         ..ClientConfig::default()
     };
+    // These tests follow TCP sockets (`Connect`, attach, close); the client's default
+    // dials uTP first, over datagrams the recorder drops.
+    cfg.session.transport = unchoke_core::session::Transport::Tcp;
     let prepared =
         prepare_torrent(&cfg, &AddTorrent::new(metainfo.clone(), dir), &|_| {}).expect("storage");
     let (events_tx, events) = crossbeam_channel::unbounded();

@@ -22,6 +22,7 @@ mod ut_metadata;
 mod ut_pex;
 mod utp_conn;
 mod utp_packet;
+mod utp_session;
 mod wire;
 
 pub use self::bencode::{bencode, has_duplicate_keys, nesting, sorted};
@@ -43,6 +44,7 @@ pub use self::ut_metadata::ut_metadata;
 pub use self::ut_pex::ut_pex;
 pub use self::utp_conn::{UtpReached, utp_conn, utp_conn_reached};
 pub use self::utp_packet::utp_packet;
+pub use self::utp_session::{UtpSessionReached, utp_session, utp_session_reached};
 pub use self::wire::wire;
 
 /// A fuzz target: checks its invariants on one input, panicking on a finding.
@@ -71,6 +73,7 @@ pub const ALL: &[(&str, Target)] = &[
     ("rpc", rpc),
     ("utp_packet", utp_packet),
     ("utp_conn", utp_conn),
+    ("utp_session", utp_session),
 ];
 
 /// The target called `name`.

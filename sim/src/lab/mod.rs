@@ -319,6 +319,14 @@ impl Swarm {
         self.introduce(i);
     }
 
+    /// From now on every datagram (DHT, UDP tracker, uTP) is lost with probability
+    /// `loss.packet_loss` and delayed by up to `loss.jitter` more (so datagrams overtake
+    /// each other), drawn from the lab's loss generator. TCP links opened from now on are
+    /// capped at what TCP sustains under that loss, as in the study (`crate::Loss`).
+    pub fn set_datagram_loss(&mut self, loss: crate::Loss) {
+        self.sim.lab_set_datagram_loss(loss);
+    }
+
     /// Runs until `done` holds or `limit` of virtual time passes; returns whether `done`.
     /// `done` is checked before every event.
     pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Swarm) -> bool) -> bool {

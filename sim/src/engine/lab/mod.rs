@@ -292,6 +292,11 @@ impl Simulation {
 
     /// Makes `host` stop reading: flows into it carry nothing, so its senders see nothing
     /// accepted.
+    /// Sets the loss and jitter every datagram meets from now on (`crate::Loss`).
+    pub(crate) fn lab_set_datagram_loss(&mut self, loss: crate::Loss) {
+        self.config.loss = loss;
+    }
+
     pub(crate) fn lab_stop_reading(&mut self, host: HostId) {
         self.net.set_capacity(host, f64::INFINITY, 0.0, self.now);
     }
