@@ -23,8 +23,7 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::{Runtime, mixed_ip};
 use common::{
-    assert_same_file, completes, from_ip, helper, mktorrent, require_libtorrent, unchoke,
-    unchoke_seed,
+    assert_same_file, completes, from_ip, helper, mktorrent, require_libtorrent, unchoke_seed,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -83,32 +82,6 @@ fn lt_seed(
     (p, addr)
 }
 
-/// `unchoke download TORRENT -o OUT --runtime RT --listen IP:0 --json --transport T
-/// EXTRA… --peer P...`.
-fn unchoke_download(
-    rt: Runtime,
-    torrent: &Path,
-    out: &Path,
-    ip: &str,
-    transport: &str,
-    extra: &[&str],
-    peers: &[&str],
-) -> JsonProcess {
-    let mut cmd = unchoke();
-    cmd.args(["download", "--no-lsd"])
-        .arg(torrent)
-        .arg("-o")
-        .arg(out)
-        .args(rt.args())
-        .args(["--listen", &format!("{ip}:0"), "--json"])
-        .args(["--transport", transport])
-        .args(extra);
-    for p in peers {
-        cmd.args(["--peer", p]);
-    }
-    JsonProcess::spawn(&format!("unchoke download ({rt}, {transport}) {ip}"), cmd)
-}
-
 /// The most `utp_peers` any progress or complete line of `p` read so far reported.
 /// Transfers here are rate-limited to last a few seconds: unchoke prints progress once a
 /// second, and a finished transfer's peer is gone by its `complete` line.
@@ -143,7 +116,9 @@ fn libtorrent_utp_only_seeds_to_unchoke(rt: Runtime) {
     let (mut seed, addr) = lt_seed(&torrent, &src, &lt_ip, "utp", &[]);
     let out = dir.path().join("out");
     let limit = ["--download-limit", "8MiB/s"];
-    let mut dl = unchoke_download(rt, &torrent, &out, &our_ip, "utp", &limit, &[&addr]);
+    let mut args = vec!["--transport", "utp", "--peer", &addr];
+    args.extend(limit.iter().copied());
+    let mut dl = common::unchoke_download(rt, &torrent, &out, &our_ip, &args);
     completes(&mut dl);
     assert_same_file(&src.join("u.bin"), &out.join("u.bin"));
     assert!(
@@ -218,14 +193,19 @@ fn mixed_swarm_utp_only_and_tcp_only_libtorrent_seeds() {
     let (mut utp_seed, utp_addr) = lt_seed(&torrent, &src, &utp_ip, "utp", &limit);
     let (mut tcp_seed, tcp_addr) = lt_seed(&torrent, &src, &tcp_ip, "tcp", &limit);
     let out = dir.path().join("out");
-    let mut dl = unchoke_download(
+    let mut dl = common::unchoke_download(
         Runtime::Mio,
         &torrent,
         &out,
         &our_ip,
-        "both",
-        &[],
-        &[&utp_addr, &tcp_addr],
+        &[
+            "--transport",
+            "both",
+            "--peer",
+            &utp_addr,
+            "--peer",
+            &tcp_addr,
+        ],
     );
     completes(&mut dl);
     assert_same_file(&src.join("w.bin"), &out.join("w.bin"));

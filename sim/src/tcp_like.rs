@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use unchoke_core::time::Instant;
+use unchoke_core::utp::rtt::RttEstimator;
 
 /// Payload bytes per segment (a 1,500-byte Ethernet frame less IPv4 and TCP headers with
 /// timestamps).
@@ -75,9 +76,8 @@ pub struct TcpLikeSender {
     /// The recovery is a time-out's (Linux's `Loss` state): the window slow-starts from
     /// one segment through it instead of holding.
     after_timeout: bool,
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
+    /// RFC 6298's estimator, shared with uTP, with Linux's 200 ms floor.
+    rtt: RttEstimator,
     rto_at: Option<Instant>,
     /// One segment timed at a time (Karn: never a retransmitted one).
     timed: Option<(u32, Instant)>,
@@ -106,9 +106,7 @@ impl TcpLikeSender {
             lost_below: 0,
             recover: None,
             after_timeout: false,
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: Duration::from_secs(1),
+            rtt: RttEstimator::new(Duration::from_secs(1), MIN_RTO, MAX_RTO),
             rto_at: None,
             timed: None,
             losses: (0, 0),
@@ -174,9 +172,10 @@ impl TcpLikeSender {
             if let Some((n, sent)) = self.timed
                 && ack > n
             {
-                self.sample_rtt(now - sent);
+                self.rtt.sample(now - sent);
                 self.timed = None;
             }
+            self.rtt.reset_backoff();
             if self.recover.is_none() || self.after_timeout {
                 for _ in 0..acked {
                     if self.cwnd < self.ssthresh {
@@ -186,7 +185,7 @@ impl TcpLikeSender {
                     }
                 }
             }
-            self.rto_at = (self.una < self.next).then_some(now + self.rto);
+            self.rto_at = (self.una < self.next).then_some(now + self.rtt.rto());
         }
         let mut at = 5;
         while let (Some(start), Some(end)) = (u32_at(d, at), u32_at(d, at + 4)) {
@@ -209,22 +208,6 @@ impl TcpLikeSender {
             self.recover = Some(self.next);
             self.rexmit_from = self.una;
         }
-    }
-
-    fn sample_rtt(&mut self, r: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(s) => {
-                let diff = s.abs_diff(r);
-                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
-                self.srtt = Some(s * 7 / 8 + r / 8);
-            }
-        }
-        let s = self.srtt.unwrap_or(r);
-        self.rto = (s + self.rttvar * 4).clamp(MIN_RTO, MAX_RTO);
     }
 
     /// When [`TcpLikeSender::handle_timeout`] is due.
@@ -251,7 +234,7 @@ impl TcpLikeSender {
         self.recover = Some(self.next);
         self.after_timeout = true;
         self.timed = None;
-        self.rto = (self.rto * 2).min(MAX_RTO);
+        self.rtt.back_off();
         self.rto_at = None;
     }
 
@@ -275,7 +258,7 @@ impl TcpLikeSender {
             return None;
         };
         if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rto);
+            self.rto_at = Some(now + self.rtt.rto());
         }
         Some(segment(n))
     }
