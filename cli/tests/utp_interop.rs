@@ -51,8 +51,8 @@ fn one_file_torrent(dir: &Path, name: &str, len: usize) -> (PathBuf, PathBuf) {
     (data_dir, torrent)
 }
 
-/// A libtorrent seed of `torrent` on `ip` speaking only `transport` (`tcp` or `utp`):
-/// the process and its address.
+/// A libtorrent seed of `torrent` on `ip` speaking only `transport` (`tcp` or `utp`),
+/// its UDP socket buffers raised: the process and its address.
 fn lt_seed(
     torrent: &Path,
     dir: &Path,
@@ -60,26 +60,14 @@ fn lt_seed(
     transport: &str,
     extra: &[&str],
 ) -> (JsonProcess, String) {
-    require_libtorrent();
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.arg(helper("lt_peer.py"))
-        .arg("seed")
-        .arg(torrent)
-        .arg(dir)
-        .args(["--listen", ip, "--timeout", "300"])
-        .args([
-            "--transport",
-            transport,
-            "--socket-buffer",
-            LT_SOCKET_BUFFER,
-        ])
-        .args(extra);
-    let mut p = JsonProcess::spawn(&format!("libtorrent {transport} seed {ip}"), cmd);
-    let addr = p.wait_event("listening", LONG)["addr"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (p, addr)
+    let mut args = vec![
+        "--transport",
+        transport,
+        "--socket-buffer",
+        LT_SOCKET_BUFFER,
+    ];
+    args.extend(extra.iter().copied());
+    common::tracker::lt_seed_with(torrent, dir, ip, &args)
 }
 
 /// The most `utp_peers` any progress or complete line of `p` read so far reported.
