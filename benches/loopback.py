@@ -351,15 +351,23 @@ ENCRYPTION_MODES = {
 }
 
 
-def unchoke_contender(args, runtime, torrent, seed_dir, leech_dir, file_name, mode="default"):
-    """`unchoke-RUNTIME[-MODE]`: seeder and leecher both on `--runtime RUNTIME`."""
+def unchoke_contender(args, runtime, torrent, seed_dir, leech_dir, file_name, mode="default",
+                      offload="on"):
+    """`unchoke-RUNTIME[-MODE][-offload-off]`: seeder and leecher both on `--runtime
+    RUNTIME`; `offload` off runs both with UNCHOKE_UDP_OFFLOAD=off (one datagram per system
+    call; `env` execs the binary, so the timed process is still unchoke)."""
     binary = args.unchoke
+    if offload == "off":
+        binary_argv = ["env", "UNCHOKE_UDP_OFFLOAD=off", binary]
+    else:
+        binary_argv = [binary]
     rt = ["--runtime", runtime] + ENCRYPTION_MODES[mode] + ["--transport", args.transport]
     return Contender(
-        "unchoke-" + runtime + ("" if mode == "default" else "-" + mode),
-        lambda: [binary, "seed", torrent, seed_dir] + rt
+        "unchoke-" + runtime + ("" if mode == "default" else "-" + mode)
+        + ("" if offload == "on" else "-offload-off"),
+        lambda: binary_argv + ["seed", torrent, seed_dir] + rt
         + ["--listen", SEED_ADDR + ":0", "--json"],
-        lambda seed_addr: [binary, "download", torrent, "-o", leech_dir] + rt
+        lambda seed_addr: binary_argv + ["download", torrent, "-o", leech_dir] + rt
         + ["--peer", seed_addr, "--listen", LEECH_ADDR + ":0", "--json"],
         "complete",
         os.path.join(leech_dir, file_name))
@@ -531,6 +539,9 @@ def main():
     parser.add_argument("--unchoke-encryption", default="default",
                         help="unchoke encryption modes to run, comma list of %s "
                         "(default: default)" % ", ".join(ENCRYPTION_MODES))
+    parser.add_argument("--unchoke-udp-offload", default="on",
+                        help="unchoke UDP batching to run, comma list of on, off (off: "
+                        "UNCHOKE_UDP_OFFLOAD=off, one datagram per system call; default on)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--transport", choices=("tcp", "utp"), default="tcp",
                         help="the peer connection's transport for every contender "
@@ -545,6 +556,9 @@ def main():
     modes = [m.strip() for m in args.unchoke_encryption.split(",") if m.strip()]
     if not modes or any(m not in ENCRYPTION_MODES for m in modes):
         parser.error("--unchoke-encryption takes %s (comma list)" % ", ".join(ENCRYPTION_MODES))
+    offloads = [m.strip() for m in args.unchoke_udp_offload.split(",") if m.strip()]
+    if not offloads or any(m not in ("on", "off") for m in offloads):
+        parser.error("--unchoke-udp-offload takes on and/or off (comma list)")
     runtimes = []
     for r in (r.strip() for r in args.runtimes.split(",")):
         if r and r not in runtimes:
@@ -587,8 +601,9 @@ def main():
     if not args.skip_unchoke:
         for runtime in runtimes:
             for mode in modes:
-                contenders.append(unchoke_contender(args, runtime, torrent, seed_dir,
-                                                    leech_dir, file_name, mode))
+                for offload in offloads:
+                    contenders.append(unchoke_contender(args, runtime, torrent, seed_dir,
+                                                        leech_dir, file_name, mode, offload))
     if not contenders:
         parser.error("nothing to run")
 

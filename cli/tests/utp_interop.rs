@@ -95,6 +95,7 @@ fn transports_from(peers: &serde_json::Value, ip: &str) -> Vec<String> {
 per_runtime!(
     libtorrent_utp_only_seeds_to_unchoke,
     unchoke_seeds_to_libtorrent_utp_only,
+    unchoke_to_unchoke_over_utp_with_and_without_udp_batching,
 );
 
 fn libtorrent_utp_only_seeds_to_unchoke(rt: Runtime) {
@@ -164,6 +165,55 @@ fn unchoke_seeds_to_libtorrent_utp_only(rt: Runtime) {
     );
     seed.signal("TERM");
     seed.wait_exit(LONG);
+}
+
+/// unchoke seeds to unchoke over uTP, byte for byte, with the UDP socket batched (GSO
+/// sends, GRO reads: `driver::udp_batch`) and with batching off (`UNCHOKE_UDP_OFFLOAD=off`,
+/// one datagram per system call): the offload changes how datagrams are moved, never what
+/// arrives.
+fn unchoke_to_unchoke_over_utp_with_and_without_udp_batching(rt: Runtime) {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent) = one_file_torrent(dir.path(), "b.bin", 16 * MIB + 999);
+    for (n, offload) in [(105, "on"), (107, "off")] {
+        let (seed_ip, leech_ip) = (rt.ip(n), rt.ip(n + 1));
+        let mut seed_cmd = common::unchoke();
+        seed_cmd
+            .env("UNCHOKE_UDP_OFFLOAD", offload)
+            .args(["seed", "--no-lsd"])
+            .arg(&torrent)
+            .arg(&src)
+            .args(rt.args())
+            .args(["--listen", &format!("{seed_ip}:0"), "--json", "--verbose"])
+            .args(["--transport", "utp"]);
+        let mut seed = JsonProcess::spawn(&format!("unchoke seed {seed_ip}"), seed_cmd);
+        let addr = seed.wait_event("listening", LONG)["addr"]
+            .as_str()
+            .expect("listening address")
+            .to_owned();
+        let out = dir.path().join(format!("out-{offload}"));
+        let mut dl_cmd = common::unchoke();
+        dl_cmd
+            .env("UNCHOKE_UDP_OFFLOAD", offload)
+            .args(["download", "--no-lsd"])
+            .arg(&torrent)
+            .arg("-o")
+            .arg(&out)
+            .args(rt.args())
+            .args(["--listen", &format!("{leech_ip}:0"), "--json", "--verbose"])
+            .args(["--transport", "utp", "--peer", &addr])
+            // Long enough (2 s) for progress lines that count the uTP peer.
+            .args(["--download-limit", "8MiB/s"]);
+        let mut dl = JsonProcess::spawn(&format!("unchoke download {leech_ip}"), dl_cmd);
+        completes(&mut dl);
+        assert_same_file(&src.join("b.bin"), &out.join("b.bin"));
+        assert!(
+            max_utp_peers(&dl) >= 1,
+            "offload {offload}: unchoke never counted a uTP peer\n{}",
+            dl.dump()
+        );
+        seed.signal("TERM");
+        seed.wait_exit(LONG);
+    }
 }
 
 /// One libtorrent seed with uTP only, one with TCP only; unchoke with `--transport both`

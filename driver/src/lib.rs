@@ -22,6 +22,7 @@ pub mod pump;
 pub mod tls;
 pub mod tracker_client;
 pub mod tracker_service;
+pub mod udp_batch;
 pub mod web_seed;
 
 pub use client::{ClientCore, CommandSink, EVENT_BACKLOG};

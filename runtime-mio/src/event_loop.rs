@@ -16,6 +16,7 @@ use unchoke_core::session::{Direction, PeerGone};
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
 use unchoke_driver::lsd_node::{LsdOff, open_lsd};
 use unchoke_driver::tracker_client::bind_udp;
+use unchoke_driver::udp_batch::{DatagramReceiver, enable_receive_offload, offload_wanted};
 use unchoke_driver::{ClientConfig, ClientError, ClientEvent, Command, SessionHost};
 
 use crate::conn::{Conn, ConnState, ReadOutcome};
@@ -50,6 +51,8 @@ pub(crate) struct EventLoop {
     udp_addr: Option<SocketAddr>,
     /// The UDP socket may have datagrams waiting (edge-triggered readiness).
     udp_ready: bool,
+    /// Reads `net.udp` a run of datagrams at a time.
+    udp_rx: DatagramReceiver,
     /// The same for the LSD sockets (never set without one).
     lsd_ready: bool,
     commands: Receiver<Command>,
@@ -84,6 +87,10 @@ impl EventLoop {
         let (std_socket, udp_addr) = bind_udp(cfg.dht.as_ref(), local_addr)?;
         let udp_local = std_socket.local_addr().ok();
         let mut udp = UdpSocket::from_std(std_socket);
+        // Runs of datagrams arrive as one read (UDP GRO), split by `udp_rx`.
+        if offload_wanted() {
+            enable_receive_offload(&udp);
+        }
         poll.registry()
             .register(&mut udp, UDP, Interest::READABLE)
             .map_err(ClientError::Start)?;
@@ -123,6 +130,7 @@ impl EventLoop {
             udp_addr,
             // Datagrams may have arrived before registration: look once.
             udp_ready: true,
+            udp_rx: DatagramReceiver::new(),
             lsd_ready: cfg.lsd,
             commands,
         })
@@ -270,16 +278,19 @@ impl EventLoop {
     /// Hands waiting datagrams to the session, a burst at a time, and carries out its
     /// actions once after the burst (so a uTP stream is acknowledged once per burst).
     fn read_datagrams(&mut self) {
-        let mut buf = [0u8; DATAGRAM_BUFFER];
-        for _ in 0..DATAGRAM_BURST {
-            match self.net.udp.recv_from(&mut buf) {
-                Ok((n, from)) => self.host.datagram_in_burst(from, &buf[..n]),
+        let mut handed = 0;
+        while handed < DATAGRAM_BURST {
+            let host = &mut self.host;
+            match (self.udp_rx).recv(&self.net.udp, |from, bytes| {
+                host.datagram_in_burst(from, bytes)
+            }) {
+                Ok(n) => handed += n.max(1),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.udp_ready = false;
                     break;
                 }
                 // ICMP errors from earlier sends surface here on Linux: skip them.
-                Err(_) => {}
+                Err(_) => handed += 1,
             }
         }
         self.host.pump(&mut self.net);

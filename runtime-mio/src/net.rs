@@ -15,6 +15,7 @@ use unchoke_core::session::{ConnId, PeerGone, TorrentId};
 use unchoke_driver::announce::AnnounceJob;
 use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::Completion;
+use unchoke_driver::udp_batch::DatagramSender;
 use unchoke_driver::web_seed::WebSeedJob;
 use unchoke_driver::{Io, Report, Work};
 
@@ -45,6 +46,8 @@ pub(crate) struct Net {
     pub(crate) lsd: Option<Lsd>,
     /// Whether `udp` is an IPv6 socket (IPv4 destinations then go out IPv4-mapped).
     udp_v6: bool,
+    /// The round's datagrams for `udp`, sent in batches at its end ([`Io::flush`]).
+    datagrams: DatagramSender,
     pub(crate) conns: HashMap<Token, Conn>,
     pub(crate) tokens: HashMap<ConnId, Token>,
     pub(crate) next_token: usize,
@@ -78,6 +81,7 @@ impl Net {
             udp,
             lsd,
             udp_v6,
+            datagrams: DatagramSender::for_session(),
             conns: HashMap::new(),
             tokens: HashMap::new(),
             next_token: FIRST_PEER,
@@ -206,9 +210,10 @@ impl Io for Net {
     }
 
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
-        // A full socket buffer loses the datagram, as the network may.
+        // Sent with the round's others in `flush`; a full socket buffer loses it, as the
+        // network may.
         let to = datagram_destination(self.udp_v6, to);
-        let _ = self.udp.send_to(&bytes, to);
+        self.datagrams.push(to, bytes);
     }
 
     fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes) {
@@ -231,6 +236,9 @@ impl Io for Net {
     /// budget from every ready socket, so the writer thread is woken once per iteration
     /// for a batch of blocks instead of once per read.
     fn flush(&mut self) -> Vec<Report> {
+        if !self.datagrams.is_empty() {
+            self.datagrams.flush(&self.udp);
+        }
         while let Some(token) = self.unflushed.pop() {
             let Some(c) = self.conns.get_mut(&token) else {
                 continue;

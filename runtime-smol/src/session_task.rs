@@ -14,6 +14,7 @@ use unchoke_core::session::Direction;
 use unchoke_driver::dht_node::{DATAGRAM_BUFFER, DATAGRAM_BURST};
 use unchoke_driver::disk::Completion;
 use unchoke_driver::lsd_node::{LsdOff, open_lsd};
+use unchoke_driver::udp_batch::{DatagramReceiver, enable_receive_offload, offload_wanted};
 use unchoke_driver::{ClientConfig, ClientEvent, Command, Report, SessionHost};
 
 use crate::peer_io::{self, NetEvent, Token};
@@ -75,8 +76,12 @@ impl SessionTask {
         let listener = listener.map(|l| ex.spawn(peer_io::accept_loop(l, net_tx.clone())));
         let (dgram_tx, dgram_rx) = smol::channel::bounded(DATAGRAM_QUEUE);
         let udp_addr = udp.get_ref().local_addr().ok();
+        // Runs of datagrams arrive as one read (UDP GRO), split by the reader.
+        if offload_wanted() {
+            enable_receive_offload(udp.get_ref());
+        }
         let udp = Arc::new(udp);
-        let udp_reader = ex.spawn(read_datagrams(udp.clone(), dgram_tx));
+        let udp_reader = ex.spawn(read_session_datagrams(udp.clone(), dgram_tx));
         // Local service discovery's sockets, when asked for and they can be set up: a
         // failure only leaves that group (or LSD) out (the events say why).
         let (lsd_sockets, mut cfg, lsd_events) = open_lsd(&cfg, local_addr);
@@ -304,8 +309,33 @@ impl SessionTask {
     }
 }
 
-/// Reads the UDP socket's datagrams (DHT, UDP trackers, uTP) and hands them to the
-/// session task. When the task is behind by [`DATAGRAM_QUEUE`] datagrams this waits, so
+/// Reads the session's UDP socket (DHT, UDP trackers, uTP) a run of datagrams at a time
+/// (GRO) and hands them to the session task one by one. The channel's bound holds the
+/// backlog in the kernel's buffer, as in [`read_datagrams`]. Ends with the task.
+async fn read_session_datagrams(
+    socket: Arc<Async<UdpSocket>>,
+    to_session: Sender<(SocketAddr, Vec<u8>)>,
+) {
+    let mut rx = DatagramReceiver::new();
+    let mut run = Vec::new();
+    loop {
+        let read = socket
+            .read_with(|s| rx.recv(s, |from, bytes| run.push((from, bytes.to_vec()))))
+            .await;
+        if read.is_err() {
+            // ICMP errors from earlier sends surface here on Linux: skip them, pausing
+            // briefly so an error that repeats cannot spin this thread.
+            smol::Timer::after(std::time::Duration::from_millis(10)).await;
+        }
+        for datagram in run.drain(..) {
+            if to_session.send(datagram).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads a UDP socket's datagrams (the LSD sockets) and hands them to the session task. When the task is behind by [`DATAGRAM_QUEUE`] datagrams this waits, so
 /// the backlog stays in the socket's (large, `bind_udp_socket`) kernel buffer, which
 /// drops only when that is full: dropping here instead lost uTP packets whenever the
 /// session task paused for a moment, and each loss halves a uTP window. Ends with the task.

@@ -15,6 +15,7 @@ use unchoke_core::session::{ConnId, PeerGone, TorrentId};
 use unchoke_driver::dht_node::datagram_destination;
 use unchoke_driver::disk::{Completion, Job, ReadCache, run, write_merged};
 use unchoke_driver::lsd_node::LsdSender;
+use unchoke_driver::udp_batch::DatagramSender;
 use unchoke_driver::{Io, Report, Work};
 
 use crate::peer_io::{self, NetEvent, Token};
@@ -52,9 +53,11 @@ pub(crate) struct TaskIo {
     pub(crate) writing: usize,
     /// Block reads queued by one round of actions, sent to the blocking pool together.
     reads: Vec<Job>,
-    /// The client's UDP socket, for the DHT and UDP trackers (sends go straight out: it
-    /// is non-blocking).
+    /// The client's UDP socket, for the DHT, UDP trackers and uTP (non-blocking: sends
+    /// never wait).
     udp: Arc<Async<UdpSocket>>,
+    /// The round's datagrams for `udp`, sent in batches at its end ([`Io::flush`]).
+    datagrams: DatagramSender,
     /// Where local service discovery announces go (`None`: LSD off); the readers are the
     /// session task's.
     lsd: Option<LsdSender>,
@@ -90,6 +93,7 @@ impl TaskIo {
             reads: Vec::new(),
             udp_v6: udp.get_ref().local_addr().is_ok_and(|a| a.is_ipv6()),
             udp,
+            datagrams: DatagramSender::for_session(),
             lsd,
             reports: Vec::new(),
         }
@@ -219,10 +223,10 @@ impl Io for TaskIo {
     }
 
     fn send_datagram(&mut self, to: SocketAddr, bytes: Bytes) {
-        // Non-blocking: a full socket buffer loses it, as the network may.
-        // A dual-stack socket reaches IPv4 addresses in their IPv4-mapped form.
+        // Sent with the round's others in `flush`; a full socket buffer loses it, as the
+        // network may. A dual-stack socket reaches IPv4 addresses in their IPv4-mapped form.
         let to = datagram_destination(self.udp_v6, to);
-        let _ = self.udp.get_ref().send_to(&bytes, to);
+        self.datagrams.push(to, bytes);
     }
 
     fn send_lsd(&mut self, to: SocketAddr, bytes: Bytes) {
@@ -250,6 +254,9 @@ impl Io for TaskIo {
     /// 16 KiB block), and its writes as one merged batch unless one is in flight (then
     /// they wait and merge into the next: the same effect as the mio driver's writer).
     fn flush(&mut self) -> Vec<Report> {
+        if !self.datagrams.is_empty() {
+            self.datagrams.flush(self.udp.get_ref());
+        }
         if !self.reads.is_empty() {
             let batch = std::mem::take(&mut self.reads);
             self.spawn_batch(batch);
