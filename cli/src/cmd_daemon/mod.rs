@@ -20,6 +20,7 @@ mod http;
 /// The RPC's pure part lives in its own crate (fuzzed there); `rpc::` paths stay.
 use unchoke_rpc as rpc;
 mod state;
+mod views;
 mod watch;
 mod webui;
 
@@ -174,8 +175,8 @@ pub(crate) fn run(args: &DaemonArgs) -> Result<(), CliError> {
     // request on.
     config.session.upload_limit = saved.session.limits.upload_bytes();
     config.session.download_limit = saved.session.limits.download_bytes();
-    config.session.seed_limits = daemon::session_seed_limits(&saved.session);
-    config.session.queue_limits = daemon::queue_limits(&saved.session);
+    config.session.seed_limits = views::session_seed_limits(&saved.session);
+    config.session.queue_limits = views::queue_limits(&saved.session);
     let dht = config.dht.is_some();
     let lsd = config.lsd;
     let client = Client::new(settings.runtime, config).map_err(|e| e.to_string())?;
