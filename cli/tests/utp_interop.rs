@@ -23,7 +23,8 @@ use std::time::Duration;
 use common::process::JsonProcess;
 use common::runtime::{Runtime, mixed_ip};
 use common::{
-    assert_same_file, completes, from_ip, helper, mktorrent, require_libtorrent, unchoke_seed,
+    assert_same_file, completes, free_port, from_ip, helper, mktorrent, require_libtorrent,
+    require_tool, unchoke_seed,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -214,6 +215,127 @@ fn unchoke_to_unchoke_over_utp_with_and_without_udp_batching(rt: Runtime) {
         seed.signal("TERM");
         seed.wait_exit(LONG);
     }
+}
+
+/// Transmission 3 (tests/helpers/tr_peer.py) with its uTP on, as `mode` (`seed` or
+/// `leech`) of `torrent` in `dir` on `ip`: the process and its peer address. Its uTP is
+/// libutp, BitTorrent Inc.'s reference implementation, not libtorrent's.
+fn tr_utp_peer(
+    mode: &str,
+    torrent: &Path,
+    dir: &Path,
+    ip: &str,
+    config: &Path,
+) -> (JsonProcess, String) {
+    require_tool("transmission-daemon", &["--version"], "transmission-daemon");
+    let port = free_port(ip);
+    // The RPC interface is not a peer address: tr_peer.py serves it on 127.0.0.1.
+    let rpc = free_port("127.0.0.1");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(helper("tr_peer.py"))
+        .arg(mode)
+        .arg(torrent)
+        .arg(dir)
+        .args(["--listen", ip, "--port", &port.to_string()])
+        .args(["--rpc-port", &rpc.to_string(), "--timeout", "300", "--utp"])
+        .arg("--config-dir")
+        .arg(config);
+    let mut p = JsonProcess::spawn(&format!("transmission {mode} {ip}"), cmd);
+    let addr = p.wait_event("listening", LONG)["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (p, addr)
+}
+
+/// Whether any status line Transmission printed so far listed a uTP peer from `ip`.
+fn transmission_saw_utp_from(p: &JsonProcess, ip: &str) -> bool {
+    p.seen.iter().any(|v| {
+        v["utp_addrs"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x.as_str().is_some_and(|s| s.starts_with(&format!("{ip}:"))))
+        })
+    })
+}
+
+/// Transmission seeds to `unchoke download --transport utp` (which dials it: Transmission
+/// never dials loopback peers) over uTP, byte for byte; both sides say the connection was
+/// uTP (our `utp_peers`, Transmission's peer flag `T`).
+#[test]
+fn transmission_utp_seeds_to_unchoke() {
+    let rt = Runtime::Mio;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent) = one_file_torrent(dir.path(), "t.bin", 12 * MIB + 3);
+    let (tr_ip, our_ip) = (rt.ip(109), rt.ip(110));
+    let (mut seed, addr) = tr_utp_peer("seed", &torrent, &src, &tr_ip, &dir.path().join("tr"));
+    let out = dir.path().join("out");
+    let args = [
+        "--transport",
+        "utp",
+        "--peer",
+        &addr,
+        "--download-limit",
+        "4MiB/s",
+    ];
+    let mut dl = common::unchoke_download(rt, &torrent, &out, &our_ip, &args);
+    completes(&mut dl);
+    assert_same_file(&src.join("t.bin"), &out.join("t.bin"));
+    assert!(
+        max_utp_peers(&dl) >= 1,
+        "unchoke never counted a uTP peer\n{}",
+        dl.dump()
+    );
+    seed.drain();
+    assert!(
+        transmission_saw_utp_from(&seed, &our_ip),
+        "Transmission never listed us as a uTP peer\n{}",
+        seed.dump()
+    );
+    seed.signal("TERM");
+    seed.wait_exit(LONG);
+}
+
+/// `unchoke seed --transport utp` dials a Transmission leecher over uTP and it downloads
+/// everything, byte for byte, over that connection.
+#[test]
+fn unchoke_utp_seeds_to_transmission() {
+    let rt = Runtime::Smol;
+    let dir = tempfile::tempdir().unwrap();
+    let (src, torrent) = one_file_torrent(dir.path(), "w.bin", 12 * MIB + 11);
+    let (tr_ip, our_ip) = (rt.ip(111), rt.ip(112));
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let (mut leech, addr) = tr_utp_peer("leech", &torrent, &out, &tr_ip, &dir.path().join("tr"));
+    let (mut seed, _) = unchoke_seed(
+        rt,
+        &torrent,
+        &src,
+        &our_ip,
+        &[
+            "--transport",
+            "utp",
+            "--peer",
+            &addr,
+            "--upload-limit",
+            "4MiB/s",
+        ],
+    );
+    leech.wait_event("finished", LONG);
+    assert!(leech.wait_exit(LONG).success(), "{}", leech.dump());
+    assert_same_file(&src.join("w.bin"), &out.join("w.bin"));
+    assert!(
+        transmission_saw_utp_from(&leech, &our_ip),
+        "Transmission never listed us as a uTP peer\n{}",
+        leech.dump()
+    );
+    seed.drain();
+    assert!(
+        max_utp_peers(&seed) >= 1,
+        "unchoke never counted a uTP peer\n{}",
+        seed.dump()
+    );
+    seed.signal("TERM");
+    seed.wait_exit(LONG);
 }
 
 /// One libtorrent seed with uTP only, one with TCP only; unchoke with `--transport both`

@@ -410,3 +410,34 @@ fn an_upload_only_partial_seed_serves_and_never_downloads() {
             .any(|(_, e)| matches!(e, Event::PieceVerified { .. }))
     );
 }
+
+/// A seed dials only the peers the user named (`seed --peer`): a leecher that knows
+/// nobody is reached and completes; the same seed told of the leecher by a tracker waits
+/// for it to dial, as seeds do.
+#[test]
+fn a_seed_dials_the_peers_the_user_named_and_only_those() {
+    use unchoke_core::vocab::PeerSource;
+    let named = {
+        let mut s = Swarm::new(make_content(MIB, 21), 32 * KIB as u32, MIB);
+        let seed = s.add_seed(Behaviour::Honest);
+        let l = s.add_node(None, Behaviour::Honest);
+        s.introduce_to(seed, &[l]);
+        s.run_until(Duration::from_secs(60), |s| s.is_complete(l)) && s.disk_matches(l)
+    };
+    assert!(named, "the leecher the user named was never dialled");
+    let mut s = Swarm::new(make_content(MIB, 21), 32 * KIB as u32, MIB);
+    let seed = s.add_seed(Behaviour::Honest);
+    let l = s.add_node(None, Behaviour::Honest);
+    let (t, now, to) = (s.torrent(seed), s.now(), s.addr(l));
+    s.session_mut(seed)
+        .add_peers_from(t, PeerSource::Tracker, &[to], now);
+    assert!(
+        !s.run_until(Duration::from_secs(60), |s| {
+            let (t, now) = (s.torrent(l), s.now());
+            s.session(l)
+                .stats(t, now)
+                .is_some_and(|st| st.pieces_have > 0)
+        }),
+        "a seed dialled a tracker's address"
+    );
+}

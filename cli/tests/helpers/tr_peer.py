@@ -6,7 +6,8 @@
   tr_peer.py leech TORRENT SAVE_DIR --listen 127.0.0.x --port P --rpc-port R --config-dir DIR
                    [--timeout SECS] [--keep-seeding SECS] [--tracker-events]
 
-Writes DIR/settings.json (peer port P bound to 127.0.0.x, DHT/LPD/PEX/uTP/port mapping off,
+Writes DIR/settings.json (peer port P bound to 127.0.0.x, DHT/LPD/PEX/port mapping off, uTP
+off unless --utp,
 RPC on 127.0.0.1:R without authentication, download-dir SAVE_DIR, no speed/ratio/queue
 limits, plaintext preferred), starts `transmission-daemon -f -g DIR` as its child (its log
 goes to DIR/daemon.log), adds TORRENT through the RPC interface, lets it verify the data
@@ -25,7 +26,7 @@ stdout carries one JSON object per line (flushed at once), each with an "event" 
   {"event":"listening","addr":"127.0.0.x:P"}
   {"event":"status","state":"seeding","percent_done":1.0,"uploaded":B,"upload_rate":B/s,
    "downloaded":B,"download_rate":B/s,"peers":N,"peer_addrs":["ip:port",...],
-   "encrypted_addrs":["ip:port",...]}
+   "encrypted_addrs":["ip:port",...],"utp_addrs":["ip:port",...]}
                                                        about once a second
   {"event":"finished","seconds":S}                     leech: every piece verified
   {"event":"stopped","reason":"signal|stdin|timeout|done","uploaded":B,"downloaded":B}
@@ -135,7 +136,9 @@ def write_settings(args):
         "start-added-torrents": True,
         "trash-original-torrent-files": False,
         "upload-slots-per-torrent": 14,
-        "utp-enabled": False,
+        # uTP (Transmission's libutp, BEP 29) only when asked: it then answers uTP dials on
+        # the peer port's UDP side (TCP stays on: Transmission cannot turn it off).
+        "utp-enabled": bool(args.utp),
         "watch-dir-enabled": False,
     }
     os.makedirs(args.config_dir, exist_ok=True)
@@ -336,6 +339,9 @@ def status_line(t):
         # Which of them speak MSE/PE (RC4) with it.
         "encrypted_addrs": ["%s:%d" % (p["address"], p["port"]) for p in t.get("peers", [])
                             if p.get("isEncrypted")],
+        # Which of them are connected over uTP: Transmission's peer flag 'T'.
+        "utp_addrs": ["%s:%d" % (p["address"], p["port"]) for p in t.get("peers", [])
+                      if p.get("isUTP") or "T" in p.get("flagStr", "")],
     }
 
 
@@ -455,6 +461,9 @@ def main():
                        help="Transmission's protocol encryption setting (MSE/PE)")
         p.add_argument("--tracker-events", action="store_true",
                        help="print tracker_reply / tracker_error events")
+        p.add_argument("--utp", action="store_true",
+                       help="enable Transmission's uTP (utp-enabled); status lines then list "
+                       "the peers connected over it in utp_addrs")
         if mode == "leech":
             p.add_argument("--keep-seeding", type=float, default=0.0, metavar="SECS",
                            help="keep seeding this long after finishing")

@@ -189,6 +189,10 @@ pub(crate) struct Torrent {
     /// Whether any peer was ever given, found or connected: a torrent that never had one
     /// gives up saying so, not that its peers failed.
     peers_seen: bool,
+    /// Whether the user ever named a peer to dial ([`PeerSource::User`]): only then does a
+    /// complete torrent dial out, and only to those (see `maybe_connect`). A flag, so a
+    /// seed in a big swarm does not walk its candidates every tick to find none.
+    user_peers_given: bool,
     /// Trust per IP and the IPs banned for bad data (see [`trust`]).
     trust: Trust,
     downloaded: u64,
@@ -280,6 +284,7 @@ impl Torrent {
             given_up: BTreeMap::new(),
             given_up_overflow: 0,
             peers_seen: false,
+            user_peers_given: false,
             trust: Trust::default(),
             downloaded: 0,
             uploaded: 0,

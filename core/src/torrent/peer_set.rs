@@ -98,6 +98,7 @@ impl Torrent {
         // meets a full list. Only ever too high (a known candidate raised to `source`
         // below is no longer displaceable), never too low: at 0 nobody can be displaced.
         let mut displaceable: Option<usize> = None;
+        self.user_peers_given |= source == PeerSource::User && !addrs.is_empty();
         // The connected peers' addresses, sorted once for the batch: a PEX message of 50
         // addresses meeting 50 peers compared every pair (2,500 comparisons a message).
         let mut connected: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
@@ -181,10 +182,18 @@ impl Torrent {
     }
 
     /// Emits `Connect` actions while below the connection limits, less the slots kept for
-    /// peers that dial us (`inbound_slots`). Only an incomplete torrent dials out: a seed
-    /// waits for peers that want something from it.
+    /// peers that dial us (`inbound_slots`). An incomplete torrent dials any candidate; a
+    /// seed waits for peers that want something from it, except the peers the user named
+    /// (`seed --peer`, [`crate::session::Session::add_peers`]): a torrent holding every
+    /// piece dials those, as the user asked (a peer that turns out to be a seed too is
+    /// dropped once its bitfield says so).
     pub(crate) fn maybe_connect(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
-        if self.is_complete() {
+        // A partial download whose wanted files are done dials nobody (a peer that is a
+        // seed too would be dropped at once, each time counting against its address); a
+        // true seed dials the user's peers.
+        let seeding = self.is_complete();
+        let has_every_piece = (self.phase.content()).is_some_and(|c| c.picker.have().is_full());
+        if seeding && !(self.user_peers_given && has_every_piece) {
             return;
         }
         // Runs every tick: with the connection limits reached (the usual case in a big
@@ -223,7 +232,10 @@ impl Torrent {
             // An address being dialled stays a candidate (its failures count) but must not
             // be dialled twice at once.
             .filter(|(a, c)| {
-                c.not_before <= now && !self.connecting.contains(a) && !listening.contains(a)
+                c.not_before <= now
+                    && !self.connecting.contains(a)
+                    && !listening.contains(a)
+                    && (!seeding || c.source == PeerSource::User)
             })
             .map(|(a, c)| (c.source, *a))
             .collect();
