@@ -82,6 +82,18 @@ fn max_utp_peers(p: &JsonProcess) -> u64 {
         .unwrap_or(0)
 }
 
+/// `dl` (an `unchoke download`) completes with `name` byte for byte as in `src`, having
+/// counted a uTP peer (`what` says which case failed).
+fn downloads_over_utp(dl: &mut JsonProcess, src: &Path, out: &Path, name: &str, what: &str) {
+    completes(dl);
+    assert_same_file(&src.join(name), &out.join(name));
+    assert!(
+        max_utp_peers(dl) >= 1,
+        "{what}: unchoke never counted a uTP peer\n{}",
+        dl.dump()
+    );
+}
+
 /// The transports libtorrent saw on its connections from `ip` (lt_peer.py's "peers").
 fn transports_from(peers: &serde_json::Value, ip: &str) -> Vec<String> {
     peers["peers"]
@@ -109,13 +121,7 @@ fn libtorrent_utp_only_seeds_to_unchoke(rt: Runtime) {
     let mut args = vec!["--transport", "utp", "--peer", &addr];
     args.extend(limit.iter().copied());
     let mut dl = common::unchoke_download(rt, &torrent, &out, &our_ip, &args);
-    completes(&mut dl);
-    assert_same_file(&src.join("u.bin"), &out.join("u.bin"));
-    assert!(
-        max_utp_peers(&dl) >= 1,
-        "unchoke never counted a uTP peer\n{}",
-        dl.dump()
-    );
+    downloads_over_utp(&mut dl, &src, &out, "u.bin", "from libtorrent");
     seed.signal("TERM");
     let peers = seed.wait_event("peers", LONG);
     let transports = transports_from(&peers, &our_ip);
@@ -205,13 +211,7 @@ fn unchoke_to_unchoke_over_utp_with_and_without_udp_batching(rt: Runtime) {
             // Long enough (2 s) for progress lines that count the uTP peer.
             .args(["--download-limit", "8MiB/s"]);
         let mut dl = JsonProcess::spawn(&format!("unchoke download {leech_ip}"), dl_cmd);
-        completes(&mut dl);
-        assert_same_file(&src.join("b.bin"), &out.join("b.bin"));
-        assert!(
-            max_utp_peers(&dl) >= 1,
-            "offload {offload}: unchoke never counted a uTP peer\n{}",
-            dl.dump()
-        );
+        downloads_over_utp(&mut dl, &src, &out, "b.bin", &format!("offload {offload}"));
         seed.signal("TERM");
         seed.wait_exit(LONG);
     }
@@ -278,13 +278,7 @@ fn transmission_utp_seeds_to_unchoke() {
         "4MiB/s",
     ];
     let mut dl = common::unchoke_download(rt, &torrent, &out, &our_ip, &args);
-    completes(&mut dl);
-    assert_same_file(&src.join("t.bin"), &out.join("t.bin"));
-    assert!(
-        max_utp_peers(&dl) >= 1,
-        "unchoke never counted a uTP peer\n{}",
-        dl.dump()
-    );
+    downloads_over_utp(&mut dl, &src, &out, "t.bin", "from Transmission");
     seed.drain();
     assert!(
         transmission_saw_utp_from(&seed, &our_ip),
