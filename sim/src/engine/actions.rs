@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 
 use super::{Ev, PACED_MIN, Role, Simulation};
-use crate::network::{HostId, Unit};
+use crate::network::{Chunks, HostId, Unit};
 use unchoke_core::session::{
     Action, ConnId, ConnectFailure, DisconnectReason, DiskError, DiskErrorKind, Event, PeerGone,
 };
@@ -73,7 +73,7 @@ impl Simulation {
                     host,
                     conn,
                     Unit {
-                        chunks: vec![data],
+                        chunks: Chunks::One(data),
                         paced,
                         payload: 0,
                     },
@@ -85,7 +85,7 @@ impl Simulation {
                     host,
                     conn,
                     Unit {
-                        chunks: vec![header, data],
+                        chunks: Chunks::Two(header, data),
                         paced: true,
                         payload,
                     },
