@@ -15,7 +15,8 @@ mod report;
 mod spread;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -181,7 +182,9 @@ struct LinkEnd {
 #[derive(Debug)]
 struct Online {
     session: Session,
-    links: BTreeMap<ConnId, LinkEnd>,
+    /// Looked up on every delivery and every send, never iterated where order shows
+    /// without sorting first (`depart`, the lab's lookups): a hash map, not a B-tree.
+    links: ConnMap<LinkEnd>,
     /// Dials out whose answer is still awaited, by what the session named them, with the
     /// number of the dial: an answer for a dial no longer here (cancelled by the session,
     /// or superseded by a later dial to the same address) is dropped.
@@ -857,7 +860,7 @@ impl Simulation {
                 }
                 h.online = Some(Online {
                     session,
-                    links: BTreeMap::new(),
+                    links: ConnMap::default(),
                     dials: BTreeMap::new(),
                 });
             }
@@ -904,7 +907,10 @@ impl Simulation {
         let Some(on) = self.hosts[host].online.take() else {
             return;
         };
-        for (_, link) in on.links {
+        // In connection order: each close is an event, and events keep their order.
+        let mut links: Vec<(ConnId, LinkEnd)> = on.links.into_iter().collect();
+        links.sort_unstable_by_key(|&(c, _)| c);
+        for (_, link) in links {
             self.unlink(host, link);
         }
         let h = &mut self.hosts[host];
@@ -923,6 +929,32 @@ impl Simulation {
         if let Some(away) = return_after {
             self.push(self.now + away, Ev::Rejoin { host });
         }
+    }
+}
+
+/// A map keyed by connection ([`ConnHasher`]).
+type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnHasher>>;
+
+/// Hashes a [`ConnId`] (a session's counter) with one multiplication: consecutive ids land
+/// in distinct buckets, the top bits are mixed, and it is deterministic and far cheaper than
+/// SipHash. Connection ids come from our own sessions, not from peers, so nobody can pick
+/// them to collide.
+#[derive(Default)]
+struct ConnHasher(u64);
+
+impl Hasher for ConnHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
