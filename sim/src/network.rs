@@ -529,7 +529,8 @@ impl Network {
                 .min(flow.cap);
             (cap, f)
         }));
-        caps.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // Keys are unique (one per slot), so an unstable sort orders them as a stable one.
+        caps.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut left = host.up;
         let mut count = caps.len();
         for &(cap, f) in &caps {

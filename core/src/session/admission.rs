@@ -515,7 +515,14 @@ impl Admission {
         }
     }
 
-    /// Connections with more unsent than `max_unsent_bytes` (drop them).
+    /// Whether any connection has more unsent than `max_unsent_bytes` ([`Admission::over_cap`]
+    /// would list one): a check without building the list.
+    pub(crate) fn any_over_cap(&self, config: &SessionConfig) -> bool {
+        config.send_accounting && !self.over_cap.is_empty()
+    }
+
+    /// Connections with more unsent than `max_unsent_bytes` (drop them), in connection
+    /// order.
     pub(crate) fn over_cap(&self, config: &SessionConfig) -> Vec<ConnId> {
         if !config.send_accounting {
             return Vec::new();

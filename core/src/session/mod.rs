@@ -794,6 +794,10 @@ impl Session {
 
     /// Drops `stalled` and every connection past the unsent cap, as slow readers.
     fn drop_slow_readers(&mut self, mut stalled: Vec<ConnId>, now: Instant) {
+        // Nearly always nobody (it runs on every `handle_sent`): then no list is built.
+        if stalled.is_empty() && !self.admission.any_over_cap(&self.config) {
+            return;
+        }
         stalled.extend(self.admission.over_cap(&self.config));
         stalled.sort_unstable();
         stalled.dedup();

@@ -6,13 +6,16 @@
 //! where order cannot show (counts, a minimum over a total key) or after sorting what was
 //! collected, so every run stays the same.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::action::ConnId;
 
 /// A map from connection to `V` ([`ConnHasher`]).
 pub(crate) type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnHasher>>;
+
+/// A set of connections ([`ConnHasher`]).
+pub(crate) type ConnSet = HashSet<ConnId, BuildHasherDefault<ConnHasher>>;
 
 /// Hashes a [`ConnId`] (the session's own counter, never chosen by a peer, so nobody can
 /// make ids collide) with one multiplication: consecutive ids fall into distinct buckets

@@ -2,11 +2,12 @@
 //! coalesced into a single [`Action::Send`], and encrypted for a connection that
 //! negotiated RC4 (MSE/PE).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
 use super::action::{Action, ConnId};
+use super::conn_map::ConnSet;
 use crate::mse::Cipher;
 use crate::wire::{Message, encode_piece_header};
 
@@ -27,8 +28,10 @@ pub(crate) struct Outbox {
     pending: BTreeMap<ConnId, BytesMut>,
     /// The send keystream of every connection whose stream is RC4.
     ciphers: BTreeMap<ConnId, Cipher>,
-    /// Connections given anything to send since the last [`Outbox::take_touched`].
-    touched: BTreeSet<ConnId>,
+    /// Connections given anything to send since the last [`Outbox::take_touched`]: a
+    /// hash set, as it takes an insert per message and its one reader does not depend on
+    /// order.
+    touched: ConnSet,
 }
 
 impl Outbox {
@@ -98,8 +101,9 @@ impl Outbox {
         self.ciphers.remove(&conn);
     }
 
-    /// The connections given anything to send since the last call.
-    pub(crate) fn take_touched(&mut self) -> BTreeSet<ConnId> {
+    /// The connections given anything to send since the last call, in no particular
+    /// order.
+    pub(crate) fn take_touched(&mut self) -> ConnSet {
         std::mem::take(&mut self.touched)
     }
 
