@@ -11,6 +11,9 @@ use super::conn_map::ConnSet;
 use crate::mse::Cipher;
 use crate::wire::{Message, encode_piece_header};
 
+/// The capacity a connection's pending bytes start with.
+const FIRST_CAPACITY: usize = 64;
+
 /// Actions waiting to be polled, plus per-connection bytes not yet turned into a `Send`.
 ///
 /// Ordering rule: bytes appended for a connection are emitted before any later
@@ -48,7 +51,12 @@ impl Outbox {
     /// Appends what `write` puts in `conn`'s pending bytes, encrypted if the connection is.
     fn append(&mut self, conn: ConnId, write: impl FnOnce(&mut BytesMut)) {
         self.touched.insert(conn);
-        let buf = self.pending.entry(conn).or_default();
+        // Room for a few small messages (`have` 9 bytes, `request` 17) from the start: grown
+        // from empty, the buffer was reallocated for nearly every message coalesced into it.
+        let buf = self
+            .pending
+            .entry(conn)
+            .or_insert_with(|| BytesMut::with_capacity(FIRST_CAPACITY));
         let start = buf.len();
         write(buf);
         if let Some(cipher) = self.ciphers.get_mut(&conn) {
