@@ -1176,11 +1176,22 @@ impl Session {
                 }
                 _ => {}
             }
-            if let Some(action) = self
-                .admission
-                .gate_read(action, &self.config)
-                .and_then(|a| self.utp_route(a))
-            {
+            // Only a read may be held, and most actions pass the uTP router untouched:
+            // those go out without being moved through either (an `Action` is large).
+            if matches!(action, Action::ReadBlock { .. }) {
+                match self
+                    .admission
+                    .gate_read(action, &self.config)
+                    .and_then(|a| self.utp_route(a))
+                {
+                    Some(action) => return Some(action),
+                    None => continue,
+                }
+            }
+            if self.utp_passes(&action) {
+                return Some(action);
+            }
+            if let Some(action) = self.utp_route(action) {
                 return Some(action);
             }
         }
