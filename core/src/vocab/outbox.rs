@@ -13,8 +13,10 @@ use crate::wire::{Message, encode_piece_header};
 
 /// The capacity a connection's pending bytes start with.
 const FIRST_CAPACITY: usize = 64;
-/// The most capacity a connection's pending buffer keeps once flushed.
-const KEEP_CAPACITY: usize = 4096;
+/// The most capacity a connection's pending buffer keeps once flushed: enough for the
+/// usual bursts (a few `have`s and `request`s, a bitfield); larger ones (PEX, metadata)
+/// give their memory back, since a swarm holds tens of thousands of these buffers.
+const KEEP_CAPACITY: usize = 256;
 
 /// Actions waiting to be polled, plus per-connection bytes not yet turned into a `Send`.
 ///
