@@ -69,6 +69,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::time::Instant;
 use crate::torrent::Activity;
+use crate::vocab::conn_map::ConnMap;
 use crate::vocab::{
     Action, ConnId, ConnectFailure, Direction, Event, PeerGone, SessionConfig, TorrentId,
 };
@@ -140,7 +141,9 @@ fn set_waiting(
 /// The session's connection bookkeeping; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
-    open: BTreeMap<ConnId, Open>,
+    /// Looked up on every send and `handle_sent`; walked only where order cannot show (a
+    /// count, a minimum over `(since, conn)`): a hash map.
+    open: ConnMap<Open>,
     /// Index of `open`: `(waiting_since, conn)` for every connection whose `waiting_since`
     /// is set, and nothing else, so the earliest send stall is found without a scan
     /// (`handle_sent` and `poll_timeout` run per socket write: a scan of every connection
@@ -512,7 +515,14 @@ impl Admission {
         }
     }
 
-    /// Connections with more unsent than `max_unsent_bytes` (drop them).
+    /// Whether any connection has more unsent than `max_unsent_bytes` ([`Admission::over_cap`]
+    /// would list one): a check without building the list.
+    pub(crate) fn any_over_cap(&self, config: &SessionConfig) -> bool {
+        config.send_accounting && !self.over_cap.is_empty()
+    }
+
+    /// Connections with more unsent than `max_unsent_bytes` (drop them), in connection
+    /// order.
     pub(crate) fn over_cap(&self, config: &SessionConfig) -> Vec<ConnId> {
         if !config.send_accounting {
             return Vec::new();

@@ -437,7 +437,8 @@ impl Session {
             t.halt_web_seeds();
         }
         // Half-open connections have traded nothing: they go now.
-        let handshaking: Vec<_> = self.handshaking.keys().copied().collect();
+        let mut handshaking: Vec<_> = self.handshaking.keys().copied().collect();
+        handshaking.sort_unstable();
         for conn in handshaking {
             self.drop_handshaking(conn, DisconnectReason::SessionClosed);
         }
@@ -591,12 +592,13 @@ impl Session {
         now: Instant,
     ) {
         self.admission.cancel_dials(Some(torrent));
-        let half_open: Vec<_> = self
+        let mut half_open: Vec<_> = self
             .handshaking
             .iter()
             .filter(|(_, h)| h.direction == Direction::Outbound(torrent))
             .map(|(c, _)| *c)
             .collect();
+        half_open.sort_unstable();
         for conn in half_open {
             self.drop_handshaking(conn, reason.clone());
         }

@@ -140,6 +140,7 @@ use crate::metainfo::Metainfo;
 use crate::picker::Priority;
 use crate::time::Instant;
 use crate::torrent::{Ctx, Torrent, WriteBudget, picker_for};
+use crate::vocab::conn_map::ConnMap;
 use crate::vocab::outbox::Outbox;
 use crate::wire::{PeerId, Reserved};
 use admission::{Admission, Inbound};
@@ -240,8 +241,12 @@ pub struct Session {
     /// Torrents by the info-hashes peers know them by: one per torrent, two for a hybrid
     /// (its v1 hash and its truncated v2 hash).
     by_hash: BTreeMap<InfoHash, TorrentId>,
-    handshaking: BTreeMap<ConnId, Handshaking>,
-    routes: BTreeMap<ConnId, TorrentId>,
+    /// Connections still in their handshake. Walks over it sort what they collect: its
+    /// order is the hasher's.
+    handshaking: ConnMap<Handshaking>,
+    /// The torrent of every connection past its handshake: looked up on every message,
+    /// never walked.
+    routes: ConnMap<TorrentId>,
     next_conn: u64,
     out: Outbox,
     next_tick: Instant,
@@ -312,8 +317,8 @@ impl Session {
             torrents: BTreeMap::new(),
             next_torrent: 0,
             by_hash: BTreeMap::new(),
-            handshaking: BTreeMap::new(),
-            routes: BTreeMap::new(),
+            handshaking: ConnMap::default(),
+            routes: ConnMap::default(),
             next_conn: 0,
             out: Outbox::default(),
             next_tick: now + TICK,
@@ -789,6 +794,10 @@ impl Session {
 
     /// Drops `stalled` and every connection past the unsent cap, as slow readers.
     fn drop_slow_readers(&mut self, mut stalled: Vec<ConnId>, now: Instant) {
+        // Nearly always nobody (it runs on every `handle_sent`): then no list is built.
+        if stalled.is_empty() && !self.admission.any_over_cap(&self.config) {
+            return;
+        }
         stalled.extend(self.admission.over_cap(&self.config));
         stalled.sort_unstable();
         stalled.dedup();
@@ -987,7 +996,7 @@ impl Session {
     /// [`Event::GaveUp`]). Calling it early or twice is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.saw(now);
-        let expired: Vec<ConnId> = self
+        let mut expired: Vec<ConnId> = self
             .handshaking
             .iter()
             .filter(|(_, h)| {
@@ -1002,6 +1011,7 @@ impl Session {
             })
             .map(|(c, _)| *c)
             .collect();
+        expired.sort_unstable();
         for conn in expired {
             self.close_handshaking(conn, DisconnectReason::HandshakeTimeout, now);
         }
@@ -1166,11 +1176,22 @@ impl Session {
                 }
                 _ => {}
             }
-            if let Some(action) = self
-                .admission
-                .gate_read(action, &self.config)
-                .and_then(|a| self.utp_route(a))
-            {
+            // Only a read may be held, and most actions pass the uTP router untouched:
+            // those go out without being moved through either (an `Action` is large).
+            if matches!(action, Action::ReadBlock { .. }) {
+                match self
+                    .admission
+                    .gate_read(action, &self.config)
+                    .and_then(|a| self.utp_route(a))
+                {
+                    Some(action) => return Some(action),
+                    None => continue,
+                }
+            }
+            if self.utp_passes(&action) {
+                return Some(action);
+            }
+            if let Some(action) = self.utp_route(action) {
                 return Some(action);
             }
         }

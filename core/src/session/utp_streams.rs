@@ -288,6 +288,20 @@ impl Session {
         a
     }
 
+    /// Whether [`Session::utp_route`] would hand `action` back as it is and change
+    /// nothing: a send or disconnect with no uTP stream open or just ended, or an action
+    /// uTP never takes. Checked first so that the common case (every action of a session
+    /// without uTP) is not moved through the router and back.
+    pub(super) fn utp_passes(&self, action: &Action) -> bool {
+        match action {
+            Action::Send { .. } | Action::SendBlock { .. } | Action::Disconnect { .. } => {
+                self.utp.by_conn.is_empty() && self.utp.ended.is_empty()
+            }
+            Action::Connect { .. } | Action::CancelConnect { .. } => false,
+            _ => true,
+        }
+    }
+
     /// An action on its way out: what concerns a uTP stream (its sends, its disconnect,
     /// a uTP dial and its cancellation) is carried out here and `None` returned; anything
     /// else comes back unchanged for the driver.

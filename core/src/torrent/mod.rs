@@ -67,6 +67,7 @@ use crate::picker::{self, PeerKey, Picker, Priority};
 use crate::piece_hashes::PieceHashes;
 use crate::storage::Layout;
 use crate::time::Instant;
+use crate::vocab::conn_map::OrderedConnMap;
 use crate::vocab::outbox::Outbox;
 use crate::vocab::{ConnId, DisconnectReason, FailedPeer, SessionConfig, TorrentId};
 use crate::wire::Message;
@@ -174,7 +175,8 @@ pub(crate) struct Torrent {
     /// has pieces, a picker and buffers (see [`phase`]).
     phase: Phase,
     choker: Choker,
-    peers: BTreeMap<ConnId, Peer>,
+    /// In connection order (every walk over the peers depends on it), looked up by hash.
+    peers: OrderedConnMap<Peer>,
     by_key: BTreeMap<PeerKey, ConnId>,
     next_key: PeerKey,
     candidates: BTreeMap<SocketAddr, Candidate>,
@@ -275,7 +277,7 @@ impl Torrent {
             info_hash,
             phase,
             choker,
-            peers: BTreeMap::new(),
+            peers: OrderedConnMap::default(),
             by_key: BTreeMap::new(),
             next_key: 0,
             candidates: BTreeMap::new(),

@@ -57,8 +57,11 @@ pub(super) fn dial_addr(peer: &Peer) -> Option<SocketAddr> {
 /// One merge walk over the two sorted sets instead of a lookup per address: a round of
 /// these ran on every peer of every session and was the largest part of the simulator's
 /// housekeeping.
+///
+/// `listed` is sorted by address with no address twice (a `BTreeMap`'s entries, in a slice
+/// so that each peer's walk over them is a walk over memory, not over tree nodes).
 fn pex_news(
-    listed: &BTreeMap<SocketAddr, (ConnId, u8)>,
+    listed: &[(SocketAddr, (ConnId, u8))],
     told: &BTreeSet<SocketAddr>,
     about_self: impl Fn(&SocketAddr, ConnId) -> bool,
 ) -> (Vec<(SocketAddr, u8)>, Vec<SocketAddr>) {
@@ -75,9 +78,9 @@ fn pex_news(
         };
         match step {
             std::cmp::Ordering::Less => {
-                if let Some((a, &(c, flags))) = listed.next() {
-                    if added.len() < MAX_PEX_PEERS && !about_self(a, c) {
-                        added.push((*a, flags));
+                if let Some(&(a, (c, flags))) = listed.next() {
+                    if added.len() < MAX_PEX_PEERS && !about_self(&a, c) {
+                        added.push((a, flags));
                     }
                 }
             }
@@ -117,7 +120,7 @@ impl Torrent {
             return;
         }
         // Everyone we could list, with their flags.
-        let listed: BTreeMap<SocketAddr, (ConnId, u8)> = self
+        let listed: Vec<(SocketAddr, (ConnId, u8))> = self
             .peers
             .iter()
             .filter_map(|(c, p)| {
@@ -142,6 +145,10 @@ impl Torrent {
                 }
                 Some((addr, (*c, flags)))
             })
+            // Through a map: sorted by address, the last peer's entry kept for an address
+            // two peers share, as `pex_news` wants it.
+            .collect::<BTreeMap<SocketAddr, (ConnId, u8)>>()
+            .into_iter()
             .collect();
         for conn in due {
             let Some(peer) = self.peers.get_mut(&conn) else {
@@ -246,8 +253,10 @@ mod tests {
                 .copied()
                 .take(MAX_PEX_PEERS)
                 .collect();
+            let sorted: Vec<(SocketAddr, (ConnId, u8))> =
+                listed.iter().map(|(a, v)| (*a, *v)).collect();
             assert_eq!(
-                pex_news(&listed, &told, about_self),
+                pex_news(&sorted, &told, about_self),
                 (want_added, want_dropped),
                 "round {round}"
             );

@@ -2,13 +2,21 @@
 //! coalesced into a single [`Action::Send`], and encrypted for a connection that
 //! negotiated RC4 (MSE/PE).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
 use super::action::{Action, ConnId};
+use super::conn_map::{ConnMap, ConnSet};
 use crate::mse::Cipher;
 use crate::wire::{Message, encode_piece_header};
+
+/// The capacity a connection's pending bytes start with.
+const FIRST_CAPACITY: usize = 64;
+/// The most capacity a connection's pending buffer keeps once flushed: enough for the
+/// usual bursts (a few `have`s and `request`s, a bitfield); larger ones (PEX, metadata)
+/// give their memory back, since a swarm holds tens of thousands of these buffers.
+const KEEP_CAPACITY: usize = 256;
 
 /// Actions waiting to be polled, plus per-connection bytes not yet turned into a `Send`.
 ///
@@ -24,11 +32,20 @@ use crate::wire::{Message, encode_piece_header};
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Action>,
-    pending: BTreeMap<ConnId, BytesMut>,
+    /// Every connection's bytes not yet turned into a `Send`. A buffer stays with its
+    /// connection (until [`Outbox::discard`]) and is reused: each `Send` takes a copy of
+    /// exactly its bytes, one allocation, where handing out the buffer itself cost a
+    /// growing buffer and a shared-ownership record per message.
+    pending: ConnMap<BytesMut>,
+    /// The connections whose pending bytes may not be empty (with repeats), flushed in
+    /// connection order by [`Outbox::pop`].
+    dirty: Vec<ConnId>,
     /// The send keystream of every connection whose stream is RC4.
     ciphers: BTreeMap<ConnId, Cipher>,
-    /// Connections given anything to send since the last [`Outbox::take_touched`].
-    touched: BTreeSet<ConnId>,
+    /// Connections given anything to send since the last [`Outbox::take_touched`]: a
+    /// hash set, as it takes an insert per message and its one reader does not depend on
+    /// order.
+    touched: ConnSet,
 }
 
 impl Outbox {
@@ -45,7 +62,15 @@ impl Outbox {
     /// Appends what `write` puts in `conn`'s pending bytes, encrypted if the connection is.
     fn append(&mut self, conn: ConnId, write: impl FnOnce(&mut BytesMut)) {
         self.touched.insert(conn);
-        let buf = self.pending.entry(conn).or_default();
+        // Room for a few small messages (`have` 9 bytes, `request` 17) from the start: grown
+        // from empty, the buffer was reallocated for nearly every message coalesced into it.
+        let buf = self
+            .pending
+            .entry(conn)
+            .or_insert_with(|| BytesMut::with_capacity(FIRST_CAPACITY));
+        if buf.is_empty() {
+            self.dirty.push(conn);
+        }
         let start = buf.len();
         write(buf);
         if let Some(cipher) = self.ciphers.get_mut(&conn) {
@@ -98,15 +123,22 @@ impl Outbox {
         self.ciphers.remove(&conn);
     }
 
-    /// The connections given anything to send since the last call.
-    pub(crate) fn take_touched(&mut self) -> BTreeSet<ConnId> {
+    /// The connections given anything to send since the last call, in no particular
+    /// order.
+    pub(crate) fn take_touched(&mut self) -> ConnSet {
         std::mem::take(&mut self.touched)
     }
 
     fn flush(&mut self, conn: ConnId) {
         if let Some(buf) = self.pending.get_mut(&conn) {
             if !buf.is_empty() {
-                let data = buf.split().freeze();
+                let data = Bytes::copy_from_slice(buf);
+                buf.clear();
+                // A buffer that once held something large (metadata, a long bitfield)
+                // does not keep that memory for the connection's life.
+                if buf.capacity() > KEEP_CAPACITY {
+                    *buf = BytesMut::new();
+                }
                 self.queue.push_back(Action::Send { conn, data });
             }
         }
@@ -118,18 +150,17 @@ impl Outbox {
         if let Some(a) = self.queue.pop_front() {
             return Some(a);
         }
-        let conns: Vec<ConnId> = self
-            .pending
-            .iter()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(c, _)| *c)
-            .collect();
-        for conn in conns {
+        if self.dirty.is_empty() {
+            return None;
+        }
+        let mut conns = std::mem::take(&mut self.dirty);
+        conns.sort_unstable();
+        conns.dedup();
+        for &conn in &conns {
             self.flush(conn);
         }
-        // Every buffer is empty now; dropping them keeps the map as small as the set of
-        // connections that sent something since the last poll.
-        self.pending.clear();
+        conns.clear();
+        self.dirty = conns;
         self.queue.pop_front()
     }
 }

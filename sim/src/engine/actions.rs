@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 
 use super::{Ev, PACED_MIN, Role, Simulation};
-use crate::network::{HostId, Unit};
+use crate::network::{Chunks, HostId, Unit};
 use unchoke_core::session::{
     Action, ConnId, ConnectFailure, DisconnectReason, DiskError, DiskErrorKind, Event, PeerGone,
 };
@@ -13,14 +13,11 @@ use unchoke_core::tracker::http::{announce_url, request_bytes};
 impl Simulation {
     /// Carries out every action `host`'s session has queued, then re-arms its timer.
     pub(super) fn drain(&mut self, host: HostId) {
-        loop {
-            let action = match self.hosts[host].online.as_mut() {
-                Some(on) => on.session.poll_action(),
-                None => None,
-            };
-            let Some(action) = action else {
-                break;
-            };
+        while let Some(action) = self.hosts[host]
+            .online
+            .as_mut()
+            .and_then(|on| on.session.poll_action())
+        {
             self.act(host, action);
         }
         self.rearm(host);
@@ -56,15 +53,19 @@ impl Simulation {
     }
 
     pub(super) fn act(&mut self, host: HostId, action: Action) {
-        // In the lab, its disks, tracker and recorders see every action first.
-        let action = if self.lab.is_some() {
-            match self.lab_act(host, action) {
-                Some(action) => action,
-                None => return,
+        // In the lab, its disks, tracker and recorders see every action first. (Two
+        // calls rather than one rebinding: the study's actions are not moved once more.)
+        if self.lab.is_some() {
+            if let Some(action) = self.lab_act(host, action) {
+                self.carry_out(host, action);
             }
         } else {
-            action
-        };
+            self.carry_out(host, action);
+        }
+    }
+
+    /// Carries out one action, as a driver would.
+    fn carry_out(&mut self, host: HostId, action: Action) {
         let now = Instant::from_micros(self.now);
         match action {
             Action::Send { conn, data } => {
@@ -73,7 +74,7 @@ impl Simulation {
                     host,
                     conn,
                     Unit {
-                        chunks: vec![data],
+                        chunks: Chunks::One(data),
                         paced,
                         payload: 0,
                     },
@@ -85,7 +86,7 @@ impl Simulation {
                     host,
                     conn,
                     Unit {
-                        chunks: vec![header, data],
+                        chunks: Chunks::Two(header, data),
                         paced: true,
                         payload,
                     },

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::{Ev, LinkEnd, Online, Simulation};
-use crate::network::{Dest, HostId};
+use crate::network::{Chunks, Dest, HostId};
 use unchoke_core::session::{ConnId, ConnectFailure, Direction, TorrentId};
 use unchoke_core::time::Instant;
 
@@ -212,7 +212,7 @@ impl Simulation {
         );
     }
 
-    pub(super) fn deliver(&mut self, dest: Dest, chunks: Vec<Bytes>, payload: u64) {
+    pub(super) fn deliver(&mut self, dest: Dest, chunks: Chunks, payload: u64) {
         if !self.is_live(dest.host, dest.incarnation) {
             return;
         }
@@ -248,7 +248,17 @@ impl Simulation {
                         continue;
                     }
                 }
-                link.recv.extend_from_slice(&chunk);
+                // Into an empty buffer, a chunk nobody else holds becomes the buffer
+                // itself (its allocation taken over, not copied): a message delivered is
+                // then neither allocated nor copied again. A shared one is copied.
+                if link.recv.is_empty() {
+                    match chunk.try_into_mut() {
+                        Ok(own) => link.recv = own,
+                        Err(shared) => link.recv.extend_from_slice(&shared),
+                    }
+                } else {
+                    link.recv.extend_from_slice(&chunk);
+                }
             }
             if !link.recv.is_empty() {
                 session.handle_bytes(conn, &mut link.recv, now);

@@ -15,13 +15,14 @@ mod report;
 mod spread;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::network::{Dest, FlowId, HostId, Network};
+use super::network::{Chunks, Dest, FlowId, HostId, Network};
 use super::payload::Payload;
 use super::{DisruptionKind, PolicyReport, Progress, SimConfig, SimError, SimReport};
 use unchoke_core::bitfield::Bitfield;
@@ -78,7 +79,7 @@ enum Ev {
     /// Bytes arrive (`payload` of them block data).
     Deliver {
         dest: Dest,
-        chunks: Vec<Bytes>,
+        chunks: Chunks,
         payload: u64,
     },
     /// The other end closed the connection.
@@ -132,11 +133,14 @@ enum Ev {
     Lab(lab::LabEv),
 }
 
+/// An event's place in the queue: its time, its order among events of that time, and
+/// the slot in [`Simulation::pending`] that holds it. The event itself stays in its slot:
+/// the heap moves only these 24 bytes on every push and pop, not the ~100-byte `Ev`.
 #[derive(Debug)]
 struct Scheduled {
     at: u64,
     seq: u64,
-    ev: Ev,
+    slot: u32,
 }
 
 impl PartialEq for Scheduled {
@@ -178,7 +182,9 @@ struct LinkEnd {
 #[derive(Debug)]
 struct Online {
     session: Session,
-    links: BTreeMap<ConnId, LinkEnd>,
+    /// Looked up on every delivery and every send, never iterated where order shows
+    /// without sorting first (`depart`, the lab's lookups): a hash map, not a B-tree.
+    links: ConnMap<LinkEnd>,
     /// Dials out whose answer is still awaited, by what the session named them, with the
     /// number of the dial: an answer for a dial no longer here (cancelled by the session,
     /// or superseded by a later dial to the same address) is dropped.
@@ -294,6 +300,10 @@ pub struct Simulation {
     hosts: Vec<Host>,
     tracker: TrackerServer,
     queue: BinaryHeap<Scheduled>,
+    /// The events `queue` orders, by slot; a popped event's slot goes on `free_events`
+    /// and is reused, so the table grows with the most events pending at once.
+    pending: Vec<Option<Ev>>,
+    free_events: Vec<u32>,
     seq: u64,
     now: u64,
     limit: u64,
@@ -364,6 +374,8 @@ impl Simulation {
             hosts: Vec::with_capacity(config.peers + 1),
             tracker,
             queue: BinaryHeap::new(),
+            pending: Vec::new(),
+            free_events: Vec::new(),
             seq: 0,
             now: 0,
             events: 0,
@@ -547,16 +559,31 @@ impl Simulation {
             return;
         }
         if let Some(s) = self.queue.pop() {
-            self.dispatch(s.ev);
+            let ev = self.pending[s.slot as usize].take();
+            self.free_events.push(s.slot);
+            if let Some(ev) = ev {
+                self.dispatch(ev);
+            }
         }
     }
 
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
+        let slot = match self.free_events.pop() {
+            Some(slot) => {
+                self.pending[slot as usize] = Some(ev);
+                slot
+            }
+            None => {
+                self.pending.push(Some(ev));
+                // Never 2^32 events pending at once (as for `FlowId`'s slot).
+                u32::try_from(self.pending.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
         self.queue.push(Scheduled {
             at,
             seq: self.seq,
-            ev,
+            slot,
         });
     }
 
@@ -833,7 +860,7 @@ impl Simulation {
                 }
                 h.online = Some(Online {
                     session,
-                    links: BTreeMap::new(),
+                    links: ConnMap::default(),
                     dials: BTreeMap::new(),
                 });
             }
@@ -880,7 +907,10 @@ impl Simulation {
         let Some(on) = self.hosts[host].online.take() else {
             return;
         };
-        for (_, link) in on.links {
+        // In connection order: each close is an event, and events keep their order.
+        let mut links: Vec<(ConnId, LinkEnd)> = on.links.into_iter().collect();
+        links.sort_unstable_by_key(|&(c, _)| c);
+        for (_, link) in links {
             self.unlink(host, link);
         }
         let h = &mut self.hosts[host];
@@ -899,6 +929,32 @@ impl Simulation {
         if let Some(away) = return_after {
             self.push(self.now + away, Ev::Rejoin { host });
         }
+    }
+}
+
+/// A map keyed by connection ([`ConnHasher`]).
+type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnHasher>>;
+
+/// Hashes a [`ConnId`] (a session's counter) with one multiplication: consecutive ids land
+/// in distinct buckets, the top bits are mixed, and it is deterministic and far cheaper than
+/// SipHash. Connection ids come from our own sessions, not from peers, so nobody can pick
+/// them to collide.
+#[derive(Default)]
+struct ConnHasher(u64);
+
+impl Hasher for ConnHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

@@ -173,7 +173,7 @@ impl Simulation {
         self.hosts.push(Host {
             online: Some(Online {
                 session,
-                links: BTreeMap::new(),
+                links: super::ConnMap::default(),
                 dials: BTreeMap::new(),
             }),
             ..host
@@ -219,10 +219,12 @@ impl Simulation {
     /// `host`'s connection to `other`, if they are linked (both ends open).
     pub(crate) fn lab_conn_to(&self, host: HostId, other: HostId) -> Option<ConnId> {
         let on = self.hosts.get(host)?.online.as_ref()?;
+        // The lowest such connection, as a walk in connection order would find first.
         on.links
             .iter()
-            .find(|(_, l)| l.remote.is_some_and(|r| r.0 == other) && l.out.is_some())
+            .filter(|(_, l)| l.remote.is_some_and(|r| r.0 == other) && l.out.is_some())
             .map(|(&c, _)| c)
+            .min()
     }
 
     /// Carries out what every online host's session queued (after a test called a
@@ -265,11 +267,13 @@ impl Simulation {
         };
         let torrent = self.lab_ref().nodes[host].torrent;
         let kept = on.session.have(torrent).cloned();
-        let ends: Vec<((HostId, ConnId), (HostId, ConnId))> = on
+        let mut ends: Vec<((HostId, ConnId), (HostId, ConnId))> = on
             .links
             .iter()
             .filter_map(|(&c, l)| l.remote.map(|r| ((host, c), (r.0, r.2))))
             .collect();
+        // In connection order, whatever the map's.
+        ends.sort_unstable();
         let lab = self.lab_mut();
         for (a, b) in ends {
             lab.sniffer.close(now, a, b);
@@ -285,7 +289,7 @@ impl Simulation {
         self.lab_mut().nodes[host].torrent = torrent;
         self.hosts[host].online = Some(Online {
             session,
-            links: BTreeMap::new(),
+            links: super::ConnMap::default(),
             dials: BTreeMap::new(),
         });
     }
