@@ -12,16 +12,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::action::ConnId;
 
 /// A map from connection to `V` ([`ConnHasher`]).
-pub(crate) type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnHasher>>;
+pub type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnHasher>>;
 
 /// A set of connections ([`ConnHasher`]).
-pub(crate) type ConnSet = HashSet<ConnId, BuildHasherDefault<ConnHasher>>;
+pub type ConnSet = HashSet<ConnId, BuildHasherDefault<ConnHasher>>;
 
 /// Hashes a [`ConnId`] (the session's own counter, never chosen by a peer, so nobody can
 /// make ids collide) with one multiplication: consecutive ids fall into distinct buckets
 /// and the top bits are mixed. Deterministic, and far cheaper than SipHash.
 #[derive(Default)]
-pub(crate) struct ConnHasher(u64);
+pub struct ConnHasher(u64);
 
 impl Hasher for ConnHasher {
     fn finish(&self) -> u64 {

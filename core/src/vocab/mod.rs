@@ -11,7 +11,7 @@
 
 mod action;
 mod config;
-pub(crate) mod conn_map;
+pub mod conn_map;
 mod disk_error;
 mod encryption;
 mod geometry;

@@ -15,10 +15,10 @@ mod report;
 mod spread;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
+use unchoke_core::vocab::conn_map::ConnMap;
 
 use bytes::{Bytes, BytesMut};
 
@@ -929,32 +929,6 @@ impl Simulation {
         if let Some(away) = return_after {
             self.push(self.now + away, Ev::Rejoin { host });
         }
-    }
-}
-
-/// A map keyed by connection ([`ConnHasher`]).
-type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnHasher>>;
-
-/// Hashes a [`ConnId`] (a session's counter) with one multiplication: consecutive ids land
-/// in distinct buckets, the top bits are mixed, and it is deterministic and far cheaper than
-/// SipHash. Connection ids come from our own sessions, not from peers, so nobody can pick
-/// them to collide.
-#[derive(Default)]
-struct ConnHasher(u64);
-
-impl Hasher for ConnHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
