@@ -192,8 +192,10 @@ impl Torrent {
         // seed too would be dropped at once, each time counting against its address); a
         // true seed dials the user's peers.
         let seeding = self.is_complete();
-        let has_every_piece = (self.phase.content()).is_some_and(|c| c.picker.have().is_full());
-        if seeding && !(self.user_peers_given && has_every_piece) {
+        if seeding
+            && !(self.user_peers_given
+                && (self.phase.content()).is_some_and(|c| c.picker.have().is_full()))
+        {
             return;
         }
         // Runs every tick: with the connection limits reached (the usual case in a big
