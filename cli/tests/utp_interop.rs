@@ -94,6 +94,19 @@ fn downloads_over_utp(dl: &mut JsonProcess, src: &Path, out: &Path, name: &str, 
     );
 }
 
+/// `seed` (an `unchoke seed`) counted a uTP peer in what it printed so far; then it is
+/// stopped and waited for.
+fn stops_having_seeded_over_utp(seed: &mut JsonProcess) {
+    seed.drain();
+    assert!(
+        max_utp_peers(seed) >= 1,
+        "unchoke never counted a uTP peer\n{}",
+        seed.dump()
+    );
+    seed.signal("TERM");
+    seed.wait_exit(LONG);
+}
+
 /// The transports libtorrent saw on its connections from `ip` (lt_peer.py's "peers").
 fn transports_from(peers: &serde_json::Value, ip: &str) -> Vec<String> {
     peers["peers"]
@@ -164,14 +177,7 @@ fn unchoke_seeds_to_libtorrent_utp_only(rt: Runtime) {
         "libtorrent saw {transports:?}: {peers}"
     );
     assert!(from_ip(&peers, &our_ip, "downloaded") >= 24 * MIB as u64);
-    seed.drain();
-    assert!(
-        max_utp_peers(&seed) >= 1,
-        "unchoke never counted a uTP peer\n{}",
-        seed.dump()
-    );
-    seed.signal("TERM");
-    seed.wait_exit(LONG);
+    stops_having_seeded_over_utp(&mut seed);
 }
 
 /// unchoke seeds to unchoke over uTP, byte for byte, with the UDP socket batched (GSO
@@ -322,14 +328,7 @@ fn unchoke_utp_seeds_to_transmission() {
         "Transmission never listed us as a uTP peer\n{}",
         leech.dump()
     );
-    seed.drain();
-    assert!(
-        max_utp_peers(&seed) >= 1,
-        "unchoke never counted a uTP peer\n{}",
-        seed.dump()
-    );
-    seed.signal("TERM");
-    seed.wait_exit(LONG);
+    stops_having_seeded_over_utp(&mut seed);
 }
 
 /// One libtorrent seed with uTP only, one with TCP only; unchoke with `--transport both`
