@@ -286,6 +286,9 @@ impl Choker {
     /// its holder left, lost interest or is empty. No other holder is evicted. Call it when a
     /// peer becomes interested, stops being interested, disconnects or is found wasting its
     /// slot. The round schedule is unaffected.
+    ///
+    /// Only interested peers count here (a holder that lost interest loses its slot either
+    /// way), so `peers` may hold just those: the decision and the RNG draws are the same.
     pub fn refill(
         &mut self,
         now: Instant,
@@ -849,6 +852,61 @@ mod tests {
             );
         }
         assert!(kept >= 50, "only {kept} of 500 states kept every holder");
+    }
+
+    #[test]
+    fn a_refill_given_only_the_interested_peers_decides_the_same() {
+        // Random states after a round (interest, wasted marks, snubs, rates, departures,
+        // newcomers): a refill given every peer and one given only the interested ones
+        // return the same decision and leave the RNG in the same place, which is what
+        // lets the torrent skip the others' rates.
+        let mut draw = fastrand::Rng::with_seed(41);
+        let mut changed = 0;
+        for case in 0..500u64 {
+            let mut all_rng = fastrand::Rng::with_seed(case);
+            let mut all = choker();
+            let mut peers: Vec<_> = (0..draw.u32(3..14))
+                .map(|k| {
+                    peer(
+                        k,
+                        u64::from(draw.u32(0..4096)),
+                        u64::from(draw.u32(0..4096)),
+                    )
+                })
+                .collect();
+            all.on_timeout(T0, draw.bool(), &peers, &mut all_rng);
+            let mut few = all.clone();
+            let mut few_rng = all_rng.clone();
+            for p in &mut peers {
+                p.interested = draw.u8(0..3) != 0;
+                p.wasted_slot = draw.u8(0..5) == 0;
+                if draw.u8(0..6) == 0 {
+                    p.requests_outstanding_since = Some(T0);
+                }
+                p.connected_at = T0 + secs(u64::from(draw.u8(0..2)));
+            }
+            if draw.bool() {
+                let gone = draw.usize(0..peers.len());
+                peers.remove(gone);
+                all.peer_left(u32::try_from(gone).unwrap_or(0));
+                few.peer_left(u32::try_from(gone).unwrap_or(0));
+            }
+            if draw.bool() {
+                peers.push(peer(30, 0, 0));
+            }
+            let interested: Vec<_> = peers.iter().filter(|p| p.interested).cloned().collect();
+            let now = T0 + secs(90);
+            let seeding = draw.bool();
+            let a = all.refill(now, seeding, &peers, &mut all_rng);
+            let b = few.refill(now, seeding, &interested, &mut few_rng);
+            assert_eq!(a, b, "case {case}");
+            assert_eq!(all_rng.u64(..), few_rng.u64(..), "case {case}: RNG");
+            changed += usize::from(a.is_some());
+        }
+        assert!(
+            changed >= 100,
+            "only {changed} of 500 refills changed anything"
+        );
     }
 
     #[test]

@@ -76,7 +76,15 @@ impl Torrent {
         if self.choker.refill_keeps_all(now, holder) {
             return;
         }
-        let infos = self.choke_infos_at(now, ctx.config);
+        // Only interested peers: a refill looks at no one else (see `Choker::refill`), and
+        // on every `interested`, `not interested` and departure the list of every peer,
+        // each with its rates, was the refill's main cost in a big swarm.
+        let infos: Vec<PeerChokeInfo> = self
+            .peers
+            .values()
+            .filter(|p| p.peer_interested)
+            .map(|p| choke_info(p, now, ctx.config))
+            .collect();
         let seeding = self.is_complete();
         if let Some(decision) = self.choker.refill(now, seeding, &infos, ctx.rng) {
             self.apply_choke(&decision, ctx, now);

@@ -28,6 +28,7 @@
 //! [`crate::vocab`] and never imports from the session.
 
 mod allowed_fast;
+mod candidates;
 mod choking;
 mod hash_exchange;
 mod layer_fetch;
@@ -74,7 +75,6 @@ use crate::wire::Message;
 
 use metadata::MetadataFetch;
 use peer::Peer;
-use peer_set::Candidate;
 use phase::{Content, Phase};
 use pieces::request_expired;
 use trust::Trust;
@@ -179,7 +179,7 @@ pub(crate) struct Torrent {
     peers: OrderedConnMap<Peer>,
     by_key: BTreeMap<PeerKey, ConnId>,
     next_key: PeerKey,
-    candidates: BTreeMap<SocketAddr, Candidate>,
+    candidates: candidates::Candidates,
     connecting: BTreeSet<SocketAddr>,
     /// The source of each connected peer we dialled, kept so that a redial after it leaves
     /// ranks as before (see [`peer_set`]); at most one entry per connected peer.
@@ -280,7 +280,7 @@ impl Torrent {
             peers: OrderedConnMap::default(),
             by_key: BTreeMap::new(),
             next_key: 0,
-            candidates: BTreeMap::new(),
+            candidates: candidates::Candidates::default(),
             connecting: BTreeSet::new(),
             peer_sources: BTreeMap::new(),
             given_up: BTreeMap::new(),

@@ -108,18 +108,14 @@ impl Torrent {
                 continue;
             }
             // Also while it is being dialled: it stays a candidate meanwhile.
-            if let Some(known) = self.candidates.get_mut(&addr) {
+            if let Some(mut known) = self.candidates.get_mut(&addr) {
                 known.source = known.source.max(source);
                 self.peers_seen = true;
                 continue;
             }
             if self.candidates.len() >= max {
-                let left = displaceable.get_or_insert_with(|| {
-                    self.candidates
-                        .iter()
-                        .filter(|(a, c)| c.source < source && !self.connecting.contains(a))
-                        .count()
-                });
+                let left = displaceable
+                    .get_or_insert_with(|| self.candidates.displaceable(source, &self.connecting));
                 if *left == 0 || !self.make_room_for(source) {
                     // Nobody left to displace. A tracker's addresses can neither get in
                     // nor raise a known one's source: a 100,000-address answer costs no
@@ -295,7 +291,7 @@ impl Torrent {
     /// the retry is a plaintext dial, which cannot end up here.
     pub(crate) fn retry_in_plaintext(&mut self, addr: SocketAddr, now: Instant) {
         self.connecting.remove(&addr);
-        if let Some(c) = self.candidates.get_mut(&addr) {
+        if let Some(mut c) = self.candidates.get_mut(&addr) {
             c.plaintext = true;
             c.not_before = now;
         }
@@ -304,7 +300,7 @@ impl Torrent {
     /// Peers a PEX message says prefer encryption: worth an encrypted dial again.
     pub(super) fn note_prefers_encryption(&mut self, addrs: impl Iterator<Item = SocketAddr>) {
         for addr in addrs {
-            if let Some(c) = self.candidates.get_mut(&addr) {
+            if let Some(mut c) = self.candidates.get_mut(&addr) {
                 c.plaintext = false;
             }
         }
@@ -314,7 +310,7 @@ impl Torrent {
     /// is dialled in plaintext again (under `prefer` it got there by refusing MSE), not
     /// made to refuse an encrypted handshake first every time.
     fn remember_plaintext(&mut self, peer: &Peer) {
-        if let Some(c) = self.candidates.get_mut(&peer.addr) {
+        if let Some(mut c) = self.candidates.get_mut(&peer.addr) {
             c.plaintext = peer.crypto.is_none();
         }
     }
@@ -355,14 +351,22 @@ impl Torrent {
         {
             return;
         }
-        let entry = self.candidates.entry(addr).or_insert(Candidate {
-            failures: 0,
-            not_before: now,
-            connected: false,
-            // A peer that was connected: `source` says how it ranks.
-            source: PeerSource::Tracker,
-            plaintext: false,
-        });
+        if !self.candidates.contains_key(&addr) {
+            self.candidates.insert(
+                addr,
+                Candidate {
+                    failures: 0,
+                    not_before: now,
+                    connected: false,
+                    // A peer that was connected: `source` says how it ranks.
+                    source: PeerSource::Tracker,
+                    plaintext: false,
+                },
+            );
+        }
+        let Some(mut entry) = self.candidates.get_mut(&addr) else {
+            return;
+        };
         if let Some(source) = source {
             entry.source = entry.source.max(source);
         }
@@ -374,6 +378,7 @@ impl Torrent {
                 failures: entry.failures,
                 connected: entry.connected,
             };
+            drop(entry);
             self.candidates.remove(&addr);
             if self.given_up.len() < config.max_candidates || self.given_up.contains_key(&addr) {
                 self.given_up.insert(addr, failed);
