@@ -96,11 +96,14 @@
 //! - **Spurious calls are harmless.** `handle_timeout` early, input for a connection already
 //!   closed, completions for forgotten requests: all are ignored.
 
+mod adding;
 mod admission;
+mod connections;
 mod dht;
 mod encryption;
 mod give_up;
 mod handshake;
+mod input;
 mod lifecycle;
 mod limits;
 mod lsd;
@@ -110,12 +113,13 @@ mod seed_limits;
 mod status;
 mod trackers;
 mod utp_streams;
+mod web_seeds;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 pub use crate::limits::RateLimits;
 pub use crate::piece_hashes::{PieceHash, PieceHashes};
@@ -127,6 +131,7 @@ pub use crate::vocab::{
     SessionConfig, TorrentId, TransferTotals, Transport, WebSeedError, WebSeedFailure, WebSeedId,
     WebSeedRange, WebSeedStats,
 };
+pub use adding::{AddTorrentError, MagnetOptions, MetadataReadyError};
 pub use lifecycle::{LifecycleError, TorrentState};
 pub use lsd::LsdStats;
 pub use seed_limits::SeedLimitsError;
@@ -134,16 +139,14 @@ pub use trackers::metainfo_tiers;
 pub use utp_streams::UtpStreamStats;
 
 use crate::bitfield::Bitfield;
-use crate::choker::Choker;
 use crate::info_hash::InfoHash;
-use crate::metainfo::Metainfo;
 use crate::picker::Priority;
 use crate::time::Instant;
-use crate::torrent::{Ctx, Torrent, WriteBudget, picker_for};
+use crate::torrent::{Ctx, Torrent, WriteBudget};
 use crate::vocab::conn_map::ConnMap;
 use crate::vocab::outbox::Outbox;
 use crate::wire::{PeerId, Reserved};
-use admission::{Admission, Inbound};
+use admission::Admission;
 use handshake::Handshaking;
 use resume_schedule::ResumeSchedule;
 use trackers::Trackers;
@@ -151,81 +154,6 @@ use trackers::Trackers;
 /// Housekeeping period: keep-alives, idle checks, request time-outs and dialling are looked
 /// at this often (choking rounds have their own exact deadlines).
 const TICK: Duration = Duration::from_secs(1);
-
-/// Why a torrent could not be added.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AddTorrentError {
-    /// The session already has a torrent with this info-hash.
-    #[error("torrent {0} is already in the session")]
-    Duplicate(InfoHash),
-    /// The `have` bitfield does not match the torrent's piece count.
-    #[error("resume bitfield has {got} pieces, the torrent has {expected}")]
-    HaveMismatch {
-        /// Pieces in the bitfield given.
-        got: u32,
-        /// Pieces in the torrent.
-        expected: u32,
-    },
-    /// The torrent's geometry is unusable (no pieces, or too many).
-    #[error("torrent geometry unusable: {0}")]
-    Geometry(GeometryError),
-    /// The torrent's pieces cannot be checked: a v2-only torrent (BEP 52) whose piece
-    /// layers are not known (a bare info dictionary), or hashes that do not fit its pieces.
-    #[error("torrent {0}: {1}")]
-    PieceHashes(InfoHash, crate::piece_hashes::PieceHashesError),
-}
-
-/// What a magnet link gives besides its info-hash (see [`Session::add_magnet`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MagnetOptions {
-    /// Tracker tiers to announce to (BEP 12 order). A magnet link's `tr` URLs are usually
-    /// given one per tier, as libtorrent does.
-    pub trackers: Vec<Vec<String>>,
-    /// Peers to dial at once (the link's `x.pe`, resolved by the driver).
-    pub peers: Vec<SocketAddr>,
-    /// The link's `dn`: a name to show until the metadata gives the real one.
-    pub display_name: Option<String>,
-}
-
-impl MagnetOptions {
-    /// The options a parsed magnet link carries: each `tr` in its own tier, every `x.pe`
-    /// that is a literal `address:port` (host names are the driver's to resolve and pass to
-    /// [`Session::add_peers`]), and `dn`.
-    pub fn from_magnet(magnet: &crate::magnet::Magnet) -> Self {
-        MagnetOptions {
-            trackers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
-            peers: magnet
-                .peers
-                .iter()
-                .filter_map(|p| p.parse::<SocketAddr>().ok())
-                .collect(),
-            display_name: magnet.display_name.clone(),
-        }
-    }
-}
-
-/// Why [`Session::metadata_ready`] refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MetadataReadyError {
-    /// No torrent with this id.
-    #[error("no such torrent")]
-    UnknownTorrent,
-    /// The torrent is not waiting for `metadata_ready`: it was added with its metadata, it
-    /// is still fetching it, or it is already ready.
-    #[error("the torrent is not waiting for its storage check")]
-    NotAwaiting,
-    /// The `have` bitfield does not match the metadata's piece count.
-    #[error("have bitfield has {got} pieces, the torrent has {expected}")]
-    HaveMismatch {
-        /// Pieces in the bitfield given.
-        got: u32,
-        /// Pieces in the torrent.
-        expected: u32,
-    },
-    /// The metadata's geometry is unusable (no pieces, or too many).
-    #[error("torrent geometry unusable: {0}")]
-    Geometry(GeometryError),
-}
 
 /// Many torrents and their peer connections, as a pure state machine. See the module docs.
 #[derive(Debug)]
@@ -355,223 +283,6 @@ impl Session {
         &self.config
     }
 
-    /// Adds a torrent. `have` lists pieces already verified on disk (from a resume file or a
-    /// check); `None` means none. The torrent announces to the metainfo's trackers
-    /// ([`metainfo_tiers`]) from the next [`Session::handle_timeout`]; call
-    /// [`Session::set_trackers`] before that to announce elsewhere (or nowhere).
-    pub fn add_torrent(
-        &mut self,
-        metainfo: &Metainfo,
-        have: Option<Bitfield>,
-        now: Instant,
-    ) -> Result<TorrentId, AddTorrentError> {
-        self.saw(now);
-        let piece_hashes = PieceHashes::from_metainfo(metainfo)
-            .map_err(|e| AddTorrentError::PieceHashes(metainfo.info_hash, e))?;
-        if self.by_hash.contains_key(&metainfo.info_hash) {
-            return Err(AddTorrentError::Duplicate(metainfo.info_hash));
-        }
-        let layout = metainfo.info.layout();
-        let piece_count = layout.piece_count();
-        if let Some(h) = &have {
-            if h.len() != piece_count {
-                return Err(AddTorrentError::HaveMismatch {
-                    got: h.len(),
-                    expected: piece_count,
-                });
-            }
-        }
-        let picker = picker_for(&layout, have).map_err(|e| AddTorrentError::Geometry(e.into()))?;
-        let id = TorrentId(self.next_torrent);
-        let torrent = Torrent::new(
-            id,
-            metainfo.info_hash,
-            piece_hashes,
-            layout,
-            picker,
-            Choker::new(self.config.choker.clone(), now),
-        )
-        .ok_or(AddTorrentError::Geometry(GeometryError::NoPieces))?;
-        let mut torrent = torrent;
-        torrent.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
-        torrent.set_web_files(metainfo);
-        if let Some((have, written)) = torrent.have_and_written() {
-            self.resumes.track(id, have, written);
-        }
-        self.next_torrent += 1;
-        self.torrents.insert(id, torrent);
-        self.by_hash.insert(metainfo.info_hash, id);
-        self.served.insert(metainfo.info_hash.0);
-        // A hybrid is one swarm under two names (BEP 52): a peer that knows it by its v2
-        // hash handshakes with the truncated SHA-256, and is answered with it (the reply
-        // echoes the peer's hash). Unless another torrent already goes by that name.
-        if metainfo.is_hybrid() {
-            if let Some(alias) = metainfo.v2.as_ref().map(|v2| v2.info_hash.truncated()) {
-                if let std::collections::btree_map::Entry::Vacant(e) = self.by_hash.entry(alias) {
-                    e.insert(id);
-                    self.served.insert(alias.0);
-                }
-            }
-        }
-        self.install_trackers(id, metainfo_tiers(metainfo), now);
-        self.dht_track(id, now);
-        self.lsd_track(id, now);
-        if self.config.web_seeds && !metainfo.url_list.is_empty() {
-            self.add_web_seeds(id, &metainfo.url_list, now);
-        }
-        self.queue_added(id, now);
-        Ok(id)
-    }
-
-    /// Adds web seeds (BEP 19) to `torrent` by URL: `http://` and `https://` ones are
-    /// asked for pieces from now on (see [`Action::WebSeedRequest`]); others are named in
-    /// [`Event::WebSeedUnsupported`]; a URL the torrent has already is skipped. For a
-    /// magnet torrent they are asked once its metadata is ready.
-    pub fn add_web_seeds(&mut self, torrent: TorrentId, urls: &[String], now: Instant) {
-        self.saw(now);
-        let running = self.life.ticks(torrent);
-        self.with_torrent(torrent, |t, ctx| {
-            if !running {
-                t.halt_web_seeds();
-            }
-            t.add_web_seeds(urls, ctx, now);
-        });
-    }
-
-    /// A [`Action::WebSeedRequest`] was answered: `data` is its ranges' bytes,
-    /// concatenated. They are cut into blocks, written and verified as a peer's would be.
-    /// An answer the session no longer waits for (timed out, the torrent paused or the
-    /// web seed banned meanwhile) is ignored.
-    pub fn web_seed_data(
-        &mut self,
-        torrent: TorrentId,
-        seed: WebSeedId,
-        request: u64,
-        data: Bytes,
-        now: Instant,
-    ) {
-        self.saw(now);
-        self.with_torrent(torrent, |t, ctx| {
-            t.web_seed_data(seed, request, data, ctx, now);
-        });
-    }
-
-    /// A [`Action::WebSeedRequest`] failed: its blocks go back to the picker, the web
-    /// seed backs off ([`SessionConfig::web_seed_retry`]) and [`Event::WebSeedFailed`]
-    /// says why. A failure for a request no longer waited for is ignored.
-    pub fn web_seed_failed(
-        &mut self,
-        torrent: TorrentId,
-        seed: WebSeedId,
-        request: u64,
-        error: WebSeedError,
-        now: Instant,
-    ) {
-        self.saw(now);
-        self.with_torrent(torrent, |t, ctx| {
-            t.web_seed_failed(seed, request, error, ctx, now);
-        });
-    }
-
-    /// Adds a torrent known only by its info-hash (a magnet link). It dials `options.peers`
-    /// and announces to `options.trackers` (with `left` = [`MAGNET_LEFT`]), fetches the
-    /// metadata from peers that offer BEP 9 `ut_metadata`, and when it matches the
-    /// info-hash (SHA-1, or for a v2-only link the truncated SHA-256, after which the piece
-    /// layers are fetched from peers too) emits [`Event::MetadataReceived`]; the driver then calls [`Session::metadata_ready`]. See
-    /// the module docs.
-    pub fn add_magnet(
-        &mut self,
-        info_hash: InfoHash,
-        options: MagnetOptions,
-        now: Instant,
-    ) -> Result<TorrentId, AddTorrentError> {
-        self.saw(now);
-        if self.by_hash.contains_key(&info_hash) {
-            return Err(AddTorrentError::Duplicate(info_hash));
-        }
-        let id = TorrentId(self.next_torrent);
-        let mut torrent =
-            Torrent::new_magnet(id, info_hash, Choker::new(self.config.choker.clone(), now));
-        torrent.display_name = options.display_name;
-        self.next_torrent += 1;
-        self.torrents.insert(id, torrent);
-        self.by_hash.insert(info_hash, id);
-        self.served.insert(info_hash.0);
-        self.install_trackers(id, options.trackers, now);
-        self.dht_track(id, now);
-        self.lsd_track(id, now);
-        // Queued or not before dialling: a queued magnet dials nobody.
-        self.queue_added(id, now);
-        self.add_peers(id, &options.peers, now);
-        Ok(id)
-    }
-
-    /// The driver set up storage for a magnet torrent after [`Event::MetadataReceived`]:
-    /// `have` lists the pieces already verified on disk (`None`: none). The torrent becomes
-    /// an ordinary one: the peers connected during the fetch stay, their announced pieces
-    /// are counted (a peer whose bitfield does not fit the metadata is dropped), and
-    /// downloading starts. On an error nothing changes and the call may be repeated.
-    pub fn metadata_ready(
-        &mut self,
-        torrent: TorrentId,
-        have: Option<Bitfield>,
-        now: Instant,
-    ) -> Result<(), MetadataReadyError> {
-        self.saw(now);
-        let t = self
-            .torrents
-            .get_mut(&torrent)
-            .ok_or(MetadataReadyError::UnknownTorrent)?;
-        let metainfo = t
-            .take_verified_metadata()
-            .ok_or(MetadataReadyError::NotAwaiting)?;
-        let layout = metainfo.info.layout();
-        let expected = layout.piece_count();
-        let checked = match &have {
-            Some(h) if h.len() != expected => Err(MetadataReadyError::HaveMismatch {
-                got: h.len(),
-                expected,
-            }),
-            _ => picker_for(&layout, have).map_err(|e| MetadataReadyError::Geometry(e.into())),
-        };
-        let picker = match checked {
-            Ok(p) => p,
-            Err(e) => {
-                t.restore_verified_metadata(metainfo);
-                return Err(e);
-            }
-        };
-        let result = self.with_torrent(torrent, |t, ctx| {
-            let installed = t.install_metadata(&metainfo, picker, ctx, now);
-            if installed.is_ok() {
-                t.set_web_files(&metainfo);
-                t.fill_web_seeds(ctx, now);
-            }
-            installed
-        });
-        match result {
-            Some(Ok(())) => {
-                if let Some((have, written)) = self
-                    .torrents
-                    .get(&torrent)
-                    .and_then(|t| t.have_and_written())
-                {
-                    self.resumes.track(torrent, have, written);
-                }
-                // What was on disk may make it a seed.
-                self.settle_queue(now);
-                Ok(())
-            }
-            Some(Err(error)) => {
-                if let Some(t) = self.torrents.get_mut(&torrent) {
-                    t.restore_verified_metadata(metainfo);
-                }
-                Err(MetadataReadyError::Geometry(error))
-            }
-            None => Err(MetadataReadyError::UnknownTorrent),
-        }
-    }
-
     /// Records pieces found on disk holding unverified data (from the start-up check), so
     /// [`Session::pieces_written`] includes them. A bitfield of the wrong length is ignored.
     pub fn note_pieces_written(&mut self, torrent: TorrentId, pieces: &Bitfield) {
@@ -642,255 +353,6 @@ impl Session {
             if dial {
                 t.maybe_connect(ctx, now);
             }
-        });
-    }
-
-    /// The driver opened a TCP connection (accepted, or dialled after `Connect`). An inbound
-    /// one over the admission limits ([`SessionConfig::max_inbound`],
-    /// [`SessionConfig::max_inbound_per_ip`], [`SessionConfig::max_handshaking_per_ip`])
-    /// is refused at once: its id comes with an [`Action::Disconnect`] and no event. With
-    /// [`SessionConfig::max_inbound_handshaking`] reached, the oldest silent one is
-    /// disconnected for it instead, when it has been silent a second. Otherwise
-    /// [`Event::PeerConnected`] follows.
-    pub fn connection_opened(
-        &mut self,
-        addr: SocketAddr,
-        direction: Direction,
-        now: Instant,
-    ) -> ConnId {
-        // A dual-stack listener reports an IPv4 peer as `::ffff:a.b.c.d`: one peer has one
-        // address however it arrived (as `handle_datagram` does for senders).
-        let addr = crate::dht::canonical(addr);
-        self.saw(now);
-        let conn = ConnId(self.next_conn);
-        self.next_conn += 1;
-        if direction == Direction::Inbound {
-            match self.admission.admit_inbound(addr, &self.config, now) {
-                Inbound::Admit => {}
-                Inbound::Refuse => {
-                    self.out.push(Action::Disconnect {
-                        conn,
-                        reason: DisconnectReason::TooManyConnections,
-                    });
-                    return conn;
-                }
-                // A handshake flood: the oldest silent socket makes room (admission.rs).
-                Inbound::Replace(old) => {
-                    self.close_handshaking(old, DisconnectReason::TooManyConnections, now);
-                }
-            }
-        }
-        // A closing session takes nobody; a dial cancelled by a pause or a removal that
-        // opened anyway is closed at once (no peer event: it was never admitted).
-        let refusal = match direction {
-            Direction::Inbound => self
-                .life
-                .is_closing()
-                .then_some(DisconnectReason::SessionClosed),
-            Direction::Outbound(t) => self.connection_refusal(t),
-        };
-        if let Some(reason) = refusal {
-            if let Direction::Outbound(t) = direction {
-                self.admission.forget_dial(t, addr);
-            }
-            self.out.push(Action::Disconnect { conn, reason });
-            return conn;
-        }
-        self.admission.opened(conn, addr, direction, now);
-        let stage = match direction {
-            // The dialler speaks first (BEP 3): our handshake names the torrent, in the
-            // clear or inside MSE's step 3.
-            Direction::Outbound(t) => match self.torrents.get(&t) {
-                Some(torrent) => {
-                    let plaintext = match self.config.encryption {
-                        EncryptionPolicy::Disable => true,
-                        EncryptionPolicy::Require => false,
-                        EncryptionPolicy::Prefer => torrent.dial_plaintext(addr),
-                    };
-                    let (stage, first) = self.open_outbound(torrent.info_hash.0, plaintext);
-                    self.out.send_raw(conn, &first);
-                    stage
-                }
-                None => encryption::Stage::BitTorrent,
-            },
-            Direction::Inbound => encryption::Stage::Sniffing,
-        };
-        self.handshaking.insert(
-            conn,
-            Handshaking {
-                addr,
-                direction,
-                opened_at: now,
-                stage,
-                crypto: None,
-                mse_named: None,
-            },
-        );
-        conn
-    }
-
-    /// A dial after `Connect` failed, for a reason not known: as
-    /// [`Session::handle_connect_error`] with [`ConnectFailure::Unknown`].
-    pub fn connect_failed(&mut self, torrent: TorrentId, addr: SocketAddr, now: Instant) {
-        self.handle_connect_error(torrent, addr, ConnectFailure::Unknown, now);
-    }
-
-    /// A dial after `Connect` failed, for `reason` (the driver's translation of the OS
-    /// error). Counted against the address (back-off, give up after
-    /// [`SessionConfig::max_connect_failures`]) and reported as [`Event::ConnectFailed`],
-    /// unless the session already gave the dial up on its time-out.
-    pub fn handle_connect_error(
-        &mut self,
-        torrent: TorrentId,
-        addr: SocketAddr,
-        reason: ConnectFailure,
-        now: Instant,
-    ) {
-        self.saw(now);
-        if !self.admission.dial_failed(torrent, addr, reason) {
-            return;
-        }
-        if let Some(t) = self.torrents.get_mut(&torrent) {
-            t.connect_failed(addr, &self.config, now);
-        }
-    }
-
-    /// The connection closed (peer hung up): as [`Session::handle_closed`] with
-    /// [`PeerGone::HungUp`].
-    pub fn connection_closed(&mut self, conn: ConnId, now: Instant) {
-        self.handle_closed(conn, PeerGone::HungUp, now);
-    }
-
-    /// The connection's socket ended on its own (`reason`: hang-up, read or write error).
-    /// Reported as [`Event::PeerDisconnected`]. Idempotent.
-    pub fn handle_closed(&mut self, conn: ConnId, reason: PeerGone, now: Instant) {
-        self.saw(now);
-        self.decryptors.remove(conn);
-        if self.handshaking.contains_key(&conn) {
-            return self.handshake_ended(conn, reason, now);
-        }
-        self.admission.closed(conn, reason);
-        let Some(tid) = self.routes.remove(&conn) else {
-            return;
-        };
-        self.with_torrent(tid, |t, ctx| {
-            t.connection_closed(conn, ctx, now);
-        });
-    }
-
-    /// The socket of `conn` accepted `bytes` more of what `Send`/`SendBlock` handed out
-    /// (needs [`SessionConfig::send_accounting`]). Uploads held back by
-    /// [`SessionConfig::upload_read_ahead`] resume as room frees up; a connection past
-    /// [`SessionConfig::max_unsent_bytes`] is dropped as a slow reader.
-    pub fn handle_sent(&mut self, conn: ConnId, bytes: usize, now: Instant) {
-        self.saw(now);
-        self.admission.sent(conn, bytes, &self.config, now);
-        // The torrent ranks uploads by what sockets took, and spots peers that read slowly.
-        if let (Some(&tid), Some(unsent)) = (self.routes.get(&conn), self.admission.unsent(conn)) {
-            self.with_torrent(tid, |t, _| t.socket_accepted(conn, bytes, unsent, now));
-        }
-        self.drop_slow_readers(Vec::new(), now);
-    }
-
-    /// Drops `stalled` and every connection past the unsent cap, as slow readers.
-    fn drop_slow_readers(&mut self, mut stalled: Vec<ConnId>, now: Instant) {
-        // Nearly always nobody (it runs on every `handle_sent`): then no list is built.
-        if stalled.is_empty() && !self.admission.any_over_cap(&self.config) {
-            return;
-        }
-        stalled.extend(self.admission.over_cap(&self.config));
-        stalled.sort_unstable();
-        stalled.dedup();
-        for conn in stalled {
-            self.close_conn(conn, DisconnectReason::SlowReader, now);
-        }
-    }
-
-    /// Closes `conn` (handshaking or established) for `reason`.
-    fn close_conn(&mut self, conn: ConnId, reason: DisconnectReason, now: Instant) {
-        if self.handshaking.contains_key(&conn) {
-            self.close_handshaking(conn, reason, now);
-        } else if let Some(&tid) = self.routes.get(&conn) {
-            self.with_torrent(tid, |t, ctx| t.disconnect(conn, reason, ctx, now));
-        }
-    }
-
-    /// Bytes arrived on `conn`. Complete messages are consumed from `buf`; a partial message
-    /// stays for the next call. `buf` is the connection's own receive buffer: what is left
-    /// in it must come back, unchanged, at its front on the next call (on an encrypted
-    /// connection it is already decrypted; new bytes go behind it).
-    pub fn handle_bytes(&mut self, conn: ConnId, buf: &mut BytesMut, now: Instant) {
-        self.saw(now);
-        self.decryptors.decrypt_new(conn, buf);
-        self.consume(conn, buf, now);
-        self.decryptors.left(conn, buf);
-    }
-
-    /// Consumes what it can of `buf` (plaintext by now): handshakes, then messages.
-    fn consume(&mut self, conn: ConnId, buf: &mut BytesMut, now: Instant) {
-        if self.handshaking.contains_key(&conn) && !self.advance_handshake(conn, buf, now) {
-            return;
-        }
-        let Some(&tid) = self.routes.get(&conn) else {
-            return;
-        };
-        self.with_torrent(tid, |t, ctx| {
-            t.handle_bytes(conn, buf, ctx, now);
-        });
-        if self.limits.waiting() > 0 {
-            // Requests that came wait for upload tokens: those the buckets allow go now.
-            self.pump_uploads(now);
-        }
-    }
-
-    /// Whether the driver may frame `conn`'s `piece` messages itself and hand their
-    /// payloads to [`Session::handle_block`]: not on a connection whose stream is
-    /// encrypted (its framing is ciphertext), nor before its handshake.
-    pub fn frames_in_clear(&self, conn: ConnId) -> bool {
-        self.routes.contains_key(&conn) && !self.decryptors.contains(conn)
-    }
-
-    /// A `piece` message arrived on `conn` and the driver read its payload into a buffer
-    /// of its own (`data`, the block at byte `begin` of piece `index`): the same as
-    /// [`Session::handle_bytes`] with that framed message, without copying the payload
-    /// into a receive buffer. Only at a message boundary: bytes of an earlier message
-    /// still in the driver's buffer go to `handle_bytes` first. A block before the
-    /// handshake is a protocol error, the one [`Session::handle_bytes`] would report for
-    /// it (its frame's first byte, 0, read as the protocol name's length). Only for a
-    /// connection [`Session::frames_in_clear`] allows: on an encrypted one the call is a
-    /// driver's mistake and ends the connection.
-    pub fn handle_block(
-        &mut self,
-        conn: ConnId,
-        index: u32,
-        begin: u32,
-        data: Bytes,
-        now: Instant,
-    ) {
-        self.saw(now);
-        if self.handshaking.contains_key(&conn) {
-            self.close_handshaking(
-                conn,
-                DisconnectReason::Protocol(crate::wire::WireError::HandshakeProtocolLength(0)),
-                now,
-            );
-            return;
-        }
-        let Some(&tid) = self.routes.get(&conn) else {
-            return;
-        };
-        if self.decryptors.contains(conn) {
-            // The driver read the frame as plaintext: index, begin and payload are
-            // ciphertext, and the stream is out of step from here.
-            self.close_conn(
-                conn,
-                DisconnectReason::Misbehaved("a block framed outside an encrypted stream"),
-                now,
-            );
-            return;
-        }
-        self.with_torrent(tid, |t, ctx| {
-            t.handle_block(conn, (index, begin), data, ctx, now);
         });
     }
 
