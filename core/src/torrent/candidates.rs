@@ -9,10 +9,15 @@
 //! largest B-tree cost of the run. With the counts the answer costs a sum over six ranks
 //! and a look at the few addresses being dialled ([`Candidates::displaceable`]).
 //!
-//! Invariant: `per_source[r]` is the number of entries whose source has rank `r`. Every
-//! way to change an entry keeps it: inserts and removals count, and the only mutable
-//! access to an entry is a [`CandidateMut`], which re-counts a changed source when it is
-//! dropped.
+//! It also carries a **version**, raised by every change to the list (an entry added,
+//! removed or altered), so a caller can tell that nothing changed since it last looked:
+//! `maybe_connect` uses it to skip walking a list in which it found nothing to dial.
+//!
+//! Invariants: `per_source[r]` is the number of entries whose source has rank `r`; the
+//! version differs from any earlier one whenever the entries differ. Every way to change
+//! an entry keeps both: inserts and removals count and raise the version, and the only
+//! mutable access to an entry is a [`CandidateMut`], which on drop re-counts a changed
+//! source and raises the version if the entry changed at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -29,6 +34,7 @@ const RANKS: usize = 6;
 pub(super) struct Candidates {
     map: BTreeMap<SocketAddr, Candidate>,
     per_source: [usize; RANKS],
+    version: u64,
 }
 
 fn rank(source: PeerSource) -> usize {
@@ -53,19 +59,27 @@ impl Candidates {
         self.map.get(addr)
     }
 
-    /// Mutable access to one entry; its source may change (counted again on drop).
+    /// Changes whenever the entries change (module docs).
+    pub(super) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Mutable access to one entry (counted again, and the version raised if it changed,
+    /// on drop).
     pub(super) fn get_mut(&mut self, addr: &SocketAddr) -> Option<CandidateMut<'_>> {
         let candidate = self.map.get_mut(addr)?;
-        let was = candidate.source;
+        let was = *candidate;
         Some(CandidateMut {
             candidate,
             per_source: &mut self.per_source,
+            version: &mut self.version,
             was,
         })
     }
 
     /// Adds `addr` (replacing an entry already there).
     pub(super) fn insert(&mut self, addr: SocketAddr, candidate: Candidate) {
+        self.version += 1;
         self.per_source[rank(candidate.source)] += 1;
         if let Some(old) = self.map.insert(addr, candidate) {
             self.per_source[rank(old.source)] -= 1;
@@ -75,6 +89,7 @@ impl Candidates {
     /// Takes `addr` out, if it is here.
     pub(super) fn remove(&mut self, addr: &SocketAddr) -> Option<Candidate> {
         let old = self.map.remove(addr)?;
+        self.version += 1;
         self.per_source[rank(old.source)] -= 1;
         Some(old)
     }
@@ -82,10 +97,12 @@ impl Candidates {
     /// Keeps only the entries `keep` says yes to.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&SocketAddr, &Candidate) -> bool) {
         let per_source = &mut self.per_source;
+        let version = &mut self.version;
         self.map.retain(|a, c| {
             let kept = keep(a, c);
             if !kept {
                 per_source[rank(c.source)] -= 1;
+                *version += 1;
             }
             kept
         });
@@ -135,12 +152,13 @@ impl Candidates {
     }
 }
 
-/// One entry of [`Candidates`] open for change; a changed source is counted again when
-/// this is dropped (the module's invariant).
+/// One entry of [`Candidates`] open for change; when this is dropped a changed source is
+/// counted again and a changed entry raises the version (the module's invariants).
 pub(super) struct CandidateMut<'a> {
     candidate: &'a mut Candidate,
     per_source: &'a mut [usize; RANKS],
-    was: PeerSource,
+    version: &'a mut u64,
+    was: Candidate,
 }
 
 impl Deref for CandidateMut<'_> {
@@ -159,9 +177,12 @@ impl DerefMut for CandidateMut<'_> {
 impl Drop for CandidateMut<'_> {
     fn drop(&mut self) {
         let now = self.candidate.source;
-        if now != self.was {
-            self.per_source[rank(self.was)] -= 1;
+        if now != self.was.source {
+            self.per_source[rank(self.was.source)] -= 1;
             self.per_source[rank(now)] += 1;
+        }
+        if *self.candidate != self.was {
+            *self.version += 1;
         }
     }
 }
@@ -181,8 +202,9 @@ mod tests {
         }
     }
 
-    /// The counted answer equals the walk it replaces, under random inserts, removals
-    /// (one by one and by `retain`), source changes and dials.
+    /// The counted answer equals the walk it replaces, and the version moves whenever the
+    /// entries change, under random inserts, removals (one by one and by `retain`),
+    /// source changes and dials.
     #[test]
     fn displaceable_equals_counting_by_walk() {
         const SOURCES: [PeerSource; 6] = [
@@ -199,6 +221,8 @@ mod tests {
         let addr = |n: u16| SocketAddr::from(([10, 0, 0, 1], n));
         let mut longest = 0;
         for _ in 0..20_000 {
+            let before: Vec<(SocketAddr, Candidate)> = list.iter().map(|(a, c)| (*a, *c)).collect();
+            let version = list.version();
             let a = addr(rng.u16(..300));
             let s = SOURCES[rng.usize(..SOURCES.len())];
             match rng.u8(..20) {
@@ -228,6 +252,14 @@ mod tests {
                     .filter(|(a, c)| c.source < s && !connecting.contains(a))
                     .count();
                 assert_eq!(list.displaceable(s, &connecting), walked);
+            }
+            let after: Vec<(SocketAddr, Candidate)> = list.iter().map(|(a, c)| (*a, *c)).collect();
+            if before != after {
+                assert_ne!(
+                    list.version(),
+                    version,
+                    "the entries changed, the version not"
+                );
             }
             longest = longest.max(list.len());
         }

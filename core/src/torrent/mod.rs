@@ -195,6 +195,8 @@ pub(crate) struct Torrent {
     /// complete torrent dial out, and only to those (see `maybe_connect`). A flag, so a
     /// seed in a big swarm does not walk its candidates every tick to find none.
     user_peers_given: bool,
+    /// The last walk of the candidates that found nobody to dial (see `maybe_connect`).
+    idle_dial_scan: Option<peer_set::IdleDialScan>,
     /// Trust per IP and the IPs banned for bad data (see [`trust`]).
     trust: Trust,
     downloaded: u64,
@@ -287,6 +289,7 @@ impl Torrent {
             given_up_overflow: 0,
             peers_seen: false,
             user_peers_given: false,
+            idle_dial_scan: None,
             trust: Trust::default(),
             downloaded: 0,
             uploaded: 0,
