@@ -130,6 +130,7 @@ impl Session {
         )
         .ok_or(AddTorrentError::Geometry(GeometryError::NoPieces))?;
         let mut torrent = torrent;
+        torrent.seed_address_hashes(self.hash_seed ^ u64::from(id.0));
         torrent.set_info_bytes(metainfo.info_bytes.clone(), metainfo.info.private);
         torrent.set_web_files(metainfo);
         if let Some((have, written)) = torrent.have_and_written() {
@@ -179,6 +180,7 @@ impl Session {
         let id = TorrentId(self.next_torrent);
         let mut torrent =
             Torrent::new_magnet(id, info_hash, Choker::new(self.config.choker.clone(), now));
+        torrent.seed_address_hashes(self.hash_seed ^ u64::from(id.0));
         torrent.display_name = options.display_name;
         self.next_torrent += 1;
         self.torrents.insert(id, torrent);

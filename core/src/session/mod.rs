@@ -160,6 +160,9 @@ const TICK: Duration = Duration::from_secs(1);
 pub struct Session {
     config: SessionConfig,
     rng: fastrand::Rng,
+    /// Seeds the torrents' address hash maps: from the session's seed, not drawn from
+    /// `rng` (which would change every later draw), and unknown to peers.
+    hash_seed: u64,
     peer_id: PeerId,
     reserved: Reserved,
     /// Torrents by id. Ids are never reused: a removed torrent's id stays unknown.
@@ -216,6 +219,7 @@ impl Session {
     /// A session with no torrents. `seed` seeds the only RNG the session uses.
     pub fn new(config: SessionConfig, seed: u64, now: Instant) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
+        let hash_seed = mix64(seed ^ 0x243f_6a88_85a3_08d3);
         let peer_id = PeerId::generate(&mut rng);
         let trackers = Trackers::new(rng.u32(..));
         // Drawn only with a DHT, so sessions without one keep their random sequence.
@@ -239,6 +243,7 @@ impl Session {
         Session {
             config,
             rng,
+            hash_seed,
             peer_id,
             // We speak BEP 6 (fast) and BEP 10 (extension protocol).
             reserved: Reserved::NONE.with_fast().with_extension_protocol(),
@@ -658,4 +663,12 @@ impl Session {
             }
         }
     }
+}
+
+/// SplitMix64's finaliser: spreads `x` over all 64 bits (for [`Session::hash_seed`], so
+/// nearby session seeds give unrelated hash seeds).
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }

@@ -107,6 +107,15 @@ fn last_payload(p: &Peer, activity: Activity) -> Instant {
 }
 
 impl Torrent {
+    /// Seeds the hasher of the candidate list (see `candidates`); called by the session
+    /// right after creating the torrent, before any address is known.
+    pub(crate) fn seed_address_hashes(&mut self, seed: u64) {
+        debug_assert!(self.candidates.is_empty());
+        if self.candidates.is_empty() {
+            self.candidates = super::candidates::Candidates::with_seed(seed);
+        }
+    }
+
     /// Whether any address is waiting to be dialled or being dialled.
     pub(crate) fn has_candidates(&self) -> bool {
         !self.candidates.is_empty()
@@ -302,7 +311,9 @@ impl Torrent {
         // (a DHT lookup returns whole swarms) would otherwise fill its slots with the same
         // peers, and the swarm would split into cliques that never trade (the simulator saw
         // 100 DHT peers split into two halves of 50).
-        due.sort_by_key(|(source, _)| std::cmp::Reverse(*source));
+        // Within a source in address order before the draw, whatever order the walk found
+        // them in (the candidates are a hash map): the draw must not depend on it.
+        due.sort_unstable_by_key(|&(source, addr)| (std::cmp::Reverse(source), addr));
         // A flood of untried tracker addresses (often unreachable: each dial holds its slot
         // until the connect time-out) never takes the last quarter of the dial slots, so a
         // `--peer` or PEX address arriving after it is dialled at once.
