@@ -177,6 +177,12 @@ pub(crate) struct Torrent {
     choker: Choker,
     /// In connection order (every walk over the peers depends on it), looked up by hash.
     peers: OrderedConnMap<Peer>,
+    /// The connected peers' socket addresses, each with how many of `peers` have it (two
+    /// connections from one address can overlap while a duplicate is resolved): every
+    /// address of every PEX message is checked against it, so it is kept rather than
+    /// gathered from the peers per message. Kept by `add_peer` and `remove_peer`, the only
+    /// places that add and remove peers.
+    connected_addrs: hashbrown::HashMap<SocketAddr, u32, foldhash::fast::FixedState>,
     by_key: BTreeMap<PeerKey, ConnId>,
     next_key: PeerKey,
     candidates: candidates::Candidates,
@@ -280,6 +286,7 @@ impl Torrent {
             phase,
             choker,
             peers: OrderedConnMap::default(),
+            connected_addrs: hashbrown::HashMap::default(),
             by_key: BTreeMap::new(),
             next_key: 0,
             candidates: candidates::Candidates::default(),

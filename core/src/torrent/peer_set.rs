@@ -143,12 +143,8 @@ impl Torrent {
         // below is no longer displaceable), never too low: at 0 nobody can be displaced.
         let mut displaceable: Option<usize> = None;
         self.user_peers_given |= source == PeerSource::User && !addrs.is_empty();
-        // The connected peers' addresses, sorted once for the batch: a PEX message of 50
-        // addresses meeting 50 peers compared every pair (2,500 comparisons a message).
-        let mut connected: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
-        connected.sort_unstable();
         for &addr in addrs {
-            if self.is_banned(addr.ip()) || connected.binary_search(&addr).is_ok() {
+            if self.is_banned(addr.ip()) || self.connected_addrs.contains_key(&addr) {
                 continue;
             }
             // Also while it is being dialled: it stays a candidate meanwhile.
@@ -481,6 +477,7 @@ impl Torrent {
         peer.crypto = crypto;
         self.by_key.insert(key, conn);
         self.peers.insert(conn, peer);
+        *self.connected_addrs.entry(addr).or_insert(0) += 1;
 
         // BEP 3: bitfield (or BEP 6 have all / have none) is the first message.
         // Before the metadata we have nothing: a fast peer is told `have none` and others
@@ -509,6 +506,12 @@ impl Torrent {
         now: Instant,
     ) -> Option<Peer> {
         let peer = self.peers.remove(&conn)?;
+        if let Some(n) = self.connected_addrs.get_mut(&peer.addr) {
+            *n -= 1;
+            if *n == 0 {
+                self.connected_addrs.remove(&peer.addr);
+            }
+        }
         self.by_key.remove(&peer.key);
         self.peer_sources.remove(&peer.addr);
         if let Some(c) = self.phase.content_mut() {
