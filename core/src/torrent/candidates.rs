@@ -211,13 +211,7 @@ mod tests {
     use crate::time::Instant;
 
     fn candidate(source: PeerSource) -> Candidate {
-        Candidate {
-            failures: 0,
-            not_before: Instant::ZERO,
-            connected: false,
-            source,
-            plaintext: false,
-        }
+        Candidate::new(source, Instant::ZERO)
     }
 
     /// The counted answer equals the walk it replaces, and the version moves whenever the

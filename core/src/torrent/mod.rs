@@ -16,7 +16,7 @@
 //!
 //! The torrent's, a connection's and a piece's states, with what holds in each, are written
 //! down in `STATE.md` next to this file. The work is split by job: `peer_set` (candidates,
-//! dialling, give-up, peers joining and leaving), `messages` (peer messages), `pieces`
+//! dialling, give-up, peers joining and leaving), `candidates` (the candidate list itself), `messages` (peer messages), `pieces`
 //! (requests in flight, blocks, writes, verification), `upload` (serving requests),
 //! `trust` (strikes and bans), `choking` (applying the choker), `phase` (fetching
 //! metadata, awaiting the driver's check, or ready: only a ready torrent has pieces),

@@ -84,6 +84,19 @@ impl IdleDialScan {
     }
 }
 
+impl Candidate {
+    /// A newly learnt address from `source`: never failed, dialable from `now`.
+    pub(super) fn new(source: PeerSource, now: Instant) -> Self {
+        Candidate {
+            failures: 0,
+            not_before: now,
+            connected: false,
+            source,
+            plaintext: false,
+        }
+    }
+}
+
 /// What the session, not the torrent, knows of a connection's activity, for eviction.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Activity {
@@ -168,16 +181,7 @@ impl Torrent {
                 *left -= 1;
             }
             self.peers_seen = true;
-            self.candidates.insert(
-                addr,
-                Candidate {
-                    failures: 0,
-                    not_before: now,
-                    connected: false,
-                    source,
-                    plaintext: false,
-                },
-            );
+            self.candidates.insert(addr, Candidate::new(source, now));
         }
     }
 
@@ -392,17 +396,9 @@ impl Torrent {
             return;
         }
         if !self.candidates.contains_key(&addr) {
-            self.candidates.insert(
-                addr,
-                Candidate {
-                    failures: 0,
-                    not_before: now,
-                    connected: false,
-                    // A peer that was connected: `source` says how it ranks.
-                    source: PeerSource::Tracker,
-                    plaintext: false,
-                },
-            );
+            // A peer that was connected: `source` (below) says how it ranks.
+            self.candidates
+                .insert(addr, Candidate::new(PeerSource::Tracker, now));
         }
         let Some(mut entry) = self.candidates.get_mut(&addr) else {
             return;
