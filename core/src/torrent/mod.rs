@@ -16,7 +16,8 @@
 //!
 //! The torrent's, a connection's and a piece's states, with what holds in each, are written
 //! down in `STATE.md` next to this file. The work is split by job: `peer_set` (candidates,
-//! dialling, give-up, peers joining and leaving), `candidates` (the candidate list itself), `messages` (peer messages), `pieces`
+//! dialling, give-up, peers joining and leaving), `candidates` (the candidate list itself),
+//! `dial_choice` (whom to dial among the due candidates), `messages` (peer messages), `pieces`
 //! (requests in flight, blocks, writes, verification), `upload` (serving requests),
 //! `trust` (strikes and bans), `choking` (applying the choker), `phase` (fetching
 //! metadata, awaiting the driver's check, or ready: only a ready torrent has pieces),
@@ -30,6 +31,7 @@
 mod allowed_fast;
 mod candidates;
 mod choking;
+mod dial_choice;
 mod hash_exchange;
 mod layer_fetch;
 mod messages;
@@ -202,7 +204,7 @@ pub(crate) struct Torrent {
     /// seed in a big swarm does not walk its candidates every tick to find none.
     user_peers_given: bool,
     /// The last walk of the candidates that found nobody to dial (see `maybe_connect`).
-    idle_dial_scan: Option<peer_set::IdleDialScan>,
+    idle_dial_scan: Option<dial_choice::IdleDialScan>,
     /// Trust per IP and the IPs banned for bad data (see [`trust`]).
     trust: Trust,
     downloaded: u64,
