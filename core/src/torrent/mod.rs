@@ -183,7 +183,8 @@ pub(crate) struct Torrent {
     /// connections from one address can overlap while a duplicate is resolved): every
     /// address of every PEX message is checked against it, so it is kept rather than
     /// gathered from the peers per message. Kept by `add_peer` and `remove_peer`, the only
-    /// places that add and remove peers.
+    /// places that add and remove peers; hashed with the session's seed like the
+    /// candidates (`Torrent::seed_address_hashes`).
     connected_addrs: hashbrown::HashMap<SocketAddr, u32, foldhash::fast::FixedState>,
     by_key: BTreeMap<PeerKey, ConnId>,
     next_key: PeerKey,

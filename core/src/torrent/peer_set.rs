@@ -85,12 +85,15 @@ fn last_payload(p: &Peer, activity: Activity) -> Instant {
 }
 
 impl Torrent {
-    /// Seeds the hasher of the candidate list (see `candidates`); called by the session
-    /// right after creating the torrent, before any address is known.
+    /// Seeds the hashers of the candidate list (see `candidates`) and of the connected
+    /// addresses, so peers cannot aim collisions at either; called by the session right
+    /// after creating the torrent, before any address is known.
     pub(crate) fn seed_address_hashes(&mut self, seed: u64) {
-        debug_assert!(self.candidates.is_empty());
-        if self.candidates.is_empty() {
+        debug_assert!(self.candidates.is_empty() && self.connected_addrs.is_empty());
+        if self.candidates.is_empty() && self.connected_addrs.is_empty() {
             self.candidates = super::candidates::Candidates::with_seed(seed);
+            self.connected_addrs =
+                hashbrown::HashMap::with_hasher(foldhash::fast::FixedState::with_seed(!seed));
         }
     }
 
@@ -115,11 +118,6 @@ impl Torrent {
         max: usize,
         now: Instant,
     ) {
-        // Candidates a newcomer from `source` may displace, counted once for the batch
-        // (when first needed) rather than searched for every address of a batch that
-        // meets a full list. Only ever too high (a known candidate raised to `source`
-        // below is no longer displaceable), never too low: at 0 nobody can be displaced.
-        let mut displaceable: Option<usize> = None;
         self.user_peers_given |= source == PeerSource::User && !addrs.is_empty();
         for &addr in addrs {
             if self.is_banned(addr.ip()) || self.connected_addrs.contains_key(&addr) {
@@ -131,19 +129,19 @@ impl Torrent {
                 self.peers_seen = true;
                 continue;
             }
-            if self.candidates.len() >= max {
-                let left = displaceable
-                    .get_or_insert_with(|| self.candidates.displaceable(source, &self.connecting));
-                if *left == 0 || !self.make_room_for(source) {
-                    // Nobody left to displace. A tracker's addresses can neither get in
-                    // nor raise a known one's source: a 100,000-address answer costs no
-                    // more than this check. Others go on, to raise the known ones.
-                    if source == PeerSource::Tracker {
-                        break;
-                    }
-                    continue;
+            // A full list: the counts say at once whether anyone may be displaced, so
+            // `make_room_for` walks the list only when it will find its victim.
+            if self.candidates.len() >= max
+                && (self.candidates.displaceable(source, &self.connecting) == 0
+                    || !self.make_room_for(source))
+            {
+                // Nobody left to displace. A tracker's addresses can neither get in nor
+                // raise a known one's source: a 100,000-address answer costs no more than
+                // this check. Others go on, to raise the known ones.
+                if source == PeerSource::Tracker {
+                    break;
                 }
-                *left -= 1;
+                continue;
             }
             self.peers_seen = true;
             self.candidates.insert(addr, Candidate::new(source, now));
