@@ -517,6 +517,8 @@ impl Session {
         }
         if tick_due {
             self.next_tick = now + TICK;
+            // Deferred `have`s go out at least once a tick (`SessionConfig::defer_haves`).
+            self.out.release_deferred();
         }
         self.pump_announces(now);
         self.dht_timeout(now);
@@ -576,9 +578,11 @@ impl Session {
         let seeds = self.seed_deadline();
         let utp = self.utp.next_deadline(self.now);
         // Housekeeping (keep-alives, idle peers, request time-outs, dialling, handshakes
-        // that never finish, giving up) has work only with a running torrent or a
-        // connection still handshaking: without either, nothing is scheduled.
+        // that never finish, giving up, deferred `have`s) has work only with a running
+        // torrent, a connection still handshaking or deferred bytes: without any, nothing
+        // is scheduled.
         let housekeeping = (!self.handshaking.is_empty()
+            || self.out.has_deferred()
             || self.torrents.keys().any(|id| self.life.ticks(*id)))
         .then_some(self.next_tick);
         [

@@ -1,6 +1,7 @@
 //! The session's output queue: actions in order, with small messages for one connection
 //! coalesced into a single [`Action::Send`], and encrypted for a connection that
-//! negotiated RC4 (MSE/PE).
+//! negotiated RC4 (MSE/PE). Messages that may wait (`have`) are held until the
+//! connection's next other message or the next housekeeping tick.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -24,6 +25,13 @@ const KEEP_CAPACITY: usize = 256;
 /// [`Action::SendBlock`] for it (a `SendBlock` first flushes the connection's pending bytes),
 /// so the peer sees messages in the order the session produced them.
 ///
+/// Deferral rule: bytes queued with [`Outbox::send_deferred`] sit in the same pending
+/// buffer but do not make the connection due; they leave with the connection's next
+/// other message (in the order produced, by the rule above) or at
+/// [`Outbox::release_deferred`], whichever comes first. Invariant: a connection whose
+/// pending bytes are not empty is listed in `dirty` (it is due) or in `deferred` (they
+/// are all deferred).
+///
 /// Encryption rule: bytes are encrypted as they enter the outbox (appended to `pending`,
 /// or handed to [`Outbox::send_block`]). Entry order is the order the peer reads them in
 /// (the ordering rule above), which is the order an RC4 keystream must be applied in; and
@@ -36,10 +44,13 @@ pub(crate) struct Outbox {
     /// connection (until [`Outbox::discard`]) and is reused: each `Send` takes a copy of
     /// exactly its bytes, one allocation, where handing out the buffer itself cost a
     /// growing buffer and a shared-ownership record per message.
-    pending: ConnMap<BytesMut>,
-    /// The connections whose pending bytes may not be empty (with repeats), flushed in
-    /// connection order by [`Outbox::pop`].
+    pending: ConnMap<Pending>,
+    /// The connections whose pending bytes are due (with repeats, and stale entries once
+    /// flushed), flushed in connection order by [`Outbox::pop`].
     dirty: Vec<ConnId>,
+    /// The connections whose pending bytes were all deferred when first queued (with stale
+    /// entries): made due by [`Outbox::release_deferred`].
+    deferred: Vec<ConnId>,
     /// The send keystream of every connection whose stream is RC4.
     ciphers: BTreeMap<ConnId, Cipher>,
     /// Connections given anything to send since the last [`Outbox::take_touched`]: a
@@ -48,29 +59,69 @@ pub(crate) struct Outbox {
     touched: ConnSet,
 }
 
+/// One connection's bytes not yet turned into a `Send`.
+#[derive(Debug)]
+struct Pending {
+    bytes: BytesMut,
+    /// Listed in `dirty` since the last flush: the bytes leave at the next [`Outbox::pop`].
+    /// Set only with bytes present, so `due` implies `!bytes.is_empty()`.
+    due: bool,
+}
+
 impl Outbox {
     /// Queues `message` for `conn` (coalesced with other small messages).
     pub(crate) fn send(&mut self, conn: ConnId, message: &Message) {
-        self.append(conn, |buf| message.encode(buf));
+        self.append(conn, false, |buf| message.encode(buf));
+    }
+
+    /// Queues `message` for `conn` to leave with the connection's next other message or at
+    /// the next [`Outbox::release_deferred`], whichever is first (see the deferral rule).
+    pub(crate) fn send_deferred(&mut self, conn: ConnId, message: &Message) {
+        self.append(conn, true, |buf| message.encode(buf));
     }
 
     /// Queues raw, already-encoded bytes for `conn` (a handshake).
     pub(crate) fn send_raw(&mut self, conn: ConnId, bytes: &[u8]) {
-        self.append(conn, |buf| buf.extend_from_slice(bytes));
+        self.append(conn, false, |buf| buf.extend_from_slice(bytes));
     }
 
-    /// Appends what `write` puts in `conn`'s pending bytes, encrypted if the connection is.
-    fn append(&mut self, conn: ConnId, write: impl FnOnce(&mut BytesMut)) {
+    /// Makes every connection's deferred bytes due: they leave at the next [`Outbox::pop`].
+    pub(crate) fn release_deferred(&mut self) {
+        for conn in std::mem::take(&mut self.deferred) {
+            if let Some(p) = self.pending.get_mut(&conn) {
+                if !p.due && !p.bytes.is_empty() {
+                    p.due = true;
+                    self.dirty.push(conn);
+                }
+            }
+        }
+    }
+
+    /// Whether deferred bytes may be waiting for [`Outbox::release_deferred`] (may say yes
+    /// for bytes that already left with a later message).
+    pub(crate) fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Appends what `write` puts in `conn`'s pending bytes, encrypted if the connection is;
+    /// `deferred` bytes do not make the connection due.
+    fn append(&mut self, conn: ConnId, deferred: bool, write: impl FnOnce(&mut BytesMut)) {
         self.touched.insert(conn);
         // Room for a few small messages (`have` 9 bytes, `request` 17) from the start: grown
         // from empty, the buffer was reallocated for nearly every message coalesced into it.
-        let buf = self
-            .pending
-            .entry(conn)
-            .or_insert_with(|| BytesMut::with_capacity(FIRST_CAPACITY));
-        if buf.is_empty() {
-            self.dirty.push(conn);
+        let p = self.pending.entry(conn).or_insert_with(|| Pending {
+            bytes: BytesMut::with_capacity(FIRST_CAPACITY),
+            due: false,
+        });
+        if !p.due {
+            if !deferred {
+                p.due = true;
+                self.dirty.push(conn);
+            } else if p.bytes.is_empty() {
+                self.deferred.push(conn);
+            }
         }
+        let buf = &mut p.bytes;
         let start = buf.len();
         write(buf);
         if let Some(cipher) = self.ciphers.get_mut(&conn) {
@@ -130,7 +181,9 @@ impl Outbox {
     }
 
     fn flush(&mut self, conn: ConnId) {
-        if let Some(buf) = self.pending.get_mut(&conn) {
+        if let Some(p) = self.pending.get_mut(&conn) {
+            p.due = false;
+            let buf = &mut p.bytes;
             if !buf.is_empty() {
                 let data = Bytes::copy_from_slice(buf);
                 buf.clear();
@@ -162,5 +215,103 @@ impl Outbox {
         conns.clear();
         self.dirty = conns;
         self.queue.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes(messages: &[Message]) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        for m in messages {
+            m.encode(&mut buf);
+        }
+        buf.to_vec()
+    }
+
+    fn drain(out: &mut Outbox) -> Vec<Action> {
+        std::iter::from_fn(|| out.pop()).collect()
+    }
+
+    fn sends(actions: &[Action]) -> Vec<(ConnId, Vec<u8>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { conn, data } => Some((*conn, data.to_vec())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const A: ConnId = ConnId(1);
+    const B: ConnId = ConnId(2);
+
+    #[test]
+    fn deferred_bytes_wait_for_the_release() {
+        let mut out = Outbox::default();
+        out.send_deferred(A, &Message::Have { index: 3 });
+        out.send_deferred(A, &Message::Have { index: 4 });
+        assert!(out.has_deferred());
+        assert!(
+            drain(&mut out).is_empty(),
+            "nothing leaves before the release"
+        );
+        out.release_deferred();
+        assert!(!out.has_deferred());
+        let have = bytes(&[Message::Have { index: 3 }, Message::Have { index: 4 }]);
+        assert_eq!(sends(&drain(&mut out)), vec![(A, have)]);
+        out.release_deferred();
+        assert!(drain(&mut out).is_empty(), "released once, sent once");
+    }
+
+    #[test]
+    fn deferred_bytes_leave_first_with_the_next_message_of_their_connection_only() {
+        let mut out = Outbox::default();
+        out.send_deferred(A, &Message::Have { index: 3 });
+        out.send_deferred(B, &Message::Have { index: 3 });
+        out.send(A, &Message::Interested);
+        let sent = sends(&drain(&mut out));
+        let a = bytes(&[Message::Have { index: 3 }, Message::Interested]);
+        assert_eq!(sent, vec![(A, a)], "B's have still waits");
+        // Left with A's message: the stale entry releases nothing more for A.
+        out.release_deferred();
+        let b = bytes(&[Message::Have { index: 3 }]);
+        assert_eq!(sends(&drain(&mut out)), vec![(B, b)]);
+    }
+
+    #[test]
+    fn a_deferred_message_after_a_due_one_leaves_with_it() {
+        let mut out = Outbox::default();
+        out.send(A, &Message::Unchoke);
+        out.send_deferred(A, &Message::Have { index: 9 });
+        let sent = sends(&drain(&mut out));
+        let a = bytes(&[Message::Unchoke, Message::Have { index: 9 }]);
+        assert_eq!(sent, vec![(A, a)]);
+    }
+
+    #[test]
+    fn a_block_carries_the_deferred_bytes_ahead_of_it() {
+        let mut out = Outbox::default();
+        out.send_deferred(A, &Message::Have { index: 5 });
+        out.send_block(A, 0, 0, Bytes::from_static(b"data"));
+        let actions = drain(&mut out);
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert_eq!(
+            sends(&actions[..1]),
+            vec![(A, bytes(&[Message::Have { index: 5 }]))]
+        );
+        assert!(matches!(actions[1], Action::SendBlock { conn: A, .. }));
+        out.release_deferred();
+        assert!(drain(&mut out).is_empty());
+    }
+
+    #[test]
+    fn a_closed_connection_sends_nothing_it_deferred() {
+        let mut out = Outbox::default();
+        out.send_deferred(A, &Message::Have { index: 5 });
+        out.discard(A);
+        out.release_deferred();
+        assert!(drain(&mut out).is_empty());
     }
 }
