@@ -16,7 +16,7 @@
 //!
 //! Private torrents (BEP 27) neither send nor use PEX.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -58,11 +58,12 @@ pub(super) fn dial_addr(peer: &Peer) -> Option<SocketAddr> {
 /// these ran on every peer of every session and was the largest part of the simulator's
 /// housekeeping.
 ///
-/// `listed` is sorted by address with no address twice (a `BTreeMap`'s entries, in a slice
-/// so that each peer's walk over them is a walk over memory, not over tree nodes).
+/// `listed` and `told` are sorted by address with no address twice (`listed` is a
+/// `BTreeMap`'s entries, in a slice so that each peer's walk over them is a walk over
+/// memory, not over tree nodes). `added` and `dropped` come out in address order.
 fn pex_news(
     listed: &[(SocketAddr, (ConnId, u8))],
-    told: &BTreeSet<SocketAddr>,
+    told: &[SocketAddr],
     about_self: impl Fn(&SocketAddr, ConnId) -> bool,
 ) -> (Vec<(SocketAddr, u8)>, Vec<SocketAddr>) {
     let mut added = Vec::new();
@@ -101,6 +102,20 @@ fn pex_news(
         }
     }
     (added, dropped)
+}
+
+/// `told` (sorted, each address once) after telling the peer `added` (none of them in
+/// `told`) and `dropped` (all of them in `told`), both in address order as `pex_news`
+/// gives them; `told` stays sorted with each address once.
+fn told_update(told: &mut Vec<SocketAddr>, added: &[(SocketAddr, u8)], dropped: &[SocketAddr]) {
+    if !dropped.is_empty() {
+        told.retain(|a| dropped.binary_search(a).is_err());
+    }
+    if !added.is_empty() {
+        told.extend(added.iter().map(|(a, _)| *a));
+        told.sort_unstable();
+        told.dedup();
+    }
 }
 
 impl Torrent {
@@ -168,12 +183,7 @@ impl Torrent {
             if message.is_empty() {
                 continue;
             }
-            for (a, _) in &message.added {
-                peer.pex.told.insert(*a);
-            }
-            for a in &message.dropped {
-                peer.pex.told.remove(a);
-            }
+            told_update(&mut peer.pex.told, &message.added, &message.dropped);
             ctx.out.send(conn, &message.to_message(id));
         }
     }
@@ -223,6 +233,7 @@ impl Torrent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     /// The merge walk says what the plain definition says: `added` = listed, not about
     /// self, not told; `dropped` = told, not listed; each the first 50 in address order.
@@ -239,6 +250,7 @@ mod tests {
             let mut told: BTreeSet<SocketAddr> =
                 (0..rng.usize(0..130)).map(|_| addr(&mut rng)).collect();
             told.extend(listed.keys().filter(|_| rng.bool()).copied());
+            let told_sorted: Vec<SocketAddr> = told.iter().copied().collect();
             let me = ConnId(rng.u64(0..20));
             let about_self = |_: &SocketAddr, c: ConnId| c == me;
             let want_added: Vec<(SocketAddr, u8)> = listed
@@ -256,10 +268,20 @@ mod tests {
             let sorted: Vec<(SocketAddr, (ConnId, u8))> =
                 listed.iter().map(|(a, v)| (*a, *v)).collect();
             assert_eq!(
-                pex_news(&sorted, &told, about_self),
-                (want_added, want_dropped),
+                pex_news(&sorted, &told_sorted, about_self),
+                (want_added.clone(), want_dropped.clone()),
                 "round {round}"
             );
+            // The set after telling both is what a tree set's inserts and removes give.
+            let mut after = told_sorted;
+            told_update(&mut after, &want_added, &want_dropped);
+            for (a, _) in &want_added {
+                told.insert(*a);
+            }
+            for a in &want_dropped {
+                told.remove(a);
+            }
+            assert_eq!(after, told.into_iter().collect::<Vec<_>>(), "round {round}");
         }
     }
 }
