@@ -261,6 +261,41 @@ fn rarest_piece_is_requested_first() {
 }
 
 #[test]
+fn requests_a_peer_never_answers_are_cancelled_at_the_request_timeout() {
+    // The staller holds the odd pieces, unchokes the leecher and takes its requests but
+    // never sends a block: the leecher's first requests are cancelled 30 s later (the
+    // default `request_timeout`), at the first one-second tick past it, not at some later
+    // walk over its peers. The staller comes 10 s after the leecher's first tick, so the
+    // timer starts between two walks.
+    let mut s = Swarm::new(make_content(16 * 32 * KIB, 7), 32 * KIB as u32, MIB);
+    let l = s.add_node(
+        Some((0..16).filter(|p| p % 2 == 0).collect()),
+        Behaviour::Honest,
+    );
+    s.run_until(Duration::from_secs(10), |_| false);
+    let staller = s.add_node(
+        Some((0..16).filter(|p| p % 2 == 1).collect()),
+        Behaviour::Stall,
+    );
+    s.sniff();
+    s.introduce(l);
+    s.run_until(Duration::from_secs(60), |_| false);
+    let first = |kind: fn(&Message) -> bool| {
+        s.sniffed()
+            .iter()
+            .find(|m| m.from == l && m.to == staller && m.message.as_ref().is_some_and(kind))
+            .map(|m| m.at)
+    };
+    let request = first(|m| matches!(m, Message::Request(_))).expect("a request to the staller");
+    let cancel = first(|m| matches!(m, Message::Cancel(_))).expect("a cancel to the staller");
+    let waited = cancel - request;
+    assert!(
+        waited >= Duration::from_secs(30) && waited <= Duration::from_secs(31),
+        "cancelled {waited:?} after the first request"
+    );
+}
+
+#[test]
 fn snubbed_peer_loses_its_regular_slot() {
     // The leecher has the even pieces, the staller the odd ones. The staller unchokes the
     // leecher and takes its requests but never sends a block: after 60 s it is snubbed and

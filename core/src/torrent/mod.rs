@@ -78,7 +78,7 @@ use crate::wire::Message;
 use metadata::MetadataFetch;
 use peer::Peer;
 use phase::{Content, Phase};
-use pieces::request_expired;
+use pieces::{request_expired, stalled_since};
 use trust::Trust;
 
 /// The id we ask peers to send `ut_pex` messages under (our handshake's `m`).
@@ -222,6 +222,13 @@ pub(crate) struct Torrent {
     private: bool,
     /// PEX messages ignored (too frequent or malformed), for tests and statistics.
     pex_ignored: u64,
+    /// No peer's idle time-out, keep-alive or request time-out comes before this: the
+    /// tick walks the peers for them only from then on ([`Torrent::peer_timers`]).
+    /// Invariant: never later than the earliest of those. Each walk sets it to the earliest
+    /// it saw; a timer that starts between walks lowers it (a peer added, in `add_peer`; a
+    /// first request out, in `fill_pipeline`). Every other change to a peer's timers (a
+    /// message received, something sent, a block arrived) only moves them later.
+    pub(super) peer_timers_at: Instant,
     /// The next PEX round ([`pex`]): messages due go out together, one round every
     /// `PEX_ROUND` at most, so the torrent's address list is built once per round and not
     /// every tick some peer's minute is up.
@@ -298,6 +305,7 @@ impl Torrent {
             given_up: BTreeMap::new(),
             given_up_overflow: 0,
             peers_seen: false,
+            peer_timers_at: Instant::ZERO,
             user_peers_given: false,
             idle_dial_scan: None,
             trust: Trust::default(),
@@ -566,22 +574,64 @@ impl Torrent {
     /// time-outs, PEX and dialling.
     pub(crate) fn tick(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
         self.deadlines(ctx, now);
+        if now >= self.peer_timers_at {
+            self.peer_timers(ctx, now);
+        } else {
+            // The invariant of `peer_timers_at`, checked by every debug run (the tests,
+            // the lab and the simulator's own tests).
+            debug_assert!(
+                !self.any_peer_timer_due(ctx.config, now),
+                "a peer timer is due before peer_timers_at"
+            );
+        }
+        self.metadata_timeouts(ctx, now);
+        self.web_seed_tick(ctx, now);
+        self.send_pex(ctx, now);
+        self.maybe_connect(ctx, now);
+    }
+
+    /// Whether any peer's idle time-out, keep-alive or request time-out is due at `now`.
+    fn any_peer_timer_due(&self, config: &SessionConfig, now: Instant) -> bool {
+        self.peers.values().any(|peer| {
+            now - peer.last_received >= config.idle_timeout
+                || now - peer.last_sent >= config.keepalive_interval
+                || request_expired(peer, config.request_timeout, now)
+        })
+    }
+
+    /// The per-peer timers: idle peers dropped, keep-alives sent, stalled requests expired.
+    /// Walks every peer, so the tick calls it only once the earliest of these may be due
+    /// (`peer_timers_at`), and it sets that instant again: a second's tick of a swarm
+    /// host mostly finds nothing here, and the walk touched every peer's state.
+    fn peer_timers(&mut self, ctx: &mut Ctx<'_>, now: Instant) {
+        let idle_timeout = ctx.config.idle_timeout;
+        let keepalive = ctx.config.keepalive_interval;
+        let request_timeout = ctx.config.request_timeout;
         // One pass over the peers; only those with something to do are visited again
         // (most ticks: none), in connection order as before.
         let mut work: Vec<(ConnId, bool)> = Vec::new();
+        let mut next = Instant::from_micros(u64::MAX);
         for (&conn, peer) in self.peers.iter_mut() {
-            if now - peer.last_received >= ctx.config.idle_timeout {
+            if now - peer.last_received >= idle_timeout {
                 work.push((conn, true));
                 continue;
             }
-            if now - peer.last_sent >= ctx.config.keepalive_interval {
+            if now - peer.last_sent >= keepalive {
                 peer.last_sent = now;
                 ctx.out.send(conn, &Message::KeepAlive);
             }
-            if request_expired(peer, ctx.config.request_timeout, now) {
+            if request_expired(peer, request_timeout, now) {
                 work.push((conn, false));
             }
+            next = next
+                .min(peer.last_received + idle_timeout)
+                .min(peer.last_sent + keepalive);
+            if let Some(stalled) = stalled_since(peer) {
+                next = next.min(stalled + request_timeout);
+            }
         }
+        // A peer given work may keep a timer the walk did not count: look again next tick.
+        self.peer_timers_at = if work.is_empty() { next } else { now };
         for (conn, idle) in work {
             if idle {
                 self.disconnect(conn, DisconnectReason::Idle, ctx, now);
@@ -589,10 +639,6 @@ impl Torrent {
                 self.expire_requests(conn, ctx, now);
             }
         }
-        self.metadata_timeouts(ctx, now);
-        self.web_seed_tick(ctx, now);
-        self.send_pex(ctx, now);
-        self.maybe_connect(ctx, now);
     }
 
     /// The timers with exact deadlines ([`Torrent::next_deadline`]): the choke round and

@@ -441,6 +441,9 @@ impl Torrent {
         self.by_key.insert(key, conn);
         self.peers.insert(conn, peer);
         *self.connected_addrs.entry(addr).or_insert(0) += 1;
+        // Its idle and keep-alive timers start (`Torrent::peer_timers`).
+        let first_timer = ctx.config.idle_timeout.min(ctx.config.keepalive_interval);
+        self.peer_timers_at = self.peer_timers_at.min(now + first_timer);
 
         // BEP 3: bitfield (or BEP 6 have all / have none) is the first message.
         // Before the metadata we have nothing: a fast peer is told `have none` and others

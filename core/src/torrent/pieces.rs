@@ -101,6 +101,10 @@ impl Torrent {
             ctx.rng,
             &mut picked,
         );
+        if !picked.is_empty() && peer.requests_since.is_none() {
+            // The request time-out starts (`Torrent::peer_timers`).
+            self.peer_timers_at = self.peer_timers_at.min(now + ctx.config.request_timeout);
+        }
         for b in picked {
             if limited {
                 self.limits.down.take(u64::from(b.len), now);
@@ -519,12 +523,17 @@ pub(super) fn outstanding_bytes(peer: &Peer) -> u64 {
 /// Whether `peer`'s requests have gone unanswered for `timeout`: since they went out, or
 /// since its last block if one came after.
 pub(super) fn request_expired(peer: &Peer, timeout: Duration, now: Instant) -> bool {
-    let stalled_since = match (peer.requests_since, peer.last_block) {
+    stalled_since(peer).is_some_and(|t| now - t >= timeout)
+}
+
+/// Since when the peer has had requests of ours outstanding with no block from it (`None`
+/// with nothing outstanding).
+pub(super) fn stalled_since(peer: &Peer) -> Option<Instant> {
+    match (peer.requests_since, peer.last_block) {
         (Some(since), Some(block)) => Some(since.max(block)),
         (Some(since), None) => Some(since),
         (None, _) => None,
-    };
-    stalled_since.is_some_and(|t| now - t >= timeout)
+    }
 }
 
 impl Torrent {
