@@ -52,6 +52,21 @@ impl Instant {
     }
 }
 
+/// The earliest of `times`, ignoring the `None`s; `None` when all are. A plain loop: the
+/// session computes its next deadline after every input, and an array's
+/// `into_iter().flatten().min()` cost several times the instructions.
+pub fn earliest<const N: usize>(times: [Option<Instant>; N]) -> Option<Instant> {
+    let mut best: Option<Instant> = None;
+    for t in times {
+        best = match (best, t) {
+            (Some(b), Some(t)) => Some(b.min(t)),
+            (None, t) => t,
+            (b, None) => b,
+        };
+    }
+    best
+}
+
 impl Add<Duration> for Instant {
     type Output = Instant;
     /// Saturates at the far future instead of overflowing.
@@ -77,6 +92,18 @@ impl Sub<Instant> for Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earliest_ignores_nones() {
+        let t = Instant::from_secs;
+        assert_eq!(
+            earliest([None, Some(t(3)), None, Some(t(2)), Some(t(5))]),
+            Some(t(2))
+        );
+        assert_eq!(earliest([Some(t(1)), None]), Some(t(1)));
+        assert_eq!(earliest::<2>([None, None]), None);
+        assert_eq!(earliest::<0>([]), None);
+    }
 
     #[test]
     fn arithmetic_saturates() {

@@ -629,7 +629,7 @@ impl Admission {
         } else {
             None
         };
-        [dial, stall].into_iter().flatten().min()
+        crate::time::earliest([dial, stall])
     }
 }
 

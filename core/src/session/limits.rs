@@ -154,6 +154,6 @@ impl Session {
             .filter(|(id, _)| self.life.ticks(**id))
             .filter_map(|(_, t)| t.download_wake(&self.limits.global.down, now))
             .min();
-        [self.limits.up_wake, down].into_iter().flatten().min()
+        crate::time::earliest([self.limits.up_wake, down])
     }
 }

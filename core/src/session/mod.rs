@@ -585,7 +585,7 @@ impl Session {
             || self.out.has_deferred()
             || self.torrents.keys().any(|id| self.life.ticks(*id)))
         .then_some(self.next_tick);
-        [
+        crate::time::earliest([
             housekeeping,
             choke,
             announce,
@@ -597,10 +597,7 @@ impl Session {
             limits,
             seeds,
             utp,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        ])
     }
 
     /// The next action for the driver, or `None` when there is nothing to do.

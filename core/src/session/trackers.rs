@@ -117,10 +117,7 @@ impl Trackers {
             .filter_map(|(_, s)| s.announcer.next_deadline())
             .min();
         let late = self.in_flight.values().map(|f| f.deadline).min();
-        [due, late, self.udp.poll_timeout(), self.backlog_since]
-            .into_iter()
-            .flatten()
-            .min()
+        crate::time::earliest([due, late, self.udp.poll_timeout(), self.backlog_since])
     }
 
     /// How many announces the session waits for (`stopped` ones included): 0 once every

@@ -717,10 +717,7 @@ impl Session {
             Role::Closing { until } => Some(until),
             Role::Open(_) => None,
         };
-        let next = [s.utp.poll_timeout(), role_deadline]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = crate::time::earliest([s.utp.poll_timeout(), role_deadline]);
         if next != s.timer {
             let old = std::mem::replace(&mut s.timer, next);
             if let Some(at) = old {
