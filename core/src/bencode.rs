@@ -543,9 +543,15 @@ pub fn encode_into<B: bytes::BufMut>(value: &Value<'_>, out: &mut B) {
 
 /// Appends `<len>:<bytes>`.
 pub fn put_bytes<B: bytes::BufMut>(out: &mut B, b: &[u8]) {
-    put_decimal(out, b.len() as i64);
-    out.put_u8(b':');
+    put_length(out, b.len());
     out.put_slice(b);
+}
+
+/// Appends a byte string's length prefix (`<len>:`), for a caller that writes the `len`
+/// bytes itself.
+pub fn put_length<B: bytes::BufMut>(out: &mut B, len: usize) {
+    put_decimal(out, i64::try_from(len).unwrap_or(i64::MAX));
+    out.put_u8(b':');
 }
 
 /// Appends an integer's decimal digits (no `i`/`e`).

@@ -13,10 +13,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 
 use super::Message;
-use crate::bencode::{self, DecodeOptions, Dict, Value};
+use crate::bencode::{self, DecodeOptions, Value};
 
 /// The extension's name in the BEP 10 handshake's `m` dictionary.
 pub const UT_PEX: &str = "ut_pex";
@@ -93,7 +93,9 @@ impl PexMessage {
             return Err(PexMessageError::NotDict(value.type_name()));
         };
         let bytes = |key: &[u8]| dict.get(key).and_then(Value::as_bytes).unwrap_or(&[]);
-        let mut added = Vec::new();
+        // Sized once (a swarm's host decodes one of these per peer a minute).
+        let fits = |v4: &[u8], v6: &[u8]| (v4.len() / 6 + v6.len() / 18).min(MAX_PEX_PEERS);
+        let mut added = Vec::with_capacity(fits(bytes(b"added"), bytes(b"added6")));
         for (list, flags, width) in [
             (bytes(b"added"), bytes(b"added.f"), 6),
             (bytes(b"added6"), bytes(b"added6.f"), 18),
@@ -105,7 +107,7 @@ impl PexMessage {
                 }
             }
         }
-        let mut dropped = Vec::new();
+        let mut dropped = Vec::with_capacity(fits(bytes(b"dropped"), bytes(b"dropped6")));
         for (list, width) in [(bytes(b"dropped"), 6), (bytes(b"dropped6"), 18)] {
             let room = MAX_PEX_PEERS - dropped.len();
             dropped.extend(list.chunks_exact(width).take(room).filter_map(compact_addr));
@@ -116,54 +118,88 @@ impl PexMessage {
     /// Appends the bencoded dictionary to `out` (keys sorted; empty lists are sent empty,
     /// as libtorrent does, so the dictionary always has the four IPv4/IPv6 list keys).
     ///
-    /// Encodes every entry given: a sender keeps to [`MAX_PEX_PEERS`] itself.
+    /// Encodes every entry given: a sender keeps to [`MAX_PEX_PEERS`] itself. Written
+    /// straight into `out`, reserved once at its exact length: a swarm sends one of these
+    /// to every peer every minute, and building the bencode value first cost a dozen
+    /// allocations each.
     pub fn encode(&self, out: &mut BytesMut) {
-        let mut added4 = Vec::new();
-        let mut flags4 = Vec::new();
-        let mut added6 = Vec::new();
-        let mut flags6 = Vec::new();
-        for (addr, flags) in &self.added {
-            match addr {
-                SocketAddr::V4(_) => {
-                    put_compact(addr, &mut added4);
-                    flags4.push(*flags);
-                }
-                SocketAddr::V6(_) => {
-                    put_compact(addr, &mut added6);
-                    flags6.push(*flags);
-                }
-            }
-        }
-        let mut dropped4 = Vec::new();
-        let mut dropped6 = Vec::new();
-        for addr in &self.dropped {
-            match addr {
-                SocketAddr::V4(_) => put_compact(addr, &mut dropped4),
-                SocketAddr::V6(_) => put_compact(addr, &mut dropped6),
-            }
-        }
+        out.reserve(self.encoded_len());
+        let is_v4 = |a: &SocketAddr| a.is_ipv4();
+        let added = |v4: bool| self.added.iter().filter(move |(a, _)| is_v4(a) == v4);
+        let dropped = |v4: bool| self.dropped.iter().filter(move |a| is_v4(a) == v4);
+        out.put_u8(b'd');
         // Sorted keys: "added" < "added.f" < "added6" < "added6.f" < "dropped" < "dropped6".
-        let dict = Dict::new(vec![
-            (b"added".as_slice(), Value::Bytes(&added4)),
-            (b"added.f".as_slice(), Value::Bytes(&flags4)),
-            (b"added6".as_slice(), Value::Bytes(&added6)),
-            (b"added6.f".as_slice(), Value::Bytes(&flags6)),
-            (b"dropped".as_slice(), Value::Bytes(&dropped4)),
-            (b"dropped6".as_slice(), Value::Bytes(&dropped6)),
-        ]);
-        bencode::encode_into(&Value::Dict(dict), out);
+        for v4 in [true, false] {
+            let (key, flags_key, width) = if v4 {
+                (&b"added"[..], &b"added.f"[..], 6)
+            } else {
+                (&b"added6"[..], &b"added6.f"[..], 18)
+            };
+            let count = added(v4).count();
+            bencode::put_bytes(out, key);
+            bencode::put_length(out, count * width);
+            for (addr, _) in added(v4) {
+                put_compact(addr, out);
+            }
+            bencode::put_bytes(out, flags_key);
+            bencode::put_length(out, count);
+            for (_, flags) in added(v4) {
+                out.put_u8(*flags);
+            }
+        }
+        for v4 in [true, false] {
+            let (key, width) = if v4 {
+                (&b"dropped"[..], 6)
+            } else {
+                (&b"dropped6"[..], 18)
+            };
+            bencode::put_bytes(out, key);
+            bencode::put_length(out, dropped(v4).count() * width);
+            for addr in dropped(v4) {
+                put_compact(addr, out);
+            }
+        }
+        out.put_u8(b'e');
+    }
+
+    /// The exact length of [`PexMessage::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        let v4_added = self.added.iter().filter(|(a, _)| a.is_ipv4()).count();
+        let v6_added = self.added.len() - v4_added;
+        let v4_dropped = self.dropped.iter().filter(|a| a.is_ipv4()).count();
+        let v6_dropped = self.dropped.len() - v4_dropped;
+        // `<len>:<key>` and `<len>:<value>`, for each of the six keys, in `d`…`e`.
+        let item = |key: &[u8], value_len: usize| {
+            decimal_len(key.len()) + 1 + key.len() + decimal_len(value_len) + 1 + value_len
+        };
+        2 + item(b"added", 6 * v4_added)
+            + item(b"added.f", v4_added)
+            + item(b"added6", 18 * v6_added)
+            + item(b"added6.f", v6_added)
+            + item(b"dropped", 6 * v4_dropped)
+            + item(b"dropped6", 18 * v6_dropped)
     }
 
     /// The whole extended message, sent under `ext_id` (the id the *receiver* gave
     /// `ut_pex` in its handshake).
     pub fn to_message(&self, ext_id: u8) -> Message {
-        let mut payload = BytesMut::new();
+        let mut payload = BytesMut::with_capacity(self.encoded_len());
         self.encode(&mut payload);
         Message::Extended {
             id: ext_id,
             payload: payload.freeze(),
         }
     }
+}
+
+/// How many decimal digits `n` takes.
+fn decimal_len(mut n: usize) -> usize {
+    let mut digits = 1;
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    digits
 }
 
 /// An address from its compact form: 4 or 16 address bytes, then a big-endian port.
@@ -178,7 +214,7 @@ fn compact_addr(entry: &[u8]) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-fn put_compact(addr: &SocketAddr, out: &mut Vec<u8>) {
+fn put_compact(addr: &SocketAddr, out: &mut BytesMut) {
     match addr.ip() {
         IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
         IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
@@ -226,6 +262,36 @@ mod tests {
             b"d5:added6:\x01\x02\x03\x04\x01\x027:added.f1:\x126:added60:8:added6.f0:\
               7:dropped0:8:dropped60:e"
         );
+    }
+
+    #[test]
+    fn encoded_len_is_exact_and_messages_round_trip() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for _ in 0..300 {
+            let addr = |rng: &mut fastrand::Rng| -> SocketAddr {
+                if rng.bool() {
+                    SocketAddr::from((rng.u32(..).to_be_bytes(), rng.u16(1..)))
+                } else {
+                    SocketAddr::from((rng.u128(..).to_be_bytes(), rng.u16(1..)))
+                }
+            };
+            let m = PexMessage {
+                added: (0..rng.usize(0..=MAX_PEX_PEERS))
+                    .map(|_| (addr(&mut rng), rng.u8(..)))
+                    .collect(),
+                dropped: (0..rng.usize(0..=MAX_PEX_PEERS))
+                    .map(|_| addr(&mut rng))
+                    .collect(),
+            };
+            let mut out = BytesMut::new();
+            m.encode(&mut out);
+            assert_eq!(out.len(), m.encoded_len());
+            // Decoding lists the IPv4 peers first, as they travel.
+            let mut want = m.clone();
+            want.added.sort_by_key(|(a, _)| a.is_ipv6());
+            want.dropped.sort_by_key(SocketAddr::is_ipv6);
+            assert_eq!(PexMessage::decode(&out), Ok(want));
+        }
     }
 
     #[test]
