@@ -180,6 +180,8 @@ pub struct Session {
     routes: ConnMap<TorrentId>,
     next_conn: u64,
     out: Outbox,
+    /// Reused by `handle_timeout` for the connections written to since the last call.
+    touched_scratch: Vec<ConnId>,
     next_tick: Instant,
     trackers: Trackers,
     /// The DHT node and per-torrent lookup schedules (`None`: `SessionConfig::dht` unset).
@@ -254,6 +256,7 @@ impl Session {
             routes: ConnMap::default(),
             next_conn: 0,
             out: Outbox::default(),
+            touched_scratch: Vec::new(),
             next_tick: now + TICK,
             trackers,
             dht,
@@ -491,7 +494,9 @@ impl Session {
         self.drop_slow_readers(late.slow, now);
         let tick_due = now >= self.next_tick;
         // Connections we wrote to since the last tick are not idle (keep-alive timing).
-        for conn in self.out.take_touched() {
+        let mut touched = std::mem::take(&mut self.touched_scratch);
+        self.out.take_touched(&mut touched);
+        for conn in touched.drain(..) {
             if let Some(t) = self
                 .routes
                 .get(&conn)
@@ -500,6 +505,7 @@ impl Session {
                 t.note_sent(conn, now);
             }
         }
+        self.touched_scratch = touched;
         // Every torrent on the housekeeping tick; between ticks only those whose exact
         // deadlines (choke round, slot verdicts) came, and only for those.
         let ticking: Vec<TorrentId> = self

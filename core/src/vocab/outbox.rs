@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::action::{Action, ConnId};
-use super::conn_map::{ConnMap, ConnSet};
+use super::conn_map::ConnMap;
 use crate::mse::Cipher;
 use crate::wire::{Message, encode_piece_header};
 
@@ -53,10 +53,11 @@ pub(crate) struct Outbox {
     deferred: Vec<ConnId>,
     /// The send keystream of every connection whose stream is RC4.
     ciphers: BTreeMap<ConnId, Cipher>,
-    /// Connections given anything to send since the last [`Outbox::take_touched`]: a
-    /// hash set, as it takes an insert per message and its one reader does not depend on
-    /// order.
-    touched: ConnSet,
+    /// Connections given anything to send since the last [`Outbox::take_touched`], each
+    /// once (its `Pending::touched` flag says whether it is listed; a closed one may stay
+    /// listed until then): a flag and a list rather than a hash set, which took a hash
+    /// per message and grew anew after every take.
+    touched: Vec<ConnId>,
 }
 
 /// One connection's bytes not yet turned into a `Send`.
@@ -66,9 +67,32 @@ struct Pending {
     /// Listed in `dirty` since the last flush: the bytes leave at the next [`Outbox::pop`].
     /// Set only with bytes present, so `due` implies `!bytes.is_empty()`.
     due: bool,
+    /// Listed in `touched`.
+    touched: bool,
 }
 
 impl Outbox {
+    /// `conn`'s pending bytes (made on its first message), with the connection listed as
+    /// touched.
+    fn touch<'a>(
+        pending: &'a mut ConnMap<Pending>,
+        touched: &mut Vec<ConnId>,
+        conn: ConnId,
+    ) -> &'a mut Pending {
+        // Room for a few small messages (`have` 9 bytes, `request` 17) from the start: grown
+        // from empty, the buffer was reallocated for nearly every message coalesced into it.
+        let p = pending.entry(conn).or_insert_with(|| Pending {
+            bytes: BytesMut::with_capacity(FIRST_CAPACITY),
+            due: false,
+            touched: false,
+        });
+        if !p.touched {
+            p.touched = true;
+            touched.push(conn);
+        }
+        p
+    }
+
     /// Queues `message` for `conn` (coalesced with other small messages).
     pub(crate) fn send(&mut self, conn: ConnId, message: &Message) {
         self.append(conn, false, |buf| message.encode(buf));
@@ -106,13 +130,7 @@ impl Outbox {
     /// Appends what `write` puts in `conn`'s pending bytes, encrypted if the connection is;
     /// `deferred` bytes do not make the connection due.
     fn append(&mut self, conn: ConnId, deferred: bool, write: impl FnOnce(&mut BytesMut)) {
-        self.touched.insert(conn);
-        // Room for a few small messages (`have` 9 bytes, `request` 17) from the start: grown
-        // from empty, the buffer was reallocated for nearly every message coalesced into it.
-        let p = self.pending.entry(conn).or_insert_with(|| Pending {
-            bytes: BytesMut::with_capacity(FIRST_CAPACITY),
-            due: false,
-        });
+        let p = Self::touch(&mut self.pending, &mut self.touched, conn);
         if !p.due {
             if !deferred {
                 p.due = true;
@@ -134,7 +152,7 @@ impl Outbox {
     /// RC4 then needs a copy to write into. A block read for this request alone is
     /// encrypted where it lies.
     pub(crate) fn send_block(&mut self, conn: ConnId, index: u32, begin: u32, data: Bytes) {
-        self.touched.insert(conn);
+        Self::touch(&mut self.pending, &mut self.touched, conn);
         self.flush(conn);
         let mut header = BytesMut::with_capacity(13);
         encode_piece_header(index, begin, data.len() as u32, &mut header);
@@ -170,14 +188,19 @@ impl Outbox {
     /// Forgets `conn`'s unsent bytes (it is being closed).
     pub(crate) fn discard(&mut self, conn: ConnId) {
         self.pending.remove(&conn);
-        self.touched.remove(&conn);
         self.ciphers.remove(&conn);
     }
 
-    /// The connections given anything to send since the last call, in no particular
-    /// order.
-    pub(crate) fn take_touched(&mut self) -> ConnSet {
-        std::mem::take(&mut self.touched)
+    /// Appends to `into` the connections given anything to send since the last call (and
+    /// still open), each once.
+    pub(crate) fn take_touched(&mut self, into: &mut Vec<ConnId>) {
+        for conn in self.touched.drain(..) {
+            // A connection closed since (`discard`) has no entry and is not reported.
+            if let Some(p) = self.pending.get_mut(&conn) {
+                p.touched = false;
+                into.push(conn);
+            }
+        }
     }
 
     fn flush(&mut self, conn: ConnId) {
@@ -304,6 +327,25 @@ mod tests {
         assert!(matches!(actions[1], Action::SendBlock { conn: A, .. }));
         out.release_deferred();
         assert!(drain(&mut out).is_empty());
+    }
+
+    #[test]
+    fn touched_connections_are_reported_once_until_taken_and_closed_ones_not_at_all() {
+        let mut out = Outbox::default();
+        out.send(A, &Message::Interested);
+        out.send_deferred(A, &Message::Have { index: 1 });
+        out.send_block(B, 0, 0, Bytes::from_static(b"x"));
+        out.send(ConnId(3), &Message::Unchoke);
+        out.discard(ConnId(3));
+        let mut touched = Vec::new();
+        out.take_touched(&mut touched);
+        assert_eq!(touched, vec![A, B]);
+        touched.clear();
+        out.take_touched(&mut touched);
+        assert!(touched.is_empty(), "taken already");
+        out.send(B, &Message::Choke);
+        out.take_touched(&mut touched);
+        assert_eq!(touched, vec![B]);
     }
 
     #[test]
