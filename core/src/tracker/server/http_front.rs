@@ -328,11 +328,17 @@ fn announce_body(reply: &AnnounceReply, compact: bool, no_peer_id: bool) -> Vec<
     let mut peers4 = Vec::new();
     let mut peers6 = Vec::new();
     let mut dicts = Vec::new();
-    let texts: Vec<String> = reply
-        .peers
-        .iter()
-        .map(|p| p.addr.ip().to_string())
-        .collect();
+    // The dictionary form names addresses as text; the compact one needs none (a reply
+    // of 50 peers made 50 strings for nothing).
+    let texts: Vec<String> = if compact {
+        vec![String::new(); reply.peers.len()]
+    } else {
+        reply
+            .peers
+            .iter()
+            .map(|p| p.addr.ip().to_string())
+            .collect()
+    };
     for (p, text) in reply.peers.iter().zip(&texts) {
         if compact {
             match p.addr {
