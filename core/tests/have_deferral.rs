@@ -1,7 +1,8 @@
-//! `have` deferral (`SessionConfig::defer_haves`): a verified piece's `have` leaves with
-//! the connection's next other message or at the next one-second housekeeping tick, never
-//! later; off, it leaves the moment the piece is verified. Run on the lab swarm with its
-//! wire sniffer, in virtual time.
+//! `have` deferral (`SessionConfig::defer_haves`): a verified piece's `have` to a peer we
+//! choke leaves with the connection's next other message or at the next one-second
+//! housekeeping tick, never later; to a peer we unchoke, and with deferral off to anyone,
+//! it leaves the moment the piece is verified. Run on the lab swarm with its wire sniffer,
+//! in virtual time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -13,21 +14,26 @@ use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 
-/// A seed and three leechers, 64 pieces of 16 KiB over 256 KiB/s links: each leecher
-/// verifies several pieces a second, so deferred `have`s have something to batch.
-/// Returns every `have` sent as (sender, receiver, piece, when) and each host's verify
-/// times per piece.
-#[allow(clippy::type_complexity)]
-fn run(
-    defer: bool,
-) -> (
-    Vec<(usize, usize, u32, Instant)>,
-    BTreeMap<(usize, u32), Instant>,
-) {
+/// One `have` on the wire: sender, receiver, piece, when it left, and whether the sender
+/// choked the receiver when the piece was verified (`None`: a choke or unchoke went out at
+/// that very instant, so the order is not known from the sniffer).
+struct HaveSent {
+    from: usize,
+    to: usize,
+    piece: u32,
+    at: Instant,
+    choked_at_verify: Option<bool>,
+}
+
+/// A seed and eight leechers, 64 pieces of 16 KiB over 256 KiB/s links: each leecher
+/// verifies several pieces a second and chokes some of the others (4 + 1 slots), so
+/// deferred `have`s have something to batch. Returns every `have` sent and each host's
+/// verify times per piece.
+fn run(defer: bool) -> (Vec<HaveSent>, BTreeMap<(usize, u32), Instant>) {
     let mut s = Swarm::new(make_content(64 * 16 * KIB, 11), 16 * KIB as u32, 256 * KIB);
     s.config.defer_haves = defer;
     s.add_seed(Behaviour::Honest);
-    let leechers: Vec<usize> = (0..3)
+    let leechers: Vec<usize> = (0..8)
         .map(|_| s.add_node(None, Behaviour::Honest))
         .collect();
     for &l in &leechers {
@@ -41,14 +47,6 @@ fn run(
     for &l in &leechers {
         assert!(s.disk_matches(l), "host {l}'s file differs");
     }
-    let haves = s
-        .sniffed()
-        .iter()
-        .filter_map(|m| match m.message {
-            Some(Message::Have { index }) => Some((m.from, m.to, index, m.at)),
-            _ => None,
-        })
-        .collect();
     let mut verified = BTreeMap::new();
     for i in 0..s.node_count() {
         for (at, e) in s.events(i) {
@@ -57,6 +55,46 @@ fn run(
             }
         }
     }
+    // Every choke and unchoke, per direction, in order.
+    let mut chokes: BTreeMap<(usize, usize), Vec<(Instant, bool)>> = BTreeMap::new();
+    for m in s.sniffed() {
+        let choked = match m.message {
+            Some(Message::Choke) | None => true,
+            Some(Message::Unchoke) => false,
+            _ => continue,
+        };
+        chokes
+            .entry((m.from, m.to))
+            .or_default()
+            .push((m.at, choked));
+    }
+    let choked_at = |from: usize, to: usize, at: Instant| -> Option<bool> {
+        let changes = chokes.get(&(from, to)).map(Vec::as_slice).unwrap_or(&[]);
+        if changes.iter().any(|&(t, _)| t == at) {
+            return None;
+        }
+        Some(
+            changes
+                .iter()
+                .take_while(|&&(t, _)| t < at)
+                .last()
+                .is_none_or(|&(_, choked)| choked),
+        )
+    };
+    let haves = s
+        .sniffed()
+        .iter()
+        .filter_map(|m| match m.message {
+            Some(Message::Have { index }) => Some(HaveSent {
+                from: m.from,
+                to: m.to,
+                piece: index,
+                at: m.at,
+                choked_at_verify: choked_at(m.from, m.to, verified[&(m.from, index)]),
+            }),
+            _ => None,
+        })
+        .collect();
     (haves, verified)
 }
 
@@ -64,35 +102,52 @@ fn run(
 fn deferred_haves_leave_within_a_tick_of_the_verify_and_in_batches() {
     let (haves, verified) = run(true);
     assert!(!haves.is_empty());
-    for &(from, to, piece, at) in &haves {
-        let v = verified[&(from, piece)];
+    for h in &haves {
+        let v = verified[&(h.from, h.piece)];
         assert!(
-            at >= v && at - v <= Duration::from_secs(1),
-            "host {from}'s have {piece} to {to} left {:?} after its verify",
-            at - v
+            h.at >= v && h.at - v <= Duration::from_secs(1),
+            "host {}'s have {} to {} left {:?} after its verify",
+            h.from,
+            h.piece,
+            h.to,
+            h.at - v
         );
+        if h.choked_at_verify == Some(false) {
+            assert_eq!(
+                h.at, v,
+                "an unchoked peer hears at once: {} to {}",
+                h.from, h.to
+            );
+        }
     }
-    // Batched: fewer sends than `have`s, and some left later than their verify.
+    // To choked peers: batched (fewer sends than `have`s), some later than their verify.
+    let deferred: Vec<&HaveSent> = haves
+        .iter()
+        .filter(|h| h.choked_at_verify == Some(true))
+        .collect();
     let sends: BTreeSet<(usize, usize, Instant)> =
-        haves.iter().map(|&(f, t, _, at)| (f, t, at)).collect();
+        deferred.iter().map(|h| (h.from, h.to, h.at)).collect();
     assert!(
-        sends.len() * 2 < haves.len(),
-        "{} haves in {} sends",
-        haves.len(),
+        sends.len() * 3 < deferred.len() * 2,
+        "{} haves to choked peers in {} sends",
+        deferred.len(),
         sends.len()
     );
-    assert!(haves.iter().any(|&(f, _, p, at)| at > verified[&(f, p)]));
+    assert!(deferred.iter().any(|h| h.at > verified[&(h.from, h.piece)]));
 }
 
 #[test]
 fn undeferred_haves_leave_at_the_verify() {
     let (haves, verified) = run(false);
     assert!(!haves.is_empty());
-    for &(from, to, piece, at) in &haves {
+    for h in &haves {
         assert_eq!(
-            at,
-            verified[&(from, piece)],
-            "host {from}'s have {piece} to {to}"
+            h.at,
+            verified[&(h.from, h.piece)],
+            "host {}'s have {} to {}",
+            h.from,
+            h.piece,
+            h.to
         );
     }
 }

@@ -392,13 +392,15 @@ impl Torrent {
             // changes neither its interest in us nor anything it may pick, and these were
             // most of a swarm's messages (a third of the simulator's events). Our
             // completion still reaches everyone through `upload_only` (`check_complete`).
-            // Deferred by default (`SessionConfig::defer_haves`): most peers hear of it
-            // with our next message to them or at the next tick, several pieces at once.
+            // Deferred by default (`SessionConfig::defer_haves`) to the peers we choke:
+            // they hear of it with our next message to them or at the next tick, several
+            // pieces at once. One we unchoke may request it at once (its pipeline may be
+            // waiting on our pieces, our upload idle), so it hears now.
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();
             for (&conn, peer) in &self.peers {
                 if !peer.has.get(piece) {
                     let have = Message::Have { index: piece };
-                    if ctx.config.defer_haves {
+                    if ctx.config.defer_haves && peer.am_choking {
                         ctx.out.send_deferred(conn, &have);
                     } else {
                         ctx.out.send(conn, &have);
