@@ -114,57 +114,57 @@ impl RateMeter {
 
     /// Average bytes per second over the window ending at `now`; 0 after a window of silence.
     pub fn rate(&self, now: Instant) -> u64 {
-        // Never look at a time before the newest bucket (time going backwards).
-        let now_micros = self
-            .micros_since_start(now)
-            .max(self.head * self.bucket_micros);
-        let idx = now_micros / self.bucket_micros;
-        // Oldest absolute bucket that still overlaps the window ending at `now`.
-        let oldest = idx.saturating_sub(BUCKETS as u64 - 1);
-        if oldest > self.head {
+        let Some((oldest, span)) = self.window_at(now) else {
             return 0;
-        }
+        };
         let sum = if self.ring_sum_exact {
             // The ring holds the buckets `head - (BUCKETS - 1) ..= head` (zeros before the
             // first): the window's sum is the ring's less those older than `oldest`. Exact,
-            // as the sum below is whenever it does not saturate, and the ring's did not.
+            // as adding up is whenever it does not saturate, and the ring's sum did not.
             let ring_first = self.head.saturating_sub(BUCKETS as u64 - 1);
             (ring_first..oldest).fold(self.ring_sum, |acc, i| acc - self.buckets[self.slot(i)])
         } else {
-            (oldest..=self.head).fold(0u64, |acc, i| {
-                acc.saturating_add(self.buckets[self.slot(i)])
-            })
+            self.adding_up(oldest)
         };
-        let span = (now_micros - oldest * self.bucket_micros).max(self.bucket_micros);
         // In 64 bits when the product fits (always, below 18 TB in a window): the same
         // quotient without a 128-bit division.
         match sum.checked_mul(1_000_000) {
             Some(scaled) => scaled / span,
-            None => {
-                let rate = u128::from(sum) * 1_000_000 / u128::from(span);
-                u64::try_from(rate).unwrap_or(u64::MAX)
-            }
+            None => per_second_wide(sum, span),
         }
     }
 
-    /// [`Self::rate`] by adding the window's buckets up, as it was computed before the
-    /// ring's sum was kept: what the property test holds `rate` to.
-    #[cfg(test)]
-    fn rate_by_adding_up(&self, now: Instant) -> u64 {
+    /// The window ending at `now`: the oldest absolute bucket that still overlaps it and
+    /// the microseconds from that bucket's start to `now` (at least one bucket); `None`
+    /// after a window of silence. Never looks at a time before the newest bucket (time
+    /// going backwards).
+    fn window_at(&self, now: Instant) -> Option<(u64, u64)> {
         let now_micros = self
             .micros_since_start(now)
             .max(self.head * self.bucket_micros);
         let idx = now_micros / self.bucket_micros;
         let oldest = idx.saturating_sub(BUCKETS as u64 - 1);
         if oldest > self.head {
-            return 0;
+            return None;
         }
-        let sum = (oldest..=self.head).fold(0u64, |acc, i| {
-            acc.saturating_add(self.buckets[self.slot(i)])
-        });
         let span = (now_micros - oldest * self.bucket_micros).max(self.bucket_micros);
-        let rate = u128::from(sum) * 1_000_000 / u128::from(span);
-        u64::try_from(rate).unwrap_or(u64::MAX)
+        Some((oldest, span))
+    }
+
+    /// The buckets from `oldest` to the newest, added up (saturating).
+    fn adding_up(&self, oldest: u64) -> u64 {
+        (oldest..=self.head).fold(0u64, |acc, i| {
+            acc.saturating_add(self.buckets[self.slot(i)])
+        })
+    }
+
+    /// [`Self::rate`] by adding the window's buckets up and dividing in 128 bits, as it was
+    /// computed before the ring's sum was kept: what the property test holds `rate` to.
+    #[cfg(test)]
+    fn rate_by_adding_up(&self, now: Instant) -> u64 {
+        self.window_at(now).map_or(0, |(oldest, span)| {
+            per_second_wide(self.adding_up(oldest), span)
+        })
     }
 
     /// Total bytes recorded since creation (saturating at `u64::MAX`).
@@ -203,6 +203,12 @@ impl RateMeter {
         }
         self.head = idx;
     }
+}
+
+/// `sum` bytes over `span` microseconds, per second, in 128 bits (saturating).
+fn per_second_wide(sum: u64, span: u64) -> u64 {
+    let rate = u128::from(sum) * 1_000_000 / u128::from(span);
+    u64::try_from(rate).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
