@@ -14,15 +14,32 @@ use unchoke_sim::lab::{Behaviour, Swarm, make_content};
 
 const KIB: usize = 1024;
 
-/// One `have` on the wire: sender, receiver, piece, when it left, and whether the sender
-/// choked the receiver when the piece was verified (`None`: a choke or unchoke went out at
-/// that very instant, so the order is not known from the sniffer).
+/// One `have` on the wire: sender, receiver, piece, when it left, and whether, when the
+/// piece was verified, the sender choked the receiver and the receiver was interested in
+/// the sender (`None`: a message changing it went out at that very instant, so the order
+/// is not known from the sniffer).
 struct HaveSent {
     from: usize,
     to: usize,
     piece: u32,
     at: Instant,
     choked_at_verify: Option<bool>,
+    interested_at_verify: Option<bool>,
+}
+
+/// The state a list of `(when, state)` changes, in order, gives at `at`, starting from
+/// `initial`; `None` when one of them is at `at` itself.
+fn state_at(changes: &[(Instant, bool)], at: Instant, initial: bool) -> Option<bool> {
+    if changes.iter().any(|&(t, _)| t == at) {
+        return None;
+    }
+    Some(
+        changes
+            .iter()
+            .take_while(|&&(t, _)| t < at)
+            .last()
+            .map_or(initial, |&(_, state)| state),
+    )
 }
 
 /// A seed and eight leechers, 64 pieces of 16 KiB over 256 KiB/s links: each leecher
@@ -55,31 +72,26 @@ fn run(defer: bool) -> (Vec<HaveSent>, BTreeMap<(usize, u32), Instant>) {
             }
         }
     }
-    // Every choke and unchoke, per direction, in order.
+    // Every choke and unchoke, and every interest change, per direction, in order (a
+    // closed connection chokes and is not interested).
     let mut chokes: BTreeMap<(usize, usize), Vec<(Instant, bool)>> = BTreeMap::new();
+    let mut interest: BTreeMap<(usize, usize), Vec<(Instant, bool)>> = BTreeMap::new();
     for m in s.sniffed() {
-        let choked = match m.message {
-            Some(Message::Choke) | None => true,
-            Some(Message::Unchoke) => false,
+        let (list, state) = match m.message {
+            Some(Message::Choke) => (&mut chokes, true),
+            Some(Message::Unchoke) => (&mut chokes, false),
+            Some(Message::Interested) => (&mut interest, true),
+            Some(Message::NotInterested) => (&mut interest, false),
+            None => {
+                chokes.entry((m.from, m.to)).or_default().push((m.at, true));
+                (&mut interest, false)
+            }
             _ => continue,
         };
-        chokes
-            .entry((m.from, m.to))
-            .or_default()
-            .push((m.at, choked));
+        list.entry((m.from, m.to)).or_default().push((m.at, state));
     }
-    let choked_at = |from: usize, to: usize, at: Instant| -> Option<bool> {
-        let changes = chokes.get(&(from, to)).map(Vec::as_slice).unwrap_or(&[]);
-        if changes.iter().any(|&(t, _)| t == at) {
-            return None;
-        }
-        Some(
-            changes
-                .iter()
-                .take_while(|&&(t, _)| t < at)
-                .last()
-                .is_none_or(|&(_, choked)| choked),
-        )
+    let changes = |map: &BTreeMap<(usize, usize), Vec<(Instant, bool)>>, key| {
+        map.get(&key).cloned().unwrap_or_default()
     };
     let haves = s
         .sniffed()
@@ -90,7 +102,16 @@ fn run(defer: bool) -> (Vec<HaveSent>, BTreeMap<(usize, u32), Instant>) {
                 to: m.to,
                 piece: index,
                 at: m.at,
-                choked_at_verify: choked_at(m.from, m.to, verified[&(m.from, index)]),
+                choked_at_verify: state_at(
+                    &changes(&chokes, (m.from, m.to)),
+                    verified[&(m.from, index)],
+                    true,
+                ),
+                interested_at_verify: state_at(
+                    &changes(&interest, (m.to, m.from)),
+                    verified[&(m.from, index)],
+                    false,
+                ),
             }),
             _ => None,
         })
@@ -112,24 +133,25 @@ fn deferred_haves_leave_within_a_tick_of_the_verify_and_in_batches() {
             h.to,
             h.at - v
         );
-        if h.choked_at_verify == Some(false) {
+        if h.choked_at_verify == Some(false) || h.interested_at_verify == Some(false) {
             assert_eq!(
                 h.at, v,
-                "an unchoked peer hears at once: {} to {}",
+                "an unchoked or uninterested peer hears at once: {} to {}",
                 h.from, h.to
             );
         }
     }
-    // To choked peers: batched (fewer sends than `have`s), some later than their verify.
+    // To choked, interested peers: batched (fewer sends than `have`s), some later than
+    // their verify.
     let deferred: Vec<&HaveSent> = haves
         .iter()
-        .filter(|h| h.choked_at_verify == Some(true))
+        .filter(|h| h.choked_at_verify == Some(true) && h.interested_at_verify == Some(true))
         .collect();
     let sends: BTreeSet<(usize, usize, Instant)> =
         deferred.iter().map(|h| (h.from, h.to, h.at)).collect();
     assert!(
         sends.len() * 3 < deferred.len() * 2,
-        "{} haves to choked peers in {} sends",
+        "{} haves to choked, interested peers in {} sends",
         deferred.len(),
         sends.len()
     );

@@ -39,10 +39,11 @@ pub struct SessionConfig {
     /// If a peer has sent no block for this long while we had requests outstanding to it,
     /// its requests are cancelled and given to other peers (default 30 s).
     pub request_timeout: Duration,
-    /// Send a `have` to a peer we choke with the connection's next other message or at
-    /// the next one-second housekeeping tick, whichever comes first, rather than on its
-    /// own (default `true`). A peer we unchoke hears at once (it may request the piece
-    /// now), as does one we trade with (requests go to it all the time); an idle one hears
+    /// Send a `have` to a peer we choke that is interested in us with the connection's
+    /// next other message or at the next one-second housekeeping tick, whichever comes
+    /// first, rather than on its own (default `true`). A peer we unchoke hears at once (it
+    /// may request the piece now), as does one not interested in us (the piece may make
+    /// it so) and one we trade with (requests go to it all the time); a waiting one hears
     /// of all the pieces of a second in one message, up to a second late.
     /// `have`s were a single message each and most of a swarm's messages: nearly half of
     /// the simulator's events at 100 peers. Our completion is never deferred
