@@ -1,8 +1,9 @@
-//! `have` deferral (`SessionConfig::defer_haves`): a verified piece's `have` to a peer we
-//! choke leaves with the connection's next other message or at the next one-second
-//! housekeeping tick, never later; to a peer we unchoke, and with deferral off to anyone,
-//! it leaves the moment the piece is verified. Run on the lab swarm with its wire sniffer,
-//! in virtual time.
+//! Held `have`s (`SessionConfig::have_delay`): a verified piece's `have` to a peer we
+//! choke that is interested in us leaves with the connection's next other message (our
+//! unchoke included), when the peer says it is not interested, or within the delay, never
+//! later; to a peer we unchoke or one not interested, and with a zero delay to anyone, it
+//! leaves the moment the piece is verified. Run on the lab swarm with its wire sniffer, in
+//! virtual time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,7 +18,8 @@ const KIB: usize = 1024;
 /// One `have` on the wire: sender, receiver, piece, when it left, and whether, when the
 /// piece was verified, the sender choked the receiver and the receiver was interested in
 /// the sender (`None`: a message changing it went out at that very instant, so the order
-/// is not known from the sniffer).
+/// is not known from the sniffer); with the first unchoke of the receiver and the first
+/// `not interested` from it, strictly between the verify and the `have`.
 struct HaveSent {
     from: usize,
     to: usize,
@@ -25,6 +27,21 @@ struct HaveSent {
     at: Instant,
     choked_at_verify: Option<bool>,
     interested_at_verify: Option<bool>,
+    unchoked_while_held: Option<Instant>,
+    uninterested_while_held: Option<Instant>,
+}
+
+/// The first change in `changes` to `state` strictly between `from` and `to`.
+fn change_between(
+    changes: &[(Instant, bool)],
+    state: bool,
+    from: Instant,
+    to: Instant,
+) -> Option<Instant> {
+    changes
+        .iter()
+        .find(|&&(t, s)| s == state && t > from && t < to)
+        .map(|&(t, _)| t)
 }
 
 /// The state a list of `(when, state)` changes, in order, gives at `at`, starting from
@@ -46,9 +63,9 @@ fn state_at(changes: &[(Instant, bool)], at: Instant, initial: bool) -> Option<b
 /// verifies several pieces a second and chokes some of the others (4 + 1 slots), so
 /// deferred `have`s have something to batch. Returns every `have` sent and each host's
 /// verify times per piece.
-fn run(defer: bool) -> (Vec<HaveSent>, BTreeMap<(usize, u32), Instant>) {
+fn run(have_delay: Duration) -> (Vec<HaveSent>, BTreeMap<(usize, u32), Instant>) {
     let mut s = Swarm::new(make_content(64 * 16 * KIB, 11), 16 * KIB as u32, 256 * KIB);
-    s.config.defer_haves = defer;
+    s.config.have_delay = have_delay;
     s.add_seed(Behaviour::Honest);
     let leechers: Vec<usize> = (0..8)
         .map(|_| s.add_node(None, Behaviour::Honest))
@@ -97,70 +114,96 @@ fn run(defer: bool) -> (Vec<HaveSent>, BTreeMap<(usize, u32), Instant>) {
         .sniffed()
         .iter()
         .filter_map(|m| match m.message {
-            Some(Message::Have { index }) => Some(HaveSent {
-                from: m.from,
-                to: m.to,
-                piece: index,
-                at: m.at,
-                choked_at_verify: state_at(
-                    &changes(&chokes, (m.from, m.to)),
-                    verified[&(m.from, index)],
-                    true,
-                ),
-                interested_at_verify: state_at(
-                    &changes(&interest, (m.to, m.from)),
-                    verified[&(m.from, index)],
-                    false,
-                ),
-            }),
+            Some(Message::Have { index }) => {
+                let chokes = changes(&chokes, (m.from, m.to));
+                let interest = changes(&interest, (m.to, m.from));
+                let v = verified[&(m.from, index)];
+                Some(HaveSent {
+                    from: m.from,
+                    to: m.to,
+                    piece: index,
+                    at: m.at,
+                    choked_at_verify: state_at(&chokes, v, true),
+                    interested_at_verify: state_at(&interest, v, false),
+                    unchoked_while_held: change_between(&chokes, false, v, m.at),
+                    uninterested_while_held: change_between(&interest, false, v, m.at),
+                })
+            }
             _ => None,
         })
         .collect();
     (haves, verified)
 }
 
-#[test]
-fn deferred_haves_leave_within_a_tick_of_the_verify_and_in_batches() {
-    let (haves, verified) = run(true);
+/// Every `have` left within `delay` of its verify, at once to a peer unchoked or not
+/// interested then, and never after an unchoke or a `not interested` that came while it
+/// was held; those to choked, interested peers were batched (fewer sends than `have`s),
+/// some after their verify. Returns how many were held and in how many sends.
+fn check_held(
+    haves: &[HaveSent],
+    verified: &BTreeMap<(usize, u32), Instant>,
+    delay: Duration,
+) -> (usize, usize) {
     assert!(!haves.is_empty());
-    for h in &haves {
+    for h in haves {
         let v = verified[&(h.from, h.piece)];
+        let what = format!("host {}'s have {} to {}", h.from, h.piece, h.to);
         assert!(
-            h.at >= v && h.at - v <= Duration::from_secs(1),
-            "host {}'s have {} to {} left {:?} after its verify",
-            h.from,
-            h.piece,
-            h.to,
+            h.at >= v && h.at - v <= delay,
+            "{what} left {:?} after its verify",
             h.at - v
         );
         if h.choked_at_verify == Some(false) || h.interested_at_verify == Some(false) {
             assert_eq!(
                 h.at, v,
-                "an unchoked or uninterested peer hears at once: {} to {}",
-                h.from, h.to
+                "{what}: an unchoked or uninterested peer hears at once"
             );
         }
+        assert_eq!(
+            h.unchoked_while_held, None,
+            "{what} left after the unchoke, at {:?}",
+            h.at
+        );
+        assert_eq!(
+            h.uninterested_while_held, None,
+            "{what} left after the peer said it was not interested, at {:?}",
+            h.at
+        );
     }
-    // To choked, interested peers: batched (fewer sends than `have`s), some later than
-    // their verify.
-    let deferred: Vec<&HaveSent> = haves
+    let held: Vec<&HaveSent> = haves
         .iter()
         .filter(|h| h.choked_at_verify == Some(true) && h.interested_at_verify == Some(true))
         .collect();
     let sends: BTreeSet<(usize, usize, Instant)> =
-        deferred.iter().map(|h| (h.from, h.to, h.at)).collect();
+        held.iter().map(|h| (h.from, h.to, h.at)).collect();
     assert!(
-        sends.len() * 3 < deferred.len() * 2,
+        sends.len() * 3 < held.len() * 2,
         "{} haves to choked, interested peers in {} sends",
-        deferred.len(),
+        held.len(),
         sends.len()
     );
-    assert!(deferred.iter().any(|h| h.at > verified[&(h.from, h.piece)]));
+    assert!(held.iter().any(|h| h.at > verified[&(h.from, h.piece)]));
+    (held.len(), sends.len())
 }
 
 #[test]
-fn undeferred_haves_leave_at_the_verify() {
-    let (haves, verified) = run(false);
+fn held_haves_leave_within_a_second_delay_and_in_batches() {
+    let delay = Duration::from_secs(1);
+    let (haves, verified) = run(delay);
+    check_held(&haves, &verified, delay);
+}
+
+#[test]
+fn held_haves_leave_within_the_default_delay_and_in_batches() {
+    let delay = unchoke_core::session::SessionConfig::default().have_delay;
+    assert!(delay > Duration::from_secs(1));
+    let (haves, verified) = run(delay);
+    check_held(&haves, &verified, delay);
+}
+
+#[test]
+fn with_no_delay_haves_leave_at_the_verify() {
+    let (haves, verified) = run(Duration::ZERO);
     assert!(!haves.is_empty());
     for h in &haves {
         assert_eq!(

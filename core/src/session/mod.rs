@@ -523,8 +523,16 @@ impl Session {
         }
         if tick_due {
             self.next_tick = now + TICK;
-            // Deferred `have`s go out at least once a tick (`SessionConfig::defer_haves`).
-            self.out.release_deferred();
+            // Held `have`s all go at the last tick that keeps the oldest within
+            // `SessionConfig::have_delay` (at the first tick after it, for a delay of a
+            // tick or less).
+            if self
+                .out
+                .deferred_since()
+                .is_some_and(|since| now + TICK > since + self.config.have_delay)
+            {
+                self.out.release_deferred();
+            }
         }
         self.pump_announces(now);
         self.dht_timeout(now);

@@ -106,6 +106,9 @@ impl Torrent {
             }
             Message::NotInterested => {
                 peer.peer_interested = false;
+                // It may lack only the `have`s we hold for it (`SessionConfig::have_delay`):
+                // they go now, and may make it interested again.
+                ctx.out.release_conn(conn);
                 self.refill_slots(ctx, now);
             }
             Message::Request(req) => self.on_request(conn, req, ctx, now),

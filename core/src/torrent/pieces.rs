@@ -392,21 +392,23 @@ impl Torrent {
             // changes neither its interest in us nor anything it may pick, and these were
             // most of a swarm's messages (a third of the simulator's events). Our
             // completion still reaches everyone through `upload_only` (`check_complete`).
-            // Deferred by default (`SessionConfig::defer_haves`) to the peers we choke that
+            // Held by default (`SessionConfig::have_delay`) for the peers we choke that
             // are interested in us already: for them it changes only what they count, not
-            // what they may do, and they hear of it with our next message or at the next
-            // tick, several pieces at once. One we unchoke may request it at once (its
-            // pipeline may be waiting on our pieces, our upload idle), and one not
-            // interested in us may become so (and be given the next free slot): both hear
-            // now. Deferring to these too left a 2-second loopback swarm's leechers
-            // unaware of each other's pieces: they took more from the seed than from
-            // each other (`cli/tests/swarm.rs`).
+            // what they may do, and they hear of it with our next message (our unchoke
+            // included), when they say they are not interested, or within the delay,
+            // several pieces at once. One we unchoke may request it at once (its pipeline
+            // may be waiting on our pieces, our upload idle), and one not interested in us
+            // may become so (and be given the next free slot): both hear now. Holding
+            // these too left a 2-second loopback swarm's leechers unaware of each other's
+            // pieces: they took more from the seed than from each other
+            // (`cli/tests/swarm.rs`).
             let conns: Vec<ConnId> = self.peers.keys().copied().collect();
             for (&conn, peer) in &self.peers {
                 if !peer.has.get(piece) {
                     let have = Message::Have { index: piece };
-                    if ctx.config.defer_haves && peer.am_choking && peer.peer_interested {
-                        ctx.out.send_deferred(conn, &have);
+                    let hold = !ctx.config.have_delay.is_zero();
+                    if hold && peer.am_choking && peer.peer_interested {
+                        ctx.out.send_deferred(conn, &have, now);
                     } else {
                         ctx.out.send(conn, &have);
                     }

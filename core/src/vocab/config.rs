@@ -39,16 +39,21 @@ pub struct SessionConfig {
     /// If a peer has sent no block for this long while we had requests outstanding to it,
     /// its requests are cancelled and given to other peers (default 30 s).
     pub request_timeout: Duration,
-    /// Send a `have` to a peer we choke that is interested in us with the connection's
-    /// next other message or at the next one-second housekeeping tick, whichever comes
-    /// first, rather than on its own (default `true`). A peer we unchoke hears at once (it
-    /// may request the piece now), as does one not interested in us (the piece may make
-    /// it so) and one we trade with (requests go to it all the time); a waiting one hears
-    /// of all the pieces of a second in one message, up to a second late.
-    /// `have`s were a single message each and most of a swarm's messages: nearly half of
-    /// the simulator's events at 100 peers. Our completion is never deferred
-    /// (`upload_only` and the interest messages it causes carry the held `have`s along).
-    pub defer_haves: bool,
+    /// How long a `have` to a peer we choke that is interested in us may wait (default
+    /// 30 s; zero: never). It leaves with the connection's next other message, when the
+    /// peer says it is not interested, or at the first one-second housekeeping tick that
+    /// keeps the oldest waiting `have` within this delay, with all the others waiting
+    /// then. For such a peer a `have` changes only what it counts for rarest first, not
+    /// what it may do: it cannot request from us until we unchoke it, and our unchoke
+    /// carries the waiting `have`s ahead of it. A peer we unchoke hears at once (it may
+    /// request the piece now), as does one not interested in us (the piece may make it
+    /// so) and one we trade with (requests go to it all the time). `have`s were a single
+    /// message each and most of a swarm's messages: nearly half of the simulator's events
+    /// at 100 peers; waiting 30 s rather than 1 s took a further third of all events
+    /// away with the same distribution times (benches/RESULTS.md). Our completion is never
+    /// delayed (`upload_only` and the interest messages it causes carry the held `have`s
+    /// along).
+    pub have_delay: Duration,
     /// Requests we queue per peer for upload; also advertised as our `reqq` (default 250).
     pub max_queued_uploads: usize,
     /// A peer's upload request not served within this long is dropped (with a reject under
@@ -337,7 +342,7 @@ impl Default for SessionConfig {
             keepalive_interval: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(180),
             request_timeout: Duration::from_secs(30),
-            defer_haves: true,
+            have_delay: Duration::from_secs(30),
             max_queued_uploads: 250,
             upload_request_timeout: Duration::from_secs(30),
             slow_reader_rate: 16 * 1024,

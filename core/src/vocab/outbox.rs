@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use super::action::{Action, ConnId};
 use super::conn_map::ConnMap;
 use crate::mse::Cipher;
+use crate::time::Instant;
 use crate::wire::{Message, encode_piece_header};
 
 /// The capacity a connection's pending bytes start with.
@@ -27,10 +28,11 @@ const KEEP_CAPACITY: usize = 256;
 ///
 /// Deferral rule: bytes queued with [`Outbox::send_deferred`] sit in the same pending
 /// buffer but do not make the connection due; they leave with the connection's next
-/// other message (in the order produced, by the rule above) or at
-/// [`Outbox::release_deferred`], whichever comes first. Invariant: a connection whose
-/// pending bytes are not empty is listed in `dirty` (it is due) or in `deferred` (they
-/// are all deferred).
+/// other message (in the order produced, by the rule above), at
+/// [`Outbox::release_conn`] for that connection or at [`Outbox::release_deferred`],
+/// whichever comes first; `deferred_since` is when the oldest of them was queued, for
+/// the session to time the release. Invariant: a connection whose pending bytes are not
+/// empty is listed in `dirty` (it is due) or in `deferred` (they are all deferred).
 ///
 /// Encryption rule: bytes are encrypted as they enter the outbox (appended to `pending`,
 /// or handed to [`Outbox::send_block`]). Entry order is the order the peer reads them in
@@ -51,6 +53,10 @@ pub(crate) struct Outbox {
     /// The connections whose pending bytes were all deferred when first queued (with stale
     /// entries): made due by [`Outbox::release_deferred`].
     deferred: Vec<ConnId>,
+    /// When the oldest bytes still possibly deferred were queued: set by the first
+    /// [`Outbox::send_deferred`] after a [`Outbox::release_deferred`] (it may outlive
+    /// bytes that left with a later message; their release is then a no-op).
+    deferred_since: Option<Instant>,
     /// The send keystream of every connection whose stream is RC4.
     ciphers: BTreeMap<ConnId, Cipher>,
     /// Connections given anything to send since the last [`Outbox::take_touched`], each
@@ -99,8 +105,10 @@ impl Outbox {
     }
 
     /// Queues `message` for `conn` to leave with the connection's next other message or at
-    /// the next [`Outbox::release_deferred`], whichever is first (see the deferral rule).
-    pub(crate) fn send_deferred(&mut self, conn: ConnId, message: &Message) {
+    /// the next [`Outbox::release_deferred`], whichever is first (see the deferral rule);
+    /// `now` is when it was queued.
+    pub(crate) fn send_deferred(&mut self, conn: ConnId, message: &Message, now: Instant) {
+        self.deferred_since.get_or_insert(now);
         self.append(conn, true, |buf| message.encode(buf));
     }
 
@@ -111,12 +119,19 @@ impl Outbox {
 
     /// Makes every connection's deferred bytes due: they leave at the next [`Outbox::pop`].
     pub(crate) fn release_deferred(&mut self) {
+        self.deferred_since = None;
         for conn in std::mem::take(&mut self.deferred) {
-            if let Some(p) = self.pending.get_mut(&conn) {
-                if !p.due && !p.bytes.is_empty() {
-                    p.due = true;
-                    self.dirty.push(conn);
-                }
+            self.release_conn(conn);
+        }
+    }
+
+    /// Makes `conn`'s deferred bytes due, if it has any: they leave at the next
+    /// [`Outbox::pop`]. (Its entry in `deferred`, if any, goes stale.)
+    pub(crate) fn release_conn(&mut self, conn: ConnId) {
+        if let Some(p) = self.pending.get_mut(&conn) {
+            if !p.due && !p.bytes.is_empty() {
+                p.due = true;
+                self.dirty.push(conn);
             }
         }
     }
@@ -125,6 +140,12 @@ impl Outbox {
     /// for bytes that already left with a later message).
     pub(crate) fn has_deferred(&self) -> bool {
         !self.deferred.is_empty()
+    }
+
+    /// When the oldest bytes that may still wait for [`Outbox::release_deferred`] were
+    /// queued (`None` when none were queued since the last release).
+    pub(crate) fn deferred_since(&self) -> Option<Instant> {
+        self.deferred_since
     }
 
     /// Appends what `write` puts in `conn`'s pending bytes, encrypted if the connection is;
@@ -268,20 +289,25 @@ mod tests {
     }
 
     const A: ConnId = ConnId(1);
+    const T0: Instant = Instant::from_micros(5_000_000);
     const B: ConnId = ConnId(2);
 
     #[test]
     fn deferred_bytes_wait_for_the_release() {
         let mut out = Outbox::default();
-        out.send_deferred(A, &Message::Have { index: 3 });
-        out.send_deferred(A, &Message::Have { index: 4 });
+        assert_eq!(out.deferred_since(), None);
+        out.send_deferred(A, &Message::Have { index: 3 }, T0);
+        let later = T0 + std::time::Duration::from_secs(3);
+        out.send_deferred(A, &Message::Have { index: 4 }, later);
         assert!(out.has_deferred());
+        assert_eq!(out.deferred_since(), Some(T0), "the oldest deferral");
         assert!(
             drain(&mut out).is_empty(),
             "nothing leaves before the release"
         );
         out.release_deferred();
         assert!(!out.has_deferred());
+        assert_eq!(out.deferred_since(), None);
         let have = bytes(&[Message::Have { index: 3 }, Message::Have { index: 4 }]);
         assert_eq!(sends(&drain(&mut out)), vec![(A, have)]);
         out.release_deferred();
@@ -291,8 +317,8 @@ mod tests {
     #[test]
     fn deferred_bytes_leave_first_with_the_next_message_of_their_connection_only() {
         let mut out = Outbox::default();
-        out.send_deferred(A, &Message::Have { index: 3 });
-        out.send_deferred(B, &Message::Have { index: 3 });
+        out.send_deferred(A, &Message::Have { index: 3 }, T0);
+        out.send_deferred(B, &Message::Have { index: 3 }, T0);
         out.send(A, &Message::Interested);
         let sent = sends(&drain(&mut out));
         let a = bytes(&[Message::Have { index: 3 }, Message::Interested]);
@@ -307,7 +333,7 @@ mod tests {
     fn a_deferred_message_after_a_due_one_leaves_with_it() {
         let mut out = Outbox::default();
         out.send(A, &Message::Unchoke);
-        out.send_deferred(A, &Message::Have { index: 9 });
+        out.send_deferred(A, &Message::Have { index: 9 }, T0);
         let sent = sends(&drain(&mut out));
         let a = bytes(&[Message::Unchoke, Message::Have { index: 9 }]);
         assert_eq!(sent, vec![(A, a)]);
@@ -316,7 +342,7 @@ mod tests {
     #[test]
     fn a_block_carries_the_deferred_bytes_ahead_of_it() {
         let mut out = Outbox::default();
-        out.send_deferred(A, &Message::Have { index: 5 });
+        out.send_deferred(A, &Message::Have { index: 5 }, T0);
         out.send_block(A, 0, 0, Bytes::from_static(b"data"));
         let actions = drain(&mut out);
         assert_eq!(actions.len(), 2, "{actions:?}");
@@ -333,7 +359,7 @@ mod tests {
     fn touched_connections_are_reported_once_until_taken_and_closed_ones_not_at_all() {
         let mut out = Outbox::default();
         out.send(A, &Message::Interested);
-        out.send_deferred(A, &Message::Have { index: 1 });
+        out.send_deferred(A, &Message::Have { index: 1 }, T0);
         out.send_block(B, 0, 0, Bytes::from_static(b"x"));
         out.send(ConnId(3), &Message::Unchoke);
         out.discard(ConnId(3));
@@ -349,9 +375,28 @@ mod tests {
     }
 
     #[test]
+    fn one_connection_released_sends_its_deferred_bytes_and_no_other() {
+        let mut out = Outbox::default();
+        out.send_deferred(A, &Message::Have { index: 3 }, T0);
+        out.send_deferred(B, &Message::Have { index: 4 }, T0);
+        out.release_conn(A);
+        let a = bytes(&[Message::Have { index: 3 }]);
+        assert_eq!(
+            sends(&drain(&mut out)),
+            vec![(A, a)],
+            "B's have still waits"
+        );
+        out.release_conn(A);
+        assert!(drain(&mut out).is_empty(), "released once, sent once");
+        out.release_deferred();
+        let b = bytes(&[Message::Have { index: 4 }]);
+        assert_eq!(sends(&drain(&mut out)), vec![(B, b)]);
+    }
+
+    #[test]
     fn a_closed_connection_sends_nothing_it_deferred() {
         let mut out = Outbox::default();
-        out.send_deferred(A, &Message::Have { index: 5 });
+        out.send_deferred(A, &Message::Have { index: 5 }, T0);
         out.discard(A);
         out.release_deferred();
         assert!(drain(&mut out).is_empty());
