@@ -41,6 +41,7 @@ mod peer;
 mod peer_info;
 mod peer_set;
 mod pex;
+mod pex_told;
 mod phase;
 mod pieces;
 mod smart_ban;

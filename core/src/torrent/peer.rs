@@ -176,7 +176,7 @@ impl Peer {
             },
             pex: PeerPex {
                 next_send: now + super::pex::PEX_FIRST_DELAY,
-                told: Vec::new(),
+                told: super::pex_told::ToldSet::default(),
                 last_received: None,
             },
             download: RateMeter::new(CHOKE_WINDOW, now),
@@ -341,10 +341,9 @@ pub(super) struct PeerMetadata {
 pub(super) struct PeerPex {
     /// When we may next send the peer a PEX message.
     pub(super) next_send: Instant,
-    /// The addresses we told the peer about and have not told it dropped since, sorted,
-    /// each once: a slice walked by `pex_news`, half the memory of a tree set and one
-    /// allocation (a swarm holds one per connection).
-    pub(super) told: Vec<SocketAddr>,
+    /// The addresses we told the peer about and have not told it dropped since, walked
+    /// in address order by `pex_news` (a swarm holds one per connection: kept compact).
+    pub(super) told: super::pex_told::ToldSet,
     /// When we last accepted a PEX message from the peer.
     pub(super) last_received: Option<Instant>,
 }

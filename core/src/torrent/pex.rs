@@ -63,13 +63,13 @@ pub(super) fn dial_addr(peer: &Peer) -> Option<SocketAddr> {
 /// memory, not over tree nodes). `added` and `dropped` come out in address order.
 fn pex_news(
     listed: &[(SocketAddr, (ConnId, u8))],
-    told: &[SocketAddr],
+    told: impl Iterator<Item = SocketAddr>,
     about_self: impl Fn(&SocketAddr, ConnId) -> bool,
 ) -> (Vec<(SocketAddr, u8)>, Vec<SocketAddr>) {
     let mut added = Vec::new();
     let mut dropped = Vec::new();
     let mut listed = listed.iter().peekable();
-    let mut told = told.iter().peekable();
+    let mut told = told.peekable();
     loop {
         let step = match (listed.peek(), told.peek()) {
             (None, None) => break,
@@ -92,7 +92,7 @@ fn pex_news(
             std::cmp::Ordering::Greater => {
                 if let Some(t) = told.next() {
                     if dropped.len() < MAX_PEX_PEERS {
-                        dropped.push(*t);
+                        dropped.push(t);
                     }
                 }
             }
@@ -102,20 +102,6 @@ fn pex_news(
         }
     }
     (added, dropped)
-}
-
-/// `told` (sorted, each address once) after telling the peer `added` (none of them in
-/// `told`) and `dropped` (all of them in `told`), both in address order as `pex_news`
-/// gives them; `told` stays sorted with each address once.
-fn told_update(told: &mut Vec<SocketAddr>, added: &[(SocketAddr, u8)], dropped: &[SocketAddr]) {
-    if !dropped.is_empty() {
-        told.retain(|a| dropped.binary_search(a).is_err());
-    }
-    if !added.is_empty() {
-        told.extend(added.iter().map(|(a, _)| *a));
-        told.sort_unstable();
-        told.dedup();
-    }
 }
 
 impl Torrent {
@@ -178,12 +164,12 @@ impl Torrent {
             let about_self = |addr: &SocketAddr, c: ConnId| {
                 c == conn || Some(*addr) == own || *addr == peer_addr
             };
-            let (added, dropped) = pex_news(&listed, &peer.pex.told, about_self);
+            let (added, dropped) = pex_news(&listed, peer.pex.told.iter(), about_self);
             let message = PexMessage { added, dropped };
             if message.is_empty() {
                 continue;
             }
-            told_update(&mut peer.pex.told, &message.added, &message.dropped);
+            peer.pex.told.update(&message.added, &message.dropped);
             ctx.out.send(conn, &message.to_message(id));
         }
     }
@@ -232,6 +218,7 @@ impl Torrent {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pex_told::ToldSet;
     use super::*;
     use std::collections::BTreeSet;
 
@@ -250,7 +237,9 @@ mod tests {
             let mut told: BTreeSet<SocketAddr> =
                 (0..rng.usize(0..130)).map(|_| addr(&mut rng)).collect();
             told.extend(listed.keys().filter(|_| rng.bool()).copied());
-            let told_sorted: Vec<SocketAddr> = told.iter().copied().collect();
+            let mut told_set = ToldSet::default();
+            let initial: Vec<(SocketAddr, u8)> = told.iter().map(|a| (*a, 0)).collect();
+            told_set.update(&initial, &[]);
             let me = ConnId(rng.u64(0..20));
             let about_self = |_: &SocketAddr, c: ConnId| c == me;
             let want_added: Vec<(SocketAddr, u8)> = listed
@@ -268,20 +257,23 @@ mod tests {
             let sorted: Vec<(SocketAddr, (ConnId, u8))> =
                 listed.iter().map(|(a, v)| (*a, *v)).collect();
             assert_eq!(
-                pex_news(&sorted, &told_sorted, about_self),
+                pex_news(&sorted, told_set.iter(), about_self),
                 (want_added.clone(), want_dropped.clone()),
                 "round {round}"
             );
             // The set after telling both is what a tree set's inserts and removes give.
-            let mut after = told_sorted;
-            told_update(&mut after, &want_added, &want_dropped);
+            told_set.update(&want_added, &want_dropped);
             for (a, _) in &want_added {
                 told.insert(*a);
             }
             for a in &want_dropped {
                 told.remove(a);
             }
-            assert_eq!(after, told.into_iter().collect::<Vec<_>>(), "round {round}");
+            assert_eq!(
+                told_set.iter().collect::<Vec<_>>(),
+                told.into_iter().collect::<Vec<_>>(),
+                "round {round}"
+            );
         }
     }
 }
