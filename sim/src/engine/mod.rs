@@ -357,6 +357,20 @@ pub struct Simulation {
     lab: Option<Box<lab::Lab>>,
 }
 
+/// The study's tracker: a default one that holds the whole swarm, the server and every
+/// peer. The default's 5,000 peers per swarm, a public tracker's memory bound, would turn
+/// every peer past it away for good (they have no other way in: every peer stays to the
+/// end), so N = 10,000 once ran with half its peers never joining.
+fn study_tracker_config(peers: usize) -> ServerConfig {
+    let default = ServerConfig::default();
+    let hosts = peers.saturating_add(1);
+    ServerConfig {
+        max_peers_per_swarm: default.max_peers_per_swarm.max(hosts),
+        max_total_peers: default.max_total_peers.max(hosts),
+        ..default
+    }
+}
+
 impl Simulation {
     /// Sets up the swarm: the payload and its torrent, the tracker, the server (holding the
     /// whole file) and the peers, all joining at time zero.
@@ -366,7 +380,7 @@ impl Simulation {
             .map_err(SimError::Invalid)?;
         let pieces = payload.piece_count();
         let mut rng = fastrand::Rng::with_seed(config.seed);
-        let tracker = TrackerServer::new(ServerConfig::default(), rng.u64(..));
+        let tracker = TrackerServer::new(study_tracker_config(config.peers), rng.u64(..));
         let mut sim = Simulation {
             limit: u64::try_from(config.time_limit.as_micros()).unwrap_or(u64::MAX),
             payload,
@@ -940,4 +954,24 @@ fn mix(seed: u64, host: u64, incarnation: u64) -> u64 {
     x ^= x >> 27;
     x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past the default tracker's 5,000 peers per swarm, every host still gets into the
+    /// study's tracker (with the default, the peers past it were turned away for good).
+    #[test]
+    fn the_study_tracker_takes_every_peer_past_the_default_cap() {
+        let peers = ServerConfig::default().max_peers_per_swarm + 10;
+        let config = SimConfig::study(peers, 1024 * 1024);
+        let mut sim = Simulation::new(config).expect("a valid study");
+        // Every host announces at time zero: its announce reaches the tracker within a
+        // virtual second.
+        while sim.now < 1_000_000 && sim.tracker.peer_count() < peers + 1 {
+            assert!(!sim.run_for(1_000), "the run ended before every announce");
+        }
+        assert_eq!(sim.tracker.peer_count(), peers + 1);
+    }
 }
