@@ -27,7 +27,10 @@
 //!   while we want nothing from it. Among those, the least useful
 //!   goes first: neither interested nor interesting, then snubbed, then interested in us
 //!   while we want nothing from it, then interesting to us but choking us; ties go to the
-//!   longest idle. With none qualifying the newcomer is refused as before.
+//!   longest idle. With none qualifying the newcomer is refused as before. A full torrent
+//!   also dials one peer past the limit itself while a useless or snubbed peer holds a
+//!   slot, at most one such dial per `evict_dial_interval` (`torrent/peer_set.rs`,
+//!   `dial_to_evict`).
 //! - **Evicted addresses remembered** (`evicted_memory`, `evicted_memory_for`). The IP of
 //!   a peer evicted as idle is remembered per torrent, with when its idle time began,
 //!   for `evicted_memory_for` (at most `evicted_memory` entries; the oldest eviction is

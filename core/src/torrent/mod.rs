@@ -260,6 +260,9 @@ pub(crate) struct Torrent {
     /// Where the next wake-up for download tokens starts topping up pipelines, so the
     /// tokens go round the peers rather than always to the first.
     fill_turn: usize,
+    /// When the last dial past the peer limit went out (`peer_set.rs`, `dial_to_evict`):
+    /// the next waits `SessionConfig::evict_dial_interval` after it.
+    last_evict_dial: Option<Instant>,
 }
 
 impl Torrent {
@@ -328,6 +331,7 @@ impl Torrent {
             limits: crate::limits::LimiterPair::default(),
             down_waiting: false,
             fill_turn: 0,
+            last_evict_dial: None,
         }
     }
 

@@ -213,7 +213,8 @@ impl Torrent {
                     .saturating_sub(ctx.config.inbound_slots)
                     .saturating_sub(self.peers.len() + self.connecting.len()),
             );
-        let slots = if slots == 0 {
+        let past_limit = slots == 0;
+        let slots = if past_limit {
             self.dial_to_evict(ctx.config, now)
         } else {
             slots
@@ -283,6 +284,9 @@ impl Torrent {
             .saturating_sub(kept)
             .saturating_sub(self.connecting.len());
         let due = super::dial_choice::choose_dials(due, slots, tracker_slots, ctx.rng);
+        if past_limit && !due.is_empty() {
+            self.last_evict_dial = Some(now);
+        }
         for addr in due {
             self.connecting.insert(addr);
             ctx.out.push(Action::Connect {
@@ -638,11 +642,21 @@ impl Torrent {
     /// would churn a healthy swarm); a newcomer dialling us may still replace them. The
     /// eviction itself happens when the dial's handshake completes, with the exact check
     /// (upload times included); if nobody qualifies by then the new connection is refused.
+    ///
+    /// Such dials are spaced by `evict_dial_interval`: each replaces one peer, and in a
+    /// swarm whose peers have little to trade yet (a flash crowd's first minutes) there is
+    /// nearly always a useless one, so one dial after another, a round trip apart, turned
+    /// over a host's whole peer set every few minutes (the 300-peer study: 770 connections
+    /// per host in an hour; 190 with one dial per 10 s, and 1.5 % faster to finish).
     fn dial_to_evict(&self, config: &SessionConfig, now: Instant) -> usize {
         let full = self.peers.len() + self.connecting.len() >= config.max_peers_per_torrent;
         let busy = !self.connecting.is_empty();
+        let spaced = self
+            .last_evict_dial
+            .is_none_or(|last| now >= last + config.evict_dial_interval);
         let may = full
             && !busy
+            && spaced
             && config.max_connecting > 0
             && self
                 .eviction_candidate(config, now, |_| Activity::default())
@@ -934,6 +948,68 @@ mod tests {
         assert_eq!(t.candidates[&user].source, PeerSource::User);
         assert_eq!(t.candidates[&tracker].source, PeerSource::Proven);
         assert!(t.peer_sources.is_empty(), "nothing kept for peers gone");
+    }
+
+    /// A torrent at its peer limit (2) with both peers useless dials one address past the
+    /// limit, then no other until `evict_dial_interval` has passed since that dial, however
+    /// the dials end.
+    fn dials_past_the_limit(interval: Duration) -> Vec<(u64, SocketAddr)> {
+        let config = SessionConfig {
+            max_peers_per_torrent: 2,
+            inbound_slots: 0,
+            evict_dial_interval: interval,
+            ..SessionConfig::default()
+        };
+        let mut t = torrent();
+        let mut world = World::with(config.clone(), 7);
+        for n in 0..2u8 {
+            let theirs = Handshake {
+                reserved: wire::Reserved::NONE,
+                info_hash: t.info_hash,
+                peer_id: wire::PeerId([n; 20]),
+            };
+            let addr = SocketAddr::from(([10, 0, 0, n], 6881));
+            t.add_peer(
+                ConnId(u64::from(n)),
+                addr,
+                Direction::Inbound,
+                wire::Reserved::NONE,
+                &theirs,
+                None,
+                &mut world.ctx(),
+                Instant::ZERO,
+            );
+        }
+        let spare: Vec<SocketAddr> = (1..=40u8)
+            .map(|n| SocketAddr::from(([10, 0, 1, n], 6881)))
+            .collect();
+        t.add_candidates(
+            &spare,
+            PeerSource::Pex,
+            config.max_candidates,
+            Instant::ZERO,
+        );
+        let mut dialled = Vec::new();
+        for second in 0..60 {
+            let now = Instant::from_secs(second);
+            for addr in dial(&mut t, &config, now) {
+                dialled.push((second, addr));
+                // The dial ends at once, refused: its slot is free again at the next tick.
+                t.connect_failed(addr, &config, now);
+            }
+        }
+        dialled
+    }
+
+    #[test]
+    fn dials_past_the_limit_are_spaced_by_the_interval() {
+        // The two peers become useless (neither side interested) 3 s after connecting.
+        let spaced = dials_past_the_limit(Duration::from_secs(10));
+        let seconds: Vec<u64> = spaced.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seconds, vec![3, 13, 23, 33, 43, 53]);
+        // Without the interval, one goes out every tick its predecessor has ended.
+        let unspaced = dials_past_the_limit(Duration::ZERO);
+        assert_eq!(unspaced.len(), 57, "{unspaced:?}");
     }
 
     #[test]

@@ -194,6 +194,11 @@ pub struct SessionConfig {
     /// a few seconds tell; waiting the full grace would let attackers that reconnect as
     /// fast as they are evicted keep every slot young.
     pub evict_useless_after: Duration,
+    /// With every peer slot taken, a torrent may dial one peer past the limit to replace a
+    /// useless one (see `evict_useless_after`); at most one such dial per this interval
+    /// (default 10 s). Zero spaces them only by their round trips: a swarm whose peers have
+    /// little to trade yet then turns its connections over several times a minute.
+    pub evict_dial_interval: Duration,
     /// A handshake naming a peer id already connected on the torrent is a duplicate.
     /// The established connection is kept if it has exchanged payload, or if it is
     /// younger than this (against a newcomer from the same IP, two peers dialling each
@@ -371,6 +376,7 @@ impl Default for SessionConfig {
             max_inbound_per_ip: 8,
             evict_idle_after: Duration::from_secs(10),
             evict_useless_after: Duration::from_secs(3),
+            evict_dial_interval: Duration::from_secs(10),
             duplicate_grace: Duration::from_secs(5),
             evicted_memory: 1024,
             evicted_memory_for: Duration::from_secs(300),
