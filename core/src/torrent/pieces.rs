@@ -402,9 +402,14 @@ impl Torrent {
             // these too left a 2-second loopback swarm's leechers unaware of each other's
             // pieces: they took more from the seed than from each other
             // (`cli/tests/swarm.rs`).
-            let conns: Vec<ConnId> = self.peers.keys().copied().collect();
+            // Only a peer that has the piece can stop interesting us because of it: what
+            // we want from one that lacks it is what it was (the pieces it has that we
+            // lack are the same), so its interest is not looked at again.
+            let mut holders: Vec<ConnId> = Vec::new();
             for (&conn, peer) in &self.peers {
-                if !peer.has.get(piece) {
+                if peer.has.get(piece) {
+                    holders.push(conn);
+                } else {
                     let have = Message::Have { index: piece };
                     let hold = !ctx.config.have_delay.is_zero();
                     if hold && peer.am_choking && peer.peer_interested {
@@ -414,7 +419,7 @@ impl Torrent {
                     }
                 }
             }
-            for conn in conns {
+            for conn in holders {
                 self.update_interest(conn, ctx);
             }
             self.check_complete(ctx);
