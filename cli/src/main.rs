@@ -209,6 +209,12 @@ impl Command {
     }
 }
 
+/// mimalloc rather than the system's allocator: the simulator allocates and frees small
+/// buffers per message across thousands of sessions, and glibc's allocator was about a
+/// tenth of its time (`benches/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = cli.command.verbose();
