@@ -106,6 +106,7 @@ impl Torrent {
             let unchoke = decision.unchokes(peer.key);
             if unchoke && peer.am_choking {
                 peer.am_choking = false;
+                self.unchoked.push(conn);
                 peer.slot = Some(SlotTrial {
                     since: now,
                     ends: now + OPENING,
@@ -119,6 +120,7 @@ impl Torrent {
                 ctx.out.send(conn, &Message::Unchoke);
             } else if !unchoke && !peer.am_choking {
                 peer.am_choking = true;
+                self.unchoked.retain(|&c| c != conn);
                 peer.slot = None;
                 ctx.out.send(conn, &Message::Choke);
                 // Choking drops the peer's queued requests, but for its allowed-fast
@@ -212,7 +214,17 @@ impl Torrent {
         }
         let mut newly_wasted = false;
         let mut next: Option<Instant> = None;
-        for peer in self.peers.values_mut().filter(|p| !p.am_choking) {
+        debug_assert_eq!(
+            self.unchoked.len(),
+            self.peers.values().filter(|p| !p.am_choking).count(),
+            "`unchoked` lists exactly the peers we unchoke"
+        );
+        // Each peer is judged on its own and `next` is a minimum: the list's order does
+        // not matter.
+        for i in 0..self.unchoked.len() {
+            let Some(peer) = self.peers.get_mut(&self.unchoked[i]) else {
+                continue;
+            };
             let Some(slot) = peer.slot else {
                 continue;
             };

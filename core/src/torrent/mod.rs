@@ -248,6 +248,11 @@ pub(crate) struct Torrent {
     /// verdicts come at their exact instants ([`choking`]). Never false while one waits
     /// (set on `interested` and after every choke decision and judgement).
     slot_waiting: bool,
+    /// The peers we unchoke (`!am_choking`), in no particular order: the slot trials are
+    /// judged at every timer of the session, and a walk over every peer to find these few
+    /// was most of that. Kept where `am_choking` changes (`choking.rs`,
+    /// `apply_decision`) and where a peer leaves (`remove_peer`).
+    unchoked: Vec<ConnId>,
     /// The torrent's web seeds (BEP 19; see [`web_seed`]).
     web: web_seed::WebSeeds,
     /// The torrent's own rate limiters (unlimited unless set by
@@ -327,6 +332,7 @@ impl Torrent {
             upload_only: false,
             slot_verdict_at: None,
             slot_waiting: false,
+            unchoked: Vec::new(),
             web: web_seed::WebSeeds::default(),
             limits: crate::limits::LimiterPair::default(),
             down_waiting: false,

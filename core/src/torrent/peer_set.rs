@@ -476,6 +476,9 @@ impl Torrent {
         now: Instant,
     ) -> Option<Peer> {
         let peer = self.peers.remove(&conn)?;
+        if !peer.am_choking {
+            self.unchoked.retain(|&c| c != conn);
+        }
         if let Some(n) = self.connected_addrs.get_mut(&peer.addr) {
             *n -= 1;
             if *n == 0 {

@@ -128,11 +128,6 @@ impl<V> OrderedConnMap<V> {
         self.values.iter()
     }
 
-    /// The values, in id order, to change.
-    pub(crate) fn values_mut(&mut self) -> std::slice::IterMut<'_, V> {
-        self.values.iter_mut()
-    }
-
     /// `(connection, value)` pairs, in id order.
     pub(crate) fn iter(
         &self,
